@@ -1,0 +1,82 @@
+"""ductape-jobs: a durable job scheduler implementing Ductape's Jobs API."""
+
+from ductape_jobs.aio import AsyncDuctape
+from ductape_jobs.client import Ductape
+from ductape_jobs.clock import Clock, FakeClock, SystemClock
+from ductape_jobs.engine.retry import Backoff
+from ductape_jobs.errors import (
+    ConflictError,
+    DuctapeError,
+    ExecutionError,
+    ExecutorNotFoundError,
+    NotFoundError,
+    RunTimeoutError,
+    StoreError,
+    ValidationError,
+)
+from ductape_jobs.executors.base import RunContext
+from ductape_jobs.models import (
+    Attempt,
+    DispatchResult,
+    DrainSummary,
+    JobDefinition,
+    JobEventTypes,
+    JobUpdate,
+    Misfire,
+    Overlap,
+    RepeatOptions,
+    Run,
+    RunPhase,
+    Schedule,
+    ScheduleRequest,
+    ScheduleStatus,
+    Session,
+    TriggeredBy,
+)
+
+# The seeds' TypeScript names.
+IProductJob = JobDefinition
+IJobProcessorInput = ScheduleRequest
+IJobRepeatOptions = RepeatOptions
+ISession = Session
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncDuctape",
+    "Attempt",
+    "Backoff",
+    "Clock",
+    "ConflictError",
+    "DispatchResult",
+    "DrainSummary",
+    "Ductape",
+    "DuctapeError",
+    "ExecutionError",
+    "ExecutorNotFoundError",
+    "FakeClock",
+    "IJobProcessorInput",
+    "IJobRepeatOptions",
+    "IProductJob",
+    "ISession",
+    "JobDefinition",
+    "JobEventTypes",
+    "JobUpdate",
+    "Misfire",
+    "NotFoundError",
+    "Overlap",
+    "RepeatOptions",
+    "Run",
+    "RunContext",
+    "RunPhase",
+    "RunTimeoutError",
+    "Schedule",
+    "ScheduleRequest",
+    "ScheduleStatus",
+    "Session",
+    "StoreError",
+    "SystemClock",
+    "TriggeredBy",
+    "ValidationError",
+    "__version__",
+]

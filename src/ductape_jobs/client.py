@@ -1,0 +1,131 @@
+"""``Ductape``: the synchronous client. It owns the store, the clock, the registered functions and the engine."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import threading
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from datetime import timedelta
+from typing import Any, TypeVar
+
+from ductape_jobs.clock import Clock, SystemClock
+from ductape_jobs.engine.retry import Backoff
+from ductape_jobs.engine.scheduler import Scheduler
+from ductape_jobs.engine.worker import Worker, WorkerOptions
+from ductape_jobs.executors import ExecutorRegistry, FunctionExecutor, FunctionRegistry
+from ductape_jobs.jobs import Jobs
+from ductape_jobs.models import DrainSummary
+from ductape_jobs.store import DEFAULT_URL, Store, open_store
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class Ductape:
+    """The entry point.
+
+    ``Ductape()`` uses ``$DUCTAPE_STORE`` or ``sqlite:///./ductape.db``; ``Ductape("postgresql://...")`` scales out.
+    ``clock`` is injectable (``ductape_jobs.testing`` passes a fake one); worker settings are defaults for
+    ``worker()`` and ``drain()``.
+    """
+
+    def __init__(
+        self,
+        store: str | Store | None = None,
+        *,
+        clock: Clock | None = None,
+        concurrency: int = 50,
+        lease: timedelta = timedelta(seconds=30),
+        poll: timedelta = timedelta(milliseconds=200),
+        backoff: Backoff | None = None,
+        misfire_grace: timedelta = timedelta(seconds=1),
+        shutdown_grace: timedelta = timedelta(seconds=30),
+    ) -> None:
+        self.store: Store = (
+            store if isinstance(store, Store) else open_store(store or os.environ.get("DUCTAPE_STORE") or DEFAULT_URL)
+        )
+        self.store.migrate()
+        self.clock: Clock = clock or SystemClock()
+        self.functions = FunctionRegistry()
+        self.options = WorkerOptions(
+            concurrency=concurrency,
+            lease=lease,
+            poll=poll,
+            backoff=backoff or Backoff(),
+            shutdown_grace=shutdown_grace,
+        )
+        self.scheduler = Scheduler(self.store, self.clock, grace=misfire_grace)
+        self._pool = ThreadPoolExecutor(max_workers=max(4, concurrency), thread_name_prefix="ductape-fn")
+        self.executors = ExecutorRegistry()
+        self.executors.register(FunctionExecutor(self.functions, self._pool))
+        self.job = Jobs(self)
+        self._workers: set[Worker] = set()
+        self._workers_lock = threading.Lock()
+
+    def function(self, tag: str) -> Callable[[F], F]:
+        """Register a FUNCTION event: ``@ductape.function("tag")`` on ``def fn(input, ctx)`` (sync or async)."""
+
+        def register(fn: F) -> F:
+            self.functions.register(tag, fn)
+            return fn
+
+        return register
+
+    def new_worker(self, **overrides: Any) -> Worker:
+        """A worker on this client's store, clock and functions (``overrides`` change ``WorkerOptions``)."""
+        options = self.options if not overrides else _with(self.options, overrides)
+        return Worker(self.store, self.scheduler, self.executors, self.clock, options)
+
+    def drain(self) -> DrainSummary:
+        """Run everything due now, in this process, until nothing more is due; returns what happened."""
+        return asyncio.run(self.new_worker().run_until_idle())
+
+    def worker(self, **overrides: Any) -> None:
+        """Run the engine (scheduler and workers) until SIGTERM/SIGINT."""
+        asyncio.run(self.run_worker(**overrides))
+
+    async def run_worker(self, stop: asyncio.Event | None = None, **overrides: Any) -> None:
+        worker = self.new_worker(**overrides)
+        with self._workers_lock:
+            self._workers.add(worker)
+        try:
+            await worker.run(stop, handle_signals=stop is None)
+        finally:
+            with self._workers_lock:
+                self._workers.discard(worker)
+
+    def _notify_workers(self) -> None:
+        with self._workers_lock:
+            workers = list(self._workers)
+        for worker in workers:
+            worker.notify()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+        self.store.close()
+
+    def __enter__(self) -> Ductape:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _with(options: WorkerOptions, overrides: dict[str, Any]) -> WorkerOptions:
+    from dataclasses import fields, replace
+
+    known = {f.name for f in fields(WorkerOptions)}
+    unknown = set(overrides) - known
+    if unknown:
+        from ductape_jobs.errors import ValidationError
+
+        raise ValidationError(sorted(unknown)[0], f"is not a worker option (use one of {', '.join(sorted(known))})")
+    for key in ("lease", "poll", "heartbeat", "rescue_every", "shutdown_grace"):
+        if isinstance(overrides.get(key), int | float):
+            overrides[key] = timedelta(seconds=overrides[key])
+    if "concurrency" in overrides and int(overrides["concurrency"]) < 1:
+        from ductape_jobs.errors import ValidationError
+
+        raise ValidationError("concurrency", "must be >= 1")
+    return replace(options, **overrides)

@@ -1,0 +1,98 @@
+"""The scheduler: turns the due occurrences of schedules into runs, through the store's ``advance_due``.
+
+It keeps nothing in memory: the store finds due schedules by index, and a unique (schedule, due time)
+constraint makes racing schedulers (threads, processes, nodes) create each run once.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+from ductape_jobs.clock import Clock
+from ductape_jobs.ids import new_id
+from ductape_jobs.models import NewRun, Overlap, RunPhase, Schedule, TriggeredBy
+from ductape_jobs.store.base import Advance, DueSchedule, Store
+from ductape_jobs.timing import (
+    CronRecurrence,
+    EveryRecurrence,
+    Occurrences,
+    OnceRecurrence,
+    Plan,
+    Recurrence,
+    plan_due,
+)
+
+
+def recurrence_of(s: Schedule) -> Recurrence:
+    if s.cron is not None:
+        return CronRecurrence(s.cron, s.tz)
+    if s.every is not None:
+        return EveryRecurrence(s.every, s.start_at)
+    return OnceRecurrence(s.start_at)
+
+
+def occurrences_of(s: Schedule) -> Occurrences:
+    return Occurrences(next_due=s.next_run_at, runs_so_far=s.run_count, limit=s.limit, end_date=s.end_date)
+
+
+def new_run(s: Schedule, due: datetime, *, held: bool = False, now: datetime | None = None) -> NewRun:
+    ready = now is None or due <= now
+    return NewRun(
+        id=new_id("run"),
+        schedule_id=s.id,
+        scheduled_at=due,
+        available_at=None if held else due,
+        phase=RunPhase.QUEUED if ready and not held else RunPhase.SCHEDULED,
+        triggered_by=TriggeredBy.CRON if s.cron else TriggeredBy.SCHEDULE,
+    )
+
+
+def decide(s: Schedule, plan: Plan, active_runs: int, held: bool, now: datetime) -> Advance:
+    """Apply the overlap policy to a plan's due times and say how the schedule moves on."""
+    runs: list[NewRun] = []
+    skipped = 0
+    busy = active_runs > 0
+    for due in plan.due:
+        if s.overlap is Overlap.ALLOW or not busy:
+            runs.append(new_run(s, due, now=now))
+            busy = True
+        elif s.overlap is Overlap.BUFFER_ONE and not held:
+            runs.append(new_run(s, due, held=True))
+            held = True
+        else:
+            skipped += 1
+    return Advance(
+        schedule_id=s.id,
+        expected_next=s.next_run_at,
+        next_run_at=plan.next_due,
+        finished=plan.finished,
+        runs=runs,
+        skipped=skipped,
+        last_due_at=plan.due[-1] if plan.due else None,
+    )
+
+
+class Scheduler:
+    def __init__(
+        self, store: Store, clock: Clock, *, batch: int = 500, grace: timedelta = timedelta(seconds=1)
+    ) -> None:
+        self.store = store
+        self.clock = clock
+        self.batch = batch
+        self.grace = grace
+
+    def plan(self, due: DueSchedule, now: datetime) -> Advance:
+        s = due.schedule
+        plan = plan_due(recurrence_of(s), occurrences_of(s), now, misfire=s.misfire, grace=self.grace)
+        return decide(s, plan, due.active_runs, due.buffered, now)
+
+    def tick(self, now: datetime | None = None) -> list[NewRun]:
+        """Create the runs of every occurrence due by ``now``; returns them."""
+        at = now or self.clock.now()
+        created: list[NewRun] = []
+        for _ in range(100):  # bounded: the worker ticks again when more is due
+            batch = self.store.advance_due(at, self.batch, lambda d: self.plan(d, at))
+            created.extend(batch)
+            if not batch:
+                break
+        return created

@@ -1,0 +1,291 @@
+"""The worker: claims due runs in batches under a lease, runs them, records outcomes, retries, rescues.
+
+One asyncio loop per worker process. Each pass: record finished outcomes, let the scheduler create runs
+for due schedules, rescue runs whose lease expired, claim as many due runs as there is capacity, then sleep
+until the store says something is next due (or ``poll``, or until woken). A heartbeat task extends the
+leases of runs still going, so a slow run is never mistaken for a dead one; ``timeout`` bounds runtime.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import socket
+import time
+import traceback
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from ductape_jobs.clock import Clock
+from ductape_jobs.engine.retry import Backoff
+from ductape_jobs.engine.scheduler import Scheduler
+from ductape_jobs.executors.base import RunContext
+from ductape_jobs.executors.registry import ExecutorRegistry
+from ductape_jobs.ids import new_id
+from ductape_jobs.models import DrainSummary, Run
+from ductape_jobs.store.base import Outcome, Store
+
+log = logging.getLogger("ductape_jobs.worker")
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    concurrency: int = 50
+    batch: int = 200
+    lease: timedelta = timedelta(seconds=30)
+    heartbeat: timedelta | None = None  # default: a third of the lease
+    poll: timedelta = timedelta(milliseconds=200)
+    rescue_every: timedelta = timedelta(seconds=2)
+    max_rescues: int = 3
+    shutdown_grace: timedelta = timedelta(seconds=30)
+    backoff: Backoff = field(default_factory=Backoff)
+    run_scheduler: bool = True
+
+
+class Worker:
+    def __init__(
+        self,
+        store: Store,
+        scheduler: Scheduler,
+        executors: ExecutorRegistry,
+        clock: Clock,
+        options: WorkerOptions | None = None,
+        worker_id: str | None = None,
+    ) -> None:
+        self.store = store
+        self.scheduler = scheduler
+        self.executors = executors
+        self.clock = clock
+        self.options = options or WorkerOptions()
+        self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id('w')[-6:]}"
+        self.summary = DrainSummary()
+        self._inflight: dict[str, tuple[Run, asyncio.Task[None]]] = {}
+        self._outcomes: list[Outcome] = []
+        self._wake: asyncio.Event | None = None
+        self._stop: asyncio.Event | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._next_rescue: datetime | None = None
+
+    # ----------------------------------------------------------------------------------- public
+
+    async def run(self, stop: asyncio.Event | None = None, *, handle_signals: bool = True) -> None:
+        """Run until ``stop`` is set (or SIGTERM/SIGINT): then stop claiming, let in-flight runs finish within
+        ``shutdown_grace``, and give the rest back to the queue."""
+        self._start(stop)
+        assert self._stop is not None
+        if handle_signals:
+            self._install_signals()
+        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="ductape-heartbeat")
+        log.info("worker %s started (concurrency %d)", self.id, self.options.concurrency)
+        try:
+            while not self._stop.is_set():
+                more = await self._step()
+                await self._sleep(more)
+        finally:
+            await self._shutdown()
+            heartbeat.cancel()
+            log.info("worker %s stopped", self.id)
+
+    async def run_until_idle(self) -> DrainSummary:
+        """Run everything due now (and what it makes due now, e.g. retries without delay) until idle."""
+        self._start(None)
+        self.summary = DrainSummary()
+        while True:
+            more = await self._step()
+            if self._inflight:
+                await asyncio.gather(*(task for _, task in list(self._inflight.values())))
+                continue
+            if not more and not self._outcomes:
+                break
+        await self._flush()
+        return self.summary
+
+    def notify(self) -> None:
+        """Wake the worker now (something was scheduled in this process). Safe from any thread."""
+        loop, wake = self._loop, self._wake
+        if loop is not None and wake is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(wake.set)
+
+    def request_stop(self) -> None:
+        loop, stop = self._loop, self._stop
+        if loop is not None and stop is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(stop.set)
+
+    # --------------------------------------------------------------------------------- the loop
+
+    def _start(self, stop: asyncio.Event | None) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._wake = asyncio.Event()
+        self._stop = stop or asyncio.Event()
+
+    async def _io(self, fn: Callable[..., T], *args: Any) -> T:
+        return await asyncio.to_thread(fn, *args)
+
+    async def _step(self) -> bool:
+        """One pass. Returns True when more work may be due right away."""
+        assert self._wake is not None
+        self._wake.clear()
+        await self._flush()
+        now = self.clock.now()
+        due = await self._io(self.store.next_wakeup)
+        more = False
+        if self.options.run_scheduler and due.schedule_due is not None and due.schedule_due <= now:
+            created = await self._io(self.scheduler.tick, now)
+            self.summary.created += len(created)
+            more = bool(created)
+        if (
+            due.lease_expiry is not None
+            and due.lease_expiry < now
+            and (self._next_rescue is None or now >= self._next_rescue)
+        ):
+            self._next_rescue = now + self.options.rescue_every
+            rescued = await self._io(self.store.rescue_expired, now, self.options.max_rescues)
+            if rescued:
+                log.warning("rescued %d run(s) whose worker stopped heartbeating: %s", len(rescued), rescued[:5])
+                more = True
+        free = self.options.concurrency - len(self._inflight)
+        if free > 0 and (more or (due.run_due is not None and due.run_due <= now)):
+            want = min(free, self.options.batch)
+            runs = await self._io(self.store.acquire_runs, self.id, want, self.options.lease, now)
+            for run in runs:
+                task = asyncio.create_task(self._execute(run), name=f"run {run.id}")
+                self._inflight[run.id] = (run, task)
+            more = len(runs) == want
+        return more
+
+    async def _sleep(self, more: bool) -> None:
+        assert self._wake is not None and self._stop is not None
+        free = self.options.concurrency - len(self._inflight)
+        if more and free > 0:
+            await asyncio.sleep(0)
+            return
+        delay = self.options.poll.total_seconds()
+        if free > 0:
+            due = await self._io(self.store.next_wakeup)
+            nxt = due.earliest()
+            if nxt is not None:
+                delay = max(0.0, min(delay, (nxt - self.clock.now()).total_seconds()))
+        if delay <= 0 or self._wake.is_set() or self._outcomes:
+            await asyncio.sleep(0)
+            return
+        stop_wait = asyncio.ensure_future(self._stop.wait())
+        wake_wait = asyncio.ensure_future(self._wake.wait())
+        try:
+            await asyncio.wait({stop_wait, wake_wait}, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_wait.cancel()
+            wake_wait.cancel()
+
+    # ----------------------------------------------------------------------------------- a run
+
+    async def _execute(self, run: Run) -> None:
+        started = time.perf_counter()
+        ok, output, error, word, retryable = True, None, None, None, True
+        try:
+            executor = self.executors.get(run.event_type)
+            work: Awaitable[Any] = executor.execute(run, RunContext.of(run))
+            if run.timeout is not None:
+                output = await asyncio.wait_for(work, run.timeout.total_seconds())
+            else:
+                output = await work
+        except asyncio.CancelledError:
+            self._inflight.pop(run.id, None)
+            raise
+        except TimeoutError:
+            ok, word = False, "timeout"
+            error = f"RunTimeoutError: run exceeded its timeout of {run.timeout}"
+        except Exception as exc:
+            ok = False
+            retryable = bool(getattr(exc, "retryable", True))
+            error = _describe(exc)
+        finished = self.clock.now()
+        retry_at = None
+        if not ok and retryable and run.retry_count < run.max_retries:
+            retry_at = finished + self.options.backoff.delay(run.retry_count + 1)
+        self._outcomes.append(
+            Outcome(
+                run_id=run.id,
+                attempt=run.attempt,
+                worker_id=self.id,
+                ok=ok,
+                finished_at=finished,
+                duration_ms=int((time.perf_counter() - started) * 1000),
+                output=output,
+                error=error,
+                retry_at=retry_at,
+                outcome=word,
+            )
+        )
+        self._inflight.pop(run.id, None)
+        if self._wake is not None:
+            self._wake.set()
+
+    async def _flush(self) -> None:
+        if not self._outcomes:
+            return
+        outcomes, self._outcomes = self._outcomes, []
+        now = self.clock.now()
+        for attempt in range(5):
+            try:
+                await self._io(self.store.finish_runs, outcomes, now)
+                break
+            except Exception:
+                if attempt == 4:
+                    raise
+                log.exception("recording %d outcome(s) failed; retrying", len(outcomes))
+                await asyncio.sleep(0.1 * 2**attempt)
+        for o in outcomes:
+            if o.ok:
+                self.summary.completed += 1
+            elif o.retry_at is not None:
+                self.summary.retried += 1
+            else:
+                self.summary.failed += 1
+                log.warning("run %s failed for good: %s", o.run_id, (o.error or "").splitlines()[0:1])
+
+    async def _heartbeat_loop(self) -> None:
+        every = (self.options.heartbeat or self.options.lease / 3).total_seconds()
+        while True:
+            await asyncio.sleep(every)
+            ids = list(self._inflight)
+            if ids:
+                try:
+                    await self._io(self.store.extend_leases, self.id, ids, self.clock.now() + self.options.lease)
+                except Exception:
+                    log.exception("heartbeat failed")
+
+    async def _shutdown(self) -> None:
+        tasks = [task for _, task in self._inflight.values()]
+        if tasks:
+            log.info("waiting up to %s for %d run(s) in flight", self.options.shutdown_grace, len(tasks))
+            await asyncio.wait(tasks, timeout=self.options.shutdown_grace.total_seconds())
+        left = list(self._inflight)
+        for _, task in list(self._inflight.values()):
+            task.cancel()
+        await self._flush()
+        if left:
+            released = await self._io(self.store.release_runs, self.id, left, self.clock.now())
+            log.warning("released %d unfinished run(s) back to the queue", released)
+
+    def _install_signals(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                loop.add_signal_handler(sig, self._on_signal, sig)
+
+    def _on_signal(self, sig: signal.Signals) -> None:
+        log.info("received %s: stopping", sig.name)
+        if self._stop is not None:
+            self._stop.set()
+
+
+def _describe(exc: BaseException) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    tb = "".join(traceback.format_exception(exc)[-4:])
+    return (text + "\n" + tb)[:4000]

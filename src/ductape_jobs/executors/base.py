@@ -1,0 +1,53 @@
+"""The executor protocol and the context a run's event receives."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Protocol
+
+from ductape_jobs.models import JobEventTypes, Run
+
+
+@dataclass(frozen=True, slots=True)
+class RunContext:
+    """What an event knows about the run it serves (the second argument of a FUNCTION)."""
+
+    run_id: str
+    job_id: str
+    job_tag: str
+    env: str
+    product_tag: str
+    event_tag: str
+    attempt: int
+    retry_count: int
+    max_retries: int
+    scheduled_at: datetime
+    app: str | None = None
+    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("ductape_jobs.run"))
+
+    @classmethod
+    def of(cls, run: Run) -> RunContext:
+        return cls(
+            run_id=run.id,
+            job_id=run.schedule_id,
+            job_tag=run.job_tag,
+            env=run.env,
+            product_tag=run.product_tag,
+            event_tag=run.event_tag,
+            attempt=run.attempt,
+            retry_count=run.retry_count,
+            max_retries=run.max_retries,
+            scheduled_at=run.scheduled_at,
+            app=run.app,
+        )
+
+
+class Executor(Protocol):
+    """Runs events of one type. Raise to fail the attempt (``ExecutionError.retryable`` decides retries);
+    return a JSON-serialisable value to keep as the run's output."""
+
+    event_type: JobEventTypes
+
+    async def execute(self, run: Run, ctx: RunContext) -> Any: ...

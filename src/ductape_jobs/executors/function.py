@@ -1,0 +1,60 @@
+"""FUNCTION events: Python callables registered by tag, sync (run in a thread pool) or async."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+from ductape_jobs.errors import ExecutorNotFoundError, ValidationError
+from ductape_jobs.executors.base import RunContext
+from ductape_jobs.models import TAG_PATTERN, JobEventTypes, Run
+
+Function = Callable[[dict[str, Any], RunContext], Any]
+
+
+class FunctionRegistry:
+    def __init__(self) -> None:
+        self._functions: dict[str, Function] = {}
+
+    def register(self, tag: str, fn: Function) -> None:
+        if not TAG_PATTERN.match(tag):
+            raise ValidationError("tag", f"{tag!r} is not a valid function tag")
+        if not callable(fn):
+            raise ValidationError("fn", f"{fn!r} is not callable")
+        self._functions[tag] = fn
+
+    def get(self, tag: str) -> Function:
+        try:
+            return self._functions[tag]
+        except KeyError:
+            have = ", ".join(sorted(self._functions)) or "none"
+            raise ExecutorNotFoundError(
+                f"FUNCTION {tag!r} is not registered in this worker (registered: {have}); "
+                "start the worker with --app pointing at the module that registers it"
+            ) from None
+
+    def __contains__(self, tag: object) -> bool:
+        return tag in self._functions
+
+    def tags(self) -> list[str]:
+        return sorted(self._functions)
+
+
+class FunctionExecutor:
+    event_type = JobEventTypes.FUNCTION
+
+    def __init__(self, registry: FunctionRegistry, pool: ThreadPoolExecutor | None = None) -> None:
+        self.registry = registry
+        self.pool = pool
+
+    async def execute(self, run: Run, ctx: RunContext) -> Any:
+        fn = self.registry.get(run.event_tag)
+        if inspect.iscoroutinefunction(fn):
+            return await fn(run.input, ctx)
+        result = await asyncio.get_running_loop().run_in_executor(self.pool, fn, run.input, ctx)
+        if inspect.isawaitable(result):
+            return await result
+        return result

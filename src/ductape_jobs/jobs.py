@@ -1,0 +1,377 @@
+"""``ductape.job``: the seeds' Jobs API (create, update, fetch, fetch_all, schedule) and schedule control."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ductape_jobs.engine.scheduler import new_run, occurrences_of, recurrence_of
+from ductape_jobs.errors import NotFoundError, ValidationError
+from ductape_jobs.ids import new_id
+from ductape_jobs.models import (
+    DispatchResult,
+    JobDefinition,
+    JobUpdate,
+    NewRun,
+    RepeatOptions,
+    Run,
+    RunFilter,
+    RunPhase,
+    Schedule,
+    ScheduleRequest,
+    ScheduleStatus,
+    TriggeredBy,
+    parse,
+    to_utc,
+)
+from ductape_jobs.timing import Occurrences, plan_due, preview
+from ductape_jobs.timing.planning import first_due
+
+if TYPE_CHECKING:
+    from ductape_jobs.client import Ductape
+
+
+class Jobs:
+    """Reached as ``ductape.job``. Every method validates first and writes nothing on bad input."""
+
+    def __init__(self, owner: Ductape) -> None:
+        self._owner = owner
+        self._store = owner.store
+        self._clock = owner.clock
+
+    # ---------------------------------------------------------------------------- job definitions
+
+    def create(self, details: JobDefinition | dict[str, Any]) -> JobDefinition:
+        job = parse(JobDefinition, details)
+        return self._store.create_job(job, self._clock.now())
+
+    def update(self, tag: str, data: JobUpdate | dict[str, Any]) -> JobDefinition:
+        changes = parse(JobUpdate, data).model_dump(exclude_unset=True)
+        if not changes:
+            raise ValidationError("data", "give at least one field to update")
+        if self._store.get_job(tag) is None:
+            raise ValidationError("tag", f"no job with tag {tag!r}")
+        return self._store.update_job(tag, changes, self._clock.now())
+
+    def fetch(self, tag: str) -> JobDefinition:
+        job = self._store.get_job(tag)
+        if job is None:
+            raise NotFoundError("job", tag)
+        return job
+
+    def fetch_all(self) -> list[JobDefinition]:
+        return self._store.list_jobs()
+
+    def delete(self, tag: str) -> None:
+        self._store.delete_job(tag)
+
+    # older spellings from the seeds (001, 002)
+    fetchAll = fetch_all
+    fetch_jobs = fetch_all
+    fetch_job = fetch
+    create_job = create
+    update_job = update
+
+    # ------------------------------------------------------------------------------- scheduling
+
+    def schedule(self, request: ScheduleRequest | dict[str, Any]) -> DispatchResult:
+        """Schedule the job ``event``: now, at ``start_at``, or on ``repeat``. Returns what dispatch() answers."""
+        return self.schedule_many([request])[0]
+
+    def schedule_many(self, requests: Iterable[ScheduleRequest | dict[str, Any]]) -> list[DispatchResult]:
+        """Schedule many at once in one transaction (all or nothing); much faster for bulk enqueue."""
+        now = self._clock.now()
+        jobs: dict[str, JobDefinition | None] = {}
+        schedules: list[Schedule] = []
+        runs: list[NewRun] = []
+        tokens: dict[str, str] = {}
+        results: list[DispatchResult] = []
+        for i, raw in enumerate(requests):
+            try:
+                req = parse(ScheduleRequest, raw)
+                if req.event not in jobs:
+                    jobs[req.event] = self._store.get_job(req.event)
+                schedule, first_runs, result = self._plan(req, jobs[req.event], now)
+            except ValidationError as exc:
+                if i == 0 and not schedules:
+                    raise
+                raise ValidationError(f"[{i}].{exc.field}", exc.rule) from None
+            schedules.append(schedule)
+            runs.extend(first_runs)
+            if req.session is not None:
+                tokens[schedule.id] = req.session.token
+            results.append(result)
+        if schedules:
+            self._store.add_schedules(schedules, runs, tokens)
+            if runs:
+                self._owner._notify_workers()
+        return results
+
+    def _plan(
+        self, req: ScheduleRequest, job: JobDefinition | None, now: datetime
+    ) -> tuple[Schedule, list[NewRun], DispatchResult]:
+        if job is None:
+            raise ValidationError("event", f"no job with tag {req.event!r}; create it with job.create first")
+        repeat = req.repeat
+        start_at = req.start_at or job.start_at
+        start = max(start_at, now) if start_at else now
+        every = timedelta(milliseconds=repeat.every) if repeat and repeat.every else None
+        limit = repeat.limit if repeat else None
+        follows_job = repeat is None and job.intervals > 0
+        if follows_job:
+            every = timedelta(milliseconds=job.intervals)
+            limit = job.executions or None
+        end_date = repeat.end_date if repeat else None
+        if end_date is not None and end_date < start:
+            raise ValidationError("repeat.endDate", f"{end_date.isoformat()} is before the start {start.isoformat()}")
+        schedule = Schedule(
+            id=new_id("job"),
+            job_tag=job.tag,
+            env=req.env,
+            product_tag=req.product_tag,
+            input=req.input,
+            retries=req.retries,
+            status=ScheduleStatus.ACTIVE,
+            start_at=start,
+            next_run_at=None,
+            run_count=0,
+            created_at=now,
+            app=req.app,
+            cache=req.cache,
+            session_tag=req.session.tag if req.session else None,
+            cron=repeat.cron if repeat else None,
+            tz=repeat.tz if repeat else "UTC",
+            every=every,
+            limit=limit,
+            end_date=end_date,
+            follows_job=follows_job,
+            timeout=timedelta(milliseconds=req.timeout) if req.timeout else None,
+            misfire=req.misfire,
+            overlap=req.overlap,
+            pause_on_failure=req.pause_on_failure,
+        )
+        recurrence = recurrence_of(schedule)
+        first = first_due(recurrence, start, Occurrences(None, 0, limit, end_date))
+        if first is None:
+            raise ValidationError("repeat.endDate", "no occurrence falls between the start and the end date")
+        runs: list[NewRun] = []
+        next_due: datetime | None = first
+        run_count = 0
+        if first <= now:
+            plan = plan_due(recurrence, Occurrences(first, 0, limit, end_date), now, misfire=schedule.misfire)
+            runs = [new_run(schedule, due, now=now) for due in plan.due[:1]]
+            next_due, run_count = plan.next_due, len(runs)
+        status = ScheduleStatus.COMPLETED if next_due is None else ScheduleStatus.ACTIVE
+        schedule = _replace(
+            schedule,
+            next_run_at=next_due,
+            run_count=run_count,
+            status=status,
+            last_due_at=first if runs else None,
+        )
+        result = DispatchResult(
+            job_id=schedule.id,
+            status=RunPhase.QUEUED if runs else RunPhase.SCHEDULED,
+            scheduled_at=first,
+            recurring=schedule.recurring,
+            next_run_at=next_due,
+        )
+        return schedule, runs, result
+
+    # --------------------------------------------------------------------------- schedule control
+
+    def get(self, job_id: str) -> Schedule:
+        """A scheduled job instance by ``job_id``."""
+        schedule = self._store.get_schedule(job_id)
+        if schedule is None:
+            raise NotFoundError("schedule", job_id)
+        return schedule
+
+    def list(
+        self,
+        *,
+        status: ScheduleStatus | str | None = None,
+        job_tag: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> builtins.list[Schedule]:
+        """Scheduled job instances, newest first."""
+        state = _enum(ScheduleStatus, status, "status")
+        _check_page(limit, offset)
+        return self._store.list_schedules(status=state, job_tag=job_tag, limit=limit, offset=offset)
+
+    def pause(self, job_id: str) -> Schedule:
+        """No new occurrence starts while paused; runs already queued still run."""
+        schedule = self.get(job_id)
+        if schedule.status is not ScheduleStatus.ACTIVE:
+            raise ValidationError("job_id", f"schedule {job_id!r} is {schedule.status}; only an active one pauses")
+        return self._store.update_schedule(job_id, self._clock.now(), status=ScheduleStatus.PAUSED, reason="paused")
+
+    def resume(self, job_id: str) -> Schedule:
+        """Carry on from now: occurrences that fell due while paused are skipped."""
+        schedule = self.get(job_id)
+        if schedule.status is not ScheduleStatus.PAUSED:
+            raise ValidationError("job_id", f"schedule {job_id!r} is {schedule.status}; only a paused one resumes")
+        now = self._clock.now()
+        nxt = schedule.next_run_at
+        if nxt is not None and nxt < now:
+            nxt = first_due(recurrence_of(schedule), now, occurrences_of(schedule))
+        status = ScheduleStatus.ACTIVE if nxt is not None else ScheduleStatus.COMPLETED
+        self._owner._notify_workers()
+        return self._store.update_schedule(job_id, now, status=status, next_run_at=nxt, reason=None)
+
+    def cancel(self, job_id: str, reason: str | None = None) -> Schedule:
+        """Stop the schedule for good and cancel its runs that have not started (running ones finish)."""
+        schedule = self.get(job_id)
+        if schedule.status is ScheduleStatus.CANCELLED:
+            return schedule
+        text = f"cancelled: {reason}" if reason else "cancelled"
+        return self._store.update_schedule(
+            job_id,
+            self._clock.now(),
+            status=ScheduleStatus.CANCELLED,
+            reason=text,
+            next_run_at=None,
+            cancel_pending=True,
+        )
+
+    def reschedule(self, job_id: str, repeat: RepeatOptions | dict[str, Any]) -> Schedule:
+        """Give a schedule a new ``repeat`` (cron/every, limit, endDate, tz) from now on."""
+        options = parse(RepeatOptions, repeat)
+        schedule = self.get(job_id)
+        if schedule.status is ScheduleStatus.CANCELLED:
+            raise ValidationError("job_id", f"schedule {job_id!r} is cancelled")
+        now = self._clock.now()
+        every = timedelta(milliseconds=options.every) if options.every else None
+        changed = _replace(
+            schedule,
+            cron=options.cron,
+            tz=options.tz,
+            every=every,
+            limit=options.limit,
+            end_date=options.end_date,
+            start_at=now,
+            follows_job=False,
+        )
+        nxt = first_due(recurrence_of(changed), now, occurrences_of(changed))
+        if nxt is not None and nxt <= now and changed.last_due_at == nxt:
+            nxt = recurrence_of(changed).next_after(nxt)
+        status = schedule.status if nxt is not None else ScheduleStatus.COMPLETED
+        if schedule.status is ScheduleStatus.COMPLETED and nxt is not None:
+            status = ScheduleStatus.ACTIVE
+        self._owner._notify_workers()
+        return self._store.update_schedule(
+            job_id,
+            now,
+            cron=options.cron,
+            tz=options.tz,
+            every=every,
+            limit=options.limit,
+            end_date=options.end_date,
+            start_at=now,
+            follows_job=False,
+            next_run_at=nxt,
+            status=status,
+        )
+
+    def trigger(self, job_id: str) -> Run:
+        """Run a schedule once now, outside its cadence (``triggered_by=manual``), with its input."""
+        schedule = self.get(job_id)
+        now = self._clock.now()
+        run = NewRun(new_id("run"), schedule.id, now, now, RunPhase.QUEUED, TriggeredBy.MANUAL)
+        self._store.trigger(schedule.id, run)
+        self._owner._notify_workers()
+        return self.run(run.id)
+
+    def preview(
+        self,
+        repeat: RepeatOptions | dict[str, Any],
+        start: datetime | str | int | None = None,
+        count: int = 10,
+    ) -> builtins.list[datetime]:
+        """The next ``count`` fire times of ``repeat`` from ``start`` (default now), as aware UTC datetimes."""
+        options = parse(RepeatOptions, repeat)
+        if not 1 <= count <= 10_000:
+            raise ValidationError("count", "must be between 1 and 10000")
+        try:
+            begin = to_utc(start) or self._clock.now()
+        except ValueError as exc:
+            raise ValidationError("start", str(exc)) from None
+        every = timedelta(milliseconds=options.every) if options.every else None
+        probe = Schedule(
+            id="preview",
+            job_tag="preview",
+            env="",
+            product_tag="",
+            input={},
+            retries=0,
+            status=ScheduleStatus.ACTIVE,
+            start_at=begin,
+            next_run_at=None,
+            run_count=0,
+            created_at=begin,
+            cron=options.cron,
+            tz=options.tz,
+            every=every,
+        )
+        times = preview(recurrence_of(probe), begin, count, options.end_date)
+        return times[: options.limit] if options.limit else times
+
+    # ------------------------------------------------------------------------------------- runs
+
+    def runs(
+        self,
+        *,
+        job_id: str | None = None,
+        job_tag: str | None = None,
+        status: RunPhase | str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> builtins.list[Run]:
+        """Run history, newest first."""
+        phase = _enum(RunPhase, status, "status")
+        _check_page(limit, offset)
+        return self._store.list_runs(RunFilter(job_id, job_tag, phase, since, until, limit, offset))
+
+    def run(self, run_id: str) -> Run:
+        """One run with its attempts."""
+        found = self._store.get_run(run_id)
+        if found is None:
+            raise NotFoundError("run", run_id)
+        return found
+
+    def retry(self, run_id: str) -> Run:
+        """Give a failed (or cancelled) run one more attempt now."""
+        run = self._store.retry_run(run_id, self._clock.now())
+        self._owner._notify_workers()
+        return run
+
+
+def _replace(s: Schedule, **changes: Any) -> Schedule:
+    from dataclasses import replace
+
+    return replace(s, **changes)
+
+
+def _enum(kind: Any, value: Any, field: str) -> Any:
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(m.value for m in kind)
+        raise ValidationError(field, f"{value!r} is not one of {allowed}") from None
+
+
+def _check_page(limit: int, offset: int) -> None:
+    if not 1 <= limit <= 10_000:
+        raise ValidationError("limit", "must be between 1 and 10000")
+    if offset < 0:
+        raise ValidationError("offset", "must be >= 0")
+
+
+__all__: Sequence[str] = ["Jobs"]

@@ -1,0 +1,496 @@
+"""The seeds' records: job definitions (``IProductJob``), schedule requests (``IJobProcessorInput``,
+``IJobRepeatOptions``, ``ISession``), and what the store keeps: schedules, runs and their attempts.
+
+Input models are pydantic (they validate); stored records are plain dataclasses (they are read in the hot
+path). The seeds' millisecond and Unix-timestamp fields are converted here, once, into aware UTC
+``datetime`` and ``timedelta``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from enum import StrEnum
+from typing import Annotated, Any, TypeVar
+
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    field_validator,
+    model_validator,
+)
+from pydantic import ValidationError as PydanticValidationError
+
+from ductape_jobs.errors import ValidationError
+from ductape_jobs.timing.planning import Misfire
+from ductape_jobs.timing.recurrence import normalize_cron, zone
+
+__all__ = [
+    "Attempt",
+    "DispatchResult",
+    "DrainSummary",
+    "JobDefinition",
+    "JobEventTypes",
+    "JobUpdate",
+    "Misfire",
+    "Overlap",
+    "RepeatOptions",
+    "Run",
+    "RunFilter",
+    "RunPhase",
+    "Schedule",
+    "ScheduleRequest",
+    "ScheduleStatus",
+    "Session",
+    "TriggeredBy",
+]
+
+SECONDS_LIMIT = 100_000_000_000  # a Unix timestamp below 1e11 is seconds, otherwise milliseconds
+TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
+
+
+class JobEventTypes(StrEnum):
+    """The event a job runs. Accepts the seeds' names (``ACTION``) and the SDK's values (``action``);
+    ``PUBLISH`` is an alias of ``MESSAGEBROKER``."""
+
+    ACTION = "action"
+    NOTIFICATION = "notification"
+    DATABASE_ACTION = "database_action"
+    FUNCTION = "function"
+    MESSAGEBROKER = "messagebroker"
+
+    @classmethod
+    def parse(cls, value: object) -> JobEventTypes:
+        if isinstance(value, JobEventTypes):
+            return value
+        if isinstance(value, str):
+            key = value.strip().lower().replace("-", "_")
+            key = {"publish": "messagebroker", "message_broker": "messagebroker"}.get(key, key)
+            for member in cls:
+                if member.value == key:
+                    return member
+        names = ", ".join(m.name for m in cls)
+        raise ValueError(f"unknown event type {value!r} (use one of {names}, or PUBLISH)")
+
+
+class RunPhase(StrEnum):
+    """A run's phase, as the SDK names them."""
+
+    SCHEDULED = "scheduled"
+    QUEUED = "queued"
+    RUNNING = "running"
+    COMPLETED = "completed"
+    FAILED = "failed"
+    CANCELLED = "cancelled"
+    RETRY_SCHEDULED = "retry_scheduled"
+
+
+PENDING_PHASES = (RunPhase.SCHEDULED, RunPhase.QUEUED, RunPhase.RETRY_SCHEDULED)
+ACTIVE_PHASES = (*PENDING_PHASES, RunPhase.RUNNING)
+TERMINAL_PHASES = (RunPhase.COMPLETED, RunPhase.FAILED, RunPhase.CANCELLED)
+
+
+class ScheduleStatus(StrEnum):
+    ACTIVE = "active"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    COMPLETED = "completed"
+
+
+class Overlap(StrEnum):
+    """What a recurring schedule does when an occurrence falls due while its previous run still goes."""
+
+    ALLOW = "allow"
+    SKIP = "skip"
+    BUFFER_ONE = "buffer_one"
+
+
+class TriggeredBy(StrEnum):
+    SCHEDULE = "schedule"
+    CRON = "cron"
+    API = "api"
+    MANUAL = "manual"
+
+
+# ---------------------------------------------------------------------------------------------- times
+
+
+def to_utc(value: object, *, allow_zero: bool = True) -> datetime | None:  # noqa: C901
+    """A Unix timestamp (seconds below 1e11, else ms), ``datetime`` or ISO 8601 string as aware UTC.
+
+    ``0`` and ``None`` give ``None`` (meaning "now" for ``start_at``). Raises ``ValueError``.
+    """
+    if value is None:
+        return None
+    if isinstance(value, bool):
+        raise ValueError("must be a Unix timestamp, a datetime or an ISO 8601 string, not a boolean")
+    if isinstance(value, int | float):
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ValueError("must be a finite number")
+        if value < 0:
+            raise ValueError("must not be negative")
+        if value == 0:
+            if allow_zero:
+                return None
+            raise ValueError("must be a timestamp after 1970-01-01")
+        seconds = value if value < SECONDS_LIMIT else value / 1000
+        try:
+            return datetime.fromtimestamp(seconds, UTC)
+        except (OverflowError, OSError, ValueError):
+            raise ValueError("is too far in the future") from None
+    if isinstance(value, datetime):
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+    if isinstance(value, str):
+        text = value.strip()
+        if re.fullmatch(r"\d+(\.\d+)?", text):
+            return to_utc(float(text) if "." in text else int(text), allow_zero=allow_zero)
+        try:
+            parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        except ValueError:
+            raise ValueError(f"{value!r} is not a Unix timestamp or an ISO 8601 date-time") from None
+        return to_utc(parsed)
+    raise ValueError(f"must be a Unix timestamp, a datetime or an ISO 8601 string, not {type(value).__name__}")
+
+
+def _ms_positive(value: object) -> object:
+    if isinstance(value, timedelta):
+        return int(value.total_seconds() * 1000)
+    return value
+
+
+def _tag(value: object) -> object:
+    if isinstance(value, str) and not TAG_PATTERN.match(value):
+        raise ValueError(
+            "must start with a letter or digit and hold only letters, digits, '_', '-', '.', ':' (max 128)"
+        )
+    return value
+
+
+def _event_type(value: object) -> object:
+    return JobEventTypes.parse(value)
+
+
+Tag = Annotated[str, BeforeValidator(_tag)]
+EventType = Annotated[JobEventTypes, BeforeValidator(_event_type)]
+Millis = Annotated[int, BeforeValidator(_ms_positive)]
+NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
+
+
+def _json_object(value: object) -> dict[str, Any]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError("must be an object (a dict)")
+    try:
+        json.dumps(value, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise ValueError(f"must be JSON-serialisable: {exc}") from None
+    return value
+
+
+class _Input(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, str_strip_whitespace=True)
+
+
+# ------------------------------------------------------------------------------------- job definitions
+
+
+class JobDefinition(_Input):
+    """A job (the seeds' ``IProductJob``): which event it runs and its default cadence."""
+
+    name: NonEmpty
+    tag: Tag
+    event_type: EventType
+    event_tag: NonEmpty
+    executions: int = Field(default=0, ge=0, description="runs of the job's cadence; 0 = unlimited")
+    intervals: Millis = Field(default=0, ge=0, description="milliseconds between runs; 0 = run once")
+    start_at: datetime | None = None
+    created_at: datetime | None = None
+    updated_at: datetime | None = None
+
+    @field_validator("start_at", mode="before")
+    @classmethod
+    def _start(cls, v: object) -> datetime | None:
+        return to_utc(v)
+
+
+class JobUpdate(_Input):
+    """The updatable fields of a job; ``tag`` stays."""
+
+    name: NonEmpty | None = None
+    event_type: EventType | None = None
+    event_tag: NonEmpty | None = None
+    executions: int | None = Field(default=None, ge=0)
+    intervals: Millis | None = Field(default=None, ge=0)
+    start_at: datetime | None = None
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_tag(cls, data: object) -> object:
+        if isinstance(data, dict) and "tag" in data:
+            raise ValueError("tag cannot be changed; create a new job instead")
+        return data
+
+    @field_validator("start_at", mode="before")
+    @classmethod
+    def _start(cls, v: object) -> datetime | None:
+        return to_utc(v)
+
+
+# ------------------------------------------------------------------------------------ schedule requests
+
+
+class Session(_Input):
+    """The seeds' ``ISession``: a session tag and its token (``"tag:jwt"`` is accepted too)."""
+
+    tag: NonEmpty
+    token: Annotated[str, Field(min_length=1)]
+
+    @model_validator(mode="before")
+    @classmethod
+    def _from_string(cls, data: object) -> object:
+        if isinstance(data, str):
+            tag, sep, token = data.partition(":")
+            if not sep or not tag or not token:
+                raise ValueError("a session string must be 'tag:token'")
+            return {"tag": tag, "token": token}
+        return data
+
+
+class RepeatOptions(_Input):
+    """The seeds' ``IJobRepeatOptions``: exactly one of ``cron`` or ``every``."""
+
+    cron: str | None = None
+    every: Millis | None = Field(default=None, description="milliseconds between runs")
+    limit: int | None = Field(default=None, description="at most this many runs")
+    end_date: datetime | None = Field(default=None, alias="endDate")
+    tz: str = "UTC"
+
+    @field_validator("cron")
+    @classmethod
+    def _cron(cls, v: str | None) -> str | None:
+        return None if v is None else normalize_cron(v)
+
+    @field_validator("every")
+    @classmethod
+    def _every(cls, v: int | None) -> int | None:
+        if v is not None and v <= 0:
+            raise ValueError("every must be > 0 (milliseconds)")
+        return v
+
+    @field_validator("limit")
+    @classmethod
+    def _limit(cls, v: int | None) -> int | None:
+        if v is not None and v < 1:
+            raise ValueError("limit must be >= 1")
+        return v
+
+    @field_validator("tz")
+    @classmethod
+    def _tz(cls, v: str) -> str:
+        zone(v)
+        return v
+
+    @field_validator("end_date", mode="before")
+    @classmethod
+    def _end(cls, v: object) -> datetime | None:
+        return to_utc(v, allow_zero=False)
+
+    @model_validator(mode="after")
+    def _one_of(self) -> RepeatOptions:
+        if (self.cron is None) == (self.every is None):
+            raise ValueError("give exactly one of cron or every")
+        return self
+
+
+class ScheduleRequest(_Input):
+    """The seeds' ``IJobProcessorInput``: run the job ``event`` of a product in an environment."""
+
+    env: NonEmpty
+    product_tag: NonEmpty
+    event: Tag = Field(description="the job tag to run")
+    start_at: datetime | None = Field(default=None, description="Unix seconds or ms, ISO 8601; 0 = now")
+    retries: int = Field(default=0, ge=0, le=1000)
+    input: dict[str, Any] = Field(default_factory=dict)
+    app: str | None = None
+    cache: str | None = None
+    session: Session | None = None
+    repeat: RepeatOptions | None = None
+    timeout: Millis | None = Field(default=None, gt=0, description="max runtime of one attempt, ms")
+    misfire: Misfire = Misfire.RUN_ONCE
+    overlap: Overlap = Overlap.ALLOW
+    pause_on_failure: bool = False
+
+    @field_validator("start_at", mode="before")
+    @classmethod
+    def _start(cls, v: object) -> datetime | None:
+        return to_utc(v)
+
+    @field_validator("input", mode="before")
+    @classmethod
+    def _input(cls, v: object) -> dict[str, Any]:
+        return _json_object(v)
+
+    @model_validator(mode="after")
+    def _end_after_start(self) -> ScheduleRequest:
+        if self.repeat and self.repeat.end_date and self.start_at and self.repeat.end_date < self.start_at:
+            raise ValueError("repeat.endDate is before start_at")
+        return self
+
+
+M = TypeVar("M", bound=BaseModel)
+
+
+def parse(model: type[M], data: object) -> M:
+    """Validate ``data`` (a dict or a model) into ``model``; raise our ``ValidationError`` naming the field."""
+    if isinstance(data, model):
+        data = data.model_dump(exclude_unset=True)
+    elif isinstance(data, BaseModel):
+        data = data.model_dump(exclude_unset=True, by_alias=True)
+    if not isinstance(data, dict):
+        raise ValidationError(model.__name__, f"expected an object (dict), got {type(data).__name__}")
+    try:
+        return model.model_validate(data)
+    except PydanticValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"]) or model.__name__
+        msg = err["msg"].removeprefix("Value error, ")
+        if err["type"] == "missing":
+            msg = "is required"
+        elif err["type"] == "extra_forbidden":
+            msg = "is not a known field"
+        raise ValidationError(loc, msg) from None
+
+
+# ------------------------------------------------------------------------------------- stored records
+
+
+@dataclass(frozen=True, slots=True)
+class Schedule:
+    """A job instance made by ``schedule()``: the request, its recurrence and where it stands."""
+
+    id: str
+    job_tag: str
+    env: str
+    product_tag: str
+    input: dict[str, Any]
+    retries: int
+    status: ScheduleStatus
+    start_at: datetime
+    next_run_at: datetime | None
+    run_count: int
+    created_at: datetime
+    app: str | None = None
+    cache: str | None = None
+    session_tag: str | None = None
+    cron: str | None = None
+    tz: str = "UTC"
+    every: timedelta | None = None
+    limit: int | None = None
+    end_date: datetime | None = None
+    follows_job: bool = False
+    timeout: timedelta | None = None
+    misfire: Misfire = Misfire.RUN_ONCE
+    overlap: Overlap = Overlap.ALLOW
+    pause_on_failure: bool = False
+    last_due_at: datetime | None = None
+    skipped_count: int = 0
+    reason: str | None = None
+
+    @property
+    def recurring(self) -> bool:
+        return self.cron is not None or self.every is not None
+
+
+@dataclass(frozen=True, slots=True)
+class Attempt:
+    run_id: str
+    attempt: int
+    worker_id: str
+    started_at: datetime
+    finished_at: datetime | None = None
+    outcome: str | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Run:
+    """One occurrence of a schedule (or a one-off), with its attempts' summary."""
+
+    id: str
+    schedule_id: str
+    job_tag: str
+    product_tag: str
+    env: str
+    event_type: JobEventTypes
+    event_tag: str
+    phase: RunPhase
+    scheduled_at: datetime
+    input: dict[str, Any]
+    max_retries: int
+    retry_count: int = 0
+    attempt: int = 0
+    triggered_by: TriggeredBy = TriggeredBy.SCHEDULE
+    available_at: datetime | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    duration_ms: int | None = None
+    error: str | None = None
+    output: Any = None
+    timeout: timedelta | None = None
+    app: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+    attempts: list[Attempt] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class NewRun:
+    """A run the engine asks the store to create."""
+
+    id: str
+    schedule_id: str
+    scheduled_at: datetime
+    available_at: datetime | None
+    phase: RunPhase
+    triggered_by: TriggeredBy
+
+
+@dataclass(frozen=True, slots=True)
+class RunFilter:
+    job_id: str | None = None
+    job_tag: str | None = None
+    status: RunPhase | None = None
+    since: datetime | None = None
+    until: datetime | None = None
+    limit: int = 100
+    offset: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DispatchResult:
+    """What ``schedule()`` answers, as the SDK's ``dispatch()`` does."""
+
+    job_id: str
+    status: RunPhase
+    scheduled_at: datetime
+    recurring: bool
+    next_run_at: datetime | None
+
+
+@dataclass
+class DrainSummary:
+    """What ``drain()`` did."""
+
+    completed: int = 0
+    failed: int = 0
+    retried: int = 0
+    created: int = 0
+
+    @property
+    def ran(self) -> int:
+        return self.completed + self.failed + self.retried

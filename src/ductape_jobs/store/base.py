@@ -1,0 +1,209 @@
+"""The store contract: scheduler operations in domain words. SQLite and PostgreSQL implement it.
+
+Rules every implementation keeps (the store suite in ``tests/store`` checks them against each backend):
+
+- Every method is atomic: it changes everything it says or nothing.
+- Each (schedule, due time) becomes at most one run: a unique constraint, not memory, enforces it, so any
+  number of schedulers may race ``advance_due`` and ``add_schedules``.
+- ``acquire_runs`` hands each due run to one worker at a time, under a lease; an attempt row is written in
+  the same transaction, so a run is recorded before it starts.
+- ``finish_runs`` only applies an outcome whose worker still holds the run's lease for that attempt; a
+  late outcome from a worker whose lease was rescued is recorded on its attempt and changes nothing else.
+- Times are aware UTC ``datetime``; the engine passes ``now`` so an injected clock drives the store.
+- Driver exceptions leave as ``StoreError`` (or ``ConflictError``/``NotFoundError``) with the cause chained.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Any
+
+from ductape_jobs.models import (
+    JobDefinition,
+    NewRun,
+    Run,
+    RunFilter,
+    RunPhase,
+    Schedule,
+    ScheduleStatus,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class Capabilities:
+    """What a backend can do, so shared code never branches on a dialect name."""
+
+    listen_notify: bool = False
+    skip_locked: bool = False
+    multi_process: bool = True
+    clock_precision: timedelta = timedelta(milliseconds=1)
+
+
+@dataclass(frozen=True, slots=True)
+class DueSchedule:
+    """A schedule whose next occurrence is due, with what the overlap policy needs to know."""
+
+    schedule: Schedule
+    active_runs: int
+    buffered: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Advance:
+    """The scheduler's decision for one due schedule (see ``Store.advance_due``)."""
+
+    schedule_id: str
+    expected_next: datetime | None
+    next_run_at: datetime | None
+    finished: bool
+    runs: list[NewRun] = field(default_factory=list)
+    skipped: int = 0
+    last_due_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """How one attempt of a run ended. ``retry_at`` set on a failure means another attempt then."""
+
+    run_id: str
+    attempt: int
+    worker_id: str
+    ok: bool
+    finished_at: datetime
+    duration_ms: int
+    output: Any = None
+    error: str | None = None
+    retry_at: datetime | None = None
+    outcome: str | None = None  # the attempt's outcome word when not "completed"/"failed" (e.g. "timeout")
+
+
+@dataclass(frozen=True, slots=True)
+class Wakeups:
+    """When something next becomes due, by kind (``None``: nothing of that kind is pending)."""
+
+    schedule_due: datetime | None = None
+    run_due: datetime | None = None
+    lease_expiry: datetime | None = None
+
+    def earliest(self) -> datetime | None:
+        known = [t for t in (self.schedule_due, self.run_due, self.lease_expiry) if t is not None]
+        return min(known) if known else None
+
+
+Planner = Callable[[DueSchedule], Advance]
+
+
+class Store(ABC):
+    capabilities: Capabilities = Capabilities()
+
+    # -- lifecycle
+    @abstractmethod
+    def migrate(self) -> None:
+        """Create or upgrade the schema (versioned migrations); safe to call on every start."""
+
+    @abstractmethod
+    def close(self) -> None: ...
+
+    # -- job definitions
+    @abstractmethod
+    def create_job(self, job: JobDefinition, now: datetime) -> JobDefinition:
+        """Store a new job; ``ConflictError`` if the tag exists."""
+
+    @abstractmethod
+    def update_job(self, tag: str, changes: dict[str, Any], now: datetime) -> JobDefinition:
+        """Apply ``changes`` to job ``tag``; schedules that follow the job's cadence take the new cadence.
+        ``NotFoundError`` if there is no such job."""
+
+    @abstractmethod
+    def get_job(self, tag: str) -> JobDefinition | None: ...
+
+    @abstractmethod
+    def list_jobs(self) -> list[JobDefinition]: ...
+
+    @abstractmethod
+    def delete_job(self, tag: str) -> None:
+        """Delete job ``tag``; ``ConflictError`` while an active or paused schedule uses it."""
+
+    # -- schedules
+    @abstractmethod
+    def add_schedules(
+        self,
+        schedules: Sequence[Schedule],
+        runs: Sequence[NewRun],
+        session_tokens: dict[str, str] | None = None,
+    ) -> None:
+        """Store schedules and their already-due first runs, all or nothing. Each run copies its job's
+        event type and tag and its schedule's input. ``NotFoundError`` if a job does not exist."""
+
+    @abstractmethod
+    def get_schedule(self, schedule_id: str) -> Schedule | None: ...
+
+    @abstractmethod
+    def list_schedules(
+        self,
+        *,
+        status: ScheduleStatus | None = None,
+        job_tag: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> list[Schedule]: ...
+
+    @abstractmethod
+    def update_schedule(self, schedule_id: str, now: datetime, **changes: Any) -> Schedule:
+        """Change a schedule's state or timing (status, reason, next_run_at, cron, tz, every, limit, ...).
+        With ``cancel_pending=True`` its runs that have not started are cancelled too."""
+
+    @abstractmethod
+    def advance_due(self, now: datetime, limit: int, planner: Planner) -> list[NewRun]:
+        """For up to ``limit`` active schedules whose ``next_run_at <= now`` (oldest first): ask ``planner``
+        and apply its ``Advance`` (create the runs, move ``next_run_at``), each schedule atomically and
+        only if ``next_run_at`` still equals ``expected_next``. Returns the runs created."""
+
+    # -- runs
+    @abstractmethod
+    def acquire_runs(self, worker_id: str, limit: int, lease_for: timedelta, now: datetime) -> list[Run]:
+        """Claim up to ``limit`` due runs (oldest due first) for ``worker_id`` under a lease; record attempts."""
+
+    @abstractmethod
+    def extend_leases(self, worker_id: str, run_ids: Sequence[str], until: datetime) -> int:
+        """Heartbeat: push the lease of runs ``worker_id`` still holds to ``until``. Returns how many."""
+
+    @abstractmethod
+    def finish_runs(self, outcomes: Sequence[Outcome], now: datetime) -> None:
+        """Record attempts' outcomes (completed, retry scheduled, or failed for good). A terminal run releases a
+        ``buffer_one`` run waiting behind it; a final failure pauses a ``pause_on_failure`` schedule."""
+
+    @abstractmethod
+    def release_runs(self, worker_id: str, run_ids: Sequence[str], now: datetime) -> int:
+        """Give runs back unstarted (graceful shutdown): queued again at once, the attempt marked released."""
+
+    @abstractmethod
+    def rescue_expired(self, now: datetime, max_rescues: int) -> list[str]:
+        """Runs whose lease expired (their worker died) go back to the queue, the attempt marked ``lost``;
+        past ``max_rescues`` they fail. Returns the ids rescued."""
+
+    @abstractmethod
+    def retry_run(self, run_id: str, now: datetime) -> Run:
+        """Queue a failed or cancelled run for one more attempt now. ``ConflictError`` in any other phase."""
+
+    @abstractmethod
+    def trigger(self, schedule_id: str, run: NewRun) -> None:
+        """Create an extra run of a schedule now (``triggered_by=manual``)."""
+
+    @abstractmethod
+    def get_run(self, run_id: str) -> Run | None:
+        """A run with its attempts."""
+
+    @abstractmethod
+    def list_runs(self, flt: RunFilter) -> list[Run]:
+        """Runs matching ``flt``, newest due time first."""
+
+    @abstractmethod
+    def next_wakeup(self) -> Wakeups:
+        """When a schedule's next occurrence, a pending run and a lease expiry are next due."""
+
+    @abstractmethod
+    def count_runs(self) -> dict[RunPhase, int]: ...

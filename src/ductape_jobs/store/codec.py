@@ -1,0 +1,173 @@
+"""Conversions between records and the column values both SQL backends store (ms timestamps, JSON text)."""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from ductape_jobs.models import (
+    Attempt,
+    JobDefinition,
+    JobEventTypes,
+    Misfire,
+    Overlap,
+    Run,
+    RunPhase,
+    Schedule,
+    ScheduleStatus,
+    TriggeredBy,
+)
+
+
+def ms(t: datetime | None) -> int | None:
+    return None if t is None else int(t.timestamp() * 1000)
+
+
+def from_ms(v: int | None) -> datetime | None:
+    return None if v is None else datetime.fromtimestamp(v / 1000, UTC)
+
+
+def td_ms(d: timedelta | None) -> int | None:
+    return None if d is None else int(d.total_seconds() * 1000)
+
+
+def ms_td(v: int | None) -> timedelta | None:
+    return None if v is None else timedelta(milliseconds=v)
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def job_from_row(r: Any) -> JobDefinition:
+    return JobDefinition.model_construct(
+        name=r["name"],
+        tag=r["tag"],
+        event_type=JobEventTypes(r["event_type"]),
+        event_tag=r["event_tag"],
+        executions=r["executions"],
+        intervals=r["intervals"],
+        start_at=from_ms(r["start_at"]),
+        created_at=from_ms(r["created_at"]),
+        updated_at=from_ms(r["updated_at"]),
+    )
+
+
+def job_params(job: JobDefinition, now: datetime) -> dict[str, Any]:
+    return {
+        "tag": job.tag,
+        "name": job.name,
+        "event_type": job.event_type.value,
+        "event_tag": job.event_tag,
+        "executions": job.executions,
+        "intervals": job.intervals,
+        "start_at": ms(job.start_at),
+        "now": ms(now),
+    }
+
+
+def schedule_params(s: Schedule, session_token: str | None) -> dict[str, Any]:
+    return {
+        "id": s.id,
+        "job_tag": s.job_tag,
+        "env": s.env,
+        "product_tag": s.product_tag,
+        "input": dumps(s.input),
+        "retries": s.retries,
+        "app": s.app,
+        "cache": s.cache,
+        "session_tag": s.session_tag,
+        "session_token": session_token,
+        "cron": s.cron,
+        "tz": s.tz,
+        "every_ms": td_ms(s.every),
+        "run_limit": s.limit,
+        "end_date": ms(s.end_date),
+        "follows_job": int(s.follows_job),
+        "timeout_ms": td_ms(s.timeout),
+        "misfire": s.misfire.value,
+        "overlap": s.overlap.value,
+        "pause_on_failure": int(s.pause_on_failure),
+        "status": s.status.value,
+        "start_at": ms(s.start_at),
+        "next_run_at": ms(s.next_run_at),
+        "last_due_at": ms(s.last_due_at),
+        "run_count": s.run_count,
+        "created_at": ms(s.created_at),
+    }
+
+
+def schedule_from_row(r: Any) -> Schedule:
+    return Schedule(
+        id=r["id"],
+        job_tag=r["job_tag"],
+        env=r["env"],
+        product_tag=r["product_tag"],
+        input=json.loads(r["input"]),
+        retries=r["retries"],
+        status=ScheduleStatus(r["status"]),
+        start_at=from_ms(r["start_at"]) or datetime.fromtimestamp(0, UTC),
+        next_run_at=from_ms(r["next_run_at"]),
+        run_count=r["run_count"],
+        created_at=from_ms(r["created_at"]) or datetime.fromtimestamp(0, UTC),
+        app=r["app"],
+        cache=r["cache"],
+        session_tag=r["session_tag"],
+        cron=r["cron"],
+        tz=r["tz"],
+        every=ms_td(r["every_ms"]),
+        limit=r["run_limit"],
+        end_date=from_ms(r["end_date"]),
+        follows_job=bool(r["follows_job"]),
+        timeout=ms_td(r["timeout_ms"]),
+        misfire=Misfire(r["misfire"]),
+        overlap=Overlap(r["overlap"]),
+        pause_on_failure=bool(r["pause_on_failure"]),
+        last_due_at=from_ms(r["last_due_at"]),
+        skipped_count=r["skipped_count"],
+        reason=r["reason"],
+    )
+
+
+def run_from_row(r: Any, attempts: list[Attempt] | None = None) -> Run:
+    output = r["output"]
+    return Run(
+        id=r["id"],
+        schedule_id=r["schedule_id"],
+        job_tag=r["job_tag"],
+        product_tag=r["product_tag"],
+        env=r["env"],
+        event_type=JobEventTypes(r["event_type"]),
+        event_tag=r["event_tag"],
+        phase=RunPhase(r["phase"]),
+        scheduled_at=from_ms(r["scheduled_at"]) or datetime.fromtimestamp(0, UTC),
+        input=json.loads(r["input"]),
+        max_retries=r["max_retries"],
+        retry_count=r["retry_count"],
+        attempt=r["attempt"],
+        triggered_by=TriggeredBy(r["triggered_by"]),
+        available_at=from_ms(r["available_at"]),
+        started_at=from_ms(r["started_at"]),
+        completed_at=from_ms(r["completed_at"]),
+        duration_ms=r["duration_ms"],
+        error=r["error"],
+        output=None if output is None else json.loads(output),
+        timeout=ms_td(r["timeout_ms"]),
+        app=r["app"],
+        lease_owner=r["lease_owner"],
+        lease_expires_at=from_ms(r["lease_expires_at"]),
+        attempts=attempts or [],
+    )
+
+
+def attempt_from_row(r: Any) -> Attempt:
+    return Attempt(
+        run_id=r["run_id"],
+        attempt=r["attempt"],
+        worker_id=r["worker_id"],
+        started_at=from_ms(r["started_at"]) or datetime.fromtimestamp(0, UTC),
+        finished_at=from_ms(r["finished_at"]),
+        outcome=r["outcome"],
+        error=r["error"],
+    )

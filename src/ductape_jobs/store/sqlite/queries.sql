@@ -1,0 +1,182 @@
+-- SQL of the SQLite store. Times are integer milliseconds since the Unix epoch, UTC.
+
+-- name: insert_job
+INSERT INTO jobs (tag, name, event_type, event_tag, executions, intervals, start_at, created_at, updated_at)
+VALUES (:tag, :name, :event_type, :event_tag, :executions, :intervals, :start_at, :now, :now);
+
+-- name: update_job
+UPDATE jobs SET name = :name, event_type = :event_type, event_tag = :event_tag, executions = :executions,
+    intervals = :intervals, start_at = :start_at, updated_at = :now
+WHERE tag = :tag;
+
+-- name: follow_job_cadence
+-- Schedules without `repeat` follow their job's cadence: a changed interval moves their next occurrence.
+UPDATE schedules SET
+    every_ms = CASE WHEN :intervals > 0 THEN :intervals END,
+    run_limit = CASE WHEN :executions > 0 THEN :executions END,
+    next_run_at = CASE
+        WHEN :intervals <= 0 THEN NULL
+        WHEN :executions > 0 AND run_count >= :executions THEN NULL
+        WHEN last_due_at IS NULL THEN start_at
+        ELSE last_due_at + :intervals END,
+    status = CASE
+        WHEN status = 'active' AND (:intervals <= 0 OR (:executions > 0 AND run_count >= :executions))
+            AND last_due_at IS NOT NULL THEN 'completed'
+        ELSE status END,
+    updated_at = :now
+WHERE job_tag = :tag AND follows_job = 1 AND status IN ('active', 'paused');
+
+-- name: get_job
+SELECT * FROM jobs WHERE tag = :tag;
+
+-- name: list_jobs
+SELECT * FROM jobs ORDER BY tag;
+
+-- name: live_schedules_of_job
+SELECT count(*) FROM schedules WHERE job_tag = :tag AND status IN ('active', 'paused');
+
+-- name: delete_job
+DELETE FROM jobs WHERE tag = :tag;
+
+-- name: insert_schedule
+INSERT INTO schedules (id, job_tag, env, product_tag, input, retries, app, cache, session_tag, session_token,
+    cron, tz, every_ms, run_limit, end_date, follows_job, timeout_ms, misfire, overlap, pause_on_failure,
+    status, start_at, next_run_at, last_due_at, run_count, created_at, updated_at)
+VALUES (:id, :job_tag, :env, :product_tag, :input, :retries, :app, :cache, :session_tag, :session_token,
+    :cron, :tz, :every_ms, :run_limit, :end_date, :follows_job, :timeout_ms, :misfire, :overlap,
+    :pause_on_failure, :status, :start_at, :next_run_at, :last_due_at, :run_count, :created_at, :created_at);
+
+-- name: insert_run
+-- A run copies its job's event and its schedule's input; one per (schedule, due time).
+INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, event_type, event_tag, app, input,
+    phase, available_at, triggered_by, overlap, max_retries, timeout_ms, created_at, updated_at)
+SELECT :id, s.id, :scheduled_at, s.job_tag, s.product_tag, s.env, j.event_type, j.event_tag, s.app, s.input,
+    :phase, :available_at, :triggered_by, s.overlap, s.retries, s.timeout_ms, :now, :now
+FROM schedules s JOIN jobs j ON j.tag = s.job_tag
+WHERE s.id = :schedule_id
+ON CONFLICT (schedule_id, scheduled_at) DO NOTHING;
+
+-- name: get_schedule
+SELECT * FROM schedules WHERE id = :id;
+
+-- name: due_schedules
+SELECT * FROM schedules
+WHERE status = 'active' AND next_run_at IS NOT NULL AND next_run_at <= :now
+ORDER BY next_run_at LIMIT :limit;
+
+-- name: overlap_state
+SELECT count(*) FILTER (WHERE available_at IS NOT NULL OR phase = 'running') AS active,
+       count(*) FILTER (WHERE available_at IS NULL AND phase = 'scheduled') AS held
+FROM runs
+WHERE schedule_id = :schedule_id AND phase IN ('scheduled', 'queued', 'retry_scheduled', 'running');
+
+-- name: advance_schedule
+UPDATE schedules SET
+    next_run_at = :next_run_at,
+    last_due_at = coalesce(:last_due_at, last_due_at),
+    run_count = run_count + :created,
+    skipped_count = skipped_count + :skipped,
+    status = CASE WHEN :finished THEN 'completed' ELSE status END,
+    updated_at = :now
+WHERE id = :id AND status = 'active' AND next_run_at IS :expected_next;
+
+-- name: cancel_pending_runs
+UPDATE runs SET phase = 'cancelled', error = :reason, completed_at = :now, available_at = NULL, updated_at = :now
+WHERE schedule_id = :schedule_id AND phase IN ('scheduled', 'queued', 'retry_scheduled');
+
+-- name: acquire_runs
+UPDATE runs SET phase = 'running', lease_owner = :worker_id, lease_expires_at = :lease_until,
+    started_at = :now, attempt = attempt + 1, updated_at = :now
+WHERE id IN (
+    SELECT id FROM runs
+    WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+      AND available_at <= :now
+    ORDER BY available_at
+    LIMIT :limit)
+RETURNING *;
+
+-- name: insert_attempt
+INSERT INTO attempts (run_id, attempt, worker_id, started_at) VALUES (:run_id, :attempt, :worker_id, :now);
+
+-- name: extend_lease
+UPDATE runs SET lease_expires_at = :until
+WHERE id = :id AND lease_owner = :worker_id AND phase = 'running';
+
+-- name: finish_attempt
+UPDATE attempts SET finished_at = :finished_at, outcome = :outcome, error = :error
+WHERE run_id = :run_id AND attempt = :attempt AND finished_at IS NULL;
+
+-- name: complete_run
+UPDATE runs SET phase = 'completed', completed_at = :finished_at, duration_ms = :duration_ms, output = :output,
+    error = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
+WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase = 'running'
+RETURNING schedule_id, overlap;
+
+-- name: schedule_retry
+UPDATE runs SET phase = 'retry_scheduled', available_at = :retry_at, retry_count = retry_count + 1,
+    duration_ms = :duration_ms, error = :error, lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
+WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase = 'running'
+RETURNING schedule_id, overlap;
+
+-- name: fail_run
+UPDATE runs SET phase = 'failed', completed_at = :finished_at, duration_ms = :duration_ms, error = :error,
+    lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
+WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase = 'running'
+RETURNING schedule_id, overlap;
+
+-- name: release_held_run
+-- The previous run of a buffer_one schedule ended: the run waiting behind it becomes due.
+UPDATE runs SET available_at = :now, phase = 'queued', updated_at = :now
+WHERE schedule_id = :schedule_id AND available_at IS NULL AND phase = 'scheduled'
+  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = :schedule_id
+                  AND r.phase IN ('queued', 'retry_scheduled', 'running'));
+
+-- name: pause_on_failure
+UPDATE schedules SET status = 'paused', reason = :reason, updated_at = :now
+WHERE id = :schedule_id AND pause_on_failure = 1 AND status = 'active';
+
+-- name: release_run
+UPDATE runs SET phase = 'queued', available_at = :now, lease_owner = NULL, lease_expires_at = NULL,
+    updated_at = :now
+WHERE id = :id AND lease_owner = :worker_id AND phase = 'running'
+RETURNING id, attempt;
+
+-- name: expired_leases
+SELECT id, attempt, lease_owner, rescues FROM runs
+WHERE phase = 'running' AND lease_expires_at < :now
+ORDER BY lease_expires_at LIMIT 500;
+
+-- name: rescue_run
+UPDATE runs SET phase = 'queued', available_at = :now, rescues = rescues + 1, lease_owner = NULL,
+    lease_expires_at = NULL, updated_at = :now
+WHERE id = :id AND phase = 'running' AND lease_expires_at < :now;
+
+-- name: fail_lost_run
+UPDATE runs SET phase = 'failed', completed_at = :now, error = :error, lease_owner = NULL,
+    lease_expires_at = NULL, updated_at = :now
+WHERE id = :id AND phase = 'running' AND lease_expires_at < :now
+RETURNING schedule_id, overlap;
+
+-- name: retry_run
+UPDATE runs SET phase = 'queued', available_at = :now, max_retries = retry_count, completed_at = NULL,
+    updated_at = :now
+WHERE id = :id AND phase IN ('failed', 'cancelled');
+
+-- name: get_run
+SELECT * FROM runs WHERE id = :id;
+
+-- name: attempts_of_run
+SELECT * FROM attempts WHERE run_id = :run_id ORDER BY attempt;
+
+-- name: next_schedule_due
+SELECT min(next_run_at) FROM schedules WHERE status = 'active' AND next_run_at IS NOT NULL;
+
+-- name: next_run_due
+SELECT min(available_at) FROM runs
+WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL;
+
+-- name: next_lease_expiry
+SELECT min(lease_expires_at) FROM runs WHERE phase = 'running';
+
+-- name: count_runs
+SELECT phase, count(*) FROM runs GROUP BY phase;

@@ -1,0 +1,25 @@
+"""Shared fixtures: a fake clock and a ``Ductape`` on a fresh SQLite store driven by it."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from ductape_jobs import Ductape, FakeClock
+
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday, before the 2026 DST changes
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock(T0)
+
+
+@pytest.fixture
+def dt(tmp_path: Path, clock: FakeClock) -> Iterator[Ductape]:
+    d = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", clock=clock)
+    yield d
+    d.close()
