@@ -10,8 +10,10 @@ UPDATE jobs SET name = :name, event_type = :event_type, event_tag = :event_tag, 
 WHERE tag = :tag;
 
 -- name: follow_job_cadence
--- Schedules without `repeat` follow their job's cadence: a changed interval moves their next occurrence.
+-- Schedules without `repeat` follow their job's cadence: a changed interval moves their next occurrence
+-- (re-anchored on the last occurrence, so the new interval counts from there).
 UPDATE schedules SET
+    start_at = coalesce(last_due_at, start_at),
     every_ms = CASE WHEN :intervals > 0 THEN :intervals END,
     run_limit = CASE WHEN :executions > 0 THEN :executions END,
     next_run_at = CASE

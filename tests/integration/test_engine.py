@@ -1,0 +1,362 @@
+"""The engine on an injected clock: scheduling, cadence, retries, misfire, overlap, leases, timeouts."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+
+from ductape_jobs import (
+    AsyncDuctape,
+    Ductape,
+    FakeClock,
+    RunContext,
+    RunPhase,
+    ScheduleStatus,
+    TriggeredBy,
+)
+from ductape_jobs.testing import Sandbox
+
+
+def job(dt: Ductape, tag: str = "report", fn: str = "report", **extra: Any) -> None:
+    dt.job.create({"name": tag.title(), "tag": tag, "event_type": "FUNCTION", "event_tag": fn, **extra})
+
+
+def req(event: str = "report", **extra: Any) -> dict[str, Any]:
+    return {"env": "prd", "product_tag": "reports", "event": event, **extra}
+
+
+class Recorder:
+    def __init__(self, fail_times: int = 0) -> None:
+        self.calls: list[tuple[dict[str, Any], RunContext]] = []
+        self.fail_times = fail_times
+
+    def __call__(self, input: dict[str, Any], ctx: RunContext) -> dict[str, Any]:
+        self.calls.append((input, ctx))
+        if len(self.calls) <= self.fail_times:
+            raise RuntimeError(f"boom {len(self.calls)}")
+        return {"n": len(self.calls)}
+
+
+def test_immediate_job_runs_once_and_keeps_its_record(dt: Ductape, clock: FakeClock) -> None:
+    rec = dt.function("report")(Recorder())
+    job(dt)
+    s = dt.job.schedule(req(input={"user": "u1"}, retries=2))
+    assert s.status is RunPhase.QUEUED and not s.recurring and s.next_run_at is None
+    assert s.scheduled_at == clock.now()
+    summary = dt.drain()
+    assert (summary.completed, summary.failed) == (1, 0)
+    assert dt.drain().ran == 0  # nothing twice
+    (run,) = dt.job.runs(job_id=s.job_id)
+    assert run.phase is RunPhase.COMPLETED and run.output == {"n": 1}
+    assert (run.job_tag, run.product_tag, run.env, run.event_tag) == ("report", "reports", "prd", "report")
+    assert run.input == {"user": "u1"} and run.retry_count == 0 and run.triggered_by is TriggeredBy.SCHEDULE
+    assert run.started_at is not None and run.completed_at is not None and run.duration_ms is not None
+    assert [a.outcome for a in dt.job.run(run.id).attempts] == ["completed"]
+    assert rec.calls[0][0] == {"user": "u1"} and rec.calls[0][1].job_id == s.job_id
+    assert dt.job.get(s.job_id).status is ScheduleStatus.COMPLETED
+
+
+def test_future_start_at_waits_for_its_time(dt: Ductape, clock: FakeClock) -> None:
+    rec = dt.function("report")(Recorder())
+    job(dt)
+    at = clock.now() + timedelta(hours=1)
+    s = dt.job.schedule(req(start_at=int(at.timestamp() * 1000)))  # milliseconds, as the JS SDK passes
+    assert s.status is RunPhase.SCHEDULED and s.scheduled_at == at
+    clock.advance(minutes=59)
+    assert dt.drain().ran == 0 and not rec.calls
+    clock.advance(minutes=1)
+    assert dt.drain().completed == 1
+    (run,) = dt.job.runs()
+    assert run.scheduled_at == at and run.started_at == at
+
+
+def test_every_with_limit_runs_exactly_limit_times(ductape_sandbox: Sandbox) -> None:
+    dt = ductape_sandbox
+    rec = dt.function("report")(Recorder())
+    job(dt)
+    s = dt.job.schedule(req(repeat={"every": 604_800_000, "limit": 4}))
+    assert s.recurring and s.next_run_at == s.scheduled_at + timedelta(days=7)
+    dt.advance(days=60)
+    assert len(rec.calls) == 4
+    due = sorted(r.scheduled_at for r in dt.job.runs())
+    assert [b - a for a, b in zip(due, due[1:], strict=False)] == [timedelta(days=7)] * 3
+    assert dt.job.get(s.job_id).status is ScheduleStatus.COMPLETED
+
+
+def test_end_date_stops_the_schedule(ductape_sandbox: Sandbox) -> None:
+    dt = ductape_sandbox
+    dt.function("report")(Recorder())
+    job(dt)
+    end = dt.now() + timedelta(days=3, hours=1)
+    dt.job.schedule(req(repeat={"every": 86_400_000, "endDate": end.isoformat()}))
+    dt.advance(days=10)
+    assert len(dt.job.runs()) == 4  # day 0, 1, 2, 3
+    assert all(r.scheduled_at <= end for r in dt.job.runs())
+
+
+def test_job_cadence_without_repeat_and_update_changes_it(ductape_sandbox: Sandbox) -> None:
+    dt = ductape_sandbox
+    rec = dt.function("report")(Recorder())
+    job(dt, executions=0, intervals=3_600_000)
+    s = dt.job.schedule(req())
+    assert s.recurring
+    dt.advance(hours=3)
+    assert len(rec.calls) == 4  # now, +1h, +2h, +3h
+    dt.job.update("report", {"intervals": 7_200_000, "executions": 6})
+    dt.advance(hours=24)
+    due = sorted(r.scheduled_at for r in dt.job.runs(job_id=s.job_id))
+    assert len(due) == 6 and due[-1] - due[-2] == timedelta(hours=2)
+
+
+def test_cron_in_time_zone_across_spring_forward(ductape_sandbox: Sandbox) -> None:
+    dt = ductape_sandbox
+    dt.clock.set(datetime(2026, 3, 7, 12, tzinfo=UTC))
+    rec = dt.function("report")(Recorder())
+    job(dt)
+    dt.job.schedule(req(repeat={"cron": "30 2 * * *", "tz": "America/New_York"}))
+    dt.advance(days=3)
+    fired = [ctx.scheduled_at for _, ctx in rec.calls]
+    # Mar 8 02:30 does not exist in New York: it fires once, right after the gap (03:00 EDT = 07:00 UTC).
+    assert fired == [
+        datetime(2026, 3, 8, 7, 0, tzinfo=UTC),
+        datetime(2026, 3, 9, 6, 30, tzinfo=UTC),
+        datetime(2026, 3, 10, 6, 30, tzinfo=UTC),
+    ]
+
+
+def test_retries_with_backoff_then_dead_letter(ductape_sandbox: Sandbox) -> None:
+    dt = ductape_sandbox
+    rec = dt.function("report")(Recorder(fail_times=10))
+    job(dt)
+    s = dt.job.schedule(req(retries=2))
+    first = dt.drain()
+    assert first.retried == 1
+    (run,) = dt.job.runs(job_id=s.job_id)
+    assert run.phase is RunPhase.RETRY_SCHEDULED and run.retry_count == 1
+    assert run.available_at == dt.now() + timedelta(seconds=1)  # base backoff, no jitter in the sandbox
+    dt.advance(minutes=5)
+    assert len(rec.calls) == 3
+    (failed,) = dt.job.runs(status="failed")
+    assert failed.id == run.id and failed.retry_count == 2 and "boom 3" in (failed.error or "")
+    attempts = dt.job.run(run.id).attempts
+    assert [a.outcome for a in attempts] == ["failed", "failed", "failed"]
+    gaps = [b.started_at - a.started_at for a, b in zip(attempts, attempts[1:], strict=False)]
+    assert gaps == [timedelta(seconds=1), timedelta(seconds=2)]  # exponential
+
+
+def test_retry_succeeds_on_a_later_attempt(ductape_sandbox: Sandbox) -> None:
+    dt = ductape_sandbox
+    dt.function("report")(Recorder(fail_times=1))
+    job(dt)
+    dt.job.schedule(req(retries=3))
+    dt.advance(seconds=10)
+    (run,) = dt.job.runs()
+    assert run.phase is RunPhase.COMPLETED and run.retry_count == 1 and run.output == {"n": 2}
+
+
+def test_manual_retry_of_a_failed_run(dt: Ductape) -> None:
+    rec = dt.function("report")(Recorder(fail_times=1))
+    job(dt)
+    dt.job.schedule(req(retries=0))
+    dt.drain()
+    (run,) = dt.job.runs(status="failed")
+    assert dt.job.retry(run.id).phase is RunPhase.QUEUED
+    assert dt.drain().completed == 1 and len(rec.calls) == 2
+    assert dt.job.run(run.id).phase is RunPhase.COMPLETED
+
+
+def test_unknown_function_fails_at_once_without_retries(dt: Ductape) -> None:
+    job(dt, fn="not_registered")
+    dt.job.schedule(req(retries=5))
+    summary = dt.drain()
+    assert (summary.failed, summary.retried) == (1, 0)
+    (run,) = dt.job.runs()
+    assert run.phase is RunPhase.FAILED and "not registered" in (run.error or "")
+
+
+def test_failed_occurrence_does_not_stop_recurring_unless_pause_on_failure(ductape_sandbox: Sandbox) -> None:
+    dt = ductape_sandbox
+    dt.function("report")(Recorder(fail_times=1))
+    job(dt)
+    keep = dt.job.schedule(req(repeat={"every": 60_000}))
+    dt.advance(minutes=3)
+    assert [r.phase for r in reversed(dt.job.runs(job_id=keep.job_id))] == [
+        RunPhase.FAILED, RunPhase.COMPLETED, RunPhase.COMPLETED, RunPhase.COMPLETED
+    ]
+    dt.function("flaky")(Recorder(fail_times=1))
+    job(dt, tag="flaky", fn="flaky")
+    stop = dt.job.schedule(req("flaky", repeat={"every": 60_000}, pause_on_failure=True))
+    dt.advance(minutes=3)
+    assert len(dt.job.runs(job_id=stop.job_id)) == 1
+    assert dt.job.get(stop.job_id).status is ScheduleStatus.PAUSED
+
+
+def test_pause_resume_cancel(ductape_sandbox: Sandbox) -> None:
+    dt = ductape_sandbox
+    dt.function("report")(Recorder())
+    job(dt)
+    s = dt.job.schedule(req(repeat={"every": 60_000}))
+    dt.advance(minutes=2)
+    assert len(dt.job.runs(job_id=s.job_id)) == 3
+    assert dt.job.pause(s.job_id).status is ScheduleStatus.PAUSED
+    dt.advance(minutes=10)
+    assert len(dt.job.runs(job_id=s.job_id)) == 3
+    resumed = dt.job.resume(s.job_id)
+    assert resumed.status is ScheduleStatus.ACTIVE and resumed.next_run_at is not None
+    assert resumed.next_run_at >= dt.now()  # occurrences while paused are skipped
+    dt.advance(minutes=2)
+    assert len(dt.job.runs(job_id=s.job_id)) == 6  # at the resume minute, +1, +2
+    cancelled = dt.job.cancel(s.job_id, reason="no longer needed")
+    assert cancelled.status is ScheduleStatus.CANCELLED and "no longer needed" in (cancelled.reason or "")
+    dt.advance(minutes=10)
+    assert len(dt.job.runs(job_id=s.job_id)) == 6
+
+
+def test_cancel_cancels_pending_runs(dt: Ductape, clock: FakeClock) -> None:
+    rec = dt.function("report")(Recorder(fail_times=1))
+    job(dt)
+    s = dt.job.schedule(req(retries=3))
+    dt.drain()  # fails once: a retry is scheduled
+    dt.job.cancel(s.job_id, reason="stop")
+    clock.advance(minutes=5)
+    dt.drain()
+    (run,) = dt.job.runs()
+    assert run.phase is RunPhase.CANCELLED and len(rec.calls) == 1
+
+
+@pytest.mark.parametrize(
+    ("misfire", "expected_runs"),
+    [("run_once", 2), ("skip", 1), ("run_all", 11)],
+)
+def test_misfire_policy_after_engine_downtime(dt: Ductape, clock: FakeClock, misfire: str, expected_runs: int) -> None:
+    dt.function("report")(Recorder())
+    job(dt)
+    s = dt.job.schedule(req(repeat={"every": 60_000}, misfire=misfire))
+    dt.drain()  # the first occurrence runs; then the engine is down for 10 minutes
+    clock.advance(minutes=10, seconds=30)
+    dt.drain()
+    runs = dt.job.runs(job_id=s.job_id)
+    assert len(runs) == expected_runs
+    if misfire == "run_once":
+        assert runs[0].scheduled_at == s.scheduled_at + timedelta(minutes=10)  # coalesced into the latest
+    schedule = dt.job.get(s.job_id)
+    assert schedule.next_run_at == s.scheduled_at + timedelta(minutes=11)  # and it carries on
+    clock.advance(seconds=30)
+    dt.drain()
+    assert len(dt.job.runs(job_id=s.job_id)) == expected_runs + 1
+
+
+def _hold_running(dt: Ductape, clock: FakeClock) -> list[str]:
+    """Claim every due run as a worker that never finishes (a long run in flight)."""
+    runs = dt.store.acquire_runs("slow-worker", 100, timedelta(hours=1), clock.now())
+    return [r.id for r in runs]
+
+
+def test_overlap_skip_does_not_start_while_previous_runs(dt: Ductape, clock: FakeClock) -> None:
+    dt.function("report")(Recorder())
+    job(dt)
+    s = dt.job.schedule(req(repeat={"every": 60_000}, overlap="skip"))
+    held = _hold_running(dt, clock)
+    assert len(held) == 1
+    clock.advance(minutes=1)
+    dt.drain()
+    clock.advance(minutes=1)
+    dt.drain()
+    assert len(dt.job.runs(job_id=s.job_id)) == 1
+    assert dt.job.get(s.job_id).skipped_count == 2
+
+
+def test_overlap_buffer_one_waits_behind_the_running_one(dt: Ductape, clock: FakeClock) -> None:
+    dt.function("report")(Recorder())
+    job(dt)
+    s = dt.job.schedule(req(repeat={"every": 60_000}, overlap="buffer_one"))
+    (held,) = _hold_running(dt, clock)
+    for _ in range(3):
+        clock.advance(minutes=1)
+        dt.drain()
+    runs = dt.job.runs(job_id=s.job_id)
+    assert len(runs) == 2  # the running one and one buffered behind it
+    waiting = next(r for r in runs if r.id != held)
+    assert waiting.phase is RunPhase.SCHEDULED and waiting.available_at is None
+    from ductape_jobs.store import Outcome
+
+    dt.store.finish_runs(
+        [Outcome(held, 1, "slow-worker", True, clock.now(), 10)], clock.now()
+    )
+    assert dt.drain().completed == 1
+    assert dt.job.run(waiting.id).phase is RunPhase.COMPLETED
+
+
+def test_dead_worker_lease_expires_and_the_run_is_rescued(dt: Ductape, clock: FakeClock) -> None:
+    rec = dt.function("report")(Recorder())
+    job(dt)
+    dt.job.schedule(req(retries=0))
+    (run_id,) = [r.id for r in dt.store.acquire_runs("dead-worker", 10, timedelta(seconds=30), clock.now())]
+    assert dt.drain().ran == 0  # still leased
+    clock.advance(seconds=31)
+    assert dt.drain().completed == 1 and len(rec.calls) == 1
+    attempts = dt.job.run(run_id).attempts
+    assert [(a.worker_id, a.outcome) for a in attempts][0] == ("dead-worker", "lost")
+    assert attempts[1].outcome == "completed"
+    assert dt.job.run(run_id).retry_count == 0  # a rescue is not a retry
+
+
+def test_timeout_fails_the_attempt_and_retries(dt: Ductape) -> None:
+    calls = []
+
+    @dt.function("slow")
+    async def slow(input: dict[str, Any], ctx: RunContext) -> None:
+        calls.append(ctx.attempt)
+        if ctx.attempt == 1:
+            await asyncio.sleep(5)
+
+    job(dt, tag="slow", fn="slow")
+    dt.job.schedule(req("slow", timeout=50, retries=1))
+    assert dt.drain().retried == 1
+    (run,) = dt.job.runs()
+    assert "timeout" in (run.error or "").lower()
+    assert dt.job.run(run.id).attempts[0].outcome == "timeout"
+
+
+def test_trigger_runs_a_schedule_now(dt: Ductape, clock: FakeClock) -> None:
+    dt.function("report")(Recorder())
+    job(dt)
+    s = dt.job.schedule(req(repeat={"cron": "0 9 * * *"}))
+    clock.advance(seconds=1)
+    run = dt.job.trigger(s.job_id)
+    assert run.triggered_by is TriggeredBy.MANUAL
+    assert dt.drain().completed == 1
+
+
+def test_reschedule_moves_a_schedule_to_a_new_cron(ductape_sandbox: Sandbox) -> None:
+    dt = ductape_sandbox
+    rec = dt.function("report")(Recorder())
+    job(dt)
+    s = dt.job.schedule(req(repeat={"cron": "0 9 * * *", "tz": "UTC"}))
+    changed = dt.job.reschedule(s.job_id, {"cron": "0 10 * * *", "tz": "UTC"})
+    assert changed.next_run_at == datetime(2026, 1, 1, 10, tzinfo=UTC)
+    dt.advance(days=2)
+    assert [ctx.scheduled_at.hour for _, ctx in rec.calls] == [10, 10]
+
+
+def test_async_client_has_the_same_api(tmp_path: Any) -> None:
+    async def main() -> list[RunPhase]:
+        async with AsyncDuctape(f"sqlite:///{tmp_path / 'a.db'}", clock=FakeClock()) as dt:
+
+            @dt.function("hello")
+            async def hello(input: dict[str, Any], ctx: RunContext) -> str:
+                return f"hi {input['name']}"
+
+            await dt.job.create({"name": "Hello", "tag": "hello", "event_type": "function", "event_tag": "hello"})
+            assert (await dt.job.fetch("hello")).event_tag == "hello"
+            await dt.job.schedule({"env": "dev", "product_tag": "p", "event": "hello", "input": {"name": "ada"}})
+            summary = await dt.drain()
+            assert summary.completed == 1
+            runs = await dt.job.runs()
+            assert runs[0].output == "hi ada"
+            return [r.phase for r in runs]
+
+    assert asyncio.run(main()) == [RunPhase.COMPLETED]
