@@ -112,6 +112,7 @@ class AsyncDuctape:
         return await self.sync.new_worker().run_until_idle()
 
     async def worker(self, stop: asyncio.Event | None = None, **overrides: Any) -> None:
+        """Run the engine in this event loop until ``stop`` is set (or SIGTERM/SIGINT without ``stop``)."""
         await self.sync.run_worker(stop, **overrides)
 
     async def close(self) -> None:

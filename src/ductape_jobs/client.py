@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import threading
 from collections.abc import Callable
@@ -82,10 +83,19 @@ class Ductape:
         return asyncio.run(self.new_worker().run_until_idle())
 
     def worker(self, **overrides: Any) -> None:
-        """Run the engine (scheduler and workers) until SIGTERM/SIGINT."""
-        asyncio.run(self.run_worker(**overrides))
+        """Run the engine (scheduler and workers) until SIGTERM/SIGINT, then stop claiming, let in-flight runs
+        finish within ``shutdown_grace`` and give the rest back to the queue. If code of a run given back is
+        still running in a thread, the process then exits at once (a thread cannot be stopped)."""
+        worker = asyncio.run(self.run_worker(**overrides))
+        if worker.abandoned:
+            logging.getLogger("ductape_jobs.worker").warning(
+                "exiting with %d run(s) still executing in threads (released to other workers)", worker.abandoned
+            )
+            logging.shutdown()
+            os._exit(0)
 
-    async def run_worker(self, stop: asyncio.Event | None = None, **overrides: Any) -> None:
+    async def run_worker(self, stop: asyncio.Event | None = None, **overrides: Any) -> Worker:
+        """Run a worker in the current event loop until ``stop`` is set (or SIGTERM/SIGINT without ``stop``)."""
         worker = self.new_worker(**overrides)
         with self._workers_lock:
             self._workers.add(worker)
@@ -94,6 +104,7 @@ class Ductape:
         finally:
             with self._workers_lock:
                 self._workers.discard(worker)
+        return worker
 
     def _notify_workers(self) -> None:
         with self._workers_lock:

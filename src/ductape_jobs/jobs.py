@@ -45,6 +45,8 @@ class Jobs:
 
     def create(self, details: JobDefinition | dict[str, Any]) -> JobDefinition:
         job = parse(JobDefinition, details)
+        if self._store.get_job(job.tag) is not None:  # the store's ConflictError stays the backstop for races
+            raise ValidationError("tag", f"a job with tag {job.tag!r} already exists")
         return self._store.create_job(job, self._clock.now())
 
     def update(self, tag: str, data: JobUpdate | dict[str, Any]) -> JobDefinition:
@@ -78,10 +80,18 @@ class Jobs:
 
     def schedule(self, request: ScheduleRequest | dict[str, Any]) -> DispatchResult:
         """Schedule the job ``event``: now, at ``start_at``, or on ``repeat``. Returns what dispatch() answers."""
-        return self.schedule_many([request])[0]
+        return self._schedule_all([request], indexed=False)[0]
 
     def schedule_many(self, requests: Iterable[ScheduleRequest | dict[str, Any]]) -> list[DispatchResult]:
-        """Schedule many at once in one transaction (all or nothing); much faster for bulk enqueue."""
+        """Schedule many at once in one transaction (all or nothing); much faster for bulk enqueue.
+
+        A bad item raises ``ValidationError`` with its index in the field (``[2].start_at``); none is written.
+        """
+        return self._schedule_all(requests, indexed=True)
+
+    def _schedule_all(
+        self, requests: Iterable[ScheduleRequest | dict[str, Any]], *, indexed: bool
+    ) -> list[DispatchResult]:
         now = self._clock.now()
         jobs: dict[str, JobDefinition | None] = {}
         schedules: list[Schedule] = []
@@ -95,7 +105,7 @@ class Jobs:
                     jobs[req.event] = self._store.get_job(req.event)
                 schedule, first_runs, result = self._plan(req, jobs[req.event], now)
             except ValidationError as exc:
-                if i == 0 and not schedules:
+                if not indexed:
                     raise
                 raise ValidationError(f"[{i}].{exc.field}", exc.rule) from None
             schedules.append(schedule)
@@ -239,7 +249,7 @@ class Jobs:
 
     def reschedule(self, job_id: str, repeat: RepeatOptions | dict[str, Any]) -> Schedule:
         """Give a schedule a new ``repeat`` (cron/every, limit, endDate, tz) from now on."""
-        options = parse(RepeatOptions, repeat)
+        options = parse(RepeatOptions, repeat, prefix="repeat")
         schedule = self.get(job_id)
         if schedule.status is ScheduleStatus.CANCELLED:
             raise ValidationError("job_id", f"schedule {job_id!r} is cancelled")
@@ -292,7 +302,7 @@ class Jobs:
         count: int = 10,
     ) -> builtins.list[datetime]:
         """The next ``count`` fire times of ``repeat`` from ``start`` (default now), as aware UTC datetimes."""
-        options = parse(RepeatOptions, repeat)
+        options = parse(RepeatOptions, repeat, prefix="repeat")
         if not 1 <= count <= 10_000:
             raise ValidationError("count", "must be between 1 and 10000")
         try:
@@ -327,15 +337,16 @@ class Jobs:
         job_id: str | None = None,
         job_tag: str | None = None,
         status: RunPhase | str | None = None,
-        since: datetime | None = None,
-        until: datetime | None = None,
+        since: datetime | str | int | None = None,
+        until: datetime | str | int | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> builtins.list[Run]:
-        """Run history, newest first."""
+        """Run history, newest first; ``since``/``until`` take what ``start_at`` takes."""
         phase = _enum(RunPhase, status, "status")
         _check_page(limit, offset)
-        return self._store.list_runs(RunFilter(job_id, job_tag, phase, since, until, limit, offset))
+        after, before = _time(since, "since"), _time(until, "until")
+        return self._store.list_runs(RunFilter(job_id, job_tag, phase, after, before, limit, offset))
 
     def run(self, run_id: str) -> Run:
         """One run with its attempts."""
@@ -365,6 +376,13 @@ def _enum(kind: Any, value: Any, field: str) -> Any:
     except ValueError:
         allowed = ", ".join(m.value for m in kind)
         raise ValidationError(field, f"{value!r} is not one of {allowed}") from None
+
+
+def _time(value: object, field: str) -> datetime | None:
+    try:
+        return to_utc(value, allow_zero=False)
+    except ValueError as exc:
+        raise ValidationError(field, str(exc)) from None
 
 
 def _check_page(limit: int, offset: int) -> None:

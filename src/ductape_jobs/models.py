@@ -17,6 +17,7 @@ from typing import Annotated, Any, TypeVar
 
 from pydantic import (
     BaseModel,
+    AfterValidator,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -156,14 +157,20 @@ def to_utc(value: object, *, allow_zero: bool = True) -> datetime | None:  # noq
     raise ValueError(f"must be a Unix timestamp, a datetime or an ISO 8601 string, not {type(value).__name__}")
 
 
-def _ms_positive(value: object) -> object:
-    if isinstance(value, timedelta):
-        return int(value.total_seconds() * 1000)
+def _no_bool(value: object) -> object:
+    if isinstance(value, bool):  # pydantic's lax int would take True as 1 (``every=True`` = every millisecond)
+        raise ValueError("must be a number, not a boolean")
     return value
 
 
-def _tag(value: object) -> object:
-    if isinstance(value, str) and not TAG_PATTERN.match(value):
+def _ms_positive(value: object) -> object:
+    if isinstance(value, timedelta):
+        return int(value.total_seconds() * 1000)
+    return _no_bool(value)
+
+
+def _tag(value: str) -> str:
+    if not TAG_PATTERN.match(value):
         raise ValueError(
             "must start with a letter or digit and hold only letters, digits, '_', '-', '.', ':' (max 128)"
         )
@@ -174,9 +181,10 @@ def _event_type(value: object) -> object:
     return JobEventTypes.parse(value)
 
 
-Tag = Annotated[str, BeforeValidator(_tag)]
+Tag = Annotated[str, AfterValidator(_tag)]  # after: checks the stripped text
 EventType = Annotated[JobEventTypes, BeforeValidator(_event_type)]
 Millis = Annotated[int, BeforeValidator(_ms_positive)]
+Count = Annotated[int, BeforeValidator(_no_bool)]
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
 
 
@@ -206,7 +214,7 @@ class JobDefinition(_Input):
     tag: Tag
     event_type: EventType
     event_tag: NonEmpty
-    executions: int = Field(default=0, ge=0, description="runs of the job's cadence; 0 = unlimited")
+    executions: Count = Field(default=0, ge=0, description="runs of the job's cadence; 0 = unlimited")
     intervals: Millis = Field(default=0, ge=0, description="milliseconds between runs; 0 = run once")
     start_at: datetime | None = None
     created_at: datetime | None = None
@@ -224,7 +232,7 @@ class JobUpdate(_Input):
     name: NonEmpty | None = None
     event_type: EventType | None = None
     event_tag: NonEmpty | None = None
-    executions: int | None = Field(default=None, ge=0)
+    executions: Count | None = Field(default=None, ge=0)
     intervals: Millis | None = Field(default=None, ge=0)
     start_at: datetime | None = None
 
@@ -232,7 +240,7 @@ class JobUpdate(_Input):
     @classmethod
     def _no_tag(cls, data: object) -> object:
         if isinstance(data, dict) and "tag" in data:
-            raise ValueError("tag cannot be changed; create a new job instead")
+            raise ValidationError("tag", "cannot be changed; create a new job instead")
         return data
 
     @field_validator("start_at", mode="before")
@@ -266,9 +274,16 @@ class RepeatOptions(_Input):
 
     cron: str | None = None
     every: Millis | None = Field(default=None, description="milliseconds between runs")
-    limit: int | None = Field(default=None, description="at most this many runs")
+    limit: Count | None = Field(default=None, description="at most this many runs")
     end_date: datetime | None = Field(default=None, alias="endDate")
     tz: str = "UTC"
+
+    @model_validator(mode="before")
+    @classmethod
+    def _one_end_date(cls, data: object) -> object:
+        if isinstance(data, dict) and "endDate" in data and "end_date" in data:
+            raise ValidationError("endDate", "give endDate or end_date, not both")
+        return data
 
     @field_validator("cron")
     @classmethod
@@ -314,7 +329,7 @@ class ScheduleRequest(_Input):
     product_tag: NonEmpty
     event: Tag = Field(description="the job tag to run")
     start_at: datetime | None = Field(default=None, description="Unix seconds or ms, ISO 8601; 0 = now")
-    retries: int = Field(default=0, ge=0, le=1000)
+    retries: Count = Field(default=0, ge=0, le=1000)
     input: dict[str, Any] = Field(default_factory=dict)
     app: str | None = None
     cache: str | None = None
@@ -338,27 +353,36 @@ class ScheduleRequest(_Input):
     @model_validator(mode="after")
     def _end_after_start(self) -> ScheduleRequest:
         if self.repeat and self.repeat.end_date and self.start_at and self.repeat.end_date < self.start_at:
-            raise ValueError("repeat.endDate is before start_at")
+            raise ValidationError("repeat.endDate", "is before start_at")
         return self
 
 
 M = TypeVar("M", bound=BaseModel)
 
 
-def parse(model: type[M], data: object) -> M:
-    """Validate ``data`` (a dict or a model) into ``model``; raise our ``ValidationError`` naming the field."""
+def parse(model: type[M], data: object, prefix: str = "") -> M:
+    """Validate ``data`` (a dict or a model) into ``model``; raise our ``ValidationError`` naming the field.
+
+    ``prefix`` names ``data`` itself (``"repeat"``): fields are reported as ``repeat.cron``.
+    """
     if isinstance(data, model):
         data = data.model_dump(exclude_unset=True)
     elif isinstance(data, BaseModel):
         data = data.model_dump(exclude_unset=True, by_alias=True)
     if not isinstance(data, dict):
-        raise ValidationError(model.__name__, f"expected an object (dict), got {type(data).__name__}")
+        raise ValidationError(prefix or model.__name__, f"expected an object (dict), got {type(data).__name__}")
     try:
         return model.model_validate(data)
     except PydanticValidationError as exc:
         err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"]) or model.__name__
+        parts = [prefix] if prefix else []
+        parts += [str(p) for p in err["loc"]]
         msg = err["msg"].removeprefix("Value error, ")
+        cause = (err.get("ctx") or {}).get("error")
+        if isinstance(cause, ValidationError):  # a validator that knows which field it checks
+            parts.append(cause.field)
+            msg = cause.rule
+        loc = ".".join(parts) or model.__name__
         if err["type"] == "missing":
             msg = "is required"
         elif err["type"] == "extra_forbidden":

@@ -184,7 +184,10 @@ def test_failed_occurrence_does_not_stop_recurring_unless_pause_on_failure(ducta
     keep = dt.job.schedule(req(repeat={"every": 60_000}))
     dt.advance(minutes=3)
     assert [r.phase for r in reversed(dt.job.runs(job_id=keep.job_id))] == [
-        RunPhase.FAILED, RunPhase.COMPLETED, RunPhase.COMPLETED, RunPhase.COMPLETED
+        RunPhase.FAILED,
+        RunPhase.COMPLETED,
+        RunPhase.COMPLETED,
+        RunPhase.COMPLETED,
     ]
     dt.function("flaky")(Recorder(fail_times=1))
     job(dt, tag="flaky", fn="flaky")
@@ -283,9 +286,7 @@ def test_overlap_buffer_one_waits_behind_the_running_one(dt: Ductape, clock: Fak
     assert waiting.phase is RunPhase.SCHEDULED and waiting.available_at is None
     from ductape_jobs.store import Outcome
 
-    dt.store.finish_runs(
-        [Outcome(held, 1, "slow-worker", True, clock.now(), 10)], clock.now()
-    )
+    dt.store.finish_runs([Outcome(held, 1, "slow-worker", True, clock.now(), 10)], clock.now())
     assert dt.drain().completed == 1
     assert dt.job.run(waiting.id).phase is RunPhase.COMPLETED
 

@@ -71,6 +71,7 @@ class Worker:
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_rescue: datetime | None = None
+        self.abandoned = 0  # runs given back at shutdown while their (sync) code was still running
 
     # ----------------------------------------------------------------------------------- public
 
@@ -266,6 +267,7 @@ class Worker:
             log.info("waiting up to %s for %d run(s) in flight", self.options.shutdown_grace, len(tasks))
             await asyncio.wait(tasks, timeout=self.options.shutdown_grace.total_seconds())
         left = list(self._inflight)
+        self.abandoned = len(left)
         for _, task in list(self._inflight.values()):
             task.cancel()
         await self._flush()

@@ -80,10 +80,10 @@ def plan_due(
     remaining = max_runs if occ.limit is None else min(max_runs, occ.limit - occ.runs_so_far)
     due: list[datetime] = []
     last: datetime | None = None
-    misfired = occ.next_due < late_before and misfire is not Misfire.RUN_ALL
+    misfired = occ.next_due < late_before  # reported for every policy; run_all still runs each occurrence
     if occ.next_due > cutoff:
         return Plan(finished=True)
-    if not misfired:
+    if not misfired or misfire is Misfire.RUN_ALL:
         t: datetime | None = occ.next_due
         while t is not None and t <= cutoff and len(due) < remaining:
             due.append(t)

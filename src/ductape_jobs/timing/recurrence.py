@@ -28,6 +28,8 @@ MACROS = {
 def normalize_cron(expr: str) -> str:
     """Return the 5- or 6-field form of ``expr`` or raise ``ValueError`` naming the rule broken."""
     text = " ".join(expr.split())
+    if not text:
+        raise ValueError("is empty; give a cron expression such as '0 9 * * *'")
     if text.lower() in MACROS:
         return MACROS[text.lower()]
     if text.startswith("@"):

@@ -35,7 +35,7 @@ SELECT * FROM jobs WHERE tag = :tag;
 SELECT * FROM jobs ORDER BY tag;
 
 -- name: live_schedules_of_job
-SELECT count(*) FROM schedules WHERE job_tag = :tag AND status IN ('active', 'paused');
+SELECT count(*) AS n FROM schedules WHERE job_tag = :tag AND status IN ('active', 'paused');
 
 -- name: delete_job
 DELETE FROM jobs WHERE tag = :tag;
@@ -90,7 +90,7 @@ WHERE schedule_id = :schedule_id AND phase IN ('scheduled', 'queued', 'retry_sch
 UPDATE runs SET phase = 'running', lease_owner = :worker_id, lease_expires_at = :lease_until,
     started_at = :now, attempt = attempt + 1, updated_at = :now
 WHERE id IN (
-    SELECT id FROM runs
+    SELECT id FROM runs INDEXED BY runs_pending
     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
       AND available_at <= :now
     ORDER BY available_at
@@ -111,14 +111,12 @@ WHERE run_id = :run_id AND attempt = :attempt AND finished_at IS NULL;
 -- name: complete_run
 UPDATE runs SET phase = 'completed', completed_at = :finished_at, duration_ms = :duration_ms, output = :output,
     error = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
-WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase = 'running'
-RETURNING schedule_id, overlap;
+WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase = 'running';
 
 -- name: schedule_retry
 UPDATE runs SET phase = 'retry_scheduled', available_at = :retry_at, retry_count = retry_count + 1,
     duration_ms = :duration_ms, error = :error, lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
-WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase = 'running'
-RETURNING schedule_id, overlap;
+WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase = 'running';
 
 -- name: fail_run
 UPDATE runs SET phase = 'failed', completed_at = :finished_at, duration_ms = :duration_ms, error = :error,
@@ -126,12 +124,14 @@ UPDATE runs SET phase = 'failed', completed_at = :finished_at, duration_ms = :du
 WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase = 'running'
 RETURNING schedule_id, overlap;
 
--- name: release_held_run
--- The previous run of a buffer_one schedule ended: the run waiting behind it becomes due.
+-- name: release_held_runs
+-- A run held behind its schedule's previous run (overlap = buffer_one) becomes due once that run ended.
 UPDATE runs SET available_at = :now, phase = 'queued', updated_at = :now
-WHERE schedule_id = :schedule_id AND available_at IS NULL AND phase = 'scheduled'
-  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = :schedule_id
-                  AND r.phase IN ('queued', 'retry_scheduled', 'running'));
+WHERE id IN (
+    SELECT h.id FROM runs h INDEXED BY runs_held
+    WHERE h.available_at IS NULL AND h.phase = 'scheduled'
+      AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = h.schedule_id
+                      AND r.phase IN ('queued', 'retry_scheduled', 'running')));
 
 -- name: pause_on_failure
 UPDATE schedules SET status = 'paused', reason = :reason, updated_at = :now
@@ -144,7 +144,7 @@ WHERE id = :id AND lease_owner = :worker_id AND phase = 'running'
 RETURNING id, attempt;
 
 -- name: expired_leases
-SELECT id, attempt, lease_owner, rescues FROM runs
+SELECT id, attempt, lease_owner, rescues FROM runs INDEXED BY runs_leases
 WHERE phase = 'running' AND lease_expires_at < :now
 ORDER BY lease_expires_at LIMIT 500;
 
@@ -171,14 +171,14 @@ SELECT * FROM runs WHERE id = :id;
 SELECT * FROM attempts WHERE run_id = :run_id ORDER BY attempt;
 
 -- name: next_schedule_due
-SELECT min(next_run_at) FROM schedules WHERE status = 'active' AND next_run_at IS NOT NULL;
+SELECT min(next_run_at) AS t FROM schedules WHERE status = 'active' AND next_run_at IS NOT NULL;
 
 -- name: next_run_due
-SELECT min(available_at) FROM runs
+SELECT min(available_at) AS t FROM runs INDEXED BY runs_pending
 WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL;
 
 -- name: next_lease_expiry
-SELECT min(lease_expires_at) FROM runs WHERE phase = 'running';
+SELECT min(lease_expires_at) AS t FROM runs INDEXED BY runs_leases WHERE phase = 'running';
 
 -- name: count_runs
-SELECT phase, count(*) FROM runs GROUP BY phase;
+SELECT phase, count(*) AS n FROM runs GROUP BY phase;

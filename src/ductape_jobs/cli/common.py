@@ -1,0 +1,190 @@
+"""What every command shares: the ``--store``/``--app``/``--json`` options, loading the user's ``Ductape``,
+turning ``DuctapeError`` into a message and an exit code, and JSON output."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import json
+import os
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import datetime, timedelta
+from enum import Enum
+from typing import Annotated, Any
+from urllib.parse import urlsplit, urlunsplit
+
+import typer
+from pydantic import BaseModel
+from rich.console import Console, RenderableType
+
+from ductape_jobs.client import Ductape
+from ductape_jobs.errors import DuctapeError, ValidationError
+from ductape_jobs.store import DEFAULT_URL
+
+StoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        metavar="URL",
+        help="Store URL (sqlite:///path.db, postgresql://...). Default: the --app's store, else $DUCTAPE_STORE, "
+        f"else {DEFAULT_URL}.",
+        show_default=False,
+    ),
+]
+AppOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--app",
+        metavar="MODULE:ATTR",
+        envvar="DUCTAPE_APP",
+        help="Your module and its Ductape object, e.g. myproject.jobs:ductape (the current directory is importable).",
+        show_default=False,
+    ),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+
+
+def out() -> Console:
+    """A console on the current stdout (created per call so that redirected/captured stdout is honoured)."""
+    return Console(highlight=False, soft_wrap=False)
+
+
+def fail(message: str, code: int) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def exit_code(exc: DuctapeError) -> int:
+    """2 for bad input (as for a usage error), 1 for everything else (not found, conflict, store failure)."""
+    return 2 if isinstance(exc, ValidationError) else 1
+
+
+@contextmanager
+def user_errors() -> Iterator[None]:
+    """Turn ``DuctapeError`` into ``error: message`` on stderr and an exit code, never a traceback."""
+    try:
+        yield
+    except DuctapeError as exc:
+        raise fail(str(exc), exit_code(exc)) from None
+
+
+# ----------------------------------------------------------------------------------------- the client
+
+
+def import_app(spec: str) -> Ductape:
+    """``module:attr`` (``attr`` may be dotted; ``module`` alone looks for ``app``, then ``ductape``)."""
+    module_name, _, attr = spec.partition(":")
+    if not module_name:
+        raise ValidationError("app", f"{spec!r} is not MODULE:ATTR (e.g. myproject.jobs:ductape)")
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
+            raise ValidationError("app", f"cannot import module {module_name!r} (from {cwd}): {exc}") from None
+        raise
+    candidates = [attr] if attr else ["app", "ductape"]
+    for name in candidates:
+        obj: Any = module
+        try:
+            for part in name.split("."):
+                obj = getattr(obj, part)
+        except AttributeError:
+            continue
+        if isinstance(obj, Ductape):
+            return obj
+        raise ValidationError("app", f"{module_name}:{name} is a {type(obj).__name__}, not a Ductape")
+    raise ValidationError("app", f"module {module_name!r} has no attribute {' or '.join(map(repr, candidates))}")
+
+
+def load_client(store: str | None, app: str | None, **settings: Any) -> tuple[Ductape, bool]:
+    """The ``Ductape`` a command works on, and whether the CLI owns it (and so closes it).
+
+    ``--app`` alone uses the user's object as is. ``--store`` with ``--app`` opens that store but keeps the app's
+    functions, executors, clock and worker settings. Neither: ``--store``, ``$DUCTAPE_STORE`` or the default.
+    ``settings`` are ``Ductape(...)`` keywords for a client the CLI opens itself."""
+    user = import_app(app) if app else None
+    if user is None:
+        return Ductape(store or os.environ.get("DUCTAPE_STORE") or DEFAULT_URL, **settings), True
+    if store is None:
+        return user, False
+    dt = Ductape(store, clock=user.clock, misfire_grace=user.scheduler.grace)
+    dt.options = user.options
+    dt.functions = user.functions
+    dt.executors = user.executors
+    return dt, True
+
+
+@contextmanager
+def client(store: str | None, app: str | None, **settings: Any) -> Iterator[Ductape]:
+    """Open the command's ``Ductape`` (closing it afterwards) with ``user_errors()`` around the command."""
+    with user_errors():
+        dt, owned = load_client(store, app, **settings)
+        try:
+            yield dt
+        finally:
+            if owned:
+                dt.close()
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for logs."""
+    parts = urlsplit(url)
+    if parts.password:
+        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
+        return urlunsplit(parts._replace(netloc=netloc))
+    return url
+
+
+def store_label(dt: Ductape) -> str:
+    path = getattr(dt.store, "path", None)
+    if isinstance(path, str):
+        return f"sqlite:///{path}"
+    url = getattr(dt.store, "url", None)
+    return redact(url) if isinstance(url, str) else type(dt.store).__name__
+
+
+# ----------------------------------------------------------------------------------------------- JSON
+
+
+def jsonable(value: Any) -> Any:
+    """Records as JSON values: datetimes as ISO 8601, durations as milliseconds (the seeds' unit)."""
+    if isinstance(value, BaseModel):
+        return jsonable(value.model_dump())
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, timedelta):
+        return int(value.total_seconds() * 1000)
+    if isinstance(value, dict):
+        return {str(k): jsonable(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [jsonable(v) for v in value]
+    return value
+
+
+def emit(data: Any, as_json: bool, render: Callable[[], RenderableType]) -> None:
+    """Print ``data`` as JSON, or ``render()`` for people."""
+    if as_json:
+        typer.echo(json.dumps(jsonable(data), indent=2, default=str))
+    else:
+        out().print(render())
+
+
+def parse_json_object(text: str | None, field: str) -> dict[str, Any]:
+    if text is None:
+        return {}
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValidationError(field, f"is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValidationError(field, "must be a JSON object, e.g. '{\"user\": 42}'")
+    return value

@@ -1,0 +1,239 @@
+"""``ductape``: run the engine, manage jobs and schedules, inspect runs, preview cadences, try the demo."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Annotated, Any
+
+import typer
+
+from ductape_jobs.cli import render
+from ductape_jobs.cli.common import AppOpt, JsonOpt, StoreOpt, client, emit, parse_json_object, store_label
+from ductape_jobs.cli.demo import demo
+from ductape_jobs.cli.preview import preview
+
+app = typer.Typer(
+    name="ductape",
+    help="ductape-jobs: a durable job scheduler (Ductape's Jobs API).",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_show_locals=False,
+)
+job_app = typer.Typer(help="Job definitions: list, show, create, delete.", no_args_is_help=True)
+run_app = typer.Typer(help="One run: show it (with its attempts) or retry it.", no_args_is_help=True)
+app.add_typer(job_app, name="job")
+app.add_typer(run_app, name="run")
+app.command()(demo)
+app.command()(preview)
+
+log = logging.getLogger("ductape_jobs.cli")
+
+
+# ---------------------------------------------------------------------------------------------- worker
+
+
+@app.command()
+def worker(
+    app_: AppOpt = None,
+    store: StoreOpt = None,
+    concurrency: Annotated[int | None, typer.Option(min=1, help="Runs in flight at once (default 50).")] = None,
+    lease: Annotated[float | None, typer.Option(min=0.1, help="Lease per claimed run, seconds (default 30).")] = None,
+    poll: Annotated[float | None, typer.Option(min=0.01, help="Longest idle sleep, seconds (default 0.2).")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings and errors.")] = False,
+) -> None:
+    """Run the engine (scheduler and workers) until SIGTERM/SIGINT. Use --app so your FUNCTIONs are registered."""
+    logging.basicConfig(
+        level=logging.WARNING if quiet else logging.INFO,
+        stream=sys.stderr,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    overrides: dict[str, Any] = {
+        k: v for k, v in {"concurrency": concurrency, "lease": lease, "poll": poll}.items() if v is not None
+    }
+    settings = {"concurrency": concurrency} if concurrency else {}
+    with client(store, app_, **settings) as dt:
+        tags = dt.functions.tags()
+        log.info("store %s; functions: %s", store_label(dt), ", ".join(tags) or "none (start with --app)")
+        dt.worker(**overrides)
+
+
+# ------------------------------------------------------------------------------------------------ jobs
+
+
+@job_app.command("list")
+def job_list(store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False) -> None:
+    """All job definitions."""
+    with client(store, app_) as dt:
+        jobs = dt.job.fetch_all()
+        emit(jobs, as_json, lambda: render.jobs_table(jobs))
+
+
+@job_app.command("show")
+def job_show(tag: str, store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False) -> None:
+    """One job definition by tag."""
+    with client(store, app_) as dt:
+        job = dt.job.fetch(tag)
+        emit(job, as_json, lambda: render.job_detail(job))
+
+
+@job_app.command("create")
+def job_create(
+    name: Annotated[str, typer.Option(help="A human name.")],
+    tag: Annotated[str, typer.Option(help="Unique tag (letters, digits, _ - . :).")],
+    event_type: Annotated[str, typer.Option(help="ACTION, NOTIFICATION, DATABASE_ACTION, FUNCTION, MESSAGEBROKER.")],
+    event_tag: Annotated[str, typer.Option(help="The event to run (a FUNCTION's registered tag, ...).")],
+    executions: Annotated[int, typer.Option(help="Runs of the job's cadence; 0 = unlimited.")] = 0,
+    intervals: Annotated[int, typer.Option(help="Milliseconds between runs; 0 = run once.")] = 0,
+    start_at: Annotated[str | None, typer.Option(help="Unix seconds/ms or ISO 8601.")] = None,
+    store: StoreOpt = None,
+    app_: AppOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a job definition (nothing is written if a field is invalid: exit code 2)."""
+    details: dict[str, Any] = {
+        "name": name,
+        "tag": tag,
+        "event_type": event_type,
+        "event_tag": event_tag,
+        "executions": executions,
+        "intervals": intervals,
+    }
+    if start_at is not None:
+        details["start_at"] = start_at
+    with client(store, app_) as dt:
+        job = dt.job.create(details)
+        emit(job, as_json, lambda: render.job_detail(job))
+
+
+@job_app.command("delete")
+def job_delete(tag: str, store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False) -> None:
+    """Delete a job definition (cancel its active or paused schedules first)."""
+    with client(store, app_) as dt:
+        dt.job.delete(tag)
+        emit({"deleted": tag}, as_json, lambda: f"deleted job {tag}")
+
+
+# ------------------------------------------------------------------------------------------- schedules
+
+
+@app.command()
+def schedule(
+    event: Annotated[str, typer.Option(help="The job tag to run.")],
+    env: Annotated[str, typer.Option(help="Environment, e.g. prd.")],
+    product_tag: Annotated[str, typer.Option(help="The product's tag.")],
+    start_at: Annotated[str | None, typer.Option(help="Unix seconds/ms or ISO 8601; 0 or absent = now.")] = None,
+    retries: Annotated[int, typer.Option(help="Extra attempts after a failure.")] = 0,
+    input_: Annotated[str | None, typer.Option("--input", help="The run's input, a JSON object.")] = None,
+    cron: Annotated[str | None, typer.Option(help="Cron expression (5 fields, or 6 with leading seconds).")] = None,
+    tz: Annotated[str | None, typer.Option(help="IANA time zone of --cron (default UTC).")] = None,
+    every: Annotated[int | None, typer.Option(help="Repeat every N milliseconds.")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most N runs.")] = None,
+    end_date: Annotated[str | None, typer.Option(help="No run after this (Unix seconds/ms or ISO 8601).")] = None,
+    timeout: Annotated[int | None, typer.Option(help="Max runtime of one attempt, milliseconds.")] = None,
+    store: StoreOpt = None,
+    app_: AppOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Schedule a job: now, at --start-at, or on a --cron/--every cadence. Prints the dispatch result."""
+    with client(store, app_) as dt:
+        request: dict[str, Any] = {
+            "event": event,
+            "env": env,
+            "product_tag": product_tag,
+            "retries": retries,
+            "input": parse_json_object(input_, "input"),
+        }
+        if start_at is not None:
+            request["start_at"] = start_at
+        if timeout is not None:
+            request["timeout"] = timeout
+        repeat = {"cron": cron, "every": every, "limit": limit, "endDate": end_date, "tz": tz}
+        if any(v is not None for v in repeat.values()):
+            request["repeat"] = {k: v for k, v in repeat.items() if v is not None}
+        result = dt.job.schedule(request)
+        emit(result, as_json, lambda: render.dispatch(result))
+
+
+@app.command()
+def schedules(
+    status: Annotated[str | None, typer.Option(help="active, paused, cancelled or completed.")] = None,
+    job: Annotated[str | None, typer.Option(help="Only this job tag's schedules.")] = None,
+    limit: Annotated[int, typer.Option(help="At most N, newest first.")] = 100,
+    store: StoreOpt = None,
+    app_: AppOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Scheduled job instances (job_id = the schedule's id), newest first."""
+    with client(store, app_) as dt:
+        items = dt.job.list(status=status, job_tag=job, limit=limit)
+        emit(items, as_json, lambda: render.schedules_table(items))
+
+
+@app.command()
+def pause(job_id: str, store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False) -> None:
+    """Pause a schedule: no new occurrence starts; runs already queued still run."""
+    with client(store, app_) as dt:
+        s = dt.job.pause(job_id)
+        emit(s, as_json, lambda: render.schedule_detail(s))
+
+
+@app.command()
+def resume(job_id: str, store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False) -> None:
+    """Resume a paused schedule from now (occurrences missed while paused are skipped)."""
+    with client(store, app_) as dt:
+        s = dt.job.resume(job_id)
+        emit(s, as_json, lambda: render.schedule_detail(s))
+
+
+@app.command()
+def cancel(
+    job_id: str,
+    reason: Annotated[str | None, typer.Option(help="Why (kept on the schedule).")] = None,
+    store: StoreOpt = None,
+    app_: AppOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Cancel a schedule for good, and its runs that have not started."""
+    with client(store, app_) as dt:
+        s = dt.job.cancel(job_id, reason)
+        emit(s, as_json, lambda: render.schedule_detail(s))
+
+
+# ------------------------------------------------------------------------------------------------ runs
+
+
+@app.command()
+def runs(
+    status: Annotated[str | None, typer.Option(help="scheduled, queued, running, completed, failed, ...")] = None,
+    job_id: Annotated[str | None, typer.Option(help="Only this schedule's runs.")] = None,
+    job: Annotated[str | None, typer.Option(help="Only this job tag's runs.")] = None,
+    limit: Annotated[int, typer.Option(help="At most N, newest first.")] = 50,
+    store: StoreOpt = None,
+    app_: AppOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Run history, newest first."""
+    with client(store, app_) as dt:
+        items = dt.job.runs(status=status, job_id=job_id, job_tag=job, limit=limit)
+        emit(items, as_json, lambda: render.runs_table(items))
+
+
+@run_app.command("show")
+def run_show(run_id: str, store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False) -> None:
+    """One run with its attempts."""
+    with client(store, app_) as dt:
+        r = dt.job.run(run_id)
+        emit(r, as_json, lambda: render.run_detail(r))
+
+
+@run_app.command("retry")
+def run_retry(run_id: str, store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False) -> None:
+    """Give a failed (or cancelled) run one more attempt now (a running worker picks it up)."""
+    with client(store, app_) as dt:
+        r = dt.job.retry(run_id)
+        emit(r, as_json, lambda: render.run_detail(r))
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,245 @@
+"""Rich tables for people (``--json`` is for scripts)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from ductape_jobs.models import DispatchResult, JobDefinition, Run, RunPhase, Schedule, ScheduleStatus
+
+PHASE_STYLE = {
+    RunPhase.SCHEDULED: "cyan",
+    RunPhase.QUEUED: "blue",
+    RunPhase.RUNNING: "yellow",
+    RunPhase.COMPLETED: "green",
+    RunPhase.FAILED: "bold red",
+    RunPhase.CANCELLED: "dim",
+    RunPhase.RETRY_SCHEDULED: "magenta",
+}
+STATUS_STYLE = {
+    ScheduleStatus.ACTIVE: "green",
+    ScheduleStatus.PAUSED: "yellow",
+    ScheduleStatus.CANCELLED: "dim",
+    ScheduleStatus.COMPLETED: "blue",
+}
+
+
+def when(value: datetime | None) -> str:
+    return value.strftime("%Y-%m-%d %H:%M:%SZ") if value else "-"
+
+
+def ms(value: timedelta | int | None) -> str:
+    if value is None:
+        return "-"
+    n = int(value.total_seconds() * 1000) if isinstance(value, timedelta) else value
+    return f"{n}ms" if n < 1000 else f"{n / 1000:g}s"
+
+
+def first_line(text: str | None, width: int = 60) -> str:
+    if not text:
+        return ""
+    line = text.strip().splitlines()[0] if text.strip() else ""
+    return line if len(line) <= width else line[: width - 1] + "…"
+
+
+def squeeze(text: str) -> Text:
+    """One line, cut with an ellipsis when its column is narrower (the column itself may shrink)."""
+    return Text(text, no_wrap=True, overflow="ellipsis")
+
+
+def phase(value: RunPhase) -> Text:
+    return Text(value.value, style=PHASE_STYLE.get(value, ""))
+
+
+def status(value: ScheduleStatus) -> Text:
+    return Text(value.value, style=STATUS_STYLE.get(value, ""))
+
+
+def cadence(s: Schedule) -> str:
+    if s.cron:
+        text = f"cron {s.cron} ({s.tz})"
+    elif s.every:
+        text = f"every {ms(s.every)}" + (" (job)" if s.follows_job else "")
+    else:
+        text = "once"
+    extras = [f"limit {s.limit}" if s.limit else "", f"until {when(s.end_date)}" if s.end_date else ""]
+    return " ".join([text, *filter(None, extras)])
+
+
+def fields(title: str, rows: Iterable[tuple[str, Any]]) -> Table:
+    """A two-column key/value table."""
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    for key, value in rows:
+        table.add_row(key, value if isinstance(value, Text) else Text("-" if value is None else str(value)))
+    return table
+
+
+# ------------------------------------------------------------------------------------------------ jobs
+
+
+def jobs_table(jobs: Sequence[JobDefinition]) -> Table:
+    table = Table(title=f"Jobs ({len(jobs)})", title_justify="left")
+    for col in ("tag", "name", "event", "executions", "intervals", "start_at", "updated"):
+        table.add_column(col)
+    for j in jobs:
+        table.add_row(
+            j.tag,
+            j.name,
+            f"{j.event_type.name} {j.event_tag}",
+            str(j.executions or "∞") if j.intervals else "1",
+            ms(j.intervals) if j.intervals else "once",
+            when(j.start_at),
+            when(j.updated_at),
+        )
+    return table
+
+
+def job_detail(j: JobDefinition) -> Table:
+    return fields(
+        f"Job {j.tag}",
+        [
+            ("tag", j.tag),
+            ("name", j.name),
+            ("event_type", j.event_type.name),
+            ("event_tag", j.event_tag),
+            ("executions", j.executions),
+            ("intervals", ms(j.intervals) if j.intervals else "0 (once)"),
+            ("start_at", when(j.start_at)),
+            ("created_at", when(j.created_at)),
+            ("updated_at", when(j.updated_at)),
+        ],
+    )
+
+
+# ------------------------------------------------------------------------------------------- schedules
+
+
+def dispatch(r: DispatchResult) -> Table:
+    return fields(
+        "Scheduled",
+        [
+            ("job_id", r.job_id),
+            ("status", phase(r.status)),
+            ("scheduled_at", when(r.scheduled_at)),
+            ("recurring", "yes" if r.recurring else "no"),
+            ("next_run_at", when(r.next_run_at)),
+        ],
+    )
+
+
+def schedules_table(items: Sequence[Schedule]) -> Table:
+    table = Table(title=f"Schedules ({len(items)})", title_justify="left")
+    for col in ("job_id", "job", "env", "status", "cadence", "next_run_at", "runs", "reason"):
+        table.add_column(col, overflow="fold")
+    for s in items:
+        table.add_row(
+            s.id,
+            s.job_tag,
+            s.env,
+            status(s.status),
+            cadence(s),
+            when(s.next_run_at),
+            str(s.run_count),
+            first_line(s.reason, 40),
+        )
+    return table
+
+
+def schedule_detail(s: Schedule) -> Table:
+    return fields(
+        f"Schedule {s.id}",
+        [
+            ("job_id", s.id),
+            ("job", s.job_tag),
+            ("env / product", f"{s.env} / {s.product_tag}"),
+            ("status", status(s.status)),
+            ("cadence", cadence(s)),
+            ("start_at", when(s.start_at)),
+            ("next_run_at", when(s.next_run_at)),
+            ("runs", s.run_count),
+            ("retries", s.retries),
+            ("input", json.dumps(s.input)),
+            ("reason", s.reason),
+        ],
+    )
+
+
+# ------------------------------------------------------------------------------------------------ runs
+
+
+def runs_table(runs: Sequence[Run], title: str | None = None) -> Table:
+    table = Table(title=title or f"Runs ({len(runs)})", title_justify="left")
+    for col in ("run_id", "job", "phase", "scheduled_at", "attempt", "took"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("error", max_width=60)  # the one column that gives way when the terminal is narrow
+    for r in runs:
+        row = (r.id, r.job_tag, phase(r.phase), when(r.scheduled_at), str(r.attempt), ms(r.duration_ms))
+        table.add_row(*row, squeeze(first_line(r.error)))
+    return table
+
+
+def live_runs_table(runs: Sequence[Run], title: str) -> Table:
+    """The demo's live view: what ran when and what it returned (or why it failed)."""
+    table = Table(title=title, title_justify="left")
+    for col in ("at", "job", "phase", "attempt", "took"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("output / error")
+    for r in runs:
+        result = first_line(r.error) if r.error else json.dumps(r.output, default=str) if r.output is not None else ""
+        at = r.scheduled_at.strftime("%H:%M:%S")
+        table.add_row(at, r.job_tag, phase(r.phase), str(r.attempt), ms(r.duration_ms), squeeze(result))
+    return table
+
+
+def run_detail(r: Run) -> RenderableType:
+    info = fields(
+        f"Run {r.id}",
+        [
+            ("run_id", r.id),
+            ("job_id", r.schedule_id),
+            ("job", f"{r.job_tag} ({r.event_type.name} {r.event_tag})"),
+            ("env / product", f"{r.env} / {r.product_tag}"),
+            ("phase", phase(r.phase)),
+            ("triggered_by", r.triggered_by.value),
+            ("scheduled_at", when(r.scheduled_at)),
+            ("started_at", when(r.started_at)),
+            ("completed_at", when(r.completed_at)),
+            ("retries", f"{r.retry_count} of {r.max_retries}"),
+            ("duration", ms(r.duration_ms)),
+            ("input", json.dumps(r.input)),
+            ("output", json.dumps(r.output, default=str) if r.output is not None else None),
+            ("error", first_line(r.error, 200) or None),
+        ],
+    )
+    attempts = Table(title=f"Attempts ({len(r.attempts)})", title_justify="left")
+    for col in ("#", "worker", "started_at", "finished_at", "outcome", "error"):
+        attempts.add_column(col)
+    for a in r.attempts:
+        attempts.add_row(
+            str(a.attempt), a.worker_id, when(a.started_at), when(a.finished_at), a.outcome or "-", first_line(a.error)
+        )
+    return Group(info, attempts)
+
+
+# --------------------------------------------------------------------------------------------- preview
+
+
+def preview_table(times: Sequence[datetime], tz: str, what: str) -> Table:
+    zone = ZoneInfo(tz)
+    table = Table(title=f"Next {len(times)} fire times of {what}", title_justify="left")
+    table.add_column("#", justify="right")
+    table.add_column("UTC")
+    table.add_column(tz)
+    for i, t in enumerate(times, 1):
+        local = t.astimezone(zone)
+        table.add_row(str(i), when(t), local.strftime("%Y-%m-%d %H:%M:%S %Z (%z)"))
+    return table

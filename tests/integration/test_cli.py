@@ -1,0 +1,344 @@
+"""The ``ductape`` CLI: commands against a temporary SQLite store (asserting on ``--json``), the demo, and one real
+``ductape worker`` process stopped with SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from ductape_jobs import Ductape, RunPhase
+from ductape_jobs.cli.main import app
+
+CLEAN_ENV: dict[str, str | None] = {"DUCTAPE_APP": None, "DUCTAPE_STORE": None, "COLUMNS": "200"}
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'cli.db'}"
+
+
+def cli(*args: str, store: str | None = None) -> Result:
+    argv = [*args, "--store", store] if store else list(args)
+    return CliRunner().invoke(app, argv, env=CLEAN_ENV)
+
+
+def ok(*args: str, store: str | None = None) -> Any:
+    """Run a command with ``--json``; it must succeed; its parsed output."""
+    result = cli(*args, "--json", store=store)
+    assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+    return json.loads(result.stdout)
+
+
+def create_job(store: str, tag: str = "hello", *extra: str) -> Any:
+    return ok(
+        "job", "create", "--name", "Hello", "--tag", tag, "--event-type", "FUNCTION", "--event-tag", tag, *extra,
+        store=store,
+    )  # fmt: skip
+
+
+def schedule(store: str, *extra: str, tag: str = "hello") -> Any:
+    return ok("schedule", "--event", tag, "--env", "prd", "--product-tag", "p", *extra, store=store)
+
+
+# ------------------------------------------------------------------------------------------------ jobs
+
+
+def test_job_create_list_show_delete(store: str) -> None:
+    job = create_job(store, "hello", "--executions", "3", "--intervals", "60000")
+    assert job["tag"] == "hello" and job["event_type"] == "function" and job["intervals"] == 60000
+    assert [j["tag"] for j in ok("job", "list", store=store)] == ["hello"]
+    shown = ok("job", "show", "hello", store=store)
+    assert shown["executions"] == 3 and shown["created_at"].endswith("+00:00")
+
+    assert ok("job", "delete", "hello", store=store) == {"deleted": "hello"}
+    assert ok("job", "list", store=store) == []
+
+
+def test_job_listing_renders_a_table_for_people(store: str) -> None:
+    create_job(store)
+    result = cli("job", "list", store=store)
+    assert result.exit_code == 0
+    assert "hello" in result.stdout and "FUNCTION" in result.stdout
+
+
+@pytest.mark.parametrize(
+    ("args", "field"),
+    [
+        (["--event-type", "TELEPATHY", "--tag", "ok"], "event_type"),
+        (["--event-type", "FUNCTION", "--tag", "not a tag"], "tag"),
+        (["--event-type", "FUNCTION", "--tag", "ok", "--intervals", "-5"], "intervals"),
+    ],
+)
+def test_job_create_validation_error_exits_2_and_writes_nothing(store: str, args: list[str], field: str) -> None:
+    result = cli("job", "create", "--name", "x", "--event-tag", "f", *args, store=store)
+    assert result.exit_code == 2
+    assert result.stderr.startswith(f"error: {field}:")
+    assert "Traceback" not in result.output and result.stdout == ""
+    assert ok("job", "list", store=store) == []
+
+
+def test_not_found_and_conflict_exit_1(store: str) -> None:
+    create_job(store)
+    job_id = schedule(store, "--every", "60000")["job_id"]
+    for args in (["job", "show", "nope"], ["run", "show", "run_nope"], ["pause", "job_nope"]):
+        result = cli(*args, store=store)
+        assert result.exit_code == 1, args
+        assert "not found" in result.stderr and "Traceback" not in result.output
+    busy = cli("job", "delete", "hello", store=store)
+    assert busy.exit_code == 1 and "cancel them" in busy.stderr
+    ok("cancel", job_id, store=store)
+    assert ok("job", "delete", "hello", store=store) == {"deleted": "hello"}
+
+
+# ------------------------------------------------------------------------------------------- schedules
+
+
+def test_schedule_pause_resume_cancel(store: str) -> None:
+    create_job(store)
+    result = schedule(store, "--every", "60000", "--start-at", "2999-01-01T00:00:00Z", "--retries", "2")
+    job_id = result["job_id"]
+    assert result["status"] == "scheduled" and result["recurring"] is True
+    assert result["scheduled_at"] == result["next_run_at"] == "2999-01-01T00:00:00+00:00"
+
+    [listed] = ok("schedules", "--status", "active", "--job", "hello", store=store)
+    assert listed["id"] == job_id and listed["every"] == 60000 and listed["retries"] == 2
+
+    assert ok("pause", job_id, store=store)["status"] == "paused"
+    again = cli("pause", job_id, store=store)
+    assert again.exit_code == 2 and "only an active one pauses" in again.stderr
+    assert ok("resume", job_id, store=store)["status"] == "active"
+    cancelled = ok("cancel", job_id, "--reason", "no longer needed", store=store)
+    assert cancelled["status"] == "cancelled" and cancelled["reason"] == "cancelled: no longer needed"
+    assert ok("schedules", "--status", "active", store=store) == []
+    assert [s["id"] for s in ok("schedules", "--status", "cancelled", store=store)] == [job_id]
+
+
+def test_schedule_cron_in_a_time_zone_with_input(store: str) -> None:
+    create_job(store)
+    result = schedule(
+        store, "--cron", "0 9 * * *", "--tz", "America/New_York", "--input", '{"user": 42}', "--limit", "3"
+    )
+    assert result["status"] == "scheduled" and result["recurring"] is True
+    [s] = ok("schedules", store=store)
+    assert (s["cron"], s["tz"], s["limit"], s["input"]) == ("0 9 * * *", "America/New_York", 3, {"user": 42})
+    human = cli("schedules", store=store)
+    assert human.exit_code == 0 and "America/New_York" in human.stdout
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        (["--input", "{not json"], "input: is not valid JSON"),
+        (["--input", "[1, 2]"], "input: must be a JSON object"),
+        (["--cron", "0 9 * * *", "--every", "1000"], "exactly one of cron or every"),
+        (["--cron", "0 9 * * *", "--tz", "Mars/Olympus"], "unknown time zone"),
+        (["--event", "missing"], "no job with tag 'missing'"),
+    ],
+)
+def test_schedule_validation_errors_exit_2(store: str, extra: list[str], message: str) -> None:
+    create_job(store)
+    args = ["schedule", "--event", "hello", "--env", "prd", "--product-tag", "p", *extra]
+    result = cli(*args, store=store)
+    assert result.exit_code == 2, result.output
+    assert message in result.stderr and "Traceback" not in result.output
+    assert ok("schedules", store=store) == []
+
+
+def test_bad_filter_exits_2(store: str) -> None:
+    result = cli("runs", "--status", "exploded", store=store)
+    assert result.exit_code == 2 and "status:" in result.stderr
+
+
+# ------------------------------------------------------------------------------------------------ runs
+
+
+def test_runs_show_and_retry_after_draining(store: str) -> None:
+    create_job(store, "hello")
+    create_job(store, "broken")
+    schedule(store, "--input", '{"name": "cli"}', tag="hello")
+    broken_id = schedule(store, tag="broken")["job_id"]
+    with Ductape(store) as dt:
+
+        @dt.function("hello")
+        def hello(input: dict[str, Any], ctx: object) -> dict[str, Any]:
+            return {"hello": input["name"]}
+
+        @dt.function("broken")
+        def broken(input: dict[str, Any], ctx: object) -> None:
+            raise RuntimeError("boom")
+
+        summary = dt.drain()
+    assert (summary.completed, summary.failed) == (1, 1)
+
+    [done] = ok("runs", "--status", "completed", store=store)
+    assert done["job_tag"] == "hello" and done["output"] == {"hello": "cli"}
+    [failed] = ok("runs", "--status", "failed", "--job-id", broken_id, store=store)
+    assert "RuntimeError: boom" in failed["error"]
+    assert [r["id"] for r in ok("runs", "--job", "broken", store=store)] == [failed["id"]]
+    assert len(ok("runs", "--limit", "1", store=store)) == 1
+
+    shown = ok("run", "show", failed["id"], store=store)
+    assert [a["attempt"] for a in shown["attempts"]] == [1]
+    assert "boom" in shown["attempts"][0]["error"]
+    human = cli("run", "show", failed["id"], store=store)
+    assert human.exit_code == 0 and "Attempts (1)" in human.stdout
+
+    retried = ok("run", "retry", failed["id"], store=store)
+    assert retried["phase"] == "queued"
+    assert ok("runs", "--status", "failed", store=store) == []
+
+
+# --------------------------------------------------------------------------------------------- preview
+
+
+def test_preview_across_the_dst_change() -> None:
+    rows = ok(
+        "preview", "--cron", "0 9 * * *", "--tz", "America/New_York", "-n", "4", "--start", "2026-03-06T00:00:00Z"
+    )
+    assert [r["utc"] for r in rows] == [
+        "2026-03-06T14:00:00+00:00",
+        "2026-03-07T14:00:00+00:00",
+        "2026-03-08T13:00:00+00:00",  # clocks went forward: 09:00 EDT is 13:00 UTC
+        "2026-03-09T13:00:00+00:00",
+    ]
+    assert {r["local"][11:] for r in rows} == {"09:00:00-05:00", "09:00:00-04:00"}
+    human = cli("preview", "--cron", "0 9 * * *", "--tz", "America/New_York", "-n", "3", "--start", "2026-03-07")
+    assert human.exit_code == 0 and "EDT" in human.stdout and "13:00:00Z" in human.stdout
+
+
+def test_preview_every_and_errors() -> None:
+    rows = ok("preview", "--every", "1500", "-n", "3", "--start", "2026-01-01T00:00:00Z")
+    assert [r["utc"] for r in rows] == [
+        "2026-01-01T00:00:00+00:00",
+        "2026-01-01T00:00:01.500000+00:00",
+        "2026-01-01T00:00:03+00:00",
+    ]
+    assert cli("preview", "--cron", "61 * * * *").exit_code == 2
+    assert cli("preview").exit_code == 2
+
+
+# -------------------------------------------------------------------------------------- --app and demo
+
+
+@pytest.fixture
+def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A user's module in the current directory, named uniquely, importable as ``--app name:app``."""
+    name = f"user_jobs_{os.getpid()}_{time.monotonic_ns()}"
+    (tmp_path / f"{name}.py").write_text(
+        textwrap.dedent(
+            """
+            from ductape_jobs import Ductape
+
+            app = Ductape("sqlite:///app.db")
+
+            @app.function("hello")
+            def hello(input, ctx):
+                return {"hello": input.get("name")}
+            """
+        )
+    )
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    yield name
+    module = sys.modules.pop(name, None)
+    if module is not None:
+        module.app.close()
+
+
+def test_app_option_uses_the_apps_store_unless_store_overrides(tmp_path: Path, user_module: str) -> None:
+    create_job(f"sqlite:///{tmp_path / 'app.db'}", "in-app")
+    assert [j["tag"] for j in ok("job", "list", "--app", f"{user_module}:app")] == ["in-app"]
+    other = f"sqlite:///{tmp_path / 'other.db'}"
+    assert ok("job", "list", "--app", f"{user_module}:app", store=other) == []
+
+    missing = cli("job", "list", "--app", "no_such_module_here:app")
+    assert missing.exit_code == 2 and "cannot import module 'no_such_module_here'" in missing.stderr
+    not_a_client = cli("job", "list", "--app", f"{user_module}:Ductape")
+    assert not_a_client.exit_code == 2 and "not a Ductape" in not_a_client.stderr
+
+
+def test_demo_runs_for_n_seconds_and_is_idempotent(store: str) -> None:
+    first = cli("demo", "--seconds", "3", store=store)
+    assert first.exit_code == 0, (first.output, first.exception)
+    assert "Recent runs" in first.stdout
+
+    ticks = ok("runs", "--job", "demo.tick", "--status", "completed", store=store)
+    assert ticks and all(r["output"]["tick"] for r in ticks)
+    flaky = ok("runs", "--job", "demo.flaky", store=store)
+    assert flaky[-1]["phase"] == "completed" and flaky[-1]["retry_count"] == 1
+    attempts = ok("run", "show", flaky[-1]["id"], store=store)["attempts"]
+    assert [a["attempt"] for a in attempts] == [1, 2]
+    assert "first attempt always fails" in attempts[0]["error"] and attempts[1]["error"] is None
+
+    again = cli("demo", "--seconds", "0.5", store=store)
+    assert again.exit_code == 0, again.output
+    live = ok("schedules", "--status", "active", store=store)
+    tags = [s["job_tag"] for s in live]
+    assert len(tags) == len(set(tags)) and {"demo.tick", "demo.cron", "demo.flaky"} <= set(tags)
+    restarted = [s for s in ok("schedules", "--status", "cancelled", store=store) if s["job_tag"] == "demo.tick"]
+    assert [s["reason"] for s in restarted] == ["cancelled: demo restarted"]
+
+
+# ------------------------------------------------------------------------------------ a real process
+
+
+@pytest.mark.slow
+def test_worker_process_runs_a_job_and_exits_0_on_sigterm(tmp_path: Path) -> None:
+    (tmp_path / "myjobs.py").write_text(
+        textwrap.dedent(
+            """
+            from ductape_jobs import Ductape
+
+            app = Ductape("sqlite:///module-default.db")  # the command's --store overrides this
+
+            @app.function("hello")
+            def hello(input, ctx):
+                return {"hello": input["name"], "attempt": ctx.attempt}
+            """
+        )
+    )
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    env = {k: v for k, v in os.environ.items() if k not in ("DUCTAPE_APP", "DUCTAPE_STORE")}
+    exe = Path(sys.executable).parent / "ductape"
+    log_path = tmp_path / "worker.log"
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(
+            [str(exe), "worker", "--app", "myjobs:app", "--store", url, "--poll", "0.05"],
+            cwd=tmp_path,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=log,
+        )
+    try:
+        with Ductape(url) as dt:
+            dt.job.create({"name": "Hello", "tag": "hello", "event_type": "FUNCTION", "event_tag": "hello"})
+            job_id = dt.job.schedule({"event": "hello", "env": "prd", "product_tag": "p", "input": {"name": "cli"}})
+            deadline = time.monotonic() + 20
+            while True:
+                runs = dt.job.runs(job_id=job_id.job_id)
+                if runs and runs[0].phase is RunPhase.COMPLETED:
+                    break
+                assert proc.poll() is None, f"worker exited early:\n{log_path.read_text()}"
+                assert time.monotonic() < deadline, f"run not completed in time: {runs}\n{log_path.read_text()}"
+                time.sleep(0.05)
+            assert runs[0].output == {"hello": "cli", "attempt": 1}
+
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, log_path.read_text()
+        logs = log_path.read_text()
+        assert "functions: hello" in logs and "received SIGTERM" in logs and "Traceback" not in logs
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()

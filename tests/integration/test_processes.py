@@ -1,0 +1,179 @@
+"""Real worker processes on one SQLite file: SIGKILL mid-run, restart with the misfire policy, SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from ductape_jobs import Ductape, RunPhase
+
+pytestmark = pytest.mark.slow
+
+APP = textwrap.dedent(
+    """
+    import os, pathlib, time
+    from datetime import timedelta
+    from ductape_jobs import Ductape
+
+    ductape = Ductape(
+        os.environ["DUCTAPE_STORE"],
+        lease=timedelta(seconds=float(os.environ.get("LEASE", "30"))),
+        poll=timedelta(milliseconds=50),
+        misfire_grace=timedelta(milliseconds=200),
+        shutdown_grace=timedelta(seconds=float(os.environ.get("SHUTDOWN_GRACE", "30"))),
+    )
+    MARKS = pathlib.Path(os.environ["MARKS"])
+
+    @ductape.function("slow")
+    def slow(input, ctx):
+        (MARKS / f"{ctx.run_id}.{ctx.attempt}").touch()
+        if ctx.attempt == 1:
+            time.sleep(float(input.get("first_attempt_sleeps", 0)))
+        return {"attempt": ctx.attempt}
+
+    @ductape.function("quick")
+    def quick(input, ctx):
+        with open(MARKS / "quick.log", "a") as f:
+            f.write(ctx.run_id + "\\n")
+
+    if __name__ == "__main__":
+        ductape.worker()
+    """
+)
+
+
+class Env:
+    def __init__(self, tmp: Path) -> None:
+        self.tmp = tmp
+        self.store = f"sqlite:///{tmp / 'jobs.db'}"
+        self.marks = tmp / "marks"
+        self.marks.mkdir()
+        (tmp / "app.py").write_text(APP)
+        self.client = Ductape(self.store)
+        for tag in ("slow", "quick"):
+            self.client.job.create({"name": tag, "tag": tag, "event_type": "FUNCTION", "event_tag": tag})
+        self.procs: list[subprocess.Popen[bytes]] = []
+
+    def start_worker(self, **env: str) -> subprocess.Popen[bytes]:
+        full = {**os.environ, "DUCTAPE_STORE": self.store, "MARKS": str(self.marks), **env}
+        proc = subprocess.Popen([sys.executable, "app.py"], cwd=self.tmp, env=full, stderr=subprocess.PIPE)
+        self.procs.append(proc)
+        return proc
+
+    def schedule(self, event: str, **extra: object) -> str:
+        req = {"env": "test", "product_tag": "p", "event": event, **extra}
+        return self.client.job.schedule(req).job_id
+
+    def wait(self, what: str, cond: Callable[[], bool], seconds: float = 20) -> None:
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline:
+            if cond():
+                return
+            time.sleep(0.02)
+        raise AssertionError(f"timed out waiting for {what}; runs: {self.client.store.count_runs()}")
+
+    def completed(self) -> int:
+        return self.client.store.count_runs().get(RunPhase.COMPLETED, 0)
+
+    def close(self) -> None:
+        for proc in self.procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+            if proc.stderr:
+                proc.stderr.close()
+        self.client.close()
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Iterator[Env]:
+    e = Env(tmp_path)
+    yield e
+    e.close()
+
+
+def test_sigkill_mid_run_the_run_is_rescued_and_nothing_is_lost(env: Env) -> None:
+    quick = [env.schedule("quick") for _ in range(30)]
+    slow = env.schedule("slow", input={"first_attempt_sleeps": 3600})
+    a = env.start_worker(LEASE="1.5")
+    env.wait("the slow run to start", lambda: any(env.marks.glob("*.1")))
+    env.wait("the quick runs to complete", lambda: env.completed() == 30)
+    a.send_signal(signal.SIGKILL)
+    assert a.wait(10) == -signal.SIGKILL
+    quick += [env.schedule("quick") for _ in range(30)]  # scheduled while no worker runs
+    (slow_run,) = env.client.job.runs(job_id=slow)
+    assert slow_run.phase is RunPhase.RUNNING  # the dead worker still holds it
+
+    env.start_worker(LEASE="1.5")
+    env.wait("every run to complete", lambda: env.completed() == 61)
+    done = env.client.job.run(slow_run.id)
+    assert done.phase is RunPhase.COMPLETED and done.output == {"attempt": 2}
+    assert [a.outcome for a in done.attempts] == ["lost", "completed"]
+    assert done.attempts[0].worker_id != done.attempts[1].worker_id
+    lines = (env.marks / "quick.log").read_text().split()
+    assert len(lines) == 60 and len(set(lines)) == 60  # each quick run ran exactly once
+    assert {r.schedule_id for r in env.client.job.runs(job_tag="quick", limit=1000)} == set(quick)
+
+
+def test_restart_after_downtime_fires_missed_occurrences_once(env: Env) -> None:
+    job_id = env.schedule("quick", repeat={"every": 400})  # misfire: run_once (the default)
+    a = env.start_worker()
+    env.wait("a few occurrences", lambda: len(env.client.job.runs(job_id=job_id)) >= 4)
+    a.send_signal(signal.SIGTERM)
+    assert a.wait(10) == 0
+    stopped = datetime.now(UTC)
+    time.sleep(2.5)  # the engine is down for ~6 occurrences
+    restarted = datetime.now(UTC)
+    env.start_worker()
+    env.wait("the schedule to carry on", lambda: any(
+        r.scheduled_at > restarted + timedelta(seconds=0.8) for r in env.client.job.runs(job_id=job_id)
+    ))
+    runs = sorted(env.client.job.runs(job_id=job_id, limit=1000), key=lambda r: r.scheduled_at)
+    before = [r for r in runs if r.scheduled_at <= stopped]
+    after = [r for r in runs if r.scheduled_at > stopped]
+    assert all(r.phase is RunPhase.COMPLETED for r in before)
+    # None of the ~6 occurrences of the downtime ran on its own: one run (coalesced) was due before the
+    # restarted worker's first claim; it sits on the schedule's grid, long after the last run before the stop ...
+    first_claim = after[0].started_at
+    assert first_claim is not None
+    assert [r.id for r in after if r.scheduled_at <= first_claim] == [after[0].id], [r.scheduled_at for r in runs]
+    assert not [r for r in runs if stopped < r.scheduled_at <= restarted - timedelta(milliseconds=400)]
+    grid = timedelta(milliseconds=400)
+    assert all((r.scheduled_at - runs[0].scheduled_at) % grid == timedelta(0) for r in runs)
+    assert after[0].scheduled_at - before[-1].scheduled_at >= timedelta(seconds=2)
+    # ... and the schedule carries on at its cadence.
+    gaps = {b.scheduled_at - a.scheduled_at for a, b in zip(after, after[1:], strict=False)}
+    assert gaps == {grid}
+
+
+def test_sigterm_lets_in_flight_runs_finish(env: Env) -> None:
+    job_id = env.schedule("slow", input={"first_attempt_sleeps": 1.0})
+    a = env.start_worker()
+    env.wait("the run to start", lambda: any(env.marks.glob("*.1")))
+    a.send_signal(signal.SIGTERM)
+    assert a.wait(15) == 0
+    (run,) = env.client.job.runs(job_id=job_id)
+    assert run.phase is RunPhase.COMPLETED and run.output == {"attempt": 1}
+
+
+def test_sigterm_past_the_grace_period_releases_the_run(env: Env) -> None:
+    job_id = env.schedule("slow", input={"first_attempt_sleeps": 30})
+    a = env.start_worker(SHUTDOWN_GRACE="0.3")
+    env.wait("the run to start", lambda: any(env.marks.glob("*.1")))
+    a.send_signal(signal.SIGTERM)
+    assert a.wait(15) == 0
+    (run,) = env.client.job.runs(job_id=job_id)
+    assert run.phase is RunPhase.QUEUED and run.lease_owner is None
+    assert [a.outcome for a in env.client.job.run(run.id).attempts] == ["released"]
+    env.start_worker()
+    env.wait("another worker to finish it", lambda: env.client.job.run(run.id).phase is RunPhase.COMPLETED)
+    assert env.client.job.run(run.id).output == {"attempt": 2}

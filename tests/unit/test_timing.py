@@ -1,0 +1,396 @@
+"""Pure timing: cron in a time zone across DST, fixed intervals, macros, limits, end dates and misfire planning."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from ductape_jobs import Ductape
+from ductape_jobs.timing import (
+    CronRecurrence,
+    EveryRecurrence,
+    Occurrences,
+    OnceRecurrence,
+    normalize_cron,
+    plan_due,
+    preview,
+)
+from ductape_jobs.timing.planning import Misfire, first_due
+
+NY = "America/New_York"
+LONDON = "Europe/London"
+H = timedelta(hours=1)
+MIN = timedelta(minutes=1)
+
+
+def utc(*args: int) -> datetime:
+    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+
+
+def gaps(times: list[datetime]) -> set[timedelta]:
+    return {b - a for a, b in zip(times, times[1:], strict=False)}
+
+
+# ------------------------------------------------------------------------------------- cron across DST
+
+
+def test_fixed_time_in_the_spring_gap_fires_once_right_after_it() -> None:
+    # 2026-03-08 02:30 does not exist in New York (02:00 EST -> 03:00 EDT)
+    times = preview(CronRecurrence("30 2 * * *", NY), utc(2026, 3, 6), 4)
+    assert times == [
+        utc(2026, 3, 6, 7, 30),  # 02:30 EST
+        utc(2026, 3, 7, 7, 30),
+        utc(2026, 3, 8, 7, 0),  # the gap: once, at 03:00 EDT
+        utc(2026, 3, 9, 6, 30),  # 02:30 EDT
+    ]
+
+
+def test_fixed_time_repeated_by_fall_back_fires_once_the_first_time() -> None:
+    # 2026-11-01 01:30 happens twice in New York (05:30 UTC as EDT, 06:30 UTC as EST)
+    times = preview(CronRecurrence("30 1 * * *", NY), utc(2026, 10, 31), 4)
+    assert times == [utc(2026, 10, 31, 5, 30), utc(2026, 11, 1, 5, 30), utc(2026, 11, 2, 6, 30), utc(2026, 11, 3, 6, 30)]
+    assert utc(2026, 11, 1, 6, 30) not in times
+
+
+def test_london_fixed_times_across_both_transitions() -> None:
+    # UK: spring forward 2026-03-29 01:00 UTC (01:00 GMT -> 02:00 BST), fall back 2026-10-25 01:00 UTC
+    spring = preview(CronRecurrence("30 1 * * *", LONDON), utc(2026, 3, 28), 3)
+    assert spring == [utc(2026, 3, 28, 1, 30), utc(2026, 3, 29, 1, 0), utc(2026, 3, 30, 0, 30)]
+    autumn = preview(CronRecurrence("30 1 * * *", LONDON), utc(2026, 10, 24), 3)
+    assert autumn == [utc(2026, 10, 24, 0, 30), utc(2026, 10, 25, 0, 30), utc(2026, 10, 26, 1, 30)]
+
+
+@pytest.mark.parametrize(
+    ("tz", "start"),
+    [
+        (NY, utc(2026, 3, 8, 3)),  # spring: 2026-03-08 07:00 UTC
+        (NY, utc(2026, 11, 1, 2)),  # fall: 2026-11-01 06:00 UTC
+        (LONDON, utc(2026, 3, 28, 20)),  # spring: 2026-03-29 01:00 UTC
+        (LONDON, utc(2026, 10, 24, 20)),  # fall: 2026-10-25 01:00 UTC
+    ],
+)
+def test_hourly_cron_fires_every_real_hour_across_dst(tz: str, start: datetime) -> None:
+    times = preview(CronRecurrence("0 * * * *", tz), start, 12)
+    assert len(times) == 12 and times[0] == start
+    assert gaps(times) == {H}
+
+
+@pytest.mark.parametrize(
+    ("tz", "start"),
+    [(NY, utc(2026, 3, 8, 6)), (NY, utc(2026, 11, 1, 4)), (LONDON, utc(2026, 3, 29)), (LONDON, utc(2026, 10, 25))],
+)
+def test_every_15_minutes_fires_every_real_quarter_hour_across_dst(tz: str, start: datetime) -> None:
+    times = preview(CronRecurrence("*/15 * * * *", tz), start, 16)
+    assert times[0] == start and times[-1] == start + 15 * 15 * MIN
+    assert gaps(times) == {15 * MIN}
+
+
+def test_daily_cron_keeps_local_time_so_its_utc_gap_changes() -> None:
+    times = preview(CronRecurrence("0 9 * * *", NY), utc(2026, 3, 7), 3)
+    assert times == [utc(2026, 3, 7, 14), utc(2026, 3, 8, 13), utc(2026, 3, 9, 13)]  # 09:00 EST, then EDT
+    assert [b - a for a, b in zip(times, times[1:], strict=False)] == [23 * H, 24 * H]
+    autumn = preview(CronRecurrence("0 9 * * *", LONDON), utc(2026, 10, 24), 2)
+    assert autumn[1] - autumn[0] == 25 * H
+
+
+def test_every_is_absolute_time_across_dst() -> None:
+    anchor = utc(2026, 3, 7, 14)  # 09:00 EST
+    day = timedelta(milliseconds=86_400_000)
+    times = preview(EveryRecurrence(day, anchor), anchor, 4)
+    assert times == [anchor + i * day for i in range(4)]
+    assert times[2] == utc(2026, 3, 9, 14)  # 10:00 EDT: every= does not follow the local clock
+    hourly = preview(EveryRecurrence(H, utc(2026, 11, 1, 4)), utc(2026, 11, 1, 4), 6)
+    assert gaps(hourly) == {H}
+
+
+# -------------------------------------------------------------------------------------- cron syntax
+
+
+def test_six_field_cron_has_a_leading_seconds_field() -> None:
+    times = preview(CronRecurrence("*/20 * * * * *"), utc(2026, 3, 2, 12, 0, 1), 4)
+    assert times == [utc(2026, 3, 2, 12, 0, 20), utc(2026, 3, 2, 12, 0, 40), utc(2026, 3, 2, 12, 1), utc(2026, 3, 2, 12, 1, 20)]
+    assert preview(CronRecurrence("30 0 9 * * *", NY), utc(2026, 3, 2), 1) == [utc(2026, 3, 2, 14, 0, 30)]
+
+
+@pytest.mark.parametrize(
+    ("macro", "first", "second"),
+    [
+        ("@hourly", utc(2026, 3, 2, 13), utc(2026, 3, 2, 14)),
+        ("@daily", utc(2026, 3, 3), utc(2026, 3, 4)),
+        ("@midnight", utc(2026, 3, 3), utc(2026, 3, 4)),
+        ("@weekly", utc(2026, 3, 8), utc(2026, 3, 15)),  # Sundays
+        ("@monthly", utc(2026, 4, 1), utc(2026, 5, 1)),
+        ("@yearly", utc(2027, 1, 1), utc(2028, 1, 1)),
+        ("@annually", utc(2027, 1, 1), utc(2028, 1, 1)),
+        ("@HOURLY", utc(2026, 3, 2, 13), utc(2026, 3, 2, 14)),
+    ],
+)
+def test_macros(macro: str, first: datetime, second: datetime) -> None:
+    assert preview(CronRecurrence(macro), utc(2026, 3, 2, 12, 0, 1), 2) == [first, second]
+
+
+def test_macro_in_a_time_zone_is_local_midnight() -> None:
+    assert preview(CronRecurrence("@daily", NY), utc(2026, 3, 2, 12), 1) == [utc(2026, 3, 3, 5)]
+
+
+@pytest.mark.parametrize(
+    ("expr", "normal"),
+    [
+        ("0 9 * * *", "0 9 * * *"),
+        ("  0\t9  * *   * ", "0 9 * * *"),
+        ("@weekly", "0 0 * * 0"),
+        ("@Yearly", "0 0 1 1 *"),
+        ("*/5 * * * * *", "*/5 * * * * *"),
+        ("0 9 * * MON-FRI", "0 9 * * MON-FRI"),
+    ],
+)
+def test_normalize_cron(expr: str, normal: str) -> None:
+    assert normalize_cron(expr) == normal
+
+
+@pytest.mark.parametrize(
+    ("expr", "rule"),
+    [
+        ("", "empty"),
+        ("* * * *", "4 fields"),
+        ("* * * * * * *", "7 fields"),
+        ("60 * * * *", "invalid cron"),
+        ("* 24 * * *", "invalid cron"),
+        ("* * 32 * *", "invalid cron"),
+        ("* * * 13 *", "invalid cron"),
+        ("@every_minute", "unknown macro"),
+        ("a b c d e", "invalid cron"),
+    ],
+)
+def test_normalize_cron_rejects(expr: str, rule: str) -> None:
+    with pytest.raises(ValueError, match=rule):
+        normalize_cron(expr)
+
+
+def test_unknown_time_zone_is_rejected() -> None:
+    with pytest.raises(ValueError, match="unknown time zone"):
+        CronRecurrence("0 9 * * *", "America/Atlantis")
+
+
+# ------------------------------------------------------------------------------ recurrence boundaries
+
+
+def test_cron_boundaries_are_inclusive_or_strict_as_named() -> None:
+    r = CronRecurrence("0 * * * *")
+    t = utc(2026, 3, 2, 12)
+    assert r.first_at_or_after(t) == t
+    assert r.next_after(t) == t + H
+    assert r.last_at_or_before(t) == t
+    assert r.last_at_or_before(t - timedelta(microseconds=1)) == t - H
+    assert r.first_at_or_after(t + timedelta(microseconds=1)) == t + H
+    assert r.first_at_or_after(t + timedelta(milliseconds=500)) == t + H
+    assert r.next_after(t - timedelta(milliseconds=500)) == t
+    assert r.last_at_or_before(t + timedelta(minutes=59, seconds=59)) == t
+
+
+def test_cron_last_at_or_before_across_dst() -> None:
+    r = CronRecurrence("30 2 * * *", NY)
+    assert r.last_at_or_before(utc(2026, 3, 8, 12)) == utc(2026, 3, 8, 7)
+    assert r.last_at_or_before(utc(2026, 3, 8, 6, 59)) == utc(2026, 3, 7, 7, 30)
+    r = CronRecurrence("30 1 * * *", NY)
+    assert r.last_at_or_before(utc(2026, 11, 1, 7)) == utc(2026, 11, 1, 5, 30)
+
+
+def test_every_boundaries() -> None:
+    anchor = utc(2026, 3, 2, 12)
+    r = EveryRecurrence(timedelta(minutes=10), anchor)
+    assert r.first_at_or_after(anchor - H) == anchor
+    assert r.first_at_or_after(anchor) == anchor
+    assert r.first_at_or_after(anchor + timedelta(minutes=10)) == anchor + timedelta(minutes=10)
+    assert r.first_at_or_after(anchor + timedelta(minutes=10, microseconds=1)) == anchor + timedelta(minutes=20)
+    assert r.next_after(anchor - H) == anchor
+    assert r.next_after(anchor) == anchor + timedelta(minutes=10)
+    assert r.next_after(anchor + timedelta(minutes=9)) == anchor + timedelta(minutes=10)
+    assert r.last_at_or_before(anchor - timedelta(microseconds=1)) is None
+    assert r.last_at_or_before(anchor) == anchor
+    assert r.last_at_or_before(anchor + timedelta(minutes=29)) == anchor + timedelta(minutes=20)
+
+
+@pytest.mark.parametrize("every", [timedelta(0), timedelta(seconds=-1)])
+def test_every_must_be_positive(every: timedelta) -> None:
+    with pytest.raises(ValueError, match="> 0"):
+        EveryRecurrence(every, utc(2026, 3, 2))
+
+
+def test_once() -> None:
+    at = utc(2026, 3, 2, 12)
+    r = OnceRecurrence(at)
+    assert r.first_at_or_after(at - H) == at
+    assert r.next_after(at - H) == at and r.next_after(at) is None
+    assert r.last_at_or_before(at) == at and r.last_at_or_before(at - MIN) is None
+    assert preview(r, at - H, 5) == [at]
+
+
+# ---------------------------------------------------------------------------- limits and end dates
+
+
+def test_preview_stops_at_count_and_end_date() -> None:
+    r = CronRecurrence("0 9 * * *", NY)
+    start = utc(2026, 3, 2)
+    assert len(preview(r, start, 7)) == 7
+    end = utc(2026, 3, 5, 14)  # exactly the 4th occurrence: included
+    assert preview(r, start, 100, end) == [utc(2026, 3, d, 14) for d in (2, 3, 4, 5)]
+    assert preview(r, start, 100, end - timedelta(microseconds=1)) == [utc(2026, 3, d, 14) for d in (2, 3, 4)]
+    assert preview(r, start, 100, start) == []
+
+
+def test_first_due_respects_limit_and_end_date() -> None:
+    r = EveryRecurrence(H, utc(2026, 3, 2, 12))
+    start = utc(2026, 3, 2, 12, 30)
+    assert first_due(r, start, Occurrences(None)) == utc(2026, 3, 2, 13)
+    assert first_due(r, start, Occurrences(None, 0, limit=1)) == utc(2026, 3, 2, 13)
+    assert first_due(r, start, Occurrences(None, 3, limit=3)) is None  # limit used up
+    assert first_due(r, start, Occurrences(None, 0, end_date=utc(2026, 3, 2, 13))) == utc(2026, 3, 2, 13)
+    assert first_due(r, start, Occurrences(None, 0, end_date=utc(2026, 3, 2, 12, 59))) is None
+
+
+# ------------------------------------------------------------------------------------------ plan_due
+
+T0 = utc(2026, 3, 2, 12)
+EVERY_MIN = EveryRecurrence(MIN, T0)
+
+
+def test_plan_nothing_due_yet() -> None:
+    plan = plan_due(EVERY_MIN, Occurrences(T0 + MIN), T0)
+    assert plan.due == [] and plan.next_due == T0 + MIN and not plan.finished and not plan.misfired
+
+
+def test_plan_finished_schedule() -> None:
+    plan = plan_due(EVERY_MIN, Occurrences(None), T0)
+    assert plan.finished and plan.due == []
+
+
+def test_plan_on_time_runs_and_moves_on() -> None:
+    plan = plan_due(EVERY_MIN, Occurrences(T0), T0)
+    assert plan.due == [T0] and plan.next_due == T0 + MIN and not plan.misfired and not plan.finished
+
+
+@pytest.mark.parametrize("misfire", list(Misfire))
+def test_plan_within_grace_is_not_a_misfire(misfire: Misfire) -> None:
+    now = T0 + timedelta(milliseconds=900)
+    plan = plan_due(EVERY_MIN, Occurrences(T0), now, misfire=misfire, grace=timedelta(seconds=1))
+    assert plan.due == [T0] and plan.next_due == T0 + MIN and not plan.misfired
+
+
+def test_plan_run_once_coalesces_missed_into_the_latest() -> None:
+    now = T0 + timedelta(minutes=10, seconds=30)  # T0 .. T0+10m missed
+    plan = plan_due(EVERY_MIN, Occurrences(T0), now, misfire=Misfire.RUN_ONCE)
+    assert plan.due == [T0 + 10 * MIN]
+    assert plan.next_due == T0 + 11 * MIN and plan.next_due > now
+    assert plan.misfired and not plan.finished
+
+
+def test_plan_skip_creates_none_and_moves_past_now() -> None:
+    now = T0 + timedelta(minutes=10, seconds=30)
+    plan = plan_due(EVERY_MIN, Occurrences(T0), now, misfire=Misfire.SKIP)
+    assert plan.due == []
+    assert plan.next_due == T0 + 11 * MIN and plan.next_due > now
+    assert plan.misfired and not plan.finished
+
+
+def test_plan_skip_still_runs_the_latest_if_it_is_on_time() -> None:
+    now = T0 + timedelta(minutes=10, milliseconds=500)  # T0+10m is within grace; the earlier ones are missed
+    plan = plan_due(EVERY_MIN, Occurrences(T0), now, misfire=Misfire.SKIP)
+    assert plan.due == [T0 + 10 * MIN] and plan.next_due == T0 + 11 * MIN
+
+
+def test_plan_run_all_creates_every_missed_occurrence() -> None:
+    now = T0 + timedelta(minutes=10, seconds=30)
+    plan = plan_due(EVERY_MIN, Occurrences(T0), now, misfire=Misfire.RUN_ALL)
+    assert plan.due == [T0 + i * MIN for i in range(11)]
+    assert plan.next_due == T0 + 11 * MIN and not plan.finished
+
+
+def test_plan_run_all_is_capped_by_max_runs_and_resumes() -> None:
+    now = T0 + timedelta(minutes=10, seconds=30)
+    occ = Occurrences(T0)
+    seen: list[datetime] = []
+    for _ in range(4):
+        plan = plan_due(EVERY_MIN, occ, now, misfire=Misfire.RUN_ALL, max_runs=4)
+        assert len(plan.due) <= 4
+        seen += plan.due
+        occ = Occurrences(plan.next_due, occ.runs_so_far + len(plan.due))
+    assert seen == [T0 + i * MIN for i in range(11)]  # 4 + 4 + 3, each once, in order
+    assert occ.next_due == T0 + 11 * MIN and occ.runs_so_far == 11
+
+
+def test_plan_run_all_across_spring_forward_counts_real_hours() -> None:
+    r = CronRecurrence("0 * * * *", NY)
+    start = utc(2026, 3, 8, 5)  # 00:00 EST; the gap is 07:00 UTC
+    plan = plan_due(r, Occurrences(start), utc(2026, 3, 8, 9, 30), misfire=Misfire.RUN_ALL)
+    assert plan.due == [utc(2026, 3, 8, h) for h in range(5, 10)]
+
+
+def test_plan_limit_counts_runs_not_occurrences() -> None:
+    now = T0 + timedelta(minutes=10, seconds=30)
+    once = plan_due(EVERY_MIN, Occurrences(T0, 0, limit=3), now, misfire=Misfire.RUN_ONCE)
+    assert len(once.due) == 1 and once.next_due == T0 + 11 * MIN and not once.finished
+    skip = plan_due(EVERY_MIN, Occurrences(T0, 0, limit=1), now, misfire=Misfire.SKIP)
+    assert skip.due == [] and skip.next_due == T0 + 11 * MIN and not skip.finished  # skipping uses none up
+    last = plan_due(EVERY_MIN, Occurrences(T0, 2, limit=3), now, misfire=Misfire.RUN_ONCE)
+    assert len(last.due) == 1 and last.next_due is None and last.finished
+    run_all = plan_due(EVERY_MIN, Occurrences(T0, 0, limit=3), now, misfire=Misfire.RUN_ALL)
+    assert run_all.due == [T0, T0 + MIN, T0 + 2 * MIN] and run_all.finished and run_all.next_due is None
+    on_time = plan_due(EVERY_MIN, Occurrences(T0, 0, limit=1), T0)
+    assert on_time.due == [T0] and on_time.finished
+
+
+def test_plan_end_date_stops_runs() -> None:
+    end = T0 + timedelta(minutes=5, seconds=30)
+    now = T0 + 10 * MIN
+    run_all = plan_due(EVERY_MIN, Occurrences(T0, end_date=end), now, misfire=Misfire.RUN_ALL)
+    assert run_all.due == [T0 + i * MIN for i in range(6)] and run_all.finished and run_all.next_due is None
+    once = plan_due(EVERY_MIN, Occurrences(T0, end_date=end), now, misfire=Misfire.RUN_ONCE)
+    assert once.due == [T0 + 5 * MIN] and once.finished
+    skip = plan_due(EVERY_MIN, Occurrences(T0, end_date=end), now, misfire=Misfire.SKIP)
+    assert skip.due == [] and skip.finished
+    after = plan_due(EVERY_MIN, Occurrences(T0 + 6 * MIN, end_date=end), now)
+    assert after.due == [] and after.finished
+    exact = plan_due(EVERY_MIN, Occurrences(T0, end_date=T0 + MIN), T0 + MIN, misfire=Misfire.RUN_ALL)
+    assert exact.due == [T0, T0 + MIN] and exact.finished  # an occurrence at the end date itself runs
+
+
+def test_plan_once_recurrence() -> None:
+    plan = plan_due(OnceRecurrence(T0), Occurrences(T0), T0 + H)
+    assert plan.due == [T0] and plan.finished and plan.next_due is None
+
+
+def test_plan_cron_run_once_after_downtime_across_fall_back() -> None:
+    r = CronRecurrence("30 1 * * *", NY)
+    plan = plan_due(r, Occurrences(utc(2026, 10, 30, 5, 30)), utc(2026, 11, 1, 12))
+    assert plan.due == [utc(2026, 11, 1, 5, 30)] and plan.next_due == utc(2026, 11, 2, 6, 30)
+
+
+# ----------------------------------------------------------------------------------------- via the API
+
+
+def test_api_preview_london(dt: Ductape) -> None:
+    times = dt.job.preview({"cron": "30 2 * * *", "tz": LONDON}, start=utc(2026, 3, 27), count=10)
+    assert len(times) == 10 and all(t.tzinfo is not None for t in times)
+    # 02:30 GMT, then 02:30 BST = 01:30 UTC from Sunday 29 March
+    assert times[:4] == [utc(2026, 3, 27, 2, 30), utc(2026, 3, 28, 2, 30), utc(2026, 3, 29, 1, 30), utc(2026, 3, 30, 1, 30)]
+    assert [b - a for a, b in zip(times, times[1:], strict=False)] == [24 * H, 23 * H] + [24 * H] * 7
+
+
+def test_api_preview_defaults_to_now_and_takes_start_forms(dt: Ductape) -> None:
+    hourly = dt.job.preview({"cron": "@hourly"}, count=3)
+    assert hourly == [utc(2026, 3, 2, 12), utc(2026, 3, 2, 13), utc(2026, 3, 2, 14)]  # the fake clock's now
+    assert dt.job.preview({"cron": "@hourly"}, start="2026-03-02T13:00:00Z", count=1) == [utc(2026, 3, 2, 13)]
+    assert dt.job.preview({"cron": "@hourly"}, start=1772456400, count=1) == [utc(2026, 3, 2, 13)]
+
+
+def test_api_preview_limit_and_end_date(dt: Ductape) -> None:
+    assert len(dt.job.preview({"every": 60_000, "limit": 3}, count=10)) == 3
+    until = dt.job.preview({"every": 60_000, "endDate": "2026-03-02T12:05:00Z"}, count=100)
+    assert until == [utc(2026, 3, 2, 12, m) for m in range(6)]
+
+
+def test_api_preview_every_across_dst(dt: Ductape) -> None:
+    times = dt.job.preview({"every": 3_600_000, "tz": NY}, start=utc(2026, 3, 8, 5), count=6)
+    assert gaps(times) == {H}

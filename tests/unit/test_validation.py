@@ -1,0 +1,496 @@
+"""Every public entry point validates: a ``ValidationError`` naming the field and the rule, and nothing written."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta, timezone
+from typing import Any
+
+import pytest
+
+from ductape_jobs import (
+    ConflictError,
+    Ductape,
+    FakeClock,
+    JobDefinition,
+    JobEventTypes,
+    RepeatOptions,
+    RunPhase,
+    ScheduleRequest,
+    ValidationError,
+)
+
+SEPT = datetime(2026, 9, 21, 14, 13, 20, tzinfo=UTC)  # 1_790_000_000 s
+SEPT_S = 1_790_000_000
+
+
+def job(tag: str = "report", **extra: Any) -> dict[str, Any]:
+    return {"name": "Report", "tag": tag, "event_type": "FUNCTION", "event_tag": "report_fn", **extra}
+
+
+def req(event: str = "report", **extra: Any) -> dict[str, Any]:
+    return {"env": "prd", "product_tag": "reports", "event": event, **extra}
+
+
+@pytest.fixture
+def jdt(dt: Ductape) -> Ductape:
+    """A store that already holds a job, a recurring schedule and its first run (so "unchanged" means something)."""
+    dt.job.create(job())
+    dt.job.schedule(req(repeat={"every": 60_000}))
+    return dt
+
+
+def snapshot(dt: Ductape) -> tuple[Any, ...]:
+    return (dt.job.fetch_all(), dt.job.list(), dt.job.runs())
+
+
+def rejected(dt: Ductape, call: Callable[[Ductape], object], field: str, rule: str) -> ValidationError:
+    before = snapshot(dt)
+    with pytest.raises(ValidationError) as info:
+        call(dt)
+    exc = info.value
+    assert exc.field == field, str(exc)
+    assert rule.lower() in exc.rule.lower(), str(exc)
+    assert str(exc) == f"{field}: {exc.rule}"
+    assert exc.to_dict() == {"field": field, "rule": exc.rule, "message": str(exc)}
+    assert isinstance(exc, ValueError)
+    assert snapshot(dt) == before, "a rejected call wrote to the store"
+    return exc
+
+
+Case = tuple[str, Callable[[Ductape], object], str, str]
+
+SCHEDULE_CASES: list[Case] = [
+    ("cron bad value", lambda d: d.job.schedule(req(repeat={"cron": "61 * * * *"})), "repeat.cron", "bad minute"),
+    ("cron bad weekday", lambda d: d.job.schedule(req(repeat={"cron": "0 9 * * 9"})), "repeat.cron", "invalid cron"),
+    ("cron 3 fields", lambda d: d.job.schedule(req(repeat={"cron": "* * *"})), "repeat.cron", "has 3 fields"),
+    ("cron 7 fields", lambda d: d.job.schedule(req(repeat={"cron": "0 0 0 1 1 * 2026"})), "repeat.cron", "7 fields"),
+    ("cron unknown macro", lambda d: d.job.schedule(req(repeat={"cron": "@fortnightly"})), "repeat.cron", "macro"),
+    ("cron empty", lambda d: d.job.schedule(req(repeat={"cron": " "})), "repeat.cron", "is empty"),
+    (
+        "unknown tz",
+        lambda d: d.job.schedule(req(repeat={"cron": "0 9 * * *", "tz": "Mars/Olympus_Mons"})),
+        "repeat.tz",
+        "unknown time zone",
+    ),
+    (
+        "both cron and every",
+        lambda d: d.job.schedule(req(repeat={"cron": "0 9 * * *", "every": 1000})),
+        "repeat",
+        "exactly one of cron or every",
+    ),
+    ("neither cron nor every", lambda d: d.job.schedule(req(repeat={"limit": 3})), "repeat", "exactly one"),
+    ("every 0", lambda d: d.job.schedule(req(repeat={"every": 0})), "repeat.every", "> 0"),
+    ("every negative", lambda d: d.job.schedule(req(repeat={"every": -60_000})), "repeat.every", "> 0"),
+    ("every boolean", lambda d: d.job.schedule(req(repeat={"every": True})), "repeat.every", "boolean"),
+    ("limit 0", lambda d: d.job.schedule(req(repeat={"every": 1000, "limit": 0})), "repeat.limit", ">= 1"),
+    ("limit negative", lambda d: d.job.schedule(req(repeat={"every": 1000, "limit": -2})), "repeat.limit", ">= 1"),
+    ("limit boolean", lambda d: d.job.schedule(req(repeat={"every": 1000, "limit": True})), "repeat.limit", "bool"),
+    (
+        "endDate before start_at",
+        lambda d: d.job.schedule(
+            req(start_at="2026-05-01T00:00:00Z", repeat={"every": 1000, "endDate": "2026-04-01T00:00:00Z"})
+        ),
+        "repeat.endDate",
+        "before start_at",
+    ),
+    (
+        "end_date before start_at",
+        lambda d: d.job.schedule(
+            req(start_at="2026-05-01T00:00:00Z", repeat={"every": 1000, "end_date": "2026-04-01T00:00:00Z"})
+        ),
+        "repeat.endDate",
+        "before start_at",
+    ),
+    (
+        "endDate in the past (start is now)",
+        lambda d: d.job.schedule(req(repeat={"every": 1000, "endDate": "2026-01-01T00:00:00Z"})),
+        "repeat.endDate",
+        "before the start",
+    ),
+    (
+        "no occurrence before endDate",
+        lambda d: d.job.schedule(
+            req(start_at="2026-05-01T00:00:00Z", repeat={"cron": "@yearly", "endDate": "2026-06-01T00:00:00Z"})
+        ),
+        "repeat.endDate",
+        "no occurrence",
+    ),
+    ("endDate 0", lambda d: d.job.schedule(req(repeat={"every": 1000, "endDate": 0})), "repeat.endDate", "after 1970"),
+    (
+        "endDate garbage",
+        lambda d: d.job.schedule(req(repeat={"every": 1000, "endDate": "soon"})),
+        "repeat.endDate",
+        "not a unix timestamp or an iso 8601",
+    ),
+    (
+        "end_date garbage names the spelling used",
+        lambda d: d.job.schedule(req(repeat={"every": 1000, "end_date": "soon"})),
+        "repeat.end_date",
+        "iso 8601",
+    ),
+    (
+        "endDate and end_date both",
+        lambda d: d.job.schedule(
+            req(repeat={"every": 1000, "endDate": "2026-04-01T00:00:00Z", "end_date": "2026-04-01T00:00:00Z"})
+        ),
+        "repeat.endDate",
+        "not both",
+    ),
+    ("unknown repeat field", lambda d: d.job.schedule(req(repeat={"every": 1000, "count": 3})), "repeat.count", "not a"),
+    ("negative start_at", lambda d: d.job.schedule(req(start_at=-1)), "start_at", "negative"),
+    ("garbage start_at", lambda d: d.job.schedule(req(start_at="tomorrow")), "start_at", "iso 8601"),
+    ("boolean start_at", lambda d: d.job.schedule(req(start_at=True)), "start_at", "boolean"),
+    ("NaN start_at", lambda d: d.job.schedule(req(start_at=float("nan"))), "start_at", "finite"),
+    ("infinite start_at", lambda d: d.job.schedule(req(start_at=float("inf"))), "start_at", "finite"),
+    ("huge start_at", lambda d: d.job.schedule(req(start_at=10**20)), "start_at", "too far"),
+    ("list start_at", lambda d: d.job.schedule(req(start_at=[1])), "start_at", "not list"),
+    ("retries < 0", lambda d: d.job.schedule(req(retries=-1)), "retries", "greater than or equal to 0"),
+    ("retries boolean", lambda d: d.job.schedule(req(retries=True)), "retries", "boolean"),
+    ("retries too many", lambda d: d.job.schedule(req(retries=10_000)), "retries", "less than or equal to 1000"),
+    ("timeout 0", lambda d: d.job.schedule(req(timeout=0)), "timeout", "greater than 0"),
+    ("unknown misfire", lambda d: d.job.schedule(req(misfire="always")), "misfire", "run_once"),
+    ("unknown overlap", lambda d: d.job.schedule(req(overlap="queue")), "overlap", "allow"),
+    ("unknown job tag", lambda d: d.job.schedule(req(event="nope")), "event", "no job with tag 'nope'"),
+    ("bad event tag characters", lambda d: d.job.schedule(req(event="bad tag!")), "event", "letters, digits"),
+    ("missing env", lambda d: d.job.schedule({"product_tag": "reports", "event": "report"}), "env", "is required"),
+    (
+        "missing product_tag",
+        lambda d: d.job.schedule({"env": "prd", "event": "report"}),
+        "product_tag",
+        "is required",
+    ),
+    ("missing event", lambda d: d.job.schedule({"env": "prd", "product_tag": "reports"}), "event", "is required"),
+    ("empty env", lambda d: d.job.schedule(req(env="")), "env", "at least 1 character"),
+    ("unknown field", lambda d: d.job.schedule(req(priority=5)), "priority", "not a known field"),
+    ("input a set", lambda d: d.job.schedule(req(input={"ids": {1, 2}})), "input", "json-serialisable"),
+    ("input an object", lambda d: d.job.schedule(req(input={"o": object()})), "input", "json-serialisable"),
+    ("input a datetime", lambda d: d.job.schedule(req(input={"at": SEPT})), "input", "json-serialisable"),
+    ("input NaN", lambda d: d.job.schedule(req(input={"x": float("nan")})), "input", "json-serialisable"),
+    ("input a list", lambda d: d.job.schedule(req(input=[1, 2])), "input", "must be an object"),
+    ("input a string", lambda d: d.job.schedule(req(input="{}")), "input", "must be an object"),
+    ("session without token", lambda d: d.job.schedule(req(session={"tag": "s"})), "session.token", "is required"),
+    ("session string without colon", lambda d: d.job.schedule(req(session="just-a-tag")), "session", "tag:token"),
+    ("request not a dict", lambda d: d.job.schedule("report"), "ScheduleRequest", "expected an object"),  # type: ignore[arg-type]
+]
+
+CREATE_CASES: list[Case] = [
+    ("duplicate tag", lambda d: d.job.create(job()), "tag", "already exists"),
+    ("missing name", lambda d: d.job.create({k: v for k, v in job("j2").items() if k != "name"}), "name", "required"),
+    ("missing tag", lambda d: d.job.create({k: v for k, v in job().items() if k != "tag"}), "tag", "required"),
+    (
+        "missing event_type",
+        lambda d: d.job.create({k: v for k, v in job("j2").items() if k != "event_type"}),
+        "event_type",
+        "required",
+    ),
+    (
+        "missing event_tag",
+        lambda d: d.job.create({k: v for k, v in job("j2").items() if k != "event_tag"}),
+        "event_tag",
+        "required",
+    ),
+    ("empty name", lambda d: d.job.create(job("j2", name="")), "name", "at least 1 character"),
+    ("blank name", lambda d: d.job.create(job("j2", name="   ")), "name", "at least 1 character"),
+    ("unknown event type", lambda d: d.job.create(job("j2", event_type="EMAIL")), "event_type", "unknown event type"),
+    ("event type not a string", lambda d: d.job.create(job("j2", event_type=3)), "event_type", "unknown event type"),
+    ("bad tag characters", lambda d: d.job.create(job("bad tag!")), "tag", "letters, digits"),
+    ("tag starting with a dash", lambda d: d.job.create(job("-x")), "tag", "start with a letter or digit"),
+    ("tag too long", lambda d: d.job.create(job("x" * 129)), "tag", "max 128"),
+    ("negative executions", lambda d: d.job.create(job("j2", executions=-1)), "executions", "greater than or equal"),
+    ("negative intervals", lambda d: d.job.create(job("j2", intervals=-1)), "intervals", "greater than or equal"),
+    ("boolean intervals", lambda d: d.job.create(job("j2", intervals=True)), "intervals", "boolean"),
+    ("garbage start_at", lambda d: d.job.create(job("j2", start_at="later")), "start_at", "iso 8601"),
+    ("unknown field", lambda d: d.job.create(job("j2", cron="* * * * *")), "cron", "not a known field"),
+    ("not a dict", lambda d: d.job.create(None), "JobDefinition", "expected an object"),  # type: ignore[arg-type]
+]
+
+UPDATE_CASES: list[Case] = [
+    ("tag cannot change", lambda d: d.job.update("report", {"tag": "other"}), "tag", "cannot be changed"),
+    ("tag cannot change, same value", lambda d: d.job.update("report", {"tag": "report"}), "tag", "cannot be changed"),
+    ("missing job", lambda d: d.job.update("nope", {"name": "x"}), "tag", "no job with tag 'nope'"),
+    ("empty update", lambda d: d.job.update("report", {}), "data", "at least one field"),
+    ("unknown field", lambda d: d.job.update("report", {"colour": "red"}), "colour", "not a known field"),
+    ("bad event type", lambda d: d.job.update("report", {"event_type": "EMAIL"}), "event_type", "unknown event type"),
+    ("negative intervals", lambda d: d.job.update("report", {"intervals": -5}), "intervals", "greater than or equal"),
+    ("empty name", lambda d: d.job.update("report", {"name": ""}), "name", "at least 1 character"),
+]
+
+QUERY_CASES: list[Case] = [
+    ("preview count 0", lambda d: d.job.preview({"every": 1000}, count=0), "count", "between 1 and 10000"),
+    ("preview count too big", lambda d: d.job.preview({"every": 1000}, count=10_001), "count", "between 1"),
+    ("preview bad cron", lambda d: d.job.preview({"cron": "x"}), "repeat.cron", "1 fields"),
+    ("preview neither", lambda d: d.job.preview({}), "repeat", "exactly one of cron or every"),
+    ("preview bad tz", lambda d: d.job.preview({"cron": "@daily", "tz": "Nowhere"}), "repeat.tz", "unknown time zone"),
+    ("preview bad start", lambda d: d.job.preview({"every": 1000}, start="soon"), "start", "iso 8601"),
+    ("reschedule bad cron", lambda d: d.job.reschedule("whatever", {"cron": "@never"}), "repeat.cron", "macro"),
+    ("runs bad status", lambda d: d.job.runs(status="nope"), "status", "not one of"),
+    ("runs limit 0", lambda d: d.job.runs(limit=0), "limit", "between 1 and 10000"),
+    ("runs negative offset", lambda d: d.job.runs(offset=-1), "offset", ">= 0"),
+    ("runs garbage since", lambda d: d.job.runs(since="yesterday"), "since", "iso 8601"),
+    ("runs negative until", lambda d: d.job.runs(until=-5), "until", "negative"),
+    ("list limit 0", lambda d: d.job.list(limit=0), "limit", "between 1 and 10000"),
+    ("list limit too big", lambda d: d.job.list(limit=10_001), "limit", "between 1 and 10000"),
+    ("list bad status", lambda d: d.job.list(status="running"), "status", "not one of"),
+]
+
+
+def _ids(cases: list[Case]) -> list[str]:
+    return [c[0] for c in cases]
+
+
+@pytest.mark.parametrize(("name", "call", "field", "rule"), SCHEDULE_CASES, ids=_ids(SCHEDULE_CASES))
+def test_schedule_rejects(jdt: Ductape, name: str, call: Callable[[Ductape], object], field: str, rule: str) -> None:
+    rejected(jdt, call, field, rule)
+
+
+@pytest.mark.parametrize(("name", "call", "field", "rule"), CREATE_CASES, ids=_ids(CREATE_CASES))
+def test_create_rejects(jdt: Ductape, name: str, call: Callable[[Ductape], object], field: str, rule: str) -> None:
+    rejected(jdt, call, field, rule)
+
+
+@pytest.mark.parametrize(("name", "call", "field", "rule"), UPDATE_CASES, ids=_ids(UPDATE_CASES))
+def test_update_rejects(jdt: Ductape, name: str, call: Callable[[Ductape], object], field: str, rule: str) -> None:
+    rejected(jdt, call, field, rule)
+
+
+@pytest.mark.parametrize(("name", "call", "field", "rule"), QUERY_CASES, ids=_ids(QUERY_CASES))
+def test_queries_reject(jdt: Ductape, name: str, call: Callable[[Ductape], object], field: str, rule: str) -> None:
+    rejected(jdt, call, field, rule)
+
+
+def test_validation_error_is_raised_before_the_existence_checks(jdt: Ductape) -> None:
+    # bad input on a job that does not exist still names the input field, not "tag"
+    rejected(jdt, lambda d: d.job.update("nope", {"intervals": -1}), "intervals", "greater than or equal")
+    # a second rule broken later in the same request: the first one is reported
+    rejected(jdt, lambda d: d.job.schedule(req(event="nope", retries=-1)), "retries", "greater than or equal")
+
+
+def test_duplicate_tag_is_a_validation_error_not_a_conflict(jdt: Ductape) -> None:
+    exc = rejected(jdt, lambda d: d.job.create(job(name="Another")), "tag", "already exists")
+    assert not isinstance(exc, ConflictError)
+    assert [j.name for j in jdt.job.fetch_all()] == ["Report"]
+
+
+def test_duplicate_tag_race_is_still_refused_by_the_store(jdt: Ductape) -> None:
+    parsed = JobDefinition.model_validate(job())
+    with pytest.raises(ConflictError, match="already exists"):
+        jdt.store.create_job(parsed, jdt.clock.now())
+
+
+# ----------------------------------------------------------------------------------------- schedule_many
+
+
+def test_schedule_many_with_a_bad_item_writes_none_of_them(jdt: Ductape) -> None:
+    items = [req(), req(repeat={"every": 1000}), req(), req(start_at="not a date"), req()]
+    rejected(jdt, lambda d: d.job.schedule_many(items), "[3].start_at", "iso 8601")
+    items = [req(), req(), req(repeat={"cron": "@nope"})]
+    rejected(jdt, lambda d: d.job.schedule_many(items), "[2].repeat.cron", "macro")
+    items = [req(), req(), req(event="missing")]
+    rejected(jdt, lambda d: d.job.schedule_many(items), "[2].event", "no job with tag")
+
+
+def test_schedule_many_prefixes_the_first_item_too(jdt: Ductape) -> None:
+    rejected(jdt, lambda d: d.job.schedule_many([req(retries=-1), req()]), "[0].retries", "greater than")
+
+
+def test_schedule_many_writes_all_good_items(jdt: Ductape) -> None:
+    before = len(jdt.job.list())
+    results = jdt.job.schedule_many([req(), req(start_at=SEPT_S), req(repeat={"every": 1000})])
+    assert [r.status for r in results] == [RunPhase.QUEUED, RunPhase.SCHEDULED, RunPhase.QUEUED]
+    assert len(jdt.job.list()) == before + 3
+    assert {s.id for s in jdt.job.list()} >= {r.job_id for r in results}
+
+
+def test_schedule_many_of_nothing_writes_nothing(jdt: Ductape) -> None:
+    before = snapshot(jdt)
+    assert jdt.job.schedule_many([]) == []
+    assert snapshot(jdt) == before
+
+
+# ------------------------------------------------------------------------------------------ accepted forms
+
+
+@pytest.mark.parametrize(
+    ("given", "expected"),
+    [
+        ("ACTION", JobEventTypes.ACTION),
+        ("action", JobEventTypes.ACTION),
+        (" Notification ", JobEventTypes.NOTIFICATION),
+        ("DATABASE_ACTION", JobEventTypes.DATABASE_ACTION),
+        ("database-action", JobEventTypes.DATABASE_ACTION),
+        ("PUBLISH", JobEventTypes.MESSAGEBROKER),
+        ("publish", JobEventTypes.MESSAGEBROKER),
+        ("MESSAGEBROKER", JobEventTypes.MESSAGEBROKER),
+        ("message_broker", JobEventTypes.MESSAGEBROKER),
+        (JobEventTypes.FUNCTION, JobEventTypes.FUNCTION),
+    ],
+)
+def test_event_type_forms(dt: Ductape, given: object, expected: JobEventTypes) -> None:
+    created = dt.job.create(job(event_type=given))
+    assert created.event_type is expected
+    assert dt.job.fetch("report").event_type is expected
+
+
+def test_update_accepts_event_type_aliases(jdt: Ductape) -> None:
+    updated = jdt.job.update("report", {"event_type": "PUBLISH", "name": "Weekly"})
+    assert updated.event_type is JobEventTypes.MESSAGEBROKER and updated.name == "Weekly" and updated.tag == "report"
+    assert jdt.job.fetch("report").event_type is JobEventTypes.MESSAGEBROKER
+
+
+@pytest.mark.parametrize(
+    "start_at",
+    [
+        SEPT_S,
+        SEPT_S * 1000,
+        float(SEPT_S),
+        SEPT_S * 1000.0,
+        str(SEPT_S),
+        str(SEPT_S * 1000),
+        "2026-09-21T14:13:20Z",
+        "2026-09-21T14:13:20.000Z",
+        "2026-09-21T16:13:20+02:00",
+        "2026-09-21T14:13:20",  # naive: UTC
+        SEPT,
+        SEPT.astimezone(timezone(timedelta(hours=-7))),
+        datetime(2026, 9, 21, 14, 13, 20),  # naive: UTC  # noqa: DTZ001
+    ],
+)
+def test_start_at_forms_give_the_same_instant(dt: Ductape, start_at: object) -> None:
+    dt.job.create(job())
+    result = dt.job.schedule(req(start_at=start_at))
+    assert result.scheduled_at == SEPT and result.scheduled_at.tzinfo is not None
+    assert result.status is RunPhase.SCHEDULED
+    assert dt.job.get(result.job_id).next_run_at == SEPT
+
+
+@pytest.mark.parametrize("start_at", [0, None, "0", 1704067200, "2024-01-01T00:00:00Z", 1])
+def test_start_at_zero_missing_or_past_means_now(dt: Ductape, clock: FakeClock, start_at: object) -> None:
+    dt.job.create(job())
+    result = dt.job.schedule(req(start_at=start_at) if start_at is not None else req())
+    assert result.scheduled_at == clock.now()
+    assert result.status is RunPhase.QUEUED
+    (run,) = dt.job.runs(job_id=result.job_id)
+    assert run.phase is RunPhase.QUEUED and run.scheduled_at == clock.now()
+
+
+def test_job_start_at_is_the_default_start(dt: Ductape) -> None:
+    dt.job.create(job(start_at=SEPT_S))
+    assert dt.job.fetch("report").start_at == SEPT
+    assert dt.job.schedule(req()).scheduled_at == SEPT
+    assert dt.job.schedule(req(start_at="2026-10-01T00:00:00Z")).scheduled_at == datetime(2026, 10, 1, tzinfo=UTC)
+
+
+END = datetime(2026, 4, 1, tzinfo=UTC)
+
+
+@pytest.mark.parametrize(
+    "repeat",
+    [
+        {"every": 3_600_000, "endDate": int(END.timestamp())},
+        {"every": 3_600_000, "endDate": int(END.timestamp()) * 1000},
+        {"every": 3_600_000, "endDate": "2026-04-01T00:00:00Z"},
+        {"every": 3_600_000, "endDate": "2026-04-01T02:00:00+02:00"},
+        {"every": 3_600_000, "endDate": END},
+        {"every": 3_600_000, "end_date": "2026-04-01T00:00:00Z"},
+        {"every": 3_600_000, "end_date": int(END.timestamp())},
+        RepeatOptions(every=3_600_000, endDate="2026-04-01T00:00:00Z"),  # type: ignore[arg-type]
+        RepeatOptions(every=3_600_000, end_date=END),
+    ],
+)
+def test_end_date_forms(dt: Ductape, repeat: Any) -> None:
+    dt.job.create(job())
+    result = dt.job.schedule(req(repeat=repeat))
+    assert dt.job.get(result.job_id).end_date == END
+
+
+def test_every_accepts_a_timedelta(dt: Ductape) -> None:
+    dt.job.create(job())
+    result = dt.job.schedule(req(repeat={"every": timedelta(minutes=5)}))
+    assert dt.job.get(result.job_id).every == timedelta(minutes=5)
+
+
+def test_cron_is_normalised_and_macros_expand(dt: Ductape) -> None:
+    dt.job.create(job())
+    a = dt.job.schedule(req(repeat={"cron": "  0   9 * *  1-5 "}))
+    b = dt.job.schedule(req(repeat={"cron": "@Daily", "tz": "Europe/London"}))
+    assert dt.job.get(a.job_id).cron == "0 9 * * 1-5"
+    assert (dt.job.get(b.job_id).cron, dt.job.get(b.job_id).tz) == ("0 0 * * *", "Europe/London")
+
+
+def test_pydantic_models_are_accepted_as_well_as_dicts(dt: Ductape, clock: FakeClock) -> None:
+    created = dt.job.create(
+        JobDefinition(name="Report", tag="report", event_type=JobEventTypes.FUNCTION, event_tag="report_fn")
+    )
+    assert created.created_at == clock.now()
+    model = ScheduleRequest(
+        env="prd",
+        product_tag="reports",
+        event="report",
+        start_at=SEPT,
+        retries=2,
+        input={"a": 1},
+        repeat=RepeatOptions(cron="0 9 * * *", tz="America/New_York", limit=3),
+        session="user-session:eyJhbGciOi",  # type: ignore[arg-type]
+    )
+    from_model = dt.job.schedule(model)
+    from_dict = dt.job.schedule(
+        req(
+            start_at=SEPT_S,
+            retries=2,
+            input={"a": 1},
+            repeat={"cron": "0 9 * * *", "tz": "America/New_York", "limit": 3},
+            session={"tag": "user-session", "token": "eyJhbGciOi"},
+        )
+    )
+    a, b = dt.job.get(from_model.job_id), dt.job.get(from_dict.job_id)
+    assert from_model.scheduled_at == from_dict.scheduled_at == datetime(2026, 9, 22, 13, tzinfo=UTC)  # 9:00 EDT
+    for s in (a, b):
+        assert (s.cron, s.tz, s.limit, s.retries, s.input) == ("0 9 * * *", "America/New_York", 3, 2, {"a": 1})
+        assert s.session_tag == "user-session"
+
+
+def test_a_model_is_validated_again_against_the_store(dt: Ductape) -> None:
+    model = ScheduleRequest(env="prd", product_tag="reports", event="nobody")
+    rejected(dt, lambda d: d.job.schedule(model), "event", "no job with tag 'nobody'")
+
+
+@pytest.mark.parametrize(
+    "session",
+    [{"tag": "user-session", "token": "a.b.c"}, "user-session:a.b.c", {"tag": "user-session", "token": "a:b"}],
+)
+def test_session_forms(dt: Ductape, session: object) -> None:
+    dt.job.create(job())
+    result = dt.job.schedule(req(session=session))
+    assert dt.job.get(result.job_id).session_tag == "user-session"
+
+
+def test_session_string_splits_on_the_first_colon() -> None:
+    parsed = ScheduleRequest.model_validate(req(session="user-session:tok:with:colons"))
+    assert parsed.session is not None
+    assert (parsed.session.tag, parsed.session.token) == ("user-session", "tok:with:colons")
+
+
+def test_strings_are_stripped(dt: Ductape) -> None:
+    created = dt.job.create(job(name="  Report  ", tag=" report "))
+    assert (created.name, created.tag) == ("Report", "report")
+    assert dt.job.schedule(req(event=" report ", env=" prd ")).job_id
+
+
+def test_input_round_trips(dt: Ductape) -> None:
+    dt.job.create(job())
+    payload = {"userId": "$Session{user}{id}", "n": 1, "x": 1.5, "ok": True, "none": None, "list": [1, {"a": "b"}]}
+    result = dt.job.schedule(req(input=payload))
+    assert dt.job.get(result.job_id).input == payload
+    (run,) = dt.job.runs(job_id=result.job_id)
+    assert run.input == payload
+    assert dt.job.get(dt.job.schedule(req(input=None)).job_id).input == {}
+
+
+def test_runs_since_until_accept_the_start_at_forms(jdt: Ductape, clock: FakeClock) -> None:
+    (run,) = jdt.job.runs()
+    for since in (clock.now(), int(clock.now().timestamp()), clock.now().isoformat()):
+        assert [r.id for r in jdt.job.runs(since=since)] == [run.id]
+    later = clock.now() + timedelta(seconds=1)
+    assert jdt.job.runs(since=later) == []
+    assert [r.id for r in jdt.job.runs(until=later.isoformat())] == [run.id]
