@@ -16,8 +16,8 @@ from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
 from pydantic import (
-    BaseModel,
     AfterValidator,
+    BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,

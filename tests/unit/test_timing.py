@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
+from itertools import pairwise
 
 import pytest
 
@@ -25,11 +26,11 @@ MIN = timedelta(minutes=1)
 
 
 def utc(*args: int) -> datetime:
-    return datetime(*args, tzinfo=UTC)  # type: ignore[misc]
+    return datetime(*args, tzinfo=UTC)  # type: ignore[arg-type, misc]
 
 
 def gaps(times: list[datetime]) -> set[timedelta]:
-    return {b - a for a, b in zip(times, times[1:], strict=False)}
+    return {b - a for a, b in pairwise(times)}
 
 
 # ------------------------------------------------------------------------------------- cron across DST
@@ -49,7 +50,12 @@ def test_fixed_time_in_the_spring_gap_fires_once_right_after_it() -> None:
 def test_fixed_time_repeated_by_fall_back_fires_once_the_first_time() -> None:
     # 2026-11-01 01:30 happens twice in New York (05:30 UTC as EDT, 06:30 UTC as EST)
     times = preview(CronRecurrence("30 1 * * *", NY), utc(2026, 10, 31), 4)
-    assert times == [utc(2026, 10, 31, 5, 30), utc(2026, 11, 1, 5, 30), utc(2026, 11, 2, 6, 30), utc(2026, 11, 3, 6, 30)]
+    assert times == [
+        utc(2026, 10, 31, 5, 30),
+        utc(2026, 11, 1, 5, 30),
+        utc(2026, 11, 2, 6, 30),
+        utc(2026, 11, 3, 6, 30),
+    ]
     assert utc(2026, 11, 1, 6, 30) not in times
 
 
@@ -89,7 +95,7 @@ def test_every_15_minutes_fires_every_real_quarter_hour_across_dst(tz: str, star
 def test_daily_cron_keeps_local_time_so_its_utc_gap_changes() -> None:
     times = preview(CronRecurrence("0 9 * * *", NY), utc(2026, 3, 7), 3)
     assert times == [utc(2026, 3, 7, 14), utc(2026, 3, 8, 13), utc(2026, 3, 9, 13)]  # 09:00 EST, then EDT
-    assert [b - a for a, b in zip(times, times[1:], strict=False)] == [23 * H, 24 * H]
+    assert [b - a for a, b in pairwise(times)] == [23 * H, 24 * H]
     autumn = preview(CronRecurrence("0 9 * * *", LONDON), utc(2026, 10, 24), 2)
     assert autumn[1] - autumn[0] == 25 * H
 
@@ -109,7 +115,12 @@ def test_every_is_absolute_time_across_dst() -> None:
 
 def test_six_field_cron_has_a_leading_seconds_field() -> None:
     times = preview(CronRecurrence("*/20 * * * * *"), utc(2026, 3, 2, 12, 0, 1), 4)
-    assert times == [utc(2026, 3, 2, 12, 0, 20), utc(2026, 3, 2, 12, 0, 40), utc(2026, 3, 2, 12, 1), utc(2026, 3, 2, 12, 1, 20)]
+    assert times == [
+        utc(2026, 3, 2, 12, 0, 20),
+        utc(2026, 3, 2, 12, 0, 40),
+        utc(2026, 3, 2, 12, 1),
+        utc(2026, 3, 2, 12, 1, 20),
+    ]
     assert preview(CronRecurrence("30 0 9 * * *", NY), utc(2026, 3, 2), 1) == [utc(2026, 3, 2, 14, 0, 30)]
 
 
@@ -305,6 +316,7 @@ def test_plan_run_all_creates_every_missed_occurrence() -> None:
     plan = plan_due(EVERY_MIN, Occurrences(T0), now, misfire=Misfire.RUN_ALL)
     assert plan.due == [T0 + i * MIN for i in range(11)]
     assert plan.next_due == T0 + 11 * MIN and not plan.finished
+    assert plan.misfired  # reported, though every occurrence still runs
 
 
 def test_plan_run_all_is_capped_by_max_runs_and_resumes() -> None:
@@ -374,8 +386,13 @@ def test_api_preview_london(dt: Ductape) -> None:
     times = dt.job.preview({"cron": "30 2 * * *", "tz": LONDON}, start=utc(2026, 3, 27), count=10)
     assert len(times) == 10 and all(t.tzinfo is not None for t in times)
     # 02:30 GMT, then 02:30 BST = 01:30 UTC from Sunday 29 March
-    assert times[:4] == [utc(2026, 3, 27, 2, 30), utc(2026, 3, 28, 2, 30), utc(2026, 3, 29, 1, 30), utc(2026, 3, 30, 1, 30)]
-    assert [b - a for a, b in zip(times, times[1:], strict=False)] == [24 * H, 23 * H] + [24 * H] * 7
+    assert times[:4] == [
+        utc(2026, 3, 27, 2, 30),
+        utc(2026, 3, 28, 2, 30),
+        utc(2026, 3, 29, 1, 30),
+        utc(2026, 3, 30, 1, 30),
+    ]
+    assert [b - a for a, b in pairwise(times)] == [24 * H, 23 * H] + [24 * H] * 7
 
 
 def test_api_preview_defaults_to_now_and_takes_start_forms(dt: Ductape) -> None:

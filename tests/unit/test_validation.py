@@ -137,7 +137,12 @@ SCHEDULE_CASES: list[Case] = [
         "repeat.endDate",
         "not both",
     ),
-    ("unknown repeat field", lambda d: d.job.schedule(req(repeat={"every": 1000, "count": 3})), "repeat.count", "not a"),
+    (
+        "unknown repeat field",
+        lambda d: d.job.schedule(req(repeat={"every": 1000, "count": 3})),
+        "repeat.count",
+        "not a",
+    ),
     ("negative start_at", lambda d: d.job.schedule(req(start_at=-1)), "start_at", "negative"),
     ("garbage start_at", lambda d: d.job.schedule(req(start_at="tomorrow")), "start_at", "iso 8601"),
     ("boolean start_at", lambda d: d.job.schedule(req(start_at=True)), "start_at", "boolean"),
@@ -353,7 +358,7 @@ def test_update_accepts_event_type_aliases(jdt: Ductape) -> None:
         "2026-09-21T14:13:20",  # naive: UTC
         SEPT,
         SEPT.astimezone(timezone(timedelta(hours=-7))),
-        datetime(2026, 9, 21, 14, 13, 20),  # naive: UTC  # noqa: DTZ001
+        datetime(2026, 9, 21, 14, 13, 20),  # naive: UTC
     ],
 )
 def test_start_at_forms_give_the_same_instant(dt: Ductape, start_at: object) -> None:
@@ -394,7 +399,7 @@ END = datetime(2026, 4, 1, tzinfo=UTC)
         {"every": 3_600_000, "endDate": END},
         {"every": 3_600_000, "end_date": "2026-04-01T00:00:00Z"},
         {"every": 3_600_000, "end_date": int(END.timestamp())},
-        RepeatOptions(every=3_600_000, endDate="2026-04-01T00:00:00Z"),  # type: ignore[arg-type]
+        RepeatOptions(every=3_600_000, endDate="2026-04-01T00:00:00Z"),  # type: ignore[call-arg]
         RepeatOptions(every=3_600_000, end_date=END),
     ],
 )
@@ -431,7 +436,7 @@ def test_pydantic_models_are_accepted_as_well_as_dicts(dt: Ductape, clock: FakeC
         retries=2,
         input={"a": 1},
         repeat=RepeatOptions(cron="0 9 * * *", tz="America/New_York", limit=3),
-        session="user-session:eyJhbGciOi",  # type: ignore[arg-type]
+        session="user-session:eyJhbGciOi",
     )
     from_model = dt.job.schedule(model)
     from_dict = dt.job.schedule(

@@ -17,7 +17,9 @@ With pytest, the ``ductape_sandbox`` fixture gives one (the plugin is registered
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+import weakref
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -37,10 +39,11 @@ class Sandbox(Ductape):
     clock: FakeClock
 
     def __init__(self, store: str | None = None, *, start: datetime | None = None, **kwargs: Any) -> None:
-        self._tmp: tempfile.TemporaryDirectory[str] | None = None
+        self._cleanup: weakref.finalize[Any, Any] | None = None
         if store is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="ductape-sandbox-")
-            store = f"sqlite:///{self._tmp.name}/jobs.db"
+            folder = tempfile.mkdtemp(prefix="ductape-sandbox-")
+            self._cleanup = weakref.finalize(self, shutil.rmtree, folder, ignore_errors=True)
+            store = f"sqlite:///{folder}/jobs.db"
         kwargs.setdefault("backoff", Backoff(jitter=0.0))
         super().__init__(store, clock=FakeClock(start or DEFAULT_START), **kwargs)
 
@@ -72,8 +75,8 @@ class Sandbox(Ductape):
 
     def close(self) -> None:
         super().close()
-        if self._tmp is not None:
-            self._tmp.cleanup()
+        if self._cleanup is not None:
+            self._cleanup()
 
 
 def _add(total: DrainSummary, part: DrainSummary) -> None:
