@@ -361,3 +361,58 @@ def test_async_client_has_the_same_api(tmp_path: Any) -> None:
             return [r.phase for r in runs]
 
     assert asyncio.run(main()) == [RunPhase.COMPLETED]
+
+
+def test_slow_run_that_heartbeats_is_not_rescued(tmp_path: Any) -> None:
+    """Real time: a run lasting 4 leases, next to a second worker that would rescue an expired lease."""
+    store = f"sqlite:///{tmp_path / 'hb.db'}"
+    dt = Ductape(store, lease=timedelta(milliseconds=300), poll=timedelta(milliseconds=20))
+
+    @dt.function("slow")
+    async def slow(input: dict[str, Any], ctx: RunContext) -> int:
+        await asyncio.sleep(1.2)
+        return ctx.attempt
+
+    job(dt, tag="slow", fn="slow")
+    s = dt.job.schedule(req("slow"))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        workers = [asyncio.create_task(dt.run_worker(stop)) for _ in range(2)]
+        for _ in range(200):
+            await asyncio.sleep(0.02)
+            if dt.job.runs(job_id=s.job_id)[0].phase is RunPhase.COMPLETED:
+                break
+        stop.set()
+        await asyncio.gather(*workers)
+
+    asyncio.run(main())
+    (run,) = dt.job.runs(job_id=s.job_id)
+    assert run.phase is RunPhase.COMPLETED and run.output == 1
+    assert [a.outcome for a in dt.job.run(run.id).attempts] == ["completed"]
+    dt.close()
+
+
+def test_two_schedulers_race_the_same_cron_schedule(tmp_path: Any) -> None:
+    """Two engines on one store, each with its own clock, tick the same schedule: one run per tick."""
+    store = f"sqlite:///{tmp_path / 'race.db'}"
+    start = datetime(2026, 3, 2, tzinfo=UTC)
+    a, b = Ductape(store, clock=FakeClock(start)), Ductape(store, clock=FakeClock(start))
+    for d in (a, b):
+        d.function("report")(Recorder())
+    job(a)
+    s = a.job.schedule(req(repeat={"cron": "* * * * * *"}))  # every second
+
+    async def tick_both(n: int) -> None:
+        for _ in range(n):
+            for d in (a, b):
+                assert isinstance(d.clock, FakeClock)
+                d.clock.advance(seconds=1)
+            await asyncio.gather(a.new_worker().run_until_idle(), b.new_worker().run_until_idle())
+
+    asyncio.run(tick_both(60))
+    due = [r.scheduled_at for r in a.job.runs(job_id=s.job_id, limit=1000)]
+    assert len(due) == len(set(due)) == 61  # at the start, then one per second
+    assert all(r.phase is RunPhase.COMPLETED for r in a.job.runs(job_id=s.job_id, limit=1000))
+    a.close()
+    b.close()
