@@ -49,7 +49,7 @@ def wait_done(dt: Ductape, total: int, deadline: float) -> float:
 
 def percentile(values: list[float], p: float) -> float:
     ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, int(round(p / 100 * (len(ordered) - 1))))]
+    return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
 def main() -> None:
@@ -67,8 +67,9 @@ def main() -> None:
 
     client = make(store, args.concurrency)
     client.job.create({"name": "noop", "tag": "noop", "event_type": "FUNCTION", "event_tag": "noop"})
-    procs = [mp.get_context("spawn").Process(target=worker_main, args=(store, args.concurrency)) for _ in
-             range(args.workers)]
+    procs = [
+        mp.get_context("spawn").Process(target=worker_main, args=(store, args.concurrency)) for _ in range(args.workers)
+    ]
     for p in procs:
         p.start()
     time.sleep(2.0)  # let workers start (imports, migrations)
@@ -84,8 +85,9 @@ def main() -> None:
     attempts = sum(len(client.job.run(r.id).attempts) for r in client.job.runs(limit=200))
     print(f"\n[throughput] N={args.n}, {args.workers} worker process(es), concurrency {args.concurrency}")
     print(f"  enqueue (schedule_many, chunks of {args.chunk}): {args.n / (t_enq - t0):,.0f} jobs/s")
-    print(f"  end to end (first enqueue -> last completed):  {args.n / (t_done - t0):,.0f} jobs/s "
-          f"({t_done - t0:.2f} s)")
+    print(
+        f"  end to end (first enqueue -> last completed):  {args.n / (t_done - t0):,.0f} jobs/s ({t_done - t0:.2f} s)"
+    )
     print(f"  runs: {dict(counts)}; attempts in a sample of 200 runs: {attempts} (200 = none twice)")
     sample = 500
     t1 = time.perf_counter()
@@ -106,8 +108,10 @@ def main() -> None:
         if r.started_at is not None
     ]
     print(f"\n[lateness] M={len(late)} one-off jobs due over {spread:.0f} s")
-    print(f"  p50 {percentile(late, 50):.1f} ms  p95 {percentile(late, 95):.1f} ms  "
-          f"p99 {percentile(late, 99):.1f} ms  max {max(late):.1f} ms  (mean {statistics.mean(late):.1f})")
+    print(
+        f"  p50 {percentile(late, 50):.1f} ms  p95 {percentile(late, 95):.1f} ms  "
+        f"p99 {percentile(late, 99):.1f} ms  max {max(late):.1f} ms  (mean {statistics.mean(late):.1f})"
+    )
     for p in procs:
         p.terminate()
     for p in procs:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -82,7 +83,7 @@ def test_every_with_limit_runs_exactly_limit_times(ductape_sandbox: Sandbox) -> 
     dt.advance(days=60)
     assert len(rec.calls) == 4
     due = sorted(r.scheduled_at for r in dt.job.runs())
-    assert [b - a for a, b in zip(due, due[1:], strict=False)] == [timedelta(days=7)] * 3
+    assert [b - a for a, b in itertools.pairwise(due)] == [timedelta(days=7)] * 3
     assert dt.job.get(s.job_id).status is ScheduleStatus.COMPLETED
 
 
@@ -143,7 +144,7 @@ def test_retries_with_backoff_then_dead_letter(ductape_sandbox: Sandbox) -> None
     assert failed.id == run.id and failed.retry_count == 2 and "boom 3" in (failed.error or "")
     attempts = dt.job.run(run.id).attempts
     assert [a.outcome for a in attempts] == ["failed", "failed", "failed"]
-    gaps = [b.started_at - a.started_at for a, b in zip(attempts, attempts[1:], strict=False)]
+    gaps = [b.started_at - a.started_at for a, b in itertools.pairwise(attempts)]
     assert gaps == [timedelta(seconds=1), timedelta(seconds=2)]  # exponential
 
 
@@ -300,7 +301,7 @@ def test_dead_worker_lease_expires_and_the_run_is_rescued(dt: Ductape, clock: Fa
     clock.advance(seconds=31)
     assert dt.drain().completed == 1 and len(rec.calls) == 1
     attempts = dt.job.run(run_id).attempts
-    assert [(a.worker_id, a.outcome) for a in attempts][0] == ("dead-worker", "lost")
+    assert next((a.worker_id, a.outcome) for a in attempts) == ("dead-worker", "lost")
     assert attempts[1].outcome == "completed"
     assert dt.job.run(run_id).retry_count == 0  # a rescue is not a retry
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import subprocess
@@ -134,9 +135,10 @@ def test_restart_after_downtime_fires_missed_occurrences_once(env: Env) -> None:
     time.sleep(2.5)  # the engine is down for ~6 occurrences
     restarted = datetime.now(UTC)
     env.start_worker()
-    env.wait("the schedule to carry on", lambda: any(
-        r.scheduled_at > restarted + timedelta(seconds=0.8) for r in env.client.job.runs(job_id=job_id)
-    ))
+    env.wait(
+        "the schedule to carry on",
+        lambda: any(r.scheduled_at > restarted + timedelta(seconds=0.8) for r in env.client.job.runs(job_id=job_id)),
+    )
     runs = sorted(env.client.job.runs(job_id=job_id, limit=1000), key=lambda r: r.scheduled_at)
     before = [r for r in runs if r.scheduled_at <= stopped]
     after = [r for r in runs if r.scheduled_at > stopped]
@@ -151,7 +153,7 @@ def test_restart_after_downtime_fires_missed_occurrences_once(env: Env) -> None:
     assert all((r.scheduled_at - runs[0].scheduled_at) % grid == timedelta(0) for r in runs)
     assert after[0].scheduled_at - before[-1].scheduled_at >= timedelta(seconds=2)
     # ... and the schedule carries on at its cadence.
-    gaps = {b.scheduled_at - a.scheduled_at for a, b in zip(after, after[1:], strict=False)}
+    gaps = {b.scheduled_at - a.scheduled_at for a, b in itertools.pairwise(after)}
     assert gaps == {grid}
 
 

@@ -23,7 +23,9 @@ def test_quickstart_app_schedules_and_runs(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     assert "report for sales" in out.stdout  # the job's cadence: runs now
     assert "completed=1" in out.stdout
-    again = subprocess.run([sys.executable, "app.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60)
+    again = subprocess.run(
+        [sys.executable, "app.py"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=60
+    )
     assert again.returncode == 0, again.stderr  # re-running does not trip over the existing job
 
 
