@@ -42,13 +42,22 @@ class Ductape:
         backoff: Backoff | None = None,
         misfire_grace: timedelta = timedelta(seconds=1),
         shutdown_grace: timedelta = timedelta(seconds=30),
+        functions: FunctionRegistry | None = None,
     ) -> None:
+        self._settings: dict[str, Any] = {
+            "concurrency": concurrency,
+            "lease": lease,
+            "poll": poll,
+            "backoff": backoff,
+            "misfire_grace": misfire_grace,
+            "shutdown_grace": shutdown_grace,
+        }
         self.store: Store = (
             store if isinstance(store, Store) else open_store(store or os.environ.get("DUCTAPE_STORE") or DEFAULT_URL)
         )
         self.store.migrate()
         self.clock: Clock = clock or SystemClock()
-        self.functions = FunctionRegistry()
+        self.functions = functions if functions is not None else FunctionRegistry()
         self.options = WorkerOptions(
             concurrency=concurrency,
             lease=lease,
@@ -58,8 +67,10 @@ class Ductape:
         )
         self.scheduler = Scheduler(self.store, self.clock, grace=misfire_grace)
         self._pool = ThreadPoolExecutor(max_workers=max(4, concurrency), thread_name_prefix="ductape-fn")
+        self._pool_size = max(4, concurrency)
+        self._function_executor = FunctionExecutor(self.functions, self._pool)
         self.executors = ExecutorRegistry()
-        self.executors.register(FunctionExecutor(self.functions, self._pool))
+        self.executors.register(self._function_executor)
         self.job = Jobs(self)
         self._workers: set[Worker] = set()
         self._workers_lock = threading.Lock()
@@ -73,9 +84,18 @@ class Ductape:
 
         return register
 
+    def on_store(self, store: str | Store) -> Ductape:
+        """A client on another store with this one's functions, clock and settings (the CLI's ``--store``)."""
+        return Ductape(store, clock=self.clock, functions=self.functions, **self._settings)
+
     def new_worker(self, **overrides: Any) -> Worker:
         """A worker on this client's store, clock and functions (``overrides`` change ``WorkerOptions``)."""
         options = self.options if not overrides else _with(self.options, overrides)
+        if options.concurrency > self._pool_size:  # sync functions get a thread per concurrent run
+            old, self._pool_size = self._pool, options.concurrency
+            self._pool = ThreadPoolExecutor(max_workers=self._pool_size, thread_name_prefix="ductape-fn")
+            self._function_executor.pool = self._pool
+            old.shutdown(wait=False)
         return Worker(self.store, self.scheduler, self.executors, self.clock, options)
 
     def drain(self) -> DrainSummary:

@@ -112,11 +112,7 @@ def load_client(store: str | None, app: str | None, **settings: Any) -> tuple[Du
         return Ductape(store or os.environ.get("DUCTAPE_STORE") or DEFAULT_URL, **settings), True
     if store is None:
         return user, False
-    dt = Ductape(store, clock=user.clock, misfire_grace=user.scheduler.grace)
-    dt.options = user.options
-    dt.functions = user.functions
-    dt.executors = user.executors
-    return dt, True
+    return user.on_store(store), True
 
 
 @contextmanager
