@@ -82,13 +82,18 @@ def main() -> None:
     t_enq = time.perf_counter()
     t_done = wait_done(client, args.n, t0 + 600)
     counts = client.store.count_runs()
-    attempts = sum(len(client.job.run(r.id).attempts) for r in client.job.runs(limit=200))
+    runs = [r for page in range(0, args.n, 5000) for r in client.job.runs(limit=5000, offset=page)]
+    once = sum(1 for r in runs if r.attempt == 1 and r.phase is RunPhase.COMPLETED)
+    distinct = len({r.id for r in runs})
     print(f"\n[throughput] N={args.n}, {args.workers} worker process(es), concurrency {args.concurrency}")
     print(f"  enqueue (schedule_many, chunks of {args.chunk}): {args.n / (t_enq - t0):,.0f} jobs/s")
     print(
         f"  end to end (first enqueue -> last completed):  {args.n / (t_done - t0):,.0f} jobs/s ({t_done - t0:.2f} s)"
     )
-    print(f"  runs: {dict(counts)}; attempts in a sample of 200 runs: {attempts} (200 = none twice)")
+    print(
+        f"  check: {counts.get(RunPhase.COMPLETED, 0)} completed, {distinct} distinct runs, {once} ran exactly once"
+        f" -> {'OK' if once == distinct == args.n else 'MISMATCH'}"
+    )
     sample = 500
     t1 = time.perf_counter()
     for _ in range(sample):

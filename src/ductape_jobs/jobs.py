@@ -7,7 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from ductape_jobs.engine.scheduler import new_run, occurrences_of, recurrence_of
+from ductape_jobs.engine.scheduler import make_recurrence, new_run, occurrences_of, recurrence_of
 from ductape_jobs.errors import NotFoundError, ValidationError
 from ductape_jobs.ids import new_id
 from ductape_jobs.models import (
@@ -136,6 +136,16 @@ class Jobs:
         end_date = repeat.end_date if repeat else None
         if end_date is not None and end_date < start:
             raise ValidationError("repeat.endDate", f"{end_date.isoformat()} is before the start {start.isoformat()}")
+        cron, tz = (repeat.cron, repeat.tz) if repeat else (None, "UTC")
+        recurrence = make_recurrence(cron, tz, every, start)
+        first = first_due(recurrence, start, Occurrences(None, 0, limit, end_date))
+        if first is None:
+            raise ValidationError("repeat.endDate", "no occurrence falls between the start and the end date")
+        due_now: list[datetime] = []
+        next_due: datetime | None = first
+        if first <= now:  # due at once: its run is created with the schedule, no scheduler hop
+            plan = plan_due(recurrence, Occurrences(first, 0, limit, end_date), now, misfire=req.misfire)
+            due_now, next_due = plan.due[:1], plan.next_due
         schedule = Schedule(
             id=new_id("job"),
             job_tag=job.tag,
@@ -143,16 +153,16 @@ class Jobs:
             product_tag=req.product_tag,
             input=req.input,
             retries=req.retries,
-            status=ScheduleStatus.ACTIVE,
+            status=ScheduleStatus.COMPLETED if next_due is None else ScheduleStatus.ACTIVE,
             start_at=start,
-            next_run_at=None,
-            run_count=0,
+            next_run_at=next_due,
+            run_count=len(due_now),
             created_at=now,
             app=req.app,
             cache=req.cache,
             session_tag=req.session.tag if req.session else None,
-            cron=repeat.cron if repeat else None,
-            tz=repeat.tz if repeat else "UTC",
+            cron=cron,
+            tz=tz,
             every=every,
             limit=limit,
             end_date=end_date,
@@ -161,26 +171,9 @@ class Jobs:
             misfire=req.misfire,
             overlap=req.overlap,
             pause_on_failure=req.pause_on_failure,
+            last_due_at=due_now[-1] if due_now else None,
         )
-        recurrence = recurrence_of(schedule)
-        first = first_due(recurrence, start, Occurrences(None, 0, limit, end_date))
-        if first is None:
-            raise ValidationError("repeat.endDate", "no occurrence falls between the start and the end date")
-        runs: list[NewRun] = []
-        next_due: datetime | None = first
-        run_count = 0
-        if first <= now:
-            plan = plan_due(recurrence, Occurrences(first, 0, limit, end_date), now, misfire=schedule.misfire)
-            runs = [new_run(schedule, due, now=now) for due in plan.due[:1]]
-            next_due, run_count = plan.next_due, len(runs)
-        status = ScheduleStatus.COMPLETED if next_due is None else ScheduleStatus.ACTIVE
-        schedule = _replace(
-            schedule,
-            next_run_at=next_due,
-            run_count=run_count,
-            status=status,
-            last_due_at=first if runs else None,
-        )
+        runs = [new_run(schedule, due, now=now) for due in due_now]
         result = DispatchResult(
             job_id=schedule.id,
             status=RunPhase.QUEUED if runs else RunPhase.SCHEDULED,

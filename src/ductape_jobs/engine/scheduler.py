@@ -23,12 +23,16 @@ from ductape_jobs.timing import (
 )
 
 
+def make_recurrence(cron: str | None, tz: str, every: timedelta | None, start: datetime) -> Recurrence:
+    if cron is not None:
+        return CronRecurrence(cron, tz)
+    if every is not None:
+        return EveryRecurrence(every, start)
+    return OnceRecurrence(start)
+
+
 def recurrence_of(s: Schedule) -> Recurrence:
-    if s.cron is not None:
-        return CronRecurrence(s.cron, s.tz)
-    if s.every is not None:
-        return EveryRecurrence(s.every, s.start_at)
-    return OnceRecurrence(s.start_at)
+    return make_recurrence(s.cron, s.tz, s.every, s.start_at)
 
 
 def occurrences_of(s: Schedule) -> Occurrences:

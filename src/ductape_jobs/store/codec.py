@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -11,6 +12,7 @@ from ductape_jobs.models import (
     JobDefinition,
     JobEventTypes,
     Misfire,
+    NewRun,
     Overlap,
     Run,
     RunPhase,
@@ -171,3 +173,40 @@ def attempt_from_row(r: Any) -> Attempt:
         outcome=r["outcome"],
         error=r["error"],
     )
+
+
+# ``Store.update_schedule`` keyword -> (column, conversion to the stored value)
+SCHEDULE_COLUMNS: dict[str, tuple[str, Callable[[Any], Any]]] = {
+    "status": ("status", lambda v: v.value if v is not None else None),
+    "reason": ("reason", lambda v: v),
+    "next_run_at": ("next_run_at", ms),
+    "cron": ("cron", lambda v: v),
+    "tz": ("tz", lambda v: v),
+    "every": ("every_ms", td_ms),
+    "limit": ("run_limit", lambda v: v),
+    "end_date": ("end_date", ms),
+    "follows_job": ("follows_job", int),
+    "start_at": ("start_at", ms),
+}
+
+
+def schedule_changes(changes: dict[str, Any]) -> dict[str, Any]:
+    """``update_schedule`` keywords as ``{column: stored value}``; ``KeyError`` names an unknown keyword."""
+    out: dict[str, Any] = {}
+    for key, value in changes.items():
+        column, convert = SCHEDULE_COLUMNS[key]
+        out[column] = convert(value)
+    return out
+
+
+def new_run_params(r: NewRun, now: datetime | None) -> dict[str, Any]:
+    """The parameters of a run insert (the rest is copied from its schedule and job by the query)."""
+    return {
+        "id": r.id,
+        "schedule_id": r.schedule_id,
+        "scheduled_at": ms(r.scheduled_at),
+        "available_at": ms(r.available_at),
+        "phase": r.phase.value,
+        "triggered_by": r.triggered_by.value,
+        "now": ms(now or r.scheduled_at),
+    }

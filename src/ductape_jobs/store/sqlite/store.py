@@ -410,9 +410,8 @@ class SQLiteStore(Store):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)
-        if flt.status is not None:
-            where.append("phase = ?")
-            params.append(flt.status.value)
+        if flt.status is not None:  # a literal (an enum value), so the partial index on failed runs applies
+            where.append(f"phase = '{RunPhase(flt.status).value}'")
         if flt.since is not None:
             where.append("scheduled_at >= ?")
             params.append(ms(flt.since))
