@@ -23,18 +23,3 @@ def dt(tmp_path: Path, clock: FakeClock) -> Iterator[Ductape]:
     d = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", clock=clock)
     yield d
     d.close()
-
-
-def require_service(name: str, host: str, port: int) -> None:
-    """Skip (on a laptop without the service) or fail (under CI=true) when ``host:port`` does not answer."""
-    import os
-    import socket
-
-    try:
-        with socket.create_connection((host, port), timeout=1.0):
-            return
-    except OSError as exc:
-        reason = f"{name} is not reachable on {host}:{port} ({exc})"
-    if os.environ.get("CI") == "true":
-        pytest.fail(f"{reason}; under CI every service must be up", pytrace=False)
-    pytest.skip(reason)

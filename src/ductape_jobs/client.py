@@ -16,8 +16,15 @@ from ductape_jobs.engine.retry import Backoff
 from ductape_jobs.engine.scheduler import Scheduler
 from ductape_jobs.engine.worker import Worker, WorkerOptions
 from ductape_jobs.executors import ExecutorRegistry, FunctionExecutor, FunctionRegistry
+from ductape_jobs.executors.action import ActionExecutor
+from ductape_jobs.executors.broker import BrokerExecutor
+from ductape_jobs.executors.context import RunPreparer
+from ductape_jobs.executors.database_action import DatabaseActionExecutor
+from ductape_jobs.executors.notification import NotificationExecutor
 from ductape_jobs.jobs import Jobs
 from ductape_jobs.models import DrainSummary
+from ductape_jobs.products import Products
+from ductape_jobs.sessions import Sessions
 from ductape_jobs.store import DEFAULT_URL, Store, open_store
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -43,6 +50,8 @@ class Ductape:
         misfire_grace: timedelta = timedelta(seconds=1),
         shutdown_grace: timedelta = timedelta(seconds=30),
         functions: FunctionRegistry | None = None,
+        product_file: str | None = None,
+        products: Products | None = None,
     ) -> None:
         self._settings: dict[str, Any] = {
             "concurrency": concurrency,
@@ -58,6 +67,11 @@ class Ductape:
         self.store.migrate()
         self.clock: Clock = clock or SystemClock()
         self.functions = functions if functions is not None else FunctionRegistry()
+        if products is None:
+            path = product_file or os.environ.get("DUCTAPE_PRODUCT_FILE")
+            products = Products.load(path) if path else Products()
+        self.products = products
+        self.session = Sessions(self.products, self.clock)
         self.options = WorkerOptions(
             concurrency=concurrency,
             lease=lease,
@@ -68,9 +82,17 @@ class Ductape:
         self.scheduler = Scheduler(self.store, self.clock, grace=misfire_grace)
         self._pool = ThreadPoolExecutor(max_workers=max(4, concurrency), thread_name_prefix="ductape-fn")
         self._pool_size = max(4, concurrency)
-        self._function_executor = FunctionExecutor(self.functions, self._pool)
+        self._function_executor = FunctionExecutor(self.functions, self._pool, self.products)
         self.executors = ExecutorRegistry()
-        self.executors.register(self._function_executor)
+        for executor in (
+            self._function_executor,
+            ActionExecutor(self.products),
+            NotificationExecutor(self.products),
+            DatabaseActionExecutor(self.products),
+            BrokerExecutor(self.products),
+        ):
+            self.executors.register(executor)
+        self.prepare = RunPreparer(self.products, self.clock)
         self.job = Jobs(self)
         self._workers: set[Worker] = set()
         self._workers_lock = threading.Lock()
@@ -86,7 +108,7 @@ class Ductape:
 
     def on_store(self, store: str | Store) -> Ductape:
         """A client on another store with this one's functions, clock and settings (the CLI's ``--store``)."""
-        return Ductape(store, clock=self.clock, functions=self.functions, **self._settings)
+        return Ductape(store, clock=self.clock, functions=self.functions, products=self.products, **self._settings)
 
     def new_worker(self, **overrides: Any) -> Worker:
         """A worker on this client's store, clock and functions (``overrides`` change ``WorkerOptions``)."""
@@ -96,7 +118,7 @@ class Ductape:
             self._pool = ThreadPoolExecutor(max_workers=self._pool_size, thread_name_prefix="ductape-fn")
             self._function_executor.pool = self._pool
             old.shutdown(wait=False)
-        return Worker(self.store, self.scheduler, self.executors, self.clock, options)
+        return Worker(self.store, self.scheduler, self.executors, self.clock, options, prepare=self.prepare)
 
     def drain(self) -> DrainSummary:
         """Run everything due now, in this process, until nothing more is due; returns what happened."""

@@ -26,6 +26,7 @@ from ductape_jobs.models import (
     parse,
     to_utc,
 )
+from ductape_jobs.products.admission import admit
 from ductape_jobs.timing import Occurrences, plan_due, preview
 from ductape_jobs.timing.planning import first_due
 
@@ -96,34 +97,33 @@ class Jobs:
         jobs: dict[str, JobDefinition | None] = {}
         schedules: list[Schedule] = []
         runs: list[NewRun] = []
-        tokens: dict[str, str] = {}
         results: list[DispatchResult] = []
         for i, raw in enumerate(requests):
             try:
                 req = parse(ScheduleRequest, raw)
                 if req.event not in jobs:
                     jobs[req.event] = self._store.get_job(req.event)
-                schedule, first_runs, result = self._plan(req, jobs[req.event], now)
+                job = jobs[req.event]
+                if job is None:
+                    raise ValidationError("event", f"no job with tag {req.event!r}; create it with job.create first")
+                claims = admit(self._owner.products, self._owner.session, req, job)
+                schedule, first_runs, result = self._plan(req, job, now, claims)
             except ValidationError as exc:
                 if not indexed:
                     raise
                 raise ValidationError(f"[{i}].{exc.field}", exc.rule) from None
             schedules.append(schedule)
             runs.extend(first_runs)
-            if req.session is not None:
-                tokens[schedule.id] = req.session.token
             results.append(result)
         if schedules:
-            self._store.add_schedules(schedules, runs, tokens)
+            self._store.add_schedules(schedules, runs)
             if runs:
                 self._owner._notify_workers()
         return results
 
     def _plan(
-        self, req: ScheduleRequest, job: JobDefinition | None, now: datetime
+        self, req: ScheduleRequest, job: JobDefinition, now: datetime, claims: dict[str, Any] | None
     ) -> tuple[Schedule, list[NewRun], DispatchResult]:
-        if job is None:
-            raise ValidationError("event", f"no job with tag {req.event!r}; create it with job.create first")
         repeat = req.repeat
         start_at = req.start_at or job.start_at
         start = max(start_at, now) if start_at else now
@@ -161,6 +161,7 @@ class Jobs:
             app=req.app,
             cache=req.cache,
             session_tag=req.session.tag if req.session else None,
+            session=claims,
             cron=cron,
             tz=tz,
             every=every,

@@ -411,6 +411,7 @@ class Schedule:
     app: str | None = None
     cache: str | None = None
     session_tag: str | None = None
+    session: dict[str, Any] | None = None  # the verified session data (never the token)
     cron: str | None = None
     tz: str = "UTC"
     every: timedelta | None = None
@@ -467,6 +468,8 @@ class Run:
     output: Any = None
     timeout: timedelta | None = None
     app: str | None = None
+    cache: str | None = None
+    session: dict[str, Any] | None = None
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     attempts: list[Attempt] = field(default_factory=list)

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import json
 import logging
 import os
 import signal
@@ -57,12 +59,14 @@ class Worker:
         clock: Clock,
         options: WorkerOptions | None = None,
         worker_id: str | None = None,
+        prepare: Callable[[Run], RunContext] = RunContext.of,
     ) -> None:
         self.store = store
         self.scheduler = scheduler
         self.executors = executors
         self.clock = clock
         self.options = options or WorkerOptions()
+        self.prepare = prepare
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id('w')[-6:]}"
         self.summary = DrainSummary()
         self._inflight: dict[str, tuple[Run, asyncio.Task[None]]] = {}
@@ -189,12 +193,18 @@ class Worker:
         started = time.perf_counter()
         ok, output, error, word, retryable = True, None, None, None, True
         try:
-            executor = self.executors.get(run.event_type)
-            work: Awaitable[Any] = executor.execute(run, RunContext.of(run))
-            if run.timeout is not None:
-                output = await asyncio.wait_for(work, run.timeout.total_seconds())
+            ctx = self.prepare(run)
+            hit, output, key = await self._cached(run, ctx)
+            if hit:
+                word = "cached"
             else:
-                output = await work
+                work: Awaitable[Any] = self.executors.get(run.event_type).execute(run, ctx)
+                if run.timeout is not None:
+                    output = await asyncio.wait_for(work, run.timeout.total_seconds())
+                else:
+                    output = await work
+                if key is not None:
+                    await self._io(self.store.cache_put, key[0], output, key[1], self.clock.now())
         except asyncio.CancelledError:
             self._inflight.pop(run.id, None)
             raise
@@ -226,6 +236,19 @@ class Worker:
         self._inflight.pop(run.id, None)
         if self._wake is not None:
             self._wake.set()
+
+    async def _cached(self, run: Run, ctx: RunContext) -> tuple[bool, Any, tuple[str, datetime] | None]:
+        """A product's cache tag: the same event with the same resolved input within the TTL is not run again."""
+        if run.cache is None or ctx.product is None or run.cache not in ctx.product.caches:
+            return False, None, None
+        ttl = timedelta(seconds=ctx.product.caches[run.cache].ttl)
+        material = json.dumps(
+            [run.product_tag, run.env, run.event_type.value, run.event_tag, run.cache, ctx.input],
+            sort_keys=True, default=str,
+        )
+        key = hashlib.sha256(material.encode()).hexdigest()
+        hit, value = await self._io(self.store.cache_get, key, self.clock.now())
+        return hit, value, None if hit else (key, self.clock.now() + ttl)
 
     async def _flush(self) -> None:
         if not self._outcomes:

@@ -5,9 +5,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ductape_jobs.models import JobEventTypes, Run
+
+if TYPE_CHECKING:
+    from ductape_jobs.piping import Scope
+    from ductape_jobs.products.model import ProductSpec
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,6 +29,9 @@ class RunContext:
     max_retries: int
     scheduled_at: datetime
     app: str | None = None
+    input: dict[str, Any] = field(default_factory=dict)  # the run's input, data piping resolved
+    product: ProductSpec | None = None
+    scope: Scope | None = None  # what $Input/$Session/$Variable/... resolve against for the event's definition
     logger: logging.Logger = field(default_factory=lambda: logging.getLogger("ductape_jobs.run"))
 
     @classmethod
@@ -41,6 +48,7 @@ class RunContext:
             max_retries=run.max_retries,
             scheduled_at=run.scheduled_at,
             app=run.app,
+            input=run.input,
         )
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 import inspect
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -11,6 +12,7 @@ from typing import Any
 from ductape_jobs.errors import ExecutorNotFoundError, ValidationError
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.models import TAG_PATTERN, JobEventTypes, Run
+from ductape_jobs.products import Products
 
 Function = Callable[[dict[str, Any], RunContext], Any]
 
@@ -44,17 +46,39 @@ class FunctionRegistry:
 
 
 class FunctionExecutor:
+    """Runs the function registered under the event tag; failing that, the ``module:function`` that the run's
+    product maps the tag to (imported once)."""
+
     event_type = JobEventTypes.FUNCTION
 
-    def __init__(self, registry: FunctionRegistry, pool: ThreadPoolExecutor | None = None) -> None:
+    def __init__(
+        self, registry: FunctionRegistry, pool: ThreadPoolExecutor | None = None, products: Products | None = None
+    ) -> None:
         self.registry = registry
         self.pool = pool
+        self.products = products
+
+    def _find(self, run: Run, ctx: RunContext) -> Function:
+        if run.event_tag in self.registry or ctx.product is None:
+            return self.registry.get(run.event_tag)
+        target = ctx.product.functions.get(run.event_tag)
+        if target is None:
+            return self.registry.get(run.event_tag)
+        module_name, _, attr = target.partition(":")
+        try:
+            fn: Function = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ExecutorNotFoundError(
+                f"FUNCTION {run.event_tag!r} maps to {target!r}, which cannot be loaded: {exc}"
+            ) from None
+        self.registry.register(run.event_tag, fn)
+        return fn
 
     async def execute(self, run: Run, ctx: RunContext) -> Any:
-        fn = self.registry.get(run.event_tag)
+        fn = self._find(run, ctx)
         if inspect.iscoroutinefunction(fn):
-            return await fn(run.input, ctx)
-        result = await asyncio.get_running_loop().run_in_executor(self.pool, fn, run.input, ctx)
+            return await fn(ctx.input, ctx)
+        result = await asyncio.get_running_loop().run_in_executor(self.pool, fn, ctx.input, ctx)
         if inspect.isawaitable(result):
             return await result
         return result

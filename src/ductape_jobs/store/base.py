@@ -129,12 +129,7 @@ class Store(ABC):
 
     # -- schedules
     @abstractmethod
-    def add_schedules(
-        self,
-        schedules: Sequence[Schedule],
-        runs: Sequence[NewRun],
-        session_tokens: dict[str, str] | None = None,
-    ) -> None:
+    def add_schedules(self, schedules: Sequence[Schedule], runs: Sequence[NewRun]) -> None:
         """Store schedules and their already-due first runs, all or nothing. Each run copies its job's
         event type and tag and its schedule's input. ``NotFoundError`` if a job does not exist."""
 
@@ -207,3 +202,12 @@ class Store(ABC):
 
     @abstractmethod
     def count_runs(self) -> dict[RunPhase, int]: ...
+
+    # -- result cache (a product's cache tags)
+    @abstractmethod
+    def cache_get(self, key: str, now: datetime) -> tuple[bool, Any]:
+        """``(True, value)`` for an entry that has not expired at ``now``, else ``(False, None)``."""
+
+    @abstractmethod
+    def cache_put(self, key: str, value: Any, expires_at: datetime, now: datetime) -> None:
+        """Store ``value`` (JSON) under ``key`` until ``expires_at``; expired entries are purged now and then."""

@@ -42,6 +42,10 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
+def _json_or_none(text: str | None) -> Any:
+    return None if text is None else json.loads(text)
+
+
 def job_from_row(r: Any) -> JobDefinition:
     return JobDefinition.model_construct(
         name=r["name"],
@@ -69,7 +73,7 @@ def job_params(job: JobDefinition, now: datetime) -> dict[str, Any]:
     }
 
 
-def schedule_params(s: Schedule, session_token: str | None) -> dict[str, Any]:
+def schedule_params(s: Schedule) -> dict[str, Any]:
     return {
         "id": s.id,
         "job_tag": s.job_tag,
@@ -80,7 +84,7 @@ def schedule_params(s: Schedule, session_token: str | None) -> dict[str, Any]:
         "app": s.app,
         "cache": s.cache,
         "session_tag": s.session_tag,
-        "session_token": session_token,
+        "session_claims": None if s.session is None else dumps(s.session),
         "cron": s.cron,
         "tz": s.tz,
         "every_ms": td_ms(s.every),
@@ -116,6 +120,7 @@ def schedule_from_row(r: Any) -> Schedule:
         app=r["app"],
         cache=r["cache"],
         session_tag=r["session_tag"],
+        session=_json_or_none(r.get("session_claims")),
         cron=r["cron"],
         tz=r["tz"],
         every=ms_td(r["every_ms"]),
@@ -157,6 +162,8 @@ def run_from_row(r: Any, attempts: list[Attempt] | None = None) -> Run:
         output=None if output is None else json.loads(output),
         timeout=ms_td(r["timeout_ms"]),
         app=r["app"],
+        cache=r.get("cache"),
+        session=_json_or_none(r.get("session_claims")),
         lease_owner=r["lease_owner"],
         lease_expires_at=from_ms(r["lease_expires_at"]),
         attempts=attempts or [],

@@ -41,19 +41,19 @@ SELECT count(*) AS n FROM schedules WHERE job_tag = :tag AND status IN ('active'
 DELETE FROM jobs WHERE tag = :tag;
 
 -- name: insert_schedule
-INSERT INTO schedules (id, job_tag, env, product_tag, input, retries, app, cache, session_tag, session_token,
+INSERT INTO schedules (id, job_tag, env, product_tag, input, retries, app, cache, session_tag, session_claims,
     cron, tz, every_ms, run_limit, end_date, follows_job, timeout_ms, misfire, overlap, pause_on_failure,
     status, start_at, next_run_at, last_due_at, run_count, created_at, updated_at)
-VALUES (:id, :job_tag, :env, :product_tag, :input, :retries, :app, :cache, :session_tag, :session_token,
+VALUES (:id, :job_tag, :env, :product_tag, :input, :retries, :app, :cache, :session_tag, :session_claims,
     :cron, :tz, :every_ms, :run_limit, :end_date, :follows_job, :timeout_ms, :misfire, :overlap,
     :pause_on_failure, :status, :start_at, :next_run_at, :last_due_at, :run_count, :created_at, :created_at);
 
 -- name: insert_run
 -- A run copies its job's event and its schedule's input; one per (schedule, due time).
-INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, event_type, event_tag, app, input,
-    phase, available_at, triggered_by, overlap, max_retries, timeout_ms, created_at, updated_at)
-SELECT :id, s.id, :scheduled_at, s.job_tag, s.product_tag, s.env, j.event_type, j.event_tag, s.app, s.input,
-    :phase, :available_at, :triggered_by, s.overlap, s.retries, s.timeout_ms, :now, :now
+INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, event_type, event_tag, app, cache,
+    session_claims, input, phase, available_at, triggered_by, overlap, max_retries, timeout_ms, created_at, updated_at)
+SELECT :id, s.id, :scheduled_at, s.job_tag, s.product_tag, s.env, j.event_type, j.event_tag, s.app, s.cache,
+    s.session_claims, s.input, :phase, :available_at, :triggered_by, s.overlap, s.retries, s.timeout_ms, :now, :now
 FROM schedules s JOIN jobs j ON j.tag = s.job_tag
 WHERE s.id = :schedule_id
 ON CONFLICT (schedule_id, scheduled_at) DO NOTHING;
@@ -182,3 +182,13 @@ SELECT min(lease_expires_at) AS t FROM runs INDEXED BY runs_leases WHERE phase =
 
 -- name: count_runs
 SELECT phase, count(*) AS n FROM runs GROUP BY phase;
+
+-- name: cache_get
+SELECT value FROM cache_entries WHERE key = :key AND expires_at > :now;
+
+-- name: cache_put
+INSERT INTO cache_entries (key, value, expires_at) VALUES (:key, :value, :expires_at)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at;
+
+-- name: cache_purge
+DELETE FROM cache_entries WHERE expires_at <= :now;

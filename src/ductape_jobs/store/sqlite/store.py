@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import json
 import sqlite3
 import threading
 from collections.abc import Callable, Iterator, Sequence
@@ -167,15 +168,15 @@ class SQLiteStore(Store):
 
     # ------------------------------------------------------------------------------------ schedules
 
-    def add_schedules(
-        self,
-        schedules: Sequence[Schedule],
-        runs: Sequence[NewRun],
-        session_tokens: dict[str, str] | None = None,
-    ) -> None:
-        tokens = session_tokens or {}
+    def add_schedules(self, schedules: Sequence[Schedule], runs: Sequence[NewRun]) -> None:
+        tags = sorted({s.job_tag for s in schedules})
         with self._tx() as db:
-            db.executemany(Q["insert_schedule"], [schedule_params(s, tokens.get(s.id)) for s in schedules])
+            marks = ", ".join("?" * len(tags))
+            known = {r["tag"] for r in db.execute(f"SELECT tag FROM jobs WHERE tag IN ({marks})", tags)}
+            for tag in tags:
+                if tag not in known:
+                    raise NotFoundError("job", tag)
+            db.executemany(Q["insert_schedule"], [schedule_params(s) for s in schedules])
             self._insert_runs(db, runs, schedules[0].created_at if schedules else None)
 
     def _insert_runs(self, db: sqlite3.Connection, runs: Sequence[NewRun], now: datetime | None) -> int:
@@ -313,7 +314,7 @@ class SQLiteStore(Store):
                 retry.append(params)
             else:
                 failed.append(params)
-            attempts.append({**params, "outcome": "completed" if o.ok else o.outcome or "failed"})
+            attempts.append({**params, "outcome": o.outcome or ("completed" if o.ok else "failed")})
         with self._tx() as db:
             # Each update is guarded by (lease_owner, attempt): an outcome whose lease was lost changes only
             # its attempt row.
@@ -430,6 +431,16 @@ class SQLiteStore(Store):
             ]
         return Wakeups(*times)
 
+    def cache_get(self, key: str, now: datetime) -> tuple[bool, Any]:
+        row = self._one(Q["cache_get"], {"key": key, "now": ms(now)})
+        return (False, None) if row is None else (True, json.loads(row["value"]))
+
+    def cache_put(self, key: str, value: Any, expires_at: datetime, now: datetime) -> None:
+        with self._tx() as db:
+            db.execute(Q["cache_put"], {"key": key, "value": dumps(value), "expires_at": ms(expires_at)})
+            if hash(key) % 64 == 0:
+                db.execute(Q["cache_purge"], {"now": ms(now)})
+
     def count_runs(self) -> dict[RunPhase, int]:
         return {RunPhase(r["phase"]): r["n"] for r in self._all(Q["count_runs"])}
 
@@ -457,6 +468,14 @@ def _run_params(r: NewRun, now: datetime | None) -> dict[str, Any]:
 
 
 def _split_sql(script: str) -> list[str]:
-    """Split a migration into statements (migrations hold no semicolons inside statements)."""
-    lines = [line for line in script.splitlines() if not line.strip().startswith("--")]
-    return [s.strip() for s in "\n".join(lines).split(";") if s.strip()]
+    """Split a migration into statements, as SQLite itself reads them (comments and literals included)."""
+    statements: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip() and not all(ln.strip().startswith("--") or not ln.strip() for ln in current.splitlines()):
+        statements.append(current.strip())
+    return statements

@@ -24,7 +24,7 @@ CREATE TABLE schedules (
     app              TEXT,
     cache            TEXT,
     session_tag      TEXT,
-    session_token    TEXT,
+    session_claims   TEXT,               -- verified session data (JSON), never the token itself
     cron             TEXT,
     tz               TEXT NOT NULL DEFAULT 'UTC',
     every_ms         BIGINT,
@@ -58,6 +58,8 @@ CREATE TABLE runs (
     event_type       TEXT NOT NULL,
     event_tag        TEXT NOT NULL,
     app              TEXT,
+    cache            TEXT,
+    session_claims   TEXT,
     input            TEXT NOT NULL,
     phase            TEXT NOT NULL,
     available_at     BIGINT,             -- NULL: held behind a running run (overlap = buffer_one)
@@ -85,9 +87,12 @@ CREATE INDEX runs_pending ON runs (available_at)
 CREATE INDEX runs_leases ON runs (lease_expires_at) WHERE phase = 'running';
 CREATE INDEX runs_held ON runs (schedule_id) WHERE available_at IS NULL;
 CREATE INDEX runs_active ON runs (schedule_id) WHERE phase IN ('scheduled', 'queued', 'retry_scheduled', 'running');
-CREATE INDEX runs_phase_time ON runs (phase, scheduled_at);
-CREATE INDEX runs_time ON runs (scheduled_at);
-CREATE INDEX runs_job ON runs (job_tag, scheduled_at);
+-- Listing by phase: the dead letters have their own index; other phases are found newest-first on runs_time
+-- (pending and running ones also through runs_pending and runs_leases). A (phase, time) index would be
+-- rewritten at every phase change, the hot path.
+CREATE INDEX runs_failed ON runs (scheduled_at, id) WHERE phase = 'failed';
+CREATE INDEX runs_time ON runs (scheduled_at, id);
+CREATE INDEX runs_job ON runs (job_tag, scheduled_at, id);
 
 CREATE TABLE attempts (
     run_id      TEXT NOT NULL,
@@ -98,4 +103,10 @@ CREATE TABLE attempts (
     outcome     TEXT,
     error       TEXT,
     PRIMARY KEY (run_id, attempt)
+);
+
+CREATE TABLE cache_entries (
+    key         TEXT PRIMARY KEY,
+    value       TEXT,
+    expires_at  BIGINT NOT NULL
 );

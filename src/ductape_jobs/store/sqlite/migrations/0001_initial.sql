@@ -22,7 +22,7 @@ CREATE TABLE schedules (
     app              TEXT,
     cache            TEXT,
     session_tag      TEXT,
-    session_token    TEXT,
+    session_claims   TEXT,               -- verified session data as JSON, never the token itself
     cron             TEXT,
     tz               TEXT NOT NULL DEFAULT 'UTC',
     every_ms         INTEGER,
@@ -56,6 +56,8 @@ CREATE TABLE runs (
     event_type       TEXT NOT NULL,
     event_tag        TEXT NOT NULL,
     app              TEXT,
+    cache            TEXT,
+    session_claims   TEXT,
     input            TEXT NOT NULL,
     phase            TEXT NOT NULL,
     available_at     INTEGER,            -- NULL: held behind a running run (overlap = buffer_one)
@@ -98,4 +100,10 @@ CREATE TABLE attempts (
     outcome     TEXT,
     error       TEXT,
     PRIMARY KEY (run_id, attempt)
+) WITHOUT ROWID;
+
+CREATE TABLE cache_entries (
+    key         TEXT PRIMARY KEY,
+    value       TEXT,
+    expires_at  INTEGER NOT NULL
 ) WITHOUT ROWID;

@@ -1,0 +1,50 @@
+"""ACTION events: an HTTP request of one of the product's apps (httpx)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from ductape_jobs.executors.base import RunContext
+from ductape_jobs.executors.http import HttpAuth, HttpRequestSpec, build_request, perform
+from ductape_jobs.executors.lookup import definition, locate, owner_env
+from ductape_jobs.models import JobEventTypes, Run
+from ductape_jobs.products import Products
+
+
+class ActionExecutor:
+    event_type = JobEventTypes.ACTION
+
+    def __init__(self, products: Products) -> None:
+        self.products = products
+        self._client: httpx.AsyncClient | None = None
+
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None or self._client.is_closed:
+            self._client = httpx.AsyncClient(follow_redirects=False)
+        return self._client
+
+    async def execute(self, run: Run, ctx: RunContext) -> Any:
+        product, ref = locate(self.products, run, ctx)
+        assert ref.owner is not None
+        app = product.apps[ref.owner]
+        where = f"products.{product.tag}.apps.{ref.owner}"
+        env = definition(owner_env(app.envs, run, "app", ref.owner).model_dump(), ctx, f"{where}.envs.{run.env}")
+        action = definition(app.actions[ref.name].model_dump(), ctx, f"{where}.actions.{ref.name}")
+        spec = HttpRequestSpec(
+            method=action["method"],
+            base_url=env["base_url"],
+            path=action["path"],
+            headers={**env["headers"], **action["headers"]},
+            query=action["query"],
+            body=action["body"],
+            auth=HttpAuth(**env["auth"]) if env.get("auth") else None,
+            timeout=action["timeout"],
+        )
+        request = build_request(spec, ctx.input)
+        return await perform(self.client(), request, spec.timeout)
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()

@@ -1,0 +1,72 @@
+"""Building a run's context: the product and env it runs in, and its input with data piping resolved."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import replace
+from typing import Any
+
+from ductape_jobs.clock import Clock
+from ductape_jobs.errors import ExecutionError
+from ductape_jobs.executors.base import RunContext
+from ductape_jobs.models import Run
+from ductape_jobs.piping import PipingError, Scope, resolve
+from ductape_jobs.products import Products, expand
+from ductape_jobs.products.model import ProductSpec
+
+
+class Expanding(Mapping[str, Any]):
+    """A mapping whose ``${VAR}`` values are read from the environment only when looked up, so an unset
+    variable fails just the runs that use it."""
+
+    def __init__(self, raw: Mapping[str, Any], where: str) -> None:
+        self._raw = raw
+        self._where = where
+
+    def __getitem__(self, key: str) -> Any:
+        return expand(self._raw[key], f"{self._where}.{key}")
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+
+class PipingFailure(ExecutionError):
+    """The input could not be resolved (a missing key): retrying cannot help."""
+
+    retryable = False
+
+
+class RunPreparer:
+    """Turns a claimed run into the ``RunContext`` its executor receives."""
+
+    def __init__(self, products: Products, clock: Clock) -> None:
+        self.products = products
+        self.clock = clock
+
+    def scope(self, run: Run, product: ProductSpec | None) -> Scope:
+        now = self.clock.now()
+        if product is None or run.env not in product.envs:
+            return Scope(input=run.input, session=run.session, now=now)
+        where = f"products.{product.tag}"
+        variables = {
+            tag: Expanding(app.envs[run.env].variables, f"{where}.apps.{tag}.envs.{run.env}.variables")
+            for tag, app in product.apps.items()
+            if run.env in app.envs
+        }
+        constants = {tag: app.constants for tag, app in product.apps.items()}
+        secrets = Expanding(product.envs[run.env].secrets, f"{where}.envs.{run.env}.secrets")
+        return Scope(
+            input=run.input, session=run.session, variables=variables, constants=constants, secrets=secrets, now=now
+        )
+
+    def __call__(self, run: Run) -> RunContext:
+        product = self.products.find(run.product_tag)
+        scope = self.scope(run, product)
+        try:
+            resolved = resolve(run.input, scope)
+        except PipingError as exc:
+            raise PipingFailure(f"input: {exc}") from None
+        return replace(RunContext.of(run), input=resolved, product=product, scope=replace(scope, input=resolved))

@@ -1,0 +1,29 @@
+"""DATABASE_ACTION events: a named, parameterised SQL statement against the env's database."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ductape_jobs.executors.base import RunContext
+from ductape_jobs.executors.databases import Statement, run_statement
+from ductape_jobs.executors.lookup import locate, owner_env
+from ductape_jobs.models import JobEventTypes, Run
+from ductape_jobs.products import Products, expand
+
+
+class DatabaseActionExecutor:
+    """Input values (``{data, filter}``) are always bound as parameters, never spliced into the SQL."""
+
+    event_type = JobEventTypes.DATABASE_ACTION
+
+    def __init__(self, products: Products) -> None:
+        self.products = products
+
+    async def execute(self, run: Run, ctx: RunContext) -> Any:
+        product, ref = locate(self.products, run, ctx)
+        assert ref.owner is not None
+        database = product.databases[ref.owner]
+        where = f"products.{product.tag}.databases.{ref.owner}.envs.{run.env}"
+        url = str(expand(owner_env(database.envs, run, "database", ref.owner), where))
+        action = database.actions[ref.name]
+        return await run_statement(url, Statement(action.sql), ctx.input, timeout=action.timeout)

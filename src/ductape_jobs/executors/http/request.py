@@ -1,0 +1,223 @@
+"""Building the HTTP request of an ACTION (or a provider call) from resolved values and the SDK's input shape."""
+
+from __future__ import annotations
+
+import base64
+import datetime as _dt
+import enum
+import json
+import re
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from importlib import metadata
+from typing import Any, Literal
+from urllib.parse import quote
+
+import httpx
+
+from ductape_jobs.errors import ExecutionError, ValidationError
+
+AuthKind = Literal["none", "bearer", "basic", "header", "query"]
+_AUTH_KINDS = ("none", "bearer", "basic", "header", "query")
+_AUTH_NEEDS = {"bearer": ("token",), "basic": ("username",), "header": ("name", "value"), "query": ("name", "value")}
+
+#: ``request.extensions`` key listing the query parameters to hide in messages (the auth parameter).
+REDACT_EXTENSION = "ductape_redact_query"
+
+# ":key" at the start of a path segment, or "{key}" anywhere in the path.
+_PARAM = re.compile(r"(?<![^/]):(\w+)|\{(\w+)\}")
+_FORM = "application/x-www-form-urlencoded"
+
+try:
+    _USER_AGENT = f"ductape-jobs/{metadata.version('ductape-jobs')}"
+except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree without metadata
+    _USER_AGENT = "ductape-jobs"
+
+
+class HttpError(ExecutionError):
+    """An HTTP call failed. ``retryable`` is set per failure; ``details`` holds the response summary
+    (``status``, ``duration_ms``, ``headers``, ``body``, ``truncated``; plus ``error`` when no response came)."""
+
+    def __init__(self, message: str, retryable: bool = True, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.retryable = retryable
+        self.details = details
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.retryable, self.details))
+
+
+@dataclass(frozen=True)
+class HttpAuth:
+    """How a request authenticates.
+
+    ``bearer``: ``Authorization: Bearer <token>``; ``basic``: ``Authorization: Basic base64(username:password)``;
+    ``header``: header ``<name>: <value>``; ``query``: query parameter ``<name>=<value>`` (hidden in error messages).
+    """
+
+    kind: AuthKind
+    token: str | None = field(default=None, repr=False)
+    username: str | None = None
+    password: str | None = field(default=None, repr=False)
+    name: str | None = None
+    value: str | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.kind not in _AUTH_KINDS:
+            raise ValidationError("auth.kind", f"must be one of {', '.join(_AUTH_KINDS)}, not {self.kind!r}")
+        for attr in _AUTH_NEEDS.get(self.kind, ()):
+            if not getattr(self, attr):
+                raise ValidationError(f"auth.{attr}", f"is required for {self.kind} auth")
+        for attr in ("token", "name", "value"):
+            if any(ch in (getattr(self, attr) or "") for ch in "\r\n"):
+                raise ValidationError(f"auth.{attr}", "must not contain line breaks")
+
+    def apply(self, headers: httpx.Headers, query: dict[str, Any]) -> None:
+        if self.kind == "bearer":
+            headers["Authorization"] = f"Bearer {self.token}"
+        elif self.kind == "basic":
+            pair = f"{self.username}:{self.password or ''}".encode()
+            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+        elif self.kind == "header":
+            headers[str(self.name)] = str(self.value)
+        elif self.kind == "query":
+            query[str(self.name)] = self.value
+
+
+@dataclass(frozen=True)
+class HttpRequestSpec:
+    """A resolved request template: the app's base URL and auth with the action's method, path and defaults."""
+
+    method: str
+    base_url: str
+    path: str = ""
+    headers: dict[str, str] = field(default_factory=dict)
+    query: dict[str, Any] = field(default_factory=dict)
+    body: Any | None = None
+    auth: HttpAuth | None = None
+    timeout: float = 30.0
+
+
+def build_request(spec: HttpRequestSpec, input: dict[str, Any]) -> httpx.Request:
+    """The request for ``spec`` with the SDK input ``{"params", "query", "body", "headers"}`` applied.
+
+    ``params`` fill ``:key`` segments and ``{key}`` placeholders of the path (URL-encoded). ``query`` and
+    ``headers`` merge over the spec's (the input wins, also over the auth header/parameter; ``None`` values
+    are dropped). ``body`` is merged key by key over a dict spec body, otherwise it replaces it. Dicts,
+    lists and scalars are sent as JSON (or form-encoded when the Content-Type says so), ``str`` as UTF-8
+    text, ``bytes`` as is. Any problem raises a non-retryable :class:`HttpError`.
+    """
+    if not isinstance(input, dict):
+        raise HttpError(f"the request input must be an object, not {type(input).__name__}", retryable=False)
+    params, extra_query, extra_headers = (_section(input, key) for key in ("params", "query", "headers"))
+    url = _join(spec.base_url, _fill_path(spec.path, params))
+
+    query: dict[str, Any] = dict(spec.query)
+    headers = httpx.Headers({"User-Agent": _USER_AGENT})
+    _merge_headers(headers, spec.headers)
+    if spec.auth is not None:
+        spec.auth.apply(headers, query)
+    query.update(extra_query)
+    _merge_headers(headers, extra_headers)
+
+    body = spec.body
+    override = input.get("body")
+    if override is not None:
+        body = {**body, **override} if isinstance(body, dict) and isinstance(override, dict) else override
+
+    redact = (spec.auth.name,) if spec.auth is not None and spec.auth.kind == "query" else ()
+    try:
+        target = httpx.URL(url)
+        if target.scheme not in ("http", "https") or not target.host:
+            raise HttpError(f"{url!r} is not an absolute http(s) URL", retryable=False)
+        target = target.copy_merge_params({k: v for k, v in query.items() if v is not None})
+        content = _encode_body(body, headers)
+        request = httpx.Request(spec.method.upper(), target, headers=headers, content=content)
+    except (TypeError, ValueError, httpx.InvalidURL) as exc:
+        raise HttpError(f"cannot build {spec.method.upper()} request: {exc}", retryable=False) from exc
+    request.extensions[REDACT_EXTENSION] = redact
+    request.extensions["timeout"] = httpx.Timeout(spec.timeout).as_dict()
+    return request
+
+
+def _section(input: dict[str, Any], key: str) -> dict[str, Any]:
+    value = input.get(key)
+    if value is None:
+        return {}
+    if not isinstance(value, dict):
+        raise HttpError(f"input.{key} must be an object, not {type(value).__name__}", retryable=False)
+    return value
+
+
+def _fill_path(path: str, params: dict[str, Any]) -> str:
+    missing: list[str] = []
+
+    def fill(match: re.Match[str]) -> str:
+        name = match.group(1) or match.group(2)
+        value = params.get(name)
+        if value is None:
+            missing.append(name)
+            return match.group(0)
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        return quote(text, safe="")
+
+    filled = _PARAM.sub(fill, path)
+    if missing:
+        names = ", ".join(dict.fromkeys(missing))
+        raise HttpError(f"missing path parameter(s) {names} for path {path!r}", retryable=False)
+    return filled
+
+
+def _join(base_url: str, path: str) -> str:
+    if not path:
+        return base_url
+    if not base_url:
+        return path
+    return base_url.rstrip("/") + "/" + path.lstrip("/")
+
+
+def _check_header(name: str, value: str) -> None:
+    if any(ch in name for ch in "\r\n:") or not name.strip() or "\r" in value or "\n" in value:
+        raise HttpError(f"invalid header {name!r}: names need text, no ':' and no line breaks", retryable=False)
+
+
+def _merge_headers(headers: httpx.Headers, extra: dict[str, Any]) -> None:
+    for name, value in extra.items():
+        if value is None:
+            continue
+        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        _check_header(str(name), text)
+        headers[str(name)] = text  # replaces any case variant
+
+
+def _encode_body(body: Any, headers: httpx.Headers) -> bytes | None:
+    if body is None:
+        return None
+    if isinstance(body, bytes | bytearray):
+        return bytes(body)
+    if isinstance(body, str):
+        headers.setdefault("Content-Type", "text/plain; charset=utf-8")
+        return body.encode()
+    if isinstance(body, dict) and headers.get("Content-Type", "").lower().startswith(_FORM):
+        pairs = {k: v for k, v in body.items() if v is not None}
+        return str(httpx.QueryParams(pairs)).encode("ascii")
+    headers.setdefault("Content-Type", "application/json")
+    return encode_json(body)
+
+
+def encode_json(value: Any) -> bytes:
+    """Compact UTF-8 JSON; datetimes, dates, UUIDs, Decimals and enums are written as text."""
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False, default=_json_default).encode()
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, _dt.datetime | _dt.date | _dt.time):
+        return value.isoformat()
+    if isinstance(value, enum.Enum):
+        return value.value
+    if isinstance(value, uuid.UUID | Decimal):
+        return str(value)
+    if isinstance(value, set | frozenset):
+        return list(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serialisable")

@@ -1,0 +1,147 @@
+"""Sending a built request and turning the answer (or the failure) into a summary or an :class:`HttpError`."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from collections.abc import Iterable
+from typing import Any
+
+import httpx
+
+from ductape_jobs.executors.http.request import REDACT_EXTENSION, HttpError
+
+#: Response bodies longer than this are kept as truncated text (``"truncated": True``).
+MAX_BODY_BYTES = 64 * 1024
+#: How much of the body an error message quotes.
+MESSAGE_BODY_CHARS = 500
+
+#: Query parameters always hidden in messages, whatever the auth says (compared case-insensitively).
+SECRET_QUERY_PARAMS = frozenset(
+    {"access_token", "api_key", "apikey", "api-key", "auth", "client_secret", "key", "password", "secret", "sig",
+     "signature", "token"}
+)  # fmt: skip
+_KEPT_HEADERS = frozenset(
+    {"content-type", "content-length", "location", "retry-after", "etag", "last-modified", "x-request-id",
+     "request-id", "x-correlation-id"}
+)  # fmt: skip
+_KEPT_PREFIXES = ("x-ratelimit-", "ratelimit")
+_RETRYABLE_STATUS = frozenset({408, 429})
+_REDACTED = "REDACTED"
+
+
+async def perform(
+    client: httpx.AsyncClient, request: httpx.Request, timeout: float, *, max_body_bytes: int = MAX_BODY_BYTES
+) -> dict[str, Any]:
+    """Send ``request`` and return ``{"status", "duration_ms", "headers", "body", "truncated"}``.
+
+    ``headers`` keeps a few useful response headers (lower-cased; content type, location, retry-after, ids,
+    rate limits). ``body`` is the parsed JSON, else the text, ``None`` when empty; a body over
+    ``max_body_bytes`` is not parsed but kept as that many bytes of text with ``truncated`` true.
+
+    A non-2xx answer raises :class:`HttpError` with this summary as ``.details``: retryable for 5xx, 408
+    and 429, not for other statuses. Transport errors and timeouts (``timeout`` seconds for the whole
+    exchange) raise a retryable one. Messages name the method, the URL with secret query parameters
+    hidden, the status and the start of the body.
+    """
+    request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
+    method = request.method
+    url = redact_url(request.url, request.extensions.get(REDACT_EXTENSION, ()))
+    started = time.perf_counter()
+    try:
+        async with asyncio.timeout(timeout):
+            response = await client.send(request, stream=True)
+            try:
+                raw, truncated = await _read_capped(response, max_body_bytes)
+            finally:
+                await response.aclose()
+    except (TimeoutError, httpx.TimeoutException) as exc:
+        details = _failure(started, f"timed out after {timeout:g}s")
+        raise HttpError(f"{method} {url} timed out after {timeout:g}s", True, details) from exc
+    except httpx.HTTPError as exc:
+        retryable = not isinstance(exc, httpx.UnsupportedProtocol | httpx.TooManyRedirects)
+        reason = f"{type(exc).__name__}: {_scrub(str(exc) or 'no detail', request.url, url)}"
+        raise HttpError(f"{method} {url} failed: {reason}", retryable, _failure(started, reason)) from exc
+
+    summary: dict[str, Any] = {
+        "status": response.status_code,
+        "duration_ms": int((time.perf_counter() - started) * 1000),
+        "headers": _kept_headers(response.headers),
+        "body": _parse_body(raw, truncated, response),
+        "truncated": truncated,
+    }
+    if response.is_success:
+        return summary
+    status = response.status_code
+    retryable = status >= 500 or status in _RETRYABLE_STATUS
+    message = f"{method} {url} -> HTTP {status} {response.reason_phrase}".rstrip()
+    snippet = _snippet(summary["body"])
+    raise HttpError(f"{message}: {snippet}" if snippet else message, retryable, summary)
+
+
+def redact_url(url: httpx.URL, names: Iterable[str | None] = ()) -> str:
+    """``url`` as text with the password and secret query parameters (``names`` and well-known ones) hidden."""
+    hidden = {n.lower() for n in names if n} | SECRET_QUERY_PARAMS
+    items = url.params.multi_items()
+    if any(k.lower() in hidden for k, _ in items):
+        url = url.copy_with(params=[(k, _REDACTED if k.lower() in hidden else v) for k, v in items])
+    if url.password:
+        url = url.copy_with(username=url.username, password=_REDACTED)
+    return str(url)
+
+
+async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
+    buffer = bytearray()
+    async for chunk in response.aiter_bytes():
+        buffer += chunk
+        if len(buffer) > limit:
+            return bytes(buffer[:limit]), True
+    return bytes(buffer), False
+
+
+def _parse_body(raw: bytes, truncated: bool, response: httpx.Response) -> Any:
+    if not raw:
+        return None
+    try:
+        text = raw.decode(response.charset_encoding or "utf-8", errors="replace")
+    except LookupError:
+        text = raw.decode("utf-8", errors="replace")
+    content_type = response.headers.get("content-type", "").lower()
+    if not truncated and ("json" in content_type or not content_type):
+        try:
+            return json.loads(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _kept_headers(headers: httpx.Headers) -> dict[str, str]:
+    return {
+        name: headers[name]
+        for name in dict.fromkeys(headers.keys())
+        if name in _KEPT_HEADERS or name.startswith(_KEPT_PREFIXES)
+    }
+
+
+def _snippet(body: Any) -> str:
+    if body is None:
+        return ""
+    text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    text = " ".join(text.split())
+    return text if len(text) <= MESSAGE_BODY_CHARS else text[:MESSAGE_BODY_CHARS] + "..."
+
+
+def _scrub(text: str, raw_url: httpx.URL, safe_url: str) -> str:
+    return text.replace(str(raw_url), safe_url)
+
+
+def _failure(started: float, error: str) -> dict[str, Any]:
+    return {
+        "status": None,
+        "duration_ms": int((time.perf_counter() - started) * 1000),
+        "headers": {},
+        "body": None,
+        "truncated": False,
+        "error": error,
+    }

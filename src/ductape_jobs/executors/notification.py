@@ -1,0 +1,111 @@
+"""NOTIFICATION events: email (SMTP), push and SMS (a provider's HTTP API), and a signed callback webhook."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import httpx
+
+from ductape_jobs.errors import ExecutorNotFoundError
+from ductape_jobs.executors.base import RunContext
+from ductape_jobs.executors.http import HttpAuth
+from ductape_jobs.executors.lookup import definition, locate
+from ductape_jobs.executors.notify import (
+    ProviderSettings,
+    SmtpSettings,
+    post_callback,
+    send_email,
+    send_push,
+    send_sms,
+)
+from ductape_jobs.models import JobEventTypes, Run
+from ductape_jobs.products import Products
+
+
+def _list(value: Any) -> list[str]:
+    if value is None:
+        return []
+    return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def _provider(settings: dict[str, Any] | None, kind: str, env: str) -> ProviderSettings:
+    if not settings:
+        raise ExecutorNotFoundError(f"env {env!r} has no {kind} provider configured")
+    auth = settings.get("auth")
+    return ProviderSettings(
+        url=settings["url"],
+        auth=HttpAuth(**auth) if auth else None,
+        headers=settings.get("headers") or {},
+        body_template=None,
+    )
+
+
+class NotificationExecutor:
+    event_type = JobEventTypes.NOTIFICATION
+
+    def __init__(self, products: Products) -> None:
+        self.products = products
+        self._client: httpx.AsyncClient | None = None
+
+    def client(self) -> httpx.AsyncClient:
+        if self._client is None or self._client.is_closed:
+            self._client = httpx.AsyncClient()
+        return self._client
+
+    async def execute(self, run: Run, ctx: RunContext) -> Any:
+        product, ref = locate(self.products, run, ctx)
+        where = f"products.{product.tag}"
+        spec = definition(product.notifications[ref.name].model_dump(), ctx, f"{where}.notifications.{ref.name}")
+        env = definition(product.envs[run.env].model_dump(exclude={"secrets"}), ctx, f"{where}.envs.{run.env}")
+        sent: dict[str, Any] = {}
+        if spec.get("email"):
+            sent["email"] = await self._email(spec["email"], env, run.env)
+        if spec.get("push"):
+            push = spec["push"]
+            sent["push"] = await send_push(
+                self.client(),
+                _provider(env.get("push"), "push", run.env),
+                tokens=_list(push["tokens"]),
+                title=push["title"],
+                body=push["body"],
+                data=push.get("data") if isinstance(push.get("data"), dict) else None,
+            )
+        if spec.get("sms"):
+            provider = _provider(env.get("sms"), "sms", run.env)
+            sms = spec["sms"]
+            sent["sms"] = await send_sms(
+                self.client(),
+                provider,
+                to=str(sms["to"]),
+                body=sms["body"],
+                sender=(env.get("sms") or {}).get("sender"),
+            )
+        if spec.get("callback"):
+            callback = spec["callback"]
+            secret = env.get("callback_secret")
+            if not secret:
+                raise ExecutorNotFoundError(f"env {run.env!r} has no callback_secret to sign callbacks with")
+            sent["callback"] = await post_callback(
+                self.client(), callback["url"], callback.get("body"), secret=secret, headers=callback.get("headers")
+            )
+        return sent
+
+    async def _email(self, email: dict[str, Any], env: dict[str, Any], env_name: str) -> dict[str, Any]:
+        smtp = env.get("smtp")
+        if not smtp:
+            raise ExecutorNotFoundError(f"env {env_name!r} has no smtp settings to send email with")
+        settings = SmtpSettings(**smtp)
+        return await send_email(
+            settings,
+            to=_list(email["to"]),
+            subject=email["subject"],
+            text=email.get("text"),
+            html=email.get("html"),
+            cc=_list(email.get("cc")),
+            bcc=_list(email.get("bcc")),
+            reply_to=email.get("reply_to"),
+        )
+
+    async def close(self) -> None:
+        if self._client is not None:
+            await self._client.aclose()

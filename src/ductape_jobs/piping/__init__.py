@@ -1,0 +1,42 @@
+"""Ductape data piping: ``$Input{a}{b}``, ``$Session{user}{id}``, ``$Now``, ``$Concat(...)`` and friends.
+
+Pure code, no I/O::
+
+    template = parse("Hello $Input{name} on $DateAdd($Now, 1, 'days')")   # compiled once, cached
+    resolve({"to": "$Input{email}", "n": "$Input{count}"}, Scope(input={...}))
+    check(job_input, Scope(input=known), sources={"Input"})               # definition/schedule-time checks
+    references(job_input)                                                  # [Reference("Input", ("email",)), ...]
+
+``grammar`` scans text into an AST (``Literal``, ``Reference``, ``Call``); ``resolve`` evaluates it against a
+``Scope``; ``functions`` holds the function registry.
+"""
+
+from ductape_jobs.piping.errors import PipingError, PipingMissingError, PipingSyntaxError
+from ductape_jobs.piping.functions import FUNCTIONS, PipingFunction, format_time, register_function, to_text
+from ductape_jobs.piping.grammar import SOURCES, Call, Literal, Node, Reference, Template, parse
+from ductape_jobs.piping.resolve import Scope, check, evaluate, lookup, references, render, resolve
+
+__all__ = [
+    "FUNCTIONS",
+    "SOURCES",
+    "Call",
+    "Literal",
+    "Node",
+    "PipingError",
+    "PipingFunction",
+    "PipingMissingError",
+    "PipingSyntaxError",
+    "Reference",
+    "Scope",
+    "Template",
+    "check",
+    "evaluate",
+    "format_time",
+    "lookup",
+    "parse",
+    "references",
+    "register_function",
+    "render",
+    "resolve",
+    "to_text",
+]

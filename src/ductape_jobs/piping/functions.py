@@ -1,0 +1,167 @@
+"""Piping functions (``$Concat(a, b)``, ``$DateAdd($Now, 1, 'days')``, ...) and the registry they live in.
+
+A function receives its evaluated arguments and returns a value. A *lazy* function receives one
+zero-argument callable per argument instead and evaluates only the ones it needs (``$Default``).
+A ``ValueError``/``TypeError``/``ArithmeticError`` raised by a function becomes a ``PipingError``
+naming the call.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any, TypeAlias
+
+from ductape_jobs.piping.errors import PipingMissingError
+
+Thunk: TypeAlias = Callable[[], Any]
+
+
+@dataclass(frozen=True, slots=True)
+class PipingFunction:
+    name: str
+    fn: Callable[..., Any]
+    min_args: int
+    max_args: int | None  # None: no upper limit
+    lazy: bool = False
+    #: Argument indexes in which a missing reference is expected (``check`` does not report it there).
+    missing_ok: frozenset[int] = frozenset()
+
+    def accepts(self, count: int) -> bool:
+        return count >= self.min_args and (self.max_args is None or count <= self.max_args)
+
+    @property
+    def arity(self) -> str:
+        if self.max_args is None:
+            return f"at least {self.min_args}"
+        if self.max_args == self.min_args:
+            return str(self.min_args)
+        return f"{self.min_args} to {self.max_args}"
+
+
+FUNCTIONS: dict[str, PipingFunction] = {}
+
+
+def is_name(name: str) -> bool:
+    """The scanner's rule for source and function names: an ASCII letter, then ASCII letters, digits, ``_``."""
+    return bool(name) and name.isascii() and name[0].isalpha() and name.replace("_", "a").isalnum()
+
+
+def register_function(
+    name: str,
+    fn: Callable[..., Any],
+    min_args: int,
+    max_args: int | None,
+    *,
+    lazy: bool = False,
+    missing_ok: Iterable[int] = (),
+    replace: bool = False,
+) -> PipingFunction:
+    """Make ``$<name>(...)`` available. Raises ``ValueError`` for a bad name, bad arity or a taken name."""
+    from ductape_jobs.piping.grammar import SOURCES, parse  # grammar imports this module
+
+    if not is_name(name):
+        raise ValueError(f"bad function name {name!r}: use an ASCII letter, then letters, digits or '_'")
+    if name in SOURCES:
+        raise ValueError(f"{name!r} is a source name, not a function name")
+    if name in FUNCTIONS and not replace:
+        raise ValueError(f"function ${name} is already registered (pass replace=True to replace it)")
+    if min_args < 0 or (max_args is not None and max_args < min_args):
+        raise ValueError(f"bad arity for ${name}: min_args={min_args}, max_args={max_args}")
+    guarded = frozenset(missing_ok)
+    if any(i < 0 or (max_args is not None and i >= max_args) for i in guarded):
+        raise ValueError(f"missing_ok for ${name} names an argument that does not exist: {sorted(guarded)}")
+    entry = PipingFunction(name, fn, min_args, max_args, lazy, guarded)
+    FUNCTIONS[name] = entry
+    parse.cache_clear()  # cached templates were checked against the old registry
+    return entry
+
+
+# ------------------------------------------------------------------------------------------- helpers
+
+
+def to_text(value: Any) -> str:
+    """How a value reads inside text, as in Ductape's JavaScript: strings as they are, objects, lists, booleans
+    and null as compact JSON (``true``, ``null``), numbers as ``str()``."""
+    if isinstance(value, str):
+        return value
+    if value is None or isinstance(value, bool | Mapping | list | tuple):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return str(value)
+
+
+def format_time(when: datetime) -> str:
+    """ISO 8601 in UTC with milliseconds and ``Z``, as JavaScript's ``toISOString()``: 2026-03-02T12:00:00.000Z."""
+    return when.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(value: Any) -> datetime:
+    """An ISO 8601 string (or a datetime) as an aware datetime; no offset means UTC."""
+    if isinstance(value, datetime):
+        when = value
+    elif isinstance(value, str):
+        try:
+            when = datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise ValueError(f"not an ISO 8601 date: {value!r}") from None
+    else:
+        raise TypeError(f"a date must be an ISO 8601 string, got {type(value).__name__}")
+    return when if when.tzinfo is not None else when.replace(tzinfo=UTC)
+
+
+def _number(value: Any) -> int | float:
+    if isinstance(value, int | float) and not isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        for convert in (int, float):
+            try:
+                return convert(value.strip())
+            except ValueError:
+                pass
+    raise ValueError(f"amount must be a number, got {value!r}")
+
+
+_UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
+
+
+# ----------------------------------------------------------------------------------------- built-ins
+
+
+def _concat(*values: Any) -> str:
+    return "".join(to_text(v) for v in values)
+
+
+def _uppercase(value: Any) -> str:
+    return to_text(value).upper()
+
+
+def _lowercase(value: Any) -> str:
+    return to_text(value).lower()
+
+
+def _date_add(date: Any, amount: Any, unit: Any) -> str:
+    key = unit.strip().lower().removesuffix("s") if isinstance(unit, str) else ""
+    if key not in _UNIT_SECONDS:
+        raise ValueError(f"unit must be seconds, minutes, hours, days or weeks, got {unit!r}")
+    return format_time(parse_time(date) + timedelta(seconds=_number(amount) * _UNIT_SECONDS[key]))
+
+
+def _default(value: Thunk, fallback: Thunk) -> Any:
+    try:
+        return value()
+    except PipingMissingError:
+        return fallback()
+
+
+def _builtin(name: str, fn: Callable[..., Any], lo: int, hi: int | None, **kw: Any) -> None:
+    # registered directly: register_function imports the grammar, which is still loading
+    FUNCTIONS[name] = PipingFunction(name, fn, lo, hi, **kw)
+
+
+_builtin("Concat", _concat, 1, None)
+_builtin("Uppercase", _uppercase, 1, 1)
+_builtin("Lowercase", _lowercase, 1, 1)
+_builtin("DateAdd", _date_add, 3, 3)
+_builtin("Default", _default, 2, 2, lazy=True, missing_ok=frozenset({0}))

@@ -1,0 +1,238 @@
+"""Evaluating templates against a ``Scope``: ``resolve``, ``check`` and ``references``."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from functools import partial
+from typing import Any
+
+from ductape_jobs.piping.errors import Location, PipingError, PipingMissingError, PipingSyntaxError
+from ductape_jobs.piping.functions import FUNCTIONS, format_time, to_text
+from ductape_jobs.piping.grammar import SOURCES, Call, Literal, Node, Reference, Template, parse
+
+#: How each source's root is named in error messages ("no key 'email' in input.user").
+_ROOT_NAMES = {
+    "Input": "input",
+    "Session": "session",
+    "Variable": "variables",
+    "Constant": "constants",
+    "Secret": "secrets",
+    "Sequence": "sequence",
+}
+
+
+@dataclass
+class Scope:
+    """What placeholders resolve against, for one run."""
+
+    input: Mapping[str, Any] = field(default_factory=dict)
+    session: Mapping[str, Any] | None = None  # verified session claims; None: the run has no session
+    variables: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # app -> key -> value
+    constants: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # app -> key -> value
+    secrets: Mapping[str, str] = field(default_factory=dict)
+    sequence: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # sequence tag -> event tag -> result
+    now: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    def __post_init__(self) -> None:
+        if self.now.tzinfo is None or self.now.utcoffset() is None:
+            raise ValueError("Scope.now must be a timezone-aware datetime")
+        self.now = self.now.astimezone(UTC)
+
+    def root(self, source: str) -> Any:
+        return {
+            "Input": self.input,
+            "Session": self.session,
+            "Variable": self.variables,
+            "Constant": self.constants,
+            "Secret": self.secrets,
+            "Sequence": self.sequence,
+        }[source]
+
+
+# ------------------------------------------------------------------------------------------- lookups
+
+
+def _where(where: str, key: str | int) -> str:
+    if isinstance(key, int):
+        return f"{where}[{key}]"
+    return f"{where}.{key}" if key.isidentifier() else f"{where}[{key!r}]"
+
+
+def _kind(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int | float):
+        return "a number"
+    if isinstance(value, str):
+        return "a string"
+    if isinstance(value, Mapping):
+        return "an object"
+    if isinstance(value, list | tuple):
+        return "a list"
+    return f"a {type(value).__name__}"
+
+
+def lookup(ref: Reference, scope: Scope) -> Any:
+    """The value ``ref`` points at. Raises ``PipingMissingError`` or ``PipingError`` naming the whole path."""
+    if ref.source == "Now":
+        return format_time(scope.now)
+    node = scope.root(ref.source)
+    if node is None:
+        raise PipingMissingError(str(ref), "no session was given")
+    where = _ROOT_NAMES[ref.source]
+    for key in ref.path:
+        if isinstance(key, int):
+            if not isinstance(node, list | tuple):
+                raise PipingError(str(ref), f"cannot take index [{key}] of {where}: it is {_kind(node)}")
+            if key >= len(node):
+                raise PipingMissingError(str(ref), f"index {key} out of range for {where} (length {len(node)})")
+            node = node[key]
+        else:
+            if not isinstance(node, Mapping):
+                hint = " (write {[0]} for a list index)" if isinstance(node, list | tuple) else ""
+                raise PipingError(str(ref), f"cannot look up {key!r} in {where}: it is {_kind(node)}{hint}")
+            if key not in node:
+                raise PipingMissingError(str(ref), f"no key {key!r} in {where}")
+            node = node[key]
+        where = _where(where, key)
+    return node
+
+
+# ---------------------------------------------------------------------------------------- evaluation
+
+
+def evaluate(node: Node, scope: Scope) -> Any:
+    if isinstance(node, Literal):
+        return node.value
+    if isinstance(node, Reference):
+        return lookup(node, scope)
+    function = FUNCTIONS.get(node.name)
+    if function is None:  # unregistered after the template was parsed
+        raise PipingError(str(node), f"unknown function ${node.name}")
+    if function.lazy:
+        args: list[Any] = [partial(evaluate, arg, scope) for arg in node.args]
+    else:
+        args = [evaluate(arg, scope) for arg in node.args]
+    try:
+        return function.fn(*args)
+    except PipingError:
+        raise
+    except (ValueError, TypeError, ArithmeticError) as exc:
+        raise PipingError(str(node), str(exc)) from exc
+
+
+def render(template: Template, scope: Scope) -> Any:
+    """A whole placeholder keeps its value's type; anything else becomes text."""
+    whole = template.whole
+    if whole is not None:
+        return evaluate(whole, scope)
+    return "".join(to_text(evaluate(part, scope)) for part in template.parts)
+
+
+def _located(key: str | int, exc: PipingError | PipingSyntaxError) -> None:
+    exc.at = (key, *exc.at)
+
+
+def resolve(value: Any, scope: Scope) -> Any:
+    """Resolve every placeholder in ``value``, walking dicts (values only) and lists.
+
+    Text without a placeholder is returned as it is (the same object); containers are always new.
+    Resolved values are not resolved again: a ``$Input{...}`` inside the input stays text.
+    """
+    if isinstance(value, str):
+        if "$" not in value:
+            return value
+        result = render(parse(value), scope)
+        return value if result == value and isinstance(result, str) else result
+    if isinstance(value, Mapping):
+        out: dict[Any, Any] = {}
+        for key, item in value.items():
+            try:
+                out[key] = resolve(item, scope)
+            except (PipingError, PipingSyntaxError) as exc:
+                _located(key, exc)
+                raise
+        return out
+    if isinstance(value, list | tuple):
+        items: list[Any] = []
+        for index, item in enumerate(value):
+            try:
+                items.append(resolve(item, scope))
+            except (PipingError, PipingSyntaxError) as exc:
+                _located(index, exc)
+                raise
+        return items if isinstance(value, list) else tuple(items)
+    return value
+
+
+# ------------------------------------------------------------------------- definition-time inspection
+
+
+def _texts(value: Any, at: Location = ()) -> Iterator[tuple[Location, str]]:
+    """Every string in ``value`` that may hold a placeholder, with where it sits."""
+    if isinstance(value, str):
+        if "$" in value:
+            yield at, value
+    elif isinstance(value, Mapping):
+        for key, item in value.items():
+            yield from _texts(item, (*at, key))
+    elif isinstance(value, list | tuple):
+        for index, item in enumerate(value):
+            yield from _texts(item, (*at, index))
+
+
+def _templates(value: Any) -> Iterator[tuple[Location, Template]]:
+    for at, text in _texts(value):
+        try:
+            yield at, parse(text)
+        except PipingSyntaxError as exc:
+            exc.at = at
+            raise
+
+
+def references(value: Any) -> list[Reference]:
+    """Every reference anywhere in ``value`` (function arguments included), in order, without repeats."""
+    found = (ref for _, template in _templates(value) for ref in template.references())
+    return list(dict.fromkeys(found))
+
+
+def check(value: Any, scope: Scope, *, sources: set[str]) -> None:
+    """Resolve only the references whose source is in ``sources``; raise ``PipingError`` for the first that fails.
+
+    Used when part of the scope is known early (``{"Input"}`` at schedule time). Other references and
+    function calls are not evaluated. A missing value where a function expects one may be missing (the
+    first argument of ``$Default``) is not an error.
+    """
+    unknown = set(sources) - SOURCES.keys()
+    if unknown:
+        raise ValueError(f"unknown piping sources {sorted(unknown)}; sources are {sorted(SOURCES)}")
+    for at, template in _templates(value):
+        for part in template.parts:
+            try:
+                _check_node(part, scope, sources, missing_ok=False)
+            except PipingError as exc:
+                exc.at = at
+                raise
+
+
+def _check_node(node: Node, scope: Scope, sources: set[str], *, missing_ok: bool) -> None:
+    if isinstance(node, Reference):
+        if node.source in sources:
+            _lookup_quietly(node, scope, missing_ok)
+    elif isinstance(node, Call):
+        function = FUNCTIONS.get(node.name)
+        guarded = function.missing_ok if function is not None else frozenset()
+        for index, arg in enumerate(node.args):
+            _check_node(arg, scope, sources, missing_ok=missing_ok or index in guarded)
+
+
+def _lookup_quietly(ref: Reference, scope: Scope, missing_ok: bool) -> None:
+    try:
+        lookup(ref, scope)
+    except PipingMissingError:
+        if not missing_ok:
+            raise

@@ -1,0 +1,48 @@
+"""What ``schedule()`` checks against the product before anything is stored.
+
+The product, env and event must exist; a session must verify; and data piping that can already be resolved
+must resolve: ``$Session{...}`` in the input (against the verified session) and ``$Input{...}`` in the event's
+definition (against the input given). A miss is a ``ValidationError`` naming the path; nothing is written.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ductape_jobs.errors import ValidationError
+from ductape_jobs.models import JobDefinition, JobEventTypes, ScheduleRequest
+from ductape_jobs.piping import PipingError, PipingSyntaxError, Scope, check
+from ductape_jobs.products.registry import EventRef, Products
+
+if TYPE_CHECKING:
+    from ductape_jobs.sessions import Sessions
+
+
+def event_definition(products: Products, product_tag: str, ref: EventRef) -> Any:
+    """The definition (as plain data) of an event located in a product."""
+    spec = products.get(product_tag)
+    if ref.event_type is JobEventTypes.ACTION and ref.owner is not None:
+        return spec.apps[ref.owner].actions[ref.name].model_dump()
+    if ref.event_type is JobEventTypes.NOTIFICATION:
+        return spec.notifications[ref.name].model_dump()
+    return None  # databases, brokers and functions take the input as it is
+
+
+def admit(products: Products, sessions: Sessions, req: ScheduleRequest, job: JobDefinition) -> dict[str, Any] | None:
+    """Check ``req`` for ``job``; return the verified session data (or ``None``)."""
+    ref = products.check_schedule(req.product_tag, req.env, job.event_type, job.event_tag, req.app)
+    claims = None
+    if req.session is not None:
+        claims = sessions.verify(req.session, env=req.env, product_tag=req.product_tag)
+    try:
+        check(req.input, Scope(input=req.input, session=claims), sources={"Session"})
+    except (PipingError, PipingSyntaxError) as exc:
+        raise ValidationError("input", str(exc)) from None
+    if ref is not None:
+        definition = event_definition(products, req.product_tag, ref)
+        if definition is not None:
+            try:
+                check(definition, Scope(input=req.input, session=claims), sources={"Input"})
+            except (PipingError, PipingSyntaxError) as exc:
+                raise ValidationError("input", f"the event {job.event_tag!r} needs {exc}") from None
+    return claims

@@ -1,0 +1,194 @@
+"""A product's declaration (the product file): its environments, apps and their actions, notifications,
+databases, message brokers, functions, sessions and caches.
+
+Values may hold ``${VAR}`` (read from the process environment when an event runs, so secrets never reach the
+job store) and data-piping placeholders (``$Input{...}``, resolved per run).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class Auth(_Spec):
+    kind: Literal["none", "bearer", "basic", "header", "query"] = "none"
+    token: str | None = None
+    username: str | None = None
+    password: str | None = None
+    name: str | None = None
+    value: str | None = None
+
+
+class ActionSpec(_Spec):
+    """An HTTP request of an app: ``path`` may hold ``:key`` segments filled from the input's ``params``."""
+
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
+    path: str = "/"
+    headers: dict[str, str] = Field(default_factory=dict)
+    query: dict[str, Any] = Field(default_factory=dict)
+    body: Any = None
+    timeout: float = Field(default=30.0, gt=0)
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper(cls, v: object) -> object:
+        return v.upper() if isinstance(v, str) else v
+
+
+class AppEnv(_Spec):
+    base_url: str
+    auth: Auth | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    variables: dict[str, Any] = Field(default_factory=dict)
+
+
+class AppSpec(_Spec):
+    constants: dict[str, Any] = Field(default_factory=dict)
+    actions: dict[str, ActionSpec] = Field(default_factory=dict)
+    envs: dict[str, AppEnv] = Field(default_factory=dict)
+
+
+class EmailSpec(_Spec):
+    to: list[str] | str
+    subject: str
+    text: str | None = None
+    html: str | None = None
+    cc: list[str] | str = Field(default_factory=list)
+    bcc: list[str] | str = Field(default_factory=list)
+    reply_to: str | None = None
+
+
+class PushSpec(_Spec):
+    tokens: list[str] | str
+    title: str
+    body: str
+    data: dict[str, Any] | str | None = None
+
+
+class SmsSpec(_Spec):
+    to: str
+    body: str
+
+
+class CallbackSpec(_Spec):
+    url: str
+    body: Any = None
+    headers: dict[str, str] = Field(default_factory=dict)
+
+
+class NotificationSpec(_Spec):
+    """What a notification sends; any of its channels (each may be left out)."""
+
+    email: EmailSpec | None = None
+    push: PushSpec | None = None
+    sms: SmsSpec | None = None
+    callback: CallbackSpec | None = None
+
+    @model_validator(mode="after")
+    def _some_channel(self) -> NotificationSpec:
+        if not (self.email or self.push or self.sms or self.callback):
+            raise ValueError("a notification needs at least one of email, push, sms, callback")
+        return self
+
+
+class DatabaseActionSpec(_Spec):
+    sql: str = Field(min_length=1, description="one statement with :named parameters")
+    timeout: float | None = Field(default=None, gt=0)
+
+
+class DatabaseSpec(_Spec):
+    envs: dict[str, str] = Field(default_factory=dict, description="env slug -> connection URL")
+    actions: dict[str, DatabaseActionSpec] = Field(default_factory=dict)
+
+
+class BrokerSpec(_Spec):
+    envs: dict[str, str] = Field(default_factory=dict, description="env slug -> broker URL")
+    topics: dict[str, str] = Field(default_factory=dict, description="topic tag -> topic name")
+
+
+class SessionSpec(_Spec):
+    name: str
+    schema_: dict[str, str] = Field(default_factory=dict, alias="schema", description="key -> type name")
+    required: list[str] = Field(default_factory=list)
+    selector: str = "$Session{id}"
+    expiry: int = Field(default=3600, gt=0, description="seconds a token lasts")
+
+
+class CacheSpec(_Spec):
+    ttl: int = Field(gt=0, description="seconds a cached result is reused")
+
+
+class HttpProvider(_Spec):
+    url: str
+    auth: Auth | None = None
+    headers: dict[str, str] = Field(default_factory=dict)
+    sender: str | None = None
+
+
+class SmtpSpec(_Spec):
+    host: str
+    port: int = 25
+    username: str | None = None
+    password: str | None = None
+    sender: str
+    use_tls: bool = False
+    start_tls: bool | None = None
+    timeout: float = 30.0
+
+
+class EnvSpec(_Spec):
+    """Per-environment settings of the product itself."""
+
+    secrets: dict[str, str] = Field(default_factory=dict)
+    session_secret: str | None = None
+    smtp: SmtpSpec | None = None
+    push: HttpProvider | None = None
+    sms: HttpProvider | None = None
+    callback_secret: str | None = None
+
+
+class ProductSpec(_Spec):
+    tag: str = Field(pattern=SLUG)
+    name: str | None = None
+    envs: dict[str, EnvSpec] = Field(default_factory=dict)
+    apps: dict[str, AppSpec] = Field(default_factory=dict)
+    notifications: dict[str, NotificationSpec] = Field(default_factory=dict)
+    databases: dict[str, DatabaseSpec] = Field(default_factory=dict)
+    brokers: dict[str, BrokerSpec] = Field(default_factory=dict)
+    functions: dict[str, str] = Field(default_factory=dict, description="function tag -> 'module:function'")
+    sessions: dict[str, SessionSpec] = Field(default_factory=dict)
+    caches: dict[str, CacheSpec] = Field(default_factory=dict)
+
+    @field_validator("envs", mode="before")
+    @classmethod
+    def _env_list(cls, v: object) -> object:
+        if isinstance(v, list):  # envs: [dev, staging, prd]
+            return {str(slug): {} for slug in v}
+        return v
+
+    @model_validator(mode="after")
+    def _envs_known(self) -> ProductSpec:
+        import re
+
+        for slug in self.envs:
+            if not re.match(SLUG, slug):
+                raise ValueError(f"env {slug!r} is not a valid slug")
+        known = set(self.envs)
+        for kind, owners in (("apps", self.apps), ("databases", self.databases), ("brokers", self.brokers)):
+            for tag, owner in owners.items():
+                extra = set(owner.envs) - known
+                if extra:
+                    raise ValueError(f"{kind}.{tag} configures unknown env(s) {sorted(extra)}; declare them in envs")
+        return self
+
+
+class ProductFile(_Spec):
+    products: list[ProductSpec] = Field(default_factory=list)

@@ -1,0 +1,163 @@
+"""The products a ``Ductape`` knows: loaded from a product file (YAML or TOML) or declared in Python.
+
+``check_schedule`` is what ``schedule()`` asks before storing anything: the product, the env and the event
+must exist. ``env`` gives an event its environment's settings, with ``${VAR}`` read from the process
+environment at that moment (secrets live in the environment, never in the job store).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError as PydanticValidationError
+
+from ductape_jobs.errors import ExecutionError, ValidationError
+from ductape_jobs.models import JobEventTypes
+from ductape_jobs.products.model import ProductFile, ProductSpec
+
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+def expand(value: Any, where: str) -> Any:
+    """``value`` with every ``${VAR}`` replaced from the environment; an unset one fails the run, naming it."""
+    if isinstance(value, str):
+
+        def sub(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ExecutionError(f"environment variable {name} is not set (needed by {where})")
+            return os.environ[name]
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: expand(v, f"{where}.{k}") for k, v in value.items()}
+    if isinstance(value, list):
+        return [expand(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+@dataclass(frozen=True)
+class EventRef:
+    """Where an event lives in its product: the parts of ``event_tag`` (and ``app``) once looked up."""
+
+    event_type: JobEventTypes
+    owner: str | None  # app, database or broker tag; None for notifications and functions
+    name: str  # action, notification, database action, topic or function tag
+
+
+class Products:
+    def __init__(self, specs: list[ProductSpec] | None = None) -> None:
+        self._by_tag: dict[str, ProductSpec] = {}
+        for spec in specs or []:
+            self.add(spec)
+
+    @classmethod
+    def load(cls, path: str | Path) -> Products:
+        """Read a product file: ``*.yaml``/``*.yml`` or ``*.toml`` with a top-level ``products`` list."""
+        file = Path(path)
+        try:
+            text = file.read_text(encoding="utf-8")
+        except OSError as exc:
+            raise ValidationError("product_file", f"cannot read {file}: {exc.strerror}") from None
+        try:
+            data = tomllib.loads(text) if file.suffix == ".toml" else yaml.safe_load(text)
+        except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
+            raise ValidationError("product_file", f"{file} is not valid {file.suffix.lstrip('.')}: {exc}") from None
+        try:
+            parsed = ProductFile.model_validate(data or {})
+        except PydanticValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            raise ValidationError(f"product_file.{loc}", err["msg"].removeprefix("Value error, ")) from None
+        return cls(parsed.products)
+
+    def add(self, spec: ProductSpec | dict[str, Any]) -> ProductSpec:
+        if isinstance(spec, dict):
+            try:
+                spec = ProductSpec.model_validate(spec)
+            except PydanticValidationError as exc:
+                err = exc.errors()[0]
+                loc = ".".join(str(p) for p in err["loc"])
+                raise ValidationError(f"product.{loc}", err["msg"].removeprefix("Value error, ")) from None
+        self._by_tag[spec.tag] = spec
+        return spec
+
+    @property
+    def configured(self) -> bool:
+        """Without any product, ``schedule()`` accepts any product_tag and env (FUNCTION jobs need none)."""
+        return bool(self._by_tag)
+
+    def tags(self) -> list[str]:
+        return sorted(self._by_tag)
+
+    def get(self, tag: str) -> ProductSpec:
+        try:
+            return self._by_tag[tag]
+        except KeyError:
+            known = ", ".join(self.tags()) or "none"
+            raise ValidationError("product_tag", f"unknown product {tag!r} (known: {known})") from None
+
+    def find(self, tag: str) -> ProductSpec | None:
+        return self._by_tag.get(tag)
+
+    def check_env(self, product_tag: str, env: str) -> ProductSpec:
+        spec = self.get(product_tag)
+        if env not in spec.envs:
+            known = ", ".join(sorted(spec.envs)) or "none"
+            raise ValidationError("env", f"product {product_tag!r} has no env {env!r} (it has: {known})")
+        return spec
+
+    def locate(self, spec: ProductSpec, event_type: JobEventTypes, event_tag: str, app: str | None) -> EventRef:
+        """Find the event ``event_tag`` of ``event_type`` in ``spec``; ``ValidationError`` naming ``event``."""
+        owner, sep, name = event_tag.partition(":")
+        if not sep:
+            owner, name = "", event_tag
+        if event_type is JobEventTypes.FUNCTION:
+            return EventRef(event_type, None, event_tag)
+        if event_type is JobEventTypes.NOTIFICATION:
+            if event_tag in spec.notifications:
+                return EventRef(event_type, None, event_tag)
+            raise _missing("notification", event_tag, spec.tag, spec.notifications)
+        by_owner: dict[str, dict[str, Any]]
+        if event_type is JobEventTypes.ACTION:
+            by_owner, what, owner_kind = {t: dict(a.actions) for t, a in spec.apps.items()}, "action", "app"
+        elif event_type is JobEventTypes.DATABASE_ACTION:
+            by_owner = {t: dict(d.actions) for t, d in spec.databases.items()}
+            what, owner_kind = "database action", "database"
+        else:
+            by_owner, what, owner_kind = {t: dict(b.topics) for t, b in spec.brokers.items()}, "topic", "broker"
+        owner = owner or app or ""
+        if owner:
+            if owner not in by_owner:
+                raise _missing(owner_kind, owner, spec.tag, by_owner)
+            if name not in by_owner[owner]:
+                raise _missing(what, f"{owner}:{name}", spec.tag, {f"{owner}:{n}": 1 for n in by_owner[owner]})
+            return EventRef(event_type, owner, name)
+        holders = [o for o, names in by_owner.items() if name in names]
+        if len(holders) == 1:
+            return EventRef(event_type, holders[0], name)
+        if len(holders) > 1:
+            raise ValidationError(
+                "event", f"{what} {name!r} exists in {owner_kind}s {holders}; write it as {owner_kind}_tag:{name}"
+            )
+        raise _missing(what, name, spec.tag, {f"{o}:{n}": 1 for o, ns in by_owner.items() for n in ns})
+
+    def check_schedule(
+        self, product_tag: str, env: str, event_type: JobEventTypes, event_tag: str, app: str | None
+    ) -> EventRef | None:
+        """What ``schedule()`` validates; ``None`` when no product is configured at all."""
+        if not self.configured:
+            return None
+        spec = self.check_env(product_tag, env)
+        return self.locate(spec, event_type, event_tag, app)
+
+
+def _missing(what: str, name: str, product: str, known: dict[str, Any]) -> ValidationError:
+    have = ", ".join(sorted(known)) or "none"
+    return ValidationError("event", f"product {product!r} defines no {what} {name!r} (it has: {have})")

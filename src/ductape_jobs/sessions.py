@@ -1,0 +1,135 @@
+"""Sessions: signed tokens that carry a user's data to the jobs scheduled on their behalf.
+
+A product declares session tags (name, schema, selector, expiry) and, per env, a signing secret.
+``ductape.session.start(tag, data, env=..., product_tag=...)`` issues a JWT (HS256, via PyJWT), written as the
+SDK writes it: ``"<tag>:<jwt>"``. ``schedule(session=...)`` verifies it; the verified claims, never the token,
+are kept with the schedule and feed ``$Session{...}`` at each run.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import jwt
+
+from ductape_jobs.clock import Clock
+from ductape_jobs.errors import ExecutionError, ValidationError
+from ductape_jobs.models import Session, parse
+from ductape_jobs.products import Products, expand
+from ductape_jobs.products.model import ProductSpec, SessionSpec
+
+_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "number": (int, float),
+    "integer": int,
+    "boolean": bool,
+    "object": dict,
+    "array": list,
+}
+
+
+@dataclass(frozen=True)
+class SessionToken:
+    tag: str
+    token: str
+    expires_at: datetime
+    subject: str | None
+
+    def __str__(self) -> str:
+        return f"{self.tag}:{self.token}"
+
+
+class Sessions:
+    """Reached as ``ductape.session``."""
+
+    def __init__(self, products: Products, clock: Clock) -> None:
+        self._products = products
+        self._clock = clock
+
+    def _spec(self, tag: str, product_tag: str, env: str) -> tuple[ProductSpec, SessionSpec, str]:
+        product = self._products.check_env(product_tag, env)
+        spec = product.sessions.get(tag)
+        if spec is None:
+            known = ", ".join(sorted(product.sessions)) or "none"
+            raise ValidationError("session.tag", f"product {product_tag!r} has no session {tag!r} (it has: {known})")
+        raw = product.envs[env].session_secret
+        if not raw:
+            raise ValidationError("session", f"env {env!r} of product {product_tag!r} has no session_secret")
+        try:
+            secret = str(expand(raw, f"products.{product_tag}.envs.{env}.session_secret"))
+        except ExecutionError as exc:
+            raise ValidationError("session", str(exc)) from None
+        return product, spec, secret
+
+    def start(self, tag: str, data: dict[str, Any], *, env: str, product_tag: str) -> SessionToken:
+        """Issue a token for ``data`` (checked against the session's schema)."""
+        _, spec, secret = self._spec(tag, product_tag, env)
+        _check_schema(spec, data)
+        now = self._clock.now()
+        expires = now + timedelta(seconds=spec.expiry)
+        subject = _select(spec.selector, data)
+        claims = {
+            "tag": tag,
+            "product": product_tag,
+            "env": env,
+            "data": data,
+            "iat": int(now.timestamp()),
+            "exp": int(expires.timestamp()),
+        }
+        if subject is not None:
+            claims["sub"] = str(subject)
+        token = jwt.encode(claims, secret, algorithm="HS256")
+        return SessionToken(tag, token, expires, None if subject is None else str(subject))
+
+    def verify(self, session: Session | str | dict[str, Any], *, env: str, product_tag: str) -> dict[str, Any]:
+        """The verified session data, or ``ValidationError`` (field ``session``) for a tampered, expired,
+        malformed or foreign token."""
+        parsed = parse(Session, session if not isinstance(session, str) else Session.model_validate(session))
+        _, _, secret = self._spec(parsed.tag, product_tag, env)
+        try:
+            claims = jwt.decode(
+                parsed.token, secret, algorithms=["HS256"], options={"verify_exp": False, "require": ["exp", "tag"]}
+            )
+        except jwt.InvalidSignatureError:
+            raise ValidationError("session.token", "signature does not verify (tampered or signed elsewhere)") from None
+        except jwt.PyJWTError as exc:
+            raise ValidationError("session.token", f"is not a valid session token: {exc}") from None
+        if claims.get("tag") != parsed.tag:
+            raise ValidationError(
+                "session.tag", f"the token belongs to session {claims.get('tag')!r}, not {parsed.tag!r}"
+            )
+        if claims.get("product") != product_tag or claims.get("env") != env:
+            raise ValidationError(
+                "session.token", f"the token was issued for {claims.get('product')}/{claims.get('env')}"
+            )
+        expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
+        if expires <= self._clock.now():
+            raise ValidationError("session.token", f"expired at {expires.isoformat()}")
+        data = claims.get("data")
+        return data if isinstance(data, dict) else {}
+
+
+def _check_schema(spec: SessionSpec, data: dict[str, Any]) -> None:
+    if not isinstance(data, dict):
+        raise ValidationError("session.data", "must be an object")
+    for key in spec.required:
+        if key not in data:
+            raise ValidationError(f"session.data.{key}", "is required by the session's schema")
+    for key, type_name in spec.schema_.items():
+        expected = _TYPES.get(type_name)
+        if key in data and expected is not None:
+            value = data[key]
+            if not isinstance(value, expected) or (type_name in ("number", "integer") and isinstance(value, bool)):
+                raise ValidationError(f"session.data.{key}", f"must be a {type_name}")
+
+
+def _select(selector: str, data: dict[str, Any]) -> Any:
+    """The session's identifier: ``$Session{id}`` or ``$Session{user}{id}`` read from ``data``."""
+    from ductape_jobs.piping import Scope, resolve
+
+    try:
+        return resolve(selector, Scope(session=data))
+    except ValueError:
+        return None

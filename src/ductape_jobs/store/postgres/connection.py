@@ -1,0 +1,146 @@
+"""Connections of the PostgreSQL store: the URL's ``schema`` option, the pool, transactions, retries and the
+translation of driver errors.
+
+Every store call is one transaction on a pooled connection (``Database.run``). When it fails with an
+``OperationalError`` (connection lost, server restarting, deadlock, serialization failure) it is retried a few
+times with backoff if that is safe:
+
+- a failure **before COMMIT** was sent: the server rolled the transaction back, so any call is retried;
+- a failure **during COMMIT** (the outcome is unknown): only calls marked ``idempotent`` are retried, because
+  running them twice leaves the same state. See ``PostgresStore`` for which those are.
+
+``PoolTimeout`` is not retried (the pool already waited its ``timeout``). Other driver errors leave at once:
+``UniqueViolation`` as ``ConflictError``, the rest as ``StoreError``, the driver's exception chained.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+from collections.abc import Callable
+from datetime import timedelta
+from typing import Any, TypeVar
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+
+import psycopg
+from psycopg import errors, sql
+from psycopg.rows import DictRow, dict_row
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from ductape_jobs.errors import ConflictError, StoreError, ValidationError
+
+T = TypeVar("T")
+Conn = psycopg.Connection[DictRow]
+log = logging.getLogger("ductape_jobs.store.postgres")
+
+_SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
+_POOL_OPTIONS = ("schema", "pool_min", "pool_max", "pool_timeout")
+
+
+def split_url(url: str) -> tuple[str, dict[str, str]]:
+    """The libpq URL without our own query options (``schema``, ``pool_min``, ...), and those options."""
+    parts = urlsplit(url)
+    ours: dict[str, str] = {}
+    kept: list[tuple[str, str]] = []
+    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+        if key in _POOL_OPTIONS:
+            ours[key] = value
+        else:
+            kept.append((key, value))
+    return urlunsplit(parts._replace(query=urlencode(kept))), ours
+
+
+def check_schema(schema: str) -> str:
+    if not _SCHEMA.match(schema):
+        raise ValidationError("schema", f"{schema!r} is not a plain identifier (letters, digits, '_'; max 63)")
+    return schema
+
+
+class Database:
+    """A pool of connections, each with ``search_path`` set to ``schema``, and ``run`` (a transaction)."""
+
+    def __init__(
+        self,
+        conninfo: str,
+        *,
+        schema: str | None,
+        min_size: int = 1,
+        max_size: int = 8,
+        timeout: timedelta = timedelta(seconds=10),
+        retries: int = 3,
+        backoff: timedelta = timedelta(milliseconds=50),
+    ) -> None:
+        self.schema = schema
+        self.retries = retries
+        self.backoff = backoff
+        kwargs: dict[str, Any] = {"autocommit": True, "row_factory": dict_row}
+        if "application_name" not in conninfo:
+            kwargs["application_name"] = "ductape-jobs"
+        if "connect_timeout" not in conninfo:
+            kwargs["connect_timeout"] = max(1, int(timeout.total_seconds()))
+        self.pool: ConnectionPool[Conn] = ConnectionPool(
+            conninfo,
+            connection_class=psycopg.Connection[DictRow],
+            kwargs=kwargs,
+            min_size=min_size,
+            max_size=max_size,
+            timeout=timeout.total_seconds(),
+            configure=self._configure,
+            check=ConnectionPool.check_connection,
+            name="ductape-jobs",
+            open=False,
+        )
+        try:
+            self.pool.open(wait=True, timeout=timeout.total_seconds())
+        except PoolTimeout as exc:
+            self.pool.close()
+            where = f"cannot connect to PostgreSQL at {_redact(conninfo)}"
+            try:  # once more without the pool, for the server's own reason (a wrong database, password, ...)
+                psycopg.connect(conninfo, **kwargs).close()
+            except psycopg.Error as direct:
+                raise StoreError(f"{where}: {direct}") from direct
+            raise StoreError(f"{where} within {timeout}") from exc
+
+    def _configure(self, conn: Conn) -> None:
+        if self.schema is not None:
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+
+    def run(self, op: Callable[[Conn], T], *, idempotent: bool = False) -> T:
+        """``op(conn)`` inside one transaction; retried on connection-level failures when safe (module doc)."""
+        for attempt in range(self.retries + 1):
+            committing = False
+            try:
+                with self.pool.connection() as conn:
+                    with conn.transaction():
+                        result = op(conn)
+                        committing = True
+                    return result
+            except errors.UniqueViolation as exc:
+                raise ConflictError(f"{exc.diag.message_primary} ({exc.diag.message_detail})") from exc
+            except PoolTimeout as exc:
+                raise StoreError(f"PostgreSQL store: no connection available: {exc}") from exc
+            except psycopg.OperationalError as exc:
+                if attempt >= self.retries or (committing and not idempotent):
+                    raise StoreError(f"PostgreSQL store: {exc}") from exc
+                delay = self.backoff.total_seconds() * 2**attempt
+                log.warning("PostgreSQL store call failed (%s); retrying in %.2fs", exc, delay)
+                time.sleep(delay)
+            except psycopg.Error as exc:
+                raise StoreError(f"PostgreSQL store: {exc}") from exc
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def autocommit(self, op: Callable[[Conn], T]) -> T:
+        """``op(conn)`` on a pooled connection outside a transaction block (driver errors translated)."""
+        try:
+            with self.pool.connection() as conn:
+                return op(conn)
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL store: {exc}") from exc
+
+    def close(self) -> None:
+        self.pool.close()
+
+
+def _redact(conninfo: str) -> str:
+    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", re.sub(r"password=\S+", "password=***", conninfo))

@@ -1,0 +1,235 @@
+-- SQL of the PostgreSQL store. Times are BIGINT milliseconds since the Unix epoch, UTC; parameters are
+-- psycopg's %(name)s. Statements that several schedulers or workers race on lock with SKIP LOCKED, so
+-- each takes a different share of the work instead of queueing behind the others.
+
+-- name: insert_job
+INSERT INTO jobs (tag, name, event_type, event_tag, executions, intervals, start_at, created_at, updated_at)
+VALUES (%(tag)s, %(name)s, %(event_type)s, %(event_tag)s, %(executions)s, %(intervals)s, %(start_at)s::bigint,
+    %(now)s, %(now)s);
+
+-- name: lock_job
+SELECT * FROM jobs WHERE tag = %(tag)s FOR UPDATE;
+
+-- name: share_jobs
+-- Keeps the jobs that new schedules use from being deleted until they are stored.
+SELECT tag FROM jobs WHERE tag = ANY(%(tags)s) ORDER BY tag FOR SHARE;
+
+-- name: update_job
+UPDATE jobs SET name = %(name)s, event_type = %(event_type)s, event_tag = %(event_tag)s,
+    executions = %(executions)s, intervals = %(intervals)s, start_at = %(start_at)s::bigint, updated_at = %(now)s
+WHERE tag = %(tag)s;
+
+-- name: follow_job_cadence
+-- Schedules without `repeat` follow their job's cadence: a changed interval moves their next occurrence
+-- (re-anchored on the last occurrence, so the new interval counts from there).
+UPDATE schedules SET
+    start_at = coalesce(last_due_at, start_at),
+    every_ms = CASE WHEN %(intervals)s > 0 THEN %(intervals)s END,
+    run_limit = CASE WHEN %(executions)s > 0 THEN %(executions)s END,
+    next_run_at = CASE
+        WHEN %(intervals)s <= 0 THEN NULL
+        WHEN %(executions)s > 0 AND run_count >= %(executions)s THEN NULL
+        WHEN last_due_at IS NULL THEN start_at
+        ELSE last_due_at + %(intervals)s END,
+    status = CASE
+        WHEN status = 'active' AND (%(intervals)s <= 0 OR (%(executions)s > 0 AND run_count >= %(executions)s))
+            AND last_due_at IS NOT NULL THEN 'completed'
+        ELSE status END,
+    updated_at = %(now)s
+WHERE job_tag = %(tag)s AND follows_job = 1 AND status IN ('active', 'paused');
+
+-- name: get_job
+SELECT * FROM jobs WHERE tag = %(tag)s;
+
+-- name: list_jobs
+SELECT * FROM jobs ORDER BY tag;
+
+-- name: live_schedules_of_job
+SELECT count(*) AS n FROM schedules WHERE job_tag = %(tag)s AND status IN ('active', 'paused');
+
+-- name: delete_job
+DELETE FROM jobs WHERE tag = %(tag)s;
+
+-- name: insert_schedule
+INSERT INTO schedules (id, job_tag, env, product_tag, input, retries, app, cache, session_tag, session_claims,
+    cron, tz, every_ms, run_limit, end_date, follows_job, timeout_ms, misfire, overlap, pause_on_failure,
+    status, start_at, next_run_at, last_due_at, run_count, created_at, updated_at)
+VALUES (%(id)s, %(job_tag)s, %(env)s, %(product_tag)s, %(input)s, %(retries)s, %(app)s, %(cache)s,
+    %(session_tag)s, %(session_claims)s, %(cron)s, %(tz)s, %(every_ms)s::bigint, %(run_limit)s::integer,
+    %(end_date)s::bigint, %(follows_job)s, %(timeout_ms)s::bigint, %(misfire)s, %(overlap)s,
+    %(pause_on_failure)s, %(status)s, %(start_at)s, %(next_run_at)s::bigint, %(last_due_at)s::bigint,
+    %(run_count)s, %(created_at)s, %(created_at)s);
+
+-- name: insert_run
+-- A run copies its job's event and its schedule's input; one per (schedule, due time).
+INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, event_type, event_tag, app, cache,
+    session_claims, input, phase, available_at, triggered_by, overlap, max_retries, timeout_ms, created_at,
+    updated_at)
+SELECT %(id)s::text, s.id, %(scheduled_at)s::bigint, s.job_tag, s.product_tag, s.env, j.event_type, j.event_tag,
+    s.app, s.cache, s.session_claims, s.input, %(phase)s::text, %(available_at)s::bigint, %(triggered_by)s::text,
+    s.overlap, s.retries, s.timeout_ms, %(now)s::bigint, %(now)s::bigint
+FROM schedules s JOIN jobs j ON j.tag = s.job_tag
+WHERE s.id = %(schedule_id)s
+ON CONFLICT (schedule_id, scheduled_at) DO NOTHING
+RETURNING id;
+
+-- name: get_schedule
+SELECT * FROM schedules WHERE id = %(id)s;
+
+-- name: lock_schedule
+SELECT * FROM schedules WHERE id = %(id)s FOR UPDATE;
+
+-- name: share_schedules
+-- Taken before releasing held runs: waits for a scheduler that is deciding about these schedules (it holds
+-- them FOR UPDATE), so a run it holds back behind a run that is ending now is seen and released.
+SELECT id FROM schedules WHERE id = ANY(%(ids)s) ORDER BY id FOR SHARE;
+
+-- name: due_schedules
+-- Several schedulers split the due schedules between them: each locks its own and skips the others'.
+SELECT * FROM schedules
+WHERE status = 'active' AND next_run_at IS NOT NULL AND next_run_at <= %(now)s
+ORDER BY next_run_at LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: overlap_state
+SELECT schedule_id,
+       count(*) FILTER (WHERE available_at IS NOT NULL OR phase = 'running') AS active,
+       count(*) FILTER (WHERE available_at IS NULL AND phase = 'scheduled') AS held
+FROM runs
+WHERE schedule_id = ANY(%(ids)s) AND phase IN ('scheduled', 'queued', 'retry_scheduled', 'running')
+GROUP BY schedule_id;
+
+-- name: advance_schedule
+UPDATE schedules SET
+    next_run_at = %(next_run_at)s::bigint,
+    last_due_at = coalesce(%(last_due_at)s::bigint, last_due_at),
+    run_count = run_count + %(created)s,
+    skipped_count = skipped_count + %(skipped)s,
+    status = CASE WHEN %(finished)s THEN 'completed' ELSE status END,
+    updated_at = %(now)s
+WHERE id = %(id)s AND status = 'active' AND next_run_at IS NOT DISTINCT FROM %(expected_next)s::bigint
+RETURNING id;
+
+-- name: cancel_pending_runs
+UPDATE runs SET phase = 'cancelled', error = %(reason)s, completed_at = %(now)s, available_at = NULL,
+    updated_at = %(now)s
+WHERE schedule_id = %(schedule_id)s AND phase IN ('scheduled', 'queued', 'retry_scheduled');
+
+-- name: acquire_runs
+-- Claim and record the attempts in one statement. SKIP LOCKED: racing workers take different runs.
+WITH picked AS (
+    SELECT id FROM runs
+    WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+      AND available_at <= %(now)s
+    ORDER BY available_at
+    LIMIT %(limit)s
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE runs r SET phase = 'running', lease_owner = %(worker_id)s, lease_expires_at = %(lease_until)s,
+        started_at = %(now)s, attempt = r.attempt + 1, updated_at = %(now)s
+    FROM picked WHERE r.id = picked.id
+    RETURNING r.*
+), recorded AS (
+    INSERT INTO attempts (run_id, attempt, worker_id, started_at)
+    SELECT id, attempt, %(worker_id)s::text, %(now)s::bigint FROM claimed
+)
+SELECT * FROM claimed ORDER BY available_at, id;
+
+-- name: extend_leases
+UPDATE runs SET lease_expires_at = %(until)s
+WHERE id = ANY(%(ids)s) AND lease_owner = %(worker_id)s AND phase = 'running';
+
+-- name: finish_attempt
+UPDATE attempts SET finished_at = %(finished_at)s, outcome = %(outcome)s, error = %(error)s
+WHERE run_id = %(run_id)s AND attempt = %(attempt)s AND finished_at IS NULL;
+
+-- name: complete_run
+UPDATE runs SET phase = 'completed', completed_at = %(finished_at)s, duration_ms = %(duration_ms)s,
+    output = %(output)s, error = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = %(now)s
+WHERE id = %(run_id)s AND lease_owner = %(worker_id)s AND attempt = %(attempt)s AND phase = 'running'
+RETURNING id, schedule_id, overlap;
+
+-- name: schedule_retry
+UPDATE runs SET phase = 'retry_scheduled', available_at = %(retry_at)s, retry_count = retry_count + 1,
+    duration_ms = %(duration_ms)s, error = %(error)s, lease_owner = NULL, lease_expires_at = NULL,
+    updated_at = %(now)s
+WHERE id = %(run_id)s AND lease_owner = %(worker_id)s AND attempt = %(attempt)s AND phase = 'running';
+
+-- name: fail_run
+UPDATE runs SET phase = 'failed', completed_at = %(finished_at)s, duration_ms = %(duration_ms)s,
+    error = %(error)s, lease_owner = NULL, lease_expires_at = NULL, updated_at = %(now)s
+WHERE id = %(run_id)s AND lease_owner = %(worker_id)s AND attempt = %(attempt)s AND phase = 'running'
+RETURNING id, schedule_id, overlap;
+
+-- name: release_held_runs
+-- A run held behind its schedule's previous run (overlap = buffer_one) becomes due once that run ended.
+UPDATE runs SET available_at = %(now)s, phase = 'queued', updated_at = %(now)s
+WHERE id IN (
+    SELECT h.id FROM runs h
+    WHERE h.schedule_id = ANY(%(schedule_ids)s) AND h.available_at IS NULL AND h.phase = 'scheduled'
+      AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = h.schedule_id
+                      AND r.phase IN ('queued', 'retry_scheduled', 'running')));
+
+-- name: pause_on_failure
+UPDATE schedules SET status = 'paused', reason = %(reason)s, updated_at = %(now)s
+WHERE id = %(schedule_id)s AND pause_on_failure = 1 AND status = 'active';
+
+-- name: release_runs
+UPDATE runs SET phase = 'queued', available_at = %(now)s, lease_owner = NULL, lease_expires_at = NULL,
+    updated_at = %(now)s
+WHERE id = ANY(%(ids)s) AND lease_owner = %(worker_id)s AND phase = 'running'
+RETURNING id, attempt;
+
+-- name: expired_leases
+-- Racing rescuers skip each other's rows (and a run whose worker is finishing it right now).
+SELECT id, attempt, lease_owner, rescues FROM runs
+WHERE phase = 'running' AND lease_expires_at < %(now)s
+ORDER BY lease_expires_at LIMIT 500
+FOR UPDATE SKIP LOCKED;
+
+-- name: rescue_run
+UPDATE runs SET phase = 'queued', available_at = %(now)s, rescues = rescues + 1, lease_owner = NULL,
+    lease_expires_at = NULL, updated_at = %(now)s
+WHERE id = %(id)s AND phase = 'running' AND lease_expires_at < %(now)s;
+
+-- name: fail_lost_run
+UPDATE runs SET phase = 'failed', completed_at = %(now)s, error = %(error)s, lease_owner = NULL,
+    lease_expires_at = NULL, updated_at = %(now)s
+WHERE id = %(id)s AND phase = 'running' AND lease_expires_at < %(now)s
+RETURNING id, schedule_id, overlap;
+
+-- name: retry_run
+UPDATE runs SET phase = 'queued', available_at = %(now)s, max_retries = retry_count, completed_at = NULL,
+    updated_at = %(now)s
+WHERE id = %(id)s AND phase IN ('failed', 'cancelled')
+RETURNING *;
+
+-- name: get_run
+SELECT * FROM runs WHERE id = %(id)s;
+
+-- name: attempts_of_run
+SELECT * FROM attempts WHERE run_id = %(run_id)s ORDER BY attempt;
+
+-- name: next_wakeup
+SELECT
+    (SELECT min(next_run_at) FROM schedules WHERE status = 'active' AND next_run_at IS NOT NULL) AS schedule_due,
+    (SELECT min(available_at) FROM runs
+     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL) AS run_due,
+    (SELECT min(lease_expires_at) FROM runs WHERE phase = 'running') AS lease_expiry;
+
+-- name: count_runs
+SELECT phase, count(*) AS n FROM runs GROUP BY phase;
+
+-- name: cache_get
+SELECT value FROM cache_entries WHERE key = %(key)s AND expires_at > %(now)s;
+
+-- name: cache_put
+INSERT INTO cache_entries (key, value, expires_at) VALUES (%(key)s, %(value)s, %(expires_at)s)
+ON CONFLICT (key) DO UPDATE SET value = excluded.value, expires_at = excluded.expires_at;
+
+-- name: cache_purge
+DELETE FROM cache_entries WHERE expires_at <= %(now)s;
+
+-- name: notify
+-- Delivered at commit to the store's LISTENers: runs may be due now.
+SELECT pg_notify(%(channel)s, %(payload)s);

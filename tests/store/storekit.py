@@ -1,0 +1,129 @@
+"""Databases for the store tests: a SQLite file, or a fresh PostgreSQL schema (dropped afterwards).
+
+PostgreSQL comes from ``$DUCTAPE_TEST_POSTGRES_URL`` (default ``postgresql://postgres@127.0.0.1:5432/test``).
+When it is unreachable its tests are skipped, except on CI (``CI=true``), where they fail.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import sqlite3
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ductape_jobs.store import Store, open_store
+
+PG_URL = os.environ.get("DUCTAPE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+_pg_error: list[str] = []  # why PostgreSQL is unreachable, once known
+
+
+def require_postgres() -> None:
+    """Skip (fail on CI) unless PostgreSQL answers at ``PG_URL``."""
+    if not _pg_error:
+        try:
+            import psycopg
+
+            with psycopg.connect(PG_URL, connect_timeout=3) as conn:
+                conn.execute("SELECT 1")
+            _pg_error.append("")
+        except Exception as exc:
+            _pg_error.append(f"{type(exc).__name__}: {exc}".strip())
+    if _pg_error[0]:
+        reason = f"PostgreSQL is not reachable at {PG_URL} ({_pg_error[0]}); set DUCTAPE_TEST_POSTGRES_URL"
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"{reason}; under CI every service must be up", pytrace=False)
+        pytest.skip(reason)
+
+
+def pg_admin(query: str, params: Any = None) -> list[tuple[Any, ...]]:
+    """Run one statement on a separate autocommit connection; its rows (if any)."""
+    import psycopg
+
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        cur = conn.execute(query, params)
+        return cur.fetchall() if cur.description else []
+
+
+def with_query(url: str, **options: str) -> str:
+    sep = "&" if "?" in url else "?"
+    return url + sep + "&".join(f"{k}={v}" for k, v in options.items())
+
+
+@dataclass
+class Backend:
+    """One database for a test: ``open()`` gives another store object on it (another "process")."""
+
+    name: str
+    url: str
+    schema: str | None = None
+    path: Path | None = None
+    opened: list[Store] = field(default_factory=list)
+
+    def open(self, *, migrate: bool = True) -> Store:
+        store = open_store(self.url)
+        self.opened.append(store)
+        if migrate:
+            store.migrate()
+        return store
+
+    def close_all(self) -> None:
+        for store in self.opened:
+            store.close()
+
+    def columns(self) -> dict[str, list[str]]:
+        """Table -> column names in order (the shared row converters depend on them)."""
+        return {t: [c[0] for c in cols] for t, cols in self.snapshot()["tables"].items()}
+
+    def snapshot(self) -> dict[str, Any]:
+        """Tables with their columns' definitions, indexes and applied migration versions."""
+        if self.path is not None:
+            db = sqlite3.connect(self.path)
+            try:
+                names = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY 1")]
+                tables = {n: [tuple(c[1:]) for c in db.execute(f"PRAGMA table_info({n})")] for n in names}
+                indexes = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' ORDER BY 1").fetchall()
+                versions = [r[0] for r in db.execute("SELECT version FROM schema_migrations ORDER BY 1")]
+            finally:
+                db.close()
+        else:
+            tables = {}
+            for table, column, *rest in pg_admin(
+                "SELECT table_name, column_name, data_type, is_nullable, column_default"
+                " FROM information_schema.columns WHERE table_schema = %s ORDER BY table_name, ordinal_position",
+                [self.schema],
+            ):
+                tables.setdefault(table, []).append((column, *rest))
+            indexes = pg_admin(
+                "SELECT indexname, indexdef FROM pg_indexes WHERE schemaname = %s ORDER BY 1", [self.schema]
+            )
+            versions = [r[0] for r in pg_admin(f"SELECT version FROM {self.schema}.schema_migrations ORDER BY 1")]
+        return {"tables": tables, "indexes": indexes, "versions": versions}
+
+
+@contextmanager
+def sqlite_backend(tmp_path: Path) -> Iterator[Backend]:
+    path = tmp_path / "jobs.db"
+    backend = Backend("sqlite", f"sqlite:///{path}", path=path)
+    try:
+        yield backend
+    finally:
+        backend.close_all()
+
+
+@contextmanager
+def postgres_backend() -> Iterator[Backend]:
+    require_postgres()
+    schema = f"t_{secrets.token_hex(6)}"
+    pg_admin(f"CREATE SCHEMA {schema}")
+    backend = Backend("postgres", with_query(PG_URL, schema=schema, application_name=schema), schema=schema)
+    try:
+        yield backend
+    finally:
+        backend.close_all()
+        pg_admin(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

@@ -1,0 +1,771 @@
+"""The store contract (``store/base.py``), checked with real behaviour against every backend.
+
+Every test runs on SQLite and on PostgreSQL (see ``conftest.py``). Times are fixed; ``now`` is passed.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from storekit import Backend, postgres_backend, sqlite_backend
+
+from ductape_jobs.clock import FakeClock
+from ductape_jobs.engine.scheduler import Scheduler
+from ductape_jobs.errors import ConflictError, NotFoundError
+from ductape_jobs.ids import new_id
+from ductape_jobs.models import (
+    JobDefinition,
+    JobEventTypes,
+    Misfire,
+    NewRun,
+    Overlap,
+    Run,
+    RunFilter,
+    RunPhase,
+    Schedule,
+    ScheduleStatus,
+    TriggeredBy,
+)
+from ductape_jobs.store import Advance, DueSchedule, Outcome, Store, Wakeups
+from ductape_jobs.store.sql import load_migrations
+
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+MIN = timedelta(minutes=1)
+LEASE = timedelta(seconds=30)
+
+
+# ------------------------------------------------------------------------------------------ builders
+
+
+def job(tag: str = "report", **extra: Any) -> JobDefinition:
+    fields: dict[str, Any] = {"name": tag.title(), "tag": tag, "event_type": "FUNCTION", "event_tag": f"fn-{tag}"}
+    return JobDefinition(**{**fields, **extra})
+
+
+def schedule(job_tag: str = "report", *, next_run_at: datetime | None = T0, **extra: Any) -> Schedule:
+    fields: dict[str, Any] = {
+        "id": new_id("job"),
+        "job_tag": job_tag,
+        "env": "prd",
+        "product_tag": "shop",
+        "input": {"user": "u1"},
+        "retries": 0,
+        "status": ScheduleStatus.ACTIVE,
+        "start_at": T0,
+        "next_run_at": next_run_at,
+        "run_count": 0,
+        "created_at": T0,
+    }
+    return Schedule(**{**fields, **extra})
+
+
+def due_run(s: Schedule, at: datetime = T0, *, held: bool = False, phase: RunPhase | None = None) -> NewRun:
+    return NewRun(
+        id=new_id("run"),
+        schedule_id=s.id,
+        scheduled_at=at,
+        available_at=None if held else at,
+        phase=phase or (RunPhase.SCHEDULED if held else RunPhase.QUEUED),
+        triggered_by=TriggeredBy.SCHEDULE,
+    )
+
+
+def setup(store: Store, *runs_at: datetime, tag: str = "report", **schedule_extra: Any) -> tuple[Schedule, list[str]]:
+    """A job, one schedule and a due run at each of ``runs_at``; the schedule and the run ids."""
+    if store.get_job(tag) is None:
+        store.create_job(job(tag), T0)
+    s = schedule(tag, **{"next_run_at": None, **schedule_extra})
+    runs = [due_run(s, at) for at in runs_at]
+    store.add_schedules([s], runs)
+    return s, [r.id for r in runs]
+
+
+def ok(run: Run, worker: str = "w1", at: datetime = T0, output: Any = None) -> Outcome:
+    return Outcome(run.id, run.attempt, worker, True, at, 5, output=output)
+
+
+def fail(run: Run, worker: str = "w1", at: datetime = T0, retry_at: datetime | None = None) -> Outcome:
+    return Outcome(run.id, run.attempt, worker, False, at, 5, error="RuntimeError: boom", retry_at=retry_at)
+
+
+def run_of(store: Store, run_id: str) -> Run:
+    found = store.get_run(run_id)
+    assert found is not None
+    return found
+
+
+def outcomes(store: Store, run_id: str) -> list[str | None]:
+    return [a.outcome for a in run_of(store, run_id).attempts]
+
+
+def in_threads(*fns: Callable[[], Any]) -> list[Any]:
+    """Run ``fns`` at once (released together by a barrier); their results, or re-raise the first error."""
+    barrier = threading.Barrier(len(fns))
+    results: list[Any] = [None] * len(fns)
+    errors: list[BaseException] = []
+
+    def body(i: int, fn: Callable[[], Any]) -> None:
+        try:
+            barrier.wait(timeout=10)
+            results[i] = fn()
+        except BaseException as exc:
+            errors.append(exc)
+
+    threads = [threading.Thread(target=body, args=(i, fn)) for i, fn in enumerate(fns)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    if errors:
+        raise errors[0]
+    return results
+
+
+# ---------------------------------------------------------------------------------------------- jobs
+
+
+def test_jobs_create_get_list_update_delete(store: Store) -> None:
+    created = store.create_job(job("b", executions=3, intervals=60_000), T0)
+    assert created.created_at == created.updated_at == T0
+    store.create_job(job("a", event_type="ACTION"), T0)
+    got = store.get_job("b")
+    assert got is not None
+    assert (got.name, got.event_type, got.event_tag, got.executions, got.intervals) == (
+        "B",
+        JobEventTypes.FUNCTION,
+        "fn-b",
+        3,
+        60_000,
+    )
+    assert got.created_at == T0 and got.start_at is None
+    assert [j.tag for j in store.list_jobs()] == ["a", "b"]
+
+    updated = store.update_job("a", {"name": "Renamed", "event_tag": "other"}, T0 + MIN)
+    assert (updated.name, updated.event_tag, updated.updated_at) == ("Renamed", "other", T0 + MIN)
+    again = store.get_job("a")
+    assert again is not None and (again.name, again.updated_at, again.created_at) == ("Renamed", T0 + MIN, T0)
+
+    store.delete_job("b")
+    assert store.get_job("b") is None and [j.tag for j in store.list_jobs()] == ["a"]
+    assert store.get_job("nope") is None
+
+
+def test_job_errors(store: Store) -> None:
+    store.create_job(job("a"), T0)
+    with pytest.raises(ConflictError, match="'a'"):
+        store.create_job(job("a", name="Other"), T0)
+    assert store.get_job("a").name == "A"  # type: ignore[union-attr]
+    with pytest.raises(NotFoundError):
+        store.update_job("nope", {"name": "x"}, T0)
+    with pytest.raises(NotFoundError):
+        store.delete_job("nope")
+
+
+@pytest.mark.parametrize("status", [ScheduleStatus.ACTIVE, ScheduleStatus.PAUSED])
+def test_a_job_with_a_live_schedule_cannot_be_deleted(store: Store, status: ScheduleStatus) -> None:
+    s, _ = setup(store, status=status)
+    with pytest.raises(ConflictError, match="report"):
+        store.delete_job("report")
+    assert store.get_job("report") is not None
+    store.update_schedule(s.id, T0, status=ScheduleStatus.CANCELLED)
+    store.delete_job("report")
+    assert store.get_job("report") is None
+
+
+def test_update_job_moves_the_schedules_that_follow_its_cadence(store: Store) -> None:
+    store.create_job(job(intervals=60_000), T0)
+    follows = schedule(every=MIN, follows_job=True, next_run_at=T0 + MIN, last_due_at=T0, run_count=1)
+    own = schedule(every=MIN, next_run_at=T0 + MIN, last_due_at=T0, run_count=1)
+    store.add_schedules([follows, own], [])
+    store.update_job("report", {"intervals": 120_000}, T0 + timedelta(seconds=10))
+    moved = store.get_schedule(follows.id)
+    assert moved is not None and (moved.every, moved.next_run_at) == (2 * MIN, T0 + 2 * MIN)
+    kept = store.get_schedule(own.id)
+    assert kept is not None and (kept.every, kept.next_run_at) == (MIN, T0 + MIN)
+
+
+# ----------------------------------------------------------------------------------------- schedules
+
+
+def test_add_schedules_stores_them_and_first_runs_copy_the_job_and_schedule(store: Store) -> None:
+    store.create_job(job("report", event_type="DATABASE_ACTION", event_tag="db-report"), T0)
+    s = schedule(
+        input={"user": "u1", "n": [1, 2]},
+        retries=2,
+        app="billing",
+        timeout=timedelta(seconds=5),
+        cron="0 9 * * *",
+        tz="Europe/London",
+        overlap=Overlap.SKIP,
+        misfire=Misfire.SKIP,
+        pause_on_failure=True,
+        next_run_at=T0 + timedelta(days=1),
+        last_due_at=T0,
+        run_count=1,
+        cache="report-cache",
+        session_tag="sess",
+        session={"user_id": 7},
+    )
+    first = due_run(s)
+    store.add_schedules([s], [first])
+    assert store.get_schedule(s.id) == s
+
+    run = run_of(store, first.id)
+    assert (run.job_tag, run.event_type, run.event_tag) == ("report", JobEventTypes.DATABASE_ACTION, "db-report")
+    assert (run.input, run.env, run.product_tag, run.app) == ({"user": "u1", "n": [1, 2]}, "prd", "shop", "billing")
+    assert (run.cache, run.session) == ("report-cache", {"user_id": 7})
+    assert (run.max_retries, run.timeout, run.triggered_by) == (2, timedelta(seconds=5), TriggeredBy.SCHEDULE)
+    assert (run.phase, run.scheduled_at, run.available_at, run.attempt, run.attempts) == (
+        RunPhase.QUEUED,
+        T0,
+        T0,
+        0,
+        [],
+    )
+
+
+def test_add_schedules_is_all_or_nothing(store: Store) -> None:
+    first, _ = setup(store)
+    fresh = schedule()
+    clash = replace(schedule(), id=first.id)
+    with pytest.raises(ConflictError):
+        store.add_schedules([fresh, clash], [due_run(fresh)])
+    assert store.get_schedule(fresh.id) is None
+    assert store.count_runs() == {}
+
+
+def test_add_schedules_of_an_unknown_job_is_not_found(store: Store) -> None:
+    s = schedule("ghost")
+    with pytest.raises(NotFoundError, match="ghost"):
+        store.add_schedules([s], [due_run(s)])
+    assert store.get_schedule(s.id) is None
+
+
+def test_get_and_list_schedules(store: Store) -> None:
+    store.create_job(job("a"), T0)
+    store.create_job(job("b"), T0)
+    made = [schedule("a" if i % 2 else "b", created_at=T0 + i * MIN) for i in range(5)]
+    store.add_schedules(made, [])
+    store.update_schedule(made[0].id, T0, status=ScheduleStatus.PAUSED, reason="paused")
+    assert store.get_schedule("nope") is None
+    assert [s.id for s in store.list_schedules()] == [s.id for s in reversed(made)]  # newest first
+    assert [s.id for s in store.list_schedules(job_tag="a")] == [made[3].id, made[1].id]
+    assert [s.id for s in store.list_schedules(status=ScheduleStatus.PAUSED)] == [made[0].id]
+    assert [s.id for s in store.list_schedules(status=ScheduleStatus.ACTIVE, job_tag="b")] == [made[4].id, made[2].id]
+    assert [s.id for s in store.list_schedules(limit=2, offset=1)] == [made[3].id, made[2].id]
+
+
+def test_update_schedule_changes_timing_and_cancels_pending_runs(store: Store) -> None:
+    s, (running, queued) = setup(store, T0 - MIN, T0)
+    later = due_run(s, T0 + MIN)
+    store.trigger(s.id, later)
+    (claimed,) = store.acquire_runs("w1", 1, LEASE, T0)
+    assert claimed.id == running
+
+    changed = store.update_schedule(
+        s.id, T0, every=2 * MIN, limit=5, next_run_at=T0 + 2 * MIN, tz="Asia/Tokyo", reason="edited"
+    )
+    assert (changed.every, changed.limit, changed.next_run_at, changed.tz, changed.reason) == (
+        2 * MIN,
+        5,
+        T0 + 2 * MIN,
+        "Asia/Tokyo",
+        "edited",
+    )
+    assert store.get_schedule(s.id) == changed
+
+    cancelled = store.update_schedule(
+        s.id, T0, status=ScheduleStatus.CANCELLED, reason="cancelled: done", next_run_at=None, cancel_pending=True
+    )
+    assert (cancelled.status, cancelled.next_run_at) == (ScheduleStatus.CANCELLED, None)
+    for run_id in (queued, later.id):
+        run = run_of(store, run_id)
+        assert (run.phase, run.error, run.completed_at) == (RunPhase.CANCELLED, "cancelled: done", T0)
+    assert run_of(store, running).phase is RunPhase.RUNNING  # a run already going finishes
+    with pytest.raises(NotFoundError):
+        store.update_schedule("nope", T0, reason="x")
+
+
+# -------------------------------------------------------------------------------------- advance_due
+
+
+def every_minute(due: DueSchedule, now: datetime = T0) -> Advance:
+    """A planner: one run for the due occurrence, the next a minute later."""
+    s = due.schedule
+    assert s.next_run_at is not None
+    return Advance(s.id, s.next_run_at, s.next_run_at + MIN, False, [due_run(s, s.next_run_at)], 0, s.next_run_at)
+
+
+def test_advance_due_creates_runs_and_moves_next_run_at(store: Store) -> None:
+    store.create_job(job(), T0)
+    due = schedule(every=MIN, next_run_at=T0 - MIN)
+    later = schedule(every=MIN, next_run_at=T0 + MIN)
+    paused = schedule(every=MIN, next_run_at=T0 - MIN, status=ScheduleStatus.PAUSED)
+    store.add_schedules([due, later, paused], [])
+    seen: list[DueSchedule] = []
+
+    def planner(d: DueSchedule) -> Advance:
+        seen.append(d)
+        return every_minute(d)
+
+    created = store.advance_due(T0, 10, planner)
+    assert seen == [DueSchedule(due, 0, False)]
+    assert [(r.schedule_id, r.scheduled_at) for r in created] == [(due.id, T0 - MIN)]
+    moved = store.get_schedule(due.id)
+    assert moved is not None
+    assert (moved.next_run_at, moved.last_due_at, moved.run_count) == (T0, T0 - MIN, 1)
+    (run,) = store.list_runs(RunFilter(job_id=due.id))
+    assert (run.id, run.phase, run.scheduled_at) == (created[0].id, RunPhase.QUEUED, T0 - MIN)
+    assert store.advance_due(T0 - timedelta(seconds=1), 10, planner) == []  # nothing due yet
+
+
+def test_advance_due_takes_the_oldest_first_up_to_limit(store: Store) -> None:
+    store.create_job(job(), T0)
+    made = [schedule(every=MIN, next_run_at=T0 - i * MIN) for i in range(4)]
+    store.add_schedules(made, [])
+    created = store.advance_due(T0, 2, every_minute)
+    assert [r.schedule_id for r in created] == [made[3].id, made[2].id]
+
+
+def test_advance_due_finishes_and_skips(store: Store) -> None:
+    store.create_job(job(), T0)
+    s = schedule(next_run_at=T0)
+    store.add_schedules([s], [])
+    plan = Advance(s.id, T0, None, True, [], skipped=1, last_due_at=T0)
+    assert store.advance_due(T0, 10, lambda d: plan) == []
+    done = store.get_schedule(s.id)
+    assert done is not None
+    assert (done.status, done.next_run_at, done.skipped_count, done.run_count) == (ScheduleStatus.COMPLETED, None, 1, 0)
+    assert store.advance_due(T0 + MIN, 10, every_minute) == []
+
+
+def test_advance_due_refuses_a_stale_expected_next(store: Store) -> None:
+    store.create_job(job(), T0)
+    s = schedule(every=MIN, next_run_at=T0)
+    store.add_schedules([s], [])
+
+    def stale(d: DueSchedule) -> Advance:  # planned from an old copy of the schedule
+        return replace(every_minute(d), expected_next=T0 - MIN)
+
+    assert store.advance_due(T0, 10, stale) == []
+    kept = store.get_schedule(s.id)
+    assert kept is not None and (kept.next_run_at, kept.run_count) == (T0, 0)
+    assert store.count_runs() == {}
+
+
+def test_advance_due_tells_the_planner_about_running_and_held_runs(store: Store) -> None:
+    s, _ = setup(store, T0 - 2 * MIN, overlap=Overlap.BUFFER_ONE, every=MIN)
+    store.acquire_runs("w1", 1, LEASE, T0)
+    store.trigger(s.id, due_run(s, T0 - MIN, held=True))
+    store.update_schedule(s.id, T0, next_run_at=T0)
+    seen: list[DueSchedule] = []
+
+    def planner(d: DueSchedule) -> Advance:
+        seen.append(d)
+        return Advance(s.id, T0, T0 + MIN, False, [], skipped=1, last_due_at=T0)
+
+    store.advance_due(T0, 10, planner)
+    assert [(d.active_runs, d.buffered) for d in seen] == [(1, True)]
+    assert store.get_schedule(s.id).skipped_count == 1  # type: ignore[union-attr]
+
+
+def test_racing_advance_and_trigger_make_one_run_per_occurrence(backend: Backend) -> None:
+    a, b = backend.open(), backend.open()
+    a.create_job(job(), T0)
+    made = [schedule(every=MIN, next_run_at=T0) for _ in range(20)]
+    a.add_schedules(made, [])
+    won_by_trigger: list[str] = []
+
+    def schedulers() -> None:
+        a.advance_due(T0, 100, every_minute)
+
+    def triggers() -> None:
+        for s in made:
+            try:
+                b.trigger(s.id, due_run(s, T0))
+                won_by_trigger.append(s.id)
+            except ConflictError:
+                pass
+
+    in_threads(schedulers, triggers)
+    for s in made:
+        runs = a.list_runs(RunFilter(job_id=s.id))
+        assert [r.scheduled_at for r in runs] == [T0], s.id
+    assert a.count_runs() == {RunPhase.QUEUED: 20}
+
+
+def test_racing_schedulers_create_each_occurrence_once(backend: Backend) -> None:
+    stores = [backend.open() for _ in range(4)]
+    stores[0].create_job(job(), T0)
+    made = [schedule(every=MIN, next_run_at=T0, misfire=Misfire.RUN_ALL) for _ in range(30)]
+    stores[0].add_schedules(made, [])
+    now = T0 + 10 * MIN  # 11 occurrences each: T0, T0+1m, ..., T0+10m
+    schedulers = [Scheduler(s, FakeClock(now), batch=7) for s in stores]
+    in_threads(*[lambda sc=sc: sc.tick(now) for sc in schedulers])  # type: ignore[misc]
+
+    assert stores[0].count_runs() == {RunPhase.QUEUED: 30 * 11}
+    for s in made:
+        runs = stores[0].list_runs(RunFilter(job_id=s.id))
+        assert sorted(r.scheduled_at for r in runs) == [T0 + i * MIN for i in range(11)]
+        after = stores[0].get_schedule(s.id)
+        assert after is not None and (after.run_count, after.next_run_at) == (11, T0 + 11 * MIN)
+
+
+# ------------------------------------------------------------------------------------------- claims
+
+
+def test_acquire_runs_claims_due_runs_oldest_first_and_records_attempts(store: Store) -> None:
+    s, (r2, r1, future) = setup(store, T0 - MIN, T0 - 2 * MIN, T0 + MIN)
+    store.trigger(s.id, due_run(s, T0 - 3 * MIN, held=True))  # held: not claimable
+    got = store.acquire_runs("w1", 10, LEASE, T0)
+    assert [r.id for r in got] == [r1, r2]
+    for run in got:
+        assert (run.phase, run.attempt, run.lease_owner, run.lease_expires_at, run.started_at) == (
+            RunPhase.RUNNING,
+            1,
+            "w1",
+            T0 + LEASE,
+            T0,
+        )
+        (attempt,) = run_of(store, run.id).attempts
+        assert (attempt.attempt, attempt.worker_id, attempt.started_at, attempt.finished_at) == (1, "w1", T0, None)
+    assert store.acquire_runs("w2", 10, LEASE, T0) == []
+    (late,) = store.acquire_runs("w2", 10, LEASE, T0 + MIN)
+    assert late.id == future
+
+
+def test_acquire_runs_respects_limit(store: Store) -> None:
+    _, ids = setup(store, *(T0 - i * MIN for i in range(5)))
+    first = store.acquire_runs("w1", 2, LEASE, T0)
+    assert [r.id for r in first] == [ids[4], ids[3]]
+    assert len(store.acquire_runs("w1", 10, LEASE, T0)) == 3
+
+
+def test_racing_workers_each_get_a_run_once(backend: Backend) -> None:
+    setup_store = backend.open()
+    _, ids = setup(setup_store, *(T0 - timedelta(milliseconds=i) for i in range(500)))
+    workers = {"w1": backend.open(), "w2": backend.open()}
+    got: dict[str, list[str]] = {"w1": [], "w2": []}
+
+    def claim(worker: str) -> None:
+        store = workers[worker]
+        while True:
+            runs = store.acquire_runs(worker, 7, LEASE, T0)
+            got[worker].extend(r.id for r in runs)
+            if not runs and RunPhase.QUEUED not in store.count_runs():
+                return
+
+    in_threads(lambda: claim("w1"), lambda: claim("w2"))
+    assert set(got["w1"]) | set(got["w2"]) == set(ids)
+    assert not set(got["w1"]) & set(got["w2"])
+    assert len(got["w1"]) + len(got["w2"]) == 500
+    for worker, claimed in got.items():
+        for run_id in claimed[:20]:
+            assert [(a.attempt, a.worker_id) for a in run_of(setup_store, run_id).attempts] == [(1, worker)]
+
+
+# ------------------------------------------------------------------------------------------ outcomes
+
+
+def test_finish_runs_records_completed_retry_and_failed(store: Store) -> None:
+    _, (done, again, lost) = setup(store, T0 - 2 * MIN, T0 - MIN, T0)
+    by_id = {r.id: r for r in store.acquire_runs("w1", 10, LEASE, T0)}
+    end = T0 + timedelta(seconds=3)
+    store.finish_runs(
+        [
+            ok(by_id[done], at=end, output={"rows": 3}),
+            fail(by_id[again], at=end, retry_at=end + MIN),
+            fail(by_id[lost], at=end),
+        ],
+        end,
+    )
+    completed = run_of(store, done)
+    assert (completed.phase, completed.output, completed.completed_at, completed.duration_ms, completed.error) == (
+        RunPhase.COMPLETED,
+        {"rows": 3},
+        end,
+        5,
+        None,
+    )
+    assert completed.lease_owner is None and completed.lease_expires_at is None
+    retrying = run_of(store, again)
+    assert (retrying.phase, retrying.available_at, retrying.retry_count, retrying.error) == (
+        RunPhase.RETRY_SCHEDULED,
+        end + MIN,
+        1,
+        "RuntimeError: boom",
+    )
+    failed = run_of(store, lost)
+    assert (failed.phase, failed.completed_at, failed.error) == (RunPhase.FAILED, end, "RuntimeError: boom")
+    assert [outcomes(store, i) for i in (done, again, lost)] == [["completed"], ["failed"], ["failed"]]
+    assert run_of(store, done).attempts[0].finished_at == end
+
+    assert store.acquire_runs("w2", 10, LEASE, end + timedelta(seconds=59)) == []
+    (second,) = store.acquire_runs("w2", 10, LEASE, end + MIN)
+    assert (second.id, second.attempt, second.retry_count) == (again, 2, 1)
+    store.finish_runs([Outcome(again, 2, "w2", False, end + MIN, 1, error="slow", outcome="timeout")], end + MIN)
+    assert outcomes(store, again) == ["failed", "timeout"]
+    assert run_of(store, again).phase is RunPhase.FAILED
+    assert store.count_runs() == {RunPhase.COMPLETED: 1, RunPhase.FAILED: 2}
+
+
+def test_an_outcome_from_a_worker_that_lost_its_lease_changes_nothing(store: Store) -> None:
+    _, (run_id,) = setup(store, T0)
+    (first,) = store.acquire_runs("w1", 1, LEASE, T0)
+    later = T0 + LEASE + timedelta(seconds=1)
+    assert store.rescue_expired(later, max_rescues=3) == [run_id]
+    (second,) = store.acquire_runs("w2", 1, LEASE, later)
+    assert second.attempt == 2
+
+    store.finish_runs([ok(first, "w1", later, output="late")], later)  # w1 finally answers
+    run = run_of(store, run_id)
+    assert (run.phase, run.lease_owner, run.attempt, run.output) == (RunPhase.RUNNING, "w2", 2, None)
+    assert [(a.outcome, a.worker_id) for a in run.attempts] == [("lost", "w1"), (None, "w2")]
+
+    store.finish_runs([ok(second, "w2", later, output="fresh")], later)
+    run = run_of(store, run_id)
+    assert (run.phase, run.output, outcomes(store, run_id)) == (RunPhase.COMPLETED, "fresh", ["lost", "completed"])
+
+
+def test_extend_leases_only_for_runs_the_worker_holds(store: Store) -> None:
+    _, (a, b, c, d) = setup(store, T0 - 3 * MIN, T0 - 2 * MIN, T0 - MIN, T0)
+    store.acquire_runs("w1", 2, LEASE, T0)
+    store.acquire_runs("w2", 1, LEASE, T0)
+    until = T0 + 5 * MIN
+    assert store.extend_leases("w1", [a, b, c, d, "nope"], until) == 2
+    assert [run_of(store, i).lease_expires_at for i in (a, b, c)] == [until, until, T0 + LEASE]
+    assert run_of(store, d).lease_expires_at is None
+    assert store.extend_leases("w1", [], until) == 0
+
+
+def test_release_runs_gives_them_back_unstarted(store: Store) -> None:
+    _, (a, b) = setup(store, T0 - MIN, T0)
+    store.acquire_runs("w1", 1, LEASE, T0)
+    store.acquire_runs("w2", 1, LEASE, T0)
+    at = T0 + timedelta(seconds=5)
+    assert store.release_runs("w1", [a, b], at) == 1
+    released = run_of(store, a)
+    assert (released.phase, released.available_at, released.lease_owner) == (RunPhase.QUEUED, at, None)
+    assert [(x.outcome, x.finished_at) for x in released.attempts] == [("released", at)]
+    assert run_of(store, b).phase is RunPhase.RUNNING
+    (again,) = store.acquire_runs("w3", 5, LEASE, at)
+    assert (again.id, again.attempt) == (a, 2)
+
+
+def test_rescue_expired_requeues_then_fails_a_run_lost_too_often(store: Store) -> None:
+    _, (run_id, alive) = setup(store, T0 - MIN, T0)
+    store.acquire_runs("w1", 1, LEASE, T0)
+    store.acquire_runs("w2", 1, LEASE, T0 + MIN)
+    assert store.rescue_expired(T0 + LEASE, max_rescues=1) == []  # expires only after its time
+    at = T0 + LEASE + timedelta(seconds=1)
+    assert store.rescue_expired(at, max_rescues=1) == [run_id]
+    rescued = run_of(store, run_id)
+    assert (rescued.phase, rescued.available_at, rescued.lease_owner) == (RunPhase.QUEUED, at, None)
+    (attempt,) = rescued.attempts
+    assert (attempt.outcome, attempt.finished_at) == ("lost", at)
+    assert attempt.error is not None and "w1" in attempt.error
+    assert run_of(store, alive).phase is RunPhase.RUNNING
+
+    store.acquire_runs("w3", 1, LEASE, at)
+    gone = T0 + 2 * MIN  # both leases have expired by now
+    assert sorted(store.rescue_expired(gone, max_rescues=1)) == sorted([run_id, alive])
+    failed = run_of(store, run_id)
+    assert failed.phase is RunPhase.FAILED and failed.error is not None and "lost 2 times" in failed.error
+    assert outcomes(store, run_id) == ["lost", "lost"]
+    assert run_of(store, alive).phase is RunPhase.QUEUED
+
+
+def test_retry_run_queues_a_failed_run_once_more(store: Store) -> None:
+    s, (run_id, other) = setup(store, T0 - MIN, T0, retries=1)
+    claimed = {r.id: r for r in store.acquire_runs("w1", 2, LEASE, T0)}
+    store.finish_runs([fail(claimed[run_id], retry_at=T0 + MIN), ok(claimed[other])], T0)
+    (again,) = store.acquire_runs("w1", 2, LEASE, T0 + MIN)
+    store.finish_runs([fail(again, at=T0 + MIN)], T0 + MIN)
+    assert run_of(store, run_id).phase is RunPhase.FAILED
+
+    retried = store.retry_run(run_id, T0 + 2 * MIN)
+    assert (retried.phase, retried.available_at, retried.max_retries, retried.completed_at) == (
+        RunPhase.QUEUED,
+        T0 + 2 * MIN,
+        retried.retry_count,
+        None,
+    )
+    assert run_of(store, run_id).phase is RunPhase.QUEUED
+    (third,) = store.acquire_runs("w1", 2, LEASE, T0 + 2 * MIN)
+    assert third.attempt == 3
+    with pytest.raises(ConflictError, match="completed"):
+        store.retry_run(other, T0)
+    with pytest.raises(ConflictError, match="running"):
+        store.retry_run(run_id, T0)
+    with pytest.raises(NotFoundError):
+        store.retry_run("nope", T0)
+
+    store.update_schedule(s.id, T0, status=ScheduleStatus.CANCELLED, cancel_pending=True)
+    extra = due_run(s, T0 + 9 * MIN)
+    store.trigger(s.id, extra)
+    store.update_schedule(s.id, T0, cancel_pending=True)
+    assert store.retry_run(extra.id, T0 + 3 * MIN).phase is RunPhase.QUEUED  # cancelled runs can be retried too
+
+
+def test_trigger_adds_a_run_and_refuses_a_second_at_the_same_time(store: Store) -> None:
+    s, _ = setup(store)
+    manual = NewRun(new_id("run"), s.id, T0 + MIN, T0 + MIN, RunPhase.QUEUED, TriggeredBy.MANUAL)
+    store.trigger(s.id, manual)
+    run = run_of(store, manual.id)
+    assert (run.triggered_by, run.input, run.event_tag) == (TriggeredBy.MANUAL, {"user": "u1"}, "fn-report")
+    with pytest.raises(ConflictError):
+        store.trigger(s.id, replace(manual, id=new_id("run")))
+
+
+# ---------------------------------------------------------------------------------- overlap, pausing
+
+
+@pytest.mark.parametrize("ending", ["completed", "failed", "retried"])
+def test_a_held_buffer_one_run_is_released_when_the_previous_run_ends(store: Store, ending: str) -> None:
+    s, (first,) = setup(store, T0, overlap=Overlap.BUFFER_ONE)
+    held = due_run(s, T0 + MIN, held=True)
+    store.trigger(s.id, held)
+    (running,) = store.acquire_runs("w1", 5, LEASE, T0 + 2 * MIN)  # the held run is not claimable
+    assert running.id == first
+    end = T0 + 3 * MIN
+    outcome = {"completed": ok(running), "failed": fail(running), "retried": fail(running, retry_at=end + MIN)}
+    store.finish_runs([outcome[ending]], end)
+    released = run_of(store, held.id)
+    if ending == "retried":  # the previous run is still going (it will be retried): keep holding
+        assert (released.phase, released.available_at) == (RunPhase.SCHEDULED, None)
+    else:
+        assert (released.phase, released.available_at) == (RunPhase.QUEUED, end)
+        (next_run,) = store.acquire_runs("w1", 5, LEASE, end)
+        assert next_run.id == held.id
+
+
+def test_a_held_run_is_released_when_the_previous_run_is_lost_for_good(store: Store) -> None:
+    s, (first,) = setup(store, T0, overlap=Overlap.BUFFER_ONE)
+    held = due_run(s, T0 + MIN, held=True)
+    store.trigger(s.id, held)
+    store.acquire_runs("w1", 5, LEASE, T0)
+    at = T0 + 2 * LEASE
+    assert store.rescue_expired(at, max_rescues=0) == [first]
+    assert run_of(store, first).phase is RunPhase.FAILED
+    assert (run_of(store, held.id).phase, run_of(store, held.id).available_at) == (RunPhase.QUEUED, at)
+
+
+def test_a_final_failure_pauses_a_pause_on_failure_schedule(store: Store) -> None:
+    s, (a, b) = setup(store, T0 - MIN, T0, pause_on_failure=True, every=MIN, next_run_at=T0 + MIN)
+    plain, (c,) = setup(store, T0, every=MIN, next_run_at=T0 + MIN)
+    runs = {r.id: r for r in store.acquire_runs("w1", 5, LEASE, T0)}
+    store.finish_runs([fail(runs[a], retry_at=T0 + MIN), fail(runs[c])], T0)
+    assert store.get_schedule(s.id).status is ScheduleStatus.ACTIVE  # type: ignore[union-attr]
+    assert store.get_schedule(plain.id).status is ScheduleStatus.ACTIVE  # type: ignore[union-attr]
+    store.finish_runs([fail(runs[b])], T0)
+    paused = store.get_schedule(s.id)
+    assert paused is not None and paused.status is ScheduleStatus.PAUSED
+    assert paused.reason is not None and b in paused.reason
+    assert store.advance_due(T0 + 2 * MIN, 10, every_minute) != []  # only the plain one is still due
+    assert store.list_runs(RunFilter(job_id=s.id, status=RunPhase.QUEUED)) == []
+
+
+# ------------------------------------------------------------------------------------------- queries
+
+
+def test_list_runs_filters_and_newest_first(store: Store) -> None:
+    sa, a_ids = setup(store, T0, T0 + MIN, T0 + 2 * MIN, tag="a")
+    sb, b_ids = setup(store, T0 + 30 * timedelta(seconds=1), T0 + 3 * MIN, tag="b")
+    (claimed,) = store.acquire_runs("w1", 1, LEASE, T0)
+    store.finish_runs([ok(claimed)], T0)
+
+    def ids(**flt: Any) -> list[str]:
+        return [r.id for r in store.list_runs(RunFilter(**flt))]
+
+    assert ids() == [b_ids[1], a_ids[2], a_ids[1], b_ids[0], a_ids[0]]
+    assert ids(job_id=sa.id) == [a_ids[2], a_ids[1], a_ids[0]]
+    assert ids(job_tag="b") == [b_ids[1], b_ids[0]]
+    assert ids(status=RunPhase.COMPLETED) == [a_ids[0]]
+    assert ids(status=RunPhase.QUEUED, job_id=sb.id) == [b_ids[1], b_ids[0]]
+    assert ids(since=T0 + MIN) == [b_ids[1], a_ids[2], a_ids[1]]  # since inclusive
+    assert ids(since=T0 + MIN, until=T0 + 3 * MIN) == [a_ids[2], a_ids[1]]  # until exclusive
+    assert ids(limit=2, offset=1) == [a_ids[2], a_ids[1]]
+    assert ids(job_tag="nope") == []
+
+
+def test_next_wakeup_reports_each_kind(store: Store) -> None:
+    assert store.next_wakeup() == Wakeups()
+    store.create_job(job(), T0)
+    active = schedule(next_run_at=T0 + 5 * MIN)
+    paused = schedule(next_run_at=T0 + MIN, status=ScheduleStatus.PAUSED)
+    store.add_schedules([active, paused], [])
+    wake = store.next_wakeup()
+    assert (wake.schedule_due, wake.run_due, wake.lease_expiry, wake.earliest()) == (
+        T0 + 5 * MIN,
+        None,
+        None,
+        T0 + 5 * MIN,
+    )
+    store.trigger(active.id, due_run(active, T0 - MIN))
+    store.trigger(active.id, due_run(active, T0 + 2 * MIN))
+    store.trigger(active.id, due_run(active, T0 - 9 * MIN, held=True))  # held: not due by time
+    assert store.next_wakeup().run_due == T0 - MIN
+    store.acquire_runs("w1", 1, LEASE, T0)
+    wake = store.next_wakeup()
+    assert (wake.run_due, wake.lease_expiry, wake.earliest()) == (T0 + 2 * MIN, T0 + LEASE, T0 + LEASE)
+
+
+def test_count_runs_by_phase(store: Store) -> None:
+    assert store.count_runs() == {}
+    s, _ = setup(store, T0 - 2 * MIN, T0 - MIN, T0, T0 + MIN)
+    runs = store.acquire_runs("w1", 2, LEASE, T0 - MIN)
+    store.finish_runs([ok(runs[0])], T0)
+    assert store.count_runs() == {RunPhase.COMPLETED: 1, RunPhase.RUNNING: 1, RunPhase.QUEUED: 2}
+    store.update_schedule(s.id, T0, cancel_pending=True)
+    assert store.count_runs() == {RunPhase.COMPLETED: 1, RunPhase.RUNNING: 1, RunPhase.CANCELLED: 2}
+
+
+# ---------------------------------------------------------------------------------------- migrations
+
+
+def test_migrating_twice_is_a_no_op(backend: Backend) -> None:
+    store = backend.open()
+    fresh = backend.snapshot()
+    store.migrate()
+    backend.open().migrate()
+    assert backend.snapshot() == fresh
+    package = f"ductape_jobs.store.{backend.name}.migrations"
+    assert fresh["versions"] == [v for v, _ in load_migrations(package)]
+    assert set(fresh["tables"]) == {"jobs", "schedules", "runs", "attempts", "cache_entries", "schema_migrations"}
+
+
+def test_concurrent_migrations_apply_each_version_once(backend: Backend) -> None:
+    stores = [backend.open(migrate=False) for _ in range(4)]
+    in_threads(*[s.migrate for s in stores])
+    reference = backend.snapshot()
+    package = f"ductape_jobs.store.{backend.name}.migrations"
+    assert reference["versions"] == [v for v, _ in load_migrations(package)]
+    stores[0].create_job(job(), T0)
+    assert stores[3].get_job("report") is not None
+
+
+def test_both_backends_have_the_same_tables_and_columns(tmp_path: Path) -> None:
+    with sqlite_backend(tmp_path) as lite, postgres_backend() as pg:
+        lite.open()
+        pg.open()
+        assert lite.columns() == pg.columns()
+
+
+# ------------------------------------------------------------------------------------------ the cache
+
+
+def test_cache_entries_live_until_they_expire(store: Store) -> None:
+    assert store.cache_get("k", T0) == (False, None)
+    store.cache_put("k", {"rows": [1, 2]}, T0 + MIN, T0)
+    assert store.cache_get("k", T0 + timedelta(seconds=59)) == (True, {"rows": [1, 2]})
+    assert store.cache_get("k", T0 + MIN) == (False, None)  # expired at its time
+    store.cache_put("k", None, T0 + 2 * MIN, T0 + MIN)  # a cached None is still a hit
+    assert store.cache_get("k", T0 + MIN) == (True, None)
+    store.cache_put("other", "v", T0 + 5 * MIN, T0 + MIN)
+    assert store.cache_get("other", T0 + 4 * MIN) == (True, "v")

@@ -1,0 +1,181 @@
+"""What only the PostgreSQL store does: the ``schema`` option, connection loss and retries, error translation,
+LISTEN/NOTIFY. (The contract itself is checked on both backends by ``test_contract.py``.)"""
+
+from __future__ import annotations
+
+import secrets
+import threading
+import time
+from datetime import UTC, datetime, timedelta
+
+import psycopg
+import pytest
+from storekit import PG_URL, Backend, pg_admin, require_postgres, with_query
+
+from ductape_jobs.errors import ConflictError, StoreError, ValidationError
+from ductape_jobs.models import JobDefinition, NewRun, RunFilter, RunPhase, Schedule, ScheduleStatus, TriggeredBy
+from ductape_jobs.store import Advance, DueSchedule, open_store
+from ductape_jobs.store.postgres import PostgresStore
+
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+MIN = timedelta(minutes=1)
+
+
+def job(tag: str = "report") -> JobDefinition:
+    return JobDefinition(name=tag.title(), tag=tag, event_type="FUNCTION", event_tag=tag)
+
+
+def schedule(sid: str, next_run_at: datetime | None = T0) -> Schedule:
+    return Schedule(sid, "report", "prd", "shop", {}, 0, ScheduleStatus.ACTIVE, T0, next_run_at, 0, T0, every=MIN)
+
+
+def run(sid: str, at: datetime = T0) -> NewRun:
+    return NewRun(f"run_{secrets.token_hex(8)}", sid, at, at, RunPhase.QUEUED, TriggeredBy.SCHEDULE)
+
+
+def terminate(application_name: str, state: str | None = None) -> int:
+    """Kill the server processes of the store's connections (as a restart or a network cut would)."""
+    query = "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s"
+    params: list[str] = [application_name]
+    if state is not None:
+        query += " AND state = %s"
+        params.append(state)
+    return len(pg_admin(query, params))
+
+
+def test_capabilities() -> None:
+    caps = PostgresStore.capabilities
+    assert (caps.listen_notify, caps.skip_locked, caps.multi_process) == (True, True, True)
+
+
+def test_the_schema_option_isolates_stores_and_migrate_creates_it() -> None:
+    require_postgres()
+    names = [f"t_{secrets.token_hex(6)}" for _ in range(2)]
+    stores = [open_store(with_query(PG_URL, schema=name)) for name in names]
+    try:
+        for store in stores:
+            store.migrate()  # creates the schema too
+        stores[0].create_job(job("only-here"), T0)
+        assert stores[0].get_job("only-here") is not None
+        assert stores[1].get_job("only-here") is None
+        assert {
+            r[0] for r in pg_admin("SELECT table_schema FROM information_schema.tables WHERE table_name = 'runs'")
+        } >= set(names)
+        keyword = PostgresStore(PG_URL, schema=names[1])
+        try:
+            assert keyword.schema == names[1] and keyword.list_jobs() == []
+        finally:
+            keyword.close()
+    finally:
+        for store in stores:
+            store.close()
+        for name in names:
+            pg_admin(f"DROP SCHEMA IF EXISTS {name} CASCADE")
+
+
+def test_a_schema_name_must_be_a_plain_identifier() -> None:
+    with pytest.raises(ValidationError, match="schema"):
+        PostgresStore(with_query(PG_URL, schema="x;drop"))
+
+
+def test_an_unreachable_server_is_a_store_error() -> None:
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="cannot connect") as info:
+        PostgresStore("postgresql://postgres@127.0.0.1:1/test?pool_timeout=1")
+    assert time.monotonic() - started < 10
+    assert info.value.__cause__ is not None
+
+
+def test_driver_errors_are_translated_with_their_cause(pg_backend: Backend) -> None:
+    store = pg_backend.open()
+    store.create_job(job(), T0)
+    with pytest.raises(ConflictError, match="report") as dup:
+        store.create_job(job(), T0)
+    assert isinstance(dup.value.__cause__, psycopg.errors.UniqueViolation)
+    pg_admin(f"DROP TABLE {pg_backend.schema}.runs")
+    with pytest.raises(StoreError) as broken:
+        store.count_runs()
+    assert isinstance(broken.value.__cause__, psycopg.errors.UndefinedTable)
+
+
+def test_calls_survive_lost_idle_connections(pg_backend: Backend) -> None:
+    store = pg_backend.open()
+    store.create_job(job(), T0)
+    assert terminate(pg_backend.schema or "") >= 1
+    assert store.get_job("report") is not None  # the pool notices the dead connection and opens another
+    store.add_schedules([schedule("s1", None)], [run("s1")])
+    assert store.count_runs() == {RunPhase.QUEUED: 1}
+
+
+def test_a_call_cut_off_before_commit_is_retried(pg_backend: Backend) -> None:
+    store = pg_backend.open()
+    store.create_job(job(), T0)
+    store.add_schedules([schedule("s1")], [])
+    calls: list[int] = []
+
+    def planner(due: DueSchedule) -> Advance:
+        calls.append(1)
+        if len(calls) == 1:  # the connection dies while the transaction is open
+            assert terminate(pg_backend.schema or "", state="idle in transaction") == 1
+        s = due.schedule
+        return Advance(s.id, T0, T0 + MIN, False, [run(s.id)], last_due_at=T0)
+
+    created = store.advance_due(T0, 10, planner)
+    assert len(calls) == 2 and len(created) == 1
+    assert [r.id for r in store.list_runs(RunFilter())] == [created[0].id]
+    assert store.get_schedule("s1").next_run_at == T0 + MIN  # type: ignore[union-attr]
+
+
+def test_without_retries_a_lost_connection_is_a_store_error(pg_backend: Backend) -> None:
+    store = PostgresStore(pg_backend.url, retries=0)
+    pg_backend.opened.append(store)
+    store.migrate()
+    store.create_job(job(), T0)
+    store.add_schedules([schedule("s1")], [])
+
+    def planner(due: DueSchedule) -> Advance:
+        terminate(pg_backend.schema or "", state="idle in transaction")
+        return Advance("s1", T0, T0 + MIN, False, [run("s1")], last_due_at=T0)
+
+    with pytest.raises(StoreError) as info:
+        store.advance_due(T0, 10, planner)
+    assert isinstance(info.value.__cause__, psycopg.OperationalError)
+    assert store.count_runs() == {}  # rolled back
+    assert store.get_schedule("s1").next_run_at == T0  # type: ignore[union-attr]
+
+
+def test_listeners_are_notified_when_runs_become_due(pg_backend: Backend) -> None:
+    listener, writer = pg_backend.open(), pg_backend.open()
+    assert isinstance(listener, PostgresStore)
+    writer.create_job(job(), T0)
+    writer.add_schedules([schedule("s1", None)], [])
+    assert listener.wait_for_change(timedelta(milliseconds=10)) is False  # listening from now on
+    woke: list[bool] = []
+    waiting = threading.Thread(target=lambda: woke.append(listener.wait_for_change(timedelta(seconds=10))))
+    waiting.start()
+    writer.trigger("s1", run("s1"))
+    waiting.join(timeout=15)
+    assert woke == [True]
+
+
+HOT = ["due_schedules", "acquire_runs", "next_wakeup", "expired_leases", "overlap_state", "release_held_runs"]
+
+
+@pytest.mark.parametrize("name", HOT)
+def test_hot_query_can_use_an_index(pg_backend: Backend, name: str) -> None:
+    from ductape_jobs.store.postgres.store import Q
+
+    pg_backend.open()
+    params = {"now": 1, "limit": 10, "worker_id": "w", "lease_until": 2, "ids": ["s"], "schedule_ids": ["s"]}
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"SET search_path TO {pg_backend.schema}")
+        conn.execute("SET enable_seqscan = off")  # a scan that remains has no index to use instead
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + Q[name], params))
+    assert "Seq Scan" not in plan, plan
+
+
+def test_a_missing_database_is_a_store_error_with_the_servers_reason() -> None:
+    require_postgres()
+    url = PG_URL.rsplit("/", 1)[0] + "/no_such_database_here?pool_timeout=1"
+    with pytest.raises(StoreError, match="no_such_database_here"):
+        PostgresStore(url)
