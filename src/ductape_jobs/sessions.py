@@ -61,6 +61,8 @@ class Sessions:
             secret = str(expand(raw, f"products.{product_tag}.envs.{env}.session_secret"))
         except ExecutionError as exc:
             raise ValidationError("session", str(exc)) from None
+        if len(secret.encode()) < 32:
+            raise ValidationError("session", f"the session_secret of env {env!r} must be at least 32 bytes (HS256)")
         return product, spec, secret
 
     def start(self, tag: str, data: dict[str, Any], *, env: str, product_tag: str) -> SessionToken:

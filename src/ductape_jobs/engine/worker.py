@@ -244,7 +244,8 @@ class Worker:
         ttl = timedelta(seconds=ctx.product.caches[run.cache].ttl)
         material = json.dumps(
             [run.product_tag, run.env, run.event_type.value, run.event_tag, run.cache, ctx.input],
-            sort_keys=True, default=str,
+            sort_keys=True,
+            default=str,
         )
         key = hashlib.sha256(material.encode()).hexdigest()
         hit, value = await self._io(self.store.cache_get, key, self.clock.now())

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ductape_jobs.models import (
     Attempt,
@@ -20,6 +20,9 @@ from ductape_jobs.models import (
     ScheduleStatus,
     TriggeredBy,
 )
+
+if TYPE_CHECKING:
+    from ductape_jobs.store.base import Outcome
 
 
 def ms(t: datetime | None) -> int | None:
@@ -217,3 +220,32 @@ def new_run_params(r: NewRun, now: datetime | None) -> dict[str, Any]:
         "triggered_by": r.triggered_by.value,
         "now": ms(now or r.scheduled_at),
     }
+
+
+def outcome_params(
+    outcomes: Sequence[Outcome], now: datetime
+) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
+    """``finish_runs``: outcomes as (completed, retry scheduled, failed) run updates and their attempt updates."""
+    now_ms = ms(now)
+    done: list[dict[str, Any]] = []
+    retry: list[dict[str, Any]] = []
+    failed: list[dict[str, Any]] = []
+    attempts: list[dict[str, Any]] = []
+    for o in outcomes:
+        params: dict[str, Any] = {
+            "run_id": o.run_id,
+            "attempt": o.attempt,
+            "worker_id": o.worker_id,
+            "finished_at": ms(o.finished_at),
+            "duration_ms": o.duration_ms,
+            "error": o.error,
+            "now": now_ms,
+        }
+        if o.ok:
+            done.append({**params, "output": None if o.output is None else dumps(o.output)})
+        elif o.retry_at is not None:
+            retry.append({**params, "retry_at": ms(o.retry_at)})
+        else:
+            failed.append(params)
+        attempts.append({**params, "outcome": o.outcome or ("completed" if o.ok else "failed")})
+    return done, retry, failed, attempts

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import re
+import threading
 import time
 from collections.abc import Callable
 from datetime import timedelta
@@ -144,3 +145,36 @@ class Database:
 
 def _redact(conninfo: str) -> str:
     return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", re.sub(r"password=\S+", "password=***", conninfo))
+
+
+class Listener:
+    """A connection of its own that LISTENs on ``channel`` (opened on the first ``wait``)."""
+
+    def __init__(self, conninfo: str, channel: str) -> None:
+        self.conninfo = conninfo
+        self.channel = channel
+        self._conn: psycopg.Connection[Any] | None = None
+        self._lock = threading.Lock()
+
+    def wait(self, timeout: timedelta) -> bool:
+        """``True`` once a notification arrives, ``False`` after ``timeout``."""
+        with self._lock:
+            try:
+                if self._conn is None or self._conn.closed:
+                    self._conn = psycopg.connect(self.conninfo, autocommit=True)
+                    self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
+                for _ in self._conn.notifies(timeout=timeout.total_seconds(), stop_after=1):
+                    return True
+            except psycopg.Error as exc:
+                self._close()
+                raise StoreError(f"PostgreSQL store: LISTEN failed: {exc}") from exc
+            return False
+
+    def close(self) -> None:
+        with self._lock:
+            self._close()
+
+    def _close(self) -> None:
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None

@@ -20,16 +20,14 @@ Not idempotent, so retried only when the failure came before COMMIT: ``create_jo
 from __future__ import annotations
 
 import json
-import threading
 import zlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 import psycopg
-from psycopg import sql
 
-from ductape_jobs.errors import ConflictError, NotFoundError, StoreError
+from ductape_jobs.errors import ConflictError, NotFoundError
 from ductape_jobs.models import (
     JobDefinition,
     NewRun,
@@ -49,16 +47,17 @@ from ductape_jobs.store.codec import (
     job_params,
     ms,
     new_run_params,
+    outcome_params,
     run_from_row,
     schedule_changes,
     schedule_from_row,
     schedule_params,
 )
-from ductape_jobs.store.postgres.connection import Conn, Database, check_schema, split_url
-from ductape_jobs.store.sql import load_migrations, load_queries
+from ductape_jobs.store.postgres.connection import Conn, Database, Listener, check_schema, split_url
+from ductape_jobs.store.postgres.schema import migrate
+from ductape_jobs.store.sql import load_queries
 
 Q = load_queries("ductape_jobs.store.postgres")
-_APPLIED = "INSERT INTO schema_migrations VALUES (%s, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)"
 
 
 class PostgresStore(Store):
@@ -89,36 +88,15 @@ class PostgresStore(Store):
             timeout=timeout or timedelta(seconds=float(options.get("pool_timeout", 10))),
             retries=retries,
         )
-        self._conninfo = conninfo
-        self._listener: psycopg.Connection[Any] | None = None
-        self._listen_lock = threading.Lock()
+        self._listener = Listener(conninfo, self.channel)
 
     # ------------------------------------------------------------------------------------ lifecycle
 
     def migrate(self) -> None:
-        key = zlib.crc32(f"ductape_jobs:migrate:{self.schema or ''}".encode())
-
-        def op(conn: Conn) -> None:
-            # Concurrent migrate() calls (several processes starting at once) take turns here.
-            conn.execute("SELECT pg_advisory_xact_lock(%s)", [key])
-            if self.schema is not None:
-                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
-            conn.execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
-            )
-            done = {r["version"] for r in conn.execute("SELECT version FROM schema_migrations")}
-            for version, script in load_migrations("ductape_jobs.store.postgres.migrations"):
-                if version not in done:
-                    conn.execute(script, prepare=False)  # several statements
-                    conn.execute(_APPLIED, [version])
-
-        self._db.run(op, idempotent=True)
+        self._db.run(lambda conn: migrate(conn, self.schema), idempotent=True)
 
     def close(self) -> None:
-        with self._listen_lock:
-            if self._listener is not None:
-                self._listener.close()
-                self._listener = None
+        self._listener.close()
         self._db.close()
 
     # ----------------------------------------------------------------------------------------- jobs
@@ -282,7 +260,7 @@ class PostgresStore(Store):
     def finish_runs(self, outcomes: Sequence[Outcome], now: datetime) -> None:
         if not outcomes:
             return
-        done, retry, failed, attempts = _outcome_params(outcomes, ms(now))
+        done, retry, failed, attempts = outcome_params(outcomes, now)
 
         def op(conn: Conn) -> None:
             # Each update is guarded by (lease_owner, attempt): an outcome whose lease was lost changes only
@@ -444,19 +422,7 @@ class PostgresStore(Store):
     def wait_for_change(self, timeout: timedelta) -> bool:
         """Block until another connection writes something that may be due now (``True``), or ``timeout``
         passes (``False``). The first call starts listening; notifications sent before it are not seen."""
-        with self._listen_lock:
-            try:
-                if self._listener is None or self._listener.closed:
-                    self._listener = psycopg.connect(self._conninfo, autocommit=True)
-                    self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
-                for _ in self._listener.notifies(timeout=timeout.total_seconds(), stop_after=1):
-                    return True
-            except psycopg.Error as exc:
-                if self._listener is not None:
-                    self._listener.close()
-                    self._listener = None
-                raise StoreError(f"PostgreSQL store: LISTEN failed: {exc}") from exc
-            return False
+        return self._listener.wait(timeout)
 
 
 def _scalar(conn: Conn, query: str, params: dict[str, Any]) -> Any:
@@ -475,31 +441,3 @@ def _many(cur: psycopg.Cursor[Any], query: str, params: list[dict[str, Any]]) ->
         rows.extend(cur.fetchall())
         if not cur.nextset():
             return rows
-
-
-def _outcome_params(
-    outcomes: Sequence[Outcome], now_ms: int | None
-) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """Split outcomes into (completed, retry scheduled, failed) run updates and their attempt updates."""
-    done: list[dict[str, Any]] = []
-    retry: list[dict[str, Any]] = []
-    failed: list[dict[str, Any]] = []
-    attempts: list[dict[str, Any]] = []
-    for o in outcomes:
-        params: dict[str, Any] = {
-            "run_id": o.run_id,
-            "attempt": o.attempt,
-            "worker_id": o.worker_id,
-            "finished_at": ms(o.finished_at),
-            "duration_ms": o.duration_ms,
-            "error": o.error,
-            "now": now_ms,
-        }
-        if o.ok:
-            done.append({**params, "output": None if o.output is None else dumps(o.output)})
-        elif o.retry_at is not None:
-            retry.append({**params, "retry_at": ms(o.retry_at)})
-        else:
-            failed.append(params)
-        attempts.append({**params, "outcome": o.outcome or ("completed" if o.ok else "failed")})
-    return done, retry, failed, attempts
