@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import sys
 from typing import Annotated, Any
 
@@ -27,6 +28,23 @@ app.add_typer(run_app, name="run")
 app.command()(demo)
 app.command()(preview)
 
+
+@app.callback()
+def main(
+    product_file: Annotated[
+        str | None,
+        typer.Option(
+            "--product-file",
+            envvar="DUCTAPE_PRODUCT_FILE",
+            metavar="PATH",
+            help="Product file (YAML or TOML) declaring products, envs and events (also $DUCTAPE_PRODUCT_FILE).",
+        ),
+    ] = None,
+) -> None:
+    """ductape-jobs: a durable job scheduler (Ductape's Jobs API)."""
+    if product_file:
+        os.environ["DUCTAPE_PRODUCT_FILE"] = product_file  # read by every Ductape() the command opens
+
 log = logging.getLogger("ductape_jobs.cli")
 
 
@@ -48,6 +66,7 @@ def worker(
         stream=sys.stderr,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry full URLs (query secrets)
     overrides: dict[str, Any] = {
         k: v for k, v in {"concurrency": concurrency, "lease": lease, "poll": poll}.items() if v is not None
     }
