@@ -14,6 +14,9 @@ if TYPE_CHECKING:
     from ductape_jobs.products.model import ProductSpec
 
 
+RUN_LOG = logging.getLogger("ductape_jobs.run")
+
+
 @dataclass(frozen=True, slots=True)
 class RunContext:
     """What an event knows about the run it serves (the second argument of a FUNCTION)."""
@@ -32,10 +35,16 @@ class RunContext:
     input: dict[str, Any] = field(default_factory=dict)  # the run's input, data piping resolved
     product: ProductSpec | None = None
     scope: Scope | None = None  # what $Input/$Session/$Variable/... resolve against for the event's definition
-    logger: logging.Logger = field(default_factory=lambda: logging.getLogger("ductape_jobs.run"))
+    logger: logging.Logger = RUN_LOG
 
     @classmethod
-    def of(cls, run: Run) -> RunContext:
+    def of(
+        cls,
+        run: Run,
+        input: dict[str, Any] | None = None,
+        product: ProductSpec | None = None,
+        scope: Scope | None = None,
+    ) -> RunContext:
         return cls(
             run_id=run.id,
             job_id=run.schedule_id,
@@ -48,7 +57,9 @@ class RunContext:
             max_retries=run.max_retries,
             scheduled_at=run.scheduled_at,
             app=run.app,
-            input=run.input,
+            input=run.input if input is None else input,
+            product=product,
+            scope=scope,
         )
 
 

@@ -64,9 +64,21 @@ class RunPreparer:
 
     def __call__(self, run: Run) -> RunContext:
         product = self.products.find(run.product_tag)
+        if product is None and not _has_placeholder(run.input):
+            return RunContext.of(run)  # the hot path of plain FUNCTION jobs: nothing to resolve
         scope = self.scope(run, product)
         try:
             resolved = resolve(run.input, scope)
         except PipingError as exc:
             raise PipingFailure(f"input: {exc}") from None
-        return replace(RunContext.of(run), input=resolved, product=product, scope=replace(scope, input=resolved))
+        return RunContext.of(run, resolved, product, replace(scope, input=resolved))
+
+
+def _has_placeholder(value: Any) -> bool:
+    if isinstance(value, str):
+        return "$" in value
+    if isinstance(value, dict):
+        return any(_has_placeholder(v) for v in value.values())
+    if isinstance(value, list | tuple):
+        return any(_has_placeholder(v) for v in value)
+    return False
