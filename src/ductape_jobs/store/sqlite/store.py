@@ -6,7 +6,7 @@ import functools
 import json
 import sqlite3
 import threading
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
@@ -30,27 +30,16 @@ from ductape_jobs.store.codec import (
     job_from_row,
     job_params,
     ms,
+    new_run_params,
+    outcome_params,
     run_from_row,
+    schedule_changes,
     schedule_from_row,
     schedule_params,
-    td_ms,
 )
 from ductape_jobs.store.sql import load_migrations, load_queries
 
 Q = load_queries("ductape_jobs.store.sqlite")
-
-_SCHEDULE_COLUMNS: dict[str, tuple[str, Callable[[Any], Any]]] = {
-    "status": ("status", lambda v: v.value if v is not None else None),
-    "reason": ("reason", lambda v: v),
-    "next_run_at": ("next_run_at", ms),
-    "cron": ("cron", lambda v: v),
-    "tz": ("tz", lambda v: v),
-    "every": ("every_ms", td_ms),
-    "limit": ("run_limit", lambda v: v),
-    "end_date": ("end_date", ms),
-    "follows_job": ("follows_job", int),
-    "start_at": ("start_at", ms),
-}
 
 
 class SQLiteStore(Store):
@@ -183,7 +172,7 @@ class SQLiteStore(Store):
         if not runs:
             return 0
         before = db.total_changes
-        db.executemany(Q["insert_run"], [_run_params(r, now) for r in runs])
+        db.executemany(Q["insert_run"], [new_run_params(r, now) for r in runs])
         return db.total_changes - before
 
     def get_schedule(self, schedule_id: str) -> Schedule | None:
@@ -212,11 +201,9 @@ class SQLiteStore(Store):
 
     def update_schedule(self, schedule_id: str, now: datetime, **changes: Any) -> Schedule:
         cancel_pending = bool(changes.pop("cancel_pending", False))
-        sets, params = [], {"id": schedule_id, "now": ms(now)}
-        for key, value in changes.items():
-            column, convert = _SCHEDULE_COLUMNS[key]
-            sets.append(f"{column} = :{column}")
-            params[column] = convert(value)
+        columns = schedule_changes(changes)
+        sets = [f"{column} = :{column}" for column in columns]
+        params: dict[str, Any] = {"id": schedule_id, "now": ms(now), **columns}
         with self._tx() as db:
             if db.execute(Q["get_schedule"], {"id": schedule_id}).fetchone() is None:
                 raise NotFoundError("schedule", schedule_id)
@@ -292,29 +279,7 @@ class SQLiteStore(Store):
         if not outcomes:
             return
         now_ms = ms(now)
-        done: list[dict[str, Any]] = []
-        retry: list[dict[str, Any]] = []
-        failed: list[dict[str, Any]] = []
-        attempts: list[dict[str, Any]] = []
-        for o in outcomes:
-            params: dict[str, Any] = {
-                "run_id": o.run_id,
-                "attempt": o.attempt,
-                "worker_id": o.worker_id,
-                "finished_at": ms(o.finished_at),
-                "duration_ms": o.duration_ms,
-                "error": o.error,
-                "now": now_ms,
-            }
-            if o.ok:
-                params["output"] = None if o.output is None else dumps(o.output)
-                done.append(params)
-            elif o.retry_at is not None:
-                params["retry_at"] = ms(o.retry_at)
-                retry.append(params)
-            else:
-                failed.append(params)
-            attempts.append({**params, "outcome": o.outcome or ("completed" if o.ok else "failed")})
+        done, retry, failed, attempts = outcome_params(outcomes, now)
         with self._tx() as db:
             # Each update is guarded by (lease_owner, attempt): an outcome whose lease was lost changes only
             # its attempt row.
@@ -453,18 +418,6 @@ def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
 @functools.lru_cache(maxsize=256)
 def _names(description: tuple[tuple[Any, ...], ...]) -> tuple[str, ...]:
     return tuple(d[0] for d in description)
-
-
-def _run_params(r: NewRun, now: datetime | None) -> dict[str, Any]:
-    return {
-        "id": r.id,
-        "schedule_id": r.schedule_id,
-        "scheduled_at": ms(r.scheduled_at),
-        "available_at": ms(r.available_at),
-        "phase": r.phase.value,
-        "triggered_by": r.triggered_by.value,
-        "now": ms(now or r.scheduled_at),
-    }
 
 
 def _split_sql(script: str) -> list[str]:
