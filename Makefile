@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: run test lint bench clean
+.PHONY: run test lint bench clean browser
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -10,12 +10,25 @@ $(VENV)/.installed: pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	touch $@
 
-## run: create .venv, install, start the engine on ./ductape.db with a small demo
+## run: create .venv, install, seed a small demo on ./ductape.db, then `ductape serve` (engine, API, dashboard);
+## it prints the dashboard's URL and a fresh API key
 run: $(VENV)/.installed
-	$(VENV)/bin/ductape demo
+	$(VENV)/bin/ductape demo --serve
+
+## browser: Debian's Chromium for the dashboard's browser tests (Playwright never downloads a browser)
+browser:
+	@if [ ! -x /usr/bin/chromium ]; then \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    echo "installing chromium (apt-get) for the browser tests in tests/e2e"; \
+	    export DEBIAN_FRONTEND=noninteractive; \
+	    apt-get update -qq >/dev/null && apt-get install -y -qq chromium >/dev/null; \
+	  else \
+	    echo "note: tests/e2e need Chromium at /usr/bin/chromium; install it: sudo apt-get install chromium"; \
+	  fi; \
+	fi
 
 ## test: create .venv with dev extras, run ruff, mypy and pytest
-test: $(VENV)/.installed
+test: $(VENV)/.installed browser
 	$(VENV)/bin/ruff check src tests bench
 	$(VENV)/bin/ruff format --check src tests bench
 	$(VENV)/bin/mypy

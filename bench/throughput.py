@@ -38,6 +38,24 @@ def worker_main(store: str, concurrency: int) -> None:
     make(store, concurrency).worker()
 
 
+def reset_schema(store: str) -> None:
+    """A PostgreSQL URL's ``schema`` is dropped and created again, so each run starts clean."""
+    if not store.startswith(("postgresql://", "postgres://")):
+        return
+    import psycopg
+    from psycopg import sql
+
+    from ductape_jobs.store.postgres.connection import check_schema, split_url
+
+    conninfo, options = split_url(store)
+    if "schema" not in options:
+        raise SystemExit("give the PostgreSQL URL a schema (?schema=bench_x): it is dropped and created again")
+    schema = check_schema(options["schema"])
+    with psycopg.connect(conninfo, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        conn.execute(sql.SQL("CREATE SCHEMA {}").format(sql.Identifier(schema)))
+
+
 def wait_done(dt: Ductape, total: int, deadline: float) -> float:
     while time.perf_counter() < deadline:
         done = dt.job.runs(status=RunPhase.COMPLETED, offset=total - 1, limit=1)
@@ -65,6 +83,7 @@ def main() -> None:
     store = args.store or f"sqlite:///{tmp.name}/bench.db"
     print(f"machine: {platform.machine()} {os.cpu_count()} cpu, Python {sys.version.split()[0]}; store {store}")
 
+    reset_schema(store)
     client = make(store, args.concurrency)
     client.job.create({"name": "noop", "tag": "noop", "event_type": "FUNCTION", "event_tag": "noop"})
     procs = [

@@ -9,6 +9,7 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from ductape_jobs.client import Ductape
+from ductape_jobs.features.api import AsyncFeatures
 from ductape_jobs.models import (
     DispatchResult,
     DrainSummary,
@@ -102,6 +103,7 @@ class AsyncDuctape:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self.sync = Ductape(*args, **kwargs)
         self.job = AsyncJobs(self.sync)
+        self.feature = AsyncFeatures(self.sync.feature)
         self.store = self.sync.store
         self.clock = self.sync.clock
 

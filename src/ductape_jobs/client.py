@@ -11,7 +11,8 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from ductape_jobs.clock import Clock, SystemClock
+from ductape_jobs.clock import Clock, StoreClock, SystemClock
+from ductape_jobs.engine.events import RunObserver
 from ductape_jobs.engine.retry import Backoff
 from ductape_jobs.engine.scheduler import Scheduler
 from ductape_jobs.engine.worker import Worker, WorkerOptions
@@ -20,12 +21,15 @@ from ductape_jobs.executors.action import ActionExecutor
 from ductape_jobs.executors.broker import BrokerExecutor
 from ductape_jobs.executors.context import RunPreparer
 from ductape_jobs.executors.database_action import DatabaseActionExecutor
+from ductape_jobs.executors.feature import FeatureExecutor
 from ductape_jobs.executors.notification import NotificationExecutor
+from ductape_jobs.features.api import Features
 from ductape_jobs.jobs import Jobs
 from ductape_jobs.models import DrainSummary
 from ductape_jobs.products import Products
 from ductape_jobs.sessions import Sessions
 from ductape_jobs.store import DEFAULT_URL, Store, open_store
+from ductape_jobs.webhooks import WebhookEvents, Webhooks
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -36,6 +40,11 @@ class Ductape:
     ``Ductape()`` uses ``$DUCTAPE_STORE`` or ``sqlite:///./ductape.db``; ``Ductape("postgresql://...")`` scales out.
     ``clock`` is injectable (``ductape_jobs.testing`` passes a fake one); worker settings are defaults for
     ``worker()`` and ``drain()``.
+
+    ``server_clock``: judge due times by the database server's clock (``StoreClock``), so nodes whose clocks
+    drift agree. ``None`` (the default): yes when no ``clock`` is injected and the store has a server clock
+    (PostgreSQL); an injected clock is used as given. ``True``: correct even an injected clock by the
+    server's. ``False``: never.
     """
 
     def __init__(
@@ -43,6 +52,7 @@ class Ductape:
         store: str | Store | None = None,
         *,
         clock: Clock | None = None,
+        server_clock: bool | None = None,
         concurrency: int = 50,
         lease: timedelta = timedelta(seconds=30),
         poll: timedelta = timedelta(milliseconds=200),
@@ -65,7 +75,10 @@ class Ductape:
             store if isinstance(store, Store) else open_store(store or os.environ.get("DUCTAPE_STORE") or DEFAULT_URL)
         )
         self.store.migrate()
-        self.clock: Clock = clock or SystemClock()
+        self._given_clock, self._server_clock = clock, server_clock
+        local = clock or SystemClock()
+        use_server = server_clock if server_clock is not None else clock is None
+        self.clock: Clock = StoreClock.attach(local, self.store) if use_server else local
         self.functions = functions if functions is not None else FunctionRegistry()
         if products is None:
             path = product_file or os.environ.get("DUCTAPE_PRODUCT_FILE")
@@ -94,6 +107,10 @@ class Ductape:
             self.executors.register(executor)
         self.prepare = RunPreparer(self.products, self.clock)
         self.job = Jobs(self)
+        self.feature = Features(self)  # ductape.feature.run(...): a product's feature sequences
+        self.executors.register(FeatureExecutor(self.feature.engine))
+        self.webhooks = Webhooks(self.store, self.clock)  # lifecycle webhooks: emitted by job.* and workers
+        self.observers: list[RunObserver] = [WebhookEvents(self.webhooks)]  # told by workers (metrics, webhooks)
         self._workers: set[Worker] = set()
         self._workers_lock = threading.Lock()
 
@@ -108,7 +125,14 @@ class Ductape:
 
     def on_store(self, store: str | Store) -> Ductape:
         """A client on another store with this one's functions, clock and settings (the CLI's ``--store``)."""
-        return Ductape(store, clock=self.clock, functions=self.functions, products=self.products, **self._settings)
+        return Ductape(
+            store,
+            clock=self._given_clock,
+            server_clock=self._server_clock,
+            functions=self.functions,
+            products=self.products,
+            **self._settings,
+        )
 
     def new_worker(self, **overrides: Any) -> Worker:
         """A worker on this client's store, clock and functions (``overrides`` change ``WorkerOptions``)."""
@@ -118,7 +142,15 @@ class Ductape:
             self._pool = ThreadPoolExecutor(max_workers=self._pool_size, thread_name_prefix="ductape-fn")
             self._function_executor.pool = self._pool
             old.shutdown(wait=False)
-        return Worker(self.store, self.scheduler, self.executors, self.clock, options, prepare=self.prepare)
+        return Worker(
+            self.store,
+            self.scheduler,
+            self.executors,
+            self.clock,
+            options,
+            prepare=self.prepare,
+            observers=self.observers,
+        )
 
     def drain(self) -> DrainSummary:
         """Run everything due now, in this process, until nothing more is due; returns what happened."""
@@ -141,11 +173,16 @@ class Ductape:
         worker = self.new_worker(**overrides)
         with self._workers_lock:
             self._workers.add(worker)
+        sent = asyncio.Event()  # the webhook deliveries are sent alongside, until the worker stops
+        deliveries = asyncio.create_task(self.webhooks.run(sent), name="ductape-webhooks")
         try:
             await worker.run(stop, handle_signals=stop is None)
         finally:
             with self._workers_lock:
                 self._workers.discard(worker)
+            sent.set()
+            await asyncio.wait({deliveries}, timeout=5)  # a delivery cut short is sent again after its lease
+            deliveries.cancel()
         return worker
 
     def _notify_workers(self) -> None:
@@ -156,6 +193,7 @@ class Ductape:
 
     def close(self) -> None:
         self._pool.shutdown(wait=False, cancel_futures=True)
+        self.webhooks.close()
         self.store.close()
 
     def __enter__(self) -> Ductape:

@@ -1,10 +1,18 @@
-"""Clocks. Every piece of timing logic asks a ``Clock`` for the time, so tests move time instead of sleeping."""
+"""Clocks. Every piece of timing logic asks a ``Clock`` for the time, so tests move time instead of sleeping.
+
+``StoreClock`` corrects a local clock by the database server's, so nodes whose own clocks drift agree on what
+is due (``Ductape`` uses it on PostgreSQL unless a clock is injected; see the README's "Scaling out").
+"""
 
 from __future__ import annotations
 
+import logging
 import threading
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
+
+log = logging.getLogger("ductape_jobs.clock")
 
 
 class Clock(Protocol):
@@ -42,3 +50,96 @@ class FakeClock:
         with self._lock:
             self._now += delta if delta is not None else timedelta(**kwargs)
             return self._now
+
+
+class ServerTime(Protocol):
+    """What ``StoreClock`` needs of a store (``Store.server_time``)."""
+
+    def server_time(self) -> datetime | None: ...
+
+
+class StoreClock:
+    """``local`` shifted by its offset from the store's server clock: ``now() = local.now() + offset``.
+
+    The offset is measured at the midpoint of a round trip (``server_time() - local.now()``; the best of a few
+    samples at first) and measured again every ``resync``, in a background thread, so ``now()`` never waits
+    for the database. If a resync fails the last offset stays (and is tried again after ``retry``).
+    """
+
+    def __init__(
+        self,
+        local: Clock,
+        store: ServerTime,
+        resync: timedelta = timedelta(seconds=30),
+        *,
+        retry: timedelta = timedelta(seconds=2),
+        samples: int = 3,
+    ) -> None:
+        self.local = local
+        self.store = store
+        self.resync = resync
+        self.retry = retry
+        self.offset = timedelta(0)
+        self.has_server = False
+        self._lock = threading.Lock()
+        self._syncing = False
+        self._next_sync = float("inf")
+        best: tuple[timedelta, timedelta] | None = None  # (round trip, offset)
+        for _ in range(max(1, samples)):
+            measured = self._measure()
+            if measured is None:
+                return  # the store has no clock of its own: the local one as it is
+            if best is None or measured[0] < best[0]:
+                best = measured
+        assert best is not None
+        self.offset, self.has_server = best[1], True
+        self._next_sync = time.monotonic() + resync.total_seconds()
+
+    @classmethod
+    def attach(cls, local: Clock, store: ServerTime, resync: timedelta = timedelta(seconds=30)) -> Clock:
+        """A ``StoreClock`` when the store reports a server time, else ``local`` itself."""
+        clock = cls(local, store, resync)
+        return clock if clock.has_server else local
+
+    def now(self) -> datetime:
+        if time.monotonic() >= self._next_sync:
+            self._resync_in_background()
+        return self.local.now() + self.offset
+
+    def sync(self) -> timedelta:
+        """Measure the offset again now (one round trip) and return it; errors propagate."""
+        measured = self._measure()
+        with self._lock:
+            if measured is not None:
+                self.offset = measured[1]
+            self._next_sync = time.monotonic() + self.resync.total_seconds()
+            return self.offset
+
+    def _measure(self) -> tuple[timedelta, timedelta] | None:
+        before = self.local.now()
+        started = time.perf_counter()
+        server = self.store.server_time()
+        took = timedelta(seconds=time.perf_counter() - started)
+        after = self.local.now()
+        if server is None:
+            return None
+        return took, server - (before + (after - before) / 2)
+
+    def _resync_in_background(self) -> None:
+        with self._lock:
+            if self._syncing:
+                return
+            self._syncing = True
+            self._next_sync = float("inf")
+        threading.Thread(target=self._resync, name="ductape-clock-sync", daemon=True).start()
+
+    def _resync(self) -> None:
+        try:
+            self.sync()
+        except Exception as exc:  # the database is away: keep the last offset, try again soon
+            log.warning("could not read the database's clock (%s); keeping offset %s", exc, self.offset)
+            with self._lock:
+                self._next_sync = time.monotonic() + self.retry.total_seconds()
+        finally:
+            with self._lock:
+                self._syncing = False

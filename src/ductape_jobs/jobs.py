@@ -29,6 +29,7 @@ from ductape_jobs.models import (
 from ductape_jobs.products.admission import admit
 from ductape_jobs.timing import Occurrences, plan_due, preview
 from ductape_jobs.timing.planning import first_due
+from ductape_jobs.webhooks import schedule_payload
 
 if TYPE_CHECKING:
     from ductape_jobs.client import Ductape
@@ -119,6 +120,9 @@ class Jobs:
             self._store.add_schedules(schedules, runs)
             if runs:
                 self._owner._notify_workers()
+            self._owner.webhooks.emit(
+                "job.scheduled", (schedule_payload(s, r) for s, r in zip(schedules, results, strict=True))
+            )
         return results
 
     def _plan(
@@ -200,18 +204,25 @@ class Jobs:
         job_tag: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        product_tag: str | None = None,
+        env: str | None = None,
     ) -> builtins.list[Schedule]:
-        """Scheduled job instances, newest first."""
+        """Scheduled job instances, newest first (``product_tag``/``env``: one product's)."""
         state = _enum(ScheduleStatus, status, "status")
         _check_page(limit, offset)
-        return self._store.list_schedules(status=state, job_tag=job_tag, limit=limit, offset=offset)
+        return self._store.list_schedules(
+            status=state, job_tag=job_tag, limit=limit, offset=offset, product_tag=product_tag, env=env
+        )
 
-    def pause(self, job_id: str) -> Schedule:
+    def pause(self, job_id: str, reason: str | None = None) -> Schedule:
         """No new occurrence starts while paused; runs already queued still run."""
         schedule = self.get(job_id)
         if schedule.status is not ScheduleStatus.ACTIVE:
             raise ValidationError("job_id", f"schedule {job_id!r} is {schedule.status}; only an active one pauses")
-        return self._store.update_schedule(job_id, self._clock.now(), status=ScheduleStatus.PAUSED, reason="paused")
+        text = f"paused: {reason}" if reason else "paused"
+        paused = self._store.update_schedule(job_id, self._clock.now(), status=ScheduleStatus.PAUSED, reason=text)
+        self._owner.webhooks.emit("job.paused", [schedule_payload(paused)])
+        return paused
 
     def resume(self, job_id: str) -> Schedule:
         """Carry on from now: occurrences that fell due while paused are skipped."""
@@ -224,7 +235,9 @@ class Jobs:
             nxt = first_due(recurrence_of(schedule), now, occurrences_of(schedule))
         status = ScheduleStatus.ACTIVE if nxt is not None else ScheduleStatus.COMPLETED
         self._owner._notify_workers()
-        return self._store.update_schedule(job_id, now, status=status, next_run_at=nxt, reason=None)
+        resumed = self._store.update_schedule(job_id, now, status=status, next_run_at=nxt, reason=None)
+        self._owner.webhooks.emit("job.resumed", [schedule_payload(resumed)])
+        return resumed
 
     def cancel(self, job_id: str, reason: str | None = None) -> Schedule:
         """Stop the schedule for good and cancel its runs that have not started (running ones finish)."""
@@ -232,7 +245,7 @@ class Jobs:
         if schedule.status is ScheduleStatus.CANCELLED:
             return schedule
         text = f"cancelled: {reason}" if reason else "cancelled"
-        return self._store.update_schedule(
+        cancelled = self._store.update_schedule(
             job_id,
             self._clock.now(),
             status=ScheduleStatus.CANCELLED,
@@ -240,6 +253,8 @@ class Jobs:
             next_run_at=None,
             cancel_pending=True,
         )
+        self._owner.webhooks.emit("job.cancelled", [schedule_payload(cancelled)])
+        return cancelled
 
     def reschedule(self, job_id: str, repeat: RepeatOptions | dict[str, Any]) -> Schedule:
         """Give a schedule a new ``repeat`` (cron/every, limit, endDate, tz) from now on."""
@@ -335,12 +350,15 @@ class Jobs:
         until: datetime | str | int | None = None,
         limit: int = 100,
         offset: int = 0,
+        product_tag: str | None = None,
+        env: str | None = None,
     ) -> builtins.list[Run]:
         """Run history, newest first; ``since``/``until`` take what ``start_at`` takes."""
         phase = _enum(RunPhase, status, "status")
         _check_page(limit, offset)
         after, before = _time(since, "since"), _time(until, "until")
-        return self._store.list_runs(RunFilter(job_id, job_tag, phase, after, before, limit, offset))
+        flt = RunFilter(job_id, job_tag, phase, after, before, limit, offset, product_tag=product_tag, env=env)
+        return self._store.list_runs(flt)
 
     def run(self, run_id: str) -> Run:
         """One run with its attempts."""

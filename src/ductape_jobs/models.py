@@ -31,16 +31,20 @@ from ductape_jobs.timing.planning import Misfire
 from ductape_jobs.timing.recurrence import normalize_cron, zone
 
 __all__ = [
+    "ApiKey",
     "Attempt",
+    "DeliveryStatus",
     "DispatchResult",
     "DrainSummary",
     "JobDefinition",
     "JobEventTypes",
     "JobUpdate",
+    "MinuteCount",
     "Misfire",
     "Overlap",
     "RepeatOptions",
     "Run",
+    "RunActivity",
     "RunFilter",
     "RunPhase",
     "Schedule",
@@ -48,6 +52,8 @@ __all__ = [
     "ScheduleStatus",
     "Session",
     "TriggeredBy",
+    "Webhook",
+    "WebhookDelivery",
 ]
 
 SECONDS_LIMIT = 100_000_000_000  # a Unix timestamp below 1e11 is seconds, otherwise milliseconds
@@ -63,6 +69,7 @@ class JobEventTypes(StrEnum):
     DATABASE_ACTION = "database_action"
     FUNCTION = "function"
     MESSAGEBROKER = "messagebroker"
+    FEATURE = "feature"  # the event_tag is a feature of the product: the run runs the feature's sequences
 
     @classmethod
     def parse(cls, value: object) -> JobEventTypes:
@@ -496,6 +503,8 @@ class RunFilter:
     until: datetime | None = None
     limit: int = 100
     offset: int = 0
+    product_tag: str | None = None
+    env: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -521,3 +530,75 @@ class DrainSummary:
     @property
     def ran(self) -> int:
         return self.completed + self.failed + self.retried
+
+
+# ------------------------------------------------------------------ operating records (API keys, webhooks, stats)
+
+
+@dataclass(frozen=True, slots=True)
+class ApiKey:
+    """An API key as stored: a visible ``prefix`` and a salted ``hash``, never the key itself. ``product_tag``
+    (and ``env``) limit what the key sees; ``None`` means every product (env)."""
+
+    id: str
+    name: str
+    prefix: str
+    hash: str
+    created_at: datetime
+    product_tag: str | None = None
+    env: str | None = None
+    last_used_at: datetime | None = None
+    revoked_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Webhook:
+    """Lifecycle events (``job.completed``, ...) of a product's schedules and runs, POSTed to ``url``."""
+
+    id: str
+    product_tag: str
+    url: str
+    events: list[str]
+    secret: str
+    created_at: datetime
+
+
+class DeliveryStatus(StrEnum):
+    PENDING = "pending"  # due at next_attempt_at (again, after a failed attempt)
+    DELIVERED = "delivered"
+    FAILED = "failed"  # gave up after the last attempt
+
+
+@dataclass(frozen=True, slots=True)
+class WebhookDelivery:
+    """One event for one webhook, and how its sending went."""
+
+    id: str
+    webhook_id: str
+    event: str
+    payload: dict[str, Any]
+    status: DeliveryStatus
+    attempts: int
+    created_at: datetime
+    next_attempt_at: datetime | None = None
+    last_error: str | None = None
+    delivered_at: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class MinuteCount:
+    """Runs that ended (completed or failed for good) in the minute starting at ``minute``."""
+
+    minute: datetime
+    completed: int
+    failed: int
+
+
+@dataclass(frozen=True, slots=True)
+class RunActivity:
+    """A cheap fingerprint of the runs: it changes whenever a run is created, starts or ends."""
+
+    latest_run_id: str | None
+    latest_finished_at: datetime | None
+    running: int
+    queued: int

@@ -16,6 +16,7 @@ from rich.live import Live
 
 from ductape_jobs.cli import render
 from ductape_jobs.cli.common import StoreOpt, client, out, store_label
+from ductape_jobs.cli.serve import HostOpt, PortOpt, run_server
 from ductape_jobs.client import Ductape
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.models import RunPhase, ScheduleStatus
@@ -122,15 +123,41 @@ def demo(
     seconds: Annotated[
         float | None, typer.Option(min=0.1, help="Stop after N seconds (default: run until Ctrl-C).")
     ] = None,
+    serve: Annotated[
+        bool, typer.Option("--serve", help="Then run `ductape serve` (engine, API, dashboard) instead of the table.")
+    ] = False,
+    host: HostOpt = "127.0.0.1",
+    port: PortOpt = 8000,
 ) -> None:
     """Run a small demo: FUNCTION jobs every 2 s, on a cron with seconds, a flaky one with retries, a one-off;
-    the engine runs in this process and a live table shows the runs."""
+    the engine runs in this process and a live table shows the runs (or, with --serve, the dashboard does)."""
     with client(store, None) as dt:
         ids = setup(dt)
         out().print(f"Scheduled {len(ids)} demo jobs on {store_label(dt)}: {', '.join(ids)}", markup=False)
+        if serve:
+            _serve(dt, host, port)
+            return
         asyncio.run(_run(dt, seconds))
         counts = dt.store.count_runs()
         out().print(
             "Stopped. Runs so far: " + (", ".join(f"{p.value} {n}" for p, n in counts.items() if n) or "none"),
             markup=False,
         )
+
+
+def _serve(dt: Ductape, host: str, port: int) -> None:
+    """The demo under ``ductape serve``, with a fresh API key for the newcomer."""
+    from ductape_jobs import logs
+    from ductape_jobs.apikeys import ApiKeys
+
+    key = ApiKeys(dt.store, dt.clock).create("demo").key
+    shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
+    out().print(
+        f"\nDashboard: http://{shown}:{port}/   API docs: http://{shown}:{port}/docs\n"
+        f"API key (log in with it; shown once): {key}\n"
+        f"  curl -H 'Authorization: Bearer {key}' http://{shown}:{port}/api/v1/runs\n",
+        markup=False,
+        soft_wrap=True,
+    )
+    logs.setup()
+    run_server(dt, host, port)

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 from typing import Annotated, Any
 
 import typer
 
+from ductape_jobs import logs
 from ductape_jobs.cli import render
+from ductape_jobs.cli.apikey import apikey_app
 from ductape_jobs.cli.common import AppOpt, JsonOpt, StoreOpt, client, emit, parse_json_object, store_label
 from ductape_jobs.cli.demo import demo
+from ductape_jobs.cli.features import feature_app
 from ductape_jobs.cli.preview import preview
+from ductape_jobs.cli.serve import serve
 
 app = typer.Typer(
     name="ductape",
@@ -25,7 +28,10 @@ job_app = typer.Typer(help="Job definitions: list, show, create, delete.", no_ar
 run_app = typer.Typer(help="One run: show it (with its attempts) or retry it.", no_args_is_help=True)
 app.add_typer(job_app, name="job")
 app.add_typer(run_app, name="run")
+app.add_typer(feature_app, name="feature")
+app.add_typer(apikey_app, name="apikey")
 app.command()(demo)
+app.command()(serve)
 app.command()(preview)
 
 
@@ -45,6 +51,7 @@ def main(
     if product_file:
         os.environ["DUCTAPE_PRODUCT_FILE"] = product_file  # read by every Ductape() the command opens
 
+
 log = logging.getLogger("ductape_jobs.cli")
 
 
@@ -61,12 +68,7 @@ def worker(
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings and errors.")] = False,
 ) -> None:
     """Run the engine (scheduler and workers) until SIGTERM/SIGINT. Use --app so your FUNCTIONs are registered."""
-    logging.basicConfig(
-        level=logging.WARNING if quiet else logging.INFO,
-        stream=sys.stderr,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
-    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry full URLs (query secrets)
+    logs.setup(logging.WARNING if quiet else logging.INFO)  # JSON lines unless stderr is a terminal
     overrides: dict[str, Any] = {
         k: v for k, v in {"concurrency": concurrency, "lease": lease, "poll": poll}.items() if v is not None
     }
@@ -100,7 +102,9 @@ def job_show(tag: str, store: StoreOpt = None, app_: AppOpt = None, as_json: Jso
 def job_create(
     name: Annotated[str, typer.Option(help="A human name.")],
     tag: Annotated[str, typer.Option(help="Unique tag (letters, digits, _ - . :).")],
-    event_type: Annotated[str, typer.Option(help="ACTION, NOTIFICATION, DATABASE_ACTION, FUNCTION, MESSAGEBROKER.")],
+    event_type: Annotated[
+        str, typer.Option(help="ACTION, NOTIFICATION, DATABASE_ACTION, FUNCTION, MESSAGEBROKER, FEATURE.")
+    ],
     event_tag: Annotated[str, typer.Option(help="The event to run (a FUNCTION's registered tag, ...).")],
     executions: Annotated[int, typer.Option(help="Runs of the job's cadence; 0 = unlimited.")] = 0,
     intervals: Annotated[int, typer.Option(help="Milliseconds between runs; 0 = run once.")] = 0,

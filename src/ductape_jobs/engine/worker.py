@@ -4,6 +4,10 @@ One asyncio loop per worker process. Each pass: record finished outcomes, let th
 for due schedules, rescue runs whose lease expired, claim as many due runs as there is capacity, then sleep
 until the store says something is next due (or ``poll``, or until woken). A heartbeat task extends the
 leases of runs still going, so a slow run is never mistaken for a dead one; ``timeout`` bounds runtime.
+
+On a store with ``listen_notify`` a listener thread wakes the loop when another process makes something due
+now (``Store.wait_for_change``); ``poll`` stays the safety net. A pass that fails on the store (the database
+restarting) is logged and tried again after a backoff; outcomes not yet recorded are kept until they are.
 """
 
 from __future__ import annotations
@@ -16,19 +20,23 @@ import logging
 import os
 import signal
 import socket
+import threading
 import time
 import traceback
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from ductape_jobs.clock import Clock
+from ductape_jobs.engine.events import RunObserver, tell_finished, tell_rescued, tell_started
 from ductape_jobs.engine.retry import Backoff
 from ductape_jobs.engine.scheduler import Scheduler
+from ductape_jobs.errors import StoreError
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.executors.registry import ExecutorRegistry
 from ductape_jobs.ids import new_id
+from ductape_jobs.logs import bind_run
 from ductape_jobs.models import DrainSummary, Run
 from ductape_jobs.store.base import Outcome, Store
 
@@ -48,6 +56,7 @@ class WorkerOptions:
     shutdown_grace: timedelta = timedelta(seconds=30)
     backoff: Backoff = field(default_factory=Backoff)
     run_scheduler: bool = True
+    listen: timedelta = timedelta(milliseconds=500)  # the listener's wait per call (bounds its shutdown)
 
 
 class Worker:
@@ -60,6 +69,7 @@ class Worker:
         options: WorkerOptions | None = None,
         worker_id: str | None = None,
         prepare: Callable[[Run], RunContext] = RunContext.of,
+        observers: Sequence[RunObserver] = (),
     ) -> None:
         self.store = store
         self.scheduler = scheduler
@@ -67,6 +77,8 @@ class Worker:
         self.clock = clock
         self.options = options or WorkerOptions()
         self.prepare = prepare
+        self.observers = tuple(observers)  # metrics, webhooks: told of runs started, finished, rescued
+        self._observed: dict[str, Run] = {}  # runs in flight, for telling observers how they ended
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id('w')[-6:]}"
         self.summary = DrainSummary()
         self._inflight: dict[str, tuple[Run, asyncio.Task[None]]] = {}
@@ -87,14 +99,29 @@ class Worker:
         if handle_signals:
             self._install_signals()
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="ductape-heartbeat")
+        unlisten = threading.Event()
+        listener = self._start_listener(unlisten)
         log.info("worker %s started (concurrency %d)", self.id, self.options.concurrency)
+        failures = 0
         try:
             while not self._stop.is_set():
-                more = await self._step()
-                await self._sleep(more)
+                try:
+                    more = await self._step()
+                    await self._sleep(more)
+                    failures = 0
+                except StoreError as exc:  # the database is away: back off, keep what is in flight
+                    failures += 1
+                    delay = min(5.0, 0.05 * 2**failures)
+                    log.warning("worker pass failed (%s); trying again in %.1fs", exc, delay)
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._stop.wait(), delay)
         finally:
+            unlisten.set()
             await self._shutdown()
             heartbeat.cancel()
+            if listener is not None:
+                await asyncio.to_thread(listener.join)
+                self.store.stop_waiting()
             log.info("worker %s stopped", self.id)
 
     async def run_until_idle(self) -> DrainSummary:
@@ -123,6 +150,24 @@ class Worker:
             loop.call_soon_threadsafe(stop.set)
 
     # --------------------------------------------------------------------------------- the loop
+
+    def _start_listener(self, stop: threading.Event) -> threading.Thread | None:
+        """A thread that wakes the loop whenever the store says another process changed something."""
+        if not self.store.capabilities.listen_notify:
+            return None
+
+        def listen() -> None:
+            while not stop.is_set():
+                try:
+                    if self.store.wait_for_change(self.options.listen):
+                        self.notify()
+                except Exception as exc:  # the database is away: the poll carries on; listen again soon
+                    log.warning("listening for changes failed (%s); trying again in 1s", exc)
+                    stop.wait(1.0)
+
+        thread = threading.Thread(target=listen, name=f"ductape-listen {self.id}", daemon=True)
+        thread.start()
+        return thread
 
     def _start(self, stop: asyncio.Event | None) -> None:
         self._loop = asyncio.get_running_loop()
@@ -153,11 +198,15 @@ class Worker:
             rescued = await self._io(self.store.rescue_expired, now, self.options.max_rescues)
             if rescued:
                 log.warning("rescued %d run(s) whose worker stopped heartbeating: %s", len(rescued), rescued[:5])
+                tell_rescued(self.observers, rescued)
                 more = True
         free = self.options.concurrency - len(self._inflight)
         if free > 0 and (more or (due.run_due is not None and due.run_due <= now)):
             want = min(free, self.options.batch)
             runs = await self._io(self.store.acquire_runs, self.id, want, self.options.lease, now)
+            if runs and self.observers:
+                self._observed.update((run.id, run) for run in runs)
+                tell_started(self.observers, runs, now)
             for run in runs:
                 task = asyncio.create_task(self._execute(run), name=f"run {run.id}")
                 self._inflight[run.id] = (run, task)
@@ -191,6 +240,7 @@ class Worker:
 
     async def _execute(self, run: Run) -> None:
         started = time.perf_counter()
+        bind_run(run)  # log lines of this run carry its id, job tag and attempt
         ok, output, error, word, retryable = True, None, None, None, True
         try:
             ctx = self.prepare(run)
@@ -262,6 +312,7 @@ class Worker:
                 break
             except Exception:
                 if attempt == 4:
+                    self._outcomes[:0] = outcomes  # kept: the next pass records them (the store may be away)
                     raise
                 log.exception("recording %d outcome(s) failed; retrying", len(outcomes))
                 await asyncio.sleep(0.1 * 2**attempt)
@@ -272,7 +323,15 @@ class Worker:
                 self.summary.retried += 1
             else:
                 self.summary.failed += 1
-                log.warning("run %s failed for good: %s", o.run_id, (o.error or "").splitlines()[0:1])
+                log.warning(
+                    "run %s failed for good: %s",
+                    o.run_id,
+                    (o.error or "").splitlines()[0:1],
+                    extra={"run_id": o.run_id, "attempt": o.attempt},
+                )
+        if self.observers:
+            ended = [(self._observed.pop(o.run_id), o) for o in outcomes if o.run_id in self._observed]
+            tell_finished(self.observers, ended)
 
     async def _heartbeat_loop(self) -> None:
         every = (self.options.heartbeat or self.options.lease / 3).total_seconds()
@@ -294,10 +353,20 @@ class Worker:
         self.abandoned = len(left)
         for _, task in list(self._inflight.values()):
             task.cancel()
-        await self._flush()
-        if left:
-            released = await self._io(self.store.release_runs, self.id, left, self.clock.now())
-            log.warning("released %d unfinished run(s) back to the queue", released)
+        for run_id in left:
+            self._observed.pop(run_id, None)
+        try:
+            await self._flush()
+            if left:
+                released = await self._io(self.store.release_runs, self.id, left, self.clock.now())
+                log.warning("released %d unfinished run(s) back to the queue", released)
+        except StoreError as exc:  # their leases expire and other workers rescue the runs
+            log.error(
+                "could not record %d outcome(s) or release %d run(s) at shutdown: %s",
+                len(self._outcomes),
+                len(left),
+                exc,
+            )
 
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import importlib
 import inspect
 from collections.abc import Callable
@@ -78,7 +79,9 @@ class FunctionExecutor:
         fn = self._find(run, ctx)
         if inspect.iscoroutinefunction(fn):
             return await fn(ctx.input, ctx)
-        result = await asyncio.get_running_loop().run_in_executor(self.pool, fn, ctx.input, ctx)
+        # The thread runs in a copy of this context, so log lines from sync functions carry the run's fields.
+        call = contextvars.copy_context().run
+        result = await asyncio.get_running_loop().run_in_executor(self.pool, call, fn, ctx.input, ctx)
         if inspect.isawaitable(result):
             return await result
         return result

@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ductape_jobs.errors import ValidationError
+from ductape_jobs.features.plan import check_input, plan_feature
 from ductape_jobs.models import JobDefinition, JobEventTypes, ScheduleRequest
 from ductape_jobs.piping import PipingError, PipingSyntaxError, Scope, check
 from ductape_jobs.products.registry import EventRef, Products
@@ -38,6 +39,8 @@ def admit(products: Products, sessions: Sessions, req: ScheduleRequest, job: Job
         check(req.input, Scope(input=req.input, session=claims), sources={"Session"})
     except (PipingError, PipingSyntaxError) as exc:
         raise ValidationError("input", str(exc)) from None
+    if ref is not None and ref.event_type is JobEventTypes.FEATURE:  # the feature's input schema
+        check_input(plan_feature(products.get(req.product_tag), ref.name, products.locate), req.input)
     if ref is not None:
         definition = event_definition(products, req.product_tag, ref)
         if definition is not None:

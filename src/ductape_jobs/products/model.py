@@ -11,6 +11,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ductape_jobs.products.features import FeatureSpec
+
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
 
@@ -166,6 +168,7 @@ class ProductSpec(_Spec):
     functions: dict[str, str] = Field(default_factory=dict, description="function tag -> 'module:function'")
     sessions: dict[str, SessionSpec] = Field(default_factory=dict)
     caches: dict[str, CacheSpec] = Field(default_factory=dict)
+    features: dict[str, FeatureSpec] = Field(default_factory=dict, description="feature tag -> its sequences")
 
     @field_validator("envs", mode="before")
     @classmethod

@@ -18,6 +18,7 @@ import yaml
 from pydantic import ValidationError as PydanticValidationError
 
 from ductape_jobs.errors import ExecutionError, ValidationError
+from ductape_jobs.features.plan import check_features
 from ductape_jobs.models import JobEventTypes
 from ductape_jobs.products.model import ProductFile, ProductSpec
 
@@ -85,6 +86,7 @@ class Products:
                 err = exc.errors()[0]
                 loc = ".".join(str(p) for p in err["loc"])
                 raise ValidationError(f"product.{loc}", err["msg"].removeprefix("Value error, ")) from None
+        check_features(spec, self.locate)  # sequences, parents, $Sequence piping, the events they run
         self._by_tag[spec.tag] = spec
         return spec
 
@@ -120,10 +122,15 @@ class Products:
             owner, name = "", event_tag
         if event_type is JobEventTypes.FUNCTION:
             return EventRef(event_type, None, event_tag)
-        if event_type is JobEventTypes.NOTIFICATION:
-            if event_tag in spec.notifications:
+        named: dict[JobEventTypes, tuple[str, dict[str, Any]]] = {
+            JobEventTypes.NOTIFICATION: ("notification", dict(spec.notifications)),
+            JobEventTypes.FEATURE: ("feature", dict(spec.features)),
+        }
+        if event_type in named:
+            what, known = named[event_type]
+            if event_tag in known:
                 return EventRef(event_type, None, event_tag)
-            raise _missing("notification", event_tag, spec.tag, spec.notifications)
+            raise _missing(what, event_tag, spec.tag, known)
         by_owner: dict[str, dict[str, Any]]
         if event_type is JobEventTypes.ACTION:
             by_owner, what, owner_kind = {t: dict(a.actions) for t, a in spec.apps.items()}, "action", "app"

@@ -233,3 +233,7 @@ DELETE FROM cache_entries WHERE expires_at <= %(now)s;
 -- name: notify
 -- Delivered at commit to the store's LISTENers: runs may be due now.
 SELECT pg_notify(%(channel)s, %(payload)s);
+
+-- name: server_time
+-- The database's clock: every node judges due times by it (StoreClock), whatever its own clock says.
+SELECT clock_timestamp() AS now;

@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import zlib
 from collections.abc import Sequence
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
@@ -53,14 +53,16 @@ from ductape_jobs.store.codec import (
     schedule_from_row,
     schedule_params,
 )
+from ductape_jobs.store.postgres.api_store import PostgresApiStore
 from ductape_jobs.store.postgres.connection import Conn, Database, Listener, check_schema, split_url
+from ductape_jobs.store.postgres.feature_store import PostgresFeatureStore
 from ductape_jobs.store.postgres.schema import migrate
 from ductape_jobs.store.sql import load_queries
 
 Q = load_queries("ductape_jobs.store.postgres")
 
 
-class PostgresStore(Store):
+class PostgresStore(PostgresApiStore, PostgresFeatureStore, Store):
     """``PostgresStore("postgresql://user@host/db?schema=jobs")``; ``schema`` (URL option or keyword) puts the
     tables in that schema (created by ``migrate``). ``pool_min``/``pool_max``/``pool_timeout`` URL options
     size the connection pool."""
@@ -174,15 +176,18 @@ class PostgresStore(Store):
         job_tag: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        product_tag: str | None = None,
+        env: str | None = None,
     ) -> list[Schedule]:
         where: list[str] = []
         params: list[Any] = []
         if status is not None:
             where.append("status = %s")
             params.append(status.value)
-        if job_tag is not None:
-            where.append("job_tag = %s")
-            params.append(job_tag)
+        for column, value in (("job_tag", job_tag), ("product_tag", product_tag), ("env", env)):
+            if value is not None:
+                where.append(f"{column} = %s")
+                params.append(value)
         query = "SELECT * FROM schedules" + (" WHERE " + " AND ".join(where) if where else "")
         query += " ORDER BY created_at DESC, id DESC LIMIT %s OFFSET %s"
         rows = self._db.run(lambda c: c.execute(query, [*params, limit, offset]).fetchall(), idempotent=True)
@@ -370,7 +375,12 @@ class PostgresStore(Store):
     def list_runs(self, flt: RunFilter) -> list[Run]:
         where: list[str] = []
         params: list[Any] = []
-        for column, value in (("schedule_id", flt.job_id), ("job_tag", flt.job_tag)):
+        for column, value in (
+            ("schedule_id", flt.job_id),
+            ("job_tag", flt.job_tag),
+            ("product_tag", flt.product_tag),
+            ("env", flt.env),
+        ):
             if value is not None:
                 where.append(f"{column} = %s")
                 params.append(value)
@@ -423,6 +433,15 @@ class PostgresStore(Store):
         """Block until another connection writes something that may be due now (``True``), or ``timeout``
         passes (``False``). The first call starts listening; notifications sent before it are not seen."""
         return self._listener.wait(timeout)
+
+    def stop_waiting(self) -> None:
+        self._listener.close()
+
+    def server_time(self) -> datetime:
+        row = self._db.autocommit(lambda c: c.execute(Q["server_time"]).fetchone())  # one round trip
+        assert row is not None
+        now: datetime = row["now"]
+        return now.astimezone(UTC)
 
 
 def _scalar(conn: Conn, query: str, params: dict[str, Any]) -> Any:

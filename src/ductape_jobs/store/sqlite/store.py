@@ -38,11 +38,13 @@ from ductape_jobs.store.codec import (
     schedule_params,
 )
 from ductape_jobs.store.sql import load_migrations, load_queries
+from ductape_jobs.store.sqlite.api_store import SQLiteApiStore
+from ductape_jobs.store.sqlite.feature_store import SQLiteFeatureStore
 
 Q = load_queries("ductape_jobs.store.sqlite")
 
 
-class SQLiteStore(Store):
+class SQLiteStore(SQLiteApiStore, SQLiteFeatureStore, Store):
     capabilities = Capabilities(listen_notify=False, skip_locked=False, multi_process=True)
 
     def __init__(self, path: str, *, busy_timeout: timedelta = timedelta(seconds=30)) -> None:
@@ -186,15 +188,18 @@ class SQLiteStore(Store):
         job_tag: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        product_tag: str | None = None,
+        env: str | None = None,
     ) -> list[Schedule]:
         where: list[str] = []
         params: list[Any] = []
         if status is not None:
             where.append("status = ?")
             params.append(status.value)
-        if job_tag is not None:
-            where.append("job_tag = ?")
-            params.append(job_tag)
+        for column, value in (("job_tag", job_tag), ("product_tag", product_tag), ("env", env)):
+            if value is not None:
+                where.append(f"{column} = ?")
+                params.append(value)
         sql = "SELECT * FROM schedules" + (" WHERE " + " AND ".join(where) if where else "")
         sql += " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
         return [schedule_from_row(r) for r in self._all(sql, [*params, limit, offset])]
@@ -372,7 +377,12 @@ class SQLiteStore(Store):
     def list_runs(self, flt: RunFilter) -> list[Run]:
         where: list[str] = []
         params: list[Any] = []
-        for column, value in (("schedule_id", flt.job_id), ("job_tag", flt.job_tag)):
+        for column, value in (
+            ("schedule_id", flt.job_id),
+            ("job_tag", flt.job_tag),
+            ("product_tag", flt.product_tag),
+            ("env", flt.env),
+        ):
             if value is not None:
                 where.append(f"{column} = ?")
                 params.append(value)

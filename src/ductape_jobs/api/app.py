@@ -1,0 +1,98 @@
+"""``create_app(ductape)``: the HTTP API (``/api/v1``, documented at ``/docs``), ``/metrics``, ``/healthz``,
+``/readyz`` and the dashboard, on a ``Ductape`` client. ``ductape serve`` runs it under uvicorn with a worker.
+
+Routes go through the client (``ductape.job``, ``ductape.webhooks``) and the store's API methods, never SQL.
+Errors answer as the Python API raises them: ``ValidationError`` -> 422 ``{"detail": [{field, rule,
+message}]}`` (FastAPI's own request checks take the same shape; nothing is written), ``NotFoundError`` ->
+404, ``ConflictError`` -> 409, a failing store -> 503.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Any
+
+from fastapi import APIRouter, Depends, FastAPI
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.utils import get_openapi
+
+from ductape_jobs import __version__
+from ductape_jobs.api import events, features, jobs, ops, runs, schedules, stats, webhooks
+from ductape_jobs.api.auth import authenticate
+from ductape_jobs.api.common import add_body_schemas, on_ductape_error, on_request_validation
+from ductape_jobs.apikeys import ApiKeys
+from ductape_jobs.client import Ductape
+from ductape_jobs.errors import DuctapeError
+
+API_PREFIX = "/api/v1"
+DESCRIPTION = """The HTTP API of ductape-jobs: job definitions, scheduling, schedule control, run history,
+statistics, live events and lifecycle webhooks.
+
+Every `/api/v1` route needs an API key (`ductape apikey create --name NAME`), sent as
+`Authorization: Bearer <key>` or `X-API-Key: <key>`. A key limited to a product sees only that product.
+Bad input answers 422 with `{"detail": [{"field", "rule", "message"}]}` and writes nothing."""
+
+
+@dataclass(frozen=True, slots=True)
+class ApiSettings:
+    metrics_auth: bool = False
+    events_poll: float = 1.0
+    events_keepalive: float = 15.0
+
+
+def create_app(
+    ductape: Ductape,
+    *,
+    metrics_auth: bool = False,
+    dashboard: bool = True,
+    events_poll: float = 1.0,
+    events_keepalive: float = 15.0,
+) -> Any:
+    """The ASGI app (a ``FastAPI``) serving ``ductape``. ``metrics_auth``: ``/metrics`` needs an API key too.
+    ``events_poll``/``events_keepalive``: seconds between the event stream's looks at the store, and between
+    its keep-alive comments."""
+    app = FastAPI(
+        title="ductape-jobs",
+        version=__version__,
+        description=DESCRIPTION,
+        docs_url="/docs",
+        redoc_url=None,
+        openapi_url="/openapi.json",
+    )
+    app.state.ductape = ductape
+    app.state.api_keys = ApiKeys(ductape.store, ductape.clock)
+    app.state.metrics = ops.metrics_of(ductape)
+    app.state.settings = ApiSettings(metrics_auth, events_poll, events_keepalive)
+    app.state.stopping = threading.Event()  # set when the server stops: event streams end
+
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authenticate)])
+    for module in (jobs, schedules, runs, stats, events, webhooks, features):
+        api.include_router(module.router)
+    app.include_router(api)
+    app.include_router(ops.router)
+    app.add_exception_handler(DuctapeError, on_ductape_error)
+    app.add_exception_handler(RequestValidationError, on_request_validation)
+
+    if dashboard:  # the page at /, its files at /static, /login and /logout (api/dashboard.py)
+        from ductape_jobs.api.dashboard import add_dashboard
+
+        add_dashboard(app)
+
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema is None:
+            schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
+            add_body_schemas(schema)
+            schema["components"]["securitySchemes"] = {
+                "bearer": {"type": "http", "scheme": "bearer", "description": "an API key"},
+                "apiKey": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+            }
+            for path, operations in schema.get("paths", {}).items():
+                if path.startswith(API_PREFIX):
+                    for operation in operations.values():
+                        operation["security"] = [{"bearer": []}, {"apiKey": []}]
+            app.openapi_schema = schema
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
+    return app

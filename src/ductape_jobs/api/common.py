@@ -1,0 +1,143 @@
+"""What the routes share: calling the (blocking) client off the event loop, reading JSON bodies, documenting
+them with the models that validate them, pages, and the translation of errors into HTTP answers."""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from fastapi import Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel
+from starlette.concurrency import run_in_threadpool
+
+from ductape_jobs.api.schemas import Message, Problem
+from ductape_jobs.client import Ductape
+from ductape_jobs.errors import ConflictError, DuctapeError, NotFoundError, StoreError, ValidationError
+
+T = TypeVar("T")
+MAX_LIMIT = 10_000
+
+# Request bodies are read as JSON objects and validated by the client (so a 422 says exactly what the Python
+# API says); these models document them in the OpenAPI schema, under their own names.
+BODY_MODELS: dict[str, type[BaseModel]] = {}
+
+
+async def call(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+    """Run a blocking client or store call in the thread pool."""
+    return await run_in_threadpool(functools.partial(fn, *args, **kwargs))
+
+
+def client(request: Request) -> Ductape:
+    dt: Ductape = request.app.state.ductape
+    return dt
+
+
+async def json_object(request: Request, *, optional: bool = False) -> dict[str, Any]:
+    """The request's JSON object (``{}`` for an empty optional body). ``ValidationError`` (422) otherwise."""
+    raw = await request.body()
+    if not raw.strip():
+        if optional:
+            return {}
+        raise ValidationError("body", "is required (a JSON object)")
+    try:
+        data = json.loads(raw)
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise ValidationError("body", f"is not valid JSON: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValidationError("body", f"must be a JSON object, not {type(data).__name__}")
+    return data
+
+
+def body_doc(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
+    """``openapi_extra`` of a route whose JSON body ``model`` describes."""
+    BODY_MODELS[model.__name__] = model
+    schema = {"$ref": f"#/components/schemas/{model.__name__}"}
+    return {"requestBody": {"required": required, "content": {"application/json": {"schema": schema}}}}
+
+
+def add_body_schemas(openapi: dict[str, Any]) -> dict[str, Any]:
+    """Put the body models (and the models they use) into ``components.schemas``."""
+    schemas = openapi.setdefault("components", {}).setdefault("schemas", {})
+    for name, model in BODY_MODELS.items():
+        js = _refs(model.model_json_schema(ref_template="#/components/schemas/{model}", by_alias=True))
+        for sub, definition in js.pop("$defs", {}).items():
+            schemas.setdefault(sub, definition)
+        schemas[name] = js
+    return openapi
+
+
+def _refs(node: Any) -> Any:
+    """``{"x-ref": "Name"}`` (a field documented by another body model) as a ``$ref`` to it."""
+    if isinstance(node, dict):
+        if "x-ref" in node:
+            return {"$ref": f"#/components/schemas/{node['x-ref']}"}
+        return {key: _refs(value) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_refs(item) for item in node]
+    return node
+
+
+def paged(limit: int, offset: int) -> tuple[int, Callable[[list[T]], tuple[list[T], bool]]]:
+    """Ask for one more than ``limit`` to tell whether another page follows."""
+    ask = limit + 1 if 1 <= limit < MAX_LIMIT else limit
+
+    def cut(found: list[T]) -> tuple[list[T], bool]:
+        return found[:limit], len(found) > limit
+
+    return ask, cut
+
+
+# ------------------------------------------------------------------------------------------- errors
+
+_MEANING = {
+    401: "no API key, or an unknown or revoked one",
+    403: "the API key is limited to another product or env",
+    404: "no such record (or one this API key does not see)",
+    409: "the change conflicts with what is stored",
+    422: "bad input: each problem's field and rule; nothing was written",
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """The error answers a route documents (401 and 422 always)."""
+    return {
+        code: {"description": _MEANING[code], "model": Problem if code == 422 else Message}
+        for code in sorted({401, 422, *codes})
+    }
+
+
+def problem(errors: list[dict[str, str]]) -> JSONResponse:
+    return JSONResponse({"detail": errors}, status_code=422)
+
+
+def on_ductape_error(request: Request, exc: Exception) -> JSONResponse:
+    if isinstance(exc, ValidationError):
+        return problem([exc.to_dict()])
+    if isinstance(exc, NotFoundError):
+        return JSONResponse({"detail": str(exc)}, status_code=404)
+    if isinstance(exc, ConflictError):
+        return JSONResponse({"detail": str(exc)}, status_code=409)
+    if isinstance(exc, StoreError):
+        return JSONResponse({"detail": f"the store failed: {exc}"}, status_code=503)
+    assert isinstance(exc, DuctapeError)
+    return JSONResponse({"detail": str(exc)}, status_code=500)
+
+
+def on_request_validation(request: Request, exc: Exception) -> JSONResponse:
+    """FastAPI's own checks (a query parameter that is not a number, ...) in the API's 422 shape."""
+    assert isinstance(exc, RequestValidationError)
+    found = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
+            loc = loc[1:] or [loc[0]]
+        field = ".".join(loc) or "body"
+        rule = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
+        if err.get("type") == "missing":
+            rule = "is required"
+        found.append(ValidationError(field, rule).to_dict())
+    return problem(found)

@@ -1,0 +1,130 @@
+"""The dashboard: a single page (static HTML, CSS and JavaScript modules; no build step, nothing fetched from
+elsewhere) served by the API's app at ``/`` and ``/static``, and the cookie login the browser uses.
+
+``POST /login`` takes the form field ``key``, checks it as the API checks keys, and keeps it in an HttpOnly,
+SameSite=Strict cookie (``ductape_key``) that the API accepts as it accepts ``Authorization: Bearer``, so the
+page's ``fetch()`` and ``EventSource`` calls to ``/api/v1`` are authenticated (an ``EventSource`` cannot send
+headers). A wrong key gets the login form again with an error. ``POST /logout`` drops the cookie.
+"""
+
+from __future__ import annotations
+
+import html
+from pathlib import Path
+from urllib.parse import parse_qs
+
+from fastapi import APIRouter, FastAPI, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.types import Scope
+
+from ductape_jobs.api.auth import COOKIE
+from ductape_jobs.apikeys import ApiKeys
+
+STATIC_DIR = Path(__file__).with_name("static")
+MAX_FORM_BYTES = 8192
+# Everything comes from this origin; scripts only from files (no inline code), frames refused.
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; connect-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'; object-src 'none'"
+)
+PAGE_HEADERS = {
+    "Content-Security-Policy": CSP,
+    "Cache-Control": "no-store",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+}
+
+
+class _StaticFiles(StaticFiles):
+    """Static files that browsers revalidate (ETag) instead of caching blindly, so an upgrade shows at once."""
+
+    async def get_response(self, path: str, scope: Scope) -> Response:
+        response = await super().get_response(path, scope)
+        response.headers.setdefault("Cache-Control", "no-cache")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        return response
+
+
+def _page(name: str, *, status_code: int = 200, error: str | None = None) -> HTMLResponse:
+    text = (STATIC_DIR / name).read_text(encoding="utf-8")
+    if error:
+        notice = f'<p class="form-error" role="alert" id="login-error">{html.escape(error)}</p>'
+        text = text.replace("<!--error-->", notice, 1).replace(
+            'aria-describedby="key-help"', 'aria-describedby="login-error key-help" aria-invalid="true"', 1
+        )
+    return HTMLResponse(text, status_code=status_code, headers=PAGE_HEADERS)
+
+
+def _login_form(error: str | None = None, status_code: int = 200) -> HTMLResponse:
+    return _page("login.html", status_code=status_code, error=error)
+
+
+async def _form_key(request: Request) -> str | None:
+    """The ``key`` field of an urlencoded form, read without python-multipart (a login form is tiny)."""
+    if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
+        return None
+    body = bytearray()
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > MAX_FORM_BYTES:
+            return None
+    values = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).get("key") or [""]
+    return values[0].strip() or None
+
+
+async def _valid(request: Request, key: str | None) -> bool:
+    """Whether ``key`` is a valid, unrevoked API key, checked as the API checks it (``app.state.api_keys``)."""
+    if not key:
+        return False
+    keys: ApiKeys = request.app.state.api_keys
+    return await run_in_threadpool(keys.verify, key) is not None
+
+
+def dashboard_router() -> APIRouter:
+    """``/`` (the page, or the login form without a valid cookie), ``/login`` and ``/logout``."""
+    router = APIRouter(include_in_schema=False)
+
+    async def logged_in(request: Request) -> bool:
+        return await _valid(request, request.cookies.get(COOKIE))
+
+    @router.get("/")
+    async def index(request: Request) -> Response:
+        if await logged_in(request):
+            return _page("index.html")
+        return _login_form()
+
+    @router.get("/login")
+    async def login_form(request: Request) -> Response:
+        if await logged_in(request):
+            return RedirectResponse("/", status_code=303)
+        return _login_form()
+
+    @router.post("/login")
+    async def login(request: Request) -> Response:
+        key = await _form_key(request)
+        if key is None:
+            return _login_form("Enter an API key.", status_code=400)
+        if not await _valid(request, key):
+            return _login_form("That API key is not valid (unknown or revoked).", status_code=401)
+        response = RedirectResponse("/", status_code=303)
+        response.set_cookie(
+            COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/"
+        )
+        return response
+
+    @router.post("/logout")
+    async def logout(request: Request) -> Response:
+        response = RedirectResponse("/", status_code=303)
+        response.delete_cookie(COOKIE, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/")
+        return response
+
+    return router
+
+
+def add_dashboard(app: FastAPI) -> None:
+    """Serve the dashboard from the API's ``app``: the page at ``/``, its files at ``/static``, ``/login`` and
+    ``/logout``. Keys are checked with ``app.state.api_keys``, as the API's routes check them."""
+    app.include_router(dashboard_router())
+    app.mount("/static", _StaticFiles(directory=STATIC_DIR), name="dashboard-static")

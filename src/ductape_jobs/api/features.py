@@ -1,0 +1,120 @@
+"""``/api/v1/features``: run a product's feature now (``ductape.feature.run``) and read a feature run back, with
+each event's result. A key limited to a product may run only that product's features and sees only its runs."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field
+
+from ductape_jobs.api.auth import Me
+from ductape_jobs.api.common import body_doc, call, client, json_object, responses
+from ductape_jobs.errors import ValidationError
+from ductape_jobs.features import EventResult, FeatureRun
+from ductape_jobs.models import Session
+
+router = APIRouter(tags=["features"])
+
+
+class FeatureRunRequest(BaseModel):
+    """What ``POST /features/{tag}/run`` takes (``ductape.feature.run``'s arguments)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    env: str = Field(min_length=1)
+    product_tag: str = Field(min_length=1)
+    input: dict[str, Any] = Field(default_factory=dict, description="the feature's input (its schema applies)")
+    session: Session | str | None = Field(default=None, description="a session token: 'tag:jwt' or {tag, token}")
+
+
+class EventResultOut(BaseModel):
+    sequence_tag: str
+    event_tag: str
+    event_type: str
+    status: str = Field(description="pending, running, retrying, completed, failed or skipped")
+    attempts: int
+    output: Any = Field(default=None, description="what the event returned (a JOB event has none)")
+    job_id: str | None = Field(default=None, description="a JOB event: the schedule it made")
+    error: str | None = None
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+
+    @classmethod
+    def of(cls, e: EventResult) -> EventResultOut:
+        return cls(
+            sequence_tag=e.sequence_tag,
+            event_tag=e.event_tag,
+            event_type=e.event_type,
+            status=e.status.value,
+            attempts=e.attempts,
+            output=e.output,
+            job_id=e.job_id,
+            error=e.error,
+            started_at=e.started_at,
+            completed_at=e.completed_at,
+        )
+
+
+class FeatureRunOut(BaseModel):
+    """A feature run (its session data is never part of an answer)."""
+
+    id: str
+    product_tag: str
+    env: str
+    feature_tag: str
+    status: str = Field(description="running, completed or failed")
+    input: dict[str, Any]
+    error: str | None = None
+    created_at: datetime
+    completed_at: datetime | None = None
+    output: dict[str, dict[str, Any]] = Field(description="sequence -> event -> result: what $Sequence sees")
+    events: list[EventResultOut]
+
+    @classmethod
+    def of(cls, r: FeatureRun) -> FeatureRunOut:
+        return cls(
+            id=r.id,
+            product_tag=r.product_tag,
+            env=r.env,
+            feature_tag=r.feature_tag,
+            status=r.status.value,
+            input=r.input,
+            error=r.error,
+            created_at=r.created_at,
+            completed_at=r.completed_at,
+            output=r.output,
+            events=[EventResultOut.of(e) for e in r.events],
+        )
+
+
+@router.post("/features/{tag}/run", openapi_extra=body_doc(FeatureRunRequest), responses=responses(403))
+async def run_feature(request: Request, tag: str, me: Me) -> FeatureRunOut:
+    """Run feature ``tag`` now and answer with the finished run (``status`` completed or failed, each event's
+    result). Bad input answers 422 and stores nothing."""
+    body = await json_object(request)
+    me.check_may_schedule(body)
+    unknown = sorted(set(body) - set(FeatureRunRequest.model_fields))
+    if unknown:
+        raise ValidationError(unknown[0], "is not a known field")
+    for field in ("env", "product_tag"):
+        if not isinstance(body.get(field), str) or not body[field].strip():
+            raise ValidationError(field, "is required (a non-empty string)")
+    run = await call(
+        client(request).feature.run,
+        tag,
+        env=body["env"],
+        product_tag=body["product_tag"],
+        input=body.get("input"),
+        session=body.get("session"),
+    )
+    return FeatureRunOut.of(run)
+
+
+@router.get("/features/runs/{run_id}", responses=responses(404))
+async def get_feature_run(request: Request, run_id: str, me: Me) -> FeatureRunOut:
+    """One feature run with each event's result."""
+    run = await call(client(request).feature.get, run_id)
+    me.check_visible(run.product_tag, run.env, "feature run", run_id)
+    return FeatureRunOut.of(run)

@@ -1,0 +1,99 @@
+"""How many runs each minute of the coming hours will start, per job, from the active schedules' cadences
+(pure: the schedules and ``now`` in, counts out). Occurrences already due count in minute 0, as the misfire
+policy will run them; limits and end dates are honoured. Work is bounded: a schedule firing more often than
+once a minute is counted per minute arithmetically, and past ``budget`` steps the forecast stops and says
+it was truncated."""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from ductape_jobs.engine.scheduler import occurrences_of, recurrence_of
+from ductape_jobs.models import Schedule
+from ductape_jobs.timing import EveryRecurrence, plan_due
+
+MINUTE = timedelta(minutes=1)
+BUDGET = 1_000_000  # steps (an occurrence, or a minute of a frequent schedule) before a forecast stops
+
+
+@dataclass
+class Forecasting:
+    start: datetime
+    minutes: int
+    budget: int = BUDGET
+    truncated: bool = False
+    counts: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+
+    @property
+    def end(self) -> datetime:
+        return self.start + self.minutes * MINUTE
+
+    def index(self, t: datetime) -> int:
+        return max(0, (t - self.start) // MINUTE)
+
+    def spend(self, steps: int) -> bool:
+        """Use ``steps`` of the budget; ``False`` (and truncated) once it is gone."""
+        self.budget -= steps
+        if self.budget < 0:
+            self.truncated = True
+            return False
+        return True
+
+
+def forecast(schedules: Sequence[Schedule], now: datetime, minutes: int, budget: int | None = None) -> Forecasting:
+    f = Forecasting(now.replace(second=0, microsecond=0), minutes, BUDGET if budget is None else budget)
+    for s in schedules:
+        if not f.spend(1):
+            break
+        _add(f, s, now)
+    return f
+
+
+def _add(f: Forecasting, s: Schedule, now: datetime) -> None:
+    recurrence = recurrence_of(s)
+    plan = plan_due(recurrence, occurrences_of(s), now, misfire=s.misfire)
+    counts = f.counts[s.job_tag]
+    if plan.due:
+        counts[0] += len(plan.due)
+    remaining = None if s.limit is None else s.limit - s.run_count - len(plan.due)
+    stop = f.end if s.end_date is None else min(f.end, s.end_date + timedelta(microseconds=1))
+    t = plan.next_due
+    if t is None or t >= stop or remaining == 0:
+        return
+    if isinstance(recurrence, EveryRecurrence) and recurrence.every < MINUTE:
+        _add_frequent(f, counts, recurrence, t, stop, remaining)
+        return
+    while t is not None and t < stop and (remaining is None or remaining > 0):
+        if not f.spend(1):
+            return
+        counts[f.index(t)] += 1
+        remaining = None if remaining is None else remaining - 1
+        t = recurrence.next_after(t)
+
+
+def _add_frequent(
+    f: Forecasting, counts: Counter[int], every: EveryRecurrence, first: datetime, stop: datetime, left: int | None
+) -> None:
+    """Count minute by minute: the occurrences in ``[a, b)`` are ``ceil(b) - ceil(a)`` in steps of ``every``."""
+
+    def ceil_steps(t: datetime) -> int:
+        return -((every.anchor - t) // every.every)
+
+    for minute in range(f.index(first), f.minutes):
+        a = max(first, f.start + minute * MINUTE)
+        b = min(stop, f.start + (minute + 1) * MINUTE)
+        if b <= a:
+            break
+        if not f.spend(1):
+            return
+        n = ceil_steps(b) - ceil_steps(a)
+        if left is not None:
+            n = min(n, left)
+            left -= n
+        if n:
+            counts[minute] += n
+        if left == 0:
+            return

@@ -1,0 +1,65 @@
+"""``/api/v1/runs``: run history, one run with its attempts, and retrying a failed or cancelled run."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+from fastapi import APIRouter, Request
+
+from ductape_jobs.api.auth import Me, Principal
+from ductape_jobs.api.common import call, client, paged, responses
+from ductape_jobs.api.schemas import Page, RunOut
+from ductape_jobs.models import Run
+
+router = APIRouter(tags=["runs"])
+
+
+async def visible_run(request: Request, me: Principal, run_id: str) -> Run:
+    """The run with its attempts, or 404 when it does not exist or this key does not see its product."""
+    run = await call(client(request).job.run, run_id)
+    me.check_visible(run.product_tag, run.env, "run", run_id)
+    return run
+
+
+@router.get("/runs", responses=responses())
+async def list_runs(
+    request: Request,
+    me: Me,
+    status: str | None = None,
+    job_id: str | None = None,
+    job_tag: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> Page[RunOut]:
+    """Runs, newest due time first. ``status``: a phase (``failed`` lists the dead letters); ``since``/``until``:
+    due-time bounds, Unix seconds or ms, or ISO 8601. Attempts are left out (``GET /runs/{run_id}`` has them)."""
+    ask, cut = paged(limit, offset)
+    found = await call(
+        client(request).job.runs,
+        status=status or None,
+        job_id=job_id or None,
+        job_tag=job_tag or None,
+        since=since or None,
+        until=until or None,
+        limit=ask,
+        offset=offset,
+        **me.scope(),
+    )
+    items, more = cut(found)
+    return Page[RunOut](items=[RunOut.of(r) for r in items], limit=limit, offset=offset, has_more=more)
+
+
+@router.get("/runs/{run_id}", responses=responses(404))
+async def get_run(request: Request, run_id: str, me: Me) -> RunOut:
+    """One run with its attempts (worker, start, end, outcome, error), timings and output."""
+    return RunOut.of(await visible_run(request, me, run_id))
+
+
+@router.post("/runs/{run_id}/retry", responses=responses(404, 409))
+async def retry_run(request: Request, run_id: str, me: Me) -> RunOut:
+    """One more attempt of a failed or cancelled run, now (409 in any other phase)."""
+    await visible_run(request, me, run_id)
+    run = await call(client(request).job.retry, run_id)
+    return RunOut.of(replace(run, attempts=[]))

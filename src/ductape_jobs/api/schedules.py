@@ -1,0 +1,139 @@
+"""``/api/v1/schedule``, ``/api/v1/schedules`` and ``/api/v1/preview``: scheduling jobs and controlling the
+scheduled job instances (pause, resume, cancel, trigger, a new cadence)."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+
+from ductape_jobs.api.auth import Me, Principal
+from ductape_jobs.api.common import body_doc, call, client, json_object, paged, responses
+from ductape_jobs.api.schemas import DispatchOut, Page, PreviewOut, RunOut, ScheduleOut
+from ductape_jobs.models import Count, RepeatOptions, Schedule, ScheduleRequest, parse
+
+router = APIRouter(tags=["schedules"])
+
+_REPEAT_REF = WithJsonSchema({"x-ref": "RepeatOptions"})  # IJobRepeatOptions (common.add_body_schemas)
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+
+class ReasonRequest(_Body):
+    """``{"reason": "..."}``, kept on the schedule (optional)."""
+
+    reason: Annotated[str, Field(max_length=500)] | None = None
+
+
+class EmptyRequest(_Body):
+    """No fields (an empty object, or no body)."""
+
+
+class PreviewRequest(_Body):
+    """The next fire times of ``repeat`` (``IJobRepeatOptions``) from ``start`` (default now)."""
+
+    repeat: Annotated[Any, _REPEAT_REF]  # validated by job.preview, which names its fields repeat.*
+    start: Annotated[Any, WithJsonSchema({"type": ["integer", "number", "string", "null"]})] = Field(
+        default=None, description="Unix seconds or ms, or ISO 8601; default now"
+    )
+    count: Count = Field(default=10, description="how many times, 1 to 10000")
+
+
+async def visible_schedule(request: Request, me: Principal, job_id: str) -> Schedule:
+    """The schedule, or 404 when it does not exist or this key does not see its product."""
+    schedule = await call(client(request).job.get, job_id)
+    me.check_visible(schedule.product_tag, schedule.env, "schedule", job_id)
+    return schedule
+
+
+@router.post("/schedule", status_code=201, openapi_extra=body_doc(ScheduleRequest), responses=responses(403))
+async def schedule(request: Request, me: Me) -> DispatchOut:
+    """Schedule the job ``event`` (``job.schedule``, the SDK's ``dispatch()``): now, at ``start_at``, or on
+    ``repeat`` (cron in a time zone, or every N ms)."""
+    body = await json_object(request)
+    me.check_may_schedule(body)
+    return DispatchOut.of(await call(client(request).job.schedule, body))
+
+
+@router.get("/schedules", responses=responses())
+async def list_schedules(
+    request: Request,
+    me: Me,
+    status: str | None = None,
+    job_tag: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> Page[ScheduleOut]:
+    """Scheduled job instances, newest first (``status``: active, paused, cancelled, completed)."""
+    ask, cut = paged(limit, offset)
+    found = await call(
+        client(request).job.list, status=status or None, job_tag=job_tag or None, limit=ask, offset=offset, **me.scope()
+    )
+    items, more = cut(found)
+    return Page[ScheduleOut](items=[ScheduleOut.of(s) for s in items], limit=limit, offset=offset, has_more=more)
+
+
+@router.get("/schedules/{job_id}", responses=responses(404))
+async def get_schedule(request: Request, job_id: str, me: Me) -> ScheduleOut:
+    """One scheduled job instance."""
+    return ScheduleOut.of(await visible_schedule(request, me, job_id))
+
+
+@router.post(
+    "/schedules/{job_id}/pause", openapi_extra=body_doc(ReasonRequest, required=False), responses=responses(404)
+)
+async def pause(request: Request, job_id: str, me: Me) -> ScheduleOut:
+    """Pause: no new occurrence starts; runs already queued still run. Only an active schedule pauses."""
+    body = parse(ReasonRequest, await json_object(request, optional=True))
+    await visible_schedule(request, me, job_id)
+    return ScheduleOut.of(await call(client(request).job.pause, job_id, body.reason))
+
+
+@router.post(
+    "/schedules/{job_id}/resume", openapi_extra=body_doc(EmptyRequest, required=False), responses=responses(404)
+)
+async def resume(request: Request, job_id: str, me: Me) -> ScheduleOut:
+    """Resume a paused schedule from now (occurrences that fell in the pause are skipped)."""
+    parse(EmptyRequest, await json_object(request, optional=True))
+    await visible_schedule(request, me, job_id)
+    return ScheduleOut.of(await call(client(request).job.resume, job_id))
+
+
+@router.post(
+    "/schedules/{job_id}/cancel", openapi_extra=body_doc(ReasonRequest, required=False), responses=responses(404)
+)
+async def cancel(request: Request, job_id: str, me: Me) -> ScheduleOut:
+    """Cancel for good; its runs that have not started are cancelled too (running ones finish)."""
+    body = parse(ReasonRequest, await json_object(request, optional=True))
+    await visible_schedule(request, me, job_id)
+    return ScheduleOut.of(await call(client(request).job.cancel, job_id, body.reason))
+
+
+@router.post(
+    "/schedules/{job_id}/trigger",
+    openapi_extra=body_doc(EmptyRequest, required=False),
+    responses=responses(404, 409),
+)
+async def trigger(request: Request, job_id: str, me: Me) -> RunOut:
+    """Run the schedule once now, outside its cadence (``triggered_by=manual``); answers the new run."""
+    parse(EmptyRequest, await json_object(request, optional=True))
+    await visible_schedule(request, me, job_id)
+    return RunOut.of(await call(client(request).job.trigger, job_id))
+
+
+@router.put("/schedules/{job_id}/repeat", openapi_extra=body_doc(RepeatOptions), responses=responses(404))
+async def reschedule(request: Request, job_id: str, me: Me) -> ScheduleOut:
+    """A new cadence from now (``job.reschedule``): the body is ``IJobRepeatOptions``."""
+    body = await json_object(request)
+    await visible_schedule(request, me, job_id)
+    return ScheduleOut.of(await call(client(request).job.reschedule, job_id, body))
+
+
+@router.post("/preview", openapi_extra=body_doc(PreviewRequest), responses=responses())
+async def preview(request: Request, me: Me) -> PreviewOut:
+    """The next fire times of a cadence, stored nowhere (``job.preview``)."""
+    req = parse(PreviewRequest, await json_object(request))
+    return PreviewOut(times=await call(client(request).job.preview, req.repeat, req.start, req.count))

@@ -1,0 +1,96 @@
+"""``ductape serve``: the engine (a worker, unless ``worker=False``) and the HTTP API under uvicorn, in one
+process and one event loop. SIGTERM/SIGINT stop both: the server stops accepting, event streams end, and the
+worker lets in-flight runs finish within its ``shutdown_grace``. Without a worker the process still sends
+the webhook deliveries (a worker process does it otherwise)."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import signal
+from collections.abc import Iterator
+from typing import Any
+
+import uvicorn
+
+from ductape_jobs.api.app import create_app
+from ductape_jobs.client import Ductape
+from ductape_jobs.engine.worker import Worker
+
+log = logging.getLogger("ductape_jobs.serve")
+
+
+class _Server(uvicorn.Server):
+    """uvicorn's server whose signal handling also stops the worker, and does not re-raise the signal after."""
+
+    def __init__(self, config: uvicorn.Config, on_exit: Any) -> None:
+        super().__init__(config)
+        self._on_exit = on_exit
+
+    @contextlib.contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        loop = asyncio.get_running_loop()
+        installed = []
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            with contextlib.suppress(NotImplementedError, RuntimeError, ValueError):  # not the main thread
+                loop.add_signal_handler(sig, self._signalled, sig)
+                installed.append(sig)
+        try:
+            yield
+        finally:
+            for sig in installed:
+                loop.remove_signal_handler(sig)
+
+    def _signalled(self, sig: signal.Signals) -> None:
+        log.info("received %s: stopping", sig.name)
+        if self.should_exit and sig == signal.SIGINT:
+            self.force_exit = True
+        self.should_exit = True
+        self._on_exit()
+
+
+async def serve(
+    dt: Ductape,
+    *,
+    host: str = "127.0.0.1",
+    port: int = 8000,
+    worker: bool = True,
+    metrics_auth: bool = False,
+    **worker_options: Any,
+) -> Worker | None:
+    """Serve ``dt``'s API on ``host:port`` with a worker alongside, until a signal; returns the worker."""
+    app = create_app(dt, metrics_auth=metrics_auth)
+    stop = asyncio.Event()
+
+    def stopping() -> None:
+        stop.set()
+        app.state.stopping.set()
+
+    config = uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,  # our logging (ductape_jobs.logs) formats uvicorn's lines too
+        timeout_graceful_shutdown=10,
+        server_header=False,
+        ws="none",  # the dashboard's live updates are Server-Sent Events
+    )
+    server = _Server(config, stopping)
+    if worker:
+        engine: asyncio.Task[Any] = asyncio.create_task(dt.run_worker(stop, **worker_options), name="ductape-worker")
+    else:
+        engine = asyncio.create_task(dt.webhooks.run(stop), name="ductape-webhooks")
+
+    def engine_ended(task: asyncio.Task[Any]) -> None:
+        if not stop.is_set():  # the worker died: stop serving rather than pretend
+            log.error("the engine stopped unexpectedly; stopping the server")
+            server.should_exit = True
+
+    engine.add_done_callback(engine_ended)
+    try:
+        await server.serve()
+    finally:
+        stopping()
+        result = await engine
+    return result if isinstance(result, Worker) else None

@@ -1,0 +1,93 @@
+"""``/api/v1/stats``: the overview (the last hour) and the forecast (the coming hours), for the dashboard.
+A key limited to a product sees that product's figures only."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timedelta
+
+from fastapi import APIRouter, Request
+
+from ductape_jobs.api.auth import Me
+from ductape_jobs.api.common import call, client, responses
+from ductape_jobs.api.forecast import forecast
+from ductape_jobs.api.schemas import Forecast, ForecastJob, Lateness, MinuteOut, NextRun, Overview
+from ductape_jobs.errors import ValidationError
+from ductape_jobs.models import MinuteCount
+
+router = APIRouter(prefix="/stats", tags=["stats"])
+
+HOUR = timedelta(hours=1)
+MINUTE = timedelta(minutes=1)
+LATENESS_SAMPLE = 10_000  # the latest runs the percentiles are computed from
+FORECAST_SCHEDULES = 5_000  # the active schedules a forecast considers (soonest due first)
+
+
+def percentile(sorted_ms: list[int], p: float) -> int | None:
+    """Nearest-rank percentile of an ascending list."""
+    if not sorted_ms:
+        return None
+    return sorted_ms[max(0, math.ceil(p / 100 * len(sorted_ms)) - 1)]
+
+
+def minute_series(found: list[MinuteCount], first: datetime, count: int) -> list[MinuteOut]:
+    """Every minute from ``first``, those without runs at zero."""
+    by_minute = {m.minute: m for m in found}
+    out = []
+    for i in range(count):
+        at = first + i * MINUTE
+        m = by_minute.get(at)
+        out.append(MinuteOut(minute=at, completed=m.completed if m else 0, failed=m.failed if m else 0))
+    return out
+
+
+@router.get("/overview", responses=responses())
+async def overview(request: Request, me: Me) -> Overview:
+    """Runs per minute (the last 60 minutes), failures in the last hour, the queue depth, lateness percentiles
+    of the runs started in the last hour, and the next 10 runs due."""
+    dt = client(request)
+    store, scope = dt.store, me.scope()
+    now = dt.clock.now()
+    first = now.replace(second=0, microsecond=0) - 59 * MINUTE
+    per_minute = minute_series(await call(store.runs_per_minute, first, now + MINUTE, **scope), first, 60)
+    late = sorted(
+        int(d.total_seconds() * 1000) for d in await call(store.lateness_sample, now - HOUR, LATENESS_SAMPLE, **scope)
+    )
+    due = await call(store.next_due_schedules, 10, **scope)
+    return Overview(
+        runs_per_minute=per_minute,
+        failures_last_hour=sum(m.failed for m in per_minute),
+        queue_depth=await call(store.queue_depth, now, **scope),
+        lateness_ms=Lateness(
+            p50=percentile(late, 50), p95=percentile(late, 95), p99=percentile(late, 99), sample=len(late)
+        ),
+        next_runs=[NextRun(job_id=s.id, job_tag=s.job_tag, next_run_at=s.next_run_at) for s in due if s.next_run_at],
+    )
+
+
+@router.get("/forecast", responses=responses())
+async def forecast_runs(request: Request, me: Me, hours: int = 24) -> Forecast:
+    """How many runs each minute of the next ``hours`` (1 to 168) will start, per job, from the active
+    schedules' cadences: ``counts`` maps a minute's index from ``start`` to its runs (minutes without any are
+    left out). At most 5,000 schedules (the soonest due) are considered; ``truncated`` says when that, or the
+    work bound on very frequent cadences, cut the count short."""
+    if not 1 <= hours <= 168:
+        raise ValidationError("hours", "must be between 1 and 168")
+    dt = client(request)
+    now = dt.clock.now()
+    end = now.replace(second=0, microsecond=0) + timedelta(hours=hours)
+    found = await call(dt.store.next_due_schedules, FORECAST_SCHEDULES + 1, before=end, **me.scope())
+    considered = found[:FORECAST_SCHEDULES]
+    result = await call(forecast, considered, now, hours * 60)
+    jobs = [
+        ForecastJob(job_tag=tag, counts=dict(sorted(counts.items())), total=sum(counts.values()))
+        for tag, counts in sorted(result.counts.items())
+        if counts
+    ]
+    return Forecast(
+        start=result.start,
+        minutes=result.minutes,
+        jobs=jobs,
+        schedules=len(considered),
+        truncated=result.truncated or len(found) > FORECAST_SCHEDULES,
+    )

@@ -1,0 +1,74 @@
+"""``/api/v1/webhooks``: lifecycle webhooks (the SDK's ``setWebhook``) and their deliveries.
+
+The secret signs each delivery (``X-Ductape-Signature``, as callbacks are signed) and is answered once, when
+the webhook is created. A webhook covers every env of its product, so these routes need a key that is not
+limited to an env; a key limited to a product manages that product's webhooks only.
+"""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, HTTPException, Request, Response
+
+from ductape_jobs.api.auth import Me, Principal
+from ductape_jobs.api.common import body_doc, call, client, json_object, paged, responses
+from ductape_jobs.api.schemas import DeliveryOut, Page, WebhookList, WebhookOut
+from ductape_jobs.errors import NotFoundError
+from ductape_jobs.models import Webhook
+from ductape_jobs.webhooks import WebhookRequest
+
+router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+
+
+def _check_env(me: Principal) -> None:
+    if me.env is not None:
+        raise HTTPException(403, "webhooks cover every env of a product: use a key that is not limited to an env")
+
+
+async def visible_webhook(request: Request, me: Principal, webhook_id: str) -> Webhook:
+    hook = await call(client(request).webhooks.get, webhook_id)
+    if me.product_tag is not None and hook.product_tag != me.product_tag:
+        raise NotFoundError("webhook", webhook_id)
+    return hook
+
+
+@router.post("", status_code=201, openapi_extra=body_doc(WebhookRequest), responses=responses(403))
+async def create_webhook(request: Request, me: Me) -> WebhookOut:
+    """Send a product's lifecycle events (``job.scheduled``, ``job.started``, ``job.completed``, ``job.failed``,
+    ``job.cancelled``, ``job.paused``, ``job.resumed``) to ``url``. The answer carries the ``secret`` (drawn
+    when not given): keep it, it is never shown again."""
+    body = await json_object(request)
+    _check_env(me)
+    given = body.get("product_tag")
+    if me.product_tag is not None and isinstance(given, str) and given.strip() != me.product_tag:
+        raise HTTPException(403, f"this API key may only set webhooks for product_tag {me.product_tag!r}")
+    hook, secret = await call(client(request).webhooks.create, body)
+    return WebhookOut.of(hook, secret)
+
+
+@router.get("", responses=responses(403))
+async def list_webhooks(request: Request, me: Me) -> WebhookList:
+    """The webhooks (without their secrets), oldest first."""
+    _check_env(me)
+    hooks = await call(client(request).webhooks.list, me.product_tag)
+    return WebhookList(items=[WebhookOut.of(h) for h in hooks])
+
+
+@router.delete("/{webhook_id}", status_code=204, responses=responses(403, 404))
+async def delete_webhook(request: Request, webhook_id: str, me: Me) -> Response:
+    """Delete a webhook and its deliveries (pending ones are not sent)."""
+    _check_env(me)
+    await visible_webhook(request, me, webhook_id)
+    await call(client(request).webhooks.delete, webhook_id)
+    return Response(status_code=204)
+
+
+@router.get("/{webhook_id}/deliveries", responses=responses(403, 404))
+async def list_deliveries(
+    request: Request, webhook_id: str, me: Me, limit: int = 100, offset: int = 0
+) -> Page[DeliveryOut]:
+    """A webhook's deliveries, newest first: status (pending, delivered, failed), attempts, last error."""
+    _check_env(me)
+    await visible_webhook(request, me, webhook_id)
+    ask, cut = paged(limit, offset)
+    items, more = cut(await call(client(request).webhooks.deliveries, webhook_id, limit=ask, offset=offset))
+    return Page[DeliveryOut](items=[DeliveryOut.of(d) for d in items], limit=limit, offset=offset, has_more=more)

@@ -1,0 +1,83 @@
+"""``ductape apikey create|list|revoke``: the keys of the HTTP API. A key is printed once, when created; the
+store keeps only its salted hash and a visible prefix."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from ductape_jobs.apikeys import ApiKeys
+from ductape_jobs.cli import render
+from ductape_jobs.cli.common import JsonOpt, StoreOpt, client, emit
+from ductape_jobs.models import ApiKey
+
+apikey_app = typer.Typer(help="API keys of the HTTP API (ductape serve): create, list, revoke.", no_args_is_help=True)
+
+
+def _listed(k: ApiKey) -> dict[str, object]:
+    return {
+        "id": k.id,
+        "name": k.name,
+        "prefix": k.prefix,
+        "product_tag": k.product_tag,
+        "env": k.env,
+        "created_at": k.created_at,
+        "last_used_at": k.last_used_at,
+        "revoked_at": k.revoked_at,
+    }
+
+
+def _table(keys: list[ApiKey]) -> Table:
+    table = Table(title="API keys", title_justify="left")
+    for column in ("id", "name", "prefix", "product", "env", "created", "last used", "revoked"):
+        table.add_column(column)
+    for k in keys:
+        table.add_row(
+            k.id,
+            k.name,
+            k.prefix,
+            k.product_tag or "any",
+            k.env or "any",
+            render.when(k.created_at),
+            render.when(k.last_used_at),
+            render.when(k.revoked_at) if k.revoked_at else "",
+        )
+    return table
+
+
+@apikey_app.command("create")
+def create(
+    name: Annotated[str, typer.Option(help="What the key is for (shown in listings).")],
+    product: Annotated[str | None, typer.Option(help="Limit the key to this product_tag.")] = None,
+    env: Annotated[str | None, typer.Option(help="Limit the key to this env.")] = None,
+    store: StoreOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a key and print it (once: only its hash is kept)."""
+    with client(store, None) as dt:
+        made = ApiKeys(dt.store, dt.clock).create(name, product_tag=product, env=env)
+    k = made.record
+    scope = f"product {k.product_tag or 'any'}, env {k.env or 'any'}"
+    emit(
+        {**_listed(k), "key": made.key},
+        as_json,
+        lambda: f"Created API key {k.id} ({k.name}; {scope}). Copy it now, it is not shown again:\n{made.key}",
+    )
+
+
+@apikey_app.command("list")
+def list_keys(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Every key (its prefix, never the key), revoked ones included."""
+    with client(store, None) as dt:
+        keys = ApiKeys(dt.store, dt.clock).list()
+    emit([_listed(k) for k in keys], as_json, lambda: _table(keys))
+
+
+@apikey_app.command("revoke")
+def revoke(key_id: str, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+    """Revoke a key by id: it answers 401 from now on."""
+    with client(store, None) as dt:
+        k = ApiKeys(dt.store, dt.clock).revoke(key_id)
+    emit(_listed(k), as_json, lambda: f"revoked API key {k.id} ({k.name}, {k.prefix})")

@@ -1,0 +1,52 @@
+"""What a worker tells observers (metrics, webhooks): runs it started, runs it finished, runs it rescued.
+
+Observers are called in the worker's event loop, so each method must be quick and must not block: one that
+needs I/O hands it to a thread. An observer that raises is logged and never stops the worker.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol
+
+from ductape_jobs.models import Run
+from ductape_jobs.store.base import Outcome
+
+log = logging.getLogger("ductape_jobs.worker")
+
+
+class RunObserver(Protocol):
+    def runs_started(self, runs: Sequence[Run], now: datetime) -> None:
+        """``runs`` were claimed at ``now`` and start (``run.attempt`` is the attempt starting)."""
+
+    def runs_finished(self, finished: Sequence[tuple[Run, Outcome]]) -> None:
+        """Outcomes were recorded: completed, retry scheduled (``outcome.retry_at``) or failed for good."""
+
+    def runs_rescued(self, run_ids: Sequence[str]) -> None:
+        """Runs whose worker stopped heartbeating went back to the queue (or failed after too many rescues)."""
+
+
+def tell_started(observers: Sequence[RunObserver], runs: Sequence[Run], now: datetime) -> None:
+    for observer in observers:
+        try:
+            observer.runs_started(runs, now)
+        except Exception:
+            log.exception("run observer %r failed", observer)
+
+
+def tell_finished(observers: Sequence[RunObserver], finished: Sequence[tuple[Run, Outcome]]) -> None:
+    for observer in observers:
+        try:
+            observer.runs_finished(finished)
+        except Exception:
+            log.exception("run observer %r failed", observer)
+
+
+def tell_rescued(observers: Sequence[RunObserver], run_ids: Sequence[str]) -> None:
+    for observer in observers:
+        try:
+            observer.runs_rescued(run_ids)
+        except Exception:
+            log.exception("run observer %r failed", observer)

@@ -1,0 +1,129 @@
+"""``ductape.feature``: run a product's feature (``run``), carry on an unfinished run (``resume``), run a failed
+one again (``retry``), and read runs back (``get``, ``runs``). ``AsyncDuctape`` has the same, awaited."""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+from typing import TYPE_CHECKING, Any
+
+from ductape_jobs.errors import NotFoundError, ValidationError
+from ductape_jobs.features.engine import FeatureEngine, Sleep
+from ductape_jobs.features.records import FeatureRun, FeatureRunStatus
+
+if TYPE_CHECKING:
+    from ductape_jobs.client import Ductape
+
+
+class Features:
+    """Reached as ``ductape.feature``. ``run`` validates first and stores nothing on bad input.
+
+    A run is recorded before its first event starts and after each event ends, so ``resume`` (in this process
+    or another) carries on where a crashed run stopped, never running a finished event again.
+    """
+
+    def __init__(self, owner: Ductape) -> None:
+        self._store = owner.store
+        self.engine = FeatureEngine(
+            store=owner.store,
+            products=owner.products,
+            sessions=owner.session,
+            executors=owner.executors,
+            prepare=owner.prepare,
+            clock=owner.clock,
+            schedule=owner.job.schedule,
+            backoff=owner.options.backoff,
+            lease=owner.options.lease,
+        )
+
+    @property
+    def sleep(self) -> Sleep:
+        """How a retried event waits its backoff (``asyncio.sleep``); replace it in tests."""
+        return self.engine.sleep
+
+    @sleep.setter
+    def sleep(self, value: Sleep) -> None:
+        self.engine.sleep = value
+
+    def run(
+        self,
+        tag: str,
+        *,
+        env: str,
+        product_tag: str,
+        input: dict[str, Any] | None = None,
+        session: Any = None,
+    ) -> FeatureRun:
+        """Run feature ``tag`` of ``product_tag`` in ``env`` now, in this process, and return the finished run
+        (``status`` completed or failed, with each event's result). ``session`` is a session token
+        (``"tag:jwt"`` or ``{"tag", "token"}``) whose verified data feeds ``$Session{...}``."""
+        return asyncio.run(self.engine.start(tag, env=env, product_tag=product_tag, input=input, session=session))
+
+    def resume(self, feature_run_id: str) -> FeatureRun:
+        """Carry on an unfinished run (its driver died) from the first event that had not finished. A finished
+        run is returned as it is; ``ConflictError`` while another driver's lease on it has not expired."""
+        return asyncio.run(self.engine.resume(feature_run_id))
+
+    def retry(self, feature_run_id: str) -> FeatureRun:
+        """Run a failed run again: its failed and skipped events run; completed ones are kept."""
+        return asyncio.run(self.engine.retry(feature_run_id))
+
+    def get(self, feature_run_id: str) -> FeatureRun:
+        """One feature run with each event's result."""
+        found = self._store.get_feature_run(feature_run_id)
+        if found is None:
+            raise NotFoundError("feature run", feature_run_id)
+        return found
+
+    def runs(
+        self,
+        *,
+        feature_tag: str | None = None,
+        status: FeatureRunStatus | str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> builtins.list[FeatureRun]:
+        """Feature runs, newest first (without their events; ``get`` has them)."""
+        state = None
+        if status is not None:
+            try:
+                state = FeatureRunStatus(status)
+            except ValueError:
+                allowed = ", ".join(s.value for s in FeatureRunStatus)
+                raise ValidationError("status", f"{status!r} is not one of {allowed}") from None
+        if not 1 <= limit <= 10_000:
+            raise ValidationError("limit", "must be between 1 and 10000")
+        if offset < 0:
+            raise ValidationError("offset", "must be >= 0")
+        return self._store.list_feature_runs(feature_tag=feature_tag, status=state, limit=limit, offset=offset)
+
+
+class AsyncFeatures:
+    """``await ductape.feature.<method>(...)``: each method is ``Features``' method of the same name."""
+
+    def __init__(self, features: Features) -> None:
+        self._features = features
+        self.engine = features.engine
+
+    async def run(
+        self,
+        tag: str,
+        *,
+        env: str,
+        product_tag: str,
+        input: dict[str, Any] | None = None,
+        session: Any = None,
+    ) -> FeatureRun:
+        return await self.engine.start(tag, env=env, product_tag=product_tag, input=input, session=session)
+
+    async def resume(self, feature_run_id: str) -> FeatureRun:
+        return await self.engine.resume(feature_run_id)
+
+    async def retry(self, feature_run_id: str) -> FeatureRun:
+        return await self.engine.retry(feature_run_id)
+
+    async def get(self, feature_run_id: str) -> FeatureRun:
+        return await asyncio.to_thread(self._features.get, feature_run_id)
+
+    async def runs(self, **filters: Any) -> builtins.list[FeatureRun]:
+        return await asyncio.to_thread(self._features.runs, **filters)

@@ -1,0 +1,123 @@
+"""Logs of ``ductape worker`` and ``ductape serve``: JSON lines when stderr is not a terminal (for a log
+collector), readable lines on a terminal. Lines logged while a run executes carry its ``run_id``, ``job_id``,
+``job_tag`` and ``attempt`` (the worker binds them to the run's task); API keys, webhook secrets, bearer
+tokens and session tokens are masked in every line.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from contextvars import ContextVar
+from datetime import UTC, datetime
+from typing import IO, TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ductape_jobs.models import Run
+
+RUN_FIELDS = ("run_id", "job_id", "job_tag", "attempt")
+
+_run: ContextVar[dict[str, Any] | None] = ContextVar("ductape_run", default=None)
+
+# What never reaches a log line: API keys, webhook secrets, bearer values, JWTs (session tokens), and
+# secret-looking query parameters.
+_SECRETS = re.compile(
+    r"dtk_[A-Za-z0-9]+_[A-Za-z0-9_\-]+"
+    r"|whsec_[A-Za-z0-9_\-]+"
+    r"|(?i:bearer)\s+[A-Za-z0-9._~+/\-]+=*"
+    r"|eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"
+    r"|(?i:(?:api_key|apikey|token|access_token|secret|password)=)(?!dtk_)[^&\s\"']+"
+)
+
+
+def bind_run(run: Run) -> None:
+    """Tag the log lines of the current task (or thread) with ``run``'s id, job and attempt."""
+    _run.set({"run_id": run.id, "job_id": run.schedule_id, "job_tag": run.job_tag, "attempt": run.attempt})
+
+
+def redact(text: str) -> str:
+    """``text`` with keys, secrets and tokens masked."""
+    return _SECRETS.sub(_mask, text)
+
+
+def _mask(match: re.Match[str]) -> str:
+    found = match.group(0)
+    if found.startswith("dtk_"):
+        return found[: found.index("_", 4)] + "_***"  # the visible prefix stays: it names the key
+    if "=" in found and not found.lower().startswith("bearer"):
+        return found[: found.index("=") + 1] + "***"
+    if found.lower().startswith("bearer"):
+        return found.split()[0] + " ***"
+    return found[:6] + "***"
+
+
+class RunFields(logging.Filter):
+    """Copies the bound run's fields onto each record (unless the call gave them with ``extra=``)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        bound = _run.get()
+        if bound:
+            for key, value in bound.items():
+                if not hasattr(record, key):
+                    setattr(record, key, value)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, the run's fields when present, exception."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": redact(record.getMessage()),
+        }
+        for key in RUN_FIELDS:
+            value = getattr(record, key, None)
+            if value is not None:
+                line[key] = value
+        if record.exc_info:
+            line["exception"] = redact(self.formatException(record.exc_info))
+        return json.dumps(line, default=str)
+
+
+class TextFormatter(logging.Formatter):
+    """``time LEVEL logger: message [run=... job=... attempt=...]`` for people."""
+
+    def __init__(self) -> None:
+        super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    def format(self, record: logging.LogRecord) -> str:
+        text = super().format(record)
+        tags = [f"{key}={getattr(record, key)}" for key in RUN_FIELDS if getattr(record, key, None) is not None]
+        if tags:
+            first, sep, rest = text.partition("\n")
+            text = f"{first} [{' '.join(tags)}]{sep}{rest}"
+        return redact(text)
+
+
+def setup(level: int = logging.INFO, *, stream: IO[str] | None = None, json_lines: bool | None = None) -> None:
+    """Send logs to ``stream`` (stderr): JSON lines unless it is a terminal (``json_lines`` forces either).
+    Replaces the root logger's handlers, so calling it again is harmless."""
+    out = stream or sys.stderr
+    as_json = json_lines if json_lines is not None else not _is_tty(out)
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(JsonFormatter() if as_json else TextFormatter())
+    handler.addFilter(RunFields())
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry full URLs (query secrets)
+    logging.getLogger("httpcore").setLevel(logging.WARNING)
+
+
+def _is_tty(stream: IO[str]) -> bool:
+    try:
+        return stream.isatty()
+    except (AttributeError, ValueError):
+        return False

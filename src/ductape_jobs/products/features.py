@@ -1,0 +1,121 @@
+"""A product's features: named sequences of events (the SDK's ``IFeature``, ``IFeatureSequence``, ``IFeatureEvent``).
+
+::
+
+    features:
+      remind:
+        input: {email: string, date: string}        # key -> type name
+        required: [email]
+        sequence:
+          - sequence_tag: lookup
+            events:
+              - {type: FUNCTION, event: find_event, input: {id: "$Input{event_id}"}}
+          - sequence_tag: notify
+            parents: [lookup]
+            events:
+              - {type: JOB, event: send_notification, retries: 3, allow_fail: false,
+                 input: {email: {to: "$Input{email}", subject: "$Sequence{lookup}{find_event}{title}"}}}
+
+These are the shapes only; the rules between them (parents, cycles, what ``$Sequence{...}`` may point at,
+events the product defines) are checked by ``ductape_jobs.features.plan`` when the product is added.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+
+from ductape_jobs.models import RepeatOptions
+
+#: Type names a feature's input schema may use (``any`` accepts every JSON value).
+INPUT_TYPES: dict[str, type | tuple[type, ...]] = {
+    "string": str,
+    "number": (int, float),
+    "integer": int,
+    "boolean": bool,
+    "object": dict,
+    "array": list,
+    "any": object,
+}
+
+
+class FeatureEventTypes(StrEnum):
+    """What a feature event runs (the SDK's ``FeatureEventTypes``); upper case (``JOB``) is accepted too."""
+
+    ACTION = "action"
+    NOTIFICATION = "notification"
+    DATABASE_ACTION = "database_action"
+    FUNCTION = "function"
+    MESSAGEBROKER = "messagebroker"
+    FEATURE = "feature"
+    JOB = "job"
+
+    @classmethod
+    def parse(cls, value: object) -> FeatureEventTypes:
+        if isinstance(value, FeatureEventTypes):
+            return value
+        if isinstance(value, str):
+            key = value.strip().lower().replace("-", "_")
+            key = {"publish": "messagebroker", "message_broker": "messagebroker"}.get(key, key)
+            for member in cls:
+                if member.value == key:
+                    return member
+        names = ", ".join(m.name for m in cls)
+        raise ValueError(f"unknown event type {value!r} (use one of {names})")
+
+
+def _event_type(value: object) -> object:
+    return FeatureEventTypes.parse(value)
+
+
+class _Spec(BaseModel):
+    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+
+
+class FeatureEvent(_Spec):
+    """One event of a sequence (``IFeatureEvent``). ``event`` is the event's tag in the product (for a JOB
+    event, the job's tag); ``input`` may pipe ``$Input``, ``$Session`` and ``$Sequence`` values."""
+
+    type: Annotated[FeatureEventTypes, BeforeValidator(_event_type)]
+    event: str = Field(min_length=1, max_length=256)
+    input: dict[str, Any] = Field(default_factory=dict)
+    retries: int = Field(default=0, ge=0, le=100, description="attempts after a failure")
+    allow_fail: bool = Field(default=False, description="the feature goes on after this event fails for good")
+    app: str | None = None
+    repeat: RepeatOptions | None = Field(default=None, description="JOB events: the cadence instead of the job's")
+
+    @field_validator("retries", mode="before")
+    @classmethod
+    def _no_bool(cls, v: object) -> object:
+        if isinstance(v, bool):
+            raise ValueError("must be a number, not a boolean")
+        return v
+
+
+class FeatureSequence(_Spec):
+    """A step of a feature (``IFeatureSequence``): its events run once all its ``parents`` have run."""
+
+    sequence_tag: str = Field(min_length=1, max_length=128)
+    parents: list[str] = Field(default_factory=list)
+    events: list[FeatureEvent] = Field(min_length=1)
+
+
+class FeatureSpec(_Spec):
+    """A feature (``IFeature``): its input schema and its sequences."""
+
+    tag: str | None = Field(default=None, description="the key it is declared under, if given")
+    name: str | None = None
+    description: str | None = None
+    input: dict[str, str] = Field(default_factory=dict, description="input key -> type name")
+    required: list[str] = Field(default_factory=list, description="input keys that must be given")
+    sequence: list[FeatureSequence] = Field(min_length=1)
+
+    @field_validator("input")
+    @classmethod
+    def _types(cls, v: dict[str, str]) -> dict[str, str]:
+        for key, name in v.items():
+            if name not in INPUT_TYPES:
+                raise ValueError(f"input.{key}: unknown type {name!r} (use one of {', '.join(INPUT_TYPES)})")
+        return v

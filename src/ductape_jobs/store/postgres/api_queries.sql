@@ -1,0 +1,120 @@
+-- SQL of the PostgreSQL store for the HTTP API: API keys, webhooks and deliveries, statistics.
+-- Times are BIGINT milliseconds since the Unix epoch, UTC. `product_tag`/`env` NULL means any.
+
+-- name: insert_api_key
+INSERT INTO api_keys (id, name, prefix, hash, product_tag, env, created_at)
+VALUES (%(id)s, %(name)s, %(prefix)s, %(hash)s, %(product_tag)s, %(env)s, %(created_at)s);
+
+-- name: find_api_key
+SELECT * FROM api_keys WHERE prefix = %(prefix)s;
+
+-- name: list_api_keys
+SELECT * FROM api_keys ORDER BY created_at DESC, id DESC;
+
+-- name: revoke_api_key
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, %(now)s) WHERE id = %(id)s RETURNING *;
+
+-- name: touch_api_key
+UPDATE api_keys SET last_used_at = %(now)s
+WHERE id = %(id)s AND (last_used_at IS NULL OR last_used_at < %(now)s);
+
+-- name: insert_webhook
+INSERT INTO webhooks (id, product_tag, url, events, secret, created_at)
+VALUES (%(id)s, %(product_tag)s, %(url)s, %(events)s, %(secret)s, %(created_at)s);
+
+-- name: list_webhooks
+SELECT * FROM webhooks WHERE (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+ORDER BY created_at, id;
+
+-- name: delete_webhook
+DELETE FROM webhooks WHERE id = %(id)s;
+
+-- name: delete_deliveries_of_webhook
+DELETE FROM webhook_deliveries WHERE webhook_id = %(id)s;
+
+-- name: insert_delivery
+-- Nothing is inserted for a webhook deleted in the meantime.
+INSERT INTO webhook_deliveries (id, webhook_id, event, payload, status, attempts, next_attempt_at, created_at)
+SELECT %(id)s, w.id, %(event)s, %(payload)s, 'pending', 0, %(next_attempt_at)s, %(created_at)s FROM webhooks w
+WHERE w.id = %(webhook_id)s;
+
+-- name: claim_deliveries
+-- Racing senders take different deliveries (SKIP LOCKED); a claim lasts until the lease ends.
+UPDATE webhook_deliveries d SET next_attempt_at = %(lease_until)s
+FROM (SELECT id FROM webhook_deliveries
+      WHERE status = 'pending' AND next_attempt_at <= %(now)s
+      ORDER BY next_attempt_at LIMIT %(limit)s
+      FOR UPDATE SKIP LOCKED) due, webhooks w
+WHERE d.id = due.id AND w.id = d.webhook_id
+RETURNING d.*, w.url AS url, w.secret AS secret;
+
+-- name: record_delivery
+UPDATE webhook_deliveries SET
+    status = CASE WHEN %(ok)s = 1 THEN 'delivered'
+                  WHEN %(retry_at)s::bigint IS NULL THEN 'failed' ELSE 'pending' END,
+    attempts = attempts + 1,
+    delivered_at = CASE WHEN %(ok)s = 1 THEN %(now)s::bigint END,
+    next_attempt_at = %(retry_at)s,
+    last_error = %(error)s
+WHERE id = %(id)s AND status = 'pending';
+
+-- name: list_deliveries
+SELECT * FROM webhook_deliveries WHERE webhook_id = %(webhook_id)s
+ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: runs_per_minute
+SELECT (completed_at / 60000) * 60000 AS minute,
+       count(*) FILTER (WHERE phase = 'completed') AS completed,
+       count(*) FILTER (WHERE phase = 'failed') AS failed
+FROM runs
+WHERE completed_at IS NOT NULL AND completed_at >= %(since)s AND completed_at < %(until)s
+  AND phase IN ('completed', 'failed')
+  AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+  AND (%(env)s::text IS NULL OR env = %(env)s)
+GROUP BY 1 ORDER BY 1;
+
+-- name: lateness_sample
+-- How late runs started since `since` began: ended ones (found by their end, which follows their start) and
+-- running ones. Late = start minus the time the run became due (its retry time for a retry).
+(SELECT started_at, started_at - coalesce(available_at, scheduled_at) AS late_ms FROM runs
+ WHERE completed_at IS NOT NULL AND completed_at >= %(since)s AND started_at >= %(since)s
+   AND phase IN ('completed', 'failed')
+   AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+   AND (%(env)s::text IS NULL OR env = %(env)s)
+ UNION ALL
+ SELECT started_at, started_at - coalesce(available_at, scheduled_at) AS late_ms FROM runs
+ WHERE phase = 'running' AND started_at >= %(since)s
+   AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+   AND (%(env)s::text IS NULL OR env = %(env)s))
+ORDER BY started_at DESC LIMIT %(limit)s;
+
+-- name: queue_depth
+SELECT count(*) AS n FROM runs
+WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+  AND available_at <= %(now)s
+  AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+  AND (%(env)s::text IS NULL OR env = %(env)s);
+
+-- name: next_due_schedules
+SELECT * FROM schedules
+WHERE status = 'active' AND next_run_at IS NOT NULL
+  AND (%(before)s::bigint IS NULL OR next_run_at < %(before)s)
+  AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+  AND (%(env)s::text IS NULL OR env = %(env)s)
+ORDER BY next_run_at, id LIMIT %(limit)s;
+
+-- name: run_activity
+SELECT
+    (SELECT id FROM runs WHERE (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+        AND (%(env)s::text IS NULL OR env = %(env)s) ORDER BY id DESC LIMIT 1) AS latest_run_id,
+    (SELECT completed_at FROM runs WHERE completed_at IS NOT NULL
+        AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+        AND (%(env)s::text IS NULL OR env = %(env)s)
+        ORDER BY completed_at DESC LIMIT 1) AS latest_finished_at,
+    (SELECT count(*) FROM runs WHERE phase = 'running'
+        AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+        AND (%(env)s::text IS NULL OR env = %(env)s)) AS running,
+    (SELECT count(*) FROM runs WHERE phase IN ('scheduled', 'queued', 'retry_scheduled')
+        AND available_at IS NOT NULL AND available_at <= %(now)s
+        AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+        AND (%(env)s::text IS NULL OR env = %(env)s)) AS queued;

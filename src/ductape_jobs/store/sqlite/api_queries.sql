@@ -1,0 +1,111 @@
+-- SQL of the SQLite store for the HTTP API: API keys, webhooks and deliveries, statistics.
+-- Times are integer milliseconds since the Unix epoch, UTC. `:product_tag`/`:env` NULL means any.
+
+-- name: insert_api_key
+INSERT INTO api_keys (id, name, prefix, hash, product_tag, env, created_at)
+VALUES (:id, :name, :prefix, :hash, :product_tag, :env, :created_at);
+
+-- name: find_api_key
+SELECT * FROM api_keys WHERE prefix = :prefix;
+
+-- name: list_api_keys
+SELECT * FROM api_keys ORDER BY created_at DESC, id DESC;
+
+-- name: revoke_api_key
+UPDATE api_keys SET revoked_at = coalesce(revoked_at, :now) WHERE id = :id RETURNING *;
+
+-- name: touch_api_key
+UPDATE api_keys SET last_used_at = :now WHERE id = :id AND (last_used_at IS NULL OR last_used_at < :now);
+
+-- name: insert_webhook
+INSERT INTO webhooks (id, product_tag, url, events, secret, created_at)
+VALUES (:id, :product_tag, :url, :events, :secret, :created_at);
+
+-- name: list_webhooks
+SELECT * FROM webhooks WHERE (:product_tag IS NULL OR product_tag = :product_tag) ORDER BY created_at, id;
+
+-- name: webhooks_by_id
+SELECT * FROM webhooks WHERE id IN (SELECT value FROM json_each(:ids));
+
+-- name: delete_webhook
+DELETE FROM webhooks WHERE id = :id;
+
+-- name: delete_deliveries_of_webhook
+DELETE FROM webhook_deliveries WHERE webhook_id = :id;
+
+-- name: insert_delivery
+-- Nothing is inserted for a webhook deleted in the meantime.
+INSERT INTO webhook_deliveries (id, webhook_id, event, payload, status, attempts, next_attempt_at, created_at)
+SELECT :id, w.id, :event, :payload, 'pending', 0, :next_attempt_at, :created_at FROM webhooks w
+WHERE w.id = :webhook_id;
+
+-- name: claim_deliveries
+UPDATE webhook_deliveries SET next_attempt_at = :lease_until
+WHERE id IN (
+    SELECT id FROM webhook_deliveries INDEXED BY webhook_deliveries_due
+    WHERE status = 'pending' AND next_attempt_at <= :now
+    ORDER BY next_attempt_at LIMIT :limit)
+RETURNING *;
+
+-- name: record_delivery
+UPDATE webhook_deliveries SET
+    status = CASE WHEN :ok = 1 THEN 'delivered' WHEN :retry_at IS NULL THEN 'failed' ELSE 'pending' END,
+    attempts = attempts + 1,
+    delivered_at = CASE WHEN :ok = 1 THEN :now END,
+    next_attempt_at = :retry_at,
+    last_error = :error
+WHERE id = :id AND status = 'pending';
+
+-- name: list_deliveries
+SELECT * FROM webhook_deliveries WHERE webhook_id = :webhook_id
+ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset;
+
+-- name: runs_per_minute
+SELECT (completed_at / 60000) * 60000 AS minute,
+       sum(CASE WHEN phase = 'completed' THEN 1 ELSE 0 END) AS completed,
+       sum(CASE WHEN phase = 'failed' THEN 1 ELSE 0 END) AS failed
+FROM runs INDEXED BY runs_ended
+WHERE completed_at IS NOT NULL AND completed_at >= :since AND completed_at < :until
+  AND phase IN ('completed', 'failed')
+  AND (:product_tag IS NULL OR product_tag = :product_tag) AND (:env IS NULL OR env = :env)
+GROUP BY 1 ORDER BY 1;
+
+-- name: lateness_sample
+-- How late runs started since :since began: ended ones (found by their end, which follows their start) and
+-- running ones. Late = start minus the time the run became due (its retry time for a retry).
+SELECT started_at, started_at - coalesce(available_at, scheduled_at) AS late_ms
+FROM runs INDEXED BY runs_ended
+WHERE completed_at IS NOT NULL AND completed_at >= :since AND started_at >= :since
+  AND phase IN ('completed', 'failed')
+  AND (:product_tag IS NULL OR product_tag = :product_tag) AND (:env IS NULL OR env = :env)
+UNION ALL
+SELECT started_at, started_at - coalesce(available_at, scheduled_at) AS late_ms
+FROM runs INDEXED BY runs_leases
+WHERE phase = 'running' AND started_at >= :since
+  AND (:product_tag IS NULL OR product_tag = :product_tag) AND (:env IS NULL OR env = :env)
+ORDER BY started_at DESC LIMIT :limit;
+
+-- name: queue_depth
+SELECT count(*) AS n FROM runs INDEXED BY runs_pending
+WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND available_at <= :now
+  AND (:product_tag IS NULL OR product_tag = :product_tag) AND (:env IS NULL OR env = :env);
+
+-- name: next_due_schedules
+SELECT * FROM schedules INDEXED BY schedules_due
+WHERE status = 'active' AND next_run_at IS NOT NULL AND (:before IS NULL OR next_run_at < :before)
+  AND (:product_tag IS NULL OR product_tag = :product_tag) AND (:env IS NULL OR env = :env)
+ORDER BY next_run_at, id LIMIT :limit;
+
+-- name: run_activity
+SELECT
+    (SELECT id FROM runs WHERE (:product_tag IS NULL OR product_tag = :product_tag)
+        AND (:env IS NULL OR env = :env) ORDER BY id DESC LIMIT 1) AS latest_run_id,
+    (SELECT completed_at FROM runs INDEXED BY runs_ended WHERE completed_at IS NOT NULL
+        AND (:product_tag IS NULL OR product_tag = :product_tag) AND (:env IS NULL OR env = :env)
+        ORDER BY completed_at DESC LIMIT 1) AS latest_finished_at,
+    (SELECT count(*) FROM runs INDEXED BY runs_leases WHERE phase = 'running'
+        AND (:product_tag IS NULL OR product_tag = :product_tag) AND (:env IS NULL OR env = :env)) AS running,
+    (SELECT count(*) FROM runs INDEXED BY runs_pending
+        WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+        AND available_at <= :now
+        AND (:product_tag IS NULL OR product_tag = :product_tag) AND (:env IS NULL OR env = :env)) AS queued;

@@ -1,0 +1,375 @@
+"""Lifecycle webhooks, as the SDK's ``setWebhook``: a product's schedules and runs POST their events to a URL.
+
+Events: ``job.scheduled``, ``job.paused``, ``job.resumed``, ``job.cancelled`` (from the client) and
+``job.started``, ``job.completed``, ``job.failed`` (from workers; ``job.failed`` when a run fails for good,
+not on an attempt that will be retried). Each event becomes one delivery row per matching webhook
+(``emit``); a delivery loop (``run``, in every worker process and in ``ductape serve``) sends due deliveries::
+
+    POST <url>
+    Content-Type: application/json
+    X-Ductape-Event: job.completed
+    X-Ductape-Delivery: dlv_...
+    X-Ductape-Timestamp: <unix seconds>
+    X-Ductape-Signature: sha256=<hex HMAC-SHA256(secret, "<timestamp>.<body>")>
+
+    {"id": "dlv_...", "event": "job.completed", "created_at": "...", "data": {"run_id": ..., "job_id": ...}}
+
+(the signature of callbacks: ``ductape_jobs.executors.notify.verify_signature`` checks it). A delivery that
+does not get a 2xx answer is retried with exponential backoff (1 s, 2 s, 4 s, ... capped at 1 h) up to
+``max_attempts``; every attempt is recorded (status, attempts, last error, delivered_at). Delivery is at least
+once (a receiver should de-duplicate on the ``id``); a webhook's deliveries are sent in the order of their
+events, but one that is retried arrives after the events that followed it.
+
+Emitting is cheap when nobody listens: the list of webhooks is cached per process for ``ttl`` (5 s), and an
+event that no webhook wants costs a dictionary lookup.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import builtins
+import contextlib
+import itertools
+import logging
+import os
+import secrets
+import threading
+import time
+from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+from urllib.parse import urlsplit
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from ductape_jobs.clock import Clock
+from ductape_jobs.engine.retry import Backoff
+from ductape_jobs.errors import NotFoundError, ValidationError
+from ductape_jobs.executors.notify import post_callback
+from ductape_jobs.ids import new_id
+from ductape_jobs.models import (
+    DeliveryStatus,
+    DispatchResult,
+    Run,
+    RunPhase,
+    Schedule,
+    Webhook,
+    WebhookDelivery,
+    parse,
+)
+from ductape_jobs.store.base import DueDelivery, Outcome, Store
+
+log = logging.getLogger("ductape_jobs.webhooks")
+
+EVENTS = (
+    "job.scheduled",
+    "job.started",
+    "job.completed",
+    "job.failed",
+    "job.cancelled",
+    "job.paused",
+    "job.resumed",
+)
+EVENT_HEADER = "X-Ductape-Event"
+DELIVERY_HEADER = "X-Ductape-Delivery"
+
+
+class WebhookRequest(BaseModel):
+    """``POST /webhooks``: where a product's events go. ``secret`` (>= 16 characters) is drawn if absent."""
+
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+
+    product_tag: Annotated[str, Field(min_length=1, max_length=256)]
+    url: Annotated[str, Field(min_length=1, max_length=2048)]
+    events: list[str] = Field(min_length=1)
+    secret: Annotated[str, Field(min_length=16, max_length=256)] | None = None
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        parts = urlsplit(v)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ValueError("must be an http:// or https:// URL with a host")
+        return v
+
+    @field_validator("events")
+    @classmethod
+    def _events(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if name not in EVENTS:
+                raise ValueError(f"{name!r} is not one of {', '.join(EVENTS)}")
+        return list(dict.fromkeys(v))
+
+
+def schedule_payload(s: Schedule, result: DispatchResult | None = None) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "job_id": s.id,
+        "job_tag": s.job_tag,
+        "product_tag": s.product_tag,
+        "env": s.env,
+        "status": s.status.value,
+        "recurring": s.recurring,
+        "next_run_at": _iso(s.next_run_at),
+    }
+    if result is not None:
+        payload.update(run_status=result.status.value, scheduled_at=_iso(result.scheduled_at))
+    if s.reason:
+        payload["reason"] = s.reason
+    return payload
+
+
+def run_payload(run: Run, outcome: Outcome | None = None, started_at: datetime | None = None) -> dict[str, Any]:
+    payload: dict[str, Any] = {
+        "run_id": run.id,
+        "job_id": run.schedule_id,
+        "job_tag": run.job_tag,
+        "product_tag": run.product_tag,
+        "env": run.env,
+        "event_type": run.event_type.value,
+        "event_tag": run.event_tag,
+        "attempt": run.attempt,
+        "scheduled_at": _iso(run.scheduled_at),
+        "started_at": _iso(started_at or run.started_at),
+        "triggered_by": run.triggered_by.value,
+    }
+    if outcome is not None:
+        payload.update(
+            status=(RunPhase.COMPLETED if outcome.ok else RunPhase.FAILED).value,
+            completed_at=_iso(outcome.finished_at),
+            duration_ms=outcome.duration_ms,
+            error=(outcome.error or "").splitlines()[0] if outcome.error else None,
+        )
+    return payload
+
+
+def _iso(t: datetime | None) -> str | None:
+    return None if t is None else t.isoformat()
+
+
+class Webhooks:
+    """Reached as ``ductape.webhooks``: manage webhooks, emit events, send due deliveries."""
+
+    def __init__(
+        self,
+        store: Store,
+        clock: Clock,
+        *,
+        ttl: float = 5.0,
+        backoff: Backoff | None = None,
+        max_attempts: int = 8,
+        lease: timedelta = timedelta(seconds=60),
+        timeout: float = 10.0,
+        batch: int = 20,
+    ) -> None:
+        self._store = store
+        self._clock = clock
+        self.ttl = ttl
+        self.backoff = backoff or Backoff(cap=timedelta(hours=1))
+        self.max_attempts = max_attempts
+        self.lease = lease
+        self.timeout = timeout
+        self.batch = batch
+        self._hooks: list[Webhook] = []
+        self._loaded_at: float | None = None
+        self._lock = threading.Lock()
+        self._emitter: ThreadPoolExecutor | None = None
+
+    # -------------------------------------------------------------------------------- management
+
+    def create(self, request: WebhookRequest | dict[str, Any]) -> tuple[Webhook, str]:
+        """Store a webhook; returns it and its secret (drawn when the request has none). The secret is shown
+        only here: listings never carry it."""
+        req = parse(WebhookRequest, request)
+        secret = req.secret or "whsec_" + secrets.token_urlsafe(32)
+        hook = Webhook(new_id("wh"), req.product_tag, req.url, list(req.events), secret, self._clock.now())
+        self._store.add_webhook(hook)
+        self.forget()
+        return hook, secret
+
+    def list(self, product_tag: str | None = None) -> list[Webhook]:
+        return self._store.list_webhooks(product_tag=product_tag)
+
+    def get(self, webhook_id: str) -> Webhook:
+        for hook in self._store.list_webhooks():
+            if hook.id == webhook_id:
+                return hook
+        raise NotFoundError("webhook", webhook_id)
+
+    def delete(self, webhook_id: str) -> None:
+        self._store.delete_webhook(webhook_id)
+        self.forget()
+
+    def deliveries(self, webhook_id: str, *, limit: int = 100, offset: int = 0) -> builtins.list[WebhookDelivery]:
+        if not 1 <= limit <= 10_000:
+            raise ValidationError("limit", "must be between 1 and 10000")
+        if offset < 0:
+            raise ValidationError("offset", "must be >= 0")
+        self.get(webhook_id)
+        return self._store.list_deliveries(webhook_id, limit=limit, offset=offset)
+
+    # ---------------------------------------------------------------------------------- emitting
+
+    def forget(self) -> None:
+        """Drop the cached webhook list (this process changed it)."""
+        with self._lock:
+            self._loaded_at = None
+
+    def _current(self) -> builtins.list[Webhook]:
+        with self._lock:
+            if self._loaded_at is not None and time.monotonic() - self._loaded_at < self.ttl:
+                return self._hooks
+        hooks = self._store.list_webhooks()
+        with self._lock:
+            self._hooks, self._loaded_at = hooks, time.monotonic()
+        return hooks
+
+    def maybe_wanted(self, event: str) -> bool:
+        """``False`` when, as far as the cache knows, no webhook takes ``event`` (so building it is useless)."""
+        with self._lock:
+            if self._loaded_at is None or time.monotonic() - self._loaded_at >= self.ttl:
+                return True
+            return any(event in hook.events for hook in self._hooks)
+
+    def emit(self, event: str, payloads: Iterable[dict[str, Any]]) -> int:
+        """Queue ``event`` for every webhook of each payload's product that takes it; returns how many
+        deliveries. ``payloads`` may be a generator: it is not consumed when no webhook takes ``event``.
+        A failure is logged, never raised: the change that caused the event is already stored."""
+        if not self.maybe_wanted(event):
+            return 0
+        try:
+            hooks = [h for h in self._current() if event in h.events]
+            if not hooks:
+                return 0
+            now = self._clock.now()
+            rows: builtins.list[WebhookDelivery] = []
+            for payload in payloads:
+                for hook in hooks:
+                    if hook.product_tag == payload.get("product_tag"):
+                        rows.append(_delivery(hook, event, payload, now))
+            self._store.enqueue_deliveries(rows)
+            return len(rows)
+        except Exception:
+            log.exception("could not queue %s webhook deliveries", event)
+            return 0
+
+    def emit_soon(self, event: str, payloads: Sequence[dict[str, Any]]) -> None:
+        """``emit`` in a background thread, in order (for the worker's event loop, which must not block)."""
+        with self._lock:
+            if self._emitter is None:
+                self._emitter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ductape-webhooks")
+            emitter = self._emitter
+        emitter.submit(self.emit, event, list(payloads))
+
+    def flush(self) -> None:
+        """Wait until what ``emit_soon`` was given is queued."""
+        with self._lock:
+            emitter = self._emitter
+        if emitter is not None:
+            emitter.submit(lambda: None).result()
+
+    def close(self) -> None:
+        """Finish queuing what ``emit_soon`` was given."""
+        with self._lock:
+            emitter, self._emitter = self._emitter, None
+        if emitter is not None:
+            emitter.shutdown(wait=True)
+
+    # --------------------------------------------------------------------------------- delivering
+
+    async def deliver_due(self, client: httpx.AsyncClient | None = None) -> int:
+        """Send the deliveries due now (one batch); returns how many were attempted."""
+        if not await asyncio.to_thread(self._current):
+            return 0  # no webhook at all (as of the cache): nothing can be due
+        due = await asyncio.to_thread(self._store.due_deliveries, self._clock.now(), self.batch, self.lease)
+        if not due:
+            return 0
+        if client is None:
+            async with httpx.AsyncClient() as own:
+                await self._send_all(own, due)
+        else:
+            await self._send_all(client, due)
+        return len(due)
+
+    async def _send_all(self, client: httpx.AsyncClient, due: builtins.list[DueDelivery]) -> None:
+        """Each webhook's deliveries in order (oldest first), different webhooks at the same time."""
+        by_hook: dict[str, builtins.list[DueDelivery]] = {}
+        for d in due:
+            by_hook.setdefault(d.delivery.webhook_id, []).append(d)
+
+        async def in_order(queue: builtins.list[DueDelivery]) -> None:
+            for d in queue:
+                await self._send(client, d)
+
+        await asyncio.gather(*(in_order(queue) for queue in by_hook.values()))
+
+    async def _send(self, client: httpx.AsyncClient, due: DueDelivery) -> None:
+        d = due.delivery
+        headers = {EVENT_HEADER: d.event, DELIVERY_HEADER: d.id, "User-Agent": "ductape-jobs-webhooks"}
+        error: str | None = None
+        try:
+            await post_callback(client, due.url, d.payload, secret=due.secret, headers=headers, timeout=self.timeout)
+        except Exception as exc:  # HttpError (non-2xx, transport) or anything unexpected: try again later
+            error = str(exc) or type(exc).__name__
+        now = self._clock.now()
+        attempt = d.attempts + 1
+        retry_at = None
+        if error is not None and attempt < self.max_attempts:
+            retry_at = now + self.backoff.delay(attempt)
+        if error is not None:
+            log.warning("webhook delivery %s (%s) attempt %d failed: %s", d.id, d.event, attempt, error)
+        await asyncio.to_thread(
+            self._store.record_delivery, d.id, now, ok=error is None, error=error, retry_at=retry_at
+        )
+
+    async def run(self, stop: asyncio.Event, poll: timedelta = timedelta(seconds=1)) -> None:
+        """Send due deliveries until ``stop`` is set, looking every ``poll``."""
+        async with httpx.AsyncClient() as client:
+            while not stop.is_set():
+                sent = 0
+                try:
+                    sent = await self.deliver_due(client)
+                except Exception:
+                    log.exception("sending webhook deliveries failed")
+                if sent >= self.batch:
+                    continue
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), poll.total_seconds())
+
+
+_sequence = itertools.count()
+
+
+def _delivery_id() -> str:
+    """Like ``ids.new_id`` (a millisecond prefix, then random bits), with a sequence number in between, so the
+    deliveries of one process sort in the order their events happened even within a millisecond."""
+    return f"dlv_{time.time_ns() // 1_000_000:011x}{next(_sequence) % 16**6:06x}{os.urandom(5).hex()}"
+
+
+def _delivery(hook: Webhook, event: str, data: dict[str, Any], now: datetime) -> WebhookDelivery:
+    delivery_id = _delivery_id()
+    body = {"id": delivery_id, "event": event, "created_at": now.isoformat(), "data": data}
+    return WebhookDelivery(delivery_id, hook.id, event, body, DeliveryStatus.PENDING, 0, now, next_attempt_at=now)
+
+
+class WebhookEvents:
+    """The worker's side: ``job.started``, ``job.completed`` and ``job.failed`` (a ``RunObserver``)."""
+
+    def __init__(self, hub: Webhooks) -> None:
+        self.hub = hub
+
+    def runs_started(self, runs: Sequence[Run], now: datetime) -> None:
+        if self.hub.maybe_wanted("job.started"):
+            self.hub.emit_soon("job.started", [run_payload(r, started_at=now) for r in runs])
+
+    def runs_finished(self, finished: Sequence[tuple[Run, Outcome]]) -> None:
+        done = [(r, o) for r, o in finished if o.ok]
+        failed = [(r, o) for r, o in finished if not o.ok and o.retry_at is None]
+        if done and self.hub.maybe_wanted("job.completed"):
+            self.hub.emit_soon("job.completed", [run_payload(r, o) for r, o in done])
+        if failed and self.hub.maybe_wanted("job.failed"):
+            self.hub.emit_soon("job.failed", [run_payload(r, o) for r, o in failed])
+
+    def runs_rescued(self, run_ids: Sequence[str]) -> None:
+        return None

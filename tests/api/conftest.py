@@ -1,0 +1,36 @@
+"""Fixtures of the API tests: ``api`` is the app on a real uvicorn (a thread), on the ``dt`` client (SQLite and
+a fake clock, from tests/conftest.py), with an admin key; ``api.client(key)`` makes HTTP clients."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from apikit import JOB, Api, LiveServer
+
+from ductape_jobs import Ductape
+from ductape_jobs.api import create_app
+from ductape_jobs.apikeys import ApiKeys
+
+
+@pytest.fixture
+def api(dt: Ductape) -> Iterator[Api]:
+    dt.function("report")(lambda input, ctx: {"ok": True, "input": input})
+    app = create_app(dt, events_poll=0.05, events_keepalive=0.3)
+    keys = ApiKeys(dt.store, dt.clock)
+    server = LiveServer(app).start()
+    made = Api(server, dt, keys, keys.create("admin").key, [])
+    try:
+        yield made
+    finally:
+        for c in made.clients:
+            c.close()
+        server.stop()
+
+
+@pytest.fixture
+def job(api: Api) -> dict[str, Any]:
+    """The ``report`` job (a FUNCTION the ``dt`` client runs)."""
+    api.dt.job.create(JOB)
+    return JOB

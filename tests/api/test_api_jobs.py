@@ -1,0 +1,77 @@
+"""``/api/v1/jobs``: job definitions through HTTP, and 422s that name the field as the Python API does."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from apikit import JOB, SHOP, Api, problems
+
+from ductape_jobs import ValidationError
+
+
+def test_create_list_get_update_delete(api: Api) -> None:
+    c = api.client()
+    created = c.post("/jobs", json={**JOB, "intervals": 60_000, "executions": 3})
+    assert created.status_code == 201, created.text
+    body = created.json()
+    assert (body["tag"], body["event_type"], body["intervals"], body["executions"]) == ("report", "function", 60000, 3)
+    assert body["created_at"] == "2026-03-02T12:00:00Z"  # the fake clock, ISO 8601 UTC
+
+    assert [j["tag"] for j in c.get("/jobs").json()["items"]] == ["report"]
+    assert c.get("/jobs/report").json()["name"] == "Report"
+
+    updated = c.patch("/jobs/report", json={"name": "Daily report", "intervals": 120_000})
+    assert updated.status_code == 200, updated.text
+    assert (updated.json()["name"], updated.json()["intervals"]) == ("Daily report", 120000)
+    assert api.dt.job.fetch("report").name == "Daily report"
+
+    assert c.delete("/jobs/report").status_code == 204
+    assert c.get("/jobs/report").status_code == 404
+    assert c.get("/jobs").json()["items"] == []
+
+
+def test_missing_jobs_answer_404(api: Api) -> None:
+    c = api.client()
+    for response in (c.get("/jobs/nope"), c.patch("/jobs/nope", json={"name": "x"}), c.delete("/jobs/nope")):
+        assert response.status_code == 404, response.text
+        assert "nope" in response.json()["detail"]
+
+
+def test_deleting_a_job_in_use_is_a_conflict(api: Api, job: dict[str, Any]) -> None:
+    api.dt.job.schedule({**SHOP, "repeat": {"every": 60_000}})
+    response = api.client().delete("/jobs/report")
+    assert response.status_code == 409
+    assert "cancel them" in response.json()["detail"]
+    assert api.dt.job.fetch("report")  # still there
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {**JOB, "tag": "bad tag"},
+        {**JOB, "event_type": "TELEPATHY"},
+        {**JOB, "intervals": -5},
+        {**JOB, "typo": 1},
+        {k: v for k, v in JOB.items() if k != "name"},
+    ],
+)
+def test_bad_job_answers_the_python_apis_422_and_writes_nothing(api: Api, body: dict[str, Any]) -> None:
+    response = api.client().post("/jobs", json=body)
+    with pytest.raises(ValidationError) as raised:
+        api.dt.job.create(body)
+    assert problems(response) == [(raised.value.field, raised.value.rule)]
+    assert api.dt.job.fetch_all() == []
+
+
+def test_bad_bodies_are_422(api: Api, job: dict[str, Any]) -> None:
+    c = api.client()
+    assert problems(c.post("/jobs", content=b"{not json", headers={"Content-Type": "application/json"}))[0][0] == "body"
+    assert problems(c.post("/jobs", json=[1, 2])) == [("body", "must be a JSON object, not list")]
+    assert problems(c.post("/jobs"))[0] == ("body", "is required (a JSON object)")
+    assert problems(c.patch("/jobs/report", json={})) == [("data", "give at least one field to update")]
+    assert problems(c.patch("/jobs/report", json={"tag": "other"})) == [
+        ("tag", "cannot be changed; create a new job instead")
+    ]
+    assert problems(c.post("/jobs", json=JOB)) == [("tag", "a job with tag 'report' already exists")]
+    assert api.dt.job.fetch("report").name == "Report"

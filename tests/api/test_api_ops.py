@@ -1,0 +1,147 @@
+"""Operating: /metrics after some runs, /healthz and /readyz, the event stream after a run completes."""
+
+from __future__ import annotations
+
+import json
+import re
+import threading
+from typing import Any
+
+import httpx
+from apikit import SHOP, Api, LiveServer, wait_for
+
+from ductape_jobs import Ductape, FakeClock
+from ductape_jobs.api import create_app
+
+
+def metric(text: str, name: str, **labels: str) -> float:
+    """The value of one sample of the Prometheus text ``text`` (labels in any order)."""
+    for line in text.splitlines():
+        found = re.fullmatch(r"([a-z_]+)(?:\{(.*)\})? (\S+)", line)
+        if found and found.group(1) == name:
+            given = dict(re.findall(r'(\w+)="([^"]*)"', found.group(2) or ""))
+            if given == labels:
+                return float(found.group(3))
+    raise AssertionError(f"no sample {name}{labels} in:\n{text}")
+
+
+def test_metrics_after_some_runs(api: Api, job: dict[str, Any], clock: FakeClock) -> None:
+    api.dt.job.create({"name": "Boom", "tag": "boom", "event_type": "FUNCTION", "event_tag": "boom"})
+    api.dt.function("boom")(lambda input, ctx: 1 / 0)
+    for _ in range(3):
+        api.dt.job.schedule(SHOP)
+    api.dt.job.schedule({**SHOP, "event": "boom", "retries": 1})
+    clock.advance(seconds=3)
+    api.dt.drain()
+    clock.advance(seconds=1)  # the retry is due within a second (backoff 1 s minus jitter)
+    api.dt.drain()
+    api.dt.job.schedule({**SHOP, "start_at": clock.now()})  # due, not claimed: the queue
+
+    response = api.raw().get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    text = response.text
+    assert metric(text, "ductape_runs_total", status="started", event_type="function") == 5
+    assert metric(text, "ductape_runs_total", status="completed", event_type="function") == 3
+    assert metric(text, "ductape_runs_total", status="retried", event_type="function") == 1
+    assert metric(text, "ductape_runs_total", status="failed", event_type="function") == 1
+    assert metric(text, "ductape_run_duration_seconds_count", event_type="function") == 5
+    assert metric(text, "ductape_run_lateness_seconds_count") == 5
+    assert metric(text, "ductape_run_lateness_seconds_bucket", le="0.25") == 1  # the retry: at most 0.2 s late
+    assert metric(text, "ductape_run_lateness_seconds_bucket", le="5.0") == 5  # the others 3 s late
+    assert metric(text, "ductape_queue_depth") == 1
+    assert metric(text, "ductape_leases_rescued_total") == 0
+    assert "process_cpu_seconds_total" in text or "python_gc_objects_collected_total" in text
+
+
+def test_rescued_leases_are_counted(api: Api, job: dict[str, Any], clock: FakeClock) -> None:
+    api.dt.job.schedule(SHOP)
+    api.dt.store.acquire_runs("dead-worker", 10, api.dt.options.lease, clock.now())  # then it dies
+    clock.advance(minutes=1)
+    api.dt.drain()
+    assert metric(api.raw().get("/metrics").text, "ductape_leases_rescued_total") == 1
+
+
+def test_health_and_readiness(api: Api, dt: Ductape) -> None:
+    raw = api.raw()
+    assert raw.get("/healthz").json() == {"status": "ok"}
+    assert raw.get("/readyz").status_code == 200
+    dt.store.close()  # the store is gone: not ready, still alive
+    unready = raw.get("/readyz")
+    assert unready.status_code == 503 and unready.json()["status"] == "unavailable"
+    assert raw.get("/healthz").status_code == 200
+
+
+def test_the_event_stream_tells_when_runs_change(api: Api, job: dict[str, Any]) -> None:
+    seen: list[tuple[str, dict[str, Any]]] = []
+    ready = threading.Event()
+    stop = threading.Event()
+
+    def listen() -> None:
+        headers = {"Authorization": f"Bearer {api.admin_key}"}
+        with httpx.stream("GET", f"{api.url}/api/v1/events", headers=headers, timeout=10) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/event-stream")
+            event = None
+            for line in response.iter_lines():
+                if line.startswith("event: "):
+                    event = line.removeprefix("event: ")
+                elif line.startswith("data: ") and event:
+                    seen.append((event, json.loads(line.removeprefix("data: "))))
+                    ready.set()
+                elif line.startswith(": keep-alive"):
+                    seen.append(("keep-alive", {}))
+                if stop.is_set():
+                    return
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    assert ready.wait(10), "no first event"
+    assert seen[0] == (
+        "runs",
+        {
+            "at": "2026-03-02T12:00:00+00:00",
+            "latest_run_id": None,
+            "latest_finished_at": None,
+            "running": 0,
+            "queued": 0,
+        },
+    )
+    wait_for(lambda: any(e == "keep-alive" for e, _ in seen), what="a keep-alive comment")
+
+    api.dt.job.schedule(SHOP)
+    queued = wait_for(lambda: [d for e, d in seen if e == "runs" and d["queued"] == 1], what="the queued run")
+    api.dt.drain()
+    done = wait_for(lambda: [d for e, d in seen if e == "runs" and d["latest_finished_at"]], what="the ended run")
+    assert done[-1]["latest_run_id"] == queued[0]["latest_run_id"]
+    assert (done[-1]["queued"], done[-1]["running"]) == (0, 0)
+    stop.set()
+
+
+def test_the_event_stream_of_a_product_key_shows_its_product_only(api: Api, job: dict[str, Any]) -> None:
+    api.dt.job.schedule(SHOP)
+    blog_key = api.key(product_tag="blog")
+    with httpx.stream(
+        "GET", f"{api.url}/api/v1/events", headers={"Authorization": f"Bearer {blog_key}"}, timeout=10
+    ) as response:
+        data = next(line for line in response.iter_lines() if line.startswith("data: "))
+    assert json.loads(data.removeprefix("data: "))["latest_run_id"] is None
+
+
+def test_event_streams_end_when_the_server_stops(dt: Ductape) -> None:
+    server = LiveServer(create_app(dt, events_poll=0.05, dashboard=False)).start()
+    from ductape_jobs.apikeys import ApiKeys
+
+    key = ApiKeys(dt.store, dt.clock).create("k").key
+    lines: list[str] = []
+
+    def listen() -> None:
+        with httpx.stream("GET", f"{server.url}/api/v1/events", headers={"X-API-Key": key}, timeout=10) as r:
+            lines.extend(r.iter_lines())
+
+    listener = threading.Thread(target=listen, daemon=True)
+    listener.start()
+    wait_for(lambda: any(line.startswith("data: ") for line in lines), what="the first event")
+    server.stop()
+    listener.join(timeout=5)
+    assert not listener.is_alive()

@@ -1,0 +1,144 @@
+"""``ductape serve`` for real (a subprocess: worker and API in one process) and ``ductape apikey``."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from apikit import wait_for
+
+from ductape_jobs.executors.notify import verify_signature
+from support import Recorder, free_port
+
+DUCTAPE = str(Path(sys.executable).parent / "ductape")
+APP = """
+    import asyncio, logging, os
+    from ductape_jobs import Ductape
+
+    ductape = Ductape(os.environ["DUCTAPE_STORE"])
+    log = logging.getLogger("e2e.app")
+
+    @ductape.function("report")
+    async def report(input, ctx):
+        log.info("making the report for %s", input.get("team"))
+        await asyncio.sleep(0.05)
+        return {"rows": 42}
+"""
+
+
+def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([DUCTAPE, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
+
+
+@pytest.fixture
+def receiver() -> Iterator[Recorder]:
+    r = Recorder()
+    r.thread.start()
+    try:
+        yield r
+    finally:
+        r.server.shutdown()
+        r.server.server_close()
+
+
+def test_apikey_commands(tmp_path: Path) -> None:
+    env = {**os.environ, "DUCTAPE_STORE": f"sqlite:///{tmp_path / 'keys.db'}"}
+    made = cli("apikey", "create", "--name", "ci", "--product", "shop", "--json", env=env, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    key = json.loads(made.stdout)
+    assert key["key"].startswith(key["prefix"] + "_") and (key["product_tag"], key["env"]) == ("shop", None)
+    shown = cli("apikey", "create", "--name", "people", env=env, cwd=tmp_path)
+    assert "not shown again" in shown.stdout and "dtk_" in shown.stdout
+
+    listed = cli("apikey", "list", "--json", env=env, cwd=tmp_path)
+    rows = json.loads(listed.stdout)
+    assert [r["name"] for r in rows] == ["people", "ci"]
+    assert key["key"] not in listed.stdout and "sha256$" not in listed.stdout
+    assert "ci" in cli("apikey", "list", env=env, cwd=tmp_path).stdout
+
+    revoked = cli("apikey", "revoke", key["id"], "--json", env=env, cwd=tmp_path)
+    assert revoked.returncode == 0 and json.loads(revoked.stdout)["revoked_at"]
+    missing = cli("apikey", "revoke", "key_nope", env=env, cwd=tmp_path)
+    assert missing.returncode == 1 and "not found" in missing.stderr
+    bad = cli("apikey", "create", "--name", " ", env=env, cwd=tmp_path)
+    assert bad.returncode == 2 and "name" in bad.stderr
+
+
+def test_serve_runs_the_engine_and_the_api(tmp_path: Path, receiver: Recorder) -> None:
+    (tmp_path / "jobsapp.py").write_text(textwrap.dedent(APP))
+    store = f"sqlite:///{tmp_path / 'serve.db'}"
+    env = {**os.environ, "DUCTAPE_STORE": store, "PYTHONPATH": str(tmp_path)}
+    env.pop("DUCTAPE_APP", None)
+    key = json.loads(cli("apikey", "create", "--name", "ci", "--json", env=env, cwd=tmp_path).stdout)["key"]
+    port = free_port()
+    log_path = tmp_path / "serve.log"
+    with log_path.open("wb") as log_file:
+        proc = subprocess.Popen(
+            [DUCTAPE, "serve", "--app", "jobsapp:ductape", "--port", str(port)],
+            cwd=tmp_path,
+            env=env,
+            stdout=log_file,
+            stderr=subprocess.STDOUT,
+        )
+    base = f"http://127.0.0.1:{port}"
+    c = httpx.Client(base_url=f"{base}/api/v1", headers={"Authorization": f"Bearer {key}"}, timeout=10)
+    try:
+
+        def up() -> bool:
+            assert proc.poll() is None, log_path.read_text()
+            try:
+                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, 30, "ductape serve to answer")
+        assert httpx.get(f"{base}/readyz").json() == {"status": "ready"}
+        assert httpx.get(f"{base}/api/v1/jobs").status_code == 401
+        events = ["job.scheduled", "job.started", "job.completed"]
+        hook = c.post("/webhooks", json={"product_tag": "shop", "url": receiver.url, "events": events}).json()
+        job = {"name": "Report", "tag": "report", "event_type": "FUNCTION", "event_tag": "report"}
+        assert c.post("/jobs", json=job).status_code == 201
+        job_id = c.post("/schedule", json={"env": "prd", "product_tag": "shop", "event": "report",
+                                           "input": {"team": "growth"}}).json()["job_id"]  # fmt: skip
+
+        def finished() -> Any:
+            runs = c.get("/runs", params={"job_id": job_id}).json()["items"]
+            return runs and runs[0]["status"] == "completed" and runs[0]
+
+        run = wait_for(finished, 20, "the run to complete")
+        assert c.get(f"/runs/{run['id']}").json()["output"] == {"rows": 42}
+        wait_for(lambda: len(receiver.seen) >= 3, 20, "the webhook deliveries")  # the delivery loop of serve
+        assert sorted(s.json()["event"] for s in receiver.seen) == sorted(events)
+        for seen in receiver.seen:
+            assert verify_signature(hook["secret"], seen.body, seen.headers["x-ductape-timestamp"],
+                                    seen.headers["x-ductape-signature"])  # fmt: skip
+        metrics = httpx.get(f"{base}/metrics").text
+        assert 'ductape_runs_total{event_type="function",status="completed"} 1.0' in metrics
+        assert "<title>" in httpx.get(f"{base}/").text  # the dashboard (its login form)
+    finally:
+        c.close()
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(timeout=30)
+    output = log_path.read_text()
+    assert code == 0, output
+    lines = [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+    assert lines, output  # stderr is not a terminal: JSON lines
+    run_line = next(line for line in lines if line["message"] == "making the report for growth")
+    assert (run_line["run_id"], run_line["job_tag"], run_line["attempt"], run_line["job_id"]) == (
+        run["id"],
+        "report",
+        1,
+        job_id,
+    )
+    assert any("serving http://127.0.0.1:" in line["message"] for line in lines)
+    assert any(line["logger"] == "uvicorn.access" for line in lines)
+    assert key not in output and hook["secret"] not in output

@@ -1,0 +1,131 @@
+"""``/api/v1/stats``: the last hour (runs per minute, failures, queue depth, lateness, next runs) and the
+forecast of the coming hours, on a fake clock."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import pytest
+from apikit import BLOG, SHOP, Api, problems
+
+from ductape_jobs import FakeClock
+from ductape_jobs.api import forecast as forecasting
+from ductape_jobs.api import stats
+
+
+def test_overview_of_the_last_hour(api: Api, job: dict[str, Any], clock: FakeClock) -> None:
+    api.dt.job.create({"name": "Boom", "tag": "boom", "event_type": "FUNCTION", "event_tag": "boom"})
+    api.dt.function("boom")(lambda input, ctx: 1 / 0)
+    api.dt.job.schedule(SHOP)  # 12:00, runs 2 s late
+    api.dt.job.schedule({**SHOP, "event": "boom"})  # 12:00, fails
+    clock.advance(seconds=2)
+    api.dt.drain()
+    clock.advance(minutes=1)
+    api.dt.job.schedule(SHOP)  # 12:01:02, runs on time
+    api.dt.drain()
+    api.dt.job.schedule({**BLOG, "repeat": {"every": 3_600_000}})  # blog: runs now, next at 13:01:02
+    api.dt.drain()
+    queued = api.dt.job.schedule({**SHOP, "start_at": clock.now() - timedelta(seconds=1)})  # due, not run
+    hourly = api.dt.job.schedule({**SHOP, "repeat": {"cron": "30 12 * * *"}}).job_id
+
+    overview = api.client().get("/stats/overview").json()
+    minutes = overview["runs_per_minute"]
+    assert len(minutes) == 60
+    assert minutes[-1]["minute"] == "2026-03-02T12:01:00Z" and minutes[0]["minute"] == "2026-03-02T11:02:00Z"
+    assert minutes[-2] == {"minute": "2026-03-02T12:00:00Z", "completed": 1, "failed": 1}
+    assert minutes[-1] == {"minute": "2026-03-02T12:01:00Z", "completed": 2, "failed": 0}
+    assert sum(m["completed"] + m["failed"] for m in minutes[:-2]) == 0
+    assert overview["failures_last_hour"] == 1
+    assert overview["queue_depth"] == 1 and queued.status == "queued"
+    assert overview["lateness_ms"] == {"p50": 0, "p95": 2000, "p99": 2000, "sample": 4}
+    assert [(n["job_id"], n["next_run_at"]) for n in overview["next_runs"][:1]] == [(hourly, "2026-03-02T12:30:00Z")]
+    assert [n["job_tag"] for n in overview["next_runs"]] == ["report", "report"]
+
+    scoped = api.client(api.key(product_tag="blog")).get("/stats/overview").json()
+    assert (scoped["failures_last_hour"], scoped["queue_depth"], scoped["lateness_ms"]["sample"]) == (0, 0, 1)
+    assert sum(m["completed"] for m in scoped["runs_per_minute"]) == 1
+    assert [n["next_run_at"] for n in scoped["next_runs"]] == ["2026-03-02T13:01:02Z"]
+
+
+def test_overview_with_nothing_yet(api: Api) -> None:
+    overview = api.client().get("/stats/overview").json()
+    assert overview["lateness_ms"] == {"p50": None, "p95": None, "p99": None, "sample": 0}
+    assert (overview["failures_last_hour"], overview["queue_depth"], overview["next_runs"]) == (0, 0, [])
+
+
+def test_forecast_counts_each_minute_per_job(api: Api, job: dict[str, Any]) -> None:
+    api.dt.job.create({"name": "Other", "tag": "other", "event_type": "FUNCTION", "event_tag": "report"})
+    api.dt.job.schedule({**SHOP, "repeat": {"every": 600_000}})  # now (already queued), then every 10 min
+    api.dt.job.schedule({**SHOP, "event": "other", "repeat": {"cron": "0 * * * *", "limit": 3}})
+    api.dt.job.schedule({**SHOP, "event": "other", "repeat": {"every": 15_000}})  # 4 a minute
+    api.dt.job.schedule({**SHOP, "start_at": "2026-03-03T11:59:30Z"})  # once, in the last minute
+    paused = api.dt.job.schedule({**SHOP, "repeat": {"every": 60_000}}).job_id
+    api.dt.job.pause(paused)
+
+    answer = api.client().get("/stats/forecast").json()
+    assert (answer["start"], answer["minutes"], answer["truncated"], answer["schedules"]) == (
+        "2026-03-02T12:00:00Z",
+        1440,
+        False,
+        4,
+    )
+    jobs = {j["job_tag"]: j for j in answer["jobs"]}
+    report = {int(k): v for k, v in jobs["report"]["counts"].items()}
+    assert report[10] == 1 and report[1430] == 1 and 0 not in report  # the run at 12:00 is already queued
+    assert report[1439] == 1  # the one-off
+    assert jobs["report"]["total"] == 143 + 1
+    other = {int(k): v for k, v in jobs["other"]["counts"].items()}
+    assert other[0] == 3  # 12:00:15, :30, :45 (12:00:00 is queued, as is the cron's first run)
+    assert other[1] == 4 and other[60] == 5 and other[120] == 5 and other[180] == 4  # limit 3: 12, 13, 14 h
+    assert jobs["other"]["total"] == 1440 * 4 - 1 + 2
+
+    short = api.client().get("/stats/forecast", params={"hours": 1}).json()
+    assert short["minutes"] == 60
+    assert {j["job_tag"]: j["total"] for j in short["jobs"]} == {"report": 5, "other": 239}
+
+
+def test_forecast_is_bounded_and_says_so(api: Api, job: dict[str, Any], monkeypatch: pytest.MonkeyPatch) -> None:
+    for _ in range(3):
+        api.dt.job.schedule({**SHOP, "repeat": {"every": 60_000}})
+    monkeypatch.setattr(stats, "FORECAST_SCHEDULES", 2)
+    capped = api.client().get("/stats/forecast").json()
+    assert (capped["schedules"], capped["truncated"]) == (2, True)
+    assert capped["jobs"][0]["total"] == 2 * 1439
+
+    monkeypatch.setattr(stats, "FORECAST_SCHEDULES", 5000)
+    monkeypatch.setattr(forecasting, "BUDGET", 100)
+    cut = api.client().get("/stats/forecast").json()
+    assert cut["truncated"] is True and cut["jobs"][0]["total"] < 3 * 1439
+    assert problems(api.client().get("/stats/forecast", params={"hours": 0})) == [
+        ("hours", "must be between 1 and 168")
+    ]
+
+
+def test_forecast_respects_end_dates_and_dst() -> None:
+    from ductape_jobs.models import Schedule, ScheduleStatus
+
+    t0 = datetime(2026, 3, 7, 12, 0, tzinfo=UTC)
+    s = Schedule(
+        id="job_x",
+        job_tag="x",
+        env="prd",
+        product_tag="shop",
+        input={},
+        retries=0,
+        status=ScheduleStatus.ACTIVE,
+        start_at=t0,
+        next_run_at=datetime(2026, 3, 8, 7, 0, tzinfo=UTC),  # 02:30 is in the DST gap on 03-08: 03:00 EDT
+        run_count=0,
+        created_at=t0,
+        cron="30 2 * * *",
+        tz="America/New_York",
+        end_date=datetime(2026, 3, 9, 0, 0, tzinfo=UTC),
+    )
+    f = forecasting.forecast([s], t0, 48 * 60)
+    assert dict(f.counts["x"]) == {19 * 60: 1}  # 03-08 07:00 UTC; 03-09 06:30 UTC is past the end date
+    assert dict(forecasting.forecast([replace(s, end_date=None)], t0, 48 * 60).counts["x"]) == {
+        19 * 60: 1,
+        (42 * 60 + 30): 1,
+    }

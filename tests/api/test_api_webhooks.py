@@ -1,0 +1,196 @@
+"""Lifecycle webhooks: created through the API, events POSTed to a local server with a signature that
+verifies, a delivery retried after a 500, every attempt recorded."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from apikit import BLOG, SHOP, Api, problems
+
+from ductape_jobs import FakeClock, ValidationError
+from ductape_jobs.executors.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from support import Recorder
+
+SECRET = "a-webhook-secret-of-32-characters"
+
+
+@pytest.fixture
+def receiver() -> Iterator[Recorder]:
+    r = Recorder()
+    r.thread.start()
+    try:
+        yield r
+    finally:
+        r.server.shutdown()
+        r.server.server_close()
+
+
+def deliver(api: Api) -> int:
+    api.dt.webhooks.flush()  # what the worker handed to the background thread is queued
+    return asyncio.run(api.dt.webhooks.deliver_due())
+
+
+def events_of(receiver: Recorder) -> list[str]:
+    return [seen.json()["event"] for seen in receiver.seen]
+
+
+def test_create_list_delete_and_the_secret_is_shown_once(api: Api, receiver: Recorder) -> None:
+    c = api.client()
+    made = c.post("/webhooks", json={"product_tag": "shop", "url": receiver.url, "events": ["job.completed"]})
+    assert made.status_code == 201, made.text
+    hook = made.json()
+    assert hook["secret"].startswith("whsec_") and len(hook["secret"]) > 30
+    given = c.post(
+        "/webhooks", json={"product_tag": "shop", "url": receiver.url, "events": ["job.failed"], "secret": SECRET}
+    ).json()
+    assert given["secret"] == SECRET
+
+    listed = c.get("/webhooks").json()["items"]
+    assert [w["id"] for w in listed] == [hook["id"], given["id"]]
+    assert all(w["secret"] is None for w in listed)
+    assert SECRET not in c.get("/webhooks").text and hook["secret"] not in c.get("/webhooks").text
+
+    assert c.delete(f"/webhooks/{hook['id']}").status_code == 204
+    assert [w["id"] for w in c.get("/webhooks").json()["items"]] == [given["id"]]
+    assert c.delete(f"/webhooks/{hook['id']}").status_code == 404
+    assert c.get(f"/webhooks/{hook['id']}/deliveries").status_code == 404
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"product_tag": "shop", "url": "ftp://example.com/x", "events": ["job.completed"]},
+        {"product_tag": "shop", "url": "http://example.com/x", "events": []},
+        {"product_tag": "shop", "url": "http://example.com/x", "events": ["job.exploded"]},
+        {"product_tag": "shop", "url": "http://example.com/x", "events": ["job.failed"], "secret": "short"},
+        {"url": "http://example.com/x", "events": ["job.failed"]},
+        {"product_tag": "shop", "url": "http://example.com/x", "events": ["job.failed"], "retries": 3},
+    ],
+)
+def test_bad_webhooks_are_422_and_nothing_is_stored(api: Api, body: dict[str, Any]) -> None:
+    response = api.client().post("/webhooks", json=body)
+    with pytest.raises(ValidationError) as raised:
+        api.dt.webhooks.create(body)
+    assert problems(response) == [(raised.value.field, raised.value.rule)]
+    assert api.dt.webhooks.list() == []
+
+
+def test_events_are_delivered_signed_and_retried_after_a_500(
+    api: Api, job: dict[str, Any], receiver: Recorder, clock: FakeClock
+) -> None:
+    c = api.client()
+    events = ["job.scheduled", "job.started", "job.completed", "job.failed", "job.paused", "job.resumed"]
+    hook = c.post(
+        "/webhooks", json={"product_tag": "shop", "url": receiver.url, "events": events, "secret": SECRET}
+    ).json()
+    other = c.post("/webhooks", json={"product_tag": "blog", "url": receiver.url, "events": ["job.started"]}).json()
+
+    job_id = c.post("/schedule", json={**SHOP, "input": {"n": 1}}).json()["job_id"]
+    c.post("/schedule", json=BLOG)  # blog's started event goes to the blog hook only
+    api.dt.drain()
+    assert deliver(api) == 4
+    shop_events = [s for s in receiver.seen if s.json()["data"]["product_tag"] == "shop"]
+    assert [s.json()["event"] for s in shop_events] == ["job.scheduled", "job.started", "job.completed"]
+    assert [s.json()["event"] for s in receiver.seen if s.json()["data"]["product_tag"] == "blog"] == ["job.started"]
+
+    for seen in shop_events:
+        assert seen.method == "POST" and seen.headers["content-type"] == "application/json"
+        ts, signature = seen.headers[TIMESTAMP_HEADER.lower()], seen.headers[SIGNATURE_HEADER.lower()]
+        assert verify_signature(SECRET, seen.body, ts, signature)
+        assert not verify_signature("another-secret-of-some-length!!", seen.body, ts, signature)
+        body = seen.json()
+        assert seen.headers["x-ductape-event"] == body["event"] and seen.headers["x-ductape-delivery"] == body["id"]
+        assert body["data"]["job_id"] == job_id
+    completed = shop_events[-1].json()["data"]
+    assert (completed["status"], completed["attempt"], completed["job_tag"]) == ("completed", 1, "report")
+    assert SECRET not in receiver.seen[0].body.decode()
+
+    # A receiver that fails: the delivery is kept and sent again after a backoff.
+    receiver.reply(500, {"error": "down"})
+    recurring = api.dt.job.schedule({**SHOP, "repeat": {"every": 3_600_000}}).job_id
+    assert deliver(api) == 1  # job.scheduled: answered 500
+    (first,) = c.get(f"/webhooks/{hook['id']}/deliveries", params={"limit": 1}).json()["items"]
+    assert (first["event"], first["status"], first["attempts"]) == ("job.scheduled", "pending", 1)
+    assert "HTTP 500" in first["last_error"]
+    assert deliver(api) == 0  # not due yet
+    clock.advance(seconds=2)
+    assert deliver(api) == 1
+    (again,) = c.get(f"/webhooks/{hook['id']}/deliveries", params={"limit": 1}).json()["items"]
+    assert (again["id"], again["status"], again["attempts"]) == (first["id"], "delivered", 2)
+    assert again["delivered_at"] == "2026-03-02T12:00:02Z" and again["payload"]["data"]["job_id"] == recurring
+    assert events_of(receiver)[-2:] == ["job.scheduled", "job.scheduled"]  # the same delivery, twice
+
+    c.post(f"/schedules/{recurring}/pause")
+    c.post(f"/schedules/{recurring}/resume")
+    c.post(f"/schedules/{recurring}/cancel")  # job.cancelled: this hook does not take it
+    assert deliver(api) == 2
+    assert events_of(receiver)[-2:] == ["job.paused", "job.resumed"]
+
+    history = c.get(f"/webhooks/{hook['id']}/deliveries").json()
+    assert all(d["status"] == "delivered" for d in history["items"]) and len(history["items"]) == 6
+    assert len(c.get(f"/webhooks/{other['id']}/deliveries").json()["items"]) == 1
+
+
+def test_a_failing_run_sends_job_failed_once_it_fails_for_good(
+    api: Api, job: dict[str, Any], receiver: Recorder, clock: FakeClock
+) -> None:
+    api.dt.function("report")(lambda input, ctx: 1 / 0)
+    api.client().post("/webhooks", json={"product_tag": "shop", "url": receiver.url, "events": ["job.failed"]})
+    api.dt.job.schedule({**SHOP, "retries": 1})
+    api.dt.drain()
+    assert deliver(api) == 0  # the first attempt failed, a retry follows: not failed yet
+    clock.advance(seconds=2)
+    api.dt.drain()
+    assert deliver(api) == 1
+    data = receiver.last.json()["data"]
+    assert (data["status"], data["attempt"]) == ("failed", 2) and data["error"].startswith("ZeroDivisionError")
+
+
+def test_deliveries_give_up_after_the_last_attempt(
+    api: Api, job: dict[str, Any], receiver: Recorder, clock: FakeClock
+) -> None:
+    api.dt.webhooks.max_attempts = 2
+    hook = (
+        api.client()
+        .post("/webhooks", json={"product_tag": "shop", "url": receiver.url, "events": ["job.scheduled"]})
+        .json()
+    )
+    receiver.reply(503)
+    receiver.reply(503)
+    api.dt.job.schedule(SHOP)
+    deliver(api)
+    clock.advance(seconds=5)
+    deliver(api)
+    clock.advance(minutes=5)
+    assert deliver(api) == 0
+    (gave_up,) = api.client().get(f"/webhooks/{hook['id']}/deliveries").json()["items"]
+    assert (gave_up["status"], gave_up["attempts"], gave_up["next_attempt_at"]) == ("failed", 2, None)
+
+
+def test_no_webhook_means_no_delivery_rows(api: Api, job: dict[str, Any]) -> None:
+    api.dt.job.schedule(SHOP)
+    api.dt.drain()
+    api.dt.webhooks.flush()
+    assert api.dt.webhooks.maybe_wanted("job.completed") is False
+    assert asyncio.run(api.dt.webhooks.deliver_due()) == 0
+
+
+def test_a_product_key_manages_only_its_products_webhooks(api: Api, receiver: Recorder) -> None:
+    blog_hook = (
+        api.client()
+        .post("/webhooks", json={"product_tag": "blog", "url": receiver.url, "events": ["job.started"]})
+        .json()
+    )
+    shop = api.client(api.key(product_tag="shop"))
+    made = shop.post("/webhooks", json={"product_tag": "shop", "url": receiver.url, "events": ["job.started"]})
+    assert made.status_code == 201
+    assert [w["product_tag"] for w in shop.get("/webhooks").json()["items"]] == ["shop"]
+    forbidden = shop.post("/webhooks", json={"product_tag": "blog", "url": receiver.url, "events": ["job.started"]})
+    assert forbidden.status_code == 403
+    assert shop.delete(f"/webhooks/{blog_hook['id']}").status_code == 404
+    assert shop.get(f"/webhooks/{blog_hook['id']}/deliveries").status_code == 404
+    env_key = api.client(api.key(product_tag="shop", env="prd"))
+    assert env_key.get("/webhooks").status_code == 403  # a webhook covers every env of its product
