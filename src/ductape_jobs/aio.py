@@ -107,8 +107,8 @@ class AsyncDuctape:
         self.store = self.sync.store
         self.clock = self.sync.clock
 
-    def function(self, tag: str) -> Callable[[F], F]:
-        return self.sync.function(tag)
+    def function(self, tag: str, *, timeout: float | None = None) -> Callable[[F], F]:
+        return self.sync.function(tag, timeout=timeout)
 
     async def drain(self) -> DrainSummary:
         return await self.sync.new_worker().run_until_idle()

@@ -114,11 +114,12 @@ class Ductape:
         self._workers: set[Worker] = set()
         self._workers_lock = threading.Lock()
 
-    def function(self, tag: str) -> Callable[[F], F]:
-        """Register a FUNCTION event: ``@ductape.function("tag")`` on ``def fn(input, ctx)`` (sync or async)."""
+    def function(self, tag: str, *, timeout: float | None = None) -> Callable[[F], F]:
+        """Register a FUNCTION event: ``@ductape.function("tag")`` on ``def fn(input, ctx)`` (sync or async).
+        ``timeout`` (seconds) fails a call that takes longer (it is retried as the job says)."""
 
         def register(fn: F) -> F:
-            self.functions.register(tag, fn)
+            self.functions.register(tag, fn, timeout)
             return fn
 
         return register

@@ -417,3 +417,21 @@ def test_two_schedulers_race_the_same_cron_schedule(tmp_path: Any) -> None:
     assert all(r.phase is RunPhase.COMPLETED for r in a.job.runs(job_id=s.job_id, limit=1000))
     a.close()
     b.close()
+
+
+def test_a_function_registered_with_a_timeout_fails_slow_calls(dt: Ductape) -> None:
+    calls: list[int] = []
+
+    @dt.function("sleepy", timeout=0.05)
+    async def sleepy(input: dict[str, Any], ctx: RunContext) -> str:
+        calls.append(ctx.attempt)
+        await asyncio.sleep(5 if ctx.attempt == 1 else 0)
+        return "done"
+
+    job(dt, tag="sleepy", fn="sleepy")
+    dt.job.schedule(req("sleepy", retries=1))
+    assert dt.drain().retried == 1
+    (run,) = dt.job.runs()
+    assert "exceeded its timeout of 0.05 s" in (run.error or "")
+    dt.clock.advance(seconds=5)  # type: ignore[attr-defined]
+    assert dt.drain().completed == 1 and calls == [1, 2]

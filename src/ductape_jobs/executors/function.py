@@ -10,7 +10,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ductape_jobs.errors import ExecutorNotFoundError, ValidationError
+from ductape_jobs.errors import ExecutorNotFoundError, RunTimeoutError, ValidationError
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.models import TAG_PATTERN, JobEventTypes, Run
 from ductape_jobs.products import Products
@@ -21,13 +21,22 @@ Function = Callable[[dict[str, Any], RunContext], Any]
 class FunctionRegistry:
     def __init__(self) -> None:
         self._functions: dict[str, Function] = {}
+        self._timeouts: dict[str, float] = {}
 
-    def register(self, tag: str, fn: Function) -> None:
+    def register(self, tag: str, fn: Function, timeout: float | None = None) -> None:
+        """Register ``fn`` under ``tag``; ``timeout`` (seconds) bounds each call of it (a per-event timeout)."""
+        if timeout is not None and not timeout > 0:
+            raise ValidationError("timeout", "must be > 0 seconds")
         if not TAG_PATTERN.match(tag):
             raise ValidationError("tag", f"{tag!r} is not a valid function tag")
         if not callable(fn):
             raise ValidationError("fn", f"{fn!r} is not callable")
         self._functions[tag] = fn
+        if timeout is not None:
+            self._timeouts[tag] = timeout
+
+    def timeout(self, tag: str) -> float | None:
+        return self._timeouts.get(tag)
 
     def get(self, tag: str) -> Function:
         try:
@@ -77,6 +86,15 @@ class FunctionExecutor:
 
     async def execute(self, run: Run, ctx: RunContext) -> Any:
         fn = self._find(run, ctx)
+        limit = self.registry.timeout(run.event_tag)
+        if limit is None:
+            return await self._call(fn, ctx)
+        try:
+            return await asyncio.wait_for(self._call(fn, ctx), limit)
+        except TimeoutError:
+            raise RunTimeoutError(f"FUNCTION {run.event_tag!r} exceeded its timeout of {limit:g} s") from None
+
+    async def _call(self, fn: Function, ctx: RunContext) -> Any:
         if inspect.iscoroutinefunction(fn):
             return await fn(ctx.input, ctx)
         # The thread runs in a copy of this context, so log lines from sync functions carry the run's fields.
