@@ -58,6 +58,13 @@ FROM schedules s JOIN jobs j ON j.tag = s.job_tag
 WHERE s.id = :schedule_id
 ON CONFLICT (schedule_id, scheduled_at) DO NOTHING;
 
+-- name: insert_first_run
+-- A new schedule's first run, with the values add_schedules already holds (no lookups).
+INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, event_type, event_tag, app, cache,
+    session_claims, input, phase, available_at, triggered_by, overlap, max_retries, timeout_ms, created_at, updated_at)
+VALUES (:id, :schedule_id, :scheduled_at, :job_tag, :product_tag, :env, :event_type, :event_tag, :app, :cache,
+    :session_claims, :input, :phase, :available_at, :triggered_by, :overlap, :retries, :timeout_ms, :now, :now);
+
 -- name: get_schedule
 SELECT * FROM schedules WHERE id = :id;
 

@@ -163,12 +163,30 @@ class SQLiteStore(SQLiteApiStore, SQLiteFeatureStore, Store):
         tags = sorted({s.job_tag for s in schedules})
         with self._tx() as db:
             marks = ", ".join("?" * len(tags))
-            known = {r["tag"] for r in db.execute(f"SELECT tag FROM jobs WHERE tag IN ({marks})", tags)}
+            sql = f"SELECT tag, event_type, event_tag FROM jobs WHERE tag IN ({marks})"
+            events = {r["tag"]: (r["event_type"], r["event_tag"]) for r in db.execute(sql, tags)}
             for tag in tags:
-                if tag not in known:
+                if tag not in events:
                     raise NotFoundError("job", tag)
-            db.executemany(Q["insert_schedule"], [schedule_params(s) for s in schedules])
-            self._insert_runs(db, runs, schedules[0].created_at if schedules else None)
+            rows = {s.id: schedule_params(s) for s in schedules}
+            db.executemany(Q["insert_schedule"], list(rows.values()))
+            # First runs take their values from the rows just written rather than a join per run.
+            firsts = []
+            for run in runs:
+                row = rows.get(run.schedule_id)
+                if row is None:
+                    raise NotFoundError("schedule", run.schedule_id)
+                event_type, event_tag = events[row["job_tag"]]
+                firsts.append(
+                    {
+                        **row,
+                        **new_run_params(run, run.scheduled_at),
+                        "event_type": event_type,
+                        "event_tag": event_tag,
+                        "now": row["created_at"],
+                    }
+                )
+            db.executemany(Q["insert_first_run"], firsts)
 
     def _insert_runs(self, db: sqlite3.Connection, runs: Sequence[NewRun], now: datetime | None) -> int:
         if not runs:
