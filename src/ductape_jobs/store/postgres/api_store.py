@@ -12,32 +12,29 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ductape_jobs.errors import NotFoundError
-from ductape_jobs.models import ApiKey, MinuteCount, RunActivity, Schedule, Webhook, WebhookDelivery
+from ductape_jobs.models import ApiKey, Webhook, WebhookDelivery
 from ductape_jobs.store.api_codec import (
-    activity_from_row,
     api_key_from_row,
     api_key_params,
     delivery_from_row,
     delivery_params,
-    lateness_from_rows,
-    minute_from_row,
     record_params,
-    scope,
-    webhook_from_row,
     webhook_params,
 )
+from ductape_jobs.store.api_reads import ApiReads
 from ductape_jobs.store.base import DueDelivery
-from ductape_jobs.store.codec import ms, schedule_from_row
+from ductape_jobs.store.codec import ms
 from ductape_jobs.store.postgres.connection import Conn, Database
 from ductape_jobs.store.sql import load_queries
 
 A = load_queries("ductape_jobs.store.postgres", "api_queries.sql")
 
 
-class PostgresApiStore:
+class PostgresApiStore(ApiReads):
     """API keys, webhooks, deliveries and statistics on PostgreSQL (see ``Store`` for each method's contract)."""
 
     _db: Database  # the store's connection pool (``PostgresStore``)
+    _api_queries = A
 
     def _rows(self, query: str, params: dict[str, Any]) -> list[dict[str, Any]]:
         rows: list[dict[str, Any]] = self._db.run(lambda c: c.execute(query, params).fetchall(), idempotent=True)
@@ -52,13 +49,6 @@ class PostgresApiStore:
     def add_api_key(self, key: ApiKey) -> None:
         self._db.run(lambda c: c.execute(A["insert_api_key"], api_key_params(key)))
 
-    def find_api_key(self, prefix: str) -> ApiKey | None:
-        row = self._row(A["find_api_key"], {"prefix": prefix})
-        return None if row is None else api_key_from_row(row)
-
-    def list_api_keys(self) -> list[ApiKey]:
-        return [api_key_from_row(r) for r in self._rows(A["list_api_keys"], {})]
-
     def revoke_api_key(self, key_id: str, now: datetime) -> ApiKey:
         row = self._row(A["revoke_api_key"], {"id": key_id, "now": ms(now)})
         if row is None:
@@ -72,9 +62,6 @@ class PostgresApiStore:
 
     def add_webhook(self, webhook: Webhook) -> None:
         self._db.run(lambda c: c.execute(A["insert_webhook"], webhook_params(webhook)))
-
-    def list_webhooks(self, *, product_tag: str | None = None) -> list[Webhook]:
-        return [webhook_from_row(r) for r in self._rows(A["list_webhooks"], {"product_tag": product_tag})]
 
     def delete_webhook(self, webhook_id: str) -> None:
         def op(conn: Conn) -> None:
@@ -105,41 +92,3 @@ class PostgresApiStore:
     ) -> None:
         params = record_params(delivery_id, now, ok, error, retry_at)
         self._db.run(lambda c: c.execute(A["record_delivery"], params), idempotent=True)
-
-    def list_deliveries(self, webhook_id: str, *, limit: int = 100, offset: int = 0) -> list[WebhookDelivery]:
-        params = {"webhook_id": webhook_id, "limit": limit, "offset": offset}
-        return [delivery_from_row(r) for r in self._rows(A["list_deliveries"], params)]
-
-    # --------------------------------------------------------------------------------- statistics
-
-    def runs_per_minute(
-        self, since: datetime, until: datetime, *, product_tag: str | None = None, env: str | None = None
-    ) -> list[MinuteCount]:
-        params = {"since": ms(since), "until": ms(until), **scope(product_tag, env)}
-        return [minute_from_row(r) for r in self._rows(A["runs_per_minute"], params)]
-
-    def lateness_sample(
-        self, since: datetime, limit: int, *, product_tag: str | None = None, env: str | None = None
-    ) -> list[timedelta]:
-        params = {"since": ms(since), "limit": limit, **scope(product_tag, env)}
-        return lateness_from_rows(self._rows(A["lateness_sample"], params))
-
-    def queue_depth(self, now: datetime, *, product_tag: str | None = None, env: str | None = None) -> int:
-        row = self._row(A["queue_depth"], {"now": ms(now), **scope(product_tag, env)})
-        return int(row["n"]) if row else 0
-
-    def next_due_schedules(
-        self,
-        limit: int,
-        *,
-        before: datetime | None = None,
-        product_tag: str | None = None,
-        env: str | None = None,
-    ) -> list[Schedule]:
-        params = {"limit": limit, "before": ms(before), **scope(product_tag, env)}
-        return [schedule_from_row(r) for r in self._rows(A["next_due_schedules"], params)]
-
-    def run_activity(self, now: datetime, *, product_tag: str | None = None, env: str | None = None) -> RunActivity:
-        row = self._row(A["run_activity"], {"now": ms(now), **scope(product_tag, env)})
-        assert row is not None
-        return activity_from_row(row)
