@@ -33,6 +33,7 @@ from ductape_jobs.models import (
     Session,
     TriggeredBy,
 )
+from ductape_jobs.piping import literal
 
 # The seeds' TypeScript names.
 IProductJob = JobDefinition
@@ -79,4 +80,5 @@ __all__ = [
     "TriggeredBy",
     "ValidationError",
     "__version__",
+    "literal",
 ]

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ductape_jobs.engine.scheduler import make_recurrence, new_run, occurrences_of, recurrence_of
 from ductape_jobs.errors import NotFoundError, ValidationError
 from ductape_jobs.ids import new_id
+from ductape_jobs.limits import MAX_TEXT, check_page
 from ductape_jobs.models import (
     DispatchResult,
     JobDefinition,
@@ -209,13 +210,14 @@ class Jobs:
     ) -> builtins.list[Schedule]:
         """Scheduled job instances, newest first (``product_tag``/``env``: one product's)."""
         state = _enum(ScheduleStatus, status, "status")
-        _check_page(limit, offset)
+        check_page(limit, offset)
         return self._store.list_schedules(
             status=state, job_tag=job_tag, limit=limit, offset=offset, product_tag=product_tag, env=env
         )
 
     def pause(self, job_id: str, reason: str | None = None) -> Schedule:
         """No new occurrence starts while paused; runs already queued still run."""
+        _check_reason(reason)
         schedule = self.get(job_id)
         if schedule.status is not ScheduleStatus.ACTIVE:
             raise ValidationError("job_id", f"schedule {job_id!r} is {schedule.status}; only an active one pauses")
@@ -241,6 +243,7 @@ class Jobs:
 
     def cancel(self, job_id: str, reason: str | None = None) -> Schedule:
         """Stop the schedule for good and cancel its runs that have not started (running ones finish)."""
+        _check_reason(reason)
         schedule = self.get(job_id)
         if schedule.status is ScheduleStatus.CANCELLED:
             return schedule
@@ -355,7 +358,7 @@ class Jobs:
     ) -> builtins.list[Run]:
         """Run history, newest first; ``since``/``until`` take what ``start_at`` takes."""
         phase = _enum(RunPhase, status, "status")
-        _check_page(limit, offset)
+        check_page(limit, offset)
         after, before = _time(since, "since"), _time(until, "until")
         flt = RunFilter(job_id, job_tag, phase, after, before, limit, offset, product_tag=product_tag, env=env)
         return self._store.list_runs(flt)
@@ -390,18 +393,16 @@ def _enum(kind: Any, value: Any, field: str) -> Any:
         raise ValidationError(field, f"{value!r} is not one of {allowed}") from None
 
 
+def _check_reason(reason: object) -> None:
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_TEXT):
+        raise ValidationError("reason", f"must be text of at most {MAX_TEXT} characters")
+
+
 def _time(value: object, field: str) -> datetime | None:
     try:
         return to_utc(value, allow_zero=False)
     except ValueError as exc:
         raise ValidationError(field, str(exc)) from None
-
-
-def _check_page(limit: int, offset: int) -> None:
-    if not 1 <= limit <= 10_000:
-        raise ValidationError("limit", "must be between 1 and 10000")
-    if offset < 0:
-        raise ValidationError("offset", "must be >= 0")
 
 
 __all__: Sequence[str] = ["Jobs"]

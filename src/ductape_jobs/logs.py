@@ -1,7 +1,8 @@
 """Logs of ``ductape worker`` and ``ductape serve``: JSON lines when stderr is not a terminal (for a log
 collector), readable lines on a terminal. Lines logged while a run executes carry its ``run_id``, ``job_id``,
 ``job_tag`` and ``attempt`` (the worker binds them to the run's task); API keys, webhook secrets, bearer
-tokens and session tokens are masked in every line.
+tokens and session tokens are masked in every line, and so is every secret of a product, by value
+(``redaction.py``).
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ import sys
 from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
+
+from ductape_jobs.redaction import mask_text
 
 if TYPE_CHECKING:
     from ductape_jobs.models import Run
@@ -38,8 +41,8 @@ def bind_run(run: Run) -> None:
 
 
 def redact(text: str) -> str:
-    """``text`` with keys, secrets and tokens masked."""
-    return _SECRETS.sub(_mask, text)
+    """``text`` with keys, secrets and tokens masked: by shape, and the products' secrets by value."""
+    return _SECRETS.sub(_mask, mask_text(text))
 
 
 def _mask(match: re.Match[str]) -> str:

@@ -8,7 +8,6 @@ path). The seeds' millisecond and Unix-timestamp fields are converted here, once
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -27,6 +26,7 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 
 from ductape_jobs.errors import ValidationError
+from ductape_jobs.limits import LATEST, MAX_COUNT, MAX_MILLIS, MAX_RETRIES, check_object
 from ductape_jobs.timing.planning import Misfire
 from ductape_jobs.timing.recurrence import normalize_cron, zone
 
@@ -147,13 +147,19 @@ def to_utc(value: object, *, allow_zero: bool = True) -> datetime | None:  # noq
             raise ValueError("must be a timestamp after 1970-01-01")
         seconds = value if value < SECONDS_LIMIT else value / 1000
         try:
-            return datetime.fromtimestamp(seconds, UTC)
+            return _not_too_late(datetime.fromtimestamp(seconds, UTC))
         except (OverflowError, OSError, ValueError):
-            raise ValueError("is too far in the future") from None
+            raise ValueError(f"is after {LATEST.date().isoformat()}, the latest time the engine takes") from None
     if isinstance(value, datetime):
-        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        try:
+            aware = value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+        except OverflowError:
+            raise ValueError("is out of the range of dates") from None
+        return _not_too_late(aware)
     if isinstance(value, str):
         text = value.strip()
+        if len(text) > 64:
+            raise ValueError("is too long for a timestamp or an ISO 8601 date-time")
         if re.fullmatch(r"\d+(\.\d+)?", text):
             return to_utc(float(text) if "." in text else int(text), allow_zero=allow_zero)
         try:
@@ -162,6 +168,12 @@ def to_utc(value: object, *, allow_zero: bool = True) -> datetime | None:  # noq
             raise ValueError(f"{value!r} is not a Unix timestamp or an ISO 8601 date-time") from None
         return to_utc(parsed)
     raise ValueError(f"must be a Unix timestamp, a datetime or an ISO 8601 string, not {type(value).__name__}")
+
+
+def _not_too_late(value: datetime) -> datetime:
+    if value > LATEST:
+        raise ValueError(f"is after {LATEST.date().isoformat()}, the latest time the engine takes")
+    return value
 
 
 def _no_bool(value: object) -> object:
@@ -190,21 +202,25 @@ def _event_type(value: object) -> object:
 
 Tag = Annotated[str, AfterValidator(_tag)]  # after: checks the stripped text
 EventType = Annotated[JobEventTypes, BeforeValidator(_event_type)]
-Millis = Annotated[int, BeforeValidator(_ms_positive)]
-Count = Annotated[int, BeforeValidator(_no_bool)]
+Millis = Annotated[int, BeforeValidator(_ms_positive), Field(le=MAX_MILLIS)]
+Count = Annotated[int, BeforeValidator(_no_bool), Field(le=MAX_COUNT)]
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
+ShortText = Annotated[str, Field(max_length=128)]
 
 
 def _json_object(value: object) -> dict[str, Any]:
+    """A JSON object within the input limits (``limits.py``); errors name the path inside it."""
     if value is None:
         return {}
     if not isinstance(value, dict):
         raise ValueError("must be an object (a dict)")
     try:
-        json.dumps(value, allow_nan=False)
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"must be JSON-serialisable: {exc}") from None
-    return value
+        return check_object(value, "$")
+    except ValidationError as exc:  # pydantic puts the field's own name in front
+        inner = exc.field.removeprefix("$").removeprefix(".")
+        if not inner:
+            raise ValueError(exc.rule) from None
+        raise ValidationError(inner, exc.rule) from None
 
 
 class _Input(BaseModel):
@@ -263,7 +279,7 @@ class Session(_Input):
     """The seeds' ``ISession``: a session tag and its token (``"tag:jwt"`` is accepted too)."""
 
     tag: NonEmpty
-    token: Annotated[str, Field(min_length=1)]
+    token: Annotated[str, Field(min_length=1, max_length=16_384)]
 
     @model_validator(mode="before")
     @classmethod
@@ -279,11 +295,11 @@ class Session(_Input):
 class RepeatOptions(_Input):
     """The seeds' ``IJobRepeatOptions``: exactly one of ``cron`` or ``every``."""
 
-    cron: str | None = None
+    cron: Annotated[str, Field(max_length=256)] | None = None
     every: Millis | None = Field(default=None, description="milliseconds between runs")
     limit: Count | None = Field(default=None, description="at most this many runs")
     end_date: datetime | None = Field(default=None, alias="endDate")
-    tz: str = "UTC"
+    tz: ShortText = "UTC"
 
     @model_validator(mode="before")
     @classmethod
@@ -336,10 +352,10 @@ class ScheduleRequest(_Input):
     product_tag: NonEmpty
     event: Tag = Field(description="the job tag to run")
     start_at: datetime | None = Field(default=None, description="Unix seconds or ms, ISO 8601; 0 = now")
-    retries: Count = Field(default=0, ge=0, le=1000)
+    retries: Count = Field(default=0, ge=0, le=MAX_RETRIES)
     input: dict[str, Any] = Field(default_factory=dict)
-    app: str | None = None
-    cache: str | None = None
+    app: ShortText | None = None
+    cache: ShortText | None = None
     session: Session | None = None
     repeat: RepeatOptions | None = None
     timeout: Millis | None = Field(default=None, gt=0, description="max runtime of one attempt, ms")

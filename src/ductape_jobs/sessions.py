@@ -16,6 +16,7 @@ import jwt
 
 from ductape_jobs.clock import Clock
 from ductape_jobs.errors import ExecutionError, ValidationError
+from ductape_jobs.limits import check_object
 from ductape_jobs.models import Session, parse
 from ductape_jobs.products import Products, expand
 from ductape_jobs.products.model import ProductSpec, SessionSpec
@@ -114,8 +115,7 @@ class Sessions:
 
 
 def _check_schema(spec: SessionSpec, data: dict[str, Any]) -> None:
-    if not isinstance(data, dict):
-        raise ValidationError("session.data", "must be an object")
+    check_object(data, "session.data")  # an object within the input limits (limits.py)
     for key in spec.required:
         if key not in data:
             raise ValidationError(f"session.data.{key}", "is required by the session's schema")

@@ -20,7 +20,7 @@ from fastapi.openapi.utils import get_openapi
 from ductape_jobs import __version__
 from ductape_jobs.api import events, features, jobs, ops, runs, schedules, stats, webhooks
 from ductape_jobs.api.auth import authenticate
-from ductape_jobs.api.common import add_body_schemas, on_ductape_error, on_request_validation
+from ductape_jobs.api.common import BodyLimit, add_body_schemas, on_ductape_error, on_request_validation
 from ductape_jobs.apikeys import ApiKeys
 from ductape_jobs.client import Ductape
 from ductape_jobs.errors import DuctapeError
@@ -71,6 +71,7 @@ def create_app(
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(ops.router)
+    app.add_middleware(BodyLimit)  # 413 over limits.MAX_BODY_BYTES, before any route reads the body
     app.add_exception_handler(DuctapeError, on_ductape_error)
     app.add_exception_handler(RequestValidationError, on_request_validation)
 

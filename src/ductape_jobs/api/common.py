@@ -8,15 +8,19 @@ import json
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from fastapi import Request
+from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Message as AsgiMessage
 
 from ductape_jobs.api.schemas import Message, Problem
 from ductape_jobs.client import Ductape
 from ductape_jobs.errors import ConflictError, DuctapeError, NotFoundError, StoreError, ValidationError
+from ductape_jobs.limits import MAX_BODY_BYTES, MAX_DEPTH
 
 T = TypeVar("T")
 MAX_LIMIT = 10_000
@@ -36,6 +40,46 @@ def client(request: Request) -> Ductape:
     return dt
 
 
+class BodyLimit:
+    """ASGI middleware: a request body over ``max_bytes`` answers 413, whether its ``Content-Length`` says so
+    up front or it streams past the bound (the route then never sees it)."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int = MAX_BODY_BYTES) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        declared = Headers(scope=scope).get("content-length", "")
+        if declared.isdigit() and int(declared) > self.max_bytes:
+            await self._too_large(send)
+            return
+        received = 0
+
+        async def bounded() -> AsgiMessage:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > self.max_bytes:
+                    raise HTTPException(413, self._message())
+            return message
+
+        await self.app(scope, bounded, send)
+
+    def _message(self) -> str:
+        return f"the request body is larger than {self.max_bytes} bytes (MAX_BODY_BYTES)"
+
+    async def _too_large(self, send: Send) -> None:
+        await JSONResponse({"detail": self._message()}, status_code=413)({"type": "http"}, _nothing, send)
+
+
+async def _nothing() -> AsgiMessage:
+    return {"type": "http.disconnect"}
+
+
 async def json_object(request: Request, *, optional: bool = False) -> dict[str, Any]:
     """The request's JSON object (``{}`` for an empty optional body). ``ValidationError`` (422) otherwise."""
     raw = await request.body()
@@ -45,7 +89,9 @@ async def json_object(request: Request, *, optional: bool = False) -> dict[str, 
         raise ValidationError("body", "is required (a JSON object)")
     try:
         data = json.loads(raw)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+    except RecursionError:
+        raise ValidationError("body", f"nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # not UTF-8, not JSON, or a number of more than 4,300 digits
         raise ValidationError("body", f"is not valid JSON: {exc}") from None
     if not isinstance(data, dict):
         raise ValidationError("body", f"must be a JSON object, not {type(data).__name__}")
@@ -98,6 +144,7 @@ _MEANING = {
     403: "the API key is limited to another product or env",
     404: "no such record (or one this API key does not see)",
     409: "the change conflicts with what is stored",
+    413: "the request body is over the size limit",
     422: "bad input: each problem's field and rule; nothing was written",
 }
 

@@ -38,6 +38,7 @@ from ductape_jobs.executors.registry import ExecutorRegistry
 from ductape_jobs.ids import new_id
 from ductape_jobs.logs import bind_run
 from ductape_jobs.models import DrainSummary, Run
+from ductape_jobs.redaction import mask, mask_text
 from ductape_jobs.store.base import Outcome, Store
 
 log = logging.getLogger("ductape_jobs.worker")
@@ -265,6 +266,7 @@ class Worker:
             ok = False
             retryable = bool(getattr(exc, "retryable", True))
             error = _describe(exc)
+        output, error = mask(output), None if error is None else mask_text(error)  # no secret leaves in a record
         finished = self.clock.now()
         retry_at = None
         if not ok and retryable and run.retry_count < run.max_retries:

@@ -1,4 +1,9 @@
-"""Building a run's context: the product and env it runs in, and its input with data piping resolved."""
+"""Building a run's context: the product and env it runs in, and its input with data piping resolved.
+
+Two grammars: the caller's input (``schedule(input=...)``) may read its session, ``$Now`` and the functions;
+the product's own definitions, resolved later by the executors against ``RunContext.scope``, may read
+everything, including the resolved input, which they take as data.
+"""
 
 from __future__ import annotations
 
@@ -10,21 +15,27 @@ from ductape_jobs.clock import Clock
 from ductape_jobs.errors import ExecutionError
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.models import Run
-from ductape_jobs.piping import PipingError, Scope, resolve
+from ductape_jobs.piping import CALLER_SOURCES, PipingError, PipingSyntaxError, Scope, resolve
+from ductape_jobs.piping.errors import located
 from ductape_jobs.products import Products, expand
 from ductape_jobs.products.model import ProductSpec
+from ductape_jobs.redaction import SECRETS
 
 
 class Expanding(Mapping[str, Any]):
     """A mapping whose ``${VAR}`` values are read from the environment only when looked up, so an unset
     variable fails just the runs that use it."""
 
-    def __init__(self, raw: Mapping[str, Any], where: str) -> None:
+    def __init__(self, raw: Mapping[str, Any], where: str, *, secret: bool = False) -> None:
         self._raw = raw
         self._where = where
+        self._secret = secret
 
     def __getitem__(self, key: str) -> Any:
-        return expand(self._raw[key], f"{self._where}.{key}")
+        value = expand(self._raw[key], f"{self._where}.{key}")
+        if self._secret and isinstance(value, str):
+            SECRETS.learn([value])  # its expanded value is masked in whatever the run writes
+        return value
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._raw)
@@ -57,7 +68,7 @@ class RunPreparer:
             if run.env in app.envs
         }
         constants = {tag: app.constants for tag, app in product.apps.items()}
-        secrets = Expanding(product.envs[run.env].secrets, f"{where}.envs.{run.env}.secrets")
+        secrets = Expanding(product.envs[run.env].secrets, f"{where}.envs.{run.env}.secrets", secret=True)
         return Scope(
             input=run.input, session=run.session, variables=variables, constants=constants, secrets=secrets, now=now
         )
@@ -66,11 +77,16 @@ class RunPreparer:
         product = self.products.find(run.product_tag)
         if product is None and not _has_placeholder(run.input):
             return RunContext.of(run)  # the hot path of plain FUNCTION jobs: nothing to resolve
+        resolved = run.input
+        if _has_placeholder(run.input):
+            # The caller's input reads only its session and the time: never the product's secrets,
+            # variables or constants, whatever text it holds (CALLER_SOURCES).
+            caller = Scope(session=run.session, now=self.clock.now())
+            try:
+                resolved = resolve(run.input, caller, sources=CALLER_SOURCES)
+            except (PipingError, PipingSyntaxError) as exc:
+                raise PipingFailure(f"{located('input', exc.at)}: {exc}") from None
         scope = self.scope(run, product)
-        try:
-            resolved = resolve(run.input, scope)
-        except PipingError as exc:
-            raise PipingFailure(f"input: {exc}") from None
         return RunContext.of(run, resolved, product, replace(scope, input=resolved))
 
 

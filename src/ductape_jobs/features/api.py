@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ductape_jobs.errors import NotFoundError, ValidationError
 from ductape_jobs.features.engine import FeatureEngine, Sleep
 from ductape_jobs.features.records import FeatureRun, FeatureRunStatus
+from ductape_jobs.limits import check_page
 
 if TYPE_CHECKING:
     from ductape_jobs.client import Ductape
@@ -91,10 +92,7 @@ class Features:
             except ValueError:
                 allowed = ", ".join(s.value for s in FeatureRunStatus)
                 raise ValidationError("status", f"{status!r} is not one of {allowed}") from None
-        if not 1 <= limit <= 10_000:
-            raise ValidationError("limit", "must be between 1 and 10000")
-        if offset < 0:
-            raise ValidationError("offset", "must be >= 0")
+        check_page(limit, offset)
         return self._store.list_feature_runs(feature_tag=feature_tag, status=state, limit=limit, offset=offset)
 
 

@@ -45,11 +45,13 @@ from ductape_jobs.features.plan import (
 )
 from ductape_jobs.features.records import EventResult, EventStatus, FeatureRun, FeatureRunStatus
 from ductape_jobs.ids import new_id
+from ductape_jobs.limits import check_object
 from ductape_jobs.models import DispatchResult, Run, RunPhase, TriggeredBy
-from ductape_jobs.piping import PipingError, PipingSyntaxError, Scope, check, references, resolve
+from ductape_jobs.piping import PipingError, PipingSyntaxError, Scope, check, literal, references, resolve
 from ductape_jobs.products import Products
 from ductape_jobs.products.features import FeatureEventTypes
 from ductape_jobs.products.model import ProductSpec
+from ductape_jobs.redaction import mask, mask_text
 from ductape_jobs.sessions import Sessions
 from ductape_jobs.store.base import Store
 
@@ -151,7 +153,7 @@ class FeatureEngine:
     ) -> FeatureRun:
         """Check, record and drive a new run of feature ``tag``. ``claims``: session data already verified."""
         product, plan = self.plan(product_tag, env, tag)
-        given = check_input(plan, {} if input is None else input)
+        given = check_input(plan, {} if input is None else check_object(input, "input"))
         if session is not None:
             claims = self.sessions.verify(session, env=env, product_tag=product_tag)
         await self._admit(plan, given, claims)
@@ -192,7 +194,9 @@ class FeatureEngine:
             product, plan = self.plan(run.product_tag, run.env, run.feature_tag)
             _same_events(plan, run)
         except ValidationError as exc:  # the product changed under the run: it cannot go on
-            await self._io(self.store.finish_feature_run, run.id, owner, FeatureRunStatus.FAILED, now, str(exc))
+            await self._io(
+                self.store.finish_feature_run, run.id, owner, FeatureRunStatus.FAILED, now, mask_text(str(exc))
+            )
             return await self._get(run.id)
         return await self._drive(run, owner, product, plan)
 
@@ -348,6 +352,8 @@ class FeatureEngine:
             return
 
     async def _finish(self, state: _Drive, event: PlannedEvent, status: EventStatus, **values: Any) -> None:
+        if "output" in values:
+            values["output"] = mask(values["output"])  # no secret leaves in a record
         ok = await self._io(
             self.store.finish_feature_event,
             state.run.id,
@@ -388,7 +394,7 @@ class FeatureEngine:
             "env": run.env,
             "product_tag": run.product_tag,
             "event": event.tag,
-            "input": resolved,
+            "input": literal(resolved),  # resolved once, here: data to the job, never a template again
             "retries": event.spec.retries,
         }
         if event.spec.app is not None:
@@ -477,6 +483,6 @@ def _same_events(plan: FeaturePlan, run: FeatureRun) -> None:
 def _describe(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, ExecutionError | ValidationError):
-        return text[:4000]
+        return mask_text(text)[:4000]
     tb = "".join(traceback.format_exception(exc)[-3:])
-    return (text + "\n" + tb)[:4000]
+    return mask_text(text + "\n" + tb)[:4000]

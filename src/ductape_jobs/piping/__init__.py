@@ -14,11 +14,25 @@ Pure code, no I/O::
 from ductape_jobs.piping.errors import PipingError, PipingMissingError, PipingSyntaxError
 from ductape_jobs.piping.functions import FUNCTIONS, PipingFunction, format_time, register_function, to_text
 from ductape_jobs.piping.grammar import SOURCES, Call, Literal, Node, Reference, Template, parse
-from ductape_jobs.piping.resolve import Scope, check, evaluate, lookup, references, render, resolve
+from ductape_jobs.piping.resolve import (
+    CALLER_SOURCES,
+    TEMPLATE_SOURCES,
+    Scope,
+    check,
+    evaluate,
+    literal,
+    lookup,
+    references,
+    render,
+    resolve,
+    restrict,
+)
 
 __all__ = [
+    "CALLER_SOURCES",
     "FUNCTIONS",
     "SOURCES",
+    "TEMPLATE_SOURCES",
     "Call",
     "Literal",
     "Node",
@@ -32,11 +46,13 @@ __all__ = [
     "check",
     "evaluate",
     "format_time",
+    "literal",
     "lookup",
     "parse",
     "references",
     "register_function",
     "render",
     "resolve",
+    "restrict",
     "to_text",
 ]

@@ -8,6 +8,14 @@ from ductape_jobs.errors import DuctapeError
 Location = tuple[str | int, ...]
 
 
+def located(root: str, at: Location) -> str:
+    """A field path in the one format errors use: ``input.user.email``, ``input.items[0]``."""
+    path = root
+    for key in at:
+        path += f"[{key}]" if isinstance(key, int) else f".{key}"
+    return path
+
+
 def _snippet(text: str, position: int, width: int = 60) -> str:
     if len(text) <= width:
         return repr(text)

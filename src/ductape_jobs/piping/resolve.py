@@ -137,22 +137,43 @@ def _located(key: str | int, exc: PipingError | PipingSyntaxError) -> None:
     exc.at = (key, *exc.at)
 
 
-def resolve(value: Any, scope: Scope) -> Any:
+#: What the caller's own ``input`` (at ``schedule()``) may read: its verified session, the time and the
+#: functions. ``$Secret``, ``$Variable`` and ``$Constant`` belong to the product's own definitions.
+CALLER_SOURCES: frozenset[str] = frozenset({"Session", "Now"})
+#: What a product's own templates (event definitions, feature sequences) may read: everything.
+TEMPLATE_SOURCES: frozenset[str] = frozenset(SOURCES)
+
+
+def _allowed(template: Template, sources: frozenset[str]) -> None:
+    for ref in template.references():
+        if ref.source not in sources:
+            allowed = ", ".join(f"${name}" for name in sorted(sources)) or "nothing"
+            raise PipingError(
+                str(ref),
+                f"${ref.source} cannot be used here (this value may read {allowed}); "
+                "write $$ for a literal $, or pass the value through ductape_jobs.literal()",
+            )
+
+
+def resolve(value: Any, scope: Scope, *, sources: frozenset[str] = TEMPLATE_SOURCES) -> Any:
     """Resolve every placeholder in ``value``, walking dicts (values only) and lists.
 
     Text without a placeholder is returned as it is (the same object); containers are always new.
-    Resolved values are not resolved again: a ``$Input{...}`` inside the input stays text.
+    Resolved values are data: what a placeholder yields is never scanned again (a ``$Secret{...}`` inside
+    an input value stays text). A reference to a source outside ``sources`` raises ``PipingError``.
     """
     if isinstance(value, str):
         if "$" not in value:
             return value
-        result = render(parse(value), scope)
+        template = parse(value)
+        _allowed(template, sources)
+        result = render(template, scope)
         return value if result == value and isinstance(result, str) else result
     if isinstance(value, Mapping):
         out: dict[Any, Any] = {}
         for key, item in value.items():
             try:
-                out[key] = resolve(item, scope)
+                out[key] = resolve(item, scope, sources=sources)
             except (PipingError, PipingSyntaxError) as exc:
                 _located(key, exc)
                 raise
@@ -161,12 +182,35 @@ def resolve(value: Any, scope: Scope) -> Any:
         items: list[Any] = []
         for index, item in enumerate(value):
             try:
-                items.append(resolve(item, scope))
+                items.append(resolve(item, scope, sources=sources))
             except (PipingError, PipingSyntaxError) as exc:
                 _located(index, exc)
                 raise
         return items if isinstance(value, list) else tuple(items)
     return value
+
+
+def literal(value: Any) -> Any:
+    """``value`` as data that no resolution will read as a placeholder: every ``$`` in its strings is doubled
+    (``$$`` is a literal ``$``). Use it for text that comes from end users, or from an earlier resolution."""
+    if isinstance(value, str):
+        return value.replace("$", "$$") if "$" in value else value
+    if isinstance(value, Mapping):
+        return {key: literal(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [literal(item) for item in value]
+    return value
+
+
+def restrict(value: Any, sources: frozenset[str]) -> None:
+    """Raise ``PipingError`` (or ``PipingSyntaxError``), located, for the first placeholder in ``value`` that
+    reads a source outside ``sources``; nothing is evaluated."""
+    for at, template in _templates(value):
+        try:
+            _allowed(template, sources)
+        except PipingError as exc:
+            exc.at = at
+            raise
 
 
 # ------------------------------------------------------------------------- definition-time inspection

@@ -3,6 +3,8 @@
 The product, env and event must exist; a session must verify; and data piping that can already be resolved
 must resolve: ``$Session{...}`` in the input (against the verified session) and ``$Input{...}`` in the event's
 definition (against the input given). A miss is a ``ValidationError`` naming the path; nothing is written.
+The caller's input may read only its session, ``$Now`` and the functions (``CALLER_SOURCES``): a
+``$Secret``/``$Variable``/``$Constant`` there is refused, since those belong to the product's own templates.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.features.plan import check_input, plan_feature
 from ductape_jobs.models import JobDefinition, JobEventTypes, ScheduleRequest
-from ductape_jobs.piping import PipingError, PipingSyntaxError, Scope, check
+from ductape_jobs.piping import CALLER_SOURCES, PipingError, PipingSyntaxError, Scope, check, restrict
+from ductape_jobs.piping.errors import located
 from ductape_jobs.products.registry import EventRef, Products
 
 if TYPE_CHECKING:
@@ -36,9 +39,10 @@ def admit(products: Products, sessions: Sessions, req: ScheduleRequest, job: Job
     if req.session is not None:
         claims = sessions.verify(req.session, env=req.env, product_tag=req.product_tag)
     try:
+        restrict(req.input, CALLER_SOURCES)  # the caller's input never reads secrets, variables or constants
         check(req.input, Scope(input=req.input, session=claims), sources={"Session"})
     except (PipingError, PipingSyntaxError) as exc:
-        raise ValidationError("input", str(exc)) from None
+        raise ValidationError(located("input", exc.at), str(exc)) from None
     if ref is not None and ref.event_type is JobEventTypes.FEATURE:  # the feature's input schema
         check_input(plan_feature(products.get(req.product_tag), ref.name, products.locate), req.input)
     if ref is not None:

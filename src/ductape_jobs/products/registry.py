@@ -21,6 +21,7 @@ from ductape_jobs.errors import ExecutionError, ValidationError
 from ductape_jobs.features.plan import check_features
 from ductape_jobs.models import JobEventTypes
 from ductape_jobs.products.model import ProductFile, ProductSpec
+from ductape_jobs.redaction import SECRETS
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -87,6 +88,7 @@ class Products:
                 loc = ".".join(str(p) for p in err["loc"])
                 raise ValidationError(f"product.{loc}", err["msg"].removeprefix("Value error, ")) from None
         check_features(spec, self.locate)  # sequences, parents, $Sequence piping, the events they run
+        SECRETS.learn_settings(spec.model_dump(exclude={"features"}))  # masked wherever text leaves the engine
         self._by_tag[spec.tag] = spec
         return spec
 

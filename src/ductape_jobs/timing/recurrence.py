@@ -14,6 +14,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from cronsim import CronSim, CronSimError
 
+from ductape_jobs.limits import LATEST
+
 MACROS = {
     "@yearly": "0 0 1 1 *",
     "@annually": "0 0 1 1 *",
@@ -55,6 +57,11 @@ def zone(name: str) -> ZoneInfo:
         raise ValueError(f"unknown time zone {name!r} (use an IANA name such as 'Europe/London')") from None
 
 
+def _until_latest(fire: datetime) -> datetime | None:
+    """A series ends at ``LATEST``: nothing fires after it."""
+    return fire if fire <= LATEST else None
+
+
 class Recurrence(Protocol):
     """A sequence of fire times (aware UTC datetimes), strictly increasing."""
 
@@ -79,9 +86,11 @@ class CronRecurrence:
 
     def next_after(self, t: datetime) -> datetime | None:
         # cronsim yields times strictly after its start (to the second); sub-second parts are dropped.
+        if t >= LATEST:
+            return None
         for fire in self._iter_from(t):
             if fire > t:
-                return fire
+                return _until_latest(fire)
         return None  # pragma: no cover - cronsim raises StopIteration only for impossible dates
 
     def first_at_or_after(self, t: datetime) -> datetime | None:
@@ -108,15 +117,20 @@ class EveryRecurrence:
 
     def first_at_or_after(self, t: datetime) -> datetime | None:
         if t <= self.anchor:
-            return self.anchor
+            return _until_latest(self.anchor)
         steps = -((self.anchor - t) // self.every)  # ceil((t - anchor) / every)
-        return self.anchor + steps * self.every
+        return self._step(steps)
 
     def next_after(self, t: datetime) -> datetime | None:
         if t < self.anchor:
-            return self.anchor
-        steps = (t - self.anchor) // self.every + 1
-        return self.anchor + steps * self.every
+            return _until_latest(self.anchor)
+        return self._step((t - self.anchor) // self.every + 1)
+
+    def _step(self, steps: int) -> datetime | None:
+        try:
+            return _until_latest(self.anchor + steps * self.every)
+        except OverflowError:  # past the last representable date: the series has ended
+            return None
 
     def last_at_or_before(self, t: datetime) -> datetime | None:
         if t < self.anchor:

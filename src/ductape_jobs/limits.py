@@ -1,0 +1,135 @@
+"""Every bound on input, in one place (the README's "Limits" table lists them).
+
+The Python API, the CLI and the HTTP API check the same numbers; a value over a bound is a
+``ValidationError`` naming the field (HTTP 422), and nothing is written. The bounds keep every value within
+what the engine and both stores represent (64-bit integers, ``datetime`` up to year 9999, JSON that the
+encoder and the browser can walk).
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+from ductape_jobs.errors import ValidationError
+
+#: An HTTP request body (413 above it).
+MAX_BODY_BYTES = 1024 * 1024
+#: A run's or feature run's ``input``, or a session's data, encoded as JSON.
+MAX_INPUT_BYTES = 256 * 1024
+#: How deep objects and lists may nest inside an input (``{"a": {"b": 1}}`` is depth 2).
+MAX_DEPTH = 32
+#: Items in one list, or keys in one object, inside an input.
+MAX_ITEMS = 10_000
+#: Characters in one string (or object key) inside an input.
+MAX_STRING = 64 * 1024
+#: Characters of free text: a reason, a name, a URL.
+MAX_TEXT = 1_000
+#: Milliseconds of any duration: ``every``, ``intervals``, ``timeout`` (ten years).
+MAX_MILLIS = 10 * 366 * 24 * 3600 * 1000
+#: Counts: ``executions``, ``repeat.limit``.
+MAX_COUNT = 1_000_000_000
+#: ``retries`` of one run.
+MAX_RETRIES = 1_000
+#: ``limit`` of one page of a listing, and its ``offset``.
+MAX_PAGE = 10_000
+MAX_OFFSET = 1_000_000_000
+#: The latest time anything may be scheduled, end, or be asked about; a recurrence ends there.
+LATEST = datetime(9000, 1, 1, tzinfo=UTC)
+
+
+def check_json(value: Any, field: str) -> None:
+    """``ValidationError`` naming the path when ``value`` nests deeper than ``MAX_DEPTH``, holds a list or
+    object over ``MAX_ITEMS``, a string over ``MAX_STRING``, or something that is not JSON. Walks without
+    recursion, so no input can exhaust the stack."""
+    stack: list[tuple[Any, str, int]] = [(value, field, 0)]
+    while stack:
+        node, where, depth = stack.pop()
+        if isinstance(node, dict | list | tuple):
+            stack.extend(_children(node, where, depth))
+        else:
+            _check_scalar(node, where)
+
+
+def _children(node: dict[Any, Any] | list[Any] | tuple[Any, ...], where: str, depth: int) -> list[tuple[Any, str, int]]:
+    if depth >= MAX_DEPTH:
+        raise ValidationError(where, f"nests deeper than {MAX_DEPTH} levels")
+    if len(node) > MAX_ITEMS:
+        raise ValidationError(where, f"holds {len(node)} items; at most {MAX_ITEMS}")
+    if not isinstance(node, dict):
+        return [(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(node)]
+    for key in node:
+        if not isinstance(key, str):
+            raise ValidationError(where, f"has a key of type {type(key).__name__}; keys must be text")
+        if len(key) > MAX_STRING:
+            raise ValidationError(where, f"has a key of {len(key)} characters; at most {MAX_STRING}")
+    return [(item, f"{where}.{key}", depth + 1) for key, item in node.items()]
+
+
+def _check_scalar(node: Any, where: str) -> None:
+    if isinstance(node, str):
+        if len(node) > MAX_STRING:
+            raise ValidationError(where, f"is a string of {len(node)} characters; at most {MAX_STRING}")
+    elif isinstance(node, float):
+        if node != node or node in (float("inf"), float("-inf")):
+            raise ValidationError(where, "must be a finite number")
+    elif isinstance(node, int) and not isinstance(node, bool):
+        if node.bit_length() > 64:
+            raise ValidationError(where, "is a number beyond 64 bits")
+    elif node is not None and not isinstance(node, bool):
+        raise ValidationError(where, f"must be JSON data, not {type(node).__name__}")
+
+
+def check_object(value: Any, field: str) -> dict[str, Any]:
+    """``value`` as a JSON object within every input limit (``check_json`` and ``MAX_INPUT_BYTES``)."""
+    if not isinstance(value, dict):
+        raise ValidationError(field, f"must be an object, not {type(value).__name__}")
+    check_json(value, field)
+    try:
+        encoded = json.dumps(value, allow_nan=False, separators=(",", ":"))
+    except (TypeError, ValueError) as exc:
+        raise ValidationError(field, f"must be JSON data: {exc}") from None
+    check_size(encoded, field)
+    return value
+
+
+def check_size(encoded: bytes | str, field: str, limit: int = MAX_INPUT_BYTES) -> None:
+    size = len(encoded)
+    if size > limit:
+        raise ValidationError(field, f"is {size} bytes as JSON; at most {limit}")
+
+
+def check_time(value: datetime, field: str) -> datetime:
+    if value > LATEST:
+        raise ValidationError(field, f"is after {LATEST.date().isoformat()}, the latest time the engine takes")
+    return value
+
+
+def check_page(limit: int, offset: int) -> None:
+    """A listing's page: ``1 <= limit <= MAX_PAGE`` and ``0 <= offset <= MAX_OFFSET``."""
+    if not 1 <= limit <= MAX_PAGE:
+        raise ValidationError("limit", f"must be between 1 and {MAX_PAGE}")
+    if not 0 <= offset <= MAX_OFFSET:
+        raise ValidationError("offset", f"must be between 0 and {MAX_OFFSET}")
+
+
+__all__ = [
+    "LATEST",
+    "MAX_BODY_BYTES",
+    "MAX_COUNT",
+    "MAX_DEPTH",
+    "MAX_INPUT_BYTES",
+    "MAX_ITEMS",
+    "MAX_MILLIS",
+    "MAX_OFFSET",
+    "MAX_PAGE",
+    "MAX_RETRIES",
+    "MAX_STRING",
+    "MAX_TEXT",
+    "check_json",
+    "check_object",
+    "check_page",
+    "check_size",
+    "check_time",
+]

@@ -1,0 +1,109 @@
+"""Secrets masked by value wherever text leaves the engine.
+
+A product's secrets (``envs.<env>.secrets``, ``session_secret``, ``callback_secret``, and the tokens and
+passwords of its auth and SMTP settings) are learned when the product is added, and again, expanded, when a
+run reads one. Every run error, run output, feature event result, log line and webhook delivery snippet is
+passed through ``mask`` before it is recorded or written, so the API, the dashboard, webhook payloads and the
+CLI (which all read those records) never show one. The raw value is masked, and so are its URL-encoded and
+JSON-escaped spellings.
+
+A value shorter than ``MIN_LENGTH`` characters is not masked (it would mask ordinary words): give secrets
+real length. What a secret looks like after other encodings (base64 in a Basic header, a hash) cannot be
+recognised, and is not masked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import threading
+from collections.abc import Iterable, Mapping
+from typing import Any
+from urllib.parse import quote, quote_plus
+
+MASK = "[secret]"
+MIN_LENGTH = 4
+#: Keys of a product's settings whose values are secrets.
+SECRET_KEYS = frozenset({"secrets", "session_secret", "callback_secret", "token", "password"})
+_AUTH_SECRET_KEYS = frozenset({"token", "password", "value"})  # inside an ``auth`` block
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class Secrets:
+    """The set of secret values to mask. Thread-safe; learning a value twice costs nothing."""
+
+    def __init__(self) -> None:
+        self._values: set[str] = set()
+        self._pattern: re.Pattern[str] | None = None
+        self._lock = threading.Lock()
+
+    def learn(self, values: Iterable[str]) -> None:
+        """Mask these values from now on (with their URL-encoded and JSON-escaped spellings)."""
+        spellings = set()
+        for value in values:
+            if not isinstance(value, str) or len(value) < MIN_LENGTH or _VAR.fullmatch(value):
+                continue
+            spellings.update({value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1]})
+        with self._lock:
+            new = spellings - self._values
+            if not new:
+                return
+            self._values |= new
+            ordered = sorted(self._values, key=len, reverse=True)  # the longest spelling wins an overlap
+            self._pattern = re.compile("|".join(re.escape(v) for v in ordered))
+
+    def learn_settings(self, settings: Any) -> None:
+        """Learn every secret in a product's settings (a ``model_dump()``), ``${VAR}`` read when it is set."""
+        self.learn(_expanded(v) for v in _secret_values(settings, inside=False))
+
+    def mask_text(self, text: str) -> str:
+        pattern = self._pattern
+        return text if pattern is None else pattern.sub(MASK, text)
+
+    def mask(self, value: Any) -> Any:
+        """``value`` (text, or JSON-like data) with every secret in its strings (and keys) masked."""
+        if self._pattern is None:
+            return value
+        if isinstance(value, str):
+            return self.mask_text(value)
+        if isinstance(value, Mapping):
+            return {self.mask(k) if isinstance(k, str) else k: self.mask(v) for k, v in value.items()}
+        if isinstance(value, list | tuple):
+            return [self.mask(item) for item in value]
+        return value
+
+
+def _secret_values(node: Any, *, inside: bool) -> Iterable[str]:
+    if isinstance(node, str):
+        if inside:
+            yield node
+    elif isinstance(node, Mapping):
+        for key, item in node.items():
+            if key == "auth" and isinstance(item, Mapping):
+                yield from (v for k, v in item.items() if k in _AUTH_SECRET_KEYS and isinstance(v, str))
+            else:
+                yield from _secret_values(item, inside=inside or key in SECRET_KEYS)
+    elif isinstance(node, list | tuple):
+        for item in node:
+            yield from _secret_values(item, inside=inside)
+
+
+def _expanded(value: str) -> str:
+    return _VAR.sub(lambda m: os.environ.get(m.group(1), m.group(0)), value)
+
+
+#: The process's secrets: logs are process-wide, so the set every client's products feed is one too.
+SECRETS = Secrets()
+
+
+def mask(value: Any) -> Any:
+    """``value`` with every known secret masked (see ``Secrets.mask``)."""
+    return SECRETS.mask(value)
+
+
+def mask_text(text: str) -> str:
+    return SECRETS.mask_text(text)
+
+
+__all__ = ["MASK", "MIN_LENGTH", "SECRETS", "Secrets", "mask", "mask_text"]
