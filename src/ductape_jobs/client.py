@@ -151,6 +151,7 @@ class Ductape:
             options,
             prepare=self.prepare,
             observers=self.observers,
+            secrets=self.products.secrets,
         )
 
     def drain(self) -> DrainSummary:

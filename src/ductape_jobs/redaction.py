@@ -2,9 +2,9 @@
 
 A product's secrets (``envs.<env>.secrets``, ``session_secret``, ``callback_secret``, and the tokens and
 passwords of its auth and SMTP settings) are learned when the product is added, and again, expanded, when a
-run reads one. Every run error, run output, feature event result, log line and webhook delivery snippet is
-passed through ``mask`` before it is recorded or written, so the API, the dashboard, webhook payloads and the
-CLI (which all read those records) never show one. The raw value is masked, and so are its URL-encoded and
+run reads one (``Products.secrets``). Every run error, run output, feature event result, log line and webhook
+delivery snippet is masked before it is recorded or written, so the API, the dashboard, webhook payloads and
+the CLI (which all read those records) never show one. The raw value is masked, and so are its URL-encoded and
 JSON-escaped spellings.
 
 A value shorter than ``MIN_LENGTH`` characters is not masked (it would mask ordinary words): give secrets
@@ -33,18 +33,21 @@ _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 class Secrets:
     """The set of secret values to mask. Thread-safe; learning a value twice costs nothing."""
 
-    def __init__(self) -> None:
+    def __init__(self, parent: Secrets | None = None) -> None:
+        self._parent = parent  # learns whatever this one learns (the process's set, for log lines)
         self._values: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         self._lock = threading.Lock()
 
     def learn(self, values: Iterable[str]) -> None:
         """Mask these values from now on (with their URL-encoded and JSON-escaped spellings)."""
-        spellings = set()
+        spellings: set[str] = set()
         for value in values:
             if not isinstance(value, str) or len(value) < MIN_LENGTH or _VAR.fullmatch(value):
                 continue
             spellings.update({value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1]})
+        if self._parent is not None:
+            self._parent.learn(spellings)
         with self._lock:
             new = spellings - self._values
             if not new:
@@ -93,17 +96,14 @@ def _expanded(value: str) -> str:
     return _VAR.sub(lambda m: os.environ.get(m.group(1), m.group(0)), value)
 
 
-#: The process's secrets: logs are process-wide, so the set every client's products feed is one too.
+#: The process's secrets, for log lines (logging is process-wide): every client's ``Products.secrets``
+#: feeds it. Records are masked with their own client's set.
 SECRETS = Secrets()
 
 
-def mask(value: Any) -> Any:
-    """``value`` with every known secret masked (see ``Secrets.mask``)."""
-    return SECRETS.mask(value)
-
-
 def mask_text(text: str) -> str:
+    """``text`` with every secret this process knows masked (log lines)."""
     return SECRETS.mask_text(text)
 
 
-__all__ = ["MASK", "MIN_LENGTH", "SECRETS", "Secrets", "mask", "mask_text"]
+__all__ = ["MASK", "MIN_LENGTH", "SECRETS", "Secrets", "mask_text"]

@@ -38,7 +38,7 @@ from ductape_jobs.executors.registry import ExecutorRegistry
 from ductape_jobs.ids import new_id
 from ductape_jobs.logs import bind_run
 from ductape_jobs.models import DrainSummary, Run
-from ductape_jobs.redaction import mask, mask_text
+from ductape_jobs.redaction import Secrets
 from ductape_jobs.store.base import Outcome, Store
 
 log = logging.getLogger("ductape_jobs.worker")
@@ -71,6 +71,7 @@ class Worker:
         worker_id: str | None = None,
         prepare: Callable[[Run], RunContext] = RunContext.of,
         observers: Sequence[RunObserver] = (),
+        secrets: Secrets | None = None,
     ) -> None:
         self.store = store
         self.scheduler = scheduler
@@ -78,6 +79,7 @@ class Worker:
         self.clock = clock
         self.options = options or WorkerOptions()
         self.prepare = prepare
+        self.secrets = secrets or Secrets()  # masked out of every error and output the worker records
         self.observers = tuple(observers)  # metrics, webhooks: told of runs started, finished, rescued
         self._observed: dict[str, Run] = {}  # runs in flight, for telling observers how they ended
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id('w')[-6:]}"
@@ -266,7 +268,7 @@ class Worker:
             ok = False
             retryable = bool(getattr(exc, "retryable", True))
             error = _describe(exc)
-        output, error = mask(output), None if error is None else mask_text(error)  # no secret leaves in a record
+        output, error = self.secrets.mask(output), None if error is None else self.secrets.mask_text(error)
         finished = self.clock.now()
         retry_at = None
         if not ok and retryable and run.retry_count < run.max_retries:

@@ -19,22 +19,22 @@ from ductape_jobs.piping import CALLER_SOURCES, PipingError, PipingSyntaxError, 
 from ductape_jobs.piping.errors import located
 from ductape_jobs.products import Products, expand
 from ductape_jobs.products.model import ProductSpec
-from ductape_jobs.redaction import SECRETS
+from ductape_jobs.redaction import Secrets
 
 
 class Expanding(Mapping[str, Any]):
     """A mapping whose ``${VAR}`` values are read from the environment only when looked up, so an unset
     variable fails just the runs that use it."""
 
-    def __init__(self, raw: Mapping[str, Any], where: str, *, secret: bool = False) -> None:
+    def __init__(self, raw: Mapping[str, Any], where: str, *, secrets: Secrets | None = None) -> None:
         self._raw = raw
         self._where = where
-        self._secret = secret
+        self._secrets = secrets  # where an expanded secret is learned, to be masked in what the run writes
 
     def __getitem__(self, key: str) -> Any:
         value = expand(self._raw[key], f"{self._where}.{key}")
-        if self._secret and isinstance(value, str):
-            SECRETS.learn([value])  # its expanded value is masked in whatever the run writes
+        if self._secrets is not None and isinstance(value, str):
+            self._secrets.learn([value])
         return value
 
     def __iter__(self) -> Iterator[str]:
@@ -68,7 +68,9 @@ class RunPreparer:
             if run.env in app.envs
         }
         constants = {tag: app.constants for tag, app in product.apps.items()}
-        secrets = Expanding(product.envs[run.env].secrets, f"{where}.envs.{run.env}.secrets", secret=True)
+        secrets = Expanding(
+            product.envs[run.env].secrets, f"{where}.envs.{run.env}.secrets", secrets=self.products.secrets
+        )
         return Scope(
             input=run.input, session=run.session, variables=variables, constants=constants, secrets=secrets, now=now
         )

@@ -51,7 +51,6 @@ from ductape_jobs.piping import PipingError, PipingSyntaxError, Scope, check, li
 from ductape_jobs.products import Products
 from ductape_jobs.products.features import FeatureEventTypes
 from ductape_jobs.products.model import ProductSpec
-from ductape_jobs.redaction import mask, mask_text
 from ductape_jobs.sessions import Sessions
 from ductape_jobs.store.base import Store
 
@@ -195,7 +194,12 @@ class FeatureEngine:
             _same_events(plan, run)
         except ValidationError as exc:  # the product changed under the run: it cannot go on
             await self._io(
-                self.store.finish_feature_run, run.id, owner, FeatureRunStatus.FAILED, now, mask_text(str(exc))
+                self.store.finish_feature_run,
+                run.id,
+                owner,
+                FeatureRunStatus.FAILED,
+                now,
+                self.prepare.products.secrets.mask_text(str(exc)),
             )
             return await self._get(run.id)
         return await self._drive(run, owner, product, plan)
@@ -335,7 +339,7 @@ class FeatureEngine:
                 output, job_id = await self._attempt(state, event, attempt)
             except Exception as exc:
                 failed += 1
-                error = _describe(exc)
+                error = self.prepare.products.secrets.mask_text(_describe(exc))
                 if getattr(exc, "retryable", True) and failed <= event.spec.retries:
                     log.warning("feature event %s/%s attempt %d failed; retrying: %s", seq, tag, attempt, exc)
                     await self._finish(state, event, EventStatus.RETRYING, error=error)
@@ -353,7 +357,7 @@ class FeatureEngine:
 
     async def _finish(self, state: _Drive, event: PlannedEvent, status: EventStatus, **values: Any) -> None:
         if "output" in values:
-            values["output"] = mask(values["output"])  # no secret leaves in a record
+            values["output"] = self.prepare.products.secrets.mask(values["output"])  # no secret leaves in a record
         ok = await self._io(
             self.store.finish_feature_event,
             state.run.id,
@@ -483,6 +487,6 @@ def _same_events(plan: FeaturePlan, run: FeatureRun) -> None:
 def _describe(exc: BaseException) -> str:
     text = f"{type(exc).__name__}: {exc}"
     if isinstance(exc, ExecutionError | ValidationError):
-        return mask_text(text)[:4000]
+        return text[:4000]
     tb = "".join(traceback.format_exception(exc)[-3:])
-    return mask_text(text + "\n" + tb)[:4000]
+    return (text + "\n" + tb)[:4000]

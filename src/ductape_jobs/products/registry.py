@@ -21,7 +21,7 @@ from ductape_jobs.errors import ExecutionError, ValidationError
 from ductape_jobs.features.plan import check_features
 from ductape_jobs.models import JobEventTypes
 from ductape_jobs.products.model import ProductFile, ProductSpec
-from ductape_jobs.redaction import SECRETS
+from ductape_jobs.redaction import SECRETS, Secrets
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -56,6 +56,7 @@ class EventRef:
 class Products:
     def __init__(self, specs: list[ProductSpec] | None = None) -> None:
         self._by_tag: dict[str, ProductSpec] = {}
+        self.secrets = Secrets(parent=SECRETS)  # every product's secrets, masked in what runs write
         for spec in specs or []:
             self.add(spec)
 
@@ -88,7 +89,7 @@ class Products:
                 loc = ".".join(str(p) for p in err["loc"])
                 raise ValidationError(f"product.{loc}", err["msg"].removeprefix("Value error, ")) from None
         check_features(spec, self.locate)  # sequences, parents, $Sequence piping, the events they run
-        SECRETS.learn_settings(spec.model_dump(exclude={"features"}))  # masked wherever text leaves the engine
+        self.secrets.learn_settings(spec.model_dump(exclude={"features"}))  # masked wherever text leaves the engine
         self._by_tag[spec.tag] = spec
         return spec
 
