@@ -264,6 +264,10 @@ class JobUpdate(_Input):
     def _no_tag(cls, data: object) -> object:
         if isinstance(data, dict) and "tag" in data:
             raise ValidationError("tag", "cannot be changed; create a new job instead")
+        if isinstance(data, dict):
+            for name, value in data.items():
+                if value is None and name != "start_at":  # null clears start_at; the others always hold a value
+                    raise ValidationError(str(name), "must not be null (leave it out to keep the current value)")
         return data
 
     @field_validator("start_at", mode="before")

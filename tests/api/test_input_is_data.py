@@ -254,7 +254,9 @@ def test_inputs_and_numbers_beyond_the_limits_answer_422_and_write_nothing(api: 
     for path in ("/runs", "/schedules"):
         assert problems(c.get(path, params={"offset": 2**63})) == ["offset"]
     assert problems(c.post("/preview", json={"repeat": {"every": 1000}, "start": "9999-12-31"})) == ["start"]
-    assert c.get("/schedules").json()["items"] == [] and [j["tag"] for j in c.get("/jobs").json()["items"]] == ["report"]
+    assert c.get("/schedules").json()["items"] == [] and [j["tag"] for j in c.get("/jobs").json()["items"]] == [
+        "report"
+    ]
 
 
 def test_a_body_over_the_limit_answers_413(api: Api, job: dict[str, Any]) -> None:

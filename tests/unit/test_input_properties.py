@@ -1,0 +1,118 @@
+"""Bad input never corrupts and never crashes, whatever it is: hypothesis throws arbitrary JSON-like values
+(and near-miss requests built from the valid ones) at ``job.schedule``, ``job.create``, ``job.preview`` and
+``feature.run``. Each call either succeeds or raises ``ValidationError`` naming a field, and after an error
+the store holds exactly what it held before."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from ductape_jobs import Ductape, ValidationError
+
+EXAMPLES = int(os.environ.get("DUCTAPE_PROPERTY_EXAMPLES", "150"))
+PROPERTIES = settings(max_examples=EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
+numbers = st.integers(min_value=-(2**70), max_value=2**70) | st.floats() | st.sampled_from([0, -1, 10**23, 3e14])
+json_like = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+    max_leaves=20,
+)
+texts = st.text(max_size=40) | st.sampled_from(
+    ["$Secret{signing}", "$Input{x}", "$Session{user}{id}", "$Now", "$Concat(", "*/5 * * * *", "60 * * * *",
+     "Europe/Paris", "Mars/Olympus", "9999-12-31", "2026-03-29T02:30:00", "echo", "shop", "dev"]
+)  # fmt: skip
+values = json_like | numbers | texts
+
+
+def near_miss(valid: dict[str, Any], extra_keys: list[str]) -> st.SearchStrategy[Any]:
+    """Valid requests with fields replaced, removed or added: most of them reach past the first check."""
+    keys = sorted({*valid, *extra_keys})
+    changes = st.dictionaries(st.sampled_from(keys), values | st.just(None), max_size=4)
+    drops = st.sets(st.sampled_from(sorted(valid)), max_size=2)
+    return (
+        st.builds(
+            lambda changed, dropped: {**{k: v for k, v in valid.items() if k not in dropped}, **changed}, changes, drops
+        )
+        | json_like
+    )
+
+
+@pytest.fixture(scope="module")
+def dt() -> Iterator[Ductape]:
+    d = Ductape(f"sqlite:///{tempfile.mkdtemp(prefix='ductape-props-')}/jobs.db")
+    d.products.add(
+        {"tag": "shop", "envs": {"dev": {"secrets": {"signing": "sig-0123456789"}}},
+         "features": {"greet": {"input": {"name": "string"}, "required": ["name"], "sequence": [
+             {"sequence_tag": "a", "events": [{"type": "FUNCTION", "event": "echo", "input": {"n": "$Input{name}"}}]}]}}}
+    )  # fmt: skip
+    d.function("echo")(lambda input, ctx: input)
+    d.job.create({"name": "Echo", "tag": "echo", "event_type": "FUNCTION", "event_tag": "echo"})
+    yield d
+    d.close()
+
+
+def snapshot(dt: Ductape) -> tuple[Any, ...]:
+    return (
+        [(j.tag, j.name, j.event_type, j.event_tag, j.executions, j.intervals) for j in dt.job.fetch_all()],
+        [(s.id, s.status, s.next_run_at) for s in dt.job.list(limit=10_000)],
+        [(r.id, r.phase) for r in dt.job.runs(limit=10_000)],
+        [(r.id, r.status) for r in dt.feature.runs(limit=10_000)],
+    )
+
+
+def attempt(dt: Ductape, call: Any) -> None:
+    before = snapshot(dt)
+    try:
+        call()
+    except ValidationError as exc:
+        assert exc.field and exc.rule and str(exc).startswith(exc.field), exc
+        assert snapshot(dt) == before, f"{exc} but the store changed"
+
+
+SCHEDULE = {"env": "dev", "product_tag": "shop", "event": "echo", "input": {"a": 1}, "retries": 1,
+            "start_at": 0, "repeat": {"every": 60_000, "limit": 3, "tz": "UTC"}}  # fmt: skip
+SCHEDULE_KEYS = ["session", "timeout", "misfire", "overlap", "app", "cache", "pause_on_failure", "bogus"]
+REPEATS = {"cron": "0 9 * * *", "tz": "Europe/Paris", "limit": 5, "endDate": "2030-01-01T00:00:00Z"}
+
+
+@given(request=near_miss(SCHEDULE, SCHEDULE_KEYS), repeat=near_miss(REPEATS, ["every", "end_date"]))
+@PROPERTIES
+def test_schedule_takes_anything_and_only_validates(dt: Ductape, request: Any, repeat: Any) -> None:
+    attempt(dt, lambda: dt.job.schedule(request))
+    if isinstance(request, dict):
+        attempt(dt, lambda: dt.job.schedule({**request, "repeat": repeat}))
+        attempt(dt, lambda: dt.job.schedule_many([SCHEDULE, request]))
+
+
+JOB = {"name": "Job", "tag": "job-a", "event_type": "FUNCTION", "event_tag": "echo", "executions": 2, "intervals": 1000}
+
+
+@given(job=near_miss(JOB, ["start_at", "bogus"]), changes=near_miss({"name": "New"}, ["intervals", "tag", "bogus"]))
+@PROPERTIES
+def test_job_create_and_update_take_anything_and_only_validate(dt: Ductape, job: Any, changes: Any) -> None:
+    attempt(dt, lambda: dt.job.create(job))
+    attempt(dt, lambda: dt.job.update("echo", changes))
+
+
+@given(repeat=near_miss(REPEATS, ["every"]), start=values, count=numbers)
+@PROPERTIES
+def test_preview_takes_anything_and_only_validates(dt: Ductape, repeat: Any, start: Any, count: Any) -> None:
+    attempt(dt, lambda: dt.job.preview(repeat, start=start, count=count if isinstance(count, int) else 10))
+
+
+@given(tag=texts, env=texts, product=texts, data=json_like)
+@PROPERTIES
+def test_feature_run_takes_anything_and_only_validates(
+    dt: Ductape, tag: str, env: str, product: str, data: Any
+) -> None:
+    attempt(dt, lambda: dt.feature.run(tag, env=env, product_tag=product, input=data))
+    attempt(dt, lambda: dt.feature.run("greet", env="dev", product_tag="shop", input=data))
