@@ -27,7 +27,8 @@ def _serve() -> tuple[Ductape, Any, dict[str, str]]:
     dt.products.add(
         {"tag": "shop", "envs": {"dev": {"secrets": {"signing": "sig-0123456789"}}},
          "features": {"greet": {"input": {"name": "string"}, "sequence": [
-             {"sequence_tag": "a", "events": [{"type": "FUNCTION", "event": "echo", "input": {"n": "$Input{name}"}}]}]}}}
+             {"sequence_tag": "a", "events": [
+                 {"type": "FUNCTION", "event": "echo", "input": {"n": "$Input{name}"}}]}]}}}
     )  # fmt: skip
     dt.function("echo")(lambda input, ctx: input)
     dt.job.create({"name": "Echo", "tag": "echo", "event_type": "FUNCTION", "event_tag": "echo"})

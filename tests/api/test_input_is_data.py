@@ -144,7 +144,8 @@ def test_a_feature_input_piped_into_a_job_event_is_never_resolved_again(dt: Duct
     feature = {
         "input": {"name": "string"},
         "sequence": [
-            {"sequence_tag": "direct", "events": [{"type": "FUNCTION", "event": "echo", "input": {"n": "$Input{name}"}}]},
+            {"sequence_tag": "direct",
+             "events": [{"type": "FUNCTION", "event": "echo", "input": {"n": "$Input{name}"}}]},
             {"sequence_tag": "later", "events": [{"type": "JOB", "event": "echo", "input": {"n": "$Input{name}"}}]},
         ],
     }  # fmt: skip

@@ -52,7 +52,8 @@ def dt() -> Iterator[Ductape]:
     d.products.add(
         {"tag": "shop", "envs": {"dev": {"secrets": {"signing": "sig-0123456789"}}},
          "features": {"greet": {"input": {"name": "string"}, "required": ["name"], "sequence": [
-             {"sequence_tag": "a", "events": [{"type": "FUNCTION", "event": "echo", "input": {"n": "$Input{name}"}}]}]}}}
+             {"sequence_tag": "a", "events": [
+                 {"type": "FUNCTION", "event": "echo", "input": {"n": "$Input{name}"}}]}]}}}
     )  # fmt: skip
     d.function("echo")(lambda input, ctx: input)
     d.job.create({"name": "Echo", "tag": "echo", "event_type": "FUNCTION", "event_tag": "echo"})
