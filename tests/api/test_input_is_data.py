@@ -317,3 +317,19 @@ def test_every_number_has_a_bound_in_python_too(dt: Ductape) -> None:
         dt.job.preview({"every": 300_000_000_000}, start="8999-06-01", count=1)[0]
     ]  # the series ends at the latest time the engine takes instead of overflowing
     assert timedelta(milliseconds=300_000_000_000) < timedelta(days=3660)
+
+
+def test_a_session_claim_that_looks_like_a_placeholder_stays_data(dt: Ductape) -> None:
+    dt.products.add(
+        shop(
+            envs={"dev": {"secrets": {"signing": SIGNING}, "session_secret": "session-secret-for-tests-0123456789ab"}},
+            sessions={"user-session": {"name": "User", "schema": {"user": "object"}, "selector": "$Session{user}{id}"}},
+        )
+    )
+    dt.function("echo")(lambda input, ctx: input)
+    dt.job.create(ECHO)
+    token = dt.session.start("user-session", {"user": {"id": "u1", "name": "$Secret{signing}"}}, env="dev",
+                             product_tag="shop")  # fmt: skip
+    job_id = dt.job.schedule({**SHOP_DEV, "session": str(token), "input": {"who": "$Session{user}{name}"}}).job_id
+    dt.drain()
+    assert only_run(dt, job_id).output == {"who": "$Secret{signing}"}
