@@ -17,12 +17,9 @@ from ductape_jobs.engine.retry import Backoff
 from ductape_jobs.engine.scheduler import Scheduler
 from ductape_jobs.engine.worker import Worker, WorkerOptions
 from ductape_jobs.executors import ExecutorRegistry, FunctionExecutor, FunctionRegistry
-from ductape_jobs.executors.action import ActionExecutor
-from ductape_jobs.executors.broker import BrokerExecutor
 from ductape_jobs.executors.context import RunPreparer
-from ductape_jobs.executors.database_action import DatabaseActionExecutor
 from ductape_jobs.executors.feature import FeatureExecutor
-from ductape_jobs.executors.notification import NotificationExecutor
+from ductape_jobs.executors.registry import product_executors
 from ductape_jobs.features.api import Features
 from ductape_jobs.jobs import Jobs
 from ductape_jobs.models import DrainSummary
@@ -97,14 +94,9 @@ class Ductape:
         self._pool_size = max(4, concurrency)
         self._function_executor = FunctionExecutor(self.functions, self._pool, self.products)
         self.executors = ExecutorRegistry()
-        for executor in (
-            self._function_executor,
-            ActionExecutor(self.products),
-            NotificationExecutor(self.products),
-            DatabaseActionExecutor(self.products),
-            BrokerExecutor(self.products),
-        ):
-            self.executors.register(executor)
+        self.executors.register(self._function_executor)
+        for event_type, factory in product_executors(self.products).items():  # loaded on first use
+            self.executors.register_factory(event_type, factory)
         self.prepare = RunPreparer(self.products, self.clock)
         self.job = Jobs(self)
         self.feature = Features(self)  # ductape.feature.run(...): a product's feature sequences

@@ -224,7 +224,8 @@ def _json_object(value: object) -> dict[str, Any]:
 
 
 class _Input(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True, str_strip_whitespace=True)
+    # validators are built on first use: a worker process, which validates none, does not pay for them
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, str_strip_whitespace=True, defer_build=True)
 
 
 # ------------------------------------------------------------------------------------- job definitions

@@ -52,6 +52,7 @@ def _close() -> Any:
 PROPERTIES = settings(
     max_examples=EXAMPLES,
     deadline=None,
+    database=None,  # no example database written into the work tree
     suppress_health_check=[HealthCheck.too_slow, HealthCheck.filter_too_much, HealthCheck.function_scoped_fixture],
 )
 

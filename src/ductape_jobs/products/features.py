@@ -71,7 +71,7 @@ def _event_type(value: object) -> object:
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 class FeatureEvent(_Spec):

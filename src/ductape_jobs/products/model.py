@@ -17,7 +17,7 @@ SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
 
 class _Spec(BaseModel):
-    model_config = ConfigDict(extra="forbid", populate_by_name=True)
+    model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
 class Auth(_Spec):

@@ -14,7 +14,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError as PydanticValidationError
 
 from ductape_jobs.errors import ExecutionError, ValidationError
@@ -63,6 +62,8 @@ class Products:
     @classmethod
     def load(cls, path: str | Path) -> Products:
         """Read a product file: ``*.yaml``/``*.yml`` or ``*.toml`` with a top-level ``products`` list."""
+        import yaml  # only product files need it
+
         file = Path(path)
         try:
             text = file.read_text(encoding="utf-8")
