@@ -17,9 +17,7 @@ from hypothesis import strategies as st
 from ductape_jobs import Ductape, ValidationError
 
 EXAMPLES = int(os.environ.get("DUCTAPE_PROPERTY_EXAMPLES", "150"))
-PROPERTIES = settings(
-    max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow]
-)
+PROPERTIES = settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20)
 numbers = st.integers(min_value=-(2**70), max_value=2**70) | st.floats() | st.sampled_from([0, -1, 10**23, 3e14])
