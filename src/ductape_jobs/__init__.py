@@ -34,6 +34,7 @@ from ductape_jobs.models import (
     TriggeredBy,
 )
 from ductape_jobs.piping import literal
+from ductape_jobs.products.features import FeatureEventTypes
 
 # The seeds' TypeScript names.
 IProductJob = JobDefinition
@@ -56,6 +57,7 @@ __all__ = [
     "ExecutionError",
     "ExecutorNotFoundError",
     "FakeClock",
+    "FeatureEventTypes",
     "IJobProcessorInput",
     "IJobRepeatOptions",
     "IProductJob",

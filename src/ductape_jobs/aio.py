@@ -21,7 +21,13 @@ from ductape_jobs.models import (
     Schedule,
     ScheduleRequest,
     ScheduleStatus,
+    Session,
+    Webhook,
+    WebhookDelivery,
 )
+from ductape_jobs.sessions import Sessions, SessionToken
+from ductape_jobs.store import Store
+from ductape_jobs.webhooks import WebhookRequest, Webhooks
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
@@ -61,11 +67,28 @@ class AsyncJobs:
     async def get(self, job_id: str) -> Schedule:
         return await _off(self._jobs.get, job_id)
 
-    async def list(self, **filters: Any) -> builtins.list[Schedule]:
-        return await _off(self._jobs.list, **filters)
+    async def list(
+        self,
+        *,
+        status: ScheduleStatus | str | None = None,
+        job_tag: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        product_tag: str | None = None,
+        env: str | None = None,
+    ) -> builtins.list[Schedule]:
+        return await _off(
+            self._jobs.list,
+            status=status,
+            job_tag=job_tag,
+            limit=limit,
+            offset=offset,
+            product_tag=product_tag,
+            env=env,
+        )
 
-    async def pause(self, job_id: str) -> Schedule:
-        return await _off(self._jobs.pause, job_id)
+    async def pause(self, job_id: str, reason: str | None = None) -> Schedule:
+        return await _off(self._jobs.pause, job_id, reason)
 
     async def resume(self, job_id: str) -> Schedule:
         return await _off(self._jobs.resume, job_id)
@@ -87,8 +110,31 @@ class AsyncJobs:
     ) -> builtins.list[datetime]:
         return await _off(self._jobs.preview, repeat, start, count)
 
-    async def runs(self, *, status: RunPhase | str | None = None, **filters: Any) -> builtins.list[Run]:
-        return await _off(self._jobs.runs, status=status, **filters)
+    async def runs(
+        self,
+        *,
+        job_id: str | None = None,
+        job_tag: str | None = None,
+        status: RunPhase | str | None = None,
+        since: datetime | str | int | None = None,
+        until: datetime | str | int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        product_tag: str | None = None,
+        env: str | None = None,
+    ) -> builtins.list[Run]:
+        return await _off(
+            self._jobs.runs,
+            job_id=job_id,
+            job_tag=job_tag,
+            status=status,
+            since=since,
+            until=until,
+            limit=limit,
+            offset=offset,
+            product_tag=product_tag,
+            env=env,
+        )
 
     async def run(self, run_id: str) -> Run:
         return await _off(self._jobs.run, run_id)
@@ -96,19 +142,81 @@ class AsyncJobs:
     async def retry(self, run_id: str) -> Run:
         return await _off(self._jobs.retry, run_id)
 
+    # the seeds' other spellings, as ``Jobs`` has them
+    fetchAll = fetch_all
+    fetch_jobs = fetch_all
+    fetchJobs = fetch_all
+    fetch_job = fetch
+    fetchJob = fetch
+    create_job = create
+    createJob = create
+    update_job = update
+    updateJob = update
+
+
+class AsyncSessions:
+    """``await ductape.session.start(...)`` / ``verify(...)``: ``Sessions``' methods."""
+
+    def __init__(self, sessions: Sessions) -> None:
+        self._sessions = sessions
+
+    async def start(self, tag: str, data: dict[str, Any], *, env: str, product_tag: str) -> SessionToken:
+        return await _off(self._sessions.start, tag, data, env=env, product_tag=product_tag)
+
+    async def verify(self, session: Session | str | dict[str, Any], *, env: str, product_tag: str) -> dict[str, Any]:
+        return await _off(self._sessions.verify, session, env=env, product_tag=product_tag)
+
+
+class AsyncWebhooks:
+    """``await ductape.webhooks.create(...)`` and friends: ``Webhooks``' methods."""
+
+    def __init__(self, webhooks: Webhooks) -> None:
+        self._webhooks = webhooks
+
+    async def create(self, request: WebhookRequest | dict[str, Any]) -> tuple[Webhook, str]:
+        return await _off(self._webhooks.create, request)
+
+    async def list(self, product_tag: str | None = None) -> builtins.list[Webhook]:
+        return await _off(self._webhooks.list, product_tag)
+
+    async def get(self, webhook_id: str) -> Webhook:
+        return await _off(self._webhooks.get, webhook_id)
+
+    async def delete(self, webhook_id: str) -> None:
+        await _off(self._webhooks.delete, webhook_id)
+
+    async def deliveries(self, webhook_id: str, *, limit: int = 100, offset: int = 0) -> builtins.list[WebhookDelivery]:
+        return await _off(self._webhooks.deliveries, webhook_id, limit=limit, offset=offset)
+
+    async def deliver_due(self) -> int:
+        return await self._webhooks.deliver_due()
+
 
 class AsyncDuctape:
     """``AsyncDuctape(...)`` takes ``Ductape``'s arguments; its methods are awaited."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
-        self.sync = Ductape(*args, **kwargs)
-        self.job = AsyncJobs(self.sync)
-        self.feature = AsyncFeatures(self.sync.feature)
-        self.store = self.sync.store
-        self.clock = self.sync.clock
+        self._wrap(Ductape(*args, **kwargs))
+
+    def _wrap(self, sync: Ductape) -> None:
+        self.sync = sync
+        self.job = AsyncJobs(sync)
+        self.feature = AsyncFeatures(sync.feature)
+        self.session = AsyncSessions(sync.session)
+        self.webhooks = AsyncWebhooks(sync.webhooks)
+        self.products = sync.products  # declarations only: no I/O to await
+        self.functions = sync.functions
+        self.store = sync.store
+        self.clock = sync.clock
 
     def function(self, tag: str, *, timeout: float | None = None) -> Callable[[F], F]:
         return self.sync.function(tag, timeout=timeout)
+
+    def on_store(self, store: str | Store) -> AsyncDuctape:
+        """A client on another store with this one's functions, clock and settings."""
+        made = AsyncDuctape.__new__(AsyncDuctape)
+        made._wrap(self.sync.on_store(store))
+        return made
 
     async def drain(self) -> DrainSummary:
         return await self.sync.new_worker().run_until_idle()
@@ -127,4 +235,4 @@ class AsyncDuctape:
         await self.close()
 
 
-__all__ = ["AsyncDuctape", "AsyncJobs", "ScheduleStatus"]
+__all__ = ["AsyncDuctape", "AsyncJobs", "AsyncSessions", "AsyncWebhooks", "ScheduleStatus"]

@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ductape_jobs.engine.scheduler import make_recurrence, new_run, occurrences_of, recurrence_of
 from ductape_jobs.errors import NotFoundError, ValidationError
 from ductape_jobs.ids import new_id
-from ductape_jobs.limits import MAX_TEXT, check_page
+from ductape_jobs.limits import MAX_PAGE, MAX_TEXT, check_page
 from ductape_jobs.models import (
     DispatchResult,
     JobDefinition,
@@ -70,14 +70,25 @@ class Jobs:
         return self._store.list_jobs()
 
     def delete(self, tag: str) -> None:
-        self._store.delete_job(tag)
+        """Delete a job. Its live (active or paused) schedules are cancelled first, with the reason
+        ``job <tag> deleted``; their history is kept. A job with unlimited executions runs until this."""
+        self.fetch(tag)
+        for status in (ScheduleStatus.ACTIVE, ScheduleStatus.PAUSED):
+            while live := self.list(status=status, job_tag=tag, limit=MAX_PAGE):
+                for schedule in live:
+                    self.cancel(schedule.id, reason=f"job {tag} deleted")
+        self._store.delete_job(tag)  # ConflictError if a schedule of it was made meanwhile: nothing deleted
 
-    # older spellings from the seeds (001, 002)
+    # the seeds' other spellings (000, 001, 002), as written
     fetchAll = fetch_all
     fetch_jobs = fetch_all
+    fetchJobs = fetch_all
     fetch_job = fetch
+    fetchJob = fetch
     create_job = create
+    createJob = create
     update_job = update
+    updateJob = update
 
     # ------------------------------------------------------------------------------- scheduling
 
@@ -130,7 +141,8 @@ class Jobs:
         self, req: ScheduleRequest, job: JobDefinition, now: datetime, claims: dict[str, Any] | None
     ) -> tuple[Schedule, list[NewRun], DispatchResult]:
         repeat = req.repeat
-        start_at = req.start_at or job.start_at
+        # An explicit start_at (0 or a past time: now) wins over the job's; an absent one falls back to it.
+        start_at = req.start_at if "start_at" in req.model_fields_set else job.start_at
         start = max(start_at, now) if start_at else now
         every = timedelta(milliseconds=repeat.every) if repeat and repeat.every else None
         limit = repeat.limit if repeat else None

@@ -179,6 +179,8 @@ def _not_too_late(value: datetime) -> datetime:
 def _no_bool(value: object) -> object:
     if isinstance(value, bool):  # pydantic's lax int would take True as 1 (``every=True`` = every millisecond)
         raise ValueError("must be a number, not a boolean")
+    if isinstance(value, str):  # nor "3" as 3: a count is a number
+        raise ValueError("must be a number, not text")
     return value
 
 
@@ -347,6 +349,8 @@ class RepeatOptions(_Input):
     def _one_of(self) -> RepeatOptions:
         if (self.cron is None) == (self.every is None):
             raise ValueError("give exactly one of cron or every")
+        if self.every is not None and self.tz != "UTC":
+            raise ValidationError("tz", "applies to cron only: every counts absolute time in any zone")
         return self
 
 

@@ -38,12 +38,18 @@ def test_missing_jobs_answer_404(api: Api) -> None:
         assert "nope" in response.json()["detail"]
 
 
-def test_deleting_a_job_in_use_is_a_conflict(api: Api, job: dict[str, Any]) -> None:
-    api.dt.job.schedule({**SHOP, "repeat": {"every": 60_000}})
+def test_deleting_a_job_cancels_its_live_schedules_and_keeps_their_history(api: Api, job: dict[str, Any]) -> None:
+    """The seeds: a job with unlimited executions runs "until deleted or updated"."""
+    live = api.dt.job.schedule({**SHOP, "repeat": {"every": 60_000}}).job_id
+    paused = api.dt.job.pause(api.dt.job.schedule({**SHOP, "repeat": {"every": 60_000}}).job_id).id
+    api.dt.drain()
     response = api.client().delete("/jobs/report")
-    assert response.status_code == 409
-    assert "cancel them" in response.json()["detail"]
-    assert api.dt.job.fetch("report")  # still there
+    assert response.status_code == 204
+    assert api.client().get("/jobs/report").status_code == 404
+    for job_id in (live, paused):
+        schedule = api.dt.job.get(job_id)
+        assert schedule.status.value == "cancelled" and schedule.reason == "cancelled: job report deleted"
+    assert [r.phase.value for r in api.dt.job.runs(job_id=live)] == ["completed"]  # history kept
 
 
 @pytest.mark.parametrize(

@@ -97,7 +97,7 @@ def product(http: str, smtp_port: int, sqlite_url: str, topic: str) -> dict[str,
                 "expiry": 3600,
             },
         },
-        "caches": {"orders-cache": {"ttl": 60}},
+        "caches": {"orders-cache": {"expiry": 60_000}},
     }
 
 

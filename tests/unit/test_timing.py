@@ -7,7 +7,7 @@ from itertools import pairwise
 
 import pytest
 
-from ductape_jobs import Ductape
+from ductape_jobs import Ductape, ValidationError
 from ductape_jobs.timing import (
     CronRecurrence,
     EveryRecurrence,
@@ -409,5 +409,8 @@ def test_api_preview_limit_and_end_date(dt: Ductape) -> None:
 
 
 def test_api_preview_every_across_dst(dt: Ductape) -> None:
-    times = dt.job.preview({"every": 3_600_000, "tz": NY}, start=utc(2026, 3, 8, 5), count=6)
-    assert gaps(times) == {H}
+    times = dt.job.preview({"every": 3_600_000}, start=utc(2026, 3, 8, 5), count=6)
+    assert gaps(times) == {H}  # absolute time: a DST change does not move it
+    with pytest.raises(ValidationError) as caught:  # so a zone would mean nothing: it is refused, not ignored
+        dt.job.preview({"every": 3_600_000, "tz": NY}, start=utc(2026, 3, 8, 5), count=6)
+    assert caught.value.field == "repeat.tz"

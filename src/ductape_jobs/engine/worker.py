@@ -295,7 +295,7 @@ class Worker:
         """A product's cache tag: the same event with the same resolved input within the TTL is not run again."""
         if run.cache is None or ctx.product is None or run.cache not in ctx.product.caches:
             return False, None, None
-        ttl = timedelta(seconds=ctx.product.caches[run.cache].ttl)
+        ttl = ctx.product.caches[run.cache].lifetime
         material = json.dumps(
             [run.product_tag, run.env, run.event_type.value, run.event_tag, run.cache, ctx.input],
             sort_keys=True,

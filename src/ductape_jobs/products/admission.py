@@ -35,6 +35,8 @@ def event_definition(products: Products, product_tag: str, ref: EventRef) -> Any
 def admit(products: Products, sessions: Sessions, req: ScheduleRequest, job: JobDefinition) -> dict[str, Any] | None:
     """Check ``req`` for ``job``; return the verified session data (or ``None``)."""
     ref = products.check_schedule(req.product_tag, req.env, job.event_type, job.event_tag, req.app)
+    if req.cache is not None:
+        products.check_cache(req.product_tag, req.cache)
     claims = None
     if req.session is not None:
         claims = sessions.verify(req.session, env=req.env, product_tag=req.product_tag)

@@ -25,7 +25,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Annotated, Any
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
 
 from ductape_jobs.models import RepeatOptions
 
@@ -82,7 +82,7 @@ class FeatureEvent(_Spec):
     event: str = Field(min_length=1, max_length=256)
     input: dict[str, Any] = Field(default_factory=dict)
     retries: int = Field(default=0, ge=0, le=100, description="attempts after a failure")
-    allow_fail: bool = Field(default=False, description="the feature goes on after this event fails for good")
+    allow_fail: StrictBool = Field(default=False, description="the feature goes on after this event fails for good")
     app: str | None = None
     repeat: RepeatOptions | None = Field(default=None, description="JOB events: the cadence instead of the job's")
 

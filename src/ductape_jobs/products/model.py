@@ -7,10 +7,12 @@ job store) and data-piping placeholders (``$Input{...}``, resolved per run).
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ductape_jobs.limits import MAX_MILLIS
 from ductape_jobs.products.features import FeatureSpec
 
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -125,7 +127,30 @@ class SessionSpec(_Spec):
 
 
 class CacheSpec(_Spec):
-    ttl: int = Field(gt=0, description="seconds a cached result is reused")
+    """How long a cached result is reused: ``expiry`` in milliseconds, as the SDK's cache component says it,
+    or ``ttl_seconds``. Exactly one."""
+
+    expiry: int | None = Field(default=None, gt=0, le=MAX_MILLIS, description="milliseconds a result is reused")
+    ttl_seconds: int | None = Field(default=None, gt=0, le=MAX_MILLIS // 1000, description="the same, in seconds")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_ttl(cls, data: object) -> object:
+        if isinstance(data, dict) and "ttl" in data:
+            raise ValueError("ttl is ambiguous: give expiry (milliseconds, as the SDK) or ttl_seconds")
+        return data
+
+    @model_validator(mode="after")
+    def _one(self) -> CacheSpec:
+        if (self.expiry is None) == (self.ttl_seconds is None):
+            raise ValueError("give exactly one of expiry (milliseconds) or ttl_seconds")
+        return self
+
+    @property
+    def lifetime(self) -> timedelta:
+        if self.expiry is not None:
+            return timedelta(milliseconds=self.expiry)
+        return timedelta(seconds=self.ttl_seconds or 0)
 
 
 class HttpProvider(_Spec):

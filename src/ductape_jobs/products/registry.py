@@ -168,6 +168,15 @@ class Products:
         spec = self.check_env(product_tag, env)
         return self.locate(spec, event_type, event_tag, app)
 
+    def check_cache(self, product_tag: str, cache: str) -> None:
+        """A schedule's ``cache`` names a cache its product declares."""
+        spec = self.find(product_tag)
+        if spec is None:
+            raise ValidationError("cache", f"{cache!r}: declare it under caches in product {product_tag!r} first")
+        if cache not in spec.caches:
+            have = ", ".join(sorted(spec.caches)) or "none"
+            raise ValidationError("cache", f"product {product_tag!r} declares no cache {cache!r} (it has: {have})")
+
 
 def _missing(what: str, name: str, product: str, known: dict[str, Any]) -> ValidationError:
     have = ", ".join(sorted(known)) or "none"

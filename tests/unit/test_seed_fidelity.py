@@ -1,0 +1,129 @@
+"""The seeds' spellings and exact semantics: camelCase names as written, one API in sync and async,
+``start_at: 0`` means now, strict values (no silent coercion, no ignored field)."""
+
+from __future__ import annotations
+
+import asyncio
+import inspect
+from datetime import timedelta
+from typing import Any
+
+import pytest
+
+import ductape_jobs
+from ductape_jobs import AsyncDuctape, Ductape, FakeClock, RunPhase, ValidationError
+from ductape_jobs.aio import AsyncJobs, AsyncSessions, AsyncWebhooks
+from ductape_jobs.jobs import Jobs
+from ductape_jobs.sessions import Sessions
+from ductape_jobs.webhooks import Webhooks
+
+REPORT = {"name": "Report", "tag": "report", "event_type": "FUNCTION", "event_tag": "report"}
+REQUEST = {"env": "prd", "product_tag": "shop", "event": "report"}
+
+
+@pytest.fixture
+def report(dt: Ductape) -> Ductape:
+    dt.function("report")(lambda input, ctx: input)
+    return dt
+
+
+def test_the_seeds_camel_case_names_work_as_written(report: Ductape) -> None:
+    created = report.job.createJob(REPORT)
+    assert report.job.fetchJob("report") == created
+    assert report.job.updateJob("report", {"name": "Weekly"}).name == "Weekly"
+    assert [j.tag for j in report.job.fetchJobs()] == [j.tag for j in report.job.fetchAll()] == ["report"]
+    assert ductape_jobs.FeatureEventTypes.JOB.value == "job"
+
+
+def _public(cls: type) -> dict[str, Any]:
+    return {name: member for name, member in inspect.getmembers(cls) if not name.startswith("_")}
+
+
+@pytest.mark.parametrize(("sync", "aio"), [(Jobs, AsyncJobs), (Sessions, AsyncSessions)], ids=["job", "session"])
+def test_every_sync_method_has_an_awaited_twin_with_the_same_parameters(sync: type, aio: type) -> None:
+    wanted, have = _public(sync), _public(aio)
+    assert sorted(set(wanted) - set(have)) == []
+    for name, method in wanted.items():
+        assert inspect.iscoroutinefunction(have[name]), name
+        assert list(inspect.signature(have[name]).parameters) == list(inspect.signature(method).parameters), name
+
+
+def test_async_webhooks_cover_what_users_call() -> None:
+    users = {"create", "list", "get", "delete", "deliveries", "deliver_due"}
+    assert users <= set(_public(Webhooks)) and users <= set(_public(AsyncWebhooks))
+    assert all(inspect.iscoroutinefunction(getattr(AsyncWebhooks, name)) for name in users)
+
+
+def test_async_ductape_exposes_what_ductape_does(tmp_path: Any) -> None:
+    client = AsyncDuctape(f"sqlite:///{tmp_path / 'a.db'}")
+    sync = client.sync
+    for name in ("job", "feature", "session", "webhooks", "products", "functions", "store", "clock"):
+        assert hasattr(client, name) and hasattr(sync, name), name
+    for name in ("function", "drain", "worker", "close", "on_store"):
+        assert callable(getattr(client, name)) and callable(getattr(sync, name)), name
+    assert client.products is sync.products
+
+
+def test_async_pause_takes_a_reason(tmp_path: Any) -> None:
+    async def main() -> None:
+        async with AsyncDuctape(f"sqlite:///{tmp_path / 'a.db'}", clock=FakeClock()) as client:
+            client.function("report")(lambda input, ctx: None)
+            await client.job.createJob(REPORT)
+            made = await client.job.schedule({**REQUEST, "repeat": {"every": 60_000}})
+            paused = await client.job.pause(made.job_id, "maintenance")
+            assert paused.reason == "paused: maintenance"
+            assert [j.tag for j in await client.job.fetchAll()] == ["report"]
+
+    asyncio.run(main())
+
+
+def test_start_at_zero_means_now_even_when_the_job_has_a_start(report: Ductape, clock: FakeClock) -> None:
+    later = clock.now() + timedelta(days=2)
+    report.job.create({**REPORT, "start_at": later.isoformat()})
+    now = report.job.schedule({**REQUEST, "start_at": 0})
+    past = report.job.schedule({**REQUEST, "start_at": "2020-01-01T00:00:00Z"})
+    absent = report.job.schedule(REQUEST)
+    assert now.status is RunPhase.QUEUED and now.scheduled_at == clock.now()
+    assert past.status is RunPhase.QUEUED and past.scheduled_at == clock.now()
+    assert absent.status is RunPhase.SCHEDULED and absent.scheduled_at == later  # the job's own start
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"retries": "3"}, "retries"),
+        ({"retries": 2.5}, "retries"),
+        ({"repeat": {"every": "60000"}}, "repeat.every"),
+        ({"repeat": {"every": 60_000, "tz": "Europe/Paris"}}, "repeat.tz"),
+        ({"cache": "nope"}, "cache"),
+    ],
+)
+def test_strict_values_are_refused_not_coerced_or_ignored(report: Ductape, change: dict[str, Any], field: str) -> None:
+    report.job.create(REPORT)
+    with pytest.raises(ValidationError) as caught:
+        report.job.schedule({**REQUEST, **change})
+    assert caught.value.field == field
+    assert report.job.list() == []
+
+
+def test_a_cache_must_be_declared_and_its_expiry_is_in_milliseconds(report: Ductape) -> None:
+    with pytest.raises(ValidationError, match="ttl is ambiguous"):
+        report.products.add({"tag": "shop", "envs": ["prd"], "caches": {"c": {"ttl": 60}}})
+    shop = report.products.add(
+        {"tag": "shop", "envs": ["prd"], "caches": {"c": {"expiry": 1500}, "d": {"ttl_seconds": 2}}}
+    )
+    assert shop.caches["c"].lifetime == timedelta(milliseconds=1500)
+    assert shop.caches["d"].lifetime == timedelta(seconds=2)
+    report.job.create(REPORT)
+    with pytest.raises(ValidationError) as caught:
+        report.job.schedule({**REQUEST, "cache": "e"})
+    assert caught.value.field == "cache" and "it has: c, d" in caught.value.rule
+    assert report.job.schedule({**REQUEST, "cache": "c"}).status is RunPhase.QUEUED
+
+
+def test_allow_fail_must_be_a_boolean(dt: Ductape) -> None:
+    event = {"type": "FUNCTION", "event": "x", "input": {}, "allow_fail": "yes"}
+    with pytest.raises(ValidationError) as caught:
+        dt.products.add({"tag": "shop", "envs": ["prd"], "features": {"f": {"sequence": [
+            {"sequence_tag": "a", "events": [event]}]}}})  # fmt: skip
+    assert "allow_fail" in caught.value.field
