@@ -44,6 +44,16 @@ AppOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+WebhookAllowOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--webhook-allow",
+        metavar="CIDR",
+        help="A network webhook targets may use besides public addresses, e.g. 127.0.0.0/8 (repeatable; "
+        "adds to $DUCTAPE_WEBHOOK_ALLOW). Loopback, private, link-local and metadata addresses are refused otherwise.",
+        show_default=False,
+    ),
+]
 
 
 def out() -> Console:
@@ -125,6 +135,12 @@ def client(store: str | None, app: str | None, **settings: Any) -> Iterator[Duct
         finally:
             if owned:
                 dt.close()
+
+
+def allow_webhooks_to(dt: Ductape, networks: list[str] | None) -> None:
+    """Add ``--webhook-allow`` networks to the client's webhook allowlist."""
+    if networks:
+        dt.webhooks.allow = [*dt.webhooks.allow, *networks]
 
 
 def redact(url: str) -> str:
