@@ -41,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -339,6 +340,8 @@ class Webhooks:
         headers = {EVENT_HEADER: d.event, DELIVERY_HEADER: d.id, "User-Agent": "ductape-jobs-webhooks"}
         error: str | None = None
         retryable = True
+        status: int | None = None
+        took: int | None = None
         try:
             address = await self.policy.resolve(due.url)
         except TargetRefused as exc:  # checked when created; the DNS answer (or the allowlist) changed since
@@ -348,7 +351,7 @@ class Webhooks:
         else:
             started = time.perf_counter()
             try:
-                await post_callback(
+                answer = await post_callback(
                     client,
                     due.url,
                     d.payload,
@@ -358,10 +361,11 @@ class Webhooks:
                     address=str(address),
                     follow_redirects=False,
                 )
+                status, took = answer["status"], answer["duration_ms"]
             except HttpError as exc:  # non-2xx or transport: try again later
-                error = failure_text(exc, started)
+                status, took, error = failure(exc, started)
             except Exception as exc:  # anything unexpected: try again later
-                error = answer_snippet(str(exc) or type(exc).__name__)
+                took, error = _ms_since(started), answer_snippet(str(exc) or type(exc).__name__)
         now = self._clock.now()
         attempt = d.attempts + 1
         retry_at = None
@@ -370,7 +374,16 @@ class Webhooks:
         if error is not None:
             log.warning("webhook delivery %s (%s) attempt %d failed: %s", d.id, d.event, attempt, error)
         await asyncio.to_thread(
-            self._store.record_delivery, d.id, now, ok=error is None, error=error, retry_at=retry_at
+            functools.partial(
+                self._store.record_delivery,
+                d.id,
+                now,
+                ok=error is None,
+                error=error,
+                retry_at=retry_at,
+                status=status,
+                duration_ms=took,
+            )
         )
 
     async def run(self, stop: asyncio.Event, poll: timedelta = timedelta(seconds=1)) -> None:
@@ -388,22 +401,27 @@ class Webhooks:
                     await asyncio.wait_for(stop.wait(), poll.total_seconds())
 
 
-def failure_text(exc: HttpError, started: float) -> str:
-    """A failed attempt as kept in ``last_error``: ``HTTP 500 after 12 ms: <snippet>`` or
-    ``ConnectError: ... after 3 ms`` (never more of the answer than ``answer_snippet`` keeps)."""
+def failure(exc: HttpError, started: float) -> tuple[int | None, int, str]:
+    """A failed attempt's status (``None``: no answer), duration (ms) and ``last_error``:
+    ``HTTP 500 after 12 ms: <snippet>`` or ``ConnectError: ... after 3 ms`` (never more of the answer than
+    ``answer_snippet`` keeps)."""
     details = exc.details or {}
     took = details.get("duration_ms")
     if not isinstance(took, int):
-        took = int((time.perf_counter() - started) * 1000)
+        took = _ms_since(started)
     status = details.get("status")
     if isinstance(status, int):
         text = f"HTTP {status} after {took} ms"
         if 300 <= status < 400:
-            return text + " (redirects are not followed)"
+            return status, took, text + " (redirects are not followed)"
         snippet = answer_snippet(details.get("body"))
-        return f"{text}: {snippet}" if snippet else text
+        return status, took, f"{text}: {snippet}" if snippet else text
     reason = details.get("error") or str(exc) or type(exc).__name__
-    return f"{answer_snippet(str(reason))} after {took} ms"
+    return None, took, f"{answer_snippet(str(reason))} after {took} ms"
+
+
+def _ms_since(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
 
 
 _sequence = itertools.count()

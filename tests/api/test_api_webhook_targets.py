@@ -88,6 +88,7 @@ def test_an_allowlist_admits_its_networks_only(api: Api, receiver: Recorder, job
     assert receiver.last.path == "/hook" and receiver.last.json()["event"] == "job.scheduled"
     (sent,) = c.get(f"/webhooks/{made.json()['id']}/deliveries").json()["items"]
     assert sent["status"] == "delivered" and sent["last_error"] is None
+    assert sent["last_status"] == 200 and isinstance(sent["last_duration_ms"], int) and sent["last_duration_ms"] >= 0
 
 
 def test_a_target_refused_at_delivery_is_not_sent_and_fails_for_good(
@@ -105,6 +106,7 @@ def test_a_target_refused_at_delivery_is_not_sent_and_fails_for_good(
     (refused,) = api.client().get(f"/webhooks/{hook['id']}/deliveries").json()["items"]
     assert (refused["status"], refused["attempts"], refused["next_attempt_at"]) == ("failed", 1, None)
     assert refused["last_error"].startswith("not sent: 127.0.0.1 is a loopback address")
+    assert (refused["last_status"], refused["last_duration_ms"]) == (None, None)
     clock.advance(hours=2)
     assert deliver(api.dt) == 0  # failed for good: not retried
 
@@ -137,6 +139,7 @@ def test_a_delivery_keeps_a_short_clean_snippet_of_the_answer(
     assert deliver(api.dt) == 1
     (failed,) = api.client().get(f"/webhooks/{hook['id']}/deliveries").json()["items"]
     error = failed["last_error"]
+    assert failed["last_status"] == 500 and f"after {failed['last_duration_ms']} ms" in error
     prefix, _, snippet = error.partition(": ")
     assert prefix.startswith("HTTP 500 after ") and prefix.endswith(" ms")
     assert len(snippet) <= SNIPPET_CHARS and snippet.endswith("...")
@@ -163,6 +166,7 @@ def test_redirects_are_not_followed(api: Api, receiver: Recorder, job: object) -
         assert other.seen == [] and len(receiver.seen) == 1
         (first,) = api.client().get(f"/webhooks/{hook['id']}/deliveries").json()["items"]
         assert first["status"] == "pending" and first["last_error"].endswith("(redirects are not followed)")
+        assert first["last_status"] == 307
     finally:
         other.server.shutdown()
         other.server.server_close()
