@@ -111,7 +111,9 @@ class Ductape:
         self.feature = Features(self)  # ductape.feature.run(...): a product's feature sequences
         self.executors.register(FeatureExecutor(self.feature.engine))
         # lifecycle webhooks: emitted by job.* and workers
-        self.webhooks = Webhooks(self.store, self.clock, allow=[str(net) for net in allowed])
+        self.webhooks = Webhooks(
+            self.store, self.clock, allow=[str(net) for net in allowed], secrets=self.products.secrets
+        )
         self.observers: list[RunObserver] = [WebhookEvents(self.webhooks)]  # told by workers (metrics, webhooks)
         self._workers: set[Worker] = set()
         self._workers_lock = threading.Lock()

@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import json
 import socket
 import unicodedata
 from collections.abc import Iterable
@@ -34,6 +35,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from ductape_jobs.errors import ValidationError
+from ductape_jobs.redaction import Secrets
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -165,18 +167,18 @@ class TargetPolicy:
         return "(allow private networks with --webhook-allow CIDR or $DUCTAPE_WEBHOOK_ALLOW)"
 
 
-def answer_snippet(body: Any, limit: int = SNIPPET_CHARS) -> str:
-    """What a delivery keeps of a target's answer: its text (JSON compacted) with control and format characters
-    removed, whitespace collapsed, cut to at most ``limit`` characters (an ellipsis marks the cut). The one
-    place to add more redaction (secrets) later."""
+def answer_snippet(body: Any, limit: int = SNIPPET_CHARS, *, secrets: Secrets | None = None) -> str:
+    """What a delivery keeps of a target's answer: its text (JSON compacted) with ``secrets`` masked, control
+    and format characters removed, whitespace collapsed, cut to at most ``limit`` characters (an ellipsis
+    marks the cut). Every delivery's text goes through here: the one place for more redaction."""
     if body is None:
         return ""
     if isinstance(body, bytes):
         body = body.decode("utf-8", errors="replace")
     if not isinstance(body, str):
-        import json
-
         body = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
+    if secrets is not None:
+        body = secrets.mask_text(body)
     text = "".join(" " if ch.isspace() else ch for ch in body if ch.isspace() or not _is_control(ch))
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: max(0, limit - 3)] + "..."

@@ -73,6 +73,7 @@ from ductape_jobs.models import (
     WebhookDelivery,
     parse,
 )
+from ductape_jobs.redaction import Secrets
 from ductape_jobs.store.base import DueDelivery, Outcome, Store
 from ductape_jobs.targets import TargetPolicy, TargetRefused, answer_snippet
 
@@ -181,8 +182,10 @@ class Webhooks:
         timeout: float = 10.0,
         batch: int = 20,
         allow: Iterable[str] | str | None = None,
+        secrets: Secrets | None = None,
     ) -> None:
         self._store = store
+        self.secrets = secrets  # masked out of what a delivery keeps of an answer (the products' secrets)
         self.policy = TargetPolicy.of(allow)
         self._clock = clock
         self.ttl = ttl
@@ -347,7 +350,8 @@ class Webhooks:
         except TargetRefused as exc:  # checked when created; the DNS answer (or the allowlist) changed since
             error, retryable = f"not sent: {exc}; targets must be public addresses {self.policy.hint()}", False
         except (OSError, UnicodeError) as exc:
-            error = f"not sent: cannot resolve the target's host: {answer_snippet(str(exc) or type(exc).__name__)}"
+            reason = answer_snippet(str(exc) or type(exc).__name__, secrets=self.secrets)
+            error = f"not sent: cannot resolve the target's host: {reason}"
         else:
             started = time.perf_counter()
             try:
@@ -363,9 +367,9 @@ class Webhooks:
                 )
                 status, took = answer["status"], answer["duration_ms"]
             except HttpError as exc:  # non-2xx or transport: try again later
-                status, took, error = failure(exc, started)
+                status, took, error = failure(exc, started, self.secrets)
             except Exception as exc:  # anything unexpected: try again later
-                took, error = _ms_since(started), answer_snippet(str(exc) or type(exc).__name__)
+                took, error = _ms_since(started), answer_snippet(str(exc) or type(exc).__name__, secrets=self.secrets)
         now = self._clock.now()
         attempt = d.attempts + 1
         retry_at = None
@@ -401,7 +405,7 @@ class Webhooks:
                     await asyncio.wait_for(stop.wait(), poll.total_seconds())
 
 
-def failure(exc: HttpError, started: float) -> tuple[int | None, int, str]:
+def failure(exc: HttpError, started: float, secrets: Secrets | None = None) -> tuple[int | None, int, str]:
     """A failed attempt's status (``None``: no answer), duration (ms) and ``last_error``:
     ``HTTP 500 after 12 ms: <snippet>`` or ``ConnectError: ... after 3 ms`` (never more of the answer than
     ``answer_snippet`` keeps)."""
@@ -414,10 +418,10 @@ def failure(exc: HttpError, started: float) -> tuple[int | None, int, str]:
         text = f"HTTP {status} after {took} ms"
         if 300 <= status < 400:
             return status, took, text + " (redirects are not followed)"
-        snippet = answer_snippet(details.get("body"))
+        snippet = answer_snippet(details.get("body"), secrets=secrets)
         return status, took, f"{text}: {snippet}" if snippet else text
     reason = details.get("error") or str(exc) or type(exc).__name__
-    return None, took, f"{answer_snippet(str(reason))} after {took} ms"
+    return None, took, f"{answer_snippet(str(reason), secrets=secrets)} after {took} ms"
 
 
 def _ms_since(started: float) -> int:

@@ -132,8 +132,9 @@ def test_a_bad_allowlist_is_a_validation_error(tmp_path: Path) -> None:
 def test_a_delivery_keeps_a_short_clean_snippet_of_the_answer(
     api: Api, receiver: Recorder, job: object, clock: FakeClock
 ) -> None:
+    api.dt.products.add({"tag": "shop", "envs": {"prd": {"secrets": {"db": "internal-db-password-123"}}}})
     hook = api.client().post("/webhooks", json={**HOOK, "url": receiver.url}).json()
-    internal = "\x1b[31mSECRET-ROW\x00 " + "x" * 5000 + "\x07 tail-of-the-page"
+    internal = "\x1b[31mSECRET-ROW\x00 internal-db-password-123 " + "x" * 5000 + "\x07 tail-of-the-page"
     receiver.reply(500, internal, headers={"Content-Type": "text/plain"})
     api.dt.job.schedule(SHOP)
     assert deliver(api.dt) == 1
@@ -144,7 +145,7 @@ def test_a_delivery_keeps_a_short_clean_snippet_of_the_answer(
     assert prefix.startswith("HTTP 500 after ") and prefix.endswith(" ms")
     assert len(snippet) <= SNIPPET_CHARS and snippet.endswith("...")
     assert "tail-of-the-page" not in error and not any(ord(ch) < 32 or ch == "\x7f" for ch in error)
-    assert snippet.startswith("[31mSECRET-ROW")
+    assert snippet.startswith("[31mSECRET-ROW [secret] xxx")  # a product's secret is masked
 
 
 def test_answer_snippet() -> None:
