@@ -142,7 +142,7 @@ class TargetPolicy:
                 return
             try:
                 infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-            except (OSError, UnicodeError):
+            except (OSError, UnicodeError, ValueError):
                 return
             self.check_addresses(host, _addresses(infos))
         except TargetRefused as exc:

@@ -349,7 +349,7 @@ class Webhooks:
             address = await self.policy.resolve(due.url)
         except TargetRefused as exc:  # checked when created; the DNS answer (or the allowlist) changed since
             error, retryable = f"not sent: {exc}; targets must be public addresses {self.policy.hint()}", False
-        except (OSError, UnicodeError) as exc:
+        except (OSError, UnicodeError, ValueError) as exc:
             reason = answer_snippet(str(exc) or type(exc).__name__, secrets=self.secrets)
             error = f"not sent: cannot resolve the target's host: {reason}"
         else:
