@@ -22,6 +22,7 @@ from rich.console import Console, RenderableType
 from ductape_jobs.client import Ductape
 from ductape_jobs.errors import DuctapeError, ValidationError
 from ductape_jobs.store import DEFAULT_URL
+from ductape_jobs.targets import parse_networks
 
 StoreOpt = Annotated[
     str | None,
@@ -135,6 +136,12 @@ def client(store: str | None, app: str | None, **settings: Any) -> Iterator[Duct
         finally:
             if owned:
                 dt.close()
+
+
+def check_networks(networks: list[str] | None) -> None:
+    """Refuse a bad ``--webhook-allow`` before anything is opened."""
+    with user_errors():
+        parse_networks(networks)
 
 
 def allow_webhooks_to(dt: Ductape, networks: list[str] | None) -> None:

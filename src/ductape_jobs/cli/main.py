@@ -17,6 +17,7 @@ from ductape_jobs.cli.common import (
     StoreOpt,
     WebhookAllowOpt,
     allow_webhooks_to,
+    check_networks,
     client,
     emit,
     parse_json_object,
@@ -84,6 +85,7 @@ def worker(
         k: v for k, v in {"concurrency": concurrency, "lease": lease, "poll": poll}.items() if v is not None
     }
     settings = {"concurrency": concurrency} if concurrency else {}
+    check_networks(webhook_allow)
     with client(store, app_, **settings) as dt:
         allow_webhooks_to(dt, webhook_allow)
         tags = dt.functions.tags()

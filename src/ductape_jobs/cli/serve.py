@@ -10,7 +10,16 @@ from typing import Annotated, Any
 import typer
 
 from ductape_jobs import logs
-from ductape_jobs.cli.common import AppOpt, StoreOpt, WebhookAllowOpt, allow_webhooks_to, client, fail, store_label
+from ductape_jobs.cli.common import (
+    AppOpt,
+    StoreOpt,
+    WebhookAllowOpt,
+    allow_webhooks_to,
+    check_networks,
+    client,
+    fail,
+    store_label,
+)
 from ductape_jobs.client import Ductape
 
 log = logging.getLogger("ductape_jobs.serve")
@@ -54,6 +63,7 @@ def serve(
     docs at /docs). Create a key with `ductape apikey create --name NAME`."""
     logs.setup(logging.WARNING if quiet else logging.INFO)
     settings: dict[str, Any] = {}
+    check_networks(webhook_allow)
     with client(store, app_, **settings) as dt:
         allow_webhooks_to(dt, webhook_allow)
         run_server(dt, host, port, worker=not no_worker, metrics_auth=metrics_auth)
