@@ -164,7 +164,7 @@ class TargetPolicy:
     def hint(self) -> str:
         if self.allow:
             return f"or inside the allowlist ({', '.join(map(str, self.allow))})"
-        return "(allow private networks with --webhook-allow CIDR or $DUCTAPE_WEBHOOK_ALLOW)"
+        return "(allow a network with --webhook-allow CIDR, $DUCTAPE_WEBHOOK_ALLOW or Ductape(webhook_allow=...))"
 
 
 def answer_snippet(body: Any, limit: int = SNIPPET_CHARS, *, secrets: Secrets | None = None) -> str:
