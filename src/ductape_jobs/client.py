@@ -6,7 +6,7 @@ import asyncio
 import logging
 import os
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -26,6 +26,7 @@ from ductape_jobs.models import DrainSummary
 from ductape_jobs.products import Products
 from ductape_jobs.sessions import Sessions
 from ductape_jobs.store import DEFAULT_URL, Store, open_store
+from ductape_jobs.targets import parse_networks
 from ductape_jobs.webhooks import WebhookEvents, Webhooks
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,6 +43,10 @@ class Ductape:
     drift agree. ``None`` (the default): yes when no ``clock`` is injected and the store has a server clock
     (PostgreSQL); an injected clock is used as given. ``True``: correct even an injected clock by the
     server's. ``False``: never.
+
+    ``webhook_allow``: networks (CIDRs, a list or a comma separated string) that webhook targets may use
+    besides public addresses (default ``$DUCTAPE_WEBHOOK_ALLOW``, else none): loopback, private, link-local
+    and metadata addresses are refused otherwise (``ductape_jobs.webhooks``).
     """
 
     def __init__(
@@ -59,7 +64,11 @@ class Ductape:
         functions: FunctionRegistry | None = None,
         product_file: str | None = None,
         products: Products | None = None,
+        webhook_allow: Iterable[str] | str | None = None,
     ) -> None:
+        allowed = parse_networks(
+            webhook_allow if webhook_allow is not None else os.environ.get("DUCTAPE_WEBHOOK_ALLOW")
+        )  # before anything is opened
         self._settings: dict[str, Any] = {
             "concurrency": concurrency,
             "lease": lease,
@@ -101,7 +110,10 @@ class Ductape:
         self.job = Jobs(self)
         self.feature = Features(self)  # ductape.feature.run(...): a product's feature sequences
         self.executors.register(FeatureExecutor(self.feature.engine))
-        self.webhooks = Webhooks(self.store, self.clock)  # lifecycle webhooks: emitted by job.* and workers
+        # lifecycle webhooks: emitted by job.* and workers
+        self.webhooks = Webhooks(
+            self.store, self.clock, allow=[str(net) for net in allowed], secrets=self.products.secrets
+        )
         self.observers: list[RunObserver] = [WebhookEvents(self.webhooks)]  # told by workers (metrics, webhooks)
         self._workers: set[Worker] = set()
         self._workers_lock = threading.Lock()
@@ -124,6 +136,7 @@ class Ductape:
             server_clock=self._server_clock,
             functions=self.functions,
             products=self.products,
+            webhook_allow=self.webhooks.allow,
             **self._settings,
         )
 

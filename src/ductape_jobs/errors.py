@@ -10,6 +10,7 @@
      +-- ExecutionError                       raised inside a run: the event failed
           +-- ExecutorNotFoundError            no executor / no registered function for the event
           +-- RunTimeoutError                  the run passed its `timeout`
+          +-- ResultError                      the event returned what cannot be stored (not JSON)
 """
 
 from __future__ import annotations
@@ -62,3 +63,10 @@ class ExecutorNotFoundError(ExecutionError):
 
 class RunTimeoutError(ExecutionError):
     """The run went past its ``timeout``."""
+
+
+class ResultError(ExecutionError):
+    """The event returned a value that cannot be stored as its output (a FUNCTION result that is not JSON);
+    running it again would return the same, so it is not retried."""
+
+    retryable = False

@@ -608,6 +608,8 @@ class WebhookDelivery:
     next_attempt_at: datetime | None = None
     last_error: str | None = None
     delivered_at: datetime | None = None
+    last_status: int | None = None  # the HTTP status of the last attempt's answer (None: no answer, not sent)
+    last_duration_ms: int | None = None  # how long the last attempt took
 
 
 @dataclass(frozen=True, slots=True)

@@ -88,16 +88,20 @@ class Sessions:
 
     def verify(self, session: Session | str | dict[str, Any], *, env: str, product_tag: str) -> dict[str, Any]:
         """The verified session data, or ``ValidationError`` (field ``session``) for a tampered, expired,
-        malformed or foreign token."""
+        malformed or foreign token. The times ``exp`` (required), ``nbf`` and ``iat`` must be numbers of seconds
+        since 1970, up to the end of year 9999 (a malformed one is named), and are judged by this client's clock."""
         parsed = parse(Session, session if not isinstance(session, str) else Session.model_validate(session))
         _, _, secret = self._spec(parsed.tag, product_tag, env)
         try:
             claims = jwt.decode(
-                parsed.token, secret, algorithms=["HS256"], options={"verify_exp": False, "require": ["exp", "tag"]}
+                parsed.token,
+                secret,
+                algorithms=["HS256"],
+                options={"verify_exp": False, "verify_nbf": False, "verify_iat": False, "require": ["exp", "tag"]},
             )
         except jwt.InvalidSignatureError:
             raise ValidationError("session.token", "signature does not verify (tampered or signed elsewhere)") from None
-        except jwt.PyJWTError as exc:
+        except (jwt.PyJWTError, ValueError, TypeError, OverflowError, RecursionError) as exc:
             raise ValidationError("session.token", f"is not a valid session token: {exc}") from None
         if claims.get("tag") != parsed.tag:
             raise ValidationError(
@@ -107,11 +111,31 @@ class Sessions:
             raise ValidationError(
                 "session.token", f"the token was issued for {claims.get('product')}/{claims.get('env')}"
             )
-        expires = datetime.fromtimestamp(int(claims["exp"]), UTC)
-        if expires <= self._clock.now():
-            raise ValidationError("session.token", f"expired at {expires.isoformat()}")
+        expires, not_before, _ = (_claim_time(claims, name) for name in ("exp", "nbf", "iat"))
+        now = self._clock.now()
+        if expires is None or expires <= now:
+            raise ValidationError("session.token", f"expired at {expires.isoformat() if expires else '?'}")
+        if not_before is not None and not_before > now:
+            raise ValidationError("session.token", f"is not valid before {not_before.isoformat()} (claim 'nbf')")
         data = claims.get("data")
         return data if isinstance(data, dict) else {}
+
+
+_LAST_SECOND = 253_402_300_799  # 9999-12-31T23:59:59Z, the last second a datetime can hold
+
+
+def _claim_time(claims: dict[str, Any], name: str) -> datetime | None:
+    """The time claim ``name`` (``exp``, ``nbf``, ``iat``), ``None`` when absent; ``ValidationError`` naming it
+    when it is not a finite number of seconds between 1970 and the end of year 9999."""
+    if name not in claims:
+        return None
+    value = claims[name]
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value <= _LAST_SECOND:  # NaN too
+        shown = repr(value) if len(repr(value)) <= 40 else repr(value)[:37] + "..."
+        raise ValidationError(
+            "session.token", f"claim {name!r} must be a time in seconds since 1970 (0 to {_LAST_SECOND}), not {shown}"
+        )
+    return datetime.fromtimestamp(value, UTC)
 
 
 def _check_schema(spec: SessionSpec, data: dict[str, Any]) -> None:

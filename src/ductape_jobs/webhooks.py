@@ -16,9 +16,21 @@ not on an attempt that will be retried). Each event becomes one delivery row per
 
 (the signature of callbacks: ``ductape_jobs.executors.notify.verify_signature`` checks it). A delivery that
 does not get a 2xx answer is retried with exponential backoff (1 s, 2 s, 4 s, ... capped at 1 h) up to
-``max_attempts``; every attempt is recorded (status, attempts, last error, delivered_at). Delivery is at least
-once (a receiver should de-duplicate on the ``id``); a webhook's deliveries are sent in the order of their
-events, but one that is retried arrives after the events that followed it.
+``max_attempts``; every attempt is recorded (status, attempts, last error, delivered_at). A failed attempt's
+``last_error`` says what happened, e.g. ``HTTP 500 after 12 ms: <answer>``: the HTTP status, the time taken and
+at most 200 characters of the answer (``ductape_jobs.targets.answer_snippet``). Delivery is at least once (a
+receiver should de-duplicate on the ``id``); a webhook's deliveries are sent in the order of their events, but
+one that is retried arrives after the events that followed it.
+
+Targets (``ductape_jobs.targets``): a webhook's URL must be an http(s) URL whose host is, and resolves only
+to, public (global unicast) addresses. Loopback, private, shared, link-local, unique-local, multicast,
+reserved and unspecified addresses and the cloud metadata hosts (169.254.169.254, fd00:ec2::254,
+metadata.google.internal, ...) are refused, unless they are inside a network of the allowlist:
+``Ductape(webhook_allow=["10.0.0.0/8"])``, ``ductape serve --webhook-allow 10.0.0.0/8`` or
+``$DUCTAPE_WEBHOOK_ALLOW`` (CIDRs, comma separated). The rule is checked when a webhook is created
+(``ValidationError`` on field ``url``; 422 through the API) and again before every delivery, after resolving
+the host; the delivery then connects to the address it checked and follows no redirect. A delivery whose
+target is refused then is not sent and fails for good (``last_error`` says why).
 
 Emitting is cheap when nobody listens: the list of webhooks is cached per process for ``ttl`` (5 s), and an
 event that no webhook wants costs a dictionary lookup.
@@ -29,6 +41,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 import contextlib
+import functools
 import itertools
 import logging
 import os
@@ -47,6 +60,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ductape_jobs.clock import Clock
 from ductape_jobs.engine.retry import Backoff
 from ductape_jobs.errors import NotFoundError, ValidationError
+from ductape_jobs.executors.http import HttpError
 from ductape_jobs.executors.notify import post_callback
 from ductape_jobs.ids import new_id
 from ductape_jobs.models import (
@@ -59,7 +73,9 @@ from ductape_jobs.models import (
     WebhookDelivery,
     parse,
 )
+from ductape_jobs.redaction import Secrets
 from ductape_jobs.store.base import DueDelivery, Outcome, Store
+from ductape_jobs.targets import TargetPolicy, TargetRefused, answer_snippet
 
 log = logging.getLogger("ductape_jobs.webhooks")
 
@@ -149,7 +165,10 @@ def _iso(t: datetime | None) -> str | None:
 
 
 class Webhooks:
-    """Reached as ``ductape.webhooks``: manage webhooks, emit events, send due deliveries."""
+    """Reached as ``ductape.webhooks``: manage webhooks, emit events, send due deliveries.
+
+    ``allow``: networks (CIDRs) that targets may use besides public addresses (see the module doc for the
+    rule); settable later (``ductape.webhooks.allow = ["127.0.0.0/8"]``)."""
 
     def __init__(
         self,
@@ -162,8 +181,12 @@ class Webhooks:
         lease: timedelta = timedelta(seconds=60),
         timeout: float = 10.0,
         batch: int = 20,
+        allow: Iterable[str] | str | None = None,
+        secrets: Secrets | None = None,
     ) -> None:
         self._store = store
+        self.secrets = secrets  # masked out of what a delivery keeps of an answer (the products' secrets)
+        self.policy = TargetPolicy.of(allow)
         self._clock = clock
         self.ttl = ttl
         self.backoff = backoff or Backoff(cap=timedelta(hours=1))
@@ -176,12 +199,23 @@ class Webhooks:
         self._lock = threading.Lock()
         self._emitter: ThreadPoolExecutor | None = None
 
+    @property
+    def allow(self) -> tuple[str, ...]:
+        """The allowlist, as CIDRs (setting it takes CIDRs, a list or a comma separated string)."""
+        return tuple(str(net) for net in self.policy.allow)
+
+    @allow.setter
+    def allow(self, networks: Iterable[str] | str | None) -> None:
+        self.policy = TargetPolicy.of(networks)
+
     # -------------------------------------------------------------------------------- management
 
     def create(self, request: WebhookRequest | dict[str, Any]) -> tuple[Webhook, str]:
         """Store a webhook; returns it and its secret (drawn when the request has none). The secret is shown
-        only here: listings never carry it."""
+        only here: listings never carry it. A target the policy refuses (module doc) is a ``ValidationError``
+        on ``url`` (its host is resolved here)."""
         req = parse(WebhookRequest, request)
+        self.policy.check_url(req.url)
         secret = req.secret or "whsec_" + secrets.token_urlsafe(32)
         hook = Webhook(new_id("wh"), req.product_tag, req.url, list(req.events), secret, self._clock.now())
         self._store.add_webhook(hook)
@@ -286,7 +320,7 @@ class Webhooks:
         if not due:
             return 0
         if client is None:
-            async with httpx.AsyncClient() as own:
+            async with httpx.AsyncClient(follow_redirects=False) as own:
                 await self._send_all(own, due)
         else:
             await self._send_all(client, due)
@@ -308,24 +342,57 @@ class Webhooks:
         d = due.delivery
         headers = {EVENT_HEADER: d.event, DELIVERY_HEADER: d.id, "User-Agent": "ductape-jobs-webhooks"}
         error: str | None = None
+        retryable = True
+        status: int | None = None
+        took: int | None = None
         try:
-            await post_callback(client, due.url, d.payload, secret=due.secret, headers=headers, timeout=self.timeout)
-        except Exception as exc:  # HttpError (non-2xx, transport) or anything unexpected: try again later
-            error = str(exc) or type(exc).__name__
+            address = await self.policy.resolve(due.url)
+        except TargetRefused as exc:  # checked when created; the DNS answer (or the allowlist) changed since
+            error, retryable = f"not sent: {exc}; targets must be public addresses {self.policy.hint()}", False
+        except (OSError, UnicodeError, ValueError) as exc:
+            reason = answer_snippet(str(exc) or type(exc).__name__, secrets=self.secrets)
+            error = f"not sent: cannot resolve the target's host: {reason}"
+        else:
+            started = time.perf_counter()
+            try:
+                answer = await post_callback(
+                    client,
+                    due.url,
+                    d.payload,
+                    secret=due.secret,
+                    headers=headers,
+                    timeout=self.timeout,
+                    address=str(address),
+                    follow_redirects=False,
+                )
+                status, took = answer["status"], answer["duration_ms"]
+            except HttpError as exc:  # non-2xx or transport: try again later
+                status, took, error = failure(exc, started, self.secrets)
+            except Exception as exc:  # anything unexpected: try again later
+                took, error = _ms_since(started), answer_snippet(str(exc) or type(exc).__name__, secrets=self.secrets)
         now = self._clock.now()
         attempt = d.attempts + 1
         retry_at = None
-        if error is not None and attempt < self.max_attempts:
+        if error is not None and retryable and attempt < self.max_attempts:
             retry_at = now + self.backoff.delay(attempt)
         if error is not None:
             log.warning("webhook delivery %s (%s) attempt %d failed: %s", d.id, d.event, attempt, error)
         await asyncio.to_thread(
-            self._store.record_delivery, d.id, now, ok=error is None, error=error, retry_at=retry_at
+            functools.partial(
+                self._store.record_delivery,
+                d.id,
+                now,
+                ok=error is None,
+                error=error,
+                retry_at=retry_at,
+                status=status,
+                duration_ms=took,
+            )
         )
 
     async def run(self, stop: asyncio.Event, poll: timedelta = timedelta(seconds=1)) -> None:
         """Send due deliveries until ``stop`` is set, looking every ``poll``."""
-        async with httpx.AsyncClient() as client:
+        async with httpx.AsyncClient(follow_redirects=False) as client:
             while not stop.is_set():
                 sent = 0
                 try:
@@ -336,6 +403,29 @@ class Webhooks:
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), poll.total_seconds())
+
+
+def failure(exc: HttpError, started: float, secrets: Secrets | None = None) -> tuple[int | None, int, str]:
+    """A failed attempt's status (``None``: no answer), duration (ms) and ``last_error``:
+    ``HTTP 500 after 12 ms: <snippet>`` or ``ConnectError: ... after 3 ms`` (never more of the answer than
+    ``answer_snippet`` keeps)."""
+    details = exc.details or {}
+    took = details.get("duration_ms")
+    if not isinstance(took, int):
+        took = _ms_since(started)
+    status = details.get("status")
+    if isinstance(status, int):
+        text = f"HTTP {status} after {took} ms"
+        if 300 <= status < 400:
+            return status, took, text + " (redirects are not followed)"
+        snippet = answer_snippet(details.get("body"), secrets=secrets)
+        return status, took, f"{text}: {snippet}" if snippet else text
+    reason = details.get("error") or str(exc) or type(exc).__name__
+    return None, took, f"{answer_snippet(str(reason), secrets=secrets)} after {took} ms"
+
+
+def _ms_since(started: float) -> int:
+    return int((time.perf_counter() - started) * 1000)
 
 
 _sequence = itertools.count()

@@ -1,5 +1,6 @@
 """Fixtures of the API tests: ``api`` is the app on a real uvicorn (a thread), on the ``dt`` client (SQLite and
-a fake clock, from tests/conftest.py), with an admin key; ``api.client(key)`` makes HTTP clients."""
+a fake clock, from tests/conftest.py), with an admin key and webhooks allowed to 127.0.0.0/8 (where the tests'
+receivers listen); ``api.client(key)`` makes HTTP clients."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ from ductape_jobs.apikeys import ApiKeys
 @pytest.fixture
 def api(dt: Ductape) -> Iterator[Api]:
     dt.function("report")(lambda input, ctx: {"ok": True, "input": input})
+    dt.webhooks.allow = ["127.0.0.0/8"]  # the tests' receivers listen on 127.0.0.1: allowed explicitly
     app = create_app(dt, events_poll=0.05, events_keepalive=0.3)
     keys = ApiKeys(dt.store, dt.clock)
     server = LiveServer(app).start()

@@ -83,7 +83,7 @@ def test_serve_runs_the_engine_and_the_api(tmp_path: Path, receiver: Recorder) -
     log_path = tmp_path / "serve.log"
     with log_path.open("wb") as log_file:
         proc = subprocess.Popen(
-            [DUCTAPE, "serve", "--app", "jobsapp:ductape", "--port", str(port)],
+            [DUCTAPE, "serve", "--app", "jobsapp:ductape", "--port", str(port), "--webhook-allow", "127.0.0.1/32"],
             cwd=tmp_path,
             env=env,
             stdout=log_file,

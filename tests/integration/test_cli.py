@@ -342,3 +342,12 @@ def test_worker_process_runs_a_job_and_exits_0_on_sigterm(tmp_path: Path) -> Non
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_bad_webhook_allowlists_and_store_urls_exit_2_and_open_nothing(tmp_path: Path, store: str) -> None:
+    for command in ("worker", "serve"):
+        result = cli(command, "--webhook-allow", "127.0.0.0/8", "--webhook-allow", "intranet", store=store)
+        assert result.exit_code == 2 and "webhook_allow: 'intranet' is not a network" in result.stderr
+    unknown = cli("job", "list", store=store + "?mode=ro")
+    assert unknown.exit_code == 2 and "unknown parameter 'mode'" in unknown.stderr
+    assert list(tmp_path.iterdir()) == []

@@ -302,7 +302,9 @@ class DeliveryOut(BaseModel):
     status: str = Field(description="pending, delivered or failed (gave up)")
     attempts: int
     next_attempt_at: datetime | None
-    last_error: str | None
+    last_error: str | None = Field(description="what went wrong, with at most 200 characters of the answer")
+    last_status: int | None = Field(description="the HTTP status of the last attempt's answer (null: none)")
+    last_duration_ms: int | None = Field(description="how long the last attempt took, ms (null: not sent)")
     created_at: datetime
     delivered_at: datetime | None
     payload: dict[str, Any] = Field(description="the JSON body as sent")
@@ -317,6 +319,8 @@ class DeliveryOut(BaseModel):
             attempts=d.attempts,
             next_attempt_at=d.next_attempt_at,
             last_error=d.last_error,
+            last_status=d.last_status,
+            last_duration_ms=d.last_duration_ms,
             created_at=d.created_at,
             delivered_at=d.delivered_at,
             payload=d.payload,

@@ -35,7 +35,9 @@ async def visible_webhook(request: Request, me: Principal, webhook_id: str) -> W
 async def create_webhook(request: Request, me: Me) -> WebhookOut:
     """Send a product's lifecycle events (``job.scheduled``, ``job.started``, ``job.completed``, ``job.failed``,
     ``job.cancelled``, ``job.paused``, ``job.resumed``) to ``url``. The answer carries the ``secret`` (drawn
-    when not given): keep it, it is never shown again."""
+    when not given): keep it, it is never shown again. ``url``'s host must be, and resolve only to, public
+    addresses: loopback, private, link-local, unique-local, multicast, reserved and cloud metadata addresses are
+    refused (422) unless the server allows their network (``ductape serve --webhook-allow CIDR``)."""
     body = await json_object(request)
     _check_env(me)
     given = body.get("product_tag")

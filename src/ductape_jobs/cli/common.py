@@ -22,6 +22,7 @@ from rich.console import Console, RenderableType
 from ductape_jobs.client import Ductape
 from ductape_jobs.errors import DuctapeError, ValidationError
 from ductape_jobs.store import DEFAULT_URL
+from ductape_jobs.targets import parse_networks
 
 StoreOpt = Annotated[
     str | None,
@@ -44,6 +45,16 @@ AppOpt = Annotated[
     ),
 ]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+WebhookAllowOpt = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--webhook-allow",
+        metavar="CIDR",
+        help="A network webhook targets may use besides public addresses, e.g. 127.0.0.0/8 (repeatable; "
+        "adds to $DUCTAPE_WEBHOOK_ALLOW). Loopback, private, link-local and metadata addresses are refused otherwise.",
+        show_default=False,
+    ),
+]
 
 
 def out() -> Console:
@@ -125,6 +136,18 @@ def client(store: str | None, app: str | None, **settings: Any) -> Iterator[Duct
         finally:
             if owned:
                 dt.close()
+
+
+def check_networks(networks: list[str] | None) -> None:
+    """Refuse a bad ``--webhook-allow`` before anything is opened."""
+    with user_errors():
+        parse_networks(networks)
+
+
+def allow_webhooks_to(dt: Ductape, networks: list[str] | None) -> None:
+    """Add ``--webhook-allow`` networks to the client's webhook allowlist."""
+    if networks:
+        dt.webhooks.allow = [*dt.webhooks.allow, *networks]
 
 
 def redact(url: str) -> str:

@@ -11,7 +11,18 @@ import typer
 from ductape_jobs import logs
 from ductape_jobs.cli import render
 from ductape_jobs.cli.apikey import apikey_app
-from ductape_jobs.cli.common import AppOpt, JsonOpt, StoreOpt, client, emit, parse_json_object, store_label
+from ductape_jobs.cli.common import (
+    AppOpt,
+    JsonOpt,
+    StoreOpt,
+    WebhookAllowOpt,
+    allow_webhooks_to,
+    check_networks,
+    client,
+    emit,
+    parse_json_object,
+    store_label,
+)
 from ductape_jobs.cli.demo import demo
 from ductape_jobs.cli.features import feature_app
 from ductape_jobs.cli.preview import preview
@@ -66,6 +77,7 @@ def worker(
     lease: Annotated[float | None, typer.Option(min=0.1, help="Lease per claimed run, seconds (default 30).")] = None,
     poll: Annotated[float | None, typer.Option(min=0.01, help="Longest idle sleep, seconds (default 0.2).")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings and errors.")] = False,
+    webhook_allow: WebhookAllowOpt = None,
 ) -> None:
     """Run the engine (scheduler and workers) until SIGTERM/SIGINT. Use --app so your FUNCTIONs are registered."""
     logs.setup(logging.WARNING if quiet else logging.INFO)  # JSON lines unless stderr is a terminal
@@ -73,7 +85,9 @@ def worker(
         k: v for k, v in {"concurrency": concurrency, "lease": lease, "poll": poll}.items() if v is not None
     }
     settings = {"concurrency": concurrency} if concurrency else {}
+    check_networks(webhook_allow)
     with client(store, app_, **settings) as dt:
+        allow_webhooks_to(dt, webhook_allow)
         tags = dt.functions.tags()
         log.info("store %s; functions: %s", store_label(dt), ", ".join(tags) or "none (start with --app)")
         dt.worker(**overrides)

@@ -10,7 +10,16 @@ from typing import Annotated, Any
 import typer
 
 from ductape_jobs import logs
-from ductape_jobs.cli.common import AppOpt, StoreOpt, client, fail, store_label
+from ductape_jobs.cli.common import (
+    AppOpt,
+    StoreOpt,
+    WebhookAllowOpt,
+    allow_webhooks_to,
+    check_networks,
+    client,
+    fail,
+    store_label,
+)
 from ductape_jobs.client import Ductape
 
 log = logging.getLogger("ductape_jobs.serve")
@@ -48,10 +57,13 @@ def serve(
     no_worker: Annotated[bool, typer.Option("--no-worker", help="Serve the API only (workers run elsewhere).")] = False,
     metrics_auth: Annotated[bool, typer.Option("--metrics-auth", help="/metrics needs an API key too.")] = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings and errors.")] = False,
+    webhook_allow: WebhookAllowOpt = None,
 ) -> None:
     """Run the engine (unless --no-worker) and the HTTP API with its dashboard: http://HOST:PORT/ (API at /api/v1,
     docs at /docs). Create a key with `ductape apikey create --name NAME`."""
     logs.setup(logging.WARNING if quiet else logging.INFO)
     settings: dict[str, Any] = {}
+    check_networks(webhook_allow)
     with client(store, app_, **settings) as dt:
+        allow_webhooks_to(dt, webhook_allow)
         run_server(dt, host, port, worker=not no_worker, metrics_auth=metrics_auth)

@@ -10,10 +10,11 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ductape_jobs.errors import ExecutorNotFoundError, RunTimeoutError, ValidationError
+from ductape_jobs.errors import ExecutorNotFoundError, ResultError, RunTimeoutError, ValidationError
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.models import TAG_PATTERN, JobEventTypes, Run
 from ductape_jobs.products import Products
+from ductape_jobs.store.codec import not_json
 
 Function = Callable[[dict[str, Any], RunContext], Any]
 
@@ -85,14 +86,24 @@ class FunctionExecutor:
         return fn
 
     async def execute(self, run: Run, ctx: RunContext) -> Any:
+        """The function's result, which must be JSON (``store.codec.not_json``): another value fails the
+        attempt with a ``ResultError`` naming its type (not retried)."""
         fn = self._find(run, ctx)
         limit = self.registry.timeout(run.event_tag)
         if limit is None:
-            return await self._call(fn, ctx)
-        try:
-            return await asyncio.wait_for(self._call(fn, ctx), limit)
-        except TimeoutError:
-            raise RunTimeoutError(f"FUNCTION {run.event_tag!r} exceeded its timeout of {limit:g} s") from None
+            result = await self._call(fn, ctx)
+        else:
+            try:
+                result = await asyncio.wait_for(self._call(fn, ctx), limit)
+            except TimeoutError:
+                raise RunTimeoutError(f"FUNCTION {run.event_tag!r} exceeded its timeout of {limit:g} s") from None
+        problem = not_json(result)
+        if problem is not None:
+            raise ResultError(
+                f"FUNCTION {run.event_tag!r} returned a value that is not JSON: {problem}; return dicts, lists, "
+                "strings, numbers, booleans or None (datetimes, dates, times, Decimals and UUIDs are kept as text)"
+            )
+        return result
 
     async def _call(self, fn: Function, ctx: RunContext) -> Any:
         if inspect.iscoroutinefunction(fn):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl
+
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.store.base import Advance, Capabilities, DueSchedule, Outcome, Store, Wakeups
 
@@ -11,12 +13,21 @@ DEFAULT_URL = "sqlite:///./ductape.db"
 
 
 def open_store(url: str) -> Store:
-    """``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite:///:memory:``, ``postgresql://...``."""
+    """``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite:///:memory:``, ``postgresql://...``.
+
+    A query parameter the backend does not know is a ``ValidationError`` (field ``store``) naming it: SQLite
+    URLs take none; PostgreSQL ones take ``schema``, ``pool_min``, ``pool_max``, ``pool_timeout`` and libpq's
+    connection parameters (``sslmode``, ``connect_timeout``, ...). A new SQLite file is created readable by
+    its owner only (0600)."""
     if url.startswith("sqlite://"):
         from ductape_jobs.store.sqlite import SQLiteStore
 
-        path = url.removeprefix("sqlite://")
+        path, _, query = url.removeprefix("sqlite://").partition("?")
         path = path.removeprefix("/") if path.startswith("/") else path
+        for key, _value in parse_qsl(query, keep_blank_values=True) or ([(query, "")] if query else []):
+            raise ValidationError(
+                "store", f"unknown parameter {key!r} in the SQLite URL {url!r} (known: none; sqlite:///path.db)"
+            )
         if not path:
             raise ValidationError("store", f"{url!r} names no file (use sqlite:///path/to/jobs.db)")
         return SQLiteStore(path)

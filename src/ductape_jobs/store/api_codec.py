@@ -95,11 +95,19 @@ def delivery_from_row(r: Any) -> WebhookDelivery:
         next_attempt_at=from_ms(r["next_attempt_at"]),
         last_error=r["last_error"],
         delivered_at=from_ms(r["delivered_at"]),
+        last_status=r["last_status"],
+        last_duration_ms=r["last_duration_ms"],
     )
 
 
 def record_params(
-    delivery_id: str, now: datetime, ok: bool, error: str | None, retry_at: datetime | None
+    delivery_id: str,
+    now: datetime,
+    ok: bool,
+    error: str | None,
+    retry_at: datetime | None,
+    status: int | None = None,
+    duration_ms: int | None = None,
 ) -> dict[str, Any]:
     return {
         "id": delivery_id,
@@ -107,6 +115,8 @@ def record_params(
         "ok": int(ok),
         "error": None if ok else (error or "failed")[:2000],
         "retry_at": None if ok else ms(retry_at),
+        "status": status,
+        "duration_ms": duration_ms,
     }
 
 

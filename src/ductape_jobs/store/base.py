@@ -363,10 +363,19 @@ class Store(ABC):
 
     @abstractmethod
     def record_delivery(
-        self, delivery_id: str, now: datetime, *, ok: bool, error: str | None = None, retry_at: datetime | None = None
+        self,
+        delivery_id: str,
+        now: datetime,
+        *,
+        ok: bool,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+        status: int | None = None,
+        duration_ms: int | None = None,
     ) -> None:
         """Record one attempt: ``ok`` -> delivered at ``now``; a failure with ``retry_at`` -> pending again
-        then; a failure without -> failed for good. Each counts in ``attempts``; ``error`` is kept."""
+        then; a failure without -> failed for good. Each counts in ``attempts``; ``error``, the HTTP ``status``
+        answered (``None``: no answer) and ``duration_ms`` are kept as the last attempt's."""
 
     @abstractmethod
     def list_deliveries(self, webhook_id: str, *, limit: int = 100, offset: int = 0) -> list[WebhookDelivery]:

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
+from decimal import Decimal
 from typing import TYPE_CHECKING, Any
+from uuid import UUID
 
 from ductape_jobs.models import (
     Attempt,
@@ -41,8 +43,42 @@ def ms_td(v: int | None) -> timedelta | None:
     return None if v is None else timedelta(milliseconds=v)
 
 
+#: Values the codec stores as their text (``str(value)``) besides JSON's own types.
+AS_TEXT: tuple[type, ...] = (datetime, date, time, Decimal, UUID)
+_SCALARS = (str, bool, int, float, *AS_TEXT)
+
+
 def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def not_json(value: Any, name: str = "output") -> str | None:
+    """Why ``value`` is not a JSON value by the codec's rules, naming where (``output.rows[2] is a Foo``), or
+    ``None`` when it is: dicts with string (or number, boolean, null) keys, lists, tuples, strings, numbers,
+    booleans, ``None``, and the :data:`AS_TEXT` types (stored as text)."""
+    stack: list[tuple[str, Any]] = [(name, value)]
+    while stack:
+        where, item = stack.pop()
+        if item is None or isinstance(item, _SCALARS):
+            continue
+        if isinstance(item, dict):
+            for key, child in item.items():
+                if not (key is None or isinstance(key, str | bool | int | float)):
+                    return f"{where} has a key of type {type(key).__qualname__} ({_short(key)})"
+                stack.append((f"{where}.{key}", child))
+        elif isinstance(item, list | tuple):
+            stack.extend((f"{where}[{i}]", child) for i, child in enumerate(item))
+        else:
+            return f"{where} is of type {type(item).__qualname__} ({_short(item)})"
+    return None
+
+
+def _short(value: Any) -> str:
+    try:
+        text = repr(value)
+    except Exception:
+        text = object.__repr__(value)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _json_or_none(text: str | None) -> Any:

@@ -32,7 +32,12 @@ _REDACTED = "REDACTED"
 
 
 async def perform(
-    client: httpx.AsyncClient, request: httpx.Request, timeout: float, *, max_body_bytes: int = MAX_BODY_BYTES
+    client: httpx.AsyncClient,
+    request: httpx.Request,
+    timeout: float,
+    *,
+    max_body_bytes: int = MAX_BODY_BYTES,
+    follow_redirects: bool | None = None,
 ) -> dict[str, Any]:
     """Send ``request`` and return ``{"status", "duration_ms", "headers", "body", "truncated"}``.
 
@@ -43,7 +48,7 @@ async def perform(
     A non-2xx answer raises :class:`HttpError` with this summary as ``.details``: retryable for 5xx, 408
     and 429, not for other statuses. Transport errors and timeouts (``timeout`` seconds for the whole
     exchange) raise a retryable one. Messages name the method, the URL with secret query parameters
-    hidden, the status and the start of the body.
+    hidden, the status and the start of the body. ``follow_redirects`` overrides the client's setting.
     """
     request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
     method = request.method
@@ -51,7 +56,10 @@ async def perform(
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
-            response = await client.send(request, stream=True)
+            if follow_redirects is None:
+                response = await client.send(request, stream=True)
+            else:
+                response = await client.send(request, stream=True, follow_redirects=follow_redirects)
             try:
                 raw, truncated = await _read_capped(response, max_body_bytes)
             finally:

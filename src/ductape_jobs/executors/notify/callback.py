@@ -64,10 +64,14 @@ async def post_callback(
     headers: dict[str, str] | None = None,
     timeout: float = 30,
     timestamp: int | None = None,
+    address: str | None = None,
+    follow_redirects: bool | None = None,
 ) -> dict[str, Any]:
     """POST ``payload`` as JSON to ``url``, signed with ``secret`` (see the module doc); returns the response
     summary of :func:`perform`. ``headers`` are added but cannot replace the Content-Type or the signature
-    headers. ``timestamp`` (unix seconds) defaults to now."""
+    headers. ``timestamp`` (unix seconds) defaults to now. ``address``: connect to this IP address instead of
+    resolving the URL's host (the Host header and TLS name stay the host's), for a target checked beforehand.
+    ``follow_redirects`` overrides the client's setting."""
     if not secret:
         raise HttpError("a callback needs a secret to sign with", retryable=False)
     try:
@@ -82,7 +86,12 @@ async def post_callback(
         timeout=timeout,
     )
     request = build_request(spec, {})
+    if address is not None:
+        host = request.url.host
+        request.url = request.url.copy_with(host=address)
+        if request.url.scheme == "https":
+            request.extensions["sni_hostname"] = host
     ts = int(time.time()) if timestamp is None else timestamp
     request.headers[TIMESTAMP_HEADER] = str(ts)
     request.headers[SIGNATURE_HEADER] = sign(secret, request.content, ts)
-    return await perform(client, request, timeout)
+    return await perform(client, request, timeout, follow_redirects=follow_redirects)

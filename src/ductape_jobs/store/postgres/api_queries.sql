@@ -55,7 +55,9 @@ UPDATE webhook_deliveries SET
     attempts = attempts + 1,
     delivered_at = CASE WHEN %(ok)s = 1 THEN %(now)s::bigint END,
     next_attempt_at = %(retry_at)s,
-    last_error = %(error)s
+    last_error = %(error)s,
+    last_status = %(status)s,
+    last_duration_ms = %(duration_ms)s
 WHERE id = %(id)s AND status = 'pending';
 
 -- name: list_deliveries

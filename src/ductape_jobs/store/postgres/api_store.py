@@ -88,7 +88,15 @@ class PostgresApiStore(ApiReads):
         return [DueDelivery(delivery_from_row(r), r["url"], r["secret"]) for r in rows]
 
     def record_delivery(
-        self, delivery_id: str, now: datetime, *, ok: bool, error: str | None = None, retry_at: datetime | None = None
+        self,
+        delivery_id: str,
+        now: datetime,
+        *,
+        ok: bool,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+        status: int | None = None,
+        duration_ms: int | None = None,
     ) -> None:
-        params = record_params(delivery_id, now, ok, error, retry_at)
+        params = record_params(delivery_id, now, ok, error, retry_at, status, duration_ms)
         self._db.run(lambda c: c.execute(A["record_delivery"], params), idempotent=True)

@@ -25,7 +25,7 @@ from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
-from psycopg import errors, sql
+from psycopg import errors, pq, sql
 from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -40,16 +40,45 @@ _POOL_OPTIONS = ("schema", "pool_min", "pool_max", "pool_timeout")
 
 
 def split_url(url: str) -> tuple[str, dict[str, str]]:
-    """The libpq URL without our own query options (``schema``, ``pool_min``, ...), and those options."""
+    """The libpq URL without our own query options (``schema``, ``pool_min``, ...), and those options.
+
+    A parameter that is neither ours nor libpq's is a ``ValidationError`` (field ``store``) naming it and
+    listing the known ones, as is a pool option that is not a positive number."""
     parts = urlsplit(url)
     ours: dict[str, str] = {}
     kept: list[tuple[str, str]] = []
+    libpq = libpq_parameters()
     for key, value in parse_qsl(parts.query, keep_blank_values=True):
         if key in _POOL_OPTIONS:
-            ours[key] = value
-        else:
+            ours[key] = _checked_option(key, value)
+        elif key in libpq:
             kept.append((key, value))
+        else:
+            raise ValidationError(
+                "store",
+                f"unknown parameter {key!r} in the PostgreSQL URL (known: ours, {', '.join(_POOL_OPTIONS)}; "
+                f"libpq's, {', '.join(sorted(libpq))})",
+            )
     return urlunsplit(parts._replace(query=urlencode(kept))), ours
+
+
+def libpq_parameters() -> frozenset[str]:
+    """The connection parameters the installed libpq knows (``sslmode``, ``connect_timeout``, ...)."""
+    return frozenset(option.keyword.decode() for option in pq.Conninfo.get_defaults())
+
+
+def _checked_option(key: str, value: str) -> str:
+    if key == "schema":
+        return check_schema(value) if value else value
+    try:
+        number = int(value) if key in ("pool_min", "pool_max") else float(value)
+    except ValueError:
+        number = 0
+    if key == "pool_timeout" and not 0 < number <= 86_400:
+        raise ValidationError("store", f"URL parameter pool_timeout={value!r} must be seconds, > 0 and <= 86400")
+    if key != "pool_timeout" and not 1 <= number <= 1000:
+        raise ValidationError("store", f"URL parameter {key}={value!r} must be a whole number from 1 to 1000")
+    return value
 
 
 def check_schema(schema: str) -> str:

@@ -53,7 +53,9 @@ UPDATE webhook_deliveries SET
     attempts = attempts + 1,
     delivered_at = CASE WHEN :ok = 1 THEN :now END,
     next_attempt_at = :retry_at,
-    last_error = :error
+    last_error = :error,
+    last_status = :status,
+    last_duration_ms = :duration_ms
 WHERE id = :id AND status = 'pending';
 
 -- name: list_deliveries

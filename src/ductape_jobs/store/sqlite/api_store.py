@@ -99,7 +99,15 @@ class SQLiteApiStore(ApiReads):
         ]
 
     def record_delivery(
-        self, delivery_id: str, now: datetime, *, ok: bool, error: str | None = None, retry_at: datetime | None = None
+        self,
+        delivery_id: str,
+        now: datetime,
+        *,
+        ok: bool,
+        error: str | None = None,
+        retry_at: datetime | None = None,
+        status: int | None = None,
+        duration_ms: int | None = None,
     ) -> None:
         with self._write() as db:
-            db.execute(A["record_delivery"], record_params(delivery_id, now, ok, error, retry_at))
+            db.execute(A["record_delivery"], record_params(delivery_id, now, ok, error, retry_at, status, duration_ms))

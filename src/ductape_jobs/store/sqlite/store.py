@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sqlite3
 import threading
 from collections.abc import Iterator, Sequence
@@ -48,18 +49,25 @@ class SQLiteStore(SQLiteApiStore, SQLiteFeatureStore, Store):
     capabilities = Capabilities(listen_notify=False, skip_locked=False, multi_process=True)
 
     def __init__(self, path: str, *, busy_timeout: timedelta = timedelta(seconds=30)) -> None:
+        """Open (creating it, mode 0600, when absent) the SQLite file at ``path``. A file or directory that
+        cannot be created, opened or written is a ``StoreError`` naming the path."""
         self.path = path
         self._lock = threading.RLock()
+        _create_private(path)
         try:
             self._db = sqlite3.connect(
                 path, isolation_level=None, check_same_thread=False, timeout=busy_timeout.total_seconds()
             )
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open SQLite store {path!r}: {exc}") from exc
-        self._db.row_factory = _dict_row
-        self._db.execute("PRAGMA journal_mode = WAL")
-        self._db.execute("PRAGMA synchronous = NORMAL")
-        self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout.total_seconds() * 1000)}")
+            raise StoreError(_cannot("open", path, exc)) from exc
+        try:
+            self._db.row_factory = _dict_row
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout.total_seconds() * 1000)}")
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StoreError(_cannot("open", path, exc)) from exc
 
     # ------------------------------------------------------------------------------------ plumbing
 
@@ -69,7 +77,7 @@ class SQLiteStore(SQLiteApiStore, SQLiteFeatureStore, Store):
             try:
                 self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
             except sqlite3.Error as exc:
-                raise StoreError(f"SQLite store {self.path!r}: {exc}") from exc
+                raise StoreError(_cannot("write" if write else "read", self.path, exc)) from exc
             try:
                 yield self._db
             except sqlite3.IntegrityError as exc:
@@ -77,7 +85,7 @@ class SQLiteStore(SQLiteApiStore, SQLiteFeatureStore, Store):
                 raise ConflictError(str(exc)) from exc
             except sqlite3.Error as exc:
                 self._db.execute("ROLLBACK")
-                raise StoreError(f"SQLite store {self.path!r}: {exc}") from exc
+                raise StoreError(_cannot("write" if write else "read", self.path, exc)) from exc
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
@@ -436,6 +444,34 @@ class SQLiteStore(SQLiteApiStore, SQLiteFeatureStore, Store):
 
     def count_runs(self) -> dict[RunPhase, int]:
         return {RunPhase(r["phase"]): r["n"] for r in self._all(Q["count_runs"])}
+
+
+_UNWRITABLE = ("readonly", "read-only", "unable to open", "disk i/o error", "permission")
+
+
+def _create_private(path: str) -> None:
+    """Create the store's file readable and writable by its owner only (0600) when it does not exist yet;
+    SQLite gives the ``-wal`` and ``-shm`` files it creates beside it the same mode."""
+    if path in ("", ":memory:") or path.startswith("file:") or os.path.exists(path):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return  # another process created it just now
+    except OSError as exc:
+        raise StoreError(f"cannot create the SQLite store {path!r}: {exc.strerror or exc}") from exc
+
+
+def _cannot(action: str, path: str, exc: sqlite3.Error) -> str:
+    """The message of a driver error, naming the path (and what to check when it cannot write)."""
+    text = str(exc)
+    if any(word in text.lower() for word in _UNWRITABLE):
+        name = os.path.basename(path)
+        return (
+            f"cannot {action} the SQLite store {path!r}: {text} (the file or its directory is read-only or not "
+            f"writable by this process; SQLite writes the file and creates {name}-wal and {name}-shm beside it)"
+        )
+    return f"cannot open the SQLite store {path!r}: {text}" if action == "open" else f"SQLite store {path!r}: {text}"
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
