@@ -95,10 +95,11 @@ def test_not_found_and_conflict_exit_1(store: str) -> None:
         result = cli(*args, store=store)
         assert result.exit_code == 1, args
         assert "not found" in result.stderr and "Traceback" not in result.output
-    busy = cli("job", "delete", "hello", store=store)
-    assert busy.exit_code == 1 and "cancel them" in busy.stderr
-    ok("cancel", job_id, store=store)
-    assert ok("job", "delete", "hello", store=store) == {"deleted": "hello"}
+    (queued,) = ok("runs", "--job-id", job_id, store=store)
+    busy = cli("run", "retry", queued["id"], store=store)  # only a failed or cancelled run is retried
+    assert busy.exit_code == 1 and "Traceback" not in busy.output, busy.output
+    assert ok("job", "delete", "hello", store=store) == {"deleted": "hello"}  # cancels its live schedules
+    assert [s["status"] for s in ok("schedules", store=store) if s["id"] == job_id] == ["cancelled"]
 
 
 # ------------------------------------------------------------------------------------------- schedules
