@@ -248,3 +248,11 @@ def test_an_event_stream_ends_with_its_session(api: Api, clock: FakeClock) -> No
         listener.join(timeout=5)
         assert not listener.is_alive() and lines[-1] == "<closed>", end
         c.close()
+
+
+def test_a_login_token_never_reaches_a_log_line() -> None:
+    from ductape_jobs import logs
+
+    token = "dts_Zm9vYmFyYmF6cXV4cXV1eDEyMzQ1Njc4OTAxMjM0NTY3"
+    masked = logs.redact(f"Cookie: ductape_session={token}; other=1")
+    assert token not in masked and token[4:] not in masked and "dts_" in masked
