@@ -125,10 +125,11 @@ class ApiKeys:
         record = self._store.find_api_key(key[:PREFIX_LENGTH])
         if record is None or record.revoked_at is not None or not key_matches(key, record.hash):
             return None
-        self._touch(record)
+        self.touch(record)
         return record
 
-    def _touch(self, record: ApiKey) -> None:
+    def touch(self, record: ApiKey) -> None:
+        """Record that the key was used now (at most one write a minute per key)."""
         now = time.monotonic()
         with self._lock:
             last = self._touched.get(record.id)

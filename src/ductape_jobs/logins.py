@@ -73,6 +73,7 @@ class Logins:
         session, key = found
         if key.revoked_at is not None or session.expires_at <= self._clock.now():
             return None
+        self._keys.touch(key)  # the key's last use, as for a header
         return session, key
 
     def still_live(self, session: LoginSession) -> bool:
