@@ -4,6 +4,8 @@ A key reads ``dtk_<12 hex>_<43 random characters>``. Its first 16 characters, th
 to find it and to name it in listings; the whole key is stored only as ``sha256$<salt>$<HMAC-SHA256(salt, key)>``
 with a random salt per key, and compared in constant time. The key itself is shown once, when created.
 A key may be limited to one product (and env): it then sees and changes only that product's schedules and runs.
+Its *scope* says what it may do (``KeyScope``: read < write < admin, each including the ones below); a key made
+without one is ``admin``, as every key was before scopes existed. Revoking a key also ends its dashboard logins.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 from ductape_jobs.clock import Clock
 from ductape_jobs.errors import ConflictError, ValidationError
 from ductape_jobs.ids import new_id
-from ductape_jobs.models import ApiKey
+from ductape_jobs.models import ApiKey, KeyScope
 from ductape_jobs.store.base import Store
 
 KEY_START = "dtk_"
@@ -65,8 +67,19 @@ class ApiKeys:
         self._touched: dict[str, float] = {}
         self._lock = threading.Lock()
 
-    def create(self, name: str, *, product_tag: str | None = None, env: str | None = None) -> CreatedKey:
+    def create(
+        self,
+        name: str,
+        *,
+        product_tag: str | None = None,
+        env: str | None = None,
+        scope: KeyScope | str = KeyScope.ADMIN,
+    ) -> CreatedKey:
         name = (name or "").strip()
+        try:
+            granted = KeyScope(scope)
+        except ValueError:
+            raise ValidationError("scope", f"must be one of {', '.join(KeyScope)}, not {scope!r}") from None
         if not 1 <= len(name) <= 100:
             raise ValidationError("name", "must be 1 to 100 characters")
         for field, value in (("product", product_tag), ("env", env)):
@@ -82,6 +95,7 @@ class ApiKeys:
                 created_at=self._clock.now(),
                 product_tag=product_tag.strip() if product_tag else None,
                 env=env.strip() if env else None,
+                scope=granted,
             )
             try:
                 self._store.add_api_key(record)
@@ -90,11 +104,18 @@ class ApiKeys:
             return CreatedKey(record, key)
         raise ConflictError("could not draw an unused key prefix")
 
+    def find(self, prefix: str) -> ApiKey | None:
+        """The key record with this visible prefix (revoked ones too)."""
+        return self._store.find_api_key(prefix)
+
     def list(self) -> list[ApiKey]:
         return self._store.list_api_keys()
 
     def revoke(self, key_id: str) -> ApiKey:
-        return self._store.revoke_api_key(key_id, self._clock.now())
+        """Revoke a key: it answers 401 from now on, and its dashboard logins end."""
+        record = self._store.revoke_api_key(key_id, self._clock.now())
+        self._store.delete_login_sessions(key_id)
+        return record
 
     def verify(self, key: str) -> ApiKey | None:
         """The record of a valid, unrevoked ``key``; ``None`` for anything else."""
@@ -104,10 +125,11 @@ class ApiKeys:
         record = self._store.find_api_key(key[:PREFIX_LENGTH])
         if record is None or record.revoked_at is not None or not key_matches(key, record.hash):
             return None
-        self._touch(record)
+        self.touch(record)
         return record
 
-    def _touch(self, record: ApiKey) -> None:
+    def touch(self, record: ApiKey) -> None:
+        """Record that the key was used now (at most one write a minute per key)."""
         now = time.monotonic()
         with self._lock:
             last = self._touched.get(record.id)

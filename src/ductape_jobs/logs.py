@@ -24,10 +24,11 @@ RUN_FIELDS = ("run_id", "job_id", "job_tag", "attempt")
 
 _run: ContextVar[dict[str, Any] | None] = ContextVar("ductape_run", default=None)
 
-# What never reaches a log line: API keys, webhook secrets, bearer values, JWTs (session tokens), and
-# secret-looking query parameters.
+# What never reaches a log line: API keys, webhook secrets, dashboard login tokens, bearer values, JWTs
+# (session tokens), and secret-looking query parameters.
 _SECRETS = re.compile(
     r"dtk_[A-Za-z0-9]+_[A-Za-z0-9_\-]+"
+    r"|dts_[A-Za-z0-9_\-]+"
     r"|whsec_[A-Za-z0-9_\-]+"
     r"|(?i:bearer)\s+[A-Za-z0-9._~+/\-]+=*"
     r"|eyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"

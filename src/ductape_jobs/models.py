@@ -39,6 +39,8 @@ __all__ = [
     "JobDefinition",
     "JobEventTypes",
     "JobUpdate",
+    "KeyScope",
+    "LoginSession",
     "MinuteCount",
     "Misfire",
     "Overlap",
@@ -560,10 +562,30 @@ class DrainSummary:
 # ------------------------------------------------------------------ operating records (API keys, webhooks, stats)
 
 
+class KeyScope(StrEnum):
+    """What an API key may do. Scopes are ranked, each includes the ones below it: ``read`` (lists, runs,
+    statistics, events, previews), ``write`` (also schedule, pause, resume, cancel, trigger, retry, run features,
+    change job definitions), ``admin`` (also webhooks; keys and products are managed by the CLI)."""
+
+    READ = "read"
+    WRITE = "write"
+    ADMIN = "admin"
+
+    @property
+    def granted(self) -> tuple[KeyScope, ...]:
+        """This scope and the ones it includes, lowest first (``admin`` -> read, write, admin)."""
+        order = tuple(KeyScope)
+        return order[: order.index(self) + 1]
+
+    def allows(self, needed: KeyScope) -> bool:
+        return needed in self.granted
+
+
 @dataclass(frozen=True, slots=True)
 class ApiKey:
     """An API key as stored: a visible ``prefix`` and a salted ``hash``, never the key itself. ``product_tag``
-    (and ``env``) limit what the key sees; ``None`` means every product (env)."""
+    (and ``env``) limit what the key sees; ``None`` means every product (env). ``scope`` limits what it may do
+    (keys stored before scopes existed are ``admin``, as they could do everything)."""
 
     id: str
     name: str
@@ -574,6 +596,18 @@ class ApiKey:
     env: str | None = None
     last_used_at: datetime | None = None
     revoked_at: datetime | None = None
+    scope: KeyScope = KeyScope.ADMIN
+
+
+@dataclass(frozen=True, slots=True)
+class LoginSession:
+    """A dashboard login: the browser's cookie holds a random token, the store only its SHA-256
+    (``token_hash``). It acts for API key ``key_id`` until ``expires_at``, its logout, or the key's revocation."""
+
+    token_hash: str
+    key_id: str
+    created_at: datetime
+    expires_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

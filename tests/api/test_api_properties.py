@@ -35,7 +35,11 @@ def _serve() -> tuple[Ductape, Any, dict[str, str]]:
     dt.job.schedule({"env": "dev", "product_tag": "shop", "event": "echo", "input": {"a": 1}})
     dt.drain()
     keys = ApiKeys(dt.store, dt.clock)
-    made = {"admin": keys.create("admin").key, "limited": keys.create("shop", product_tag="shop", env="dev").key}
+    made = {
+        "admin": keys.create("admin").key,
+        "limited": keys.create("shop", product_tag="shop", env="dev").key,
+        "read": keys.create("reader", scope="read").key,
+    }
     return dt, create_app(dt, events_poll=0.05, events_keepalive=0.3), made
 
 
@@ -81,3 +85,20 @@ def test_no_request_from_an_unlimited_key_gets_a_server_error(case: Any) -> None
 @PROPERTIES
 def test_no_request_from_a_product_limited_key_gets_a_server_error(case: Any) -> None:
     _explains(case.call(headers=_bearer(KEYS, "limited")))
+
+
+SCOPES = {
+    (method.upper(), path): operation.get("x-required-scope")
+    for path, operations in APP.openapi()["paths"].items()
+    for method, operation in operations.items()
+}
+
+
+@schema.parametrize()
+@settings(PROPERTIES, max_examples=min(EXAMPLES, 20))
+def test_a_read_key_gets_no_server_error_and_403_on_every_change(case: Any) -> None:
+    answer = case.call(headers=_bearer(KEYS, "read"))
+    _explains(answer)
+    needed = SCOPES.get((case.method.upper(), case.path))  # (None for a method the route does not have)
+    if needed not in (None, "read"):
+        assert answer.status_code == 403 and f"needs the {needed} scope" in answer.json()["detail"]

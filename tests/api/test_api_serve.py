@@ -142,3 +142,49 @@ def test_serve_runs_the_engine_and_the_api(tmp_path: Path, receiver: Recorder) -
     assert any("serving http://127.0.0.1:" in line["message"] for line in lines)
     assert any(line["logger"] == "uvicorn.access" for line in lines)
     assert key not in output and hook["secret"] not in output
+
+
+def test_apikey_scopes_on_the_command_line(tmp_path: Path) -> None:
+    env = {**os.environ, "DUCTAPE_STORE": f"sqlite:///{tmp_path / 'keys.db'}"}
+    made = cli("apikey", "create", "--name", "viewer", "--scope", "read", "--json", env=env, cwd=tmp_path)
+    assert made.returncode == 0, made.stderr
+    assert (json.loads(made.stdout)["scope"], json.loads(made.stdout)["scopes"]) == ("read", ["read"])
+    shown = cli("apikey", "create", "--name", "ops", env=env, cwd=tmp_path)  # no --scope: admin, as before
+    assert "scope admin" in shown.stdout
+    rows = json.loads(cli("apikey", "list", "--json", env=env, cwd=tmp_path).stdout)
+    assert [(r["name"], r["scope"], r["scopes"]) for r in rows] == [
+        ("ops", "admin", ["read", "write", "admin"]),
+        ("viewer", "read", ["read"]),
+    ]
+    table = cli("apikey", "list", env=env, cwd=tmp_path).stdout
+    assert "scope" in table and "read" in table and "admin" in table
+    bad = cli("apikey", "create", "--name", "x", "--scope", "root", env=env, cwd=tmp_path)
+    assert bad.returncode == 2 and "scope" in bad.stderr
+
+
+def test_serve_with_an_https_public_url_sets_a_secure_cookie(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'serve.db'}"
+    env = {**os.environ, "DUCTAPE_STORE": store}
+    key = json.loads(cli("apikey", "create", "--name", "k", "--json", env=env, cwd=tmp_path).stdout)["key"]
+    bad = cli("serve", "--public-url", "jobs.example.com", env=env, cwd=tmp_path)
+    assert bad.returncode == 2 and "--public-url" in bad.stderr
+    port = free_port()
+    argv = [DUCTAPE, "serve", "--no-worker", "--port", str(port), "--public-url", "https://jobs.example.com"]
+    with (tmp_path / "serve.log").open("wb") as log:
+        proc = subprocess.Popen([*argv, "--session-hours", "1"], env=env, cwd=tmp_path, stdout=log, stderr=log)
+    base = f"http://127.0.0.1:{port}"
+    try:
+
+        def up() -> bool:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                return httpx.get(f"{base}/healthz", timeout=1).status_code == 200
+            except httpx.HTTPError:
+                return False
+
+        wait_for(up, 30, "ductape serve to answer")
+        cookie = httpx.post(f"{base}/login", data={"key": key}).headers["set-cookie"].lower()
+        assert "secure" in cookie and "httponly" in cookie and "max-age=3600" in cookie
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)

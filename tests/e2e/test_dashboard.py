@@ -36,7 +36,10 @@ def test_log_in_with_the_key_and_a_wrong_key_is_refused(ui: Ui, server: Server) 
     ui.log_in()
     expect(page.get_by_role("heading", name="Overview")).to_be_visible()
     (cookie,) = page.context.cookies()
-    assert cookie["name"] == "ductape_key" and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert cookie["name"] == "ductape_session" and cookie["httpOnly"] and cookie["sameSite"] == "Strict"
+    assert cookie["value"].startswith("dts_") and server.key not in cookie["value"]  # a session, never the key
+    expect(page.locator("#who")).to_contain_text("e2e")
+    expect(page.locator("#who")).to_contain_text("admin")
     # the page's own fetch() calls are authenticated by the cookie alone
     status = page.evaluate("fetch('/api/v1/jobs').then((r) => r.status)")
     assert status == 200
@@ -47,6 +50,8 @@ def test_log_in_with_the_key_and_a_wrong_key_is_refused(ui: Ui, server: Server) 
     page.get_by_role("button", name="Log out").click()
     expect(page.get_by_label("API key")).to_be_visible()
     assert not page.context.cookies()
+    replayed = httpx.get(f"{server.url}/api/v1/jobs", cookies={cookie["name"]: cookie["value"]})
+    assert replayed.status_code == 401  # the session ended in the store, not only in the browser
 
 
 def test_a_job_run_appears_live_on_the_runs_page(ui: Ui, server: Server) -> None:
@@ -175,3 +180,50 @@ def test_overview_and_load_forecast_draw_their_charts(ui: Ui, server: Server) ->
     expect(heat.locator("text.row-label")).to_have_count(2)
     expect(page.get_by_role("table", name="Busiest minutes")).to_contain_text("overlap")
     ui.shot("forecast")
+
+
+def test_a_read_key_sees_the_dashboard_without_the_buttons_that_change_things(ui: Ui, server: Server) -> None:
+    from playwright.sync_api import expect
+
+    from ductape_jobs.apikeys import ApiKeys
+    from ductape_jobs.clock import SystemClock
+
+    page = ui.page
+    reader = ApiKeys(server.client.store, SystemClock()).create("viewer", scope="read").key
+    active = server.client.job.schedule({**PRODUCT, "event": "ok-job", "repeat": {"cron": "0 3 * * *"}})
+    flaky = server.client.job.schedule({**PRODUCT, "event": "flaky-job"})
+    (failed,) = server.wait_for(
+        lambda: [r for r in server.client.job.runs(job_id=flaky.job_id) if r.phase is RunPhase.FAILED],
+        what="the flaky run to fail",
+    )
+    ui.log_in(reader)
+    page.get_by_role("navigation", name="Main").wait_for()
+    expect(page.locator("#who")).to_contain_text("viewer")
+    expect(page.locator("#who")).to_contain_text("read")
+
+    ui.open("#/schedules")
+    row = page.locator(f'tr[data-schedule-id="{active.job_id}"]')
+    expect(row.locator(".badge")).to_have_text("active")
+    for name in ("Pause", "Resume", "Cancel", "Run now"):
+        expect(page.get_by_role("button", name=name, exact=True)).to_have_count(0)
+    ui.shot("read-key-schedules")
+
+    ui.open(f"#/schedules/{active.job_id}")
+    expect(page.get_by_role("region", name="Next fire times").locator(".day").first).to_be_visible()  # a read
+    expect(page.get_by_role("button", name=re.compile("Pause|Cancel|Run now"))).to_have_count(0)
+
+    ui.open(f"#/runs/{failed.id}")
+    expect(page.get_by_role("region", name="Error")).to_contain_text("the export service is down")
+    expect(page.get_by_role("button", name="Retry")).to_have_count(0)
+    ui.open("#/runs?status=failed")
+    expect(run_row(ui, failed.id).locator(".badge")).to_have_text("failed")
+    expect(page.get_by_role("button", name="Retry")).to_have_count(0)
+    ui.shot("read-key-runs")
+
+    # and the API refuses what the page does not offer
+    status = page.evaluate(
+        f"""fetch('/api/v1/schedules/{active.job_id}/cancel', {{method: 'POST',
+            headers: {{'Content-Type': 'application/json'}}, body: '{{}}'}}).then((r) => r.status)"""
+    )
+    assert status == 403
+    assert server.client.job.get(active.job_id).status is ScheduleStatus.ACTIVE

@@ -37,14 +37,15 @@ def test_login_sets_an_http_only_strict_cookie_and_logout_drops_it(server: Serve
         ok = c.post("/login", data={"key": server.key})
         assert ok.status_code == 303 and ok.headers["location"] == "/"
         cookie = ok.headers["set-cookie"].lower()
-        assert cookie.startswith("ductape_key=") and "httponly" in cookie and "samesite=strict" in cookie
+        assert cookie.startswith("ductape_session=dts_") and "httponly" in cookie and "samesite=strict" in cookie
+        assert server.key.lower() not in cookie  # the cookie holds a session token, never the key
         assert "path=/" in cookie and "secure" not in cookie  # plain http on loopback
         assert '<script type="module" src="/static/js/main.js">' in c.get("/").text
         assert c.get("/api/v1/jobs").status_code == 200  # the cookie authenticates the API
         assert c.get("/login").status_code == 303  # already logged in
 
         out = c.post("/logout")
-        assert out.status_code == 303 and 'ductape_key=""' in out.headers["set-cookie"]
+        assert out.status_code == 303 and 'ductape_session=""' in out.headers["set-cookie"]
         assert c.get("/api/v1/jobs").status_code == 401
         assert 'name="key"' in c.get("/").text
 

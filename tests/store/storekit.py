@@ -76,6 +76,46 @@ class Backend:
         for store in self.opened:
             store.close()
 
+    def migrate_to(self, version: int) -> None:
+        """Bring the database to schema ``version`` only, as an older release left it (no store object)."""
+        from ductape_jobs.store.sql import load_migrations
+
+        scripts = [(v, sql) for v, sql in load_migrations(f"ductape_jobs.store.{self.name}.migrations") if v <= version]
+        if self.path is not None:
+            db = sqlite3.connect(self.path)
+            try:
+                db.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER)")
+                for v, sql in scripts:
+                    db.executescript(sql)
+                    db.execute("INSERT INTO schema_migrations VALUES (?, 0)", (v,))
+                db.commit()
+            finally:
+                db.close()
+            return
+        import psycopg
+
+        with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={self.schema}") as conn:
+            conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)")
+            for v, sql in scripts:
+                conn.execute(sql.encode(), prepare=False)
+                conn.execute("INSERT INTO schema_migrations VALUES (%s, 0)", [v])
+
+    def execute(self, query: str, params: dict[str, Any]) -> None:
+        """One statement on the database, outside any store (``:name`` parameters on SQLite, ``%(name)s`` on
+        PostgreSQL)."""
+        if self.path is not None:
+            db = sqlite3.connect(self.path)
+            try:
+                db.execute(query, params)
+                db.commit()
+            finally:
+                db.close()
+            return
+        import psycopg
+
+        with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={self.schema}") as conn:
+            conn.execute(query.encode(), params)
+
     def columns(self) -> dict[str, list[str]]:
         """Table -> column names in order (the shared row converters depend on them)."""
         return {t: [c[0] for c in cols] for t, cols in self.snapshot()["tables"].items()}

@@ -3,6 +3,7 @@ against every backend (see ``conftest.py``). Times are fixed; ``now`` is passed.
 
 from __future__ import annotations
 
+import re
 import threading
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -10,12 +11,16 @@ from typing import Any
 import pytest
 from storekit import Backend
 
+from ductape_jobs.apikeys import ApiKeys, hash_key, new_key
+from ductape_jobs.clock import FakeClock
 from ductape_jobs.errors import ConflictError, NotFoundError
 from ductape_jobs.ids import new_id
 from ductape_jobs.models import (
     ApiKey,
     DeliveryStatus,
     JobDefinition,
+    KeyScope,
+    LoginSession,
     MinuteCount,
     NewRun,
     RunFilter,
@@ -27,11 +32,14 @@ from ductape_jobs.models import (
     WebhookDelivery,
 )
 from ductape_jobs.store import Outcome, Store
+from ductape_jobs.store.codec import ms
+from ductape_jobs.store.sql import load_migrations
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
 SEC = timedelta(seconds=1)
 LEASE = timedelta(seconds=30)
+HOUR = timedelta(hours=1)
 
 
 def add_schedule(
@@ -316,3 +324,82 @@ def test_run_activity_changes_when_runs_are_created_start_and_end(store: Store) 
     ended = store.run_activity(T0 + SEC)
     assert (ended.running, ended.latest_finished_at) == (0, T0 + SEC)
     assert store.run_activity(T0, product_tag="blog").latest_run_id is None
+
+
+# ------------------------------------------------------------------------------- key scopes, login sessions
+
+
+def test_a_key_keeps_its_scope(store: Store) -> None:
+    for n, scope in enumerate(KeyScope):
+        store.add_api_key(key(f"dtk_00000000000{n}", scope=scope))
+        found = store.find_api_key(f"dtk_00000000000{n}")
+        assert found is not None and found.scope is scope
+    store.add_api_key(key("dtk_0000000000ff"))
+    default = store.find_api_key("dtk_0000000000ff")
+    assert default is not None and default.scope is KeyScope.ADMIN  # a record made without one: admin
+    assert sorted(k.scope for k in store.list_api_keys()) == sorted([*KeyScope, KeyScope.ADMIN])
+
+
+def login(k: ApiKey, token_hash: str = "a" * 64, at: datetime = T0, lasts: timedelta = HOUR) -> LoginSession:
+    return LoginSession(token_hash=token_hash, key_id=k.id, created_at=at, expires_at=at + lasts)
+
+
+def test_login_sessions_add_find_and_end(store: Store) -> None:
+    reader = key(scope=KeyScope.READ, product_tag="shop")
+    other = key("dtk_ba9876543210")
+    store.add_api_key(reader)
+    store.add_api_key(other)
+    first, second, third = login(reader, "a" * 64), login(reader, "b" * 64), login(other, "c" * 64)
+    for s in (first, second, third):
+        store.add_login_session(s)
+    assert store.find_login_session("a" * 64) == (first, reader)  # the session with its key, scope and limits
+    assert store.find_login_session("d" * 64) is None
+
+    store.delete_login_session("a" * 64)  # a logout
+    store.delete_login_session("a" * 64)  # twice: nothing happens
+    assert store.find_login_session("a" * 64) is None
+    assert store.find_login_session("b" * 64) == (second, reader)
+
+    assert store.delete_login_sessions(reader.id) == 1  # the key's revocation ends the rest of its sessions
+    assert store.find_login_session("b" * 64) is None
+    assert store.find_login_session("c" * 64) == (third, other)
+
+
+def test_a_found_session_shows_expiry_and_revocation_and_expired_ones_are_swept(store: Store) -> None:
+    k = key()
+    store.add_api_key(k)
+    old = login(k, "a" * 64, at=T0, lasts=HOUR)
+    store.add_login_session(old)
+    store.revoke_api_key(k.id, T0 + MIN)
+    found = store.find_login_session("a" * 64)
+    assert found is not None and found[1].revoked_at == T0 + MIN  # the caller sees the revocation
+    store.add_login_session(login(k, "b" * 64, at=T0 + HOUR))  # a later login sweeps the expired one
+    assert store.find_login_session("a" * 64) is None
+    assert store.find_login_session("b" * 64) is not None
+
+
+def test_migration_4_gives_keys_stored_before_it_the_admin_scope(backend: Backend) -> None:
+    backend.migrate_to(3)  # a database of the release before scopes and login sessions
+    made, prefix = new_key()
+    insert = (
+        "INSERT INTO api_keys (id, name, prefix, hash, product_tag, env, created_at) "
+        "VALUES (:id, :name, :prefix, :hash, :product_tag, :env, :created_at)"
+    )
+    if backend.name == "postgres":
+        insert = re.sub(r":(\w+)", r"%(\1)s", insert)
+    old = {"id": "key_old", "name": "ci", "prefix": prefix, "hash": hash_key(made), "created_at": ms(T0)}
+    backend.execute(insert, {**old, "product_tag": "shop", "env": None})
+
+    store = backend.open()  # migrates to the latest version
+    assert backend.snapshot()["versions"][-1] >= 4
+    found = store.find_api_key(prefix)
+    assert found is not None and found.scope is KeyScope.ADMIN and found.product_tag == "shop"
+    checked = ApiKeys(store, FakeClock(T0)).verify(made)  # the old key still works, with every scope
+    assert checked is not None and checked.scope.granted == (KeyScope.READ, KeyScope.WRITE, KeyScope.ADMIN)
+    assert store.find_login_session("a" * 64) is None  # the sessions' table is there, empty
+
+
+def test_migration_versions_are_unique_and_alike_on_both_backends() -> None:
+    found = {b: [v for v, _ in load_migrations(f"ductape_jobs.store.{b}.migrations")] for b in ("sqlite", "postgres")}
+    assert found["sqlite"] == found["postgres"]
+    assert len(set(found["sqlite"])) == len(found["sqlite"])  # two NNNN_*.sql files never share a number

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from dataclasses import dataclass
+from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
@@ -18,19 +19,22 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 
 from ductape_jobs import __version__
-from ductape_jobs.api import events, features, jobs, ops, runs, schedules, stats, webhooks
-from ductape_jobs.api.auth import authenticate
+from ductape_jobs.api import events, features, jobs, me, ops, runs, schedules, stats, webhooks
+from ductape_jobs.api.auth import authenticate, declared_scopes, origin_of
 from ductape_jobs.api.common import BodyLimit, add_body_schemas, on_ductape_error, on_request_validation
 from ductape_jobs.apikeys import ApiKeys
 from ductape_jobs.client import Ductape
-from ductape_jobs.errors import DuctapeError
+from ductape_jobs.errors import DuctapeError, ValidationError
+from ductape_jobs.logins import DEFAULT_LIFETIME, Logins
 
 API_PREFIX = "/api/v1"
 DESCRIPTION = """The HTTP API of ductape-jobs: job definitions, scheduling, schedule control, run history,
 statistics, live events and lifecycle webhooks.
 
-Every `/api/v1` route needs an API key (`ductape apikey create --name NAME`), sent as
-`Authorization: Bearer <key>` or `X-API-Key: <key>`. A key limited to a product sees only that product.
+Every `/api/v1` route needs an API key (`ductape apikey create --name NAME [--scope read|write|admin]`), sent as
+`Authorization: Bearer <key>` or `X-API-Key: <key>`. Each route needs a scope (`x-required-scope`: `read` for
+reads, `write` for changes, `admin` for webhooks; `admin` includes `write`, which includes `read`); a key without
+it gets 403. A key limited to a product sees only that product.
 Bad input answers 422 with `{"detail": [{"field", "rule", "message"}]}` and writes nothing."""
 
 
@@ -39,6 +43,7 @@ class ApiSettings:
     metrics_auth: bool = False
     events_poll: float = 1.0
     events_keepalive: float = 15.0
+    public_origin: str | None = None  # the origin of --public-url: accepted as same-origin, https -> Secure
 
 
 def create_app(
@@ -48,10 +53,17 @@ def create_app(
     dashboard: bool = True,
     events_poll: float = 1.0,
     events_keepalive: float = 15.0,
+    public_url: str | None = None,
+    session_lifetime: timedelta = DEFAULT_LIFETIME,
 ) -> Any:
     """The ASGI app (a ``FastAPI``) serving ``ductape``. ``metrics_auth``: ``/metrics`` needs an API key too.
     ``events_poll``/``events_keepalive``: seconds between the event stream's looks at the store, and between
-    its keep-alive comments."""
+    its keep-alive comments. ``public_url``: where browsers reach the server (``https://jobs.example.com``)
+    when a proxy stands in front: its origin counts as this server's for the cookie's same-origin rule, and an
+    ``https`` one makes the login cookie ``Secure``. ``session_lifetime``: how long a dashboard login lasts."""
+    public_origin = origin_of(public_url) if public_url else None
+    if public_url and public_origin is None:
+        raise ValidationError("public_url", f"must be an http:// or https:// URL with a host, not {public_url!r}")
     app = FastAPI(
         title="ductape-jobs",
         version=__version__,
@@ -62,12 +74,13 @@ def create_app(
     )
     app.state.ductape = ductape
     app.state.api_keys = ApiKeys(ductape.store, ductape.clock)
+    app.state.logins = Logins(ductape.store, ductape.clock, app.state.api_keys, session_lifetime)
     app.state.metrics = ops.metrics_of(ductape)
-    app.state.settings = ApiSettings(metrics_auth, events_poll, events_keepalive)
+    app.state.settings = ApiSettings(metrics_auth, events_poll, events_keepalive, public_origin)
     app.state.stopping = threading.Event()  # set when the server stops: event streams end
 
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authenticate)])
-    for module in (jobs, schedules, runs, stats, events, webhooks, features):
+    for module in (jobs, schedules, runs, stats, events, webhooks, features, me):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(ops.router)
@@ -82,6 +95,10 @@ def create_app(
 
     def openapi() -> dict[str, Any]:
         if app.openapi_schema is None:
+            scopes = {
+                (path, method.lower()): scope
+                for (method, path), scope in declared_scopes(app.routes, API_PREFIX).items()
+            }
             schema = get_openapi(title=app.title, version=app.version, description=app.description, routes=app.routes)
             add_body_schemas(schema)
             schema["components"]["securitySchemes"] = {
@@ -90,8 +107,10 @@ def create_app(
             }
             for path, operations in schema.get("paths", {}).items():
                 if path.startswith(API_PREFIX):
-                    for operation in operations.values():
+                    for method, operation in operations.items():
                         operation["security"] = [{"bearer": []}, {"apiKey": []}]
+                        if scope := scopes.get((path, method)):
+                            operation["x-required-scope"] = scope.value
             app.openapi_schema = schema
         return app.openapi_schema
 

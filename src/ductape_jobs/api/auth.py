@@ -1,32 +1,60 @@
-"""API keys on every ``/api/v1`` route, and what a key limited to one product (and env) may see and do.
+"""API keys on every ``/api/v1`` route: who calls, what they may do, and what a key limited to one product (and
+env) may see.
 
-The key comes as ``Authorization: Bearer <key>``, ``X-API-Key: <key>``, or the dashboard's login cookie. No key
-or a bad (unknown, wrong, revoked) one: 401. A limited key sees only its product's schedules, runs, stats,
-events and webhooks (another product's record answers 404, as if it did not exist, so nothing leaks), may
-schedule only for its product (403 otherwise), and cannot change job definitions, which all products share (403).
+The key comes as ``Authorization: Bearer <key>`` or ``X-API-Key: <key>``; the dashboard's browser instead sends
+its login cookie (``ductape_session``), an opaque session token that stands for the key it was exchanged for
+(``ductape_jobs.logins``). No key or a bad (unknown, wrong, revoked) one, or an ended or expired session: 401.
+
+*Scopes* (``KeyScope``): every ``/api/v1`` route declares the one it needs with a dependency (``READ``, ``WRITE``
+or ``ADMIN``); a key whose scope does not include it gets 403 naming the scope needed.
+
+*Cross-site requests*: a request that changes state (POST, PUT, PATCH, DELETE) and is authenticated by the cookie
+must be ``Content-Type: application/json`` and come from the server's own origin (its ``Origin`` header, or its
+``Referer`` when there is no ``Origin``, must be this server's origin or its public URL's); otherwise 403. A
+request with a bearer or ``X-API-Key`` header is not a browser's ambient credential and is not checked so.
+
+A limited key sees only its product's schedules, runs, stats, events and webhooks (another product's record
+answers 404, as if it did not exist, so nothing leaks), may schedule only for its product (403 otherwise), and
+cannot change job definitions, which all products share (403).
 """
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
+import fastapi.routing
 from fastapi import Depends, HTTPException, Request
 from starlette.concurrency import run_in_threadpool
+from starlette.routing import BaseRoute
 
 from ductape_jobs.apikeys import ApiKeys
 from ductape_jobs.errors import NotFoundError
-from ductape_jobs.models import ApiKey
+from ductape_jobs.logins import Logins
+from ductape_jobs.models import ApiKey, KeyScope, LoginSession
 
-COOKIE = "ductape_key"  # set by the dashboard's /login (api/dashboard.py)
+COOKIE = "ductape_session"  # set by the dashboard's /login (api/dashboard.py): a session token, never a key
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 _CHALLENGE = {"WWW-Authenticate": "Bearer"}
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who calls: the API key's record (never the key itself)."""
+    """Who calls: the API key's record (never the key itself), and the login session when the dashboard's
+    cookie authenticated the request."""
 
     key: ApiKey
+    session: LoginSession | None = None
+
+    @property
+    def via_cookie(self) -> bool:
+        return self.session is not None
+
+    def may(self, needed: KeyScope) -> bool:
+        return self.key.scope.allows(needed)
 
     @property
     def product_tag(self) -> str | None:
@@ -66,27 +94,146 @@ class Principal:
             raise HTTPException(403, f"{what} needs an API key that is not limited to a product or env")
 
 
+def origin_of(url: str | None) -> str | None:
+    """``scheme://host[:port]`` of ``url`` (default ports left out, lower case), or ``None`` if it has none."""
+    if not url:
+        return None
+    try:
+        parts = urlsplit(url.strip())
+        port = parts.port
+    except ValueError:
+        return None
+    scheme, host = parts.scheme.lower(), (parts.hostname or "").lower()
+    if scheme not in _DEFAULT_PORTS or not host:
+        return None
+    shown = f"[{host}]" if ":" in host else host
+    return f"{scheme}://{shown}" if port in (None, _DEFAULT_PORTS[scheme]) else f"{scheme}://{shown}:{port}"
+
+
+def own_origins(request: Request) -> set[str]:
+    """The origins this server answers as: the one the request was sent to, and the public URL's (if set)."""
+    found = {origin_of(f"{request.url.scheme}://{request.url.netloc}"), request.app.state.settings.public_origin}
+    return {o for o in found if o}
+
+
+def check_same_origin(request: Request, *, required: bool = True) -> None:
+    """403 unless the request's ``Origin`` (or, without one, its ``Referer``) is this server's origin. Without
+    either header: 403 when ``required``, else allowed."""
+    given = request.headers.get("origin")
+    source = "Origin"
+    if given is None:
+        given, source = request.headers.get("referer"), "Referer"
+    if given is None:
+        if required:
+            raise HTTPException(
+                403,
+                "cross-site request refused: a request authenticated by the dashboard's cookie "
+                "must carry an Origin or Referer header of this server",
+            )
+        return
+    if origin_of(given) not in own_origins(request):
+        raise HTTPException(
+            403, f"cross-site request refused: its {source} ({given[:100]}) is not this server's origin"
+        )
+
+
+def check_cookie_write(request: Request) -> None:
+    """What a state-changing request authenticated by the cookie must be: JSON, from this server's origin."""
+    media = (request.headers.get("content-type") or "").split(";", 1)[0].strip().lower()
+    if media != "application/json":
+        raise HTTPException(
+            403,
+            "a request authenticated by the dashboard's cookie that changes something must "
+            f"be Content-Type: application/json, not {media or 'none'!r}",
+        )
+    check_same_origin(request)
+
+
 def presented_key(request: Request) -> str | None:
-    """The key the request carries, if any: bearer token, ``X-API-Key`` header or the dashboard's cookie."""
+    """The key a request's headers carry, if any: a bearer token or ``X-API-Key``."""
     scheme, _, token = (request.headers.get("authorization") or "").partition(" ")
     if scheme.lower() == "bearer" and token.strip():
         return token.strip()
     header = (request.headers.get("x-api-key") or "").strip()
-    if header:
-        return header
-    return (request.cookies.get(COOKIE) or "").strip() or None
+    return header or None
 
 
 async def authenticate(request: Request) -> Principal:
-    """The dependency of every ``/api/v1`` route."""
+    """The dependency of every ``/api/v1`` route: the key of the request's header, else its login cookie."""
     key = presented_key(request)
-    if key is None:
+    if key is not None:
+        keys: ApiKeys = request.app.state.api_keys
+        record = await run_in_threadpool(keys.verify, key)
+        if record is None:
+            raise HTTPException(401, "the API key is not valid (unknown or revoked)", _CHALLENGE)
+        return Principal(record)
+    token = request.cookies.get(COOKIE)
+    if not token:
         raise HTTPException(401, "an API key is required (Authorization: Bearer <key>, or X-API-Key)", _CHALLENGE)
+    logins: Logins = request.app.state.logins
+    found = await run_in_threadpool(logins.find, token)
+    if found is None:
+        raise HTTPException(401, "the session has ended (logged out, expired, or its key revoked)", _CHALLENGE)
+    if request.method not in SAFE_METHODS:
+        check_cookie_write(request)
+    session, record = found
+    return Principal(record, session)
+
+
+async def still_authorized(request: Request, me: Principal) -> bool:
+    """Whether ``me`` may still call (a long-lived event stream asks at every poll): its session is live, or
+    its key is not revoked."""
+    if me.session is not None:
+        logins: Logins = request.app.state.logins
+        return await run_in_threadpool(logins.still_live, me.session)
     keys: ApiKeys = request.app.state.api_keys
-    record = await run_in_threadpool(keys.verify, key)
-    if record is None:
-        raise HTTPException(401, "the API key is not valid (unknown or revoked)", _CHALLENGE)
-    return Principal(record)
+    record = await run_in_threadpool(keys.find, me.key.prefix)
+    return record is not None and record.id == me.key.id and record.revoked_at is None
 
 
 Me = Annotated[Principal, Depends(authenticate)]
+
+
+def _needs(scope: KeyScope) -> Callable[..., Awaitable[Principal]]:
+    async def check(request: Request, me: Me) -> Principal:
+        if not me.may(scope):
+            raise HTTPException(
+                403,
+                f"this API key has the {me.key.scope.value} scope; {request.method} {request.url.path} needs the "
+                f"{scope.value} scope",
+            )
+        return me
+
+    check.required_scope = scope  # type: ignore[attr-defined]
+    check.__name__ = f"needs_{scope.value}_scope"
+    return check
+
+
+READ: Any = Depends(_needs(KeyScope.READ))
+"""``dependencies=[READ]``: lists, one record, statistics, events, previews."""
+WRITE: Any = Depends(_needs(KeyScope.WRITE))
+"""``dependencies=[WRITE]``: scheduling and changing schedules, runs, job definitions, running features."""
+ADMIN: Any = Depends(_needs(KeyScope.ADMIN))
+"""``dependencies=[ADMIN]``: webhooks."""
+
+
+def route_scope(route: Any) -> KeyScope | None:
+    """The scope a route declares (through ``READ``, ``WRITE`` or ``ADMIN``), if any."""
+    dependant = getattr(route, "dependant", None)
+    for dependency in getattr(dependant, "dependencies", ()):
+        scope = getattr(dependency.call, "required_scope", None)
+        if isinstance(scope, KeyScope):
+            return scope
+    return None
+
+
+def declared_scopes(routes: Sequence[BaseRoute], prefix: str) -> dict[tuple[str, str], KeyScope | None]:
+    """``(METHOD, path) -> scope`` of every route under ``prefix`` (``None``: the route declares none)."""
+    flatten = getattr(fastapi.routing, "iter_route_contexts", None)  # FastAPI >= 0.165 nests included routers
+    found: dict[tuple[str, str], KeyScope | None] = {}
+    for route in flatten(routes) if flatten else routes:
+        path = getattr(route, "path", None)
+        if isinstance(path, str) and path.startswith(prefix):
+            for method in getattr(route, "methods", None) or ():
+                found[method, path] = route_scope(route)
+    return found

@@ -141,7 +141,7 @@ def paged(limit: int, offset: int) -> tuple[int, Callable[[list[T]], tuple[list[
 
 _MEANING = {
     401: "no API key, or an unknown or revoked one",
-    403: "the API key is limited to another product or env",
+    403: "the API key lacks the scope the route needs, or is limited to another product or env",
     404: "no such record (or one this API key does not see)",
     409: "the change conflicts with what is stored",
     413: "the request body is over the size limit",

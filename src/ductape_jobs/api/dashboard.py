@@ -1,10 +1,14 @@
 """The dashboard: a single page (static HTML, CSS and JavaScript modules; no build step, nothing fetched from
 elsewhere) served by the API's app at ``/`` and ``/static``, and the cookie login the browser uses.
 
-``POST /login`` takes the form field ``key``, checks it as the API checks keys, and keeps it in an HttpOnly,
-SameSite=Strict cookie (``ductape_key``) that the API accepts as it accepts ``Authorization: Bearer``, so the
-page's ``fetch()`` and ``EventSource`` calls to ``/api/v1`` are authenticated (an ``EventSource`` cannot send
-headers). A wrong key gets the login form again with an error. ``POST /logout`` drops the cookie.
+``POST /login`` takes the form field ``key``, checks it as the API checks keys, and exchanges it for a login
+session (``ductape_jobs.logins``: random, server-side, 12 hours by default): the cookie (``ductape_session``;
+HttpOnly, SameSite=Strict, Path=/, and Secure over https or with an https public URL) holds the session's token,
+never the key. The API accepts the cookie as it accepts ``Authorization: Bearer``, so the page's ``fetch()`` and
+``EventSource`` calls to ``/api/v1`` are authenticated (an ``EventSource`` cannot send headers); what the page
+sends to change something must be JSON from this origin (``api/auth.py``). A wrong key gets the login form again
+with an error. ``POST /logout`` deletes the session in the store and drops the cookie. Both refuse (403) a form
+posted from another origin.
 """
 
 from __future__ import annotations
@@ -19,8 +23,8 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.types import Scope
 
-from ductape_jobs.api.auth import COOKIE
-from ductape_jobs.apikeys import ApiKeys
+from ductape_jobs.api.auth import COOKIE, check_same_origin
+from ductape_jobs.logins import Logins
 
 STATIC_DIR = Path(__file__).with_name("static")
 MAX_FORM_BYTES = 8192
@@ -74,20 +78,24 @@ async def _form_key(request: Request) -> str | None:
     return values[0].strip() or None
 
 
-async def _valid(request: Request, key: str | None) -> bool:
-    """Whether ``key`` is a valid, unrevoked API key, checked as the API checks it (``app.state.api_keys``)."""
-    if not key:
-        return False
-    keys: ApiKeys = request.app.state.api_keys
-    return await run_in_threadpool(keys.verify, key) is not None
+def _logins(request: Request) -> Logins:
+    logins: Logins = request.app.state.logins
+    return logins
+
+
+def _secure(request: Request) -> bool:
+    """Whether the cookie is ``Secure``: the request came over https, or the public URL is https."""
+    public: str | None = request.app.state.settings.public_origin
+    return request.url.scheme == "https" or (public or "").startswith("https://")
 
 
 def dashboard_router() -> APIRouter:
-    """``/`` (the page, or the login form without a valid cookie), ``/login`` and ``/logout``."""
+    """``/`` (the page, or the login form without a live session), ``/login`` and ``/logout``."""
     router = APIRouter(include_in_schema=False)
 
     async def logged_in(request: Request) -> bool:
-        return await _valid(request, request.cookies.get(COOKIE))
+        token = request.cookies.get(COOKIE)
+        return bool(token) and await run_in_threadpool(_logins(request).find, token) is not None
 
     @router.get("/")
     async def index(request: Request) -> Response:
@@ -103,21 +111,32 @@ def dashboard_router() -> APIRouter:
 
     @router.post("/login")
     async def login(request: Request) -> Response:
+        check_same_origin(request, required=False)
         key = await _form_key(request)
         if key is None:
             return _login_form("Enter an API key.", status_code=400)
-        if not await _valid(request, key):
+        logins = _logins(request)
+        made = await run_in_threadpool(logins.start, key)
+        if made is None:
             return _login_form("That API key is not valid (unknown or revoked).", status_code=401)
         response = RedirectResponse("/", status_code=303)
         response.set_cookie(
-            COOKIE, key, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/"
+            COOKIE,
+            made.token,
+            max_age=int(logins.lifetime.total_seconds()),
+            httponly=True,
+            samesite="strict",
+            secure=_secure(request),
+            path="/",
         )
         return response
 
     @router.post("/logout")
     async def logout(request: Request) -> Response:
+        check_same_origin(request, required=False)
+        await run_in_threadpool(_logins(request).end, request.cookies.get(COOKIE))
         response = RedirectResponse("/", status_code=303)
-        response.delete_cookie(COOKIE, httponly=True, samesite="strict", secure=request.url.scheme == "https", path="/")
+        response.delete_cookie(COOKIE, httponly=True, samesite="strict", secure=_secure(request), path="/")
         return response
 
     return router
@@ -125,6 +144,6 @@ def dashboard_router() -> APIRouter:
 
 def add_dashboard(app: FastAPI) -> None:
     """Serve the dashboard from the API's ``app``: the page at ``/``, its files at ``/static``, ``/login`` and
-    ``/logout``. Keys are checked with ``app.state.api_keys``, as the API's routes check them."""
+    ``/logout``. Keys and sessions are checked with ``app.state.logins``, as the API's routes check them."""
     app.include_router(dashboard_router())
     app.mount("/static", _StaticFiles(directory=STATIC_DIR), name="dashboard-static")

@@ -7,7 +7,9 @@ the latest end, how many are running and waiting; ``Store.run_activity``) and se
     data: {"at": "...", "latest_run_id": "...", "latest_finished_at": "...", "running": 1, "queued": 0}
 
 once at the start and whenever the fingerprint changes, and a ``: keep-alive`` comment when nothing happened
-for ``events_keepalive`` (15 s). A key limited to a product gets that product's fingerprint.
+for ``events_keepalive`` (15 s). A key limited to a product gets that product's fingerprint. At every poll the
+stream also checks that its caller may still call: it ends once its key is revoked, or its login session
+ended or expired.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from collections.abc import AsyncIterator
 from fastapi import APIRouter, Request
 from fastapi.responses import StreamingResponse
 
-from ductape_jobs.api.auth import Me, Principal
+from ductape_jobs.api.auth import READ, Me, Principal, still_authorized
 from ductape_jobs.api.common import call, client, responses
 from ductape_jobs.errors import StoreError
 from ductape_jobs.models import RunActivity
@@ -51,6 +53,12 @@ async def stream(request: Request, me: Principal) -> AsyncIterator[str]:
     last: RunActivity | None = None
     quiet = 0.0
     while not stopping.is_set():
+        try:
+            if not await still_authorized(request, me):
+                log.info("event stream: its key was revoked or its session ended; closing it")
+                return
+        except StoreError as exc:
+            log.warning("event stream: the store failed (%s); trying again", exc)
         now = dt.clock.now()
         activity: RunActivity | None = last
         try:
@@ -71,6 +79,7 @@ async def stream(request: Request, me: Principal) -> AsyncIterator[str]:
     "/events",
     response_class=StreamingResponse,
     responses={200: {"content": {"text/event-stream": {}}, "description": "the event stream"}, **responses()},
+    dependencies=[READ],
 )
 async def events(request: Request, me: Me) -> StreamingResponse:
     """A Server-Sent Events stream: ``event: runs`` whenever runs are created, start or end (browsers:

@@ -9,7 +9,7 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ductape_jobs.api.auth import Me
+from ductape_jobs.api.auth import READ, WRITE, Me
 from ductape_jobs.api.common import body_doc, call, client, json_object, responses
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.features import EventResult, FeatureRun
@@ -89,7 +89,9 @@ class FeatureRunOut(BaseModel):
         )
 
 
-@router.post("/features/{tag}/run", openapi_extra=body_doc(FeatureRunRequest), responses=responses(403))
+@router.post(
+    "/features/{tag}/run", openapi_extra=body_doc(FeatureRunRequest), responses=responses(403), dependencies=[WRITE]
+)
 async def run_feature(request: Request, tag: str, me: Me) -> FeatureRunOut:
     """Run feature ``tag`` now and answer with the finished run (``status`` completed or failed, each event's
     result). Bad input answers 422 and stores nothing."""
@@ -112,7 +114,7 @@ async def run_feature(request: Request, tag: str, me: Me) -> FeatureRunOut:
     return FeatureRunOut.of(run)
 
 
-@router.get("/features/runs/{run_id}", responses=responses(404))
+@router.get("/features/runs/{run_id}", responses=responses(404), dependencies=[READ])
 async def get_feature_run(request: Request, run_id: str, me: Me) -> FeatureRunOut:
     """One feature run with each event's result."""
     run = await call(client(request).feature.get, run_id)

@@ -6,7 +6,7 @@ from dataclasses import replace
 
 from fastapi import APIRouter, Request
 
-from ductape_jobs.api.auth import Me, Principal
+from ductape_jobs.api.auth import READ, WRITE, Me, Principal
 from ductape_jobs.api.common import call, client, paged, responses
 from ductape_jobs.api.schemas import Page, RunOut
 from ductape_jobs.models import Run
@@ -21,7 +21,7 @@ async def visible_run(request: Request, me: Principal, run_id: str) -> Run:
     return run
 
 
-@router.get("/runs", responses=responses())
+@router.get("/runs", responses=responses(), dependencies=[READ])
 async def list_runs(
     request: Request,
     me: Me,
@@ -51,13 +51,13 @@ async def list_runs(
     return Page[RunOut](items=[RunOut.of(r) for r in items], limit=limit, offset=offset, has_more=more)
 
 
-@router.get("/runs/{run_id}", responses=responses(404))
+@router.get("/runs/{run_id}", responses=responses(404), dependencies=[READ])
 async def get_run(request: Request, run_id: str, me: Me) -> RunOut:
     """One run with its attempts (worker, start, end, outcome, error), timings and output."""
     return RunOut.of(await visible_run(request, me, run_id))
 
 
-@router.post("/runs/{run_id}/retry", responses=responses(404, 409))
+@router.post("/runs/{run_id}/retry", responses=responses(404, 409), dependencies=[WRITE])
 async def retry_run(request: Request, run_id: str, me: Me) -> RunOut:
     """One more attempt of a failed or cancelled run, now (409 in any other phase)."""
     await visible_run(request, me, run_id)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
-from ductape_jobs.api.auth import Me, Principal
+from ductape_jobs.api.auth import READ, WRITE, Me, Principal
 from ductape_jobs.api.common import body_doc, call, client, json_object, paged, responses
 from ductape_jobs.api.schemas import DispatchOut, Page, PreviewOut, RunOut, ScheduleOut
 from ductape_jobs.models import Count, RepeatOptions, Schedule, ScheduleRequest, parse
@@ -49,7 +49,13 @@ async def visible_schedule(request: Request, me: Principal, job_id: str) -> Sche
     return schedule
 
 
-@router.post("/schedule", status_code=201, openapi_extra=body_doc(ScheduleRequest), responses=responses(403))
+@router.post(
+    "/schedule",
+    status_code=201,
+    openapi_extra=body_doc(ScheduleRequest),
+    responses=responses(403),
+    dependencies=[WRITE],
+)
 async def schedule(request: Request, me: Me) -> DispatchOut:
     """Schedule the job ``event`` (``job.schedule``, the SDK's ``dispatch()``): now, at ``start_at``, or on
     ``repeat`` (cron in a time zone, or every N ms)."""
@@ -58,7 +64,7 @@ async def schedule(request: Request, me: Me) -> DispatchOut:
     return DispatchOut.of(await call(client(request).job.schedule, body))
 
 
-@router.get("/schedules", responses=responses())
+@router.get("/schedules", responses=responses(), dependencies=[READ])
 async def list_schedules(
     request: Request,
     me: Me,
@@ -76,14 +82,17 @@ async def list_schedules(
     return Page[ScheduleOut](items=[ScheduleOut.of(s) for s in items], limit=limit, offset=offset, has_more=more)
 
 
-@router.get("/schedules/{job_id}", responses=responses(404))
+@router.get("/schedules/{job_id}", responses=responses(404), dependencies=[READ])
 async def get_schedule(request: Request, job_id: str, me: Me) -> ScheduleOut:
     """One scheduled job instance."""
     return ScheduleOut.of(await visible_schedule(request, me, job_id))
 
 
 @router.post(
-    "/schedules/{job_id}/pause", openapi_extra=body_doc(ReasonRequest, required=False), responses=responses(404)
+    "/schedules/{job_id}/pause",
+    openapi_extra=body_doc(ReasonRequest, required=False),
+    responses=responses(404),
+    dependencies=[WRITE],
 )
 async def pause(request: Request, job_id: str, me: Me) -> ScheduleOut:
     """Pause: no new occurrence starts; runs already queued still run. Only an active schedule pauses."""
@@ -93,7 +102,10 @@ async def pause(request: Request, job_id: str, me: Me) -> ScheduleOut:
 
 
 @router.post(
-    "/schedules/{job_id}/resume", openapi_extra=body_doc(EmptyRequest, required=False), responses=responses(404)
+    "/schedules/{job_id}/resume",
+    openapi_extra=body_doc(EmptyRequest, required=False),
+    responses=responses(404),
+    dependencies=[WRITE],
 )
 async def resume(request: Request, job_id: str, me: Me) -> ScheduleOut:
     """Resume a paused schedule from now (occurrences that fell in the pause are skipped)."""
@@ -103,7 +115,10 @@ async def resume(request: Request, job_id: str, me: Me) -> ScheduleOut:
 
 
 @router.post(
-    "/schedules/{job_id}/cancel", openapi_extra=body_doc(ReasonRequest, required=False), responses=responses(404)
+    "/schedules/{job_id}/cancel",
+    openapi_extra=body_doc(ReasonRequest, required=False),
+    responses=responses(404),
+    dependencies=[WRITE],
 )
 async def cancel(request: Request, job_id: str, me: Me) -> ScheduleOut:
     """Cancel for good; its runs that have not started are cancelled too (running ones finish)."""
@@ -116,6 +131,7 @@ async def cancel(request: Request, job_id: str, me: Me) -> ScheduleOut:
     "/schedules/{job_id}/trigger",
     openapi_extra=body_doc(EmptyRequest, required=False),
     responses=responses(404, 409),
+    dependencies=[WRITE],
 )
 async def trigger(request: Request, job_id: str, me: Me) -> RunOut:
     """Run the schedule once now, outside its cadence (``triggered_by=manual``); answers the new run."""
@@ -124,7 +140,9 @@ async def trigger(request: Request, job_id: str, me: Me) -> RunOut:
     return RunOut.of(await call(client(request).job.trigger, job_id))
 
 
-@router.put("/schedules/{job_id}/repeat", openapi_extra=body_doc(RepeatOptions), responses=responses(404))
+@router.put(
+    "/schedules/{job_id}/repeat", openapi_extra=body_doc(RepeatOptions), responses=responses(404), dependencies=[WRITE]
+)
 async def reschedule(request: Request, job_id: str, me: Me) -> ScheduleOut:
     """A new cadence from now (``job.reschedule``): the body is ``IJobRepeatOptions``."""
     body = await json_object(request)
@@ -132,7 +150,7 @@ async def reschedule(request: Request, job_id: str, me: Me) -> ScheduleOut:
     return ScheduleOut.of(await call(client(request).job.reschedule, job_id, body))
 
 
-@router.post("/preview", openapi_extra=body_doc(PreviewRequest), responses=responses())
+@router.post("/preview", openapi_extra=body_doc(PreviewRequest), responses=responses(), dependencies=[READ])
 async def preview(request: Request, me: Me) -> PreviewOut:
     """The next fire times of a cadence, stored nowhere (``job.preview``)."""
     req = parse(PreviewRequest, await json_object(request))

@@ -10,6 +10,7 @@ import contextlib
 import logging
 import signal
 from collections.abc import Iterator
+from datetime import timedelta
 from typing import Any
 
 import uvicorn
@@ -17,6 +18,7 @@ import uvicorn
 from ductape_jobs.api.app import create_app
 from ductape_jobs.client import Ductape
 from ductape_jobs.engine.worker import Worker
+from ductape_jobs.logins import DEFAULT_LIFETIME
 
 log = logging.getLogger("ductape_jobs.serve")
 
@@ -57,10 +59,13 @@ async def serve(
     port: int = 8000,
     worker: bool = True,
     metrics_auth: bool = False,
+    public_url: str | None = None,
+    session_lifetime: timedelta = DEFAULT_LIFETIME,
     **worker_options: Any,
 ) -> Worker | None:
-    """Serve ``dt``'s API on ``host:port`` with a worker alongside, until a signal; returns the worker."""
-    app = create_app(dt, metrics_auth=metrics_auth)
+    """Serve ``dt``'s API on ``host:port`` with a worker alongside, until a signal; returns the worker.
+    ``public_url`` and ``session_lifetime`` go to ``create_app``."""
+    app = create_app(dt, metrics_auth=metrics_auth, public_url=public_url, session_lifetime=session_lifetime)
     stop = asyncio.Event()
 
     def stopping() -> None:

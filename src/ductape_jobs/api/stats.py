@@ -8,14 +8,14 @@ from datetime import datetime, timedelta
 
 from fastapi import APIRouter, Request
 
-from ductape_jobs.api.auth import Me
+from ductape_jobs.api.auth import READ, Me
 from ductape_jobs.api.common import call, client, responses
 from ductape_jobs.api.forecast import forecast
 from ductape_jobs.api.schemas import Forecast, ForecastJob, Lateness, MinuteOut, NextRun, Overview
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.models import MinuteCount
 
-router = APIRouter(prefix="/stats", tags=["stats"])
+router = APIRouter(prefix="/stats", tags=["stats"], dependencies=[READ])
 
 HOUR = timedelta(hours=1)
 MINUTE = timedelta(minutes=1)

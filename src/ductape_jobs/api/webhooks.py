@@ -2,21 +2,21 @@
 
 The secret signs each delivery (``X-Ductape-Signature``, as callbacks are signed) and is answered once, when
 the webhook is created. A webhook covers every env of its product, so these routes need a key that is not
-limited to an env; a key limited to a product manages that product's webhooks only.
+limited to an env; a key limited to a product manages that product's webhooks only. They need the ``admin`` scope.
 """
 
 from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
-from ductape_jobs.api.auth import Me, Principal
+from ductape_jobs.api.auth import ADMIN, Me, Principal
 from ductape_jobs.api.common import body_doc, call, client, json_object, paged, responses
 from ductape_jobs.api.schemas import DeliveryOut, Page, WebhookList, WebhookOut
 from ductape_jobs.errors import NotFoundError
 from ductape_jobs.models import Webhook
 from ductape_jobs.webhooks import WebhookRequest
 
-router = APIRouter(prefix="/webhooks", tags=["webhooks"])
+router = APIRouter(prefix="/webhooks", tags=["webhooks"], dependencies=[ADMIN])  # every route: the admin scope
 
 
 def _check_env(me: Principal) -> None:

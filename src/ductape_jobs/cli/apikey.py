@@ -1,5 +1,5 @@
 """``ductape apikey create|list|revoke``: the keys of the HTTP API. A key is printed once, when created; the
-store keeps only its salted hash and a visible prefix."""
+store keeps only its salted hash and a visible prefix. ``--scope`` (read, write, admin) says what it may do."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from rich.table import Table
 from ductape_jobs.apikeys import ApiKeys
 from ductape_jobs.cli import render
 from ductape_jobs.cli.common import JsonOpt, StoreOpt, client, emit
-from ductape_jobs.models import ApiKey
+from ductape_jobs.models import ApiKey, KeyScope
 
 apikey_app = typer.Typer(help="API keys of the HTTP API (ductape serve): create, list, revoke.", no_args_is_help=True)
 
@@ -21,6 +21,8 @@ def _listed(k: ApiKey) -> dict[str, object]:
         "id": k.id,
         "name": k.name,
         "prefix": k.prefix,
+        "scope": k.scope.value,
+        "scopes": [s.value for s in k.scope.granted],
         "product_tag": k.product_tag,
         "env": k.env,
         "created_at": k.created_at,
@@ -31,13 +33,14 @@ def _listed(k: ApiKey) -> dict[str, object]:
 
 def _table(keys: list[ApiKey]) -> Table:
     table = Table(title="API keys", title_justify="left")
-    for column in ("id", "name", "prefix", "product", "env", "created", "last used", "revoked"):
+    for column in ("id", "name", "prefix", "scope", "product", "env", "created", "last used", "revoked"):
         table.add_column(column)
     for k in keys:
         table.add_row(
             k.id,
             k.name,
             k.prefix,
+            k.scope.value,
             k.product_tag or "any",
             k.env or "any",
             render.when(k.created_at),
@@ -52,18 +55,26 @@ def create(
     name: Annotated[str, typer.Option(help="What the key is for (shown in listings).")],
     product: Annotated[str | None, typer.Option(help="Limit the key to this product_tag.")] = None,
     env: Annotated[str | None, typer.Option(help="Limit the key to this env.")] = None,
+    scope: Annotated[
+        KeyScope,
+        typer.Option(
+            case_sensitive=False,
+            help="What the key may do: read (lists, runs, dashboard read-only), write (also schedule, cancel, "
+            "retry, trigger, job definitions) or admin (also webhooks). Each includes the ones before it.",
+        ),
+    ] = KeyScope.ADMIN,
     store: StoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a key and print it (once: only its hash is kept)."""
     with client(store, None) as dt:
-        made = ApiKeys(dt.store, dt.clock).create(name, product_tag=product, env=env)
+        made = ApiKeys(dt.store, dt.clock).create(name, product_tag=product, env=env, scope=scope)
     k = made.record
-    scope = f"product {k.product_tag or 'any'}, env {k.env or 'any'}"
+    limits = f"scope {k.scope.value}, product {k.product_tag or 'any'}, env {k.env or 'any'}"
     emit(
         {**_listed(k), "key": made.key},
         as_json,
-        lambda: f"Created API key {k.id} ({k.name}; {scope}). Copy it now, it is not shown again:\n{made.key}",
+        lambda: f"Created API key {k.id} ({k.name}; {limits}). Copy it now, it is not shown again:\n{made.key}",
     )
 
 
@@ -77,7 +88,7 @@ def list_keys(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
 
 @apikey_app.command("revoke")
 def revoke(key_id: str, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
-    """Revoke a key by id: it answers 401 from now on."""
+    """Revoke a key by id: it answers 401 from now on, and its dashboard logins end."""
     with client(store, None) as dt:
         k = ApiKeys(dt.store, dt.clock).revoke(key_id)
     emit(_listed(k), as_json, lambda: f"revoked API key {k.id} ({k.name}, {k.prefix})")

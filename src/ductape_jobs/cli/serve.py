@@ -5,7 +5,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from datetime import timedelta
 from typing import Annotated, Any
+from urllib.parse import urlsplit
 
 import typer
 
@@ -28,7 +30,16 @@ HostOpt = Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: eve
 PortOpt = Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")]
 
 
-def run_server(dt: Ductape, host: str, port: int, *, worker: bool = True, metrics_auth: bool = False) -> None:
+def run_server(
+    dt: Ductape,
+    host: str,
+    port: int,
+    *,
+    worker: bool = True,
+    metrics_auth: bool = False,
+    public_url: str | None = None,
+    session_hours: float = 12.0,
+) -> None:
     """Serve until SIGTERM/SIGINT (needs the api extra)."""
     try:
         from ductape_jobs.api.server import serve as serve_api
@@ -42,7 +53,19 @@ def run_server(dt: Ductape, host: str, port: int, *, worker: bool = True, metric
         port,
         "" if worker else "; no worker in this process",
     )
-    done = asyncio.run(serve_api(dt, host=host, port=port, worker=worker, metrics_auth=metrics_auth))
+    if public_url:
+        log.info("public URL %s (the dashboard's cookie is Secure when it is https)", public_url)
+    done = asyncio.run(
+        serve_api(
+            dt,
+            host=host,
+            port=port,
+            worker=worker,
+            metrics_auth=metrics_auth,
+            public_url=public_url,
+            session_lifetime=timedelta(hours=session_hours),
+        )
+    )
     if done is not None and done.abandoned:
         log.warning("exiting with %d run(s) still executing in threads (released to other workers)", done.abandoned)
         logging.shutdown()
@@ -56,14 +79,37 @@ def serve(
     port: PortOpt = 8000,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="Serve the API only (workers run elsewhere).")] = False,
     metrics_auth: Annotated[bool, typer.Option("--metrics-auth", help="/metrics needs an API key too.")] = False,
+    public_url: Annotated[
+        str | None,
+        typer.Option(
+            "--public-url",
+            help="Where browsers reach the server (https://jobs.example.com behind a proxy): the dashboard's "
+            "same-origin check accepts it, and an https URL makes the login cookie Secure.",
+        ),
+    ] = None,
+    session_hours: Annotated[
+        float, typer.Option("--session-hours", min=0.02, max=720, help="How long a dashboard login lasts (hours).")
+    ] = 12.0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings and errors.")] = False,
     webhook_allow: WebhookAllowOpt = None,
 ) -> None:
     """Run the engine (unless --no-worker) and the HTTP API with its dashboard: http://HOST:PORT/ (API at /api/v1,
     docs at /docs). Create a key with `ductape apikey create --name NAME`."""
     logs.setup(logging.WARNING if quiet else logging.INFO)
+    if public_url is not None:
+        parts = urlsplit(public_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise fail(f"--public-url must be an http:// or https:// URL with a host, not {public_url!r}", 2)
     settings: dict[str, Any] = {}
     check_networks(webhook_allow)
     with client(store, app_, **settings) as dt:
         allow_webhooks_to(dt, webhook_allow)
-        run_server(dt, host, port, worker=not no_worker, metrics_auth=metrics_auth)
+        run_server(
+            dt,
+            host,
+            port,
+            worker=not no_worker,
+            metrics_auth=metrics_auth,
+            public_url=public_url,
+            session_hours=session_hours,
+        )

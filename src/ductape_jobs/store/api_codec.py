@@ -9,6 +9,8 @@ from typing import Any
 from ductape_jobs.models import (
     ApiKey,
     DeliveryStatus,
+    KeyScope,
+    LoginSession,
     MinuteCount,
     RunActivity,
     Webhook,
@@ -33,6 +35,7 @@ def api_key_params(key: ApiKey) -> dict[str, Any]:
         "product_tag": key.product_tag,
         "env": key.env,
         "created_at": ms(key.created_at),
+        "scope": key.scope.value,
     }
 
 
@@ -47,7 +50,29 @@ def api_key_from_row(r: Any) -> ApiKey:
         env=r["env"],
         last_used_at=from_ms(r["last_used_at"]),
         revoked_at=from_ms(r["revoked_at"]),
+        scope=KeyScope(r["scope"]),
     )
+
+
+def login_params(s: LoginSession) -> dict[str, Any]:
+    return {
+        "token_hash": s.token_hash,
+        "key_id": s.key_id,
+        "created_at": ms(s.created_at),
+        "expires_at": ms(s.expires_at),
+    }
+
+
+def login_from_row(r: Any) -> tuple[LoginSession, ApiKey]:
+    """A ``find_login_session`` row: the session and its key."""
+    key = api_key_from_row(r)
+    session = LoginSession(
+        token_hash=r["session_token_hash"],
+        key_id=key.id,
+        created_at=from_ms(r["session_created_at"]) or _EPOCH,
+        expires_at=from_ms(r["session_expires_at"]) or _EPOCH,
+    )
+    return session, key
 
 
 def webhook_params(w: Webhook) -> dict[str, Any]:

@@ -9,12 +9,13 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from ductape_jobs.models import ApiKey, MinuteCount, RunActivity, Schedule, Webhook, WebhookDelivery
+from ductape_jobs.models import ApiKey, LoginSession, MinuteCount, RunActivity, Schedule, Webhook, WebhookDelivery
 from ductape_jobs.store.api_codec import (
     activity_from_row,
     api_key_from_row,
     delivery_from_row,
     lateness_from_rows,
+    login_from_row,
     minute_from_row,
     scope,
     webhook_from_row,
@@ -37,6 +38,10 @@ class ApiReads:
 
     def list_api_keys(self) -> list[ApiKey]:
         return [api_key_from_row(r) for r in self._rows(self._api_queries["list_api_keys"], {})]
+
+    def find_login_session(self, token_hash: str) -> tuple[LoginSession, ApiKey] | None:
+        row = self._row(self._api_queries["find_login_session"], {"token_hash": token_hash})
+        return None if row is None else login_from_row(row)
 
     def list_webhooks(self, product_tag: str | None = None) -> list[Webhook]:
         rows = self._rows(self._api_queries["list_webhooks"], {"product_tag": product_tag})

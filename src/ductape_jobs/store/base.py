@@ -25,6 +25,7 @@ from ductape_jobs.features.records import EventStatus, FeatureRun, FeatureRunSta
 from ductape_jobs.models import (
     ApiKey,
     JobDefinition,
+    LoginSession,
     MinuteCount,
     NewRun,
     Run,
@@ -337,6 +338,24 @@ class Store(ABC):
     @abstractmethod
     def touch_api_key(self, key_id: str, now: datetime) -> None:
         """Record that the key was used at ``now``."""
+
+    # -- the dashboard's login sessions (a hash of each token, never the token)
+    @abstractmethod
+    def add_login_session(self, session: LoginSession) -> None:
+        """Store a new login session; sessions expired by its ``created_at`` are deleted meanwhile."""
+
+    @abstractmethod
+    def find_login_session(self, token_hash: str) -> tuple[LoginSession, ApiKey] | None:
+        """The session with this token hash and its API key, expired or revoked too (the caller checks
+        ``expires_at`` and the key's ``revoked_at``); ``None`` if there is none."""
+
+    @abstractmethod
+    def delete_login_session(self, token_hash: str) -> None:
+        """End one session (a logout); nothing happens if there is none."""
+
+    @abstractmethod
+    def delete_login_sessions(self, key_id: str) -> int:
+        """End every session of an API key (its revocation); how many there were."""
 
     # -- webhooks and their deliveries
     @abstractmethod

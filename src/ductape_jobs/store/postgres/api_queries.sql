@@ -2,8 +2,8 @@
 -- Times are BIGINT milliseconds since the Unix epoch, UTC. `product_tag`/`env` NULL means any.
 
 -- name: insert_api_key
-INSERT INTO api_keys (id, name, prefix, hash, product_tag, env, created_at)
-VALUES (%(id)s, %(name)s, %(prefix)s, %(hash)s, %(product_tag)s, %(env)s, %(created_at)s);
+INSERT INTO api_keys (id, name, prefix, hash, product_tag, env, created_at, scope)
+VALUES (%(id)s, %(name)s, %(prefix)s, %(hash)s, %(product_tag)s, %(env)s, %(created_at)s, %(scope)s);
 
 -- name: find_api_key
 SELECT * FROM api_keys WHERE prefix = %(prefix)s;
@@ -17,6 +17,26 @@ UPDATE api_keys SET revoked_at = coalesce(revoked_at, %(now)s) WHERE id = %(id)s
 -- name: touch_api_key
 UPDATE api_keys SET last_used_at = %(now)s
 WHERE id = %(id)s AND (last_used_at IS NULL OR last_used_at < %(now)s);
+
+-- name: insert_login_session
+INSERT INTO login_sessions (token_hash, key_id, created_at, expires_at)
+VALUES (%(token_hash)s, %(key_id)s, %(created_at)s, %(expires_at)s);
+
+-- name: find_login_session
+-- The session with its key (expired, or of a revoked key, too: the caller decides).
+SELECT s.token_hash AS session_token_hash, s.created_at AS session_created_at, s.expires_at AS session_expires_at,
+       k.*
+FROM login_sessions s JOIN api_keys k ON k.id = s.key_id
+WHERE s.token_hash = %(token_hash)s;
+
+-- name: delete_login_session
+DELETE FROM login_sessions WHERE token_hash = %(token_hash)s;
+
+-- name: delete_login_sessions_of_key
+DELETE FROM login_sessions WHERE key_id = %(key_id)s;
+
+-- name: delete_expired_login_sessions
+DELETE FROM login_sessions WHERE expires_at <= %(now)s;
 
 -- name: insert_webhook
 INSERT INTO webhooks (id, product_tag, url, events, secret, created_at)

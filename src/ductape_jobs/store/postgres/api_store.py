@@ -2,7 +2,8 @@
 
 A mixin of ``PostgresStore`` (it uses the store's ``_db``); its SQL is ``api_queries.sql``. Reads and the
 writes that set absolute values are *idempotent* (retried even when a COMMIT's outcome is unknown);
-``add_api_key``, ``add_webhook``, ``enqueue_deliveries`` and ``due_deliveries`` (a claim) are not.
+``add_api_key``, ``add_login_session``, ``add_webhook``, ``enqueue_deliveries`` and ``due_deliveries`` (a
+claim) are not.
 """
 
 from __future__ import annotations
@@ -12,12 +13,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ductape_jobs.errors import NotFoundError
-from ductape_jobs.models import ApiKey, Webhook, WebhookDelivery
+from ductape_jobs.models import ApiKey, LoginSession, Webhook, WebhookDelivery
 from ductape_jobs.store.api_codec import (
     api_key_from_row,
     api_key_params,
     delivery_from_row,
     delivery_params,
+    login_params,
     record_params,
     webhook_params,
 )
@@ -57,6 +59,26 @@ class PostgresApiStore(ApiReads):
 
     def touch_api_key(self, key_id: str, now: datetime) -> None:
         self._db.run(lambda c: c.execute(A["touch_api_key"], {"id": key_id, "now": ms(now)}), idempotent=True)
+
+    # ----------------------------------------------------------------------------------- login sessions
+
+    def add_login_session(self, session: LoginSession) -> None:
+        def op(conn: Conn) -> None:
+            conn.execute(A["delete_expired_login_sessions"], {"now": ms(session.created_at)})
+            conn.execute(A["insert_login_session"], login_params(session))
+
+        self._db.run(op)
+
+    def delete_login_session(self, token_hash: str) -> None:
+        params = {"token_hash": token_hash}
+        self._db.run(lambda c: c.execute(A["delete_login_session"], params), idempotent=True)
+
+    def delete_login_sessions(self, key_id: str) -> int:
+        def op(conn: Conn) -> int:
+            return int(conn.execute(A["delete_login_sessions_of_key"], {"key_id": key_id}).rowcount)
+
+        found: int = self._db.run(op, idempotent=True)
+        return found
 
     # ----------------------------------------------------------------------------------- webhooks
 

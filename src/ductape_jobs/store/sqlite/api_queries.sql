@@ -2,8 +2,8 @@
 -- Times are integer milliseconds since the Unix epoch, UTC. `:product_tag`/`:env` NULL means any.
 
 -- name: insert_api_key
-INSERT INTO api_keys (id, name, prefix, hash, product_tag, env, created_at)
-VALUES (:id, :name, :prefix, :hash, :product_tag, :env, :created_at);
+INSERT INTO api_keys (id, name, prefix, hash, product_tag, env, created_at, scope)
+VALUES (:id, :name, :prefix, :hash, :product_tag, :env, :created_at, :scope);
 
 -- name: find_api_key
 SELECT * FROM api_keys WHERE prefix = :prefix;
@@ -16,6 +16,26 @@ UPDATE api_keys SET revoked_at = coalesce(revoked_at, :now) WHERE id = :id RETUR
 
 -- name: touch_api_key
 UPDATE api_keys SET last_used_at = :now WHERE id = :id AND (last_used_at IS NULL OR last_used_at < :now);
+
+-- name: insert_login_session
+INSERT INTO login_sessions (token_hash, key_id, created_at, expires_at)
+VALUES (:token_hash, :key_id, :created_at, :expires_at);
+
+-- name: find_login_session
+-- The session with its key (expired, or of a revoked key, too: the caller decides).
+SELECT s.token_hash AS session_token_hash, s.created_at AS session_created_at, s.expires_at AS session_expires_at,
+       k.*
+FROM login_sessions s JOIN api_keys k ON k.id = s.key_id
+WHERE s.token_hash = :token_hash;
+
+-- name: delete_login_session
+DELETE FROM login_sessions WHERE token_hash = :token_hash;
+
+-- name: delete_login_sessions_of_key
+DELETE FROM login_sessions WHERE key_id = :key_id;
+
+-- name: delete_expired_login_sessions
+DELETE FROM login_sessions WHERE expires_at <= :now;
 
 -- name: insert_webhook
 INSERT INTO webhooks (id, product_tag, url, events, secret, created_at)

@@ -13,12 +13,13 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ductape_jobs.errors import NotFoundError
-from ductape_jobs.models import ApiKey, Webhook, WebhookDelivery
+from ductape_jobs.models import ApiKey, LoginSession, Webhook, WebhookDelivery
 from ductape_jobs.store.api_codec import (
     api_key_from_row,
     api_key_params,
     delivery_from_row,
     delivery_params,
+    login_params,
     record_params,
     webhook_params,
 )
@@ -65,6 +66,21 @@ class SQLiteApiStore(ApiReads):
     def touch_api_key(self, key_id: str, now: datetime) -> None:
         with self._write() as db:
             db.execute(A["touch_api_key"], {"id": key_id, "now": ms(now)})
+
+    # ----------------------------------------------------------------------------------- login sessions
+
+    def add_login_session(self, session: LoginSession) -> None:
+        with self._write() as db:
+            db.execute(A["delete_expired_login_sessions"], {"now": ms(session.created_at)})
+            db.execute(A["insert_login_session"], login_params(session))
+
+    def delete_login_session(self, token_hash: str) -> None:
+        with self._write() as db:
+            db.execute(A["delete_login_session"], {"token_hash": token_hash})
+
+    def delete_login_sessions(self, key_id: str) -> int:
+        with self._write() as db:
+            return int(db.execute(A["delete_login_sessions_of_key"], {"key_id": key_id}).rowcount)
 
     # ----------------------------------------------------------------------------------- webhooks
 

@@ -1,4 +1,6 @@
-// The REST API at /api/v1, called with the session cookie (ductape_key) that /login set.
+// The REST API at /api/v1, called with the session cookie (ductape_session) that /login set. The server takes a
+// change (POST, PUT, PATCH, DELETE) made with the cookie only as JSON from this origin: every write sends
+// Content-Type: application/json (an empty JSON object when there is nothing to say).
 
 export const BASE = "/api/v1";
 
@@ -24,9 +26,10 @@ export async function api(path, { method = "GET", params = null, body = undefine
     if (value !== null && value !== undefined && value !== "") url.searchParams.set(key, value);
   }
   const init = { method, credentials: "same-origin", headers: { Accept: "application/json" } };
-  if (body !== undefined) {
+  const write = !["GET", "HEAD"].includes(method.toUpperCase());
+  if (body !== undefined || write) {
     init.headers["Content-Type"] = "application/json";
-    init.body = JSON.stringify(body);
+    init.body = JSON.stringify(body === undefined ? {} : body);
   }
   const res = await fetch(url, init);
   if (res.status === 401) {
@@ -38,6 +41,19 @@ export async function api(path, { method = "GET", params = null, body = undefine
   try { data = text ? JSON.parse(text) : null; } catch { data = text; }
   if (!res.ok) throw new ApiError(res.status, detail(data, res.status));
   return data;
+}
+
+// Who is logged in (GET /api/v1/me): the key's name, scope and limits. loadMe() once, before the views draw.
+let me = null;
+
+export async function loadMe() {
+  me = await api("/me");
+  return me;
+}
+
+/** Whether the logged-in key has `scope` ("read", "write", "admin"); buttons it may not use are not drawn. */
+export function can(scope) {
+  return Boolean(me && Array.isArray(me.scopes) && me.scopes.includes(scope));
 }
 
 /** The records of a list answer, whether it is a bare list or a page ({items: [...], total}). */

@@ -4,6 +4,7 @@
 // again whenever the live channel says something changed (one refresh at a time, at most every 500 ms),
 // and every 10 s so relative times ("in 3 min") stay true.
 
+import { loadMe } from "./api.js";
 import { mount, h } from "./dom.js";
 import { Live } from "./live.js";
 import { overview } from "./views/overview.js";
@@ -101,6 +102,21 @@ async function route() {
   await refresher.run();
 }
 
+/** The key's name, scope and limits in the top bar (a read key's page has no buttons that change anything). */
+async function showWho() {
+  const box = document.getElementById("who");
+  try {
+    const me = await loadMe();
+    const limits = [me.product_tag && `product ${me.product_tag}`, me.env && `env ${me.env}`].filter(Boolean);
+    mount(box, h("span", { class: "mono" }, me.name), ` · ${me.scope}`, limits.length ? ` · ${limits.join(", ")}` : "");
+    box.title = `API key ${me.prefix}…: scopes ${me.scopes.join(", ")}`;
+    box.dataset.scope = me.scope;
+  } catch (err) {
+    if (err.status !== 401) console.error(err);
+  }
+}
+
+await showWho();
 live.subscribe(() => current && current.request());
 setInterval(() => current && current.request(), 10_000);
 window.addEventListener("hashchange", () => { route(); root.focus({ preventScroll: true }); });

@@ -1,17 +1,17 @@
 // Runs: a filterable table (status, job, schedule) with Retry on failed runs; a run's detail with its attempts,
 // error and timings.
 
-import { api, items, phase } from "../api.js";
+import { api, can, items, phase } from "../api.js";
 import { badge, duration, facts, h, json, mount, parseTime, shortId, table, timeCell } from "../dom.js";
 import { PAGE, act, pagerButtons } from "../ui.js";
 
 const PHASES = ["scheduled", "queued", "running", "retry_scheduled", "completed", "failed", "cancelled"];
 const runId = (run) => run.id ?? run.run_id;
-const retryable = (run) => phase(run) === "failed" || phase(run) === "cancelled";
+const retryable = (run) => can("write") && (phase(run) === "failed" || phase(run) === "cancelled");
 
 function retryButton(run, after) {
   const b = h("button", { type: "button", class: "primary", "aria-label": `Retry run ${runId(run)}` }, "Retry");
-  b.addEventListener("click", () => act(b, () => api(`/runs/${encodeURIComponent(runId(run))}/retry`, { method: "POST" }),
+  b.addEventListener("click", () => act(b, () => api(`/runs/${encodeURIComponent(runId(run))}/retry`, { method: "POST", body: {} }),
     `Retrying ${run.job_tag} (run ${shortId(runId(run))})`, after));
   return b;
 }

@@ -1,14 +1,15 @@
 // Jobs and schedules: the job definitions, the schedules with their state and next fire time, pause/resume/
 // cancel; a schedule's detail with a preview calendar (its next fire times in UTC and in its own zone).
 
-import { api, items, phase, scheduleId } from "../api.js";
+import { api, can, items, phase, scheduleId } from "../api.js";
 import { badge, cadence, duration, facts, h, json, mount, shortId, table, timeCell, utc, zoned } from "../dom.js";
 import { PAGE, act, confirmDialog, pagerButtons } from "../ui.js";
 
 const STATUSES = ["active", "paused", "cancelled", "completed"];
 
-/** The pause/resume/cancel/trigger buttons a schedule in its state can take. */
+/** The pause/resume/cancel/trigger buttons a schedule in its state can take (none for a read-only key). */
 export function scheduleActions(schedule, after, { trigger = false } = {}) {
+  if (!can("write")) return [];
   const id = scheduleId(schedule);
   const name = `${schedule.job_tag} ${shortId(id)}`;
   const post = (verb, body = {}) => api(`/schedules/${encodeURIComponent(id)}/${verb}`, { method: "POST", body });
