@@ -12,8 +12,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-import jwt
-
 from ductape_jobs.clock import Clock
 from ductape_jobs.errors import ExecutionError, ValidationError
 from ductape_jobs.limits import check_object
@@ -83,6 +81,8 @@ class Sessions:
         }
         if subject is not None:
             claims["sub"] = str(subject)
+        import jwt  # PyJWT loads with the first session, not with the package
+
         token = jwt.encode(claims, secret, algorithm="HS256")
         return SessionToken(tag, token, expires, None if subject is None else str(subject))
 
@@ -92,6 +92,8 @@ class Sessions:
         since 1970, up to the end of year 9999 (a malformed one is named), and are judged by this client's clock."""
         parsed = parse(Session, session if not isinstance(session, str) else Session.model_validate(session))
         _, _, secret = self._spec(parsed.tag, product_tag, env)
+        import jwt
+
         try:
             claims = jwt.decode(
                 parsed.token,

@@ -51,18 +51,16 @@ import time
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
-import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ductape_jobs.clock import Clock
 from ductape_jobs.engine.retry import Backoff
-from ductape_jobs.errors import NotFoundError, ValidationError
-from ductape_jobs.executors.http import HttpError
-from ductape_jobs.executors.notify import post_callback
+from ductape_jobs.errors import NotFoundError
 from ductape_jobs.ids import new_id
+from ductape_jobs.limits import check_page
 from ductape_jobs.models import (
     DeliveryStatus,
     DispatchResult,
@@ -76,6 +74,11 @@ from ductape_jobs.models import (
 from ductape_jobs.redaction import Secrets
 from ductape_jobs.store.base import DueDelivery, Outcome, Store
 from ductape_jobs.targets import TargetPolicy, TargetRefused, answer_snippet
+
+if TYPE_CHECKING:
+    import httpx
+
+    from ductape_jobs.executors.http import HttpError
 
 log = logging.getLogger("ductape_jobs.webhooks")
 
@@ -236,10 +239,7 @@ class Webhooks:
         self.forget()
 
     def deliveries(self, webhook_id: str, *, limit: int = 100, offset: int = 0) -> builtins.list[WebhookDelivery]:
-        if not 1 <= limit <= 10_000:
-            raise ValidationError("limit", "must be between 1 and 10000")
-        if offset < 0:
-            raise ValidationError("offset", "must be >= 0")
+        check_page(limit, offset)
         self.get(webhook_id)
         return self._store.list_deliveries(webhook_id, limit=limit, offset=offset)
 
@@ -320,6 +320,8 @@ class Webhooks:
         if not due:
             return 0
         if client is None:
+            import httpx  # loaded when a delivery is first due, not with the package
+
             async with httpx.AsyncClient(follow_redirects=False) as own:
                 await self._send_all(own, due)
         else:
@@ -353,6 +355,9 @@ class Webhooks:
             reason = answer_snippet(str(exc) or type(exc).__name__, secrets=self.secrets)
             error = f"not sent: cannot resolve the target's host: {reason}"
         else:
+            from ductape_jobs.executors.http import HttpError
+            from ductape_jobs.executors.notify import post_callback  # with httpx, at the first delivery
+
             started = time.perf_counter()
             try:
                 answer = await post_callback(
@@ -392,6 +397,8 @@ class Webhooks:
 
     async def run(self, stop: asyncio.Event, poll: timedelta = timedelta(seconds=1)) -> None:
         """Send due deliveries until ``stop`` is set, looking every ``poll``."""
+        import httpx
+
         async with httpx.AsyncClient(follow_redirects=False) as client:
             while not stop.is_set():
                 sent = 0

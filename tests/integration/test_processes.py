@@ -106,7 +106,7 @@ def test_sigkill_mid_run_the_run_is_rescued_and_nothing_is_lost(env: Env) -> Non
     quick = [env.schedule("quick") for _ in range(30)]
     slow = env.schedule("slow", input={"first_attempt_sleeps": 3600})
     a = env.start_worker(LEASE="1.5")
-    env.wait("the slow run to start", lambda: any(env.marks.glob("*.1")))
+    env.wait("the slow run to start", lambda: bool(list(env.marks.glob("*.1"))))
     env.wait("the quick runs to complete", lambda: env.completed() == 30)
     a.send_signal(signal.SIGKILL)
     assert a.wait(10) == -signal.SIGKILL
@@ -163,7 +163,7 @@ def test_restart_after_downtime_fires_missed_occurrences_once(env: Env) -> None:
 def test_sigterm_lets_in_flight_runs_finish(env: Env) -> None:
     job_id = env.schedule("slow", input={"first_attempt_sleeps": 1.0})
     a = env.start_worker()
-    env.wait("the run to start", lambda: any(env.marks.glob("*.1")))
+    env.wait("the run to start", lambda: bool(list(env.marks.glob("*.1"))))
     a.send_signal(signal.SIGTERM)
     assert a.wait(15) == 0
     (run,) = env.client.job.runs(job_id=job_id)
@@ -173,7 +173,7 @@ def test_sigterm_lets_in_flight_runs_finish(env: Env) -> None:
 def test_sigterm_past_the_grace_period_releases_the_run(env: Env) -> None:
     job_id = env.schedule("slow", input={"first_attempt_sleeps": 30})
     a = env.start_worker(SHUTDOWN_GRACE="0.3")
-    env.wait("the run to start", lambda: any(env.marks.glob("*.1")))
+    env.wait("the run to start", lambda: bool(list(env.marks.glob("*.1"))))
     a.send_signal(signal.SIGTERM)
     assert a.wait(15) == 0
     (run,) = env.client.job.runs(job_id=job_id)
