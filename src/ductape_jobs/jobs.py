@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ductape_jobs.engine.scheduler import make_recurrence, new_run, occurrences_of, recurrence_of
-from ductape_jobs.errors import NotFoundError, ValidationError
+from ductape_jobs.errors import ConflictError, NotFoundError, ValidationError
 from ductape_jobs.ids import new_id
 from ductape_jobs.limits import MAX_PAGE, MAX_TEXT, check_page
 from ductape_jobs.models import (
@@ -49,7 +49,7 @@ class Jobs:
     def create(self, details: JobDefinition | dict[str, Any]) -> JobDefinition:
         job = parse(JobDefinition, details)
         if self._store.get_job(job.tag) is not None:  # the store's ConflictError stays the backstop for races
-            raise ValidationError("tag", f"a job with tag {job.tag!r} already exists")
+            raise ConflictError(f"tag: a job with tag {job.tag!r} already exists")
         return self._store.create_job(job, self._clock.now())
 
     def update(self, tag: str, data: JobUpdate | dict[str, Any]) -> JobDefinition:
@@ -57,7 +57,7 @@ class Jobs:
         if not changes:
             raise ValidationError("data", "give at least one field to update")
         if self._store.get_job(tag) is None:
-            raise ValidationError("tag", f"no job with tag {tag!r}")
+            raise NotFoundError("job", tag)
         return self._store.update_job(tag, changes, self._clock.now())
 
     def fetch(self, tag: str) -> JobDefinition:
@@ -232,7 +232,7 @@ class Jobs:
         _check_reason(reason)
         schedule = self.get(job_id)
         if schedule.status is not ScheduleStatus.ACTIVE:
-            raise ValidationError("job_id", f"schedule {job_id!r} is {schedule.status}; only an active one pauses")
+            raise ConflictError(f"schedule {job_id!r} is {schedule.status}; only an active one pauses")
         text = f"paused: {reason}" if reason else "paused"
         paused = self._store.update_schedule(job_id, self._clock.now(), status=ScheduleStatus.PAUSED, reason=text)
         self._owner.webhooks.emit("job.paused", [schedule_payload(paused)])
@@ -242,7 +242,7 @@ class Jobs:
         """Carry on from now: occurrences that fell due while paused are skipped."""
         schedule = self.get(job_id)
         if schedule.status is not ScheduleStatus.PAUSED:
-            raise ValidationError("job_id", f"schedule {job_id!r} is {schedule.status}; only a paused one resumes")
+            raise ConflictError(f"schedule {job_id!r} is {schedule.status}; only a paused one resumes")
         now = self._clock.now()
         nxt = schedule.next_run_at
         if nxt is not None and nxt < now:
@@ -276,7 +276,7 @@ class Jobs:
         options = parse(RepeatOptions, repeat, prefix="repeat")
         schedule = self.get(job_id)
         if schedule.status is ScheduleStatus.CANCELLED:
-            raise ValidationError("job_id", f"schedule {job_id!r} is cancelled")
+            raise ConflictError(f"schedule {job_id!r} is cancelled; it cannot be given a new repeat")
         now = self._clock.now()
         every = timedelta(milliseconds=options.every) if options.every else None
         changed = _replace(

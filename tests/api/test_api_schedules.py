@@ -108,9 +108,11 @@ def test_pause_resume_cancel_trigger_and_reschedule(api: Api, job: dict[str, Any
     paused = c.post(f"/schedules/{job_id}/pause", json={"reason": "maintenance"})
     assert paused.status_code == 200, paused.text
     assert (paused.json()["status"], paused.json()["reason"]) == ("paused", "paused: maintenance")
-    assert problems(c.post(f"/schedules/{job_id}/pause")) == [
-        ("job_id", f"schedule {job_id!r} is paused; only an active one pauses")
-    ]
+    again = c.post(f"/schedules/{job_id}/pause")  # a state conflict: 409
+    assert (
+        again.status_code == 409
+        and again.json()["detail"] == f"schedule {job_id!r} is paused; only an active one pauses"
+    )
 
     clock.advance(minutes=5)
     resumed = c.post(f"/schedules/{job_id}/resume")  # no body at all

@@ -117,7 +117,7 @@ def test_schedule_pause_resume_cancel(store: str) -> None:
 
     assert ok("pause", job_id, store=store)["status"] == "paused"
     again = cli("pause", job_id, store=store)
-    assert again.exit_code == 2 and "only an active one pauses" in again.stderr
+    assert again.exit_code == 1 and "only an active one pauses" in again.stderr  # a conflict, not bad input
     assert ok("resume", job_id, store=store)["status"] == "active"
     cancelled = ok("cancel", job_id, "--reason", "no longer needed", store=store)
     assert cancelled["status"] == "cancelled" and cancelled["reason"] == "cancelled: no longer needed"

@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ductape_jobs import Ductape, ValidationError
+from ductape_jobs import ConflictError, Ductape, NotFoundError, ValidationError
 
 EXAMPLES = int(os.environ.get("DUCTAPE_PROPERTY_EXAMPLES", "150"))
 PROPERTIES = settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -71,11 +71,16 @@ def snapshot(dt: Ductape) -> tuple[Any, ...]:
 
 
 def attempt(dt: Ductape, call: Any) -> None:
+    """Bad input is a ValidationError naming the field; a clash with what is stored (a tag taken) a
+    ConflictError; an unknown tag a NotFoundError. After any of them the store is as it was."""
     before = snapshot(dt)
     try:
         call()
     except ValidationError as exc:
         assert exc.field and exc.rule and str(exc).startswith(exc.field), exc
+        assert snapshot(dt) == before, f"{exc} but the store changed"
+    except (ConflictError, NotFoundError) as exc:
+        assert str(exc)
         assert snapshot(dt) == before, f"{exc} but the store changed"
 
 

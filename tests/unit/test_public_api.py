@@ -139,5 +139,5 @@ def test_older_spellings_work(dt: Ductape) -> None:
     assert updated.intervals == 60_000 and dt.job.fetch("sync").intervals == 60_000
     with pytest.raises(NotFoundError):
         dt.job.fetch_job("nope")
-    with pytest.raises(ValidationError):
+    with pytest.raises(ConflictError):
         dt.job.create_job({"name": "Sync", "tag": "sync", "event_type": "ACTION", "event_tag": "x"})

@@ -14,6 +14,7 @@ from ductape_jobs import (
     FakeClock,
     JobDefinition,
     JobEventTypes,
+    NotFoundError,
     RepeatOptions,
     RunPhase,
     ScheduleRequest,
@@ -180,7 +181,6 @@ SCHEDULE_CASES: list[Case] = [
 ]
 
 CREATE_CASES: list[Case] = [
-    ("duplicate tag", lambda d: d.job.create(job()), "tag", "already exists"),
     ("missing name", lambda d: d.job.create({k: v for k, v in job("j2").items() if k != "name"}), "name", "required"),
     ("missing tag", lambda d: d.job.create({k: v for k, v in job().items() if k != "tag"}), "tag", "required"),
     (
@@ -213,7 +213,6 @@ CREATE_CASES: list[Case] = [
 UPDATE_CASES: list[Case] = [
     ("tag cannot change", lambda d: d.job.update("report", {"tag": "other"}), "tag", "cannot be changed"),
     ("tag cannot change, same value", lambda d: d.job.update("report", {"tag": "report"}), "tag", "cannot be changed"),
-    ("missing job", lambda d: d.job.update("nope", {"name": "x"}), "tag", "no job with tag 'nope'"),
     ("empty update", lambda d: d.job.update("report", {}), "data", "at least one field"),
     ("unknown field", lambda d: d.job.update("report", {"colour": "red"}), "colour", "not a known field"),
     ("bad event type", lambda d: d.job.update("report", {"event_type": "EMAIL"}), "event_type", "unknown event type"),
@@ -271,10 +270,24 @@ def test_validation_error_is_raised_before_the_existence_checks(jdt: Ductape) ->
     rejected(jdt, lambda d: d.job.schedule(req(event="nope", retries=-1)), "retries", "greater than or equal")
 
 
-def test_duplicate_tag_is_a_validation_error_not_a_conflict(jdt: Ductape) -> None:
-    exc = rejected(jdt, lambda d: d.job.create(job(name="Another")), "tag", "already exists")
-    assert not isinstance(exc, ConflictError)
+def test_one_error_rule_conflicts_and_unknown_tags(jdt: Ductape) -> None:
+    """ConflictError for what conflicts with the stored state, NotFoundError for an unknown tag or id,
+    whichever call meets it (issue 11: update('nope') raised ValidationError where fetch('nope') did not)."""
+    with pytest.raises(ConflictError, match="tag: a job with tag 'report' already exists"):
+        jdt.job.create(job(name="Another"))
+    with pytest.raises(NotFoundError, match="job 'nope' not found"):
+        jdt.job.update("nope", {"name": "x"})
+    with pytest.raises(NotFoundError, match="job 'nope' not found"):
+        jdt.job.delete("nope")
     assert [j.name for j in jdt.job.fetch_all()] == ["Report"]
+    job_id = jdt.job.schedule(req(repeat={"every": 1000})).job_id
+    with pytest.raises(ConflictError, match="only a paused one resumes"):
+        jdt.job.resume(job_id)
+    jdt.job.cancel(job_id)
+    with pytest.raises(ConflictError, match="only an active one pauses"):
+        jdt.job.pause(job_id)
+    with pytest.raises(ConflictError, match="is cancelled"):
+        jdt.job.reschedule(job_id, {"every": 5000})
 
 
 def test_duplicate_tag_race_is_still_refused_by_the_store(jdt: Ductape) -> None:
