@@ -21,7 +21,6 @@ import resource
 import statistics
 import time
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from _common import Store, Workers, check, due_ms, machine
 from _job import REQUEST
@@ -124,7 +123,7 @@ def main() -> None:
     ap.add_argument("--due", type=int, default=1_000, help="schedules due at each measured tick")
     ap.add_argument("--ticks", type=int, default=5, help="ticks timed")
     ap.add_argument("--chunk", type=int, default=1000, help="schedule_many chunk")
-    args: Any = ap.parse_args()
+    args = ap.parse_args()
     store = Store(args.store)
     print(machine())
     print(f"store: {store.label}")
