@@ -48,6 +48,12 @@ class Sessions:
         self._clock = clock
 
     def _spec(self, tag: str, product_tag: str, env: str) -> tuple[ProductSpec, SessionSpec, str]:
+        if not self._products.configured:
+            raise ValidationError(
+                "session",
+                f"sessions are declared by a product, and none is: add product {product_tag!r} with "
+                f"sessions.{tag} and envs.{env}.session_secret",
+            )
         product = self._products.check_env(product_tag, env)
         spec = product.sessions.get(tag)
         if spec is None:

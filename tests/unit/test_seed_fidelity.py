@@ -127,3 +127,24 @@ def test_allow_fail_must_be_a_boolean(dt: Ductape) -> None:
         dt.products.add({"tag": "shop", "envs": ["prd"], "features": {"f": {"sequence": [
             {"sequence_tag": "a", "events": [event]}]}}})  # fmt: skip
     assert "allow_fail" in caught.value.field
+
+
+def test_a_job_event_in_a_feature_may_say_when(dt: Ductape, clock: FakeClock) -> None:
+    """Seed 003's JOB event, with start_at (piped from the input) and repeat, as schedule() takes them."""
+    at_date = {"type": "JOB", "event": "remind", "input": {"to": "$Input{email}"}, "start_at": "$Input{date}"}
+    hourly = {"type": "JOB", "event": "remind", "input": {"to": "$Input{email}"}, "repeat": {"every": 3_600_000}}
+    sequence = [{"sequence_tag": "a", "events": [at_date]}, {"sequence_tag": "b", "events": [hourly]}]
+    dt.products.add(
+        {"tag": "shop", "envs": ["dev"], "features": {"f": {"input": {"email": "string", "date": "string"},
+                                                          "sequence": sequence}}}
+    )  # fmt: skip
+    dt.function("remind")(lambda input, ctx: input)
+    dt.job.create({"name": "Remind", "tag": "remind", "event_type": "FUNCTION", "event_tag": "remind"})
+    run = dt.feature.run("f", env="dev", product_tag="shop", input={"email": "a@x.io", "date": "2026-05-01T09:00:00Z"})
+    at, every = (dt.job.get(e.job_id or "") for e in run.events)
+    assert at.start_at.isoformat() == "2026-05-01T09:00:00+00:00" and at.input == {"to": "a@x.io"}
+    assert every.every == timedelta(hours=1) and every.start_at == clock.now()
+    with pytest.raises(ValidationError) as caught:
+        dt.products.add({"tag": "shop2", "envs": ["dev"], "features": {"g": {"sequence": [{"sequence_tag": "a",
+            "events": [{"type": "FUNCTION", "event": "remind", "start_at": 0}]}]}}})  # fmt: skip
+    assert caught.value.field.endswith("start_at") and "only a JOB event" in caught.value.rule

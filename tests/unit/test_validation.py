@@ -483,7 +483,19 @@ def test_a_session_without_products_to_verify_it_is_rejected(dt: Ductape) -> Non
     dt.job.create(job())
     with pytest.raises(ValidationError) as err:
         dt.job.schedule(req(session="user-session:a.b.c"))
-    assert err.value.field == "product_tag"
+    assert err.value.field == "session"  # not "unknown product (known: none)": it says what to declare
+    assert "add product 'reports' with sessions.user-session and envs.prd.session_secret" in err.value.rule
+    assert dt.job.list() == []
+
+
+@pytest.mark.parametrize("event_type", ["ACTION", "NOTIFICATION", "DATABASE_ACTION", "MESSAGEBROKER", "FEATURE"])
+def test_an_event_no_product_declares_is_refused_at_the_door(dt: Ductape, event_type: str) -> None:
+    dt.job.create({"name": "N", "tag": "n", "event_type": event_type, "event_tag": "orders:create"})
+    with pytest.raises(ValidationError) as err:
+        dt.job.schedule(req("n"))
+    assert err.value.field == "event" and "no product is declared: add product 'reports' with env 'prd'" in str(
+        err.value
+    )
     assert dt.job.list() == []
 
 

@@ -384,7 +384,7 @@ class FeatureEngine:
         except (PipingError, PipingSyntaxError) as exc:
             raise PipingFailure(f"input: {_piping_reason(state, event, exc)}") from None
         if event.type is FeatureEventTypes.JOB:
-            return None, await self._schedule_job(state.run, event, resolved)
+            return None, await self._schedule_job(state.run, event, resolved, scope)
         if event.type is FeatureEventTypes.FEATURE:
             return await self._child_feature(state, event, resolved), None
         run = replace(run, input=resolved)
@@ -393,7 +393,7 @@ class FeatureEngine:
         json.dumps(output, default=str)  # fails the attempt now, not the recording, if it cannot be kept
         return output, None
 
-    async def _schedule_job(self, run: FeatureRun, event: PlannedEvent, resolved: dict[str, Any]) -> str:
+    async def _schedule_job(self, run: FeatureRun, event: PlannedEvent, resolved: dict[str, Any], scope: Scope) -> str:
         request: dict[str, Any] = {
             "env": run.env,
             "product_tag": run.product_tag,
@@ -405,6 +405,11 @@ class FeatureEngine:
             request["app"] = event.spec.app
         if event.spec.repeat is not None:
             request["repeat"] = event.spec.repeat
+        if event.spec.start_at is not None:
+            try:
+                request["start_at"] = resolve(event.spec.start_at, scope)
+            except (PipingError, PipingSyntaxError) as exc:
+                raise PipingFailure(f"start_at: {exc}") from None
         try:
             result = await self._io(self.schedule, request)
         except ValidationError as exc:

@@ -209,6 +209,8 @@ def _ancestors(sequences: list[FeatureSequence]) -> dict[str, set[str]]:
 def _check_event(product: ProductSpec, event: FeatureEvent, where: str, locate: Locate) -> None:
     if event.repeat is not None and event.type is not FeatureEventTypes.JOB:
         raise ValidationError(f"{where}.repeat", "only a JOB event takes repeat")
+    if event.start_at is not None and event.type is not FeatureEventTypes.JOB:
+        raise ValidationError(f"{where}.start_at", "only a JOB event takes start_at")
     if event.type is FeatureEventTypes.FEATURE:
         if event.event not in product.features:
             known = ", ".join(sorted(product.features)) or "none"

@@ -85,6 +85,11 @@ class FeatureEvent(_Spec):
     allow_fail: StrictBool = Field(default=False, description="the feature goes on after this event fails for good")
     app: str | None = None
     repeat: RepeatOptions | None = Field(default=None, description="JOB events: the cadence instead of the job's")
+    start_at: int | float | str | None = Field(
+        default=None,
+        description="JOB events: when the job starts, as schedule() takes it (a Unix time, ISO 8601, or a "
+        "placeholder such as $Input{date}, resolved as the input is); absent: the job's own start",
+    )
 
     @field_validator("retries", mode="before")
     @classmethod

@@ -162,9 +162,17 @@ class Products:
     def check_schedule(
         self, product_tag: str, env: str, event_type: JobEventTypes, event_tag: str, app: str | None
     ) -> EventRef | None:
-        """What ``schedule()`` validates; ``None`` when no product is configured at all."""
+        """What ``schedule()`` validates; ``None`` when no product is configured at all (a FUNCTION then runs
+        whatever its product_tag and env; every other event type is refused: only a product declares it)."""
         if not self.configured:
-            return None
+            if event_type is JobEventTypes.FUNCTION:
+                return None
+            raise ValidationError(
+                "event",
+                f"a {event_type.name} job runs an event that its product declares, and no product is declared: "
+                f"add product {product_tag!r} with env {env!r} and its {_KIND[event_type]} {event_tag!r} "
+                "(ductape.products.add(...) or a product file)",
+            )
         spec = self.check_env(product_tag, env)
         return self.locate(spec, event_type, event_tag, app)
 
@@ -176,6 +184,16 @@ class Products:
         if cache not in spec.caches:
             have = ", ".join(sorted(spec.caches)) or "none"
             raise ValidationError("cache", f"product {product_tag!r} declares no cache {cache!r} (it has: {have})")
+
+
+_KIND = {
+    JobEventTypes.ACTION: "app action",
+    JobEventTypes.NOTIFICATION: "notification",
+    JobEventTypes.DATABASE_ACTION: "database action",
+    JobEventTypes.MESSAGEBROKER: "broker topic",
+    JobEventTypes.FEATURE: "feature",
+    JobEventTypes.FUNCTION: "function",
+}
 
 
 def _missing(what: str, name: str, product: str, known: dict[str, Any]) -> ValidationError:
