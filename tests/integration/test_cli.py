@@ -352,3 +352,17 @@ def test_bad_webhook_allowlists_and_store_urls_exit_2_and_open_nothing(tmp_path:
     unknown = cli("job", "list", store=store + "?mode=ro")
     assert unknown.exit_code == 2 and "unknown parameter 'mode'" in unknown.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_job_update_and_the_seed_fields_of_schedule(store: str) -> None:
+    create_job(store)
+    updated = ok("job", "update", "hello", "--name", "Hi", "--intervals", "5000", store=store)
+    assert (updated["name"], updated["intervals"], updated["tag"]) == ("Hi", 5000, "hello")
+    missing = cli("job", "update", "nope", "--name", "x", store=store)
+    assert missing.exit_code == 1 and "not found" in missing.stderr
+    made = schedule(store, "--every", "60000", "--overlap", "skip", "--misfire", "skip", "--pause-on-failure")
+    (shown,) = [s for s in ok("schedules", store=store) if s["id"] == made["job_id"]]
+    assert (shown["overlap"], shown["misfire"], shown["pause_on_failure"]) == ("skip", "skip", True)
+    for option, field in (("--cache", "cache"), ("--session", "session")):
+        refused = cli("schedule", "--event", "hello", "--env", "prd", "--product-tag", "p", option, "x:y", store=store)
+        assert refused.exit_code == 2 and f"{field}:" in refused.stderr, refused.stderr

@@ -143,9 +143,30 @@ def job_create(
         emit(job, as_json, lambda: render.job_detail(job))
 
 
+@job_app.command("update")
+def job_update(
+    tag: str,
+    name: Annotated[str | None, typer.Option(help="A new human name.")] = None,
+    event_type: Annotated[str | None, typer.Option(help="A new event type.")] = None,
+    event_tag: Annotated[str | None, typer.Option(help="A new event to run.")] = None,
+    executions: Annotated[int | None, typer.Option(help="Runs of the job's cadence; 0 = unlimited.")] = None,
+    intervals: Annotated[int | None, typer.Option(help="Milliseconds between runs; 0 = run once.")] = None,
+    start_at: Annotated[str | None, typer.Option(help="Unix seconds/ms or ISO 8601.")] = None,
+    store: StoreOpt = None,
+    app_: AppOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Change a job definition's fields (the seeds' job.update); the tag stays."""
+    given = {"name": name, "event_type": event_type, "event_tag": event_tag, "executions": executions,
+             "intervals": intervals, "start_at": start_at}  # fmt: skip
+    with client(store, app_) as dt:
+        job = dt.job.update(tag, {k: v for k, v in given.items() if v is not None})
+        emit(job, as_json, lambda: render.job_detail(job))
+
+
 @job_app.command("delete")
 def job_delete(tag: str, store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False) -> None:
-    """Delete a job definition (cancel its active or paused schedules first)."""
+    """Delete a job definition; its active or paused schedules are cancelled (their history is kept)."""
     with client(store, app_) as dt:
         dt.job.delete(tag)
         emit({"deleted": tag}, as_json, lambda: f"deleted job {tag}")
@@ -168,6 +189,16 @@ def schedule(
     limit: Annotated[int | None, typer.Option(help="At most N runs.")] = None,
     end_date: Annotated[str | None, typer.Option(help="No run after this (Unix seconds/ms or ISO 8601).")] = None,
     timeout: Annotated[int | None, typer.Option(help="Max runtime of one attempt, milliseconds.")] = None,
+    session: Annotated[str | None, typer.Option(help="A session token, 'tag:jwt' (feeds $Session{...}).")] = None,
+    cache: Annotated[str | None, typer.Option(help="A cache tag the product declares.")] = None,
+    app_tag: Annotated[
+        str | None, typer.Option("--app-tag", help="The seeds' app: the product app of the event.")
+    ] = None,
+    misfire: Annotated[str | None, typer.Option(help="run_once (default), run_all or skip.")] = None,
+    overlap: Annotated[str | None, typer.Option(help="allow (default), skip or buffer_one.")] = None,
+    pause_on_failure: Annotated[
+        bool, typer.Option("--pause-on-failure", help="Pause when a run fails for good.")
+    ] = False,
     store: StoreOpt = None,
     app_: AppOpt = None,
     as_json: JsonOpt = False,
@@ -183,8 +214,11 @@ def schedule(
         }
         if start_at is not None:
             request["start_at"] = start_at
-        if timeout is not None:
-            request["timeout"] = timeout
+        optional = {"timeout": timeout, "session": session, "cache": cache, "app": app_tag, "misfire": misfire,
+                    "overlap": overlap}  # fmt: skip
+        request.update({k: v for k, v in optional.items() if v is not None})
+        if pause_on_failure:
+            request["pause_on_failure"] = True
         repeat = {"cron": cron, "every": every, "limit": limit, "endDate": end_date, "tz": tz}
         if any(v is not None for v in repeat.values()):
             request["repeat"] = {k: v for k, v in repeat.items() if v is not None}
