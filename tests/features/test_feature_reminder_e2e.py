@@ -152,3 +152,43 @@ def test_a_missing_input_key_is_refused_before_anything_is_scheduled(events: Eve
         events.dt.feature.run("event_reminder", env="dev", product_tag="events-app", input={**INPUT, "date": 5})
     assert err.value.field == "input.date"
     assert events.dt.job.list() == [] and events.dt.feature.runs() == []
+
+
+def test_seed_003_runs_as_written_with_channels_that_take_the_input(tmp_path: Path) -> None:
+    """The product declares the notification's channels without templates (``true``): the job's input,
+    exactly as seed 003 writes it, is what is sent."""
+    http = Recorder()
+    http.thread.start()
+    controller, smtp = start_smtp()
+    spec = product(http.url, smtp.port, SEND_REMINDER_JOB)
+    spec["notifications"] = {"reminder": {"push": True, "email": True}}
+    dt = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", clock=FakeClock(), products=Products([spec]))  # type: ignore[list-item]
+    try:
+        dt.function("find_event")(lambda input, ctx: {"id": input["id"], "title": "Launch party"})
+        dt.job.create(
+            {"name": "Send", "tag": "send_notification", "event_type": "NOTIFICATION", "event_tag": "reminder"}
+        )
+        run = dt.feature.run("event_reminder", env="dev", product_tag="events-app", input=INPUT)
+        assert run.status is FeatureRunStatus.COMPLETED, run.error
+        assert dt.drain().completed == 1
+        (push,) = http.seen
+        assert push.json() == {
+            "tokens": ["device-abc"],
+            "title": "Reminder Alert",
+            "body": "This is a reminder for your upcoming event.",
+            "data": {"eventId": "ev-77", "reminderType": "upcoming_event"},
+        }
+        mail = smtp.mailbox.message()
+        assert mail["To"] == "ada@example.com" and mail["Subject"] == "Event Reminder: Launch party"
+        body = mail.get_body(("plain",))
+        assert body is not None and "upcoming event on 2026-05-01." in body.get_content()
+        # schedule() checks the input's shape at the door: nothing is stored when a channel's fields are missing
+        with pytest.raises(ValidationError) as caught:
+            dt.job.schedule({"env": "dev", "product_tag": "events-app", "event": "send_notification",
+                             "input": {"email": {"to": "a@b.c"}, "push_notification": {"title": "t"}}})  # fmt: skip
+        assert caught.value.field == "input.email.subject" and caught.value.rule == "is required"
+    finally:
+        dt.close()
+        controller.stop()
+        http.server.shutdown()
+        http.server.server_close()

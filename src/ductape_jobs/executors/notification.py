@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from ductape_jobs.errors import ExecutorNotFoundError
+from ductape_jobs.errors import ExecutionError, ExecutorNotFoundError, ValidationError
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.executors.http import HttpAuth
 from ductape_jobs.executors.lookup import definition, locate
@@ -20,6 +20,13 @@ from ductape_jobs.executors.notify import (
 )
 from ductape_jobs.models import JobEventTypes, Run
 from ductape_jobs.products import Products
+from ductape_jobs.products.channels import INPUT_KEYS, from_input
+
+
+class NotificationInputError(ExecutionError):
+    """A channel that takes its fields from the input did not find them: retrying cannot help."""
+
+    retryable = False
 
 
 def _list(value: Any) -> list[str]:
@@ -57,6 +64,14 @@ class NotificationExecutor:
         where = f"products.{product.tag}"
         spec = definition(product.notifications[ref.name].model_dump(), ctx, f"{where}.notifications.{ref.name}")
         env = definition(product.envs[run.env].model_dump(exclude={"secrets"}), ctx, f"{where}.envs.{run.env}")
+        for channel in INPUT_KEYS:  # declared `true`: the fields come from the input, as data
+            if spec.get(channel) is True:
+                try:
+                    spec[channel] = from_input(channel, ctx.input)
+                except ValidationError as exc:
+                    raise NotificationInputError(str(exc)) from None
+        if spec.get("callback") and spec["callback"].get("body") is None and "callback" in ctx.input:
+            spec["callback"]["body"] = ctx.input["callback"]
         sent: dict[str, Any] = {}
         if spec.get("email"):
             sent["email"] = await self._email(spec["email"], env, run.env)

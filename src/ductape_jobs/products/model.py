@@ -89,11 +89,13 @@ class CallbackSpec(_Spec):
 
 
 class NotificationSpec(_Spec):
-    """What a notification sends; any of its channels (each may be left out)."""
+    """What a notification sends; any of its channels (each may be left out). A channel given as ``true``
+    takes its fields from the run's input, in seed 003's shape (``products/channels.py``); a callback's
+    ``body`` left out is the input's ``callback``."""
 
-    email: EmailSpec | None = None
-    push: PushSpec | None = None
-    sms: SmsSpec | None = None
+    email: EmailSpec | Literal[True] | None = None
+    push: PushSpec | Literal[True] | None = None
+    sms: SmsSpec | Literal[True] | None = None
     callback: CallbackSpec | None = None
 
     @model_validator(mode="after")
