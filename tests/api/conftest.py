@@ -13,6 +13,7 @@ from apikit import JOB, Api, LiveServer
 from ductape_jobs import Ductape
 from ductape_jobs.api import create_app
 from ductape_jobs.apikeys import ApiKeys
+from support import Recorder
 
 
 @pytest.fixture
@@ -29,6 +30,18 @@ def api(dt: Ductape) -> Iterator[Api]:
         for c in made.clients:
             c.close()
         server.stop()
+
+
+@pytest.fixture
+def receiver() -> Iterator[Recorder]:
+    """A local HTTP server that records what it is sent (webhook and callback targets)."""
+    r = Recorder()
+    r.thread.start()
+    try:
+        yield r
+    finally:
+        r.server.shutdown()
+        r.server.server_close()
 
 
 @pytest.fixture

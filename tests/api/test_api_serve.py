@@ -8,12 +8,10 @@ import signal
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
-import pytest
 from apikit import wait_for
 
 from ductape_jobs.executors.notify import verify_signature
@@ -37,17 +35,6 @@ APP = """
 
 def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
     return subprocess.run([DUCTAPE, *args], env=env, cwd=cwd, capture_output=True, text=True, timeout=60)
-
-
-@pytest.fixture
-def receiver() -> Iterator[Recorder]:
-    r = Recorder()
-    r.thread.start()
-    try:
-        yield r
-    finally:
-        r.server.shutdown()
-        r.server.server_close()
 
 
 def test_apikey_commands(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ an allowlist names them; what a delivery keeps of the answer is short and clean;
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -17,17 +16,6 @@ from support import Recorder
 
 HOOK = {"product_tag": "shop", "events": ["job.scheduled"]}
 SHOP = {"env": "prd", "product_tag": "shop", "event": "report"}
-
-
-@pytest.fixture
-def receiver() -> Iterator[Recorder]:
-    r = Recorder()
-    r.thread.start()
-    try:
-        yield r
-    finally:
-        r.server.shutdown()
-        r.server.server_close()
 
 
 def deliver(dt: Ductape) -> int:

@@ -4,7 +4,6 @@ verifies, a delivery retried after a 500, every attempt recorded."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,17 +14,6 @@ from ductape_jobs.executors.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, ve
 from support import Recorder
 
 SECRET = "a-webhook-secret-of-32-characters"
-
-
-@pytest.fixture
-def receiver() -> Iterator[Recorder]:
-    r = Recorder()
-    r.thread.start()
-    try:
-        yield r
-    finally:
-        r.server.shutdown()
-        r.server.server_close()
 
 
 def deliver(api: Api) -> int:

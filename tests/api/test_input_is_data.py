@@ -46,17 +46,6 @@ def echo(dt: Ductape) -> Ductape:
     return dt
 
 
-@pytest.fixture
-def receiver() -> Iterator[Recorder]:
-    r = Recorder()
-    r.thread.start()
-    try:
-        yield r
-    finally:
-        r.server.shutdown()
-        r.server.server_close()
-
-
 def only_run(dt: Ductape, job_id: str) -> Run:
     (run,) = dt.job.runs(job_id=job_id)
     return dt.job.run(run.id)
