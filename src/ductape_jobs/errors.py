@@ -16,6 +16,14 @@
 from __future__ import annotations
 
 
+def field_path(root: str, *keys: str | int) -> str:
+    """A field's path in the one format every error uses: ``input.user.email``, ``sequence[0].events[1]``."""
+    path = root
+    for key in keys:
+        path += f"[{key}]" if isinstance(key, int) else (f".{key}" if path else str(key))
+    return path
+
+
 class DuctapeError(Exception):
     """Root of every error ductape-jobs raises on purpose."""
 

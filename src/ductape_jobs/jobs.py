@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ductape_jobs.engine.scheduler import make_recurrence, new_run, occurrences_of, recurrence_of
 from ductape_jobs.errors import ConflictError, NotFoundError, ValidationError
 from ductape_jobs.ids import new_id
-from ductape_jobs.limits import MAX_PAGE, MAX_TEXT, check_page
+from ductape_jobs.limits import MAX_BATCH, MAX_PAGE, MAX_TEXT, check_page
 from ductape_jobs.models import (
     DispatchResult,
     JobDefinition,
@@ -100,8 +100,12 @@ class Jobs:
         """Schedule many at once in one transaction (all or nothing); much faster for bulk enqueue.
 
         A bad item raises ``ValidationError`` with its index in the field (``[2].start_at``); none is written.
+        At most ``MAX_BATCH`` requests a call.
         """
-        return self._schedule_all(requests, indexed=True)
+        batch = list(requests)
+        if len(batch) > MAX_BATCH:
+            raise ValidationError("requests", f"holds {len(batch)} requests; at most {MAX_BATCH} a call")
+        return self._schedule_all(batch, indexed=True)
 
     def _schedule_all(
         self, requests: Iterable[ScheduleRequest | dict[str, Any]], *, indexed: bool
@@ -311,8 +315,11 @@ class Jobs:
         )
 
     def trigger(self, job_id: str) -> Run:
-        """Run a schedule once now, outside its cadence (``triggered_by=manual``), with its input."""
+        """Run a schedule once now, outside its cadence (``triggered_by=manual``), with its input. A cancelled
+        schedule runs nothing more: ``ConflictError``."""
         schedule = self.get(job_id)
+        if schedule.status is ScheduleStatus.CANCELLED:
+            raise ConflictError(f"schedule {job_id!r} is cancelled; it runs nothing more")
         now = self._clock.now()
         run = NewRun(new_id("run"), schedule.id, now, now, RunPhase.QUEUED, TriggeredBy.MANUAL)
         self._store.trigger(schedule.id, run)

@@ -28,13 +28,23 @@ MAX_STRING = 64 * 1024
 MAX_TEXT = 1_000
 #: Milliseconds of any duration: ``every``, ``intervals``, ``timeout`` (ten years).
 MAX_MILLIS = 10 * 366 * 24 * 3600 * 1000
+#: The shortest ``every`` / ``intervals`` (ms): a schedule makes at most ten runs a second.
+MIN_EVERY = 100
 #: Counts: ``executions``, ``repeat.limit``.
 MAX_COUNT = 1_000_000_000
+#: Requests in one ``schedule_many`` call.
+MAX_BATCH = 10_000
 #: ``retries`` of one run.
 MAX_RETRIES = 1_000
 #: ``limit`` of one page of a listing, and its ``offset``.
 MAX_PAGE = 10_000
 MAX_OFFSET = 1_000_000_000
+#: Headers an ACTION's ``input.headers`` may not set: they frame or route the request (a caller choosing them
+#: could smuggle a second request or switch the virtual host); the product's definition may.
+RESERVED_HEADERS = frozenset(
+    {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "trailer", "upgrade",
+     "proxy-authorization", "proxy-authenticate", "proxy-connection", "expect"}
+)  # fmt: skip
 #: The latest time anything may be scheduled, end, or be asked about; a recurrence ends there.
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
@@ -75,8 +85,8 @@ def _check_scalar(node: Any, where: str) -> None:
         if node != node or node in (float("inf"), float("-inf")):
             raise ValidationError(where, "must be a finite number")
     elif isinstance(node, int) and not isinstance(node, bool):
-        if node.bit_length() > 64:
-            raise ValidationError(where, "is a number beyond 64 bits")
+        if not -(2**63) <= node < 2**63:
+            raise ValidationError(where, "is beyond a signed 64-bit integer")
     elif node is not None and not isinstance(node, bool):
         raise ValidationError(where, f"must be JSON data, not {type(node).__name__}")
 
@@ -87,7 +97,7 @@ def check_object(value: Any, field: str) -> dict[str, Any]:
         raise ValidationError(field, f"must be an object, not {type(value).__name__}")
     check_json(value, field)
     try:
-        encoded = json.dumps(value, allow_nan=False, separators=(",", ":"))
+        encoded = json.dumps(value, allow_nan=False, separators=(",", ":"), ensure_ascii=False).encode()
     except (TypeError, ValueError) as exc:
         raise ValidationError(field, f"must be JSON data: {exc}") from None
     check_size(encoded, field)
@@ -106,6 +116,16 @@ def check_time(value: datetime, field: str) -> datetime:
     return value
 
 
+def check_headers(headers: Any, field: str) -> None:
+    """``ValidationError`` naming ``field.<name>`` for a header in ``RESERVED_HEADERS``."""
+    if isinstance(headers, dict):
+        for name in headers:
+            if isinstance(name, str) and name.strip().lower() in RESERVED_HEADERS:
+                raise ValidationError(
+                    f"{field}.{name}", "frames or routes the request: only the product's definition sets it"
+                )
+
+
 def check_page(limit: int, offset: int) -> None:
     """A listing's page: ``1 <= limit <= MAX_PAGE`` and ``0 <= offset <= MAX_OFFSET``."""
     if not 1 <= limit <= MAX_PAGE:
@@ -116,6 +136,7 @@ def check_page(limit: int, offset: int) -> None:
 
 __all__ = [
     "LATEST",
+    "MAX_BATCH",
     "MAX_BODY_BYTES",
     "MAX_COUNT",
     "MAX_DEPTH",
@@ -127,6 +148,9 @@ __all__ = [
     "MAX_RETRIES",
     "MAX_STRING",
     "MAX_TEXT",
+    "MIN_EVERY",
+    "RESERVED_HEADERS",
+    "check_headers",
     "check_json",
     "check_object",
     "check_page",

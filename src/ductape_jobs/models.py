@@ -25,8 +25,8 @@ from pydantic import (
 )
 from pydantic import ValidationError as PydanticValidationError
 
-from ductape_jobs.errors import ValidationError
-from ductape_jobs.limits import LATEST, MAX_COUNT, MAX_MILLIS, MAX_RETRIES, check_object
+from ductape_jobs.errors import ValidationError, field_path
+from ductape_jobs.limits import LATEST, MAX_COUNT, MAX_MILLIS, MAX_RETRIES, MIN_EVERY, check_object
 from ductape_jobs.timing.planning import Misfire
 from ductape_jobs.timing.recurrence import normalize_cron, zone
 
@@ -172,6 +172,12 @@ def to_utc(value: object, *, allow_zero: bool = True) -> datetime | None:  # noq
     raise ValueError(f"must be a Unix timestamp, a datetime or an ISO 8601 string, not {type(value).__name__}")
 
 
+def _cadence(intervals: int | None) -> int | None:
+    if intervals is not None and 0 < intervals < MIN_EVERY:
+        raise ValueError(f"must be 0 (run once) or at least {MIN_EVERY} (milliseconds)")
+    return intervals
+
+
 def _not_too_late(value: datetime) -> datetime:
     if value > LATEST:
         raise ValueError(f"is after {LATEST.date().isoformat()}, the latest time the engine takes")
@@ -253,6 +259,11 @@ class JobDefinition(_Input):
     def _start(cls, v: object) -> datetime | None:
         return to_utc(v)
 
+    @field_validator("intervals")
+    @classmethod
+    def _intervals(cls, v: int) -> int:
+        return _cadence(v) or 0
+
 
 class JobUpdate(_Input):
     """The updatable fields of a job; ``tag`` stays."""
@@ -279,6 +290,11 @@ class JobUpdate(_Input):
     @classmethod
     def _start(cls, v: object) -> datetime | None:
         return to_utc(v)
+
+    @field_validator("intervals")
+    @classmethod
+    def _intervals(cls, v: int | None) -> int | None:
+        return _cadence(v)
 
 
 # ------------------------------------------------------------------------------------ schedule requests
@@ -327,6 +343,8 @@ class RepeatOptions(_Input):
     def _every(cls, v: int | None) -> int | None:
         if v is not None and v <= 0:
             raise ValueError("every must be > 0 (milliseconds)")
+        if v is not None and v < MIN_EVERY:
+            raise ValueError(f"every must be at least {MIN_EVERY} (milliseconds)")
         return v
 
     @field_validator("limit")
@@ -408,20 +426,59 @@ def parse(model: type[M], data: object, prefix: str = "") -> M:
     try:
         return model.model_validate(data)
     except PydanticValidationError as exc:
-        err = exc.errors()[0]
-        parts = [prefix] if prefix else []
-        parts += [str(p) for p in err["loc"]]
-        msg = err["msg"].removeprefix("Value error, ")
-        cause = (err.get("ctx") or {}).get("error")
-        if isinstance(cause, ValidationError):  # a validator that knows which field it checks
-            parts.append(cause.field)
-            msg = cause.rule
-        loc = ".".join(parts) or model.__name__
-        if err["type"] == "missing":
-            msg = "is required"
-        elif err["type"] == "extra_forbidden":
-            msg = "is not a known field"
-        raise ValidationError(loc, msg) from None
+        raise invalid(exc.errors()[0], prefix, default=model.__name__) from None
+
+
+_RULES: dict[str, str] = {
+    "missing": "is required",
+    "extra_forbidden": "is not a known field",
+    "greater_than_equal": "must be >= {ge}",
+    "greater_than": "must be > {gt}",
+    "less_than_equal": "must be <= {le}",
+    "less_than": "must be < {lt}",
+    "string_too_short": "must be at least {min_length} character(s)",
+    "string_too_long": "must be at most {max_length} characters",
+    "too_short": "must hold at least {min_length} item(s)",
+    "too_long": "must hold at most {max_length} items",
+    "int_parsing": "must be a whole number",
+    "int_type": "must be a whole number",
+    "int_from_float": "must be a whole number",
+    "float_parsing": "must be a number",
+    "float_type": "must be a number",
+    "finite_number": "must be a finite number",
+    "bool_parsing": "must be true or false",
+    "bool_type": "must be true or false",
+    "string_type": "must be text",
+    "dict_type": "must be an object",
+    "model_type": "must be an object",
+    "model_attributes_type": "must be an object",
+    "list_type": "must be a list",
+    "literal_error": "must be {expected}",
+    "enum": "must be one of {expected}",
+    "string_pattern_mismatch": "must match {pattern}",
+    "datetime_parsing": "must be a date-time",
+    "datetime_type": "must be a date-time",
+    "json_invalid": "is not valid JSON",
+}
+
+
+def invalid(err: Any, prefix: str = "", default: str = "body") -> ValidationError:
+    """Our ``ValidationError`` for one of pydantic's (or FastAPI's) error dicts: the field in our path format
+    (``sequence[0].events[1].input``), the rule in our words (``must be >= 0``, not pydantic's sentence)."""
+    ctx = err.get("ctx") or {}
+    cause = ctx.get("error")
+    keys: list[str | int] = [k for k in err.get("loc", ()) if not (isinstance(k, str) and "[" in k)]
+    if isinstance(cause, ValidationError):  # a validator that knows which field it checks
+        keys.append(cause.field)
+        rule = cause.rule
+    else:
+        template = _RULES.get(str(err.get("type")))
+        try:
+            rule = template.format(**ctx) if template else ""
+        except (KeyError, IndexError):
+            rule = ""
+        rule = rule or str(err.get("msg", "is invalid")).removeprefix("Value error, ")
+    return ValidationError(field_path(prefix, *keys) or default, rule)
 
 
 # ------------------------------------------------------------------------------------- stored records

@@ -96,7 +96,7 @@ class Sessions:
         """The verified session data, or ``ValidationError`` (field ``session``) for a tampered, expired,
         malformed or foreign token. The times ``exp`` (required), ``nbf`` and ``iat`` must be numbers of seconds
         since 1970, up to the end of year 9999 (a malformed one is named), and are judged by this client's clock."""
-        parsed = parse(Session, session if not isinstance(session, str) else Session.model_validate(session))
+        parsed = parse(Session, session if not isinstance(session, str) else _from_string(session), prefix="session")
         _, _, secret = self._spec(parsed.tag, product_tag, env)
         import jwt
 
@@ -144,6 +144,14 @@ def _claim_time(claims: dict[str, Any], name: str) -> datetime | None:
             "session.token", f"claim {name!r} must be a time in seconds since 1970 (0 to {_LAST_SECOND}), not {shown}"
         )
     return datetime.fromtimestamp(value, UTC)
+
+
+def _from_string(text: str) -> dict[str, str]:
+    """``"tag:token"`` as ``{"tag", "token"}``; ``ValidationError`` (field ``session``) when it is not that."""
+    tag, sep, token = text.partition(":")
+    if not sep or not tag.strip() or not token.strip():
+        raise ValidationError("session", "a session string must be 'tag:token'")
+    return {"tag": tag, "token": token}
 
 
 def _check_schema(spec: SessionSpec, data: dict[str, Any]) -> None:

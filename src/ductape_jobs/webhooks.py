@@ -344,13 +344,13 @@ class Webhooks:
         d = due.delivery
         headers = {EVENT_HEADER: d.event, DELIVERY_HEADER: d.id, "User-Agent": "ductape-jobs-webhooks"}
         error: str | None = None
-        retryable = True
         status: int | None = None
         took: int | None = None
         try:
             address = await self.policy.resolve(due.url)
         except TargetRefused as exc:  # checked when created; the DNS answer (or the allowlist) changed since
-            error, retryable = f"not sent: {exc}; targets must be public addresses {self.policy.hint()}", False
+            # not sent; retried, since another process (with the allowlist this one lacks) may send it
+            error = f"not sent: {exc}; targets must be public addresses {self.policy.hint()}"
         except (OSError, UnicodeError, ValueError) as exc:
             reason = answer_snippet(str(exc) or type(exc).__name__, secrets=self.secrets)
             error = f"not sent: cannot resolve the target's host: {reason}"
@@ -378,7 +378,7 @@ class Webhooks:
         now = self._clock.now()
         attempt = d.attempts + 1
         retry_at = None
-        if error is not None and retryable and attempt < self.max_attempts:
+        if error is not None and attempt < self.max_attempts:
             retry_at = now + self.backoff.delay(attempt)
         if error is not None:
             log.warning("webhook delivery %s (%s) attempt %d failed: %s", d.id, d.event, attempt, error)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from apikit import Api
 
-from ductape_jobs import Ductape, RunPhase, ValidationError, literal
+from ductape_jobs import ConflictError, Ductape, RunPhase, ValidationError, literal
 from ductape_jobs.executors.context import PipingFailure, RunPreparer
 from ductape_jobs.models import JobEventTypes, Run
 from support import Recorder
@@ -322,3 +322,81 @@ def test_a_session_claim_that_looks_like_a_placeholder_stays_data(dt: Ductape) -
     job_id = dt.job.schedule({**SHOP_DEV, "session": str(token), "input": {"who": "$Session{user}{name}"}}).job_id
     dt.drain()
     assert only_run(dt, job_id).output == {"who": "$Secret{signing}"}
+
+
+# ------------------------------------------------------------------ found by probing the fix as an attacker
+
+
+def test_a_stored_feature_event_input_may_not_read_a_secret(dt: Ductape) -> None:
+    """A JOB or FEATURE event's input is stored (the job's schedule, the child feature run): a secret never is."""
+    for kind, event in (("JOB", "echo"), ("FEATURE", "inner")):
+        feature = {"sequence": [{"sequence_tag": "a", "events": [
+            {"type": kind, "event": event, "input": {"token": "Bearer $Secret{signing}"}}]}]}  # fmt: skip
+        inner = {"sequence": [{"sequence_tag": "b", "events": [{"type": "FUNCTION", "event": "echo"}]}]}
+        with pytest.raises(ValidationError) as caught:
+            dt.products.add(shop(features={"outer": feature, "inner": inner}))
+        assert caught.value.field == "products.shop.features.outer.sequence[0].events[0].input.token"
+        assert "a secret never is" in caught.value.rule
+
+
+def test_a_secret_piped_from_an_earlier_output_is_masked_in_what_is_stored(dt: Ductape) -> None:
+    feature = {"sequence": [
+        {"sequence_tag": "a", "events": [{"type": "FUNCTION", "event": "sign", "input": {"key": "$Secret{signing}"}}]},
+        {"sequence_tag": "b", "parents": ["a"], "events": [
+            {"type": "JOB", "event": "echo", "input": {"got": "$Sequence{a}{sign}{key}"}}]},
+    ]}  # fmt: skip
+    dt.products.add(shop(features={"f": feature}))
+    dt.function("sign")(lambda input, ctx: {"key": input["key"]})
+    dt.function("echo")(lambda input, ctx: input)
+    dt.job.create(ECHO)
+    run = dt.feature.run("f", env="dev", product_tag="shop")
+    (job_event,) = [e for e in run.events if e.event_type == "job"]
+    stored = dt.job.get(job_event.job_id or "")
+    assert stored.input == {"got": "[secret]"} and SIGNING not in json.dumps(run.output)
+
+
+def test_an_action_input_may_not_set_framing_or_routing_headers(dt: Ductape, receiver: Recorder) -> None:
+    actions = {"ping": {"method": "POST", "path": "/ping"}}
+    product = shop()
+    product["apps"]["crm"].update(actions=actions)
+    product["apps"]["crm"]["envs"]["dev"]["base_url"] = receiver.url
+    dt.products.add(product)
+    dt.job.create({"name": "Ping", "tag": "ping", "event_type": "ACTION", "event_tag": "crm:ping"})
+    request = {"env": "dev", "product_tag": "shop", "event": "ping"}
+    for name in ("Host", "content-length", "Transfer-Encoding", "Connection"):
+        with pytest.raises(ValidationError) as caught:
+            dt.job.schedule({**request, "input": {"headers": {name: "x"}}})
+        assert caught.value.field == f"input.headers.{name}"
+    job_id = dt.job.schedule({**request, "input": {"headers": {"X-Trace": "t-1"}}}).job_id
+    dt.drain()
+    assert only_run(dt, job_id).phase is RunPhase.COMPLETED and receiver.last.headers["x-trace"] == "t-1"
+
+
+def test_what_the_probe_broke_is_refused_in_words(echo: Ductape) -> None:
+    with pytest.raises(ValidationError) as caught:  # was a RecursionError
+        echo.job.schedule({**SHOP_DEV, "input": {"a": "$Uppercase(" * 500 + "'x'" + ")" * 500}})
+    assert caught.value.field == "input.a" and "nest deeper than 32" in caught.value.rule
+    greet = {"sequence": [{"sequence_tag": "a", "events": [{"type": "FUNCTION", "event": "echo"}]}]}
+    echo.products.add(shop(features={"greet": greet}))
+    for garbage in ("garbage", "", ":x", "user-session:"):
+        with pytest.raises(ValidationError) as caught:  # was pydantic's own error
+            echo.feature.run("greet", env="dev", product_tag="shop", session=garbage)
+        assert caught.value.field == "session", garbage
+    with pytest.raises(ValidationError) as caught:
+        echo.job.schedule({**SHOP_DEV, "repeat": {"every": 1}})
+    assert caught.value.field == "repeat.every" and "at least 100" in caught.value.rule
+    with pytest.raises(ValidationError) as caught:
+        echo.job.schedule({**SHOP_DEV, "input": {"n": 2**63}})
+    assert caught.value.field == "input.n"
+    # the size is counted in UTF-8 bytes (120,000 here), not in ASCII-escaped JSON (360,000)
+    assert echo.job.schedule({**SHOP_DEV, "start_at": "2030-01-01", "input": {"s": "é" * 60_000}}).job_id
+    with pytest.raises(ValidationError) as caught:
+        echo.job.schedule({**SHOP_DEV, "input": {k: "é" * 50_000 for k in "abc"}})
+    assert caught.value.field == "input" and "at most 262144" in caught.value.rule
+    with pytest.raises(ValidationError) as caught:
+        echo.job.schedule_many([SHOP_DEV] * 10_001)
+    assert caught.value.field == "requests"
+    made = echo.job.schedule({**SHOP_DEV, "repeat": {"every": 60_000}}).job_id
+    echo.job.cancel(made)
+    with pytest.raises(ConflictError, match="cancelled"):
+        echo.job.trigger(made)

@@ -171,7 +171,7 @@ def test_events_the_product_defines_are_accepted() -> None:
 
 def test_an_unknown_event_type() -> None:
     err = refused({"sequence": [seq("a", {"type": "SMS", "event": "x"})]})
-    assert err.field == "product.features.f.sequence.0.events.0.type"
+    assert err.field == "product.features.f.sequence[0].events[0].type"  # the one path format
     assert "unknown event type 'SMS'" in err.rule and "JOB" in err.rule
 
 

@@ -21,6 +21,7 @@ from ductape_jobs.api.schemas import Message, Problem
 from ductape_jobs.client import Ductape
 from ductape_jobs.errors import ConflictError, DuctapeError, NotFoundError, StoreError, ValidationError
 from ductape_jobs.limits import MAX_BODY_BYTES, MAX_DEPTH
+from ductape_jobs.models import invalid
 
 T = TypeVar("T")
 MAX_LIMIT = 10_000
@@ -179,12 +180,8 @@ def on_request_validation(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
     found = []
     for err in exc.errors():
-        loc = [str(p) for p in err.get("loc", ())]
+        loc = list(err.get("loc", ()))
         if loc and loc[0] in ("body", "query", "path", "header", "cookie"):
             loc = loc[1:] or [loc[0]]
-        field = ".".join(loc) or "body"
-        rule = str(err.get("msg", "is invalid")).removeprefix("Value error, ")
-        if err.get("type") == "missing":
-            rule = "is required"
-        found.append(ValidationError(field, rule).to_dict())
+        found.append(invalid({**err, "loc": loc}).to_dict())
     return problem(found)

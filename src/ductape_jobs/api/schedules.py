@@ -11,6 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 from ductape_jobs.api.auth import READ, WRITE, Me, Principal
 from ductape_jobs.api.common import body_doc, call, client, json_object, paged, responses
 from ductape_jobs.api.schemas import DispatchOut, Page, PreviewOut, RunOut, ScheduleOut
+from ductape_jobs.limits import MAX_TEXT
 from ductape_jobs.models import Count, RepeatOptions, Schedule, ScheduleRequest, parse
 
 router = APIRouter(tags=["schedules"])
@@ -25,7 +26,7 @@ class _Body(BaseModel):
 class ReasonRequest(_Body):
     """``{"reason": "..."}``, kept on the schedule (optional)."""
 
-    reason: Annotated[str, Field(max_length=500)] | None = None
+    reason: Annotated[str, Field(max_length=MAX_TEXT)] | None = None
 
 
 class EmptyRequest(_Body):

@@ -398,7 +398,8 @@ class FeatureEngine:
             "env": run.env,
             "product_tag": run.product_tag,
             "event": event.tag,
-            "input": literal(resolved),  # resolved once, here: data to the job, never a template again
+            # resolved once, here: data to the job, never a template again; stored, so no secret in it
+            "input": self.prepare.products.secrets.mask(literal(resolved)),
             "retries": event.spec.retries,
         }
         if event.spec.app is not None:
@@ -426,7 +427,7 @@ class FeatureEngine:
                     event.tag,
                     env=run.env,
                     product_tag=run.product_tag,
-                    input=resolved,
+                    input=self.prepare.products.secrets.mask(resolved),  # stored: no secret in it
                     claims=run.session,
                     run_id=child_id,
                     owner=state.owner,

@@ -24,7 +24,9 @@ from typing import Any
 
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.models import JobEventTypes
-from ductape_jobs.piping import PipingSyntaxError, Reference, parse
+from ductape_jobs.piping import PipingError, PipingSyntaxError, Reference, parse, restrict
+from ductape_jobs.piping.errors import located
+from ductape_jobs.piping.resolve import STORED_SOURCES
 from ductape_jobs.products.features import INPUT_TYPES, FeatureEvent, FeatureEventTypes, FeatureSequence, FeatureSpec
 from ductape_jobs.products.model import ProductSpec
 
@@ -211,6 +213,15 @@ def _check_event(product: ProductSpec, event: FeatureEvent, where: str, locate: 
         raise ValidationError(f"{where}.repeat", "only a JOB event takes repeat")
     if event.start_at is not None and event.type is not FeatureEventTypes.JOB:
         raise ValidationError(f"{where}.start_at", "only a JOB event takes start_at")
+    if event.type in (FeatureEventTypes.JOB, FeatureEventTypes.FEATURE):  # their input is stored
+        try:
+            restrict({"input": event.input, "start_at": event.start_at}, STORED_SOURCES)
+        except PipingError as exc:
+            raise ValidationError(
+                located(where, exc.at),
+                f"{exc.placeholder}: a {event.type.name} event's input is stored, and a secret never is; "
+                "let the event that needs it read it",
+            ) from None
     if event.type is FeatureEventTypes.FEATURE:
         if event.event not in product.features:
             known = ", ".join(sorted(product.features)) or "none"

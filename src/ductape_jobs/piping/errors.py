@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ductape_jobs.errors import DuctapeError
+from ductape_jobs.errors import DuctapeError, field_path
 
 #: Where in a nested value the failing text sits: ``("email", "to")`` for ``{"email": {"to": "..."}}``.
 Location = tuple[str | int, ...]
@@ -10,10 +10,7 @@ Location = tuple[str | int, ...]
 
 def located(root: str, at: Location) -> str:
     """A field path in the one format errors use: ``input.user.email``, ``input.items[0]``."""
-    path = root
-    for key in at:
-        path += f"[{key}]" if isinstance(key, int) else f".{key}"
-    return path
+    return field_path(root, *at)
 
 
 def _snippet(text: str, position: int, width: int = 60) -> str:

@@ -21,7 +21,7 @@ from functools import lru_cache
 from typing import Any, TypeAlias
 
 from ductape_jobs.piping.errors import PipingSyntaxError
-from ductape_jobs.piping.functions import FUNCTIONS
+from ductape_jobs.piping.functions import FUNCTIONS, PipingFunction
 
 #: Source name -> (fewest, most) ``{key}`` segments, and how it is written.
 SOURCES: dict[str, tuple[int, int | None, str]] = {
@@ -140,10 +140,15 @@ def _count(n: int) -> str:
     return f"{n} key" if n == 1 else f"{n} keys"
 
 
+#: How deep function calls may nest (``$Upper($Lower(...))`` is 2): beyond, a syntax error, not a stack overflow.
+MAX_NESTING = 32
+
+
 class _Parser:
     def __init__(self, text: str) -> None:
         self.text = text
         self.pos = 0
+        self.depth = 0
 
     def fail(self, reason: str, position: int) -> PipingSyntaxError:
         return PipingSyntaxError(self.text, position, reason)
@@ -240,6 +245,15 @@ class _Parser:
         function = FUNCTIONS.get(name)
         if function is None:
             raise self.fail(f"unknown function '${name}'{_hint(name)}", start)
+        if self.depth >= MAX_NESTING:
+            raise self.fail(f"functions nest deeper than {MAX_NESTING} levels", start)
+        self.depth += 1
+        try:
+            return self._call(start, name, function)
+        finally:
+            self.depth -= 1
+
+    def _call(self, start: int, name: str, function: PipingFunction) -> Call:
         opening = self.pos
         self.pos += 1
         args: list[Node] = []

@@ -142,6 +142,8 @@ def _located(key: str | int, exc: PipingError | PipingSyntaxError) -> None:
 CALLER_SOURCES: frozenset[str] = frozenset({"Session", "Now"})
 #: What a product's own templates (event definitions, feature sequences) may read: everything.
 TEMPLATE_SOURCES: frozenset[str] = frozenset(SOURCES)
+#: What a template whose result is stored (the input of a feature's JOB or FEATURE event) may read: no secret.
+STORED_SOURCES: frozenset[str] = TEMPLATE_SOURCES - {"Secret"}
 
 
 def _allowed(template: Template, sources: frozenset[str]) -> None:

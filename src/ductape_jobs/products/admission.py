@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.features.plan import check_input, plan_feature
+from ductape_jobs.limits import check_headers
 from ductape_jobs.models import JobDefinition, JobEventTypes, ScheduleRequest
 from ductape_jobs.piping import CALLER_SOURCES, PipingError, PipingSyntaxError, Scope, check, restrict
 from ductape_jobs.piping.errors import located
@@ -48,6 +49,8 @@ def admit(products: Products, sessions: Sessions, req: ScheduleRequest, job: Job
         raise ValidationError(located("input", exc.at), str(exc)) from None
     if ref is not None and ref.event_type is JobEventTypes.FEATURE:  # the feature's input schema
         check_input(plan_feature(products.get(req.product_tag), ref.name, products.locate), req.input)
+    if ref is not None and ref.event_type is JobEventTypes.ACTION:
+        check_headers(req.input.get("headers"), "input.headers")
     if ref is not None and ref.event_type is JobEventTypes.NOTIFICATION:  # channels fed by the input
         check_channels(products.get(req.product_tag).notifications[ref.name], req.input)
     if ref is not None:

@@ -18,7 +18,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from ductape_jobs.errors import ExecutionError, ValidationError
 from ductape_jobs.features.plan import check_features
-from ductape_jobs.models import JobEventTypes
+from ductape_jobs.models import JobEventTypes, invalid
 from ductape_jobs.products.model import ProductFile, ProductSpec
 from ductape_jobs.redaction import SECRETS, Secrets
 
@@ -76,9 +76,7 @@ class Products:
         try:
             parsed = ProductFile.model_validate(data or {})
         except PydanticValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"])
-            raise ValidationError(f"product_file.{loc}", err["msg"].removeprefix("Value error, ")) from None
+            raise invalid(exc.errors()[0], "product_file") from None
         return cls(parsed.products)
 
     def add(self, spec: ProductSpec | dict[str, Any]) -> ProductSpec:
@@ -86,9 +84,7 @@ class Products:
             try:
                 spec = ProductSpec.model_validate(spec)
             except PydanticValidationError as exc:
-                err = exc.errors()[0]
-                loc = ".".join(str(p) for p in err["loc"])
-                raise ValidationError(f"product.{loc}", err["msg"].removeprefix("Value error, ")) from None
+                raise invalid(exc.errors()[0], "product") from None
         check_features(spec, self.locate)  # sequences, parents, $Sequence piping, the events they run
         self.secrets.learn_settings(spec.model_dump(exclude={"features"}))  # masked wherever text leaves the engine
         self._by_tag[spec.tag] = spec

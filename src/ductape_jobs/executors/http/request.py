@@ -17,6 +17,7 @@ from urllib.parse import quote
 import httpx
 
 from ductape_jobs.errors import ExecutionError, ValidationError
+from ductape_jobs.limits import check_headers
 
 AuthKind = Literal["none", "bearer", "basic", "header", "query"]
 _AUTH_KINDS = ("none", "bearer", "basic", "header", "query")
@@ -119,6 +120,10 @@ def build_request(spec: HttpRequestSpec, input: dict[str, Any]) -> httpx.Request
     if spec.auth is not None:
         spec.auth.apply(headers, query)
     query.update(extra_query)
+    try:
+        check_headers(extra_headers, "input.headers")  # checked at schedule() too; stored inputs are held to it
+    except ValidationError as exc:
+        raise HttpError(str(exc), retryable=False) from None
     _merge_headers(headers, extra_headers)
 
     body = spec.body
