@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import json
+import re
 import socket
 import unicodedata
 from collections.abc import Iterable
@@ -102,6 +103,8 @@ class TargetPolicy:
             ("a multicast", judged.is_multicast),
             ("a private", judged.is_private),
             ("a reserved", judged.is_reserved),
+            ("a site-local", isinstance(judged, ipaddress.IPv6Address) and judged.is_site_local),
+            ("a relay anycast", judged in _RELAY_6TO4),
         ):
             if flag:
                 return f"{kind} address"
@@ -204,6 +207,10 @@ def _addresses(infos: Iterable[tuple[Any, ...]]) -> list[Address]:
     return [ipaddress.ip_address(str(info[4][0]).partition("%")[0]) for info in infos]
 
 
+_RELAY_6TO4 = ipaddress.ip_network("192.88.99.0/24")  # deprecated 6to4 relays (RFC 7526)
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
 def _host_port(url: str) -> tuple[str, int]:
     parts = urlsplit(url)
     try:
@@ -212,4 +219,23 @@ def _host_port(url: str) -> tuple[str, int]:
         raise TargetRefused(f"{url!r} has an invalid port") from None
     if not parts.hostname:
         raise TargetRefused(f"{url!r} names no host")
+    if port == 0:
+        raise TargetRefused(f"{url!r} names port 0")
+    _check_name(parts.hostname)
     return parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+def _check_name(host: str) -> None:
+    """A host is an IP literal or a DNS name of valid labels (IDNA-encoded): no NUL, space, empty label."""
+    bare = host.strip("[]")
+    try:
+        ipaddress.ip_address(bare.partition("%")[0])
+        return
+    except ValueError:
+        pass
+    try:
+        ascii_name = bare.rstrip(".").encode("idna").decode("ascii").lower()
+    except UnicodeError:
+        raise TargetRefused(f"{host!r} is not a valid host name") from None
+    if len(ascii_name) > 253 or not all(_LABEL.match(label) for label in ascii_name.split(".")):
+        raise TargetRefused(f"{host!r} is not a valid host name")

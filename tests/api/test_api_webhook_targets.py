@@ -39,6 +39,13 @@ REFUSED = [
     "http://[fe80::1]/",
     "http://224.0.0.1/",
     "https://240.0.0.1/",
+    "http://[fec0::1]/",  # site-local (found by probing)
+    "http://192.88.99.1/",  # 6to4 relay anycast
+    "https://example.com:0/x",  # port 0
+    "http://a\u0000b.com/",
+    "http://a..b/x",
+    "http://xn--/",
+    "http://" + "a" * 300 + ".com/",
 ]
 
 
