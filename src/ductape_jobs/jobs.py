@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ductape_jobs.engine.scheduler import make_recurrence, new_run, occurrences_of, recurrence_of
 from ductape_jobs.errors import ConflictError, NotFoundError, ValidationError
 from ductape_jobs.ids import new_id
-from ductape_jobs.limits import MAX_BATCH, MAX_PAGE, MAX_TEXT, check_page
+from ductape_jobs.limits import LATEST, MAX_BATCH, MAX_PAGE, MAX_TEXT, check_page
 from ductape_jobs.models import (
     DispatchResult,
     JobDefinition,
@@ -128,7 +128,8 @@ class Jobs:
             except ValidationError as exc:
                 if not indexed:
                     raise
-                raise ValidationError(f"[{i}].{exc.field}", exc.rule) from None
+                field = f"[{i}]" if exc.field == "request" else f"[{i}].{exc.field}"
+                raise ValidationError(field, exc.rule) from None
             schedules.append(schedule)
             runs.extend(first_runs)
             results.append(result)
@@ -160,8 +161,10 @@ class Jobs:
         cron, tz = (repeat.cron, repeat.tz) if repeat else (None, "UTC")
         recurrence = make_recurrence(cron, tz, every, start)
         first = first_due(recurrence, start, Occurrences(None, 0, limit, end_date))
-        if first is None:
+        if first is None and end_date is not None:
             raise ValidationError("repeat.endDate", "no occurrence falls between the start and the end date")
+        if first is None:
+            raise ValidationError("repeat", f"no occurrence falls before {LATEST.date().isoformat()}")
         due_now: list[datetime] = []
         next_due: datetime | None = first
         if first <= now:  # due at once: its run is created with the schedule, no scheduler hop

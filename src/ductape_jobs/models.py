@@ -422,7 +422,7 @@ def parse(model: type[M], data: object, prefix: str = "") -> M:
     elif isinstance(data, BaseModel):
         data = data.model_dump(exclude_unset=True, by_alias=True)
     if not isinstance(data, dict):
-        raise ValidationError(prefix or model.__name__, f"expected an object (dict), got {type(data).__name__}")
+        raise ValidationError(prefix or "request", f"expected an object (dict), got {type(data).__name__}")
     try:
         return model.model_validate(data)
     except PydanticValidationError as exc:

@@ -177,7 +177,7 @@ SCHEDULE_CASES: list[Case] = [
     ("input a string", lambda d: d.job.schedule(req(input="{}")), "input", "must be an object"),
     ("session without token", lambda d: d.job.schedule(req(session={"tag": "s"})), "session.token", "is required"),
     ("session string without colon", lambda d: d.job.schedule(req(session="just-a-tag")), "session", "tag:token"),
-    ("request not a dict", lambda d: d.job.schedule("report"), "ScheduleRequest", "expected an object"),  # type: ignore[arg-type]
+    ("request not a dict", lambda d: d.job.schedule("report"), "request", "expected an object"),  # type: ignore[arg-type]
 ]
 
 CREATE_CASES: list[Case] = [
@@ -207,7 +207,7 @@ CREATE_CASES: list[Case] = [
     ("boolean intervals", lambda d: d.job.create(job("j2", intervals=True)), "intervals", "boolean"),
     ("garbage start_at", lambda d: d.job.create(job("j2", start_at="later")), "start_at", "iso 8601"),
     ("unknown field", lambda d: d.job.create(job("j2", cron="* * * * *")), "cron", "not a known field"),
-    ("not a dict", lambda d: d.job.create(None), "JobDefinition", "expected an object"),  # type: ignore[arg-type]
+    ("not a dict", lambda d: d.job.create(None), "request", "expected an object"),  # type: ignore[arg-type]
 ]
 
 UPDATE_CASES: list[Case] = [
@@ -528,3 +528,11 @@ def test_runs_since_until_accept_the_start_at_forms(jdt: Ductape, clock: FakeClo
     later = clock.now() + timedelta(seconds=1)
     assert jdt.job.runs(since=later) == []
     assert [r.id for r in jdt.job.runs(until=later.isoformat())] == [run.id]
+
+
+def test_what_the_caller_input_reads_is_tried_at_the_door(jdt: Ductape) -> None:
+    """All a schedule's input may read is known at schedule(): a bad function argument is refused there."""
+    rejected(jdt, lambda d: d.job.schedule(req(input={"a": "$DateAdd($Now, 1, 'years')"})), "input.a", "unit must be")
+    rejected(jdt, lambda d: d.job.schedule_many([req(), 5]), "[1]", "expected an object")  # type: ignore[list-item]
+    far = req(repeat={"cron": "59 23 31 12 *", "tz": "Etc/GMT+12"}, start_at="8999-12-31T23:59:59Z")
+    rejected(jdt, lambda d: d.job.schedule(far), "repeat", "no occurrence falls before 9000-01-01")

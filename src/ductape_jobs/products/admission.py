@@ -15,7 +15,7 @@ from ductape_jobs.errors import ValidationError
 from ductape_jobs.features.plan import check_input, plan_feature
 from ductape_jobs.limits import check_headers
 from ductape_jobs.models import JobDefinition, JobEventTypes, ScheduleRequest
-from ductape_jobs.piping import CALLER_SOURCES, PipingError, PipingSyntaxError, Scope, check, restrict
+from ductape_jobs.piping import CALLER_SOURCES, PipingError, PipingSyntaxError, Scope, check, resolve, restrict
 from ductape_jobs.piping.errors import located
 from ductape_jobs.products.channels import check_input as check_channels
 from ductape_jobs.products.registry import EventRef, Products
@@ -45,6 +45,7 @@ def admit(products: Products, sessions: Sessions, req: ScheduleRequest, job: Job
     try:
         restrict(req.input, CALLER_SOURCES)  # the caller's input never reads secrets, variables or constants
         check(req.input, Scope(input=req.input, session=claims), sources={"Session"})
+        resolve(req.input, Scope(session=claims), sources=CALLER_SOURCES)  # all it reads is known: try it now
     except (PipingError, PipingSyntaxError) as exc:
         raise ValidationError(located("input", exc.at), str(exc)) from None
     if ref is not None and ref.event_type is JobEventTypes.FEATURE:  # the feature's input schema
