@@ -38,6 +38,16 @@ class Secrets:
         self._values: set[str] = set()
         self._pattern: re.Pattern[str] | None = None
         self._lock = threading.Lock()
+        self._children: dict[str, Secrets] = {}
+
+    def of(self, tag: str) -> Secrets:
+        """The secrets of one product (learning into it learns into this set too). A run's records are masked
+        with its own product's secrets only, so masking tells a caller nothing about another product's."""
+        with self._lock:
+            child = self._children.get(tag)
+            if child is None:
+                child = self._children[tag] = Secrets(parent=self)
+            return child
 
     def learn(self, values: Iterable[str]) -> None:
         """Mask these values from now on (with their URL-encoded and JSON-escaped spellings)."""

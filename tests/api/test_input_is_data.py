@@ -400,3 +400,12 @@ def test_what_the_probe_broke_is_refused_in_words(echo: Ductape) -> None:
     echo.job.cancel(made)
     with pytest.raises(ConflictError, match="cancelled"):
         echo.job.trigger(made)
+
+
+def test_a_run_is_masked_with_its_own_products_secrets_only(echo: Ductape) -> None:
+    """Masking must not tell a caller of one product whether a guess is another product's secret."""
+    echo.products.add({"tag": "corp", "envs": {"dev": {"secrets": {"key": "corp-secret-6666"}}}})
+    guesses = {"own": SIGNING, "other": "corp-secret-6666"}
+    job_id = echo.job.schedule({**SHOP_DEV, "input": guesses}).job_id
+    echo.drain()
+    assert only_run(echo, job_id).output == {"own": "[secret]", "other": "corp-secret-6666"}

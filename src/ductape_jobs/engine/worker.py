@@ -268,7 +268,8 @@ class Worker:
             ok = False
             retryable = bool(getattr(exc, "retryable", True))
             error = _describe(exc)
-        output, error = self.secrets.mask(output), None if error is None else self.secrets.mask_text(error)
+        secrets = self.secrets.of(run.product_tag)  # its own product's: masking reveals nothing of another's
+        output, error = secrets.mask(output), None if error is None else secrets.mask_text(error)
         finished = self.clock.now()
         retry_at = None
         if not ok and retryable and run.retry_count < run.max_retries:

@@ -69,7 +69,9 @@ class RunPreparer:
         }
         constants = {tag: app.constants for tag, app in product.apps.items()}
         secrets = Expanding(
-            product.envs[run.env].secrets, f"{where}.envs.{run.env}.secrets", secrets=self.products.secrets
+            product.envs[run.env].secrets,
+            f"{where}.envs.{run.env}.secrets",
+            secrets=self.products.secrets.of(product.tag),
         )
         return Scope(
             input=run.input, session=run.session, variables=variables, constants=constants, secrets=secrets, now=now

@@ -199,7 +199,7 @@ class FeatureEngine:
                 owner,
                 FeatureRunStatus.FAILED,
                 now,
-                self.prepare.products.secrets.mask_text(str(exc)),
+                self.prepare.products.secrets.of(run.product_tag).mask_text(str(exc)),
             )
             return await self._get(run.id)
         return await self._drive(run, owner, product, plan)
@@ -339,7 +339,7 @@ class FeatureEngine:
                 output, job_id = await self._attempt(state, event, attempt)
             except Exception as exc:
                 failed += 1
-                error = self.prepare.products.secrets.mask_text(_describe(exc))
+                error = self.prepare.products.secrets.of(state.run.product_tag).mask_text(_describe(exc))
                 if getattr(exc, "retryable", True) and failed <= event.spec.retries:
                     log.warning("feature event %s/%s attempt %d failed; retrying: %s", seq, tag, attempt, exc)
                     await self._finish(state, event, EventStatus.RETRYING, error=error)
@@ -357,7 +357,9 @@ class FeatureEngine:
 
     async def _finish(self, state: _Drive, event: PlannedEvent, status: EventStatus, **values: Any) -> None:
         if "output" in values:
-            values["output"] = self.prepare.products.secrets.mask(values["output"])  # no secret leaves in a record
+            values["output"] = self.prepare.products.secrets.of(state.run.product_tag).mask(
+                values["output"]
+            )  # no secret leaves in a record
         ok = await self._io(
             self.store.finish_feature_event,
             state.run.id,
@@ -399,7 +401,7 @@ class FeatureEngine:
             "product_tag": run.product_tag,
             "event": event.tag,
             # resolved once, here: data to the job, never a template again; stored, so no secret in it
-            "input": self.prepare.products.secrets.mask(literal(resolved)),
+            "input": self.prepare.products.secrets.of(run.product_tag).mask(literal(resolved)),
             "retries": event.spec.retries,
         }
         if event.spec.app is not None:
@@ -427,7 +429,7 @@ class FeatureEngine:
                     event.tag,
                     env=run.env,
                     product_tag=run.product_tag,
-                    input=self.prepare.products.secrets.mask(resolved),  # stored: no secret in it
+                    input=self.prepare.products.secrets.of(run.product_tag).mask(resolved),  # stored: no secret
                     claims=run.session,
                     run_id=child_id,
                     owner=state.owner,

@@ -55,7 +55,7 @@ class EventRef:
 class Products:
     def __init__(self, specs: list[ProductSpec] | None = None) -> None:
         self._by_tag: dict[str, ProductSpec] = {}
-        self.secrets = Secrets(parent=SECRETS)  # every product's secrets, masked in what runs write
+        self.secrets = Secrets(parent=SECRETS)  # every product's secrets; .of(tag): one product's
         for spec in specs or []:
             self.add(spec)
 
@@ -86,7 +86,9 @@ class Products:
             except PydanticValidationError as exc:
                 raise invalid(exc.errors()[0], "product") from None
         check_features(spec, self.locate)  # sequences, parents, $Sequence piping, the events they run
-        self.secrets.learn_settings(spec.model_dump(exclude={"features"}))  # masked wherever text leaves the engine
+        self.secrets.of(spec.tag).learn_settings(
+            spec.model_dump(exclude={"features"})
+        )  # masked wherever text leaves the engine
         self._by_tag[spec.tag] = spec
         return spec
 
