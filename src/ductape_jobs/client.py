@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any, TypeVar
 
+from ductape_jobs.blocking import run_blocking
 from ductape_jobs.clock import Clock, StoreClock, SystemClock
 from ductape_jobs.engine.events import RunObserver
 from ductape_jobs.engine.retry import Backoff
@@ -161,13 +162,13 @@ class Ductape:
 
     def drain(self) -> DrainSummary:
         """Run everything due now, in this process, until nothing more is due; returns what happened."""
-        return asyncio.run(self.new_worker().run_until_idle())
+        return run_blocking(lambda: self.new_worker().run_until_idle(), "ductape.drain()")
 
     def worker(self, **overrides: Any) -> None:
         """Run the engine (scheduler and workers) until SIGTERM/SIGINT, then stop claiming, let in-flight runs
         finish within ``shutdown_grace`` and give the rest back to the queue. If code of a run given back is
         still running in a thread, the process then exits at once (a thread cannot be stopped)."""
-        worker = asyncio.run(self.run_worker(**overrides))
+        worker = run_blocking(lambda: self.run_worker(**overrides), "ductape.worker()")
         if worker.abandoned:
             logging.getLogger("ductape_jobs.worker").warning(
                 "exiting with %d run(s) still executing in threads (released to other workers)", worker.abandoned

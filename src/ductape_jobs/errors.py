@@ -7,6 +7,7 @@
      +-- NotFoundError   (also LookupError)  no job, schedule or run with that tag or id
      +-- ConflictError                        the store refused the change (duplicate tag, wrong state)
      +-- StoreError                           the store failed (driver errors are translated into this)
+     +-- RunningLoopError (also RuntimeError) a blocking call inside a running event loop: use AsyncDuctape
      +-- ExecutionError                       raised inside a run: the event failed
           +-- ExecutorNotFoundError            no executor / no registered function for the event
           +-- RunTimeoutError                  the run passed its `timeout`
@@ -55,6 +56,10 @@ class ConflictError(DuctapeError):
 
 class StoreError(DuctapeError):
     """The store failed; the driver's exception is the ``__cause__``."""
+
+
+class RunningLoopError(DuctapeError, RuntimeError):
+    """A blocking call (``drain()``, ``feature.run``, ...) was made from inside a running event loop."""
 
 
 class ExecutionError(DuctapeError):

@@ -26,6 +26,7 @@ from ductape_jobs import (
 from ductape_jobs.jobs import Jobs
 
 EXPECTED = {
+    "RunningLoopError",
     "FeatureEventTypes",
     "literal",
     "AsyncDuctape",

@@ -148,3 +148,14 @@ def test_a_job_event_in_a_feature_may_say_when(dt: Ductape, clock: FakeClock) ->
         dt.products.add({"tag": "shop2", "envs": ["dev"], "features": {"g": {"sequence": [{"sequence_tag": "a",
             "events": [{"type": "FUNCTION", "event": "remind", "start_at": 0}]}]}}})  # fmt: skip
     assert caught.value.field.endswith("start_at") and "only a JOB event" in caught.value.rule
+
+
+def test_blocking_calls_inside_an_event_loop_say_what_to_use(report: Ductape) -> None:
+    async def inside() -> None:
+        with pytest.raises(ductape_jobs.RunningLoopError, match=r"use AsyncDuctape \(await ductape.drain\(\)\)"):
+            report.drain()
+        with pytest.raises(ductape_jobs.RunningLoopError, match="ductape.feature.run"):
+            report.feature.run("f", env="dev", product_tag="shop")
+
+    asyncio.run(inside())
+    assert report.drain().ran == 0  # outside a loop it works

@@ -7,6 +7,7 @@ import asyncio
 import builtins
 from typing import TYPE_CHECKING, Any
 
+from ductape_jobs.blocking import run_blocking
 from ductape_jobs.errors import NotFoundError, ValidationError
 from ductape_jobs.features.engine import FeatureEngine, Sleep
 from ductape_jobs.features.records import FeatureRun, FeatureRunStatus
@@ -58,16 +59,19 @@ class Features:
         """Run feature ``tag`` of ``product_tag`` in ``env`` now, in this process, and return the finished run
         (``status`` completed or failed, with each event's result). ``session`` is a session token
         (``"tag:jwt"`` or ``{"tag", "token"}``) whose verified data feeds ``$Session{...}``."""
-        return asyncio.run(self.engine.start(tag, env=env, product_tag=product_tag, input=input, session=session))
+        return run_blocking(
+            lambda: self.engine.start(tag, env=env, product_tag=product_tag, input=input, session=session),
+            "ductape.feature.run()",
+        )
 
     def resume(self, feature_run_id: str) -> FeatureRun:
         """Carry on an unfinished run (its driver died) from the first event that had not finished. A finished
         run is returned as it is; ``ConflictError`` while another driver's lease on it has not expired."""
-        return asyncio.run(self.engine.resume(feature_run_id))
+        return run_blocking(lambda: self.engine.resume(feature_run_id), "ductape.feature.resume()")
 
     def retry(self, feature_run_id: str) -> FeatureRun:
         """Run a failed run again: its failed and skipped events run; completed ones are kept."""
-        return asyncio.run(self.engine.retry(feature_run_id))
+        return run_blocking(lambda: self.engine.retry(feature_run_id), "ductape.feature.retry()")
 
     def get(self, feature_run_id: str) -> FeatureRun:
         """One feature run with each event's result."""
