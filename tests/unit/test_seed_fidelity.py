@@ -154,7 +154,7 @@ def test_blocking_calls_inside_an_event_loop_say_what_to_use(report: Ductape) ->
     async def inside() -> None:
         with pytest.raises(ductape_jobs.RunningLoopError, match=r"use AsyncDuctape \(await ductape.drain\(\)\)"):
             report.drain()
-        with pytest.raises(ductape_jobs.RunningLoopError, match="ductape.feature.run"):
+        with pytest.raises(ductape_jobs.RunningLoopError, match=r"ductape\.feature\.run"):
             report.feature.run("f", env="dev", product_tag="shop")
 
     asyncio.run(inside())
