@@ -21,7 +21,6 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from ductape_jobs.features.records import EventStatus, FeatureRun, FeatureRunStatus
 from ductape_jobs.models import (
     ApiKey,
     JobDefinition,
@@ -37,6 +36,7 @@ from ductape_jobs.models import (
     Webhook,
     WebhookDelivery,
 )
+from ductape_jobs.store.records import EventStatus, FeatureRun, FeatureRunStatus
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 from ductape_jobs.errors import ConflictError, NotFoundError
-from ductape_jobs.features.records import EventStatus, FeatureRun, FeatureRunStatus
 from ductape_jobs.store.codec import ms
 from ductape_jobs.store.feature_rows import (
     event_finish_params,
@@ -22,6 +21,7 @@ from ductape_jobs.store.feature_rows import (
     feature_run_params,
 )
 from ductape_jobs.store.postgres.connection import Conn, Database
+from ductape_jobs.store.records import EventStatus, FeatureRun, FeatureRunStatus
 from ductape_jobs.store.sql import load_queries
 
 F = load_queries("ductape_jobs.store.postgres", "features.sql")

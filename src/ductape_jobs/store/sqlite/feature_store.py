@@ -12,7 +12,6 @@ from datetime import datetime
 from typing import Any
 
 from ductape_jobs.errors import ConflictError, NotFoundError
-from ductape_jobs.features.records import EventStatus, FeatureRun, FeatureRunStatus
 from ductape_jobs.store.codec import ms
 from ductape_jobs.store.feature_rows import (
     event_finish_params,
@@ -21,6 +20,7 @@ from ductape_jobs.store.feature_rows import (
     feature_run_from_row,
     feature_run_params,
 )
+from ductape_jobs.store.records import EventStatus, FeatureRun, FeatureRunStatus
 from ductape_jobs.store.sql import load_queries
 
 F = load_queries("ductape_jobs.store.sqlite", "features.sql")
