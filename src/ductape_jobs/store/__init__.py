@@ -5,9 +5,28 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 from ductape_jobs.errors import ValidationError
-from ductape_jobs.store.base import Advance, Capabilities, DueSchedule, Outcome, Store, Wakeups
+from ductape_jobs.store.base import (
+    UNCHANGED,
+    Advance,
+    Capabilities,
+    DueSchedule,
+    Outcome,
+    ScheduleChange,
+    Store,
+    Wakeups,
+)
 
-__all__ = ["Advance", "Capabilities", "DueSchedule", "Outcome", "Store", "Wakeups", "open_store"]
+__all__ = [
+    "UNCHANGED",
+    "Advance",
+    "Capabilities",
+    "DueSchedule",
+    "Outcome",
+    "ScheduleChange",
+    "Store",
+    "Wakeups",
+    "open_store",
+]
 
 DEFAULT_URL = "sqlite:///./ductape.db"
 

@@ -17,9 +17,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
-from typing import Any
+from enum import Enum
+from typing import Any, Final, Literal
 
 from ductape_jobs.models import (
     ApiKey,
@@ -112,6 +113,45 @@ class DueDelivery:
 Planner = Callable[[DueSchedule], Advance]
 
 
+class Unchanged(Enum):
+    """The type of ``UNCHANGED``: a field of a change record that keeps its stored value."""
+
+    UNCHANGED = "unchanged"
+
+    def __repr__(self) -> str:
+        return "UNCHANGED"
+
+
+UNCHANGED: Final = Unchanged.UNCHANGED
+Keep = Literal[Unchanged.UNCHANGED]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduleChange:
+    """What ``Store.update_schedule`` changes: each field left ``UNCHANGED`` keeps its stored value (``None`` is
+    a value: it clears the field). ``cancel_pending`` also cancels the schedule's runs that have not started."""
+
+    status: ScheduleStatus | Keep = UNCHANGED
+    reason: str | Keep | None = UNCHANGED
+    next_run_at: datetime | Keep | None = UNCHANGED
+    cron: str | Keep | None = UNCHANGED
+    tz: str | Keep | None = UNCHANGED
+    every: timedelta | Keep | None = UNCHANGED
+    limit: int | Keep | None = UNCHANGED
+    end_date: datetime | Keep | None = UNCHANGED
+    follows_job: bool | Keep = UNCHANGED
+    start_at: datetime | Keep | None = UNCHANGED
+    cancel_pending: bool = False
+
+    def changed(self) -> dict[str, Any]:
+        """The fields that change (``cancel_pending`` aside), by name."""
+        return {
+            f.name: value
+            for f in fields(self)
+            if f.name != "cancel_pending" and (value := getattr(self, f.name)) is not UNCHANGED
+        }
+
+
 class Store(ABC):
     capabilities: Capabilities = Capabilities()
 
@@ -181,9 +221,10 @@ class Store(ABC):
         """Schedules, newest first; ``product_tag``/``env`` keep one product's (an API key's scope)."""
 
     @abstractmethod
-    def update_schedule(self, schedule_id: str, now: datetime, **changes: Any) -> Schedule:
-        """Change a schedule's state or timing (status, reason, next_run_at, cron, tz, every, limit, ...).
-        With ``cancel_pending=True`` its runs that have not started are cancelled too."""
+    def update_schedule(self, schedule_id: str, now: datetime, change: ScheduleChange) -> Schedule:
+        """Apply ``change`` to a schedule's state or timing (status, reason, next_run_at, cron, tz, every, limit,
+        ...). With ``change.cancel_pending`` its runs that have not started are cancelled too.
+        ``NotFoundError`` if there is no such schedule."""
 
     @abstractmethod
     def advance_due(self, now: datetime, limit: int, planner: Planner) -> list[NewRun]:

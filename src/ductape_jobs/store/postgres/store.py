@@ -38,7 +38,7 @@ from ductape_jobs.models import (
     Schedule,
     ScheduleStatus,
 )
-from ductape_jobs.store.base import Capabilities, DueSchedule, Outcome, Planner, Store, Wakeups
+from ductape_jobs.store.base import Capabilities, DueSchedule, Outcome, Planner, ScheduleChange, Store, Wakeups
 from ductape_jobs.store.codec import (
     attempt_from_row,
     dumps,
@@ -193,8 +193,9 @@ class PostgresStore(PostgresApiStore, PostgresFeatureStore, Store):
         rows = self._db.run(lambda c: c.execute(query, [*params, limit, offset]).fetchall(), idempotent=True)
         return [schedule_from_row(r) for r in rows]
 
-    def update_schedule(self, schedule_id: str, now: datetime, **changes: Any) -> Schedule:
-        cancel_pending = bool(changes.pop("cancel_pending", False))
+    def update_schedule(self, schedule_id: str, now: datetime, change: ScheduleChange) -> Schedule:
+        changes = change.changed()
+        cancel_pending = change.cancel_pending
         values = schedule_changes(changes)
         sets = ", ".join(f"{column} = %({column})s" for column in values)
         params = {**values, "id": schedule_id, "now": ms(now)}

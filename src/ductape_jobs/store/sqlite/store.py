@@ -23,7 +23,16 @@ from ductape_jobs.models import (
     Schedule,
     ScheduleStatus,
 )
-from ductape_jobs.store.base import Advance, Capabilities, DueSchedule, Outcome, Planner, Store, Wakeups
+from ductape_jobs.store.base import (
+    Advance,
+    Capabilities,
+    DueSchedule,
+    Outcome,
+    Planner,
+    ScheduleChange,
+    Store,
+    Wakeups,
+)
 from ductape_jobs.store.codec import (
     attempt_from_row,
     dumps,
@@ -230,8 +239,9 @@ class SQLiteStore(SQLiteApiStore, SQLiteFeatureStore, Store):
         sql += " ORDER BY created_at DESC, id DESC LIMIT ? OFFSET ?"
         return [schedule_from_row(r) for r in self._all(sql, [*params, limit, offset])]
 
-    def update_schedule(self, schedule_id: str, now: datetime, **changes: Any) -> Schedule:
-        cancel_pending = bool(changes.pop("cancel_pending", False))
+    def update_schedule(self, schedule_id: str, now: datetime, change: ScheduleChange) -> Schedule:
+        changes = change.changed()
+        cancel_pending = change.cancel_pending
         columns = schedule_changes(changes)
         sets = [f"{column} = :{column}" for column in columns]
         params: dict[str, Any] = {"id": schedule_id, "now": ms(now), **columns}
