@@ -660,6 +660,35 @@ def test_a_held_run_is_released_when_the_previous_run_is_lost_for_good(store: St
     assert (run_of(store, held.id).phase, run_of(store, held.id).available_at) == (RunPhase.QUEUED, at)
 
 
+@pytest.mark.parametrize("ending", ["completed", "failed", "lost"])
+def test_an_ending_run_releases_only_the_runs_held_behind_it(store: Store, ending: str) -> None:
+    """Rule that once drifted between backends: only the ended runs' own schedules are looked at."""
+    s, _ = setup(store, T0, overlap=Overlap.BUFFER_ONE)
+    held = due_run(s, T0 + MIN, held=True)
+    store.trigger(s.id, held)
+    other, _ = setup(store, overlap=Overlap.BUFFER_ONE)
+    stray = due_run(other, T0 + MIN, held=True)  # held with nothing ahead of it: not this ending's business
+    store.trigger(other.id, stray)
+    (running,) = store.acquire_runs("w1", 5, LEASE, T0 + 2 * MIN)
+    end = T0 + 3 * MIN
+    if ending == "lost":
+        end = T0 + 2 * MIN + 2 * LEASE
+        assert store.rescue_expired(end, max_rescues=0) == [running.id]
+    else:
+        store.finish_runs([ok(running) if ending == "completed" else fail(running)], end)
+    assert (run_of(store, held.id).phase, run_of(store, held.id).available_at) == (RunPhase.QUEUED, end)
+    assert (run_of(store, stray.id).phase, run_of(store, stray.id).available_at) == (RunPhase.SCHEDULED, None)
+
+
+def test_acquired_runs_come_back_oldest_due_first_then_by_id(store: Store) -> None:
+    """Rule that once drifted between backends: the order of ``acquire_runs``'s result."""
+    times = [T0 - 3 * MIN, T0 - MIN, T0 - 2 * MIN, T0 - MIN, T0 - 3 * MIN, T0]
+    made = [setup(store, at)[1][0] for at in times]
+    claimed = store.acquire_runs("w1", 10, LEASE, T0)
+    expected = sorted(zip(times, made, strict=True))
+    assert [(r.available_at, r.id) for r in claimed] == expected
+
+
 def test_a_final_failure_pauses_a_pause_on_failure_schedule(store: Store) -> None:
     s, (a, b) = setup(store, T0 - MIN, T0, pause_on_failure=True, every=MIN, next_run_at=T0 + MIN)
     plain, (c,) = setup(store, T0, every=MIN, next_run_at=T0 + MIN)

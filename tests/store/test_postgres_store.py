@@ -163,7 +163,7 @@ HOT = ["due_schedules", "acquire_runs", "next_wakeup", "expired_leases", "overla
 
 @pytest.mark.parametrize("name", HOT)
 def test_hot_query_can_use_an_index(pg_backend: Backend, name: str) -> None:
-    from ductape_jobs.store.postgres.store import Q
+    from ductape_jobs.store.postgres.dialect import Q
 
     pg_backend.open()
     params = {"now": 1, "limit": 10, "worker_id": "w", "lease_until": 2, "ids": ["s"], "schedule_ids": ["s"]}

@@ -59,3 +59,9 @@ WHERE id = :id AND status = 'failed';
 -- name: reset_unsuccessful_events
 UPDATE feature_events SET status = 'pending', error = NULL, completed_at = NULL
 WHERE feature_run_id = :id AND status IN ('failed', 'skipped');
+
+-- name: list_feature_runs
+SELECT * FROM feature_runs
+WHERE (:feature_tag IS NULL OR feature_tag = :feature_tag)
+  AND (:status IS NULL OR status = :status)
+ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset;
