@@ -8,9 +8,25 @@ import pytest
 
 from ductape_jobs.store.sqlite.dialect import Q, SQLiteDialect
 
-HOT = ["due_schedules", "acquire_runs", "next_wakeup", "expired_leases", "overlap_state", "release_held_runs"]
+HOT = [
+    "due_schedules",
+    "acquire_runs",
+    "next_wakeup",
+    "expired_leases",
+    "overlap_state",
+    "release_held_runs",
+    "buffer_one_schedules_of_runs",
+]
 _NOT_TABLES = ("SCAN CONSTANT ROW", "SCAN json_each VIRTUAL TABLE")
-PARAMS = {"now": 1, "limit": 10, "worker_id": "w", "lease_until": 2, "ids": '["s"]', "schedule_ids": '["s"]'}
+PARAMS = {
+    "now": 1,
+    "limit": 10,
+    "worker_id": "w",
+    "lease_until": 2,
+    "ids": '["s"]',
+    "schedule_ids": '["s"]',
+    "run_ids": '["r"]',
+}
 
 
 @pytest.mark.parametrize("name", HOT)

@@ -217,7 +217,10 @@ class SQLStore(ApiCore, FeatureCore, Store):
             ]
             moved = {r["id"] for r in tx.each("advance_schedule", params)}  # the others moved first
             runs = [r for p in plans if p.schedule_id in moved for r in p.runs]
-            inserted = {r["id"] for r in tx.each("insert_run", [new_run_params(r, now) for r in runs])}
+            if not runs:
+                return []
+            tx.many("insert_run", [new_run_params(r, now) for r in runs])  # a run already due at that time stays
+            inserted = {r["id"] for r in tx.all("runs_by_id", {"ids": [r.id for r in runs]})}
             return [r for r in runs if r.id in inserted]
 
         return self._write(op, idempotent=True)
@@ -244,7 +247,7 @@ class SQLStore(ApiCore, FeatureCore, Store):
         def op(tx: Tx) -> None:
             # Each update is guarded by (lease_owner, attempt): an outcome whose lease was lost changes only
             # its attempt row (and not even that once the rescue marked the attempt lost).
-            ended = tx.each("complete_run", done)
+            tx.many("complete_run", done)
             if retry:
                 tx.many("schedule_retry", retry)
             lost = tx.each("fail_run", failed)
@@ -255,7 +258,7 @@ class SQLStore(ApiCore, FeatureCore, Store):
             if pauses:
                 tx.many("pause_on_failure", pauses)
             tx.many("finish_attempt", attempts)
-            _release_held(tx, [*ended, *lost], now)
+            _release_held(tx, [o["run_id"] for o in [*done, *failed]], now)
 
         self._write(op, idempotent=True)
 
@@ -294,7 +297,7 @@ class SQLStore(ApiCore, FeatureCore, Store):
             tx.many("finish_attempt", attempts)
             if back:
                 tx.many("rescue_run", back)
-            _release_held(tx, tx.each("fail_lost_run", lost), now)
+            _release_held(tx, [r["id"] for r in tx.each("fail_lost_run", lost)], now)
             tx.notify()
             return [r["id"] for r in rows]
 
@@ -317,7 +320,7 @@ class SQLStore(ApiCore, FeatureCore, Store):
 
     def trigger(self, schedule_id: str, run: NewRun) -> None:
         def op(tx: Tx) -> None:
-            if tx.one("insert_run", new_run_params(run, run.scheduled_at)) is None:
+            if tx.run("insert_run", new_run_params(run, run.scheduled_at)) != 1:
                 raise ConflictError(f"schedule {schedule_id!r} already has a run due at {run.scheduled_at}")
             tx.notify()
 
@@ -371,11 +374,15 @@ class SQLStore(ApiCore, FeatureCore, Store):
         self._write(op, idempotent=True)
 
 
-def _release_held(tx: Tx, ended: list[Row], now: datetime) -> None:
-    """Runs held behind these ended runs (``buffer_one``) become due now; only their schedules are looked at."""
-    ids = sorted({r["schedule_id"] for r in ended if r["overlap"] == Overlap.BUFFER_ONE.value})
+def _release_held(tx: Tx, ended: list[str], now: datetime) -> None:
+    """Runs held behind these ended runs (``buffer_one``) become due now; only their schedules are looked at.
+    Releasing is idempotent (a held run is released only when no run of its schedule is active), so an
+    outcome that changed nothing (its lease was lost) may name its run here too."""
+    if not ended:
+        return
+    # On PostgreSQL this waits (FOR SHARE) for a scheduler that is deciding about these schedules.
+    ids = [r["id"] for r in tx.all("buffer_one_schedules_of_runs", {"run_ids": ended})]
     if ids:
-        tx.all("share_schedules", {"ids": ids})  # waits for a scheduler deciding about these schedules
         tx.run("release_held_runs", {"schedule_ids": ids, "now": ms(now)})
 
 

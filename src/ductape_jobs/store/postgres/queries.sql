@@ -70,8 +70,7 @@ SELECT %(id)s::text, s.id, %(scheduled_at)s::bigint, s.job_tag, s.product_tag, s
     s.overlap, s.retries, s.timeout_ms, %(now)s::bigint, %(now)s::bigint
 FROM schedules s JOIN jobs j ON j.tag = s.job_tag
 WHERE s.id = %(schedule_id)s
-ON CONFLICT (schedule_id, scheduled_at) DO NOTHING
-RETURNING id;
+ON CONFLICT (schedule_id, scheduled_at) DO NOTHING;
 
 -- name: insert_first_run
 -- A new schedule's first run, with the values add_schedules already holds (no lookups).
@@ -88,10 +87,16 @@ SELECT * FROM schedules WHERE id = %(id)s;
 -- name: lock_schedule
 SELECT * FROM schedules WHERE id = %(id)s FOR UPDATE;
 
--- name: share_schedules
--- Taken before releasing held runs: waits for a scheduler that is deciding about these schedules (it holds
--- them FOR UPDATE), so a run it holds back behind a run that is ending now is seen and released.
-SELECT id FROM schedules WHERE id = ANY(%(ids)s) ORDER BY id FOR SHARE;
+-- name: buffer_one_schedules_of_runs
+-- The buffer_one schedules of runs that ended, locked FOR SHARE before their held runs are released: waits
+-- for a scheduler that is deciding about these schedules (it holds them FOR UPDATE), so a run it holds back
+-- behind a run that is ending now is seen and released.
+SELECT id FROM schedules
+WHERE id IN (SELECT schedule_id FROM runs WHERE id = ANY(%(run_ids)s) AND overlap = 'buffer_one')
+ORDER BY id FOR SHARE;
+
+-- name: runs_by_id
+SELECT id FROM runs WHERE id = ANY(%(ids)s);
 
 -- name: due_schedules
 -- Several schedulers split the due schedules between them: each locks its own and skips the others'.
@@ -171,8 +176,7 @@ WHERE run_id = %(run_id)s AND attempt = %(attempt)s AND finished_at IS NULL;
 -- name: complete_run
 UPDATE runs SET phase = 'completed', completed_at = %(finished_at)s, duration_ms = %(duration_ms)s,
     output = %(output)s, error = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = %(now)s
-WHERE id = %(run_id)s AND lease_owner = %(worker_id)s AND attempt = %(attempt)s AND phase = 'running'
-RETURNING id, schedule_id, overlap;
+WHERE id = %(run_id)s AND lease_owner = %(worker_id)s AND attempt = %(attempt)s AND phase = 'running';
 
 -- name: schedule_retry
 UPDATE runs SET phase = 'retry_scheduled', available_at = %(retry_at)s, retry_count = retry_count + 1,

@@ -63,8 +63,7 @@ SELECT :id, s.id, :scheduled_at, s.job_tag, s.product_tag, s.env, j.event_type, 
     s.session_claims, s.input, :phase, :available_at, :triggered_by, s.overlap, s.retries, s.timeout_ms, :now, :now
 FROM schedules s JOIN jobs j ON j.tag = s.job_tag
 WHERE s.id = :schedule_id
-ON CONFLICT (schedule_id, scheduled_at) DO NOTHING
-RETURNING id;
+ON CONFLICT (schedule_id, scheduled_at) DO NOTHING;
 
 -- name: insert_first_run
 -- A new schedule's first run, with the values add_schedules already holds (no lookups).
@@ -79,9 +78,13 @@ SELECT * FROM schedules WHERE id = :id;
 -- name: lock_schedule
 SELECT * FROM schedules WHERE id = :id;
 
--- name: share_schedules
+-- name: buffer_one_schedules_of_runs
 -- (SQLite's single writer already excludes a scheduler deciding about these schedules.)
-SELECT id FROM schedules WHERE id IN (SELECT value FROM json_each(:ids)) ORDER BY id;
+SELECT DISTINCT schedule_id AS id FROM runs
+WHERE id IN (SELECT value FROM json_each(:run_ids)) AND overlap = 'buffer_one';
+
+-- name: runs_by_id
+SELECT id FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: due_schedules
 SELECT * FROM schedules
@@ -153,8 +156,7 @@ WHERE run_id = :run_id AND attempt = :attempt AND finished_at IS NULL;
 -- name: complete_run
 UPDATE runs SET phase = 'completed', completed_at = :finished_at, duration_ms = :duration_ms, output = :output,
     error = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
-WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase = 'running'
-RETURNING id, schedule_id, overlap;
+WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase = 'running';
 
 -- name: schedule_retry
 UPDATE runs SET phase = 'retry_scheduled', available_at = :retry_at, retry_count = retry_count + 1,
