@@ -30,3 +30,25 @@ def test_store_imports_nothing_above_it() -> None:
             if module not in BELOW_STORE:
                 offenders.append(f"{path.relative_to(PACKAGE)} imports {module}")
     assert offenders == []
+
+
+def test_both_dialects_name_the_same_queries() -> None:
+    """The core runs queries by name: each backend's ``.sql`` files define the same names (PostgreSQL's
+    ``notify`` and ``server_time``, and SQLite's ``insert_attempt`` of its two-statement claim, aside)."""
+    from ductape_jobs.store.postgres.dialect import Q as POSTGRES
+    from ductape_jobs.store.sqlite.dialect import Q as SQLITE
+
+    assert set(POSTGRES) - set(SQLITE) == {"notify", "server_time"}
+    assert set(SQLITE) - set(POSTGRES) == {"insert_attempt"}
+
+
+def test_each_backend_is_every_narrow_part_of_the_contract() -> None:
+    from ductape_jobs.store import AccessStore, FeatureStore, SchedulingStore, StatsStore, Store
+    from ductape_jobs.store.core import SQLStore
+    from ductape_jobs.store.postgres import PostgresStore
+    from ductape_jobs.store.sqlite import SQLiteStore
+
+    for backend in (SQLiteStore, PostgresStore):
+        assert issubclass(backend, SQLStore) and issubclass(backend, Store)
+        for part in (SchedulingStore, FeatureStore, AccessStore, StatsStore):
+            assert issubclass(backend, part)

@@ -12,17 +12,23 @@ from ductape_jobs.store.base import (
     DueSchedule,
     Outcome,
     ScheduleChange,
+    SchedulingStore,
     Store,
     Wakeups,
 )
+from ductape_jobs.store.contracts import AccessStore, FeatureStore, StatsStore
 
 __all__ = [
     "UNCHANGED",
+    "AccessStore",
     "Advance",
     "Capabilities",
     "DueSchedule",
+    "FeatureStore",
     "Outcome",
     "ScheduleChange",
+    "SchedulingStore",
+    "StatsStore",
     "Store",
     "Wakeups",
     "open_store",

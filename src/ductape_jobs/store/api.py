@@ -29,8 +29,8 @@ from ductape_jobs.store.api_codec import (
     webhook_from_row,
     webhook_params,
 )
-from ductape_jobs.store.base import DueDelivery
 from ductape_jobs.store.codec import ms, schedule_from_row
+from ductape_jobs.store.contracts import DueDelivery
 from ductape_jobs.store.dialect import Row, Tx, UsesDialect
 
 
