@@ -16,6 +16,10 @@ HOT = [
     "overlap_state",
     "release_held_runs",
     "buffer_one_schedules_of_runs",
+    "list_runs_of_schedule",
+    "list_runs_of_job",
+    "list_failed_runs",
+    "list_feature_runs_of_feature",
 ]
 _NOT_TABLES = ("SCAN CONSTANT ROW", "SCAN json_each VIRTUAL TABLE")
 PARAMS = {
@@ -26,6 +30,16 @@ PARAMS = {
     "ids": '["s"]',
     "schedule_ids": '["s"]',
     "run_ids": '["r"]',
+    "schedule_id": "s",
+    "job_tag": "j",
+    "product_tag": None,
+    "env": None,
+    "phase": None,
+    "since": None,
+    "until": None,
+    "offset": 0,
+    "feature_tag": "f",
+    "status": None,
 }
 
 

@@ -166,6 +166,10 @@ HOT = [
     "overlap_state",
     "release_held_runs",
     "buffer_one_schedules_of_runs",
+    "list_runs_of_schedule",
+    "list_runs_of_job",
+    "list_failed_runs",
+    "list_feature_runs_of_feature",
 ]
 
 
@@ -182,6 +186,16 @@ def test_hot_query_can_use_an_index(pg_backend: Backend, name: str) -> None:
         "ids": ["s"],
         "schedule_ids": ["s"],
         "run_ids": ["r"],
+        "schedule_id": "s",
+        "job_tag": "j",
+        "product_tag": None,
+        "env": None,
+        "phase": None,
+        "since": None,
+        "until": None,
+        "offset": 0,
+        "feature_tag": "f",
+        "status": None,
     }
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f"SET search_path TO {pg_backend.schema}")

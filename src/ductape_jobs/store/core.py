@@ -347,8 +347,15 @@ class SQLStore(ApiCore, FeatureCore, Store):
             "limit": flt.limit,
             "offset": flt.offset,
         }
-        # Failed runs have a query of their own, so the partial index on them applies.
-        name = "list_failed_runs" if params["phase"] == RunPhase.FAILED.value else "list_runs"
+        # The most selective filter picks a query in which it is a plain equality, so its index applies
+        # (SQLite plans a query once, whatever the parameters; an "x IS NULL OR" filter uses no index).
+        name = "list_runs"
+        if flt.job_id is not None:
+            name = "list_runs_of_schedule"
+        elif flt.job_tag is not None:
+            name = "list_runs_of_job"
+        elif params["phase"] == RunPhase.FAILED.value:
+            name = "list_failed_runs"
         return [run_from_row(r) for r in self._read(lambda tx: tx.all(name, params))]
 
     def next_wakeup(self) -> Wakeups:

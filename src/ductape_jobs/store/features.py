@@ -61,7 +61,8 @@ class FeatureCore(UsesDialect):
             "limit": limit,
             "offset": offset,
         }
-        return [feature_run_from_row(r) for r in self._read(lambda tx: tx.all("list_feature_runs", params))]
+        name = "list_feature_runs" if feature_tag is None else "list_feature_runs_of_feature"  # its index applies
+        return [feature_run_from_row(r) for r in self._read(lambda tx: tx.all(name, params))]
 
     def claim_feature_run(
         self, run_id: str, owner: str, until: datetime, now: datetime, *, take_over: bool = False

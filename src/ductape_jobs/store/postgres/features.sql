@@ -66,3 +66,10 @@ SELECT * FROM feature_runs
 WHERE (%(feature_tag)s::text IS NULL OR feature_tag = %(feature_tag)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
 ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: list_feature_runs_of_feature
+-- list_feature_runs for one feature: a plain equality, so the (feature_tag, created_at, id) index applies.
+SELECT * FROM feature_runs
+WHERE feature_tag = %(feature_tag)s
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;

@@ -271,6 +271,30 @@ WHERE phase = 'failed'
   AND (%(until)s::bigint IS NULL OR scheduled_at < %(until)s)
 ORDER BY scheduled_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
 
+-- name: list_runs_of_schedule
+-- list_runs for one schedule: a plain equality, so the (schedule_id, scheduled_at) index applies.
+SELECT * FROM runs
+WHERE schedule_id = %(schedule_id)s
+  AND (%(job_tag)s::text IS NULL OR job_tag = %(job_tag)s)
+  AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+  AND (%(env)s::text IS NULL OR env = %(env)s)
+  AND (%(phase)s::text IS NULL OR phase = %(phase)s)
+  AND (%(since)s::bigint IS NULL OR scheduled_at >= %(since)s)
+  AND (%(until)s::bigint IS NULL OR scheduled_at < %(until)s)
+ORDER BY scheduled_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: list_runs_of_job
+-- list_runs for one job: a plain equality, so the (job_tag, scheduled_at, id) index applies.
+SELECT * FROM runs
+WHERE (%(schedule_id)s::text IS NULL OR schedule_id = %(schedule_id)s)
+  AND job_tag = %(job_tag)s
+  AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+  AND (%(env)s::text IS NULL OR env = %(env)s)
+  AND (%(phase)s::text IS NULL OR phase = %(phase)s)
+  AND (%(since)s::bigint IS NULL OR scheduled_at >= %(since)s)
+  AND (%(until)s::bigint IS NULL OR scheduled_at < %(until)s)
+ORDER BY scheduled_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
+
 -- name: next_wakeup
 SELECT
     (SELECT min(next_run_at) FROM schedules WHERE status = 'active' AND next_run_at IS NOT NULL) AS schedule_due,

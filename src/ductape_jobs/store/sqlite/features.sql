@@ -65,3 +65,10 @@ SELECT * FROM feature_runs
 WHERE (:feature_tag IS NULL OR feature_tag = :feature_tag)
   AND (:status IS NULL OR status = :status)
 ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset;
+
+-- name: list_feature_runs_of_feature
+-- list_feature_runs for one feature: a plain equality, so the (feature_tag, created_at, id) index applies.
+SELECT * FROM feature_runs
+WHERE feature_tag = :feature_tag
+  AND (:status IS NULL OR status = :status)
+ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset;

@@ -249,6 +249,30 @@ WHERE phase = 'failed'
   AND (:until IS NULL OR scheduled_at < :until)
 ORDER BY scheduled_at DESC, id DESC LIMIT :limit OFFSET :offset;
 
+-- name: list_runs_of_schedule
+-- list_runs for one schedule: a plain equality, so the (schedule_id, scheduled_at) index applies.
+SELECT * FROM runs
+WHERE schedule_id = :schedule_id
+  AND (:job_tag IS NULL OR job_tag = :job_tag)
+  AND (:product_tag IS NULL OR product_tag = :product_tag)
+  AND (:env IS NULL OR env = :env)
+  AND (:phase IS NULL OR phase = :phase)
+  AND (:since IS NULL OR scheduled_at >= :since)
+  AND (:until IS NULL OR scheduled_at < :until)
+ORDER BY scheduled_at DESC, id DESC LIMIT :limit OFFSET :offset;
+
+-- name: list_runs_of_job
+-- list_runs for one job: a plain equality, so the (job_tag, scheduled_at, id) index applies.
+SELECT * FROM runs
+WHERE (:schedule_id IS NULL OR schedule_id = :schedule_id)
+  AND job_tag = :job_tag
+  AND (:product_tag IS NULL OR product_tag = :product_tag)
+  AND (:env IS NULL OR env = :env)
+  AND (:phase IS NULL OR phase = :phase)
+  AND (:since IS NULL OR scheduled_at >= :since)
+  AND (:until IS NULL OR scheduled_at < :until)
+ORDER BY scheduled_at DESC, id DESC LIMIT :limit OFFSET :offset;
+
 -- name: next_wakeup
 SELECT
     (SELECT min(next_run_at) FROM schedules WHERE status = 'active' AND next_run_at IS NOT NULL) AS schedule_due,
