@@ -28,6 +28,7 @@ from ductape_jobs.models import (
     to_utc,
 )
 from ductape_jobs.products.admission import admit
+from ductape_jobs.store.base import ScheduleChange
 from ductape_jobs.timing import Occurrences, plan_due, preview
 from ductape_jobs.timing.planning import first_due
 from ductape_jobs.webhooks import schedule_payload
@@ -241,7 +242,9 @@ class Jobs:
         if schedule.status is not ScheduleStatus.ACTIVE:
             raise ConflictError(f"schedule {job_id!r} is {schedule.status}; only an active one pauses")
         text = f"paused: {reason}" if reason else "paused"
-        paused = self._store.update_schedule(job_id, self._clock.now(), status=ScheduleStatus.PAUSED, reason=text)
+        paused = self._store.update_schedule(
+            job_id, self._clock.now(), ScheduleChange(status=ScheduleStatus.PAUSED, reason=text)
+        )
         self._owner.webhooks.emit("job.paused", [schedule_payload(paused)])
         return paused
 
@@ -256,7 +259,7 @@ class Jobs:
             nxt = first_due(recurrence_of(schedule), now, occurrences_of(schedule))
         status = ScheduleStatus.ACTIVE if nxt is not None else ScheduleStatus.COMPLETED
         self._owner._notify_workers()
-        resumed = self._store.update_schedule(job_id, now, status=status, next_run_at=nxt, reason=None)
+        resumed = self._store.update_schedule(job_id, now, ScheduleChange(status=status, next_run_at=nxt, reason=None))
         self._owner.webhooks.emit("job.resumed", [schedule_payload(resumed)])
         return resumed
 
@@ -270,10 +273,7 @@ class Jobs:
         cancelled = self._store.update_schedule(
             job_id,
             self._clock.now(),
-            status=ScheduleStatus.CANCELLED,
-            reason=text,
-            next_run_at=None,
-            cancel_pending=True,
+            ScheduleChange(status=ScheduleStatus.CANCELLED, reason=text, next_run_at=None, cancel_pending=True),
         )
         self._owner.webhooks.emit("job.cancelled", [schedule_payload(cancelled)])
         return cancelled
@@ -306,15 +306,17 @@ class Jobs:
         return self._store.update_schedule(
             job_id,
             now,
-            cron=options.cron,
-            tz=options.tz,
-            every=every,
-            limit=options.limit,
-            end_date=options.end_date,
-            start_at=now,
-            follows_job=False,
-            next_run_at=nxt,
-            status=status,
+            ScheduleChange(
+                cron=options.cron,
+                tz=options.tz,
+                every=every,
+                limit=options.limit,
+                end_date=options.end_date,
+                start_at=now,
+                follows_job=False,
+                next_run_at=nxt,
+                status=status,
+            ),
         )
 
     def trigger(self, job_id: str) -> Run:

@@ -31,7 +31,7 @@ from ductape_jobs.models import (
     Webhook,
     WebhookDelivery,
 )
-from ductape_jobs.store import Outcome, Store
+from ductape_jobs.store import Outcome, ScheduleChange, Store
 from ductape_jobs.store.codec import ms
 from ductape_jobs.store.sql import load_migrations
 
@@ -258,7 +258,9 @@ def test_runs_per_minute_counts_ended_runs_by_minute(store: Store) -> None:
     run_to_end(store, blog, T0 + 3 * SEC, T0 + 3 * SEC, T0 + MIN + 2 * SEC, ok=True)
     cancelled = add_schedule(store)
     add_run(store, cancelled, T0 + 5 * SEC)
-    store.update_schedule(cancelled.id, T0 + 20 * SEC, status=ScheduleStatus.CANCELLED, cancel_pending=True)
+    store.update_schedule(
+        cancelled.id, T0 + 20 * SEC, ScheduleChange(status=ScheduleStatus.CANCELLED, cancel_pending=True)
+    )
 
     assert store.runs_per_minute(T0, T0 + 5 * MIN) == [
         MinuteCount(T0, completed=1, failed=1),
@@ -302,7 +304,7 @@ def test_next_due_schedules_soonest_first(store: Store) -> None:
     soon = add_schedule(store, next_run_at=T0 + MIN)
     add_schedule(store, next_run_at=None)
     paused = add_schedule(store, next_run_at=T0)
-    store.update_schedule(paused.id, T0, status=ScheduleStatus.PAUSED)
+    store.update_schedule(paused.id, T0, ScheduleChange(status=ScheduleStatus.PAUSED))
     blog = add_schedule(store, product="blog", next_run_at=T0 + 3 * MIN)
     assert [s.id for s in store.next_due_schedules(10)] == [soon.id, later.id, blog.id]
     assert [s.id for s in store.next_due_schedules(1)] == [soon.id]

@@ -32,7 +32,7 @@ from ductape_jobs.models import (
     ScheduleStatus,
     TriggeredBy,
 )
-from ductape_jobs.store import Advance, DueSchedule, Outcome, Store, Wakeups
+from ductape_jobs.store import Advance, DueSchedule, Outcome, ScheduleChange, Store, Wakeups
 from ductape_jobs.store.sql import load_migrations
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -173,7 +173,7 @@ def test_a_job_with_a_live_schedule_cannot_be_deleted(store: Store, status: Sche
     with pytest.raises(ConflictError, match="report"):
         store.delete_job("report")
     assert store.get_job("report") is not None
-    store.update_schedule(s.id, T0, status=ScheduleStatus.CANCELLED)
+    store.update_schedule(s.id, T0, ScheduleChange(status=ScheduleStatus.CANCELLED))
     store.delete_job("report")
     assert store.get_job("report") is None
 
@@ -252,7 +252,7 @@ def test_get_and_list_schedules(store: Store) -> None:
     store.create_job(job("b"), T0)
     made = [schedule("a" if i % 2 else "b", created_at=T0 + i * MIN) for i in range(5)]
     store.add_schedules(made, [])
-    store.update_schedule(made[0].id, T0, status=ScheduleStatus.PAUSED, reason="paused")
+    store.update_schedule(made[0].id, T0, ScheduleChange(status=ScheduleStatus.PAUSED, reason="paused"))
     assert store.get_schedule("nope") is None
     assert [s.id for s in store.list_schedules()] == [s.id for s in reversed(made)]  # newest first
     assert [s.id for s in store.list_schedules(job_tag="a")] == [made[3].id, made[1].id]
@@ -269,7 +269,7 @@ def test_update_schedule_changes_timing_and_cancels_pending_runs(store: Store) -
     assert claimed.id == running
 
     changed = store.update_schedule(
-        s.id, T0, every=2 * MIN, limit=5, next_run_at=T0 + 2 * MIN, tz="Asia/Tokyo", reason="edited"
+        s.id, T0, ScheduleChange(every=2 * MIN, limit=5, next_run_at=T0 + 2 * MIN, tz="Asia/Tokyo", reason="edited")
     )
     assert (changed.every, changed.limit, changed.next_run_at, changed.tz, changed.reason) == (
         2 * MIN,
@@ -281,7 +281,11 @@ def test_update_schedule_changes_timing_and_cancels_pending_runs(store: Store) -
     assert store.get_schedule(s.id) == changed
 
     cancelled = store.update_schedule(
-        s.id, T0, status=ScheduleStatus.CANCELLED, reason="cancelled: done", next_run_at=None, cancel_pending=True
+        s.id,
+        T0,
+        ScheduleChange(
+            status=ScheduleStatus.CANCELLED, reason="cancelled: done", next_run_at=None, cancel_pending=True
+        ),
     )
     assert (cancelled.status, cancelled.next_run_at) == (ScheduleStatus.CANCELLED, None)
     for run_id in (queued, later.id):
@@ -289,7 +293,7 @@ def test_update_schedule_changes_timing_and_cancels_pending_runs(store: Store) -
         assert (run.phase, run.error, run.completed_at) == (RunPhase.CANCELLED, "cancelled: done", T0)
     assert run_of(store, running).phase is RunPhase.RUNNING  # a run already going finishes
     with pytest.raises(NotFoundError):
-        store.update_schedule("nope", T0, reason="x")
+        store.update_schedule("nope", T0, ScheduleChange(reason="x"))
 
 
 # -------------------------------------------------------------------------------------- advance_due
@@ -363,7 +367,7 @@ def test_advance_due_tells_the_planner_about_running_and_held_runs(store: Store)
     s, _ = setup(store, T0 - 2 * MIN, overlap=Overlap.BUFFER_ONE, every=MIN)
     store.acquire_runs("w1", 1, LEASE, T0)
     store.trigger(s.id, due_run(s, T0 - MIN, held=True))
-    store.update_schedule(s.id, T0, next_run_at=T0)
+    store.update_schedule(s.id, T0, ScheduleChange(next_run_at=T0))
     seen: list[DueSchedule] = []
 
     def planner(d: DueSchedule) -> Advance:
@@ -606,10 +610,10 @@ def test_retry_run_queues_a_failed_run_once_more(store: Store) -> None:
     with pytest.raises(NotFoundError):
         store.retry_run("nope", T0)
 
-    store.update_schedule(s.id, T0, status=ScheduleStatus.CANCELLED, cancel_pending=True)
+    store.update_schedule(s.id, T0, ScheduleChange(status=ScheduleStatus.CANCELLED, cancel_pending=True))
     extra = due_run(s, T0 + 9 * MIN)
     store.trigger(s.id, extra)
-    store.update_schedule(s.id, T0, cancel_pending=True)
+    store.update_schedule(s.id, T0, ScheduleChange(cancel_pending=True))
     assert store.retry_run(extra.id, T0 + 3 * MIN).phase is RunPhase.QUEUED  # cancelled runs can be retried too
 
 
@@ -654,6 +658,35 @@ def test_a_held_run_is_released_when_the_previous_run_is_lost_for_good(store: St
     assert store.rescue_expired(at, max_rescues=0) == [first]
     assert run_of(store, first).phase is RunPhase.FAILED
     assert (run_of(store, held.id).phase, run_of(store, held.id).available_at) == (RunPhase.QUEUED, at)
+
+
+@pytest.mark.parametrize("ending", ["completed", "failed", "lost"])
+def test_an_ending_run_releases_only_the_runs_held_behind_it(store: Store, ending: str) -> None:
+    """Rule that once drifted between backends: only the ended runs' own schedules are looked at."""
+    s, _ = setup(store, T0, overlap=Overlap.BUFFER_ONE)
+    held = due_run(s, T0 + MIN, held=True)
+    store.trigger(s.id, held)
+    other, _ = setup(store, overlap=Overlap.BUFFER_ONE)
+    stray = due_run(other, T0 + MIN, held=True)  # held with nothing ahead of it: not this ending's business
+    store.trigger(other.id, stray)
+    (running,) = store.acquire_runs("w1", 5, LEASE, T0 + 2 * MIN)
+    end = T0 + 3 * MIN
+    if ending == "lost":
+        end = T0 + 2 * MIN + 2 * LEASE
+        assert store.rescue_expired(end, max_rescues=0) == [running.id]
+    else:
+        store.finish_runs([ok(running) if ending == "completed" else fail(running)], end)
+    assert (run_of(store, held.id).phase, run_of(store, held.id).available_at) == (RunPhase.QUEUED, end)
+    assert (run_of(store, stray.id).phase, run_of(store, stray.id).available_at) == (RunPhase.SCHEDULED, None)
+
+
+def test_acquired_runs_come_back_oldest_due_first_then_by_id(store: Store) -> None:
+    """Rule that once drifted between backends: the order of ``acquire_runs``'s result."""
+    times = [T0 - 3 * MIN, T0 - MIN, T0 - 2 * MIN, T0 - MIN, T0 - 3 * MIN, T0]
+    made = [setup(store, at)[1][0] for at in times]
+    claimed = store.acquire_runs("w1", 10, LEASE, T0)
+    expected = sorted(zip(times, made, strict=True))
+    assert [(r.available_at, r.id) for r in claimed] == expected
 
 
 def test_a_final_failure_pauses_a_pause_on_failure_schedule(store: Store) -> None:
@@ -722,7 +755,7 @@ def test_count_runs_by_phase(store: Store) -> None:
     runs = store.acquire_runs("w1", 2, LEASE, T0 - MIN)
     store.finish_runs([ok(runs[0])], T0)
     assert store.count_runs() == {RunPhase.COMPLETED: 1, RunPhase.RUNNING: 1, RunPhase.QUEUED: 2}
-    store.update_schedule(s.id, T0, cancel_pending=True)
+    store.update_schedule(s.id, T0, ScheduleChange(cancel_pending=True))
     assert store.count_runs() == {RunPhase.COMPLETED: 1, RunPhase.RUNNING: 1, RunPhase.CANCELLED: 2}
 
 

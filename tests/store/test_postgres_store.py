@@ -158,15 +158,45 @@ def test_listeners_are_notified_when_runs_become_due(pg_backend: Backend) -> Non
     assert woke == [True]
 
 
-HOT = ["due_schedules", "acquire_runs", "next_wakeup", "expired_leases", "overlap_state", "release_held_runs"]
+HOT = [
+    "due_schedules",
+    "acquire_runs",
+    "next_wakeup",
+    "expired_leases",
+    "overlap_state",
+    "release_held_runs",
+    "buffer_one_schedules_of_runs",
+    "list_runs_of_schedule",
+    "list_runs_of_job",
+    "list_failed_runs",
+    "list_feature_runs_of_feature",
+]
 
 
 @pytest.mark.parametrize("name", HOT)
 def test_hot_query_can_use_an_index(pg_backend: Backend, name: str) -> None:
-    from ductape_jobs.store.postgres.store import Q
+    from ductape_jobs.store.postgres.dialect import Q
 
     pg_backend.open()
-    params = {"now": 1, "limit": 10, "worker_id": "w", "lease_until": 2, "ids": ["s"], "schedule_ids": ["s"]}
+    params = {
+        "now": 1,
+        "limit": 10,
+        "worker_id": "w",
+        "lease_until": 2,
+        "ids": ["s"],
+        "schedule_ids": ["s"],
+        "run_ids": ["r"],
+        "schedule_id": "s",
+        "job_tag": "j",
+        "product_tag": None,
+        "env": None,
+        "phase": None,
+        "since": None,
+        "until": None,
+        "offset": 0,
+        "feature_tag": "f",
+        "status": None,
+    }
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f"SET search_path TO {pg_backend.schema}")
         conn.execute("SET enable_seqscan = off")  # a scan that remains has no index to use instead

@@ -5,9 +5,34 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 from ductape_jobs.errors import ValidationError
-from ductape_jobs.store.base import Advance, Capabilities, DueSchedule, Outcome, Store, Wakeups
+from ductape_jobs.store.base import (
+    UNCHANGED,
+    Advance,
+    Capabilities,
+    DueSchedule,
+    Outcome,
+    ScheduleChange,
+    SchedulingStore,
+    Store,
+    Wakeups,
+)
+from ductape_jobs.store.contracts import AccessStore, FeatureStore, StatsStore
 
-__all__ = ["Advance", "Capabilities", "DueSchedule", "Outcome", "Store", "Wakeups", "open_store"]
+__all__ = [
+    "UNCHANGED",
+    "AccessStore",
+    "Advance",
+    "Capabilities",
+    "DueSchedule",
+    "FeatureStore",
+    "Outcome",
+    "ScheduleChange",
+    "SchedulingStore",
+    "StatsStore",
+    "Store",
+    "Wakeups",
+    "open_store",
+]
 
 DEFAULT_URL = "sqlite:///./ductape.db"
 

@@ -24,7 +24,7 @@ from ductape_jobs.models import (
 )
 
 if TYPE_CHECKING:
-    from ductape_jobs.store.base import Outcome
+    from ductape_jobs.store.base import Outcome, ScheduleChange
 
 
 def ms(t: datetime | None) -> int | None:
@@ -236,13 +236,17 @@ SCHEDULE_COLUMNS: dict[str, tuple[str, Callable[[Any], Any]]] = {
 }
 
 
-def schedule_changes(changes: dict[str, Any]) -> dict[str, Any]:
-    """``update_schedule`` keywords as ``{column: stored value}``; ``KeyError`` names an unknown keyword."""
-    out: dict[str, Any] = {}
-    for key, value in changes.items():
-        column, convert = SCHEDULE_COLUMNS[key]
-        out[column] = convert(value)
-    return out
+def schedule_change_params(change: ScheduleChange) -> dict[str, Any] | None:
+    """``update_schedule``: ``set_<column>`` (whether it changes) and ``<column>`` (its stored value) for every
+    column a ``ScheduleChange`` names; ``None`` when nothing changes."""
+    changed = change.changed()
+    if not changed:
+        return None
+    params: dict[str, Any] = {}
+    for key, (column, convert) in SCHEDULE_COLUMNS.items():
+        params[f"set_{column}"] = key in changed
+        params[column] = convert(changed[key]) if key in changed else None
+    return params
 
 
 def new_run_params(r: NewRun, now: datetime | None) -> dict[str, Any]:

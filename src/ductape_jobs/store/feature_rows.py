@@ -6,8 +6,8 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from ductape_jobs.features.records import EventResult, EventStatus, FeatureRun, FeatureRunStatus
 from ductape_jobs.store.codec import dumps, from_ms, ms
+from ductape_jobs.store.records import EventResult, EventStatus, FeatureRun, FeatureRunStatus
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
 

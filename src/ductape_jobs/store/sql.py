@@ -17,6 +17,17 @@ def load_queries(package: str, filename: str = "queries.sql") -> dict[str, str]:
     return queries
 
 
+def load_dialect_queries(package: str, filenames: tuple[str, ...]) -> dict[str, str]:
+    """Every query of a dialect's ``.sql`` files by name; a name in two files is an error."""
+    queries: dict[str, str] = {}
+    for filename in filenames:
+        for name, query in load_queries(package, filename).items():
+            if name in queries:
+                raise ValueError(f"{package}: query {name!r} is named twice ({filename})")
+            queries[name] = query
+    return queries
+
+
 def load_migrations(package: str) -> list[tuple[int, str]]:
     """``(version, sql)`` for every ``NNNN_*.sql`` file in ``package``, in version order."""
     found: list[tuple[int, str]] = []

@@ -140,3 +140,6 @@ SELECT
         AND available_at IS NOT NULL AND available_at <= %(now)s
         AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
         AND (%(env)s::text IS NULL OR env = %(env)s)) AS queued;
+
+-- name: webhooks_by_id
+SELECT * FROM webhooks WHERE id = ANY(%(ids)s);

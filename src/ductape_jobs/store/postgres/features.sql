@@ -60,3 +60,16 @@ WHERE id = %(id)s AND status = 'failed';
 -- name: reset_unsuccessful_events
 UPDATE feature_events SET status = 'pending', error = NULL, completed_at = NULL
 WHERE feature_run_id = %(id)s AND status IN ('failed', 'skipped');
+
+-- name: list_feature_runs
+SELECT * FROM feature_runs
+WHERE (%(feature_tag)s::text IS NULL OR feature_tag = %(feature_tag)s)
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: list_feature_runs_of_feature
+-- list_feature_runs for one feature: a plain equality, so the (feature_tag, created_at, id) index applies.
+SELECT * FROM feature_runs
+WHERE feature_tag = %(feature_tag)s
+  AND (%(status)s::text IS NULL OR status = %(status)s)
+ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;

@@ -12,7 +12,7 @@ SELECT * FROM jobs WHERE tag = %(tag)s FOR UPDATE;
 
 -- name: share_jobs
 -- Keeps the jobs that new schedules use from being deleted until they are stored.
-SELECT tag FROM jobs WHERE tag = ANY(%(tags)s) ORDER BY tag FOR SHARE;
+SELECT tag, event_type, event_tag FROM jobs WHERE tag = ANY(%(tags)s) ORDER BY tag FOR SHARE;
 
 -- name: update_job
 UPDATE jobs SET name = %(name)s, event_type = %(event_type)s, event_tag = %(event_tag)s,
@@ -70,8 +70,16 @@ SELECT %(id)s::text, s.id, %(scheduled_at)s::bigint, s.job_tag, s.product_tag, s
     s.overlap, s.retries, s.timeout_ms, %(now)s::bigint, %(now)s::bigint
 FROM schedules s JOIN jobs j ON j.tag = s.job_tag
 WHERE s.id = %(schedule_id)s
-ON CONFLICT (schedule_id, scheduled_at) DO NOTHING
-RETURNING id;
+ON CONFLICT (schedule_id, scheduled_at) DO NOTHING;
+
+-- name: insert_first_run
+-- A new schedule's first run, with the values add_schedules already holds (no lookups).
+INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, event_type, event_tag, app, cache,
+    session_claims, input, phase, available_at, triggered_by, overlap, max_retries, timeout_ms, created_at,
+    updated_at)
+VALUES (%(id)s, %(schedule_id)s, %(scheduled_at)s, %(job_tag)s, %(product_tag)s, %(env)s, %(event_type)s,
+    %(event_tag)s, %(app)s, %(cache)s, %(session_claims)s, %(input)s, %(phase)s, %(available_at)s::bigint,
+    %(triggered_by)s, %(overlap)s, %(retries)s, %(timeout_ms)s::bigint, %(now)s, %(now)s);
 
 -- name: get_schedule
 SELECT * FROM schedules WHERE id = %(id)s;
@@ -79,10 +87,16 @@ SELECT * FROM schedules WHERE id = %(id)s;
 -- name: lock_schedule
 SELECT * FROM schedules WHERE id = %(id)s FOR UPDATE;
 
--- name: share_schedules
--- Taken before releasing held runs: waits for a scheduler that is deciding about these schedules (it holds
--- them FOR UPDATE), so a run it holds back behind a run that is ending now is seen and released.
-SELECT id FROM schedules WHERE id = ANY(%(ids)s) ORDER BY id FOR SHARE;
+-- name: buffer_one_schedules_of_runs
+-- The buffer_one schedules of runs that ended, locked FOR SHARE before their held runs are released: waits
+-- for a scheduler that is deciding about these schedules (it holds them FOR UPDATE), so a run it holds back
+-- behind a run that is ending now is seen and released.
+SELECT id FROM schedules
+WHERE id IN (SELECT schedule_id FROM runs WHERE id = ANY(%(run_ids)s) AND overlap = 'buffer_one')
+ORDER BY id FOR SHARE;
+
+-- name: runs_by_id
+SELECT id FROM runs WHERE id = ANY(%(ids)s);
 
 -- name: due_schedules
 -- Several schedulers split the due schedules between them: each locks its own and skips the others'.
@@ -98,6 +112,22 @@ SELECT schedule_id,
 FROM runs
 WHERE schedule_id = ANY(%(ids)s) AND phase IN ('scheduled', 'queued', 'retry_scheduled', 'running')
 GROUP BY schedule_id;
+
+-- name: update_schedule
+-- Each column changes only when its set_<column> flag is true (a ScheduleChange names it).
+UPDATE schedules SET
+    status = CASE WHEN %(set_status)s THEN %(status)s::text ELSE status END,
+    reason = CASE WHEN %(set_reason)s THEN %(reason)s::text ELSE reason END,
+    next_run_at = CASE WHEN %(set_next_run_at)s THEN %(next_run_at)s::bigint ELSE next_run_at END,
+    cron = CASE WHEN %(set_cron)s THEN %(cron)s::text ELSE cron END,
+    tz = CASE WHEN %(set_tz)s THEN %(tz)s::text ELSE tz END,
+    every_ms = CASE WHEN %(set_every_ms)s THEN %(every_ms)s::bigint ELSE every_ms END,
+    run_limit = CASE WHEN %(set_run_limit)s THEN %(run_limit)s::integer ELSE run_limit END,
+    end_date = CASE WHEN %(set_end_date)s THEN %(end_date)s::bigint ELSE end_date END,
+    follows_job = CASE WHEN %(set_follows_job)s THEN %(follows_job)s::smallint ELSE follows_job END,
+    start_at = CASE WHEN %(set_start_at)s THEN %(start_at)s::bigint ELSE start_at END,
+    updated_at = %(now)s
+WHERE id = %(id)s;
 
 -- name: advance_schedule
 UPDATE schedules SET
@@ -146,8 +176,7 @@ WHERE run_id = %(run_id)s AND attempt = %(attempt)s AND finished_at IS NULL;
 -- name: complete_run
 UPDATE runs SET phase = 'completed', completed_at = %(finished_at)s, duration_ms = %(duration_ms)s,
     output = %(output)s, error = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = %(now)s
-WHERE id = %(run_id)s AND lease_owner = %(worker_id)s AND attempt = %(attempt)s AND phase = 'running'
-RETURNING id, schedule_id, overlap;
+WHERE id = %(run_id)s AND lease_owner = %(worker_id)s AND attempt = %(attempt)s AND phase = 'running';
 
 -- name: schedule_retry
 UPDATE runs SET phase = 'retry_scheduled', available_at = %(retry_at)s, retry_count = retry_count + 1,
@@ -209,6 +238,62 @@ SELECT * FROM runs WHERE id = %(id)s;
 
 -- name: attempts_of_run
 SELECT * FROM attempts WHERE run_id = %(run_id)s ORDER BY attempt;
+
+-- name: list_schedules
+-- Schedules, newest first; a filter left NULL keeps every value.
+SELECT * FROM schedules
+WHERE (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(job_tag)s::text IS NULL OR job_tag = %(job_tag)s)
+  AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+  AND (%(env)s::text IS NULL OR env = %(env)s)
+ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: list_runs
+SELECT * FROM runs
+WHERE (%(schedule_id)s::text IS NULL OR schedule_id = %(schedule_id)s)
+  AND (%(job_tag)s::text IS NULL OR job_tag = %(job_tag)s)
+  AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+  AND (%(env)s::text IS NULL OR env = %(env)s)
+  AND (%(phase)s::text IS NULL OR phase = %(phase)s)
+  AND (%(since)s::bigint IS NULL OR scheduled_at >= %(since)s)
+  AND (%(until)s::bigint IS NULL OR scheduled_at < %(until)s)
+ORDER BY scheduled_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: list_failed_runs
+-- list_runs for failed runs: the phase is a literal, so the partial index on failed runs applies.
+SELECT * FROM runs
+WHERE phase = 'failed'
+  AND (%(schedule_id)s::text IS NULL OR schedule_id = %(schedule_id)s)
+  AND (%(job_tag)s::text IS NULL OR job_tag = %(job_tag)s)
+  AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+  AND (%(env)s::text IS NULL OR env = %(env)s)
+  AND (%(since)s::bigint IS NULL OR scheduled_at >= %(since)s)
+  AND (%(until)s::bigint IS NULL OR scheduled_at < %(until)s)
+ORDER BY scheduled_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: list_runs_of_schedule
+-- list_runs for one schedule: a plain equality, so the (schedule_id, scheduled_at) index applies.
+SELECT * FROM runs
+WHERE schedule_id = %(schedule_id)s
+  AND (%(job_tag)s::text IS NULL OR job_tag = %(job_tag)s)
+  AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+  AND (%(env)s::text IS NULL OR env = %(env)s)
+  AND (%(phase)s::text IS NULL OR phase = %(phase)s)
+  AND (%(since)s::bigint IS NULL OR scheduled_at >= %(since)s)
+  AND (%(until)s::bigint IS NULL OR scheduled_at < %(until)s)
+ORDER BY scheduled_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: list_runs_of_job
+-- list_runs for one job: a plain equality, so the (job_tag, scheduled_at, id) index applies.
+SELECT * FROM runs
+WHERE (%(schedule_id)s::text IS NULL OR schedule_id = %(schedule_id)s)
+  AND job_tag = %(job_tag)s
+  AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+  AND (%(env)s::text IS NULL OR env = %(env)s)
+  AND (%(phase)s::text IS NULL OR phase = %(phase)s)
+  AND (%(since)s::bigint IS NULL OR scheduled_at >= %(since)s)
+  AND (%(until)s::bigint IS NULL OR scheduled_at < %(until)s)
+ORDER BY scheduled_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: next_wakeup
 SELECT

@@ -28,6 +28,13 @@ UPDATE schedules SET
     updated_at = :now
 WHERE job_tag = :tag AND follows_job = 1 AND status IN ('active', 'paused');
 
+-- name: lock_job
+-- (SQLite's single writer already excludes the others.)
+SELECT * FROM jobs WHERE tag = :tag;
+
+-- name: share_jobs
+SELECT tag, event_type, event_tag FROM jobs WHERE tag IN (SELECT value FROM json_each(:tags)) ORDER BY tag;
+
 -- name: get_job
 SELECT * FROM jobs WHERE tag = :tag;
 
@@ -68,16 +75,46 @@ VALUES (:id, :schedule_id, :scheduled_at, :job_tag, :product_tag, :env, :event_t
 -- name: get_schedule
 SELECT * FROM schedules WHERE id = :id;
 
+-- name: lock_schedule
+SELECT * FROM schedules WHERE id = :id;
+
+-- name: buffer_one_schedules_of_runs
+-- (SQLite's single writer already excludes a scheduler deciding about these schedules.)
+SELECT DISTINCT schedule_id AS id FROM runs
+WHERE id IN (SELECT value FROM json_each(:run_ids)) AND overlap = 'buffer_one';
+
+-- name: runs_by_id
+SELECT id FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
+
 -- name: due_schedules
 SELECT * FROM schedules
 WHERE status = 'active' AND next_run_at IS NOT NULL AND next_run_at <= :now
 ORDER BY next_run_at LIMIT :limit;
 
 -- name: overlap_state
-SELECT count(*) FILTER (WHERE available_at IS NOT NULL OR phase = 'running') AS active,
+SELECT schedule_id,
+       count(*) FILTER (WHERE available_at IS NOT NULL OR phase = 'running') AS active,
        count(*) FILTER (WHERE available_at IS NULL AND phase = 'scheduled') AS held
 FROM runs
-WHERE schedule_id = :schedule_id AND phase IN ('scheduled', 'queued', 'retry_scheduled', 'running');
+WHERE schedule_id IN (SELECT value FROM json_each(:ids))
+  AND phase IN ('scheduled', 'queued', 'retry_scheduled', 'running')
+GROUP BY schedule_id;
+
+-- name: update_schedule
+-- Each column changes only when its set_<column> flag is true (a ScheduleChange names it).
+UPDATE schedules SET
+    status = CASE WHEN :set_status THEN :status ELSE status END,
+    reason = CASE WHEN :set_reason THEN :reason ELSE reason END,
+    next_run_at = CASE WHEN :set_next_run_at THEN :next_run_at ELSE next_run_at END,
+    cron = CASE WHEN :set_cron THEN :cron ELSE cron END,
+    tz = CASE WHEN :set_tz THEN :tz ELSE tz END,
+    every_ms = CASE WHEN :set_every_ms THEN :every_ms ELSE every_ms END,
+    run_limit = CASE WHEN :set_run_limit THEN :run_limit ELSE run_limit END,
+    end_date = CASE WHEN :set_end_date THEN :end_date ELSE end_date END,
+    follows_job = CASE WHEN :set_follows_job THEN :follows_job ELSE follows_job END,
+    start_at = CASE WHEN :set_start_at THEN :start_at ELSE start_at END,
+    updated_at = :now
+WHERE id = :id;
 
 -- name: advance_schedule
 UPDATE schedules SET
@@ -87,7 +124,8 @@ UPDATE schedules SET
     skipped_count = skipped_count + :skipped,
     status = CASE WHEN :finished THEN 'completed' ELSE status END,
     updated_at = :now
-WHERE id = :id AND status = 'active' AND next_run_at IS :expected_next;
+WHERE id = :id AND status = 'active' AND next_run_at IS :expected_next
+RETURNING id;
 
 -- name: cancel_pending_runs
 UPDATE runs SET phase = 'cancelled', error = :reason, completed_at = :now, available_at = NULL, updated_at = :now
@@ -107,9 +145,9 @@ RETURNING *;
 -- name: insert_attempt
 INSERT INTO attempts (run_id, attempt, worker_id, started_at) VALUES (:run_id, :attempt, :worker_id, :now);
 
--- name: extend_lease
+-- name: extend_leases
 UPDATE runs SET lease_expires_at = :until
-WHERE id = :id AND lease_owner = :worker_id AND phase = 'running';
+WHERE id IN (SELECT value FROM json_each(:ids)) AND lease_owner = :worker_id AND phase = 'running';
 
 -- name: finish_attempt
 UPDATE attempts SET finished_at = :finished_at, outcome = :outcome, error = :error
@@ -129,14 +167,15 @@ WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase
 UPDATE runs SET phase = 'failed', completed_at = :finished_at, duration_ms = :duration_ms, error = :error,
     lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
 WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase = 'running'
-RETURNING schedule_id, overlap;
+RETURNING id, schedule_id, overlap;
 
 -- name: release_held_runs
 -- A run held behind its schedule's previous run (overlap = buffer_one) becomes due once that run ended.
 UPDATE runs SET available_at = :now, phase = 'queued', updated_at = :now
 WHERE id IN (
     SELECT h.id FROM runs h INDEXED BY runs_held
-    WHERE h.available_at IS NULL AND h.phase = 'scheduled'
+    WHERE h.schedule_id IN (SELECT value FROM json_each(:schedule_ids))
+      AND h.available_at IS NULL AND h.phase = 'scheduled'
       AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = h.schedule_id
                       AND r.phase IN ('queued', 'retry_scheduled', 'running')));
 
@@ -144,10 +183,10 @@ WHERE id IN (
 UPDATE schedules SET status = 'paused', reason = :reason, updated_at = :now
 WHERE id = :schedule_id AND pause_on_failure = 1 AND status = 'active';
 
--- name: release_run
+-- name: release_runs
 UPDATE runs SET phase = 'queued', available_at = :now, lease_owner = NULL, lease_expires_at = NULL,
     updated_at = :now
-WHERE id = :id AND lease_owner = :worker_id AND phase = 'running'
+WHERE id IN (SELECT value FROM json_each(:ids)) AND lease_owner = :worker_id AND phase = 'running'
 RETURNING id, attempt;
 
 -- name: expired_leases
@@ -164,12 +203,13 @@ WHERE id = :id AND phase = 'running' AND lease_expires_at < :now;
 UPDATE runs SET phase = 'failed', completed_at = :now, error = :error, lease_owner = NULL,
     lease_expires_at = NULL, updated_at = :now
 WHERE id = :id AND phase = 'running' AND lease_expires_at < :now
-RETURNING schedule_id, overlap;
+RETURNING id, schedule_id, overlap;
 
 -- name: retry_run
 UPDATE runs SET phase = 'queued', available_at = :now, max_retries = retry_count, completed_at = NULL,
     updated_at = :now
-WHERE id = :id AND phase IN ('failed', 'cancelled');
+WHERE id = :id AND phase IN ('failed', 'cancelled')
+RETURNING *;
 
 -- name: get_run
 SELECT * FROM runs WHERE id = :id;
@@ -177,15 +217,68 @@ SELECT * FROM runs WHERE id = :id;
 -- name: attempts_of_run
 SELECT * FROM attempts WHERE run_id = :run_id ORDER BY attempt;
 
--- name: next_schedule_due
-SELECT min(next_run_at) AS t FROM schedules WHERE status = 'active' AND next_run_at IS NOT NULL;
+-- name: list_schedules
+-- Schedules, newest first; a filter left NULL keeps every value.
+SELECT * FROM schedules
+WHERE (:status IS NULL OR status = :status)
+  AND (:job_tag IS NULL OR job_tag = :job_tag)
+  AND (:product_tag IS NULL OR product_tag = :product_tag)
+  AND (:env IS NULL OR env = :env)
+ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset;
 
--- name: next_run_due
-SELECT min(available_at) AS t FROM runs INDEXED BY runs_pending
-WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL;
+-- name: list_runs
+SELECT * FROM runs
+WHERE (:schedule_id IS NULL OR schedule_id = :schedule_id)
+  AND (:job_tag IS NULL OR job_tag = :job_tag)
+  AND (:product_tag IS NULL OR product_tag = :product_tag)
+  AND (:env IS NULL OR env = :env)
+  AND (:phase IS NULL OR phase = :phase)
+  AND (:since IS NULL OR scheduled_at >= :since)
+  AND (:until IS NULL OR scheduled_at < :until)
+ORDER BY scheduled_at DESC, id DESC LIMIT :limit OFFSET :offset;
 
--- name: next_lease_expiry
-SELECT min(lease_expires_at) AS t FROM runs INDEXED BY runs_leases WHERE phase = 'running';
+-- name: list_failed_runs
+-- list_runs for failed runs: the phase is a literal, so the partial index on failed runs applies.
+SELECT * FROM runs
+WHERE phase = 'failed'
+  AND (:schedule_id IS NULL OR schedule_id = :schedule_id)
+  AND (:job_tag IS NULL OR job_tag = :job_tag)
+  AND (:product_tag IS NULL OR product_tag = :product_tag)
+  AND (:env IS NULL OR env = :env)
+  AND (:since IS NULL OR scheduled_at >= :since)
+  AND (:until IS NULL OR scheduled_at < :until)
+ORDER BY scheduled_at DESC, id DESC LIMIT :limit OFFSET :offset;
+
+-- name: list_runs_of_schedule
+-- list_runs for one schedule: a plain equality, so the (schedule_id, scheduled_at) index applies.
+SELECT * FROM runs
+WHERE schedule_id = :schedule_id
+  AND (:job_tag IS NULL OR job_tag = :job_tag)
+  AND (:product_tag IS NULL OR product_tag = :product_tag)
+  AND (:env IS NULL OR env = :env)
+  AND (:phase IS NULL OR phase = :phase)
+  AND (:since IS NULL OR scheduled_at >= :since)
+  AND (:until IS NULL OR scheduled_at < :until)
+ORDER BY scheduled_at DESC, id DESC LIMIT :limit OFFSET :offset;
+
+-- name: list_runs_of_job
+-- list_runs for one job: a plain equality, so the (job_tag, scheduled_at, id) index applies.
+SELECT * FROM runs
+WHERE (:schedule_id IS NULL OR schedule_id = :schedule_id)
+  AND job_tag = :job_tag
+  AND (:product_tag IS NULL OR product_tag = :product_tag)
+  AND (:env IS NULL OR env = :env)
+  AND (:phase IS NULL OR phase = :phase)
+  AND (:since IS NULL OR scheduled_at >= :since)
+  AND (:until IS NULL OR scheduled_at < :until)
+ORDER BY scheduled_at DESC, id DESC LIMIT :limit OFFSET :offset;
+
+-- name: next_wakeup
+SELECT
+    (SELECT min(next_run_at) FROM schedules WHERE status = 'active' AND next_run_at IS NOT NULL) AS schedule_due,
+    (SELECT min(available_at) FROM runs INDEXED BY runs_pending
+     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL) AS run_due,
+    (SELECT min(lease_expires_at) FROM runs INDEXED BY runs_leases WHERE phase = 'running') AS lease_expiry;
 
 -- name: count_runs
 SELECT phase, count(*) AS n FROM runs GROUP BY phase;

@@ -1,0 +1,398 @@
+"""The store's logic, written once over a dialect (``dialect.py``): jobs, schedules, runs and the result cache.
+
+Every method is one transaction of the dialect. Those marked *idempotent* may be retried by a dialect even
+when a COMMIT's outcome is unknown, because their WHERE guards make a second application change nothing:
+
+- reads (``get_*``, ``list_*``, ``next_wakeup``, ``count_runs``);
+- ``advance_due`` (``next_run_at = expected_next`` and the unique occurrence), ``finish_runs`` (lease owner
+  and attempt, attempt rows ``finished_at IS NULL``), ``extend_leases``, ``release_runs`` (lease owner),
+  ``rescue_expired`` (lease expired), ``update_schedule`` and ``cache_put`` (they set absolute values).
+
+Not idempotent, so retried only when a failure came before COMMIT: ``create_job``, ``update_job``,
+``delete_job``, ``add_schedules``, ``trigger``, ``retry_run`` (a second try would report a conflict) and
+``acquire_runs`` (the first claim may have committed; its runs come back through ``rescue_expired``).
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from ductape_jobs.errors import ConflictError, NotFoundError
+from ductape_jobs.models import JobDefinition, NewRun, Overlap, Run, RunFilter, RunPhase, Schedule, ScheduleStatus
+from ductape_jobs.store.api import ApiCore
+from ductape_jobs.store.base import Capabilities, DueSchedule, Outcome, Planner, ScheduleChange, Store, Wakeups
+from ductape_jobs.store.codec import (
+    attempt_from_row,
+    dumps,
+    from_ms,
+    job_from_row,
+    job_params,
+    ms,
+    new_run_params,
+    outcome_params,
+    run_from_row,
+    schedule_change_params,
+    schedule_from_row,
+    schedule_params,
+)
+from ductape_jobs.store.dialect import Dialect, Row, Tx
+from ductape_jobs.store.features import FeatureCore
+
+_RELEASED = "worker shut down before the run finished"
+
+
+class SQLStore(ApiCore, FeatureCore, Store):
+    """A ``Store`` over a SQL dialect; a backend is this class given its dialect."""
+
+    def __init__(self, dialect: Dialect) -> None:
+        self._d = dialect
+        self.capabilities: Capabilities = dialect.capabilities
+
+    # ------------------------------------------------------------------------------------ lifecycle
+
+    def migrate(self) -> None:
+        self._d.migrate()
+
+    def close(self) -> None:
+        self._d.close()
+
+    def wait_for_change(self, timeout: timedelta) -> bool:
+        return self._d.wait_for_change(timeout)
+
+    def stop_waiting(self) -> None:
+        self._d.stop_waiting()
+
+    def server_time(self) -> datetime | None:
+        return self._d.server_time()
+
+    # ----------------------------------------------------------------------------------------- jobs
+
+    def create_job(self, job: JobDefinition, now: datetime) -> JobDefinition:
+        try:
+            self._write(lambda tx: tx.run("insert_job", job_params(job, now)))
+        except ConflictError as exc:
+            raise ConflictError(f"tag: a job with tag {job.tag!r} already exists") from exc.__cause__
+        return job.model_copy(update={"created_at": now, "updated_at": now})
+
+    def update_job(self, tag: str, changes: dict[str, Any], now: datetime) -> JobDefinition:
+        def op(tx: Tx) -> JobDefinition:
+            row = tx.one("lock_job", {"tag": tag})
+            if row is None:
+                raise NotFoundError("job", tag)
+            job = job_from_row(row).model_copy(update=changes)
+            params = job_params(job, now)
+            tx.run("update_job", params)
+            if "intervals" in changes or "executions" in changes:
+                tx.run("follow_job_cadence", params)
+            return job.model_copy(update={"updated_at": now})
+
+        return self._write(op)
+
+    def get_job(self, tag: str) -> JobDefinition | None:
+        row = self._read(lambda tx: tx.one("get_job", {"tag": tag}))
+        return None if row is None else job_from_row(row)
+
+    def list_jobs(self) -> list[JobDefinition]:
+        return [job_from_row(r) for r in self._read(lambda tx: tx.all("list_jobs"))]
+
+    def delete_job(self, tag: str) -> None:
+        def op(tx: Tx) -> None:
+            if tx.one("lock_job", {"tag": tag}) is None:
+                raise NotFoundError("job", tag)
+            live = _count(tx.one("live_schedules_of_job", {"tag": tag}))
+            if live:
+                raise ConflictError(
+                    f"job {tag!r} has {live} active or paused schedule(s); cancel them before deleting it"
+                )
+            tx.run("delete_job", {"tag": tag})
+
+        self._write(op)
+
+    # ------------------------------------------------------------------------------------ schedules
+
+    def add_schedules(self, schedules: Sequence[Schedule], runs: Sequence[NewRun]) -> None:
+        if not schedules and not runs:
+            return
+        tags = sorted({s.job_tag for s in schedules})
+        rows = {s.id: schedule_params(s) for s in schedules}
+
+        def op(tx: Tx) -> None:
+            events = {r["tag"]: (r["event_type"], r["event_tag"]) for r in tx.all("share_jobs", {"tags": tags})}
+            for tag in tags:
+                if tag not in events:
+                    raise NotFoundError("job", tag)
+            tx.many("insert_schedule", list(rows.values()))
+            # First runs take their values from the rows just written rather than a join per run.
+            firsts = []
+            for run in runs:
+                row = rows.get(run.schedule_id)
+                if row is None:
+                    raise NotFoundError("schedule", run.schedule_id)
+                event_type, event_tag = events[row["job_tag"]]
+                firsts.append(
+                    {
+                        **row,
+                        **new_run_params(run, run.scheduled_at),
+                        "event_type": event_type,
+                        "event_tag": event_tag,
+                        "now": row["created_at"],
+                    }
+                )
+            tx.many("insert_first_run", firsts)
+            tx.notify()
+
+        self._write(op)
+
+    def get_schedule(self, schedule_id: str) -> Schedule | None:
+        row = self._read(lambda tx: tx.one("get_schedule", {"id": schedule_id}))
+        return None if row is None else schedule_from_row(row)
+
+    def list_schedules(
+        self,
+        *,
+        status: ScheduleStatus | None = None,
+        job_tag: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        product_tag: str | None = None,
+        env: str | None = None,
+    ) -> list[Schedule]:
+        params = {
+            "status": None if status is None else ScheduleStatus(status).value,
+            "job_tag": job_tag,
+            "product_tag": product_tag,
+            "env": env,
+            "limit": limit,
+            "offset": offset,
+        }
+        return [schedule_from_row(r) for r in self._read(lambda tx: tx.all("list_schedules", params))]
+
+    def update_schedule(self, schedule_id: str, now: datetime, change: ScheduleChange) -> Schedule:
+        values = schedule_change_params(change)
+
+        def op(tx: Tx) -> Schedule:
+            if tx.one("lock_schedule", {"id": schedule_id}) is None:
+                raise NotFoundError("schedule", schedule_id)
+            if values is not None:
+                tx.run("update_schedule", {**values, "id": schedule_id, "now": ms(now)})
+            if change.cancel_pending:
+                reason = change.reason if isinstance(change.reason, str) and change.reason else "cancelled"
+                tx.run("cancel_pending_runs", {"schedule_id": schedule_id, "reason": reason, "now": ms(now)})
+            tx.notify()
+            row = tx.one("get_schedule", {"id": schedule_id})
+            assert row is not None
+            return schedule_from_row(row)
+
+        return self._write(op, idempotent=True)
+
+    def advance_due(self, now: datetime, limit: int, planner: Planner) -> list[NewRun]:
+        def op(tx: Tx) -> list[NewRun]:
+            schedules = [schedule_from_row(r) for r in tx.all("due_schedules", {"now": ms(now), "limit": limit})]
+            if not schedules:
+                return []
+            watched = [s.id for s in schedules if s.overlap is not Overlap.ALLOW]
+            state: dict[str, Row] = {}
+            if watched:
+                state = {r["schedule_id"]: r for r in tx.all("overlap_state", {"ids": watched})}
+            plans = []
+            for s in schedules:
+                st = state.get(s.id)
+                plans.append(planner(DueSchedule(s, st["active"] if st else 0, bool(st and st["held"]))))
+            params = [
+                {
+                    "id": p.schedule_id,
+                    "next_run_at": ms(p.next_run_at),
+                    "last_due_at": ms(p.last_due_at),
+                    "created": len(p.runs),
+                    "skipped": p.skipped,
+                    "finished": p.finished,
+                    "expected_next": ms(p.expected_next),
+                    "now": ms(now),
+                }
+                for p in plans
+            ]
+            moved = {r["id"] for r in tx.each("advance_schedule", params)}  # the others moved first
+            runs = [r for p in plans if p.schedule_id in moved for r in p.runs]
+            if not runs:
+                return []
+            tx.many("insert_run", [new_run_params(r, now) for r in runs])  # a run already due at that time stays
+            inserted = {r["id"] for r in tx.all("runs_by_id", {"ids": [r.id for r in runs]})}
+            return [r for r in runs if r.id in inserted]
+
+        return self._write(op, idempotent=True)
+
+    # ----------------------------------------------------------------------------------------- runs
+
+    def acquire_runs(self, worker_id: str, limit: int, lease_for: timedelta, now: datetime) -> list[Run]:
+        params = {"worker_id": worker_id, "lease_until": ms(now + lease_for), "now": ms(now), "limit": limit}
+        rows = self._write(lambda tx: tx.claim_runs(params))
+        rows.sort(key=lambda r: (r["available_at"], r["id"]))  # oldest due first, on every backend
+        return [run_from_row(r) for r in rows]
+
+    def extend_leases(self, worker_id: str, run_ids: Sequence[str], until: datetime) -> int:
+        if not run_ids:
+            return 0
+        params = {"ids": list(run_ids), "worker_id": worker_id, "until": ms(until)}
+        return self._write(lambda tx: tx.run("extend_leases", params), idempotent=True)
+
+    def finish_runs(self, outcomes: Sequence[Outcome], now: datetime) -> None:
+        if not outcomes:
+            return
+        done, retry, failed, attempts = outcome_params(outcomes, now)
+
+        def op(tx: Tx) -> None:
+            # Each update is guarded by (lease_owner, attempt): an outcome whose lease was lost changes only
+            # its attempt row (and not even that once the rescue marked the attempt lost).
+            tx.many("complete_run", done)
+            if retry:
+                tx.many("schedule_retry", retry)
+            lost = tx.each("fail_run", failed)
+            pauses = [
+                {"schedule_id": r["schedule_id"], "now": ms(now), "reason": f"paused after run {r['id']} failed"}
+                for r in lost
+            ]
+            if pauses:
+                tx.many("pause_on_failure", pauses)
+            tx.many("finish_attempt", attempts)
+            _release_held(tx, [o["run_id"] for o in [*done, *failed]], now)
+
+        self._write(op, idempotent=True)
+
+    def release_runs(self, worker_id: str, run_ids: Sequence[str], now: datetime) -> int:
+        if not run_ids:
+            return 0
+
+        def op(tx: Tx) -> int:
+            rows = tx.all("release_runs", {"ids": list(run_ids), "worker_id": worker_id, "now": ms(now)})
+            if rows:
+                attempt = {"finished_at": ms(now), "outcome": "released", "error": _RELEASED}
+                tx.many("finish_attempt", [{**attempt, "run_id": r["id"], "attempt": r["attempt"]} for r in rows])
+                tx.notify()
+            return len(rows)
+
+        return self._write(op, idempotent=True)
+
+    def rescue_expired(self, now: datetime, max_rescues: int) -> list[str]:
+        now_ms = ms(now)
+
+        def op(tx: Tx) -> list[str]:
+            rows = tx.all("expired_leases", {"now": now_ms})
+            if not rows:
+                return []
+            attempts, back, lost = [], [], []
+            for row in rows:
+                error = f"lease expired: worker {row['lease_owner']} stopped heartbeating (presumed dead)"
+                attempts.append(
+                    {"run_id": row["id"], "attempt": row["attempt"], "finished_at": now_ms, "outcome": "lost"}
+                )
+                attempts[-1]["error"] = error
+                if row["rescues"] >= max_rescues:
+                    lost.append({"id": row["id"], "now": now_ms, "error": f"{error}; lost {row['rescues'] + 1} times"})
+                else:
+                    back.append({"id": row["id"], "now": now_ms})
+            tx.many("finish_attempt", attempts)
+            if back:
+                tx.many("rescue_run", back)
+            _release_held(tx, [r["id"] for r in tx.each("fail_lost_run", lost)], now)
+            tx.notify()
+            return [r["id"] for r in rows]
+
+        return self._write(op, idempotent=True)
+
+    def retry_run(self, run_id: str, now: datetime) -> Run:
+        def op(tx: Tx) -> Run:
+            row = tx.one("retry_run", {"id": run_id, "now": ms(now)})
+            if row is None:
+                current = tx.one("get_run", {"id": run_id})
+                if current is None:
+                    raise NotFoundError("run", run_id)
+                raise ConflictError(
+                    f"run {run_id!r} is {current['phase']}; only a failed or cancelled run can be retried"
+                )
+            tx.notify()
+            return run_from_row(row)
+
+        return self._write(op)
+
+    def trigger(self, schedule_id: str, run: NewRun) -> None:
+        def op(tx: Tx) -> None:
+            if tx.run("insert_run", new_run_params(run, run.scheduled_at)) != 1:
+                raise ConflictError(f"schedule {schedule_id!r} already has a run due at {run.scheduled_at}")
+            tx.notify()
+
+        self._write(op)
+
+    def get_run(self, run_id: str) -> Run | None:
+        def op(tx: Tx) -> Run | None:
+            row = tx.one("get_run", {"id": run_id})
+            if row is None:
+                return None
+            return run_from_row(row, [attempt_from_row(a) for a in tx.all("attempts_of_run", {"run_id": run_id})])
+
+        return self._read(op)
+
+    def list_runs(self, flt: RunFilter) -> list[Run]:
+        params = {
+            "schedule_id": flt.job_id,
+            "job_tag": flt.job_tag,
+            "product_tag": flt.product_tag,
+            "env": flt.env,
+            "phase": None if flt.status is None else RunPhase(flt.status).value,
+            "since": ms(flt.since),
+            "until": ms(flt.until),
+            "limit": flt.limit,
+            "offset": flt.offset,
+        }
+        # The most selective filter picks a query in which it is a plain equality, so its index applies
+        # (SQLite plans a query once, whatever the parameters; an "x IS NULL OR" filter uses no index).
+        name = "list_runs"
+        if flt.job_id is not None:
+            name = "list_runs_of_schedule"
+        elif flt.job_tag is not None:
+            name = "list_runs_of_job"
+        elif params["phase"] == RunPhase.FAILED.value:
+            name = "list_failed_runs"
+        return [run_from_row(r) for r in self._read(lambda tx: tx.all(name, params))]
+
+    def next_wakeup(self) -> Wakeups:
+        row = self._read(lambda tx: tx.one("next_wakeup"))
+        assert row is not None
+        return Wakeups(from_ms(row["schedule_due"]), from_ms(row["run_due"]), from_ms(row["lease_expiry"]))
+
+    def count_runs(self) -> dict[RunPhase, int]:
+        return {RunPhase(r["phase"]): r["n"] for r in self._read(lambda tx: tx.all("count_runs"))}
+
+    # --------------------------------------------------------------------------------- result cache
+
+    def cache_get(self, key: str, now: datetime) -> tuple[bool, Any]:
+        row = self._read(lambda tx: tx.one("cache_get", {"key": key, "now": ms(now)}))
+        return (False, None) if row is None else (True, json.loads(row["value"]))
+
+    def cache_put(self, key: str, value: Any, expires_at: datetime, now: datetime) -> None:
+        def op(tx: Tx) -> None:
+            tx.run("cache_put", {"key": key, "value": dumps(value), "expires_at": ms(expires_at)})
+            if zlib.crc32(key.encode()) % 64 == 0:  # now and then, not on every write
+                tx.run("cache_purge", {"now": ms(now)})
+
+        self._write(op, idempotent=True)
+
+
+def _release_held(tx: Tx, ended: list[str], now: datetime) -> None:
+    """Runs held behind these ended runs (``buffer_one``) become due now; only their schedules are looked at.
+    Releasing is idempotent (a held run is released only when no run of its schedule is active), so an
+    outcome that changed nothing (its lease was lost) may name its run here too."""
+    if not ended:
+        return
+    # On PostgreSQL this waits (FOR SHARE) for a scheduler that is deciding about these schedules.
+    ids = [r["id"] for r in tx.all("buffer_one_schedules_of_runs", {"run_ids": ended})]
+    if ids:
+        tx.run("release_held_runs", {"schedule_ids": ids, "now": ms(now)})
+
+
+def _count(row: Row | None) -> int:
+    assert row is not None
+    return int(next(iter(row.values())))

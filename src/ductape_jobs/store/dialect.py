@@ -1,0 +1,86 @@
+"""What a SQL backend supplies to the one store core (``core.py``): a *dialect*.
+
+The store's logic is written once, over named queries. A dialect supplies only what differs between
+databases (as procrastinate's connector and River's driver do):
+
+- connections and transactions (``transact``): SQLite's one connection and single writer, PostgreSQL's pool
+  and its retries on a lost connection;
+- its ``.sql`` files, with the same query names on every backend, in the backend's placeholder style; a
+  parameter whose value is a list is the backend's array (``= ANY(%(ids)s)``; SQLite: ``json_each(:ids)``);
+- its claim of due runs (``Tx.claim_runs``: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's single writer);
+- its wake-up (``Tx.notify`` and ``wait_for_change``: LISTEN/NOTIFY; nothing to do in-process on SQLite);
+- its migrations, its server clock and ``capabilities``.
+
+Rows are ``dict[str, Any]`` keyed by column name; the codecs turn them into records. Driver exceptions leave
+``transact`` as ``ConflictError`` (a unique violation) or ``StoreError``, the driver's exception chained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+if TYPE_CHECKING:
+    from ductape_jobs.store.base import Capabilities
+
+T = TypeVar("T")
+Row = dict[str, Any]
+Params = Mapping[str, Any]
+
+
+class Tx(Protocol):
+    """One transaction of a dialect: named queries run in it."""
+
+    def one(self, name: str, params: Params | None = None) -> Row | None:
+        """The first row of query ``name`` (``None``: no row)."""
+
+    def all(self, name: str, params: Params | None = None) -> list[Row]:
+        """Every row of query ``name``."""
+
+    def run(self, name: str, params: Params | None = None) -> int:
+        """Run query ``name``; how many rows it changed."""
+
+    def many(self, name: str, params: Sequence[Params]) -> None:
+        """Run query ``name`` once per parameter set (batched; no rows back)."""
+
+    def each(self, name: str, params: Sequence[Params]) -> list[Row]:
+        """Run query ``name`` once per parameter set; the rows every run returned, in order."""
+
+    def claim_runs(self, params: Params) -> list[Row]:
+        """Claim due runs for a worker and record their attempts (``acquire_runs``'s parameters); the claimed
+        runs' rows, in any order."""
+
+    def notify(self) -> None:
+        """Tell other processes' ``wait_for_change`` (at commit) that runs or schedules may be due sooner."""
+
+
+class Dialect(Protocol):
+    capabilities: Capabilities
+
+    def transact(self, op: Callable[[Tx], T], *, write: bool = True, idempotent: bool = False) -> T:
+        """``op(tx)`` in one transaction, committed when it returns and rolled back when it raises.
+        ``idempotent``: running it twice leaves the state once would, so a dialect may retry it even when a
+        COMMIT's outcome is unknown. ``write=False``: it only reads."""
+
+    def migrate(self) -> None: ...
+
+    def close(self) -> None: ...
+
+    def wait_for_change(self, timeout: timedelta) -> bool: ...
+
+    def stop_waiting(self) -> None: ...
+
+    def server_time(self) -> datetime | None: ...
+
+
+class UsesDialect:
+    """The part of the store core that runs queries: ``_read`` and ``_write`` over the dialect ``_d``."""
+
+    _d: Dialect
+
+    def _read(self, op: Callable[[Tx], T]) -> T:
+        return self._d.transact(op, write=False, idempotent=True)
+
+    def _write(self, op: Callable[[Tx], T], *, idempotent: bool = False) -> T:
+        return self._d.transact(op, idempotent=idempotent)

@@ -1,0 +1,95 @@
+"""The PostgreSQL dialect: a pool of connections (``connection.py``: transactions, retries on a lost connection,
+driver errors translated), claims with ``FOR UPDATE SKIP LOCKED``, wake-ups by LISTEN/NOTIFY. Its SQL is the
+``.sql`` files beside it (psycopg's ``%(name)s``; a list parameter is an array)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import TypeVar
+
+from ductape_jobs.store.base import Capabilities
+from ductape_jobs.store.dialect import Params, Row
+from ductape_jobs.store.postgres.connection import Conn, Database, Listener
+from ductape_jobs.store.postgres.schema import migrate
+from ductape_jobs.store.sql import load_dialect_queries
+
+T = TypeVar("T")
+Q = load_dialect_queries("ductape_jobs.store.postgres", ("queries.sql", "features.sql", "api_queries.sql"))
+
+
+class PostgresTx:
+    __slots__ = ("_channel", "_conn")
+
+    def __init__(self, conn: Conn, channel: str) -> None:
+        self._conn = conn
+        self._channel = channel
+
+    def one(self, name: str, params: Params | None = None) -> Row | None:
+        return self._conn.execute(Q[name], params).fetchone()
+
+    def all(self, name: str, params: Params | None = None) -> list[Row]:
+        return self._conn.execute(Q[name], params).fetchall()
+
+    def run(self, name: str, params: Params | None = None) -> int:
+        return self._conn.execute(Q[name], params).rowcount
+
+    def many(self, name: str, params: Sequence[Params]) -> None:
+        if params:
+            with self._conn.cursor() as cur:
+                cur.executemany(Q[name], params)
+
+    def each(self, name: str, params: Sequence[Params]) -> list[Row]:
+        """``executemany`` (pipelined: one round trip) returning every statement's rows."""
+        if not params:
+            return []
+        rows: list[Row] = []
+        with self._conn.cursor() as cur:
+            cur.executemany(Q[name], params, returning=True)
+            while True:
+                rows.extend(cur.fetchall())
+                if not cur.nextset():
+                    return rows
+
+    def claim_runs(self, params: Params) -> list[Row]:
+        return self.all("acquire_runs", params)  # one statement: claim, lease and record the attempts
+
+    def notify(self) -> None:
+        """Tell listeners (at commit) that runs or schedules may be due sooner than they planned. Sent by the
+        calls of the API and of shutdown/rescue, not by the hot claim/finish path: a notifying transaction
+        takes a database-wide lock at commit."""
+        self._conn.execute(Q["notify"], {"channel": self._channel, "payload": ""})
+
+
+class PostgresDialect:
+    capabilities = Capabilities(listen_notify=True, skip_locked=True, multi_process=True)
+
+    def __init__(self, conninfo: str, *, schema: str | None, db: Database) -> None:
+        self.schema = schema
+        self.channel = f"ductape_jobs_{schema or 'public'}"[:63]
+        self._db = db
+        self._listener = Listener(conninfo, self.channel)
+
+    def transact(self, op: Callable[[PostgresTx], T], *, write: bool = True, idempotent: bool = False) -> T:
+        return self._db.run(lambda conn: op(PostgresTx(conn, self.channel)), idempotent=idempotent)
+
+    def migrate(self) -> None:
+        self._db.run(lambda conn: migrate(conn, self.schema), idempotent=True)
+
+    def close(self) -> None:
+        self._listener.close()
+        self._db.close()
+
+    def wait_for_change(self, timeout: timedelta) -> bool:
+        """Block until another connection writes something that may be due now (``True``), or ``timeout``
+        passes (``False``). The first call starts listening; notifications sent before it are not seen."""
+        return self._listener.wait(timeout)
+
+    def stop_waiting(self) -> None:
+        self._listener.close()
+
+    def server_time(self) -> datetime:
+        row = self._db.autocommit(lambda c: c.execute(Q["server_time"]).fetchone())  # one round trip
+        assert row is not None
+        now: datetime = row["now"]
+        return now.astimezone(UTC)

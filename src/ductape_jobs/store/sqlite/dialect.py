@@ -1,0 +1,210 @@
+"""The SQLite dialect: one connection to one file in WAL mode, shared by the threads of a process behind a lock;
+SQLite's single writer (``BEGIN IMMEDIATE``) orders the processes. Its SQL is the ``.sql`` files beside it
+(``:name`` parameters; a list parameter is read with ``json_each(:name)``)."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+import re
+import sqlite3
+import threading
+from collections.abc import Callable, Sequence
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from ductape_jobs.errors import ConflictError, StoreError
+from ductape_jobs.store.base import Capabilities
+from ductape_jobs.store.dialect import Params, Row
+from ductape_jobs.store.sql import load_dialect_queries, load_migrations
+
+T = TypeVar("T")
+PACKAGE = "ductape_jobs.store.sqlite"
+Q = load_dialect_queries(PACKAGE, ("queries.sql", "features.sql", "api_queries.sql"))
+# The parameters each query reads with json_each: their list values are passed as JSON text.
+_LISTS = {name: tuple(re.findall(r"json_each\(:(\w+)\)", query)) for name, query in Q.items()}
+
+
+def _bind(name: str, params: Params | None) -> Params:
+    if params is None:
+        return {}
+    lists = _LISTS[name]
+    if not lists:
+        return params
+    return {**params, **{key: json.dumps(params[key]) for key in lists}}
+
+
+class SQLiteTx:
+    __slots__ = ("_db",)
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def one(self, name: str, params: Params | None = None) -> Row | None:
+        row: Row | None = self._db.execute(Q[name], _bind(name, params)).fetchone()
+        return row
+
+    def all(self, name: str, params: Params | None = None) -> list[Row]:
+        return self._db.execute(Q[name], _bind(name, params)).fetchall()
+
+    def run(self, name: str, params: Params | None = None) -> int:
+        return self._db.execute(Q[name], _bind(name, params)).rowcount
+
+    def many(self, name: str, params: Sequence[Params]) -> None:
+        if params:
+            self._db.executemany(Q[name], [_bind(name, p) for p in params] if _LISTS[name] else params)
+
+    def each(self, name: str, params: Sequence[Params]) -> list[Row]:
+        query, rows = Q[name], []
+        for p in params:
+            rows.extend(self._db.execute(query, _bind(name, p)).fetchall())
+        return rows
+
+    def claim_runs(self, params: Params) -> list[Row]:
+        rows = self.all("acquire_runs", params)
+        if rows:
+            worker_id, now = params["worker_id"], params["now"]
+            self.many(
+                "insert_attempt",
+                [{"run_id": r["id"], "attempt": r["attempt"], "worker_id": worker_id, "now": now} for r in rows],
+            )
+        return rows
+
+    def notify(self) -> None:
+        """Nothing to send: the processes sharing the file poll it (``wait_for_change`` returns ``False``)."""
+
+
+class SQLiteDialect:
+    capabilities = Capabilities(listen_notify=False, skip_locked=False, multi_process=True)
+
+    def __init__(self, path: str, *, busy_timeout: timedelta = timedelta(seconds=30)) -> None:
+        self.path = path
+        self._lock = threading.RLock()
+        _create_private(path)
+        try:
+            self._db = sqlite3.connect(
+                path, isolation_level=None, check_same_thread=False, timeout=busy_timeout.total_seconds()
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(_cannot("open", path, exc)) from exc
+        try:
+            self._db.row_factory = _dict_row
+            self._db.execute("PRAGMA journal_mode = WAL")
+            self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout.total_seconds() * 1000)}")
+        except sqlite3.Error as exc:
+            self._db.close()
+            raise StoreError(_cannot("open", path, exc)) from exc
+        self._tx = SQLiteTx(self._db)
+
+    def transact(self, op: Callable[[SQLiteTx], T], *, write: bool = True, idempotent: bool = False) -> T:
+        action = "write" if write else "read"
+        with self._lock:
+            try:
+                self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+            except sqlite3.Error as exc:
+                raise StoreError(_cannot(action, self.path, exc)) from exc
+            try:
+                result = op(self._tx)
+            except sqlite3.IntegrityError as exc:
+                self._db.execute("ROLLBACK")
+                raise ConflictError(str(exc)) from exc
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StoreError(_cannot(action, self.path, exc)) from exc
+            except BaseException:
+                self._rollback()
+                raise
+            try:
+                self._db.execute("COMMIT")
+            except sqlite3.Error as exc:
+                self._rollback()
+                raise StoreError(_cannot(action, self.path, exc)) from exc
+            return result
+
+    def _rollback(self) -> None:
+        if self._db.in_transaction:
+            self._db.execute("ROLLBACK")
+
+    def migrate(self) -> None:
+        def op(tx: SQLiteTx) -> None:
+            db = self._db
+            db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER)")
+            done = {r["version"] for r in db.execute("SELECT version FROM schema_migrations")}
+            for version, sql in load_migrations(f"{PACKAGE}.migrations"):
+                if version in done:
+                    continue
+                for statement in _split_sql(sql):
+                    db.execute(statement)
+                db.execute(
+                    "INSERT INTO schema_migrations VALUES (?, CAST(unixepoch('subsec') * 1000 AS INTEGER))",
+                    (version,),
+                )
+
+        self.transact(op)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    def wait_for_change(self, timeout: timedelta) -> bool:
+        return False  # no server to send notifications: a worker polls
+
+    def stop_waiting(self) -> None:
+        return None
+
+    def server_time(self) -> datetime | None:
+        return None  # the local clock is the only one
+
+
+_UNWRITABLE = ("readonly", "read-only", "unable to open", "disk i/o error", "permission")
+
+
+def _create_private(path: str) -> None:
+    """Create the store's file readable and writable by its owner only (0600) when it does not exist yet;
+    SQLite gives the ``-wal`` and ``-shm`` files it creates beside it the same mode."""
+    if path in ("", ":memory:") or path.startswith("file:") or os.path.exists(path):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        return  # another process created it just now
+    except OSError as exc:
+        raise StoreError(f"cannot create the SQLite store {path!r}: {exc.strerror or exc}") from exc
+
+
+def _cannot(action: str, path: str, exc: sqlite3.Error) -> str:
+    """The message of a driver error, naming the path (and what to check when it cannot write)."""
+    text = str(exc)
+    if any(word in text.lower() for word in _UNWRITABLE):
+        name = os.path.basename(path)
+        return (
+            f"cannot {action} the SQLite store {path!r}: {text} (the file or its directory is read-only or not "
+            f"writable by this process; SQLite writes the file and creates {name}-wal and {name}-shm beside it)"
+        )
+    return f"cannot open the SQLite store {path!r}: {text}" if action == "open" else f"SQLite store {path!r}: {text}"
+
+
+def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
+    """Rows as dicts (the codec reads columns by name)."""
+    return dict(zip(_names(cursor.description), row, strict=True))
+
+
+@functools.lru_cache(maxsize=256)
+def _names(description: tuple[tuple[Any, ...], ...]) -> tuple[str, ...]:
+    return tuple(d[0] for d in description)
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration into statements, as SQLite itself reads them (comments and literals included)."""
+    statements: list[str] = []
+    current = ""
+    for line in script.splitlines(keepends=True):
+        current += line
+        if sqlite3.complete_statement(current):
+            statements.append(current.strip())
+            current = ""
+    if current.strip() and not all(ln.strip().startswith("--") or not ln.strip() for ln in current.splitlines()):
+        statements.append(current.strip())
+    return statements

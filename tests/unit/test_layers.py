@@ -1,0 +1,54 @@
+"""Imports point one way: ``store/`` uses only what lies below it (models, errors, limits, ids)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import ductape_jobs
+
+PACKAGE = Path(ductape_jobs.__file__).parent
+BELOW_STORE = {"ductape_jobs.models", "ductape_jobs.errors", "ductape_jobs.limits", "ductape_jobs.ids"}
+
+
+def _imports(path: Path) -> set[str]:
+    found: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+        elif isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+    return found
+
+
+def test_store_imports_nothing_above_it() -> None:
+    offenders = []
+    for path in sorted((PACKAGE / "store").rglob("*.py")):
+        for module in _imports(path):
+            if not module.startswith("ductape_jobs.") or module.startswith("ductape_jobs.store"):
+                continue
+            if module not in BELOW_STORE:
+                offenders.append(f"{path.relative_to(PACKAGE)} imports {module}")
+    assert offenders == []
+
+
+def test_both_dialects_name_the_same_queries() -> None:
+    """The core runs queries by name: each backend's ``.sql`` files define the same names (PostgreSQL's
+    ``notify`` and ``server_time``, and SQLite's ``insert_attempt`` of its two-statement claim, aside)."""
+    from ductape_jobs.store.postgres.dialect import Q as POSTGRES
+    from ductape_jobs.store.sqlite.dialect import Q as SQLITE
+
+    assert set(POSTGRES) - set(SQLITE) == {"notify", "server_time"}
+    assert set(SQLITE) - set(POSTGRES) == {"insert_attempt"}
+
+
+def test_each_backend_is_every_narrow_part_of_the_contract() -> None:
+    from ductape_jobs.store import AccessStore, FeatureStore, SchedulingStore, StatsStore, Store
+    from ductape_jobs.store.core import SQLStore
+    from ductape_jobs.store.postgres import PostgresStore
+    from ductape_jobs.store.sqlite import SQLiteStore
+
+    for backend in (SQLiteStore, PostgresStore):
+        assert issubclass(backend, SQLStore) and issubclass(backend, Store)
+        for part in (SchedulingStore, FeatureStore, AccessStore, StatsStore):
+            assert issubclass(backend, part)
