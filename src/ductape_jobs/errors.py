@@ -6,6 +6,7 @@
      +-- ValidationError (also ValueError)   bad input; names the field and the rule; nothing was written
      +-- NotFoundError   (also LookupError)  no job, schedule or run with that tag or id
      +-- ConflictError                        the store refused the change (duplicate tag, wrong state)
+     |    +-- StaleJobError                    a job definition changed since it was read (schedule() reads again)
      +-- StoreError                           the store failed (driver errors are translated into this)
      +-- RunningLoopError (also RuntimeError) a blocking call inside a running event loop: use AsyncDuctape
      +-- ExecutionError                       raised inside a run: the event failed
@@ -52,6 +53,14 @@ class NotFoundError(DuctapeError, LookupError):
 
 class ConflictError(DuctapeError):
     """The change conflicts with what is stored (duplicate tag, a run in the wrong phase)."""
+
+
+class StaleJobError(ConflictError):
+    """The job definition a write was planned from changed meanwhile (its ``updated_at`` moved)."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+        super().__init__(f"job {tag!r} changed while it was being scheduled")
 
 
 class StoreError(DuctapeError):

@@ -8,7 +8,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ductape_jobs.engine.scheduler import make_recurrence, new_run, occurrences_of, recurrence_of
-from ductape_jobs.errors import ConflictError, NotFoundError, ValidationError
+from ductape_jobs.errors import ConflictError, NotFoundError, StaleJobError, ValidationError
 from ductape_jobs.ids import new_id
 from ductape_jobs.limits import LATEST, MAX_BATCH, MAX_PAGE, MAX_TEXT, check_page
 from ductape_jobs.models import (
@@ -44,6 +44,9 @@ class Jobs:
         self._owner = owner
         self._store = owner.store
         self._clock = owner.clock
+        # Job definitions as schedule() last read them. A write checks each one's updated_at against the
+        # store (StaleJobError when another client changed it), so a stale entry is read again, never used.
+        self._definitions: dict[str, JobDefinition] = {}
 
     # ---------------------------------------------------------------------------- job definitions
 
@@ -51,6 +54,7 @@ class Jobs:
         job = parse(JobDefinition, details)
         if self._store.get_job(job.tag) is not None:  # the store's ConflictError stays the backstop for races
             raise ConflictError(f"tag: a job with tag {job.tag!r} already exists")
+        self._definitions.pop(job.tag, None)
         return self._store.create_job(job, self._clock.now())
 
     def update(self, tag: str, data: JobUpdate | dict[str, Any]) -> JobDefinition:
@@ -59,6 +63,7 @@ class Jobs:
             raise ValidationError("data", "give at least one field to update")
         if self._store.get_job(tag) is None:
             raise NotFoundError("job", tag)
+        self._definitions.pop(tag, None)
         return self._store.update_job(tag, changes, self._clock.now())
 
     def fetch(self, tag: str) -> JobDefinition:
@@ -78,6 +83,7 @@ class Jobs:
             while live := self.list(status=status, job_tag=tag, limit=MAX_PAGE):
                 for schedule in live:
                     self.cancel(schedule.id, reason=f"job {tag} deleted")
+        self._definitions.pop(tag, None)
         self._store.delete_job(tag)  # ConflictError if a schedule of it was made meanwhile: nothing deleted
 
     # the seeds' other spellings (000, 001, 002), as written
@@ -108,9 +114,24 @@ class Jobs:
             raise ValidationError("requests", f"holds {len(batch)} requests; at most {MAX_BATCH} a call")
         return self._schedule_all(batch, indexed=True)
 
-    def _schedule_all(
-        self, requests: Iterable[ScheduleRequest | dict[str, Any]], *, indexed: bool
-    ) -> list[DispatchResult]:
+    def _schedule_all(self, requests: list[ScheduleRequest | dict[str, Any]], *, indexed: bool) -> list[DispatchResult]:
+        try:
+            return self._store_all(requests, indexed=indexed)
+        except (StaleJobError, NotFoundError) as exc:  # a cached definition changed or went: read again, once
+            if isinstance(exc, NotFoundError) and exc.kind != "job":
+                raise
+            self._definitions.clear()
+            return self._store_all(requests, indexed=indexed)
+
+    def _definition(self, tag: str) -> JobDefinition | None:
+        job = self._definitions.get(tag)
+        if job is None:
+            job = self._store.get_job(tag)
+            if job is not None:
+                self._definitions[tag] = job
+        return job
+
+    def _store_all(self, requests: list[ScheduleRequest | dict[str, Any]], *, indexed: bool) -> list[DispatchResult]:
         now = self._clock.now()
         jobs: dict[str, JobDefinition | None] = {}
         schedules: list[Schedule] = []
@@ -120,7 +141,7 @@ class Jobs:
             try:
                 req = parse(ScheduleRequest, raw)
                 if req.event not in jobs:
-                    jobs[req.event] = self._store.get_job(req.event)
+                    jobs[req.event] = self._definition(req.event)
                 job = jobs[req.event]
                 if job is None:
                     raise ValidationError("event", f"no job with tag {req.event!r}; create it with job.create first")
@@ -135,7 +156,8 @@ class Jobs:
             runs.extend(first_runs)
             results.append(result)
         if schedules:
-            self._store.add_schedules(schedules, runs)
+            planned = {tag: job for tag, job in jobs.items() if job is not None}
+            self._store.add_schedules(schedules, runs, planned_from=planned)
             if runs:
                 self._owner._notify_workers()
             self._owner.webhooks.emit(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,6 +18,7 @@ from ductape_jobs import (
     RunPhase,
     ScheduleStatus,
     TriggeredBy,
+    ValidationError,
 )
 from ductape_jobs.testing import Sandbox
 
@@ -435,3 +437,19 @@ def test_a_function_registered_with_a_timeout_fails_slow_calls(dt: Ductape) -> N
     assert "exceeded its timeout of 0.05 s" in (run.error or "")
     dt.clock.advance(seconds=5)  # type: ignore[attr-defined]
     assert dt.drain().completed == 1 and calls == [1, 2]
+
+
+def test_schedule_reads_a_job_again_when_another_client_changed_it(tmp_path: Path) -> None:
+    """schedule() keeps job definitions in memory (no read per call); a change made by another client is
+    caught by the write, and the schedule is planned again from the stored definition."""
+    url = f"sqlite:///{tmp_path / 'jobs.db'}"
+    with Ductape(url, clock=FakeClock()) as a, Ductape(url, clock=FakeClock()) as b:
+        a.job.create({"name": "R", "tag": "r", "event_type": "FUNCTION", "event_tag": "r"})
+        request = {"env": "prd", "product_tag": "p", "event": "r"}
+        assert a.job.get(a.job.schedule(request).job_id).every is None  # cached: runs once
+        b.job.update("r", {"intervals": 60_000, "executions": 3})  # same clock: even updated_at is unchanged
+        again = a.job.get(a.job.schedule(request).job_id)
+        assert again.every == timedelta(minutes=1) and again.limit == 3 and again.follows_job
+        b.job.delete("r")
+        with pytest.raises(ValidationError, match="no job with tag 'r'"):
+            a.job.schedule(request)

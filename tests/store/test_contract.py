@@ -17,7 +17,7 @@ from storekit import Backend, postgres_backend, sqlite_backend
 
 from ductape_jobs.clock import FakeClock
 from ductape_jobs.engine.scheduler import Scheduler
-from ductape_jobs.errors import ConflictError, NotFoundError
+from ductape_jobs.errors import ConflictError, NotFoundError, StaleJobError
 from ductape_jobs.ids import new_id
 from ductape_jobs.models import (
     JobDefinition,
@@ -803,3 +803,19 @@ def test_cache_entries_live_until_they_expire(store: Store) -> None:
     assert store.cache_get("k", T0 + MIN) == (True, None)
     store.cache_put("other", "v", T0 + 5 * MIN, T0 + MIN)
     assert store.cache_get("other", T0 + 4 * MIN) == (True, "v")
+
+
+def test_a_schedule_planned_from_a_changed_job_is_refused(store: Store) -> None:
+    """schedule() plans from cached job definitions; the write checks them, so a stale one is never used."""
+    created = store.create_job(job("r"), T0)
+    stale = store.get_job("r")
+    assert stale is not None
+    store.update_job("r", {"intervals": 60_000}, T0)  # another client, in the same millisecond
+    s = schedule("r")
+    with pytest.raises(StaleJobError):
+        store.add_schedules([s], [], planned_from={"r": stale})
+    assert store.get_schedule(s.id) is None  # nothing written
+    fresh = store.get_job("r")
+    assert fresh is not None and fresh.intervals == 60_000 and created.intervals == 0
+    store.add_schedules([s], [], planned_from={"r": fresh})
+    assert store.get_schedule(s.id) is not None

@@ -21,7 +21,7 @@ Rules every implementation keeps (the store suite in ``tests/store`` checks them
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import Enum
@@ -211,9 +211,17 @@ class SchedulingStore(ABC):
 
     # -- schedules
     @abstractmethod
-    def add_schedules(self, schedules: Sequence[Schedule], runs: Sequence[NewRun]) -> None:
+    def add_schedules(
+        self,
+        schedules: Sequence[Schedule],
+        runs: Sequence[NewRun],
+        *,
+        planned_from: Mapping[str, JobDefinition] | None = None,
+    ) -> None:
         """Store schedules and their already-due first runs, all or nothing. Each run copies its job's
-        event type and tag and its schedule's input. ``NotFoundError`` if a job does not exist."""
+        event type and tag and its schedule's input. ``NotFoundError`` if a job does not exist.
+        ``planned_from`` (job tag -> the definition the schedules were planned from): ``StaleJobError``, and
+        nothing written, when a job's stored definition differs from it (the caller reads it again)."""
 
     @abstractmethod
     def get_schedule(self, schedule_id: str) -> Schedule | None: ...

@@ -17,11 +17,11 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from ductape_jobs.errors import ConflictError, NotFoundError
+from ductape_jobs.errors import ConflictError, NotFoundError, StaleJobError
 from ductape_jobs.models import JobDefinition, NewRun, Overlap, Run, RunFilter, RunPhase, Schedule, ScheduleStatus
 from ductape_jobs.store.api import ApiCore
 from ductape_jobs.store.base import Capabilities, DueSchedule, Outcome, Planner, ScheduleChange, Store, Wakeups
@@ -114,17 +114,28 @@ class SQLStore(ApiCore, FeatureCore, Store):
 
     # ------------------------------------------------------------------------------------ schedules
 
-    def add_schedules(self, schedules: Sequence[Schedule], runs: Sequence[NewRun]) -> None:
+    def add_schedules(
+        self,
+        schedules: Sequence[Schedule],
+        runs: Sequence[NewRun],
+        *,
+        planned_from: Mapping[str, JobDefinition] | None = None,
+    ) -> None:
         if not schedules and not runs:
             return
         tags = sorted({s.job_tag for s in schedules})
         rows = {s.id: schedule_params(s) for s in schedules}
+        expected = {tag: _planning(job) for tag, job in (planned_from or {}).items()}
 
         def op(tx: Tx) -> None:
-            events = {r["tag"]: (r["event_type"], r["event_tag"]) for r in tx.all("share_jobs", {"tags": tags})}
+            found = tx.all("share_jobs", {"tags": tags})
+            events = {r["tag"]: (r["event_type"], r["event_tag"]) for r in found}
             for tag in tags:
                 if tag not in events:
                     raise NotFoundError("job", tag)
+            for r in found:  # planned from a cached definition: it must still be the stored one
+                if r["tag"] in expected and _planning(job_from_row(r)) != expected[r["tag"]]:
+                    raise StaleJobError(r["tag"])
             tx.many("insert_schedule", list(rows.values()))
             # First runs take their values from the rows just written rather than a join per run.
             firsts = []
@@ -396,3 +407,8 @@ def _release_held(tx: Tx, ended: list[str], now: datetime) -> None:
 def _count(row: Row | None) -> int:
     assert row is not None
     return int(next(iter(row.values())))
+
+
+def _planning(job: JobDefinition) -> tuple[Any, ...]:
+    """What of a job definition a schedule is planned from (and its version)."""
+    return (job.event_type, job.event_tag, job.executions, job.intervals, job.start_at, job.updated_at)

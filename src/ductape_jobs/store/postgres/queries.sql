@@ -12,7 +12,7 @@ SELECT * FROM jobs WHERE tag = %(tag)s FOR UPDATE;
 
 -- name: share_jobs
 -- Keeps the jobs that new schedules use from being deleted until they are stored.
-SELECT tag, event_type, event_tag FROM jobs WHERE tag = ANY(%(tags)s) ORDER BY tag FOR SHARE;
+SELECT * FROM jobs WHERE tag = ANY(%(tags)s) ORDER BY tag FOR SHARE;
 
 -- name: update_job
 UPDATE jobs SET name = %(name)s, event_type = %(event_type)s, event_tag = %(event_tag)s,

@@ -33,7 +33,7 @@ WHERE job_tag = :tag AND follows_job = 1 AND status IN ('active', 'paused');
 SELECT * FROM jobs WHERE tag = :tag;
 
 -- name: share_jobs
-SELECT tag, event_type, event_tag FROM jobs WHERE tag IN (SELECT value FROM json_each(:tags)) ORDER BY tag;
+SELECT * FROM jobs WHERE tag IN (SELECT value FROM json_each(:tags)) ORDER BY tag;
 
 -- name: get_job
 SELECT * FROM jobs WHERE tag = :tag;
