@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from ductape_jobs.client import Ductape
 from ductape_jobs.features.api import AsyncFeatures
+from ductape_jobs.jobs import Jobs, ProductJobs
 from ductape_jobs.models import (
     DispatchResult,
     DrainSummary,
@@ -40,8 +41,9 @@ async def _off(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
 class AsyncJobs:
     """``await ductape.job.<method>(...)``: each method is ``Jobs``' method of the same name."""
 
-    def __init__(self, owner: Ductape) -> None:
-        self._jobs = owner.job
+    def __init__(self, jobs: Jobs) -> None:
+        self._jobs = jobs
+        self.product_tag = jobs.product_tag
 
     async def create(self, details: JobDefinition | dict[str, Any]) -> JobDefinition:
         return await _off(self._jobs.create, details)
@@ -154,6 +156,19 @@ class AsyncJobs:
     updateJob = update
 
 
+class AsyncProductJobs:
+    """``ductape.product``: ``ductape.product("shop").jobs`` (awaited), as ``ProductJobs``."""
+
+    def __init__(self, product: ProductJobs, jobs: AsyncJobs | None = None) -> None:
+        self._product = product
+        self.tag = product.tag
+        self.jobs = jobs if jobs is not None else AsyncJobs(product.jobs)
+
+    def __call__(self, tag: str) -> AsyncProductJobs:
+        bound = self._product(tag)
+        return self if bound is self._product else AsyncProductJobs(bound)
+
+
 class AsyncSessions:
     """``await ductape.session.start(...)`` / ``verify(...)``: ``Sessions``' methods."""
 
@@ -200,7 +215,8 @@ class AsyncDuctape:
 
     def _wrap(self, sync: Ductape) -> None:
         self.sync = sync
-        self.job = AsyncJobs(sync)
+        self.job = AsyncJobs(sync.job)
+        self.product = AsyncProductJobs(sync.product, self.job)
         self.feature = AsyncFeatures(sync.feature)
         self.session = AsyncSessions(sync.session)
         self.webhooks = AsyncWebhooks(sync.webhooks)
@@ -235,4 +251,4 @@ class AsyncDuctape:
         await self.close()
 
 
-__all__ = ["AsyncDuctape", "AsyncJobs", "AsyncSessions", "AsyncWebhooks", "ScheduleStatus"]
+__all__ = ["AsyncDuctape", "AsyncJobs", "AsyncProductJobs", "AsyncSessions", "AsyncWebhooks", "ScheduleStatus"]

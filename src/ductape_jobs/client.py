@@ -22,7 +22,7 @@ from ductape_jobs.executors.context import RunPreparer
 from ductape_jobs.executors.feature import FeatureExecutor
 from ductape_jobs.executors.registry import product_executors
 from ductape_jobs.features.api import Features
-from ductape_jobs.jobs import Jobs
+from ductape_jobs.jobs import Jobs, ProductJobs
 from ductape_jobs.models import DrainSummary
 from ductape_jobs.products import Products
 from ductape_jobs.sessions import Sessions
@@ -45,6 +45,9 @@ class Ductape:
     (PostgreSQL); an injected clock is used as given. ``True``: correct even an injected clock by the
     server's. ``False``: never.
 
+    ``product``: the product whose jobs ``ductape.job`` manages (as the seeds' ``ductape.product.jobs``);
+    ``None`` (the default): shared jobs are created, and a tag finds the shared job or the one product's job.
+
     ``webhook_allow``: networks (CIDRs, a list or a comma separated string) that webhook targets may use
     besides public addresses (default ``$DUCTAPE_WEBHOOK_ALLOW``, else none): loopback, private, link-local
     and metadata addresses are refused otherwise (``ductape_jobs.webhooks``).
@@ -66,6 +69,7 @@ class Ductape:
         product_file: str | None = None,
         products: Products | None = None,
         webhook_allow: Iterable[str] | str | None = None,
+        product: str | None = None,
     ) -> None:
         allowed = parse_networks(
             webhook_allow if webhook_allow is not None else os.environ.get("DUCTAPE_WEBHOOK_ALLOW")
@@ -108,7 +112,8 @@ class Ductape:
         for event_type, factory in product_executors(self.products).items():  # loaded on first use
             self.executors.register_factory(event_type, factory)
         self.prepare = RunPreparer(self.products, self.clock)
-        self.job = Jobs(self)
+        self.job = Jobs(self, product)  # the client's own product's jobs (None: the shared ones, and all)
+        self.product = ProductJobs(self.job)  # the seeds' ductape.product.jobs; ductape.product("shop").jobs
         self.feature = Features(self)  # ductape.feature.run(...): a product's feature sequences
         self.executors.register(FeatureExecutor(self.feature.engine))
         # lifecycle webhooks: emitted by job.* and workers
@@ -138,6 +143,7 @@ class Ductape:
             functions=self.functions,
             products=self.products,
             webhook_allow=self.webhooks.allow,
+            product=self.job.product_tag,
             **self._settings,
         )
 

@@ -14,6 +14,7 @@ from ductape_jobs.limits import LATEST, MAX_BATCH, MAX_PAGE, MAX_TEXT, check_pag
 from ductape_jobs.models import (
     DispatchResult,
     JobDefinition,
+    JobEventTypes,
     JobUpdate,
     NewRun,
     RepeatOptions,
@@ -24,6 +25,7 @@ from ductape_jobs.models import (
     ScheduleRequest,
     ScheduleStatus,
     TriggeredBy,
+    check_tag,
     parse,
     to_utc,
 )
@@ -38,53 +40,109 @@ if TYPE_CHECKING:
 
 
 class Jobs:
-    """Reached as ``ductape.job``. Every method validates first and writes nothing on bad input."""
+    """Reached as ``ductape.job`` (or ``ductape.product("shop").jobs``, bound to a product). Every method
+    validates first and writes nothing on bad input.
 
-    def __init__(self, owner: Ductape) -> None:
+    A job belongs to a product, as in the seeds; one without a product is shared by every product. Bound to a
+    product, ``create`` makes that product's jobs, ``fetch_all`` lists them, and a tag finds the product's own
+    job first, then the shared one (what the product's schedules run). Unbound, ``create`` makes a shared job
+    unless the details name a ``product_tag``, ``fetch_all`` lists every job, and a tag finds the shared job,
+    else the one product's job of that tag (``ValidationError`` if several products have one).
+    """
+
+    def __init__(
+        self,
+        owner: Ductape,
+        product: str | None = None,
+        definitions: dict[tuple[str, str], JobDefinition] | None = None,
+    ) -> None:
         self._owner = owner
         self._store = owner.store
         self._clock = owner.clock
-        # Job definitions as schedule() last read them. A write checks each one's updated_at against the
-        # store (StaleJobError when another client changed it), so a stale entry is read again, never used.
-        self._definitions: dict[str, JobDefinition] = {}
+        self.product_tag = None if product is None else check_tag(product, "product_tag")
+        # Job definitions as schedule() last read them, by (the schedule's product, tag), shared by a client's
+        # Jobs. A write checks each one against the store (StaleJobError when another client changed it), so
+        # a stale entry is read again, never used.
+        self._definitions: dict[tuple[str, str], JobDefinition] = {} if definitions is None else definitions
 
     # ---------------------------------------------------------------------------- job definitions
 
     def create(self, details: JobDefinition | dict[str, Any]) -> JobDefinition:
         job = parse(JobDefinition, details)
-        if self._store.get_job(job.tag) is not None:  # the store's ConflictError stays the backstop for races
-            raise ConflictError(f"tag: a job with tag {job.tag!r} already exists")
-        self._definitions.pop(job.tag, None)
+        if self.product_tag is not None:
+            if job.product_tag not in (None, self.product_tag):
+                raise ValidationError(
+                    "product_tag", f"is {job.product_tag!r}, but these are the jobs of product {self.product_tag!r}"
+                )
+            job = job.model_copy(update={"product_tag": self.product_tag})
+        self._check_event(job)
+        if self._store.get_job(job.product_tag or "", job.tag) is not None:  # the store's ConflictError: races
+            where = f" in product {job.product_tag!r}" if job.product_tag else ""
+            raise ConflictError(f"tag: a job with tag {job.tag!r} already exists{where}")
+        self._forget(job.tag)
         return self._store.create_job(job, self._clock.now())
 
     def update(self, tag: str, data: JobUpdate | dict[str, Any]) -> JobDefinition:
         changes = parse(JobUpdate, data).model_dump(exclude_unset=True)
         if not changes:
             raise ValidationError("data", "give at least one field to update")
-        if self._store.get_job(tag) is None:
-            raise NotFoundError("job", tag)
-        self._definitions.pop(tag, None)
-        return self._store.update_job(tag, changes, self._clock.now())
+        job = self.fetch(tag)
+        self._check_event(job.model_copy(update=changes))
+        self._forget(tag)
+        return self._store.update_job(job.product_tag or "", tag, changes, self._clock.now())
 
     def fetch(self, tag: str) -> JobDefinition:
-        job = self._store.get_job(tag)
+        if self.product_tag is not None:
+            job = self._store.find_job(self.product_tag, tag)
+        else:
+            found = self._store.jobs_tagged(tag)
+            shared = [j for j in found if j.product_tag is None]
+            if not shared and len(found) > 1:
+                owners = ", ".join(repr(j.product_tag) for j in found)
+                raise ValidationError(
+                    "tag", f"products {owners} each have a job {tag!r}; name one: ductape.product(<tag>).jobs"
+                )
+            job = next(iter(shared or found), None)
         if job is None:
             raise NotFoundError("job", tag)
         return job
 
     def fetch_all(self) -> list[JobDefinition]:
-        return self._store.list_jobs()
+        return self._store.list_jobs(self.product_tag)
 
     def delete(self, tag: str) -> None:
         """Delete a job. Its live (active or paused) schedules are cancelled first, with the reason
         ``job <tag> deleted``; their history is kept. A job with unlimited executions runs until this."""
-        self.fetch(tag)
+        job = self.fetch(tag)
+        owner = job.product_tag or ""
         for status in (ScheduleStatus.ACTIVE, ScheduleStatus.PAUSED):
-            while live := self.list(status=status, job_tag=tag, limit=MAX_PAGE):
+            while live := self._store.list_schedules(status=status, job_tag=tag, job_product=owner, limit=MAX_PAGE):
                 for schedule in live:
                     self.cancel(schedule.id, reason=f"job {tag} deleted")
-        self._definitions.pop(tag, None)
-        self._store.delete_job(tag)  # ConflictError if a schedule of it was made meanwhile: nothing deleted
+        self._forget(tag)
+        self._store.delete_job(owner, tag)  # ConflictError if a schedule of it was made meanwhile: nothing deleted
+
+    def _check_event(self, job: JobDefinition) -> None:
+        """A product's job runs an event the product declares (FUNCTIONs register in workers: not checked)."""
+        products = self._owner.products
+        if job.product_tag is None or job.event_type is JobEventTypes.FUNCTION:
+            return
+        spec = products.find(job.product_tag)
+        if spec is None:
+            known = ", ".join(products.tags()) or "none"
+            raise ValidationError(
+                "product_tag",
+                f"product {job.product_tag!r} is not declared (known: {known}); a {job.event_type.name} job runs "
+                "an event its product declares (ductape.products.add(...) or a product file)",
+            )
+        try:
+            products.locate(spec, job.event_type, job.event_tag, None)
+        except ValidationError as exc:
+            raise ValidationError("event_tag", exc.rule) from None
+
+    def _forget(self, tag: str) -> None:
+        for key in [k for k in self._definitions if k[1] == tag]:
+            del self._definitions[key]
 
     # the seeds' other spellings (000, 001, 002), as written
     fetchAll = fetch_all
@@ -123,28 +181,34 @@ class Jobs:
             self._definitions.clear()
             return self._store_all(requests, indexed=indexed)
 
-    def _definition(self, tag: str) -> JobDefinition | None:
-        job = self._definitions.get(tag)
+    def _definition(self, product_tag: str, tag: str) -> JobDefinition | None:
+        """The job a schedule of ``product_tag`` runs: the product's own, else the shared one."""
+        job = self._definitions.get((product_tag, tag))
         if job is None:
-            job = self._store.get_job(tag)
+            job = self._store.find_job(product_tag, tag)
             if job is not None:
-                self._definitions[tag] = job
+                self._definitions[(product_tag, tag)] = job
         return job
 
     def _store_all(self, requests: list[ScheduleRequest | dict[str, Any]], *, indexed: bool) -> list[DispatchResult]:
         now = self._clock.now()
-        jobs: dict[str, JobDefinition | None] = {}
+        jobs: dict[tuple[str, str], JobDefinition | None] = {}
         schedules: list[Schedule] = []
         runs: list[NewRun] = []
         results: list[DispatchResult] = []
         for i, raw in enumerate(requests):
             try:
-                req = parse(ScheduleRequest, raw)
-                if req.event not in jobs:
-                    jobs[req.event] = self._definition(req.event)
-                job = jobs[req.event]
+                req = self._request(raw)
+                key = (req.product_tag, req.event)
+                if key not in jobs:
+                    jobs[key] = self._definition(*key)
+                job = jobs[key]
                 if job is None:
-                    raise ValidationError("event", f"no job with tag {req.event!r}; create it with job.create first")
+                    raise ValidationError(
+                        "event",
+                        f"no job with tag {req.event!r} in product {req.product_tag!r} and no shared one; "
+                        "create it with job.create first",
+                    )
                 claims = admit(self._owner.products, self._owner.session, req, job)
                 schedule, first_runs, result = self._plan(req, job, now, claims)
             except ValidationError as exc:
@@ -156,7 +220,7 @@ class Jobs:
             runs.extend(first_runs)
             results.append(result)
         if schedules:
-            planned = {tag: job for tag, job in jobs.items() if job is not None}
+            planned = {(job.product_tag or "", job.tag): job for job in jobs.values() if job is not None}
             self._store.add_schedules(schedules, runs, planned_from=planned)
             if runs:
                 self._owner._notify_workers()
@@ -164,6 +228,17 @@ class Jobs:
                 "job.scheduled", (schedule_payload(s, r) for s, r in zip(schedules, results, strict=True))
             )
         return results
+
+    def _request(self, raw: ScheduleRequest | dict[str, Any]) -> ScheduleRequest:
+        """Bound to a product, a request is that product's (its ``product_tag`` may be left out)."""
+        if self.product_tag is not None and isinstance(raw, dict) and "product_tag" not in raw:
+            raw = {**raw, "product_tag": self.product_tag}
+        req = parse(ScheduleRequest, raw)
+        if self.product_tag is not None and req.product_tag != self.product_tag:
+            raise ValidationError(
+                "product_tag", f"is {req.product_tag!r}, but these are the jobs of product {self.product_tag!r}"
+            )
+        return req
 
     def _plan(
         self, req: ScheduleRequest, job: JobDefinition, now: datetime, claims: dict[str, Any] | None
@@ -198,6 +273,7 @@ class Jobs:
             job_tag=job.tag,
             env=req.env,
             product_tag=req.product_tag,
+            job_product=job.product_tag or "",
             input=req.input,
             retries=req.retries,
             status=ScheduleStatus.COMPLETED if next_due is None else ScheduleStatus.ACTIVE,
@@ -452,3 +528,19 @@ def _time(value: object, field: str) -> datetime | None:
 
 
 __all__: Sequence[str] = ["Jobs"]
+
+
+class ProductJobs:
+    """``ductape.product``: the seeds' ``product.jobs``. ``ductape.product("shop").jobs`` holds product shop's
+    jobs; ``ductape.product.jobs`` those of the client's own product (``Ductape(product="shop")``), which
+    ``ductape.job`` also is."""
+
+    def __init__(self, root: Jobs) -> None:
+        self.tag = root.product_tag
+        self.jobs = root
+        self._root = root
+
+    def __call__(self, tag: str) -> ProductJobs:
+        if tag == self._root.product_tag:
+            return self
+        return ProductJobs(Jobs(self._root._owner, tag, definitions=self._root._definitions))

@@ -206,6 +206,16 @@ def _tag(value: str) -> str:
     return value
 
 
+def check_tag(value: object, field: str) -> str:
+    """A tag given outside a model (a product bound in code): ``ValidationError`` naming ``field``."""
+    if not isinstance(value, str):
+        raise ValidationError(field, "must be a string")
+    try:
+        return _tag(value)
+    except ValueError as exc:
+        raise ValidationError(field, str(exc)) from None
+
+
 def _event_type(value: object) -> object:
     return JobEventTypes.parse(value)
 
@@ -242,10 +252,16 @@ class _Input(BaseModel):
 
 
 class JobDefinition(_Input):
-    """A job (the seeds' ``IProductJob``): which event it runs and its default cadence."""
+    """A job (the seeds' ``IProductJob``): which event it runs and its default cadence.
+
+    A job belongs to a product (``product_tag``; its tag is unique within the product), as the seeds'
+    ``product.jobs`` has it; ``ductape.product("shop").jobs.create(...)`` sets it. A job without a product is
+    shared: every product's schedules may run it (a product's own job of the same tag comes first).
+    """
 
     name: NonEmpty
     tag: Tag
+    product_tag: Tag | None = None
     event_type: EventType
     event_tag: NonEmpty
     executions: Count = Field(default=0, ge=0, description="runs of the job's cadence; 0 = unlimited")
@@ -278,8 +294,9 @@ class JobUpdate(_Input):
     @model_validator(mode="before")
     @classmethod
     def _no_tag(cls, data: object) -> object:
-        if isinstance(data, dict) and "tag" in data:
-            raise ValidationError("tag", "cannot be changed; create a new job instead")
+        for fixed in ("tag", "product_tag"):
+            if isinstance(data, dict) and fixed in data:
+                raise ValidationError(fixed, "cannot be changed; create a new job instead")
         if isinstance(data, dict):
             for name, value in data.items():
                 if value is None and name != "start_at":  # null clears start_at; the others always hold a value
@@ -516,6 +533,7 @@ class Schedule:
     last_due_at: datetime | None = None
     skipped_count: int = 0
     reason: str | None = None
+    job_product: str = ""  # the product of the job it runs: product_tag (its own job), or '' (a shared job)
 
     @property
     def recurring(self) -> bool:

@@ -147,11 +147,20 @@ def test_a_product_key_sees_only_its_product(api: Api, job: dict[str, Any]) -> N
     other = shop.post("/schedule", json=BLOG)
     assert other.status_code == 403 and "shop" in other.json()["detail"]
     assert shop.post("/schedule", json={**SHOP, "env": "dev"}).status_code == 201  # any env of its product
+    # jobs: a product key manages its own product's jobs, reads the shared ones, and changes no other
     new_job = {"name": "x", "tag": "x", "event_type": "FUNCTION", "event_tag": "x"}
-    assert shop.post("/jobs", json=new_job).status_code == 403
-    assert shop.patch("/jobs/report", json={"name": "x"}).status_code == 403
+    made = shop.post("/jobs", json=new_job)
+    assert made.status_code == 201 and made.json()["product_tag"] == "shop"
+    assert shop.post("/jobs", json={**new_job, "product_tag": "blog"}).status_code == 403
+    assert shop.post("/jobs?product_tag=blog", json=new_job).status_code == 403
+    assert shop.patch("/jobs/x", json={"name": "y"}).json()["name"] == "y"
+    assert shop.patch("/jobs/report", json={"name": "x"}).status_code == 403  # shared: not its own
     assert shop.delete("/jobs/report").status_code == 403
-    assert shop.get("/jobs").status_code == 200  # job definitions are shared: reading them is fine
+    assert shop.get("/jobs?product_tag=blog").status_code == 403
+    listed = shop.get("/jobs").json()["items"]
+    assert sorted((j["tag"], j["product_tag"]) for j in listed) == [("report", None), ("x", "shop")]
+    assert api.dt.job.fetch("report").name != "x"
+    assert shop.delete("/jobs/x").status_code == 204
     assert len(api.dt.job.list(product_tag="blog")) == 1
 
 

@@ -148,7 +148,10 @@ def test_a_write_key_writes_and_an_admin_key_also_manages_webhooks(api: Api, wor
 def test_scopes_and_product_limits_add_up(api: Api, world: dict[str, str]) -> None:
     shop_writer = api.client(api.key(scope=WRITE, product_tag="shop"))
     assert shop_writer.post("/schedule", json={**SHOP, "product_tag": "blog"}).status_code == 403  # its limit
-    assert shop_writer.post("/jobs", json=BODIES["/jobs"]).status_code == 403  # shared definitions
+    made = shop_writer.post("/jobs", json=BODIES["/jobs"])  # a job of its own product
+    assert made.status_code == 201 and made.json()["product_tag"] == "shop"
+    shop_reader = api.client(api.key(scope=READ, product_tag="shop"))
+    assert shop_reader.post("/jobs", json={**BODIES["/jobs"], "tag": "other"}).status_code == 403  # its scope
     me = shop_writer.get("/me").json()
     assert (me["scope"], me["product_tag"], me["env"]) == ("write", "shop", None)
 

@@ -65,6 +65,19 @@ def test_job_create_list_show_delete(store: str) -> None:
     assert ok("job", "list", store=store) == []
 
 
+def test_jobs_of_a_product(store: str) -> None:
+    assert create_job(store, "sync", "--product", "shop")["product_tag"] == "shop"
+    assert create_job(store, "sync", "--product", "blog")["product_tag"] == "blog"  # the same tag, another product
+    assert [j["product_tag"] for j in ok("job", "list", "--product", "shop", store=store)] == ["shop"]
+    assert len(ok("job", "list", store=store)) == 2
+    assert ok("job", "update", "sync", "--name", "S", "--product", "blog", store=store)["name"] == "S"
+    assert ok("job", "show", "sync", "--product", "shop", store=store)["name"] == "Hello"
+    ambiguous = cli("job", "show", "sync", store=store)
+    assert ambiguous.exit_code == 2 and "name one" in ambiguous.stderr
+    ok("job", "delete", "sync", "--product", "blog", store=store)
+    assert [j["product_tag"] for j in ok("job", "list", store=store)] == ["shop"]
+
+
 def test_job_listing_renders_a_table_for_people(store: str) -> None:
     create_job(store)
     result = cli("job", "list", store=store)

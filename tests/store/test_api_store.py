@@ -45,7 +45,7 @@ HOUR = timedelta(hours=1)
 def add_schedule(
     store: Store, *, product: str = "shop", env: str = "prd", next_run_at: datetime | None = None, **extra: Any
 ) -> Schedule:
-    if store.get_job("report") is None:
+    if store.get_job("", "report") is None:
         store.create_job(JobDefinition(name="Report", tag="report", event_type="FUNCTION", event_tag="fn"), T0)
     s = Schedule(
         id=new_id("job"),

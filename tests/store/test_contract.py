@@ -78,7 +78,7 @@ def due_run(s: Schedule, at: datetime = T0, *, held: bool = False, phase: RunPha
 
 def setup(store: Store, *runs_at: datetime, tag: str = "report", **schedule_extra: Any) -> tuple[Schedule, list[str]]:
     """A job, one schedule and a due run at each of ``runs_at``; the schedule and the run ids."""
-    if store.get_job(tag) is None:
+    if store.get_job("", tag) is None:
         store.create_job(job(tag), T0)
     s = schedule(tag, **{"next_run_at": None, **schedule_extra})
     runs = [due_run(s, at) for at in runs_at]
@@ -134,7 +134,7 @@ def test_jobs_create_get_list_update_delete(store: Store) -> None:
     created = store.create_job(job("b", executions=3, intervals=60_000), T0)
     assert created.created_at == created.updated_at == T0
     store.create_job(job("a", event_type="ACTION"), T0)
-    got = store.get_job("b")
+    got = store.get_job("", "b")
     assert got is not None
     assert (got.name, got.event_type, got.event_tag, got.executions, got.intervals) == (
         "B",
@@ -146,36 +146,36 @@ def test_jobs_create_get_list_update_delete(store: Store) -> None:
     assert got.created_at == T0 and got.start_at is None
     assert [j.tag for j in store.list_jobs()] == ["a", "b"]
 
-    updated = store.update_job("a", {"name": "Renamed", "event_tag": "other"}, T0 + MIN)
+    updated = store.update_job("", "a", {"name": "Renamed", "event_tag": "other"}, T0 + MIN)
     assert (updated.name, updated.event_tag, updated.updated_at) == ("Renamed", "other", T0 + MIN)
-    again = store.get_job("a")
+    again = store.get_job("", "a")
     assert again is not None and (again.name, again.updated_at, again.created_at) == ("Renamed", T0 + MIN, T0)
 
-    store.delete_job("b")
-    assert store.get_job("b") is None and [j.tag for j in store.list_jobs()] == ["a"]
-    assert store.get_job("nope") is None
+    store.delete_job("", "b")
+    assert store.get_job("", "b") is None and [j.tag for j in store.list_jobs()] == ["a"]
+    assert store.get_job("", "nope") is None
 
 
 def test_job_errors(store: Store) -> None:
     store.create_job(job("a"), T0)
     with pytest.raises(ConflictError, match="'a'"):
         store.create_job(job("a", name="Other"), T0)
-    assert store.get_job("a").name == "A"  # type: ignore[union-attr]
+    assert store.get_job("", "a").name == "A"  # type: ignore[union-attr]
     with pytest.raises(NotFoundError):
-        store.update_job("nope", {"name": "x"}, T0)
+        store.update_job("", "nope", {"name": "x"}, T0)
     with pytest.raises(NotFoundError):
-        store.delete_job("nope")
+        store.delete_job("", "nope")
 
 
 @pytest.mark.parametrize("status", [ScheduleStatus.ACTIVE, ScheduleStatus.PAUSED])
 def test_a_job_with_a_live_schedule_cannot_be_deleted(store: Store, status: ScheduleStatus) -> None:
     s, _ = setup(store, status=status)
     with pytest.raises(ConflictError, match="report"):
-        store.delete_job("report")
-    assert store.get_job("report") is not None
+        store.delete_job("", "report")
+    assert store.get_job("", "report") is not None
     store.update_schedule(s.id, T0, ScheduleChange(status=ScheduleStatus.CANCELLED))
-    store.delete_job("report")
-    assert store.get_job("report") is None
+    store.delete_job("", "report")
+    assert store.get_job("", "report") is None
 
 
 def test_update_job_moves_the_schedules_that_follow_its_cadence(store: Store) -> None:
@@ -183,7 +183,7 @@ def test_update_job_moves_the_schedules_that_follow_its_cadence(store: Store) ->
     follows = schedule(every=MIN, follows_job=True, next_run_at=T0 + MIN, last_due_at=T0, run_count=1)
     own = schedule(every=MIN, next_run_at=T0 + MIN, last_due_at=T0, run_count=1)
     store.add_schedules([follows, own], [])
-    store.update_job("report", {"intervals": 120_000}, T0 + timedelta(seconds=10))
+    store.update_job("", "report", {"intervals": 120_000}, T0 + timedelta(seconds=10))
     moved = store.get_schedule(follows.id)
     assert moved is not None and (moved.every, moved.next_run_at) == (2 * MIN, T0 + 2 * MIN)
     kept = store.get_schedule(own.id)
@@ -781,7 +781,7 @@ def test_concurrent_migrations_apply_each_version_once(backend: Backend) -> None
     package = f"ductape_jobs.store.{backend.name}.migrations"
     assert reference["versions"] == [v for v, _ in load_migrations(package)]
     stores[0].create_job(job(), T0)
-    assert stores[3].get_job("report") is not None
+    assert stores[3].get_job("", "report") is not None
 
 
 def test_both_backends_have_the_same_tables_and_columns(tmp_path: Path) -> None:
@@ -808,14 +808,14 @@ def test_cache_entries_live_until_they_expire(store: Store) -> None:
 def test_a_schedule_planned_from_a_changed_job_is_refused(store: Store) -> None:
     """schedule() plans from cached job definitions; the write checks them, so a stale one is never used."""
     created = store.create_job(job("r"), T0)
-    stale = store.get_job("r")
+    stale = store.get_job("", "r")
     assert stale is not None
-    store.update_job("r", {"intervals": 60_000}, T0)  # another client, in the same millisecond
+    store.update_job("", "r", {"intervals": 60_000}, T0)  # another client, in the same millisecond
     s = schedule("r")
     with pytest.raises(StaleJobError):
-        store.add_schedules([s], [], planned_from={"r": stale})
+        store.add_schedules([s], [], planned_from={("", "r"): stale})
     assert store.get_schedule(s.id) is None  # nothing written
-    fresh = store.get_job("r")
+    fresh = store.get_job("", "r")
     assert fresh is not None and fresh.intervals == 60_000 and created.intervals == 0
-    store.add_schedules([s], [], planned_from={"r": fresh})
+    store.add_schedules([s], [], planned_from={("", "r"): fresh})
     assert store.get_schedule(s.id) is not None

@@ -56,8 +56,8 @@ def test_the_schema_option_isolates_stores_and_migrate_creates_it() -> None:
         for store in stores:
             store.migrate()  # creates the schema too
         stores[0].create_job(job("only-here"), T0)
-        assert stores[0].get_job("only-here") is not None
-        assert stores[1].get_job("only-here") is None
+        assert stores[0].get_job("", "only-here") is not None
+        assert stores[1].get_job("", "only-here") is None
         assert {
             r[0] for r in pg_admin("SELECT table_schema FROM information_schema.tables WHERE table_name = 'runs'")
         } >= set(names)
@@ -102,7 +102,7 @@ def test_calls_survive_lost_idle_connections(pg_backend: Backend) -> None:
     store = pg_backend.open()
     store.create_job(job(), T0)
     assert terminate(pg_backend.schema or "") >= 1
-    assert store.get_job("report") is not None  # the pool notices the dead connection and opens another
+    assert store.get_job("", "report") is not None  # the pool notices the dead connection and opens another
     store.add_schedules([schedule("s1", None)], [run("s1")])
     assert store.count_runs() == {RunPhase.QUEUED: 1}
 

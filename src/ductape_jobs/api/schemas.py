@@ -53,6 +53,7 @@ class JobOut(BaseModel):
 
     name: str
     tag: str
+    product_tag: str | None = Field(default=None, description="the product it belongs to; null: shared by all")
     event_type: str
     event_tag: str
     executions: int
@@ -66,6 +67,7 @@ class JobOut(BaseModel):
         return cls(
             name=job.name,
             tag=job.tag,
+            product_tag=job.product_tag,
             event_type=job.event_type.value,
             event_tag=job.event_tag,
             executions=job.executions,

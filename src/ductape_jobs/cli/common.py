@@ -34,6 +34,15 @@ StoreOpt = Annotated[
         show_default=False,
     ),
 ]
+ProductOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--product",
+        metavar="TAG",
+        help="The product whose jobs to manage (the seeds' product.jobs); none: shared jobs (and every job).",
+        show_default=False,
+    ),
+]
 AppOpt = Annotated[
     str | None,
     typer.Option(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
@@ -14,6 +14,7 @@ from ductape_jobs.cli.apikey import apikey_app
 from ductape_jobs.cli.common import (
     AppOpt,
     JsonOpt,
+    ProductOpt,
     StoreOpt,
     WebhookAllowOpt,
     allow_webhooks_to,
@@ -27,6 +28,10 @@ from ductape_jobs.cli.demo import demo
 from ductape_jobs.cli.features import feature_app
 from ductape_jobs.cli.preview import preview
 from ductape_jobs.cli.serve import serve
+
+if TYPE_CHECKING:
+    from ductape_jobs.client import Ductape
+    from ductape_jobs.jobs import Jobs
 
 app = typer.Typer(
     name="ductape",
@@ -97,18 +102,20 @@ def worker(
 
 
 @job_app.command("list")
-def job_list(store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False) -> None:
-    """All job definitions."""
+def job_list(product: ProductOpt = None, store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False) -> None:
+    """Job definitions: one product's (--product), else every job."""
     with client(store, app_) as dt:
-        jobs = dt.job.fetch_all()
+        jobs = _jobs(dt, product).fetch_all()
         emit(jobs, as_json, lambda: render.jobs_table(jobs))
 
 
 @job_app.command("show")
-def job_show(tag: str, store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False) -> None:
-    """One job definition by tag."""
+def job_show(
+    tag: str, product: ProductOpt = None, store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False
+) -> None:
+    """One job definition by tag (with --product: the product's own, else the shared one)."""
     with client(store, app_) as dt:
-        job = dt.job.fetch(tag)
+        job = _jobs(dt, product).fetch(tag)
         emit(job, as_json, lambda: render.job_detail(job))
 
 
@@ -123,11 +130,13 @@ def job_create(
     executions: Annotated[int, typer.Option(help="Runs of the job's cadence; 0 = unlimited.")] = 0,
     intervals: Annotated[int, typer.Option(help="Milliseconds between runs; 0 = run once.")] = 0,
     start_at: Annotated[str | None, typer.Option(help="Unix seconds/ms or ISO 8601.")] = None,
+    product: ProductOpt = None,
     store: StoreOpt = None,
     app_: AppOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Create a job definition (nothing is written if a field is invalid: exit code 2)."""
+    """Create a job definition, of a product (--product) or shared (nothing is written if a field is invalid:
+    exit code 2)."""
     details: dict[str, Any] = {
         "name": name,
         "tag": tag,
@@ -139,7 +148,7 @@ def job_create(
     if start_at is not None:
         details["start_at"] = start_at
     with client(store, app_) as dt:
-        job = dt.job.create(details)
+        job = _jobs(dt, product).create(details)
         emit(job, as_json, lambda: render.job_detail(job))
 
 
@@ -152,24 +161,31 @@ def job_update(
     executions: Annotated[int | None, typer.Option(help="Runs of the job's cadence; 0 = unlimited.")] = None,
     intervals: Annotated[int | None, typer.Option(help="Milliseconds between runs; 0 = run once.")] = None,
     start_at: Annotated[str | None, typer.Option(help="Unix seconds/ms or ISO 8601.")] = None,
+    product: ProductOpt = None,
     store: StoreOpt = None,
     app_: AppOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Change a job definition's fields (the seeds' job.update); the tag stays."""
+    """Change a job definition's fields (the seeds' job.update); the tag and product stay."""
     given = {"name": name, "event_type": event_type, "event_tag": event_tag, "executions": executions,
              "intervals": intervals, "start_at": start_at}  # fmt: skip
     with client(store, app_) as dt:
-        job = dt.job.update(tag, {k: v for k, v in given.items() if v is not None})
+        job = _jobs(dt, product).update(tag, {k: v for k, v in given.items() if v is not None})
         emit(job, as_json, lambda: render.job_detail(job))
 
 
 @job_app.command("delete")
-def job_delete(tag: str, store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False) -> None:
+def job_delete(
+    tag: str, product: ProductOpt = None, store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False
+) -> None:
     """Delete a job definition; its active or paused schedules are cancelled (their history is kept)."""
     with client(store, app_) as dt:
-        dt.job.delete(tag)
+        _jobs(dt, product).delete(tag)
         emit({"deleted": tag}, as_json, lambda: f"deleted job {tag}")
+
+
+def _jobs(dt: Ductape, product: str | None) -> Jobs:
+    return dt.job if product is None else dt.product(product).jobs
 
 
 # ------------------------------------------------------------------------------------------- schedules

@@ -88,11 +88,12 @@ def fields(title: str, rows: Iterable[tuple[str, Any]]) -> Table:
 
 def jobs_table(jobs: Sequence[JobDefinition]) -> Table:
     table = Table(title=f"Jobs ({len(jobs)})", title_justify="left")
-    for col in ("tag", "name", "event", "executions", "intervals", "start_at", "updated"):
+    for col in ("tag", "product", "name", "event", "executions", "intervals", "start_at", "updated"):
         table.add_column(col)
     for j in jobs:
         table.add_row(
             j.tag,
+            j.product_tag or "(shared)",
             j.name,
             f"{j.event_type.name} {j.event_tag}",
             str(j.executions or "∞") if j.intervals else "1",
@@ -108,6 +109,7 @@ def job_detail(j: JobDefinition) -> Table:
         f"Job {j.tag}",
         [
             ("tag", j.tag),
+            ("product_tag", j.product_tag or "(shared by every product)"),
             ("name", j.name),
             ("event_type", j.event_type.name),
             ("event_tag", j.event_tag),

@@ -33,7 +33,7 @@ class Features:
             executors=owner.executors,
             prepare=owner.prepare,
             clock=owner.clock,
-            schedule=owner.job.schedule,
+            schedule=lambda request: owner.product(request["product_tag"]).jobs.schedule(request),
             backoff=owner.options.backoff,
             lease=owner.options.lease,
         )

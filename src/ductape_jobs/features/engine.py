@@ -249,9 +249,14 @@ class FeatureEngine:
                 check(event.spec.input, scope, sources={"Input", "Session"})
             except (PipingError, PipingSyntaxError) as exc:
                 raise ValidationError("input", f"{exc} (needed by {event.where}.input)") from None
-            if event.type is FeatureEventTypes.JOB and await self._io(self.store.get_job, event.tag) is None:
+            if (
+                event.type is FeatureEventTypes.JOB
+                and await self._io(self.store.find_job, plan.product_tag, event.tag) is None
+            ):
                 raise ValidationError(
-                    f"{event.where}.event", f"no job with tag {event.tag!r}; create it with job.create first"
+                    f"{event.where}.event",
+                    f"no job with tag {event.tag!r} in product {plan.product_tag!r} and no shared one; "
+                    "create it with job.create first",
                 )
 
     # --------------------------------------------------------------------------------------- driving

@@ -192,22 +192,32 @@ class SchedulingStore(ABC):
     # -- job definitions
     @abstractmethod
     def create_job(self, job: JobDefinition, now: datetime) -> JobDefinition:
-        """Store a new job; ``ConflictError`` if the tag exists."""
+        """Store a new job; ``ConflictError`` if its product (``''``: shared) already has the tag."""
 
     @abstractmethod
-    def update_job(self, tag: str, changes: dict[str, Any], now: datetime) -> JobDefinition:
-        """Apply ``changes`` to job ``tag``; schedules that follow the job's cadence take the new cadence.
-        ``NotFoundError`` if there is no such job."""
+    def update_job(self, product_tag: str, tag: str, changes: dict[str, Any], now: datetime) -> JobDefinition:
+        """Apply ``changes`` to the job (``product_tag`` ``''``: a shared job); schedules that follow the job's
+        cadence take the new cadence. ``NotFoundError`` if there is no such job."""
 
     @abstractmethod
-    def get_job(self, tag: str) -> JobDefinition | None: ...
+    def get_job(self, product_tag: str, tag: str) -> JobDefinition | None:
+        """The job of exactly this product (``''``: the shared job)."""
 
     @abstractmethod
-    def list_jobs(self) -> list[JobDefinition]: ...
+    def find_job(self, product_tag: str, tag: str) -> JobDefinition | None:
+        """The job a schedule of ``product_tag`` runs: the product's own job of that tag, else the shared one."""
 
     @abstractmethod
-    def delete_job(self, tag: str) -> None:
-        """Delete job ``tag``; ``ConflictError`` while an active or paused schedule uses it."""
+    def jobs_tagged(self, tag: str) -> list[JobDefinition]:
+        """Every product's job of that tag (the shared one first)."""
+
+    @abstractmethod
+    def list_jobs(self, product_tag: str | None = None) -> list[JobDefinition]:
+        """Jobs by tag: one product's (``''``: the shared ones), or every job (``None``)."""
+
+    @abstractmethod
+    def delete_job(self, product_tag: str, tag: str) -> None:
+        """Delete the job; ``ConflictError`` while an active or paused schedule uses it."""
 
     # -- schedules
     @abstractmethod
@@ -216,12 +226,13 @@ class SchedulingStore(ABC):
         schedules: Sequence[Schedule],
         runs: Sequence[NewRun],
         *,
-        planned_from: Mapping[str, JobDefinition] | None = None,
+        planned_from: Mapping[tuple[str, str], JobDefinition] | None = None,
     ) -> None:
         """Store schedules and their already-due first runs, all or nothing. Each run copies its job's
         event type and tag and its schedule's input. ``NotFoundError`` if a job does not exist.
-        ``planned_from`` (job tag -> the definition the schedules were planned from): ``StaleJobError``, and
-        nothing written, when a job's stored definition differs from it (the caller reads it again)."""
+        ``planned_from`` ((job product, job tag) -> the definition the schedules were planned from):
+        ``StaleJobError``, and nothing written, when a job's stored definition differs from it (the caller reads
+        it again)."""
 
     @abstractmethod
     def get_schedule(self, schedule_id: str) -> Schedule | None: ...
@@ -236,8 +247,10 @@ class SchedulingStore(ABC):
         offset: int = 0,
         product_tag: str | None = None,
         env: str | None = None,
+        job_product: str | None = None,
     ) -> list[Schedule]:
-        """Schedules, newest first; ``product_tag``/``env`` keep one product's (an API key's scope)."""
+        """Schedules, newest first; ``product_tag``/``env`` keep one product's (an API key's scope);
+        ``job_tag`` with ``job_product`` those of one job (``''``: the shared job of that tag)."""
 
     @abstractmethod
     def update_schedule(self, schedule_id: str, now: datetime, change: ScheduleChange) -> Schedule:

@@ -89,6 +89,7 @@ def job_from_row(r: Any) -> JobDefinition:
     return JobDefinition.model_construct(
         name=r["name"],
         tag=r["tag"],
+        product_tag=r["product_tag"] or None,
         event_type=JobEventTypes(r["event_type"]),
         event_tag=r["event_tag"],
         executions=r["executions"],
@@ -102,6 +103,7 @@ def job_from_row(r: Any) -> JobDefinition:
 def job_params(job: JobDefinition, now: datetime) -> dict[str, Any]:
     return {
         "tag": job.tag,
+        "product_tag": job.product_tag or "",
         "name": job.name,
         "event_type": job.event_type.value,
         "event_tag": job.event_tag,
@@ -116,6 +118,7 @@ def schedule_params(s: Schedule) -> dict[str, Any]:
     return {
         "id": s.id,
         "job_tag": s.job_tag,
+        "job_product": s.job_product,
         "env": s.env,
         "product_tag": s.product_tag,
         "input": dumps(s.input),
@@ -172,6 +175,7 @@ def schedule_from_row(r: Any) -> Schedule:
         pause_on_failure=bool(r["pause_on_failure"]),
         last_due_at=from_ms(r["last_due_at"]),
         skipped_count=r["skipped_count"],
+        job_product=r["job_product"],
         reason=r["reason"],
     )
 

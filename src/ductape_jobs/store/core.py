@@ -75,12 +75,15 @@ class SQLStore(ApiCore, FeatureCore, Store):
         try:
             self._write(lambda tx: tx.run("insert_job", job_params(job, now)))
         except ConflictError as exc:
-            raise ConflictError(f"tag: a job with tag {job.tag!r} already exists") from exc.__cause__
+            where = f" in product {job.product_tag!r}" if job.product_tag else ""
+            raise ConflictError(f"tag: a job with tag {job.tag!r} already exists{where}") from exc.__cause__
         return job.model_copy(update={"created_at": now, "updated_at": now})
 
-    def update_job(self, tag: str, changes: dict[str, Any], now: datetime) -> JobDefinition:
+    def update_job(self, product_tag: str, tag: str, changes: dict[str, Any], now: datetime) -> JobDefinition:
+        key = {"product_tag": product_tag, "tag": tag}
+
         def op(tx: Tx) -> JobDefinition:
-            row = tx.one("lock_job", {"tag": tag})
+            row = tx.one("lock_job", key)
             if row is None:
                 raise NotFoundError("job", tag)
             job = job_from_row(row).model_copy(update=changes)
@@ -92,23 +95,33 @@ class SQLStore(ApiCore, FeatureCore, Store):
 
         return self._write(op)
 
-    def get_job(self, tag: str) -> JobDefinition | None:
-        row = self._read(lambda tx: tx.one("get_job", {"tag": tag}))
+    def get_job(self, product_tag: str, tag: str) -> JobDefinition | None:
+        row = self._read(lambda tx: tx.one("get_job", {"product_tag": product_tag, "tag": tag}))
         return None if row is None else job_from_row(row)
 
-    def list_jobs(self) -> list[JobDefinition]:
-        return [job_from_row(r) for r in self._read(lambda tx: tx.all("list_jobs"))]
+    def find_job(self, product_tag: str, tag: str) -> JobDefinition | None:
+        row = self._read(lambda tx: tx.one("find_job", {"product_tag": product_tag, "tag": tag}))
+        return None if row is None else job_from_row(row)
 
-    def delete_job(self, tag: str) -> None:
+    def jobs_tagged(self, tag: str) -> list[JobDefinition]:
+        return [job_from_row(r) for r in self._read(lambda tx: tx.all("jobs_tagged", {"tag": tag}))]
+
+    def list_jobs(self, product_tag: str | None = None) -> list[JobDefinition]:
+        return [job_from_row(r) for r in self._read(lambda tx: tx.all("list_jobs", {"product_tag": product_tag}))]
+
+    def delete_job(self, product_tag: str, tag: str) -> None:
+        key = {"product_tag": product_tag, "tag": tag}
+
         def op(tx: Tx) -> None:
-            if tx.one("lock_job", {"tag": tag}) is None:
+            if tx.one("lock_job", key) is None:
                 raise NotFoundError("job", tag)
-            live = _count(tx.one("live_schedules_of_job", {"tag": tag}))
+            live = _count(tx.one("live_schedules_of_job", key))
             if live:
                 raise ConflictError(
-                    f"job {tag!r} has {live} active or paused schedule(s); cancel them before deleting it"
+                    f"{_job_name(product_tag, tag)} has {live} active or paused schedule(s); "
+                    "cancel them before deleting it"
                 )
-            tx.run("delete_job", {"tag": tag})
+            tx.run("delete_job", key)
 
         self._write(op)
 
@@ -119,22 +132,29 @@ class SQLStore(ApiCore, FeatureCore, Store):
         schedules: Sequence[Schedule],
         runs: Sequence[NewRun],
         *,
-        planned_from: Mapping[str, JobDefinition] | None = None,
+        planned_from: Mapping[tuple[str, str], JobDefinition] | None = None,
     ) -> None:
         if not schedules and not runs:
             return
-        tags = sorted({s.job_tag for s in schedules})
+        keys = sorted({(s.job_product, s.job_tag) for s in schedules})
+        # a schedule that runs a shared job must not have a job of its own product by that tag (made meanwhile)
+        own = sorted({(s.product_tag, s.job_tag) for s in schedules if not s.job_product})
         rows = {s.id: schedule_params(s) for s in schedules}
-        expected = {tag: _planning(job) for tag, job in (planned_from or {}).items()}
+        expected = {key: _planning(job) for key, job in (planned_from or {}).items()}
 
         def op(tx: Tx) -> None:
-            found = tx.all("share_jobs", {"tags": tags})
-            events = {r["tag"]: (r["event_type"], r["event_tag"]) for r in found}
-            for tag in tags:
-                if tag not in events:
-                    raise NotFoundError("job", tag)
+            asked = keys + own
+            found = tx.all("share_jobs", {"products": [k[0] for k in asked], "tags": [k[1] for k in asked]})
+            events = {(r["product_tag"], r["tag"]): (r["event_type"], r["event_tag"]) for r in found}
+            for key in keys:
+                if key not in events:
+                    raise NotFoundError("job", key[1])
+            for key in own:
+                if key in events:
+                    raise StaleJobError(key[1])
             for r in found:  # planned from a cached definition: it must still be the stored one
-                if r["tag"] in expected and _planning(job_from_row(r)) != expected[r["tag"]]:
+                key = (r["product_tag"], r["tag"])
+                if key in expected and _planning(job_from_row(r)) != expected[key]:
                     raise StaleJobError(r["tag"])
             tx.many("insert_schedule", list(rows.values()))
             # First runs take their values from the rows just written rather than a join per run.
@@ -143,7 +163,7 @@ class SQLStore(ApiCore, FeatureCore, Store):
                 row = rows.get(run.schedule_id)
                 if row is None:
                     raise NotFoundError("schedule", run.schedule_id)
-                event_type, event_tag = events[row["job_tag"]]
+                event_type, event_tag = events[(row["job_product"], row["job_tag"])]
                 firsts.append(
                     {
                         **row,
@@ -171,10 +191,12 @@ class SQLStore(ApiCore, FeatureCore, Store):
         offset: int = 0,
         product_tag: str | None = None,
         env: str | None = None,
+        job_product: str | None = None,
     ) -> list[Schedule]:
         params = {
             "status": None if status is None else ScheduleStatus(status).value,
             "job_tag": job_tag,
+            "job_product": job_product,
             "product_tag": product_tag,
             "env": env,
             "limit": limit,
@@ -407,6 +429,10 @@ def _release_held(tx: Tx, ended: list[str], now: datetime) -> None:
 def _count(row: Row | None) -> int:
     assert row is not None
     return int(next(iter(row.values())))
+
+
+def _job_name(product_tag: str, tag: str) -> str:
+    return f"job {tag!r} of product {product_tag!r}" if product_tag else f"job {tag!r}"
 
 
 def _planning(job: JobDefinition) -> tuple[Any, ...]:

@@ -3,21 +3,24 @@
 -- each takes a different share of the work instead of queueing behind the others.
 
 -- name: insert_job
-INSERT INTO jobs (tag, name, event_type, event_tag, executions, intervals, start_at, created_at, updated_at)
-VALUES (%(tag)s, %(name)s, %(event_type)s, %(event_tag)s, %(executions)s, %(intervals)s, %(start_at)s::bigint,
+INSERT INTO jobs (product_tag, tag, name, event_type, event_tag, executions, intervals, start_at, created_at,
+    updated_at)
+VALUES (%(product_tag)s, %(tag)s, %(name)s, %(event_type)s, %(event_tag)s, %(executions)s, %(intervals)s, %(start_at)s::bigint,
     %(now)s, %(now)s);
 
 -- name: lock_job
-SELECT * FROM jobs WHERE tag = %(tag)s FOR UPDATE;
+SELECT * FROM jobs WHERE product_tag = %(product_tag)s AND tag = %(tag)s FOR UPDATE;
 
 -- name: share_jobs
--- Keeps the jobs that new schedules use from being deleted until they are stored.
-SELECT * FROM jobs WHERE tag = ANY(%(tags)s) ORDER BY tag FOR SHARE;
+-- Keeps the jobs (%(products)s[i], %(tags)s[i]) that new schedules use from being deleted until they are stored.
+SELECT * FROM jobs
+WHERE (product_tag, tag) IN (SELECT * FROM unnest(%(products)s::text[], %(tags)s::text[]))
+ORDER BY product_tag, tag FOR SHARE;
 
 -- name: update_job
 UPDATE jobs SET name = %(name)s, event_type = %(event_type)s, event_tag = %(event_tag)s,
     executions = %(executions)s, intervals = %(intervals)s, start_at = %(start_at)s::bigint, updated_at = %(now)s
-WHERE tag = %(tag)s;
+WHERE product_tag = %(product_tag)s AND tag = %(tag)s;
 
 -- name: follow_job_cadence
 -- Schedules without `repeat` follow their job's cadence: a changed interval moves their next occurrence
@@ -36,25 +39,34 @@ UPDATE schedules SET
             AND last_due_at IS NOT NULL THEN 'completed'
         ELSE status END,
     updated_at = %(now)s
-WHERE job_tag = %(tag)s AND follows_job = 1 AND status IN ('active', 'paused');
+WHERE job_tag = %(tag)s AND job_product = %(product_tag)s AND follows_job = 1 AND status IN ('active', 'paused');
 
 -- name: get_job
-SELECT * FROM jobs WHERE tag = %(tag)s;
+SELECT * FROM jobs WHERE product_tag = %(product_tag)s AND tag = %(tag)s;
+
+-- name: find_job
+-- A product's own job of that tag, else the shared one ('' sorts first).
+SELECT * FROM jobs WHERE tag = %(tag)s AND product_tag IN (%(product_tag)s, '')
+ORDER BY product_tag DESC LIMIT 1;
+
+-- name: jobs_tagged
+SELECT * FROM jobs WHERE tag = %(tag)s ORDER BY product_tag;
 
 -- name: list_jobs
-SELECT * FROM jobs ORDER BY tag;
+SELECT * FROM jobs WHERE (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s) ORDER BY tag, product_tag;
 
 -- name: live_schedules_of_job
-SELECT count(*) AS n FROM schedules WHERE job_tag = %(tag)s AND status IN ('active', 'paused');
+SELECT count(*) AS n FROM schedules
+WHERE job_tag = %(tag)s AND job_product = %(product_tag)s AND status IN ('active', 'paused');
 
 -- name: delete_job
-DELETE FROM jobs WHERE tag = %(tag)s;
+DELETE FROM jobs WHERE product_tag = %(product_tag)s AND tag = %(tag)s;
 
 -- name: insert_schedule
-INSERT INTO schedules (id, job_tag, env, product_tag, input, retries, app, cache, session_tag, session_claims,
+INSERT INTO schedules (id, job_tag, job_product, env, product_tag, input, retries, app, cache, session_tag, session_claims,
     cron, tz, every_ms, run_limit, end_date, follows_job, timeout_ms, misfire, overlap, pause_on_failure,
     status, start_at, next_run_at, last_due_at, run_count, created_at, updated_at)
-VALUES (%(id)s, %(job_tag)s, %(env)s, %(product_tag)s, %(input)s, %(retries)s, %(app)s, %(cache)s,
+VALUES (%(id)s, %(job_tag)s, %(job_product)s, %(env)s, %(product_tag)s, %(input)s, %(retries)s, %(app)s, %(cache)s,
     %(session_tag)s, %(session_claims)s, %(cron)s, %(tz)s, %(every_ms)s::bigint, %(run_limit)s::integer,
     %(end_date)s::bigint, %(follows_job)s, %(timeout_ms)s::bigint, %(misfire)s, %(overlap)s,
     %(pause_on_failure)s, %(status)s, %(start_at)s, %(next_run_at)s::bigint, %(last_due_at)s::bigint,
@@ -68,7 +80,7 @@ INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, even
 SELECT %(id)s::text, s.id, %(scheduled_at)s::bigint, s.job_tag, s.product_tag, s.env, j.event_type, j.event_tag,
     s.app, s.cache, s.session_claims, s.input, %(phase)s::text, %(available_at)s::bigint, %(triggered_by)s::text,
     s.overlap, s.retries, s.timeout_ms, %(now)s::bigint, %(now)s::bigint
-FROM schedules s JOIN jobs j ON j.tag = s.job_tag
+FROM schedules s JOIN jobs j ON j.product_tag = s.job_product AND j.tag = s.job_tag
 WHERE s.id = %(schedule_id)s
 ON CONFLICT (schedule_id, scheduled_at) DO NOTHING;
 
@@ -244,6 +256,7 @@ SELECT * FROM attempts WHERE run_id = %(run_id)s ORDER BY attempt;
 SELECT * FROM schedules
 WHERE (%(status)s::text IS NULL OR status = %(status)s)
   AND (%(job_tag)s::text IS NULL OR job_tag = %(job_tag)s)
+  AND (%(job_product)s::text IS NULL OR job_product = %(job_product)s)
   AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
   AND (%(env)s::text IS NULL OR env = %(env)s)
 ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;

@@ -1,13 +1,14 @@
 -- SQL of the SQLite store. Times are integer milliseconds since the Unix epoch, UTC.
 
 -- name: insert_job
-INSERT INTO jobs (tag, name, event_type, event_tag, executions, intervals, start_at, created_at, updated_at)
-VALUES (:tag, :name, :event_type, :event_tag, :executions, :intervals, :start_at, :now, :now);
+INSERT INTO jobs (product_tag, tag, name, event_type, event_tag, executions, intervals, start_at, created_at,
+    updated_at)
+VALUES (:product_tag, :tag, :name, :event_type, :event_tag, :executions, :intervals, :start_at, :now, :now);
 
 -- name: update_job
 UPDATE jobs SET name = :name, event_type = :event_type, event_tag = :event_tag, executions = :executions,
     intervals = :intervals, start_at = :start_at, updated_at = :now
-WHERE tag = :tag;
+WHERE product_tag = :product_tag AND tag = :tag;
 
 -- name: follow_job_cadence
 -- Schedules without `repeat` follow their job's cadence: a changed interval moves their next occurrence
@@ -26,32 +27,43 @@ UPDATE schedules SET
             AND last_due_at IS NOT NULL THEN 'completed'
         ELSE status END,
     updated_at = :now
-WHERE job_tag = :tag AND follows_job = 1 AND status IN ('active', 'paused');
+WHERE job_tag = :tag AND job_product = :product_tag AND follows_job = 1 AND status IN ('active', 'paused');
 
 -- name: lock_job
 -- (SQLite's single writer already excludes the others.)
-SELECT * FROM jobs WHERE tag = :tag;
+SELECT * FROM jobs WHERE product_tag = :product_tag AND tag = :tag;
 
 -- name: share_jobs
-SELECT * FROM jobs WHERE tag IN (SELECT value FROM json_each(:tags)) ORDER BY tag;
+-- The jobs (:products[i], :tags[i]).
+SELECT * FROM jobs
+WHERE (product_tag, tag) IN (SELECT p.value, t.value FROM json_each(:products) p JOIN json_each(:tags) t ON t.key = p.key)
+ORDER BY product_tag, tag;
 
 -- name: get_job
-SELECT * FROM jobs WHERE tag = :tag;
+SELECT * FROM jobs WHERE product_tag = :product_tag AND tag = :tag;
+
+-- name: find_job
+-- A product's own job of that tag, else the shared one ('' sorts first).
+SELECT * FROM jobs WHERE tag = :tag AND product_tag IN (:product_tag, '') ORDER BY product_tag DESC LIMIT 1;
+
+-- name: jobs_tagged
+SELECT * FROM jobs WHERE tag = :tag ORDER BY product_tag;
 
 -- name: list_jobs
-SELECT * FROM jobs ORDER BY tag;
+SELECT * FROM jobs WHERE (:product_tag IS NULL OR product_tag = :product_tag) ORDER BY tag, product_tag;
 
 -- name: live_schedules_of_job
-SELECT count(*) AS n FROM schedules WHERE job_tag = :tag AND status IN ('active', 'paused');
+SELECT count(*) AS n FROM schedules
+WHERE job_tag = :tag AND job_product = :product_tag AND status IN ('active', 'paused');
 
 -- name: delete_job
-DELETE FROM jobs WHERE tag = :tag;
+DELETE FROM jobs WHERE product_tag = :product_tag AND tag = :tag;
 
 -- name: insert_schedule
-INSERT INTO schedules (id, job_tag, env, product_tag, input, retries, app, cache, session_tag, session_claims,
+INSERT INTO schedules (id, job_tag, job_product, env, product_tag, input, retries, app, cache, session_tag, session_claims,
     cron, tz, every_ms, run_limit, end_date, follows_job, timeout_ms, misfire, overlap, pause_on_failure,
     status, start_at, next_run_at, last_due_at, run_count, created_at, updated_at)
-VALUES (:id, :job_tag, :env, :product_tag, :input, :retries, :app, :cache, :session_tag, :session_claims,
+VALUES (:id, :job_tag, :job_product, :env, :product_tag, :input, :retries, :app, :cache, :session_tag, :session_claims,
     :cron, :tz, :every_ms, :run_limit, :end_date, :follows_job, :timeout_ms, :misfire, :overlap,
     :pause_on_failure, :status, :start_at, :next_run_at, :last_due_at, :run_count, :created_at, :created_at);
 
@@ -61,7 +73,7 @@ INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, even
     session_claims, input, phase, available_at, triggered_by, overlap, max_retries, timeout_ms, created_at, updated_at)
 SELECT :id, s.id, :scheduled_at, s.job_tag, s.product_tag, s.env, j.event_type, j.event_tag, s.app, s.cache,
     s.session_claims, s.input, :phase, :available_at, :triggered_by, s.overlap, s.retries, s.timeout_ms, :now, :now
-FROM schedules s JOIN jobs j ON j.tag = s.job_tag
+FROM schedules s JOIN jobs j ON j.product_tag = s.job_product AND j.tag = s.job_tag
 WHERE s.id = :schedule_id
 ON CONFLICT (schedule_id, scheduled_at) DO NOTHING;
 
@@ -222,6 +234,7 @@ SELECT * FROM attempts WHERE run_id = :run_id ORDER BY attempt;
 SELECT * FROM schedules
 WHERE (:status IS NULL OR status = :status)
   AND (:job_tag IS NULL OR job_tag = :job_tag)
+  AND (:job_product IS NULL OR job_product = :job_product)
   AND (:product_tag IS NULL OR product_tag = :product_tag)
   AND (:env IS NULL OR env = :env)
 ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset;

@@ -1,0 +1,159 @@
+"""Jobs belong to a product (issue 11): a tag is unique within its product, ``ductape.product("shop").jobs``
+manages one product's jobs, a product's own job comes before a shared one, and jobs stored before products
+owned them stay shared and keep working."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ductape_jobs import AsyncDuctape, Ductape, FakeClock
+from ductape_jobs.errors import ConflictError, NotFoundError, ValidationError
+from ductape_jobs.models import ScheduleStatus
+
+
+def _fn(dt: Ductape, seen: list[tuple[str, Any]]) -> None:
+    for tag in ("a", "b", "shared"):
+
+        @dt.function(tag)
+        def record(input: dict[str, Any], ctx: Any, _tag: str = tag) -> None:
+            seen.append((_tag, input.get("n")))
+
+
+def _job(tag: str, event_tag: str, **more: Any) -> dict[str, Any]:
+    return {"name": tag, "tag": tag, "event_type": "FUNCTION", "event_tag": event_tag, **more}
+
+
+def test_two_products_have_jobs_of_the_same_tag_and_each_runs_its_own(dt: Ductape) -> None:
+    seen: list[tuple[str, Any]] = []
+    _fn(dt, seen)
+    shop, blog = dt.product("shop").jobs, dt.product("blog").jobs
+    made = shop.create(_job("sync", "a"))
+    blog.create(_job("sync", "b"))
+    assert made.product_tag == "shop"
+    with pytest.raises(ConflictError, match="already exists in product 'shop'"):
+        shop.create(_job("sync", "a"))
+
+    assert [(j.product_tag, j.event_tag) for j in shop.fetch_all()] == [("shop", "a")]
+    assert [(j.product_tag, j.event_tag) for j in blog.fetchAll()] == [("blog", "b")]
+    assert sorted(j.product_tag or "" for j in dt.job.fetch_all()) == ["blog", "shop"]  # unbound: every job
+
+    shop.schedule({"env": "prd", "event": "sync", "input": {"n": 1}})  # bound: product_tag may be left out
+    dt.job.schedule({"env": "prd", "product_tag": "blog", "event": "sync", "input": {"n": 2}})
+    dt.drain()
+    assert sorted(seen) == [("a", 1), ("b", 2)]
+
+
+def test_a_products_own_job_comes_before_the_shared_one(dt: Ductape) -> None:
+    seen: list[tuple[str, Any]] = []
+    _fn(dt, seen)
+    dt.job.create(_job("sync", "shared"))  # no product: shared
+    dt.product("shop").jobs.create(_job("sync", "a"))
+    dt.job.schedule({"env": "prd", "product_tag": "shop", "event": "sync", "input": {"n": 1}})
+    dt.job.schedule({"env": "prd", "product_tag": "other", "event": "sync", "input": {"n": 2}})
+    dt.drain()
+    assert sorted(seen) == [("a", 1), ("shared", 2)]
+    assert dt.product("shop").jobs.fetch("sync").event_tag == "a"
+    assert dt.product("other").jobs.fetch("sync").product_tag is None  # what product other's schedules run
+    assert dt.product("other").jobs.fetch_all() == []  # it has no job of its own
+    assert dt.job.fetch("sync").product_tag is None  # unbound: the shared one
+
+
+def test_unbound_lookups_find_the_one_products_job_or_say_which_to_name(dt: Ductape) -> None:
+    dt.product("shop").jobs.create(_job("sync", "a"))
+    assert dt.job.fetch("sync").product_tag == "shop"  # one product has it: found
+    dt.job.update("sync", {"name": "Sync"})
+    assert dt.product("shop").jobs.fetch("sync").name == "Sync"
+    dt.product("blog").jobs.create(_job("sync", "b"))
+    with pytest.raises(ValidationError) as info:
+        dt.job.fetch("sync")
+    assert info.value.field == "tag" and "'shop'" in info.value.rule and "'blog'" in info.value.rule
+    with pytest.raises(NotFoundError):
+        dt.product("shop").jobs.fetch("nope")
+
+
+def test_a_bound_client_refuses_another_products_request(dt: Ductape) -> None:
+    shop = dt.product("shop").jobs
+    with pytest.raises(ValidationError) as info:
+        shop.create(_job("x", "a", product_tag="blog"))
+    assert info.value.field == "product_tag"
+    shop.create(_job("x", "a"))
+    with pytest.raises(ValidationError) as info:
+        shop.schedule({"env": "prd", "product_tag": "blog", "event": "x"})
+    assert info.value.field == "product_tag"
+    assert dt.job.list() == []
+    with pytest.raises(ValidationError) as info:
+        dt.product("no spaces")
+    assert info.value.field == "product_tag"
+    with pytest.raises(ValidationError) as info:
+        shop.update("x", {"product_tag": "blog"})
+    assert info.value.field == "product_tag"
+
+
+def test_the_client_can_be_bound_to_a_product(tmp_path: Path, clock: FakeClock) -> None:
+    with Ductape(f"sqlite:///{tmp_path / 'j.db'}", clock=clock, product="shop") as dt:
+        dt.job.create(_job("sync", "a"))
+        assert dt.product.jobs is dt.job and dt.product.tag == "shop"  # the seeds' ductape.product.jobs
+        assert dt.product.jobs.fetch("sync").product_tag == "shop"
+        assert [j.tag for j in dt.product("blog").jobs.fetch_all()] == []
+
+
+def test_a_product_job_names_an_event_its_product_declares(dt: Ductape) -> None:
+    dt.products.add(
+        {
+            "tag": "shop",
+            "envs": ["prd"],
+            "apps": {"crm": {"actions": {"sync": {"path": "/sync"}}, "envs": {"prd": {"base_url": "http://x"}}}},
+        }
+    )
+    before = dt.job.fetch_all()
+    with pytest.raises(ValidationError) as info:
+        dt.product("shop").jobs.create(_job("s", "crm:nope", event_type="ACTION"))
+    assert info.value.field == "event_tag" and "nope" in info.value.rule
+    with pytest.raises(ValidationError) as info:
+        dt.product("blog").jobs.create(_job("s", "crm:sync", event_type="ACTION"))
+    assert info.value.field == "product_tag" and "not declared" in info.value.rule
+    assert dt.job.fetch_all() == before
+    made = dt.product("shop").jobs.create(_job("s", "crm:sync", event_type="ACTION"))
+    assert made.product_tag == "shop"
+    with pytest.raises(ValidationError) as info:
+        dt.product("shop").jobs.update("s", {"event_tag": "crm:gone"})
+    assert info.value.field == "event_tag"
+
+
+def test_deleting_a_products_job_cancels_only_its_schedules(dt: Ductape) -> None:
+    _fn(dt, [])
+    dt.product("shop").jobs.create(_job("sync", "a", intervals=60_000))
+    dt.job.create(_job("sync", "shared", intervals=60_000))
+    mine = dt.job.schedule({"env": "prd", "product_tag": "shop", "event": "sync"}).job_id
+    theirs = dt.job.schedule({"env": "prd", "product_tag": "blog", "event": "sync"}).job_id
+    dt.product("shop").jobs.delete("sync")
+    assert dt.job.get(mine).status is ScheduleStatus.CANCELLED
+    assert dt.job.get(theirs).status is ScheduleStatus.ACTIVE
+    assert dt.product("shop").jobs.fetch("sync").product_tag is None  # shop now finds the shared one
+
+
+def test_a_cached_shared_job_is_not_used_once_the_product_has_its_own(tmp_path: Path, clock: FakeClock) -> None:
+    url = f"sqlite:///{tmp_path / 'j.db'}"
+    seen: list[tuple[str, Any]] = []
+    with Ductape(url, clock=clock) as one, Ductape(url, clock=clock) as two:
+        _fn(one, seen)
+        one.job.create(_job("sync", "shared"))
+        one.job.schedule({"env": "prd", "product_tag": "shop", "event": "sync", "input": {"n": 1}})  # cached
+        two.product("shop").jobs.create(_job("sync", "a"))  # another client
+        one.job.schedule({"env": "prd", "product_tag": "shop", "event": "sync", "input": {"n": 2}})
+        one.drain()
+    assert sorted(seen) == [("a", 2), ("shared", 1)]
+
+
+def test_async_product_jobs(tmp_path: Path, clock: FakeClock) -> None:
+    async def go() -> list[str | None]:
+        async with AsyncDuctape(f"sqlite:///{tmp_path / 'j.db'}", clock=clock) as adt:
+            await adt.product("shop").jobs.create(_job("sync", "a"))
+            await adt.product.jobs.create(_job("sync", "b"))
+            return [j.product_tag for j in await adt.job.fetch_all()]
+
+    assert sorted(asyncio.run(go()), key=str) == [None, "shop"]
