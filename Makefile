@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: run test lint bench clean browser
+.PHONY: run test lint bench clean browser check-wheel
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -29,10 +29,15 @@ browser:
 
 ## test: create .venv with dev extras, run ruff, mypy and pytest
 test: $(VENV)/.installed browser
-	$(VENV)/bin/ruff check src tests bench
-	$(VENV)/bin/ruff format --check src tests bench
+	$(VENV)/bin/ruff check src tests bench scripts
+	$(VENV)/bin/ruff format --check src tests bench scripts
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
+
+## check-wheel: build the sdist and wheel, install the wheel in a fresh venv without extras (README quickstart,
+## `ductape --help`, one-line messages for missing extras), then with [api] (`ductape serve`: /, /openapi.json)
+check-wheel: $(VENV)/.installed
+	$(PY) scripts/check_wheel.py
 
 bench: $(VENV)/.installed
 	$(PY) bench/throughput.py

@@ -1,4 +1,4 @@
-"""Imports point one way: ``store/`` uses only what lies below it (models, errors, limits, ids)."""
+"""Imports point one way: ``store/`` uses only what lies below it (models, errors, limits, ids, extras)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,13 @@ from pathlib import Path
 import ductape_jobs
 
 PACKAGE = Path(ductape_jobs.__file__).parent
-BELOW_STORE = {"ductape_jobs.models", "ductape_jobs.errors", "ductape_jobs.limits", "ductape_jobs.ids"}
+BELOW_STORE = {
+    "ductape_jobs.models",
+    "ductape_jobs.errors",
+    "ductape_jobs.limits",
+    "ductape_jobs.ids",
+    "ductape_jobs.extras",
+}
 
 
 def _imports(path: Path) -> set[str]:

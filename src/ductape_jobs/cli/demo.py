@@ -16,7 +16,7 @@ from rich.live import Live
 
 from ductape_jobs.cli import render
 from ductape_jobs.cli.common import StoreOpt, client, out, store_label
-from ductape_jobs.cli.serve import HostOpt, PortOpt, run_server
+from ductape_jobs.cli.serve import HostOpt, PortOpt, need_api, run_server
 from ductape_jobs.client import Ductape
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.models import RunPhase, ScheduleStatus
@@ -131,6 +131,8 @@ def demo(
 ) -> None:
     """Run a small demo: FUNCTION jobs every 2 s, on a cron with seconds, a flaky one with retries, a one-off;
     the engine runs in this process and a live table shows the runs (or, with --serve, the dashboard does)."""
+    if serve:
+        need_api()  # before the demo writes anything
     with client(store, None) as dt:
         ids = setup(dt)
         out().print(f"Scheduled {len(ids)} demo jobs on {store_label(dt)}: {', '.join(ids)}", markup=False)

@@ -23,11 +23,17 @@ from ductape_jobs.cli.common import (
     store_label,
 )
 from ductape_jobs.client import Ductape
+from ductape_jobs.extras import require_extra
 
 log = logging.getLogger("ductape_jobs.serve")
 
 HostOpt = Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: every one).")]
 PortOpt = Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")]
+
+
+def need_api() -> None:
+    """Exit with one line naming the api extra when FastAPI, uvicorn or prometheus-client is missing."""
+    require_extra("api", "`ductape serve`", error=lambda message: fail(message, 1))
 
 
 def run_server(
@@ -41,10 +47,9 @@ def run_server(
     session_hours: float = 12.0,
 ) -> None:
     """Serve until SIGTERM/SIGINT (needs the api extra)."""
-    try:
-        from ductape_jobs.api.server import serve as serve_api
-    except ImportError as exc:
-        raise fail(f"ductape serve needs the api extra: pip install 'ductape-jobs[api]' ({exc})", 1) from exc
+    need_api()
+    from ductape_jobs.api.server import serve as serve_api
+
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     log.info("store %s; functions: %s", store_label(dt), ", ".join(dt.functions.tags()) or "none (start with --app)")
     log.info(
@@ -95,6 +100,7 @@ def serve(
 ) -> None:
     """Run the engine (unless --no-worker) and the HTTP API with its dashboard: http://HOST:PORT/ (API at /api/v1,
     docs at /docs). Create a key with `ductape apikey create --name NAME`."""
+    need_api()  # before the store is opened
     logs.setup(logging.WARNING if quiet else logging.INFO)
     if public_url is not None:
         parts = urlsplit(public_url)

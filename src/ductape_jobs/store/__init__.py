@@ -5,6 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl
 
 from ductape_jobs.errors import ValidationError
+from ductape_jobs.extras import require_extra
 from ductape_jobs.store.base import (
     UNCHANGED,
     Advance,
@@ -57,12 +58,9 @@ def open_store(url: str) -> Store:
             raise ValidationError("store", f"{url!r} names no file (use sqlite:///path/to/jobs.db)")
         return SQLiteStore(path)
     if url.startswith(("postgresql://", "postgres://")):
-        try:
-            from ductape_jobs.store.postgres import PostgresStore  # type: ignore[import-not-found,unused-ignore]
-        except ImportError as exc:
-            raise ValidationError(
-                "store", f"PostgreSQL needs the postgres extra: pip install 'ductape-jobs[postgres]' ({exc})"
-            ) from exc
+        require_extra("postgres", "a postgresql:// store")
+        from ductape_jobs.store.postgres import PostgresStore  # type: ignore[import-not-found,unused-ignore]
+
         store: Store = PostgresStore(url)
         return store
     raise ValidationError("store", f"unknown store URL {url!r} (use sqlite:///path.db or postgresql://...)")

@@ -25,8 +25,9 @@ from urllib.parse import urlsplit
 
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.executors.brokers.base import LazyPublisher, redact_url
+from ductape_jobs.extras import require
 
-EXTRA = "ductape-jobs[brokers]"
+EXTRA = "ductape-jobs[brokers]"  # the extra that installs the client libraries
 
 
 class Publisher(Protocol):
@@ -96,14 +97,8 @@ def open_publisher(url: str) -> Publisher:
     if not parts.netloc.rpartition("@")[2]:
         raise ValidationError("broker", f"{redact_url(url)} names no host")
     factory, package = SCHEMES[scheme]
-    try:
-        return factory(url)
-    except ModuleNotFoundError as exc:
-        if exc.name is None or exc.name.partition(".")[0] != package:
-            raise
-        raise ValidationError(
-            "broker", f"{scheme}:// needs the Python package {package!r}: pip install '{EXTRA}'"
-        ) from exc
+    require(package, "brokers", f"{scheme}://", error=lambda message: ValidationError("broker", message))
+    return factory(url)
 
 
 class PublisherPool:

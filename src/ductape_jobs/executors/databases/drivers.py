@@ -6,7 +6,6 @@ Connections are DB-API objects (psycopg 3, PyMySQL, sqlite3), used from one work
 
 from __future__ import annotations
 
-import importlib
 import math
 import re
 import sqlite3
@@ -20,6 +19,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
 
 from ductape_jobs.executors.databases.sql import DatabaseError, Dialect, ParamStyle
+from ductape_jobs.extras import require
 
 CONNECT_TIMEOUT = 10.0
 
@@ -85,12 +85,8 @@ class Driver:
 
 
 def _import(module: str, extra: str, database: str) -> Any:
-    try:
-        return importlib.import_module(module)
-    except ImportError as exc:
-        raise DatabaseError(
-            f"{database} needs the {extra} extra: pip install 'ductape-jobs[{extra}]' ({exc})", retryable=False
-        ) from exc
+    """The driver's module, or a run-failing (not retried) ``DatabaseError`` naming the extra to install."""
+    return require(module, extra, f"a {database} DATABASE_ACTION", error=lambda m: DatabaseError(m, retryable=False))
 
 
 class PostgresDriver(Driver):
