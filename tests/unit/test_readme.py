@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 import typer.main
 
-from ductape_jobs import AsyncDuctape, Ductape
+from ductape_jobs import AsyncDuctape, Ductape, ValidationError
 from ductape_jobs.apikeys import ApiKeys
 from ductape_jobs.cli.main import app as cli_app
 from ductape_jobs.features.api import Features
@@ -59,7 +59,7 @@ TABLE_HEADING = "### Python, CLI and HTTP, call by call"
 NONE = "\u2013"  # an en dash: the README's "there is none"
 METHODS = ("GET", "POST", "PUT", "PATCH", "DELETE")
 CLASSES: dict[str, type] = {"ApiKeys": ApiKeys}  # what a Python cell may start from besides the client
-NOT_CALLS = {"products", "function"}  # the client's declarations: the same on AsyncDuctape, not awaited
+NOT_CALLS = {"products", "function", "product"}  # declarations and a product's view: not awaited themselves
 
 
 def _cells(line: str) -> list[str]:
@@ -123,10 +123,14 @@ def _cli_command(spec: str) -> tuple[str, Any]:
 
 
 def _route(spec: str, openapi: dict[str, Any]) -> tuple[str, str]:
-    method, _, path = spec.partition(" ")
-    assert method in METHODS and path.startswith("/"), f"a route is 'METHOD /path': {spec!r}"
+    method, _, target = spec.partition(" ")
+    path, _, query = target.partition("?")
+    assert method in METHODS and path.startswith("/"), f"a route is 'METHOD /path[?name=...]': {spec!r}"
     operations = openapi["paths"].get(f"/api/v1{path}", {})
     assert method.lower() in operations, f"{spec!r} is not a route of the API ({sorted(operations)} on that path)"
+    known = {p["name"] for p in operations[method.lower()].get("parameters", []) if p["in"] == "query"}
+    for name in re.findall(r"([A-Za-z_]+)=", query):
+        assert name in known, f"{spec!r}: the route has no query parameter {name!r} (it has: {sorted(known)})"
     return method, path
 
 
@@ -227,6 +231,8 @@ def test_a_true_row_passes(surfaces: tuple[Ductape, AsyncDuctape, dict[str, Any]
         [NONE, "`job`", NONE],  # a group, not a command
         [NONE, NONE, "`DELETE /schedules/{job_id}`"],  # the path exists, not with that method
         [NONE, NONE, "`GET /nowhere`"],
+        [NONE, NONE, "`GET /jobs?product=P`"],  # no such query parameter
+        ["`product(tag).jobs.explode()`", NONE, NONE],
         ["`ductape.job.create(details)`", NONE, NONE],  # the Python column starts at the client's attributes
         ["`Ductape.job`", NONE, NONE],
         [NONE, NONE, NONE],
@@ -235,3 +241,35 @@ def test_a_true_row_passes(surfaces: tuple[Ductape, AsyncDuctape, dict[str, Any]
 def test_a_bogus_row_fails(row: list[str], surfaces: tuple[Ductape, AsyncDuctape, dict[str, Any]]) -> None:
     with pytest.raises((AssertionError, AttributeError, KeyError)):
         check_row(row, *surfaces)
+
+
+# ------------------------------------------------------------------- "Unknown field names are rejected"
+
+REPORT = {"name": "Report", "tag": "report", "event_type": "FUNCTION", "event_tag": "report"}
+REQUEST = {"env": "prd", "product_tag": "shop", "event": "report"}
+
+
+def test_unknown_fields_are_rejected_as_the_readme_says(dt: Ductape) -> None:
+    dt.job.create(REPORT)
+    made = dt.job.schedule({**REQUEST, "repeat": {"every": 60_000}})
+    hook = {"product_tag": "shop", "url": "https://example.com/h", "events": ["job.failed"]}
+    calls: list[tuple[str, Any]] = [
+        ("colour", lambda: dt.job.create({**REPORT, "tag": "other", "colour": 1})),
+        ("colour", lambda: dt.job.update("report", {"colour": 1})),
+        ("colour", lambda: dt.job.schedule({**REQUEST, "colour": 1})),
+        ("repeat.colour", lambda: dt.job.schedule({**REQUEST, "repeat": {"every": 60_000, "colour": 1}})),
+        ("session.colour", lambda: dt.job.schedule({**REQUEST, "session": {"tag": "s", "token": "t", "colour": 1}})),
+        ("[0].colour", lambda: dt.job.schedule_many([{**REQUEST, "colour": 1}])),
+        ("repeat.colour", lambda: dt.job.reschedule(made.job_id, {"every": 60_000, "colour": 1})),
+        ("repeat.colour", lambda: dt.job.preview({"every": 60_000, "colour": 1})),
+        ("colour", lambda: dt.webhooks.create({**hook, "colour": 1})),
+        ("product.colour", lambda: dt.products.add({"tag": "shop", "colour": 1})),
+    ]
+    for field, call in calls:
+        with pytest.raises(ValidationError) as caught:
+            call()
+        assert (caught.value.field, caught.value.rule) == (field, "is not a known field")
+    assert len(dt.job.list()) == 1 and [j.tag for j in dt.job.fetch_all()] == ["report"]  # nothing was written
+    # the exception the README names: create takes fetch's created_at/updated_at, and the store sets both
+    again = dt.job.create({**REPORT, "tag": "copy", "created_at": "2001-01-01T00:00:00Z", "updated_at": 0})
+    assert again.created_at is not None and again.created_at.year > 2001
