@@ -29,8 +29,8 @@ browser:
 
 ## test: create .venv with dev extras, run ruff, mypy and pytest
 test: $(VENV)/.installed browser
-	$(VENV)/bin/ruff check src tests bench scripts
-	$(VENV)/bin/ruff format --check src tests bench scripts
+	$(VENV)/bin/ruff check src tests bench scripts examples
+	$(VENV)/bin/ruff format --check src tests bench scripts examples
 	$(VENV)/bin/mypy
 	$(VENV)/bin/pytest
 

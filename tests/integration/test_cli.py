@@ -138,6 +138,38 @@ def test_schedule_pause_resume_cancel(store: str) -> None:
     assert [s["id"] for s in ok("schedules", "--status", "cancelled", store=store)] == [job_id]
 
 
+def test_show_trigger_and_reschedule_a_schedule(store: str) -> None:
+    create_job(store)
+    job_id = schedule(store, "--every", "60000", "--start-at", "2999-01-01T00:00:00Z", "--input", '{"n": 1}')["job_id"]
+    shown = ok("show", job_id, store=store)  # job.get
+    assert (shown["id"], shown["status"], shown["every"], shown["input"]) == (job_id, "active", 60000, {"n": 1})
+    human = cli("show", job_id, store=store)
+    assert human.exit_code == 0 and job_id in human.stdout
+
+    paused = ok("pause", job_id, "--reason", "maintenance", store=store)
+    assert (paused["status"], paused["reason"]) == ("paused", "paused: maintenance")
+    ok("resume", job_id, store=store)
+
+    run = ok("trigger", job_id, store=store)  # one run now, outside the cadence
+    assert (run["schedule_id"], run["phase"], run["triggered_by"]) == (job_id, "queued", "manual")
+    assert run["input"] == {"n": 1}
+
+    moved = ok("reschedule", job_id, "--cron", "0 9 * * *", "--tz", "Europe/Paris", "--limit", "3", store=store)
+    assert (moved["cron"], moved["tz"], moved["every"], moved["limit"]) == ("0 9 * * *", "Europe/Paris", None, 3)
+    assert moved["next_run_at"].endswith(("08:00:00+00:00", "07:00:00+00:00"))  # 9:00 in Paris
+
+    both = cli("reschedule", job_id, "--cron", "0 9 * * *", "--every", "60000", store=store)
+    assert both.exit_code == 2 and "repeat" in both.stderr  # bad input: nothing changed
+    assert ok("show", job_id, store=store)["cron"] == "0 9 * * *"
+    cancelled = ok("cancel", job_id, store=store)["status"]
+    assert cancelled == "cancelled"
+    for args in (["trigger", job_id], ["reschedule", job_id, "--every", "60000"]):
+        refused = cli(*args, store=store)
+        assert refused.exit_code == 1 and "cancelled" in refused.stderr, args  # a conflict
+    missing = cli("show", "job_nope", store=store)
+    assert missing.exit_code == 1 and "not found" in missing.stderr
+
+
 def test_schedule_cron_in_a_time_zone_with_input(store: str) -> None:
     create_job(store)
     result = schedule(

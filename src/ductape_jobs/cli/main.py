@@ -258,10 +258,24 @@ def schedules(
 
 
 @app.command()
-def pause(job_id: str, store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False) -> None:
+def show(job_id: str, store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False) -> None:
+    """One schedule (a scheduled job instance) by job_id: its cadence, status and counts."""
+    with client(store, app_) as dt:
+        s = dt.job.get(job_id)
+        emit(s, as_json, lambda: render.schedule_detail(s))
+
+
+@app.command()
+def pause(
+    job_id: str,
+    reason: Annotated[str | None, typer.Option(help="Why (kept on the schedule).")] = None,
+    store: StoreOpt = None,
+    app_: AppOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
     """Pause a schedule: no new occurrence starts; runs already queued still run."""
     with client(store, app_) as dt:
-        s = dt.job.pause(job_id)
+        s = dt.job.pause(job_id, reason)
         emit(s, as_json, lambda: render.schedule_detail(s))
 
 
@@ -284,6 +298,33 @@ def cancel(
     """Cancel a schedule for good, and its runs that have not started."""
     with client(store, app_) as dt:
         s = dt.job.cancel(job_id, reason)
+        emit(s, as_json, lambda: render.schedule_detail(s))
+
+
+@app.command()
+def trigger(job_id: str, store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False) -> None:
+    """Run a schedule once more now, outside its cadence, with its input (a running worker picks it up)."""
+    with client(store, app_) as dt:
+        r = dt.job.trigger(job_id)
+        emit(r, as_json, lambda: render.run_detail(r))
+
+
+@app.command()
+def reschedule(
+    job_id: str,
+    cron: Annotated[str | None, typer.Option(help="Cron expression (5 fields, or 6 with leading seconds).")] = None,
+    tz: Annotated[str | None, typer.Option(help="IANA time zone of --cron (default UTC).")] = None,
+    every: Annotated[int | None, typer.Option(help="Repeat every N milliseconds.")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most N runs.")] = None,
+    end_date: Annotated[str | None, typer.Option(help="No run after this (Unix seconds/ms or ISO 8601).")] = None,
+    store: StoreOpt = None,
+    app_: AppOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Give a schedule a new cadence from now on: --cron (in --tz) or --every, with --limit and --end-date."""
+    repeat = {"cron": cron, "every": every, "limit": limit, "endDate": end_date, "tz": tz}
+    with client(store, app_) as dt:
+        s = dt.job.reschedule(job_id, {k: v for k, v in repeat.items() if v is not None})
         emit(s, as_json, lambda: render.schedule_detail(s))
 
 

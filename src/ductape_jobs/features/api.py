@@ -127,5 +127,14 @@ class AsyncFeatures:
     async def get(self, feature_run_id: str) -> FeatureRun:
         return await asyncio.to_thread(self._features.get, feature_run_id)
 
-    async def runs(self, **filters: Any) -> builtins.list[FeatureRun]:
-        return await asyncio.to_thread(self._features.runs, **filters)
+    async def runs(
+        self,
+        *,
+        feature_tag: str | None = None,
+        status: FeatureRunStatus | str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+    ) -> builtins.list[FeatureRun]:
+        return await asyncio.to_thread(
+            self._features.runs, feature_tag=feature_tag, status=status, limit=limit, offset=offset
+        )
