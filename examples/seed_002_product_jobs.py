@@ -12,7 +12,8 @@ from __future__ import annotations
 from ductape_jobs import Ductape, IProductJob, JobEventTypes, JobUpdate
 from local_services import HttpRecorder, store_url
 
-with HttpRecorder() as api, Ductape(store_url()) as ductape:
+# the seed's `ductape.product` is the client's product: Ductape(product="shop") (or ductape.product("shop"))
+with HttpRecorder() as api, Ductape(store_url(), product="shop") as ductape:
     ductape.products.add(
         {
             "tag": "shop",
@@ -38,23 +39,23 @@ with HttpRecorder() as api, Ductape(store_url()) as ductape:
         executions=5,  # set to 0 for unlimited executions
         intervals=60000,  # interval in milliseconds
     )
-    ductape.job.create(details)  # TODO product-scoped: ductape.product("shop").jobs.create(details)
+    ductape.product.jobs.create(details)  # the seed's `await ductape.product.jobs.create(details)`
 
     # ## Updating a Job
     tag = "example_job"
     data = JobUpdate(name="Updated Job Name", executions=10, intervals=120000)  # the seed's Partial<IProductJob>
-    ductape.job.update(tag, data)  # TODO product-scoped: ductape.product("shop").jobs.update(tag, data)
+    ductape.product.jobs.update(tag, data)
 
     # ## Fetching Jobs
-    jobs = ductape.job.fetch_all()  # TODO product-scoped: ductape.product("shop").jobs.fetchAll()
-    job = ductape.job.fetch("example_job")  # TODO product-scoped: ductape.product("shop").jobs.fetch(...)
-    print("jobs:", [j.tag for j in jobs])
+    jobs = ductape.product.jobs.fetchAll()
+    job = ductape.product.jobs.fetch("example_job")
+    print("jobs:", [j.tag for j in jobs], "of product", job.product_tag)
     print(f"example_job: name={job.name!r} executions={job.executions} intervals={job.intervals}")
 
     # Not in the seed's code: run it now; then change the event it runs (event_tag is updatable) and run it again.
-    made = ductape.job.schedule({"env": "prd", "product_tag": "shop", "event": "example_job"})
+    made = ductape.product.jobs.schedule({"env": "prd", "event": "example_job"})  # product_tag: the client's
     ductape.drain()
-    ductape.job.update(tag, {"event_tag": "other_action"})
+    ductape.product.jobs.update(tag, {"event_tag": "other_action"})
     ductape.job.trigger(made.job_id)  # one extra run now, outside the cadence
     ductape.drain()
     for request in api.requests:

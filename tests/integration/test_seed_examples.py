@@ -53,6 +53,7 @@ def test_seed_001_older_spelling(tmp_path: Path) -> None:
 
 def test_seed_002_product_jobs(tmp_path: Path) -> None:
     out = run_example("seed_002_product_jobs.py", tmp_path)
+    assert "jobs: ['example_job'] of product shop" in out  # ductape.product.jobs: the product's own job
     assert "example_job: name='Updated Job Name' executions=10 intervals=120000" in out
     assert "received POST /action\nreceived POST /other" in out  # event_tag updated between the two runs
     assert "phases: ['completed', 'completed']" in out
