@@ -470,7 +470,7 @@ class Jobs:
         *,
         job_id: str | None = None,
         job_tag: str | None = None,
-        status: RunPhase | str | None = None,
+        phase: RunPhase | str | None = None,
         since: datetime | str | int | None = None,
         until: datetime | str | int | None = None,
         limit: int = 100,
@@ -478,11 +478,12 @@ class Jobs:
         product_tag: str | None = None,
         env: str | None = None,
     ) -> builtins.list[Run]:
-        """Run history, newest first; ``since``/``until`` take what ``start_at`` takes."""
-        phase = _enum(RunPhase, status, "status")
+        """Run history, newest first; ``phase``: ``failed`` lists the dead letters; ``since``/``until`` take what
+        ``start_at`` takes."""
+        state = _enum(RunPhase, phase, "phase")
         check_page(limit, offset)
         after, before = _time(since, "since"), _time(until, "until")
-        flt = RunFilter(job_id, job_tag, phase, after, before, limit, offset, product_tag=product_tag, env=env)
+        flt = RunFilter(job_id, job_tag, state, after, before, limit, offset, product_tag=product_tag, env=env)
         return self._store.list_runs(flt)
 
     def run(self, run_id: str) -> Run:

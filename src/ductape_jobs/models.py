@@ -556,7 +556,7 @@ class Run:
     """One occurrence of a schedule (or a one-off), with its attempts' summary."""
 
     id: str
-    schedule_id: str
+    job_id: str  # its schedule's id: what schedule() answered (the SDK's name)
     job_tag: str
     product_tag: str
     env: str

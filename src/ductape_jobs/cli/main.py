@@ -333,7 +333,7 @@ def reschedule(
 
 @app.command()
 def runs(
-    status: Annotated[str | None, typer.Option(help="scheduled, queued, running, completed, failed, ...")] = None,
+    phase: Annotated[str | None, typer.Option(help="scheduled, queued, running, completed, failed, ...")] = None,
     job_id: Annotated[str | None, typer.Option(help="Only this schedule's runs.")] = None,
     job: Annotated[str | None, typer.Option(help="Only this job tag's runs.")] = None,
     limit: Annotated[int, typer.Option(help="At most N, newest first.")] = 50,
@@ -343,7 +343,7 @@ def runs(
 ) -> None:
     """Run history, newest first."""
     with client(store, app_) as dt:
-        items = dt.job.runs(status=status, job_id=job_id, job_tag=job, limit=limit)
+        items = dt.job.runs(phase=phase, job_id=job_id, job_tag=job, limit=limit)
         emit(items, as_json, lambda: render.runs_table(items))
 
 

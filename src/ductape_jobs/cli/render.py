@@ -207,7 +207,7 @@ def run_detail(r: Run) -> RenderableType:
         f"Run {r.id}",
         [
             ("run_id", r.id),
-            ("job_id", r.schedule_id),
+            ("job_id", r.job_id),
             ("job", f"{r.job_tag} ({r.event_type.name} {r.event_tag})"),
             ("env / product", f"{r.env} / {r.product_tag}"),
             ("phase", phase(r.phase)),
