@@ -354,6 +354,8 @@ class SQLStore(ApiCore, FeatureCore, Store):
     def trigger(self, schedule_id: str, run: NewRun) -> None:
         def op(tx: Tx) -> None:
             if tx.run("insert_run", new_run_params(run, run.scheduled_at)) != 1:
+                if tx.one("get_schedule", {"id": schedule_id}) is None:
+                    raise NotFoundError("schedule", schedule_id)
                 raise ConflictError(f"schedule {schedule_id!r} already has a run due at {run.scheduled_at}")
             tx.notify()
 

@@ -73,7 +73,8 @@ VALUES (%(id)s, %(job_tag)s, %(job_product)s, %(env)s, %(product_tag)s, %(input)
     %(run_count)s, %(created_at)s, %(created_at)s);
 
 -- name: insert_run
--- A run copies its job's event and its schedule's input; one per (schedule, due time).
+-- A run copies its job's event and its schedule's input. One scheduled run per (schedule, due time): a
+-- second stays unwritten. A manual run (triggered_by = 'manual') is always a run of its own.
 INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, event_type, event_tag, app, cache,
     session_claims, input, phase, available_at, triggered_by, overlap, max_retries, timeout_ms, created_at,
     updated_at)
@@ -82,7 +83,7 @@ SELECT %(id)s::text, s.id, %(scheduled_at)s::bigint, s.job_tag, s.product_tag, s
     s.overlap, s.retries, s.timeout_ms, %(now)s::bigint, %(now)s::bigint
 FROM schedules s JOIN jobs j ON j.product_tag = s.job_product AND j.tag = s.job_tag
 WHERE s.id = %(schedule_id)s
-ON CONFLICT (schedule_id, scheduled_at) DO NOTHING;
+ON CONFLICT (schedule_id, scheduled_at) WHERE triggered_by <> 'manual' DO NOTHING;
 
 -- name: insert_first_run
 -- A new schedule's first run, with the values add_schedules already holds (no lookups).
