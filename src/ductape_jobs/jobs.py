@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ductape_jobs.engine.scheduler import make_recurrence, new_run, occurrences_of, recurrence_of
 from ductape_jobs.errors import ConflictError, NotFoundError, StaleJobError, ValidationError
 from ductape_jobs.ids import new_id
+from ductape_jobs.job_reports import JobReports
 from ductape_jobs.limits import LATEST, MAX_BATCH, MAX_PAGE, MAX_TEXT, check_page
 from ductape_jobs.models import (
     DispatchResult,
@@ -39,9 +40,9 @@ if TYPE_CHECKING:
     from ductape_jobs.client import Ductape
 
 
-class Jobs:
+class Jobs(JobReports):
     """Reached as ``ductape.job`` (or ``ductape.product("shop").jobs``, bound to a product). Every method
-    validates first and writes nothing on bad input.
+    validates first and writes nothing on bad input. ``history`` and ``stats`` come from ``JobReports``.
 
     A job belongs to a product, as in the seeds; one without a product is shared by every product. Bound to a
     product, ``create`` makes that product's jobs, ``fetch_all`` lists them, and a tag finds the product's own

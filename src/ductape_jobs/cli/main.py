@@ -26,6 +26,7 @@ from ductape_jobs.cli.common import (
 )
 from ductape_jobs.cli.demo import demo
 from ductape_jobs.cli.features import feature_app
+from ductape_jobs.cli.history import history, stats
 from ductape_jobs.cli.preview import preview
 from ductape_jobs.cli.serve import serve
 
@@ -49,6 +50,8 @@ app.add_typer(apikey_app, name="apikey")
 app.command()(demo)
 app.command()(serve)
 app.command()(preview)
+app.command()(history)
+app.command()(stats)
 
 
 @app.callback()
