@@ -142,7 +142,7 @@ def test_retries_with_backoff_then_dead_letter(ductape_sandbox: Sandbox) -> None
     assert run.available_at == dt.now() + timedelta(seconds=1)  # base backoff, no jitter in the sandbox
     dt.advance(minutes=5)
     assert len(rec.calls) == 3
-    (failed,) = dt.job.runs(status="failed")
+    (failed,) = dt.job.runs(phase="failed")
     assert failed.id == run.id and failed.retry_count == 2 and "boom 3" in (failed.error or "")
     attempts = dt.job.run(run.id).attempts
     assert [a.outcome for a in attempts] == ["failed", "failed", "failed"]
@@ -165,7 +165,7 @@ def test_manual_retry_of_a_failed_run(dt: Ductape) -> None:
     job(dt)
     dt.job.schedule(req(retries=0))
     dt.drain()
-    (run,) = dt.job.runs(status="failed")
+    (run,) = dt.job.runs(phase="failed")
     assert dt.job.retry(run.id).phase is RunPhase.QUEUED
     assert dt.drain().completed == 1 and len(rec.calls) == 2
     assert dt.job.run(run.id).phase is RunPhase.COMPLETED

@@ -377,7 +377,7 @@ class SQLStore(ApiCore, FeatureCore, ReportsCore, Store):
             "job_tag": flt.job_tag,
             "product_tag": flt.product_tag,
             "env": flt.env,
-            "phase": None if flt.status is None else RunPhase(flt.status).value,
+            "phase": None if flt.phase is None else RunPhase(flt.phase).value,
             "since": ms(flt.since),
             "until": ms(flt.until),
             "limit": flt.limit,
