@@ -1,8 +1,9 @@
 """What the API answers: the records of ``models.py`` as JSON (times ISO 8601 UTC, durations milliseconds).
 
 Field names are the records' own; a schedule also carries ``job_id`` (its id, as ``schedule()`` names it) and a
-run ``job_id`` (= ``schedule_id``) and ``status`` (= ``phase``), the names the list filters use. Session data
-and the secrets of keys and webhooks are never part of an answer.
+run ``job_id`` (= ``schedule_id``) and ``status`` (= ``phase``), the names the list filters use. A schedule's
+session data and the secrets of keys and webhooks are never part of an answer (a webhook's secret is answered
+once, when it is created; ``POST /sessions/verify`` answers the data of the token it is given).
 """
 
 from __future__ import annotations
@@ -96,6 +97,12 @@ class DispatchOut(BaseModel):
             recurring=r.recurring,
             next_run_at=r.next_run_at,
         )
+
+
+class DispatchList(BaseModel):
+    """What ``schedule_many()`` answers: one dispatch result per request, in the order of the requests."""
+
+    items: list[DispatchOut]
 
 
 class ScheduleOut(BaseModel):
