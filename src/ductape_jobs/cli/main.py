@@ -27,6 +27,7 @@ from ductape_jobs.cli.common import (
 )
 from ductape_jobs.cli.demo import demo
 from ductape_jobs.cli.features import feature_app
+from ductape_jobs.cli.history import history, stats
 from ductape_jobs.cli.preview import preview
 from ductape_jobs.cli.serve import serve
 from ductape_jobs.cli.sessions import session_app
@@ -56,6 +57,8 @@ app.command()(serve)
 app.command()(preview)
 app.command("schedule-many")(schedule_many)
 app.command()(drain)
+app.command()(history)
+app.command()(stats)
 
 
 @app.callback()
@@ -340,7 +343,7 @@ def reschedule(
 
 @app.command()
 def runs(
-    status: Annotated[str | None, typer.Option(help="scheduled, queued, running, completed, failed, ...")] = None,
+    phase: Annotated[str | None, typer.Option(help="scheduled, queued, running, completed, failed, ...")] = None,
     job_id: Annotated[str | None, typer.Option(help="Only this schedule's runs.")] = None,
     job: Annotated[str | None, typer.Option(help="Only this job tag's runs.")] = None,
     limit: Annotated[int, typer.Option(help="At most N, newest first.")] = 50,
@@ -350,7 +353,7 @@ def runs(
 ) -> None:
     """Run history, newest first."""
     with client(store, app_) as dt:
-        items = dt.job.runs(status=status, job_id=job_id, job_tag=job, limit=limit)
+        items = dt.job.runs(phase=phase, job_id=job_id, job_tag=job, limit=limit)
         emit(items, as_json, lambda: render.runs_table(items))
 
 
