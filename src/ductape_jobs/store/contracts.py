@@ -54,10 +54,13 @@ class FeatureStore(ABC):
         *,
         feature_tag: str | None = None,
         status: FeatureRunStatus | None = None,
+        product_tag: str | None = None,
+        env: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[FeatureRun]:
-        """Feature runs, newest first, without their events."""
+        """Feature runs, newest first, without their events; each filter given narrows them (``product_tag`` and
+        ``env``: the runs of that product, of that env)."""
 
     @abstractmethod
     def claim_feature_run(
