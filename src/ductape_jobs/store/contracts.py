@@ -1,6 +1,6 @@
 """The narrow parts of the store contract besides scheduling (``base.SchedulingStore``): feature runs, API
-access (keys, login sessions, webhooks and their deliveries) and the statistics the API reads. ``Store`` is all
-four; code that needs one part takes that part."""
+access (keys, login sessions, webhooks and their deliveries), the statistics the API reads and retention (the
+pruner). ``Store`` is all five; code that needs one part takes that part."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ductape_jobs.models import ApiKey, LoginSession, MinuteCount, RunActivity, Schedule, Webhook, WebhookDelivery
+from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.store.records import EventStatus, FeatureRun, FeatureRunStatus
 
 
@@ -221,3 +222,19 @@ class StatsStore(ABC):
     @abstractmethod
     def run_activity(self, now: datetime, *, product_tag: str | None = None, env: str | None = None) -> RunActivity:
         """The newest run, the latest end, and how many runs are running and waiting (cheap: for polling)."""
+
+
+class RetentionStore(ABC):
+    """The pruner's part: finished history older than its keep (``Retention``) is deleted in batches."""
+
+    @abstractmethod
+    def prune(self, now: datetime, retention: Retention, limit: int) -> PruneCounts:
+        """Delete one batch of up to ``limit`` rows of each kind whose keep ended by ``now``, oldest first: runs
+        finished (completed, failed, cancelled) before their cutoff with their attempts, feature runs with their
+        events' results, ended webhook deliveries, expired cache entries. Never an unfinished run. Each kind is
+        its own short transaction; racing pruners delete different rows (none twice) and do not wait for each
+        other. A kind whose count is below ``limit`` has nothing left for now."""
+
+    @abstractmethod
+    def count_prunable(self, now: datetime, retention: Retention) -> PruneCounts:
+        """What ``prune`` would delete by ``now``, all batches together (a dry run): it deletes nothing."""
