@@ -27,6 +27,7 @@ from ductape_jobs.cli.common import (
 from ductape_jobs.cli.demo import demo
 from ductape_jobs.cli.features import feature_app
 from ductape_jobs.cli.preview import preview
+from ductape_jobs.cli.prune import prune
 from ductape_jobs.cli.serve import serve
 
 if TYPE_CHECKING:
@@ -49,6 +50,7 @@ app.add_typer(apikey_app, name="apikey")
 app.command()(demo)
 app.command()(serve)
 app.command()(preview)
+app.command()(prune)
 
 
 @app.callback()
