@@ -51,6 +51,8 @@ EXPECTED = {
     "Misfire",
     "NotFoundError",
     "Overlap",
+    "PruneCounts",
+    "Retention",
     "RepeatOptions",
     "Run",
     "RunContext",
