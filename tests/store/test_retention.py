@@ -279,7 +279,7 @@ def test_webhook_deliveries_go_once_ended_and_old(store: Store) -> None:
             attempts=0,
             created_at=T0,
             next_attempt_at=T0,
-        )  # fmt: skip
+        )
         for _ in range(3)
     ]
     store.enqueue_deliveries(made)
