@@ -19,7 +19,8 @@ from ductape_jobs.store.dialect import Tx, UsesDialect
 # kind -> (query picking a batch, key column, [(query deleting what belongs to it, count name)], delete, count name)
 _Kind = tuple[str, str, tuple[tuple[str, str], ...], str, str]
 _KINDS: tuple[_Kind, ...] = (
-    ("prunable_runs", "id", (("delete_attempts_of_runs", "attempts"),), "delete_runs", "runs"),
+    ("prunable_done_runs", "id", (("delete_attempts_of_runs", "attempts"),), "delete_runs", "runs"),
+    ("prunable_failed_runs", "id", (("delete_attempts_of_runs", "attempts"),), "delete_runs", "runs"),
     (
         "prunable_feature_runs",
         "id",
@@ -46,6 +47,7 @@ def _params(now: datetime, retention: Retention) -> dict[str, Any]:
         "failed_before": ms(failed),
         "cancelled_before": ms(cancelled),
         "before": ms(max(completed, failed, cancelled)),
+        "done_before": ms(max(completed, cancelled)),
     }
 
 
@@ -65,10 +67,12 @@ class RetentionCore(UsesDialect):
 
     def prune(self, now: datetime, retention: Retention, limit: int) -> PruneCounts:
         params = {**_params(now, retention), "limit": limit}
-        counts: dict[str, int] = {}
+        total = PruneCounts()
         for kind in _KINDS:
-            counts.update(self._write(functools.partial(_prune_kind, kind=kind, params=params), idempotent=True))
-        return PruneCounts(**counts)
+            total += PruneCounts(
+                **self._write(functools.partial(_prune_kind, kind=kind, params=params), idempotent=True)
+            )
+        return total
 
     def count_prunable(self, now: datetime, retention: Retention) -> PruneCounts:
         params = _params(now, retention)

@@ -4,15 +4,22 @@
 -- the same short transaction.
 -- before is the latest of the cutoffs, so the index on the time column bounds the scan.
 
--- name: prunable_runs
--- Finished runs older than their keep, by their completion time (runs_ended). Unfinished runs have no
--- completed_at (a retried run's is cleared), and the phase is checked again besides.
+-- name: prunable_done_runs
+-- Completed and cancelled runs older than their keep, by their completion time (runs_done: failed runs, kept
+-- longer, are not in it, so a batch never scans past them). Unfinished runs are in no such phase.
 SELECT id FROM runs
-WHERE completed_at IS NOT NULL AND completed_at < %(before)s
+WHERE phase IN ('completed', 'cancelled') AND completed_at < %(done_before)s
   AND ((phase = 'completed' AND completed_at < %(completed_before)s)
-    OR (phase = 'failed' AND completed_at < %(failed_before)s)
     OR (phase = 'cancelled' AND completed_at < %(cancelled_before)s))
 ORDER BY completed_at LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: prunable_failed_runs
+-- Failed runs older than their keep, found on runs_failed: a run ends after it is due, so a run that failed
+-- before failed_before was due before it too, and scheduled_at bounds the scan.
+SELECT id FROM runs
+WHERE phase = 'failed' AND scheduled_at < %(failed_before)s AND completed_at < %(failed_before)s
+ORDER BY scheduled_at, id LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED;
 
 -- name: count_prunable_runs

@@ -1,6 +1,8 @@
--- ductape-jobs schema, version 8 (PostgreSQL): indexes the pruner (retention.py) finds old rows by. Runs are found
--- by runs_ended and feature runs by feature_runs_time; webhook deliveries and cache entries had no index on time.
+-- ductape-jobs schema, version 8 (PostgreSQL): indexes the pruner (retention.py) finds old rows by. Failed runs
+-- are found by runs_failed and feature runs by feature_runs_time; the others had no index to find them by age.
 -- (Version 7 is another change's.)
 
+-- Completed and cancelled runs by their end: failed ones are kept longer, and a batch must not scan past them.
+CREATE INDEX runs_done ON runs (completed_at) WHERE phase IN ('completed', 'cancelled');
 CREATE INDEX webhook_deliveries_time ON webhook_deliveries (created_at);
 CREATE INDEX cache_entries_expiry ON cache_entries (expires_at);
