@@ -2,13 +2,13 @@
 
     python bench/prune.py [--store URL] [-n 200000] [--batch 1000] [--failed-days 31]
 
-A fresh store gets N finished runs, each with one attempt, written straight into the tables (untimed): 90%
-completed 8 to 9 days ago and 10% failed 31 to 32 days ago (all past the default keeps; ``--failed-days 10``:
-within theirs), plus 1,000 queued runs that must stay. Then the pruner deletes them as a worker does, one batch
-of ``--batch`` rows per kind and statement after another (``Store.prune``) until a batch is not full. Printed:
-rows/s (runs and attempts), runs/s, the prune call's time p50/p99/max (each batch is a short transaction: how
-long it holds its locks), the time of a prune that finds nothing (what a worker pays every minute once caught
-up), and a check that only the runs to keep are left.
+A fresh store gets N finished runs, each with one attempt and due a minute before it ended, written straight into
+the tables (untimed): 90% completed 8 to 9 days ago and 10% failed 31 to 32 days ago (all past the default keeps;
+``--failed-days 10``: within theirs), plus 1,000 queued runs that must stay. Then the pruner deletes them as a
+worker does, one batch of ``--batch`` rows per kind and statement after another (``Store.prune``) until a batch
+is not full. Printed: rows/s (runs and attempts), runs/s, the prune call's time p50/p99/max (each batch is a short
+transaction: how long it holds its locks), the time of a prune that finds nothing (what a worker pays every
+minute once caught up), and a check that only the runs to keep are left.
 """
 
 from __future__ import annotations
@@ -36,8 +36,8 @@ def fill(store: Store, dt: Ductape, n: int, now_ms: int, failed_days: int) -> No
     runs = (
         "INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, event_type, event_tag, input, "
         "phase, available_at, triggered_by, max_retries, attempt, started_at, completed_at, created_at, updated_at) "
-        f"SELECT 'brun_' || i, '{sid}', {now_ms - 40 * DAY_MS} + i, 'noop', 'bench', 'bench', 'FUNCTION', 'noop', "
-        f"'{{}}', {phase}, {now_ms - 40 * DAY_MS} + i, 'schedule', 0, 1, {completed_at} - 5, {completed_at}, "
+        f"SELECT 'brun_' || i, '{sid}', {completed_at} - 60000, 'noop', 'bench', 'bench', 'FUNCTION', 'noop', "
+        f"'{{}}', {phase}, {completed_at} - 60000, 'schedule', 0, 1, {completed_at} - 5, {completed_at}, "
         f"{now_ms - 40 * DAY_MS}, {now_ms - 40 * DAY_MS} FROM series"
     )
     attempts = (
