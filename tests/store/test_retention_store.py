@@ -29,7 +29,7 @@ from ductape_jobs.models import (
     WebhookDelivery,
 )
 from ductape_jobs.retention import PruneCounts, Retention
-from ductape_jobs.store import Outcome, ScheduleChange, Store
+from ductape_jobs.store import Advance, DueSchedule, Outcome, ScheduleChange, Store
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 SEC = timedelta(seconds=1)
@@ -344,3 +344,26 @@ def test_the_statistics_of_the_last_hour_are_unchanged_by_a_prune(store: Store) 
     before = stats()
     assert prune_all(store, now, Retention(keep_completed=DAY, keep_failed=DAY)).runs == 10
     assert stats() == before
+
+
+def test_what_the_scheduler_reads_of_a_schedule_survives_a_prune(store: Store) -> None:
+    """The overlap check sees the running and held runs as before, and the counts stay on the schedule."""
+    s = add_schedule(store, overlap=Overlap.BUFFER_ONE, every=timedelta(minutes=1), run_count=40)
+    for i in range(3):  # old history of this schedule, to be pruned
+        run_to_end(store, s, T0 - 40 * DAY + i * SEC)
+    running = add_run(store, s, T0 - 31 * DAY)
+    (claimed,) = store.acquire_runs("w1", 1, LEASE, T0)
+    assert claimed.id == running
+    add_run(store, s, T0 - 20 * DAY, held=True)
+    now = T0 + SEC
+    store.extend_leases("w1", [running], now + LEASE)
+    assert prune_all(store, now).runs == 3
+    store.update_schedule(s.id, now, ScheduleChange(next_run_at=now))
+    seen: list[DueSchedule] = []
+
+    def planner(d: DueSchedule) -> Advance:
+        seen.append(d)
+        return Advance(s.id, now, now + timedelta(minutes=1), False, [], skipped=1, last_due_at=now)
+
+    store.advance_due(now, 10, planner)
+    assert [(d.active_runs, d.buffered, d.schedule.run_count) for d in seen] == [(1, True, 40)]
