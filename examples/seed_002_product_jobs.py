@@ -64,4 +64,4 @@ with HttpRecorder() as api, Ductape(store_url(), product="shop") as ductape:
     # Best practice: "Monitor job execution and failures".
     runs = ductape.job.runs(job_tag="example_job")
     print("phases:", sorted(str(r.phase) for r in runs))
-    print("failed runs:", len(ductape.job.runs(status="failed")))
+    print("failed runs:", len(ductape.job.runs(phase="failed")))

@@ -10,11 +10,14 @@ from typing import Any, TypeVar
 
 from ductape_jobs.client import Ductape
 from ductape_jobs.features.api import AsyncFeatures
+from ductape_jobs.job_reports import HISTORY_LIMIT
 from ductape_jobs.jobs import Jobs, ProductJobs
 from ductape_jobs.models import (
     DispatchResult,
     DrainSummary,
     JobDefinition,
+    JobHistory,
+    JobStats,
     JobUpdate,
     RepeatOptions,
     Run,
@@ -118,7 +121,7 @@ class AsyncJobs:
         *,
         job_id: str | None = None,
         job_tag: str | None = None,
-        status: RunPhase | str | None = None,
+        phase: RunPhase | str | None = None,
         since: datetime | str | int | None = None,
         until: datetime | str | int | None = None,
         limit: int = 100,
@@ -130,7 +133,7 @@ class AsyncJobs:
             self._jobs.runs,
             job_id=job_id,
             job_tag=job_tag,
-            status=status,
+            phase=phase,
             since=since,
             until=until,
             limit=limit,
@@ -144,6 +147,18 @@ class AsyncJobs:
 
     async def retry(self, run_id: str) -> Run:
         return await _off(self._jobs.retry, run_id)
+
+    async def history(self, job_id: str, limit: int = HISTORY_LIMIT) -> JobHistory:
+        return await _off(self._jobs.history, job_id, limit)
+
+    async def stats(
+        self,
+        product_tag: str | None = None,
+        env: str | None = None,
+        since: datetime | str | int | None = None,
+        until: datetime | str | int | None = None,
+    ) -> JobStats:
+        return await _off(self._jobs.stats, product_tag, env, since, until)
 
     # the seeds' other spellings, as ``Jobs`` has them
     fetchAll = fetch_all

@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 from ductape_jobs.engine.scheduler import make_recurrence, new_run, occurrences_of, recurrence_of
 from ductape_jobs.errors import ConflictError, NotFoundError, StaleJobError, ValidationError
 from ductape_jobs.ids import new_id
+from ductape_jobs.job_reports import JobReports
 from ductape_jobs.limits import LATEST, MAX_BATCH, MAX_PAGE, MAX_TEXT, check_page
 from ductape_jobs.models import (
     DispatchResult,
@@ -39,9 +40,9 @@ if TYPE_CHECKING:
     from ductape_jobs.client import Ductape
 
 
-class Jobs:
+class Jobs(JobReports):
     """Reached as ``ductape.job`` (or ``ductape.product("shop").jobs``, bound to a product). Every method
-    validates first and writes nothing on bad input.
+    validates first and writes nothing on bad input. ``history`` and ``stats`` come from ``JobReports``.
 
     A job belongs to a product, as in the seeds; one without a product is shared by every product. Bound to a
     product, ``create`` makes that product's jobs, ``fetch_all`` lists them, and a tag finds the product's own
@@ -470,7 +471,7 @@ class Jobs:
         *,
         job_id: str | None = None,
         job_tag: str | None = None,
-        status: RunPhase | str | None = None,
+        phase: RunPhase | str | None = None,
         since: datetime | str | int | None = None,
         until: datetime | str | int | None = None,
         limit: int = 100,
@@ -478,11 +479,12 @@ class Jobs:
         product_tag: str | None = None,
         env: str | None = None,
     ) -> builtins.list[Run]:
-        """Run history, newest first; ``since``/``until`` take what ``start_at`` takes."""
-        phase = _enum(RunPhase, status, "status")
+        """Run history, newest first; ``phase``: ``failed`` lists the dead letters; ``since``/``until`` take what
+        ``start_at`` takes."""
+        state = _enum(RunPhase, phase, "phase")
         check_page(limit, offset)
         after, before = _time(since, "since"), _time(until, "until")
-        flt = RunFilter(job_id, job_tag, phase, after, before, limit, offset, product_tag=product_tag, env=env)
+        flt = RunFilter(job_id, job_tag, state, after, before, limit, offset, product_tag=product_tag, env=env)
         return self._store.list_runs(flt)
 
     def run(self, run_id: str) -> Run:

@@ -38,7 +38,7 @@ _SECRETS = re.compile(
 
 def bind_run(run: Run) -> None:
     """Tag the log lines of the current task (or thread) with ``run``'s id, job and attempt."""
-    _run.set({"run_id": run.id, "job_id": run.schedule_id, "job_tag": run.job_tag, "attempt": run.attempt})
+    _run.set({"run_id": run.id, "job_id": run.job_id, "job_tag": run.job_tag, "attempt": run.attempt})
 
 
 def redact(text: str) -> str:

@@ -36,8 +36,11 @@ __all__ = [
     "DeliveryStatus",
     "DispatchResult",
     "DrainSummary",
+    "Execution",
     "JobDefinition",
     "JobEventTypes",
+    "JobHistory",
+    "JobStats",
     "JobUpdate",
     "KeyScope",
     "LoginSession",
@@ -556,7 +559,7 @@ class Run:
     """One occurrence of a schedule (or a one-off), with its attempts' summary."""
 
     id: str
-    schedule_id: str
+    job_id: str  # its schedule's id: what schedule() answered (the SDK's name)
     job_tag: str
     product_tag: str
     env: str
@@ -632,6 +635,58 @@ class DrainSummary:
     @property
     def ran(self) -> int:
         return self.completed + self.failed + self.retried
+
+
+@dataclass(frozen=True, slots=True)
+class Execution:
+    """One run of a schedule as its history shows it (``job.history``). ``number`` counts the schedule's runs
+    from 1 in order of their due time (runs due at the same instant, a manual one and an occurrence, by id);
+    ``result`` is the run's output."""
+
+    number: int
+    run_id: str
+    phase: RunPhase
+    scheduled_at: datetime
+    started_at: datetime | None
+    completed_at: datetime | None
+    duration_ms: int | None
+    error: str | None
+    result: Any
+    triggered_by: TriggeredBy
+    retry_count: int
+
+
+@dataclass(frozen=True, slots=True)
+class JobHistory:
+    """What ``job.history(job_id)`` answers: counts over every run of the schedule (``successful``: completed,
+    ``failed``: failed for good) and its newest runs, newest first."""
+
+    job_id: str
+    job_tag: str
+    total: int
+    successful: int
+    failed: int
+    executions: list[Execution]
+
+
+@dataclass(frozen=True, slots=True)
+class JobStats:
+    """What ``job.stats()`` answers for the runs due in ``[since, until)`` (of ``product_tag``/``env``, when
+    given). A run is *finished* when it completed or failed for good; ``success_rate`` (completed / finished)
+    and ``average_retry_count`` (over finished runs) are ``None`` while none is. ``by_phase`` holds every
+    phase, zeros included."""
+
+    total: int
+    by_phase: dict[RunPhase, int]
+    finished: int
+    success_rate: float | None
+    completed_first_try: int
+    completed_after_retry: int
+    average_retry_count: float | None
+    product_tag: str | None = None
+    env: str | None = None
+    since: datetime | None = None
+    until: datetime | None = None
 
 
 # ------------------------------------------------------------------ operating records (API keys, webhooks, stats)

@@ -142,7 +142,7 @@ def schedule_payload(s: Schedule, result: DispatchResult | None = None) -> dict[
 def run_payload(run: Run, outcome: Outcome | None = None, started_at: datetime | None = None) -> dict[str, Any]:
     payload: dict[str, Any] = {
         "run_id": run.id,
-        "job_id": run.schedule_id,
+        "job_id": run.job_id,
         "job_tag": run.job_tag,
         "product_tag": run.product_tag,
         "env": run.env,

@@ -22,9 +22,9 @@ def test_runs_list_filter_and_show_attempts(api: Api, job: dict[str, Any], clock
     c = api.client()
 
     runs = c.get("/runs").json()["items"]
-    assert [(r["job_tag"], r["status"]) for r in runs] == [("boom", "failed"), ("report", "completed")]
+    assert [(r["job_tag"], r["phase"]) for r in runs] == [("boom", "failed"), ("report", "completed")]
     assert runs[0]["attempts"] == []  # lists leave attempts out
-    assert [r["job_id"] for r in c.get("/runs", params={"status": "failed"}).json()["items"]] == [bad]
+    assert [r["job_id"] for r in c.get("/runs", params={"phase": "failed"}).json()["items"]] == [bad]
     assert [r["job_id"] for r in c.get("/runs", params={"job_id": ok}).json()["items"]] == [ok]
     assert [r["job_tag"] for r in c.get("/runs", params={"job_tag": "boom"}).json()["items"]] == ["boom"]
     since = c.get("/runs", params={"since": "2026-03-02T12:00:01Z"}).json()["items"]
@@ -55,10 +55,10 @@ def test_retry_a_failed_run(api: Api, job: dict[str, Any]) -> None:
     api.dt.job.schedule(SHOP)
     api.dt.drain()
     c = api.client()
-    (run,) = c.get("/runs", params={"status": "failed"}).json()["items"]
+    (run,) = c.get("/runs", params={"phase": "failed"}).json()["items"]
     retried = c.post(f"/runs/{run['id']}/retry")
     assert retried.status_code == 200, retried.text
-    assert retried.json()["status"] == "queued"
+    assert retried.json()["phase"] == "queued" and "status" not in retried.json()
     again = c.post(f"/runs/{run['id']}/retry")
     assert again.status_code == 409
     assert "only a failed or cancelled run can be retried" in again.json()["detail"]
@@ -67,6 +67,6 @@ def test_retry_a_failed_run(api: Api, job: dict[str, Any]) -> None:
 
 def test_run_queries_are_validated(api: Api) -> None:
     c = api.client()
-    assert problems(c.get("/runs", params={"status": "exploded"}))[0][0] == "status"
+    assert problems(c.get("/runs", params={"phase": "exploded"}))[0][0] == "phase"
     assert problems(c.get("/runs", params={"since": "last tuesday"}))[0][0] == "since"
     assert problems(c.get("/runs", params={"limit": 20_000})) == [("limit", "must be between 1 and 10000")]

@@ -80,8 +80,8 @@ def test_list_filters_and_pages(api: Api, job: dict[str, Any], clock: FakeClock)
     assert c.get("/schedules", params={"job_tag": "none"}).json()["items"] == []
 
     one = c.get(f"/schedules/{ids[1]}").json()
-    assert (one["job_id"], one["id"], one["every"], one["status"], one["tz"]) == (
-        ids[1],
+    assert "id" not in one  # one name per thing: job_id
+    assert (one["job_id"], one["every"], one["status"], one["tz"]) == (
         ids[1],
         60000,
         "active",
@@ -137,7 +137,7 @@ def test_pause_resume_cancel_trigger_and_reschedule(api: Api, job: dict[str, Any
 
     cancelled = c.post(f"/schedules/{job_id}/cancel", json={"reason": "replaced"})
     assert (cancelled.json()["status"], cancelled.json()["reason"]) == ("cancelled", "cancelled: replaced")
-    assert api.dt.job.runs(job_id=job_id, status="queued") == []  # its pending runs went with it
+    assert api.dt.job.runs(job_id=job_id, phase="queued") == []  # its pending runs went with it
     assert problems(c.post(f"/schedules/{job_id}/cancel", json={"why": "typo"})) == [("why", "is not a known field")]
     for verb in ("pause", "resume", "cancel", "trigger"):
         assert c.post(f"/schedules/job_missing/{verb}").status_code == 404

@@ -99,7 +99,7 @@ def test_serve_runs_the_engine_and_the_api(tmp_path: Path, receiver: Recorder) -
 
         def finished() -> Any:
             runs = c.get("/runs", params={"job_id": job_id}).json()["items"]
-            return runs and runs[0]["status"] == "completed" and runs[0]
+            return runs and runs[0]["phase"] == "completed" and runs[0]
 
         run = wait_for(finished, 20, "the run to complete")
         assert c.get(f"/runs/{run['id']}").json()["output"] == {"rows": 42}

@@ -102,7 +102,7 @@ def test_literal_passes_placeholder_text_through_as_data(echo: Ductape) -> None:
 def test_a_stored_input_that_skipped_the_door_still_cannot_read_a_secret(echo: Ductape) -> None:
     """Inputs stored before this rule (or written around ``schedule()``) are held to it when they run."""
     run = Run(
-        id="run-1", schedule_id="job-1", job_tag="echo", product_tag="shop", env="dev",
+        id="run-1", job_id="job-1", job_tag="echo", product_tag="shop", env="dev",
         event_type=JobEventTypes.FUNCTION, event_tag="echo", phase=RunPhase.RUNNING,
         scheduled_at=echo.clock.now(), input={"name": "$Secret{signing}"}, max_retries=0,
     )  # fmt: skip

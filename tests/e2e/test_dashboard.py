@@ -157,7 +157,7 @@ def test_retry_a_failed_run_from_the_ui(ui: Ui, server: Server) -> None:
     assert server.client.job.run(failed.id).phase is RunPhase.COMPLETED
     ui.shot("run-retried")
 
-    ui.open("#/runs?status=completed")
+    ui.open("#/runs?phase=completed")
     expect(run_row(ui, failed.id).locator(".badge")).to_have_text("completed")
 
 
@@ -215,7 +215,7 @@ def test_a_read_key_sees_the_dashboard_without_the_buttons_that_change_things(ui
     ui.open(f"#/runs/{failed.id}")
     expect(page.get_by_role("region", name="Error")).to_contain_text("the export service is down")
     expect(page.get_by_role("button", name="Retry")).to_have_count(0)
-    ui.open("#/runs?status=failed")
+    ui.open("#/runs?phase=failed")
     expect(run_row(ui, failed.id).locator(".badge")).to_have_text("failed")
     expect(page.get_by_role("button", name="Retry")).to_have_count(0)
     ui.shot("read-key-runs")

@@ -151,7 +151,7 @@ def test_show_trigger_and_reschedule_a_schedule(store: str) -> None:
     ok("resume", job_id, store=store)
 
     run = ok("trigger", job_id, store=store)  # one run now, outside the cadence
-    assert (run["schedule_id"], run["phase"], run["triggered_by"]) == (job_id, "queued", "manual")
+    assert (run["job_id"], run["phase"], run["triggered_by"]) == (job_id, "queued", "manual")
     assert run["input"] == {"n": 1}
 
     moved = ok("reschedule", job_id, "--cron", "0 9 * * *", "--tz", "Europe/Paris", "--limit", "3", store=store)
@@ -202,8 +202,8 @@ def test_schedule_validation_errors_exit_2(store: str, extra: list[str], message
 
 
 def test_bad_filter_exits_2(store: str) -> None:
-    result = cli("runs", "--status", "exploded", store=store)
-    assert result.exit_code == 2 and "status:" in result.stderr
+    result = cli("runs", "--phase", "exploded", store=store)
+    assert result.exit_code == 2 and "phase:" in result.stderr
 
 
 # ------------------------------------------------------------------------------------------------ runs
@@ -227,9 +227,9 @@ def test_runs_show_and_retry_after_draining(store: str) -> None:
         summary = dt.drain()
     assert (summary.completed, summary.failed) == (1, 1)
 
-    [done] = ok("runs", "--status", "completed", store=store)
+    [done] = ok("runs", "--phase", "completed", store=store)
     assert done["job_tag"] == "hello" and done["output"] == {"hello": "cli"}
-    [failed] = ok("runs", "--status", "failed", "--job-id", broken_id, store=store)
+    [failed] = ok("runs", "--phase", "failed", "--job-id", broken_id, store=store)
     assert "RuntimeError: boom" in failed["error"]
     assert [r["id"] for r in ok("runs", "--job", "broken", store=store)] == [failed["id"]]
     assert len(ok("runs", "--limit", "1", store=store)) == 1
@@ -242,7 +242,7 @@ def test_runs_show_and_retry_after_draining(store: str) -> None:
 
     retried = ok("run", "retry", failed["id"], store=store)
     assert retried["phase"] == "queued"
-    assert ok("runs", "--status", "failed", store=store) == []
+    assert ok("runs", "--phase", "failed", store=store) == []
 
 
 # --------------------------------------------------------------------------------------------- preview
@@ -319,7 +319,7 @@ def test_demo_runs_for_n_seconds_and_is_idempotent(store: str) -> None:
     assert first.exit_code == 0, (first.output, first.exception)
     assert "Recent runs" in first.stdout
 
-    ticks = ok("runs", "--job", "demo.tick", "--status", "completed", store=store)
+    ticks = ok("runs", "--job", "demo.tick", "--phase", "completed", store=store)
     assert ticks and all(r["output"]["tick"] for r in ticks)
     flaky = ok("runs", "--job", "demo.flaky", store=store)
     assert flaky[-1]["phase"] == "completed" and flaky[-1]["retry_count"] == 1

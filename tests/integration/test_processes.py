@@ -122,7 +122,7 @@ def test_sigkill_mid_run_the_run_is_rescued_and_nothing_is_lost(env: Env) -> Non
     assert done.attempts[0].worker_id != done.attempts[1].worker_id
     lines = (env.marks / "quick.log").read_text().split()
     assert len(lines) == 60 and len(set(lines)) == 60  # each quick run ran exactly once
-    assert {r.schedule_id for r in env.client.job.runs(job_tag="quick", limit=1000)} == set(quick)
+    assert {r.job_id for r in env.client.job.runs(job_tag="quick", limit=1000)} == set(quick)
 
 
 def test_restart_after_downtime_fires_missed_occurrences_once(env: Env) -> None:

@@ -54,3 +54,16 @@ def test_hot_query_uses_an_index(tmp_path: Path, name: str) -> None:
     scans = [s for s in plan if s.startswith("SCAN") and "USING" not in s and not s.startswith(_NOT_TABLES)]
     assert not scans, f"{name} scans a table: {plan}"
     assert any("INDEX" in step for step in plan), plan
+
+
+def test_a_schedules_history_reads_only_its_own_runs(tmp_path: Path) -> None:
+    """``job.history``: both its count and its newest runs search the runs by schedule; no scan of the table
+    (the other steps scan the query's own small intermediate results)."""
+    dialect = SQLiteDialect(str(tmp_path / "plans.db"))
+    dialect.migrate()
+    plan = [row["detail"] for row in dialect._db.execute("EXPLAIN QUERY PLAN " + Q["schedule_history"], PARAMS)]
+    dialect.close()
+    assert [s for s in plan if s.startswith("SEARCH runs")] == [
+        "SEARCH runs USING INDEX runs_schedule (schedule_id=?)"
+    ] * 2
+    assert not [s for s in plan if s.startswith(("SCAN runs", "SCAN schedules", "SCAN s "))], plan

@@ -617,14 +617,22 @@ def test_retry_run_queues_a_failed_run_once_more(store: Store) -> None:
     assert store.retry_run(extra.id, T0 + 3 * MIN).phase is RunPhase.QUEUED  # cancelled runs can be retried too
 
 
-def test_trigger_adds_a_run_and_refuses_a_second_at_the_same_time(store: Store) -> None:
+def test_trigger_adds_a_manual_run_of_its_own_but_an_occurrence_only_once(store: Store) -> None:
     s, _ = setup(store)
     manual = NewRun(new_id("run"), s.id, T0 + MIN, T0 + MIN, RunPhase.QUEUED, TriggeredBy.MANUAL)
     store.trigger(s.id, manual)
     run = run_of(store, manual.id)
     assert (run.triggered_by, run.input, run.event_tag) == (TriggeredBy.MANUAL, {"user": "u1"}, "fn-report")
+    again = replace(manual, id=new_id("run"))
+    store.trigger(s.id, again)  # a second manual run in the same millisecond is a run of its own
+    occurrence = due_run(s, T0 + MIN)
+    store.trigger(s.id, occurrence)  # the occurrence of that time is not taken by the manual runs
     with pytest.raises(ConflictError):
-        store.trigger(s.id, replace(manual, id=new_id("run")))
+        store.trigger(s.id, due_run(s, T0 + MIN))  # ... and it stays one
+    runs = store.list_runs(RunFilter(job_id=s.id))
+    assert sorted(r.id for r in runs) == sorted([manual.id, again.id, occurrence.id])
+    with pytest.raises(NotFoundError, match="ghost"):
+        store.trigger("ghost", replace(manual, id=new_id("run"), schedule_id="ghost"))
 
 
 # ---------------------------------------------------------------------------------- overlap, pausing

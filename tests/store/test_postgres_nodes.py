@@ -121,7 +121,7 @@ def test_a_node_with_a_skewed_clock_judges_due_times_by_the_database(pg: Backend
         later = honest.job.schedule({**REQ, "start_at": honest.clock.now() + timedelta(seconds=5)})
         live = honest.job.schedule(REQ)  # a run the honest node holds under a 30 s lease
         (held,) = honest.store.acquire_runs("honest-node", 1, timedelta(seconds=30), honest.clock.now())
-        assert held.schedule_id == live.job_id
+        assert held.job_id == live.job_id
 
         summary = corrected.drain()  # neither the run due in 5 s nor the live lease
         assert (summary.ran, ran) == (0, [])

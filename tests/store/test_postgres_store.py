@@ -170,6 +170,7 @@ HOT = [
     "list_runs_of_job",
     "list_failed_runs",
     "list_feature_runs_of_feature",
+    "schedule_history",
 ]
 
 

@@ -228,7 +228,7 @@ QUERY_CASES: list[Case] = [
     ("preview bad tz", lambda d: d.job.preview({"cron": "@daily", "tz": "Nowhere"}), "repeat.tz", "unknown time zone"),
     ("preview bad start", lambda d: d.job.preview({"every": 1000}, start="soon"), "start", "iso 8601"),
     ("reschedule bad cron", lambda d: d.job.reschedule("whatever", {"cron": "@never"}), "repeat.cron", "macro"),
-    ("runs bad status", lambda d: d.job.runs(status="nope"), "status", "not one of"),
+    ("runs bad phase", lambda d: d.job.runs(phase="nope"), "phase", "not one of"),
     ("runs limit 0", lambda d: d.job.runs(limit=0), "limit", "between 1 and 10000"),
     ("runs negative offset", lambda d: d.job.runs(offset=-1), "offset", "between 0 and"),
     ("runs garbage since", lambda d: d.job.runs(since="yesterday"), "since", "iso 8601"),

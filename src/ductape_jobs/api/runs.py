@@ -25,7 +25,7 @@ async def visible_run(request: Request, me: Principal, run_id: str) -> Run:
 async def list_runs(
     request: Request,
     me: Me,
-    status: str | None = None,
+    phase: str | None = None,
     job_id: str | None = None,
     job_tag: str | None = None,
     since: str | None = None,
@@ -33,12 +33,12 @@ async def list_runs(
     limit: int = 100,
     offset: int = 0,
 ) -> Page[RunOut]:
-    """Runs, newest due time first. ``status``: a phase (``failed`` lists the dead letters); ``since``/``until``:
+    """Runs, newest due time first. ``phase``: ``failed`` lists the dead letters; ``since``/``until``:
     due-time bounds, Unix seconds or ms, or ISO 8601. Attempts are left out (``GET /runs/{run_id}`` has them)."""
     ask, cut = paged(limit, offset)
     found = await call(
         client(request).job.runs,
-        status=status or None,
+        phase=phase or None,
         job_id=job_id or None,
         job_tag=job_tag or None,
         since=since or None,

@@ -10,7 +10,9 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from ductape_jobs.api.auth import READ, WRITE, Me, Principal
 from ductape_jobs.api.common import body_doc, call, client, json_object, paged, responses
+from ductape_jobs.api.report_schemas import JobHistoryOut
 from ductape_jobs.api.schemas import DispatchOut, Page, PreviewOut, RunOut, ScheduleOut
+from ductape_jobs.job_reports import HISTORY_LIMIT
 from ductape_jobs.limits import MAX_TEXT
 from ductape_jobs.models import Count, RepeatOptions, Schedule, ScheduleRequest, parse
 
@@ -87,6 +89,14 @@ async def list_schedules(
 async def get_schedule(request: Request, job_id: str, me: Me) -> ScheduleOut:
     """One scheduled job instance."""
     return ScheduleOut.of(await visible_schedule(request, me, job_id))
+
+
+@router.get("/schedules/{job_id}/history", responses=responses(404), dependencies=[READ])
+async def history(request: Request, job_id: str, me: Me, limit: int = HISTORY_LIMIT) -> JobHistoryOut:
+    """The schedule's executions, newest first (at most ``limit``, 1 to 10000), each numbered from 1 in order of
+    due time, with the total, successful and failed counts over all its runs (``job.history``)."""
+    await visible_schedule(request, me, job_id)
+    return JobHistoryOut.of(await call(client(request).job.history, job_id, limit))
 
 
 @router.post(

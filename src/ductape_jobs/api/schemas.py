@@ -1,8 +1,8 @@
 """What the API answers: the records of ``models.py`` as JSON (times ISO 8601 UTC, durations milliseconds).
 
-Field names are the records' own; a schedule also carries ``job_id`` (its id, as ``schedule()`` names it) and a
-run ``job_id`` (= ``schedule_id``) and ``status`` (= ``phase``), the names the list filters use. Session data
-and the secrets of keys and webhooks are never part of an answer.
+Field names are the records' own, one name per thing, the SDK's where it has one: a schedule's id is ``job_id``
+(what ``schedule()`` answers), which a run names its schedule by too; a run's state is its ``phase``, a
+schedule's its ``status``. Session data and the secrets of keys and webhooks are never part of an answer.
 """
 
 from __future__ import annotations
@@ -102,7 +102,6 @@ class ScheduleOut(BaseModel):
     """A scheduled job instance."""
 
     job_id: str = Field(description="the schedule's id (what schedule() answered)")
-    id: str = Field(description="the same id")
     job_tag: str
     product_tag: str
     env: str
@@ -135,7 +134,6 @@ class ScheduleOut(BaseModel):
     def of(cls, s: Schedule) -> ScheduleOut:
         return cls(
             job_id=s.id,
-            id=s.id,
             job_tag=s.job_tag,
             product_tag=s.product_tag,
             env=s.env,
@@ -193,14 +191,12 @@ class RunOut(BaseModel):
     """A run, with its attempts (``GET /runs/{id}``; lists leave them out)."""
 
     id: str
-    job_id: str = Field(description="the schedule's id (= schedule_id)")
-    schedule_id: str
+    job_id: str = Field(description="its schedule's id (what schedule() answered)")
     job_tag: str
     product_tag: str
     env: str
     event_type: str
     event_tag: str
-    status: str = Field(description="the run's phase (= phase)")
     phase: str
     triggered_by: str
     scheduled_at: datetime
@@ -228,14 +224,12 @@ class RunOut(BaseModel):
         late = None if r.started_at is None else max(0, _ms(r.started_at - due) or 0)
         return cls(
             id=r.id,
-            job_id=r.schedule_id,
-            schedule_id=r.schedule_id,
+            job_id=r.job_id,
             job_tag=r.job_tag,
             product_tag=r.product_tag,
             env=r.env,
             event_type=r.event_type.value,
             event_tag=r.event_tag,
-            status=r.phase.value,
             phase=r.phase.value,
             triggered_by=r.triggered_by.value,
             scheduled_at=r.scheduled_at,

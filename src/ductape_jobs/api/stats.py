@@ -6,11 +6,12 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 
-from ductape_jobs.api.auth import READ, Me
+from ductape_jobs.api.auth import READ, Me, Principal
 from ductape_jobs.api.common import call, client, responses
 from ductape_jobs.api.forecast import forecast
+from ductape_jobs.api.report_schemas import JobStatsOut
 from ductape_jobs.api.schemas import Forecast, ForecastJob, Lateness, MinuteOut, NextRun, Overview
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.models import MinuteCount
@@ -91,3 +92,34 @@ async def forecast_runs(request: Request, me: Me, hours: int = 24) -> Forecast:
         schedules=len(considered),
         truncated=result.truncated or len(found) > FORECAST_SCHEDULES,
     )
+
+
+def within_key(me: Principal, product_tag: str | None, env: str | None) -> dict[str, str | None]:
+    """The filters asked for, narrowed to what the key sees: a limited key's product (env) is the filter; asking
+    for another one answers 403, as scheduling for it does."""
+    wanted = {"product_tag": product_tag or None, "env": env or None}
+    for field, allowed in me.scope().items():
+        if allowed is None:
+            continue
+        given = wanted[field]
+        if given is not None and given.strip() != allowed:
+            raise HTTPException(403, f"this API key only sees {field} {allowed!r}")
+        wanted[field] = allowed
+    return wanted
+
+
+@router.get("/jobs", responses=responses(403))
+async def job_stats(
+    request: Request,
+    me: Me,
+    product_tag: str | None = None,
+    env: str | None = None,
+    since: str | None = None,
+    until: str | None = None,
+) -> JobStatsOut:
+    """How the runs due in ``[since, until)`` went (``job.stats``; bounds optional, Unix seconds or ms, or ISO
+    8601): runs per phase, the success rate (completed / finished), how many completed at their first attempt or
+    after retries, and the average retry count of finished runs. ``product_tag``/``env`` narrow them; a key
+    limited to a product (env) sees only its own."""
+    scope = within_key(me, product_tag, env)
+    return JobStatsOut.of(await call(client(request).job.stats, since=since or None, until=until or None, **scope))

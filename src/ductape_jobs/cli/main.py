@@ -26,6 +26,7 @@ from ductape_jobs.cli.common import (
 )
 from ductape_jobs.cli.demo import demo
 from ductape_jobs.cli.features import feature_app
+from ductape_jobs.cli.history import history, stats
 from ductape_jobs.cli.preview import preview
 from ductape_jobs.cli.prune import prune
 from ductape_jobs.cli.serve import serve
@@ -50,6 +51,8 @@ app.add_typer(apikey_app, name="apikey")
 app.command()(demo)
 app.command()(serve)
 app.command()(preview)
+app.command()(history)
+app.command()(stats)
 app.command()(prune)
 
 
@@ -335,7 +338,7 @@ def reschedule(
 
 @app.command()
 def runs(
-    status: Annotated[str | None, typer.Option(help="scheduled, queued, running, completed, failed, ...")] = None,
+    phase: Annotated[str | None, typer.Option(help="scheduled, queued, running, completed, failed, ...")] = None,
     job_id: Annotated[str | None, typer.Option(help="Only this schedule's runs.")] = None,
     job: Annotated[str | None, typer.Option(help="Only this job tag's runs.")] = None,
     limit: Annotated[int, typer.Option(help="At most N, newest first.")] = 50,
@@ -345,7 +348,7 @@ def runs(
 ) -> None:
     """Run history, newest first."""
     with client(store, app_) as dt:
-        items = dt.job.runs(status=status, job_id=job_id, job_tag=job, limit=limit)
+        items = dt.job.runs(phase=phase, job_id=job_id, job_tag=job, limit=limit)
         emit(items, as_json, lambda: render.runs_table(items))
 
 

@@ -12,7 +12,16 @@ from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
-from ductape_jobs.models import DispatchResult, JobDefinition, Run, RunPhase, Schedule, ScheduleStatus
+from ductape_jobs.models import (
+    DispatchResult,
+    JobDefinition,
+    JobHistory,
+    JobStats,
+    Run,
+    RunPhase,
+    Schedule,
+    ScheduleStatus,
+)
 
 PHASE_STYLE = {
     RunPhase.SCHEDULED: "cyan",
@@ -207,7 +216,7 @@ def run_detail(r: Run) -> RenderableType:
         f"Run {r.id}",
         [
             ("run_id", r.id),
-            ("job_id", r.schedule_id),
+            ("job_id", r.job_id),
             ("job", f"{r.job_tag} ({r.event_type.name} {r.event_tag})"),
             ("env / product", f"{r.env} / {r.product_tag}"),
             ("phase", phase(r.phase)),
@@ -230,6 +239,43 @@ def run_detail(r: Run) -> RenderableType:
             str(a.attempt), a.worker_id, when(a.started_at), when(a.finished_at), a.outcome or "-", first_line(a.error)
         )
     return Group(info, attempts)
+
+
+# ------------------------------------------------------------------------------------- history, stats
+
+
+def history_table(h: JobHistory) -> Table:
+    title = f"History of {h.job_id} ({h.job_tag}): {h.total} runs, {h.successful} successful, {h.failed} failed"
+    table = Table(title=title, title_justify="left")
+    table.add_column("#", justify="right", no_wrap=True)
+    for col in ("run_id", "status", "scheduled_at", "started_at", "took", "by", "retries"):
+        table.add_column(col, no_wrap=True)
+    table.add_column("result / error", max_width=60)
+    for e in h.executions:
+        shown = first_line(e.error) if e.error else json.dumps(e.result, default=str) if e.result is not None else ""
+        row = (str(e.number), e.run_id, phase(e.phase), when(e.scheduled_at), when(e.started_at), ms(e.duration_ms))
+        table.add_row(*row, e.triggered_by.value, str(e.retry_count), squeeze(shown))
+    return table
+
+
+def percent(value: float | None) -> str:
+    return "-" if value is None else f"{value * 100:.1f}%"
+
+
+def stats_table(s: JobStats) -> Table:
+    scope = " / ".join(v for v in (s.product_tag, s.env) if v) or "every product"
+    bounds = [f"from {when(s.since)}" if s.since else "", f"before {when(s.until)}" if s.until else ""]
+    window = " ".join(b for b in bounds if b)
+    rows: list[tuple[str, Any]] = [("runs", s.total)]
+    rows += [(f"  {p.value}", s.by_phase.get(p, 0)) for p in RunPhase]
+    rows += [
+        ("finished", s.finished),
+        ("success rate", percent(s.success_rate)),
+        ("completed first try", s.completed_first_try),
+        ("completed after retry", s.completed_after_retry),
+        ("average retries", "-" if s.average_retry_count is None else f"{s.average_retry_count:.2f}"),
+    ]
+    return fields(f"Runs of {scope}" + (f", due {window}" if window else ""), rows)
 
 
 # --------------------------------------------------------------------------------------------- preview

@@ -47,7 +47,7 @@ class RunContext:
     ) -> RunContext:
         return cls(
             run_id=run.id,
-            job_id=run.schedule_id,
+            job_id=run.job_id,
             job_tag=run.job_tag,
             env=run.env,
             product_tag=run.product_tag,

@@ -457,7 +457,7 @@ def _event_run(run: FeatureRun, event: PlannedEvent, attempt: int, clock: Clock)
     """How an executor sees a feature event: a run of the feature, its input the feature's (until resolved)."""
     return Run(
         id=f"{run.id}:{event.sequence_tag}:{event.tag}",
-        schedule_id=run.id,
+        job_id=run.id,
         job_tag=run.feature_tag,
         product_tag=run.product_tag,
         env=run.env,

@@ -9,7 +9,8 @@ Rules every implementation keeps (the store suite in ``tests/store`` checks them
 
 - Every method is atomic: it changes everything it says or nothing.
 - Each (schedule, due time) becomes at most one run: a unique constraint, not memory, enforces it, so any
-  number of schedulers may race ``advance_due`` and ``add_schedules``.
+  number of schedulers may race ``advance_due`` and ``add_schedules``. A manual run (``trigger`` with
+  ``triggered_by=manual``) is a run of its own: the rule neither refuses it nor lets it stand for an occurrence.
 - ``acquire_runs`` hands each due run to one worker at a time, under a lease; an attempt row is written in
   the same transaction, so a run is recorded before it starts.
 - ``finish_runs`` only applies an outcome whose worker still holds the run's lease for that attempt; a
@@ -294,7 +295,9 @@ class SchedulingStore(ABC):
 
     @abstractmethod
     def trigger(self, schedule_id: str, run: NewRun) -> None:
-        """Create an extra run of a schedule now (``triggered_by=manual``)."""
+        """Create an extra run of a schedule now (``triggered_by=manual``). A manual run is always created, even
+        at a due time that has a run already; a run of another kind is an occurrence, and ``ConflictError`` when
+        its (schedule, due time) has one. ``NotFoundError`` if there is no such schedule."""
 
     @abstractmethod
     def get_run(self, run_id: str) -> Run | None:

@@ -184,7 +184,7 @@ def run_from_row(r: Any, attempts: list[Attempt] | None = None) -> Run:
     output = r["output"]
     return Run(
         id=r["id"],
-        schedule_id=r["schedule_id"],
+        job_id=r["schedule_id"],
         job_tag=r["job_tag"],
         product_tag=r["product_tag"],
         env=r["env"],

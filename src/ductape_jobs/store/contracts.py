@@ -10,7 +10,17 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from ductape_jobs.models import ApiKey, LoginSession, MinuteCount, RunActivity, Schedule, Webhook, WebhookDelivery
+from ductape_jobs.models import (
+    ApiKey,
+    JobHistory,
+    JobStats,
+    LoginSession,
+    MinuteCount,
+    RunActivity,
+    Schedule,
+    Webhook,
+    WebhookDelivery,
+)
 from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.store.records import EventStatus, FeatureRun, FeatureRunStatus
 
@@ -222,6 +232,27 @@ class StatsStore(ABC):
     @abstractmethod
     def run_activity(self, now: datetime, *, product_tag: str | None = None, env: str | None = None) -> RunActivity:
         """The newest run, the latest end, and how many runs are running and waiting (cheap: for polling)."""
+
+    # -- a schedule's history and the runs' outcomes (``job.history``, ``job.stats``): SQL aggregates, so neither
+    # loads more runs than it answers
+    @abstractmethod
+    def schedule_history(self, schedule_id: str, limit: int) -> JobHistory | None:
+        """Counts over every run of a schedule (total, completed, failed for good) and its newest ``limit`` runs
+        as executions, newest first, numbered from 1 in order of due time (ties by run id); counts and numbers
+        are read at one instant. ``None`` if there is no such schedule."""
+
+    @abstractmethod
+    def run_stats(
+        self,
+        *,
+        product_tag: str | None = None,
+        env: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> JobStats:
+        """The runs due in ``[since, until)`` (a bound left ``None`` is open) of ``product_tag``/``env`` (each
+        when given): counted by phase, with how many completed at their first attempt or after retries, the
+        success rate over finished (completed or failed) runs and their average retry count."""
 
 
 class RetentionStore(ABC):

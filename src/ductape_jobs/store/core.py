@@ -41,12 +41,13 @@ from ductape_jobs.store.codec import (
 )
 from ductape_jobs.store.dialect import Dialect, Row, Tx
 from ductape_jobs.store.features import FeatureCore
+from ductape_jobs.store.reports import ReportsCore
 from ductape_jobs.store.retention import RetentionCore
 
 _RELEASED = "worker shut down before the run finished"
 
 
-class SQLStore(ApiCore, FeatureCore, RetentionCore, Store):
+class SQLStore(ApiCore, FeatureCore, ReportsCore, RetentionCore, Store):
     """A ``Store`` over a SQL dialect; a backend is this class given its dialect."""
 
     def __init__(self, dialect: Dialect) -> None:
@@ -355,6 +356,8 @@ class SQLStore(ApiCore, FeatureCore, RetentionCore, Store):
     def trigger(self, schedule_id: str, run: NewRun) -> None:
         def op(tx: Tx) -> None:
             if tx.run("insert_run", new_run_params(run, run.scheduled_at)) != 1:
+                if tx.one("get_schedule", {"id": schedule_id}) is None:
+                    raise NotFoundError("schedule", schedule_id)
                 raise ConflictError(f"schedule {schedule_id!r} already has a run due at {run.scheduled_at}")
             tx.notify()
 

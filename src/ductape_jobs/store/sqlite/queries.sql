@@ -68,14 +68,15 @@ VALUES (:id, :job_tag, :job_product, :env, :product_tag, :input, :retries, :app,
     :pause_on_failure, :status, :start_at, :next_run_at, :last_due_at, :run_count, :created_at, :created_at);
 
 -- name: insert_run
--- A run copies its job's event and its schedule's input; one per (schedule, due time).
+-- A run copies its job's event and its schedule's input. One scheduled run per (schedule, due time): a
+-- second stays unwritten. A manual run (triggered_by = 'manual') is always a run of its own.
 INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, event_type, event_tag, app, cache,
     session_claims, input, phase, available_at, triggered_by, overlap, max_retries, timeout_ms, created_at, updated_at)
 SELECT :id, s.id, :scheduled_at, s.job_tag, s.product_tag, s.env, j.event_type, j.event_tag, s.app, s.cache,
     s.session_claims, s.input, :phase, :available_at, :triggered_by, s.overlap, s.retries, s.timeout_ms, :now, :now
 FROM schedules s JOIN jobs j ON j.product_tag = s.job_product AND j.tag = s.job_tag
 WHERE s.id = :schedule_id
-ON CONFLICT (schedule_id, scheduled_at) DO NOTHING;
+ON CONFLICT (schedule_id, scheduled_at) WHERE triggered_by <> 'manual' DO NOTHING;
 
 -- name: insert_first_run
 -- A new schedule's first run, with the values add_schedules already holds (no lookups).
@@ -295,6 +296,41 @@ SELECT
 
 -- name: count_runs
 SELECT phase, count(*) AS n FROM runs GROUP BY phase;
+
+-- name: schedule_history
+-- job.history: a schedule's counts over all its runs and its newest :limit runs, numbered from 1 in order of due
+-- time (ties by id), in one statement so that counts and numbers agree. No row: no such schedule; one row whose
+-- run_id is NULL: a schedule without runs.
+WITH recent AS (
+    SELECT id, scheduled_at, started_at, completed_at, duration_ms, phase, error, output, triggered_by,
+           retry_count
+    FROM runs WHERE schedule_id = :schedule_id
+    ORDER BY scheduled_at DESC, id DESC LIMIT :limit
+), counted AS (
+    SELECT count(*) AS total,
+           count(*) FILTER (WHERE phase = 'completed') AS successful,
+           count(*) FILTER (WHERE phase = 'failed') AS failed
+    FROM runs WHERE schedule_id = :schedule_id
+)
+SELECT s.job_tag, c.total, c.successful, c.failed,
+       c.total + 1 - row_number() OVER (ORDER BY r.scheduled_at DESC, r.id DESC) AS number,
+       r.id AS run_id, r.scheduled_at, r.started_at, r.completed_at, r.duration_ms, r.phase, r.error, r.output,
+       r.triggered_by, r.retry_count
+FROM schedules s CROSS JOIN counted c LEFT JOIN recent r ON true
+WHERE s.id = :schedule_id
+ORDER BY r.scheduled_at DESC, r.id DESC;
+
+-- name: run_stats
+-- job.stats: the runs due in [:since, :until) by phase: how many, how many never retried, and their retries
+-- summed. A filter left NULL keeps every value.
+SELECT phase, count(*) AS n, count(*) FILTER (WHERE retry_count = 0) AS first_try,
+       coalesce(sum(retry_count), 0) AS retries
+FROM runs
+WHERE (:product_tag IS NULL OR product_tag = :product_tag)
+  AND (:env IS NULL OR env = :env)
+  AND (:since IS NULL OR scheduled_at >= :since)
+  AND (:until IS NULL OR scheduled_at < :until)
+GROUP BY phase;
 
 -- name: cache_get
 SELECT value FROM cache_entries WHERE key = :key AND expires_at > :now;

@@ -19,7 +19,7 @@ function detail(body, status) {
   return `HTTP ${status}`;
 }
 
-/** api("/runs", {params: {status: "failed"}}) or api("/schedules/x/pause", {method: "POST", body: {}}) */
+/** api("/runs", {params: {phase: "failed"}}) or api("/schedules/x/pause", {method: "POST", body: {}}) */
 export async function api(path, { method = "GET", params = null, body = undefined } = {}) {
   const url = new URL(BASE + path, location.origin);
   for (const [key, value] of Object.entries(params || {})) {
@@ -67,6 +67,6 @@ export function items(data) {
 }
 
 /** The schedule's id, whatever the record calls it. */
-export const scheduleId = (schedule) => schedule.job_id ?? schedule.id;
+export const scheduleId = (schedule) => schedule.job_id;
 /** A run's phase, whatever the record calls it. */
-export const phase = (run) => run.status ?? run.phase;
+export const phase = (run) => run.phase;

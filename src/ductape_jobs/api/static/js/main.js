@@ -1,4 +1,4 @@
-// The dashboard's entry point: a hash router (#/runs?status=failed, #/runs/<id>, ...) and live refresh.
+// The dashboard's entry point: a hash router (#/runs?phase=failed, #/runs/<id>, ...) and live refresh.
 //
 // A view is a function (root, params, query) -> {refresh(), stop?()}. The router calls refresh() once, then
 // again whenever the live channel says something changed (one refresh at a time, at most every 500 ms),

@@ -1,4 +1,4 @@
-// Runs: a filterable table (status, job, schedule) with Retry on failed runs; a run's detail with its attempts,
+// Runs: a filterable table (phase, job, schedule) with Retry on failed runs; a run's detail with its attempts,
 // error and timings.
 
 import { api, can, items, phase } from "../api.js";
@@ -19,18 +19,18 @@ function retryButton(run, after) {
 // ------------------------------------------------------------------------------------------ the list
 
 export function runs(root, _params, query) {
-  const filters = { status: query.get("status") || "", job_tag: query.get("job_tag") || "", job_id: query.get("job_id") || "" };
+  const filters = { phase: query.get("phase") || "", job_tag: query.get("job_tag") || "", job_id: query.get("job_id") || "" };
   let offset = 0;
   const status = h("select", { id: "f-status", name: "status" },
     h("option", { value: "" }, "any"), PHASES.map((p) => h("option", { value: p }, p.replace("_", " "))));
   const job = h("select", { id: "f-job", name: "job_tag" }, h("option", { value: "" }, "any"));
   const schedule = h("input", { id: "f-schedule", name: "job_id", type: "search", placeholder: "schedule id", size: 28 });
-  status.value = filters.status;
+  status.value = filters.phase;
   schedule.value = filters.job_id;
   const box = h("div");
   const pager = h("div", { class: "pager" });
   const apply = () => {
-    Object.assign(filters, { status: status.value, job_tag: job.value, job_id: schedule.value.trim() });
+    Object.assign(filters, { phase: status.value, job_tag: job.value, job_id: schedule.value.trim() });
     offset = 0;
     const qs = new URLSearchParams(Object.entries(filters).filter(([, v]) => v)).toString();
     history.replaceState(null, "", `#/runs${qs ? `?${qs}` : ""}`); // shareable, without a new route
@@ -44,7 +44,7 @@ export function runs(root, _params, query) {
     h("div", { class: "page-head" }, h("h1", {}, "Runs"), h("span", { class: "muted" }, "newest first")),
     h("section", { class: "panel" },
       h("form", { class: "filters", role: "search", "aria-label": "Filter runs", onsubmit: (e) => { e.preventDefault(); apply(); } },
-        h("label", { for: "f-status" }, "Status", status),
+        h("label", { for: "f-status" }, "Phase", status),
         h("label", { for: "f-job" }, "Job", job),
         h("label", { for: "f-schedule" }, "Schedule", schedule)),
       box, pager));
@@ -64,8 +64,8 @@ export function runs(root, _params, query) {
         rows.map((r) => h("tr", { dataset: { runId: runId(r), status: phase(r) } },
           h("td", {}, h("a", { href: `#/runs/${encodeURIComponent(runId(r))}`, class: "mono" }, shortId(runId(r)))),
           h("td", {}, r.job_tag, h("small", {}, `${r.event_type ?? ""} ${r.event_tag ?? ""}`)),
-          h("td", {}, h("a", { href: `#/schedules/${encodeURIComponent(r.job_id ?? r.schedule_id)}`, class: "mono" },
-            shortId(r.job_id ?? r.schedule_id))),
+          h("td", {}, h("a", { href: `#/schedules/${encodeURIComponent(r.job_id)}`, class: "mono" },
+            shortId(r.job_id))),
           h("td", {}, badge(phase(r)), r.triggered_by && r.triggered_by !== "schedule" ? h("small", {}, r.triggered_by) : null),
           h("td", {}, timeCell(r.scheduled_at)),
           h("td", {}, timeCell(r.started_at)),
@@ -104,7 +104,7 @@ export function runDetail(root, [id]) {
     async refresh() {
       const r = await api(`/runs/${encodeURIComponent(id)}`);
       const attempts = r.attempts || [];
-      const scheduleId = r.job_id ?? r.schedule_id;
+      const scheduleId = r.job_id;
       loading.remove();
       mount(box,
         h("div", { class: "crumbs" }, h("a", { href: "#/runs" }, "Runs"), " / run"),

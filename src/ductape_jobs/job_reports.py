@@ -1,0 +1,70 @@
+"""``ductape.job.history`` and ``ductape.job.stats``: what a schedule ran, and how the runs went. ``Jobs`` has
+them from ``JobReports``; the store aggregates (``StatsStore.schedule_history`` and ``run_stats``)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ductape_jobs.errors import NotFoundError, ValidationError
+from ductape_jobs.limits import MAX_PAGE
+from ductape_jobs.models import JobHistory, JobStats, to_utc
+from ductape_jobs.store.base import Store
+
+#: How many executions ``history`` lists when not told.
+HISTORY_LIMIT = 50
+_FILTER_LENGTH = 256  # as a schedule's product_tag and env
+
+
+class JobReports:
+    """History and statistics, validated before the store is asked (bad input: ``ValidationError``)."""
+
+    _store: Store
+
+    def history(self, job_id: str, limit: int = HISTORY_LIMIT) -> JobHistory:
+        """A schedule's executions (``job_id``: what ``schedule()`` answered), newest first, at most ``limit``
+        (1 to ``MAX_PAGE``), each numbered from 1 in order of due time; with the total, successful and failed
+        counts over all its runs. ``NotFoundError`` if there is no such schedule."""
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise ValidationError("limit", f"must be a whole number between 1 and {MAX_PAGE}")
+        if not isinstance(job_id, str):
+            raise ValidationError("job_id", "must be text")
+        found = self._store.schedule_history(job_id, limit)
+        if found is None:
+            raise NotFoundError("schedule", job_id)
+        return found
+
+    def stats(
+        self,
+        product_tag: str | None = None,
+        env: str | None = None,
+        since: datetime | str | int | None = None,
+        until: datetime | str | int | None = None,
+    ) -> JobStats:
+        """The runs due in ``[since, until)`` (each bound optional; what ``start_at`` takes: a datetime, Unix
+        seconds or ms, ISO 8601), of ``product_tag`` and ``env`` when given: counts by phase, the success rate
+        (completed / finished), how many completed at their first attempt or after retries, and the average
+        retry count of finished runs."""
+        product = _filter(product_tag, "product_tag")
+        environment = _filter(env, "env")
+        start, end = _bound(since, "since"), _bound(until, "until")
+        if start is not None and end is not None and start > end:
+            raise ValidationError("since", f"{start.isoformat()} is after until {end.isoformat()}")
+        return self._store.run_stats(product_tag=product, env=environment, since=start, until=end)
+
+
+def _filter(value: object, field: str) -> str | None:
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= _FILTER_LENGTH:
+        raise ValidationError(field, f"must be text of 1 to {_FILTER_LENGTH} characters")
+    return value.strip()
+
+
+def _bound(value: object, field: str) -> datetime | None:
+    try:
+        return to_utc(value, allow_zero=False)
+    except ValueError as exc:
+        raise ValidationError(field, str(exc)) from None
+
+
+__all__ = ["HISTORY_LIMIT", "JobReports"]
