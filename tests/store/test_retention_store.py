@@ -367,3 +367,21 @@ def test_what_the_scheduler_reads_of_a_schedule_survives_a_prune(store: Store) -
 
     store.advance_due(now, 10, planner)
     assert [(d.active_runs, d.buffered, d.schedule.run_count) for d in seen] == [(1, True, 40)]
+
+
+def test_a_schedules_history_still_counts_its_pruned_runs(store: Store) -> None:
+    s = add_schedule(store)
+    outcomes = [True, True, True, False, False]  # the oldest, completed, go first
+    ids = [run_to_end(store, s, T0 + i * SEC, ok=ok) for i, ok in enumerate(outcomes)]
+    before = store.schedule_history(s.id, 50)
+    assert before is not None and (before.total, before.successful, before.failed) == (5, 3, 2)
+    assert prune_all(store, T0 + 8 * DAY).runs == 3
+    after = store.schedule_history(s.id, 50)
+    assert after is not None and (after.total, after.successful, after.failed) == (5, 3, 2)
+    assert [(e.run_id, e.number) for e in after.executions] == [(ids[4], 5), (ids[3], 4)]
+    assert prune_all(store, T0 + 31 * DAY).runs == 2
+    gone = store.schedule_history(s.id, 50)
+    assert gone is not None and (gone.total, gone.successful, gone.failed, gone.executions) == (5, 3, 2, [])
+    add_run(store, s, T0 + 40 * DAY)
+    newest = store.schedule_history(s.id, 50)
+    assert newest is not None and [e.number for e in newest.executions] == [6]

@@ -262,9 +262,11 @@ class RetentionStore(ABC):
     def prune(self, now: datetime, retention: Retention, limit: int) -> PruneCounts:
         """Delete one batch of up to ``limit`` rows of each kind whose keep ended by ``now``, oldest first: runs
         finished (completed, failed, cancelled) before their cutoff with their attempts, feature runs with their
-        events' results, ended webhook deliveries, expired cache entries. Never an unfinished run. Each kind is
-        its own short transaction; racing pruners delete different rows (none twice) and do not wait for each
-        other. A kind whose count is below ``limit`` has nothing left for now."""
+        events' results, ended webhook deliveries, expired cache entries. Never an unfinished run. A schedule
+        keeps the count of its pruned runs (completed, failed, all), which ``schedule_history`` adds to its own.
+        Each kind is its own short transaction; racing pruners delete different rows (none twice) and do not wait
+        for each other's rows (only, briefly, for the count on a schedule both pruned runs of). A kind whose count
+        is below ``limit`` has nothing left for now."""
 
     @abstractmethod
     def count_prunable(self, now: datetime, retention: Retention) -> PruneCounts:

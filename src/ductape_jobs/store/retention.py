@@ -2,7 +2,8 @@
 
 Each kind is pruned in its own short transaction: pick up to ``limit`` rows (oldest first; on PostgreSQL locked
 ``FOR UPDATE SKIP LOCKED``, so racing pruners take different rows and never wait for each other; on SQLite the
-single writer orders them), then delete them by key with what belongs to them. ``prune`` is *idempotent*: the
+single writer orders them), then delete them by key with what belongs to them; a schedule counts its pruned runs
+(``job.history`` adds them), updated in schedule order so racing pruners never deadlock. ``prune`` is *idempotent*: the
 deletes are guarded by the rows' state, so a second application deletes nothing more than a first would.
 """
 
@@ -14,7 +15,7 @@ from typing import Any
 
 from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.store.codec import ms
-from ductape_jobs.store.dialect import Tx, UsesDialect
+from ductape_jobs.store.dialect import Row, Tx, UsesDialect
 
 # kind -> (query picking a batch, key column, [(query deleting what belongs to it, count name)], delete, count name)
 _Kind = tuple[str, str, tuple[tuple[str, str], ...], str, str]
@@ -58,8 +59,26 @@ def _prune_kind(tx: Tx, kind: _Kind, params: dict[str, Any]) -> dict[str, int]:
     if not ids:
         return {}
     done = {what: tx.run(query, {"ids": ids}) for query, what in belongs}
-    done[name] = tx.run(delete, {"ids": ids, "now": params["now"]})
+    if delete != "delete_runs":
+        done[name] = tx.run(delete, {"ids": ids, "now": params["now"]})
+        return done
+    gone = tx.all(delete, {"ids": ids})
+    done[name] = len(gone)
+    tx.many("count_pruned_runs", _tally(gone))
     return done
+
+
+def _tally(gone: list[Row]) -> list[dict[str, Any]]:
+    """Pruned runs counted per schedule, in schedule order (racing pruners lock schedules in one order)."""
+    counts: dict[str, dict[str, Any]] = {}
+    for row in gone:
+        c = counts.setdefault(
+            row["schedule_id"], {"schedule_id": row["schedule_id"], "runs": 0, "completed": 0, "failed": 0}
+        )
+        c["runs"] += 1
+        if row["phase"] in ("completed", "failed"):
+            c[row["phase"]] += 1
+    return [counts[k] for k in sorted(counts)]
 
 
 class RetentionCore(UsesDialect):

@@ -35,7 +35,14 @@ WHERE completed_at IS NOT NULL AND completed_at < %(before)s
 DELETE FROM attempts WHERE run_id = ANY(%(ids)s);
 
 -- name: delete_runs
-DELETE FROM runs WHERE id = ANY(%(ids)s) AND phase IN ('completed', 'failed', 'cancelled');
+DELETE FROM runs WHERE id = ANY(%(ids)s) AND phase IN ('completed', 'failed', 'cancelled')
+RETURNING schedule_id, phase;
+
+-- name: count_pruned_runs
+-- A schedule keeps the count of its pruned runs (job.history adds them to what is left).
+UPDATE schedules SET pruned_runs = pruned_runs + %(runs)s, pruned_completed = pruned_completed + %(completed)s,
+    pruned_failed = pruned_failed + %(failed)s
+WHERE id = %(schedule_id)s;
 
 -- name: prunable_feature_runs
 -- A feature run ends after it starts, so created_at < before bounds the scan on feature_runs_time.

@@ -31,7 +31,14 @@ WHERE completed_at IS NOT NULL AND completed_at < :before
 DELETE FROM attempts WHERE run_id IN (SELECT value FROM json_each(:ids));
 
 -- name: delete_runs
-DELETE FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) AND phase IN ('completed', 'failed', 'cancelled');
+DELETE FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) AND phase IN ('completed', 'failed', 'cancelled')
+RETURNING schedule_id, phase;
+
+-- name: count_pruned_runs
+-- A schedule keeps the count of its pruned runs (job.history adds them to what is left).
+UPDATE schedules SET pruned_runs = pruned_runs + :runs, pruned_completed = pruned_completed + :completed,
+    pruned_failed = pruned_failed + :failed
+WHERE id = :schedule_id;
 
 -- name: prunable_feature_runs
 -- A feature run ends after it starts, so created_at < before bounds the scan on feature_runs_time.
