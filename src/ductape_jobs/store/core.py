@@ -156,7 +156,7 @@ class SQLStore(ApiCore, FeatureCore, ReportsCore, RetentionCore, Store):
                     raise StaleJobError(key[1])
             for r in found:  # planned from a cached definition: it must still be the stored one
                 key = (r["product_tag"], r["tag"])
-                if key in expected and _planning(job_from_row(r)) != expected[key]:
+                if key in expected and _stored_planning(r) != expected[key]:
                     raise StaleJobError(r["tag"])
             tx.many("insert_schedule", list(rows.values()))
             # First runs take their values from the rows just written rather than a join per run.
@@ -378,7 +378,7 @@ class SQLStore(ApiCore, FeatureCore, ReportsCore, RetentionCore, Store):
             "job_tag": flt.job_tag,
             "product_tag": flt.product_tag,
             "env": flt.env,
-            "phase": None if flt.status is None else RunPhase(flt.status).value,
+            "phase": None if flt.phase is None else RunPhase(flt.phase).value,
             "since": ms(flt.since),
             "until": ms(flt.until),
             "limit": flt.limit,
@@ -440,5 +440,17 @@ def _job_name(product_tag: str, tag: str) -> str:
 
 
 def _planning(job: JobDefinition) -> tuple[Any, ...]:
-    """What of a job definition a schedule is planned from (and its version)."""
-    return (job.event_type, job.event_tag, job.executions, job.intervals, job.start_at, job.updated_at)
+    """What of a job definition a schedule is planned from (and its version), as the jobs table holds it."""
+    return (
+        job.event_type.value,
+        job.event_tag,
+        job.executions,
+        job.intervals,
+        ms(job.start_at),
+        ms(job.updated_at),
+    )
+
+
+def _stored_planning(r: Row) -> tuple[Any, ...]:
+    """``_planning`` of a jobs row, read without building the definition (schedule() does this per call)."""
+    return (r["event_type"], r["event_tag"], r["executions"], r["intervals"], r["start_at"], r["updated_at"])

@@ -20,6 +20,10 @@ from ductape_jobs.store.dialect import Params, Row
 from ductape_jobs.store.sql import load_dialect_queries, load_migrations
 
 T = TypeVar("T")
+# WAL pages written before a commit checkpoints them into the file (SQLite's default: 1,000). A checkpoint
+# syncs the file; at 10,000 pages (about 40 MB of WAL) that cost is shared by ten times as many commits,
+# which about doubles the rate of small writes such as one schedule() each.
+WAL_PAGES = 10_000
 PACKAGE = "ductape_jobs.store.sqlite"
 Q = load_dialect_queries(PACKAGE, ("queries.sql", "features.sql", "api_queries.sql", "retention.sql"))
 # The parameters each query reads with json_each: their list values are passed as JSON text.
@@ -92,6 +96,7 @@ class SQLiteDialect:
             self._db.row_factory = _dict_row
             self._db.execute("PRAGMA journal_mode = WAL")
             self._db.execute("PRAGMA synchronous = NORMAL")
+            self._db.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout.total_seconds() * 1000)}")
         except sqlite3.Error as exc:
             self._db.close()
