@@ -204,9 +204,9 @@ def test_batches_smaller_than_the_rows_delete_them_all_in_several_passes(store: 
 
 def test_racing_pruners_delete_each_row_once_and_both_finish(backend: Backend) -> None:
     first = backend.open()
-    s = add_schedule(first)
+    schedules = [add_schedule(first) for _ in range(5)]  # each batch counts pruned runs on several schedules
     for i in range(120):
-        run_to_end(first, s, T0 + i * SEC)
+        run_to_end(first, schedules[i * 7 % 5], T0 + i * SEC)
     second = backend.open()
     totals: list[PruneCounts] = []
     errors: list[BaseException] = []
@@ -228,6 +228,8 @@ def test_racing_pruners_delete_each_row_once_and_both_finish(backend: Backend) -
     assert errors == [] and len(totals) == 2  # both finished
     assert sum(t.runs for t in totals) == 120 and sum(t.attempts for t in totals) == 120
     assert rows(backend, "runs") == 0 and rows(backend, "attempts") == 0
+    histories = [first.schedule_history(s.id, 10) for s in schedules]
+    assert [(h.total, h.successful) for h in histories if h is not None] == [(24, 24)] * 5  # each counted once
 
 
 def test_a_pruner_skips_rows_another_holds_and_does_not_wait(pg_backend: Backend) -> None:
