@@ -1,7 +1,8 @@
 -- SQL of the PostgreSQL store's pruner (retention.py). Times are BIGINT milliseconds since the Unix epoch, UTC.
 -- Each prunable_* picks and locks one batch, oldest first, skipping rows another pruner holds (SKIP LOCKED):
--- racing pruners delete different rows and never wait for each other; the store deletes the batch by key in
--- the same short transaction.
+-- racing pruners delete different rows and never wait for each other's rows; the store deletes the batch by key
+-- in the same short transaction, and counts the pruned runs on their schedules (in id order: no deadlock; two
+-- pruners of one schedule's runs wait there briefly for each other).
 -- before is the latest of the cutoffs, so the index on the time column bounds the scan.
 
 -- name: prunable_done_runs
