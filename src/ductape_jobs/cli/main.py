@@ -29,6 +29,7 @@ from ductape_jobs.cli.demo import demo
 from ductape_jobs.cli.features import feature_app
 from ductape_jobs.cli.history import history, stats
 from ductape_jobs.cli.preview import preview
+from ductape_jobs.cli.prune import prune
 from ductape_jobs.cli.serve import serve
 from ductape_jobs.cli.sessions import session_app
 from ductape_jobs.cli.webhooks import webhook_app
@@ -59,6 +60,7 @@ app.command("schedule-many")(schedule_many)
 app.command()(drain)
 app.command()(history)
 app.command()(stats)
+app.command()(prune)
 
 
 @app.callback()
