@@ -117,7 +117,8 @@ class Database:
             max_size=max_size,
             timeout=timeout.total_seconds(),
             configure=self._configure,
-            check=ConnectionPool.check_connection,
+            # no check per checkout (a round trip per transaction): a connection found dead when used fails
+            # with OperationalError, and run() checks the idle ones (pool.check()) before it tries again
             name="ductape-jobs",
             open=False,
         )
@@ -156,6 +157,7 @@ class Database:
                 delay = self.backoff.total_seconds() * 2**attempt
                 log.warning("PostgreSQL store call failed (%s); retrying in %.2fs", exc, delay)
                 time.sleep(delay)
+                self.pool.check()  # the other idle connections may be dead too (a restart): replace those
             except psycopg.Error as exc:
                 raise StoreError(f"PostgreSQL store: {exc}") from exc
         raise AssertionError("unreachable")  # pragma: no cover
