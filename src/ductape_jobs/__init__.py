@@ -39,6 +39,7 @@ from ductape_jobs.models import (
 )
 from ductape_jobs.piping import literal
 from ductape_jobs.products.features import FeatureEventTypes
+from ductape_jobs.retention import PruneCounts, Retention
 
 # The seeds' TypeScript names.
 IProductJob = JobDefinition
@@ -75,7 +76,9 @@ __all__ = [
     "Misfire",
     "NotFoundError",
     "Overlap",
+    "PruneCounts",
     "RepeatOptions",
+    "Retention",
     "Run",
     "RunContext",
     "RunPhase",

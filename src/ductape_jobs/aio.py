@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import builtins
 from collections.abc import Callable, Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from ductape_jobs.client import Ductape
@@ -29,6 +29,7 @@ from ductape_jobs.models import (
     Webhook,
     WebhookDelivery,
 )
+from ductape_jobs.retention import PruneCounts
 from ductape_jobs.sessions import Sessions, SessionToken
 from ductape_jobs.store import Store
 from ductape_jobs.webhooks import WebhookRequest, Webhooks
@@ -248,6 +249,15 @@ class AsyncDuctape:
         made = AsyncDuctape.__new__(AsyncDuctape)
         made._wrap(self.sync.on_store(store))
         return made
+
+    async def prune(
+        self,
+        *,
+        dry_run: bool = False,
+        keep_completed: timedelta | None = None,
+        keep_failed: timedelta | None = None,
+    ) -> PruneCounts:
+        return await _off(self.sync.prune, dry_run=dry_run, keep_completed=keep_completed, keep_failed=keep_failed)
 
     async def drain(self) -> DrainSummary:
         return await self.sync.new_worker().run_until_idle()

@@ -8,6 +8,7 @@ import os
 import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
 from datetime import timedelta
 from typing import Any, TypeVar
 
@@ -25,6 +26,7 @@ from ductape_jobs.features.api import Features
 from ductape_jobs.jobs import Jobs, ProductJobs
 from ductape_jobs.models import DrainSummary
 from ductape_jobs.products import Products
+from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.sessions import Sessions
 from ductape_jobs.store import DEFAULT_URL, Store, open_store
 from ductape_jobs.targets import parse_networks
@@ -48,6 +50,9 @@ class Ductape:
     ``product``: the product whose jobs ``ductape.job`` manages (as the seeds' ``ductape.product.jobs``);
     ``None`` (the default): shared jobs are created, and a tag finds the shared job or the one product's job.
 
+    ``retention``: how long finished history is kept (``Retention``: completed and cancelled runs 7 days, failed
+    ones 30 days, by default); workers prune by it every minute. ``Retention(enabled=False)``: never prune.
+
     ``webhook_allow``: networks (CIDRs, a list or a comma separated string) that webhook targets may use
     besides public addresses (default ``$DUCTAPE_WEBHOOK_ALLOW``, else none): loopback, private, link-local
     and metadata addresses are refused otherwise (``ductape_jobs.webhooks``).
@@ -70,6 +75,7 @@ class Ductape:
         products: Products | None = None,
         webhook_allow: Iterable[str] | str | None = None,
         product: str | None = None,
+        retention: Retention | None = None,
     ) -> None:
         allowed = parse_networks(
             webhook_allow if webhook_allow is not None else os.environ.get("DUCTAPE_WEBHOOK_ALLOW")
@@ -81,7 +87,9 @@ class Ductape:
             "backoff": backoff,
             "misfire_grace": misfire_grace,
             "shutdown_grace": shutdown_grace,
+            "retention": retention,
         }
+        self.retention = retention if retention is not None else Retention()
         self.store: Store = (
             store if isinstance(store, Store) else open_store(store or os.environ.get("DUCTAPE_STORE") or DEFAULT_URL)
         )
@@ -102,6 +110,7 @@ class Ductape:
             poll=poll,
             backoff=backoff or Backoff(),
             shutdown_grace=shutdown_grace,
+            retention=self.retention,
         )
         self.scheduler = Scheduler(self.store, self.clock, grace=misfire_grace)
         self._pool = ThreadPoolExecutor(max_workers=max(4, concurrency), thread_name_prefix="ductape-fn")
@@ -165,6 +174,31 @@ class Ductape:
             observers=self.observers,
             secrets=self.products.secrets,
         )
+
+    def prune(
+        self,
+        *,
+        dry_run: bool = False,
+        keep_completed: timedelta | None = None,
+        keep_failed: timedelta | None = None,
+    ) -> PruneCounts:
+        """Delete now, batch after batch, the finished history past its keep (this client's ``retention``, or
+        ``keep_completed``/``keep_failed`` instead); how many rows of each kind went. ``dry_run``: count them
+        and delete nothing. Workers do this by themselves every ``retention.every``."""
+        retention = replace(
+            self.retention,
+            keep_completed=self.retention.keep_completed if keep_completed is None else keep_completed,
+            keep_failed=self.retention.keep_failed if keep_failed is None else keep_failed,
+        )
+        now = self.clock.now()
+        if dry_run:
+            return self.store.count_prunable(now, retention)
+        total = PruneCounts()
+        while True:
+            counts = self.store.prune(now, retention, retention.batch)
+            total += counts
+            if max(counts.as_dict().values()) < retention.batch:
+                return total
 
     def drain(self) -> DrainSummary:
         """Run everything due now, in this process, until nothing more is due; returns what happened."""

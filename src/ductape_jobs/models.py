@@ -603,7 +603,7 @@ class NewRun:
 class RunFilter:
     job_id: str | None = None
     job_tag: str | None = None
-    status: RunPhase | None = None
+    phase: RunPhase | None = None
     since: datetime | None = None
     until: datetime | None = None
     limit: int = 100

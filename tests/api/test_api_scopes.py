@@ -31,6 +31,7 @@ SCOPES = [
     ("PATCH", "/jobs/{tag}", WRITE),
     ("DELETE", "/jobs/{tag}", WRITE),
     ("POST", "/schedule", WRITE),
+    ("POST", "/schedule/batch", WRITE),
     ("GET", "/schedules", READ),
     ("GET", "/schedules/{job_id}", READ),
     ("GET", "/schedules/{job_id}/history", READ),
@@ -49,20 +50,29 @@ SCOPES = [
     ("GET", "/events", READ),
     ("POST", "/webhooks", ADMIN),
     ("GET", "/webhooks", ADMIN),
+    ("GET", "/webhooks/{webhook_id}", ADMIN),
     ("DELETE", "/webhooks/{webhook_id}", ADMIN),
     ("GET", "/webhooks/{webhook_id}/deliveries", ADMIN),
     ("POST", "/features/{tag}/run", WRITE),
+    ("GET", "/features/runs", READ),
     ("GET", "/features/runs/{run_id}", READ),
+    ("POST", "/features/runs/{run_id}/resume", WRITE),
+    ("POST", "/features/runs/{run_id}/retry", WRITE),
+    ("POST", "/sessions", WRITE),
+    ("POST", "/sessions/verify", READ),
     ("GET", "/me", READ),
 ]
-BODIES: dict[str, dict[str, Any]] = {
+BODIES: dict[str, Any] = {
     "/jobs": {"name": "New", "tag": "new", "event_type": "FUNCTION", "event_tag": "report"},
+    "/schedule/batch": [SHOP, SHOP],
     "/jobs/{tag}": {"name": "Renamed"},
     "/schedule": SHOP,
     "/schedules/{job_id}/repeat": {"every": 120_000},
     "/preview": {"repeat": {"every": 60_000}, "count": 2},
     "/webhooks": {"product_tag": "shop", "url": "https://example.com/hook", "events": ["job.failed"]},
     "/features/{tag}/run": {"env": "prd", "product_tag": "shop", "input": {}},
+    "/sessions": {"tag": "user-session", "data": {}, "env": "prd", "product_tag": "shop"},
+    "/sessions/verify": {"session": "user-session:x.y.z", "env": "prd", "product_tag": "shop"},
 }
 
 
@@ -129,6 +139,9 @@ def test_a_read_key_reads_everything_it_sees(api: Api, world: dict[str, str]) ->
         response = call(c, method, path, world)
         if path == "/features/runs/{run_id}":  # no such feature run: the scope let it through to the lookup
             assert response.status_code == 404, response.text
+            continue
+        if path == "/sessions/verify":  # no product declares sessions here: the scope let it through to the check
+            assert response.status_code == 422 and response.json()["detail"][0]["field"] == "session", response.text
             continue
         assert response.status_code == 200, (method, path, response.text)
     me = c.get("/me").json()

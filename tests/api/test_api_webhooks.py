@@ -40,10 +40,13 @@ def test_create_list_delete_and_the_secret_is_shown_once(api: Api, receiver: Rec
     assert [w["id"] for w in listed] == [hook["id"], given["id"]]
     assert all(w["secret"] is None for w in listed)
     assert SECRET not in c.get("/webhooks").text and hook["secret"] not in c.get("/webhooks").text
+    shown = c.get(f"/webhooks/{given['id']}")
+    assert shown.status_code == 200 and shown.json() == {**given, "secret": None}  # webhooks.get, no secret
 
     assert c.delete(f"/webhooks/{hook['id']}").status_code == 204
     assert [w["id"] for w in c.get("/webhooks").json()["items"]] == [given["id"]]
     assert c.delete(f"/webhooks/{hook['id']}").status_code == 404
+    assert c.get(f"/webhooks/{hook['id']}").status_code == 404
     assert c.get(f"/webhooks/{hook['id']}/deliveries").status_code == 404
 
 
@@ -179,6 +182,9 @@ def test_a_product_key_manages_only_its_products_webhooks(api: Api, receiver: Re
     forbidden = shop.post("/webhooks", json={"product_tag": "blog", "url": receiver.url, "events": ["job.started"]})
     assert forbidden.status_code == 403
     assert shop.delete(f"/webhooks/{blog_hook['id']}").status_code == 404
+    assert shop.get(f"/webhooks/{blog_hook['id']}").status_code == 404
+    assert shop.get(f"/webhooks/{made.json()['id']}").json()["product_tag"] == "shop"
     assert shop.get(f"/webhooks/{blog_hook['id']}/deliveries").status_code == 404
     env_key = api.client(api.key(product_tag="shop", env="prd"))
     assert env_key.get("/webhooks").status_code == 403  # a webhook covers every env of its product
+    assert env_key.get(f"/webhooks/{made.json()['id']}").status_code == 403

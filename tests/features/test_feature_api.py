@@ -1,10 +1,11 @@
-"""``POST /api/v1/features/{tag}/run`` and ``GET /api/v1/features/runs/{id}``, called in process through httpx's
-ASGI transport."""
+"""``POST /api/v1/features/{tag}/run``, ``GET /api/v1/features/runs`` and ``/features/runs/{id}``, and ``POST
+/api/v1/features/runs/{id}/resume`` and ``/retry``, called in process through httpx's ASGI transport."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -13,6 +14,7 @@ from feature_kit import App, fn, seq
 
 from ductape_jobs.api import create_app
 from ductape_jobs.apikeys import ApiKeys
+from ductape_jobs.features import EventResult, FeatureRun, FeatureRunStatus
 
 MakeApp = Callable[..., App]
 GREET = {
@@ -95,3 +97,108 @@ def test_a_key_limited_to_another_product_may_not_run_or_see_it(make_app: MakeAp
     assert (refused.status_code, hidden.status_code) == (403, 404)
     (anonymous,) = calls(asgi, "", ("GET", path, None))
     assert anonymous.status_code == 401
+
+
+# --------------------------------------------------------------- GET /features/runs, POST .../resume, .../retry
+
+
+def test_list_feature_runs_paged_newest_first(make_app: MakeApp) -> None:
+    app, asgi, keys = served(make_app)
+    admin = keys.create("admin").key
+    first = app.run("greet", name="ada")
+    app.clock.advance(seconds=1)
+    second = app.run("greet", name="bob")
+    listed, page, by_tag, failed = calls(
+        asgi,
+        admin,
+        ("GET", "/features/runs", None),
+        ("GET", "/features/runs?limit=1&offset=1", None),
+        ("GET", "/features/runs?feature_tag=other", None),
+        ("GET", "/features/runs?status=failed", None),
+    )
+    body = listed.json()
+    assert [r["id"] for r in body["items"]] == [second.id, first.id]
+    assert (body["limit"], body["offset"], body["has_more"]) == (100, 0, False)
+    assert body["items"][0]["events"] == []  # listings leave the events out (GET /features/runs/{id} has them)
+    assert [r["id"] for r in page.json()["items"]] == [first.id] and page.json()["has_more"] is False
+    assert by_tag.json()["items"] == [] and failed.json()["items"] == []
+    bad_status, bad_limit = calls(
+        asgi, admin, ("GET", "/features/runs?status=done", None), ("GET", "/features/runs?limit=0", None)
+    )
+    assert (bad_status.status_code, bad_status.json()["detail"][0]["field"]) == (422, "status")
+    assert (bad_limit.status_code, bad_limit.json()["detail"][0]["field"]) == (422, "limit")
+
+
+def test_retry_a_failed_feature_run_and_resume_one_whose_driver_died(make_app: MakeApp) -> None:
+    app, asgi, keys = served(make_app)
+    tries: list[str] = []
+
+    @app.dt.function("shout")
+    def shaky(input: dict[str, Any], ctx: Any) -> str:
+        tries.append(input["text"])
+        if len(tries) == 1:
+            raise RuntimeError("down")
+        return str(input["text"]).upper()
+
+    failed = app.run("greet", name="ada")
+    assert failed.status is FeatureRunStatus.FAILED
+    admin = keys.create("admin").key
+    retried, again, missing = calls(
+        asgi,
+        admin,
+        ("POST", f"/features/runs/{failed.id}/retry", None),
+        ("POST", f"/features/runs/{failed.id}/retry", None),  # completed now: nothing to retry
+        ("POST", "/features/runs/feat_nope/retry", None),
+    )
+    assert retried.status_code == 200, retried.text
+    run = retried.json()
+    assert run["status"] == "completed" and run["output"]["b"] == {"shout": "HELLO ADA"}
+    assert [(e["event_tag"], e["attempts"]) for e in run["events"]] == [("hello", 1), ("shout", 2)]
+    assert (again.status_code, missing.status_code) == (409, 404)
+
+    now = app.clock.now()
+    held = FeatureRun(
+        "feat_held", "shop", "dev", "greet", {"name": "cy"}, FeatureRunStatus.RUNNING, now, now,
+        lease_owner="other-host:1:abc", lease_expires_at=now + timedelta(seconds=30),
+        events=[EventResult("a", "hello", "function", 0), EventResult("b", "shout", "function", 0)],
+    )  # fmt: skip
+    app.dt.store.create_feature_run(held)
+    (busy,) = calls(asgi, admin, ("POST", "/features/runs/feat_held/resume", None))
+    assert busy.status_code == 409 and "other-host:1:abc" in busy.json()["detail"]  # its driver's lease holds
+    app.clock.advance(seconds=31)
+    resumed, finished = calls(
+        asgi,
+        admin,
+        ("POST", "/features/runs/feat_held/resume", None),
+        ("POST", f"/features/runs/{failed.id}/resume", None),
+    )
+    assert resumed.status_code == 200 and resumed.json()["output"]["b"] == {"shout": "HELLO CY"}
+    assert finished.status_code == 200 and finished.json() == run  # a finished run is answered as it is
+
+
+def test_a_product_limited_key_lists_resumes_and_retries_only_its_products_runs(make_app: MakeApp) -> None:
+    app, asgi, keys = served(make_app)
+    app.dt.function("shout")(lambda input, ctx: (_ for _ in ()).throw(RuntimeError("down")))
+    failed = app.run("greet", name="ada")
+    assert failed.status is FeatureRunStatus.FAILED
+    blog = keys.create("blog", product_tag="blog").key
+    listed, resumed, retried = calls(
+        asgi,
+        blog,
+        ("GET", "/features/runs", None),
+        ("POST", f"/features/runs/{failed.id}/resume", None),
+        ("POST", f"/features/runs/{failed.id}/retry", None),
+    )
+    assert listed.json()["items"] == []
+    assert (resumed.status_code, retried.status_code) == (404, 404)  # as if it did not exist
+    assert app.dt.feature.get(failed.id).events == failed.events  # nothing ran again
+    (other_env,) = calls(
+        asgi, keys.create("shop-prd", product_tag="shop", env="prd").key, ("GET", "/features/runs", None)
+    )
+    assert other_env.json()["items"] == []
+    shop = keys.create("shop", product_tag="shop", env="dev").key
+    (mine,) = calls(asgi, shop, ("GET", "/features/runs", None))
+    assert [r["id"] for r in mine.json()["items"]] == [failed.id]
+    reader = keys.create("reader", scope="read").key
+    (refused,) = calls(asgi, reader, ("POST", f"/features/runs/{failed.id}/retry", None))
+    assert refused.status_code == 403 and "needs the write scope" in refused.json()["detail"]

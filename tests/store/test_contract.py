@@ -709,7 +709,7 @@ def test_a_final_failure_pauses_a_pause_on_failure_schedule(store: Store) -> Non
     assert paused is not None and paused.status is ScheduleStatus.PAUSED
     assert paused.reason is not None and b in paused.reason
     assert store.advance_due(T0 + 2 * MIN, 10, every_minute) != []  # only the plain one is still due
-    assert store.list_runs(RunFilter(job_id=s.id, status=RunPhase.QUEUED)) == []
+    assert store.list_runs(RunFilter(job_id=s.id, phase=RunPhase.QUEUED)) == []
 
 
 # ------------------------------------------------------------------------------------------- queries
@@ -727,8 +727,8 @@ def test_list_runs_filters_and_newest_first(store: Store) -> None:
     assert ids() == [b_ids[1], a_ids[2], a_ids[1], b_ids[0], a_ids[0]]
     assert ids(job_id=sa.id) == [a_ids[2], a_ids[1], a_ids[0]]
     assert ids(job_tag="b") == [b_ids[1], b_ids[0]]
-    assert ids(status=RunPhase.COMPLETED) == [a_ids[0]]
-    assert ids(status=RunPhase.QUEUED, job_id=sb.id) == [b_ids[1], b_ids[0]]
+    assert ids(phase=RunPhase.COMPLETED) == [a_ids[0]]
+    assert ids(phase=RunPhase.QUEUED, job_id=sb.id) == [b_ids[1], b_ids[0]]
     assert ids(since=T0 + MIN) == [b_ids[1], a_ids[2], a_ids[1]]  # since inclusive
     assert ids(since=T0 + MIN, until=T0 + 3 * MIN) == [a_ids[2], a_ids[1]]  # until exclusive
     assert ids(limit=2, offset=1) == [a_ids[2], a_ids[1]]

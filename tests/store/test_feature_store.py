@@ -221,6 +221,18 @@ def test_listing_is_newest_first_and_filters(store: Store) -> None:
     assert [r.id for r in store.list_feature_runs(limit=2, offset=1)] == [runs[3].id, runs[2].id]
 
 
+def test_listing_filters_by_product_and_env(store: Store) -> None:
+    where = [("shop", "dev"), ("shop", "prd"), ("blog", "dev")]
+    runs = [feature_run(created_at=T0 + i * SEC, product_tag=p, env=e) for i, (p, e) in enumerate(where)]
+    for run in runs:
+        store.create_feature_run(run)
+    assert [r.id for r in store.list_feature_runs(product_tag="shop")] == [runs[1].id, runs[0].id]
+    assert [r.id for r in store.list_feature_runs(env="dev")] == [runs[2].id, runs[0].id]
+    assert [r.id for r in store.list_feature_runs(product_tag="shop", env="dev")] == [runs[0].id]
+    assert [r.id for r in store.list_feature_runs(feature_tag="remind", product_tag="blog")] == [runs[2].id]
+    assert store.list_feature_runs(product_tag="none") == []
+
+
 def test_racing_drivers_claim_an_expired_run_once(backend: Backend) -> None:
     stores = [backend.open() for _ in range(4)]
     run = feature_run()

@@ -1,4 +1,4 @@
-"""Imports point one way: ``store/`` uses only what lies below it (models, errors, limits, ids, extras)."""
+"""Imports point one way: ``store/`` uses only what lies below it (models, errors, limits, ids, extras, retention)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ BELOW_STORE = {
     "ductape_jobs.limits",
     "ductape_jobs.ids",
     "ductape_jobs.extras",
+    "ductape_jobs.retention",
 }
 
 
@@ -49,12 +50,12 @@ def test_both_dialects_name_the_same_queries() -> None:
 
 
 def test_each_backend_is_every_narrow_part_of_the_contract() -> None:
-    from ductape_jobs.store import AccessStore, FeatureStore, SchedulingStore, StatsStore, Store
+    from ductape_jobs.store import AccessStore, FeatureStore, RetentionStore, SchedulingStore, StatsStore, Store
     from ductape_jobs.store.core import SQLStore
     from ductape_jobs.store.postgres import PostgresStore
     from ductape_jobs.store.sqlite import SQLiteStore
 
     for backend in (SQLiteStore, PostgresStore):
         assert issubclass(backend, SQLStore) and issubclass(backend, Store)
-        for part in (SchedulingStore, FeatureStore, AccessStore, StatsStore):
+        for part in (SchedulingStore, FeatureStore, AccessStore, StatsStore, RetentionStore):
             assert issubclass(backend, part)

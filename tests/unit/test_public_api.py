@@ -54,6 +54,8 @@ EXPECTED = {
     "Misfire",
     "NotFoundError",
     "Overlap",
+    "PruneCounts",
+    "Retention",
     "RepeatOptions",
     "Run",
     "RunContext",

@@ -19,7 +19,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 
 from ductape_jobs import __version__
-from ductape_jobs.api import events, features, jobs, me, ops, runs, schedules, stats, webhooks
+from ductape_jobs.api import events, features, jobs, me, ops, runs, schedules, sessions, stats, webhooks
 from ductape_jobs.api.auth import authenticate, declared_scopes, origin_of
 from ductape_jobs.api.common import BodyLimit, add_body_schemas, on_ductape_error, on_request_validation
 from ductape_jobs.apikeys import ApiKeys
@@ -28,8 +28,8 @@ from ductape_jobs.errors import DuctapeError, ValidationError
 from ductape_jobs.logins import DEFAULT_LIFETIME, Logins
 
 API_PREFIX = "/api/v1"
-DESCRIPTION = """The HTTP API of ductape-jobs: job definitions, scheduling, schedule control, run history,
-statistics, live events and lifecycle webhooks.
+DESCRIPTION = """The HTTP API of ductape-jobs: job definitions, scheduling (one or a batch), schedule control,
+run history, features, session tokens, statistics, live events and lifecycle webhooks.
 
 Every `/api/v1` route needs an API key (`ductape apikey create --name NAME [--scope read|write|admin]`), sent as
 `Authorization: Bearer <key>` or `X-API-Key: <key>`. Each route needs a scope (`x-required-scope`: `read` for
@@ -80,7 +80,7 @@ def create_app(
     app.state.stopping = threading.Event()  # set when the server stops: event streams end
 
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authenticate)])
-    for module in (jobs, schedules, runs, stats, events, webhooks, features, me):
+    for module in (jobs, schedules, runs, stats, events, webhooks, features, sessions, me):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(ops.router)

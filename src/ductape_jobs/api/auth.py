@@ -13,9 +13,10 @@ must be ``Content-Type: application/json`` and come from the server's own origin
 ``Referer`` when there is no ``Origin``, must be this server's origin or its public URL's); otherwise 403. A
 request with a bearer or ``X-API-Key`` header is not a browser's ambient credential and is not checked so.
 
-A limited key sees only its product's schedules, runs, stats, events and webhooks (another product's record
-answers 404, as if it did not exist, so nothing leaks), may schedule only for its product (403 otherwise), and
-cannot change job definitions, which all products share (403).
+A limited key sees only its product's schedules, runs, feature runs, stats, events and webhooks (another
+product's record answers 404, as if it did not exist, so nothing leaks), may schedule, run features and start or
+verify sessions only for its product (403 otherwise), and changes only its own product's job definitions (a
+shared one, or another product's: 403).
 """
 
 from __future__ import annotations
@@ -82,12 +83,14 @@ class Principal:
         if not self.sees(product_tag, env):
             raise NotFoundError(kind, key)
 
-    def check_may_schedule(self, request: dict[str, Any]) -> None:
-        """403 when a limited key asks for another product or env (the rest is validated by the client)."""
+    def check_may_schedule(self, request: dict[str, Any], *, at: str = "", action: str = "schedule") -> None:
+        """403 when a limited key asks for another product or env (the rest is validated by the client). ``at``
+        names the request in a batch (``[3]``); ``action`` is what the key was asked to do."""
         for field, allowed in (("product_tag", self.key.product_tag), ("env", self.key.env)):
             given = request.get(field)
             if allowed is not None and isinstance(given, str) and given.strip() != allowed:
-                raise HTTPException(403, f"this API key may only schedule for {field} {allowed!r}")
+                where = f"{at}: " if at else ""
+                raise HTTPException(403, f"{where}this API key may only {action} for {field} {allowed!r}")
 
     def check_unlimited(self, what: str) -> None:
         if self.limited:

@@ -88,15 +88,30 @@ async def json_object(request: Request, *, optional: bool = False) -> dict[str, 
         if optional:
             return {}
         raise ValidationError("body", "is required (a JSON object)")
+    data = _parse_json(raw)
+    if not isinstance(data, dict):
+        raise ValidationError("body", f"must be a JSON object, not {type(data).__name__}")
+    return data
+
+
+async def json_array(request: Request) -> list[Any]:
+    """The request's JSON array. ``ValidationError`` (422) otherwise."""
+    raw = await request.body()
+    if not raw.strip():
+        raise ValidationError("body", "is required (a JSON array)")
+    data = _parse_json(raw)
+    if not isinstance(data, list):
+        raise ValidationError("body", f"must be a JSON array, not {type(data).__name__}")
+    return data
+
+
+def _parse_json(raw: bytes) -> Any:
     try:
-        data = json.loads(raw)
+        return json.loads(raw)
     except RecursionError:
         raise ValidationError("body", f"nests deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:  # not UTF-8, not JSON, or a number of more than 4,300 digits
         raise ValidationError("body", f"is not valid JSON: {exc}") from None
-    if not isinstance(data, dict):
-        raise ValidationError("body", f"must be a JSON object, not {type(data).__name__}")
-    return data
 
 
 def body_doc(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:
@@ -104,6 +119,14 @@ def body_doc(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]
     BODY_MODELS[model.__name__] = model
     schema = {"$ref": f"#/components/schemas/{model.__name__}"}
     return {"requestBody": {"required": required, "content": {"application/json": {"schema": schema}}}}
+
+
+def body_list_doc(model: type[BaseModel], *, max_items: int) -> dict[str, Any]:
+    """``openapi_extra`` of a route whose JSON body is an array of ``model``, at most ``max_items`` long."""
+    BODY_MODELS[model.__name__] = model
+    items = {"$ref": f"#/components/schemas/{model.__name__}"}
+    schema = {"type": "array", "items": items, "maxItems": max_items}
+    return {"requestBody": {"required": True, "content": {"application/json": {"schema": schema}}}}
 
 
 def add_body_schemas(openapi: dict[str, Any]) -> dict[str, Any]:

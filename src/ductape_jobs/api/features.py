@@ -1,5 +1,7 @@
-"""``/api/v1/features``: run a product's feature now (``ductape.feature.run``) and read a feature run back, with
-each event's result. A key limited to a product may run only that product's features and sees only its runs."""
+"""``/api/v1/features``: run a product's feature now (``ductape.feature.run``), list feature runs
+(``feature.runs``), read one back with each event's result (``feature.get``), carry on an unfinished one
+(``feature.resume``) and run a failed one again (``feature.retry``). A key limited to a product (and env) may run
+only that product's features and sees only its runs (another's answers 404)."""
 
 from __future__ import annotations
 
@@ -9,8 +11,9 @@ from typing import Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from ductape_jobs.api.auth import READ, WRITE, Me
-from ductape_jobs.api.common import body_doc, call, client, json_object, responses
+from ductape_jobs.api.auth import READ, WRITE, Me, Principal
+from ductape_jobs.api.common import body_doc, call, client, json_object, paged, responses
+from ductape_jobs.api.schemas import Page
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.features import EventResult, FeatureRun
 from ductape_jobs.models import Session
@@ -114,9 +117,55 @@ async def run_feature(request: Request, tag: str, me: Me) -> FeatureRunOut:
     return FeatureRunOut.of(run)
 
 
+async def visible_feature_run(request: Request, me: Principal, run_id: str) -> FeatureRun:
+    """The feature run, or 404 when it does not exist or this key does not see its product."""
+    run = await call(client(request).feature.get, run_id)
+    me.check_visible(run.product_tag, run.env, "feature run", run_id)
+    return run
+
+
+@router.get("/features/runs", responses=responses(), dependencies=[READ])
+async def list_feature_runs(
+    request: Request,
+    me: Me,
+    feature_tag: str | None = None,
+    status: str | None = None,
+    limit: int = 100,
+    offset: int = 0,
+) -> Page[FeatureRunOut]:
+    """Feature runs, newest first (``feature.runs``; ``status``: running, completed or failed). Their events are
+    left out (``GET /features/runs/{run_id}`` has them)."""
+    ask, cut = paged(limit, offset)
+    found = await call(
+        client(request).feature.runs,
+        feature_tag=feature_tag or None,
+        status=status or None,
+        limit=ask,
+        offset=offset,
+        **me.scope(),
+    )
+    items, more = cut(found)
+    return Page[FeatureRunOut](items=[FeatureRunOut.of(r) for r in items], limit=limit, offset=offset, has_more=more)
+
+
 @router.get("/features/runs/{run_id}", responses=responses(404), dependencies=[READ])
 async def get_feature_run(request: Request, run_id: str, me: Me) -> FeatureRunOut:
     """One feature run with each event's result."""
-    run = await call(client(request).feature.get, run_id)
-    me.check_visible(run.product_tag, run.env, "feature run", run_id)
-    return FeatureRunOut.of(run)
+    return FeatureRunOut.of(await visible_feature_run(request, me, run_id))
+
+
+@router.post("/features/runs/{run_id}/resume", responses=responses(404, 409), dependencies=[WRITE])
+async def resume_feature_run(request: Request, run_id: str, me: Me) -> FeatureRunOut:
+    """Carry on an unfinished run (its driver died) from the first event that had not finished, and answer with
+    the finished run (``feature.resume``). A finished run is answered as it is; 409 while another driver's lease
+    on it has not expired."""
+    await visible_feature_run(request, me, run_id)
+    return FeatureRunOut.of(await call(client(request).feature.resume, run_id))
+
+
+@router.post("/features/runs/{run_id}/retry", responses=responses(404, 409), dependencies=[WRITE])
+async def retry_feature_run(request: Request, run_id: str, me: Me) -> FeatureRunOut:
+    """Run a failed run again (``feature.retry``): its failed and skipped events run, completed ones are kept;
+    answers with the finished run. 409 unless the run failed."""
+    await visible_feature_run(request, me, run_id)
+    return FeatureRunOut.of(await call(client(request).feature.retry, run_id))

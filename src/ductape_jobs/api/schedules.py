@@ -9,11 +9,11 @@ from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from ductape_jobs.api.auth import READ, WRITE, Me, Principal
-from ductape_jobs.api.common import body_doc, call, client, json_object, paged, responses
+from ductape_jobs.api.common import body_doc, body_list_doc, call, client, json_array, json_object, paged, responses
 from ductape_jobs.api.report_schemas import JobHistoryOut
-from ductape_jobs.api.schemas import DispatchOut, Page, PreviewOut, RunOut, ScheduleOut
+from ductape_jobs.api.schemas import DispatchList, DispatchOut, Page, PreviewOut, RunOut, ScheduleOut
 from ductape_jobs.job_reports import HISTORY_LIMIT
-from ductape_jobs.limits import MAX_TEXT
+from ductape_jobs.limits import MAX_BATCH, MAX_TEXT
 from ductape_jobs.models import Count, RepeatOptions, Schedule, ScheduleRequest, parse
 
 router = APIRouter(tags=["schedules"])
@@ -65,6 +65,26 @@ async def schedule(request: Request, me: Me) -> DispatchOut:
     body = await json_object(request)
     me.check_may_schedule(body)
     return DispatchOut.of(await call(client(request).job.schedule, body))
+
+
+@router.post(
+    "/schedule/batch",
+    status_code=201,
+    openapi_extra=body_list_doc(ScheduleRequest, max_items=MAX_BATCH),
+    responses=responses(403),
+    dependencies=[WRITE],
+)
+async def schedule_batch(request: Request, me: Me) -> DispatchList:
+    """Schedule many jobs at once (``job.schedule_many``, bulk enqueue): the body is a JSON array of
+    ``IJobProcessorInput``, at most 10,000 of them, stored in one transaction, all or nothing. A bad request
+    answers 422 naming its index (``[2].start_at``) and nothing is stored; for a key limited to a product (or
+    env), one for another answers 403 naming its index. Answers one dispatch result per request, in order."""
+    batch = await json_array(request)
+    for i, item in enumerate(batch):
+        if isinstance(item, dict):
+            me.check_may_schedule(item, at=f"[{i}]")
+    results = await call(client(request).job.schedule_many, batch)
+    return DispatchList(items=[DispatchOut.of(r) for r in results])
 
 
 @router.get("/schedules", responses=responses(), dependencies=[READ])

@@ -2,7 +2,9 @@
 
 Field names are the records' own, one name per thing, the SDK's where it has one: a schedule's id is ``job_id``
 (what ``schedule()`` answers), which a run names its schedule by too; a run's state is its ``phase``, a
-schedule's its ``status``. Session data and the secrets of keys and webhooks are never part of an answer.
+schedule's its ``status``. A schedule's session data and the secrets of keys and webhooks are never part of an
+answer (a webhook's secret is answered once, when it is created; ``POST /sessions/verify`` answers the data of
+the token it is given).
 """
 
 from __future__ import annotations
@@ -96,6 +98,12 @@ class DispatchOut(BaseModel):
             recurring=r.recurring,
             next_run_at=r.next_run_at,
         )
+
+
+class DispatchList(BaseModel):
+    """What ``schedule_many()`` answers: one dispatch result per request, in the order of the requests."""
+
+    items: list[DispatchOut]
 
 
 class ScheduleOut(BaseModel):

@@ -55,6 +55,13 @@ async def list_webhooks(request: Request, me: Me) -> WebhookList:
     return WebhookList(items=[WebhookOut.of(h) for h in hooks])
 
 
+@router.get("/{webhook_id}", responses=responses(403, 404))
+async def get_webhook(request: Request, webhook_id: str, me: Me) -> WebhookOut:
+    """One webhook (``webhooks.get``), without its secret."""
+    _check_env(me)
+    return WebhookOut.of(await visible_webhook(request, me, webhook_id))
+
+
 @router.delete("/{webhook_id}", status_code=204, responses=responses(403, 404))
 async def delete_webhook(request: Request, webhook_id: str, me: Me) -> Response:
     """Delete a webhook and its deliveries (pending ones are not sent)."""

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import typer
 from pydantic import BaseModel
 from rich.console import Console, RenderableType
+from rich.text import Text
 
 from ductape_jobs.client import Ductape
 from ductape_jobs.errors import DuctapeError, ValidationError
@@ -204,6 +205,16 @@ def emit(data: Any, as_json: bool, render: Callable[[], RenderableType]) -> None
         typer.echo(json.dumps(jsonable(data), indent=2, default=str))
     else:
         out().print(render())
+
+
+def emit_secret(data: Any, as_json: bool, about: str, secret: str) -> None:
+    """``emit`` of a record that holds a secret (a token, a signing secret): for people, ``about`` and then the
+    secret on a line of its own, whole (never wrapped or cut to the terminal's width), so that it copies."""
+    if as_json:
+        emit(data, as_json, lambda: about)
+    else:
+        out().print(Text(about))  # as written: no console markup in a URL or a tag
+        typer.echo(secret)
 
 
 def parse_json_object(text: str | None, field: str) -> dict[str, Any]:

@@ -137,6 +137,8 @@ def feature_show(run_id: str, store: StoreOpt = None, app_: AppOpt = None, as_js
 def feature_runs(
     feature: Annotated[str | None, typer.Option(help="Only this feature's runs.")] = None,
     status: Annotated[str | None, typer.Option(help="running, completed or failed.")] = None,
+    product_tag: Annotated[str | None, typer.Option(help="Only this product's runs.")] = None,
+    env: Annotated[str | None, typer.Option(help="Only this env's runs.")] = None,
     limit: Annotated[int, typer.Option(help="At most N, newest first.")] = 50,
     store: StoreOpt = None,
     app_: AppOpt = None,
@@ -144,5 +146,5 @@ def feature_runs(
 ) -> None:
     """Feature runs, newest first."""
     with client(store, app_) as dt:
-        runs = dt.feature.runs(feature_tag=feature, status=status, limit=limit)
+        runs = dt.feature.runs(feature_tag=feature, status=status, product_tag=product_tag, env=env, limit=limit)
         emit(runs, as_json, lambda: feature_runs_table(runs))

@@ -11,6 +11,7 @@ import typer
 from ductape_jobs import logs
 from ductape_jobs.cli import render
 from ductape_jobs.cli.apikey import apikey_app
+from ductape_jobs.cli.batch import drain, schedule_many
 from ductape_jobs.cli.common import (
     AppOpt,
     JsonOpt,
@@ -28,7 +29,10 @@ from ductape_jobs.cli.demo import demo
 from ductape_jobs.cli.features import feature_app
 from ductape_jobs.cli.history import history, stats
 from ductape_jobs.cli.preview import preview
+from ductape_jobs.cli.prune import prune
 from ductape_jobs.cli.serve import serve
+from ductape_jobs.cli.sessions import session_app
+from ductape_jobs.cli.webhooks import webhook_app
 
 if TYPE_CHECKING:
     from ductape_jobs.client import Ductape
@@ -47,11 +51,16 @@ app.add_typer(job_app, name="job")
 app.add_typer(run_app, name="run")
 app.add_typer(feature_app, name="feature")
 app.add_typer(apikey_app, name="apikey")
+app.add_typer(session_app, name="session")
+app.add_typer(webhook_app, name="webhook")
 app.command()(demo)
 app.command()(serve)
 app.command()(preview)
+app.command("schedule-many")(schedule_many)
+app.command()(drain)
 app.command()(history)
 app.command()(stats)
+app.command()(prune)
 
 
 @app.callback()

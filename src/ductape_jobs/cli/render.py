@@ -147,6 +147,17 @@ def dispatch(r: DispatchResult) -> Table:
     )
 
 
+def dispatches_table(results: Sequence[DispatchResult]) -> Table:
+    """What ``schedule-many`` made: one row per request, in order."""
+    table = Table(title=f"Scheduled ({len(results)})", title_justify="left")
+    for col in ("job_id", "status", "scheduled_at", "recurring", "next_run_at"):
+        table.add_column(col, overflow="fold")
+    for r in results:
+        recurring = "yes" if r.recurring else "no"
+        table.add_row(r.job_id, phase(r.status), when(r.scheduled_at), recurring, when(r.next_run_at))
+    return table
+
+
 def schedules_table(items: Sequence[Schedule]) -> Table:
     table = Table(title=f"Schedules ({len(items)})", title_justify="left")
     for col in ("job_id", "job", "env", "status", "cadence", "next_run_at", "runs", "reason"):

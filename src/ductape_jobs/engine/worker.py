@@ -1,8 +1,9 @@
 """The worker: claims due runs in batches under a lease, runs them, records outcomes, retries, rescues.
 
 One asyncio loop per worker process. Each pass: record finished outcomes, let the scheduler create runs
-for due schedules, rescue runs whose lease expired, claim as many due runs as there is capacity, then sleep
-until the store says something is next due (or ``poll``, or until woken). A heartbeat task extends the
+for due schedules, rescue runs whose lease expired, prune finished history past its keep (a batch every
+``retention.every``), claim as many due runs as there is capacity, then sleep until the store says something
+is next due (or ``poll``, or until woken). A heartbeat task extends the
 leases of runs still going, so a slow run is never mistaken for a dead one; ``timeout`` bounds runtime.
 
 On a store with ``listen_notify`` a listener thread wakes the loop when another process makes something due
@@ -39,6 +40,7 @@ from ductape_jobs.ids import new_id
 from ductape_jobs.logs import bind_run
 from ductape_jobs.models import DrainSummary, Run
 from ductape_jobs.redaction import Secrets
+from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.store.base import Outcome, Store
 
 log = logging.getLogger("ductape_jobs.worker")
@@ -58,6 +60,7 @@ class WorkerOptions:
     backoff: Backoff = field(default_factory=Backoff)
     run_scheduler: bool = True
     listen: timedelta = timedelta(milliseconds=500)  # the listener's wait per call (bounds its shutdown)
+    retention: Retention | None = None  # prune finished history by it (``run`` only, not ``run_until_idle``)
 
 
 class Worker:
@@ -90,6 +93,9 @@ class Worker:
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._next_rescue: datetime | None = None
+        self._next_prune: datetime | None = None
+        self._pruning = False  # set by ``run``: a drain does not prune
+        self.pruned = PruneCounts()  # what this worker's pruner deleted
         self.abandoned = 0  # runs given back at shutdown while their (sync) code was still running
 
     # ----------------------------------------------------------------------------------- public
@@ -98,6 +104,7 @@ class Worker:
         """Run until ``stop`` is set (or SIGTERM/SIGINT): then stop claiming, let in-flight runs finish within
         ``shutdown_grace``, and give the rest back to the queue."""
         self._start(stop)
+        self._pruning = True
         assert self._stop is not None
         if handle_signals:
             self._install_signals()
@@ -203,6 +210,7 @@ class Worker:
                 log.warning("rescued %d run(s) whose worker stopped heartbeating: %s", len(rescued), rescued[:5])
                 tell_rescued(self.observers, rescued)
                 more = True
+        await self._prune(now)
         free = self.options.concurrency - len(self._inflight)
         if free > 0 and (more or (due.run_due is not None and due.run_due <= now)):
             want = min(free, self.options.batch)
@@ -215,6 +223,21 @@ class Worker:
                 self._inflight[run.id] = (run, task)
             more = len(runs) == want
         return more
+
+    async def _prune(self, now: datetime) -> None:
+        """Every ``retention.every``, one batch of each kind of finished history past its keep; while a batch
+        comes back full, another follows at the next pass (short transactions between the worker's own)."""
+        retention = self.options.retention
+        if not self._pruning or retention is None or not retention.enabled:
+            return
+        if self._next_prune is not None and now < self._next_prune:
+            return
+        counts = await self._io(self.store.prune, now, retention, retention.batch)
+        self.pruned += counts
+        full = max(counts.as_dict().values()) >= retention.batch
+        self._next_prune = now if full else now + retention.every
+        if counts.total:
+            log.info("pruned %s", ", ".join(f"{n} {kind}" for kind, n in counts.as_dict().items() if n))
 
     async def _sleep(self, more: bool) -> None:
         assert self._wake is not None and self._stop is not None

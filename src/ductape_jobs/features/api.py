@@ -85,10 +85,13 @@ class Features:
         *,
         feature_tag: str | None = None,
         status: FeatureRunStatus | str | None = None,
+        product_tag: str | None = None,
+        env: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> builtins.list[FeatureRun]:
-        """Feature runs, newest first (without their events; ``get`` has them)."""
+        """Feature runs, newest first (without their events; ``get`` has them). ``product_tag``/``env``: only
+        that product's, that env's runs (as ``job.list`` and ``job.runs`` take them)."""
         state = None
         if status is not None:
             try:
@@ -97,7 +100,9 @@ class Features:
                 allowed = ", ".join(s.value for s in FeatureRunStatus)
                 raise ValidationError("status", f"{status!r} is not one of {allowed}") from None
         check_page(limit, offset)
-        return self._store.list_feature_runs(feature_tag=feature_tag, status=state, limit=limit, offset=offset)
+        return self._store.list_feature_runs(
+            feature_tag=feature_tag, status=state, product_tag=product_tag, env=env, limit=limit, offset=offset
+        )
 
 
 class AsyncFeatures:
@@ -132,9 +137,17 @@ class AsyncFeatures:
         *,
         feature_tag: str | None = None,
         status: FeatureRunStatus | str | None = None,
+        product_tag: str | None = None,
+        env: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> builtins.list[FeatureRun]:
         return await asyncio.to_thread(
-            self._features.runs, feature_tag=feature_tag, status=status, limit=limit, offset=offset
+            self._features.runs,
+            feature_tag=feature_tag,
+            status=status,
+            product_tag=product_tag,
+            env=env,
+            limit=limit,
+            offset=offset,
         )

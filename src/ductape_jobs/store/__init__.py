@@ -17,7 +17,7 @@ from ductape_jobs.store.base import (
     Store,
     Wakeups,
 )
-from ductape_jobs.store.contracts import AccessStore, FeatureStore, StatsStore
+from ductape_jobs.store.contracts import AccessStore, FeatureStore, RetentionStore, StatsStore
 
 __all__ = [
     "UNCHANGED",
@@ -27,6 +27,7 @@ __all__ = [
     "DueSchedule",
     "FeatureStore",
     "Outcome",
+    "RetentionStore",
     "ScheduleChange",
     "SchedulingStore",
     "StatsStore",

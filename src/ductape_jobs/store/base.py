@@ -2,8 +2,8 @@
 
 It comes in narrow parts, so code takes only the part it uses: ``SchedulingStore`` (jobs, schedules, runs,
 leases, the result cache; here) and, in ``contracts.py``, ``FeatureStore``, ``AccessStore`` (API keys, login
-sessions, webhooks) and ``StatsStore`` (the API's statistics). ``Store`` is all four; the records they speak
-in (``models.py``, ``store/records.py`` and the ones below) live below the store.
+sessions, webhooks), ``StatsStore`` (the API's statistics) and ``RetentionStore`` (the pruner). ``Store`` is all
+five; the records they speak in (``models.py``, ``store/records.py`` and the ones below) live below the store.
 
 Rules every implementation keeps (the store suite in ``tests/store`` checks them against each backend):
 
@@ -37,7 +37,7 @@ from ductape_jobs.models import (
     Schedule,
     ScheduleStatus,
 )
-from ductape_jobs.store.contracts import AccessStore, DueDelivery, FeatureStore, StatsStore
+from ductape_jobs.store.contracts import AccessStore, DueDelivery, FeatureStore, RetentionStore, StatsStore
 
 __all__ = [
     "UNCHANGED",
@@ -50,6 +50,7 @@ __all__ = [
     "Keep",
     "Outcome",
     "Planner",
+    "RetentionStore",
     "ScheduleChange",
     "SchedulingStore",
     "StatsStore",
@@ -323,5 +324,5 @@ class SchedulingStore(ABC):
         """Store ``value`` (JSON) under ``key`` until ``expires_at``; expired entries are purged now and then."""
 
 
-class Store(SchedulingStore, FeatureStore, AccessStore, StatsStore):
+class Store(SchedulingStore, FeatureStore, AccessStore, StatsStore, RetentionStore):
     """The whole contract: what a backend implements (``SQLStore`` over a dialect, for SQLite and PostgreSQL)."""

@@ -1,6 +1,6 @@
 """The narrow parts of the store contract besides scheduling (``base.SchedulingStore``): feature runs, API
-access (keys, login sessions, webhooks and their deliveries) and the statistics the API reads. ``Store`` is all
-four; code that needs one part takes that part."""
+access (keys, login sessions, webhooks and their deliveries), the statistics the API reads and retention (the
+pruner). ``Store`` is all five; code that needs one part takes that part."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from ductape_jobs.models import (
     Webhook,
     WebhookDelivery,
 )
+from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.store.records import EventStatus, FeatureRun, FeatureRunStatus
 
 
@@ -54,10 +55,13 @@ class FeatureStore(ABC):
         *,
         feature_tag: str | None = None,
         status: FeatureRunStatus | None = None,
+        product_tag: str | None = None,
+        env: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[FeatureRun]:
-        """Feature runs, newest first, without their events."""
+        """Feature runs, newest first, without their events; each filter given narrows them (``product_tag`` and
+        ``env``: the runs of that product, of that env)."""
 
     @abstractmethod
     def claim_feature_run(
@@ -252,3 +256,21 @@ class StatsStore(ABC):
         """The runs due in ``[since, until)`` (a bound left ``None`` is open) of ``product_tag``/``env`` (each
         when given): counted by phase, with how many completed at their first attempt or after retries, the
         success rate over finished (completed or failed) runs and their average retry count."""
+
+
+class RetentionStore(ABC):
+    """The pruner's part: finished history older than its keep (``Retention``) is deleted in batches."""
+
+    @abstractmethod
+    def prune(self, now: datetime, retention: Retention, limit: int) -> PruneCounts:
+        """Delete one batch of up to ``limit`` rows of each kind whose keep ended by ``now``, oldest first: runs
+        finished (completed, failed, cancelled) before their cutoff with their attempts, feature runs with their
+        events' results, ended webhook deliveries, expired cache entries. Never an unfinished run. A schedule
+        keeps the count of its pruned runs (completed, failed, all), which ``schedule_history`` adds to its own.
+        Each kind is its own short transaction; racing pruners delete different rows (none twice) and do not wait
+        for each other's rows (only, briefly, for the count on a schedule both pruned runs of). A kind whose count
+        is below ``limit`` has nothing left for now."""
+
+    @abstractmethod
+    def count_prunable(self, now: datetime, retention: Retention) -> PruneCounts:
+        """What ``prune`` would delete by ``now``, all batches together (a dry run): it deletes nothing."""

@@ -42,11 +42,12 @@ from ductape_jobs.store.codec import (
 from ductape_jobs.store.dialect import Dialect, Row, Tx
 from ductape_jobs.store.features import FeatureCore
 from ductape_jobs.store.reports import ReportsCore
+from ductape_jobs.store.retention import RetentionCore
 
 _RELEASED = "worker shut down before the run finished"
 
 
-class SQLStore(ApiCore, FeatureCore, ReportsCore, Store):
+class SQLStore(ApiCore, FeatureCore, ReportsCore, RetentionCore, Store):
     """A ``Store`` over a SQL dialect; a backend is this class given its dialect."""
 
     def __init__(self, dialect: Dialect) -> None:
@@ -377,7 +378,7 @@ class SQLStore(ApiCore, FeatureCore, ReportsCore, Store):
             "job_tag": flt.job_tag,
             "product_tag": flt.product_tag,
             "env": flt.env,
-            "phase": None if flt.status is None else RunPhase(flt.status).value,
+            "phase": None if flt.phase is None else RunPhase(flt.phase).value,
             "since": ms(flt.since),
             "until": ms(flt.until),
             "limit": flt.limit,

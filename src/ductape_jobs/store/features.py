@@ -52,12 +52,16 @@ class FeatureCore(UsesDialect):
         *,
         feature_tag: str | None = None,
         status: FeatureRunStatus | None = None,
+        product_tag: str | None = None,
+        env: str | None = None,
         limit: int = 100,
         offset: int = 0,
     ) -> list[FeatureRun]:
         params = {
             "feature_tag": feature_tag,
             "status": None if status is None else FeatureRunStatus(status).value,
+            "product_tag": product_tag,
+            "env": env,
             "limit": limit,
             "offset": offset,
         }

@@ -10,7 +10,7 @@
         def report(input, ctx): ...
         dt.job.create({...}); dt.job.schedule({..., "repeat": {"cron": "0 9 * * *", "tz": "America/New_York"}})
         dt.advance(days=3)          # runs what falls due, in order, at its due time
-        assert len(dt.job.runs(status="completed")) == 3
+        assert len(dt.job.runs(phase="completed")) == 3
 
 With pytest, the ``ductape_sandbox`` fixture gives one (the plugin is registered by the package).
 """

@@ -15,7 +15,9 @@ from ductape_jobs.store.postgres.schema import migrate
 from ductape_jobs.store.sql import load_dialect_queries
 
 T = TypeVar("T")
-Q = load_dialect_queries("ductape_jobs.store.postgres", ("queries.sql", "features.sql", "api_queries.sql"))
+Q = load_dialect_queries(
+    "ductape_jobs.store.postgres", ("queries.sql", "features.sql", "api_queries.sql", "retention.sql")
+)
 
 
 class PostgresTx:

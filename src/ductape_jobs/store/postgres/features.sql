@@ -65,6 +65,8 @@ WHERE feature_run_id = %(id)s AND status IN ('failed', 'skipped');
 SELECT * FROM feature_runs
 WHERE (%(feature_tag)s::text IS NULL OR feature_tag = %(feature_tag)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+  AND (%(env)s::text IS NULL OR env = %(env)s)
 ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: list_feature_runs_of_feature
@@ -72,4 +74,6 @@ ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
 SELECT * FROM feature_runs
 WHERE feature_tag = %(feature_tag)s
   AND (%(status)s::text IS NULL OR status = %(status)s)
+  AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+  AND (%(env)s::text IS NULL OR env = %(env)s)
 ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;

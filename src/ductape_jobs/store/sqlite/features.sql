@@ -64,6 +64,8 @@ WHERE feature_run_id = :id AND status IN ('failed', 'skipped');
 SELECT * FROM feature_runs
 WHERE (:feature_tag IS NULL OR feature_tag = :feature_tag)
   AND (:status IS NULL OR status = :status)
+  AND (:product_tag IS NULL OR product_tag = :product_tag)
+  AND (:env IS NULL OR env = :env)
 ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset;
 
 -- name: list_feature_runs_of_feature
@@ -71,4 +73,6 @@ ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset;
 SELECT * FROM feature_runs
 WHERE feature_tag = :feature_tag
   AND (:status IS NULL OR status = :status)
+  AND (:product_tag IS NULL OR product_tag = :product_tag)
+  AND (:env IS NULL OR env = :env)
 ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset;

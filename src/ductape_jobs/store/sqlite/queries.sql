@@ -300,7 +300,8 @@ SELECT phase, count(*) AS n FROM runs GROUP BY phase;
 -- name: schedule_history
 -- job.history: a schedule's counts over all its runs and its newest :limit runs, numbered from 1 in order of due
 -- time (ties by id), in one statement so that counts and numbers agree. No row: no such schedule; one row whose
--- run_id is NULL: a schedule without runs.
+-- run_id is NULL: a schedule without runs. Runs pruned (retention) count through the schedule's pruned_* columns;
+-- numbers are exact for the runs due after every pruned one.
 WITH recent AS (
     SELECT id, scheduled_at, started_at, completed_at, duration_ms, phase, error, output, triggered_by,
            retry_count
@@ -312,8 +313,9 @@ WITH recent AS (
            count(*) FILTER (WHERE phase = 'failed') AS failed
     FROM runs WHERE schedule_id = :schedule_id
 )
-SELECT s.job_tag, c.total, c.successful, c.failed,
-       c.total + 1 - row_number() OVER (ORDER BY r.scheduled_at DESC, r.id DESC) AS number,
+SELECT s.job_tag, c.total + s.pruned_runs AS total, c.successful + s.pruned_completed AS successful,
+       c.failed + s.pruned_failed AS failed,
+       c.total + s.pruned_runs + 1 - row_number() OVER (ORDER BY r.scheduled_at DESC, r.id DESC) AS number,
        r.id AS run_id, r.scheduled_at, r.started_at, r.completed_at, r.duration_ms, r.phase, r.error, r.output,
        r.triggered_by, r.retry_count
 FROM schedules s CROSS JOIN counted c LEFT JOIN recent r ON true

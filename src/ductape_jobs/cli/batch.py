@@ -1,0 +1,77 @@
+"""``ductape schedule-many`` (bulk enqueue: ``job.schedule_many``) and ``ductape drain`` (run what is due now, in
+this process: ``drain()``)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from ductape_jobs.cli import render
+from ductape_jobs.cli.common import AppOpt, JsonOpt, StoreOpt, client, emit, user_errors
+from ductape_jobs.errors import ValidationError
+from ductape_jobs.limits import MAX_BATCH, MAX_DEPTH
+from ductape_jobs.models import DrainSummary
+
+
+def read_json_array(path: str, field: str) -> list[Any]:
+    """The JSON array in file ``path`` (``-``: standard input); ``ValidationError`` naming ``field`` otherwise."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+        raise ValidationError(field, f"cannot read {path!r}: {reason}") from None
+    try:
+        value = json.loads(text)
+    except RecursionError:
+        raise ValidationError(field, f"nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:
+        raise ValidationError(field, f"is not valid JSON: {exc}") from None
+    if not isinstance(value, list):
+        raise ValidationError(field, f"must hold a JSON array of schedule requests, not a {type(value).__name__}")
+    return value
+
+
+def schedule_many(
+    file: Annotated[
+        str,
+        typer.Option(
+            "--file",
+            metavar="PATH",
+            help=f"A JSON array of schedule requests (IJobProcessorInput, as POST /schedule takes), at most "
+            f"{MAX_BATCH:,}; - reads standard input.",
+        ),
+    ],
+    store: StoreOpt = None,
+    app_: AppOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Schedule many jobs at once, in one transaction: all or nothing (a bad request exits 2 naming its index,
+    e.g. [2].start_at, and nothing is stored). Prints each dispatch result, in the order of the requests."""
+    with user_errors():
+        requests = read_json_array(file, "file")
+    with client(store, app_) as dt:
+        results = dt.job.schedule_many(requests)
+        emit(results, as_json, lambda: render.dispatches_table(results))
+
+
+def drain(store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False) -> None:
+    """Run everything due now, in this process, until nothing more is due; print what happened. Use --app so
+    your FUNCTIONs are registered (a FUNCTION no one registered fails at once)."""
+    with client(store, app_) as dt:
+        summary = dt.drain()
+        emit(_summary(summary), as_json, lambda: _line(summary))
+
+
+def _summary(s: DrainSummary) -> dict[str, int]:
+    return {"created": s.created, "ran": s.ran, "completed": s.completed, "failed": s.failed, "retried": s.retried}
+
+
+def _line(s: DrainSummary) -> str:
+    return (
+        f"drained: {s.ran} attempt(s) ran: {s.completed} completed, {s.failed} failed for good, {s.retried} will be "
+        f"retried; {s.created} run(s) made from schedules that fell due"
+    )

@@ -1,0 +1,151 @@
+"""``ductape webhook create|list|show|delete|deliveries``: lifecycle webhooks (``ductape.webhooks``), as the HTTP
+API's ``/webhooks`` routes. The secret that signs deliveries is printed once, by ``create``; nothing else shows
+it."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+from rich.text import Text
+
+from ductape_jobs.cli import render
+from ductape_jobs.cli.common import (
+    AppOpt,
+    JsonOpt,
+    StoreOpt,
+    WebhookAllowOpt,
+    allow_webhooks_to,
+    check_networks,
+    client,
+    emit,
+    emit_secret,
+)
+from ductape_jobs.models import Webhook, WebhookDelivery
+from ductape_jobs.webhooks import EVENTS
+
+webhook_app = typer.Typer(
+    help="Lifecycle webhooks: create (prints the secret once), list, show, delete, and their deliveries.",
+    no_args_is_help=True,
+)
+
+
+def _listed(w: Webhook) -> dict[str, Any]:
+    """A webhook as shown: never its secret."""
+    return {
+        "id": w.id,
+        "product_tag": w.product_tag,
+        "url": w.url,
+        "events": list(w.events),
+        "created_at": w.created_at,
+    }
+
+
+def _table(hooks: list[Webhook]) -> Table:
+    table = Table(title=f"Webhooks ({len(hooks)})", title_justify="left")
+    for column in ("id", "product", "url", "events", "created"):
+        table.add_column(column, overflow="fold")
+    for w in hooks:
+        table.add_row(w.id, w.product_tag, Text(w.url), ", ".join(w.events), render.when(w.created_at))
+    return table
+
+
+def _detail(w: Webhook) -> Table:
+    rows = [("id", w.id), ("product_tag", w.product_tag), ("url", w.url), ("events", ", ".join(w.events))]
+    return render.fields(f"Webhook {w.id}", [*rows, ("created_at", render.when(w.created_at))])
+
+
+def _deliveries(items: list[WebhookDelivery]) -> Table:
+    table = Table(title=f"Deliveries ({len(items)})", title_justify="left")
+    for column in ("id", "event", "status", "attempts", "last status", "took", "next attempt", "delivered"):
+        table.add_column(column, no_wrap=True)
+    table.add_column("last error", max_width=60)
+    for d in items:
+        table.add_row(
+            d.id,
+            d.event,
+            d.status.value,
+            str(d.attempts),
+            "-" if d.last_status is None else str(d.last_status),
+            render.ms(d.last_duration_ms),
+            render.when(d.next_attempt_at),
+            render.when(d.delivered_at),
+            render.squeeze(render.first_line(d.last_error)),
+        )
+    return table
+
+
+@webhook_app.command("create")
+def webhook_create(
+    product_tag: Annotated[str, typer.Option(help="The product whose events to send (every env of it).")],
+    url: Annotated[str, typer.Option(help="Where to POST them: an http(s) URL of a public address.")],
+    event: Annotated[
+        list[str] | None, typer.Option("--event", help=f"An event to send (repeatable): {', '.join(EVENTS)}.")
+    ] = None,
+    secret: Annotated[
+        str | None, typer.Option(help="The signing secret (at least 16 characters); absent: one is drawn.")
+    ] = None,
+    webhook_allow: WebhookAllowOpt = None,
+    store: StoreOpt = None,
+    app_: AppOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Create a webhook and print it with its secret, once (deliveries are signed with it; it is not shown
+    again). Bad input, or a target that is not a public address, exits 2 naming the field."""
+    check_networks(webhook_allow)
+    request: dict[str, Any] = {"product_tag": product_tag, "url": url, "events": list(event or [])}
+    if secret is not None:
+        request["secret"] = secret
+    with client(store, app_) as dt:
+        allow_webhooks_to(dt, webhook_allow)
+        hook, drawn = dt.webhooks.create(request)
+    about = (
+        f"Created webhook {hook.id} ({hook.product_tag}: {', '.join(hook.events)} -> {hook.url}). "
+        "Copy its secret now, it is not shown again:"
+    )
+    emit_secret({**_listed(hook), "secret": drawn}, as_json, about, drawn)
+
+
+@webhook_app.command("list")
+def webhook_list(
+    product_tag: Annotated[str | None, typer.Option(help="Only this product's webhooks.")] = None,
+    store: StoreOpt = None,
+    app_: AppOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """The webhooks (without their secrets), oldest first."""
+    with client(store, app_) as dt:
+        hooks = dt.webhooks.list(product_tag)
+    emit([_listed(w) for w in hooks], as_json, lambda: _table(hooks))
+
+
+@webhook_app.command("show")
+def webhook_show(webhook_id: str, store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False) -> None:
+    """One webhook (without its secret)."""
+    with client(store, app_) as dt:
+        hook = dt.webhooks.get(webhook_id)
+    emit(_listed(hook), as_json, lambda: _detail(hook))
+
+
+@webhook_app.command("delete")
+def webhook_delete(webhook_id: str, store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False) -> None:
+    """Delete a webhook and its deliveries (pending ones are not sent)."""
+    with client(store, app_) as dt:
+        dt.webhooks.delete(webhook_id)
+    emit({"deleted": webhook_id}, as_json, lambda: f"deleted webhook {webhook_id}")
+
+
+@webhook_app.command("deliveries")
+def webhook_deliveries(
+    webhook_id: str,
+    limit: Annotated[int, typer.Option(help="At most N, newest first.")] = 50,
+    offset: Annotated[int, typer.Option(help="Skip the N newest.")] = 0,
+    store: StoreOpt = None,
+    app_: AppOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """A webhook's deliveries, newest first: status, attempts, the last answer's status and error."""
+    with client(store, app_) as dt:
+        items = dt.webhooks.deliveries(webhook_id, limit=limit, offset=offset)
+    emit(items, as_json, lambda: _deliveries(items))

@@ -1,0 +1,90 @@
+-- SQL of the SQLite store's pruner (retention.py). Times are integer milliseconds since the Unix epoch, UTC.
+-- Each prunable_* picks one batch, oldest first; the store deletes it in the same short transaction.
+-- before is the latest of the cutoffs, so the index on the time column bounds the scan.
+
+-- name: prunable_done_runs
+-- Completed and cancelled runs older than their keep, by their completion time (runs_done: failed runs, kept
+-- longer, are not in it, so a batch never scans past them). Unfinished runs are in no such phase.
+SELECT id FROM runs
+WHERE phase IN ('completed', 'cancelled') AND completed_at < :done_before
+  AND ((phase = 'completed' AND completed_at < :completed_before)
+    OR (phase = 'cancelled' AND completed_at < :cancelled_before))
+ORDER BY completed_at LIMIT :limit;
+
+-- name: prunable_failed_runs
+-- Failed runs older than their keep, found on runs_failed: a run ends after it is due, so a run that failed
+-- before failed_before was due before it too, and scheduled_at bounds the scan.
+SELECT id FROM runs
+WHERE phase = 'failed' AND scheduled_at < :failed_before AND completed_at < :failed_before
+ORDER BY scheduled_at, id LIMIT :limit;
+
+-- name: count_prunable_runs
+SELECT count(*) AS runs,
+       coalesce(sum((SELECT count(*) FROM attempts a WHERE a.run_id = r.id)), 0) AS attempts
+FROM runs r
+WHERE completed_at IS NOT NULL AND completed_at < :before
+  AND ((phase = 'completed' AND completed_at < :completed_before)
+    OR (phase = 'failed' AND completed_at < :failed_before)
+    OR (phase = 'cancelled' AND completed_at < :cancelled_before));
+
+-- name: delete_attempts_of_runs
+DELETE FROM attempts WHERE run_id IN (SELECT value FROM json_each(:ids));
+
+-- name: delete_runs
+DELETE FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) AND phase IN ('completed', 'failed', 'cancelled')
+RETURNING schedule_id, phase;
+
+-- name: count_pruned_runs
+-- A schedule keeps the count of its pruned runs (job.history adds them to what is left).
+UPDATE schedules SET pruned_runs = pruned_runs + :runs, pruned_completed = pruned_completed + :completed,
+    pruned_failed = pruned_failed + :failed
+WHERE id = :schedule_id;
+
+-- name: prunable_feature_runs
+-- A feature run ends after it starts, so created_at < before bounds the scan on feature_runs_time.
+SELECT id FROM feature_runs
+WHERE created_at < :before AND completed_at IS NOT NULL
+  AND ((status = 'completed' AND completed_at < :completed_before)
+    OR (status = 'failed' AND completed_at < :failed_before))
+ORDER BY created_at LIMIT :limit;
+
+-- name: count_prunable_feature_runs
+SELECT count(*) AS feature_runs,
+       coalesce(sum((SELECT count(*) FROM feature_events e WHERE e.feature_run_id = f.id)), 0) AS feature_events
+FROM feature_runs f
+WHERE created_at < :before AND completed_at IS NOT NULL
+  AND ((status = 'completed' AND completed_at < :completed_before)
+    OR (status = 'failed' AND completed_at < :failed_before));
+
+-- name: delete_events_of_feature_runs
+DELETE FROM feature_events WHERE feature_run_id IN (SELECT value FROM json_each(:ids));
+
+-- name: delete_feature_runs
+DELETE FROM feature_runs WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN ('completed', 'failed');
+
+-- name: prunable_deliveries
+-- Deliveries that ended (delivered, or failed for good), by the time of their event (webhook_deliveries_time).
+SELECT id FROM webhook_deliveries
+WHERE created_at < :before
+  AND ((status = 'delivered' AND created_at < :completed_before)
+    OR (status = 'failed' AND created_at < :failed_before))
+ORDER BY created_at LIMIT :limit;
+
+-- name: count_prunable_deliveries
+SELECT count(*) AS webhook_deliveries FROM webhook_deliveries
+WHERE created_at < :before
+  AND ((status = 'delivered' AND created_at < :completed_before)
+    OR (status = 'failed' AND created_at < :failed_before));
+
+-- name: delete_deliveries
+DELETE FROM webhook_deliveries
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status IN ('delivered', 'failed');
+
+-- name: prunable_cache_entries
+SELECT key FROM cache_entries WHERE expires_at <= :now ORDER BY expires_at LIMIT :limit;
+
+-- name: count_prunable_cache_entries
+SELECT count(*) AS cache_entries FROM cache_entries WHERE expires_at <= :now;
+
+-- name: delete_cache_entries
+DELETE FROM cache_entries WHERE key IN (SELECT value FROM json_each(:ids)) AND expires_at <= :now;

@@ -1,0 +1,117 @@
+"""``POST /api/v1/sessions`` and ``POST /api/v1/sessions/verify``: ``ductape.session.start`` and ``verify`` over
+HTTP. The token is answered once (not cached, never logged); a product-limited key handles only its product's
+sessions. (The dashboard's login sessions are test_api_sessions.py's.)"""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from apikit import SHOP, Api, problems
+
+from ductape_jobs import FakeClock
+
+SECRET = "session-secret-for-the-api-tests-0123456789"
+USER = {"user": {"id": 7, "name": "Ada"}}
+
+
+@pytest.fixture
+def shop(api: Api) -> Api:
+    """Product ``shop`` (env ``prd``) declaring ``user-session`` (its ``user`` required, an object)."""
+    api.dt.products.add(
+        {
+            "tag": "shop",
+            "envs": {"prd": {"session_secret": SECRET}, "dev": {"session_secret": SECRET}},
+            "sessions": {
+                "user-session": {
+                    "name": "User",
+                    "schema": {"user": "object"},
+                    "required": ["user"],
+                    "selector": "$Session{user}{id}",
+                    "expiry": 3600,
+                }
+            },
+        }
+    )
+    return api
+
+
+def test_start_a_session_verify_it_and_schedule_with_it(
+    shop: Api, job: dict[str, Any], caplog: pytest.LogCaptureFixture
+) -> None:
+    c = shop.client()
+    caplog.set_level(logging.DEBUG)
+    made = c.post("/sessions", json={"tag": "user-session", "data": USER, "env": "prd", "product_tag": "shop"})
+    assert made.status_code == 201, made.text
+    assert made.headers["cache-control"] == "no-store"
+    body = made.json()
+    assert set(body) == {"session", "tag", "expires_at", "subject"}
+    assert body["session"].startswith("user-session:") and (body["tag"], body["subject"]) == ("user-session", "7")
+    assert body["expires_at"].startswith((shop.dt.clock.now() + timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%S"))
+
+    verified = c.post("/sessions/verify", json={"session": body["session"], "env": "prd", "product_tag": "shop"})
+    assert verified.status_code == 200 and verified.json() == {"data": USER}
+    tag, token = body["session"].split(":", 1)
+    as_object = c.post("/sessions/verify", json={"session": {"tag": tag, "token": token}, "env": "prd",
+                                                 "product_tag": "shop"})  # fmt: skip
+    assert as_object.json() == {"data": USER}
+    scheduled = c.post("/schedule", json={**SHOP, "session": body["session"], "input": {"who": "$Session{user}{name}"}})
+    assert scheduled.status_code == 201, scheduled.text
+    assert token not in caplog.text  # a credential: never logged
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"tag": "user-session", "data": {"user": 5}, "env": "prd", "product_tag": "shop"}, "session.data.user"),
+        ({"tag": "user-session", "data": {}, "env": "prd", "product_tag": "shop"}, "session.data.user"),
+        ({"tag": "user-session", "data": [1], "env": "prd", "product_tag": "shop"}, "session.data"),
+        ({"tag": "nobody", "data": USER, "env": "prd", "product_tag": "shop"}, "session.tag"),
+        ({"tag": "user-session", "data": USER, "env": "qa", "product_tag": "shop"}, "env"),
+        ({"tag": "user-session", "data": USER, "product_tag": "shop"}, "env"),
+        ({"tag": "user-session", "data": USER, "env": "prd", "product_tag": "shop", "colour": 1}, "colour"),
+    ],
+)
+def test_bad_input_to_start_answers_422_naming_the_field(shop: Api, body: dict[str, Any], field: str) -> None:
+    assert problems(shop.client().post("/sessions", json=body))[0][0] == field
+
+
+def test_a_bad_token_answers_422_and_the_right_one_only_in_its_env(shop: Api) -> None:
+    c = shop.client()
+    made = c.post("/sessions", json={"tag": "user-session", "data": USER, "env": "prd", "product_tag": "shop"})
+    session = made.json()["session"]
+    tampered = session[:-4] + ("AAAA" if not session.endswith("AAAA") else "BBBB")
+    for given, env, field in [
+        (tampered, "prd", "session.token"),
+        (session, "dev", "session.token"),  # issued for prd
+        ("no-colon", "prd", "session"),
+        ({"tag": "user-session"}, "prd", "session.token"),
+    ]:
+        answer = c.post("/sessions/verify", json={"session": given, "env": env, "product_tag": "shop"})
+        assert problems(answer)[0][0] == field, (given, answer.text)
+    clock = shop.dt.clock
+    assert isinstance(clock, FakeClock)
+    clock.advance(timedelta(hours=2))
+    expired = c.post("/sessions/verify", json={"session": session, "env": "prd", "product_tag": "shop"})
+    (field, rule), *_ = problems(expired)
+    assert field == "session.token" and rule.startswith("expired at")
+
+
+def test_a_product_limited_key_starts_and_verifies_only_its_products_sessions(shop: Api) -> None:
+    request = {"tag": "user-session", "data": USER, "env": "prd", "product_tag": "shop"}
+    blog = shop.client(shop.key(product_tag="blog"))
+    refused = blog.post("/sessions", json=request)
+    assert refused.status_code == 403
+    assert refused.json()["detail"] == "this API key may only start sessions for product_tag 'blog'"
+    mine = shop.client(shop.key(product_tag="shop", env="prd", scope="write"))
+    made = mine.post("/sessions", json=request)
+    assert made.status_code == 201
+    check = {"session": made.json()["session"], "env": "prd", "product_tag": "shop"}
+    assert blog.post("/sessions/verify", json=check).status_code == 403
+    assert mine.post("/sessions/verify", json=check).json() == {"data": USER}
+    assert mine.post("/sessions", json={**request, "env": "dev"}).status_code == 403  # its env only
+    reader = shop.client(shop.key(scope="read"))
+    assert reader.post("/sessions", json=request).status_code == 403  # issuing needs the write scope
+    assert reader.post("/sessions/verify", json=check).status_code == 200  # verifying stores nothing: read

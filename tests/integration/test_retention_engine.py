@@ -1,0 +1,158 @@
+"""Retention through the client, the worker and the CLI: the worker prunes on its cadence (a fake clock, no
+sleeps), ``ductape.prune`` and ``ductape prune`` delete (or count) what is past its keep."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from ductape_jobs import Ductape, FakeClock, PruneCounts, Retention, RunPhase
+from ductape_jobs.cli.main import app
+from ductape_jobs.errors import ValidationError
+
+DAY = timedelta(days=1)
+
+
+def history(dt: Ductape, clock: FakeClock, *, ok: int = 1, failed: int = 0) -> list[str]:
+    """Runs that completed (``ok``) and failed (``failed``) now; their ids."""
+    dt.function("fine")(lambda input, ctx: {"ok": True})
+
+    def boom(input: dict[str, Any], ctx: Any) -> None:
+        raise RuntimeError("boom")
+
+    dt.function("boom")(boom)
+    for tag in ("fine", "boom"):
+        if dt.store.get_job("", tag) is None:
+            dt.job.create({"name": tag, "tag": tag, "event_type": "FUNCTION", "event_tag": tag})
+    for tag, n in (("fine", ok), ("boom", failed)):
+        for _ in range(n):
+            dt.job.schedule({"env": "prd", "product_tag": "p", "event": tag})
+    dt.drain()
+    return [r.id for r in dt.job.runs(limit=1000)]
+
+
+def test_prune_deletes_what_is_past_the_clients_keep(dt: Ductape, clock: FakeClock) -> None:
+    history(dt, clock, ok=3, failed=2)
+    assert dt.retention == Retention()  # on by default: 7 days completed, 30 days failed
+    clock.advance(8 * DAY)
+    assert dt.prune(dry_run=True) == PruneCounts(runs=3, attempts=3)
+    assert len(dt.job.runs()) == 5  # a dry run deletes nothing
+    assert dt.prune() == PruneCounts(runs=3, attempts=3)
+    assert {r.phase for r in dt.job.runs()} == {RunPhase.FAILED}
+    assert dt.prune(keep_failed=timedelta(days=7)) == PruneCounts(runs=2, attempts=2)
+    assert dt.job.runs() == []
+
+
+def test_retention_settings_are_checked() -> None:
+    with pytest.raises(ValidationError, match="keep_failed"):
+        Retention(keep_failed=timedelta(days=-1))
+    with pytest.raises(ValidationError, match="batch"):
+        Retention(batch=0)
+
+
+def test_the_worker_prunes_on_its_cadence(tmp_path: Path) -> None:
+    clock = FakeClock(datetime.fromisoformat("2026-03-02T12:00:00+00:00"))
+    keep = Retention(keep_completed=timedelta(hours=1), every=timedelta(minutes=1), batch=2)
+    dt = Ductape(f"sqlite:///{tmp_path / 'w.db'}", clock=clock, retention=keep, poll=timedelta(milliseconds=5))
+    try:
+        history(dt, clock, ok=5)
+        asyncio.run(_worker_prunes_on_its_cadence(dt, clock))
+    finally:
+        dt.close()
+
+
+async def _worker_prunes_on_its_cadence(dt: Ductape, clock: FakeClock) -> None:
+    calls: list[tuple[datetime, PruneCounts]] = []
+    called = threading.Event()
+    prune = dt.store.prune
+
+    def spy(now: datetime, retention: Retention, limit: int) -> PruneCounts:
+        counts = prune(now, retention, limit)
+        calls.append((now, counts))
+        called.set()
+        return counts
+
+    dt.store.prune = spy  # type: ignore[method-assign]
+    passes = 0
+    wakeup = dt.store.next_wakeup
+
+    def counting_wakeup() -> Any:
+        nonlocal passes
+        passes += 1
+        return wakeup()
+
+    dt.store.next_wakeup = counting_wakeup  # type: ignore[method-assign]
+
+    async def until(check: Any) -> None:
+        for _ in range(2000):
+            if check():
+                return
+            await asyncio.sleep(0.005)
+        raise AssertionError("the worker did not get there")
+
+    async def some_passes() -> None:
+        start = passes
+        await until(lambda: passes >= start + 10)
+
+    stop = asyncio.Event()
+    task = asyncio.create_task(dt.run_worker(stop))
+    await until(lambda: len(calls) == 1)  # at start: nothing is an hour old yet
+    assert calls[0][0] == clock.now() and calls[0][1] == PruneCounts()
+    await some_passes()
+    assert len(calls) == 1  # not again within the minute
+    clock.advance(timedelta(seconds=59))
+    await some_passes()
+    assert len(calls) == 1
+    clock.advance(timedelta(hours=2))  # now the runs are past their keep: batches of 2 until done
+    await until(lambda: sum(c.runs for _, c in calls) == 5)
+    assert [c.runs for _, c in calls[1:]] == [2, 2, 1]  # a full batch is followed at the next pass
+    await some_passes()
+    assert len(calls) == 4  # the last batch was not full: the next prune waits for the cadence
+    clock.advance(timedelta(minutes=1))
+    await until(lambda: len(calls) == 5)
+    assert dt.job.runs() == []
+    stop.set()
+    await task
+
+
+def test_a_drain_does_not_prune(dt: Ductape, clock: FakeClock) -> None:
+    history(dt, clock, ok=1)
+    clock.advance(30 * DAY)
+    dt.drain()
+    assert len(dt.job.runs()) == 1
+
+
+def test_ductape_prune_command(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'cli.db'}"
+    with Ductape(store) as dt:
+        history(dt, FakeClock())
+        dt.store.cache_put("k", 1, datetime.fromisoformat("2020-01-01T00:00:00+00:00"), dt.clock.now())
+    env = {"DUCTAPE_APP": None, "DUCTAPE_STORE": None, "COLUMNS": "200"}
+
+    def cli(*args: str) -> Any:
+        result = CliRunner().invoke(app, ["prune", *args, "--store", store], env=env)
+        assert result.exit_code == 0, (result.stdout, result.stderr, result.exception)
+        return result.stdout
+
+    assert json.loads(cli("--json")) == {  # the run is younger than 7 days: kept
+        "dry_run": False,
+        "runs": 0,
+        "attempts": 0,
+        "feature_runs": 0,
+        "feature_events": 0,
+        "webhook_deliveries": 0,
+        "cache_entries": 1,
+    }
+    assert json.loads(cli("--dry-run", "--keep-completed", "0s", "--json"))["runs"] == 1
+    assert "runs" in cli("--dry-run", "--keep-completed", "0s") and "Would delete" in cli("--dry-run")
+    assert json.loads(cli("--keep-completed", "0s", "--keep-failed", "1d", "--json"))["runs"] == 1
+    assert json.loads(cli("--keep-completed", "0s", "--json"))["runs"] == 0
+    bad = CliRunner().invoke(app, ["prune", "--keep-failed", "soon", "--store", store], env=env)
+    assert bad.exit_code == 2 and "keep-failed" in bad.stderr
