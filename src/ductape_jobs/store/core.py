@@ -158,25 +158,26 @@ class SQLStore(ApiCore, FeatureCore, ReportsCore, RetentionCore, Store):
                 key = (r["product_tag"], r["tag"])
                 if key in expected and _stored_planning(r) != expected[key]:
                     raise StaleJobError(r["tag"])
-            tx.many("insert_schedule", list(rows.values()))
-            # First runs take their values from the rows just written rather than a join per run.
-            firsts = []
-            for run in runs:
-                row = rows.get(run.schedule_id)
-                if row is None:
-                    raise NotFoundError("schedule", run.schedule_id)
-                event_type, event_tag = events[(row["job_product"], row["job_tag"])]
-                firsts.append(
-                    {
-                        **row,
-                        **new_run_params(run, run.scheduled_at),
-                        "event_type": event_type,
-                        "event_tag": event_tag,
-                        "now": row["created_at"],
-                    }
-                )
-            tx.many("insert_first_run", firsts)
-            tx.notify()
+            with tx.together():  # PostgreSQL: the inserts and the wake-up in one round trip
+                tx.many("insert_schedule", list(rows.values()))
+                # First runs take their values from the rows just written rather than a join per run.
+                firsts = []
+                for run in runs:
+                    row = rows.get(run.schedule_id)
+                    if row is None:
+                        raise NotFoundError("schedule", run.schedule_id)
+                    event_type, event_tag = events[(row["job_product"], row["job_tag"])]
+                    firsts.append(
+                        {
+                            **row,
+                            **new_run_params(run, run.scheduled_at),
+                            "event_type": event_type,
+                            "event_tag": event_tag,
+                            "now": row["created_at"],
+                        }
+                    )
+                tx.many("insert_first_run", firsts)
+                tx.notify()
 
         self._write(op)
 

@@ -18,6 +18,7 @@ Rows are ``dict[str, Any]`` keyed by column name; the codecs turn them into reco
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
@@ -53,6 +54,10 @@ class Tx(Protocol):
 
     def notify(self) -> None:
         """Tell other processes' ``wait_for_change`` (at commit) that runs or schedules may be due sooner."""
+
+    def together(self) -> AbstractContextManager[object]:
+        """Statements run inside are sent together where the dialect can (PostgreSQL's pipeline: one round
+        trip), their errors raised when it ends. For writes whose results are not read inside."""
 
 
 class Dialect(Protocol):

@@ -5,6 +5,7 @@ driver errors translated), claims with ``FOR UPDATE SKIP LOCKED``, wake-ups by L
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
@@ -55,6 +56,9 @@ class PostgresTx:
 
     def claim_runs(self, params: Params) -> list[Row]:
         return self.all("acquire_runs", params)  # one statement: claim, lease and record the attempts
+
+    def together(self) -> AbstractContextManager[object]:
+        return self._conn.pipeline()
 
     def notify(self) -> None:
         """Tell listeners (at commit) that runs or schedules may be due sooner than they planned. Sent by the

@@ -4,6 +4,7 @@ SQLite's single writer (``BEGIN IMMEDIATE``) orders the processes. Its SQL is th
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -11,6 +12,7 @@ import re
 import sqlite3
 import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
@@ -64,6 +66,9 @@ class SQLiteTx:
         for p in params:
             rows.extend(self._db.execute(query, _bind(name, p)).fetchall())
         return rows
+
+    def together(self) -> AbstractContextManager[object]:
+        return contextlib.nullcontext()  # one process, no network: nothing to gather
 
     def claim_runs(self, params: Params) -> list[Row]:
         rows = self.all("acquire_runs", params)
