@@ -1,0 +1,94 @@
+"""One ``schedule()`` beside the floor under it: a bare one-row INSERT + COMMIT on the same database. A plain
+script: it prints figures only.
+
+    python bench/enqueue_floor.py [--store URL] [-n 2000]
+
+``--store`` defaults to ``postgresql://postgres@127.0.0.1:5432/test``; a schema of its own is made and dropped.
+``sqlite:///path.db`` measures SQLite the same way (the file is removed afterwards). The bare loop uses the
+driver directly (psycopg or sqlite3) with the store's own settings (SQLite: WAL, synchronous=NORMAL).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sqlite3
+import time
+import uuid
+
+from ductape_jobs import Ductape
+
+
+def bare_postgres(url: str, n: int) -> float:
+    import psycopg
+
+    with psycopg.connect(url) as conn:
+        conn.execute("CREATE TEMP TABLE floor (id text PRIMARY KEY, v text)")
+        conn.commit()
+        started = time.perf_counter()
+        for i in range(n):
+            conn.execute("INSERT INTO floor VALUES (%s, %s)", (f"k{i}", "x"))
+            conn.commit()
+        return (time.perf_counter() - started) / n
+
+
+def bare_sqlite(path: str, n: int) -> float:
+    db = sqlite3.connect(path, isolation_level=None)
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("PRAGMA synchronous = NORMAL")
+    db.execute("CREATE TABLE floor (id TEXT PRIMARY KEY, v TEXT)")
+    started = time.perf_counter()
+    for i in range(n):
+        db.execute("BEGIN IMMEDIATE")
+        db.execute("INSERT INTO floor VALUES (?, ?)", (f"k{i}", "x"))
+        db.execute("COMMIT")
+    took = (time.perf_counter() - started) / n
+    db.close()
+    return took
+
+
+def one_call(store: str, n: int) -> float:
+    with Ductape(store) as dt:
+        dt.job.create({"name": "noop", "tag": "noop", "event_type": "FUNCTION", "event_tag": "noop"})
+        for i in range(200):  # warm up: the job definition is cached, the pool filled
+            dt.job.schedule({"env": "prd", "product_tag": "bench", "event": "noop", "input": {"i": i}})
+        started = time.perf_counter()
+        for i in range(n):
+            dt.job.schedule({"env": "prd", "product_tag": "bench", "event": "noop", "input": {"i": i}})
+        return (time.perf_counter() - started) / n
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--store", default="postgresql://postgres@127.0.0.1:5432/test")
+    ap.add_argument("-n", type=int, default=2_000, help="calls timed (after 200 to warm up)")
+    args = ap.parse_args()
+    tag = "floor_" + uuid.uuid4().hex[:8]
+    if args.store.startswith("sqlite"):
+        path = args.store.removeprefix("sqlite:///")
+        floor_path = f"{path}.{tag}"
+        try:
+            call, bare = one_call(args.store, args.n), bare_sqlite(floor_path, args.n)
+        finally:
+            for suffix in ("", "-wal", "-shm"):
+                for p in (path + suffix, floor_path + suffix):
+                    if os.path.exists(p):
+                        os.remove(p)
+    else:
+        import psycopg
+
+        sep = "&" if "?" in args.store else "?"
+        try:
+            call = one_call(f"{args.store}{sep}schema={tag}", args.n)
+            bare = bare_postgres(args.store, args.n)
+        finally:
+            with psycopg.connect(args.store, autocommit=True) as conn:
+                conn.execute(f"DROP SCHEMA IF EXISTS {tag} CASCADE")
+    print(f"store: {args.store.split('?')[0]}; n={args.n:,}")
+    print(f"  one schedule():         {call * 1e3:.2f} ms ({1 / call:,.0f}/s)")
+    print(f"  bare INSERT + COMMIT:   {bare * 1e3:.2f} ms ({1 / bare:,.0f}/s)")
+    print(f"  ratio:                  {call / bare:.1f}x (the issue's target for PostgreSQL: <= 1.5x)")
+
+
+if __name__ == "__main__":
+    main()
