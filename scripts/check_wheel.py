@@ -283,8 +283,12 @@ def check_core(checks: Checks, bin_dir: Path, wheel: Path, work: Path) -> Path:
         )
         expect(not done.stderr.strip(), f"app.py (run {attempt}) wrote to stderr", detail)
     checks.ok("python app.py: scheduled, ran `report for sales`, drained with no failure (twice)")
+    scheduled = re.search(r"^(job_\w+) scheduled", done.stdout, re.M)
+    assert scheduled is not None  # checked above
+    job_id = scheduled.group(1)  # what the README's commands call JOB_ID
 
     for words in commands:
+        words = [job_id if word == "JOB_ID" else word for word in words]
         if words[1] == "worker":
             check_worker(checks, bin_dir, words, quick, env)
             continue
