@@ -519,7 +519,7 @@ def test_finish_runs_records_completed_retry_and_failed(store: Store) -> None:
     assert store.count_runs() == {RunPhase.COMPLETED: 1, RunPhase.FAILED: 2}
 
 
-def test_an_outcome_from_a_worker_that_lost_its_lease_changes_nothing(store: Store) -> None:
+def test_an_outcome_from_a_worker_that_lost_its_lease_changes_only_its_attempt(store: Store) -> None:
     _, (run_id,) = setup(store, T0)
     (first,) = store.acquire_runs("w1", 1, LEASE, T0)
     later = T0 + LEASE + timedelta(seconds=1)
@@ -530,11 +530,18 @@ def test_an_outcome_from_a_worker_that_lost_its_lease_changes_nothing(store: Sto
     store.finish_runs([ok(first, "w1", later, output="late")], later)  # w1 finally answers
     run = run_of(store, run_id)
     assert (run.phase, run.lease_owner, run.attempt, run.output) == (RunPhase.RUNNING, "w2", 2, None)
-    assert [(a.outcome, a.worker_id) for a in run.attempts] == [("lost", "w1"), (None, "w2")]
+    # the late outcome is recorded on its own attempt, and nothing else
+    assert [(a.outcome, a.worker_id) for a in run.attempts] == [("lost, then completed", "w1"), (None, "w2")]
+    store.finish_runs([ok(first, "w1", later, output="again")], later)  # told twice: recorded once
+    assert outcomes(store, run_id)[0] == "lost, then completed"
 
     store.finish_runs([ok(second, "w2", later, output="fresh")], later)
     run = run_of(store, run_id)
-    assert (run.phase, run.output, outcomes(store, run_id)) == (RunPhase.COMPLETED, "fresh", ["lost", "completed"])
+    assert (run.phase, run.output, outcomes(store, run_id)) == (
+        RunPhase.COMPLETED,
+        "fresh",
+        ["lost, then completed", "completed"],
+    )
 
 
 def test_extend_leases_only_for_runs_the_worker_holds(store: Store) -> None:
@@ -710,6 +717,18 @@ def test_a_final_failure_pauses_a_pause_on_failure_schedule(store: Store) -> Non
     assert paused.reason is not None and b in paused.reason
     assert store.advance_due(T0 + 2 * MIN, 10, every_minute) != []  # only the plain one is still due
     assert store.list_runs(RunFilter(job_id=s.id, phase=RunPhase.QUEUED)) == []
+
+
+def test_a_run_lost_too_often_pauses_a_pause_on_failure_schedule(store: Store) -> None:
+    s, (a,) = setup(store, T0, pause_on_failure=True, every=MIN, next_run_at=T0 + MIN)
+    plain, (c,) = setup(store, T0, every=MIN, next_run_at=T0 + MIN)
+    store.acquire_runs("w1", 5, LEASE, T0)
+    assert sorted(store.rescue_expired(T0 + LEASE + MIN, max_rescues=0)) == sorted([a, c])  # failed for good
+    assert run_of(store, a).phase is RunPhase.FAILED
+    paused = store.get_schedule(s.id)
+    assert paused is not None and paused.status is ScheduleStatus.PAUSED
+    assert paused.reason is not None and a in paused.reason
+    assert store.get_schedule(plain.id).status is ScheduleStatus.ACTIVE  # type: ignore[union-attr]
 
 
 # ------------------------------------------------------------------------------------------- queries

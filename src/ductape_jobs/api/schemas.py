@@ -178,7 +178,10 @@ class AttemptOut(BaseModel):
     started_at: datetime
     finished_at: datetime | None
     duration_ms: int | None
-    outcome: str | None = Field(description="completed, failed, timeout, lost, released, cached; null: running")
+    outcome: str | None = Field(
+        description="completed, failed, timeout, lost, released, cached; 'lost, then <outcome>' when the worker "
+        "of an attempt the rescue marked lost reported it later (its run is not changed); null: running"
+    )
     error: str | None
 
     @classmethod

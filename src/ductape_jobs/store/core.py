@@ -286,13 +286,7 @@ class SQLStore(ApiCore, FeatureCore, ReportsCore, RetentionCore, Store):
             tx.many("complete_run", done)
             if retry:
                 tx.many("schedule_retry", retry)
-            lost = tx.each("fail_run", failed)
-            pauses = [
-                {"schedule_id": r["schedule_id"], "now": ms(now), "reason": f"paused after run {r['id']} failed"}
-                for r in lost
-            ]
-            if pauses:
-                tx.many("pause_on_failure", pauses)
+            _pause_after_failures(tx, tx.each("fail_run", failed), now)
             tx.many("finish_attempt", attempts)
             _release_held(tx, [o["run_id"] for o in [*done, *failed]], now)
 
@@ -333,7 +327,9 @@ class SQLStore(ApiCore, FeatureCore, ReportsCore, RetentionCore, Store):
             tx.many("finish_attempt", attempts)
             if back:
                 tx.many("rescue_run", back)
-            _release_held(tx, [r["id"] for r in tx.each("fail_lost_run", lost)], now)
+            failed_for_good = tx.each("fail_lost_run", lost)
+            _pause_after_failures(tx, failed_for_good, now)  # lost too often is a failure like any other
+            _release_held(tx, [r["id"] for r in failed_for_good], now)
             tx.notify()
             return [r["id"] for r in rows]
 
@@ -417,6 +413,16 @@ class SQLStore(ApiCore, FeatureCore, ReportsCore, RetentionCore, Store):
                 tx.run("cache_purge", {"now": ms(now)})
 
         self._write(op, idempotent=True)
+
+
+def _pause_after_failures(tx: Tx, failed: list[Row], now: datetime) -> None:
+    """Pause the ``pause_on_failure`` schedules of runs that just failed for good (rows: id, schedule_id)."""
+    pauses = [
+        {"schedule_id": r["schedule_id"], "now": ms(now), "reason": f"paused after run {r['id']} failed"}
+        for r in failed
+    ]
+    if pauses:
+        tx.many("pause_on_failure", pauses)
 
 
 def _release_held(tx: Tx, ended: list[str], now: datetime) -> None:

@@ -183,8 +183,12 @@ UPDATE runs SET lease_expires_at = %(until)s
 WHERE id = ANY(%(ids)s) AND lease_owner = %(worker_id)s AND phase = 'running';
 
 -- name: finish_attempt
-UPDATE attempts SET finished_at = %(finished_at)s, outcome = %(outcome)s, error = %(error)s
-WHERE run_id = %(run_id)s AND attempt = %(attempt)s AND finished_at IS NULL;
+-- An attempt the rescue marked lost still records what its worker reported late ("lost, then completed"),
+-- without changing its run.
+UPDATE attempts SET finished_at = %(finished_at)s,
+    outcome = CASE WHEN finished_at IS NULL THEN %(outcome)s::text ELSE 'lost, then ' || %(outcome)s::text END,
+    error = CASE WHEN finished_at IS NULL THEN %(error)s::text ELSE coalesce(%(error)s::text, error) END
+WHERE run_id = %(run_id)s AND attempt = %(attempt)s AND (finished_at IS NULL OR outcome = 'lost');
 
 -- name: complete_run
 UPDATE runs SET phase = 'completed', completed_at = %(finished_at)s, duration_ms = %(duration_ms)s,

@@ -163,8 +163,12 @@ UPDATE runs SET lease_expires_at = :until
 WHERE id IN (SELECT value FROM json_each(:ids)) AND lease_owner = :worker_id AND phase = 'running';
 
 -- name: finish_attempt
-UPDATE attempts SET finished_at = :finished_at, outcome = :outcome, error = :error
-WHERE run_id = :run_id AND attempt = :attempt AND finished_at IS NULL;
+-- An attempt the rescue marked lost still records what its worker reported late ("lost, then completed"),
+-- without changing its run.
+UPDATE attempts SET finished_at = :finished_at,
+    outcome = CASE WHEN finished_at IS NULL THEN :outcome ELSE 'lost, then ' || :outcome END,
+    error = CASE WHEN finished_at IS NULL THEN :error ELSE coalesce(:error, error) END
+WHERE run_id = :run_id AND attempt = :attempt AND (finished_at IS NULL OR outcome = 'lost');
 
 -- name: complete_run
 UPDATE runs SET phase = 'completed', completed_at = :finished_at, duration_ms = :duration_ms, output = :output,
