@@ -95,6 +95,7 @@ class Worker:
         self._next_rescue: datetime | None = None
         self._next_prune: datetime | None = None
         self._pruning = False  # set by ``run``: a drain does not prune
+        self._prune_rests_until = 0.0  # time.monotonic(): after a full batch, the pruner rests till then
         self.pruned = PruneCounts()  # what this worker's pruner deleted
         self.abandoned = 0  # runs given back at shutdown while their (sync) code was still running
 
@@ -226,16 +227,20 @@ class Worker:
 
     async def _prune(self, now: datetime) -> None:
         """Every ``retention.every``, one batch of each kind of finished history past its keep; while a batch
-        comes back full, another follows at the next pass (short transactions between the worker's own)."""
+        comes back full, another follows at a pass after a rest (``retention.share`` of the time: short
+        transactions between the worker's own, which a backlog never starves)."""
         retention = self.options.retention
         if not self._pruning or retention is None or not retention.enabled:
             return
-        if self._next_prune is not None and now < self._next_prune:
+        if (self._next_prune is not None and now < self._next_prune) or time.monotonic() < self._prune_rests_until:
             return
+        started = time.monotonic()
         counts = await self._io(self.store.prune, now, retention, retention.batch)
         self.pruned += counts
         full = max(counts.as_dict().values()) >= retention.batch
         self._next_prune = now if full else now + retention.every
+        if full:  # a backlog: rest (real time, the machine's) so that pruning takes at most its share
+            self._prune_rests_until = time.monotonic() + retention.rest_after(time.monotonic() - started)
         if counts.total:
             log.info("pruned %s", ", ".join(f"{n} {kind}" for kind, n in counts.as_dict().items() if n))
 

@@ -3,10 +3,10 @@
 -- each takes a different share of the work instead of queueing behind the others.
 
 -- name: insert_job
-INSERT INTO jobs (product_tag, tag, name, event_type, event_tag, executions, intervals, start_at, created_at,
-    updated_at)
+INSERT INTO jobs (product_tag, tag, name, event_type, event_tag, executions, intervals, start_at, keep_completed,
+    keep_failed, created_at, updated_at)
 VALUES (%(product_tag)s, %(tag)s, %(name)s, %(event_type)s, %(event_tag)s, %(executions)s, %(intervals)s, %(start_at)s::bigint,
-    %(now)s, %(now)s);
+    %(keep_completed)s, %(keep_failed)s, %(now)s, %(now)s);
 
 -- name: lock_job
 SELECT * FROM jobs WHERE product_tag = %(product_tag)s AND tag = %(tag)s FOR UPDATE;
@@ -19,7 +19,8 @@ ORDER BY product_tag, tag FOR SHARE;
 
 -- name: update_job
 UPDATE jobs SET name = %(name)s, event_type = %(event_type)s, event_tag = %(event_tag)s,
-    executions = %(executions)s, intervals = %(intervals)s, start_at = %(start_at)s::bigint, updated_at = %(now)s
+    executions = %(executions)s, intervals = %(intervals)s, start_at = %(start_at)s::bigint,
+    keep_completed = %(keep_completed)s, keep_failed = %(keep_failed)s, updated_at = %(now)s
 WHERE product_tag = %(product_tag)s AND tag = %(tag)s;
 
 -- name: follow_job_cadence

@@ -1,13 +1,15 @@
 -- SQL of the SQLite store. Times are integer milliseconds since the Unix epoch, UTC.
 
 -- name: insert_job
-INSERT INTO jobs (product_tag, tag, name, event_type, event_tag, executions, intervals, start_at, created_at,
-    updated_at)
-VALUES (:product_tag, :tag, :name, :event_type, :event_tag, :executions, :intervals, :start_at, :now, :now);
+INSERT INTO jobs (product_tag, tag, name, event_type, event_tag, executions, intervals, start_at, keep_completed,
+    keep_failed, created_at, updated_at)
+VALUES (:product_tag, :tag, :name, :event_type, :event_tag, :executions, :intervals, :start_at,
+    :keep_completed, :keep_failed, :now, :now);
 
 -- name: update_job
 UPDATE jobs SET name = :name, event_type = :event_type, event_tag = :event_tag, executions = :executions,
-    intervals = :intervals, start_at = :start_at, updated_at = :now
+    intervals = :intervals, start_at = :start_at, keep_completed = :keep_completed,
+    keep_failed = :keep_failed, updated_at = :now
 WHERE product_tag = :product_tag AND tag = :tag;
 
 -- name: follow_job_cadence
