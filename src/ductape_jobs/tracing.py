@@ -111,7 +111,7 @@ class Tracing:
             "ductape.job.tag": run.job_tag,
             "ductape.product": run.product_tag,
             "ductape.env": run.env,
-            "ductape.event.type": run.event_type.value,
+            "ductape.event.type": run.event_type.name,
             "ductape.event.tag": run.event_tag,
             "ductape.attempt": run.attempt,
             "ductape.run.id": run.id,
