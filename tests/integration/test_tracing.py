@@ -200,6 +200,18 @@ def test_an_actions_http_call_is_a_child_of_the_attempt(dt: Ductape, spans: Any,
     assert f"{attempt.context.trace_id:032x}" in http.last.headers["traceparent"]
 
 
+def test_a_sync_functions_own_http_call_is_a_child_of_the_attempt(dt: Ductape, spans: Any, http: Recorder) -> None:
+    import httpx
+
+    dt.function("fetch")(lambda input, ctx: httpx.get(http.url + "/ping").status_code)
+    dt.job.create({"name": "fetch", "tag": "fetch", "event_type": "FUNCTION", "event_tag": "fetch"})
+    schedule(dt, "fetch")
+    assert dt.drain().completed == 1
+    (attempt,) = named(spans, "ductape.run")
+    (call,) = [s for s in spans.get_finished_spans() if s.kind is trace.SpanKind.CLIENT]
+    assert call.parent is not None and call.parent.span_id == attempt.context.span_id
+
+
 def test_a_database_actions_query_is_a_child_of_the_attempt(dt: Ductape, spans: Any) -> None:
     schedule(dt, "count-rows")
     assert dt.drain().completed == 1
