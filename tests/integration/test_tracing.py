@@ -6,9 +6,11 @@ children, a feature run is the parent of its events; and off (the default) nothi
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import textwrap
+import uuid
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +22,7 @@ from opentelemetry import trace
 from ductape_jobs import Ductape, FakeClock, RunPhase
 from ductape_jobs.extras import MissingExtraError
 from ductape_jobs.products import Products
-from support import Recorder, span_exporter
+from support import Recorder, require_service, span_exporter
 
 OUTER = trace.get_tracer("tests")
 
@@ -40,6 +42,10 @@ def http() -> Iterator[Recorder]:
     recorder.thread.join(5)
 
 
+PG = "postgresql://postgres@127.0.0.1:5432/test"
+TOPIC = f"tracing.{uuid.uuid4().hex[:8]}"
+
+
 def product(http: str, sqlite_url: str) -> dict[str, Any]:
     return {
         "tag": "shop",
@@ -50,7 +56,14 @@ def product(http: str, sqlite_url: str) -> dict[str, Any]:
                 "envs": {"dev": {"base_url": http}},
             }
         },
-        "databases": {"lite": {"envs": {"dev": sqlite_url}, "actions": {"count": {"sql": "SELECT 1 AS one"}}}},
+        "databases": {
+            "lite": {"envs": {"dev": sqlite_url}, "actions": {"count": {"sql": "SELECT 1 AS one"}}},
+            "pg": {"envs": {"dev": PG}, "actions": {"count": {"sql": "SELECT 1 AS one"}}},
+        },
+        "brokers": {
+            "redis": {"envs": {"dev": "redis://127.0.0.1:6379/0"}, "topics": {"created": TOPIC}},
+            "rabbit": {"envs": {"dev": "amqp://guest:guest@127.0.0.1:5672/"}, "topics": {"created": TOPIC}},
+        },
         "features": {
             "digest": {
                 "input": {},
@@ -85,6 +98,9 @@ def dt(tmp_path: Path, clock: FakeClock, http: Recorder, spans: Any) -> Iterator
         ("fn", "FUNCTION", "ok"),
         ("get-order", "ACTION", "orders:get"),
         ("count-rows", "DATABASE_ACTION", "lite:count"),
+        ("count-pg", "DATABASE_ACTION", "pg:count"),
+        ("announce-redis", "PUBLISH", "redis:created"),
+        ("announce-rabbit", "PUBLISH", "rabbit:created"),
         ("digest", "FEATURE", "digest"),
     ):
         d.job.create({"name": tag, "tag": tag, "event_type": event_type, "event_tag": event, "product_tag": "shop"})
@@ -220,6 +236,53 @@ def test_a_database_actions_query_is_a_child_of_the_attempt(dt: Ductape, spans: 
     assert queries, [s.name for s in spans.get_finished_spans()]
     for q in queries:
         assert q.parent is not None and q.parent.span_id == attempt.context.span_id
+
+
+def test_a_postgresql_query_is_a_child_of_the_attempt(dt: Ductape, spans: Any) -> None:
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    schedule(dt, "count-pg")
+    assert dt.drain().completed == 1
+    (attempt,) = named(spans, "ductape.run")
+    queries = [s for s in spans.get_finished_spans() if (s.attributes or {}).get("db.system") == "postgresql"]
+    assert queries, [s.name for s in spans.get_finished_spans()]
+    for q in queries:
+        assert q.parent is not None and q.parent.span_id == attempt.context.span_id
+
+
+@pytest.mark.parametrize(("broker", "port"), [("redis", 6379), ("rabbit", 5672)])
+def test_a_publish_is_a_child_of_the_attempt(dt: Ductape, spans: Any, broker: str, port: int) -> None:
+    require_service(broker, "127.0.0.1", port)
+    try:
+        schedule(dt, f"announce-{broker}", input={"n": 1})
+        assert dt.drain().completed == 1
+    finally:
+        asyncio.run(_forget_topic(broker))
+    (attempt,) = named(spans, "ductape.run")
+    children = [
+        s for s in spans.get_finished_spans() if s.parent is not None and s.parent.span_id == attempt.context.span_id
+    ]
+    assert children, [s.name for s in spans.get_finished_spans()]
+    system = {"redis": "redis", "rabbit": "rabbitmq"}[broker]
+    assert any(
+        system in {(s.attributes or {}).get("db.system"), (s.attributes or {}).get("messaging.system")}
+        for s in children
+    ), [(s.name, dict(s.attributes or {})) for s in children]
+
+
+async def _forget_topic(broker: str) -> None:
+    if broker == "redis":
+        import redis.asyncio as redis
+
+        client = redis.Redis(host="127.0.0.1", port=6379)
+        await client.delete(TOPIC)
+        await client.aclose()
+        return
+    import aio_pika
+
+    conn = await aio_pika.connect_robust("amqp://guest:guest@127.0.0.1:5672/")
+    channel = await conn.channel()
+    await channel.queue_delete(TOPIC)
+    await conn.close()
 
 
 def test_a_feature_run_is_the_parent_of_its_events_and_the_child_of_the_attempt(dt: Ductape, spans: Any) -> None:
