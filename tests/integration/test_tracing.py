@@ -77,7 +77,17 @@ def product(http: str, sqlite_url: str) -> dict[str, Any]:
                         ],
                     }
                 ],
-            }
+            },
+            "later": {
+                "input": {},
+                "sequence": [
+                    {
+                        "sequence_tag": "plan",
+                        "parents": [],
+                        "events": [{"type": "JOB", "event": "fn", "input": {}, "retries": 0, "allow_fail": False}],
+                    }
+                ],
+            },
         },
     }
 
@@ -304,6 +314,36 @@ def test_a_feature_run_called_directly_continues_the_callers_trace(dt: Ductape, 
     (feature,) = named(spans, "ductape.feature")
     assert feature.parent is not None and feature.parent.span_id == outer.get_span_context().span_id
     assert len(named(spans, "ductape.event")) == 2
+
+
+def test_async_schedule_continues_the_awaiting_tasks_trace(tmp_path: Path, spans: Any) -> None:
+    from ductape_jobs import AsyncDuctape
+
+    async def go() -> tuple[Any, str]:
+        adt = AsyncDuctape(f"sqlite:///{tmp_path / 'jobs.db'}", clock=FakeClock(), tracing=True)
+        try:
+            adt.function("ok")(lambda input, ctx: None)
+            await adt.job.create({"name": "fn", "tag": "fn", "event_type": "FUNCTION", "event_tag": "ok"})
+            with OUTER.start_as_current_span("request") as outer:
+                job_id = (await adt.job.schedule({"env": "dev", "product_tag": "shop", "event": "fn"})).job_id
+            assert (await adt.drain()).completed == 1
+            return outer.get_span_context(), job_id
+        finally:
+            await adt.close()
+
+    ctx, job_id = asyncio.run(go())
+    (attempt,) = named(spans, "ductape.run")
+    assert attempt.parent is not None and attempt.parent.span_id == ctx.span_id
+    assert attempt.attributes["ductape.job_id"] == job_id
+
+
+def test_a_feature_job_events_run_continues_the_features_trace(dt: Ductape, spans: Any) -> None:
+    dt.feature.run("later", env="dev", product_tag="shop")
+    (event,) = named(spans, "ductape.event")
+    assert event.name == "ductape.event plan/fn"
+    assert dt.drain().completed == 1  # the job the JOB event scheduled
+    (attempt,) = named(spans, "ductape.run")
+    assert attempt.parent is not None and attempt.parent.span_id == event.context.span_id
 
 
 # ------------------------------------------------------------------------------------------------ off
