@@ -564,6 +564,7 @@ class Schedule:
     skipped_count: int = 0
     reason: str | None = None
     job_product: str = ""  # the product of the job it runs: product_tag (its own job), or '' (a shared job)
+    trace_context: str | None = None  # the trace current at schedule() (tracing.py), when tracing is on
 
     @property
     def recurring(self) -> bool:
@@ -612,6 +613,7 @@ class Run:
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     attempts: list[Attempt] = field(default_factory=list)
+    trace_context: str | None = None  # its schedule's (tracing.py): the trace its attempts continue or link to
 
 
 @dataclass(frozen=True, slots=True)

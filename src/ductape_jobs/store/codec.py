@@ -153,6 +153,7 @@ def schedule_params(s: Schedule) -> dict[str, Any]:
         "last_due_at": ms(s.last_due_at),
         "run_count": s.run_count,
         "created_at": ms(s.created_at),
+        "trace_context": s.trace_context,
     }
 
 
@@ -187,6 +188,7 @@ def schedule_from_row(r: Any) -> Schedule:
         skipped_count=r["skipped_count"],
         job_product=r["job_product"],
         reason=r["reason"],
+        trace_context=r.get("trace_context"),
     )
 
 
@@ -220,6 +222,7 @@ def run_from_row(r: Any, attempts: list[Attempt] | None = None) -> Run:
         lease_owner=r["lease_owner"],
         lease_expires_at=from_ms(r["lease_expires_at"]),
         attempts=attempts or [],
+        trace_context=r.get("trace_context"),
     )
 
 
