@@ -3,7 +3,11 @@ page is in the navigation, and the generated references cover every CLI command 
 
 A sample runs in a fresh temporary directory, in a process of its own, on a SQLite store of its own
 (``$DUCTAPE_STORE``); after it, each ``test_*`` function it defines is called, so a testing sample proves its
-assertions. A sample may opt out only with a visible ``<!-- not run: REASON -->`` comment on the line before it.
+assertions. A sample whose first line names a module (``# main.py: ...``) is also written under that name for
+the samples after it on the same page, which may import it. A sample after a ``<!-- runs on PostgreSQL -->``
+comment gets a fresh schema of the PostgreSQL on 127.0.0.1:5432 as its store instead
+(``$DUCTAPE_TEST_POSTGRES_URL`` overrides it): skipped with the reason when none answers there, failed under
+``CI=true``. A sample may opt out only with a visible ``<!-- not run: REASON -->`` comment on the line before it.
 The build itself (``mkdocs build --strict``, warnings are errors) is ``make docs``, part of ``make test``.
 """
 
@@ -26,6 +30,9 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCS = ROOT / "docs"
 FENCE = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 NOT_RUN = re.compile(r"<!-- not run: (.+?) -->\s*$")
+ON_POSTGRES = "<!-- runs on PostgreSQL -->"
+PG_URL = os.environ.get("DUCTAPE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+MODULE = re.compile(r"# ([\w/]+\.py)\b")
 RUNNER = """
 import runpy, sys
 namespace = runpy.run_path(sys.argv[1], run_name="__main__")
@@ -42,10 +49,16 @@ class Sample:
     line: int
     code: str
     skip_reason: str | None
+    on_postgres: bool
 
     @property
     def id(self) -> str:
         return f"{self.page}:{self.line}"
+
+    @property
+    def module(self) -> str | None:
+        named = MODULE.match(self.code)
+        return named.group(1) if named else None
 
 
 def pages() -> list[Path]:
@@ -60,23 +73,48 @@ def samples() -> list[Sample]:
             line = text.count("\n", 0, match.start()) + 1
             before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
             reason = NOT_RUN.search(before)
-            found.append(
-                Sample(str(page.relative_to(DOCS)), line, match.group(1), reason.group(1) if reason else None)
-            )
+            page_name, skip = str(page.relative_to(DOCS)), reason.group(1) if reason else None
+            found.append(Sample(page_name, line, match.group(1), skip, before.strip() == ON_POSTGRES))
     return found
 
 
 @pytest.mark.parametrize("sample", [s for s in samples() if s.skip_reason is None], ids=lambda s: s.id)
 def test_sample_runs(sample: Sample, tmp_path: Path) -> None:
+    for earlier in samples():
+        if earlier.page == sample.page and earlier.line < sample.line and earlier.module:
+            (tmp_path / earlier.module).parent.mkdir(parents=True, exist_ok=True)
+            (tmp_path / earlier.module).write_text(earlier.code)
     script = tmp_path / "sample.py"
     script.write_text(sample.code)
-    env = {**os.environ, "DUCTAPE_STORE": f"sqlite:///{tmp_path / 'jobs.db'}", "PYTHONPATH": str(tmp_path)}
+    schema = "docs_" + re.sub(r"\W", "_", tmp_path.name).lower()[-40:] if sample.on_postgres else None
+    store = _postgres_schema(schema) if schema else f"sqlite:///{tmp_path / 'jobs.db'}"
+    env = {**os.environ, "DUCTAPE_STORE": store, "PYTHONPATH": str(tmp_path)}
     env.pop("DUCTAPE_PRODUCT_FILE", None)
     env.pop("DUCTAPE_APP", None)
-    out = subprocess.run(
-        [sys.executable, "-c", RUNNER, str(script)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90
-    )
+    try:
+        command = [sys.executable, "-c", RUNNER, str(script)]
+        out = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90)
+    finally:
+        if schema:
+            _drop_schema(schema)
     assert out.returncode == 0, f"{sample.id} failed:\n{out.stdout}\n{out.stderr}"
+
+
+def _postgres_schema(schema: str) -> str:
+    """A PostgreSQL store URL on a fresh schema of its own (the test drops it after)."""
+    from support import require_service
+
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    pytest.importorskip("psycopg", reason="PostgreSQL samples need the postgres extra")
+    _drop_schema(schema)
+    return f"{PG_URL}?schema={schema}"
+
+
+def _drop_schema(schema: str) -> None:
+    import psycopg
+
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def test_samples_exist_and_opt_outs_say_why() -> None:
@@ -102,7 +140,7 @@ def _mkdocs_config() -> dict[str, Any]:
         pass
 
     Loader.add_multi_constructor("tag:yaml.org,2002:python/", lambda loader, suffix, node: suffix)
-    config: dict[str, Any] = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=Loader)  # noqa: S506
+    config: dict[str, Any] = yaml.load((ROOT / "mkdocs.yml").read_text(), Loader=Loader)
     return config
 
 
