@@ -2,8 +2,8 @@
 page is in the navigation, and the generated references cover every CLI command and every HTTP route.
 
 A sample runs in a fresh temporary directory, in a process of its own, on a SQLite store of its own
-(``$DUCTAPE_STORE``); after it, each ``test_*`` function it defines is called, so a testing sample proves its
-assertions. A sample whose first line names a module (``# main.py: ...``) is also written under that name for
+(``$DUCTAPE_STORE``); after it, each ``test_*`` function it defines is called (by pytest when one takes fixtures),
+so a testing sample proves its assertions. A sample whose first line names a module (``# main.py: ...``) is also written under that name for
 the samples after it on the same page, which may import it. A sample after a ``<!-- runs on PostgreSQL -->``
 comment gets a fresh schema of the PostgreSQL on 127.0.0.1:5432 as its store instead
 (``$DUCTAPE_TEST_POSTGRES_URL`` overrides it): skipped with the reason when none answers there, failed under
@@ -34,12 +34,15 @@ ON_POSTGRES = "<!-- runs on PostgreSQL -->"
 PG_URL = os.environ.get("DUCTAPE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MODULE = re.compile(r"# ([\w/]+\.py)\b")
 RUNNER = """
-import runpy, sys
+import inspect, runpy, sys
 namespace = runpy.run_path(sys.argv[1], run_name="__main__")
-for name, value in list(namespace.items()):
-    if name.startswith("test_") and callable(value):
-        value()
-        print(f"passed {name}")
+tests = {name: value for name, value in namespace.items() if name.startswith("test_") and callable(value)}
+if any(inspect.signature(test).parameters for test in tests.values()):  # fixtures: let pytest run them
+    import pytest
+    sys.exit(pytest.main(["-q", "-p", "no:cacheprovider", "-W", "error", sys.argv[1]]))
+for name, test in tests.items():
+    test()
+    print(f"passed {name}")
 """
 
 
