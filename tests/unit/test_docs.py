@@ -192,3 +192,26 @@ def test_rest_reference_has_every_route() -> None:
     for name in document["components"]["schemas"]:
         assert f"### {name}\n" in text
     assert "Scope: `admin`" in text  # the webhook routes' scope, from x-required-scope
+
+
+def test_error_tree_in_the_python_reference_matches_the_classes() -> None:
+    import ductape_jobs.errors
+    import ductape_jobs.extras
+
+    text = (DOCS / "reference" / "python.md").read_text()
+    tree = text.split("## Errors", 1)[1].split("```text\n", 1)[1].split("```", 1)[0]
+    parents: list[tuple[int, type]] = []
+    names = 0
+    for line in tree.splitlines():
+        name = re.search(r"[A-Z]\w+", line)
+        assert name is not None, line
+        cls = getattr(ductape_jobs.errors, name.group(0), None) or getattr(ductape_jobs.extras, name.group(0))
+        depth = name.start()
+        while parents and parents[-1][0] >= depth:
+            parents.pop()
+        if parents:
+            assert issubclass(cls, parents[-1][1]), f"{cls.__name__} is not a {parents[-1][1].__name__}"
+        parents.append((depth, cls))
+        names += 1
+    defined = [v for v in vars(ductape_jobs.errors).values() if isinstance(v, type) and issubclass(v, Exception)]
+    assert names == len(defined) + 1  # every error of errors.py, and MissingExtraError
