@@ -97,10 +97,11 @@ def _schema(name: str, schema: dict[str, Any]) -> list[str]:
     if not props:
         return [*lines, f"Type: {_type(schema)}.", ""]
     required = set(schema.get("required", []))
-    lines += ["| field | type | required | description |", "| --- | --- | --- | --- |"]
+    lines += ["| field | type | required | default | description |", "| --- | --- | --- | --- | --- |"]
     for field, spec in props.items():
+        default = f"`{json.dumps(spec['default'])}`" if "default" in spec else ""
         lines.append(
-            f"| `{field}` | {_cell(_type(spec))} | {'yes' if field in required else 'no'} "
+            f"| `{field}` | {_cell(_type(spec))} | {'yes' if field in required else 'no'} | {_cell(default)} "
             f"| {_cell(spec.get('description', ''))} |"
         )
     return [*lines, ""]

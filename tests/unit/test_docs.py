@@ -2,12 +2,13 @@
 page is in the navigation, and the generated references cover every CLI command and every HTTP route.
 
 A sample runs in a fresh temporary directory, in a process of its own, on a SQLite store of its own
-(``$DUCTAPE_STORE``); after it, each ``test_*`` function it defines is called (by pytest when one takes fixtures),
-so a testing sample proves its assertions. A sample whose first line names a module (``# main.py: ...``) is also written under that name for
-the samples after it on the same page, which may import it. A sample after a ``<!-- runs on PostgreSQL -->``
-comment gets a fresh schema of the PostgreSQL on 127.0.0.1:5432 as its store instead
-(``$DUCTAPE_TEST_POSTGRES_URL`` overrides it): skipped with the reason when none answers there, failed under
-``CI=true``. A sample may opt out only with a visible ``<!-- not run: REASON -->`` comment on the line before it.
+(``$DUCTAPE_STORE``); after it, each ``test_*`` function it defines is called (by pytest when one takes
+fixtures), so a testing sample proves its assertions. A sample whose first line names a module
+(``# main.py: ...``) is also written under that name for the samples after it on the same page, which may import
+it. A sample after a ``<!-- runs on PostgreSQL -->`` comment gets a fresh schema of the PostgreSQL on
+127.0.0.1:5432 as its store instead (``$DUCTAPE_TEST_POSTGRES_URL`` overrides it): skipped with the reason when
+none answers there, failed under ``CI=true``. A sample may opt out only with a visible
+``<!-- not run: REASON -->`` comment on the line before it.
 The build itself (``mkdocs build --strict``, warnings are errors) is ``make docs``, part of ``make test``.
 """
 
