@@ -1,6 +1,7 @@
 """Retention: how fast the pruner deletes old history. A plain script: it prints figures only.
 
-    python bench/prune.py [--store URL] [-n 200000] [--batch 1000] [--failed-days 31] [--share 0.1] [--beside 5000]
+    python bench/prune.py [--store URL] [-n 200000] [--batch 1000] [--failed-days 31]
+                          [--beside 5000 [--rounds 3] [--share 0.1]]
 
 A fresh store gets N finished runs, each with one attempt and due a minute before it ended, written straight into
 the tables (untimed): 90% completed 8 to 9 days ago and 10% failed 31 to 32 days ago (all past the default keeps;
@@ -12,10 +13,10 @@ that finds nothing (what a worker pays every minute once caught up), and a check
 left.
 
 ``--beside H``: the hot path beside the pruner. H one-off runs of the no-op job due now are run by ``drain()``
-(the scheduler's pass, claims, the job, the outcomes: a worker's work in one process) three times, after a
-warm-up: before the prune, while a pruner (its own client, as another worker's, resting ``--share`` of the time as
-a worker's does) deletes the N runs, and after it (that pruner stopped). Printed: runs/s of each and the ratio
-of the run beside the pruner to the mean of the two without; the timed prune then deletes what is left.
+(the scheduler's pass, claims, the job, the outcomes: a worker's work in one process), after a warm-up,
+``--rounds`` times without and beside a pruner, alternating (the pruner: its own client, as another worker's,
+resting ``--share`` of the time as a worker's does, paused during the rounds without). Printed: runs/s of each
+and the ratio of their medians; the timed prune then deletes what is left.
 """
 
 from __future__ import annotations
@@ -102,14 +103,21 @@ def hot_path(dt: Ductape, hot: int) -> float:
 
 
 def prune_all(
-    dt: Ductape, now: datetime, retention: Retention, stop: threading.Event | None = None
+    dt: Ductape,
+    now: datetime,
+    retention: Retention,
+    go: threading.Event | None = None,
+    stop: threading.Event | None = None,
 ) -> tuple[PruneCounts, list[float], float]:
-    """Prune batch after batch until a batch is not full (or ``stop``), resting between them ``retention.share``
-    of the time as a worker does (1: no rest): the counts, each call's seconds, the total seconds."""
+    """Prune batch after batch until a batch is not full (or ``stop``), resting between them ``retention.share`` of
+    the time as a worker does (1: no rest), and with ``go`` only while it is set: the counts, each call's seconds,
+    the total seconds."""
     batches: list[float] = []
     total = PruneCounts()
     started = time.perf_counter()
     while stop is None or not stop.is_set():
+        if go is not None and not go.wait(0.05):
+            continue
         t = time.perf_counter()
         counts = dt.store.prune(now, retention, retention.batch)
         batches.append(time.perf_counter() - t)
@@ -120,30 +128,32 @@ def prune_all(
     return total, batches, time.perf_counter() - started
 
 
-def beside(store: Store, dt: Ductape, hot: int, now: datetime, retention: Retention) -> PruneCounts:
-    """The hot path's rate before, beside and after a pruner resting as a worker's does (its own client, in a
-    thread, stopped after the run beside it); what that pruner deleted."""
+def beside(store: Store, dt: Ductape, hot: int, rounds: int, now: datetime, retention: Retention) -> PruneCounts:
+    """The hot path's rate without and beside a pruner resting as a worker's does (its own client, in a thread),
+    ``rounds`` times each, alternating (the machine's noise falls on both alike); what that pruner deleted."""
     due_now(dt, hot)
     hot_path(dt, hot)  # warm-up
-    due_now(dt, hot)
-    before = hot_path(dt, hot)
-    due_now(dt, hot)
-    pruner, stop = _job.make_app(store.url), threading.Event()
+    pruner, go, stop = _job.make_app(store.url), threading.Event(), threading.Event()
     result: list[PruneCounts] = []
-    thread = threading.Thread(target=lambda: result.append(prune_all(pruner, now, retention, stop)[0]))
+    thread = threading.Thread(target=lambda: result.append(prune_all(pruner, now, retention, go, stop)[0]))
     thread.start()
-    time.sleep(0.2)  # the pruner has begun
-    during = hot_path(dt, hot)
-    still = thread.is_alive()
+    without: list[float] = []
+    during: list[float] = []
+    for _ in range(rounds):
+        for rates, pruning in ((without, False), (during, True)):
+            due_now(dt, hot)
+            if pruning:
+                go.set()
+                time.sleep(0.2)  # the pruner has begun
+            rates.append(hot_path(dt, hot))
+            go.clear()
     stop.set()
     thread.join()
     pruner.close()
-    due_now(dt, hot)
-    after = hot_path(dt, hot)
-    print(f"hot path (drain of {hot:,} no-op runs due now): {before:,.0f} runs/s before, {during:,.0f} beside a "
-          f"pruner at share {retention.share}{'' if still else ' (it ended first: beside only in part)'} "
-          f"(it deleted {result[0].runs:,} runs meanwhile), {after:,.0f} after; "
-          f"beside / without: {during / ((before + after) / 2):.2f}")  # fmt: skip
+    print(f"hot path (drain of {hot:,} no-op runs due now), {rounds} rounds alternating: without a pruner "
+          f"{', '.join(f'{r:,.0f}' for r in without)} runs/s; beside a pruner at share {retention.share} "
+          f"{', '.join(f'{r:,.0f}' for r in during)} (it deleted {result[0].runs:,} runs meanwhile); "
+          f"median beside / median without: {statistics.median(during) / statistics.median(without):.2f}")  # fmt: skip
     return result[0]
 
 
@@ -165,6 +175,7 @@ def main() -> None:
         default=Retention().share,
         help="--beside's pruner: its share of the time while it catches up, as a worker's (default 0.1; 1: no rest)",
     )
+    ap.add_argument("--rounds", type=int, default=3, help="--beside: rounds without and beside a pruner (default 3)")
     ap.add_argument("--beside", type=int, default=0, help="H: the hot path's rate beside the pruner (0: not measured)")
     args = ap.parse_args()
     print(machine())
@@ -180,7 +191,8 @@ def main() -> None:
                   f"in {time.perf_counter() - started:.1f}s (untimed)")  # fmt: skip
             early = PruneCounts()
             if args.beside:
-                early = beside(store, dt, args.beside, now, Retention(batch=args.batch, share=args.share))
+                retention = Retention(batch=args.batch, share=args.share)
+                early = beside(store, dt, args.beside, args.rounds, now, retention)
             retention = Retention(batch=args.batch, share=1)  # no rest, as `ductape prune`
             total, batches, took = prune_all(dt, now, retention)
             total += early
