@@ -15,7 +15,6 @@ from typing import Any, TypeVar
 from ductape_jobs.blocking import run_blocking
 from ductape_jobs.clock import Clock, StoreClock, SystemClock
 from ductape_jobs.engine.events import RunObserver
-from ductape_jobs.engine.retry import Backoff
 from ductape_jobs.engine.scheduler import Scheduler
 from ductape_jobs.engine.worker import Worker, WorkerOptions
 from ductape_jobs.executors import ExecutorRegistry, FunctionExecutor, FunctionRegistry
@@ -30,6 +29,7 @@ from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.sessions import Sessions
 from ductape_jobs.store import DEFAULT_URL, Store, open_store
 from ductape_jobs.targets import parse_networks
+from ductape_jobs.timing.backoff import Backoff
 from ductape_jobs.webhooks import WebhookEvents, Webhooks
 
 F = TypeVar("F", bound=Callable[..., Any])

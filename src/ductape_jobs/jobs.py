@@ -11,7 +11,7 @@ from ductape_jobs.engine.scheduler import make_recurrence, new_run, occurrences_
 from ductape_jobs.errors import ConflictError, NotFoundError, StaleJobError, ValidationError
 from ductape_jobs.ids import new_id
 from ductape_jobs.job_reports import JobReports
-from ductape_jobs.limits import LATEST, MAX_BATCH, MAX_PAGE, MAX_TEXT, check_page
+from ductape_jobs.limits import LATEST, MAX_BATCH, MAX_PAGE, MAX_TEXT, check_enum, check_page
 from ductape_jobs.models import (
     DispatchResult,
     JobDefinition,
@@ -328,7 +328,7 @@ class Jobs(JobReports):
         env: str | None = None,
     ) -> builtins.list[Schedule]:
         """Scheduled job instances, newest first (``product_tag``/``env``: one product's)."""
-        state = _enum(ScheduleStatus, status, "status")
+        state = check_enum(ScheduleStatus, status, "status")
         check_page(limit, offset)
         return self._store.list_schedules(
             status=state, job_tag=job_tag, limit=limit, offset=offset, product_tag=product_tag, env=env
@@ -481,7 +481,7 @@ class Jobs(JobReports):
     ) -> builtins.list[Run]:
         """Run history, newest first; ``phase``: ``failed`` lists the dead letters; ``since``/``until`` take what
         ``start_at`` takes."""
-        state = _enum(RunPhase, phase, "phase")
+        state = check_enum(RunPhase, phase, "phase")
         check_page(limit, offset)
         after, before = _time(since, "since"), _time(until, "until")
         flt = RunFilter(job_id, job_tag, state, after, before, limit, offset, product_tag=product_tag, env=env)
@@ -505,16 +505,6 @@ def _replace(s: Schedule, **changes: Any) -> Schedule:
     from dataclasses import replace
 
     return replace(s, **changes)
-
-
-def _enum(kind: Any, value: Any, field: str) -> Any:
-    if value is None:
-        return None
-    try:
-        return kind(value)
-    except ValueError:
-        allowed = ", ".join(m.value for m in kind)
-        raise ValidationError(field, f"{value!r} is not one of {allowed}") from None
 
 
 def _check_reason(reason: object) -> None:

@@ -15,6 +15,8 @@ BELOW_STORE = {
     "ductape_jobs.ids",
     "ductape_jobs.extras",
     "ductape_jobs.retention",
+    "ductape_jobs.redaction",
+    "ductape_jobs.timing.backoff",
 }
 
 

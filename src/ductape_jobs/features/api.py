@@ -8,10 +8,10 @@ import builtins
 from typing import TYPE_CHECKING, Any
 
 from ductape_jobs.blocking import run_blocking
-from ductape_jobs.errors import NotFoundError, ValidationError
+from ductape_jobs.errors import NotFoundError
 from ductape_jobs.features.engine import FeatureEngine, Sleep
 from ductape_jobs.features.records import FeatureRun, FeatureRunStatus
-from ductape_jobs.limits import check_page
+from ductape_jobs.limits import check_enum, check_page
 
 if TYPE_CHECKING:
     from ductape_jobs.client import Ductape
@@ -92,13 +92,7 @@ class Features:
     ) -> builtins.list[FeatureRun]:
         """Feature runs, newest first (without their events; ``get`` has them). ``product_tag``/``env``: only
         that product's, that env's runs (as ``job.list`` and ``job.runs`` take them)."""
-        state = None
-        if status is not None:
-            try:
-                state = FeatureRunStatus(status)
-            except ValueError:
-                allowed = ", ".join(s.value for s in FeatureRunStatus)
-                raise ValidationError("status", f"{status!r} is not one of {allowed}") from None
+        state = check_enum(FeatureRunStatus, status, "status")
         check_page(limit, offset)
         return self._store.list_feature_runs(
             feature_tag=feature_tag, status=state, product_tag=product_tag, env=env, limit=limit, offset=offset

@@ -15,16 +15,16 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ductape_jobs.errors import RunTimeoutError, ValidationError
-from ductape_jobs.executors.databases.drivers import CONNECT_TIMEOUT, Driver, driver_for, redact_url
+from ductape_jobs.errors import DatabaseError, RunTimeoutError, ValidationError
+from ductape_jobs.executors.databases.drivers import CONNECT_TIMEOUT, Driver, driver_for
 from ductape_jobs.executors.databases.sql import (
     Compiled,
-    DatabaseError,
     Statement,
     bind_names,
     compile_statement,
     to_json_value,
 )
+from ductape_jobs.redaction import redact_url
 
 MAX_ROWS = 1000
 log = logging.getLogger("ductape_jobs.databases")
