@@ -8,7 +8,6 @@ await (the engine's run timeout) interrupts the statement on the database and ro
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
 import threading
 import time
@@ -263,7 +262,8 @@ _default_lock = threading.Lock()
 
 
 def default_pool() -> DatabasePool:
-    """The process-wide pool ``run_statement`` uses when given none."""
+    """The process-wide pool ``run_statement`` uses when given none (the DATABASE_ACTION executor has its own,
+    closed with the client). Nothing closes it at exit: its user calls ``close_default_pool()``."""
     global _default
     with _default_lock:
         if _default is None or _default.closed:
@@ -278,9 +278,6 @@ def close_default_pool() -> None:
         pool, _default = _default, None
     if pool is not None:
         pool.close()
-
-
-atexit.register(close_default_pool)
 
 
 async def run_statement(
