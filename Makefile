@@ -27,11 +27,12 @@ browser:
 	  fi; \
 	fi
 
-## test: create .venv with dev extras, run ruff, mypy and pytest
+## test: create .venv with dev extras, run ruff, mypy, lint-imports (the layers in pyproject.toml) and pytest
 test: $(VENV)/.installed browser
 	$(VENV)/bin/ruff check src tests bench scripts examples
 	$(VENV)/bin/ruff format --check src tests bench scripts examples
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(VENV)/bin/pytest
 
 ## check-wheel: build the sdist and wheel, install the wheel in a fresh venv without extras (README quickstart,

@@ -10,8 +10,8 @@ from typing import Any, Protocol
 
 from ductape_jobs.errors import FeatureFailed
 from ductape_jobs.executors.base import RunContext
-from ductape_jobs.features.records import FeatureRun, FeatureRunStatus
 from ductape_jobs.models import JobEventTypes, Run
+from ductape_jobs.store.records import FeatureRun, FeatureRunStatus
 
 
 class FeatureDriver(Protocol):
