@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import builtins
+import copy
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -83,16 +84,9 @@ class Jobs(JobReports):
 
     def _for_product(self, tag: str) -> Jobs:
         """The jobs of product ``tag``, on the same collaborators (and the same cache of definitions)."""
-        return Jobs(
-            self._store,
-            self._clock,
-            products=self._products,
-            sessions=self._sessions,
-            webhooks=self._webhooks,
-            wake=self._wake,
-            product=tag,
-            definitions=self._definitions,
-        )
+        jobs = copy.copy(self)
+        jobs.product_tag = check_tag(tag, "product_tag")
+        return jobs
 
     # ---------------------------------------------------------------------------- job definitions
 

@@ -41,6 +41,23 @@ def _always(exc: Exception) -> bool:
     return True
 
 
+def _pause(
+    exc: Exception,
+    attempt: int,
+    tries: int,
+    backoff: Backoff,
+    retryable: Callable[[Exception], bool],
+    on_retry: OnRetry | None,
+) -> float:
+    """Seconds to wait after failed ``attempt``; ``exc`` raised again when it is the last or may not be retried."""
+    if attempt >= tries or not retryable(exc):
+        raise exc
+    delay = backoff.delay(attempt)
+    if on_retry is not None:
+        on_retry(exc, delay)
+    return delay.total_seconds()
+
+
 def retry(
     op: Callable[[], T],
     *,
@@ -56,12 +73,7 @@ def retry(
         try:
             return op()
         except Exception as exc:
-            if attempt >= tries or not retryable(exc):
-                raise
-            delay = backoff.delay(attempt)
-            if on_retry is not None:
-                on_retry(exc, delay)
-            sleep(delay.total_seconds())
+            sleep(_pause(exc, attempt, tries, backoff, retryable, on_retry))
     raise ValueError(f"tries: must be at least 1, not {tries}")
 
 
@@ -79,10 +91,5 @@ async def retry_async(
         try:
             return await op()
         except Exception as exc:
-            if attempt >= tries or not retryable(exc):
-                raise
-            delay = backoff.delay(attempt)
-            if on_retry is not None:
-                on_retry(exc, delay)
-            await sleep(delay.total_seconds())
+            await sleep(_pause(exc, attempt, tries, backoff, retryable, on_retry))
     raise ValueError(f"tries: must be at least 1, not {tries}")
