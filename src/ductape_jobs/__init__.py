@@ -1,5 +1,6 @@
 """ductape-jobs: a durable job scheduler implementing Ductape's Jobs API."""
 
+from ductape_jobs._version import __version__
 from ductape_jobs.aio import AsyncDuctape
 from ductape_jobs.client import Ductape
 from ductape_jobs.clock import Clock, FakeClock, SystemClock
@@ -47,7 +48,6 @@ IJobProcessorInput = ScheduleRequest
 IJobRepeatOptions = RepeatOptions
 ISession = Session
 
-__version__ = "0.1.0"
 
 __all__ = [
     "AsyncDuctape",

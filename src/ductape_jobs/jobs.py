@@ -42,6 +42,7 @@ if TYPE_CHECKING:
     from ductape_jobs.products import Products
     from ductape_jobs.sessions import Sessions
     from ductape_jobs.store.base import Store
+    from ductape_jobs.tracing import Tracing
     from ductape_jobs.webhooks import Webhooks
 
 
@@ -65,6 +66,7 @@ class Jobs(JobReports):
         sessions: Sessions,
         webhooks: Webhooks,
         wake: Callable[[], None],
+        tracing: Tracing | None = None,
         product: str | None = None,
         definitions: dict[tuple[str, str], JobDefinition] | None = None,
     ) -> None:
@@ -76,6 +78,7 @@ class Jobs(JobReports):
         self._sessions = sessions
         self._webhooks = webhooks
         self._wake = wake
+        self._tracing = tracing  # None: off
         self.product_tag = None if product is None else check_tag(product, "product_tag")
         # Job definitions as schedule() last read them, by (the schedule's product, tag), shared by a client's
         # Jobs. A write checks each one against the store (StaleJobError when another client changed it), so
@@ -288,6 +291,7 @@ class Jobs(JobReports):
             raise ValidationError("repeat", f"no occurrence falls before {LATEST.date().isoformat()}")
         due_now: list[datetime] = []
         next_due: datetime | None = first
+        tracing = self._tracing  # None: off (the trace current now is kept only when tracing is on)
         if first <= now:  # due at once: its run is created with the schedule, no scheduler hop
             plan = plan_due(recurrence, Occurrences(first, 0, limit, end_date), now, misfire=req.misfire)
             due_now, next_due = plan.due[:1], plan.next_due
@@ -319,6 +323,7 @@ class Jobs(JobReports):
             overlap=req.overlap,
             pause_on_failure=req.pause_on_failure,
             last_due_at=due_now[-1] if due_now else None,
+            trace_context=None if tracing is None else tracing.capture(cron is not None or every is not None),
         )
         runs = [new_run(schedule, due, now=now) for due in due_now]
         result = DispatchResult(
