@@ -27,11 +27,13 @@ browser:
 	  fi; \
 	fi
 
-## test: create .venv with dev extras, run ruff, mypy, the documentation build (warnings are errors) and pytest
+## test: create .venv with dev extras, run ruff, mypy, lint-imports (the layers in pyproject.toml), the
+## documentation build (warnings are errors) and pytest
 test: $(VENV)/.installed browser
 	$(VENV)/bin/ruff check src tests bench scripts examples docs/hooks
 	$(VENV)/bin/ruff format --check src tests bench scripts examples docs/hooks
 	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 	$(MAKE) docs
 	$(VENV)/bin/pytest
 

@@ -1,9 +1,9 @@
 """ductape-jobs: a durable job scheduler implementing Ductape's Jobs API."""
 
+from ductape_jobs._version import __version__
 from ductape_jobs.aio import AsyncDuctape
 from ductape_jobs.client import Ductape
 from ductape_jobs.clock import Clock, FakeClock, SystemClock
-from ductape_jobs.engine.retry import Backoff
 from ductape_jobs.errors import (
     ConflictError,
     DuctapeError,
@@ -40,6 +40,7 @@ from ductape_jobs.models import (
 from ductape_jobs.piping import literal
 from ductape_jobs.products.features import FeatureEventTypes
 from ductape_jobs.retention import PruneCounts, Retention
+from ductape_jobs.timing.backoff import Backoff
 
 # The seeds' TypeScript names.
 IProductJob = JobDefinition
@@ -47,7 +48,6 @@ IJobProcessorInput = ScheduleRequest
 IJobRepeatOptions = RepeatOptions
 ISession = Session
 
-__version__ = "0.1.0"
 
 __all__ = [
     "AsyncDuctape",

@@ -267,7 +267,8 @@ class AsyncDuctape:
         await self.sync.run_worker(stop, **overrides)
 
     async def close(self) -> None:
-        await _off(self.sync.close)
+        """Close what the client opened (``Ductape.close``): the executors' connections in this event loop."""
+        await self.sync.aclose()
 
     async def __aenter__(self) -> AsyncDuctape:
         return self

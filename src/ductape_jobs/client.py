@@ -5,24 +5,24 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from ductape_jobs.blocking import run_blocking
+from ductape_jobs.blocking import Blocking, run_blocking
 from ductape_jobs.clock import Clock, StoreClock, SystemClock
 from ductape_jobs.engine.events import RunObserver
-from ductape_jobs.engine.retry import Backoff
 from ductape_jobs.engine.scheduler import Scheduler
+from ductape_jobs.engine.wakeup import Wakeup
 from ductape_jobs.engine.worker import Worker, WorkerOptions
 from ductape_jobs.executors import ExecutorRegistry, FunctionExecutor, FunctionRegistry
 from ductape_jobs.executors.context import RunPreparer
 from ductape_jobs.executors.feature import FeatureExecutor
 from ductape_jobs.executors.registry import product_executors
 from ductape_jobs.features.api import Features
+from ductape_jobs.features.engine import FeatureEngine
 from ductape_jobs.jobs import Jobs, ProductJobs
 from ductape_jobs.models import DrainSummary
 from ductape_jobs.products import Products
@@ -30,6 +30,7 @@ from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.sessions import Sessions
 from ductape_jobs.store import DEFAULT_URL, Store, open_store
 from ductape_jobs.targets import parse_networks
+from ductape_jobs.timing.backoff import Backoff
 from ductape_jobs.webhooks import WebhookEvents, Webhooks
 
 if TYPE_CHECKING:
@@ -96,7 +97,7 @@ class Ductape:
         allowed = parse_networks(
             webhook_allow if webhook_allow is not None else os.environ.get("DUCTAPE_WEBHOOK_ALLOW")
         )  # before anything is opened
-        self._settings: dict[str, Any] = {
+        self._settings: dict[str, Any] = {  # kept for on_store()
             "concurrency": concurrency,
             "lease": lease,
             "poll": poll,
@@ -110,6 +111,25 @@ class Ductape:
         self.store: Store = (
             store if isinstance(store, Store) else open_store(store or os.environ.get("DUCTAPE_STORE") or DEFAULT_URL)
         )
+        self._closed = False
+        try:  # a failure below closes the store this client opened
+            self._assemble(clock, server_clock, functions, product_file, products, allowed, product)
+        except BaseException:
+            if not isinstance(store, Store):
+                self.store.close()
+            raise
+
+    def _assemble(
+        self,
+        clock: Clock | None,
+        server_clock: bool | None,
+        functions: FunctionRegistry | None,
+        product_file: str | None,
+        products: Products | None,
+        allowed: tuple[Any, ...],
+        product: str | None,
+    ) -> None:
+        """Build the parts and hand each its collaborators: nothing below reaches back into the client."""
         self.store.migrate()
         self._given_clock, self._server_clock = clock, server_clock
         local = clock or SystemClock()
@@ -121,34 +141,57 @@ class Ductape:
             products = Products.load(path) if path else Products()
         self.products = products
         self.session = Sessions(self.products, self.clock)
+        settings = self._settings
         self.options = WorkerOptions(
-            concurrency=concurrency,
-            lease=lease,
-            poll=poll,
-            backoff=backoff or Backoff(),
-            shutdown_grace=shutdown_grace,
+            concurrency=settings["concurrency"],
+            lease=settings["lease"],
+            poll=settings["poll"],
+            backoff=settings["backoff"] or Backoff(),
+            shutdown_grace=settings["shutdown_grace"],
             retention=self.retention,
         )
-        self.scheduler = Scheduler(self.store, self.clock, grace=misfire_grace)
-        self._pool = ThreadPoolExecutor(max_workers=max(4, concurrency), thread_name_prefix="ductape-fn")
-        self._pool_size = max(4, concurrency)
+        self.scheduler = Scheduler(self.store, self.clock, grace=settings["misfire_grace"])
+        self._pool_size = max(4, settings["concurrency"])
+        self._pool = ThreadPoolExecutor(max_workers=self._pool_size, thread_name_prefix="ductape-fn")
         self._function_executor = FunctionExecutor(self.functions, self._pool, self.products)
         self.executors = ExecutorRegistry()
         self.executors.register(self._function_executor)
         for event_type, factory in product_executors(self.products).items():  # loaded on first use
             self.executors.register_factory(event_type, factory)
+        # Each blocking call (drain, feature.run) is one event loop; the executors' connections close with it.
+        self._blocking = Blocking(cleanup=self.executors.aclose)
         self.prepare = RunPreparer(self.products, self.clock)
-        self.job = Jobs(self, product)  # the client's own product's jobs (None: the shared ones, and all)
-        self.product = ProductJobs(self.job)  # the seeds' ductape.product.jobs; ductape.product("shop").jobs
-        self.feature = Features(self)  # ductape.feature.run(...): a product's feature sequences
-        self.executors.register(FeatureExecutor(self.feature.engine))
         # lifecycle webhooks: emitted by job.* and workers
         self.webhooks = Webhooks(
             self.store, self.clock, allow=[str(net) for net in allowed], secrets=self.products.secrets
         )
+        self.wake = Wakeup()  # this process's running workers, woken when something becomes due
+        self.job = Jobs(
+            self.store,
+            self.clock,
+            products=self.products,
+            sessions=self.session,
+            webhooks=self.webhooks,
+            wake=self.wake,
+            tracing=self.tracing,
+            product=product,
+        )  # the client's own product's jobs (None: the shared ones, and all)
+        self.product = ProductJobs(self.job)  # the seeds' ductape.product.jobs; ductape.product("shop").jobs
+        engine = FeatureEngine(
+            store=self.store,
+            products=self.products,
+            sessions=self.session,
+            executors=self.executors,
+            prepare=self.prepare,
+            clock=self.clock,
+            schedule=lambda request: self.product(request["product_tag"]).jobs.schedule(request),
+            backoff=self.options.backoff,
+            lease=self.options.lease,
+            tracing=self.tracing,
+        )
+        self.feature = Features(self.store, engine, self._blocking)  # ductape.feature.run(...)
+        self.executors.register(FeatureExecutor(engine))
         self.observers: list[RunObserver] = [WebhookEvents(self.webhooks)]  # told by workers (metrics, webhooks)
-        self._workers: set[Worker] = set()
-        self._workers_lock = threading.Lock()
 
     def function(self, tag: str, *, timeout: float | None = None) -> Callable[[F], F]:
         """Register a FUNCTION event: ``@ductape.function("tag")`` on ``def fn(input, ctx)`` (sync or async).
@@ -220,13 +263,13 @@ class Ductape:
 
     def drain(self) -> DrainSummary:
         """Run everything due now, in this process, until nothing more is due; returns what happened."""
-        return run_blocking(lambda: self.new_worker().run_until_idle(), "ductape.drain()")
+        return self._blocking.run(lambda: self.new_worker().run_until_idle(), "ductape.drain()")
 
     def worker(self, **overrides: Any) -> None:
         """Run the engine (scheduler and workers) until SIGTERM/SIGINT, then stop claiming, let in-flight runs
         finish within ``shutdown_grace`` and give the rest back to the queue. If code of a run given back is
         still running in a thread, the process then exits at once (a thread cannot be stopped)."""
-        worker = run_blocking(lambda: self.run_worker(**overrides), "ductape.worker()")
+        worker = self._blocking.run(lambda: self.run_worker(**overrides), "ductape.worker()")
         if worker.abandoned:
             logging.getLogger("ductape_jobs.worker").warning(
                 "exiting with %d run(s) still executing in threads (released to other workers)", worker.abandoned
@@ -237,27 +280,40 @@ class Ductape:
     async def run_worker(self, stop: asyncio.Event | None = None, **overrides: Any) -> Worker:
         """Run a worker in the current event loop until ``stop`` is set (or SIGTERM/SIGINT without ``stop``)."""
         worker = self.new_worker(**overrides)
-        with self._workers_lock:
-            self._workers.add(worker)
+        self.wake.join(worker)
         sent = asyncio.Event()  # the webhook deliveries are sent alongside, until the worker stops
         deliveries = asyncio.create_task(self.webhooks.run(sent), name="ductape-webhooks")
         try:
             await worker.run(stop, handle_signals=stop is None)
         finally:
-            with self._workers_lock:
-                self._workers.discard(worker)
+            self.wake.leave(worker)
             sent.set()
             await asyncio.wait({deliveries}, timeout=5)  # a delivery cut short is sent again after its lease
             deliveries.cancel()
         return worker
 
-    def _notify_workers(self) -> None:
-        with self._workers_lock:
-            workers = list(self._workers)
-        for worker in workers:
-            worker.notify()
-
     def close(self) -> None:
+        """Close what this client opened: the executors' HTTP clients, broker connections and database pools,
+        the function threads, the store's connections (a store passed in is closed too). Inside a running
+        event loop the executors can only be closed there: ``RunningLoopError`` then (use ``await aclose()``,
+        or ``AsyncDuctape``), and nothing is closed."""
+        if self._closed:
+            return
+        if self.executors.open:
+            run_blocking(self.executors.aclose, "ductape.close()")
+        self._close_rest()
+
+    async def aclose(self) -> None:
+        """``close()`` from async code: the executors in this event loop, the rest in a thread."""
+        if self._closed:
+            return
+        await self.executors.aclose()
+        await asyncio.to_thread(self._close_rest)
+
+    def _close_rest(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         self._pool.shutdown(wait=False, cancel_futures=True)
         self.webhooks.close()
         self.store.close()

@@ -9,13 +9,33 @@
      |    +-- StaleJobError                    a job definition changed since it was read (schedule() reads again)
      +-- StoreError                           the store failed (driver errors are translated into this)
      +-- RunningLoopError (also RuntimeError) a blocking call inside a running event loop: use AsyncDuctape
-     +-- ExecutionError                       raised inside a run: the event failed
+     +-- MissingExtraError (also ImportError) an optional dependency is not installed; names the extra
+     +-- TargetRefused                        a webhook/callback target the network policy refuses
+     +-- PipingSyntaxError (also ValueError)  malformed piping text ($Input{...}, $Default(...))
+     +-- PipingError (also ValueError)        a piping placeholder could not be resolved
+     |    +-- PipingMissingError               ... because the referenced value is not there
+     +-- ExecutionError                       raised inside a run: the event failed (`retryable`, `details`)
           +-- ExecutorNotFoundError            no executor / no registered function for the event
           +-- RunTimeoutError                  the run passed its `timeout`
           +-- ResultError                      the event returned what cannot be stored (not JSON)
+          +-- PipingFailure                    the run's input could not be resolved
+          +-- HttpError                        an HTTP call (ACTION, push, SMS, callback) failed
+          +-- SmtpError                        sending an email failed
+          +-- DatabaseError                    a DATABASE_ACTION failed
+          +-- NotificationInputError           a channel did not find its fields in the input
+          +-- FeatureFailed                    a feature run ended failed; another attempt resumes it
+          +-- FeatureRejected                  a feature cannot run with this input or definition
+
+Executors and features raise these; nothing else in the package defines an exception class (a test checks).
 """
 
 from __future__ import annotations
+
+import traceback
+from typing import Any
+
+#: The most characters of an error's text that a run or feature event records.
+ERROR_TEXT_CHARS = 4000
 
 
 def field_path(root: str, *keys: str | int) -> str:
@@ -24,6 +44,16 @@ def field_path(root: str, *keys: str | int) -> str:
     for key in keys:
         path += f"[{key}]" if isinstance(key, int) else (f".{key}" if path else str(key))
     return path
+
+
+def describe(exc: BaseException, trace: int = 0) -> str:
+    """The one exception-to-text: ``Type: message`` (without repeating a type name the message starts with),
+    then the last ``trace`` entries of its traceback, at most ``ERROR_TEXT_CHARS`` characters."""
+    name, text = type(exc).__name__, str(exc).strip()
+    line = name if not text else text if text.startswith(name) else f"{name}: {text}"
+    if trace:
+        line += "\n" + "".join(traceback.format_exception(exc)[-trace:])
+    return line[:ERROR_TEXT_CHARS]
 
 
 class DuctapeError(Exception):
@@ -71,10 +101,100 @@ class RunningLoopError(DuctapeError, RuntimeError):
     """A blocking call (``drain()``, ``feature.run``, ...) was made from inside a running event loop."""
 
 
+def install_command(extra: str) -> str:
+    return f"pip install 'ductape-jobs[{extra}]'"
+
+
+def missing_message(what: str, extra: str, cause: str | None = None) -> str:
+    """``<what> needs the <extra> extra: pip install 'ductape-jobs[<extra>]' (<cause>)``, on one line."""
+    cause = " ".join((cause or "").split())
+    return f"{what} needs the {extra} extra: {install_command(extra)}" + (f" ({cause})" if cause else "")
+
+
+class MissingExtraError(DuctapeError, ImportError):
+    """An optional dependency is not installed. ``extra`` names the extra that brings it, ``what`` the feature
+    that needs it, ``module`` the module that could not be imported."""
+
+    def __init__(self, what: str, extra: str, module: str | None = None, cause: str | None = None) -> None:
+        self.what = what
+        self.extra = extra
+        self.module = module
+        super().__init__(missing_message(what, extra, cause), name=module)
+
+
+class TargetRefused(DuctapeError):
+    """The target's host is, or resolves to, an address the policy refuses (the message says which)."""
+
+
+#: Where in a nested value the failing piping text sits: ``("email", "to")`` for ``{"email": {"to": "..."}}``.
+Location = tuple[str | int, ...]
+
+
+def _snippet(text: str, position: int, width: int = 60) -> str:
+    if len(text) <= width:
+        return repr(text)
+    start = max(0, position - width // 3)
+    end = min(len(text), start + width)
+    return ("..." if start else "") + repr(text[start:end]) + ("..." if end < len(text) else "")
+
+
+class PipingSyntaxError(DuctapeError, ValueError):
+    """Malformed piping text: an unclosed ``{``, an unknown source or function, a wrong number of arguments.
+
+    ``position`` is the 0-based offset into ``text`` where the problem starts; ``at`` is where the text sits
+    inside the value being resolved (empty when ``parse`` was called directly).
+    """
+
+    def __init__(self, text: str, position: int, reason: str) -> None:
+        self.text = text
+        self.position = position
+        self.reason = reason
+        self.at: Location = ()
+        super().__init__(f"{reason} at position {position} in {_snippet(text, position)}")
+
+    def __reduce__(self) -> tuple[type[PipingSyntaxError], tuple[str, int, str]]:
+        return type(self), (self.text, self.position, self.reason)
+
+
+class PipingError(DuctapeError, ValueError):
+    """A placeholder could not be resolved. The message starts with the placeholder as written.
+
+    ``"$Input{user}{email}: no key 'email' in input.user"``
+    """
+
+    def __init__(self, placeholder: str, reason: str) -> None:
+        self.placeholder = placeholder
+        self.reason = reason
+        self.at: Location = ()
+        super().__init__(f"{placeholder}: {reason}")
+
+    def __reduce__(self) -> tuple[type[PipingError], tuple[str, str]]:
+        return type(self), (self.placeholder, self.reason)
+
+
+class PipingMissingError(PipingError):
+    """The referenced value is not there: a missing key, an index out of range, no session.
+
+    ``$Default(x, fallback)`` falls back on exactly this; a path into a non-container stays a ``PipingError``.
+    """
+
+
 class ExecutionError(DuctapeError):
-    """An event failed while running. ``retryable`` says whether another attempt can help."""
+    """An event failed while running. ``retryable`` says whether another attempt can help (a class default,
+    or set per failure); ``details`` holds what the executor learnt (an HTTP response summary, SMTP replies)."""
 
     retryable: bool = True
+    details: dict[str, Any] | None = None
+
+    def __init__(self, message: str = "", retryable: bool | None = None, details: dict[str, Any] | None = None) -> None:
+        super().__init__(message)
+        if retryable is not None:
+            self.retryable = retryable
+        if details is not None:
+            self.details = details
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (type(self), (str(self), self.retryable, self.details))
 
 
 class ExecutorNotFoundError(ExecutionError):
@@ -90,5 +210,42 @@ class RunTimeoutError(ExecutionError):
 class ResultError(ExecutionError):
     """The event returned a value that cannot be stored as its output (a FUNCTION result that is not JSON);
     running it again would return the same, so it is not retried."""
+
+    retryable = False
+
+
+class PipingFailure(ExecutionError):
+    """The input could not be resolved (a missing key): retrying cannot help."""
+
+    retryable = False
+
+
+class HttpError(ExecutionError):
+    """An HTTP call failed. ``retryable`` is set per failure; ``details`` holds the response summary
+    (``status``, ``duration_ms``, ``headers``, ``body``, ``truncated``; plus ``error`` when no response came)."""
+
+
+class SmtpError(ExecutionError):
+    """Sending an email failed. Retryable for connection problems and 4xx replies, not for 5xx replies or
+    a message that cannot be built. ``details`` holds ``code``/``reply`` (or ``rejected`` per recipient)."""
+
+
+class DatabaseError(ExecutionError):
+    """A database action failed; ``retryable`` says whether another attempt can help."""
+
+
+class NotificationInputError(ExecutionError):
+    """A channel that takes its fields from the input did not find them: retrying cannot help."""
+
+    retryable = False
+
+
+class FeatureFailed(ExecutionError):
+    """A feature run ended failed (run by a job, as a FEATURE event or as a step of another feature); the
+    next attempt resumes it, running its failed and skipped events again."""
+
+
+class FeatureRejected(ExecutionError):
+    """The feature cannot run with this input or definition; another attempt cannot help."""
 
     retryable = False

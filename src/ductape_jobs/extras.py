@@ -17,9 +17,7 @@ import importlib
 from collections.abc import Callable
 from types import ModuleType
 
-from ductape_jobs.errors import DuctapeError
-
-PACKAGE = "ductape-jobs"
+from ductape_jobs.errors import MissingExtraError, install_command, missing_message
 
 # extra -> the import names of the distributions it installs (pyproject.toml's optional-dependencies)
 EXTRAS: dict[str, tuple[str, ...]] = {
@@ -29,27 +27,6 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "brokers": ("redis", "aio_pika", "nats", "aiomqtt", "aiokafka"),
     "otel": ("opentelemetry",),
 }
-
-
-def install_command(extra: str) -> str:
-    return f"pip install '{PACKAGE}[{extra}]'"
-
-
-def missing_message(what: str, extra: str, cause: str | None = None) -> str:
-    """``<what> needs the <extra> extra: pip install 'ductape-jobs[<extra>]' (<cause>)``, on one line."""
-    cause = " ".join((cause or "").split())
-    return f"{what} needs the {extra} extra: {install_command(extra)}" + (f" ({cause})" if cause else "")
-
-
-class MissingExtraError(DuctapeError, ImportError):
-    """An optional dependency is not installed. ``extra`` names the extra that brings it, ``what`` the feature
-    that needs it, ``module`` the module that could not be imported."""
-
-    def __init__(self, what: str, extra: str, module: str | None = None, cause: str | None = None) -> None:
-        self.what = what
-        self.extra = extra
-        self.module = module
-        super().__init__(missing_message(what, extra, cause), name=module)
 
 
 def _ours(exc: ModuleNotFoundError) -> bool:

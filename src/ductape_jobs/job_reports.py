@@ -6,7 +6,7 @@ from __future__ import annotations
 from datetime import datetime
 
 from ductape_jobs.errors import NotFoundError, ValidationError
-from ductape_jobs.limits import MAX_PAGE
+from ductape_jobs.limits import check_page
 from ductape_jobs.models import JobHistory, JobStats, to_utc
 from ductape_jobs.store.base import Store
 
@@ -24,8 +24,7 @@ class JobReports:
         """A schedule's executions (``job_id``: what ``schedule()`` answered), newest first, at most ``limit``
         (1 to ``MAX_PAGE``), each numbered from 1 in order of due time; with the total, successful and failed
         counts over all its runs. ``NotFoundError`` if there is no such schedule."""
-        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
-            raise ValidationError("limit", f"must be a whole number between 1 and {MAX_PAGE}")
+        check_page(limit)
         if not isinstance(job_id, str):
             raise ValidationError("job_id", "must be text")
         found = self._store.schedule_history(job_id, limit)

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import builtins
-from collections.abc import Iterable, Sequence
+import copy
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -11,7 +12,7 @@ from ductape_jobs.engine.scheduler import make_recurrence, new_run, occurrences_
 from ductape_jobs.errors import ConflictError, NotFoundError, StaleJobError, ValidationError
 from ductape_jobs.ids import new_id
 from ductape_jobs.job_reports import JobReports
-from ductape_jobs.limits import LATEST, MAX_BATCH, MAX_PAGE, MAX_TEXT, check_page
+from ductape_jobs.limits import LATEST, MAX_BATCH, MAX_PAGE, MAX_TEXT, check_enum, check_page
 from ductape_jobs.models import (
     DispatchResult,
     JobDefinition,
@@ -37,7 +38,12 @@ from ductape_jobs.timing.planning import first_due
 from ductape_jobs.webhooks import schedule_payload
 
 if TYPE_CHECKING:
-    from ductape_jobs.client import Ductape
+    from ductape_jobs.clock import Clock
+    from ductape_jobs.products import Products
+    from ductape_jobs.sessions import Sessions
+    from ductape_jobs.store.base import Store
+    from ductape_jobs.tracing import Tracing
+    from ductape_jobs.webhooks import Webhooks
 
 
 class Jobs(JobReports):
@@ -53,18 +59,37 @@ class Jobs(JobReports):
 
     def __init__(
         self,
-        owner: Ductape,
+        store: Store,
+        clock: Clock,
+        *,
+        products: Products,
+        sessions: Sessions,
+        webhooks: Webhooks,
+        wake: Callable[[], None],
+        tracing: Tracing | None = None,
         product: str | None = None,
         definitions: dict[tuple[str, str], JobDefinition] | None = None,
     ) -> None:
-        self._owner = owner
-        self._store = owner.store
-        self._clock = owner.clock
+        """``wake`` tells this process's workers that something is due (``engine.wakeup.Wakeup``); ``webhooks``
+        receives the lifecycle events; ``products`` and ``sessions`` admit product jobs."""
+        self._store = store
+        self._clock = clock
+        self._products = products
+        self._sessions = sessions
+        self._webhooks = webhooks
+        self._wake = wake
+        self._tracing = tracing  # None: off
         self.product_tag = None if product is None else check_tag(product, "product_tag")
         # Job definitions as schedule() last read them, by (the schedule's product, tag), shared by a client's
         # Jobs. A write checks each one against the store (StaleJobError when another client changed it), so
         # a stale entry is read again, never used.
         self._definitions: dict[tuple[str, str], JobDefinition] = {} if definitions is None else definitions
+
+    def _for_product(self, tag: str) -> Jobs:
+        """The jobs of product ``tag``, on the same collaborators (and the same cache of definitions)."""
+        jobs = copy.copy(self)
+        jobs.product_tag = check_tag(tag, "product_tag")
+        return jobs
 
     # ---------------------------------------------------------------------------- job definitions
 
@@ -125,7 +150,7 @@ class Jobs(JobReports):
 
     def _check_event(self, job: JobDefinition) -> None:
         """A product's job runs an event the product declares (FUNCTIONs register in workers: not checked)."""
-        products = self._owner.products
+        products = self._products
         if job.product_tag is None or job.event_type is JobEventTypes.FUNCTION:
             return
         spec = products.find(job.product_tag)
@@ -210,7 +235,7 @@ class Jobs(JobReports):
                         f"no job with tag {req.event!r} in product {req.product_tag!r} and no shared one; "
                         "create it with job.create first",
                     )
-                claims = admit(self._owner.products, self._owner.session, req, job)
+                claims = admit(self._products, self._sessions, req, job)
                 schedule, first_runs, result = self._plan(req, job, now, claims)
             except ValidationError as exc:
                 if not indexed:
@@ -224,8 +249,8 @@ class Jobs(JobReports):
             planned = {(job.product_tag or "", job.tag): job for job in jobs.values() if job is not None}
             self._store.add_schedules(schedules, runs, planned_from=planned)
             if runs:
-                self._owner._notify_workers()
-            self._owner.webhooks.emit(
+                self._wake()
+            self._webhooks.emit(
                 "job.scheduled", (schedule_payload(s, r) for s, r in zip(schedules, results, strict=True))
             )
         return results
@@ -266,7 +291,7 @@ class Jobs(JobReports):
             raise ValidationError("repeat", f"no occurrence falls before {LATEST.date().isoformat()}")
         due_now: list[datetime] = []
         next_due: datetime | None = first
-        tracing = self._owner.tracing  # None: off (the trace current now is kept only when tracing is on)
+        tracing = self._tracing  # None: off (the trace current now is kept only when tracing is on)
         if first <= now:  # due at once: its run is created with the schedule, no scheduler hop
             plan = plan_due(recurrence, Occurrences(first, 0, limit, end_date), now, misfire=req.misfire)
             due_now, next_due = plan.due[:1], plan.next_due
@@ -330,7 +355,7 @@ class Jobs(JobReports):
         env: str | None = None,
     ) -> builtins.list[Schedule]:
         """Scheduled job instances, newest first (``product_tag``/``env``: one product's)."""
-        state = _enum(ScheduleStatus, status, "status")
+        state = check_enum(ScheduleStatus, status, "status")
         check_page(limit, offset)
         return self._store.list_schedules(
             status=state, job_tag=job_tag, limit=limit, offset=offset, product_tag=product_tag, env=env
@@ -346,7 +371,7 @@ class Jobs(JobReports):
         paused = self._store.update_schedule(
             job_id, self._clock.now(), ScheduleChange(status=ScheduleStatus.PAUSED, reason=text)
         )
-        self._owner.webhooks.emit("job.paused", [schedule_payload(paused)])
+        self._webhooks.emit("job.paused", [schedule_payload(paused)])
         return paused
 
     def resume(self, job_id: str) -> Schedule:
@@ -359,9 +384,9 @@ class Jobs(JobReports):
         if nxt is not None and nxt < now:
             nxt = first_due(recurrence_of(schedule), now, occurrences_of(schedule))
         status = ScheduleStatus.ACTIVE if nxt is not None else ScheduleStatus.COMPLETED
-        self._owner._notify_workers()
+        self._wake()
         resumed = self._store.update_schedule(job_id, now, ScheduleChange(status=status, next_run_at=nxt, reason=None))
-        self._owner.webhooks.emit("job.resumed", [schedule_payload(resumed)])
+        self._webhooks.emit("job.resumed", [schedule_payload(resumed)])
         return resumed
 
     def cancel(self, job_id: str, reason: str | None = None) -> Schedule:
@@ -376,7 +401,7 @@ class Jobs(JobReports):
             self._clock.now(),
             ScheduleChange(status=ScheduleStatus.CANCELLED, reason=text, next_run_at=None, cancel_pending=True),
         )
-        self._owner.webhooks.emit("job.cancelled", [schedule_payload(cancelled)])
+        self._webhooks.emit("job.cancelled", [schedule_payload(cancelled)])
         return cancelled
 
     def reschedule(self, job_id: str, repeat: RepeatOptions | dict[str, Any]) -> Schedule:
@@ -403,7 +428,7 @@ class Jobs(JobReports):
         status = schedule.status if nxt is not None else ScheduleStatus.COMPLETED
         if schedule.status is ScheduleStatus.COMPLETED and nxt is not None:
             status = ScheduleStatus.ACTIVE
-        self._owner._notify_workers()
+        self._wake()
         return self._store.update_schedule(
             job_id,
             now,
@@ -429,7 +454,7 @@ class Jobs(JobReports):
         now = self._clock.now()
         run = NewRun(new_id("run"), schedule.id, now, now, RunPhase.QUEUED, TriggeredBy.MANUAL)
         self._store.trigger(schedule.id, run)
-        self._owner._notify_workers()
+        self._wake()
         return self.run(run.id)
 
     def preview(
@@ -483,7 +508,7 @@ class Jobs(JobReports):
     ) -> builtins.list[Run]:
         """Run history, newest first; ``phase``: ``failed`` lists the dead letters; ``since``/``until`` take what
         ``start_at`` takes."""
-        state = _enum(RunPhase, phase, "phase")
+        state = check_enum(RunPhase, phase, "phase")
         check_page(limit, offset)
         after, before = _time(since, "since"), _time(until, "until")
         flt = RunFilter(job_id, job_tag, state, after, before, limit, offset, product_tag=product_tag, env=env)
@@ -499,7 +524,7 @@ class Jobs(JobReports):
     def retry(self, run_id: str) -> Run:
         """Give a failed (or cancelled) run one more attempt now."""
         run = self._store.retry_run(run_id, self._clock.now())
-        self._owner._notify_workers()
+        self._wake()
         return run
 
 
@@ -507,16 +532,6 @@ def _replace(s: Schedule, **changes: Any) -> Schedule:
     from dataclasses import replace
 
     return replace(s, **changes)
-
-
-def _enum(kind: Any, value: Any, field: str) -> Any:
-    if value is None:
-        return None
-    try:
-        return kind(value)
-    except ValueError:
-        allowed = ", ".join(m.value for m in kind)
-        raise ValidationError(field, f"{value!r} is not one of {allowed}") from None
 
 
 def _check_reason(reason: object) -> None:
@@ -547,4 +562,4 @@ class ProductJobs:
     def __call__(self, tag: str) -> ProductJobs:
         if tag == self._root.product_tag:
             return self
-        return ProductJobs(Jobs(self._root._owner, tag, definitions=self._root._definitions))
+        return ProductJobs(self._root._for_product(tag))

@@ -10,9 +10,12 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
-from typing import Any
+from enum import Enum
+from typing import Any, TypeVar
 
 from ductape_jobs.errors import ValidationError
+
+E = TypeVar("E", bound=Enum)
 
 #: An HTTP request body (413 above it).
 MAX_BODY_BYTES = 1024 * 1024
@@ -126,12 +129,24 @@ def check_headers(headers: Any, field: str) -> None:
                 )
 
 
-def check_page(limit: int, offset: int) -> None:
-    """A listing's page: ``1 <= limit <= MAX_PAGE`` and ``0 <= offset <= MAX_OFFSET``."""
-    if not 1 <= limit <= MAX_PAGE:
-        raise ValidationError("limit", f"must be between 1 and {MAX_PAGE}")
-    if not 0 <= offset <= MAX_OFFSET:
-        raise ValidationError("offset", f"must be between 0 and {MAX_OFFSET}")
+def check_page(limit: int, offset: int = 0) -> None:
+    """A listing's page: ``limit`` a whole number from 1 to ``MAX_PAGE``, ``offset`` one from 0 to
+    ``MAX_OFFSET``. The one page check of every listing (Python, CLI and HTTP)."""
+    for field, value, low, high in (("limit", limit, 1, MAX_PAGE), ("offset", offset, 0, MAX_OFFSET)):
+        if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+            raise ValidationError(field, f"must be a whole number between {low} and {high}")
+
+
+def check_enum(kind: type[E], value: object, field: str) -> E | None:
+    """``value`` as a member of ``kind`` (``None`` stays ``None``), or ``ValidationError`` naming ``field``
+    and the allowed values. The one enum check of the listings' filters."""
+    if value is None:
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        allowed = ", ".join(str(m.value) for m in kind)
+        raise ValidationError(field, f"{value!r} is not one of {allowed}") from None
 
 
 __all__ = [
@@ -150,6 +165,7 @@ __all__ = [
     "MAX_TEXT",
     "MIN_EVERY",
     "RESERVED_HEADERS",
+    "check_enum",
     "check_headers",
     "check_json",
     "check_object",

@@ -67,6 +67,26 @@ SECONDS_LIMIT = 100_000_000_000  # a Unix timestamp below 1e11 is seconds, other
 TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 
 
+EventEnum = TypeVar("EventEnum", bound=StrEnum)
+#: Other spellings of an event type: the seeds' PUBLISH is a MESSAGEBROKER event.
+_EVENT_ALIASES = {"publish": "messagebroker", "message_broker": "messagebroker"}
+
+
+def parse_event_type(kind: type[EventEnum], value: object) -> EventEnum:
+    """A job's or a feature's event type from its name in any case (``"http-action"``, ``"PUBLISH"``), or
+    ``ValueError`` listing the known ones. The one parser of both enums."""
+    if isinstance(value, kind):
+        return value
+    if isinstance(value, str):
+        key = value.strip().lower().replace("-", "_")
+        key = _EVENT_ALIASES.get(key, key)
+        for member in kind:
+            if member.value == key:
+                return member
+    names = ", ".join(m.name for m in kind)
+    raise ValueError(f"unknown event type {value!r} (use one of {names}, or PUBLISH)")
+
+
 class JobEventTypes(StrEnum):
     """The event a job runs. Accepts the seeds' names (``ACTION``) and the SDK's values (``action``);
     ``PUBLISH`` is an alias of ``MESSAGEBROKER``."""
@@ -80,16 +100,7 @@ class JobEventTypes(StrEnum):
 
     @classmethod
     def parse(cls, value: object) -> JobEventTypes:
-        if isinstance(value, JobEventTypes):
-            return value
-        if isinstance(value, str):
-            key = value.strip().lower().replace("-", "_")
-            key = {"publish": "messagebroker", "message_broker": "messagebroker"}.get(key, key)
-            for member in cls:
-                if member.value == key:
-                    return member
-        names = ", ".join(m.name for m in cls)
-        raise ValueError(f"unknown event type {value!r} (use one of {names}, or PUBLISH)")
+        return parse_event_type(cls, value)
 
 
 class RunPhase(StrEnum):

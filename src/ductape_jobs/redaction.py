@@ -20,7 +20,7 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import quote, quote_plus
+from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
 MASK = "[secret]"
 MIN_LENGTH = 4
@@ -116,4 +116,30 @@ def mask_text(text: str) -> str:
     return SECRETS.mask_text(text)
 
 
-__all__ = ["MASK", "MIN_LENGTH", "SECRETS", "Secrets", "mask_text"]
+#: Query parameters (and ``key=value`` connection settings) whose values ``redact_url`` hides.
+SECRET_QUERY_PARAMS = frozenset(
+    {"access_token", "api_key", "apikey", "api-key", "auth", "client_secret", "key", "password", "secret", "sig",
+     "signature", "token"}
+)  # fmt: skip
+URL_MASK = "***"
+
+
+def redact_url(url: str, params: Iterable[str | None] = (), mask: str = URL_MASK) -> str:
+    """``url`` (a URL, or a libpq ``key=value`` connection string) for messages and logs: the password in its
+    user part and the values of secret parameters (``params`` and ``SECRET_QUERY_PARAMS``) replaced by ``mask``.
+
+    The one redaction of URLs: brokers, DATABASE_ACTIONs, HTTP calls, the PostgreSQL store and the CLI use it.
+    """
+    try:
+        parts = urlsplit(url)
+        if parts.password is not None:
+            host = parts.netloc.rpartition("@")[2]
+            url = urlunsplit(parts._replace(netloc=f"{parts.username or ''}:{mask}@{host}"))
+    except ValueError:  # a malformed netloc: hide everything before the host
+        url = re.sub(r"(://)[^/@]*@", rf"\1{mask}@", url)
+    names = {n.lower() for n in params if n} | SECRET_QUERY_PARAMS
+    pattern = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    return re.sub(rf"(?i)((?:^|[?&;\s])(?:{pattern})=)[^&;\s#]*", lambda m: m.group(1) + mask, url)
+
+
+__all__ = ["MASK", "MIN_LENGTH", "SECRETS", "SECRET_QUERY_PARAMS", "Secrets", "mask_text", "redact_url"]

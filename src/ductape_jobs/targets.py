@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from ductape_jobs.errors import ValidationError
+from ductape_jobs.errors import TargetRefused, ValidationError
 from ductape_jobs.redaction import Secrets
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
@@ -56,10 +56,6 @@ _NAT64 = ipaddress.ip_network("64:ff9b::/96")
 
 #: The most characters of a target's answer that a delivery keeps.
 SNIPPET_CHARS = 200
-
-
-class TargetRefused(Exception):
-    """The target's host is, or resolves to, an address the policy refuses (the message says which)."""
 
 
 def parse_networks(values: Iterable[str] | str | None, field: str = "webhook_allow") -> tuple[Network, ...]:

@@ -36,8 +36,8 @@ from ductape_jobs.models import Run
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
 
-    from ductape_jobs.features.records import FeatureRun
     from ductape_jobs.store.base import Outcome
+    from ductape_jobs.store.records import FeatureRun
 
 ENV = "DUCTAPE_TRACING"
 WHAT = "tracing (Ductape(tracing=True) or DUCTAPE_TRACING=1)"
@@ -83,7 +83,7 @@ class Tracing:
     def __init__(self) -> None:
         from opentelemetry import propagate, trace
 
-        from ductape_jobs import __version__
+        from ductape_jobs._version import __version__
 
         self._trace = trace
         self._propagate = propagate

@@ -57,8 +57,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ductape_jobs.clock import Clock
-from ductape_jobs.engine.retry import Backoff
-from ductape_jobs.errors import NotFoundError
+from ductape_jobs.errors import NotFoundError, TargetRefused
 from ductape_jobs.ids import new_id
 from ductape_jobs.limits import check_page
 from ductape_jobs.models import (
@@ -73,7 +72,8 @@ from ductape_jobs.models import (
 )
 from ductape_jobs.redaction import Secrets
 from ductape_jobs.store.base import DueDelivery, Outcome, Store
-from ductape_jobs.targets import TargetPolicy, TargetRefused, answer_snippet
+from ductape_jobs.targets import TargetPolicy, answer_snippet
+from ductape_jobs.timing.backoff import Backoff
 
 if TYPE_CHECKING:
     import httpx

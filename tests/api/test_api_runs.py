@@ -8,6 +8,8 @@ from apikit import SHOP, Api, problems
 
 from ductape_jobs import FakeClock
 
+WHOLE_1_10000 = "must be a whole number between 1 and 10000"
+
 
 def test_runs_list_filter_and_show_attempts(api: Api, job: dict[str, Any], clock: FakeClock) -> None:
     api.dt.job.create({"name": "Boom", "tag": "boom", "event_type": "FUNCTION", "event_tag": "boom"})
@@ -69,4 +71,6 @@ def test_run_queries_are_validated(api: Api) -> None:
     c = api.client()
     assert problems(c.get("/runs", params={"phase": "exploded"}))[0][0] == "phase"
     assert problems(c.get("/runs", params={"since": "last tuesday"}))[0][0] == "since"
-    assert problems(c.get("/runs", params={"limit": 20_000})) == [("limit", "must be between 1 and 10000")]
+    assert problems(c.get("/runs", params={"limit": 20_000})) == [
+        ("limit", "must be a whole number between 1 and 10000")
+    ]

@@ -10,6 +10,8 @@ from apikit import BLOG, SHOP, Api, problems
 
 from ductape_jobs import FakeClock, ValidationError
 
+WHOLE_1_10000 = "must be a whole number between 1 and 10000"
+
 
 def test_schedule_answers_the_dispatch_result(api: Api, job: dict[str, Any]) -> None:
     c = api.client()
@@ -96,8 +98,12 @@ def test_list_queries_are_validated(api: Api) -> None:
     assert problems(c.get("/schedules", params={"status": "sleeping"})) == [
         ("status", "'sleeping' is not one of active, paused, cancelled, completed")
     ]
-    assert problems(c.get("/schedules", params={"limit": 0})) == [("limit", "must be between 1 and 10000")]
-    assert problems(c.get("/schedules", params={"offset": -1})) == [("offset", "must be between 0 and 1000000000")]
+    assert problems(c.get("/schedules", params={"limit": 0})) == [
+        ("limit", "must be a whole number between 1 and 10000")
+    ]
+    assert problems(c.get("/schedules", params={"offset": -1})) == [
+        ("offset", "must be a whole number between 0 and 1000000000")
+    ]
     field, _ = problems(c.get("/schedules", params={"limit": "ten"}))[0]
     assert field == "limit"
 

@@ -242,21 +242,27 @@ def test_database_action_binds_input_and_never_splices_it(shop: Shop, db: str) -
         require_service("PostgreSQL", "127.0.0.1", 5432)
     if db == "maria":
         require_service("MariaDB", "127.0.0.1", 3306)
-    from ductape_jobs.executors.databases import Statement, run_statement
+    from ductape_jobs.executors.databases import DatabasePool, Statement, run_statement
 
     url = shop.dt.products.get("shop").databases[db].envs["dev"]
-    asyncio.run(run_statement(url, Statement("DROP TABLE IF EXISTS e2e_users"), {}))
-    asyncio.run(run_statement(url, Statement("CREATE TABLE e2e_users (name VARCHAR(200))"), {}))
+    pool = DatabasePool()  # the test's own connections, closed at its end (nothing is left to atexit)
+
+    def sql(text: str) -> dict[str, Any]:
+        return asyncio.run(run_statement(url, Statement(text), {}, pool=pool))
+
+    sql("DROP TABLE IF EXISTS e2e_users")
+    sql("CREATE TABLE e2e_users (name VARCHAR(200))")
     try:
         shop.job(f"add-{db}", "DATABASE_ACTION", f"{db}:add")
         evil = "'; DROP TABLE e2e_users; --"
         for name in ("ada", evil):
             shop.schedule(f"add-{db}", input={"data": {"name": name}})
         assert shop.dt.drain().completed == 2
-        rows = asyncio.run(run_statement(url, Statement("SELECT name FROM e2e_users ORDER BY name"), {}))["rows"]
+        rows = sql("SELECT name FROM e2e_users ORDER BY name")["rows"]
         assert sorted(r["name"] for r in rows) == sorted(["ada", evil])  # stored as text; the table survived
     finally:
-        asyncio.run(run_statement(url, Statement("DROP TABLE IF EXISTS e2e_users"), {}))
+        sql("DROP TABLE IF EXISTS e2e_users")
+        pool.close()
 
 
 # ------------------------------------------------------------------------------------------- MESSAGEBROKER

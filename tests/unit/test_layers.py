@@ -5,6 +5,8 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
 import ductape_jobs
 
 PACKAGE = Path(ductape_jobs.__file__).parent
@@ -15,6 +17,8 @@ BELOW_STORE = {
     "ductape_jobs.ids",
     "ductape_jobs.extras",
     "ductape_jobs.retention",
+    "ductape_jobs.redaction",
+    "ductape_jobs.timing.backoff",
 }
 
 
@@ -59,3 +63,58 @@ def test_each_backend_is_every_narrow_part_of_the_contract() -> None:
         assert issubclass(backend, SQLStore) and issubclass(backend, Store)
         for part in (SchedulingStore, FeatureStore, AccessStore, StatsStore, RetentionStore):
             assert issubclass(backend, part)
+
+
+def test_no_module_imports_itself_through_others() -> None:
+    """No import cycle inside a layer either (the layers themselves are ``lint-imports``' contract in
+    pyproject.toml, which ``make test`` runs): the strongly connected parts of grimp's import graph."""
+    import grimp
+
+    graph = grimp.build_graph("ductape_jobs")
+    edges = {m: set(graph.find_modules_directly_imported_by(m)) for m in graph.modules}
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    cycles: list[list[str]] = []
+
+    def visit(module: str) -> None:  # Tarjan's algorithm
+        index[module] = low[module] = len(index)
+        stack.append(module)
+        for other in edges[module]:
+            if other not in index:
+                visit(other)
+                low[module] = min(low[module], low[other])
+            elif other in stack:
+                low[module] = min(low[module], index[other])
+        if low[module] == index[module]:
+            part = []
+            while (top := stack.pop()) != module:
+                part.append(top)
+            if part:
+                cycles.append(sorted([module, *part]))
+
+    for module in sorted(edges):
+        if module not in index:
+            visit(module)
+    assert cycles == []
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "ductape_jobs.features.plan",  # once: products/registry -> features/plan -> products (partially initialised)
+        "ductape_jobs.products.feature_plan",
+        "ductape_jobs.piping.functions",  # once: functions <-> grammar
+        "ductape_jobs.piping.grammar",
+        "ductape_jobs.products.admission",
+        "ductape_jobs.executors.feature",
+        "ductape_jobs.jobs",
+        "ductape_jobs.features.api",
+    ],
+)
+def test_a_module_imported_first_loads(module: str) -> None:
+    import subprocess
+    import sys
+
+    done = subprocess.run([sys.executable, "-c", f"import {module}"], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr[-2000:]

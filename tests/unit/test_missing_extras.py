@@ -185,7 +185,7 @@ def test_an_import_error_inside_the_module_is_reported_on_one_line(tmp_path: Pat
     done = run_without([], code, tmp_path)
     assert done.returncode == 1
     assert done.stderr.strip().splitlines()[-1] == (
-        "ductape_jobs.extras.MissingExtraError: a postgresql:// store needs the postgres extra: "
+        "ductape_jobs.errors.MissingExtraError: a postgresql:// store needs the postgres extra: "
         "pip install 'ductape-jobs[postgres]' (no pq wrapper available.)"
     )
 

@@ -18,7 +18,7 @@ from fastapi import APIRouter, Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 
-from ductape_jobs import __version__
+from ductape_jobs._version import __version__
 from ductape_jobs.api import events, features, jobs, me, ops, runs, schedules, sessions, stats, webhooks
 from ductape_jobs.api.auth import authenticate, declared_scopes, origin_of
 from ductape_jobs.api.common import BodyLimit, add_body_schemas, on_ductape_error, on_request_validation

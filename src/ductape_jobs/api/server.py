@@ -97,5 +97,8 @@ async def serve(
         await server.serve()
     finally:
         stopping()
-        result = await engine
+        try:
+            result = await engine
+        finally:  # the executors' connections belong to this event loop: closed before it ends
+            await dt.executors.aclose()
     return result if isinstance(result, Worker) else None

@@ -13,7 +13,6 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Annotated, Any
-from urllib.parse import urlsplit, urlunsplit
 
 import typer
 from pydantic import BaseModel
@@ -22,6 +21,7 @@ from rich.text import Text
 
 from ductape_jobs.client import Ductape
 from ductape_jobs.errors import DuctapeError, ValidationError
+from ductape_jobs.redaction import redact_url
 from ductape_jobs.store import DEFAULT_URL
 from ductape_jobs.targets import parse_networks
 
@@ -160,21 +160,12 @@ def allow_webhooks_to(dt: Ductape, networks: list[str] | None) -> None:
         dt.webhooks.allow = [*dt.webhooks.allow, *networks]
 
 
-def redact(url: str) -> str:
-    """``url`` without its password, for logs."""
-    parts = urlsplit(url)
-    if parts.password:
-        netloc = parts.netloc.replace(f":{parts.password}@", ":***@")
-        return urlunsplit(parts._replace(netloc=netloc))
-    return url
-
-
 def store_label(dt: Ductape) -> str:
     path = getattr(dt.store, "path", None)
     if isinstance(path, str):
         return f"sqlite:///{path}"
     url = getattr(dt.store, "url", None)
-    return redact(url) if isinstance(url, str) else type(dt.store).__name__
+    return redact_url(url) if isinstance(url, str) else type(dt.store).__name__
 
 
 # ----------------------------------------------------------------------------------------------- JSON

@@ -23,7 +23,6 @@ import signal
 import socket
 import threading
 import time
-import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -31,9 +30,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ductape_jobs.clock import Clock
 from ductape_jobs.engine.events import RunObserver, tell_finished, tell_rescued, tell_started
-from ductape_jobs.engine.retry import Backoff
 from ductape_jobs.engine.scheduler import Scheduler
-from ductape_jobs.errors import StoreError
+from ductape_jobs.errors import StoreError, describe
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.executors.registry import ExecutorRegistry
 from ductape_jobs.ids import new_id
@@ -42,10 +40,14 @@ from ductape_jobs.models import DrainSummary, Run
 from ductape_jobs.redaction import Secrets
 from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.store.base import Outcome, Store
+from ductape_jobs.timing.backoff import Backoff, retry_async
 
 if TYPE_CHECKING:
     from ductape_jobs.tracing import Tracing
 
+#: Between the tries to record a batch of outcomes, and between worker passes while the store is away.
+_FLUSH_BACKOFF = Backoff(base=timedelta(seconds=0.1), jitter=0.0)
+_PASS_BACKOFF = Backoff(base=timedelta(seconds=0.1), cap=timedelta(seconds=5), jitter=0.0)
 log = logging.getLogger("ductape_jobs.worker")
 T = TypeVar("T")
 
@@ -127,7 +129,7 @@ class Worker:
                     failures = 0
                 except StoreError as exc:  # the database is away: back off, keep what is in flight
                     failures += 1
-                    delay = min(5.0, 0.05 * 2**failures)
+                    delay = _PASS_BACKOFF.delay(failures).total_seconds()
                     log.warning("worker pass failed (%s); trying again in %.1fs", exc, delay)
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), delay)
@@ -159,11 +161,6 @@ class Worker:
         loop, wake = self._loop, self._wake
         if loop is not None and wake is not None and not loop.is_closed():
             loop.call_soon_threadsafe(wake.set)
-
-    def request_stop(self) -> None:
-        loop, stop = self._loop, self._stop
-        if loop is not None and stop is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(stop.set)
 
     # --------------------------------------------------------------------------------- the loop
 
@@ -308,7 +305,7 @@ class Worker:
         except Exception as exc:
             ok = False
             retryable = bool(getattr(exc, "retryable", True))
-            error = _describe(exc)
+            error = describe(exc, trace=4)
         secrets = self.secrets.of(run.product_tag)  # its own product's: masking reveals nothing of another's
         output, error = secrets.mask(output), None if error is None else secrets.mask_text(error)
         finished = self.clock.now()
@@ -352,16 +349,16 @@ class Worker:
             return
         outcomes, self._outcomes = self._outcomes, []
         now = self.clock.now()
-        for attempt in range(5):
-            try:
-                await self._io(self.store.finish_runs, outcomes, now)
-                break
-            except Exception:
-                if attempt == 4:
-                    self._outcomes[:0] = outcomes  # kept: the next pass records them (the store may be away)
-                    raise
-                log.exception("recording %d outcome(s) failed; retrying", len(outcomes))
-                await asyncio.sleep(0.1 * 2**attempt)
+        try:
+            await retry_async(
+                lambda: self._io(self.store.finish_runs, outcomes, now),
+                tries=5,
+                backoff=_FLUSH_BACKOFF,
+                on_retry=lambda exc, _: log.exception("recording %d outcome(s) failed; retrying", len(outcomes)),
+            )
+        except Exception:
+            self._outcomes[:0] = outcomes  # kept: the next pass records them (the store may be away)
+            raise
         for o in outcomes:
             if o.ok:
                 self.summary.completed += 1
@@ -424,9 +421,3 @@ class Worker:
         log.info("received %s: stopping", sig.name)
         if self._stop is not None:
             self._stop.set()
-
-
-def _describe(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    tb = "".join(traceback.format_exception(exc)[-4:])
-    return (text + "\n" + tb)[:4000]

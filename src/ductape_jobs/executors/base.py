@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from ductape_jobs.models import JobEventTypes, Run
 
@@ -70,3 +70,11 @@ class Executor(Protocol):
     event_type: JobEventTypes
 
     async def execute(self, run: Run, ctx: RunContext) -> Any: ...
+
+
+@runtime_checkable
+class Closable(Protocol):
+    """An executor that holds connections (an HTTP client, broker connections, a database pool). Its owner
+    (``ExecutorRegistry.aclose``) closes it in the event loop it was used in."""
+
+    async def close(self) -> None: ...

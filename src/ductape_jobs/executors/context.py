@@ -12,7 +12,7 @@ from dataclasses import replace
 from typing import Any
 
 from ductape_jobs.clock import Clock
-from ductape_jobs.errors import ExecutionError
+from ductape_jobs.errors import PipingFailure
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.models import Run
 from ductape_jobs.piping import CALLER_SOURCES, PipingError, PipingSyntaxError, Scope, resolve
@@ -42,12 +42,6 @@ class Expanding(Mapping[str, Any]):
 
     def __len__(self) -> int:
         return len(self._raw)
-
-
-class PipingFailure(ExecutionError):
-    """The input could not be resolved (a missing key): retrying cannot help."""
-
-    retryable = False
 
 
 class RunPreparer:

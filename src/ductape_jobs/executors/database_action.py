@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from ductape_jobs.executors.base import RunContext
-from ductape_jobs.executors.databases import Statement, run_statement
+from ductape_jobs.executors.databases import DatabasePool, Statement, run_statement
 from ductape_jobs.executors.lookup import locate, owner_env
 from ductape_jobs.models import JobEventTypes, Run
 from ductape_jobs.products import Products, expand
@@ -18,6 +19,7 @@ class DatabaseActionExecutor:
 
     def __init__(self, products: Products) -> None:
         self.products = products
+        self.pool = DatabasePool()  # owned: closed by close() (the client's close, or the end of a drain)
 
     async def execute(self, run: Run, ctx: RunContext) -> Any:
         product, ref = locate(self.products, run, ctx)
@@ -26,4 +28,7 @@ class DatabaseActionExecutor:
         where = f"products.{product.tag}.databases.{ref.owner}.envs.{run.env}"
         url = str(expand(owner_env(database.envs, run, "database", ref.owner), where))
         action = database.actions[ref.name]
-        return await run_statement(url, Statement(action.sql), ctx.input, timeout=action.timeout)
+        return await run_statement(url, Statement(action.sql), ctx.input, timeout=action.timeout, pool=self.pool)
+
+    async def close(self) -> None:
+        await asyncio.to_thread(self.pool.close)

@@ -8,20 +8,16 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from ductape_jobs.errors import ExecutionError
+from ductape_jobs.errors import FeatureFailed
 from ductape_jobs.executors.base import RunContext
-from ductape_jobs.features.records import FeatureRun, FeatureRunStatus
 from ductape_jobs.models import JobEventTypes, Run
+from ductape_jobs.store.records import FeatureRun, FeatureRunStatus
 
 
 class FeatureDriver(Protocol):
     """What runs the feature (``ductape_jobs.features.engine.FeatureEngine``)."""
 
     async def run_for_job(self, run: Run, ctx: RunContext) -> FeatureRun: ...
-
-
-class FeatureRunFailed(ExecutionError):
-    """The feature run ended failed; the job run's next attempt runs its failed and skipped events again."""
 
 
 class FeatureExecutor:
@@ -33,5 +29,5 @@ class FeatureExecutor:
     async def execute(self, run: Run, ctx: RunContext) -> Any:
         result = await self.driver.run_for_job(run, ctx)
         if result.status is FeatureRunStatus.FAILED:
-            raise FeatureRunFailed(f"feature {run.event_tag!r} (run {result.id}) failed: {result.error}")
+            raise FeatureFailed(f"feature {run.event_tag!r} (run {result.id}) failed: {result.error}")
         return {"feature_run_id": result.id, "output": result.output}

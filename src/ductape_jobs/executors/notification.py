@@ -6,7 +6,7 @@ from typing import Any
 
 import httpx
 
-from ductape_jobs.errors import ExecutionError, ExecutorNotFoundError, ValidationError
+from ductape_jobs.errors import ExecutorNotFoundError, NotificationInputError, ValidationError
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.executors.http import HttpAuth
 from ductape_jobs.executors.lookup import definition, locate
@@ -23,12 +23,6 @@ from ductape_jobs.products import Products
 from ductape_jobs.products.channels import INPUT_KEYS, from_input
 
 
-class NotificationInputError(ExecutionError):
-    """A channel that takes its fields from the input did not find them: retrying cannot help."""
-
-    retryable = False
-
-
 def _list(value: Any) -> list[str]:
     if value is None:
         return []
@@ -43,7 +37,6 @@ def _provider(settings: dict[str, Any] | None, kind: str, env: str) -> ProviderS
         url=settings["url"],
         auth=HttpAuth(**auth) if auth else None,
         headers=settings.get("headers") or {},
-        body_template=None,
     )
 
 

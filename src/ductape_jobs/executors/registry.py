@@ -12,7 +12,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from ductape_jobs.errors import ExecutorNotFoundError
-from ductape_jobs.executors.base import Executor
+from ductape_jobs.executors.base import Closable, Executor
 from ductape_jobs.models import JobEventTypes
 
 if TYPE_CHECKING:
@@ -47,6 +47,22 @@ class ExecutorRegistry:
             if found is None:
                 found = self._by_type[event_type] = factory()
         return found
+
+    @property
+    def open(self) -> bool:
+        """Whether an executor made by a factory (one that may hold connections) is alive."""
+        with self._lock:
+            return any(t in self._factories for t in self._by_type)
+
+    async def aclose(self) -> None:
+        """Close the executors made by factories (HTTP clients, broker connections, database pools) and forget
+        them: the next run of their type makes a new one, in its own event loop. Called before each event loop
+        of the synchronous client ends, and by ``Ductape.close``/``AsyncDuctape.close``."""
+        with self._lock:
+            made = [self._by_type.pop(t) for t in list(self._by_type) if t in self._factories]
+        for executor in made:
+            if isinstance(executor, Closable):
+                await executor.close()
 
 
 def product_executors(products: Products) -> dict[JobEventTypes, Factory]:

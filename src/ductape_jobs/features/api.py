@@ -7,14 +7,14 @@ import asyncio
 import builtins
 from typing import TYPE_CHECKING, Any
 
-from ductape_jobs.blocking import run_blocking
-from ductape_jobs.errors import NotFoundError, ValidationError
+from ductape_jobs.blocking import Blocking
+from ductape_jobs.errors import NotFoundError
 from ductape_jobs.features.engine import FeatureEngine, Sleep
 from ductape_jobs.features.records import FeatureRun, FeatureRunStatus
-from ductape_jobs.limits import check_page
+from ductape_jobs.limits import check_enum, check_page
 
 if TYPE_CHECKING:
-    from ductape_jobs.client import Ductape
+    from ductape_jobs.store.base import Store
 
 
 class Features:
@@ -24,20 +24,12 @@ class Features:
     or another) carries on where a crashed run stopped, never running a finished event again.
     """
 
-    def __init__(self, owner: Ductape) -> None:
-        self._store = owner.store
-        self.engine = FeatureEngine(
-            store=owner.store,
-            products=owner.products,
-            sessions=owner.session,
-            executors=owner.executors,
-            prepare=owner.prepare,
-            clock=owner.clock,
-            schedule=lambda request: owner.product(request["product_tag"]).jobs.schedule(request),
-            backoff=owner.options.backoff,
-            lease=owner.options.lease,
-            tracing=owner.tracing,
-        )
+    def __init__(self, store: Store, engine: FeatureEngine, blocking: Blocking) -> None:
+        """``engine`` drives the runs; ``blocking`` runs it from this synchronous API (one event loop a call,
+        whose executors' connections are closed before it ends)."""
+        self._store = store
+        self.engine = engine
+        self._blocking = blocking
 
     @property
     def sleep(self) -> Sleep:
@@ -60,7 +52,7 @@ class Features:
         """Run feature ``tag`` of ``product_tag`` in ``env`` now, in this process, and return the finished run
         (``status`` completed or failed, with each event's result). ``session`` is a session token
         (``"tag:jwt"`` or ``{"tag", "token"}``) whose verified data feeds ``$Session{...}``."""
-        return run_blocking(
+        return self._blocking.run(
             lambda: self.engine.start(tag, env=env, product_tag=product_tag, input=input, session=session),
             "ductape.feature.run()",
         )
@@ -68,11 +60,11 @@ class Features:
     def resume(self, feature_run_id: str) -> FeatureRun:
         """Carry on an unfinished run (its driver died) from the first event that had not finished. A finished
         run is returned as it is; ``ConflictError`` while another driver's lease on it has not expired."""
-        return run_blocking(lambda: self.engine.resume(feature_run_id), "ductape.feature.resume()")
+        return self._blocking.run(lambda: self.engine.resume(feature_run_id), "ductape.feature.resume()")
 
     def retry(self, feature_run_id: str) -> FeatureRun:
         """Run a failed run again: its failed and skipped events run; completed ones are kept."""
-        return run_blocking(lambda: self.engine.retry(feature_run_id), "ductape.feature.retry()")
+        return self._blocking.run(lambda: self.engine.retry(feature_run_id), "ductape.feature.retry()")
 
     def get(self, feature_run_id: str) -> FeatureRun:
         """One feature run with each event's result."""
@@ -93,13 +85,7 @@ class Features:
     ) -> builtins.list[FeatureRun]:
         """Feature runs, newest first (without their events; ``get`` has them). ``product_tag``/``env``: only
         that product's, that env's runs (as ``job.list`` and ``job.runs`` take them)."""
-        state = None
-        if status is not None:
-            try:
-                state = FeatureRunStatus(status)
-            except ValueError:
-                allowed = ", ".join(s.value for s in FeatureRunStatus)
-                raise ValidationError("status", f"{status!r} is not one of {allowed}") from None
+        state = check_enum(FeatureRunStatus, status, "status")
         check_page(limit, offset)
         return self._store.list_feature_runs(
             feature_tag=feature_tag, status=state, product_tag=product_tag, env=env, limit=limit, offset=offset

@@ -23,17 +23,24 @@ import json
 import logging
 import os
 import socket
-import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from ductape_jobs.clock import Clock
-from ductape_jobs.engine.retry import Backoff
-from ductape_jobs.errors import ConflictError, ExecutionError, NotFoundError, ValidationError
+from ductape_jobs.errors import (
+    ConflictError,
+    ExecutionError,
+    FeatureFailed,
+    FeatureRejected,
+    NotFoundError,
+    PipingFailure,
+    ValidationError,
+    describe,
+)
 from ductape_jobs.executors.base import RunContext
-from ductape_jobs.executors.context import PipingFailure, RunPreparer
+from ductape_jobs.executors.context import RunPreparer
 from ductape_jobs.executors.registry import ExecutorRegistry
 from ductape_jobs.features.plan import (
     EXECUTED,
@@ -53,6 +60,7 @@ from ductape_jobs.products.features import FeatureEventTypes
 from ductape_jobs.products.model import ProductSpec
 from ductape_jobs.sessions import Sessions
 from ductape_jobs.store.base import Store
+from ductape_jobs.timing.backoff import Backoff
 
 if TYPE_CHECKING:
     from ductape_jobs.tracing import Tracing
@@ -60,16 +68,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("ductape_jobs.feature")
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
-
-
-class FeatureFailed(ExecutionError):
-    """A feature (run by a job, or as a FEATURE event) ended failed; another attempt resumes it."""
-
-
-class FeatureRejected(ExecutionError):
-    """The feature cannot run with this input or definition; another attempt cannot help."""
-
-    retryable = False
 
 
 class _LeaseLost(Exception):
@@ -515,8 +513,5 @@ def _same_events(plan: FeaturePlan, run: FeatureRun) -> None:
 
 
 def _describe(exc: BaseException) -> str:
-    text = f"{type(exc).__name__}: {exc}"
-    if isinstance(exc, ExecutionError | ValidationError):
-        return text[:4000]
-    tb = "".join(traceback.format_exception(exc)[-3:])
-    return (text + "\n" + tb)[:4000]
+    """An expected failure in one line; anything else with the end of its traceback."""
+    return describe(exc, trace=0 if isinstance(exc, ExecutionError | ValidationError) else 3)

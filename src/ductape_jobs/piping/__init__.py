@@ -12,8 +12,8 @@ Pure code, no I/O::
 """
 
 from ductape_jobs.piping.errors import PipingError, PipingMissingError, PipingSyntaxError
-from ductape_jobs.piping.functions import FUNCTIONS, PipingFunction, format_time, register_function, to_text
-from ductape_jobs.piping.grammar import SOURCES, Call, Literal, Node, Reference, Template, parse
+from ductape_jobs.piping.functions import FUNCTIONS, PipingFunction, format_time, to_text
+from ductape_jobs.piping.grammar import SOURCES, Call, Literal, Node, Reference, Template, parse, register_function
 from ductape_jobs.piping.resolve import (
     CALLER_SOURCES,
     TEMPLATE_SOURCES,

@@ -1,4 +1,5 @@
-"""Piping functions (``$Concat(a, b)``, ``$DateAdd($Now, 1, 'days')``, ...) and the registry they live in.
+"""Piping functions (``$Concat(a, b)``, ``$DateAdd($Now, 1, 'days')``, ...) and the registry they live in
+(``grammar.register_function`` adds to it: the grammar owns the names of sources and functions).
 
 A function receives its evaluated arguments and returns a value. A *lazy* function receives one
 zero-argument callable per argument instead and evaluates only the ones it needs (``$Default``).
@@ -9,7 +10,7 @@ naming the call.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
@@ -47,36 +48,6 @@ FUNCTIONS: dict[str, PipingFunction] = {}
 def is_name(name: str) -> bool:
     """The scanner's rule for source and function names: an ASCII letter, then ASCII letters, digits, ``_``."""
     return bool(name) and name.isascii() and name[0].isalpha() and name.replace("_", "a").isalnum()
-
-
-def register_function(
-    name: str,
-    fn: Callable[..., Any],
-    min_args: int,
-    max_args: int | None,
-    *,
-    lazy: bool = False,
-    missing_ok: Iterable[int] = (),
-    replace: bool = False,
-) -> PipingFunction:
-    """Make ``$<name>(...)`` available. Raises ``ValueError`` for a bad name, bad arity or a taken name."""
-    from ductape_jobs.piping.grammar import SOURCES, parse  # grammar imports this module
-
-    if not is_name(name):
-        raise ValueError(f"bad function name {name!r}: use an ASCII letter, then letters, digits or '_'")
-    if name in SOURCES:
-        raise ValueError(f"{name!r} is a source name, not a function name")
-    if name in FUNCTIONS and not replace:
-        raise ValueError(f"function ${name} is already registered (pass replace=True to replace it)")
-    if min_args < 0 or (max_args is not None and max_args < min_args):
-        raise ValueError(f"bad arity for ${name}: min_args={min_args}, max_args={max_args}")
-    guarded = frozenset(missing_ok)
-    if any(i < 0 or (max_args is not None and i >= max_args) for i in guarded):
-        raise ValueError(f"missing_ok for ${name} names an argument that does not exist: {sorted(guarded)}")
-    entry = PipingFunction(name, fn, min_args, max_args, lazy, guarded)
-    FUNCTIONS[name] = entry
-    parse.cache_clear()  # cached templates were checked against the old registry
-    return entry
 
 
 # ------------------------------------------------------------------------------------------- helpers
@@ -156,7 +127,7 @@ def _default(value: Thunk, fallback: Thunk) -> Any:
 
 
 def _builtin(name: str, fn: Callable[..., Any], lo: int, hi: int | None, **kw: Any) -> None:
-    # registered directly: register_function imports the grammar, which is still loading
+    # the built-ins, registered before any text is parsed (``grammar.register_function`` adds more)
     FUNCTIONS[name] = PipingFunction(name, fn, lo, hi, **kw)
 
 

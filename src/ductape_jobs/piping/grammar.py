@@ -15,13 +15,13 @@ one raises ``PipingSyntaxError`` with its position.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeAlias
 
 from ductape_jobs.piping.errors import PipingSyntaxError
-from ductape_jobs.piping.functions import FUNCTIONS, PipingFunction
+from ductape_jobs.piping.functions import FUNCTIONS, PipingFunction, is_name
 
 #: Source name -> (fewest, most) ``{key}`` segments, and how it is written.
 SOURCES: dict[str, tuple[int, int | None, str]] = {
@@ -335,3 +335,31 @@ class _Parser:
             except ValueError:
                 pass
         raise self.fail(f"bad number {raw!r}", start)
+
+
+def register_function(
+    name: str,
+    fn: Callable[..., Any],
+    min_args: int,
+    max_args: int | None,
+    *,
+    lazy: bool = False,
+    missing_ok: Iterable[int] = (),
+    replace: bool = False,
+) -> PipingFunction:
+    """Make ``$<name>(...)`` available. Raises ``ValueError`` for a bad name, bad arity or a taken name."""
+    if not is_name(name):
+        raise ValueError(f"bad function name {name!r}: use an ASCII letter, then letters, digits or '_'")
+    if name in SOURCES:
+        raise ValueError(f"{name!r} is a source name, not a function name")
+    if name in FUNCTIONS and not replace:
+        raise ValueError(f"function ${name} is already registered (pass replace=True to replace it)")
+    if min_args < 0 or (max_args is not None and max_args < min_args):
+        raise ValueError(f"bad arity for ${name}: min_args={min_args}, max_args={max_args}")
+    guarded = frozenset(missing_ok)
+    if any(i < 0 or (max_args is not None and i >= max_args) for i in guarded):
+        raise ValueError(f"missing_ok for ${name} names an argument that does not exist: {sorted(guarded)}")
+    entry = PipingFunction(name, fn, min_args, max_args, lazy, guarded)
+    FUNCTIONS[name] = entry
+    parse.cache_clear()  # cached templates were checked against the old registry
+    return entry

@@ -9,19 +9,22 @@ The caller's input may read only its session, ``$Now`` and the functions (``CALL
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 from ductape_jobs.errors import ValidationError
-from ductape_jobs.features.plan import check_input, plan_feature
 from ductape_jobs.limits import check_headers
-from ductape_jobs.models import JobDefinition, JobEventTypes, ScheduleRequest
+from ductape_jobs.models import JobDefinition, JobEventTypes, ScheduleRequest, Session
 from ductape_jobs.piping import CALLER_SOURCES, PipingError, PipingSyntaxError, Scope, check, resolve, restrict
 from ductape_jobs.piping.errors import located
 from ductape_jobs.products.channels import check_input as check_channels
+from ductape_jobs.products.feature_plan import check_input, plan_feature
 from ductape_jobs.products.registry import EventRef, Products
 
-if TYPE_CHECKING:
-    from ductape_jobs.sessions import Sessions
+
+class SessionVerifier(Protocol):
+    """What admission needs of sessions (``ductape_jobs.sessions.Sessions``, which sits above products)."""
+
+    def verify(self, session: Session | str | dict[str, Any], *, env: str, product_tag: str) -> dict[str, Any]: ...
 
 
 def event_definition(products: Products, product_tag: str, ref: EventRef) -> Any:
@@ -34,7 +37,9 @@ def event_definition(products: Products, product_tag: str, ref: EventRef) -> Any
     return None  # databases, brokers and functions take the input as it is
 
 
-def admit(products: Products, sessions: Sessions, req: ScheduleRequest, job: JobDefinition) -> dict[str, Any] | None:
+def admit(
+    products: Products, sessions: SessionVerifier, req: ScheduleRequest, job: JobDefinition
+) -> dict[str, Any] | None:
     """Check ``req`` for ``job``; return the verified session data (or ``None``)."""
     ref = products.check_schedule(req.product_tag, req.env, job.event_type, job.event_tag, req.app)
     if req.cache is not None:

@@ -27,7 +27,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
 
-from ductape_jobs.models import RepeatOptions
+from ductape_jobs.models import RepeatOptions, parse_event_type
 
 #: Type names a feature's input schema may use (``any`` accepts every JSON value).
 INPUT_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -54,16 +54,7 @@ class FeatureEventTypes(StrEnum):
 
     @classmethod
     def parse(cls, value: object) -> FeatureEventTypes:
-        if isinstance(value, FeatureEventTypes):
-            return value
-        if isinstance(value, str):
-            key = value.strip().lower().replace("-", "_")
-            key = {"publish": "messagebroker", "message_broker": "messagebroker"}.get(key, key)
-            for member in cls:
-                if member.value == key:
-                    return member
-        names = ", ".join(m.name for m in cls)
-        raise ValueError(f"unknown event type {value!r} (use one of {names})")
+        return parse_event_type(cls, value)
 
 
 def _event_type(value: object) -> object:

@@ -17,8 +17,8 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from ductape_jobs.errors import ExecutionError, ValidationError
-from ductape_jobs.features.plan import check_features
 from ductape_jobs.models import JobEventTypes, invalid
+from ductape_jobs.products.feature_plan import check_features
 from ductape_jobs.products.model import ProductFile, ProductSpec
 from ductape_jobs.redaction import SECRETS, Secrets
 

@@ -25,8 +25,8 @@ from typing import Any
 
 from ductape_jobs.client import Ductape
 from ductape_jobs.clock import FakeClock
-from ductape_jobs.engine.retry import Backoff
 from ductape_jobs.models import DrainSummary
+from ductape_jobs.timing.backoff import Backoff
 
 __all__ = ["FakeClock", "Sandbox"]
 

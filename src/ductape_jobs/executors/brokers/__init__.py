@@ -24,8 +24,9 @@ from typing import Any, Protocol
 from urllib.parse import urlsplit
 
 from ductape_jobs.errors import ValidationError
-from ductape_jobs.executors.brokers.base import LazyPublisher, redact_url
+from ductape_jobs.executors.brokers.base import LazyPublisher
 from ductape_jobs.extras import require
+from ductape_jobs.redaction import redact_url
 
 EXTRA = "ductape-jobs[brokers]"  # the extra that installs the client libraries
 

@@ -12,30 +12,14 @@ from __future__ import annotations
 import asyncio
 import logging
 from typing import Any, ClassVar, Generic, TypeVar
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import urlsplit
 
-from ductape_jobs.errors import DuctapeError, ExecutionError, ValidationError
+from ductape_jobs.errors import DuctapeError, ExecutionError, ValidationError, describe
+from ductape_jobs.redaction import redact_url
 
 C = TypeVar("C")
 log = logging.getLogger("ductape_jobs.brokers")
 CLOSE_TIMEOUT = 5.0
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password replaced by ``***`` (for messages and logs)."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    host = parts.netloc.rpartition("@")[2]
-    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-
-
-def describe(exc: BaseException) -> str:
-    """``Type: message`` for an exception, without repeating a type name the message already starts with."""
-    name, text = type(exc).__name__, str(exc).strip()
-    if not text:
-        return name
-    return text if text.startswith(name) else f"{name}: {text}"
 
 
 class LazyPublisher(Generic[C]):

@@ -21,8 +21,8 @@ import nats.js.errors
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
-from ductape_jobs.errors import ValidationError
-from ductape_jobs.executors.brokers.base import LazyPublisher, describe
+from ductape_jobs.errors import ValidationError, describe
+from ductape_jobs.executors.brokers.base import LazyPublisher
 
 TIMEOUT = 10.0
 _BAD_STREAM_CHARS = re.compile(r"[\s.*>/\\]")

@@ -5,7 +5,8 @@ The run's input (``{data, filter}`` and top-level keys) binds to the statement's
 values are always handed to the driver as parameters, never written into the SQL text.
 """
 
-from ductape_jobs.executors.databases.drivers import driver_for, redact_url
+from ductape_jobs.errors import DatabaseError
+from ductape_jobs.executors.databases.drivers import driver_for
 from ductape_jobs.executors.databases.pool import (
     MAX_ROWS,
     DatabasePool,
@@ -14,13 +15,13 @@ from ductape_jobs.executors.databases.pool import (
     run_statement,
 )
 from ductape_jobs.executors.databases.sql import (
-    DatabaseError,
     Statement,
     bind_parameters,
     compile_statement,
     parameter_spans,
     to_json_value,
 )
+from ductape_jobs.redaction import redact_url
 
 __all__ = [
     "MAX_ROWS",

@@ -16,24 +16,14 @@ from datetime import date, datetime
 from datetime import time as dtime
 from decimal import Decimal
 from typing import Any, ClassVar
-from urllib.parse import parse_qs, unquote, urlsplit, urlunsplit
+from urllib.parse import parse_qs, unquote, urlsplit
 
-from ductape_jobs.executors.databases.sql import DatabaseError, Dialect, ParamStyle
+from ductape_jobs.errors import DatabaseError
+from ductape_jobs.executors.databases.sql import Dialect, ParamStyle
 from ductape_jobs.extras import require
+from ductape_jobs.redaction import redact_url
 
 CONNECT_TIMEOUT = 10.0
-
-
-def redact_url(url: str) -> str:
-    """``url`` with its password (in the user part or a ``password=`` query) replaced by ``***``."""
-    try:
-        parts = urlsplit(url)
-        if parts.password is not None:
-            host = parts.netloc.rpartition("@")[2]
-            url = urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
-    except ValueError:  # a malformed netloc: hide everything before the host
-        url = re.sub(r"(://)[^/@]*@", r"\1***@", url)
-    return re.sub(r"(?i)(password=)[^&;\s]*", r"\1***", url)
 
 
 class Driver:

@@ -8,7 +8,6 @@ await (the engine's run timeout) interrupts the statement on the database and ro
 from __future__ import annotations
 
 import asyncio
-import atexit
 import logging
 import threading
 import time
@@ -16,16 +15,16 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from ductape_jobs import tracing
-from ductape_jobs.errors import RunTimeoutError, ValidationError
-from ductape_jobs.executors.databases.drivers import CONNECT_TIMEOUT, Driver, driver_for, redact_url
+from ductape_jobs.errors import DatabaseError, RunTimeoutError, ValidationError
+from ductape_jobs.executors.databases.drivers import CONNECT_TIMEOUT, Driver, driver_for
 from ductape_jobs.executors.databases.sql import (
     Compiled,
-    DatabaseError,
     Statement,
     bind_names,
     compile_statement,
     to_json_value,
 )
+from ductape_jobs.redaction import redact_url
 
 MAX_ROWS = 1000
 log = logging.getLogger("ductape_jobs.databases")
@@ -264,7 +263,8 @@ _default_lock = threading.Lock()
 
 
 def default_pool() -> DatabasePool:
-    """The process-wide pool ``run_statement`` uses when given none."""
+    """The process-wide pool ``run_statement`` uses when given none (the DATABASE_ACTION executor has its own,
+    closed with the client). Nothing closes it at exit: its user calls ``close_default_pool()``."""
     global _default
     with _default_lock:
         if _default is None or _default.closed:
@@ -279,9 +279,6 @@ def close_default_pool() -> None:
         pool, _default = _default, None
     if pool is not None:
         pool.close()
-
-
-atexit.register(close_default_pool)
 
 
 async def run_statement(

@@ -18,7 +18,7 @@ from enum import Enum
 from functools import lru_cache
 from typing import Any, Literal
 
-from ductape_jobs.errors import ExecutionError, ValidationError
+from ductape_jobs.errors import DatabaseError, ValidationError
 
 Dialect = Literal["postgresql", "mysql", "sqlite"]
 ParamStyle = Literal["pyformat", "named"]  # %(name)s (psycopg, PyMySQL) or :name (sqlite3)
@@ -28,17 +28,6 @@ _DOLLAR_TAG = re.compile(r"\$(?:[^\W\d]\w*)?\$")
 _SAFE_KEY = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _SPACE = " \t\r\n\f\v"
 _MISSING = object()
-
-
-class DatabaseError(ExecutionError):
-    """A database action failed; ``retryable`` says whether another attempt can help."""
-
-    def __init__(self, message: str, retryable: bool = True) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (str(self), self.retryable))
 
 
 @dataclass(frozen=True)

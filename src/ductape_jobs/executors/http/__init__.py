@@ -1,15 +1,16 @@
 """HTTP transport for ACTION events and provider calls: build a request from resolved values, send it,
 summarise the answer. Failures raise :class:`HttpError` (an ``ExecutionError``) with ``retryable`` set."""
 
+from ductape_jobs.errors import HttpError
 from ductape_jobs.executors.http.request import (
     REDACT_EXTENSION,
     HttpAuth,
-    HttpError,
     HttpRequestSpec,
     build_request,
     encode_json,
 )
-from ductape_jobs.executors.http.response import MAX_BODY_BYTES, SECRET_QUERY_PARAMS, perform, redact_url
+from ductape_jobs.executors.http.response import MAX_BODY_BYTES, perform, redact_url
+from ductape_jobs.redaction import SECRET_QUERY_PARAMS
 
 __all__ = [
     "MAX_BODY_BYTES",

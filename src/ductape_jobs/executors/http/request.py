@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
-from ductape_jobs.errors import ExecutionError, ValidationError
+from ductape_jobs.errors import HttpError, ValidationError
 from ductape_jobs.limits import check_headers
 
 AuthKind = Literal["none", "bearer", "basic", "header", "query"]
@@ -34,19 +34,6 @@ try:
     _USER_AGENT = f"ductape-jobs/{metadata.version('ductape-jobs')}"
 except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree without metadata
     _USER_AGENT = "ductape-jobs"
-
-
-class HttpError(ExecutionError):
-    """An HTTP call failed. ``retryable`` is set per failure; ``details`` holds the response summary
-    (``status``, ``duration_ms``, ``headers``, ``body``, ``truncated``; plus ``error`` when no response came)."""
-
-    def __init__(self, message: str, retryable: bool = True, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.details = details
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (str(self), self.retryable, self.details))
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,9 @@ from typing import Any
 
 import httpx
 
-from ductape_jobs.executors.http.request import REDACT_EXTENSION, HttpError
+from ductape_jobs import redaction
+from ductape_jobs.errors import HttpError, describe
+from ductape_jobs.executors.http.request import REDACT_EXTENSION
 
 #: Response bodies longer than this are kept as truncated text (``"truncated": True``).
 MAX_BODY_BYTES = 64 * 1024
@@ -18,10 +20,6 @@ MAX_BODY_BYTES = 64 * 1024
 MESSAGE_BODY_CHARS = 500
 
 #: Query parameters always hidden in messages, whatever the auth says (compared case-insensitively).
-SECRET_QUERY_PARAMS = frozenset(
-    {"access_token", "api_key", "apikey", "api-key", "auth", "client_secret", "key", "password", "secret", "sig",
-     "signature", "token"}
-)  # fmt: skip
 _KEPT_HEADERS = frozenset(
     {"content-type", "content-length", "location", "retry-after", "etag", "last-modified", "x-request-id",
      "request-id", "x-correlation-id"}
@@ -69,7 +67,7 @@ async def perform(
         raise HttpError(f"{method} {url} timed out after {timeout:g}s", True, details) from exc
     except httpx.HTTPError as exc:
         retryable = not isinstance(exc, httpx.UnsupportedProtocol | httpx.TooManyRedirects)
-        reason = f"{type(exc).__name__}: {_scrub(str(exc) or 'no detail', request.url, url)}"
+        reason = _scrub(describe(exc), request.url, url)
         raise HttpError(f"{method} {url} failed: {reason}", retryable, _failure(started, reason)) from exc
 
     summary: dict[str, Any] = {
@@ -88,15 +86,10 @@ async def perform(
     raise HttpError(f"{message}: {snippet}" if snippet else message, retryable, summary)
 
 
-def redact_url(url: httpx.URL, names: Iterable[str | None] = ()) -> str:
-    """``url`` as text with the password and secret query parameters (``names`` and well-known ones) hidden."""
-    hidden = {n.lower() for n in names if n} | SECRET_QUERY_PARAMS
-    items = url.params.multi_items()
-    if any(k.lower() in hidden for k, _ in items):
-        url = url.copy_with(params=[(k, _REDACTED if k.lower() in hidden else v) for k, v in items])
-    if url.password:
-        url = url.copy_with(username=url.username, password=_REDACTED)
-    return str(url)
+def redact_url(url: httpx.URL | str, names: Iterable[str | None] = ()) -> str:
+    """``url`` as text with the password and secret query parameters (``names`` and well-known ones) hidden
+    (``redaction.redact_url``, with this executor's ``REDACTED`` mask)."""
+    return redaction.redact_url(str(url), names, mask=_REDACTED)
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:

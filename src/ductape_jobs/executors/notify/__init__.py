@@ -4,6 +4,7 @@ They take resolved values; HTTP ones go through :func:`ductape_jobs.executors.ht
 timeouts and retryability are handled as for ACTION requests.
 """
 
+from ductape_jobs.errors import SmtpError
 from ductape_jobs.executors.notify.callback import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -11,8 +12,8 @@ from ductape_jobs.executors.notify.callback import (
     sign,
     verify_signature,
 )
-from ductape_jobs.executors.notify.providers import ProviderSettings, render_template, send_push, send_sms
-from ductape_jobs.executors.notify.smtp import SmtpError, SmtpSettings, send_email
+from ductape_jobs.executors.notify.providers import ProviderSettings, send_push, send_sms
+from ductape_jobs.executors.notify.smtp import SmtpSettings, send_email
 
 __all__ = [
     "SIGNATURE_HEADER",
@@ -21,7 +22,6 @@ __all__ = [
     "SmtpError",
     "SmtpSettings",
     "post_callback",
-    "render_template",
     "send_email",
     "send_push",
     "send_sms",

@@ -9,23 +9,10 @@ from typing import Any
 
 import aiosmtplib
 
-from ductape_jobs.errors import ExecutionError, ValidationError
+from ductape_jobs.errors import SmtpError, ValidationError, describe
 
 # Headers callers may not set: they describe the MIME structure, or (Bcc) would reveal hidden recipients.
 _RESERVED_HEADERS = frozenset({"bcc", "content-type", "content-transfer-encoding", "mime-version"})
-
-
-class SmtpError(ExecutionError):
-    """Sending an email failed. Retryable for connection problems and 4xx replies, not for 5xx replies or
-    a message that cannot be built. ``details`` holds ``code``/``reply`` (or ``rejected`` per recipient)."""
-
-    def __init__(self, message: str, retryable: bool = True, details: dict[str, Any] | None = None) -> None:
-        super().__init__(message)
-        self.retryable = retryable
-        self.details = details
-
-    def __reduce__(self) -> tuple[Any, ...]:
-        return (type(self), (str(self), self.retryable, self.details))
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -103,7 +90,7 @@ async def send_email(
     except aiosmtplib.SMTPNotSupported as exc:
         raise SmtpError(f"{where}: {exc}", retryable=False) from exc
     except (aiosmtplib.SMTPException, OSError) as exc:  # connection, disconnect, timeouts
-        raise SmtpError(f"{where}: {type(exc).__name__}: {exc}", retryable=True) from exc
+        raise SmtpError(f"{where}: {describe(exc)}", retryable=True) from exc
     return {
         "accepted": [r for r in recipients if r not in refused],
         "rejected": {addr: f"{r.code} {r.message}" for addr, r in refused.items()},

@@ -18,7 +18,6 @@ from __future__ import annotations
 import logging
 import re
 import threading
-import time
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -30,6 +29,8 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ductape_jobs.errors import ConflictError, StoreError, ValidationError
+from ductape_jobs.redaction import redact_url
+from ductape_jobs.timing.backoff import Backoff, retry
 
 T = TypeVar("T")
 Conn = psycopg.Connection[DictRow]
@@ -104,6 +105,7 @@ class Database:
         self.schema = schema
         self.retries = retries
         self.backoff = backoff
+        self._backoff = Backoff(base=backoff, factor=2.0, cap=timedelta.max, jitter=0.0)
         kwargs: dict[str, Any] = {"autocommit": True, "row_factory": dict_row}
         if "application_name" not in conninfo:
             kwargs["application_name"] = "ductape-jobs"
@@ -126,7 +128,7 @@ class Database:
             self.pool.open(wait=True, timeout=timeout.total_seconds())
         except PoolTimeout as exc:
             self.pool.close()
-            where = f"cannot connect to PostgreSQL at {_redact(conninfo)}"
+            where = f"cannot connect to PostgreSQL at {redact_url(conninfo)}"
             try:  # once more without the pool, for the server's own reason (a wrong database, password, ...)
                 psycopg.connect(conninfo, **kwargs).close()
             except psycopg.Error as direct:
@@ -139,28 +141,35 @@ class Database:
 
     def run(self, op: Callable[[Conn], T], *, idempotent: bool = False) -> T:
         """``op(conn)`` inside one transaction; retried on connection-level failures when safe (module doc)."""
-        for attempt in range(self.retries + 1):
-            committing = False
-            try:
-                with self.pool.connection() as conn:
-                    with conn.transaction():
-                        result = op(conn)
-                        committing = True
-                    return result
-            except errors.UniqueViolation as exc:
-                raise ConflictError(f"{exc.diag.message_primary} ({exc.diag.message_detail})") from exc
-            except PoolTimeout as exc:
-                raise StoreError(f"PostgreSQL store: no connection available: {exc}") from exc
-            except psycopg.OperationalError as exc:
-                if attempt >= self.retries or (committing and not idempotent):
-                    raise StoreError(f"PostgreSQL store: {exc}") from exc
-                delay = self.backoff.total_seconds() * 2**attempt
-                log.warning("PostgreSQL store call failed (%s); retrying in %.2fs", exc, delay)
-                time.sleep(delay)
+        committing = False
+        tried = 0
+
+        def once() -> T:
+            nonlocal committing, tried
+            if tried:
                 self.pool.check()  # the other idle connections may be dead too (a restart): replace those
-            except psycopg.Error as exc:
-                raise StoreError(f"PostgreSQL store: {exc}") from exc
-        raise AssertionError("unreachable")  # pragma: no cover
+            tried += 1
+            committing = False
+            with self.pool.connection() as conn:
+                with conn.transaction():
+                    result = op(conn)
+                    committing = True
+                return result
+
+        def retryable(exc: Exception) -> bool:
+            return isinstance(exc, psycopg.OperationalError) and not (committing and not idempotent)
+
+        def on_retry(exc: Exception, delay: timedelta) -> None:
+            log.warning("PostgreSQL store call failed (%s); retrying in %.2fs", exc, delay.total_seconds())
+
+        try:
+            return retry(once, tries=self.retries + 1, backoff=self._backoff, retryable=retryable, on_retry=on_retry)
+        except errors.UniqueViolation as exc:
+            raise ConflictError(f"{exc.diag.message_primary} ({exc.diag.message_detail})") from exc
+        except PoolTimeout as exc:
+            raise StoreError(f"PostgreSQL store: no connection available: {exc}") from exc
+        except psycopg.Error as exc:
+            raise StoreError(f"PostgreSQL store: {exc}") from exc
 
     def autocommit(self, op: Callable[[Conn], T]) -> T:
         """``op(conn)`` on a pooled connection outside a transaction block (driver errors translated)."""
@@ -172,10 +181,6 @@ class Database:
 
     def close(self) -> None:
         self.pool.close()
-
-
-def _redact(conninfo: str) -> str:
-    return re.sub(r"(://[^:/@]*):[^@]*@", r"\1:***@", re.sub(r"password=\S+", "password=***", conninfo))
 
 
 class Listener:

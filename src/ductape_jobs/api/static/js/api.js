@@ -56,17 +56,8 @@ export function can(scope) {
   return Boolean(me && Array.isArray(me.scopes) && me.scopes.includes(scope));
 }
 
-/** The records of a list answer, whether it is a bare list or a page ({items: [...], total}). */
-export function items(data) {
-  if (Array.isArray(data)) return data;
-  if (!data || typeof data !== "object") return [];
-  for (const key of ["items", "data", "results", "runs", "schedules", "jobs"]) {
-    if (Array.isArray(data[key])) return data[key];
-  }
-  return [];
+/** The records of a list answer: every list route answers one shape, a page {items: [...], has_more}. */
+export function items(page) {
+  if (!page || !Array.isArray(page.items)) throw new ApiError(0, "the API answered a list in an unknown shape");
+  return page.items;
 }
-
-/** The schedule's id, whatever the record calls it. */
-export const scheduleId = (schedule) => schedule.job_id;
-/** A run's phase, whatever the record calls it. */
-export const phase = (run) => run.phase;

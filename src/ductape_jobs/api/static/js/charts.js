@@ -1,9 +1,7 @@
 // Inline SVG charts, no library: stacked bars (runs per minute) and a per-job heatmap (load forecast).
 
+import { COLORS } from "./colors.js";
 import { h, s } from "./dom.js";
-
-export const PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#bcbd22",
-  "#7f7f7f", "#d62728"];
 
 const pad = (n) => String(n).padStart(2, "0");
 const hhmm = (d) => `${pad(d.getUTCHours())}:${pad(d.getUTCMinutes())}`;
@@ -26,7 +24,7 @@ function yAxis(g, { x0, x1, top, height, max }) {
 }
 
 /**
- * Stacked bars over time. series: [{key, label, className|color}], points: [{at: Date, values: {key: n}}].
+ * Stacked bars over time. series: [{key, label, color}], points: [{at: Date, values: {key: n}}].
  * labelAt(date, index): whether to write the time under that bar.
  */
 export function stackedBars({ series, points, label, width = 1000, height = 200, labelAt = (_, i) => i % 10 === 0,
@@ -49,8 +47,7 @@ export function stackedBars({ series, points, label, width = 1000, height = 200,
       if (!n) continue;
       const hgt = (n / max) * plotH;
       y -= hgt;
-      bar.append(s("rect", { x, y, width: Math.max(band - gap, 0.5), height: hgt, class: k.className || null,
-        fill: k.color || null }));
+      bar.append(s("rect", { x, y, width: Math.max(band - gap, 0.5), height: hgt, class: k.key, fill: k.color }));
     }
     bar.append(s("title", {}, barTitle ? barTitle(p, totals[i]) : `${hhmm(p.at)} UTC: ${totals[i]}`));
     // an invisible full-height target so the tooltip shows on empty minutes too
@@ -103,7 +100,7 @@ export function heatmap({ rows, overlaps, times, bucketMinutes, label, labelAt, 
   const y = lane(rows.length, "overlaps", "overlap-label");
   const most = Math.max(2, ...overlaps);
   overlaps.forEach((jobs, col) => {
-    if (jobs > 1) cell(col, y, "#d9534f", 0.4 + 0.6 * ((jobs - 1) / (most - 1)), `from ${hhmm(times[col])} UTC: ${jobs} jobs start in the same minute`);
+    if (jobs > 1) cell(col, y, COLORS.overlap, 0.4 + 0.6 * ((jobs - 1) / (most - 1)), `from ${hhmm(times[col])} UTC: ${jobs} jobs start in the same minute`);
   });
   svg.append(s("text", { x: left, y: height - 6 },
     `${bucketMinutes}-minute buckets, UTC; darker = more runs (at most ${max} in a bucket)`));

@@ -2,7 +2,8 @@
 // resources show. A stacked bar chart (all jobs), a heatmap (one row per job) and the busiest minutes.
 
 import { api } from "../api.js";
-import { PALETTE, heatmap, legend, stackedBars } from "../charts.js";
+import { heatmap, legend, stackedBars } from "../charts.js";
+import { PALETTE } from "../colors.js";
 import { h, mount, table, utc } from "../dom.js";
 
 const BUCKETS = [1, 5, 15, 30, 60];

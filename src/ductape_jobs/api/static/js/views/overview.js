@@ -2,6 +2,7 @@
 
 import { api } from "../api.js";
 import { stackedBars, legend } from "../charts.js";
+import { COLORS } from "../colors.js";
 import { duration, h, mount, shortId, table, timeCell } from "../dom.js";
 
 function card(label, value, sub, bad = false) {
@@ -43,12 +44,12 @@ export function overview(root) {
       mount(chart,
         stackedBars({
           label: `Runs per minute over the last hour: ${done} completed, ${stats.failures_last_hour ?? 0} failed`,
-          series: [{ key: "completed", className: "completed" }, { key: "failed", className: "failed" }],
+          series: [{ key: "completed", color: COLORS.completed }, { key: "failed", color: COLORS.failed }],
           points: perMinute.map((m) => ({ at: new Date(m.minute), values: m })),
           height: 170,
           barTitle: (p) => `${p.at.toISOString().slice(11, 16)} UTC: ${p.values.completed || 0} completed, ${p.values.failed || 0} failed`,
         }),
-        legend([["completed", "#3aa56a"], ["failed", "#d9534f"]]));
+        legend([["completed", COLORS.completed], ["failed", COLORS.failed]]));
       const due = stats.next_runs || [];
       mount(next, table(
         [{ title: "Job" }, { title: "Schedule" }, { title: "Due" }],

@@ -1,82 +1,55 @@
 // Runs: a filterable table (phase, job, schedule) with Retry on failed runs; a run's detail with its attempts,
 // error and timings.
 
-import { api, can, items, phase } from "../api.js";
+import { api, can } from "../api.js";
 import { badge, duration, facts, h, json, mount, parseTime, shortId, table, timeCell } from "../dom.js";
-import { PAGE, act, pagerButtons } from "../ui.js";
+import { jobSelect, listView } from "../listview.js";
+import { act } from "../ui.js";
 
 const PHASES = ["scheduled", "queued", "running", "retry_scheduled", "completed", "failed", "cancelled"];
-const runId = (run) => run.id ?? run.run_id;
-const retryable = (run) => can("write") && (phase(run) === "failed" || phase(run) === "cancelled");
+const retryable = (run) => can("write") && (run.phase === "failed" || run.phase === "cancelled");
 
 function retryButton(run, after) {
-  const b = h("button", { type: "button", class: "primary", "aria-label": `Retry run ${runId(run)}` }, "Retry");
-  b.addEventListener("click", () => act(b, () => api(`/runs/${encodeURIComponent(runId(run))}/retry`, { method: "POST", body: {} }),
-    `Retrying ${run.job_tag} (run ${shortId(runId(run))})`, after));
+  const b = h("button", { type: "button", class: "primary", "aria-label": `Retry run ${run.id}` }, "Retry");
+  b.addEventListener("click", () => act(b, () => api(`/runs/${encodeURIComponent(run.id)}/retry`, { method: "POST", body: {} }),
+    `Retrying ${run.job_tag} (run ${shortId(run.id)})`, after));
   return b;
 }
 
 // ------------------------------------------------------------------------------------------ the list
 
 export function runs(root, _params, query) {
-  const filters = { phase: query.get("phase") || "", job_tag: query.get("job_tag") || "", job_id: query.get("job_id") || "" };
-  let offset = 0;
-  const status = h("select", { id: "f-status", name: "status" },
+  const status = h("select", { id: "f-status", name: "phase" },
     h("option", { value: "" }, "any"), PHASES.map((p) => h("option", { value: p }, p.replace("_", " "))));
-  const job = h("select", { id: "f-job", name: "job_tag" }, h("option", { value: "" }, "any"));
+  const job = jobSelect();
   const schedule = h("input", { id: "f-schedule", name: "job_id", type: "search", placeholder: "schedule id", size: 28 });
-  status.value = filters.phase;
-  schedule.value = filters.job_id;
-  const box = h("div");
-  const pager = h("div", { class: "pager" });
-  const apply = () => {
-    Object.assign(filters, { phase: status.value, job_tag: job.value, job_id: schedule.value.trim() });
-    offset = 0;
-    const qs = new URLSearchParams(Object.entries(filters).filter(([, v]) => v)).toString();
-    history.replaceState(null, "", `#/runs${qs ? `?${qs}` : ""}`); // shareable, without a new route
-    view.refresh();
-  };
-  status.addEventListener("change", apply);
-  job.addEventListener("change", apply);
-  schedule.addEventListener("change", apply);
-
+  const view = listView({
+    route: "runs", query, path: "/runs", filters: { phase: status, job_tag: job, job_id: schedule },
+    render: (box, rows, refresh) => mount(box, table(
+      [{ title: "Run" }, { title: "Job" }, { title: "Schedule" }, { title: "Status" }, { title: "Due" },
+        { title: "Started" }, { title: "Duration", num: true }, { title: "Attempt", num: true }, { title: "" }],
+      rows.map((r) => h("tr", { dataset: { runId: r.id, status: r.phase } },
+        h("td", {}, h("a", { href: `#/runs/${encodeURIComponent(r.id)}`, class: "mono" }, shortId(r.id))),
+        h("td", {}, r.job_tag, h("small", {}, `${r.event_type ?? ""} ${r.event_tag ?? ""}`)),
+        h("td", {}, h("a", { href: `#/schedules/${encodeURIComponent(r.job_id)}`, class: "mono" },
+          shortId(r.job_id))),
+        h("td", {}, badge(r.phase), r.triggered_by && r.triggered_by !== "schedule" ? h("small", {}, r.triggered_by) : null),
+        h("td", {}, timeCell(r.scheduled_at)),
+        h("td", {}, timeCell(r.started_at)),
+        h("td", { class: "num" }, duration(r.duration_ms)),
+        h("td", { class: "num" }, r.attempt ?? ""),
+        h("td", { class: "actions" }, retryable(r) ? retryButton(r, refresh) : null),
+      )),
+      { empty: "No run matches.", label: "Runs" })),
+  });
   mount(root,
     h("div", { class: "page-head" }, h("h1", {}, "Runs"), h("span", { class: "muted" }, "newest first")),
     h("section", { class: "panel" },
-      h("form", { class: "filters", role: "search", "aria-label": "Filter runs", onsubmit: (e) => { e.preventDefault(); apply(); } },
+      view.form("Filter runs",
         h("label", { for: "f-status" }, "Phase", status),
         h("label", { for: "f-job" }, "Job", job),
         h("label", { for: "f-schedule" }, "Schedule", schedule)),
-      box, pager));
-
-  const view = {
-    async refresh() {
-      const [jobs, page] = await Promise.all([
-        api("/jobs"),
-        api("/runs", { params: { ...filters, limit: PAGE, offset } }),
-      ]);
-      mount(job, h("option", { value: "" }, "any"), items(jobs).map((j) => h("option", { value: j.tag }, j.tag)));
-      job.value = filters.job_tag;
-      const rows = items(page);
-      mount(box, table(
-        [{ title: "Run" }, { title: "Job" }, { title: "Schedule" }, { title: "Status" }, { title: "Due" },
-          { title: "Started" }, { title: "Duration", num: true }, { title: "Attempt", num: true }, { title: "" }],
-        rows.map((r) => h("tr", { dataset: { runId: runId(r), status: phase(r) } },
-          h("td", {}, h("a", { href: `#/runs/${encodeURIComponent(runId(r))}`, class: "mono" }, shortId(runId(r)))),
-          h("td", {}, r.job_tag, h("small", {}, `${r.event_type ?? ""} ${r.event_tag ?? ""}`)),
-          h("td", {}, h("a", { href: `#/schedules/${encodeURIComponent(r.job_id)}`, class: "mono" },
-            shortId(r.job_id))),
-          h("td", {}, badge(phase(r)), r.triggered_by && r.triggered_by !== "schedule" ? h("small", {}, r.triggered_by) : null),
-          h("td", {}, timeCell(r.scheduled_at)),
-          h("td", {}, timeCell(r.started_at)),
-          h("td", { class: "num" }, duration(r.duration_ms)),
-          h("td", { class: "num" }, r.attempt ?? ""),
-          h("td", { class: "actions" }, retryable(r) ? retryButton(r, () => view.refresh()) : null),
-        )),
-        { empty: "No run matches.", label: "Runs" }));
-      pagerButtons(pager, offset, rows.length, page.has_more ?? rows.length >= PAGE, (o) => { offset = o; view.refresh(); });
-    },
-  };
+      view.box, view.pager));
   return view;
 }
 
@@ -109,7 +82,7 @@ export function runDetail(root, [id]) {
       mount(box,
         h("div", { class: "crumbs" }, h("a", { href: "#/runs" }, "Runs"), " / run"),
         h("div", { class: "page-head" },
-          h("h1", {}, `${r.job_tag} `, h("span", { class: "mono muted" }, runId(r))), badge(phase(r)),
+          h("h1", {}, `${r.job_tag} `, h("span", { class: "mono muted" }, r.id)), badge(r.phase),
           h("span", { class: "spacer" }),
           retryable(r) ? retryButton(r, () => view.refresh()) : null),
         h("div", { class: "grid two" },

@@ -1,16 +1,17 @@
 // Jobs and schedules: the job definitions, the schedules with their state and next fire time, pause/resume/
 // cancel; a schedule's detail with a preview calendar (its next fire times in UTC and in its own zone).
 
-import { api, can, items, phase, scheduleId } from "../api.js";
+import { api, can, items } from "../api.js";
 import { badge, cadence, duration, facts, h, json, mount, shortId, table, timeCell, utc, zoned } from "../dom.js";
-import { PAGE, act, confirmDialog, pagerButtons } from "../ui.js";
+import { jobSelect, listView } from "../listview.js";
+import { act, confirmDialog } from "../ui.js";
 
 const STATUSES = ["active", "paused", "cancelled", "completed"];
 
 /** The pause/resume/cancel/trigger buttons a schedule in its state can take (none for a read-only key). */
 export function scheduleActions(schedule, after, { trigger = false } = {}) {
   if (!can("write")) return [];
-  const id = scheduleId(schedule);
+  const id = schedule.job_id;
   const name = `${schedule.job_tag} ${shortId(id)}`;
   const post = (verb, body = {}) => api(`/schedules/${encodeURIComponent(id)}/${verb}`, { method: "POST", body });
   const button = (text, cls, onclick) => {
@@ -47,56 +48,28 @@ export function scheduleActions(schedule, after, { trigger = false } = {}) {
 export function schedules(root, _params, query) {
   const status = h("select", { id: "f-status", name: "status" },
     h("option", { value: "" }, "any"), STATUSES.map((st) => h("option", { value: st }, st)));
-  const job = h("select", { id: "f-job", name: "job_tag" }, h("option", { value: "" }, "any"));
-  status.value = query.get("status") || "";
-  let jobTag = query.get("job_tag") || "";
-  let offset = Number(query.get("offset") || 0);
+  const job = jobSelect();
   const jobsBox = h("div");
-  const listBox = h("div");
-  const pager = h("div", { class: "pager" });
-  const onFilter = () => { offset = 0; view.refresh(); };
-  status.addEventListener("change", onFilter);
-  job.addEventListener("change", () => { jobTag = job.value; onFilter(); });
-
-  mount(root,
-    h("div", { class: "page-head" }, h("h1", {}, "Jobs & schedules")),
-    h("section", { class: "panel", "aria-labelledby": "sched-title" },
-      h("h2", { id: "sched-title" }, "Schedules"),
-      h("form", { class: "filters", role: "search", "aria-label": "Filter schedules", onsubmit: (e) => e.preventDefault() },
-        h("label", { for: "f-status" }, "Status", status),
-        h("label", { for: "f-job" }, "Job", job)),
-      listBox, pager),
-    h("section", { class: "panel", "aria-labelledby": "jobs-title" }, h("h2", { id: "jobs-title" }, "Jobs"), jobsBox),
-  );
-
-  const view = {
-    async refresh() {
-      const [jobs, page] = await Promise.all([
-        api("/jobs"),
-        api("/schedules", { params: { status: status.value, job_tag: jobTag, limit: PAGE, offset } }),
-      ]);
-      const jobList = items(jobs);
-      mount(job, h("option", { value: "" }, "any"), jobList.map((j) => h("option", { value: j.tag }, j.tag)));
-      job.value = jobTag;
-      const rows = items(page);
-      mount(listBox, table(
+  const view = listView({
+    route: "schedules", query, path: "/schedules", filters: { status, job_tag: job },
+    render: (box, rows, refresh, jobs) => {
+      mount(box, table(
         [{ title: "Schedule" }, { title: "Job" }, { title: "Cadence" }, { title: "State" }, { title: "Next fire" },
           { title: "Runs", num: true }, { title: "" }],
-        rows.map((sc) => h("tr", { dataset: { scheduleId: scheduleId(sc) } },
-          h("td", {}, h("a", { href: `#/schedules/${encodeURIComponent(scheduleId(sc))}`, class: "mono" }, shortId(scheduleId(sc)))),
+        rows.map((sc) => h("tr", { dataset: { scheduleId: sc.job_id } },
+          h("td", {}, h("a", { href: `#/schedules/${encodeURIComponent(sc.job_id)}`, class: "mono" }, shortId(sc.job_id))),
           h("td", {}, sc.job_tag, h("small", {}, `${sc.product_tag} · ${sc.env}`)),
           h("td", {}, h("span", { class: "clip", title: cadence(sc) }, cadence(sc))),
           h("td", {}, badge(sc.status)),
           h("td", {}, sc.status === "active" ? timeCell(sc.next_run_at) : h("span", { class: "muted" }, "—")),
           h("td", { class: "num" }, sc.run_count ?? ""),
-          h("td", { class: "actions" }, scheduleActions(sc, () => view.refresh())),
+          h("td", { class: "actions" }, scheduleActions(sc, refresh)),
         )),
         { empty: "No schedule matches.", label: "Schedules" },
       ));
-      pagerButtons(pager, offset, rows.length, page.has_more ?? rows.length >= PAGE, (o) => { offset = o; view.refresh(); });
       mount(jobsBox, table(
         [{ title: "Tag" }, { title: "Name" }, { title: "Event" }, { title: "Cadence" }, { title: "" }],
-        jobList.map((j) => [
+        items(jobs).map((j) => [
           h("span", { class: "mono" }, j.tag), j.name, `${j.event_type} ${j.event_tag}`,
           j.intervals ? `every ${duration(j.intervals)}${j.executions ? `, ${j.executions} runs` : ""}` : "once",
           h("a", { href: `#/runs?job_tag=${encodeURIComponent(j.tag)}` }, "runs"),
@@ -104,7 +77,17 @@ export function schedules(root, _params, query) {
         { empty: "No job defined yet (job.create).", label: "Jobs" },
       ));
     },
-  };
+  });
+  mount(root,
+    h("div", { class: "page-head" }, h("h1", {}, "Jobs & schedules")),
+    h("section", { class: "panel", "aria-labelledby": "sched-title" },
+      h("h2", { id: "sched-title" }, "Schedules"),
+      view.form("Filter schedules",
+        h("label", { for: "f-status" }, "Status", status),
+        h("label", { for: "f-job" }, "Job", job)),
+      view.box, view.pager),
+    h("section", { class: "panel", "aria-labelledby": "jobs-title" }, h("h2", { id: "jobs-title" }, "Jobs"), jobsBox),
+  );
   return view;
 }
 
@@ -180,7 +163,7 @@ export function scheduleDetail(root, [id]) {
       mount(head,
         h("div", { class: "crumbs" }, h("a", { href: "#/schedules" }, "Jobs & schedules"), " / schedule"),
         h("div", { class: "page-head" },
-          h("h1", {}, `${sc.job_tag} `, h("span", { class: "mono muted" }, scheduleId(sc))), badge(sc.status),
+          h("h1", {}, `${sc.job_tag} `, h("span", { class: "mono muted" }, sc.job_id)), badge(sc.status),
           h("span", { class: "spacer" }),
           h("div", { class: "toolbar" }, scheduleActions(sc, () => view.refresh(), { trigger: true }))));
       mount(info, facts([
@@ -201,14 +184,14 @@ export function scheduleDetail(root, [id]) {
         ["Input", json(sc.input ?? {})],
       ]));
       await renderPreview(sc, job);
-      const runs = items(await api("/runs", { params: { job_id: scheduleId(sc), limit: 10 } }));
+      const runs = items(await api("/runs", { params: { job_id: sc.job_id, limit: 10 } }));
       mount(recent, table(
         [{ title: "Run" }, { title: "Status" }, { title: "Due" }, { title: "Duration", num: true }, { title: "By" }],
         runs.map((r) => [
-          h("a", { href: `#/runs/${encodeURIComponent(r.id ?? r.run_id)}`, class: "mono" }, shortId(r.id ?? r.run_id)),
-          badge(phase(r)), timeCell(r.scheduled_at), duration(r.duration_ms), r.triggered_by ?? ""]),
+          h("a", { href: `#/runs/${encodeURIComponent(r.id)}`, class: "mono" }, shortId(r.id)),
+          badge(r.phase), timeCell(r.scheduled_at), duration(r.duration_ms), r.triggered_by ?? ""]),
         { empty: "No run yet.", label: "Recent runs" }),
-      h("p", {}, h("a", { href: `#/runs?job_id=${encodeURIComponent(scheduleId(sc))}` }, "All runs of this schedule →")));
+      h("p", {}, h("a", { href: `#/runs?job_id=${encodeURIComponent(sc.job_id)}` }, "All runs of this schedule →")));
     },
   };
   return view;

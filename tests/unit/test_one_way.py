@@ -1,0 +1,163 @@
+"""One way to do each thing: one exception tree, one URL redaction, one exception-to-text, one page and enum
+check, one retry helper on ``Backoff``, one event-type parser."""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import inspect
+import pickle
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+import ductape_jobs
+from ductape_jobs import errors
+from ductape_jobs.errors import DuctapeError, HttpError, SmtpError, ValidationError, describe
+from ductape_jobs.limits import MAX_OFFSET, MAX_PAGE, check_enum, check_page
+from ductape_jobs.models import JobEventTypes, RunPhase
+from ductape_jobs.products.features import FeatureEventTypes
+from ductape_jobs.redaction import redact_url
+from ductape_jobs.timing.backoff import Backoff, retry, retry_async
+
+PACKAGE = Path(ductape_jobs.__file__).parent
+
+
+def _exception_classes_outside_errors() -> list[str]:
+    """Public classes outside errors.py whose bases name an exception (``...Error``, ``Exception``, ...)."""
+    found = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        if path.name == "errors.py" and path.parent == PACKAGE:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if not isinstance(node, ast.ClassDef) or node.name.startswith("_"):
+                continue  # a private control-flow signal (``_LeaseLost``) never leaves its module
+            bases = [ast.unparse(b) for b in node.bases]
+            if any(b.endswith(("Error", "Exception", "Failure", "Failed", "Refused", "Rejected")) for b in bases):
+                found.append(f"{path.relative_to(PACKAGE)}: {node.name}({', '.join(bases)})")
+    return found
+
+
+def test_every_exception_lives_in_errors_py_under_the_one_root() -> None:
+    assert _exception_classes_outside_errors() == []
+    classes = [c for _, c in inspect.getmembers(errors, inspect.isclass) if issubclass(c, BaseException)]
+    assert len(classes) >= 20
+    assert all(issubclass(c, DuctapeError) for c in classes), [c for c in classes if not issubclass(c, DuctapeError)]
+    for cls in classes:  # the tree drawn in the docstring names every class
+        assert cls.__name__ in (errors.__doc__ or ""), cls.__name__
+
+
+def test_the_old_import_paths_of_public_errors_still_work() -> None:
+    from ductape_jobs.executors.databases import DatabaseError
+    from ductape_jobs.executors.http import HttpError as FromHttp
+    from ductape_jobs.executors.notify import SmtpError as FromNotify
+    from ductape_jobs.extras import MissingExtraError
+    from ductape_jobs.piping import PipingError
+
+    assert (FromHttp, FromNotify) == (HttpError, SmtpError)
+    assert DatabaseError is errors.DatabaseError and MissingExtraError is errors.MissingExtraError
+    assert PipingError is errors.PipingError
+
+
+def test_execution_errors_keep_retryable_and_details_through_pickle() -> None:
+    """Runs may fail in a worker process: the error crosses a pickle with its fields."""
+    err = pickle.loads(pickle.dumps(HttpError("POST x: 503", True, {"status": 503})))
+    assert (type(err), str(err), err.retryable, err.details) == (HttpError, "POST x: 503", True, {"status": 503})
+    rejected = pickle.loads(pickle.dumps(errors.FeatureRejected("no such feature")))
+    assert rejected.retryable is False and str(rejected) == "no such feature"
+    assert errors.NotificationInputError("x").retryable is False and SmtpError("y").retryable is True
+
+
+@pytest.mark.parametrize(
+    ("url", "expected"),
+    [
+        ("amqp://guest:s3cret@h:5672/vh", "amqp://guest:***@h:5672/vh"),
+        ("redis://:s3cret@h:6379/0", "redis://:***@h:6379/0"),
+        ("postgresql://db/x?user=a&password=s3cret", "postgresql://db/x?user=a&password=***"),
+        ("host=db password=s3cret user=app", "host=db password=*** user=app"),
+        ("https://h/x?token=t&q=1&API_KEY=k", "https://h/x?token=***&q=1&API_KEY=***"),
+        ("postgresql://u:s3cret@[bad/x", "postgresql://***@[bad/x"),
+        ("sqlite:///tmp/x.db", "sqlite:///tmp/x.db"),
+    ],
+)
+def test_one_url_redaction(url: str, expected: str) -> None:
+    assert redact_url(url) == expected
+
+
+def test_url_redaction_takes_extra_names_and_a_mask() -> None:
+    assert (
+        redact_url("https://a:b@h/?sig_x=1&p=2", ["sig_x"], mask="REDACTED")
+        == "https://a:REDACTED@h/?sig_x=REDACTED&p=2"
+    )
+
+
+def test_one_exception_to_text() -> None:
+    assert describe(ValueError("bad  thing")) == "ValueError: bad  thing"
+    assert describe(ValueError()) == "ValueError"
+    assert describe(ValueError("ValueError: already named")) == "ValueError: already named"
+    try:
+        raise KeyError("k")
+    except KeyError as exc:
+        text = describe(exc, trace=2)
+    assert text.startswith("KeyError: 'k'\n") and "test_one_exception_to_text" in text
+    assert len(describe(ValueError("x" * 10_000))) == errors.ERROR_TEXT_CHARS
+
+
+def test_one_page_check() -> None:
+    check_page(MAX_PAGE, MAX_OFFSET)
+    for limit, offset, field in ((0, 0, "limit"), (MAX_PAGE + 1, 0, "limit"), (True, 0, "limit"), (1, -1, "offset")):
+        with pytest.raises(ValidationError) as info:
+            check_page(limit, offset)
+        assert info.value.field == field and "must be a whole number between" in info.value.rule
+
+
+def test_one_enum_check() -> None:
+    assert check_enum(RunPhase, "failed", "phase") is RunPhase.FAILED
+    assert check_enum(RunPhase, None, "phase") is None
+    with pytest.raises(ValidationError, match=r"phase: 'exploded' is not one of scheduled, "):
+        check_enum(RunPhase, "exploded", "phase")
+
+
+def test_one_event_type_parser() -> None:
+    assert JobEventTypes.parse("publish") is JobEventTypes.MESSAGEBROKER
+    assert FeatureEventTypes.parse("Message-Broker") is FeatureEventTypes.MESSAGEBROKER
+    for kind in (JobEventTypes, FeatureEventTypes):
+        with pytest.raises(ValueError, match="unknown event type 'SMS'"):
+            kind.parse("SMS")
+
+
+def test_retry_retries_what_it_may_and_stops_at_what_it_may_not() -> None:
+    calls: list[int] = []
+    waits: list[float] = []
+
+    def flaky() -> str:
+        calls.append(1)
+        if len(calls) < 3:
+            raise ConnectionError("away")
+        return "ok"
+
+    backoff = Backoff(base=timedelta(seconds=1), jitter=0.0)
+    assert retry(flaky, tries=3, backoff=backoff, sleep=waits.append) == "ok"
+    assert waits == [1.0, 2.0]  # Backoff's delays, not a loop of its own
+
+    calls.clear()
+    with pytest.raises(ConnectionError):  # the rule says no (a failure during commit): no second try
+        retry(flaky, tries=5, backoff=backoff, retryable=lambda exc: False, sleep=waits.append)
+    assert len(calls) == 1
+
+
+def test_retry_async_gives_up_after_its_tries() -> None:
+    calls: list[int] = []
+    waits: list[float] = []
+
+    async def broken() -> None:
+        calls.append(1)
+        raise ConnectionError("away")
+
+    async def sleep(seconds: float) -> None:
+        waits.append(seconds)
+
+    with pytest.raises(ConnectionError):
+        asyncio.run(retry_async(broken, tries=4, backoff=Backoff(base=timedelta(seconds=0.1), jitter=0.0), sleep=sleep))
+    assert len(calls) == 4 and waits == pytest.approx([0.1, 0.2, 0.4])
