@@ -30,7 +30,7 @@ from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.sessions import Sessions
 from ductape_jobs.store import DEFAULT_URL, Store, open_store
 from ductape_jobs.targets import parse_networks
-from ductape_jobs.webhooks import WebhookEvents, Webhooks
+from ductape_jobs.webhooks import Webhooks
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -125,11 +125,11 @@ class Ductape:
         self.product = ProductJobs(self.job)  # the seeds' ductape.product.jobs; ductape.product("shop").jobs
         self.feature = Features(self)  # ductape.feature.run(...): a product's feature sequences
         self.executors.register(FeatureExecutor(self.feature.engine))
-        # lifecycle webhooks: emitted by job.* and workers
+        # lifecycle webhooks: the store writes the events (its outbox); the delivery loop relays and sends them
         self.webhooks = Webhooks(
             self.store, self.clock, allow=[str(net) for net in allowed], secrets=self.products.secrets
         )
-        self.observers: list[RunObserver] = [WebhookEvents(self.webhooks)]  # told by workers (metrics, webhooks)
+        self.observers: list[RunObserver] = []  # told by workers (metrics); webhooks read the store's outbox
         self._workers: set[Worker] = set()
         self._workers_lock = threading.Lock()
 

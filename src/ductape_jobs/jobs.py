@@ -34,7 +34,6 @@ from ductape_jobs.products.admission import admit
 from ductape_jobs.store.base import ScheduleChange
 from ductape_jobs.timing import Occurrences, plan_due, preview
 from ductape_jobs.timing.planning import first_due
-from ductape_jobs.webhooks import schedule_payload
 
 if TYPE_CHECKING:
     from ductape_jobs.client import Ductape
@@ -225,9 +224,6 @@ class Jobs(JobReports):
             self._store.add_schedules(schedules, runs, planned_from=planned)
             if runs:
                 self._owner._notify_workers()
-            self._owner.webhooks.emit(
-                "job.scheduled", (schedule_payload(s, r) for s, r in zip(schedules, results, strict=True))
-            )
         return results
 
     def _request(self, raw: ScheduleRequest | dict[str, Any]) -> ScheduleRequest:
@@ -344,7 +340,6 @@ class Jobs(JobReports):
         paused = self._store.update_schedule(
             job_id, self._clock.now(), ScheduleChange(status=ScheduleStatus.PAUSED, reason=text)
         )
-        self._owner.webhooks.emit("job.paused", [schedule_payload(paused)])
         return paused
 
     def resume(self, job_id: str) -> Schedule:
@@ -359,7 +354,6 @@ class Jobs(JobReports):
         status = ScheduleStatus.ACTIVE if nxt is not None else ScheduleStatus.COMPLETED
         self._owner._notify_workers()
         resumed = self._store.update_schedule(job_id, now, ScheduleChange(status=status, next_run_at=nxt, reason=None))
-        self._owner.webhooks.emit("job.resumed", [schedule_payload(resumed)])
         return resumed
 
     def cancel(self, job_id: str, reason: str | None = None) -> Schedule:
@@ -374,7 +368,6 @@ class Jobs(JobReports):
             self._clock.now(),
             ScheduleChange(status=ScheduleStatus.CANCELLED, reason=text, next_run_at=None, cancel_pending=True),
         )
-        self._owner.webhooks.emit("job.cancelled", [schedule_payload(cancelled)])
         return cancelled
 
     def reschedule(self, job_id: str, repeat: RepeatOptions | dict[str, Any]) -> Schedule:

@@ -41,13 +41,14 @@ from ductape_jobs.store.codec import (
 )
 from ductape_jobs.store.dialect import Dialect, Row, Tx
 from ductape_jobs.store.features import FeatureCore
+from ductape_jobs.store.outbox import OutboxCore
 from ductape_jobs.store.reports import ReportsCore
 from ductape_jobs.store.retention import RetentionCore
 
 _RELEASED = "worker shut down before the run finished"
 
 
-class SQLStore(ApiCore, FeatureCore, ReportsCore, RetentionCore, Store):
+class SQLStore(ApiCore, FeatureCore, OutboxCore, ReportsCore, RetentionCore, Store):
     """A ``Store`` over a SQL dialect; a backend is this class given its dialect."""
 
     def __init__(self, dialect: Dialect) -> None:

@@ -88,3 +88,15 @@ SELECT count(*) AS cache_entries FROM cache_entries WHERE expires_at <= :now;
 
 -- name: delete_cache_entries
 DELETE FROM cache_entries WHERE key IN (SELECT value FROM json_each(:ids)) AND expires_at <= :now;
+
+-- name: prunable_outbox
+-- Outbox events every consumer has read: at or before the slowest cursor (none: no consumer yet, none pruned).
+SELECT seq FROM outbox
+WHERE seq <= (SELECT min(seq) FROM outbox_consumers)
+ORDER BY seq LIMIT :limit;
+
+-- name: count_prunable_outbox
+SELECT count(*) AS outbox FROM outbox WHERE seq <= (SELECT min(seq) FROM outbox_consumers);
+
+-- name: delete_outbox
+DELETE FROM outbox WHERE seq IN (SELECT value FROM json_each(:ids));
