@@ -223,14 +223,17 @@ class Ductape:
             self._workers.add(worker)
         sent = asyncio.Event()  # the webhook deliveries are sent alongside, until the worker stops
         deliveries = asyncio.create_task(self.webhooks.run(sent), name="ductape-webhooks")
+        # direct feature runs whose driver died are resumed here, as the worker rescues job runs
+        orphans = asyncio.create_task(self.feature.engine.adopt_orphans(sent, worker.options.rescue_every))
         try:
             await worker.run(stop, handle_signals=stop is None)
         finally:
             with self._workers_lock:
                 self._workers.discard(worker)
             sent.set()
-            await asyncio.wait({deliveries}, timeout=5)  # a delivery cut short is sent again after its lease
+            await asyncio.wait({deliveries, orphans}, timeout=5)  # a delivery cut short is sent again later
             deliveries.cancel()
+            orphans.cancel()
         return worker
 
     def _notify_workers(self) -> None:

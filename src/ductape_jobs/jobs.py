@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -172,14 +173,38 @@ class Jobs(JobReports):
             raise ValidationError("requests", f"holds {len(batch)} requests; at most {MAX_BATCH} a call")
         return self._schedule_all(batch, indexed=True)
 
-    def _schedule_all(self, requests: list[ScheduleRequest | dict[str, Any]], *, indexed: bool) -> list[DispatchResult]:
+    def schedule_for_feature(
+        self, request: dict[str, Any], *, key: str, session: dict[str, Any] | None
+    ) -> DispatchResult:
+        """A feature's JOB event: the schedule keyed ``key`` (``<feature run>:<sequence>:<event>``) if the event
+        made it before (a resumed run after a crash), else ``schedule(request)`` under that key, with the
+        feature's verified session data (``session``) as the schedule's session."""
+        found = self._store.feature_schedule(key)
+        if found is None:
+            try:
+                return self._schedule_all([request], indexed=False, feature_key=key, session=session)[0]
+            except ConflictError:  # made meanwhile by another driver of the run (one that lost its lease)
+                found = self._store.feature_schedule(key)
+                if found is None:
+                    raise
+        return DispatchResult(
+            job_id=found.id,
+            status=RunPhase.QUEUED if found.run_count else RunPhase.SCHEDULED,
+            scheduled_at=found.last_due_at or found.next_run_at or found.start_at,
+            recurring=found.recurring,
+            next_run_at=found.next_run_at,
+        )
+
+    def _schedule_all(
+        self, requests: list[ScheduleRequest | dict[str, Any]], *, indexed: bool, **feature: Any
+    ) -> list[DispatchResult]:
         try:
-            return self._store_all(requests, indexed=indexed)
+            return self._store_all(requests, indexed=indexed, **feature)
         except (StaleJobError, NotFoundError) as exc:  # a cached definition changed or went: read again, once
             if isinstance(exc, NotFoundError) and exc.kind != "job":
                 raise
             self._definitions.clear()
-            return self._store_all(requests, indexed=indexed)
+            return self._store_all(requests, indexed=indexed, **feature)
 
     def _definition(self, product_tag: str, tag: str) -> JobDefinition | None:
         """The job a schedule of ``product_tag`` runs: the product's own, else the shared one."""
@@ -190,7 +215,14 @@ class Jobs(JobReports):
                 self._definitions[(product_tag, tag)] = job
         return job
 
-    def _store_all(self, requests: list[ScheduleRequest | dict[str, Any]], *, indexed: bool) -> list[DispatchResult]:
+    def _store_all(
+        self,
+        requests: list[ScheduleRequest | dict[str, Any]],
+        *,
+        indexed: bool,
+        feature_key: str | None = None,
+        session: dict[str, Any] | None = None,
+    ) -> list[DispatchResult]:
         now = self._clock.now()
         jobs: dict[tuple[str, str], JobDefinition | None] = {}
         schedules: list[Schedule] = []
@@ -210,7 +242,9 @@ class Jobs(JobReports):
                         "create it with job.create first",
                     )
                 claims = admit(self._owner.products, self._owner.session, req, job)
-                schedule, first_runs, result = self._plan(req, job, now, claims)
+                schedule, first_runs, result = self._plan(req, job, now, claims if session is None else session)
+                if feature_key is not None:
+                    schedule = replace(schedule, feature_key=feature_key)
             except ValidationError as exc:
                 if not indexed:
                     raise

@@ -537,6 +537,8 @@ class Schedule:
     skipped_count: int = 0
     reason: str | None = None
     job_product: str = ""  # the product of the job it runs: product_tag (its own job), or '' (a shared job)
+    # a JOB event's schedule: "<feature run>:<sequence>:<event>", unique, so a resumed feature run finds it
+    feature_key: str | None = None
 
     @property
     def recurring(self) -> bool:

@@ -33,7 +33,9 @@ class Features:
             executors=owner.executors,
             prepare=owner.prepare,
             clock=owner.clock,
-            schedule=lambda request: owner.product(request["product_tag"]).jobs.schedule(request),
+            schedule=lambda request, key, session: owner.product(request["product_tag"]).jobs.schedule_for_feature(
+                request, key=key, session=session
+            ),
             backoff=owner.options.backoff,
             lease=owner.options.lease,
         )

@@ -143,6 +143,7 @@ def schedule_params(s: Schedule) -> dict[str, Any]:
         "last_due_at": ms(s.last_due_at),
         "run_count": s.run_count,
         "created_at": ms(s.created_at),
+        "feature_key": s.feature_key,
     }
 
 
@@ -177,6 +178,7 @@ def schedule_from_row(r: Any) -> Schedule:
         skipped_count=r["skipped_count"],
         job_product=r["job_product"],
         reason=r["reason"],
+        feature_key=r.get("feature_key"),
     )
 
 

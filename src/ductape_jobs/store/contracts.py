@@ -65,6 +65,16 @@ class FeatureStore(ABC):
         ``env``: the runs of that product, of that env)."""
 
     @abstractmethod
+    def feature_schedule(self, key: str) -> Schedule | None:
+        """The schedule a JOB event made, by its ``feature_key`` (``<feature run>:<sequence>:<event>``, unique:
+        a second schedule with the key is a ``ConflictError``); ``None`` if it made none."""
+
+    @abstractmethod
+    def orphaned_feature_runs(self, now: datetime, limit: int) -> list[str]:
+        """Up to ``limit`` ids of direct feature runs (``feature.run``: not driven by a FEATURE job run, not a
+        child feature run) still running whose lease expired before ``now``: their driver died."""
+
+    @abstractmethod
     def claim_feature_run(
         self, run_id: str, owner: str, until: datetime, now: datetime, *, take_over: bool = False
     ) -> FeatureRun | None:

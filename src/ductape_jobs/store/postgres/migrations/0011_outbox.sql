@@ -105,3 +105,8 @@ $$;
 
 CREATE TRIGGER outbox_schedule AFTER INSERT OR UPDATE OF status ON schedules
 FOR EACH ROW EXECUTE FUNCTION ductape_outbox_schedule();
+
+-- A JOB event's schedule is keyed by (feature run, sequence, event): a feature run resumed after a crash finds
+-- the schedule its event made before the crash instead of scheduling the job again (features/engine.py).
+ALTER TABLE schedules ADD COLUMN feature_key TEXT;
+CREATE UNIQUE INDEX schedules_feature_key ON schedules (feature_key) WHERE feature_key IS NOT NULL;

@@ -99,3 +99,8 @@ BEGIN
       AND EXISTS (SELECT 1 FROM webhooks w
                   WHERE w.product_tag = NEW.product_tag AND instr(w.events, '"' || e.name || '"') > 0);
 END;
+
+-- A JOB event's schedule is keyed by (feature run, sequence, event): a feature run resumed after a crash finds
+-- the schedule its event made before the crash instead of scheduling the job again (features/engine.py).
+ALTER TABLE schedules ADD COLUMN feature_key TEXT;
+CREATE UNIQUE INDEX schedules_feature_key ON schedules (feature_key) WHERE feature_key IS NOT NULL;
