@@ -143,7 +143,6 @@ def schedule_params(s: Schedule) -> dict[str, Any]:
         "last_due_at": ms(s.last_due_at),
         "run_count": s.run_count,
         "created_at": ms(s.created_at),
-        "feature_key": s.feature_key,
     }
 
 

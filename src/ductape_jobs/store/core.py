@@ -161,6 +161,9 @@ class SQLStore(ApiCore, FeatureCore, OutboxCore, ReportsCore, RetentionCore, Sto
                     raise StaleJobError(r["tag"])
             with tx.together():  # PostgreSQL: the inserts and the wake-up in one round trip
                 tx.many("insert_schedule", list(rows.values()))
+                keyed = [{"id": s.id, "feature_key": s.feature_key} for s in schedules if s.feature_key]
+                if keyed:  # a feature's JOB event: its key is unique (a second schedule is a ConflictError)
+                    tx.many("set_feature_key", keyed)
                 # First runs take their values from the rows just written rather than a join per run.
                 firsts = []
                 for run in runs:

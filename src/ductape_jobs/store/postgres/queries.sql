@@ -65,12 +65,12 @@ DELETE FROM jobs WHERE product_tag = %(product_tag)s AND tag = %(tag)s;
 -- name: insert_schedule
 INSERT INTO schedules (id, job_tag, job_product, env, product_tag, input, retries, app, cache, session_tag, session_claims,
     cron, tz, every_ms, run_limit, end_date, follows_job, timeout_ms, misfire, overlap, pause_on_failure,
-    status, start_at, next_run_at, last_due_at, run_count, created_at, updated_at, feature_key)
+    status, start_at, next_run_at, last_due_at, run_count, created_at, updated_at)
 VALUES (%(id)s, %(job_tag)s, %(job_product)s, %(env)s, %(product_tag)s, %(input)s, %(retries)s, %(app)s, %(cache)s,
     %(session_tag)s, %(session_claims)s, %(cron)s, %(tz)s, %(every_ms)s::bigint, %(run_limit)s::integer,
     %(end_date)s::bigint, %(follows_job)s, %(timeout_ms)s::bigint, %(misfire)s, %(overlap)s,
     %(pause_on_failure)s, %(status)s, %(start_at)s, %(next_run_at)s::bigint, %(last_due_at)s::bigint,
-    %(run_count)s, %(created_at)s, %(created_at)s, %(feature_key)s);
+    %(run_count)s, %(created_at)s, %(created_at)s);
 
 -- name: insert_run
 -- A run copies its job's event and its schedule's input. One scheduled run per (schedule, due time): a

@@ -86,3 +86,6 @@ SELECT id FROM feature_runs
 WHERE status = 'running' AND lease_expires_at < :now
   AND lease_owner NOT LIKE 'job-run:%' AND instr(id, '/') = 0
 ORDER BY lease_expires_at LIMIT :limit;
+
+-- name: set_feature_key
+UPDATE schedules SET feature_key = :feature_key WHERE id = :id;

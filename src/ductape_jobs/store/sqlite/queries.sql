@@ -62,11 +62,10 @@ DELETE FROM jobs WHERE product_tag = :product_tag AND tag = :tag;
 -- name: insert_schedule
 INSERT INTO schedules (id, job_tag, job_product, env, product_tag, input, retries, app, cache, session_tag, session_claims,
     cron, tz, every_ms, run_limit, end_date, follows_job, timeout_ms, misfire, overlap, pause_on_failure,
-    status, start_at, next_run_at, last_due_at, run_count, created_at, updated_at, feature_key)
+    status, start_at, next_run_at, last_due_at, run_count, created_at, updated_at)
 VALUES (:id, :job_tag, :job_product, :env, :product_tag, :input, :retries, :app, :cache, :session_tag, :session_claims,
     :cron, :tz, :every_ms, :run_limit, :end_date, :follows_job, :timeout_ms, :misfire, :overlap,
-    :pause_on_failure, :status, :start_at, :next_run_at, :last_due_at, :run_count, :created_at, :created_at,
-    :feature_key);
+    :pause_on_failure, :status, :start_at, :next_run_at, :last_due_at, :run_count, :created_at, :created_at);
 
 -- name: insert_run
 -- A run copies its job's event and its schedule's input. One scheduled run per (schedule, due time): a

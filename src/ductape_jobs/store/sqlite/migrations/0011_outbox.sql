@@ -8,7 +8,7 @@
 -- PostgreSQL's column, where commits may come out of seq order).
 
 CREATE TABLE outbox (
-    seq         INTEGER PRIMARY KEY AUTOINCREMENT,
+    seq         INTEGER PRIMARY KEY,     -- the rowid: max + 1 (the pruner keeps the newest row, so never reused)
     txid        INTEGER NOT NULL DEFAULT 0,
     event       TEXT NOT NULL,           -- a webhook event name: job.completed, run.attempt_failed, ...
     product_tag TEXT NOT NULL,
