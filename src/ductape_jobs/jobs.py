@@ -173,9 +173,7 @@ class Jobs(JobReports):
             raise ValidationError("requests", f"holds {len(batch)} requests; at most {MAX_BATCH} a call")
         return self._schedule_all(batch, indexed=True)
 
-    def schedule_for_feature(
-        self, request: dict[str, Any], *, key: str, session: dict[str, Any] | None
-    ) -> DispatchResult:
+    def _schedule_keyed(self, request: dict[str, Any], *, key: str, session: dict[str, Any] | None) -> DispatchResult:
         """A feature's JOB event: the schedule keyed ``key`` (``<feature run>:<sequence>:<event>``) if the event
         made it before (a resumed run after a crash), else ``schedule(request)`` under that key, with the
         feature's verified session data (``session``) as the schedule's session."""

@@ -1,4 +1,5 @@
-"""Imports point one way: ``store/`` uses only what lies below it (models, errors, limits, ids, extras, retention)."""
+"""Imports point one way: ``store/`` uses only what lies below it (models, errors, limits, ids, extras, retention,
+lifecycle)."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ BELOW_STORE = {
     "ductape_jobs.ids",
     "ductape_jobs.extras",
     "ductape_jobs.retention",
+    "ductape_jobs.lifecycle",  # the outbox's event records: standard library only
 }
 
 

@@ -33,7 +33,8 @@ class Features:
             executors=owner.executors,
             prepare=owner.prepare,
             clock=owner.clock,
-            schedule=lambda request, key, session: owner.product(request["product_tag"]).jobs.schedule_for_feature(
+            # a JOB event schedules under its key, with the feature's session (Jobs._schedule_keyed: no public call)
+            schedule=lambda request, key, session: owner.product(request["product_tag"]).jobs._schedule_keyed(
                 request, key=key, session=session
             ),
             backoff=owner.options.backoff,

@@ -11,7 +11,7 @@ driver that lost its lease changes nothing more (the store guards every write by
 Each event attempt reuses the job executors: the event is presented to its executor as a ``Run`` whose id is
 ``<feature run>:<sequence>:<event>``, with its input resolved against the feature's scope (``$Input`` = the
 feature's input, ``$Session`` = the verified session, ``$Sequence{seq}{event}`` = earlier results). A JOB event
-schedules its job (``Jobs.schedule_for_feature``) under the key ``<feature run>:<sequence>:<event>``, unique in
+schedules its job (``Jobs._schedule_keyed``) under the key ``<feature run>:<sequence>:<event>``, unique in
 the store, so a run resumed after a crash finds that schedule instead of scheduling the job again; the job
 keeps the feature's verified session; the event keeps the job_id. A FEATURE event runs the other
 feature as a child feature run (``<feature run>/<sequence>/<event>``), whose results are its output.
