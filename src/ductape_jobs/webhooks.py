@@ -188,8 +188,11 @@ class Webhooks:
         self.forget()
 
     def deliveries(self, webhook_id: str, *, limit: int = 100, offset: int = 0) -> builtins.list[WebhookDelivery]:
+        """A webhook's deliveries, newest first; events still in the outbox are relayed first (``relay``), so
+        every event written so far is listed, pending if not yet sent."""
         check_page(limit, offset)
         self.get(webhook_id)
+        self.relay()
         return self._store.list_deliveries(webhook_id, limit=limit, offset=offset)
 
     # ---------------------------------------------------------------------------------- relaying
