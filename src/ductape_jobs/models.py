@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     field_validator,
     model_validator,
 )
@@ -27,6 +28,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from ductape_jobs.errors import ValidationError, field_path
 from ductape_jobs.limits import LATEST, MAX_COUNT, MAX_MILLIS, MAX_RETRIES, MIN_EVERY, check_object
+from ductape_jobs.retention import Keep, format_keep, parse_job_keep
 from ductape_jobs.timing.planning import Misfire
 from ductape_jobs.timing.recurrence import normalize_cron, zone
 
@@ -246,6 +248,21 @@ def _json_object(value: object) -> dict[str, Any]:
         raise ValidationError(inner, exc.rule) from None
 
 
+def _keep(value: object) -> Keep | None:
+    try:
+        return None if value is None else parse_job_keep(value, "keep")
+    except ValidationError as exc:  # pydantic puts the field's own name in front
+        raise ValueError(exc.rule) from None
+
+
+JobKeep = Annotated[
+    Keep | None,
+    BeforeValidator(_keep),
+    PlainSerializer(lambda v: None if v is None else (v if isinstance(v, int) else format_keep(v)), when_used="json"),
+    Field(description="how long this job's runs of that outcome are kept (7d, 12h), or how many of the newest"),
+]
+
+
 class _Input(BaseModel):
     # validators are built on first use: a worker process, which validates none, does not pay for them
     model_config = ConfigDict(extra="forbid", populate_by_name=True, str_strip_whitespace=True, defer_build=True)
@@ -260,6 +277,9 @@ class JobDefinition(_Input):
     A job belongs to a product (``product_tag``; its tag is unique within the product), as the seeds'
     ``product.jobs`` has it; ``ductape.product("shop").jobs.create(...)`` sets it. A job without a product is
     shared: every product's schedules may run it (a product's own job of the same tag comes first).
+
+    ``keep_completed`` / ``keep_failed`` (not in the seeds): this job's own retention of its completed or failed
+    runs, a duration (``"3d"``) or a count (``100``: the newest 100); unset, the client's ``Retention`` applies.
     """
 
     name: NonEmpty
@@ -270,6 +290,8 @@ class JobDefinition(_Input):
     executions: Count = Field(default=0, ge=0, description="runs of the job's cadence; 0 = unlimited")
     intervals: Millis = Field(default=0, ge=0, description="milliseconds between runs; 0 = run once")
     start_at: datetime | None = None
+    keep_completed: JobKeep = None
+    keep_failed: JobKeep = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
 
@@ -284,6 +306,9 @@ class JobDefinition(_Input):
         return _cadence(v) or 0
 
 
+_CLEARABLE = frozenset({"start_at", "keep_completed", "keep_failed"})
+
+
 class JobUpdate(_Input):
     """The updatable fields of a job; ``tag`` stays."""
 
@@ -293,6 +318,8 @@ class JobUpdate(_Input):
     executions: Count | None = Field(default=None, ge=0)
     intervals: Millis | None = Field(default=None, ge=0)
     start_at: datetime | None = None
+    keep_completed: JobKeep = None
+    keep_failed: JobKeep = None
 
     @model_validator(mode="before")
     @classmethod
@@ -302,7 +329,7 @@ class JobUpdate(_Input):
                 raise ValidationError(fixed, "cannot be changed; create a new job instead")
         if isinstance(data, dict):
             for name, value in data.items():
-                if value is None and name != "start_at":  # null clears start_at; the others always hold a value
+                if value is None and name not in _CLEARABLE:  # null clears these; the others always hold a value
                     raise ValidationError(str(name), "must not be null (leave it out to keep the current value)")
         return data
 
@@ -537,6 +564,7 @@ class Schedule:
     skipped_count: int = 0
     reason: str | None = None
     job_product: str = ""  # the product of the job it runs: product_tag (its own job), or '' (a shared job)
+    trace_context: str | None = None  # the trace current at schedule() (tracing.py), when tracing is on
     # a JOB event's schedule: "<feature run>:<sequence>:<event>", unique, so a resumed feature run finds it
     feature_key: str | None = None
 
@@ -587,6 +615,7 @@ class Run:
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     attempts: list[Attempt] = field(default_factory=list)
+    trace_context: str | None = None  # its schedule's (tracing.py): the trace its attempts continue or link to
 
 
 @dataclass(frozen=True, slots=True)

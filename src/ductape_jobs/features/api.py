@@ -39,6 +39,7 @@ class Features:
             ),
             backoff=owner.options.backoff,
             lease=owner.options.lease,
+            tracing=owner.tracing,
         )
 
     @property

@@ -22,6 +22,7 @@ from ductape_jobs.models import (
     ScheduleStatus,
     TriggeredBy,
 )
+from ductape_jobs.retention import Keep, format_keep, parse_job_keep
 
 if TYPE_CHECKING:
     from ductape_jobs.store.base import Outcome, ScheduleChange
@@ -95,9 +96,16 @@ def job_from_row(r: Any) -> JobDefinition:
         executions=r["executions"],
         intervals=r["intervals"],
         start_at=from_ms(r["start_at"]),
+        keep_completed=keep_from_text(r["keep_completed"]),
+        keep_failed=keep_from_text(r["keep_failed"]),
         created_at=from_ms(r["created_at"]),
         updated_at=from_ms(r["updated_at"]),
     )
+
+
+def keep_from_text(text: str | None) -> Keep | None:
+    """A job's keep as stored (``format_keep``'s text)."""
+    return None if text is None else parse_job_keep(text, "keep")
 
 
 def job_params(job: JobDefinition, now: datetime) -> dict[str, Any]:
@@ -110,6 +118,8 @@ def job_params(job: JobDefinition, now: datetime) -> dict[str, Any]:
         "executions": job.executions,
         "intervals": job.intervals,
         "start_at": ms(job.start_at),
+        "keep_completed": None if job.keep_completed is None else format_keep(job.keep_completed),
+        "keep_failed": None if job.keep_failed is None else format_keep(job.keep_failed),
         "now": ms(now),
     }
 
@@ -143,6 +153,7 @@ def schedule_params(s: Schedule) -> dict[str, Any]:
         "last_due_at": ms(s.last_due_at),
         "run_count": s.run_count,
         "created_at": ms(s.created_at),
+        "trace_context": s.trace_context,
     }
 
 
@@ -177,6 +188,7 @@ def schedule_from_row(r: Any) -> Schedule:
         skipped_count=r["skipped_count"],
         job_product=r["job_product"],
         reason=r["reason"],
+        trace_context=r.get("trace_context"),
         feature_key=r.get("feature_key"),
     )
 
@@ -211,6 +223,7 @@ def run_from_row(r: Any, attempts: list[Attempt] | None = None) -> Run:
         lease_owner=r["lease_owner"],
         lease_expires_at=from_ms(r["lease_expires_at"]),
         attempts=attempts or [],
+        trace_context=r.get("trace_context"),
     )
 
 
