@@ -25,11 +25,23 @@ import time
 
 from _common import Store, Workers, check, describe_workers, machine, worker_args
 from _job import REQUEST
+from ductape_jobs import Ductape
+
+HOOK_EVENTS = ["job.scheduled", "job.started", "job.completed", "job.failed"]
 
 
-def single_enqueue(store: Store, n: int) -> float:
+def add_webhook(dt: Ductape) -> None:
+    """``--webhook``: a webhook of the bench product takes the job-level events; its address refuses (port 9),
+    so every delivery fails fast and is retried: the cost of lifecycle events, their relay and sending."""
+    dt.webhooks.allow = ["127.0.0.0/8"]
+    dt.webhooks.create({"product_tag": REQUEST["product_tag"], "url": "http://127.0.0.1:9/hook", "events": HOOK_EVENTS})
+
+
+def single_enqueue(store: Store, n: int, webhook: bool = False) -> float:
     """Seconds for N ``schedule()`` calls (one job each, due now)."""
     with store.fresh() as dt:
+        if webhook:
+            add_webhook(dt)
         schedule = dt.job.schedule
         t0 = time.perf_counter()
         for i in range(n):
@@ -37,9 +49,11 @@ def single_enqueue(store: Store, n: int) -> float:
         return time.perf_counter() - t0
 
 
-def bulk_enqueue(store: Store, n: int, chunk: int) -> float:
+def bulk_enqueue(store: Store, n: int, chunk: int, webhook: bool = False) -> float:
     """Seconds for N jobs through ``schedule_many`` in chunks (not run)."""
     with store.fresh() as dt:
+        if webhook:
+            add_webhook(dt)
         t0 = time.perf_counter()
         for s in range(0, n, chunk):
             dt.job.schedule_many([{**REQUEST, "input": {"i": i}, "start_at": 0} for i in range(s, min(n, s + chunk))])
@@ -55,13 +69,16 @@ def main() -> None:
     ap.add_argument("--poll", type=float, default=None, help="seconds (default: the project's)")
     ap.add_argument("--chunk", type=int, default=1000, help="schedule_many chunk (peerbench: 1000)")
     ap.add_argument("--timeout", type=float, default=300, help="seconds to wait for the workers")
+    ap.add_argument("--webhook", action="store_true", help="a webhook takes the job.* events (add_webhook)")
     args = ap.parse_args()
     store = Store(args.store)
     n = args.n
     print(machine())
     print(f"store: {store.label}; N={n:,}; {describe_workers(args.workers, args.concurrency, args.poll)}")
+    if args.webhook:
+        print(f"a webhook takes {', '.join(HOOK_EVENTS)} (its deliveries fail)")
 
-    enq_s = single_enqueue(store, n)
+    enq_s = single_enqueue(store, n, args.webhook)
     print(
         f"\n[W1] enqueue, one schedule() per job: {n / enq_s:,.0f} jobs/s"
         f" ({enq_s:.2f} s; {enq_s / n * 1000:.2f} ms a call)"
@@ -84,7 +101,7 @@ def main() -> None:
     print(f"  peak worker RSS (sum of {args.workers}): {workers.peak_rss / 2**20:.0f} MiB")
     print(check(rec, n, timed_out))
 
-    bulk_s = bulk_enqueue(store, n, args.chunk)
+    bulk_s = bulk_enqueue(store, n, args.chunk, args.webhook)
     print(f"\n[W1 bulk] enqueue, schedule_many in chunks of {args.chunk}: {n / bulk_s:,.0f} jobs/s ({bulk_s:.2f} s)")
     store.reset()
     store.close()

@@ -31,7 +31,7 @@ from ductape_jobs.sessions import Sessions
 from ductape_jobs.store import DEFAULT_URL, Store, open_store
 from ductape_jobs.targets import parse_networks
 from ductape_jobs.timing.backoff import Backoff
-from ductape_jobs.webhooks import WebhookEvents, Webhooks
+from ductape_jobs.webhooks import Webhooks
 
 if TYPE_CHECKING:
     from ductape_jobs.tracing import Tracing
@@ -161,7 +161,7 @@ class Ductape:
         # Each blocking call (drain, feature.run) is one event loop; the executors' connections close with it.
         self._blocking = Blocking(cleanup=self.executors.aclose)
         self.prepare = RunPreparer(self.products, self.clock)
-        # lifecycle webhooks: emitted by job.* and workers
+        # lifecycle webhooks: the store writes the events (its outbox); the delivery loop relays and sends them
         self.webhooks = Webhooks(
             self.store, self.clock, allow=[str(net) for net in allowed], secrets=self.products.secrets
         )
@@ -184,14 +184,17 @@ class Ductape:
             executors=self.executors,
             prepare=self.prepare,
             clock=self.clock,
-            schedule=lambda request: self.product(request["product_tag"]).jobs.schedule(request),
+            # a JOB event schedules under its key, with the feature's session (Jobs._schedule_keyed: no public call)
+            schedule=lambda request, key, session: self.product(request["product_tag"]).jobs._schedule_keyed(
+                request, key=key, session=session
+            ),
             backoff=self.options.backoff,
             lease=self.options.lease,
             tracing=self.tracing,
         )
         self.feature = Features(self.store, engine, self._blocking)  # ductape.feature.run(...)
         self.executors.register(FeatureExecutor(engine))
-        self.observers: list[RunObserver] = [WebhookEvents(self.webhooks)]  # told by workers (metrics, webhooks)
+        self.observers: list[RunObserver] = []  # told by workers (metrics); webhooks read the store's outbox
 
     def function(self, tag: str, *, timeout: float | None = None) -> Callable[[F], F]:
         """Register a FUNCTION event: ``@ductape.function("tag")`` on ``def fn(input, ctx)`` (sync or async).
@@ -283,13 +286,16 @@ class Ductape:
         self.wake.join(worker)
         sent = asyncio.Event()  # the webhook deliveries are sent alongside, until the worker stops
         deliveries = asyncio.create_task(self.webhooks.run(sent), name="ductape-webhooks")
+        # direct feature runs whose driver died are resumed here, as the worker rescues job runs
+        orphans = asyncio.create_task(self.feature.engine.adopt_orphans(sent, worker.options.rescue_every))
         try:
             await worker.run(stop, handle_signals=stop is None)
         finally:
             self.wake.leave(worker)
             sent.set()
-            await asyncio.wait({deliveries}, timeout=5)  # a delivery cut short is sent again after its lease
+            await asyncio.wait({deliveries, orphans}, timeout=5)  # a delivery cut short is sent again later
             deliveries.cancel()
+            orphans.cancel()
         return worker
 
     def close(self) -> None:

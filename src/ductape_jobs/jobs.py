@@ -5,6 +5,7 @@ from __future__ import annotations
 import builtins
 import copy
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -35,7 +36,6 @@ from ductape_jobs.products.admission import admit
 from ductape_jobs.store.base import ScheduleChange
 from ductape_jobs.timing import Occurrences, plan_due, preview
 from ductape_jobs.timing.planning import first_due
-from ductape_jobs.webhooks import schedule_payload
 
 if TYPE_CHECKING:
     from ductape_jobs.clock import Clock
@@ -198,14 +198,36 @@ class Jobs(JobReports):
             raise ValidationError("requests", f"holds {len(batch)} requests; at most {MAX_BATCH} a call")
         return self._schedule_all(batch, indexed=True)
 
-    def _schedule_all(self, requests: list[ScheduleRequest | dict[str, Any]], *, indexed: bool) -> list[DispatchResult]:
+    def _schedule_keyed(self, request: dict[str, Any], *, key: str, session: dict[str, Any] | None) -> DispatchResult:
+        """A feature's JOB event: the schedule keyed ``key`` (``<feature run>:<sequence>:<event>``) if the event
+        made it before (a resumed run after a crash), else ``schedule(request)`` under that key, with the
+        feature's verified session data (``session``) as the schedule's session."""
+        found = self._store.feature_schedule(key)
+        if found is None:
+            try:
+                return self._schedule_all([request], indexed=False, feature_key=key, session=session)[0]
+            except ConflictError:  # made meanwhile by another driver of the run (one that lost its lease)
+                found = self._store.feature_schedule(key)
+                if found is None:
+                    raise
+        return DispatchResult(
+            job_id=found.id,
+            status=RunPhase.QUEUED if found.run_count else RunPhase.SCHEDULED,
+            scheduled_at=found.last_due_at or found.next_run_at or found.start_at,
+            recurring=found.recurring,
+            next_run_at=found.next_run_at,
+        )
+
+    def _schedule_all(
+        self, requests: list[ScheduleRequest | dict[str, Any]], *, indexed: bool, **feature: Any
+    ) -> list[DispatchResult]:
         try:
-            return self._store_all(requests, indexed=indexed)
+            return self._store_all(requests, indexed=indexed, **feature)
         except (StaleJobError, NotFoundError) as exc:  # a cached definition changed or went: read again, once
             if isinstance(exc, NotFoundError) and exc.kind != "job":
                 raise
             self._definitions.clear()
-            return self._store_all(requests, indexed=indexed)
+            return self._store_all(requests, indexed=indexed, **feature)
 
     def _definition(self, product_tag: str, tag: str) -> JobDefinition | None:
         """The job a schedule of ``product_tag`` runs: the product's own, else the shared one."""
@@ -216,7 +238,14 @@ class Jobs(JobReports):
                 self._definitions[(product_tag, tag)] = job
         return job
 
-    def _store_all(self, requests: list[ScheduleRequest | dict[str, Any]], *, indexed: bool) -> list[DispatchResult]:
+    def _store_all(
+        self,
+        requests: list[ScheduleRequest | dict[str, Any]],
+        *,
+        indexed: bool,
+        feature_key: str | None = None,
+        session: dict[str, Any] | None = None,
+    ) -> list[DispatchResult]:
         now = self._clock.now()
         jobs: dict[tuple[str, str], JobDefinition | None] = {}
         schedules: list[Schedule] = []
@@ -236,7 +265,9 @@ class Jobs(JobReports):
                         "create it with job.create first",
                     )
                 claims = admit(self._products, self._sessions, req, job)
-                schedule, first_runs, result = self._plan(req, job, now, claims)
+                schedule, first_runs, result = self._plan(req, job, now, claims if session is None else session)
+                if feature_key is not None:
+                    schedule = replace(schedule, feature_key=feature_key)
             except ValidationError as exc:
                 if not indexed:
                     raise
@@ -250,9 +281,6 @@ class Jobs(JobReports):
             self._store.add_schedules(schedules, runs, planned_from=planned)
             if runs:
                 self._wake()
-            self._webhooks.emit(
-                "job.scheduled", (schedule_payload(s, r) for s, r in zip(schedules, results, strict=True))
-            )
         return results
 
     def _request(self, raw: ScheduleRequest | dict[str, Any]) -> ScheduleRequest:
@@ -371,7 +399,6 @@ class Jobs(JobReports):
         paused = self._store.update_schedule(
             job_id, self._clock.now(), ScheduleChange(status=ScheduleStatus.PAUSED, reason=text)
         )
-        self._webhooks.emit("job.paused", [schedule_payload(paused)])
         return paused
 
     def resume(self, job_id: str) -> Schedule:
@@ -386,7 +413,6 @@ class Jobs(JobReports):
         status = ScheduleStatus.ACTIVE if nxt is not None else ScheduleStatus.COMPLETED
         self._wake()
         resumed = self._store.update_schedule(job_id, now, ScheduleChange(status=status, next_run_at=nxt, reason=None))
-        self._webhooks.emit("job.resumed", [schedule_payload(resumed)])
         return resumed
 
     def cancel(self, job_id: str, reason: str | None = None) -> Schedule:
@@ -401,7 +427,6 @@ class Jobs(JobReports):
             self._clock.now(),
             ScheduleChange(status=ScheduleStatus.CANCELLED, reason=text, next_run_at=None, cancel_pending=True),
         )
-        self._webhooks.emit("job.cancelled", [schedule_payload(cancelled)])
         return cancelled
 
     def reschedule(self, job_id: str, repeat: RepeatOptions | dict[str, Any]) -> Schedule:

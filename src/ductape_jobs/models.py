@@ -576,6 +576,8 @@ class Schedule:
     reason: str | None = None
     job_product: str = ""  # the product of the job it runs: product_tag (its own job), or '' (a shared job)
     trace_context: str | None = None  # the trace current at schedule() (tracing.py), when tracing is on
+    # a JOB event's schedule: "<feature run>:<sequence>:<event>", unique, so a resumed feature run finds it
+    feature_key: str | None = None
 
     @property
     def recurring(self) -> bool:

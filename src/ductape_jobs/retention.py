@@ -82,6 +82,7 @@ class PruneCounts:
     feature_events: int = 0
     webhook_deliveries: int = 0
     cache_entries: int = 0
+    outbox: int = 0  # lifecycle events every consumer has read (not bound to a keep)
 
     @property
     def total(self) -> int:

@@ -1,9 +1,13 @@
 """Lifecycle webhooks, as the SDK's ``setWebhook``: a product's schedules and runs POST their events to a URL.
 
-Events: ``job.scheduled``, ``job.paused``, ``job.resumed``, ``job.cancelled`` (from the client) and
-``job.started``, ``job.completed``, ``job.failed`` (from workers; ``job.failed`` when a run fails for good,
-not on an attempt that will be retried). Each event becomes one delivery row per matching webhook
-(``emit``); a delivery loop (``run``, in every worker process and in ``ductape serve``) sends due deliveries::
+Events (``ductape_jobs.lifecycle``): ``job.scheduled``, ``job.paused``, ``job.resumed``, ``job.cancelled``,
+``job.started``, ``job.completed``, ``job.failed`` (a run that failed for good) and the attempt-level
+``run.queued``, ``run.attempt_failed`` (an attempt failed; a retry is scheduled) and ``run.attempt_lost`` (an
+attempt's worker stopped heartbeating). The store writes each event into its outbox in the transaction of the
+change it describes, and only when some webhook of the product takes it; a relay (``relay``: the delivery loop
+``run``, in every worker process and in ``ductape serve``, before each batch) turns the events after its cursor
+into one delivery row per matching webhook and moves the cursor, in one transaction. So a crash at any point
+loses no event, and a relay that was down catches up. Due deliveries are then sent::
 
     POST <url>
     Content-Type: application/json
@@ -19,8 +23,8 @@ does not get a 2xx answer is retried with exponential backoff (1 s, 2 s, 4 s, ..
 ``max_attempts``; every attempt is recorded (status, attempts, last error, delivered_at). A failed attempt's
 ``last_error`` says what happened, e.g. ``HTTP 500 after 12 ms: <answer>``: the HTTP status, the time taken and
 at most 200 characters of the answer (``ductape_jobs.targets.answer_snippet``). Delivery is at least once (a
-receiver should de-duplicate on the ``id``); a webhook's deliveries are sent in the order of their events, but
-one that is retried arrives after the events that followed it.
+receiver should de-duplicate on the ``id``; the events of one schedule reach a webhook in the order of their
+changes, but a delivery that is retried arrives after the events that followed it.
 
 Targets (``ductape_jobs.targets``): a webhook's URL must be an http(s) URL whose host is, and resolves only
 to, public (global unicast) addresses. Loopback, private, shared, link-local, unique-local, multicast,
@@ -32,8 +36,9 @@ metadata.google.internal, ...) are refused, unless they are inside a network of 
 the host; the delivery then connects to the address it checked and follows no redirect. A delivery whose
 target is refused then is not sent and fails for good (``last_error`` says why).
 
-Emitting is cheap when nobody listens: the list of webhooks is cached per process for ``ttl`` (5 s), and an
-event that no webhook wants costs a dictionary lookup.
+Events cost nothing when nobody listens: an event no webhook takes is not written (the trigger looks it up in
+the webhooks table), and a process whose cached webhook list (``ttl``: 5 s) is empty does not look at the
+outbox.
 """
 
 from __future__ import annotations
@@ -49,8 +54,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from datetime import datetime, timedelta
+from datetime import timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
@@ -59,19 +63,16 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from ductape_jobs.clock import Clock
 from ductape_jobs.errors import NotFoundError, TargetRefused
 from ductape_jobs.ids import new_id
+from ductape_jobs.lifecycle import KINDS, LifecycleEvent
 from ductape_jobs.limits import check_page
 from ductape_jobs.models import (
     DeliveryStatus,
-    DispatchResult,
-    Run,
-    RunPhase,
-    Schedule,
     Webhook,
     WebhookDelivery,
     parse,
 )
 from ductape_jobs.redaction import Secrets
-from ductape_jobs.store.base import DueDelivery, Outcome, Store
+from ductape_jobs.store.base import DueDelivery, Store
 from ductape_jobs.targets import TargetPolicy, answer_snippet
 from ductape_jobs.timing.backoff import Backoff
 
@@ -82,15 +83,9 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ductape_jobs.webhooks")
 
-EVENTS = (
-    "job.scheduled",
-    "job.started",
-    "job.completed",
-    "job.failed",
-    "job.cancelled",
-    "job.paused",
-    "job.resumed",
-)
+EVENTS = tuple(KINDS)
+CONSUMER = "webhooks"  # this consumer's cursor in the outbox
+RELAY_BATCH = 500
 EVENT_HEADER = "X-Ductape-Event"
 DELIVERY_HEADER = "X-Ductape-Delivery"
 
@@ -120,51 +115,6 @@ class WebhookRequest(BaseModel):
             if name not in EVENTS:
                 raise ValueError(f"{name!r} is not one of {', '.join(EVENTS)}")
         return list(dict.fromkeys(v))
-
-
-def schedule_payload(s: Schedule, result: DispatchResult | None = None) -> dict[str, Any]:
-    payload: dict[str, Any] = {
-        "job_id": s.id,
-        "job_tag": s.job_tag,
-        "product_tag": s.product_tag,
-        "env": s.env,
-        "status": s.status.value,
-        "recurring": s.recurring,
-        "next_run_at": _iso(s.next_run_at),
-    }
-    if result is not None:
-        payload.update(run_status=result.status.value, scheduled_at=_iso(result.scheduled_at))
-    if s.reason:
-        payload["reason"] = s.reason
-    return payload
-
-
-def run_payload(run: Run, outcome: Outcome | None = None, started_at: datetime | None = None) -> dict[str, Any]:
-    payload: dict[str, Any] = {
-        "run_id": run.id,
-        "job_id": run.job_id,
-        "job_tag": run.job_tag,
-        "product_tag": run.product_tag,
-        "env": run.env,
-        "event_type": run.event_type.value,
-        "event_tag": run.event_tag,
-        "attempt": run.attempt,
-        "scheduled_at": _iso(run.scheduled_at),
-        "started_at": _iso(started_at or run.started_at),
-        "triggered_by": run.triggered_by.value,
-    }
-    if outcome is not None:
-        payload.update(
-            status=(RunPhase.COMPLETED if outcome.ok else RunPhase.FAILED).value,
-            completed_at=_iso(outcome.finished_at),
-            duration_ms=outcome.duration_ms,
-            error=(outcome.error or "").splitlines()[0] if outcome.error else None,
-        )
-    return payload
-
-
-def _iso(t: datetime | None) -> str | None:
-    return None if t is None else t.isoformat()
 
 
 class Webhooks:
@@ -200,7 +150,6 @@ class Webhooks:
         self._hooks: list[Webhook] = []
         self._loaded_at: float | None = None
         self._lock = threading.Lock()
-        self._emitter: ThreadPoolExecutor | None = None
 
     @property
     def allow(self) -> tuple[str, ...]:
@@ -239,11 +188,14 @@ class Webhooks:
         self.forget()
 
     def deliveries(self, webhook_id: str, *, limit: int = 100, offset: int = 0) -> builtins.list[WebhookDelivery]:
+        """A webhook's deliveries, newest first; events still in the outbox are relayed first (``relay``), so
+        every event written so far is listed, pending if not yet sent."""
         check_page(limit, offset)
         self.get(webhook_id)
+        self.relay()
         return self._store.list_deliveries(webhook_id, limit=limit, offset=offset)
 
-    # ---------------------------------------------------------------------------------- emitting
+    # ---------------------------------------------------------------------------------- relaying
 
     def forget(self) -> None:
         """Drop the cached webhook list (this process changed it)."""
@@ -259,63 +211,31 @@ class Webhooks:
             self._hooks, self._loaded_at = hooks, time.monotonic()
         return hooks
 
-    def maybe_wanted(self, event: str) -> bool:
-        """``False`` when, as far as the cache knows, no webhook takes ``event`` (so building it is useless)."""
-        with self._lock:
-            if self._loaded_at is None or time.monotonic() - self._loaded_at >= self.ttl:
-                return True
-            return any(event in hook.events for hook in self._hooks)
-
-    def emit(self, event: str, payloads: Iterable[dict[str, Any]]) -> int:
-        """Queue ``event`` for every webhook of each payload's product that takes it; returns how many
-        deliveries. ``payloads`` may be a generator: it is not consumed when no webhook takes ``event``.
-        A failure is logged, never raised: the change that caused the event is already stored."""
-        if not self.maybe_wanted(event):
-            return 0
-        try:
-            hooks = [h for h in self._current() if event in h.events]
-            if not hooks:
-                return 0
-            now = self._clock.now()
-            rows: builtins.list[WebhookDelivery] = []
-            for payload in payloads:
-                for hook in hooks:
-                    if hook.product_tag == payload.get("product_tag"):
-                        rows.append(_delivery(hook, event, payload, now))
-            self._store.enqueue_deliveries(rows)
-            return len(rows)
-        except Exception:
-            log.exception("could not queue %s webhook deliveries", event)
-            return 0
-
-    def emit_soon(self, event: str, payloads: Sequence[dict[str, Any]]) -> None:
-        """``emit`` in a background thread, in order (for the worker's event loop, which must not block)."""
-        with self._lock:
-            if self._emitter is None:
-                self._emitter = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ductape-webhooks")
-            emitter = self._emitter
-        emitter.submit(self.emit, event, list(payloads))
+    def relay(self) -> int:
+        """Turn the lifecycle events of the outbox into deliveries (one per webhook that takes each), until none
+        is left; returns how many events. The store moves this consumer's cursor (``CONSUMER``) with the
+        deliveries in one transaction, so an event is relayed once, even across a crash."""
+        relayed = 0
+        while True:
+            n = self._store.relay_events(CONSUMER, RELAY_BATCH, self._clock.now(), _fan_out)
+            relayed += n
+            if n < RELAY_BATCH:
+                return relayed
 
     def flush(self) -> None:
-        """Wait until what ``emit_soon`` was given is queued."""
-        with self._lock:
-            emitter = self._emitter
-        if emitter is not None:
-            emitter.submit(lambda: None).result()
+        """``relay`` now (deliveries are then due; ``deliver_due`` also relays first)."""
+        self.relay()
 
     def close(self) -> None:
-        """Finish queuing what ``emit_soon`` was given."""
-        with self._lock:
-            emitter, self._emitter = self._emitter, None
-        if emitter is not None:
-            emitter.shutdown(wait=True)
+        """Nothing to finish: events wait in the outbox until a relay takes them."""
 
     # --------------------------------------------------------------------------------- delivering
 
     async def deliver_due(self, client: httpx.AsyncClient | None = None) -> int:
         """Send the deliveries due now (one batch); returns how many were attempted."""
         if not await asyncio.to_thread(self._current):
-            return 0  # no webhook at all (as of the cache): nothing can be due
+            return 0  # no webhook at all (as of the cache): nothing can be due, no event was written
+        await asyncio.to_thread(self.relay)
         due = await asyncio.to_thread(self._store.due_deliveries, self._clock.now(), self.batch, self.lease)
         if not due:
             return 0
@@ -444,29 +364,19 @@ def _delivery_id() -> str:
     return f"dlv_{time.time_ns() // 1_000_000:011x}{next(_sequence) % 16**6:06x}{os.urandom(5).hex()}"
 
 
-def _delivery(hook: Webhook, event: str, data: dict[str, Any], now: datetime) -> WebhookDelivery:
+def _fan_out(events: Sequence[LifecycleEvent], hooks: Sequence[Webhook]) -> builtins.list[WebhookDelivery]:
+    """One delivery per (event, webhook of its product that takes it), in the order of the events."""
+    out: builtins.list[WebhookDelivery] = []
+    for event in events:
+        for hook in hooks:
+            if hook.product_tag == event.product_tag and event.name and event.name in hook.events:
+                out.append(_delivery(hook, event))
+    return out
+
+
+def _delivery(hook: Webhook, event: LifecycleEvent) -> WebhookDelivery:
     delivery_id = _delivery_id()
-    body = {"id": delivery_id, "event": event, "created_at": now.isoformat(), "data": data}
-    return WebhookDelivery(delivery_id, hook.id, event, body, DeliveryStatus.PENDING, 0, now, next_attempt_at=now)
-
-
-class WebhookEvents:
-    """The worker's side: ``job.started``, ``job.completed`` and ``job.failed`` (a ``RunObserver``)."""
-
-    def __init__(self, hub: Webhooks) -> None:
-        self.hub = hub
-
-    def runs_started(self, runs: Sequence[Run], now: datetime) -> None:
-        if self.hub.maybe_wanted("job.started"):
-            self.hub.emit_soon("job.started", [run_payload(r, started_at=now) for r in runs])
-
-    def runs_finished(self, finished: Sequence[tuple[Run, Outcome]]) -> None:
-        done = [(r, o) for r, o in finished if o.ok]
-        failed = [(r, o) for r, o in finished if not o.ok and o.retry_at is None]
-        if done and self.hub.maybe_wanted("job.completed"):
-            self.hub.emit_soon("job.completed", [run_payload(r, o) for r, o in done])
-        if failed and self.hub.maybe_wanted("job.failed"):
-            self.hub.emit_soon("job.failed", [run_payload(r, o) for r, o in failed])
-
-    def runs_rescued(self, run_ids: Sequence[str]) -> None:
-        return None
+    body = {"id": delivery_id, "event": event.name, "created_at": event.at.isoformat(), "data": event.payload()}
+    return WebhookDelivery(
+        delivery_id, hook.id, event.name, body, DeliveryStatus.PENDING, 0, event.at, next_attempt_at=event.at
+    )

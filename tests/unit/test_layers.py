@@ -1,4 +1,5 @@
-"""Imports point one way: ``store/`` uses only what lies below it (models, errors, limits, ids, extras, retention)."""
+"""Imports point one way: ``store/`` uses only what lies below it (models, errors, limits, ids, extras, retention,
+lifecycle)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,7 @@ BELOW_STORE = {
     "ductape_jobs.retention",
     "ductape_jobs.redaction",
     "ductape_jobs.timing.backoff",
+    "ductape_jobs.lifecycle",  # the outbox's event records: standard library only
 }
 
 

@@ -11,7 +11,9 @@ driver that lost its lease changes nothing more (the store guards every write by
 Each event attempt reuses the job executors: the event is presented to its executor as a ``Run`` whose id is
 ``<feature run>:<sequence>:<event>``, with its input resolved against the feature's scope (``$Input`` = the
 feature's input, ``$Session`` = the verified session, ``$Sequence{seq}{event}`` = earlier results). A JOB event
-schedules its job through ``ductape.job.schedule`` and keeps the job_id; a FEATURE event runs the other
+schedules its job (``Jobs._schedule_keyed``) under the key ``<feature run>:<sequence>:<event>``, unique in
+the store, so a run resumed after a crash finds that schedule instead of scheduling the job again; the job
+keeps the feature's verified session; the event keeps the job_id. A FEATURE event runs the other
 feature as a child feature run (``<feature run>/<sequence>/<event>``), whose results are its output.
 """
 
@@ -108,7 +110,7 @@ class FeatureEngine:
         executors: ExecutorRegistry,
         prepare: RunPreparer,
         clock: Clock,
-        schedule: Callable[[dict[str, Any]], DispatchResult],
+        schedule: Callable[[dict[str, Any], str, dict[str, Any] | None], DispatchResult],
         backoff: Backoff,
         lease: timedelta,
         sleep: Sleep = asyncio.sleep,
@@ -236,6 +238,44 @@ class FeatureEngine:
             return await self.resume(run.id, owner=owner, take_over=True)
         except ValidationError as exc:
             raise FeatureRejected(str(exc)) from None
+
+    async def adopt_orphans(self, stop: asyncio.Event, every: timedelta) -> None:
+        """Until ``stop`` is set, resume every ``every`` the direct feature runs whose driver died (their lease
+        expired: ``Store.orphaned_feature_runs``), as workers rescue job runs. Every worker process does this;
+        the lease gives each run to one of them. A run of a product or feature this process does not know is
+        left to a process that does. Runs still going when ``stop`` is set are cancelled (their lease then
+        expires and another worker takes them on)."""
+        going: dict[str, asyncio.Task[None]] = {}
+        try:
+            while not stop.is_set():
+                try:
+                    for run_id in await self._io(self.store.orphaned_feature_runs, self.clock.now(), 10):
+                        if run_id not in going:
+                            going[run_id] = asyncio.create_task(self._adopt(run_id), name=f"adopt-{run_id}")
+                except Exception:
+                    log.exception("looking for feature runs whose driver died failed")
+                for run_id in [r for r, task in going.items() if task.done()]:
+                    del going[run_id]
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), every.total_seconds())
+        finally:
+            for task in going.values():
+                task.cancel()
+            await asyncio.gather(*going.values(), return_exceptions=True)
+
+    async def _adopt(self, run_id: str) -> None:
+        try:
+            run = await self._get(run_id)
+            self.plan(run.product_tag, run.env, run.feature_tag)  # known here; else another process's to resume
+        except (NotFoundError, ValidationError):
+            return
+        try:
+            resumed = await self.resume(run_id)
+            log.warning("resumed feature run %s whose driver stopped: %s", run_id, resumed.status.value)
+        except ConflictError:  # another worker took it first
+            pass
+        except Exception:
+            log.exception("resuming feature run %s failed", run_id)
 
     async def _get(self, run_id: str) -> FeatureRun:
         found = await self._io(self.store.get_feature_run, run_id)
@@ -433,8 +473,9 @@ class FeatureEngine:
                 request["start_at"] = resolve(event.spec.start_at, scope)
             except (PipingError, PipingSyntaxError) as exc:
                 raise PipingFailure(f"start_at: {exc}") from None
+        key = f"{run.id}:{event.sequence_tag}:{event.tag}"  # a resumed run finds the schedule made before a crash
         try:
-            result = await self._io(self.schedule, request)
+            result = await self._io(self.schedule, request, key, run.session)
         except ValidationError as exc:
             raise FeatureRejected(f"scheduling job {event.tag!r}: {exc}") from None
         return result.job_id

@@ -37,7 +37,15 @@ from ductape_jobs.models import (
     Schedule,
     ScheduleStatus,
 )
-from ductape_jobs.store.contracts import AccessStore, DueDelivery, FeatureStore, RetentionStore, StatsStore
+from ductape_jobs.store.contracts import (
+    AccessStore,
+    DueDelivery,
+    FeatureStore,
+    OutboxStore,
+    Relay,
+    RetentionStore,
+    StatsStore,
+)
 
 __all__ = [
     "UNCHANGED",
@@ -48,8 +56,10 @@ __all__ = [
     "DueSchedule",
     "FeatureStore",
     "Keep",
+    "OutboxStore",
     "Outcome",
     "Planner",
+    "Relay",
     "RetentionStore",
     "ScheduleChange",
     "SchedulingStore",
@@ -324,5 +334,5 @@ class SchedulingStore(ABC):
         """Store ``value`` (JSON) under ``key`` until ``expires_at``; expired entries are purged now and then."""
 
 
-class Store(SchedulingStore, FeatureStore, AccessStore, StatsStore, RetentionStore):
+class Store(SchedulingStore, FeatureStore, AccessStore, StatsStore, RetentionStore, OutboxStore):
     """The whole contract: what a backend implements (``SQLStore`` over a dialect, for SQLite and PostgreSQL)."""

@@ -189,6 +189,7 @@ def schedule_from_row(r: Any) -> Schedule:
         job_product=r["job_product"],
         reason=r["reason"],
         trace_context=r.get("trace_context"),
+        feature_key=r.get("feature_key"),
     )
 
 

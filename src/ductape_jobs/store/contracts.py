@@ -1,15 +1,16 @@
 """The narrow parts of the store contract besides scheduling (``base.SchedulingStore``): feature runs, API
 access (keys, login sessions, webhooks and their deliveries), the statistics the API reads and retention (the
-pruner). ``Store`` is all five; code that needs one part takes that part."""
+pruner) and the outbox of lifecycle events. ``Store`` is all six; code that needs one part takes that part."""
 
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
+from ductape_jobs.lifecycle import LifecycleEvent
 from ductape_jobs.models import (
     ApiKey,
     JobHistory,
@@ -62,6 +63,16 @@ class FeatureStore(ABC):
     ) -> list[FeatureRun]:
         """Feature runs, newest first, without their events; each filter given narrows them (``product_tag`` and
         ``env``: the runs of that product, of that env)."""
+
+    @abstractmethod
+    def feature_schedule(self, key: str) -> Schedule | None:
+        """The schedule a JOB event made, by its ``feature_key`` (``<feature run>:<sequence>:<event>``, unique:
+        a second schedule with the key is a ``ConflictError``); ``None`` if it made none."""
+
+    @abstractmethod
+    def orphaned_feature_runs(self, now: datetime, limit: int) -> list[str]:
+        """Up to ``limit`` ids of direct feature runs (``feature.run``: not driven by a FEATURE job run, not a
+        child feature run) still running whose lease expired before ``now``: their driver died."""
 
     @abstractmethod
     def claim_feature_run(
@@ -274,3 +285,25 @@ class RetentionStore(ABC):
     @abstractmethod
     def count_prunable(self, now: datetime, retention: Retention) -> PruneCounts:
         """What ``prune`` would delete by ``now``, all batches together (a dry run): it deletes nothing."""
+
+
+Relay = Callable[[Sequence[LifecycleEvent], Sequence[Webhook]], Sequence[WebhookDelivery]]
+"""What a consumer makes of a batch of lifecycle events, given every webhook: the deliveries to queue."""
+
+
+class OutboxStore(ABC):
+    """The outbox of lifecycle events (``lifecycle.py``): written by the store with the changes they describe
+    (a schedule created, paused, resumed or cancelled; a run created, started, retried, lost, completed or failed)
+    and only when some webhook of the product takes the event; read by consumers, each after its own cursor."""
+
+    @abstractmethod
+    def relay_events(self, consumer: str, limit: int, now: datetime, relay: Relay) -> int:
+        """Give up to ``limit`` events after ``consumer``'s cursor, oldest first, to ``relay`` with the current
+        webhooks; queue the deliveries it returns and move the cursor past those events, in one transaction: if
+        anything fails, neither happens and the events come again. A consumer seen for the first time starts at
+        the oldest event kept. Racing relays of one consumer take turns, so each event is relayed once. The
+        events of one schedule come in the order of their changes. Returns how many events were relayed."""
+
+    @abstractmethod
+    def pending_events(self, consumer: str, limit: int) -> list[LifecycleEvent]:
+        """Up to ``limit`` events after ``consumer``'s cursor, oldest first, without consuming them."""

@@ -41,13 +41,14 @@ from ductape_jobs.store.codec import (
 )
 from ductape_jobs.store.dialect import Dialect, Row, Tx
 from ductape_jobs.store.features import FeatureCore
+from ductape_jobs.store.outbox import OutboxCore
 from ductape_jobs.store.reports import ReportsCore
 from ductape_jobs.store.retention import RetentionCore
 
 _RELEASED = "worker shut down before the run finished"
 
 
-class SQLStore(ApiCore, FeatureCore, ReportsCore, RetentionCore, Store):
+class SQLStore(ApiCore, FeatureCore, OutboxCore, ReportsCore, RetentionCore, Store):
     """A ``Store`` over a SQL dialect; a backend is this class given its dialect."""
 
     def __init__(self, dialect: Dialect) -> None:
@@ -160,6 +161,9 @@ class SQLStore(ApiCore, FeatureCore, ReportsCore, RetentionCore, Store):
                     raise StaleJobError(r["tag"])
             with tx.together():  # PostgreSQL: the inserts and the wake-up in one round trip
                 tx.many("insert_schedule", list(rows.values()))
+                keyed = [{"id": s.id, "feature_key": s.feature_key} for s in schedules if s.feature_key]
+                if keyed:  # a feature's JOB event: its key is unique (a second schedule is a ConflictError)
+                    tx.many("set_feature_key", keyed)
                 # First runs take their values from the rows just written rather than a join per run.
                 firsts = []
                 for run in runs:

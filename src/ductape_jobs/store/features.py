@@ -12,7 +12,8 @@ from datetime import datetime
 from typing import Any
 
 from ductape_jobs.errors import ConflictError, NotFoundError
-from ductape_jobs.store.codec import ms
+from ductape_jobs.models import Schedule
+from ductape_jobs.store.codec import ms, schedule_from_row
 from ductape_jobs.store.dialect import Tx, UsesDialect
 from ductape_jobs.store.feature_rows import (
     event_finish_params,
@@ -83,6 +84,14 @@ class FeatureCore(UsesDialect):
         if claimed or run.status is not FeatureRunStatus.RUNNING:
             return run
         return None
+
+    def feature_schedule(self, key: str) -> Schedule | None:
+        row = self._read(lambda tx: tx.one("feature_schedule", {"key": key}))
+        return None if row is None else schedule_from_row(row)
+
+    def orphaned_feature_runs(self, now: datetime, limit: int) -> list[str]:
+        rows = self._read(lambda tx: tx.all("orphaned_feature_runs", {"now": ms(now), "limit": limit}))
+        return [r["id"] for r in rows]
 
     def extend_feature_lease(self, run_id: str, owner: str, until: datetime) -> bool:
         params = {"id": run_id, "owner": owner, "until": ms(until)}

@@ -37,12 +37,14 @@ _KINDS: tuple[_Kind, ...] = (
     ),
     ("prunable_deliveries", "id", (), "delete_deliveries", "webhook_deliveries"),
     ("prunable_cache_entries", "key", (), "delete_cache_entries", "cache_entries"),
+    ("prunable_outbox", "seq", (), "delete_outbox", "outbox"),
 )
 _COUNTS = (
     "count_prunable_runs",
     "count_prunable_feature_runs",
     "count_prunable_deliveries",
     "count_prunable_cache_entries",
+    "count_prunable_outbox",
 )
 
 

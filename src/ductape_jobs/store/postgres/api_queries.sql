@@ -63,7 +63,7 @@ WHERE w.id = %(webhook_id)s;
 UPDATE webhook_deliveries d SET next_attempt_at = %(lease_until)s
 FROM (SELECT id FROM webhook_deliveries
       WHERE status = 'pending' AND next_attempt_at <= %(now)s
-      ORDER BY next_attempt_at LIMIT %(limit)s
+      ORDER BY next_attempt_at, id LIMIT %(limit)s
       FOR UPDATE SKIP LOCKED) due, webhooks w
 WHERE d.id = due.id AND w.id = d.webhook_id
 RETURNING d.*, w.url AS url, w.secret AS secret;

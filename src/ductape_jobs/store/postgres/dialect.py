@@ -17,7 +17,7 @@ from ductape_jobs.store.sql import load_dialect_queries
 
 T = TypeVar("T")
 Q = load_dialect_queries(
-    "ductape_jobs.store.postgres", ("queries.sql", "features.sql", "api_queries.sql", "retention.sql")
+    "ductape_jobs.store.postgres", ("queries.sql", "features.sql", "api_queries.sql", "retention.sql", "outbox.sql")
 )
 
 

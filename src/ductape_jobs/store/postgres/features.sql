@@ -77,3 +77,16 @@ WHERE feature_tag = %(feature_tag)s
   AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
   AND (%(env)s::text IS NULL OR env = %(env)s)
 ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
+
+-- name: feature_schedule
+SELECT * FROM schedules WHERE feature_key = %(key)s;
+
+-- name: orphaned_feature_runs
+-- Direct feature runs (not a FEATURE job run's, not a child feature's) whose driver stopped renewing its lease.
+SELECT id FROM feature_runs
+WHERE status = 'running' AND lease_expires_at < %(now)s
+  AND lease_owner NOT LIKE 'job-run:%%' AND strpos(id, '/') = 0
+ORDER BY lease_expires_at LIMIT %(limit)s;
+
+-- name: set_feature_key
+UPDATE schedules SET feature_key = %(feature_key)s WHERE id = %(id)s;

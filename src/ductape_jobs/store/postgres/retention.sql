@@ -144,3 +144,17 @@ SELECT count(*) AS cache_entries FROM cache_entries WHERE expires_at <= %(now)s;
 
 -- name: delete_cache_entries
 DELETE FROM cache_entries WHERE key = ANY(%(ids)s) AND expires_at <= %(now)s;
+
+-- name: prunable_outbox
+-- Outbox events every consumer has read: at or before the slowest cursor (none: no consumer yet, none pruned).
+SELECT seq FROM outbox
+WHERE (txid, seq) <= (SELECT txid, seq FROM outbox_consumers ORDER BY txid, seq LIMIT 1)
+ORDER BY txid, seq LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: count_prunable_outbox
+SELECT count(*) AS outbox FROM outbox
+WHERE (txid, seq) <= (SELECT txid, seq FROM outbox_consumers ORDER BY txid, seq LIMIT 1);
+
+-- name: delete_outbox
+DELETE FROM outbox WHERE seq = ANY(%(ids)s);

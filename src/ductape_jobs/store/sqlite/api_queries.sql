@@ -64,7 +64,7 @@ UPDATE webhook_deliveries SET next_attempt_at = :lease_until
 WHERE id IN (
     SELECT id FROM webhook_deliveries INDEXED BY webhook_deliveries_due
     WHERE status = 'pending' AND next_attempt_at <= :now
-    ORDER BY next_attempt_at LIMIT :limit)
+    ORDER BY next_attempt_at, id LIMIT :limit)
 RETURNING *;
 
 -- name: record_delivery

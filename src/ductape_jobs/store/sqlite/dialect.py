@@ -27,7 +27,7 @@ T = TypeVar("T")
 # which about doubles the rate of small writes such as one schedule() each.
 WAL_PAGES = 10_000
 PACKAGE = "ductape_jobs.store.sqlite"
-Q = load_dialect_queries(PACKAGE, ("queries.sql", "features.sql", "api_queries.sql", "retention.sql"))
+Q = load_dialect_queries(PACKAGE, ("queries.sql", "features.sql", "api_queries.sql", "retention.sql", "outbox.sql"))
 # The parameters each query reads with json_each: their list values are passed as JSON text.
 _LISTS = {name: tuple(re.findall(r"json_each\(:(\w+)\)", query)) for name, query in Q.items()}
 

@@ -76,3 +76,16 @@ WHERE feature_tag = :feature_tag
   AND (:product_tag IS NULL OR product_tag = :product_tag)
   AND (:env IS NULL OR env = :env)
 ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset;
+
+-- name: feature_schedule
+SELECT * FROM schedules WHERE feature_key = :key;
+
+-- name: orphaned_feature_runs
+-- Direct feature runs (not a FEATURE job run's, not a child feature's) whose driver stopped renewing its lease.
+SELECT id FROM feature_runs
+WHERE status = 'running' AND lease_expires_at < :now
+  AND lease_owner NOT LIKE 'job-run:%' AND instr(id, '/') = 0
+ORDER BY lease_expires_at LIMIT :limit;
+
+-- name: set_feature_key
+UPDATE schedules SET feature_key = :feature_key WHERE id = :id;

@@ -134,3 +134,17 @@ SELECT count(*) AS cache_entries FROM cache_entries WHERE expires_at <= :now;
 
 -- name: delete_cache_entries
 DELETE FROM cache_entries WHERE key IN (SELECT value FROM json_each(:ids)) AND expires_at <= :now;
+
+-- name: prunable_outbox
+-- Outbox events every consumer has read: at or before the slowest cursor (none: no consumer yet, none pruned).
+-- The newest row stays: seq is the rowid (max + 1), which must never go back below a cursor.
+SELECT seq FROM outbox
+WHERE seq <= (SELECT min(seq) FROM outbox_consumers) AND seq < (SELECT max(seq) FROM outbox)
+ORDER BY seq LIMIT :limit;
+
+-- name: count_prunable_outbox
+SELECT count(*) AS outbox FROM outbox
+WHERE seq <= (SELECT min(seq) FROM outbox_consumers) AND seq < (SELECT max(seq) FROM outbox);
+
+-- name: delete_outbox
+DELETE FROM outbox WHERE seq IN (SELECT value FROM json_each(:ids));

@@ -1,0 +1,133 @@
+"""Webhooks survive a crash: a real worker process SIGKILLed in a burst of completions while a real local webhook
+receiver counts. Every run's ``job.completed`` reaches the receiver at least once: the events were written in the
+transactions of the completions (the outbox) and the next worker relays and sends them. On SQLite and on
+PostgreSQL (a schema of its own; skipped without the server, failed under CI=true)."""
+
+from __future__ import annotations
+
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+
+from ductape_jobs import Ductape, RunPhase
+from support import Recorder, require_service
+
+pytestmark = pytest.mark.slow
+
+PG_URL = os.environ.get("DUCTAPE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+RUNS = 300
+
+APP = textwrap.dedent(
+    """
+    import os
+    from datetime import timedelta
+    from ductape_jobs import Ductape
+
+    ductape = Ductape(
+        os.environ["DUCTAPE_STORE"],
+        lease=timedelta(seconds=1.5),
+        poll=timedelta(milliseconds=50),
+        webhook_allow=["127.0.0.0/8"],
+    )
+
+    @ductape.function("quick")
+    def quick(input, ctx):
+        return {"n": input["n"]}
+
+    if __name__ == "__main__":
+        ductape.worker()
+    """
+)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'jobs.db'}"
+        return
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    schema = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{PG_URL}?schema={schema}"
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.fixture
+def receiver() -> Iterator[Recorder]:
+    r = Recorder()
+    r.thread.start()
+    try:
+        yield r
+    finally:
+        r.server.shutdown()
+        r.server.server_close()
+
+
+def wait(what: str, cond: Callable[[], bool], seconds: float = 60) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if cond():
+            return
+        time.sleep(0.05)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def test_a_worker_killed_in_a_burst_of_completions_loses_no_completion_event(
+    store_url: str, receiver: Recorder, tmp_path: Path
+) -> None:
+    (tmp_path / "app.py").write_text(APP)
+    client = Ductape(store_url, webhook_allow=["127.0.0.0/8"])
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        client.job.create({"name": "quick", "tag": "quick", "event_type": "FUNCTION", "event_tag": "quick"})
+        client.webhooks.create({"product_tag": "p", "url": receiver.url, "events": ["job.completed"]})
+        for n in range(RUNS):
+            client.job.schedule({"env": "test", "product_tag": "p", "event": "quick", "input": {"n": n}})
+
+        def completed() -> int:
+            return client.store.count_runs().get(RunPhase.COMPLETED, 0)
+
+        def start() -> subprocess.Popen[bytes]:
+            full = {**os.environ, "DUCTAPE_STORE": store_url}
+            proc = subprocess.Popen([sys.executable, "app.py"], cwd=tmp_path, env=full, stderr=subprocess.DEVNULL)
+            procs.append(proc)
+            return proc
+
+        first = start()
+        wait("a burst of completions", lambda: completed() >= 40)
+        first.send_signal(signal.SIGKILL)  # mid-burst: runs in flight, events not yet relayed or sent
+        assert first.wait(10) == -signal.SIGKILL
+        at_kill = completed()
+        assert at_kill < RUNS, "the burst was over before the kill: nothing was tested"
+        delivered_at_kill = len(receiver.seen)
+
+        start()  # takes over: rescues the dead worker's runs, relays the outbox and sends
+        wait("every run to complete", lambda: completed() == RUNS)
+        runs = {r.id for r in client.job.runs(limit=1000)}
+        assert len(runs) == RUNS
+
+        def delivered() -> set[str]:
+            return {s.json()["data"]["run_id"] for s in list(receiver.seen) if s.json()["event"] == "job.completed"}
+
+        wait("every completion event to be delivered", lambda: delivered() >= runs)
+        assert delivered() == runs  # every run's completion, at least once, and none of another run
+        assert delivered_at_kill < RUNS  # some were still to be sent when the first worker died
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait(10)
+        client.close()

@@ -1,0 +1,219 @@
+"""The outbox of lifecycle events (``OutboxStore``), on SQLite and PostgreSQL: an event is written with the state
+change it describes and rolled back with it, only when some webhook takes it, in order per schedule; a consumer
+reads after its own cursor (one that was down catches up), and a relay that fails moves nothing."""
+
+from __future__ import annotations
+
+import itertools
+import time
+from collections.abc import Sequence
+from datetime import timedelta
+
+import psycopg
+import pytest
+from storekit import PG_URL, Backend
+from test_contract import T0, due_run, fail, job, ok, schedule, setup
+
+from ductape_jobs.errors import NotFoundError
+from ductape_jobs.lifecycle import LifecycleEvent, RunCompleted, RunRetryScheduled, ScheduleCreated
+from ductape_jobs.models import DeliveryStatus, RunPhase, ScheduleStatus, Webhook, WebhookDelivery
+from ductape_jobs.retention import Retention
+from ductape_jobs.store import ScheduleChange, Store
+
+LEASE = timedelta(seconds=30)
+ALL = [
+    "job.scheduled",
+    "job.paused",
+    "job.resumed",
+    "job.cancelled",
+    "run.queued",
+    "job.started",
+    "run.attempt_failed",
+    "run.attempt_lost",
+    "job.completed",
+    "job.failed",
+]
+
+
+def hook(store: Store, events: list[str] = ALL, product_tag: str = "shop") -> Webhook:
+    made = Webhook(f"wh_{len(store.list_webhooks())}", product_tag, "https://example.com/h", events, "s" * 20, T0)
+    store.add_webhook(made)
+    return made
+
+
+def pending(store: Store, expect: int, consumer: str = "webhooks") -> list[LifecycleEvent]:
+    """The events after ``consumer``'s cursor, once ``expect`` of them are readable. On PostgreSQL an event is
+    read only once every transaction older than it ended, in the whole cluster: a transaction of another test
+    still open delays it (never loses it), so this waits up to 15 s."""
+    deadline = time.monotonic() + 15
+    while True:
+        found = store.pending_events(consumer, 100)
+        if len(found) >= expect or time.monotonic() > deadline:
+            return found
+        time.sleep(0.05)
+
+
+def relay(store: Store, consumer: str, limit: int, collect: Collect, expect: int) -> int:
+    """``relay_events`` once ``expect`` events are readable (see ``pending``)."""
+    pending(store, expect, consumer)
+    return store.relay_events(consumer, limit, T0, collect)
+
+
+def names(events: Sequence[LifecycleEvent]) -> list[str]:
+    return [e.name for e in events]
+
+
+_ids = itertools.count()
+
+
+class Collect:
+    """A relay that keeps what it was given and queues one delivery per event for the first webhook."""
+
+    def __init__(self) -> None:
+        self.seen: list[LifecycleEvent] = []
+
+    def __call__(self, events: Sequence[LifecycleEvent], hooks: Sequence[Webhook]) -> list[WebhookDelivery]:
+        self.seen.extend(events)
+        return [
+            WebhookDelivery(f"dlv_{next(_ids)}", hooks[0].id, e.name, {"seq": e.seq}, DeliveryStatus.PENDING, 0, e.at)
+            for e in events
+        ]
+
+
+def test_events_are_written_with_the_changes_they_describe_in_order(store: Store) -> None:
+    hook(store)
+    s, (run_id,) = setup(store, T0)
+    assert names(pending(store, 2)) == ["job.scheduled", "run.queued"]
+    (run,) = store.acquire_runs("w1", 1, LEASE, T0)
+    store.finish_runs([fail(run, retry_at=T0 + timedelta(seconds=1))], T0)
+    (run,) = store.acquire_runs("w1", 1, LEASE, T0 + timedelta(seconds=1))
+    store.finish_runs([ok(run, at=T0 + timedelta(seconds=2))], T0 + timedelta(seconds=2))
+    events = pending(store, 6)
+    assert names(events) == [
+        "job.scheduled",
+        "run.queued",
+        "job.started",
+        "run.attempt_failed",
+        "job.started",
+        "job.completed",
+    ]
+    assert [e.seq for e in events] == sorted(e.seq for e in events)
+    created, retried, completed = events[0], events[3], events[-1]
+    assert isinstance(created, ScheduleCreated) and created.payload()["job_id"] == s.id
+    assert isinstance(retried, RunRetryScheduled)
+    assert retried.payload()["error"] == "RuntimeError: boom" and retried.payload()["attempt"] == 1
+    assert retried.payload()["retry_at"] == (T0 + timedelta(seconds=1)).isoformat()
+    assert isinstance(completed, RunCompleted) and completed.run_id == run_id
+    data = completed.payload()
+    assert (data["status"], data["attempt"], data["job_tag"], data["run_id"]) == ("completed", 2, "report", run_id)
+    assert data["completed_at"] == (T0 + timedelta(seconds=2)).isoformat()
+
+
+def test_a_schedule_paused_resumed_cancelled_and_a_final_failure_are_events(store: Store) -> None:
+    hook(store, ["job.paused", "job.resumed", "job.cancelled", "job.failed"])
+    s, _ = setup(store, T0, pause_on_failure=True)
+    (run,) = store.acquire_runs("w1", 1, LEASE, T0)
+    store.finish_runs([fail(run)], T0)  # fails for good and pauses its schedule, in one transaction
+    store.update_schedule(s.id, T0, ScheduleChange(status=ScheduleStatus.ACTIVE))
+    store.update_schedule(s.id, T0, ScheduleChange(status=ScheduleStatus.CANCELLED, cancel_pending=True))
+    events = pending(store, 4)
+    assert names(events) == ["job.failed", "job.paused", "job.resumed", "job.cancelled"]
+    assert events[0].payload()["status"] == RunPhase.FAILED.value
+    assert events[1].payload()["reason"].startswith("paused after run")
+
+
+def test_only_events_some_webhook_of_the_product_takes_are_written(store: Store) -> None:
+    setup(store, T0)  # no webhook at all
+    hook(store, ["job.completed"], product_tag="blog")  # another product's
+    hook(store, ["job.completed"])
+    setup(store, T0)
+    (run,) = store.acquire_runs("w1", 1, LEASE, T0)
+    assert store.pending_events("webhooks", 10) == []
+    store.finish_runs([ok(run)], T0)
+    assert names(pending(store, 1)) == ["job.completed"]
+
+
+def test_an_event_is_rolled_back_with_its_change(store: Store) -> None:
+    hook(store)
+    store.create_job(job("report"), T0)
+    good = schedule("report")
+    unknown = schedule("nope")
+    with pytest.raises(NotFoundError):
+        store.add_schedules([good, unknown], [due_run(good)])
+    assert store.list_schedules() == [] and store.pending_events("webhooks", 10) == []
+
+
+def test_a_consumer_reads_after_its_cursor_and_catches_up(store: Store) -> None:
+    hook(store)
+    setup(store, T0)
+    first = Collect()
+    assert relay(store, "webhooks", 10, first, 2) == 2
+    assert names(first.seen) == ["job.scheduled", "run.queued"]
+    assert store.relay_events("webhooks", 10, T0, first) == 0  # nothing new
+    assert store.pending_events("webhooks", 10) == []
+
+    setup(store, T0)  # while no relay runs ("down"), events wait in the outbox
+    setup(store, T0)
+    later = Collect()
+    assert relay(store, "webhooks", 3, later, 4) == 3  # a batch at a time, oldest first
+    assert store.relay_events("webhooks", 3, T0, later) == 1
+    assert names(later.seen) == ["job.scheduled", "run.queued", "job.scheduled", "run.queued"]
+    assert len(store.list_deliveries("wh_0", limit=100)) == 6  # one delivery per relayed event
+
+    other = Collect()  # a consumer seen for the first time starts at the oldest event kept
+    assert relay(store, "metrics", 100, other, 6) == 6
+    assert [e.seq for e in other.seen] == [e.seq for e in first.seen + later.seen]
+
+
+def test_a_relay_that_fails_moves_nothing(store: Store) -> None:
+    hook(store)
+    setup(store, T0)
+
+    def broken(events: Sequence[LifecycleEvent], hooks: Sequence[Webhook]) -> list[WebhookDelivery]:
+        raise RuntimeError("relay crashed")
+
+    pending(store, 2)
+    with pytest.raises(RuntimeError):
+        store.relay_events("webhooks", 10, T0, broken)
+    assert names(pending(store, 2)) == ["job.scheduled", "run.queued"]
+    assert store.list_deliveries("wh_0") == []
+    again = Collect()
+    assert store.relay_events("webhooks", 10, T0, again) == 2
+
+
+def test_events_read_by_every_consumer_are_pruned(store: Store) -> None:
+    hook(store)
+    setup(store, T0)
+    keep = Retention()
+    assert store.count_prunable(T0, keep).outbox == 0  # no consumer has read them
+    relay(store, "webhooks", 1, Collect(), 2)
+    relay(store, "metrics", 10, Collect(), 2)
+    assert store.count_prunable(T0, keep).outbox == 1  # webhooks read one, metrics both
+    assert store.prune(T0, keep, 100).outbox == 1
+    assert names(store.pending_events("webhooks", 10)) == ["run.queued"]
+    relay(store, "webhooks", 10, Collect(), 1)
+    store.prune(T0, keep, 100)  # SQLite keeps the newest row: its seq is the rowid, never to go back
+    setup(store, T0)  # seq goes on past every cursor: nothing is skipped
+    assert names(pending(store, 2)) == ["job.scheduled", "run.queued"]
+
+
+def test_postgres_a_relay_never_passes_an_event_whose_transaction_commits_later(pg_backend: Backend) -> None:
+    """seq is drawn at insert: a transaction that drew a lower seq may commit after a higher one was committed.
+    The relay waits for it rather than moving its cursor past it."""
+    store = pg_backend.open()
+    hook(store, ["job.completed"])
+    _, (first_id, second_id) = setup(store, T0, T0 + timedelta(seconds=1))
+    first, second = store.acquire_runs("w1", 2, LEASE, T0 + timedelta(seconds=1))
+    slow = psycopg.connect(PG_URL, options=f"-c search_path={pg_backend.schema}")
+    try:
+        slow.execute(  # completes the first run: its event takes the lower seq, but does not commit yet
+            "UPDATE runs SET phase = 'completed', updated_at = %s WHERE id = %s", [1, first.id]
+        )
+        store.finish_runs([ok(second)], T0)  # the higher seq, committed first
+        early = Collect()
+        assert store.relay_events("webhooks", 10, T0, early) == 0  # not past the open transaction's event
+        slow.commit()
+        relay(store, "webhooks", 10, early, 2)
+        assert sorted(e.run_id or "" for e in early.seen) == sorted([first_id, second_id])
+    finally:
+        slow.close()
