@@ -38,6 +38,7 @@ from ductape_jobs.models import (
     ScheduleStatus,
 )
 from ductape_jobs.store.contracts import AccessStore, DueDelivery, FeatureStore, RetentionStore, StatsStore
+from ductape_jobs.store.limits import LimitsStore
 
 __all__ = [
     "UNCHANGED",
@@ -324,5 +325,5 @@ class SchedulingStore(ABC):
         """Store ``value`` (JSON) under ``key`` until ``expires_at``; expired entries are purged now and then."""
 
 
-class Store(SchedulingStore, FeatureStore, AccessStore, StatsStore, RetentionStore):
+class Store(SchedulingStore, FeatureStore, AccessStore, StatsStore, RetentionStore, LimitsStore):
     """The whole contract: what a backend implements (``SQLStore`` over a dialect, for SQLite and PostgreSQL)."""

@@ -97,6 +97,10 @@ def job_from_row(r: Any) -> JobDefinition:
         start_at=from_ms(r["start_at"]),
         created_at=from_ms(r["created_at"]),
         updated_at=from_ms(r["updated_at"]),
+        resources=json.loads(r.get("resources") or "[]"),
+        concurrency=r.get("concurrency"),
+        rate=r.get("rate"),
+        priority=r.get("priority") or 0,
     )
 
 
@@ -111,6 +115,11 @@ def job_params(job: JobDefinition, now: datetime) -> dict[str, Any]:
         "intervals": job.intervals,
         "start_at": ms(job.start_at),
         "now": ms(now),
+        "resources": dumps(list(job.resources)) if job.resources else None,
+        "concurrency": job.concurrency,
+        "rate": job.rate,
+        "priority": job.priority,
+        "limit_keys": dumps(job.limit_keys) if job.limit_keys else None,
     }
 
 
@@ -143,6 +152,7 @@ def schedule_params(s: Schedule) -> dict[str, Any]:
         "last_due_at": ms(s.last_due_at),
         "run_count": s.run_count,
         "created_at": ms(s.created_at),
+        "priority": s.priority,
     }
 
 
@@ -177,6 +187,7 @@ def schedule_from_row(r: Any) -> Schedule:
         skipped_count=r["skipped_count"],
         job_product=r["job_product"],
         reason=r["reason"],
+        priority=r.get("priority"),
     )
 
 
@@ -210,6 +221,8 @@ def run_from_row(r: Any, attempts: list[Attempt] | None = None) -> Run:
         lease_owner=r["lease_owner"],
         lease_expires_at=from_ms(r["lease_expires_at"]),
         attempts=attempts or [],
+        priority=r.get("priority") or 0,
+        waiting_on=r.get("waiting_on"),
     )
 
 
