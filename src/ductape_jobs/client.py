@@ -26,6 +26,7 @@ from ductape_jobs.features.api import Features
 from ductape_jobs.jobs import Jobs, ProductJobs
 from ductape_jobs.models import DrainSummary
 from ductape_jobs.products import Products
+from ductape_jobs.resource_client import Resources
 from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.sessions import Sessions
 from ductape_jobs.store import DEFAULT_URL, Store, open_store
@@ -123,6 +124,7 @@ class Ductape:
         self.prepare = RunPreparer(self.products, self.clock)
         self.job = Jobs(self, product)  # the client's own product's jobs (None: the shared ones, and all)
         self.product = ProductJobs(self.job)  # the seeds' ductape.product.jobs; ductape.product("shop").jobs
+        self.resources = Resources(self)  # ductape.resources.use() / .waiting(): what the limits hold now
         self.feature = Features(self)  # ductape.feature.run(...): a product's feature sequences
         self.executors.register(FeatureExecutor(self.feature.engine))
         # lifecycle webhooks: emitted by job.* and workers
@@ -164,6 +166,8 @@ class Ductape:
             self._pool = ThreadPoolExecutor(max_workers=self._pool_size, thread_name_prefix="ductape-fn")
             self._function_executor.pool = self._pool
             old.shutdown(wait=False)
+        limits = [limit for tag in self.products.tags() for limit in self.products.get(tag).limits()]
+        self.store.define_resources(limits, self.clock.now())  # the product file's limits as they are now
         return Worker(
             self.store,
             self.scheduler,

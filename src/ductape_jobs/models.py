@@ -626,6 +626,7 @@ class Run:
     attempts: list[Attempt] = field(default_factory=list)
     priority: int = 0
     waiting_on: str | None = None  # the limit that held it at the last claim, while it waits
+    limit_keys: tuple[str, ...] = ()  # the stored limits it falls under (resources.py)
 
 
 @dataclass(frozen=True, slots=True)

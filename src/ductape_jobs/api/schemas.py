@@ -63,6 +63,10 @@ class JobOut(BaseModel):
     start_at: datetime | None = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    resources: list[str] = Field(default_factory=list, description="its product's resources its runs use")
+    concurrency: int | None = Field(default=None, description="its own limit: runs executing at once")
+    rate: str | None = Field(default=None, description="its own limit: runs started per window")
+    priority: int = Field(default=0, description="its runs' default priority")
 
     @classmethod
     def of(cls, job: JobDefinition) -> JobOut:
@@ -77,6 +81,10 @@ class JobOut(BaseModel):
             start_at=job.start_at,
             created_at=job.created_at,
             updated_at=job.updated_at,
+            resources=list(job.resources),
+            concurrency=job.concurrency,
+            rate=job.rate,
+            priority=job.priority,
         )
 
 
@@ -137,6 +145,7 @@ class ScheduleOut(BaseModel):
     cache: str | None
     session_tag: str | None
     reason: str | None
+    priority: int | None = Field(default=None, description="its runs' priority; null: its job's")
 
     @classmethod
     def of(cls, s: Schedule) -> ScheduleOut:
@@ -169,6 +178,7 @@ class ScheduleOut(BaseModel):
             cache=s.cache,
             session_tag=s.session_tag,
             reason=s.reason,
+            priority=s.priority,
         )
 
 
@@ -228,6 +238,8 @@ class RunOut(BaseModel):
     lease_owner: str | None
     lease_expires_at: datetime | None
     attempts: list[AttemptOut]
+    priority: int = 0
+    waiting_on: str | None = Field(default=None, description="the limit that holds it, while it waits")
 
     @classmethod
     def of(cls, r: Run) -> RunOut:
@@ -261,6 +273,8 @@ class RunOut(BaseModel):
             lease_owner=r.lease_owner,
             lease_expires_at=r.lease_expires_at,
             attempts=[AttemptOut.of(a) for a in r.attempts],
+            priority=r.priority,
+            waiting_on=r.waiting_on,
         )
 
 

@@ -89,6 +89,8 @@ class Worker:
         self.summary = DrainSummary()
         self._inflight: dict[str, tuple[Run, asyncio.Task[None]]] = {}
         self._outcomes: list[Outcome] = []
+        self._limited: set[str] = set()  # runs in flight under a limit (their end may free a slot for us)
+        self._freed = False
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -212,12 +214,14 @@ class Worker:
                 more = True
         await self._prune(now)
         free = self.options.concurrency - len(self._inflight)
-        if free > 0 and (more or (due.run_due is not None and due.run_due <= now)):
+        freed, self._freed = self._freed, False  # a run of ours under a limit ended: its slot may be ours again
+        if free > 0 and (more or freed or (due.run_due is not None and due.run_due <= now)):
             want = min(free, self.options.batch)
             runs = await self._io(self.store.acquire_runs, self.id, want, self.options.lease, now)
             if runs and self.observers:
                 self._observed.update((run.id, run) for run in runs)
                 tell_started(self.observers, runs, now)
+            self._limited.update(run.id for run in runs if run.limit_keys)
             for run in runs:
                 task = asyncio.create_task(self._execute(run), name=f"run {run.id}")
                 self._inflight[run.id] = (run, task)
@@ -333,6 +337,8 @@ class Worker:
         if not self._outcomes:
             return
         outcomes, self._outcomes = self._outcomes, []
+        self._freed = self._freed or any(o.run_id in self._limited for o in outcomes)
+        self._limited.difference_update(o.run_id for o in outcomes)
         now = self.clock.now()
         for attempt in range(5):
             try:

@@ -223,6 +223,7 @@ def run_from_row(r: Any, attempts: list[Attempt] | None = None) -> Run:
         attempts=attempts or [],
         priority=r.get("priority") or 0,
         waiting_on=r.get("waiting_on"),
+        limit_keys=tuple(json.loads(r["limit_keys"])) if r.get("limit_keys") else (),
     )
 
 

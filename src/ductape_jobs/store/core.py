@@ -399,7 +399,8 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, ReportsCore, RetentionCore, Sto
     def next_wakeup(self) -> Wakeups:
         row = self._read(lambda tx: tx.one("next_wakeup"))
         assert row is not None
-        return Wakeups(from_ms(row["schedule_due"]), from_ms(row["run_due"]), from_ms(row["lease_expiry"]))
+        runs = [t for t in (row["run_due"], row["held_due"]) if t is not None]  # held: by a limit (limits_core)
+        return Wakeups(from_ms(row["schedule_due"]), from_ms(min(runs, default=None)), from_ms(row["lease_expiry"]))
 
     def count_runs(self) -> dict[RunPhase, int]:
         return {RunPhase(r["phase"]): r["n"] for r in self._read(lambda tx: tx.all("count_runs"))}

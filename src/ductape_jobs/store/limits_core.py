@@ -26,6 +26,7 @@ from ductape_jobs.store.codec import ms, run_from_row
 from ductape_jobs.store.dialect import Params, Row, Tx, UsesDialect
 
 _ROUNDS = 4  # picks of limited runs per claim, each past the sets of limits found full
+RECHECK = 1000  # ms: when other workers look again at a run held by a full concurrency limit
 
 
 @dataclass
@@ -33,14 +34,19 @@ class _Room:
     limit: ResourceLimit
     running: int
     starts: int
+    oldest: int | None  # the oldest start in the rate window (ms)
 
-    def holds(self, taken: int) -> str | None:
-        """Why one more run does not fit (``None``: it fits), with ``taken`` already given out in this claim."""
+    def holds(self, taken: int, now: int) -> tuple[str, int] | None:
+        """Why one more run does not fit and when to look again (``None``: it fits), with ``taken`` already
+        given out in this claim. A rate frees when its oldest start leaves the window; a concurrency slot when
+        a run ends (its worker claims again at once; others look again after ``RECHECK``)."""
         c, r = self.limit.concurrency, self.limit.rate
         if c is not None and self.running + taken >= c:
-            return f"concurrency of {self.limit.describe()}: {self.running + taken} of {c} executing"
+            return f"concurrency of {self.limit.describe()}: {self.running + taken} of {c} executing", now + RECHECK
         if r is not None and self.starts + taken >= r.count:
-            return f"rate of {self.limit.describe()}: {self.starts + taken} started in the last {_span(r.window)}"
+            window = int(r.window.total_seconds() * 1000)
+            why = f"rate of {self.limit.describe()}: {self.starts + taken} started in the last {_span(r.window)}"
+            return why, (now if self.oldest is None else self.oldest) + window
         return None
 
 
@@ -91,7 +97,7 @@ class LimitsCore(UsesDialect):
         taken: Counter[str] = Counter()
         admitted: list[Row] = []
         seen: set[str] = set()
-        blocked: dict[str, str] = {}  # limit_keys -> why
+        blocked: dict[str, tuple[str, int]] = {}  # limit_keys -> why, when to look again
         waiting: list[Params] = []
         found = False
         for _ in range(_ROUNDS):
@@ -105,14 +111,13 @@ class LimitsCore(UsesDialect):
                 rooms.update(_rooms(tx, keys, now))
             for row in picked:
                 seen.add(row["id"])
-                why = blocked.get(row["limit_keys"]) or _hold(rooms, taken, json.loads(row["limit_keys"]))
-                if why is None:
+                held = blocked.get(row["limit_keys"]) or _hold(rooms, taken, json.loads(row["limit_keys"]), now)
+                if held is None:
                     admitted.append(row)
                     taken.update(json.loads(row["limit_keys"]))
                 else:
-                    blocked[row["limit_keys"]] = why
-                    if row["waiting_on"] != why:
-                        waiting.append({"id": row["id"], "waiting_on": why})
+                    blocked[row["limit_keys"]] = held
+                    waiting.append({"id": row["id"], "waiting_on": held[0], "held_until": held[1]})
             if len(admitted) >= limit or len(raw) < limit:
                 break
         if not found:
@@ -143,23 +148,25 @@ def _rooms(tx: Tx, keys: list[str], now: int) -> dict[str, _Room]:
     running = _count_keys(tx.all("running_limit_keys"))
     for row in locked:
         limit = _limit_from_row(row)
-        starts = 0
+        starts, oldest = 0, None
         if limit.rate is not None:
             since = now - int(limit.rate.window.total_seconds() * 1000)
             tx.run("prune_starts", {"key": limit.key, "since": since})
-            starts = _n(tx.one("count_starts", {"key": limit.key, "since": since}))
-        rooms[limit.key] = _Room(limit, running[limit.key], starts)
+            counted = tx.one("count_starts", {"key": limit.key, "since": since})
+            starts, oldest = _n(counted), (counted or {}).get("oldest")
+        rooms[limit.key] = _Room(limit, running[limit.key], starts, oldest)
     return rooms
 
 
-def _hold(rooms: dict[str, _Room], taken: Counter[str], keys: list[str]) -> str | None:
+def _hold(rooms: dict[str, _Room], taken: Counter[str], keys: list[str], now: int) -> tuple[str, int] | None:
     for key in keys:
         room = rooms.get(key)
         if room is None:
-            return f"resource {key!r} is not declared in the store (declare it in its product and save the job)"
-        why = room.holds(taken[key])
-        if why is not None:
-            return why
+            why = f"resource {key!r} is not declared in the store (declare it in its product and save the job)"
+            return why, now + 60 * RECHECK
+        held = room.holds(taken[key], now)
+        if held is not None:
+            return held
     return None
 
 

@@ -24,7 +24,8 @@ FOR UPDATE SKIP LOCKED;
 -- name: claim_picked_runs
 WITH claimed AS (
     UPDATE runs r SET phase = 'running', lease_owner = %(worker_id)s, lease_expires_at = %(lease_until)s,
-        started_at = %(now)s, attempt = r.attempt + 1, updated_at = %(now)s, waiting_on = NULL
+        started_at = %(now)s, attempt = r.attempt + 1, updated_at = %(now)s, waiting_on = NULL,
+        held_until = NULL
     WHERE r.id = ANY(%(ids)s::text[]) AND r.phase IN ('scheduled', 'queued', 'retry_scheduled')
     RETURNING r.*
 ), recorded AS (
@@ -43,13 +44,13 @@ SELECT limit_keys FROM runs WHERE phase = 'running' AND limit_keys IS NOT NULL;
 DELETE FROM resource_starts WHERE key = %(key)s AND started_at <= %(since)s;
 
 -- name: count_starts
-SELECT count(*) AS n FROM resource_starts WHERE key = %(key)s AND started_at > %(since)s;
+SELECT count(*) AS n, min(started_at) AS oldest FROM resource_starts WHERE key = %(key)s AND started_at > %(since)s;
 
 -- name: insert_start
 INSERT INTO resource_starts (key, started_at, run_id) VALUES (%(key)s, %(started_at)s, %(run_id)s);
 
 -- name: mark_waiting
-UPDATE runs SET waiting_on = %(waiting_on)s WHERE id = %(id)s AND waiting_on IS DISTINCT FROM %(waiting_on)s;
+UPDATE runs SET waiting_on = %(waiting_on)s, held_until = %(held_until)s WHERE id = %(id)s;
 
 -- name: upsert_resource
 INSERT INTO resources (key, product_tag, name, concurrency, rate_count, rate_window_ms, updated_at)

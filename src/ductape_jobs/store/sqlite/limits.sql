@@ -26,7 +26,7 @@ LIMIT :limit;
 
 -- name: claim_picked_runs
 UPDATE runs SET phase = 'running', lease_owner = :worker_id, lease_expires_at = :lease_until,
-    started_at = :now, attempt = attempt + 1, updated_at = :now, waiting_on = NULL
+    started_at = :now, attempt = attempt + 1, updated_at = :now, waiting_on = NULL, held_until = NULL
 WHERE id IN (SELECT value FROM json_each(:ids)) AND phase IN ('scheduled', 'queued', 'retry_scheduled')
 RETURNING *;
 
@@ -41,13 +41,13 @@ SELECT limit_keys FROM runs INDEXED BY runs_limited_running WHERE phase = 'runni
 DELETE FROM resource_starts WHERE key = :key AND started_at <= :since;
 
 -- name: count_starts
-SELECT count(*) AS n FROM resource_starts WHERE key = :key AND started_at > :since;
+SELECT count(*) AS n, min(started_at) AS oldest FROM resource_starts WHERE key = :key AND started_at > :since;
 
 -- name: insert_start
 INSERT INTO resource_starts (key, started_at, run_id) VALUES (:key, :started_at, :run_id);
 
 -- name: mark_waiting
-UPDATE runs SET waiting_on = :waiting_on WHERE id = :id AND waiting_on IS NOT :waiting_on;
+UPDATE runs SET waiting_on = :waiting_on, held_until = :held_until WHERE id = :id;
 
 -- name: upsert_resource
 INSERT INTO resources (key, product_tag, name, concurrency, rate_count, rate_window_ms, updated_at)

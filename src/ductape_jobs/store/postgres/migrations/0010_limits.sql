@@ -36,10 +36,13 @@ ALTER TABLE schedules ADD COLUMN priority INTEGER;
 ALTER TABLE runs ADD COLUMN priority INTEGER NOT NULL DEFAULT 0;
 ALTER TABLE runs ADD COLUMN limit_keys TEXT;
 ALTER TABLE runs ADD COLUMN waiting_on TEXT;
+ALTER TABLE runs ADD COLUMN held_until BIGINT;  -- a held run's next look (next_wakeup), not before it may fit
 
 -- The claim's order: due time aged by priority (1 point = 1 second).
 CREATE INDEX runs_claim ON runs ((available_at - priority * 1000))
     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND limit_keys IS NULL;
 CREATE INDEX runs_claim_limited ON runs ((available_at - priority * 1000))
     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND limit_keys IS NOT NULL;
+CREATE INDEX runs_held_by_limit ON runs (held_until)
+    WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND held_until IS NOT NULL;
 CREATE INDEX runs_limited_running ON runs (limit_keys) WHERE phase = 'running' AND limit_keys IS NOT NULL;

@@ -1,0 +1,35 @@
+"""``ductape.resources``: what the shared resources' limits hold now (``resources.py``).
+
+``use()`` lists each stored limit (a product's resource, or a job's own ``concurrency``/``rate``) with its runs
+executing, its starts in the current rate window and its due runs waiting; ``waiting()`` lists the due runs a
+limit holds, each naming the limit (``Run.waiting_on``).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from ductape_jobs.errors import ValidationError
+from ductape_jobs.limits import MAX_PAGE
+from ductape_jobs.models import Run, check_tag
+from ductape_jobs.resources import ResourceUse
+
+if TYPE_CHECKING:
+    from ductape_jobs.client import Ductape
+
+
+class Resources:
+    def __init__(self, owner: Ductape) -> None:
+        self._owner = owner
+
+    def use(self, product_tag: str | None = None) -> list[ResourceUse]:
+        """Every stored limit (of one product), with how much of it is taken now."""
+        product = None if product_tag is None else check_tag(product_tag, "product_tag")
+        return self._owner.store.resource_use(self._owner.clock.now(), product)
+
+    def waiting(self, product_tag: str | None = None, limit: int = 100) -> list[Run]:
+        """Due runs held by a limit at the last claim, in the order they will be claimed."""
+        product = None if product_tag is None else check_tag(product_tag, "product_tag")
+        if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
+            raise ValidationError("limit", f"must be a whole number from 1 to {MAX_PAGE}, not {limit!r}")
+        return self._owner.store.waiting_runs(self._owner.clock.now(), product, limit)
