@@ -98,7 +98,6 @@ class LimitsCore(UsesDialect):
         admitted: list[Row] = []
         seen: set[str] = set()
         blocked: dict[str, tuple[str, int]] = {}  # limit_keys -> why, when to look again
-        waiting: list[Params] = []
         found = False
         for _ in range(_ROUNDS):
             raw = tx.all("pick_limited_runs", {**params, "blocked": sorted(blocked)})
@@ -117,7 +116,6 @@ class LimitsCore(UsesDialect):
                     taken.update(json.loads(row["limit_keys"]))
                 else:
                     blocked[row["limit_keys"]] = held
-                    waiting.append({"id": row["id"], "waiting_on": held[0], "held_until": held[1]})
             if len(admitted) >= limit or len(raw) < limit:
                 break
         if not found:
@@ -125,7 +123,8 @@ class LimitsCore(UsesDialect):
         candidates = admitted + (tx.all("pick_free_runs", params) if free else [])
         candidates.sort(key=lambda r: (r["claim_key"], r["id"]))
         chosen = candidates[:limit]
-        tx.many("mark_waiting", waiting)
+        holds = [{"limit_keys": k, "waiting_on": w, "held_until": u, "now": now} for k, (w, u) in blocked.items()]
+        tx.many("hold_runs", holds)
         if not chosen:
             return []
         rows = tx.claim_picked({**params, "ids": [r["id"] for r in chosen]})

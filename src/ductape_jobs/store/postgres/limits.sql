@@ -49,8 +49,16 @@ SELECT count(*) AS n, min(started_at) AS oldest FROM resource_starts WHERE key =
 -- name: insert_start
 INSERT INTO resource_starts (key, started_at, run_id) VALUES (%(key)s, %(started_at)s, %(run_id)s);
 
--- name: mark_waiting
-UPDATE runs SET waiting_on = %(waiting_on)s, held_until = %(held_until)s WHERE id = %(id)s;
+-- name: hold_runs
+-- Every due run of a set of limits found full: what holds it, and when next_wakeup looks again.
+-- Rows another claim has locked are left to it (SKIP LOCKED: no deadlock between claims).
+UPDATE runs SET waiting_on = %(waiting_on)s, held_until = %(held_until)s
+WHERE id IN (
+    SELECT id FROM runs
+    WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+      AND limit_keys IS NOT NULL AND available_at <= %(now)s AND limit_keys = %(limit_keys)s
+      AND (held_until IS DISTINCT FROM %(held_until)s OR waiting_on IS DISTINCT FROM %(waiting_on)s)
+    FOR UPDATE SKIP LOCKED);
 
 -- name: upsert_resource
 INSERT INTO resources (key, product_tag, name, concurrency, rate_count, rate_window_ms, updated_at)
