@@ -7,6 +7,7 @@ limit holds, each naming the limit (``Run.waiting_on``).
 
 from __future__ import annotations
 
+import asyncio
 from typing import TYPE_CHECKING
 
 from ductape_jobs.errors import ValidationError
@@ -33,3 +34,16 @@ class Resources:
         if isinstance(limit, bool) or not isinstance(limit, int) or not 1 <= limit <= MAX_PAGE:
             raise ValidationError("limit", f"must be a whole number from 1 to {MAX_PAGE}, not {limit!r}")
         return self._owner.store.waiting_runs(self._owner.clock.now(), product, limit)
+
+
+class AsyncResources:
+    """``await ductape.resources.use(...)`` / ``waiting(...)`` on an ``AsyncDuctape``: ``Resources``' methods."""
+
+    def __init__(self, resources: Resources) -> None:
+        self._resources = resources
+
+    async def use(self, product_tag: str | None = None) -> list[ResourceUse]:
+        return await asyncio.to_thread(self._resources.use, product_tag)
+
+    async def waiting(self, product_tag: str | None = None, limit: int = 100) -> list[Run]:
+        return await asyncio.to_thread(self._resources.waiting, product_tag, limit)

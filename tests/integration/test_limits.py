@@ -4,12 +4,16 @@ shows. The real-process proofs on PostgreSQL are in ``test_limits_processes.py``
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
-from ductape_jobs import ValidationError
+from ductape_jobs import Ductape, ValidationError
+from ductape_jobs.cli.main import app as cli
 from ductape_jobs.products import Products
 from ductape_jobs.testing import Sandbox
 
@@ -103,3 +107,24 @@ def test_bad_declarations_and_priorities_name_the_field() -> None:
     with pytest.raises(ValidationError) as err:
         dt.job.create(fn_job("shared", resources=["crm-api"]))  # a shared job has no product's resources
     assert err.value.field == "resources"
+
+
+def test_the_cli_lists_resources_and_the_runs_they_hold(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'jobs.db'}"
+    dt = Ductape(store, products=Products([SHOP]))  # type: ignore[list-item]
+    dt.product("shop").jobs.create(fn_job("sync", resources=["crm-api"]))
+    for _ in range(2):
+        dt.job.schedule({"env": "prd", "product_tag": "shop", "event": "sync"})
+    dt.store.acquire_runs("w1", 10, timedelta(seconds=30), dt.clock.now())  # one starts, one waits
+    dt.close()
+    result = CliRunner().invoke(cli, ["resources", "--store", store, "--waiting", "--json"], env={"NO_COLOR": "1"})
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    (use,) = data["resources"]
+    assert (use["name"], use["concurrency"], use["rate"], use["running"], use["waiting"]) == ("crm-api", 1, "2/m", 1, 1)
+    (held,) = data["waiting"]
+    assert "concurrency of 'crm-api'" in held["waiting_on"]
+    table = CliRunner().invoke(
+        cli, ["resources", "--store", store, "--waiting"], env={"NO_COLOR": "1", "COLUMNS": "200"}
+    )
+    assert table.exit_code == 0 and "crm-api" in table.output and "Waiting on a limit (1)" in table.output

@@ -409,9 +409,20 @@ class ForecastJob(BaseModel):
     total: int
 
 
+class ForecastLimit(BaseModel):
+    resource: str = Field(description="the resource's name (a job's own limit: job:<tag>)")
+    product_tag: str
+    minute: int = Field(description="minute index from start")
+    starts: int = Field(description="runs due to start under it that minute")
+    allowed: int = Field(description="what its rate lets start in a minute")
+
+
 class Forecast(BaseModel):
     start: datetime = Field(description="the start of the first minute (now, down to the minute)")
     minutes: int
     jobs: list[ForecastJob]
     schedules: int = Field(description="how many active schedules were considered")
     truncated: bool = Field(description="true when schedules or occurrences were capped: counts are lower bounds")
+    over_limits: list[ForecastLimit] = Field(
+        default_factory=list, description="minutes in which a rate limit would hold runs back (they wait, later)"
+    )

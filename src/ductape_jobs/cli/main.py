@@ -30,6 +30,7 @@ from ductape_jobs.cli.features import feature_app
 from ductape_jobs.cli.history import history, stats
 from ductape_jobs.cli.preview import preview
 from ductape_jobs.cli.prune import prune
+from ductape_jobs.cli.resources import resources
 from ductape_jobs.cli.serve import serve
 from ductape_jobs.cli.sessions import session_app
 from ductape_jobs.cli.webhooks import webhook_app
@@ -61,6 +62,7 @@ app.command()(drain)
 app.command()(history)
 app.command()(stats)
 app.command()(prune)
+app.command()(resources)
 
 
 @app.callback()
