@@ -44,7 +44,7 @@ def test_a_product_resource_holds_runs_across_jobs_and_they_wait_without_spendin
     (use,) = dt.resources.use("shop")
     assert (use.limit.name, use.recent_starts, use.waiting) == ("crm-api", 2, 4)
     waiting = dt.resources.waiting()
-    assert len(waiting) == 4 and all("rate of 'crm-api'" in (r.waiting_on or "") for r in waiting)
+    assert len(waiting) == 4 and all("of 'crm-api'" in (r.waiting_on or "") for r in waiting)
     assert all(r.attempt == 0 and r.retry_count == 0 for r in waiting)
     dt.advance(minutes=3)
     assert len(started) == 6

@@ -50,14 +50,15 @@ SELECT count(*) AS n, min(started_at) AS oldest FROM resource_starts WHERE key =
 INSERT INTO resource_starts (key, started_at, run_id) VALUES (%(key)s, %(started_at)s, %(run_id)s);
 
 -- name: hold_runs
--- Every due run of a set of limits found full: what holds it, and when next_wakeup looks again.
+-- Every due run of a set of limits found full: what holds it, and when next_wakeup looks again. Runs already
+-- held until later are left as they are (a claim writes each held run at most once per hold, not per claim).
 -- Rows another claim has locked are left to it (SKIP LOCKED: no deadlock between claims).
 UPDATE runs SET waiting_on = %(waiting_on)s, held_until = %(held_until)s
 WHERE id IN (
     SELECT id FROM runs
     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
       AND limit_keys IS NOT NULL AND available_at <= %(now)s AND limit_keys = %(limit_keys)s
-      AND (held_until IS DISTINCT FROM %(held_until)s OR waiting_on IS DISTINCT FROM %(waiting_on)s)
+      AND (held_until IS NULL OR held_until <= %(now)s)
     FOR UPDATE SKIP LOCKED);
 
 -- name: upsert_resource

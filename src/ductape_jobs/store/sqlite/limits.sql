@@ -47,11 +47,12 @@ SELECT count(*) AS n, min(started_at) AS oldest FROM resource_starts WHERE key =
 INSERT INTO resource_starts (key, started_at, run_id) VALUES (:key, :started_at, :run_id);
 
 -- name: hold_runs
--- Every due run of a set of limits found full: what holds it, and when next_wakeup looks again.
+-- Every due run of a set of limits found full: what holds it, and when next_wakeup looks again. Runs already
+-- held until later are left as they are (a claim writes each held run at most once per hold, not per claim).
 UPDATE runs SET waiting_on = :waiting_on, held_until = :held_until
 WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
   AND limit_keys IS NOT NULL AND available_at <= :now AND limit_keys = :limit_keys
-  AND (held_until IS NOT :held_until OR waiting_on IS NOT :waiting_on);
+  AND (held_until IS NULL OR held_until <= :now);
 
 -- name: upsert_resource
 INSERT INTO resources (key, product_tag, name, concurrency, rate_count, rate_window_ms, updated_at)
