@@ -124,7 +124,7 @@ def test_migration_7_keeps_every_run_and_gives_the_schema_a_fresh_database_has(
     later = {  # columns and tables of later versions: 8 (retention), 10 (limits)
         "schedules": {"pruned_runs", "pruned_completed", "pruned_failed", "priority"},
         "jobs": {"resources", "concurrency", "rate", "priority", "limit_keys"},
-        "runs": {"priority", "limit_keys", "waiting_on"},
+        "runs": {"priority", "limit_keys", "waiting_on", "held_until"},
     }
     v7_tables = {
         t: [c for c in cols if c[0] not in later.get(t, set())]
