@@ -2,7 +2,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 PYTHON ?= python3
 
-.PHONY: run test lint bench clean browser check-wheel
+.PHONY: run test lint bench clean browser check-wheel docs
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -27,12 +27,18 @@ browser:
 	  fi; \
 	fi
 
-## test: create .venv with dev extras, run ruff, mypy and pytest
+## test: create .venv with dev extras, run ruff, mypy, the documentation build (warnings are errors) and pytest
 test: $(VENV)/.installed browser
-	$(VENV)/bin/ruff check src tests bench scripts examples
-	$(VENV)/bin/ruff format --check src tests bench scripts examples
+	$(VENV)/bin/ruff check src tests bench scripts examples docs/hooks
+	$(VENV)/bin/ruff format --check src tests bench scripts examples docs/hooks
 	$(VENV)/bin/mypy
+	$(MAKE) docs
 	$(VENV)/bin/pytest
+
+## docs: build the documentation site (mkdocs.yml, docs/) into site/ with warnings as errors; the CLI and REST
+## references are generated from the code by docs/hooks/reference.py. `mkdocs serve` previews it.
+docs: $(VENV)/.installed
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --quiet
 
 ## check-wheel: build the sdist and wheel, install the wheel in a fresh venv without extras (README quickstart,
 ## `ductape --help`, one-line messages for missing extras), then with [api] (`ductape serve`: /, /openapi.json)
@@ -43,4 +49,4 @@ bench: $(VENV)/.installed
 	$(PY) bench/throughput.py
 
 clean:
-	rm -rf $(VENV) ductape.db ductape.db-wal ductape.db-shm
+	rm -rf $(VENV) site ductape.db ductape.db-wal ductape.db-shm

@@ -44,12 +44,13 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE_DIR = ROOT / "src" / "ductape_jobs"
 NAME = "ductape-jobs"
-EXTRAS = ("api", "brokers", "mysql", "postgres")
+EXTRAS = ("api", "brokers", "mysql", "otel", "postgres")
 # modules that only an extra installs: none may be importable after a plain install
 EXTRA_MODULES = (
     *("fastapi", "starlette", "uvicorn", "prometheus_client"),
     *("psycopg", "psycopg_pool", "pymysql"),
     *("redis", "aio_pika", "nats", "aiomqtt", "aiokafka"),
+    "opentelemetry",
 )
 REQUIRED_IN_PACKAGE = (
     "py.typed",
@@ -326,6 +327,7 @@ def check_missing_extras(checks: Checks, bin_dir: Path, cwd: Path, env: dict[str
     for code, extra in (
         ("from ductape_jobs.api import create_app", "api"),
         ("from ductape_jobs import Ductape; Ductape('postgresql://127.0.0.1:1/none')", "postgres"),
+        ("from ductape_jobs import Ductape; Ductape('sqlite:///tracing.db', tracing=True)", "otel"),
     ):
         script = "\n".join(
             [

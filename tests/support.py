@@ -175,3 +175,26 @@ def start_smtp(**kw: Any) -> tuple[Controller, Smtp]:
     controller = Controller(mailbox, hostname="127.0.0.1", port=port, **kw)
     controller.start()
     return controller, Smtp(mailbox, port)
+
+
+# ------------------------------------------------------------------- spans (the otel extra's SDK, in memory)
+
+_EXPORTER: list[Any] = []
+
+
+def span_exporter() -> Any:
+    """The process's ``InMemorySpanExporter``, behind the SDK's global ``TracerProvider`` (set once: OpenTelemetry
+    allows one per process); cleared by each caller."""
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    if not _EXPORTER:
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        _EXPORTER.append(exporter)
+    _EXPORTER[0].clear()
+    return _EXPORTER[0]

@@ -10,7 +10,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ductape_jobs.blocking import run_blocking
 from ductape_jobs.clock import Clock, StoreClock, SystemClock
@@ -32,6 +32,9 @@ from ductape_jobs.sessions import Sessions
 from ductape_jobs.store import DEFAULT_URL, Store, open_store
 from ductape_jobs.targets import parse_networks
 from ductape_jobs.webhooks import WebhookEvents, Webhooks
+
+if TYPE_CHECKING:
+    from ductape_jobs.tracing import Tracing
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -57,6 +60,9 @@ class Ductape:
     ``webhook_allow``: networks (CIDRs, a list or a comma separated string) that webhook targets may use
     besides public addresses (default ``$DUCTAPE_WEBHOOK_ALLOW``, else none): loopback, private, link-local
     and metadata addresses are refused otherwise (``ductape_jobs.webhooks``).
+
+    ``tracing``: OpenTelemetry spans of each attempt, continuing the trace current at ``schedule()`` (the otel
+    extra; ``ductape_jobs.tracing``). ``None`` (the default): ``$DUCTAPE_TRACING`` (``1`` turns it on), else off.
     """
 
     def __init__(
@@ -77,7 +83,17 @@ class Ductape:
         webhook_allow: Iterable[str] | str | None = None,
         product: str | None = None,
         retention: Retention | None = None,
+        tracing: bool | None = None,
     ) -> None:
+        self.tracing: Tracing | None = None  # off: nothing of OpenTelemetry is imported
+        if tracing is not None and not isinstance(tracing, bool):
+            from ductape_jobs.errors import ValidationError
+
+            raise ValidationError("tracing", f"must be True, False or None, not {type(tracing).__name__}")
+        if _tracing_wanted(tracing):
+            from ductape_jobs.tracing import enable
+
+            self.tracing = enable()  # MissingExtraError (one line, naming the otel extra) when it is not installed
         allowed = parse_networks(
             webhook_allow if webhook_allow is not None else os.environ.get("DUCTAPE_WEBHOOK_ALLOW")
         )  # before anything is opened
@@ -89,6 +105,7 @@ class Ductape:
             "misfire_grace": misfire_grace,
             "shutdown_grace": shutdown_grace,
             "retention": retention,
+            "tracing": tracing,
         }
         self.retention = retention if retention is not None else Retention()
         self.store: Store = (
@@ -177,6 +194,7 @@ class Ductape:
             prepare=self.prepare,
             observers=self.observers,
             secrets=self.products.secrets,
+            tracing=self.tracing,
         )
 
     def prune(
@@ -253,6 +271,13 @@ class Ductape:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _tracing_wanted(setting: bool | None) -> bool:
+    """``setting``, else ``$DUCTAPE_TRACING`` (1, true, yes or on): read here so that off imports nothing more."""
+    if setting is not None:
+        return setting
+    return os.environ.get("DUCTAPE_TRACING", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
 def _with(options: WorkerOptions, overrides: dict[str, Any]) -> WorkerOptions:

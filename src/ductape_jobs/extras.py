@@ -27,6 +27,7 @@ EXTRAS: dict[str, tuple[str, ...]] = {
     "postgres": ("psycopg", "psycopg_pool"),
     "mysql": ("pymysql",),
     "brokers": ("redis", "aio_pika", "nats", "aiomqtt", "aiokafka"),
+    "otel": ("opentelemetry",),
 }
 
 

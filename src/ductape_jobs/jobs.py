@@ -270,6 +270,7 @@ class Jobs(JobReports):
             raise ValidationError("repeat", f"no occurrence falls before {LATEST.date().isoformat()}")
         due_now: list[datetime] = []
         next_due: datetime | None = first
+        tracing = self._owner.tracing  # None: off (the trace current now is kept only when tracing is on)
         if first <= now:  # due at once: its run is created with the schedule, no scheduler hop
             plan = plan_due(recurrence, Occurrences(first, 0, limit, end_date), now, misfire=req.misfire)
             due_now, next_due = plan.due[:1], plan.next_due
@@ -302,6 +303,7 @@ class Jobs(JobReports):
             pause_on_failure=req.pause_on_failure,
             last_due_at=due_now[-1] if due_now else None,
             priority=req.priority,
+            trace_context=None if tracing is None else tracing.capture(cron is not None or every is not None),
         )
         runs = [new_run(schedule, due, now=now) for due in due_now]
         result = DispatchResult(

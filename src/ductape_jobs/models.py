@@ -20,6 +20,7 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
+    PlainSerializer,
     field_validator,
     model_validator,
 )
@@ -28,6 +29,7 @@ from pydantic import ValidationError as PydanticValidationError
 from ductape_jobs.errors import ValidationError, field_path
 from ductape_jobs.limits import LATEST, MAX_COUNT, MAX_MILLIS, MAX_RETRIES, MIN_EVERY, check_object
 from ductape_jobs.resources import MAX_LIMIT, MAX_PRIORITY, MIN_PRIORITY, limit_keys, parse_rate
+from ductape_jobs.retention import Keep, format_keep, parse_job_keep
 from ductape_jobs.timing.planning import Misfire
 from ductape_jobs.timing.recurrence import normalize_cron, zone
 
@@ -247,6 +249,21 @@ def _json_object(value: object) -> dict[str, Any]:
         raise ValidationError(inner, exc.rule) from None
 
 
+def _keep(value: object) -> Keep | None:
+    try:
+        return None if value is None else parse_job_keep(value, "keep")
+    except ValidationError as exc:  # pydantic puts the field's own name in front
+        raise ValueError(exc.rule) from None
+
+
+JobKeep = Annotated[
+    Keep | None,
+    BeforeValidator(_keep),
+    PlainSerializer(lambda v: None if v is None else (v if isinstance(v, int) else format_keep(v)), when_used="json"),
+    Field(description="how long this job's runs of that outcome are kept (7d, 12h), or how many of the newest"),
+]
+
+
 class _Input(BaseModel):
     # validators are built on first use: a worker process, which validates none, does not pay for them
     model_config = ConfigDict(extra="forbid", populate_by_name=True, str_strip_whitespace=True, defer_build=True)
@@ -261,6 +278,9 @@ class JobDefinition(_Input):
     A job belongs to a product (``product_tag``; its tag is unique within the product), as the seeds'
     ``product.jobs`` has it; ``ductape.product("shop").jobs.create(...)`` sets it. A job without a product is
     shared: every product's schedules may run it (a product's own job of the same tag comes first).
+
+    ``keep_completed`` / ``keep_failed`` (not in the seeds): this job's own retention of its completed or failed
+    runs, a duration (``"3d"``) or a count (``100``: the newest 100); unset, the client's ``Retention`` applies.
     """
 
     name: NonEmpty
@@ -271,6 +291,8 @@ class JobDefinition(_Input):
     executions: Count = Field(default=0, ge=0, description="runs of the job's cadence; 0 = unlimited")
     intervals: Millis = Field(default=0, ge=0, description="milliseconds between runs; 0 = run once")
     start_at: datetime | None = None
+    keep_completed: JobKeep = None
+    keep_failed: JobKeep = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     resources: list[Tag] = Field(default_factory=list, max_length=16, description="its product's resources")
@@ -309,7 +331,7 @@ def _rate(v: str | None) -> str | None:
         raise ValueError(exc.rule) from None
 
 
-_CLEARABLE = frozenset({"start_at", "concurrency", "rate"})
+_CLEARABLE = frozenset({"start_at", "keep_completed", "keep_failed", "concurrency", "rate"})
 
 
 class JobUpdate(_Input):
@@ -325,6 +347,8 @@ class JobUpdate(_Input):
     concurrency: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
     rate: str | None = None
     priority: int | None = Field(default=None, ge=MIN_PRIORITY, le=MAX_PRIORITY)
+    keep_completed: JobKeep = None
+    keep_failed: JobKeep = None
 
     @model_validator(mode="before")
     @classmethod
@@ -576,6 +600,7 @@ class Schedule:
     reason: str | None = None
     job_product: str = ""  # the product of the job it runs: product_tag (its own job), or '' (a shared job)
     priority: int | None = None  # None: its job's priority
+    trace_context: str | None = None  # the trace current at schedule() (tracing.py), when tracing is on
 
     @property
     def recurring(self) -> bool:
@@ -627,6 +652,7 @@ class Run:
     priority: int = 0
     waiting_on: str | None = None  # the limit that held it at the last claim, while it waits
     limit_keys: tuple[str, ...] = ()  # the stored limits it falls under (resources.py)
+    trace_context: str | None = None  # its schedule's (tracing.py): the trace its attempts continue or link to
 
 
 @dataclass(frozen=True, slots=True)

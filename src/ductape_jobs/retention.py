@@ -10,6 +10,10 @@ What is pruned, each by its own outcome and age:
 - feature runs ``completed``/``failed`` likewise, with their events' results;
 - webhook deliveries ``delivered``/``failed`` likewise, by the time the event happened (pending ones stay);
 - result-cache entries once they expire.
+
+A job may keep its own runs differently (``JobDefinition.keep_completed`` / ``keep_failed``): a duration (``"3d"``,
+a ``timedelta``) or a count (``100``: the newest 100 runs of that outcome, by due time, are kept, the older ones
+pruned). Its runs of that outcome are then pruned by its rule alone, the client's keep does not apply to them.
 """
 
 from __future__ import annotations
@@ -20,21 +24,27 @@ from datetime import datetime, timedelta
 
 from ductape_jobs.errors import ValidationError
 
-__all__ = ["PruneCounts", "Retention", "parse_keep"]
+__all__ = ["Keep", "PruneCounts", "Retention", "format_keep", "parse_job_keep", "parse_keep"]
 
 DAY = timedelta(days=1)
+MAX_KEEP_RUNS = 10_000_000
+
+Keep = timedelta | int
+"""A job's own keep: how long its runs of one outcome are kept, or how many of the newest of them."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Retention:
     """How long finished history is kept (the defaults: completed and cancelled 7 days, failed 30 days), and
-    how the worker prunes (every ``every``, ``batch`` rows per statement; ``enabled=False``: never)."""
+    how the worker prunes (every ``every``, ``batch`` rows per statement; while batches come back full, at most
+    ``share`` of its time; ``enabled=False``: never)."""
 
     keep_completed: timedelta = 7 * DAY
     keep_failed: timedelta = 30 * DAY
     keep_cancelled: timedelta | None = None  # None: as keep_completed
     every: timedelta = timedelta(minutes=1)
     batch: int = 1000
+    share: float = 0.1  # of a worker's time, at most, while it catches up with a backlog
     enabled: bool = True
 
     def __post_init__(self) -> None:
@@ -44,6 +54,13 @@ class Retention:
                 raise ValidationError(name, f"must not be negative (got {value})")
         if self.batch < 1:
             raise ValidationError("batch", f"must be >= 1 (got {self.batch})")
+        if not 0 < self.share <= 1:
+            raise ValidationError("share", f"must be above 0 and at most 1 (got {self.share})")
+
+    def rest_after(self, took: float) -> float:
+        """Seconds a worker's pruner rests after a full batch that took ``took`` seconds: its ``share`` of the
+        worker's time (0.1: it rests nine times as long as it pruned), so a backlog never starves the runs."""
+        return took * (1 / self.share - 1)
 
     @property
     def cancelled(self) -> timedelta:
@@ -88,3 +105,36 @@ def parse_keep(text: str, field: str) -> timedelta:
     if match is None:
         raise ValidationError(field, f"{text!r} is not a duration (a number and s, m, h, d or w: 7d, 12h, 30m)")
     return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+
+
+def parse_job_keep(value: object, field: str) -> Keep:
+    """A job's keep from what a caller gave: a ``timedelta`` or a duration text (``"7d"``) is how long; an integer
+    is how many of the newest runs (0 to 10,000,000). A ``ValidationError`` naming ``field`` otherwise."""
+    if isinstance(value, bool):
+        raise ValidationError(field, "must be a duration (7d, 12h) or a number of runs, not a boolean")
+    if isinstance(value, int):
+        if not 0 <= value <= MAX_KEEP_RUNS:
+            raise ValidationError(field, f"a number of runs must be between 0 and {MAX_KEEP_RUNS:,} (got {value})")
+        return value
+    if isinstance(value, timedelta):
+        if value < timedelta(0):
+            raise ValidationError(field, f"must not be negative (got {value})")
+        if value % timedelta(seconds=1):
+            raise ValidationError(field, f"must be whole seconds (got {value})")
+        return value
+    if isinstance(value, str):
+        text = value.strip()
+        return parse_job_keep(int(text), field) if text.isdigit() else parse_keep(text, field)
+    raise ValidationError(field, "must be a duration (7d, 12h, 30m) or a number of runs")
+
+
+def format_keep(keep: Keep) -> str:
+    """A keep as text that ``parse_job_keep`` reads back: a duration in its largest whole unit (``7d``), or the
+    number of runs (``100``)."""
+    if isinstance(keep, int):
+        return str(keep)
+    seconds = int(keep.total_seconds())
+    for unit, size in sorted(_UNITS.items(), key=lambda u: -u[1])[1:]:  # up to days: "14d", not "2w"
+        if seconds % size == 0 and (seconds or unit == "s"):
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"  # pragma: no cover - "s" always divides

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import pytest
@@ -82,3 +83,19 @@ def test_bad_bodies_are_422(api: Api, job: dict[str, Any]) -> None:
     taken = c.post("/jobs", json=JOB)
     assert taken.status_code == 409 and taken.json()["detail"] == "tag: a job with tag 'report' already exists"
     assert api.dt.job.fetch("report").name == "Report"
+
+
+def test_a_jobs_own_retention_over_http(api: Api) -> None:
+    c = api.client()
+    created = c.post("/jobs", json={**JOB, "keep_completed": "3d", "keep_failed": 100})
+    assert created.status_code == 201, created.text
+    assert (created.json()["keep_completed"], created.json()["keep_failed"]) == ("3d", 100)
+    assert c.get("/jobs/report").json()["keep_completed"] == "3d"
+    cleared = c.patch("/jobs/report", json={"keep_completed": None, "keep_failed": "12h"})
+    assert cleared.status_code == 200, cleared.text
+    assert (cleared.json()["keep_completed"], cleared.json()["keep_failed"]) == (None, "12h")
+    for field, bad in (("keep_completed", "3 days"), ("keep_failed", -1), ("keep_failed", True)):
+        refused = c.patch("/jobs/report", json={field: bad})
+        assert refused.status_code == 422, refused.text
+        assert [p["field"] for p in refused.json()["detail"]] == [field]
+    assert api.dt.job.fetch("report").keep_failed == timedelta(hours=12)  # nothing written by a refusal

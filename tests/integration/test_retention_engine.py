@@ -4,8 +4,10 @@ sleeps), ``ductape.prune`` and ``ductape prune`` delete (or count) what is past 
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import threading
+import time
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -55,6 +57,9 @@ def test_retention_settings_are_checked() -> None:
         Retention(keep_failed=timedelta(days=-1))
     with pytest.raises(ValidationError, match="batch"):
         Retention(batch=0)
+    for share in (0, -0.5, 1.5):
+        with pytest.raises(ValidationError, match="share"):
+            Retention(share=share)
 
 
 def test_the_worker_prunes_on_its_cadence(tmp_path: Path) -> None:
@@ -156,3 +161,62 @@ def test_ductape_prune_command(tmp_path: Path) -> None:
     assert json.loads(cli("--keep-completed", "0s", "--json"))["runs"] == 0
     bad = CliRunner().invoke(app, ["prune", "--keep-failed", "soon", "--store", store], env=env)
     assert bad.exit_code == 2 and "keep-failed" in bad.stderr
+
+
+def test_a_jobs_own_keep_overrides_the_clients_for_its_runs(dt: Ductape, clock: FakeClock) -> None:
+    history(dt, clock, ok=2, failed=3)
+    dt.job.update("fine", {"keep_completed": "1d"})
+    dt.job.update("boom", {"keep_failed": 1})  # only the newest failed run is kept
+    assert dt.job.fetch("boom").keep_failed == 1
+    assert dt.prune(dry_run=True) == PruneCounts(runs=2, attempts=2)
+    assert dt.prune() == PruneCounts(runs=2, attempts=2)  # two failed runs: the count needs no age
+    clock.advance(2 * DAY)
+    assert dt.prune() == PruneCounts(runs=2, attempts=2)  # the completed ones, after the job's day
+    assert [r.phase for r in dt.job.runs()] == [RunPhase.FAILED]
+
+
+def test_a_jobs_keep_is_validated_naming_the_field(dt: Ductape) -> None:
+    with pytest.raises(ValidationError, match="keep_completed"):
+        dt.job.create({"name": "x", "tag": "x", "event_type": "FUNCTION", "event_tag": "x", "keep_completed": "soon"})
+    assert dt.store.get_job("", "x") is None
+
+
+def test_a_backlog_is_pruned_at_most_its_share_of_the_workers_time(tmp_path: Path) -> None:
+    """After a full batch the worker's pruner rests ``rest_after(took)`` of real time (share 0.05: 19 times as long
+    as the batch took) before the next, so a backlog never starves the runs."""
+    clock = FakeClock(datetime.fromisoformat("2026-03-02T12:00:00+00:00"))
+    keep = Retention(keep_completed=timedelta(hours=1), batch=2, share=0.05)
+    assert keep.rest_after(0.01) == pytest.approx(0.19)
+    dt = Ductape(f"sqlite:///{tmp_path / 'w.db'}", clock=clock, retention=keep, poll=timedelta(milliseconds=5))
+    try:
+        history(dt, clock, ok=7)
+        clock.advance(timedelta(hours=2))
+        calls = asyncio.run(_timed_prunes(dt, until_runs=7))
+    finally:
+        dt.close()
+    assert [n for _, _, n in calls] == [2, 2, 2, 1]
+    for (start, end, _), (next_start, _, _) in itertools.pairwise(calls):
+        assert next_start - end >= keep.rest_after(end - start)  # rested its share after each full batch
+
+
+async def _timed_prunes(dt: Ductape, until_runs: int) -> list[tuple[float, float, int]]:
+    """The worker's prune calls as (monotonic start, end, runs pruned), until ``until_runs`` went."""
+    calls: list[tuple[float, float, int]] = []
+    prune = dt.store.prune
+
+    def timed(now: datetime, retention: Retention, limit: int) -> PruneCounts:
+        start = time.monotonic()
+        counts = prune(now, retention, limit)
+        calls.append((start, time.monotonic(), counts.runs))
+        return counts
+
+    dt.store.prune = timed  # type: ignore[method-assign]
+    stop = asyncio.Event()
+    task = asyncio.create_task(dt.run_worker(stop))
+    for _ in range(2000):
+        if sum(n for _, _, n in calls) >= until_runs:
+            break
+        await asyncio.sleep(0.005)
+    stop.set()
+    await task
+    return calls

@@ -121,10 +121,10 @@ def test_migration_7_keeps_every_run_and_gives_the_schema_a_fresh_database_has(
     store = backend.open()  # migrates to the latest version
     v7 = _schema(backend)
     assert v7["versions"][-1] >= 7
-    later = {  # columns and tables of later versions: 8 (retention), 10 (limits)
-        "schedules": {"pruned_runs", "pruned_completed", "pruned_failed", "priority"},
-        "jobs": {"resources", "concurrency", "rate", "priority", "limit_keys"},
-        "runs": {"priority", "limit_keys", "waiting_on", "held_until"},
+    later = {  # columns and tables of later versions: 8 (retention), 9 (tracing), 10 (limits), 12 (job keeps)
+        "schedules": {"pruned_runs", "pruned_completed", "pruned_failed", "trace_context", "priority"},
+        "jobs": {"resources", "concurrency", "rate", "priority", "limit_keys", "keep_completed", "keep_failed"},
+        "runs": {"trace_context", "priority", "limit_keys", "waiting_on", "held_until"},
     }
     v7_tables = {
         t: [c for c in cols if c[0] not in later.get(t, set())]

@@ -24,6 +24,7 @@ from ductape_jobs.models import (
     Webhook,
     WebhookDelivery,
 )
+from ductape_jobs.retention import Keep, format_keep
 
 T = TypeVar("T")
 
@@ -50,6 +51,10 @@ class Message(BaseModel):
     detail: str
 
 
+def _keep(keep: Keep | None) -> str | int | None:
+    return keep if keep is None or isinstance(keep, int) else format_keep(keep)
+
+
 class JobOut(BaseModel):
     """A job definition (``IProductJob``)."""
 
@@ -61,6 +66,12 @@ class JobOut(BaseModel):
     executions: int
     intervals: int = Field(description="milliseconds between runs; 0 = run once")
     start_at: datetime | None = None
+    keep_completed: str | int | None = Field(
+        default=None, description="this job's retention of completed runs: a duration (7d) or a count; null: default"
+    )
+    keep_failed: str | int | None = Field(
+        default=None, description="this job's retention of failed runs: a duration (30d) or a count; null: default"
+    )
     created_at: datetime | None = None
     updated_at: datetime | None = None
     resources: list[str] = Field(default_factory=list, description="its product's resources its runs use")
@@ -79,6 +90,8 @@ class JobOut(BaseModel):
             executions=job.executions,
             intervals=job.intervals,
             start_at=job.start_at,
+            keep_completed=_keep(job.keep_completed),
+            keep_failed=_keep(job.keep_failed),
             created_at=job.created_at,
             updated_at=job.updated_at,
             resources=list(job.resources),

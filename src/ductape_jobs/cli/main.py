@@ -133,6 +133,12 @@ def job_show(
         emit(job, as_json, lambda: render.job_detail(job))
 
 
+KeepOpt = Annotated[
+    str | None,
+    typer.Option(help="This job's retention of such runs: a duration (7d, 12h) or how many of the newest (100)."),
+]
+
+
 @job_app.command("create")
 def job_create(
     name: Annotated[str, typer.Option(help="A human name.")],
@@ -144,6 +150,8 @@ def job_create(
     executions: Annotated[int, typer.Option(help="Runs of the job's cadence; 0 = unlimited.")] = 0,
     intervals: Annotated[int, typer.Option(help="Milliseconds between runs; 0 = run once.")] = 0,
     start_at: Annotated[str | None, typer.Option(help="Unix seconds/ms or ISO 8601.")] = None,
+    keep_completed: KeepOpt = None,
+    keep_failed: KeepOpt = None,
     product: ProductOpt = None,
     store: StoreOpt = None,
     app_: AppOpt = None,
@@ -159,8 +167,8 @@ def job_create(
         "executions": executions,
         "intervals": intervals,
     }
-    if start_at is not None:
-        details["start_at"] = start_at
+    given = {"start_at": start_at, "keep_completed": keep_completed, "keep_failed": keep_failed}
+    details.update({k: v for k, v in given.items() if v is not None})
     with client(store, app_) as dt:
         job = _jobs(dt, product).create(details)
         emit(job, as_json, lambda: render.job_detail(job))
@@ -175,16 +183,23 @@ def job_update(
     executions: Annotated[int | None, typer.Option(help="Runs of the job's cadence; 0 = unlimited.")] = None,
     intervals: Annotated[int | None, typer.Option(help="Milliseconds between runs; 0 = run once.")] = None,
     start_at: Annotated[str | None, typer.Option(help="Unix seconds/ms or ISO 8601.")] = None,
+    keep_completed: KeepOpt = None,
+    keep_failed: KeepOpt = None,
     product: ProductOpt = None,
     store: StoreOpt = None,
     app_: AppOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Change a job definition's fields (the seeds' job.update); the tag and product stay."""
+    """Change a job definition's fields (the seeds' job.update); the tag and product stay. ``--keep-completed
+    default`` gives the job back to the client's retention."""
     given = {"name": name, "event_type": event_type, "event_tag": event_tag, "executions": executions,
              "intervals": intervals, "start_at": start_at}  # fmt: skip
+    changes: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
+    for key, keep in (("keep_completed", keep_completed), ("keep_failed", keep_failed)):
+        if keep is not None:
+            changes[key] = None if keep.strip().lower() == "default" else keep
     with client(store, app_) as dt:
-        job = _jobs(dt, product).update(tag, {k: v for k, v in given.items() if v is not None})
+        job = _jobs(dt, product).update(tag, changes)
         emit(job, as_json, lambda: render.job_detail(job))
 
 

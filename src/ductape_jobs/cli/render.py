@@ -22,6 +22,7 @@ from ductape_jobs.models import (
     Schedule,
     ScheduleStatus,
 )
+from ductape_jobs.retention import format_keep
 
 PHASE_STYLE = {
     RunPhase.SCHEDULED: "cyan",
@@ -113,6 +114,12 @@ def jobs_table(jobs: Sequence[JobDefinition]) -> Table:
     return table
 
 
+def _keep(keep: timedelta | int | None) -> str:
+    if keep is None:
+        return "(the client's retention)"
+    return f"the newest {keep} runs" if isinstance(keep, int) else format_keep(keep)
+
+
 def job_detail(j: JobDefinition) -> Table:
     return fields(
         f"Job {j.tag}",
@@ -125,6 +132,8 @@ def job_detail(j: JobDefinition) -> Table:
             ("executions", j.executions),
             ("intervals", ms(j.intervals) if j.intervals else "0 (once)"),
             ("start_at", when(j.start_at)),
+            ("keep_completed", _keep(j.keep_completed)),
+            ("keep_failed", _keep(j.keep_failed)),
             ("created_at", when(j.created_at)),
             ("updated_at", when(j.updated_at)),
         ],

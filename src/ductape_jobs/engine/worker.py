@@ -27,7 +27,7 @@ import traceback
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ductape_jobs.clock import Clock
 from ductape_jobs.engine.events import RunObserver, tell_finished, tell_rescued, tell_started
@@ -42,6 +42,9 @@ from ductape_jobs.models import DrainSummary, Run
 from ductape_jobs.redaction import Secrets
 from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.store.base import Outcome, Store
+
+if TYPE_CHECKING:
+    from ductape_jobs.tracing import Tracing
 
 log = logging.getLogger("ductape_jobs.worker")
 T = TypeVar("T")
@@ -75,6 +78,7 @@ class Worker:
         prepare: Callable[[Run], RunContext] = RunContext.of,
         observers: Sequence[RunObserver] = (),
         secrets: Secrets | None = None,
+        tracing: Tracing | None = None,
     ) -> None:
         self.store = store
         self.scheduler = scheduler
@@ -83,11 +87,12 @@ class Worker:
         self.options = options or WorkerOptions()
         self.prepare = prepare
         self.secrets = secrets or Secrets()  # masked out of every error and output the worker records
+        self.tracing = tracing  # None: off, and nothing of OpenTelemetry is imported (tracing.py)
         self.observers = tuple(observers)  # metrics, webhooks: told of runs started, finished, rescued
         self._observed: dict[str, Run] = {}  # runs in flight, for telling observers how they ended
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id('w')[-6:]}"
         self.summary = DrainSummary()
-        self._inflight: dict[str, tuple[Run, asyncio.Task[None]]] = {}
+        self._inflight: dict[str, tuple[Run, asyncio.Task[Any]]] = {}
         self._outcomes: list[Outcome] = []
         self._limited: set[str] = set()  # runs in flight under a limit (their end may free a slot for us)
         self._freed = False
@@ -97,6 +102,7 @@ class Worker:
         self._next_rescue: datetime | None = None
         self._next_prune: datetime | None = None
         self._pruning = False  # set by ``run``: a drain does not prune
+        self._prune_rests_until = 0.0  # time.monotonic(): after a full batch, the pruner rests till then
         self.pruned = PruneCounts()  # what this worker's pruner deleted
         self.abandoned = 0  # runs given back at shutdown while their (sync) code was still running
 
@@ -223,23 +229,28 @@ class Worker:
                 tell_started(self.observers, runs, now)
             self._limited.update(run.id for run in runs if run.limit_keys)
             for run in runs:
-                task = asyncio.create_task(self._execute(run), name=f"run {run.id}")
+                work = self._execute(run) if self.tracing is None else self._traced(run, now)
+                task = asyncio.create_task(work, name=f"run {run.id}")
                 self._inflight[run.id] = (run, task)
             more = len(runs) == want
         return more
 
     async def _prune(self, now: datetime) -> None:
         """Every ``retention.every``, one batch of each kind of finished history past its keep; while a batch
-        comes back full, another follows at the next pass (short transactions between the worker's own)."""
+        comes back full, another follows at a pass after a rest (``retention.share`` of the time: short
+        transactions between the worker's own, which a backlog never starves)."""
         retention = self.options.retention
         if not self._pruning or retention is None or not retention.enabled:
             return
-        if self._next_prune is not None and now < self._next_prune:
+        if (self._next_prune is not None and now < self._next_prune) or time.monotonic() < self._prune_rests_until:
             return
+        started = time.monotonic()
         counts = await self._io(self.store.prune, now, retention, retention.batch)
         self.pruned += counts
         full = max(counts.as_dict().values()) >= retention.batch
         self._next_prune = now if full else now + retention.every
+        if full:  # a backlog: rest (real time, the machine's) so that pruning takes at most its share
+            self._prune_rests_until = time.monotonic() + retention.rest_after(time.monotonic() - started)
         if counts.total:
             log.info("pruned %s", ", ".join(f"{n} {kind}" for kind, n in counts.as_dict().items() if n))
 
@@ -268,7 +279,14 @@ class Worker:
 
     # ----------------------------------------------------------------------------------- a run
 
-    async def _execute(self, run: Run) -> None:
+    async def _traced(self, run: Run, now: datetime) -> None:
+        """``_execute`` inside the attempt's span, so the executor's HTTP calls, queries and publishes are its
+        children (a task runs in a copy of the context current when it was created: this one's)."""
+        assert self.tracing is not None
+        with self.tracing.attempt(run, now) as span:
+            span.finish(await self._execute(run))
+
+    async def _execute(self, run: Run) -> Outcome:
         started = time.perf_counter()
         bind_run(run)  # log lines of this run carry its id, job tag and attempt
         ok, output, error, word, retryable = True, None, None, None, True
@@ -301,23 +319,23 @@ class Worker:
         retry_at = None
         if not ok and retryable and run.retry_count < run.max_retries:
             retry_at = finished + self.options.backoff.delay(run.retry_count + 1)
-        self._outcomes.append(
-            Outcome(
-                run_id=run.id,
-                attempt=run.attempt,
-                worker_id=self.id,
-                ok=ok,
-                finished_at=finished,
-                duration_ms=int((time.perf_counter() - started) * 1000),
-                output=output,
-                error=error,
-                retry_at=retry_at,
-                outcome=word,
-            )
+        outcome = Outcome(
+            run_id=run.id,
+            attempt=run.attempt,
+            worker_id=self.id,
+            ok=ok,
+            finished_at=finished,
+            duration_ms=int((time.perf_counter() - started) * 1000),
+            output=output,
+            error=error,
+            retry_at=retry_at,
+            outcome=word,
         )
+        self._outcomes.append(outcome)
         self._inflight.pop(run.id, None)
         if self._wake is not None:
             self._wake.set()
+        return outcome
 
     async def _cached(self, run: Run, ctx: RunContext) -> tuple[bool, Any, tuple[str, datetime] | None]:
         """A product's cache tag: the same event with the same resolved input within the TTL is not run again."""

@@ -36,6 +36,7 @@ class Features:
             schedule=lambda request: owner.product(request["product_tag"]).jobs.schedule(request),
             backoff=owner.options.backoff,
             lease=owner.options.lease,
+            tracing=owner.tracing,
         )
 
     @property

@@ -27,7 +27,7 @@ import traceback
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field, replace
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ductape_jobs.clock import Clock
 from ductape_jobs.engine.retry import Backoff
@@ -53,6 +53,9 @@ from ductape_jobs.products.features import FeatureEventTypes
 from ductape_jobs.products.model import ProductSpec
 from ductape_jobs.sessions import Sessions
 from ductape_jobs.store.base import Store
+
+if TYPE_CHECKING:
+    from ductape_jobs.tracing import Tracing
 
 log = logging.getLogger("ductape_jobs.feature")
 T = TypeVar("T")
@@ -111,6 +114,7 @@ class FeatureEngine:
         backoff: Backoff,
         lease: timedelta,
         sleep: Sleep = asyncio.sleep,
+        tracing: Tracing | None = None,
     ) -> None:
         self.store = store
         self.products = products
@@ -122,6 +126,7 @@ class FeatureEngine:
         self.backoff = backoff
         self.lease = lease
         self.sleep = sleep
+        self.tracing = tracing  # None: off; else the run's span is the parent of its events' spans
 
     async def _io(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
         return await asyncio.to_thread(fn, *args, **kwargs)
@@ -262,6 +267,12 @@ class FeatureEngine:
     # --------------------------------------------------------------------------------------- driving
 
     async def _drive(self, run: FeatureRun, owner: str, product: ProductSpec, plan: FeaturePlan) -> FeatureRun:
+        if self.tracing is None:
+            return await self._drive_run(run, owner, product, plan)
+        with self.tracing.feature_run(run):  # current while the events' tasks are made: they are its children
+            return await self._drive_run(run, owner, product, plan)
+
+    async def _drive_run(self, run: FeatureRun, owner: str, product: ProductSpec, plan: FeaturePlan) -> FeatureRun:
         state = _Drive(run, owner, product, plan, {(e.sequence_tag, e.event_tag): e for e in run.events})
         state.results = run.output
         heartbeat = asyncio.create_task(self._heartbeat(state), name=f"feature lease {run.id}")
@@ -384,6 +395,12 @@ class FeatureEngine:
 
     async def _attempt(self, state: _Drive, event: PlannedEvent, attempt: int) -> tuple[Any, str | None]:
         """Run ``event`` once: ``(output, job_id)``."""
+        if self.tracing is None:
+            return await self._attempt_event(state, event, attempt)
+        with self.tracing.feature_event(state.run.id, event.sequence_tag, event.tag, event.type.value, attempt):
+            return await self._attempt_event(state, event, attempt)
+
+    async def _attempt_event(self, state: _Drive, event: PlannedEvent, attempt: int) -> tuple[Any, str | None]:
         run = _event_run(state.run, event, attempt, self.clock)
         scope = replace(self.prepare.scope(run, state.product), sequence=state.results)
         try:

@@ -22,6 +22,7 @@ from ductape_jobs.models import (
     ScheduleStatus,
     TriggeredBy,
 )
+from ductape_jobs.retention import Keep, format_keep, parse_job_keep
 
 if TYPE_CHECKING:
     from ductape_jobs.store.base import Outcome, ScheduleChange
@@ -95,6 +96,8 @@ def job_from_row(r: Any) -> JobDefinition:
         executions=r["executions"],
         intervals=r["intervals"],
         start_at=from_ms(r["start_at"]),
+        keep_completed=keep_from_text(r["keep_completed"]),
+        keep_failed=keep_from_text(r["keep_failed"]),
         created_at=from_ms(r["created_at"]),
         updated_at=from_ms(r["updated_at"]),
         resources=json.loads(r.get("resources") or "[]"),
@@ -102,6 +105,11 @@ def job_from_row(r: Any) -> JobDefinition:
         rate=r.get("rate"),
         priority=r.get("priority") or 0,
     )
+
+
+def keep_from_text(text: str | None) -> Keep | None:
+    """A job's keep as stored (``format_keep``'s text)."""
+    return None if text is None else parse_job_keep(text, "keep")
 
 
 def job_params(job: JobDefinition, now: datetime) -> dict[str, Any]:
@@ -114,6 +122,8 @@ def job_params(job: JobDefinition, now: datetime) -> dict[str, Any]:
         "executions": job.executions,
         "intervals": job.intervals,
         "start_at": ms(job.start_at),
+        "keep_completed": None if job.keep_completed is None else format_keep(job.keep_completed),
+        "keep_failed": None if job.keep_failed is None else format_keep(job.keep_failed),
         "now": ms(now),
         "resources": dumps(list(job.resources)) if job.resources else None,
         "concurrency": job.concurrency,
@@ -153,6 +163,7 @@ def schedule_params(s: Schedule) -> dict[str, Any]:
         "run_count": s.run_count,
         "created_at": ms(s.created_at),
         "priority": s.priority,
+        "trace_context": s.trace_context,
     }
 
 
@@ -188,6 +199,7 @@ def schedule_from_row(r: Any) -> Schedule:
         job_product=r["job_product"],
         reason=r["reason"],
         priority=r.get("priority"),
+        trace_context=r.get("trace_context"),
     )
 
 
@@ -224,6 +236,7 @@ def run_from_row(r: Any, attempts: list[Attempt] | None = None) -> Run:
         priority=r.get("priority") or 0,
         waiting_on=r.get("waiting_on"),
         limit_keys=tuple(json.loads(r["limit_keys"])) if r.get("limit_keys") else (),
+        trace_context=r.get("trace_context"),
     )
 
 

@@ -5,16 +5,22 @@ Each kind is pruned in its own short transaction: pick up to ``limit`` rows (old
 single writer orders them), then delete them by key with what belongs to them; a schedule counts its pruned runs
 (``job.history`` adds them), updated in schedule order so racing pruners never deadlock. ``prune`` is *idempotent*: the
 deletes are guarded by the rows' state, so a second application deletes nothing more than a first would.
+
+Jobs that keep their own runs (``keep_completed`` / ``keep_failed``) are read first: the client's batches leave out
+their tags' runs of that outcome, and each tag gets passes of its own, one per such job (its duration, or its count
+turned into the newest run past it) and one for the tag's other runs (the client's keep).
 """
 
 from __future__ import annotations
 
 import functools
+from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ductape_jobs.retention import PruneCounts, Retention
-from ductape_jobs.store.codec import ms
+from ductape_jobs.retention import Keep, PruneCounts, Retention
+from ductape_jobs.store.codec import keep_from_text, ms
 from ductape_jobs.store.dialect import Row, Tx, UsesDialect
 
 # kind -> (query picking a batch, key column, [(query deleting what belongs to it, count name)], delete, count name)
@@ -40,9 +46,72 @@ _COUNTS = (
 )
 
 
-def _params(now: datetime, retention: Retention) -> dict[str, Any]:
+_FAR = 2**62  # a count keeps by due time only: "finished before" is then no bound
+_OUTCOMES = (("completed", "keep_completed"), ("failed", "keep_failed"))
+
+
+@dataclass(frozen=True, slots=True)
+class _JobPass:
+    """Runs of one outcome (``phase``) tagged ``tag``: of the jobs ``products`` that keep their own (``own``, one job,
+    by its ``keep``), or of any other job of that tag (by the client's ``keep``, a duration)."""
+
+    tag: str
+    phase: str
+    products: tuple[str, ...]
+    keep: Keep
+    own: bool
+
+
+def _job_passes(rows: Sequence[Row], retention: Retention) -> list[_JobPass]:
+    """The passes for the jobs that keep their own runs, tag by tag and outcome by outcome."""
+    keeps: dict[tuple[str, str], list[tuple[str, Keep]]] = {}
+    for r in rows:
+        for phase, column in _OUTCOMES:
+            keep = keep_from_text(r[column])
+            if keep is not None:
+                keeps.setdefault((r["tag"], phase), []).append((r["product_tag"], keep))
+    passes: list[_JobPass] = []
+    for (tag, phase), jobs in sorted(keeps.items()):
+        passes += [_JobPass(tag, phase, (product,), keep, True) for product, keep in jobs]
+        client = retention.keep_completed if phase == "completed" else retention.keep_failed
+        passes.append(_JobPass(tag, phase, tuple(product for product, _ in jobs), client, False))
+    return passes
+
+
+def _pass_params(tx: Tx, job_pass: _JobPass, now: datetime) -> dict[str, Any] | None:
+    """What a pass's queries read: runs due up to (at, id) and finished before ``before``; None: none to prune
+    (a count not reached)."""
+    base = {"tag": job_pass.tag, "phase": job_pass.phase, "products": list(job_pass.products)}
+    if isinstance(job_pass.keep, int):
+        row = tx.one("nth_newest_run_of_jobs", {**base, "offset": job_pass.keep})
+        return None if row is None else {**base, "at": row["scheduled_at"], "id": row["id"], "before": _FAR}
+    cutoff = ms(now - job_pass.keep)
+    return {**base, "at": cutoff, "id": "", "before": cutoff}  # (scheduled_at, id) <= (cutoff, ''): due before it
+
+
+def _prune_job_pass(tx: Tx, job_pass: _JobPass, now: datetime, limit: int) -> dict[str, int]:
+    params = _pass_params(tx, job_pass, now)
+    if params is None:
+        return {}
+    pick = "prunable_runs_of_jobs" if job_pass.own else "prunable_runs_of_other_jobs"
+    ids = [r["id"] for r in tx.all(pick, {**params, "limit": limit})]
+    return _delete_runs(tx, ids) if ids else {}
+
+
+def _count_job_pass(tx: Tx, job_pass: _JobPass, now: datetime) -> dict[str, int]:
+    params = _pass_params(tx, job_pass, now)
+    if params is None:
+        return {}
+    row = tx.one("count_runs_of_jobs" if job_pass.own else "count_runs_of_other_jobs", params)
+    assert row is not None
+    return {k: int(v or 0) for k, v in row.items()}
+
+
+def _params(now: datetime, retention: Retention, passes: Sequence[_JobPass] = ()) -> dict[str, Any]:
     completed, failed, cancelled = retention.cutoffs(now)
     return {
+        "own_completed": sorted({p.tag for p in passes if p.phase == "completed"}),
+        "own_failed": sorted({p.tag for p in passes if p.phase == "failed"}),
         "now": ms(now),
         "completed_before": ms(completed),
         "failed_before": ms(failed),
@@ -58,12 +127,18 @@ def _prune_kind(tx: Tx, kind: _Kind, params: dict[str, Any]) -> dict[str, int]:
     ids = [r[key] for r in tx.all(pick, params)]
     if not ids:
         return {}
+    if delete == "delete_runs":
+        return _delete_runs(tx, ids)
     done = {what: tx.run(query, {"ids": ids}) for query, what in belongs}
-    if delete != "delete_runs":
-        done[name] = tx.run(delete, {"ids": ids, "now": params["now"]})
-        return done
-    gone = tx.all(delete, {"ids": ids})
-    done[name] = len(gone)
+    done[name] = tx.run(delete, {"ids": ids, "now": params["now"]})
+    return done
+
+
+def _delete_runs(tx: Tx, ids: list[Any]) -> dict[str, int]:
+    """Runs by id with their attempts; their schedules count them."""
+    done = {"attempts": tx.run("delete_attempts_of_runs", {"ids": ids})}
+    gone = tx.all("delete_runs", {"ids": ids})
+    done["runs"] = len(gone)
     tx.many("count_pruned_runs", _tally(gone))
     return done
 
@@ -84,24 +159,35 @@ def _tally(gone: list[Row]) -> list[dict[str, Any]]:
 class RetentionCore(UsesDialect):
     """The pruner (see ``RetentionStore`` for the contract)."""
 
+    def _job_passes(self, retention: Retention) -> list[_JobPass]:
+        return _job_passes(self._read(lambda tx: tx.all("jobs_with_keeps")), retention)
+
     def prune(self, now: datetime, retention: Retention, limit: int) -> PruneCounts:
-        params = {**_params(now, retention), "limit": limit}
+        passes = self._job_passes(retention)
+        params = {**_params(now, retention, passes), "limit": limit}
         total = PruneCounts()
         for kind in _KINDS:
             total += PruneCounts(
                 **self._write(functools.partial(_prune_kind, kind=kind, params=params), idempotent=True)
             )
+        for job_pass in passes:
+            op = functools.partial(_prune_job_pass, job_pass=job_pass, now=now, limit=limit)
+            total += PruneCounts(**self._write(op, idempotent=True))
         return total
 
     def count_prunable(self, now: datetime, retention: Retention) -> PruneCounts:
-        params = _params(now, retention)
+        passes = self._job_passes(retention)
+        params = _params(now, retention, passes)
 
-        def op(tx: Tx) -> dict[str, int]:
+        def op(tx: Tx) -> PruneCounts:
             counts: dict[str, int] = {}
             for query in _COUNTS:
                 row = tx.one(query, params)
                 assert row is not None
                 counts.update({k: int(v or 0) for k, v in row.items()})
-            return counts
+            total = PruneCounts(**counts)
+            for job_pass in passes:
+                total += PruneCounts(**_count_job_pass(tx, job_pass, now))
+            return total
 
-        return PruneCounts(**self._read(op))
+        return self._read(op)

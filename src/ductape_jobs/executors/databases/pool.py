@@ -15,6 +15,7 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from ductape_jobs import tracing
 from ductape_jobs.errors import RunTimeoutError, ValidationError
 from ductape_jobs.executors.databases.drivers import CONNECT_TIMEOUT, Driver, driver_for, redact_url
 from ductape_jobs.executors.databases.sql import (
@@ -224,7 +225,7 @@ class DatabasePool:
                 stack = self._idle.get(url)
                 item = stack.pop() if stack else None
             if item is None:
-                return driver.connect(url, timeout)
+                return tracing.connection(driver.connect(url, timeout), driver.name.lower())  # no-op when off
             _, conn, since = item
             age = time.monotonic() - since
             if age > self.idle_timeout or (age > self.ping_after and not driver.alive(conn)):

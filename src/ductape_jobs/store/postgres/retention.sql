@@ -12,6 +12,7 @@ SELECT id FROM runs
 WHERE phase IN ('completed', 'cancelled') AND completed_at < %(done_before)s
   AND ((phase = 'completed' AND completed_at < %(completed_before)s)
     OR (phase = 'cancelled' AND completed_at < %(cancelled_before)s))
+  AND NOT (phase = 'completed' AND job_tag = ANY(%(own_completed)s::text[]))
 ORDER BY completed_at LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED;
 
@@ -20,6 +21,7 @@ FOR UPDATE SKIP LOCKED;
 -- before failed_before was due before it too, and scheduled_at bounds the scan.
 SELECT id FROM runs
 WHERE phase = 'failed' AND scheduled_at < %(failed_before)s AND completed_at < %(failed_before)s
+  AND NOT job_tag = ANY(%(own_failed)s::text[])
 ORDER BY scheduled_at, id LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED;
 
@@ -30,7 +32,9 @@ FROM runs r
 WHERE completed_at IS NOT NULL AND completed_at < %(before)s
   AND ((phase = 'completed' AND completed_at < %(completed_before)s)
     OR (phase = 'failed' AND completed_at < %(failed_before)s)
-    OR (phase = 'cancelled' AND completed_at < %(cancelled_before)s));
+    OR (phase = 'cancelled' AND completed_at < %(cancelled_before)s))
+  AND NOT (phase = 'completed' AND job_tag = ANY(%(own_completed)s::text[]))
+  AND NOT (phase = 'failed' AND job_tag = ANY(%(own_failed)s::text[]));
 
 -- name: delete_attempts_of_runs
 DELETE FROM attempts WHERE run_id = ANY(%(ids)s);
@@ -44,6 +48,50 @@ RETURNING schedule_id, phase;
 UPDATE schedules SET pruned_runs = pruned_runs + %(runs)s, pruned_completed = pruned_completed + %(completed)s,
     pruned_failed = pruned_failed + %(failed)s
 WHERE id = %(schedule_id)s;
+
+-- name: jobs_with_keeps
+-- The jobs that keep their own runs (keep_completed / keep_failed): few, read once per prune.
+SELECT product_tag, tag, keep_completed, keep_failed FROM jobs
+WHERE keep_completed IS NOT NULL OR keep_failed IS NOT NULL
+ORDER BY tag, product_tag;
+
+-- name: nth_newest_run_of_jobs
+-- A job that keeps its newest N runs of an outcome: the newest one past them (offset N), by due time on runs_job.
+SELECT scheduled_at, id FROM runs
+WHERE job_tag = %(tag)s AND phase = %(phase)s AND schedule_id IN (SELECT id FROM schedules WHERE job_tag = %(tag)s AND job_product = ANY(%(products)s::text[]))
+ORDER BY scheduled_at DESC, id DESC LIMIT 1 OFFSET %(offset)s;
+
+-- name: prunable_runs_of_jobs
+-- Runs of one outcome of the jobs (tag, products), due up to (at, id) and finished before :before, oldest first:
+-- a job's own keep (a duration: at = before; a count: (at, id) is the newest run past the count).
+SELECT id FROM runs
+WHERE job_tag = %(tag)s AND phase = %(phase)s AND (scheduled_at, id) <= (%(at)s::bigint, %(id)s::text)
+  AND completed_at < %(before)s AND schedule_id IN (SELECT id FROM schedules WHERE job_tag = %(tag)s AND job_product = ANY(%(products)s::text[]))
+ORDER BY scheduled_at, id LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: prunable_runs_of_other_jobs
+-- Runs of one outcome with that tag but of none of the jobs (tag, products) that keep their own: the client's
+-- keep applies to them (a job of another product, a deleted job).
+SELECT id FROM runs
+WHERE job_tag = %(tag)s AND phase = %(phase)s AND scheduled_at < %(before)s AND completed_at < %(before)s
+  AND schedule_id NOT IN (SELECT id FROM schedules WHERE job_tag = %(tag)s AND job_product = ANY(%(products)s::text[]))
+ORDER BY scheduled_at, id LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: count_runs_of_jobs
+SELECT count(*) AS runs,
+       coalesce(sum((SELECT count(*) FROM attempts a WHERE a.run_id = r.id)), 0) AS attempts
+FROM runs r
+WHERE job_tag = %(tag)s AND phase = %(phase)s AND (scheduled_at, id) <= (%(at)s::bigint, %(id)s::text)
+  AND completed_at < %(before)s AND schedule_id IN (SELECT id FROM schedules WHERE job_tag = %(tag)s AND job_product = ANY(%(products)s::text[]));
+
+-- name: count_runs_of_other_jobs
+SELECT count(*) AS runs,
+       coalesce(sum((SELECT count(*) FROM attempts a WHERE a.run_id = r.id)), 0) AS attempts
+FROM runs r
+WHERE job_tag = %(tag)s AND phase = %(phase)s AND scheduled_at < %(before)s AND completed_at < %(before)s
+  AND schedule_id NOT IN (SELECT id FROM schedules WHERE job_tag = %(tag)s AND job_product = ANY(%(products)s::text[]));
 
 -- name: prunable_feature_runs
 -- A feature run ends after it starts, so created_at < before bounds the scan on feature_runs_time.

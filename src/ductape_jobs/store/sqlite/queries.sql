@@ -1,14 +1,15 @@
 -- SQL of the SQLite store. Times are integer milliseconds since the Unix epoch, UTC.
 
 -- name: insert_job
-INSERT INTO jobs (product_tag, tag, name, event_type, event_tag, executions, intervals, start_at, created_at,
-    updated_at, resources, concurrency, rate, priority, limit_keys)
-VALUES (:product_tag, :tag, :name, :event_type, :event_tag, :executions, :intervals, :start_at, :now, :now,
-    :resources, :concurrency, :rate, :priority, :limit_keys);
+INSERT INTO jobs (product_tag, tag, name, event_type, event_tag, executions, intervals, start_at, keep_completed,
+    keep_failed, created_at, updated_at, resources, concurrency, rate, priority, limit_keys)
+VALUES (:product_tag, :tag, :name, :event_type, :event_tag, :executions, :intervals, :start_at,
+    :keep_completed, :keep_failed, :now, :now, :resources, :concurrency, :rate, :priority, :limit_keys);
 
 -- name: update_job
 UPDATE jobs SET name = :name, event_type = :event_type, event_tag = :event_tag, executions = :executions,
-    intervals = :intervals, start_at = :start_at, updated_at = :now,
+    intervals = :intervals, start_at = :start_at, keep_completed = :keep_completed,
+    keep_failed = :keep_failed, updated_at = :now,
     resources = :resources, concurrency = :concurrency, rate = :rate, priority = :priority, limit_keys = :limit_keys
 WHERE product_tag = :product_tag AND tag = :tag;
 
@@ -64,20 +65,21 @@ DELETE FROM jobs WHERE product_tag = :product_tag AND tag = :tag;
 -- name: insert_schedule
 INSERT INTO schedules (id, job_tag, job_product, env, product_tag, input, retries, app, cache, session_tag, session_claims,
     cron, tz, every_ms, run_limit, end_date, follows_job, timeout_ms, misfire, overlap, pause_on_failure,
-    status, start_at, next_run_at, last_due_at, run_count, created_at, updated_at, priority)
+    status, start_at, next_run_at, last_due_at, run_count, created_at, updated_at, trace_context, priority)
 VALUES (:id, :job_tag, :job_product, :env, :product_tag, :input, :retries, :app, :cache, :session_tag, :session_claims,
     :cron, :tz, :every_ms, :run_limit, :end_date, :follows_job, :timeout_ms, :misfire, :overlap,
-    :pause_on_failure, :status, :start_at, :next_run_at, :last_due_at, :run_count, :created_at, :created_at, :priority);
+    :pause_on_failure, :status, :start_at, :next_run_at, :last_due_at, :run_count, :created_at, :created_at, :trace_context,
+    :priority);
 
 -- name: insert_run
 -- A run copies its job's event and its schedule's input. One scheduled run per (schedule, due time): a
 -- second stays unwritten. A manual run (triggered_by = 'manual') is always a run of its own.
 INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, event_type, event_tag, app, cache,
     session_claims, input, phase, available_at, triggered_by, overlap, max_retries, timeout_ms, created_at, updated_at,
-    priority, limit_keys)
+    trace_context, priority, limit_keys)
 SELECT :id, s.id, :scheduled_at, s.job_tag, s.product_tag, s.env, j.event_type, j.event_tag, s.app, s.cache,
     s.session_claims, s.input, :phase, :available_at, :triggered_by, s.overlap, s.retries, s.timeout_ms, :now, :now,
-    coalesce(s.priority, j.priority), j.limit_keys
+    s.trace_context, coalesce(s.priority, j.priority), j.limit_keys
 FROM schedules s JOIN jobs j ON j.product_tag = s.job_product AND j.tag = s.job_tag
 WHERE s.id = :schedule_id
 ON CONFLICT (schedule_id, scheduled_at) WHERE triggered_by <> 'manual' DO NOTHING;
@@ -86,9 +88,10 @@ ON CONFLICT (schedule_id, scheduled_at) WHERE triggered_by <> 'manual' DO NOTHIN
 -- A new schedule's first run, with the values add_schedules already holds (no lookups).
 INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, event_type, event_tag, app, cache,
     session_claims, input, phase, available_at, triggered_by, overlap, max_retries, timeout_ms, created_at, updated_at,
-    priority, limit_keys)
+    trace_context, priority, limit_keys)
 VALUES (:id, :schedule_id, :scheduled_at, :job_tag, :product_tag, :env, :event_type, :event_tag, :app, :cache,
-    :session_claims, :input, :phase, :available_at, :triggered_by, :overlap, :retries, :timeout_ms, :now, :now, :priority, :limit_keys);
+    :session_claims, :input, :phase, :available_at, :triggered_by, :overlap, :retries, :timeout_ms, :now, :now,
+    :trace_context, :priority, :limit_keys);
 
 -- name: get_schedule
 SELECT * FROM schedules WHERE id = :id;

@@ -9,6 +9,7 @@ SELECT id FROM runs
 WHERE phase IN ('completed', 'cancelled') AND completed_at < :done_before
   AND ((phase = 'completed' AND completed_at < :completed_before)
     OR (phase = 'cancelled' AND completed_at < :cancelled_before))
+  AND NOT (phase = 'completed' AND job_tag IN (SELECT value FROM json_each(:own_completed)))
 ORDER BY completed_at LIMIT :limit;
 
 -- name: prunable_failed_runs
@@ -16,6 +17,7 @@ ORDER BY completed_at LIMIT :limit;
 -- before failed_before was due before it too, and scheduled_at bounds the scan.
 SELECT id FROM runs
 WHERE phase = 'failed' AND scheduled_at < :failed_before AND completed_at < :failed_before
+  AND NOT job_tag IN (SELECT value FROM json_each(:own_failed))
 ORDER BY scheduled_at, id LIMIT :limit;
 
 -- name: count_prunable_runs
@@ -25,7 +27,9 @@ FROM runs r
 WHERE completed_at IS NOT NULL AND completed_at < :before
   AND ((phase = 'completed' AND completed_at < :completed_before)
     OR (phase = 'failed' AND completed_at < :failed_before)
-    OR (phase = 'cancelled' AND completed_at < :cancelled_before));
+    OR (phase = 'cancelled' AND completed_at < :cancelled_before))
+  AND NOT (phase = 'completed' AND job_tag IN (SELECT value FROM json_each(:own_completed)))
+  AND NOT (phase = 'failed' AND job_tag IN (SELECT value FROM json_each(:own_failed)));
 
 -- name: delete_attempts_of_runs
 DELETE FROM attempts WHERE run_id IN (SELECT value FROM json_each(:ids));
@@ -39,6 +43,48 @@ RETURNING schedule_id, phase;
 UPDATE schedules SET pruned_runs = pruned_runs + :runs, pruned_completed = pruned_completed + :completed,
     pruned_failed = pruned_failed + :failed
 WHERE id = :schedule_id;
+
+-- name: jobs_with_keeps
+-- The jobs that keep their own runs (keep_completed / keep_failed): few, read once per prune.
+SELECT product_tag, tag, keep_completed, keep_failed FROM jobs
+WHERE keep_completed IS NOT NULL OR keep_failed IS NOT NULL
+ORDER BY tag, product_tag;
+
+-- name: nth_newest_run_of_jobs
+-- A job that keeps its newest N runs of an outcome: the newest one past them (offset N), by due time on runs_job.
+SELECT scheduled_at, id FROM runs
+WHERE job_tag = :tag AND phase = :phase AND schedule_id IN (SELECT id FROM schedules WHERE job_tag = :tag AND job_product IN (SELECT value FROM json_each(:products)))
+ORDER BY scheduled_at DESC, id DESC LIMIT 1 OFFSET :offset;
+
+-- name: prunable_runs_of_jobs
+-- Runs of one outcome of the jobs (tag, products), due up to (at, id) and finished before :before, oldest first:
+-- a job's own keep (a duration: at = before; a count: (at, id) is the newest run past the count).
+SELECT id FROM runs
+WHERE job_tag = :tag AND phase = :phase AND (scheduled_at, id) <= (:at, :id)
+  AND completed_at < :before AND schedule_id IN (SELECT id FROM schedules WHERE job_tag = :tag AND job_product IN (SELECT value FROM json_each(:products)))
+ORDER BY scheduled_at, id LIMIT :limit;
+
+-- name: prunable_runs_of_other_jobs
+-- Runs of one outcome with that tag but of none of the jobs (tag, products) that keep their own: the client's
+-- keep applies to them (a job of another product, a deleted job).
+SELECT id FROM runs
+WHERE job_tag = :tag AND phase = :phase AND scheduled_at < :before AND completed_at < :before
+  AND schedule_id NOT IN (SELECT id FROM schedules WHERE job_tag = :tag AND job_product IN (SELECT value FROM json_each(:products)))
+ORDER BY scheduled_at, id LIMIT :limit;
+
+-- name: count_runs_of_jobs
+SELECT count(*) AS runs,
+       coalesce(sum((SELECT count(*) FROM attempts a WHERE a.run_id = r.id)), 0) AS attempts
+FROM runs r
+WHERE job_tag = :tag AND phase = :phase AND (scheduled_at, id) <= (:at, :id)
+  AND completed_at < :before AND schedule_id IN (SELECT id FROM schedules WHERE job_tag = :tag AND job_product IN (SELECT value FROM json_each(:products)));
+
+-- name: count_runs_of_other_jobs
+SELECT count(*) AS runs,
+       coalesce(sum((SELECT count(*) FROM attempts a WHERE a.run_id = r.id)), 0) AS attempts
+FROM runs r
+WHERE job_tag = :tag AND phase = :phase AND scheduled_at < :before AND completed_at < :before
+  AND schedule_id NOT IN (SELECT id FROM schedules WHERE job_tag = :tag AND job_product IN (SELECT value FROM json_each(:products)));
 
 -- name: prunable_feature_runs
 -- A feature run ends after it starts, so created_at < before bounds the scan on feature_runs_time.

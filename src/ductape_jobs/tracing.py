@@ -1,0 +1,218 @@
+"""OpenTelemetry tracing (the ``otel`` extra): the one module that imports ``opentelemetry``.
+
+Off by default, and then nothing here imports OpenTelemetry: the client holds ``tracing = None`` and every call
+site is one ``if ... is not None``. ``Ductape(tracing=True)`` (or ``DUCTAPE_TRACING=1``) calls ``enable()``, which
+imports the API and the official instrumentations of the libraries the executors use (httpx, psycopg, PyMySQL,
+sqlite3, redis, aio-pika, aiokafka), or raises ``MissingExtraError`` naming ``pip install 'ductape-jobs[otel]'``.
+
+What the engine does with it:
+
+- ``capture(recurring)`` at ``schedule()``: the W3C trace context current then (``propagate.inject``), as a
+  JSON text the store keeps with the schedule and copies to each of its runs, with how the runs relate to it:
+  a one-off's attempts are its children (``"parent"``); a recurring schedule's runs each start their own trace
+  with a link to it (``"link"``), so that one trace does not grow for ever.
+- ``attempt(run)`` in the worker: a span ``ductape.run <job tag>`` per attempt, current while the executor runs
+  (so the instrumentations' HTTP, query and publish spans are its children); ``AttemptSpan.finish`` records
+  the outcome. Retries are further attempts: each its own span under the same parent or link.
+- ``feature_run`` / ``feature_event``: a feature run's span, parent of its events' spans.
+- ``connection(conn, system)``: a database executor's own connection, traced (the store's are not: its
+  queries would drown the events' in noise). A no-op while no client enabled tracing in this process.
+
+Spans go to whatever ``TracerProvider`` the application set (the OpenTelemetry SDK and an exporter of its
+choice); without one they are the API's no-op spans.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import Iterator
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from ductape_jobs.extras import require
+from ductape_jobs.models import Run
+
+if TYPE_CHECKING:
+    from opentelemetry.trace import Span
+
+    from ductape_jobs.features.records import FeatureRun
+    from ductape_jobs.store.base import Outcome
+
+ENV = "DUCTAPE_TRACING"
+WHAT = "tracing (Ductape(tracing=True) or DUCTAPE_TRACING=1)"
+PARENT, LINK = "parent", "link"
+
+_active: Tracing | None = None  # set by enable(): the instrumentations are per process, as OpenTelemetry's are
+
+
+def enable() -> Tracing:
+    """Tracing for this process: imports OpenTelemetry and instruments the executors' libraries (once)."""
+    global _active
+    if _active is None:
+        for module in ("opentelemetry.trace", "opentelemetry.propagate", "opentelemetry.instrumentation.httpx"):
+            require(module, "otel", WHAT)
+        _active = Tracing()
+        _instrument_libraries()
+    return _active
+
+
+class AttemptSpan:
+    """The span of one attempt, current while it runs; ``finish`` records how it ended."""
+
+    def __init__(self, span: Span) -> None:
+        self.span = span
+
+    def finish(self, outcome: Outcome | None) -> None:
+        from opentelemetry.trace import Status, StatusCode
+
+        if outcome is None:
+            return
+        word = outcome.outcome or "completed"
+        if not outcome.ok:
+            word = outcome.outcome or ("retry_scheduled" if outcome.retry_at is not None else "failed")
+            first = (outcome.error or "").splitlines()[:1]
+            self.span.set_status(Status(StatusCode.ERROR, first[0] if first else None))
+        self.span.set_attribute("ductape.outcome", word)
+        self.span.set_attribute("ductape.duration_ms", outcome.duration_ms)
+
+
+class Tracing:
+    """Spans of the engine's work; build it with ``enable()``."""
+
+    def __init__(self) -> None:
+        from opentelemetry import propagate, trace
+
+        from ductape_jobs import __version__
+
+        self._trace = trace
+        self._propagate = propagate
+        self.tracer = trace.get_tracer("ductape_jobs", __version__)
+
+    # ------------------------------------------------------------------------------- schedule()
+
+    def capture(self, recurring: bool) -> str | None:
+        """The trace context current now, as the store keeps it; ``None`` when no span is current."""
+        carrier: dict[str, str] = {}
+        self._propagate.inject(carrier)
+        if "traceparent" not in carrier:
+            return None
+        carrier["relation"] = LINK if recurring else PARENT
+        return json.dumps(carrier, sort_keys=True, separators=(",", ":"))
+
+    # ----------------------------------------------------------------------------------- a run
+
+    @contextlib.contextmanager
+    def attempt(self, run: Run, now: datetime) -> Iterator[AttemptSpan]:
+        """``ductape.run <job tag>``: a child of the context stored with the run, or a new trace linked to it."""
+        parent, links = self._continued(run.trace_context)
+        due = run.available_at or run.scheduled_at
+        attributes: dict[str, Any] = {
+            "ductape.job.tag": run.job_tag,
+            "ductape.product": run.product_tag,
+            "ductape.env": run.env,
+            "ductape.event.type": run.event_type.name,
+            "ductape.event.tag": run.event_tag,
+            "ductape.attempt": run.attempt,
+            "ductape.run.id": run.id,
+            "ductape.job_id": run.job_id,
+            "ductape.triggered_by": run.triggered_by.value,
+            "ductape.lateness_ms": max(0, int((now - due).total_seconds() * 1000)),
+        }
+        with self.tracer.start_as_current_span(
+            f"ductape.run {run.job_tag}",
+            context=parent,
+            links=links,
+            kind=self._trace.SpanKind.CONSUMER,
+            attributes=attributes,
+        ) as span:
+            yield AttemptSpan(span)
+
+    def _continued(self, stored: str | None) -> tuple[Any, list[Any]]:
+        """(the parent context, the links) of an attempt whose run holds ``stored``."""
+        root = self._trace.set_span_in_context(self._trace.INVALID_SPAN)  # not the worker's own context
+        if not stored:
+            return root, []
+        try:
+            carrier = json.loads(stored)
+        except ValueError:
+            return root, []
+        if not isinstance(carrier, dict):
+            return root, []
+        context = self._propagate.extract({k: v for k, v in carrier.items() if isinstance(v, str)})
+        captured = self._trace.get_current_span(context).get_span_context()
+        if not captured.is_valid:
+            return root, []
+        if carrier.get("relation") == LINK:
+            return root, [self._trace.Link(captured, {"ductape.link": "schedule"})]
+        return context, []
+
+    # ------------------------------------------------------------------------------- features
+
+    @contextlib.contextmanager
+    def feature_run(self, run: FeatureRun) -> Iterator[None]:
+        """The feature run's span, current while its events run (their spans are its children)."""
+        attributes: dict[str, str] = {
+            "ductape.feature.tag": run.feature_tag,
+            "ductape.feature_run.id": run.id,
+            "ductape.product": run.product_tag,
+            "ductape.env": run.env,
+        }
+        with self.tracer.start_as_current_span(f"ductape.feature {run.feature_tag}", attributes=attributes):
+            yield
+
+    @contextlib.contextmanager
+    def feature_event(self, run_id: str, sequence: str, event: str, event_type: str, attempt: int) -> Iterator[None]:
+        attributes: dict[str, str | int] = {
+            "ductape.feature_run.id": run_id,
+            "ductape.sequence": sequence,
+            "ductape.event.tag": event,
+            "ductape.event.type": event_type,
+            "ductape.attempt": attempt,
+        }
+        with self.tracer.start_as_current_span(f"ductape.event {sequence}/{event}", attributes=attributes):
+            yield
+
+
+# ------------------------------------------------------------------------ the instrumentations
+
+
+def connection(conn: Any, system: str) -> Any:
+    """A database executor's connection (``system``: postgresql, mysql or sqlite), traced when tracing is on."""
+    if _active is None:
+        return conn
+    if system == "postgresql":
+        from opentelemetry.instrumentation.psycopg import PsycopgInstrumentor
+
+        return PsycopgInstrumentor.instrument_connection(conn)
+    if system == "mysql":
+        from opentelemetry.instrumentation.pymysql import PyMySQLInstrumentor
+
+        return PyMySQLInstrumentor.instrument_connection(conn)  # type: ignore[no-untyped-call]
+    if system == "sqlite":
+        from opentelemetry.instrumentation.sqlite3 import SQLite3Instrumentor
+
+        return SQLite3Instrumentor.instrument_connection(conn)
+    return conn
+
+
+def _instrument_libraries() -> None:
+    """The executors' HTTP client and brokers, instrumented process-wide (each only if its library is here)."""
+    import importlib
+
+    for library, module, name in (
+        ("httpx", "opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
+        ("redis", "opentelemetry.instrumentation.redis", "RedisInstrumentor"),
+        ("aio_pika", "opentelemetry.instrumentation.aio_pika", "AioPikaInstrumentor"),
+        ("aiokafka", "opentelemetry.instrumentation.aiokafka", "AIOKafkaInstrumentor"),
+    ):
+        try:
+            importlib.import_module(library)
+            instrumentor = getattr(importlib.import_module(module), name)()
+        except ImportError:  # the library's extra is not installed: nothing of it to trace
+            continue
+        if not instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.instrument()
+
+
+__all__ = ["ENV", "AttemptSpan", "Tracing", "connection", "enable"]

@@ -1,0 +1,157 @@
+"""A job's own retention (``keep_completed`` / ``keep_failed``: a duration or a count), on every backend: its runs
+of that outcome go by its rule and only by it, the other jobs' runs (another job of the same tag too) by the
+client's, a dry run counts the same, and racing pruners delete each run once.
+
+Times are fixed; ``now`` is passed.
+"""
+
+from __future__ import annotations
+
+import threading
+from datetime import timedelta
+from typing import Any
+
+from storekit import Backend
+from test_retention_store import DAY, DEFAULT, SEC, T0, add_schedule, prune_all, rows, run_to_end
+
+from ductape_jobs.models import JobDefinition, Schedule
+from ductape_jobs.retention import PruneCounts, Retention
+from ductape_jobs.store import Store
+
+HOUR = timedelta(hours=1)
+
+
+def job_schedule(store: Store, tag: str, *, product: str = "", of: str = "shop", **keeps: Any) -> Schedule:
+    """A schedule of product ``of`` running the job (product, tag), created with ``keeps`` if not there yet."""
+    if store.get_job(product, tag) is None:
+        job = JobDefinition(name=tag, tag=tag, product_tag=product or None, event_type="FUNCTION", event_tag="fn")
+        store.create_job(job.model_copy(update=keeps), T0)
+    return add_schedule(store, job_tag=tag, job_product=product, product_tag=of)
+
+
+def runs_of(store: Store, ids: list[str]) -> list[str]:
+    return [i for i in ids if store.get_run(i) is not None]
+
+
+def test_a_jobs_duration_keeps_its_runs_of_that_outcome_and_the_client_keeps_the_rest(store: Store) -> None:
+    short = job_schedule(store, "short", keep_completed=HOUR)
+    other = job_schedule(store, "other")
+    short_done = run_to_end(store, short, T0)
+    short_failed = run_to_end(store, short, T0, ok=False)  # keep_failed unset: the client's 30 days
+    other_done = run_to_end(store, other, T0)
+    assert prune_all(store, T0 + HOUR - SEC) == PruneCounts()
+    gone = prune_all(store, T0 + HOUR + SEC)
+    assert (gone.runs, gone.attempts) == (1, 1)
+    assert runs_of(store, [short_done, short_failed, other_done]) == [short_failed, other_done]
+    assert prune_all(store, T0 + 7 * DAY + SEC).runs == 1  # the other job's completed run: the client's 7 days
+    assert runs_of(store, [short_failed, other_done]) == [short_failed]
+    assert prune_all(store, T0 + 30 * DAY + SEC).runs == 1
+
+
+def test_a_job_that_keeps_longer_than_the_client_is_not_pruned_by_the_client(store: Store) -> None:
+    long = job_schedule(store, "long", keep_completed=90 * DAY, keep_failed=timedelta(0))
+    done = run_to_end(store, long, T0)
+    failed = run_to_end(store, long, T0, ok=False)
+    assert prune_all(store, T0 + SEC).runs == 1  # keep_failed 0: gone as soon as it ended
+    assert prune_all(store, T0 + 89 * DAY).runs == 0  # past the client's 7 days, within the job's 90
+    assert runs_of(store, [done, failed]) == [done]
+    assert prune_all(store, T0 + 90 * DAY + SEC).runs == 1
+
+
+def test_a_count_keeps_the_newest_runs_by_due_time(store: Store) -> None:
+    s = job_schedule(store, "counted", keep_completed=3)
+    done = [run_to_end(store, s, T0 + i * SEC) for i in range(8)]  # due in order
+    failed = [run_to_end(store, s, T0 + (20 + i) * SEC, ok=False) for i in range(2)]
+    gone = prune_all(store, T0 + 9 * SEC)  # a count does not wait for any age
+    assert (gone.runs, gone.attempts) == (5, 5)
+    assert runs_of(store, done) == done[-3:]
+    assert runs_of(store, failed) == failed  # failed runs: the client's keep
+    assert prune_all(store, T0 + 9 * SEC) == PruneCounts()  # idempotent
+    assert prune_all(store, T0 + 1000 * DAY).runs == 2  # the failed ones, at last; the newest three stay
+    assert runs_of(store, done) == done[-3:]
+
+
+def test_a_count_of_zero_keeps_none_and_a_count_not_reached_prunes_nothing(store: Store) -> None:
+    none = job_schedule(store, "none", keep_failed=0)
+    few = job_schedule(store, "few", keep_failed=10)
+    lost = [run_to_end(store, none, T0 + i * SEC, ok=False) for i in range(3)]
+    kept = [run_to_end(store, few, T0 + (10 + i) * SEC, ok=False) for i in range(3)]
+    assert prune_all(store, T0 + 20 * SEC).runs == 3
+    assert runs_of(store, lost + kept) == kept
+
+
+def test_another_products_job_of_the_same_tag_keeps_the_clients_rule(store: Store) -> None:
+    own = job_schedule(store, "sync", product="shop", keep_completed=1)
+    shared = job_schedule(store, "sync", of="mart")  # the shared job 'sync', run by another product: no keep
+    own_runs = [run_to_end(store, own, T0 + i * SEC) for i in range(3)]
+    shared_runs = [run_to_end(store, shared, T0 + (10 + i) * SEC) for i in range(3)]
+    assert prune_all(store, T0 + DAY).runs == 2  # the shop's job keeps its newest one; the shared job's stay
+    assert runs_of(store, own_runs + shared_runs) == own_runs[-1:] + shared_runs
+    assert prune_all(store, T0 + 8 * DAY).runs == 3  # the shared job's, after the client's 7 days
+    assert runs_of(store, own_runs + shared_runs) == own_runs[-1:]
+
+
+def test_a_changed_or_cleared_keep_applies_at_the_next_prune(store: Store) -> None:
+    s = job_schedule(store, "changing", keep_completed=5 * DAY)
+    done = run_to_end(store, s, T0)
+    assert prune_all(store, T0 + 2 * DAY).runs == 0
+    store.update_job("", "changing", {"keep_completed": DAY}, T0)
+    assert store.get_job("", "changing").keep_completed == DAY  # type: ignore[union-attr]
+    store.update_job("", "changing", {"keep_completed": None}, T0)  # back to the client's 7 days
+    assert store.get_job("", "changing").keep_completed is None  # type: ignore[union-attr]
+    assert prune_all(store, T0 + 2 * DAY).runs == 0
+    store.update_job("", "changing", {"keep_completed": DAY}, T0)
+    assert prune_all(store, T0 + 2 * DAY).runs == 1
+    assert store.get_run(done) is None
+
+
+def test_a_dry_run_counts_the_jobs_own_keeps_too(store: Store, backend: Backend) -> None:
+    counted_job = job_schedule(store, "counted", keep_completed=2)
+    timed = job_schedule(store, "timed", keep_failed=HOUR)
+    plain = add_schedule(store)
+    for i in range(5):
+        run_to_end(store, counted_job, T0 + i * SEC)
+        run_to_end(store, timed, T0 + i * SEC, ok=False)
+        run_to_end(store, plain, T0 + i * SEC)
+    now = T0 + 2 * HOUR
+    counted = store.count_prunable(now, DEFAULT)
+    assert (counted.runs, counted.attempts) == (3 + 5, 3 + 5)  # the plain job's are younger than 7 days
+    assert rows(backend, "runs") == 15
+    assert prune_all(store, now) == counted
+    later = T0 + 8 * DAY
+    assert store.count_prunable(later, DEFAULT).runs == 5 == prune_all(store, later).runs
+
+
+def test_the_clients_keep_when_no_job_has_its_own_is_unchanged(store: Store) -> None:
+    s = add_schedule(store)
+    done = [run_to_end(store, s, T0 + i * SEC) for i in range(3)]
+    keep = Retention(keep_completed=HOUR)
+    assert prune_all(store, T0 + HOUR + 3 * SEC, keep).runs == 3
+    assert runs_of(store, done) == []
+
+
+def test_racing_pruners_of_a_counted_job_delete_each_run_once(backend: Backend) -> None:
+    first = backend.open()
+    schedules = [job_schedule(first, "raced", keep_completed=10) for _ in range(3)]
+    for i in range(90):
+        run_to_end(first, schedules[i % 3], T0 + i * SEC)
+    second = backend.open()
+    totals: list[int] = []
+    errors: list[BaseException] = []
+
+    def pruner(store: Store) -> None:
+        try:
+            total = 0
+            while n := store.prune(T0 + DAY, DEFAULT, 7).runs:
+                total += n
+            totals.append(total)
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=pruner, args=(st,)) for st in (first, second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == [] and len(totals) == 2
+    assert sum(totals) == 80 and rows(backend, "runs") == 10
