@@ -128,3 +128,44 @@ def test_the_cli_lists_resources_and_the_runs_they_hold(tmp_path: Path) -> None:
         cli, ["resources", "--store", store, "--waiting"], env={"NO_COLOR": "1", "COLUMNS": "200"}
     )
     assert table.exit_code == 0 and "crm-api" in table.output and "Waiting on a limit (1)" in table.output
+
+
+JOB_CREATE = ["job", "create", "--event-type", "FUNCTION", "--event-tag", "work"]
+
+
+def test_the_cli_creates_a_limited_job_and_schedules_with_a_priority(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'jobs.db'}"
+    base = ["--store", store, "--json"]
+    made = CliRunner().invoke(
+        cli,
+        [
+            *JOB_CREATE,
+            "--name",
+            "M",
+            "--tag",
+            "mail",
+            "--concurrency",
+            "2",
+            "--rate",
+            "10 per second",
+            "--priority",
+            "7",
+            *base,
+        ],
+    )
+    assert made.exit_code == 0, made.output
+    job = json.loads(made.output)
+    assert (job["concurrency"], job["rate"], job["priority"]) == (2, "10/s", 7)
+    bad = CliRunner().invoke(
+        cli,
+        [*JOB_CREATE, "--name", "X", "--tag", "x", "--concurrency", "0", *base],
+    )
+    assert bad.exit_code == 2 and "concurrency" in bad.output
+    sent = CliRunner().invoke(
+        cli, ["schedule", "--event", "mail", "--env", "prd", "--product-tag", "p", "--priority", "9", *base]
+    )
+    assert sent.exit_code == 0, sent.output
+    dt = Ductape(store)
+    (run,) = dt.job.runs(job_tag="mail")
+    assert run.priority == 9
+    dt.close()
