@@ -29,6 +29,7 @@ from ductape_jobs.models import (
     Webhook,
     WebhookDelivery,
 )
+from ductape_jobs.resource_client import AsyncResources
 from ductape_jobs.retention import PruneCounts
 from ductape_jobs.sessions import Sessions, SessionToken
 from ductape_jobs.store import Store
@@ -236,6 +237,7 @@ class AsyncDuctape:
         self.feature = AsyncFeatures(sync.feature)
         self.session = AsyncSessions(sync.session)
         self.webhooks = AsyncWebhooks(sync.webhooks)
+        self.resources = AsyncResources(sync.resources)
         self.products = sync.products  # declarations only: no I/O to await
         self.functions = sync.functions
         self.store = sync.store

@@ -26,6 +26,7 @@ from ductape_jobs.features.engine import FeatureEngine
 from ductape_jobs.jobs import Jobs, ProductJobs
 from ductape_jobs.models import DrainSummary
 from ductape_jobs.products import Products
+from ductape_jobs.resource_client import Resources
 from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.sessions import Sessions
 from ductape_jobs.store import DEFAULT_URL, Store, open_store
@@ -177,6 +178,7 @@ class Ductape:
             product=product,
         )  # the client's own product's jobs (None: the shared ones, and all)
         self.product = ProductJobs(self.job)  # the seeds' ductape.product.jobs; ductape.product("shop").jobs
+        self.resources = Resources(self.store, self.clock)  # ductape.resources.use() / .waiting(): limits now
         engine = FeatureEngine(
             store=self.store,
             products=self.products,
@@ -227,6 +229,8 @@ class Ductape:
             self._pool = ThreadPoolExecutor(max_workers=self._pool_size, thread_name_prefix="ductape-fn")
             self._function_executor.pool = self._pool
             old.shutdown(wait=False)
+        limits = [limit for tag in self.products.tags() for limit in self.products.get(tag).limits()]
+        self.store.define_resources(limits, self.clock.now())  # the product file's limits as they are now
         return Worker(
             self.store,
             self.scheduler,

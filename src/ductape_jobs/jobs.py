@@ -102,10 +102,12 @@ class Jobs(JobReports):
                 )
             job = job.model_copy(update={"product_tag": self.product_tag})
         self._check_event(job)
+        limits = self._products.limits_of(job)
         if self._store.get_job(job.product_tag or "", job.tag) is not None:  # the store's ConflictError: races
             where = f" in product {job.product_tag!r}" if job.product_tag else ""
             raise ConflictError(f"tag: a job with tag {job.tag!r} already exists{where}")
         self._forget(job.tag)
+        self._store.define_resources(limits, self._clock.now())
         return self._store.create_job(job, self._clock.now())
 
     def update(self, tag: str, data: JobUpdate | dict[str, Any]) -> JobDefinition:
@@ -114,7 +116,9 @@ class Jobs(JobReports):
             raise ValidationError("data", "give at least one field to update")
         job = self.fetch(tag)
         self._check_event(job.model_copy(update=changes))
+        limits = self._products.limits_of(job.model_copy(update=changes))
         self._forget(tag)
+        self._store.define_resources(limits, self._clock.now())
         return self._store.update_job(job.product_tag or "", tag, changes, self._clock.now())
 
     def fetch(self, tag: str) -> JobDefinition:
@@ -351,6 +355,7 @@ class Jobs(JobReports):
             overlap=req.overlap,
             pause_on_failure=req.pause_on_failure,
             last_due_at=due_now[-1] if due_now else None,
+            priority=req.priority,
             trace_context=None if tracing is None else tracing.capture(cron is not None or every is not None),
         )
         runs = [new_run(schedule, due, now=now) for due in due_now]

@@ -28,6 +28,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from ductape_jobs.errors import ValidationError, field_path
 from ductape_jobs.limits import LATEST, MAX_COUNT, MAX_MILLIS, MAX_RETRIES, MIN_EVERY, check_object
+from ductape_jobs.resources import MAX_LIMIT, MAX_PRIORITY, MIN_PRIORITY, limit_keys, parse_rate
 from ductape_jobs.retention import Keep, format_keep, parse_job_keep
 from ductape_jobs.timing.planning import Misfire
 from ductape_jobs.timing.recurrence import normalize_cron, zone
@@ -305,6 +306,10 @@ class JobDefinition(_Input):
     keep_failed: JobKeep = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    resources: list[Tag] = Field(default_factory=list, max_length=16, description="its product's resources")
+    concurrency: int | None = Field(default=None, ge=1, le=MAX_LIMIT, description="its runs executing at once")
+    rate: str | None = Field(default=None, description="its runs started per window: '10/s', '600/min'")
+    priority: int = Field(default=0, ge=MIN_PRIORITY, le=MAX_PRIORITY, description="its runs' default priority")
 
     @field_validator("start_at", mode="before")
     @classmethod
@@ -316,8 +321,28 @@ class JobDefinition(_Input):
     def _intervals(cls, v: int) -> int:
         return _cadence(v) or 0
 
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, v: str | None) -> str | None:
+        return _rate(v)
 
-_CLEARABLE = frozenset({"start_at", "keep_completed", "keep_failed"})
+    @property
+    def limit_keys(self) -> list[str]:
+        """The stored limits its runs fall under (``resources.py``); empty: none."""
+        own = self.concurrency is not None or self.rate is not None
+        return limit_keys(self.product_tag, self.tag, list(self.resources), own)
+
+
+def _rate(v: str | None) -> str | None:
+    if v is None:
+        return None
+    try:
+        return str(parse_rate(v, "rate"))
+    except ValidationError as exc:
+        raise ValueError(exc.rule) from None
+
+
+_CLEARABLE = frozenset({"start_at", "keep_completed", "keep_failed", "concurrency", "rate"})
 
 
 class JobUpdate(_Input):
@@ -329,6 +354,10 @@ class JobUpdate(_Input):
     executions: Count | None = Field(default=None, ge=0)
     intervals: Millis | None = Field(default=None, ge=0)
     start_at: datetime | None = None
+    resources: list[Tag] | None = Field(default=None, max_length=16)
+    concurrency: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
+    rate: str | None = None
+    priority: int | None = Field(default=None, ge=MIN_PRIORITY, le=MAX_PRIORITY)
     keep_completed: JobKeep = None
     keep_failed: JobKeep = None
 
@@ -353,6 +382,11 @@ class JobUpdate(_Input):
     @classmethod
     def _intervals(cls, v: int | None) -> int | None:
         return _cadence(v)
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, v: str | None) -> str | None:
+        return _rate(v)
 
 
 # ------------------------------------------------------------------------------------ schedule requests
@@ -449,6 +483,7 @@ class ScheduleRequest(_Input):
     misfire: Misfire = Misfire.RUN_ONCE
     overlap: Overlap = Overlap.ALLOW
     pause_on_failure: bool = False
+    priority: int | None = Field(default=None, ge=MIN_PRIORITY, le=MAX_PRIORITY, description="default: the job's")
 
     @field_validator("start_at", mode="before")
     @classmethod
@@ -575,6 +610,7 @@ class Schedule:
     skipped_count: int = 0
     reason: str | None = None
     job_product: str = ""  # the product of the job it runs: product_tag (its own job), or '' (a shared job)
+    priority: int | None = None  # None: its job's priority
     trace_context: str | None = None  # the trace current at schedule() (tracing.py), when tracing is on
     # a JOB event's schedule: "<feature run>:<sequence>:<event>", unique, so a resumed feature run finds it
     feature_key: str | None = None
@@ -626,6 +662,9 @@ class Run:
     lease_owner: str | None = None
     lease_expires_at: datetime | None = None
     attempts: list[Attempt] = field(default_factory=list)
+    priority: int = 0
+    waiting_on: str | None = None  # the limit that held it at the last claim, while it waits
+    limit_keys: tuple[str, ...] = ()  # the stored limits it falls under (resources.py)
     trace_context: str | None = None  # its schedule's (tracing.py): the trace its attempts continue or link to
 
 

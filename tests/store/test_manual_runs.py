@@ -3,6 +3,7 @@ becomes at most one scheduled run; and migration 7, which made it so, keeps ever
 
 from __future__ import annotations
 
+import re
 from contextlib import AbstractContextManager
 from dataclasses import replace
 from datetime import timedelta
@@ -11,12 +12,13 @@ from typing import Any
 
 import pytest
 from storekit import Backend, postgres_backend, sqlite_backend
-from test_contract import LEASE, MIN, T0, due_run, every_minute, in_threads, job, ok, run_of, schedule, setup
+from test_contract import MIN, T0, due_run, every_minute, in_threads, job, run_of, schedule
 
 from ductape_jobs.errors import ConflictError
 from ductape_jobs.ids import new_id
 from ductape_jobs.models import NewRun, RunFilter, RunPhase, Schedule, TriggeredBy
 from ductape_jobs.store import Store
+from ductape_jobs.store.codec import ms
 
 SEC = timedelta(seconds=1)
 
@@ -79,26 +81,55 @@ def _schema(backend: Backend) -> dict[str, Any]:
     return snap
 
 
+def _v6_rows(backend: Backend) -> tuple[Schedule, list[str]]:
+    """A job, a schedule every minute and its runs at T0 (completed, with output) and T0 + MIN (queued)."""
+    s = schedule(every=MIN, next_run_at=None)
+    first, second = new_id("run"), new_id("run")
+    statements = [
+        "INSERT INTO jobs (tag, name, event_type, event_tag, created_at, updated_at, product_tag)"
+        " VALUES ('report', 'Report', 'function', 'fn-report', :t0, :t0, '')",
+        "INSERT INTO schedules (id, job_tag, env, product_tag, input, retries, every_ms, status, start_at,"
+        " run_count, created_at, updated_at, job_product)"
+        " VALUES (:sid, 'report', 'prd', 'shop', '{\"user\": \"u1\"}', 0, 60000, 'active', :t0, 2, :t0, :t0, '')",
+        "INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, event_type, event_tag, input,"
+        " phase, available_at, triggered_by, max_retries, attempt, started_at, completed_at, duration_ms, output,"
+        " created_at, updated_at) VALUES (:first, :sid, :t0, 'report', 'shop', 'prd', 'function', 'fn-report',"
+        " '{}', 'completed', :t0, 'schedule', 0, 1, :t0, :t1, 5, '{\"rows\": [1, 2]}', :t0, :t1)",
+        "INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, event_type, event_tag, input,"
+        " phase, available_at, triggered_by, max_retries, created_at, updated_at) VALUES (:second, :sid, :tm,"
+        " 'report', 'shop', 'prd', 'function', 'fn-report', '{}', 'queued', :tm, 'schedule', 0, :t0, :t0)",
+        "INSERT INTO attempts (run_id, attempt, worker_id, started_at, finished_at, outcome)"
+        " VALUES (:first, 1, 'w1', :t0, :t1, 'completed')",
+    ]
+    params = {"sid": s.id, "first": first, "second": second, "t0": ms(T0), "t1": ms(T0 + SEC), "tm": ms(T0 + MIN)}
+    for query in statements:
+        if backend.name == "postgres":
+            query = re.sub(r":(\w+)", r"%(\1)s", query)
+        backend.execute(query, {k: v for k, v in params.items() if f":{k}" in query or f"%({k})s" in query})
+    return s, [first, second]
+
+
 def test_migration_7_keeps_every_run_and_gives_the_schema_a_fresh_database_has(
     backend: Backend, tmp_path: Path
 ) -> None:
     backend.migrate_to(6)  # a database of the release before manual runs were set free
     old = backend.open(migrate=False)
-    s, (first, second) = setup(old, T0, T0 + MIN, every=MIN)
-    (claimed,) = old.acquire_runs("w1", 1, LEASE, T0)
-    old.finish_runs([ok(claimed, at=T0 + SEC, output={"rows": [1, 2]})], T0 + SEC)
+    s, (first, second) = _v6_rows(backend)  # as that release wrote them (today's store writes later columns)
     runs = [run_of(old, first), run_of(old, second)]
     before = _schema(backend)
 
     store = backend.open()  # migrates to the latest version
     v7 = _schema(backend)
     assert v7["versions"][-1] >= 7
-    later = {"pruned_runs", "pruned_completed", "pruned_failed"}  # version 8 adds them to schedules (retention)
-    later |= {"feature_key"}  # and version 11 this one (a feature's JOB event), with the outbox's tables
+    later = {  # columns and tables of later versions: 8 (retention), 9 (tracing), 10 (limits), 11 (outbox), 12 (keeps)
+        "schedules": {"pruned_runs", "pruned_completed", "pruned_failed", "trace_context", "priority", "feature_key"},
+        "jobs": {"resources", "concurrency", "rate", "priority", "limit_keys", "keep_completed", "keep_failed"},
+        "runs": {"trace_context", "priority", "limit_keys", "waiting_on", "held_until"},
+    }
     v7_tables = {
-        t: [c for c in cols if t != "schedules" or c[0] not in later]
+        t: [c for c in cols if c[0] not in later.get(t, set())]
         for t, cols in v7["tables"].items()
-        if t not in ("outbox", "outbox_consumers")
+        if t not in {"resources", "resource_starts", "outbox", "outbox_consumers"}
     }
     assert v7_tables == before["tables"]  # runs rebuilt (SQLite) with the same columns, in the same order
     lost = {name for name, _ in before["indexes"]} - {name for name, _ in v7["indexes"]}

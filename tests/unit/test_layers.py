@@ -1,5 +1,5 @@
 """Imports point one way: ``store/`` uses only what lies below it (models, errors, limits, ids, extras, retention,
-lifecycle)."""
+lifecycle, resources)."""
 
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ BELOW_STORE = {
     "ductape_jobs.redaction",
     "ductape_jobs.timing.backoff",
     "ductape_jobs.lifecycle",  # the outbox's event records: standard library only
+    "ductape_jobs.resources",
 }
 
 
@@ -47,23 +48,25 @@ def test_store_imports_nothing_above_it() -> None:
 
 def test_both_dialects_name_the_same_queries() -> None:
     """The core runs queries by name: each backend's ``.sql`` files define the same names (PostgreSQL's
-    ``notify`` and ``server_time``, and SQLite's ``insert_attempt`` of its two-statement claim, aside)."""
+    ``notify`` and ``server_time``, and SQLite's ``insert_attempt`` and ``limited_due`` of its multi-statement
+    claim, aside: PostgreSQL's ``acquire_runs`` does all three in one statement)."""
     from ductape_jobs.store.postgres.dialect import Q as POSTGRES
     from ductape_jobs.store.sqlite.dialect import Q as SQLITE
 
     assert set(POSTGRES) - set(SQLITE) == {"notify", "server_time"}
-    assert set(SQLITE) - set(POSTGRES) == {"insert_attempt"}
+    assert set(SQLITE) - set(POSTGRES) == {"insert_attempt", "limited_due"}
 
 
 def test_each_backend_is_every_narrow_part_of_the_contract() -> None:
     from ductape_jobs.store import AccessStore, FeatureStore, RetentionStore, SchedulingStore, StatsStore, Store
     from ductape_jobs.store.core import SQLStore
+    from ductape_jobs.store.limits import LimitsStore
     from ductape_jobs.store.postgres import PostgresStore
     from ductape_jobs.store.sqlite import SQLiteStore
 
     for backend in (SQLiteStore, PostgresStore):
         assert issubclass(backend, SQLStore) and issubclass(backend, Store)
-        for part in (SchedulingStore, FeatureStore, AccessStore, StatsStore, RetentionStore):
+        for part in (SchedulingStore, FeatureStore, AccessStore, StatsStore, RetentionStore, LimitsStore):
             assert issubclass(backend, part)
 
 

@@ -168,7 +168,7 @@ SCHEDULE_CASES: list[Case] = [
     ),
     ("missing event", lambda d: d.job.schedule({"env": "prd", "product_tag": "reports"}), "event", "is required"),
     ("empty env", lambda d: d.job.schedule(req(env="")), "env", "at least 1 character"),
-    ("unknown field", lambda d: d.job.schedule(req(priority=5)), "priority", "not a known field"),
+    ("unknown field", lambda d: d.job.schedule(req(urgency=5)), "urgency", "not a known field"),
     ("input a set", lambda d: d.job.schedule(req(input={"ids": {1, 2}})), "input.ids", "must be JSON data"),
     ("input an object", lambda d: d.job.schedule(req(input={"o": object()})), "input.o", "must be JSON data"),
     ("input a datetime", lambda d: d.job.schedule(req(input={"at": SEPT})), "input.at", "must be JSON data"),

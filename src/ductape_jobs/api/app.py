@@ -19,7 +19,19 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
 
 from ductape_jobs._version import __version__
-from ductape_jobs.api import events, features, jobs, me, ops, runs, schedules, sessions, stats, webhooks
+from ductape_jobs.api import (
+    events,
+    features,
+    jobs,
+    me,
+    ops,
+    resources,
+    runs,
+    schedules,
+    sessions,
+    stats,
+    webhooks,
+)
 from ductape_jobs.api.auth import authenticate, declared_scopes, origin_of
 from ductape_jobs.api.common import BodyLimit, add_body_schemas, on_ductape_error, on_request_validation
 from ductape_jobs.apikeys import ApiKeys
@@ -80,7 +92,7 @@ def create_app(
     app.state.stopping = threading.Event()  # set when the server stops: event streams end
 
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authenticate)])
-    for module in (jobs, schedules, runs, stats, events, webhooks, features, sessions, me):
+    for module in (jobs, schedules, runs, stats, events, webhooks, features, sessions, me, resources):
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(ops.router)

@@ -7,12 +7,13 @@ it was truncated."""
 from __future__ import annotations
 
 from collections import Counter, defaultdict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from ductape_jobs.engine.scheduler import occurrences_of, recurrence_of
 from ductape_jobs.models import Schedule
+from ductape_jobs.resources import ResourceLimit
 from ductape_jobs.timing import EveryRecurrence, plan_due
 
 MINUTE = timedelta(minutes=1)
@@ -25,7 +26,15 @@ class Forecasting:
     minutes: int
     budget: int = BUDGET
     truncated: bool = False
-    counts: dict[str, Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+    by_job: dict[tuple[str, str], Counter[int]] = field(default_factory=lambda: defaultdict(Counter))
+
+    @property
+    def counts(self) -> dict[str, Counter[int]]:
+        """Runs per minute index, by job tag (the jobs of every product of that tag together)."""
+        out: dict[str, Counter[int]] = defaultdict(Counter)
+        for (_, tag), counts in self.by_job.items():
+            out[tag].update(counts)
+        return out
 
     @property
     def end(self) -> datetime:
@@ -55,7 +64,7 @@ def forecast(schedules: Sequence[Schedule], now: datetime, minutes: int, budget:
 def _add(f: Forecasting, s: Schedule, now: datetime) -> None:
     recurrence = recurrence_of(s)
     plan = plan_due(recurrence, occurrences_of(s), now, misfire=s.misfire)
-    counts = f.counts[s.job_tag]
+    counts = f.by_job[(s.job_product, s.job_tag)]
     if plan.due:
         counts[0] += len(plan.due)
     remaining = None if s.limit is None else s.limit - s.run_count - len(plan.due)
@@ -97,3 +106,33 @@ def _add_frequent(
             counts[minute] += n
         if left == 0:
             return
+
+
+@dataclass(frozen=True)
+class OverLimit:
+    """A minute in which the runs due to start under a rate limit exceed what it lets start in a minute."""
+
+    limit: ResourceLimit
+    minute: int
+    starts: int
+    allowed: int
+
+
+def over_limits(
+    f: Forecasting, keys_of: Mapping[tuple[str, str], Sequence[str]], limits: Sequence[ResourceLimit]
+) -> list[OverLimit]:
+    """The minutes in which a rate limit would hold runs back: their starts, summed over the jobs that fall under
+    it (``keys_of``: (product, job tag) -> limit keys), above what the rate allows in a minute. A concurrency
+    limit depends on how long runs take, which the forecast does not know: it is not marked."""
+    out = []
+    for limit in limits:
+        if limit.rate is None:
+            continue
+        window = limit.rate.window
+        allowed = limit.rate.count if window >= MINUTE else limit.rate.count * (MINUTE // window)
+        per_minute: Counter[int] = Counter()
+        for job, counts in f.by_job.items():
+            if limit.key in keys_of.get(job, ()):
+                per_minute.update(counts)
+        out += [OverLimit(limit, m, n, allowed) for m, n in sorted(per_minute.items()) if n > allowed]
+    return out

@@ -74,6 +74,10 @@ class JobOut(BaseModel):
     )
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    resources: list[str] = Field(default_factory=list, description="its product's resources its runs use")
+    concurrency: int | None = Field(default=None, description="its own limit: runs executing at once")
+    rate: str | None = Field(default=None, description="its own limit: runs started per window")
+    priority: int = Field(default=0, description="its runs' default priority")
 
     @classmethod
     def of(cls, job: JobDefinition) -> JobOut:
@@ -90,6 +94,10 @@ class JobOut(BaseModel):
             keep_failed=_keep(job.keep_failed),
             created_at=job.created_at,
             updated_at=job.updated_at,
+            resources=list(job.resources),
+            concurrency=job.concurrency,
+            rate=job.rate,
+            priority=job.priority,
         )
 
 
@@ -150,6 +158,7 @@ class ScheduleOut(BaseModel):
     cache: str | None
     session_tag: str | None
     reason: str | None
+    priority: int | None = Field(default=None, description="its runs' priority; null: its job's")
 
     @classmethod
     def of(cls, s: Schedule) -> ScheduleOut:
@@ -182,6 +191,7 @@ class ScheduleOut(BaseModel):
             cache=s.cache,
             session_tag=s.session_tag,
             reason=s.reason,
+            priority=s.priority,
         )
 
 
@@ -241,6 +251,8 @@ class RunOut(BaseModel):
     lease_owner: str | None
     lease_expires_at: datetime | None
     attempts: list[AttemptOut]
+    priority: int = 0
+    waiting_on: str | None = Field(default=None, description="the limit that holds it, while it waits")
 
     @classmethod
     def of(cls, r: Run) -> RunOut:
@@ -274,6 +286,8 @@ class RunOut(BaseModel):
             lease_owner=r.lease_owner,
             lease_expires_at=r.lease_expires_at,
             attempts=[AttemptOut.of(a) for a in r.attempts],
+            priority=r.priority,
+            waiting_on=r.waiting_on,
         )
 
 
@@ -408,9 +422,20 @@ class ForecastJob(BaseModel):
     total: int
 
 
+class ForecastLimit(BaseModel):
+    resource: str = Field(description="the resource's name (a job's own limit: job:<tag>)")
+    product_tag: str
+    minute: int = Field(description="minute index from start")
+    starts: int = Field(description="runs due to start under it that minute")
+    allowed: int = Field(description="what its rate lets start in a minute")
+
+
 class Forecast(BaseModel):
     start: datetime = Field(description="the start of the first minute (now, down to the minute)")
     minutes: int
     jobs: list[ForecastJob]
     schedules: int = Field(description="how many active schedules were considered")
     truncated: bool = Field(description="true when schedules or occurrences were capped: counts are lower bounds")
+    over_limits: list[ForecastLimit] = Field(
+        default_factory=list, description="minutes in which a rate limit would hold runs back (they wait, later)"
+    )

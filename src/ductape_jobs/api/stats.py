@@ -10,9 +10,9 @@ from fastapi import APIRouter, HTTPException, Request
 
 from ductape_jobs.api.auth import READ, Me, Principal
 from ductape_jobs.api.common import call, client, responses
-from ductape_jobs.api.forecast import forecast
+from ductape_jobs.api.forecast import forecast, over_limits
 from ductape_jobs.api.report_schemas import JobStatsOut
-from ductape_jobs.api.schemas import Forecast, ForecastJob, Lateness, MinuteOut, NextRun, Overview
+from ductape_jobs.api.schemas import Forecast, ForecastJob, ForecastLimit, Lateness, MinuteOut, NextRun, Overview
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.models import MinuteCount
 
@@ -80,6 +80,8 @@ async def forecast_runs(request: Request, me: Me, hours: int = 24) -> Forecast:
     found = await call(dt.store.next_due_schedules, FORECAST_SCHEDULES + 1, before=end, **me.scope())
     considered = found[:FORECAST_SCHEDULES]
     result = await call(forecast, considered, now, hours * 60)
+    limits = [use.limit for use in await call(dt.resources.use, me.scope()["product_tag"])]
+    keys_of = {(j.product_tag or "", j.tag): j.limit_keys for j in await call(dt.store.list_jobs)} if limits else {}
     jobs = [
         ForecastJob(job_tag=tag, counts=dict(sorted(counts.items())), total=sum(counts.values()))
         for tag, counts in sorted(result.counts.items())
@@ -91,6 +93,16 @@ async def forecast_runs(request: Request, me: Me, hours: int = 24) -> Forecast:
         jobs=jobs,
         schedules=len(considered),
         truncated=result.truncated or len(found) > FORECAST_SCHEDULES,
+        over_limits=[
+            ForecastLimit(
+                resource=o.limit.name,
+                product_tag=o.limit.product_tag,
+                minute=o.minute,
+                starts=o.starts,
+                allowed=o.allowed,
+            )
+            for o in over_limits(result, keys_of, limits)
+        ],
     )
 
 

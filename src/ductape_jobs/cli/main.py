@@ -30,6 +30,7 @@ from ductape_jobs.cli.features import feature_app
 from ductape_jobs.cli.history import history, stats
 from ductape_jobs.cli.preview import preview
 from ductape_jobs.cli.prune import prune
+from ductape_jobs.cli.resources import resources
 from ductape_jobs.cli.serve import serve
 from ductape_jobs.cli.sessions import session_app
 from ductape_jobs.cli.webhooks import webhook_app
@@ -61,6 +62,7 @@ app.command()(drain)
 app.command()(history)
 app.command()(stats)
 app.command()(prune)
+app.command()(resources)
 
 
 @app.callback()
@@ -150,6 +152,10 @@ def job_create(
     start_at: Annotated[str | None, typer.Option(help="Unix seconds/ms or ISO 8601.")] = None,
     keep_completed: KeepOpt = None,
     keep_failed: KeepOpt = None,
+    resource: Annotated[list[str] | None, typer.Option(help="A resource of its product its runs use (repeat).")] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Its own limit: runs executing at once.")] = None,
+    rate: Annotated[str | None, typer.Option(help="Its own limit: runs started per window, e.g. 10/s.")] = None,
+    priority: Annotated[int | None, typer.Option(help="Its runs' default priority, -100 to 100.")] = None,
     product: ProductOpt = None,
     store: StoreOpt = None,
     app_: AppOpt = None,
@@ -165,7 +171,8 @@ def job_create(
         "executions": executions,
         "intervals": intervals,
     }
-    given = {"start_at": start_at, "keep_completed": keep_completed, "keep_failed": keep_failed}
+    given = {"start_at": start_at, "keep_completed": keep_completed, "keep_failed": keep_failed,
+             "resources": resource, "concurrency": concurrency, "rate": rate, "priority": priority}  # fmt: skip
     details.update({k: v for k, v in given.items() if v is not None})
     with client(store, app_) as dt:
         job = _jobs(dt, product).create(details)
@@ -242,6 +249,7 @@ def schedule(
     pause_on_failure: Annotated[
         bool, typer.Option("--pause-on-failure", help="Pause when a run fails for good.")
     ] = False,
+    priority: Annotated[int | None, typer.Option(help="Its runs' priority, -100 to 100 (default: the job's).")] = None,
     store: StoreOpt = None,
     app_: AppOpt = None,
     as_json: JsonOpt = False,
@@ -258,7 +266,7 @@ def schedule(
         if start_at is not None:
             request["start_at"] = start_at
         optional = {"timeout": timeout, "session": session, "cache": cache, "app": app_tag, "misfire": misfire,
-                    "overlap": overlap}  # fmt: skip
+                    "overlap": overlap, "priority": priority}  # fmt: skip
         request.update({k: v for k, v in optional.items() if v is not None})
         if pause_on_failure:
             request["pause_on_failure"] = True

@@ -96,6 +96,8 @@ class Worker:
         self.summary = DrainSummary()
         self._inflight: dict[str, tuple[Run, asyncio.Task[Any]]] = {}
         self._outcomes: list[Outcome] = []
+        self._limited: set[str] = set()  # runs in flight under a limit (their end may free a slot for us)
+        self._freed = False
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -215,12 +217,14 @@ class Worker:
                 more = True
         await self._prune(now)
         free = self.options.concurrency - len(self._inflight)
-        if free > 0 and (more or (due.run_due is not None and due.run_due <= now)):
+        freed, self._freed = self._freed, False  # a run of ours under a limit ended: its slot may be ours again
+        if free > 0 and (more or freed or (due.run_due is not None and due.run_due <= now)):
             want = min(free, self.options.batch)
             runs = await self._io(self.store.acquire_runs, self.id, want, self.options.lease, now)
             if runs and self.observers:
                 self._observed.update((run.id, run) for run in runs)
                 tell_started(self.observers, runs, now)
+            self._limited.update(run.id for run in runs if run.limit_keys)
             for run in runs:
                 work = self._execute(run) if self.tracing is None else self._traced(run, now)
                 task = asyncio.create_task(work, name=f"run {run.id}")
@@ -348,6 +352,8 @@ class Worker:
         if not self._outcomes:
             return
         outcomes, self._outcomes = self._outcomes, []
+        self._freed = self._freed or any(o.run_id in self._limited for o in outcomes)
+        self._limited.difference_update(o.run_id for o in outcomes)
         now = self.clock.now()
         try:
             await retry_async(

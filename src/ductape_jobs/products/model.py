@@ -12,8 +12,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from ductape_jobs.errors import ValidationError
 from ductape_jobs.limits import MAX_MILLIS
 from ductape_jobs.products.features import FeatureSpec
+from ductape_jobs.resources import MAX_LIMIT, ResourceLimit, parse_rate
 
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
@@ -155,6 +157,35 @@ class CacheSpec(_Spec):
         return timedelta(seconds=self.ttl_seconds or 0)
 
 
+class ResourceSpec(_Spec):
+    """A shared resource of the product (an API, a database): at most ``concurrency`` runs of the jobs that name
+    it execute at once, and at most ``rate`` of them start per window (``"10/s"``, ``"600/min"``), counted
+    across every worker of the store (``resources.py``). At least one of the two."""
+
+    concurrency: int | None = Field(default=None, ge=1, le=MAX_LIMIT, description="runs executing at once")
+    rate: str | None = Field(default=None, description="runs started per window: '10/s', '600/min', '5/10s'")
+
+    @field_validator("rate")
+    @classmethod
+    def _rate(cls, v: str | None) -> str | None:
+        if v is None:
+            return None
+        try:
+            return str(parse_rate(v, "rate"))
+        except ValidationError as exc:
+            raise ValueError(exc.rule) from None
+
+    @model_validator(mode="after")
+    def _some_limit(self) -> ResourceSpec:
+        if self.concurrency is None and self.rate is None:
+            raise ValueError("give concurrency, rate or both")
+        return self
+
+    def limit(self, product_tag: str, name: str) -> ResourceLimit:
+        rate = None if self.rate is None else parse_rate(self.rate, "rate")
+        return ResourceLimit(product_tag, name, self.concurrency, rate)
+
+
 class HttpProvider(_Spec):
     url: str
     auth: Auth | None = None
@@ -196,6 +227,7 @@ class ProductSpec(_Spec):
     sessions: dict[str, SessionSpec] = Field(default_factory=dict)
     caches: dict[str, CacheSpec] = Field(default_factory=dict)
     features: dict[str, FeatureSpec] = Field(default_factory=dict, description="feature tag -> its sequences")
+    resources: dict[str, ResourceSpec] = Field(default_factory=dict, description="resource tag -> its limits")
 
     @field_validator("envs", mode="before")
     @classmethod
@@ -204,6 +236,10 @@ class ProductSpec(_Spec):
             return {str(slug): {} for slug in v}
         return v
 
+    def limits(self) -> list[ResourceLimit]:
+        """Its resources as stored limits."""
+        return [spec.limit(self.tag, name) for name, spec in self.resources.items()]
+
     @model_validator(mode="after")
     def _envs_known(self) -> ProductSpec:
         import re
@@ -211,6 +247,9 @@ class ProductSpec(_Spec):
         for slug in self.envs:
             if not re.match(SLUG, slug):
                 raise ValueError(f"env {slug!r} is not a valid slug")
+        for name in self.resources:
+            if not re.match(SLUG, name):
+                raise ValueError(f"resource {name!r} is not a valid slug")
         known = set(self.envs)
         for kind, owners in (("apps", self.apps), ("databases", self.databases), ("brokers", self.brokers)):
             for tag, owner in owners.items():

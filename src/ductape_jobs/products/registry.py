@@ -17,10 +17,11 @@ from typing import Any
 from pydantic import ValidationError as PydanticValidationError
 
 from ductape_jobs.errors import ExecutionError, ValidationError
-from ductape_jobs.models import JobEventTypes, invalid
+from ductape_jobs.models import JobDefinition, JobEventTypes, invalid
 from ductape_jobs.products.feature_plan import check_features
 from ductape_jobs.products.model import ProductFile, ProductSpec
 from ductape_jobs.redaction import SECRETS, Secrets
+from ductape_jobs.resources import ResourceLimit
 
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -173,6 +174,28 @@ class Products:
             )
         spec = self.check_env(product_tag, env)
         return self.locate(spec, event_type, event_tag, app)
+
+    def limits_of(self, job: JobDefinition) -> list[ResourceLimit]:
+        """The limits of the resources a job names, each declared by its product (``ValidationError`` naming
+        ``resources[i]`` if not). Its own ``concurrency``/``rate`` the store keeps with the job."""
+        if not job.resources:
+            return []
+        if job.product_tag is None:
+            raise ValidationError(
+                "resources",
+                "a shared job has no product to declare resources; give it a product_tag, or set its own "
+                "concurrency and rate",
+            )
+        spec = self.find(job.product_tag)
+        declared = spec.resources if spec is not None else {}
+        for i, name in enumerate(job.resources):
+            if name not in declared:
+                known = ", ".join(sorted(declared)) or "none"
+                raise ValidationError(
+                    f"resources[{i}]",
+                    f"resource {name!r} is not declared by product {job.product_tag!r} (declared: {known})",
+                )
+        return [declared[name].limit(job.product_tag, name) for name in job.resources]
 
     def check_cache(self, product_tag: str, cache: str) -> None:
         """A schedule's ``cache`` names a cache its product declares."""

@@ -46,6 +46,7 @@ from ductape_jobs.store.contracts import (
     RetentionStore,
     StatsStore,
 )
+from ductape_jobs.store.limits import LimitsStore
 
 __all__ = [
     "UNCHANGED",
@@ -334,5 +335,5 @@ class SchedulingStore(ABC):
         """Store ``value`` (JSON) under ``key`` until ``expires_at``; expired entries are purged now and then."""
 
 
-class Store(SchedulingStore, FeatureStore, AccessStore, StatsStore, RetentionStore, OutboxStore):
+class Store(SchedulingStore, FeatureStore, AccessStore, StatsStore, RetentionStore, OutboxStore, LimitsStore):
     """The whole contract: what a backend implements (``SQLStore`` over a dialect, for SQLite and PostgreSQL)."""

@@ -100,6 +100,10 @@ def job_from_row(r: Any) -> JobDefinition:
         keep_failed=keep_from_text(r["keep_failed"]),
         created_at=from_ms(r["created_at"]),
         updated_at=from_ms(r["updated_at"]),
+        resources=json.loads(r.get("resources") or "[]"),
+        concurrency=r.get("concurrency"),
+        rate=r.get("rate"),
+        priority=r.get("priority") or 0,
     )
 
 
@@ -121,6 +125,11 @@ def job_params(job: JobDefinition, now: datetime) -> dict[str, Any]:
         "keep_completed": None if job.keep_completed is None else format_keep(job.keep_completed),
         "keep_failed": None if job.keep_failed is None else format_keep(job.keep_failed),
         "now": ms(now),
+        "resources": dumps(list(job.resources)) if job.resources else None,
+        "concurrency": job.concurrency,
+        "rate": job.rate,
+        "priority": job.priority,
+        "limit_keys": dumps(job.limit_keys) if job.limit_keys else None,
     }
 
 
@@ -153,6 +162,7 @@ def schedule_params(s: Schedule) -> dict[str, Any]:
         "last_due_at": ms(s.last_due_at),
         "run_count": s.run_count,
         "created_at": ms(s.created_at),
+        "priority": s.priority,
         "trace_context": s.trace_context,
     }
 
@@ -188,6 +198,7 @@ def schedule_from_row(r: Any) -> Schedule:
         skipped_count=r["skipped_count"],
         job_product=r["job_product"],
         reason=r["reason"],
+        priority=r.get("priority"),
         trace_context=r.get("trace_context"),
         feature_key=r.get("feature_key"),
     )
@@ -223,6 +234,9 @@ def run_from_row(r: Any, attempts: list[Attempt] | None = None) -> Run:
         lease_owner=r["lease_owner"],
         lease_expires_at=from_ms(r["lease_expires_at"]),
         attempts=attempts or [],
+        priority=r.get("priority") or 0,
+        waiting_on=r.get("waiting_on"),
+        limit_keys=tuple(json.loads(r["limit_keys"])) if r.get("limit_keys") else (),
         trace_context=r.get("trace_context"),
     )
 

@@ -23,6 +23,7 @@ from typing import Any
 
 from ductape_jobs.errors import ConflictError, NotFoundError, StaleJobError
 from ductape_jobs.models import JobDefinition, NewRun, Overlap, Run, RunFilter, RunPhase, Schedule, ScheduleStatus
+from ductape_jobs.resources import Rate, ResourceLimit, own_name, parse_rate
 from ductape_jobs.store.api import ApiCore
 from ductape_jobs.store.base import Capabilities, DueSchedule, Outcome, Planner, ScheduleChange, Store, Wakeups
 from ductape_jobs.store.codec import (
@@ -41,6 +42,7 @@ from ductape_jobs.store.codec import (
 )
 from ductape_jobs.store.dialect import Dialect, Row, Tx
 from ductape_jobs.store.features import FeatureCore
+from ductape_jobs.store.limits_core import LimitsCore, limit_params
 from ductape_jobs.store.outbox import OutboxCore
 from ductape_jobs.store.reports import ReportsCore
 from ductape_jobs.store.retention import RetentionCore
@@ -48,7 +50,7 @@ from ductape_jobs.store.retention import RetentionCore
 _RELEASED = "worker shut down before the run finished"
 
 
-class SQLStore(ApiCore, FeatureCore, OutboxCore, ReportsCore, RetentionCore, Store):
+class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, RetentionCore, Store):
     """A ``Store`` over a SQL dialect; a backend is this class given its dialect."""
 
     def __init__(self, dialect: Dialect) -> None:
@@ -76,7 +78,7 @@ class SQLStore(ApiCore, FeatureCore, OutboxCore, ReportsCore, RetentionCore, Sto
 
     def create_job(self, job: JobDefinition, now: datetime) -> JobDefinition:
         try:
-            self._write(lambda tx: tx.run("insert_job", job_params(job, now)))
+            self._write(lambda tx: _save_job(tx, "insert_job", job_params(job, now), job, now))
         except ConflictError as exc:
             where = f" in product {job.product_tag!r}" if job.product_tag else ""
             raise ConflictError(f"tag: a job with tag {job.tag!r} already exists{where}") from exc.__cause__
@@ -91,7 +93,7 @@ class SQLStore(ApiCore, FeatureCore, OutboxCore, ReportsCore, RetentionCore, Sto
                 raise NotFoundError("job", tag)
             job = job_from_row(row).model_copy(update=changes)
             params = job_params(job, now)
-            tx.run("update_job", params)
+            _save_job(tx, "update_job", params, job, now)
             if "intervals" in changes or "executions" in changes:
                 tx.run("follow_job_cadence", params)
             return job.model_copy(update={"updated_at": now})
@@ -148,7 +150,7 @@ class SQLStore(ApiCore, FeatureCore, OutboxCore, ReportsCore, RetentionCore, Sto
         def op(tx: Tx) -> None:
             asked = keys + own
             found = tx.all("share_jobs", {"products": [k[0] for k in asked], "tags": [k[1] for k in asked]})
-            events = {(r["product_tag"], r["tag"]): (r["event_type"], r["event_tag"]) for r in found}
+            events = {(r["product_tag"], r["tag"]): r for r in found}
             for key in keys:
                 if key not in events:
                     raise NotFoundError("job", key[1])
@@ -170,14 +172,16 @@ class SQLStore(ApiCore, FeatureCore, OutboxCore, ReportsCore, RetentionCore, Sto
                     row = rows.get(run.schedule_id)
                     if row is None:
                         raise NotFoundError("schedule", run.schedule_id)
-                    event_type, event_tag = events[(row["job_product"], row["job_tag"])]
+                    j = events[(row["job_product"], row["job_tag"])]
                     firsts.append(
                         {
                             **row,
                             **new_run_params(run, run.scheduled_at),
-                            "event_type": event_type,
-                            "event_tag": event_tag,
+                            "event_type": j["event_type"],
+                            "event_tag": j["event_tag"],
                             "now": row["created_at"],
+                            "priority": j["priority"] if row["priority"] is None else row["priority"],
+                            "limit_keys": j["limit_keys"],
                         }
                     )
                 tx.many("insert_first_run", firsts)
@@ -269,8 +273,8 @@ class SQLStore(ApiCore, FeatureCore, OutboxCore, ReportsCore, RetentionCore, Sto
 
     def acquire_runs(self, worker_id: str, limit: int, lease_for: timedelta, now: datetime) -> list[Run]:
         params = {"worker_id": worker_id, "lease_until": ms(now + lease_for), "now": ms(now), "limit": limit}
-        rows = self._write(lambda tx: tx.claim_runs(params))
-        rows.sort(key=lambda r: (r["available_at"], r["id"]))  # oldest due first, on every backend
+        rows = self._write(lambda tx: self._claim(tx, params))  # limits_core.py
+        rows.sort(key=lambda r: (r["available_at"] - r["priority"] * 1000, r["id"]))  # claim order, on every backend
         return [run_from_row(r) for r in rows]
 
     def extend_leases(self, worker_id: str, run_ids: Sequence[str], until: datetime) -> int:
@@ -399,7 +403,8 @@ class SQLStore(ApiCore, FeatureCore, OutboxCore, ReportsCore, RetentionCore, Sto
     def next_wakeup(self) -> Wakeups:
         row = self._read(lambda tx: tx.one("next_wakeup"))
         assert row is not None
-        return Wakeups(from_ms(row["schedule_due"]), from_ms(row["run_due"]), from_ms(row["lease_expiry"]))
+        runs = [t for t in (row["run_due"], row["held_due"]) if t is not None]  # held: by a limit (limits_core)
+        return Wakeups(from_ms(row["schedule_due"]), from_ms(min(runs, default=None)), from_ms(row["lease_expiry"]))
 
     def count_runs(self) -> dict[RunPhase, int]:
         return {RunPhase(r["phase"]): r["n"] for r in self._read(lambda tx: tx.all("count_runs"))}
@@ -417,6 +422,18 @@ class SQLStore(ApiCore, FeatureCore, OutboxCore, ReportsCore, RetentionCore, Sto
                 tx.run("cache_purge", {"now": ms(now)})
 
         self._write(op, idempotent=True)
+
+
+def _save_job(tx: Tx, query: str, params: dict[str, Any], job: JobDefinition, now: datetime) -> None:
+    """Write a job; its own ``concurrency``/``rate`` become a stored limit in the same transaction."""
+    tx.run(query, params)
+    if job.concurrency is not None or job.rate is not None:
+        own = ResourceLimit(job.product_tag or "", own_name(job.tag), job.concurrency, _rate(job.rate))
+        tx.many("upsert_resource", [limit_params(own, now)])
+
+
+def _rate(text: str | None) -> Rate | None:
+    return None if text is None else parse_rate(text, "rate")
 
 
 def _pause_after_failures(tx: Tx, failed: list[Row], now: datetime) -> None:

@@ -48,9 +48,13 @@ class Tx(Protocol):
     def each(self, name: str, params: Sequence[Params]) -> list[Row]:
         """Run query ``name`` once per parameter set; the rows every run returned, in order."""
 
-    def claim_runs(self, params: Params) -> list[Row]:
-        """Claim due runs for a worker and record their attempts (``acquire_runs``'s parameters); the claimed
-        runs' rows, in any order."""
+    def claim_runs(self, params: Params) -> tuple[list[Row], bool]:
+        """Claim due runs under no limit for a worker and record their attempts (``acquire_runs``'s
+        parameters); the claimed runs' rows, in any order, and whether a run under a limit is due."""
+
+    def claim_picked(self, params: Params) -> list[Row]:
+        """Claim the runs ``params["ids"]`` (picked and, where the dialect locks, locked in this transaction)
+        and record their attempts, as ``claim_runs``; their rows."""
 
     def notify(self) -> None:
         """Tell other processes' ``wait_for_change`` (at commit) that runs or schedules may be due sooner."""

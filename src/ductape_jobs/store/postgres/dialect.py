@@ -17,7 +17,8 @@ from ductape_jobs.store.sql import load_dialect_queries
 
 T = TypeVar("T")
 Q = load_dialect_queries(
-    "ductape_jobs.store.postgres", ("queries.sql", "features.sql", "api_queries.sql", "retention.sql", "outbox.sql")
+    "ductape_jobs.store.postgres",
+    ("queries.sql", "features.sql", "api_queries.sql", "retention.sql", "outbox.sql", "limits.sql"),
 )
 
 
@@ -54,8 +55,12 @@ class PostgresTx:
                 if not cur.nextset():
                     return rows
 
-    def claim_runs(self, params: Params) -> list[Row]:
-        return self.all("acquire_runs", params)  # one statement: claim, lease and record the attempts
+    def claim_runs(self, params: Params) -> tuple[list[Row], bool]:
+        rows = self.all("acquire_runs", params)  # one statement: claim, lease and record the attempts
+        return [r for r in rows if r["id"] is not None], bool(rows and rows[0]["limited"])
+
+    def claim_picked(self, params: Params) -> list[Row]:
+        return self.all("claim_picked_runs", params)  # one statement, as claim_runs
 
     def together(self) -> AbstractContextManager[object]:
         return self._conn.pipeline()

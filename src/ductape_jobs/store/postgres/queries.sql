@@ -4,9 +4,10 @@
 
 -- name: insert_job
 INSERT INTO jobs (product_tag, tag, name, event_type, event_tag, executions, intervals, start_at, keep_completed,
-    keep_failed, created_at, updated_at)
+    keep_failed, created_at, updated_at, resources, concurrency, rate, priority, limit_keys)
 VALUES (%(product_tag)s, %(tag)s, %(name)s, %(event_type)s, %(event_tag)s, %(executions)s, %(intervals)s, %(start_at)s::bigint,
-    %(keep_completed)s, %(keep_failed)s, %(now)s, %(now)s);
+    %(keep_completed)s, %(keep_failed)s, %(now)s, %(now)s, %(resources)s::text, %(concurrency)s::integer, %(rate)s::text,
+    %(priority)s, %(limit_keys)s::text);
 
 -- name: lock_job
 SELECT * FROM jobs WHERE product_tag = %(product_tag)s AND tag = %(tag)s FOR UPDATE;
@@ -20,7 +21,9 @@ ORDER BY product_tag, tag FOR SHARE;
 -- name: update_job
 UPDATE jobs SET name = %(name)s, event_type = %(event_type)s, event_tag = %(event_tag)s,
     executions = %(executions)s, intervals = %(intervals)s, start_at = %(start_at)s::bigint,
-    keep_completed = %(keep_completed)s, keep_failed = %(keep_failed)s, updated_at = %(now)s
+    keep_completed = %(keep_completed)s, keep_failed = %(keep_failed)s, updated_at = %(now)s,
+    resources = %(resources)s::text, concurrency = %(concurrency)s::integer, rate = %(rate)s::text,
+    priority = %(priority)s, limit_keys = %(limit_keys)s::text
 WHERE product_tag = %(product_tag)s AND tag = %(tag)s;
 
 -- name: follow_job_cadence
@@ -66,22 +69,23 @@ DELETE FROM jobs WHERE product_tag = %(product_tag)s AND tag = %(tag)s;
 -- name: insert_schedule
 INSERT INTO schedules (id, job_tag, job_product, env, product_tag, input, retries, app, cache, session_tag, session_claims,
     cron, tz, every_ms, run_limit, end_date, follows_job, timeout_ms, misfire, overlap, pause_on_failure,
-    status, start_at, next_run_at, last_due_at, run_count, created_at, updated_at, trace_context)
+    status, start_at, next_run_at, last_due_at, run_count, created_at, updated_at, trace_context, priority)
 VALUES (%(id)s, %(job_tag)s, %(job_product)s, %(env)s, %(product_tag)s, %(input)s, %(retries)s, %(app)s, %(cache)s,
     %(session_tag)s, %(session_claims)s, %(cron)s, %(tz)s, %(every_ms)s::bigint, %(run_limit)s::integer,
     %(end_date)s::bigint, %(follows_job)s, %(timeout_ms)s::bigint, %(misfire)s, %(overlap)s,
     %(pause_on_failure)s, %(status)s, %(start_at)s, %(next_run_at)s::bigint, %(last_due_at)s::bigint,
-    %(run_count)s, %(created_at)s, %(created_at)s, %(trace_context)s);
+    %(run_count)s, %(created_at)s, %(created_at)s, %(trace_context)s, %(priority)s::integer);
 
 -- name: insert_run
 -- A run copies its job's event and its schedule's input. One scheduled run per (schedule, due time): a
 -- second stays unwritten. A manual run (triggered_by = 'manual') is always a run of its own.
 INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, event_type, event_tag, app, cache,
     session_claims, input, phase, available_at, triggered_by, overlap, max_retries, timeout_ms, created_at,
-    updated_at, trace_context)
+    updated_at, trace_context, priority, limit_keys)
 SELECT %(id)s::text, s.id, %(scheduled_at)s::bigint, s.job_tag, s.product_tag, s.env, j.event_type, j.event_tag,
     s.app, s.cache, s.session_claims, s.input, %(phase)s::text, %(available_at)s::bigint, %(triggered_by)s::text,
-    s.overlap, s.retries, s.timeout_ms, %(now)s::bigint, %(now)s::bigint, s.trace_context
+    s.overlap, s.retries, s.timeout_ms, %(now)s::bigint, %(now)s::bigint, s.trace_context,
+    coalesce(s.priority, j.priority), j.limit_keys
 FROM schedules s JOIN jobs j ON j.product_tag = s.job_product AND j.tag = s.job_tag
 WHERE s.id = %(schedule_id)s
 ON CONFLICT (schedule_id, scheduled_at) WHERE triggered_by <> 'manual' DO NOTHING;
@@ -90,10 +94,11 @@ ON CONFLICT (schedule_id, scheduled_at) WHERE triggered_by <> 'manual' DO NOTHIN
 -- A new schedule's first run, with the values add_schedules already holds (no lookups).
 INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, event_type, event_tag, app, cache,
     session_claims, input, phase, available_at, triggered_by, overlap, max_retries, timeout_ms, created_at,
-    updated_at, trace_context)
+    updated_at, trace_context, priority, limit_keys)
 VALUES (%(id)s, %(schedule_id)s, %(scheduled_at)s, %(job_tag)s, %(product_tag)s, %(env)s, %(event_type)s,
     %(event_tag)s, %(app)s, %(cache)s, %(session_claims)s, %(input)s, %(phase)s, %(available_at)s::bigint,
-    %(triggered_by)s, %(overlap)s, %(retries)s, %(timeout_ms)s::bigint, %(now)s, %(now)s, %(trace_context)s);
+    %(triggered_by)s, %(overlap)s, %(retries)s, %(timeout_ms)s::bigint, %(now)s, %(now)s, %(trace_context)s,
+    %(priority)s, %(limit_keys)s::text);
 
 -- name: get_schedule
 SELECT * FROM schedules WHERE id = %(id)s;
@@ -161,11 +166,13 @@ WHERE schedule_id = %(schedule_id)s AND phase IN ('scheduled', 'queued', 'retry_
 
 -- name: acquire_runs
 -- Claim and record the attempts in one statement. SKIP LOCKED: racing workers take different runs.
+-- Only runs under no limit (runs_claim); `limited` says whether a run under a limit is due (store/limits_core.py
+-- claims those). One row with a NULL id when nothing was claimed.
 WITH picked AS (
     SELECT id FROM runs
-    WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+    WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND limit_keys IS NULL
       AND available_at <= %(now)s
-    ORDER BY available_at
+    ORDER BY (available_at - priority * 1000)
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
@@ -177,7 +184,12 @@ WITH picked AS (
     INSERT INTO attempts (run_id, attempt, worker_id, started_at)
     SELECT id, attempt, %(worker_id)s::text, %(now)s::bigint FROM claimed
 )
-SELECT * FROM claimed ORDER BY available_at, id;
+SELECT c.*, w.limited FROM (
+    SELECT EXISTS (
+        SELECT 1 FROM runs
+        WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+          AND limit_keys IS NOT NULL AND available_at <= %(now)s) AS limited
+) w LEFT JOIN claimed c ON true;
 
 -- name: extend_leases
 UPDATE runs SET lease_expires_at = %(until)s
@@ -318,7 +330,10 @@ ORDER BY scheduled_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
 SELECT
     (SELECT min(next_run_at) FROM schedules WHERE status = 'active' AND next_run_at IS NOT NULL) AS schedule_due,
     (SELECT min(available_at) FROM runs
-     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL) AS run_due,
+     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+       AND held_until IS NULL) AS run_due,
+    (SELECT min(held_until) FROM runs
+     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND held_until IS NOT NULL) AS held_due,
     (SELECT min(lease_expires_at) FROM runs WHERE phase = 'running') AS lease_expiry;
 
 -- name: count_runs

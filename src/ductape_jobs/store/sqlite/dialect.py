@@ -27,7 +27,9 @@ T = TypeVar("T")
 # which about doubles the rate of small writes such as one schedule() each.
 WAL_PAGES = 10_000
 PACKAGE = "ductape_jobs.store.sqlite"
-Q = load_dialect_queries(PACKAGE, ("queries.sql", "features.sql", "api_queries.sql", "retention.sql", "outbox.sql"))
+Q = load_dialect_queries(
+    PACKAGE, ("queries.sql", "features.sql", "api_queries.sql", "retention.sql", "outbox.sql", "limits.sql")
+)
 # The parameters each query reads with json_each: their list values are passed as JSON text.
 _LISTS = {name: tuple(re.findall(r"json_each\(:(\w+)\)", query)) for name, query in Q.items()}
 
@@ -70,8 +72,16 @@ class SQLiteTx:
     def together(self) -> AbstractContextManager[object]:
         return contextlib.nullcontext()  # one process, no network: nothing to gather
 
-    def claim_runs(self, params: Params) -> list[Row]:
-        rows = self.all("acquire_runs", params)
+    def claim_runs(self, params: Params) -> tuple[list[Row], bool]:
+        rows = self._claim("acquire_runs", params)
+        limited = self.one("limited_due", {"now": params["now"]})
+        return rows, bool(limited and limited["limited"])
+
+    def claim_picked(self, params: Params) -> list[Row]:
+        return self._claim("claim_picked_runs", params)
+
+    def _claim(self, name: str, params: Params) -> list[Row]:
+        rows = self.all(name, params)
         if rows:
             worker_id, now = params["worker_id"], params["now"]
             self.many(

@@ -2,14 +2,15 @@
 
 -- name: insert_job
 INSERT INTO jobs (product_tag, tag, name, event_type, event_tag, executions, intervals, start_at, keep_completed,
-    keep_failed, created_at, updated_at)
+    keep_failed, created_at, updated_at, resources, concurrency, rate, priority, limit_keys)
 VALUES (:product_tag, :tag, :name, :event_type, :event_tag, :executions, :intervals, :start_at,
-    :keep_completed, :keep_failed, :now, :now);
+    :keep_completed, :keep_failed, :now, :now, :resources, :concurrency, :rate, :priority, :limit_keys);
 
 -- name: update_job
 UPDATE jobs SET name = :name, event_type = :event_type, event_tag = :event_tag, executions = :executions,
     intervals = :intervals, start_at = :start_at, keep_completed = :keep_completed,
-    keep_failed = :keep_failed, updated_at = :now
+    keep_failed = :keep_failed, updated_at = :now,
+    resources = :resources, concurrency = :concurrency, rate = :rate, priority = :priority, limit_keys = :limit_keys
 WHERE product_tag = :product_tag AND tag = :tag;
 
 -- name: follow_job_cadence
@@ -64,20 +65,21 @@ DELETE FROM jobs WHERE product_tag = :product_tag AND tag = :tag;
 -- name: insert_schedule
 INSERT INTO schedules (id, job_tag, job_product, env, product_tag, input, retries, app, cache, session_tag, session_claims,
     cron, tz, every_ms, run_limit, end_date, follows_job, timeout_ms, misfire, overlap, pause_on_failure,
-    status, start_at, next_run_at, last_due_at, run_count, created_at, updated_at, trace_context)
+    status, start_at, next_run_at, last_due_at, run_count, created_at, updated_at, trace_context, priority)
 VALUES (:id, :job_tag, :job_product, :env, :product_tag, :input, :retries, :app, :cache, :session_tag, :session_claims,
     :cron, :tz, :every_ms, :run_limit, :end_date, :follows_job, :timeout_ms, :misfire, :overlap,
-    :pause_on_failure, :status, :start_at, :next_run_at, :last_due_at, :run_count, :created_at, :created_at, :trace_context);
+    :pause_on_failure, :status, :start_at, :next_run_at, :last_due_at, :run_count, :created_at, :created_at, :trace_context,
+    :priority);
 
 -- name: insert_run
 -- A run copies its job's event and its schedule's input. One scheduled run per (schedule, due time): a
 -- second stays unwritten. A manual run (triggered_by = 'manual') is always a run of its own.
 INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, event_type, event_tag, app, cache,
     session_claims, input, phase, available_at, triggered_by, overlap, max_retries, timeout_ms, created_at, updated_at,
-    trace_context)
+    trace_context, priority, limit_keys)
 SELECT :id, s.id, :scheduled_at, s.job_tag, s.product_tag, s.env, j.event_type, j.event_tag, s.app, s.cache,
     s.session_claims, s.input, :phase, :available_at, :triggered_by, s.overlap, s.retries, s.timeout_ms, :now, :now,
-    s.trace_context
+    s.trace_context, coalesce(s.priority, j.priority), j.limit_keys
 FROM schedules s JOIN jobs j ON j.product_tag = s.job_product AND j.tag = s.job_tag
 WHERE s.id = :schedule_id
 ON CONFLICT (schedule_id, scheduled_at) WHERE triggered_by <> 'manual' DO NOTHING;
@@ -86,10 +88,10 @@ ON CONFLICT (schedule_id, scheduled_at) WHERE triggered_by <> 'manual' DO NOTHIN
 -- A new schedule's first run, with the values add_schedules already holds (no lookups).
 INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, event_type, event_tag, app, cache,
     session_claims, input, phase, available_at, triggered_by, overlap, max_retries, timeout_ms, created_at, updated_at,
-    trace_context)
+    trace_context, priority, limit_keys)
 VALUES (:id, :schedule_id, :scheduled_at, :job_tag, :product_tag, :env, :event_type, :event_tag, :app, :cache,
     :session_claims, :input, :phase, :available_at, :triggered_by, :overlap, :retries, :timeout_ms, :now, :now,
-    :trace_context);
+    :trace_context, :priority, :limit_keys);
 
 -- name: get_schedule
 SELECT * FROM schedules WHERE id = :id;
@@ -154,10 +156,10 @@ WHERE schedule_id = :schedule_id AND phase IN ('scheduled', 'queued', 'retry_sch
 UPDATE runs SET phase = 'running', lease_owner = :worker_id, lease_expires_at = :lease_until,
     started_at = :now, attempt = attempt + 1, updated_at = :now
 WHERE id IN (
-    SELECT id FROM runs INDEXED BY runs_pending
-    WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+    SELECT id FROM runs INDEXED BY runs_claim
+    WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND limit_keys IS NULL
       AND available_at <= :now
-    ORDER BY available_at
+    ORDER BY (available_at - priority * 1000)
     LIMIT :limit)
 RETURNING *;
 
@@ -301,7 +303,10 @@ ORDER BY scheduled_at DESC, id DESC LIMIT :limit OFFSET :offset;
 SELECT
     (SELECT min(next_run_at) FROM schedules WHERE status = 'active' AND next_run_at IS NOT NULL) AS schedule_due,
     (SELECT min(available_at) FROM runs INDEXED BY runs_pending
-     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL) AS run_due,
+     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+       AND held_until IS NULL) AS run_due,
+    (SELECT min(held_until) FROM runs INDEXED BY runs_held_by_limit
+     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND held_until IS NOT NULL) AS held_due,
     (SELECT min(lease_expires_at) FROM runs INDEXED BY runs_leases WHERE phase = 'running') AS lease_expiry;
 
 -- name: count_runs

@@ -22,6 +22,7 @@ export function forecast(root, _params, query) {
   hours.addEventListener("change", () => { bucket.value = Number(hours.value) <= 1 ? "1" : bucket.value; data = null; view.refresh(); });
   bucket.addEventListener("change", () => draw());
 
+  const overLimits = h("div");
   mount(root,
     h("div", { class: "page-head" }, h("h1", {}, "Load forecast"),
       h("span", { class: "muted" }, "runs that active schedules will start, per job"), h("span", { class: "spacer" }),
@@ -32,7 +33,11 @@ export function forecast(root, _params, query) {
     h("section", { class: "panel", "aria-labelledby": "fc-heat" },
       h("h2", { id: "fc-heat" }, "Per job"),
       h("p", { class: "hint" }, "The red row marks the time slots with a minute in which more than one job starts runs."), heat),
-    h("section", { class: "panel", "aria-labelledby": "fc-top" }, h("h2", { id: "fc-top" }, "Busiest minutes"), busiest));
+    h("section", { class: "panel", "aria-labelledby": "fc-top" }, h("h2", { id: "fc-top" }, "Busiest minutes"), busiest),
+    h("section", { class: "panel", "aria-labelledby": "fc-limits" },
+      h("h2", { id: "fc-limits" }, "Minutes over a rate limit"),
+      h("p", { class: "hint" }, "Runs due to start under a resource's rate beyond what it lets start in a minute: they will wait."),
+      overLimits));
 
   function draw() {
     if (!data) return;
@@ -95,6 +100,13 @@ export function forecast(root, _params, query) {
       label: `Heatmap of runs per job per ${size} minutes, with the overlaps`,
     }));
     mount(busiest, busiestMinutes(jobs, start));
+    mount(overLimits, table(
+      [{ title: "Minute (UTC)" }, { title: "Resource" }, { title: "Starts due", num: true }, { title: "Allowed", num: true }],
+      (data.over_limits || []).slice(0, 50).map((o) => [
+        utc(new Date(start.getTime() + o.minute * 60_000), { seconds: false }), `${o.product_tag}/${o.resource}`,
+        h("span", { class: "badge failed" }, String(o.starts)), o.allowed,
+      ]),
+      { empty: "No minute exceeds a resource's rate.", label: "Minutes over a rate limit" }));
   }
 
   function busiestMinutes(jobs, start) {

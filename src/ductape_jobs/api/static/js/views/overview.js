@@ -1,4 +1,5 @@
-// Overview: runs per minute, failures in the last hour, queue depth, lateness percentiles, next runs due.
+// Overview: runs per minute, failures in the last hour, queue depth, lateness percentiles, next runs due, and
+// each resource's limits and use with the runs waiting on them.
 
 import { api } from "../api.js";
 import { stackedBars, legend } from "../charts.js";
@@ -24,11 +25,13 @@ export function overview(root) {
   const cards = h("div", { class: "grid cards" });
   const chart = h("div");
   const next = h("div");
+  const limits = h("div");
   mount(root,
     h("div", { class: "page-head" }, h("h1", {}, "Overview"), h("span", { class: "muted" }, "the last hour, in UTC")),
     cards,
     h("section", { class: "panel", "aria-labelledby": "rpm-title" }, h("h2", { id: "rpm-title" }, "Runs per minute"), chart),
     h("section", { class: "panel", "aria-labelledby": "next-title" }, h("h2", { id: "next-title" }, "Next runs due"), next),
+    h("section", { class: "panel", "aria-labelledby": "limits-title" }, h("h2", { id: "limits-title" }, "Resources and limits"), limits),
   );
 
   return {
@@ -60,6 +63,22 @@ export function overview(root) {
         ]),
         { empty: "No run is due: no active schedule.", label: "Next runs due" },
       ));
+      const [resources, waiting] = await Promise.all([api("/resources"), api("/resources/waiting", { params: { limit: 20 } })]);
+      mount(limits,
+        table(
+          [{ title: "Resource" }, { title: "Concurrency" }, { title: "Rate" }, { title: "Executing" }, { title: "Started in window" }, { title: "Waiting" }],
+          (resources.items || []).map((r) => [
+            `${r.product_tag}/${r.name}`, r.concurrency ?? "–", r.rate ?? "–", r.running, r.recent_starts, r.waiting,
+          ]),
+          { empty: "No resource declares a limit.", label: "Resources and their use" },
+        ),
+        table(
+          [{ title: "Run waiting on a limit" }, { title: "Job" }, { title: "Priority" }, { title: "Waiting on" }],
+          (waiting.items || []).map((r) => [
+            h("a", { href: `#/runs/${encodeURIComponent(r.id)}`, class: "mono" }, shortId(r.id)), r.job_tag, r.priority, r.waiting_on,
+          ]),
+          { empty: "No run is waiting on a limit.", label: "Runs waiting on a limit" },
+        ));
     },
   };
 }

@@ -1,0 +1,135 @@
+"""Shared resources: the concurrency and rate limits a run falls under, and priorities.
+
+A product declares named resources (``resources: {crm-api: {concurrency: 2, rate: "10/s"}}``); a job names
+the ones its runs use and may set its own ``concurrency`` and ``rate``. Each becomes a stored limit with a
+key: ``<product>/<name>`` for a product's resource, ``<product>/job:<tag>`` for a job's own limit (a shared
+job's product is ``''``). The claim (``store/limits_core.py``) starts a run only while every limit it falls
+under has room, counted in the store, so across every worker and node.
+
+Priorities age: a run is claimed as though it fell due ``priority`` seconds earlier (``AGING``). Among due
+runs, a higher priority comes first and equal priorities keep due-time order; a run is never passed by a run
+of higher priority that fell due more than the difference in priorities (in seconds) after it.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import timedelta
+
+from ductape_jobs.errors import ValidationError
+
+#: Priorities lie in ``MIN_PRIORITY..MAX_PRIORITY``; 0 is the default.
+MIN_PRIORITY = -100
+MAX_PRIORITY = 100
+#: One point of priority counts as this much earlier due time (so at most 200 s between the extremes).
+AGING = timedelta(seconds=1)
+#: The most runs one limit may let run at once, or start in one window.
+MAX_LIMIT = 1_000_000
+#: The longest rate window.
+MAX_WINDOW = timedelta(days=1)
+
+_UNITS = {
+    "ms": 1,
+    "s": 1000,
+    "sec": 1000,
+    "second": 1000,
+    "m": 60_000,
+    "min": 60_000,
+    "minute": 60_000,
+    "h": 3_600_000,
+    "hour": 3_600_000,
+}
+_RATE = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(\d*)\s*([a-z]+?)s?\s*$")
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most ``count`` starts in any window of ``window`` (a sliding window)."""
+
+    count: int
+    window: timedelta
+
+    def __str__(self) -> str:
+        ms = int(self.window.total_seconds() * 1000)
+        for unit in ("h", "m", "s"):
+            if ms % _UNITS[unit] == 0:
+                n = ms // _UNITS[unit]
+                return f"{self.count}/{'' if n == 1 else n}{unit}"
+        return f"{self.count}/{ms}ms"
+
+
+def parse_rate(value: object, field: str) -> Rate:
+    """``"10/s"``, ``"600/min"``, ``"5/10s"``, ``"20 per second"``: ``ValidationError`` naming ``field``."""
+    if isinstance(value, Rate):
+        return value
+    text = value.lower() if isinstance(value, str) else ""
+    match = _RATE.match(text)
+    unit = _UNITS.get(match.group(3)) if match else None
+    if match is None or unit is None:
+        raise ValidationError(field, f"{value!r} is not a rate; write COUNT/UNIT, such as '10/s', '600/min' or '5/10s'")
+    count, per = int(match.group(1)), int(match.group(2) or 1)
+    if not 1 <= count <= MAX_LIMIT:
+        raise ValidationError(field, f"must allow between 1 and {MAX_LIMIT} starts per window, not {count}")
+    window = timedelta(milliseconds=per * unit)
+    if not timedelta(milliseconds=1) <= window <= MAX_WINDOW:
+        raise ValidationError(field, f"window must be between 1 ms and {MAX_WINDOW}, not {window}")
+    return Rate(count, window)
+
+
+def check_concurrency(value: object, field: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
+        raise ValidationError(field, f"must be a whole number from 1 to {MAX_LIMIT}, not {value!r}")
+    return value
+
+
+def check_priority(value: object, field: str = "priority") -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or not MIN_PRIORITY <= value <= MAX_PRIORITY:
+        raise ValidationError(field, f"must be a whole number from {MIN_PRIORITY} to {MAX_PRIORITY}, not {value!r}")
+    return value
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceLimit:
+    """A stored limit: a product's resource, or a job's own limit (``name`` ``job:<tag>``)."""
+
+    product_tag: str
+    name: str
+    concurrency: int | None = None
+    rate: Rate | None = None
+
+    @property
+    def key(self) -> str:
+        return resource_key(self.product_tag, self.name)
+
+    def describe(self) -> str:
+        """``'crm-api' (concurrency 2, rate 10/s)``: what a waiting run's ``waiting_on`` names."""
+        parts = [f"concurrency {self.concurrency}"] if self.concurrency else []
+        parts += [f"rate {self.rate}"] if self.rate else []
+        return f"{self.name!r} ({', '.join(parts) or 'no limit'})"
+
+
+@dataclass(frozen=True, slots=True)
+class ResourceUse:
+    """A limit and how much of it is taken now: runs executing, starts in the current window, runs waiting."""
+
+    limit: ResourceLimit
+    running: int
+    recent_starts: int
+    waiting: int
+
+
+def resource_key(product_tag: str | None, name: str) -> str:
+    return f"{product_tag or ''}/{name}"
+
+
+def own_name(job_tag: str) -> str:
+    return f"job:{job_tag}"
+
+
+def limit_keys(product_tag: str | None, job_tag: str, resources: list[str], own: bool) -> list[str]:
+    """The sorted keys a job's runs fall under (empty: the claim's fast path)."""
+    keys = {resource_key(product_tag, name) for name in resources}
+    if own:
+        keys.add(resource_key(product_tag, own_name(job_tag)))
+    return sorted(keys)

@@ -1,0 +1,205 @@
+"""The store core's part for shared resources (``resources.py``): the claim under concurrency and rate limits,
+and what the limits hold (queries in each dialect's ``limits.sql``).
+
+The claim has two paths. Runs under no limit are claimed by the dialect's one statement (``claim_runs``), which
+also says whether a run under a limit is due; while none is, the resource tables are never read. Once one is,
+this process claims on the limited path until none is due: it picks due runs of both kinds in claim order
+(due time aged by priority), locks the rows of the limits the limited ones fall under (PostgreSQL: ``FOR
+UPDATE``, in key order, so claims of one resource take turns across every worker and node), counts the
+runs executing under each and the starts in each rate window, and claims the runs that fit, in order, up to
+the worker's batch. A run that does not fit stays due (not late, no retry spent) and records which limit
+holds it (``waiting_on``); runs whose set of limits is full are skipped, so the runs behind them are reached.
+A dead worker's runs hold their slots until its lease expires and the rescue makes them due again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from ductape_jobs.models import Run
+from ductape_jobs.resources import Rate, ResourceLimit, ResourceUse
+from ductape_jobs.store.codec import ms, run_from_row
+from ductape_jobs.store.dialect import Params, Row, Tx, UsesDialect
+
+_ROUNDS = 4  # picks of limited runs per claim, each past the sets of limits found full
+RECHECK = 1000  # ms: when other workers look again at a run held by a full concurrency limit
+
+
+@dataclass
+class _Room:
+    limit: ResourceLimit
+    running: int
+    starts: int
+    oldest: int | None  # the oldest start in the rate window (ms)
+
+    def holds(self, taken: int, now: int) -> tuple[str, int] | None:
+        """Why one more run does not fit and when to look again (``None``: it fits), with ``taken`` already
+        given out in this claim. A rate frees when its oldest start leaves the window; a concurrency slot when
+        a run ends (its worker claims again at once; others look again after ``RECHECK``)."""
+        c, r = self.limit.concurrency, self.limit.rate
+        if c is not None and self.running + taken >= c:
+            return f"concurrency of {self.limit.describe()}: {self.running + taken} of {c} executing", now + RECHECK
+        if r is not None and self.starts + taken >= r.count:
+            window = int(r.window.total_seconds() * 1000)
+            why = f"rate of {self.limit.describe()}: {self.starts + taken} started in the last {_span(r.window)}"
+            return why, (now if self.oldest is None else self.oldest) + window
+        return None
+
+
+class LimitsCore(UsesDialect):
+    _limited_due: bool = False  # this process saw a run under a limit due: claim on the limited path
+
+    def define_resources(self, limits: Sequence[ResourceLimit], now: datetime) -> None:
+        params = [limit_params(limit, now) for limit in limits]
+        if params:
+            self._write(lambda tx: tx.many("upsert_resource", params), idempotent=True)
+
+    def resource_use(self, now: datetime, product_tag: str | None = None) -> list[ResourceUse]:
+        def op(tx: Tx) -> list[ResourceUse]:
+            limits = [_limit_from_row(r) for r in tx.all("list_resources", {"product_tag": product_tag})]
+            running = _count_keys(tx.all("running_limit_keys"))
+            waiting = _count_keys(tx.all("waiting_limit_keys", {"now": ms(now)}))
+            out = []
+            for limit in limits:
+                starts = 0
+                if limit.rate is not None:
+                    since = ms(now - limit.rate.window)
+                    starts = _n(tx.one("count_starts", {"key": limit.key, "since": since}))
+                out.append(ResourceUse(limit, running[limit.key], starts, waiting[limit.key]))
+            return out
+
+        return self._read(op)
+
+    def waiting_runs(self, now: datetime, product_tag: str | None = None, limit: int = 100) -> list[Run]:
+        params = {"now": ms(now), "product_tag": product_tag, "limit": limit}
+        return [run_from_row(r) for r in self._read(lambda tx: tx.all("waiting_runs", params))]
+
+    # ------------------------------------------------------------------------------------ the claim
+
+    def _claim(self, tx: Tx, params: Params) -> list[Row]:
+        """Claim up to ``params["limit"]`` due runs (see the module's docstring)."""
+        if not self._limited_due:
+            rows, limited = tx.claim_runs(params)
+            if not limited:
+                return rows
+            self._limited_due = True
+            room = params["limit"] - len(rows)
+            return rows if room <= 0 else rows + self._claim_limited(tx, {**params, "limit": room}, free=False)
+        return self._claim_limited(tx, params, free=True)
+
+    def _claim_limited(self, tx: Tx, params: Params, *, free: bool) -> list[Row]:
+        limit, now = params["limit"], params["now"]
+        rooms: dict[str, _Room] = {}
+        taken: Counter[str] = Counter()
+        admitted: list[Row] = []
+        seen: set[str] = set()
+        blocked: dict[str, tuple[str, int]] = {}  # limit_keys -> why, when to look again
+        found = False
+        for _ in range(_ROUNDS):
+            raw = tx.all("pick_limited_runs", {**params, "blocked": sorted(blocked)})
+            picked = [r for r in raw if r["id"] not in seen]
+            if not picked:
+                break
+            found = True
+            keys = sorted({k for r in picked for k in json.loads(r["limit_keys"])} - rooms.keys())
+            if keys:
+                rooms.update(_rooms(tx, keys, now))
+            for row in picked:
+                seen.add(row["id"])
+                held = blocked.get(row["limit_keys"]) or _hold(rooms, taken, json.loads(row["limit_keys"]), now)
+                if held is None:
+                    admitted.append(row)
+                    taken.update(json.loads(row["limit_keys"]))
+                else:
+                    blocked[row["limit_keys"]] = held
+            if len(admitted) >= limit or len(raw) < limit:
+                break
+        if not found:
+            self._limited_due = False
+        candidates = admitted + (tx.all("pick_free_runs", params) if free else [])
+        candidates.sort(key=lambda r: (r["claim_key"], r["id"]))
+        chosen = candidates[:limit]
+        holds = [{"limit_keys": k, "waiting_on": w, "held_until": u, "now": now} for k, (w, u) in blocked.items()]
+        tx.many("hold_runs", holds)
+        if not chosen:
+            return []
+        rows = tx.claim_picked({**params, "ids": [r["id"] for r in chosen]})
+        starts = [
+            {"key": key, "started_at": now, "run_id": r["id"]}
+            for r in rows
+            if r["limit_keys"]
+            for key in json.loads(r["limit_keys"])
+            if key in rooms and rooms[key].limit.rate is not None
+        ]
+        tx.many("insert_start", starts)
+        return rows
+
+
+def _rooms(tx: Tx, keys: list[str], now: int) -> dict[str, _Room]:
+    """The limits ``keys`` (their rows locked until the claim commits), with their use now: counted after the
+    lock, so a claim that held it and committed is seen (PostgreSQL's READ COMMITTED reads anew per statement)."""
+    rooms = {}
+    locked = tx.all("lock_resources", {"keys": keys})
+    running = _count_keys(tx.all("running_limit_keys"))
+    for row in locked:
+        limit = _limit_from_row(row)
+        starts, oldest = 0, None
+        if limit.rate is not None:
+            since = now - int(limit.rate.window.total_seconds() * 1000)
+            tx.run("prune_starts", {"key": limit.key, "since": since})
+            counted = tx.one("count_starts", {"key": limit.key, "since": since})
+            starts, oldest = _n(counted), (counted or {}).get("oldest")
+        rooms[limit.key] = _Room(limit, running[limit.key], starts, oldest)
+    return rooms
+
+
+def _hold(rooms: dict[str, _Room], taken: Counter[str], keys: list[str], now: int) -> tuple[str, int] | None:
+    for key in keys:
+        room = rooms.get(key)
+        if room is None:
+            why = f"resource {key!r} is not declared in the store (declare it in its product and save the job)"
+            return why, now + 60 * RECHECK
+        held = room.holds(taken[key], now)
+        if held is not None:
+            return held
+    return None
+
+
+def _count_keys(rows: list[Row]) -> Counter[str]:
+    counts: Counter[str] = Counter()
+    for row in rows:
+        counts.update(json.loads(row["limit_keys"]))
+    return counts
+
+
+def _n(row: Row | None) -> int:
+    return 0 if row is None else int(row["n"])
+
+
+def _span(window: timedelta) -> str:
+    seconds = window.total_seconds()
+    return f"{seconds:g}s" if seconds < 120 else f"{seconds / 60:g}min"
+
+
+def limit_params(limit: ResourceLimit, now: datetime) -> Params:
+    rate = limit.rate
+    return {
+        "key": limit.key,
+        "product_tag": limit.product_tag,
+        "name": limit.name,
+        "concurrency": limit.concurrency,
+        "rate_count": None if rate is None else rate.count,
+        "rate_window_ms": None if rate is None else int(rate.window.total_seconds() * 1000),
+        "now": ms(now),
+    }
+
+
+def _limit_from_row(row: Row) -> ResourceLimit:
+    rate = None
+    if row["rate_count"] is not None:
+        rate = Rate(row["rate_count"], timedelta(milliseconds=row["rate_window_ms"]))
+    return ResourceLimit(row["product_tag"], row["name"], row["concurrency"], rate)

@@ -1,0 +1,92 @@
+-- Shared resources and priorities (store/limits_core.py). A run's claim order is its due time aged by its
+-- priority: available_at - priority * 1000 (runs_claim and runs_claim_limited). Runs picked here stay locked
+-- (SKIP LOCKED: racing workers pick others); a claim locks the resources' rows (FOR UPDATE, in key order)
+-- before counting, so claims of one resource take turns while those of others go on.
+
+-- name: pick_free_runs
+SELECT id, available_at - priority * 1000 AS claim_key, NULL::text AS limit_keys FROM runs
+WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND limit_keys IS NULL
+  AND available_at <= %(now)s
+ORDER BY (available_at - priority * 1000)
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: pick_limited_runs
+-- Runs under a limit, skipping those whose set of limits was already found full in this claim.
+SELECT id, available_at - priority * 1000 AS claim_key, limit_keys, waiting_on FROM runs
+WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+  AND limit_keys IS NOT NULL AND available_at <= %(now)s
+  AND NOT (limit_keys = ANY(%(blocked)s::text[]))
+ORDER BY (available_at - priority * 1000)
+LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
+
+-- name: claim_picked_runs
+WITH claimed AS (
+    UPDATE runs r SET phase = 'running', lease_owner = %(worker_id)s, lease_expires_at = %(lease_until)s,
+        started_at = %(now)s, attempt = r.attempt + 1, updated_at = %(now)s, waiting_on = NULL,
+        held_until = NULL
+    WHERE r.id = ANY(%(ids)s::text[]) AND r.phase IN ('scheduled', 'queued', 'retry_scheduled')
+    RETURNING r.*
+), recorded AS (
+    INSERT INTO attempts (run_id, attempt, worker_id, started_at)
+    SELECT id, attempt, %(worker_id)s::text, %(now)s::bigint FROM claimed
+)
+SELECT * FROM claimed;
+
+-- name: lock_resources
+SELECT * FROM resources WHERE key = ANY(%(keys)s::text[]) ORDER BY key FOR UPDATE;
+
+-- name: running_limit_keys
+SELECT limit_keys FROM runs WHERE phase = 'running' AND limit_keys IS NOT NULL;
+
+-- name: prune_starts
+DELETE FROM resource_starts WHERE key = %(key)s AND started_at <= %(since)s;
+
+-- name: count_starts
+SELECT count(*) AS n, min(started_at) AS oldest FROM resource_starts WHERE key = %(key)s AND started_at > %(since)s;
+
+-- name: insert_start
+INSERT INTO resource_starts (key, started_at, run_id) VALUES (%(key)s, %(started_at)s, %(run_id)s);
+
+-- name: hold_runs
+-- Every due run of a set of limits found full: what holds it, and when next_wakeup looks again. Runs already
+-- held until later are left as they are (a claim writes each held run at most once per hold, not per claim).
+-- Rows another claim has locked are left to it (SKIP LOCKED: no deadlock between claims).
+UPDATE runs SET waiting_on = %(waiting_on)s, held_until = %(held_until)s
+WHERE id IN (
+    SELECT id FROM runs
+    WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+      AND limit_keys IS NOT NULL AND available_at <= %(now)s AND limit_keys = %(limit_keys)s
+      AND (held_until IS NULL OR held_until <= %(now)s)
+    FOR UPDATE SKIP LOCKED);
+
+-- name: upsert_resource
+INSERT INTO resources (key, product_tag, name, concurrency, rate_count, rate_window_ms, updated_at)
+VALUES (%(key)s, %(product_tag)s, %(name)s, %(concurrency)s::integer, %(rate_count)s::integer,
+    %(rate_window_ms)s::bigint, %(now)s)
+ON CONFLICT (key) DO UPDATE SET concurrency = excluded.concurrency, rate_count = excluded.rate_count,
+    rate_window_ms = excluded.rate_window_ms, updated_at = excluded.updated_at
+WHERE resources.concurrency IS DISTINCT FROM excluded.concurrency
+   OR resources.rate_count IS DISTINCT FROM excluded.rate_count
+   OR resources.rate_window_ms IS DISTINCT FROM excluded.rate_window_ms;
+
+-- name: list_resources
+SELECT * FROM resources WHERE %(product_tag)s::text IS NULL OR product_tag = %(product_tag)s ORDER BY key;
+
+-- name: starts_since
+SELECT key, count(*) AS n FROM resource_starts WHERE started_at > %(since)s GROUP BY key;
+
+-- name: waiting_limit_keys
+SELECT limit_keys FROM runs
+WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+  AND limit_keys IS NOT NULL AND available_at <= %(now)s;
+
+-- name: waiting_runs
+-- Due runs held by a limit (what the last claim found), in claim order.
+SELECT * FROM runs
+WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+  AND limit_keys IS NOT NULL AND available_at <= %(now)s AND waiting_on IS NOT NULL
+  AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+ORDER BY (available_at - priority * 1000)
+LIMIT %(limit)s;

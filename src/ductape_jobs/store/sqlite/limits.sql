@@ -1,0 +1,83 @@
+-- Shared resources and priorities (store/limits_core.py). A run's claim order is its due time aged by its
+-- priority: available_at - priority * 1000 (runs_claim and runs_claim_limited).
+
+-- name: limited_due
+-- Whether any run under a limit is due: the fast path's only look at them (an empty partial index).
+SELECT EXISTS (
+    SELECT 1 FROM runs INDEXED BY runs_claim_limited
+    WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+      AND limit_keys IS NOT NULL AND available_at <= :now) AS limited;
+
+-- name: pick_free_runs
+SELECT id, available_at - priority * 1000 AS claim_key, NULL AS limit_keys FROM runs INDEXED BY runs_claim
+WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND limit_keys IS NULL
+  AND available_at <= :now
+ORDER BY (available_at - priority * 1000)
+LIMIT :limit;
+
+-- name: pick_limited_runs
+-- Runs under a limit, skipping those whose set of limits was already found full in this claim.
+SELECT id, available_at - priority * 1000 AS claim_key, limit_keys, waiting_on FROM runs INDEXED BY runs_claim_limited
+WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+  AND limit_keys IS NOT NULL AND available_at <= :now
+  AND limit_keys NOT IN (SELECT value FROM json_each(:blocked))
+ORDER BY (available_at - priority * 1000)
+LIMIT :limit;
+
+-- name: claim_picked_runs
+UPDATE runs SET phase = 'running', lease_owner = :worker_id, lease_expires_at = :lease_until,
+    started_at = :now, attempt = attempt + 1, updated_at = :now, waiting_on = NULL, held_until = NULL
+WHERE id IN (SELECT value FROM json_each(:ids)) AND phase IN ('scheduled', 'queued', 'retry_scheduled')
+RETURNING *;
+
+-- name: lock_resources
+-- (SQLite's single writer already serialises claims.)
+SELECT * FROM resources WHERE key IN (SELECT value FROM json_each(:keys)) ORDER BY key;
+
+-- name: running_limit_keys
+SELECT limit_keys FROM runs INDEXED BY runs_limited_running WHERE phase = 'running' AND limit_keys IS NOT NULL;
+
+-- name: prune_starts
+DELETE FROM resource_starts WHERE key = :key AND started_at <= :since;
+
+-- name: count_starts
+SELECT count(*) AS n, min(started_at) AS oldest FROM resource_starts WHERE key = :key AND started_at > :since;
+
+-- name: insert_start
+INSERT INTO resource_starts (key, started_at, run_id) VALUES (:key, :started_at, :run_id);
+
+-- name: hold_runs
+-- Every due run of a set of limits found full: what holds it, and when next_wakeup looks again. Runs already
+-- held until later are left as they are (a claim writes each held run at most once per hold, not per claim).
+UPDATE runs SET waiting_on = :waiting_on, held_until = :held_until
+WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+  AND limit_keys IS NOT NULL AND available_at <= :now AND limit_keys = :limit_keys
+  AND (held_until IS NULL OR held_until <= :now);
+
+-- name: upsert_resource
+INSERT INTO resources (key, product_tag, name, concurrency, rate_count, rate_window_ms, updated_at)
+VALUES (:key, :product_tag, :name, :concurrency, :rate_count, :rate_window_ms, :now)
+ON CONFLICT (key) DO UPDATE SET concurrency = excluded.concurrency, rate_count = excluded.rate_count,
+    rate_window_ms = excluded.rate_window_ms, updated_at = excluded.updated_at
+WHERE resources.concurrency IS NOT excluded.concurrency OR resources.rate_count IS NOT excluded.rate_count
+   OR resources.rate_window_ms IS NOT excluded.rate_window_ms;
+
+-- name: list_resources
+SELECT * FROM resources WHERE :product_tag IS NULL OR product_tag = :product_tag ORDER BY key;
+
+-- name: starts_since
+SELECT key, count(*) AS n FROM resource_starts WHERE started_at > :since GROUP BY key;
+
+-- name: waiting_limit_keys
+SELECT limit_keys FROM runs INDEXED BY runs_claim_limited
+WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+  AND limit_keys IS NOT NULL AND available_at <= :now;
+
+-- name: waiting_runs
+-- Due runs held by a limit (what the last claim found), oldest first.
+SELECT * FROM runs INDEXED BY runs_claim_limited
+WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+  AND limit_keys IS NOT NULL AND available_at <= :now AND waiting_on IS NOT NULL
+  AND (:product_tag IS NULL OR product_tag = :product_tag)
+ORDER BY (available_at - priority * 1000)
+LIMIT :limit;

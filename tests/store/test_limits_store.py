@@ -1,0 +1,148 @@
+"""Shared resources and priorities in the store (``store/limits.py``), on SQLite and PostgreSQL.
+
+Every test runs on both backends; racing claims use several store objects on one database.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from datetime import datetime, timedelta
+
+import pytest
+from storekit import Backend
+from test_contract import LEASE, MIN, T0, due_run, fail, in_threads, job, ok, run_of, schedule
+
+from ductape_jobs.models import RunPhase
+from ductape_jobs.resources import Rate, ResourceLimit
+from ductape_jobs.store import Store
+
+SEC = timedelta(seconds=1)
+CRM = ResourceLimit("shop", "crm-api", concurrency=2)
+
+
+def backlog(
+    store: Store, tag: str, n: int, *, at: datetime = T0, priority: int | None = None, **job_extra: object
+) -> list[str]:
+    """A job ``tag`` of product shop (``job_extra``: its fields) and ``n`` runs of it due just before ``at``,
+    one schedule each (of ``priority``); the run ids, oldest first."""
+    if store.get_job("shop", tag) is None:
+        store.create_job(job(tag, product_tag="shop", **job_extra), T0)
+    ids = []
+    for i in range(n):
+        s = schedule(tag, next_run_at=None, job_product="shop", priority=priority)
+        run = due_run(s, at - timedelta(milliseconds=n - i))
+        store.add_schedules([s], [run])
+        ids.append(run.id)
+    return ids
+
+
+def test_a_run_starts_only_while_its_resource_has_room_and_waits_without_spending_retries(store: Store) -> None:
+    store.define_resources([CRM], T0)
+    a = backlog(store, "sync-a", 2, resources=["crm-api"])
+    b = backlog(store, "sync-b", 2, resources=["crm-api"])
+    free = backlog(store, "free", 2)
+    got = store.acquire_runs("w1", 10, LEASE, T0)
+    limited = [r for r in got if r.job_tag != "free"]
+    assert len(limited) == 2  # concurrency 2, over both jobs
+    assert {r.job_tag for r in got if r.job_tag == "free"} == {"free"} and len(got) == 4  # others go on
+    waiting = [run_of(store, i) for i in a + b if i not in {r.id for r in limited}]
+    for run in waiting:
+        assert run.phase is RunPhase.QUEUED and run.attempt == 0 and run.retry_count == 0
+        assert run.waiting_on is not None and "concurrency of 'crm-api'" in run.waiting_on
+    assert {r.id for r in store.waiting_runs(T0)} == {r.id for r in waiting}
+    assert store.acquire_runs("w2", 10, LEASE, T0 + SEC) == []  # still full, from another worker
+    store.finish_runs([ok(limited[0], at=T0 + SEC)], T0 + SEC)
+    (next_one,) = store.acquire_runs("w2", 10, LEASE, T0 + SEC)
+    assert next_one.id in {r.id for r in waiting} and next_one.waiting_on is None
+    use = {u.limit.name: u for u in store.resource_use(T0 + SEC)}
+    assert (use["crm-api"].running, use["crm-api"].waiting) == (2, 1)
+    assert set(free) <= {r.id for r in got}
+
+
+def test_a_failed_or_retried_run_frees_its_slot(store: Store) -> None:
+    store.define_resources([ResourceLimit("shop", "db", concurrency=1)], T0)
+    ids = backlog(store, "load", 2, resources=["db"])
+    (first,) = store.acquire_runs("w1", 10, LEASE, T0)
+    assert first.id == ids[0]
+    store.finish_runs([fail(first, at=T0, retry_at=T0 + MIN)], T0)
+    (second,) = store.acquire_runs("w1", 10, LEASE, T0)
+    assert second.id == ids[1]
+
+
+def test_a_job_s_own_concurrency_and_a_product_resource_both_hold(store: Store) -> None:
+    store.define_resources([ResourceLimit("shop", "crm-api", concurrency=3)], T0)
+    backlog(store, "own", 3, resources=["crm-api"], concurrency=1)
+    backlog(store, "other", 3, resources=["crm-api"])
+    got = store.acquire_runs("w1", 10, LEASE, T0)
+    assert Counter(r.job_tag for r in got) == {"own": 1, "other": 2}
+    held = [r for r in store.waiting_runs(T0) if r.job_tag == "own"]
+    assert held and all("'job:own'" in (r.waiting_on or "") or "'crm-api'" in (r.waiting_on or "") for r in held)
+
+
+def test_a_rate_limit_is_a_sliding_window_of_starts(store: Store) -> None:
+    backlog(store, "ping", 10, rate="3/s")
+    starts = []
+    for step in range(0, 2500, 250):  # every 250 ms for 2.5 s
+        now = T0 + timedelta(milliseconds=step)
+        starts += [now for _ in store.acquire_runs("w1", 10, LEASE, now)]
+    for t in starts:  # never more than 3 in any window of one second
+        assert sum(1 for s in starts if t <= s < t + SEC) <= 3
+    assert len(starts) == 9  # windows starting at 0, 1 s and 2 s
+    use = {u.limit.name: u for u in store.resource_use(T0 + 2 * SEC)}
+    assert use["job:ping"].limit.rate == Rate(3, SEC)
+
+
+def test_racing_workers_never_exceed_a_concurrency_limit(backend: Backend) -> None:
+    setup_store = backend.open()
+    setup_store.define_resources([ResourceLimit("shop", "crm-api", concurrency=3)], T0)
+    ids = backlog(setup_store, "sync", 60, resources=["crm-api"])
+    workers = [backend.open() for _ in range(4)]
+    peak: list[int] = []
+    done: list[str] = []
+
+    def work(i: int) -> None:
+        store, clock = workers[i], T0
+        while len(done) < len(ids):
+            runs = store.acquire_runs(f"w{i}", 5, LEASE, clock)
+            running = setup_store.count_runs().get(RunPhase.RUNNING, 0)
+            peak.append(running)
+            for run in runs:
+                store.finish_runs([ok(run, worker=f"w{i}")], clock)
+                done.append(run.id)
+
+    in_threads(*(lambda i=i: work(i) for i in range(4)))
+    assert sorted(done) == sorted(ids)  # each once
+    assert max(peak) <= 3
+
+
+def test_priorities_order_due_runs_and_age(store: Store) -> None:
+    low = backlog(store, "low", 3, priority=0)
+    high = backlog(store, "high", 3, priority=50)
+    late_high = backlog(store, "later", 1, at=T0 + 200 * SEC, priority=100)  # due 200 s later: aged past low
+    got = store.acquire_runs("w1", 6, LEASE, T0)
+    assert [r.id for r in got] == high + low
+    assert store.acquire_runs("w1", 6, LEASE, T0 + 199 * SEC) == []
+    assert [r.id for r in store.acquire_runs("w1", 6, LEASE, T0 + 200 * SEC)] == late_high
+    assert got[0].priority == 50 and got[-1].priority == 0
+
+
+def test_a_schedule_s_priority_overrides_its_job_s(store: Store) -> None:
+    store.create_job(job("urgent", product_tag="shop", priority=10), T0)
+    by_job = backlog(store, "urgent", 1)
+    by_schedule = backlog(store, "plain", 1, priority=20)
+    assert [r.id for r in store.acquire_runs("w1", 5, LEASE, T0)] == by_schedule + by_job
+
+
+@pytest.mark.parametrize("n_free", [0, 30])
+def test_runs_behind_a_full_resource_are_reached(store: Store, n_free: int) -> None:
+    slow, fast = ResourceLimit("shop", "slow", concurrency=1), ResourceLimit("shop", "fast", concurrency=5)
+    store.define_resources([slow, fast], T0)
+    backlog(store, "slow", 40, at=T0 - MIN, resources=["slow"])
+    fast_ids = backlog(store, "fast", 5, resources=["fast"])
+    free_ids = backlog(store, "free", n_free)
+    got = []
+    while runs := store.acquire_runs("w1", 10, LEASE, T0):  # no run finishes
+        got += runs
+    assert Counter(r.job_tag for r in got)["slow"] == 1  # 39 wait
+    assert {r.id for r in got} >= set(fast_ids) | set(free_ids)  # found behind them
+    assert len(got) == 1 + 5 + n_free
