@@ -217,3 +217,27 @@ def test_postgres_a_relay_never_passes_an_event_whose_transaction_commits_later(
         assert sorted(e.run_id or "" for e in early.seen) == sorted([first_id, second_id])
     finally:
         slow.close()
+
+
+def test_postgres_the_outbox_triggers_exist_only_while_some_webhook_does(pg_backend: Backend) -> None:
+    """With no webhook, a run's insert and phase changes fire no trigger at all (the hot path pays nothing); the
+    first webhook creates them in its own transaction, the last one's deletion drops them."""
+    import psycopg
+
+    store = pg_backend.open()
+
+    def triggers() -> set[str]:
+        with psycopg.connect(PG_URL, options=f"-c search_path={pg_backend.schema}") as conn:
+            rows = conn.execute(
+                "SELECT tgname FROM pg_trigger WHERE tgrelid IN ('runs'::regclass, 'schedules'::regclass)"
+                " AND NOT tgisinternal"
+            ).fetchall()
+            return {r[0] for r in rows}
+
+    assert triggers() == set()
+    first, second = hook(store, ["job.completed"]), hook(store, ["job.completed"])
+    assert triggers() == {"outbox_run", "outbox_schedule"}
+    store.delete_webhook(first.id)
+    assert triggers() == {"outbox_run", "outbox_schedule"}  # one webhook is left
+    store.delete_webhook(second.id)
+    assert triggers() == set()

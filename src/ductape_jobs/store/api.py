@@ -75,13 +75,20 @@ class ApiCore(UsesDialect):
     # ----------------------------------------------------------------------------------- webhooks
 
     def add_webhook(self, webhook: Webhook) -> None:
-        self._write(lambda tx: tx.run("insert_webhook", webhook_params(webhook)))
+        def op(tx: Tx) -> None:
+            tx.run("lock_webhooks")
+            tx.run("insert_webhook", webhook_params(webhook))
+            tx.one("sync_outbox_triggers")  # PostgreSQL: the outbox's triggers exist while some webhook does
+
+        self._write(op)
 
     def delete_webhook(self, webhook_id: str) -> None:
         def op(tx: Tx) -> None:
+            tx.run("lock_webhooks")
             if tx.run("delete_webhook", {"id": webhook_id}) != 1:
                 raise NotFoundError("webhook", webhook_id)
             tx.run("delete_deliveries_of_webhook", {"id": webhook_id})
+            tx.one("sync_outbox_triggers")
 
         self._write(op)
 

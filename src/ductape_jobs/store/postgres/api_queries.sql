@@ -38,6 +38,14 @@ DELETE FROM login_sessions WHERE key_id = %(key_id)s;
 -- name: delete_expired_login_sessions
 DELETE FROM login_sessions WHERE expires_at <= %(now)s;
 
+-- name: lock_webhooks
+-- Adding and deleting webhooks take turns (ductape_outbox_sync creates or drops the outbox's triggers).
+LOCK TABLE webhooks IN SHARE ROW EXCLUSIVE MODE;
+
+-- name: sync_outbox_triggers
+-- The outbox's triggers while some webhook exists, none otherwise (migration 13).
+SELECT ductape_outbox_sync();
+
 -- name: insert_webhook
 INSERT INTO webhooks (id, product_tag, url, events, secret, created_at)
 VALUES (%(id)s, %(product_tag)s, %(url)s, %(events)s, %(secret)s, %(created_at)s);

@@ -37,6 +37,14 @@ DELETE FROM login_sessions WHERE key_id = :key_id;
 -- name: delete_expired_login_sessions
 DELETE FROM login_sessions WHERE expires_at <= :now;
 
+-- name: lock_webhooks
+-- Nothing: the single writer already takes turns (PostgreSQL locks the webhooks).
+SELECT 1;
+
+-- name: sync_outbox_triggers
+-- Nothing: SQLite's outbox triggers always exist (PostgreSQL's only while some webhook does).
+SELECT 1;
+
 -- name: insert_webhook
 INSERT INTO webhooks (id, product_tag, url, events, secret, created_at)
 VALUES (:id, :product_tag, :url, :events, :secret, :created_at);
