@@ -185,10 +185,13 @@ WITH picked AS (
     SELECT id, attempt, %(worker_id)s::text, %(now)s::bigint FROM claimed
 )
 SELECT c.*, w.limited FROM (
+    -- On runs_claim_limited (empty while no run is under a limit): a priority is at most 100 s, so a due run's
+    -- claim key is at most now + 100 s, a bound that index takes (runs_pending would scan every due run).
     SELECT EXISTS (
         SELECT 1 FROM runs
         WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
-          AND limit_keys IS NOT NULL AND available_at <= %(now)s) AS limited
+          AND limit_keys IS NOT NULL AND (available_at - priority * 1000) <= %(now)s::bigint + 100000
+          AND available_at <= %(now)s) AS limited
 ) w LEFT JOIN claimed c ON true;
 
 -- name: extend_leases
