@@ -29,7 +29,7 @@ from pydantic import ValidationError as PydanticValidationError
 from ductape_jobs.errors import ValidationError, field_path
 from ductape_jobs.limits import LATEST, MAX_COUNT, MAX_MILLIS, MAX_RETRIES, MIN_EVERY, check_object
 from ductape_jobs.resources import MAX_LIMIT, MAX_PRIORITY, MIN_PRIORITY, limit_keys, parse_rate
-from ductape_jobs.retention import Keep, format_keep, parse_job_keep
+from ductape_jobs.retention import Keep, keep_json, parse_job_keep
 from ductape_jobs.timing.planning import Misfire
 from ductape_jobs.timing.recurrence import normalize_cron, zone
 
@@ -270,7 +270,7 @@ def _keep(value: object) -> Keep | None:
 JobKeep = Annotated[
     Keep | None,
     BeforeValidator(_keep),
-    PlainSerializer(lambda v: None if v is None else (v if isinstance(v, int) else format_keep(v)), when_used="json"),
+    PlainSerializer(keep_json, when_used="json"),
     Field(description="how long this job's runs of that outcome are kept (7d, 12h), or how many of the newest"),
 ]
 

@@ -24,7 +24,7 @@ from datetime import datetime, timedelta
 
 from ductape_jobs.errors import ValidationError
 
-__all__ = ["Keep", "PruneCounts", "Retention", "format_keep", "parse_job_keep", "parse_keep"]
+__all__ = ["Keep", "PruneCounts", "Retention", "format_keep", "keep_json", "parse_job_keep", "parse_keep"]
 
 DAY = timedelta(days=1)
 MAX_KEEP_RUNS = 10_000_000
@@ -139,3 +139,8 @@ def format_keep(keep: Keep) -> str:
         if seconds % size == 0 and (seconds or unit == "s"):
             return f"{seconds // size}{unit}"
     return f"{seconds}s"  # pragma: no cover - "s" always divides
+
+
+def keep_json(keep: Keep | None) -> str | int | None:
+    """A job's keep as JSON shows it: a count as a number, a duration as ``format_keep``'s text."""
+    return keep if keep is None or isinstance(keep, int) else format_keep(keep)

@@ -24,7 +24,7 @@ from ductape_jobs.models import (
     Webhook,
     WebhookDelivery,
 )
-from ductape_jobs.retention import Keep, format_keep
+from ductape_jobs.retention import keep_json
 
 T = TypeVar("T")
 
@@ -49,10 +49,6 @@ class Message(BaseModel):
     """401, 403, 404 and 409 answers."""
 
     detail: str
-
-
-def _keep(keep: Keep | None) -> str | int | None:
-    return keep if keep is None or isinstance(keep, int) else format_keep(keep)
 
 
 class JobOut(BaseModel):
@@ -90,8 +86,8 @@ class JobOut(BaseModel):
             executions=job.executions,
             intervals=job.intervals,
             start_at=job.start_at,
-            keep_completed=_keep(job.keep_completed),
-            keep_failed=_keep(job.keep_failed),
+            keep_completed=keep_json(job.keep_completed),
+            keep_failed=keep_json(job.keep_failed),
             created_at=job.created_at,
             updated_at=job.updated_at,
             resources=list(job.resources),
