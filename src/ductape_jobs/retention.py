@@ -9,7 +9,13 @@ What is pruned, each by its own outcome and age:
   (scheduled, queued, held, running, retry scheduled) never are;
 - feature runs ``completed``/``failed`` likewise, with their events' results;
 - webhook deliveries ``delivered``/``failed`` likewise, by the time the event happened (pending ones stay);
-- result-cache entries once they expire.
+- result-cache entries once they expire;
+- the per-minute statistics of pruned runs after ``keep_stats`` (90 days by default).
+
+A run the pruner deletes is first added, in the same transaction, to the statistics of the minute it ended in
+and of the minute it was due in (its product and env): the dashboard's runs per minute and ``job.stats`` read
+those beside the runs still kept, so pruning does not change them. Lateness percentiles are read from the kept
+runs only.
 
 A job may keep its own runs differently (``JobDefinition.keep_completed`` / ``keep_failed``): a duration (``"3d"``,
 a ``timedelta``) or a count (``100``: the newest 100 runs of that outcome, by due time, are kept, the older ones
@@ -35,20 +41,21 @@ Keep = timedelta | int
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Retention:
-    """How long finished history is kept (the defaults: completed and cancelled 7 days, failed 30 days), and
-    how the worker prunes (every ``every``, ``batch`` rows per statement; while batches come back full, at most
-    ``share`` of its time; ``enabled=False``: never)."""
+    """How long finished history is kept (the defaults: completed and cancelled 7 days, failed 30 days, the pruned
+    runs' per-minute statistics 90 days), and how the worker prunes (every ``every``, ``batch`` rows per
+    statement; while batches come back full, at most ``share`` of its time; ``enabled=False``: never)."""
 
     keep_completed: timedelta = 7 * DAY
     keep_failed: timedelta = 30 * DAY
     keep_cancelled: timedelta | None = None  # None: as keep_completed
+    keep_stats: timedelta = 90 * DAY  # the pruned runs' per-minute statistics (run_minutes)
     every: timedelta = timedelta(minutes=1)
     batch: int = 1000
     share: float = 0.1  # of a worker's time, at most, while it catches up with a backlog
     enabled: bool = True
 
     def __post_init__(self) -> None:
-        for name in ("keep_completed", "keep_failed", "keep_cancelled", "every"):
+        for name in ("keep_completed", "keep_failed", "keep_cancelled", "keep_stats", "every"):
             value = getattr(self, name)
             if value is not None and value < timedelta(0):
                 raise ValidationError(name, f"must not be negative (got {value})")
@@ -83,6 +90,7 @@ class PruneCounts:
     webhook_deliveries: int = 0
     cache_entries: int = 0
     outbox: int = 0  # lifecycle events every consumer has read (not bound to a keep)
+    run_minutes: int = 0  # per-minute statistics of pruned runs, past keep_stats
 
     @property
     def total(self) -> int:

@@ -155,6 +155,7 @@ def test_ductape_prune_command(tmp_path: Path) -> None:
         "webhook_deliveries": 0,
         "cache_entries": 1,
         "outbox": 0,
+        "run_minutes": 0,
     }
     assert json.loads(cli("--dry-run", "--keep-completed", "0s", "--json"))["runs"] == 1
     assert "runs" in cli("--dry-run", "--keep-completed", "0s") and "Would delete" in cli("--dry-run")

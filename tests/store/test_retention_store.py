@@ -159,7 +159,8 @@ def test_finished_runs_go_after_their_keep_by_completion_time_and_unfinished_one
     gone = prune_all(store, T0 + 30 * DAY + SEC)
     assert (gone.runs, gone.attempts) == (1, 1)
     assert present() == {retried, running, queued, held}
-    assert prune_all(store, T0 + 1000 * DAY) == PruneCounts()  # unfinished runs stay, however old
+    gone = prune_all(store, T0 + 1000 * DAY)  # unfinished runs stay, however old; the statistics' minutes go
+    assert gone == PruneCounts(run_minutes=gone.run_minutes) and gone.run_minutes > 0
     assert present() == {retried, running, queued, held}
     assert store.count_runs() == {RunPhase.QUEUED: 2, RunPhase.RUNNING: 1, RunPhase.SCHEDULED: 1}
 
@@ -230,6 +231,8 @@ def test_racing_pruners_delete_each_row_once_and_both_finish(backend: Backend) -
     assert rows(backend, "runs") == 0 and rows(backend, "attempts") == 0
     histories = [first.schedule_history(s.id, 10) for s in schedules]
     assert [(h.total, h.successful) for h in histories if h is not None] == [(24, 24)] * 5  # each counted once
+    ended = first.runs_per_minute(T0 - DAY, T0 + DAY)  # from the statistics of the pruned runs, each added once
+    assert sum(m.completed for m in ended) == 120 and first.run_stats().by_phase[RunPhase.COMPLETED] == 120
 
 
 def test_a_pruner_skips_rows_another_holds_and_does_not_wait(pg_backend: Backend) -> None:

@@ -219,7 +219,8 @@ class StatsStore(ABC):
         self, since: datetime, until: datetime, *, product_tag: str | None = None, env: str | None = None
     ) -> list[MinuteCount]:
         """Runs that ended (completed or failed for good) in ``[since, until)``, counted per minute of their
-        end; minutes without any are absent."""
+        end; minutes without any are absent. Pruned runs count too (the pruner added them to their minute's
+        statistics as it deleted them), in the minutes that start in ``[since, until)``."""
 
     @abstractmethod
     def lateness_sample(
@@ -266,7 +267,8 @@ class StatsStore(ABC):
     ) -> JobStats:
         """The runs due in ``[since, until)`` (a bound left ``None`` is open) of ``product_tag``/``env`` (each
         when given): counted by phase, with how many completed at their first attempt or after retries, the
-        success rate over finished (completed or failed) runs and their average retry count."""
+        success rate over finished (completed or failed) runs and their average retry count. Pruned runs count
+        too, from the statistics of the minute they were due in, for the minutes wholly inside the window."""
 
 
 class RetentionStore(ABC):

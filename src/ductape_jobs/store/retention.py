@@ -38,6 +38,7 @@ _KINDS: tuple[_Kind, ...] = (
     ("prunable_deliveries", "id", (), "delete_deliveries", "webhook_deliveries"),
     ("prunable_cache_entries", "key", (), "delete_cache_entries", "cache_entries"),
     ("prunable_outbox", "seq", (), "delete_outbox", "outbox"),
+    ("prunable_run_minutes", "minute", (), "delete_run_minutes", "run_minutes"),
 )
 _COUNTS = (
     "count_prunable_runs",
@@ -45,6 +46,7 @@ _COUNTS = (
     "count_prunable_deliveries",
     "count_prunable_cache_entries",
     "count_prunable_outbox",
+    "count_prunable_run_minutes",
 )
 
 
@@ -120,6 +122,7 @@ def _params(now: datetime, retention: Retention, passes: Sequence[_JobPass] = ()
         "cancelled_before": ms(cancelled),
         "before": ms(max(completed, failed, cancelled)),
         "done_before": ms(max(completed, cancelled)),
+        "stats_before": ms(now - retention.keep_stats),
     }
 
 
@@ -137,12 +140,44 @@ def _prune_kind(tx: Tx, kind: _Kind, params: dict[str, Any]) -> dict[str, int]:
 
 
 def _delete_runs(tx: Tx, ids: list[Any]) -> dict[str, int]:
-    """Runs by id with their attempts; their schedules count them."""
+    """Runs by id with their attempts; their schedules count them, and their minutes' statistics add them."""
     done = {"attempts": tx.run("delete_attempts_of_runs", {"ids": ids})}
     gone = tx.all("delete_runs", {"ids": ids})
     done["runs"] = len(gone)
     tx.many("count_pruned_runs", _tally(gone))
+    tx.many("add_run_minutes", _minutes(gone))
     return done
+
+
+_MINUTE = 60_000
+_ZERO = dict.fromkeys(
+    ("ended_completed", "ended_failed", "due_completed", "due_failed", "due_cancelled", "due_first_try", "due_retries"),
+    0,
+)
+
+
+def _minutes(gone: list[Row]) -> list[dict[str, Any]]:
+    """Pruned runs as what ``add_run_minutes`` adds to each (minute, product, env), in key order: a run counts in
+    the minute it ended (completed or failed: the runs per minute) and in the minute it was due (``job.stats``)."""
+    rows: dict[tuple[int, str, str], dict[str, Any]] = {}
+
+    def row(at: int, r: Row) -> dict[str, Any]:
+        minute = at // _MINUTE * _MINUTE
+        key = (minute, r["product_tag"], r["env"])
+        return rows.setdefault(key, {"minute": minute, "product_tag": key[1], "env": key[2], **_ZERO})
+
+    for r in gone:
+        phase = r["phase"]
+        due = row(r["scheduled_at"], r)
+        due[f"due_{phase}"] += 1
+        if phase == "cancelled":
+            continue
+        due["due_retries"] += r["retry_count"]
+        if phase == "completed" and r["retry_count"] == 0:
+            due["due_first_try"] += 1
+        if r["completed_at"] is not None:
+            row(r["completed_at"], r)[f"ended_{phase}"] += 1
+    return [rows[k] for k in sorted(rows)]
 
 
 def _tally(gone: list[Row]) -> list[dict[str, Any]]:

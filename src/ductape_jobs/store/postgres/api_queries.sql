@@ -93,15 +93,25 @@ SELECT * FROM webhook_deliveries WHERE webhook_id = %(webhook_id)s
 ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: runs_per_minute
-SELECT (completed_at / 60000) * 60000 AS minute,
-       count(*) FILTER (WHERE phase = 'completed') AS completed,
-       count(*) FILTER (WHERE phase = 'failed') AS failed
-FROM runs
-WHERE completed_at IS NOT NULL AND completed_at >= %(since)s AND completed_at < %(until)s
-  AND phase IN ('completed', 'failed')
-  AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
-  AND (%(env)s::text IS NULL OR env = %(env)s)
-GROUP BY 1 ORDER BY 1;
+-- Runs that ended in [since, until) per minute of their end: those still kept, and those pruned (run_minutes,
+-- where a minute counts when it starts in the window). A run is in one or the other, never both.
+SELECT minute, sum(completed) AS completed, sum(failed) AS failed FROM (
+    SELECT (completed_at / 60000) * 60000 AS minute,
+           count(*) FILTER (WHERE phase = 'completed') AS completed,
+           count(*) FILTER (WHERE phase = 'failed') AS failed
+    FROM runs
+    WHERE completed_at IS NOT NULL AND completed_at >= %(since)s AND completed_at < %(until)s
+      AND phase IN ('completed', 'failed')
+      AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+      AND (%(env)s::text IS NULL OR env = %(env)s)
+    GROUP BY 1
+    UNION ALL
+    SELECT minute, ended_completed, ended_failed FROM run_minutes
+    WHERE minute >= %(since)s AND minute < %(until)s AND ended_completed + ended_failed > 0
+      AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+      AND (%(env)s::text IS NULL OR env = %(env)s)
+) ended
+GROUP BY minute ORDER BY minute;
 
 -- name: lateness_sample
 -- How late runs started since `since` began: ended ones (found by their end, which follows their start) and

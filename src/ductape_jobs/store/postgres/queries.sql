@@ -370,13 +370,31 @@ ORDER BY r.scheduled_at DESC, r.id DESC;
 -- name: run_stats
 -- job.stats: the runs due in [since, until) by phase: how many, how many never retried, and their retries
 -- summed. A filter left NULL keeps every value.
-SELECT phase, count(*) AS n, count(*) FILTER (WHERE retry_count = 0) AS first_try,
-       coalesce(sum(retry_count), 0) AS retries
-FROM runs
-WHERE (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
-  AND (%(env)s::text IS NULL OR env = %(env)s)
-  AND (%(since)s::bigint IS NULL OR scheduled_at >= %(since)s)
-  AND (%(until)s::bigint IS NULL OR scheduled_at < %(until)s)
+-- Pruned runs are read from run_minutes (their due minute): a minute counts when it lies wholly in the window.
+-- A run is in runs or in run_minutes, never both.
+WITH pruned AS (
+    SELECT coalesce(sum(due_completed), 0) AS completed, coalesce(sum(due_failed), 0) AS failed,
+           coalesce(sum(due_cancelled), 0) AS cancelled, coalesce(sum(due_first_try), 0) AS first_try,
+           coalesce(sum(due_retries), 0) AS retries
+    FROM run_minutes
+    WHERE (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+      AND (%(env)s::text IS NULL OR env = %(env)s)
+      AND (%(since)s::bigint IS NULL OR minute >= %(since)s)
+      AND (%(until)s::bigint IS NULL OR minute + 60000 <= %(until)s)
+)
+SELECT phase, sum(n) AS n, sum(first_try) AS first_try, sum(retries) AS retries FROM (
+    SELECT phase, count(*) AS n, count(*) FILTER (WHERE retry_count = 0) AS first_try,
+           coalesce(sum(retry_count), 0) AS retries
+    FROM runs
+    WHERE (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+      AND (%(env)s::text IS NULL OR env = %(env)s)
+      AND (%(since)s::bigint IS NULL OR scheduled_at >= %(since)s)
+      AND (%(until)s::bigint IS NULL OR scheduled_at < %(until)s)
+    GROUP BY phase
+    UNION ALL SELECT 'completed', completed, first_try, 0 FROM pruned
+    UNION ALL SELECT 'failed', failed, 0, retries FROM pruned
+    UNION ALL SELECT 'cancelled', cancelled, 0, 0 FROM pruned
+) counted
 GROUP BY phase;
 
 -- name: cache_get

@@ -41,7 +41,7 @@ DELETE FROM attempts WHERE run_id = ANY(%(ids)s);
 
 -- name: delete_runs
 DELETE FROM runs WHERE id = ANY(%(ids)s) AND phase IN ('completed', 'failed', 'cancelled')
-RETURNING schedule_id, phase;
+RETURNING schedule_id, phase, product_tag, env, scheduled_at, completed_at, retry_count;
 
 -- name: count_pruned_runs
 -- A schedule keeps the count of its pruned runs (job.history adds them to what is left).
@@ -158,3 +158,29 @@ WHERE (txid, seq) <= (SELECT txid, seq FROM outbox_consumers ORDER BY txid, seq 
 
 -- name: delete_outbox
 DELETE FROM outbox WHERE seq = ANY(%(ids)s);
+
+-- name: add_run_minutes
+-- Pruned runs added to their minutes' statistics (run_minutes; migration 14), in the transaction that deletes
+-- them; the rows come in key order, so racing pruners lock them in one order.
+INSERT INTO run_minutes (minute, product_tag, env, ended_completed, ended_failed, due_completed, due_failed,
+                         due_cancelled, due_first_try, due_retries)
+VALUES (%(minute)s, %(product_tag)s, %(env)s, %(ended_completed)s, %(ended_failed)s, %(due_completed)s, %(due_failed)s,
+        %(due_cancelled)s, %(due_first_try)s, %(due_retries)s)
+ON CONFLICT (minute, product_tag, env) DO UPDATE SET
+    ended_completed = run_minutes.ended_completed + excluded.ended_completed,
+    ended_failed = run_minutes.ended_failed + excluded.ended_failed,
+    due_completed = run_minutes.due_completed + excluded.due_completed,
+    due_failed = run_minutes.due_failed + excluded.due_failed,
+    due_cancelled = run_minutes.due_cancelled + excluded.due_cancelled,
+    due_first_try = run_minutes.due_first_try + excluded.due_first_try,
+    due_retries = run_minutes.due_retries + excluded.due_retries;
+
+-- name: prunable_run_minutes
+-- The statistics' minutes older than their keep (Retention.keep_stats), oldest first, on the primary key.
+SELECT DISTINCT minute FROM run_minutes WHERE minute < %(stats_before)s ORDER BY minute LIMIT %(limit)s;
+
+-- name: count_prunable_run_minutes
+SELECT count(*) AS run_minutes FROM run_minutes WHERE minute < %(stats_before)s;
+
+-- name: delete_run_minutes
+DELETE FROM run_minutes WHERE minute = ANY(%(ids)s);

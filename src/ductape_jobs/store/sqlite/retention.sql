@@ -36,7 +36,7 @@ DELETE FROM attempts WHERE run_id IN (SELECT value FROM json_each(:ids));
 
 -- name: delete_runs
 DELETE FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) AND phase IN ('completed', 'failed', 'cancelled')
-RETURNING schedule_id, phase;
+RETURNING schedule_id, phase, product_tag, env, scheduled_at, completed_at, retry_count;
 
 -- name: count_pruned_runs
 -- A schedule keeps the count of its pruned runs (job.history adds them to what is left).
@@ -148,3 +148,29 @@ WHERE seq <= (SELECT min(seq) FROM outbox_consumers) AND seq < (SELECT max(seq) 
 
 -- name: delete_outbox
 DELETE FROM outbox WHERE seq IN (SELECT value FROM json_each(:ids));
+
+-- name: add_run_minutes
+-- Pruned runs added to their minutes' statistics (run_minutes; migration 14), in the transaction that deletes
+-- them; the rows come in key order, so racing pruners lock them in one order.
+INSERT INTO run_minutes (minute, product_tag, env, ended_completed, ended_failed, due_completed, due_failed,
+                         due_cancelled, due_first_try, due_retries)
+VALUES (:minute, :product_tag, :env, :ended_completed, :ended_failed, :due_completed, :due_failed,
+        :due_cancelled, :due_first_try, :due_retries)
+ON CONFLICT (minute, product_tag, env) DO UPDATE SET
+    ended_completed = run_minutes.ended_completed + excluded.ended_completed,
+    ended_failed = run_minutes.ended_failed + excluded.ended_failed,
+    due_completed = run_minutes.due_completed + excluded.due_completed,
+    due_failed = run_minutes.due_failed + excluded.due_failed,
+    due_cancelled = run_minutes.due_cancelled + excluded.due_cancelled,
+    due_first_try = run_minutes.due_first_try + excluded.due_first_try,
+    due_retries = run_minutes.due_retries + excluded.due_retries;
+
+-- name: prunable_run_minutes
+-- The statistics' minutes older than their keep (Retention.keep_stats), oldest first, on the primary key.
+SELECT DISTINCT minute FROM run_minutes WHERE minute < :stats_before ORDER BY minute LIMIT :limit;
+
+-- name: count_prunable_run_minutes
+SELECT count(*) AS run_minutes FROM run_minutes WHERE minute < :stats_before;
+
+-- name: delete_run_minutes
+DELETE FROM run_minutes WHERE minute IN (SELECT value FROM json_each(:ids));
