@@ -92,6 +92,19 @@ def test_a_rate_limit_is_a_sliding_window_of_starts(store: Store) -> None:
     assert use["job:ping"].limit.rate == Rate(3, SEC)
 
 
+def test_a_claim_whose_time_is_older_than_one_already_made_still_counts_every_start(store: Store) -> None:
+    """Claims commit in the order they got the limit's lock, not in the order of their ``now``: one that waited
+    (its ``now`` read before the wait) must still see the starts a later-timed claim has already counted out of
+    its own window. Rate 2/s: two start at 0.5 s, one at 1.6 s; a claim timed 1.4 s then finds the window
+    (0.4 s, 1.4 s] full."""
+    backlog(store, "ping", 5, at=T0 + SEC // 2, rate="2/s")
+    ms = timedelta(milliseconds=1)
+    assert len(store.acquire_runs("w1", 2, LEASE, T0 + 500 * ms)) == 2
+    assert len(store.acquire_runs("w2", 1, LEASE, T0 + 1600 * ms)) == 1
+    assert store.acquire_runs("w3", 10, LEASE, T0 + 1400 * ms) == []  # 0.5, 0.5 and 1.6 s: no room at 1.4 s
+    assert len(store.acquire_runs("w3", 10, LEASE, T0 + 2600 * ms)) == 2  # (1.6 s, 2.6 s] is empty: the last two
+
+
 def test_racing_workers_never_exceed_a_concurrency_limit(backend: Backend) -> None:
     setup_store = backend.open()
     setup_store.define_resources([ResourceLimit("shop", "crm-api", concurrency=3)], T0)

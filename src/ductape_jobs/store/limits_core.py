@@ -139,6 +139,13 @@ class LimitsCore(UsesDialect):
         return rows
 
 
+#: How long a start is kept past its rate's window. Claims commit in the order they got the limit's lock, not in
+#: the order of their ``now`` (read before a wait for the lock): a claim whose ``now`` is older than one already
+#: committed must still count every start after its own window's beginning, so no claim deletes the starts such
+#: a claim would count. A minute covers any wait for the lock.
+KEEP_STARTS_MS = 60_000
+
+
 def _rooms(tx: Tx, keys: list[str], now: int) -> dict[str, _Room]:
     """The limits ``keys`` (their rows locked until the claim commits), with their use now: counted after the
     lock, so a claim that held it and committed is seen (PostgreSQL's READ COMMITTED reads anew per statement)."""
@@ -150,7 +157,7 @@ def _rooms(tx: Tx, keys: list[str], now: int) -> dict[str, _Room]:
         starts, oldest = 0, None
         if limit.rate is not None:
             since = now - int(limit.rate.window.total_seconds() * 1000)
-            tx.run("prune_starts", {"key": limit.key, "since": since})
+            tx.run("prune_starts", {"key": limit.key, "since": since - KEEP_STARTS_MS})
             counted = tx.one("count_starts", {"key": limit.key, "since": since})
             starts, oldest = _n(counted), (counted or {}).get("oldest")
         rooms[limit.key] = _Room(limit, running[limit.key], starts, oldest)
