@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ductape_jobs.extras import require
 from ductape_jobs.models import Run
+from ductape_jobs.redaction import redact_url
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -212,7 +213,24 @@ def _instrument_libraries() -> None:
         except ImportError:  # the library's extra is not installed: nothing of it to trace
             continue
         if not instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.instrument()
+            hooks = {"request_hook": _redact_http_url, "async_request_hook": _aredact_http_url}
+            instrumentor.instrument(**(hooks if library == "httpx" else {}))
+
+
+_URL_KEYS = ("url.full", "http.url")  # the stable and the older semantic conventions' name
+
+
+def _redact_http_url(span: Span, request: Any) -> None:
+    """An HTTP call's URL as a span records it, with its password and secret query values (``api_key``, ``token``,
+    ...) masked by the engine's one redaction: the instrumentation's own masks only a few cloud signatures."""
+    recorded = getattr(span, "attributes", None) or {}
+    for key in _URL_KEYS:
+        if key in recorded:
+            span.set_attribute(key, redact_url(str(request.url)))
+
+
+async def _aredact_http_url(span: Span, request: Any) -> None:
+    _redact_http_url(span, request)
 
 
 __all__ = ["ENV", "AttemptSpan", "Tracing", "connection", "enable"]

@@ -238,6 +238,23 @@ def test_a_sync_functions_own_http_call_is_a_child_of_the_attempt(dt: Ductape, s
     assert call.parent is not None and call.parent.span_id == attempt.context.span_id
 
 
+def test_a_traced_http_calls_url_keeps_no_password_or_secret_query_value(
+    dt: Ductape, spans: Any, http: Recorder
+) -> None:
+    import httpx
+
+    host = http.url.removeprefix("http://")
+    url = f"http://bob:hunter2-pw@{host}/ping?api_key=s3cr3t-key&page=2"
+    dt.function("fetch")(lambda input, ctx: httpx.get(url).status_code)
+    dt.job.create({"name": "fetch", "tag": "fetch", "event_type": "FUNCTION", "event_tag": "fetch"})
+    schedule(dt, "fetch")
+    assert dt.drain().completed == 1
+    (call,) = [s for s in spans.get_finished_spans() if s.kind is trace.SpanKind.CLIENT]
+    recorded = " ".join(str(v) for v in (call.attributes or {}).values())
+    assert "s3cr3t-key" not in recorded and "hunter2-pw" not in recorded
+    assert "api_key=***" in recorded and "page=2" in recorded  # the URL is there, masked
+
+
 def test_a_database_actions_query_is_a_child_of_the_attempt(dt: Ductape, spans: Any) -> None:
     schedule(dt, "count-rows")
     assert dt.drain().completed == 1
