@@ -40,7 +40,7 @@ def test_login_sets_an_http_only_strict_cookie_and_logout_drops_it(server: Serve
         assert cookie.startswith("ductape_session=dts_") and "httponly" in cookie and "samesite=strict" in cookie
         assert server.key.lower() not in cookie  # the cookie holds a session token, never the key
         assert "path=/" in cookie and "secure" not in cookie  # plain http on loopback
-        assert '<script type="module" src="/static/js/main.js">' in c.get("/").text
+        assert '<script type="module" src="static/js/main.js">' in c.get("/").text
         assert c.get("/api/v1/jobs").status_code == 200  # the cookie authenticates the API
         assert c.get("/login").status_code == 303  # already logged in
 

@@ -3,8 +3,8 @@ elsewhere) served by the API's app at ``/`` and ``/static``, and the cookie logi
 
 ``POST /login`` takes the form field ``key``, checks it as the API checks keys, and exchanges it for a login
 session (``ductape_jobs.logins``: random, server-side, 12 hours by default): the cookie (``ductape_session``;
-HttpOnly, SameSite=Strict, Path=/, and Secure over https or with an https public URL) holds the session's token,
-never the key. The API accepts the cookie as it accepts ``Authorization: Bearer``, so the page's ``fetch()`` and
+HttpOnly, SameSite=Strict, the dashboard's path, and Secure over https or with an https public URL) holds the
+session's token, never the key. The API accepts the cookie as it accepts ``Authorization: Bearer``, so the page's ``fetch()`` and
 ``EventSource`` calls to ``/api/v1`` are authenticated (an ``EventSource`` cannot send headers); what the page
 sends to change something must be JSON from this origin (``api/auth.py``). A wrong key gets the login form again
 with an error. ``POST /logout`` deletes the session in the store and drops the cookie. Both refuse (403) a form
@@ -89,6 +89,12 @@ def _secure(request: Request) -> bool:
     return request.url.scheme == "https" or (public or "").startswith("https://")
 
 
+def _root(request: Request) -> str:
+    """The dashboard's own path: ``/``, or ``/jobs/`` when its app is mounted at ``/jobs`` (or served behind a proxy
+    with that root path). The pages refer to everything relative to it."""
+    return request.scope.get("root_path", "").rstrip("/") + "/"
+
+
 def dashboard_router() -> APIRouter:
     """``/`` (the page, or the login form without a live session), ``/login`` and ``/logout``."""
     router = APIRouter(include_in_schema=False)
@@ -106,7 +112,7 @@ def dashboard_router() -> APIRouter:
     @router.get("/login")
     async def login_form(request: Request) -> Response:
         if await logged_in(request):
-            return RedirectResponse("/", status_code=303)
+            return RedirectResponse(_root(request), status_code=303)
         return _login_form()
 
     @router.post("/login")
@@ -119,7 +125,7 @@ def dashboard_router() -> APIRouter:
         made = await run_in_threadpool(logins.start, key)
         if made is None:
             return _login_form("That API key is not valid (unknown or revoked).", status_code=401)
-        response = RedirectResponse("/", status_code=303)
+        response = RedirectResponse(_root(request), status_code=303)
         response.set_cookie(
             COOKIE,
             made.token,
@@ -127,7 +133,7 @@ def dashboard_router() -> APIRouter:
             httponly=True,
             samesite="strict",
             secure=_secure(request),
-            path="/",
+            path=_root(request),
         )
         return response
 
@@ -135,8 +141,10 @@ def dashboard_router() -> APIRouter:
     async def logout(request: Request) -> Response:
         check_same_origin(request, required=False)
         await run_in_threadpool(_logins(request).end, request.cookies.get(COOKIE))
-        response = RedirectResponse("/", status_code=303)
-        response.delete_cookie(COOKIE, httponly=True, samesite="strict", secure=_secure(request), path="/")
+        response = RedirectResponse(_root(request), status_code=303)
+        response.delete_cookie(
+            COOKIE, httponly=True, samesite="strict", secure=_secure(request), path=_root(request)
+        )
         return response
 
     return router
@@ -144,6 +152,6 @@ def dashboard_router() -> APIRouter:
 
 def add_dashboard(app: FastAPI) -> None:
     """Serve the dashboard from the API's ``app``: the page at ``/``, its files at ``/static``, ``/login`` and
-    ``/logout``. Keys and sessions are checked with ``app.state.logins``, as the API's routes check them."""
+    ``/logout`` (under the app's root path when it is mounted: everything the pages refer to is relative). Keys and sessions are checked with ``app.state.logins``, as the API's routes check them."""
     app.include_router(dashboard_router())
     app.mount("/static", _StaticFiles(directory=STATIC_DIR), name="dashboard-static")

@@ -1,8 +1,10 @@
-// The REST API at /api/v1, called with the session cookie (ductape_session) that /login set. The server takes a
-// change (POST, PUT, PATCH, DELETE) made with the cookie only as JSON from this origin: every write sends
-// Content-Type: application/json (an empty JSON object when there is nothing to say).
+// The REST API at api/v1 beside the page, called with the session cookie (ductape_session) that login set. The
+// server takes a change (POST, PUT, PATCH, DELETE) made with the cookie only as JSON from this origin: every write
+// sends Content-Type: application/json (an empty JSON object when there is nothing to say).
 
-export const BASE = "/api/v1";
+/** Where the dashboard is served: "/" for `ductape serve`, "/jobs/" when its app is mounted at /jobs. */
+export const ROOT = new URL("./", location.href).pathname;
+export const BASE = `${ROOT}api/v1`;
 
 export class ApiError extends Error {
   constructor(status, message) {
@@ -33,7 +35,7 @@ export async function api(path, { method = "GET", params = null, body = undefine
   }
   const res = await fetch(url, init);
   if (res.status === 401) {
-    location.assign("/"); // the key was revoked or the cookie is gone: back to the login form
+    location.assign(ROOT); // the key was revoked or the cookie is gone: back to the login form
     throw new ApiError(401, "not logged in");
   }
   const text = await res.text();
