@@ -4,11 +4,14 @@ elsewhere) served by the API's app at ``/`` and ``/static``, and the cookie logi
 ``POST /login`` takes the form field ``key``, checks it as the API checks keys, and exchanges it for a login
 session (``ductape_jobs.logins``: random, server-side, 12 hours by default): the cookie (``ductape_session``;
 HttpOnly, SameSite=Strict, the dashboard's path, and Secure over https or with an https public URL) holds the
-session's token, never the key. The API accepts the cookie as it accepts ``Authorization: Bearer``, so the page's ``fetch()`` and
-``EventSource`` calls to ``/api/v1`` are authenticated (an ``EventSource`` cannot send headers); what the page
-sends to change something must be JSON from this origin (``api/auth.py``). A wrong key gets the login form again
-with an error. ``POST /logout`` deletes the session in the store and drops the cookie. Both refuse (403) a form
-posted from another origin.
+session's token, never the key. The API accepts the cookie as it accepts ``Authorization: Bearer``, so the
+page's ``fetch()`` and ``EventSource`` calls to ``api/v1`` are authenticated (an ``EventSource`` cannot send
+headers); what the page sends to change something must be JSON from this origin (``api/auth.py``). A wrong key
+gets the login form again with an error. ``POST /logout`` deletes the session in the store and drops the cookie.
+Both refuse (403) a form posted from another origin.
+
+Mounted under a prefix (``app.mount("/jobs", create_app(...))``) all of it moves there: the pages refer to their
+files, the API and each other relative to themselves, and the redirects and the cookie's path are the mount's.
 """
 
 from __future__ import annotations
@@ -92,7 +95,8 @@ def _secure(request: Request) -> bool:
 def _root(request: Request) -> str:
     """The dashboard's own path: ``/``, or ``/jobs/`` when its app is mounted at ``/jobs`` (or served behind a proxy
     with that root path). The pages refer to everything relative to it."""
-    return request.scope.get("root_path", "").rstrip("/") + "/"
+    root: str = request.scope.get("root_path", "")
+    return root.rstrip("/") + "/"
 
 
 def dashboard_router() -> APIRouter:
@@ -152,6 +156,7 @@ def dashboard_router() -> APIRouter:
 
 def add_dashboard(app: FastAPI) -> None:
     """Serve the dashboard from the API's ``app``: the page at ``/``, its files at ``/static``, ``/login`` and
-    ``/logout`` (under the app's root path when it is mounted: everything the pages refer to is relative). Keys and sessions are checked with ``app.state.logins``, as the API's routes check them."""
+    ``/logout`` (under the app's root path when it is mounted). Keys and sessions are checked with
+    ``app.state.logins``, as the API's routes check them."""
     app.include_router(dashboard_router())
     app.mount("/static", _StaticFiles(directory=STATIC_DIR), name="dashboard-static")
