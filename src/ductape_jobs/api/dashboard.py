@@ -146,9 +146,7 @@ def dashboard_router() -> APIRouter:
         check_same_origin(request, required=False)
         await run_in_threadpool(_logins(request).end, request.cookies.get(COOKIE))
         response = RedirectResponse(_root(request), status_code=303)
-        response.delete_cookie(
-            COOKIE, httponly=True, samesite="strict", secure=_secure(request), path=_root(request)
-        )
+        response.delete_cookie(COOKIE, httponly=True, samesite="strict", secure=_secure(request), path=_root(request))
         return response
 
     return router
