@@ -29,6 +29,8 @@ RUNS = 300
 APP = textwrap.dedent(
     """
     import os
+    import pathlib
+    import time
     from datetime import timedelta
     from ductape_jobs import Ductape
 
@@ -39,8 +41,13 @@ APP = textwrap.dedent(
         webhook_allow=["127.0.0.0/8"],
     )
 
+    GATE = pathlib.Path(os.environ["GATE"])  # the later runs wait for it: the first worker dies mid-burst
+
+
     @ductape.function("quick")
     def quick(input, ctx):
+        while input["n"] >= 150 and not GATE.exists():
+            time.sleep(0.01)
         return {"n": input["n"]}
 
     if __name__ == "__main__":
@@ -101,7 +108,7 @@ def test_a_worker_killed_in_a_burst_of_completions_loses_no_completion_event(
             return client.store.count_runs().get(RunPhase.COMPLETED, 0)
 
         def start() -> subprocess.Popen[bytes]:
-            full = {**os.environ, "DUCTAPE_STORE": store_url}
+            full = {**os.environ, "DUCTAPE_STORE": store_url, "GATE": str(tmp_path / "gate")}
             proc = subprocess.Popen([sys.executable, "app.py"], cwd=tmp_path, env=full, stderr=subprocess.DEVNULL)
             procs.append(proc)
             return proc
@@ -114,6 +121,7 @@ def test_a_worker_killed_in_a_burst_of_completions_loses_no_completion_event(
         assert at_kill < RUNS, "the burst was over before the kill: nothing was tested"
         delivered_at_kill = len(receiver.seen)
 
+        (tmp_path / "gate").touch()  # the runs held back may now end
         start()  # takes over: rescues the dead worker's runs, relays the outbox and sends
         wait("every run to complete", lambda: completed() == RUNS)
         runs = {r.id for r in client.job.runs(limit=1000)}

@@ -1,0 +1,249 @@
+"""Schedule control and run history: ``ductape.job.get``, ``list``, ``pause``, ``resume``, ``cancel``,
+``reschedule``, ``trigger``, ``preview``, ``runs``, ``run`` and ``retry``. ``Jobs`` has them from ``JobControl``."""
+
+from __future__ import annotations
+
+import builtins
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ductape_jobs.engine.scheduler import occurrences_of, recurrence_of
+from ductape_jobs.errors import ConflictError, NotFoundError, ValidationError
+from ductape_jobs.ids import new_id
+from ductape_jobs.limits import MAX_TEXT, check_enum, check_page
+from ductape_jobs.models import (
+    NewRun,
+    RepeatOptions,
+    Run,
+    RunFilter,
+    RunPhase,
+    Schedule,
+    ScheduleStatus,
+    TriggeredBy,
+    parse,
+    to_utc,
+)
+from ductape_jobs.store.base import ScheduleChange
+from ductape_jobs.timing import preview
+from ductape_jobs.timing.planning import first_due
+
+if TYPE_CHECKING:
+    from ductape_jobs.clock import Clock
+    from ductape_jobs.store.base import Store
+
+
+class JobControl:
+    """A schedule's life after ``schedule()``, and its runs (unknown ids: ``NotFoundError``)."""
+
+    _store: Store
+    _clock: Clock
+    _wake: Callable[[], None]
+
+    def get(self, job_id: str) -> Schedule:
+        """A scheduled job instance by ``job_id``."""
+        schedule = self._store.get_schedule(job_id)
+        if schedule is None:
+            raise NotFoundError("schedule", job_id)
+        return schedule
+
+    def list(
+        self,
+        *,
+        status: ScheduleStatus | str | None = None,
+        job_tag: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        product_tag: str | None = None,
+        env: str | None = None,
+    ) -> builtins.list[Schedule]:
+        """Scheduled job instances, newest first (``product_tag``/``env``: one product's)."""
+        state = check_enum(ScheduleStatus, status, "status")
+        check_page(limit, offset)
+        return self._store.list_schedules(
+            status=state, job_tag=job_tag, limit=limit, offset=offset, product_tag=product_tag, env=env
+        )
+
+    def pause(self, job_id: str, reason: str | None = None) -> Schedule:
+        """No new occurrence starts while paused; runs already queued still run."""
+        _check_reason(reason)
+        schedule = self.get(job_id)
+        if schedule.status is not ScheduleStatus.ACTIVE:
+            raise ConflictError(f"schedule {job_id!r} is {schedule.status}; only an active one pauses")
+        text = f"paused: {reason}" if reason else "paused"
+        paused = self._store.update_schedule(
+            job_id, self._clock.now(), ScheduleChange(status=ScheduleStatus.PAUSED, reason=text)
+        )
+        return paused
+
+    def resume(self, job_id: str) -> Schedule:
+        """Carry on from now: occurrences that fell due while paused are skipped."""
+        schedule = self.get(job_id)
+        if schedule.status is not ScheduleStatus.PAUSED:
+            raise ConflictError(f"schedule {job_id!r} is {schedule.status}; only a paused one resumes")
+        now = self._clock.now()
+        nxt = schedule.next_run_at
+        if nxt is not None and nxt < now:
+            nxt = first_due(recurrence_of(schedule), now, occurrences_of(schedule))
+        status = ScheduleStatus.ACTIVE if nxt is not None else ScheduleStatus.COMPLETED
+        self._wake()
+        resumed = self._store.update_schedule(job_id, now, ScheduleChange(status=status, next_run_at=nxt, reason=None))
+        return resumed
+
+    def cancel(self, job_id: str, reason: str | None = None) -> Schedule:
+        """Stop the schedule for good and cancel its runs that have not started (running ones finish)."""
+        _check_reason(reason)
+        schedule = self.get(job_id)
+        if schedule.status is ScheduleStatus.CANCELLED:
+            return schedule
+        text = f"cancelled: {reason}" if reason else "cancelled"
+        cancelled = self._store.update_schedule(
+            job_id,
+            self._clock.now(),
+            ScheduleChange(status=ScheduleStatus.CANCELLED, reason=text, next_run_at=None, cancel_pending=True),
+        )
+        return cancelled
+
+    def reschedule(self, job_id: str, repeat: RepeatOptions | dict[str, Any]) -> Schedule:
+        """Give a schedule a new ``repeat`` (cron/every, limit, endDate, tz) from now on."""
+        options = parse(RepeatOptions, repeat, prefix="repeat")
+        schedule = self.get(job_id)
+        if schedule.status is ScheduleStatus.CANCELLED:
+            raise ConflictError(f"schedule {job_id!r} is cancelled; it cannot be given a new repeat")
+        now = self._clock.now()
+        every = timedelta(milliseconds=options.every) if options.every else None
+        changed = _replace(
+            schedule,
+            cron=options.cron,
+            tz=options.tz,
+            every=every,
+            limit=options.limit,
+            end_date=options.end_date,
+            start_at=now,
+            follows_job=False,
+        )
+        nxt = first_due(recurrence_of(changed), now, occurrences_of(changed))
+        if nxt is not None and nxt <= now and changed.last_due_at == nxt:
+            nxt = recurrence_of(changed).next_after(nxt)
+        status = schedule.status if nxt is not None else ScheduleStatus.COMPLETED
+        if schedule.status is ScheduleStatus.COMPLETED and nxt is not None:
+            status = ScheduleStatus.ACTIVE
+        self._wake()
+        return self._store.update_schedule(
+            job_id,
+            now,
+            ScheduleChange(
+                cron=options.cron,
+                tz=options.tz,
+                every=every,
+                limit=options.limit,
+                end_date=options.end_date,
+                start_at=now,
+                follows_job=False,
+                next_run_at=nxt,
+                status=status,
+            ),
+        )
+
+    def trigger(self, job_id: str) -> Run:
+        """Run a schedule once now, outside its cadence (``triggered_by=manual``), with its input. A cancelled
+        schedule runs nothing more: ``ConflictError``."""
+        schedule = self.get(job_id)
+        if schedule.status is ScheduleStatus.CANCELLED:
+            raise ConflictError(f"schedule {job_id!r} is cancelled; it runs nothing more")
+        now = self._clock.now()
+        run = NewRun(new_id("run"), schedule.id, now, now, RunPhase.QUEUED, TriggeredBy.MANUAL)
+        self._store.trigger(schedule.id, run)
+        self._wake()
+        return self.run(run.id)
+
+    def preview(
+        self,
+        repeat: RepeatOptions | dict[str, Any],
+        start: datetime | str | int | None = None,
+        count: int = 10,
+    ) -> builtins.list[datetime]:
+        """The next ``count`` fire times of ``repeat`` from ``start`` (default now), as aware UTC datetimes."""
+        options = parse(RepeatOptions, repeat, prefix="repeat")
+        if not 1 <= count <= 10_000:
+            raise ValidationError("count", "must be between 1 and 10000")
+        try:
+            begin = to_utc(start) or self._clock.now()
+        except ValueError as exc:
+            raise ValidationError("start", str(exc)) from None
+        every = timedelta(milliseconds=options.every) if options.every else None
+        probe = Schedule(
+            id="preview",
+            job_tag="preview",
+            env="",
+            product_tag="",
+            input={},
+            retries=0,
+            status=ScheduleStatus.ACTIVE,
+            start_at=begin,
+            next_run_at=None,
+            run_count=0,
+            created_at=begin,
+            cron=options.cron,
+            tz=options.tz,
+            every=every,
+        )
+        times = preview(recurrence_of(probe), begin, count, options.end_date)
+        return times[: options.limit] if options.limit else times
+
+    # ------------------------------------------------------------------------------------- runs
+
+    def runs(
+        self,
+        *,
+        job_id: str | None = None,
+        job_tag: str | None = None,
+        phase: RunPhase | str | None = None,
+        since: datetime | str | int | None = None,
+        until: datetime | str | int | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        product_tag: str | None = None,
+        env: str | None = None,
+    ) -> builtins.list[Run]:
+        """Run history, newest first; ``phase``: ``failed`` lists the dead letters; ``since``/``until`` take what
+        ``start_at`` takes."""
+        state = check_enum(RunPhase, phase, "phase")
+        check_page(limit, offset)
+        after, before = _time(since, "since"), _time(until, "until")
+        flt = RunFilter(job_id, job_tag, state, after, before, limit, offset, product_tag=product_tag, env=env)
+        return self._store.list_runs(flt)
+
+    def run(self, run_id: str) -> Run:
+        """One run with its attempts."""
+        found = self._store.get_run(run_id)
+        if found is None:
+            raise NotFoundError("run", run_id)
+        return found
+
+    def retry(self, run_id: str) -> Run:
+        """Give a failed (or cancelled) run one more attempt now."""
+        run = self._store.retry_run(run_id, self._clock.now())
+        self._wake()
+        return run
+
+
+def _replace(s: Schedule, **changes: Any) -> Schedule:
+    from dataclasses import replace
+
+    return replace(s, **changes)
+
+
+def _check_reason(reason: object) -> None:
+    if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_TEXT):
+        raise ValidationError("reason", f"must be text of at most {MAX_TEXT} characters")
+
+
+def _time(value: object, field: str) -> datetime | None:
+    try:
+        return to_utc(value, allow_zero=False)
+    except ValueError as exc:
+        raise ValidationError(field, str(exc)) from None
+
+
+__all__ = ["JobControl"]

@@ -1,0 +1,232 @@
+"""``ductape.job.schedule`` and ``schedule_many``: a request validated, admitted by its product, planned (its first
+due time, and its run when due at once) and stored with its first run in one transaction. ``Jobs`` has them from
+``JobScheduling``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import replace
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from ductape_jobs.engine.scheduler import make_recurrence, new_run
+from ductape_jobs.errors import ConflictError, NotFoundError, StaleJobError, ValidationError
+from ductape_jobs.ids import new_id
+from ductape_jobs.limits import LATEST, MAX_BATCH
+from ductape_jobs.models import (
+    DispatchResult,
+    JobDefinition,
+    NewRun,
+    RunPhase,
+    Schedule,
+    ScheduleRequest,
+    ScheduleStatus,
+    parse,
+)
+from ductape_jobs.products.admission import admit
+from ductape_jobs.timing import Occurrences, plan_due
+from ductape_jobs.timing.planning import first_due
+
+if TYPE_CHECKING:
+    from ductape_jobs.clock import Clock
+    from ductape_jobs.products import Products
+    from ductape_jobs.sessions import Sessions
+    from ductape_jobs.store.base import Store
+    from ductape_jobs.tracing import Tracing
+
+
+class JobScheduling:
+    """Scheduling, validated before anything is written (bad input: ``ValidationError``, nothing stored)."""
+
+    _store: Store
+    _clock: Clock
+    _products: Products
+    _sessions: Sessions
+    _wake: Callable[[], None]
+    _tracing: Tracing | None
+    _definitions: dict[tuple[str, str], JobDefinition]
+    product_tag: str | None
+
+    def schedule(self, request: ScheduleRequest | dict[str, Any]) -> DispatchResult:
+        """Schedule the job ``event``: now, at ``start_at``, or on ``repeat``. Returns what dispatch() answers."""
+        return self._schedule_all([request], indexed=False)[0]
+
+    def schedule_many(self, requests: Iterable[ScheduleRequest | dict[str, Any]]) -> list[DispatchResult]:
+        """Schedule many at once in one transaction (all or nothing); much faster for bulk enqueue.
+
+        A bad item raises ``ValidationError`` with its index in the field (``[2].start_at``); none is written.
+        At most ``MAX_BATCH`` requests a call.
+        """
+        batch = list(requests)
+        if len(batch) > MAX_BATCH:
+            raise ValidationError("requests", f"holds {len(batch)} requests; at most {MAX_BATCH} a call")
+        return self._schedule_all(batch, indexed=True)
+
+    def _schedule_keyed(self, request: dict[str, Any], *, key: str, session: dict[str, Any] | None) -> DispatchResult:
+        """A feature's JOB event: the schedule keyed ``key`` (``<feature run>:<sequence>:<event>``) if the event
+        made it before (a resumed run after a crash), else ``schedule(request)`` under that key, with the
+        feature's verified session data (``session``) as the schedule's session."""
+        found = self._store.feature_schedule(key)
+        if found is None:
+            try:
+                return self._schedule_all([request], indexed=False, feature_key=key, session=session)[0]
+            except ConflictError:  # made meanwhile by another driver of the run (one that lost its lease)
+                found = self._store.feature_schedule(key)
+                if found is None:
+                    raise
+        return DispatchResult(
+            job_id=found.id,
+            status=RunPhase.QUEUED if found.run_count else RunPhase.SCHEDULED,
+            scheduled_at=found.last_due_at or found.next_run_at or found.start_at,
+            recurring=found.recurring,
+            next_run_at=found.next_run_at,
+        )
+
+    def _schedule_all(
+        self, requests: list[ScheduleRequest | dict[str, Any]], *, indexed: bool, **feature: Any
+    ) -> list[DispatchResult]:
+        try:
+            return self._store_all(requests, indexed=indexed, **feature)
+        except (StaleJobError, NotFoundError) as exc:  # a cached definition changed or went: read again, once
+            if isinstance(exc, NotFoundError) and exc.kind != "job":
+                raise
+            self._definitions.clear()
+            return self._store_all(requests, indexed=indexed, **feature)
+
+    def _definition(self, product_tag: str, tag: str) -> JobDefinition | None:
+        """The job a schedule of ``product_tag`` runs: the product's own, else the shared one."""
+        job = self._definitions.get((product_tag, tag))
+        if job is None:
+            job = self._store.find_job(product_tag, tag)
+            if job is not None:
+                self._definitions[(product_tag, tag)] = job
+        return job
+
+    def _store_all(
+        self,
+        requests: list[ScheduleRequest | dict[str, Any]],
+        *,
+        indexed: bool,
+        feature_key: str | None = None,
+        session: dict[str, Any] | None = None,
+    ) -> list[DispatchResult]:
+        now = self._clock.now()
+        jobs: dict[tuple[str, str], JobDefinition | None] = {}
+        schedules: list[Schedule] = []
+        runs: list[NewRun] = []
+        results: list[DispatchResult] = []
+        for i, raw in enumerate(requests):
+            try:
+                req = self._request(raw)
+                key = (req.product_tag, req.event)
+                if key not in jobs:
+                    jobs[key] = self._definition(*key)
+                job = jobs[key]
+                if job is None:
+                    raise ValidationError(
+                        "event",
+                        f"no job with tag {req.event!r} in product {req.product_tag!r} and no shared one; "
+                        "create it with job.create first",
+                    )
+                claims = admit(self._products, self._sessions, req, job)
+                schedule, first_runs, result = self._plan(req, job, now, claims if session is None else session)
+                if feature_key is not None:
+                    schedule = replace(schedule, feature_key=feature_key)
+            except ValidationError as exc:
+                if not indexed:
+                    raise
+                field = f"[{i}]" if exc.field == "request" else f"[{i}].{exc.field}"
+                raise ValidationError(field, exc.rule) from None
+            schedules.append(schedule)
+            runs.extend(first_runs)
+            results.append(result)
+        if schedules:
+            planned = {(job.product_tag or "", job.tag): job for job in jobs.values() if job is not None}
+            self._store.add_schedules(schedules, runs, planned_from=planned)
+            if runs:
+                self._wake()
+        return results
+
+    def _request(self, raw: ScheduleRequest | dict[str, Any]) -> ScheduleRequest:
+        """Bound to a product, a request is that product's (its ``product_tag`` may be left out)."""
+        if self.product_tag is not None and isinstance(raw, dict) and "product_tag" not in raw:
+            raw = {**raw, "product_tag": self.product_tag}
+        req = parse(ScheduleRequest, raw)
+        if self.product_tag is not None and req.product_tag != self.product_tag:
+            raise ValidationError(
+                "product_tag", f"is {req.product_tag!r}, but these are the jobs of product {self.product_tag!r}"
+            )
+        return req
+
+    def _plan(
+        self, req: ScheduleRequest, job: JobDefinition, now: datetime, claims: dict[str, Any] | None
+    ) -> tuple[Schedule, list[NewRun], DispatchResult]:
+        repeat = req.repeat
+        # An explicit start_at (0 or a past time: now) wins over the job's; an absent one falls back to it.
+        start_at = req.start_at if "start_at" in req.model_fields_set else job.start_at
+        start = max(start_at, now) if start_at else now
+        every = timedelta(milliseconds=repeat.every) if repeat and repeat.every else None
+        limit = repeat.limit if repeat else None
+        follows_job = repeat is None and job.intervals > 0
+        if follows_job:
+            every = timedelta(milliseconds=job.intervals)
+            limit = job.executions or None
+        end_date = repeat.end_date if repeat else None
+        if end_date is not None and end_date < start:
+            raise ValidationError("repeat.endDate", f"{end_date.isoformat()} is before the start {start.isoformat()}")
+        cron, tz = (repeat.cron, repeat.tz) if repeat else (None, "UTC")
+        recurrence = make_recurrence(cron, tz, every, start)
+        first = first_due(recurrence, start, Occurrences(None, 0, limit, end_date))
+        if first is None and end_date is not None:
+            raise ValidationError("repeat.endDate", "no occurrence falls between the start and the end date")
+        if first is None:
+            raise ValidationError("repeat", f"no occurrence falls before {LATEST.date().isoformat()}")
+        due_now: list[datetime] = []
+        next_due: datetime | None = first
+        tracing = self._tracing  # None: off (the trace current now is kept only when tracing is on)
+        if first <= now:  # due at once: its run is created with the schedule, no scheduler hop
+            plan = plan_due(recurrence, Occurrences(first, 0, limit, end_date), now, misfire=req.misfire)
+            due_now, next_due = plan.due[:1], plan.next_due
+        schedule = Schedule(
+            id=new_id("job"),
+            job_tag=job.tag,
+            env=req.env,
+            product_tag=req.product_tag,
+            job_product=job.product_tag or "",
+            input=req.input,
+            retries=req.retries,
+            status=ScheduleStatus.COMPLETED if next_due is None else ScheduleStatus.ACTIVE,
+            start_at=start,
+            next_run_at=next_due,
+            run_count=len(due_now),
+            created_at=now,
+            app=req.app,
+            cache=req.cache,
+            session_tag=req.session.tag if req.session else None,
+            session=claims,
+            cron=cron,
+            tz=tz,
+            every=every,
+            limit=limit,
+            end_date=end_date,
+            follows_job=follows_job,
+            timeout=timedelta(milliseconds=req.timeout) if req.timeout else None,
+            misfire=req.misfire,
+            overlap=req.overlap,
+            pause_on_failure=req.pause_on_failure,
+            last_due_at=due_now[-1] if due_now else None,
+            priority=req.priority,
+            trace_context=None if tracing is None else tracing.capture(cron is not None or every is not None),
+        )
+        runs = [new_run(schedule, due, now=now) for due in due_now]
+        result = DispatchResult(
+            job_id=schedule.id,
+            status=RunPhase.QUEUED if runs else RunPhase.SCHEDULED,
+            scheduled_at=first,
+            recurring=schedule.recurring,
+            next_run_at=next_due,
+        )
+        return schedule, runs, result
+
+
+__all__ = ["JobScheduling"]
