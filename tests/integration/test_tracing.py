@@ -22,9 +22,16 @@ from opentelemetry import trace
 from ductape_jobs import Ductape, FakeClock, RunPhase
 from ductape_jobs.extras import MissingExtraError
 from ductape_jobs.products import Products
-from support import Recorder, require_service, span_exporter
+from support import Recorder, require_service, span_exporter, tracing_off
 
 OUTER = trace.get_tracer("tests")
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _tracing_off_afterwards() -> Iterator[None]:
+    """Tracing is per process: this module's clients turn it on; the modules after it run untraced."""
+    yield
+    tracing_off()
 
 
 @pytest.fixture

@@ -7,13 +7,15 @@ import json
 import subprocess
 import sys
 import textwrap
+from collections.abc import Iterator
 from typing import Any
 
+import pytest
 from opentelemetry import trace
 from storekit import Backend
 
 from ductape_jobs import Ductape
-from support import span_exporter
+from support import span_exporter, tracing_off
 
 WORKER = """
 import json, sys
@@ -45,6 +47,13 @@ print(json.dumps({
     ],
 }))
 """
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _tracing_off_afterwards() -> Iterator[None]:
+    """Tracing is per process: this module's clients turn it on; the modules after it run untraced."""
+    yield
+    tracing_off()
 
 
 def _worker_in_another_process(url: str) -> dict[str, Any]:
