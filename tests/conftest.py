@@ -23,3 +23,13 @@ def dt(tmp_path: Path, clock: FakeClock) -> Iterator[Ductape]:
     d = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", clock=clock)
     yield d
     d.close()
+
+
+@pytest.fixture(scope="module")
+def tracing_off_afterwards() -> Iterator[None]:
+    """For a module whose clients turn tracing on (it is per process): the libraries are uninstrumented when the
+    module is done, so the modules after it run untraced (an AMQP message without a ``traceparent`` header)."""
+    yield
+    from ductape_jobs import tracing
+
+    tracing.disable()

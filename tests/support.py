@@ -198,26 +198,3 @@ def span_exporter() -> Any:
         _EXPORTER.append(exporter)
     _EXPORTER[0].clear()
     return _EXPORTER[0]
-
-
-def tracing_off() -> None:
-    """Undo what ``Ductape(tracing=True)`` did to this process (tests only): the executors' libraries
-    uninstrumented and tracing's process-wide state cleared, so that later tests see untraced calls (an AMQP
-    message without a ``traceparent`` header). Call it when a module that turned tracing on is done."""
-    import importlib
-
-    from ductape_jobs import tracing
-
-    for module, name in (
-        ("opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
-        ("opentelemetry.instrumentation.redis", "RedisInstrumentor"),
-        ("opentelemetry.instrumentation.aio_pika", "AioPikaInstrumentor"),
-        ("opentelemetry.instrumentation.aiokafka", "AIOKafkaInstrumentor"),
-    ):
-        try:
-            instrumentor = getattr(importlib.import_module(module), name)()
-        except ImportError:
-            continue
-        if instrumentor.is_instrumented_by_opentelemetry:
-            instrumentor.uninstrument()
-    tracing._active = None

@@ -21,6 +21,7 @@ from ductape_jobs.models import (
     Schedule,
     ScheduleStatus,
     TriggeredBy,
+    check_time,
     parse,
     to_utc,
 )
@@ -210,7 +211,7 @@ class JobControl:
         ``start_at`` takes."""
         state = check_enum(RunPhase, phase, "phase")
         check_page(limit, offset)
-        after, before = _time(since, "since"), _time(until, "until")
+        after, before = check_time(since, "since"), check_time(until, "until")
         flt = RunFilter(job_id, job_tag, state, after, before, limit, offset, product_tag=product_tag, env=env)
         return self._store.list_runs(flt)
 
@@ -237,13 +238,6 @@ def _replace(s: Schedule, **changes: Any) -> Schedule:
 def _check_reason(reason: object) -> None:
     if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_TEXT):
         raise ValidationError("reason", f"must be text of at most {MAX_TEXT} characters")
-
-
-def _time(value: object, field: str) -> datetime | None:
-    try:
-        return to_utc(value, allow_zero=False)
-    except ValueError as exc:
-        raise ValidationError(field, str(exc)) from None
 
 
 __all__ = ["JobControl"]

@@ -7,7 +7,7 @@ from datetime import datetime
 
 from ductape_jobs.errors import NotFoundError, ValidationError
 from ductape_jobs.limits import check_page
-from ductape_jobs.models import JobHistory, JobStats, to_utc
+from ductape_jobs.models import JobHistory, JobStats, check_time
 from ductape_jobs.store.base import Store
 
 #: How many executions ``history`` lists when not told.
@@ -45,7 +45,7 @@ class JobReports:
         retry count of finished runs."""
         product = _filter(product_tag, "product_tag")
         environment = _filter(env, "env")
-        start, end = _bound(since, "since"), _bound(until, "until")
+        start, end = check_time(since, "since"), check_time(until, "until")
         if start is not None and end is not None and start > end:
             raise ValidationError("since", f"{start.isoformat()} is after until {end.isoformat()}")
         return self._store.run_stats(product_tag=product, env=environment, since=start, until=end)
@@ -57,13 +57,6 @@ def _filter(value: object, field: str) -> str | None:
     if not isinstance(value, str) or not 1 <= len(value.strip()) <= _FILTER_LENGTH:
         raise ValidationError(field, f"must be text of 1 to {_FILTER_LENGTH} characters")
     return value.strip()
-
-
-def _bound(value: object, field: str) -> datetime | None:
-    try:
-        return to_utc(value, allow_zero=False)
-    except ValueError as exc:
-        raise ValidationError(field, str(exc)) from None
 
 
 __all__ = ["HISTORY_LIMIT", "JobReports"]

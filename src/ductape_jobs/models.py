@@ -189,6 +189,15 @@ def to_utc(value: object, *, allow_zero: bool = True) -> datetime | None:  # noq
     raise ValueError(f"must be a Unix timestamp, a datetime or an ISO 8601 string, not {type(value).__name__}")
 
 
+def check_time(value: object, field: str) -> datetime | None:
+    """A time bound given outside a model (``since``, ``until``: what ``start_at`` takes; ``None``: none) as aware
+    UTC; a ``ValidationError`` naming ``field`` otherwise. 0 is no time here."""
+    try:
+        return to_utc(value, allow_zero=False)
+    except ValueError as exc:
+        raise ValidationError(field, str(exc)) from None
+
+
 def _cadence(intervals: int | None) -> int | None:
     if intervals is not None and 0 < intervals < MIN_EVERY:
         raise ValueError(f"must be 0 (run once) or at least {MIN_EVERY} (milliseconds)")

@@ -122,6 +122,9 @@ SECRET_QUERY_PARAMS = frozenset(
      "signature", "token"}
 )  # fmt: skip
 URL_MASK = "***"
+#: ``request.extensions`` key of an HTTP request listing the query parameters to hide wherever its URL is shown
+#: (the auth parameter of an action: its error messages, its trace span).
+REDACT_EXTENSION = "ductape_redact_query"
 
 
 def redact_url(url: str, params: Iterable[str | None] = (), mask: str = URL_MASK) -> str:
@@ -142,4 +145,13 @@ def redact_url(url: str, params: Iterable[str | None] = (), mask: str = URL_MASK
     return re.sub(rf"(?i)((?:^|[?&;\s])(?:{pattern})=)[^&;\s#]*", lambda m: m.group(1) + mask, url)
 
 
-__all__ = ["MASK", "MIN_LENGTH", "SECRETS", "SECRET_QUERY_PARAMS", "Secrets", "mask_text", "redact_url"]
+__all__ = [
+    "MASK",
+    "MIN_LENGTH",
+    "REDACT_EXTENSION",
+    "SECRETS",
+    "SECRET_QUERY_PARAMS",
+    "Secrets",
+    "mask_text",
+    "redact_url",
+]

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ductape_jobs.extras import require
 from ductape_jobs.models import Run
-from ductape_jobs.redaction import redact_url
+from ductape_jobs.redaction import REDACT_EXTENSION, redact_url
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -197,40 +197,62 @@ def connection(conn: Any, system: str) -> Any:
     return conn
 
 
-def _instrument_libraries() -> None:
-    """The executors' HTTP client and brokers, instrumented process-wide (each only if its library is here)."""
+#: The executors' libraries instrumented process-wide (each only if it is installed): (library, module, class).
+LIBRARIES = (
+    ("httpx", "opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
+    ("redis", "opentelemetry.instrumentation.redis", "RedisInstrumentor"),
+    ("aio_pika", "opentelemetry.instrumentation.aio_pika", "AioPikaInstrumentor"),
+    ("aiokafka", "opentelemetry.instrumentation.aiokafka", "AIOKafkaInstrumentor"),
+)
+
+
+def _instrumentors() -> Iterator[tuple[str, Any]]:
     import importlib
 
-    for library, module, name in (
-        ("httpx", "opentelemetry.instrumentation.httpx", "HTTPXClientInstrumentor"),
-        ("redis", "opentelemetry.instrumentation.redis", "RedisInstrumentor"),
-        ("aio_pika", "opentelemetry.instrumentation.aio_pika", "AioPikaInstrumentor"),
-        ("aiokafka", "opentelemetry.instrumentation.aiokafka", "AIOKafkaInstrumentor"),
-    ):
+    for library, module, name in LIBRARIES:
         try:
             importlib.import_module(library)
-            instrumentor = getattr(importlib.import_module(module), name)()
+            yield library, getattr(importlib.import_module(module), name)()
         except ImportError:  # the library's extra is not installed: nothing of it to trace
             continue
+
+
+def _instrument_libraries() -> None:
+    """The executors' HTTP client and brokers, instrumented process-wide (each only if its library is here). An
+    HTTP span's URL is masked by the engine's redaction; a library instrumented before (``opentelemetry-instrument``)
+    keeps that instrumentation's own settings."""
+    for library, instrumentor in _instrumentors():
         if not instrumentor.is_instrumented_by_opentelemetry:
             hooks = {"request_hook": _redact_http_url, "async_request_hook": _aredact_http_url}
             instrumentor.instrument(**(hooks if library == "httpx" else {}))
+
+
+def disable() -> None:
+    """Undo ``enable()`` in this process: the libraries uninstrumented, no client's tracing active (tests use it,
+    so that the calls after a traced test are not traced)."""
+    global _active
+    for _, instrumentor in _instrumentors():
+        if instrumentor.is_instrumented_by_opentelemetry:
+            instrumentor.uninstrument()
+    _active = None
 
 
 _URL_KEYS = ("url.full", "http.url")  # the stable and the older semantic conventions' name
 
 
 def _redact_http_url(span: Span, request: Any) -> None:
-    """An HTTP call's URL as a span records it, with its password and secret query values (``api_key``, ``token``,
-    ...) masked by the engine's one redaction: the instrumentation's own masks only a few cloud signatures."""
+    """An HTTP call's URL as its span records it, masked once more by the engine's one redaction: the password,
+    the values of secret query parameters (``api_key``, ``token``, ...) and of the call's own auth parameter
+    (``REDACT_EXTENSION``); the instrumentation masks only a few cloud signatures."""
     recorded = getattr(span, "attributes", None) or {}
+    hidden = (getattr(request, "extensions", None) or {}).get(REDACT_EXTENSION, ())
     for key in _URL_KEYS:
         if key in recorded:
-            span.set_attribute(key, redact_url(str(request.url)))
+            span.set_attribute(key, redact_url(str(recorded[key]), hidden))
 
 
 async def _aredact_http_url(span: Span, request: Any) -> None:
     _redact_http_url(span, request)
 
 
-__all__ = ["ENV", "AttemptSpan", "Tracing", "connection", "enable"]
+__all__ = ["ENV", "LIBRARIES", "AttemptSpan", "Tracing", "connection", "disable", "enable"]

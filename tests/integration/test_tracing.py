@@ -22,16 +22,11 @@ from opentelemetry import trace
 from ductape_jobs import Ductape, FakeClock, RunPhase
 from ductape_jobs.extras import MissingExtraError
 from ductape_jobs.products import Products
-from support import Recorder, require_service, span_exporter, tracing_off
+from support import Recorder, require_service, span_exporter
+
+pytestmark = pytest.mark.usefixtures("tracing_off_afterwards")  # tracing is per process: undone after
 
 OUTER = trace.get_tracer("tests")
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _tracing_off_afterwards() -> Iterator[None]:
-    """Tracing is per process: this module's clients turn it on; the modules after it run untraced."""
-    yield
-    tracing_off()
 
 
 @pytest.fixture
@@ -61,7 +56,11 @@ def product(http: str, sqlite_url: str) -> dict[str, Any]:
             "orders": {
                 "actions": {"get": {"method": "GET", "path": "/orders/:id"}},
                 "envs": {"dev": {"base_url": http}},
-            }
+            },
+            "maps": {
+                "actions": {"find": {"method": "GET", "path": "/find"}},
+                "envs": {"dev": {"base_url": http, "auth": {"kind": "query", "name": "appid", "value": "TOPSECRET1"}}},
+            },
         },
         "databases": {
             "lite": {"envs": {"dev": sqlite_url}, "actions": {"count": {"sql": "SELECT 1 AS one"}}},
@@ -114,6 +113,7 @@ def dt(tmp_path: Path, clock: FakeClock, http: Recorder, spans: Any) -> Iterator
     for tag, event_type, event in (
         ("fn", "FUNCTION", "ok"),
         ("get-order", "ACTION", "orders:get"),
+        ("find-place", "ACTION", "maps:find"),
         ("count-rows", "DATABASE_ACTION", "lite:count"),
         ("count-pg", "DATABASE_ACTION", "pg:count"),
         ("announce-redis", "PUBLISH", "redis:created"),
@@ -251,7 +251,7 @@ def test_a_traced_http_calls_url_keeps_no_password_or_secret_query_value(
     import httpx
 
     host = http.url.removeprefix("http://")
-    url = f"http://bob:hunter2-pw@{host}/ping?api_key=s3cr3t-key&page=2"
+    url = f"http://bob:hunter2-pw@{host}/ping?api_key=s3cr3t-key&page=2&AWSAccessKeyId=AKIAXX"
     dt.function("fetch")(lambda input, ctx: httpx.get(url).status_code)
     dt.job.create({"name": "fetch", "tag": "fetch", "event_type": "FUNCTION", "event_tag": "fetch"})
     schedule(dt, "fetch")
@@ -259,7 +259,18 @@ def test_a_traced_http_calls_url_keeps_no_password_or_secret_query_value(
     (call,) = [s for s in spans.get_finished_spans() if s.kind is trace.SpanKind.CLIENT]
     recorded = " ".join(str(v) for v in (call.attributes or {}).values())
     assert "s3cr3t-key" not in recorded and "hunter2-pw" not in recorded
+    assert "AKIAXX" not in recorded  # what the instrumentation masked stays masked
     assert "api_key=***" in recorded and "page=2" in recorded  # the URL is there, masked
+
+
+def test_an_actions_query_auth_parameter_is_masked_in_its_span(dt: Ductape, spans: Any, http: Recorder) -> None:
+    http.reply(200, {"found": 1})
+    schedule(dt, "find-place")
+    assert dt.drain().completed == 1
+    assert "appid=TOPSECRET1" in http.last.target  # the server got it
+    (call,) = [s for s in spans.get_finished_spans() if s.kind is trace.SpanKind.CLIENT]
+    recorded = " ".join(str(v) for v in (call.attributes or {}).values())
+    assert "TOPSECRET1" not in recorded and "appid=***" in recorded
 
 
 def test_a_database_actions_query_is_a_child_of_the_attempt(dt: Ductape, spans: Any) -> None:

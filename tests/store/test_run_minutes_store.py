@@ -56,7 +56,7 @@ def statistics(store: Store) -> list[Any]:
         store.run_stats(product_tag="shop", env="prd"),
         store.run_stats(env="dev"),
         store.run_stats(since=T0 - 10 * MIN, until=T0 + 2 * MIN),  # whole minutes
-        store.run_stats(since=T0 + 30 * DAY),
+        store.run_stats(since=T0 - 3 * MIN, until=T0 + 5 * MIN),
     ]
 
 
@@ -95,15 +95,18 @@ def test_the_statistics_go_after_their_own_keep_and_a_dry_run_counts_them(store:
     assert prune_all(store, T0 + 30 * DAY - 10 * MIN, keep) == PruneCounts()  # younger than their keep: kept
     assert store.count_prunable(T0 + 31 * DAY, keep) == PruneCounts(run_minutes=minutes)
     assert rows(backend, "run_minutes") == minutes  # a dry run deletes nothing
-    assert prune_all(store, T0 + 31 * DAY, keep, limit=2) == PruneCounts(run_minutes=minutes)  # in batches
+    batches = []
+    while gone := store.prune(T0 + 31 * DAY, keep, 2).run_minutes:
+        batches.append(gone)
+    assert sum(batches) == minutes and max(batches) == 2  # batches of at most 2 rows, whatever the minute holds
     assert rows(backend, "run_minutes") == 0
     assert store.runs_per_minute(T0 - 10 * MIN, T0 + 10 * MIN) == []
     assert store.run_stats().total == 1  # the queued run
 
 
 def test_a_window_counts_pruned_runs_by_whole_minutes(store: Store) -> None:
-    """Kept runs are counted to the millisecond; pruned ones by the minute they were due in, when it lies wholly in
-    the window."""
+    """Kept runs are counted to the millisecond; pruned ones by the minute they were due in (``run_stats``) or ended
+    in (``runs_per_minute``), when it lies wholly in the window: never one outside it."""
     s = add_schedule(store)
     run_to_end(store, s, T0 + 2 * MIN + 30 * SEC)  # due in the minute starting T0 + MIN
     half = {"since": T0 + MIN + 30 * SEC, "until": T0 + 3 * MIN}
@@ -111,4 +114,6 @@ def test_a_window_counts_pruned_runs_by_whole_minutes(store: Store) -> None:
     prune_all(store, T0 + DAY, ALL)
     assert store.run_stats(since=T0 + MIN, until=T0 + 2 * MIN).total == 1  # the whole minute: counted
     assert store.run_stats(**half).total == 0  # the minute is cut: its pruned runs are left out
-    assert store.runs_per_minute(T0 + 2 * MIN, T0 + 3 * MIN)[0].completed == 1
+    assert store.runs_per_minute(T0 + 2 * MIN, T0 + 3 * MIN)[0].completed == 1  # it ended in that minute
+    assert store.runs_per_minute(T0 + 2 * MIN + 40 * SEC, T0 + 3 * MIN) == []  # cut: it ended before 2:40
+    assert store.runs_per_minute(T0 + 2 * MIN, T0 + 2 * MIN + 10 * SEC) == []  # cut: never one that ended after

@@ -7,7 +7,6 @@ import json
 import subprocess
 import sys
 import textwrap
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,7 +14,9 @@ from opentelemetry import trace
 from storekit import Backend
 
 from ductape_jobs import Ductape
-from support import span_exporter, tracing_off
+from support import span_exporter
+
+pytestmark = pytest.mark.usefixtures("tracing_off_afterwards")  # tracing is per process: undone after
 
 WORKER = """
 import json, sys
@@ -47,13 +48,6 @@ print(json.dumps({
     ],
 }))
 """
-
-
-@pytest.fixture(autouse=True, scope="module")
-def _tracing_off_afterwards() -> Iterator[None]:
-    """Tracing is per process: this module's clients turn it on; the modules after it run untraced."""
-    yield
-    tracing_off()
 
 
 def _worker_in_another_process(url: str) -> dict[str, Any]:

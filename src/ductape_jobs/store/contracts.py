@@ -220,7 +220,7 @@ class StatsStore(ABC):
     ) -> list[MinuteCount]:
         """Runs that ended (completed or failed for good) in ``[since, until)``, counted per minute of their
         end; minutes without any are absent. Pruned runs count too (the pruner added them to their minute's
-        statistics as it deleted them), in the minutes that start in ``[since, until)``."""
+        statistics as it deleted them), for the minutes wholly inside ``[since, until)``."""
 
     @abstractmethod
     def lateness_sample(

@@ -38,7 +38,7 @@ _KINDS: tuple[_Kind, ...] = (
     ("prunable_deliveries", "id", (), "delete_deliveries", "webhook_deliveries"),
     ("prunable_cache_entries", "key", (), "delete_cache_entries", "cache_entries"),
     ("prunable_outbox", "seq", (), "delete_outbox", "outbox"),
-    ("prunable_run_minutes", "minute", (), "delete_run_minutes", "run_minutes"),
+    ("prunable_run_minutes", "row", (), "delete_run_minutes", "run_minutes"),
 )
 _COUNTS = (
     "count_prunable_runs",
@@ -135,7 +135,7 @@ def _prune_kind(tx: Tx, kind: _Kind, params: dict[str, Any]) -> dict[str, int]:
     if delete == "delete_runs":
         return _delete_runs(tx, ids)
     done = {what: tx.run(query, {"ids": ids}) for query, what in belongs}
-    done[name] = tx.run(delete, {"ids": ids, "now": params["now"]})
+    done[name] = tx.run(delete, {**params, "ids": ids})
     return done
 
 

@@ -3,14 +3,13 @@ summarise the answer. Failures raise :class:`HttpError` (an ``ExecutionError``) 
 
 from ductape_jobs.errors import HttpError
 from ductape_jobs.executors.http.request import (
-    REDACT_EXTENSION,
     HttpAuth,
     HttpRequestSpec,
     build_request,
     encode_json,
 )
 from ductape_jobs.executors.http.response import MAX_BODY_BYTES, perform, redact_url
-from ductape_jobs.redaction import SECRET_QUERY_PARAMS
+from ductape_jobs.redaction import REDACT_EXTENSION, SECRET_QUERY_PARAMS
 
 __all__ = [
     "MAX_BODY_BYTES",

@@ -18,13 +18,12 @@ import httpx
 
 from ductape_jobs.errors import HttpError, ValidationError
 from ductape_jobs.limits import check_headers
+from ductape_jobs.redaction import REDACT_EXTENSION
 
 AuthKind = Literal["none", "bearer", "basic", "header", "query"]
 _AUTH_KINDS = ("none", "bearer", "basic", "header", "query")
 _AUTH_NEEDS = {"bearer": ("token",), "basic": ("username",), "header": ("name", "value"), "query": ("name", "value")}
 
-#: ``request.extensions`` key listing the query parameters to hide in messages (the auth parameter).
-REDACT_EXTENSION = "ductape_redact_query"
 
 # ":key" at the start of a path segment, or "{key}" anywhere in the path.
 _PARAM = re.compile(r"(?<![^/]):(\w+)|\{(\w+)\}")

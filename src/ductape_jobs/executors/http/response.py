@@ -12,7 +12,7 @@ import httpx
 
 from ductape_jobs import redaction
 from ductape_jobs.errors import HttpError, describe
-from ductape_jobs.executors.http.request import REDACT_EXTENSION
+from ductape_jobs.redaction import REDACT_EXTENSION
 
 #: Response bodies longer than this are kept as truncated text (``"truncated": True``).
 MAX_BODY_BYTES = 64 * 1024

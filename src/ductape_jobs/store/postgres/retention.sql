@@ -176,11 +176,14 @@ ON CONFLICT (minute, product_tag, env) DO UPDATE SET
     due_retries = run_minutes.due_retries + excluded.due_retries;
 
 -- name: prunable_run_minutes
--- The statistics' minutes older than their keep (Retention.keep_stats), oldest first, on the primary key.
-SELECT DISTINCT minute FROM run_minutes WHERE minute < %(stats_before)s ORDER BY minute LIMIT %(limit)s;
+-- Rows of the statistics' minutes older than their keep (Retention.keep_stats), oldest first, on the
+-- primary key; picked by ctid (the rows stay locked, so it holds until the delete).
+SELECT ctid::text AS row FROM run_minutes WHERE minute < %(stats_before)s
+ORDER BY minute, product_tag, env LIMIT %(limit)s
+FOR UPDATE SKIP LOCKED;
 
 -- name: count_prunable_run_minutes
 SELECT count(*) AS run_minutes FROM run_minutes WHERE minute < %(stats_before)s;
 
 -- name: delete_run_minutes
-DELETE FROM run_minutes WHERE minute = ANY(%(ids)s);
+DELETE FROM run_minutes WHERE ctid = ANY(%(ids)s::tid[]) AND minute < %(stats_before)s;

@@ -91,8 +91,8 @@ SELECT * FROM webhook_deliveries WHERE webhook_id = :webhook_id
 ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset;
 
 -- name: runs_per_minute
--- Runs that ended in [:since, :until) per minute of their end: those still kept, and those pruned (run_minutes,
--- where a minute counts when it starts in the window). A run is in one or the other, never both.
+-- Runs that ended in [:since, :until) per minute of their end: those still kept (to the ms), and those pruned
+-- (run_minutes, for the minutes wholly in the window). A run is in one or the other, never both.
 SELECT minute, sum(completed) AS completed, sum(failed) AS failed FROM (
     SELECT (completed_at / 60000) * 60000 AS minute,
            sum(CASE WHEN phase = 'completed' THEN 1 ELSE 0 END) AS completed,
@@ -104,7 +104,7 @@ SELECT minute, sum(completed) AS completed, sum(failed) AS failed FROM (
     GROUP BY 1
     UNION ALL
     SELECT minute, ended_completed, ended_failed FROM run_minutes
-    WHERE minute >= :since AND minute < :until AND ended_completed + ended_failed > 0
+    WHERE minute >= :since AND minute + 60000 <= :until AND ended_completed + ended_failed > 0
       AND (:product_tag IS NULL OR product_tag = :product_tag) AND (:env IS NULL OR env = :env)
 )
 GROUP BY minute ORDER BY minute;

@@ -166,11 +166,13 @@ ON CONFLICT (minute, product_tag, env) DO UPDATE SET
     due_retries = run_minutes.due_retries + excluded.due_retries;
 
 -- name: prunable_run_minutes
--- The statistics' minutes older than their keep (Retention.keep_stats), oldest first, on the primary key.
-SELECT DISTINCT minute FROM run_minutes WHERE minute < :stats_before ORDER BY minute LIMIT :limit;
+-- Rows of the statistics' minutes older than their keep (Retention.keep_stats), oldest first, on the
+-- primary key; picked by rowid.
+SELECT rowid AS row FROM run_minutes WHERE minute < :stats_before
+ORDER BY minute, product_tag, env LIMIT :limit;
 
 -- name: count_prunable_run_minutes
 SELECT count(*) AS run_minutes FROM run_minutes WHERE minute < :stats_before;
 
 -- name: delete_run_minutes
-DELETE FROM run_minutes WHERE minute IN (SELECT value FROM json_each(:ids));
+DELETE FROM run_minutes WHERE rowid IN (SELECT value FROM json_each(:ids)) AND minute < :stats_before;
