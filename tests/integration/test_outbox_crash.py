@@ -119,8 +119,9 @@ def test_a_worker_killed_in_a_burst_of_completions_loses_no_completion_event(
         wait("a burst of completions", lambda: completed() >= 40)
         first.send_signal(signal.SIGKILL)  # mid-burst: runs in flight, events not yet relayed or sent
         assert first.wait(10) == -signal.SIGKILL
-        at_kill = client.store.count_runs()
-        assert at_kill.get(RunPhase.COMPLETED, 0) >= 40 and at_kill.get(RunPhase.RUNNING, 0) > 0  # mid-burst
+        # mid-burst: completions made, their events written but maybe not relayed or sent, the gated runs unfinished
+        # (queued, or running on the dead worker)
+        assert 40 <= completed() <= GATED_FROM
 
         (tmp_path / "gate").touch()  # the runs held back may now end
         start()  # takes over: rescues the dead worker's runs, relays the outbox and sends

@@ -19,6 +19,7 @@ from ductape_jobs.lifecycle import LifecycleEvent, RunCompleted, RunRetrySchedul
 from ductape_jobs.models import DeliveryStatus, RunPhase, ScheduleStatus, Webhook, WebhookDelivery
 from ductape_jobs.retention import Retention
 from ductape_jobs.store import ScheduleChange, Store
+from ductape_jobs.store.sqlite.dialect import OUTBOX_TRIGGERS
 
 LEASE = timedelta(seconds=30)
 ALL = [
@@ -219,25 +220,51 @@ def test_postgres_a_relay_never_passes_an_event_whose_transaction_commits_later(
         slow.close()
 
 
-def test_postgres_the_outbox_triggers_exist_only_while_some_webhook_does(pg_backend: Backend) -> None:
+def outbox_triggers(backend: Backend) -> set[str]:
+    """The triggers on runs and schedules, read outside the store."""
+    if backend.path is not None:
+        import sqlite3
+
+        db = sqlite3.connect(backend.path)
+        try:
+            found = db.execute("SELECT name FROM sqlite_master WHERE type = 'trigger'").fetchall()
+        finally:
+            db.close()
+        return {r[0] for r in found}
+    with psycopg.connect(PG_URL, options=f"-c search_path={backend.schema}") as conn:
+        rows = conn.execute(
+            "SELECT tgname FROM pg_trigger WHERE tgrelid IN ('runs'::regclass, 'schedules'::regclass)"
+            " AND NOT tgisinternal"
+        ).fetchall()
+        return {r[0] for r in rows}
+
+
+def test_the_outbox_triggers_exist_only_while_some_webhook_does(backend: Backend) -> None:
     """With no webhook, a run's insert and phase changes fire no trigger at all (the hot path pays nothing); the
     first webhook creates them in its own transaction, the last one's deletion drops them."""
-    import psycopg
-
-    store = pg_backend.open()
-
-    def triggers() -> set[str]:
-        with psycopg.connect(PG_URL, options=f"-c search_path={pg_backend.schema}") as conn:
-            rows = conn.execute(
-                "SELECT tgname FROM pg_trigger WHERE tgrelid IN ('runs'::regclass, 'schedules'::regclass)"
-                " AND NOT tgisinternal"
-            ).fetchall()
-            return {r[0] for r in rows}
-
-    assert triggers() == set()
+    store = backend.open()
+    assert outbox_triggers(backend) == set()
     first, second = hook(store, ["job.completed"]), hook(store, ["job.completed"])
-    assert triggers() == {"outbox_run", "outbox_schedule"}
+    present = outbox_triggers(backend)
+    assert present and present <= {"outbox_run", "outbox_schedule", *OUTBOX_TRIGGERS}
     store.delete_webhook(first.id)
-    assert triggers() == {"outbox_run", "outbox_schedule"}  # one webhook is left
+    assert outbox_triggers(backend) == present  # one webhook is left
+    s = schedule("report")
+    store.create_job(job("report"), T0)
+    store.add_schedules([s], [due_run(s, T0)])
+    assert [e.name for e in pending(store, 0)] == []  # job.completed only: nothing yet
     store.delete_webhook(second.id)
-    assert triggers() == set()
+    assert outbox_triggers(backend) == set()
+
+
+def test_sqlite_a_database_of_version_14_with_a_webhook_keeps_its_outbox_triggers(sqlite_only_backend: Backend) -> None:
+    backend = sqlite_only_backend
+    backend.migrate_to(14)
+    backend.execute(
+        "INSERT INTO webhooks (id, product_tag, url, events, secret, created_at)"
+        " VALUES ('wh_old', 'shop', 'https://example.com/h', '[\"job.completed\"]', :secret, 0)",
+        {"secret": "s" * 20},
+    )
+    assert outbox_triggers(backend) == set(OUTBOX_TRIGGERS)  # version 11's, always there
+    backend.open()  # migrates to the latest: version 15 drops them, and the webhook brings them back at once
+    assert outbox_triggers(backend) == set(OUTBOX_TRIGGERS)

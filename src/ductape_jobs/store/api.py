@@ -78,7 +78,7 @@ class ApiCore(UsesDialect):
         def op(tx: Tx) -> None:
             tx.run("lock_webhooks")
             tx.run("insert_webhook", webhook_params(webhook))
-            tx.one("sync_outbox_triggers")  # PostgreSQL: the outbox's triggers exist while some webhook does
+            tx.sync_outbox_triggers()  # the outbox's triggers exist while some webhook does
 
         self._write(op)
 
@@ -88,7 +88,7 @@ class ApiCore(UsesDialect):
             if tx.run("delete_webhook", {"id": webhook_id}) != 1:
                 raise NotFoundError("webhook", webhook_id)
             tx.run("delete_deliveries_of_webhook", {"id": webhook_id})
-            tx.one("sync_outbox_triggers")
+            tx.sync_outbox_triggers()
 
         self._write(op)
 

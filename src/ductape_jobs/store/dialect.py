@@ -59,6 +59,10 @@ class Tx(Protocol):
     def notify(self) -> None:
         """Tell other processes' ``wait_for_change`` (at commit) that runs or schedules may be due sooner."""
 
+    def sync_outbox_triggers(self) -> None:
+        """Make the outbox's triggers exist exactly while some webhook does (created with the first, dropped with
+        the last), in the transaction that added or deleted a webhook: without one, writing runs fires nothing."""
+
     def together(self) -> AbstractContextManager[object]:
         """Statements run inside are sent together where the dialect can (PostgreSQL's pipeline: one round
         trip), their errors raised when it ends. For writes whose results are not read inside."""

@@ -71,6 +71,9 @@ class PostgresTx:
         takes a database-wide lock at commit."""
         self._conn.execute(Q["notify"], {"channel": self._channel, "payload": ""})
 
+    def sync_outbox_triggers(self) -> None:
+        self.one("sync_outbox_triggers")  # ductape_outbox_sync() (migration 13)
+
 
 class PostgresDialect:
     capabilities = Capabilities(listen_notify=True, skip_locked=True, multi_process=True)

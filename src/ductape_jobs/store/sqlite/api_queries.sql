@@ -41,10 +41,6 @@ DELETE FROM login_sessions WHERE expires_at <= :now;
 -- Nothing: the single writer already takes turns (PostgreSQL locks the webhooks).
 SELECT 1;
 
--- name: sync_outbox_triggers
--- Nothing: SQLite's outbox triggers always exist (PostgreSQL's only while some webhook does).
-SELECT 1;
-
 -- name: insert_webhook
 INSERT INTO webhooks (id, product_tag, url, events, secret, created_at)
 VALUES (:id, :product_tag, :url, :events, :secret, :created_at);

@@ -43,6 +43,12 @@ def _bind(name: str, params: Params | None) -> Params:
     return {**params, **{key: json.dumps(params[key]) for key in lists}}
 
 
+#: The migration after which the outbox's triggers exist only while some webhook does.
+TRIGGERS_ON_DEMAND = 15
+#: The outbox's triggers (outbox.sql: create_<name>, drop_<name>).
+OUTBOX_TRIGGERS = ("outbox_run_created", "outbox_run_changed", "outbox_schedule_created", "outbox_schedule_changed")
+
+
 class SQLiteTx:
     __slots__ = ("_db",)
 
@@ -92,6 +98,12 @@ class SQLiteTx:
 
     def notify(self) -> None:
         """Nothing to send: the processes sharing the file poll it (``wait_for_change`` returns ``False``)."""
+
+    def sync_outbox_triggers(self) -> None:
+        """Create the outbox's triggers (``IF NOT EXISTS``) while some webhook exists, else drop them (outbox.sql)."""
+        verb = "create" if self.one("any_webhook") is not None else "drop"
+        for trigger in OUTBOX_TRIGGERS:
+            self.run(f"{verb}_{trigger}")
 
 
 class SQLiteDialect:
@@ -161,6 +173,8 @@ class SQLiteDialect:
                     "INSERT INTO schema_migrations VALUES (?, CAST(unixepoch('subsec') * 1000 AS INTEGER))",
                     (version,),
                 )
+                if version == TRIGGERS_ON_DEMAND:  # it dropped the outbox's triggers: back if a webhook exists
+                    tx.sync_outbox_triggers()
 
         self.transact(op)
 

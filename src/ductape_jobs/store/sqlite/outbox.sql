@@ -1,4 +1,4 @@
--- SQL of the SQLite store's outbox (store/outbox.py; the table and its triggers: migration 0011). The single
+-- SQL of the SQLite store's outbox (store/outbox.py; the table: migration 0011; its triggers: below). The single
 -- writer commits events in seq order, so seq alone is the cursor (txid is always 0).
 
 -- name: lock_consumer
@@ -16,3 +16,98 @@ SELECT * FROM outbox WHERE seq > :seq ORDER BY seq LIMIT :limit;
 
 -- name: advance_consumer
 UPDATE outbox_consumers SET txid = :txid, seq = :seq, updated_at = :now WHERE name = :name;
+
+-- The outbox's triggers (first written by migration 0011) exist only while some webhook does: sync_outbox_triggers
+-- (dialect.py) creates them with the first webhook and drops them with the last, in the webhook's own transaction,
+-- as PostgreSQL's ductape_outbox_sync() does (migration 0013). Without a webhook a run's insert and phase changes
+-- run no trigger program. Each writes an event only when some webhook of the product takes it.
+
+-- name: any_webhook
+SELECT 1 AS found FROM webhooks LIMIT 1;
+
+-- name: create_outbox_run_created
+CREATE TRIGGER IF NOT EXISTS outbox_run_created AFTER INSERT ON runs
+BEGIN
+    INSERT INTO outbox (event, product_tag, schedule_id, run_id, data, created_at)
+    SELECT 'run.queued', NEW.product_tag, NEW.schedule_id, NEW.id,
+        json_object('run_id', NEW.id, 'job_id', NEW.schedule_id, 'job_tag', NEW.job_tag,
+            'product_tag', NEW.product_tag, 'env', NEW.env, 'event_type', NEW.event_type,
+            'event_tag', NEW.event_tag, 'attempt', NEW.attempt, 'scheduled_at', NEW.scheduled_at,
+            'started_at', NEW.started_at, 'triggered_by', NEW.triggered_by, 'phase', NEW.phase,
+            'available_at', NEW.available_at),
+        NEW.updated_at
+    WHERE EXISTS (SELECT 1 FROM webhooks w
+                  WHERE w.product_tag = NEW.product_tag AND instr(w.events, '"run.queued"') > 0);
+END;
+
+-- name: create_outbox_run_changed
+CREATE TRIGGER IF NOT EXISTS outbox_run_changed AFTER UPDATE OF phase ON runs
+WHEN NEW.phase <> OLD.phase
+BEGIN
+    INSERT INTO outbox (event, product_tag, schedule_id, run_id, data, created_at)
+    SELECT e.name, NEW.product_tag, NEW.schedule_id, NEW.id,
+        json_object('run_id', NEW.id, 'job_id', NEW.schedule_id, 'job_tag', NEW.job_tag,
+            'product_tag', NEW.product_tag, 'env', NEW.env, 'event_type', NEW.event_type,
+            'event_tag', NEW.event_tag, 'attempt', NEW.attempt, 'scheduled_at', NEW.scheduled_at,
+            'started_at', NEW.started_at, 'triggered_by', NEW.triggered_by, 'phase', NEW.phase,
+            'completed_at', NEW.completed_at, 'duration_ms', NEW.duration_ms, 'error', NEW.error,
+            'available_at', NEW.available_at),
+        NEW.updated_at
+    FROM (SELECT CASE
+              WHEN NEW.phase = 'running' THEN 'job.started'
+              WHEN NEW.phase = 'completed' THEN 'job.completed'
+              WHEN NEW.phase = 'failed' THEN 'job.failed'
+              WHEN NEW.phase = 'retry_scheduled' THEN 'run.attempt_failed'
+              WHEN NEW.phase = 'queued' AND OLD.phase = 'running' AND NEW.rescues > OLD.rescues
+                  THEN 'run.attempt_lost'
+              WHEN NEW.phase = 'queued' AND OLD.phase IN ('failed', 'cancelled') THEN 'run.queued'
+          END AS name) e
+    WHERE e.name IS NOT NULL
+      AND EXISTS (SELECT 1 FROM webhooks w
+                  WHERE w.product_tag = NEW.product_tag AND instr(w.events, '"' || e.name || '"') > 0);
+END;
+
+-- name: create_outbox_schedule_created
+CREATE TRIGGER IF NOT EXISTS outbox_schedule_created AFTER INSERT ON schedules
+BEGIN
+    INSERT INTO outbox (event, product_tag, schedule_id, run_id, data, created_at)
+    SELECT 'job.scheduled', NEW.product_tag, NEW.id, NULL,
+        json_object('job_id', NEW.id, 'job_tag', NEW.job_tag, 'product_tag', NEW.product_tag, 'env', NEW.env,
+            'status', NEW.status, 'recurring', NEW.cron IS NOT NULL OR NEW.every_ms IS NOT NULL,
+            'next_run_at', NEW.next_run_at, 'reason', NEW.reason),
+        NEW.updated_at
+    WHERE EXISTS (SELECT 1 FROM webhooks w
+                  WHERE w.product_tag = NEW.product_tag AND instr(w.events, '"job.scheduled"') > 0);
+END;
+
+-- name: create_outbox_schedule_changed
+CREATE TRIGGER IF NOT EXISTS outbox_schedule_changed AFTER UPDATE OF status ON schedules
+WHEN NEW.status <> OLD.status
+BEGIN
+    INSERT INTO outbox (event, product_tag, schedule_id, run_id, data, created_at)
+    SELECT e.name, NEW.product_tag, NEW.id, NULL,
+        json_object('job_id', NEW.id, 'job_tag', NEW.job_tag, 'product_tag', NEW.product_tag, 'env', NEW.env,
+            'status', NEW.status, 'recurring', NEW.cron IS NOT NULL OR NEW.every_ms IS NOT NULL,
+            'next_run_at', NEW.next_run_at, 'reason', NEW.reason),
+        NEW.updated_at
+    FROM (SELECT CASE
+              WHEN NEW.status = 'paused' THEN 'job.paused'
+              WHEN NEW.status = 'active' AND OLD.status = 'paused' THEN 'job.resumed'
+              WHEN NEW.status = 'cancelled' THEN 'job.cancelled'
+          END AS name) e
+    WHERE e.name IS NOT NULL
+      AND EXISTS (SELECT 1 FROM webhooks w
+                  WHERE w.product_tag = NEW.product_tag AND instr(w.events, '"' || e.name || '"') > 0);
+END;
+
+-- name: drop_outbox_run_created
+DROP TRIGGER IF EXISTS outbox_run_created;
+
+-- name: drop_outbox_run_changed
+DROP TRIGGER IF EXISTS outbox_run_changed;
+
+-- name: drop_outbox_schedule_created
+DROP TRIGGER IF EXISTS outbox_schedule_created;
+
+-- name: drop_outbox_schedule_changed
+DROP TRIGGER IF EXISTS outbox_schedule_changed;
