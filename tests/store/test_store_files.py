@@ -127,3 +127,34 @@ def test_a_new_database_in_a_read_only_directory_is_a_store_error_naming_the_pat
     with pytest.raises(StoreError, match="Read-only file system") as raised:
         Ductape(f"sqlite:///{path}")
     assert repr(str(path)) in str(raised.value)
+
+
+def test_a_write_waits_for_another_process_s_write_lock_then_takes_it(tmp_path: Path) -> None:
+    """SQLite's write lock is polled for (every 0.1 to 2 ms) while another connection holds it: the write goes
+    through once it is released, within the busy timeout; past the timeout it is a StoreError naming the path."""
+    import sqlite3
+    import threading
+    import time
+    from datetime import UTC, datetime, timedelta
+
+    from ductape_jobs.models import JobDefinition
+    from ductape_jobs.store.sqlite import SQLiteStore
+
+    path = tmp_path / "locked.db"
+    store = SQLiteStore(str(path), busy_timeout=timedelta(seconds=0.5))
+    store.migrate()
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+    other.execute("BEGIN IMMEDIATE")  # another process's writer, holding the lock
+    threading.Timer(0.2, other.execute, ["COMMIT"]).start()
+    started = time.monotonic()
+    job = JobDefinition(name="a", tag="a", event_type="FUNCTION", event_tag="a")
+    store.create_job(job, datetime.now(UTC))  # waits about 0.2 s, then writes
+    assert 0.15 <= time.monotonic() - started < 0.5
+    assert store.get_job("", "a") is not None
+    other.execute("BEGIN IMMEDIATE")
+    with pytest.raises(StoreError, match="locked"):
+        store.create_job(job.model_copy(update={"tag": "b"}), datetime.now(UTC))
+    other.execute("ROLLBACK")
+    assert store.get_job("", "b") is None
+    other.close()
+    store.close()

@@ -11,6 +11,7 @@ import os
 import re
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
@@ -111,6 +112,7 @@ class SQLiteDialect:
 
     def __init__(self, path: str, *, busy_timeout: timedelta = timedelta(seconds=30)) -> None:
         self.path = path
+        self._busy = busy_timeout.total_seconds()
         self._lock = threading.RLock()
         _create_private(path)
         try:
@@ -134,7 +136,10 @@ class SQLiteDialect:
         action = "write" if write else "read"
         with self._lock:
             try:
-                self._db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+                if write:
+                    self._begin_immediate()
+                else:
+                    self._db.execute("BEGIN")
             except sqlite3.Error as exc:
                 raise StoreError(_cannot(action, self.path, exc)) from exc
             try:
@@ -154,6 +159,26 @@ class SQLiteDialect:
                 self._rollback()
                 raise StoreError(_cannot(action, self.path, exc)) from exc
             return result
+
+    def _begin_immediate(self) -> None:
+        """Take the write lock, polling for it every 0.1 to 2 ms while another process holds it (SQLite's own busy
+        handler sleeps 1, 2, 5, 10 ms and longer between tries: most of a short transaction's turn lost)."""
+        db = self._db
+        db.execute("PRAGMA busy_timeout = 0")
+        try:
+            deadline = time.monotonic() + self._busy
+            pause = 0.0001
+            while True:
+                try:
+                    db.execute("BEGIN IMMEDIATE")
+                    return
+                except sqlite3.OperationalError as exc:
+                    if "locked" not in str(exc) or time.monotonic() >= deadline:
+                        raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.002)
+        finally:
+            db.execute(f"PRAGMA busy_timeout = {int(self._busy * 1000)}")
 
     def _rollback(self) -> None:
         if self._db.in_transaction:
