@@ -93,7 +93,7 @@ DELIVERY_HEADER = "X-Ductape-Delivery"
 class WebhookRequest(BaseModel):
     """``POST /webhooks``: where a product's events go. ``secret`` (>= 16 characters) is drawn if absent."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, defer_build=True)  # built when first used
 
     product_tag: Annotated[str, Field(min_length=1, max_length=256)]
     url: Annotated[str, Field(min_length=1, max_length=2048)]
