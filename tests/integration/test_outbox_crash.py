@@ -29,6 +29,7 @@ RUNS = 300
 APP = textwrap.dedent(
     """
     import os
+    import time
     from datetime import timedelta
     from ductape_jobs import Ductape
 
@@ -41,6 +42,7 @@ APP = textwrap.dedent(
 
     @ductape.function("quick")
     def quick(input, ctx):
+        time.sleep(0.05)  # 50 at a time: the burst lasts >= 0.3 s, so the kill (polled every 50 ms) lands in it
         return {"n": input["n"]}
 
     if __name__ == "__main__":
