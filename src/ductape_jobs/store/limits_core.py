@@ -149,8 +149,11 @@ def _rooms(tx: Tx, keys: list[str], now: int) -> dict[str, _Room]:
         limit = _limit_from_row(row)
         starts, oldest = 0, None
         if limit.rate is not None:
-            since = now - int(limit.rate.window.total_seconds() * 1000)
-            tx.run("prune_starts", {"key": limit.key, "since": since})
+            window = int(limit.rate.window.total_seconds() * 1000)
+            since = now - window
+            # starts are kept a window longer than this claim counts them: a claim whose clock was read earlier
+            # (it waited for the writer, or for a core) still counts the starts of its own window
+            tx.run("prune_starts", {"key": limit.key, "since": since - window})
             counted = tx.one("count_starts", {"key": limit.key, "since": since})
             starts, oldest = _n(counted), (counted or {}).get("oldest")
         rooms[limit.key] = _Room(limit, running[limit.key], starts, oldest)
