@@ -93,7 +93,7 @@ DELIVERY_HEADER = "X-Ductape-Delivery"
 class WebhookRequest(BaseModel):
     """``POST /webhooks``: where a product's events go. ``secret`` (>= 16 characters) is drawn if absent."""
 
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True)
+    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, defer_build=True)  # built when first used
 
     product_tag: Annotated[str, Field(min_length=1, max_length=256)]
     url: Annotated[str, Field(min_length=1, max_length=2048)]
@@ -233,10 +233,7 @@ class Webhooks:
 
     async def deliver_due(self, client: httpx.AsyncClient | None = None) -> int:
         """Send the deliveries due now (one batch); returns how many were attempted."""
-        if not await asyncio.to_thread(self._current):
-            return 0  # no webhook at all (as of the cache): nothing can be due, no event was written
-        await asyncio.to_thread(self.relay)
-        due = await asyncio.to_thread(self._store.due_deliveries, self._clock.now(), self.batch, self.lease)
+        due = await self._take_due()
         if not due:
             return 0
         if client is None:
@@ -247,6 +244,13 @@ class Webhooks:
         else:
             await self._send_all(client, due)
         return len(due)
+
+    async def _take_due(self) -> builtins.list[DueDelivery]:
+        """Relay, then lease the deliveries due now (one batch)."""
+        if not await asyncio.to_thread(self._current):
+            return []  # no webhook at all (as of the cache): nothing can be due, no event was written
+        await asyncio.to_thread(self.relay)
+        return await asyncio.to_thread(self._store.due_deliveries, self._clock.now(), self.batch, self.lease)
 
     async def _send_all(self, client: httpx.AsyncClient, due: builtins.list[DueDelivery]) -> None:
         """Each webhook's deliveries in order (oldest first), different webhooks at the same time."""
@@ -316,20 +320,30 @@ class Webhooks:
         )
 
     async def run(self, stop: asyncio.Event, poll: timedelta = timedelta(seconds=1)) -> None:
-        """Send due deliveries until ``stop`` is set, looking every ``poll``."""
-        import httpx
-
-        async with httpx.AsyncClient(follow_redirects=False) as client:
+        """Send due deliveries until ``stop`` is set, looking every ``poll``. The HTTP client (httpx) is opened
+        when a delivery is first due, so a process whose products have no webhook never loads it."""
+        client: httpx.AsyncClient | None = None
+        try:
             while not stop.is_set():
                 sent = 0
                 try:
-                    sent = await self.deliver_due(client)
+                    due = await self._take_due()
+                    if due:
+                        if client is None:
+                            import httpx
+
+                            client = httpx.AsyncClient(follow_redirects=False)
+                        await self._send_all(client, due)
+                        sent = len(due)
                 except Exception:
                     log.exception("sending webhook deliveries failed")
                 if sent >= self.batch:
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), poll.total_seconds())
+        finally:
+            if client is not None:
+                await client.aclose()
 
 
 def failure(exc: HttpError, started: float, secrets: Secrets | None = None) -> tuple[int | None, int, str]:

@@ -3,15 +3,17 @@ store keeps only its salted hash and a visible prefix. ``--scope`` (read, write,
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.table import Table
 
 from ductape_jobs.apikeys import ApiKeys
 from ductape_jobs.cli import render
 from ductape_jobs.cli.common import JsonOpt, StoreOpt, client, emit
 from ductape_jobs.models import ApiKey, KeyScope
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 apikey_app = typer.Typer(help="API keys of the HTTP API (ductape serve): create, list, revoke.", no_args_is_help=True)
 
@@ -32,7 +34,7 @@ def _listed(k: ApiKey) -> dict[str, object]:
 
 
 def _table(keys: list[ApiKey]) -> Table:
-    table = Table(title="API keys", title_justify="left")
+    table = render.new_table("API keys")
     for column in ("id", "name", "prefix", "scope", "product", "env", "created", "last used", "revoked"):
         table.add_column(column)
     for k in keys:

@@ -12,18 +12,19 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from pydantic import BaseModel
-from rich.console import Console, RenderableType
-from rich.text import Text
 
 from ductape_jobs.client import Ductape
 from ductape_jobs.errors import DuctapeError, ValidationError
 from ductape_jobs.redaction import redact_url
 from ductape_jobs.store import DEFAULT_URL
 from ductape_jobs.targets import parse_networks
+
+if TYPE_CHECKING:
+    from rich.console import Console, RenderableType
 
 StoreOpt = Annotated[
     str | None,
@@ -69,6 +70,8 @@ WebhookAllowOpt = Annotated[
 
 def out() -> Console:
     """A console on the current stdout (created per call so that redirected/captured stdout is honoured)."""
+    from rich.console import Console  # rich loads when something is drawn (a worker never does)
+
     return Console(highlight=False, soft_wrap=False)
 
 
@@ -204,6 +207,8 @@ def emit_secret(data: Any, as_json: bool, about: str, secret: str) -> None:
     if as_json:
         emit(data, as_json, lambda: about)
     else:
+        from rich.text import Text
+
         out().print(Text(about))  # as written: no console markup in a URL or a tag
         typer.echo(secret)
 

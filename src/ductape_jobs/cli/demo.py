@@ -7,12 +7,10 @@ import asyncio
 import contextlib
 import signal
 from datetime import timedelta
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 from zoneinfo import ZoneInfo
 
 import typer
-from rich.console import RenderableType
-from rich.live import Live
 
 from ductape_jobs.cli import render
 from ductape_jobs.cli.common import StoreOpt, client, out, store_label
@@ -20,6 +18,9 @@ from ductape_jobs.cli.serve import HostOpt, PortOpt, need_api, run_server
 from ductape_jobs.client import Ductape
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.models import RunPhase, ScheduleStatus
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 DEMO_TZ = "America/New_York"
 
@@ -95,6 +96,8 @@ async def _run(dt: Ductape, seconds: float | None) -> None:
     engine = asyncio.create_task(dt.run_worker(stop), name="ductape-demo-worker")
     deadline = loop.time() + seconds if seconds else None
     console = out()
+    from rich.live import Live
+
     try:
         with Live(await asyncio.to_thread(dashboard, dt, footer), console=console, auto_refresh=False) as live:
             while not stop.is_set() and not engine.done():

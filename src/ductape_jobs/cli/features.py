@@ -3,16 +3,16 @@
 from __future__ import annotations
 
 import json
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
 
 from ductape_jobs.cli.common import AppOpt, JsonOpt, StoreOpt, client, emit, parse_json_object
-from ductape_jobs.cli.render import fields, first_line, squeeze, when
+from ductape_jobs.cli.render import fields, first_line, new_group, new_table, new_text, squeeze, when
 from ductape_jobs.features import EventStatus, FeatureRun, FeatureRunStatus
+
+if TYPE_CHECKING:
+    from rich.console import RenderableType
 
 feature_app = typer.Typer(
     help="Features: run a product's feature sequences now, resume or retry a run, show runs.", no_args_is_help=True
@@ -45,14 +45,14 @@ def feature_run_detail(run: FeatureRun) -> RenderableType:
         f"feature run {run.id}",
         [
             ("feature", f"{run.feature_tag} ({run.product_tag}/{run.env})"),
-            ("status", Text(run.status.value, style=RUN_STYLE.get(run.status, ""))),
+            ("status", new_text(run.status.value, style=RUN_STYLE.get(run.status, ""))),
             ("started", when(run.created_at)),
             ("ended", when(run.completed_at)),
             ("input", _result(run.input, 200)),
             ("error", first_line(run.error, 200) or "-"),
         ],
     )
-    events = Table(title="events", title_justify="left")
+    events = new_table("events")
     for column in ("sequence", "event", "type", "status", "attempts", "result", "error"):
         events.add_column(column, overflow="fold" if column == "error" else "ellipsis")
     for e in run.events:
@@ -61,16 +61,16 @@ def feature_run_detail(run: FeatureRun) -> RenderableType:
             e.sequence_tag,
             e.event_tag,
             e.event_type.upper(),
-            Text(e.status.value, style=EVENT_STYLE.get(e.status, "")),
+            new_text(e.status.value, style=EVENT_STYLE.get(e.status, "")),
             str(e.attempts),
             squeeze(result),
             first_line(e.error),
         )
-    return Group(head, events)
+    return new_group(head, events)
 
 
 def feature_runs_table(runs: list[FeatureRun]) -> RenderableType:
-    table = Table(title=f"{len(runs)} feature run(s)", title_justify="left")
+    table = new_table(f"{len(runs)} feature run(s)")
     for column in ("id", "feature", "product/env", "status", "started", "ended", "error"):
         table.add_column(column)
     for r in runs:
@@ -78,7 +78,7 @@ def feature_runs_table(runs: list[FeatureRun]) -> RenderableType:
             r.id,
             r.feature_tag,
             f"{r.product_tag}/{r.env}",
-            Text(r.status.value, style=RUN_STYLE.get(r.status, "")),
+            new_text(r.status.value, style=RUN_STYLE.get(r.status, "")),
             when(r.created_at),
             when(r.completed_at),
             first_line(r.error, 40),

@@ -1,16 +1,13 @@
-"""Rich tables for people (``--json`` is for scripts)."""
+"""Rich tables for people (``--json`` is for scripts). rich is imported when something is drawn (``new_table``,
+``new_text``, ``new_group``), not with the commands, so ``ductape worker`` never loads it."""
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
-
-from rich.console import Group, RenderableType
-from rich.table import Table
-from rich.text import Text
 
 from ductape_jobs.models import (
     DispatchResult,
@@ -23,6 +20,11 @@ from ductape_jobs.models import (
     ScheduleStatus,
 )
 from ductape_jobs.retention import format_keep
+
+if TYPE_CHECKING:
+    from rich.console import Group, RenderableType
+    from rich.table import Table
+    from rich.text import Text
 
 PHASE_STYLE = {
     RunPhase.SCHEDULED: "cyan",
@@ -39,6 +41,27 @@ STATUS_STYLE = {
     ScheduleStatus.CANCELLED: "dim",
     ScheduleStatus.COMPLETED: "blue",
 }
+
+
+def new_table(title: str, **options: Any) -> Table:
+    """A rich ``Table`` with its title on the left."""
+    from rich.table import Table
+
+    return Table(title=title, title_justify="left", **options)
+
+
+def new_text(value: str, **options: Any) -> Text:
+    """A rich ``Text`` (as written: no console markup)."""
+    from rich.text import Text
+
+    return Text(value, **options)
+
+
+def new_group(*items: RenderableType) -> Group:
+    """Renderables drawn one after another."""
+    from rich.console import Group
+
+    return Group(*items)
 
 
 def when(value: datetime | None) -> str:
@@ -59,17 +82,17 @@ def first_line(text: str | None, width: int = 60) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
-def squeeze(text: str) -> Text:
+def squeeze(line: str) -> Text:
     """One line, cut with an ellipsis when its column is narrower (the column itself may shrink)."""
-    return Text(text, no_wrap=True, overflow="ellipsis")
+    return new_text(line, no_wrap=True, overflow="ellipsis")
 
 
 def phase(value: RunPhase) -> Text:
-    return Text(value.value, style=PHASE_STYLE.get(value, ""))
+    return new_text(value.value, style=PHASE_STYLE.get(value, ""))
 
 
 def status(value: ScheduleStatus) -> Text:
-    return Text(value.value, style=STATUS_STYLE.get(value, ""))
+    return new_text(value.value, style=STATUS_STYLE.get(value, ""))
 
 
 def cadence(s: Schedule) -> str:
@@ -85,7 +108,9 @@ def cadence(s: Schedule) -> str:
 
 def fields(title: str, rows: Iterable[tuple[str, Any]]) -> Table:
     """A two-column key/value table."""
-    table = Table(title=title, show_header=False, title_justify="left")
+    from rich.text import Text
+
+    table = new_table(title, show_header=False)
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for key, value in rows:
@@ -97,7 +122,7 @@ def fields(title: str, rows: Iterable[tuple[str, Any]]) -> Table:
 
 
 def jobs_table(jobs: Sequence[JobDefinition]) -> Table:
-    table = Table(title=f"Jobs ({len(jobs)})", title_justify="left")
+    table = new_table(f"Jobs ({len(jobs)})")
     for col in ("tag", "product", "name", "event", "executions", "intervals", "start_at", "updated"):
         table.add_column(col)
     for j in jobs:
@@ -158,7 +183,7 @@ def dispatch(r: DispatchResult) -> Table:
 
 def dispatches_table(results: Sequence[DispatchResult]) -> Table:
     """What ``schedule-many`` made: one row per request, in order."""
-    table = Table(title=f"Scheduled ({len(results)})", title_justify="left")
+    table = new_table(f"Scheduled ({len(results)})")
     for col in ("job_id", "status", "scheduled_at", "recurring", "next_run_at"):
         table.add_column(col, overflow="fold")
     for r in results:
@@ -168,7 +193,7 @@ def dispatches_table(results: Sequence[DispatchResult]) -> Table:
 
 
 def schedules_table(items: Sequence[Schedule]) -> Table:
-    table = Table(title=f"Schedules ({len(items)})", title_justify="left")
+    table = new_table(f"Schedules ({len(items)})")
     for col in ("job_id", "job", "env", "status", "cadence", "next_run_at", "runs", "reason"):
         table.add_column(col, overflow="fold")
     for s in items:
@@ -208,7 +233,7 @@ def schedule_detail(s: Schedule) -> Table:
 
 
 def runs_table(runs: Sequence[Run], title: str | None = None) -> Table:
-    table = Table(title=title or f"Runs ({len(runs)})", title_justify="left")
+    table = new_table(title or f"Runs ({len(runs)})")
     for col in ("run_id", "job", "phase", "scheduled_at", "attempt", "took"):
         table.add_column(col, no_wrap=True)
     table.add_column("error", max_width=60)  # the one column that gives way when the terminal is narrow
@@ -220,7 +245,7 @@ def runs_table(runs: Sequence[Run], title: str | None = None) -> Table:
 
 def live_runs_table(runs: Sequence[Run], title: str) -> Table:
     """The demo's live view: what ran when and what it returned (or why it failed)."""
-    table = Table(title=title, title_justify="left")
+    table = new_table(title)
     for col in ("at", "job", "phase", "attempt", "took"):
         table.add_column(col, no_wrap=True)
     table.add_column("output / error")
@@ -251,14 +276,14 @@ def run_detail(r: Run) -> RenderableType:
             ("error", first_line(r.error, 200) or None),
         ],
     )
-    attempts = Table(title=f"Attempts ({len(r.attempts)})", title_justify="left")
+    attempts = new_table(f"Attempts ({len(r.attempts)})")
     for col in ("#", "worker", "started_at", "finished_at", "outcome", "error"):
         attempts.add_column(col)
     for a in r.attempts:
         attempts.add_row(
             str(a.attempt), a.worker_id, when(a.started_at), when(a.finished_at), a.outcome or "-", first_line(a.error)
         )
-    return Group(info, attempts)
+    return new_group(info, attempts)
 
 
 # ------------------------------------------------------------------------------------- history, stats
@@ -266,7 +291,7 @@ def run_detail(r: Run) -> RenderableType:
 
 def history_table(h: JobHistory) -> Table:
     title = f"History of {h.job_id} ({h.job_tag}): {h.total} runs, {h.successful} successful, {h.failed} failed"
-    table = Table(title=title, title_justify="left")
+    table = new_table(title)
     table.add_column("#", justify="right", no_wrap=True)
     for col in ("run_id", "status", "scheduled_at", "started_at", "took", "by", "retries"):
         table.add_column(col, no_wrap=True)
@@ -303,7 +328,7 @@ def stats_table(s: JobStats) -> Table:
 
 def preview_table(times: Sequence[datetime], tz: str, what: str) -> Table:
     zone = ZoneInfo(tz)
-    table = Table(title=f"Next {len(times)} fire times of {what}", title_justify="left")
+    table = new_table(f"Next {len(times)} fire times of {what}")
     table.add_column("#", justify="right")
     table.add_column("UTC")
     table.add_column(tz)

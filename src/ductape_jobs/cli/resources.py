@@ -4,16 +4,17 @@ holds back (``ductape.resources``)."""
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-from rich.console import Group
-from rich.table import Table
 
 from ductape_jobs.cli import render
 from ductape_jobs.cli.common import AppOpt, JsonOpt, StoreOpt, client, emit
 from ductape_jobs.models import Run
 from ductape_jobs.resources import ResourceUse
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 
 def resources(
@@ -28,7 +29,7 @@ def resources(
         use = dt.resources.use(product)
         held = dt.resources.waiting(product) if waiting else []
     data = {"resources": [_as_dict(u) for u in use], **({"waiting": held} if waiting else {})}
-    emit(data, as_json, lambda: Group(_table(use), *([_waiting(held)] if waiting else [])))
+    emit(data, as_json, lambda: render.new_group(_table(use), *([_waiting(held)] if waiting else [])))
 
 
 def _as_dict(u: ResourceUse) -> dict[str, object]:
@@ -45,7 +46,7 @@ def _as_dict(u: ResourceUse) -> dict[str, object]:
 
 
 def _table(use: Sequence[ResourceUse]) -> Table:
-    table = Table(title=f"Resources ({len(use)})", title_justify="left")
+    table = render.new_table(f"Resources ({len(use)})")
     for column in ("product", "resource", "concurrency", "rate", "running", "started in window", "waiting"):
         table.add_column(column)
     for u in use:
@@ -63,7 +64,7 @@ def _table(use: Sequence[ResourceUse]) -> Table:
 
 
 def _waiting(runs: Sequence[Run]) -> Table:
-    table = Table(title=f"Waiting on a limit ({len(runs)})", title_justify="left")
+    table = render.new_table(f"Waiting on a limit ({len(runs)})")
     for column in ("run_id", "job", "priority", "due"):
         table.add_column(column, no_wrap=True)
     table.add_column("waiting on", max_width=80)

@@ -11,8 +11,8 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.text import Text
 
+from ductape_jobs.cli import render
 from ductape_jobs.cli.common import AppOpt, JsonOpt, StoreOpt, client, emit, emit_secret, parse_json_object
 
 session_app = typer.Typer(
@@ -59,4 +59,4 @@ def session_verify(
     given = sys.stdin.readline().strip() if token == "-" else token
     with client(store, app_) as dt:
         data = dt.session.verify(given, env=env, product_tag=product_tag)
-    emit(data, as_json, lambda: Text(f"valid; the session's data: {json.dumps(data, default=str)}"))
+    emit(data, as_json, lambda: render.new_text(f"valid; the session's data: {json.dumps(data, default=str)}"))

@@ -4,11 +4,9 @@ it."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.table import Table
-from rich.text import Text
 
 from ductape_jobs.cli import render
 from ductape_jobs.cli.common import (
@@ -24,6 +22,9 @@ from ductape_jobs.cli.common import (
 )
 from ductape_jobs.models import Webhook, WebhookDelivery
 from ductape_jobs.webhooks import EVENTS
+
+if TYPE_CHECKING:
+    from rich.table import Table
 
 webhook_app = typer.Typer(
     help="Lifecycle webhooks: create (prints the secret once), list, show, delete, and their deliveries.",
@@ -43,11 +44,11 @@ def _listed(w: Webhook) -> dict[str, Any]:
 
 
 def _table(hooks: list[Webhook]) -> Table:
-    table = Table(title=f"Webhooks ({len(hooks)})", title_justify="left")
+    table = render.new_table(f"Webhooks ({len(hooks)})")
     for column in ("id", "product", "url", "events", "created"):
         table.add_column(column, overflow="fold")
     for w in hooks:
-        table.add_row(w.id, w.product_tag, Text(w.url), ", ".join(w.events), render.when(w.created_at))
+        table.add_row(w.id, w.product_tag, render.new_text(w.url), ", ".join(w.events), render.when(w.created_at))
     return table
 
 
@@ -57,7 +58,7 @@ def _detail(w: Webhook) -> Table:
 
 
 def _deliveries(items: list[WebhookDelivery]) -> Table:
-    table = Table(title=f"Deliveries ({len(items)})", title_justify="left")
+    table = render.new_table(f"Deliveries ({len(items)})")
     for column in ("id", "event", "status", "attempts", "last status", "took", "next attempt", "delivered"):
         table.add_column(column, no_wrap=True)
     table.add_column("last error", max_width=60)

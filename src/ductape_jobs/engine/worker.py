@@ -1,8 +1,8 @@
 """The worker: claims due runs in batches under a lease, runs them, records outcomes, retries, rescues.
 
 One asyncio loop per worker process. Each pass: record finished outcomes, let the scheduler create runs
-for due schedules, rescue runs whose lease expired, prune finished history past its keep (a batch every
-``retention.every``), claim as many due runs as there is capacity, then sleep until the store says something
+for due schedules, rescue runs whose lease expired, claim as many due runs as there is capacity, prune finished
+history past its keep (a batch every ``retention.every``), then sleep until the store says something
 is next due (or ``poll``, or until woken). A heartbeat task extends the
 leases of runs still going, so a slow run is never mistaken for a dead one; ``timeout`` bounds runtime.
 
@@ -215,7 +215,6 @@ class Worker:
                 log.warning("rescued %d run(s) whose worker stopped heartbeating: %s", len(rescued), rescued[:5])
                 tell_rescued(self.observers, rescued)
                 more = True
-        await self._prune(now)
         free = self.options.concurrency - len(self._inflight)
         freed, self._freed = self._freed, False  # a run of ours under a limit ended: its slot may be ours again
         if free > 0 and (more or freed or (due.run_due is not None and due.run_due <= now)):
@@ -230,6 +229,7 @@ class Worker:
                 task = asyncio.create_task(work, name=f"run {run.id}")
                 self._inflight[run.id] = (run, task)
             more = len(runs) == want
+        await self._prune(now)  # after the claim: a worker's first pass claims before it prunes
         return more
 
     async def _prune(self, now: datetime) -> None:

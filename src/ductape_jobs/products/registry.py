@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -63,7 +62,9 @@ class Products:
     @classmethod
     def load(cls, path: str | Path) -> Products:
         """Read a product file: ``*.yaml``/``*.yml`` or ``*.toml`` with a top-level ``products`` list."""
-        import yaml  # only product files need it
+        import tomllib  # only product files need these
+
+        import yaml
 
         file = Path(path)
         try:

@@ -6,6 +6,7 @@ import re
 from importlib import resources
 
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
+_MIGRATION = re.compile(r"^(\d{4})_.*\.sql$")
 
 
 def load_queries(package: str, filename: str = "queries.sql") -> dict[str, str]:
@@ -28,11 +29,17 @@ def load_dialect_queries(package: str, filenames: tuple[str, ...]) -> dict[str, 
     return queries
 
 
+def migration_versions(package: str) -> set[int]:
+    """The versions of the ``NNNN_*.sql`` files in ``package``, from their names (nothing is read)."""
+    names = (entry.name for entry in resources.files(package).iterdir())
+    return {int(m.group(1)) for m in map(_MIGRATION.match, names) if m}
+
+
 def load_migrations(package: str) -> list[tuple[int, str]]:
     """``(version, sql)`` for every ``NNNN_*.sql`` file in ``package``, in version order."""
     found: list[tuple[int, str]] = []
     for entry in resources.files(package).iterdir():
-        match = re.match(r"^(\d{4})_.*\.sql$", entry.name)
+        match = _MIGRATION.match(entry.name)
         if match:
             found.append((int(match.group(1)), entry.read_text(encoding="utf-8")))
     return sorted(found)

@@ -12,7 +12,7 @@ from typing import TypeVar
 from ductape_jobs.store.base import Capabilities
 from ductape_jobs.store.dialect import Params, Row
 from ductape_jobs.store.postgres.connection import Conn, Database, Listener
-from ductape_jobs.store.postgres.schema import migrate
+from ductape_jobs.store.postgres.schema import migrate, migrated
 from ductape_jobs.store.sql import load_dialect_queries
 
 T = TypeVar("T")
@@ -88,6 +88,8 @@ class PostgresDialect:
         return self._db.run(lambda conn: op(PostgresTx(conn, self.channel)), idempotent=idempotent)
 
     def migrate(self) -> None:
+        if self._db.autocommit(migrated):  # every migration applied: one read, no lock
+            return
         self._db.run(lambda conn: migrate(conn, self.schema), idempotent=True)
 
     def close(self) -> None:

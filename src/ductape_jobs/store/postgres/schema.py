@@ -4,13 +4,25 @@ from __future__ import annotations
 
 import zlib
 
-from psycopg import sql
+from psycopg import errors, sql
 
 from ductape_jobs.store.postgres.connection import Conn
-from ductape_jobs.store.sql import load_migrations
+from ductape_jobs.store.sql import load_migrations, migration_versions
 
+_PACKAGE = "ductape_jobs.store.postgres.migrations"
+_VERSIONS = "SELECT version FROM schema_migrations"
 _TABLE = "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)"
 _APPLIED = "INSERT INTO schema_migrations VALUES (%s, (extract(epoch FROM clock_timestamp()) * 1000)::bigint)"
+
+
+def migrated(conn: Conn) -> bool:
+    """Whether the schema (``conn``'s search path) has every migration: one read, outside a transaction and
+    without the lock (the usual start of a worker). ``False`` when there is no migrations table yet."""
+    try:
+        done = {r["version"] for r in conn.execute(_VERSIONS)}
+    except errors.UndefinedTable:
+        return False
+    return migration_versions(_PACKAGE) <= done
 
 
 def migrate(conn: Conn, schema: str | None) -> None:
@@ -23,8 +35,8 @@ def migrate(conn: Conn, schema: str | None) -> None:
     if schema is not None:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
     conn.execute(_TABLE)
-    done = {r["version"] for r in conn.execute("SELECT version FROM schema_migrations")}
-    for version, script in load_migrations("ductape_jobs.store.postgres.migrations"):
+    done = {r["version"] for r in conn.execute(_VERSIONS)}
+    for version, script in load_migrations(_PACKAGE):
         if version not in done:
             conn.execute(script, prepare=False)  # several statements: the simple query protocol
             conn.execute(_APPLIED, [version])

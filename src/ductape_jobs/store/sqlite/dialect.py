@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from ductape_jobs.errors import ConflictError, StoreError
 from ductape_jobs.store.base import Capabilities
 from ductape_jobs.store.dialect import Params, Row
-from ductape_jobs.store.sql import load_dialect_queries, load_migrations
+from ductape_jobs.store.sql import load_dialect_queries, load_migrations, migration_versions
 
 T = TypeVar("T")
 # WAL pages written before a commit checkpoints them into the file (SQLite's default: 1,000). A checkpoint
@@ -185,6 +185,11 @@ class SQLiteDialect:
             self._db.execute("ROLLBACK")
 
     def migrate(self) -> None:
+        """Apply the migrations the file lacks. A file that has them all costs one read and no write lock (the
+        usual start of a worker: processes starting together do not queue for the writer)."""
+        if self._migrated():
+            return
+
         def op(tx: SQLiteTx) -> None:
             db = self._db
             db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER)")
@@ -202,6 +207,14 @@ class SQLiteDialect:
                     tx.sync_outbox_triggers()
 
         self.transact(op)
+
+    def _migrated(self) -> bool:
+        with self._lock:
+            try:
+                rows = self._db.execute("SELECT version FROM schema_migrations").fetchall()
+            except sqlite3.OperationalError:  # no such table: a new file
+                return False
+        return migration_versions(f"{PACKAGE}.migrations") <= {r["version"] for r in rows}
 
     def close(self) -> None:
         with self._lock:

@@ -1,0 +1,67 @@
+"""A store that has every migration starts without the migration's lock: each worker's start checks the
+versions with one read, so workers starting together do not queue for the writer (SQLite) or the advisory lock
+(PostgreSQL). A database that lacks a version still gets it."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import zlib
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from storekit import PG_URL, Backend
+
+from ductape_jobs.store import Store
+from ductape_jobs.store.sql import migration_versions
+
+
+@contextmanager
+def migration_lock_held(backend: Backend) -> Iterator[None]:
+    """Another process holds what a migration takes: SQLite's write lock, or PostgreSQL's migration lock."""
+    if backend.path is not None:
+        db = sqlite3.connect(backend.path, isolation_level=None)
+        db.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            db.execute("ROLLBACK")
+            db.close()
+        return
+    import psycopg
+
+    key = zlib.crc32(f"ductape_jobs:migrate:{backend.schema or ''}".encode())
+    with psycopg.connect(PG_URL) as conn:  # a transaction is open until the block ends
+        conn.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+        yield
+        conn.rollback()
+
+
+def migrate_within(store: Store, seconds: float) -> bool:
+    """``store.migrate()`` in a thread: did it return within ``seconds``?"""
+    done = threading.Event()
+
+    def go() -> None:
+        store.migrate()
+        done.set()
+
+    threading.Thread(target=go, daemon=True).start()
+    return done.wait(seconds)
+
+
+def test_a_migrated_database_opens_without_the_migration_lock(backend: Backend) -> None:
+    backend.open()  # migrated
+    again = backend.open(migrate=False)
+    with migration_lock_held(backend):
+        assert migrate_within(again, 10)
+    assert again.list_jobs() == []
+
+
+def test_a_database_that_lacks_a_version_still_waits_for_the_lock_and_gets_it(backend: Backend) -> None:
+    latest = max(migration_versions(f"ductape_jobs.store.{backend.name}.migrations"))
+    backend.migrate_to(latest - 1)
+    store = backend.open(migrate=False)
+    with migration_lock_held(backend):
+        assert not migrate_within(store, 0.5)  # it needs the lock: it waits
+    assert migrate_within(store, 30)  # the lock is free (and the waiting call got it, too)
+    assert backend.snapshot()["versions"][-1] == latest
