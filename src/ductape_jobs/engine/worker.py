@@ -196,7 +196,7 @@ class Worker:
         """One pass. Returns True when more work may be due right away."""
         assert self._wake is not None
         self._wake.clear()
-        refilled = await self._flush(refill=True)
+        await self._flush(refill=True)
         now = self.clock.now()
         due = await self._io(self.store.next_wakeup)
         more = False
@@ -223,7 +223,7 @@ class Worker:
             runs = await self._io(self.store.acquire_runs, self.id, want, self.options.lease, now)
             self._begin(runs, now)
             more = len(runs) == want
-        return more or refilled
+        return more
 
     def _want(self) -> int:
         """How many runs one claim asks for: the free capacity, up to a batch."""
@@ -356,18 +356,18 @@ class Worker:
         hit, value = await self._io(self.store.cache_get, key, self.clock.now())
         return hit, value, None if hit else (key, self.clock.now() + ttl)
 
-    async def _flush(self, *, refill: bool = False) -> bool:
-        """Record the outcomes so far. With ``refill``, when some were of runs under a limit, claim in the same
-        transaction (``finish_and_acquire``): the slots they free are taken again at once, before any other
-        claim, and the next runs start without a pass in between. Returns True when that claim came back full
-        (more may be due)."""
+    async def _flush(self, *, refill: bool = False) -> None:
+        """Record the outcomes so far. With ``refill``, when ``k`` of them were of runs under a limit, claim up to
+        ``k`` runs in the same transaction (``finish_and_acquire``): the slots they free are taken again at once,
+        before any other claim, and the next runs start without a pass in between. Asking for no more than ``k``
+        keeps that claim short (no run of a full limit is looked at); if fewer than ``k`` runs under a limit
+        came back, the pass's own claim looks again (a slot may still be free)."""
         if not self._outcomes:
-            return False
+            return
         outcomes, self._outcomes = self._outcomes, []
-        freed = any(o.run_id in self._limited for o in outcomes)
+        freed = sum(1 for o in outcomes if o.run_id in self._limited)
         self._limited.difference_update(o.run_id for o in outcomes)
-        want = self._want() if refill and freed else 0
-        self._freed = self._freed or (freed and want <= 0)  # the pass's own claim looks again
+        want = min(freed, self._want()) if refill else 0
         now = self.clock.now()
         try:
             runs = await retry_async(
@@ -380,6 +380,7 @@ class Worker:
             self._outcomes[:0] = outcomes  # kept: the next pass records them (the store may be away)
             raise
         self._begin(runs, now)
+        self._freed = self._freed or sum(1 for run in runs if run.limit_keys) < freed
         for o in outcomes:
             if o.ok:
                 self.summary.completed += 1
@@ -396,7 +397,6 @@ class Worker:
         if self.observers:
             ended = [(self._observed.pop(o.run_id), o) for o in outcomes if o.run_id in self._observed]
             tell_finished(self.observers, ended)
-        return want > 0 and len(runs) == want
 
     def _record(self, outcomes: list[Outcome], now: datetime, want: int) -> list[Run]:
         if want <= 0:

@@ -285,8 +285,9 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
         finished = outcome_params(outcomes, now)
 
         def op(tx: Tx) -> list[Row]:
-            _finish(tx, finished, now)
-            return self._claim(tx, params)
+            with tx.together():  # PostgreSQL: the outcomes' writes and the claim's first picks go together
+                _finish(tx, finished, now)
+                return self._claim(tx, params)
 
         return _claim_order(self._write(op))
 
@@ -442,12 +443,13 @@ def _finish(tx: Tx, finished: _Finished, now: datetime) -> None:
     outcome whose lease was lost changes only its attempt row (and not even that once the rescue marked the
     attempt lost)."""
     done, retry, failed, attempts = finished
-    tx.many("complete_run", done)
-    if retry:
-        tx.many("schedule_retry", retry)
-    _pause_after_failures(tx, tx.each("fail_run", failed), now)
-    tx.many("finish_attempt", attempts)
-    _release_held(tx, [o["run_id"] for o in [*done, *failed]], now)
+    with tx.together():  # PostgreSQL: the updates go with the first read (one round trip where none fails)
+        tx.many("complete_run", done)
+        if retry:
+            tx.many("schedule_retry", retry)
+        _pause_after_failures(tx, tx.each("fail_run", failed), now)
+        tx.many("finish_attempt", attempts)
+        _release_held(tx, [o["run_id"] for o in [*done, *failed]], now)
 
 
 def _claim_order(rows: list[Row]) -> list[Run]:

@@ -55,6 +55,9 @@ class PostgresTx:
                 if not cur.nextset():
                     return rows
 
+    def later(self, name: str, params: Params | None = None) -> Callable[[], list[Row]]:
+        return self._conn.execute(Q[name], params).fetchall  # in a pipeline: read at the next sync
+
     def claim_runs(self, params: Params) -> tuple[list[Row], bool]:
         rows = self.all("acquire_runs", params)  # one statement: claim, lease and record the attempts
         return [r for r in rows if r["id"] is not None], bool(rows and rows[0]["limited"])
