@@ -4,6 +4,7 @@ driver errors translated), claims with ``FOR UPDATE SKIP LOCKED``, wake-ups by L
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
@@ -66,6 +67,8 @@ class PostgresTx:
         return self.all("claim_picked_runs", params)  # one statement, as claim_runs
 
     def together(self) -> AbstractContextManager[object]:
+        if self._conn.pgconn.pipeline_status:  # already inside one: its end syncs (a nested end would too)
+            return contextlib.nullcontext()
         return self._conn.pipeline()
 
     def notify(self) -> None:
