@@ -232,3 +232,25 @@ def test_a_running_worker_stores_an_edited_product_file_s_limits(
         assert asyncio.run(main()) == 4
     finally:
         dt.close()
+
+
+def test_a_worker_whose_limited_run_ends_claims_the_next_in_the_transaction_that_records_it() -> None:
+    dt = Sandbox(
+        start=T0, products=Products([{"tag": "shop", "envs": ["prd"], "resources": {"db": {"concurrency": 1}}}])
+    )  # type: ignore[list-item]
+    dt.function("work")(lambda input, ctx: None)
+    dt.product("shop").jobs.create(fn_job("load", resources=["db"]))
+    for _ in range(3):
+        dt.job.schedule({"env": "prd", "product_tag": "shop", "event": "load"})
+    refills: list[int] = []
+    store, finish_and_acquire = dt.store, dt.store.finish_and_acquire
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        runs = finish_and_acquire(*args, **kwargs)
+        refills.append(len(runs))
+        return runs
+
+    store.finish_and_acquire = spy  # type: ignore[method-assign]
+    summary = dt.drain()
+    assert summary.completed == 3
+    assert refills[:2] == [1, 1]  # the second and third runs came with the outcomes of the first and second
