@@ -161,9 +161,26 @@ def rss_tree(p: psutil.Process) -> tuple[int, int]:
     return now, peak
 
 
+def cpu_tree(p: psutil.Process) -> float:
+    """CPU seconds (user + system) spent so far by ``p`` and its children."""
+    total = 0.0
+    try:
+        tree = [p, *p.children(recursive=True)]
+    except psutil.Error:
+        return 0.0
+    for q in tree:
+        try:
+            t = q.cpu_times()
+            total += t.user + t.system
+        except psutil.Error:
+            pass
+    return total
+
+
 class Workers:
     """``count`` real ``ductape worker --app _job:app`` processes, each in its own session, with the RSS of their
-    process trees sampled every ``sample`` seconds (peerbench: the largest sum over all trees, every 0.2 s)."""
+    process trees sampled every ``sample`` seconds (peerbench: the largest sum over all trees, every 0.2 s), and
+    their CPU seconds (``cpu_between``: a figure that other processes' load moves far less than a rate)."""
 
     def __init__(self, store: Store, count: int, extra: list[str], *, sample: float = 0.2, name: str = "w") -> None:
         self.records = Records(Path(tempfile.mkdtemp(prefix="rec-", dir=store.tmp.name)))
@@ -181,6 +198,7 @@ class Workers:
         ]
         self.peak_rss = 0
         self.rss = 0
+        self.cpu: list[tuple[float, float]] = []  # (time.time(), CPU seconds of every worker tree so far)
         self._sample = sample
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._sampler, daemon=True)
@@ -191,7 +209,14 @@ class Workers:
         while not self._stop.is_set():
             self.rss = sum(rss_tree(p)[0] for p in ps)
             self.peak_rss = max(self.peak_rss, self.rss)
+            self.cpu.append((time.time(), sum(cpu_tree(p) for p in ps)))
             self._stop.wait(self._sample)
+
+    def cpu_between(self, t0: float, t1: float) -> float | None:
+        """The workers' CPU seconds from the last sample at or before ``t0`` to the first at or after ``t1``."""
+        before = [c for t, c in self.cpu if t <= t0]
+        after = [c for t, c in self.cpu if t >= t1]
+        return after[0] - before[-1] if before and after else None
 
     def hwm(self) -> int:
         """The kernel's peak RSS of every worker tree so far (a peak the sampler may have missed)."""

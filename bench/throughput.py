@@ -37,27 +37,27 @@ def add_webhook(dt: Ductape) -> None:
     dt.webhooks.create({"product_tag": REQUEST["product_tag"], "url": "http://127.0.0.1:9/hook", "events": HOOK_EVENTS})
 
 
-def single_enqueue(store: Store, n: int, webhook: bool = False) -> float:
-    """Seconds for N ``schedule()`` calls (one job each, due now)."""
+def single_enqueue(store: Store, n: int, webhook: bool = False) -> tuple[float, float]:
+    """Seconds for N ``schedule()`` calls (one job each, due now), and this process's CPU seconds for them."""
     with store.fresh() as dt:
         if webhook:
             add_webhook(dt)
         schedule = dt.job.schedule
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for i in range(n):
             schedule({**REQUEST, "input": {"i": i}, "start_at": 0})
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
 
-def bulk_enqueue(store: Store, n: int, chunk: int, webhook: bool = False) -> float:
-    """Seconds for N jobs through ``schedule_many`` in chunks (not run)."""
+def bulk_enqueue(store: Store, n: int, chunk: int, webhook: bool = False) -> tuple[float, float]:
+    """Seconds for N jobs through ``schedule_many`` in chunks (not run), and this process's CPU seconds."""
     with store.fresh() as dt:
         if webhook:
             add_webhook(dt)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         for s in range(0, n, chunk):
             dt.job.schedule_many([{**REQUEST, "input": {"i": i}, "start_at": 0} for i in range(s, min(n, s + chunk))])
-        return time.perf_counter() - t0
+        return time.perf_counter() - t0, time.process_time() - c0
 
 
 def main() -> None:
@@ -78,15 +78,16 @@ def main() -> None:
     if args.webhook:
         print(f"a webhook takes {', '.join(HOOK_EVENTS)} (its deliveries fail)")
 
-    enq_s = single_enqueue(store, n, args.webhook)
+    enq_s, enq_cpu = single_enqueue(store, n, args.webhook)
     print(
         f"\n[W1] enqueue, one schedule() per job: {n / enq_s:,.0f} jobs/s"
-        f" ({enq_s:.2f} s; {enq_s / n * 1000:.2f} ms a call)"
+        f" ({enq_s:.2f} s; {enq_s / n * 1000:.2f} ms a call; {enq_cpu / n * 1e6:,.0f} us CPU a call in this process)"
     )
     workers = Workers(store, args.workers, worker_args(args.concurrency, args.poll), name="w1")
     t_done, timed_out = workers.wait_for(n, args.timeout)
     time.sleep(1.0)  # grace: a late second start still counts as doubled
     workers.records.scan()
+    cpu = workers.cpu_between(workers.records.first or 0.0, t_done + 0.5)
     workers.stop()
     rec = workers.records
     proc_s = t_done - workers.t_spawn
@@ -98,11 +99,16 @@ def main() -> None:
     print(
         f"  end to end (enqueue + processing): {rec.distinct / (enq_s + proc_s):,.0f} jobs/s ({enq_s + proc_s:.2f} s)"
     )
+    if cpu is not None and rec.distinct:  # from about the first job's start to the last one's: boot excluded
+        print(f"  worker CPU per job (steady, sum of {args.workers}): {cpu / rec.distinct * 1e6:,.0f} us")
     print(f"  peak worker RSS (sum of {args.workers}): {workers.peak_rss / 2**20:.0f} MiB")
     print(check(rec, n, timed_out))
 
-    bulk_s = bulk_enqueue(store, n, args.chunk, args.webhook)
-    print(f"\n[W1 bulk] enqueue, schedule_many in chunks of {args.chunk}: {n / bulk_s:,.0f} jobs/s ({bulk_s:.2f} s)")
+    bulk_s, bulk_cpu = bulk_enqueue(store, n, args.chunk, args.webhook)
+    print(
+        f"\n[W1 bulk] enqueue, schedule_many in chunks of {args.chunk}: {n / bulk_s:,.0f} jobs/s ({bulk_s:.2f} s;"
+        f" {bulk_cpu / n * 1e6:,.1f} us CPU a job in this process)"
+    )
     store.reset()
     store.close()
 

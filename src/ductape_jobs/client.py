@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 from collections.abc import Callable, Iterable
@@ -17,6 +18,7 @@ from ductape_jobs.engine.events import RunObserver
 from ductape_jobs.engine.scheduler import Scheduler
 from ductape_jobs.engine.wakeup import Wakeup
 from ductape_jobs.engine.worker import Worker, WorkerOptions
+from ductape_jobs.errors import DuctapeError
 from ductape_jobs.executors import ExecutorRegistry, FunctionExecutor, FunctionRegistry
 from ductape_jobs.executors.context import RunPreparer
 from ductape_jobs.executors.feature import FeatureExecutor
@@ -26,6 +28,7 @@ from ductape_jobs.features.engine import FeatureEngine
 from ductape_jobs.jobs import Jobs, ProductJobs
 from ductape_jobs.models import DrainSummary
 from ductape_jobs.products import Products
+from ductape_jobs.products.watch import ResourceWatch
 from ductape_jobs.resource_client import Resources
 from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.sessions import Sessions
@@ -38,6 +41,9 @@ if TYPE_CHECKING:
     from ductape_jobs.tracing import Tracing
 
 F = TypeVar("F", bound=Callable[..., Any])
+#: How often a running worker looks at its product file for edited resources (``products/watch.py``).
+RESOURCE_WATCH_EVERY = timedelta(seconds=2)
+log = logging.getLogger("ductape_jobs.client")
 
 
 class Ductape:
@@ -137,9 +143,11 @@ class Ductape:
         use_server = server_clock if server_clock is not None else clock is None
         self.clock: Clock = StoreClock.attach(local, self.store) if use_server else local
         self.functions = functions if functions is not None else FunctionRegistry()
+        self._product_file: str | None = None  # read here: workers re-read its resources (products/watch.py)
         if products is None:
             path = product_file or os.environ.get("DUCTAPE_PRODUCT_FILE")
             products = Products.load(path) if path else Products()
+            self._product_file = path or None
         self.products = products
         self.session = Sessions(self.products, self.clock)
         settings = self._settings
@@ -292,15 +300,36 @@ class Ductape:
         deliveries = asyncio.create_task(self.webhooks.run(sent), name="ductape-webhooks")
         # direct feature runs whose driver died are resumed here, as the worker rescues job runs
         orphans = asyncio.create_task(self.feature.engine.adopt_orphans(sent, worker.options.rescue_every))
+        watch = asyncio.create_task(self._watch_resources(sent), name="ductape-resource-watch")
         try:
             await worker.run(stop, handle_signals=stop is None)
         finally:
             self.wake.leave(worker)
             sent.set()
-            await asyncio.wait({deliveries, orphans}, timeout=5)  # a delivery cut short is sent again later
+            await asyncio.wait({deliveries, orphans, watch}, timeout=5)  # a delivery cut short is sent again later
             deliveries.cancel()
             orphans.cancel()
+            watch.cancel()
         return worker
+
+    async def _watch_resources(self, stop: asyncio.Event) -> None:
+        """While a worker runs: every ``RESOURCE_WATCH_EVERY``, store the product file's resources if the file
+        changed (``products/watch.py``), so an edited limit holds across the store without a restart."""
+        if self._product_file is None:
+            return
+        watch = ResourceWatch(self.products, self._product_file)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), RESOURCE_WATCH_EVERY.total_seconds())
+            if stop.is_set():
+                return
+            try:
+                limits = await asyncio.to_thread(watch.poll)
+                if limits:
+                    await asyncio.to_thread(self.store.define_resources, limits, self.clock.now())
+                    log.info("product file %s changed: stored %d resource limit(s)", watch.path, len(limits))
+            except DuctapeError as exc:  # an invalid file or the store away: the stored limits stay as they were
+                log.warning("product file %s: its resources were not updated (%s)", watch.path, exc)
 
     def close(self) -> None:
         """Close what this client opened: the executors' HTTP clients, broker connections and database pools,

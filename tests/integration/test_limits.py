@@ -4,7 +4,9 @@ shows. The real-process proofs on PostgreSQL are in ``test_limits_processes.py``
 
 from __future__ import annotations
 
+import asyncio
 import json
+import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -12,9 +14,11 @@ from typing import Any
 import pytest
 from typer.testing import CliRunner
 
+import ductape_jobs.client as client_module
 from ductape_jobs import Ductape, ValidationError
 from ductape_jobs.cli.main import app as cli
 from ductape_jobs.products import Products
+from ductape_jobs.products.watch import ResourceWatch
 from ductape_jobs.testing import Sandbox
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -169,3 +173,84 @@ def test_the_cli_creates_a_limited_job_and_schedules_with_a_priority(tmp_path: P
     (run,) = dt.job.runs(job_tag="mail")
     assert run.priority == 9
     dt.close()
+
+
+def product_file(path: Path, concurrency: int, extra: str = "") -> None:
+    head = "products:\n  - tag: shop\n    envs: [prd]\n    resources:\n"
+    path.write_text(f"{head}      crm-api: {{concurrency: {concurrency}}}\n{extra}")
+    stamp = path.stat().st_mtime_ns
+    os.utime(path, ns=(stamp, stamp + concurrency * 10**9))  # a distinct time, whatever the file system's grain
+
+
+def test_a_product_file_s_edited_resources_are_read_again_and_a_bad_file_changes_nothing(tmp_path: Path) -> None:
+    path = tmp_path / "ductape.yaml"
+    product_file(path, 1)
+    products = Products.load(path)
+    watch = ResourceWatch(products, path)
+    assert watch.poll() is None  # unchanged
+    product_file(path, 3, "      db: {rate: 5/s}\n")
+    limits = {limit.name: limit for limit in watch.poll() or []}
+    assert (limits["crm-api"].concurrency, str(limits["db"].rate)) == (3, "5/s")
+    assert products.get("shop").resources["crm-api"].concurrency == 3  # jobs saved here are checked against it
+    assert watch.poll() is None
+    path.write_text("products: [{tag: shop, resources: {crm-api: {concurrency: 0}}}]")
+    with pytest.raises(ValidationError) as err:
+        watch.poll()
+    assert err.value.field.startswith("product_file")
+    assert watch.poll() is None  # reported once
+    assert products.get("shop").resources["crm-api"].concurrency == 3  # the last good ones stay
+
+
+def test_a_running_worker_stores_an_edited_product_file_s_limits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(client_module, "RESOURCE_WATCH_EVERY", timedelta(milliseconds=20))
+    path = tmp_path / "ductape.yaml"
+    product_file(path, 1)
+    dt = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", product_file=str(path))
+
+    async def main() -> int | None:
+        stop = asyncio.Event()
+        worker = asyncio.create_task(dt.run_worker(stop, poll=timedelta(milliseconds=20)))
+        try:
+            for _ in range(250):  # up to 5 s for the worker to start and store the first limits
+                await asyncio.sleep(0.02)
+                if [u.limit.concurrency for u in dt.resources.use("shop")] == [1]:
+                    break
+            product_file(path, 4)
+            for _ in range(250):
+                await asyncio.sleep(0.02)
+                (use,) = dt.resources.use("shop")
+                if use.limit.concurrency != 1:
+                    return use.limit.concurrency
+            return None
+        finally:
+            stop.set()
+            await worker
+
+    try:
+        assert asyncio.run(main()) == 4
+    finally:
+        dt.close()
+
+
+def test_a_worker_whose_limited_run_ends_claims_the_next_in_the_transaction_that_records_it() -> None:
+    dt = Sandbox(
+        start=T0, products=Products([{"tag": "shop", "envs": ["prd"], "resources": {"db": {"concurrency": 1}}}])
+    )  # type: ignore[list-item]
+    dt.function("work")(lambda input, ctx: None)
+    dt.product("shop").jobs.create(fn_job("load", resources=["db"]))
+    for _ in range(3):
+        dt.job.schedule({"env": "prd", "product_tag": "shop", "event": "load"})
+    refills: list[int] = []
+    store, finish_and_acquire = dt.store, dt.store.finish_and_acquire
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        runs = finish_and_acquire(*args, **kwargs)
+        refills.append(len(runs))
+        return runs
+
+    store.finish_and_acquire = spy  # type: ignore[method-assign]
+    summary = dt.drain()
+    assert summary.completed == 3
+    assert refills[:2] == [1, 1]  # the second and third runs came with the outcomes of the first and second

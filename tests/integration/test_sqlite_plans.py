@@ -20,6 +20,13 @@ HOT = [
     "list_runs_of_job",
     "list_failed_runs",
     "list_feature_runs_of_feature",
+    # under limits (limits_core.py; their partial indexes' terms reordered in migration 14)
+    "limited_due",
+    "pick_limited_runs",
+    "pick_free_runs",
+    "claim_picked_runs",
+    "running_limit_keys",
+    "hold_runs",
 ]
 _NOT_TABLES = ("SCAN CONSTANT ROW", "SCAN json_each VIRTUAL TABLE")
 PARAMS = {
@@ -40,6 +47,10 @@ PARAMS = {
     "offset": 0,
     "feature_tag": "f",
     "status": None,
+    "blocked": "[]",
+    "limit_keys": '["shop/crm-api"]',
+    "waiting_on": "w",
+    "held_until": 3,
 }
 
 

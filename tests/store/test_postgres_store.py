@@ -210,3 +210,16 @@ def test_a_missing_database_is_a_store_error_with_the_servers_reason() -> None:
     url = PG_URL.rsplit("/", 1)[0] + "/no_such_database_here?pool_timeout=1"
     with pytest.raises(StoreError, match="no_such_database_here"):
         PostgresStore(url)
+
+
+def test_next_wakeup_finds_the_earliest_run_no_limit_holds_from_one_index_entry(pg_backend: Backend) -> None:
+    """Not a bitmap scan of every pending run to filter ``held_until`` (the planner's choice through runs_pending
+    while the new column had no statistics): ``runs_due`` holds exactly those runs, read in order."""
+    from ductape_jobs.store.postgres.dialect import Q
+
+    pg_backend.open()
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"SET search_path TO {pg_backend.schema}")
+        plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + Q["next_wakeup"]))
+    assert "Index Only Scan using runs_due on runs" in plan, plan
+    assert "Bitmap" not in plan, plan

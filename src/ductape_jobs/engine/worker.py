@@ -196,7 +196,7 @@ class Worker:
         """One pass. Returns True when more work may be due right away."""
         assert self._wake is not None
         self._wake.clear()
-        await self._flush()
+        await self._flush(refill=True)
         now = self.clock.now()
         due = await self._io(self.store.next_wakeup)
         more = False
@@ -220,17 +220,25 @@ class Worker:
         if free > 0 and (more or freed or (due.run_due is not None and due.run_due <= now)):
             want = min(free, self.options.batch)
             runs = await self._io(self.store.acquire_runs, self.id, want, self.options.lease, now)
-            if runs and self.observers:
-                self._observed.update((run.id, run) for run in runs)
-                tell_started(self.observers, runs, now)
-            self._limited.update(run.id for run in runs if run.limit_keys)
-            for run in runs:
-                work = self._execute(run) if self.tracing is None else self._traced(run, now)
-                task = asyncio.create_task(work, name=f"run {run.id}")
-                self._inflight[run.id] = (run, task)
+            self._begin(runs, now)
             more = len(runs) == want
         await self._prune(now)  # after the claim: a worker's first pass claims before it prunes
         return more
+
+    def _want(self) -> int:
+        """How many runs one claim asks for: the free capacity, up to a batch."""
+        return min(self.options.concurrency - len(self._inflight), self.options.batch)
+
+    def _begin(self, runs: list[Run], now: datetime) -> None:
+        """Start claimed runs as tasks of this loop."""
+        if runs and self.observers:
+            self._observed.update((run.id, run) for run in runs)
+            tell_started(self.observers, runs, now)
+        self._limited.update(run.id for run in runs if run.limit_keys)
+        for run in runs:
+            work = self._execute(run) if self.tracing is None else self._traced(run, now)
+            task = asyncio.create_task(work, name=f"run {run.id}")
+            self._inflight[run.id] = (run, task)
 
     async def _prune(self, now: datetime) -> None:
         """Every ``retention.every``, one batch of each kind of finished history past its keep; while a batch
@@ -254,7 +262,7 @@ class Worker:
     async def _sleep(self, more: bool) -> None:
         assert self._wake is not None and self._stop is not None
         free = self.options.concurrency - len(self._inflight)
-        if more and free > 0:
+        if (more and free > 0) or self._wake.is_set() or self._outcomes:  # or a run ended meanwhile
             await asyncio.sleep(0)
             return
         delay = self.options.poll.total_seconds()
@@ -348,16 +356,22 @@ class Worker:
         hit, value = await self._io(self.store.cache_get, key, self.clock.now())
         return hit, value, None if hit else (key, self.clock.now() + ttl)
 
-    async def _flush(self) -> None:
+    async def _flush(self, *, refill: bool = False) -> None:
+        """Record the outcomes so far. With ``refill``, when ``k`` of them were of runs under a limit, claim up to
+        ``k`` runs in the same transaction (``finish_and_acquire``): the slots they free are taken again at once,
+        before any other claim, and the next runs start without a pass in between. Asking for no more than ``k``
+        keeps that claim short (no run of a full limit is looked at); if fewer than ``k`` runs under a limit
+        came back, the pass's own claim looks again (a slot may still be free)."""
         if not self._outcomes:
             return
         outcomes, self._outcomes = self._outcomes, []
-        self._freed = self._freed or any(o.run_id in self._limited for o in outcomes)
+        freed = sum(1 for o in outcomes if o.run_id in self._limited)
         self._limited.difference_update(o.run_id for o in outcomes)
+        want = min(freed, self._want()) if refill else 0
         now = self.clock.now()
         try:
-            await retry_async(
-                lambda: self._io(self.store.finish_runs, outcomes, now),
+            runs = await retry_async(
+                lambda: self._io(self._record, outcomes, now, want),
                 tries=5,
                 backoff=_FLUSH_BACKOFF,
                 on_retry=lambda exc, _: log.exception("recording %d outcome(s) failed; retrying", len(outcomes)),
@@ -365,6 +379,8 @@ class Worker:
         except Exception:
             self._outcomes[:0] = outcomes  # kept: the next pass records them (the store may be away)
             raise
+        self._begin(runs, now)
+        self._freed = self._freed or sum(1 for run in runs if run.limit_keys) < freed
         for o in outcomes:
             if o.ok:
                 self.summary.completed += 1
@@ -381,6 +397,12 @@ class Worker:
         if self.observers:
             ended = [(self._observed.pop(o.run_id), o) for o in outcomes if o.run_id in self._observed]
             tell_finished(self.observers, ended)
+
+    def _record(self, outcomes: list[Outcome], now: datetime, want: int) -> list[Run]:
+        if want <= 0:
+            self.store.finish_runs(outcomes, now)
+            return []
+        return self.store.finish_and_acquire(outcomes, now, self.id, want, self.options.lease)
 
     async def _heartbeat_loop(self) -> None:
         every = (self.options.heartbeat or self.options.lease / 3).total_seconds()

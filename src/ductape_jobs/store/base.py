@@ -291,6 +291,16 @@ class SchedulingStore(ABC):
         """Record attempts' outcomes (completed, retry scheduled, or failed for good). A terminal run releases a
         ``buffer_one`` run waiting behind it; a final failure pauses a ``pause_on_failure`` schedule."""
 
+    def finish_and_acquire(
+        self, outcomes: Sequence[Outcome], now: datetime, worker_id: str, limit: int, lease_for: timedelta
+    ) -> list[Run]:
+        """``finish_runs`` then ``acquire_runs``, in one transaction where the backend can: a worker whose runs
+        under a limit ended takes the slots they freed without a claim of its own in between. Atomic as a
+        whole; like ``acquire_runs``, not retried when a COMMIT's outcome is unknown (runs it claimed then come
+        back through ``rescue_expired``)."""
+        self.finish_runs(outcomes, now)
+        return self.acquire_runs(worker_id, limit, lease_for, now)
+
     @abstractmethod
     def release_runs(self, worker_id: str, run_ids: Sequence[str], now: datetime) -> int:
         """Give runs back unstarted (graceful shutdown): queued again at once, the attempt marked released."""

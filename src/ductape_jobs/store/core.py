@@ -48,6 +48,9 @@ from ductape_jobs.store.reports import ReportsCore
 from ductape_jobs.store.retention import RetentionCore
 
 _RELEASED = "worker shut down before the run finished"
+_Finished = tuple[
+    list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]
+]  # outcome_params
 
 
 class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, RetentionCore, Store):
@@ -273,9 +276,20 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
 
     def acquire_runs(self, worker_id: str, limit: int, lease_for: timedelta, now: datetime) -> list[Run]:
         params = {"worker_id": worker_id, "lease_until": ms(now + lease_for), "now": ms(now), "limit": limit}
-        rows = self._write(lambda tx: self._claim(tx, params))  # limits_core.py
-        rows.sort(key=lambda r: (r["available_at"] - r["priority"] * 1000, r["id"]))  # claim order, on every backend
-        return [run_from_row(r) for r in rows]
+        return _claim_order(self._write(lambda tx: self._claim(tx, params)))  # limits_core.py
+
+    def finish_and_acquire(
+        self, outcomes: Sequence[Outcome], now: datetime, worker_id: str, limit: int, lease_for: timedelta
+    ) -> list[Run]:
+        params = {"worker_id": worker_id, "lease_until": ms(now + lease_for), "now": ms(now), "limit": limit}
+        finished = outcome_params(outcomes, now)
+
+        def op(tx: Tx) -> list[Row]:
+            with tx.together():  # PostgreSQL: the outcomes' writes and the claim's first picks go together
+                _finish(tx, finished, now)
+                return self._claim(tx, params)
+
+        return _claim_order(self._write(op))
 
     def extend_leases(self, worker_id: str, run_ids: Sequence[str], until: datetime) -> int:
         if not run_ids:
@@ -284,21 +298,9 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
         return self._write(lambda tx: tx.run("extend_leases", params), idempotent=True)
 
     def finish_runs(self, outcomes: Sequence[Outcome], now: datetime) -> None:
-        if not outcomes:
-            return
-        done, retry, failed, attempts = outcome_params(outcomes, now)
-
-        def op(tx: Tx) -> None:
-            # Each update is guarded by (lease_owner, attempt): an outcome whose lease was lost changes only
-            # its attempt row (and not even that once the rescue marked the attempt lost).
-            tx.many("complete_run", done)
-            if retry:
-                tx.many("schedule_retry", retry)
-            _pause_after_failures(tx, tx.each("fail_run", failed), now)
-            tx.many("finish_attempt", attempts)
-            _release_held(tx, [o["run_id"] for o in [*done, *failed]], now)
-
-        self._write(op, idempotent=True)
+        if outcomes:
+            finished = outcome_params(outcomes, now)
+            self._write(lambda tx: _finish(tx, finished, now), idempotent=True)
 
     def release_runs(self, worker_id: str, run_ids: Sequence[str], now: datetime) -> int:
         if not run_ids:
@@ -434,6 +436,25 @@ def _save_job(tx: Tx, query: str, params: dict[str, Any], job: JobDefinition, no
 
 def _rate(text: str | None) -> Rate | None:
     return None if text is None else parse_rate(text, "rate")
+
+
+def _finish(tx: Tx, finished: _Finished, now: datetime) -> None:
+    """``finish_runs`` in ``tx``, given ``outcome_params``. Each update is guarded by (lease_owner, attempt): an
+    outcome whose lease was lost changes only its attempt row (and not even that once the rescue marked the
+    attempt lost)."""
+    done, retry, failed, attempts = finished
+    with tx.together():  # PostgreSQL: the updates go with the first read (one round trip where none fails)
+        tx.many("complete_run", done)
+        if retry:
+            tx.many("schedule_retry", retry)
+        _pause_after_failures(tx, tx.each("fail_run", failed), now)
+        tx.many("finish_attempt", attempts)
+        _release_held(tx, [o["run_id"] for o in [*done, *failed]], now)
+
+
+def _claim_order(rows: list[Row]) -> list[Run]:
+    rows.sort(key=lambda r: (r["available_at"] - r["priority"] * 1000, r["id"]))  # claim order, on every backend
+    return [run_from_row(r) for r in rows]
 
 
 def _pause_after_failures(tx: Tx, failed: list[Row], now: datetime) -> None:

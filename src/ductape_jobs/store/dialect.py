@@ -48,6 +48,10 @@ class Tx(Protocol):
     def each(self, name: str, params: Sequence[Params]) -> list[Row]:
         """Run query ``name`` once per parameter set; the rows every run returned, in order."""
 
+    def later(self, name: str, params: Params | None = None) -> Callable[[], list[Row]]:
+        """Send query ``name`` now and read its rows when the returned function is called: inside ``together``,
+        the statements sent before that first read go in one round trip (PostgreSQL), each run in order."""
+
     def claim_runs(self, params: Params) -> tuple[list[Row], bool]:
         """Claim due runs under no limit for a worker and record their attempts (``acquire_runs``'s
         parameters); the claimed runs' rows, in any order, and whether a run under a limit is due."""
@@ -65,7 +69,9 @@ class Tx(Protocol):
 
     def together(self) -> AbstractContextManager[object]:
         """Statements run inside are sent together where the dialect can (PostgreSQL's pipeline: one round
-        trip), their errors raised when it ends. For writes whose results are not read inside."""
+        trip), their errors raised when it ends or at the next read. Reading rows inside (``one``, ``all``,
+        ``each`` or a ``later``'s function) sends what is pending and waits for it; ``run``'s count is only
+        known outside."""
 
 
 class Dialect(Protocol):

@@ -99,6 +99,7 @@ class LimitsCore(UsesDialect):
         seen: set[str] = set()
         blocked: dict[str, tuple[str, int]] = {}  # limit_keys -> why, when to look again
         found = False
+        free_rows = tx.later("pick_free_runs", params) if free else list  # sent with the first pick
         for _ in range(_ROUNDS):
             raw = tx.all("pick_limited_runs", {**params, "blocked": sorted(blocked)})
             picked = [r for r in raw if r["id"] not in seen]
@@ -120,7 +121,7 @@ class LimitsCore(UsesDialect):
                 break
         if not found:
             self._limited_due = False
-        candidates = admitted + (tx.all("pick_free_runs", params) if free else [])
+        candidates = admitted + free_rows()
         candidates.sort(key=lambda r: (r["claim_key"], r["id"]))
         chosen = candidates[:limit]
         holds = [{"limit_keys": k, "waiting_on": w, "held_until": u, "now": now} for k, (w, u) in blocked.items()]
@@ -150,8 +151,10 @@ def _rooms(tx: Tx, keys: list[str], now: int) -> dict[str, _Room]:
     """The limits ``keys`` (their rows locked until the claim commits), with their use now: counted after the
     lock, so a claim that held it and committed is seen (PostgreSQL's READ COMMITTED reads anew per statement)."""
     rooms = {}
-    locked = tx.all("lock_resources", {"keys": keys})
-    running = _count_keys(tx.all("running_limit_keys"))
+    with tx.together():  # one round trip: the count runs after the lock is granted (the server runs them in order)
+        lock = tx.later("lock_resources", {"keys": keys})
+        executing = tx.later("running_limit_keys")
+        locked, running = lock(), _count_keys(executing())
     for row in locked:
         limit = _limit_from_row(row)
         starts, oldest = 0, None

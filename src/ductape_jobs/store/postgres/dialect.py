@@ -4,6 +4,7 @@ driver errors translated), claims with ``FOR UPDATE SKIP LOCKED``, wake-ups by L
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
@@ -55,6 +56,9 @@ class PostgresTx:
                 if not cur.nextset():
                     return rows
 
+    def later(self, name: str, params: Params | None = None) -> Callable[[], list[Row]]:
+        return self._conn.execute(Q[name], params).fetchall  # in a pipeline: read at the next sync
+
     def claim_runs(self, params: Params) -> tuple[list[Row], bool]:
         rows = self.all("acquire_runs", params)  # one statement: claim, lease and record the attempts
         return [r for r in rows if r["id"] is not None], bool(rows and rows[0]["limited"])
@@ -63,6 +67,8 @@ class PostgresTx:
         return self.all("claim_picked_runs", params)  # one statement, as claim_runs
 
     def together(self) -> AbstractContextManager[object]:
+        if self._conn.pgconn.pipeline_status:  # already inside one: its end syncs (a nested end would too)
+            return contextlib.nullcontext()
         return self._conn.pipeline()
 
     def notify(self) -> None:

@@ -332,9 +332,10 @@ ORDER BY scheduled_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
 -- name: next_wakeup
 SELECT
     (SELECT min(next_run_at) FROM schedules WHERE status = 'active' AND next_run_at IS NOT NULL) AS schedule_due,
-    (SELECT min(available_at) FROM runs
+    (SELECT available_at FROM runs
      WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
-       AND held_until IS NULL) AS run_due,
+       AND held_until IS NULL
+     ORDER BY available_at LIMIT 1) AS run_due,
     (SELECT min(held_until) FROM runs
      WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND held_until IS NOT NULL) AS held_due,
     (SELECT min(lease_expires_at) FROM runs WHERE phase = 'running') AS lease_expiry;

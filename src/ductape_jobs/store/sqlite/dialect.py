@@ -76,6 +76,10 @@ class SQLiteTx:
             rows.extend(self._db.execute(query, _bind(name, p)).fetchall())
         return rows
 
+    def later(self, name: str, params: Params | None = None) -> Callable[[], list[Row]]:
+        rows = self.all(name, params)
+        return lambda: rows
+
     def together(self) -> AbstractContextManager[object]:
         return contextlib.nullcontext()  # one process, no network: nothing to gather
 
