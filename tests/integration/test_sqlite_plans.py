@@ -20,7 +20,7 @@ HOT = [
     "list_runs_of_job",
     "list_failed_runs",
     "list_feature_runs_of_feature",
-    # under limits (limits_core.py; their partial indexes' terms reordered in migration 14)
+    # under limits (limits_core.py; their partial indexes' terms reordered in migration 16)
     "limited_due",
     "pick_limited_runs",
     "pick_free_runs",

@@ -1,4 +1,4 @@
--- ductape-jobs schema, version 14 (SQLite): the partial indexes of runs under a limit test the column that rules
+-- ductape-jobs schema, version 16 (SQLite): the partial indexes of runs under a limit test the column that rules
 -- out runs under none first. SQLite evaluates a partial index's WHERE for the old and the new row on every
 -- insert and every change of a run's phase, term by term (an AND stops at the first false term): beginning with
 -- `limit_keys IS NOT NULL` / `held_until IS NOT NULL`, false for every run of the hot path, costs one column

@@ -1,4 +1,4 @@
--- ductape-jobs schema, version 14 (PostgreSQL): the runs a worker may claim when they fall due, those no limit
+-- ductape-jobs schema, version 16 (PostgreSQL): the runs a worker may claim when they fall due, those no limit
 -- holds (held_until IS NULL), in due-time order. next_wakeup asks for the earliest of them; with only
 -- runs_pending (which also holds the held runs) the planner read every pending run through a bitmap scan to
 -- filter held_until (12 ms at 10,000 queued, on every worker pass), where this index answers from its first
