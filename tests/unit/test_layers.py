@@ -49,12 +49,15 @@ def test_store_imports_nothing_above_it() -> None:
 def test_both_dialects_name_the_same_queries() -> None:
     """The core runs queries by name: each backend's ``.sql`` files define the same names (PostgreSQL's
     ``notify`` and ``server_time``, and SQLite's ``insert_attempt`` and ``limited_due`` of its multi-statement
-    claim, aside: PostgreSQL's ``acquire_runs`` does all three in one statement)."""
+    claim, aside: PostgreSQL's ``acquire_runs`` does all three in one statement; and each dialect's own
+    ``Tx.sync_outbox_triggers``: PostgreSQL calls a function, SQLite creates or drops each trigger)."""
     from ductape_jobs.store.postgres.dialect import Q as POSTGRES
+    from ductape_jobs.store.sqlite.dialect import OUTBOX_TRIGGERS
     from ductape_jobs.store.sqlite.dialect import Q as SQLITE
 
-    assert set(POSTGRES) - set(SQLITE) == {"notify", "server_time"}
-    assert set(SQLITE) - set(POSTGRES) == {"insert_attempt", "limited_due"}
+    triggers = {f"{verb}_{name}" for verb in ("create", "drop") for name in OUTBOX_TRIGGERS}
+    assert set(POSTGRES) - set(SQLITE) == {"notify", "server_time", "sync_outbox_triggers"}
+    assert set(SQLITE) - set(POSTGRES) == {"insert_attempt", "limited_due", "any_webhook", *triggers}
 
 
 def test_each_backend_is_every_narrow_part_of_the_contract() -> None:
