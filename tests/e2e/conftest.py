@@ -16,9 +16,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-import httpx
 import pytest
-from e2e_kit import APP_MODULE, CHROMIUM, CHROMIUM_ARGS, Server, Ui, free_port, wait_until
+from e2e_kit import APP_MODULE, CHROMIUM, CHROMIUM_ARGS, Server, Ui, free_port, healthy_server
 
 from ductape_jobs import Ductape
 from ductape_jobs.apikeys import ApiKeys
@@ -70,25 +69,10 @@ def server(tmp_path: Path) -> Iterator[Server]:
     proc = _start(tmp_path, store, port)
     url = f"http://127.0.0.1:{port}"
 
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            log = (tmp_path / "serve.log").read_text(errors="replace")
-            raise AssertionError(f"ductape serve exited with {proc.returncode}:\n{log}")
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_until(healthy, 30.0, "ductape serve to answer /healthz")
-        yield Server(url, store, key, tmp_path, client)
+        with healthy_server(proc, url, tmp_path / "serve.log"):
+            yield Server(url, store, key, tmp_path, client)
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
         client.close()
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from e2e_kit import PRODUCT, Server, Ui, free_port, wait_until
+from e2e_kit import PRODUCT, Server, Ui, free_port, healthy_server
 
 from ductape_jobs import Ductape
 from ductape_jobs.apikeys import ApiKeys
@@ -51,20 +51,10 @@ def mounted(tmp_path: Path) -> Iterator[Server]:
         proc = subprocess.Popen(argv, cwd=tmp_path, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}/jobs"
 
-    def healthy() -> bool:
-        if proc.poll() is not None:
-            raise AssertionError((tmp_path / "serve.log").read_text(errors="replace"))
-        try:
-            return httpx.get(f"{url}/healthz", timeout=1.0).status_code == 200
-        except httpx.HTTPError:
-            return False
-
     try:
-        wait_until(healthy, 30.0, "the mounted app to answer /jobs/healthz")
-        yield Server(url, store, key, tmp_path, client)
+        with healthy_server(proc, url, tmp_path / "serve.log"):
+            yield Server(url, store, key, tmp_path, client)
     finally:
-        proc.terminate()
-        proc.wait(timeout=15)
         client.close()
 
 
