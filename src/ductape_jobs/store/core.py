@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from ductape_jobs.errors import ConflictError, NotFoundError, StaleJobError
+from ductape_jobs.errors import ConflictError, NotFoundError
 from ductape_jobs.models import JobDefinition, NewRun, Overlap, Run, RunFilter, RunPhase, Schedule, ScheduleStatus
 from ductape_jobs.resources import Rate, ResourceLimit, own_name, parse_rate
 from ductape_jobs.store.api import ApiCore
@@ -144,53 +144,38 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
     ) -> None:
         if not schedules and not runs:
             return
-        keys = sorted({(s.job_product, s.job_tag) for s in schedules})
+        planned = {key: _planning(job) for key, job in (planned_from or {}).items()}
+        checks: list[dict[str, Any]] = [
+            {"product_tag": key[0], "tag": key[1], "absent": False, "planned": key in planned, **planned.get(key, {})}
+            for key in sorted({(s.job_product, s.job_tag) for s in schedules})
+        ]
         # a schedule that runs a shared job must not have a job of its own product by that tag (made meanwhile)
-        own = sorted({(s.product_tag, s.job_tag) for s in schedules if not s.job_product})
+        checks += [
+            {"product_tag": key[0], "tag": key[1], "absent": True, "planned": False}
+            for key in sorted({(s.product_tag, s.job_tag) for s in schedules if not s.job_product})
+        ]
         rows = {s.id: schedule_params(s) for s in schedules}
-        expected = {key: _planning(job) for key, job in (planned_from or {}).items()}
+        keyed = [{"id": s.id, "feature_key": s.feature_key} for s in schedules if s.feature_key]
+        firsts = []
+        for run in runs:  # a first run takes its schedule's values from the row written, its job's in the insert
+            row = rows.get(run.schedule_id)
+            if row is None:
+                raise NotFoundError("schedule", run.schedule_id)
+            firsts.append({**row, **new_run_params(run, run.scheduled_at), "now": row["created_at"]})
+        first = {"id": schedules[0].id} if schedules else None
 
-        def op(tx: Tx) -> None:
-            asked = keys + own
-            found = tx.all("share_jobs", {"products": [k[0] for k in asked], "tags": [k[1] for k in asked]})
-            events = {(r["product_tag"], r["tag"]): r for r in found}
-            for key in keys:
-                if key not in events:
-                    raise NotFoundError("job", key[1])
-            for key in own:
-                if key in events:
-                    raise StaleJobError(key[1])
-            for r in found:  # planned from a cached definition: it must still be the stored one
-                key = (r["product_tag"], r["tag"])
-                if key in expected and _stored_planning(r) != expected[key]:
-                    raise StaleJobError(r["tag"])
-            with tx.together():  # PostgreSQL: the inserts and the wake-up in one round trip
-                tx.many("insert_schedule", list(rows.values()))
-                keyed = [{"id": s.id, "feature_key": s.feature_key} for s in schedules if s.feature_key]
-                if keyed:  # a feature's JOB event: its key is unique (a second schedule is a ConflictError)
-                    tx.many("set_feature_key", keyed)
-                # First runs take their values from the rows just written rather than a join per run.
-                firsts = []
-                for run in runs:
-                    row = rows.get(run.schedule_id)
-                    if row is None:
-                        raise NotFoundError("schedule", run.schedule_id)
-                    j = events[(row["job_product"], row["job_tag"])]
-                    firsts.append(
-                        {
-                            **row,
-                            **new_run_params(run, run.scheduled_at),
-                            "event_type": j["event_type"],
-                            "event_tag": j["event_tag"],
-                            "now": row["created_at"],
-                            "priority": j["priority"] if row["priority"] is None else row["priority"],
-                            "limit_keys": j["limit_keys"],
-                        }
-                    )
-                tx.many("insert_first_run", firsts)
-                tx.notify()
+        def op(tx: Tx) -> None:  # sends only: on PostgreSQL, BEGIN to COMMIT in one round trip
+            tx.check_jobs(checks)  # a failure aborts the transaction: nothing below is written
+            tx.many("insert_schedule", list(rows.values()))
+            if keyed:  # a feature's JOB event: its key is unique (a second schedule is a ConflictError)
+                tx.many("set_feature_key", keyed)
+            tx.many("insert_first_run", firsts)
+            tx.notify()
 
-        self._write(op)
+        def landed(tx: Tx) -> bool:  # all or nothing: the first schedule is there if the call committed
+            return first is not None and tx.one("get_schedule", first) is not None
+
+        self._write_together(op, landed=landed)
 
     def get_schedule(self, schedule_id: str) -> Schedule | None:
         row = self._read(lambda tx: tx.one("get_schedule", {"id": schedule_id}))
@@ -488,18 +473,14 @@ def _job_name(product_tag: str, tag: str) -> str:
     return f"job {tag!r} of product {product_tag!r}" if product_tag else f"job {tag!r}"
 
 
-def _planning(job: JobDefinition) -> tuple[Any, ...]:
-    """What of a job definition a schedule is planned from (and its version), as the jobs table holds it."""
-    return (
-        job.event_type.value,
-        job.event_tag,
-        job.executions,
-        job.intervals,
-        ms(job.start_at),
-        ms(job.updated_at),
-    )
-
-
-def _stored_planning(r: Row) -> tuple[Any, ...]:
-    """``_planning`` of a jobs row, read without building the definition (schedule() does this per call)."""
-    return (r["event_type"], r["event_tag"], r["executions"], r["intervals"], r["start_at"], r["updated_at"])
+def _planning(job: JobDefinition) -> dict[str, Any]:
+    """What of a job definition a schedule is planned from (and its version), as the jobs table holds it: the
+    fields ``Tx.check_jobs`` compares with the stored row."""
+    return {
+        "event_type": job.event_type.value,
+        "event_tag": job.event_tag,
+        "executions": job.executions,
+        "intervals": job.intervals,
+        "start_at": ms(job.start_at),
+        "updated_at": ms(job.updated_at),
+    }

@@ -8,6 +8,8 @@ databases (as procrastinate's connector and River's driver do):
 - its ``.sql`` files, with the same query names on every backend, in the backend's placeholder style; a
   parameter whose value is a list is the backend's array (``= ANY(%(ids)s)``; SQLite: ``json_each(:ids)``);
 - its claim of due runs (``Tx.claim_runs``: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's single writer);
+- its checks of the jobs a write schedules (``Tx.check_jobs``: raised in the server on PostgreSQL, so a call of
+  ``transact_together`` needs no read in between; read and raised in-process on SQLite);
 - its wake-up (``Tx.notify`` and ``wait_for_change``: LISTEN/NOTIFY; nothing to do in-process on SQLite);
 - its migrations, its server clock and ``capabilities``.
 
@@ -21,6 +23,8 @@ from collections.abc import Callable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+
+from ductape_jobs.errors import NotFoundError, StaleJobError
 
 if TYPE_CHECKING:
     from ductape_jobs.store.base import Capabilities
@@ -60,6 +64,16 @@ class Tx(Protocol):
         """Claim the runs ``params["ids"]`` (picked and, where the dialect locks, locked in this transaction)
         and record their attempts, as ``claim_runs``; their rows."""
 
+    def check_jobs(self, checks: Sequence[Params]) -> None:
+        """Check the jobs a write is about to schedule, and abort the transaction at the first that fails: each check
+        is ``{product_tag, tag, absent, planned, event_type, event_tag, executions, intervals, start_at,
+        updated_at}``. ``absent`` false: the job must exist, and stays locked against deletion until the
+        transaction ends; with ``planned``, its stored planning fields (the rest) must be those. ``absent`` true:
+        no such job may exist. The first failure (missing jobs first, then the absent ones, then the planned ones;
+        then by product and tag) is ``job_check_error``'s: ``NotFoundError("job", tag)`` or
+        ``StaleJobError(tag)``, raised here (SQLite) or when the statements sent together end (PostgreSQL: the
+        server raises, nothing after it in the transaction runs)."""
+
     def notify(self) -> None:
         """Tell other processes' ``wait_for_change`` (at commit) that runs or schedules may be due sooner."""
 
@@ -82,6 +96,17 @@ class Dialect(Protocol):
         ``idempotent``: running it twice leaves the state once would, so a dialect may retry it even when a
         COMMIT's outcome is unknown. ``write=False``: it only reads."""
 
+    def transact_together(self, op: Callable[[Tx], None], *, landed: Callable[[Tx], bool]) -> None:
+        """A write whose BEGIN, statements and COMMIT are sent together (PostgreSQL: one pipeline, one round trip):
+        ``op`` only sends (``run``'s counts and reads would wait; its checks are ``Tx.check_jobs``), and the
+        first statement that fails aborts the transaction in the server, its error raised at the end.
+
+        With one round trip, COMMIT has been sent by the time a lost connection is noticed, so its outcome is
+        unknown. Before trying again after such a failure, the dialect asks ``landed(tx)`` in a transaction of
+        its own whether the first try committed (for example: does the first row it inserted exist?): ``True``
+        ends the call as a success, ``False`` runs ``op`` again. A failure the server reported (a statement's
+        error) means COMMIT was never run: nothing was written."""
+
     def migrate(self) -> None: ...
 
     def close(self) -> None: ...
@@ -91,6 +116,11 @@ class Dialect(Protocol):
     def stop_waiting(self) -> None: ...
 
     def server_time(self) -> datetime | None: ...
+
+
+def job_check_error(why: str, tag: str) -> NotFoundError | StaleJobError:
+    """The typed error of a failed ``Tx.check_jobs``, from its ``why`` (``missing`` or ``stale``) and the tag."""
+    return NotFoundError("job", tag) if why == "missing" else StaleJobError(tag)
 
 
 class UsesDialect:
@@ -103,3 +133,6 @@ class UsesDialect:
 
     def _write(self, op: Callable[[Tx], T], *, idempotent: bool = False) -> T:
         return self._d.transact(op, idempotent=idempotent)
+
+    def _write_together(self, op: Callable[[Tx], None], *, landed: Callable[[Tx], bool]) -> None:
+        self._d.transact_together(op, landed=landed)

@@ -7,14 +7,29 @@ times with backoff if that is safe:
 
 - a failure **before COMMIT** was sent: the server rolled the transaction back, so any call is retried;
 - a failure **during COMMIT** (the outcome is unknown): only calls marked ``idempotent`` are retried, because
-  running them twice leaves the same state. See ``PostgresStore`` for which those are.
+  running them twice leaves the same state. See ``store/core.py`` for which those are.
+
+``run_together`` sends BEGIN, the call's statements and COMMIT in one pipeline: one round trip, where ``run``
+takes one for BEGIN, one per read and one for COMMIT. The server answers in order, so its outcome is known
+in two of the three ways it can fail:
+
+- a statement fails (an error the server reports, with a SQLSTATE): the server skips what follows, COMMIT
+  included, and the transaction is rolled back: nothing was written, and the call may be retried (if the error
+  is an ``OperationalError``: a deadlock, a serialization failure);
+- the call fails before its COMMIT is queued (in Python, or a read in between): nothing was committed;
+- the connection is lost once everything was sent: COMMIT may or may not have run. The call says how to tell
+  (``landed``, asked in a transaction of its own on the next try): if its work is there, the call returns,
+  otherwise it is sent again. A call without such a check could not be retried then.
 
 ``PoolTimeout`` is not retried (the pool already waited its ``timeout``). Other driver errors leave at once:
-``UniqueViolation`` as ``ConflictError``, the rest as ``StoreError``, the driver's exception chained.
+``UniqueViolation`` as ``ConflictError``; SQLSTATE ``DJ001``, raised by ``ductape_check_jobs()`` (migration 17),
+as ``NotFoundError("job", tag)`` or ``StaleJobError(tag)`` (``dialect.job_check_error``); the rest as
+``StoreError``, the driver's exception chained.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import threading
@@ -30,6 +45,7 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ductape_jobs.errors import ConflictError, StoreError, ValidationError
 from ductape_jobs.redaction import redact_url
+from ductape_jobs.store.dialect import job_check_error
 from ductape_jobs.timing.backoff import Backoff, retry
 
 T = TypeVar("T")
@@ -38,6 +54,8 @@ log = logging.getLogger("ductape_jobs.store.postgres")
 
 _SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _POOL_OPTIONS = ("schema", "pool_min", "pool_max", "pool_timeout")
+#: Raised by the store's own SQL functions when a job check fails (migration 17): the tag, and why as the detail.
+JOB_CHECK_FAILED = "DJ001"
 
 
 def split_url(url: str) -> tuple[str, dict[str, str]]:
@@ -142,33 +160,74 @@ class Database:
     def run(self, op: Callable[[Conn], T], *, idempotent: bool = False) -> T:
         """``op(conn)`` inside one transaction; retried on connection-level failures when safe (module doc)."""
         committing = False
+
+        def once(conn: Conn) -> T:
+            nonlocal committing
+            committing = False
+            with conn.transaction():
+                result = op(conn)
+                committing = True
+            return result
+
+        return self._retried(once, lambda: committing and not idempotent)
+
+    def run_together(self, op: Callable[[Conn], None], *, landed: Callable[[Conn], bool]) -> None:
+        """``op(conn)`` in one transaction whose BEGIN, statements and COMMIT go in one pipeline (one round trip
+        when ``op`` reads nothing). After a lost connection left COMMIT's outcome unknown, the next try first
+        asks ``landed(conn)`` (its own transaction) whether the first committed: ``True`` ends the call."""
+        committing = unknown = False
+
+        def once(conn: Conn) -> None:
+            nonlocal committing, unknown
+            if unknown:
+                with conn.transaction():
+                    if landed(conn):
+                        return
+            committing = False
+            try:
+                with conn.pipeline():
+                    conn.execute("BEGIN")
+                    op(conn)
+                    committing = True
+                    conn.execute("COMMIT")
+            except BaseException as exc:
+                # a statement's error (SQLSTATE): the server skipped the rest, COMMIT included
+                unknown = committing and not (isinstance(exc, psycopg.Error) and exc.sqlstate is not None)
+                if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
+                    with contextlib.suppress(psycopg.Error):  # the error above is the one to report
+                        conn.rollback()
+                raise
+
+        self._retried(once, lambda: False)
+
+    def _retried(self, once: Callable[[Conn], T], unsafe: Callable[[], bool]) -> T:
+        """``once(conn)`` on a pooled connection, tried again after an ``OperationalError`` unless ``unsafe()``
+        (COMMIT's outcome unknown for a call that cannot be run twice); driver errors translated."""
         tried = 0
 
-        def once() -> T:
-            nonlocal committing, tried
+        def attempt() -> T:
+            nonlocal tried
             if tried:
                 self.pool.check()  # the other idle connections may be dead too (a restart): replace those
             tried += 1
-            committing = False
             with self.pool.connection() as conn:
-                with conn.transaction():
-                    result = op(conn)
-                    committing = True
-                return result
+                return once(conn)
 
         def retryable(exc: Exception) -> bool:
-            return isinstance(exc, psycopg.OperationalError) and not (committing and not idempotent)
+            return isinstance(exc, psycopg.OperationalError) and not unsafe()
 
         def on_retry(exc: Exception, delay: timedelta) -> None:
             log.warning("PostgreSQL store call failed (%s); retrying in %.2fs", exc, delay.total_seconds())
 
         try:
-            return retry(once, tries=self.retries + 1, backoff=self._backoff, retryable=retryable, on_retry=on_retry)
+            return retry(attempt, tries=self.retries + 1, backoff=self._backoff, retryable=retryable, on_retry=on_retry)
         except errors.UniqueViolation as exc:
             raise ConflictError(f"{exc.diag.message_primary} ({exc.diag.message_detail})") from exc
         except PoolTimeout as exc:
             raise StoreError(f"PostgreSQL store: no connection available: {exc}") from exc
         except psycopg.Error as exc:
+            if exc.sqlstate == JOB_CHECK_FAILED:
+                raise job_check_error(exc.diag.message_detail or "", exc.diag.message_primary or "") from None
             raise StoreError(f"PostgreSQL store: {exc}") from exc
 
     def autocommit(self, op: Callable[[Conn], T]) -> T:

@@ -5,6 +5,7 @@ driver errors translated), claims with ``FOR UPDATE SKIP LOCKED``, wake-ups by L
 from __future__ import annotations
 
 import contextlib
+import json
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
@@ -77,6 +78,11 @@ class PostgresTx:
         takes a database-wide lock at commit."""
         self._conn.execute(Q["notify"], {"channel": self._channel, "payload": ""})
 
+    def check_jobs(self, checks: Sequence[Params]) -> None:
+        """Sent, not read: ductape_check_jobs() (migration 17) raises in the server, and the store's connection
+        turns its SQLSTATE into the typed error when the statements sent together end."""
+        self._conn.execute(Q["check_jobs"], {"checks": json.dumps(list(checks))})
+
     def sync_outbox_triggers(self) -> None:
         self.one("sync_outbox_triggers")  # ductape_outbox_sync() (migration 13)
 
@@ -92,6 +98,12 @@ class PostgresDialect:
 
     def transact(self, op: Callable[[PostgresTx], T], *, write: bool = True, idempotent: bool = False) -> T:
         return self._db.run(lambda conn: op(PostgresTx(conn, self.channel)), idempotent=idempotent)
+
+    def transact_together(self, op: Callable[[PostgresTx], None], *, landed: Callable[[PostgresTx], bool]) -> None:
+        channel = self.channel
+        self._db.run_together(
+            lambda conn: op(PostgresTx(conn, channel)), landed=lambda conn: landed(PostgresTx(conn, channel))
+        )
 
     def migrate(self) -> None:
         if self._db.autocommit(migrated):  # every migration applied: one read, no lock

@@ -12,11 +12,10 @@ VALUES (%(product_tag)s, %(tag)s, %(name)s, %(event_type)s, %(event_tag)s, %(exe
 -- name: lock_job
 SELECT * FROM jobs WHERE product_tag = %(product_tag)s AND tag = %(tag)s FOR UPDATE;
 
--- name: share_jobs
--- Keeps the jobs (%(products)s[i], %(tags)s[i]) that new schedules use from being deleted until they are stored.
-SELECT * FROM jobs
-WHERE (product_tag, tag) IN (SELECT * FROM unnest(%(products)s::text[], %(tags)s::text[]))
-ORDER BY product_tag, tag FOR SHARE;
+-- name: check_jobs
+-- add_schedules' checks of the jobs it schedules, in the server: ductape_check_jobs() (migration 17) locks the
+-- jobs that must exist (FOR SHARE, until the schedules are stored) and raises SQLSTATE DJ001 at the first failure.
+SELECT ductape_check_jobs(%(checks)s::jsonb);
 
 -- name: update_job
 UPDATE jobs SET name = %(name)s, event_type = %(event_type)s, event_tag = %(event_tag)s,
@@ -91,14 +90,18 @@ WHERE s.id = %(schedule_id)s
 ON CONFLICT (schedule_id, scheduled_at) WHERE triggered_by <> 'manual' DO NOTHING;
 
 -- name: insert_first_run
--- A new schedule's first run, with the values add_schedules already holds (no lookups).
+-- A new schedule's first run: the schedule's values as add_schedules holds them, the job's event, priority and
+-- limit keys from its row (which check_jobs locked earlier in the transaction: no read in between, so the whole
+-- call goes in one round trip).
 INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, event_type, event_tag, app, cache,
     session_claims, input, phase, available_at, triggered_by, overlap, max_retries, timeout_ms, created_at,
     updated_at, trace_context, priority, limit_keys)
-VALUES (%(id)s, %(schedule_id)s, %(scheduled_at)s, %(job_tag)s, %(product_tag)s, %(env)s, %(event_type)s,
-    %(event_tag)s, %(app)s, %(cache)s, %(session_claims)s, %(input)s, %(phase)s, %(available_at)s::bigint,
-    %(triggered_by)s, %(overlap)s, %(retries)s, %(timeout_ms)s::bigint, %(now)s, %(now)s, %(trace_context)s,
-    %(priority)s, %(limit_keys)s::text);
+SELECT %(id)s::text, %(schedule_id)s::text, %(scheduled_at)s::bigint, %(job_tag)s::text, %(product_tag)s::text,
+    %(env)s::text, j.event_type, j.event_tag, %(app)s::text, %(cache)s::text, %(session_claims)s::text,
+    %(input)s::text, %(phase)s::text, %(available_at)s::bigint, %(triggered_by)s::text, %(overlap)s::text,
+    %(retries)s::integer, %(timeout_ms)s::bigint, %(now)s::bigint, %(now)s::bigint, %(trace_context)s::text,
+    coalesce(%(priority)s::integer, j.priority), j.limit_keys
+FROM jobs j WHERE j.product_tag = %(job_product)s AND j.tag = %(job_tag)s;
 
 -- name: get_schedule
 SELECT * FROM schedules WHERE id = %(id)s;

@@ -19,7 +19,7 @@ from typing import Any, TypeVar
 
 from ductape_jobs.errors import ConflictError, StoreError
 from ductape_jobs.store.base import Capabilities
-from ductape_jobs.store.dialect import Params, Row
+from ductape_jobs.store.dialect import Params, Row, job_check_error
 from ductape_jobs.store.sql import load_dialect_queries, load_migrations, migration_versions
 
 T = TypeVar("T")
@@ -101,6 +101,11 @@ class SQLiteTx:
             )
         return rows
 
+    def check_jobs(self, checks: Sequence[Params]) -> None:
+        failed = self.one("check_jobs", {"checks": list(checks)})
+        if failed is not None:
+            raise job_check_error(failed["why"], failed["tag"])
+
     def notify(self) -> None:
         """Nothing to send: the processes sharing the file poll it (``wait_for_change`` returns ``False``)."""
 
@@ -163,6 +168,10 @@ class SQLiteDialect:
                 self._rollback()
                 raise StoreError(_cannot(action, self.path, exc)) from exc
             return result
+
+    def transact_together(self, op: Callable[[SQLiteTx], None], *, landed: Callable[[SQLiteTx], bool]) -> None:
+        """``transact``: nothing to gather in one process, and no COMMIT of unknown outcome to settle."""
+        self.transact(op)
 
     def _begin_immediate(self) -> None:
         """Take the write lock, polling for it every 0.1 to 2 ms while another process holds it (SQLite's own busy

@@ -36,11 +36,27 @@ WHERE job_tag = :tag AND job_product = :product_tag AND follows_job = 1 AND stat
 -- (SQLite's single writer already excludes the others.)
 SELECT * FROM jobs WHERE product_tag = :product_tag AND tag = :tag;
 
--- name: share_jobs
--- The jobs (:products[i], :tags[i]).
-SELECT * FROM jobs
-WHERE (product_tag, tag) IN (SELECT p.value, t.value FROM json_each(:products) p JOIN json_each(:tags) t ON t.key = p.key)
-ORDER BY product_tag, tag;
+-- name: check_jobs
+-- add_schedules' checks of the jobs it schedules (:checks, a JSON list, as PostgreSQL's ductape_check_jobs() of
+-- its migration 17 takes it): the first failure as (tag, why), why 'missing' (a job that must exist does not) or
+-- 'stale' (a job that must be absent exists, or a planned job's stored planning fields differ); no row: all hold.
+SELECT c.tag, CASE WHEN c.absent OR j.tag IS NOT NULL THEN 'stale' ELSE 'missing' END AS why
+FROM (
+    SELECT json_extract(value, '$.product_tag') AS product_tag, json_extract(value, '$.tag') AS tag,
+        json_extract(value, '$.absent') AS absent, json_extract(value, '$.planned') AS planned,
+        json_extract(value, '$.event_type') AS event_type, json_extract(value, '$.event_tag') AS event_tag,
+        json_extract(value, '$.executions') AS executions, json_extract(value, '$.intervals') AS intervals,
+        json_extract(value, '$.start_at') AS start_at, json_extract(value, '$.updated_at') AS updated_at
+    FROM json_each(:checks)
+) c
+LEFT JOIN jobs j ON j.product_tag = c.product_tag AND j.tag = c.tag
+WHERE (NOT c.absent AND j.tag IS NULL)
+   OR (c.absent AND j.tag IS NOT NULL)
+   OR (NOT c.absent AND c.planned AND (j.event_type IS NOT c.event_type OR j.event_tag IS NOT c.event_tag
+       OR j.executions IS NOT c.executions OR j.intervals IS NOT c.intervals OR j.start_at IS NOT c.start_at
+       OR j.updated_at IS NOT c.updated_at))
+ORDER BY CASE WHEN NOT c.absent AND j.tag IS NULL THEN 0 WHEN c.absent THEN 1 ELSE 2 END, c.product_tag, c.tag
+LIMIT 1;
 
 -- name: get_job
 SELECT * FROM jobs WHERE product_tag = :product_tag AND tag = :tag;
@@ -85,13 +101,15 @@ WHERE s.id = :schedule_id
 ON CONFLICT (schedule_id, scheduled_at) WHERE triggered_by <> 'manual' DO NOTHING;
 
 -- name: insert_first_run
--- A new schedule's first run, with the values add_schedules already holds (no lookups).
+-- A new schedule's first run: the schedule's values as add_schedules holds them, the job's event, priority and
+-- limit keys from its row (checked earlier in the transaction by check_jobs).
 INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, event_type, event_tag, app, cache,
     session_claims, input, phase, available_at, triggered_by, overlap, max_retries, timeout_ms, created_at, updated_at,
     trace_context, priority, limit_keys)
-VALUES (:id, :schedule_id, :scheduled_at, :job_tag, :product_tag, :env, :event_type, :event_tag, :app, :cache,
+SELECT :id, :schedule_id, :scheduled_at, :job_tag, :product_tag, :env, j.event_type, j.event_tag, :app, :cache,
     :session_claims, :input, :phase, :available_at, :triggered_by, :overlap, :retries, :timeout_ms, :now, :now,
-    :trace_context, :priority, :limit_keys);
+    :trace_context, coalesce(:priority, j.priority), j.limit_keys
+FROM jobs j WHERE j.product_tag = :job_product AND j.tag = :job_tag;
 
 -- name: get_schedule
 SELECT * FROM schedules WHERE id = :id;
