@@ -1,0 +1,208 @@
+"""``add_schedules``' checks of its jobs, which PostgreSQL runs in the server so that the whole call is one round
+trip (BEGIN, checks, inserts, NOTIFY and COMMIT in one pipeline): a missing job, a product's own job made
+meanwhile and a changed cached definition raise the same typed errors on both stores and write nothing; and on
+PostgreSQL a call whose COMMIT's answer was lost is neither lost nor doubled (a TCP proxy cuts the answer)."""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+import socket
+import threading
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from urllib.parse import urlsplit, urlunsplit
+
+import pytest
+from storekit import Backend, pg_admin
+
+from ductape_jobs.errors import NotFoundError, StaleJobError
+from ductape_jobs.models import JobDefinition, NewRun, RunFilter, RunPhase, Schedule, ScheduleStatus, TriggeredBy
+from ductape_jobs.store import Store
+from ductape_jobs.store.postgres import PostgresStore
+
+T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+MIN = timedelta(minutes=1)
+
+
+def job(tag: str, product: str | None = None, event_tag: str = "fn", priority: int = 0) -> JobDefinition:
+    return JobDefinition(
+        name=tag, tag=tag, event_type="FUNCTION", event_tag=event_tag, product_tag=product, priority=priority
+    )
+
+
+def schedule(tag: str, product: str = "shop", job_product: str = "", priority: int | None = None) -> Schedule:
+    sid = f"s_{secrets.token_hex(6)}"
+    return Schedule(
+        sid,
+        tag,
+        "prd",
+        product,
+        {},
+        0,
+        ScheduleStatus.ACTIVE,
+        T0,
+        None,
+        0,
+        T0,
+        job_product=job_product,
+        priority=priority,
+    )
+
+
+def first_run(s: Schedule) -> NewRun:
+    return NewRun(f"r_{secrets.token_hex(6)}", s.id, T0, T0, RunPhase.QUEUED, TriggeredBy.SCHEDULE)
+
+
+def written(store: Store) -> tuple[int, int]:
+    return len(store.list_schedules()), len(store.list_runs(RunFilter()))
+
+
+def test_a_missing_job_is_not_found_and_nothing_is_written(store: Store) -> None:
+    store.create_job(job("a"), T0)
+    ok, missing = schedule("a"), schedule("ghost")
+    with pytest.raises(NotFoundError, match="ghost") as info:
+        store.add_schedules([ok, missing], [first_run(ok), first_run(missing)])
+    assert (info.value.kind, info.value.key) == ("job", "ghost")
+    assert written(store) == (0, 0)
+    store.add_schedules([ok], [first_run(ok)])  # the store (PostgreSQL: its connection) is fine afterwards
+    assert written(store) == (1, 1)
+
+
+def test_a_missing_job_is_reported_before_a_stale_one(store: Store) -> None:
+    store.create_job(job("a"), T0)
+    cached = store.get_job("", "a")
+    assert cached is not None
+    store.update_job("", "a", {"event_tag": "other"}, T0 + MIN)
+    with pytest.raises(NotFoundError, match="zzz"):
+        store.add_schedules([schedule("a"), schedule("zzz")], [], planned_from={("", "a"): cached})
+    with pytest.raises(StaleJobError, match="'a'"):
+        store.add_schedules([schedule("a")], [], planned_from={("", "a"): cached})
+    assert written(store) == (0, 0)
+
+
+def test_a_stale_cached_job_is_refused_with_its_runs(store: Store) -> None:
+    store.create_job(job("a"), T0)
+    cached = store.get_job("", "a")
+    assert cached is not None
+    store.update_job("", "a", {"executions": 3}, T0)  # the same millisecond: only the fields tell
+    s = schedule("a")
+    with pytest.raises(StaleJobError) as info:
+        store.add_schedules([s], [first_run(s)], planned_from={("", "a"): cached})
+    assert info.value.tag == "a"
+    assert written(store) == (0, 0)
+    fresh = store.get_job("", "a")
+    assert fresh is not None
+    store.add_schedules([s], [first_run(s)], planned_from={("", "a"): fresh})
+    assert written(store) == (1, 1)
+
+
+def test_an_own_job_made_meanwhile_makes_a_shared_schedule_stale(store: Store) -> None:
+    store.create_job(job("sync"), T0)
+    store.create_job(job("sync", "shop"), T0)
+    s = schedule("sync", "shop", job_product="")  # planned on the shared job
+    with pytest.raises(StaleJobError, match="sync"):
+        store.add_schedules([s], [first_run(s)])
+    assert written(store) == (0, 0)
+    other = schedule("sync", "blog", job_product="")  # blog has no job of its own: the shared one runs
+    store.add_schedules([other], [first_run(other)])
+    assert written(store) == (1, 1)
+
+
+def test_a_first_run_takes_its_jobs_event_and_priority(store: Store) -> None:
+    store.create_job(job("a", "shop", event_tag="own", priority=5), T0)
+    store.create_job(job("a", event_tag="shared", priority=2), T0)
+    own, shared = schedule("a", "shop", "shop"), schedule("a", "blog", "")
+    chosen = schedule("a", "blog", "", priority=-3)  # a schedule's own priority comes first
+    store.add_schedules([own, shared, chosen], [first_run(own), first_run(shared), first_run(chosen)])
+    got = {r.job_id: (r.event_tag, r.priority) for r in store.list_runs(RunFilter())}
+    assert got == {own.id: ("own", 5), shared.id: ("shared", 2), chosen.id: ("shared", -3)}
+
+
+# ------------------------------------------------------------------ PostgreSQL: a COMMIT whose answer is lost
+
+
+class CutProxy:
+    """A TCP proxy in front of PostgreSQL. Once ``arm()``ed, it passes the server's answers on until one holds a
+    COMMIT's completion (``CommandComplete "COMMIT"``: the server has committed), then closes both sides of that
+    connection without passing it on: the client sees its connection lost with COMMIT's outcome unknown."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self._target = (host, port)
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._server.getsockname()[1]
+        self._armed = threading.Event()
+        self.cut = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def arm(self) -> None:
+        self.cut.clear()
+        self._armed.set()
+
+    def close(self) -> None:
+        self._server.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._target)
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, answers: bool) -> None:
+        try:
+            while data := src.recv(65536):
+                if answers and self._armed.is_set() and b"COMMIT\x00" in data:
+                    self._armed.clear()
+                    self.cut.set()
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()
+
+
+@pytest.fixture
+def proxied(pg_backend: Backend) -> Iterator[tuple[Store, CutProxy]]:
+    url = urlsplit(pg_backend.url)
+    proxy = CutProxy(url.hostname or "127.0.0.1", url.port or 5432)
+    store = PostgresStore(urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{proxy.port}")))
+    pg_backend.opened.append(store)
+    try:
+        store.migrate()
+        yield store, proxy
+    finally:
+        proxy.close()
+
+
+def test_a_lost_answer_to_commit_is_settled_by_looking(
+    proxied: tuple[Store, CutProxy], pg_backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, proxy = proxied
+    store.create_job(job("a"), T0)
+    s = schedule("a")
+    proxy.arm()
+    store.add_schedules([s], [first_run(s)])  # committed; the answer lost; the retry finds it there: done
+    assert proxy.cut.is_set() and "retrying" in caplog.text
+    assert written(pg_backend.open()) == (1, 1)  # once, not twice (a second try would be a ConflictError)
+
+
+def test_a_call_on_a_dead_connection_is_sent_again(
+    proxied: tuple[Store, CutProxy], pg_backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    store, _ = proxied
+    store.create_job(job("a"), T0)
+    killed = pg_admin(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = %s", [pg_backend.schema]
+    )
+    assert killed  # the server restarted, say: the pool's idle connection is dead, unknown to it
+    s = schedule("a")
+    store.add_schedules([s], [first_run(s)])  # sent, lost, not there: sent again
+    assert "retrying" in caplog.text
+    assert written(pg_backend.open()) == (1, 1)
