@@ -19,7 +19,11 @@ from storekit import Backend, pg_admin
 from ductape_jobs.errors import NotFoundError, StaleJobError
 from ductape_jobs.models import JobDefinition, NewRun, RunFilter, RunPhase, Schedule, ScheduleStatus, TriggeredBy
 from ductape_jobs.store import Store
+from ductape_jobs.store.codec import job_params
+from ductape_jobs.store.dialect import Tx
 from ductape_jobs.store.postgres import PostgresStore
+from ductape_jobs.store.postgres.connection import Database, split_url
+from ductape_jobs.store.postgres.dialect import PostgresDialect
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
@@ -124,8 +128,10 @@ def test_a_first_run_takes_its_jobs_event_and_priority(store: Store) -> None:
 
 class CutProxy:
     """A TCP proxy in front of PostgreSQL. Once ``arm()``ed, it passes the server's answers on until one holds a
-    COMMIT's completion (``CommandComplete "COMMIT"``: the server has committed), then closes both sides of that
-    connection without passing it on: the client sees its connection lost with COMMIT's outcome unknown."""
+    write's end: an INSERT's completion (``CommandComplete "INSERT 0 1"``) and then the server ready again
+    outside a transaction (``ReadyForQuery 'I'``: the transaction has committed). It closes both sides of that
+    connection instead of passing that answer on: the client sees its connection lost, the commit's outcome
+    unknown to it."""
 
     def __init__(self, host: str, port: int) -> None:
         self._target = (host, port)
@@ -153,12 +159,19 @@ class CutProxy:
             threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
 
     def _pump(self, src: socket.socket, dst: socket.socket, answers: bool) -> None:
+        held = b""  # an armed proxy's answer, until it is known whether it is the one to cut
         try:
             while data := src.recv(65536):
-                if answers and self._armed.is_set() and b"COMMIT\x00" in data:
-                    self._armed.clear()
-                    self.cut.set()
-                    break
+                if answers and self._armed.is_set():
+                    held += data
+                    ready = held.find(b"Z\x00\x00\x00\x05")  # ReadyForQuery: the answer is whole
+                    if ready < 0:
+                        continue
+                    if 0 <= held.find(b"INSERT 0 1\x00") < ready and held[ready + 5 : ready + 6] == b"I":
+                        self._armed.clear()
+                        self.cut.set()
+                        break
+                    data, held = held, b""
                 dst.sendall(data)
         except OSError:
             pass
@@ -206,3 +219,49 @@ def test_a_call_on_a_dead_connection_is_sent_again(
     store.add_schedules([s], [first_run(s)])  # sent, lost, not there: sent again
     assert "retrying" in caplog.text
     assert written(pg_backend.open()) == (1, 1)
+
+
+# ------------------------------------------------------ PostgreSQL: the pipeline's transaction, all or nothing
+
+
+@pytest.fixture
+def together(pg_backend: Backend) -> Iterator[PostgresDialect]:
+    pg_backend.open()  # migrated
+    conninfo, _ = split_url(pg_backend.url)
+    dialect = PostgresDialect(conninfo, schema=pg_backend.schema, db=Database(conninfo, schema=pg_backend.schema))
+    try:
+        yield dialect
+    finally:
+        dialect.close()
+
+
+def _job_row(tag: str) -> dict[str, object]:
+    return job_params(job(tag), T0)
+
+
+def _jobs(dialect: PostgresDialect) -> list[str]:
+    return [r["tag"] for r in dialect.transact(lambda tx: tx.all("list_jobs", {"product_tag": None}))]
+
+
+def test_a_python_error_after_statements_were_sent_rolls_them_back(together: PostgresDialect) -> None:
+    def op(tx: Tx) -> None:
+        tx.many("insert_job", [_job_row("a")])
+        with tx.together():  # the pipeline's Sync would commit what was sent
+            pass
+        raise ValueError("planning failed half-way")
+
+    with pytest.raises(ValueError, match="half-way"):
+        together.transact_together(op, landed=lambda tx: False)
+    assert _jobs(together) == []
+    together.transact_together(lambda tx: tx.many("insert_job", [_job_row("b")]), landed=lambda tx: False)
+    assert _jobs(together) == ["b"]
+
+
+def test_a_transaction_sent_together_refuses_to_read(together: PostgresDialect) -> None:
+    def op(tx: Tx) -> None:
+        tx.many("insert_job", [_job_row("a")])
+        tx.one("get_job", {"product_tag": "", "tag": "a"})  # a read would sync: the insert committed alone
+
+    with pytest.raises(TypeError, match="only sends"):
+        together.transact_together(op, landed=lambda tx: False)
+    assert _jobs(together) == []

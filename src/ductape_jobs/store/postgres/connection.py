@@ -9,17 +9,19 @@ times with backoff if that is safe:
 - a failure **during COMMIT** (the outcome is unknown): only calls marked ``idempotent`` are retried, because
   running them twice leaves the same state. See ``store/core.py`` for which those are.
 
-``run_together`` sends BEGIN, the call's statements and COMMIT in one pipeline: one round trip, where ``run``
-takes one for BEGIN, one per read and one for COMMIT. The server answers in order, so its outcome is known
-in two of the three ways it can fail:
+``run_together`` sends a call's statements as one pipeline, which the server runs as one transaction (the
+pipeline's implicit one, committed at its Sync): one round trip, where ``run`` takes one for BEGIN, one per
+read and one for COMMIT. The server answers in order, so the outcome is known in two of the three ways the
+call can fail:
 
-- a statement fails (an error the server reports, with a SQLSTATE): the server skips what follows, COMMIT
-  included, and the transaction is rolled back: nothing was written, and the call may be retried (if the error
-  is an ``OperationalError``: a deadlock, a serialization failure);
-- the call fails before its COMMIT is queued (in Python, or a read in between): nothing was committed;
-- the connection is lost once everything was sent: COMMIT may or may not have run. The call says how to tell
-  (``landed``, asked in a transaction of its own on the next try): if its work is there, the call returns,
-  otherwise it is sent again. A call without such a check could not be retried then.
+- a statement fails (an error the server reports, with a SQLSTATE): the server skips what follows and rolls
+  the transaction back at the Sync: nothing was written, and the call may be retried (if the error is an
+  ``OperationalError``: a deadlock, a serialization failure);
+- the call fails in Python before all is sent: ROLLBACK goes before the Sync (or the connection is gone, and
+  nothing reached a Sync): nothing was committed;
+- the connection is lost once everything was sent: the commit may or may not have happened. The call says how
+  to tell (``landed``, asked in a transaction of its own on the next try): if its work is there, the call
+  returns, otherwise it is sent again. A call without such a check could not be retried then.
 
 ``PoolTimeout`` is not retried (the pool already waited its ``timeout``). Other driver errors leave at once:
 ``UniqueViolation`` as ``ConflictError``; SQLSTATE ``DJ001``, raised by ``ductape_check_jobs()`` (migration 17),
@@ -172,9 +174,15 @@ class Database:
         return self._retried(once, lambda: committing and not idempotent)
 
     def run_together(self, op: Callable[[Conn], None], *, landed: Callable[[Conn], bool]) -> None:
-        """``op(conn)`` in one transaction whose BEGIN, statements and COMMIT go in one pipeline (one round trip
-        when ``op`` reads nothing). After a lost connection left COMMIT's outcome unknown, the next try first
-        asks ``landed(conn)`` (its own transaction) whether the first committed: ``True`` ends the call."""
+        """``op(conn)`` in one transaction sent as one pipeline: one round trip; ``op`` must only send (a read
+        would sync, and the Sync ends the transaction). After a lost connection left the commit's outcome
+        unknown, the next try first asks ``landed(conn)`` (its own transaction) whether the first committed:
+        ``True`` ends the call.
+
+        The transaction is the pipeline's implicit one (autocommit, no BEGIN): PostgreSQL runs the statements
+        up to the pipeline's Sync as one transaction, committed at the Sync if none failed and rolled back
+        otherwise, the statements after a failed one skipped. A Python exception inside ``op`` sends ROLLBACK
+        before the Sync, so what ``op`` had sent is rolled back too."""
         committing = unknown = False
 
         def once(conn: Conn) -> None:
@@ -186,16 +194,16 @@ class Database:
             committing = False
             try:
                 with conn.pipeline():
-                    conn.execute("BEGIN")
-                    op(conn)
-                    committing = True
-                    conn.execute("COMMIT")
+                    try:
+                        op(conn)
+                    except BaseException:
+                        with contextlib.suppress(psycopg.Error):  # the connection may be gone: nothing commits
+                            conn.execute("ROLLBACK")  # ends the implicit transaction, rolled back
+                        raise
+                    committing = True  # at the Sync
             except BaseException as exc:
-                # a statement's error (SQLSTATE): the server skipped the rest, COMMIT included
+                # a statement's error (SQLSTATE): the server rolled back, the commit never happened
                 unknown = committing and not (isinstance(exc, psycopg.Error) and exc.sqlstate is not None)
-                if not conn.closed and conn.info.transaction_status != pq.TransactionStatus.IDLE:
-                    with contextlib.suppress(psycopg.Error):  # the error above is the one to report
-                        conn.rollback()
                 raise
 
         self._retried(once, lambda: False)

@@ -41,7 +41,9 @@ class PostgresTx:
         return self._conn.execute(Q[name], params).rowcount
 
     def many(self, name: str, params: Sequence[Params]) -> None:
-        if params:
+        if len(params) == 1:  # schedule(): execute costs less than executemany
+            self._conn.execute(Q[name], params[0])
+        elif params:
             with self._conn.cursor() as cur:
                 cur.executemany(Q[name], params)
 
@@ -87,6 +89,33 @@ class PostgresTx:
         self.one("sync_outbox_triggers")  # ductape_outbox_sync() (migration 13)
 
 
+class PostgresSendTx(PostgresTx):
+    """A transaction of ``transact_together``: it only sends. A read would sync the pipeline, and a Sync ends the
+    pipeline's implicit transaction (committing half the call), so reading is refused (and ``run``, whose count
+    is unknown until the end)."""
+
+    __slots__ = ()
+
+    def one(self, name: str, params: Params | None = None) -> Row | None:
+        raise _sends_only(name)
+
+    def all(self, name: str, params: Params | None = None) -> list[Row]:
+        raise _sends_only(name)
+
+    def run(self, name: str, params: Params | None = None) -> int:
+        raise _sends_only(name)
+
+    def each(self, name: str, params: Sequence[Params]) -> list[Row]:
+        raise _sends_only(name)
+
+    def later(self, name: str, params: Params | None = None) -> Callable[[], list[Row]]:
+        raise _sends_only(name)
+
+
+def _sends_only(name: str) -> TypeError:
+    return TypeError(f"{name}: a transaction of transact_together only sends (use many, check_jobs, notify)")
+
+
 class PostgresDialect:
     capabilities = Capabilities(listen_notify=True, skip_locked=True, multi_process=True)
 
@@ -102,7 +131,7 @@ class PostgresDialect:
     def transact_together(self, op: Callable[[PostgresTx], None], *, landed: Callable[[PostgresTx], bool]) -> None:
         channel = self.channel
         self._db.run_together(
-            lambda conn: op(PostgresTx(conn, channel)), landed=lambda conn: landed(PostgresTx(conn, channel))
+            lambda conn: op(PostgresSendTx(conn, channel)), landed=lambda conn: landed(PostgresTx(conn, channel))
         )
 
     def migrate(self) -> None:
