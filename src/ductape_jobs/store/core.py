@@ -9,8 +9,14 @@ when a COMMIT's outcome is unknown, because their WHERE guards make a second app
   ``rescue_expired`` (lease expired), ``update_schedule`` and ``cache_put`` (they set absolute values).
 
 Not idempotent, so retried only when a failure came before COMMIT: ``create_job``, ``update_job``,
-``delete_job``, ``add_schedules``, ``trigger``, ``retry_run`` (a second try would report a conflict) and
-``acquire_runs`` (the first claim may have committed; its runs come back through ``rescue_expired``).
+``delete_job``, ``trigger``, ``retry_run`` (a second try would report a conflict) and ``acquire_runs`` (the
+first claim may have committed; its runs come back through ``rescue_expired``).
+
+``add_schedules`` (``schedule()``, ``schedule_many``) is sent whole (``Dialect.transact_together``: on PostgreSQL
+one round trip, its checks of the jobs raised in the server), so a lost connection leaves its commit unknown
+more often than a call that reads first would. It is not idempotent either (a second insert of its schedules is
+a conflict), but it can tell: its schedules are all written or none is, so before trying again the dialect
+looks for the first one (``landed``) and, found, ends the call as written.
 """
 
 from __future__ import annotations
@@ -164,7 +170,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             firsts.append({**row, **new_run_params(run, run.scheduled_at), "now": row["created_at"]})
         first = {"id": schedules[0].id} if schedules else None
 
-        def op(tx: Tx) -> None:  # sends only: on PostgreSQL, BEGIN to COMMIT in one round trip
+        def op(tx: Tx) -> None:  # sends only: on PostgreSQL the whole transaction is one round trip
             tx.check_jobs(checks)  # a failure aborts the transaction: nothing below is written
             tx.many("insert_schedule", list(rows.values()))
             if keyed:  # a feature's JOB event: its key is unique (a second schedule is a ConflictError)

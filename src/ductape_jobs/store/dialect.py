@@ -14,7 +14,8 @@ databases (as procrastinate's connector and River's driver do):
 - its migrations, its server clock and ``capabilities``.
 
 Rows are ``dict[str, Any]`` keyed by column name; the codecs turn them into records. Driver exceptions leave
-``transact`` as ``ConflictError`` (a unique violation) or ``StoreError``, the driver's exception chained.
+``transact`` as ``ConflictError`` (a unique violation) or ``StoreError``, the driver's exception chained; a failed
+``Tx.check_jobs`` as ``job_check_error``'s ``NotFoundError`` or ``StaleJobError``.
 """
 
 from __future__ import annotations
@@ -97,15 +98,16 @@ class Dialect(Protocol):
         COMMIT's outcome is unknown. ``write=False``: it only reads."""
 
     def transact_together(self, op: Callable[[Tx], None], *, landed: Callable[[Tx], bool]) -> None:
-        """A write whose BEGIN, statements and COMMIT are sent together (PostgreSQL: one pipeline, one round trip):
-        ``op`` only sends (``run``'s counts and reads would wait; its checks are ``Tx.check_jobs``), and the
-        first statement that fails aborts the transaction in the server, its error raised at the end.
+        """A write sent whole: its statements and the end of its transaction go together (PostgreSQL: one
+        pipeline, run as the pipeline's implicit transaction: one round trip). ``op`` only sends (PostgreSQL
+        refuses reads and ``run``, whose count comes at the end; the checks are ``Tx.check_jobs``), and the first
+        statement that fails aborts the transaction in the server, its error raised at the end.
 
-        With one round trip, COMMIT has been sent by the time a lost connection is noticed, so its outcome is
-        unknown. Before trying again after such a failure, the dialect asks ``landed(tx)`` in a transaction of
-        its own whether the first try committed (for example: does the first row it inserted exist?): ``True``
-        ends the call as a success, ``False`` runs ``op`` again. A failure the server reported (a statement's
-        error) means COMMIT was never run: nothing was written."""
+        The commit happens once everything was sent, so a connection lost while waiting for the answer leaves
+        its outcome unknown. Before trying again after such a failure, the dialect asks ``landed(tx)`` in a
+        transaction of its own whether the first try committed (for example: does the first row it inserted
+        exist?): ``True`` ends the call as a success, ``False`` runs ``op`` again. A failure the server reported
+        (a statement's error) means nothing was committed."""
 
     def migrate(self) -> None: ...
 
