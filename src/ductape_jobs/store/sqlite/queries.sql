@@ -102,14 +102,18 @@ ON CONFLICT (schedule_id, scheduled_at) WHERE triggered_by <> 'manual' DO NOTHIN
 
 -- name: insert_first_run
 -- A new schedule's first run: the schedule's values as add_schedules holds them, the job's event, priority and
--- limit keys from its row (checked earlier in the transaction by check_jobs).
+-- limit keys from its row (checked earlier in the transaction by check_jobs). Scalar subqueries on the jobs' key:
+-- INSERT ... SELECT FROM jobs costs twice as much a row (about 48 against 30 us in executemany).
 INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, event_type, event_tag, app, cache,
     session_claims, input, phase, available_at, triggered_by, overlap, max_retries, timeout_ms, created_at, updated_at,
     trace_context, priority, limit_keys)
-SELECT :id, :schedule_id, :scheduled_at, :job_tag, :product_tag, :env, j.event_type, j.event_tag, :app, :cache,
-    :session_claims, :input, :phase, :available_at, :triggered_by, :overlap, :retries, :timeout_ms, :now, :now,
-    :trace_context, coalesce(:priority, j.priority), j.limit_keys
-FROM jobs j WHERE j.product_tag = :job_product AND j.tag = :job_tag;
+VALUES (:id, :schedule_id, :scheduled_at, :job_tag, :product_tag, :env,
+    (SELECT event_type FROM jobs WHERE product_tag = :job_product AND tag = :job_tag),
+    (SELECT event_tag FROM jobs WHERE product_tag = :job_product AND tag = :job_tag),
+    :app, :cache, :session_claims, :input, :phase, :available_at, :triggered_by, :overlap, :retries, :timeout_ms, :now,
+    :now, :trace_context,
+    coalesce(:priority, (SELECT priority FROM jobs WHERE product_tag = :job_product AND tag = :job_tag)),
+    (SELECT limit_keys FROM jobs WHERE product_tag = :job_product AND tag = :job_tag));
 
 -- name: get_schedule
 SELECT * FROM schedules WHERE id = :id;
