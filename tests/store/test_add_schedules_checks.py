@@ -6,6 +6,7 @@ PostgreSQL a call whose COMMIT's answer was lost is neither lost nor doubled (a 
 from __future__ import annotations
 
 import contextlib
+import logging
 import secrets
 import socket
 import threading
@@ -265,3 +266,18 @@ def test_a_transaction_sent_together_refuses_to_read(together: PostgresDialect) 
     with pytest.raises(TypeError, match="only sends"):
         together.transact_together(op, landed=lambda tx: False)
     assert _jobs(together) == []
+
+
+def test_a_refused_call_reports_the_servers_error_and_logs_nothing(
+    pg_backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The check's error may come back while the call is still sending its inserts: it is the error raised,
+    and nothing else is (psycopg's "pipeline aborted" for the statements after it stays out of the logs)."""
+    store = pg_backend.open()
+    store.create_job(job("a"), T0)
+    for _ in range(10):
+        batch = [schedule("ghost") if i == 0 else schedule("a") for i in range(100)]
+        with pytest.raises(NotFoundError, match="ghost"):
+            store.add_schedules(batch, [first_run(s) for s in batch])
+    assert written(store) == (0, 0)
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []

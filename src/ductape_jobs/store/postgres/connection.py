@@ -192,19 +192,28 @@ class Database:
                     if landed(conn):
                         return
             committing = False
+            refused: psycopg.Error | None = None  # a statement's error, come back while op was still sending
             try:
                 with conn.pipeline():
                     try:
                         op(conn)
+                    except psycopg.Error as exc:
+                        if exc.sqlstate is None:  # the connection, not the server's answer
+                            raise
+                        refused = exc  # the transaction is aborted; the Sync ends it (ROLLBACK would fail)
                     except BaseException:
                         with contextlib.suppress(psycopg.Error):  # the connection may be gone: nothing commits
                             conn.execute("ROLLBACK")  # ends the implicit transaction, rolled back
                         raise
-                    committing = True  # at the Sync
+                    else:
+                        committing = True  # at the Sync
             except BaseException as exc:
                 # a statement's error (SQLSTATE): the server rolled back, the commit never happened
                 unknown = committing and not (isinstance(exc, psycopg.Error) and exc.sqlstate is not None)
-                raise
+                if refused is None:
+                    raise
+            if refused is not None:  # the first error, not the "pipeline aborted" of the statements after it
+                raise refused
 
         self._retried(once, lambda: False)
 
