@@ -15,7 +15,6 @@ HOT = [
     "expired_leases",
     "overlap_state",
     "release_held_runs",
-    "buffer_one_schedules_of_runs",
     "list_runs_of_schedule",
     "list_runs_of_job",
     "list_failed_runs",

@@ -106,10 +106,11 @@ SELECT * FROM schedules WHERE id = %(id)s;
 -- name: lock_schedule
 SELECT * FROM schedules WHERE id = %(id)s FOR UPDATE;
 
--- name: buffer_one_schedules_of_runs
--- The buffer_one schedules of runs that ended, locked FOR SHARE before their held runs are released: waits
--- for a scheduler that is deciding about these schedules (it holds them FOR UPDATE), so a run it holds back
--- behind a run that is ending now is seen and released.
+-- name: lock_buffer_one_schedules
+-- The buffer_one schedules of runs that ended, locked FOR SHARE before their held runs are released (the
+-- next statement, release_held_runs, takes its snapshot once these locks are granted): waits for a scheduler
+-- that is deciding about these schedules (it holds them FOR UPDATE), so a run it holds back behind a run that
+-- is ending now is seen and released. Nothing is read back: both go in the finishing round trip.
 SELECT id FROM schedules
 WHERE id IN (SELECT schedule_id FROM runs WHERE id = ANY(%(run_ids)s) AND overlap = 'buffer_one')
 ORDER BY id FOR SHARE;
@@ -224,11 +225,13 @@ WHERE id = %(run_id)s AND lease_owner = %(worker_id)s AND attempt = %(attempt)s 
 RETURNING id, schedule_id, overlap;
 
 -- name: release_held_runs
--- A run held behind its schedule's previous run (overlap = buffer_one) becomes due once that run ended.
+-- A run held behind its schedule's previous run (overlap = buffer_one) becomes due once that run ended: the
+-- held runs of the buffer_one schedules of the runs that ended (run_ids).
 UPDATE runs SET available_at = %(now)s, phase = 'queued', updated_at = %(now)s
 WHERE id IN (
     SELECT h.id FROM runs h
-    WHERE h.schedule_id = ANY(%(schedule_ids)s) AND h.available_at IS NULL AND h.phase = 'scheduled'
+    WHERE h.schedule_id IN (SELECT schedule_id FROM runs WHERE id = ANY(%(run_ids)s) AND overlap = 'buffer_one')
+      AND h.available_at IS NULL AND h.phase = 'scheduled'
       AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = h.schedule_id
                       AND r.phase IN ('queued', 'retry_scheduled', 'running')));
 

@@ -99,10 +99,9 @@ SELECT * FROM schedules WHERE id = :id;
 -- name: lock_schedule
 SELECT * FROM schedules WHERE id = :id;
 
--- name: buffer_one_schedules_of_runs
--- (SQLite's single writer already excludes a scheduler deciding about these schedules.)
-SELECT DISTINCT schedule_id AS id FROM runs
-WHERE id IN (SELECT value FROM json_each(:run_ids)) AND overlap = 'buffer_one';
+-- name: lock_buffer_one_schedules
+-- (SQLite's single writer already excludes a scheduler deciding about these schedules: nothing to lock.)
+SELECT 1 WHERE 0;
 
 -- name: runs_by_id
 SELECT id FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
@@ -195,11 +194,13 @@ WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase
 RETURNING id, schedule_id, overlap;
 
 -- name: release_held_runs
--- A run held behind its schedule's previous run (overlap = buffer_one) becomes due once that run ended.
+-- A run held behind its schedule's previous run (overlap = buffer_one) becomes due once that run ended: the
+-- held runs of the buffer_one schedules of the runs that ended (run_ids).
 UPDATE runs SET available_at = :now, phase = 'queued', updated_at = :now
 WHERE id IN (
     SELECT h.id FROM runs h INDEXED BY runs_held
-    WHERE h.schedule_id IN (SELECT value FROM json_each(:schedule_ids))
+    WHERE h.schedule_id IN (SELECT schedule_id FROM runs
+                            WHERE id IN (SELECT value FROM json_each(:run_ids)) AND overlap = 'buffer_one')
       AND h.available_at IS NULL AND h.phase = 'scheduled'
       AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = h.schedule_id
                       AND r.phase IN ('queued', 'retry_scheduled', 'running')));
