@@ -238,7 +238,10 @@ WHERE id = :id AND phase IN ('failed', 'cancelled')
 RETURNING *;
 
 -- name: get_run
-SELECT * FROM runs WHERE id = :id;
+-- A due run under a limit shows the hold its set is under (limit_holds), while that hold covers its due time.
+SELECT r.*, h.waiting_on FROM runs r
+LEFT JOIN limit_holds h ON h.limit_keys = r.limit_keys AND r.phase IN ('scheduled', 'queued', 'retry_scheduled') AND r.available_at <= h.held_until
+WHERE r.id = :id;
 
 -- name: attempts_of_run
 SELECT * FROM attempts WHERE run_id = :run_id ORDER BY attempt;
@@ -301,13 +304,29 @@ WHERE (:schedule_id IS NULL OR schedule_id = :schedule_id)
 ORDER BY scheduled_at DESC, id DESC LIMIT :limit OFFSET :offset;
 
 -- name: next_wakeup
+-- run_due: the earliest run under no limit; held_due: for each set of limits that due runs fall under (one
+-- probe of runs_limited_sets per distinct set, however many runs wait), its earliest run, or the set's hold
+-- if that is later (limit_holds: a claim found the set full and looks again then).
 SELECT
     (SELECT min(next_run_at) FROM schedules WHERE status = 'active' AND next_run_at IS NOT NULL) AS schedule_due,
     (SELECT min(available_at) FROM runs INDEXED BY runs_pending
-     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
-       AND held_until IS NULL) AS run_due,
-    (SELECT min(held_until) FROM runs INDEXED BY runs_held_by_limit
-     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND held_until IS NOT NULL) AS held_due,
+     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND limit_keys IS NULL) AS run_due,
+    (WITH RECURSIVE sets(k) AS (
+        SELECT (SELECT limit_keys FROM runs INDEXED BY runs_limited_sets
+                WHERE limit_keys IS NOT NULL AND phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+                ORDER BY limit_keys LIMIT 1)
+        UNION ALL
+        SELECT (SELECT limit_keys FROM runs INDEXED BY runs_limited_sets
+                WHERE limit_keys IS NOT NULL AND phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+                  AND limit_keys > sets.k
+                ORDER BY limit_keys LIMIT 1)
+        FROM sets WHERE sets.k IS NOT NULL
+     )
+     SELECT min(max(
+         (SELECT min(available_at) FROM runs INDEXED BY runs_limited_sets
+          WHERE limit_keys = sets.k AND phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL),
+         coalesce((SELECT held_until FROM limit_holds h WHERE h.limit_keys = sets.k), 0)))
+     FROM sets WHERE sets.k IS NOT NULL) AS held_due,
     (SELECT min(lease_expires_at) FROM runs INDEXED BY runs_leases WHERE phase = 'running') AS lease_expiry;
 
 -- name: count_runs
