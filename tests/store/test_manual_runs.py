@@ -119,7 +119,7 @@ def test_migration_7_keeps_every_run_and_gives_the_schema_a_fresh_database_has(
     backend.migrate_to(6)  # a database of the release before manual runs were set free
     old = backend.open(migrate=False)
     s, (first, second) = _v6_rows(backend)  # as that release wrote them (today's store writes later columns)
-    runs = _listed(old, s.id)  # the listing reads runs alone (get_run also reads limit holds, version 17)
+    runs = _listed(old, s.id)  # the listing reads runs alone (get_run also reads limit holds, version 18)
     assert [r.id for r in runs] == [second, first]
     before = _schema(backend)
 

@@ -1,4 +1,4 @@
--- ductape-jobs schema, version 17 (PostgreSQL): what a full limit holds is kept once per set of limits, not on
+-- ductape-jobs schema, version 18 (PostgreSQL): what a full limit holds is kept once per set of limits, not on
 -- every run it holds. Before, a claim that found a set full wrote `waiting_on` and `held_until` on every due run
 -- of that set, and did again each time the hold lapsed (a concurrency's every second): 100,000 runs queued behind
 -- a limit of 2 were 100,000 rows rewritten a second. Now a claim writes one row of `limit_holds` per set found

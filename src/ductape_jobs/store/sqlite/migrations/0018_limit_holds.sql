@@ -1,4 +1,4 @@
--- ductape-jobs schema, version 17 (SQLite): what a full limit holds is kept once per set of limits, not on every
+-- ductape-jobs schema, version 18 (SQLite): what a full limit holds is kept once per set of limits, not on every
 -- run it holds (see the PostgreSQL migration of this version): `limit_holds`, one row per set found full, and
 -- runs_limited_sets for next_wakeup's earliest due run of each set. The runs lose `waiting_on` and `held_until`
 -- (and runs_held_by_limit, one partial index less to test on every insert and phase change of a run).
