@@ -379,11 +379,18 @@ def _delivery_id() -> str:
 
 
 def _fan_out(events: Sequence[LifecycleEvent], hooks: Sequence[Webhook]) -> builtins.list[WebhookDelivery]:
-    """One delivery per (event, webhook of its product that takes it), in the order of the events."""
+    """One delivery per (event, webhook of its product that takes it), in the order of the events. A webhook takes
+    only the events of changes made since it was created: the outbox may hold older ones (written for another
+    webhook of the product, or for a live stream, which has every event written)."""
     out: builtins.list[WebhookDelivery] = []
     for event in events:
         for hook in hooks:
-            if hook.product_tag == event.product_tag and event.name and event.name in hook.events:
+            if (
+                hook.product_tag == event.product_tag
+                and event.name
+                and event.name in hook.events
+                and event.at >= hook.created_at
+            ):
                 out.append(_delivery(hook, event))
     return out
 
