@@ -20,7 +20,7 @@ BELOW_STORE = {
     "ductape_jobs.retention",
     "ductape_jobs.redaction",
     "ductape_jobs.timing.backoff",
-    "ductape_jobs.lifecycle",  # the outbox's event records: standard library only
+    "ductape_jobs.lifecycle",  # the outbox's event records and stream positions: standard library and errors
     "ductape_jobs.resources",
 }
 
