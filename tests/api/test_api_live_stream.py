@@ -195,3 +195,24 @@ def test_a_stream_lease_is_not_renewed_more_often_than_a_third_of_it(api: Api, c
     clock.advance(timedelta(seconds=5))
     listener.close()
     assert api.dt.store.expire_streams(clock.now() + timedelta(seconds=26)) == 1  # still the lease of T0 + 30 s
+
+
+def test_a_webhook_created_while_a_stream_is_open_gets_only_later_changes(
+    api: Api, job: dict[str, Any], clock: FakeClock
+) -> None:
+    """The stream has every event written; a webhook created afterwards is not sent the earlier ones."""
+    listener = Listener(api, api.admin_key).opened()
+    api.dt.job.schedule(SHOP)
+    api.dt.drain()
+    listener.lifecycle(4)
+    clock.advance(seconds=1)
+    hook, _ = api.dt.webhooks.create(
+        {"product_tag": "shop", "url": "http://127.0.0.1:9/h", "events": ["job.completed"]}
+    )
+    assert api.dt.webhooks.deliveries(hook.id) == []  # the completion before it was created is not its
+    api.dt.job.schedule(SHOP)
+    api.dt.drain()
+    listener.lifecycle(8)
+    listener.close()
+    (delivery,) = api.dt.webhooks.deliveries(hook.id)
+    assert delivery.event == "job.completed"
