@@ -37,8 +37,9 @@ the host; the delivery then connects to the address it checked and follows no re
 target is refused then is not sent and fails for good (``last_error`` says why).
 
 Events cost nothing when nobody listens: an event no webhook takes is not written (the trigger looks it up in
-the webhooks table), and a process whose cached webhook list (``ttl``: 5 s) is empty does not look at the
-outbox.
+the webhooks table) unless a live stream (the dashboard's, ``api/events.py``) is open, and a process whose cached
+webhook list (``ttl``: 5 s) is empty does not look at the outbox. As the outbox may hold events written for a live
+stream or another webhook, a webhook takes only the events of changes made since it was created.
 """
 
 from __future__ import annotations

@@ -299,7 +299,8 @@ Relay = Callable[[Sequence[LifecycleEvent], Sequence[Webhook]], Sequence[Webhook
 class OutboxStore(ABC):
     """The outbox of lifecycle events (``lifecycle.py``): written by the store with the changes they describe
     (a schedule created, paused, resumed or cancelled; a run created, started, retried, lost, completed or failed)
-    and only when some webhook of the product takes the event; read by consumers, each after its own cursor."""
+    while some live stream is open, and otherwise only when some webhook of the product takes the event; read by
+    consumers, each after its own cursor (durable ones: ``relay_events``; live streams: ``open_stream``)."""
 
     @abstractmethod
     def relay_events(self, consumer: str, limit: int, now: datetime, relay: Relay) -> int:

@@ -6,6 +6,10 @@ single writer orders them), then delete them by key with what belongs to them; a
 (``job.history`` adds them), updated in schedule order so racing pruners never deadlock. ``prune`` is *idempotent*: the
 deletes are guarded by the rows' state, so a second application deletes nothing more than a first would.
 
+The outbox's batch first takes the outbox's marks (``lock_outbox_marks``), as a live stream opening does: the stream
+either counts in the batch's bound or sees the batch's pruned mark (``mark_outbox_pruned``), so it never resumes
+past a pruned event unawares. Live streams whose lease lapsed are expired before anything is pruned.
+
 Jobs that keep their own runs (``keep_completed`` / ``keep_failed``) are read first: the client's batches leave out
 their tags' runs of that outcome, and each tag gets passes of its own, one per such job (its duration, or its count
 turned into the newest run past it) and one for the tag's other runs (the client's keep).
