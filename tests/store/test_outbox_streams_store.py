@@ -6,14 +6,16 @@ events it pinned."""
 
 from __future__ import annotations
 
+import threading
 import time
 from datetime import timedelta
 
-from storekit import Backend
+import psycopg
+from storekit import PG_URL, Backend
 from test_contract import T0, ok, setup
 from test_outbox_store import LEASE, hook, names, outbox_triggers, pending
 
-from ductape_jobs.lifecycle import LifecycleEvent, StreamPosition
+from ductape_jobs.lifecycle import LifecycleEvent, StreamPosition, StreamStart
 from ductape_jobs.retention import Retention
 from ductape_jobs.store import Store
 
@@ -158,3 +160,37 @@ def test_a_position_of_another_epoch_or_past_the_newest_event_is_not_resumed(bac
     other_epoch = StreamPosition(newest.epoch + 1, newest.txid, newest.seq)
     assert store.open_stream("dashboard:c", other_epoch, T0 + STREAM_LEASE, T0).gap
     assert not store.open_stream("dashboard:d", newest, T0 + STREAM_LEASE, T0).gap
+
+
+def test_postgres_a_stream_opening_during_an_outbox_prune_sees_what_it_pruned(pg_backend: Backend) -> None:
+    """A pruner's outbox batch holds the outbox's marks from before it picks events until it commits; a stream
+    opening meanwhile waits for it and then sees its pruned mark, so it cannot resume past events it deleted."""
+    store = pg_backend.open()
+    start = store.open_stream("dashboard:a", None, T0 + STREAM_LEASE, T0)
+    run_one(store)
+    events = read(store, start.position, 4)
+    got = start.position.past(events[0])  # the browser got one event; the server sent (and renewed to) all four
+    store.renew_stream("dashboard:a", start.position.past(events[-1]), T0 + STREAM_LEASE, T0)
+    pruner = psycopg.connect(PG_URL, options=f"-c search_path={pg_backend.schema}")
+    opened: list[StreamStart] = []
+    try:
+        pruner.execute("SELECT 1 FROM outbox_marks WHERE id = 1 FOR UPDATE")  # lock_outbox_marks
+        opening = threading.Thread(
+            target=lambda: opened.append(store.open_stream("dashboard:b", got, T0 + STREAM_LEASE, T0))
+        )
+        opening.start()
+        deadline = time.monotonic() + 10
+        while not pruner.execute(  # the opening stream waits for the pruner (on the marks' row lock)
+            "SELECT 1 FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+        ).fetchone():
+            assert time.monotonic() < deadline, "the stream did not wait for the pruner"
+            time.sleep(0.02)
+        last = events[-2]  # the batch the pruner picked with the bound it read (stream a's cursor), and its mark
+        pruner.execute("DELETE FROM outbox WHERE (txid, seq) <= (%s, %s)", [last.txid, last.seq])
+        pruner.execute("UPDATE outbox_marks SET pruned_txid = %s, pruned_seq = %s WHERE id = 1", [last.txid, last.seq])
+        pruner.commit()
+        opening.join(timeout=10)
+    finally:
+        pruner.close()
+    (resumed,) = opened
+    assert resumed.gap  # events after `got` were pruned meanwhile: it says so rather than skip them
