@@ -81,6 +81,17 @@ def _schema(backend: Backend) -> dict[str, Any]:
     return snap
 
 
+LATER_TABLES = {
+    "resources",
+    "resource_starts",
+    "outbox",
+    "outbox_consumers",
+    "outbox_marks",
+    "run_minutes",
+    "limit_holds",
+}
+
+
 def _listed(store: Store, schedule_id: str) -> list[Run]:
     return store.list_runs(RunFilter(job_id=schedule_id))
 
@@ -127,7 +138,7 @@ def test_migration_7_keeps_every_run_and_gives_the_schema_a_fresh_database_has(
     v7 = _schema(backend)
     assert v7["versions"][-1] >= 7
     later = {  # columns and tables of later versions: 8 (retention), 9 (tracing), 10 (limits), 11 (outbox), 12 (keeps),
-        # 14 (run_minutes)
+        # 14 (run_minutes), 17 (live streams: outbox_marks), 18 (limit_holds; runs lose waiting_on, held_until)
         "schedules": {"pruned_runs", "pruned_completed", "pruned_failed", "trace_context", "priority", "feature_key"},
         "jobs": {"resources", "concurrency", "rate", "priority", "limit_keys", "keep_completed", "keep_failed"},
         "runs": {"trace_context", "priority", "limit_keys", "waiting_on", "held_until"},
@@ -135,7 +146,7 @@ def test_migration_7_keeps_every_run_and_gives_the_schema_a_fresh_database_has(
     v7_tables = {
         t: [c for c in cols if c[0] not in later.get(t, set())]
         for t, cols in v7["tables"].items()
-        if t not in {"resources", "resource_starts", "outbox", "outbox_consumers", "run_minutes", "limit_holds"}
+        if t not in LATER_TABLES
     }
     assert v7_tables == before["tables"]  # runs rebuilt (SQLite) with the same columns, in the same order
     lost = {name for name, _ in before["indexes"]} - {name for name, _ in v7["indexes"]}
