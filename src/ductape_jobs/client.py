@@ -237,8 +237,7 @@ class Ductape:
             self._pool = ThreadPoolExecutor(max_workers=self._pool_size, thread_name_prefix="ductape-fn")
             self._function_executor.pool = self._pool
             old.shutdown(wait=False)
-        limits = [limit for tag in self.products.tags() for limit in self.products.get(tag).limits()]
-        self.store.define_resources(limits, self.clock.now())  # the product file's limits as they are now
+        self._store_resources()
         return Worker(
             self.store,
             self.scheduler,
@@ -296,25 +295,38 @@ class Ductape:
         """Run a worker in the current event loop until ``stop`` is set (or SIGTERM/SIGINT without ``stop``)."""
         worker = self.new_worker(**overrides)
         self.wake.join(worker)
-        sent = asyncio.Event()  # the webhook deliveries are sent alongside, until the worker stops
-        deliveries = asyncio.create_task(self.webhooks.run(sent), name="ductape-webhooks")
+        sent = asyncio.Event()  # the webhook deliveries and the resource watch go alongside, until it stops
+        services = asyncio.create_task(self.run_services(sent), name="ductape-services")
         # direct feature runs whose driver died are resumed here, as the worker rescues job runs
         orphans = asyncio.create_task(self.feature.engine.adopt_orphans(sent, worker.options.rescue_every))
-        watch = asyncio.create_task(self._watch_resources(sent), name="ductape-resource-watch")
         try:
             await worker.run(stop, handle_signals=stop is None)
         finally:
             self.wake.leave(worker)
             sent.set()
-            await asyncio.wait({deliveries, orphans, watch}, timeout=5)  # a delivery cut short is sent again later
-            deliveries.cancel()
+            await asyncio.wait({services, orphans}, timeout=5)  # a delivery cut short is sent again later
+            services.cancel()
             orphans.cancel()
-            watch.cancel()
         return worker
 
+    async def run_services(self, stop: asyncio.Event) -> None:
+        """What every engine process runs beside a worker, or instead of one (``ductape serve --no-worker``):
+        the declared resources stored, then the webhook deliveries and the product file's resource watch, until
+        ``stop`` is set."""
+        try:
+            await asyncio.to_thread(self._store_resources)  # a worker's start stored them too: a no-op then
+        except DuctapeError as exc:  # the store away: the limits stored before stay (a worker stores them too)
+            log.warning("the product file's resources were not stored (%s)", exc)
+        await asyncio.gather(self.webhooks.run(stop), self._watch_resources(stop))
+
+    def _store_resources(self) -> None:
+        """Store the limits the products declare now (the product file's, as this process read it)."""
+        limits = [limit for tag in self.products.tags() for limit in self.products.get(tag).limits()]
+        self.store.define_resources(limits, self.clock.now())
+
     async def _watch_resources(self, stop: asyncio.Event) -> None:
-        """While a worker runs: every ``RESOURCE_WATCH_EVERY``, store the product file's resources if the file
-        changed (``products/watch.py``), so an edited limit holds across the store without a restart."""
+        """Every ``RESOURCE_WATCH_EVERY``, store the product file's resources if the file changed
+        (``products/watch.py``), so an edited limit holds across the store without a restart."""
         if self._product_file is None:
             return
         watch = ResourceWatch(self.products, self._product_file)

@@ -16,23 +16,32 @@ its webhook event name::
     job.completed       RunCompleted
     job.failed          RunFailed           failed for good (retries spent, or lost too often)
 
-``run.*`` events are attempt-level: a subscriber chooses them like any other. Only events that some webhook of
-the product takes are written at all (the others would have no consumer).
+``run.*`` events are attempt-level: a subscriber chooses them like any other. Only events that some reader may
+want are written at all: while a live stream (the dashboard's ``/api/v1/events``) is open, every event; otherwise
+those some webhook of the product takes (the others would have no consumer).
+
+A live stream reads the outbox from a ``StreamPosition``: the recording ``epoch`` it began in and the cursor
+``(txid, seq)`` of the last event it read, written ``<epoch>-<txid>-<seq>`` (the SSE ``id``, sent back by a browser
+as ``Last-Event-ID`` when it reconnects).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import re
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+
+from ductape_jobs.errors import ValidationError
 
 _TIMES = ("scheduled_at", "started_at", "completed_at", "next_run_at", "available_at")
 
 
 @dataclass(frozen=True, slots=True)
 class LifecycleEvent:
-    """One event of the outbox. ``seq`` orders the events of one store; ``job_id`` is the schedule's id;
-    ``values`` are the changed row's columns as the store wrote them (times in ms; ``payload`` presents them)."""
+    """One event of the outbox. ``(txid, seq)`` orders the events of one store (its ``cursor``; ``txid`` is
+    PostgreSQL's writing transaction, 0 on SQLite); ``job_id`` is the schedule's id; ``values`` are the changed
+    row's columns as the store wrote them (times in ms; ``payload`` presents them)."""
 
     name: ClassVar[str] = ""
 
@@ -42,6 +51,12 @@ class LifecycleEvent:
     run_id: str | None
     at: datetime
     values: dict[str, Any]
+    txid: int = 0
+
+    @property
+    def cursor(self) -> tuple[int, int]:
+        """Where the event lies in the outbox's order: ``(txid, seq)``."""
+        return (self.txid, self.seq)
 
     def payload(self) -> dict[str, Any]:
         """The ``data`` of the event's webhook body: times as ISO 8601 strings, the error's first line, a run's
@@ -131,8 +146,60 @@ KINDS: dict[str, type[LifecycleEvent]] = {
 
 
 def lifecycle_event(
-    name: str, seq: int, product_tag: str, job_id: str, run_id: str | None, at: datetime, values: dict[str, Any]
+    name: str,
+    seq: int,
+    product_tag: str,
+    job_id: str,
+    run_id: str | None,
+    at: datetime,
+    values: dict[str, Any],
+    txid: int = 0,
 ) -> LifecycleEvent:
     """The record of an outbox row (an unknown name, from a newer release, is a plain ``LifecycleEvent``)."""
     kind = KINDS.get(name, LifecycleEvent)
-    return kind(seq, product_tag, job_id, run_id, at, values)
+    return kind(seq, product_tag, job_id, run_id, at, values, txid)
+
+
+_POSITION = re.compile(r"(\d{1,18})-(\d{1,18})-(\d{1,18})")
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class StreamPosition:
+    """A live stream's place in the outbox: after the event whose cursor is ``(txid, seq)`` (``(0, 0)``: before
+    every event), in the live streams' recording ``epoch``. An epoch begins when a stream opens while no other is
+    live (the store then starts writing every event, not only the ones webhooks take) and lasts while some stream
+    stays live; a position of an earlier epoch may lie before events that were never written."""
+
+    epoch: int
+    txid: int
+    seq: int
+
+    @property
+    def cursor(self) -> tuple[int, int]:
+        return (self.txid, self.seq)
+
+    def past(self, event: LifecycleEvent) -> StreamPosition:
+        """This position moved past ``event`` (read in the outbox's order)."""
+        return replace(self, txid=event.txid, seq=event.seq)
+
+    def __str__(self) -> str:
+        return f"{self.epoch}-{self.txid}-{self.seq}"
+
+    @classmethod
+    def parse(cls, text: str, field: str = "position") -> StreamPosition:
+        """The position written as ``str()`` writes it; anything else is a ``ValidationError`` on ``field``."""
+        found = _POSITION.fullmatch(text.strip())
+        if found is None:
+            raise ValidationError(field, f"must be a stream position <epoch>-<txid>-<seq>, not {text[:40]!r}")
+        epoch, txid, seq = (int(part) for part in found.groups())
+        return cls(epoch, txid, seq)
+
+
+@dataclass(frozen=True, slots=True)
+class StreamStart:
+    """Where a live stream that just opened reads from. ``gap``: the position it asked to resume from could not
+    be kept (events after it were pruned, or not written while no stream was live), so it starts at the newest
+    event instead and must tell its reader to reload what it shows."""
+
+    position: StreamPosition
+    gap: bool = False

@@ -37,8 +37,9 @@ the host; the delivery then connects to the address it checked and follows no re
 target is refused then is not sent and fails for good (``last_error`` says why).
 
 Events cost nothing when nobody listens: an event no webhook takes is not written (the trigger looks it up in
-the webhooks table), and a process whose cached webhook list (``ttl``: 5 s) is empty does not look at the
-outbox.
+the webhooks table) unless a live stream (the dashboard's, ``api/events.py``) is open, and a process whose cached
+webhook list (``ttl``: 5 s) is empty does not look at the outbox. As the outbox may hold events written for a live
+stream or another webhook, a webhook takes only the events of changes made since it was created.
 """
 
 from __future__ import annotations
@@ -379,11 +380,18 @@ def _delivery_id() -> str:
 
 
 def _fan_out(events: Sequence[LifecycleEvent], hooks: Sequence[Webhook]) -> builtins.list[WebhookDelivery]:
-    """One delivery per (event, webhook of its product that takes it), in the order of the events."""
+    """One delivery per (event, webhook of its product that takes it), in the order of the events. A webhook takes
+    only the events of changes made since it was created: the outbox may hold older ones (written for another
+    webhook of the product, or for a live stream, which has every event written)."""
     out: builtins.list[WebhookDelivery] = []
     for event in events:
         for hook in hooks:
-            if hook.product_tag == event.product_tag and event.name and event.name in hook.events:
+            if (
+                hook.product_tag == event.product_tag
+                and event.name
+                and event.name in hook.events
+                and event.at >= hook.created_at
+            ):
                 out.append(_delivery(hook, event))
     return out
 

@@ -175,3 +175,41 @@ def test_serve_with_an_https_public_url_sets_a_secure_cookie(tmp_path: Path) -> 
     finally:
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_serve_without_a_worker_stores_an_edited_product_file_s_limits(tmp_path: Path) -> None:
+    """``ductape serve --no-worker`` (an API node) takes up an edited resource as a worker does."""
+    products = tmp_path / "ductape.yaml"
+
+    def declare(concurrency: int) -> None:
+        head = "products:\n  - tag: shop\n    envs: [prd]\n    resources:\n"
+        products.write_text(f"{head}      crm: {{concurrency: {concurrency}}}\n")
+        stamp = products.stat().st_mtime_ns
+        os.utime(products, ns=(stamp, stamp + concurrency * 10**9))  # a distinct time, whatever the file system's
+
+    declare(1)
+    env = {**os.environ, "DUCTAPE_STORE": f"sqlite:///{tmp_path / 'serve.db'}", "DUCTAPE_PRODUCT_FILE": str(products)}
+    key = json.loads(cli("apikey", "create", "--name", "k", "--json", env=env, cwd=tmp_path).stdout)["key"]
+    port = free_port()
+    with (tmp_path / "serve.log").open("wb") as log:
+        argv = [DUCTAPE, "serve", "--no-worker", "--port", str(port)]
+        proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=log, stderr=log)
+    api = httpx.Client(base_url=f"http://127.0.0.1:{port}/api/v1", headers={"Authorization": f"Bearer {key}"})
+    try:
+
+        def concurrency() -> int | None:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                rows = api.get("/resources", params={"product_tag": "shop"}, timeout=1).json()["items"]
+            except httpx.HTTPError:
+                return None
+            return rows[0]["concurrency"] if rows else None
+
+        wait_for(lambda: concurrency() == 1, 30, "the API server to store the declared limit")
+        declare(5)
+        wait_for(lambda: concurrency() == 5, 15, "the API server to store the edited limit")
+        assert "stored 1 resource limit(s)" in (tmp_path / "serve.log").read_text()
+    finally:
+        api.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)

@@ -72,6 +72,8 @@ def test_a_job_run_appears_live_on_the_runs_page(ui: Ui, server: Server) -> None
     (run,) = server.client.job.runs(job_id=result.job_id)
     assert run.phase is RunPhase.COMPLETED
     expect(page.locator("#live")).to_have_text(re.compile("live|polling"))
+    if page.locator("#live").text_content() == "live":  # the stream's lifecycle events reached the page
+        expect(page.locator("#live")).to_have_attribute("title", re.compile("last event: job.completed"))
     ui.shot("runs-live")
 
     row.get_by_role("link").first.click()

@@ -454,3 +454,35 @@ def test_schedule_reads_a_job_again_when_another_client_changed_it(tmp_path: Pat
         b.job.delete("r")
         with pytest.raises(ValidationError, match="no job with tag 'r'"):
             a.job.schedule(request)
+
+
+def test_a_pass_after_a_sleep_starts_from_what_the_sleep_read_unless_woken_by_a_change(dt: Ductape) -> None:
+    """The sleep reads next_wakeup before it waits; the pass after it starts from that (one store read less
+    per pass) unless ``notify`` said something changed elsewhere meanwhile, when it reads again."""
+    reads: list[int] = []
+    next_wakeup = dt.store.next_wakeup
+
+    def counted() -> Any:
+        reads.append(1)
+        return next_wakeup()
+
+    dt.store.next_wakeup = counted  # type: ignore[method-assign]
+    worker = dt.new_worker(poll=timedelta(milliseconds=5))
+
+    async def main() -> list[int]:
+        worker._start(None)
+        counts = []
+        await worker._sleep(False)  # reads, then waits out the poll
+        counts.append(len(reads))
+        await worker._step()
+        counts.append(len(reads))  # the pass read nothing more
+        await worker._sleep(False)
+        worker.notify()  # a change elsewhere (the listener, or a schedule() in this process)
+        await asyncio.sleep(0)
+        await worker._step()
+        counts.append(len(reads))  # read again
+        await worker._step()
+        counts.append(len(reads))  # no sleep in between: reads
+        return counts
+
+    assert asyncio.run(main()) == [1, 1, 3, 4]

@@ -116,6 +116,19 @@ class Backend:
         with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={self.schema}") as conn:
             conn.execute(query.encode(), params)
 
+    def rows(self, query: str) -> list[tuple[Any, ...]]:
+        """The rows of one query without parameters, outside any store."""
+        if self.path is not None:
+            db = sqlite3.connect(self.path)
+            try:
+                return db.execute(query).fetchall()
+            finally:
+                db.close()
+        import psycopg
+
+        with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={self.schema}") as conn:
+            return conn.execute(query.encode()).fetchall()
+
     def columns(self) -> dict[str, list[str]]:
         """Table -> column names in order (the shared row converters depend on them)."""
         return {t: [c[0] for c in cols] for t, cols in self.snapshot()["tables"].items()}

@@ -15,9 +15,11 @@ from test_contract import LEASE, MIN, T0, due_run, fail, in_threads, job, ok, ru
 from ductape_jobs.models import RunPhase
 from ductape_jobs.resources import Rate, ResourceLimit
 from ductape_jobs.store import Store
+from ductape_jobs.store.limits_core import RECHECK
 
 SEC = timedelta(seconds=1)
 CRM = ResourceLimit("shop", "crm-api", concurrency=2)
+RECHECK_AFTER = timedelta(milliseconds=RECHECK)
 
 
 def backlog(
@@ -199,3 +201,34 @@ def test_runs_behind_a_full_resource_are_reached(store: Store, n_free: int) -> N
     assert Counter(r.job_tag for r in got)["slow"] == 1  # 39 wait
     assert {r.id for r in got} >= set(fast_ids) | set(free_ids)  # found behind them
     assert len(got) == 1 + 5 + n_free
+
+
+def test_a_full_limit_holds_its_waiting_runs_with_one_row_and_wakes_workers_when_it_ends(backend: Backend) -> None:
+    """Runs waiting behind a full set of limits are not written one by one (a backlog of thousands would be
+    rewritten at every recheck): the set gets one hold, which next_wakeup reads instead of the runs' due times,
+    and which covers the set's runs that fall due during it. A run under no limit is not held back by it."""
+    store = backend.open()
+    store.define_resources([ResourceLimit("shop", "db", concurrency=1)], T0)
+    ids = backlog(store, "load", 30, resources=["db"])
+    (first,) = store.acquire_runs("w1", 10, LEASE, T0)
+    assert first.id == ids[0]
+    hold = T0 + RECHECK_AFTER
+    assert store.next_wakeup().run_due == hold  # not the waiting runs' due times (the past): no spinning
+    waiting = store.waiting_runs(T0, limit=100)
+    assert [r.id for r in waiting] == ids[1:]
+    assert all("concurrency of 'db'" in (r.waiting_on or "") for r in waiting)
+    assert "concurrency of 'db'" in (run_of(store, ids[1]).waiting_on or "")
+    assert backend.rows("SELECT count(*) FROM limit_holds") == [(1,)]
+    later = backlog(store, "load", 1, at=T0 + SEC // 2)  # due during the hold: covered by it
+    assert store.next_wakeup().run_due == hold
+    free = backlog(store, "free", 1, at=T0 + SEC // 4)  # under no limit: due when it is due
+    assert store.next_wakeup().run_due == T0 + SEC // 4 - timedelta(milliseconds=1)
+    assert [r.id for r in store.acquire_runs("w2", 10, LEASE, T0 + SEC // 4)] == free
+    assert store.acquire_runs("w2", 10, LEASE, hold) == []  # looked again when the hold ended: still full
+    assert store.next_wakeup().run_due == hold + RECHECK_AFTER
+    assert backend.rows("SELECT count(*) FROM limit_holds") == [(1,)]
+    assert len(store.waiting_runs(hold, limit=100)) == 30  # the run that fell due meanwhile waits too
+    store.finish_runs([ok(first, at=hold)], hold)
+    (second,) = store.acquire_runs("w2", 10, LEASE, hold)  # a claim does not wait for the hold: the slot is free
+    assert second.id == ids[1] and run_of(store, second.id).waiting_on is None
+    assert later[0] in {r.id for r in store.waiting_runs(hold + SEC, limit=100)}

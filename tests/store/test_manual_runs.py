@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 from storekit import Backend, postgres_backend, sqlite_backend
-from test_contract import MIN, T0, due_run, every_minute, in_threads, job, run_of, schedule
+from test_contract import MIN, T0, due_run, every_minute, in_threads, job, schedule
 
 from ductape_jobs.errors import ConflictError
 from ductape_jobs.ids import new_id
-from ductape_jobs.models import NewRun, RunFilter, RunPhase, Schedule, TriggeredBy
+from ductape_jobs.models import NewRun, Run, RunFilter, RunPhase, Schedule, TriggeredBy
 from ductape_jobs.store import Store
 from ductape_jobs.store.codec import ms
 
@@ -81,6 +81,21 @@ def _schema(backend: Backend) -> dict[str, Any]:
     return snap
 
 
+LATER_TABLES = {
+    "resources",
+    "resource_starts",
+    "outbox",
+    "outbox_consumers",
+    "outbox_marks",
+    "run_minutes",
+    "limit_holds",
+}
+
+
+def _listed(store: Store, schedule_id: str) -> list[Run]:
+    return store.list_runs(RunFilter(job_id=schedule_id))
+
+
 def _v6_rows(backend: Backend) -> tuple[Schedule, list[str]]:
     """A job, a schedule every minute and its runs at T0 (completed, with output) and T0 + MIN (queued)."""
     s = schedule(every=MIN, next_run_at=None)
@@ -115,14 +130,15 @@ def test_migration_7_keeps_every_run_and_gives_the_schema_a_fresh_database_has(
     backend.migrate_to(6)  # a database of the release before manual runs were set free
     old = backend.open(migrate=False)
     s, (first, second) = _v6_rows(backend)  # as that release wrote them (today's store writes later columns)
-    runs = [run_of(old, first), run_of(old, second)]
+    runs = _listed(old, s.id)  # the listing reads runs alone (get_run also reads limit holds, version 18)
+    assert [r.id for r in runs] == [second, first]
     before = _schema(backend)
 
     store = backend.open()  # migrates to the latest version
     v7 = _schema(backend)
     assert v7["versions"][-1] >= 7
     later = {  # columns and tables of later versions: 8 (retention), 9 (tracing), 10 (limits), 11 (outbox), 12 (keeps),
-        # 14 (run_minutes)
+        # 14 (run_minutes), 17 (live streams: outbox_marks), 18 (limit_holds; runs lose waiting_on, held_until)
         "schedules": {"pruned_runs", "pruned_completed", "pruned_failed", "trace_context", "priority", "feature_key"},
         "jobs": {"resources", "concurrency", "rate", "priority", "limit_keys", "keep_completed", "keep_failed"},
         "runs": {"trace_context", "priority", "limit_keys", "waiting_on", "held_until"},
@@ -130,15 +146,15 @@ def test_migration_7_keeps_every_run_and_gives_the_schema_a_fresh_database_has(
     v7_tables = {
         t: [c for c in cols if c[0] not in later.get(t, set())]
         for t, cols in v7["tables"].items()
-        if t not in {"resources", "resource_starts", "outbox", "outbox_consumers", "run_minutes"}
+        if t not in LATER_TABLES
     }
     assert v7_tables == before["tables"]  # runs rebuilt (SQLite) with the same columns, in the same order
     lost = {name for name, _ in before["indexes"]} - {name for name, _ in v7["indexes"]}
     assert lost <= {"sqlite_autoindex_runs_2"}  # only SQLite's index of the old UNIQUE constraint
     rule = dict(v7["indexes"])["runs_one_per_occurrence"]
     assert "UNIQUE" in rule and "'manual'" in rule  # the rule, for every run but manual ones
-    assert [run_of(store, first), run_of(store, second)] == runs  # every column of every run kept
-    assert runs[0].phase is RunPhase.COMPLETED and runs[0].output == {"rows": [1, 2]}
+    assert _listed(store, s.id) == runs  # every column of every run kept
+    assert runs[1].phase is RunPhase.COMPLETED and runs[1].output == {"rows": [1, 2]}
     with _fresh(backend, tmp_path) as fresh:
         fresh.open()
         assert _schema(fresh) == v7

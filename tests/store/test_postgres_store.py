@@ -165,7 +165,7 @@ HOT = [
     "expired_leases",
     "overlap_state",
     "release_held_runs",
-    "buffer_one_schedules_of_runs",
+    "lock_buffer_one_schedules",
     "list_runs_of_schedule",
     "list_runs_of_job",
     "list_failed_runs",

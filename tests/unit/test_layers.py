@@ -20,7 +20,7 @@ BELOW_STORE = {
     "ductape_jobs.retention",
     "ductape_jobs.redaction",
     "ductape_jobs.timing.backoff",
-    "ductape_jobs.lifecycle",  # the outbox's event records: standard library only
+    "ductape_jobs.lifecycle",  # the outbox's event records and stream positions: standard library and errors
     "ductape_jobs.resources",
 }
 
@@ -57,7 +57,7 @@ def test_both_dialects_name_the_same_queries() -> None:
 
     triggers = {f"{verb}_{name}" for verb in ("create", "drop") for name in OUTBOX_TRIGGERS}
     assert set(POSTGRES) - set(SQLITE) == {"notify", "server_time", "sync_outbox_triggers"}
-    assert set(SQLITE) - set(POSTGRES) == {"insert_attempt", "limited_due", "any_webhook", *triggers}
+    assert set(SQLITE) - set(POSTGRES) == {"insert_attempt", "limited_due", "outbox_wanted", *triggers}
 
 
 def test_each_backend_is_every_narrow_part_of_the_contract() -> None:

@@ -55,7 +55,8 @@ class ApiSettings:
     metrics_auth: bool = False
     events_poll: float = 1.0
     events_keepalive: float = 15.0
-    public_origin: str | None = None  # the origin of --public-url: accepted as same-origin, https -> Secure
+    public_origin: str | None = None
+    events_lease: float = 30.0  # the origin of --public-url: accepted as same-origin, https -> Secure
 
 
 def create_app(
@@ -65,14 +66,17 @@ def create_app(
     dashboard: bool = True,
     events_poll: float = 1.0,
     events_keepalive: float = 15.0,
+    events_lease: float = 30.0,
     public_url: str | None = None,
     session_lifetime: timedelta = DEFAULT_LIFETIME,
 ) -> Any:
     """The ASGI app (a ``FastAPI``) serving ``ductape``. ``metrics_auth``: ``/metrics`` needs an API key too.
     ``events_poll``/``events_keepalive``: seconds between the event stream's looks at the store, and between
-    its keep-alive comments. ``public_url``: where browsers reach the server (``https://jobs.example.com``)
-    when a proxy stands in front: its origin counts as this server's for the cookie's same-origin rule, and an
-    ``https`` one makes the login cookie ``Secure``. ``session_lifetime``: how long a dashboard login lasts."""
+    its keep-alive comments. ``events_lease``: seconds a stream's place in the outbox is kept after its last
+    renewal (renewed every third of it; a browser reconnecting within it resumes). ``public_url``: where
+    browsers reach the server (``https://jobs.example.com``) when a proxy stands in front: its origin counts as
+    this server's for the cookie's same-origin rule, and an ``https`` one makes the login cookie ``Secure``.
+    ``session_lifetime``: how long a dashboard login lasts."""
     public_origin = origin_of(public_url) if public_url else None
     if public_url and public_origin is None:
         raise ValidationError("public_url", f"must be an http:// or https:// URL with a host, not {public_url!r}")
@@ -88,7 +92,7 @@ def create_app(
     app.state.api_keys = ApiKeys(ductape.store, ductape.clock)
     app.state.logins = Logins(ductape.store, ductape.clock, app.state.api_keys, session_lifetime)
     app.state.metrics = ops.metrics_of(ductape)
-    app.state.settings = ApiSettings(metrics_auth, events_poll, events_keepalive, public_origin)
+    app.state.settings = ApiSettings(metrics_auth, events_poll, events_keepalive, public_origin, events_lease)
     app.state.stopping = threading.Event()  # set when the server stops: event streams end
 
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authenticate)])

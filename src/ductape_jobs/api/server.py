@@ -1,7 +1,7 @@
 """``ductape serve``: the engine (a worker, unless ``worker=False``) and the HTTP API under uvicorn, in one
 process and one event loop. SIGTERM/SIGINT stop both: the server stops accepting, event streams end, and the
 worker lets in-flight runs finish within its ``shutdown_grace``. Without a worker the process still sends
-the webhook deliveries (a worker process does it otherwise)."""
+the webhook deliveries and stores the product file's edited resources (``Ductape.run_services``)."""
 
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ async def serve(
     if worker:
         engine: asyncio.Task[Any] = asyncio.create_task(dt.run_worker(stop, **worker_options), name="ductape-worker")
     else:
-        engine = asyncio.create_task(dt.webhooks.run(stop), name="ductape-webhooks")
+        engine = asyncio.create_task(dt.run_services(stop), name="ductape-services")
 
     def engine_ended(task: asyncio.Task[Any]) -> None:
         if not stop.is_set():  # the worker died: stop serving rather than pretend

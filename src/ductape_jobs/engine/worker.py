@@ -39,7 +39,7 @@ from ductape_jobs.logs import bind_run
 from ductape_jobs.models import DrainSummary, Run
 from ductape_jobs.redaction import Secrets
 from ductape_jobs.retention import PruneCounts, Retention
-from ductape_jobs.store.base import Outcome, Store
+from ductape_jobs.store.base import Outcome, Store, Wakeups
 from ductape_jobs.timing.backoff import Backoff, retry_async
 
 if TYPE_CHECKING:
@@ -98,6 +98,10 @@ class Worker:
         self._outcomes: list[Outcome] = []
         self._limited: set[str] = set()  # runs in flight under a limit (their end may free a slot for us)
         self._freed = False
+        # what the last sleep read from next_wakeup before it waited; the next pass starts from it unless something
+        # happened elsewhere meanwhile (``notify``: then it reads again). Its own outcomes, recorded by that pass,
+        # can only free slots (the refill and ``_freed`` handle those) or be due later (the sleep after reads).
+        self._slept: Wakeups | None = None
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -160,9 +164,14 @@ class Worker:
 
     def notify(self) -> None:
         """Wake the worker now (something was scheduled in this process). Safe from any thread."""
-        loop, wake = self._loop, self._wake
-        if loop is not None and wake is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(wake.set)
+        loop = self._loop
+        if loop is not None and self._wake is not None and not loop.is_closed():
+            loop.call_soon_threadsafe(self._poke)
+
+    def _poke(self) -> None:
+        self._slept = None  # what the sleep read may be out of date: the next pass reads again
+        if self._wake is not None:
+            self._wake.set()
 
     # --------------------------------------------------------------------------------- the loop
 
@@ -198,7 +207,9 @@ class Worker:
         self._wake.clear()
         await self._flush(refill=True)
         now = self.clock.now()
-        due = await self._io(self.store.next_wakeup)
+        due, self._slept = self._slept, None
+        if due is None:
+            due = await self._io(self.store.next_wakeup)
         more = False
         if self.options.run_scheduler and due.schedule_due is not None and due.schedule_due <= now:
             created = await self._io(self.scheduler.tick, now)
@@ -267,7 +278,7 @@ class Worker:
             return
         delay = self.options.poll.total_seconds()
         if free > 0:
-            due = await self._io(self.store.next_wakeup)
+            due = self._slept = await self._io(self.store.next_wakeup)
             nxt = due.earliest()
             if nxt is not None:
                 delay = max(0.0, min(delay, (nxt - self.clock.now()).total_seconds()))

@@ -1,5 +1,6 @@
-"""A product file's resources, re-read while workers run (issue 14): edit a limit, and the workers of every node
-that reads that file store it within a few seconds, without a restart.
+"""A product file's resources, re-read while workers run (issue 14), and while an API server without a worker
+does (``Ductape.run_services``): edit a limit, and the processes of every node that reads that file store it
+within a few seconds, without a restart.
 
 Only the ``resources`` of the file's products are taken up: the running process's product declarations get
 the new ones (jobs saved from it are checked against them) and the store gets their limits (the claim reads

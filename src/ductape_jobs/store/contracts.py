@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from ductape_jobs.lifecycle import LifecycleEvent
+from ductape_jobs.lifecycle import LifecycleEvent, StreamPosition, StreamStart
 from ductape_jobs.models import (
     ApiKey,
     JobHistory,
@@ -278,10 +278,13 @@ class RetentionStore(ABC):
     def prune(self, now: datetime, retention: Retention, limit: int) -> PruneCounts:
         """Delete one batch of up to ``limit`` rows of each kind whose keep ended by ``now``, oldest first: runs
         finished (completed, failed, cancelled) before their cutoff with their attempts, feature runs with their
-        events' results, ended webhook deliveries, expired cache entries. Never an unfinished run. A schedule
+        events' results, ended webhook deliveries, expired cache entries, and the outbox's events every reader has
+        read (after first deleting the live streams whose lease lapsed: ``expire_streams``). Never an unfinished
+        run. A schedule
         keeps the count of its pruned runs (completed, failed, all), which ``schedule_history`` adds to its own.
         Each kind is its own short transaction; racing pruners delete different rows (none twice) and do not wait
-        for each other's rows (only, briefly, for the count on a schedule both pruned runs of). A kind whose count
+        for each other's rows (only, briefly, for the count on a schedule both pruned runs of, and for the outbox's
+        marks, which their outbox batches and streams opening take in turns). A kind whose count
         is below ``limit`` has nothing left for now."""
 
     @abstractmethod
@@ -296,7 +299,8 @@ Relay = Callable[[Sequence[LifecycleEvent], Sequence[Webhook]], Sequence[Webhook
 class OutboxStore(ABC):
     """The outbox of lifecycle events (``lifecycle.py``): written by the store with the changes they describe
     (a schedule created, paused, resumed or cancelled; a run created, started, retried, lost, completed or failed)
-    and only when some webhook of the product takes the event; read by consumers, each after its own cursor."""
+    while some live stream is open, and otherwise only when some webhook of the product takes the event; read by
+    consumers, each after its own cursor (durable ones: ``relay_events``; live streams: ``open_stream``)."""
 
     @abstractmethod
     def relay_events(self, consumer: str, limit: int, now: datetime, relay: Relay) -> int:
@@ -309,3 +313,29 @@ class OutboxStore(ABC):
     @abstractmethod
     def pending_events(self, consumer: str, limit: int) -> list[LifecycleEvent]:
         """Up to ``limit`` events after ``consumer``'s cursor, oldest first, without consuming them."""
+
+    # -- live streams (the dashboard's ``/api/v1/events``): readers with a lease, that keep their cursor in the
+    # store only so the pruner keeps what they have not read. While one is live every event is written.
+    @abstractmethod
+    def open_stream(self, name: str, after: StreamPosition | None, lease_until: datetime, now: datetime) -> StreamStart:
+        """Register (or register again) the live stream ``name`` until ``lease_until``, first deleting the streams
+        whose lease lapsed before ``now``; from now on every event is written, until no stream is live. It reads
+        from ``after`` if no event after that position can be missing (of the current recording epoch, not before
+        the pruned mark, not past the newest event); otherwise, or without ``after``, from the newest event, with
+        ``gap`` set when ``after`` was given. Takes turns with ``add_webhook``, ``delete_webhook`` and the pruner's
+        outbox batch."""
+
+    @abstractmethod
+    def renew_stream(self, name: str, position: StreamPosition, lease_until: datetime, now: datetime) -> bool:
+        """Extend ``name``'s lease to ``lease_until`` and keep ``position`` (what it has read) as its cursor: the
+        pruner keeps every event after it. ``False``: the stream was deleted (its lease lapsed); open it again."""
+
+    @abstractmethod
+    def stream_events(self, after: StreamPosition, limit: int) -> list[LifecycleEvent]:
+        """Up to ``limit`` events after ``after``, of every product, oldest first, in the order of
+        ``relay_events`` (on PostgreSQL, only events no running transaction can precede)."""
+
+    @abstractmethod
+    def expire_streams(self, now: datetime) -> int:
+        """Delete the live streams whose lease lapsed before ``now`` (the outbox's triggers go with the last one
+        when no webhook exists): how many. ``prune`` does it first; one read when none lapsed."""

@@ -461,13 +461,13 @@ def _pause_after_failures(tx: Tx, failed: list[Row], now: datetime) -> None:
 def _release_held(tx: Tx, ended: list[str], now: datetime) -> None:
     """Runs held behind these ended runs (``buffer_one``) become due now; only their schedules are looked at.
     Releasing is idempotent (a held run is released only when no run of its schedule is active), so an
-    outcome that changed nothing (its lease was lost) may name its run here too."""
+    outcome that changed nothing (its lease was lost) may name its run here too. Nothing is read back, so on
+    PostgreSQL both statements go in the round trip of the outcomes' writes (and of the claim's first pick)."""
     if not ended:
         return
-    # On PostgreSQL this waits (FOR SHARE) for a scheduler that is deciding about these schedules.
-    ids = [r["id"] for r in tx.all("buffer_one_schedules_of_runs", {"run_ids": ended})]
-    if ids:
-        tx.run("release_held_runs", {"schedule_ids": ids, "now": ms(now)})
+    # On PostgreSQL the first waits (FOR SHARE) for a scheduler that is deciding about these schedules.
+    tx.run("lock_buffer_one_schedules", {"run_ids": ended})
+    tx.run("release_held_runs", {"run_ids": ended, "now": ms(now)})
 
 
 def _count(row: Row | None) -> int:

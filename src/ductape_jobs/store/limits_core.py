@@ -7,8 +7,10 @@ this process claims on the limited path until none is due: it picks due runs of 
 (due time aged by priority), locks the rows of the limits the limited ones fall under (PostgreSQL: ``FOR
 UPDATE``, in key order, so claims of one resource take turns across every worker and node), counts the
 runs executing under each and the starts in each rate window, and claims the runs that fit, in order, up to
-the worker's batch. A run that does not fit stays due (not late, no retry spent) and records which limit
-holds it (``waiting_on``); runs whose set of limits is full are skipped, so the runs behind them are reached.
+the worker's batch. A run that does not fit stays due (not late, no retry spent); its set of limits found full
+gets one row of ``limit_holds`` (which limit holds it: the runs' ``waiting_on``; and when to look again: each
+worker's next_wakeup waits for it), however many runs wait in it; runs whose set of limits is full are skipped,
+so the runs behind them are reached.
 A dead worker's runs hold their slots until its lease expires and the rescue makes them due again.
 """
 
@@ -124,8 +126,8 @@ class LimitsCore(UsesDialect):
         candidates = admitted + free_rows()
         candidates.sort(key=lambda r: (r["claim_key"], r["id"]))
         chosen = candidates[:limit]
-        holds = [{"limit_keys": k, "waiting_on": w, "held_until": u, "now": now} for k, (w, u) in blocked.items()]
-        tx.many("hold_runs", holds)
+        holds = [{"limit_keys": k, "waiting_on": w, "held_until": u} for k, (w, u) in sorted(blocked.items())]
+        tx.many("hold_limit_set", holds)  # one row per set found full, however many runs it holds
         if not chosen:
             return []
         rows = tx.claim_picked({**params, "ids": [r["id"] for r in chosen]})

@@ -6,6 +6,10 @@ single writer orders them), then delete them by key with what belongs to them; a
 (``job.history`` adds them), updated in schedule order so racing pruners never deadlock. ``prune`` is *idempotent*: the
 deletes are guarded by the rows' state, so a second application deletes nothing more than a first would.
 
+The outbox's batch first takes the outbox's marks (``lock_outbox_marks``), as a live stream opening does: the stream
+either counts in the batch's bound or sees the batch's pruned mark (``mark_outbox_pruned``), so it never resumes
+past a pruned event unawares. Live streams whose lease lapsed are expired before anything is pruned.
+
 Jobs that keep their own runs (``keep_completed`` / ``keep_failed``) are read first: the client's batches leave out
 their tags' runs of that outcome, and each tag gets passes of its own, one per such job (its duration, or its count
 turned into the newest run past it) and one for the tag's other runs (the client's keep).
@@ -22,6 +26,7 @@ from typing import Any
 from ductape_jobs.retention import Keep, PruneCounts, Retention
 from ductape_jobs.store.codec import keep_from_text, ms
 from ductape_jobs.store.dialect import Row, Tx, UsesDialect
+from ductape_jobs.store.outbox import expire_lapsed_streams
 
 # kind -> (query picking a batch, key column, [(query deleting what belongs to it, count name)], delete, count name)
 _Kind = tuple[str, str, tuple[tuple[str, str], ...], str, str]
@@ -129,12 +134,16 @@ def _params(now: datetime, retention: Retention, passes: Sequence[_JobPass] = ()
 def _prune_kind(tx: Tx, kind: _Kind, params: dict[str, Any]) -> dict[str, int]:
     """One batch of one kind: pick it, delete what belongs to it, then it."""
     pick, key, belongs, delete, name = kind
+    if delete == "delete_outbox":
+        tx.one("lock_outbox_marks")  # turns with streams opening (outbox.sql), before the batch is picked
     ids = [r[key] for r in tx.all(pick, params)]
     if not ids:
         return {}
     if delete == "delete_runs":
         return _delete_runs(tx, ids)
     done = {what: tx.run(query, {"ids": ids}) for query, what in belongs}
+    if delete == "delete_outbox":
+        tx.run("mark_outbox_pruned", {"ids": ids})  # live streams resume only after it
     done[name] = tx.run(delete, {**params, "ids": ids})
     return done
 
@@ -200,6 +209,7 @@ class RetentionCore(UsesDialect):
         return _job_passes(self._read(lambda tx: tx.all("jobs_with_keeps")), retention)
 
     def prune(self, now: datetime, retention: Retention, limit: int) -> PruneCounts:
+        expire_lapsed_streams(self, now)  # a lapsed live stream pins no event (nor keeps the outbox's triggers)
         passes = self._job_passes(retention)
         params = {**_params(now, retention, passes), "limit": limit}
         total = PruneCounts()

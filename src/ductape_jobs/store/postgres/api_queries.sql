@@ -39,11 +39,12 @@ DELETE FROM login_sessions WHERE key_id = %(key_id)s;
 DELETE FROM login_sessions WHERE expires_at <= %(now)s;
 
 -- name: lock_webhooks
--- Adding and deleting webhooks take turns (ductape_outbox_sync creates or drops the outbox's triggers).
+-- Adding and deleting webhooks, and opening and expiring live streams, take turns (ductape_outbox_sync creates or
+-- drops the outbox's triggers).
 LOCK TABLE webhooks IN SHARE ROW EXCLUSIVE MODE;
 
 -- name: sync_outbox_triggers
--- The outbox's triggers while some webhook exists, none otherwise (migration 13).
+-- The outbox's triggers while some webhook or live stream exists, none otherwise (migrations 13 and 17).
 SELECT ductape_outbox_sync();
 
 -- name: insert_webhook

@@ -13,7 +13,7 @@ FOR UPDATE SKIP LOCKED;
 
 -- name: pick_limited_runs
 -- Runs under a limit, skipping those whose set of limits was already found full in this claim.
-SELECT id, available_at - priority * 1000 AS claim_key, limit_keys, waiting_on FROM runs
+SELECT id, available_at - priority * 1000 AS claim_key, limit_keys FROM runs
 WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
   AND limit_keys IS NOT NULL AND available_at <= %(now)s
   AND NOT (limit_keys = ANY(%(blocked)s::text[]))
@@ -24,8 +24,7 @@ FOR UPDATE SKIP LOCKED;
 -- name: claim_picked_runs
 WITH claimed AS (
     UPDATE runs r SET phase = 'running', lease_owner = %(worker_id)s, lease_expires_at = %(lease_until)s,
-        started_at = %(now)s, attempt = r.attempt + 1, updated_at = %(now)s, waiting_on = NULL,
-        held_until = NULL
+        started_at = %(now)s, attempt = r.attempt + 1, updated_at = %(now)s
     WHERE r.id = ANY(%(ids)s::text[]) AND r.phase IN ('scheduled', 'queued', 'retry_scheduled')
     RETURNING r.*
 ), recorded AS (
@@ -49,17 +48,12 @@ SELECT count(*) AS n, min(started_at) AS oldest FROM resource_starts WHERE key =
 -- name: insert_start
 INSERT INTO resource_starts (key, started_at, run_id) VALUES (%(key)s, %(started_at)s, %(run_id)s);
 
--- name: hold_runs
--- Every due run of a set of limits found full: what holds it, and when next_wakeup looks again. Runs already
--- held until later are left as they are (a claim writes each held run at most once per hold, not per claim).
--- Rows another claim has locked are left to it (SKIP LOCKED: no deadlock between claims).
-UPDATE runs SET waiting_on = %(waiting_on)s, held_until = %(held_until)s
-WHERE id IN (
-    SELECT id FROM runs
-    WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
-      AND limit_keys IS NOT NULL AND available_at <= %(now)s AND limit_keys = %(limit_keys)s
-      AND (held_until IS NULL OR held_until <= %(now)s)
-    FOR UPDATE SKIP LOCKED);
+-- name: hold_limit_set
+-- A set of limits found full: what holds its due runs, and when next_wakeup looks at the set again. One row per
+-- set, however many runs wait (claims of one set take turns on its resources' locks).
+INSERT INTO limit_holds (limit_keys, waiting_on, held_until)
+VALUES (%(limit_keys)s, %(waiting_on)s, %(held_until)s)
+ON CONFLICT (limit_keys) DO UPDATE SET waiting_on = excluded.waiting_on, held_until = excluded.held_until;
 
 -- name: upsert_resource
 INSERT INTO resources (key, product_tag, name, concurrency, rate_count, rate_window_ms, updated_at)
@@ -83,10 +77,10 @@ WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NO
   AND limit_keys IS NOT NULL AND available_at <= %(now)s;
 
 -- name: waiting_runs
--- Due runs held by a limit (what the last claim found), in claim order.
-SELECT * FROM runs
-WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
-  AND limit_keys IS NOT NULL AND available_at <= %(now)s AND waiting_on IS NOT NULL
-  AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
-ORDER BY (available_at - priority * 1000)
+-- Due runs whose set of limits a claim found full (limit_holds), in claim order.
+SELECT r.*, h.waiting_on FROM runs r JOIN limit_holds h ON h.limit_keys = r.limit_keys
+WHERE r.phase IN ('scheduled', 'queued', 'retry_scheduled') AND r.available_at IS NOT NULL
+  AND r.limit_keys IS NOT NULL AND r.available_at <= %(now)s AND r.available_at <= h.held_until
+  AND (%(product_tag)s::text IS NULL OR r.product_tag = %(product_tag)s)
+ORDER BY (r.available_at - r.priority * 1000)
 LIMIT %(limit)s;

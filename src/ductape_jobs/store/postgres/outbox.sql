@@ -21,3 +21,39 @@ ORDER BY txid, seq LIMIT %(limit)s;
 
 -- name: advance_consumer
 UPDATE outbox_consumers SET txid = %(txid)s, seq = %(seq)s, updated_at = %(now)s WHERE name = %(name)s;
+
+-- Live streams (store/outbox.py; migration 0017): consumers with a lease, and the marks of what they may resume.
+
+-- name: lock_outbox_marks
+-- Opening a stream and pruning the outbox take turns here: a stream's check of the pruned mark then sees every
+-- prune before it, and a prune after it sees the stream's cursor.
+SELECT streams_epoch, pruned_txid, pruned_seq FROM outbox_marks WHERE id = 1 FOR UPDATE;
+
+-- name: lapsed_stream
+SELECT 1 AS found FROM outbox_consumers WHERE lease_until < %(now)s LIMIT 1;
+
+-- name: delete_lapsed_streams
+DELETE FROM outbox_consumers WHERE lease_until < %(now)s;
+
+-- name: live_stream
+SELECT 1 AS found FROM outbox_consumers WHERE lease_until IS NOT NULL LIMIT 1;
+
+-- name: begin_streams_epoch
+UPDATE outbox_marks SET streams_epoch = streams_epoch + 1 WHERE id = 1;
+
+-- name: outbox_head
+-- The newest event a reader may take now (see events_after; none: no row). An event of a transaction still
+-- running has a txid >= xmin: it commits after this cursor, in order.
+SELECT txid, seq FROM outbox
+WHERE txid < pg_snapshot_xmin(pg_current_snapshot())::text::bigint
+ORDER BY txid DESC, seq DESC LIMIT 1;
+
+-- name: add_stream
+INSERT INTO outbox_consumers (name, txid, seq, updated_at, lease_until)
+VALUES (%(name)s, %(txid)s, %(seq)s, %(now)s, %(lease_until)s)
+ON CONFLICT (name) DO UPDATE SET txid = excluded.txid, seq = excluded.seq, updated_at = excluded.updated_at,
+    lease_until = excluded.lease_until;
+
+-- name: renew_stream
+UPDATE outbox_consumers SET txid = %(txid)s, seq = %(seq)s, updated_at = %(now)s, lease_until = %(lease_until)s
+WHERE name = %(name)s AND lease_until IS NOT NULL;

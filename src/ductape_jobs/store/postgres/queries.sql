@@ -109,10 +109,11 @@ SELECT * FROM schedules WHERE id = %(id)s;
 -- name: lock_schedule
 SELECT * FROM schedules WHERE id = %(id)s FOR UPDATE;
 
--- name: buffer_one_schedules_of_runs
--- The buffer_one schedules of runs that ended, locked FOR SHARE before their held runs are released: waits
--- for a scheduler that is deciding about these schedules (it holds them FOR UPDATE), so a run it holds back
--- behind a run that is ending now is seen and released.
+-- name: lock_buffer_one_schedules
+-- The buffer_one schedules of runs that ended, locked FOR SHARE before their held runs are released (the
+-- next statement, release_held_runs, takes its snapshot once these locks are granted): waits for a scheduler
+-- that is deciding about these schedules (it holds them FOR UPDATE), so a run it holds back behind a run that
+-- is ending now is seen and released. Nothing is read back: both go in the finishing round trip.
 SELECT id FROM schedules
 WHERE id IN (SELECT schedule_id FROM runs WHERE id = ANY(%(run_ids)s) AND overlap = 'buffer_one')
 ORDER BY id FOR SHARE;
@@ -227,11 +228,13 @@ WHERE id = %(run_id)s AND lease_owner = %(worker_id)s AND attempt = %(attempt)s 
 RETURNING id, schedule_id, overlap;
 
 -- name: release_held_runs
--- A run held behind its schedule's previous run (overlap = buffer_one) becomes due once that run ended.
+-- A run held behind its schedule's previous run (overlap = buffer_one) becomes due once that run ended: the
+-- held runs of the buffer_one schedules of the runs that ended (run_ids).
 UPDATE runs SET available_at = %(now)s, phase = 'queued', updated_at = %(now)s
 WHERE id IN (
     SELECT h.id FROM runs h
-    WHERE h.schedule_id = ANY(%(schedule_ids)s) AND h.available_at IS NULL AND h.phase = 'scheduled'
+    WHERE h.schedule_id IN (SELECT schedule_id FROM runs WHERE id = ANY(%(run_ids)s) AND overlap = 'buffer_one')
+      AND h.available_at IS NULL AND h.phase = 'scheduled'
       AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = h.schedule_id
                       AND r.phase IN ('queued', 'retry_scheduled', 'running')));
 
@@ -270,7 +273,10 @@ WHERE id = %(id)s AND phase IN ('failed', 'cancelled')
 RETURNING *;
 
 -- name: get_run
-SELECT * FROM runs WHERE id = %(id)s;
+-- A due run under a limit shows the hold its set is under (limit_holds), while that hold covers its due time.
+SELECT r.*, h.waiting_on FROM runs r
+LEFT JOIN limit_holds h ON h.limit_keys = r.limit_keys AND r.phase IN ('scheduled', 'queued', 'retry_scheduled') AND r.available_at <= h.held_until
+WHERE r.id = %(id)s;
 
 -- name: attempts_of_run
 SELECT * FROM attempts WHERE run_id = %(run_id)s ORDER BY attempt;
@@ -333,14 +339,30 @@ WHERE (%(schedule_id)s::text IS NULL OR schedule_id = %(schedule_id)s)
 ORDER BY scheduled_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: next_wakeup
+-- run_due: the earliest run under no limit; held_due: for each set of limits that due runs fall under (one
+-- probe of runs_limited_sets per distinct set, however many runs wait), its earliest run, or the set's hold
+-- if that is later (limit_holds: a claim found the set full and looks again then).
 SELECT
     (SELECT min(next_run_at) FROM schedules WHERE status = 'active' AND next_run_at IS NOT NULL) AS schedule_due,
     (SELECT available_at FROM runs
-     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
-       AND held_until IS NULL
+     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND limit_keys IS NULL
      ORDER BY available_at LIMIT 1) AS run_due,
-    (SELECT min(held_until) FROM runs
-     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND held_until IS NOT NULL) AS held_due,
+    (WITH RECURSIVE sets(k) AS (
+        (SELECT limit_keys FROM runs
+         WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND limit_keys IS NOT NULL
+         ORDER BY limit_keys LIMIT 1)
+        UNION ALL
+        SELECT (SELECT limit_keys FROM runs
+                WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND limit_keys IS NOT NULL
+                  AND limit_keys > sets.k
+                ORDER BY limit_keys LIMIT 1)
+        FROM sets WHERE sets.k IS NOT NULL
+     )
+     SELECT min(GREATEST(
+         (SELECT min(available_at) FROM runs
+          WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND limit_keys = sets.k),
+         (SELECT held_until FROM limit_holds h WHERE h.limit_keys = sets.k)))
+     FROM sets WHERE sets.k IS NOT NULL) AS held_due,
     (SELECT min(lease_expires_at) FROM runs WHERE phase = 'running') AS lease_expiry;
 
 -- name: count_runs

@@ -146,15 +146,43 @@ SELECT count(*) AS cache_entries FROM cache_entries WHERE expires_at <= %(now)s;
 DELETE FROM cache_entries WHERE key = ANY(%(ids)s) AND expires_at <= %(now)s;
 
 -- name: prunable_outbox
--- Outbox events every consumer has read: at or before the slowest cursor (none: no consumer yet, none pruned).
+-- Outbox events every reader has read: at or before the slowest cursor of a live stream whose lease has not lapsed
+-- and, while some webhook exists, of a durable consumer (the webhooks' relay; none yet: none pruned). Without a
+-- reader, every event: nobody will read them (a stream opened later starts at the newest event, a webhook created
+-- later takes only later changes). The caller holds lock_outbox_marks (outbox.sql): a stream opening meanwhile is
+-- either seen here or sees this prune's mark.
 SELECT seq FROM outbox
-WHERE (txid, seq) <= (SELECT txid, seq FROM outbox_consumers ORDER BY txid, seq LIMIT 1)
+WHERE (txid, seq) <= (
+    SELECT txid, seq FROM (
+        SELECT txid, seq FROM outbox_consumers
+        WHERE lease_until >= %(now)s OR (lease_until IS NULL AND EXISTS (SELECT 1 FROM webhooks))
+        UNION ALL
+        SELECT 0, 0 WHERE EXISTS (SELECT 1 FROM webhooks)
+                      AND NOT EXISTS (SELECT 1 FROM outbox_consumers WHERE lease_until IS NULL)
+        UNION ALL
+        SELECT 9223372036854775807, 9223372036854775807
+    ) readers ORDER BY txid, seq LIMIT 1)
 ORDER BY txid, seq LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED;
 
 -- name: count_prunable_outbox
 SELECT count(*) AS outbox FROM outbox
-WHERE (txid, seq) <= (SELECT txid, seq FROM outbox_consumers ORDER BY txid, seq LIMIT 1);
+WHERE (txid, seq) <= (
+    SELECT txid, seq FROM (
+        SELECT txid, seq FROM outbox_consumers
+        WHERE lease_until >= %(now)s OR (lease_until IS NULL AND EXISTS (SELECT 1 FROM webhooks))
+        UNION ALL
+        SELECT 0, 0 WHERE EXISTS (SELECT 1 FROM webhooks)
+                      AND NOT EXISTS (SELECT 1 FROM outbox_consumers WHERE lease_until IS NULL)
+        UNION ALL
+        SELECT 9223372036854775807, 9223372036854775807
+    ) readers ORDER BY txid, seq LIMIT 1);
+
+-- name: mark_outbox_pruned
+-- The newest event of a batch about to be deleted, as the pruned mark (streams resume only after it).
+UPDATE outbox_marks m SET pruned_txid = g.txid, pruned_seq = g.seq
+FROM (SELECT txid, seq FROM outbox WHERE seq = ANY(%(ids)s) ORDER BY txid DESC, seq DESC LIMIT 1) g
+WHERE m.id = 1 AND (g.txid, g.seq) > (m.pruned_txid, m.pruned_seq);
 
 -- name: delete_outbox
 DELETE FROM outbox WHERE seq = ANY(%(ids)s);

@@ -44,8 +44,9 @@ def _bind(name: str, params: Params | None) -> Params:
     return {**params, **{key: json.dumps(params[key]) for key in lists}}
 
 
-#: The migration after which the outbox's triggers exist only while some webhook does.
-TRIGGERS_ON_DEMAND = 15
+#: The migrations that drop the outbox's triggers (15: they exist only on demand; 17: their filter changed):
+#: migrate() creates them again after applying either, if a webhook or a live stream wants them.
+TRIGGERS_RESET = (15, 17)
 #: The outbox's triggers (outbox.sql: create_<name>, drop_<name>).
 OUTBOX_TRIGGERS = ("outbox_run_created", "outbox_run_changed", "outbox_schedule_created", "outbox_schedule_changed")
 
@@ -110,8 +111,9 @@ class SQLiteTx:
         """Nothing to send: the processes sharing the file poll it (``wait_for_change`` returns ``False``)."""
 
     def sync_outbox_triggers(self) -> None:
-        """Create the outbox's triggers (``IF NOT EXISTS``) while some webhook exists, else drop them (outbox.sql)."""
-        verb = "create" if self.one("any_webhook") is not None else "drop"
+        """Create the outbox's triggers (``IF NOT EXISTS``) while some webhook or live stream exists, else drop them
+        (outbox.sql)."""
+        verb = "create" if self.one("outbox_wanted") is not None else "drop"
         for trigger in OUTBOX_TRIGGERS:
             self.run(f"{verb}_{trigger}")
 
@@ -207,6 +209,7 @@ class SQLiteDialect:
             db = self._db
             db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER)")
             done = {r["version"] for r in db.execute("SELECT version FROM schema_migrations")}
+            reset = False
             for version, sql in load_migrations(f"{PACKAGE}.migrations"):
                 if version in done:
                     continue
@@ -216,8 +219,9 @@ class SQLiteDialect:
                     "INSERT INTO schema_migrations VALUES (?, CAST(unixepoch('subsec') * 1000 AS INTEGER))",
                     (version,),
                 )
-                if version == TRIGGERS_ON_DEMAND:  # it dropped the outbox's triggers: back if a webhook exists
-                    tx.sync_outbox_triggers()
+                reset = reset or version in TRIGGERS_RESET
+            if reset:  # the outbox's triggers were dropped: back, as the latest outbox.sql writes them, if wanted
+                tx.sync_outbox_triggers()
 
         self.transact(op)
 

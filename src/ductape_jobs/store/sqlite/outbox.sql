@@ -17,13 +17,47 @@ SELECT * FROM outbox WHERE seq > :seq ORDER BY seq LIMIT :limit;
 -- name: advance_consumer
 UPDATE outbox_consumers SET txid = :txid, seq = :seq, updated_at = :now WHERE name = :name;
 
--- The outbox's triggers (first written by migration 0011) exist only while some webhook does: sync_outbox_triggers
--- (dialect.py) creates them with the first webhook and drops them with the last, in the webhook's own transaction,
--- as PostgreSQL's ductape_outbox_sync() does (migration 0013). Without a webhook a run's insert and phase changes
--- run no trigger program. Each writes an event only when some webhook of the product takes it.
+-- Live streams (store/outbox.py; migration 0017): consumers with a lease, and the marks of what they may resume.
 
--- name: any_webhook
-SELECT 1 AS found FROM webhooks LIMIT 1;
+-- name: lock_outbox_marks
+SELECT streams_epoch, pruned_txid, pruned_seq FROM outbox_marks WHERE id = 1;
+
+-- name: lapsed_stream
+SELECT 1 AS found FROM outbox_consumers WHERE lease_until < :now LIMIT 1;
+
+-- name: delete_lapsed_streams
+DELETE FROM outbox_consumers WHERE lease_until < :now;
+
+-- name: live_stream
+SELECT 1 AS found FROM outbox_consumers WHERE lease_until IS NOT NULL LIMIT 1;
+
+-- name: begin_streams_epoch
+UPDATE outbox_marks SET streams_epoch = streams_epoch + 1 WHERE id = 1;
+
+-- name: outbox_head
+-- The newest event (none: no row).
+SELECT txid, seq FROM outbox ORDER BY seq DESC LIMIT 1;
+
+-- name: add_stream
+INSERT INTO outbox_consumers (name, txid, seq, updated_at, lease_until)
+VALUES (:name, :txid, :seq, :now, :lease_until)
+ON CONFLICT (name) DO UPDATE SET txid = excluded.txid, seq = excluded.seq, updated_at = excluded.updated_at,
+    lease_until = excluded.lease_until;
+
+-- name: renew_stream
+UPDATE outbox_consumers SET txid = :txid, seq = :seq, updated_at = :now, lease_until = :lease_until
+WHERE name = :name AND lease_until IS NOT NULL;
+
+-- The outbox's triggers (first written by migration 0011) exist only while some webhook or some live stream does:
+-- sync_outbox_triggers (dialect.py) creates them with the first and drops them with the last, in the transaction
+-- that adds or deletes a webhook or opens or expires a stream, as PostgreSQL's ductape_outbox_sync() does
+-- (migrations 0013 and 0017). Without either a run's insert and phase changes run no trigger program. Each writes
+-- every event while some live stream exists (a stream reads them all), else only when some webhook of the product
+-- takes it.
+
+-- name: outbox_wanted
+SELECT 1 AS found
+WHERE EXISTS (SELECT 1 FROM webhooks) OR EXISTS (SELECT 1 FROM outbox_consumers WHERE lease_until IS NOT NULL);
 
 -- name: create_outbox_run_created
 CREATE TRIGGER IF NOT EXISTS outbox_run_created AFTER INSERT ON runs
@@ -36,7 +70,8 @@ BEGIN
             'started_at', NEW.started_at, 'triggered_by', NEW.triggered_by, 'phase', NEW.phase,
             'available_at', NEW.available_at),
         NEW.updated_at
-    WHERE EXISTS (SELECT 1 FROM webhooks w
+    WHERE EXISTS (SELECT 1 FROM outbox_consumers c WHERE c.lease_until IS NOT NULL)
+       OR EXISTS (SELECT 1 FROM webhooks w
                   WHERE w.product_tag = NEW.product_tag AND instr(w.events, '"run.queued"') > 0);
 END;
 
@@ -63,8 +98,9 @@ BEGIN
               WHEN NEW.phase = 'queued' AND OLD.phase IN ('failed', 'cancelled') THEN 'run.queued'
           END AS name) e
     WHERE e.name IS NOT NULL
-      AND EXISTS (SELECT 1 FROM webhooks w
-                  WHERE w.product_tag = NEW.product_tag AND instr(w.events, '"' || e.name || '"') > 0);
+      AND (EXISTS (SELECT 1 FROM outbox_consumers c WHERE c.lease_until IS NOT NULL)
+           OR EXISTS (SELECT 1 FROM webhooks w
+                      WHERE w.product_tag = NEW.product_tag AND instr(w.events, '"' || e.name || '"') > 0));
 END;
 
 -- name: create_outbox_schedule_created
@@ -76,7 +112,8 @@ BEGIN
             'status', NEW.status, 'recurring', NEW.cron IS NOT NULL OR NEW.every_ms IS NOT NULL,
             'next_run_at', NEW.next_run_at, 'reason', NEW.reason),
         NEW.updated_at
-    WHERE EXISTS (SELECT 1 FROM webhooks w
+    WHERE EXISTS (SELECT 1 FROM outbox_consumers c WHERE c.lease_until IS NOT NULL)
+       OR EXISTS (SELECT 1 FROM webhooks w
                   WHERE w.product_tag = NEW.product_tag AND instr(w.events, '"job.scheduled"') > 0);
 END;
 
@@ -96,8 +133,9 @@ BEGIN
               WHEN NEW.status = 'cancelled' THEN 'job.cancelled'
           END AS name) e
     WHERE e.name IS NOT NULL
-      AND EXISTS (SELECT 1 FROM webhooks w
-                  WHERE w.product_tag = NEW.product_tag AND instr(w.events, '"' || e.name || '"') > 0);
+      AND (EXISTS (SELECT 1 FROM outbox_consumers c WHERE c.lease_until IS NOT NULL)
+           OR EXISTS (SELECT 1 FROM webhooks w
+                      WHERE w.product_tag = NEW.product_tag AND instr(w.events, '"' || e.name || '"') > 0));
 END;
 
 -- name: drop_outbox_run_created

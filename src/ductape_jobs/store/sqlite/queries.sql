@@ -121,10 +121,9 @@ SELECT * FROM schedules WHERE id = :id;
 -- name: lock_schedule
 SELECT * FROM schedules WHERE id = :id;
 
--- name: buffer_one_schedules_of_runs
--- (SQLite's single writer already excludes a scheduler deciding about these schedules.)
-SELECT DISTINCT schedule_id AS id FROM runs
-WHERE id IN (SELECT value FROM json_each(:run_ids)) AND overlap = 'buffer_one';
+-- name: lock_buffer_one_schedules
+-- (SQLite's single writer already excludes a scheduler deciding about these schedules: nothing to lock.)
+SELECT 1 WHERE 0;
 
 -- name: runs_by_id
 SELECT id FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
@@ -217,11 +216,13 @@ WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase
 RETURNING id, schedule_id, overlap;
 
 -- name: release_held_runs
--- A run held behind its schedule's previous run (overlap = buffer_one) becomes due once that run ended.
+-- A run held behind its schedule's previous run (overlap = buffer_one) becomes due once that run ended: the
+-- held runs of the buffer_one schedules of the runs that ended (run_ids).
 UPDATE runs SET available_at = :now, phase = 'queued', updated_at = :now
 WHERE id IN (
     SELECT h.id FROM runs h INDEXED BY runs_held
-    WHERE h.schedule_id IN (SELECT value FROM json_each(:schedule_ids))
+    WHERE h.schedule_id IN (SELECT schedule_id FROM runs
+                            WHERE id IN (SELECT value FROM json_each(:run_ids)) AND overlap = 'buffer_one')
       AND h.available_at IS NULL AND h.phase = 'scheduled'
       AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = h.schedule_id
                       AND r.phase IN ('queued', 'retry_scheduled', 'running')));
@@ -259,7 +260,10 @@ WHERE id = :id AND phase IN ('failed', 'cancelled')
 RETURNING *;
 
 -- name: get_run
-SELECT * FROM runs WHERE id = :id;
+-- A due run under a limit shows the hold its set is under (limit_holds), while that hold covers its due time.
+SELECT r.*, h.waiting_on FROM runs r
+LEFT JOIN limit_holds h ON h.limit_keys = r.limit_keys AND r.phase IN ('scheduled', 'queued', 'retry_scheduled') AND r.available_at <= h.held_until
+WHERE r.id = :id;
 
 -- name: attempts_of_run
 SELECT * FROM attempts WHERE run_id = :run_id ORDER BY attempt;
@@ -322,13 +326,29 @@ WHERE (:schedule_id IS NULL OR schedule_id = :schedule_id)
 ORDER BY scheduled_at DESC, id DESC LIMIT :limit OFFSET :offset;
 
 -- name: next_wakeup
+-- run_due: the earliest run under no limit; held_due: for each set of limits that due runs fall under (one
+-- probe of runs_limited_sets per distinct set, however many runs wait), its earliest run, or the set's hold
+-- if that is later (limit_holds: a claim found the set full and looks again then).
 SELECT
     (SELECT min(next_run_at) FROM schedules WHERE status = 'active' AND next_run_at IS NOT NULL) AS schedule_due,
     (SELECT min(available_at) FROM runs INDEXED BY runs_pending
-     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
-       AND held_until IS NULL) AS run_due,
-    (SELECT min(held_until) FROM runs INDEXED BY runs_held_by_limit
-     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND held_until IS NOT NULL) AS held_due,
+     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND limit_keys IS NULL) AS run_due,
+    (WITH RECURSIVE sets(k) AS (
+        SELECT (SELECT limit_keys FROM runs INDEXED BY runs_limited_sets
+                WHERE limit_keys IS NOT NULL AND phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+                ORDER BY limit_keys LIMIT 1)
+        UNION ALL
+        SELECT (SELECT limit_keys FROM runs INDEXED BY runs_limited_sets
+                WHERE limit_keys IS NOT NULL AND phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+                  AND limit_keys > sets.k
+                ORDER BY limit_keys LIMIT 1)
+        FROM sets WHERE sets.k IS NOT NULL
+     )
+     SELECT min(max(
+         (SELECT min(available_at) FROM runs INDEXED BY runs_limited_sets
+          WHERE limit_keys = sets.k AND phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL),
+         coalesce((SELECT held_until FROM limit_holds h WHERE h.limit_keys = sets.k), 0)))
+     FROM sets WHERE sets.k IS NOT NULL) AS held_due,
     (SELECT min(lease_expires_at) FROM runs INDEXED BY runs_leases WHERE phase = 'running') AS lease_expiry;
 
 -- name: count_runs

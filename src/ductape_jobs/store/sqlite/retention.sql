@@ -136,15 +136,42 @@ SELECT count(*) AS cache_entries FROM cache_entries WHERE expires_at <= :now;
 DELETE FROM cache_entries WHERE key IN (SELECT value FROM json_each(:ids)) AND expires_at <= :now;
 
 -- name: prunable_outbox
--- Outbox events every consumer has read: at or before the slowest cursor (none: no consumer yet, none pruned).
--- The newest row stays: seq is the rowid (max + 1), which must never go back below a cursor.
+-- Outbox events every reader has read: at or before the slowest cursor of a live stream whose lease has not lapsed
+-- and, while some webhook exists, of a durable consumer (the webhooks' relay; none yet: none pruned). Without a
+-- reader, every event: nobody will read them (a stream opened later starts at the newest event, a webhook created
+-- later takes only later changes). The newest row stays: seq is the rowid (max + 1), which must never go back
+-- below a cursor.
 SELECT seq FROM outbox
-WHERE seq <= (SELECT min(seq) FROM outbox_consumers) AND seq < (SELECT max(seq) FROM outbox)
+WHERE seq <= (
+    SELECT min(seq) FROM (
+        SELECT seq FROM outbox_consumers
+        WHERE lease_until >= :now OR (lease_until IS NULL AND EXISTS (SELECT 1 FROM webhooks))
+        UNION ALL
+        SELECT 0 WHERE EXISTS (SELECT 1 FROM webhooks)
+                   AND NOT EXISTS (SELECT 1 FROM outbox_consumers WHERE lease_until IS NULL)
+        UNION ALL
+        SELECT 9223372036854775807))
+  AND seq < (SELECT max(seq) FROM outbox)
 ORDER BY seq LIMIT :limit;
 
 -- name: count_prunable_outbox
 SELECT count(*) AS outbox FROM outbox
-WHERE seq <= (SELECT min(seq) FROM outbox_consumers) AND seq < (SELECT max(seq) FROM outbox);
+WHERE seq <= (
+    SELECT min(seq) FROM (
+        SELECT seq FROM outbox_consumers
+        WHERE lease_until >= :now OR (lease_until IS NULL AND EXISTS (SELECT 1 FROM webhooks))
+        UNION ALL
+        SELECT 0 WHERE EXISTS (SELECT 1 FROM webhooks)
+                   AND NOT EXISTS (SELECT 1 FROM outbox_consumers WHERE lease_until IS NULL)
+        UNION ALL
+        SELECT 9223372036854775807))
+  AND seq < (SELECT max(seq) FROM outbox);
+
+-- name: mark_outbox_pruned
+-- The newest event of a batch about to be deleted, as the pruned mark (streams resume only after it).
+UPDATE outbox_marks
+SET pruned_seq = max(pruned_seq, (SELECT max(seq) FROM outbox WHERE seq IN (SELECT value FROM json_each(:ids))))
+WHERE id = 1;
 
 -- name: delete_outbox
 DELETE FROM outbox WHERE seq IN (SELECT value FROM json_each(:ids));

@@ -1,5 +1,9 @@
-// Live updates: Server-Sent Events from /api/v1/events ("event: runs" when runs change), falling back to
-// polling every 2 s when the stream cannot be opened or breaks. Views subscribe with live.subscribe(fn).
+// Live updates: Server-Sent Events from /api/v1/events, falling back to polling every 2 s when the stream cannot be
+// opened or breaks. Views subscribe with live.subscribe(fn), called when runs change ("event: runs") and when the
+// stream says to reload ("event: reload": events were missed while it was away). Each lifecycle event of the
+// store ("event: lifecycle": name, job_id, run_id, product_tag, at, payload) goes to live.onLifecycle(fn)'s
+// listeners, and the indicator's title names the last one. The browser resumes after the last event's id by
+// itself (Last-Event-ID) when the stream reconnects.
 
 import { BASE } from "./api.js";
 
@@ -10,6 +14,8 @@ export class Live {
   constructor(indicator) {
     this.indicator = indicator;
     this.listeners = new Set();
+    this.lifecycleListeners = new Set();
+    this.lastEvent = null;
     this.source = null;
     this.pollTimer = null;
     this.retryTimer = null;
@@ -19,6 +25,11 @@ export class Live {
   subscribe(fn) {
     this.listeners.add(fn);
     return () => this.listeners.delete(fn);
+  }
+
+  onLifecycle(fn) {
+    this.lifecycleListeners.add(fn);
+    return () => this.lifecycleListeners.delete(fn);
   }
 
   start() {
@@ -37,6 +48,8 @@ export class Live {
     });
     source.addEventListener("runs", () => this.emit());
     source.addEventListener("schedules", () => this.emit());
+    source.addEventListener("reload", () => this.emit()); // events were missed: fetch the current state again
+    source.addEventListener("lifecycle", (message) => this.lifecycle(message));
     source.addEventListener("error", () => {
       // EventSource retries by itself while it can; either way poll until the stream is back.
       if (source.readyState === EventSource.CLOSED) {
@@ -57,6 +70,20 @@ export class Live {
   stopPolling() {
     clearInterval(this.pollTimer);
     this.pollTimer = null;
+  }
+
+  lifecycle(message) {
+    let event;
+    try {
+      event = JSON.parse(message.data);
+    } catch {
+      return;
+    }
+    this.lastEvent = event;
+    if (this.mode === "sse" && this.indicator) {
+      this.indicator.title = `Updates are pushed by the server (Server-Sent Events); last event: ${event.name} at ${event.at}`;
+    }
+    for (const fn of this.lifecycleListeners) fn(event);
   }
 
   emit() {

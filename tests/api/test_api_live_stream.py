@@ -1,0 +1,218 @@
+"""The live stream (``/api/v1/events``) over the real app and store: it sends the lifecycle events of runs a worker
+completed (``drain``), each with its position as ``id``; a reconnect with ``Last-Event-ID`` goes on from there with
+no event lost or doubled, and is told to reload when the events after it are gone; a product key gets its
+product's events only."""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import httpx
+from apikit import BLOG, SHOP, Api, wait_for
+
+from ductape_jobs import FakeClock
+
+RUN_EVENTS = ["job.scheduled", "run.queued", "job.started", "job.completed"]
+
+
+@dataclass
+class Message:
+    event: str
+    id: str | None
+    data: dict[str, Any]
+
+
+@dataclass
+class Listener:
+    """An SSE client in a thread: every message it got (``event``, ``id``, ``data``), and each bare ``id:``."""
+
+    api: Api
+    key: str
+    last_event_id: str | None = None
+    messages: list[Message] = field(default_factory=list)
+    ids: list[str] = field(default_factory=list)
+    keepalives: int = 0
+    status: int | None = None
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def __post_init__(self) -> None:
+        self.thread = threading.Thread(target=self._listen, daemon=True)
+        self.thread.start()
+
+    def _listen(self) -> None:
+        headers = {"Authorization": f"Bearer {self.key}"}
+        if self.last_event_id is not None:
+            headers["Last-Event-ID"] = self.last_event_id
+        with httpx.stream("GET", f"{self.api.url}/api/v1/events", headers=headers, timeout=10) as response:
+            self.status = response.status_code
+            event: str | None = None
+            event_id: str | None = None
+            for line in response.iter_lines():
+                if self.stop.is_set():
+                    return
+                if line.startswith("event: "):
+                    event = line.removeprefix("event: ")
+                elif line.startswith("id: "):
+                    event_id = line.removeprefix("id: ")
+                    self.ids.append(event_id)
+                elif line.startswith("data: ") and event:
+                    self.messages.append(Message(event, event_id, json.loads(line.removeprefix("data: "))))
+                elif line.startswith(": keep-alive"):
+                    self.keepalives += 1
+                elif line == "":
+                    event, event_id = None, None
+
+    def of(self, kind: str) -> list[Message]:
+        return [m for m in self.messages if m.event == kind]
+
+    def lifecycle(self, expect: int) -> list[Message]:
+        return wait_for(lambda: len(self.of("lifecycle")) >= expect and self.of("lifecycle"), what=f"{expect} events")
+
+    def opened(self) -> Listener:
+        """Once the stream is registered (its first message was sent after that)."""
+        wait_for(lambda: self.of("runs") or self.of("reload"), what="the stream's first message")
+        return self
+
+    def close(self) -> None:
+        self.stop.set()
+        self.thread.join(timeout=5)
+
+
+def test_the_stream_sends_the_lifecycle_events_of_runs_a_worker_completed(api: Api, job: dict[str, Any]) -> None:
+    listener = Listener(api, api.admin_key).opened()
+    made = api.dt.job.schedule(SHOP)
+    api.dt.drain()
+    events = listener.lifecycle(4)
+    listener.close()
+    assert [m.data["name"] for m in events] == RUN_EVENTS
+    assert all(m.data["job_id"] == made.job_id and m.data["product_tag"] == "shop" for m in events)
+    completed = events[-1].data
+    run_id = completed["run_id"]
+    assert completed["payload"]["status"] == "completed" and completed["payload"]["run_id"] == run_id
+    assert completed["at"] == "2026-03-02T12:00:00+00:00"
+    assert api.dt.job.run(run_id).phase.value == "completed"
+    ids = [m.id for m in events]
+    assert all(ids) and len(set(ids)) == 4  # each event its own position, in order
+    seqs = [int(str(i).rsplit("-", 1)[1]) for i in ids]
+    assert seqs == sorted(seqs)
+
+
+def test_a_reconnect_with_last_event_id_resumes_without_loss_or_duplicates(api: Api, job: dict[str, Any]) -> None:
+    first = Listener(api, api.admin_key).opened()
+    api.dt.job.schedule(SHOP)
+    api.dt.drain()
+    before = first.lifecycle(4)
+    first.close()  # the connection broke after the browser got the second event (say)
+    got = before[:2]
+    api.dt.job.schedule(SHOP)  # while it is away
+    api.dt.drain()
+    again = Listener(api, api.admin_key, last_event_id=got[-1].id).opened()
+    after = again.lifecycle(6)
+    again.close()
+    assert again.of("reload") == []
+    assert [m.data["name"] for m in after] == RUN_EVENTS[2:] + RUN_EVENTS
+    assert after[:2] == before[2:4]  # the same events, with the same ids
+    ids = [m.id for m in got + after]
+    assert len(ids) == len(set(ids)) == 8  # none lost, none twice
+
+
+def test_a_reconnect_after_its_events_were_pruned_is_told_to_reload(
+    api: Api, job: dict[str, Any], clock: FakeClock
+) -> None:
+    first = Listener(api, api.admin_key).opened()
+    api.dt.job.schedule(SHOP)
+    api.dt.drain()
+    seen = first.lifecycle(4)[0].id
+    first.close()
+    clock.advance(minutes=2)  # its lease lapsed: the next prune expires it and prunes what it pinned
+    api.dt.prune()
+    api.dt.job.schedule(SHOP)  # not recorded: no stream, no webhook
+    api.dt.drain()
+    again = Listener(api, api.admin_key, last_event_id=seen)
+    (reload,) = wait_for(lambda: again.of("reload"), what="the reload event")
+    assert again.messages[0] == reload  # first of all, before any other event
+    assert reload.data["last_event_id"] == seen and "reload" in reload.data["reason"]
+    assert reload.id and reload.id != seen and reload.id.split("-")[0] != str(seen).split("-")[0]  # a new epoch
+    api.dt.job.schedule(SHOP)
+    api.dt.drain()
+    assert [m.data["name"] for m in again.lifecycle(4)] == RUN_EVENTS  # and it goes on from there
+    again.close()
+
+
+def test_a_stream_renews_its_lease_so_the_pruner_keeps_its_events(
+    api: Api, job: dict[str, Any], clock: FakeClock
+) -> None:
+    listener = Listener(api, api.admin_key).opened()
+    api.dt.job.schedule(SHOP)
+    api.dt.drain()
+    listener.lifecycle(4)
+    for _ in range(12):  # two minutes, past the lease of 30 s four times, renewed by the stream every 10 s
+        clock.advance(seconds=10)
+        target = listener.keepalives + 2  # a keep-alive after 0.3 s of quiet: it polled (every 0.05 s) meanwhile
+        wait_for(lambda target=target: listener.keepalives >= target, what="the stream polling on")
+    api.dt.prune()
+    assert api.dt.store.expire_streams(clock.now()) == 0  # its lease is current
+    api.dt.job.schedule(SHOP)
+    api.dt.drain()
+    assert [m.data["name"] for m in listener.lifecycle(8)][4:] == RUN_EVENTS
+    assert listener.of("reload") == []
+    listener.close()
+
+
+def test_a_product_key_streams_its_products_events_only(api: Api, job: dict[str, Any]) -> None:
+    blog = Listener(api, api.key(product_tag="blog")).opened()
+    admin = Listener(api, api.admin_key).opened()
+    api.dt.job.schedule(SHOP)
+    api.dt.job.schedule(BLOG)
+    api.dt.drain()
+    admin.lifecycle(8)
+    api.dt.job.schedule(SHOP)  # only another product's events last: the blog stream's id moves past them
+    api.dt.drain()
+    every = admin.lifecycle(12)
+    mine = blog.lifecycle(4)
+    wait_for(lambda: blog.ids and blog.ids[-1] == every[-1].id, what="the bare id past the shop events")
+    blog.close()
+    admin.close()
+    assert [m.data["product_tag"] for m in mine] == ["blog"] * 4
+    assert [m.data["name"] for m in mine] == RUN_EVENTS
+    assert len(blog.of("lifecycle")) == 4
+
+
+def test_a_last_event_id_that_is_not_a_position_is_refused(api: Api) -> None:
+    answer = api.client().get("/events", headers={"Last-Event-ID": "yesterday"})
+    assert answer.status_code == 422
+    (problem,) = answer.json()["detail"]
+    assert problem["field"] == "Last-Event-ID" and "yesterday" in problem["message"]
+
+
+def test_a_stream_lease_is_not_renewed_more_often_than_a_third_of_it(api: Api, clock: FakeClock) -> None:
+    """The store sees the renewals: a stream's lease is extended with its clock, not per poll."""
+    listener = Listener(api, api.admin_key).opened()
+    clock.advance(timedelta(seconds=5))
+    listener.close()
+    assert api.dt.store.expire_streams(clock.now() + timedelta(seconds=26)) == 1  # still the lease of T0 + 30 s
+
+
+def test_a_webhook_created_while_a_stream_is_open_gets_only_later_changes(
+    api: Api, job: dict[str, Any], clock: FakeClock
+) -> None:
+    """The stream has every event written; a webhook created afterwards is not sent the earlier ones."""
+    listener = Listener(api, api.admin_key).opened()
+    api.dt.job.schedule(SHOP)
+    api.dt.drain()
+    listener.lifecycle(4)
+    clock.advance(seconds=1)
+    hook, _ = api.dt.webhooks.create(
+        {"product_tag": "shop", "url": "http://127.0.0.1:9/h", "events": ["job.completed"]}
+    )
+    assert api.dt.webhooks.deliveries(hook.id) == []  # the completion before it was created is not its
+    api.dt.job.schedule(SHOP)
+    api.dt.drain()
+    listener.lifecycle(8)
+    listener.close()
+    (delivery,) = api.dt.webhooks.deliveries(hook.id)
+    assert delivery.event == "job.completed"
