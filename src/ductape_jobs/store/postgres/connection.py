@@ -24,7 +24,7 @@ call can fail:
   returns, otherwise it is sent again. A call without such a check could not be retried then.
 
 ``PoolTimeout`` is not retried (the pool already waited its ``timeout``). Other driver errors leave at once:
-``UniqueViolation`` as ``ConflictError``; SQLSTATE ``DJ001``, raised by ``ductape_check_jobs()`` (migration 17),
+``UniqueViolation`` as ``ConflictError``; SQLSTATE ``DJ001``, raised by ``ductape_check_jobs()`` (migration 19),
 as ``NotFoundError("job", tag)`` or ``StaleJobError(tag)`` (``dialect.job_check_error``); the rest as
 ``StoreError``, the driver's exception chained.
 """
@@ -56,7 +56,7 @@ log = logging.getLogger("ductape_jobs.store.postgres")
 
 _SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _POOL_OPTIONS = ("schema", "pool_min", "pool_max", "pool_timeout")
-#: Raised by the store's own SQL functions when a job check fails (migration 17): the tag, and why as the detail.
+#: Raised by the store's own SQL functions when a job check fails (migration 19): the tag, and why as the detail.
 JOB_CHECK_FAILED = "DJ001"
 
 

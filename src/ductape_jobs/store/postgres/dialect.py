@@ -81,7 +81,7 @@ class PostgresTx:
         self._conn.execute(Q["notify"], {"channel": self._channel, "payload": ""})
 
     def check_jobs(self, checks: Sequence[Params]) -> None:
-        """Sent, not read: ductape_check_jobs() (migration 17) raises in the server, and the store's connection
+        """Sent, not read: ductape_check_jobs() (migration 19) raises in the server, and the store's connection
         turns its SQLSTATE into the typed error when the statements sent together end."""
         self._conn.execute(Q["check_jobs"], {"checks": json.dumps(list(checks))})
 

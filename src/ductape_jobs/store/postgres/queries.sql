@@ -13,7 +13,7 @@ VALUES (%(product_tag)s, %(tag)s, %(name)s, %(event_type)s, %(event_tag)s, %(exe
 SELECT * FROM jobs WHERE product_tag = %(product_tag)s AND tag = %(tag)s FOR UPDATE;
 
 -- name: check_jobs
--- add_schedules' checks of the jobs it schedules, in the server: ductape_check_jobs() (migration 17) locks the
+-- add_schedules' checks of the jobs it schedules, in the server: ductape_check_jobs() (migration 19) locks the
 -- jobs that must exist (FOR SHARE, until the schedules are stored) and raises SQLSTATE DJ001 at the first failure.
 SELECT ductape_check_jobs(%(checks)s::jsonb);
 

@@ -38,7 +38,7 @@ SELECT * FROM jobs WHERE product_tag = :product_tag AND tag = :tag;
 
 -- name: check_jobs
 -- add_schedules' checks of the jobs it schedules (:checks, a JSON list, as PostgreSQL's ductape_check_jobs() of
--- its migration 17 takes it): the first failure as (tag, why), why 'missing' (a job that must exist does not) or
+-- its migration 19 takes it): the first failure as (tag, why), why 'missing' (a job that must exist does not) or
 -- 'stale' (a job that must be absent exists, or a planned job's stored planning fields differ); no row: all hold.
 SELECT c.tag, CASE WHEN c.absent OR j.tag IS NOT NULL THEN 'stale' ELSE 'missing' END AS why
 FROM (

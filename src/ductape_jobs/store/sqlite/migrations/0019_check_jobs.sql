@@ -1,3 +1,3 @@
--- ductape-jobs schema, version 17 (SQLite): nothing to change. On PostgreSQL this version adds
+-- ductape-jobs schema, version 19 (SQLite): nothing to change. On PostgreSQL this version adds
 -- ductape_check_jobs(), add_schedules' checks of its jobs run in the server (so that the whole call is one round
 -- trip); SQLite runs the same checks as the query check_jobs (queries.sql) in its one process.

@@ -1,5 +1,5 @@
--- ductape-jobs schema, version 17 (PostgreSQL): add_schedules' checks of the jobs it schedules, in the server, so
--- that BEGIN, the checks, the inserts, the NOTIFY and COMMIT go in one round trip (store/postgres/connection.py,
+-- ductape-jobs schema, version 19 (PostgreSQL): add_schedules' checks of the jobs it schedules, in the server, so
+-- that the checks, the inserts and the NOTIFY go in one round trip as one transaction (store/postgres/connection.py,
 -- Database.run_together). `checks` is a JSON list of {product_tag, tag, absent, planned, event_type, event_tag,
 -- executions, intervals, start_at, updated_at}:
 -- - absent false: the job must exist (it is locked FOR SHARE, in key order, until the transaction ends, so it
