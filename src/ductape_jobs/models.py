@@ -250,8 +250,16 @@ Tag = Annotated[str, AfterValidator(_tag)]  # after: checks the stripped text
 EventType = Annotated[JobEventTypes, BeforeValidator(_event_type)]
 Millis = Annotated[int, BeforeValidator(_ms_positive), Field(le=MAX_MILLIS)]
 Count = Annotated[int, BeforeValidator(_no_bool), Field(le=MAX_COUNT)]
-NonEmpty = Annotated[str, Field(min_length=1, max_length=256)]
-ShortText = Annotated[str, Field(max_length=128)]
+
+
+def _no_nul(value: str) -> str:
+    if "\x00" in value:  # PostgreSQL's text cannot hold it (SQLite's can): refused on both, before any write
+        raise ValueError("must not contain a NUL character (\\x00)")
+    return value
+
+
+NonEmpty = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_no_nul)]
+ShortText = Annotated[str, Field(max_length=128), AfterValidator(_no_nul)]
 
 
 def _json_object(value: object) -> dict[str, Any]:

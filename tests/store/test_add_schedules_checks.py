@@ -11,13 +11,14 @@ import secrets
 import socket
 import threading
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from storekit import Backend, pg_admin
 
-from ductape_jobs.errors import NotFoundError, StaleJobError
+from ductape_jobs.errors import NotFoundError, StaleJobError, StoreError
 from ductape_jobs.models import JobDefinition, NewRun, RunFilter, RunPhase, Schedule, ScheduleStatus, TriggeredBy
 from ductape_jobs.store import Store
 from ductape_jobs.store.codec import job_params
@@ -256,6 +257,19 @@ def test_a_python_error_after_statements_were_sent_rolls_them_back(together: Pos
     assert _jobs(together) == []
     together.transact_together(lambda tx: tx.many("insert_job", [_job_row("b")]), landed=lambda tx: False)
     assert _jobs(together) == ["b"]
+
+
+def test_a_value_psycopg_cannot_send_half_way_rolls_back_what_was_sent(store: Store) -> None:
+    """A NUL in a text (the models refuse it; the store is reached here without them) fails in psycopg, with no
+    SQLSTATE, after the first schedule's rows were sent: none of the call is stored (on SQLite it is all)."""
+    store.create_job(job("a"), T0)
+    good, bad = schedule("a"), replace(schedule("a"), env="pr\x00d")
+    try:
+        store.add_schedules([good, bad], [first_run(good), first_run(bad)])
+    except StoreError:
+        assert written(store) == (0, 0)  # PostgreSQL: all or nothing
+    else:
+        assert written(store) == (2, 2)
 
 
 def test_a_transaction_sent_together_refuses_to_read(together: PostgresDialect) -> None:

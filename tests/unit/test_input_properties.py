@@ -122,3 +122,15 @@ def test_feature_run_takes_anything_and_only_validates(
 ) -> None:
     attempt(dt, lambda: dt.feature.run(tag, env=env, product_tag=product, input=data))
     attempt(dt, lambda: dt.feature.run("greet", env="dev", product_tag="shop", input=data))
+
+
+def test_a_nul_character_in_a_text_is_refused_by_name_before_any_write(dt: Ductape) -> None:
+    """PostgreSQL's text cannot hold NUL (SQLite's can): both stores refuse it at the door, the same way."""
+    dt.job.create({"name": "Sync", "tag": "nul-sync", "event_type": "FUNCTION", "event_tag": "fn"})
+    before = len(dt.job.list())
+    for field in ("env", "product_tag"):
+        request = {"env": "prd", "product_tag": "shop", "event": "nul-sync", field: "pr\x00d"}
+        with pytest.raises(ValidationError) as err:
+            dt.job.schedule(request)
+        assert err.value.field == field and "NUL" in err.value.rule
+    assert len(dt.job.list()) == before

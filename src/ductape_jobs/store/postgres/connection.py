@@ -17,11 +17,13 @@ call can fail:
 - a statement fails (an error the server reports, with a SQLSTATE): the server skips what follows and rolls
   the transaction back at the Sync: nothing was written, and the call may be retried (if the error is an
   ``OperationalError``: a deadlock, a serialization failure);
-- the call fails in Python before all is sent: ROLLBACK goes before the Sync (or the connection is gone, and
-  nothing reached a Sync): nothing was committed;
+- the call fails in Python before all is sent, or psycopg refuses a value (a NUL in a text, say): ROLLBACK
+  goes before the Sync (or the connection is gone, and nothing reached a Sync): nothing was committed;
 - the connection is lost once everything was sent: the commit may or may not have happened. The call says how
   to tell (``landed``, asked in a transaction of its own on the next try): if its work is there, the call
-  returns, otherwise it is sent again. A call without such a check could not be retried then.
+  returns, otherwise it is sent again; if that resend meets its own keys (the lost try's server process
+  committed after the look), the call landed once and returns. A call without such a check could not be
+  retried then.
 
 ``PoolTimeout`` is not retried (the pool already waited its ``timeout``). Other driver errors leave at once:
 ``UniqueViolation`` as ``ConflictError``; SQLSTATE ``DJ001``, raised by ``ductape_check_jobs()`` (migration 19),
@@ -185,25 +187,28 @@ class Database:
         before the Sync, so what ``op`` had sent is rolled back too."""
         committing = unknown = False
 
+        def settled(conn: Conn) -> bool:
+            with conn.transaction():
+                return landed(conn)
+
         def once(conn: Conn) -> None:
             nonlocal committing, unknown
-            if unknown:
-                with conn.transaction():
-                    if landed(conn):
-                        return
-            committing = False
+            resent = unknown  # the last try's outcome was unknown (and its work was not found)
+            if resent and settled(conn):
+                return
+            committing = unknown = False
             refused: psycopg.Error | None = None  # a statement's error, come back while op was still sending
             try:
                 with conn.pipeline():
                     try:
                         op(conn)
                     except psycopg.Error as exc:
-                        if exc.sqlstate is None:  # the connection, not the server's answer
+                        if exc.sqlstate is None:  # not the server's answer: a value psycopg cannot send, or
+                            _roll_back(conn)  # the connection lost (then nothing reaches a Sync anyway)
                             raise
                         refused = exc  # the transaction is aborted; the Sync ends it (ROLLBACK would fail)
                     except BaseException:
-                        with contextlib.suppress(psycopg.Error):  # the connection may be gone: nothing commits
-                            conn.execute("ROLLBACK")  # ends the implicit transaction, rolled back
+                        _roll_back(conn)
                         raise
                     else:
                         committing = True  # at the Sync
@@ -213,6 +218,10 @@ class Database:
                 if refused is None:
                     raise
             if refused is not None:  # the first error, not the "pipeline aborted" of the statements after it
+                # sent again after an unknown outcome: a server still running the lost try may have committed it
+                # since the look (its key taken now): then the call did land, once
+                if resent and isinstance(refused, errors.UniqueViolation) and settled(conn):
+                    return
                 raise refused
 
         self._retried(once, lambda: False)
@@ -257,6 +266,12 @@ class Database:
 
     def close(self) -> None:
         self.pool.close()
+
+
+def _roll_back(conn: Conn) -> None:
+    """End a pipeline's implicit transaction rolled back, before its Sync would commit what was sent."""
+    with contextlib.suppress(psycopg.Error):  # the connection may be gone: then nothing commits
+        conn.execute("ROLLBACK")
 
 
 class Listener:
