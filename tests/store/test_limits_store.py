@@ -232,3 +232,17 @@ def test_a_full_limit_holds_its_waiting_runs_with_one_row_and_wakes_workers_when
     (second,) = store.acquire_runs("w2", 10, LEASE, hold)  # a claim does not wait for the hold: the slot is free
     assert second.id == ids[1] and run_of(store, second.id).waiting_on is None
     assert later[0] in {r.id for r in store.waiting_runs(hold + SEC, limit=100)}
+
+
+def test_every_set_of_limits_with_room_is_reached_however_many_full_sets_are_due_first(store: Store) -> None:
+    """Five resources of concurrency 1, three due runs each, the sets in claim order: once four are full, a claim
+    steps over all four and takes the fifth set's run (it looked at four sets at most before: the fifth waited
+    with a free slot while next_wakeup said it was due, and the workers spun)."""
+    names = [f"r{k}" for k in range(5)]
+    store.define_resources([ResourceLimit("shop", n, concurrency=1) for n in names], T0)
+    first = {n: backlog(store, f"j-{n}", 3, at=T0 - (5 - k) * MIN, resources=[n])[0] for k, n in enumerate(names)}
+    got = [run.id for _ in range(5) for run in store.acquire_runs("w1", 1, LEASE, T0)]
+    assert got == [first[n] for n in names]
+    assert store.acquire_runs("w1", 1, LEASE, T0) == []  # every set full now
+    wake = store.next_wakeup().run_due
+    assert wake is not None and wake > T0  # the holds: nothing said due while nothing can start

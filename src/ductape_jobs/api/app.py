@@ -55,8 +55,8 @@ class ApiSettings:
     metrics_auth: bool = False
     events_poll: float = 1.0
     events_keepalive: float = 15.0
-    public_origin: str | None = None
-    events_lease: float = 30.0  # the origin of --public-url: accepted as same-origin, https -> Secure
+    public_origin: str | None = None  # the origin of --public-url: accepted as same-origin, https -> Secure
+    events_lease: float = 30.0  # seconds a live stream's place in the outbox is kept (api/events.py)
 
 
 def create_app(

@@ -102,6 +102,7 @@ class Worker:
         # happened elsewhere meanwhile (``notify``: then it reads again). Its own outcomes, recorded by that pass,
         # can only free slots (the refill and ``_freed`` handle those) or be due later (the sleep after reads).
         self._slept: Wakeups | None = None
+        self._pokes = 0  # notify()s so far: a read that one overtook is not kept
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -169,6 +170,7 @@ class Worker:
             loop.call_soon_threadsafe(self._poke)
 
     def _poke(self) -> None:
+        self._pokes += 1
         self._slept = None  # what the sleep read may be out of date: the next pass reads again
         if self._wake is not None:
             self._wake.set()
@@ -278,7 +280,9 @@ class Worker:
             return
         delay = self.options.poll.total_seconds()
         if free > 0:
-            due = self._slept = await self._io(self.store.next_wakeup)
+            pokes = self._pokes
+            due = await self._io(self.store.next_wakeup)
+            self._slept = due if self._pokes == pokes else None  # a notify() during the read: it may predate it
             nxt = due.earliest()
             if nxt is not None:
                 delay = max(0.0, min(delay, (nxt - self.clock.now()).total_seconds()))

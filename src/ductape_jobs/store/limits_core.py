@@ -27,7 +27,6 @@ from ductape_jobs.resources import Rate, ResourceLimit, ResourceUse
 from ductape_jobs.store.codec import ms, run_from_row
 from ductape_jobs.store.dialect import Params, Row, Tx, UsesDialect
 
-_ROUNDS = 4  # picks of limited runs per claim, each past the sets of limits found full
 RECHECK = 1000  # ms: when other workers look again at a run held by a full concurrency limit
 
 
@@ -102,7 +101,7 @@ class LimitsCore(UsesDialect):
         blocked: dict[str, tuple[str, int]] = {}  # limit_keys -> why, when to look again
         found = False
         free_rows = tx.later("pick_free_runs", params) if free else list  # sent with the first pick
-        for _ in range(_ROUNDS):
+        while True:  # each pick past the sets found full so far: every set with a due run is reached
             raw = tx.all("pick_limited_runs", {**params, "blocked": sorted(blocked)})
             picked = [r for r in raw if r["id"] not in seen]
             if not picked:

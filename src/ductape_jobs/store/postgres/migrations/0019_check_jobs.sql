@@ -26,7 +26,8 @@ BEGIN
        OR (NOT c.absent AND c.planned AND (j.event_type, j.event_tag, j.executions::bigint, j.intervals::bigint,
            j.start_at, j.updated_at) IS DISTINCT FROM (c.event_type, c.event_tag, c.executions, c.intervals,
            c.start_at, c.updated_at))
-    ORDER BY CASE WHEN NOT c.absent AND j.tag IS NULL THEN 0 WHEN c.absent THEN 1 ELSE 2 END, c.product_tag, c.tag
+    ORDER BY CASE WHEN NOT c.absent AND j.tag IS NULL THEN 0 WHEN c.absent THEN 1 ELSE 2 END,
+        c.product_tag COLLATE "C", c.tag COLLATE "C"  -- code point order, as SQLite's and Python's
     LIMIT 1;
     IF FOUND THEN
         RAISE EXCEPTION USING ERRCODE = 'DJ001', MESSAGE = bad.tag, DETAIL = bad.why;
