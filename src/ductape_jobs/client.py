@@ -43,6 +43,9 @@ if TYPE_CHECKING:
 F = TypeVar("F", bound=Callable[..., Any])
 #: How often a running worker looks at its product file for edited resources (``products/watch.py``).
 RESOURCE_WATCH_EVERY = timedelta(seconds=2)
+#: How often an engine process deletes the dashboard's live streams whose lease lapsed (``OutboxStore``), pruning
+#: or not: a closed dashboard's stream then neither pins the outbox nor keeps its triggers.
+STREAMS_EXPIRE_EVERY = timedelta(seconds=30)
 log = logging.getLogger("ductape_jobs.client")
 
 
@@ -311,13 +314,25 @@ class Ductape:
 
     async def run_services(self, stop: asyncio.Event) -> None:
         """What every engine process runs beside a worker, or instead of one (``ductape serve --no-worker``):
-        the declared resources stored, then the webhook deliveries and the product file's resource watch, until
-        ``stop`` is set."""
+        the declared resources stored, then the webhook deliveries, the product file's resource watch and the
+        deletion of lapsed live streams, until ``stop`` is set."""
         try:
             await asyncio.to_thread(self._store_resources)  # a worker's start stored them too: a no-op then
         except DuctapeError as exc:  # the store away: the limits stored before stay (a worker stores them too)
             log.warning("the product file's resources were not stored (%s)", exc)
-        await asyncio.gather(self.webhooks.run(stop), self._watch_resources(stop))
+        await asyncio.gather(self.webhooks.run(stop), self._watch_resources(stop), self._expire_streams(stop))
+
+    async def _expire_streams(self, stop: asyncio.Event) -> None:
+        """Every ``STREAMS_EXPIRE_EVERY``, delete the lapsed live streams (one read when none lapsed)."""
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), STREAMS_EXPIRE_EVERY.total_seconds())
+            if stop.is_set():
+                return
+            try:
+                await asyncio.to_thread(self.store.expire_streams, self.clock.now())
+            except DuctapeError as exc:  # the store away: the next look, or a prune, does it
+                log.warning("lapsed live streams were not deleted (%s)", exc)
 
     def _store_resources(self) -> None:
         """Store the limits the products declare now (the product file's, as this process read it)."""

@@ -8,7 +8,7 @@ import itertools
 import json
 import threading
 import time
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -222,3 +222,37 @@ async def _timed_prunes(dt: Ductape, until_runs: int) -> list[tuple[float, float
     stop.set()
     await task
     return calls
+
+
+def test_without_pruning_an_engine_process_still_deletes_a_closed_dashboards_stream(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A live stream's row keeps every event written and unpruned until it is deleted; with retention off no
+    prune deletes it, so every engine process (``run_services``) deletes lapsed streams on its own."""
+    from ductape_jobs import client as client_module
+
+    monkeypatch.setattr(client_module, "STREAMS_EXPIRE_EVERY", timedelta(milliseconds=20))
+    clock = FakeClock(datetime(2026, 3, 2, 12, 0, tzinfo=UTC))
+    dt = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", clock=clock, retention=Retention(enabled=False))
+    lease = timedelta(seconds=30)
+    start = dt.store.open_stream("dashboard:closed", None, clock.now() + lease, clock.now())
+    clock.advance(lease + timedelta(seconds=1))  # its browser went away: the lease lapsed
+
+    async def main() -> bool:
+        stop = asyncio.Event()
+        services = asyncio.create_task(dt.run_services(stop))
+        try:
+            for _ in range(250):  # up to 5 s
+                await asyncio.sleep(0.02)
+                if not dt.store.renew_stream("dashboard:closed", start.position, clock.now() + lease, clock.now()):
+                    return True  # deleted (a renewal finds no row)
+                clock.advance(lease + timedelta(seconds=1))  # the renewal above kept it: lapse it again
+            return False
+        finally:
+            stop.set()
+            await services
+
+    try:
+        assert asyncio.run(main())
+    finally:
+        dt.close()
