@@ -194,3 +194,31 @@ def test_postgres_a_stream_opening_during_an_outbox_prune_sees_what_it_pruned(pg
         pruner.close()
     (resumed,) = opened
     assert resumed.gap  # events after `got` were pruned meanwhile: it says so rather than skip them
+
+
+def test_postgres_the_first_stream_waits_for_writers_already_past_their_trigger(pg_backend: Backend) -> None:
+    """With a webhook the triggers exist, and a writer whose trigger ran before the first stream's row was there
+    wrote only what webhooks take: the stream waits for it to commit before it reads where it starts, so it
+    never expects events that were not written."""
+    store = pg_backend.open()
+    hook(store, ["job.completed"])
+    writer = psycopg.connect(PG_URL, options=f"-c search_path={pg_backend.schema}")
+    opened: list[StreamStart] = []
+    try:
+        writer.execute("LOCK TABLE runs IN ROW EXCLUSIVE MODE")  # a writer in flight (what an INSERT takes)
+        opening = threading.Thread(
+            target=lambda: opened.append(store.open_stream("dashboard:a", None, T0 + STREAM_LEASE, T0))
+        )
+        opening.start()
+        deadline = time.monotonic() + 10
+        while not writer.execute(  # the opening stream waits for the writer
+            "SELECT 1 FROM pg_stat_activity WHERE pg_backend_pid() = ANY(pg_blocking_pids(pid))"
+        ).fetchone():
+            assert time.monotonic() < deadline, "the stream did not wait for the writer"
+            time.sleep(0.02)
+        assert not opened
+        writer.commit()
+        opening.join(timeout=10)
+    finally:
+        writer.close()
+    assert len(opened) == 1

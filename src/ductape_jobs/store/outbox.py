@@ -51,6 +51,7 @@ def _open_stream(tx: Tx, name: str, after: StreamPosition | None, lease_until: d
     tx.run("delete_lapsed_streams", {"now": ms(now)})
     epoch = marks["streams_epoch"]
     if tx.one("live_stream") is None:  # the first live stream: every event is written from now on
+        tx.run("wait_for_writers")  # PostgreSQL: those already past their trigger commit before the head is read
         tx.run("begin_streams_epoch")
         epoch += 1
     pruned = (marks["pruned_txid"], marks["pruned_seq"])

@@ -38,6 +38,11 @@ DELETE FROM outbox_consumers WHERE lease_until < %(now)s;
 -- name: live_stream
 SELECT 1 AS found FROM outbox_consumers WHERE lease_until IS NOT NULL LIMIT 1;
 
+-- name: wait_for_writers
+-- A new epoch of live streams: writers whose triggers ran before the stream's row was there (and wrote only
+-- what webhooks take) commit before the stream reads where it starts; writers after it see the row.
+LOCK TABLE runs, schedules IN SHARE ROW EXCLUSIVE MODE;
+
 -- name: begin_streams_epoch
 UPDATE outbox_marks SET streams_epoch = streams_epoch + 1 WHERE id = 1;
 

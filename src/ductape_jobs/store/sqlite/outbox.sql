@@ -31,6 +31,10 @@ DELETE FROM outbox_consumers WHERE lease_until < :now;
 -- name: live_stream
 SELECT 1 AS found FROM outbox_consumers WHERE lease_until IS NOT NULL LIMIT 1;
 
+-- name: wait_for_writers
+-- (SQLite's single writer: no other writer is in flight while a stream opens.)
+SELECT 1 WHERE 0;
+
 -- name: begin_streams_epoch
 UPDATE outbox_marks SET streams_epoch = streams_epoch + 1 WHERE id = 1;
 
