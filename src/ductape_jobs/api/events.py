@@ -33,8 +33,9 @@ when nothing was sent for ``events_keepalive`` (15 s).
 The stream holds a lease of ``events_lease`` (30 s) on its place in the outbox, renewed every third of it with
 its position: the pruner keeps the events after it, and a stream that went away (its browser closed, its server
 died) pins nothing once the lease lapsed. The lease also covers a reconnect: a browser back within it resumes.
-When the last stream's lease lapsed, the next prune (every worker, every minute) drops the outbox's triggers if no
-webhook wants them: without a dashboard or a webhook open, writing runs costs nothing more.
+When the last stream's lease lapsed, an engine process (every 30 s, ``Ductape.run_services``) or a prune drops the
+outbox's triggers if no webhook wants them: without a dashboard or a webhook open, writing runs costs nothing
+more.
 
 At every poll the stream also checks that its caller may still call: it ends once its key is revoked, or its login
 session ended or expired.
