@@ -323,16 +323,13 @@ class Ductape:
         await asyncio.gather(self.webhooks.run(stop), self._watch_resources(stop), self._expire_streams(stop))
 
     async def _expire_streams(self, stop: asyncio.Event) -> None:
-        """Every ``STREAMS_EXPIRE_EVERY``, delete the lapsed live streams (one read when none lapsed)."""
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), STREAMS_EXPIRE_EVERY.total_seconds())
-            if stop.is_set():
-                return
-            try:
-                await asyncio.to_thread(self.store.expire_streams, self.clock.now())
-            except DuctapeError as exc:  # the store away: the next look, or a prune, does it
-                log.warning("lapsed live streams were not deleted (%s)", exc)
+        """Every ``STREAMS_EXPIRE_EVERY``, delete the lapsed live streams (one read when none lapsed); the store
+        away: the next look, or a prune, does it."""
+
+        def expire() -> None:
+            self.store.expire_streams(self.clock.now())
+
+        await _every(stop, lambda: STREAMS_EXPIRE_EVERY, expire, "lapsed live streams were not deleted")
 
     def _store_resources(self) -> None:
         """Store the limits the products declare now (the product file's, as this process read it)."""
@@ -341,22 +338,20 @@ class Ductape:
 
     async def _watch_resources(self, stop: asyncio.Event) -> None:
         """Every ``RESOURCE_WATCH_EVERY``, store the product file's resources if the file changed
-        (``products/watch.py``), so an edited limit holds across the store without a restart."""
+        (``products/watch.py``), so an edited limit holds across the store without a restart. An invalid file or
+        the store away: the stored limits stay as they were."""
         if self._product_file is None:
             return
         watch = ResourceWatch(self.products, self._product_file)
-        while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), RESOURCE_WATCH_EVERY.total_seconds())
-            if stop.is_set():
-                return
-            try:
-                limits = await asyncio.to_thread(watch.poll)
-                if limits:
-                    await asyncio.to_thread(self.store.define_resources, limits, self.clock.now())
-                    log.info("product file %s changed: stored %d resource limit(s)", watch.path, len(limits))
-            except DuctapeError as exc:  # an invalid file or the store away: the stored limits stay as they were
-                log.warning("product file %s: its resources were not updated (%s)", watch.path, exc)
+
+        def look() -> None:
+            limits = watch.poll()
+            if limits:
+                self.store.define_resources(limits, self.clock.now())
+                log.info("product file %s changed: stored %d resource limit(s)", watch.path, len(limits))
+
+        failed = f"product file {watch.path}: its resources were not updated"
+        await _every(stop, lambda: RESOURCE_WATCH_EVERY, look, failed)
 
     def close(self) -> None:
         """Close what this client opened: the executors' HTTP clients, broker connections and database pools,
@@ -415,3 +410,17 @@ def _with(options: WorkerOptions, overrides: dict[str, Any]) -> WorkerOptions:
 
         raise ValidationError("concurrency", "must be >= 1")
     return replace(options, **overrides)
+
+
+async def _every(stop: asyncio.Event, interval: Callable[[], timedelta], step: Callable[[], None], failed: str) -> None:
+    """``step`` in a thread after every ``interval()`` (read at each wait: tests shorten it) until ``stop`` is set;
+    a ``DuctapeError`` is logged (``failed``) and the next look tries again."""
+    while not stop.is_set():
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(stop.wait(), interval().total_seconds())
+        if stop.is_set():
+            return
+        try:
+            await asyncio.to_thread(step)
+        except DuctapeError as exc:
+            log.warning("%s (%s)", failed, exc)
