@@ -338,4 +338,6 @@ class OutboxStore(ABC):
     @abstractmethod
     def expire_streams(self, now: datetime) -> int:
         """Delete the live streams whose lease lapsed before ``now`` (the outbox's triggers go with the last one
-        when no webhook exists): how many. ``prune`` does it first; one read when none lapsed."""
+        when no webhook exists): how many. Also drops triggers that nobody wants any more but that stayed because
+        a long transaction held runs or schedules when the last reader went (PostgreSQL gives way to it rather than
+        queue the store's writers behind it). ``prune`` does it first; one read when there is nothing to do."""

@@ -69,8 +69,9 @@ def _open_stream(tx: Tx, name: str, after: StreamPosition | None, lease_until: d
 
 def expire_lapsed_streams(core: UsesDialect, now: datetime) -> int:
     """Delete the live streams whose lease lapsed before ``now`` and drop the outbox's triggers if nothing else
-    wants them; how many were deleted. Costs one read when none lapsed."""
-    if core._read(lambda tx: tx.one("lapsed_stream", {"now": ms(now)})) is None:
+    wants them (also when an earlier drop gave way to a long transaction); how many streams were deleted. Costs one
+    read when there is nothing to do."""
+    if core._read(lambda tx: tx.one("outbox_to_settle", {"now": ms(now)})) is None:
         return 0
 
     def op(tx: Tx) -> int:

@@ -44,7 +44,8 @@ DELETE FROM login_sessions WHERE expires_at <= %(now)s;
 LOCK TABLE webhooks IN SHARE ROW EXCLUSIVE MODE;
 
 -- name: sync_outbox_triggers
--- The outbox's triggers while some webhook or live stream exists, none otherwise (migrations 13 and 17).
+-- The outbox's triggers while some webhook or live stream exists, none otherwise (migrations 13, 17 and 20: the
+-- locks it needs are asked for in short tries, and a drop that meets a long transaction is left for later).
 SELECT ductape_outbox_sync();
 
 -- name: insert_webhook

@@ -29,8 +29,12 @@ UPDATE outbox_consumers SET txid = %(txid)s, seq = %(seq)s, updated_at = %(now)s
 -- prune before it, and a prune after it sees the stream's cursor.
 SELECT streams_epoch, pruned_txid, pruned_seq FROM outbox_marks WHERE id = 1 FOR UPDATE;
 
--- name: lapsed_stream
-SELECT 1 AS found FROM outbox_consumers WHERE lease_until < %(now)s LIMIT 1;
+-- name: outbox_to_settle
+-- A live stream whose lease lapsed, or the outbox's triggers left after the last reader went because a long
+-- transaction held runs or schedules then (migration 0020): expire_streams has something to do.
+SELECT 1 AS found
+WHERE EXISTS (SELECT 1 FROM outbox_consumers WHERE lease_until < %(now)s)
+   OR (NOT ductape_outbox_wanted() AND ductape_outbox_triggers() > 0);
 
 -- name: delete_lapsed_streams
 DELETE FROM outbox_consumers WHERE lease_until < %(now)s;
@@ -40,8 +44,10 @@ SELECT 1 AS found FROM outbox_consumers WHERE lease_until IS NOT NULL LIMIT 1;
 
 -- name: wait_for_writers
 -- A new epoch of live streams: writers whose triggers ran before the stream's row was there (and wrote only
--- what webhooks take) commit before the stream reads where it starts; writers after it see the row.
-LOCK TABLE runs, schedules IN SHARE ROW EXCLUSIVE MODE;
+-- what webhooks take) commit before the stream reads where it starts; writers after it see the row. The lock is
+-- asked for in short tries for 10 s, then waited for (migration 0020): writers are not queued behind a long
+-- transaction meanwhile.
+SELECT ductape_lock_runs('SHARE ROW EXCLUSIVE', 0, interval '10 seconds');
 
 -- name: begin_streams_epoch
 UPDATE outbox_marks SET streams_epoch = streams_epoch + 1 WHERE id = 1;

@@ -22,8 +22,14 @@ UPDATE outbox_consumers SET txid = :txid, seq = :seq, updated_at = :now WHERE na
 -- name: lock_outbox_marks
 SELECT streams_epoch, pruned_txid, pruned_seq FROM outbox_marks WHERE id = 1;
 
--- name: lapsed_stream
-SELECT 1 AS found FROM outbox_consumers WHERE lease_until < :now LIMIT 1;
+-- name: outbox_to_settle
+-- A live stream whose lease lapsed, or outbox triggers nobody wants (on SQLite dropping them never waits, so only
+-- the first happens; the query is the PostgreSQL one's twin).
+SELECT 1 AS found
+WHERE EXISTS (SELECT 1 FROM outbox_consumers WHERE lease_until < :now)
+   OR (NOT EXISTS (SELECT 1 FROM webhooks)
+       AND NOT EXISTS (SELECT 1 FROM outbox_consumers WHERE lease_until IS NOT NULL)
+       AND EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'trigger' AND name LIKE 'outbox\_%' ESCAPE '\'));
 
 -- name: delete_lapsed_streams
 DELETE FROM outbox_consumers WHERE lease_until < :now;

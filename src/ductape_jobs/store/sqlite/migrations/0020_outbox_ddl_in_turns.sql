@@ -1,0 +1,3 @@
+-- ductape-jobs schema, version 20 (SQLite): nothing to change. On PostgreSQL this version takes the locks that
+-- creating or dropping the outbox's triggers needs in short tries, so that writers do not queue behind a long
+-- transaction; SQLite's one writer at a time has no such queue.
