@@ -92,10 +92,17 @@ class KeepAlive:
     """An HTTP/1.1 server that keeps connections open (as real APIs do), so a pooled client would reuse one."""
 
     def __init__(self) -> None:
+        self.slow_arrived = threading.Event()  # a request to /slow came, and waits for slow_release
+        self.slow_release = threading.Event()
+        keep = self
+
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
 
             def do_GET(self) -> None:
+                if self.path == "/slow":
+                    keep.slow_arrived.set()
+                    keep.slow_release.wait(10)
                 body = json.dumps({"ok": True}).encode()
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -130,7 +137,8 @@ def api() -> Iterator[KeepAlive]:
 
 
 def _shop(url: str) -> Products:
-    app = {"actions": {"ping": {"method": "GET", "path": "/ping"}}, "envs": {"dev": {"base_url": url}}}
+    actions = {"ping": {"method": "GET", "path": "/ping"}, "slow": {"method": "GET", "path": "/slow"}}
+    app = {"actions": actions, "envs": {"dev": {"base_url": url}}}
     return Products([{"tag": "shop", "envs": {"dev": {}}, "apps": {"api": app}}])  # type: ignore[list-item]
 
 
@@ -179,6 +187,32 @@ def test_blocking_calls_inside_a_running_loop_say_to_use_async_ductape(tmp_path:
     asyncio.run(inside())
     dt.close()
     dt.close()  # closing twice is harmless
+
+
+def test_two_drains_at_once_in_two_threads_each_use_and_close_their_own_http_client(
+    api: KeepAlive, tmp_path: Path
+) -> None:
+    """Each thread's ``drain()`` runs its own event loop: it gets its own HTTP client, and closing it when that
+    drain ends leaves the other thread's request in flight untouched."""
+    with Ductape(
+        f"sqlite:///{tmp_path / 'j.db'}", clock=FakeClock(), products=_shop(f"http://127.0.0.1:{api.port}")
+    ) as dt:
+        dt.job.create({"name": "p", "tag": "ping", "event_type": "ACTION", "event_tag": "api:ping"})
+        dt.job.create({"name": "s", "tag": "slow", "event_type": "ACTION", "event_tag": "api:slow"})
+        dt.job.schedule({"event": "slow", "env": "dev", "product_tag": "shop"})
+        drained: dict[str, int] = {}
+        first = threading.Thread(target=lambda: drained.update(first=dt.drain().completed))
+        first.start()
+        assert api.slow_arrived.wait(10)  # the first drain's request is in flight, in its own loop
+        _schedule_ping(dt)
+        second = threading.Thread(target=lambda: drained.update(second=dt.drain().completed))
+        second.start()
+        second.join(timeout=10)  # it ran the ping, then closed its loop's client
+        api.slow_release.set()
+        first.join(timeout=10)
+        assert drained == {"first": 1, "second": 1}
+        assert {r.job_tag: r.phase.value for r in dt.job.runs()} == {"slow": "completed", "ping": "completed"}
+        assert not dt.executors.open
 
 
 def test_nothing_is_left_to_atexit() -> None:

@@ -7,6 +7,8 @@ worker that runs FUNCTIONs starts without them.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import threading
 from collections.abc import Callable
 from typing import TYPE_CHECKING
@@ -22,19 +24,27 @@ Factory = Callable[[], Executor]
 
 
 class ExecutorRegistry:
+    """The executors by event type. One registered as it is serves every event loop; one made by a factory holds
+    what belongs to the event loop it was made in (an HTTP client, a broker connection, a database pool), so each
+    running loop gets its own, and ``aclose()`` closes the calling loop's only: two threads that each run a loop
+    (two ``drain()`` calls at once, a worker beside a blocking call) never share, nor close, each other's."""
+
     def __init__(self) -> None:
         self._by_type: dict[JobEventTypes, Executor] = {}
         self._factories: dict[JobEventTypes, Factory] = {}
+        self._made: dict[asyncio.AbstractEventLoop, dict[JobEventTypes, Executor]] = {}
         self._lock = threading.Lock()
 
     def register(self, executor: Executor) -> None:
         self._by_type[executor.event_type] = executor
 
     def register_factory(self, event_type: JobEventTypes, factory: Factory) -> None:
-        """``factory()`` makes the executor of ``event_type`` when a run of that type first needs it."""
+        """``factory()`` makes the executor of ``event_type`` when a run of that type first needs it, once in each
+        event loop that runs one."""
         self._factories[event_type] = factory
 
     def get(self, event_type: JobEventTypes) -> Executor:
+        """The executor of ``event_type`` (one made by a factory: the running loop's; called inside a loop)."""
         found = self._by_type.get(event_type)
         if found is not None:
             return found
@@ -42,27 +52,38 @@ class ExecutorRegistry:
         if factory is None:
             have = ", ".join(t.name for t in (*self._by_type, *self._factories)) or "none"
             raise ExecutorNotFoundError(f"no executor for event type {event_type.name} in this worker (it has: {have})")
+        loop = asyncio.get_running_loop()
         with self._lock:
-            found = self._by_type.get(event_type)
+            made = self._made.setdefault(loop, {})
+            found = made.get(event_type)
             if found is None:
-                found = self._by_type[event_type] = factory()
+                found = made[event_type] = factory()
         return found
 
     @property
     def open(self) -> bool:
-        """Whether an executor made by a factory (one that may hold connections) is alive."""
+        """Whether an executor made by a factory (one that may hold connections) is alive, in any event loop."""
         with self._lock:
-            return any(t in self._factories for t in self._by_type)
+            return any(self._made.values())
 
     async def aclose(self) -> None:
-        """Close the executors made by factories (HTTP clients, broker connections, database pools) and forget
-        them: the next run of their type makes a new one, in its own event loop. Called before each event loop
-        of the synchronous client ends, and by ``Ductape.close``/``AsyncDuctape.close``."""
+        """Close the executors made by factories in the calling event loop (HTTP clients, broker connections,
+        database pools) and forget them: the next run of their type makes a new one. Those of loops that already
+        ended without closing theirs are closed here as far as they can be (their connections died with their
+        loop); those of loops still running are left to them. Called before each event loop of the synchronous
+        client ends, by ``ductape serve`` and by ``Ductape.close``/``AsyncDuctape.close``."""
+        loop = asyncio.get_running_loop()
         with self._lock:
-            made = [self._by_type.pop(t) for t in list(self._by_type) if t in self._factories]
-        for executor in made:
+            ended = [other for other in self._made if other is not loop and other.is_closed()]
+            own = list(self._made.pop(loop, {}).values())
+            left = [executor for other in ended for executor in self._made.pop(other).values()]
+        for executor in own:
             if isinstance(executor, Closable):
                 await executor.close()
+        for executor in left:
+            if isinstance(executor, Closable):
+                with contextlib.suppress(Exception):  # bound to a loop that is gone: nothing more to release
+                    await executor.close()
 
 
 def product_executors(products: Products) -> dict[JobEventTypes, Factory]:
