@@ -8,9 +8,10 @@ import threading
 from typing import Any
 
 import httpx
-from apikit import SHOP, Api, LiveServer, wait_for
+import pytest
+from apikit import JOB, SHOP, Api, LiveServer, wait_for
 
-from ductape_jobs import Ductape, FakeClock
+from ductape_jobs import Ductape, FakeClock, ValidationError
 from ductape_jobs.api import create_app
 
 
@@ -52,6 +53,61 @@ def test_metrics_after_some_runs(api: Api, job: dict[str, Any], clock: FakeClock
     assert metric(text, "ductape_queue_depth") == 1
     assert metric(text, "ductape_leases_rescued_total") == 0
     assert "process_cpu_seconds_total" in text or "python_gc_objects_collected_total" in text
+
+
+def test_metrics_from_the_store_count_every_workers_runs_once(dt: Ductape, clock: FakeClock, tmp_path: Any) -> None:
+    """``metrics_from="store"``: the runs' series count the runs of every worker sharing the store (here a second
+    client, as another process would be), each once, this process's own included, from the outbox."""
+    elsewhere = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", clock=clock)  # a worker in another process
+    for client in (dt, elsewhere):
+        client.function("report")(lambda input, ctx: {"ok": True})
+        client.function("boom")(lambda input, ctx: 1 / 0)
+    dt.job.create(JOB)
+    dt.job.create({"name": "Boom", "tag": "boom", "event_type": "FUNCTION", "event_tag": "boom"})
+    server = LiveServer(create_app(dt, metrics_from="store")).start()
+    raw = httpx.Client(base_url=server.url, timeout=10)
+    try:
+        before = raw.get("/metrics").text  # the first scrape opens the stream: counting starts here
+        assert "ductape_runs_total{" not in before and metric(before, "ductape_metrics_gaps_total") == 0
+        for _ in range(2):
+            dt.job.schedule(SHOP)
+        dt.job.schedule({**SHOP, "event": "boom", "retries": 1})
+        clock.advance(seconds=3)
+        elsewhere.drain()  # a worker elsewhere: completes two, the boom attempt fails and is retried
+        clock.advance(seconds=1)
+        dt.drain()  # this process's worker: the boom run fails for good
+        text = raw.get("/metrics").text
+        assert metric(text, "ductape_runs_total", status="started", event_type="function") == 4
+        assert metric(text, "ductape_runs_total", status="completed", event_type="function") == 2
+        assert metric(text, "ductape_runs_total", status="retried", event_type="function") == 1
+        assert metric(text, "ductape_runs_total", status="failed", event_type="function") == 1
+        assert metric(text, "ductape_run_duration_seconds_count", event_type="function") == 4
+        assert metric(text, "ductape_run_lateness_seconds_count") == 4
+        assert metric(text, "ductape_run_lateness_seconds_bucket", le="0.25") == 1  # the retry
+        assert metric(text, "ductape_run_lateness_seconds_bucket", le="5.0") == 4
+        again = raw.get("/metrics").text  # nothing new: nothing counted twice
+        assert metric(again, "ductape_runs_total", status="started", event_type="function") == 4
+
+        clock.advance(minutes=6)  # no scrape for longer than the lease (5 min): the stream lapses and goes
+        assert dt.store.expire_streams(clock.now()) == 1
+        dt.job.schedule(SHOP)  # written by nobody: no stream was live
+        dt.drain()
+        lapsed = raw.get("/metrics").text
+        assert metric(lapsed, "ductape_metrics_gaps_total") == 1  # it says it could not count what it missed
+        assert metric(lapsed, "ductape_runs_total", status="completed", event_type="function") == 2
+        dt.job.schedule(SHOP)
+        dt.drain()
+        after = raw.get("/metrics").text  # and counts again from there
+        assert metric(after, "ductape_runs_total", status="completed", event_type="function") == 3
+    finally:
+        raw.close()
+        server.stop()
+        elsewhere.close()
+
+
+def test_metrics_from_an_unknown_source_are_refused_by_name(dt: Ductape) -> None:
+    with pytest.raises(ValidationError, match="metrics_from"):
+        create_app(dt, metrics_from="prometheus")
 
 
 def test_rescued_leases_are_counted(api: Api, job: dict[str, Any], clock: FakeClock) -> None:

@@ -12,8 +12,10 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from apikit import wait_for
+from apikit import JOB, SHOP, wait_for
+from test_api_ops import metric
 
+from ductape_jobs import Ductape
 from ductape_jobs.executors.notify import verify_signature
 from support import Recorder, free_port
 
@@ -211,5 +213,51 @@ def test_serve_without_a_worker_stores_an_edited_product_file_s_limits(tmp_path:
         assert "stored 1 resource limit(s)" in (tmp_path / "serve.log").read_text()
     finally:
         api.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.wait(timeout=30)
+
+
+def test_serve_without_a_worker_counts_the_runs_of_workers_elsewhere_with_metrics_from_the_store(
+    tmp_path: Path,
+) -> None:
+    """An API node (``serve --no-worker --metrics-from store``) reports the runs that workers in other processes
+    ran, read from the store's outbox."""
+    store = f"sqlite:///{tmp_path / 'serve.db'}"
+    env = {**os.environ, "DUCTAPE_STORE": store}
+    env.pop("DUCTAPE_APP", None)
+    port = free_port()
+    with (tmp_path / "serve.log").open("wb") as log:
+        argv = [DUCTAPE, "serve", "--no-worker", "--metrics-from", "store", "--port", str(port)]
+        proc = subprocess.Popen(argv, env=env, cwd=tmp_path, stdout=log, stderr=log)
+    raw = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10)
+    worker = Ductape(store)  # a worker elsewhere (this test's process)
+    try:
+
+        def scrape() -> str | None:
+            assert proc.poll() is None, (tmp_path / "serve.log").read_text()
+            try:
+                return raw.get("/metrics", timeout=2).text
+            except httpx.HTTPError:
+                return None
+
+        wait_for(lambda: scrape() is not None, 30, "the API server to answer")  # counting starts here
+        worker.function("report")(lambda input, ctx: {"rows": 42})
+        worker.job.create(JOB)
+        for _ in range(3):
+            worker.job.schedule(SHOP)
+        assert worker.drain().completed == 3
+
+        def completed() -> float:
+            text = scrape()
+            assert text is not None
+            try:
+                return metric(text, "ductape_runs_total", status="completed", event_type="function")
+            except AssertionError:
+                return 0
+
+        wait_for(lambda: completed() == 3, 15, "the API server to count the runs")
+    finally:
+        worker.close()
+        raw.close()
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)

@@ -69,6 +69,8 @@ def create_app(
     events_lease: float = 30.0,
     public_url: str | None = None,
     session_lifetime: timedelta = DEFAULT_LIFETIME,
+    metrics_from: str = "process",
+    metrics_lease: float = 300.0,
 ) -> Any:
     """The ASGI app (a ``FastAPI``) serving ``ductape``. ``metrics_auth``: ``/metrics`` needs an API key too.
     ``events_poll``/``events_keepalive``: seconds between the event stream's looks at the store, and between
@@ -76,7 +78,9 @@ def create_app(
     renewal (renewed every third of it; a browser reconnecting within it resumes). ``public_url``: where
     browsers reach the server (``https://jobs.example.com``) when a proxy stands in front: its origin counts as
     this server's for the cookie's same-origin rule, and an ``https`` one makes the login cookie ``Secure``.
-    ``session_lifetime``: how long a dashboard login lasts."""
+    ``session_lifetime``: how long a dashboard login lasts. ``metrics_from``: ``process`` (the runs' series count
+    what this process's workers do) or ``store`` (they count every run, from the store's outbox, read at each
+    scrape through a live stream kept for ``metrics_lease`` seconds after the last scrape; api/ops.py)."""
     public_origin = origin_of(public_url) if public_url else None
     if public_url and public_origin is None:
         raise ValidationError("public_url", f"must be an http:// or https:// URL with a host, not {public_url!r}")
@@ -91,7 +95,7 @@ def create_app(
     app.state.ductape = ductape
     app.state.api_keys = ApiKeys(ductape.store, ductape.clock)
     app.state.logins = Logins(ductape.store, ductape.clock, app.state.api_keys, session_lifetime)
-    app.state.metrics = ops.metrics_of(ductape)
+    app.state.metrics, app.state.metrics_feed = ops.metrics_for(ductape, metrics_from, timedelta(seconds=metrics_lease))
     app.state.settings = ApiSettings(metrics_auth, events_poll, events_keepalive, public_origin, events_lease)
     app.state.stopping = threading.Event()  # set when the server stops: event streams end
 

@@ -1,7 +1,7 @@
 """Operating the service: ``/metrics`` (Prometheus text format), ``/healthz`` (the process answers) and
 ``/readyz`` (the store answers).
 
-Metrics (one registry per app; counters and histograms are fed by the workers of this process):
+Metrics (one registry per app):
 
 - ``ductape_runs_total{status, event_type}``: ``started``, ``completed``, ``retried`` (an attempt failed and
   another is scheduled), ``failed`` (for good);
@@ -10,13 +10,26 @@ Metrics (one registry per app; counters and histograms are fed by the workers of
 - ``ductape_leases_rescued_total``: runs whose worker stopped heartbeating, put back in the queue;
 - ``ductape_queue_depth`` (gauge, read from the store at each scrape): runs due now and not claimed yet;
 - the process's own (``process_*``, ``python_gc_*``).
+
+Where the runs' series come from (``create_app(metrics_from=...)``, ``ductape serve --metrics-from``):
+
+- ``process`` (the default): this process's workers feed them as they claim and finish runs. Each engine process
+  counts its own; a process without a worker (``serve --no-worker``) counts none.
+- ``store``: the store's outbox feeds them, whichever process ran the runs (``ductape_jobs.lifecycle``): each
+  scrape reads the lifecycle events written since the last one, through a live stream of the outbox whose lease
+  (``metrics_lease``, 5 min) each scrape renews. While it is live the store writes every run's events (what the
+  dashboard's open stream costs); once scrapes stop for a lease, it lapses and the outbox's triggers go. A scrape
+  after a lapse goes on without loss when no event it missed was pruned or left unwritten, and otherwise counts
+  the gap in ``ductape_metrics_gaps_total``. Scrape one such process: each counts every run.
 """
 
 from __future__ import annotations
 
 import asyncio
+import uuid
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
+from typing import Literal
 
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
@@ -34,6 +47,16 @@ from prometheus_client import (
 from ductape_jobs.api.auth import authenticate
 from ductape_jobs.api.common import call, client
 from ductape_jobs.client import Ductape
+from ductape_jobs.errors import ValidationError
+from ductape_jobs.lifecycle import (
+    LifecycleEvent,
+    RunCompleted,
+    RunFailed,
+    RunLost,
+    RunRetryScheduled,
+    RunStarted,
+    StreamPosition,
+)
 from ductape_jobs.models import Run
 from ductape_jobs.store.base import Outcome
 
@@ -42,9 +65,14 @@ router = APIRouter(tags=["operations"])
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 _LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
 
+MetricsSource = Literal["process", "store"]
+METRICS_SOURCES: tuple[MetricsSource, ...] = ("process", "store")
+_ENDED: dict[type[LifecycleEvent], str] = {RunCompleted: "completed", RunRetryScheduled: "retried", RunFailed: "failed"}
+
 
 class Metrics:
-    """The Prometheus metrics of one app, fed by the workers of its process (a ``RunObserver``)."""
+    """The Prometheus metrics of one app, fed by the workers of its process (a ``RunObserver``) or by the store's
+    lifecycle events (``events_seen``)."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
@@ -83,6 +111,69 @@ class Metrics:
     def runs_rescued(self, run_ids: Sequence[str]) -> None:
         self.rescued.inc(len(run_ids))
 
+    def events_seen(self, events: Sequence[LifecycleEvent]) -> None:
+        """Count the runs' lifecycle events as the workers' calls above count what they do: a start with its
+        lateness, an attempt's end with its duration (when it has one: a run that failed for good at a rescue has
+        none), a rescue."""
+        for event in events:
+            values = event.values
+            kind = str(values.get("event_type") or "")
+            if isinstance(event, RunStarted):
+                self.runs.labels("started", kind).inc()
+                due, started = values.get("available_at") or values.get("scheduled_at"), values.get("started_at")
+                if isinstance(due, int | float) and isinstance(started, int | float):
+                    self.lateness.observe(max(0.0, (started - due) / 1000))
+            elif isinstance(event, RunLost):
+                self.rescued.inc()
+            elif (status := _ENDED.get(type(event))) is not None:
+                self.runs.labels(status, kind).inc()
+                took = values.get("duration_ms")
+                if isinstance(took, int | float):
+                    self.duration.labels(kind).observe(took / 1000)
+
+
+class StoreFeed:
+    """Feeds ``metrics`` from the store's outbox (``metrics_from="store"``): at each scrape, the events written
+    since the last one, read through a live stream of its own (``metrics:<random>``) whose lease each scrape
+    renews (see the module's docstring)."""
+
+    PAGE = 500
+    MOST = 400  # pages per scrape (200,000 events): a backlog beyond it is read by the next scrapes
+
+    def __init__(self, dt: Ductape, metrics: Metrics, lease: timedelta) -> None:
+        self.dt = dt
+        self.metrics = metrics
+        self.lease = lease
+        self.name = f"metrics:{uuid.uuid4().hex[:16]}"
+        self.position: StreamPosition | None = None
+        self.lock = asyncio.Lock()
+        self.gaps = Counter(
+            "ductape_metrics_gaps",
+            "Times the runs' series went on past lifecycle events they could not read (no scrape for a lease)",
+            registry=metrics.registry,
+        )
+
+    def catch_up(self) -> None:
+        """Renew the stream (open it again if its lease lapsed), count the events after its position, and keep
+        the new position."""
+        store, now = self.dt.store, self.dt.clock.now()
+        until = now + self.lease
+        if self.position is None:
+            self.position = store.open_stream(self.name, None, until, now).position
+        elif not store.renew_stream(self.name, self.position, until, now):
+            start = store.open_stream(self.name, self.position, until, now)
+            if start.gap:
+                self.gaps.inc()
+            self.position = start.position
+        for _ in range(self.MOST):
+            events = store.stream_events(self.position, self.PAGE)
+            if events:
+                self.metrics.events_seen(events)
+                self.position = self.position.past(events[-1])
+            if len(events) < self.PAGE:
+                break
+        store.renew_stream(self.name, self.position, until, now)
+
 
 def metrics_of(dt: Ductape) -> Metrics:
     """The client's ``Metrics`` observer (added on first use: its workers feed it)."""
@@ -94,12 +185,29 @@ def metrics_of(dt: Ductape) -> Metrics:
     return metrics
 
 
+def metrics_for(dt: Ductape, source: str, lease: timedelta) -> tuple[Metrics, StoreFeed | None]:
+    """The app's metrics and, for ``source="store"``, their feed from the outbox; ``ValidationError`` on
+    ``metrics_from`` for another source."""
+    if source == "process":
+        return metrics_of(dt), None
+    if source == "store":
+        if lease <= timedelta(0):
+            raise ValidationError("metrics_lease", f"must be a positive number of seconds, not {lease}")
+        metrics = Metrics()  # not an observer: the store counts what every worker did, this one's included
+        return metrics, StoreFeed(dt, metrics, lease)
+    raise ValidationError("metrics_from", f"must be one of {', '.join(METRICS_SOURCES)}, not {source!r}")
+
+
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     if request.app.state.settings.metrics_auth:
         await authenticate(request)
     dt = client(request)
     found: Metrics = request.app.state.metrics
+    feed: StoreFeed | None = request.app.state.metrics_feed
+    if feed is not None:
+        async with feed.lock:
+            await call(feed.catch_up)
     found.queue_depth.set(await call(dt.store.queue_depth, dt.clock.now()))
     return Response(generate_latest(found.registry), media_type=CONTENT_TYPE_LATEST)
 

@@ -61,11 +61,18 @@ async def serve(
     metrics_auth: bool = False,
     public_url: str | None = None,
     session_lifetime: timedelta = DEFAULT_LIFETIME,
+    metrics_from: str = "process",
     **worker_options: Any,
 ) -> Worker | None:
     """Serve ``dt``'s API on ``host:port`` with a worker alongside, until a signal; returns the worker.
-    ``public_url`` and ``session_lifetime`` go to ``create_app``."""
-    app = create_app(dt, metrics_auth=metrics_auth, public_url=public_url, session_lifetime=session_lifetime)
+    ``public_url``, ``session_lifetime`` and ``metrics_from`` go to ``create_app``."""
+    app = create_app(
+        dt,
+        metrics_auth=metrics_auth,
+        public_url=public_url,
+        session_lifetime=session_lifetime,
+        metrics_from=metrics_from,
+    )
     stop = asyncio.Event()
 
     def stopping() -> None:

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 from datetime import timedelta
+from enum import StrEnum
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
@@ -27,6 +28,14 @@ from ductape_jobs.extras import require_extra
 
 log = logging.getLogger("ductape_jobs.serve")
 
+
+class MetricsFrom(StrEnum):
+    """``--metrics-from``: create_app's ``metrics_from`` (api/ops.py)."""
+
+    process = "process"
+    store = "store"
+
+
 HostOpt = Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: every one).")]
 PortOpt = Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")]
 
@@ -45,6 +54,7 @@ def run_server(
     metrics_auth: bool = False,
     public_url: str | None = None,
     session_hours: float = 12.0,
+    metrics_from: str = "process",
 ) -> None:
     """Serve until SIGTERM/SIGINT (needs the api extra)."""
     need_api()
@@ -69,6 +79,7 @@ def run_server(
             metrics_auth=metrics_auth,
             public_url=public_url,
             session_lifetime=timedelta(hours=session_hours),
+            metrics_from=metrics_from,
         )
     )
     if done is not None and done.abandoned:
@@ -84,6 +95,14 @@ def serve(
     port: PortOpt = 8000,
     no_worker: Annotated[bool, typer.Option("--no-worker", help="Serve the API only (workers run elsewhere).")] = False,
     metrics_auth: Annotated[bool, typer.Option("--metrics-auth", help="/metrics needs an API key too.")] = False,
+    metrics_from: Annotated[
+        MetricsFrom,
+        typer.Option(
+            "--metrics-from",
+            help="Where /metrics' run series come from: this process's workers (process), or every worker's runs "
+            "as the store's outbox records them (store; use it with --no-worker).",
+        ),
+    ] = MetricsFrom.process,
     public_url: Annotated[
         str | None,
         typer.Option(
@@ -118,4 +137,5 @@ def serve(
             metrics_auth=metrics_auth,
             public_url=public_url,
             session_hours=session_hours,
+            metrics_from=metrics_from.value,
         )
