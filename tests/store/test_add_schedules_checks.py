@@ -130,10 +130,14 @@ def test_a_first_run_takes_its_jobs_event_and_priority(store: Store) -> None:
 
 class CutProxy:
     """A TCP proxy in front of PostgreSQL. Once ``arm()``ed, it passes the server's answers on until one holds a
-    write's end: an INSERT's completion (``CommandComplete "INSERT 0 1"``) and then the server ready again
+    write's end: a write's completion (``CommandComplete``, ``WRITES``) and then the server ready again
     outside a transaction (``ReadyForQuery 'I'``: the transaction has committed). It closes both sides of that
     connection instead of passing that answer on: the client sees its connection lost, the commit's outcome
     unknown to it."""
+
+    #: The completions of a write: an INSERT (statements sent as a pipeline), or the one statement that calls
+    #: ductape_add_schedules() (a SELECT of one row)
+    WRITES = (b"INSERT 0 1\x00", b"SELECT 1\x00")
 
     def __init__(self, host: str, port: int) -> None:
         self._target = (host, port)
@@ -169,7 +173,8 @@ class CutProxy:
                     ready = held.find(b"Z\x00\x00\x00\x05")  # ReadyForQuery: the answer is whole
                     if ready < 0:
                         continue
-                    if 0 <= held.find(b"INSERT 0 1\x00") < ready and held[ready + 5 : ready + 6] == b"I":
+                    done = min((at for at in map(held.find, self.WRITES) if at >= 0), default=-1)
+                    if 0 <= done < ready and held[ready + 5 : ready + 6] == b"I":
                         self._armed.clear()
                         self.cut.set()
                         break

@@ -13,7 +13,7 @@ Not idempotent, so retried only when a failure came before COMMIT: ``create_job`
 first claim may have committed; its runs come back through ``rescue_expired``).
 
 ``add_schedules`` (``schedule()``, ``schedule_many``) is sent whole (``Dialect.transact_together``: on PostgreSQL
-one round trip, its checks of the jobs raised in the server), so a lost connection leaves its commit unknown
+one statement, its checks of the jobs raised in the server), so a lost connection leaves its commit unknown
 more often than a call that reads first would. It is not idempotent either (a second insert of its schedules is
 a conflict), but it can tell: its schedules are all written or none is, so before trying again the dialect
 looks for the first one (``landed``) and, found, ends the call as written.
@@ -170,13 +170,8 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             firsts.append({**row, **new_run_params(run, run.scheduled_at), "now": row["created_at"]})
         first = {"id": schedules[0].id} if schedules else None
 
-        def op(tx: Tx) -> None:  # sends only: on PostgreSQL the whole transaction is one round trip
-            tx.check_jobs(checks)  # a failure aborts the transaction: nothing below is written
-            tx.many("insert_schedule", list(rows.values()))
-            if keyed:  # a feature's JOB event: its key is unique (a second schedule is a ConflictError)
-                tx.many("set_feature_key", keyed)
-            tx.many("insert_first_run", firsts)
-            tx.notify()
+        def op(tx: Tx) -> None:  # sends only: on PostgreSQL the whole call is one statement
+            tx.add_schedules(checks, list(rows.values()), keyed, firsts)  # a failed check: nothing is written
 
         def landed(tx: Tx) -> bool:  # all or nothing: the first schedule is there if the call committed
             return first is not None and tx.one("get_schedule", first) is not None
@@ -481,7 +476,7 @@ def _job_name(product_tag: str, tag: str) -> str:
 
 def _planning(job: JobDefinition) -> dict[str, Any]:
     """What of a job definition a schedule is planned from (and its version), as the jobs table holds it: the
-    fields ``Tx.check_jobs`` compares with the stored row."""
+    fields the checks of ``Tx.add_schedules`` compare with the stored row."""
     return {
         "event_type": job.event_type.value,
         "event_tag": job.event_tag,

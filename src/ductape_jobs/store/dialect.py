@@ -8,14 +8,15 @@ databases (as procrastinate's connector and River's driver do):
 - its ``.sql`` files, with the same query names on every backend, in the backend's placeholder style; a
   parameter whose value is a list is the backend's array (``= ANY(%(ids)s)``; SQLite: ``json_each(:ids)``);
 - its claim of due runs (``Tx.claim_runs``: ``FOR UPDATE SKIP LOCKED`` on PostgreSQL; SQLite's single writer);
-- its checks of the jobs a write schedules (``Tx.check_jobs``: raised in the server on PostgreSQL, so a call of
-  ``transact_together`` needs no read in between; read and raised in-process on SQLite);
+- how it stores new schedules with the checks of their jobs (``Tx.add_schedules``: one statement on PostgreSQL,
+  its checks raised in the server, so ``transact_together`` needs no read in between; on SQLite queries in turn,
+  the checks read and raised in-process);
 - its wake-up (``Tx.notify`` and ``wait_for_change``: LISTEN/NOTIFY; nothing to do in-process on SQLite);
 - its migrations, its server clock and ``capabilities``.
 
 Rows are ``dict[str, Any]`` keyed by column name; the codecs turn them into records. Driver exceptions leave
 ``transact`` as ``ConflictError`` (a unique violation) or ``StoreError``, the driver's exception chained; a failed
-``Tx.check_jobs`` as ``job_check_error``'s ``NotFoundError`` or ``StaleJobError``.
+check of ``Tx.add_schedules`` as ``job_check_error``'s ``NotFoundError`` or ``StaleJobError``.
 """
 
 from __future__ import annotations
@@ -65,15 +66,21 @@ class Tx(Protocol):
         """Claim the runs ``params["ids"]`` (picked and, where the dialect locks, locked in this transaction)
         and record their attempts, as ``claim_runs``; their rows."""
 
-    def check_jobs(self, checks: Sequence[Params]) -> None:
-        """Check the jobs a write is about to schedule, and abort the transaction at the first that fails: each check
-        is ``{product_tag, tag, absent, planned, event_type, event_tag, executions, intervals, start_at,
-        updated_at}``. ``absent`` false: the job must exist, and stays locked against deletion until the
-        transaction ends; with ``planned``, its stored planning fields (the rest) must be those. ``absent`` true:
-        no such job may exist. The first failure (missing jobs first, then the absent ones, then the planned ones;
-        then by product and tag) is ``job_check_error``'s: ``NotFoundError("job", tag)`` or
-        ``StaleJobError(tag)``, raised here (SQLite) or when the statements sent together end (PostgreSQL: the
-        server raises, nothing after it in the transaction runs)."""
+    def add_schedules(
+        self, checks: Sequence[Params], schedules: Sequence[Params], keyed: Sequence[Params], firsts: Sequence[Params]
+    ) -> None:
+        """Store new schedules, all or none: first check the jobs they schedule, then write the rows of
+        ``insert_schedule`` (``schedules``), ``set_feature_key`` (``keyed``) and ``insert_first_run``
+        (``firsts``), then ``notify`` (PostgreSQL: one statement, ``ductape_add_schedules()``, migration 21;
+        SQLite: those queries in turn).
+
+        Each check is ``{product_tag, tag, absent, planned, event_type, event_tag, executions, intervals,
+        start_at, updated_at}``. ``absent`` false: the job must exist, and stays locked against deletion until
+        the transaction ends; with ``planned``, its stored planning fields (the rest) must be those. ``absent``
+        true: no such job may exist. The first failure (missing jobs first, then the absent ones, then the
+        planned ones; then by product and tag) is ``job_check_error``'s: ``NotFoundError("job", tag)`` or
+        ``StaleJobError(tag)``, raised here (SQLite) or when the call's statement ends (PostgreSQL: the server
+        raises), and nothing is written."""
 
     def notify(self) -> None:
         """Tell other processes' ``wait_for_change`` (at commit) that runs or schedules may be due sooner."""
@@ -98,10 +105,11 @@ class Dialect(Protocol):
         COMMIT's outcome is unknown. ``write=False``: it only reads."""
 
     def transact_together(self, op: Callable[[Tx], None], *, landed: Callable[[Tx], bool]) -> None:
-        """A write sent whole: its statements and the end of its transaction go together (PostgreSQL: one
-        pipeline, run as the pipeline's implicit transaction: one round trip). ``op`` only sends (PostgreSQL
-        refuses reads and ``run``, whose count comes at the end; the checks are ``Tx.check_jobs``), and the first
-        statement that fails aborts the transaction in the server, its error raised at the end.
+        """A write sent whole: its statements and the end of its transaction go together (PostgreSQL: gathered,
+        then sent in one round trip: one statement on its own, several as one pipeline, run as its implicit
+        transaction). ``op`` only sends (PostgreSQL refuses reads and ``run``, whose count comes at the end; a
+        Python error in ``op`` sends nothing), and the first statement that fails aborts the transaction in the
+        server, its error raised at the end.
 
         The commit happens once everything was sent, so a connection lost while waiting for the answer leaves
         its outcome unknown. Before trying again after such a failure, the dialect asks ``landed(tx)`` in a
@@ -121,7 +129,7 @@ class Dialect(Protocol):
 
 
 def job_check_error(why: str, tag: str) -> NotFoundError | StaleJobError:
-    """The typed error of a failed ``Tx.check_jobs``, from its ``why`` (``missing`` or ``stale``) and the tag."""
+    """The typed error of a failed check of ``Tx.add_schedules``, from its ``why`` (``missing`` or ``stale``) and the tag."""
     return NotFoundError("job", tag) if why == "missing" else StaleJobError(tag)
 
 

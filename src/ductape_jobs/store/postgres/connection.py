@@ -9,10 +9,10 @@ times with backoff if that is safe:
 - a failure **during COMMIT** (the outcome is unknown): only calls marked ``idempotent`` are retried, because
   running them twice leaves the same state. See ``store/core.py`` for which those are.
 
-``run_together`` sends a call's statements as one pipeline, which the server runs as one transaction (the
-pipeline's implicit one, committed at its Sync): one round trip, where ``run`` takes one for BEGIN, one per
-read and one for COMMIT. The server answers in order, so the outcome is known in two of the three ways the
-call can fail:
+``run_together`` sends a call's statements in one round trip as one transaction: a single statement on its own
+(autocommit: the server's implicit transaction), several as one pipeline (its implicit transaction, committed
+at its Sync), where ``run`` takes one round trip for BEGIN, one per read and one for COMMIT. The server answers
+in order, so the outcome is known in two of the three ways the call can fail:
 
 - a statement fails (an error the server reports, with a SQLSTATE): the server skips what follows and rolls
   the transaction back at the Sync: nothing was written, and the call may be retried (if the error is an
@@ -37,7 +37,7 @@ import contextlib
 import logging
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
@@ -54,6 +54,8 @@ from ductape_jobs.timing.backoff import Backoff, retry
 
 T = TypeVar("T")
 Conn = psycopg.Connection[DictRow]
+#: A statement of ``run_together``: its query, its parameters (a list of them when ``many``), ``many``.
+Statement = tuple[str, Any, bool]
 log = logging.getLogger("ductape_jobs.store.postgres")
 
 _SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
@@ -175,48 +177,38 @@ class Database:
 
         return self._retried(once, lambda: committing and not idempotent)
 
-    def run_together(self, op: Callable[[Conn], None], *, landed: Callable[[Conn], bool]) -> None:
-        """``op(conn)`` in one transaction sent as one pipeline: one round trip; ``op`` must only send (a read
-        would sync, and the Sync ends the transaction). After a lost connection left the commit's outcome
-        unknown, the next try first asks ``landed(conn)`` (its own transaction) whether the first committed:
-        ``True`` ends the call.
+    def run_together(self, statements: Sequence[Statement], *, landed: Callable[[Conn], bool]) -> None:
+        """``statements`` (each ``(query, params, many)``: ``many`` runs one query over a list of parameters) as
+        one transaction in one round trip: a single statement is sent on its own (the connection is in
+        autocommit: the server runs it as its own transaction); several go as one pipeline, whose implicit
+        transaction commits at its Sync. After a lost connection left the commit's outcome unknown, the next try
+        first asks ``landed(conn)`` (its own transaction) whether the first committed: ``True`` ends the call.
 
-        The transaction is the pipeline's implicit one (autocommit, no BEGIN): PostgreSQL runs the statements
-        up to the pipeline's Sync as one transaction, committed at the Sync if none failed and rolled back
-        otherwise, the statements after a failed one skipped. A Python exception inside ``op`` sends ROLLBACK
-        before the Sync, so what ``op`` had sent is rolled back too."""
-        committing = unknown = False
+        In a pipeline, PostgreSQL runs the statements up to the Sync as one transaction, committed at the Sync if
+        none failed and rolled back otherwise, the statements after a failed one skipped. A value psycopg cannot
+        send (a NUL in a text) sends ROLLBACK before the Sync, so what was sent is rolled back too; alone, such a
+        statement is never sent."""
+        unknown = False
 
         def settled(conn: Conn) -> bool:
             with conn.transaction():
                 return landed(conn)
 
         def once(conn: Conn) -> None:
-            nonlocal committing, unknown
+            nonlocal unknown
             resent = unknown  # the last try's outcome was unknown (and its work was not found)
             if resent and settled(conn):
                 return
-            committing = unknown = False
-            refused: psycopg.Error | None = None  # a statement's error, come back while op was still sending
+            unknown = False
             try:
-                with conn.pipeline():
-                    try:
-                        op(conn)
-                    except psycopg.Error as exc:
-                        if exc.sqlstate is None:  # not the server's answer: a value psycopg cannot send, or
-                            _roll_back(conn)  # the connection lost (then nothing reaches a Sync anyway)
-                            raise
-                        refused = exc  # the transaction is aborted; the Sync ends it (ROLLBACK would fail)
-                    except BaseException:
-                        _roll_back(conn)
-                        raise
-                    else:
-                        committing = True  # at the Sync
+                refused = _send(conn, statements)
+            except _NotSent as exc:  # nothing was committed: the driver's error, as it is (retried if it may be)
+                assert exc.__cause__ is not None
+                raise exc.__cause__ from None
             except BaseException as exc:
                 # a statement's error (SQLSTATE): the server rolled back, the commit never happened
-                unknown = committing and not (isinstance(exc, psycopg.Error) and exc.sqlstate is not None)
-                if refused is None:
-                    raise
+                unknown = not (isinstance(exc, psycopg.Error) and exc.sqlstate is not None)
+                raise
             if refused is not None:  # the first error, not the "pipeline aborted" of the statements after it
                 # sent again after an unknown outcome: a server still running the lost try may have committed it
                 # since the look (its key taken now): then the call did land, once
@@ -266,6 +258,49 @@ class Database:
 
     def close(self) -> None:
         self.pool.close()
+
+
+class _NotSent(Exception):
+    """``_send`` failed before anything could commit (its cause: the error)."""
+
+
+def _send(conn: Conn, statements: Sequence[Statement]) -> psycopg.Error | None:
+    """Send ``statements`` as one transaction (``Database.run_together``). Returns the server's first error (a
+    SQLSTATE: the transaction was rolled back); raises ``_NotSent`` from an error after which nothing can have
+    been committed; any other error leaves the commit's outcome unknown."""
+    if len(statements) == 1 and not statements[0][2]:
+        query, params, _ = statements[0]
+        try:
+            conn.execute(query, params)  # autocommit: the statement is its own transaction
+        except psycopg.Error as exc:
+            if exc.sqlstate is not None:
+                return exc
+            if not isinstance(exc, psycopg.OperationalError):  # refused by psycopg before it was sent
+                raise _NotSent() from exc
+            raise  # the connection lost: committed or not
+        return None
+    refused: psycopg.Error | None = None
+    try:
+        with conn.pipeline():
+            try:
+                for query, params, many in statements:
+                    if many:
+                        with conn.cursor() as cur:
+                            cur.executemany(query, params)
+                    else:
+                        conn.execute(query, params)
+            except psycopg.Error as exc:
+                if exc.sqlstate is None:  # not the server's answer: a value psycopg cannot send, or the
+                    _roll_back(conn)  # connection lost (then nothing reaches a Sync anyway)
+                    raise _NotSent() from exc
+                refused = exc  # the transaction is aborted; the Sync ends it (ROLLBACK would fail)
+            except BaseException as exc:
+                _roll_back(conn)
+                raise _NotSent() from exc
+    except psycopg.Error:
+        if refused is None:  # at the Sync: the server's error, or the connection lost (unknown)
+            raise
+    return refused
 
 
 def _roll_back(conn: Conn) -> None:

@@ -13,7 +13,7 @@ from typing import TypeVar
 
 from ductape_jobs.store.base import Capabilities
 from ductape_jobs.store.dialect import Params, Row
-from ductape_jobs.store.postgres.connection import Conn, Database, Listener
+from ductape_jobs.store.postgres.connection import Conn, Database, Listener, Statement
 from ductape_jobs.store.postgres.schema import migrate, migrated
 from ductape_jobs.store.sql import load_dialect_queries
 
@@ -78,23 +78,52 @@ class PostgresTx:
         """Tell listeners (at commit) that runs or schedules may be due sooner than they planned. Sent by the
         calls of the API and of shutdown/rescue, not by the hot claim/finish path: a notifying transaction
         takes a database-wide lock at commit."""
-        self._conn.execute(Q["notify"], {"channel": self._channel, "payload": ""})
+        self._conn.execute(Q["notify"], _notify_params(self._channel))
 
-    def check_jobs(self, checks: Sequence[Params]) -> None:
-        """Sent, not read: ductape_check_jobs() (migration 19) raises in the server, and the store's connection
-        turns its SQLSTATE into the typed error when the statements sent together end."""
-        self._conn.execute(Q["check_jobs"], {"checks": json.dumps(list(checks))})
+    def add_schedules(
+        self, checks: Sequence[Params], schedules: Sequence[Params], keyed: Sequence[Params], firsts: Sequence[Params]
+    ) -> None:
+        """One statement: ductape_add_schedules() (migration 21) checks, inserts and notifies in the server."""
+        self._conn.execute(Q["add_schedules"], _add_params(self._channel, checks, schedules, keyed, firsts))
 
     def sync_outbox_triggers(self) -> None:
-        self.one("sync_outbox_triggers")  # ductape_outbox_sync() (migration 13)
+        self.one("sync_outbox_triggers")  # ductape_outbox_sync() (migrations 13, 17 and 20)
 
 
-class PostgresSendTx(PostgresTx):
-    """A transaction of ``transact_together``: it only sends. A read would sync the pipeline, and a Sync ends the
-    pipeline's implicit transaction (committing half the call), so reading is refused (and ``run``, whose count
-    is unknown until the end)."""
+def _json(rows: Sequence[Params]) -> str:
+    return json.dumps(list(rows), separators=(",", ":"))
 
-    __slots__ = ()
+
+def _notify_params(channel: str) -> Params:
+    return {"channel": channel, "payload": ""}
+
+
+def _add_params(
+    channel: str,
+    checks: Sequence[Params],
+    schedules: Sequence[Params],
+    keyed: Sequence[Params],
+    firsts: Sequence[Params],
+) -> Params:
+    return {
+        "checks": _json(checks),
+        "schedules": _json(schedules),
+        "keyed": _json(keyed),
+        "firsts": _json(firsts),
+        **_notify_params(channel),
+    }
+
+
+class PostgresSendTx:
+    """A transaction of ``transact_together``: it only gathers what to send (``sent``), sent in one round trip
+    once it is all known (``Database.run_together``). A read would need an answer in between, so reading is
+    refused (and ``run``, whose count is unknown until the end); a Python error while gathering sends nothing."""
+
+    __slots__ = ("_channel", "sent")
+
+    def __init__(self, channel: str) -> None:
+        self._channel = channel
+        self.sent: list[Statement] = []
 
     def one(self, name: str, params: Params | None = None) -> Row | None:
         raise _sends_only(name)
@@ -111,9 +140,35 @@ class PostgresSendTx(PostgresTx):
     def later(self, name: str, params: Params | None = None) -> Callable[[], list[Row]]:
         raise _sends_only(name)
 
+    def claim_runs(self, params: Params) -> tuple[list[Row], bool]:
+        raise _sends_only("claim_runs")
+
+    def claim_picked(self, params: Params) -> list[Row]:
+        raise _sends_only("claim_picked")
+
+    def sync_outbox_triggers(self) -> None:
+        raise _sends_only("sync_outbox_triggers")
+
+    def many(self, name: str, params: Sequence[Params]) -> None:
+        if len(params) == 1:
+            self.sent.append((Q[name], params[0], False))
+        elif params:
+            self.sent.append((Q[name], list(params), True))
+
+    def together(self) -> AbstractContextManager[object]:
+        return contextlib.nullcontext()  # everything goes together
+
+    def notify(self) -> None:
+        self.sent.append((Q["notify"], _notify_params(self._channel), False))
+
+    def add_schedules(
+        self, checks: Sequence[Params], schedules: Sequence[Params], keyed: Sequence[Params], firsts: Sequence[Params]
+    ) -> None:
+        self.sent.append((Q["add_schedules"], _add_params(self._channel, checks, schedules, keyed, firsts), False))
+
 
 def _sends_only(name: str) -> TypeError:
-    return TypeError(f"{name}: a transaction of transact_together only sends (use many, check_jobs, notify)")
+    return TypeError(f"{name}: a transaction of transact_together only sends (use many, add_schedules, notify)")
 
 
 class PostgresDialect:
@@ -128,11 +183,10 @@ class PostgresDialect:
     def transact(self, op: Callable[[PostgresTx], T], *, write: bool = True, idempotent: bool = False) -> T:
         return self._db.run(lambda conn: op(PostgresTx(conn, self.channel)), idempotent=idempotent)
 
-    def transact_together(self, op: Callable[[PostgresTx], None], *, landed: Callable[[PostgresTx], bool]) -> None:
-        channel = self.channel
-        self._db.run_together(
-            lambda conn: op(PostgresSendTx(conn, channel)), landed=lambda conn: landed(PostgresTx(conn, channel))
-        )
+    def transact_together(self, op: Callable[[PostgresSendTx], None], *, landed: Callable[[PostgresTx], bool]) -> None:
+        gathered = PostgresSendTx(self.channel)
+        op(gathered)  # a Python error here: nothing was sent
+        self._db.run_together(gathered.sent, landed=lambda conn: landed(PostgresTx(conn, self.channel)))
 
     def migrate(self) -> None:
         if self._db.autocommit(migrated):  # every migration applied: one read, no lock

@@ -87,6 +87,3 @@ SELECT id FROM feature_runs
 WHERE status = 'running' AND lease_expires_at < %(now)s
   AND lease_owner NOT LIKE 'job-run:%%' AND strpos(id, '/') = 0
 ORDER BY lease_expires_at LIMIT %(limit)s;
-
--- name: set_feature_key
-UPDATE schedules SET feature_key = %(feature_key)s WHERE id = %(id)s;

@@ -12,10 +12,11 @@ VALUES (%(product_tag)s, %(tag)s, %(name)s, %(event_type)s, %(event_tag)s, %(exe
 -- name: lock_job
 SELECT * FROM jobs WHERE product_tag = %(product_tag)s AND tag = %(tag)s FOR UPDATE;
 
--- name: check_jobs
--- add_schedules' checks of the jobs it schedules, in the server: ductape_check_jobs() (migration 19) locks the
--- jobs that must exist (FOR SHARE, until the schedules are stored) and raises SQLSTATE DJ001 at the first failure.
-SELECT ductape_check_jobs(%(checks)s::jsonb);
+-- name: add_schedules
+-- schedule() and schedule_many in one statement (its own transaction): ductape_add_schedules() (migration 21)
+-- checks the jobs, inserts the schedules, their feature keys and first runs, and notifies, in the server.
+SELECT ductape_add_schedules(%(checks)s::json, %(schedules)s::json, %(keyed)s::json, %(firsts)s::json,
+    %(channel)s, %(payload)s);
 
 -- name: update_job
 UPDATE jobs SET name = %(name)s, event_type = %(event_type)s, event_tag = %(event_tag)s,
@@ -65,16 +66,6 @@ WHERE job_tag = %(tag)s AND job_product = %(product_tag)s AND status IN ('active
 -- name: delete_job
 DELETE FROM jobs WHERE product_tag = %(product_tag)s AND tag = %(tag)s;
 
--- name: insert_schedule
-INSERT INTO schedules (id, job_tag, job_product, env, product_tag, input, retries, app, cache, session_tag, session_claims,
-    cron, tz, every_ms, run_limit, end_date, follows_job, timeout_ms, misfire, overlap, pause_on_failure,
-    status, start_at, next_run_at, last_due_at, run_count, created_at, updated_at, trace_context, priority)
-VALUES (%(id)s, %(job_tag)s, %(job_product)s, %(env)s, %(product_tag)s, %(input)s, %(retries)s, %(app)s, %(cache)s,
-    %(session_tag)s, %(session_claims)s, %(cron)s, %(tz)s, %(every_ms)s::bigint, %(run_limit)s::integer,
-    %(end_date)s::bigint, %(follows_job)s, %(timeout_ms)s::bigint, %(misfire)s, %(overlap)s,
-    %(pause_on_failure)s, %(status)s, %(start_at)s, %(next_run_at)s::bigint, %(last_due_at)s::bigint,
-    %(run_count)s, %(created_at)s, %(created_at)s, %(trace_context)s, %(priority)s::integer);
-
 -- name: insert_run
 -- A run copies its job's event and its schedule's input. One scheduled run per (schedule, due time): a
 -- second stays unwritten. A manual run (triggered_by = 'manual') is always a run of its own.
@@ -88,20 +79,6 @@ SELECT %(id)s::text, s.id, %(scheduled_at)s::bigint, s.job_tag, s.product_tag, s
 FROM schedules s JOIN jobs j ON j.product_tag = s.job_product AND j.tag = s.job_tag
 WHERE s.id = %(schedule_id)s
 ON CONFLICT (schedule_id, scheduled_at) WHERE triggered_by <> 'manual' DO NOTHING;
-
--- name: insert_first_run
--- A new schedule's first run: the schedule's values as add_schedules holds them, the job's event, priority and
--- limit keys from its row (which check_jobs locked earlier in the transaction: no read in between, so the whole
--- call goes in one round trip).
-INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, event_type, event_tag, app, cache,
-    session_claims, input, phase, available_at, triggered_by, overlap, max_retries, timeout_ms, created_at,
-    updated_at, trace_context, priority, limit_keys)
-SELECT %(id)s::text, %(schedule_id)s::text, %(scheduled_at)s::bigint, %(job_tag)s::text, %(product_tag)s::text,
-    %(env)s::text, j.event_type, j.event_tag, %(app)s::text, %(cache)s::text, %(session_claims)s::text,
-    %(input)s::text, %(phase)s::text, %(available_at)s::bigint, %(triggered_by)s::text, %(overlap)s::text,
-    %(retries)s::integer, %(timeout_ms)s::bigint, %(now)s::bigint, %(now)s::bigint, %(trace_context)s::text,
-    coalesce(%(priority)s::integer, j.priority), j.limit_keys
-FROM jobs j WHERE j.product_tag = %(job_product)s AND j.tag = %(job_tag)s;
 
 -- name: get_schedule
 SELECT * FROM schedules WHERE id = %(id)s;

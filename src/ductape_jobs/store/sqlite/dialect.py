@@ -107,6 +107,14 @@ class SQLiteTx:
         if failed is not None:
             raise job_check_error(failed["why"], failed["tag"])
 
+    def add_schedules(
+        self, checks: Sequence[Params], schedules: Sequence[Params], keyed: Sequence[Params], firsts: Sequence[Params]
+    ) -> None:
+        self.check_jobs(checks)  # raises before anything is written
+        self.many("insert_schedule", schedules)
+        self.many("set_feature_key", keyed)  # a JOB event's key is unique (a second schedule: ConflictError)
+        self.many("insert_first_run", firsts)
+
     def notify(self) -> None:
         """Nothing to send: the processes sharing the file poll it (``wait_for_change`` returns ``False``)."""
 

@@ -1,0 +1,3 @@
+-- ductape-jobs schema, version 21 (SQLite): nothing to change. On PostgreSQL this version adds
+-- ductape_add_schedules(), add_schedules as one statement; SQLite runs the same steps as queries in its one
+-- process (SQLiteTx.add_schedules).
