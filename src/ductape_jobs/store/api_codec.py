@@ -16,7 +16,7 @@ from ductape_jobs.models import (
     Webhook,
     WebhookDelivery,
 )
-from ductape_jobs.store.codec import dumps, from_ms, ms
+from ductape_jobs.store.codec import dumps, from_ms, ms, storable
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
 
@@ -138,7 +138,7 @@ def record_params(
         "id": delivery_id,
         "now": ms(now),
         "ok": int(ok),
-        "error": None if ok else (error or "failed")[:2000],
+        "error": None if ok else storable((error or "failed")[:2000]),
         "retry_at": None if ok else ms(retry_at),
         "status": status,
         "duration_ms": duration_ms,

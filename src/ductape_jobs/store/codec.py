@@ -53,6 +53,12 @@ def dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
 
 
+def storable(text: str | None) -> str | None:
+    """An error text as every store can keep it: a NUL character (an exception's message, a remote server's
+    answer), which PostgreSQL's text cannot hold, written ``\\x00`` (on SQLite too, so both read the same)."""
+    return text.replace("\x00", "\\x00") if text is not None and "\x00" in text else text
+
+
 def not_json(value: Any, name: str = "output") -> str | None:
     """Why ``value`` is not a JSON value by the codec's rules, naming where (``output.rows[2] is a Foo``), or
     ``None`` when it is: dicts with string (or number, boolean, null) keys, lists, tuples, strings, numbers,
@@ -310,7 +316,7 @@ def outcome_params(
             "worker_id": o.worker_id,
             "finished_at": ms(o.finished_at),
             "duration_ms": o.duration_ms,
-            "error": o.error,
+            "error": storable(o.error),
             "now": now_ms,
         }
         if o.ok:

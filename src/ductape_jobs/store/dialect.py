@@ -129,7 +129,8 @@ class Dialect(Protocol):
 
 
 def job_check_error(why: str, tag: str) -> NotFoundError | StaleJobError:
-    """The typed error of a failed check of ``Tx.add_schedules``, from its ``why`` (``missing`` or ``stale``) and the tag."""
+    """The typed error of a failed check of ``Tx.add_schedules``, from its ``why`` (``missing`` or ``stale``)
+    and the tag."""
     return NotFoundError("job", tag) if why == "missing" else StaleJobError(tag)
 
 

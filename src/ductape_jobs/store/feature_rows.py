@@ -6,7 +6,7 @@ import json
 from datetime import UTC, datetime
 from typing import Any
 
-from ductape_jobs.store.codec import dumps, from_ms, ms
+from ductape_jobs.store.codec import dumps, from_ms, ms, storable
 from ductape_jobs.store.records import EventResult, EventStatus, FeatureRun, FeatureRunStatus
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
@@ -21,7 +21,7 @@ def feature_run_params(run: FeatureRun) -> dict[str, Any]:
         "input": dumps(run.input),
         "session_claims": None if run.session is None else dumps(run.session),
         "status": run.status.value,
-        "error": run.error,
+        "error": storable(run.error),
         "lease_owner": run.lease_owner,
         "lease_expires_at": ms(run.lease_expires_at),
         "created_at": ms(run.created_at),
@@ -98,7 +98,7 @@ def event_finish_params(
         "status": status.value,
         "output": None if output is None else dumps(output),
         "job_id": job_id,
-        "error": error,
+        "error": storable(error),
         "completed_at": None if status is EventStatus.RETRYING else ms(now),
         "now": ms(now),
     }

@@ -13,7 +13,7 @@ from typing import Any
 
 from ductape_jobs.errors import ConflictError, NotFoundError
 from ductape_jobs.models import Schedule
-from ductape_jobs.store.codec import ms, schedule_from_row
+from ductape_jobs.store.codec import ms, schedule_from_row, storable
 from ductape_jobs.store.dialect import Tx, UsesDialect
 from ductape_jobs.store.feature_rows import (
     event_finish_params,
@@ -125,7 +125,7 @@ class FeatureCore(UsesDialect):
     ) -> bool:
         if status is FeatureRunStatus.RUNNING:
             raise ValueError("a feature run finishes completed or failed")
-        params = {"id": run_id, "owner": owner, "status": status.value, "error": error, "now": ms(now)}
+        params = {"id": run_id, "owner": owner, "status": status.value, "error": storable(error), "now": ms(now)}
 
         def op(tx: Tx) -> bool:
             if tx.run("finish_feature_run", params) != 1:
