@@ -105,9 +105,14 @@ def test_metrics_from_the_store_count_every_workers_runs_once(dt: Ductape, clock
         elsewhere.close()
 
 
-def test_metrics_from_an_unknown_source_are_refused_by_name(dt: Ductape) -> None:
+def test_metrics_from_an_unknown_source_or_a_bad_lease_are_refused_by_name(dt: Ductape) -> None:
     with pytest.raises(ValidationError, match="metrics_from"):
         create_app(dt, metrics_from="prometheus")
+    for bad in (0, -1, float("nan"), float("inf"), 1e12):
+        with pytest.raises(ValidationError, match="metrics_lease"):
+            create_app(dt, metrics_from="store", metrics_lease=bad)
+        with pytest.raises(ValidationError, match="events_lease"):
+            create_app(dt, events_lease=bad)
 
 
 def test_rescued_leases_are_counted(api: Api, job: dict[str, Any], clock: FakeClock) -> None:

@@ -50,6 +50,9 @@ it gets 403. A key limited to a product sees only that product.
 Bad input answers 422 with `{"detail": [{"field", "rule", "message"}]}` and writes nothing."""
 
 
+MAX_LEASE_SECONDS = 86_400  # a stream's lease: a day at most
+
+
 @dataclass(frozen=True, slots=True)
 class ApiSettings:
     metrics_auth: bool = False
@@ -81,6 +84,9 @@ def create_app(
     ``session_lifetime``: how long a dashboard login lasts. ``metrics_from``: ``process`` (the runs' series count
     what this process's workers do) or ``store`` (they count every run, from the store's outbox, read at each
     scrape through a live stream kept for ``metrics_lease`` seconds after the last scrape; api/ops.py)."""
+    for name, seconds in (("events_lease", events_lease), ("metrics_lease", metrics_lease)):
+        if not (isinstance(seconds, int | float) and 0 < seconds <= MAX_LEASE_SECONDS):
+            raise ValidationError(name, f"must be a number of seconds above 0 and at most {MAX_LEASE_SECONDS}")
     public_origin = origin_of(public_url) if public_url else None
     if public_url and public_origin is None:
         raise ValidationError("public_url", f"must be an http:// or https:// URL with a host, not {public_url!r}")

@@ -54,9 +54,19 @@ def dumps(value: Any) -> str:
 
 
 def storable(text: str | None) -> str | None:
-    """An error text as every store can keep it: a NUL character (an exception's message, a remote server's
-    answer), which PostgreSQL's text cannot hold, written ``\\x00`` (on SQLite too, so both read the same)."""
-    return text.replace("\x00", "\\x00") if text is not None and "\x00" in text else text
+    """An error text as every store can keep it (an exception's message, a remote server's answer): a NUL
+    character, which PostgreSQL's text cannot hold, written ``\\x00``, and a lone surrogate (a file name decoded
+    with ``surrogateescape``), which UTF-8 cannot encode, written ``\\udce9``; on both stores, so both read the
+    same."""
+    if text is None:
+        return None
+    if "\x00" in text:
+        text = text.replace("\x00", "\\x00")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return text
 
 
 def not_json(value: Any, name: str = "output") -> str | None:

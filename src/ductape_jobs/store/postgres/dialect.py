@@ -20,7 +20,7 @@ from ductape_jobs.store.sql import load_dialect_queries
 T = TypeVar("T")
 #: Queries that ``many`` runs once over all its rows, given as one JSON list (``%(rows)s``): the finishing path's
 #: per-run writes, where psycopg's cost per statement is more than the server's.
-ROWS_AS_JSON = frozenset({"complete_run", "finish_attempt"})
+ROWS_AS_JSON = frozenset({"complete_run"})
 Q = load_dialect_queries(
     "ductape_jobs.store.postgres",
     ("queries.sql", "features.sql", "api_queries.sql", "retention.sql", "outbox.sql", "limits.sql"),

@@ -181,18 +181,16 @@ WHERE id = ANY(%(ids)s) AND lease_owner = %(worker_id)s AND phase = 'running';
 
 -- name: finish_attempt
 -- An attempt the rescue marked lost still records what its worker reported late ("lost, then completed"),
--- without changing its run. %(rows)s: every attempt of the call as one JSON list (PostgresTx.many: one
--- statement, where one per attempt costs the client more than the server).
-UPDATE attempts SET finished_at = f.finished_at,
-    outcome = CASE WHEN attempts.finished_at IS NULL THEN f.outcome ELSE 'lost, then ' || f.outcome END,
-    error = CASE WHEN attempts.finished_at IS NULL THEN f.error ELSE coalesce(f.error, attempts.error) END
-FROM json_to_recordset(%(rows)s::json)
-    AS f(run_id text, attempt integer, finished_at bigint, outcome text, error text)
-WHERE attempts.run_id = f.run_id AND attempts.attempt = f.attempt
-  AND (attempts.finished_at IS NULL OR attempts.outcome = 'lost');
+-- without changing its run. One statement per attempt: a JSON list joined in one statement made the planner
+-- guess 100 rows and scan the whole attempts table (10 ms at 20,000 attempts), where this is one index lookup.
+UPDATE attempts SET finished_at = %(finished_at)s,
+    outcome = CASE WHEN finished_at IS NULL THEN %(outcome)s::text ELSE 'lost, then ' || %(outcome)s::text END,
+    error = CASE WHEN finished_at IS NULL THEN %(error)s::text ELSE coalesce(%(error)s::text, error) END
+WHERE run_id = %(run_id)s AND attempt = %(attempt)s AND (finished_at IS NULL OR outcome = 'lost');
 
 -- name: complete_run
--- %(rows)s: every completed run of the call as one JSON list (as finish_attempt).
+-- %(rows)s: every completed run of the call as one JSON list (PostgresTx.many: one statement, where one per
+-- run costs the client more than the server; the plan probes the running runs by index).
 UPDATE runs SET phase = 'completed', completed_at = c.finished_at, duration_ms = c.duration_ms,
     output = c.output, error = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = c.now
 FROM json_to_recordset(%(rows)s::json)
