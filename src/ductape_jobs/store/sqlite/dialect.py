@@ -44,6 +44,8 @@ def _bind(name: str, params: Params | None) -> Params:
     return {**params, **{key: json.dumps(params[key]) for key in lists}}
 
 
+#: A planned job's fields ``Tx.check_jobs`` compares with its stored row (the query ``check_jobs`` reads them).
+_PLANNED = ("event_type", "event_tag", "executions", "intervals", "start_at", "updated_at")
 #: The migrations that drop the outbox's triggers (15: they exist only on demand; 17: their filter changed):
 #: migrate() creates them again after applying either, if a webhook or a live stream wants them.
 TRIGGERS_RESET = (15, 17)
@@ -103,9 +105,22 @@ class SQLiteTx:
         return rows
 
     def check_jobs(self, checks: Sequence[Params]) -> None:
-        failed = self.one("check_jobs", {"checks": list(checks)})
-        if failed is not None:
-            raise job_check_error(failed["why"], failed["tag"])
+        """One primary-key lookup a check (no JSON to build and take apart: most calls check one or two jobs),
+        compared here; the first failure in ``Tx.check_jobs``'s order is raised."""
+        query, execute = Q["check_jobs"], self._db.execute
+        failures: list[tuple[int, str, str, str]] = []
+        for c in checks:
+            row = execute(query, c).fetchone()  # named parameters: only product_tag and tag are read
+            if c["absent"]:
+                if row is not None:
+                    failures.append((1, c["product_tag"], c["tag"], "stale"))
+            elif row is None:
+                failures.append((0, c["product_tag"], c["tag"], "missing"))
+            elif c["planned"] and any(row[field] != c[field] for field in _PLANNED):
+                failures.append((2, c["product_tag"], c["tag"], "stale"))
+        if failures:
+            _, _, tag, why = min(failures)
+            raise job_check_error(why, tag)
 
     def notify(self) -> None:
         """Nothing to send: the processes sharing the file poll it (``wait_for_change`` returns ``False``)."""
@@ -134,10 +149,14 @@ class SQLiteDialect:
             raise StoreError(_cannot("open", path, exc)) from exc
         try:
             self._db.row_factory = _dict_row
-            self._db.execute("PRAGMA journal_mode = WAL")
+            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()
+            # WAL: once BEGIN IMMEDIATE holds the write lock, nothing in the transaction waits on a lock (COMMIT
+            # appends to the WAL; its automatic checkpoint is PASSIVE), so busy_timeout matters only to reads.
+            self._wal = bool(mode) and str(next(iter(mode.values()))).lower() == "wal"
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout.total_seconds() * 1000)}")
+            self._waits = True  # busy_timeout is the one given (False: 0, as _begin_immediate left it)
         except sqlite3.Error as exc:
             self._db.close()
             raise StoreError(_cannot("open", path, exc)) from exc
@@ -150,6 +169,7 @@ class SQLiteDialect:
                 if write:
                     self._begin_immediate()
                 else:
+                    self._wait_for_locks()
                     self._db.execute("BEGIN")
             except sqlite3.Error as exc:
                 raise StoreError(_cannot(action, self.path, exc)) from exc
@@ -177,9 +197,15 @@ class SQLiteDialect:
 
     def _begin_immediate(self) -> None:
         """Take the write lock, polling for it every 0.1 to 2 ms while another process holds it (SQLite's own busy
-        handler sleeps 1, 2, 5, 10 ms and longer between tries: most of a short transaction's turn lost)."""
+        handler sleeps 1, 2, 5, 10 ms and longer between tries: most of a short transaction's turn lost).
+
+        The poll needs busy_timeout 0. In WAL mode it stays 0 for the writes that follow, which wait on no lock
+        once they hold this one, until a read needs the timeout again (``_wait_for_locks``): a run of writes,
+        such as one ``schedule()`` after another, sets it for none of them."""
         db = self._db
-        db.execute("PRAGMA busy_timeout = 0")
+        if self._waits:
+            db.execute("PRAGMA busy_timeout = 0")
+            self._waits = False
         try:
             deadline = time.monotonic() + self._busy
             pause = 0.0001
@@ -193,7 +219,14 @@ class SQLiteDialect:
                 time.sleep(pause)
                 pause = min(pause * 2, 0.002)
         finally:
-            db.execute(f"PRAGMA busy_timeout = {int(self._busy * 1000)}")
+            if not self._wal:  # another journal mode: COMMIT may wait for readers
+                self._wait_for_locks()
+
+    def _wait_for_locks(self) -> None:
+        """busy_timeout back to the one given, for a read (or a write outside WAL mode)."""
+        if not self._waits:
+            self._db.execute(f"PRAGMA busy_timeout = {int(self._busy * 1000)}")
+            self._waits = True
 
     def _rollback(self) -> None:
         if self._db.in_transaction:
@@ -227,6 +260,7 @@ class SQLiteDialect:
 
     def _migrated(self) -> bool:
         with self._lock:
+            self._wait_for_locks()
             try:
                 rows = self._db.execute("SELECT version FROM schema_migrations").fetchall()
             except sqlite3.OperationalError:  # no such table: a new file
