@@ -107,16 +107,18 @@ class SQLiteTx:
     def check_jobs(self, checks: Sequence[Params]) -> None:
         """One primary-key lookup a check (no JSON to build and take apart: most calls check one or two jobs),
         compared here; the first failure in ``Tx.check_jobs``'s order is raised."""
-        query, execute = Q["check_jobs"], self._db.execute
+        cursor = self._db.cursor()
+        cursor.row_factory = None  # tuples, in _PLANNED's order: no dict a row
+        query = Q["check_jobs"]
         failures: list[tuple[int, str, str, str]] = []
         for c in checks:
-            row = execute(query, c).fetchone()  # named parameters: only product_tag and tag are read
+            row = cursor.execute(query, c).fetchone()  # named parameters: only product_tag and tag are read
             if c["absent"]:
                 if row is not None:
                     failures.append((1, c["product_tag"], c["tag"], "stale"))
             elif row is None:
                 failures.append((0, c["product_tag"], c["tag"], "missing"))
-            elif c["planned"] and any(row[field] != c[field] for field in _PLANNED):
+            elif c["planned"] and row != tuple(c[field] for field in _PLANNED):
                 failures.append((2, c["product_tag"], c["tag"], "stale"))
         if failures:
             _, _, tag, why = min(failures)
