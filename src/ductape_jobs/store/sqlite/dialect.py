@@ -6,9 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -21,6 +19,7 @@ from ductape_jobs.errors import ConflictError, StoreError
 from ductape_jobs.store.base import Capabilities
 from ductape_jobs.store.dialect import Params, Row, job_check_error
 from ductape_jobs.store.sql import load_dialect_queries, load_migrations, migration_versions
+from ductape_jobs.store.sqlite.binding import bind
 
 T = TypeVar("T")
 # WAL pages written before a commit checkpoints them into the file (SQLite's default: 1,000). A checkpoint
@@ -31,17 +30,8 @@ PACKAGE = "ductape_jobs.store.sqlite"
 Q = load_dialect_queries(
     PACKAGE, ("queries.sql", "features.sql", "api_queries.sql", "retention.sql", "outbox.sql", "limits.sql")
 )
-# The parameters each query reads with json_each: their list values are passed as JSON text.
-_LISTS = {name: tuple(re.findall(r"json_each\(:(\w+)\)", query)) for name, query in Q.items()}
-
-
-def _bind(name: str, params: Params | None) -> Params:
-    if params is None:
-        return {}
-    lists = _LISTS[name]
-    if not lists:
-        return params
-    return {**params, **{key: json.dumps(params[key]) for key in lists}}
+#: The queries as sent: bound by position (binding.py).
+B = {name: bind(query) for name, query in Q.items()}
 
 
 #: A planned job's fields ``Tx.check_jobs`` compares with its stored row (the query ``check_jobs`` reads them).
@@ -60,23 +50,27 @@ class SQLiteTx:
         self._db = db
 
     def one(self, name: str, params: Params | None = None) -> Row | None:
-        row: Row | None = self._db.execute(Q[name], _bind(name, params)).fetchone()
+        b = B[name]
+        row: Row | None = self._db.execute(b.sql, b.args(params)).fetchone()
         return row
 
     def all(self, name: str, params: Params | None = None) -> list[Row]:
-        return self._db.execute(Q[name], _bind(name, params)).fetchall()
+        b = B[name]
+        return self._db.execute(b.sql, b.args(params)).fetchall()
 
     def run(self, name: str, params: Params | None = None) -> int:
-        return self._db.execute(Q[name], _bind(name, params)).rowcount
+        b = B[name]
+        return self._db.execute(b.sql, b.args(params)).rowcount
 
     def many(self, name: str, params: Sequence[Params]) -> None:
         if params:
-            self._db.executemany(Q[name], [_bind(name, p) for p in params] if _LISTS[name] else params)
+            b = B[name]
+            self._db.executemany(b.sql, map(b.args, params))
 
     def each(self, name: str, params: Sequence[Params]) -> list[Row]:
-        query, rows = Q[name], []
+        b, rows = B[name], []
         for p in params:
-            rows.extend(self._db.execute(query, _bind(name, p)).fetchall())
+            rows.extend(self._db.execute(b.sql, b.args(p)).fetchall())
         return rows
 
     def later(self, name: str, params: Params | None = None) -> Callable[[], list[Row]]:
@@ -109,10 +103,10 @@ class SQLiteTx:
         compared here; the first failure in ``Tx.check_jobs``'s order is raised."""
         cursor = self._db.cursor()
         cursor.row_factory = None  # tuples, in _PLANNED's order: no dict a row
-        query = Q["check_jobs"]
+        b = B["check_jobs"]
         failures: list[tuple[int, str, str, str]] = []
         for c in checks:
-            row = cursor.execute(query, c).fetchone()  # named parameters: only product_tag and tag are read
+            row = cursor.execute(b.sql, b.args(c)).fetchone()  # only product_tag and tag are read
             if c["absent"]:
                 if row is not None:
                     failures.append((1, c["product_tag"], c["tag"], "stale"))
