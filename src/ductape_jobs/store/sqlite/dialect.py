@@ -1,6 +1,6 @@
 """The SQLite dialect: one connection to one file in WAL mode, shared by the threads of a process behind a lock;
 SQLite's single writer (``BEGIN IMMEDIATE``) orders the processes. Its SQL is the ``.sql`` files beside it
-(``:name`` parameters; a list parameter is read with ``json_each(:name)``)."""
+(``:name`` parameters, sent numbered: ``binding.py``; a list parameter is read with ``json_each(:name)``)."""
 
 from __future__ import annotations
 
