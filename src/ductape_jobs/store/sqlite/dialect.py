@@ -32,6 +32,9 @@ Q = load_dialect_queries(
 )
 #: The queries as sent: bound by position (binding.py).
 B = {name: bind(query) for name, query in Q.items()}
+#: Prepared statements the connection keeps (sqlite3's default, 128, is fewer than the queries a process that
+#: runs the engine and the API may use: past it, statements would be prepared again and again).
+STATEMENTS_CACHED = 2 * len(B)
 
 
 #: A planned job's fields ``Tx.check_jobs`` compares with its stored row (the query ``check_jobs`` reads them).
@@ -139,7 +142,11 @@ class SQLiteDialect:
         _create_private(path)
         try:
             self._db = sqlite3.connect(
-                path, isolation_level=None, check_same_thread=False, timeout=busy_timeout.total_seconds()
+                path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=busy_timeout.total_seconds(),
+                cached_statements=STATEMENTS_CACHED,
             )
         except sqlite3.Error as exc:
             raise StoreError(_cannot("open", path, exc)) from exc
