@@ -21,6 +21,7 @@ from ductape_jobs.piping import (
     Scope,
     Template,
     check,
+    has_placeholders,
     parse,
     references,
     register_function,
@@ -745,3 +746,22 @@ def test_non_text_scalars_are_returned_as_they_are(scope: Scope) -> None:
     marker = object()
     for value in (None, 1, 2.5, True, marker, b"$Input{a}"):
         assert resolve(value, scope) is value
+
+
+@pytest.mark.parametrize(
+    ("value", "found"),
+    [
+        ({}, False),
+        ({"i": 1, "name": "plain", "tags": ["a", {"b": None}], "$key": "keys are never read"}, False),
+        ({"price": "5 $"}, True),
+        ({"deep": [[{"x": "$Session{user}"}]]}, True),
+        (("a", ("$Now",)), True),
+        ("$$", True),
+    ],
+)
+def test_has_placeholders_is_whether_some_value_holds_a_dollar(value: Any, found: bool) -> None:
+    """schedule() skips restrict/check/resolve when it is false: then they change and raise nothing."""
+    assert has_placeholders(value) is found
+    if not found:
+        assert resolve(value, Scope()) == value
+        check(value, Scope(), sources={"Session", "Input"})

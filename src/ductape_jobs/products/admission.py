@@ -14,7 +14,16 @@ from typing import Any, Protocol
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.limits import check_headers
 from ductape_jobs.models import JobDefinition, JobEventTypes, ScheduleRequest, Session
-from ductape_jobs.piping import CALLER_SOURCES, PipingError, PipingSyntaxError, Scope, check, resolve, restrict
+from ductape_jobs.piping import (
+    CALLER_SOURCES,
+    PipingError,
+    PipingSyntaxError,
+    Scope,
+    check,
+    has_placeholders,
+    resolve,
+    restrict,
+)
 from ductape_jobs.piping.errors import located
 from ductape_jobs.products.channels import check_input as check_channels
 from ductape_jobs.products.feature_plan import check_input, plan_feature
@@ -47,12 +56,13 @@ def admit(
     claims = None
     if req.session is not None:
         claims = sessions.verify(req.session, env=req.env, product_tag=req.product_tag)
-    try:
-        restrict(req.input, CALLER_SOURCES)  # the caller's input never reads secrets, variables or constants
-        check(req.input, Scope(input=req.input, session=claims), sources={"Session"})
-        resolve(req.input, Scope(session=claims), sources=CALLER_SOURCES)  # all it reads is known: try it now
-    except (PipingError, PipingSyntaxError) as exc:
-        raise ValidationError(located("input", exc.at), str(exc)) from None
+    if has_placeholders(req.input):  # most inputs hold none: nothing to restrict, check or resolve
+        try:
+            restrict(req.input, CALLER_SOURCES)  # the caller's input never reads secrets, variables or constants
+            check(req.input, Scope(input=req.input, session=claims), sources={"Session"})
+            resolve(req.input, Scope(session=claims), sources=CALLER_SOURCES)  # all it reads is known: try it now
+        except (PipingError, PipingSyntaxError) as exc:
+            raise ValidationError(located("input", exc.at), str(exc)) from None
     if ref is not None and ref.event_type is JobEventTypes.FEATURE:  # the feature's input schema
         check_input(plan_feature(products.get(req.product_tag), ref.name, products.locate), req.input)
     if ref is not None and ref.event_type is JobEventTypes.ACTION:

@@ -49,8 +49,12 @@ AS_TEXT: tuple[type, ...] = (datetime, date, time, Decimal, UUID)
 _SCALARS = (str, bool, int, float, *AS_TEXT)
 
 
+#: One encoder for every value (``json.dumps`` with options builds an encoder a call: most of a small value's cost).
+_ENCODE = json.JSONEncoder(separators=(",", ":"), default=str).encode
+
+
 def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+    return _ENCODE(value)
 
 
 def storable(text: str | None) -> str | None:

@@ -1,14 +1,12 @@
 """The SQLite dialect: one connection to one file in WAL mode, shared by the threads of a process behind a lock;
 SQLite's single writer (``BEGIN IMMEDIATE``) orders the processes. Its SQL is the ``.sql`` files beside it
-(``:name`` parameters; a list parameter is read with ``json_each(:name)``)."""
+(``:name`` parameters, sent numbered: ``binding.py``; a list parameter is read with ``json_each(:name)``)."""
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import os
-import re
 import sqlite3
 import threading
 import time
@@ -21,6 +19,7 @@ from ductape_jobs.errors import ConflictError, StoreError
 from ductape_jobs.store.base import Capabilities
 from ductape_jobs.store.dialect import Params, Row, job_check_error
 from ductape_jobs.store.sql import load_dialect_queries, load_migrations, migration_versions
+from ductape_jobs.store.sqlite.binding import bind
 
 T = TypeVar("T")
 # WAL pages written before a commit checkpoints them into the file (SQLite's default: 1,000). A checkpoint
@@ -31,19 +30,15 @@ PACKAGE = "ductape_jobs.store.sqlite"
 Q = load_dialect_queries(
     PACKAGE, ("queries.sql", "features.sql", "api_queries.sql", "retention.sql", "outbox.sql", "limits.sql")
 )
-# The parameters each query reads with json_each: their list values are passed as JSON text.
-_LISTS = {name: tuple(re.findall(r"json_each\(:(\w+)\)", query)) for name, query in Q.items()}
+#: The queries as sent: bound by position (binding.py).
+B = {name: bind(query) for name, query in Q.items()}
+#: Prepared statements the connection keeps (sqlite3's default, 128, is fewer than the queries a process that
+#: runs the engine and the API may use: past it, statements would be prepared again and again).
+STATEMENTS_CACHED = 2 * len(B)
 
 
-def _bind(name: str, params: Params | None) -> Params:
-    if params is None:
-        return {}
-    lists = _LISTS[name]
-    if not lists:
-        return params
-    return {**params, **{key: json.dumps(params[key]) for key in lists}}
-
-
+#: A planned job's fields ``Tx.check_jobs`` compares with its stored row (the query ``check_jobs`` reads them).
+_PLANNED = ("event_type", "event_tag", "executions", "intervals", "start_at", "updated_at")
 #: The migrations that drop the outbox's triggers (15: they exist only on demand; 17: their filter changed):
 #: migrate() creates them again after applying either, if a webhook or a live stream wants them.
 TRIGGERS_RESET = (15, 17)
@@ -58,23 +53,27 @@ class SQLiteTx:
         self._db = db
 
     def one(self, name: str, params: Params | None = None) -> Row | None:
-        row: Row | None = self._db.execute(Q[name], _bind(name, params)).fetchone()
+        b = B[name]
+        row: Row | None = self._db.execute(b.sql, b.args(params)).fetchone()
         return row
 
     def all(self, name: str, params: Params | None = None) -> list[Row]:
-        return self._db.execute(Q[name], _bind(name, params)).fetchall()
+        b = B[name]
+        return self._db.execute(b.sql, b.args(params)).fetchall()
 
     def run(self, name: str, params: Params | None = None) -> int:
-        return self._db.execute(Q[name], _bind(name, params)).rowcount
+        b = B[name]
+        return self._db.execute(b.sql, b.args(params)).rowcount
 
     def many(self, name: str, params: Sequence[Params]) -> None:
         if params:
-            self._db.executemany(Q[name], [_bind(name, p) for p in params] if _LISTS[name] else params)
+            b = B[name]
+            self._db.executemany(b.sql, map(b.args, params))
 
     def each(self, name: str, params: Sequence[Params]) -> list[Row]:
-        query, rows = Q[name], []
+        b, rows = B[name], []
         for p in params:
-            rows.extend(self._db.execute(query, _bind(name, p)).fetchall())
+            rows.extend(self._db.execute(b.sql, b.args(p)).fetchall())
         return rows
 
     def later(self, name: str, params: Params | None = None) -> Callable[[], list[Row]]:
@@ -103,9 +102,24 @@ class SQLiteTx:
         return rows
 
     def check_jobs(self, checks: Sequence[Params]) -> None:
-        failed = self.one("check_jobs", {"checks": list(checks)})
-        if failed is not None:
-            raise job_check_error(failed["why"], failed["tag"])
+        """One primary-key lookup a check (no JSON to build and take apart: most calls check one or two jobs),
+        compared here; the first failure in ``Tx.check_jobs``'s order is raised."""
+        cursor = self._db.cursor()
+        cursor.row_factory = None  # tuples, in _PLANNED's order: no dict a row
+        b = B["check_jobs"]
+        failures: list[tuple[int, str, str, str]] = []
+        for c in checks:
+            row = cursor.execute(b.sql, b.args(c)).fetchone()  # only product_tag and tag are read
+            if c["absent"]:
+                if row is not None:
+                    failures.append((1, c["product_tag"], c["tag"], "stale"))
+            elif row is None:
+                failures.append((0, c["product_tag"], c["tag"], "missing"))
+            elif c["planned"] and row != tuple(c[field] for field in _PLANNED):
+                failures.append((2, c["product_tag"], c["tag"], "stale"))
+        if failures:
+            _, _, tag, why = min(failures)
+            raise job_check_error(why, tag)
 
     def add_schedules(
         self, checks: Sequence[Params], schedules: Sequence[Params], keyed: Sequence[Params], firsts: Sequence[Params]
@@ -136,16 +150,24 @@ class SQLiteDialect:
         _create_private(path)
         try:
             self._db = sqlite3.connect(
-                path, isolation_level=None, check_same_thread=False, timeout=busy_timeout.total_seconds()
+                path,
+                isolation_level=None,
+                check_same_thread=False,
+                timeout=busy_timeout.total_seconds(),
+                cached_statements=STATEMENTS_CACHED,
             )
         except sqlite3.Error as exc:
             raise StoreError(_cannot("open", path, exc)) from exc
         try:
             self._db.row_factory = _dict_row
-            self._db.execute("PRAGMA journal_mode = WAL")
+            mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()
+            # WAL: once BEGIN IMMEDIATE holds the write lock, nothing in the transaction waits on a lock (COMMIT
+            # appends to the WAL; its automatic checkpoint is PASSIVE), so busy_timeout matters only to reads.
+            self._wal = bool(mode) and str(next(iter(mode.values()))).lower() == "wal"
             self._db.execute("PRAGMA synchronous = NORMAL")
             self._db.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout.total_seconds() * 1000)}")
+            self._waits = True  # busy_timeout is the one given (False: 0, as _begin_immediate left it)
         except sqlite3.Error as exc:
             self._db.close()
             raise StoreError(_cannot("open", path, exc)) from exc
@@ -158,6 +180,7 @@ class SQLiteDialect:
                 if write:
                     self._begin_immediate()
                 else:
+                    self._wait_for_locks()
                     self._db.execute("BEGIN")
             except sqlite3.Error as exc:
                 raise StoreError(_cannot(action, self.path, exc)) from exc
@@ -185,9 +208,15 @@ class SQLiteDialect:
 
     def _begin_immediate(self) -> None:
         """Take the write lock, polling for it every 0.1 to 2 ms while another process holds it (SQLite's own busy
-        handler sleeps 1, 2, 5, 10 ms and longer between tries: most of a short transaction's turn lost)."""
+        handler sleeps 1, 2, 5, 10 ms and longer between tries: most of a short transaction's turn lost).
+
+        The poll needs busy_timeout 0. In WAL mode it stays 0 for the writes that follow, which wait on no lock
+        once they hold this one, until a read needs the timeout again (``_wait_for_locks``): a run of writes,
+        such as one ``schedule()`` after another, sets it for none of them."""
         db = self._db
-        db.execute("PRAGMA busy_timeout = 0")
+        if self._waits:
+            db.execute("PRAGMA busy_timeout = 0")
+            self._waits = False
         try:
             deadline = time.monotonic() + self._busy
             pause = 0.0001
@@ -201,7 +230,14 @@ class SQLiteDialect:
                 time.sleep(pause)
                 pause = min(pause * 2, 0.002)
         finally:
-            db.execute(f"PRAGMA busy_timeout = {int(self._busy * 1000)}")
+            if not self._wal:  # another journal mode: COMMIT may wait for readers
+                self._wait_for_locks()
+
+    def _wait_for_locks(self) -> None:
+        """busy_timeout back to the one given, for a read (or a write outside WAL mode)."""
+        if not self._waits:
+            self._db.execute(f"PRAGMA busy_timeout = {int(self._busy * 1000)}")
+            self._waits = True
 
     def _rollback(self) -> None:
         if self._db.in_transaction:
@@ -235,6 +271,7 @@ class SQLiteDialect:
 
     def _migrated(self) -> bool:
         with self._lock:
+            self._wait_for_locks()
             try:
                 rows = self._db.execute("SELECT version FROM schema_migrations").fetchall()
             except sqlite3.OperationalError:  # no such table: a new file

@@ -37,26 +37,11 @@ WHERE job_tag = :tag AND job_product = :product_tag AND follows_job = 1 AND stat
 SELECT * FROM jobs WHERE product_tag = :product_tag AND tag = :tag;
 
 -- name: check_jobs
--- add_schedules' checks of the jobs it schedules (:checks, a JSON list, as PostgreSQL's ductape_check_jobs() of
--- its migration 19 takes it): the first failure as (tag, why), why 'missing' (a job that must exist does not) or
--- 'stale' (a job that must be absent exists, or a planned job's stored planning fields differ); no row: all hold.
-SELECT c.tag, CASE WHEN c.absent OR j.tag IS NOT NULL THEN 'stale' ELSE 'missing' END AS why
-FROM (
-    SELECT json_extract(value, '$.product_tag') AS product_tag, json_extract(value, '$.tag') AS tag,
-        json_extract(value, '$.absent') AS absent, json_extract(value, '$.planned') AS planned,
-        json_extract(value, '$.event_type') AS event_type, json_extract(value, '$.event_tag') AS event_tag,
-        json_extract(value, '$.executions') AS executions, json_extract(value, '$.intervals') AS intervals,
-        json_extract(value, '$.start_at') AS start_at, json_extract(value, '$.updated_at') AS updated_at
-    FROM json_each(:checks)
-) c
-LEFT JOIN jobs j ON j.product_tag = c.product_tag AND j.tag = c.tag
-WHERE (NOT c.absent AND j.tag IS NULL)
-   OR (c.absent AND j.tag IS NOT NULL)
-   OR (NOT c.absent AND c.planned AND (j.event_type IS NOT c.event_type OR j.event_tag IS NOT c.event_tag
-       OR j.executions IS NOT c.executions OR j.intervals IS NOT c.intervals OR j.start_at IS NOT c.start_at
-       OR j.updated_at IS NOT c.updated_at))
-ORDER BY CASE WHEN NOT c.absent AND j.tag IS NULL THEN 0 WHEN c.absent THEN 1 ELSE 2 END, c.product_tag, c.tag
-LIMIT 1;
+-- One of add_schedules' checks of the jobs it schedules (SQLiteTx.check_jobs compares and orders them in-process,
+-- as PostgreSQL's ductape_check_jobs() of its migration 19 does in the server): the job's planning fields, no row
+-- when it does not exist. A primary-key lookup; the write lock (BEGIN IMMEDIATE) keeps it true until the commit.
+SELECT event_type, event_tag, executions, intervals, start_at, updated_at FROM jobs
+WHERE product_tag = :product_tag AND tag = :tag;
 
 -- name: get_job
 SELECT * FROM jobs WHERE product_tag = :product_tag AND tag = :tag;

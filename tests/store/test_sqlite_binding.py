@@ -1,0 +1,90 @@
+"""SQLite's dialect internals that the hot path leans on: queries sent with numbered parameters (binding.py), and
+busy_timeout, left 0 across a run of WAL writes, back in force for every read."""
+
+from __future__ import annotations
+
+import sqlite3
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+
+from ductape_jobs.errors import StoreError
+from ductape_jobs.store.sqlite.binding import bind
+from ductape_jobs.store.sqlite.dialect import B, Q, SQLiteDialect
+
+
+def test_names_become_numbers_in_order_of_first_use_and_quoted_text_is_left_alone() -> None:
+    b = bind(
+        "-- at :not_a_parameter\n"
+        "SELECT ':nor_this', \"a:b\", /* :nor */ x FROM t WHERE a = :first AND b = :second OR c = :first\n"
+        "AND d IN (SELECT value FROM json_each(:ids))"
+    )
+    assert b.names == ("first", "second", "ids") and b.lists == ("ids",)
+    assert "a = ?1 AND b = ?2 OR c = ?1" in b.sql and "json_each(?3)" in b.sql
+    assert ":not_a_parameter" in b.sql and "':nor_this'" in b.sql and '"a:b"' in b.sql and ":nor " in b.sql
+    assert b.args({"second": 2, "first": 1, "ids": ["a", "b"], "unused": 0}) == (1, 2, '["a", "b"]')
+    assert bind("SELECT 1").args(None) == () and bind("SELECT :one").args({"one": 1}) == (1,)
+
+
+def test_every_query_binds_what_its_named_form_binds() -> None:
+    """The numbered text is the named text with each parameter replaced: same SQL otherwise, every name kept."""
+    for name, query in Q.items():
+        b = B[name]
+        restored = b.sql
+        for number in range(len(b.names), 0, -1):  # ?12 before ?1
+            restored = restored.replace(f"?{number}", f":{b.names[number - 1]}")
+        assert restored == query, name
+
+
+def test_a_missing_parameter_is_the_store_error_sqlite_would_raise(tmp_path: Path) -> None:
+    dialect = SQLiteDialect(str(tmp_path / "s.db"))
+    try:
+        dialect.migrate()
+        with pytest.raises(StoreError, match=r"binding parameter :tag"):
+            dialect.transact(lambda tx: tx.one("get_job", {"product_tag": ""}), write=False)
+    finally:
+        dialect.close()
+
+
+def _busy_timeout(dialect: SQLiteDialect, *, write: bool) -> int:
+    row = dialect.transact(lambda tx: tx._db.execute("PRAGMA busy_timeout").fetchone(), write=write)
+    return int(next(iter(row.values())))
+
+
+def test_reads_wait_for_locks_after_writes_that_poll_for_theirs(tmp_path: Path) -> None:
+    dialect = SQLiteDialect(str(tmp_path / "s.db"), busy_timeout=timedelta(seconds=7))
+    try:
+        dialect.migrate()
+        assert _busy_timeout(dialect, write=True) == 0  # WAL: BEGIN IMMEDIATE polled; nothing after it waits
+        assert _busy_timeout(dialect, write=True) == 0
+        assert _busy_timeout(dialect, write=False) == 7000  # a read waits as long as it was told
+        assert _busy_timeout(dialect, write=True) == 0
+        assert _busy_timeout(dialect, write=False) == 7000
+    finally:
+        dialect.close()
+
+
+def test_outside_wal_mode_writes_wait_for_locks_too() -> None:
+    dialect = SQLiteDialect(":memory:", busy_timeout=timedelta(seconds=3))  # journal_mode stays "memory"
+    try:
+        assert _busy_timeout(dialect, write=True) == 3000
+    finally:
+        dialect.close()
+
+
+def test_the_write_lock_is_still_polled_for_while_another_connection_holds_it(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.db")
+    dialect = SQLiteDialect(path, busy_timeout=timedelta(milliseconds=300))
+    other = sqlite3.connect(path, isolation_level=None)
+    try:
+        dialect.migrate()
+        other.execute("BEGIN IMMEDIATE")
+        with pytest.raises(StoreError, match="locked"):
+            dialect.transact(lambda tx: None)
+        other.execute("COMMIT")
+        dialect.transact(lambda tx: None)  # free again: taken at once
+        assert _busy_timeout(dialect, write=False) == 300
+    finally:
+        other.close()
+        dialect.close()
