@@ -37,7 +37,7 @@ B = {name: bind(query) for name, query in Q.items()}
 STATEMENTS_CACHED = 2 * len(B)
 
 
-#: A planned job's fields ``Tx.check_jobs`` compares with its stored row (the query ``check_jobs`` reads them).
+#: A planned job's fields ``SQLiteTx.check_jobs`` compares with its stored row (the query ``check_jobs`` reads them).
 _PLANNED = ("event_type", "event_tag", "executions", "intervals", "start_at", "updated_at")
 #: The migrations that drop the outbox's triggers (15: they exist only on demand; 17: their filter changed):
 #: migrate() creates them again after applying either, if a webhook or a live stream wants them.
@@ -103,7 +103,7 @@ class SQLiteTx:
 
     def check_jobs(self, checks: Sequence[Params]) -> None:
         """One primary-key lookup a check (no JSON to build and take apart: most calls check one or two jobs),
-        compared here; the first failure in ``Tx.check_jobs``'s order is raised."""
+        compared here; the first failure in the order ``Tx.add_schedules`` gives is raised."""
         cursor = self._db.cursor()
         cursor.row_factory = None  # tuples, in _PLANNED's order: no dict a row
         b = B["check_jobs"]
