@@ -339,6 +339,27 @@ def test_demo_runs_for_n_seconds_and_is_idempotent(store: str) -> None:
 # ------------------------------------------------------------------------------------ a real process
 
 
+def test_a_call_builds_only_the_command_it_names(capsys: pytest.CaptureFixture[str]) -> None:
+    def names(cli_app: Any) -> list[str]:
+        return [c.name or c.callback.__name__ for c in cli_app.registered_commands] + [
+            g.name for g in cli_app.registered_groups
+        ]
+
+    assert names(app.narrowed(["worker", "--app", "m:app"])) == ["worker"]
+    assert names(app.narrowed(["job", "list", "--json"])) == ["job"]
+    assert names(app.narrowed(["schedule-many", "--help"])) == ["schedule-many"]
+    assert app.narrowed(["worker"]).registered_callback is app.registered_callback  # --product-file still applies
+    for argv in ([], ["--help"], ["--product-file", "p.yaml", "worker"], ["wrker"]):  # no command first: all of them
+        assert app.narrowed(argv) is app
+    assert len(names(app)) > 10  # the app itself keeps every command
+    with pytest.raises(SystemExit) as stopped:
+        app(["worker", "--help"])
+    assert stopped.value.code == 0 and "--concurrency" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as stopped:
+        app(["wrker"])
+    assert stopped.value.code == 2 and "worker" in capsys.readouterr().err
+
+
 @pytest.mark.slow
 def test_worker_process_runs_a_job_and_exits_0_on_sigterm(tmp_path: Path) -> None:
     (tmp_path / "myjobs.py").write_text(
