@@ -100,5 +100,5 @@ def test_a_read_key_gets_no_server_error_and_403_on_every_change(case: Any) -> N
     answer = case.call(headers=_bearer(KEYS, "read"))
     _explains(answer)
     needed = SCOPES.get((case.method.upper(), case.path))  # (None for a method the route does not have)
-    if needed not in (None, "read"):
+    if needed not in (None, "read") and answer.status_code != 413:  # a body over the limit is refused first
         assert answer.status_code == 403 and f"needs the {needed} scope" in answer.json()["detail"]
