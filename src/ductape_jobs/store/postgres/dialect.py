@@ -44,15 +44,15 @@ class PostgresTx:
         return self._conn.execute(Q[name], params).rowcount
 
     def many(self, name: str, params: Sequence[Params]) -> None:
-        if not params:
+        statement = _many(name, params)
+        if statement is None:
             return
-        if name in ROWS_AS_JSON:  # one statement over every row
-            self._conn.execute(Q[name], {"rows": _json(params)})
-        elif len(params) == 1:  # schedule(): execute costs less than executemany
-            self._conn.execute(Q[name], params[0])
-        else:
+        query, sent, over_list = statement
+        if over_list:
             with self._conn.cursor() as cur:
-                cur.executemany(Q[name], params)
+                cur.executemany(query, sent)
+        else:
+            self._conn.execute(query, sent)
 
     def each(self, name: str, params: Sequence[Params]) -> list[Row]:
         """``executemany`` (pipelined: one round trip) returning every statement's rows."""
@@ -95,6 +95,18 @@ class PostgresTx:
 
     def sync_outbox_triggers(self) -> None:
         self.one("sync_outbox_triggers")  # ductape_outbox_sync() (migrations 13, 17 and 20)
+
+
+def _many(name: str, params: Sequence[Params]) -> Statement | None:
+    """How ``Tx.many`` sends ``name`` over ``params`` (none: nothing to send): a query of ``ROWS_AS_JSON`` once
+    over them all, one row as a plain execute (it costs less than executemany), more rows as executemany."""
+    if not params:
+        return None
+    if name in ROWS_AS_JSON:
+        return (Q[name], {"rows": _json(params)}, False)
+    if len(params) == 1:
+        return (Q[name], params[0], False)
+    return (Q[name], list(params), True)
 
 
 def _json(rows: Sequence[Params]) -> str:
@@ -157,12 +169,9 @@ class PostgresSendTx:
         raise _sends_only("sync_outbox_triggers")
 
     def many(self, name: str, params: Sequence[Params]) -> None:
-        if name in ROWS_AS_JSON and params:
-            self.sent.append((Q[name], {"rows": _json(params)}, False))
-        elif len(params) == 1:
-            self.sent.append((Q[name], params[0], False))
-        elif params:
-            self.sent.append((Q[name], list(params), True))
+        statement = _many(name, params)
+        if statement is not None:
+            self.sent.append(statement)
 
     def together(self) -> AbstractContextManager[object]:
         return contextlib.nullcontext()  # everything goes together
