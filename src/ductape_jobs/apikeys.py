@@ -15,7 +15,8 @@ import hmac
 import secrets
 import threading
 import time
-from dataclasses import dataclass
+
+from msgspec import Struct
 
 from ductape_jobs.clock import Clock
 from ductape_jobs.errors import ConflictError, ValidationError
@@ -50,8 +51,7 @@ def key_matches(key: str, stored: str) -> bool:
     return hmac.compare_digest(hash_key(key, salt).encode(), stored.encode())
 
 
-@dataclass(frozen=True, slots=True)
-class CreatedKey:
+class CreatedKey(Struct, frozen=True):
     """A new key's record and the key itself (shown once: only its hash is kept)."""
 
     record: ApiKey

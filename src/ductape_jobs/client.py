@@ -8,9 +8,10 @@ import logging
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from msgspec.structs import replace
 
 from ductape_jobs.blocking import Blocking, run_blocking
 from ductape_jobs.clock import Clock, StoreClock, SystemClock
@@ -394,7 +395,7 @@ def _tracing_wanted(setting: bool | None) -> bool:
 
 
 def _with(options: WorkerOptions, overrides: dict[str, Any]) -> WorkerOptions:
-    from dataclasses import fields, replace
+    from msgspec.structs import fields, replace
 
     known = {f.name for f in fields(WorkerOptions)}
     unknown = set(overrides) - known

@@ -230,7 +230,7 @@ class JobControl:
 
 
 def _replace(s: Schedule, **changes: Any) -> Schedule:
-    from dataclasses import replace
+    from msgspec.structs import replace
 
     return replace(s, **changes)
 

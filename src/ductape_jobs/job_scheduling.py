@@ -5,9 +5,10 @@ due time, and its run when due at once) and stored with its first run in one tra
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
-from dataclasses import replace
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
+
+from msgspec.structs import replace
 
 from ductape_jobs.engine.scheduler import make_recurrence, new_run
 from ductape_jobs.errors import ConflictError, NotFoundError, StaleJobError, ValidationError

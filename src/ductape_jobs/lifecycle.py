@@ -28,17 +28,18 @@ as ``Last-Event-ID`` when it reconnects).
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any, ClassVar
+
+from msgspec import Struct
+from msgspec.structs import replace
 
 from ductape_jobs.errors import ValidationError
 
 _TIMES = ("scheduled_at", "started_at", "completed_at", "next_run_at", "available_at")
 
 
-@dataclass(frozen=True, slots=True)
-class LifecycleEvent:
+class LifecycleEvent(Struct, frozen=True):
     """One event of the outbox. ``(txid, seq)`` orders the events of one store (its ``cursor``; ``txid`` is
     PostgreSQL's writing transaction, 0 on SQLite); ``job_id`` is the schedule's id; ``values`` are the changed
     row's columns as the store wrote them (times in ms; ``payload`` presents them)."""
@@ -77,53 +78,43 @@ class LifecycleEvent:
         return out
 
 
-class ScheduleCreated(LifecycleEvent):
-    __slots__ = ()
+class ScheduleCreated(LifecycleEvent, frozen=True):
     name = "job.scheduled"
 
 
-class SchedulePaused(LifecycleEvent):
-    __slots__ = ()
+class SchedulePaused(LifecycleEvent, frozen=True):
     name = "job.paused"
 
 
-class ScheduleResumed(LifecycleEvent):
-    __slots__ = ()
+class ScheduleResumed(LifecycleEvent, frozen=True):
     name = "job.resumed"
 
 
-class ScheduleCancelled(LifecycleEvent):
-    __slots__ = ()
+class ScheduleCancelled(LifecycleEvent, frozen=True):
     name = "job.cancelled"
 
 
-class RunQueued(LifecycleEvent):
-    __slots__ = ()
+class RunQueued(LifecycleEvent, frozen=True):
     name = "run.queued"
 
 
-class RunStarted(LifecycleEvent):
-    __slots__ = ()
+class RunStarted(LifecycleEvent, frozen=True):
     name = "job.started"
 
 
-class RunRetryScheduled(LifecycleEvent):
-    __slots__ = ()
+class RunRetryScheduled(LifecycleEvent, frozen=True):
     name = "run.attempt_failed"
 
 
-class RunLost(LifecycleEvent):
-    __slots__ = ()
+class RunLost(LifecycleEvent, frozen=True):
     name = "run.attempt_lost"
 
 
-class RunCompleted(LifecycleEvent):
-    __slots__ = ()
+class RunCompleted(LifecycleEvent, frozen=True):
     name = "job.completed"
 
 
-class RunFailed(LifecycleEvent):
-    __slots__ = ()
+class RunFailed(LifecycleEvent, frozen=True):
     name = "job.failed"
 
 
@@ -163,8 +154,7 @@ def lifecycle_event(
 _POSITION = re.compile(r"(\d{1,18})-(\d{1,18})-(\d{1,18})")
 
 
-@dataclass(frozen=True, slots=True, order=True)
-class StreamPosition:
+class StreamPosition(Struct, frozen=True, order=True):
     """A live stream's place in the outbox: after the event whose cursor is ``(txid, seq)`` (``(0, 0)``: before
     every event), in the live streams' recording ``epoch``. An epoch begins when a stream opens while no other is
     live (the store then starts writing every event, not only the ones webhooks take) and lasts while some stream
@@ -195,8 +185,7 @@ class StreamPosition:
         return cls(epoch, txid, seq)
 
 
-@dataclass(frozen=True, slots=True)
-class StreamStart:
+class StreamStart(Struct, frozen=True):
     """Where a live stream that just opened reads from. ``gap``: the position it asked to resume from could not
     be kept (events after it were pruned, or not written while no stream was live), so it starts at the newest
     event instead and must tell its reader to reload what it shows."""

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from dataclasses import dataclass
 from datetime import timedelta
+
+from msgspec import Struct
 
 from ductape_jobs.apikeys import ApiKeys
 from ductape_jobs.clock import Clock
@@ -30,8 +31,7 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-@dataclass(frozen=True, slots=True)
-class Login:
+class Login(Struct, frozen=True):
     """A new session and its token (the cookie's value; only its hash is stored)."""
 
     session: LoginSession

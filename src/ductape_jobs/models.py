@@ -1,7 +1,7 @@
 """The seeds' records: job definitions (``IProductJob``), schedule requests (``IJobProcessorInput``,
 ``IJobRepeatOptions``, ``ISession``), and what the store keeps: schedules, runs and their attempts.
 
-Input models are pydantic (they validate); stored records are plain dataclasses (they are read in the hot
+Input models are pydantic (they validate); stored records are msgspec Structs (they are read in the hot
 path). The seeds' millisecond and Unix-timestamp fields are converted here, once, into aware UTC
 ``datetime`` and ``timedelta``.
 """
@@ -9,11 +9,11 @@ path). The seeds' millisecond and Unix-timestamp fields are converted here, once
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
+from msgspec import Struct, field
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -594,8 +594,7 @@ def invalid(err: Any, prefix: str = "", default: str = "body") -> ValidationErro
 # ------------------------------------------------------------------------------------- stored records
 
 
-@dataclass(frozen=True, slots=True)
-class Schedule:
+class Schedule(Struct, frozen=True):
     """A job instance made by ``schedule()``: the request, its recurrence and where it stands."""
 
     id: str
@@ -637,8 +636,7 @@ class Schedule:
         return self.cron is not None or self.every is not None
 
 
-@dataclass(frozen=True, slots=True)
-class Attempt:
+class Attempt(Struct, frozen=True):
     run_id: str
     attempt: int
     worker_id: str
@@ -648,8 +646,7 @@ class Attempt:
     error: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Run:
+class Run(Struct, frozen=True):
     """One occurrence of a schedule (or a one-off), with its attempts' summary."""
 
     id: str
@@ -685,8 +682,7 @@ class Run:
     trace_context: str | None = None  # its schedule's (tracing.py): the trace its attempts continue or link to
 
 
-@dataclass(frozen=True, slots=True)
-class NewRun:
+class NewRun(Struct, frozen=True):
     """A run the engine asks the store to create."""
 
     id: str
@@ -697,8 +693,7 @@ class NewRun:
     triggered_by: TriggeredBy
 
 
-@dataclass(frozen=True, slots=True)
-class RunFilter:
+class RunFilter(Struct, frozen=True):
     job_id: str | None = None
     job_tag: str | None = None
     phase: RunPhase | None = None
@@ -710,8 +705,7 @@ class RunFilter:
     env: str | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class DispatchResult:
+class DispatchResult(Struct, frozen=True):
     """What ``schedule()`` answers, as the SDK's ``dispatch()`` does."""
 
     job_id: str
@@ -721,8 +715,7 @@ class DispatchResult:
     next_run_at: datetime | None
 
 
-@dataclass
-class DrainSummary:
+class DrainSummary(Struct):
     """What ``drain()`` did."""
 
     completed: int = 0
@@ -735,8 +728,7 @@ class DrainSummary:
         return self.completed + self.failed + self.retried
 
 
-@dataclass(frozen=True, slots=True)
-class Execution:
+class Execution(Struct, frozen=True):
     """One run of a schedule as its history shows it (``job.history``). ``number`` counts the schedule's runs
     from 1 in order of their due time (runs due at the same instant, a manual one and an occurrence, by id);
     ``result`` is the run's output."""
@@ -754,8 +746,7 @@ class Execution:
     retry_count: int
 
 
-@dataclass(frozen=True, slots=True)
-class JobHistory:
+class JobHistory(Struct, frozen=True):
     """What ``job.history(job_id)`` answers: counts over every run of the schedule (``successful``: completed,
     ``failed``: failed for good) and its newest runs, newest first."""
 
@@ -767,8 +758,7 @@ class JobHistory:
     executions: list[Execution]
 
 
-@dataclass(frozen=True, slots=True)
-class JobStats:
+class JobStats(Struct, frozen=True):
     """What ``job.stats()`` answers for the runs due in ``[since, until)`` (of ``product_tag``/``env``, when
     given). A run is *finished* when it completed or failed for good; ``success_rate`` (completed / finished)
     and ``average_retry_count`` (over finished runs) are ``None`` while none is. ``by_phase`` holds every
@@ -809,8 +799,7 @@ class KeyScope(StrEnum):
         return needed in self.granted
 
 
-@dataclass(frozen=True, slots=True)
-class ApiKey:
+class ApiKey(Struct, frozen=True):
     """An API key as stored: a visible ``prefix`` and a salted ``hash``, never the key itself. ``product_tag``
     (and ``env``) limit what the key sees; ``None`` means every product (env). ``scope`` limits what it may do
     (keys stored before scopes existed are ``admin``, as they could do everything)."""
@@ -827,8 +816,7 @@ class ApiKey:
     scope: KeyScope = KeyScope.ADMIN
 
 
-@dataclass(frozen=True, slots=True)
-class LoginSession:
+class LoginSession(Struct, frozen=True):
     """A dashboard login: the browser's cookie holds a random token, the store only its SHA-256
     (``token_hash``). It acts for API key ``key_id`` until ``expires_at``, its logout, or the key's revocation."""
 
@@ -838,8 +826,7 @@ class LoginSession:
     expires_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class Webhook:
+class Webhook(Struct, frozen=True):
     """Lifecycle events (``job.completed``, ...) of a product's schedules and runs, POSTed to ``url``."""
 
     id: str
@@ -856,8 +843,7 @@ class DeliveryStatus(StrEnum):
     FAILED = "failed"  # gave up after the last attempt
 
 
-@dataclass(frozen=True, slots=True)
-class WebhookDelivery:
+class WebhookDelivery(Struct, frozen=True):
     """One event for one webhook, and how its sending went."""
 
     id: str
@@ -874,8 +860,7 @@ class WebhookDelivery:
     last_duration_ms: int | None = None  # how long the last attempt took
 
 
-@dataclass(frozen=True, slots=True)
-class MinuteCount:
+class MinuteCount(Struct, frozen=True):
     """Runs that ended (completed or failed for good) in the minute starting at ``minute``."""
 
     minute: datetime
@@ -883,8 +868,7 @@ class MinuteCount:
     failed: int
 
 
-@dataclass(frozen=True, slots=True)
-class RunActivity:
+class RunActivity(Struct, frozen=True):
     """A cheap fingerprint of the runs: it changes whenever a run is created, starts or ends."""
 
     latest_run_id: str | None

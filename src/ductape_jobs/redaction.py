@@ -22,6 +22,8 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
 
+from msgspec import Struct
+
 MASK = "[secret]"
 MIN_LENGTH = 4
 #: Keys of a product's settings whose values are secrets.
@@ -155,3 +157,16 @@ __all__ = [
     "mask_text",
     "redact_url",
 ]
+
+
+def repr_without(record: Struct, secret: frozenset[str]) -> str:
+    """``repr`` of a record with its secret fields left out (a password in a log line or a traceback's locals
+    would leave the engine)."""
+    shown = ", ".join(f"{name}={value!r}" for name, value in fields_without(record, secret))
+    return f"{type(record).__name__}({shown})"
+
+
+def fields_without(record: Struct, secret: frozenset[str]) -> list[tuple[str, Any]]:
+    """A record's fields but its secret ones, by name: its ``repr`` and rich's ``__rich_repr__`` (which a Struct
+    otherwise answers with every field)."""
+    return [(name, getattr(record, name)) for name in record.__struct_fields__ if name not in secret]

@@ -14,8 +14,9 @@ of higher priority that fell due more than the difference in priorities (in seco
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from datetime import timedelta
+
+from msgspec import Struct
 
 from ductape_jobs.errors import ValidationError
 
@@ -43,8 +44,7 @@ _UNITS = {
 _RATE = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(\d*)\s*([a-z]+?)s?\s*$")
 
 
-@dataclass(frozen=True, slots=True)
-class Rate:
+class Rate(Struct, frozen=True):
     """At most ``count`` starts in any window of ``window`` (a sliding window)."""
 
     count: int
@@ -89,8 +89,7 @@ def check_priority(value: object, field: str = "priority") -> int:
     return value
 
 
-@dataclass(frozen=True, slots=True)
-class ResourceLimit:
+class ResourceLimit(Struct, frozen=True):
     """A stored limit: a product's resource, or a job's own limit (``name`` ``job:<tag>``)."""
 
     product_tag: str
@@ -109,8 +108,7 @@ class ResourceLimit:
         return f"{self.name!r} ({', '.join(parts) or 'no limit'})"
 
 
-@dataclass(frozen=True, slots=True)
-class ResourceUse:
+class ResourceUse(Struct, frozen=True):
     """A limit and how much of it is taken now: runs executing, starts in the current window, runs waiting."""
 
     limit: ResourceLimit

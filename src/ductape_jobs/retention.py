@@ -25,8 +25,10 @@ pruned). Its runs of that outcome are then pruned by its rule alone, the client'
 from __future__ import annotations
 
 import re
-from dataclasses import asdict, dataclass
 from datetime import datetime, timedelta
+
+from msgspec import Struct
+from msgspec.structs import asdict
 
 from ductape_jobs.errors import ValidationError
 
@@ -39,8 +41,7 @@ Keep = timedelta | int
 """A job's own keep: how long its runs of one outcome are kept, or how many of the newest of them."""
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class Retention:
+class Retention(Struct, frozen=True, kw_only=True):
     """How long finished history is kept (the defaults: completed and cancelled 7 days, failed 30 days, the pruned
     runs' per-minute statistics 90 days), and how the worker prunes (every ``every``, ``batch`` rows per
     statement; while batches come back full, at most ``share`` of its time; ``enabled=False``: never)."""
@@ -79,8 +80,7 @@ class Retention:
         return now - self.keep_completed, now - self.keep_failed, now - self.cancelled
 
 
-@dataclass(frozen=True, slots=True)
-class PruneCounts:
+class PruneCounts(Struct, frozen=True):
     """How many rows of each kind a prune deleted (or, in a dry run, would delete)."""
 
     runs: int = 0

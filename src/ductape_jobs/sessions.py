@@ -8,9 +8,10 @@ are kept with the schedule and feed ``$Session{...}`` at each run.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
+
+from msgspec import Struct
 
 from ductape_jobs.clock import Clock
 from ductape_jobs.errors import ExecutionError, ValidationError
@@ -29,8 +30,7 @@ _TYPES: dict[str, type | tuple[type, ...]] = {
 }
 
 
-@dataclass(frozen=True)
-class SessionToken:
+class SessionToken(Struct, frozen=True):
     tag: str
     token: str
     expires_at: datetime

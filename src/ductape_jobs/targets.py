@@ -31,9 +31,10 @@ import re
 import socket
 import unicodedata
 from collections.abc import Iterable
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
+
+from msgspec import Struct
 
 from ductape_jobs.errors import TargetRefused, ValidationError
 from ductape_jobs.redaction import Secrets
@@ -73,8 +74,7 @@ def parse_networks(values: Iterable[str] | str | None, field: str = "webhook_all
     return tuple(networks)
 
 
-@dataclass(frozen=True, slots=True)
-class TargetPolicy:
+class TargetPolicy(Struct, frozen=True):
     """Which addresses requests may go to: global unicast ones, plus those inside ``allow`` (see the module)."""
 
     allow: tuple[Network, ...] = ()

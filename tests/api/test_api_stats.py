@@ -3,12 +3,12 @@ forecast of the coming hours, on a fake clock."""
 
 from __future__ import annotations
 
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from apikit import BLOG, SHOP, Api, problems
+from msgspec.structs import replace
 
 from ductape_jobs import FakeClock
 from ductape_jobs.api import forecast as forecasting

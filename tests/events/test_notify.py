@@ -12,6 +12,7 @@ from typing import Any
 import httpx
 import pytest
 from aiosmtpd.controller import Controller
+from rich.pretty import pretty_repr
 
 from ductape_jobs.errors import ExecutionError, ValidationError
 from ductape_jobs.executors.http import HttpAuth, HttpError
@@ -278,3 +279,9 @@ def test_callback_failures(server: Recorder) -> None:
         run(lambda c: post_callback(c, server.url, {"a": object()}, secret="k"))
     assert info.value.retryable is False
     assert len(server.seen) == 1
+
+
+def test_smtp_settings_keep_the_password_out_of_repr_and_rich() -> None:
+    settings = SmtpSettings(host="h", port=465, sender="a@b.c", username="u", password="hunter2")
+    text = repr(settings) + pretty_repr(settings)
+    assert "hunter2" not in text and "username='u'" in text

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -486,3 +487,89 @@ def test_a_pass_after_a_sleep_starts_from_what_the_sleep_read_unless_woken_by_a_
         return counts
 
     assert asyncio.run(main()) == [1, 1, 3, 4]
+
+
+def test_a_workers_store_calls_run_in_one_thread_of_its_own_that_ends_with_it(dt: Ductape) -> None:
+    """One thread for the store calls of a worker (a pass's calls follow one another anyway): not asyncio's default
+    pool, whose up to six threads can each cost the process a malloc arena."""
+    dt.function("report")(Recorder())
+    job(dt)
+    for i in range(3):
+        dt.job.schedule(req(input={"i": i}))
+    threads: set[threading.Thread] = set()
+    for name in ("next_wakeup", "acquire_runs", "finish_runs"):
+        real = getattr(dt.store, name)
+
+        def spy(*args: Any, _real: Any = real) -> Any:
+            threads.add(threading.current_thread())
+            return _real(*args)
+
+        setattr(dt.store, name, spy)
+    assert dt.drain().completed == 3
+    (thread,) = threads
+    assert thread.name.startswith("ductape-store ") and thread is not threading.main_thread()
+    thread.join(timeout=5)
+    assert not thread.is_alive()  # the drain's end shut it down
+
+
+def test_a_delayed_run_is_created_and_claimed_by_one_store_call_when_it_falls_due(
+    dt: Ductape, clock: FakeClock
+) -> None:
+    """The pass that ticks claims in the tick's transaction (``advance_due_and_acquire``): no claim of its own, so no
+    other worker's turn between the run's creation and its start. A tick with fewer due schedules than a batch
+    ends after one transaction."""
+    rec = dt.function("report")(Recorder())
+    job(dt)
+    calls: list[str] = []
+    for name in ("advance_due", "advance_due_and_acquire", "acquire_runs"):
+        real = getattr(dt.store, name)
+
+        def spy(*args: Any, _real: Any = real, _name: str = name) -> Any:
+            calls.append(_name)
+            return _real(*args)
+
+        setattr(dt.store, name, spy)
+    dt.job.schedule(req(start_at=int((clock.now() + timedelta(minutes=5)).timestamp() * 1000)))
+    clock.advance(minutes=5)
+    assert dt.drain().completed == 1 and len(rec.calls) == 1
+    assert calls == ["advance_due_and_acquire"]
+    (run,) = dt.job.runs()
+    assert run.started_at == clock.now() and run.phase is RunPhase.COMPLETED
+
+
+def test_a_run_due_in_a_later_batch_of_the_tick_still_runs_in_the_same_drain(dt: Ductape, clock: FakeClock) -> None:
+    """The tick's first batch makes only held runs (two buffer_one schedules whose runs another worker holds); the
+    one-off due in the second batch is ticked by the next pass and run by the same drain."""
+    rec = dt.function("report")(Recorder())
+    job(dt)
+    for _ in range(2):
+        dt.job.schedule(req(repeat={"every": 60_000}, overlap="buffer_one"))
+    assert len(_hold_running(dt, clock)) == 2
+    clock.advance(seconds=30)
+    dt.job.schedule(req(start_at=int((clock.now() + timedelta(seconds=40)).timestamp() * 1000)))
+    dt.scheduler.batch = 2
+    clock.advance(seconds=45)  # the two every-minute schedules are due at +60 s, the one-off at +70 s
+    summary = dt.drain()
+    assert (summary.created, summary.completed, len(rec.calls)) == (3, 1, 1)
+
+
+def test_a_full_tick_batch_starts_its_claimed_runs_before_the_next_batch(dt: Ductape, clock: FakeClock) -> None:
+    """A pass ticks one batch with its claim and starts what it claimed; the schedules left due wait for the next
+    pass (a failure there cannot strand runs already claimed)."""
+    rec = dt.function("report")(Recorder())
+    job(dt)
+    for i in range(3):
+        dt.job.schedule(req(input={"i": i}, start_at=int((clock.now() + timedelta(minutes=1)).timestamp() * 1000)))
+    dt.scheduler.batch = 2
+    clock.advance(minutes=1)
+    worker = dt.new_worker()
+
+    async def first_pass() -> bool:
+        worker._start(None)
+        more = await worker._step()
+        await asyncio.gather(*(task for _, task in list(worker._inflight.values())))
+        worker._end()
+        return more
+
+    assert asyncio.run(first_pass()) and len(rec.calls) == 2  # two started by the first pass; more is due
+    assert dt.drain().completed == 1 and len(rec.calls) == 3

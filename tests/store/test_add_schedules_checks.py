@@ -11,11 +11,11 @@ import secrets
 import socket
 import threading
 from collections.abc import Iterator
-from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
+from msgspec.structs import replace
 from storekit import Backend, pg_admin
 
 from ductape_jobs.errors import NotFoundError, StaleJobError, StoreError

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import re
 from contextlib import AbstractContextManager
-from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from msgspec.structs import replace
 from storekit import Backend, postgres_backend, sqlite_backend
 from test_contract import MIN, T0, due_run, every_minute, in_threads, job, schedule
 

@@ -10,13 +10,13 @@ message}]}`` (FastAPI's own request checks take the same shape; nothing is writt
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.utils import get_openapi
+from msgspec import Struct
 
 from ductape_jobs._version import __version__
 from ductape_jobs.api import (
@@ -53,8 +53,7 @@ Bad input answers 422 with `{"detail": [{"field", "rule", "message"}]}` and writ
 MAX_LEASE_SECONDS = 86_400  # a stream's lease: a day at most
 
 
-@dataclass(frozen=True, slots=True)
-class ApiSettings:
+class ApiSettings(Struct, frozen=True):
     metrics_auth: bool = False
     events_poll: float = 1.0
     events_keepalive: float = 15.0

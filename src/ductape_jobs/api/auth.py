@@ -22,12 +22,12 @@ shared one, or another product's: 403).
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlsplit
 
 import fastapi.routing
 from fastapi import Depends, HTTPException, Request
+from msgspec import Struct
 from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute
 
@@ -42,8 +42,7 @@ _CHALLENGE = {"WWW-Authenticate": "Bearer"}
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
-@dataclass(frozen=True, slots=True)
-class Principal:
+class Principal(Struct, frozen=True):
     """Who calls: the API key's record (never the key itself), and the login session when the dashboard's
     cookie authenticated the request."""
 

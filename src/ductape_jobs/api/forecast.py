@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections import Counter, defaultdict
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+
+from msgspec import Struct, field
 
 from ductape_jobs.engine.scheduler import occurrences_of, recurrence_of
 from ductape_jobs.models import Schedule
@@ -20,8 +21,7 @@ MINUTE = timedelta(minutes=1)
 BUDGET = 1_000_000  # steps (an occurrence, or a minute of a frequent schedule) before a forecast stops
 
 
-@dataclass
-class Forecasting:
+class Forecasting(Struct):
     start: datetime
     minutes: int
     budget: int = BUDGET
@@ -108,8 +108,7 @@ def _add_frequent(
             return
 
 
-@dataclass(frozen=True)
-class OverLimit:
+class OverLimit(Struct, frozen=True):
     """A minute in which the runs due to start under a rate limit exceed what it lets start in a minute."""
 
     limit: ResourceLimit

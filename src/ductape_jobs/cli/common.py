@@ -3,7 +3,6 @@ turning ``DuctapeError`` into a message and an exit code, and JSON output."""
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 import json
 import os
@@ -15,6 +14,7 @@ from enum import Enum
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+from msgspec import Struct
 from pydantic import BaseModel
 
 from ductape_jobs.client import Ductape
@@ -178,8 +178,8 @@ def jsonable(value: Any) -> Any:
     """Records as JSON values: datetimes as ISO 8601, durations as milliseconds (the seeds' unit)."""
     if isinstance(value, BaseModel):
         return jsonable(value.model_dump())
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if isinstance(value, Struct):
+        return {name: jsonable(getattr(value, name)) for name in value.__struct_fields__}
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, datetime):

@@ -10,8 +10,8 @@ from datetime import datetime, timedelta
 
 from ductape_jobs.clock import Clock
 from ductape_jobs.ids import new_id
-from ductape_jobs.models import NewRun, Overlap, RunPhase, Schedule, TriggeredBy
-from ductape_jobs.store.base import Advance, DueSchedule, Store
+from ductape_jobs.models import NewRun, Overlap, Run, RunPhase, Schedule, TriggeredBy
+from ductape_jobs.store.base import Advance, DueSchedule, Planner, Store
 from ductape_jobs.timing import (
     CronRecurrence,
     EveryRecurrence,
@@ -95,8 +95,29 @@ class Scheduler:
         at = now or self.clock.now()
         created: list[NewRun] = []
         for _ in range(100):  # bounded: the worker ticks again when more is due
-            batch = self.store.advance_due(at, self.batch, lambda d: self.plan(d, at))
-            created.extend(batch)
-            if not batch:
+            planned, plan = self._planner(at)
+            created.extend(self.store.advance_due(at, self.batch, plan))
+            if len(planned) < self.batch:  # fewer due than a batch: none is left (no second transaction to see it)
                 break
         return created
+
+    def tick_and_claim(
+        self, now: datetime, worker_id: str, want: int, lease_for: timedelta
+    ) -> tuple[list[NewRun], list[Run], bool]:
+        """One batch of ``tick`` with a claim of up to ``want`` due runs for ``worker_id`` in its transaction
+        (``Store.advance_due_and_acquire``): the runs created, the runs claimed, and whether the batch was full
+        (more schedules may be due: the caller ticks again, after starting what it claimed)."""
+        planned, plan = self._planner(now)
+        created, claimed = self.store.advance_due_and_acquire(now, self.batch, plan, worker_id, want, lease_for)
+        return created, claimed, len(planned) >= self.batch
+
+    def _planner(self, at: datetime) -> tuple[list[str], Planner]:
+        """A planner for ``advance_due`` at ``at``, and the ids of the due schedules it was handed (again, if the
+        store retried the batch): fewer than a batch means no other schedule is due."""
+        planned: list[str] = []
+
+        def plan(due: DueSchedule) -> Advance:
+            planned.append(due.schedule.id)
+            return self.plan(due, at)
+
+        return planned, plan

@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import functools
 import hashlib
 import json
 import logging
@@ -24,9 +26,11 @@ import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Sequence
-from dataclasses import dataclass, field
+from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from msgspec import Struct, field
 
 from ductape_jobs.clock import Clock
 from ductape_jobs.engine.events import RunObserver, tell_finished, tell_rescued, tell_started
@@ -52,8 +56,7 @@ log = logging.getLogger("ductape_jobs.worker")
 T = TypeVar("T")
 
 
-@dataclass(frozen=True, slots=True)
-class WorkerOptions:
+class WorkerOptions(Struct, frozen=True):
     concurrency: int = 50
     batch: int = 200
     lease: timedelta = timedelta(seconds=30)
@@ -106,6 +109,7 @@ class Worker:
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
+        self._store_thread: ThreadPoolExecutor | None = None  # the one thread of this worker's store calls
         self._next_rescue: datetime | None = None
         self._next_prune: datetime | None = None
         self._pruning = False  # set by ``run``: a drain does not prune
@@ -147,20 +151,24 @@ class Worker:
             if listener is not None:
                 await asyncio.to_thread(listener.join)
                 self.store.stop_waiting()
+            self._end()
             log.info("worker %s stopped", self.id)
 
     async def run_until_idle(self) -> DrainSummary:
         """Run everything due now (and what it makes due now, e.g. retries without delay) until idle."""
         self._start(None)
         self.summary = DrainSummary()
-        while True:
-            more = await self._step()
-            if self._inflight:
-                await asyncio.gather(*(task for _, task in list(self._inflight.values())))
-                continue
-            if not more and not self._outcomes:
-                break
-        await self._flush()
+        try:
+            while True:
+                more = await self._step()
+                if self._inflight:
+                    await asyncio.gather(*(task for _, task in list(self._inflight.values())))
+                    continue
+                if not more and not self._outcomes:
+                    break
+            await self._flush()
+        finally:
+            self._end()
         return self.summary
 
     def notify(self) -> None:
@@ -199,9 +207,21 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._stop = stop or asyncio.Event()
+        self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ductape-store {self.id}")
+
+    def _end(self) -> None:
+        if self._store_thread is not None:
+            self._store_thread.shutdown(wait=False)
+            self._store_thread = None
 
     async def _io(self, fn: Callable[..., T], *args: Any) -> T:
-        return await asyncio.to_thread(fn, *args)
+        """``fn(*args)`` in the worker's store thread, in a copy of this context (the run's log fields). One thread:
+        a pass's calls follow one another anyway, and the heartbeat's and the cache's queue behind them for the
+        few milliseconds a call takes; every thread that allocates can cost the process a malloc arena of its own
+        (about 5 MB of a worker's RSS with asyncio's default pool of up to six)."""
+        assert self._loop is not None and self._store_thread is not None
+        call = functools.partial(contextvars.copy_context().run, fn, *args)
+        return await self._loop.run_in_executor(self._store_thread, call)
 
     async def _step(self) -> bool:
         """One pass. Returns True when more work may be due right away."""
@@ -212,9 +232,17 @@ class Worker:
         due, self._slept = self._slept, None
         if due is None:
             due = await self._io(self.store.next_wakeup)
-        more = False
+        more = ticks_left = False
+        claimed: int | None = None  # how many runs the tick's transaction claimed, out of how many wanted
+        want = self._want()
         if self.options.run_scheduler and due.schedule_due is not None and due.schedule_due <= now:
-            created = await self._io(self.scheduler.tick, now)
+            if want > 0:  # tick and claim in one transaction: a delayed run starts without a claim of its own
+                tick = self.scheduler.tick_and_claim
+                created, runs, ticks_left = await self._io(tick, now, self.id, want, self.options.lease)
+                self._begin(runs, now)
+                claimed = None if ticks_left else len(runs)  # a full batch: this pass claims again after it
+            else:
+                created = await self._io(self.scheduler.tick, now)
             self.summary.created += len(created)
             more = bool(created)
         if (
@@ -227,16 +255,17 @@ class Worker:
             if rescued:
                 log.warning("rescued %d run(s) whose worker stopped heartbeating: %s", len(rescued), rescued[:5])
                 tell_rescued(self.observers, rescued)
+                claimed = None  # runs due again since the tick's claim
                 more = True
-        free = self.options.concurrency - len(self._inflight)
         freed, self._freed = self._freed, False  # a run of ours under a limit ended: its slot may be ours again
-        if free > 0 and (more or freed or (due.run_due is not None and due.run_due <= now)):
-            want = min(free, self.options.batch)
+        if claimed is not None:  # the tick's claim looked at every run due now (and after any slot freed)
+            more = claimed == want
+        elif (want := self._want()) > 0 and (more or freed or (due.run_due is not None and due.run_due <= now)):
             runs = await self._io(self.store.acquire_runs, self.id, want, self.options.lease, now)
             self._begin(runs, now)
             more = len(runs) == want
         await self._prune(now)  # after the claim: a worker's first pass claims before it prunes
-        return more
+        return more or ticks_left  # schedules left due by a full batch: the next pass ticks at once
 
     def _want(self) -> int:
         """How many runs one claim asks for: the free capacity, up to a batch."""

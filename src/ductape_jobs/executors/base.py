@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+from msgspec import Struct, field
 
 from ductape_jobs.models import JobEventTypes, Run
 
@@ -17,8 +18,7 @@ if TYPE_CHECKING:
 RUN_LOG = logging.getLogger("ductape_jobs.run")
 
 
-@dataclass(frozen=True, slots=True)
-class RunContext:
+class RunContext(Struct, frozen=True):
     """What an event knows about the run it serves (the second argument of a FUNCTION)."""
 
     run_id: str

@@ -8,8 +8,9 @@ everything, including the resolved input, which they take as data.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import replace
 from typing import Any
+
+from msgspec.structs import replace
 
 from ductape_jobs.clock import Clock
 from ductape_jobs.errors import PipingFailure

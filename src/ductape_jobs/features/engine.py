@@ -26,9 +26,11 @@ import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, replace
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from msgspec import Struct, field
+from msgspec.structs import replace
 
 from ductape_jobs.clock import Clock
 from ductape_jobs.errors import (
@@ -76,8 +78,7 @@ class _LeaseLost(Exception):
     """Another driver took the feature run over."""
 
 
-@dataclass
-class _Drive:
+class _Drive(Struct):
     """One driver's state while it drives a run."""
 
     run: FeatureRun

@@ -11,17 +11,17 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
+
+from msgspec import Struct
 
 from ductape_jobs.piping.errors import PipingMissingError
 
 Thunk: TypeAlias = Callable[[], Any]
 
 
-@dataclass(frozen=True, slots=True)
-class PipingFunction:
+class PipingFunction(Struct, frozen=True):
     name: str
     fn: Callable[..., Any]
     min_args: int

@@ -16,9 +16,10 @@ one raises ``PipingSyntaxError`` with its position.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, TypeAlias
+
+from msgspec import Struct
 
 from ductape_jobs.piping.errors import PipingSyntaxError
 from ductape_jobs.piping.functions import FUNCTIONS, PipingFunction, is_name
@@ -42,8 +43,7 @@ _NUMBER_CHARS = frozenset("0123456789+-.eE")
 # ------------------------------------------------------------------------------------------------ AST
 
 
-@dataclass(frozen=True, slots=True)
-class Literal:
+class Literal(Struct, frozen=True):
     """Plain text in a template, or a literal function argument (str, int, float, bool, None)."""
 
     value: Any
@@ -56,8 +56,7 @@ class Literal:
         return repr(self.value)
 
 
-@dataclass(frozen=True, slots=True)
-class Reference:
+class Reference(Struct, frozen=True):
     """``$Input{items}{[0]}`` is ``Reference("Input", ("items", 0))``."""
 
     source: str
@@ -67,8 +66,7 @@ class Reference:
         return "$" + self.source + "".join(f"{{[{k}]}}" if isinstance(k, int) else f"{{{k}}}" for k in self.path)
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
+class Call(Struct, frozen=True):
     """``$Uppercase($Input{name})`` is ``Call("Uppercase", (Reference("Input", ("name",)),))``."""
 
     name: str
@@ -89,8 +87,7 @@ def iter_references(node: Node) -> Iterator[Reference]:
             yield from iter_references(arg)
 
 
-@dataclass(frozen=True, slots=True)
-class Template:
+class Template(Struct, frozen=True):
     """A parsed text: literal text and placeholders, in order. Adjacent text is merged into one ``Literal``."""
 
     text: str

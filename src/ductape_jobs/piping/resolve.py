@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
+
+from msgspec import Struct, field
 
 from ductape_jobs.piping.errors import Location, PipingError, PipingMissingError, PipingSyntaxError
 from ductape_jobs.piping.functions import FUNCTIONS, format_time, to_text
@@ -23,8 +24,7 @@ _ROOT_NAMES = {
 }
 
 
-@dataclass
-class Scope:
+class Scope(Struct):
     """What placeholders resolve against, for one run."""
 
     input: Mapping[str, Any] = field(default_factory=dict)

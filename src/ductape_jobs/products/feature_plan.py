@@ -19,8 +19,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.models import JobEventTypes
@@ -43,8 +44,7 @@ EXECUTED = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedEvent:
+class PlannedEvent(Struct, frozen=True):
     sequence_tag: str
     tag: str
     spec: FeatureEvent
@@ -57,15 +57,13 @@ class PlannedEvent:
         return self.spec.type
 
 
-@dataclass(frozen=True, slots=True)
-class PlannedSequence:
+class PlannedSequence(Struct, frozen=True):
     tag: str
     parents: tuple[str, ...]
     events: tuple[PlannedEvent, ...]
 
 
-@dataclass(frozen=True, slots=True)
-class FeaturePlan:
+class FeaturePlan(Struct, frozen=True):
     product_tag: str
     tag: str
     spec: FeatureSpec

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from msgspec import Struct
 from pydantic import ValidationError as PydanticValidationError
 
 from ductape_jobs.errors import ExecutionError, ValidationError
@@ -43,8 +43,7 @@ def expand(value: Any, where: str) -> Any:
     return value
 
 
-@dataclass(frozen=True)
-class EventRef:
+class EventRef(Struct, frozen=True):
     """Where an event lives in its product: the parts of ``event_tag`` (and ``app``) once looked up."""
 
     event_type: JobEventTypes

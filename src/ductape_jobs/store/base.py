@@ -23,10 +23,11 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field, fields
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Final, Literal
+
+from msgspec import Struct, field
 
 from ductape_jobs.models import (
     JobDefinition,
@@ -71,8 +72,7 @@ __all__ = [
 ]
 
 
-@dataclass(frozen=True, slots=True)
-class Capabilities:
+class Capabilities(Struct, frozen=True):
     """What a backend can do, so shared code never branches on a dialect name."""
 
     listen_notify: bool = False
@@ -81,8 +81,7 @@ class Capabilities:
     clock_precision: timedelta = timedelta(milliseconds=1)
 
 
-@dataclass(frozen=True, slots=True)
-class DueSchedule:
+class DueSchedule(Struct, frozen=True):
     """A schedule whose next occurrence is due, with what the overlap policy needs to know."""
 
     schedule: Schedule
@@ -90,8 +89,7 @@ class DueSchedule:
     buffered: bool
 
 
-@dataclass(frozen=True, slots=True)
-class Advance:
+class Advance(Struct, frozen=True):
     """The scheduler's decision for one due schedule (see ``Store.advance_due``)."""
 
     schedule_id: str
@@ -103,8 +101,7 @@ class Advance:
     last_due_at: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Outcome:
+class Outcome(Struct, frozen=True):
     """How one attempt of a run ended. ``retry_at`` set on a failure means another attempt then."""
 
     run_id: str
@@ -119,8 +116,7 @@ class Outcome:
     outcome: str | None = None  # the attempt's outcome word when not "completed"/"failed" (e.g. "timeout")
 
 
-@dataclass(frozen=True, slots=True)
-class Wakeups:
+class Wakeups(Struct, frozen=True):
     """When something next becomes due, by kind (``None``: nothing of that kind is pending)."""
 
     schedule_due: datetime | None = None
@@ -148,8 +144,7 @@ UNCHANGED: Final = Unchanged.UNCHANGED
 Keep = Literal[Unchanged.UNCHANGED]
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
-class ScheduleChange:
+class ScheduleChange(Struct, frozen=True, kw_only=True):
     """What ``Store.update_schedule`` changes: each field left ``UNCHANGED`` keeps its stored value (``None`` is
     a value: it clears the field). ``cancel_pending`` also cancels the schedule's runs that have not started."""
 
@@ -168,9 +163,9 @@ class ScheduleChange:
     def changed(self) -> dict[str, Any]:
         """The fields that change (``cancel_pending`` aside), by name."""
         return {
-            f.name: value
-            for f in fields(self)
-            if f.name != "cancel_pending" and (value := getattr(self, f.name)) is not UNCHANGED
+            name: value
+            for name in self.__struct_fields__
+            if name != "cancel_pending" and (value := getattr(self, name)) is not UNCHANGED
         }
 
 
@@ -276,6 +271,17 @@ class SchedulingStore(ABC):
         """For up to ``limit`` active schedules whose ``next_run_at <= now`` (oldest first): ask ``planner``
         and apply its ``Advance`` (create the runs, move ``next_run_at``), each schedule atomically and
         only if ``next_run_at`` still equals ``expected_next``. Returns the runs created."""
+
+    def advance_due_and_acquire(
+        self, now: datetime, limit: int, planner: Planner, worker_id: str, want: int, lease_for: timedelta
+    ) -> tuple[list[NewRun], list[Run]]:
+        """``advance_due`` then ``acquire_runs`` of up to ``want`` runs, in one transaction where the backend can: a
+        worker that wakes when a delayed run falls due creates it and claims it without a claim of its own (and
+        another worker's turn) in between. Atomic as a whole; not retried when a COMMIT's outcome is unknown
+        (the schedules' ``expected_next`` makes a second tick harmless; claimed runs come back through
+        ``rescue_expired``)."""
+        created = self.advance_due(now, limit, planner)
+        return created, self.acquire_runs(worker_id, want, lease_for, now)
 
     # -- runs
     @abstractmethod

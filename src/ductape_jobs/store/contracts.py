@@ -6,9 +6,10 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
+
+from msgspec import Struct
 
 from ductape_jobs.lifecycle import LifecycleEvent, StreamPosition, StreamStart
 from ductape_jobs.models import (
@@ -26,8 +27,7 @@ from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.store.records import EventStatus, FeatureRun, FeatureRunStatus
 
 
-@dataclass(frozen=True, slots=True)
-class DueDelivery:
+class DueDelivery(Struct, frozen=True):
     """A webhook delivery claimed for sending, with where to send it and the secret to sign it with."""
 
     delivery: WebhookDelivery

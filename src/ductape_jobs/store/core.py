@@ -46,7 +46,7 @@ from ductape_jobs.store.codec import (
     schedule_from_row,
     schedule_params,
 )
-from ductape_jobs.store.dialect import Dialect, Row, Tx
+from ductape_jobs.store.dialect import Dialect, Params, Row, Tx
 from ductape_jobs.store.features import FeatureCore
 from ductape_jobs.store.limits_core import LimitsCore, limit_params
 from ductape_jobs.store.outbox import OutboxCore
@@ -223,51 +223,29 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
         return self._write(op, idempotent=True)
 
     def advance_due(self, now: datetime, limit: int, planner: Planner) -> list[NewRun]:
-        def op(tx: Tx) -> list[NewRun]:
-            schedules = [schedule_from_row(r) for r in tx.all("due_schedules", {"now": ms(now), "limit": limit})]
-            if not schedules:
-                return []
-            watched = [s.id for s in schedules if s.overlap is not Overlap.ALLOW]
-            state: dict[str, Row] = {}
-            if watched:
-                state = {r["schedule_id"]: r for r in tx.all("overlap_state", {"ids": watched})}
-            plans = []
-            for s in schedules:
-                st = state.get(s.id)
-                plans.append(planner(DueSchedule(s, st["active"] if st else 0, bool(st and st["held"]))))
-            params = [
-                {
-                    "id": p.schedule_id,
-                    "next_run_at": ms(p.next_run_at),
-                    "last_due_at": ms(p.last_due_at),
-                    "created": len(p.runs),
-                    "skipped": p.skipped,
-                    "finished": p.finished,
-                    "expected_next": ms(p.expected_next),
-                    "now": ms(now),
-                }
-                for p in plans
-            ]
-            moved = {r["id"] for r in tx.each("advance_schedule", params)}  # the others moved first
-            runs = [r for p in plans if p.schedule_id in moved for r in p.runs]
-            if not runs:
-                return []
-            tx.many("insert_run", [new_run_params(r, now) for r in runs])  # a run already due at that time stays
-            inserted = {r["id"] for r in tx.all("runs_by_id", {"ids": [r.id for r in runs]})}
-            return [r for r in runs if r.id in inserted]
+        return self._write(lambda tx: _advance(tx, now, limit, planner), idempotent=True)
 
-        return self._write(op, idempotent=True)
+    def advance_due_and_acquire(
+        self, now: datetime, limit: int, planner: Planner, worker_id: str, want: int, lease_for: timedelta
+    ) -> tuple[list[NewRun], list[Run]]:
+        params = _claim_params(worker_id, want, lease_for, now)
+
+        def op(tx: Tx) -> tuple[list[NewRun], list[Row]]:
+            return _advance(tx, now, limit, planner), self._claim(tx, params)
+
+        created, rows = self._write(op, claims=True)
+        return created, _claim_order(rows)
 
     # ----------------------------------------------------------------------------------------- runs
 
     def acquire_runs(self, worker_id: str, limit: int, lease_for: timedelta, now: datetime) -> list[Run]:
-        params = {"worker_id": worker_id, "lease_until": ms(now + lease_for), "now": ms(now), "limit": limit}
-        return _claim_order(self._write(lambda tx: self._claim(tx, params)))  # limits_core.py
+        params = _claim_params(worker_id, limit, lease_for, now)
+        return _claim_order(self._write(lambda tx: self._claim(tx, params), claims=True))  # limits_core.py
 
     def finish_and_acquire(
         self, outcomes: Sequence[Outcome], now: datetime, worker_id: str, limit: int, lease_for: timedelta
     ) -> list[Run]:
-        params = {"worker_id": worker_id, "lease_until": ms(now + lease_for), "now": ms(now), "limit": limit}
+        params = _claim_params(worker_id, limit, lease_for, now)
         finished = outcome_params(outcomes, now)
 
         def op(tx: Tx) -> list[Row]:
@@ -275,7 +253,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
                 _finish(tx, finished, now)
                 return self._claim(tx, params)
 
-        return _claim_order(self._write(op))
+        return _claim_order(self._write(op, claims=True))
 
     def extend_leases(self, worker_id: str, run_ids: Sequence[str], until: datetime) -> int:
         if not run_ids:
@@ -436,6 +414,46 @@ def _finish(tx: Tx, finished: _Finished, now: datetime) -> None:
         _pause_after_failures(tx, tx.each("fail_run", failed), now)
         tx.many("finish_attempt", attempts)
         _release_held(tx, [o["run_id"] for o in [*done, *failed]], now)
+
+
+def _advance(tx: Tx, now: datetime, limit: int, planner: Planner) -> list[NewRun]:
+    """``advance_due`` in ``tx``: up to ``limit`` due schedules planned and moved on, their runs created."""
+    schedules = [schedule_from_row(r) for r in tx.all("due_schedules", {"now": ms(now), "limit": limit})]
+    if not schedules:
+        return []
+    watched = [s.id for s in schedules if s.overlap is not Overlap.ALLOW]
+    state: dict[str, Row] = {}
+    if watched:
+        state = {r["schedule_id"]: r for r in tx.all("overlap_state", {"ids": watched})}
+    plans = []
+    for s in schedules:
+        st = state.get(s.id)
+        plans.append(planner(DueSchedule(s, st["active"] if st else 0, bool(st and st["held"]))))
+    params = [
+        {
+            "id": p.schedule_id,
+            "next_run_at": ms(p.next_run_at),
+            "last_due_at": ms(p.last_due_at),
+            "created": len(p.runs),
+            "skipped": p.skipped,
+            "finished": p.finished,
+            "expected_next": ms(p.expected_next),
+            "now": ms(now),
+        }
+        for p in plans
+    ]
+    moved = {r["id"] for r in tx.each("advance_schedule", params)}  # the others moved first
+    runs = [r for p in plans if p.schedule_id in moved for r in p.runs]
+    if not runs:
+        return []
+    tx.many("insert_run", [new_run_params(r, now) for r in runs])  # a run already due at that time stays
+    inserted = {r["id"] for r in tx.all("runs_by_id", {"ids": [r.id for r in runs]})}
+    return [r for r in runs if r.id in inserted]
+
+
+def _claim_params(worker_id: str, limit: int, lease_for: timedelta, now: datetime) -> Params:
+    """What a claim of up to ``limit`` runs for ``worker_id`` binds (``LimitsCore._claim``)."""
+    return {"worker_id": worker_id, "lease_until": ms(now + lease_for), "now": ms(now), "limit": limit}
 
 
 def _claim_order(rows: list[Row]) -> list[Run]:

@@ -99,10 +99,13 @@ class Tx(Protocol):
 class Dialect(Protocol):
     capabilities: Capabilities
 
-    def transact(self, op: Callable[[Tx], T], *, write: bool = True, idempotent: bool = False) -> T:
+    def transact(
+        self, op: Callable[[Tx], T], *, write: bool = True, idempotent: bool = False, claims: bool = False
+    ) -> T:
         """``op(tx)`` in one transaction, committed when it returns and rolled back when it raises.
         ``idempotent``: running it twice leaves the state once would, so a dialect may retry it even when a
-        COMMIT's outcome is unknown. ``write=False``: it only reads."""
+        COMMIT's outcome is unknown. ``write=False``: it only reads. ``claims``: it claims runs, which start as
+        soon as it returns (SQLite: its COMMIT never checkpoints the WAL; a later write's does)."""
 
     def transact_together(self, op: Callable[[Tx], None], *, landed: Callable[[Tx], bool]) -> None:
         """A write sent whole: its statements and the end of its transaction go together (PostgreSQL: gathered,
@@ -142,8 +145,8 @@ class UsesDialect:
     def _read(self, op: Callable[[Tx], T]) -> T:
         return self._d.transact(op, write=False, idempotent=True)
 
-    def _write(self, op: Callable[[Tx], T], *, idempotent: bool = False) -> T:
-        return self._d.transact(op, idempotent=idempotent)
+    def _write(self, op: Callable[[Tx], T], *, idempotent: bool = False, claims: bool = False) -> T:
+        return self._d.transact(op, idempotent=idempotent, claims=claims)
 
     def _write_together(self, op: Callable[[Tx], None], *, landed: Callable[[Tx], bool]) -> None:
         self._d.transact_together(op, landed=landed)

@@ -19,8 +19,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
+
+from msgspec import Struct
 
 from ductape_jobs.models import Run
 from ductape_jobs.resources import Rate, ResourceLimit, ResourceUse
@@ -30,8 +31,7 @@ from ductape_jobs.store.dialect import Params, Row, Tx, UsesDialect
 RECHECK = 1000  # ms: when other workers look again at a run held by a full concurrency limit
 
 
-@dataclass
-class _Room:
+class _Room(Struct):
     limit: ResourceLimit
     running: int
     starts: int

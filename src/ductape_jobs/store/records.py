@@ -7,10 +7,11 @@ and ends ``completed``, ``failed`` or ``skipped`` (never started because the fea
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 from typing import Any
+
+from msgspec import Struct, field
 
 
 class FeatureRunStatus(StrEnum):
@@ -32,8 +33,7 @@ class EventStatus(StrEnum):
         return self in (EventStatus.COMPLETED, EventStatus.FAILED, EventStatus.SKIPPED)
 
 
-@dataclass(frozen=True, slots=True)
-class EventResult:
+class EventResult(Struct, frozen=True):
     """One event of a feature run. ``output`` is what the event returned (``None`` for a JOB event, which is
     void: it keeps the ``job_id`` of the schedule it made instead)."""
 
@@ -50,8 +50,7 @@ class EventResult:
     completed_at: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class FeatureRun:
+class FeatureRun(Struct, frozen=True):
     """One run of a feature. When a job runs the feature, ``id`` is the job run's id."""
 
     id: str

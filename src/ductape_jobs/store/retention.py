@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import functools
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+
+from msgspec import Struct
 
 from ductape_jobs.retention import Keep, PruneCounts, Retention
 from ductape_jobs.store.codec import keep_from_text, ms
@@ -59,8 +60,7 @@ _FAR = 2**62  # a count keeps by due time only: "finished before" is then no bou
 _OUTCOMES = (("completed", "keep_completed"), ("failed", "keep_failed"))
 
 
-@dataclass(frozen=True, slots=True)
-class _JobPass:
+class _JobPass(Struct, frozen=True):
     """Runs of one outcome (``phase``) tagged ``tag``: of the jobs ``products`` that keep their own (``own``, one job,
     by its ``keep``), or of any other job of that tag (by the client's ``keep``, a duration)."""
 

@@ -13,16 +13,16 @@ import asyncio
 import random
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import TypeVar
+
+from msgspec import Struct
 
 T = TypeVar("T")
 OnRetry = Callable[[Exception, timedelta], None]
 
 
-@dataclass(frozen=True, slots=True)
-class Backoff:
+class Backoff(Struct, frozen=True):
     """Delay before retry ``n`` (1-based): ``base * factor**(n-1)``, at most ``cap``, minus up to ``jitter``
     of itself at random so that a burst of failures does not retry in lockstep."""
 

@@ -12,9 +12,10 @@ down or overloaded). The misfire policy then decides:
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from enum import StrEnum
+
+from msgspec import Struct, field
 
 from ductape_jobs.timing.recurrence import Recurrence
 
@@ -25,8 +26,7 @@ class Misfire(StrEnum):
     RUN_ALL = "run_all"
 
 
-@dataclass(frozen=True, slots=True)
-class Occurrences:
+class Occurrences(Struct, frozen=True):
     """A schedule's position: its next unmaterialised due time and how many runs it has made."""
 
     next_due: datetime | None
@@ -35,8 +35,7 @@ class Occurrences:
     end_date: datetime | None = None
 
 
-@dataclass(frozen=True, slots=True)
-class Plan:
+class Plan(Struct, frozen=True):
     """What to do now: runs to create (due times), the new next due time, and whether the schedule ended."""
 
     due: list[datetime] = field(default_factory=list)

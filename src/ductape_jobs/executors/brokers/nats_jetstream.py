@@ -13,11 +13,11 @@ from __future__ import annotations
 
 import contextlib
 import re
-from dataclasses import dataclass, field
 from typing import Any
 
 import nats.errors
 import nats.js.errors
+from msgspec import Struct, field
 from nats.aio.client import Client
 from nats.js import JetStreamContext
 
@@ -28,8 +28,7 @@ TIMEOUT = 10.0
 _BAD_STREAM_CHARS = re.compile(r"[\s.*>/\\]")
 
 
-@dataclass
-class Link:
+class Link(Struct):
     nc: Client
     js: JetStreamContext
     subjects: set[str] = field(default_factory=set)

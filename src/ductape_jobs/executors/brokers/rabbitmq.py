@@ -15,12 +15,12 @@ is a nack from the broker. Headers become AMQP headers and ``key`` the message-i
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import aio_pika
 import aio_pika.abc
 import aiormq.exceptions
+from msgspec import Struct, field
 
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.executors.brokers.base import LazyPublisher
@@ -28,8 +28,7 @@ from ductape_jobs.executors.brokers.base import LazyPublisher
 TIMEOUT = 10.0
 
 
-@dataclass
-class Link:
+class Link(Struct):
     connection: aio_pika.abc.AbstractConnection
     channel: aio_pika.abc.AbstractChannel
     queues: set[str] = field(default_factory=set)

@@ -11,12 +11,13 @@ import base64
 import json
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from decimal import Decimal
 from enum import Enum
 from functools import lru_cache
 from typing import Any, Literal
+
+from msgspec import Struct
 
 from ductape_jobs.errors import DatabaseError, ValidationError
 
@@ -30,8 +31,7 @@ _SPACE = " \t\r\n\f\v"
 _MISSING = object()
 
 
-@dataclass(frozen=True)
-class Statement:
+class Statement(Struct, frozen=True):
     """One SQL statement with named parameters written ``:name``, ``:data.name`` or ``:filter.id``."""
 
     sql: str
@@ -46,8 +46,7 @@ class Statement:
         return compile_statement(self.sql, None, "named").names
 
 
-@dataclass(frozen=True, slots=True)
-class Compiled:
+class Compiled(Struct, frozen=True):
     """A statement translated for one driver: ``sql`` has its placeholders, ``keys`` maps each written
     parameter name to the key its value goes under in the driver's parameter dict."""
 

@@ -8,17 +8,17 @@ import enum
 import json
 import re
 import uuid
-from dataclasses import dataclass, field
 from decimal import Decimal
 from importlib import metadata
 from typing import Any, Literal
 from urllib.parse import quote
 
 import httpx
+from msgspec import Struct, field
 
 from ductape_jobs.errors import HttpError, ValidationError
 from ductape_jobs.limits import check_headers
-from ductape_jobs.redaction import REDACT_EXTENSION
+from ductape_jobs.redaction import REDACT_EXTENSION, fields_without, repr_without
 
 AuthKind = Literal["none", "bearer", "basic", "header", "query"]
 _AUTH_KINDS = ("none", "bearer", "basic", "header", "query")
@@ -34,9 +34,11 @@ try:
 except metadata.PackageNotFoundError:  # pragma: no cover - running from a source tree without metadata
     _USER_AGENT = "ductape-jobs"
 
+#: HttpAuth's fields that hold secrets: never in its repr (nor rich's).
+_SECRET = frozenset({"token", "password", "value"})
 
-@dataclass(frozen=True)
-class HttpAuth:
+
+class HttpAuth(Struct, frozen=True):
     """How a request authenticates.
 
     ``bearer``: ``Authorization: Bearer <token>``; ``basic``: ``Authorization: Basic base64(username:password)``;
@@ -44,11 +46,17 @@ class HttpAuth:
     """
 
     kind: AuthKind
-    token: str | None = field(default=None, repr=False)
+    token: str | None = None
     username: str | None = None
-    password: str | None = field(default=None, repr=False)
+    password: str | None = None
     name: str | None = None
-    value: str | None = field(default=None, repr=False)
+    value: str | None = None
+
+    def __repr__(self) -> str:
+        return repr_without(self, _SECRET)
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return fields_without(self, _SECRET)
 
     def __post_init__(self) -> None:
         if self.kind not in _AUTH_KINDS:
@@ -72,8 +80,7 @@ class HttpAuth:
             query[str(self.name)] = self.value
 
 
-@dataclass(frozen=True)
-class HttpRequestSpec:
+class HttpRequestSpec(Struct, frozen=True):
     """A resolved request template: the app's base URL and auth with the action's method, path and defaults."""
 
     method: str

@@ -10,16 +10,15 @@ The body is JSON unless ``headers`` set ``Content-Type: application/x-www-form-u
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
+from msgspec import Struct, field
 
 from ductape_jobs.executors.http import HttpAuth, HttpError, HttpRequestSpec, build_request, perform
 
 
-@dataclass(frozen=True)
-class ProviderSettings:
+class ProviderSettings(Struct, frozen=True):
     """A push or SMS provider endpoint: ``method`` (POST) to ``url`` with ``auth`` and ``headers``."""
 
     url: str

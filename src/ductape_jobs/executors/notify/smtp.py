@@ -2,21 +2,24 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from email.message import EmailMessage
 from email.utils import formatdate, getaddresses, make_msgid, parseaddr
 from typing import Any
 
 import aiosmtplib
+from msgspec import Struct
 
 from ductape_jobs.errors import SmtpError, ValidationError, describe
+from ductape_jobs.redaction import fields_without, repr_without
 
 # Headers callers may not set: they describe the MIME structure, or (Bcc) would reveal hidden recipients.
 _RESERVED_HEADERS = frozenset({"bcc", "content-type", "content-transfer-encoding", "mime-version"})
 
+#: SmtpSettings' fields that hold secrets: never in its repr (nor rich's).
+_SECRET = frozenset({"password"})
 
-@dataclass(frozen=True, kw_only=True)
-class SmtpSettings:
+
+class SmtpSettings(Struct, frozen=True, kw_only=True):
     """An SMTP server. ``use_tls``: TLS from the first byte (usually port 465). ``start_tls``: ``None`` upgrades
     when the server offers STARTTLS, ``True`` requires it, ``False`` never upgrades. ``sender`` is the From
     address (``"Name <addr>"`` allowed); the login happens when ``username`` is set."""
@@ -25,10 +28,16 @@ class SmtpSettings:
     port: int
     sender: str
     username: str | None = None
-    password: str | None = field(default=None, repr=False)
+    password: str | None = None
     use_tls: bool = False
     start_tls: bool | None = None
     timeout: float = 30.0
+
+    def __repr__(self) -> str:
+        return repr_without(self, _SECRET)
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return fields_without(self, _SECRET)
 
     def __post_init__(self) -> None:
         if not self.host:

@@ -198,7 +198,9 @@ class PostgresDialect:
         self._db = db
         self._listener = Listener(conninfo, self.channel)
 
-    def transact(self, op: Callable[[PostgresTx], T], *, write: bool = True, idempotent: bool = False) -> T:
+    def transact(
+        self, op: Callable[[PostgresTx], T], *, write: bool = True, idempotent: bool = False, claims: bool = False
+    ) -> T:
         return self._db.run(lambda conn: op(PostgresTx(conn, self.channel)), idempotent=idempotent)
 
     def transact_together(self, op: Callable[[PostgresSendTx], None], *, landed: Callable[[PostgresTx], bool]) -> None:

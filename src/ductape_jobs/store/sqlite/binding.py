@@ -13,15 +13,15 @@ import operator
 import re
 import sqlite3
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
+
+from msgspec import Struct
 
 #: Comments and quoted text (copied as they are: a ``:`` in them is no parameter), or a ``:name`` parameter.
 _TOKEN = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|:([A-Za-z_]\w*)", re.DOTALL)
 
 
-@dataclass(frozen=True, slots=True)
-class Bound:
+class Bound(Struct, frozen=True):
     """A query as sent (``?N`` parameters) and how a call's dict becomes its arguments."""
 
     sql: str

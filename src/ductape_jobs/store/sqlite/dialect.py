@@ -24,8 +24,13 @@ from ductape_jobs.store.sqlite.binding import bind
 T = TypeVar("T")
 # WAL pages written before a commit checkpoints them into the file (SQLite's default: 1,000). A checkpoint
 # syncs the file; at 10,000 pages (about 40 MB of WAL) that cost is shared by ten times as many commits,
-# which about doubles the rate of small writes such as one schedule() each.
+# which about doubles the rate of small writes such as one schedule() each. It also takes tens of milliseconds
+# (over 100 seen here), so a commit that claims runs never checkpoints (``transact(claims=True)``): its runs
+# would start that much late. The next commit that claims nothing does it, or, so that the WAL stays bounded
+# where nothing else writes (every worker's outcomes recorded with a claim, as limits do), the
+# CLAIMS_BEFORE_CHECKPOINT-th claim in a row.
 WAL_PAGES = 10_000
+CLAIMS_BEFORE_CHECKPOINT = 1_000
 PACKAGE = "ductape_jobs.store.sqlite"
 Q = load_dialect_queries(
     PACKAGE, ("queries.sql", "features.sql", "api_queries.sql", "retention.sql", "outbox.sql", "limits.sql")
@@ -168,16 +173,27 @@ class SQLiteDialect:
             self._db.execute(f"PRAGMA wal_autocheckpoint = {WAL_PAGES}")
             self._db.execute(f"PRAGMA busy_timeout = {int(busy_timeout.total_seconds() * 1000)}")
             self._waits = True  # busy_timeout is the one given (False: 0, as _begin_immediate left it)
+            self._checkpoints = True  # wal_autocheckpoint is WAL_PAGES (False: 0, as a claim left it)
+            self._claims_in_a_row = 0  # writes that claimed since the last that could checkpoint
         except sqlite3.Error as exc:
             self._db.close()
             raise StoreError(_cannot("open", path, exc)) from exc
         self._tx = SQLiteTx(self._db)
 
-    def transact(self, op: Callable[[SQLiteTx], T], *, write: bool = True, idempotent: bool = False) -> T:
+    def transact(
+        self, op: Callable[[SQLiteTx], T], *, write: bool = True, idempotent: bool = False, claims: bool = False
+    ) -> T:
         action = "write" if write else "read"
         with self._lock:
             try:
                 if write:
+                    self._claims_in_a_row = self._claims_in_a_row + 1 if claims else 0
+                    spare = claims and self._claims_in_a_row < CLAIMS_BEFORE_CHECKPOINT
+                    if self._checkpoints == spare:  # a claim's COMMIT does not checkpoint; any other write's may
+                        self._db.execute(f"PRAGMA wal_autocheckpoint = {0 if spare else WAL_PAGES}")
+                        self._checkpoints = not spare
+                    if not spare:
+                        self._claims_in_a_row = 0
                     self._begin_immediate()
                 else:
                     self._wait_for_locks()
