@@ -1,0 +1,142 @@
+"""The floor that peerbench's job sets under a worker's processing rate, and the engine's share above it. A plain
+script: it prints figures and asserts nothing.
+
+    python bench/job_floor.py [-n 10000] [--store URL] [--rounds 3]
+
+Peerbench's job (``pbjob.py`` in ``../shared/peerbench``) makes one pipelined round trip to Redis: INCR, SADD,
+SET NX, SET. ductape-jobs runs it as an async function (``pbjob.arecord``, redis-py's asyncio client); huey,
+Dramatiq and APScheduler run it as a sync one (``pbjob.record``). This script runs the same four commands (on Redis
+db 13, not peerbench's 15) and measures this process's CPU time (every thread's):
+
+1. the async body alone, 50 at a time (a worker's default concurrency) on one event loop: CPU µs a job;
+2. the sync body alone, one call after another: CPU µs a job;
+3. one worker in this process (``Ductape.run_worker``, project defaults) running N scheduled runs of the async
+   body, from the first claim until the last run ends: CPU µs a run.
+
+(3) minus (1) is what the engine spends on a run: the claim, the task, the outcome and the store's transactions.
+A process that spends (1) on every job runs at most 1e6 / (1) jobs a second, whatever the engine does; two
+worker processes on a 2-core machine that also runs Redis and the harness, at most twice that.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import time
+from typing import Any
+
+import redis
+import redis.asyncio as aredis
+
+from _common import Store, machine
+from ductape_jobs import Ductape, RunContext
+
+DB = 13
+REQUEST = {"env": "bench", "product_tag": "bench", "event": "noop"}
+JOB = {"name": "noop", "tag": "noop", "event_type": "FUNCTION", "event_tag": "noop"}
+
+
+def fill(p: Any, i: int, now: float) -> None:
+    """Peerbench's four commands (``pbjob._fill``) into a pipeline."""
+    p.incr("pb:count")
+    p.sadd("pb:seen", i)
+    p.set("pb:first", repr(now), nx=True)
+    p.set("pb:last", repr(now))
+
+
+async def async_body(r: aredis.Redis, i: int) -> None:
+    p = r.pipeline(transaction=False)
+    fill(p, i, time.time())
+    await p.execute()
+
+
+def async_alone(n: int) -> float:
+    """CPU µs a job: the async body, 50 at a time on one loop."""
+
+    async def main() -> float:
+        r = aredis.Redis(db=DB)
+        await async_body(r, -1)  # connected before the clock starts
+        started = time.process_time()
+        for s in range(0, n, 50):
+            await asyncio.gather(*(async_body(r, i) for i in range(s, min(n, s + 50))))
+        spent = time.process_time() - started
+        await r.aclose()
+        return spent
+
+    return asyncio.run(main()) / n * 1e6
+
+
+def sync_alone(n: int) -> float:
+    """CPU µs a job: the sync body, one call after another."""
+    r = redis.Redis(db=DB)
+    r.ping()
+    started = time.process_time()
+    for i in range(n):
+        p = r.pipeline(transaction=False)
+        fill(p, i, time.time())
+        p.execute()
+    return (time.process_time() - started) / n * 1e6
+
+
+def engine(store: Store, n: int) -> float:
+    """CPU µs a run: one worker in this process running ``n`` scheduled runs of the async body."""
+    store.reset()
+    dt = Ductape(store.url)
+    done = 0
+    stop = asyncio.Event()
+    clients: dict[int, aredis.Redis] = {}
+
+    async def noop(input: dict[str, Any], ctx: RunContext) -> None:
+        nonlocal done
+        loop = id(asyncio.get_running_loop())
+        if loop not in clients:
+            clients[loop] = aredis.Redis(db=DB)
+        await async_body(clients[loop], input["i"])
+        done += 1
+        if done == n:
+            stop.set()
+
+    dt.function("noop")(noop)
+    with dt:
+        dt.job.create(JOB)
+        for s in range(0, n, 1000):
+            dt.job.schedule_many([{**REQUEST, "input": {"i": i}, "start_at": 0} for i in range(s, min(n, s + 1000))])
+
+        async def main() -> float:
+            started = time.process_time()
+            await dt.run_worker(stop)
+            return time.process_time() - started
+
+        spent = asyncio.run(main())
+    return spent / n * 1e6
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--store", default=None, help="store URL (default: a temporary SQLite file)")
+    parser.add_argument("-n", type=int, default=10000)
+    parser.add_argument("--rounds", type=int, default=3)
+    args = parser.parse_args()
+    print(machine())
+    redis.Redis(db=DB).flushdb()
+    store = Store(args.store)
+    try:
+        print(f"store: {store.label}; {args.n} jobs a round, {args.rounds} rounds (medians)")
+        a, s, e = [], [], []
+        for _ in range(args.rounds):
+            a.append(async_alone(args.n))
+            s.append(sync_alone(args.n))
+            e.append(engine(store, args.n))
+        body, run = statistics.median(a), statistics.median(e)
+        print(f"async job body alone : {body:6.0f} CPU µs a job  (at most {1e6 / body:,.0f} jobs/s a process)")
+        print(f"sync job body alone  : {statistics.median(s):6.0f} CPU µs a job")
+        print(f"worker, async body   : {run:6.0f} CPU µs a run   ({1e6 / run:,.0f} runs/s a process, CPU-bound)")
+        print(f"the engine's share   : {run - body:6.0f} CPU µs a run   ({(run - body) / run:.0%} of a run)")
+    finally:
+        store.close()
+        redis.Redis(db=DB).flushdb()
+
+
+if __name__ == "__main__":
+    main()
