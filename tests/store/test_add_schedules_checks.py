@@ -6,6 +6,7 @@ PostgreSQL a call whose COMMIT's answer was lost is neither lost nor doubled (a 
 from __future__ import annotations
 
 import contextlib
+import json
 import logging
 import secrets
 import socket
@@ -25,7 +26,7 @@ from ductape_jobs.store.codec import job_params
 from ductape_jobs.store.dialect import Tx
 from ductape_jobs.store.postgres import PostgresStore
 from ductape_jobs.store.postgres.connection import Database, split_url
-from ductape_jobs.store.postgres.dialect import PostgresDialect
+from ductape_jobs.store.postgres.dialect import PostgresDialect, _json
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
@@ -113,6 +114,26 @@ def test_an_own_job_made_meanwhile_makes_a_shared_schedule_stale(store: Store) -
     other = schedule("sync", "blog", job_product="")  # blog has no job of its own: the shared one runs
     store.add_schedules([other], [first_run(other)])
     assert written(store) == (1, 1)
+
+
+def test_texts_in_any_script_round_trip_through_the_rows_sent(store: Store) -> None:
+    store.create_job(job("report"), T0)
+    text = 'Zo\u00eb \u6771\u4eac "q" \\ \x00 \u2028 \U0001f600'
+    s = replace(schedule("report"), input={"name": text, text: [text]})
+    store.add_schedules([s], [first_run(s)], planned_from={})
+    got = store.get_schedule(s.id)
+    assert got is not None and got.input == {"name": text, text: [text]}
+    (run,) = store.list_runs(RunFilter(job_id=s.id))
+    assert run.input == s.input
+
+
+def test_rows_sent_as_json_keep_a_lone_surrogate_as_an_escape() -> None:
+    """msgspec refuses to encode a lone surrogate (UTF-8 cannot hold it); the rows then go through json.dumps,
+    written as an escape, as they always were (the server decides what it takes)."""
+    rows = [{"error": "caf\udce9", "n": 1}, {"error": "Zo\u00eb", "n": None}]
+    assert _json(rows) == json.dumps(rows, separators=(",", ":"))
+    plain = [{"error": "Zo\u00eb \x00", "n": 2}]
+    assert json.loads(_json(plain)) == plain
 
 
 def test_a_first_run_takes_its_jobs_event_and_priority(store: Store) -> None:

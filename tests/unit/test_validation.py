@@ -173,6 +173,13 @@ SCHEDULE_CASES: list[Case] = [
     ("input an object", lambda d: d.job.schedule(req(input={"o": object()})), "input.o", "must be JSON data"),
     ("input a datetime", lambda d: d.job.schedule(req(input={"at": SEPT})), "input.at", "must be JSON data"),
     ("input NaN", lambda d: d.job.schedule(req(input={"x": float("nan")})), "input.x", "finite"),
+    ("input a lone surrogate", lambda d: d.job.schedule(req(input={"f": "caf\udce9"})), "input", "must be JSON data"),
+    (  # 135,000 characters, 270,000 bytes as UTF-8 JSON: the limit counts bytes
+        "input over the limit in bytes",
+        lambda d: d.job.schedule(req(input={k: "\u00e9" * 45_000 for k in "abc"})),
+        "input",
+        "bytes as JSON; at most 262144",
+    ),
     ("input a list", lambda d: d.job.schedule(req(input=[1, 2])), "input", "must be an object"),
     ("input a string", lambda d: d.job.schedule(req(input="{}")), "input", "must be an object"),
     ("session without token", lambda d: d.job.schedule(req(session={"tag": "s"})), "session.token", "is required"),
@@ -509,6 +516,12 @@ def test_strings_are_stripped(dt: Ductape) -> None:
     created = dt.job.create(job(name="  Report  ", tag=" report "))
     assert (created.name, created.tag) == ("Report", "report")
     assert dt.job.schedule(req(event=" report ", env=" prd ")).job_id
+
+
+def test_an_input_just_under_the_byte_limit_is_taken(dt: Ductape) -> None:
+    dt.job.create(job())
+    payload = {k: "e" * 45_000 for k in "abc"} | {"d": "\u00e9" * 40_000}  # 215,000 characters, 255,000 bytes
+    assert dt.job.get(dt.job.schedule(req(input=payload)).job_id).input == payload
 
 
 def test_input_round_trips(dt: Ductape) -> None:
