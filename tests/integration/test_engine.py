@@ -537,6 +537,31 @@ def test_a_delayed_run_is_created_and_claimed_by_one_store_call_when_it_falls_du
     assert run.started_at == clock.now() and run.phase is RunPhase.COMPLETED
 
 
+def test_outcomes_are_recorded_with_the_claim_that_refills_their_slots(dt: Ductape) -> None:
+    """A pass records the outcomes so far and claims runs for the capacity they free in one transaction
+    (``finish_and_acquire``), never a transaction of their own; every run is claimed once, by a pass's claim or a
+    flush's. (Which of the two takes which run depends on when the function's thread ends.)"""
+    rec = dt.function("report")(Recorder())
+    job(dt)
+    dt.job.schedule_many([req(input={"i": i}) for i in range(5)])
+    calls: list[tuple[str, int]] = []
+    for name in ("acquire_runs", "finish_runs", "finish_and_acquire"):
+        real = getattr(dt.store, name)
+
+        def spy(*args: Any, _real: Any = real, _name: str = name) -> Any:
+            result = _real(*args)
+            calls.append((_name, len(result) if isinstance(result, list) else 0))
+            return result
+
+        setattr(dt.store, name, spy)
+    summary = asyncio.run(dt.new_worker(concurrency=2).run_until_idle())
+    assert summary.completed == 5 and sorted(given["i"] for given, _ in rec.calls) == [0, 1, 2, 3, 4]
+    names = [name for name, _ in calls]
+    assert "finish_runs" not in names and names.count("finish_and_acquire") >= 2
+    assert sum(got for _, got in calls) == 5
+    assert calls[0] == ("acquire_runs", 2) and calls[-1] == ("finish_and_acquire", 0)
+
+
 def test_a_run_due_in_a_later_batch_of_the_tick_still_runs_in_the_same_drain(dt: Ductape, clock: FakeClock) -> None:
     """The tick's first batch makes only held runs (two buffer_one schedules whose runs another worker holds); the
     one-off due in the second batch is ticked by the next pass and run by the same drain."""
