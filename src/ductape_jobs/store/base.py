@@ -301,7 +301,7 @@ class SchedulingStore(ABC):
         self, outcomes: Sequence[Outcome], now: datetime, worker_id: str, limit: int, lease_for: timedelta
     ) -> list[Run]:
         """``finish_runs`` then ``acquire_runs``, in one transaction where the backend can: a worker whose runs
-        under a limit ended takes the slots they freed without a claim of its own in between. Atomic as a
+        ended takes the slots they freed (a limit's too) without a claim of its own in between. Atomic as a
         whole; like ``acquire_runs``, not retried when a COMMIT's outcome is unknown (runs it claimed then come
         back through ``rescue_expired``)."""
         self.finish_runs(outcomes, now)
