@@ -524,6 +524,31 @@ def test_an_input_just_under_the_byte_limit_is_taken(dt: Ductape) -> None:
     assert dt.job.get(dt.job.schedule(req(input=payload)).job_id).input == payload
 
 
+class Name(str):  # a str subclass, as markupsafe's Markup or numpy's str_
+    pass
+
+
+class Price(float):  # a float subclass, as numpy's float64
+    pass
+
+
+def test_subclasses_of_json_scalars_are_taken_as_their_values(dt: Ductape) -> None:
+    dt.job.create(job())
+    payload = {"name": Name("<b>hi</b>"), "price": Price(1.5), "n": True}
+    assert dt.job.get(dt.job.schedule(req(input=payload)).job_id).input == {
+        "name": "<b>hi</b>",
+        "price": 1.5,
+        "n": True,
+    }
+
+
+def test_the_input_size_is_measured_as_it_is_stored(dt: Ductape) -> None:
+    """40,000 floats of 1e-05: 240,025 bytes as stored (``1e-05``), 320,025 if written ``0.00001``."""
+    dt.job.create(job())
+    payload = {k: [1e-05] * 10_000 for k in "abcd"}
+    assert dt.job.get(dt.job.schedule(req(input=payload)).job_id).input == payload
+
+
 def test_input_round_trips(dt: Ductape) -> None:
     dt.job.create(job())
     payload = {"price": "US$ 5", "n": 1, "x": 1.5, "ok": True, "none": None, "list": [1, {"a": "b"}]}
