@@ -13,6 +13,7 @@ import pytest
 
 from ductape_jobs import (
     AsyncDuctape,
+    Backoff,
     Ductape,
     FakeClock,
     RunContext,
@@ -560,6 +561,25 @@ def test_outcomes_are_recorded_with_the_claim_that_refills_their_slots(dt: Ducta
     assert "finish_runs" not in names and names.count("finish_and_acquire") >= 2
     assert sum(got for _, got in calls) == 5
     assert calls[0] == ("acquire_runs", 2) and calls[-1] == ("finish_and_acquire", 0)
+
+
+def test_a_run_due_while_the_flush_was_claiming_is_claimed_by_the_same_pass(dt: Ductape, clock: FakeClock) -> None:
+    """The flush's claim found nothing more due, and a retry fell due while it was in the store (a real clock moves
+    on): the pass claims it, so a drain does not end with a run due."""
+    rec = dt.function("report")(Recorder(fail_times=1))
+    job(dt)
+    dt.job.schedule_many([req(input={"i": i}, retries=1) for i in range(2)])
+    real = dt.store.finish_and_acquire
+
+    def slow(*args: Any) -> Any:
+        runs = real(*args)
+        clock.advance(seconds=1)  # the call took a second: the failed run's retry, 1 s after it failed, is due
+        return runs
+
+    dt.store.finish_and_acquire = slow  # type: ignore[method-assign]
+    worker = dt.new_worker(concurrency=2, backoff=Backoff(base=timedelta(seconds=1), jitter=0))
+    summary = asyncio.run(worker.run_until_idle())
+    assert (summary.completed, summary.retried, len(rec.calls)) == (2, 1, 3)
 
 
 def test_a_run_due_in_a_later_batch_of_the_tick_still_runs_in_the_same_drain(dt: Ductape, clock: FakeClock) -> None:

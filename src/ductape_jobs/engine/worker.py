@@ -227,7 +227,7 @@ class Worker:
         """One pass. Returns True when more work may be due right away."""
         assert self._wake is not None
         self._wake.clear()
-        took_all_due = await self._flush(refill=True)
+        saw_all_due = await self._flush(refill=True)
         now = self.clock.now()
         due, self._slept = self._slept, None
         if due is None:
@@ -257,11 +257,13 @@ class Worker:
                 tell_rescued(self.observers, rescued)
                 claimed = None  # runs due again since the tick's claim
                 more = True
+        # the flush's claim took fewer runs than it asked for: it took every run due by then that no other worker had
+        seen = saw_all_due is not None and due.run_due is not None and due.run_due <= saw_all_due
         freed, self._freed = self._freed, False  # a run of ours under a limit ended: its slot may be ours again
         if claimed is not None:  # the tick's claim looked at every run due now (and after any slot freed)
             more = claimed == want
         elif (want := self._want()) > 0 and (
-            more or freed or (due.run_due is not None and due.run_due <= now and not took_all_due)
+            more or freed or (due.run_due is not None and due.run_due <= now and not seen)
         ):
             runs = await self._io(self.store.acquire_runs, self.id, want, self.options.lease, now)
             self._begin(runs, now)
@@ -402,14 +404,15 @@ class Worker:
         hit, value = await self._io(self.store.cache_get, key, self.clock.now())
         return hit, value, None if hit else (key, self.clock.now() + ttl)
 
-    async def _flush(self, *, refill: bool = False) -> bool:
+    async def _flush(self, *, refill: bool = False) -> datetime | None:
         """Record the outcomes so far. With ``refill``, claim runs for the free capacity in the same transaction
         (``finish_and_acquire``): the slots they free are taken again at once, before any other claim, and the
         next runs start without a transaction of their own (on PostgreSQL a commit and its WAL flush a batch). If
         fewer runs under a limit came back than these outcomes freed, the pass's own claim looks again (a slot
-        may still be free). True when that claim took fewer runs than it asked for: it saw every run due then."""
+        may still be free). When that claim took fewer runs than it asked for, the time it claimed at: it took every
+        run due then that no other worker had (``None`` otherwise)."""
         if not self._outcomes:
-            return False
+            return None
         outcomes, self._outcomes = self._outcomes, []
         freed = sum(1 for o in outcomes if o.run_id in self._limited)
         self._limited.difference_update(o.run_id for o in outcomes)
@@ -427,7 +430,7 @@ class Worker:
             raise
         self._begin(runs, now)
         self._freed = self._freed or sum(1 for run in runs if run.limit_keys) < freed
-        took_all_due = want > 0 and len(runs) < want
+        saw_all_due = now if want > 0 and len(runs) < want else None
         for o in outcomes:
             if o.ok:
                 self.summary.completed += 1
@@ -444,7 +447,7 @@ class Worker:
         if self.observers:
             ended = [(self._observed.pop(o.run_id), o) for o in outcomes if o.run_id in self._observed]
             tell_finished(self.observers, ended)
-        return took_all_due
+        return saw_all_due
 
     def _record(self, outcomes: list[Outcome], now: datetime, want: int) -> list[Run]:
         if want <= 0:
