@@ -582,6 +582,35 @@ def test_a_run_due_while_the_flush_was_claiming_is_claimed_by_the_same_pass(dt: 
     assert (summary.completed, summary.retried, len(rec.calls)) == (2, 1, 3)
 
 
+def test_outcomes_recorded_when_a_tick_is_due_leave_the_claim_to_the_tick_in_priority_order(
+    dt: Ductape, clock: FakeClock
+) -> None:
+    """A pass whose sleep knew a tick was due records its outcomes without a claim: the tick's transaction claims,
+    so a high-priority run it makes (100: its claim key 100 s earlier) goes before a run queued 60 s before it."""
+    rec = dt.function("report")(Recorder())
+    job(dt)
+    dt.job.schedule(req(input={"i": "first"}))
+    soon = int((clock.now() + timedelta(seconds=60)).timestamp() * 1000)
+    dt.job.schedule(req(input={"i": "urgent"}, start_at=soon, repeat={"every": 3_600_000}, priority=100))
+
+    async def two_passes() -> None:
+        worker = dt.new_worker(concurrency=1)
+        worker._start(None)
+        try:
+            await worker._step()  # claims and starts the first run
+            await asyncio.gather(*(task for _, task in worker._inflight.values()))
+            dt.job.schedule(req(input={"i": "queued"}))  # due now, priority 0
+            clock.advance(seconds=60)  # the urgent schedule's first occurrence is due: a tick
+            worker._slept = await worker._io(dt.store.next_wakeup)  # what the sleep before this pass read
+            await worker._step()
+            await asyncio.gather(*(task for _, task in worker._inflight.values()))
+        finally:
+            worker._end()
+
+    asyncio.run(two_passes())
+    assert [given["i"] for given, _ in rec.calls] == ["first", "urgent"]
+
+
 def test_a_run_due_in_a_later_batch_of_the_tick_still_runs_in_the_same_drain(dt: Ductape, clock: FakeClock) -> None:
     """The tick's first batch makes only held runs (two buffer_one schedules whose runs another worker holds); the
     one-off due in the second batch is ticked by the next pass and run by the same drain."""

@@ -227,7 +227,10 @@ class Worker:
         """One pass. Returns True when more work may be due right away."""
         assert self._wake is not None
         self._wake.clear()
-        saw_all_due = await self._flush(refill=True)
+        # a tick due (as the sleep read): its transaction claims, in priority order with the runs it makes, so the
+        # outcomes go without a claim of their own
+        tick_at = self._slept.schedule_due if self._slept is not None and self.options.run_scheduler else None
+        saw_all_due = await self._flush(refill=tick_at is None or tick_at > self.clock.now())
         now = self.clock.now()
         due, self._slept = self._slept, None
         if due is None:
