@@ -127,13 +127,19 @@ def test_texts_in_any_script_round_trip_through_the_rows_sent(store: Store) -> N
     assert run.input == s.input
 
 
+class WorkerId(str):
+    pass
+
+
 def test_rows_sent_as_json_keep_a_lone_surrogate_as_an_escape() -> None:
-    """msgspec refuses to encode a lone surrogate (UTF-8 cannot hold it); the rows then go through json.dumps,
-    written as an escape, as they always were (the server decides what it takes)."""
+    """msgspec refuses to encode a lone surrogate (UTF-8 cannot hold it) and subclasses of str, int and float; the
+    rows then go through json.dumps, as they always were (a surrogate written as an escape: the server decides)."""
     rows = [{"error": "caf\udce9", "n": 1}, {"error": "Zo\u00eb", "n": None}]
     assert _json(rows) == json.dumps(rows, separators=(",", ":"))
     plain = [{"error": "Zo\u00eb \x00", "n": 2}]
     assert json.loads(_json(plain)) == plain
+    subclassed = [{"worker_id": WorkerId("w-1"), "n": 3}]  # msgspec refuses a str subclass; json.dumps takes it
+    assert _json(subclassed) == json.dumps(subclassed, separators=(",", ":"))
 
 
 def test_a_first_run_takes_its_jobs_event_and_priority(store: Store) -> None:

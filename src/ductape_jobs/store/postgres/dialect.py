@@ -119,8 +119,8 @@ _ROWS = msgspec.json.Encoder()
 def _json(rows: Sequence[Params]) -> str:
     try:
         return _ROWS.encode(rows).decode()
-    except UnicodeEncodeError:  # a lone surrogate: json.dumps writes it as an escape, as before (the server answers)
-        return json.dumps(list(rows), separators=(",", ":"))
+    except (UnicodeEncodeError, TypeError):  # a lone surrogate (json.dumps writes an escape; the server answers), or
+        return json.dumps(list(rows), separators=(",", ":"))  # a subclass of str, int or float, which msgspec refuses
 
 
 def _notify_params(channel: str) -> Params:
