@@ -62,8 +62,7 @@ def test_a_claims_commit_leaves_the_checkpoint_to_the_next_write(three_due: tupl
 def test_claims_in_a_row_checkpoint_now_and_then_so_the_wal_stays_bounded(
     three_due: tuple[Ductape, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """Where nothing but claims writes (limits record outcomes with a claim), the CLAIMS_BEFORE_CHECKPOINT-th claim in a
-    row may checkpoint."""
+    """Where nothing but claims writes, the CLAIMS_BEFORE_CHECKPOINT-th claim in a row may checkpoint."""
     monkeypatch.setattr(dialect, "CLAIMS_BEFORE_CHECKPOINT", 3)
     dt, path = three_due
     seen = [file_bytes(path)]
@@ -71,3 +70,17 @@ def test_claims_in_a_row_checkpoint_now_and_then_so_the_wal_stays_bounded(
         assert len(dt.store.acquire_runs("w1", 1, LEASE, datetime.now(UTC))) == 1
         seen.append(file_bytes(path))
     assert seen[0] == seen[1] == seen[2] != seen[3]  # the third claim in a row checkpointed
+
+
+def test_outcomes_recorded_with_a_refilling_claim_may_checkpoint(three_due: tuple[Ductape, Path]) -> None:
+    """A worker records every batch of outcomes with the claim that refills their slots: that commit, the bulk of
+    what it writes, may checkpoint, so the WAL stays at its bound while a backlog is worked off."""
+    dt, path = three_due
+    before = file_bytes(path)
+    (run,) = dt.store.acquire_runs("w1", 1, LEASE, datetime.now(UTC))
+    assert file_bytes(path) == before
+    now = datetime.now(UTC)
+    assert (
+        len(dt.store.finish_and_acquire([Outcome(run.id, run.attempt, "w1", True, now, 1)], now, "w1", 1, LEASE)) == 1
+    )
+    assert file_bytes(path) != before  # checkpointed: the claim's pages and its own

@@ -253,7 +253,9 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
                 _finish(tx, finished, now)
                 return self._claim(tx, params)
 
-        return _claim_order(self._write(op, claims=True))
+        # not ``claims``: a worker records every batch of outcomes here, the bulk of what it writes, so this commit
+        # may checkpoint (SQLite: the WAL stays at its bound, as when outcomes had a transaction of their own)
+        return _claim_order(self._write(op))
 
     def extend_leases(self, worker_id: str, run_ids: Sequence[str], until: datetime) -> int:
         if not run_ids:

@@ -26,9 +26,9 @@ T = TypeVar("T")
 # syncs the file; at 10,000 pages (about 40 MB of WAL) that cost is shared by ten times as many commits,
 # which about doubles the rate of small writes such as one schedule() each. It also takes tens of milliseconds
 # (over 100 seen here), so a commit that claims runs never checkpoints (``transact(claims=True)``): its runs
-# would start that much late. The next commit that claims nothing does it, or, so that the WAL stays bounded
-# where nothing else writes (every worker's outcomes recorded with a claim, as limits do), the
-# CLAIMS_BEFORE_CHECKPOINT-th claim in a row.
+# would start that much late. The next commit that claims nothing does it (a worker's outcomes, recorded with
+# the claim that refills their slots, are such a commit), or, so that the WAL stays bounded where nothing else
+# writes, the CLAIMS_BEFORE_CHECKPOINT-th claim in a row.
 WAL_PAGES = 10_000
 CLAIMS_BEFORE_CHECKPOINT = 1_000
 PACKAGE = "ductape_jobs.store.sqlite"
