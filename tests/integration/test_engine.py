@@ -19,6 +19,7 @@ from ductape_jobs import (
     RunContext,
     RunPhase,
     ScheduleStatus,
+    StoreError,
     TriggeredBy,
     ValidationError,
 )
@@ -561,6 +562,62 @@ def test_outcomes_are_recorded_with_the_claim_that_refills_their_slots(dt: Ducta
     assert "finish_runs" not in names and names.count("finish_and_acquire") >= 2
     assert sum(got for _, got in calls) == 5
     assert calls[0] == ("acquire_runs", 2) and calls[-1] == ("finish_and_acquire", 0)
+
+
+def _answer_lost_once(dt: Ductape, name: str) -> list[list[str]]:
+    """``dt.store.<name>`` commits its first call and then raises as a connection lost before the answer would
+    (PostgreSQL: ``StoreError``, not retried: the COMMIT's outcome is unknown). Returns the runs each call took."""
+    real, took = getattr(dt.store, name), []
+
+    def lost_once(*args: Any) -> Any:
+        runs = real(*args)
+        took.append([run.id for run in runs])
+        if len(took) == 1:
+            raise StoreError("PostgreSQL store: consuming input failed: server closed the connection unexpectedly")
+        return runs
+
+    setattr(dt.store, name, lost_once)
+    return took
+
+
+def test_a_claim_whose_answer_was_lost_starts_the_runs_it_took_at_the_next_pass(dt: Ductape) -> None:
+    """Without an answer the worker cannot know that its claim landed: its next pass asks which runs it holds the
+    lease of (``leased_runs``) and starts those it did not know, instead of leaving them to their lease (30 s)."""
+    rec = dt.function("report")(Recorder())
+    job(dt)
+    dt.job.schedule_many([req(input={"i": i}) for i in range(3)])
+    took = _answer_lost_once(dt, "acquire_runs")
+    worker = dt.new_worker()
+    with pytest.raises(StoreError, match="closed the connection"):
+        asyncio.run(worker.run_until_idle())
+    assert len(took[0]) == 3 and rec.calls == []  # claimed, and unknown to the worker
+
+    summary = asyncio.run(worker.run_until_idle())  # its next pass, as ``run`` makes after a failed one
+    assert summary.completed == 3 and sorted(given["i"] for given, _ in rec.calls) == [0, 1, 2]
+    assert {(run.phase, run.attempt) for run in dt.job.runs()} == {(RunPhase.COMPLETED, 1)}  # none rescued
+
+
+def test_a_flush_whose_claim_lost_its_answer_gives_back_what_does_not_fit(dt: Ductape) -> None:
+    """The flush's finishing claim is tried again after the lost answer (its outcomes are recorded once: guarded by
+    lease and attempt) and fills the capacity; the pass then finds the first try's runs and, with no slot free for
+    them, queues them again at once, so that every run runs once and the drain ends with none held."""
+    ran: list[int] = []
+
+    @dt.function("report")
+    async def report(input: dict[str, Any], ctx: RunContext) -> None:
+        await asyncio.sleep(0.2)  # still running when the pass looks for the lost claim's runs
+        ran.append(input["i"])
+
+    job(dt)
+    dt.job.schedule_many([req(input={"i": i}) for i in range(6)])
+    took = _answer_lost_once(dt, "finish_and_acquire")
+    summary = asyncio.run(dt.new_worker(concurrency=2).run_until_idle())
+    assert len(took[0]) == 2 and len(took[1]) == 2  # the lost try claimed two runs; the second try two others
+    assert summary.completed == 6 and sorted(ran) == [0, 1, 2, 3, 4, 5]
+    runs = {run.id: run for run in dt.job.runs()}
+    assert {run.phase for run in runs.values()} == {RunPhase.COMPLETED}
+    assert [runs[i].attempt for i in took[0]] == [2, 2]  # given back unstarted (released), then run
+    assert sorted(run.attempt for run in runs.values()) == [1, 1, 1, 1, 2, 2]
 
 
 def test_a_run_due_while_the_flush_was_claiming_is_claimed_by_the_same_pass(dt: Ductape, clock: FakeClock) -> None:

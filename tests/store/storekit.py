@@ -6,9 +6,12 @@ When it is unreachable its tests are skipped, except on CI (``CI=true``), where 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
+import socket
 import sqlite3
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -180,3 +183,68 @@ def postgres_backend() -> Iterator[Backend]:
     finally:
         backend.close_all()
         pg_admin(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+class CutProxy:
+    """A TCP proxy in front of PostgreSQL. Once ``arm()``ed, it passes the server's answers on until one holds a
+    write's end: a write's completion (``CommandComplete``, one of ``writes``) and then, in that answer or a later
+    one on the same connection, the server ready again outside a transaction (``ReadyForQuery 'I'``: the
+    transaction has committed). It closes both sides of that connection instead of passing that answer on: the
+    client sees its connection lost, the commit's outcome unknown to it.
+
+    The default ``writes``: an INSERT (statements sent as a pipeline), or the one statement that calls
+    ductape_add_schedules() (a SELECT of one row)."""
+
+    def __init__(self, host: str, port: int, writes: tuple[bytes, ...] = (b"INSERT 0 1\x00", b"SELECT 1\x00")) -> None:
+        self._target = (host, port)
+        self._writes = writes
+        self._server = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self._server.getsockname()[1]
+        self._armed = threading.Event()
+        self.cut = threading.Event()
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    def arm(self) -> None:
+        self.cut.clear()
+        self._armed.set()
+
+    def close(self) -> None:
+        self._server.close()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(self._target)
+            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
+            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
+
+    def _pump(self, src: socket.socket, dst: socket.socket, answers: bool) -> None:
+        held = b""  # an armed proxy's answer, until it is known whether it is the one to cut (kept whole after
+        wrote = False  # another connection's cut disarmed it); this connection completed a write since it was armed
+        ready_once = False  # the connection's start (the SSL answer, authentication) passes as it comes
+        try:
+            while data := src.recv(65536):
+                if answers and ready_once and (held or self._armed.is_set()):
+                    held += data
+                    ready = held.find(b"Z\x00\x00\x00\x05")  # ReadyForQuery: the answer is whole
+                    if ready < 0:
+                        continue
+                    done = min((at for at in map(held.find, self._writes) if at >= 0), default=-1)
+                    status = held[ready + 5 : ready + 6]  # I: idle, T: in a transaction, E: in a failed one
+                    wrote = status != b"E" and (wrote or 0 <= done < ready)
+                    if status == b"I" and wrote and self._armed.is_set():
+                        self._armed.clear()
+                        self.cut.set()
+                        break
+                    data, held = held, b""
+                ready_once = ready_once or b"Z\x00\x00\x00\x05" in data
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            with contextlib.suppress(OSError):
+                sock.shutdown(socket.SHUT_RDWR)
+            sock.close()

@@ -5,19 +5,16 @@ PostgreSQL a call whose COMMIT's answer was lost is neither lost nor doubled (a 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import logging
 import secrets
-import socket
-import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from msgspec.structs import replace
-from storekit import Backend, pg_admin
+from storekit import Backend, CutProxy, pg_admin
 
 from ductape_jobs.errors import NotFoundError, StaleJobError, StoreError
 from ductape_jobs.models import JobDefinition, NewRun, RunFilter, RunPhase, Schedule, ScheduleStatus, TriggeredBy
@@ -153,66 +150,6 @@ def test_a_first_run_takes_its_jobs_event_and_priority(store: Store) -> None:
 
 
 # ------------------------------------------------------------------ PostgreSQL: a COMMIT whose answer is lost
-
-
-class CutProxy:
-    """A TCP proxy in front of PostgreSQL. Once ``arm()``ed, it passes the server's answers on until one holds a
-    write's end: a write's completion (``CommandComplete``, ``WRITES``) and then the server ready again
-    outside a transaction (``ReadyForQuery 'I'``: the transaction has committed). It closes both sides of that
-    connection instead of passing that answer on: the client sees its connection lost, the commit's outcome
-    unknown to it."""
-
-    #: The completions of a write: an INSERT (statements sent as a pipeline), or the one statement that calls
-    #: ductape_add_schedules() (a SELECT of one row)
-    WRITES = (b"INSERT 0 1\x00", b"SELECT 1\x00")
-
-    def __init__(self, host: str, port: int) -> None:
-        self._target = (host, port)
-        self._server = socket.create_server(("127.0.0.1", 0))
-        self.port: int = self._server.getsockname()[1]
-        self._armed = threading.Event()
-        self.cut = threading.Event()
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def arm(self) -> None:
-        self.cut.clear()
-        self._armed.set()
-
-    def close(self) -> None:
-        self._server.close()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self._server.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self._target)
-            threading.Thread(target=self._pump, args=(client, upstream, False), daemon=True).start()
-            threading.Thread(target=self._pump, args=(upstream, client, True), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket, answers: bool) -> None:
-        held = b""  # an armed proxy's answer, until it is known whether it is the one to cut
-        try:
-            while data := src.recv(65536):
-                if answers and self._armed.is_set():
-                    held += data
-                    ready = held.find(b"Z\x00\x00\x00\x05")  # ReadyForQuery: the answer is whole
-                    if ready < 0:
-                        continue
-                    done = min((at for at in map(held.find, self.WRITES) if at >= 0), default=-1)
-                    if 0 <= done < ready and held[ready + 5 : ready + 6] == b"I":
-                        self._armed.clear()
-                        self.cut.set()
-                        break
-                    data, held = held, b""
-                dst.sendall(data)
-        except OSError:
-            pass
-        for sock in (src, dst):
-            with contextlib.suppress(OSError):
-                sock.shutdown(socket.SHUT_RDWR)
-            sock.close()
 
 
 @pytest.fixture

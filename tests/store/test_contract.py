@@ -569,6 +569,21 @@ def test_release_runs_gives_them_back_unstarted(store: Store) -> None:
     assert (again.id, again.attempt) == (a, 2)
 
 
+def test_leased_runs_are_those_a_worker_holds_in_claim_order(store: Store) -> None:
+    _, (a, b, c) = setup(store, T0 - 2 * MIN, T0 - MIN, T0)
+    assert [r.id for r in store.acquire_runs("w1", 2, LEASE, T0)] == [a, b]
+    store.acquire_runs("w2", 1, LEASE, T0)
+    held = store.leased_runs("w1")
+    assert [(r.id, r.phase, r.lease_owner, r.attempt) for r in held] == [
+        (a, RunPhase.RUNNING, "w1", 1),
+        (b, RunPhase.RUNNING, "w1", 1),
+    ]
+    store.finish_runs([Outcome(a, 1, "w1", True, T0, 5)], T0)
+    assert [r.id for r in store.leased_runs("w1")] == [b]  # a finished run is held no more
+    assert [r.id for r in store.leased_runs("w2")] == [c]
+    assert store.leased_runs("w3") == []
+
+
 def test_rescue_expired_requeues_then_fails_a_run_lost_too_often(store: Store) -> None:
     _, (run_id, alive) = setup(store, T0 - MIN, T0)
     store.acquire_runs("w1", 1, LEASE, T0)

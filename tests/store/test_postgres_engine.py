@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import asyncio
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import pytest
-from storekit import Backend, postgres_backend
+from storekit import Backend, CutProxy, postgres_backend
 
 from ductape_jobs import Backoff, Ductape, FakeClock, RunContext, RunPhase, ScheduleStatus
 from ductape_jobs.testing import Sandbox
@@ -101,3 +103,37 @@ def test_a_sandbox_runs_a_cron_schedule_on_postgres(pg: Backend) -> None:
         assert ran == [datetime(2026, 3, d, 9, 0, tzinfo=UTC) for d in (3, 4, 5)]
     finally:
         dt.close()
+
+
+def test_a_claim_whose_commit_answer_is_lost_runs_its_runs_at_once(pg: Backend) -> None:
+    """The connection is cut after the server committed the worker's claim and before its answer arrived (a proxy
+    in between): the claim is not sent again (its outcome is unknown), the pass fails, and the next pass finds the
+    three runs it holds the lease of and runs them, instead of leaving them to their 30-second lease."""
+    url = urlsplit(pg.url)
+    proxy = CutProxy(url.hostname or "127.0.0.1", url.port or 5432, writes=(b"SELECT 3\x00",))  # the claim of 3
+    dt = Ductape(urlunsplit(url._replace(netloc=f"{url.username}@127.0.0.1:{proxy.port}")))
+    ran: list[int] = []
+    try:
+        stop = asyncio.Event()
+
+        @dt.function("report")
+        async def report(input: dict[str, Any], ctx: RunContext) -> None:
+            ran.append(input["i"])
+            if len(ran) == 3:
+                stop.set()
+
+        report_job(dt)
+        dt.job.schedule_many(
+            [{"env": "prd", "product_tag": "shop", "event": "report", "input": {"i": i}} for i in range(3)]
+        )
+        proxy.arm()
+
+        async def work() -> None:
+            await asyncio.wait_for(dt.run_worker(stop), timeout=20)  # the lease is 30 s
+
+        asyncio.run(work())
+        assert proxy.cut.is_set() and sorted(ran) == [0, 1, 2]
+        assert {(run.phase, run.attempt) for run in dt.job.runs()} == {(RunPhase.COMPLETED, 1)}
+    finally:
+        dt.close()
+        proxy.close()

@@ -101,6 +101,7 @@ class Worker:
         self._outcomes: list[Outcome] = []
         self._limited: set[str] = set()  # runs in flight under a limit (their end may free a slot for us)
         self._freed = False
+        self._unsure = False  # a claiming call failed: its COMMIT may have landed (``_adopt`` looks)
         # what the last sleep read from next_wakeup before it waited; the next pass starts from it unless something
         # happened elsewhere meanwhile (``notify``: then it reads again). Its own outcomes, recorded by that pass,
         # can only free slots (the refill and ``_freed`` handle those) or be due later (the sleep after reads).
@@ -232,6 +233,8 @@ class Worker:
         tick_at = self._slept.schedule_due if self._slept is not None and self.options.run_scheduler else None
         saw_all_due = await self._flush(refill=tick_at is None or tick_at > self.clock.now())
         now = self.clock.now()
+        if self._unsure:
+            await self._adopt(now)
         due, self._slept = self._slept, None
         if due is None:
             due = await self._io(self.store.next_wakeup)
@@ -241,7 +244,7 @@ class Worker:
         if self.options.run_scheduler and due.schedule_due is not None and due.schedule_due <= now:
             if want > 0:  # tick and claim in one transaction: a delayed run starts without a claim of its own
                 tick = self.scheduler.tick_and_claim
-                created, runs, ticks_left = await self._io(tick, now, self.id, want, self.options.lease)
+                created, runs, ticks_left = await self._claiming(tick, now, self.id, want, self.options.lease)
                 self._begin(runs, now)
                 claimed = None if ticks_left else len(runs)  # a full batch: this pass claims again after it
             else:
@@ -268,11 +271,36 @@ class Worker:
         elif (want := self._want()) > 0 and (
             more or freed or (due.run_due is not None and due.run_due <= now and not seen)
         ):
-            runs = await self._io(self.store.acquire_runs, self.id, want, self.options.lease, now)
+            runs = await self._claiming(self.store.acquire_runs, self.id, want, self.options.lease, now)
             self._begin(runs, now)
             more = len(runs) == want
         await self._prune(now)  # after the claim: a worker's first pass claims before it prunes
         return more or ticks_left  # schedules left due by a full batch: the next pass ticks at once
+
+    async def _claiming(self, fn: Callable[..., T], *args: Any) -> T:
+        """``_io`` of a call that claims runs. Such a call is not retried when its COMMIT's outcome is unknown (a
+        connection lost before the answer), and it may have landed: then this worker holds runs it does not know,
+        which would wait for their lease to expire. A failed call has the next pass look for them (``_adopt``)."""
+        try:
+            return await self._io(fn, *args)
+        except Exception:
+            self._unsure = True
+            raise
+
+    async def _adopt(self, now: datetime) -> None:
+        """Start the runs this worker holds a lease on without knowing them: a claim whose answer was lost took
+        them. Up to the free capacity; the rest go back to the queue at once."""
+        leased = await self._io(self.store.leased_runs, self.id)
+        self._unsure = False
+        known = self._inflight.keys() | {o.run_id for o in self._outcomes}
+        found = [run for run in leased if run.id not in known]
+        if not found:
+            return
+        free = max(self.options.concurrency - len(self._inflight), 0)
+        log.warning("a claim whose answer was lost took %d run(s): starting %d", len(found), min(free, len(found)))
+        self._begin(found[:free], now)
+        if found[free:]:
+            await self._io(self.store.release_runs, self.id, [run.id for run in found[free:]], now)
 
     def _want(self) -> int:
         """How many runs one claim asks for: the free capacity, up to a batch."""
@@ -423,7 +451,7 @@ class Worker:
         now = self.clock.now()
         try:
             runs = await retry_async(
-                lambda: self._io(self._record, outcomes, now, want),
+                lambda: self._claiming(self._record, outcomes, now, want),
                 tries=5,
                 backoff=_FLUSH_BACKOFF,
                 on_retry=lambda exc, _: log.exception("recording %d outcome(s) failed; retrying", len(outcomes)),
@@ -482,6 +510,9 @@ class Worker:
             self._observed.pop(run_id, None)
         try:
             await self._flush()
+            if self._unsure:  # and the runs a claim whose answer was lost took (``_adopt``)
+                leased = await self._io(self.store.leased_runs, self.id)
+                left += [run.id for run in leased if run.id not in left]
             if left:
                 released = await self._io(self.store.release_runs, self.id, left, self.clock.now())
                 log.warning("released %d unfinished run(s) back to the queue", released)

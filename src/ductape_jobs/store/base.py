@@ -278,8 +278,8 @@ class SchedulingStore(ABC):
         """``advance_due`` then ``acquire_runs`` of up to ``want`` runs, in one transaction where the backend can: a
         worker that wakes when a delayed run falls due creates it and claims it without a claim of its own (and
         another worker's turn) in between. Atomic as a whole; not retried when a COMMIT's outcome is unknown
-        (the schedules' ``expected_next`` makes a second tick harmless; claimed runs come back through
-        ``rescue_expired``)."""
+        (the schedules' ``expected_next`` makes a second tick harmless; the worker finds the runs it claimed then
+        with ``leased_runs``)."""
         created = self.advance_due(now, limit, planner)
         return created, self.acquire_runs(worker_id, want, lease_for, now)
 
@@ -302,10 +302,15 @@ class SchedulingStore(ABC):
     ) -> list[Run]:
         """``finish_runs`` then ``acquire_runs``, in one transaction where the backend can: a worker whose runs
         ended takes the slots they freed (a limit's too) without a claim of its own in between. Atomic as a
-        whole; like ``acquire_runs``, not retried when a COMMIT's outcome is unknown (runs it claimed then come
-        back through ``rescue_expired``)."""
+        whole; like ``acquire_runs``, not retried when a COMMIT's outcome is unknown (the worker finds the runs it
+        claimed then with ``leased_runs``)."""
         self.finish_runs(outcomes, now)
         return self.acquire_runs(worker_id, limit, lease_for, now)
+
+    @abstractmethod
+    def leased_runs(self, worker_id: str) -> list[Run]:
+        """The runs whose lease ``worker_id`` holds, in claim order. A worker asks after a claim whose COMMIT's
+        outcome it could not learn: the runs it holds without knowing them are that claim's, which landed."""
 
     @abstractmethod
     def release_runs(self, worker_id: str, run_ids: Sequence[str], now: datetime) -> int:

@@ -268,6 +268,9 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             finished = outcome_params(outcomes, now)
             self._write(lambda tx: _finish(tx, finished, now), idempotent=True)
 
+    def leased_runs(self, worker_id: str) -> list[Run]:
+        return _claim_order(self._read(lambda tx: tx.all("leased_runs", {"worker_id": worker_id})))
+
     def release_runs(self, worker_id: str, run_ids: Sequence[str], now: datetime) -> int:
         if not run_ids:
             return 0

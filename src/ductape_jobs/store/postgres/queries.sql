@@ -224,6 +224,10 @@ WHERE id IN (
 UPDATE schedules SET status = 'paused', reason = %(reason)s, updated_at = %(now)s
 WHERE id = %(schedule_id)s AND pause_on_failure = 1 AND status = 'active';
 
+-- name: leased_runs
+-- The runs a worker holds the lease of (runs_leases: the running runs only).
+SELECT * FROM runs WHERE phase = 'running' AND lease_owner = %(worker_id)s;
+
 -- name: release_runs
 UPDATE runs SET phase = 'queued', available_at = %(now)s, lease_owner = NULL, lease_expires_at = NULL,
     updated_at = %(now)s

@@ -216,6 +216,10 @@ WHERE id IN (
 UPDATE schedules SET status = 'paused', reason = :reason, updated_at = :now
 WHERE id = :schedule_id AND pause_on_failure = 1 AND status = 'active';
 
+-- name: leased_runs
+-- The runs a worker holds the lease of (runs_leases: the running runs only).
+SELECT * FROM runs INDEXED BY runs_leases WHERE phase = 'running' AND lease_owner = :worker_id;
+
 -- name: release_runs
 UPDATE runs SET phase = 'queued', available_at = :now, lease_owner = NULL, lease_expires_at = NULL,
     updated_at = :now
