@@ -564,15 +564,16 @@ def test_outcomes_are_recorded_with_the_claim_that_refills_their_slots(dt: Ducta
     assert calls[0] == ("acquire_runs", 2) and calls[-1] == ("finish_and_acquire", 0)
 
 
-def _answer_lost_once(dt: Ductape, name: str) -> list[list[str]]:
-    """``dt.store.<name>`` commits its first call and then raises as a connection lost before the answer would
-    (PostgreSQL: ``StoreError``, not retried: the COMMIT's outcome is unknown). Returns the runs each call took."""
+def _answer_lost(dt: Ductape, name: str, call: int = 1) -> list[list[str]]:
+    """``dt.store.<name>`` commits its ``call``-th call and then raises as a connection lost before the answer
+    would (PostgreSQL: ``StoreError``, not retried: the COMMIT's outcome is unknown). Returns the runs each call
+    took."""
     real, took = getattr(dt.store, name), []
 
     def lost_once(*args: Any) -> Any:
         runs = real(*args)
         took.append([run.id for run in runs])
-        if len(took) == 1:
+        if len(took) == call:
             raise StoreError("PostgreSQL store: consuming input failed: server closed the connection unexpectedly")
         return runs
 
@@ -586,7 +587,7 @@ def test_a_claim_whose_answer_was_lost_starts_the_runs_it_took_at_the_next_pass(
     rec = dt.function("report")(Recorder())
     job(dt)
     dt.job.schedule_many([req(input={"i": i}) for i in range(3)])
-    took = _answer_lost_once(dt, "acquire_runs")
+    took = _answer_lost(dt, "acquire_runs")
     worker = dt.new_worker()
     with pytest.raises(StoreError, match="closed the connection"):
         asyncio.run(worker.run_until_idle())
@@ -595,6 +596,82 @@ def test_a_claim_whose_answer_was_lost_starts_the_runs_it_took_at_the_next_pass(
     summary = asyncio.run(worker.run_until_idle())  # its next pass, as ``run`` makes after a failed one
     assert summary.completed == 3 and sorted(given["i"] for given, _ in rec.calls) == [0, 1, 2]
     assert {(run.phase, run.attempt) for run in dt.job.runs()} == {(RunPhase.COMPLETED, 1)}  # none rescued
+
+
+def test_runs_cut_off_by_a_failed_drain_are_not_taken_for_a_lost_claims(dt: Ductape) -> None:
+    """A drain that fails (on the lost claim) cancels the runs it had started; the same worker's next drain starts
+    the lost claim's runs but not those again (they were started here: they wait for their lease, as before)."""
+    starts: list[int] = []
+
+    @dt.function("report")
+    async def report(input: dict[str, Any], ctx: RunContext) -> None:
+        starts.append(input["i"])
+        await asyncio.sleep(0.05)
+
+    job(dt)
+    dt.job.schedule_many([req(input={"i": i}) for i in range(6)])
+    took = _answer_lost(dt, "acquire_runs", call=2)  # the pass's own claim after the flush's refill
+    worker = dt.new_worker(concurrency=4, batch=2)
+    with pytest.raises(StoreError):
+        asyncio.run(worker.run_until_idle())
+    assert sorted(starts) == [0, 1, 2, 3]  # 2 and 3 (the refill's) were running when the drain failed: cancelled
+    asyncio.run(worker.run_until_idle())
+    assert sorted(starts) == [0, 1, 2, 3, 4, 5]  # the lost claim's 4 and 5, and nothing twice
+    phases = {run.id: run.phase for run in dt.job.runs()}
+    assert {phases[i] for i in took[1]} == {RunPhase.COMPLETED}
+    assert sorted(phases.values()).count(RunPhase.RUNNING) == 2  # the cancelled two
+
+
+def test_a_lost_claims_runs_whose_lease_ends_before_the_next_heartbeat_are_given_back(
+    dt: Ductape, clock: FakeClock
+) -> None:
+    """Found 25 s into their 30 s lease, with the next heartbeat up to 10 s away, the lost claim's runs could be
+    rescued by another worker while they run: they go back to the queue instead, and are claimed again at once."""
+    rec = dt.function("report")(Recorder())
+    job(dt)
+    dt.job.schedule_many([req(input={"i": i}) for i in range(2)])
+    _answer_lost(dt, "acquire_runs")
+    worker = dt.new_worker()
+    with pytest.raises(StoreError):
+        asyncio.run(worker.run_until_idle())
+    clock.advance(seconds=25)
+    assert asyncio.run(worker.run_until_idle()).completed == 2
+    assert sorted(given["i"] for given, _ in rec.calls) == [0, 1]
+    assert {(run.phase, run.attempt) for run in dt.job.runs()} == {(RunPhase.COMPLETED, 2)}  # the first released
+
+
+def test_a_lost_claim_committed_after_the_first_look_is_found_by_a_later_one(dt: Ductape, clock: FakeClock) -> None:
+    """The server may still be committing the lost try when the next pass looks (the connection was cut before it
+    finished): passes look again, every 0.2 s at most, for 2 s after the failure."""
+    rec = dt.function("report")(Recorder())
+    job(dt)
+    dt.job.schedule_many([req(input={"i": i}) for i in range(2)])
+    claim, look = dt.store.acquire_runs, dt.store.leased_runs
+    late: list[tuple[Any, ...]] = []
+
+    def cut_before_the_commit(*args: Any) -> Any:
+        if not late:
+            late.append(args)
+            raise StoreError("PostgreSQL store: consuming input failed: server closed the connection unexpectedly")
+        return claim(*args)
+
+    def first_look_too_early(worker_id: str) -> Any:
+        found = look(worker_id)
+        if late and late[0] != ():
+            claim(*late[0])  # the lost try commits now, after this look
+            late[0] = ()
+        return found
+
+    dt.store.acquire_runs = cut_before_the_commit  # type: ignore[method-assign]
+    dt.store.leased_runs = first_look_too_early  # type: ignore[method-assign]
+    worker = dt.new_worker()
+    with pytest.raises(StoreError):
+        asyncio.run(worker.run_until_idle())
+    assert asyncio.run(worker.run_until_idle()).completed == 0  # looked too early; the runs are leased by then
+    clock.advance(seconds=0.2)
+    assert asyncio.run(worker.run_until_idle()).completed == 2
+    assert sorted(given["i"] for given, _ in rec.calls) == [0, 1]
+    assert {(run.phase, run.attempt) for run in dt.job.runs()} == {(RunPhase.COMPLETED, 1)}
 
 
 def test_a_flush_whose_claim_lost_its_answer_gives_back_what_does_not_fit(dt: Ductape) -> None:
@@ -610,7 +687,7 @@ def test_a_flush_whose_claim_lost_its_answer_gives_back_what_does_not_fit(dt: Du
 
     job(dt)
     dt.job.schedule_many([req(input={"i": i}) for i in range(6)])
-    took = _answer_lost_once(dt, "finish_and_acquire")
+    took = _answer_lost(dt, "finish_and_acquire")
     summary = asyncio.run(dt.new_worker(concurrency=2).run_until_idle())
     assert len(took[0]) == 2 and len(took[1]) == 2  # the lost try claimed two runs; the second try two others
     assert summary.completed == 6 and sorted(ran) == [0, 1, 2, 3, 4, 5]

@@ -105,7 +105,9 @@ def test_a_sandbox_runs_a_cron_schedule_on_postgres(pg: Backend) -> None:
         dt.close()
 
 
-def test_a_claim_whose_commit_answer_is_lost_runs_its_runs_at_once(pg: Backend) -> None:
+def test_a_claim_whose_commit_answer_is_lost_runs_its_runs_at_once(
+    pg: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
     """The connection is cut after the server committed the worker's claim and before its answer arrived (a proxy
     in between): the claim is not sent again (its outcome is unknown), the pass fails, and the next pass finds the
     three runs it holds the lease of and runs them, instead of leaving them to their 30-second lease."""
@@ -133,6 +135,7 @@ def test_a_claim_whose_commit_answer_is_lost_runs_its_runs_at_once(pg: Backend) 
 
         asyncio.run(work())
         assert proxy.cut.is_set() and sorted(ran) == [0, 1, 2]
+        assert "a claim whose answer was lost took 3 run(s): starting 3" in caplog.text  # the claim's was cut
         assert {(run.phase, run.attempt) for run in dt.job.runs()} == {(RunPhase.COMPLETED, 1)}
     finally:
         dt.close()

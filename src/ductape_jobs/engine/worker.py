@@ -52,6 +52,9 @@ if TYPE_CHECKING:
 #: Between the tries to record a batch of outcomes, and between worker passes while the store is away.
 _FLUSH_BACKOFF = Backoff(base=timedelta(seconds=0.1), jitter=0.0)
 _PASS_BACKOFF = Backoff(base=timedelta(seconds=0.1), cap=timedelta(seconds=5), jitter=0.0)
+#: After a claiming call failed, how long passes look for the runs it may have taken (a server still committing
+#: the lost try shows them late), and how often at most.
+_LOOK_FOR, _LOOK_EVERY = timedelta(seconds=2), timedelta(milliseconds=200)
 log = logging.getLogger("ductape_jobs.worker")
 T = TypeVar("T")
 
@@ -101,7 +104,11 @@ class Worker:
         self._outcomes: list[Outcome] = []
         self._limited: set[str] = set()  # runs in flight under a limit (their end may free a slot for us)
         self._freed = False
-        self._unsure = False  # a claiming call failed: its COMMIT may have landed (``_adopt`` looks)
+        self._held: set[str] = set()  # runs started here whose outcome is not recorded yet (a cancelled one too)
+        # a claiming call failed, its COMMIT may have landed: ``_adopt`` looks for its runs until then, at most
+        # every _LOOK_EVERY from the second
+        self._unsure_until: datetime | None = None
+        self._next_look: datetime | None = None
         # what the last sleep read from next_wakeup before it waited; the next pass starts from it unless something
         # happened elsewhere meanwhile (``notify``: then it reads again). Its own outcomes, recorded by that pass,
         # can only free slots (the refill and ``_freed`` handle those) or be due later (the sleep after reads).
@@ -233,7 +240,7 @@ class Worker:
         tick_at = self._slept.schedule_due if self._slept is not None and self.options.run_scheduler else None
         saw_all_due = await self._flush(refill=tick_at is None or tick_at > self.clock.now())
         now = self.clock.now()
-        if self._unsure:
+        if self._unsure_until is not None and (self._next_look is None or now >= self._next_look):
             await self._adopt(now)
         due, self._slept = self._slept, None
         if due is None:
@@ -280,27 +287,34 @@ class Worker:
     async def _claiming(self, fn: Callable[..., T], *args: Any) -> T:
         """``_io`` of a call that claims runs. Such a call is not retried when its COMMIT's outcome is unknown (a
         connection lost before the answer), and it may have landed: then this worker holds runs it does not know,
-        which would wait for their lease to expire. A failed call has the next pass look for them (``_adopt``)."""
+        which would wait for their lease to expire. A failed call has the next passes look for them (``_adopt``)."""
         try:
             return await self._io(fn, *args)
         except Exception:
-            self._unsure = True
+            self._unsure_until = self.clock.now() + _LOOK_FOR
+            self._next_look = None
             raise
 
     async def _adopt(self, now: datetime) -> None:
-        """Start the runs this worker holds a lease on without knowing them: a claim whose answer was lost took
-        them. Up to the free capacity; the rest go back to the queue at once."""
+        """Start the runs this worker holds the lease of without having started them: a claim whose answer was lost
+        took them. Up to the free capacity, and only those whose lease outlasts the next heartbeat (another
+        worker's rescue must not take one back while it runs); the rest go back to the queue at once."""
         leased = await self._io(self.store.leased_runs, self.id)
-        self._unsure = False
-        known = self._inflight.keys() | {o.run_id for o in self._outcomes}
-        found = [run for run in leased if run.id not in known]
-        if not found:
-            return
+        found = [run for run in leased if run.id not in self._held]
+        heartbeat = self.options.heartbeat or self.options.lease / 3
         free = max(self.options.concurrency - len(self._inflight), 0)
-        log.warning("a claim whose answer was lost took %d run(s): starting %d", len(found), min(free, len(found)))
-        self._begin(found[:free], now)
-        if found[free:]:
-            await self._io(self.store.release_runs, self.id, [run.id for run in found[free:]], now)
+        start = [r for r in found if r.lease_expires_at is not None and r.lease_expires_at > now + heartbeat][:free]
+        started = {run.id for run in start}
+        back = [run.id for run in found if run.id not in started]
+        if found:
+            log.warning("a claim whose answer was lost took %d run(s): starting %d", len(found), len(start))
+        self._begin(start, now)
+        if back:
+            await self._io(self.store.release_runs, self.id, back, now)
+        assert self._unsure_until is not None
+        self._next_look = now + _LOOK_EVERY
+        if now >= self._unsure_until:
+            self._unsure_until = None
 
     def _want(self) -> int:
         """How many runs one claim asks for: the free capacity, up to a batch."""
@@ -312,6 +326,7 @@ class Worker:
             self._observed.update((run.id, run) for run in runs)
             tell_started(self.observers, runs, now)
         self._limited.update(run.id for run in runs if run.limit_keys)
+        self._held.update(run.id for run in runs)
         for run in runs:
             work = self._execute(run) if self.tracing is None else self._traced(run, now)
             task = asyncio.create_task(work, name=f"run {run.id}")
@@ -459,6 +474,7 @@ class Worker:
         except Exception:
             self._outcomes[:0] = outcomes  # kept: the next pass records them (the store may be away)
             raise
+        self._held.difference_update(o.run_id for o in outcomes)
         self._begin(runs, now)
         self._freed = self._freed or sum(1 for run in runs if run.limit_keys) < freed
         saw_all_due = now if want > 0 and len(runs) < want else None
@@ -510,9 +526,9 @@ class Worker:
             self._observed.pop(run_id, None)
         try:
             await self._flush()
-            if self._unsure:  # and the runs a claim whose answer was lost took (``_adopt``)
+            if self._unsure_until is not None:  # and the runs a claim whose answer was lost took (``_adopt``)
                 leased = await self._io(self.store.leased_runs, self.id)
-                left += [run.id for run in leased if run.id not in left]
+                left += [run.id for run in leased if run.id not in left and run.id not in self._held]
             if left:
                 released = await self._io(self.store.release_runs, self.id, left, self.clock.now())
                 log.warning("released %d unfinished run(s) back to the queue", released)

@@ -9,8 +9,9 @@ when a COMMIT's outcome is unknown, because their WHERE guards make a second app
   ``rescue_expired`` (lease expired), ``update_schedule`` and ``cache_put`` (they set absolute values).
 
 Not idempotent, so retried only when a failure came before COMMIT: ``create_job``, ``update_job``,
-``delete_job``, ``trigger``, ``retry_run`` (a second try would report a conflict) and ``acquire_runs`` (the
-first claim may have committed; its runs come back through ``rescue_expired``).
+``delete_job``, ``trigger``, ``retry_run`` (a second try would report a conflict) and the claims, ``acquire_runs``
+and the calls that claim with other work (the first claim may have committed: the worker then finds its runs with
+``leased_runs``).
 
 ``add_schedules`` (``schedule()``, ``schedule_many``) is sent whole (``Dialect.transact_together``: on PostgreSQL
 one statement, its checks of the jobs raised in the server), so a lost connection leaves its commit unknown
