@@ -622,6 +622,74 @@ def test_runs_cut_off_by_a_failed_drain_are_not_taken_for_a_lost_claims(dt: Duct
     assert sorted(phases.values()).count(RunPhase.RUNNING) == 2  # the cancelled two
 
 
+def test_a_cancelled_run_rescued_and_taken_again_by_a_lost_claim_starts_at_its_new_attempt(
+    dt: Ductape, clock: FakeClock
+) -> None:
+    """What this worker started and never recorded is known by attempt: the runs it cancelled, rescued after their
+    lease and claimed again (attempt 2) by a claim whose answer was lost, are started, not taken for the old ones."""
+    starts: list[tuple[int, int]] = []
+
+    @dt.function("report")
+    async def report(input: dict[str, Any], ctx: RunContext) -> None:
+        starts.append((input["i"], ctx.attempt))
+        await asyncio.sleep(0.05)
+
+    job(dt)
+    dt.job.schedule_many([req(input={"i": i}) for i in range(2)])
+    worker = dt.new_worker()
+
+    async def cut_off() -> None:  # a drain ended while both runs ran: their tasks cancelled, their leases kept
+        worker._start(None)
+        try:
+            await worker._step()
+        finally:
+            worker._end()
+
+    asyncio.run(cut_off())
+    assert sorted(starts) == [(0, 1), (1, 1)]
+    clock.advance(seconds=31)  # past the lease: the next pass rescues them, and its claim takes them again
+    _answer_lost(dt, "acquire_runs")
+    with pytest.raises(StoreError):
+        asyncio.run(worker.run_until_idle())
+    assert asyncio.run(worker.run_until_idle()).completed == 2
+    assert sorted(starts) == [(0, 1), (0, 2), (1, 1), (1, 2)]
+    assert {(run.phase, run.attempt) for run in dt.job.runs()} == {(RunPhase.COMPLETED, 2)}
+
+
+def test_a_run_this_worker_rescued_and_claimed_again_runs_once_at_its_new_attempt(
+    dt: Ductape, clock: FakeClock
+) -> None:
+    """Its first attempt still running here when its lease ran out, the worker's own pass rescues it and claims it
+    again: the end of the first attempt does not take the second out of the worker's runs in flight (it would get
+    no heartbeat, and a lost claim's look would start it a second time)."""
+    starts: list[int] = []
+
+    @dt.function("report")
+    async def report(input: dict[str, Any], ctx: RunContext) -> None:
+        starts.append(ctx.attempt)
+        await asyncio.sleep(0.6)
+
+    job(dt)
+    dt.job.schedule(req())
+    _answer_lost(dt, "finish_and_acquire")  # the first attempt's outcome: recorded, its answer lost
+
+    async def main() -> None:
+        worker = dt.new_worker(poll=timedelta(milliseconds=50))
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop, handle_signals=False))
+        await asyncio.sleep(0.1)  # attempt 1 started
+        clock.advance(seconds=31)  # its lease ran out (no heartbeat on this clock)
+        worker.notify()
+        await asyncio.sleep(2.0)
+        stop.set()
+        await running
+
+    asyncio.run(main())
+    assert starts == [1, 2]
+    (run,) = dt.job.runs()
+    assert (run.phase, run.attempt) == (RunPhase.COMPLETED, 2)
+
+
 def test_a_lost_claims_runs_whose_lease_ends_before_the_next_heartbeat_are_given_back(
     dt: Ductape, clock: FakeClock
 ) -> None:

@@ -104,7 +104,9 @@ class Worker:
         self._outcomes: list[Outcome] = []
         self._limited: set[str] = set()  # runs in flight under a limit (their end may free a slot for us)
         self._freed = False
-        self._held: set[str] = set()  # runs started here whose outcome is not recorded yet (a cancelled one too)
+        # (run id, attempt) of the attempts started here whose outcome is not recorded yet (a cancelled one too): a
+        # run rescued and claimed again is a new attempt, so an id alone could hide it or be dropped while it runs
+        self._held: set[tuple[str, int]] = set()
         # a claiming call failed, its COMMIT may have landed: ``_adopt`` looks for its runs until then, at most
         # every _LOOK_EVERY from the second
         self._unsure_until: datetime | None = None
@@ -285,9 +287,10 @@ class Worker:
         return more or ticks_left  # schedules left due by a full batch: the next pass ticks at once
 
     async def _claiming(self, fn: Callable[..., T], *args: Any) -> T:
-        """``_io`` of a call that claims runs. Such a call is not retried when its COMMIT's outcome is unknown (a
-        connection lost before the answer), and it may have landed: then this worker holds runs it does not know,
-        which would wait for their lease to expire. A failed call has the next passes look for them (``_adopt``)."""
+        """``_io`` of a call that claims runs. The store does not retry such a call when its COMMIT's outcome is
+        unknown (a connection lost before the answer), and it may have landed: then this worker holds runs it does
+        not know, which would wait for their lease to expire (a flush's retry claims afresh, and does not know them
+        either). A failed call has the next passes look for them (``_adopt``)."""
         try:
             return await self._io(fn, *args)
         except Exception:
@@ -300,7 +303,7 @@ class Worker:
         took them. Up to the free capacity, and only those whose lease outlasts the next heartbeat (another
         worker's rescue must not take one back while it runs); the rest go back to the queue at once."""
         leased = await self._io(self.store.leased_runs, self.id)
-        found = [run for run in leased if run.id not in self._held]
+        found = [run for run in leased if (run.id, run.attempt) not in self._held]
         heartbeat = self.options.heartbeat or self.options.lease / 3
         free = max(self.options.concurrency - len(self._inflight), 0)
         start = [r for r in found if r.lease_expires_at is not None and r.lease_expires_at > now + heartbeat][:free]
@@ -326,7 +329,7 @@ class Worker:
             self._observed.update((run.id, run) for run in runs)
             tell_started(self.observers, runs, now)
         self._limited.update(run.id for run in runs if run.limit_keys)
-        self._held.update(run.id for run in runs)
+        self._held.update((run.id, run.attempt) for run in runs)
         for run in runs:
             work = self._execute(run) if self.tracing is None else self._traced(run, now)
             task = asyncio.create_task(work, name=f"run {run.id}")
@@ -403,7 +406,7 @@ class Worker:
                 if key is not None:
                     await self._io(self.store.cache_put, key[0], output, key[1], self.clock.now())
         except asyncio.CancelledError:
-            self._inflight.pop(run.id, None)
+            self._leave(run)
             raise
         except TimeoutError:
             ok, word = False, "timeout"
@@ -431,10 +434,17 @@ class Worker:
             outcome=word,
         )
         self._outcomes.append(outcome)
-        self._inflight.pop(run.id, None)
+        self._leave(run)
         if self._wake is not None:
             self._wake.set()
         return outcome
+
+    def _leave(self, run: Run) -> None:
+        """This attempt is no longer in flight. Not another attempt of its run that this worker claimed since (its
+        lease had run out, a rescue queued it again): that one is still going."""
+        entry = self._inflight.get(run.id)
+        if entry is not None and entry[0].attempt == run.attempt:
+            del self._inflight[run.id]
 
     async def _cached(self, run: Run, ctx: RunContext) -> tuple[bool, Any, tuple[str, datetime] | None]:
         """A product's cache tag: the same event with the same resolved input within the TTL is not run again."""
@@ -474,7 +484,7 @@ class Worker:
         except Exception:
             self._outcomes[:0] = outcomes  # kept: the next pass records them (the store may be away)
             raise
-        self._held.difference_update(o.run_id for o in outcomes)
+        self._held.difference_update((o.run_id, o.attempt) for o in outcomes)
         self._begin(runs, now)
         self._freed = self._freed or sum(1 for run in runs if run.limit_keys) < freed
         saw_all_due = now if want > 0 and len(runs) < want else None
@@ -528,7 +538,7 @@ class Worker:
             await self._flush()
             if self._unsure_until is not None:  # and the runs a claim whose answer was lost took (``_adopt``)
                 leased = await self._io(self.store.leased_runs, self.id)
-                left += [run.id for run in leased if run.id not in left and run.id not in self._held]
+                left += [run.id for run in leased if run.id not in left and (run.id, run.attempt) not in self._held]
             if left:
                 released = await self._io(self.store.release_runs, self.id, left, self.clock.now())
                 log.warning("released %d unfinished run(s) back to the queue", released)

@@ -310,11 +310,12 @@ class SchedulingStore(ABC):
     @abstractmethod
     def leased_runs(self, worker_id: str) -> list[Run]:
         """The runs whose lease ``worker_id`` holds, in claim order. A worker asks after a claim whose COMMIT's
-        outcome it could not learn: the runs it holds without knowing them are that claim's, which landed."""
+        outcome it could not learn: the attempts it holds and never started are that claim's, which landed."""
 
     @abstractmethod
     def release_runs(self, worker_id: str, run_ids: Sequence[str], now: datetime) -> int:
-        """Give runs back unstarted (graceful shutdown): queued again at once, the attempt marked released."""
+        """Give runs back unstarted (a graceful shutdown; a lost claim's runs the worker has no room for): queued
+        again at once, the attempt marked released."""
 
     @abstractmethod
     def rescue_expired(self, now: datetime, max_rescues: int) -> list[str]:
