@@ -302,11 +302,10 @@ class Worker:
         """Start the runs this worker holds the lease of without having started them: a claim whose answer was lost
         took them. Up to the free capacity, and only those whose lease outlasts the next heartbeat (another
         worker's rescue must not take one back while it runs); the rest go back to the queue at once."""
-        leased = await self._io(self.store.leased_runs, self.id)
-        found = [run for run in leased if (run.id, run.attempt) not in self._held]
-        heartbeat = self.options.heartbeat or self.options.lease / 3
+        found = await self._never_started()
         free = max(self.options.concurrency - len(self._inflight), 0)
-        start = [r for r in found if r.lease_expires_at is not None and r.lease_expires_at > now + heartbeat][:free]
+        lasting = now + self._heartbeat_every
+        start = [r for r in found if r.lease_expires_at is not None and r.lease_expires_at > lasting][:free]
         started = {run.id for run in start}
         back = [run.id for run in found if run.id not in started]
         if found:
@@ -318,6 +317,15 @@ class Worker:
         self._next_look = now + _LOOK_EVERY
         if now >= self._unsure_until:
             self._unsure_until = None
+
+    async def _never_started(self) -> list[Run]:
+        """The runs this worker holds the lease of at attempts it never started (a lost claim's)."""
+        leased = await self._io(self.store.leased_runs, self.id)
+        return [run for run in leased if (run.id, run.attempt) not in self._held]
+
+    @property
+    def _heartbeat_every(self) -> timedelta:
+        return self.options.heartbeat or self.options.lease / 3
 
     def _want(self) -> int:
         """How many runs one claim asks for: the free capacity, up to a batch."""
@@ -513,7 +521,7 @@ class Worker:
         return self.store.finish_and_acquire(outcomes, now, self.id, want, self.options.lease)
 
     async def _heartbeat_loop(self) -> None:
-        every = (self.options.heartbeat or self.options.lease / 3).total_seconds()
+        every = self._heartbeat_every.total_seconds()
         while True:
             await asyncio.sleep(every)
             ids = list(self._inflight)
@@ -537,8 +545,7 @@ class Worker:
         try:
             await self._flush()
             if self._unsure_until is not None:  # and the runs a claim whose answer was lost took (``_adopt``)
-                leased = await self._io(self.store.leased_runs, self.id)
-                left += [run.id for run in leased if run.id not in left and (run.id, run.attempt) not in self._held]
+                left += [run.id for run in await self._never_started() if run.id not in left]
             if left:
                 released = await self._io(self.store.release_runs, self.id, left, self.clock.now())
                 log.warning("released %d unfinished run(s) back to the queue", released)
