@@ -1,10 +1,11 @@
 """``ductape.job.schedule`` and ``schedule_many``: a request validated, admitted by its product, planned (its first
 due time, and its run when due at once) and stored with its first run in one transaction. ``Jobs`` has them from
-``JobScheduling``."""
+``JobScheduling``. A ``schedule_many`` of more than ``PART`` requests is planned and written part by part, in one
+transaction still: on PostgreSQL the server inserts a part while this process plans the next."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,7 @@ from ductape_jobs.models import (
     parse,
 )
 from ductape_jobs.products.admission import admit
+from ductape_jobs.store.base import SchedulePart
 from ductape_jobs.timing import Occurrences, plan_due
 from ductape_jobs.timing.planning import first_due
 
@@ -34,6 +36,12 @@ if TYPE_CHECKING:
     from ductape_jobs.sessions import Sessions
     from ductape_jobs.store.base import Store
     from ductape_jobs.tracing import Tracing
+
+
+#: Requests of a ``schedule_many`` planned and written as one part (``Store.add_schedule_parts``). On PostgreSQL, with
+#: calls of 1,000 requests, parts of 100 were as fast as parts of 50, and faster than parts of 200 or 400 (each part
+#: costs the server a call and its checks; a larger part leaves it idle longer while the first is planned).
+PART = 100
 
 
 class JobScheduling:
@@ -113,39 +121,49 @@ class JobScheduling:
     ) -> list[DispatchResult]:
         now = self._clock.now()
         jobs: dict[tuple[str, str], JobDefinition | None] = {}
-        schedules: list[Schedule] = []
-        runs: list[NewRun] = []
         results: list[DispatchResult] = []
-        for i, raw in enumerate(requests):
-            try:
-                req = self._request(raw)
-                key = (req.product_tag, req.event)
-                if key not in jobs:
-                    jobs[key] = self._definition(*key)
-                job = jobs[key]
-                if job is None:
-                    raise ValidationError(
-                        "event",
-                        f"no job with tag {req.event!r} in product {req.product_tag!r} and no shared one; "
-                        "create it with job.create first",
-                    )
-                claims = admit(self._products, self._sessions, req, job)
-                schedule, first_runs, result = self._plan(req, job, now, claims if session is None else session)
-                if feature_key is not None:
-                    schedule = replace(schedule, feature_key=feature_key)
-            except ValidationError as exc:
-                if not indexed:
-                    raise
-                field = f"[{i}]" if exc.field == "request" else f"[{i}].{exc.field}"
-                raise ValidationError(field, exc.rule) from None
-            schedules.append(schedule)
-            runs.extend(first_runs)
-            results.append(result)
-        if schedules:
-            planned = {(job.product_tag or "", job.tag): job for job in jobs.values() if job is not None}
-            self._store.add_schedules(schedules, runs, planned_from=planned)
-            if runs:
-                self._wake()
+        due = False  # some first run is due at once: the workers are woken
+
+        def parts() -> Iterator[SchedulePart]:
+            nonlocal due
+            schedules: list[Schedule] = []
+            runs: list[NewRun] = []
+            for i, raw in enumerate(requests):
+                try:
+                    req = self._request(raw)
+                    key = (req.product_tag, req.event)
+                    if key not in jobs:
+                        jobs[key] = self._definition(*key)
+                    job = jobs[key]
+                    if job is None:
+                        raise ValidationError(
+                            "event",
+                            f"no job with tag {req.event!r} in product {req.product_tag!r} and no shared one; "
+                            "create it with job.create first",
+                        )
+                    claims = admit(self._products, self._sessions, req, job)
+                    schedule, first_runs, result = self._plan(req, job, now, claims if session is None else session)
+                    if feature_key is not None:
+                        schedule = replace(schedule, feature_key=feature_key)
+                except ValidationError as exc:
+                    if not indexed:
+                        raise
+                    field = f"[{i}]" if exc.field == "request" else f"[{i}].{exc.field}"
+                    raise ValidationError(field, exc.rule) from None
+                schedules.append(schedule)
+                runs.extend(first_runs)
+                results.append(result)
+                due = due or bool(first_runs)
+                if len(schedules) == PART or i == len(requests) - 1:
+                    planned = {(job.product_tag or "", job.tag): job for job in jobs.values() if job is not None}
+                    yield SchedulePart(schedules, runs, planned)
+                    schedules, runs = [], []
+
+        # more than a part: each part is written while the next is planned (PostgreSQL: its server inserts one
+        # while this process plans the next), all in one transaction; a bad request rolls back what was sent
+        self._store.add_schedule_parts(parts() if len(requests) > PART else list(parts()))
+        if due:
+            self._wake()
         return results
 
     def _request(self, raw: ScheduleRequest | dict[str, Any]) -> ScheduleRequest:

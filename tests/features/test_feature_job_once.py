@@ -41,14 +41,14 @@ DRIVER = textwrap.dedent(
     from ductape_jobs.products import Products
 
     dt = Ductape(sys.argv[1], products=Products([json.loads(sys.argv[2])]), lease=timedelta(seconds=1))
-    written = dt.store.add_schedules
+    written = dt.store.add_schedule_parts
 
     def then_hang(*args, **kwargs):  # the JOB event's schedule is committed; the event has not recorded it
         written(*args, **kwargs)
         pathlib.Path(sys.argv[5]).write_text("scheduled")
         time.sleep(110)
 
-    dt.store.add_schedules = then_hang
+    dt.store.add_schedule_parts = then_hang
     token = dt.session.start("user-session", {"user": {"id": "u1"}}, env="dev", product_tag="shop")
     dt.feature.run("remind", env="dev", product_tag="shop", input={"name": "ada"}, session=str(token))
     print("the feature finished: the test expected a kill", flush=True)

@@ -8,17 +8,22 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
 import pytest
 from msgspec.structs import replace
 from storekit import Backend, CutProxy, pg_admin
 
-from ductape_jobs.errors import NotFoundError, StaleJobError, StoreError
+from ductape_jobs import Ductape
+from ductape_jobs.errors import NotFoundError, StaleJobError, StoreError, ValidationError
+from ductape_jobs.job_scheduling import PART
 from ductape_jobs.models import JobDefinition, NewRun, RunFilter, RunPhase, Schedule, ScheduleStatus, TriggeredBy
 from ductape_jobs.store import Store
+from ductape_jobs.store.base import SchedulePart
 from ductape_jobs.store.codec import job_params
 from ductape_jobs.store.dialect import Tx
 from ductape_jobs.store.postgres import PostgresStore
@@ -222,9 +227,9 @@ def test_a_python_error_after_statements_were_sent_rolls_them_back(together: Pos
         raise ValueError("planning failed half-way")
 
     with pytest.raises(ValueError, match="half-way"):
-        together.transact_together(op, landed=lambda tx: False)
+        together.transact_together([op], landed=lambda tx: False)
     assert _jobs(together) == []
-    together.transact_together(lambda tx: tx.many("insert_job", [_job_row("b")]), landed=lambda tx: False)
+    together.transact_together([lambda tx: tx.many("insert_job", [_job_row("b")])], landed=lambda tx: False)
     assert _jobs(together) == ["b"]
 
 
@@ -247,7 +252,7 @@ def test_a_transaction_sent_together_refuses_to_read(together: PostgresDialect) 
         tx.one("get_job", {"product_tag": "", "tag": "a"})  # a read would sync: the insert committed alone
 
     with pytest.raises(TypeError, match="only sends"):
-        together.transact_together(op, landed=lambda tx: False)
+        together.transact_together([op], landed=lambda tx: False)
     assert _jobs(together) == []
 
 
@@ -264,3 +269,122 @@ def test_a_refused_call_reports_the_servers_error_and_logs_nothing(
             store.add_schedules(batch, [first_run(s) for s in batch])
     assert written(store) == (0, 0)
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+# ---------------------------------------------------- parts written as they are made (schedule_many past a part)
+
+
+def one_part(tag: str = "a") -> SchedulePart:
+    s = schedule(tag)
+    return SchedulePart([s], [first_run(s)])
+
+
+def test_parts_made_one_by_one_are_written_in_one_transaction(store: Store) -> None:
+    store.create_job(job("a"), T0)
+    made: list[int] = []
+
+    def parts() -> Iterator[SchedulePart]:
+        for k in range(3):
+            made.append(k)
+            group = [schedule("a") for _ in range(3)]
+            yield SchedulePart(group, [first_run(s) for s in group])
+
+    store.add_schedule_parts(parts())
+    assert made == [0, 1, 2]
+    assert written(store) == (9, 9)
+
+
+def test_an_error_making_a_part_rolls_back_the_parts_written_before_it(store: Store) -> None:
+    store.create_job(job("a"), T0)
+
+    def parts() -> Iterator[SchedulePart]:
+        yield one_part()
+        yield one_part()
+        raise ValidationError("[2].start_at", "is not a date")
+
+    with pytest.raises(ValidationError, match=r"\[2\]\.start_at"):
+        store.add_schedule_parts(parts())
+    assert written(store) == (0, 0)
+    store.add_schedule_parts(iter([one_part()]))  # the store (PostgreSQL: its connection) is fine afterwards
+    assert written(store) == (1, 1)
+
+
+def test_a_later_parts_missing_job_writes_no_part(store: Store) -> None:
+    store.create_job(job("a"), T0)
+    with pytest.raises(NotFoundError, match="ghost"):
+        store.add_schedule_parts(iter([one_part(), one_part(), one_part("ghost"), one_part()]))
+    assert written(store) == (0, 0)
+
+
+def _writing(pg_backend: Backend) -> bool:
+    """A connection of this store is in a transaction that has written (it holds a transaction id)."""
+    return bool(
+        pg_admin(
+            "SELECT 1 FROM pg_stat_activity WHERE application_name = %s AND backend_xid IS NOT NULL",
+            [pg_backend.schema],
+        )
+    )
+
+
+def _until_writing(pg_backend: Backend) -> bool:
+    deadline = time.monotonic() + 5
+    while not _writing(pg_backend) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return _writing(pg_backend)
+
+
+def test_postgres_inserts_each_part_while_the_next_is_made(pg_backend: Backend) -> None:
+    store = pg_backend.open()
+    store.create_job(job("a"), T0)
+    seen: list[bool] = []
+
+    def parts() -> Iterator[SchedulePart]:
+        for k in range(3):
+            if k:  # the parts before this one are in the server's open transaction already
+                seen.append(_until_writing(pg_backend))
+            yield one_part()
+
+    store.add_schedule_parts(parts())
+    assert seen == [True, True]
+    assert written(store) == (3, 3)
+    assert not _writing(pg_backend)  # committed
+
+
+def test_a_connection_lost_half_way_sends_the_parts_made_again_and_makes_each_once(
+    pg_backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    store = pg_backend.open()
+    store.create_job(job("a"), T0)
+    made: list[int] = []
+
+    def parts() -> Iterator[SchedulePart]:
+        for k in range(4):
+            if k == 2:  # the server restarted, say, with two parts in its open transaction
+                assert _until_writing(pg_backend)
+                pg_admin(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity"
+                    " WHERE application_name = %s AND backend_xid IS NOT NULL",
+                    [pg_backend.schema],
+                )
+            made.append(k)
+            yield one_part()
+
+    store.add_schedule_parts(parts())
+    assert "retrying" in caplog.text
+    assert made == [0, 1, 2, 3]
+    assert written(pg_backend.open()) == (4, 4)
+
+
+def test_a_bad_request_past_the_first_parts_of_schedule_many_writes_none_on_postgres(pg_backend: Backend) -> None:
+    pg_backend.open()
+    with Ductape(pg_backend.url) as dt:
+        dt.job.create({"name": "a", "tag": "a", "event_type": "FUNCTION", "event_tag": "fn"})
+        requests: list[dict[str, Any]] = [{"env": "prd", "product_tag": "shop", "event": "a"} for _ in range(3 * PART)]
+        requests[2 * PART + 5] = {**requests[0], "start_at": "not a date"}
+        with pytest.raises(ValidationError) as info:
+            dt.job.schedule_many(requests)
+        assert info.value.field == f"[{2 * PART + 5}].start_at"
+        assert written(dt.store) == (0, 0)
+        results = dt.job.schedule_many(requests[: 2 * PART + 5])
+        stored = {s.id for s in dt.store.list_schedules(limit=1000)}
+        assert len(results) == len(stored) == 2 * PART + 5 and {r.job_id for r in results} == stored

@@ -20,6 +20,7 @@ from ductape_jobs import (
     ScheduleRequest,
     ValidationError,
 )
+from ductape_jobs.job_scheduling import PART
 
 SEPT = datetime(2026, 9, 21, 14, 13, 20, tzinfo=UTC)  # 1_790_000_000 s
 SEPT_S = 1_790_000_000
@@ -325,6 +326,22 @@ def test_schedule_many_writes_all_good_items(jdt: Ductape) -> None:
     assert [r.status for r in results] == [RunPhase.QUEUED, RunPhase.SCHEDULED, RunPhase.QUEUED]
     assert len(jdt.job.list()) == before + 3
     assert {s.id for s in jdt.job.list()} >= {r.job_id for r in results}
+
+
+def test_schedule_many_past_its_first_parts_with_a_bad_item_writes_none_of_them(jdt: Ductape) -> None:
+    """Past ``PART`` requests the call is written part by part as it is planned: a bad item in a late part still
+    leaves the store as it was."""
+    items = [req() for _ in range(3 * PART)]
+    items[2 * PART + 5] = req(start_at="not a date")
+    rejected(jdt, lambda d: d.job.schedule_many(items), f"[{2 * PART + 5}].start_at", "iso 8601")
+
+
+def test_schedule_many_past_one_part_writes_every_item_with_its_own_result(jdt: Ductape) -> None:
+    before = {s.id for s in jdt.job.list()}
+    results = jdt.job.schedule_many([req(input={"i": i}) for i in range(2 * PART + 1)])
+    made = {s.id: s for s in jdt.job.list(limit=1000) if s.id not in before}
+    assert len(results) == len(made) == 2 * PART + 1
+    assert [made[r.job_id].input for r in results] == [{"i": i} for i in range(2 * PART + 1)]
 
 
 def test_schedule_many_of_nothing_writes_nothing(jdt: Ductape) -> None:

@@ -22,7 +22,7 @@ Rules every implementation keeps (the store suite in ``tests/store`` checks them
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Final, Literal
@@ -99,6 +99,15 @@ class Advance(Struct, frozen=True):
     runs: list[NewRun] = field(default_factory=list)
     skipped: int = 0
     last_due_at: datetime | None = None
+
+
+class SchedulePart(Struct, frozen=True):
+    """Schedules, their already-due first runs and the definitions they were planned from, as
+    ``SchedulingStore.add_schedules`` takes them: one part of a call of ``add_schedule_parts``."""
+
+    schedules: Sequence[Schedule]
+    runs: Sequence[NewRun]
+    planned_from: Mapping[tuple[str, str], JobDefinition] = field(default_factory=dict)
 
 
 class Outcome(Struct, frozen=True):
@@ -228,7 +237,6 @@ class SchedulingStore(ABC):
         """Delete the job; ``ConflictError`` while an active or paused schedule uses it."""
 
     # -- schedules
-    @abstractmethod
     def add_schedules(
         self,
         schedules: Sequence[Schedule],
@@ -241,6 +249,16 @@ class SchedulingStore(ABC):
         ``planned_from`` ((job product, job tag) -> the definition the schedules were planned from):
         ``StaleJobError``, and nothing written, when a job's stored definition differs from it (the caller reads
         it again)."""
+        self.add_schedule_parts([SchedulePart(schedules, runs, planned_from or {})])
+
+    @abstractmethod
+    def add_schedule_parts(self, parts: Iterable[SchedulePart]) -> None:
+        """``add_schedules`` of every part, in one transaction: all are written or none. A sequence is sent
+        whole (PostgreSQL: one part is one statement, one round trip). Another iterable is written as it yields:
+        on PostgreSQL each part's statement goes to the server while the caller makes the next part, so that
+        the server inserts one while Python plans the other, and the commit follows the last (SQLite: the parts
+        are all made before the write lock is taken). An exception raised while making a part rolls back what
+        was sent and is raised as it is."""
 
     @abstractmethod
     def get_schedule(self, schedule_id: str) -> Schedule | None: ...

@@ -14,8 +14,9 @@ and the calls that claim with other work (the first claim may have committed: th
 ``leased_runs``).
 
 ``add_schedules`` (``schedule()``, ``schedule_many``) is sent whole (``Dialect.transact_together``: on PostgreSQL
-one statement, its checks of the jobs raised in the server), so a lost connection leaves its commit unknown
-more often than a call that reads first would. It is not idempotent either (a second insert of its schedules is
+one statement, its checks of the jobs raised in the server; ``add_schedule_parts``, a ``schedule_many`` past one
+part: one statement a part, each sent while the next part is planned), so a lost connection leaves its commit
+unknown more often than a call that reads first would. It is not idempotent either (a second insert of its schedules is
 a conflict), but it can tell: its schedules are all written or none is, so before trying again the dialect
 looks for the first one (``landed``) and, found, ends the call as written.
 """
@@ -24,7 +25,7 @@ from __future__ import annotations
 
 import json
 import zlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -32,7 +33,16 @@ from ductape_jobs.errors import ConflictError, NotFoundError
 from ductape_jobs.models import JobDefinition, NewRun, Overlap, Run, RunFilter, RunPhase, Schedule, ScheduleStatus
 from ductape_jobs.resources import Rate, ResourceLimit, own_name, parse_rate
 from ductape_jobs.store.api import ApiCore
-from ductape_jobs.store.base import Capabilities, DueSchedule, Outcome, Planner, ScheduleChange, Store, Wakeups
+from ductape_jobs.store.base import (
+    Capabilities,
+    DueSchedule,
+    Outcome,
+    Planner,
+    ScheduleChange,
+    SchedulePart,
+    Store,
+    Wakeups,
+)
 from ductape_jobs.store.codec import (
     attempt_from_row,
     dumps,
@@ -142,42 +152,25 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
 
     # ------------------------------------------------------------------------------------ schedules
 
-    def add_schedules(
-        self,
-        schedules: Sequence[Schedule],
-        runs: Sequence[NewRun],
-        *,
-        planned_from: Mapping[tuple[str, str], JobDefinition] | None = None,
-    ) -> None:
-        if not schedules and not runs:
-            return
-        planned = {key: _planning(job) for key, job in (planned_from or {}).items()}
-        checks: list[dict[str, Any]] = [
-            {"product_tag": key[0], "tag": key[1], "absent": False, "planned": key in planned, **planned.get(key, {})}
-            for key in sorted({(s.job_product, s.job_tag) for s in schedules})
-        ]
-        # a schedule that runs a shared job must not have a job of its own product by that tag (made meanwhile)
-        checks += [
-            {"product_tag": key[0], "tag": key[1], "absent": True, "planned": False}
-            for key in sorted({(s.product_tag, s.job_tag) for s in schedules if not s.job_product})
-        ]
-        rows = {s.id: schedule_params(s) for s in schedules}
-        keyed = [{"id": s.id, "feature_key": s.feature_key} for s in schedules if s.feature_key]
-        firsts = []
-        for run in runs:  # a first run takes its schedule's values from the row written, its job's in the insert
-            row = rows.get(run.schedule_id)
-            if row is None:
-                raise NotFoundError("schedule", run.schedule_id)
-            firsts.append({**row, **new_run_params(run, run.scheduled_at), "now": row["created_at"]})
-        first = {"id": schedules[0].id} if schedules else None
+    def add_schedule_parts(self, parts: Iterable[SchedulePart]) -> None:
+        first: list[Params] = []  # the call's first schedule: there if the call committed
 
-        def op(tx: Tx) -> None:  # sends only: on PostgreSQL the whole call is one statement
-            tx.add_schedules(checks, list(rows.values()), keyed, firsts)  # a failed check: nothing is written
+        def sends(part: SchedulePart) -> Callable[[Tx], None]:
+            checks, rows, keyed, firsts = _schedule_rows(part)
+            if rows and not first:
+                first.append({"id": rows[0]["id"]})
+            # sends only: on PostgreSQL a part is one statement; a failed check: nothing is written
+            return lambda tx: tx.add_schedules(checks, rows, keyed, firsts)
 
         def landed(tx: Tx) -> bool:  # all or nothing: the first schedule is there if the call committed
-            return first is not None and tx.one("get_schedule", first) is not None
+            return bool(first) and tx.one("get_schedule", first[0]) is not None
 
-        self._write_together(op, landed=landed)
+        if isinstance(parts, Sequence):  # made, then sent whole
+            made = [sends(p) for p in parts if p.schedules or p.runs]
+            if made:
+                self._write_together(made, landed=landed)
+        else:  # each sent as it is made
+            self._write_together((sends(p) for p in parts if p.schedules or p.runs), landed=landed)
 
     def get_schedule(self, schedule_id: str) -> Schedule | None:
         row = self._read(lambda tx: tx.one("get_schedule", {"id": schedule_id}))
@@ -455,6 +448,31 @@ def _advance(tx: Tx, now: datetime, limit: int, planner: Planner) -> list[NewRun
     tx.many("insert_run", [new_run_params(r, now) for r in runs])  # a run already due at that time stays
     inserted = {r["id"] for r in tx.all("runs_by_id", {"ids": [r.id for r in runs]})}
     return [r for r in runs if r.id in inserted]
+
+
+def _schedule_rows(part: SchedulePart) -> tuple[list[Params], list[Params], list[Params], list[Params]]:
+    """What ``Tx.add_schedules`` takes for ``part``: the checks of its jobs, its schedules' rows, their feature keys
+    and its first runs' rows."""
+    planned = {key: _planning(job) for key, job in part.planned_from.items()}
+    schedules = part.schedules
+    checks: list[Params] = [
+        {"product_tag": key[0], "tag": key[1], "absent": False, "planned": key in planned, **planned.get(key, {})}
+        for key in sorted({(s.job_product, s.job_tag) for s in schedules})
+    ]
+    # a schedule that runs a shared job must not have a job of its own product by that tag (made meanwhile)
+    checks += [
+        {"product_tag": key[0], "tag": key[1], "absent": True, "planned": False}
+        for key in sorted({(s.product_tag, s.job_tag) for s in schedules if not s.job_product})
+    ]
+    rows = {s.id: schedule_params(s) for s in schedules}
+    keyed: list[Params] = [{"id": s.id, "feature_key": s.feature_key} for s in schedules if s.feature_key]
+    firsts: list[Params] = []
+    for run in part.runs:  # a first run takes its schedule's values from the row written, its job's in the insert
+        row = rows.get(run.schedule_id)
+        if row is None:
+            raise NotFoundError("schedule", run.schedule_id)
+        firsts.append({**row, **new_run_params(run, run.scheduled_at), "now": row["created_at"]})
+    return checks, list(rows.values()), keyed, firsts
 
 
 def _claim_params(worker_id: str, limit: int, lease_for: timedelta, now: datetime) -> Params:

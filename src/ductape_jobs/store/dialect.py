@@ -21,7 +21,7 @@ check of ``Tx.add_schedules`` as ``job_check_error``'s ``NotFoundError`` or ``St
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
@@ -107,18 +107,22 @@ class Dialect(Protocol):
         COMMIT's outcome is unknown. ``write=False``: it only reads. ``claims``: it claims runs, which start as
         soon as it returns (SQLite: its COMMIT never checkpoints the WAL; a later write's does)."""
 
-    def transact_together(self, op: Callable[[Tx], None], *, landed: Callable[[Tx], bool]) -> None:
-        """A write sent whole: its statements and the end of its transaction go together (PostgreSQL: gathered,
-        then sent in one round trip: one statement on its own, several as one pipeline, run as its implicit
-        transaction). ``op`` only sends (PostgreSQL refuses reads and ``run``, whose count comes at the end; a
-        Python error in ``op`` sends nothing), and the first statement that fails aborts the transaction in the
-        server, its error raised at the end.
+    def transact_together(self, ops: Iterable[Callable[[Tx], None]], *, landed: Callable[[Tx], bool]) -> None:
+        """A write sent whole: its statements and the end of its transaction go together. Each op only sends
+        (PostgreSQL refuses reads and ``run``, whose count comes at the end), and the first statement that fails
+        aborts the transaction in the server, its error raised at the end.
+
+        A sequence of ops is run first, then sent (PostgreSQL: in one round trip, one statement on its own, several
+        as one pipeline, run as its implicit transaction; a Python error in an op sends nothing). Another iterable
+        is sent as it yields: each op's statements go to the server before the next op is made (PostgreSQL: one
+        pipeline, whose Sync commits after the last), and an exception raised while making or running an op
+        rolls back what was sent before it is raised. SQLite makes and runs them all in one transaction.
 
         The commit happens once everything was sent, so a connection lost while waiting for the answer leaves
         its outcome unknown. Before trying again after such a failure, the dialect asks ``landed(tx)`` in a
         transaction of its own whether the first try committed (for example: does the first row it inserted
-        exist?): ``True`` ends the call as a success, ``False`` runs ``op`` again. A failure the server reported
-        (a statement's error) means nothing was committed."""
+        exist?): ``True`` ends the call as a success, ``False`` runs the ops again (those already made, then the
+        rest). A failure the server reported (a statement's error) means nothing was committed."""
 
     def migrate(self) -> None: ...
 
@@ -148,5 +152,5 @@ class UsesDialect:
     def _write(self, op: Callable[[Tx], T], *, idempotent: bool = False, claims: bool = False) -> T:
         return self._d.transact(op, idempotent=idempotent, claims=claims)
 
-    def _write_together(self, op: Callable[[Tx], None], *, landed: Callable[[Tx], bool]) -> None:
-        self._d.transact_together(op, landed=landed)
+    def _write_together(self, ops: Iterable[Callable[[Tx], None]], *, landed: Callable[[Tx], bool]) -> None:
+        self._d.transact_together(ops, landed=landed)

@@ -37,9 +37,9 @@ import contextlib
 import logging
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
-from typing import Any, TypeVar
+from typing import Any, TypeVar, cast
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -177,17 +177,23 @@ class Database:
 
         return self._retried(once, lambda: committing and not idempotent)
 
-    def run_together(self, statements: Sequence[Statement], *, landed: Callable[[Conn], bool]) -> None:
+    def run_together(self, statements: Iterable[Statement], *, landed: Callable[[Conn], bool]) -> None:
         """``statements`` (each ``(query, params, many)``: ``many`` runs one query over a list of parameters) as
         one transaction in one round trip: a single statement is sent on its own (the connection is in
         autocommit: the server runs it as its own transaction); several go as one pipeline, whose implicit
         transaction commits at its Sync. After a lost connection left the commit's outcome unknown, the next try
         first asks ``landed(conn)`` (its own transaction) whether the first committed: ``True`` ends the call.
 
+        ``statements`` not a sequence: a pipeline that sends each as it is made, the server running it while the
+        next is (an exception raised making one is an error in Python: what was sent is rolled back). They are
+        remembered, so that a second try sends those made, then makes the rest.
+
         In a pipeline, PostgreSQL runs the statements up to the Sync as one transaction, committed at the Sync if
         none failed and rolled back otherwise, the statements after a failed one skipped. A value psycopg cannot
         send (a NUL in a text) sends ROLLBACK before the Sync, so what was sent is rolled back too; alone, such a
         statement is never sent."""
+        if not isinstance(statements, Sequence):
+            statements = _Remembered(statements)
         unknown = False
 
         def settled(conn: Conn) -> bool:
@@ -260,15 +266,38 @@ class Database:
         self.pool.close()
 
 
+class _Remembered(Iterable[T]):
+    """An iterable that makes its items once: iterated again, it yields those made, then makes the rest."""
+
+    def __init__(self, items: Iterable[T]) -> None:
+        self._made: list[T] = []
+        self._rest = iter(items)
+
+    def __iter__(self) -> Iterator[T]:
+        made = 0
+        while True:
+            if made == len(self._made):
+                item = next(self._rest, _END)
+                if item is _END:
+                    return
+                self._made.append(cast(T, item))
+            yield self._made[made]
+            made += 1
+
+
+_END = object()
+
+
 class _NotSent(Exception):
     """``_send`` failed before anything could commit (its cause: the error)."""
 
 
-def _send(conn: Conn, statements: Sequence[Statement]) -> psycopg.Error | None:
-    """Send ``statements`` as one transaction (``Database.run_together``). Returns the server's first error (a
-    SQLSTATE: the transaction was rolled back); raises ``_NotSent`` from an error after which nothing can have
-    been committed; any other error leaves the commit's outcome unknown."""
-    if len(statements) == 1 and not statements[0][2]:
+def _send(conn: Conn, statements: Iterable[Statement]) -> psycopg.Error | None:
+    """Send ``statements`` as one transaction (``Database.run_together``; not a sequence: each as it is made,
+    in a pipeline). Returns the server's first error (a SQLSTATE: the transaction was rolled back); raises
+    ``_NotSent`` from an error after which nothing can have been committed; any other error leaves the commit's
+    outcome unknown."""
+    if isinstance(statements, Sequence) and len(statements) == 1 and not statements[0][2]:
         query, params, _ = statements[0]
         try:
             conn.execute(query, params)  # autocommit: the statement is its own transaction

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
@@ -213,10 +213,18 @@ class PostgresDialect:
     ) -> T:
         return self._db.run(lambda conn: op(PostgresTx(conn, self.channel)), idempotent=idempotent)
 
-    def transact_together(self, op: Callable[[PostgresSendTx], None], *, landed: Callable[[PostgresTx], bool]) -> None:
+    def transact_together(
+        self, ops: Iterable[Callable[[PostgresSendTx], None]], *, landed: Callable[[PostgresTx], bool]
+    ) -> None:
+        statements: Iterable[Statement] = (sent for op in ops for sent in self._sends(op))  # made as they are sent
+        if isinstance(ops, Sequence):  # made first: a Python error here sends nothing
+            statements = list(statements)
+        self._db.run_together(statements, landed=lambda conn: landed(PostgresTx(conn, self.channel)))
+
+    def _sends(self, op: Callable[[PostgresSendTx], None]) -> list[Statement]:
         gathered = PostgresSendTx(self.channel)
-        op(gathered)  # a Python error here: nothing was sent
-        self._db.run_together(gathered.sent, landed=lambda conn: landed(PostgresTx(conn, self.channel)))
+        op(gathered)
+        return gathered.sent
 
     def migrate(self) -> None:
         if self._db.autocommit(migrated):  # every migration applied: one read, no lock

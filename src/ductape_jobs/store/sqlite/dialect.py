@@ -10,7 +10,7 @@ import os
 import sqlite3
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -218,8 +218,17 @@ class SQLiteDialect:
                 raise StoreError(_cannot(action, self.path, exc)) from exc
             return result
 
-    def transact_together(self, op: Callable[[SQLiteTx], None], *, landed: Callable[[SQLiteTx], bool]) -> None:
-        """``transact``: nothing to gather in one process, and no COMMIT of unknown outcome to settle."""
+    def transact_together(
+        self, ops: Iterable[Callable[[SQLiteTx], None]], *, landed: Callable[[SQLiteTx], bool]
+    ) -> None:
+        """``transact``: nothing to gather in one process, and no COMMIT of unknown outcome to settle. The ops are
+        all made before the write lock is taken, so that no other process waits while they are."""
+        made = list(ops)
+
+        def op(tx: SQLiteTx) -> None:
+            for one in made:
+                one(tx)
+
         self.transact(op)
 
     def _begin_immediate(self) -> None:
