@@ -7,6 +7,7 @@ checkpoint ran (the WAL's pages are copied into it)."""
 from __future__ import annotations
 
 import hashlib
+import sqlite3
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -84,3 +85,47 @@ def test_outcomes_recorded_with_a_refilling_claim_may_checkpoint(three_due: tupl
         len(dt.store.finish_and_acquire([Outcome(run.id, run.attempt, "w1", True, now, 1)], now, "w1", 1, LEASE)) == 1
     )
     assert file_bytes(path) != before  # checkpointed: the claim's pages and its own
+
+
+def _page_size(path: Path) -> int:
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("PRAGMA page_size").fetchone()[0])
+    finally:
+        db.close()
+
+
+def _wal_frame_bytes(path: Path) -> int:
+    """The bytes of one WAL frame of ``path``'s WAL: its 24-byte header and one page."""
+    return 24 + _page_size(path)
+
+
+def test_a_new_file_has_small_pages_so_a_schedule_writes_little_wal(tmp_path: Path) -> None:
+    """A commit writes every page it changed to the WAL whole: with 1 KB pages one schedule() appends about a
+    quarter of what 4 KB pages cost (both tables and their indexes change a page each)."""
+    path = tmp_path / "jobs.db"
+    with Ductape(f"sqlite:///{path}") as dt:
+        dt.job.create({"name": "n", "tag": "n", "event_type": "FUNCTION", "event_tag": "n"})
+        dt.job.schedule({"env": "prd", "product_tag": "p", "event": "n"})  # the tables' first pages exist
+        before = Path(f"{path}-wal").stat().st_size
+        dt.job.schedule({"env": "prd", "product_tag": "p", "event": "n"})
+        appended = Path(f"{path}-wal").stat().st_size - before
+    assert _page_size(path) == dialect.PAGE_SIZE == 1024
+    assert appended % _wal_frame_bytes(path) == 0
+    assert appended // _wal_frame_bytes(path) * 1024 < 20 * 1024  # about twelve pages of 1 KB, not of 4 KB
+
+
+def test_a_file_made_with_other_pages_keeps_them_and_works(tmp_path: Path) -> None:
+    """A file made before (SQLite's default 4 KB pages, in WAL mode) is opened as it is: its page size cannot
+    change in WAL mode, and need not."""
+    path = tmp_path / "jobs.db"
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA page_size = 4096")
+    db.execute("PRAGMA journal_mode = WAL")
+    db.execute("CREATE TABLE made_before (x)")
+    db.close()
+    with Ductape(f"sqlite:///{path}") as dt:
+        dt.job.create({"name": "n", "tag": "n", "event_type": "FUNCTION", "event_tag": "n"})
+        result = dt.job.schedule({"env": "prd", "product_tag": "p", "event": "n", "input": {"k": "x" * 5000}})
+        assert dt.job.get(result.job_id).input == {"k": "x" * 5000}
+    assert _page_size(path) == 4096

@@ -23,7 +23,7 @@ from ductape_jobs.store.sqlite.binding import bind
 
 T = TypeVar("T")
 # WAL pages written before a commit checkpoints them into the file (SQLite's default: 1,000). A checkpoint
-# syncs the file; at 10,000 pages (about 40 MB of WAL) that cost is shared by ten times as many commits,
+# syncs the file; at 10,000 pages (about 10 MB of WAL at PAGE_SIZE) that cost is shared by ten times as many commits,
 # which about doubles the rate of small writes such as one schedule() each. It also takes tens of milliseconds
 # (over 100 seen here), so a commit that claims runs never checkpoints (``transact(claims=True)``): its runs
 # would start that much late. The next commit that claims nothing does it (a worker's outcomes, recorded with
@@ -31,6 +31,13 @@ T = TypeVar("T")
 # writes, the CLAIMS_BEFORE_CHECKPOINT-th claim in a row.
 WAL_PAGES = 10_000
 CLAIMS_BEFORE_CHECKPOINT = 1_000
+# The page size of a new file (SQLite's default: 4,096; a file keeps the size it was made with). A commit writes each
+# page it changed to the WAL whole, and a schedule() changes a page of each of about twelve b-trees (two tables and
+# their indexes): 48 KB of WAL a call at 4,096 bytes a page, 12 KB at 1,024, and a checkpoint copies and syncs a
+# quarter as much. bench/throughput.py, two runs each: one schedule() 8,421 and 8,354 calls/s against 6,298 and 6,452
+# at 4,096 (2,048: 7,531 and 7,212); schedule_many 20,618 and 19,778 jobs/s against 21,797 and 21,868 (more, smaller
+# b-tree pages to fill); the workers' steady rate the same. The file is about a tenth larger.
+PAGE_SIZE = 1_024
 PACKAGE = "ductape_jobs.store.sqlite"
 Q = load_dialect_queries(
     PACKAGE, ("queries.sql", "features.sql", "api_queries.sql", "retention.sql", "outbox.sql", "limits.sql")
@@ -165,6 +172,7 @@ class SQLiteDialect:
             raise StoreError(_cannot("open", path, exc)) from exc
         try:
             self._db.row_factory = _dict_row
+            self._db.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # before WAL: a file in WAL mode keeps its size
             mode = self._db.execute("PRAGMA journal_mode = WAL").fetchone()
             # WAL: once BEGIN IMMEDIATE holds the write lock, nothing in the transaction waits on a lock (COMMIT
             # appends to the WAL; its automatic checkpoint is PASSIVE), so busy_timeout matters only to reads.
