@@ -1,7 +1,8 @@
 """``ductape.job.schedule`` and ``schedule_many``: a request validated, admitted by its product, planned (its first
 due time, and its run when due at once) and stored with its first run in one transaction. ``Jobs`` has them from
 ``JobScheduling``. A ``schedule_many`` of more than ``PART`` requests is planned and written part by part, in one
-transaction still: on PostgreSQL the server inserts a part while this process plans the next."""
+transaction still: on PostgreSQL the server inserts a part while this process plans the next. Every request is
+parsed and its job read before the first part is sent, so that nothing is read while the parts hold a connection."""
 
 from __future__ import annotations
 
@@ -45,7 +46,9 @@ PART = 100
 
 
 class JobScheduling:
-    """Scheduling, validated before anything is written (bad input: ``ValidationError``, nothing stored)."""
+    """Scheduling, validated before anything is committed (bad input: ``ValidationError``, nothing stored). The
+    requests are parsed and their jobs read first; past one part, a request that its product or its plan refuses
+    rolls back the parts already sent."""
 
     _store: Store
     _clock: Clock
@@ -120,7 +123,8 @@ class JobScheduling:
         session: dict[str, Any] | None = None,
     ) -> list[DispatchResult]:
         now = self._clock.now()
-        jobs: dict[tuple[str, str], JobDefinition | None] = {}
+        found, refused = self._find_jobs(requests, indexed=indexed)  # every read first: none while parts are written
+        planned = {(job.product_tag or "", job.tag): job for _, job in found}
         results: list[DispatchResult] = []
         due = False  # some first run is due at once: the workers are woken
 
@@ -128,43 +132,59 @@ class JobScheduling:
             nonlocal due
             schedules: list[Schedule] = []
             runs: list[NewRun] = []
-            for i, raw in enumerate(requests):
+            for i, (req, job) in enumerate(found):
                 try:
-                    req = self._request(raw)
-                    key = (req.product_tag, req.event)
-                    if key not in jobs:
-                        jobs[key] = self._definition(*key)
-                    job = jobs[key]
-                    if job is None:
-                        raise ValidationError(
-                            "event",
-                            f"no job with tag {req.event!r} in product {req.product_tag!r} and no shared one; "
-                            "create it with job.create first",
-                        )
                     claims = admit(self._products, self._sessions, req, job)
                     schedule, first_runs, result = self._plan(req, job, now, claims if session is None else session)
-                    if feature_key is not None:
-                        schedule = replace(schedule, feature_key=feature_key)
                 except ValidationError as exc:
                     if not indexed:
                         raise
-                    field = f"[{i}]" if exc.field == "request" else f"[{i}].{exc.field}"
-                    raise ValidationError(field, exc.rule) from None
+                    raise _at(i, exc) from None
+                if feature_key is not None:
+                    schedule = replace(schedule, feature_key=feature_key)
                 schedules.append(schedule)
                 runs.extend(first_runs)
                 results.append(result)
                 due = due or bool(first_runs)
-                if len(schedules) == PART or i == len(requests) - 1:
-                    planned = {(job.product_tag or "", job.tag): job for job in jobs.values() if job is not None}
+                if len(schedules) == PART or i == len(found) - 1:
                     yield SchedulePart(schedules, runs, planned)
                     schedules, runs = [], []
 
+        if refused is not None:
+            for _ in parts():  # a request before it that its product or its plan refuses is the one reported
+                pass
+            raise refused
         # more than a part: each part is written while the next is planned (PostgreSQL: its server inserts one
-        # while this process plans the next), all in one transaction; a bad request rolls back what was sent
-        self._store.add_schedule_parts(parts() if len(requests) > PART else list(parts()))
+        # while this process plans the next), all in one transaction; a request refused rolls back what was sent
+        self._store.add_schedule_parts(parts() if len(found) > PART else list(parts()))
         if due:
             self._wake()
         return results
+
+    def _find_jobs(
+        self, requests: list[ScheduleRequest | dict[str, Any]], *, indexed: bool
+    ) -> tuple[list[tuple[ScheduleRequest, JobDefinition]], ValidationError | None]:
+        """The requests parsed, each with the job it schedules (read from the store unless cached), up to the first
+        that is refused, and its error (``None``: none was)."""
+        jobs: dict[tuple[str, str], JobDefinition | None] = {}
+        found: list[tuple[ScheduleRequest, JobDefinition]] = []
+        for i, raw in enumerate(requests):
+            try:
+                req = self._request(raw)
+                key = (req.product_tag, req.event)
+                if key not in jobs:
+                    jobs[key] = self._definition(*key)
+                job = jobs[key]
+                if job is None:
+                    raise ValidationError(
+                        "event",
+                        f"no job with tag {req.event!r} in product {req.product_tag!r} and no shared one; "
+                        "create it with job.create first",
+                    )
+            except ValidationError as exc:
+                return found, _at(i, exc) if indexed else exc
+            found.append((req, job))
+        return found, None
 
     def _request(self, raw: ScheduleRequest | dict[str, Any]) -> ScheduleRequest:
         """Bound to a product, a request is that product's (its ``product_tag`` may be left out)."""
@@ -246,6 +266,11 @@ class JobScheduling:
             next_run_at=next_due,
         )
         return schedule, runs, result
+
+
+def _at(index: int, exc: ValidationError) -> ValidationError:
+    """``exc`` of the request at ``index`` of a ``schedule_many``: its field prefixed (``[2].start_at``)."""
+    return ValidationError(f"[{index}]" if exc.field == "request" else f"[{index}].{exc.field}", exc.rule)
 
 
 __all__ = ["JobScheduling"]

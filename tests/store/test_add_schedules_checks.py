@@ -14,9 +14,10 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
+import psycopg
 import pytest
 from msgspec.structs import replace
-from storekit import Backend, CutProxy, pg_admin
+from storekit import Backend, CutProxy, pg_admin, with_query
 
 from ductape_jobs import Ductape
 from ductape_jobs.errors import NotFoundError, StaleJobError, StoreError, ValidationError
@@ -388,3 +389,57 @@ def test_a_bad_request_past_the_first_parts_of_schedule_many_writes_none_on_post
         results = dt.job.schedule_many(requests[: 2 * PART + 5])
         stored = {s.id for s in dt.store.list_schedules(limit=1000)}
         assert len(results) == len(stored) == 2 * PART + 5 and {r.job_id for r in results} == stored
+
+
+def _one_connection(pg_backend: Backend) -> Store:
+    """A store on ``pg_backend`` whose pool holds one connection: every call uses the same one."""
+    pg_backend.open()
+    store = PostgresStore(with_query(pg_backend.url, pool_max="1", pool_timeout="2"))
+    pg_backend.opened.append(store)
+    return store
+
+
+def test_schedule_many_reads_its_jobs_before_it_writes_so_one_connection_is_enough(pg_backend: Backend) -> None:
+    """The parts are written on one pooled connection while the rest are planned: the jobs they schedule are read
+    before (a read meanwhile would wait for a second connection, none free with a pool of one)."""
+    url = with_query(pg_backend.url, pool_max="1", pool_timeout="2")
+    pg_backend.open()
+    with Ductape(url) as dt:
+        dt.job.create({"name": "a", "tag": "a", "event_type": "FUNCTION", "event_tag": "fn"})
+    with Ductape(url) as dt:  # a new client: no job cached
+        results = dt.job.schedule_many([{"env": "prd", "product_tag": "shop", "event": "a"}] * (PART + 1))
+        assert len(results) == PART + 1
+        assert len(dt.store.list_schedules(limit=1000)) == sum(dt.store.count_runs().values()) == PART + 1
+
+
+def test_a_part_the_server_refuses_leaves_no_connection_that_fails_later(pg_backend: Backend) -> None:
+    """The server skips what follows a failed part, their Parse too, while psycopg counts a statement sent for its
+    sixth time as prepared: the connection is replaced, so that later calls on it do not fail."""
+    store = _one_connection(pg_backend)
+    store.create_job(job("a"), T0)
+    for _ in range(4):  # psycopg prepares a statement on its sixth run on a connection
+        store.add_schedule_parts([one_part()])
+    with pytest.raises(NotFoundError, match="ghost"):
+        store.add_schedule_parts(iter([one_part("ghost"), one_part(), one_part()]))
+    for _ in range(3):
+        store.add_schedule_parts([one_part()])
+    assert written(store) == (7, 7)
+
+
+def test_an_error_of_the_callers_making_a_part_is_raised_as_it_is_and_never_retried(
+    pg_backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """However it looks: an OperationalError raised making a part (another connection's, say) is not this
+    connection lost, and trying again would send only the parts made before it."""
+    store = pg_backend.open()
+    store.create_job(job("a"), T0)
+
+    def parts() -> Iterator[SchedulePart]:
+        yield one_part()
+        yield one_part()
+        raise psycopg.OperationalError("another connection lost")
+
+    with pytest.raises(psycopg.OperationalError, match="another connection"):
+        store.add_schedule_parts(parts())
+    assert "retrying" not in caplog.text
+    assert written(store) == (0, 0)

@@ -11,7 +11,8 @@ times with backoff if that is safe:
 
 ``run_together`` sends a call's statements in one round trip as one transaction: a single statement on its own
 (autocommit: the server's implicit transaction), several as one pipeline (its implicit transaction, committed
-at its Sync), where ``run`` takes one round trip for BEGIN, one per read and one for COMMIT. The server answers
+at its Sync; statements made as they are sent go down it one by one, the server running each while the next is
+made), where ``run`` takes one round trip for BEGIN, one per read and one for COMMIT. The server answers
 in order, so the outcome is known in two of the three ways the call can fail:
 
 - a statement fails (an error the server reports, with a SQLSTATE): the server skips what follows and rolls
@@ -37,6 +38,7 @@ import contextlib
 import logging
 import re
 import threading
+import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar, cast
@@ -211,6 +213,8 @@ class Database:
             except _NotSent as exc:  # nothing was committed: the driver's error, as it is (retried if it may be)
                 assert exc.__cause__ is not None
                 raise exc.__cause__ from None
+            except _Unmade:
+                raise
             except BaseException as exc:
                 # a statement's error (SQLSTATE): the server rolled back, the commit never happened
                 unknown = not (isinstance(exc, psycopg.Error) and exc.sqlstate is not None)
@@ -222,7 +226,11 @@ class Database:
                     return
                 raise refused
 
-        self._retried(once, lambda: False)
+        try:
+            self._retried(once, lambda: False)
+        except _Unmade as exc:  # the caller's error, not the database's: raised as it is, never retried
+            assert exc.__cause__ is not None
+            raise exc.__cause__ from None
 
     def _retried(self, once: Callable[[Conn], T], unsafe: Callable[[], bool]) -> T:
         """``once(conn)`` on a pooled connection, tried again after an ``OperationalError`` unless ``unsafe()``
@@ -235,7 +243,11 @@ class Database:
                 self.pool.check()  # the other idle connections may be dead too (a restart): replace those
             tried += 1
             with self.pool.connection() as conn:
-                return once(conn)
+                try:
+                    return once(conn)
+                finally:
+                    if conn in _SPOILED:
+                        conn.close()  # the pool opens another in its place
 
         def retryable(exc: Exception) -> bool:
             return isinstance(exc, psycopg.OperationalError) and not unsafe()
@@ -288,6 +300,18 @@ class _Remembered(Iterable[T]):
 _END = object()
 
 
+#: Connections a server error spoiled in a pipeline of ``run_together``, closed when their call ends
+#: (``Database._retried``). The server skips the statements after a failed one up to the Sync, their Parse too, yet
+#: psycopg 3.3 counts those it meant to prepare (a statement's sixth run on a connection) as prepared when the
+#: pipeline is the server's implicit transaction (not in a transaction block: ``Tx.together``): on that connection
+#: their next run would fail, "prepared statement ... does not exist", until the pool retired it.
+_SPOILED: weakref.WeakSet[Conn] = weakref.WeakSet()
+
+
+class _Unmade(Exception):
+    """Making a statement of ``run_together`` failed (its cause: the caller's error); what was sent is rolled back."""
+
+
 class _NotSent(Exception):
     """``_send`` failed before anything could commit (its cause: the error)."""
 
@@ -308,28 +332,50 @@ def _send(conn: Conn, statements: Iterable[Statement]) -> psycopg.Error | None:
                 raise _NotSent() from exc
             raise  # the connection lost: committed or not
         return None
+    return _send_pipelined(conn, iter(statements))
+
+
+def _send_pipelined(conn: Conn, made: Iterator[Statement]) -> psycopg.Error | None:
+    """``_send`` of several statements, or of statements made as they are sent: one pipeline."""
     refused: psycopg.Error | None = None
     try:
         with conn.pipeline():
             try:
-                for query, params, many in statements:
+                while (statement := _next(conn, made)) is not None:
+                    query, params, many = statement
                     if many:
                         with conn.cursor() as cur:
                             cur.executemany(query, params)
                     else:
                         conn.execute(query, params)
+            except _Unmade:
+                raise
             except psycopg.Error as exc:
                 if exc.sqlstate is None:  # not the server's answer: a value psycopg cannot send, or the
                     _roll_back(conn)  # connection lost (then nothing reaches a Sync anyway)
                     raise _NotSent() from exc
                 refused = exc  # the transaction is aborted; the Sync ends it (ROLLBACK would fail)
+                _SPOILED.add(conn)
             except BaseException as exc:
                 _roll_back(conn)
                 raise _NotSent() from exc
-    except psycopg.Error:
+    except psycopg.Error as exc:
+        if exc.sqlstate is not None:
+            _SPOILED.add(conn)
         if refused is None:  # at the Sync: the server's error, or the connection lost (unknown)
             raise
     return refused
+
+
+def _next(conn: Conn, made: Iterator[Statement]) -> Statement | None:
+    """The next statement to send (``None``: none is left). An exception raised making it rolls back what was sent
+    and leaves as ``_Unmade``: it is the caller's, however it looks (an ``OperationalError`` of another connection
+    is not this one lost), so it is never retried."""
+    try:
+        return next(made, None)
+    except BaseException as exc:
+        _roll_back(conn)
+        raise _Unmade() from exc
 
 
 def _roll_back(conn: Conn) -> None:

@@ -145,8 +145,9 @@ def _add_params(
 
 class PostgresSendTx:
     """A transaction of ``transact_together``: it only gathers what to send (``sent``), sent in one round trip
-    once it is all known (``Database.run_together``). A read would need an answer in between, so reading is
-    refused (and ``run``, whose count is unknown until the end); a Python error while gathering sends nothing."""
+    once it is all known, or as each op of an iterable is made (``Database.run_together``). A read would need an
+    answer in between, so reading is refused (and ``run``, whose count is unknown until the end); a Python error
+    while gathering a sequence of ops sends nothing."""
 
     __slots__ = ("_channel", "sent")
 
