@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import logging
 import secrets
+import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -17,7 +18,7 @@ from urllib.parse import urlsplit, urlunsplit
 import psycopg
 import pytest
 from msgspec.structs import replace
-from storekit import Backend, CutProxy, pg_admin, with_query
+from storekit import PG_URL, Backend, CutProxy, pg_admin, with_query
 
 from ductape_jobs import Ductape
 from ductape_jobs.errors import NotFoundError, StaleJobError, StoreError, ValidationError
@@ -376,19 +377,55 @@ def test_a_connection_lost_half_way_sends_the_parts_made_again_and_makes_each_on
     assert written(pg_backend.open()) == (4, 4)
 
 
-def test_a_bad_request_past_the_first_parts_of_schedule_many_writes_none_on_postgres(pg_backend: Backend) -> None:
+BAD = [  # a request refused as it is parsed (nothing sent yet), by its product, or by its plan (parts sent)
+    ({"start_at": "not a date"}, "start_at"),
+    ({"session": {"tag": "s", "token": "x"}}, "session"),
+    ({"repeat": {"every": 1000, "end_date": 1}}, "repeat.endDate"),
+]
+
+
+@pytest.mark.parametrize(("bad", "field"), BAD)
+def test_a_bad_request_past_the_first_parts_of_schedule_many_writes_none_on_postgres(
+    pg_backend: Backend, bad: dict[str, Any], field: str
+) -> None:
     pg_backend.open()
     with Ductape(pg_backend.url) as dt:
         dt.job.create({"name": "a", "tag": "a", "event_type": "FUNCTION", "event_tag": "fn"})
         requests: list[dict[str, Any]] = [{"env": "prd", "product_tag": "shop", "event": "a"} for _ in range(3 * PART)]
-        requests[2 * PART + 5] = {**requests[0], "start_at": "not a date"}
+        requests[2 * PART + 5] = {**requests[0], **bad}
         with pytest.raises(ValidationError) as info:
             dt.job.schedule_many(requests)
-        assert info.value.field == f"[{2 * PART + 5}].start_at"
+        assert info.value.field == f"[{2 * PART + 5}].{field}"
         assert written(dt.store) == (0, 0)
         results = dt.job.schedule_many(requests[: 2 * PART + 5])
         stored = {s.id for s in dt.store.list_schedules(limit=1000)}
         assert len(results) == len(stored) == 2 * PART + 5 and {r.job_id for r in results} == stored
+
+
+def test_a_refusal_unread_when_a_later_request_is_refused_leaves_a_connection_that_works(
+    pg_backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The first part waits for a lock and is then refused (its job changed: stale), while Python goes on planning
+    and refuses a later request first: the server's answer is never read, its skipped statements neither. Every
+    later call on that (only) connection still works."""
+    url = with_query(pg_backend.url, pool_max="1", pool_timeout="5")
+    pg_backend.open()
+    request = {"env": "prd", "product_tag": "shop", "event": "a"}
+    with Ductape(url) as dt:
+        dt.job.create({"name": "a", "tag": "a", "event_type": "FUNCTION", "event_tag": "fn"})
+        for _ in range(4):  # psycopg prepares a statement at its sixth run on a connection
+            dt.job.schedule(request)
+        with psycopg.connect(PG_URL, options=f"-c search_path={pg_backend.schema}") as holder:
+            holder.execute("UPDATE jobs SET updated_at = updated_at + 1 WHERE tag = 'a'")  # locked until its commit
+            threading.Timer(0.5, holder.commit).start()
+            requests = [dict(request) for _ in range(2 * PART + 50)]
+            requests[2 * PART + 10] = {**request, "session": {"tag": "s", "token": "x"}}
+            with pytest.raises(ValidationError, match=rf"\[{2 * PART + 10}\]\.session"):
+                dt.job.schedule_many(requests)
+            time.sleep(0.6)
+        for _ in range(3):
+            dt.job.schedule(request)
+        assert len(dt.store.list_schedules(limit=1000)) == 4 + 3
 
 
 def _one_connection(pg_backend: Backend) -> Store:
@@ -434,12 +471,15 @@ def test_an_error_of_the_callers_making_a_part_is_raised_as_it_is_and_never_retr
     store = pg_backend.open()
     store.create_job(job("a"), T0)
 
+    why = ConnectionResetError("reset by peer")
+
     def parts() -> Iterator[SchedulePart]:
         yield one_part()
         yield one_part()
-        raise psycopg.OperationalError("another connection lost")
+        raise psycopg.OperationalError("another connection lost") from why
 
-    with pytest.raises(psycopg.OperationalError, match="another connection"):
+    with pytest.raises(psycopg.OperationalError, match="another connection") as info:
         store.add_schedule_parts(parts())
+    assert info.value.__cause__ is why  # as it was raised
     assert "retrying" not in caplog.text
     assert written(store) == (0, 0)

@@ -328,12 +328,33 @@ def test_schedule_many_writes_all_good_items(jdt: Ductape) -> None:
     assert {s.id for s in jdt.job.list()} >= {r.job_id for r in results}
 
 
-def test_schedule_many_past_its_first_parts_with_a_bad_item_writes_none_of_them(jdt: Ductape) -> None:
+@pytest.mark.parametrize(
+    ("bad", "field", "rule"),
+    [
+        ({"start_at": "not a date"}, "start_at", "iso 8601"),  # refused as it is parsed: before any part is written
+        ({"session": {"tag": "s", "token": "x"}}, "session", "sessions are declared by a product"),  # by its product
+        ({"repeat": {"every": 1000, "end_date": 1}}, "repeat.endDate", "before the start"),  # by its plan
+    ],
+)
+def test_schedule_many_past_its_first_parts_with_a_bad_item_writes_none_of_them(
+    jdt: Ductape, bad: dict[str, Any], field: str, rule: str
+) -> None:
     """Past ``PART`` requests the call is written part by part as it is planned: a bad item in a late part still
     leaves the store as it was."""
     items = [req() for _ in range(3 * PART)]
-    items[2 * PART + 5] = req(start_at="not a date")
-    rejected(jdt, lambda d: d.job.schedule_many(items), f"[{2 * PART + 5}].start_at", "iso 8601")
+    items[2 * PART + 5] = req(**bad)
+    rejected(jdt, lambda d: d.job.schedule_many(items), f"[{2 * PART + 5}].{field}", rule)
+
+
+def test_schedule_many_reports_its_first_bad_item_whatever_refuses_it(jdt: Ductape) -> None:
+    """Requests are parsed before any is planned; a request refused by its plan still comes before a later one
+    that cannot be parsed."""
+    items = [req() for _ in range(3 * PART)]
+    items[10] = req(repeat={"every": 1000, "end_date": 1})
+    items[2 * PART] = req(start_at="not a date")
+    rejected(jdt, lambda d: d.job.schedule_many(items), "[10].repeat.endDate", "before the start")
+    items[10] = req()
+    rejected(jdt, lambda d: d.job.schedule_many(items), f"[{2 * PART}].start_at", "iso 8601")
 
 
 def test_schedule_many_past_one_part_writes_every_item_with_its_own_result(jdt: Ductape) -> None:

@@ -453,11 +453,12 @@ def _advance(tx: Tx, now: datetime, limit: int, planner: Planner) -> list[NewRun
 def _schedule_rows(part: SchedulePart) -> tuple[list[Params], list[Params], list[Params], list[Params]]:
     """What ``Tx.add_schedules`` takes for ``part``: the checks of its jobs, its schedules' rows, their feature keys
     and its first runs' rows."""
-    planned = {key: _planning(job) for key, job in part.planned_from.items()}
     schedules = part.schedules
+    jobs = {(s.job_product, s.job_tag) for s in schedules}
+    planned = {key: _planning(job) for key, job in part.planned_from.items() if key in jobs}
     checks: list[Params] = [
         {"product_tag": key[0], "tag": key[1], "absent": False, "planned": key in planned, **planned.get(key, {})}
-        for key in sorted({(s.job_product, s.job_tag) for s in schedules})
+        for key in sorted(jobs)
     ]
     # a schedule that runs a shared job must not have a job of its own product by that tag (made meanwhile)
     checks += [

@@ -110,7 +110,8 @@ class Dialect(Protocol):
     def transact_together(self, ops: Iterable[Callable[[Tx], None]], *, landed: Callable[[Tx], bool]) -> None:
         """A write sent whole: its statements and the end of its transaction go together. Each op only sends
         (PostgreSQL refuses reads and ``run``, whose count comes at the end), and the first statement that fails
-        aborts the transaction in the server, its error raised at the end.
+        aborts the transaction in the server, its error raised at the end (unless an exception raised making a
+        later op comes first: that one is raised, and nothing is committed either way).
 
         A sequence of ops is run first, then sent (PostgreSQL: in one round trip, one statement on its own, several
         as one pipeline, run as its implicit transaction; a Python error in an op sends nothing). Another iterable

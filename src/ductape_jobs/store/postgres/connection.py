@@ -38,7 +38,6 @@ import contextlib
 import logging
 import re
 import threading
-import weakref
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar, cast
@@ -226,11 +225,13 @@ class Database:
                     return
                 raise refused
 
+        callers: BaseException | None = None
         try:
             self._retried(once, lambda: False)
-        except _Unmade as exc:  # the caller's error, not the database's: raised as it is, never retried
-            assert exc.__cause__ is not None
-            raise exc.__cause__ from None
+        except _Unmade as exc:  # the caller's error, not the database's: never retried
+            callers = exc.__cause__
+        if callers is not None:
+            raise callers  # as it is, outside the handler: its own cause and context kept
 
     def _retried(self, once: Callable[[Conn], T], unsafe: Callable[[], bool]) -> T:
         """``once(conn)`` on a pooled connection, tried again after an ``OperationalError`` unless ``unsafe()``
@@ -243,11 +244,7 @@ class Database:
                 self.pool.check()  # the other idle connections may be dead too (a restart): replace those
             tried += 1
             with self.pool.connection() as conn:
-                try:
-                    return once(conn)
-                finally:
-                    if conn in _SPOILED:
-                        conn.close()  # the pool opens another in its place
+                return once(conn)
 
         def retryable(exc: Exception) -> bool:
             return isinstance(exc, psycopg.OperationalError) and not unsafe()
@@ -300,14 +297,6 @@ class _Remembered(Iterable[T]):
 _END = object()
 
 
-#: Connections a server error spoiled in a pipeline of ``run_together``, closed when their call ends
-#: (``Database._retried``). The server skips the statements after a failed one up to the Sync, their Parse too, yet
-#: psycopg 3.3 counts those it meant to prepare (a statement's sixth run on a connection) as prepared when the
-#: pipeline is the server's implicit transaction (not in a transaction block: ``Tx.together``): on that connection
-#: their next run would fail, "prepared statement ... does not exist", until the pool retired it.
-_SPOILED: weakref.WeakSet[Conn] = weakref.WeakSet()
-
-
 class _Unmade(Exception):
     """Making a statement of ``run_together`` failed (its cause: the caller's error); what was sent is rolled back."""
 
@@ -336,18 +325,20 @@ def _send(conn: Conn, statements: Iterable[Statement]) -> psycopg.Error | None:
 
 
 def _send_pipelined(conn: Conn, made: Iterator[Statement]) -> psycopg.Error | None:
-    """``_send`` of several statements, or of statements made as they are sent: one pipeline."""
+    """``_send`` of several statements, or of statements made as they are sent: one pipeline. Its statements are
+    not prepared: the server skips the statements after a failed one up to the Sync, their Parse too, yet psycopg
+    3.3 counts one it meant to prepare there (a statement's sixth run on a connection) as prepared when the pipeline
+    is the server's implicit transaction, its error perhaps never read (the caller's own raised first): on that
+    connection the statement's next run would fail, "prepared statement ... does not exist", until the pool retired
+    it. (In a transaction block, ``Tx.together``, psycopg forgets it at the rollback.)"""
     refused: psycopg.Error | None = None
     try:
         with conn.pipeline():
             try:
                 while (statement := _next(conn, made)) is not None:
                     query, params, many = statement
-                    if many:
-                        with conn.cursor() as cur:
-                            cur.executemany(query, params)
-                    else:
-                        conn.execute(query, params)
+                    for one in params if many else [params]:
+                        conn.execute(query, one, prepare=False)
             except _Unmade:
                 raise
             except psycopg.Error as exc:
@@ -355,13 +346,10 @@ def _send_pipelined(conn: Conn, made: Iterator[Statement]) -> psycopg.Error | No
                     _roll_back(conn)  # connection lost (then nothing reaches a Sync anyway)
                     raise _NotSent() from exc
                 refused = exc  # the transaction is aborted; the Sync ends it (ROLLBACK would fail)
-                _SPOILED.add(conn)
             except BaseException as exc:
                 _roll_back(conn)
                 raise _NotSent() from exc
-    except psycopg.Error as exc:
-        if exc.sqlstate is not None:
-            _SPOILED.add(conn)
+    except psycopg.Error:
         if refused is None:  # at the Sync: the server's error, or the connection lost (unknown)
             raise
     return refused
