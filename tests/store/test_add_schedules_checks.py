@@ -417,12 +417,12 @@ def test_a_refusal_unread_when_a_later_request_is_refused_leaves_a_connection_th
             dt.job.schedule(request)
         with psycopg.connect(PG_URL, options=f"-c search_path={pg_backend.schema}") as holder:
             holder.execute("UPDATE jobs SET updated_at = updated_at + 1 WHERE tag = 'a'")  # locked until its commit
-            threading.Timer(0.5, holder.commit).start()
+            threading.Timer(2.0, holder.commit).start()  # long after the later request is refused
             requests = [dict(request) for _ in range(2 * PART + 50)]
             requests[2 * PART + 10] = {**request, "session": {"tag": "s", "token": "x"}}
             with pytest.raises(ValidationError, match=rf"\[{2 * PART + 10}\]\.session"):
                 dt.job.schedule_many(requests)
-            time.sleep(0.6)
+            time.sleep(2.1)
         for _ in range(3):
             dt.job.schedule(request)
         assert len(dt.store.list_schedules(limit=1000)) == 4 + 3
@@ -461,6 +461,28 @@ def test_a_part_the_server_refuses_leaves_no_connection_that_fails_later(pg_back
     for _ in range(3):
         store.add_schedule_parts([one_part()])
     assert written(store) == (7, 7)
+
+
+def test_a_rollback_of_parts_sent_leaves_the_connections_prepared_statements_as_they_were(pg_backend: Backend) -> None:
+    """A request refused past the first parts rolls back what was sent with a ROLLBACK in the pipeline. On a
+    connection with prepared statements, the writes after it (a first statement of several rows, always prepared
+    by psycopg: the worker's retries and failures, say) work every time."""
+    url = with_query(pg_backend.url, pool_max="1", pool_timeout="5")
+    pg_backend.open()
+    request = {"env": "prd", "product_tag": "shop", "event": "a"}
+    with Ductape(url) as dt:
+        dt.job.create({"name": "a", "tag": "a", "event_type": "FUNCTION", "event_tag": "fn"})
+        for _ in range(7):  # its statement prepared on the only connection
+            dt.job.schedule(request)
+        requests = [dict(request) for _ in range(2 * PART + 50)]
+        requests[2 * PART + 10] = {**request, "session": {"tag": "s", "token": "x"}}  # refused by its product
+        with pytest.raises(ValidationError, match=rf"\[{2 * PART + 10}\]\.session"):
+            dt.job.schedule_many(requests)
+        attempt = {"finished_at": 0, "outcome": "completed", "error": None, "attempt": 1}
+        rows = [{**attempt, "run_id": "r_none1"}, {**attempt, "run_id": "r_none2"}]
+        for _ in range(3):
+            dt.store._write(lambda tx: tx.many("finish_attempt", rows))  # type: ignore[attr-defined]
+        assert len(dt.store.list_schedules(limit=1000)) == 7
 
 
 def test_an_error_of_the_callers_making_a_part_is_raised_as_it_is_and_never_retried(

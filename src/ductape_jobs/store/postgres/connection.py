@@ -229,6 +229,7 @@ class Database:
         try:
             self._retried(once, lambda: False)
         except _Unmade as exc:  # the caller's error, not the database's: never retried
+            assert exc.__cause__ is not None
             callers = exc.__cause__
         if callers is not None:
             raise callers  # as it is, outside the handler: its own cause and context kept
@@ -367,9 +368,20 @@ def _next(conn: Conn, made: Iterator[Statement]) -> Statement | None:
 
 
 def _roll_back(conn: Conn) -> None:
-    """End a pipeline's implicit transaction rolled back, before its Sync would commit what was sent."""
-    with contextlib.suppress(psycopg.Error):  # the connection may be gone: then nothing commits
-        conn.execute("ROLLBACK")
+    """End a pipeline's implicit transaction rolled back, before its Sync would commit what was sent.
+
+    The ROLLBACK stays out of psycopg's cache of prepared statements (``prepare_threshold`` None while it is sent):
+    counted, it would be prepared at its sixth run, skipped by a server that refused an earlier statement, and
+    left named in the cache; and psycopg answers the result of a ROLLBACK it counts by clearing the cache and
+    queueing DEALLOCATE ALL before the connection's next statement, which would drop the statement an executemany
+    (always prepared) made just before it, its next run failing, "prepared statement ... does not exist"."""
+    threshold = conn.prepare_threshold
+    conn.prepare_threshold = None
+    try:
+        with contextlib.suppress(psycopg.Error):  # the connection may be gone: then nothing commits
+            conn.execute("ROLLBACK")
+    finally:
+        conn.prepare_threshold = threshold
 
 
 class Listener:
