@@ -165,12 +165,12 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
         def landed(tx: Tx) -> bool:  # all or nothing: the first schedule is there if the call committed
             return bool(first) and tx.one("get_schedule", first[0]) is not None
 
+        ops: Iterable[Callable[[Tx], None]] = (sends(p) for p in parts if p.schedules or p.runs)  # sent as made
         if isinstance(parts, Sequence):  # made, then sent whole
-            made = [sends(p) for p in parts if p.schedules or p.runs]
-            if made:
-                self._write_together(made, landed=landed)
-        else:  # each sent as it is made
-            self._write_together((sends(p) for p in parts if p.schedules or p.runs), landed=landed)
+            ops = list(ops)
+            if not ops:
+                return
+        self._write_together(ops, landed=landed)
 
     def get_schedule(self, schedule_id: str) -> Schedule | None:
         row = self._read(lambda tx: tx.one("get_schedule", {"id": schedule_id}))

@@ -40,7 +40,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
-from typing import Any, TypeVar, cast
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 import psycopg
@@ -284,18 +284,10 @@ class _Remembered(Iterable[T]):
         self._rest = iter(items)
 
     def __iter__(self) -> Iterator[T]:
-        made = 0
-        while True:
-            if made == len(self._made):
-                item = next(self._rest, _END)
-                if item is _END:
-                    return
-                self._made.append(cast(T, item))
-            yield self._made[made]
-            made += 1
-
-
-_END = object()
+        yield from self._made
+        for item in self._rest:
+            self._made.append(item)
+            yield item
 
 
 class _Unmade(Exception):
