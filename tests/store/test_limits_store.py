@@ -5,8 +5,10 @@ Every test runs on both backends; racing claims use several store objects on one
 
 from __future__ import annotations
 
+import threading
 from collections import Counter
 from datetime import datetime, timedelta
+from typing import Any
 
 import pytest
 from storekit import Backend
@@ -246,3 +248,52 @@ def test_every_set_of_limits_with_room_is_reached_however_many_full_sets_are_due
     assert store.acquire_runs("w1", 1, LEASE, T0) == []  # every set full now
     wake = store.next_wakeup().run_due
     assert wake is not None and wake > T0  # the holds: nothing said due while nothing can start
+
+
+@pytest.mark.parametrize(
+    "paused_after", ["acquire_runs", "pick_limited_runs", "lock_limited_runs", "claim_picked_runs"]
+)
+def test_a_claim_racing_another_never_takes_a_later_run_of_a_limit(
+    pg_backend: Backend, monkeypatch: pytest.MonkeyPatch, paused_after: str
+) -> None:
+    """Worker A's claim stops after one of its statements while worker B claims from start to end; then A goes on.
+    Whatever the point, the limit of 1 goes to its first run, by either worker. (Picking runs with SKIP LOCKED
+    before locking their limit let B, while A held the first run's row, take the limit with a later run: in a
+    CI run a "normal" run started before every "high" one had.)"""
+    from ductape_jobs.store.postgres.dialect import PostgresTx
+
+    setup = pg_backend.open()
+    setup.define_resources([ResourceLimit("shop", "db", concurrency=1)], T0)
+    low = backlog(setup, "load", 2, resources=["db"], priority=0)
+    high = backlog(setup, "urgent", 2, resources=["db"], priority=50)
+    a, b = pg_backend.open(), pg_backend.open()
+    paused, go_on = threading.Event(), threading.Event()
+    original = PostgresTx.all
+
+    def all_(tx: PostgresTx, name: str, params: Any = None) -> list[Any]:
+        rows = original(tx, name, params)
+        if name == paused_after and threading.current_thread().name == "A" and not paused.is_set():
+            paused.set()
+            assert go_on.wait(10)
+        return rows
+
+    monkeypatch.setattr(PostgresTx, "all", all_)
+    got: dict[str, list[str]] = {}
+
+    def claim(store: Store, worker: str, limit: int) -> None:
+        got[worker] = [r.id for r in store.acquire_runs(worker, limit, LEASE, T0)]
+
+    thread_a = threading.Thread(target=claim, args=(a, "A", 1), name="A")
+    thread_b = threading.Thread(target=claim, args=(b, "B", 8), name="B")
+    thread_a.start()
+    while not paused.is_set() and thread_a.is_alive():
+        paused.wait(0.01)
+    assert paused.is_set(), f"A's claim sent no {paused_after}"
+    thread_b.start()
+    thread_b.join(1.0)  # B waits on the limit's lock while A holds it, or ends
+    go_on.set()
+    thread_a.join(10)
+    thread_b.join(10)
+    assert sorted(got) == ["A", "B"]
+    assert got["A"] + got["B"] == [high[0]]
+    assert all(run_of(setup, i).phase is RunPhase.QUEUED for i in [high[1], *low])

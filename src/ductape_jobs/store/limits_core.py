@@ -103,15 +103,13 @@ class LimitsCore(UsesDialect):
         free_rows = tx.later("pick_free_runs", params) if free else list  # sent with the first pick
         while True:  # each pick past the sets found full so far: every set with a due run is reached
             raw = tx.all("pick_limited_runs", {**params, "blocked": sorted(blocked)})
-            picked = [r for r in raw if r["id"] not in seen]
-            if not picked:
+            fresh = [r for r in raw if r["id"] not in seen]
+            if not fresh:
                 break
             found = True
-            keys = sorted({k for r in picked for k in json.loads(r["limit_keys"])} - rooms.keys())
-            if keys:
-                rooms.update(_rooms(tx, keys, now))
+            seen.update(r["id"] for r in fresh)
+            picked = _lock_picked(tx, fresh, rooms, now)
             for row in picked:
-                seen.add(row["id"])
                 held = blocked.get(row["limit_keys"]) or _hold(rooms, taken, json.loads(row["limit_keys"]), now)
                 if held is None:
                     admitted.append(row)
@@ -146,6 +144,19 @@ class LimitsCore(UsesDialect):
 #: committed must still count every start after its own window's beginning, so no claim deletes the starts such
 #: a claim would count. A minute covers any wait for the lock.
 KEEP_STARTS_MS = 60_000
+
+
+def _lock_picked(tx: Tx, fresh: list[Row], rooms: dict[str, _Room], now: int) -> list[Row]:
+    """The runs ``fresh`` (picked unlocked) that are still due, locked after the limits they fall under (added to
+    ``rooms``), in claim order. A claim thus locks a run under a limit only while it holds the limit: another
+    claim waits on the limit's lock, then sees this one's runs claimed, instead of skipping them (``SKIP LOCKED``)
+    and taking a later run of the limit."""
+    keys = sorted({k for r in fresh for k in json.loads(r["limit_keys"])} - rooms.keys())
+    if keys:
+        rooms.update(_rooms(tx, keys, now))
+    rows = tx.all("lock_limited_runs", {"ids": [r["id"] for r in fresh], "now": now})
+    rows.sort(key=lambda r: (r["claim_key"], r["id"]))
+    return rows
 
 
 def _rooms(tx: Tx, keys: list[str], now: int) -> dict[str, _Room]:

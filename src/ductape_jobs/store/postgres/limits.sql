@@ -12,13 +12,22 @@ LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED;
 
 -- name: pick_limited_runs
--- Runs under a limit, skipping those whose set of limits was already found full in this claim.
-SELECT id, available_at - priority * 1000 AS claim_key, limit_keys FROM runs
+-- Runs under a limit, skipping those whose set of limits was already found full in this claim. Read without a
+-- lock: the claim locks their resources next, then the runs (lock_limited_runs).
+SELECT id, limit_keys FROM runs
 WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
   AND limit_keys IS NOT NULL AND available_at <= %(now)s
   AND NOT (limit_keys = ANY(%(blocked)s::text[]))
 ORDER BY (available_at - priority * 1000)
-LIMIT %(limit)s
+LIMIT %(limit)s;
+
+-- name: lock_limited_runs
+-- The runs picked, locked once their resources are: a claim locks a run under a limit only while it holds the
+-- limit's lock, so no claim's SKIP LOCKED passes over the first runs of a limit to a later one. A run claimed
+-- since it was picked is left out.
+SELECT id, available_at - priority * 1000 AS claim_key, limit_keys FROM runs
+WHERE id = ANY(%(ids)s::text[]) AND phase IN ('scheduled', 'queued', 'retry_scheduled')
+  AND available_at IS NOT NULL AND available_at <= %(now)s
 FOR UPDATE SKIP LOCKED;
 
 -- name: claim_picked_runs

@@ -17,12 +17,18 @@ LIMIT :limit;
 
 -- name: pick_limited_runs
 -- Runs under a limit, skipping those whose set of limits was already found full in this claim.
-SELECT id, available_at - priority * 1000 AS claim_key, limit_keys FROM runs INDEXED BY runs_claim_limited
+SELECT id, limit_keys FROM runs INDEXED BY runs_claim_limited
 WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
   AND limit_keys IS NOT NULL AND available_at <= :now
   AND limit_keys NOT IN (SELECT value FROM json_each(:blocked))
 ORDER BY (available_at - priority * 1000)
 LIMIT :limit;
+
+-- name: lock_limited_runs
+-- The runs picked, read again once their resources are locked (SQLite's single writer already serialises claims).
+SELECT id, available_at - priority * 1000 AS claim_key, limit_keys FROM runs
+WHERE id IN (SELECT value FROM json_each(:ids)) AND phase IN ('scheduled', 'queued', 'retry_scheduled')
+  AND available_at IS NOT NULL AND available_at <= :now;
 
 -- name: claim_picked_runs
 UPDATE runs SET phase = 'running', lease_owner = :worker_id, lease_expires_at = :lease_until,
