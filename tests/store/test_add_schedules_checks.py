@@ -199,6 +199,38 @@ def test_a_call_on_a_dead_connection_is_sent_again(
     assert written(pg_backend.open()) == (1, 1)
 
 
+def test_a_resend_refused_after_the_lost_try_landed_late_returns_as_landed(
+    pg_backend: Backend, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A try's answer is lost and the look finds nothing: the server is still running the try. It commits just
+    after the look, then the job is deleted, and the resend is refused by the job's check. The call did land,
+    once: it returns, as a resend refused by the unique key does (it raised NotFoundError).
+    The lost try is played here: its send fails as a lost connection would, and the server's late commit is the
+    same statements sent on another connection just before the resend."""
+    from ductape_jobs.store.postgres import connection
+
+    store = pg_backend.open()
+    store.create_job(job("a"), T0)
+    real = connection._send
+    sends: list[object] = []
+
+    def send(conn: psycopg.Connection[Any], statements: Any) -> psycopg.Error | None:
+        sends.append(statements)
+        if len(sends) == 1:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")  # the outcome unknown
+        options = f"-c search_path={pg_backend.schema}"
+        with psycopg.connect(PG_URL, autocommit=True, options=options) as late:
+            assert real(late, statements) is None  # the lost try commits, after the look
+            late.execute("DELETE FROM jobs WHERE tag = 'a'")
+        return real(conn, statements)
+
+    monkeypatch.setattr(connection, "_send", send)
+    s = schedule("a")
+    store.add_schedules([s], [first_run(s)])
+    assert len(sends) == 2 and "retrying" in caplog.text
+    assert [x.id for x in pg_backend.open().list_schedules()] == [s.id]
+
+
 # ------------------------------------------------------ PostgreSQL: the pipeline's transaction, all or nothing
 
 

@@ -220,8 +220,9 @@ class Database:
                 raise
             if refused is not None:  # the first error, not the "pipeline aborted" of the statements after it
                 # sent again after an unknown outcome: a server still running the lost try may have committed it
-                # since the look (its key taken now): then the call did land, once
-                if resent and isinstance(refused, errors.UniqueViolation) and settled(conn):
+                # since the look, whatever refuses the resend (its key taken now; its job deleted or changed since
+                # the try's check): then the call did land, once
+                if resent and settled(conn):
                     return
                 raise refused
 
