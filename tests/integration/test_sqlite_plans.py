@@ -74,6 +74,6 @@ def test_a_schedules_history_reads_only_its_own_runs(tmp_path: Path) -> None:
     plan = [row["detail"] for row in dialect._db.execute("EXPLAIN QUERY PLAN " + Q["schedule_history"], PARAMS)]
     dialect.close()
     assert [s for s in plan if s.startswith("SEARCH runs")] == [
-        "SEARCH runs USING INDEX runs_schedule (schedule_id=?)"
+        "SEARCH runs USING INDEX runs_occurrence (schedule_id=?)"
     ] * 2
     assert not [s for s in plan if s.startswith(("SCAN runs", "SCAN schedules", "SCAN s "))], plan

@@ -78,7 +78,7 @@ SELECT %(id)s::text, s.id, %(scheduled_at)s::bigint, s.job_tag, s.product_tag, s
     coalesce(s.priority, j.priority), j.limit_keys
 FROM schedules s JOIN jobs j ON j.product_tag = s.job_product AND j.tag = s.job_tag
 WHERE s.id = %(schedule_id)s
-ON CONFLICT (schedule_id, scheduled_at) WHERE triggered_by <> 'manual' DO NOTHING;
+ON CONFLICT (schedule_id, scheduled_at, (CASE WHEN triggered_by = 'manual' THEN id ELSE '' END)) DO NOTHING;
 
 -- name: get_schedule
 SELECT * FROM schedules WHERE id = %(id)s;

@@ -83,7 +83,7 @@ SELECT :id, s.id, :scheduled_at, s.job_tag, s.product_tag, s.env, j.event_type, 
     s.trace_context, coalesce(s.priority, j.priority), j.limit_keys
 FROM schedules s JOIN jobs j ON j.product_tag = s.job_product AND j.tag = s.job_tag
 WHERE s.id = :schedule_id
-ON CONFLICT (schedule_id, scheduled_at) WHERE triggered_by <> 'manual' DO NOTHING;
+ON CONFLICT (schedule_id, scheduled_at, (CASE WHEN triggered_by = 'manual' THEN id ELSE '' END)) DO NOTHING;
 
 -- name: insert_first_run
 -- A new schedule's first run: the schedule's values as add_schedules holds them, the job's event, priority and

@@ -1,0 +1,9 @@
+-- ductape-jobs schema, version 22 (PostgreSQL): one index of runs by schedule instead of two. runs_one_per_occurrence
+-- (unique, every run but the manual ones) and runs_schedule (every run, for the reads by schedule) held the same
+-- two keys. runs_occurrence holds every run once, with a third key: a manual run's own id, '' for any other. Two
+-- runs of one occurrence still cannot both be written, a manual run at an occurrence's time still can, and the
+-- reads by schedule search its first two keys. Every run written changes one index fewer, and so does every
+-- change of a run's phase (no such update is HOT: each writes every index whose rows it falls in).
+DROP INDEX runs_one_per_occurrence;
+DROP INDEX runs_schedule;
+CREATE UNIQUE INDEX runs_occurrence ON runs (schedule_id, scheduled_at, (CASE WHEN triggered_by = 'manual' THEN id ELSE '' END));
