@@ -155,9 +155,6 @@ def _lock_picked(tx: Tx, fresh: list[Row], rooms: dict[str, _Room], now: int) ->
     if keys:
         rooms.update(_rooms(tx, keys, now))
     rows = tx.all("lock_limited_runs", {"ids": [r["id"] for r in fresh], "now": now})
-    changed = sorted({k for r in rows for k in json.loads(r["limit_keys"])} - rooms.keys())
-    if changed:  # a job's limits changed since the pick: its runs are counted against the limits they have now
-        rooms.update(_rooms(tx, changed, now))
     rows.sort(key=lambda r: (r["claim_key"], r["id"]))
     return rows
 
