@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -250,50 +251,96 @@ def test_every_set_of_limits_with_room_is_reached_however_many_full_sets_are_due
     assert wake is not None and wake > T0  # the holds: nothing said due while nothing can start
 
 
+class _Paused:
+    """Worker A's claim stopped after its statement ``name`` (its rows read) until ``go_on``; worker B's runs."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch, name: str) -> None:
+        from ductape_jobs.store.postgres.dialect import PostgresTx
+
+        self.name, self.paused, self.go_on = name, threading.Event(), threading.Event()
+        all_, later = PostgresTx.all, PostgresTx.later
+
+        def stop_after(sent: str) -> None:
+            if sent == name and threading.current_thread().name == "A" and not self.paused.is_set():
+                self.paused.set()
+                assert self.go_on.wait(10)
+
+        def all_then_stop(tx: PostgresTx, sent: str, params: Any = None) -> list[Any]:
+            rows = all_(tx, sent, params)
+            stop_after(sent)
+            return rows
+
+        def later_then_stop(tx: PostgresTx, sent: str, params: Any = None) -> Callable[[], list[Any]]:
+            fetch = later(tx, sent, params)
+
+            def fetched() -> list[Any]:
+                rows = fetch()
+                stop_after(sent)
+                return rows
+
+            return fetched
+
+        monkeypatch.setattr(PostgresTx, "all", all_then_stop)
+        monkeypatch.setattr(PostgresTx, "later", later_then_stop)
+
+    def race(self, a: Store, a_wants: int, b: Store, b_wants: int) -> dict[str, list[str]]:
+        """A claims and stops; B claims from start to end, which must not wait on A; then A goes on."""
+        got: dict[str, list[str]] = {}
+
+        def claim(store: Store, worker: str, limit: int) -> None:
+            got[worker] = [r.id for r in store.acquire_runs(worker, limit, LEASE, T0)]
+
+        thread_a = threading.Thread(target=claim, args=(a, "A", a_wants), name="A")
+        thread_b = threading.Thread(target=claim, args=(b, "B", b_wants), name="B")
+        thread_a.start()
+        while not self.paused.is_set() and thread_a.is_alive():
+            self.paused.wait(0.01)
+        assert self.paused.is_set(), f"A's claim sent no {self.name}"
+        thread_b.start()
+        thread_b.join(5)
+        waited = thread_b.is_alive()  # on a lock A holds
+        self.go_on.set()
+        thread_a.join(10)
+        thread_b.join(10)
+        assert not waited, "B waited for A's claim"
+        assert sorted(got) == ["A", "B"]
+        return got
+
+
 @pytest.mark.parametrize(
-    "paused_after", ["acquire_runs", "pick_limited_runs", "lock_limited_runs", "claim_picked_runs"]
+    "paused_after",
+    ["acquire_runs", "pick_limited_runs", "running_limit_keys", "lock_limited_runs", "claim_picked_runs"],
 )
 def test_a_claim_racing_another_never_takes_a_later_run_of_a_limit(
     pg_backend: Backend, monkeypatch: pytest.MonkeyPatch, paused_after: str
 ) -> None:
     """Worker A's claim stops after one of its statements while worker B claims from start to end; then A goes on.
-    Whatever the point, the limit of 1 goes to its first run, by either worker. (Picking runs with SKIP LOCKED
-    before locking their limit let B, while A held the first run's row, take the limit with a later run: in a
-    CI run a "normal" run started before every "high" one had.)"""
-    from ductape_jobs.store.postgres.dialect import PostgresTx
-
+    Whatever the point, the limit of 1 goes to its first run, by either worker, and B never waits for A. (Picking
+    runs with SKIP LOCKED before locking their limit let B, while A held the first run's row, take the limit with a
+    later run: in a CI run a "normal" run started before every "high" one had.)"""
     setup = pg_backend.open()
     setup.define_resources([ResourceLimit("shop", "db", concurrency=1)], T0)
     low = backlog(setup, "load", 2, resources=["db"], priority=0)
     high = backlog(setup, "urgent", 2, resources=["db"], priority=50)
-    a, b = pg_backend.open(), pg_backend.open()
-    paused, go_on = threading.Event(), threading.Event()
-    original = PostgresTx.all
-
-    def all_(tx: PostgresTx, name: str, params: Any = None) -> list[Any]:
-        rows = original(tx, name, params)
-        if name == paused_after and threading.current_thread().name == "A" and not paused.is_set():
-            paused.set()
-            assert go_on.wait(10)
-        return rows
-
-    monkeypatch.setattr(PostgresTx, "all", all_)
-    got: dict[str, list[str]] = {}
-
-    def claim(store: Store, worker: str, limit: int) -> None:
-        got[worker] = [r.id for r in store.acquire_runs(worker, limit, LEASE, T0)]
-
-    thread_a = threading.Thread(target=claim, args=(a, "A", 1), name="A")
-    thread_b = threading.Thread(target=claim, args=(b, "B", 8), name="B")
-    thread_a.start()
-    while not paused.is_set() and thread_a.is_alive():
-        paused.wait(0.01)
-    assert paused.is_set(), f"A's claim sent no {paused_after}"
-    thread_b.start()
-    thread_b.join(1.0)  # B waits on the limit's lock while A holds it, or ends
-    go_on.set()
-    thread_a.join(10)
-    thread_b.join(10)
-    assert sorted(got) == ["A", "B"]
+    got = _Paused(monkeypatch, paused_after).race(pg_backend.open(), 1, pg_backend.open(), 8)
     assert got["A"] + got["B"] == [high[0]]
     assert all(run_of(setup, i).phase is RunPhase.QUEUED for i in [high[1], *low])
+
+
+def test_claims_that_pick_the_same_runs_under_different_limits_do_not_deadlock(
+    pg_backend: Backend, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Limit b is full; its run is first in claim order, then a run under limit a. A (a batch of 1) locks b, finds
+    it full and picks again; B (a batch of 2) picks both. Had B waited on b while holding a, and A then waited on
+    a, the server would have aborted one as a deadlock (found by a review of a first form of this claim): B skips
+    b, which A holds, and takes the run under a at once."""
+    setup = pg_backend.open()
+    setup.define_resources([ResourceLimit("shop", "a", concurrency=5), ResourceLimit("shop", "b", concurrency=1)], T0)
+    backlog(setup, "fill", 1, resources=["b"])
+    assert len(setup.acquire_runs("w0", 1, LEASE, T0)) == 1  # b is full
+    (under_b,) = backlog(setup, "urgent", 1, resources=["b"], priority=50)
+    (under_a,) = backlog(setup, "load", 1, resources=["a"])
+    got = _Paused(monkeypatch, "running_limit_keys").race(pg_backend.open(), 1, pg_backend.open(), 2)
+    assert got == {"A": [], "B": [under_a]}
+    assert run_of(setup, under_b).phase is RunPhase.QUEUED
+    assert "deadlock" not in caplog.text and "retrying" not in caplog.text

@@ -4,13 +4,15 @@ and what the limits hold (queries in each dialect's ``limits.sql``).
 The claim has two paths. Runs under no limit are claimed by the dialect's one statement (``claim_runs``), which
 also says whether a run under a limit is due; while none is, the resource tables are never read. Once one is,
 this process claims on the limited path until none is due: it picks due runs of both kinds in claim order
-(due time aged by priority), locks the rows of the limits the limited ones fall under (PostgreSQL: ``FOR
-UPDATE``, in key order, so claims of one resource take turns across every worker and node), counts the
-runs executing under each and the starts in each rate window, and claims the runs that fit, in order, up to
-the worker's batch. A run that does not fit stays due (not late, no retry spent); its set of limits found full
-gets one row of ``limit_holds`` (which limit holds it: the runs' ``waiting_on``; and when to look again: each
-worker's next_wakeup waits for it), however many runs wait in it; runs whose set of limits is full are skipped,
-so the runs behind them are reached.
+(due time aged by priority), those under a limit without a lock; locks the rows of the limits they fall under
+(PostgreSQL: ``FOR UPDATE SKIP LOCKED``: a limit another claim holds is that claim's, and its runs are passed
+over, so claims of one resource take turns across every worker and node and none waits on another); then locks
+the runs under the limits it holds, counts the runs executing under each and the starts in each rate window, and
+claims the runs that fit, in order, up to the worker's batch. A claim thus holds a run under a limit only while
+it holds the limit: no other claim skips that run to take a later one of the limit. A run that does not fit
+stays due (not late, no retry spent); its set of limits found full gets one row of ``limit_holds`` (which limit
+holds it: the runs' ``waiting_on``; and when to look again: each worker's next_wakeup waits for it), however many
+runs wait in it; runs whose set of limits is full are skipped, so the runs behind them are reached.
 A dead worker's runs hold their slots until its lease expires and the rescue makes them due again.
 """
 
@@ -99,16 +101,18 @@ class LimitsCore(UsesDialect):
         admitted: list[Row] = []
         seen: set[str] = set()
         blocked: dict[str, tuple[str, int]] = {}  # limit_keys -> why, when to look again
+        busy: set[str] = set()  # limit keys another claim holds
+        skipped: set[str] = set()  # limit_keys (sets) with a key another claim holds
         found = False
         free_rows = tx.later("pick_free_runs", params) if free else list  # sent with the first pick
         while True:  # each pick past the sets found full so far: every set with a due run is reached
-            raw = tx.all("pick_limited_runs", {**params, "blocked": sorted(blocked)})
+            raw = tx.all("pick_limited_runs", {**params, "blocked": sorted(skipped | blocked.keys())})
             fresh = [r for r in raw if r["id"] not in seen]
             if not fresh:
                 break
             found = True
             seen.update(r["id"] for r in fresh)
-            picked = _lock_picked(tx, fresh, rooms, now)
+            picked = _lock_picked(tx, fresh, rooms, busy, skipped, now)
             for row in picked:
                 held = blocked.get(row["limit_keys"]) or _hold(rooms, taken, json.loads(row["limit_keys"]), now)
                 if held is None:
@@ -146,27 +150,40 @@ class LimitsCore(UsesDialect):
 KEEP_STARTS_MS = 60_000
 
 
-def _lock_picked(tx: Tx, fresh: list[Row], rooms: dict[str, _Room], now: int) -> list[Row]:
-    """The runs ``fresh`` (picked unlocked) that are still due, locked after the limits they fall under (added to
-    ``rooms``), in claim order. A claim thus locks a run under a limit only while it holds the limit: another
-    claim waits on the limit's lock, then sees this one's runs claimed, instead of skipping them (``SKIP LOCKED``)
-    and taking a later run of the limit."""
-    keys = sorted({k for r in fresh for k in json.loads(r["limit_keys"])} - rooms.keys())
+def _lock_picked(
+    tx: Tx, fresh: list[Row], rooms: dict[str, _Room], busy: set[str], skipped: set[str], now: int
+) -> list[Row]:
+    """The runs ``fresh`` (picked unlocked) that are still due, in claim order, locked after the limits they fall
+    under (added to ``rooms``). A claim locks a run under a limit only while it holds the limit, and a limit another
+    claim holds is skipped (its key added to ``busy``, the sets of limits it is in to ``skipped``): that claim
+    takes its runs in order, where skipping its picked runs (``SKIP LOCKED``) would let this one take a later run
+    of the limit. No claim waits on another's limit, so claims that pick the same runs never deadlock."""
+    keys = sorted({k for r in fresh for k in json.loads(r["limit_keys"])} - rooms.keys() - busy)
     if keys:
-        rooms.update(_rooms(tx, keys, now))
-    rows = tx.all("lock_limited_runs", {"ids": [r["id"] for r in fresh], "now": now})
+        got, held = _rooms(tx, keys, now)
+        rooms.update(got)
+        busy.update(held)
+    ours = []
+    for row in fresh:
+        if busy.isdisjoint(json.loads(row["limit_keys"])):
+            ours.append(row["id"])
+        else:
+            skipped.add(row["limit_keys"])  # past it in this claim's next picks
+    rows = tx.all("lock_limited_runs", {"ids": ours, "now": now}) if ours else []
     rows.sort(key=lambda r: (r["claim_key"], r["id"]))
     return rows
 
 
-def _rooms(tx: Tx, keys: list[str], now: int) -> dict[str, _Room]:
-    """The limits ``keys`` (their rows locked until the claim commits), with their use now: counted after the
-    lock, so a claim that held it and committed is seen (PostgreSQL's READ COMMITTED reads anew per statement)."""
+def _rooms(tx: Tx, keys: list[str], now: int) -> tuple[dict[str, _Room], set[str]]:
+    """The limits ``keys`` that this claim could lock (their rows locked until it commits), with their use now:
+    counted after the lock, so a claim that held it and committed is seen (PostgreSQL's READ COMMITTED reads anew
+    per statement); and the keys another claim holds locked. A key in neither is not declared."""
     rooms = {}
-    with tx.together():  # one round trip: the count runs after the lock is granted (the server runs them in order)
+    with tx.together():  # one round trip: the count runs after the locks are taken (the server runs them in order)
         lock = tx.later("lock_resources", {"keys": keys})
+        declared = tx.later("declared_resources", {"keys": keys})
         executing = tx.later("running_limit_keys")
-        locked, running = lock(), _count_keys(executing())
+        locked, known, running = lock(), declared(), _count_keys(executing())
     for row in locked:
         limit = _limit_from_row(row)
         starts, oldest = 0, None
@@ -176,7 +193,7 @@ def _rooms(tx: Tx, keys: list[str], now: int) -> dict[str, _Room]:
             counted = tx.one("count_starts", {"key": limit.key, "since": since})
             starts, oldest = _n(counted), (counted or {}).get("oldest")
         rooms[limit.key] = _Room(limit, running[limit.key], starts, oldest)
-    return rooms
+    return rooms, {r["key"] for r in known} - rooms.keys()
 
 
 def _hold(rooms: dict[str, _Room], taken: Counter[str], keys: list[str], now: int) -> tuple[str, int] | None:

@@ -40,6 +40,9 @@ RETURNING *;
 -- (SQLite's single writer already serialises claims.)
 SELECT * FROM resources WHERE key IN (SELECT value FROM json_each(:keys)) ORDER BY key;
 
+-- name: declared_resources
+SELECT key FROM resources WHERE key IN (SELECT value FROM json_each(:keys));
+
 -- name: running_limit_keys
 SELECT limit_keys FROM runs INDEXED BY runs_limited_running WHERE phase = 'running' AND limit_keys IS NOT NULL;
 
