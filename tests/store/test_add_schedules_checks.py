@@ -231,6 +231,40 @@ def test_a_resend_refused_after_the_lost_try_landed_late_returns_as_landed(
     assert [x.id for x in pg_backend.open().list_schedules()] == [s.id]
 
 
+def test_a_try_after_a_refused_resend_still_looks_for_the_lost_one_first(
+    pg_backend: Backend, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A try's answer is lost; the resend is refused by an error tried again (a deadlock) while the lost try still
+    runs in the server; the lost try commits just before the third try is sent. The third try, refused by the key
+    the lost one took, still looks for it and returns: it had forgotten the unknown outcome and raised ConflictError
+    for a call that had landed, once (found by a review)."""
+    from psycopg import errors
+
+    from ductape_jobs.store.postgres import connection
+
+    store = pg_backend.open()
+    store.create_job(job("a"), T0)
+    real = connection._send
+    sends: list[object] = []
+
+    def send(conn: psycopg.Connection[Any], statements: Any) -> psycopg.Error | None:
+        sends.append(statements)
+        if len(sends) == 1:
+            raise psycopg.OperationalError("server closed the connection unexpectedly")  # the outcome unknown
+        if len(sends) == 2:
+            return errors.DeadlockDetected("deadlock detected")  # refused, rolled back; the lost try still runs
+        options = f"-c search_path={pg_backend.schema}"
+        with psycopg.connect(PG_URL, autocommit=True, options=options) as late:
+            assert real(late, statements) is None  # the lost try commits
+        return real(conn, statements)
+
+    monkeypatch.setattr(connection, "_send", send)
+    s = schedule("a")
+    store.add_schedules([s], [first_run(s)])
+    assert len(sends) == 3 and "retrying" in caplog.text
+    assert [x.id for x in pg_backend.open().list_schedules()] == [s.id]
+
+
 # ------------------------------------------------------ PostgreSQL: the pipeline's transaction, all or nothing
 
 

@@ -11,8 +11,9 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
+import psycopg
 import pytest
-from storekit import Backend
+from storekit import PG_URL, Backend
 from test_contract import LEASE, MIN, T0, due_run, fail, in_threads, job, ok, run_of, schedule
 
 from ductape_jobs.models import RunPhase
@@ -344,3 +345,56 @@ def test_claims_that_pick_the_same_runs_under_different_limits_do_not_deadlock(
     assert got == {"A": [], "B": [under_a]}
     assert run_of(setup, under_b).phase is RunPhase.QUEUED
     assert "deadlock" not in caplog.text and "retrying" not in caplog.text
+
+
+def test_a_run_passed_over_keeps_the_later_runs_of_its_other_limits_back(
+    pg_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Limit r has one slot. The first run is under s alone, the second under r and s, the third under r alone. A
+    claims the first and stops holding s; B passes over the second (s is A's), and must not give r's slot to the
+    third, which comes after it: r's slot goes in claim order, to the second, once s is free."""
+    setup = pg_backend.open()
+    setup.define_resources([ResourceLimit("shop", "r", concurrency=1), ResourceLimit("shop", "s", concurrency=5)], T0)
+    (first,) = backlog(setup, "s-only", 1, resources=["s"], priority=100)
+    (second,) = backlog(setup, "both", 1, resources=["r", "s"], priority=50)
+    backlog(setup, "r-only", 1, resources=["r"], priority=0)
+    got = _Paused(monkeypatch, "running_limit_keys").race(pg_backend.open(), 1, pg_backend.open(), 1)
+    assert got == {"A": [first], "B": []}
+    assert [r.id for r in setup.acquire_runs("C", 8, LEASE, T0)] == [second]
+
+
+def _claim_while_held(backend: Backend, store: Store, query: str) -> list[str]:
+    """One claim by ``store`` while a write of another kind holds the rows ``query`` locks (its transaction left
+    open until the claim ends): the claim must end without waiting for them."""
+    got: list[str] = []
+    with psycopg.connect(PG_URL, options=f"-c search_path={backend.schema}") as conn:
+        conn.execute(query.encode())
+        claim = threading.Thread(target=lambda: got.extend(r.id for r in store.acquire_runs("w1", 8, LEASE, T0)))
+        claim.start()
+        claim.join(10)
+        ended = not claim.is_alive()
+        conn.rollback()
+        claim.join(10)
+    assert ended, "the claim waited for the rows another write holds"
+    return got
+
+
+def test_a_run_another_write_holds_is_passed_over_with_the_later_runs_of_its_limit(pg_backend: Backend) -> None:
+    """A cancel, say, holds the first run's row: the claim does not wait for it, and does not give the limit's slot
+    to the run after it; once the row is free, the first run is claimed."""
+    setup = pg_backend.open()
+    setup.define_resources([ResourceLimit("shop", "db", concurrency=1)], T0)
+    first, later = backlog(setup, "load", 2, resources=["db"])
+    assert _claim_while_held(pg_backend, setup, f"SELECT 1 FROM runs WHERE id = '{first}' FOR UPDATE") == []
+    assert [r.id for r in setup.acquire_runs("w1", 8, LEASE, T0)] == [first]
+    assert run_of(setup, later).phase is RunPhase.QUEUED
+
+
+def test_a_limit_whose_row_another_write_holds_is_passed_over_not_waited_for(pg_backend: Backend) -> None:
+    """A save of the limit's definition (an upsert) holds its row: the claim passes its runs over, and claims them
+    once the row is free."""
+    setup = pg_backend.open()
+    setup.define_resources([ResourceLimit("shop", "db", concurrency=1)], T0)
+    (run_id,) = backlog(setup, "load", 1, resources=["db"])
+    assert _claim_while_held(pg_backend, setup, "UPDATE resources SET concurrency = 1") == []
+    assert [r.id for r in setup.acquire_runs("w1", 8, LEASE, T0)] == [run_id]

@@ -5,11 +5,12 @@ The claim has two paths. Runs under no limit are claimed by the dialect's one st
 also says whether a run under a limit is due; while none is, the resource tables are never read. Once one is,
 this process claims on the limited path until none is due: it picks due runs of both kinds in claim order
 (due time aged by priority), those under a limit without a lock; locks the rows of the limits they fall under
-(PostgreSQL: ``FOR UPDATE SKIP LOCKED``: a limit another claim holds is that claim's, and its runs are passed
-over, so claims of one resource take turns across every worker and node and none waits on another); then locks
-the runs under the limits it holds, counts the runs executing under each and the starts in each rate window, and
-claims the runs that fit, in order, up to the worker's batch. A claim thus holds a run under a limit only while
-it holds the limit: no other claim skips that run to take a later one of the limit. A run that does not fit
+(PostgreSQL: ``FOR UPDATE SKIP LOCKED``: a limit another transaction holds is passed over with its runs, and the
+runs after them under their limits, so claims of one resource take turns across every worker and node and none
+waits on another); then locks the runs under the limits it holds, counts the runs executing under each and the
+starts in each rate window, and claims the runs that fit, in order, up to the worker's batch. A claim thus holds
+a run under a limit only while it holds the limit: no other claim skips that run to take a later one of the
+limit (``_lock_picked``). A run that does not fit
 stays due (not late, no retry spent); its set of limits found full gets one row of ``limit_holds`` (which limit
 holds it: the runs' ``waiting_on``; and when to look again: each worker's next_wakeup waits for it), however many
 runs wait in it; runs whose set of limits is full are skipped, so the runs behind them are reached.
@@ -101,8 +102,8 @@ class LimitsCore(UsesDialect):
         admitted: list[Row] = []
         seen: set[str] = set()
         blocked: dict[str, tuple[str, int]] = {}  # limit_keys -> why, when to look again
-        busy: set[str] = set()  # limit keys another claim holds
-        skipped: set[str] = set()  # limit_keys (sets) with a key another claim holds
+        busy: set[str] = set()  # limit keys this claim passes over (see _lock_picked)
+        skipped: set[str] = set()  # limit_keys (sets) of the runs it passed over
         found = False
         free_rows = tx.later("pick_free_runs", params) if free else list  # sent with the first pick
         while True:  # each pick past the sets found full so far: every set with a due run is reached
@@ -153,23 +154,31 @@ KEEP_STARTS_MS = 60_000
 def _lock_picked(
     tx: Tx, fresh: list[Row], rooms: dict[str, _Room], busy: set[str], skipped: set[str], now: int
 ) -> list[Row]:
-    """The runs ``fresh`` (picked unlocked) that are still due, in claim order, locked after the limits they fall
-    under (added to ``rooms``). A claim locks a run under a limit only while it holds the limit, and a limit another
-    claim holds is skipped (its key added to ``busy``, the sets of limits it is in to ``skipped``): that claim
-    takes its runs in order, where skipping its picked runs (``SKIP LOCKED``) would let this one take a later run
-    of the limit. No claim waits on another's limit, so claims that pick the same runs never deadlock."""
+    """The runs ``fresh`` (picked unlocked, in claim order) that this claim may take, locked after the limits they
+    fall under (added to ``rooms``). A claim locks a run under a limit only while it holds the limit, so no claim
+    skips another's first runs of a limit to take a later one. A limit another transaction holds (a claim, or a
+    save of its definition) is passed over, not waited for (its key added to ``busy``): no claim waits on another,
+    so none deadlock. A run passed over (one of its limits busy, or its row held by another write: a cancel, say)
+    keeps the runs after it under any of its limits from this claim too (their keys busy, its set in ``skipped``,
+    past which this claim's next picks go): a limit's slots go in claim order."""
     keys = sorted({k for r in fresh for k in json.loads(r["limit_keys"])} - rooms.keys() - busy)
     if keys:
         got, held = _rooms(tx, keys, now)
         rooms.update(got)
         busy.update(held)
-    ours = []
+    ids = [r["id"] for r in fresh if busy.isdisjoint(json.loads(r["limit_keys"]))]
+    locked = {r["id"]: r for r in tx.all("lock_limited_runs", {"ids": ids, "now": now})} if ids else {}
+    gone = [i for i in ids if i not in locked]
+    held_rows = {r["id"] for r in tx.all("still_due_runs", {"ids": gone, "now": now})} if gone else set()
+    rows = []
     for row in fresh:
-        if busy.isdisjoint(json.loads(row["limit_keys"])):
-            ours.append(row["id"])
-        else:
-            skipped.add(row["limit_keys"])  # past it in this claim's next picks
-    rows = tx.all("lock_limited_runs", {"ids": ours, "now": now}) if ours else []
+        under = json.loads(row["limit_keys"])
+        if row["id"] in locked and busy.isdisjoint(under):
+            rows.append(locked[row["id"]])
+        elif row["id"] in locked or row["id"] in held_rows or not busy.isdisjoint(under):
+            busy.update(under)
+            skipped.add(row["limit_keys"])
+        # otherwise it is no longer due (claimed or cancelled since the pick): it holds nothing back
     rows.sort(key=lambda r: (r["claim_key"], r["id"]))
     return rows
 

@@ -203,10 +203,9 @@ class Database:
 
         def once(conn: Conn) -> None:
             nonlocal unknown
-            resent = unknown  # the last try's outcome was unknown (and its work was not found)
+            resent = unknown  # an earlier try's outcome was unknown (and its work was not found): it may still land
             if resent and settled(conn):
                 return
-            unknown = False
             try:
                 refused = _send(conn, statements)
             except _NotSent as exc:  # nothing was committed: the driver's error, as it is (retried if it may be)
@@ -215,8 +214,9 @@ class Database:
             except _Unmade:
                 raise
             except BaseException as exc:
-                # a statement's error (SQLSTATE): the server rolled back, the commit never happened
-                unknown = not (isinstance(exc, psycopg.Error) and exc.sqlstate is not None)
+                # a statement's error (SQLSTATE): the server rolled back this try, the commit never happened; an
+                # earlier try of unknown outcome stays unknown (every later try looks for it first)
+                unknown = unknown or not (isinstance(exc, psycopg.Error) and exc.sqlstate is not None)
                 raise
             if refused is not None:  # the first error, not the "pipeline aborted" of the statements after it
                 # sent again after an unknown outcome: a server still running the lost try may have committed it

@@ -1,8 +1,8 @@
 -- Shared resources and priorities (store/limits_core.py). A run's claim order is its due time aged by its
 -- priority: available_at - priority * 1000 (runs_claim and runs_claim_limited). Runs under no limit are picked
 -- FOR UPDATE SKIP LOCKED (racing workers pick others). Runs under a limit are picked unlocked; a claim then locks
--- their resources' rows (skipping those another claim holds) before it counts and locks the runs, so claims of
--- one resource take turns while those of others go on.
+-- their resources' rows (passing over those another transaction holds) before it counts and locks the runs, so
+-- claims of one resource take turns while those of others go on.
 
 -- name: pick_free_runs
 SELECT id, available_at - priority * 1000 AS claim_key, NULL::text AS limit_keys FROM runs
@@ -24,12 +24,17 @@ LIMIT %(limit)s;
 
 -- name: lock_limited_runs
 -- The runs picked, locked once their limits are: a claim locks a run under a limit only while it holds the limit,
--- so no claim skips another's first runs of a limit to take a later one. It waits for a run another kind of
--- write holds (a cancel, say: none of those waits on a limit), and leaves out a run no longer due.
+-- so no claim skips another's first runs of a limit to take a later one. A run another write holds (a cancel,
+-- say) is skipped, and found by still_due_runs; a run no longer due is left out.
 SELECT id, available_at - priority * 1000 AS claim_key, limit_keys FROM runs
 WHERE id = ANY(%(ids)s::text[]) AND phase IN ('scheduled', 'queued', 'retry_scheduled')
   AND available_at IS NOT NULL AND available_at <= %(now)s
-FOR UPDATE;
+FOR UPDATE SKIP LOCKED;
+
+-- name: still_due_runs
+SELECT id FROM runs
+WHERE id = ANY(%(ids)s::text[]) AND phase IN ('scheduled', 'queued', 'retry_scheduled')
+  AND available_at IS NOT NULL AND available_at <= %(now)s;
 
 -- name: claim_picked_runs
 WITH claimed AS (
@@ -44,9 +49,9 @@ WITH claimed AS (
 SELECT * FROM claimed;
 
 -- name: lock_resources
--- The limits of the runs a claim picked, locked until it commits. One another claim holds is skipped (told from
--- one not declared by declared_resources): that claim takes its runs in order, and no claim waits on another's
--- limits, so claims that pick the same runs never deadlock.
+-- The limits of the runs a claim picked, locked until it commits. One another transaction holds is passed over
+-- (told from one not declared by declared_resources): no claim waits on another's limits, so claims that pick the
+-- same runs never deadlock.
 SELECT * FROM resources WHERE key = ANY(%(keys)s::text[]) ORDER BY key FOR UPDATE SKIP LOCKED;
 
 -- name: declared_resources

@@ -30,6 +30,11 @@ SELECT id, available_at - priority * 1000 AS claim_key, limit_keys FROM runs
 WHERE id IN (SELECT value FROM json_each(:ids)) AND phase IN ('scheduled', 'queued', 'retry_scheduled')
   AND available_at IS NOT NULL AND available_at <= :now;
 
+-- name: still_due_runs
+SELECT id FROM runs
+WHERE id IN (SELECT value FROM json_each(:ids)) AND phase IN ('scheduled', 'queued', 'retry_scheduled')
+  AND available_at IS NOT NULL AND available_at <= :now;
+
 -- name: claim_picked_runs
 UPDATE runs SET phase = 'running', lease_owner = :worker_id, lease_expires_at = :lease_until,
     started_at = :now, attempt = attempt + 1, updated_at = :now
