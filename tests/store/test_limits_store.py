@@ -19,7 +19,7 @@ from test_contract import LEASE, MIN, T0, due_run, fail, in_threads, job, ok, ru
 from ductape_jobs.models import RunPhase
 from ductape_jobs.resources import Rate, ResourceLimit
 from ductape_jobs.store import Store
-from ductape_jobs.store.limits_core import RECHECK
+from ductape_jobs.store.limits_core import BUSY_RECHECK, PASSED_OVER, RECHECK
 
 SEC = timedelta(seconds=1)
 CRM = ResourceLimit("shop", "crm-api", concurrency=2)
@@ -398,3 +398,30 @@ def test_a_limit_whose_row_another_write_holds_is_passed_over_not_waited_for(pg_
     (run_id,) = backlog(setup, "load", 1, resources=["db"])
     assert _claim_while_held(pg_backend, setup, "UPDATE resources SET concurrency = 1") == []
     assert [r.id for r in setup.acquire_runs("w1", 8, LEASE, T0)] == [run_id]
+
+
+def test_a_run_passed_over_is_looked_at_again_soon_not_at_once(pg_backend: Backend) -> None:
+    """A set of limits passed over gets a short hold, as a full one gets its recheck: the workers' next_wakeup looks
+    at its runs again after BUSY_RECHECK instead of at once (every worker claimed again and again while the row
+    stayed held: about 500 claims a second in a review's run)."""
+    setup = pg_backend.open()
+    setup.define_resources([ResourceLimit("shop", "db", concurrency=1)], T0)
+    first, _ = backlog(setup, "load", 2, resources=["db"])
+    assert _claim_while_held(pg_backend, setup, f"SELECT 1 FROM runs WHERE id = '{first}' FOR UPDATE") == []
+    assert setup.next_wakeup().run_due == T0 + timedelta(milliseconds=BUSY_RECHECK)
+    assert {r.waiting_on for r in setup.waiting_runs(T0)} == {PASSED_OVER}
+
+
+def test_a_run_that_a_full_limit_holds_keeps_no_later_run_of_its_other_limits_back(pg_backend: Backend) -> None:
+    """r is full. The first run (r, t) is passed over (t is held by another transaction), the second (r, m) could
+    not start anyway (r is full): it is held by r, as a full set is, and the run under m alone after it starts,
+    m having room. (Passed over too, it kept m from the third run until t was free.)"""
+    setup = pg_backend.open()
+    setup.define_resources([ResourceLimit("shop", n, concurrency=c) for n, c in (("r", 1), ("t", 5), ("m", 5))], T0)
+    (running,) = backlog(setup, "r-only", 1, resources=["r"], priority=100)
+    assert [r.id for r in setup.acquire_runs("w0", 1, LEASE, T0)] == [running]  # r is full
+    backlog(setup, "p", 1, resources=["r", "t"], priority=90)
+    (x,) = backlog(setup, "x", 1, resources=["r", "m"], priority=80)
+    (m,) = backlog(setup, "m", 1, resources=["m"], priority=0)
+    assert _claim_while_held(pg_backend, setup, "UPDATE resources SET concurrency = 5 WHERE name = 't'") == [m]
+    assert "concurrency of 'r'" in (run_of(setup, x).waiting_on or "")

@@ -32,6 +32,8 @@ from ductape_jobs.store.codec import ms, run_from_row
 from ductape_jobs.store.dialect import Params, Row, Tx, UsesDialect
 
 RECHECK = 1000  # ms: when other workers look again at a run held by a full concurrency limit
+BUSY_RECHECK = 100  # ms: when workers look again at runs a claim passed over (see _lock_picked)
+PASSED_OVER = "a limit or a run of its set held by another transaction (another claim, a save, a cancel)"
 
 
 class _Room(Struct):
@@ -103,7 +105,7 @@ class LimitsCore(UsesDialect):
         seen: set[str] = set()
         blocked: dict[str, tuple[str, int]] = {}  # limit_keys -> why, when to look again
         busy: set[str] = set()  # limit keys this claim passes over (see _lock_picked)
-        skipped: set[str] = set()  # limit_keys (sets) of the runs it passed over
+        skipped: set[str] = set()  # limit_keys (sets) of the runs it passed over: past them in the next picks
         found = False
         free_rows = tx.later("pick_free_runs", params) if free else list  # sent with the first pick
         while True:  # each pick past the sets found full so far: every set with a due run is reached
@@ -113,14 +115,19 @@ class LimitsCore(UsesDialect):
                 break
             found = True
             seen.update(r["id"] for r in fresh)
-            picked = _lock_picked(tx, fresh, rooms, busy, skipped, now)
-            for row in picked:
-                held = blocked.get(row["limit_keys"]) or _hold(rooms, taken, json.loads(row["limit_keys"]), now)
-                if held is None:
-                    admitted.append(row)
-                    taken.update(json.loads(row["limit_keys"]))
-                else:
+            fresh.sort(key=lambda r: (r["claim_key"], r["id"]))
+            for row, locked in _lock_picked(tx, fresh, rooms, busy, now):
+                under = json.loads(row["limit_keys"])
+                free_of = [k for k in under if k not in busy]  # its limits this claim holds, or undeclared ones
+                held = blocked.get(row["limit_keys"]) or _hold(rooms, taken, free_of, now)
+                if held is not None:  # one of them is full: it could not start now anyway
                     blocked[row["limit_keys"]] = held
+                elif locked is None or len(free_of) < len(under):  # passed over: the runs after it under its
+                    busy.update(under)  # limits wait too, so each limit's slots go in claim order
+                    skipped.add(row["limit_keys"])
+                else:
+                    admitted.append(locked)
+                    taken.update(under)
             if len(admitted) >= limit or len(raw) < limit:
                 break
         if not found:
@@ -129,7 +136,11 @@ class LimitsCore(UsesDialect):
         candidates.sort(key=lambda r: (r["claim_key"], r["id"]))
         chosen = candidates[:limit]
         holds = [{"limit_keys": k, "waiting_on": w, "held_until": u} for k, (w, u) in sorted(blocked.items())]
-        tx.many("hold_limit_set", holds)  # one row per set found full, however many runs it holds
+        holds += [  # a set passed over is looked at again soon, not at once by every worker (its due runs)
+            {"limit_keys": k, "waiting_on": PASSED_OVER, "held_until": now + BUSY_RECHECK}
+            for k in sorted(skipped - blocked.keys())
+        ]
+        tx.many("hold_limit_set", holds)  # one row per set found full or passed over, however many runs it holds
         if not chosen:
             return []
         rows = tx.claim_picked({**params, "ids": [r["id"] for r in chosen]})
@@ -152,15 +163,14 @@ KEEP_STARTS_MS = 60_000
 
 
 def _lock_picked(
-    tx: Tx, fresh: list[Row], rooms: dict[str, _Room], busy: set[str], skipped: set[str], now: int
-) -> list[Row]:
-    """The runs ``fresh`` (picked unlocked, in claim order) that this claim may take, locked after the limits they
-    fall under (added to ``rooms``). A claim locks a run under a limit only while it holds the limit, so no claim
-    skips another's first runs of a limit to take a later one. A limit another transaction holds (a claim, or a
-    save of its definition) is passed over, not waited for (its key added to ``busy``): no claim waits on another,
-    so none deadlock. A run passed over (one of its limits busy, or its row held by another write: a cancel, say)
-    keeps the runs after it under any of its limits from this claim too (their keys busy, its set in ``skipped``,
-    past which this claim's next picks go): a limit's slots go in claim order."""
+    tx: Tx, fresh: list[Row], rooms: dict[str, _Room], busy: set[str], now: int
+) -> list[tuple[Row, Row | None]]:
+    """Each run of ``fresh`` (picked unlocked, in claim order) that is still due, with its row locked by this claim
+    (``None``: passed over), after the limits it falls under (added to ``rooms``). A claim locks a run under a
+    limit only while it holds the limit, so no claim skips another's first runs of a limit to take a later one. A
+    limit another transaction holds (a claim, a save of its definition) is not waited for (its key added to
+    ``busy``), nor is a run's row another write holds (a cancel, say): no claim waits on another, so none deadlock.
+    A run passed over keeps the later runs of its limits from this claim (``_claim_limited``)."""
     keys = sorted({k for r in fresh for k in json.loads(r["limit_keys"])} - rooms.keys() - busy)
     if keys:
         got, held = _rooms(tx, keys, now)
@@ -170,17 +180,12 @@ def _lock_picked(
     locked = {r["id"]: r for r in tx.all("lock_limited_runs", {"ids": ids, "now": now})} if ids else {}
     gone = [i for i in ids if i not in locked]
     held_rows = {r["id"] for r in tx.all("still_due_runs", {"ids": gone, "now": now})} if gone else set()
-    rows = []
-    for row in fresh:
-        under = json.loads(row["limit_keys"])
-        if row["id"] in locked and busy.isdisjoint(under):
-            rows.append(locked[row["id"]])
-        elif row["id"] in locked or row["id"] in held_rows or not busy.isdisjoint(under):
-            busy.update(under)
-            skipped.add(row["limit_keys"])
-        # otherwise it is no longer due (claimed or cancelled since the pick): it holds nothing back
-    rows.sort(key=lambda r: (r["claim_key"], r["id"]))
-    return rows
+    mine = set(ids)  # the others have a busy limit
+    return [
+        (row, locked.get(row["id"]))
+        for row in fresh
+        if row["id"] in locked or row["id"] in held_rows or row["id"] not in mine  # not: no longer due
+    ]
 
 
 def _rooms(tx: Tx, keys: list[str], now: int) -> tuple[dict[str, _Room], set[str]]:

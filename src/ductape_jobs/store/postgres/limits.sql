@@ -15,7 +15,7 @@ FOR UPDATE SKIP LOCKED;
 -- name: pick_limited_runs
 -- Runs under a limit, skipping those whose set of limits was already found full in this claim. Read without a
 -- lock: the claim locks their resources next, then the runs (lock_limited_runs).
-SELECT id, limit_keys FROM runs
+SELECT id, available_at - priority * 1000 AS claim_key, limit_keys FROM runs
 WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
   AND limit_keys IS NOT NULL AND available_at <= %(now)s
   AND NOT (limit_keys = ANY(%(blocked)s::text[]))

@@ -17,7 +17,7 @@ LIMIT :limit;
 
 -- name: pick_limited_runs
 -- Runs under a limit, skipping those whose set of limits was already found full in this claim.
-SELECT id, limit_keys FROM runs INDEXED BY runs_claim_limited
+SELECT id, available_at - priority * 1000 AS claim_key, limit_keys FROM runs INDEXED BY runs_claim_limited
 WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
   AND limit_keys IS NOT NULL AND available_at <= :now
   AND limit_keys NOT IN (SELECT value FROM json_each(:blocked))
