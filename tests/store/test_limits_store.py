@@ -425,3 +425,43 @@ def test_a_run_that_a_full_limit_holds_keeps_no_later_run_of_its_other_limits_ba
     (m,) = backlog(setup, "m", 1, resources=["m"], priority=0)
     assert _claim_while_held(pg_backend, setup, "UPDATE resources SET concurrency = 5 WHERE name = 't'") == [m]
     assert "concurrency of 'r'" in (run_of(setup, x).waiting_on or "")
+
+
+def test_a_set_passed_over_keeps_a_full_limit_s_longer_hold_and_its_reason(pg_backend: Backend) -> None:
+    """The set's limit is full (its recheck a second away); a claim that then passes the set over (the limit's row
+    held by a save) leaves that hold as it is: the workers look again when the limit may have room, and the run
+    still names the limit that holds it (a review saw a rate's minute replaced by 100 ms)."""
+    setup = pg_backend.open()
+    setup.define_resources([ResourceLimit("shop", "db", concurrency=1)], T0)
+    first, second = backlog(setup, "load", 2, resources=["db"])
+    assert [r.id for r in setup.acquire_runs("w0", 8, LEASE, T0)] == [first]  # full: the second is held
+    assert _claim_while_held(pg_backend, setup, "UPDATE resources SET concurrency = 1") == []
+    assert setup.next_wakeup().run_due == T0 + RECHECK_AFTER
+    assert "concurrency of 'db'" in (run_of(setup, second).waiting_on or "")
+
+
+def test_a_claim_writes_its_holds_in_one_order_whatever_holds_each_set(
+    pg_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Holds of sets found full and of sets passed over go in limit_keys order: two claims writing the same rows in
+    opposite orders deadlocked (a review forced it; each claim wrote its full sets, then its passed-over ones)."""
+    from ductape_jobs.store.postgres.dialect import PostgresTx
+
+    setup = pg_backend.open()
+    setup.define_resources([ResourceLimit("shop", "a", concurrency=1), ResourceLimit("shop", "b", concurrency=1)], T0)
+    backlog(setup, "fill", 1, resources=["b"], priority=100)
+    assert len(setup.acquire_runs("w0", 1, LEASE, T0)) == 1  # b is full
+    backlog(setup, "under-a", 1, resources=["a"], priority=50)
+    backlog(setup, "under-b", 1, resources=["b"])
+    written: list[list[str]] = []
+    many = PostgresTx.many
+
+    def recorded(tx: PostgresTx, name: str, params: Any) -> None:
+        if name == "hold_limit_set":
+            written.append([p["limit_keys"] for p in params])
+        many(tx, name, params)
+
+    monkeypatch.setattr(PostgresTx, "many", recorded)
+    assert _claim_while_held(pg_backend, setup, "UPDATE resources SET concurrency = 1 WHERE name = 'a'") == []
+    (keys,) = written
+    assert len(keys) == 2 and keys == sorted(keys)  # a passed over, b full

@@ -135,10 +135,10 @@ class LimitsCore(UsesDialect):
         candidates = admitted + free_rows()
         candidates.sort(key=lambda r: (r["claim_key"], r["id"]))
         chosen = candidates[:limit]
-        holds = [{"limit_keys": k, "waiting_on": w, "held_until": u} for k, (w, u) in sorted(blocked.items())]
-        holds += [  # a set passed over is looked at again soon, not at once by every worker (its due runs)
-            {"limit_keys": k, "waiting_on": PASSED_OVER, "held_until": now + BUSY_RECHECK}
-            for k in sorted(skipped - blocked.keys())
+        passed = {k: (PASSED_OVER, now + BUSY_RECHECK) for k in skipped - blocked.keys()}  # looked at again soon,
+        holds = [  # not at once by every worker; in limit_keys order (hold_limit_set)
+            {"limit_keys": k, "waiting_on": w, "held_until": u, "full": k in blocked, "now": now}
+            for k, (w, u) in sorted({**blocked, **passed}.items())
         ]
         tx.many("hold_limit_set", holds)  # one row per set found full or passed over, however many runs it holds
         if not chosen:

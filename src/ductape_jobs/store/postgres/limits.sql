@@ -70,11 +70,14 @@ SELECT count(*) AS n, min(started_at) AS oldest FROM resource_starts WHERE key =
 INSERT INTO resource_starts (key, started_at, run_id) VALUES (%(key)s, %(started_at)s, %(run_id)s);
 
 -- name: hold_limit_set
--- A set of limits found full: what holds its due runs, and when next_wakeup looks at the set again. One row per
--- set, however many runs wait (claims of one set take turns on its resources' locks).
+-- A set of limits found full (full: true) or passed over: what holds its due runs, and when next_wakeup looks at
+-- the set again. One row per set, however many runs wait. A set passed over replaces only a hold that has lapsed,
+-- so a full limit's longer recheck and its reason stand. Each claim writes its holds in limit_keys order, so two
+-- claims writing the same rows never deadlock.
 INSERT INTO limit_holds (limit_keys, waiting_on, held_until)
 VALUES (%(limit_keys)s, %(waiting_on)s, %(held_until)s)
-ON CONFLICT (limit_keys) DO UPDATE SET waiting_on = excluded.waiting_on, held_until = excluded.held_until;
+ON CONFLICT (limit_keys) DO UPDATE SET waiting_on = excluded.waiting_on, held_until = excluded.held_until
+WHERE %(full)s::boolean OR limit_holds.held_until <= %(now)s::bigint;
 
 -- name: upsert_resource
 INSERT INTO resources (key, product_tag, name, concurrency, rate_count, rate_window_ms, updated_at)
