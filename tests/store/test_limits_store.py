@@ -465,3 +465,24 @@ def test_a_claim_writes_its_holds_in_one_order_whatever_holds_each_set(
     assert _claim_while_held(pg_backend, setup, "UPDATE resources SET concurrency = 1 WHERE name = 'a'") == []
     (keys,) = written
     assert len(keys) == 2 and keys == sorted(keys)  # a passed over, b full
+
+
+@pytest.mark.parametrize(
+    "api", [ResourceLimit("shop", "api", rate=Rate(1, timedelta(hours=1))), ResourceLimit("shop", "api", concurrency=1)]
+)
+def test_runs_under_a_limit_past_the_batch_are_not_held_by_runs_the_batch_left_out(
+    store: Store, api: ResourceLimit
+) -> None:
+    """Two runs under no limit fill a batch of two ahead of two runs under a limit of one. The first of those is
+    not claimed (the batch is full), so it must not count against the limit: the second is not held as if the
+    limit were full (a review saw a rate's hour-long hold, and 'executing 1 of 1' with none executing). A later
+    claim takes the first at once, and the workers' next look is not put off."""
+    store.define_resources([api], T0)
+    backlog(store, "free", 1, at=T0 - 2 * MIN)
+    limited = backlog(store, "limited", 2, resources=["api"])
+    assert [r.job_tag for r in store.acquire_runs("w1", 1, LEASE, T0)] == ["free"]  # the limited path from here
+    backlog(store, "free", 2, at=T0 - MIN)
+    assert [r.job_tag for r in store.acquire_runs("w1", 2, LEASE, T0)] == ["free", "free"]
+    assert store.next_wakeup().run_due == T0 - timedelta(milliseconds=2)  # due, not held
+    assert store.waiting_runs(T0) == []
+    assert [r.id for r in store.acquire_runs("w2", 10, LEASE, T0)] == [limited[0]]

@@ -19,6 +19,7 @@ A dead worker's runs hold their slots until its lease expires and the rescue mak
 
 from __future__ import annotations
 
+import bisect
 import json
 from collections import Counter
 from collections.abc import Sequence
@@ -106,10 +107,15 @@ class LimitsCore(UsesDialect):
         blocked: dict[str, tuple[str, int]] = {}  # limit_keys -> why, when to look again
         busy: set[str] = set()  # limit keys this claim passes over (see _lock_picked)
         skipped: set[str] = set()  # limit_keys (sets) of the runs it passed over: past them in the next picks
-        found = False
+        found = cut = False
         free_rows = tx.later("pick_free_runs", params) if free else list  # sent with the first pick
-        while True:  # each pick past the sets found full so far: every set with a due run is reached
+        free_runs: list[Row] | None = None
+        ahead_of: list[tuple[int, str]] = []  # the runs under no limit, in claim order: first in the batch
+        while not cut:  # each pick past the sets found full so far: every set with a due run is reached
             raw = tx.all("pick_limited_runs", {**params, "blocked": sorted(skipped | blocked.keys())})
+            if free_runs is None:  # read with the first pick's answer
+                free_runs = free_rows()
+                ahead_of = sorted((r["claim_key"], r["id"]) for r in free_runs)
             fresh = [r for r in raw if r["id"] not in seen]
             if not fresh:
                 break
@@ -117,6 +123,9 @@ class LimitsCore(UsesDialect):
             seen.update(r["id"] for r in fresh)
             fresh.sort(key=lambda r: (r["claim_key"], r["id"]))
             for row, locked in _lock_picked(tx, fresh, rooms, busy, now):
+                if len(admitted) + bisect.bisect_left(ahead_of, (row["claim_key"], row["id"])) >= limit:
+                    cut = True  # past the batch, runs under no limit first: judged by a later claim, not held
+                    break
                 under = json.loads(row["limit_keys"])
                 free_of = [k for k in under if k not in busy]  # its limits this claim holds, or undeclared ones
                 held = blocked.get(row["limit_keys"]) or _hold(rooms, taken, free_of, now)
@@ -132,7 +141,7 @@ class LimitsCore(UsesDialect):
                 break
         if not found:
             self._limited_due = False
-        candidates = admitted + free_rows()
+        candidates = admitted + (free_runs if free_runs is not None else free_rows())
         candidates.sort(key=lambda r: (r["claim_key"], r["id"]))
         chosen = candidates[:limit]
         passed = {k: (PASSED_OVER, now + BUSY_RECHECK) for k in skipped - blocked.keys()}  # looked at again soon,
