@@ -199,18 +199,15 @@ def test_a_call_on_a_dead_connection_is_sent_again(
     assert written(pg_backend.open()) == (1, 1)
 
 
-def test_a_resend_refused_after_the_lost_try_landed_late_returns_as_landed(
-    pg_backend: Backend, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
-) -> None:
-    """A try's answer is lost and the look finds nothing: the server is still running the try. It commits just
-    after the look, then the job is deleted, and the resend is refused by the job's check. The call did land,
-    once: it returns, as a resend refused by the unique key does (it raised NotFoundError).
-    The lost try is played here: its send fails as a lost connection would, and the server's late commit is the
-    same statements sent on another connection just before the resend."""
+def _lost_try_lands_late(
+    backend: Backend, monkeypatch: pytest.MonkeyPatch, refusals: list[psycopg.Error], then: str | None = None
+) -> list[object]:
+    """Plays a try whose answer is lost while the server still runs it: the first send fails as a lost connection
+    would (the outcome unknown); the next ``refusals`` are the server's answers to the tries after it; then the
+    lost try commits (the same statements on another connection), ``then`` runs there, and the try goes on. The
+    statements of every send, in order."""
     from ductape_jobs.store.postgres import connection
 
-    store = pg_backend.open()
-    store.create_job(job("a"), T0)
     real = connection._send
     sends: list[object] = []
 
@@ -218,13 +215,27 @@ def test_a_resend_refused_after_the_lost_try_landed_late_returns_as_landed(
         sends.append(statements)
         if len(sends) == 1:
             raise psycopg.OperationalError("server closed the connection unexpectedly")  # the outcome unknown
-        options = f"-c search_path={pg_backend.schema}"
-        with psycopg.connect(PG_URL, autocommit=True, options=options) as late:
+        if len(sends) - 2 < len(refusals):
+            return refusals[len(sends) - 2]  # refused and rolled back; the lost try still runs
+        with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={backend.schema}") as late:
             assert real(late, statements) is None  # the lost try commits, after the look
-            late.execute("DELETE FROM jobs WHERE tag = 'a'")
+            if then is not None:
+                late.execute(then.encode())
         return real(conn, statements)
 
     monkeypatch.setattr(connection, "_send", send)
+    return sends
+
+
+def test_a_resend_refused_after_the_lost_try_landed_late_returns_as_landed(
+    pg_backend: Backend, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A try's answer is lost and the look finds nothing: the server is still running the try. It commits just
+    after the look, then the job is deleted, and the resend is refused by the job's check. The call did land,
+    once: it returns, as a resend refused by the unique key does (it raised NotFoundError)."""
+    store = pg_backend.open()
+    store.create_job(job("a"), T0)
+    sends = _lost_try_lands_late(pg_backend, monkeypatch, [], then="DELETE FROM jobs WHERE tag = 'a'")
     s = schedule("a")
     store.add_schedules([s], [first_run(s)])
     assert len(sends) == 2 and "retrying" in caplog.text
@@ -240,25 +251,9 @@ def test_a_try_after_a_refused_resend_still_looks_for_the_lost_one_first(
     for a call that had landed, once (found by a review)."""
     from psycopg import errors
 
-    from ductape_jobs.store.postgres import connection
-
     store = pg_backend.open()
     store.create_job(job("a"), T0)
-    real = connection._send
-    sends: list[object] = []
-
-    def send(conn: psycopg.Connection[Any], statements: Any) -> psycopg.Error | None:
-        sends.append(statements)
-        if len(sends) == 1:
-            raise psycopg.OperationalError("server closed the connection unexpectedly")  # the outcome unknown
-        if len(sends) == 2:
-            return errors.DeadlockDetected("deadlock detected")  # refused, rolled back; the lost try still runs
-        options = f"-c search_path={pg_backend.schema}"
-        with psycopg.connect(PG_URL, autocommit=True, options=options) as late:
-            assert real(late, statements) is None  # the lost try commits
-        return real(conn, statements)
-
-    monkeypatch.setattr(connection, "_send", send)
+    sends = _lost_try_lands_late(pg_backend, monkeypatch, [errors.DeadlockDetected("deadlock detected")])
     s = schedule("a")
     store.add_schedules([s], [first_run(s)])
     assert len(sends) == 3 and "retrying" in caplog.text

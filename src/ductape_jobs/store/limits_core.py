@@ -10,10 +10,10 @@ runs after them under their limits, so claims of one resource take turns across 
 waits on another); then locks the runs under the limits it holds, counts the runs executing under each and the
 starts in each rate window, and claims the runs that fit, in order, up to the worker's batch. A claim thus holds
 a run under a limit only while it holds the limit: no other claim skips that run to take a later one of the
-limit (``_lock_picked``). A run that does not fit
-stays due (not late, no retry spent); its set of limits found full gets one row of ``limit_holds`` (which limit
-holds it: the runs' ``waiting_on``; and when to look again: each worker's next_wakeup waits for it), however many
-runs wait in it; runs whose set of limits is full are skipped, so the runs behind them are reached.
+limit (``_lock_picked``). A run that does not fit stays due (not late, no retry spent); its set of limits found
+full gets one row of ``limit_holds`` (which limit holds it: the runs' ``waiting_on``; and when to look again: each
+worker's next_wakeup waits for it), however many runs wait in it; runs whose set of limits is full are skipped,
+so the runs behind them are reached.
 A dead worker's runs hold their slots until its lease expires and the rescue makes them due again.
 """
 
@@ -141,7 +141,7 @@ class LimitsCore(UsesDialect):
                 break
         if not found:
             self._limited_due = False
-        candidates = admitted + (free_runs if free_runs is not None else free_rows())
+        candidates = admitted + (free_runs or [])  # read with the first pick, which every claim makes
         candidates.sort(key=lambda r: (r["claim_key"], r["id"]))
         chosen = candidates[:limit]
         passed = {k: (PASSED_OVER, now + BUSY_RECHECK) for k in skipped - blocked.keys()}  # looked at again soon,
@@ -200,7 +200,7 @@ def _lock_picked(
 def _rooms(tx: Tx, keys: list[str], now: int) -> tuple[dict[str, _Room], set[str]]:
     """The limits ``keys`` that this claim could lock (their rows locked until it commits), with their use now:
     counted after the lock, so a claim that held it and committed is seen (PostgreSQL's READ COMMITTED reads anew
-    per statement); and the keys another claim holds locked. A key in neither is not declared."""
+    per statement); and the keys another transaction holds locked. A key in neither is not declared."""
     rooms = {}
     with tx.together():  # one round trip: the count runs after the locks are taken (the server runs them in order)
         lock = tx.later("lock_resources", {"keys": keys})
