@@ -11,7 +11,12 @@ db 13, not peerbench's 15) and measures this process's CPU time (every thread's)
 1. the async body alone, 50 at a time (a worker's default concurrency) on one event loop: CPU µs a job;
 2. the sync body alone, one call after another: CPU µs a job;
 3. one worker in this process (``Ductape.run_worker``, project defaults) running N scheduled runs of the async
-   body, from the first claim until the last run ends: CPU µs a run.
+   body, from the first claim until the last run ends: CPU µs a run;
+4. two processes at once, each running half of N async bodies 50 at a time, refilled one by one as a worker
+   does, with no store and no engine: jobs a second from the first to the last. peerbench's steady processing
+   runs two worker processes on this machine, so no engine that runs this job as an asyncio coroutine can
+   process faster than (4), measured here; its ratio to a peer measured in the same half hour says which targets
+   are out of reach.
 
 (3) minus (1) is what the engine spends on a run: the claim, the task, the outcome and the store's transactions.
 A process that spends (1) on every job runs at most 1e6 / (1) jobs a second, whatever the engine does; two
@@ -22,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import statistics
 import time
 from typing import Any
@@ -79,6 +85,49 @@ def sync_alone(n: int) -> float:
     return (time.process_time() - started) / n * 1e6
 
 
+def _half(start: int, n: int, out: multiprocessing.Queue[tuple[float, float, float]]) -> None:
+    """One process of ``pair_alone``: bodies ``start`` .. ``start + n``, 50 in flight, a new one as one ends."""
+
+    async def main() -> tuple[float, float, float]:
+        r = aredis.Redis(db=DB)
+        await async_body(r, -1)  # connected before the clock starts
+        slots = asyncio.Semaphore(50)
+        going: set[asyncio.Task[None]] = set()
+
+        async def one(i: int) -> None:
+            try:
+                await async_body(r, i)
+            finally:
+                slots.release()
+
+        started, cpu = time.time(), time.process_time()
+        for i in range(start, start + n):
+            await slots.acquire()
+            task = asyncio.create_task(one(i))
+            going.add(task)
+            task.add_done_callback(going.discard)
+        await asyncio.gather(*going)
+        ended, cpu = time.time(), time.process_time() - cpu
+        await r.aclose()
+        return started, ended, cpu
+
+    out.put(asyncio.run(main()))
+
+
+def pair_alone(n: int) -> tuple[float, float]:
+    """Jobs a second of two processes running the async body alone at once (first start to last end), and their
+    CPU µs a job."""
+    out: multiprocessing.Queue[tuple[float, float, float]] = multiprocessing.Queue()
+    halves = [multiprocessing.Process(target=_half, args=(k * (n // 2), n // 2, out)) for k in range(2)]
+    for p in halves:
+        p.start()
+    got = [out.get() for _ in halves]
+    for p in halves:
+        p.join()
+    wall = max(g[1] for g in got) - min(g[0] for g in got)
+    return 2 * (n // 2) / wall, sum(g[2] for g in got) / (2 * (n // 2)) * 1e6
+
+
 def engine(store: Store, n: int) -> float:
     """CPU µs a run: one worker in this process running ``n`` scheduled runs of the async body."""
     store.reset()
@@ -123,16 +172,24 @@ def main() -> None:
     store = Store(args.store)
     try:
         print(f"store: {store.label}; {args.n} jobs a round, {args.rounds} rounds (medians)")
-        a, s, e = [], [], []
+        a, s, e, pair, pair_cpu = [], [], [], [], []
         for _ in range(args.rounds):
             a.append(async_alone(args.n))
             s.append(sync_alone(args.n))
             e.append(engine(store, args.n))
+            rate, cpu = pair_alone(args.n)
+            pair.append(rate)
+            pair_cpu.append(cpu)
         body, run = statistics.median(a), statistics.median(e)
         print(f"async job body alone : {body:6.0f} CPU µs a job  (at most {1e6 / body:,.0f} jobs/s a process)")
         print(f"sync job body alone  : {statistics.median(s):6.0f} CPU µs a job")
         print(f"worker, async body   : {run:6.0f} CPU µs a run   ({1e6 / run:,.0f} runs/s a process, CPU-bound)")
         print(f"the engine's share   : {run - body:6.0f} CPU µs a run   ({(run - body) / run:.0%} of a run)")
+        print(
+            f"two processes, body alone: {statistics.median(pair):,.0f} jobs/s "
+            f"({', '.join(f'{x:,.0f}' for x in pair)}; {statistics.median(pair_cpu):.0f} CPU µs a job): the most "
+            "two asyncio workers running this job can process here, whatever their engine"
+        )
     finally:
         store.close()
         redis.Redis(db=DB).flushdb()

@@ -5,7 +5,6 @@ SQLite's single writer (``BEGIN IMMEDIATE``) orders the processes. Its SQL is th
 from __future__ import annotations
 
 import contextlib
-import functools
 import os
 import sqlite3
 import threading
@@ -354,13 +353,19 @@ def _cannot(action: str, path: str, exc: sqlite3.Error) -> str:
 
 
 def _dict_row(cursor: sqlite3.Cursor, row: tuple[Any, ...]) -> dict[str, Any]:
-    """Rows as dicts (the codec reads columns by name)."""
-    return dict(zip(_names(cursor.description), row, strict=True))
+    """Rows as dicts (the codec reads columns by name). A statement's rows share one ``description`` object: its
+    names are kept with it and found by identity (hashing the description, every column's 7-tuple, for each row
+    cost more than building the dict). One reference is read and written whole, so threads cannot mix them up."""
+    global _last_names
+    description, names = _last_names
+    if description is not cursor.description:
+        description = cursor.description
+        names = tuple(d[0] for d in description)
+        _last_names = description, names
+    return dict(zip(names, row, strict=True))
 
 
-@functools.lru_cache(maxsize=256)
-def _names(description: tuple[tuple[Any, ...], ...]) -> tuple[str, ...]:
-    return tuple(d[0] for d in description)
+_last_names: tuple[object, tuple[str, ...]] = (None, ())
 
 
 def _split_sql(script: str) -> list[str]:
