@@ -19,6 +19,8 @@ db 13, not peerbench's 15) and measures this process's CPU time (every thread's)
    are out of reach.
 
 (3) minus (1) is what the engine spends on a run: the claim, the task, the outcome and the store's transactions.
+On a PostgreSQL server of this machine (loopback), (3) also gives the server's own CPU a run: every ``postgres``
+process's CPU time over the same span, which peerbench's workers share the two cores with.
 A process that spends (1) on every job runs at most 1e6 / (1) jobs a second, whatever the engine does; two
 worker processes on a 2-core machine that also runs Redis and the harness, at most twice that.
 """
@@ -32,6 +34,7 @@ import statistics
 import time
 from typing import Any
 
+import psutil
 import redis
 import redis.asyncio as aredis
 
@@ -128,8 +131,18 @@ def pair_alone(n: int) -> tuple[float, float]:
     return 2 * (n // 2) / wall, sum(g[2] for g in got) / (2 * (n // 2)) * 1e6
 
 
-def engine(store: Store, n: int) -> float:
-    """CPU µs a run: one worker in this process running ``n`` scheduled runs of the async body."""
+def server_cpu() -> dict[int, float]:
+    """CPU seconds so far of every ``postgres`` process of this machine, by pid."""
+    seen: dict[int, float] = {}
+    for p in psutil.process_iter(["name", "cpu_times"]):
+        if p.info["name"] == "postgres" and p.info["cpu_times"] is not None:
+            seen[p.pid] = p.info["cpu_times"].user + p.info["cpu_times"].system
+    return seen
+
+
+def engine(store: Store, n: int) -> tuple[float, float | None]:
+    """CPU µs a run: one worker in this process running ``n`` scheduled runs of the async body; and on a
+    PostgreSQL store on this machine, the server's CPU µs a run over the same span (``None`` otherwise)."""
     store.reset()
     dt = Ductape(store.url)
     done = 0
@@ -147,18 +160,24 @@ def engine(store: Store, n: int) -> float:
             stop.set()
 
     dt.function("noop")(noop)
+    local = store.is_pg and any(h in store.url for h in ("@127.0.0.1", "@localhost", "@[::1]"))
     with dt:
         dt.job.create(JOB)
         for s in range(0, n, 1000):
             dt.job.schedule_many([{**REQUEST, "input": {"i": i}, "start_at": 0} for i in range(s, min(n, s + 1000))])
 
-        async def main() -> float:
+        async def main() -> tuple[float, float | None]:
+            before = server_cpu() if local else {}
             started = time.process_time()
             await dt.run_worker(stop)
-            return time.process_time() - started
+            spent = time.process_time() - started
+            if not local:
+                return spent, None
+            after = server_cpu()  # the pool's connections are still open: their backends are counted
+            return spent, sum(t - before.get(pid, 0.0) for pid, t in after.items())
 
-        spent = asyncio.run(main())
-    return spent / n * 1e6
+        spent, server = asyncio.run(main())
+    return spent / n * 1e6, None if server is None else server / n * 1e6
 
 
 def main() -> None:
@@ -172,11 +191,14 @@ def main() -> None:
     store = Store(args.store)
     try:
         print(f"store: {store.label}; {args.n} jobs a round, {args.rounds} rounds (medians)")
-        a, s, e, pair, pair_cpu = [], [], [], [], []
+        a, s, e, pair, pair_cpu, server = [], [], [], [], [], []
         for _ in range(args.rounds):
             a.append(async_alone(args.n))
             s.append(sync_alone(args.n))
-            e.append(engine(store, args.n))
+            run_cpu, server_share = engine(store, args.n)
+            e.append(run_cpu)
+            if server_share is not None:
+                server.append(server_share)
             rate, cpu = pair_alone(args.n)
             pair.append(rate)
             pair_cpu.append(cpu)
@@ -185,6 +207,8 @@ def main() -> None:
         print(f"sync job body alone  : {statistics.median(s):6.0f} CPU µs a job")
         print(f"worker, async body   : {run:6.0f} CPU µs a run   ({1e6 / run:,.0f} runs/s a process, CPU-bound)")
         print(f"the engine's share   : {run - body:6.0f} CPU µs a run   ({(run - body) / run:.0%} of a run)")
+        if server:
+            print(f"PostgreSQL's own CPU : {statistics.median(server):6.0f} CPU µs a run   (the server, same runs)")
         print(
             f"two processes, body alone: {statistics.median(pair):,.0f} jobs/s "
             f"({', '.join(f'{x:,.0f}' for x in pair)}; {statistics.median(pair_cpu):.0f} CPU µs a job): the most "
