@@ -238,6 +238,55 @@ def test_a_full_limit_holds_its_waiting_runs_with_one_row_and_wakes_workers_when
     assert later[0] in {r.id for r in store.waiting_runs(hold + SEC, limit=100)}
 
 
+def test_limits_that_change_release_the_holds_they_judged_and_no_other(store: Store) -> None:
+    """A set held as full is looked at again as soon as its limit changes, not when its hold lapses (idle workers
+    slept until then); limits stored again as they are, and a change to another resource, keep the hold."""
+    store.define_resources([ResourceLimit("shop", "db", concurrency=1), CRM], T0)
+    ids = backlog(store, "load", 3, resources=["db"])
+    crm = backlog(store, "sync", 3, resources=["crm-api"])
+    claimed = store.acquire_runs("w1", 10, LEASE, T0)
+    assert {r.id for r in claimed} == {ids[0], *crm[:2]}  # db 1 of 1, crm-api 2 of 2: both sets held
+    hold = T0 + RECHECK_AFTER
+    assert store.next_wakeup().run_due == hold
+    later = T0 + SEC // 10
+    store.define_resources([ResourceLimit("shop", "db", concurrency=1), CRM], later)  # as stored
+    assert {r.id for r in store.waiting_runs(later)} == {*ids[1:], crm[2]}
+    store.define_resources([ResourceLimit("shop", "crm-api", concurrency=3)], later)  # the other set's limit
+    assert {r.id for r in store.waiting_runs(later)} == set(ids[1:])  # db's set is still held
+    assert store.next_wakeup().run_due == T0 - timedelta(milliseconds=1)  # crm-api's waiting run is due now
+    assert [r.id for r in store.acquire_runs("w2", 10, LEASE, later)] == crm[2:]
+    assert store.next_wakeup().run_due == later + RECHECK_AFTER  # that claim found db's set full again
+    store.define_resources([ResourceLimit("shop", "db", concurrency=2)], later)
+    assert store.next_wakeup().run_due == T0 - timedelta(milliseconds=2)  # db's second run: due now
+    assert store.waiting_runs(later) == []  # and shown as waiting on nothing until a claim finds it full again
+    assert [r.id for r in store.acquire_runs("w2", 10, LEASE, later)] == [ids[1]]
+
+
+def test_declaring_a_resource_releases_the_hold_of_runs_that_named_it(store: Store) -> None:
+    """A run naming a resource not declared is held for a minute; declaring it looks at the run again at once."""
+    (run_id,) = backlog(store, "sync", 1, resources=["crm-api"])
+    assert store.acquire_runs("w1", 10, LEASE, T0) == []
+    assert store.next_wakeup().run_due > T0 + 10 * SEC
+    assert "not declared" in (run_of(store, run_id).waiting_on or "")
+    store.define_resources([CRM], T0 + SEC)
+    assert store.next_wakeup().run_due == T0 - timedelta(milliseconds=1)
+    assert [r.id for r in store.acquire_runs("w1", 10, LEASE, T0 + SEC)] == [run_id]
+
+
+def test_limits_that_change_wake_the_workers_listening(pg_backend: Backend) -> None:
+    listener, writer = pg_backend.open(), pg_backend.open()
+    writer.define_resources([CRM], T0)
+    assert listener.wait_for_change(timedelta(milliseconds=10)) is False  # listening from now on
+    writer.define_resources([CRM], T0 + SEC)  # as stored: nothing to wake for
+    assert listener.wait_for_change(timedelta(milliseconds=200)) is False
+    woke: list[bool] = []
+    waiting = threading.Thread(target=lambda: woke.append(listener.wait_for_change(timedelta(seconds=10))))
+    waiting.start()
+    writer.define_resources([ResourceLimit("shop", "crm-api", concurrency=5)], T0 + SEC)
+    waiting.join(timeout=15)
+    assert woke == [True]
+
+
 def test_every_set_of_limits_with_room_is_reached_however_many_full_sets_are_due_first(store: Store) -> None:
     """Five resources of concurrency 1, three due runs each, the sets in claim order: once four are full, a claim
     steps over all four and takes the fifth set's run (it looked at four sets at most before: the fifth waited

@@ -62,8 +62,16 @@ class LimitsCore(UsesDialect):
 
     def define_resources(self, limits: Sequence[ResourceLimit], now: datetime) -> None:
         params = [limit_params(limit, now) for limit in limits]
-        if params:
-            self._write(lambda tx: tx.many("upsert_resource", params), idempotent=True)
+        if not params:
+            return
+
+        def op(tx: Tx) -> None:
+            changed = [row["key"] for row in tx.each("upsert_resource", params)]
+            if changed:  # sets held under the old limits are looked at again now, and idle workers woken
+                tx.run("release_limit_holds", {"keys": changed})
+                tx.notify()
+
+        self._write(op, idempotent=True)
 
     def resource_use(self, now: datetime, product_tag: str | None = None) -> list[ResourceUse]:
         def op(tx: Tx) -> list[ResourceUse]:

@@ -80,6 +80,7 @@ ON CONFLICT (limit_keys) DO UPDATE SET waiting_on = excluded.waiting_on, held_un
 WHERE %(full)s::boolean OR limit_holds.held_until <= %(now)s::bigint;
 
 -- name: upsert_resource
+-- Returns the key of a resource added or whose limits changed (none when they are as stored).
 INSERT INTO resources (key, product_tag, name, concurrency, rate_count, rate_window_ms, updated_at)
 VALUES (%(key)s, %(product_tag)s, %(name)s, %(concurrency)s::integer, %(rate_count)s::integer,
     %(rate_window_ms)s::bigint, %(now)s)
@@ -87,7 +88,13 @@ ON CONFLICT (key) DO UPDATE SET concurrency = excluded.concurrency, rate_count =
     rate_window_ms = excluded.rate_window_ms, updated_at = excluded.updated_at
 WHERE resources.concurrency IS DISTINCT FROM excluded.concurrency
    OR resources.rate_count IS DISTINCT FROM excluded.rate_count
-   OR resources.rate_window_ms IS DISTINCT FROM excluded.rate_window_ms;
+   OR resources.rate_window_ms IS DISTINCT FROM excluded.rate_window_ms
+RETURNING key;
+
+-- name: release_limit_holds
+-- The holds of the sets of limits that name a resource whose limits changed (%(keys)s): they were judged by the old
+-- limits (full, or not declared), so the next look at those sets is now, not when the hold lapses.
+DELETE FROM limit_holds WHERE limit_keys::jsonb ?| %(keys)s::text[];
 
 -- name: list_resources
 SELECT * FROM resources WHERE %(product_tag)s::text IS NULL OR product_tag = %(product_tag)s ORDER BY key;

@@ -70,12 +70,20 @@ ON CONFLICT (limit_keys) DO UPDATE SET waiting_on = excluded.waiting_on, held_un
 WHERE :full OR limit_holds.held_until <= :now;
 
 -- name: upsert_resource
+-- Returns the key of a resource added or whose limits changed (none when they are as stored).
 INSERT INTO resources (key, product_tag, name, concurrency, rate_count, rate_window_ms, updated_at)
 VALUES (:key, :product_tag, :name, :concurrency, :rate_count, :rate_window_ms, :now)
 ON CONFLICT (key) DO UPDATE SET concurrency = excluded.concurrency, rate_count = excluded.rate_count,
     rate_window_ms = excluded.rate_window_ms, updated_at = excluded.updated_at
 WHERE resources.concurrency IS NOT excluded.concurrency OR resources.rate_count IS NOT excluded.rate_count
-   OR resources.rate_window_ms IS NOT excluded.rate_window_ms;
+   OR resources.rate_window_ms IS NOT excluded.rate_window_ms
+RETURNING key;
+
+-- name: release_limit_holds
+-- The holds of the sets of limits that name a resource whose limits changed (:keys): they were judged by the old
+-- limits (full, or not declared), so the next look at those sets is now, not when the hold lapses.
+DELETE FROM limit_holds
+WHERE EXISTS (SELECT 1 FROM json_each(limit_holds.limit_keys) k WHERE k.value IN (SELECT value FROM json_each(:keys)));
 
 -- name: list_resources
 SELECT * FROM resources WHERE :product_tag IS NULL OR product_tag = :product_tag ORDER BY key;
