@@ -11,7 +11,8 @@ db 13, not peerbench's 15) and measures this process's CPU time (every thread's)
 1. the async body alone, 50 at a time (a worker's default concurrency) on one event loop: CPU µs a job;
 2. the sync body alone, one call after another: CPU µs a job;
 3. one worker in this process (``Ductape.run_worker``, project defaults) running N scheduled runs of the async
-   body, from the first claim until the last run ends: CPU µs a run;
+   body, from the first claim until the last run ends: CPU µs a run; and again with a body that returns at once
+   (the engine alone, without the body's cost to the loop it shares);
 4. two processes at once, each running half of N async bodies 50 at a time, refilled one by one as a worker
    does, with no store and no engine: jobs a second from the first to the last. peerbench's steady processing
    runs two worker processes on this machine, so no engine that runs this job as an asyncio coroutine can
@@ -32,6 +33,7 @@ import asyncio
 import multiprocessing
 import statistics
 import time
+from multiprocessing.synchronize import Barrier
 from typing import Any
 
 import psutil
@@ -88,12 +90,14 @@ def sync_alone(n: int) -> float:
     return (time.process_time() - started) / n * 1e6
 
 
-def _half(start: int, n: int, out: multiprocessing.Queue[tuple[float, float, float]]) -> None:
-    """One process of ``pair_alone``: bodies ``start`` .. ``start + n``, 50 in flight, a new one as one ends."""
+def _half(start: int, n: int, ready: Barrier, out: multiprocessing.Queue[tuple[float, float, float]]) -> None:
+    """One process of ``pair_alone``: bodies ``start`` .. ``start + n``, 50 in flight, a new one as one ends,
+    from when both processes are connected."""
 
     async def main() -> tuple[float, float, float]:
         r = aredis.Redis(db=DB)
         await async_body(r, -1)  # connected before the clock starts
+        ready.wait()  # both processes start together (a blocking wait: nothing else runs on this loop yet)
         slots = asyncio.Semaphore(50)
         going: set[asyncio.Task[None]] = set()
 
@@ -121,10 +125,11 @@ def pair_alone(n: int) -> tuple[float, float]:
     """Jobs a second of two processes running the async body alone at once (first start to last end), and their
     CPU µs a job."""
     out: multiprocessing.Queue[tuple[float, float, float]] = multiprocessing.Queue()
-    halves = [multiprocessing.Process(target=_half, args=(k * (n // 2), n // 2, out)) for k in range(2)]
+    ready = multiprocessing.Barrier(2)
+    halves = [multiprocessing.Process(target=_half, args=(k * (n // 2), n // 2, ready, out)) for k in range(2)]
     for p in halves:
         p.start()
-    got = [out.get() for _ in halves]
+    got = [out.get(timeout=600) for _ in halves]  # a process that died: an error, not a hang
     for p in halves:
         p.join()
     wall = max(g[1] for g in got) - min(g[0] for g in got)
@@ -140,9 +145,10 @@ def server_cpu() -> dict[int, float]:
     return seen
 
 
-def engine(store: Store, n: int) -> tuple[float, float | None]:
-    """CPU µs a run: one worker in this process running ``n`` scheduled runs of the async body; and on a
-    PostgreSQL store on this machine, the server's CPU µs a run over the same span (``None`` otherwise)."""
+def engine(store: Store, n: int, *, body: bool = True) -> tuple[float, float | None]:
+    """CPU µs a run: one worker in this process running ``n`` scheduled runs of the async body (``body=False``: of
+    a body that returns at once, the engine alone); and on a PostgreSQL store on this machine, the server's CPU µs
+    a run over the same span (``None`` otherwise)."""
     store.reset()
     dt = Ductape(store.url)
     done = 0
@@ -154,7 +160,8 @@ def engine(store: Store, n: int) -> tuple[float, float | None]:
         loop = id(asyncio.get_running_loop())
         if loop not in clients:
             clients[loop] = aredis.Redis(db=DB)
-        await async_body(clients[loop], input["i"])
+        if body:
+            await async_body(clients[loop], input["i"])
         done += 1
         if done == n:
             stop.set()
@@ -191,12 +198,13 @@ def main() -> None:
     store = Store(args.store)
     try:
         print(f"store: {store.label}; {args.n} jobs a round, {args.rounds} rounds (medians)")
-        a, s, e, pair, pair_cpu, server = [], [], [], [], [], []
+        a, s, e, alone, pair, pair_cpu, server = [], [], [], [], [], [], []
         for _ in range(args.rounds):
             a.append(async_alone(args.n))
             s.append(sync_alone(args.n))
             run_cpu, server_share = engine(store, args.n)
             e.append(run_cpu)
+            alone.append(engine(store, args.n, body=False)[0])
             if server_share is not None:
                 server.append(server_share)
             rate, cpu = pair_alone(args.n)
@@ -206,9 +214,10 @@ def main() -> None:
         print(f"async job body alone : {body:6.0f} CPU µs a job  (at most {1e6 / body:,.0f} jobs/s a process)")
         print(f"sync job body alone  : {statistics.median(s):6.0f} CPU µs a job")
         print(f"worker, async body   : {run:6.0f} CPU µs a run   ({1e6 / run:,.0f} runs/s a process, CPU-bound)")
+        print(f"worker, no-op body   : {statistics.median(alone):6.0f} CPU µs a run   (the engine alone)")
         print(f"the engine's share   : {run - body:6.0f} CPU µs a run   ({(run - body) / run:.0%} of a run)")
         if server:
-            print(f"PostgreSQL's own CPU : {statistics.median(server):6.0f} CPU µs a run   (the server, same runs)")
+            print(f"PostgreSQL's own CPU : {statistics.median(server):6.0f} CPU µs a run   (its processes, same span)")
         print(
             f"two processes, body alone: {statistics.median(pair):,.0f} jobs/s "
             f"({', '.join(f'{x:,.0f}' for x in pair)}; {statistics.median(pair_cpu):.0f} CPU µs a job): the most "

@@ -19,6 +19,7 @@ TEXTS = [
     '{"i":0}',
     '{"a":[1,2.5,"x",null,true,false],"b":{"c":"\\u00e9\\ud83d\\ude00"}}',
     '{"big":123456789012345678901234567890,"neg":-9223372036854775809}',
+    '{"n":19781537243107539060,"m":-19781537243107539060}',  # msgspec before 0.19 wrapped these (modulo 2**64)
     '{"z":-0.0,"tiny":5e-324,"max":1.7976931348623157e308}',
     '{"a":1,"a":2}',
     # msgspec refuses these; the json module reads them (dumps writes NaN and Infinity, a lone surrogate escaped)

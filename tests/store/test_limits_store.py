@@ -20,6 +20,7 @@ from ductape_jobs.models import RunPhase
 from ductape_jobs.resources import Rate, ResourceLimit
 from ductape_jobs.store import Store
 from ductape_jobs.store.limits_core import BUSY_RECHECK, PASSED_OVER, RECHECK
+from ductape_jobs.store.postgres.dialect import Q
 
 SEC = timedelta(seconds=1)
 CRM = ResourceLimit("shop", "crm-api", concurrency=2)
@@ -271,6 +272,50 @@ def test_declaring_a_resource_releases_the_hold_of_runs_that_named_it(store: Sto
     store.define_resources([CRM], T0 + SEC)
     assert store.next_wakeup().run_due == T0 - timedelta(milliseconds=1)
     assert [r.id for r in store.acquire_runs("w1", 10, LEASE, T0 + SEC)] == [run_id]
+
+
+def test_a_job_s_own_limit_raised_releases_its_hold(store: Store) -> None:
+    ids = backlog(store, "own", 3, concurrency=1)
+    assert [r.id for r in store.acquire_runs("w1", 10, LEASE, T0)] == ids[:1]
+    assert store.next_wakeup().run_due == T0 + RECHECK_AFTER
+    store.update_job("shop", "own", {"concurrency": 3}, T0 + SEC // 10)
+    assert store.next_wakeup().run_due == T0 - timedelta(milliseconds=2)
+    assert [r.id for r in store.acquire_runs("w1", 10, LEASE, T0 + SEC // 10)] == ids[1:]
+
+
+def test_a_limit_changed_while_a_claim_writes_its_holds_does_not_deadlock(
+    pg_backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A claim writes its holds in limit_keys order; the release of the holds of a changed limit locks them in the
+    same order, so neither waits on the other in the opposite order (PostgreSQL would abort one after its
+    deadlock_timeout, and the claim stalls meanwhile with its limits and runs locked)."""
+    store = pg_backend.open()
+    store.define_resources([ResourceLimit("shop", "db", concurrency=1)], T0)
+    both, alone = '["shop/db","shop/x"]', '["shop/db"]'  # a claim writes `both` first (sorted)
+    options = f"-c search_path={pg_backend.schema}"
+    with psycopg.connect(PG_URL, autocommit=True, options=options) as setup:
+        for keys in (alone, both):  # `alone` stored first: a scan of the table meets it first
+            setup.execute("INSERT INTO limit_holds VALUES (%s, 'full', 1000000000000)", [keys])
+    hold = Q["hold_limit_set"]
+    with psycopg.connect(PG_URL, options=options) as claim, psycopg.connect(PG_URL, autocommit=True) as watch:
+        claim.execute(hold, {"limit_keys": both, "waiting_on": PASSED_OVER, "held_until": 5, "full": False, "now": 0})
+        done: list[str] = []
+        changing = threading.Thread(
+            target=lambda: done.append(
+                str(store.define_resources([ResourceLimit("shop", "db", concurrency=2)], T0 + SEC))
+            )
+        )
+        changing.start()
+        while not watch.execute(  # the change waits on the claim's first hold
+            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%limit_holds%'"
+        ).fetchone():
+            assert changing.is_alive()
+        claim.execute(hold, {"limit_keys": alone, "waiting_on": PASSED_OVER, "held_until": 5, "full": False, "now": 0})
+        claim.commit()
+    changing.join(timeout=30)
+    assert done == ["None"]
+    assert not [r for r in caplog.records if "deadlock" in r.getMessage()]
+    assert pg_backend.rows("SELECT count(*) FROM limit_holds") == [(0,)]  # both released once the claim committed
 
 
 def test_limits_that_change_wake_the_workers_listening(pg_backend: Backend) -> None:

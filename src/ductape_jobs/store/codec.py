@@ -88,7 +88,7 @@ def loads(text: str) -> Any:
     them), ``json`` reads, so every value decodes as ``json.loads`` would."""
     try:
         return _DECODE(text)
-    except msgspec.DecodeError:
+    except (msgspec.DecodeError, UnicodeEncodeError):  # the latter: a str holding a lone surrogate unescaped
         return json.loads(text)
 
 

@@ -59,7 +59,7 @@ from ductape_jobs.store.codec import (
 )
 from ductape_jobs.store.dialect import Dialect, Params, Row, Tx
 from ductape_jobs.store.features import FeatureCore
-from ductape_jobs.store.limits_core import LimitsCore, limit_params
+from ductape_jobs.store.limits_core import LimitsCore, store_limits
 from ductape_jobs.store.outbox import OutboxCore
 from ductape_jobs.store.reports import ReportsCore
 from ductape_jobs.store.retention import RetentionCore
@@ -394,7 +394,7 @@ def _save_job(tx: Tx, query: str, params: dict[str, Any], job: JobDefinition, no
     tx.run(query, params)
     if job.concurrency is not None or job.rate is not None:
         own = ResourceLimit(job.product_tag or "", own_name(job.tag), job.concurrency, _rate(job.rate))
-        tx.many("upsert_resource", [limit_params(own, now)])
+        store_limits(tx, [own], now)
 
 
 def _rate(text: str | None) -> Rate | None:

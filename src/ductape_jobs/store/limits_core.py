@@ -57,21 +57,25 @@ class _Room(Struct):
         return None
 
 
+def store_limits(tx: Tx, limits: Sequence[ResourceLimit], now: datetime) -> None:
+    """Store ``limits`` (a product's resources, or a job's own limit) in ``tx``. The holds of the sets of limits
+    that name one that changed were judged by the old limits: they are released and the workers woken, so those
+    sets are looked at again now, not when the hold lapses. Rows are written in key order, as the holds are deleted
+    in a claim's order (``release_limit_holds``): two writers, or a writer and a claim, never wait on each other
+    in opposite orders."""
+    params = sorted((limit_params(limit, now) for limit in limits), key=lambda p: str(p["key"]))
+    changed = [row["key"] for row in tx.each("upsert_resource", params)]
+    if changed:
+        tx.run("release_limit_holds", {"keys": changed})
+        tx.notify()
+
+
 class LimitsCore(UsesDialect):
     _limited_due: bool = False  # this process saw a run under a limit due: claim on the limited path
 
     def define_resources(self, limits: Sequence[ResourceLimit], now: datetime) -> None:
-        params = [limit_params(limit, now) for limit in limits]
-        if not params:
-            return
-
-        def op(tx: Tx) -> None:
-            changed = [row["key"] for row in tx.each("upsert_resource", params)]
-            if changed:  # sets held under the old limits are looked at again now, and idle workers woken
-                tx.run("release_limit_holds", {"keys": changed})
-                tx.notify()
-
-        self._write(op, idempotent=True)
+        if limits:
+            self._write(lambda tx: store_limits(tx, limits, now), idempotent=True)
 
     def resource_use(self, now: datetime, product_tag: str | None = None) -> list[ResourceUse]:
         def op(tx: Tx) -> list[ResourceUse]:

@@ -94,7 +94,12 @@ RETURNING key;
 -- name: release_limit_holds
 -- The holds of the sets of limits that name a resource whose limits changed (%(keys)s): they were judged by the old
 -- limits (full, or not declared), so the next look at those sets is now, not when the hold lapses.
-DELETE FROM limit_holds WHERE limit_keys::jsonb ?| %(keys)s::text[];
+-- Their rows are locked first in the order claims write holds in (limit_keys, as Python sorts text: COLLATE "C"),
+-- so a claim writing holds while a resource changes never waits on this delete in the opposite order.
+DELETE FROM limit_holds WHERE limit_keys IN (
+    SELECT limit_keys FROM limit_holds WHERE limit_keys::jsonb ?| %(keys)s::text[]
+    ORDER BY limit_keys COLLATE "C"
+    FOR UPDATE);
 
 -- name: list_resources
 SELECT * FROM resources WHERE %(product_tag)s::text IS NULL OR product_tag = %(product_tag)s ORDER BY key;
