@@ -97,7 +97,7 @@ def _half(start: int, n: int, ready: Barrier, out: multiprocessing.Queue[tuple[f
     async def main() -> tuple[float, float, float]:
         r = aredis.Redis(db=DB)
         await async_body(r, -1)  # connected before the clock starts
-        ready.wait()  # both processes start together (a blocking wait: nothing else runs on this loop yet)
+        ready.wait(timeout=60)  # both start together (a blocking wait: nothing else runs on this loop yet)
         slots = asyncio.Semaphore(50)
         going: set[asyncio.Task[None]] = set()
 
@@ -126,12 +126,18 @@ def pair_alone(n: int) -> tuple[float, float]:
     CPU µs a job."""
     out: multiprocessing.Queue[tuple[float, float, float]] = multiprocessing.Queue()
     ready = multiprocessing.Barrier(2)
-    halves = [multiprocessing.Process(target=_half, args=(k * (n // 2), n // 2, ready, out)) for k in range(2)]
+    halves = [
+        multiprocessing.Process(target=_half, args=(k * (n // 2), n // 2, ready, out), daemon=True) for k in range(2)
+    ]
     for p in halves:
         p.start()
-    got = [out.get(timeout=600) for _ in halves]  # a process that died: an error, not a hang
-    for p in halves:
-        p.join()
+    try:
+        got = [out.get(timeout=600) for _ in halves]  # a process that died: queue.Empty, not a hang
+    finally:
+        for p in halves:
+            p.join(timeout=5)
+            if p.is_alive():
+                p.terminate()
     wall = max(g[1] for g in got) - min(g[0] for g in got)
     return 2 * (n // 2) / wall, sum(g[2] for g in got) / (2 * (n // 2)) * 1e6
 

@@ -6,6 +6,7 @@ Every test runs on both backends; racing claims use several store objects on one
 from __future__ import annotations
 
 import threading
+import time
 from collections import Counter
 from collections.abc import Callable
 from datetime import datetime, timedelta
@@ -306,10 +307,7 @@ def test_a_limit_changed_while_a_claim_writes_its_holds_does_not_deadlock(
             )
         )
         changing.start()
-        while not watch.execute(  # the change waits on the claim's first hold
-            "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%limit_holds%'"
-        ).fetchone():
-            assert changing.is_alive()
+        _wait_until_blocked(watch, pg_backend, changing)  # the change waits on the claim's first hold
         claim.execute(hold, {"limit_keys": alone, "waiting_on": PASSED_OVER, "held_until": 5, "full": False, "now": 0})
         claim.commit()
     changing.join(timeout=30)
@@ -318,9 +316,59 @@ def test_a_limit_changed_while_a_claim_writes_its_holds_does_not_deadlock(
     assert pg_backend.rows("SELECT count(*) FROM limit_holds") == [(0,)]  # both released once the claim committed
 
 
+def test_a_job_updated_while_a_claim_ticks_its_schedule_does_not_deadlock(
+    pg_backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A claim locks the schedules it ticks before it writes holds; an update of a job's cadence and own limit moves
+    its schedules before it releases the holds, in the same order."""
+    store = pg_backend.open()
+    store.create_job(job("own", product_tag="shop", concurrency=1, intervals=60_000), T0)
+    s = schedule("own", job_product="shop", follows_job=True)
+    store.add_schedules([s], [])
+    own = '["shop/job:own"]'
+    options = f"-c search_path={pg_backend.schema}"
+    with psycopg.connect(PG_URL, autocommit=True, options=options) as setup:
+        setup.execute("INSERT INTO limit_holds VALUES (%s, 'full', 1000000000000)", [own])
+    with psycopg.connect(PG_URL, options=options) as claim, psycopg.connect(PG_URL, autocommit=True) as watch:
+        claim.execute("UPDATE schedules SET updated_at = updated_at + 1 WHERE id = %s", [s.id])  # a tick's lock
+        done: list[str] = []
+        changes = {"concurrency": 2, "intervals": 120_000}
+        updating = threading.Thread(target=lambda: done.append(store.update_job("shop", "own", changes, T0 + SEC).tag))
+        updating.start()
+        _wait_until_blocked(watch, pg_backend, updating)  # the update waits on the schedule the claim ticks
+        passed = {"limit_keys": own, "waiting_on": PASSED_OVER, "held_until": 5, "full": False, "now": 0}
+        claim.execute(Q["hold_limit_set"], passed)  # its set passed over (the update holds the limit's row)
+        claim.commit()
+    updating.join(timeout=30)
+    assert done == ["own"]
+    assert not [r for r in caplog.records if "deadlock" in r.getMessage()]
+    assert pg_backend.rows("SELECT count(*) FROM limit_holds") == [(0,)]  # released after the claim committed
+
+
+def test_a_job_s_own_limit_taken_away_no_longer_holds_its_runs(store: Store) -> None:
+    ids = backlog(store, "own", 3, concurrency=1)
+    assert [r.id for r in store.acquire_runs("w1", 10, LEASE, T0)] == ids[:1]
+    store.update_job("shop", "own", {"concurrency": None}, T0 + SEC // 10)
+    assert store.next_wakeup().run_due == T0 - timedelta(milliseconds=2)
+    assert [r.id for r in store.acquire_runs("w1", 10, LEASE, T0 + SEC // 10)] == ids[1:]
+    use = {u.limit.key: u.limit for u in store.resource_use(T0 + SEC // 10)}
+    assert use["shop/job:own"].concurrency is None and use["shop/job:own"].rate is None
+
+
+def _wait_until_blocked(watch: psycopg.Connection[Any], backend: Backend, writer: threading.Thread) -> None:
+    """Until a connection of ``backend``'s stores waits on a lock (its URL names it: application_name)."""
+    deadline = time.monotonic() + 30
+    query = "SELECT 1 FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND application_name = %s"
+    while not watch.execute(query, [backend.schema]).fetchone():
+        assert writer.is_alive() and time.monotonic() < deadline
+        time.sleep(0.005)
+
+
 def test_limits_that_change_wake_the_workers_listening(pg_backend: Backend) -> None:
     listener, writer = pg_backend.open(), pg_backend.open()
     writer.define_resources([CRM], T0)
+    backlog(writer, "sync", 3, resources=["crm-api"])
+    assert len(writer.acquire_runs("w1", 10, LEASE, T0)) == 2  # the third waits: its set is held
     assert listener.wait_for_change(timedelta(milliseconds=10)) is False  # listening from now on
     writer.define_resources([CRM], T0 + SEC)  # as stored: nothing to wake for
     assert listener.wait_for_change(timedelta(milliseconds=200)) is False

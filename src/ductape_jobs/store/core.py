@@ -98,7 +98,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
 
     def create_job(self, job: JobDefinition, now: datetime) -> JobDefinition:
         try:
-            self._write(lambda tx: _save_job(tx, "insert_job", job_params(job, now), job, now))
+            self._write(lambda tx: _save_job(tx, "insert_job", job_params(job, now), job, now, had_limit=False))
         except ConflictError as exc:
             where = f" in product {job.product_tag!r}" if job.product_tag else ""
             raise ConflictError(f"tag: a job with tag {job.tag!r} already exists{where}") from exc.__cause__
@@ -111,11 +111,12 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             row = tx.one("lock_job", key)
             if row is None:
                 raise NotFoundError("job", tag)
-            job = job_from_row(row).model_copy(update=changes)
+            before = job_from_row(row)
+            job = before.model_copy(update=changes)
             params = job_params(job, now)
-            _save_job(tx, "update_job", params, job, now)
-            if "intervals" in changes or "executions" in changes:
-                tx.run("follow_job_cadence", params)
+            had_limit = before.concurrency is not None or before.rate is not None
+            cadence = "intervals" in changes or "executions" in changes
+            _save_job(tx, "update_job", params, job, now, had_limit=had_limit, follow_cadence=cadence)
             return job.model_copy(update={"updated_at": now})
 
         return self._write(op)
@@ -389,10 +390,24 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
         self._write(op, idempotent=True)
 
 
-def _save_job(tx: Tx, query: str, params: dict[str, Any], job: JobDefinition, now: datetime) -> None:
-    """Write a job; its own ``concurrency``/``rate`` become a stored limit in the same transaction."""
+def _save_job(
+    tx: Tx,
+    query: str,
+    params: dict[str, Any],
+    job: JobDefinition,
+    now: datetime,
+    *,
+    had_limit: bool,
+    follow_cadence: bool = False,
+) -> None:
+    """Write a job (and, with ``follow_cadence``, move the schedules that follow its cadence); its own
+    ``concurrency``/``rate`` become a stored limit in the same transaction, last: ``store_limits`` may release
+    holds, which a claim writes after it locked schedules, so no lock may be taken after them. A limit taken away
+    (``had_limit``) is stored as none, so the runs queued under it are no longer held by it."""
     tx.run(query, params)
-    if job.concurrency is not None or job.rate is not None:
+    if follow_cadence:
+        tx.run("follow_job_cadence", params)
+    if had_limit or job.concurrency is not None or job.rate is not None:
         own = ResourceLimit(job.product_tag or "", own_name(job.tag), job.concurrency, _rate(job.rate))
         store_limits(tx, [own], now)
 

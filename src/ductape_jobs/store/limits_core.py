@@ -59,14 +59,14 @@ class _Room(Struct):
 
 def store_limits(tx: Tx, limits: Sequence[ResourceLimit], now: datetime) -> None:
     """Store ``limits`` (a product's resources, or a job's own limit) in ``tx``. The holds of the sets of limits
-    that name one that changed were judged by the old limits: they are released and the workers woken, so those
-    sets are looked at again now, not when the hold lapses. Rows are written in key order, as the holds are deleted
-    in a claim's order (``release_limit_holds``): two writers, or a writer and a claim, never wait on each other
-    in opposite orders."""
+    that name one that changed were judged by the old limits: they are released and, if there were any, the workers
+    woken, so those sets are looked at again now, not when the hold lapses. Rows are written in key order and the
+    holds locked in a claim's order (``release_limit_holds``). A claim locks schedules (a tick, a failure's pause)
+    and resources (never waiting) before it writes holds, so the caller takes no lock after this: then two
+    writers, or a writer and a claim, never wait on each other in opposite orders."""
     params = sorted((limit_params(limit, now) for limit in limits), key=lambda p: str(p["key"]))
     changed = [row["key"] for row in tx.each("upsert_resource", params)]
-    if changed:
-        tx.run("release_limit_holds", {"keys": changed})
+    if changed and tx.run("release_limit_holds", {"keys": changed}):
         tx.notify()
 
 
