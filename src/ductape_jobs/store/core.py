@@ -326,7 +326,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
 
     def trigger(self, schedule_id: str, run: NewRun) -> None:
         def op(tx: Tx) -> None:
-            if tx.run("insert_run", new_run_params(run, run.scheduled_at)) != 1:
+            if not tx.each("insert_run", [new_run_params(run, run.scheduled_at)]):
                 if tx.one("get_schedule", {"id": schedule_id}) is None:
                     raise NotFoundError("schedule", schedule_id)
                 raise ConflictError(f"schedule {schedule_id!r} already has a run due at {run.scheduled_at}")
@@ -460,8 +460,8 @@ def _advance(tx: Tx, now: datetime, limit: int, planner: Planner) -> list[NewRun
     runs = [r for p in plans if p.schedule_id in moved for r in p.runs]
     if not runs:
         return []
-    tx.many("insert_run", [new_run_params(r, now) for r in runs])  # a run already due at that time stays
-    inserted = {r["id"] for r in tx.all("runs_by_id", {"ids": [r.id for r in runs]})}
+    # a run already due at that time stays, and this one is not returned
+    inserted = {r["id"] for r in tx.each("insert_run", [new_run_params(r, now) for r in runs])}
     return [r for r in runs if r.id in inserted]
 
 

@@ -68,7 +68,7 @@ DELETE FROM jobs WHERE product_tag = %(product_tag)s AND tag = %(tag)s;
 
 -- name: insert_run
 -- A run copies its job's event and its schedule's input. One scheduled run per (schedule, due time): a
--- second stays unwritten. A manual run (triggered_by = 'manual') is always a run of its own.
+-- second stays unwritten (and is not returned). A manual run (triggered_by = 'manual') is always a run of its own.
 INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, event_type, event_tag, app, cache,
     session_claims, input, phase, available_at, triggered_by, overlap, max_retries, timeout_ms, created_at,
     updated_at, trace_context, priority, limit_keys)
@@ -78,7 +78,8 @@ SELECT %(id)s::text, s.id, %(scheduled_at)s::bigint, s.job_tag, s.product_tag, s
     coalesce(s.priority, j.priority), j.limit_keys
 FROM schedules s JOIN jobs j ON j.product_tag = s.job_product AND j.tag = s.job_tag
 WHERE s.id = %(schedule_id)s
-ON CONFLICT (schedule_id, scheduled_at, (CASE WHEN triggered_by = 'manual' THEN id ELSE '' END)) DO NOTHING;
+ON CONFLICT (schedule_id, scheduled_at, (CASE WHEN triggered_by = 'manual' THEN id ELSE '' END)) DO NOTHING
+RETURNING id;
 
 -- name: get_schedule
 SELECT * FROM schedules WHERE id = %(id)s;
@@ -94,9 +95,6 @@ SELECT * FROM schedules WHERE id = %(id)s FOR UPDATE;
 SELECT id FROM schedules
 WHERE id IN (SELECT schedule_id FROM runs WHERE id = ANY(%(run_ids)s) AND overlap = 'buffer_one')
 ORDER BY id FOR SHARE;
-
--- name: runs_by_id
-SELECT id FROM runs WHERE id = ANY(%(ids)s);
 
 -- name: due_schedules
 -- Several schedulers split the due schedules between them: each locks its own and skips the others'.

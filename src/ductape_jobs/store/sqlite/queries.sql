@@ -74,7 +74,7 @@ VALUES (:id, :job_tag, :job_product, :env, :product_tag, :input, :retries, :app,
 
 -- name: insert_run
 -- A run copies its job's event and its schedule's input. One scheduled run per (schedule, due time): a
--- second stays unwritten. A manual run (triggered_by = 'manual') is always a run of its own.
+-- second stays unwritten (and is not returned). A manual run (triggered_by = 'manual') is always a run of its own.
 INSERT INTO runs (id, schedule_id, scheduled_at, job_tag, product_tag, env, event_type, event_tag, app, cache,
     session_claims, input, phase, available_at, triggered_by, overlap, max_retries, timeout_ms, created_at, updated_at,
     trace_context, priority, limit_keys)
@@ -83,7 +83,8 @@ SELECT :id, s.id, :scheduled_at, s.job_tag, s.product_tag, s.env, j.event_type, 
     s.trace_context, coalesce(s.priority, j.priority), j.limit_keys
 FROM schedules s JOIN jobs j ON j.product_tag = s.job_product AND j.tag = s.job_tag
 WHERE s.id = :schedule_id
-ON CONFLICT (schedule_id, scheduled_at, (CASE WHEN triggered_by = 'manual' THEN id ELSE '' END)) DO NOTHING;
+ON CONFLICT (schedule_id, scheduled_at, (CASE WHEN triggered_by = 'manual' THEN id ELSE '' END)) DO NOTHING
+RETURNING id;
 
 -- name: insert_first_run
 -- A new schedule's first run: the schedule's values as add_schedules holds them, the job's event, priority and
@@ -109,9 +110,6 @@ SELECT * FROM schedules WHERE id = :id;
 -- name: lock_buffer_one_schedules
 -- (SQLite's single writer already excludes a scheduler deciding about these schedules: nothing to lock.)
 SELECT 1 WHERE 0;
-
--- name: runs_by_id
-SELECT id FROM runs WHERE id IN (SELECT value FROM json_each(:ids));
 
 -- name: due_schedules
 SELECT * FROM schedules
