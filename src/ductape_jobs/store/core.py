@@ -23,7 +23,6 @@ looks for the first one (``landed``) and, found, ends the call as written.
 
 from __future__ import annotations
 
-import json
 import zlib
 from collections.abc import Callable, Iterable, Sequence
 from datetime import datetime, timedelta
@@ -49,6 +48,7 @@ from ductape_jobs.store.codec import (
     from_ms,
     job_from_row,
     job_params,
+    loads,
     ms,
     new_run_params,
     outcome_params,
@@ -379,7 +379,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
 
     def cache_get(self, key: str, now: datetime) -> tuple[bool, Any]:
         row = self._read(lambda tx: tx.one("cache_get", {"key": key, "now": ms(now)}))
-        return (False, None) if row is None else (True, json.loads(row["value"]))
+        return (False, None) if row is None else (True, loads(row["value"]))
 
     def cache_put(self, key: str, value: Any, expires_at: datetime, now: datetime) -> None:
         def op(tx: Tx) -> None:

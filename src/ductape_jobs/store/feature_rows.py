@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
-from ductape_jobs.store.codec import dumps, from_ms, ms, storable
+from ductape_jobs.store.codec import dumps, from_ms, loads, ms, storable
 from ductape_jobs.store.records import EventResult, EventStatus, FeatureRun, FeatureRunStatus
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
@@ -49,7 +48,7 @@ def event_from_row(r: Any) -> EventResult:
         position=r["position"],
         status=EventStatus(r["status"]),
         attempts=r["attempts"],
-        output=None if output is None else json.loads(output),
+        output=None if output is None else loads(output),
         job_id=r["job_id"],
         error=r["error"],
         started_at=from_ms(r["started_at"]),
@@ -64,11 +63,11 @@ def feature_run_from_row(r: Any, events: list[EventResult] | None = None) -> Fea
         product_tag=r["product_tag"],
         env=r["env"],
         feature_tag=r["feature_tag"],
-        input=json.loads(r["input"]),
+        input=loads(r["input"]),
         status=FeatureRunStatus(r["status"]),
         created_at=from_ms(r["created_at"]) or _EPOCH,
         updated_at=from_ms(r["updated_at"]) or _EPOCH,
-        session=None if claims is None else json.loads(claims),
+        session=None if claims is None else loads(claims),
         error=r["error"],
         completed_at=from_ms(r["completed_at"]),
         lease_owner=r["lease_owner"],

@@ -20,7 +20,6 @@ A dead worker's runs hold their slots until its lease expires and the rescue mak
 from __future__ import annotations
 
 import bisect
-import json
 from collections import Counter
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -29,7 +28,7 @@ from msgspec import Struct
 
 from ductape_jobs.models import Run
 from ductape_jobs.resources import Rate, ResourceLimit, ResourceUse
-from ductape_jobs.store.codec import ms, run_from_row
+from ductape_jobs.store.codec import loads, ms, run_from_row
 from ductape_jobs.store.dialect import Params, Row, Tx, UsesDialect
 
 RECHECK = 1000  # ms: when other workers look again at a run held by a full concurrency limit
@@ -138,7 +137,7 @@ class LimitsCore(UsesDialect):
                 if len(admitted) + bisect.bisect_left(ahead_of, (row["claim_key"], row["id"])) >= limit:
                     cut = True  # past the batch, runs under no limit first: judged by a later claim, not held
                     break
-                under = json.loads(row["limit_keys"])
+                under = loads(row["limit_keys"])
                 free_of = [k for k in under if k not in busy]  # its limits this claim holds, or undeclared ones
                 held = blocked.get(row["limit_keys"]) or _hold(rooms, taken, free_of, now)
                 if held is not None:  # one of them is full: it could not start now anyway
@@ -169,7 +168,7 @@ class LimitsCore(UsesDialect):
             {"key": key, "started_at": now, "run_id": r["id"]}
             for r in rows
             if r["limit_keys"]
-            for key in json.loads(r["limit_keys"])
+            for key in loads(r["limit_keys"])
             if key in rooms and rooms[key].limit.rate is not None
         ]
         tx.many("insert_start", starts)
@@ -192,12 +191,12 @@ def _lock_picked(
     limit another transaction holds (a claim, a save of its definition) is not waited for (its key added to
     ``busy``), nor is a run's row another write holds (a cancel, say): no claim waits on another, so none deadlock.
     A run passed over keeps the later runs of its limits from this claim (``_claim_limited``)."""
-    keys = sorted({k for r in fresh for k in json.loads(r["limit_keys"])} - rooms.keys() - busy)
+    keys = sorted({k for r in fresh for k in loads(r["limit_keys"])} - rooms.keys() - busy)
     if keys:
         got, held = _rooms(tx, keys, now)
         rooms.update(got)
         busy.update(held)
-    ids = [r["id"] for r in fresh if busy.isdisjoint(json.loads(r["limit_keys"]))]
+    ids = [r["id"] for r in fresh if busy.isdisjoint(loads(r["limit_keys"]))]
     locked = {r["id"]: r for r in tx.all("lock_limited_runs", {"ids": ids, "now": now})} if ids else {}
     gone = [i for i in ids if i not in locked]
     held_rows = {r["id"] for r in tx.all("still_due_runs", {"ids": gone, "now": now})} if gone else set()
@@ -246,7 +245,7 @@ def _hold(rooms: dict[str, _Room], taken: Counter[str], keys: list[str], now: in
 def _count_keys(rows: list[Row]) -> Counter[str]:
     counts: Counter[str] = Counter()
     for row in rows:
-        counts.update(json.loads(row["limit_keys"]))
+        counts.update(loads(row["limit_keys"]))
     return counts
 
 

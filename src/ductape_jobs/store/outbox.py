@@ -16,13 +16,12 @@ Live streams keep these invariants:
 
 from __future__ import annotations
 
-import json
 from datetime import datetime
 from typing import Any
 
 from ductape_jobs.lifecycle import LifecycleEvent, StreamPosition, StreamStart, lifecycle_event
 from ductape_jobs.store.api_codec import delivery_params, webhook_from_row
-from ductape_jobs.store.codec import from_ms, ms
+from ductape_jobs.store.codec import from_ms, loads, ms
 from ductape_jobs.store.contracts import Relay
 from ductape_jobs.store.dialect import Row, Tx, UsesDialect
 
@@ -30,7 +29,7 @@ from ductape_jobs.store.dialect import Row, Tx, UsesDialect
 def event_from_row(r: Row) -> LifecycleEvent:
     at = from_ms(r["created_at"])
     assert at is not None
-    values: dict[str, Any] = json.loads(r["data"])
+    values: dict[str, Any] = loads(r["data"])
     return lifecycle_event(r["event"], r["seq"], r["product_tag"], r["schedule_id"], r["run_id"], at, values, r["txid"])
 
 

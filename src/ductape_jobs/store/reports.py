@@ -4,12 +4,11 @@
 
 from __future__ import annotations
 
-import json
 from datetime import UTC, datetime
 from typing import Any
 
 from ductape_jobs.models import Execution, JobHistory, JobStats, RunPhase, TriggeredBy
-from ductape_jobs.store.codec import from_ms, ms
+from ductape_jobs.store.codec import from_ms, loads, ms
 from ductape_jobs.store.dialect import Row, UsesDialect
 
 
@@ -55,7 +54,7 @@ def execution_from_row(r: Row) -> Execution:
         completed_at=from_ms(r["completed_at"]),
         duration_ms=r["duration_ms"],
         error=r["error"],
-        result=None if output is None else json.loads(output),
+        result=None if output is None else loads(output),
         triggered_by=TriggeredBy(r["triggered_by"]),
         retry_count=r["retry_count"],
     )
