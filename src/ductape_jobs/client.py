@@ -394,6 +394,11 @@ def _tracing_wanted(setting: bool | None) -> bool:
     return os.environ.get("DUCTAPE_TRACING", "").strip().lower() in {"1", "true", "yes", "on"}
 
 
+#: The most a worker may claim a delayed run before it is due (``WorkerOptions.ahead``): the run holds a slot of its
+#: concurrency and its lease meanwhile.
+_MAX_AHEAD = timedelta(seconds=10)
+
+
 def _with(options: WorkerOptions, overrides: dict[str, Any]) -> WorkerOptions:
     from msgspec.structs import fields, replace
 
@@ -403,14 +408,28 @@ def _with(options: WorkerOptions, overrides: dict[str, Any]) -> WorkerOptions:
         from ductape_jobs.errors import ValidationError
 
         raise ValidationError(sorted(unknown)[0], f"is not a worker option (use one of {', '.join(sorted(known))})")
-    for key in ("lease", "poll", "heartbeat", "rescue_every", "shutdown_grace"):
+    if "ahead" in overrides:
+        _check_ahead(overrides["ahead"])
+    for key in ("lease", "poll", "heartbeat", "rescue_every", "shutdown_grace", "ahead"):
         if isinstance(overrides.get(key), int | float):
             overrides[key] = timedelta(seconds=overrides[key])
     if "concurrency" in overrides and int(overrides["concurrency"]) < 1:
         from ductape_jobs.errors import ValidationError
 
         raise ValidationError("concurrency", "must be >= 1")
+
     return replace(options, **overrides)
+
+
+def _check_ahead(value: Any) -> None:
+    if isinstance(value, timedelta):
+        seconds: float | None = value.total_seconds()
+    else:
+        seconds = value if isinstance(value, int | float) and not isinstance(value, bool) else None
+    if seconds is None or not 0 <= seconds <= _MAX_AHEAD.total_seconds():  # NaN too
+        from ductape_jobs.errors import ValidationError
+
+        raise ValidationError("ahead", f"must be seconds (or a timedelta) from 0 to {_MAX_AHEAD.total_seconds():g}")
 
 
 async def _every(stop: asyncio.Event, interval: Callable[[], timedelta], step: Callable[[], None], failed: str) -> None:

@@ -80,6 +80,7 @@ class StoreClock:
         self.resync = resync
         self.retry = retry
         self.offset = timedelta(0)
+        self.uncertainty = timedelta(0)  # half the round trip the offset was measured over: its error at most
         self.has_server = False
         self._lock = threading.Lock()
         self._syncing = False
@@ -92,7 +93,7 @@ class StoreClock:
             if best is None or measured[0] < best[0]:
                 best = measured
         assert best is not None
-        self.offset, self.has_server = best[1], True
+        self.offset, self.uncertainty, self.has_server = best[1], best[0] / 2, True
         self._next_sync = time.monotonic() + resync.total_seconds()
 
     @classmethod
@@ -111,7 +112,7 @@ class StoreClock:
         measured = self._measure()
         with self._lock:
             if measured is not None:
-                self.offset = measured[1]
+                self.uncertainty, self.offset = measured[0] / 2, measured[1]
             self._next_sync = time.monotonic() + self.resync.total_seconds()
             return self.offset
 
@@ -143,3 +144,10 @@ class StoreClock:
         finally:
             with self._lock:
                 self._syncing = False
+
+
+def uncertainty(clock: Clock) -> timedelta:
+    """How far ``clock`` may be ahead of the time it tells: a ``StoreClock``'s error at most (half the round trip
+    its offset was measured over), nothing for another clock. A worker starts a run only when this much past its
+    due time has passed too, so that no run starts early by the server's clock."""
+    return clock.uncertainty if isinstance(clock, StoreClock) else timedelta(0)

@@ -526,9 +526,9 @@ def test_a_delayed_run_is_created_and_claimed_by_one_store_call_when_it_falls_du
     for name in ("advance_due", "advance_due_and_acquire", "acquire_runs"):
         real = getattr(dt.store, name)
 
-        def spy(*args: Any, _real: Any = real, _name: str = name) -> Any:
+        def spy(*args: Any, _real: Any = real, _name: str = name, **kwargs: Any) -> Any:
             calls.append(_name)
-            return _real(*args)
+            return _real(*args, **kwargs)
 
         setattr(dt.store, name, spy)
     dt.job.schedule(req(start_at=int((clock.now() + timedelta(minutes=5)).timestamp() * 1000)))

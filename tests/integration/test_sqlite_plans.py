@@ -30,6 +30,7 @@ HOT = [
 _NOT_TABLES = ("SCAN CONSTANT ROW", "SCAN json_each VIRTUAL TABLE", "SCAN sets")  # sets: next_wakeup's recursive CTE
 PARAMS = {
     "now": 1,
+    "due_by": 1,
     "limit": 10,
     "worker_id": "w",
     "lease_until": 2,

@@ -181,6 +181,7 @@ def test_hot_query_can_use_an_index(pg_backend: Backend, name: str) -> None:
     pg_backend.open()
     params = {
         "now": 1,
+        "due_by": 1,
         "limit": 10,
         "worker_id": "w",
         "lease_until": 2,

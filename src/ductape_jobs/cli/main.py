@@ -124,14 +124,19 @@ def worker(
     concurrency: Annotated[int | None, typer.Option(min=1, help="Runs in flight at once (default 50).")] = None,
     lease: Annotated[float | None, typer.Option(min=0.1, help="Lease per claimed run, seconds (default 30).")] = None,
     poll: Annotated[float | None, typer.Option(min=0.01, help="Longest idle sleep, seconds (default 0.2).")] = None,
+    ahead: Annotated[
+        float | None,
+        typer.Option(
+            min=0, max=10, help="Claim a delayed run this long before it is due, seconds; 0: when due (default 0.02)."
+        ),
+    ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings and errors.")] = False,
     webhook_allow: WebhookAllowOpt = None,
 ) -> None:
     """Run the engine (scheduler and workers) until SIGTERM/SIGINT. Use --app so your FUNCTIONs are registered."""
     logs.setup(logging.WARNING if quiet else logging.INFO)  # JSON lines unless stderr is a terminal
-    overrides: dict[str, Any] = {
-        k: v for k, v in {"concurrency": concurrency, "lease": lease, "poll": poll}.items() if v is not None
-    }
+    options = {"concurrency": concurrency, "lease": lease, "poll": poll, "ahead": ahead}
+    overrides: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
     settings = {"concurrency": concurrency} if concurrency else {}
     check_networks(webhook_allow)
     with client(store, app_, **settings) as dt:

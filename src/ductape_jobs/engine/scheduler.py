@@ -102,13 +102,16 @@ class Scheduler:
         return created
 
     def tick_and_claim(
-        self, now: datetime, worker_id: str, want: int, lease_for: timedelta
+        self, now: datetime, worker_id: str, want: int, lease_for: timedelta, ahead: timedelta = timedelta(0)
     ) -> tuple[list[NewRun], list[Run], bool]:
         """One batch of ``tick`` with a claim of up to ``want`` due runs for ``worker_id`` in its transaction
         (``Store.advance_due_and_acquire``): the runs created, the runs claimed, and whether the batch was full
-        (more schedules may be due: the caller ticks again, after starting what it claimed)."""
-        planned, plan = self._planner(now)
-        created, claimed = self.store.advance_due_and_acquire(now, self.batch, plan, worker_id, want, lease_for)
+        (more schedules may be due: the caller ticks again, after starting what it claimed). ``ahead``: the
+        occurrences due by ``now + ahead`` too, their runs claimed to start at their due times."""
+        planned, plan = self._planner(now + ahead)
+        created, claimed = self.store.advance_due_and_acquire(
+            now, self.batch, plan, worker_id, want, lease_for, ahead=ahead
+        )
         return created, claimed, len(planned) >= self.batch
 
     def _planner(self, at: datetime) -> tuple[list[str], Planner]:

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from msgspec import Struct, field
 
-from ductape_jobs.clock import Clock
+from ductape_jobs.clock import Clock, uncertainty
 from ductape_jobs.engine.events import RunObserver, tell_finished, tell_rescued, tell_started
 from ductape_jobs.engine.scheduler import Scheduler
 from ductape_jobs.errors import StoreError, describe
@@ -71,6 +71,10 @@ class WorkerOptions(Struct, frozen=True):
     backoff: Backoff = field(default_factory=Backoff)
     run_scheduler: bool = True
     listen: timedelta = timedelta(milliseconds=500)  # the listener's wait per call (bounds its shutdown)
+    # how long before a schedule falls due ``run`` ticks it and claims its run, which then starts at its due time:
+    # the tick's transaction (a few ms on PostgreSQL) is not added to the run's lateness. Runs under a limit are
+    # claimed when due (a limit counts a run from its claim). ``run_until_idle`` never claims ahead.
+    ahead: timedelta = timedelta(milliseconds=20)
     retention: Retention | None = None  # prune finished history by it (``run`` only, not ``run_until_idle``)
 
 
@@ -124,6 +128,8 @@ class Worker:
         self._next_prune: datetime | None = None
         self._pruning = False  # set by ``run``: a drain does not prune
         self._prune_rests_until = 0.0  # time.monotonic(): after a full batch, the pruner rests till then
+        self._ahead = timedelta(0)  # ``options.ahead`` while ``run`` runs
+        self._margin = uncertainty(clock)  # a run starts once its due time plus this has passed (clock.py)
         self.pruned = PruneCounts()  # what this worker's pruner deleted
         self.abandoned = 0  # runs given back at shutdown while their (sync) code was still running
 
@@ -134,6 +140,7 @@ class Worker:
         ``shutdown_grace``, and give the rest back to the queue."""
         self._start(stop)
         self._pruning = True
+        self._ahead = self.options.ahead
         assert self._stop is not None
         if handle_signals:
             self._install_signals()
@@ -155,6 +162,7 @@ class Worker:
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), delay)
         finally:
+            self._ahead = timedelta(0)
             unlisten.set()
             await self._shutdown()
             heartbeat.cancel()
@@ -240,7 +248,7 @@ class Worker:
         # a tick due (as the sleep read): its transaction claims, in priority order with the runs it makes, so the
         # outcomes go without a claim of their own
         tick_at = self._slept.schedule_due if self._slept is not None and self.options.run_scheduler else None
-        saw_all_due = await self._flush(refill=tick_at is None or tick_at > self.clock.now())
+        saw_all_due = await self._flush(refill=tick_at is None or tick_at > self.clock.now() + self._ahead)
         now = self.clock.now()
         if self._unsure_until is not None and (self._next_look is None or now >= self._next_look):
             await self._adopt(now)
@@ -250,10 +258,10 @@ class Worker:
         more = ticks_left = False
         claimed: int | None = None  # how many runs the tick's transaction claimed, out of how many wanted
         want = self._want()
-        if self.options.run_scheduler and due.schedule_due is not None and due.schedule_due <= now:
+        if self.options.run_scheduler and due.schedule_due is not None and due.schedule_due <= now + self._ahead:
             if want > 0:  # tick and claim in one transaction: a delayed run starts without a claim of its own
-                tick = self.scheduler.tick_and_claim
-                created, runs, ticks_left = await self._claiming(tick, now, self.id, want, self.options.lease)
+                tick, lease, ahead = self.scheduler.tick_and_claim, self.options.lease, self._ahead
+                created, runs, ticks_left = await self._claiming(tick, now, self.id, want, lease, ahead)
                 self._begin(runs, now)
                 claimed = None if ticks_left else len(runs)  # a full batch: this pass claims again after it
             else:
@@ -332,10 +340,10 @@ class Worker:
         return min(self.options.concurrency - len(self._inflight), self.options.batch)
 
     def _begin(self, runs: list[Run], now: datetime) -> None:
-        """Start claimed runs as tasks of this loop."""
+        """Start claimed runs as tasks of this loop (one claimed ahead of its due time waits for it in its task)."""
         if runs and self.observers:
             self._observed.update((run.id, run) for run in runs)
-            tell_started(self.observers, runs, now)
+            tell_started(self.observers, [run for run in runs if self._wait(run, now) <= 0], now)
         self._limited.update(run.id for run in runs if run.limit_keys)
         self._held.update((run.id, run.attempt) for run in runs)
         for run in runs:
@@ -373,7 +381,7 @@ class Worker:
             pokes = self._pokes
             due = await self._io(self.store.next_wakeup)
             self._slept = due if self._pokes == pokes else None  # a notify() during the read: it may predate it
-            nxt = due.earliest()
+            nxt = due.earliest(ahead=self._ahead if self.options.run_scheduler else timedelta(0))
             if nxt is not None:
                 delay = max(0.0, min(delay, (nxt - self.clock.now()).total_seconds()))
         if delay <= 0 or self._wake.is_set() or self._outcomes:
@@ -396,7 +404,18 @@ class Worker:
         with self.tracing.attempt(run, now) as span:
             span.finish(await self._execute(run))
 
+    def _wait(self, run: Run, now: datetime) -> float:
+        """Seconds until ``run`` may start: its due time and the clock's uncertainty past ``now`` (at most
+        ``ahead`` plus that for a run claimed ahead; nothing, or less than nothing, for one claimed when due)."""
+        due = run.available_at or run.scheduled_at
+        return (due + self._margin - now).total_seconds()
+
     async def _execute(self, run: Run) -> Outcome:
+        wait = self._wait(run, self.clock.now())
+        if wait > 0:  # claimed ahead (or within the clock's uncertainty of its due time): start it on time
+            await asyncio.sleep(wait)
+            if self.observers:
+                tell_started(self.observers, [run], self.clock.now())
         started = time.perf_counter()
         bind_run(run)  # log lines of this run carry its id, job tag and attempt
         ok, output, error, word, retryable = True, None, None, None, True

@@ -132,8 +132,11 @@ class Wakeups(Struct, frozen=True):
     run_due: datetime | None = None
     lease_expiry: datetime | None = None
 
-    def earliest(self) -> datetime | None:
-        known = [t for t in (self.schedule_due, self.run_due, self.lease_expiry) if t is not None]
+    def earliest(self, *, ahead: timedelta = timedelta(0)) -> datetime | None:
+        """When a worker should look next; ``ahead``: that long before the next schedule falls due (a worker that
+        ticks ahead of it, ``WorkerOptions.ahead``)."""
+        tick = None if self.schedule_due is None else self.schedule_due - ahead
+        known = [t for t in (tick, self.run_due, self.lease_expiry) if t is not None]
         return min(known) if known else None
 
 
@@ -291,13 +294,26 @@ class SchedulingStore(ABC):
         only if ``next_run_at`` still equals ``expected_next``. Returns the runs created."""
 
     def advance_due_and_acquire(
-        self, now: datetime, limit: int, planner: Planner, worker_id: str, want: int, lease_for: timedelta
+        self,
+        now: datetime,
+        limit: int,
+        planner: Planner,
+        worker_id: str,
+        want: int,
+        lease_for: timedelta,
+        *,
+        ahead: timedelta = timedelta(0),
     ) -> tuple[list[NewRun], list[Run]]:
         """``advance_due`` then ``acquire_runs`` of up to ``want`` runs, in one transaction where the backend can: a
         worker that wakes when a delayed run falls due creates it and claims it without a claim of its own (and
         another worker's turn) in between. Atomic as a whole; not retried when a COMMIT's outcome is unknown
         (the schedules' ``expected_next`` makes a second tick harmless; the worker finds the runs it claimed then
-        with ``leased_runs``)."""
+        with ``leased_runs``).
+
+        ``ahead``: the schedules due by ``now + ahead`` are advanced (``planner`` plans them at that time), and the
+        runs under no limit due by then are claimed, each with its due time as its start (``started_at``, and its
+        attempt's), for the worker to start it then: a worker that claims a little ahead starts a delayed run on
+        time, not a claim's transaction after it. This default claims only what is due at ``now``."""
         created = self.advance_due(now, limit, planner)
         return created, self.acquire_runs(worker_id, want, lease_for, now)
 

@@ -221,12 +221,20 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
         return self._write(lambda tx: _advance(tx, now, limit, planner), idempotent=True)
 
     def advance_due_and_acquire(
-        self, now: datetime, limit: int, planner: Planner, worker_id: str, want: int, lease_for: timedelta
+        self,
+        now: datetime,
+        limit: int,
+        planner: Planner,
+        worker_id: str,
+        want: int,
+        lease_for: timedelta,
+        *,
+        ahead: timedelta = timedelta(0),
     ) -> tuple[list[NewRun], list[Run]]:
-        params = _claim_params(worker_id, want, lease_for, now)
+        params = _claim_params(worker_id, want, lease_for, now, due_by=now + ahead)
 
         def op(tx: Tx) -> tuple[list[NewRun], list[Row]]:
-            return _advance(tx, now, limit, planner), self._claim(tx, params)
+            return _advance(tx, now, limit, planner, until=now + ahead), self._claim(tx, params)
 
         created, rows = self._write(op, claims=True)
         return created, _claim_order(rows)
@@ -430,9 +438,11 @@ def _finish(tx: Tx, finished: _Finished, now: datetime) -> None:
         _release_held(tx, [o["run_id"] for o in [*done, *failed]], now)
 
 
-def _advance(tx: Tx, now: datetime, limit: int, planner: Planner) -> list[NewRun]:
-    """``advance_due`` in ``tx``: up to ``limit`` due schedules planned and moved on, their runs created."""
-    schedules = [schedule_from_row(r) for r in tx.all("due_schedules", {"now": ms(now), "limit": limit})]
+def _advance(tx: Tx, now: datetime, limit: int, planner: Planner, *, until: datetime | None = None) -> list[NewRun]:
+    """``advance_due`` in ``tx``: up to ``limit`` schedules due by ``until`` (default ``now``) planned and moved on,
+    their runs created (at ``now``)."""
+    due_by = ms(now if until is None else until)
+    schedules = [schedule_from_row(r) for r in tx.all("due_schedules", {"now": due_by, "limit": limit})]
     if not schedules:
         return []
     watched = [s.id for s in schedules if s.overlap is not Overlap.ALLOW]
@@ -491,9 +501,19 @@ def _schedule_rows(part: SchedulePart) -> tuple[list[Params], list[Params], list
     return checks, list(rows.values()), keyed, firsts
 
 
-def _claim_params(worker_id: str, limit: int, lease_for: timedelta, now: datetime) -> Params:
-    """What a claim of up to ``limit`` runs for ``worker_id`` binds (``LimitsCore._claim``)."""
-    return {"worker_id": worker_id, "lease_until": ms(now + lease_for), "now": ms(now), "limit": limit}
+def _claim_params(
+    worker_id: str, limit: int, lease_for: timedelta, now: datetime, *, due_by: datetime | None = None
+) -> Params:
+    """What a claim of up to ``limit`` runs for ``worker_id`` binds (``LimitsCore._claim``). ``due_by`` (default
+    ``now``): runs under no limit due by then are claimed too, each to start at its due time; runs under a limit
+    are claimed only when due (a limit counts a run from its claim)."""
+    return {
+        "worker_id": worker_id,
+        "lease_until": ms(now + lease_for),
+        "now": ms(now),
+        "due_by": ms(now if due_by is None else due_by),
+        "limit": limit,
+    }
 
 
 def _claim_order(rows: list[Row]) -> list[Run]:

@@ -146,22 +146,24 @@ WHERE schedule_id = %(schedule_id)s AND phase IN ('scheduled', 'queued', 'retry_
 -- name: acquire_runs
 -- Claim and record the attempts in one statement. SKIP LOCKED: racing workers take different runs.
 -- Only runs under no limit (runs_claim); `limited` says whether a run under a limit is due (store/limits_core.py
--- claims those). One row with a NULL id when nothing was claimed.
+-- claims those). One row with a NULL id when nothing was claimed. %(due_by)s is now, or a little after it for a
+-- worker that claims a tick's runs ahead of their due time (engine/worker.py): such a run starts at its due time,
+-- which its started_at and its attempt's say.
 WITH picked AS (
     SELECT id FROM runs
     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND limit_keys IS NULL
-      AND available_at <= %(now)s
+      AND available_at <= %(due_by)s
     ORDER BY (available_at - priority * 1000)
     LIMIT %(limit)s
     FOR UPDATE SKIP LOCKED
 ), claimed AS (
     UPDATE runs r SET phase = 'running', lease_owner = %(worker_id)s, lease_expires_at = %(lease_until)s,
-        started_at = %(now)s, attempt = r.attempt + 1, updated_at = %(now)s
+        started_at = GREATEST(r.available_at, %(now)s), attempt = r.attempt + 1, updated_at = %(now)s
     FROM picked WHERE r.id = picked.id
     RETURNING r.*
 ), recorded AS (
     INSERT INTO attempts (run_id, attempt, worker_id, started_at)
-    SELECT id, attempt, %(worker_id)s::text, %(now)s::bigint FROM claimed
+    SELECT id, attempt, %(worker_id)s::text, started_at FROM claimed
 )
 SELECT c.*, w.limited FROM (
     -- On runs_claim_limited (empty while no run is under a limit): a priority is at most 100 s, so a due run's

@@ -104,11 +104,14 @@ class SQLiteTx:
 
     def _claim(self, name: str, params: Params) -> list[Row]:
         rows = self.all(name, params)
-        if rows:
-            worker_id, now = params["worker_id"], params["now"]
+        if rows:  # an attempt starts when its run does (a run claimed ahead of its due time: then)
+            worker_id = params["worker_id"]
             self.many(
                 "insert_attempt",
-                [{"run_id": r["id"], "attempt": r["attempt"], "worker_id": worker_id, "now": now} for r in rows],
+                [
+                    {"run_id": r["id"], "attempt": r["attempt"], "worker_id": worker_id, "now": r["started_at"]}
+                    for r in rows
+                ],
             )
         return rows
 

@@ -157,12 +157,14 @@ UPDATE runs SET phase = 'cancelled', error = :reason, completed_at = :now, avail
 WHERE schedule_id = :schedule_id AND phase IN ('scheduled', 'queued', 'retry_scheduled');
 
 -- name: acquire_runs
+-- :due_by is now, or a little after it for a worker that claims a tick's runs ahead of their due time
+-- (engine/worker.py): such a run starts at its due time, which its started_at and its attempt's say.
 UPDATE runs SET phase = 'running', lease_owner = :worker_id, lease_expires_at = :lease_until,
-    started_at = :now, attempt = attempt + 1, updated_at = :now
+    started_at = max(available_at, :now), attempt = attempt + 1, updated_at = :now
 WHERE id IN (
     SELECT id FROM runs INDEXED BY runs_claim
     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND limit_keys IS NULL
-      AND available_at <= :now
+      AND available_at <= :due_by
     ORDER BY (available_at - priority * 1000)
     LIMIT :limit)
 RETURNING *;

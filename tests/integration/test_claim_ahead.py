@@ -1,0 +1,111 @@
+"""A worker claims a delayed run a little before it falls due (``WorkerOptions.ahead``) and starts it at its due
+time, and never before it by the clock it judges due times by, allowing for that clock's error (``StoreClock``'s
+``uncertainty``). Real time here: what is checked is that a run starts no earlier than a time, and that its claim
+came before it (``ahead`` is a second, far more than a pass takes)."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ductape_jobs import Ductape, RunContext, RunPhase, ValidationError
+from ductape_jobs.clock import StoreClock, SystemClock, uncertainty
+
+REQ = {"env": "prd", "product_tag": "reports", "event": "report"}
+
+
+def recorded_starts(dt: Ductape) -> list[datetime]:
+    starts: list[datetime] = []
+
+    @dt.function("report")
+    async def report(input: dict[str, Any], ctx: RunContext) -> None:
+        starts.append(datetime.now(UTC))
+
+    dt.job.create({"name": "Report", "tag": "report", "event_type": "FUNCTION", "event_tag": "report"})
+    return starts
+
+
+def test_a_delayed_run_is_claimed_ahead_and_starts_when_it_is_due(tmp_path: Path) -> None:
+    dt = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", poll=timedelta(milliseconds=50))
+    starts = recorded_starts(dt)
+    ticks: list[tuple[datetime, timedelta]] = []  # when the worker ticked and claimed, and how far ahead
+    real = dt.store.advance_due_and_acquire
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        ticks.append((datetime.now(UTC), kwargs["ahead"]))
+        return real(*args, **kwargs)
+
+    dt.store.advance_due_and_acquire = spy  # type: ignore[method-assign]
+    due_ms = math.ceil((time.time() + 1.5) * 1000)
+    due = datetime.fromtimestamp(due_ms / 1000, UTC)
+    scheduled = dt.job.schedule({**REQ, "start_at": due_ms})
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        worker = asyncio.create_task(dt.run_worker(stop, ahead=1.0))
+        for _ in range(500):
+            await asyncio.sleep(0.02)
+            if starts and dt.job.runs(job_id=scheduled.job_id)[0].phase is RunPhase.COMPLETED:
+                break
+        stop.set()
+        await worker
+
+    try:
+        asyncio.run(main())
+        (run,) = dt.job.runs(job_id=scheduled.job_id)
+        assert run.phase is RunPhase.COMPLETED and len(starts) == 1
+        assert starts[0] >= due  # never early
+        assert ticks and ticks[0][1] == timedelta(seconds=1) and ticks[0][0] < due  # claimed before it was due
+        assert run.started_at == due and [a.started_at for a in dt.job.run(run.id).attempts] == [due]
+    finally:
+        dt.close()
+
+
+class SlowServer:
+    """A database whose clock agrees with this machine's, read over a round trip of ``delay`` seconds."""
+
+    def __init__(self, delay: float) -> None:
+        self.delay = delay
+
+    def server_time(self) -> datetime | None:
+        time.sleep(self.delay / 2)
+        at = datetime.now(UTC)
+        time.sleep(self.delay / 2)
+        return at
+
+
+def test_a_run_waits_out_the_error_of_the_clock_it_is_judged_by(tmp_path: Path) -> None:
+    """A clock corrected by a server's is known only within half the round trip it was measured over: a run
+    starts once its due time plus that has passed, so that it is not early by the server's clock."""
+    clock = StoreClock(SystemClock(), SlowServer(0.6), samples=1)
+    assert timedelta(seconds=0.3) <= uncertainty(clock) < timedelta(seconds=1)
+    assert uncertainty(SystemClock()) == timedelta(0)
+    dt = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", clock=clock)
+    try:
+        starts = recorded_starts(dt)
+        dt.job.schedule({**REQ, "start_at": 0})
+        (run,) = dt.job.runs()
+        assert run.available_at is not None
+        assert dt.drain().completed == 1
+        assert starts[0] - run.available_at >= uncertainty(clock) - abs(clock.offset)
+    finally:
+        dt.close()
+
+
+@pytest.mark.parametrize("bad", [-0.001, 10.5, float("nan"), True, "soon", timedelta(seconds=-1)])
+def test_how_far_ahead_is_checked(tmp_path: Path, bad: Any) -> None:
+    dt = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}")
+    try:
+        with pytest.raises(ValidationError, match=r"^ahead: must be seconds \(or a timedelta\) from 0 to 10$"):
+            dt.new_worker(ahead=bad)
+        assert dt.new_worker(ahead=0).options.ahead == timedelta(0)
+        assert dt.new_worker(ahead=timedelta(milliseconds=5)).options.ahead == timedelta(milliseconds=5)
+        assert dt.new_worker().options.ahead == timedelta(milliseconds=20)
+    finally:
+        dt.close()

@@ -1,0 +1,80 @@
+"""A tick that claims ahead (``Store.advance_due_and_acquire(..., ahead=)``, the worker's ``WorkerOptions.ahead``):
+the schedules due within ``ahead`` are advanced, the runs under no limit due by then are claimed, and each starts
+at its due time, which the run and its attempt record. Runs under a limit are claimed only when due.
+
+Every test runs on SQLite and on PostgreSQL (``conftest.py``). Times are fixed; ``now`` is passed.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Any
+
+from test_contract import LEASE, T0, job, run_of, schedule, setup
+
+from ductape_jobs.clock import FakeClock
+from ductape_jobs.engine.scheduler import Scheduler
+from ductape_jobs.models import RunPhase
+from ductape_jobs.store import Store
+
+MS = timedelta(milliseconds=1)
+AHEAD = 20 * MS
+
+
+def once(store: Store, at: Any, tag: str = "report", **job_extra: Any) -> str:
+    """A job ``tag`` of product shop (``job_extra``: its fields) and a schedule that runs it once, at ``at``."""
+    if store.get_job("shop", tag) is None:
+        store.create_job(job(tag, product_tag="shop", **job_extra), T0)
+    s = schedule(tag, next_run_at=at, start_at=at, job_product="shop")
+    store.add_schedules([s], [])
+    return s.id
+
+
+def test_a_tick_ahead_claims_the_runs_due_within_it_to_start_at_their_due_times(store: Store) -> None:
+    soon, later = once(store, T0 + 10 * MS), once(store, T0 + 50 * MS)
+    scheduler = Scheduler(store, FakeClock(T0))
+    assert scheduler.tick_and_claim(T0, "w1", 10, LEASE) == ([], [], False)  # not ahead: nothing is due yet
+
+    created, claimed, full = scheduler.tick_and_claim(T0, "w1", 10, LEASE, AHEAD)
+    assert not full
+    assert [r.schedule_id for r in created] == [soon] and [r.id for r in claimed] == [created[0].id]
+    (run,) = claimed
+    assert run.phase is RunPhase.RUNNING and run.lease_owner == "w1"
+    assert run.scheduled_at == run.available_at == run.started_at == T0 + 10 * MS  # it starts when it is due
+    assert run.lease_expires_at == T0 + LEASE  # the lease runs from the claim
+    assert [a.started_at for a in run_of(store, run.id).attempts] == [T0 + 10 * MS]
+    s_later = store.get_schedule(later)
+    assert s_later is not None and s_later.next_run_at == T0 + 50 * MS and s_later.run_count == 0  # beyond it
+
+
+def test_a_run_already_due_claimed_ahead_starts_at_the_claim(store: Store) -> None:
+    """Ahead changes nothing for a run due before the claim: it starts then, as without."""
+    _, (late,) = setup(store, T0 - 5 * MS)
+    once(store, T0 + 5 * MS)
+    _, claimed, _ = Scheduler(store, FakeClock(T0)).tick_and_claim(T0, "w1", 10, LEASE, AHEAD)
+    started = {r.id: r.started_at for r in claimed}
+    assert len(started) == 2 and started[late] == T0
+    assert sorted(started.values()) == [T0, T0 + 5 * MS]
+
+
+def test_runs_under_a_limit_are_claimed_only_when_due(store: Store) -> None:
+    """A limit counts a run from its claim: one claimed ahead would take its slot (or its rate's window) early."""
+    limited = once(store, T0 + 10 * MS, tag="sync", concurrency=1)
+    scheduler = Scheduler(store, FakeClock(T0))
+    created, claimed, _ = scheduler.tick_and_claim(T0, "w1", 10, LEASE, AHEAD)
+    assert [r.schedule_id for r in created] == [limited] and claimed == []  # made, queued, not claimed
+    assert store.acquire_runs("w1", 10, LEASE, T0 + 9 * MS) == []
+    (run,) = store.acquire_runs("w1", 10, LEASE, T0 + 10 * MS)
+    assert run.id == created[0].id and run.started_at == T0 + 10 * MS
+
+
+def test_a_tick_ahead_claims_no_more_than_it_wants(store: Store) -> None:
+    """A full claim leaves the other runs it made queued, for any worker to claim when they fall due."""
+    for i in range(3):
+        once(store, T0 + (i + 1) * MS)
+    created, claimed, _ = Scheduler(store, FakeClock(T0)).tick_and_claim(T0, "w1", 2, LEASE, AHEAD)
+    assert len(created) == 3 and len(claimed) == 2
+    (left,) = {r.id for r in created} - {r.id for r in claimed}
+    assert run_of(store, left).phase is RunPhase.QUEUED
+    assert store.acquire_runs("w2", 10, LEASE, T0 + 2 * MS) == []  # due at 3 ms
+    assert [r.id for r in store.acquire_runs("w2", 10, LEASE, T0 + 3 * MS)] == [left]
