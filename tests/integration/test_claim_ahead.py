@@ -8,16 +8,34 @@ from __future__ import annotations
 import asyncio
 import math
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ductape_jobs import Ductape, RunContext, RunPhase, ValidationError
+from ductape_jobs import Ductape, Run, RunContext, RunPhase, ValidationError
 from ductape_jobs.clock import StoreClock, SystemClock, uncertainty
+from ductape_jobs.store import Outcome
 
 REQ = {"env": "prd", "product_tag": "reports", "event": "report"}
+
+
+class Starts:
+    """An observer (as metrics are): when it was told each run started."""
+
+    def __init__(self) -> None:
+        self.told: list[tuple[str, datetime]] = []
+
+    def runs_started(self, runs: Sequence[Run], now: datetime) -> None:
+        self.told += [(run.id, datetime.now(UTC)) for run in runs]
+
+    def runs_finished(self, finished: Sequence[tuple[Run, Outcome]]) -> None:
+        pass
+
+    def runs_rescued(self, run_ids: Sequence[str]) -> None:
+        pass
 
 
 def recorded_starts(dt: Ductape) -> list[datetime]:
@@ -42,6 +60,8 @@ def test_a_delayed_run_is_claimed_ahead_and_starts_when_it_is_due(tmp_path: Path
         return real(*args, **kwargs)
 
     dt.store.advance_due_and_acquire = spy  # type: ignore[method-assign]
+    observer = Starts()
+    dt.observers.append(observer)
     due_ms = math.ceil((time.time() + 1.5) * 1000)
     due = datetime.fromtimestamp(due_ms / 1000, UTC)
     scheduled = dt.job.schedule({**REQ, "start_at": due_ms})
@@ -63,6 +83,7 @@ def test_a_delayed_run_is_claimed_ahead_and_starts_when_it_is_due(tmp_path: Path
         assert starts[0] >= due  # never early
         assert ticks and ticks[0][1] == timedelta(seconds=1) and ticks[0][0] < due  # claimed before it was due
         assert run.started_at == due and [a.started_at for a in dt.job.run(run.id).attempts] == [due]
+        assert [run_id for run_id, _ in observer.told] == [run.id] and observer.told[0][1] >= due  # told at its start
     finally:
         dt.close()
 

@@ -25,7 +25,7 @@ import signal
 import socket
 import threading
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -340,16 +340,40 @@ class Worker:
         return min(self.options.concurrency - len(self._inflight), self.options.batch)
 
     def _begin(self, runs: list[Run], now: datetime) -> None:
-        """Start claimed runs as tasks of this loop (one claimed ahead of its due time waits for it in its task)."""
+        """Start claimed runs as tasks of this loop. One not due yet at ``now`` (claimed ahead, or within the clock's
+        uncertainty of its due time) waits for it in its task, and observers hear of its start then."""
+        waiting = {run.id for run in runs if self._wait(run, now) > 0}
         if runs and self.observers:
             self._observed.update((run.id, run) for run in runs)
-            tell_started(self.observers, [run for run in runs if self._wait(run, now) <= 0], now)
+            tell_started(self.observers, [run for run in runs if run.id not in waiting], now)
         self._limited.update(run.id for run in runs if run.limit_keys)
         self._held.update((run.id, run.attempt) for run in runs)
         for run in runs:
-            work = self._execute(run) if self.tracing is None else self._traced(run, now)
+            if run.id in waiting:
+                work: Coroutine[Any, Any, Any] = self._when_due(run)
+            else:
+                work = self._execute(run) if self.tracing is None else self._traced(run, now)
             task = asyncio.create_task(work, name=f"run {run.id}")
             self._inflight[run.id] = (run, task)
+
+    def _wait(self, run: Run, now: datetime) -> float:
+        """Seconds until ``run`` may start: its due time and the clock's uncertainty past ``now`` (at most
+        ``ahead`` plus that for a run claimed ahead; nothing, or less than nothing, for one claimed when due)."""
+        due = run.available_at or run.scheduled_at
+        return (due + self._margin - now).total_seconds()
+
+    async def _when_due(self, run: Run) -> None:
+        """``run``, started when ``_wait`` says (a shutdown meanwhile cancels it, and it is given back unstarted)."""
+        try:
+            while (wait := self._wait(run, self.clock.now())) > 0:
+                await asyncio.sleep(wait)
+        except asyncio.CancelledError:
+            self._leave(run)
+            raise
+        now = self.clock.now()
+        if self.observers:
+            tell_started(self.observers, [run], now)
+        await (self._execute(run) if self.tracing is None else self._traced(run, now))
 
     async def _prune(self, now: datetime) -> None:
         """Every ``retention.every``, one batch of each kind of finished history past its keep; while a batch
@@ -404,18 +428,7 @@ class Worker:
         with self.tracing.attempt(run, now) as span:
             span.finish(await self._execute(run))
 
-    def _wait(self, run: Run, now: datetime) -> float:
-        """Seconds until ``run`` may start: its due time and the clock's uncertainty past ``now`` (at most
-        ``ahead`` plus that for a run claimed ahead; nothing, or less than nothing, for one claimed when due)."""
-        due = run.available_at or run.scheduled_at
-        return (due + self._margin - now).total_seconds()
-
     async def _execute(self, run: Run) -> Outcome:
-        wait = self._wait(run, self.clock.now())
-        if wait > 0:  # claimed ahead (or within the clock's uncertainty of its due time): start it on time
-            await asyncio.sleep(wait)
-            if self.observers:
-                tell_started(self.observers, [run], self.clock.now())
         started = time.perf_counter()
         bind_run(run)  # log lines of this run carry its id, job tag and attempt
         ok, output, error, word, retryable = True, None, None, None, True
