@@ -395,7 +395,7 @@ def _tracing_wanted(setting: bool | None) -> bool:
 
 
 #: The most a worker may claim a delayed run before it is due (``WorkerOptions.ahead``): the run holds a slot of its
-#: concurrency and its lease meanwhile.
+#: concurrency and its lease meanwhile (the heartbeat extends it; a run given back keeps its due time).
 _MAX_AHEAD = timedelta(seconds=10)
 
 

@@ -61,9 +61,10 @@ class ServerTime(Protocol):
 class StoreClock:
     """``local`` shifted by its offset from the store's server clock: ``now() = local.now() + offset``.
 
-    The offset is measured at the midpoint of a round trip (``server_time() - local.now()``; the best of a few
-    samples at first) and measured again every ``resync``, in a background thread, so ``now()`` never waits
+    The offset is measured at the midpoint of a round trip (``server_time() - local.now()``; the shortest of
+    ``samples`` round trips) and measured again every ``resync``, in a background thread, so ``now()`` never waits
     for the database. If a resync fails the last offset stays (and is tried again after ``retry``).
+    ``uncertainty``: half the round trip the offset was measured over, the most it can be off by.
     """
 
     def __init__(
@@ -79,6 +80,7 @@ class StoreClock:
         self.store = store
         self.resync = resync
         self.retry = retry
+        self.samples = max(1, samples)
         self.offset = timedelta(0)
         self.uncertainty = timedelta(0)  # half the round trip the offset was measured over: its error at most
         self.has_server = False
@@ -108,8 +110,12 @@ class StoreClock:
         return self.local.now() + self.offset
 
     def sync(self) -> timedelta:
-        """Measure the offset again now (one round trip) and return it; errors propagate."""
-        measured = self._measure()
+        """Measure the offset again now (the best of ``samples`` round trips) and return it; errors propagate."""
+        measured = None
+        for _ in range(self.samples):
+            sample = self._measure()
+            if sample is not None and (measured is None or sample[0] < measured[0]):
+                measured = sample
         with self._lock:
             if measured is not None:
                 self.uncertainty, self.offset = measured[0] / 2, measured[1]

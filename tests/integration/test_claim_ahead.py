@@ -1,7 +1,7 @@
 """A worker claims a delayed run a little before it falls due (``WorkerOptions.ahead``) and starts it at its due
 time, and never before it by the clock it judges due times by, allowing for that clock's error (``StoreClock``'s
 ``uncertainty``). Real time here: what is checked is that a run starts no earlier than a time, and that its claim
-came before it (``ahead`` is a second, far more than a pass takes)."""
+came before it (``ahead`` is 1.5 s, far more than a worker's start and a pass take)."""
 
 from __future__ import annotations
 
@@ -62,13 +62,13 @@ def test_a_delayed_run_is_claimed_ahead_and_starts_when_it_is_due(tmp_path: Path
     dt.store.advance_due_and_acquire = spy  # type: ignore[method-assign]
     observer = Starts()
     dt.observers.append(observer)
-    due_ms = math.ceil((time.time() + 1.5) * 1000)
+    due_ms = math.ceil((time.time() + 2) * 1000)
     due = datetime.fromtimestamp(due_ms / 1000, UTC)
     scheduled = dt.job.schedule({**REQ, "start_at": due_ms})
 
     async def main() -> None:
         stop = asyncio.Event()
-        worker = asyncio.create_task(dt.run_worker(stop, ahead=1.0))
+        worker = asyncio.create_task(dt.run_worker(stop, ahead=1.5))
         for _ in range(500):
             await asyncio.sleep(0.02)
             if starts and dt.job.runs(job_id=scheduled.job_id)[0].phase is RunPhase.COMPLETED:
@@ -81,7 +81,7 @@ def test_a_delayed_run_is_claimed_ahead_and_starts_when_it_is_due(tmp_path: Path
         (run,) = dt.job.runs(job_id=scheduled.job_id)
         assert run.phase is RunPhase.COMPLETED and len(starts) == 1
         assert starts[0] >= due  # never early
-        assert ticks and ticks[0][1] == timedelta(seconds=1) and ticks[0][0] < due  # claimed before it was due
+        assert ticks and ticks[0][1] == timedelta(seconds=1.5) and ticks[0][0] < due  # claimed before it was due
         assert run.started_at == due and [a.started_at for a in dt.job.run(run.id).attempts] == [due]
         assert [run_id for run_id, _ in observer.told] == [run.id] and observer.told[0][1] >= due  # told at its start
     finally:
@@ -128,5 +128,66 @@ def test_how_far_ahead_is_checked(tmp_path: Path, bad: Any) -> None:
         assert dt.new_worker(ahead=0).options.ahead == timedelta(0)
         assert dt.new_worker(ahead=timedelta(milliseconds=5)).options.ahead == timedelta(milliseconds=5)
         assert dt.new_worker().options.ahead == timedelta(milliseconds=20)
+    finally:
+        dt.close()
+
+
+def ticks_of(dt: Ductape) -> list[datetime]:
+    """When the worker ticked (and claimed in the same transaction)."""
+    ticks: list[datetime] = []
+    real = dt.store.advance_due_and_acquire
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        ticks.append(datetime.now(UTC))
+        return real(*args, **kwargs)
+
+    dt.store.advance_due_and_acquire = spy  # type: ignore[method-assign]
+    return ticks
+
+
+async def run_until(dt: Ductape, done: Any, *, seconds: float = 10, **options: Any) -> Any:
+    """``dt.run_worker(stop, **options)`` until ``done()``; then stop it and return the worker."""
+    stop = asyncio.Event()
+    task = asyncio.create_task(dt.run_worker(stop, **options))
+    for _ in range(int(seconds / 0.02)):
+        await asyncio.sleep(0.02)
+        if done():
+            break
+    stop.set()
+    return await task
+
+
+def test_a_run_waiting_for_its_due_time_at_a_stop_is_given_back_unstarted(tmp_path: Path) -> None:
+    dt = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", poll=timedelta(milliseconds=50))
+    try:
+        starts = recorded_starts(dt)
+        due_ms = math.ceil((time.time() + 3) * 1000)
+        scheduled = dt.job.schedule({**REQ, "start_at": due_ms})
+
+        def claimed() -> bool:
+            runs = dt.job.runs(job_id=scheduled.job_id)
+            return bool(runs) and runs[0].phase is RunPhase.RUNNING
+
+        worker = asyncio.run(run_until(dt, claimed, ahead=2.5))
+        assert worker.abandoned == 0 and starts == []  # the stop came before its due time: it never ran
+        (run,) = dt.job.runs(job_id=scheduled.job_id)
+        assert run.phase is RunPhase.QUEUED and run.available_at == datetime.fromtimestamp(due_ms / 1000, UTC)
+        assert [a.outcome for a in dt.job.run(run.id).attempts] == ["released"]
+    finally:
+        dt.close()
+
+
+def test_a_schedule_left_by_a_tick_ahead_is_looked_at_again_when_due_not_at_once(tmp_path: Path) -> None:
+    """A schedule with an overlap policy is ticked only when due: the worker that looked ahead and left it sleeps
+    till then (it does not tick again and again meanwhile)."""
+    dt = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}")
+    try:
+        starts = recorded_starts(dt)
+        ticks = ticks_of(dt)
+        due_ms = math.ceil((time.time() + 2) * 1000)
+        dt.job.schedule({**REQ, "start_at": due_ms, "overlap": "skip"})
+        asyncio.run(run_until(dt, lambda: bool(starts), ahead=2.5))
+        assert len(starts) == 1 and starts[0] >= datetime.fromtimestamp(due_ms / 1000, UTC)
+        assert 2 <= len(ticks) <= 4  # once ahead (nothing), once when due (its run); not at every poll (0.2 s)
     finally:
         dt.close()

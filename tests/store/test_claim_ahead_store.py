@@ -14,7 +14,7 @@ from test_contract import LEASE, T0, job, run_of, schedule, setup
 
 from ductape_jobs.clock import FakeClock
 from ductape_jobs.engine.scheduler import Scheduler
-from ductape_jobs.models import RunPhase
+from ductape_jobs.models import Misfire, Overlap, RunPhase
 from ductape_jobs.store import Store
 
 MS = timedelta(milliseconds=1)
@@ -75,6 +75,57 @@ def test_a_tick_ahead_claims_no_more_than_it_wants(store: Store) -> None:
     created, claimed, _ = Scheduler(store, FakeClock(T0)).tick_and_claim(T0, "w1", 2, LEASE, AHEAD)
     assert len(created) == 3 and len(claimed) == 2
     (left,) = {r.id for r in created} - {r.id for r in claimed}
-    assert run_of(store, left).phase is RunPhase.QUEUED
+    assert run_of(store, left).phase is RunPhase.SCHEDULED  # made before it is due
     assert store.acquire_runs("w2", 10, LEASE, T0 + 2 * MS) == []  # due at 3 ms
     assert [r.id for r in store.acquire_runs("w2", 10, LEASE, T0 + 3 * MS)] == [left]
+
+
+def test_a_run_claimed_ahead_and_given_back_keeps_its_due_time(store: Store) -> None:
+    """Released at a shutdown before it started, or rescued after its worker died, it is not due any sooner."""
+    once(store, T0 + 10 * MS)
+    once(store, T0 + 12 * MS)
+    scheduler = Scheduler(store, FakeClock(T0))
+    _, (first, second), _ = scheduler.tick_and_claim(T0, "w1", 10, 3 * MS, AHEAD)
+    assert store.release_runs("w1", [first.id], T0 + MS) == 1
+    assert store.rescue_expired(T0 + 5 * MS, 3) == [second.id]  # its 3 ms lease ran out
+    for run, due in ((first, T0 + 10 * MS), (second, T0 + 12 * MS)):
+        back = run_of(store, run.id)
+        assert back.phase is RunPhase.QUEUED and back.available_at == due
+    assert store.acquire_runs("w2", 10, LEASE, T0 + 6 * MS) == []  # neither is due yet
+    assert [r.id for r in store.acquire_runs("w2", 10, LEASE, T0 + 12 * MS)] == [first.id, second.id]
+
+
+def test_a_backlog_under_a_limit_leaves_other_runs_claimed_ahead(store: Store) -> None:
+    """While runs wait for a full limit, the claim takes its other path (limits_core.py): that one claims ahead
+    too."""
+    backlog = [once(store, T0 - 2 * MS, tag="sync", concurrency=1), once(store, T0 - MS, tag="sync")]
+    scheduler = Scheduler(store, FakeClock(T0))
+    made, (_running,), _ = scheduler.tick_and_claim(T0, "w1", 10, LEASE)  # one runs, the other waits for its slot
+    assert {r.schedule_id for r in made} == set(backlog)
+    free = once(store, T0 + 10 * MS)
+    _, claimed, _ = scheduler.tick_and_claim(T0 + MS, "w1", 10, LEASE, AHEAD)
+    assert [(r.job_id, r.started_at) for r in claimed] == [(free, T0 + 10 * MS)]
+    assert [a.started_at for a in run_of(store, claimed[0].id).attempts] == [T0 + 10 * MS]
+
+
+def test_a_tick_ahead_judges_a_misfire_at_its_time_not_ahead(store: Store) -> None:
+    """A skip-if-missed occurrence due within the tick's reach is not late: it runs."""
+    if store.get_job("shop", "report") is None:
+        store.create_job(job("report", product_tag="shop"), T0)
+    s = schedule("report", next_run_at=T0 + 10 * MS, start_at=T0 + 10 * MS, job_product="shop", misfire=Misfire.SKIP)
+    store.add_schedules([s], [])
+    scheduler = Scheduler(store, FakeClock(T0), grace=5 * MS)  # a grace shorter than the tick looks ahead
+    created, claimed, _ = scheduler.tick_and_claim(T0, "w1", 10, LEASE, AHEAD)
+    assert len(created) == 1 and [r.started_at for r in claimed] == [T0 + 10 * MS]
+
+
+def test_a_schedule_with_an_overlap_policy_is_ticked_only_when_due(store: Store) -> None:
+    """Whether its previous run still goes is known only then: it is not planned ahead."""
+    if store.get_job("shop", "report") is None:
+        store.create_job(job("report", product_tag="shop"), T0)
+    s = schedule("report", next_run_at=T0 + 10 * MS, start_at=T0 + 10 * MS, job_product="shop", overlap=Overlap.SKIP)
+    store.add_schedules([s], [])
+    scheduler = Scheduler(store, FakeClock(T0))
+    assert scheduler.tick_and_claim(T0, "w1", 10, LEASE, AHEAD) == ([], [], False)
+    created, claimed, _ = scheduler.tick_and_claim(T0 + 10 * MS, "w1", 10, LEASE, AHEAD)
+    assert len(created) == 1 and [r.started_at for r in claimed] == [T0 + 10 * MS]

@@ -85,9 +85,11 @@ class Scheduler:
         self.batch = batch
         self.grace = grace
 
-    def plan(self, due: DueSchedule, now: datetime) -> Advance:
+    def plan(self, due: DueSchedule, now: datetime, until: datetime | None = None) -> Advance:
+        """How ``due`` moves on at ``now``: its occurrences due by then (or by ``until``: a tick ahead; a run made
+        before it is due is ``scheduled``, with that due time as its ``available_at``)."""
         s = due.schedule
-        plan = plan_due(recurrence_of(s), occurrences_of(s), now, misfire=s.misfire, grace=self.grace)
+        plan = plan_due(recurrence_of(s), occurrences_of(s), now, misfire=s.misfire, grace=self.grace, until=until)
         return decide(s, plan, due.active_runs, due.buffered, now)
 
     def tick(self, now: datetime | None = None) -> list[NewRun]:
@@ -108,19 +110,19 @@ class Scheduler:
         (``Store.advance_due_and_acquire``): the runs created, the runs claimed, and whether the batch was full
         (more schedules may be due: the caller ticks again, after starting what it claimed). ``ahead``: the
         occurrences due by ``now + ahead`` too, their runs claimed to start at their due times."""
-        planned, plan = self._planner(now + ahead)
+        planned, plan = self._planner(now, now + ahead)
         created, claimed = self.store.advance_due_and_acquire(
             now, self.batch, plan, worker_id, want, lease_for, ahead=ahead
         )
         return created, claimed, len(planned) >= self.batch
 
-    def _planner(self, at: datetime) -> tuple[list[str], Planner]:
+    def _planner(self, at: datetime, until: datetime | None = None) -> tuple[list[str], Planner]:
         """A planner for ``advance_due`` at ``at``, and the ids of the due schedules it was handed (again, if the
         store retried the batch): fewer than a batch means no other schedule is due."""
         planned: list[str] = []
 
         def plan(due: DueSchedule) -> Advance:
             planned.append(due.schedule.id)
-            return self.plan(due, at)
+            return self.plan(due, at, until)
 
         return planned, plan

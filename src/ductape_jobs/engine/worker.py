@@ -129,7 +129,8 @@ class Worker:
         self._pruning = False  # set by ``run``: a drain does not prune
         self._prune_rests_until = 0.0  # time.monotonic(): after a full batch, the pruner rests till then
         self._ahead = timedelta(0)  # ``options.ahead`` while ``run`` runs
-        self._margin = uncertainty(clock)  # a run starts once its due time plus this has passed (clock.py)
+        self._ticked_to: datetime | None = None  # how far ahead the last tick looked
+        self._waiting: set[str] = set()  # runs claimed ahead, waiting in their tasks for their due time
         self.pruned = PruneCounts()  # what this worker's pruner deleted
         self.abandoned = 0  # runs given back at shutdown while their (sync) code was still running
 
@@ -140,7 +141,7 @@ class Worker:
         ``shutdown_grace``, and give the rest back to the queue."""
         self._start(stop)
         self._pruning = True
-        self._ahead = self.options.ahead
+        self._ahead = max(self.options.ahead, timedelta(0))
         assert self._stop is not None
         if handle_signals:
             self._install_signals()
@@ -258,10 +259,12 @@ class Worker:
         more = ticks_left = False
         claimed: int | None = None  # how many runs the tick's transaction claimed, out of how many wanted
         want = self._want()
-        if self.options.run_scheduler and due.schedule_due is not None and due.schedule_due <= now + self._ahead:
+        ahead = self._tick_ahead(due, now)
+        if self.options.run_scheduler and due.schedule_due is not None and due.schedule_due <= now + ahead:
             if want > 0:  # tick and claim in one transaction: a delayed run starts without a claim of its own
-                tick, lease, ahead = self.scheduler.tick_and_claim, self.options.lease, self._ahead
+                tick, lease = self.scheduler.tick_and_claim, self.options.lease
                 created, runs, ticks_left = await self._claiming(tick, now, self.id, want, lease, ahead)
+                self._ticked_to = None if ticks_left else now + ahead  # a full batch: more may be due by then
                 self._begin(runs, now)
                 claimed = None if ticks_left else len(runs)  # a full batch: this pass claims again after it
             else:
@@ -293,6 +296,15 @@ class Worker:
             more = len(runs) == want
         await self._prune(now)  # after the claim: a worker's first pass claims before it prunes
         return more or ticks_left  # schedules left due by a full batch: the next pass ticks at once
+
+    def _tick_ahead(self, due: Wakeups, now: datetime) -> timedelta:
+        """How far past ``now`` a tick looks: ``ahead``, unless the last tick looked that far already and left the
+        next schedule (one with an overlap policy is ticked only when due; another worker may hold it): that one
+        is looked at again when it is due, not at every pass till then."""
+        nxt, reached = due.schedule_due, self._ticked_to
+        if not self.options.run_scheduler or (nxt is not None and reached is not None and now < nxt <= reached):
+            return timedelta(0)
+        return self._ahead
 
     async def _claiming(self, fn: Callable[..., T], *args: Any) -> T:
         """``_io`` of a call that claims runs. The store does not retry such a call when its COMMIT's outcome is
@@ -360,16 +372,19 @@ class Worker:
         """Seconds until ``run`` may start: its due time and the clock's uncertainty past ``now`` (at most
         ``ahead`` plus that for a run claimed ahead; nothing, or less than nothing, for one claimed when due)."""
         due = run.available_at or run.scheduled_at
-        return (due + self._margin - now).total_seconds()
+        return (due + uncertainty(self.clock) - now).total_seconds()  # a StoreClock's is measured again
 
     async def _when_due(self, run: Run) -> None:
         """``run``, started when ``_wait`` says (a shutdown meanwhile cancels it, and it is given back unstarted)."""
+        self._waiting.add(run.id)
         try:
             while (wait := self._wait(run, self.clock.now())) > 0:
                 await asyncio.sleep(wait)
         except asyncio.CancelledError:
             self._leave(run)
             raise
+        finally:
+            self._waiting.discard(run.id)
         now = self.clock.now()
         if self.observers:
             tell_started(self.observers, [run], now)
@@ -405,7 +420,7 @@ class Worker:
             pokes = self._pokes
             due = await self._io(self.store.next_wakeup)
             self._slept = due if self._pokes == pokes else None  # a notify() during the read: it may predate it
-            nxt = due.earliest(ahead=self._ahead if self.options.run_scheduler else timedelta(0))
+            nxt = due.earliest(ahead=self._tick_ahead(due, self.clock.now()))
             if nxt is not None:
                 delay = max(0.0, min(delay, (nxt - self.clock.now()).total_seconds()))
         if delay <= 0 or self._wake.is_set() or self._outcomes:
@@ -564,14 +579,18 @@ class Worker:
                     log.exception("heartbeat failed")
 
     async def _shutdown(self) -> None:
-        tasks = [task for _, task in self._inflight.values()]
+        unstarted = [run_id for run_id in self._inflight if run_id in self._waiting]  # claimed ahead: given back
+        for run_id in unstarted:  # at once, not started after the stop
+            self._inflight[run_id][1].cancel()
+        tasks = [task for run_id, (_, task) in self._inflight.items() if run_id not in unstarted]
         if tasks:
             log.info("waiting up to %s for %d run(s) in flight", self.options.shutdown_grace, len(tasks))
             await asyncio.wait(tasks, timeout=self.options.shutdown_grace.total_seconds())
-        left = list(self._inflight)
+        left = [run_id for run_id in self._inflight if run_id not in unstarted]
         self.abandoned = len(left)
-        for _, task in list(self._inflight.values()):
-            task.cancel()
+        for run_id in left:
+            self._inflight[run_id][1].cancel()
+        left += unstarted
         for run_id in left:
             self._observed.pop(run_id, None)
         try:

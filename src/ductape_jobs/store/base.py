@@ -349,12 +349,13 @@ class SchedulingStore(ABC):
     @abstractmethod
     def release_runs(self, worker_id: str, run_ids: Sequence[str], now: datetime) -> int:
         """Give runs back unstarted (a graceful shutdown; a lost claim's runs the worker has no room for): queued
-        again at once, the attempt marked released."""
+        again, due at once (or at their due time, if a claim ahead took them before it), the attempt marked
+        released."""
 
     @abstractmethod
     def rescue_expired(self, now: datetime, max_rescues: int) -> list[str]:
-        """Runs whose lease expired (their worker died) go back to the queue, the attempt marked ``lost``;
-        past ``max_rescues`` they fail. Returns the ids rescued."""
+        """Runs whose lease expired (their worker died) go back to the queue (due at once, or at their due time if
+        that is still ahead), the attempt marked ``lost``; past ``max_rescues`` they fail. Returns the ids rescued."""
 
     @abstractmethod
     def retry_run(self, run_id: str, now: datetime) -> Run:

@@ -442,7 +442,8 @@ def _advance(tx: Tx, now: datetime, limit: int, planner: Planner, *, until: date
     """``advance_due`` in ``tx``: up to ``limit`` schedules due by ``until`` (default ``now``) planned and moved on,
     their runs created (at ``now``)."""
     due_by = ms(now if until is None else until)
-    schedules = [schedule_from_row(r) for r in tx.all("due_schedules", {"now": due_by, "limit": limit})]
+    found = tx.all("due_schedules", {"now": ms(now), "due_by": due_by, "limit": limit})
+    schedules = [schedule_from_row(r) for r in found]
     if not schedules:
         return []
     watched = [s.id for s in schedules if s.overlap is not Overlap.ALLOW]

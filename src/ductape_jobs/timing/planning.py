@@ -68,14 +68,17 @@ def plan_due(
     misfire: Misfire = Misfire.RUN_ONCE,
     grace: timedelta = timedelta(seconds=1),
     max_runs: int = 1000,
+    until: datetime | None = None,
 ) -> Plan:
-    """Plan the runs of the occurrences due at ``now``."""
+    """Plan the runs of the occurrences due at ``now``; with ``until`` (a worker ticking a little ahead), those due
+    by ``until``. Whether an occurrence misfired is judged at ``now`` either way."""
+    horizon = now if until is None else max(now, until)
     if occ.next_due is None:
         return Plan(finished=True)
-    if occ.next_due > now:
+    if occ.next_due > horizon:
         return Plan(next_due=occ.next_due)
     late_before = now - grace
-    cutoff = now if occ.end_date is None else min(now, occ.end_date)
+    cutoff = horizon if occ.end_date is None else min(horizon, occ.end_date)
     remaining = max_runs if occ.limit is None else min(max_runs, occ.limit - occ.runs_so_far)
     due: list[datetime] = []
     last: datetime | None = None

@@ -5,9 +5,10 @@
 -- claims of one resource take turns while those of others go on.
 
 -- name: pick_free_runs
+-- Runs under no limit are claimed by %(due_by)s, as acquire_runs claims them; runs under a limit only when due.
 SELECT id, available_at - priority * 1000 AS claim_key, NULL::text AS limit_keys FROM runs
 WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND limit_keys IS NULL
-  AND available_at <= %(now)s
+  AND available_at <= %(due_by)s
 ORDER BY (available_at - priority * 1000)
 LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED;
@@ -39,12 +40,12 @@ WHERE id = ANY(%(ids)s::text[]) AND phase IN ('scheduled', 'queued', 'retry_sche
 -- name: claim_picked_runs
 WITH claimed AS (
     UPDATE runs r SET phase = 'running', lease_owner = %(worker_id)s, lease_expires_at = %(lease_until)s,
-        started_at = %(now)s, attempt = r.attempt + 1, updated_at = %(now)s
+        started_at = GREATEST(r.available_at, %(now)s), attempt = r.attempt + 1, updated_at = %(now)s
     WHERE r.id = ANY(%(ids)s::text[]) AND r.phase IN ('scheduled', 'queued', 'retry_scheduled')
     RETURNING r.*
 ), recorded AS (
     INSERT INTO attempts (run_id, attempt, worker_id, started_at)
-    SELECT id, attempt, %(worker_id)s::text, %(now)s::bigint FROM claimed
+    SELECT id, attempt, %(worker_id)s::text, started_at FROM claimed
 )
 SELECT * FROM claimed;
 

@@ -97,9 +97,12 @@ WHERE id IN (SELECT schedule_id FROM runs WHERE id = ANY(%(run_ids)s) AND overla
 ORDER BY id FOR SHARE;
 
 -- name: due_schedules
--- Several schedulers split the due schedules between them: each locks its own and skips the others'.
+-- Several schedulers split the due schedules between them: each locks its own and skips the others'. Due by
+-- %(due_by)s (a tick ahead, WorkerOptions.ahead), but a schedule whose overlap policy looks at its previous run
+-- only when due at %(now)s: whether that run still goes is known then.
 SELECT * FROM schedules
-WHERE status = 'active' AND next_run_at IS NOT NULL AND next_run_at <= %(now)s
+WHERE status = 'active' AND next_run_at IS NOT NULL AND next_run_at <= %(due_by)s
+  AND (next_run_at <= %(now)s OR overlap = 'allow')
 ORDER BY next_run_at LIMIT %(limit)s
 FOR UPDATE SKIP LOCKED;
 
@@ -229,7 +232,8 @@ WHERE id = %(schedule_id)s AND pause_on_failure = 1 AND status = 'active';
 SELECT * FROM runs WHERE phase = 'running' AND lease_owner = %(worker_id)s;
 
 -- name: release_runs
-UPDATE runs SET phase = 'queued', available_at = %(now)s, lease_owner = NULL, lease_expires_at = NULL,
+-- A run given back keeps its due time if that is still ahead (one claimed ahead of it: WorkerOptions.ahead).
+UPDATE runs SET phase = 'queued', available_at = GREATEST(available_at, %(now)s), lease_owner = NULL, lease_expires_at = NULL,
     updated_at = %(now)s
 WHERE id = ANY(%(ids)s) AND lease_owner = %(worker_id)s AND phase = 'running'
 RETURNING id, attempt;
@@ -242,7 +246,7 @@ ORDER BY lease_expires_at LIMIT 500
 FOR UPDATE SKIP LOCKED;
 
 -- name: rescue_run
-UPDATE runs SET phase = 'queued', available_at = %(now)s, rescues = rescues + 1, lease_owner = NULL,
+UPDATE runs SET phase = 'queued', available_at = GREATEST(available_at, %(now)s), rescues = rescues + 1, lease_owner = NULL,
     lease_expires_at = NULL, updated_at = %(now)s
 WHERE id = %(id)s AND phase = 'running' AND lease_expires_at < %(now)s;
 

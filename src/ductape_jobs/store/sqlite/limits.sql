@@ -9,9 +9,10 @@ SELECT EXISTS (
       AND limit_keys IS NOT NULL AND available_at <= :now) AS limited;
 
 -- name: pick_free_runs
+-- Runs under no limit are claimed by :due_by, as acquire_runs claims them; runs under a limit only when due.
 SELECT id, available_at - priority * 1000 AS claim_key, NULL AS limit_keys FROM runs INDEXED BY runs_claim
 WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND limit_keys IS NULL
-  AND available_at <= :now
+  AND available_at <= :due_by
 ORDER BY (available_at - priority * 1000)
 LIMIT :limit;
 
@@ -37,7 +38,7 @@ WHERE id IN (SELECT value FROM json_each(:ids)) AND phase IN ('scheduled', 'queu
 
 -- name: claim_picked_runs
 UPDATE runs SET phase = 'running', lease_owner = :worker_id, lease_expires_at = :lease_until,
-    started_at = :now, attempt = attempt + 1, updated_at = :now
+    started_at = max(available_at, :now), attempt = attempt + 1, updated_at = :now
 WHERE id IN (SELECT value FROM json_each(:ids)) AND phase IN ('scheduled', 'queued', 'retry_scheduled')
 RETURNING *;
 

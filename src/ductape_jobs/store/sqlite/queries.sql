@@ -112,8 +112,11 @@ SELECT * FROM schedules WHERE id = :id;
 SELECT 1 WHERE 0;
 
 -- name: due_schedules
+-- Due by :due_by (a tick ahead, WorkerOptions.ahead), but a schedule whose overlap policy looks at its previous
+-- run only when due at :now: whether that run still goes is known then.
 SELECT * FROM schedules
-WHERE status = 'active' AND next_run_at IS NOT NULL AND next_run_at <= :now
+WHERE status = 'active' AND next_run_at IS NOT NULL AND next_run_at <= :due_by
+  AND (next_run_at <= :now OR overlap = 'allow')
 ORDER BY next_run_at LIMIT :limit;
 
 -- name: overlap_state
@@ -221,7 +224,8 @@ WHERE id = :schedule_id AND pause_on_failure = 1 AND status = 'active';
 SELECT * FROM runs INDEXED BY runs_leases WHERE phase = 'running' AND lease_owner = :worker_id;
 
 -- name: release_runs
-UPDATE runs SET phase = 'queued', available_at = :now, lease_owner = NULL, lease_expires_at = NULL,
+-- A run given back keeps its due time if that is still ahead (one claimed ahead of it: WorkerOptions.ahead).
+UPDATE runs SET phase = 'queued', available_at = max(available_at, :now), lease_owner = NULL, lease_expires_at = NULL,
     updated_at = :now
 WHERE id IN (SELECT value FROM json_each(:ids)) AND lease_owner = :worker_id AND phase = 'running'
 RETURNING id, attempt;
@@ -232,7 +236,7 @@ WHERE phase = 'running' AND lease_expires_at < :now
 ORDER BY lease_expires_at LIMIT 500;
 
 -- name: rescue_run
-UPDATE runs SET phase = 'queued', available_at = :now, rescues = rescues + 1, lease_owner = NULL,
+UPDATE runs SET phase = 'queued', available_at = max(available_at, :now), rescues = rescues + 1, lease_owner = NULL,
     lease_expires_at = NULL, updated_at = :now
 WHERE id = :id AND phase = 'running' AND lease_expires_at < :now;
 
