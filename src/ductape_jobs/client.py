@@ -396,7 +396,7 @@ def _tracing_wanted(setting: bool | None) -> bool:
 
 #: The most a worker may claim a delayed run before it is due (``WorkerOptions.ahead``): the run holds a slot of its
 #: concurrency and its lease meanwhile (the heartbeat extends it; a run given back keeps its due time).
-_MAX_AHEAD = timedelta(seconds=10)
+_MAX_AHEAD = timedelta(seconds=1)
 
 
 def _with(options: WorkerOptions, overrides: dict[str, Any]) -> WorkerOptions:

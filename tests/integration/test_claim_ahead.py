@@ -1,7 +1,7 @@
 """A worker claims a delayed run a little before it falls due (``WorkerOptions.ahead``) and starts it at its due
 time, and never before it by the clock it judges due times by, allowing for that clock's error (``StoreClock``'s
 ``uncertainty``). Real time here: what is checked is that a run starts no earlier than a time, and that its claim
-came before it (``ahead`` is 1.5 s, far more than a worker's start and a pass take)."""
+came before it (``ahead`` is a second, far more than a worker's start and a pass take)."""
 
 from __future__ import annotations
 
@@ -62,13 +62,13 @@ def test_a_delayed_run_is_claimed_ahead_and_starts_when_it_is_due(tmp_path: Path
     dt.store.advance_due_and_acquire = spy  # type: ignore[method-assign]
     observer = Starts()
     dt.observers.append(observer)
-    due_ms = math.ceil((time.time() + 2) * 1000)
+    due_ms = math.ceil((time.time() + 1.5) * 1000)
     due = datetime.fromtimestamp(due_ms / 1000, UTC)
     scheduled = dt.job.schedule({**REQ, "start_at": due_ms})
 
     async def main() -> None:
         stop = asyncio.Event()
-        worker = asyncio.create_task(dt.run_worker(stop, ahead=1.5))
+        worker = asyncio.create_task(dt.run_worker(stop, ahead=1))
         for _ in range(500):
             await asyncio.sleep(0.02)
             if starts and dt.job.runs(job_id=scheduled.job_id)[0].phase is RunPhase.COMPLETED:
@@ -81,7 +81,7 @@ def test_a_delayed_run_is_claimed_ahead_and_starts_when_it_is_due(tmp_path: Path
         (run,) = dt.job.runs(job_id=scheduled.job_id)
         assert run.phase is RunPhase.COMPLETED and len(starts) == 1
         assert starts[0] >= due  # never early
-        assert ticks and ticks[0][1] == timedelta(seconds=1.5) and ticks[0][0] < due  # claimed before it was due
+        assert ticks and ticks[0][1] == timedelta(seconds=1) and ticks[0][0] < due  # claimed before it was due
         assert run.started_at == due and [a.started_at for a in dt.job.run(run.id).attempts] == [due]
         assert [run_id for run_id, _ in observer.told] == [run.id] and observer.told[0][1] >= due  # told at its start
     finally:
@@ -105,25 +105,31 @@ def test_a_run_waits_out_the_error_of_the_clock_it_is_judged_by(tmp_path: Path) 
     """A clock corrected by a server's is known only within half the round trip it was measured over: a run
     starts once its due time plus that has passed, so that it is not early by the server's clock."""
     clock = StoreClock(SystemClock(), SlowServer(0.6), samples=1)
-    assert timedelta(seconds=0.3) <= uncertainty(clock) < timedelta(seconds=1)
+    assert timedelta(seconds=0.3) <= uncertainty(clock) < timedelta(seconds=5)
     assert uncertainty(SystemClock()) == timedelta(0)
     dt = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", clock=clock)
     try:
-        starts = recorded_starts(dt)
+        starts: list[datetime] = []
+
+        @dt.function("report")
+        async def report(input: dict[str, Any], ctx: RunContext) -> None:
+            starts.append(clock.now())  # by the clock due times are judged by
+
+        dt.job.create({"name": "Report", "tag": "report", "event_type": "FUNCTION", "event_tag": "report"})
         dt.job.schedule({**REQ, "start_at": 0})
         (run,) = dt.job.runs()
         assert run.available_at is not None
         assert dt.drain().completed == 1
-        assert starts[0] - run.available_at >= uncertainty(clock) - abs(clock.offset)
+        assert starts[0] - run.available_at >= uncertainty(clock)
     finally:
         dt.close()
 
 
-@pytest.mark.parametrize("bad", [-0.001, 10.5, float("nan"), True, "soon", timedelta(seconds=-1)])
+@pytest.mark.parametrize("bad", [-0.001, 1.5, float("nan"), True, "soon", timedelta(seconds=-1)])
 def test_how_far_ahead_is_checked(tmp_path: Path, bad: Any) -> None:
     dt = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}")
     try:
-        with pytest.raises(ValidationError, match=r"^ahead: must be seconds \(or a timedelta\) from 0 to 10$"):
+        with pytest.raises(ValidationError, match=r"^ahead: must be seconds \(or a timedelta\) from 0 to 1$"):
             dt.new_worker(ahead=bad)
         assert dt.new_worker(ahead=0).options.ahead == timedelta(0)
         assert dt.new_worker(ahead=timedelta(milliseconds=5)).options.ahead == timedelta(milliseconds=5)
@@ -161,14 +167,14 @@ def test_a_run_waiting_for_its_due_time_at_a_stop_is_given_back_unstarted(tmp_pa
     dt = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", poll=timedelta(milliseconds=50))
     try:
         starts = recorded_starts(dt)
-        due_ms = math.ceil((time.time() + 3) * 1000)
+        due_ms = math.ceil((time.time() + 1.5) * 1000)
         scheduled = dt.job.schedule({**REQ, "start_at": due_ms})
 
         def claimed() -> bool:
             runs = dt.job.runs(job_id=scheduled.job_id)
             return bool(runs) and runs[0].phase is RunPhase.RUNNING
 
-        worker = asyncio.run(run_until(dt, claimed, ahead=2.5))
+        worker = asyncio.run(run_until(dt, claimed, ahead=1))
         assert worker.abandoned == 0 and starts == []  # the stop came before its due time: it never ran
         (run,) = dt.job.runs(job_id=scheduled.job_id)
         assert run.phase is RunPhase.QUEUED and run.available_at == datetime.fromtimestamp(due_ms / 1000, UTC)
@@ -184,10 +190,10 @@ def test_a_schedule_left_by_a_tick_ahead_is_looked_at_again_when_due_not_at_once
     try:
         starts = recorded_starts(dt)
         ticks = ticks_of(dt)
-        due_ms = math.ceil((time.time() + 2) * 1000)
+        due_ms = math.ceil((time.time() + 0.95) * 1000)
         dt.job.schedule({**REQ, "start_at": due_ms, "overlap": "skip"})
-        asyncio.run(run_until(dt, lambda: bool(starts), ahead=2.5))
+        asyncio.run(run_until(dt, lambda: bool(starts), ahead=1))
         assert len(starts) == 1 and starts[0] >= datetime.fromtimestamp(due_ms / 1000, UTC)
-        assert 2 <= len(ticks) <= 4  # once ahead (nothing), once when due (its run); not at every poll (0.2 s)
+        assert 2 <= len(ticks) <= 3  # once ahead (nothing), once when due (its run); not at every poll (0.2 s)
     finally:
         dt.close()

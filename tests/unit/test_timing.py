@@ -311,6 +311,29 @@ def test_plan_skip_still_runs_the_latest_if_it_is_on_time() -> None:
     assert plan.due == [T0 + 10 * MIN] and plan.next_due == T0 + 11 * MIN
 
 
+@pytest.mark.parametrize("misfire", [Misfire.RUN_ONCE, Misfire.SKIP])
+def test_plan_until_adds_the_occurrences_within_its_reach_to_those_due_now(misfire: Misfire) -> None:
+    """A tick ahead (``until``) misses nothing it would not miss at ``now``: the occurrence within grace runs (or
+    the missed ones coalesce into it) and the next, due before ``until``, runs too."""
+    now = T0 + timedelta(minutes=10, seconds=59, milliseconds=990)  # T0+10m is missed; T0+11m due in 10 ms
+    assert plan_due(EVERY_MIN, Occurrences(T0), now, misfire=misfire).due == (
+        [T0 + 10 * MIN] if misfire is Misfire.RUN_ONCE else []
+    )
+    plan = plan_due(EVERY_MIN, Occurrences(T0), now, misfire=misfire, until=now + timedelta(milliseconds=20))
+    assert plan.due == ([T0 + 10 * MIN] if misfire is Misfire.RUN_ONCE else []) + [T0 + 11 * MIN]
+    assert plan.next_due == T0 + 12 * MIN and plan.misfired
+    on_time = T0 + timedelta(minutes=10, milliseconds=990)  # T0+10m within grace: it runs under either policy
+    plan = plan_due(EVERY_MIN, Occurrences(T0), on_time, misfire=misfire, until=T0 + 11 * MIN)
+    assert plan.due == [T0 + 10 * MIN, T0 + 11 * MIN] and plan.misfired  # (T0 to T0+9m were missed)
+
+
+def test_plan_until_judges_a_misfire_at_now() -> None:
+    """An occurrence due before ``until`` but within grace of ``now`` is on time, however far ``until`` reaches."""
+    now = T0 - timedelta(milliseconds=10)
+    plan = plan_due(EVERY_MIN, Occurrences(T0), now, misfire=Misfire.SKIP, grace=timedelta(0), until=T0 + 3 * MIN)
+    assert plan.due == [T0, T0 + MIN, T0 + 2 * MIN, T0 + 3 * MIN] and not plan.misfired
+
+
 def test_plan_run_all_creates_every_missed_occurrence() -> None:
     now = T0 + timedelta(minutes=10, seconds=30)
     plan = plan_due(EVERY_MIN, Occurrences(T0), now, misfire=Misfire.RUN_ALL)

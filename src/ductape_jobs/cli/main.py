@@ -127,7 +127,7 @@ def worker(
     ahead: Annotated[
         float | None,
         typer.Option(
-            min=0, max=10, help="Claim a delayed run this long before it is due, seconds; 0: when due (default 0.02)."
+            min=0, max=1, help="Claim a delayed run this long before it is due, seconds; 0: when due (default 0.02)."
         ),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings and errors.")] = False,

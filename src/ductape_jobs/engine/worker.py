@@ -248,8 +248,10 @@ class Worker:
         self._wake.clear()
         # a tick due (as the sleep read): its transaction claims, in priority order with the runs it makes, so the
         # outcomes go without a claim of their own
-        tick_at = self._slept.schedule_due if self._slept is not None and self.options.run_scheduler else None
-        saw_all_due = await self._flush(refill=tick_at is None or tick_at > self.clock.now() + self._ahead)
+        slept, at = self._slept, self.clock.now()
+        tick_at = slept.schedule_due if slept is not None and self.options.run_scheduler else None
+        ticks = slept is not None and tick_at is not None and tick_at <= at + self._tick_ahead(slept, at)
+        saw_all_due = await self._flush(refill=not ticks)
         now = self.clock.now()
         if self._unsure_until is not None and (self._next_look is None or now >= self._next_look):
             await self._adopt(now)
@@ -355,6 +357,7 @@ class Worker:
         """Start claimed runs as tasks of this loop. One not due yet at ``now`` (claimed ahead, or within the clock's
         uncertainty of its due time) waits for it in its task, and observers hear of its start then."""
         waiting = {run.id for run in runs if self._wait(run, now) > 0}
+        self._waiting.update(waiting)  # from now: a stop before their tasks first run gives them back too
         if runs and self.observers:
             self._observed.update((run.id, run) for run in runs)
             tell_started(self.observers, [run for run in runs if run.id not in waiting], now)
@@ -376,7 +379,6 @@ class Worker:
 
     async def _when_due(self, run: Run) -> None:
         """``run``, started when ``_wait`` says (a shutdown meanwhile cancels it, and it is given back unstarted)."""
-        self._waiting.add(run.id)
         try:
             while (wait := self._wait(run, self.clock.now())) > 0:
                 await asyncio.sleep(wait)

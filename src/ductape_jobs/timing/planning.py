@@ -91,12 +91,17 @@ def plan_due(
             due.append(t)
             last = t
             t = recurrence.next_after(t)
-    else:
-        latest = recurrence.last_at_or_before(cutoff)
+    else:  # the missed occurrences, up to now, coalesce (or are skipped); those after now are not missed
+        latest = recurrence.last_at_or_before(min(now, cutoff))
         if latest is None or latest < occ.next_due:
             latest = occ.next_due
         last = latest
         if remaining > 0 and (misfire is Misfire.RUN_ONCE or latest >= late_before):
             due.append(latest)
+        t = recurrence.next_after(latest)
+        while t is not None and t <= cutoff and len(due) < remaining:  # only with ``until``: due within its reach
+            due.append(t)
+            last = t
+            t = recurrence.next_after(t)
     next_due = _bounded(recurrence.next_after(last) if last is not None else None, occ, len(due))
     return Plan(due=due, next_due=next_due, finished=next_due is None, misfired=misfired)

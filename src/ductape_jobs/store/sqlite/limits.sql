@@ -38,7 +38,7 @@ WHERE id IN (SELECT value FROM json_each(:ids)) AND phase IN ('scheduled', 'queu
 
 -- name: claim_picked_runs
 UPDATE runs SET phase = 'running', lease_owner = :worker_id, lease_expires_at = :lease_until,
-    started_at = max(available_at, :now), attempt = attempt + 1, updated_at = :now
+    started_at = max(coalesce(available_at, :now), :now), attempt = attempt + 1, updated_at = :now
 WHERE id IN (SELECT value FROM json_each(:ids)) AND phase IN ('scheduled', 'queued', 'retry_scheduled')
 RETURNING *;
 

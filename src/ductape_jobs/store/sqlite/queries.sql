@@ -163,7 +163,7 @@ WHERE schedule_id = :schedule_id AND phase IN ('scheduled', 'queued', 'retry_sch
 -- :due_by is now, or a little after it for a worker that claims a tick's runs ahead of their due time
 -- (engine/worker.py): such a run starts at its due time, which its started_at and its attempt's say.
 UPDATE runs SET phase = 'running', lease_owner = :worker_id, lease_expires_at = :lease_until,
-    started_at = max(available_at, :now), attempt = attempt + 1, updated_at = :now
+    started_at = max(coalesce(available_at, :now), :now), attempt = attempt + 1, updated_at = :now
 WHERE id IN (
     SELECT id FROM runs INDEXED BY runs_claim
     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND limit_keys IS NULL
@@ -225,7 +225,7 @@ SELECT * FROM runs INDEXED BY runs_leases WHERE phase = 'running' AND lease_owne
 
 -- name: release_runs
 -- A run given back keeps its due time if that is still ahead (one claimed ahead of it: WorkerOptions.ahead).
-UPDATE runs SET phase = 'queued', available_at = max(available_at, :now), lease_owner = NULL, lease_expires_at = NULL,
+UPDATE runs SET phase = 'queued', available_at = max(coalesce(available_at, :now), :now), lease_owner = NULL, lease_expires_at = NULL,
     updated_at = :now
 WHERE id IN (SELECT value FROM json_each(:ids)) AND lease_owner = :worker_id AND phase = 'running'
 RETURNING id, attempt;
@@ -236,7 +236,7 @@ WHERE phase = 'running' AND lease_expires_at < :now
 ORDER BY lease_expires_at LIMIT 500;
 
 -- name: rescue_run
-UPDATE runs SET phase = 'queued', available_at = max(available_at, :now), rescues = rescues + 1, lease_owner = NULL,
+UPDATE runs SET phase = 'queued', available_at = max(coalesce(available_at, :now), :now), rescues = rescues + 1, lease_owner = NULL,
     lease_expires_at = NULL, updated_at = :now
 WHERE id = :id AND phase = 'running' AND lease_expires_at < :now;
 
