@@ -417,7 +417,6 @@ def _with(options: WorkerOptions, overrides: dict[str, Any]) -> WorkerOptions:
         from ductape_jobs.errors import ValidationError
 
         raise ValidationError("concurrency", "must be >= 1")
-
     return replace(options, **overrides)
 
 

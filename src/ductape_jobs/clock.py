@@ -87,14 +87,9 @@ class StoreClock:
         self._lock = threading.Lock()
         self._syncing = False
         self._next_sync = float("inf")
-        best: tuple[timedelta, timedelta] | None = None  # (round trip, offset)
-        for _ in range(max(1, samples)):
-            measured = self._measure()
-            if measured is None:
-                return  # the store has no clock of its own: the local one as it is
-            if best is None or measured[0] < best[0]:
-                best = measured
-        assert best is not None
+        best = self._best()
+        if best is None:
+            return  # the store has no clock of its own: the local one as it is
         self.offset, self.uncertainty, self.has_server = best[1], best[0] / 2, True
         self._next_sync = time.monotonic() + resync.total_seconds()
 
@@ -111,16 +106,23 @@ class StoreClock:
 
     def sync(self) -> timedelta:
         """Measure the offset again now (the best of ``samples`` round trips) and return it; errors propagate."""
-        measured = None
-        for _ in range(self.samples):
-            sample = self._measure()
-            if sample is not None and (measured is None or sample[0] < measured[0]):
-                measured = sample
+        measured = self._best()
         with self._lock:
             if measured is not None:
                 self.uncertainty, self.offset = measured[0] / 2, measured[1]
             self._next_sync = time.monotonic() + self.resync.total_seconds()
             return self.offset
+
+    def _best(self) -> tuple[timedelta, timedelta] | None:
+        """The shortest of ``samples`` round trips: (round trip, offset); ``None``: the store has no clock."""
+        best: tuple[timedelta, timedelta] | None = None
+        for _ in range(self.samples):
+            measured = self._measure()
+            if measured is None:
+                return None
+            if best is None or measured[0] < best[0]:
+                best = measured
+        return best
 
     def _measure(self) -> tuple[timedelta, timedelta] | None:
         before = self.local.now()
