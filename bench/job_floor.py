@@ -17,7 +17,10 @@ db 13, not peerbench's 15) and measures this process's CPU time (every thread's)
    does, with no store and no engine: jobs a second from the first to the last. peerbench's steady processing
    runs two worker processes on this machine, so no engine that runs this job as an asyncio coroutine can
    process faster than (4), measured here; its ratio to a peer measured in the same half hour says which targets
-   are out of reach.
+   are out of reach;
+5. two processes at once, each importing only what the job imports (asyncio and redis-py's asyncio client) and
+   running half of N bodies: their RSS summed, once connected and at peak. Peerbench sums its two workers' RSS
+   the same way, so no engine running this job in two processes shows less than (5).
 
 (3) minus (1) is what the engine spends on a run: the claim, the task, the outcome and the store's transactions.
 On a PostgreSQL server of this machine (loopback), (3) also gives the server's own CPU a run: every ``postgres``
@@ -32,6 +35,8 @@ import argparse
 import asyncio
 import multiprocessing
 import statistics
+import subprocess
+import sys
 import time
 from multiprocessing.synchronize import Barrier
 from typing import Any
@@ -142,6 +147,48 @@ def pair_alone(n: int) -> tuple[float, float]:
     return 2 * (n // 2) / wall, sum(g[2] for g in got) / (2 * (n // 2)) * 1e6
 
 
+#: A process that imports what peerbench's job imports (``pbjob.arecord``: asyncio and redis-py's asyncio client) and
+#: nothing else, runs ``n`` bodies 50 at a time, and prints its RSS once the client is connected and its peak RSS
+#: (``VmRSS``, ``VmHWM``, kB). No engine can run this job in a process of less.
+BODY_ALONE = """
+import asyncio, sys, time
+import redis.asyncio as aredis
+
+def status(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) for line in f if line.startswith(field))
+
+async def main(n):
+    r = aredis.Redis(db=int(sys.argv[2]))
+    await r.ping()
+    ready = status("VmRSS:")
+    for s in range(0, n, 50):
+        async def one(i):
+            p = r.pipeline(transaction=False)
+            now = time.time()
+            p.incr("pb:count"); p.sadd("pb:seen", i); p.set("pb:first", repr(now), nx=True); p.set("pb:last", repr(now))
+            await p.execute()
+        await asyncio.gather(*(one(i) for i in range(s, min(n, s + 50))))
+    await r.aclose()
+    print(ready, status("VmHWM:"))
+
+asyncio.run(main(int(sys.argv[1])))
+"""
+
+
+def body_rss(n: int) -> tuple[float, float]:
+    """MiB summed over two processes running the job body alone at once (``BODY_ALONE``): RSS once connected, and
+    peak RSS. Peerbench sums its two worker processes' RSS the same way (every page each process has resident)."""
+    procs = [
+        subprocess.Popen([sys.executable, "-c", BODY_ALONE, str(n // 2), str(DB)], stdout=subprocess.PIPE, text=True)
+        for _ in range(2)
+    ]
+    outs = [p.communicate(timeout=600)[0].split() for p in procs]
+    if any(p.returncode != 0 or len(out) != 2 for p, out in zip(procs, outs, strict=True)):
+        raise SystemExit(f"the job body alone failed: {outs}")
+    return sum(int(o[0]) for o in outs) / 1024, sum(int(o[1]) for o in outs) / 1024
+
+
 def server_cpu() -> dict[int, float]:
     """CPU seconds so far of every ``postgres`` process of this machine, by pid."""
     seen: dict[int, float] = {}
@@ -228,6 +275,11 @@ def main() -> None:
             f"two processes, body alone: {statistics.median(pair):,.0f} jobs/s "
             f"({', '.join(f'{x:,.0f}' for x in pair)}; {statistics.median(pair_cpu):.0f} CPU µs a job): the most "
             "two asyncio workers running this job can process here, whatever their engine"
+        )
+        ready, peak = body_rss(args.n)
+        print(
+            f"two processes, body alone: {ready:.0f} MiB RSS once connected, {peak:.0f} MiB at peak (summed): the "
+            "least two processes running this job can hold, whatever their engine (peerbench's peak worker RSS)"
         )
     finally:
         store.close()
