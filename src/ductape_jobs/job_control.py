@@ -124,8 +124,9 @@ class JobControl:
             follows_job=False,
         )
         nxt = first_due(recurrence_of(changed), now, occurrences_of(changed))
-        if nxt is not None and nxt <= now and changed.last_due_at == nxt:
-            nxt = recurrence_of(changed).next_after(nxt)
+        last = changed.last_due_at  # after now if a tick ahead made its run (WorkerOptions.ahead)
+        if nxt is not None and last is not None and nxt <= last:  # made already: not made (nor counted) again
+            nxt = recurrence_of(changed).next_after(last)
         status = schedule.status if nxt is not None else ScheduleStatus.COMPLETED
         if schedule.status is ScheduleStatus.COMPLETED and nxt is not None:
             status = ScheduleStatus.ACTIVE

@@ -197,3 +197,33 @@ def test_a_schedule_left_by_a_tick_ahead_is_looked_at_again_when_due_not_at_once
         assert 2 <= len(ticks) <= 3  # once ahead (nothing), once when due (its run); not at every poll (0.2 s)
     finally:
         dt.close()
+
+
+def test_a_reschedule_within_ahead_of_an_occurrence_made_ahead_does_not_make_it_again(tmp_path: Path) -> None:
+    """A tick ahead made the run due at T (so the schedule's last due time is after now); a reschedule then must
+    not give the schedule T again: the next tick would plan it, its insert would be dropped as a second run of the
+    same occurrence, and the run limit would count it twice."""
+    from ductape_jobs.clock import FakeClock
+
+    at = datetime(2026, 3, 2, 12, 0, 10, tzinfo=UTC)  # a whole second
+    clock = FakeClock(at - timedelta(seconds=3))
+    dt = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", clock=clock)
+    dt.function("report")(lambda input, ctx: None)
+    dt.job.create({"name": "Report", "tag": "report", "event_type": "FUNCTION", "event_tag": "report"})
+    every_second = {"cron": "* * * * * *", "limit": 3}
+    made = dt.job.schedule({**REQ, "start_at": at, "repeat": every_second})
+    clock.set(at - timedelta(milliseconds=10))
+    created, _, _ = dt.scheduler.tick_and_claim(
+        clock.now(), "w1", 10, timedelta(seconds=30), timedelta(milliseconds=20)
+    )
+    assert [r.scheduled_at for r in created] == [at]
+
+    changed = dt.job.reschedule(made.job_id, every_second)
+    assert changed.next_run_at == at + timedelta(seconds=1) and changed.run_count == 1
+    clock.set(at)
+    assert dt.scheduler.tick(at) == []
+    clock.set(at + timedelta(seconds=1))
+    assert [r.scheduled_at for r in dt.scheduler.tick(clock.now())] == [at + timedelta(seconds=1)]
+    after = dt.job.get(made.job_id)
+    assert after.run_count == 2 == len(dt.job.runs(job_id=made.job_id))
+    dt.close()

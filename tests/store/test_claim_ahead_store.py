@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from test_contract import LEASE, T0, job, run_of, schedule, setup
+from test_contract import LEASE, T0, job, ok, run_of, schedule, setup
 
 from ductape_jobs.clock import FakeClock
 from ductape_jobs.engine.scheduler import Scheduler
@@ -129,3 +129,39 @@ def test_a_schedule_with_an_overlap_policy_is_ticked_only_when_due(store: Store)
     assert scheduler.tick_and_claim(T0, "w1", 10, LEASE, AHEAD) == ([], [], False)
     created, claimed, _ = scheduler.tick_and_claim(T0 + 10 * MS, "w1", 10, LEASE, AHEAD)
     assert len(created) == 1 and [r.started_at for r in claimed] == [T0 + 10 * MS]
+
+
+def overlapping(store: Store, overlap: Overlap) -> str:
+    """A schedule of ``overlap`` every 100 ms from ``T0``."""
+    store.create_job(job("report", product_tag="shop"), T0)
+    s = schedule("report", next_run_at=T0, start_at=T0, job_product="shop", overlap=overlap, every=100 * MS)
+    store.add_schedules([s], [])
+    return s.id
+
+
+def test_a_late_tick_of_a_skip_schedule_leaves_the_next_occurrence_to_its_own_tick(store: Store) -> None:
+    """Reached 85 ms late, a tick ahead would have planned T0 + 100 ms with the run it just made as busy, and
+    skipped it; the run ends at 90 ms, so the occurrence at 100 ms runs."""
+    sid = overlapping(store, Overlap.SKIP)
+    scheduler = Scheduler(store, FakeClock(T0))
+    created, (first,), _ = scheduler.tick_and_claim(T0 + 85 * MS, "w1", 10, LEASE, AHEAD)
+    assert [r.scheduled_at for r in created] == [T0]
+    store.finish_runs([ok(first, at=T0 + 90 * MS)], T0 + 90 * MS)
+    s = store.get_schedule(sid)
+    assert s is not None and s.next_run_at == T0 + 100 * MS and s.skipped_count == 0
+    created, _, _ = scheduler.tick_and_claim(T0 + 100 * MS, "w1", 10, LEASE, AHEAD)
+    assert [r.scheduled_at for r in created] == [T0 + 100 * MS]
+
+
+def test_a_late_tick_of_a_buffer_one_schedule_holds_no_run_not_yet_due(store: Store) -> None:
+    """A held run is released (made due at once) when the run before it ends: one held ahead of its due time
+    would then start before it."""
+    overlapping(store, Overlap.BUFFER_ONE)
+    scheduler = Scheduler(store, FakeClock(T0))
+    created, (first,), _ = scheduler.tick_and_claim(T0 + 85 * MS, "w1", 10, LEASE, AHEAD)
+    assert [r.scheduled_at for r in created] == [T0]
+    store.finish_runs([ok(first, at=T0 + 90 * MS)], T0 + 90 * MS)
+    assert store.acquire_runs("w1", 10, LEASE, T0 + 90 * MS) == []
+    created, claimed, _ = scheduler.tick_and_claim(T0 + 100 * MS, "w1", 10, LEASE, AHEAD)
+    assert [r.scheduled_at for r in created] == [T0 + 100 * MS]
+    assert [(r.scheduled_at, r.started_at) for r in claimed] == [(T0 + 100 * MS, T0 + 100 * MS)]

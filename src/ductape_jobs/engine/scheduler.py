@@ -87,8 +87,13 @@ class Scheduler:
 
     def plan(self, due: DueSchedule, now: datetime, until: datetime | None = None) -> Advance:
         """How ``due`` moves on at ``now``: its occurrences due by then (or by ``until``: a tick ahead; a run made
-        before it is due is ``scheduled``, with that due time as its ``available_at``)."""
+        before it is due is ``scheduled``, with that due time as its ``available_at``). A schedule with an overlap
+        policy is planned to ``now`` only: whether its previous run still goes when an occurrence falls due is known
+        only then (planned ahead, ``skip`` would drop an occurrence whose previous run ends in time, and
+        ``buffer_one`` would hold one that its release then makes due before its time)."""
         s = due.schedule
+        if s.overlap is not Overlap.ALLOW:
+            until = None
         plan = plan_due(recurrence_of(s), occurrences_of(s), now, misfire=s.misfire, grace=self.grace, until=until)
         return decide(s, plan, due.active_runs, due.buffered, now)
 
