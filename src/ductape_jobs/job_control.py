@@ -67,7 +67,7 @@ class JobControl:
 
     def pause(self, job_id: str, reason: str | None = None) -> Schedule:
         """No new occurrence starts while paused; runs already queued still run."""
-        _check_reason(reason)
+        check_reason(reason)
         schedule = self.get(job_id)
         if schedule.status is not ScheduleStatus.ACTIVE:
             raise ConflictError(f"schedule {job_id!r} is {schedule.status}; only an active one pauses")
@@ -93,7 +93,7 @@ class JobControl:
 
     def cancel(self, job_id: str, reason: str | None = None) -> Schedule:
         """Stop the schedule for good and cancel its runs that have not started (running ones finish)."""
-        _check_reason(reason)
+        check_reason(reason)
         schedule = self.get(job_id)
         if schedule.status is ScheduleStatus.CANCELLED:
             return schedule
@@ -236,9 +236,11 @@ def _replace(s: Schedule, **changes: Any) -> Schedule:
     return replace(s, **changes)
 
 
-def _check_reason(reason: object) -> None:
+def check_reason(reason: object) -> None:
+    """A pause's or a cancel's ``reason``: ``None`` or text of at most ``MAX_TEXT`` characters (HTTP's body says
+    the same, through this)."""
     if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_TEXT):
         raise ValidationError("reason", f"must be text of at most {MAX_TEXT} characters")
 
 
-__all__ = ["JobControl"]
+__all__ = ["JobControl", "check_reason"]

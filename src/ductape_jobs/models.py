@@ -31,7 +31,7 @@ from ductape_jobs.limits import LATEST, MAX_COUNT, MAX_MILLIS, MAX_RETRIES, MIN_
 from ductape_jobs.resources import MAX_LIMIT, MAX_PRIORITY, MIN_PRIORITY, limit_keys, parse_rate
 from ductape_jobs.retention import Keep, keep_json, parse_job_keep
 from ductape_jobs.timing.planning import Misfire
-from ductape_jobs.timing.recurrence import normalize_cron, zone
+from ductape_jobs.timing.recurrence import check_zone, normalize_cron
 
 __all__ = [
     "ApiKey",
@@ -466,8 +466,7 @@ class RepeatOptions(_Input):
     @field_validator("tz")
     @classmethod
     def _tz(cls, v: str) -> str:
-        zone(v)
-        return v
+        return check_zone(v)
 
     @field_validator("end_date", mode="before")
     @classmethod
@@ -553,6 +552,7 @@ _RULES: dict[str, str] = {
     "int_parsing": "must be a whole number",
     "int_type": "must be a whole number",
     "int_from_float": "must be a whole number",
+    "int_parsing_size": "is beyond a signed 64-bit integer",
     "float_parsing": "must be a number",
     "float_type": "must be a number",
     "finite_number": "must be a finite number",

@@ -166,3 +166,16 @@ def test_preview(api: Api) -> None:
     assert problems(c.post("/preview", json={"repeat": {"every": 1000}, "extra": 1})) == [
         ("extra", "is not a known field")
     ]
+
+
+@pytest.mark.parametrize("reason", ["x" * 1001, 5, ["a list"]])
+def test_a_bad_reason_is_refused_in_the_python_calls_words(api: Api, job: dict[str, Any], reason: Any) -> None:
+    c = api.client()
+    job_id = api.dt.job.schedule({**SHOP, "repeat": {"every": 60_000}}).job_id
+    with pytest.raises(ValidationError) as python:
+        api.dt.job.pause(job_id, reason)
+    for verb in ("pause", "cancel"):
+        assert problems(c.post(f"/schedules/{job_id}/{verb}", json={"reason": reason})) == [
+            ("reason", python.value.rule)
+        ]
+    assert api.dt.job.get(job_id).status.value == "active"  # nothing was written

@@ -75,6 +75,15 @@ SCHEDULE_CASES: list[Case] = [
         "repeat.tz",
         "unknown time zone",
     ),
+    *[
+        (
+            f"tz {name}",
+            lambda d, name=name: d.job.schedule(req(repeat={"cron": "0 9 * * *", "tz": name})),
+            "repeat.tz",
+            "unknown time zone",
+        )
+        for name in ("localtime", "posixrules", "posix/Europe/Paris", "right/UTC")
+    ],
     (
         "both cron and every",
         lambda d: d.job.schedule(req(repeat={"cron": "0 9 * * *", "every": 1000})),
@@ -85,6 +94,8 @@ SCHEDULE_CASES: list[Case] = [
     ("every 0", lambda d: d.job.schedule(req(repeat={"every": 0})), "repeat.every", "> 0"),
     ("every negative", lambda d: d.job.schedule(req(repeat={"every": -60_000})), "repeat.every", "> 0"),
     ("every boolean", lambda d: d.job.schedule(req(repeat={"every": True})), "repeat.every", "boolean"),
+    ("every 1e30", lambda d: d.job.schedule(req(repeat={"every": 1e30})), "repeat.every", "beyond a signed 64-bit"),
+    ("retries -1e30", lambda d: d.job.schedule(req(retries=-1e30)), "retries", "beyond a signed 64-bit integer"),
     ("limit 0", lambda d: d.job.schedule(req(repeat={"every": 1000, "limit": 0})), "repeat.limit", ">= 1"),
     ("limit negative", lambda d: d.job.schedule(req(repeat={"every": 1000, "limit": -2})), "repeat.limit", ">= 1"),
     ("limit boolean", lambda d: d.job.schedule(req(repeat={"every": 1000, "limit": True})), "repeat.limit", "bool"),

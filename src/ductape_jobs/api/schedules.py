@@ -6,12 +6,14 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
+from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
 from ductape_jobs.api.auth import READ, WRITE, Me, Principal
 from ductape_jobs.api.common import body_doc, body_list_doc, call, client, json_array, json_object, paged, responses
 from ductape_jobs.api.report_schemas import JobHistoryOut
 from ductape_jobs.api.schemas import DispatchList, DispatchOut, Page, PreviewOut, RunOut, ScheduleOut
+from ductape_jobs.errors import ValidationError
+from ductape_jobs.job_control import check_reason
 from ductape_jobs.job_reports import HISTORY_LIMIT
 from ductape_jobs.limits import MAX_BATCH, MAX_TEXT
 from ductape_jobs.models import Count, RepeatOptions, Schedule, ScheduleRequest, parse
@@ -29,6 +31,16 @@ class ReasonRequest(_Body):
     """``{"reason": "..."}``, kept on the schedule (optional)."""
 
     reason: Annotated[str, Field(max_length=MAX_TEXT)] | None = None
+
+    @field_validator("reason", mode="before")
+    @classmethod
+    def _reason(cls, value: object) -> object:
+        """In the Python call's words (``job_control.check_reason``)."""
+        try:
+            check_reason(value)
+        except ValidationError as exc:
+            raise ValueError(exc.rule) from None
+        return value
 
 
 class EmptyRequest(_Body):

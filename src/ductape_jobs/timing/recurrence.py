@@ -7,10 +7,11 @@ with ``*`` or a step in the minute or hour field runs on elapsed time. ``every``
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
-from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cronsim import CronSim, CronSimError
 
@@ -49,8 +50,25 @@ def normalize_cron(expr: str) -> str:
     return text
 
 
+def check_zone(name: str) -> str:
+    """``name`` if it names an IANA zone, else ``ValueError``: what a new schedule may give as ``tz``. Not
+    ``localtime`` (the zone a host is set to: the same schedule would fall due at other instants on other hosts),
+    nor the files beside the zones on a time zone path (``posixrules``, ``posix/...``, ``right/...``, which count
+    leap seconds). Schedules stored before this check are planned as they were (``zone``)."""
+    if name not in _iana_names():
+        raise ValueError(f"unknown time zone {name!r} (use an IANA name such as 'Europe/London')")
+    zone(name)
+    return name
+
+
+@functools.cache
+def _iana_names() -> frozenset[str]:
+    """The IANA zone names of this machine's time zone path and of the tzdata package (read once: ~20 ms)."""
+    return frozenset(available_timezones() - {"localtime"})
+
+
 def zone(name: str) -> ZoneInfo:
-    """The IANA zone ``name`` or ``ValueError``."""
+    """The zone ``name`` or ``ValueError``."""
     try:
         return ZoneInfo(name)
     except (ZoneInfoNotFoundError, ValueError):
