@@ -147,6 +147,9 @@ def test_apikey_scopes_on_the_command_line(tmp_path: Path) -> None:
     ]
     table = cli("apikey", "list", env=env, cwd=tmp_path).stdout
     assert "scope" in table and "read" in table and "admin" in table
+    narrow = cli("apikey", "list", env={**env, "COLUMNS": "80"}, cwd=tmp_path).stdout  # ids wrap, whole
+    first_cells = [line.split("│")[1].strip() for line in narrow.splitlines() if line.startswith("│")]
+    assert "".join(first_cells) == "".join(r["id"] for r in rows)
     bad = cli("apikey", "create", "--name", "x", "--scope", "root", env=env, cwd=tmp_path)
     assert bad.returncode == 2 and "scope" in bad.stderr
 

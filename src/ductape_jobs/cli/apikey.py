@@ -36,7 +36,7 @@ def _listed(k: ApiKey) -> dict[str, object]:
 def _table(keys: list[ApiKey]) -> Table:
     table = render.new_table("API keys")
     for column in ("id", "name", "prefix", "scope", "product", "env", "created", "last used", "revoked"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a narrow terminal wraps an id (revoke takes it), never cuts it
     for k in keys:
         table.add_row(
             k.id,

@@ -72,7 +72,7 @@ def feature_run_detail(run: FeatureRun) -> RenderableType:
 def feature_runs_table(runs: list[FeatureRun]) -> RenderableType:
     table = new_table(f"{len(runs)} feature run(s)")
     for column in ("id", "feature", "product/env", "status", "started", "ended", "error"):
-        table.add_column(column)
+        table.add_column(column, overflow="fold")  # a narrow terminal wraps an id, never cuts it
     for r in runs:
         table.add_row(
             r.id,
