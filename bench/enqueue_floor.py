@@ -6,8 +6,8 @@ script: it prints figures only.
 ``--store`` defaults to ``postgresql://postgres@127.0.0.1:5432/test``; a schema of its own is made and dropped.
 ``sqlite:///path.db`` measures SQLite the same way (the file is removed afterwards). The calls' p50, p99, p99.9
 and max follow the mean. The bare loop uses the driver directly (psycopg or sqlite3) with the store's own settings
-(SQLite: WAL, synchronous=NORMAL). On SQLite it also prints the WAL pages one commit writes, for each: a page is
-written whole for every b-tree page a commit changed, so it counts what the schema costs a call.
+(SQLite: its page size, WAL, synchronous=NORMAL). On SQLite it also prints the WAL pages one commit writes, for
+each: a page is written whole for every b-tree page a commit changed, so it counts what the schema costs a call.
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ import uuid
 from collections.abc import Callable
 
 from ductape_jobs import Ductape
+from ductape_jobs.store.sqlite.dialect import PAGE_SIZE
 
 
 def bare_postgres(url: str, schema: str, n: int) -> float:
@@ -41,6 +42,7 @@ def bare_postgres(url: str, schema: str, n: int) -> float:
 def bare_sqlite(path: str, n: int) -> tuple[float, float]:
     """The mean time of one INSERT + COMMIT, and the WAL pages one writes (``wal_pages``)."""
     db = sqlite3.connect(path, isolation_level=None)
+    db.execute(f"PRAGMA page_size = {PAGE_SIZE}")  # the store's: a commit writes whole pages
     db.execute("PRAGMA journal_mode = WAL")
     db.execute("PRAGMA synchronous = NORMAL")
     db.execute("CREATE TABLE floor (id TEXT PRIMARY KEY, v TEXT)")

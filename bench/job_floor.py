@@ -178,7 +178,8 @@ asyncio.run(main(int(sys.argv[1])))
 
 def body_rss(n: int) -> tuple[float, float]:
     """MiB summed over two processes running the job body alone at once (``BODY_ALONE``): RSS once connected, and
-    peak RSS. Peerbench sums its two worker processes' RSS the same way (every page each process has resident)."""
+    each one's peak RSS (their sum is at least the peak of their sum, which peerbench samples). Peerbench sums its
+    two worker processes' RSS the same way (every page each process has resident)."""
     procs = [
         subprocess.Popen([sys.executable, "-c", BODY_ALONE, str(n // 2), str(DB)], stdout=subprocess.PIPE, text=True)
         for _ in range(2)
@@ -278,8 +279,9 @@ def main() -> None:
         )
         ready, peak = body_rss(args.n)
         print(
-            f"two processes, body alone: {ready:.0f} MiB RSS once connected, {peak:.0f} MiB at peak (summed): the "
-            "least two processes running this job can hold, whatever their engine (peerbench's peak worker RSS)"
+            f"two processes, body alone: {ready:.0f} MiB RSS summed once connected ({peak:.0f} MiB, their peaks "
+            "summed): the least two processes running this job can hold, whatever their engine (peerbench's peak "
+            "worker RSS)"
         )
     finally:
         store.close()

@@ -27,7 +27,7 @@ from ductape_jobs.models import (
 )
 from ductape_jobs.store.base import ScheduleChange
 from ductape_jobs.timing import preview
-from ductape_jobs.timing.planning import first_due
+from ductape_jobs.timing.planning import first_due, next_due
 
 if TYPE_CHECKING:
     from ductape_jobs.clock import Clock
@@ -123,10 +123,11 @@ class JobControl:
             start_at=now,
             follows_job=False,
         )
-        nxt = first_due(recurrence_of(changed), now, occurrences_of(changed))
+        recurrence, occurrences = recurrence_of(changed), occurrences_of(changed)
+        nxt = first_due(recurrence, now, occurrences)
         last = changed.last_due_at  # after now if a tick ahead made its run (WorkerOptions.ahead)
         if nxt is not None and last is not None and nxt <= last:  # made already: not made (nor counted) again
-            nxt = recurrence_of(changed).next_after(last)
+            nxt = next_due(recurrence, last, occurrences)
         status = schedule.status if nxt is not None else ScheduleStatus.COMPLETED
         if schedule.status is ScheduleStatus.COMPLETED and nxt is not None:
             status = ScheduleStatus.ACTIVE

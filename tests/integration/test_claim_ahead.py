@@ -226,4 +226,14 @@ def test_a_reschedule_within_ahead_of_an_occurrence_made_ahead_does_not_make_it_
     assert [r.scheduled_at for r in dt.scheduler.tick(clock.now())] == [at + timedelta(seconds=1)]
     after = dt.job.get(made.job_id)
     assert after.run_count == 2 == len(dt.job.runs(job_id=made.job_id))
+
+    # and the occurrence after the one made ahead is held to the new end date: none left, the schedule completes
+    clock.set(at + timedelta(seconds=2) - timedelta(milliseconds=10))
+    created, _, _ = dt.scheduler.tick_and_claim(
+        clock.now(), "w1", 10, timedelta(seconds=30), timedelta(milliseconds=20)
+    )
+    assert [r.scheduled_at for r in created] == [at + timedelta(seconds=2)]
+    end = at + timedelta(seconds=2, milliseconds=500)
+    ended = dt.job.reschedule(made.job_id, {"cron": "* * * * * *", "end_date": end.isoformat()})
+    assert (ended.status.value, ended.next_run_at) == ("completed", None)
     dt.close()

@@ -50,6 +50,11 @@ def first_due(recurrence: Recurrence, start: datetime, occ: Occurrences) -> date
     return _bounded(first, occ, 0)
 
 
+def next_due(recurrence: Recurrence, after: datetime, occ: Occurrences) -> datetime | None:
+    """The first due time after ``after`` that the limit and end date allow."""
+    return _bounded(recurrence.next_after(after), occ, 0)
+
+
 def _bounded(t: datetime | None, occ: Occurrences, runs: int) -> datetime | None:
     if t is None:
         return None
