@@ -336,6 +336,24 @@ def test_demo_runs_for_n_seconds_and_is_idempotent(store: str) -> None:
     assert [s["reason"] for s in restarted] == ["cancelled: demo restarted"]
 
 
+def test_each_served_demo_key_revokes_the_ones_printed_before(tmp_path: Path) -> None:
+    """``demo --serve`` prints a new admin key at each start; the keys of earlier starts stop working, and a key
+    of another name is left alone."""
+    from ductape_jobs.apikeys import ApiKeys
+    from ductape_jobs.cli.demo import demo_key
+
+    with Ductape(f"sqlite:///{tmp_path / 'demo.db'}") as dt:
+        keys = ApiKeys(dt.store, dt.clock)
+        mine = keys.create("ops").key
+        first, second = demo_key(dt), demo_key(dt)
+        assert keys.verify(first) is None and keys.verify(second) is not None and keys.verify(mine) is not None
+        assert sorted((k.name, k.revoked_at is None) for k in keys.list()) == [
+            ("demo", False),
+            ("demo", True),
+            ("ops", True),
+        ]
+
+
 # ------------------------------------------------------------------------------------ a real process
 
 

@@ -153,9 +153,8 @@ def demo(
 def _serve(dt: Ductape, host: str, port: int) -> None:
     """The demo under ``ductape serve``, with a fresh API key for the newcomer."""
     from ductape_jobs import logs
-    from ductape_jobs.apikeys import ApiKeys
 
-    key = ApiKeys(dt.store, dt.clock).create("demo").key
+    key = demo_key(dt)
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     out().print(
         f"\nDashboard: http://{shown}:{port}/   API docs: http://{shown}:{port}/docs\n"
@@ -166,3 +165,15 @@ def _serve(dt: Ductape, host: str, port: int) -> None:
     )
     logs.setup()
     run_server(dt, host, port)
+
+
+def demo_key(dt: Ductape) -> str:
+    """A new admin key named ``demo``; the demo keys an earlier start made are revoked, as its schedules are
+    cancelled (each start prints a key of its own, and the keys printed before stop working)."""
+    from ductape_jobs.apikeys import ApiKeys
+
+    keys = ApiKeys(dt.store, dt.clock)
+    for earlier in keys.list():
+        if earlier.name == "demo" and earlier.revoked_at is None:
+            keys.revoke(earlier.id)
+    return keys.create("demo").key
