@@ -76,6 +76,7 @@ def test_run_a_feature_and_read_the_run_back(make_app: MakeApp) -> None:
         ({"product_tag": "shop", "input": {"name": "x"}}, "env"),
         ({"env": "dev", "product_tag": "shop", "inputs": {}}, "inputs"),
         ({"env": "qa", "product_tag": "shop", "input": {"name": "x"}}, "env"),
+        ({"env": "dev", "product_tag": "shop", "input": {"name": "x"}, "": 1}, "body"),  # a key of no name
     ],
 )
 def test_bad_input_answers_422_and_stores_nothing(make_app: MakeApp, body: dict[str, Any], field: str) -> None:

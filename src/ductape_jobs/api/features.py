@@ -102,7 +102,7 @@ async def run_feature(request: Request, tag: str, me: Me) -> FeatureRunOut:
     me.check_may_schedule(body)
     unknown = sorted(set(body) - set(FeatureRunRequest.model_fields))
     if unknown:
-        raise ValidationError(unknown[0], "is not a known field")
+        raise ValidationError(unknown[0] or "body", "is not a known field")  # as invalid() names a key of no name
     for field in ("env", "product_tag"):
         if not isinstance(body.get(field), str) or not body[field].strip():
             raise ValidationError(field, "is required (a non-empty string)")
