@@ -82,7 +82,9 @@ def test_a_delayed_run_is_claimed_ahead_and_starts_when_it_is_due(tmp_path: Path
         assert run.phase is RunPhase.COMPLETED and len(starts) == 1
         assert starts[0] >= due  # never early
         assert ticks and ticks[0][1] == timedelta(seconds=1) and ticks[0][0] < due  # claimed before it was due
-        assert run.started_at == due and [a.started_at for a in dt.job.run(run.id).attempts] == [due]
+        # claimed as starting at its due time, recorded at its end as starting when its task began
+        assert run.started_at is not None and due <= run.started_at <= starts[0]
+        assert [a.started_at for a in dt.job.run(run.id).attempts] == [run.started_at]
         assert [run_id for run_id, _ in observer.told] == [run.id] and observer.told[0][1] >= due  # told at its start
     finally:
         dt.close()
@@ -237,3 +239,50 @@ def test_a_reschedule_within_ahead_of_an_occurrence_made_ahead_does_not_make_it_
     ended = dt.job.reschedule(made.job_id, {"cron": "* * * * * *", "end_date": end.isoformat()})
     assert (ended.status.value, ended.next_run_at) == ("completed", None)
     dt.close()
+
+
+def test_a_run_claimed_ahead_records_when_it_really_began(tmp_path: Path) -> None:
+    """Claimed ahead, a run is recorded as starting at its due time; if its worker's loop is busy then (a job that
+    blocks it), it begins later, and its outcome records that: the store's lateness shows the delay."""
+    dt = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", poll=timedelta(milliseconds=50))
+    began: dict[str, datetime] = {}
+
+    @dt.function("block")
+    async def block(input: dict[str, Any], ctx: RunContext) -> None:
+        began["block"] = datetime.now(UTC)
+        time.sleep(0.4)  # holds the loop, as a job that forgot to await would
+
+    @dt.function("report")
+    async def report(input: dict[str, Any], ctx: RunContext) -> None:
+        began["report"] = datetime.now(UTC)
+
+    for tag in ("block", "report"):
+        dt.job.create({"name": tag, "tag": tag, "event_type": "FUNCTION", "event_tag": tag})
+    due_ms = math.ceil((time.time() + 1.5) * 1000)
+    first = dt.job.schedule({**REQ, "event": "block", "start_at": due_ms})
+    second = dt.job.schedule({**REQ, "start_at": due_ms + 20})  # due while the first holds the loop
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        worker = asyncio.create_task(dt.run_worker(stop, ahead=1))
+        for _ in range(500):
+            await asyncio.sleep(0.02)
+            runs = dt.job.runs(job_id=first.job_id) + dt.job.runs(job_id=second.job_id)
+            if len(runs) == 2 and all(r.phase is RunPhase.COMPLETED for r in runs):
+                break
+        stop.set()
+        await worker
+
+    try:
+        asyncio.run(main())
+        (late,) = dt.job.runs(job_id=second.job_id)
+        assert late.phase is RunPhase.COMPLETED and late.started_at is not None
+        due = late.scheduled_at
+        assert began["report"] >= began["block"] + timedelta(seconds=0.4)  # it waited for the loop
+        assert late.started_at >= began["block"] + timedelta(seconds=0.4) - timedelta(milliseconds=1)
+        assert late.started_at - due >= timedelta(milliseconds=300)  # not its due time
+        assert [a.started_at for a in dt.job.run(late.id).attempts] == [late.started_at]
+        lateness = dt.store.lateness_sample(due - timedelta(seconds=5), 10)
+        assert max(lateness) >= timedelta(milliseconds=300)
+    finally:
+        dt.close()

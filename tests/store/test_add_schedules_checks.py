@@ -539,7 +539,7 @@ def test_a_rollback_of_parts_sent_leaves_the_connections_prepared_statements_as_
         requests[2 * PART + 10] = {**request, "session": {"tag": "s", "token": "x"}}  # refused by its product
         with pytest.raises(ValidationError, match=rf"\[{2 * PART + 10}\]\.session"):
             dt.job.schedule_many(requests)
-        attempt = {"finished_at": 0, "outcome": "completed", "error": None, "attempt": 1}
+        attempt = {"finished_at": 0, "outcome": "completed", "error": None, "attempt": 1, "started_at": None}
         rows = [{**attempt, "run_id": "r_none1"}, {**attempt, "run_id": "r_none2"}]
         for _ in range(3):
             dt.store._write(lambda tx: tx.many("finish_attempt", rows))  # type: ignore[attr-defined]

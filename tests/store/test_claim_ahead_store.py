@@ -10,7 +10,8 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from test_contract import LEASE, T0, job, ok, run_of, schedule, setup
+from msgspec.structs import replace
+from test_contract import LEASE, T0, fail, job, ok, run_of, schedule, setup
 
 from ductape_jobs.clock import FakeClock
 from ductape_jobs.engine.scheduler import Scheduler
@@ -165,3 +166,32 @@ def test_a_late_tick_of_a_buffer_one_schedule_holds_no_run_not_yet_due(store: St
     created, claimed, _ = scheduler.tick_and_claim(T0 + 100 * MS, "w1", 10, LEASE, AHEAD)
     assert [r.scheduled_at for r in created] == [T0 + 100 * MS]
     assert [(r.scheduled_at, r.started_at) for r in claimed] == [(T0 + 100 * MS, T0 + 100 * MS)]
+
+
+def test_an_outcome_records_when_a_run_claimed_ahead_really_began(store: Store) -> None:
+    """A run claimed ahead is recorded as starting at its due time; its outcome says when its task began (its
+    worker's loop may have been busy then), and the run and its attempt keep that, however it ended. An outcome
+    without it changes neither."""
+    due = T0 + 10 * MS
+    ids = [once(store, due, tag=f"t{i}") for i in range(4)]
+    _, claimed, _ = Scheduler(store, FakeClock(T0)).tick_and_claim(T0, "w1", 10, LEASE, AHEAD)
+    by_schedule = {r.job_id: r for r in claimed}
+    done, failed, retried, plain = (by_schedule[i] for i in ids)
+    began = due + 7 * MS
+    end = due + 50 * MS
+    store.finish_runs(
+        [
+            replace(ok(done, at=end), started_at=began),
+            replace(fail(failed, at=end), started_at=began),
+            replace(fail(retried, at=end, retry_at=end + LEASE), started_at=began),
+            ok(plain, at=end),
+        ],
+        end,
+    )
+    for run, phase in ((done, RunPhase.COMPLETED), (failed, RunPhase.FAILED), (retried, RunPhase.RETRY_SCHEDULED)):
+        stored = run_of(store, run.id)
+        assert (stored.phase, stored.started_at) == (phase, began)
+        assert [a.started_at for a in stored.attempts] == [began]
+    stored = run_of(store, plain.id)
+    assert stored.started_at == due and [a.started_at for a in stored.attempts] == [due]
+    assert sorted(store.lateness_sample(T0, 10)) == [timedelta(0), *[7 * MS] * 2]  # the ended ones

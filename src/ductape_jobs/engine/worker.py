@@ -387,10 +387,10 @@ class Worker:
             raise
         finally:
             self._waiting.discard(run.id)
-        now = self.clock.now()
+        now = self.clock.now()  # its start, which its outcome records (the claim recorded its due time)
         if self.observers:
             tell_started(self.observers, [run], now)
-        await (self._execute(run) if self.tracing is None else self._traced(run, now))
+        await (self._execute(run, now) if self.tracing is None else self._traced(run, now, began=now))
 
     async def _prune(self, now: datetime) -> None:
         """Every ``retention.every``, one batch of each kind of finished history past its keep; while a batch
@@ -438,14 +438,16 @@ class Worker:
 
     # ----------------------------------------------------------------------------------- a run
 
-    async def _traced(self, run: Run, now: datetime) -> None:
+    async def _traced(self, run: Run, now: datetime, *, began: datetime | None = None) -> None:
         """``_execute`` inside the attempt's span, so the executor's HTTP calls, queries and publishes are its
         children (a task runs in a copy of the context current when it was created: this one's)."""
         assert self.tracing is not None
         with self.tracing.attempt(run, now) as span:
-            span.finish(await self._execute(run))
+            span.finish(await self._execute(run, began))
 
-    async def _execute(self, run: Run) -> Outcome:
+    async def _execute(self, run: Run, began: datetime | None = None) -> Outcome:
+        """Run ``run`` and record how it ended. ``began``: when a run claimed ahead started, after waiting for its
+        due time (its outcome records it as its start)."""
         started = time.perf_counter()
         bind_run(run)  # log lines of this run carry its id, job tag and attempt
         ok, output, error, word, retryable = True, None, None, None, True
@@ -489,6 +491,7 @@ class Worker:
             error=error,
             retry_at=retry_at,
             outcome=word,
+            started_at=began,
         )
         self._outcomes.append(outcome)
         self._leave(run)

@@ -123,6 +123,9 @@ class Outcome(Struct, frozen=True):
     error: str | None = None
     retry_at: datetime | None = None
     outcome: str | None = None  # the attempt's outcome word when not "completed"/"failed" (e.g. "timeout")
+    # when its task began, for a run claimed ahead of its due time (recorded as starting then, at the claim): the
+    # run's and the attempt's started_at become it (None: they stay as the claim set them)
+    started_at: datetime | None = None
 
 
 class Wakeups(Struct, frozen=True):

@@ -366,6 +366,7 @@ def outcome_params(
             "finished_at": ms(o.finished_at),
             "duration_ms": o.duration_ms,
             "error": storable(o.error),
+            "started_at": ms(o.started_at),
             "now": now_ms,
         }
         if o.ok:

@@ -281,7 +281,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
         def op(tx: Tx) -> int:
             rows = tx.all("release_runs", {"ids": list(run_ids), "worker_id": worker_id, "now": ms(now)})
             if rows:
-                attempt = {"finished_at": ms(now), "outcome": "released", "error": _RELEASED}
+                attempt = {"finished_at": ms(now), "outcome": "released", "error": _RELEASED, "started_at": None}
                 tx.many("finish_attempt", [{**attempt, "run_id": r["id"], "attempt": r["attempt"]} for r in rows])
                 tx.notify()
             return len(rows)
@@ -299,7 +299,13 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             for row in rows:
                 error = f"lease expired: worker {row['lease_owner']} stopped heartbeating (presumed dead)"
                 attempts.append(
-                    {"run_id": row["id"], "attempt": row["attempt"], "finished_at": now_ms, "outcome": "lost"}
+                    {
+                        "run_id": row["id"],
+                        "attempt": row["attempt"],
+                        "finished_at": now_ms,
+                        "outcome": "lost",
+                        "started_at": None,  # as the claim recorded it
+                    }
                 )
                 attempts[-1]["error"] = error
                 if row["rescues"] >= max_rescues:

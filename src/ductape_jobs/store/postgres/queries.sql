@@ -186,7 +186,7 @@ WHERE id = ANY(%(ids)s) AND lease_owner = %(worker_id)s AND phase = 'running';
 -- An attempt the rescue marked lost still records what its worker reported late ("lost, then completed"),
 -- without changing its run. One statement per attempt: a JSON list joined in one statement made the planner
 -- guess 100 rows and scan the whole attempts table (10 ms at 20,000 attempts), where this is one index lookup.
-UPDATE attempts SET finished_at = %(finished_at)s,
+UPDATE attempts SET finished_at = %(finished_at)s, started_at = coalesce(%(started_at)s::bigint, started_at),
     outcome = CASE WHEN finished_at IS NULL THEN %(outcome)s::text ELSE 'lost, then ' || %(outcome)s::text END,
     error = CASE WHEN finished_at IS NULL THEN %(error)s::text ELSE coalesce(%(error)s::text, error) END
 WHERE run_id = %(run_id)s AND attempt = %(attempt)s AND (finished_at IS NULL OR outcome = 'lost');
@@ -195,20 +195,23 @@ WHERE run_id = %(run_id)s AND attempt = %(attempt)s AND (finished_at IS NULL OR 
 -- %(rows)s: every completed run of the call as one JSON list (PostgresTx.many: one statement, where one per
 -- run costs the client more than the server; the plan probes the running runs by index).
 UPDATE runs SET phase = 'completed', completed_at = c.finished_at, duration_ms = c.duration_ms,
-    output = c.output, error = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = c.now
+    output = c.output, error = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = c.now,
+    started_at = coalesce(c.started_at, runs.started_at)
 FROM json_to_recordset(%(rows)s::json)
-    AS c(run_id text, attempt integer, worker_id text, finished_at bigint, duration_ms bigint, output text, now bigint)
+    AS c(run_id text, attempt integer, worker_id text, finished_at bigint, duration_ms bigint, output text, now bigint,
+         started_at bigint)
 WHERE runs.id = c.run_id AND runs.lease_owner = c.worker_id AND runs.attempt = c.attempt AND runs.phase = 'running';
 
 -- name: schedule_retry
 UPDATE runs SET phase = 'retry_scheduled', available_at = %(retry_at)s, retry_count = retry_count + 1,
     duration_ms = %(duration_ms)s, error = %(error)s, lease_owner = NULL, lease_expires_at = NULL,
-    updated_at = %(now)s
+    updated_at = %(now)s, started_at = coalesce(%(started_at)s::bigint, started_at)
 WHERE id = %(run_id)s AND lease_owner = %(worker_id)s AND attempt = %(attempt)s AND phase = 'running';
 
 -- name: fail_run
 UPDATE runs SET phase = 'failed', completed_at = %(finished_at)s, duration_ms = %(duration_ms)s,
-    error = %(error)s, lease_owner = NULL, lease_expires_at = NULL, updated_at = %(now)s
+    error = %(error)s, lease_owner = NULL, lease_expires_at = NULL, updated_at = %(now)s,
+    started_at = coalesce(%(started_at)s::bigint, started_at)
 WHERE id = %(run_id)s AND lease_owner = %(worker_id)s AND attempt = %(attempt)s AND phase = 'running'
 RETURNING id, schedule_id, overlap;
 

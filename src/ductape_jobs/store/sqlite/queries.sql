@@ -182,24 +182,26 @@ WHERE id IN (SELECT value FROM json_each(:ids)) AND lease_owner = :worker_id AND
 -- name: finish_attempt
 -- An attempt the rescue marked lost still records what its worker reported late ("lost, then completed"),
 -- without changing its run.
-UPDATE attempts SET finished_at = :finished_at,
+UPDATE attempts SET finished_at = :finished_at, started_at = coalesce(:started_at, started_at),
     outcome = CASE WHEN finished_at IS NULL THEN :outcome ELSE 'lost, then ' || :outcome END,
     error = CASE WHEN finished_at IS NULL THEN :error ELSE coalesce(:error, error) END
 WHERE run_id = :run_id AND attempt = :attempt AND (finished_at IS NULL OR outcome = 'lost');
 
 -- name: complete_run
 UPDATE runs SET phase = 'completed', completed_at = :finished_at, duration_ms = :duration_ms, output = :output,
-    error = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
+    error = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = :now,
+    started_at = coalesce(:started_at, started_at)
 WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase = 'running';
 
 -- name: schedule_retry
 UPDATE runs SET phase = 'retry_scheduled', available_at = :retry_at, retry_count = retry_count + 1,
-    duration_ms = :duration_ms, error = :error, lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
+    duration_ms = :duration_ms, error = :error, lease_owner = NULL, lease_expires_at = NULL, updated_at = :now,
+    started_at = coalesce(:started_at, started_at)
 WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase = 'running';
 
 -- name: fail_run
 UPDATE runs SET phase = 'failed', completed_at = :finished_at, duration_ms = :duration_ms, error = :error,
-    lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
+    lease_owner = NULL, lease_expires_at = NULL, updated_at = :now, started_at = coalesce(:started_at, started_at)
 WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase = 'running'
 RETURNING id, schedule_id, overlap;
 
