@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from ductape_jobs import Ductape, Run, RunContext, RunPhase, ValidationError
+from ductape_jobs import DispatchResult, Ductape, Run, RunContext, RunPhase, ValidationError
 from ductape_jobs.clock import StoreClock, SystemClock, uncertainty
 from ductape_jobs.store import Outcome
 
@@ -49,6 +49,23 @@ def recorded_starts(dt: Ductape) -> list[datetime]:
     return starts
 
 
+def work_until_completed(dt: Ductape, *schedules: DispatchResult) -> None:
+    """A worker claiming 1 s ahead, until every run of ``schedules`` (one each) has completed (10 s at most)."""
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        worker = asyncio.create_task(dt.run_worker(stop, ahead=1))
+        for _ in range(500):
+            await asyncio.sleep(0.02)
+            runs = [r for s in schedules for r in dt.job.runs(job_id=s.job_id)]
+            if len(runs) == len(schedules) and all(r.phase is RunPhase.COMPLETED for r in runs):
+                break
+        stop.set()
+        await worker
+
+    asyncio.run(main())
+
+
 def test_a_delayed_run_is_claimed_ahead_and_starts_when_it_is_due(tmp_path: Path) -> None:
     dt = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", poll=timedelta(milliseconds=50))
     starts = recorded_starts(dt)
@@ -66,18 +83,8 @@ def test_a_delayed_run_is_claimed_ahead_and_starts_when_it_is_due(tmp_path: Path
     due = datetime.fromtimestamp(due_ms / 1000, UTC)
     scheduled = dt.job.schedule({**REQ, "start_at": due_ms})
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        worker = asyncio.create_task(dt.run_worker(stop, ahead=1))
-        for _ in range(500):
-            await asyncio.sleep(0.02)
-            if starts and dt.job.runs(job_id=scheduled.job_id)[0].phase is RunPhase.COMPLETED:
-                break
-        stop.set()
-        await worker
-
     try:
-        asyncio.run(main())
+        work_until_completed(dt, scheduled)
         (run,) = dt.job.runs(job_id=scheduled.job_id)
         assert run.phase is RunPhase.COMPLETED and len(starts) == 1
         assert starts[0] >= due  # never early
@@ -262,19 +269,8 @@ def test_a_run_claimed_ahead_records_when_it_really_began(tmp_path: Path) -> Non
     first = dt.job.schedule({**REQ, "event": "block", "start_at": due_ms})
     second = dt.job.schedule({**REQ, "start_at": due_ms + 20})  # due while the first holds the loop
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        worker = asyncio.create_task(dt.run_worker(stop, ahead=1))
-        for _ in range(500):
-            await asyncio.sleep(0.02)
-            runs = dt.job.runs(job_id=first.job_id) + dt.job.runs(job_id=second.job_id)
-            if len(runs) == 2 and all(r.phase is RunPhase.COMPLETED for r in runs):
-                break
-        stop.set()
-        await worker
-
     try:
-        asyncio.run(main())
+        work_until_completed(dt, first, second)
         (late,) = dt.job.runs(job_id=second.job_id)
         assert late.phase is RunPhase.COMPLETED and late.started_at is not None
         due = late.scheduled_at
