@@ -8,6 +8,7 @@
      +-- ConflictError                        the store refused the change (duplicate tag, wrong state)
      |    +-- StaleJobError                    a job definition changed since it was read (schedule() reads again)
      +-- StoreError                           the store failed (driver errors are translated into this)
+     +-- WouldWait                            a call in Store.promptly() would wait; nothing was written
      +-- RunningLoopError (also RuntimeError) a blocking call inside a running event loop: use AsyncDuctape
      +-- MissingExtraError (also ImportError) an optional dependency is not installed; names the extra
      +-- TargetRefused                        a webhook/callback target the network policy refuses
@@ -95,6 +96,11 @@ class StaleJobError(ConflictError):
 
 class StoreError(DuctapeError):
     """The store failed; the driver's exception is the ``__cause__``."""
+
+
+class WouldWait(DuctapeError):
+    """Within ``Store.promptly``: the call would have waited (for a lock, or to checkpoint), and changed nothing;
+    make it where waiting does no harm (a worker: in its store thread)."""
 
 
 class RunningLoopError(DuctapeError, RuntimeError):

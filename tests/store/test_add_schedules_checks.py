@@ -26,11 +26,11 @@ from ductape_jobs.job_scheduling import PART
 from ductape_jobs.models import JobDefinition, NewRun, RunFilter, RunPhase, Schedule, ScheduleStatus, TriggeredBy
 from ductape_jobs.store import Store
 from ductape_jobs.store.base import SchedulePart
-from ductape_jobs.store.codec import job_params
+from ductape_jobs.store.codec import job_params, rows_json
 from ductape_jobs.store.dialect import Tx
 from ductape_jobs.store.postgres import PostgresStore
 from ductape_jobs.store.postgres.connection import Database, split_url
-from ductape_jobs.store.postgres.dialect import PostgresDialect, _json
+from ductape_jobs.store.postgres.dialect import PostgresDialect
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
@@ -139,11 +139,11 @@ def test_rows_sent_as_json_keep_a_lone_surrogate_as_an_escape() -> None:
     """msgspec refuses to encode a lone surrogate (UTF-8 cannot hold it) and subclasses of str, int and float; the
     rows then go through json.dumps, as they always were (a surrogate written as an escape: the server decides)."""
     rows = [{"error": "caf\udce9", "n": 1}, {"error": "Zo\u00eb", "n": None}]
-    assert _json(rows) == json.dumps(rows, separators=(",", ":"))
+    assert rows_json(rows) == json.dumps(rows, separators=(",", ":"))
     plain = [{"error": "Zo\u00eb \x00", "n": 2}]
-    assert json.loads(_json(plain)) == plain
+    assert json.loads(rows_json(plain)) == plain
     subclassed = [{"worker_id": WorkerId("w-1"), "n": 3}]  # msgspec refuses a str subclass; json.dumps takes it
-    assert _json(subclassed) == json.dumps(subclassed, separators=(",", ":"))
+    assert rows_json(subclassed) == json.dumps(subclassed, separators=(",", ":"))
 
 
 def test_a_first_run_takes_its_jobs_event_and_priority(store: Store) -> None:

@@ -23,7 +23,7 @@ def test_names_become_numbers_in_order_of_first_use_and_quoted_text_is_left_alon
     assert b.names == ("first", "second", "ids") and b.lists == ("ids",)
     assert "a = ?1 AND b = ?2 OR c = ?1" in b.sql and "json_each(?3)" in b.sql
     assert ":not_a_parameter" in b.sql and "':nor_this'" in b.sql and '"a:b"' in b.sql and ":nor " in b.sql
-    assert b.args({"second": 2, "first": 1, "ids": ["a", "b"], "unused": 0}) == (1, 2, '["a", "b"]')
+    assert b.args({"second": 2, "first": 1, "ids": ["a", "b"], "unused": 0}) == (1, 2, '["a","b"]')
     assert bind("SELECT 1").args(None) == () and bind("SELECT :one").args({"one": 1}) == (1,)
 
 

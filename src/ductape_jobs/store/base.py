@@ -21,14 +21,17 @@ Rules every implementation keeps (the store suite in ``tests/store`` checks them
 
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from enum import Enum
 from typing import Any, Final, Literal
 
 from msgspec import Struct, field
 
+from ductape_jobs.errors import WouldWait
 from ductape_jobs.models import (
     JobDefinition,
     NewRun,
@@ -79,6 +82,16 @@ class Capabilities(Struct, frozen=True):
     skip_locked: bool = False
     multi_process: bool = True
     clock_precision: timedelta = timedelta(milliseconds=1)
+    #: A call may be made on an event loop (``SchedulingStore.promptly``): its work is this process's CPU, with no
+    #: server to wait for, and a transaction that would wait is refused before it writes.
+    prompt: bool = False
+
+
+@contextlib.contextmanager
+def never_prompt() -> Iterator[None]:
+    """``promptly`` of a store whose every call waits for its server: ``WouldWait`` on entry."""
+    raise WouldWait("every call waits for the server")
+    yield  # a generator: the context manager's form
 
 
 class DueSchedule(Struct, frozen=True):
@@ -211,6 +224,14 @@ class SchedulingStore(ABC):
         """The database server's current time (aware UTC), so nodes whose clocks drift agree on what is due;
         ``None`` when the store has no server clock of its own (SQLite: the local clock is the only one)."""
         return None
+
+    def promptly(self) -> AbstractContextManager[None]:
+        """Within it, this thread's calls run at once or raise ``WouldWait``: until a call's first write, a
+        transaction that would wait (for a lock another process or thread holds) or checkpoint is refused before
+        it changes anything; after it, the call's transactions wait as they usually do, so a caller that makes
+        the call again elsewhere repeats nothing committed. Raises ``WouldWait`` on entry where
+        ``capabilities.prompt`` is off (every call waits for a server)."""
+        return never_prompt()
 
     # -- job definitions
     @abstractmethod

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import zlib
 from collections.abc import Callable, Iterable, Sequence
+from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -93,6 +94,9 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
 
     def server_time(self) -> datetime | None:
         return self._d.server_time()
+
+    def promptly(self) -> AbstractContextManager[None]:
+        return self._d.promptly()
 
     # ----------------------------------------------------------------------------------------- jobs
 

@@ -135,6 +135,9 @@ class Dialect(Protocol):
 
     def server_time(self) -> datetime | None: ...
 
+    def promptly(self) -> AbstractContextManager[None]:
+        """``SchedulingStore.promptly``: this thread's transactions made at once or refused (``WouldWait``)."""
+
 
 def job_check_error(why: str, tag: str) -> NotFoundError | StaleJobError:
     """The typed error of a failed check of ``Tx.add_schedules``, from its ``why`` (``missing`` or ``stale``)

@@ -5,15 +5,13 @@ driver errors translated), claims with ``FOR UPDATE SKIP LOCKED``, wake-ups by L
 from __future__ import annotations
 
 import contextlib
-import json
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
-import msgspec
-
-from ductape_jobs.store.base import Capabilities
+from ductape_jobs.store.base import Capabilities, never_prompt
+from ductape_jobs.store.codec import rows_json
 from ductape_jobs.store.dialect import Params, Row
 from ductape_jobs.store.postgres.connection import Conn, Database, Listener, Statement
 from ductape_jobs.store.postgres.schema import migrate, migrated
@@ -105,22 +103,10 @@ def _many(name: str, params: Sequence[Params]) -> Statement | None:
     if not params:
         return None
     if name in ROWS_AS_JSON:
-        return (Q[name], {"rows": _json(params)}, False)
+        return (Q[name], {"rows": rows_json(params)}, False)
     if len(params) == 1:
         return (Q[name], params[0], False)
     return (Q[name], list(params), True)
-
-
-#: Rows sent as one JSON document (``ROWS_AS_JSON``, ``add_schedules``): msgspec's encoder, in C, takes about a
-#: tenth of ``json.dumps``' time a row (a bulk ``schedule_many`` spent a quarter of its CPU there).
-_ROWS = msgspec.json.Encoder()
-
-
-def _json(rows: Sequence[Params]) -> str:
-    try:
-        return _ROWS.encode(rows).decode()
-    except (UnicodeEncodeError, TypeError):  # a lone surrogate (json.dumps writes an escape; the server answers), or
-        return json.dumps(list(rows), separators=(",", ":"))  # a subclass of str, int or float, which msgspec refuses
 
 
 def _notify_params(channel: str) -> Params:
@@ -135,10 +121,10 @@ def _add_params(
     firsts: Sequence[Params],
 ) -> Params:
     return {
-        "checks": _json(checks),
-        "schedules": _json(schedules),
-        "keyed": _json(keyed),
-        "firsts": _json(firsts),
+        "checks": rows_json(checks),
+        "schedules": rows_json(schedules),
+        "keyed": rows_json(keyed),
+        "firsts": rows_json(firsts),
         **_notify_params(channel),
     }
 
@@ -243,6 +229,10 @@ class PostgresDialect:
 
     def stop_waiting(self) -> None:
         self._listener.close()
+
+    def promptly(self) -> AbstractContextManager[None]:
+        """Never: every call waits for the server (``WouldWait`` on entry)."""
+        return never_prompt()
 
     def server_time(self) -> datetime:
         row = self._db.autocommit(lambda c: c.execute(Q["server_time"]).fetchone())  # one round trip

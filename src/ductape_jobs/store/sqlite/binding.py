@@ -4,11 +4,11 @@ call's parameters are read from its dict into a tuple in that order (``operator.
 The ``.sql`` files keep their names (readable, and the same as PostgreSQL's ``%(name)s``); only the text sent
 changes. The sqlite3 module binds a dict by looking every name up for every execution (a Python string made
 from the statement's C string, then a dict lookup): about 7 us of a 29-parameter insert such as a schedule's,
-against under 1 us for a tuple. A parameter read with ``json_each(:name)`` is a list, passed as JSON text."""
+against under 1 us for a tuple. A parameter read with ``json_each(:name)`` is a list, passed as JSON text
+(``rows_json``)."""
 
 from __future__ import annotations
 
-import json
 import operator
 import re
 import sqlite3
@@ -16,6 +16,8 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from msgspec import Struct
+
+from ductape_jobs.store.codec import rows_json
 
 #: Comments and quoted text (copied as they are: a ``:`` in them is no parameter), or a ``:name`` parameter.
 _TOKEN = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|:([A-Za-z_]\w*)", re.DOTALL)
@@ -35,7 +37,7 @@ class Bound(Struct, frozen=True):
         if params is None:
             params = {}
         if self.lists:
-            params = {**params, **{key: json.dumps(params[key]) for key in self.lists if key in params}}
+            params = {**params, **{key: rows_json(params[key]) for key in self.lists if key in params}}
         try:
             return self._get(params)
         except KeyError as exc:  # as sqlite3 says it of a dict without the name

@@ -173,25 +173,35 @@ WHERE id IN (
 RETURNING *;
 
 -- name: insert_attempt
-INSERT INTO attempts (run_id, attempt, worker_id, started_at) VALUES (:run_id, :attempt, :worker_id, :now);
+-- :rows: the attempts of one claim as one JSON list (SQLiteTx.many: ROWS_AS_JSON).
+INSERT INTO attempts (run_id, attempt, worker_id, started_at)
+SELECT r.value ->> 'run_id', r.value ->> 'attempt', r.value ->> 'worker_id', r.value ->> 'now' FROM json_each(:rows) AS r;
 
 -- name: extend_leases
 UPDATE runs SET lease_expires_at = :until
 WHERE id IN (SELECT value FROM json_each(:ids)) AND lease_owner = :worker_id AND phase = 'running';
 
 -- name: finish_attempt
--- An attempt the rescue marked lost still records what its worker reported late ("lost, then completed"),
--- without changing its run.
-UPDATE attempts SET finished_at = :finished_at, started_at = coalesce(:started_at, started_at),
-    outcome = CASE WHEN finished_at IS NULL THEN :outcome ELSE 'lost, then ' || :outcome END,
-    error = CASE WHEN finished_at IS NULL THEN :error ELSE coalesce(:error, error) END
-WHERE run_id = :run_id AND attempt = :attempt AND (finished_at IS NULL OR outcome = 'lost');
+-- :rows: the attempts that ended, as one JSON list (SQLiteTx.many: ROWS_AS_JSON). An attempt the rescue marked
+-- lost still records what its worker reported late ("lost, then completed"), without changing its run.
+UPDATE attempts SET finished_at = a.value ->> 'finished_at',
+    started_at = coalesce(a.value ->> 'started_at', attempts.started_at),
+    outcome = CASE WHEN attempts.finished_at IS NULL THEN a.value ->> 'outcome'
+                   ELSE 'lost, then ' || (a.value ->> 'outcome') END,
+    error = CASE WHEN attempts.finished_at IS NULL THEN a.value ->> 'error'
+                 ELSE coalesce(a.value ->> 'error', attempts.error) END
+FROM json_each(:rows) AS a
+WHERE attempts.run_id = a.value ->> 'run_id' AND attempts.attempt = a.value ->> 'attempt'
+  AND (attempts.finished_at IS NULL OR attempts.outcome = 'lost');
 
 -- name: complete_run
-UPDATE runs SET phase = 'completed', completed_at = :finished_at, duration_ms = :duration_ms, output = :output,
-    error = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = :now,
-    started_at = coalesce(:started_at, started_at)
-WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase = 'running';
+-- :rows: every completed run of the call as one JSON list (SQLiteTx.many: ROWS_AS_JSON).
+UPDATE runs SET phase = 'completed', completed_at = c.value ->> 'finished_at', duration_ms = c.value ->> 'duration_ms',
+    output = c.value ->> 'output', error = NULL, lease_owner = NULL, lease_expires_at = NULL,
+    updated_at = c.value ->> 'now', started_at = coalesce(c.value ->> 'started_at', runs.started_at)
+FROM json_each(:rows) AS c
+WHERE runs.id = c.value ->> 'run_id' AND runs.lease_owner = c.value ->> 'worker_id'
+  AND runs.attempt = c.value ->> 'attempt' AND runs.phase = 'running';
 
 -- name: schedule_retry
 UPDATE runs SET phase = 'retry_scheduled', available_at = :retry_at, retry_count = retry_count + 1,
