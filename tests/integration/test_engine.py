@@ -24,6 +24,7 @@ from ductape_jobs import (
     TriggeredBy,
     ValidationError,
 )
+from ductape_jobs.engine.worker import Worker
 from ductape_jobs.testing import Sandbox
 
 
@@ -543,6 +544,18 @@ def test_a_call_that_would_wait_is_made_in_one_store_thread_of_the_workers_own_t
     assert thread.name.startswith("ductape-store ")
     thread.join(timeout=5)
     assert not thread.is_alive()  # the drain's end shut it down
+    db = sqlite3.connect(tmp_path / "jobs.db")
+    try:  # the refused calls were made again, nothing of them twice: one attempt a run, ended once
+        assert db.execute("SELECT count(*), min(attempt), max(attempt) FROM attempts").fetchone() == (3, 1, 1)
+        assert db.execute("SELECT outcome, count(*) FROM attempts GROUP BY outcome").fetchall() == [("completed", 3)]
+    finally:
+        db.close()
+
+
+def test_a_worker_id_with_a_nul_character_is_refused(dt: Ductape) -> None:
+    """SQLite's JSON operators end a string at NUL: the id its leases are checked against must hold none."""
+    with pytest.raises(ValidationError, match=r"worker_id: must not contain a NUL"):
+        Worker(dt.store, dt.scheduler, dt.executors, dt.clock, worker_id="host:1:w\x00x")
 
 
 def test_a_delayed_run_is_created_and_claimed_by_one_store_call_when_it_falls_due(

@@ -143,29 +143,75 @@ def test_prompt_writes_never_checkpoint_and_one_is_refused_when_a_checkpoint_is_
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """A checkpoint copies the WAL into the file and syncs it, tens of milliseconds that would hold the event loop:
-    a prompt write leaves it, and after PROMPT_WRITES_BEFORE_CHECKPOINT of them the next is refused, so that it is
-    made where its COMMIT may checkpoint (a claim included)."""
+    a prompt write leaves it, a batch of outcomes too, and after PROMPT_WRITES_BEFORE_CHECKPOINT of them the next is
+    refused, so that it is made where its COMMIT may checkpoint (a claim included); the write after that one may
+    start the WAL again (a sync), so it is refused too."""
     monkeypatch.setattr(dialect, "WAL_PAGES", 1)  # every commit is past the threshold
     monkeypatch.setattr(dialect, "PROMPT_WRITES_BEFORE_CHECKPOINT", 2)
     path = tmp_path / "jobs.db"
     with Ductape(f"sqlite:///{path}") as dt:
         dt.job.create(JOB)
-        schedule(dt, 4)
+        schedule(dt, 5)
         before = file_bytes(path)
-        for _ in range(2):
-            with dt.store.promptly():
-                assert len(dt.store.acquire_runs("w1", 1, LEASE, datetime.now(UTC))) == 1
+        with dt.store.promptly():
+            (run,) = dt.store.acquire_runs("w1", 1, LEASE, datetime.now(UTC))
+        with dt.store.promptly():  # outcomes and a refilling claim: a commit that may checkpoint, but not promptly
+            now = datetime.now(UTC)
+            done = [Outcome(run.id, run.attempt, "w1", True, now, 1)]
+            assert len(dt.store.finish_and_acquire(done, now, "w1", 1, LEASE)) == 1
         assert file_bytes(path) == before  # in the WAL only
-        with pytest.raises(WouldWait), dt.store.promptly():
+        with pytest.raises(WouldWait, match="checkpoint is owed"), dt.store.promptly():
             dt.store.acquire_runs("w1", 1, LEASE, datetime.now(UTC))
-        assert phases(path).count("running") == 2
+        assert phases(path).count("running") == 1  # as before the refused call (the file: the WAL's pages too)
         assert len(dt.store.acquire_runs("w1", 1, LEASE, datetime.now(UTC))) == 1  # as its store thread makes it
         assert file_bytes(path) != before  # a claim, yet it checkpointed: one was owed
+        with pytest.raises(WouldWait, match="start the WAL again"), dt.store.promptly():
+            dt.store.acquire_runs("w1", 1, LEASE, datetime.now(UTC))
+        assert len(dt.store.acquire_runs("w1", 1, LEASE, datetime.now(UTC))) == 1
         with dt.store.promptly():  # owed no longer
-            (run,) = dt.store.acquire_runs("w1", 1, LEASE, datetime.now(UTC))
-            now = datetime.now(UTC)
-            dt.store.finish_runs([Outcome(run.id, run.attempt, "w1", True, now, 1)], now)
-        assert sorted(phases(path)) == ["completed", "running", "running", "running"]
+            assert len(dt.store.acquire_runs("w1", 1, LEASE, datetime.now(UTC))) == 1
+        assert sorted(phases(path)) == ["completed", "running", "running", "running", "running"]
+
+
+def test_a_prompt_write_that_would_send_large_rows_is_rolled_back_and_refused(
+    sqlite_dt: tuple[Ductape, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Large outputs would hold the event loop for the milliseconds their rows take to send and write: refused
+    once the write sees them, and rolled back, so the caller makes it elsewhere and nothing is recorded twice."""
+    monkeypatch.setattr(dialect, "PROMPT_BYTES_A_WRITE", 10_000)
+    dt, path = sqlite_dt
+    schedule(dt, 2)
+    runs = dt.store.acquire_runs("w1", 2, LEASE, datetime.now(UTC))
+    now = datetime.now(UTC)
+    small, large = (
+        Outcome(r.id, r.attempt, "w1", True, now, 1, output=o) for r, o in zip(runs, ["ok", "x" * 20_000], strict=True)
+    )
+    with pytest.raises(WouldWait, match="more than a prompt write sends"), dt.store.promptly():
+        dt.store.finish_runs([small, large], now)
+    assert phases(path) == ["running", "running"]  # neither: the transaction was rolled back
+    dt.store.finish_runs([small, large], now)  # as the store thread makes it
+    assert phases(path) == ["completed", "completed"]
+    assert dt.store.get_run(runs[1].id).output == "x" * 20_000  # type: ignore[union-attr]
+
+
+def test_a_read_that_meets_a_lock_is_refused_and_busy_timeout_is_back_for_the_next_ordinary_read(
+    sqlite_dt: tuple[Ductape, Path],
+) -> None:
+    """In WAL mode a read meets a lock only for a moment (another connection recovering the WAL, or a checkpoint
+    resetting it), which no test can time: the driver's error stands for it. A prompt read runs with busy_timeout
+    0 (refused at once); an ordinary read has it back."""
+    dt, _ = sqlite_dt
+    d = dt.store._d  # type: ignore[attr-defined]
+
+    def locked(tx: object) -> None:
+        raise sqlite3.OperationalError("database is locked")
+
+    with pytest.raises(WouldWait, match="locked"), dt.store.promptly():
+        d.transact(locked, write=False)
+    assert next(iter(d._db.execute("PRAGMA busy_timeout").fetchone().values())) == 0
+    assert not d._db.in_transaction
+    dt.store.next_wakeup()
+    assert next(iter(d._db.execute("PRAGMA busy_timeout").fetchone().values())) == 30_000
 
 
 def test_postgresql_refuses_at_once_so_a_worker_makes_every_call_in_its_store_thread(pg_backend: Backend) -> None:

@@ -35,7 +35,7 @@ from msgspec import Struct, field
 from ductape_jobs.clock import Clock, uncertainty
 from ductape_jobs.engine.events import RunObserver, tell_finished, tell_rescued, tell_started
 from ductape_jobs.engine.scheduler import Scheduler
-from ductape_jobs.errors import StoreError, WouldWait, describe
+from ductape_jobs.errors import StoreError, ValidationError, WouldWait, describe
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.executors.registry import ExecutorRegistry
 from ductape_jobs.ids import new_id
@@ -102,6 +102,8 @@ class Worker:
         self.tracing = tracing  # None: off, and nothing of OpenTelemetry is imported (tracing.py)
         self.observers = tuple(observers)  # metrics, webhooks: told of runs started, finished, rescued
         self._observed: dict[str, Run] = {}  # runs in flight, for telling observers how they ended
+        if worker_id is not None and "\x00" in worker_id:  # stored in every lease and attempt (and sent in JSON rows)
+            raise ValidationError("worker_id", "must not contain a NUL character (\\x00)")
         self.id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{new_id('w')[-6:]}"
         self.summary = DrainSummary()
         self._inflight: dict[str, tuple[Run, asyncio.Task[Any]]] = {}
@@ -481,7 +483,7 @@ class Worker:
                 else:
                     output = await work
                 if key is not None:
-                    await self._io(self.store.cache_put, key[0], output, key[1], self.clock.now())
+                    await self._io(self.store.cache_put, key[0], output, key[1], self.clock.now(), prompt=False)
         except asyncio.CancelledError:
             self._leave(run)
             raise
@@ -535,7 +537,7 @@ class Worker:
             default=str,
         )
         key = hashlib.sha256(material.encode()).hexdigest()
-        hit, value = await self._io(self.store.cache_get, key, self.clock.now())
+        hit, value = await self._io(self.store.cache_get, key, self.clock.now(), prompt=False)
         return hit, value, None if hit else (key, self.clock.now() + ttl)
 
     async def _flush(self, *, refill: bool = False) -> datetime | None:

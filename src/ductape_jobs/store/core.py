@@ -261,7 +261,8 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
                 return self._claim(tx, params)
 
         # not ``claims``: a worker records every batch of outcomes here, the bulk of what it writes, so this commit
-        # may checkpoint (SQLite: the WAL stays at its bound, as when outcomes had a transaction of their own)
+        # may checkpoint (SQLite: the WAL stays at its bound, as when outcomes had a transaction of their own), unless
+        # it is made promptly (on the worker's loop): then the first write refused for a checkpoint owed does it
         return _claim_order(self._write(op))
 
     def extend_leases(self, worker_id: str, run_ids: Sequence[str], until: datetime) -> int:

@@ -30,10 +30,17 @@ T = TypeVar("T")
 # writes, the CLAIMS_BEFORE_CHECKPOINT-th claim in a row.
 WAL_PAGES = 10_000
 CLAIMS_BEFORE_CHECKPOINT = 1_000
-# A write made promptly (``promptly``: on a worker's event loop) never checkpoints either; after this many such
-# writes in a row the next one is refused (``WouldWait``), so that its worker makes it in its store thread, where
-# its COMMIT may checkpoint. A worker's batch of outcomes writes about a hundred pages: the WAL stays near its bound.
-PROMPT_WRITES_BEFORE_CHECKPOINT = 100
+# A write made promptly (``promptly``: on a worker's event loop) never checkpoints either, nor follows the write
+# that checkpointed for it: that one may have emptied the WAL, and the next write starts it again, which syncs the
+# file (a checkpoint by another process or thread can leave that sync to a prompt write: a fraction of a ms here).
+# After PROMPT_WRITES_BEFORE_CHECKPOINT prompt writes in a row, or once they sent PROMPT_BYTES_BEFORE_CHECKPOINT of
+# rows (outputs, errors: ROWS_AS_JSON), the next write is refused (``WouldWait``), so that its worker makes it in
+# its store thread, where its COMMIT may checkpoint: the WAL stays near its bound (a small batch of outcomes writes
+# about a hundred pages). A prompt transaction that would send more than PROMPT_BYTES_A_WRITE of rows (large
+# outputs) is rolled back and refused: it would hold the event loop for milliseconds.
+PROMPT_WRITES_BEFORE_CHECKPOINT = 20
+PROMPT_BYTES_BEFORE_CHECKPOINT = 4 * 1024 * 1024
+PROMPT_BYTES_A_WRITE = 256 * 1024
 # The page size of a new file (SQLite's default: 4,096; a file keeps the size it was made with). A commit writes each
 # page it changed to the WAL whole, and a schedule() changes a page of each of about twelve b-trees (two tables and
 # their indexes): 48 KB of WAL a call at 4,096 bytes a page, 12 KB at 1,024, and a checkpoint copies and syncs a
@@ -67,10 +74,12 @@ OUTBOX_TRIGGERS = ("outbox_run_created", "outbox_run_changed", "outbox_schedule_
 
 
 class SQLiteTx:
-    __slots__ = ("_db",)
+    __slots__ = ("_db", "budget", "sent")
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
+        self.budget: int | None = None  # bytes of ROWS_AS_JSON rows this transaction may send (None: no bound)
+        self.sent = 0  # bytes of ROWS_AS_JSON rows it sent
 
     def one(self, name: str, params: Params | None = None) -> Row | None:
         b = B[name]
@@ -89,7 +98,11 @@ class SQLiteTx:
         if params:
             b = B[name]
             if name in ROWS_AS_JSON:
-                self._db.execute(b.sql, b.args({"rows": params}))
+                args = b.args({"rows": params})
+                self.sent += len(args[0])
+                if self.budget is not None and self.sent > self.budget:
+                    raise WouldWait(f"{name}: {self.sent} bytes of rows, more than a prompt write sends")
+                self._db.execute(b.sql, args)
             else:
                 self._db.executemany(b.sql, map(b.args, params))
 
@@ -198,6 +211,10 @@ class SQLiteDialect:
             self._checkpoints = True  # wal_autocheckpoint is WAL_PAGES (False: 0, as a claim left it)
             self._claims_in_a_row = 0  # writes that claimed since the last that could checkpoint
             self._prompt_writes = 0  # writes made promptly since the last that could checkpoint
+            self._prompt_bytes = 0  # the rows they sent
+            self._restarts = (
+                False  # the last write checkpointed for the prompt ones: the next may start the WAL (a sync)
+            )
         except sqlite3.Error as exc:
             self._db.close()
             raise StoreError(_cannot("open", path, exc)) from exc
@@ -212,30 +229,36 @@ class SQLiteDialect:
             return self._transact_promptly(op, write=write)
         action = "write" if write else "read"
         with self._lock:
-            try:
-                if write:
-                    self._claims_in_a_row = self._claims_in_a_row + 1 if claims else 0
-                    owed = self._prompt_writes >= PROMPT_WRITES_BEFORE_CHECKPOINT  # promptly() refused it
-                    spare = claims and self._claims_in_a_row < CLAIMS_BEFORE_CHECKPOINT and not owed
-                    self._checkpoint_on_commit(not spare)
-                    if not spare:
-                        self._claims_in_a_row = 0
-                        self._prompt_writes = 0
-                    self._begin_immediate()
-                else:
+            if not write:
+                try:
                     self._wait_for_locks()
                     self._db.execute("BEGIN")
+                except sqlite3.Error as exc:
+                    raise StoreError(_cannot(action, self.path, exc)) from exc
+                return self._run(op, action)
+            claimed = self._claims_in_a_row + 1 if claims else 0
+            owed = self._checkpoint_owed()  # prompt writes left it one: this COMMIT may checkpoint, claim or not
+            spare = claims and claimed < CLAIMS_BEFORE_CHECKPOINT and not owed
+            try:
+                self._checkpoint_on_commit(not spare)
+                self._begin_immediate()
             except sqlite3.Error as exc:
                 raise StoreError(_cannot(action, self.path, exc)) from exc
-            return self._run(op, action)
+            result = self._run(op, action)
+            self._claims_in_a_row = claimed if spare else 0
+            if not spare:
+                self._prompt_writes = self._prompt_bytes = 0
+            self._restarts = owed  # if it checkpointed, the next write may start the WAL again: not promptly either
+            return result
 
     @contextlib.contextmanager
     def promptly(self) -> Iterator[None]:
         """This thread's transactions made at once or not at all: until one has written, a transaction that would
-        wait (for the write lock another process holds, for ``_lock`` another thread holds, for a read lock) or
-        checkpoint raises ``WouldWait`` before it changed anything. Once one has written, the rest wait as they
-        usually do, so that a caller that catches ``WouldWait`` and calls again elsewhere repeats nothing that
-        was committed. Only in WAL mode (in another journal mode COMMIT waits for readers)."""
+        wait (for the write lock another process holds, for ``_lock`` another thread holds, for a read lock),
+        checkpoint, start the WAL again or send many rows is refused (``WouldWait``) and changes nothing. Once one
+        has written, the rest wait as they usually do, so that a caller that catches ``WouldWait`` and calls again
+        elsewhere repeats nothing that was committed. Only in WAL mode (in another journal mode COMMIT waits for
+        readers)."""
         prompt = self._prompt
         if not self._wal:
             raise WouldWait("not in WAL mode: a COMMIT may wait for readers")
@@ -245,41 +268,63 @@ class SQLiteDialect:
         finally:
             prompt.on = False
 
+    def _checkpoint_owed(self) -> bool:
+        return (
+            self._prompt_writes >= PROMPT_WRITES_BEFORE_CHECKPOINT
+            or self._prompt_bytes >= PROMPT_BYTES_BEFORE_CHECKPOINT
+        )
+
     def _transact_promptly(self, op: Callable[[SQLiteTx], T], *, write: bool) -> T:
         if not self._lock.acquire(blocking=False):
             raise WouldWait("another thread is in a transaction")
         try:
-            if write and self._prompt_writes >= PROMPT_WRITES_BEFORE_CHECKPOINT:
+            if write and self._checkpoint_owed():
                 raise WouldWait("a checkpoint is owed")
-            db = self._db
+            if write and self._restarts:
+                raise WouldWait("the last write could checkpoint: this one may start the WAL again")
+            action = "write" if write else "read"
+            tx = self._tx
             try:
-                if self._waits:  # a lock held elsewhere: refused at once
-                    db.execute("PRAGMA busy_timeout = 0")
-                    self._waits = False
+                self._begin_promptly(write)
                 if write:
-                    self._checkpoint_on_commit(False)
-                    db.execute("BEGIN IMMEDIATE")
-                    self._prompt_writes += 1
-                    self._prompt.wrote = True
-                else:
-                    db.execute("BEGIN")
-            except sqlite3.OperationalError as exc:
-                if "locked" in str(exc):
-                    raise WouldWait(str(exc)) from exc
-                raise StoreError(_cannot("write" if write else "read", self.path, exc)) from exc
-            except sqlite3.Error as exc:
-                raise StoreError(_cannot("write" if write else "read", self.path, exc)) from exc
-            if write:
-                return self._run(op, "write")
-            try:
-                return self._run(op, "read")
+                    tx.budget = min(PROMPT_BYTES_A_WRITE, PROMPT_BYTES_BEFORE_CHECKPOINT - self._prompt_bytes)
+                    tx.sent = 0
+                result = self._run(op, action)
             except StoreError as exc:  # a read that met a lock (a checkpoint that resets the WAL): nothing written
                 cause = exc.__cause__
-                if isinstance(cause, sqlite3.OperationalError) and "locked" in str(cause):
+                if not write and isinstance(cause, sqlite3.OperationalError) and "locked" in str(cause):
                     raise WouldWait(str(cause)) from cause
                 raise
+            except BaseException:  # a KeyboardInterrupt on the loop's thread (drain() runs it in the main thread)
+                self._rollback()
+                raise
+            finally:
+                tx.budget = None
+            if write:
+                self._prompt_writes += 1
+                self._prompt_bytes += tx.sent
+                self._prompt.wrote = True
+            return result
         finally:
             self._lock.release()
+
+    def _begin_promptly(self, write: bool) -> None:
+        """BEGIN (IMMEDIATE for a write) with busy_timeout 0 and no checkpoint on COMMIT; ``WouldWait`` if a lock is
+        held elsewhere."""
+        db, action = self._db, "write" if write else "read"
+        try:
+            if self._waits:  # a lock held elsewhere: refused at once
+                db.execute("PRAGMA busy_timeout = 0")
+                self._waits = False
+            if write:
+                self._checkpoint_on_commit(False)
+            db.execute("BEGIN IMMEDIATE" if write else "BEGIN")
+        except sqlite3.OperationalError as exc:
+            if "locked" in str(exc):
+                raise WouldWait(str(exc)) from exc
+            raise StoreError(_cannot(action, self.path, exc)) from exc
+        except sqlite3.Error as exc:
+            raise StoreError(_cannot(action, self.path, exc)) from exc
 
     def _checkpoint_on_commit(self, may: bool) -> None:
         """Whether this write's COMMIT may checkpoint the WAL (``wal_autocheckpoint``, changed only when it must)."""
@@ -288,7 +333,8 @@ class SQLiteDialect:
             self._checkpoints = may
 
     def _run(self, op: Callable[[SQLiteTx], T], action: str) -> T:
-        """``op`` in the transaction begun, then COMMIT; rolled back when either raises."""
+        """``op`` in the transaction begun, then COMMIT; rolled back when either raises (``WouldWait`` too: a
+        prompt write refused once it saw how much it sends)."""
         try:
             result = op(self._tx)
         except sqlite3.IntegrityError as exc:
