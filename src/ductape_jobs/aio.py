@@ -1,4 +1,6 @@
-"""``AsyncDuctape``: the same API for asyncio code. Store calls run in a thread, never blocking the loop."""
+"""``AsyncDuctape``: the same API for asyncio code. Store calls run in a thread, never blocking the loop for long:
+a ``schedule()`` (or a small ``schedule_many``) on SQLite runs on the loop itself when its store makes it at once
+(``Store.promptly``), which costs less than the hop to a thread and back."""
 
 from __future__ import annotations
 
@@ -9,6 +11,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from ductape_jobs.client import Ductape
+from ductape_jobs.errors import WouldWait
 from ductape_jobs.features.api import AsyncFeatures
 from ductape_jobs.job_reports import HISTORY_LIMIT
 from ductape_jobs.jobs import Jobs, ProductJobs
@@ -39,15 +42,33 @@ F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")
 
 
+#: The most requests of a ``schedule_many`` made on the loop (about 50 us a request on SQLite: a few ms at most).
+PROMPT_BATCH = 100
+
+
 async def _off(fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
     return await asyncio.to_thread(fn, *args, **kwargs)
+
+
+async def _soon(store: Store, fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` on this loop if ``store`` makes it at once (``Store.promptly``: SQLite, where no other process
+    holds the write lock), else in a thread (``_off``): the hop to a thread and back costs more CPU than a
+    ``schedule()`` itself (about 190 against 120 us on SQLite here)."""
+    if store.capabilities.prompt:
+        try:
+            with store.promptly():
+                return fn(*args)
+        except WouldWait:
+            pass
+    return await _off(fn, *args)
 
 
 class AsyncJobs:
     """``await ductape.job.<method>(...)``: each method is ``Jobs``' method of the same name."""
 
-    def __init__(self, jobs: Jobs) -> None:
+    def __init__(self, jobs: Jobs, store: Store) -> None:
         self._jobs = jobs
+        self._store = store
         self.product_tag = jobs.product_tag
 
     async def create(self, details: JobDefinition | dict[str, Any]) -> JobDefinition:
@@ -66,10 +87,13 @@ class AsyncJobs:
         await _off(self._jobs.delete, tag)
 
     async def schedule(self, request: ScheduleRequest | dict[str, Any]) -> DispatchResult:
-        return await _off(self._jobs.schedule, request)
+        return await _soon(self._store, self._jobs.schedule, request)
 
     async def schedule_many(self, requests: Iterable[ScheduleRequest | dict[str, Any]]) -> list[DispatchResult]:
-        return await _off(self._jobs.schedule_many, list(requests))
+        batch = list(requests)
+        if len(batch) > PROMPT_BATCH:
+            return await _off(self._jobs.schedule_many, batch)
+        return await _soon(self._store, self._jobs.schedule_many, batch)
 
     async def get(self, job_id: str) -> Schedule:
         return await _off(self._jobs.get, job_id)
@@ -176,14 +200,15 @@ class AsyncJobs:
 class AsyncProductJobs:
     """``ductape.product``: ``ductape.product("shop").jobs`` (awaited), as ``ProductJobs``."""
 
-    def __init__(self, product: ProductJobs, jobs: AsyncJobs | None = None) -> None:
+    def __init__(self, product: ProductJobs, store: Store, jobs: AsyncJobs | None = None) -> None:
         self._product = product
+        self._store = store
         self.tag = product.tag
-        self.jobs = jobs if jobs is not None else AsyncJobs(product.jobs)
+        self.jobs = jobs if jobs is not None else AsyncJobs(product.jobs, store)
 
     def __call__(self, tag: str) -> AsyncProductJobs:
         bound = self._product(tag)
-        return self if bound is self._product else AsyncProductJobs(bound)
+        return self if bound is self._product else AsyncProductJobs(bound, self._store)
 
 
 class AsyncSessions:
@@ -232,8 +257,8 @@ class AsyncDuctape:
 
     def _wrap(self, sync: Ductape) -> None:
         self.sync = sync
-        self.job = AsyncJobs(sync.job)
-        self.product = AsyncProductJobs(sync.product, self.job)
+        self.job = AsyncJobs(sync.job, sync.store)
+        self.product = AsyncProductJobs(sync.product, sync.store, self.job)
         self.feature = AsyncFeatures(sync.feature)
         self.session = AsyncSessions(sync.session)
         self.webhooks = AsyncWebhooks(sync.webhooks)

@@ -23,6 +23,7 @@ from ductape_jobs import (
     StoreError,
     TriggeredBy,
     ValidationError,
+    aio,
 )
 from ductape_jobs.engine.worker import Worker
 from ductape_jobs.testing import Sandbox
@@ -548,6 +549,58 @@ def test_a_call_that_would_wait_is_made_in_one_store_thread_of_the_workers_own_t
     try:  # the refused calls were made again, nothing of them twice: one attempt a run, ended once
         assert db.execute("SELECT count(*), min(attempt), max(attempt) FROM attempts").fetchone() == (3, 1, 1)
         assert db.execute("SELECT outcome, count(*) FROM attempts GROUP BY outcome").fetchall() == [("completed", 3)]
+    finally:
+        db.close()
+
+
+def test_the_async_clients_schedule_runs_on_its_loop_on_sqlite_unless_it_would_wait(tmp_path: Path) -> None:
+    """A schedule() (or a schedule_many of at most PROMPT_BATCH) on the caller's loop costs less than the hop to a
+    thread and back; while another process holds the write lock it goes to a thread, which waits for it, so the
+    loop goes on. A larger schedule_many always goes to a thread."""
+    path = tmp_path / "a.db"
+    other = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+
+    async def main() -> tuple[list[threading.Thread], int]:
+        async with AsyncDuctape(f"sqlite:///{path}") as dt:
+            await dt.job.create({"name": "n", "tag": "n", "event_type": "FUNCTION", "event_tag": "n"})
+            threads: list[threading.Thread] = []
+            real = dt.store.add_schedule_parts
+
+            def spy(*args: Any) -> Any:
+                threads.append(threading.current_thread())
+                return real(*args)
+
+            dt.store.add_schedule_parts = spy  # type: ignore[method-assign]
+            one = {"env": "prd", "product_tag": "p", "event": "n"}
+            await dt.job.schedule(one)
+            await dt.job.schedule_many([one] * aio.PROMPT_BATCH)
+            await dt.job.schedule_many([one] * (aio.PROMPT_BATCH + 1))
+            other.execute("BEGIN IMMEDIATE")
+            ticks = 0
+
+            async def tick() -> None:
+                nonlocal ticks
+                while True:
+                    await asyncio.sleep(0.01)
+                    ticks += 1
+
+            ticker = asyncio.create_task(tick())
+            asyncio.get_running_loop().call_later(0.3, lambda: other.execute("ROLLBACK"))
+            await dt.job.schedule(one)  # waits for the lock in a thread
+            ticker.cancel()
+            return threads, ticks
+
+    try:
+        threads, ticks = asyncio.run(main())
+    finally:
+        other.close()
+    main_thread = threading.main_thread()
+    # the last call was tried on the loop first, refused before it wrote (WouldWait), then made in a thread
+    assert [t is main_thread for t in threads] == [True, True, False, True, False]
+    assert ticks >= 10  # the loop went on while the call waited
+    db = sqlite3.connect(path)
+    try:
+        assert db.execute("SELECT count(*) FROM schedules").fetchone() == (1 + 2 * aio.PROMPT_BATCH + 1 + 1,)
     finally:
         db.close()
 

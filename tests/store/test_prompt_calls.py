@@ -173,6 +173,26 @@ def test_prompt_writes_never_checkpoint_and_one_is_refused_when_a_checkpoint_is_
         assert sorted(phases(path)) == ["completed", "running", "running", "running", "running"]
 
 
+@pytest.mark.parametrize("bound", ["PROMPT_WRITES_BEFORE_CHECKPOINT", "PROMPT_CHANGES_BEFORE_CHECKPOINT"])
+def test_prompt_writes_are_bounded_by_count_and_by_rows_changed(
+    sqlite_dt: tuple[Ductape, Path], monkeypatch: pytest.MonkeyPatch, bound: str
+) -> None:
+    """A schedule() changes 2 rows (about 17 pages of WAL), a worker's batch about 200 (about a hundred pages): both
+    bounds keep the WAL near its size before a write is made where it may checkpoint."""
+    monkeypatch.setattr(dialect, bound, 4)  # 4 writes, or 4 rows changed: two schedule() calls
+    dt, _ = sqlite_dt
+    request = {"env": "prd", "product_tag": "p", "event": "n"}
+    made = 0
+    for _ in range(4):
+        try:
+            with dt.store.promptly():
+                dt.job.schedule(request)
+            made += 1
+        except WouldWait:
+            break
+    assert made == (4 if bound == "PROMPT_WRITES_BEFORE_CHECKPOINT" else 2)
+
+
 def test_a_prompt_write_that_would_send_large_rows_is_rolled_back_and_refused(
     sqlite_dt: tuple[Ductape, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -33,12 +33,15 @@ CLAIMS_BEFORE_CHECKPOINT = 1_000
 # A write made promptly (``promptly``: on a worker's event loop) never checkpoints either, nor follows the write
 # that checkpointed for it: that one may have emptied the WAL, and the next write starts it again, which syncs the
 # file (a checkpoint by another process or thread can leave that sync to a prompt write: a fraction of a ms here).
-# After PROMPT_WRITES_BEFORE_CHECKPOINT prompt writes in a row, or once they sent PROMPT_BYTES_BEFORE_CHECKPOINT of
-# rows (outputs, errors: ROWS_AS_JSON), the next write is refused (``WouldWait``), so that its worker makes it in
-# its store thread, where its COMMIT may checkpoint: the WAL stays near its bound (a small batch of outcomes writes
-# about a hundred pages). A prompt transaction that would send more than PROMPT_BYTES_A_WRITE of rows (large
-# outputs) is rolled back and refused: it would hold the event loop for milliseconds.
-PROMPT_WRITES_BEFORE_CHECKPOINT = 20
+# After PROMPT_WRITES_BEFORE_CHECKPOINT prompt writes in a row, or once they changed PROMPT_CHANGES_BEFORE_CHECKPOINT
+# rows or sent PROMPT_BYTES_BEFORE_CHECKPOINT of rows (outputs, errors: ROWS_AS_JSON), the next write is refused
+# (``WouldWait``), so that it is made where its COMMIT may checkpoint (a worker: in its store thread): the WAL stays
+# near its bound. A worker's batch of 50 outcomes and the claim that refills it change about 200 rows and write
+# about a hundred pages; a schedule() changes 2 rows and writes about 17. A prompt transaction that would send more
+# than PROMPT_BYTES_A_WRITE of rows (large outputs) is rolled back and refused: it would hold the event loop for
+# milliseconds.
+PROMPT_WRITES_BEFORE_CHECKPOINT = 200
+PROMPT_CHANGES_BEFORE_CHECKPOINT = 4_000
 PROMPT_BYTES_BEFORE_CHECKPOINT = 4 * 1024 * 1024
 PROMPT_BYTES_A_WRITE = 256 * 1024
 # The page size of a new file (SQLite's default: 4,096; a file keeps the size it was made with). A commit writes each
@@ -211,6 +214,7 @@ class SQLiteDialect:
             self._checkpoints = True  # wal_autocheckpoint is WAL_PAGES (False: 0, as a claim left it)
             self._claims_in_a_row = 0  # writes that claimed since the last that could checkpoint
             self._prompt_writes = 0  # writes made promptly since the last that could checkpoint
+            self._prompt_changes = 0  # the rows they changed
             self._prompt_bytes = 0  # the rows they sent
             self._restarts = (
                 False  # the last write checkpointed for the prompt ones: the next may start the WAL (a sync)
@@ -247,7 +251,7 @@ class SQLiteDialect:
             result = self._run(op, action)
             self._claims_in_a_row = claimed if spare else 0
             if not spare:
-                self._prompt_writes = self._prompt_bytes = 0
+                self._prompt_writes = self._prompt_changes = self._prompt_bytes = 0
             self._restarts = owed  # if it checkpointed, the next write may start the WAL again: not promptly either
             return result
 
@@ -271,6 +275,7 @@ class SQLiteDialect:
     def _checkpoint_owed(self) -> bool:
         return (
             self._prompt_writes >= PROMPT_WRITES_BEFORE_CHECKPOINT
+            or self._prompt_changes >= PROMPT_CHANGES_BEFORE_CHECKPOINT
             or self._prompt_bytes >= PROMPT_BYTES_BEFORE_CHECKPOINT
         )
 
@@ -283,7 +288,7 @@ class SQLiteDialect:
             if write and self._restarts:
                 raise WouldWait("the last write could checkpoint: this one may start the WAL again")
             action = "write" if write else "read"
-            tx = self._tx
+            tx, changes = self._tx, self._db.total_changes
             try:
                 self._begin_promptly(write)
                 if write:
@@ -302,6 +307,7 @@ class SQLiteDialect:
                 tx.budget = None
             if write:
                 self._prompt_writes += 1
+                self._prompt_changes += self._db.total_changes - changes
                 self._prompt_bytes += tx.sent
                 self._prompt.wrote = True
             return result
