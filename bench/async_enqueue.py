@@ -5,8 +5,8 @@ script: it prints figures only.
 
 On SQLite the async client makes a ``schedule()`` on the caller's event loop when no other process holds the
 write lock (``Store.promptly``), else in a thread (``asyncio.to_thread``), as it makes every call on PostgreSQL.
-``--thread`` makes every call in a thread, as the async client did before, to show what the hop costs. Each round
-prints the wall time and this process's CPU time a call (median over rounds last).
+A third run makes every call in a thread, as the async client did before, to show what the hop costs. Each prints
+the median wall time and this process's CPU time a call over the rounds, then each round's wall time.
 """
 
 from __future__ import annotations
