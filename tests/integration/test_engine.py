@@ -530,16 +530,26 @@ def test_a_call_that_would_wait_is_made_in_one_store_thread_of_the_workers_own_t
     job(dt)
     for i in range(3):
         dt.job.schedule(req(input={"i": i}))
-    threads = spy_threads(dt, ("acquire_runs", "finish_runs", "finish_and_acquire"))
     other = sqlite3.connect(tmp_path / "jobs.db", isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
-    release = threading.Timer(0.3, lambda: other.execute("ROLLBACK"))
-    release.start()
+    released = threading.Event()
+    threads: list[threading.Thread] = []
+    for name in ("acquire_runs", "finish_runs", "finish_and_acquire"):
+        real = getattr(dt.store, name)
+
+        def spy(*args: Any, _real: Any = real) -> Any:
+            threads.append(threading.current_thread())
+            if threading.current_thread() is not threading.main_thread() and not released.is_set():
+                released.set()  # the call that met the lock is in the store thread: the other process ends soon
+                threading.Timer(0.1, lambda: other.execute("ROLLBACK")).start()
+            return _real(*args)
+
+        setattr(dt.store, name, spy)
     try:
         assert dt.drain().completed == 3
     finally:
-        release.join()
         other.close()
+    assert released.is_set()
     stores = {t for t in threads if t is not threading.main_thread()}
     (thread,) = stores  # the claim that met the lock, at least
     assert thread.name.startswith("ductape-store ")
@@ -588,7 +598,21 @@ def test_the_async_clients_schedule_runs_on_its_loop_on_sqlite_unless_it_would_w
             asyncio.get_running_loop().call_later(0.3, lambda: other.execute("ROLLBACK"))
             await dt.job.schedule(one)  # waits for the lock in a thread
             ticker.cancel()
-            return threads, ticks
+            waited, seen = ticks, 0
+
+            async def count() -> None:
+                nonlocal seen
+                while True:
+                    seen += 1
+                    await asyncio.sleep(0)
+
+            counter = asyncio.create_task(count())
+            await asyncio.sleep(0)
+            for _ in range(5):  # made on the loop, each lets the other tasks run before it returns
+                await dt.job.schedule(one)
+            counter.cancel()
+            assert seen >= 5
+            return threads, waited
 
     try:
         threads, ticks = asyncio.run(main())
@@ -596,11 +620,11 @@ def test_the_async_clients_schedule_runs_on_its_loop_on_sqlite_unless_it_would_w
         other.close()
     main_thread = threading.main_thread()
     # the last call was tried on the loop first, refused before it wrote (WouldWait), then made in a thread
-    assert [t is main_thread for t in threads] == [True, True, False, True, False]
+    assert [t is main_thread for t in threads] == [True, True, False, True, False, True, True, True, True, True]
     assert ticks >= 10  # the loop went on while the call waited
     db = sqlite3.connect(path)
     try:
-        assert db.execute("SELECT count(*) FROM schedules").fetchone() == (1 + 2 * aio.PROMPT_BATCH + 1 + 1,)
+        assert db.execute("SELECT count(*) FROM schedules").fetchone() == (1 + 2 * aio.PROMPT_BATCH + 1 + 1 + 5,)
     finally:
         db.close()
 

@@ -123,9 +123,9 @@ def test_once_a_call_wrote_its_later_transactions_wait_rather_than_refuse(sqlite
         with dt.store.promptly():
             (first,) = dt.store.acquire_runs("w1", 1, LEASE, datetime.now(UTC))
             lock.take()  # another process writes now, for 0.2 s
+            started = time.monotonic()
             release = threading.Timer(0.2, lock.release)
             release.start()
-            started = time.monotonic()
             (second,) = dt.store.acquire_runs("w1", 1, LEASE, datetime.now(UTC))
             waited = time.monotonic() - started
             release.join()
@@ -183,7 +183,7 @@ def test_prompt_writes_are_bounded_by_count_and_by_rows_changed(
     dt, _ = sqlite_dt
     request = {"env": "prd", "product_tag": "p", "event": "n"}
     made = 0
-    for _ in range(4):
+    for _ in range(6):
         try:
             with dt.store.promptly():
                 dt.job.schedule(request)
@@ -191,6 +191,7 @@ def test_prompt_writes_are_bounded_by_count_and_by_rows_changed(
         except WouldWait:
             break
     assert made == (4 if bound == "PROMPT_WRITES_BEFORE_CHECKPOINT" else 2)
+    assert len(dt.store.list_schedules()) == made  # the refused one wrote nothing
 
 
 def test_a_prompt_write_that_would_send_large_rows_is_rolled_back_and_refused(
@@ -212,6 +213,23 @@ def test_a_prompt_write_that_would_send_large_rows_is_rolled_back_and_refused(
     dt.store.finish_runs([small, large], now)  # as the store thread makes it
     assert phases(path) == ["completed", "completed"]
     assert dt.store.get_run(runs[1].id).output == "x" * 20_000  # type: ignore[union-attr]
+
+
+def test_a_prompt_schedule_with_a_large_input_is_rolled_back_and_refused(
+    sqlite_dt: tuple[Ductape, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A schedule's input is written twice (the schedule and its first run): large ones would hold the loop and
+    fill the WAL, so their texts count against a prompt write's budget as outputs do."""
+    monkeypatch.setattr(dialect, "PROMPT_BYTES_A_WRITE", 10_000)
+    dt, _ = sqlite_dt
+    request = {"env": "prd", "product_tag": "p", "event": "n"}
+    with dt.store.promptly():
+        dt.job.schedule({**request, "input": {"k": "x" * 1_000}})
+    with pytest.raises(WouldWait, match="more than a prompt write sends"), dt.store.promptly():
+        dt.job.schedule({**request, "input": {"k": "x" * 6_000}})
+    assert len(dt.store.list_schedules()) == 1
+    dt.job.schedule({**request, "input": {"k": "x" * 6_000}})  # as a thread makes it
+    assert len(dt.store.list_schedules()) == 2
 
 
 def test_a_read_that_meets_a_lock_is_refused_and_busy_timeout_is_back_for_the_next_ordinary_read(

@@ -34,12 +34,12 @@ CLAIMS_BEFORE_CHECKPOINT = 1_000
 # that checkpointed for it: that one may have emptied the WAL, and the next write starts it again, which syncs the
 # file (a checkpoint by another process or thread can leave that sync to a prompt write: a fraction of a ms here).
 # After PROMPT_WRITES_BEFORE_CHECKPOINT prompt writes in a row, or once they changed PROMPT_CHANGES_BEFORE_CHECKPOINT
-# rows or sent PROMPT_BYTES_BEFORE_CHECKPOINT of rows (outputs, errors: ROWS_AS_JSON), the next write is refused
+# rows or sent PROMPT_BYTES_BEFORE_CHECKPOINT of rows (outputs, errors, inputs), the next write is refused
 # (``WouldWait``), so that it is made where its COMMIT may checkpoint (a worker: in its store thread): the WAL stays
 # near its bound. A worker's batch of 50 outcomes and the claim that refills it change about 200 rows and write
 # about a hundred pages; a schedule() changes 2 rows and writes about 17. A prompt transaction that would send more
-# than PROMPT_BYTES_A_WRITE of rows (large outputs) is rolled back and refused: it would hold the event loop for
-# milliseconds.
+# than PROMPT_BYTES_A_WRITE of rows (large outputs or inputs) is rolled back and refused: it would hold the event
+# loop for milliseconds.
 PROMPT_WRITES_BEFORE_CHECKPOINT = 200
 PROMPT_CHANGES_BEFORE_CHECKPOINT = 4_000
 PROMPT_BYTES_BEFORE_CHECKPOINT = 4 * 1024 * 1024
@@ -81,8 +81,8 @@ class SQLiteTx:
 
     def __init__(self, db: sqlite3.Connection) -> None:
         self._db = db
-        self.budget: int | None = None  # bytes of ROWS_AS_JSON rows this transaction may send (None: no bound)
-        self.sent = 0  # bytes of ROWS_AS_JSON rows it sent
+        self.budget: int | None = None  # bytes of rows (their texts) this transaction may send (None: no bound)
+        self.sent = 0  # bytes of rows it sent
 
     def one(self, name: str, params: Params | None = None) -> Row | None:
         b = B[name]
@@ -102,12 +102,18 @@ class SQLiteTx:
             b = B[name]
             if name in ROWS_AS_JSON:
                 args = b.args({"rows": params})
-                self.sent += len(args[0])
-                if self.budget is not None and self.sent > self.budget:
-                    raise WouldWait(f"{name}: {self.sent} bytes of rows, more than a prompt write sends")
+                self._send(name, len(args[0]))
                 self._db.execute(b.sql, args)
             else:
+                if self.budget is not None:  # a prompt write: its texts (inputs, errors) counted
+                    self._send(name, sum(len(v) for p in params for v in p.values() if isinstance(v, str)))
                 self._db.executemany(b.sql, map(b.args, params))
+
+    def _send(self, name: str, size: int) -> None:
+        """Count ``size`` bytes of rows sent; ``WouldWait`` past a prompt write's budget (before they are sent)."""
+        self.sent += size
+        if self.budget is not None and self.sent > self.budget:
+            raise WouldWait(f"{name}: {self.sent} bytes of rows, more than a prompt write sends")
 
     def each(self, name: str, params: Sequence[Params]) -> list[Row]:
         b, rows = B[name], []
@@ -307,7 +313,7 @@ class SQLiteDialect:
                 tx.budget = None
             if write:
                 self._prompt_writes += 1
-                self._prompt_changes += self._db.total_changes - changes
+                self._prompt_changes += (self._db.total_changes - changes) % 2**32  # sqlite3's count: 32 bits
                 self._prompt_bytes += tx.sent
                 self._prompt.wrote = True
             return result
