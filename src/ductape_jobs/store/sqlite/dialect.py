@@ -58,7 +58,7 @@ Q = load_dialect_queries(
 #: The queries as sent: bound by position (binding.py).
 B = {name: bind(query) for name, query in Q.items()}
 #: Queries that ``many`` runs once over all its rows, given as one JSON list (``json_each(:rows)``): a worker's
-#: per-run writes. executemany costs about 7 us a row more (binding, a step and a reset, each step releasing and
+#: per-run writes. executemany costs about 4-5 us a row more (binding, a step and a reset, each step releasing and
 #: taking the GIL back from the worker's event loop). The JSON ``->>`` operator ends a string at a NUL character:
 #: these rows hold none (ids, the worker's id, JSON text, numbers, and errors made ``storable``).
 ROWS_AS_JSON = frozenset({"insert_attempt", "finish_attempt", "complete_run"})
