@@ -6,6 +6,7 @@ import asyncio
 import itertools
 import sqlite3
 import threading
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,7 @@ from ductape_jobs import (
     aio,
 )
 from ductape_jobs.engine.worker import Worker
+from ductape_jobs.errors import WouldWait
 from ductape_jobs.testing import Sandbox
 
 
@@ -970,3 +972,73 @@ def test_a_full_tick_batch_starts_its_claimed_runs_before_the_next_batch(dt: Duc
 
     assert asyncio.run(first_pass()) and len(rec.calls) == 2  # two started by the first pass; more is due
     assert dt.drain().completed == 1 and len(rec.calls) == 3
+
+
+def test_runs_that_end_while_a_pass_waits_for_the_store_are_recorded_with_the_claim_that_refills_them(
+    dt: Ductape,
+) -> None:
+    """Where a worker's calls are made in its store thread (PostgreSQL's always are), its runs end while they are
+    made. Those outcomes go with the next pass's claim for the slots they free, in one transaction: no claim of its
+    own before them and no transaction of their own after."""
+    gates = [asyncio.Event() for _ in range(4)]
+    ended = [threading.Event() for _ in range(4)]
+    started: list[int] = []
+
+    async def report(input: dict[str, Any], ctx: RunContext) -> None:  # gates and ends in the order runs start
+        nth = len(started)
+        started.append(input["i"])
+        await gates[nth].wait()
+        ended[nth].set()
+
+    dt.function("report")(report)
+    job(dt)
+    dt.job.schedule_many([req(input={"i": i}) for i in range(4)])
+    calls: list[str] = []
+    loop: asyncio.AbstractEventLoop | None = None
+    for name in ("next_wakeup", "acquire_runs", "finish_runs", "finish_and_acquire"):
+        real = getattr(dt.store, name)
+
+        def spy(*args: Any, _real: Any = real, _name: str = name) -> Any:
+            calls.append(_name)
+            if _name == "finish_and_acquire" and calls.count(_name) == 1:  # the second ends while it is made
+                assert loop is not None
+                loop.call_soon_threadsafe(gates[1].set)
+                assert ended[1].wait(10)
+            return _real(*args)
+
+        setattr(dt.store, name, spy)
+
+    def would_wait() -> Any:
+        raise WouldWait("as on PostgreSQL: every call in the store thread")
+
+    dt.store.promptly = would_wait  # type: ignore[method-assign]
+    worker = dt.new_worker(concurrency=2)
+
+    async def main() -> None:
+        nonlocal loop
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop, handle_signals=False))
+
+        async def until(done: Callable[[], bool]) -> None:
+            async with asyncio.timeout(10):
+                while not done():
+                    assert not running.done(), running.exception()
+                    await asyncio.sleep(0.005)
+
+        for nth in (0, 2, 3):  # the first run to start ends first; the second ends inside the flush recording it
+            await until(lambda nth=nth: len(started) > nth)  # type: ignore[misc]
+            gates[nth].set()
+        await until(lambda: len(dt.job.runs(phase=RunPhase.COMPLETED)) == 4)
+        stop.set()
+        await running
+
+    asyncio.run(main())
+    assert sorted(started) == [0, 1, 2, 3]
+    first = calls.index("finish_and_acquire")
+    assert calls[:first] == ["next_wakeup", "acquire_runs"]  # the first pass: two runs
+    # the first's outcome with the third's claim; the second's, which ended meanwhile, with the fourth's: no claim
+    # between them, and no transaction of their own
+    second = calls.index("finish_and_acquire", first + 1)
+    assert set(calls[first + 1 : second]) <= {"next_wakeup"}
+    assert "finish_runs" not in calls and calls.count("acquire_runs") == 1

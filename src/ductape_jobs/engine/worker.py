@@ -310,6 +310,12 @@ class Worker:
         freed, self._freed = self._freed, False  # a run of ours under a limit ended: its slot may be ours again
         if claimed is not None:  # the tick's claim looked at every run due now (and after any slot freed)
             more = claimed == want
+        elif self._outcomes and self._want() > 0:
+            # runs ended while this pass's calls were made (their bodies ran while its store thread waited): the next
+            # pass, at once, records them and claims for every free slot in one transaction (``_flush``), instead of a
+            # claim here and their record in a transaction of its own after it
+            self._freed = self._freed or freed
+            more = True
         elif (want := self._want()) > 0 and (
             more or freed or (due.run_due is not None and due.run_due <= now and not seen)
         ):
