@@ -519,6 +519,41 @@ def test_finish_runs_records_completed_retry_and_failed(store: Store) -> None:
     assert store.count_runs() == {RunPhase.COMPLETED: 1, RunPhase.FAILED: 2}
 
 
+def test_outcomes_with_large_outputs_and_errors_are_recorded_as_small_ones_are(store: Store) -> None:
+    """A batch mixes outputs and errors of a few bytes and of kilobytes (SQLite writes the large ones by a bound
+    statement of their own, the rest as one JSON list): each is recorded whole, on its run and its attempt, and a
+    late outcome of a lost attempt with a long error is recorded on that attempt only."""
+    _, ids = setup(store, T0 - 4 * MIN, T0 - 3 * MIN, T0 - 2 * MIN, T0 - MIN, T0)
+    by_id = {r.id: r for r in store.acquire_runs("w1", 4, LEASE, T0)}
+    small_out, large_out, small_err, large_err = ids[:4]
+    big = {"body": "é" * 3000 + '"quoted"\n' + "x" * 3000}
+    long_error = "RuntimeError: " + "trace line\n" * 600
+    store.finish_runs(
+        [
+            ok(by_id[small_out], output={"rows": 3}),
+            ok(by_id[large_out], output=big),
+            Outcome(small_err, 1, "w1", False, T0, 5, error="RuntimeError: short"),
+            Outcome(large_err, 1, "w1", False, T0, 5, error=long_error),
+        ],
+        T0,
+    )
+    assert [run_of(store, i).output for i in (small_out, large_out)] == [{"rows": 3}, big]
+    assert [run_of(store, i).error for i in (small_err, large_err)] == ["RuntimeError: short", long_error]
+    assert [run_of(store, i).attempts[0].error for i in ids[:4]] == [None, None, "RuntimeError: short", long_error]
+    assert [outcomes(store, i) for i in ids[:4]] == [["completed"], ["completed"], ["failed"], ["failed"]]
+
+    (first,) = store.acquire_runs("w1", 1, LEASE, T0)
+    later = T0 + LEASE + timedelta(seconds=1)
+    assert store.rescue_expired(later, max_rescues=3) == [ids[4]]
+    (second,) = store.acquire_runs("w2", 1, LEASE, later)
+    store.finish_runs([Outcome(first.id, 1, "w1", False, later, 5, error=long_error)], later)  # w1 answers late
+    run = run_of(store, ids[4])
+    assert (run.phase, run.lease_owner, run.error) == (RunPhase.RUNNING, "w2", None)
+    assert [(a.outcome, a.error) for a in run.attempts] == [("lost, then failed", long_error), (None, None)]
+    store.finish_runs([ok(second, "w2", later, output=big)], later)
+    assert (run_of(store, ids[4]).phase, run_of(store, ids[4]).output) == (RunPhase.COMPLETED, big)
+
+
 def test_an_outcome_from_a_worker_that_lost_its_lease_changes_only_its_attempt(store: Store) -> None:
     _, (run_id,) = setup(store, T0)
     (first,) = store.acquire_runs("w1", 1, LEASE, T0)

@@ -4,14 +4,16 @@ busy_timeout, left 0 across a run of WAL writes, back in force for every read.""
 from __future__ import annotations
 
 import sqlite3
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from ductape_jobs import Ductape
 from ductape_jobs.errors import StoreError
+from ductape_jobs.store import Outcome
 from ductape_jobs.store.sqlite.binding import bind
-from ductape_jobs.store.sqlite.dialect import B, Q, SQLiteDialect
+from ductape_jobs.store.sqlite.dialect import LARGE_TEXT, B, Q, SQLiteDialect
 
 
 def test_names_become_numbers_in_order_of_first_use_and_quoted_text_is_left_alone() -> None:
@@ -88,3 +90,37 @@ def test_the_write_lock_is_still_polled_for_while_another_connection_holds_it(tm
     finally:
         other.close()
         dialect.close()
+
+
+def test_a_batch_of_outcomes_sends_small_texts_as_one_json_list_and_large_ones_bound(tmp_path: Path) -> None:
+    """A text escaped into the JSON list and read back out of it costs more than a step of its own past about a
+    kilobyte (``LARGE_TEXT``): the large outputs and errors go by the bound statements, the rest in one statement."""
+    dt = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}")
+    try:
+        dt.job.create({"name": "Noop", "tag": "noop", "event_type": "FUNCTION", "event_tag": "noop"})
+        dt.job.schedule_many([{"env": "prd", "product_tag": "p", "event": "noop", "start_at": 0} for _ in range(6)])
+        now = datetime.now(UTC)
+        runs = dt.store.acquire_runs("w1", 6, timedelta(seconds=30), now)
+        large = "x" * (LARGE_TEXT["complete_run"][1] + 1)
+        outputs = [{"n": 1}, {"n": 2}, {"text": large}, {"text": large}]
+        errors = ["a", large]
+        outcomes = [
+            Outcome(r.id, r.attempt, "w1", True, now, 1, output=o) for r, o in zip(runs[:4], outputs, strict=True)
+        ]
+        outcomes += [
+            Outcome(r.id, r.attempt, "w1", False, now, 1, error=e) for r, e in zip(runs[4:], errors, strict=True)
+        ]
+        sent: list[str] = []
+        db: sqlite3.Connection = dt.store._d._db  # type: ignore[attr-defined]
+        db.set_trace_callback(sent.append)
+        try:
+            dt.store.finish_runs(outcomes, now)
+        finally:
+            db.set_trace_callback(None)
+        assert sum("json_each" in q and "phase = 'completed'" in q for q in sent) == 1  # the two small outputs
+        assert sum("UPDATE runs SET phase = 'completed'" in q and large in q for q in sent) == 2
+        assert sum("UPDATE attempts" in q and "json_each" in q for q in sent) == 1  # five attempts
+        assert sum("UPDATE attempts" in q and large in q for q in sent) == 1  # the long error's
+        assert [len(r.output["text"]) for r in dt.job.runs() if r.output and "text" in r.output] == [len(large)] * 2
+    finally:
+        dt.close()

@@ -51,7 +51,8 @@ def test_both_dialects_name_the_same_queries() -> None:
     ``notify`` and ``server_time``, and SQLite's ``insert_attempt`` and ``limited_due`` of its multi-statement
     claim, aside: PostgreSQL's ``acquire_runs`` does all three in one statement; and each dialect's own
     ``Tx.sync_outbox_triggers``: PostgreSQL calls a function, SQLite creates or drops each trigger; and
-    ``Tx.add_schedules``: one statement on PostgreSQL, SQLite's checks and inserts in turn)."""
+    ``Tx.add_schedules``: one statement on PostgreSQL, SQLite's checks and inserts in turn; and SQLite's bound
+    forms of two queries it sends as JSON lists, for rows of a large text)."""
     from ductape_jobs.store.postgres.dialect import Q as POSTGRES
     from ductape_jobs.store.sqlite.dialect import OUTBOX_TRIGGERS
     from ductape_jobs.store.sqlite.dialect import Q as SQLITE
@@ -59,7 +60,8 @@ def test_both_dialects_name_the_same_queries() -> None:
     triggers = {f"{verb}_{name}" for verb in ("create", "drop") for name in OUTBOX_TRIGGERS}
     stored = {"check_jobs", "insert_schedule", "set_feature_key", "insert_first_run"}  # Tx.add_schedules' steps
     assert set(POSTGRES) - set(SQLITE) == {"notify", "server_time", "sync_outbox_triggers", "add_schedules"}
-    assert set(SQLITE) - set(POSTGRES) == {"insert_attempt", "limited_due", "outbox_wanted", *triggers, *stored}
+    bound = {"complete_run_bound", "finish_attempt_bound"}
+    assert set(SQLITE) - set(POSTGRES) == {"insert_attempt", "limited_due", "outbox_wanted", *triggers, *stored, *bound}
 
 
 def test_each_backend_is_every_narrow_part_of_the_contract() -> None:

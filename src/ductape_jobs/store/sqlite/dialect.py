@@ -62,6 +62,11 @@ B = {name: bind(query) for name, query in Q.items()}
 #: taking the GIL back from the worker's event loop). The JSON ``->>`` operator ends a string at a NUL character:
 #: these rows hold none (ids, the worker's id, JSON text, numbers, and errors made ``storable``).
 ROWS_AS_JSON = frozenset({"insert_attempt", "finish_attempt", "complete_run"})
+#: A row of those whose text (a run's output, an attempt's error) is longer than LARGE_TEXT characters is written by
+#: its own bound statement (``<name>_bound``, by executemany) instead: escaped into the JSON list and read back out
+#: of it, such a text costs more than the step saved (a scratch micro-benchmark of complete_run, µs a row, JSON
+#: against bound: 24 and 23 at 1 KB, 55 and 42 at 4 KB, 188 and 109 at 16 KB, 708 and 374 at 64 KB).
+LARGE_TEXT = {"complete_run": ("output", 1_024), "finish_attempt": ("error", 1_024)}
 #: Prepared statements the connection keeps (sqlite3's default, 128, is fewer than the queries a process that
 #: runs the engine and the API may use: past it, statements would be prepared again and again).
 STATEMENTS_CACHED = 2 * len(B)
@@ -98,16 +103,29 @@ class SQLiteTx:
         return self._db.execute(b.sql, b.args(params)).rowcount
 
     def many(self, name: str, params: Sequence[Params]) -> None:
+        if not params:
+            return
+        if name not in ROWS_AS_JSON:
+            self._each_bound(name, params)
+            return
+        large: Sequence[Params] = ()
+        if name in LARGE_TEXT:
+            field, most = LARGE_TEXT[name]
+            large = [p for p in params if len(p[field] or "") > most]
+            if large:
+                params = [p for p in params if len(p[field] or "") <= most]
+                self._each_bound(f"{name}_bound", large)
         if params:
             b = B[name]
-            if name in ROWS_AS_JSON:
-                args = b.args({"rows": params})
-                self._send(name, len(args[0]))
-                self._db.execute(b.sql, args)
-            else:
-                if self.budget is not None:  # a prompt write: its texts (inputs, errors) counted
-                    self._send(name, sum(len(v) for p in params for v in p.values() if isinstance(v, str)))
-                self._db.executemany(b.sql, map(b.args, params))
+            args = b.args({"rows": params})
+            self._send(name, len(args[0]))
+            self._db.execute(b.sql, args)
+
+    def _each_bound(self, name: str, params: Sequence[Params]) -> None:
+        b = B[name]
+        if self.budget is not None:  # a prompt write: its texts (inputs, outputs, errors) counted
+            self._send(name, sum(len(v) for p in params for v in p.values() if isinstance(v, str)))
+        self._db.executemany(b.sql, map(b.args, params))
 
     def _send(self, name: str, size: int) -> None:
         """Count ``size`` bytes of rows sent; ``WouldWait`` past a prompt write's budget (before they are sent)."""

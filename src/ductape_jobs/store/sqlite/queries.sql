@@ -194,6 +194,13 @@ FROM json_each(:rows) AS a
 WHERE attempts.run_id = a.value ->> 'run_id' AND attempts.attempt = a.value ->> 'attempt'
   AND (attempts.finished_at IS NULL OR attempts.outcome = 'lost');
 
+-- name: finish_attempt_bound
+-- finish_attempt for one row, its values bound: SQLiteTx.many writes a row of a long error so (LARGE_TEXT).
+UPDATE attempts SET finished_at = :finished_at, started_at = coalesce(:started_at, started_at),
+    outcome = CASE WHEN finished_at IS NULL THEN :outcome ELSE 'lost, then ' || :outcome END,
+    error = CASE WHEN finished_at IS NULL THEN :error ELSE coalesce(:error, error) END
+WHERE run_id = :run_id AND attempt = :attempt AND (finished_at IS NULL OR outcome = 'lost');
+
 -- name: complete_run
 -- :rows: every completed run of the call as one JSON list (SQLiteTx.many: ROWS_AS_JSON).
 UPDATE runs SET phase = 'completed', completed_at = c.value ->> 'finished_at', duration_ms = c.value ->> 'duration_ms',
@@ -202,6 +209,13 @@ UPDATE runs SET phase = 'completed', completed_at = c.value ->> 'finished_at', d
 FROM json_each(:rows) AS c
 WHERE runs.id = c.value ->> 'run_id' AND runs.lease_owner = c.value ->> 'worker_id'
   AND runs.attempt = c.value ->> 'attempt' AND runs.phase = 'running';
+
+-- name: complete_run_bound
+-- complete_run for one row, its values bound: SQLiteTx.many writes a row of a large output so (LARGE_TEXT).
+UPDATE runs SET phase = 'completed', completed_at = :finished_at, duration_ms = :duration_ms, output = :output,
+    error = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = :now,
+    started_at = coalesce(:started_at, started_at)
+WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase = 'running';
 
 -- name: schedule_retry
 UPDATE runs SET phase = 'retry_scheduled', available_at = :retry_at, retry_count = retry_count + 1,
