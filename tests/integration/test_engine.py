@@ -28,6 +28,7 @@ from ductape_jobs import (
 )
 from ductape_jobs.engine.worker import Worker
 from ductape_jobs.errors import WouldWait
+from ductape_jobs.retention import Retention
 from ductape_jobs.testing import Sandbox
 
 
@@ -905,6 +906,71 @@ def test_a_run_due_while_the_flush_was_claiming_is_claimed_by_the_same_pass(dt: 
     worker = dt.new_worker(concurrency=2, backoff=Backoff(base=timedelta(seconds=1), jitter=0))
     summary = asyncio.run(worker.run_until_idle())
     assert (summary.completed, summary.retried, len(rec.calls)) == (2, 1, 3)
+
+
+def test_a_pass_that_prunes_claims_first_even_with_outcomes_waiting(dt: Ductape, clock: FakeClock) -> None:
+    """Runs ended during a pass's calls wait for the next pass's refilling claim, but not behind this pass's prune:
+    a prune batch can take a while, so the pass claims for the free slots before it."""
+    gates = [asyncio.Event() for _ in range(4)]
+    ended = [threading.Event() for _ in range(4)]
+    started: list[int] = []
+
+    async def report(input: dict[str, Any], ctx: RunContext) -> None:  # gates and ends in the order runs start
+        nth = len(started)
+        started.append(input["i"])
+        await gates[nth].wait()
+        ended[nth].set()
+
+    dt.function("report")(report)
+    job(dt)
+    dt.job.schedule_many([req(input={"i": i}) for i in range(4)])
+    calls: list[str] = []
+    loop: asyncio.AbstractEventLoop | None = None
+    every = timedelta(seconds=2)  # less than the lease: no run is rescued meanwhile
+    worker = dt.new_worker(concurrency=2, retention=Retention(every=every))
+    for name in ("next_wakeup", "acquire_runs", "finish_runs", "finish_and_acquire", "prune"):
+        real = getattr(dt.store, name)
+
+        def spy(*args: Any, _real: Any = real, _name: str = name) -> Any:
+            calls.append(_name)
+            if _name == "finish_and_acquire" and calls.count(_name) == 1:  # the second ends while it is made,
+                assert loop is not None
+                loop.call_soon_threadsafe(gates[1].set)
+                assert ended[1].wait(10)
+                clock.advance(seconds=every.total_seconds())  # and a prune falls due in this pass
+            return _real(*args)
+
+        setattr(dt.store, name, spy)
+
+    def would_wait() -> Any:
+        raise WouldWait("as on PostgreSQL: every call in the store thread")
+
+    dt.store.promptly = would_wait  # type: ignore[method-assign]
+
+    async def main() -> None:
+        nonlocal loop
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop, handle_signals=False))
+
+        async def until(done: Callable[[], bool]) -> None:
+            async with asyncio.timeout(10):
+                while not done():
+                    assert not running.done(), running.exception()
+                    await asyncio.sleep(0.005)
+
+        for nth in (0, 2, 3):
+            await until(lambda nth=nth: len(started) > nth)  # type: ignore[misc]
+            gates[nth].set()
+        await until(lambda: len(dt.job.runs(phase=RunPhase.COMPLETED)) == 4)
+        stop.set()
+        await running
+
+    asyncio.run(main())
+    assert calls[:3] == ["next_wakeup", "acquire_runs", "prune"]  # the first pass prunes
+    first = calls.index("finish_and_acquire")
+    second_prune = calls.index("prune", first)
+    assert "acquire_runs" in calls[first + 1 : second_prune]  # the claim, then the prune
 
 
 def test_outcomes_recorded_when_a_tick_is_due_leave_the_claim_to_the_tick_in_priority_order(

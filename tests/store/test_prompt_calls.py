@@ -198,21 +198,30 @@ def test_a_prompt_write_that_would_send_large_rows_is_rolled_back_and_refused(
     sqlite_dt: tuple[Ductape, Path], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Large outputs would hold the event loop for the milliseconds their rows take to send and write: refused
-    once the write sees them, and rolled back, so the caller makes it elsewhere and nothing is recorded twice."""
+    once the write sees them, before it sends any of its rows (a large one goes by a statement of its own, the
+    rest as one JSON list: both are counted first), and rolled back, so the caller makes it elsewhere and nothing is
+    recorded twice."""
     monkeypatch.setattr(dialect, "PROMPT_BYTES_A_WRITE", 10_000)
     dt, path = sqlite_dt
-    schedule(dt, 2)
-    runs = dt.store.acquire_runs("w1", 2, LEASE, datetime.now(UTC))
+    schedule(dt, 8)
+    runs = dt.store.acquire_runs("w1", 8, LEASE, datetime.now(UTC))
     now = datetime.now(UTC)
-    small, large = (
-        Outcome(r.id, r.attempt, "w1", True, now, 1, output=o) for r, o in zip(runs, ["ok", "x" * 20_000], strict=True)
-    )
-    with pytest.raises(WouldWait, match="more than a prompt write sends"), dt.store.promptly():
-        dt.store.finish_runs([small, large], now)
-    assert phases(path) == ["running", "running"]  # neither: the transaction was rolled back
-    dt.store.finish_runs([small, large], now)  # as the store thread makes it
-    assert phases(path) == ["completed", "completed"]
-    assert dt.store.get_run(runs[1].id).output == "x" * 20_000  # type: ignore[union-attr]
+    # two outputs over LARGE_TEXT (bound, 4 KB) and six under it (one JSON list, 6 KB): under the budget apart
+    texts = ["x" * 2_000] * 2 + ["y" * 1_000] * 6
+    done = [Outcome(r.id, r.attempt, "w1", True, now, 1, output=t) for r, t in zip(runs, texts, strict=True)]
+    sent: list[str] = []
+    db: sqlite3.Connection = dt.store._d._db  # type: ignore[attr-defined]
+    db.set_trace_callback(sent.append)
+    try:
+        with pytest.raises(WouldWait, match="more than a prompt write sends"), dt.store.promptly():
+            dt.store.finish_runs(done, now)
+    finally:
+        db.set_trace_callback(None)
+    assert not [q for q in sent if "UPDATE" in q]  # refused before any row was sent
+    assert phases(path) == ["running"] * 8  # none: the transaction was rolled back
+    dt.store.finish_runs(done, now)  # as the store thread makes it
+    assert phases(path) == ["completed"] * 8
+    assert [dt.store.get_run(r.id).output for r in runs] == texts  # type: ignore[union-attr]
 
 
 def test_a_prompt_schedule_with_a_large_input_is_rolled_back_and_refused(

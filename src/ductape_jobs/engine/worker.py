@@ -310,10 +310,11 @@ class Worker:
         freed, self._freed = self._freed, False  # a run of ours under a limit ended: its slot may be ours again
         if claimed is not None:  # the tick's claim looked at every run due now (and after any slot freed)
             more = claimed == want
-        elif self._outcomes and self._want() > 0:
+        elif self._outcomes and self._want() > 0 and not self._prune_due(now):
             # runs ended while this pass's calls were made (their bodies ran while its store thread waited): the next
             # pass, at once, records them and claims for every free slot in one transaction (``_flush``), instead of a
-            # claim here and their record in a transaction of its own after it
+            # claim here and their record in a transaction of its own after it. Not when this pass prunes: its claim
+            # goes before the prune's transaction, which may take a while
             self._freed = self._freed or freed
             more = True
         elif (want := self._want()) > 0 and (
@@ -418,14 +419,19 @@ class Worker:
             tell_started(self.observers, [run], now)
         await (self._execute(run, now) if self.tracing is None else self._traced(run, now, began=now))
 
+    def _prune_due(self, now: datetime) -> bool:
+        """Whether a pass at ``now`` prunes (``_prune``)."""
+        retention = self.options.retention
+        if not self._pruning or retention is None or not retention.enabled:
+            return False
+        return (self._next_prune is None or now >= self._next_prune) and time.monotonic() >= self._prune_rests_until
+
     async def _prune(self, now: datetime) -> None:
         """Every ``retention.every``, one batch of each kind of finished history past its keep; while a batch
         comes back full, another follows at a pass after a rest (``retention.share`` of the time: short
         transactions between the worker's own, which a backlog never starves)."""
         retention = self.options.retention
-        if not self._pruning or retention is None or not retention.enabled:
-            return
-        if (self._next_prune is not None and now < self._next_prune) or time.monotonic() < self._prune_rests_until:
+        if retention is None or not self._prune_due(now):
             return
         started = time.monotonic()
         counts = await self._io(self.store.prune, now, retention, retention.batch, prompt=False)

@@ -106,7 +106,8 @@ class SQLiteTx:
         if not params:
             return
         if name not in ROWS_AS_JSON:
-            self._each_bound(name, params)
+            self._count_texts(name, params)
+            self._db.executemany(B[name].sql, map(B[name].args, params))
             return
         large: Sequence[Params] = ()
         if name in LARGE_TEXT:
@@ -114,18 +115,20 @@ class SQLiteTx:
             large = [p for p in params if len(p[field] or "") > most]
             if large:
                 params = [p for p in params if len(p[field] or "") <= most]
-                self._each_bound(f"{name}_bound", large)
-        if params:
-            b = B[name]
-            args = b.args({"rows": params})
-            self._send(name, len(args[0]))
-            self._db.execute(b.sql, args)
+        listed = B[name].args({"rows": params}) if params else None
+        if listed is not None:  # everything counted before anything is sent (WouldWait: nothing to undo)
+            self._send(name, len(listed[0]))
+        if large:
+            self._count_texts(name, large)
+            bound = B[f"{name}_bound"]
+            self._db.executemany(bound.sql, map(bound.args, large))
+        if listed is not None:
+            self._db.execute(B[name].sql, listed)
 
-    def _each_bound(self, name: str, params: Sequence[Params]) -> None:
-        b = B[name]
-        if self.budget is not None:  # a prompt write: its texts (inputs, outputs, errors) counted
+    def _count_texts(self, name: str, params: Sequence[Params]) -> None:
+        """A prompt write's rows sent bound: their texts (inputs, outputs, errors) counted against its budget."""
+        if self.budget is not None:
             self._send(name, sum(len(v) for p in params for v in p.values() if isinstance(v, str)))
-        self._db.executemany(b.sql, map(b.args, params))
 
     def _send(self, name: str, size: int) -> None:
         """Count ``size`` bytes of rows sent; ``WouldWait`` past a prompt write's budget (before they are sent)."""
