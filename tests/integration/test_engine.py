@@ -908,71 +908,6 @@ def test_a_run_due_while_the_flush_was_claiming_is_claimed_by_the_same_pass(dt: 
     assert (summary.completed, summary.retried, len(rec.calls)) == (2, 1, 3)
 
 
-def test_a_pass_that_prunes_claims_first_even_with_outcomes_waiting(dt: Ductape, clock: FakeClock) -> None:
-    """Runs ended during a pass's calls wait for the next pass's refilling claim, but not behind this pass's prune:
-    a prune batch can take a while, so the pass claims for the free slots before it."""
-    gates = [asyncio.Event() for _ in range(4)]
-    ended = [threading.Event() for _ in range(4)]
-    started: list[int] = []
-
-    async def report(input: dict[str, Any], ctx: RunContext) -> None:  # gates and ends in the order runs start
-        nth = len(started)
-        started.append(input["i"])
-        await gates[nth].wait()
-        ended[nth].set()
-
-    dt.function("report")(report)
-    job(dt)
-    dt.job.schedule_many([req(input={"i": i}) for i in range(4)])
-    calls: list[str] = []
-    loop: asyncio.AbstractEventLoop | None = None
-    every = timedelta(seconds=2)  # less than the lease: no run is rescued meanwhile
-    worker = dt.new_worker(concurrency=2, retention=Retention(every=every))
-    for name in ("next_wakeup", "acquire_runs", "finish_runs", "finish_and_acquire", "prune"):
-        real = getattr(dt.store, name)
-
-        def spy(*args: Any, _real: Any = real, _name: str = name) -> Any:
-            calls.append(_name)
-            if _name == "finish_and_acquire" and calls.count(_name) == 1:  # the second ends while it is made,
-                assert loop is not None
-                loop.call_soon_threadsafe(gates[1].set)
-                assert ended[1].wait(10)
-                clock.advance(seconds=every.total_seconds())  # and a prune falls due in this pass
-            return _real(*args)
-
-        setattr(dt.store, name, spy)
-
-    def would_wait() -> Any:
-        raise WouldWait("as on PostgreSQL: every call in the store thread")
-
-    dt.store.promptly = would_wait  # type: ignore[method-assign]
-
-    async def main() -> None:
-        nonlocal loop
-        loop = asyncio.get_running_loop()
-        stop = asyncio.Event()
-        running = asyncio.create_task(worker.run(stop, handle_signals=False))
-
-        async def until(done: Callable[[], bool]) -> None:
-            async with asyncio.timeout(10):
-                while not done():
-                    assert not running.done(), running.exception()
-                    await asyncio.sleep(0.005)
-
-        for nth in (0, 2, 3):
-            await until(lambda nth=nth: len(started) > nth)  # type: ignore[misc]
-            gates[nth].set()
-        await until(lambda: len(dt.job.runs(phase=RunPhase.COMPLETED)) == 4)
-        stop.set()
-        await running
-
-    asyncio.run(main())
-    assert calls[:3] == ["next_wakeup", "acquire_runs", "prune"]  # the first pass prunes
-    first = calls.index("finish_and_acquire")
-    second_prune = calls.index("prune", first)
-    assert "acquire_runs" in calls[first + 1 : second_prune]  # the claim, then the prune
-
-
 def test_outcomes_recorded_when_a_tick_is_due_leave_the_claim_to_the_tick_in_priority_order(
     dt: Ductape, clock: FakeClock
 ) -> None:
@@ -1040,12 +975,12 @@ def test_a_full_tick_batch_starts_its_claimed_runs_before_the_next_batch(dt: Duc
     assert dt.drain().completed == 1 and len(rec.calls) == 3
 
 
-def test_runs_that_end_while_a_pass_waits_for_the_store_are_recorded_with_the_claim_that_refills_them(
-    dt: Ductape,
-) -> None:
-    """Where a worker's calls are made in its store thread (PostgreSQL's always are), its runs end while they are
-    made. Those outcomes go with the next pass's claim for the slots they free, in one transaction: no claim of its
-    own before them and no transaction of their own after."""
+def one_ends_in_the_first_flush(
+    dt: Ductape, names: tuple[str, ...], *, meanwhile: Callable[[], None] = lambda: None, **options: Any
+) -> list[str]:
+    """Four runs on a worker (``options``) whose every store call is made in its store thread, as on PostgreSQL,
+    two at a time: the first run to start ends first, and the second ends while the call of the flush recording
+    the first is made (where ``meanwhile`` runs too); the store calls of ``names`` made, in order."""
     gates = [asyncio.Event() for _ in range(4)]
     ended = [threading.Event() for _ in range(4)]
     started: list[int] = []
@@ -1061,15 +996,16 @@ def test_runs_that_end_while_a_pass_waits_for_the_store_are_recorded_with_the_cl
     dt.job.schedule_many([req(input={"i": i}) for i in range(4)])
     calls: list[str] = []
     loop: asyncio.AbstractEventLoop | None = None
-    for name in ("next_wakeup", "acquire_runs", "finish_runs", "finish_and_acquire"):
+    for name in names:
         real = getattr(dt.store, name)
 
         def spy(*args: Any, _real: Any = real, _name: str = name) -> Any:
             calls.append(_name)
-            if _name == "finish_and_acquire" and calls.count(_name) == 1:  # the second ends while it is made
+            if _name == "finish_and_acquire" and calls.count(_name) == 1:
                 assert loop is not None
                 loop.call_soon_threadsafe(gates[1].set)
                 assert ended[1].wait(10)
+                meanwhile()
             return _real(*args)
 
         setattr(dt.store, name, spy)
@@ -1078,7 +1014,7 @@ def test_runs_that_end_while_a_pass_waits_for_the_store_are_recorded_with_the_cl
         raise WouldWait("as on PostgreSQL: every call in the store thread")
 
     dt.store.promptly = would_wait  # type: ignore[method-assign]
-    worker = dt.new_worker(concurrency=2)
+    worker = dt.new_worker(concurrency=2, **options)
 
     async def main() -> None:
         nonlocal loop
@@ -1092,7 +1028,7 @@ def test_runs_that_end_while_a_pass_waits_for_the_store_are_recorded_with_the_cl
                     assert not running.done(), running.exception()
                     await asyncio.sleep(0.005)
 
-        for nth in (0, 2, 3):  # the first run to start ends first; the second ends inside the flush recording it
+        for nth in (0, 2, 3):
             await until(lambda nth=nth: len(started) > nth)  # type: ignore[misc]
             gates[nth].set()
         await until(lambda: len(dt.job.runs(phase=RunPhase.COMPLETED)) == 4)
@@ -1101,6 +1037,16 @@ def test_runs_that_end_while_a_pass_waits_for_the_store_are_recorded_with_the_cl
 
     asyncio.run(main())
     assert sorted(started) == [0, 1, 2, 3]
+    return calls
+
+
+def test_runs_that_end_while_a_pass_waits_for_the_store_are_recorded_with_the_claim_that_refills_them(
+    dt: Ductape,
+) -> None:
+    """Where a worker's calls are made in its store thread (PostgreSQL's always are), its runs end while they are
+    made. Those outcomes go with the next pass's claim for the slots they free, in one transaction: no claim of its
+    own before them and no transaction of their own after."""
+    calls = one_ends_in_the_first_flush(dt, ("next_wakeup", "acquire_runs", "finish_runs", "finish_and_acquire"))
     first = calls.index("finish_and_acquire")
     assert calls[:first] == ["next_wakeup", "acquire_runs"]  # the first pass: two runs
     # the first's outcome with the third's claim; the second's, which ended meanwhile, with the fourth's: no claim
@@ -1108,3 +1054,19 @@ def test_runs_that_end_while_a_pass_waits_for_the_store_are_recorded_with_the_cl
     second = calls.index("finish_and_acquire", first + 1)
     assert set(calls[first + 1 : second]) <= {"next_wakeup"}
     assert "finish_runs" not in calls and calls.count("acquire_runs") == 1
+
+
+def test_a_pass_that_prunes_claims_first_even_with_outcomes_waiting(dt: Ductape, clock: FakeClock) -> None:
+    """Runs ended during a pass's calls wait for the next pass's refilling claim, but not behind this pass's prune:
+    a prune batch can take a while, so the pass claims for the free slots before it."""
+    every = timedelta(seconds=2)  # less than the lease: no run is rescued meanwhile
+    calls = one_ends_in_the_first_flush(
+        dt,
+        ("next_wakeup", "acquire_runs", "finish_runs", "finish_and_acquire", "prune"),
+        meanwhile=lambda: clock.advance(seconds=every.total_seconds()),  # a prune falls due in that pass
+        retention=Retention(every=every),
+    )
+    assert calls[:3] == ["next_wakeup", "acquire_runs", "prune"]  # the first pass prunes
+    first = calls.index("finish_and_acquire")
+    second_prune = calls.index("prune", first)
+    assert "acquire_runs" in calls[first + 1 : second_prune]  # the claim, then the prune
