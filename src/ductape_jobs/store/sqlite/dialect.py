@@ -109,12 +109,13 @@ class SQLiteTx:
             self._count_texts(name, params)
             self._db.executemany(B[name].sql, map(B[name].args, params))
             return
-        large: Sequence[Params] = ()
-        if name in LARGE_TEXT:
+        large: list[Params] = []
+        if name in LARGE_TEXT:  # one pass over the rows: each text measured once
             field, most = LARGE_TEXT[name]
-            large = [p for p in params if len(p[field] or "") > most]
-            if large:
-                params = [p for p in params if len(p[field] or "") <= most]
+            small: list[Params] = []
+            for p in params:
+                (large if len(p[field] or "") > most else small).append(p)
+            params = small
         listed = B[name].args({"rows": params}) if params else None
         if listed is not None:  # everything counted before anything is sent (WouldWait: nothing to undo)
             self._send(name, len(listed[0]))
