@@ -9,7 +9,7 @@ import pytest
 from apikit import BLOG, SHOP, Api, problems
 
 from ductape_jobs import FakeClock, ValidationError
-from ductape_jobs.api.report_schemas import JobHistoryOut, JobStatsOut
+from ductape_jobs.answers import JobHistoryOut, JobStatsOut
 
 
 def three_runs(api: Api, clock: FakeClock) -> str:

@@ -59,7 +59,7 @@ def test_job_create_list_show_delete(store: str) -> None:
     assert job["tag"] == "hello" and job["event_type"] == "function" and job["intervals"] == 60000
     assert [j["tag"] for j in ok("job", "list", store=store)] == ["hello"]
     shown = ok("job", "show", "hello", store=store)
-    assert shown["executions"] == 3 and shown["created_at"].endswith("+00:00")
+    assert shown["executions"] == 3 and shown["created_at"].endswith("Z")
 
     assert ok("job", "delete", "hello", store=store) == {"deleted": "hello"}
     assert ok("job", "list", store=store) == []
@@ -112,7 +112,7 @@ def test_not_found_and_conflict_exit_1(store: str) -> None:
     busy = cli("run", "retry", queued["id"], store=store)  # only a failed or cancelled run is retried
     assert busy.exit_code == 1 and "Traceback" not in busy.output, busy.output
     assert ok("job", "delete", "hello", store=store) == {"deleted": "hello"}  # cancels its live schedules
-    assert [s["status"] for s in ok("schedules", store=store) if s["id"] == job_id] == ["cancelled"]
+    assert [s["status"] for s in ok("schedules", store=store) if s["job_id"] == job_id] == ["cancelled"]
 
 
 # ------------------------------------------------------------------------------------------- schedules
@@ -123,10 +123,10 @@ def test_schedule_pause_resume_cancel(store: str) -> None:
     result = schedule(store, "--every", "60000", "--start-at", "2999-01-01T00:00:00Z", "--retries", "2")
     job_id = result["job_id"]
     assert result["status"] == "scheduled" and result["recurring"] is True
-    assert result["scheduled_at"] == result["next_run_at"] == "2999-01-01T00:00:00+00:00"
+    assert result["scheduled_at"] == result["next_run_at"] == "2999-01-01T00:00:00Z"
 
     [listed] = ok("schedules", "--status", "active", "--job", "hello", store=store)
-    assert listed["id"] == job_id and listed["every"] == 60000 and listed["retries"] == 2
+    assert listed["job_id"] == job_id and listed["every"] == 60000 and listed["retries"] == 2
 
     assert ok("pause", job_id, store=store)["status"] == "paused"
     again = cli("pause", job_id, store=store)
@@ -135,14 +135,14 @@ def test_schedule_pause_resume_cancel(store: str) -> None:
     cancelled = ok("cancel", job_id, "--reason", "no longer needed", store=store)
     assert cancelled["status"] == "cancelled" and cancelled["reason"] == "cancelled: no longer needed"
     assert ok("schedules", "--status", "active", store=store) == []
-    assert [s["id"] for s in ok("schedules", "--status", "cancelled", store=store)] == [job_id]
+    assert [s["job_id"] for s in ok("schedules", "--status", "cancelled", store=store)] == [job_id]
 
 
 def test_show_trigger_and_reschedule_a_schedule(store: str) -> None:
     create_job(store)
     job_id = schedule(store, "--every", "60000", "--start-at", "2999-01-01T00:00:00Z", "--input", '{"n": 1}')["job_id"]
     shown = ok("show", job_id, store=store)  # job.get
-    assert (shown["id"], shown["status"], shown["every"], shown["input"]) == (job_id, "active", 60000, {"n": 1})
+    assert (shown["job_id"], shown["status"], shown["every"], shown["input"]) == (job_id, "active", 60000, {"n": 1})
     human = cli("show", job_id, store=store)
     assert human.exit_code == 0 and job_id in human.stdout
 
@@ -156,7 +156,7 @@ def test_show_trigger_and_reschedule_a_schedule(store: str) -> None:
 
     moved = ok("reschedule", job_id, "--cron", "0 9 * * *", "--tz", "Europe/Paris", "--limit", "3", store=store)
     assert (moved["cron"], moved["tz"], moved["every"], moved["limit"]) == ("0 9 * * *", "Europe/Paris", None, 3)
-    assert moved["next_run_at"].endswith(("08:00:00+00:00", "07:00:00+00:00"))  # 9:00 in Paris
+    assert moved["next_run_at"].endswith(("08:00:00Z", "07:00:00Z"))  # 9:00 in Paris
 
     both = cli("reschedule", job_id, "--cron", "0 9 * * *", "--every", "60000", store=store)
     assert both.exit_code == 2 and "repeat" in both.stderr  # bad input: nothing changed
@@ -253,10 +253,10 @@ def test_preview_across_the_dst_change() -> None:
         "preview", "--cron", "0 9 * * *", "--tz", "America/New_York", "-n", "4", "--start", "2026-03-06T00:00:00Z"
     )
     assert [r["utc"] for r in rows] == [
-        "2026-03-06T14:00:00+00:00",
-        "2026-03-07T14:00:00+00:00",
-        "2026-03-08T13:00:00+00:00",  # clocks went forward: 09:00 EDT is 13:00 UTC
-        "2026-03-09T13:00:00+00:00",
+        "2026-03-06T14:00:00Z",
+        "2026-03-07T14:00:00Z",
+        "2026-03-08T13:00:00Z",  # clocks went forward: 09:00 EDT is 13:00 UTC
+        "2026-03-09T13:00:00Z",
     ]
     assert {r["local"][11:] for r in rows} == {"09:00:00-05:00", "09:00:00-04:00"}
     human = cli("preview", "--cron", "0 9 * * *", "--tz", "America/New_York", "-n", "3", "--start", "2026-03-07")
@@ -266,9 +266,9 @@ def test_preview_across_the_dst_change() -> None:
 def test_preview_every_and_errors() -> None:
     rows = ok("preview", "--every", "1500", "-n", "3", "--start", "2026-01-01T00:00:00Z")
     assert [r["utc"] for r in rows] == [
-        "2026-01-01T00:00:00+00:00",
-        "2026-01-01T00:00:01.500000+00:00",
-        "2026-01-01T00:00:03+00:00",
+        "2026-01-01T00:00:00Z",
+        "2026-01-01T00:00:01.500000Z",
+        "2026-01-01T00:00:03Z",
     ]
     assert cli("preview", "--cron", "61 * * * *").exit_code == 2
     assert cli("preview").exit_code == 2
@@ -445,7 +445,7 @@ def test_job_update_and_the_seed_fields_of_schedule(store: str) -> None:
     missing = cli("job", "update", "nope", "--name", "x", store=store)
     assert missing.exit_code == 1 and "not found" in missing.stderr
     made = schedule(store, "--every", "60000", "--overlap", "skip", "--misfire", "skip", "--pause-on-failure")
-    (shown,) = [s for s in ok("schedules", store=store) if s["id"] == made["job_id"]]
+    (shown,) = [s for s in ok("schedules", store=store) if s["job_id"] == made["job_id"]]
     assert (shown["overlap"], shown["misfire"], shown["pause_on_failure"]) == ("skip", "skip", True)
     for option, field in (("--cache", "cache"), ("--session", "session")):
         refused = cli("schedule", "--event", "hello", "--env", "prd", "--product-tag", "p", option, "x:y", store=store)

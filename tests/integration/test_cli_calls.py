@@ -217,7 +217,8 @@ def test_webhook_create_list_show_deliveries_delete(store: str) -> None:
     assert ok("webhook", "list", "--product-tag", "other", store=store) == []
     shown = cli("webhook", "show", hook_id, "--json", store=store)
     same = ("id", "product_tag", "url", "events")
-    assert set(json.loads(shown.stdout)) == {*same, "created_at"}
+    assert json.loads(shown.stdout)["secret"] is None  # as GET /webhooks/{id}
+    assert set(json.loads(shown.stdout)) == {*same, "created_at", "secret"}
     assert [json.loads(shown.stdout)[k] for k in same] == [made[k] for k in same]
     assert made["secret"] not in shown.stdout + cli("webhook", "show", hook_id, store=store).stdout
 

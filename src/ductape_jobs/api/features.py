@@ -5,17 +5,17 @@ only that product's features and sees only its runs (another's answers 404)."""
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field
 
+from ductape_jobs.answers import FeatureRunOut
 from ductape_jobs.api.auth import READ, WRITE, Me, Principal
 from ductape_jobs.api.common import body_doc, call, client, json_object, paged, responses
 from ductape_jobs.api.schemas import Page
 from ductape_jobs.errors import ValidationError
-from ductape_jobs.features import EventResult, FeatureRun
+from ductape_jobs.features import FeatureRun
 from ductape_jobs.models import Session
 
 router = APIRouter(tags=["features"])
@@ -30,66 +30,6 @@ class FeatureRunRequest(BaseModel):
     product_tag: str = Field(min_length=1)
     input: dict[str, Any] = Field(default_factory=dict, description="the feature's input (its schema applies)")
     session: Session | str | None = Field(default=None, description="a session token: 'tag:jwt' or {tag, token}")
-
-
-class EventResultOut(BaseModel):
-    sequence_tag: str
-    event_tag: str
-    event_type: str
-    status: str = Field(description="pending, running, retrying, completed, failed or skipped")
-    attempts: int
-    output: Any = Field(default=None, description="what the event returned (a JOB event has none)")
-    job_id: str | None = Field(default=None, description="a JOB event: the schedule it made")
-    error: str | None = None
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
-
-    @classmethod
-    def of(cls, e: EventResult) -> EventResultOut:
-        return cls(
-            sequence_tag=e.sequence_tag,
-            event_tag=e.event_tag,
-            event_type=e.event_type,
-            status=e.status.value,
-            attempts=e.attempts,
-            output=e.output,
-            job_id=e.job_id,
-            error=e.error,
-            started_at=e.started_at,
-            completed_at=e.completed_at,
-        )
-
-
-class FeatureRunOut(BaseModel):
-    """A feature run (its session data is never part of an answer)."""
-
-    id: str
-    product_tag: str
-    env: str
-    feature_tag: str
-    status: str = Field(description="running, completed or failed")
-    input: dict[str, Any]
-    error: str | None = None
-    created_at: datetime
-    completed_at: datetime | None = None
-    output: dict[str, dict[str, Any]] = Field(description="sequence -> event -> result: what $Sequence sees")
-    events: list[EventResultOut]
-
-    @classmethod
-    def of(cls, r: FeatureRun) -> FeatureRunOut:
-        return cls(
-            id=r.id,
-            product_tag=r.product_tag,
-            env=r.env,
-            feature_tag=r.feature_tag,
-            status=r.status.value,
-            input=r.input,
-            error=r.error,
-            created_at=r.created_at,
-            completed_at=r.completed_at,
-            output=r.output,
-            events=[EventResultOut.of(e) for e in r.events],
-        )
 
 
 @router.post(

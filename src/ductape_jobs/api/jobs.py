@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Query, Request, Response
 
+from ductape_jobs.answers import JobOut
 from ductape_jobs.api.auth import READ, WRITE, Me, Principal
 from ductape_jobs.api.common import body_doc, call, client, json_object, responses
-from ductape_jobs.api.schemas import JobList, JobOut
+from ductape_jobs.api.schemas import JobList
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.jobs import Jobs
 from ductape_jobs.models import JobDefinition, JobUpdate

@@ -6,9 +6,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, Field
 
+from ductape_jobs.answers import RunOut
 from ductape_jobs.api.auth import READ, Me
 from ductape_jobs.api.common import call, client, responses
-from ductape_jobs.api.schemas import RunOut
 from ductape_jobs.api.stats import within_key
 from ductape_jobs.resources import ResourceUse
 

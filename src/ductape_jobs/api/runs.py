@@ -5,9 +5,10 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 from msgspec.structs import replace
 
+from ductape_jobs.answers import RunOut
 from ductape_jobs.api.auth import READ, WRITE, Me, Principal
 from ductape_jobs.api.common import call, client, paged, responses
-from ductape_jobs.api.schemas import Page, RunOut
+from ductape_jobs.api.schemas import Page
 from ductape_jobs.models import Run
 
 router = APIRouter(tags=["runs"])

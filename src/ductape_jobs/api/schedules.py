@@ -8,10 +8,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validator
 
+from ductape_jobs.answers import DispatchOut, JobHistoryOut, RunOut, ScheduleOut
 from ductape_jobs.api.auth import READ, WRITE, Me, Principal
 from ductape_jobs.api.common import body_doc, body_list_doc, call, client, json_array, json_object, paged, responses
-from ductape_jobs.api.report_schemas import JobHistoryOut
-from ductape_jobs.api.schemas import DispatchList, DispatchOut, Page, PreviewOut, RunOut, ScheduleOut
+from ductape_jobs.api.schemas import DispatchList, Page, PreviewOut
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.job_control import check_reason
 from ductape_jobs.job_reports import HISTORY_LIMIT

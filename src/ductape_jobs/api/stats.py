@@ -8,10 +8,10 @@ from datetime import datetime, timedelta
 
 from fastapi import APIRouter, HTTPException, Request
 
+from ductape_jobs.answers import JobStatsOut
 from ductape_jobs.api.auth import READ, Me, Principal
 from ductape_jobs.api.common import call, client, responses
 from ductape_jobs.api.forecast import forecast, over_limits
-from ductape_jobs.api.report_schemas import JobStatsOut
 from ductape_jobs.api.schemas import Forecast, ForecastJob, ForecastLimit, Lateness, MinuteOut, NextRun, Overview
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.models import MinuteCount

@@ -9,9 +9,10 @@ from __future__ import annotations
 
 from fastapi import APIRouter, HTTPException, Request, Response
 
+from ductape_jobs.answers import DeliveryOut, WebhookOut
 from ductape_jobs.api.auth import ADMIN, Me, Principal
 from ductape_jobs.api.common import body_doc, call, client, json_object, paged, responses
-from ductape_jobs.api.schemas import DeliveryOut, Page, WebhookList, WebhookOut
+from ductape_jobs.api.schemas import Page, WebhookList
 from ductape_jobs.errors import NotFoundError
 from ductape_jobs.models import Webhook
 from ductape_jobs.webhooks import WebhookRequest

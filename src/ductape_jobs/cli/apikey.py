@@ -18,21 +18,6 @@ if TYPE_CHECKING:
 apikey_app = typer.Typer(help="API keys of the HTTP API (ductape serve): create, list, revoke.", no_args_is_help=True)
 
 
-def _listed(k: ApiKey) -> dict[str, object]:
-    return {
-        "id": k.id,
-        "name": k.name,
-        "prefix": k.prefix,
-        "scope": k.scope.value,
-        "scopes": [s.value for s in k.scope.granted],
-        "product_tag": k.product_tag,
-        "env": k.env,
-        "created_at": k.created_at,
-        "last_used_at": k.last_used_at,
-        "revoked_at": k.revoked_at,
-    }
-
-
 def _table(keys: list[ApiKey]) -> Table:
     table = render.new_table("API keys")
     for column in ("id", "name", "prefix", "scope", "product", "env", "created", "last used", "revoked"):
@@ -73,8 +58,10 @@ def create(
         made = ApiKeys(dt.store, dt.clock).create(name, product_tag=product, env=env, scope=scope)
     k = made.record
     limits = f"scope {k.scope.value}, product {k.product_tag or 'any'}, env {k.env or 'any'}"
+    from ductape_jobs.answers import answer  # as emit() does: not built at import
+
     emit(
-        {**_listed(k), "key": made.key},
+        {**answer(k), "key": made.key},
         as_json,
         lambda: f"Created API key {k.id} ({k.name}; {limits}). Copy it now, it is not shown again:\n{made.key}",
     )
@@ -85,7 +72,7 @@ def list_keys(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
     """Every key (its prefix, never the key), revoked ones included."""
     with client(store, None) as dt:
         keys = ApiKeys(dt.store, dt.clock).list()
-    emit([_listed(k) for k in keys], as_json, lambda: _table(keys))
+    emit(keys, as_json, lambda: _table(keys))
 
 
 @apikey_app.command("revoke")
@@ -93,4 +80,4 @@ def revoke(key_id: str, store: StoreOpt = None, as_json: JsonOpt = False) -> Non
     """Revoke a key by id: it answers 401 from now on, and its dashboard logins end."""
     with client(store, None) as dt:
         k = ApiKeys(dt.store, dt.clock).revoke(key_id)
-    emit(_listed(k), as_json, lambda: f"revoked API key {k.id} ({k.name}, {k.prefix})")
+    emit(k, as_json, lambda: f"revoked API key {k.id} ({k.name}, {k.prefix})")

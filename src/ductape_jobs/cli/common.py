@@ -182,8 +182,8 @@ def jsonable(value: Any) -> Any:
         return {name: jsonable(getattr(value, name)) for name in value.__struct_fields__}
     if isinstance(value, Enum):
         return value.value
-    if isinstance(value, datetime):
-        return value.isoformat()
+    if isinstance(value, datetime):  # as the HTTP API writes one (pydantic): UTC as Z
+        return value.isoformat().replace("+00:00", "Z")
     if isinstance(value, timedelta):
         return int(value.total_seconds() * 1000)
     if isinstance(value, dict):
@@ -194,9 +194,12 @@ def jsonable(value: Any) -> Any:
 
 
 def emit(data: Any, as_json: bool, render: Callable[[], RenderableType]) -> None:
-    """Print ``data`` as JSON, or ``render()`` for people."""
+    """Print ``data`` as JSON, each record as the HTTP API answers it (``answers.answer``), or ``render()`` for
+    people."""
     if as_json:
-        typer.echo(json.dumps(jsonable(data), indent=2, default=str))
+        from ductape_jobs.answers import answer  # here: its models are built only when JSON is asked for
+
+        typer.echo(json.dumps(jsonable(answer(data)), indent=2, default=str))
     else:
         out().print(render())
 
