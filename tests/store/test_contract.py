@@ -554,6 +554,23 @@ def test_outcomes_with_large_outputs_and_errors_are_recorded_as_small_ones_are(s
     assert (run_of(store, ids[4]).phase, run_of(store, ids[4]).output) == (RunPhase.COMPLETED, big)
 
 
+def test_of_two_outcomes_for_one_attempt_in_a_batch_the_first_is_recorded(store: Store) -> None:
+    """On the run and on its attempt alike, whichever kinds they are and in either order (the stores apply a
+    batch's completions before its failures; SQLite a JSON list's rows for one row in no set order)."""
+    _, ids = setup(store, T0 - MIN, T0)
+    claimed = store.acquire_runs("w1", 2, LEASE, T0)
+    by_id = {r.id: r for r in claimed}
+    failing, completing = ids
+    failed = Outcome(failing, 1, "w1", False, T0, 5, error="first: failed")
+    store.finish_runs([failed, ok(by_id[failing], output={"second": True})], T0)
+    store.finish_runs([ok(by_id[completing], output={"first": True}), Outcome(completing, 1, "w1", False, T0, 5)], T0)
+    first_failed, first_completed = run_of(store, failing), run_of(store, completing)
+    assert (first_failed.phase, first_failed.error, first_failed.output) == (RunPhase.FAILED, "first: failed", None)
+    assert outcomes(store, failing) == ["failed"] and first_failed.attempts[0].error == "first: failed"
+    assert (first_completed.phase, first_completed.output) == (RunPhase.COMPLETED, {"first": True})
+    assert outcomes(store, completing) == ["completed"]
+
+
 def test_an_outcome_from_a_worker_that_lost_its_lease_changes_only_its_attempt(store: Store) -> None:
     _, (run_id,) = setup(store, T0)
     (first,) = store.acquire_runs("w1", 1, LEASE, T0)

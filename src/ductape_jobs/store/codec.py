@@ -366,13 +366,20 @@ def new_run_params(r: NewRun, now: datetime | None) -> dict[str, Any]:
 def outcome_params(
     outcomes: Sequence[Outcome], now: datetime
 ) -> tuple[list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]]:
-    """``finish_runs``: outcomes as (completed, retry scheduled, failed) run updates and their attempt updates."""
+    """``finish_runs``: outcomes as (completed, retry scheduled, failed) run updates and their attempt updates. Of
+    outcomes given twice for one attempt (run and attempt number) the first is recorded, on the run and the attempt
+    alike: the stores apply the kinds in turn (completed, then retried, then failed), and SQLite a list's rows for
+    one attempt in no set order."""
     now_ms = ms(now)
     done: list[dict[str, Any]] = []
     retry: list[dict[str, Any]] = []
     failed: list[dict[str, Any]] = []
     attempts: list[dict[str, Any]] = []
+    seen: set[tuple[str, int]] = set()
     for o in outcomes:
+        if (o.run_id, o.attempt) in seen:
+            continue
+        seen.add((o.run_id, o.attempt))
         params: dict[str, Any] = {
             "run_id": o.run_id,
             "attempt": o.attempt,
