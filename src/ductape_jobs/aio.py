@@ -35,7 +35,7 @@ from ductape_jobs.models import (
 )
 from ductape_jobs.resource_client import AsyncResources
 from ductape_jobs.retention import PruneCounts
-from ductape_jobs.sessions import Sessions, SessionToken
+from ductape_jobs.sessions import Sessions, SessionToken, jwt_loaded
 from ductape_jobs.store import Store
 from ductape_jobs.webhooks import WebhookRequest, Webhooks
 
@@ -68,6 +68,14 @@ async def _soon(store: Store, fn: Callable[..., T], *args: Any) -> T:
     return await _off(fn, *args)
 
 
+def _loads_jwt(requests: list[ScheduleRequest | dict[str, Any]]) -> bool:
+    """Whether verifying ``requests`` would load PyJWT (a session, and the first of the process): it is made in a
+    thread then, not on the loop, which the import would hold for tens of milliseconds."""
+    if jwt_loaded():
+        return False
+    return any((r.get("session") if isinstance(r, dict) else r.session) is not None for r in requests)
+
+
 class AsyncJobs:
     """``await ductape.job.<method>(...)``: each method is ``Jobs``' method of the same name."""
 
@@ -92,11 +100,13 @@ class AsyncJobs:
         await _off(self._jobs.delete, tag)
 
     async def schedule(self, request: ScheduleRequest | dict[str, Any]) -> DispatchResult:
+        if _loads_jwt([request]):
+            return await _off(self._jobs.schedule, request)
         return await _soon(self._store, self._jobs.schedule, request)
 
     async def schedule_many(self, requests: Iterable[ScheduleRequest | dict[str, Any]]) -> list[DispatchResult]:
         batch = list(requests)
-        if len(batch) > PROMPT_BATCH:
+        if len(batch) > PROMPT_BATCH or _loads_jwt(batch):
             return await _off(self._jobs.schedule_many, batch)
         return await _soon(self._store, self._jobs.schedule_many, batch)
 

@@ -8,6 +8,7 @@ are kept with the schedule and feed ``$Session{...}`` at each run.
 
 from __future__ import annotations
 
+import sys
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -19,6 +20,13 @@ from ductape_jobs.limits import check_object
 from ductape_jobs.models import Session, parse
 from ductape_jobs.products import Products, expand
 from ductape_jobs.products.model import ProductSpec, SessionSpec
+
+
+def jwt_loaded() -> bool:
+    """Whether PyJWT is loaded: it loads with the first session started or verified in the process (about 80 ms
+    here), so ``AsyncDuctape`` verifies a first session in a thread, not on its loop."""
+    return "jwt" in sys.modules
+
 
 _TYPES: dict[str, type | tuple[type, ...]] = {
     "string": str,

@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import itertools
 import sqlite3
+import subprocess
+import sys
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -630,6 +632,40 @@ def test_the_async_clients_schedule_runs_on_its_loop_on_sqlite_unless_it_would_w
         assert db.execute("SELECT count(*) FROM schedules").fetchone() == (1 + 2 * aio.PROMPT_BATCH + 1 + 1 + 5,)
     finally:
         db.close()
+
+
+def test_the_async_clients_first_session_is_verified_in_a_thread(tmp_path: Path) -> None:
+    """Verifying a session loads PyJWT the first time in a process (tens of milliseconds): AsyncDuctape does it in
+    a thread, not on its loop. A fresh interpreter (this one has PyJWT loaded), given a token made here."""
+    shop = {
+        "tag": "shop",
+        "envs": {"prd": {"session_secret": "a-session-secret-of-32-characters!"}},
+        "sessions": {"user": {"name": "User", "schema": {"id": "integer"}, "selector": "$Session{id}"}},
+    }
+    with Ductape(f"sqlite:///{tmp_path / 'token.db'}") as maker:
+        maker.products.add(shop)
+        token = str(maker.session.start("user", {"id": 7}, env="prd", product_tag="shop"))
+    script = f"""
+import asyncio, sys, threading
+on_loop = []
+sys.addaudithook(lambda event, args: on_loop.append(threading.current_thread() is threading.main_thread())
+                 if event == "import" and args[0] == "jwt" else None)
+from ductape_jobs import AsyncDuctape
+
+async def main():
+    async with AsyncDuctape({f"sqlite:///{tmp_path / 'a.db'}"!r}) as dt:
+        dt.products.add({shop!r})
+        await dt.job.create({{"name": "n", "tag": "n", "event_type": "FUNCTION", "event_tag": "n"}})
+        one = {{"env": "prd", "product_tag": "shop", "event": "n", "session": {token!r}}}
+        await dt.job.schedule(one)
+        await dt.job.schedule(one)
+        return len(await dt.job.list())
+
+print(asyncio.run(main()), on_loop)
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split(" ", 1) == ["2", "[False]\n"]  # both scheduled; PyJWT loaded once, not on the loop
 
 
 def test_a_worker_id_with_a_nul_character_is_refused(dt: Ductape) -> None:
