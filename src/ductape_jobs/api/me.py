@@ -15,7 +15,8 @@ router = APIRouter(tags=["keys"])
 
 
 class MeOut(ApiKeyOut):
-    """The calling API key (never the key or its hash): its name, scope and limits, and the login session."""
+    """The calling API key as listed (never the key or its hash): its name, scope, limits and times, and how it
+    came (a header, or the dashboard's login session)."""
 
     via: str = Field(description="'key' (a header) or 'session' (the dashboard's login cookie)")
     session_expires_at: datetime | None = Field(default=None, description="when the login session ends")

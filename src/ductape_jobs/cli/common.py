@@ -183,7 +183,8 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, datetime):  # as the HTTP API writes one (pydantic): UTC as Z
-        return value.isoformat().replace("+00:00", "Z")
+        text = value.isoformat()
+        return text[:-6] + "Z" if text.endswith("+00:00") else text
     if isinstance(value, timedelta):
         return int(value.total_seconds() * 1000)
     if isinstance(value, dict):
