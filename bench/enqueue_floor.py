@@ -9,8 +9,9 @@ and max follow the mean. The bare loop uses the driver directly (psycopg or sqli
 (SQLite: its page size, WAL, synchronous=NORMAL). On SQLite it also prints the WAL pages one commit writes, for
 each: a page is written whole for every b-tree page a commit changed, so it counts what the schema costs a call.
 On SQLite it also prints what those writes alone cost: the statements one ``schedule()`` sends, captured and replayed
-by the driver (BEGIN IMMEDIATE, the statements, COMMIT) with fresh ids, no ductape code between them: no engine
-can schedule faster than that on this machine with this schema.
+by the driver (BEGIN IMMEDIATE, the statements, COMMIT) with fresh ids. Between them only the fresh ids and each
+statement's binding run in Python (about 11 us a call here, a tenth of the figure): no engine can schedule much
+faster than that on this machine with this schema.
 """
 
 from __future__ import annotations

@@ -73,7 +73,7 @@ def _loads_jwt(requests: list[ScheduleRequest | dict[str, Any]]) -> bool:
     thread then, not on the loop, which the import would hold for tens of milliseconds."""
     if jwt_loaded():
         return False
-    return any((r.get("session") if isinstance(r, dict) else r.session) is not None for r in requests)
+    return any((r.get("session") if isinstance(r, dict) else getattr(r, "session", None)) is not None for r in requests)
 
 
 class AsyncJobs:

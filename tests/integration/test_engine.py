@@ -634,13 +634,35 @@ def test_the_async_clients_schedule_runs_on_its_loop_on_sqlite_unless_it_would_w
         db.close()
 
 
-def test_the_async_clients_first_session_is_verified_in_a_thread(tmp_path: Path) -> None:
+FIRST_SESSION = {
+    "schedule": """
+        await dt.job.schedule({"env": "prd", "product_tag": "shop", "event": "n", "session": token})
+        await dt.job.schedule_many([{"env": "prd", "product_tag": "shop", "event": "n", "session": token}])
+        made = len(await dt.job.list())""",
+    "feature": """
+        made = len([await dt.feature.run("greet", env="prd", product_tag="shop", session=token) for _ in range(2)])""",
+    "no request": """
+        try:
+            await dt.job.schedule(None)
+        except ValidationError as exc:
+            made = str(exc)""",
+}
+
+
+@pytest.mark.parametrize("call", list(FIRST_SESSION))
+def test_the_async_clients_first_session_is_verified_in_a_thread(tmp_path: Path, call: str) -> None:
     """Verifying a session loads PyJWT the first time in a process (tens of milliseconds): AsyncDuctape does it in
-    a thread, not on its loop. A fresh interpreter (this one has PyJWT loaded), given a token made here."""
+    a thread, not on its loop, for a schedule() or schedule_many and for a feature run; a request that is not one
+    is refused as ever. A fresh interpreter each (this one has PyJWT loaded), given a token made here."""
     shop = {
         "tag": "shop",
         "envs": {"prd": {"session_secret": "a-session-secret-of-32-characters!"}},
         "sessions": {"user": {"name": "User", "schema": {"id": "integer"}, "selector": "$Session{id}"}},
+        "features": {
+            "greet": {
+                "sequence": [{"sequence_tag": "a", "parents": [], "events": [{"type": "FUNCTION", "event": "n"}]}]
+            }
+        },
     }
     with Ductape(f"sqlite:///{tmp_path / 'token.db'}") as maker:
         maker.products.add(shop)
@@ -650,22 +672,26 @@ import asyncio, sys, threading
 on_loop = []
 sys.addaudithook(lambda event, args: on_loop.append(threading.current_thread() is threading.main_thread())
                  if event == "import" and args[0] == "jwt" else None)
-from ductape_jobs import AsyncDuctape
+from ductape_jobs import AsyncDuctape, ValidationError
+token = {token!r}
 
 async def main():
     async with AsyncDuctape({f"sqlite:///{tmp_path / 'a.db'}"!r}) as dt:
         dt.products.add({shop!r})
+        dt.function("n")(lambda input, ctx: None)
         await dt.job.create({{"name": "n", "tag": "n", "event_type": "FUNCTION", "event_tag": "n"}})
-        one = {{"env": "prd", "product_tag": "shop", "event": "n", "session": {token!r}}}
-        await dt.job.schedule(one)
-        await dt.job.schedule(one)
-        return len(await dt.job.list())
+{FIRST_SESSION[call]}
+        return made
 
-print(asyncio.run(main()), on_loop)
+print(repr(asyncio.run(main())), on_loop)
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False)
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split(" ", 1) == ["2", "[False]\n"]  # both scheduled; PyJWT loaded once, not on the loop
+    made, on_loop = done.stdout.rsplit(" ", 1)
+    if call == "no request":  # refused before anything was verified: PyJWT not loaded at all
+        assert "expected an object" in made and on_loop == "[]\n"
+    else:  # both made; PyJWT loaded once, not on the loop
+        assert (made, on_loop) == ("2", "[False]\n")
 
 
 def test_a_worker_id_with_a_nul_character_is_refused(dt: Ductape) -> None:

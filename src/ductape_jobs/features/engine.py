@@ -62,7 +62,7 @@ from ductape_jobs.piping import PipingError, PipingSyntaxError, Scope, check, li
 from ductape_jobs.products import Products
 from ductape_jobs.products.features import FeatureEventTypes
 from ductape_jobs.products.model import ProductSpec
-from ductape_jobs.sessions import Sessions
+from ductape_jobs.sessions import Sessions, jwt_loaded
 from ductape_jobs.store.base import Store
 from ductape_jobs.timing.backoff import Backoff
 
@@ -159,8 +159,13 @@ class FeatureEngine:
         """Check, record and drive a new run of feature ``tag``. ``claims``: session data already verified."""
         product, plan = self.plan(product_tag, env, tag)
         given = check_input(plan, {} if input is None else check_object(input, "input"))
-        if session is not None:
-            claims = self.sessions.verify(session, env=env, product_tag=product_tag)
+        if session is not None:  # the first session of the process loads PyJWT: in a thread, not on this loop
+            verify = self.sessions.verify
+            claims = (
+                verify(session, env=env, product_tag=product_tag)
+                if jwt_loaded()
+                else await self._io(verify, session, env=env, product_tag=product_tag)
+            )
         await self._admit(plan, given, claims)
         now = self.clock.now()
         owner = owner or new_owner()
