@@ -169,7 +169,7 @@ def test_session_start_and_verify(store: str, products: str) -> None:
     assert set(made) == {"session", "tag", "expires_at", "subject"}
     assert made["session"].startswith("user-session:") and made["subject"] == "7"
     verified = ok("--product-file", products, "session", "verify", made["session"], *where, store=store)
-    assert verified == {"user": {"id": 7}}
+    assert verified == {"data": {"user": {"id": 7}}}  # as POST /sessions/verify answers
     from_stdin = ok(
         "--product-file", products, "session", "verify", "-", *where, store=store, input=made["session"] + "\n"
     )

@@ -55,8 +55,10 @@ def session_verify(
     app_: AppOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Verify a session token and print its data. A tampered, expired, foreign-tag or other-env token exits 2."""
+    """Verify a session token and print its data (--json: {"data": ...}, as POST /sessions/verify answers). A
+    tampered, expired, foreign-tag or other-env token exits 2."""
     given = sys.stdin.readline().strip() if token == "-" else token
     with client(store, app_) as dt:
         data = dt.session.verify(given, env=env, product_tag=product_tag)
-    emit(data, as_json, lambda: render.new_text(f"valid; the session's data: {json.dumps(data, default=str)}"))
+    people = f"valid; the session's data: {json.dumps(data, default=str)}"
+    emit({"data": data}, as_json, lambda: render.new_text(people))
