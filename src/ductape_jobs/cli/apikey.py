@@ -58,12 +58,11 @@ def create(
         made = ApiKeys(dt.store, dt.clock).create(name, product_tag=product, env=env, scope=scope)
     k = made.record
     limits = f"scope {k.scope.value}, product {k.product_tag or 'any'}, env {k.env or 'any'}"
-    from ductape_jobs.answers import answer  # as emit() does: not built at import
-
     emit(
-        {**answer(k), "key": made.key},
+        k,
         as_json,
         lambda: f"Created API key {k.id} ({k.name}; {limits}). Copy it now, it is not shown again:\n{made.key}",
+        extra={"key": made.key},
     )
 
 

@@ -194,22 +194,26 @@ def jsonable(value: Any) -> Any:
     return value
 
 
-def emit(data: Any, as_json: bool, render: Callable[[], RenderableType]) -> None:
-    """Print ``data`` as JSON, each record as the HTTP API answers it (``answers.answer``), or ``render()`` for
-    people."""
+def emit(
+    data: Any, as_json: bool, render: Callable[[], RenderableType], *, extra: dict[str, Any] | None = None
+) -> None:
+    """Print ``data`` as JSON, each record as the HTTP API answers it (``answers.answer``), with ``extra``'s fields
+    added to a record's (a secret shown once), or ``render()`` for people."""
     if as_json:
         from ductape_jobs.answers import answer  # here: its models are built only when JSON is asked for
 
-        typer.echo(json.dumps(jsonable(answer(data)), indent=2, default=str))
+        answered = answer(data) if extra is None else {**answer(data), **extra}
+        typer.echo(json.dumps(jsonable(answered), indent=2, default=str))
     else:
         out().print(render())
 
 
-def emit_secret(data: Any, as_json: bool, about: str, secret: str) -> None:
-    """``emit`` of a record that holds a secret (a token, a signing secret): for people, ``about`` and then the
-    secret on a line of its own, whole (never wrapped or cut to the terminal's width), so that it copies."""
+def emit_secret(data: Any, as_json: bool, about: str, secret: str, *, field: str) -> None:
+    """``emit`` of a record and the secret made with it (a token, a signing secret): as JSON, the record's answer
+    with the secret as ``field``; for people, ``about`` and then the secret on a line of its own, whole (never
+    wrapped or cut to the terminal's width), so that it copies."""
     if as_json:
-        emit(data, as_json, lambda: about)
+        emit(data, as_json, lambda: about, extra={field: secret})
     else:
         from rich.text import Text
 

@@ -38,12 +38,12 @@ def session_start(
     products come from --app or --product-file. Bad data exits 2 naming the field."""
     with client(store, app_) as dt:
         token = dt.session.start(tag, parse_json_object(data, "data"), env=env, product_tag=product_tag)
-    made = {"session": str(token), "tag": token.tag, "expires_at": token.expires_at, "subject": token.subject}
+    made = {"tag": token.tag, "expires_at": token.expires_at, "subject": token.subject}
     about = (
         f"Session token for {tag} ({product_tag}/{env}), subject {token.subject or '-'}, expires "
         f"{token.expires_at.isoformat()}. It is a credential: keep it secret."
     )
-    emit_secret(made, as_json, about, str(token))
+    emit_secret(made, as_json, about, str(token), field="session")
 
 
 @session_app.command("verify")

@@ -94,9 +94,7 @@ def webhook_create(
         f"Created webhook {hook.id} ({hook.product_tag}: {', '.join(hook.events)} -> {hook.url}). "
         "Copy its secret now, it is not shown again:"
     )
-    from ductape_jobs.answers import answer  # as emit() does: not built at import
-
-    emit_secret({**answer(hook), "secret": drawn}, as_json, about, drawn)
+    emit_secret(hook, as_json, about, drawn, field="secret")
 
 
 @webhook_app.command("list")
