@@ -554,9 +554,12 @@ def test_outcomes_with_large_outputs_and_errors_are_recorded_as_small_ones_are(s
     assert (run_of(store, ids[4]).phase, run_of(store, ids[4]).output) == (RunPhase.COMPLETED, big)
 
 
-def test_of_two_outcomes_for_one_attempt_in_a_batch_the_first_is_recorded(store: Store) -> None:
+def test_of_two_outcomes_for_one_attempt_in_a_batch_the_first_is_recorded(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
     """On the run and on its attempt alike, whichever kinds they are and in either order (the stores apply a
-    batch's completions before its failures; SQLite a JSON list's rows for one row in no set order)."""
+    batch's completions before its failures; SQLite a JSON list's rows for one row in no set order). The one
+    dropped is logged, naming its run and attempt."""
     _, ids = setup(store, T0 - MIN, T0)
     claimed = store.acquire_runs("w1", 2, LEASE, T0)
     by_id = {r.id: r for r in claimed}
@@ -569,6 +572,11 @@ def test_of_two_outcomes_for_one_attempt_in_a_batch_the_first_is_recorded(store:
     assert outcomes(store, failing) == ["failed"] and first_failed.attempts[0].error == "first: failed"
     assert (first_completed.phase, first_completed.output) == (RunPhase.COMPLETED, {"first": True})
     assert outcomes(store, completing) == ["completed"]
+    dropped = [r.getMessage() for r in caplog.records if r.name == "ductape_jobs.store" and "dropped" in r.getMessage()]
+    assert dropped == [
+        f"run {failing}, attempt 1: a second outcome (completed) in one batch is dropped; the first is recorded",
+        f"run {completing}, attempt 1: a second outcome (failed) in one batch is dropped; the first is recorded",
+    ]
 
 
 def test_an_outcome_from_a_worker_that_lost_its_lease_changes_only_its_attempt(store: Store) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -30,6 +31,7 @@ from ductape_jobs.retention import Keep, format_keep, parse_job_keep
 if TYPE_CHECKING:
     from ductape_jobs.store.base import Outcome, ScheduleChange
 
+log = logging.getLogger("ductape_jobs.store")
 
 def ms(t: datetime | None) -> int | None:
     return None if t is None else int(t.timestamp() * 1000)
@@ -378,6 +380,12 @@ def outcome_params(
     seen: set[tuple[str, int]] = set()
     for o in outcomes:
         if (o.run_id, o.attempt) in seen:
+            log.warning(
+                "run %s, attempt %d: a second outcome (%s) in one batch is dropped; the first is recorded",
+                o.run_id,
+                o.attempt,
+                o.outcome or ("completed" if o.ok else "failed"),
+            )
             continue
         seen.add((o.run_id, o.attempt))
         params: dict[str, Any] = {
