@@ -33,6 +33,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("ductape_jobs.store")
 
+
 def ms(t: datetime | None) -> int | None:
     return None if t is None else int(t.timestamp() * 1000)
 
