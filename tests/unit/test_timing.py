@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from itertools import pairwise
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -90,6 +91,105 @@ def test_every_15_minutes_fires_every_real_quarter_hour_across_dst(tz: str, star
     times = preview(CronRecurrence("*/15 * * * *", tz), start, 16)
     assert times[0] == start and times[-1] == start + 15 * 15 * MIN
     assert gaps(times) == {15 * MIN}
+
+
+def test_lord_howe_half_hour_changes_miss_no_run() -> None:
+    """Australia/Lord_Howe moves its clocks by 30 minutes: 2026-10-04 02:00+10:30 -> 02:30+11, 2026-04-05
+    02:00+11 -> 01:30+10:30. Elapsed-time expressions fire at every local time that exists; a fixed time in the
+    gap fires at its end."""
+    spring = preview(CronRecurrence("40 * * * *", "Australia/Lord_Howe"), utc(2026, 10, 3, 14), 4)
+    assert spring == [
+        utc(2026, 10, 3, 14, 10),
+        utc(2026, 10, 3, 15, 10),
+        utc(2026, 10, 3, 15, 40),
+        utc(2026, 10, 3, 16, 40),
+    ]
+    two_hourly = preview(CronRecurrence("0 */2 * * *", "Australia/Lord_Howe"), utc(2026, 4, 4, 12, 30), 3)
+    assert two_hourly == [utc(2026, 4, 4, 13), utc(2026, 4, 4, 15, 30), utc(2026, 4, 4, 17, 30)]  # 00:00, 02:00, 04:00
+    assert preview(CronRecurrence("15 2 * * *", "Australia/Lord_Howe"), utc(2026, 10, 3, 14), 1) == [
+        utc(2026, 10, 3, 15, 30)  # 02:15 is skipped: at 02:30+11, the gap's end
+    ]
+
+
+def test_six_field_fixed_times_follow_the_same_dst_rules() -> None:
+    gap = preview(CronRecurrence("0 30 2 * * *", NY), utc(2026, 3, 7, 12), 2)
+    assert gap == [utc(2026, 3, 8, 7), utc(2026, 3, 9, 6, 30)]  # 03:00 EDT on the day of the gap
+    repeated = preview(CronRecurrence("0 30 1 * * *", NY), utc(2026, 10, 31, 12), 2)
+    assert repeated == [utc(2026, 11, 1, 5, 30), utc(2026, 11, 2, 6, 30)]  # 01:30 EDT once
+
+
+def _field(spec: str, lo: int, hi: int) -> set[int]:
+    values: set[int] = set()
+    for part in spec.split(","):
+        part, _, step = part.partition("/")
+        first, _, last = part.partition("-")
+        a, b = (lo, hi) if part == "*" else (int(first), int(last or (hi if step else first)))
+        values.update(range(a, b + 1, int(step or 1)))
+    return values
+
+
+def _cronie(expr: str, tz: str, start: datetime, end: datetime) -> list[datetime]:
+    """Debian cron's fire times in [start, end), minute by minute of real time: an expression with a star in its
+    minute or hour field fires at every minute whose local time matches; another fires at a matching local time the
+    first time it is lived, and once at the first minute after a gap for the matching local times the gap skipped."""
+    minute, hour, day, month, weekday = expr.split()
+    minutes, hours, days, months = _field(minute, 0, 59), _field(hour, 0, 23), _field(day, 1, 31), _field(month, 1, 12)
+    weekdays = {d % 7 for d in _field(weekday, 0, 7)}
+    both = day.startswith("*") or weekday.startswith("*")
+    wild = minute.startswith("*") or hour.startswith("*")
+
+    def matches(t: datetime) -> bool:
+        if t.minute not in minutes or t.hour not in hours or t.month not in months:
+            return False
+        on_day, on_weekday = t.day in days, t.isoweekday() % 7 in weekdays
+        return (on_day and on_weekday) if both else (on_day or on_weekday)
+
+    zone, fires, u = ZoneInfo(tz), [], start
+    lived = (u - MIN).astimezone(zone).replace(tzinfo=None)
+    while u < end:
+        local = u.astimezone(zone)
+        wall = local.replace(tzinfo=None, fold=0)
+        skipped = [lived + k * MIN for k in range(1, (wall - lived) // MIN)] if not wild else []
+        if any(matches(t) for t in skipped) or (matches(wall) and (wild or local.fold == 0)):
+            fires.append(u)
+        lived, u = max(lived, wall), u + MIN
+    return fires
+
+
+_CHANGES = [
+    (NY, utc(2026, 3, 8, 7)),
+    (NY, utc(2026, 11, 1, 6)),
+    (LONDON, utc(2026, 3, 29, 1)),
+    (LONDON, utc(2026, 10, 25, 1)),
+    ("Australia/Lord_Howe", utc(2026, 10, 3, 15, 30)),
+    ("Australia/Lord_Howe", utc(2026, 4, 4, 15)),
+    ("Antarctica/Troll", utc(2026, 3, 29, 1)),  # two hours at once
+    ("Antarctica/Troll", utc(2026, 10, 25, 1)),
+    ("America/Sao_Paulo", utc(2018, 11, 4, 3)),  # the gap at midnight
+    ("America/Sao_Paulo", utc(2019, 2, 17, 2)),
+]
+_EXPRESSIONS = [
+    "30 2 * * *", "15 2 * * *", "0,30 2 * * *", "30 1 * * *", "45 1 * * *", "0 0 * * *", "30 23 * * *",
+    "0 * * * *", "30 * * * *", "40 * * * *", "*/15 * * * *", "0 */2 * * *", "*/20 1-3 * * *", "5 0-3 * * *",
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("tz", "change"), _CHANGES)
+def test_cron_across_a_change_of_offset_is_debian_crons(tz: str, change: datetime) -> None:
+    """Every expression, forwards (``preview``) and backwards (``last_at_or_before``, which the misfire rules read),
+    against ``_cronie`` over the day around the change; a 6-field expression with seconds 0 as its 5-field form."""
+    start, end = change - 14 * H, change + 14 * H
+    for expr in _EXPRESSIONS:
+        expected = _cronie(expr, tz, start, end)
+        for text in (expr, f"0 {expr}"):
+            recurrence = CronRecurrence(text, tz)
+            assert [t for t in preview(recurrence, start, 200) if t < end] == expected, (text, tz)
+            for k in range(0, 28 * 60, 7):
+                at = start + k * MIN + timedelta(seconds=30)
+                before = [t for t in expected if t <= at]
+                assert recurrence.last_at_or_before(at) == (
+                    before[-1] if before else recurrence.last_at_or_before(start)
+                ), (text, tz, at)
 
 
 def test_daily_cron_keeps_local_time_so_its_utc_gap_changes() -> None:

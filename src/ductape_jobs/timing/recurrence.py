@@ -1,16 +1,21 @@
-"""When a schedule fires: cron expressions in an IANA time zone (cronsim), fixed intervals, one-offs.
+"""When a schedule fires: cron expressions in an IANA time zone, fixed intervals, one-offs.
 
-Cron across DST follows Debian's cron (cronsim implements it): a fixed local time that the spring-forward
-gap skips fires once right after the gap; one that fall-back repeats fires once (the first); an expression
-with ``*`` or a step in the minute or hour field runs on elapsed time. ``every`` is absolute time.
+Cron across DST follows Debian's cron: a fixed local time that the spring-forward gap skips fires once right after
+the gap; one that fall-back repeats fires once (the first); an expression with ``*`` or a step in the minute or
+hour field runs on elapsed time (every instant whose local time matches). ``every`` is absolute time.
+
+cronsim finds the local times an expression matches, on the calendar alone (naive datetimes); this module maps
+them to instants by the zone's UTC offsets and applies the rules above at each change of offset. cronsim 2.9's own
+handling of a zone applies those rules to 5-field expressions only (a 6-field one missed a fixed time in the gap
+and ran it twice at fall-back), and on elapsed time it moves a whole hour where an offset changes by 30 minutes
+(Australia/Lord_Howe missed runs at both of its changes).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
-from typing import Protocol
+from typing import NamedTuple, Protocol
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from cronsim import CronSim, CronSimError
@@ -96,32 +101,149 @@ class CronRecurrence:
     def __init__(self, expr: str, tz: str = "UTC") -> None:
         self.expr = normalize_cron(expr)
         self.tz = zone(tz)
-
-    def _iter_from(self, t: datetime) -> Iterator[datetime]:
-        local = t.astimezone(self.tz)
-        for fire in CronSim(self.expr, local):
-            yield fire.astimezone(UTC)
+        fields = self.expr.split(" ")  # minute and hour are the 5th and 4th from the end, with or without seconds
+        # Debian's "fixed time": neither the minute nor the hour field starts with a star (cronsim reads it so too)
+        self.fixed = not fields[-5].startswith("*") and not fields[-4].startswith("*")
 
     def next_after(self, t: datetime) -> datetime | None:
-        # cronsim yields times strictly after its start (to the second); sub-second parts are dropped.
         if t >= LATEST:
             return None
-        for fire in self._iter_from(t):
-            if fire > t:
+        lower, inclusive = t, False  # the instant the answer is after (or at, once a change of offset is crossed)
+        while True:
+            offset = _offset(self.tz, lower)
+            wall = _wall(lower, offset)
+            if self.fixed:  # after the clocks went back, the local times lived before the change do not fire again
+                start = _last_change(self.tz, lower, since=lower - _SPAN)
+                if start is not None and start.before > start.after and wall < _wall(start.at, start.before):
+                    wall, inclusive = _wall(start.at, start.before), True
+            local = self._next_match(wall, inclusive)
+            if local is None:
+                return None
+            fire = _instant(local, offset)
+            change = _first_change(self.tz, lower, until=fire)  # the offset changes before that instant
+            if change is None:
                 return _until_latest(fire)
-        return None  # pragma: no cover - cronsim raises StopIteration only for impossible dates
+            if self.fixed and change.after > change.before and local < _wall(change.at, change.after):
+                return _until_latest(change.at)  # a fixed time in the spring-forward gap: right after it
+            lower, inclusive = change.at, True
 
     def first_at_or_after(self, t: datetime) -> datetime | None:
         return self.next_after(t - timedelta(microseconds=1)) if t.microsecond == 0 else self.next_after(t)
 
     def last_at_or_before(self, t: datetime) -> datetime | None:
-        # cronsim's reverse iteration yields times strictly before its (whole-second) start.
-        start = (t + timedelta(seconds=1)).replace(microsecond=0).astimezone(self.tz)
-        for fire in CronSim(self.expr, start, reverse=True):
-            fire_utc = fire.astimezone(UTC)
-            if fire_utc <= t:
-                return fire_utc
-        return None  # pragma: no cover
+        upper = t
+        while True:
+            offset = _offset(self.tz, upper)
+            local = self._last_match(_wall(upper, offset))
+            if local is None:
+                return None
+            fire = _instant(local, offset)
+            change = _last_change(self.tz, upper, since=fire)  # the offset changed after that instant
+            if change is not None:
+                if self.fixed and change.after > change.before:  # a fixed time in the gap fired at its end
+                    gap = self._last_match(_wall(change.at, change.after) - _TICK)
+                    if gap is not None and gap >= _wall(change.at, change.before):
+                        return change.at
+                upper = change.at - _TICK
+                continue
+            if self.fixed:  # a local time repeated by fall-back fired the first time only, before the change
+                start = _last_change(self.tz, fire, since=fire - _SPAN)
+                if start is not None and start.before > start.after and local < _wall(start.at, start.before):
+                    upper = start.at - _TICK
+                    continue
+            return fire
+
+    def _next_match(self, wall: datetime, inclusive: bool) -> datetime | None:
+        """The first local time the expression matches after ``wall`` (or at it, ``inclusive``); cronsim yields
+        whole seconds strictly after its start's whole second."""
+        start = wall
+        if inclusive:
+            start = wall.replace(microsecond=0) - timedelta(seconds=0 if wall.microsecond else 1)
+        try:
+            return next(CronSim(self.expr, start))
+        except StopIteration:  # no match within cronsim's 50 years
+            return None
+
+    def _last_match(self, wall: datetime) -> datetime | None:
+        """The last local time the expression matches at or before ``wall``; cronsim's reverse iteration yields
+        times strictly before its (whole-second) start."""
+        try:
+            return next(CronSim(self.expr, (wall + timedelta(seconds=1)).replace(microsecond=0), reverse=True))
+        except StopIteration:
+            return None
+
+
+_TICK = timedelta(microseconds=1)
+#: Longer than any span of local time fall-back repeats (the largest change of offset: a few hours).
+_SPAN = timedelta(days=1)
+_PROBE = timedelta(hours=6)  # offsets are read this far apart to find their changes (none comes closer)
+
+
+class Change(NamedTuple):
+    """A change of a zone's UTC offset: from ``at`` (an instant) on, ``after`` instead of ``before``."""
+
+    at: datetime
+    before: timedelta
+    after: timedelta
+
+
+def _offset(tz: ZoneInfo, instant: datetime) -> timedelta:
+    offset = instant.astimezone(tz).utcoffset()
+    assert offset is not None
+    return offset
+
+
+def _wall(instant: datetime, offset: timedelta) -> datetime:
+    """The local time (naive) of ``instant`` at ``offset``."""
+    return instant.replace(tzinfo=None) + offset
+
+
+def _instant(local: datetime, offset: timedelta) -> datetime:
+    """The instant (UTC) of the naive local time ``local`` at ``offset``."""
+    return (local - offset).replace(tzinfo=UTC)
+
+
+def _first_change(tz: ZoneInfo, after: datetime, *, until: datetime) -> Change | None:
+    """The first change of ``tz``'s offset in (``after``, ``until``]."""
+    for year in range(after.year - 1, until.year + 1):  # a change at New Year's instant is the year before's
+        for change in _changes(tz, year):
+            if after < change.at <= until:
+                return change
+    return None
+
+
+def _last_change(tz: ZoneInfo, upto: datetime, *, since: datetime) -> Change | None:
+    """The last change of ``tz``'s offset in (``since``, ``upto``]."""
+    for year in range(upto.year, since.year - 2, -1):
+        for change in reversed(_changes(tz, year)):
+            if since < change.at <= upto:
+                return change
+    return None
+
+
+@functools.lru_cache(maxsize=1024)
+def _changes(tz: ZoneInfo, year: int) -> tuple[Change, ...]:
+    """The changes of ``tz``'s offset in ``year`` (UTC; one at the very start of the next year too): its offset read
+    every ``_PROBE``, and each change found between two reads bisected to the second (zones change on whole
+    seconds). About 1,500 reads a zone and year, once."""
+    found: list[Change] = []
+    t, end = datetime(year, 1, 1, tzinfo=UTC), datetime(year + 1, 1, 1, tzinfo=UTC)
+    before = _offset(tz, t)
+    while t < end:
+        nxt = min(t + _PROBE, end)
+        after = _offset(tz, nxt)
+        if after != before:
+            lo, hi = t, nxt  # lo at the old offset, hi at the new one
+            while hi - lo > timedelta(seconds=1):
+                mid = lo + timedelta(seconds=(hi - lo).total_seconds() // 2)
+                if _offset(tz, mid) == before:
+                    lo = mid
+                else:
+                    hi = mid
+            found.append(Change(hi, before, after))
+            before = after
+        t = nxt
+    return tuple(found)
 
 
 class EveryRecurrence:
