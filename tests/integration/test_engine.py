@@ -286,6 +286,35 @@ def test_overlap_skip_does_not_start_while_previous_runs(dt: Ductape, clock: Fak
     assert dt.job.get(s.job_id).skipped_count == 2
 
 
+@pytest.mark.parametrize(("overlap", "limit"), [("skip", 2), ("buffer_one", 3)])
+def test_an_occurrence_skipped_for_overlap_does_not_use_up_the_limit(
+    dt: Ductape, clock: FakeClock, overlap: str, limit: int
+) -> None:
+    """``limit`` counts runs: the occurrence that would have made the last run allowed is skipped (the first run
+    still going; buffer_one: a held run already waits behind it), and the schedule goes on to the next one, which
+    makes it, rather than ending a run short."""
+    dt.function("report")(Recorder())
+    job(dt)
+    s = dt.job.schedule(req(repeat={"every": 60_000, "limit": limit}, overlap=overlap))
+    (held,) = _hold_running(dt, clock)
+    for _ in range(limit - 1):  # skip: the second occurrence is skipped; buffer_one: held, then the third skipped
+        clock.advance(minutes=1)
+        dt.drain()
+    schedule = dt.job.get(s.job_id)
+    assert (schedule.skipped_count, schedule.run_count, schedule.status.value) == (1, limit - 1, "active")
+    from ductape_jobs.store import Outcome
+
+    dt.store.finish_runs([Outcome(held, 1, "slow-worker", True, clock.now(), 10)], clock.now())
+    dt.drain()  # buffer_one: the held run is released and runs
+    for _ in range(3):
+        clock.advance(minutes=1)
+        dt.drain()
+    runs = dt.job.runs(job_id=s.job_id)
+    schedule = dt.job.get(s.job_id)
+    assert (len(runs), schedule.run_count, schedule.status.value) == (limit, limit, "completed")
+    assert [r.phase for r in runs] == [RunPhase.COMPLETED] * limit
+
+
 def test_overlap_buffer_one_waits_behind_the_running_one(dt: Ductape, clock: FakeClock) -> None:
     dt.function("report")(Recorder())
     job(dt)

@@ -21,6 +21,7 @@ from ductape_jobs.timing import (
     Recurrence,
     plan_due,
 )
+from ductape_jobs.timing.planning import next_due
 
 
 def make_recurrence(cron: str | None, tz: str, every: timedelta | None, start: datetime) -> Recurrence:
@@ -51,8 +52,12 @@ def new_run(s: Schedule, due: datetime, *, held: bool = False, now: datetime | N
     )
 
 
-def decide(s: Schedule, plan: Plan, active_runs: int, held: bool, now: datetime) -> Advance:
-    """Apply the overlap policy to a plan's due times and say how the schedule moves on."""
+def decide(
+    s: Schedule, plan: Plan, active_runs: int, held: bool, now: datetime, recurrence: Recurrence | None = None
+) -> Advance:
+    """Apply the overlap policy to a plan's due times and say how the schedule moves on. ``limit`` counts runs: an
+    occurrence skipped for overlap does not use it up, so a plan that the limit ended goes on to the next occurrence
+    (of ``recurrence``, the schedule's own by default)."""
     runs: list[NewRun] = []
     skipped = 0
     busy = active_runs > 0
@@ -65,11 +70,16 @@ def decide(s: Schedule, plan: Plan, active_runs: int, held: bool, now: datetime)
             held = True
         else:
             skipped += 1
+    next_run_at, finished = plan.next_due, plan.finished
+    if skipped and s.limit is not None and plan.due:  # fewer runs than the plan counted against the limit
+        made = Occurrences(next_due=None, runs_so_far=s.run_count + len(runs), limit=s.limit, end_date=s.end_date)
+        next_run_at = next_due(recurrence or recurrence_of(s), plan.due[-1], made)
+        finished = next_run_at is None
     return Advance(
         schedule_id=s.id,
         expected_next=s.next_run_at,
-        next_run_at=plan.next_due,
-        finished=plan.finished,
+        next_run_at=next_run_at,
+        finished=finished,
         runs=runs,
         skipped=skipped,
         last_due_at=plan.due[-1] if plan.due else None,
@@ -94,8 +104,9 @@ class Scheduler:
         s = due.schedule
         if s.overlap is not Overlap.ALLOW:
             until = None
-        plan = plan_due(recurrence_of(s), occurrences_of(s), now, misfire=s.misfire, grace=self.grace, until=until)
-        return decide(s, plan, due.active_runs, due.buffered, now)
+        recurrence = recurrence_of(s)
+        plan = plan_due(recurrence, occurrences_of(s), now, misfire=s.misfire, grace=self.grace, until=until)
+        return decide(s, plan, due.active_runs, due.buffered, now, recurrence)
 
     def tick(self, now: datetime | None = None) -> list[NewRun]:
         """Create the runs of every occurrence due by ``now``; returns them."""
