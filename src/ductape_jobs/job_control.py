@@ -112,6 +112,10 @@ class JobControl:
         if schedule.status is ScheduleStatus.CANCELLED:
             raise ConflictError(f"schedule {job_id!r} is cancelled; it cannot be given a new repeat")
         now = self._clock.now()
+        if options.end_date is not None and options.end_date < now:  # as schedule() refuses one before its start
+            raise ValidationError(
+                "repeat.endDate", f"{options.end_date.isoformat()} is before the start {now.isoformat()} (now)"
+            )
         every = timedelta(milliseconds=options.every) if options.every else None
         changed = _replace(
             schedule,
@@ -125,6 +129,8 @@ class JobControl:
         )
         recurrence, occurrences = recurrence_of(changed), occurrences_of(changed)
         nxt = first_due(recurrence, now, occurrences)
+        if nxt is None and options.end_date is not None and not _limit_reached(changed):
+            raise ValidationError("repeat.endDate", "no occurrence falls between now and the end date")
         last = changed.last_due_at  # after now if a tick ahead made its run (WorkerOptions.ahead)
         if nxt is not None and last is not None and nxt <= last:  # made already: not made (nor counted) again
             nxt = next_due(recurrence, last, occurrences)
@@ -245,3 +251,8 @@ def check_reason(reason: object) -> None:
 
 
 __all__ = ["JobControl", "check_reason"]
+
+
+def _limit_reached(schedule: Schedule) -> bool:
+    """Whether ``schedule``'s runs so far (those before a reschedule too) are its ``limit``."""
+    return schedule.limit is not None and schedule.run_count >= schedule.limit

@@ -386,6 +386,29 @@ def test_reschedule_moves_a_schedule_to_a_new_cron(ductape_sandbox: Sandbox) -> 
     assert [ctx.scheduled_at.hour for _, ctx in rec.calls] == [10, 10]
 
 
+def test_reschedule_refuses_an_end_date_as_schedule_does_and_writes_nothing(ductape_sandbox: Sandbox) -> None:
+    """An end date before now, or one that leaves no occurrence, is refused naming ``repeat.endDate`` (it marked the
+    schedule completed); a limit its runs so far reach completes it, since ``limit`` counts every run it made."""
+    dt = ductape_sandbox
+    dt.function("report")(Recorder())
+    job(dt)
+    s = dt.job.schedule(req(repeat={"every": 3_600_000}))
+    dt.advance(hours=2, minutes=10)  # runs at 00:00, 01:00 and 02:00
+    before = dt.job.get(s.job_id)
+    for repeat, rule in [
+        ({"every": 3_600_000, "endDate": "2026-01-01T01:00:00Z"}, "is before the start"),
+        ({"cron": "0 9 * * *", "endDate": "2026-01-01T05:00:00Z"}, "no occurrence"),
+    ]:
+        with pytest.raises(ValidationError) as refused:
+            dt.job.reschedule(s.job_id, repeat)
+        assert refused.value.field == "repeat.endDate" and rule in str(refused.value)
+        assert dt.job.get(s.job_id) == before
+    done = dt.job.reschedule(s.job_id, {"every": 1_800_000, "limit": 3})
+    assert (done.status.value, done.next_run_at) == ("completed", None)
+    more = dt.job.reschedule(s.job_id, {"every": 1_800_000, "limit": 4, "endDate": "2026-01-01T02:40:00Z"})
+    assert (more.status.value, more.next_run_at) == ("active", datetime(2026, 1, 1, 2, 10, tzinfo=UTC))
+
+
 def test_async_client_has_the_same_api(tmp_path: Any) -> None:
     async def main() -> list[RunPhase]:
         async with AsyncDuctape(f"sqlite:///{tmp_path / 'a.db'}", clock=FakeClock()) as dt:
