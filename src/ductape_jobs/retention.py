@@ -36,6 +36,8 @@ __all__ = ["Keep", "PruneCounts", "Retention", "format_keep", "keep_json", "pars
 
 DAY = timedelta(days=1)
 MAX_KEEP_RUNS = 10_000_000
+#: The longest any history is kept (100 years): past it, ``now - keep`` would leave the calendar.
+MAX_KEEP_TIME = timedelta(days=36_500)
 
 Keep = timedelta | int
 """A job's own keep: how long its runs of one outcome are kept, or how many of the newest of them."""
@@ -58,8 +60,14 @@ class Retention(Struct, frozen=True, kw_only=True):
     def __post_init__(self) -> None:
         for name in ("keep_completed", "keep_failed", "keep_cancelled", "keep_stats", "every"):
             value = getattr(self, name)
-            if value is not None and value < timedelta(0):
+            if value is None:
+                continue
+            if not isinstance(value, timedelta):
+                raise ValidationError(name, f"must be a timedelta (got {type(value).__qualname__})")
+            if value < timedelta(0):
                 raise ValidationError(name, f"must not be negative (got {value})")
+            if value > MAX_KEEP_TIME:
+                raise ValidationError(name, f"must be at most {MAX_KEEP_TIME.days} days (got {value})")
         if self.batch < 1:
             raise ValidationError("batch", f"must be >= 1 (got {self.batch})")
         if not 0 < self.share <= 1:
@@ -105,15 +113,19 @@ class PruneCounts(Struct, frozen=True):
 
 
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
-_KEEP = re.compile(r"^\s*(\d+)\s*([smhdw])\s*$")
+_KEEP = re.compile(r"^\s*([0-9]{1,15})\s*([smhdw])\s*$")
 
 
 def parse_keep(text: str, field: str) -> timedelta:
-    """``30s``, ``15m``, ``12h``, ``7d``, ``2w`` as a ``timedelta``; a ``ValidationError`` naming ``field``."""
-    match = _KEEP.match(text)
+    """``30s``, ``15m``, ``12h``, ``7d``, ``2w`` as a ``timedelta``, at most ``MAX_KEEP_TIME``; a
+    ``ValidationError`` naming ``field``."""
+    match = _KEEP.match(text) if isinstance(text, str) else None
     if match is None:
         raise ValidationError(field, f"{text!r} is not a duration (a number and s, m, h, d or w: 7d, 12h, 30m)")
-    return timedelta(seconds=int(match.group(1)) * _UNITS[match.group(2)])
+    seconds = int(match.group(1)) * _UNITS[match.group(2)]
+    if seconds > MAX_KEEP_TIME.total_seconds():
+        raise ValidationError(field, f"{text.strip()!r} is longer than {MAX_KEEP_TIME.days}d (100 years), the most")
+    return timedelta(seconds=seconds)
 
 
 def parse_job_keep(value: object, field: str) -> Keep:
@@ -128,12 +140,18 @@ def parse_job_keep(value: object, field: str) -> Keep:
     if isinstance(value, timedelta):
         if value < timedelta(0):
             raise ValidationError(field, f"must not be negative (got {value})")
+        if value > MAX_KEEP_TIME:
+            raise ValidationError(field, f"must be at most {MAX_KEEP_TIME.days} days (got {value})")
         if value % timedelta(seconds=1):
             raise ValidationError(field, f"must be whole seconds (got {value})")
         return value
     if isinstance(value, str):
         text = value.strip()
-        return parse_job_keep(int(text), field) if text.isdigit() else parse_keep(text, field)
+        if text.isascii() and text.isdigit():  # a number of runs (ASCII digits only: not "²" nor fullwidth ones)
+            if len(text) > len(str(MAX_KEEP_RUNS)):
+                raise ValidationError(field, f"a number of runs must be between 0 and {MAX_KEEP_RUNS:,} (got {text})")
+            return parse_job_keep(int(text), field)
+        return parse_keep(text, field)
     raise ValidationError(field, "must be a duration (7d, 12h, 30m) or a number of runs")
 
 

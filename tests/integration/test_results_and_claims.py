@@ -38,6 +38,17 @@ def run_once(dt: Ductape, result: Any) -> Any:
     return run
 
 
+def _deep(levels: int) -> list[Any]:
+    value: list[Any] = []
+    for _ in range(levels - 1):
+        value = [value]
+    return value
+
+
+_CYCLE: list[Any] = []
+_CYCLE.append(_CYCLE)
+
+
 @pytest.mark.parametrize(
     ("result", "named"),
     [
@@ -47,6 +58,13 @@ def run_once(dt: Ductape, result: Any) -> Any:
         ({1, 2}, "output is of type set"),
         (b"raw", "output is of type bytes"),
         ({(1, 2): "pair"}, "output has a key of type tuple"),
+        (_CYCLE, "output[0][0]"),  # a list that contains itself: refused at the depth bound, not walked forever
+        (_deep(101), "nests deeper than 100 levels"),
+        ({"ratio": float("nan")}, "output.ratio is nan, which JSON has no number for"),
+        ([float("-inf")], "output[0] is -inf"),
+        ({"big": 10**5000}, "output.big is an integer of more than 3,900 digits"),
+        ({"s": "caf\udce9"}, "output.s is text with a lone surrogate"),
+        ({"\ud800": 1}, "output has a key that is text with a lone surrogate"),
     ],
 )
 def test_a_function_result_that_is_not_json_fails_the_attempt_for_good(
@@ -58,6 +76,11 @@ def test_a_function_result_that_is_not_json_fails_the_attempt_for_good(
     assert named in run.error
     clock.advance(hours=1)
     assert dt.drain().ran == 0  # not retried: the function would return the same
+
+
+def test_a_result_nested_to_the_bound_completes(dt: Ductape) -> None:
+    run = run_once(dt, _deep(100))
+    assert run.phase == RunPhase.COMPLETED, run.error
 
 
 def test_json_results_and_the_types_kept_as_text_complete(dt: Ductape) -> None:

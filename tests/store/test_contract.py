@@ -579,6 +579,28 @@ def test_of_two_outcomes_for_one_attempt_in_a_batch_the_first_is_recorded(
     ]
 
 
+def test_an_output_that_does_not_encode_fails_its_attempt_and_not_the_batch(store: Store) -> None:
+    """An output the executor's check let through that still fails to encode (a value that contains itself, an
+    integer too long for text) fails its own attempt, named; the other outcomes of the batch are recorded."""
+    _, ids = setup(store, T0 - 2 * MIN, T0 - MIN, T0)
+    by_id = {r.id: r for r in store.acquire_runs("w1", 3, LEASE, T0)}
+    cyclic: list[Any] = []
+    cyclic.append(cyclic)
+    looped, huge, fine = ids
+    store.finish_runs(
+        [ok(by_id[looped], output=cyclic), ok(by_id[huge], output={"n": 10**5000}), ok(by_id[fine], output=1)], T0
+    )
+    assert (run_of(store, fine).phase, run_of(store, fine).output) == (RunPhase.COMPLETED, 1)
+    for run_id, cause in [(looped, "ValueError: Circular reference detected"), (huge, "ValueError: Exceeds the limit")]:
+        run = run_of(store, run_id)
+        assert (run.phase, run.output, outcomes(store, run_id)) == (RunPhase.FAILED, None, ["failed"])
+        assert (
+            run.error is not None
+            and run.error.startswith("ResultError: the output cannot be stored")
+            and cause in run.error
+        )
+
+
 def test_an_outcome_from_a_worker_that_lost_its_lease_changes_only_its_attempt(store: Store) -> None:
     _, (run_id,) = setup(store, T0)
     (first,) = store.acquire_runs("w1", 1, LEASE, T0)

@@ -11,11 +11,13 @@ import threading
 from datetime import timedelta
 from typing import Any
 
+import pytest
 from storekit import Backend
 from test_retention_store import DAY, DEFAULT, SEC, T0, add_schedule, prune_all, rows, run_to_end
 
+from ductape_jobs.errors import ValidationError
 from ductape_jobs.models import JobDefinition, Schedule
-from ductape_jobs.retention import PruneCounts, Retention
+from ductape_jobs.retention import MAX_KEEP_TIME, PruneCounts, Retention, parse_job_keep
 from ductape_jobs.store import Store
 
 HOUR = timedelta(hours=1)
@@ -155,3 +157,36 @@ def test_racing_pruners_of_a_counted_job_delete_each_run_once(backend: Backend) 
         t.join(60)
     assert errors == [] and len(totals) == 2
     assert sum(totals) == 80 and rows(backend, "runs") == 10
+
+
+@pytest.mark.parametrize(
+    ("given", "rule"),
+    [
+        ("36501d", "is longer than 36500d"),
+        ("800000d", "is longer than 36500d"),
+        ("99999999999999999999d", "is not a duration"),
+        ("99999999999", "a number of runs must be between 0 and 10,000,000"),
+        ("\u00b2", "is not a duration"),  # a superscript two: a digit to str.isdigit, not to int()
+        ("\uff11\uff12", "is not a duration"),  # fullwidth digits
+        (timedelta(days=36_501), "must be at most 36500 days"),
+    ],
+)
+def test_a_keep_past_a_hundred_years_or_not_in_ascii_digits_is_refused_naming_its_field(given: Any, rule: str) -> None:
+    """Past 100 years ``now - keep`` leaves the calendar: the pruner of every worker failed at each pass."""
+    with pytest.raises(ValidationError) as refused:
+        parse_job_keep(given, "keep_completed")
+    assert refused.value.field == "keep_completed" and rule in str(refused.value)
+    with pytest.raises(ValidationError, match="must be at most 36500 days"):
+        Retention(keep_failed=timedelta(days=36_501))
+    assert parse_job_keep("36500d", "keep_completed") == MAX_KEEP_TIME
+
+
+def test_a_keep_stored_past_the_bound_prunes_as_the_most_kept(store: Store, backend: Backend) -> None:
+    """A job whose keep was stored before the bound was checked: read as 100 years, and the prune goes on."""
+    old = job_schedule(store, "old", keep_completed=HOUR)
+    done = run_to_end(store, old, T0)
+    placeholder = ":v" if backend.path is not None else "%(v)s"
+    backend.execute(f"UPDATE jobs SET keep_completed = {placeholder}", {"v": "800000d"})
+    assert store.get_job("", "old").keep_completed == MAX_KEEP_TIME  # type: ignore[union-attr]
+    assert prune_all(store, T0 + 8 * DAY) == PruneCounts()
+    assert runs_of(store, [done]) == [done]

@@ -13,6 +13,7 @@ from uuid import UUID
 
 import msgspec
 
+from ductape_jobs.errors import ValidationError
 from ductape_jobs.models import (
     Attempt,
     JobDefinition,
@@ -26,7 +27,7 @@ from ductape_jobs.models import (
     ScheduleStatus,
     TriggeredBy,
 )
-from ductape_jobs.retention import Keep, format_keep, parse_job_keep
+from ductape_jobs.retention import MAX_KEEP_RUNS, MAX_KEEP_TIME, Keep, format_keep, parse_job_keep
 
 if TYPE_CHECKING:
     from ductape_jobs.store.base import Outcome, ScheduleChange
@@ -128,22 +129,75 @@ def storable(text: str | None) -> str | None:
 def not_json(value: Any, name: str = "output") -> str | None:
     """Why ``value`` is not a JSON value by the codec's rules, naming where (``output.rows[2] is a Foo``), or
     ``None`` when it is: dicts with string (or number, boolean, null) keys, lists, tuples, strings, numbers,
-    booleans, ``None``, and the :data:`AS_TEXT` types (stored as text)."""
-    stack: list[tuple[str, Any]] = [(name, value)]
+    booleans, ``None``, and the :data:`AS_TEXT` types (stored as text). Not: a value nested deeper than
+    ``MAX_OUTPUT_DEPTH`` (one that contains itself is), a NaN or an infinity, an integer of more than 4,000 digits
+    (past Python's own bound on converting one to text), text with a lone surrogate (UTF-8 cannot encode it)."""
+    stack: list[tuple[str, Any, int]] = [(name, value, 0)]
     while stack:
-        where, item = stack.pop()
-        if item is None or isinstance(item, _SCALARS):
+        where, item, depth = stack.pop()
+        if item is None:
             continue
+        if isinstance(item, _SCALARS):
+            problem = _not_json_scalar(item)
+            if problem is not None:
+                return f"{where} {problem}"
+            continue
+        if depth >= MAX_OUTPUT_DEPTH and isinstance(item, dict | list | tuple):
+            return f"{where} nests deeper than {MAX_OUTPUT_DEPTH} levels (or contains itself)"
         if isinstance(item, dict):
             for key, child in item.items():
                 if not (key is None or isinstance(key, str | bool | int | float)):
                     return f"{where} has a key of type {type(key).__qualname__} ({_short(key)})"
-                stack.append((f"{where}.{key}", child))
+                problem = None if key is None else _not_json_scalar(key)
+                if problem is not None:
+                    return f"{where} has a key that {problem}"
+                stack.append((f"{where}.{key}", child, depth + 1))
         elif isinstance(item, list | tuple):
-            stack.extend((f"{where}[{i}]", child) for i, child in enumerate(item))
+            stack.extend((f"{where}[{i}]", child, depth + 1) for i, child in enumerate(item))
         else:
             return f"{where} is of type {type(item).__qualname__} ({_short(item)})"
     return None
+
+
+#: How deep a result may nest (``{"a": {"b": 1}}`` is 2): deeper would take encoding it (and reading it back) past
+#: Python's recursion limit.
+MAX_OUTPUT_DEPTH = 100
+_INT_BITS = 13_000  # about 3,900 digits: Python converts at most 4,300 to text
+
+
+def _not_json_scalar(item: Any) -> str | None:
+    if isinstance(item, str):
+        if item.isascii():
+            return None
+        try:
+            item.encode("utf-8")
+        except UnicodeEncodeError:
+            return "is text with a lone surrogate (UTF-8 cannot encode it)"
+    elif isinstance(item, float):
+        if item != item or item in (_INF, -_INF):
+            return f"is {item!r}, which JSON has no number for"
+    elif isinstance(item, int) and not isinstance(item, bool) and item.bit_length() > _INT_BITS:
+        return "is an integer of more than 3,900 digits"
+    return None
+
+
+_INF = float("inf")
+
+
+def _stored_output(o: Outcome) -> tuple[str | None, str | None]:
+    """The outcome's output as stored JSON, or the error that records why it cannot be (``outcome_params``): an
+    output that fails to encode (one that contains itself, a number too long for text: what an executor's own
+    check let through) fails its attempt instead of the batch of outcomes it is recorded with."""
+    if not o.ok or o.output is None:
+        return None, None
+    try:
+        return dumps(o.output), None
+    except (ValueError, TypeError, RecursionError) as exc:
+        problem = f"{type(exc).__name__}: {exc}"
+    log.warning(
+        "run %s, attempt %d: its output cannot be stored (%s); the attempt failed", o.run_id, o.attempt, problem
+    )
+    return None, storable(f"ResultError: the output cannot be stored ({problem})")
 
 
 def _short(value: Any) -> str:
@@ -180,8 +234,14 @@ def job_from_row(r: Any) -> JobDefinition:
 
 
 def keep_from_text(text: str | None) -> Keep | None:
-    """A job's keep as stored (``format_keep``'s text)."""
-    return None if text is None else parse_job_keep(text, "keep")
+    """A job's keep as stored (``format_keep``'s text). One stored before its bounds were checked (a keep past 100
+    years, which would take the pruner's cutoff off the calendar) reads as the most kept."""
+    if text is None:
+        return None
+    try:
+        return parse_job_keep(text, "keep")
+    except ValidationError:
+        return MAX_KEEP_RUNS if text.strip().isdigit() else MAX_KEEP_TIME
 
 
 def job_params(job: JobDefinition, now: datetime) -> dict[str, Any]:
@@ -399,8 +459,14 @@ def outcome_params(
             "started_at": ms(o.started_at),
             "now": now_ms,
         }
+        output, unstorable = _stored_output(o)
+        if unstorable is not None:  # what no check let through (a cycle, a number too long): the attempt failed
+            params["error"] = unstorable
+            failed.append(params)
+            attempts.append({**params, "outcome": "failed"})
+            continue
         if o.ok:
-            done.append({**params, "output": None if o.output is None else dumps(o.output)})
+            done.append({**params, "output": output})
         elif o.retry_at is not None:
             retry.append({**params, "retry_at": ms(o.retry_at)})
         else:
