@@ -85,6 +85,25 @@ def test_job_listing_renders_a_table_for_people(store: str) -> None:
     assert "hello" in result.stdout and "FUNCTION" in result.stdout
 
 
+def test_names_and_reasons_are_shown_as_written_never_as_console_markup(store: str) -> None:
+    """A job's name, a pause's reason, an API key's name: data that anyone with a write key can set. ``[/]`` made
+    rich fail the command (MarkupError) and ``[link=...]`` drew a link."""
+    ok("job", "create", "--name", "[/]", "--tag", "m1", "--event-type", "FUNCTION", "--event-tag", "[b]f", store=store)
+    ok("job", "create", "--name", "[link=http://x]y[/link]", "--tag", "m2", "--event-type", "FUNCTION", "--event-tag",
+       "f", store=store)  # fmt: skip
+    listed = cli("job", "list", store=store)
+    assert listed.exit_code == 0, listed.stdout
+    assert "[/]" in listed.stdout and "[b]f" in listed.stdout and "[link=http://x]y[/link]" in listed.stdout
+    job_id = ok("schedule", "--event", "m1", "--env", "prd", "--product-tag", "p", "--cron", "0 9 * * *", store=store)[
+        "job_id"
+    ]
+    ok("pause", job_id, "--reason", "[/] stop", store=store)
+    schedules = cli("schedules", store=store)
+    assert schedules.exit_code == 0 and "[/] stop" in schedules.stdout, schedules.stdout
+    deleted = cli("job", "delete", "m2", store=store)
+    assert deleted.exit_code == 0 and "deleted job m2" in deleted.stdout
+
+
 @pytest.mark.parametrize(
     ("args", "field"),
     [

@@ -205,7 +205,10 @@ def emit(
         answered = answer(data) if extra is None else {**answer(data), **extra}
         typer.echo(json.dumps(jsonable(answered), indent=2, default=str))
     else:
-        out().print(render())
+        from rich.text import Text
+
+        shown = render()
+        out().print(Text(shown) if isinstance(shown, str) else shown)  # data in it is never console markup
 
 
 def emit_secret(data: Any, as_json: bool, about: str, secret: str, *, field: str) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import functools
 import json
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
@@ -44,10 +45,22 @@ STATUS_STYLE = {
 
 
 def new_table(title: str, **options: Any) -> Table:
-    """A rich ``Table`` with its title on the left."""
+    """A rich ``Table`` with its title on the left, whose cells given as ``str`` are shown as written: a job's
+    name or a pause's reason of ``[/]`` or ``[link=...]`` is data, never console markup (which failed the command
+    or drew a link)."""
+    return _data_table()(title=title, title_justify="left", **options)
+
+
+@functools.cache
+def _data_table() -> type[Table]:
     from rich.table import Table
 
-    return Table(title=title, title_justify="left", **options)
+    class DataTable(Table):
+        def add_row(self, *cells: RenderableType | None, style: Any = None, end_section: bool = False) -> None:
+            shown = [new_text(cell) if isinstance(cell, str) else cell for cell in cells]
+            super().add_row(*shown, style=style, end_section=end_section)
+
+    return DataTable
 
 
 def new_text(value: str, **options: Any) -> Text:
