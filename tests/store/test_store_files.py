@@ -64,6 +64,17 @@ def test_sqlite_urls_take_no_parameters(tmp_path: Path, query: str) -> None:
 
 
 @pytest.mark.parametrize(
+    "url",
+    ["mysql://admin:Sup3rS3cretPw@db.example/jobs", "sqlite:////tmp/x.db?password=Sup3rS3cretPw&mode=ro"],
+)
+def test_a_refused_store_url_is_named_without_its_password(url: str) -> None:
+    with pytest.raises(ValidationError) as raised:
+        open_store(url)
+    assert raised.value.field == "store" and "***" in str(raised.value)
+    assert "Sup3rS3cretPw" not in str(raised.value)
+
+
+@pytest.mark.parametrize(
     ("query", "named"),
     [
         ("sslmod=require", "'sslmod'"),

@@ -6,6 +6,7 @@ from urllib.parse import parse_qsl
 
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.extras import require_extra
+from ductape_jobs.redaction import redact_url
 from ductape_jobs.store.base import (
     UNCHANGED,
     Advance,
@@ -53,10 +54,11 @@ def open_store(url: str) -> Store:
         path = path.removeprefix("/") if path.startswith("/") else path
         for key, _value in parse_qsl(query, keep_blank_values=True) or ([(query, "")] if query else []):
             raise ValidationError(
-                "store", f"unknown parameter {key!r} in the SQLite URL {url!r} (known: none; sqlite:///path.db)"
+                "store",
+                f"unknown parameter {key!r} in the SQLite URL {redact_url(url)!r} (known: none; sqlite:///path.db)",
             )
         if not path:
-            raise ValidationError("store", f"{url!r} names no file (use sqlite:///path/to/jobs.db)")
+            raise ValidationError("store", f"{redact_url(url)!r} names no file (use sqlite:///path/to/jobs.db)")
         return SQLiteStore(path)
     if url.startswith(("postgresql://", "postgres://")):
         require_extra("postgres", "a postgresql:// store")
@@ -64,4 +66,5 @@ def open_store(url: str) -> Store:
 
         store: Store = PostgresStore(url)
         return store
-    raise ValidationError("store", f"unknown store URL {url!r} (use sqlite:///path.db or postgresql://...)")
+    shown = redact_url(url)  # its password and secret parameters masked: a message must not carry them
+    raise ValidationError("store", f"unknown store URL {shown!r} (use sqlite:///path.db or postgresql://...)")
