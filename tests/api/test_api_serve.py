@@ -46,7 +46,8 @@ def test_apikey_commands(tmp_path: Path) -> None:
     key = json.loads(made.stdout)
     assert key["key"].startswith(key["prefix"] + "_") and (key["product_tag"], key["env"]) == ("shop", None)
     shown = cli("apikey", "create", "--name", "people", env=env, cwd=tmp_path)
-    assert "not shown again" in shown.stdout and "dtk_" in shown.stdout
+    assert "not shown again" in shown.stderr and shown.stdout.startswith("dtk_")  # the key alone: KEY=$(...) takes it
+    assert shown.stdout.strip() == shown.stdout.rstrip("\n") and len(shown.stdout.splitlines()) == 1
 
     listed = cli("apikey", "list", "--json", env=env, cwd=tmp_path)
     rows = json.loads(listed.stdout)
@@ -139,7 +140,7 @@ def test_apikey_scopes_on_the_command_line(tmp_path: Path) -> None:
     assert made.returncode == 0, made.stderr
     assert (json.loads(made.stdout)["scope"], json.loads(made.stdout)["scopes"]) == ("read", ["read"])
     shown = cli("apikey", "create", "--name", "ops", env=env, cwd=tmp_path)  # no --scope: admin, as before
-    assert "scope admin" in shown.stdout
+    assert "scope admin" in shown.stderr
     rows = json.loads(cli("apikey", "list", "--json", env=env, cwd=tmp_path).stdout)
     assert [(r["name"], r["scope"], r["scopes"]) for r in rows] == [
         ("ops", "admin", ["read", "write", "admin"]),

@@ -176,8 +176,10 @@ def test_session_start_and_verify(store: str, products: str) -> None:
     assert from_stdin == verified
     people = cli("--product-file", products, "session", "start", "user-session", "--data", data, *where, store=store)
     assert people.exit_code == 0
-    printed = people.stdout.strip().splitlines()[-1]  # the token on a line of its own, whole (never wrapped)
-    assert ok("--product-file", products, "session", "verify", printed, *where, store=store) == verified
+    assert "It is a credential" in people.stderr  # what it is goes to standard error: stdout is the token alone
+    piped = ok("--product-file", products, "session", "verify", "-", *where, store=store, input=people.stdout)
+    assert piped == verified  # session start ... | session verify - ...
+    assert ok("--product-file", products, "session", "verify", people.stdout.strip(), *where, store=store) == verified
 
     other_env = cli("--product-file", products, "session", "verify", made["session"], "--env", "dev",
                     "--product-tag", "shop", store=store)  # fmt: skip

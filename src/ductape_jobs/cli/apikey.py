@@ -9,7 +9,7 @@ import typer
 
 from ductape_jobs.apikeys import ApiKeys
 from ductape_jobs.cli import render
-from ductape_jobs.cli.common import JsonOpt, StoreOpt, client, emit
+from ductape_jobs.cli.common import JsonOpt, StoreOpt, client, emit, emit_secret
 from ductape_jobs.models import ApiKey, KeyScope
 
 if TYPE_CHECKING:
@@ -58,12 +58,8 @@ def create(
         made = ApiKeys(dt.store, dt.clock).create(name, product_tag=product, env=env, scope=scope)
     k = made.record
     limits = f"scope {k.scope.value}, product {k.product_tag or 'any'}, env {k.env or 'any'}"
-    emit(
-        k,
-        as_json,
-        lambda: f"Created API key {k.id} ({k.name}; {limits}). Copy it now, it is not shown again:\n{made.key}",
-        extra={"key": made.key},
-    )
+    about = f"Created API key {k.id} ({k.name}; {limits}). Copy it now, it is not shown again:"
+    emit_secret(k, as_json, about, made.key, field="key")
 
 
 @apikey_app.command("list")

@@ -213,14 +213,12 @@ def emit(
 
 def emit_secret(data: Any, as_json: bool, about: str, secret: str, *, field: str) -> None:
     """``emit`` of a record and the secret made with it (a token, a signing secret): as JSON, the record's answer
-    with the secret as ``field``; for people, ``about`` and then the secret on a line of its own, whole (never
-    wrapped or cut to the terminal's width), so that it copies."""
+    with the secret as ``field``; for people, ``about`` on standard error and the secret alone on standard output,
+    whole (never wrapped or cut to the terminal's width), so that it copies and ``$(...)`` or a pipe takes it."""
     if as_json:
         emit(data, as_json, lambda: about, extra={field: secret})
     else:
-        from rich.text import Text
-
-        out().print(Text(about))  # as written: no console markup in a URL or a tag
+        typer.echo(about, err=True)
         typer.echo(secret)
 
 
