@@ -206,11 +206,24 @@ def test_hot_query_can_use_an_index(pg_backend: Backend, name: str) -> None:
     assert "Seq Scan" not in plan, plan
 
 
-def test_a_missing_database_is_a_store_error_with_the_servers_reason() -> None:
+@pytest.mark.parametrize(
+    ("where", "reason"),
+    [
+        ("/no_such_database_here", 'database "no_such_database_here" does not exist'),
+        ("/test?user=no_such_role_here", 'role "no_such_role_here" does not exist'),
+        ("/test?sslmode=bogus", 'invalid sslmode value: "bogus"'),
+    ],
+)
+def test_a_connection_refused_for_good_is_a_store_error_at_once(
+    where: str, reason: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """With the server's (or libpq's) reason, before the pool's retries: a database, role or parameter no wait
+    fixes failed only at the pool's timeout (10 s by default), after a logged retry every few seconds."""
     require_postgres()
-    url = PG_URL.rsplit("/", 1)[0] + "/no_such_database_here?pool_timeout=1"
-    with pytest.raises(StoreError, match="no_such_database_here"):
-        PostgresStore(url)
+    with pytest.raises(StoreError, match="cannot connect to PostgreSQL") as refused:
+        PostgresStore(PG_URL.rsplit("/", 1)[0] + where)
+    assert reason in str(refused.value)
+    assert [r.getMessage() for r in caplog.records if r.name.startswith("psycopg.pool")] == []  # no retry made
 
 
 def test_next_wakeup_finds_the_earliest_run_no_limit_holds_from_one_index_entry(pg_backend: Backend) -> None:

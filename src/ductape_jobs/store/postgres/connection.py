@@ -149,6 +149,7 @@ class Database:
             name="ductape-jobs",
             open=False,
         )
+        _refused_for_good(conninfo, kwargs)
         try:
             self.pool.open(wait=True, timeout=timeout.total_seconds())
         except PoolTimeout as exc:
@@ -408,3 +409,22 @@ class Listener:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+#: What libpq says of a connection that no wait would make (a database or user that does not exist, a password or
+#: host refused, a parameter it cannot read); a server not up yet, restarting or full says otherwise. A message in
+#: another language matches none, and the pool waits as before.
+_FOR_GOOD = re.compile(
+    r"does not exist|authentication failed|no pg_hba\.conf entry|invalid (?:\w+ )*(?:value|option|number)"
+)
+
+
+def _refused_for_good(conninfo: str, kwargs: dict[str, Any]) -> None:
+    """One connection first, without the pool: one that the server or libpq refuses for good is a ``StoreError``
+    at once, rather than after the pool's timeout of retries (10 s, each logged). Another failure (the server not
+    up yet) is left to the pool, which waits for it."""
+    try:
+        psycopg.connect(conninfo, **kwargs).close()
+    except psycopg.Error as exc:
+        if _FOR_GOOD.search(str(exc)):
+            raise StoreError(f"cannot connect to PostgreSQL at {redact_url(conninfo)}: {exc}") from exc
