@@ -16,7 +16,8 @@ databases (as procrastinate's connector and River's driver do):
 
 Rows are ``dict[str, Any]`` keyed by column name; the codecs turn them into records. Driver exceptions leave
 ``transact`` as ``ConflictError`` (a unique violation) or ``StoreError``, the driver's exception chained; a failed
-check of ``Tx.add_schedules`` as ``job_check_error``'s ``NotFoundError`` or ``StaleJobError``.
+check of ``Tx.add_schedules`` as ``job_check_error``'s ``NotFoundError`` or ``StaleJobError``; a text the database
+cannot hold (``unstorable``) as a ``ValidationError`` naming its parameter.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ductape_jobs.errors import NotFoundError, StaleJobError
+from ductape_jobs.errors import NotFoundError, StaleJobError, ValidationError
 
 if TYPE_CHECKING:
     from ductape_jobs.store.base import Capabilities
@@ -158,3 +159,31 @@ class UsesDialect:
 
     def _write_together(self, ops: Iterable[Callable[[Tx], None]], *, landed: Callable[[Tx], bool]) -> None:
         self._d.transact_together(ops, landed=landed)
+
+
+def unstorable(exc: Exception, params: Params | Sequence[Params] | None) -> Exception:
+    """A text the driver would not send (nothing was), as the ``ValidationError`` naming the parameter that held it:
+    a lone surrogate (UTF-8 cannot encode it; both drivers raise ``UnicodeEncodeError``), or a NUL character, which
+    PostgreSQL's text cannot hold (psycopg's ``DataError``); ``exc`` itself for another error. A filter, an id or a
+    reason with one was a ``StoreError`` (HTTP 503) or a bare ``UnicodeEncodeError``. SQLite keeps a NUL."""
+    if isinstance(exc, UnicodeEncodeError):
+        rule, bad = "is text with a lone surrogate (UTF-8 cannot encode it)", _has_surrogate
+    elif "cannot contain NUL" in str(exc):
+        rule, bad = "must not contain a NUL character (\\x00)", _has_nul
+    else:
+        return exc
+    rows = [params] if isinstance(params, Mapping) else list(params or ())
+    field = next((key for row in rows for key, value in row.items() if isinstance(value, str) and bad(value)), None)
+    return ValidationError(field or "value", rule)
+
+
+def _has_nul(text: str) -> bool:
+    return "\x00" in text
+
+
+def _has_surrogate(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False

@@ -10,9 +10,11 @@ from contextlib import AbstractContextManager
 from datetime import UTC, datetime, timedelta
 from typing import TypeVar
 
+import psycopg
+
 from ductape_jobs.store.base import Capabilities, never_prompt
 from ductape_jobs.store.codec import rows_json
-from ductape_jobs.store.dialect import Params, Row
+from ductape_jobs.store.dialect import Params, Row, unstorable
 from ductape_jobs.store.postgres.connection import Conn, Database, Listener, Statement
 from ductape_jobs.store.postgres.schema import migrate, migrated
 from ductape_jobs.store.sql import load_dialect_queries
@@ -35,24 +37,36 @@ class PostgresTx:
         self._channel = channel
 
     def one(self, name: str, params: Params | None = None) -> Row | None:
-        return self._conn.execute(Q[name], params).fetchone()
+        try:
+            return self._conn.execute(Q[name], params).fetchone()
+        except (psycopg.DataError, UnicodeEncodeError) as exc:
+            raise unstorable(exc, params) from exc
 
     def all(self, name: str, params: Params | None = None) -> list[Row]:
-        return self._conn.execute(Q[name], params).fetchall()
+        try:
+            return self._conn.execute(Q[name], params).fetchall()
+        except (psycopg.DataError, UnicodeEncodeError) as exc:
+            raise unstorable(exc, params) from exc
 
     def run(self, name: str, params: Params | None = None) -> int:
-        return self._conn.execute(Q[name], params).rowcount
+        try:
+            return self._conn.execute(Q[name], params).rowcount
+        except (psycopg.DataError, UnicodeEncodeError) as exc:
+            raise unstorable(exc, params) from exc
 
     def many(self, name: str, params: Sequence[Params]) -> None:
         statement = _many(name, params)
         if statement is None:
             return
         query, sent, over_list = statement
-        if over_list:
-            with self._conn.cursor() as cur:
-                cur.executemany(query, sent)
-        else:
-            self._conn.execute(query, sent)
+        try:
+            if over_list:
+                with self._conn.cursor() as cur:
+                    cur.executemany(query, sent)
+            else:
+                self._conn.execute(query, sent)
+        except (psycopg.DataError, UnicodeEncodeError) as exc:
+            raise unstorable(exc, params) from exc
 
     def each(self, name: str, params: Sequence[Params]) -> list[Row]:
         """``executemany`` (pipelined: one round trip) returning every statement's rows."""

@@ -16,7 +16,7 @@ from typing import Any, TypeVar
 
 from ductape_jobs.errors import ConflictError, StoreError, WouldWait
 from ductape_jobs.store.base import Capabilities
-from ductape_jobs.store.dialect import Params, Row, job_check_error
+from ductape_jobs.store.dialect import Params, Row, job_check_error, unstorable
 from ductape_jobs.store.sql import load_dialect_queries, load_migrations, migration_versions
 from ductape_jobs.store.sqlite.binding import bind
 
@@ -91,16 +91,25 @@ class SQLiteTx:
 
     def one(self, name: str, params: Params | None = None) -> Row | None:
         b = B[name]
-        row: Row | None = self._db.execute(b.sql, b.args(params)).fetchone()
+        try:
+            row: Row | None = self._db.execute(b.sql, b.args(params)).fetchone()
+        except UnicodeEncodeError as exc:  # a lone surrogate in a text: nothing was sent
+            raise unstorable(exc, params) from exc
         return row
 
     def all(self, name: str, params: Params | None = None) -> list[Row]:
         b = B[name]
-        return self._db.execute(b.sql, b.args(params)).fetchall()
+        try:
+            return self._db.execute(b.sql, b.args(params)).fetchall()
+        except UnicodeEncodeError as exc:
+            raise unstorable(exc, params) from exc
 
     def run(self, name: str, params: Params | None = None) -> int:
         b = B[name]
-        return self._db.execute(b.sql, b.args(params)).rowcount
+        try:
+            return self._db.execute(b.sql, b.args(params)).rowcount
+        except UnicodeEncodeError as exc:
+            raise unstorable(exc, params) from exc
 
     def many(self, name: str, params: Sequence[Params]) -> None:
         if not params:
