@@ -174,8 +174,8 @@ class JobControl:
     ) -> builtins.list[datetime]:
         """The next ``count`` fire times of ``repeat`` from ``start`` (default now), as aware UTC datetimes."""
         options = parse(RepeatOptions, repeat, prefix="repeat")
-        if not 1 <= count <= 10_000:
-            raise ValidationError("count", "must be between 1 and 10000")
+        if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 10_000:
+            raise ValidationError("count", f"must be a whole number between 1 and 10000 (got {count!r:.40})")
         try:
             begin = to_utc(start) or self._clock.now()
         except ValueError as exc:

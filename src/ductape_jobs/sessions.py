@@ -172,7 +172,8 @@ def _check_schema(spec: SessionSpec, data: dict[str, Any]) -> None:
         if key in data and expected is not None:
             value = data[key]
             if not isinstance(value, expected) or (type_name in ("number", "integer") and isinstance(value, bool)):
-                raise ValidationError(f"session.data.{key}", f"must be a {type_name}")
+                article = "an" if type_name[:1] in "aeiou" else "a"
+                raise ValidationError(f"session.data.{key}", f"must be {article} {type_name}")
 
 
 def _select(selector: str, data: dict[str, Any]) -> Any:

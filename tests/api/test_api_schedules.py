@@ -160,7 +160,7 @@ def test_preview(api: Api) -> None:
     assert later == {"times": ["2026-04-01T12:00:00Z", "2026-04-01T13:00:00Z"]}
     assert problems(c.post("/preview", json={"repeat": {"cron": "nope"}}))[0][0] == "repeat.cron"
     assert problems(c.post("/preview", json={"repeat": {"every": 1000}, "count": 0})) == [
-        ("count", "must be between 1 and 10000")
+        ("count", "must be a whole number between 1 and 10000 (got 0)")
     ]
     assert problems(c.post("/preview", json={"count": 3})) == [("repeat", "is required")]
     assert problems(c.post("/preview", json={"repeat": {"every": 1000}, "extra": 1})) == [

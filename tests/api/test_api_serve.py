@@ -265,3 +265,19 @@ def test_serve_without_a_worker_counts_the_runs_of_workers_elsewhere_with_metric
         raw.close()
         proc.send_signal(signal.SIGTERM)
         proc.wait(timeout=30)
+
+
+def test_serve_on_a_port_in_use_says_so_in_one_line_and_starts_nothing(tmp_path: Path) -> None:
+    """The port is bound before anything starts: it logged "serving ...", started a worker and stopped it, and
+    said why only in a log line (exit 3)."""
+    import socket
+
+    env = {**os.environ, "DUCTAPE_STORE": f"sqlite:///{tmp_path / 'busy.db'}"}
+    with socket.socket() as held:
+        held.bind(("127.0.0.1", 0))
+        held.listen()
+        port = held.getsockname()[1]
+        busy = cli("serve", "--port", str(port), env=env, cwd=tmp_path)
+    assert busy.returncode == 1, busy.stderr
+    assert f"error: cannot listen on 127.0.0.1:{port}: Address already in use" in busy.stderr
+    assert "serving" not in busy.stderr and "started" not in busy.stderr, busy.stderr

@@ -193,7 +193,7 @@ def test_session_start_and_verify(store: str, products: str) -> None:
 @pytest.mark.parametrize(
     ("data", "message"),
     [
-        ('{"user": 5}', "session.data.user: must be a object"),
+        ('{"user": 5}', "session.data.user: must be an object"),
         ("{}", "session.data.user: is required"),
         ("{not json", "data: is not valid JSON"),
         ("[1]", "data: must be a JSON object"),

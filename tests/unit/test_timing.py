@@ -525,6 +525,13 @@ def test_api_preview_defaults_to_now_and_takes_start_forms(dt: Ductape) -> None:
     assert dt.job.preview({"cron": "@hourly"}, start=1772456400, count=1) == [utc(2026, 3, 2, 13)]
 
 
+@pytest.mark.parametrize("count", ["5", None, 5.5, True])
+def test_api_preview_count_must_be_a_whole_number(dt: Ductape, count: object) -> None:
+    with pytest.raises(ValidationError) as refused:
+        dt.job.preview({"every": 60_000}, count=count)  # type: ignore[arg-type]
+    assert refused.value.field == "count" and "whole number" in refused.value.rule
+
+
 def test_api_preview_limit_and_end_date(dt: Ductape) -> None:
     assert len(dt.job.preview({"every": 60_000, "limit": 3}, count=10)) == 3
     until = dt.job.preview({"every": 60_000, "endDate": "2026-03-02T12:05:00Z"}, count=100)

@@ -9,6 +9,7 @@ import asyncio
 import contextlib
 import logging
 import signal
+import socket
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -52,11 +53,26 @@ class _Server(uvicorn.Server):
         self._on_exit()
 
 
+def listen_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to ``host:port`` as uvicorn binds one (``SO_REUSEADDR``): ``serve`` listens on it, so that a
+    port in use is an ``OSError`` here, before the worker or anything else starts."""
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    sock.set_inheritable(True)
+    return sock
+
+
 async def serve(
     dt: Ductape,
     *,
     host: str = "127.0.0.1",
     port: int = 8000,
+    sock: socket.socket | None = None,
     worker: bool = True,
     metrics_auth: bool = False,
     public_url: str | None = None,
@@ -64,8 +80,9 @@ async def serve(
     metrics_from: str = "process",
     **worker_options: Any,
 ) -> Worker | None:
-    """Serve ``dt``'s API on ``host:port`` with a worker alongside, until a signal; returns the worker.
-    ``public_url``, ``session_lifetime`` and ``metrics_from`` go to ``create_app``."""
+    """Serve ``dt``'s API on ``host:port`` (or on ``sock``, bound by ``listen_socket``) with a worker alongside,
+    until a signal; returns the worker. ``public_url``, ``session_lifetime`` and ``metrics_from`` go to
+    ``create_app``."""
     app = create_app(
         dt,
         metrics_auth=metrics_auth,
@@ -101,7 +118,7 @@ async def serve(
 
     engine.add_done_callback(engine_ended)
     try:
-        await server.serve()
+        await server.serve(sockets=None if sock is None else [sock])
     finally:
         stopping()
         try:

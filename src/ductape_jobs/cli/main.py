@@ -75,7 +75,7 @@ app = _Cli(
     add_completion=False,
     pretty_exceptions_show_locals=False,
 )
-job_app = typer.Typer(help="Job definitions: list, show, create, delete.", no_args_is_help=True)
+job_app = typer.Typer(help="Job definitions: list, show, create, update, delete.", no_args_is_help=True)
 run_app = typer.Typer(help="One run: show it (with its attempts) or retry it.", no_args_is_help=True)
 app.add_typer(job_app, name="job")
 app.add_typer(run_app, name="run")

@@ -303,7 +303,8 @@ def run_detail(r: Run) -> RenderableType:
 
 
 def history_table(h: JobHistory) -> Table:
-    title = f"History of {h.job_id} ({h.job_tag}): {h.total} runs, {h.successful} successful, {h.failed} failed"
+    runs = f"{h.total} run" + ("" if h.total == 1 else "s")
+    title = f"History of {h.job_id} ({h.job_tag}): {runs}, {h.successful} successful, {h.failed} failed"
     table = new_table(title)
     table.add_column("#", justify="right", no_wrap=True)
     for col in ("run_id", "status", "scheduled_at", "started_at", "took", "by", "retries"):

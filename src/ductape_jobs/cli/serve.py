@@ -58,8 +58,13 @@ def run_server(
 ) -> None:
     """Serve until SIGTERM/SIGINT (needs the api extra)."""
     need_api()
+    from ductape_jobs.api.server import listen_socket
     from ductape_jobs.api.server import serve as serve_api
 
+    try:  # before anything starts: a port in use is one line, not a worker started and stopped
+        sock = listen_socket(host, port)
+    except OSError as exc:
+        raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 1) from None
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
     log.info("store %s; functions: %s", store_label(dt), ", ".join(dt.functions.tags()) or "none (start with --app)")
     log.info(
@@ -75,6 +80,7 @@ def run_server(
             dt,
             host=host,
             port=port,
+            sock=sock,
             worker=worker,
             metrics_auth=metrics_auth,
             public_url=public_url,
