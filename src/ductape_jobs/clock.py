@@ -21,16 +21,11 @@ class Clock(Protocol):
         ...
 
 
-def to_ms(t: datetime) -> datetime:
-    """``t`` to the millisecond, as the stores keep times: what a call answers is then what a read gives back."""
-    return t.replace(microsecond=t.microsecond - t.microsecond % 1000)
-
-
 class SystemClock:
-    """The machine's clock, to the millisecond (``to_ms``)."""
+    """The machine's clock."""
 
     def now(self) -> datetime:
-        return to_ms(datetime.now(UTC))
+        return datetime.now(UTC)
 
 
 class FakeClock:
@@ -64,7 +59,7 @@ class ServerTime(Protocol):
 
 
 class StoreClock:
-    """``local`` shifted by its offset from the store's server clock: ``now() = local.now() + offset``, to the ms.
+    """``local`` shifted by its offset from the store's server clock: ``now() = local.now() + offset``.
 
     The offset is measured at the midpoint of a round trip (``server_time() - local.now()``; the shortest of
     ``samples`` round trips) and measured again every ``resync``, in a background thread, so ``now()`` never waits
@@ -107,7 +102,7 @@ class StoreClock:
     def now(self) -> datetime:
         if time.monotonic() >= self._next_sync:
             self._resync_in_background()
-        return to_ms(self.local.now() + self.offset)
+        return self.local.now() + self.offset
 
     def sync(self) -> timedelta:
         """Measure the offset again now (the best of ``samples`` round trips) and return it; errors propagate."""
