@@ -18,7 +18,7 @@ import time
 
 from msgspec import Struct
 
-from ductape_jobs.clock import Clock
+from ductape_jobs.clock import Clock, to_ms
 from ductape_jobs.errors import ConflictError, ValidationError
 from ductape_jobs.ids import new_id
 from ductape_jobs.models import ApiKey, KeyScope
@@ -92,7 +92,7 @@ class ApiKeys:
                 name=name,
                 prefix=prefix,
                 hash=hash_key(key),
-                created_at=self._clock.now(),
+                created_at=to_ms(self._clock.now()),
                 product_tag=product_tag.strip() if product_tag else None,
                 env=env.strip() if env else None,
                 scope=granted,

@@ -21,6 +21,12 @@ class Clock(Protocol):
         ...
 
 
+def to_ms(t: datetime) -> datetime:
+    """``t`` to the millisecond, as the stores keep times: a call that writes a record takes its time so, and what it
+    answers is what a read gives back. The clocks themselves keep microseconds (the worker sleeps by them)."""
+    return t.replace(microsecond=t.microsecond - t.microsecond % 1000)
+
+
 class SystemClock:
     """The machine's clock."""
 

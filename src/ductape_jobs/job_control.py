@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
+from ductape_jobs.clock import to_ms
 from ductape_jobs.engine.scheduler import occurrences_of, recurrence_of
 from ductape_jobs.errors import ConflictError, NotFoundError, ValidationError
 from ductape_jobs.ids import new_id
@@ -73,7 +74,7 @@ class JobControl:
             raise ConflictError(f"schedule {job_id!r} is {schedule.status}; only an active one pauses")
         text = f"paused: {reason}" if reason else "paused"
         paused = self._store.update_schedule(
-            job_id, self._clock.now(), ScheduleChange(status=ScheduleStatus.PAUSED, reason=text)
+            job_id, to_ms(self._clock.now()), ScheduleChange(status=ScheduleStatus.PAUSED, reason=text)
         )
         return paused
 
@@ -82,7 +83,7 @@ class JobControl:
         schedule = self.get(job_id)
         if schedule.status is not ScheduleStatus.PAUSED:
             raise ConflictError(f"schedule {job_id!r} is {schedule.status}; only a paused one resumes")
-        now = self._clock.now()
+        now = to_ms(self._clock.now())
         nxt = schedule.next_run_at
         if nxt is not None and nxt < now:
             nxt = first_due(recurrence_of(schedule), now, occurrences_of(schedule))
@@ -100,7 +101,7 @@ class JobControl:
         text = f"cancelled: {reason}" if reason else "cancelled"
         cancelled = self._store.update_schedule(
             job_id,
-            self._clock.now(),
+            to_ms(self._clock.now()),
             ScheduleChange(status=ScheduleStatus.CANCELLED, reason=text, next_run_at=None, cancel_pending=True),
         )
         return cancelled
@@ -111,7 +112,7 @@ class JobControl:
         schedule = self.get(job_id)
         if schedule.status is ScheduleStatus.CANCELLED:
             raise ConflictError(f"schedule {job_id!r} is cancelled; it cannot be given a new repeat")
-        now = self._clock.now()
+        now = to_ms(self._clock.now())
         if options.end_date is not None and options.end_date < now:  # as schedule() refuses one before its start
             raise ValidationError(
                 "repeat.endDate", f"{options.end_date.isoformat()} is before the start {now.isoformat()} (now)"
@@ -160,7 +161,7 @@ class JobControl:
         schedule = self.get(job_id)
         if schedule.status is ScheduleStatus.CANCELLED:
             raise ConflictError(f"schedule {job_id!r} is cancelled; it runs nothing more")
-        now = self._clock.now()
+        now = to_ms(self._clock.now())
         run = NewRun(new_id("run"), schedule.id, now, now, RunPhase.QUEUED, TriggeredBy.MANUAL)
         self._store.trigger(schedule.id, run)
         self._wake()
@@ -232,7 +233,7 @@ class JobControl:
 
     def retry(self, run_id: str) -> Run:
         """Give a failed (or cancelled) run one more attempt now."""
-        run = self._store.retry_run(run_id, self._clock.now())
+        run = self._store.retry_run(run_id, to_ms(self._clock.now()))
         self._wake()
         return run
 

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from msgspec.structs import replace
 
+from ductape_jobs.clock import to_ms
 from ductape_jobs.engine.scheduler import make_recurrence, new_run
 from ductape_jobs.errors import ConflictError, NotFoundError, StaleJobError, ValidationError
 from ductape_jobs.ids import new_id
@@ -122,7 +123,7 @@ class JobScheduling:
         feature_key: str | None = None,
         session: dict[str, Any] | None = None,
     ) -> list[DispatchResult]:
-        now = self._clock.now()
+        now = to_ms(self._clock.now())  # as stored: what it answers is what a read gives back
         found, refused = self._find_jobs(requests, indexed=indexed)  # every read first: none while parts are written
         planned = {(job.product_tag or "", job.tag): job for _, job in found}
         results: list[DispatchResult] = []

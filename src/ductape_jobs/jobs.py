@@ -7,6 +7,7 @@ import copy
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
+from ductape_jobs.clock import to_ms
 from ductape_jobs.errors import ConflictError, NotFoundError, ValidationError
 from ductape_jobs.job_control import JobControl
 from ductape_jobs.job_reports import JobReports
@@ -93,7 +94,7 @@ class Jobs(JobScheduling, JobControl, JobReports):
             raise ConflictError(f"tag: a job with tag {job.tag!r} already exists{where}")
         self._forget(job.tag)
         self._store.define_resources(limits, self._clock.now())
-        return self._store.create_job(job, self._clock.now())
+        return self._store.create_job(job, to_ms(self._clock.now()))
 
     def update(self, tag: str, data: JobUpdate | dict[str, Any]) -> JobDefinition:
         changes = parse(JobUpdate, data).model_dump(exclude_unset=True)
@@ -104,7 +105,7 @@ class Jobs(JobScheduling, JobControl, JobReports):
         limits = self._products.limits_of(job.model_copy(update=changes))
         self._forget(tag)
         self._store.define_resources(limits, self._clock.now())
-        return self._store.update_job(job.product_tag or "", tag, changes, self._clock.now())
+        return self._store.update_job(job.product_tag or "", tag, changes, to_ms(self._clock.now()))
 
     def fetch(self, tag: str) -> JobDefinition:
         if self.product_tag is not None:

@@ -61,7 +61,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ductape_jobs.clock import Clock
+from ductape_jobs.clock import Clock, to_ms
 from ductape_jobs.errors import NotFoundError, TargetRefused
 from ductape_jobs.ids import new_id
 from ductape_jobs.lifecycle import KINDS, LifecycleEvent
@@ -170,7 +170,7 @@ class Webhooks:
         req = parse(WebhookRequest, request)
         self.policy.check_url(req.url)
         secret = req.secret or "whsec_" + secrets.token_urlsafe(32)
-        hook = Webhook(new_id("wh"), req.product_tag, req.url, list(req.events), secret, self._clock.now())
+        hook = Webhook(new_id("wh"), req.product_tag, req.url, list(req.events), secret, to_ms(self._clock.now()))
         self._store.add_webhook(hook)
         self.forget()
         return hook, secret
