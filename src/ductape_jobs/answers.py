@@ -30,6 +30,7 @@ from ductape_jobs.models import (
     Webhook,
     WebhookDelivery,
 )
+from ductape_jobs.redaction import redact_url
 from ductape_jobs.retention import keep_json
 
 
@@ -279,8 +280,9 @@ class WebhookOut(BaseModel):
 
     @classmethod
     def of(cls, w: Webhook, secret: str | None = None) -> WebhookOut:
+        url = redact_url(w.url)  # a password or a token in it is the receiver's secret: sent, never shown
         return cls(
-            id=w.id, product_tag=w.product_tag, url=w.url, events=list(w.events), created_at=w.created_at, secret=secret
+            id=w.id, product_tag=w.product_tag, url=url, events=list(w.events), created_at=w.created_at, secret=secret
         )
 
 

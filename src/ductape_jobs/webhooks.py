@@ -104,6 +104,8 @@ class WebhookRequest(BaseModel):
     @field_validator("url")
     @classmethod
     def _url(cls, v: str) -> str:
+        if any(ord(c) < 0x21 or ord(c) == 0x7F for c in v):  # CR/LF would split its request's head, NUL end it
+            raise ValueError("must not contain spaces or control characters (CR, LF, NUL, ...)")
         parts = urlsplit(v)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise ValueError("must be an http:// or https:// URL with a host")

@@ -50,6 +50,17 @@ def test_create_list_delete_and_the_secret_is_shown_once(api: Api, receiver: Rec
     assert c.get(f"/webhooks/{hook['id']}/deliveries").status_code == 404
 
 
+def test_a_password_or_token_in_a_webhooks_url_is_sent_never_shown(api: Api, receiver: Recorder) -> None:
+    """The receiver's credentials in the URL (user:password@, ?token=): every answer and listing masks them; the
+    deliveries use them."""
+    c = api.client()
+    url = receiver.url.replace("http://", "http://hook:Pa55word-x@") + "?token=T0ken-y&team=a"
+    made = c.post("/webhooks", json={"product_tag": "shop", "url": url, "events": ["job.completed"]}).json()
+    for text in (str(made), c.get("/webhooks").text, c.get(f"/webhooks/{made['id']}").text):
+        assert "Pa55word-x" not in text and "T0ken-y" not in text and "hook:***@" in text and "team=a" in text
+    assert api.dt.webhooks.get(made["id"]).url == url  # kept whole: what deliveries are sent to
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -59,6 +70,8 @@ def test_create_list_delete_and_the_secret_is_shown_once(api: Api, receiver: Rec
         {"product_tag": "shop", "url": "http://example.com/x", "events": ["job.failed"], "secret": "short"},
         {"url": "http://example.com/x", "events": ["job.failed"]},
         {"product_tag": "shop", "url": "http://example.com/x", "events": ["job.failed"], "retries": 3},
+        {"product_tag": "shop", "url": "http://example.com/x\r\nX-Injected: 1", "events": ["job.failed"]},
+        {"product_tag": "shop", "url": "http://example.com/a b", "events": ["job.failed"]},
     ],
 )
 def test_bad_webhooks_are_422_and_nothing_is_stored(api: Api, body: dict[str, Any]) -> None:
