@@ -5,6 +5,7 @@ Every test runs on SQLite and on PostgreSQL (see ``conftest.py``). Times are fix
 
 from __future__ import annotations
 
+import json
 import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
@@ -599,6 +600,17 @@ def test_an_output_that_does_not_encode_fails_its_attempt_and_not_the_batch(stor
             and run.error.startswith("ResultError: the output cannot be stored")
             and cause in run.error
         )
+
+
+def test_a_lone_surrogate_in_an_output_is_kept_as_the_replacement_character(store: Store) -> None:
+    """An HTTP answer's JSON may escape a lone surrogate; UTF-8 cannot encode it, and every list of runs holding it
+    answered 500. A pair (an emoji) stays as it is."""
+    _, (run_id,) = setup(store, T0)
+    (claimed,) = store.acquire_runs("w1", 1, LEASE, T0)
+    store.finish_runs([ok(claimed, output={"s": "a\ud800b", "\udce9": ["\U0001f600"]})], T0)
+    run = run_of(store, run_id)
+    assert (run.phase, run.output) == (RunPhase.COMPLETED, {"s": "a\ufffdb", "\ufffd": ["\U0001f600"]})
+    json.dumps(run.output).encode()  # and it encodes
 
 
 def test_an_outcome_from_a_worker_that_lost_its_lease_changes_only_its_attempt(store: Store) -> None:

@@ -191,13 +191,27 @@ def _stored_output(o: Outcome) -> tuple[str | None, str | None]:
     if not o.ok or o.output is None:
         return None, None
     try:
-        return dumps(o.output), None
+        text = dumps(o.output)
+        return (dumps(_mended(o.output)) if "\\ud" in text else text), None
     except (ValueError, TypeError, RecursionError) as exc:
         problem = f"{type(exc).__name__}: {exc}"
     log.warning(
         "run %s, attempt %d: its output cannot be stored (%s); the attempt failed", o.run_id, o.attempt, problem
     )
     return None, storable(f"ResultError: the output cannot be stored ({problem})")
+
+
+def _mended(value: Any) -> Any:
+    """``value`` with each lone surrogate in its texts (an HTTP answer's JSON may escape one: ``"\\ud800"``)
+    replaced by U+FFFD: UTF-8 cannot encode one, so the HTTP API could not answer the run (500 on every list that
+    held it). Pairs (an emoji escaped as two) are kept. Only outputs whose JSON escapes a surrogate come here."""
+    if isinstance(value, str):
+        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    if isinstance(value, dict):
+        return {_mended(k): _mended(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_mended(v) for v in value]
+    return value
 
 
 def _short(value: Any) -> str:
