@@ -12,6 +12,9 @@ On SQLite it also prints what those writes alone cost: the statements one ``sche
 by the driver (BEGIN IMMEDIATE, the statements, COMMIT) with fresh ids. Between them only the fresh ids and each
 statement's binding run in Python (about 11 us a call here, a tenth of the figure): no engine can schedule much
 faster than that on this machine with this schema.
+
+``--drop-index NAME`` (SQLite, repeatable) drops that index of the store's schema after the job is made and before
+anything is timed: what one index costs a call. A scratch measure only (the queries that read it scan instead).
 """
 
 from __future__ import annotations
@@ -78,11 +81,18 @@ def wal_pages(path: str, write: Callable[[int], None], k: int = 200) -> float:
     return (os.path.getsize(f"{path}-wal") - 32) / (page + 24) / k  # the WAL's header: 32 bytes
 
 
-def one_call(store: str, n: int) -> tuple[float, list[float], float | None, float | None]:
+def one_call(store: str, n: int, drop: Sequence[str] = ()) -> tuple[float, list[float], float | None, float | None]:
     """The mean time of one ``schedule()``, each call's time, sorted, and on SQLite the WAL pages one writes and the
-    time its writes alone take (``replayed``)."""
+    time its writes alone take (``replayed``). ``drop``: SQLite indexes dropped first."""
     with Ductape(store) as dt:
         dt.job.create({"name": "noop", "tag": "noop", "event_type": "FUNCTION", "event_tag": "noop"})
+        if drop:
+            with sqlite3.connect(store.removeprefix("sqlite:///"), isolation_level=None) as db:
+                names = {r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'index'")}
+                if unknown := [name for name in drop if name not in names]:
+                    raise SystemExit(f"--drop-index: no index {unknown[0]!r} (there are {sorted(names)})")
+                for name in drop:
+                    db.execute(f'DROP INDEX "{name}"')
         for i in range(200):  # warm up: the job definition is cached, the pool filled
             dt.job.schedule({"env": "prd", "product_tag": "bench", "event": "noop", "input": {"i": i}})
         calls = []
@@ -153,14 +163,17 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", default="postgresql://postgres@127.0.0.1:5432/test")
     ap.add_argument("-n", type=int, default=2_000, help="calls timed (after 200 to warm up)")
+    ap.add_argument("--drop-index", action="append", default=[], help="SQLite: drop this index first (repeatable)")
     args = ap.parse_args()
+    if args.drop_index and not args.store.startswith("sqlite"):
+        raise SystemExit("--drop-index is for a sqlite:/// store")
     tag = "floor_" + uuid.uuid4().hex[:8]
     if args.store.startswith("sqlite"):
         path = args.store.removeprefix("sqlite:///")
         floor_path = f"{path}.{tag}"
         try:
             (call, calls, pages, writes), (bare, bare_pages) = (
-                one_call(args.store, args.n),
+                one_call(args.store, args.n, args.drop_index),
                 bare_sqlite(floor_path, args.n),
             )
         finally:
@@ -178,7 +191,8 @@ def main() -> None:
         finally:
             with psycopg.connect(args.store, autocommit=True) as conn:
                 conn.execute(f"DROP SCHEMA IF EXISTS {tag} CASCADE")
-    print(f"store: {args.store.split('?')[0]}; n={args.n:,}")
+    dropped = f"; without {', '.join(args.drop_index)}" if args.drop_index else ""
+    print(f"store: {args.store.split('?')[0]}; n={args.n:,}{dropped}")
     print(f"  one schedule():         {call * 1e3:.2f} ms ({1 / call:,.0f}/s)")
     tail = " / ".join(f"{calls[min(int(len(calls) * q), len(calls) - 1)] * 1e3:.2f}" for q in (0.5, 0.99, 0.999, 1.0))
     why = " (the call past the WAL's bound checkpoints it)" if args.store.startswith("sqlite") else ""
