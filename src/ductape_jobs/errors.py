@@ -79,7 +79,9 @@ class NotFoundError(DuctapeError, LookupError):
     def __init__(self, kind: str, key: str) -> None:
         self.kind = kind
         self.key = key
-        super().__init__(f"{kind} {key!r} not found")
+        # an id of megabytes is not echoed whole (in the answer, the log line)
+        shown = repr(key) if len(key) <= 200 else f"{key[:200]!r}... ({len(key):,} characters)"
+        super().__init__(f"{kind} {shown} not found")
 
 
 class ConflictError(DuctapeError):

@@ -122,6 +122,8 @@ def test_error_payloads() -> None:
     assert (exc.field, exc.rule, str(exc)) == ("repeat.cron", "bad minute", "repeat.cron: bad minute")
     missing = NotFoundError("job", "report")
     assert (missing.kind, missing.key, str(missing)) == ("job", "report", "job 'report' not found")
+    huge = NotFoundError("schedule", "job_" + "x" * 10_000_000)  # a path parameter of 10 MB is not echoed whole
+    assert huge.key == "job_" + "x" * 10_000_000 and len(str(huge)) < 300 and "(10,000,004 characters)" in str(huge)
 
 
 def test_older_spellings_are_the_same_methods() -> None:
