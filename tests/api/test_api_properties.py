@@ -102,3 +102,24 @@ def test_a_read_key_gets_no_server_error_and_403_on_every_change(case: Any) -> N
     needed = SCOPES.get((case.method.upper(), case.path))  # (None for a method the route does not have)
     if needed not in (None, "read") and answer.status_code != 413:  # a body over the limit is refused first
         assert answer.status_code == 403 and f"needs the {needed} scope" in answer.json()["detail"]
+
+
+def test_a_client_gone_before_its_body_is_a_400_not_an_exception() -> None:
+    """Starlette raises ClientDisconnect from the body's read; uvicorn logged it as "Exception in ASGI application"
+    with its traceback, for every client that dropped its connection mid-upload."""
+    import asyncio
+
+    from fastapi import HTTPException, Request
+
+    from ductape_jobs.api.common import json_object
+
+    sent: list[dict[str, Any]] = [{"type": "http.request", "body": b'{"a": ', "more_body": True}]
+    messages = iter([*sent, {"type": "http.disconnect"}])
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    request = Request({"type": "http", "method": "POST", "headers": [], "path": "/"}, receive)
+    with pytest.raises(HTTPException) as refused:
+        asyncio.run(json_object(request))
+    assert refused.value.status_code == 400 and "closed the connection" in str(refused.value.detail)

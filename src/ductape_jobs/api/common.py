@@ -14,6 +14,7 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Receive, Scope, Send
 from starlette.types import Message as AsgiMessage
 
@@ -83,7 +84,7 @@ async def _nothing() -> AsgiMessage:
 
 async def json_object(request: Request, *, optional: bool = False) -> dict[str, Any]:
     """The request's JSON object (``{}`` for an empty optional body). ``ValidationError`` (422) otherwise."""
-    raw = await request.body()
+    raw = await _body(request)
     if not raw.strip():
         if optional:
             return {}
@@ -96,13 +97,22 @@ async def json_object(request: Request, *, optional: bool = False) -> dict[str, 
 
 async def json_array(request: Request) -> list[Any]:
     """The request's JSON array. ``ValidationError`` (422) otherwise."""
-    raw = await request.body()
+    raw = await _body(request)
     if not raw.strip():
         raise ValidationError("body", "is required (a JSON array)")
     data = _parse_json(raw)
     if not isinstance(data, list):
         raise ValidationError("body", f"must be a JSON array, not {type(data).__name__}")
     return data
+
+
+async def _body(request: Request) -> bytes:
+    """The request's body; a client that went away before sending all of it is a 400 that nobody reads (not an
+    "Exception in ASGI application" logged with its traceback)."""
+    try:
+        return await request.body()
+    except ClientDisconnect:
+        raise HTTPException(400, "the client closed the connection before its body was sent") from None
 
 
 def _parse_json(raw: bytes) -> Any:
