@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import builtins
 from collections.abc import Callable
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from ductape_jobs.clock import to_ms
@@ -181,6 +181,8 @@ class JobControl:
             begin = to_utc(start) or self._clock.now()
         except ValueError as exc:
             raise ValidationError("start", str(exc)) from None
+        if begin < _EPOCH:  # the engine's times are Unix milliseconds; year 1 is off the calendar west of UTC
+            raise ValidationError("start", f"{begin.isoformat()} is before 1970-01-01, the earliest a preview starts")
         every = timedelta(milliseconds=options.every) if options.every else None
         probe = Schedule(
             id="preview",
@@ -257,3 +259,6 @@ __all__ = ["JobControl", "check_reason"]
 def _limit_reached(schedule: Schedule) -> bool:
     """Whether ``schedule``'s runs so far (those before a reschedule too) are its ``limit``."""
     return schedule.limit is not None and schedule.run_count >= schedule.limit
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)

@@ -204,7 +204,7 @@ class JobScheduling:
         repeat = req.repeat
         # An explicit start_at (0 or a past time: now) wins over the job's; an absent one falls back to it.
         start_at = req.start_at if "start_at" in req.model_fields_set else job.start_at
-        start = max(start_at, now) if start_at else now
+        start = to_ms(max(start_at, now)) if start_at else now  # as stored: a start_at of now with microseconds is now
         every = timedelta(milliseconds=repeat.every) if repeat and repeat.every else None
         limit = repeat.limit if repeat else None
         follows_job = repeat is None and job.intervals > 0

@@ -120,13 +120,16 @@ def mask_text(text: str) -> str:
 
 #: Query parameters (and ``key=value`` connection settings) whose values ``redact_url`` hides.
 SECRET_QUERY_PARAMS = frozenset(
-    {"access_token", "api_key", "apikey", "api-key", "auth", "client_secret", "key", "password", "secret", "sig",
-     "signature", "token"}
+    {"access_token", "api_key", "apikey", "api-key", "auth", "client_secret", "code", "key", "password", "secret",
+     "sig", "signature", "token"}
 )  # fmt: skip
 URL_MASK = "***"
 #: ``request.extensions`` key of an HTTP request listing the query parameters to hide wherever its URL is shown
 #: (the auth parameter of an action: its error messages, its trace span).
 REDACT_EXTENSION = "ductape_redact_query"
+
+
+_LOOSE_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s]*):[^@\s]*[/?#][^@\s]*@(?=[^@]*$)")
 
 
 def redact_url(url: str, params: Iterable[str | None] = (), mask: str = URL_MASK) -> str:
@@ -140,6 +143,8 @@ def redact_url(url: str, params: Iterable[str | None] = (), mask: str = URL_MASK
         if parts.password is not None:
             host = parts.netloc.rpartition("@")[2]
             url = urlunsplit(parts._replace(netloc=f"{parts.username or ''}:{mask}@{host}"))
+        else:  # a password holding an unescaped "/", "?" or "#" ends urlsplit's netloc before its "@": up to the last
+            url = _LOOSE_PASSWORD.sub(rf"\1:{mask}@", url, count=1)
     except ValueError:  # a malformed netloc: hide everything before the host
         url = re.sub(r"(://)[^/@]*@", rf"\1{mask}@", url)
     names = {n.lower() for n in params if n} | SECRET_QUERY_PARAMS

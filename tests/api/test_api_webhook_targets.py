@@ -57,7 +57,8 @@ def test_internal_targets_are_refused_on_create(api: Api, receiver: Recorder, ur
     with pytest.raises(ValidationError) as raised:
         api.dt.webhooks.create(body)
     assert raised.value.field == "url"
-    assert "--webhook-allow" in raised.value.rule
+    control = "\u0000" in url  # refused before its host is looked at: a URL holds no control character
+    assert ("control characters" if control else "--webhook-allow") in raised.value.rule
     assert problems(response) == [(raised.value.field, raised.value.rule)]
     assert api.dt.webhooks.list() == []
 

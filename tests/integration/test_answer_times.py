@@ -31,3 +31,21 @@ def test_what_a_write_answers_is_what_a_read_gives_back(tmp_path: Path, attempt:
             {"product_tag": "shop", "url": "http://127.0.0.1:9/hook", "events": ["job.completed"]}
         )
         assert dt.webhooks.get(hook.id).created_at == hook.created_at
+
+
+def test_a_start_at_of_now_with_microseconds_runs_at_once(tmp_path: Path) -> None:
+    """``start_at=datetime.now(UTC)`` is a fraction of a millisecond past the call's own (millisecond) now: it is
+    now, made with its first run, and answered as read back."""
+    from datetime import UTC, datetime
+
+    from ductape_jobs import RunPhase
+
+    with Ductape(f"sqlite:///{tmp_path / 'now.db'}") as dt:
+        dt.job.create(JOB)
+        for _ in range(20):
+            made = dt.job.schedule(
+                {"env": "prd", "product_tag": "shop", "event": "report", "start_at": datetime.now(UTC)}
+            )
+            assert made.status is RunPhase.QUEUED
+            (run,) = dt.job.runs(job_id=made.job_id)
+            assert run.scheduled_at == made.scheduled_at == dt.job.get(made.job_id).start_at

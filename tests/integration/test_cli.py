@@ -102,6 +102,8 @@ def test_names_and_reasons_are_shown_as_written_never_as_console_markup(store: s
     assert schedules.exit_code == 0 and "[/] stop" in schedules.stdout, schedules.stdout
     deleted = cli("job", "delete", "m2", store=store)
     assert deleted.exit_code == 0 and "deleted job m2" in deleted.stdout
+    titled = cli("stats", "--env", "[/]", store=store)  # a filter in a table's title
+    assert titled.exit_code == 0 and "[/]" in titled.stdout, titled.stdout
 
 
 @pytest.mark.parametrize(

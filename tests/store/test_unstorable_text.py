@@ -25,6 +25,7 @@ def test_an_id_a_filter_or_a_reason_the_database_cannot_hold_is_refused_naming_i
             (lambda: dt.job.get(f"job_{bad}"), "id"),
             (lambda: dt.job.list(env=bad), "env"),
             (lambda: dt.job.runs(job_tag=bad), "job_tag"),
+            (lambda: dt.job.runs(job_id=f"job_{bad}"), "job_id"),  # the API's name, not the query's schedule_id
             (lambda: dt.job.pause(job_id, reason=f"stop {bad}"), "reason"),
         ]
         for call, field in calls:

@@ -79,6 +79,10 @@ def test_execution_errors_keep_retryable_and_details_through_pickle() -> None:
         ("https://h/x?token=t&q=1&API_KEY=k", "https://h/x?token=***&q=1&API_KEY=***"),
         ("postgresql://u:s3cret@[bad/x", "postgresql://***@[bad/x"),
         ("sqlite:///tmp/x.db", "sqlite:///tmp/x.db"),
+        ("mysql://admin:abc/def@h/db", "mysql://admin:***@h/db"),  # "/" in the password: urlsplit sees none
+        ("postgresql://u:a#b?c@h:5432/x", "postgresql://u:***@h:5432/x"),
+        ("https://f.example/api/run?code=abc&x=1", "https://f.example/api/run?code=***&x=1"),  # Azure Functions'
+        ("http://host:8080/path", "http://host:8080/path"),
     ],
 )
 def test_one_url_redaction(url: str, expected: str) -> None:

@@ -45,10 +45,10 @@ STATUS_STYLE = {
 
 
 def new_table(title: str, **options: Any) -> Table:
-    """A rich ``Table`` with its title on the left, whose cells given as ``str`` are shown as written: a job's
-    name or a pause's reason of ``[/]`` or ``[link=...]`` is data, never console markup (which failed the command
-    or drew a link)."""
-    return _data_table()(title=title, title_justify="left", **options)
+    """A rich ``Table`` with its title on the left, whose title and cells given as ``str`` are shown as written: a
+    job's name, a pause's reason or a filter of ``[/]`` or ``[link=...]`` is data, never console markup (which failed
+    the command or drew a link)."""
+    return _data_table()(title=new_text(title), title_justify="left", **options)  # a title carries data too
 
 
 @functools.cache

@@ -174,7 +174,11 @@ def unstorable(exc: Exception, params: Params | Sequence[Params] | None) -> Exce
         return exc
     rows = [params] if isinstance(params, Mapping) else list(params or ())
     field = next((key for row in rows for key, value in row.items() if isinstance(value, str) and bad(value)), None)
-    return ValidationError(field or "value", rule)
+    return ValidationError(_API_NAMES.get(field or "value", field or "value"), rule)
+
+
+#: Query parameters whose API name differs (``job.runs(job_id=...)``, ``GET /runs?job_id=``).
+_API_NAMES = {"schedule_id": "job_id"}
 
 
 def _has_nul(text: str) -> bool:

@@ -1,8 +1,10 @@
 """When a schedule fires: cron expressions in an IANA time zone, fixed intervals, one-offs.
 
 Cron across DST follows Debian's cron: a fixed local time that the spring-forward gap skips fires once right after
-the gap; one that fall-back repeats fires once (the first); an expression with ``*`` or a step in the minute or
-hour field runs on elapsed time (every instant whose local time matches). ``every`` is absolute time.
+the gap (the fixed times one gap skips fire once, together); one that fall-back repeats fires once (the first); an
+expression whose minute or hour field starts with ``*`` (``*``, ``*/15``) runs on elapsed time (every instant whose
+local time matches). ``every`` is absolute time. Unlike Debian's cron, which does not catch up after a jump of three
+hours or more, the rules hold at every change of offset, whatever its size.
 
 cronsim finds the local times an expression matches, on the calendar alone (naive datetimes); this module maps
 them to instants by the zone's UTC offsets and applies the rules above at each change of offset. cronsim 2.9's own
@@ -205,7 +207,7 @@ def _instant(local: datetime, offset: timedelta) -> datetime:
 
 def _first_change(tz: ZoneInfo, after: datetime, *, until: datetime) -> Change | None:
     """The first change of ``tz``'s offset in (``after``, ``until``]."""
-    for year in range(after.year - 1, until.year + 1):  # a change at New Year's instant is the year before's
+    for year in range(max(after.year - 1, _FIRST_YEAR), until.year + 1):  # one at New Year's instant: the year before's
         for change in _changes(tz, year):
             if after < change.at <= until:
                 return change
@@ -214,14 +216,19 @@ def _first_change(tz: ZoneInfo, after: datetime, *, until: datetime) -> Change |
 
 def _last_change(tz: ZoneInfo, upto: datetime, *, since: datetime) -> Change | None:
     """The last change of ``tz``'s offset in (``since``, ``upto``]."""
-    for year in range(upto.year, since.year - 2, -1):
+    for year in range(upto.year, max(since.year - 2, _FIRST_YEAR - 1), -1):
         for change in reversed(_changes(tz, year)):
             if since < change.at <= upto:
                 return change
     return None
 
 
-@functools.lru_cache(maxsize=1024)
+#: Years before it are not probed (a zone's offset then is its local mean time; year 1 at UTC is off the calendar
+#: in a zone west of it).
+_FIRST_YEAR = 1850
+
+
+@functools.lru_cache(maxsize=32_768)  # every IANA zone (about 600) over the years a tick and a preview touch
 def _changes(tz: ZoneInfo, year: int) -> tuple[Change, ...]:
     """The changes of ``tz``'s offset in ``year`` (UTC; one at the very start of the next year too): its offset read
     every ``_PROBE``, and each change found between two reads bisected to the second (zones change on whole

@@ -423,8 +423,8 @@ def _refused_for_good(conninfo: str, kwargs: dict[str, Any]) -> None:
     """One connection first, without the pool: one that the server or libpq refuses for good is a ``StoreError``
     at once, rather than after the pool's timeout of retries (10 s, each logged). Another failure (the server not
     up yet) is left to the pool, which waits for it."""
-    try:
-        psycopg.connect(conninfo, **kwargs).close()
+    try:  # at most 2 s: a host that does not answer is the pool's to wait for, not this probe's
+        psycopg.connect(conninfo, **{**kwargs, "connect_timeout": 2}).close()
     except psycopg.Error as exc:
         if _FOR_GOOD.search(str(exc)):
             raise StoreError(f"cannot connect to PostgreSQL at {redact_url(conninfo)}: {exc}") from exc
