@@ -79,8 +79,10 @@ class NotFoundError(DuctapeError, LookupError):
     def __init__(self, kind: str, key: str) -> None:
         self.kind = kind
         self.key = key
-        # an id of megabytes is not echoed whole (in the answer, the log line)
-        shown = repr(key) if len(key) <= 200 else f"{key[:200]!r}... ({len(key):,} characters)"
+        # an id of megabytes is not echoed whole (in the answer, the log line); an id that is not text is named as is
+        shown = repr(key)
+        if len(shown) > 200:
+            shown = f"{shown[:200]}... ({len(str(key)):,} characters)"
         super().__init__(f"{kind} {shown} not found")
 
 

@@ -20,7 +20,7 @@ import re
 import threading
 from collections.abc import Iterable, Mapping
 from typing import Any
-from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, quote_plus, urlsplit, urlunsplit
 
 from msgspec import Struct
 
@@ -132,6 +132,16 @@ REDACT_EXTENSION = "ductape_redact_query"
 _LOOSE_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s]*):[^@\s]*[/?#][^@\s]*@(?=[^@]*$)")
 
 
+def _plain_host(parts: SplitResult) -> bool:
+    """Whether urlsplit's netloc is a host and a port: ``admin:abc`` (the start of ``admin:abc/def@h``) is not, and
+    only then is the rest read as a password (``host:8080/x?to=ops@corp`` is a host, a port and a path)."""
+    try:
+        parts.port  # noqa: B018 - a port that is not a number raises
+    except ValueError:
+        return False
+    return bool(parts.hostname) or not parts.netloc
+
+
 def redact_url(url: str, params: Iterable[str | None] = (), mask: str = URL_MASK) -> str:
     """``url`` (a URL, or a libpq ``key=value`` connection string) for messages and logs: the password in its
     user part and the values of secret parameters (``params`` and ``SECRET_QUERY_PARAMS``) replaced by ``mask``.
@@ -143,7 +153,7 @@ def redact_url(url: str, params: Iterable[str | None] = (), mask: str = URL_MASK
         if parts.password is not None:
             host = parts.netloc.rpartition("@")[2]
             url = urlunsplit(parts._replace(netloc=f"{parts.username or ''}:{mask}@{host}"))
-        else:  # a password holding an unescaped "/", "?" or "#" ends urlsplit's netloc before its "@": up to the last
+        elif not _plain_host(parts):  # a password holding "/", "?" or "#" ends urlsplit's netloc before its "@"
             url = _LOOSE_PASSWORD.sub(rf"\1:{mask}@", url, count=1)
     except ValueError:  # a malformed netloc: hide everything before the host
         url = re.sub(r"(://)[^/@]*@", rf"\1{mask}@", url)

@@ -123,3 +123,21 @@ def test_a_client_gone_before_its_body_is_a_400_not_an_exception() -> None:
     with pytest.raises(HTTPException) as refused:
         asyncio.run(json_object(request))
     assert refused.value.status_code == 400 and "closed the connection" in str(refused.value.detail)
+
+
+def test_a_client_gone_during_the_dashboard_login_is_not_an_exception() -> None:
+    """The login form is read from the stream itself: a client gone mid-form raised ClientDisconnect to uvicorn."""
+    import asyncio
+
+    from fastapi import Request
+
+    from ductape_jobs.api.dashboard import _form_key
+
+    sent: list[dict[str, Any]] = [{"type": "http.request", "body": b"key=ab", "more_body": True}]
+    messages = iter([*sent, {"type": "http.disconnect"}])
+
+    async def receive() -> dict[str, Any]:
+        return next(messages)
+
+    request = Request({"type": "http", "method": "POST", "headers": [], "path": "/login"}, receive)
+    assert asyncio.run(_form_key(request)) is None

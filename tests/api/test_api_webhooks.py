@@ -52,7 +52,7 @@ def test_create_list_delete_and_the_secret_is_shown_once(api: Api, receiver: Rec
 
 def test_a_password_or_token_in_a_webhooks_url_is_sent_never_shown(api: Api, receiver: Recorder) -> None:
     """The receiver's credentials in the URL (user:password@, ?token=): every answer and listing masks them; the
-    deliveries use them."""
+    store keeps the URL whole, which is what deliveries read."""
     c = api.client()
     url = receiver.url.replace("http://", "http://hook:Pa55word-x@") + "?token=T0ken-y&team=a"
     made = c.post("/webhooks", json={"product_tag": "shop", "url": url, "events": ["job.completed"]}).json()

@@ -602,14 +602,18 @@ def test_an_output_that_does_not_encode_fails_its_attempt_and_not_the_batch(stor
         )
 
 
-def test_a_lone_surrogate_in_an_output_is_kept_as_the_replacement_character(store: Store) -> None:
+def test_a_lone_surrogate_in_an_output_is_kept_as_its_escapes_text(store: Store) -> None:
     """An HTTP answer's JSON may escape a lone surrogate; UTF-8 cannot encode it, and every list of runs holding it
-    answered 500. A pair (an emoji) stays as it is."""
+    answered 500. It is kept as the text of its escape (as an error's is); a pair (an emoji) stays as it is, and two
+    keys stay two."""
     _, (run_id,) = setup(store, T0)
     (claimed,) = store.acquire_runs("w1", 1, LEASE, T0)
-    store.finish_runs([ok(claimed, output={"s": "a\ud800b", "\udce9": ["\U0001f600"]})], T0)
+    store.finish_runs([ok(claimed, output={"s": "a\ud800b", "\udce9": ["\U0001f600"], "\udc00": 2})], T0)
     run = run_of(store, run_id)
-    assert (run.phase, run.output) == (RunPhase.COMPLETED, {"s": "a\ufffdb", "\ufffd": ["\U0001f600"]})
+    assert (run.phase, run.output) == (
+        RunPhase.COMPLETED,
+        {"s": "a\\ud800b", "\\udce9": ["\U0001f600"], "\\udc00": 2},
+    )
     json.dumps(run.output).encode()  # and it encodes
 
 

@@ -254,3 +254,17 @@ def test_racing_drivers_claim_an_expired_run_once(backend: Backend) -> None:
     assert len(won) == 1
     got = stores[0].get_feature_run(run.id)
     assert got is not None and got.lease_owner == won[0]
+
+
+def test_a_lone_surrogate_in_an_events_output_is_kept_as_its_escapes_text(store: Store) -> None:
+    """As a run's output: the feature run's answer encodes (it raised UnicodeEncodeError, a 500 over HTTP)."""
+    import json
+
+    run = feature_run()
+    store.create_feature_run(run)
+    assert store.start_feature_event(run.id, "d1", "lookup", "find", T0) == 1
+    output = {"s": "a\ud800b", "e": "\U0001f600"}
+    assert store.finish_feature_event(run.id, "d1", "lookup", "find", EventStatus.COMPLETED, T0, output=output)
+    stored = store.get_feature_run(run.id)
+    assert stored is not None and stored.event("lookup", "find").output == {"s": "a\\ud800b", "e": "\U0001f600"}
+    json.dumps(stored.event("lookup", "find").output, ensure_ascii=False).encode()

@@ -83,6 +83,12 @@ def test_execution_errors_keep_retryable_and_details_through_pickle() -> None:
         ("postgresql://u:a#b?c@h:5432/x", "postgresql://u:***@h:5432/x"),
         ("https://f.example/api/run?code=abc&x=1", "https://f.example/api/run?code=***&x=1"),  # Azure Functions'
         ("http://host:8080/path", "http://host:8080/path"),
+        ("http://host:8080/notify?email=ops@corp.com", "http://host:8080/notify?email=ops@corp.com"),  # a port
+        (
+            "https://api.example.com:443/v1/users/alice@example.com",
+            "https://api.example.com:443/v1/users/alice@example.com",
+        ),
+        ("redis://:p/w@h:6379/0", "redis://:***@h:6379/0"),
     ],
 )
 def test_one_url_redaction(url: str, expected: str) -> None:

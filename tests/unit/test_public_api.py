@@ -124,6 +124,7 @@ def test_error_payloads() -> None:
     assert (missing.kind, missing.key, str(missing)) == ("job", "report", "job 'report' not found")
     huge = NotFoundError("schedule", "job_" + "x" * 10_000_000)  # a path parameter of 10 MB is not echoed whole
     assert huge.key == "job_" + "x" * 10_000_000 and len(str(huge)) < 300 and "(10,000,004 characters)" in str(huge)
+    assert str(NotFoundError("schedule", 123)) == "schedule 123 not found"  # type: ignore[arg-type]
 
 
 def test_older_spellings_are_the_same_methods() -> None:

@@ -24,6 +24,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.requests import ClientDisconnect
 from starlette.types import Scope
 
 from ductape_jobs.api.auth import COOKIE, check_same_origin
@@ -73,10 +74,13 @@ async def _form_key(request: Request) -> str | None:
     if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
         return None
     body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > MAX_FORM_BYTES:
-            return None
+    try:
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > MAX_FORM_BYTES:
+                return None
+    except ClientDisconnect:  # gone before its form was sent: nobody reads the answer (not an error logged)
+        return None
     values = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).get("key") or [""]
     return values[0].strip() or None
 

@@ -48,7 +48,7 @@ def new_table(title: str, **options: Any) -> Table:
     """A rich ``Table`` with its title on the left, whose title and cells given as ``str`` are shown as written: a
     job's name, a pause's reason or a filter of ``[/]`` or ``[link=...]`` is data, never console markup (which failed
     the command or drew a link)."""
-    return _data_table()(title=new_text(title), title_justify="left", **options)  # a title carries data too
+    return _data_table()(title=new_text(title, style="table.title"), title_justify="left", **options)
 
 
 @functools.cache

@@ -191,8 +191,7 @@ def _stored_output(o: Outcome) -> tuple[str | None, str | None]:
     if not o.ok or o.output is None:
         return None, None
     try:
-        text = dumps(o.output)
-        return (dumps(_mended(o.output)) if "\\ud" in text else text), None
+        return stored_json(o.output), None
     except (ValueError, TypeError, RecursionError) as exc:
         problem = f"{type(exc).__name__}: {exc}"
     log.warning(
@@ -201,12 +200,20 @@ def _stored_output(o: Outcome) -> tuple[str | None, str | None]:
     return None, storable(f"ResultError: the output cannot be stored ({problem})")
 
 
+def stored_json(value: Any) -> str:
+    """An output as stored JSON (a run's, a feature event's): ``dumps``, with each lone surrogate in its texts (an
+    HTTP answer's JSON may escape one: ``"\\ud800"``) written as that escape's text, as ``storable`` writes one in an
+    error. UTF-8 cannot encode a lone surrogate, so the HTTP API could not answer the run (500 on every list that
+    held it). Pairs (an emoji escaped as two) are kept; distinct keys stay distinct. Only an output whose JSON escapes
+    a surrogate is walked."""
+    text = dumps(value)
+    return dumps(_mended(value)) if "\\ud" in text else text
+
+
 def _mended(value: Any) -> Any:
-    """``value`` with each lone surrogate in its texts (an HTTP answer's JSON may escape one: ``"\\ud800"``)
-    replaced by U+FFFD: UTF-8 cannot encode one, so the HTTP API could not answer the run (500 on every list that
-    held it). Pairs (an emoji escaped as two) are kept. Only outputs whose JSON escapes a surrogate come here."""
     if isinstance(value, str):
-        return value.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+        joined = value.encode("utf-16", "surrogatepass").decode("utf-16", "surrogatepass")  # pairs become one
+        return joined.encode("utf-8", "backslashreplace").decode("utf-8")
     if isinstance(value, dict):
         return {_mended(k): _mended(v) for k, v in value.items()}
     if isinstance(value, list | tuple):

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime
 from typing import Any
 
-from ductape_jobs.store.codec import dumps, from_ms, loads, ms, storable
+from ductape_jobs.store.codec import dumps, from_ms, loads, ms, storable, stored_json
 from ductape_jobs.store.records import EventResult, EventStatus, FeatureRun, FeatureRunStatus
 
 _EPOCH = datetime.fromtimestamp(0, UTC)
@@ -95,7 +95,7 @@ def event_finish_params(
         "sequence_tag": sequence_tag,
         "event_tag": event_tag,
         "status": status.value,
-        "output": None if output is None else dumps(output),
+        "output": None if output is None else stored_json(output),
         "job_id": job_id,
         "error": storable(error),
         "completed_at": None if status is EventStatus.RETRYING else ms(now),
