@@ -608,7 +608,7 @@ def test_a_lone_surrogate_in_an_output_is_kept_as_its_escapes_text(store: Store)
     keys stay two."""
     _, (run_id,) = setup(store, T0)
     (claimed,) = store.acquire_runs("w1", 1, LEASE, T0)
-    store.finish_runs([ok(claimed, output={"s": "a\ud800b", "\udce9": ["\U0001f600"], "\udc00": 2})], T0)
+    store.finish_runs([ok(claimed, output={"s": "a\ud800b", "\udce9": ["\U0001f600"], chr(0xDC00): 2})], T0)
     run = run_of(store, run_id)
     assert (run.phase, run.output) == (
         RunPhase.COMPLETED,
