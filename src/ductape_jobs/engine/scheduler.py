@@ -52,12 +52,10 @@ def new_run(s: Schedule, due: datetime, *, held: bool = False, now: datetime | N
     )
 
 
-def decide(
-    s: Schedule, plan: Plan, active_runs: int, held: bool, now: datetime, recurrence: Recurrence | None = None
-) -> Advance:
+def decide(s: Schedule, plan: Plan, active_runs: int, held: bool, now: datetime, recurrence: Recurrence) -> Advance:
     """Apply the overlap policy to a plan's due times and say how the schedule moves on. ``limit`` counts runs: an
     occurrence skipped for overlap does not use it up, so a plan that the limit ended goes on to the next occurrence
-    (of ``recurrence``, the schedule's own by default)."""
+    of ``recurrence`` (the schedule's, which made the plan)."""
     runs: list[NewRun] = []
     skipped = 0
     busy = active_runs > 0
@@ -73,7 +71,7 @@ def decide(
     next_run_at, finished = plan.next_due, plan.finished
     if skipped and s.limit is not None and plan.due:  # fewer runs than the plan counted against the limit
         made = Occurrences(next_due=None, runs_so_far=s.run_count + len(runs), limit=s.limit, end_date=s.end_date)
-        next_run_at = next_due(recurrence or recurrence_of(s), plan.due[-1], made)
+        next_run_at = next_due(recurrence, plan.due[-1], made)
         finished = next_run_at is None
     return Advance(
         schedule_id=s.id,

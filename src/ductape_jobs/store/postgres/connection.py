@@ -149,12 +149,12 @@ class Database:
             name="ductape-jobs",
             open=False,
         )
-        _refused_for_good(conninfo, kwargs)
+        where = f"cannot connect to PostgreSQL at {redact_url(conninfo)}"
+        _refused_for_good(conninfo, kwargs, where)
         try:
             self.pool.open(wait=True, timeout=timeout.total_seconds())
         except PoolTimeout as exc:
             self.pool.close()
-            where = f"cannot connect to PostgreSQL at {redact_url(conninfo)}"
             try:  # once more without the pool, for the server's own reason (a wrong database, password, ...)
                 psycopg.connect(conninfo, **kwargs).close()
             except psycopg.Error as direct:
@@ -419,7 +419,7 @@ _FOR_GOOD = re.compile(
 )
 
 
-def _refused_for_good(conninfo: str, kwargs: dict[str, Any]) -> None:
+def _refused_for_good(conninfo: str, kwargs: dict[str, Any], where: str) -> None:
     """One connection first, without the pool: one that the server or libpq refuses for good is a ``StoreError``
     at once, rather than after the pool's timeout of retries (10 s, each logged). Another failure (the server not
     up yet) is left to the pool, which waits for it."""
@@ -427,4 +427,4 @@ def _refused_for_good(conninfo: str, kwargs: dict[str, Any]) -> None:
         psycopg.connect(conninfo, **{**kwargs, "connect_timeout": 2}).close()
     except psycopg.Error as exc:
         if _FOR_GOOD.search(str(exc)):
-            raise StoreError(f"cannot connect to PostgreSQL at {redact_url(conninfo)}: {exc}") from exc
+            raise StoreError(f"{where}: {exc}") from exc
