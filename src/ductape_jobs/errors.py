@@ -18,7 +18,7 @@
      +-- ExecutionError                       raised inside a run: the event failed (`retryable`, `details`)
           +-- ExecutorNotFoundError            no executor / no registered function for the event
           +-- RunTimeoutError                  the run passed its `timeout`
-          +-- ResultError                      the event returned what cannot be stored (not JSON)
+          +-- ResultError                      the event returned what cannot be stored (not JSON, or too big)
           +-- PipingFailure                    the run's input could not be resolved
           +-- HttpError                        an HTTP call (ACTION, push, SMS, callback) failed
           +-- SmtpError                        sending an email failed
@@ -35,7 +35,8 @@ from __future__ import annotations
 import traceback
 from typing import Any
 
-#: The most characters of an error's text that a run or feature event records.
+#: The most characters of an error's text that a run or feature event records: a longer one (a traceback, a message
+#: from user code, a remote server's answer) keeps its start and ends with a mark that it was cut (``clip``).
 ERROR_TEXT_CHARS = 4000
 
 
@@ -49,12 +50,21 @@ def field_path(root: str, *keys: str | int) -> str:
 
 def describe(exc: BaseException, trace: int = 0) -> str:
     """The one exception-to-text: ``Type: message`` (without repeating a type name the message starts with),
-    then the last ``trace`` entries of its traceback, at most ``ERROR_TEXT_CHARS`` characters."""
+    then the last ``trace`` entries of its traceback, at most ``ERROR_TEXT_CHARS`` characters (``clip``)."""
     name, text = type(exc).__name__, str(exc).strip()
     line = name if not text else text if text.startswith(name) else f"{name}: {text}"
     if trace:
         line += "\n" + "".join(traceback.format_exception(exc)[-trace:])
-    return line[:ERROR_TEXT_CHARS]
+    return clip(line)
+
+
+def clip(text: str, size: int | None = None) -> str:
+    """``text`` as it is within ``ERROR_TEXT_CHARS``; past it, its start and a mark that it was cut naming its length
+    (``size``, when ``text`` was already cut from a longer one), ``ERROR_TEXT_CHARS`` characters in all."""
+    if len(text) <= ERROR_TEXT_CHARS:
+        return text
+    mark = f" [... cut: {max(size or 0, len(text)):,} characters in all]"
+    return text[: ERROR_TEXT_CHARS - len(mark)] + mark
 
 
 class DuctapeError(Exception):
@@ -218,8 +228,8 @@ class RunTimeoutError(ExecutionError):
 
 
 class ResultError(ExecutionError):
-    """The event returned a value that cannot be stored as its output (a FUNCTION result that is not JSON);
-    running it again would return the same, so it is not retried."""
+    """The event returned a value that cannot be stored as its output (a FUNCTION result that is not JSON, or any
+    output past ``limits.MAX_OUTPUT_BYTES`` of JSON); running it again would return the same, so it is not retried."""
 
     retryable = False
 

@@ -1,7 +1,8 @@
-"""Every bound on input, in one place (the README's "Limits" table lists them).
+"""Every bound on input, in one place (the README's "Limits" table lists them), and the bound on what a run records.
 
 The Python API, the CLI and the HTTP API check the same numbers; a value over a bound is a
-``ValidationError`` naming the field (HTTP 422), and nothing is written. The bounds keep every value within
+``ValidationError`` naming the field (HTTP 422), and nothing is written. A run's output over ``MAX_OUTPUT_BYTES``
+fails that attempt instead (``store.codec``: a ``ResultError``, not retried). The bounds keep every value within
 what the engine and both stores represent (64-bit integers, ``datetime`` up to year 9999, JSON that the
 encoder and the browser can walk).
 """
@@ -21,6 +22,10 @@ E = TypeVar("E", bound=Enum)
 MAX_BODY_BYTES = 1024 * 1024
 #: A run's or feature run's ``input``, or a session's data, encoded as JSON.
 MAX_INPUT_BYTES = 256 * 1024
+#: A run's ``output`` as the JSON text stored (ASCII: ``\u`` escapes, so characters are bytes); past it the attempt
+#: fails with a ``ResultError`` naming both sizes, and nothing of the output is kept. Every list of runs, HTTP
+#: answer and dashboard page reads outputs whole.
+MAX_OUTPUT_BYTES = 1024 * 1024
 #: How deep objects and lists may nest inside an input (``{"a": {"b": 1}}`` is depth 2).
 MAX_DEPTH = 32
 #: Items in one list, or keys in one object, inside an input.
@@ -166,6 +171,7 @@ __all__ = [
     "MAX_ITEMS",
     "MAX_MILLIS",
     "MAX_OFFSET",
+    "MAX_OUTPUT_BYTES",
     "MAX_PAGE",
     "MAX_RETRIES",
     "MAX_STRING",

@@ -528,7 +528,7 @@ def test_outcomes_with_large_outputs_and_errors_are_recorded_as_small_ones_are(s
     by_id = {r.id: r for r in store.acquire_runs("w1", 4, LEASE, T0)}
     small_out, large_out, small_err, large_err = ids[:4]
     big = {"body": "é" * 3000 + '"quoted"\n' + "x" * 3000}
-    long_error = "RuntimeError: " + "trace line\n" * 600
+    long_error = "RuntimeError: " + "trace line\n" * 300  # past LARGE_TEXT, within ERROR_TEXT_CHARS
     store.finish_runs(
         [
             ok(by_id[small_out], output={"rows": 3}),

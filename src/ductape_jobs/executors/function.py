@@ -87,7 +87,8 @@ class FunctionExecutor:
 
     async def execute(self, run: Run, ctx: RunContext) -> Any:
         """The function's result, which must be JSON (``store.codec.not_json``): another value fails the
-        attempt with a ``ResultError`` naming its type (not retried)."""
+        attempt with a ``ResultError`` naming its type (not retried). Its size is checked where it is encoded, as
+        every output's is (``limits.MAX_OUTPUT_BYTES``)."""
         fn = self._find(run, ctx)
         limit = self.registry.timeout(run.event_tag)
         if limit is None:

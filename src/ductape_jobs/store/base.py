@@ -413,7 +413,8 @@ class SchedulingStore(ABC):
 
     @abstractmethod
     def cache_put(self, key: str, value: Any, expires_at: datetime, now: datetime) -> None:
-        """Store ``value`` (JSON) under ``key`` until ``expires_at``; expired entries are purged now and then."""
+        """Store ``value`` (JSON) under ``key`` until ``expires_at``; expired entries are purged now and then. A value
+        whose JSON is longer than ``limits.MAX_OUTPUT_BYTES`` is not stored (its run fails for it)."""
 
 
 class Store(SchedulingStore, FeatureStore, AccessStore, StatsStore, RetentionStore, OutboxStore, LimitsStore):

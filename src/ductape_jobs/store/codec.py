@@ -13,7 +13,8 @@ from uuid import UUID
 
 import msgspec
 
-from ductape_jobs.errors import ValidationError
+from ductape_jobs.errors import ERROR_TEXT_CHARS, ValidationError, clip
+from ductape_jobs.limits import MAX_OUTPUT_BYTES
 from ductape_jobs.models import (
     Attempt,
     JobDefinition,
@@ -111,19 +112,23 @@ def loads(text: str) -> Any:
 
 
 def storable(text: str | None) -> str | None:
-    """An error text as every store can keep it (an exception's message, a remote server's answer): a NUL
-    character, which PostgreSQL's text cannot hold, written ``\\x00``, and a lone surrogate (a file name decoded
-    with ``surrogateescape``), which UTF-8 cannot encode, written ``\\udce9``; on both stores, so both read the
-    same."""
+    """An error text as every store can keep it (an exception's message, a remote server's answer): at most
+    ``ERROR_TEXT_CHARS`` characters, a longer one cut with a mark (``errors.clip``; whoever built it, and after
+    masking, which may lengthen it), a NUL character, which PostgreSQL's text cannot hold, written ``\\x00``, and a
+    lone surrogate (a file name decoded with ``surrogateescape``), which UTF-8 cannot encode, written ``\\udce9``; on
+    both stores, so both read the same."""
     if text is None:
         return None
+    size = len(text)
+    if size > ERROR_TEXT_CHARS:  # cut first: the scans below then read at most the bound
+        text = clip(text)
     if "\x00" in text:
         text = text.replace("\x00", "\\x00")
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
         text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return text
+    return text if len(text) <= ERROR_TEXT_CHARS else clip(text, size)  # the escapes made it longer
 
 
 def not_json(value: Any, name: str = "output") -> str | None:
@@ -187,17 +192,20 @@ _INF = float("inf")
 def _stored_output(o: Outcome) -> tuple[str | None, str | None]:
     """The outcome's output as stored JSON, or the error that records why it cannot be (``outcome_params``): an
     output that fails to encode (one that contains itself, a number too long for text: what an executor's own
-    check let through) fails its attempt instead of the batch of outcomes it is recorded with."""
+    check let through), or whose JSON is longer than ``MAX_OUTPUT_BYTES`` (measured on the text encoded here: the
+    check costs a length), fails its attempt, for good, instead of the batch of outcomes it is recorded with."""
     if not o.ok or o.output is None:
         return None, None
     try:
-        return stored_json(o.output), None
+        text = stored_json(o.output)
     except (ValueError, TypeError, RecursionError) as exc:
-        problem = f"{type(exc).__name__}: {exc}"
-    log.warning(
-        "run %s, attempt %d: its output cannot be stored (%s); the attempt failed", o.run_id, o.attempt, problem
-    )
-    return None, storable(f"ResultError: the output cannot be stored ({problem})")
+        problem = f"the output cannot be stored ({type(exc).__name__}: {exc})"
+    else:
+        if len(text) <= MAX_OUTPUT_BYTES:  # ASCII (``\u`` escapes): its length is its size in bytes
+            return text, None
+        problem = f"the output is {len(text):,} bytes of JSON; at most {MAX_OUTPUT_BYTES:,} are stored"
+    log.warning("run %s, attempt %d: %s; the attempt failed", o.run_id, o.attempt, problem)
+    return None, storable(f"ResultError: {problem}")
 
 
 def stored_json(value: Any) -> str:

@@ -30,6 +30,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ductape_jobs.errors import ConflictError, NotFoundError
+from ductape_jobs.limits import MAX_OUTPUT_BYTES
 from ductape_jobs.models import JobDefinition, NewRun, Overlap, Run, RunFilter, RunPhase, Schedule, ScheduleStatus
 from ductape_jobs.resources import Rate, ResourceLimit, own_name, parse_rate
 from ductape_jobs.store.api import ApiCore
@@ -401,8 +402,12 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
         return (False, None) if row is None else (True, loads(row["value"]))
 
     def cache_put(self, key: str, value: Any, expires_at: datetime, now: datetime) -> None:
+        text = dumps(value)
+        if len(text) > MAX_OUTPUT_BYTES:  # its run fails for it (``outcome_params``): no later one answers with it
+            return
+
         def op(tx: Tx) -> None:
-            tx.run("cache_put", {"key": key, "value": dumps(value), "expires_at": ms(expires_at)})
+            tx.run("cache_put", {"key": key, "value": text, "expires_at": ms(expires_at)})
             if zlib.crc32(key.encode()) % 64 == 0:  # now and then, not on every write
                 tx.run("cache_purge", {"now": ms(now)})
 
