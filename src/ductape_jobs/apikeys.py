@@ -21,6 +21,7 @@ from msgspec import Struct
 from ductape_jobs.clock import Clock, to_ms
 from ductape_jobs.errors import ConflictError, ValidationError
 from ductape_jobs.ids import new_id
+from ductape_jobs.limits import check_printable
 from ductape_jobs.models import ApiKey, KeyScope
 from ductape_jobs.store.base import Store
 
@@ -82,9 +83,12 @@ class ApiKeys:
             raise ValidationError("scope", f"must be one of {', '.join(KeyScope)}, not {scope!r}") from None
         if not 1 <= len(name) <= 100:
             raise ValidationError("name", "must be 1 to 100 characters")
+        check_printable(name, "name")
         for field, value in (("product", product_tag), ("env", env)):
             if value is not None and not value.strip():
                 raise ValidationError(field, "must not be empty (leave it out for every one)")
+            if value is not None:
+                check_printable(value.strip(), field)
         for _ in range(5):  # a prefix collision (48 random bits) is all but impossible; try again if it happens
             key, prefix = new_key()
             record = ApiKey(

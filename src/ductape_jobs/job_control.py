@@ -12,7 +12,7 @@ from ductape_jobs.clock import to_ms
 from ductape_jobs.engine.scheduler import occurrences_of, recurrence_of
 from ductape_jobs.errors import ConflictError, NotFoundError, ValidationError
 from ductape_jobs.ids import new_id
-from ductape_jobs.limits import MAX_TEXT, check_enum, check_page
+from ductape_jobs.limits import MAX_TEXT, check_enum, check_page, check_printable
 from ductape_jobs.models import (
     NewRun,
     RepeatOptions,
@@ -247,10 +247,12 @@ def _replace(s: Schedule, **changes: Any) -> Schedule:
 
 
 def check_reason(reason: object) -> None:
-    """A pause's or a cancel's ``reason``: ``None`` or text of at most ``MAX_TEXT`` characters (HTTP's body says
-    the same, through this)."""
+    """A pause's or a cancel's ``reason``: ``None`` or text of at most ``MAX_TEXT`` characters, no control
+    character (a one-line note, shown in tables; HTTP's body says the same, through this)."""
     if reason is not None and (not isinstance(reason, str) or len(reason) > MAX_TEXT):
         raise ValidationError("reason", f"must be text of at most {MAX_TEXT} characters")
+    if reason is not None:
+        check_printable(reason, "reason", "reasons")
 
 
 __all__ = ["JobControl", "check_reason"]

@@ -10,6 +10,7 @@ encoder and the browser can walk).
 from __future__ import annotations
 
 import json
+import re
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, TypeVar
@@ -53,6 +54,11 @@ RESERVED_HEADERS = frozenset(
     {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "trailer", "upgrade",
      "proxy-authorization", "proxy-authenticate", "proxy-connection", "expect"}
 )  # fmt: skip
+#: Control characters: C0 (NUL to U+001F, newline and tab too), DEL and C1 (U+0080 to U+009F). A name, a tag, an
+#: env, a reason holds none (``check_printable``): ESC or BEL in one would drive the terminal that shows it.
+CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+_CONTROL_NAMES = {0x00: "NUL", 0x07: "BEL", 0x09: "tab", 0x0A: "newline", 0x0D: "carriage return", 0x1B: "ESC",
+                  0x7F: "DEL"}  # fmt: skip
 #: The latest time anything may be scheduled, end, or be asked about; a recurrence ends there.
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
@@ -149,6 +155,27 @@ def check_page(limit: int, offset: int = 0) -> None:
             raise ValidationError(field, f"must be a whole number between {low} and {high}")
 
 
+def printable_rule(text: str, what: str = "names") -> str | None:
+    """The rule ``text`` breaks when it holds a control character (``CONTROL_CHARACTER``), naming the first one;
+    ``None`` when it holds none."""
+    found = CONTROL_CHARACTER.search(text)
+    if found is None:
+        return None
+    code = ord(found.group())
+    named = f", {_CONTROL_NAMES[code]}" if code in _CONTROL_NAMES else ""
+    return f"holds a control character (U+{code:04X}{named}); {what} are printable text"
+
+
+def check_printable(value: str, field: str, what: str = "names") -> str:
+    """``value`` when it holds no control character, else ``ValidationError`` naming ``field``: the one check of
+    every human-readable identifying text (a job's name and event tag, an env, a product tag, a reason, an API
+    key's name). Free-form data (an input, an output) may hold any character; the CLI shows those escaped."""
+    rule = printable_rule(value, what)
+    if rule is not None:
+        raise ValidationError(field, rule)
+    return value
+
+
 def check_enum(kind: type[E], value: object, field: str) -> E | None:
     """``value`` as a member of ``kind`` (``None`` stays ``None``), or ``ValidationError`` naming ``field``
     and the allowed values. The one enum check of the listings' filters."""
@@ -162,6 +189,7 @@ def check_enum(kind: type[E], value: object, field: str) -> E | None:
 
 
 __all__ = [
+    "CONTROL_CHARACTER",
     "LATEST",
     "MAX_BATCH",
     "MAX_BODY_BYTES",
@@ -183,6 +211,8 @@ __all__ = [
     "check_json",
     "check_object",
     "check_page",
+    "check_printable",
     "check_size",
     "check_time",
+    "printable_rule",
 ]

@@ -27,7 +27,7 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 
 from ductape_jobs.errors import ValidationError, field_path
-from ductape_jobs.limits import LATEST, MAX_COUNT, MAX_MILLIS, MAX_RETRIES, MIN_EVERY, check_object
+from ductape_jobs.limits import LATEST, MAX_COUNT, MAX_MILLIS, MAX_RETRIES, MIN_EVERY, check_object, printable_rule
 from ductape_jobs.resources import MAX_LIMIT, MAX_PRIORITY, MIN_PRIORITY, limit_keys, parse_rate
 from ductape_jobs.retention import Keep, keep_json, parse_job_keep
 from ductape_jobs.timing.planning import Misfire
@@ -225,7 +225,7 @@ def _ms_positive(value: object) -> object:
 
 
 def _tag(value: str) -> str:
-    if not TAG_PATTERN.match(value):
+    if not TAG_PATTERN.fullmatch(value):  # match's '$' would take a trailing newline
         raise ValueError(
             "must start with a letter or digit and hold only letters, digits, '_', '-', '.', ':' (max 128)"
         )
@@ -252,14 +252,17 @@ Millis = Annotated[int, BeforeValidator(_ms_positive), Field(le=MAX_MILLIS)]
 Count = Annotated[int, BeforeValidator(_no_bool), Field(le=MAX_COUNT)]
 
 
-def _no_nul(value: str) -> str:
-    if "\x00" in value:  # PostgreSQL's text cannot hold it (SQLite's can): refused on both, before any write
-        raise ValueError("must not contain a NUL character (\\x00)")
+def _printable(value: str) -> str:
+    """No control character (``limits.check_printable``): a name is shown on terminals; NUL, which PostgreSQL's
+    text cannot hold (SQLite's can), is refused on both stores too, before any write."""
+    rule = printable_rule(value)
+    if rule is not None:
+        raise ValueError(rule)
     return value
 
 
-NonEmpty = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_no_nul)]
-ShortText = Annotated[str, Field(max_length=128), AfterValidator(_no_nul)]
+NonEmpty = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_printable)]
+ShortText = Annotated[str, Field(max_length=128), AfterValidator(_printable)]
 
 
 def _json_object(value: object) -> dict[str, Any]:

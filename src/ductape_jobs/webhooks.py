@@ -68,6 +68,7 @@ from ductape_jobs.lifecycle import KINDS, LifecycleEvent
 from ductape_jobs.limits import check_page
 from ductape_jobs.models import (
     DeliveryStatus,
+    NonEmpty,
     Webhook,
     WebhookDelivery,
     parse,
@@ -96,7 +97,7 @@ class WebhookRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, defer_build=True)  # built when first used
 
-    product_tag: Annotated[str, Field(min_length=1, max_length=256)]
+    product_tag: NonEmpty  # printable text, as a schedule's
     url: Annotated[str, Field(min_length=1, max_length=2048)]
     events: list[str] = Field(min_length=1)
     secret: Annotated[str, Field(min_length=16, max_length=256)] | None = None

@@ -212,3 +212,20 @@ def test_a_product_file_with_a_bad_feature_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ValidationError) as err:
         Products.load(path)
     assert err.value.field == f"{WHERE}.sequence[1].events[0].input.v"
+
+
+@pytest.mark.parametrize("tag", ["re\x1b[2Jmind", "remind\n", "re\x9bmind"], ids=["ESC", "newline", "CSI"])
+def test_a_feature_tag_holds_no_control_character(tag: str) -> None:
+    """A feature's tag names its runs (``ductape feature runs``): printable text, as a job's name."""
+    with pytest.raises(ValidationError) as err:
+        Products([]).add(shop({tag: {"sequence": [seq("a", fn("one"))]}}))
+    assert "holds a control character" in err.value.rule and repr(tag) in err.value.rule
+
+
+@pytest.mark.parametrize("slug", ["dev\n", "shop\n"], ids=["env", "resource"])
+def test_an_env_or_a_resource_slug_holds_no_trailing_newline(slug: str) -> None:
+    """``re.match``'s ``$`` matches before a final newline: ``dev\\n`` was taken as a slug."""
+    section = {"envs": [slug]} if slug.startswith("dev") else {"resources": {slug: {"concurrency": 1}}}
+    with pytest.raises(ValidationError) as err:
+        Products([]).add({"tag": "shop", **section})
+    assert "is not a valid slug" in err.value.rule

@@ -29,15 +29,16 @@ def test_an_id_a_filter_or_a_reason_the_database_cannot_hold_is_refused_naming_i
             (lambda: dt.job.pause(job_id, reason=f"stop {bad}"), "reason"),
         ]
         for call, field in calls:
-            if not refused_here:
+            control = bad == "a\x00b" and field == "reason"  # a reason holds no control character, on any backend
+            if not refused_here and not control:
                 try:
                     call()
-                except Exception as exc:  # SQLite keeps a NUL: a lookup finds nothing, a reason is stored
+                except Exception as exc:  # SQLite keeps a NUL: a lookup finds nothing
                     assert not isinstance(exc, ValidationError), exc
                 continue
             with pytest.raises(ValidationError) as refused:
                 call()
             assert refused.value.field == field
-            assert ("lone surrogate" if bad == "\ud800" else "NUL character") in refused.value.rule
-        if refused_here:
-            assert dt.job.get(job_id) == before  # the refused pause wrote nothing
+            expected = "control character (U+0000, NUL)" if control else "NUL character"
+            assert ("lone surrogate" if bad == "\ud800" else expected) in refused.value.rule
+        assert dt.job.get(job_id) == before  # the refused pause wrote nothing

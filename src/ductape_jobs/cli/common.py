@@ -17,6 +17,7 @@ import typer
 from msgspec import Struct
 from pydantic import BaseModel
 
+from ductape_jobs.cli.render import new_text, visible
 from ductape_jobs.client import Ductape
 from ductape_jobs.errors import DuctapeError, ValidationError
 from ductape_jobs.redaction import redact_url
@@ -76,7 +77,7 @@ def out() -> Console:
 
 
 def fail(message: str, code: int) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
+    typer.echo(f"error: {visible(message)}", err=True)  # a message may quote data: its control characters escaped
     return typer.Exit(code)
 
 
@@ -198,17 +199,16 @@ def emit(
     data: Any, as_json: bool, render: Callable[[], RenderableType], *, extra: dict[str, Any] | None = None
 ) -> None:
     """Print ``data`` as JSON, each record as the HTTP API answers it (``answers.answer``), with ``extra``'s fields
-    added to a record's (a secret shown once), or ``render()`` for people."""
+    added to a record's (a secret shown once), or ``render()`` for people. JSON writes every control character as
+    its escape (``json.dumps`` keeps ``ensure_ascii``); a table or a message shows it as one (``render.new_text``)."""
     if as_json:
         from ductape_jobs.answers import answer  # here: its models are built only when JSON is asked for
 
         answered = answer(data) if extra is None else {**answer(data), **extra}
         typer.echo(json.dumps(jsonable(answered), indent=2, default=str))
     else:
-        from rich.text import Text
-
         shown = render()
-        out().print(Text(shown) if isinstance(shown, str) else shown)  # data in it is never console markup
+        out().print(new_text(shown) if isinstance(shown, str) else shown)  # data in it is never console markup
 
 
 def emit_secret(data: Any, as_json: bool, about: str, secret: str, *, field: str) -> None:
@@ -218,7 +218,7 @@ def emit_secret(data: Any, as_json: bool, about: str, secret: str, *, field: str
     if as_json:
         emit(data, as_json, lambda: about, extra={field: secret})
     else:
-        typer.echo(about, err=True)
+        typer.echo(visible(about), err=True)
         typer.echo(secret)
 
 

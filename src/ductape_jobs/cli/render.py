@@ -63,11 +63,23 @@ def _data_table() -> type[Table]:
     return DataTable
 
 
+#: Each control character but newline and tab (C0, DEL, C1) -> its escape as Python writes it (``\\x1b``).
+_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0)) if code not in (0x09, 0x0A)}
+
+
+def visible(text: str) -> str:
+    """``text`` with every control character but newline and tab written as its escape (ESC as ``\\x1b``, CSI as
+    ``\\x9b``): what is shown never drives the terminal (a job named ``\\x1b]0;owned\\x07`` would retitle it, a
+    ``\\x1b[2J`` clear it). rich's ``Text`` drops only BEL, BS, VT, FF and CR, and sends ESC as it is."""
+    return text.translate(_ESCAPES)
+
+
 def new_text(value: str, **options: Any) -> Text:
-    """A rich ``Text`` (as written: no console markup)."""
+    """A rich ``Text`` (as written: no console markup; control characters shown as escapes, ``visible``). Every
+    text the CLI draws is made here: table cells and titles, detail rows, printed messages."""
     from rich.text import Text
 
-    return Text(value, **options)
+    return Text(visible(value), **options)
 
 
 def new_group(*items: RenderableType) -> Group:
@@ -127,7 +139,7 @@ def fields(title: str, rows: Iterable[tuple[str, Any]]) -> Table:
     table.add_column(style="bold")
     table.add_column(overflow="fold")
     for key, value in rows:
-        table.add_row(key, value if isinstance(value, Text) else Text("-" if value is None else str(value)))
+        table.add_row(key, value if isinstance(value, Text) else new_text("-" if value is None else str(value)))
     return table
 
 

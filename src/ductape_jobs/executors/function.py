@@ -28,7 +28,7 @@ class FunctionRegistry:
         """Register ``fn`` under ``tag``; ``timeout`` (seconds) bounds each call of it (a per-event timeout)."""
         if timeout is not None and not timeout > 0:
             raise ValidationError("timeout", "must be > 0 seconds")
-        if not TAG_PATTERN.match(tag):
+        if not TAG_PATTERN.fullmatch(tag):
             raise ValidationError("tag", f"{tag!r} is not a valid function tag")
         if not callable(fn):
             raise ValidationError("fn", f"{fn!r} is not callable")

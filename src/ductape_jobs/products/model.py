@@ -13,7 +13,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ductape_jobs.errors import ValidationError
-from ductape_jobs.limits import MAX_MILLIS
+from ductape_jobs.limits import MAX_MILLIS, printable_rule
 from ductape_jobs.products.features import FeatureSpec
 from ductape_jobs.resources import MAX_LIMIT, ResourceLimit, parse_rate
 
@@ -245,11 +245,15 @@ class ProductSpec(_Spec):
         import re
 
         for slug in self.envs:
-            if not re.match(SLUG, slug):
+            if not re.fullmatch(SLUG, slug):  # match's '$' would take a trailing newline
                 raise ValueError(f"env {slug!r} is not a valid slug")
         for name in self.resources:
-            if not re.match(SLUG, name):
+            if not re.fullmatch(SLUG, name):
                 raise ValueError(f"resource {name!r} is not a valid slug")
+        for tag in self.features:
+            rule = printable_rule(tag)
+            if rule is not None:
+                raise ValueError(f"feature {tag!r} {rule}")
         known = set(self.envs)
         for kind, owners in (("apps", self.apps), ("databases", self.databases), ("brokers", self.brokers)):
             for tag, owner in owners.items():
