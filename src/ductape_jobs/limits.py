@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from datetime import UTC, datetime
 from enum import Enum
 from typing import Any, TypeVar
@@ -54,9 +55,13 @@ RESERVED_HEADERS = frozenset(
     {"host", "content-length", "transfer-encoding", "connection", "keep-alive", "te", "trailer", "upgrade",
      "proxy-authorization", "proxy-authenticate", "proxy-connection", "expect"}
 )  # fmt: skip
-#: Control characters: C0 (NUL to U+001F, newline and tab too), DEL and C1 (U+0080 to U+009F). A name, a tag, an
-#: env, a reason holds none (``check_printable``): ESC or BEL in one would drive the terminal that shows it.
-CONTROL_CHARACTER = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+#: Control characters: C0 (NUL to U+001F, newline and tab too), DEL and C1 (U+0080 to U+009F), and the ones that
+#: reorder or break what follows them on a line: the bidirectional embeddings, overrides and isolates (U+202A to
+#: U+202E, U+2066 to U+2069) and the line and paragraph separators (U+2028, U+2029). A name, a tag, an env, a reason
+#: holds none (``check_printable``): ESC or BEL in one would drive the terminal that shows it, a right-to-left
+#: override would show a table's row in another order than it reads. Zero-width joiners and the left-to-right and
+#: right-to-left marks stay allowed: emoji sequences and right-to-left scripts need them.
+CONTROL_CHARACTER = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 _CONTROL_NAMES = {0x00: "NUL", 0x07: "BEL", 0x09: "tab", 0x0A: "newline", 0x0D: "carriage return", 0x1B: "ESC",
                   0x7F: "DEL"}  # fmt: skip
 #: The latest time anything may be scheduled, end, or be asked about; a recurrence ends there.
@@ -162,7 +167,8 @@ def printable_rule(text: str, what: str = "names") -> str | None:
     if found is None:
         return None
     code = ord(found.group())
-    named = f", {_CONTROL_NAMES[code]}" if code in _CONTROL_NAMES else ""
+    name = _CONTROL_NAMES.get(code) or unicodedata.name(found.group(), "")
+    named = f", {name}" if name else ""
     return f"holds a control character (U+{code:04X}{named}); {what} are printable text"
 
 

@@ -14,8 +14,9 @@ from apikit import JOB, SHOP, Api, problems
 
 from ductape_jobs import Ductape, ScheduleStatus, ValidationError
 
-#: ESC, BEL, newline, tab, DEL, C1's CSI, NUL: each inside the text (a name is stripped at its ends).
-CONTROLS = ["\x1b", "\x07", "\n", "\t", "\x7f", "\x9b", "\x00"]
+#: ESC, BEL, newline, tab, DEL, C1's CSI, NUL, a right-to-left override, a left-to-right isolate, a line separator:
+#: each inside the text (a name is stripped at its ends).
+CONTROLS = ["\x1b", "\x07", "\n", "\t", "\x7f", "\x9b", "\x00", "\u202e", "\u2066", "\u2028"]
 HOOK = {"url": "http://127.0.0.1:9/x", "events": ["job.paused"]}
 
 
@@ -68,6 +69,18 @@ def test_a_control_character_in_a_name_is_refused_naming_the_field_and_nothing_i
         assert refused.value.rule.startswith(rule(bad)) and "printable text" in refused.value.rule
     assert counts(dt) == before
     assert dt.job.get(job_id) == schedule and dt.job.fetch("report").name == JOB["name"]
+
+
+def test_joiners_marks_and_right_to_left_scripts_are_names(dt: Ductape) -> None:
+    """What right-to-left scripts and emoji need is not a control character: a zero-width joiner (an emoji family),
+    a zero-width non-joiner (Persian), the right-to-left mark, Hebrew."""
+    dt.job.create(JOB)
+    for name in [
+        "Family \U0001f468\u200d\U0001f469\u200d\U0001f467",
+        "\u0645\u06cc\u200c\u062e\u0648\u0627\u0647\u0645",
+        "\u05d3\u05d5\u05d7\u200f 1",
+    ]:
+        assert dt.job.update("report", {"name": name}).name == name
 
 
 def test_a_tag_given_in_code_holds_no_trailing_newline(dt: Ductape) -> None:

@@ -28,7 +28,7 @@ CLEAN_ENV: dict[str, str | None] = {
     "TTY_INTERACTIVE": None,
 }
 #: What must never be written raw: C0 but newline and tab, DEL, C1.
-RAW_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f-\x9f]")
+RAW_CONTROL = re.compile("[\x00-\x08\x0b-\x1f\x7f-\x9f\u2028\u2029\u202a-\u202e\u2066-\u2069]")
 TITLE = "\x1b]0;owned\x07"  # OSC 0: sets the terminal's title
 CLEAR = "\x1b[2J"  # CSI: clears the screen
 LINK = "\x1b]8;;http://evil.example/\x1b\\click\x1b]8;;\x1b\\"  # OSC 8: a hyperlink
@@ -74,6 +74,8 @@ def test_names_reasons_and_key_names_are_shown_with_their_control_characters_esc
     rewrite(store, "UPDATE jobs SET name = ?, event_tag = ? WHERE tag = 'evil'", TITLE + CLEAR, LINK)
     rewrite(store, "UPDATE schedules SET reason = ?, env = ? WHERE id = ?", "paused: " + C1 + CLEAR, "p\x1b[1m", job_id)
     rewrite(store, "UPDATE api_keys SET name = ? WHERE name = 'ops'", "ops\x1b[8m\x07\x7f")
+    ok(store, "schedule", "--event", "evil", "--env", "stg", "--product-tag", "p", "--cron", "0 9 * * *")
+    rewrite(store, "UPDATE schedules SET env = ? WHERE env = 'stg'", "txt.\u202egpj\u2066\u2028")  # reads "jpg.txt"
 
     assert_shown_escaped(
         cli(store, "job", "list"), r"\x1b]0;owned\x07\x1b[2J", r"\x1b]8;;http://evil.example/\x1b\click"
@@ -83,6 +85,7 @@ def test_names_reasons_and_key_names_are_shown_with_their_control_characters_esc
     assert_shown_escaped(cli(store, "show", job_id), r"paused: \x9b31m\x85\x90\x1b[2J", r"p\x1b[1m")
     assert_shown_escaped(cli(store, "stats", "--env", "p\x1b[1m"), r"p\x1b[1m")  # a filter, in a table's title
     assert_shown_escaped(cli(store, "apikey", "list"), r"ops\x1b[8m\x07\x7f")
+    assert_shown_escaped(cli(store, "schedules"), r"txt.\u202egpj\u2066\u2028")  # no override reorders a row
     revoked = cli(store, "apikey", "revoke", ok(store, "apikey", "list")[0]["id"])  # a printed message
     assert_shown_escaped(revoked, r"ops\x1b[8m\x07\x7f")
 

@@ -63,8 +63,13 @@ def _data_table() -> type[Table]:
     return DataTable
 
 
-#: Each control character but newline and tab (C0, DEL, C1) -> its escape as Python writes it (``\\x1b``).
-_ESCAPES = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0)) if code not in (0x09, 0x0A)}
+#: Each control character but newline and tab (C0, DEL, C1) -> its escape as Python writes it (``\\x1b``), and each
+#: bidirectional embedding, override or isolate and line or paragraph separator (``limits.CONTROL_CHARACTER``) ->
+#: ``\\u202e``: a stored text never reorders the row it is shown in.
+_ESCAPES = {
+    **{code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0)) if code not in (0x09, 0x0A)},
+    **{code: f"\\u{code:04x}" for code in (0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))},
+}
 
 
 def visible(text: str) -> str:
