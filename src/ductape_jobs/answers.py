@@ -30,7 +30,7 @@ from ductape_jobs.models import (
     Webhook,
     WebhookDelivery,
 )
-from ductape_jobs.redaction import redact_url
+from ductape_jobs.redaction import redact_webhook_url
 from ductape_jobs.retention import keep_json
 
 
@@ -273,14 +273,18 @@ class WebhookOut(BaseModel):
 
     id: str
     product_tag: str
-    url: str
+    url: str = Field(
+        description="where deliveries go, shown without its secrets (deliveries use it whole): the scheme, host, "
+        "port and the path's first segment, the rest of the path masked as ***, the query as ?***, a password as "
+        "*** (e.g. https://hooks.slack.com/services/***); in every answer, the one that created it too"
+    )
     events: list[str]
     created_at: datetime
     secret: str | None = Field(default=None, description="only when created: keep it, it is not shown again")
 
     @classmethod
     def of(cls, w: Webhook, secret: str | None = None) -> WebhookOut:
-        url = redact_url(w.url)  # a password or a token in it is the receiver's secret: sent, never shown
+        url = redact_webhook_url(w.url)  # its path, query and password carry the receiver's secret: sent, not shown
         return cls(
             id=w.id, product_tag=w.product_tag, url=url, events=list(w.events), created_at=w.created_at, secret=secret
         )

@@ -28,6 +28,7 @@ from pydantic import ValidationError as PydanticValidationError
 
 from ductape_jobs.errors import ValidationError, field_path
 from ductape_jobs.limits import LATEST, MAX_COUNT, MAX_MILLIS, MAX_RETRIES, MIN_EVERY, check_object, printable_rule
+from ductape_jobs.redaction import fields_without, redact_webhook_url, repr_without
 from ductape_jobs.resources import MAX_LIMIT, MAX_PRIORITY, MIN_PRIORITY, limit_keys, parse_rate
 from ductape_jobs.retention import Keep, keep_json, parse_job_keep
 from ductape_jobs.timing.planning import Misfire
@@ -830,7 +831,9 @@ class LoginSession(Struct, frozen=True):
 
 
 class Webhook(Struct, frozen=True):
-    """Lifecycle events (``job.completed``, ...) of a product's schedules and runs, POSTed to ``url``."""
+    """Lifecycle events (``job.completed``, ...) of a product's schedules and runs, POSTed to ``url``. ``url`` and
+    ``secret`` are whole (deliveries use them); its ``repr`` shows ``url`` as every answer does
+    (``redaction.redact_webhook_url``) and leaves ``secret`` out."""
 
     id: str
     product_tag: str
@@ -838,6 +841,17 @@ class Webhook(Struct, frozen=True):
     events: list[str]
     secret: str
     created_at: datetime
+
+    def __repr__(self) -> str:
+        return repr_without(self, WEBHOOK_SECRET, WEBHOOK_SHOWN)
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return fields_without(self, WEBHOOK_SECRET, WEBHOOK_SHOWN)
+
+
+#: What the ``repr`` of a record holding a webhook's URL and secret leaves out and masks.
+WEBHOOK_SECRET = frozenset({"secret"})
+WEBHOOK_SHOWN = {"url": redact_webhook_url}
 
 
 class DeliveryStatus(StrEnum):

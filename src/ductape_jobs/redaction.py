@@ -18,7 +18,7 @@ import json
 import os
 import re
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 from urllib.parse import SplitResult, quote, quote_plus, urlsplit, urlunsplit
 
@@ -72,9 +72,9 @@ class Secrets:
         """Learn every secret in a product's settings (a ``model_dump()``), ``${VAR}`` read when it is set."""
         self.learn(_expanded(v) for v in _secret_values(settings, inside=False))
 
-    def mask_text(self, text: str) -> str:
+    def mask_text(self, text: str, mask: str = MASK) -> str:
         pattern = self._pattern
-        return text if pattern is None else pattern.sub(MASK, text)
+        return text if pattern is None else pattern.sub(mask, text)
 
     def mask(self, value: Any) -> Any:
         """``value`` (text, or JSON-like data) with every secret in its strings (and keys) masked."""
@@ -127,6 +127,9 @@ URL_MASK = "***"
 #: ``request.extensions`` key of an HTTP request listing the query parameters to hide wherever its URL is shown
 #: (the auth parameter of an action: its error messages, its trace span).
 REDACT_EXTENSION = "ductape_redact_query"
+#: ``request.extensions`` key marking a webhook's delivery: its URL is shown as ``redact_webhook_url`` shows it
+#: (its error messages, its trace span).
+WEBHOOK_EXTENSION = "ductape_webhook_url"
 
 
 _LOOSE_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s]*):[^@\s]*[/?#][^@\s]*@(?=[^@]*$)")
@@ -146,7 +149,8 @@ def redact_url(url: str, params: Iterable[str | None] = (), mask: str = URL_MASK
     """``url`` (a URL, or a libpq ``key=value`` connection string) for messages and logs: the password in its
     user part and the values of secret parameters (``params`` and ``SECRET_QUERY_PARAMS``) replaced by ``mask``.
 
-    The one redaction of URLs: brokers, DATABASE_ACTIONs, HTTP calls, the PostgreSQL store and the CLI use it.
+    The one redaction of URLs: brokers, DATABASE_ACTIONs, HTTP calls, the PostgreSQL store and the CLI use it;
+    a webhook's URL, whose path holds its receiver's secret, is shown by ``redact_webhook_url``.
     """
     try:
         parts = urlsplit(url)
@@ -162,26 +166,96 @@ def redact_url(url: str, params: Iterable[str | None] = (), mask: str = URL_MASK
     return re.sub(rf"(?i)((?:^|[?&;\s])(?:{pattern})=)[^&;\s#]*", lambda m: m.group(1) + mask, url)
 
 
+def redact_webhook_url(url: str, mask: str = URL_MASK) -> str:
+    """A webhook's URL as it is shown (answers, the CLI, messages): its scheme, host and port, the user part with
+    its password masked (a user part alone is masked whole: it is a token more often than a name), the first
+    segment of the path when the path has more than one, the rest of the path masked as one ``mask``, and the
+    query and the fragment masked whole: ``https://hooks.slack.com/services/***``, ``https://example.com/***``,
+    ``https://chat.googleapis.com/v1/***?***``. Receivers carry their secret in the path (Slack, Discord, Zapier)
+    or in the query (Teams' ``sig``, Google Chat's ``key`` and ``token``), so a one-segment path is masked too.
+    Deliveries are sent to the whole URL; other URLs are shown by ``redact_url``."""
+    try:
+        parts = urlsplit(url)
+    except ValueError:  # a malformed host: nothing of it is shown
+        return mask
+    try:
+        parts.port  # noqa: B018 - a port that is not a number raises: then its host part is not trusted either
+    except ValueError:
+        return f"{parts.scheme}://{mask}" if parts.scheme else mask
+    user, at, host = parts.netloc.rpartition("@")
+    if at:
+        user = f"{parts.username}:{mask}" if parts.password is not None and parts.username else mask
+    first, _, rest = parts.path[1:].partition("/")
+    path = parts.path if not parts.path.strip("/") else f"/{first}/{mask}" if rest else f"/{mask}"
+    shown = f"{parts.scheme}://{user}{at}{host}{path}" if parts.scheme else f"{user}{at}{host}{path}"
+    return shown + (f"?{mask}" if parts.query else "") + (f"#{mask}" if parts.fragment else "")
+
+
+def webhook_url_secrets(url: str) -> list[str]:
+    """What ``redact_webhook_url`` hides of a webhook's URL, to mask where a text quotes it apart from the URL (an
+    error naming the address it reached, a receiver's answer echoing its token): the password (or a user part
+    alone), the query, the hidden rest of the path when it has more than one segment, and each of its segments,
+    each query value and the fragment that looks like a token (6 or more characters not all letters, or 16 or
+    more): a path of one word (``/hooks``) is not masked in text, as the word would be everywhere."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - as in redact_webhook_url
+    except ValueError:
+        return [url]
+    user = parts.netloc.rpartition("@")[0]
+    first, _, rest = parts.path[1:].partition("/")
+    hidden_path = rest if rest else first
+    pieces = [parts.password if parts.password is not None and parts.username else user, parts.query]
+    if "/" in hidden_path.strip("/"):
+        pieces.append(hidden_path)
+    values = (item.partition("=")[2] for item in re.split("[&;]", parts.query))
+    words = [*hidden_path.split("/"), *values, parts.fragment]
+    pieces += [w for w in words if len(w) >= 16 or (len(w) >= 6 and not w.isalpha())]
+    return [p for p in dict.fromkeys(pieces) if p]
+
+
+def mask_webhook_url(text: str, url: str, mask: str = URL_MASK) -> str:
+    """``text`` with the webhook URL ``url`` shown as ``redact_webhook_url`` shows it, and what that hides masked
+    wherever else it appears (``webhook_url_secrets``): a delivery's error and what it keeps of an answer."""
+    hidden = Secrets()
+    hidden.learn(webhook_url_secrets(url))
+    return hidden.mask_text(text.replace(url, redact_webhook_url(url, mask)), mask)
+
+
 __all__ = [
     "MASK",
     "MIN_LENGTH",
     "REDACT_EXTENSION",
     "SECRETS",
     "SECRET_QUERY_PARAMS",
+    "WEBHOOK_EXTENSION",
     "Secrets",
     "mask_text",
+    "mask_webhook_url",
     "redact_url",
+    "redact_webhook_url",
+    "webhook_url_secrets",
 ]
 
 
-def repr_without(record: Struct, secret: frozenset[str]) -> str:
+def repr_without(
+    record: Struct, secret: frozenset[str], shown: Mapping[str, Callable[[Any], Any]] | None = None
+) -> str:
     """``repr`` of a record with its secret fields left out (a password in a log line or a traceback's locals
-    would leave the engine)."""
-    shown = ", ".join(f"{name}={value!r}" for name, value in fields_without(record, secret))
-    return f"{type(record).__name__}({shown})"
+    would leave the engine), and the fields of ``shown`` as its functions show them (a webhook's URL)."""
+    fields = ", ".join(f"{name}={value!r}" for name, value in fields_without(record, secret, shown))
+    return f"{type(record).__name__}({fields})"
 
 
-def fields_without(record: Struct, secret: frozenset[str]) -> list[tuple[str, Any]]:
-    """A record's fields but its secret ones, by name: its ``repr`` and rich's ``__rich_repr__`` (which a Struct
-    otherwise answers with every field)."""
-    return [(name, getattr(record, name)) for name in record.__struct_fields__ if name not in secret]
+def fields_without(
+    record: Struct, secret: frozenset[str], shown: Mapping[str, Callable[[Any], Any]] | None = None
+) -> list[tuple[str, Any]]:
+    """A record's fields but its secret ones, by name, those of ``shown`` passed through its functions: its
+    ``repr`` and rich's ``__rich_repr__`` (which a Struct otherwise answers with every field)."""
+    show = shown or {}
+    return [
+        (name, show[name](value) if name in show else value)
+        for name in record.__struct_fields__
+        if name not in secret
+        for value in (getattr(record, name),)
+    ]

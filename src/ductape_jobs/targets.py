@@ -37,7 +37,7 @@ from urllib.parse import urlsplit
 from msgspec import Struct
 
 from ductape_jobs.errors import TargetRefused, ValidationError
-from ductape_jobs.redaction import Secrets
+from ductape_jobs.redaction import Secrets, mask_webhook_url, redact_webhook_url
 
 Address = ipaddress.IPv4Address | ipaddress.IPv6Address
 Network = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -166,10 +166,13 @@ class TargetPolicy(Struct, frozen=True):
         return "(allow a network with --webhook-allow CIDR, $DUCTAPE_WEBHOOK_ALLOW or Ductape(webhook_allow=...))"
 
 
-def answer_snippet(body: Any, limit: int = SNIPPET_CHARS, *, secrets: Secrets | None = None) -> str:
-    """What a delivery keeps of a target's answer: its text (JSON compacted) with ``secrets`` masked, control
-    and format characters removed, whitespace collapsed, cut to at most ``limit`` characters (an ellipsis
-    marks the cut). Every delivery's text goes through here: the one place for more redaction."""
+def answer_snippet(
+    body: Any, limit: int = SNIPPET_CHARS, *, secrets: Secrets | None = None, url: str | None = None
+) -> str:
+    """What a delivery keeps of a target's answer: its text (JSON compacted) with ``secrets`` masked, and what
+    the webhook's ``url`` keeps hidden (``redaction.mask_webhook_url``), control and format characters removed,
+    whitespace collapsed, cut to at most ``limit`` characters (an ellipsis marks the cut). Every delivery's
+    text goes through here: the one place for more redaction."""
     if body is None:
         return ""
     if isinstance(body, bytes):
@@ -178,6 +181,8 @@ def answer_snippet(body: Any, limit: int = SNIPPET_CHARS, *, secrets: Secrets | 
         body = json.dumps(body, ensure_ascii=False, separators=(",", ":"), default=str)
     if secrets is not None:
         body = secrets.mask_text(body)
+    if url is not None:
+        body = mask_webhook_url(body, url)
     text = "".join(" " if ch.isspace() else ch for ch in body if ch.isspace() or not _is_control(ch))
     text = " ".join(text.split())
     return text if len(text) <= limit else text[: max(0, limit - 3)] + "..."
@@ -212,11 +217,11 @@ def _host_port(url: str) -> tuple[str, int]:
     try:
         port = parts.port
     except ValueError:
-        raise TargetRefused(f"{url!r} has an invalid port") from None
+        raise TargetRefused(f"{redact_webhook_url(url)!r} has an invalid port") from None
     if not parts.hostname:
-        raise TargetRefused(f"{url!r} names no host")
+        raise TargetRefused(f"{redact_webhook_url(url)!r} names no host")
     if port == 0:
-        raise TargetRefused(f"{url!r} names port 0")
+        raise TargetRefused(f"{redact_webhook_url(url)!r} names port 0")
     _check_name(parts.hostname)
     return parts.hostname, port or (443 if parts.scheme == "https" else 80)
 

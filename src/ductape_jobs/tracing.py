@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any
 
 from ductape_jobs.extras import require
 from ductape_jobs.models import Run
-from ductape_jobs.redaction import REDACT_EXTENSION, redact_url
+from ductape_jobs.redaction import REDACT_EXTENSION, WEBHOOK_EXTENSION, redact_url, redact_webhook_url
 
 if TYPE_CHECKING:
     from opentelemetry.trace import Span
@@ -243,12 +243,17 @@ _URL_KEYS = ("url.full", "http.url")  # the stable and the older semantic conven
 def _redact_http_url(span: Span, request: Any) -> None:
     """An HTTP call's URL as its span records it, masked once more by the engine's one redaction: the password,
     the values of secret query parameters (``api_key``, ``token``, ...) and of the call's own auth parameter
-    (``REDACT_EXTENSION``); the instrumentation masks only a few cloud signatures."""
+    (``REDACT_EXTENSION``); a webhook's delivery's (``WEBHOOK_EXTENSION``) as answers show it, its path and query
+    masked. The instrumentation masks only a few cloud signatures."""
     recorded = getattr(span, "attributes", None) or {}
-    hidden = (getattr(request, "extensions", None) or {}).get(REDACT_EXTENSION, ())
+    extensions = getattr(request, "extensions", None) or {}
+    hidden = extensions.get(REDACT_EXTENSION, ())
     for key in _URL_KEYS:
         if key in recorded:
-            span.set_attribute(key, redact_url(str(recorded[key]), hidden))
+            url = str(recorded[key])
+            span.set_attribute(
+                key, redact_webhook_url(url) if extensions.get(WEBHOOK_EXTENSION) else redact_url(url, hidden)
+            )
 
 
 async def _aredact_http_url(span: Span, request: Any) -> None:

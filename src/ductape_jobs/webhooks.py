@@ -22,7 +22,9 @@ loses no event, and a relay that was down catches up. Due deliveries are then se
 does not get a 2xx answer is retried with exponential backoff (1 s, 2 s, 4 s, ... capped at 1 h) up to
 ``max_attempts``; every attempt is recorded (status, attempts, last error, delivered_at). A failed attempt's
 ``last_error`` says what happened, e.g. ``HTTP 500 after 12 ms: <answer>``: the HTTP status, the time taken and
-at most 200 characters of the answer (``ductape_jobs.targets.answer_snippet``). Delivery is at least once (a
+at most 200 characters of the answer (``ductape_jobs.targets.answer_snippet``), with what the webhook's URL keeps
+hidden masked. A webhook's URL is shown (answers, the CLI, messages) without its secrets: its scheme, host, port
+and first path segment only (``redaction.redact_webhook_url``); deliveries use it whole. Delivery is at least once (a
 receiver should de-duplicate on the ``id``; the events of one schedule reach a webhook in the order of their
 changes, but a delivery that is retried arrives after the events that followed it.
 
@@ -280,7 +282,7 @@ class Webhooks:
             # not sent; retried, since another process (with the allowlist this one lacks) may send it
             error = f"not sent: {exc}; targets must be public addresses {self.policy.hint()}"
         except (OSError, UnicodeError, ValueError) as exc:
-            reason = answer_snippet(str(exc) or type(exc).__name__, secrets=self.secrets)
+            reason = answer_snippet(str(exc) or type(exc).__name__, secrets=self.secrets, url=due.url)
             error = f"not sent: cannot resolve the target's host: {reason}"
         else:
             from ductape_jobs.executors.http import HttpError
@@ -297,12 +299,14 @@ class Webhooks:
                     timeout=self.timeout,
                     address=str(address),
                     follow_redirects=False,
+                    webhook=True,
                 )
                 status, took = answer["status"], answer["duration_ms"]
             except HttpError as exc:  # non-2xx or transport: try again later
-                status, took, error = failure(exc, started, self.secrets)
+                status, took, error = failure(exc, started, self.secrets, due.url)
             except Exception as exc:  # anything unexpected: try again later
-                took, error = _ms_since(started), answer_snippet(str(exc) or type(exc).__name__, secrets=self.secrets)
+                reason = answer_snippet(str(exc) or type(exc).__name__, secrets=self.secrets, url=due.url)
+                took, error = _ms_since(started), reason
         now = self._clock.now()
         attempt = d.attempts + 1
         retry_at = None
@@ -350,10 +354,12 @@ class Webhooks:
                 await client.aclose()
 
 
-def failure(exc: HttpError, started: float, secrets: Secrets | None = None) -> tuple[int | None, int, str]:
+def failure(
+    exc: HttpError, started: float, secrets: Secrets | None = None, url: str | None = None
+) -> tuple[int | None, int, str]:
     """A failed attempt's status (``None``: no answer), duration (ms) and ``last_error``:
     ``HTTP 500 after 12 ms: <snippet>`` or ``ConnectError: ... after 3 ms`` (never more of the answer than
-    ``answer_snippet`` keeps)."""
+    ``answer_snippet`` keeps; what the webhook's ``url`` hides is masked in it)."""
     details = exc.details or {}
     took = details.get("duration_ms")
     if not isinstance(took, int):
@@ -363,10 +369,10 @@ def failure(exc: HttpError, started: float, secrets: Secrets | None = None) -> t
         text = f"HTTP {status} after {took} ms"
         if 300 <= status < 400:
             return status, took, text + " (redirects are not followed)"
-        snippet = answer_snippet(details.get("body"), secrets=secrets)
+        snippet = answer_snippet(details.get("body"), secrets=secrets, url=url)
         return status, took, f"{text}: {snippet}" if snippet else text
     reason = details.get("error") or str(exc) or type(exc).__name__
-    return None, took, f"{answer_snippet(str(reason), secrets=secrets)} after {took} ms"
+    return None, took, f"{answer_snippet(str(reason), secrets=secrets, url=url)} after {took} ms"
 
 
 def _ms_since(started: float) -> int:

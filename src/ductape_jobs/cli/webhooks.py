@@ -21,7 +21,7 @@ from ductape_jobs.cli.common import (
     emit_secret,
 )
 from ductape_jobs.models import Webhook, WebhookDelivery
-from ductape_jobs.redaction import redact_url
+from ductape_jobs.redaction import redact_webhook_url
 from ductape_jobs.webhooks import EVENTS
 
 if TYPE_CHECKING:
@@ -38,13 +38,18 @@ def _table(hooks: list[Webhook]) -> Table:
     for column in ("id", "product", "url", "events", "created"):
         table.add_column(column, overflow="fold")
     for w in hooks:
-        url = render.new_text(redact_url(w.url))
+        url = render.new_text(redact_webhook_url(w.url))
         table.add_row(w.id, w.product_tag, url, ", ".join(w.events), render.when(w.created_at))
     return table
 
 
 def _detail(w: Webhook) -> Table:
-    rows = [("id", w.id), ("product_tag", w.product_tag), ("url", redact_url(w.url)), ("events", ", ".join(w.events))]
+    rows = [
+        ("id", w.id),
+        ("product_tag", w.product_tag),
+        ("url", redact_webhook_url(w.url)),
+        ("events", ", ".join(w.events)),
+    ]
     return render.fields(f"Webhook {w.id}", [*rows, ("created_at", render.when(w.created_at))])
 
 
@@ -93,7 +98,7 @@ def webhook_create(
         allow_webhooks_to(dt, webhook_allow)
         hook, drawn = dt.webhooks.create(request)
     about = (
-        f"Created webhook {hook.id} ({hook.product_tag}: {', '.join(hook.events)} -> {redact_url(hook.url)}). "
+        f"Created webhook {hook.id} ({hook.product_tag}: {', '.join(hook.events)} -> {redact_webhook_url(hook.url)}). "
         "Copy its secret now, it is not shown again:"
     )
     emit_secret(hook, as_json, about, drawn, field="secret")

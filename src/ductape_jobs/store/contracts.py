@@ -13,6 +13,8 @@ from msgspec import Struct
 
 from ductape_jobs.lifecycle import LifecycleEvent, StreamPosition, StreamStart
 from ductape_jobs.models import (
+    WEBHOOK_SECRET,
+    WEBHOOK_SHOWN,
     ApiKey,
     JobHistory,
     JobStats,
@@ -23,6 +25,7 @@ from ductape_jobs.models import (
     Webhook,
     WebhookDelivery,
 )
+from ductape_jobs.redaction import fields_without, repr_without
 from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.store.records import EventStatus, FeatureRun, FeatureRunStatus
 
@@ -33,6 +36,12 @@ class DueDelivery(Struct, frozen=True):
     delivery: WebhookDelivery
     url: str
     secret: str
+
+    def __repr__(self) -> str:
+        return repr_without(self, WEBHOOK_SECRET, WEBHOOK_SHOWN)
+
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        return fields_without(self, WEBHOOK_SECRET, WEBHOOK_SHOWN)
 
 
 class FeatureStore(ABC):

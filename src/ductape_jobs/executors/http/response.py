@@ -12,7 +12,7 @@ import httpx
 
 from ductape_jobs import redaction
 from ductape_jobs.errors import HttpError, describe
-from ductape_jobs.redaction import REDACT_EXTENSION
+from ductape_jobs.redaction import REDACT_EXTENSION, WEBHOOK_EXTENSION
 
 #: Response bodies longer than this are kept as truncated text (``"truncated": True``).
 MAX_BODY_BYTES = 64 * 1024
@@ -46,11 +46,12 @@ async def perform(
     A non-2xx answer raises :class:`HttpError` with this summary as ``.details``: retryable for 5xx, 408
     and 429, not for other statuses. Transport errors and timeouts (``timeout`` seconds for the whole
     exchange) raise a retryable one. Messages name the method, the URL with secret query parameters
-    hidden, the status and the start of the body. ``follow_redirects`` overrides the client's setting.
+    hidden (a webhook's as ``redaction.redact_webhook_url`` shows it), the status and the start of the body.
+    ``follow_redirects`` overrides the client's setting.
     """
     request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
     method = request.method
-    url = redact_url(request.url, request.extensions.get(REDACT_EXTENSION, ()))
+    url = shown_url(request)
     started = time.perf_counter()
     try:
         async with asyncio.timeout(timeout):
@@ -90,6 +91,14 @@ def redact_url(url: httpx.URL | str, names: Iterable[str | None] = ()) -> str:
     """``url`` as text with the password and secret query parameters (``names`` and well-known ones) hidden
     (``redaction.redact_url``, with this executor's ``REDACTED`` mask)."""
     return redaction.redact_url(str(url), names, mask=_REDACTED)
+
+
+def shown_url(request: httpx.Request) -> str:
+    """``request``'s URL as messages and trace spans show it: ``redact_url`` with the request's auth parameter
+    (``REDACT_EXTENSION``), or ``redaction.redact_webhook_url`` for a webhook's delivery (``WEBHOOK_EXTENSION``)."""
+    if request.extensions.get(WEBHOOK_EXTENSION):
+        return redaction.redact_webhook_url(str(request.url))
+    return redact_url(request.url, request.extensions.get(REDACT_EXTENSION, ()))
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:

@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 
 from ductape_jobs.executors.http import HttpError, HttpRequestSpec, build_request, encode_json, perform
+from ductape_jobs.redaction import WEBHOOK_EXTENSION
 
 SIGNATURE_HEADER = "X-Ductape-Signature"
 TIMESTAMP_HEADER = "X-Ductape-Timestamp"
@@ -66,12 +67,14 @@ async def post_callback(
     timestamp: int | None = None,
     address: str | None = None,
     follow_redirects: bool | None = None,
+    webhook: bool = False,
 ) -> dict[str, Any]:
     """POST ``payload`` as JSON to ``url``, signed with ``secret`` (see the module doc); returns the response
     summary of :func:`perform`. ``headers`` are added but cannot replace the Content-Type or the signature
     headers. ``timestamp`` (unix seconds) defaults to now. ``address``: connect to this IP address instead of
     resolving the URL's host (the Host header and TLS name stay the host's), for a target checked beforehand.
-    ``follow_redirects`` overrides the client's setting."""
+    ``follow_redirects`` overrides the client's setting. ``webhook``: ``url`` is a webhook's, shown (in errors,
+    in a trace span) as ``redaction.redact_webhook_url`` shows it."""
     if not secret:
         raise HttpError("a callback needs a secret to sign with", retryable=False)
     try:
@@ -86,6 +89,8 @@ async def post_callback(
         timeout=timeout,
     )
     request = build_request(spec, {})
+    if webhook:
+        request.extensions[WEBHOOK_EXTENSION] = True
     if address is not None:
         host = request.url.host
         request.url = request.url.copy_with(host=address)
