@@ -17,7 +17,7 @@ from test_contract import LEASE, MIN, T0, ok, outcomes, run_of, setup
 from ductape_jobs import Ductape, FakeClock, RunContext
 from ductape_jobs.errors import ERROR_TEXT_CHARS
 from ductape_jobs.limits import MAX_OUTPUT_BYTES
-from ductape_jobs.models import RunPhase
+from ductape_jobs.models import DrainSummary, RunPhase
 from ductape_jobs.store import Outcome, Store
 
 OVER = {"s": "x" * (MAX_OUTPUT_BYTES - 7)}  # {"s":"..."}: 8 characters around the text, one byte past the bound
@@ -106,15 +106,19 @@ def test_a_function_returning_past_the_bound_fails_for_good_and_the_worker_goes_
          for size in ("big", "small")]
     )  # fmt: skip
     big, small = (s.job_id for s in scheduled)
-    asyncio.run(dt.new_worker(concurrency=2).run_until_idle())
+    worker = dt.new_worker(concurrency=2)
+    asyncio.run(worker.run_until_idle())
+    assert (worker.summary.completed, worker.summary.failed) == (1, 1)  # as recorded: drain's exit code reads them
     (failed,) = dt.job.runs(job_id=big)
     (done,) = dt.job.runs(job_id=small)
     assert (failed.phase, failed.output, failed.error) == (RunPhase.FAILED, None, TOO_BIG)
     assert (done.phase, done.output) == (RunPhase.COMPLETED, {"n": 1})
     assert {failed.id, done.id} in batches  # recorded together
     assert dt.drain().ran == 0  # not retried
+    again = dt.job.schedule({"env": "prd", "product_tag": "shop", "event": "make", "input": {"size": "big"}})
     later = dt.job.schedule({"env": "prd", "product_tag": "shop", "event": "make", "input": {"size": "at"}})
-    assert dt.drain().ran == 1
+    assert dt.drain() == DrainSummary(completed=1, failed=1)
+    assert dt.job.runs(job_id=again.job_id)[0].error == TOO_BIG
     (kept,) = dt.job.runs(job_id=later.job_id)
     assert (kept.phase, kept.output) == (RunPhase.COMPLETED, AT)
 

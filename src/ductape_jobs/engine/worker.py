@@ -44,6 +44,7 @@ from ductape_jobs.models import DrainSummary, Run
 from ductape_jobs.redaction import Secrets
 from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.store.base import Outcome, Store, Wakeups
+from ductape_jobs.store.codec import output_json
 from ductape_jobs.timing.backoff import Backoff, retry_async
 
 if TYPE_CHECKING:
@@ -508,6 +509,11 @@ class Worker:
             error = describe(exc, trace=4)
         secrets = self.secrets.of(run.product_tag)  # its own product's: masking reveals nothing of another's
         output, error = secrets.mask(output), None if error is None else secrets.mask_text(error)
+        stored = None
+        if ok and output is not None:  # encoded here, once: an output that cannot be stored is this attempt's failure
+            stored, problem = output_json(output)
+            if problem is not None:
+                ok, retryable, output, error = False, False, None, f"ResultError: {problem}"
         finished = self.clock.now()
         retry_at = None
         if not ok and retryable and run.retry_count < run.max_retries:
@@ -524,6 +530,7 @@ class Worker:
             retry_at=retry_at,
             outcome=word,
             started_at=began,
+            stored=stored,
         )
         self._outcomes.append(outcome)
         self._leave(run)

@@ -139,6 +139,9 @@ class Outcome(Struct, frozen=True):
     # when its task began, for a run claimed ahead of its due time (recorded as starting then, at the claim): the
     # run's and the attempt's started_at become it (None: they stay as the claim set them)
     started_at: datetime | None = None
+    # ``output`` as its stored JSON text, when whoever made the outcome encoded it (a worker does, to know that the
+    # output can be stored: ``codec.output_json``); None: the store encodes ``output``
+    stored: str | None = None
 
 
 class Wakeups(Struct, frozen=True):

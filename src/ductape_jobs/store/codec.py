@@ -190,22 +190,33 @@ _INF = float("inf")
 
 
 def _stored_output(o: Outcome) -> tuple[str | None, str | None]:
-    """The outcome's output as stored JSON, or the error that records why it cannot be (``outcome_params``): an
-    output that fails to encode (one that contains itself, a number too long for text: what an executor's own
-    check let through), or whose JSON is longer than ``MAX_OUTPUT_BYTES`` (measured on the text encoded here: the
-    check costs a length), fails its attempt, for good, instead of the batch of outcomes it is recorded with."""
+    """The outcome's output as stored JSON, or the error that records why it cannot be (``outcome_params``): its
+    ``stored`` text when its maker encoded it (a worker does, ``output_json``), else ``output_json`` of it here, for
+    any other caller: an output that cannot be stored fails its attempt, for good, instead of the batch of outcomes
+    it is recorded with."""
     if not o.ok or o.output is None:
         return None, None
-    try:
-        text = stored_json(o.output)
-    except (ValueError, TypeError, RecursionError) as exc:
-        problem = f"the output cannot be stored ({type(exc).__name__}: {exc})"
-    else:
-        if len(text) <= MAX_OUTPUT_BYTES:  # ASCII (``\u`` escapes): its length is its size in bytes
-            return text, None
-        problem = f"the output is {len(text):,} bytes of JSON; at most {MAX_OUTPUT_BYTES:,} are stored"
+    if o.stored is not None:
+        return o.stored, None
+    text, problem = output_json(o.output)
+    if problem is None:
+        return text, None
     log.warning("run %s, attempt %d: %s; the attempt failed", o.run_id, o.attempt, problem)
     return None, storable(f"ResultError: {problem}")
+
+
+def output_json(value: Any) -> tuple[str | None, str | None]:
+    """A run's output as its stored JSON text (``stored_json``), or why it cannot be stored: it fails to encode (one
+    that contains itself, a number too long for text: what an executor's own check let through), or its JSON is
+    longer than ``MAX_OUTPUT_BYTES`` (measured on the text encoded here: the check costs a length). The one check of
+    an output, made by the worker that ran it, which then records the attempt as failed and counts it so."""
+    try:
+        text = stored_json(value)
+    except (ValueError, TypeError, RecursionError) as exc:
+        return None, f"the output cannot be stored ({type(exc).__name__}: {exc})"
+    if len(text) <= MAX_OUTPUT_BYTES:  # ASCII (``\u`` escapes): its length is its size in bytes
+        return text, None
+    return None, f"the output is {len(text):,} bytes of JSON; at most {MAX_OUTPUT_BYTES:,} are stored"
 
 
 def stored_json(value: Any) -> str:
