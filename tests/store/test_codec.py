@@ -71,3 +71,33 @@ def test_rows_of_statements_read_in_turn_keep_their_own_column_names() -> None:
     assert one.fetchone() == {"x": 3, "y": 4}
     assert two.fetchone() == {"r": 10, "p": 8}
     assert db.execute("SELECT y AS renamed FROM a ORDER BY x DESC").fetchall() == [{"renamed": 4}, {"renamed": 2}]
+
+
+@pytest.mark.parametrize(
+    ("value", "mended"),
+    [
+        ({"say": "hi \U0001f600"}, False),  # an emoji: its escaped pair is no lone surrogate
+        ({"k": "\ud83d\ude00 and \U0001f389"}, False),  # a pair given as two halves joins
+        ({"k": "a\ud800b"}, True),
+        ({"k": "a\udc00b"}, True),
+        ({"k": "\ud800\U0001f600"}, True),  # a high half before a pair
+        ({"k": "\U0001f600\udc00"}, True),  # a low half after one
+        ({"\udce9": 1}, True),
+    ],
+)
+def test_stored_json_walks_an_output_only_for_a_lone_surrogate(
+    value: Any, mended: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An output with an emoji was encoded and walked twice: its JSON escapes the emoji as a surrogate pair, which
+    the check for a lone surrogate took for one. Every output stored is UTF-8 text either way."""
+    from ductape_jobs.store import codec
+
+    walked: list[Any] = []
+    real = codec._mended
+    monkeypatch.setattr(codec, "_mended", lambda v: walked.append(v) or real(v))
+    text = codec.stored_json(value)
+    text.encode("utf-8")
+    json.loads(text)  # valid JSON
+    assert bool(walked) is mended
+    if not mended:
+        assert text == codec.dumps(value)  # as encoded once

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
 from decimal import Decimal
@@ -224,9 +225,14 @@ def stored_json(value: Any) -> str:
     HTTP answer's JSON may escape one: ``"\\ud800"``) written as that escape's text, as ``storable`` writes one in an
     error. UTF-8 cannot encode a lone surrogate, so the HTTP API could not answer the run (500 on every list that
     held it). Pairs (an emoji escaped as two) are kept; distinct keys stay distinct. Only an output whose JSON escapes
-    a surrogate is walked."""
+    a lone surrogate is walked (``_LONE_SURROGATE``: an emoji's pair is not one)."""
     text = dumps(value)
-    return dumps(_mended(value)) if "\\ud" in text else text
+    return dumps(_mended(value)) if "\\ud" in text and _LONE_SURROGATE.search(text) else text
+
+
+#: In JSON as ``dumps`` writes it (ASCII, lowercase escapes): a high surrogate's escape not followed by a low one's,
+#: or a low one's not preceded by a high one's. A false match (an escaped backslash before ``ud800``) only walks.
+_LONE_SURROGATE = re.compile(r"\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f])|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2}")
 
 
 def _mended(value: Any) -> Any:
