@@ -15,6 +15,7 @@ from feature_kit import App, fn, seq
 
 from ductape_jobs import AsyncDuctape, Backoff, ConflictError, Ductape, ExecutionError, NotFoundError, ValidationError
 from ductape_jobs.features import EventResult, EventStatus, FeatureRun, FeatureRunStatus
+from ductape_jobs.limits import MAX_OUTPUT_BYTES
 
 MakeApp = Callable[..., App]
 
@@ -196,6 +197,21 @@ def test_a_failure_retrying_cannot_help_is_not_retried(make_app: MakeApp) -> Non
 
     run = app.run("f")
     assert run.status is FeatureRunStatus.FAILED and run.event("a", "strict").attempts == 1 and app.waits == []
+
+
+def test_an_event_output_past_the_bound_fails_it_for_good_as_a_runs_does(make_app: MakeApp) -> None:
+    """A feature event's output is bounded as a run's is (``MAX_OUTPUT_BYTES`` of JSON): it was stored whole."""
+    app = make_app({"f": {"sequence": [seq("a", fn("big", retries=5))]}})
+
+    @app.dt.function("big")
+    def big(input: dict[str, Any], ctx: Any) -> dict[str, str]:
+        return {"s": "x" * MAX_OUTPUT_BYTES}
+
+    run = app.run("f")
+    event = run.event("a", "big")
+    assert run.status is FeatureRunStatus.FAILED and event.attempts == 1 and app.waits == []
+    assert event.output is None and event.error is not None
+    assert event.error.startswith(f"ResultError: the output is {MAX_OUTPUT_BYTES + 8:,} bytes of JSON; at most")
 
 
 def test_zero_backoff_retries_at_once_without_a_replaced_sleeper(make_app: MakeApp) -> None:

@@ -40,6 +40,7 @@ from ductape_jobs.errors import (
     FeatureRejected,
     NotFoundError,
     PipingFailure,
+    ResultError,
     ValidationError,
     describe,
 )
@@ -64,6 +65,7 @@ from ductape_jobs.products.features import FeatureEventTypes
 from ductape_jobs.products.model import ProductSpec
 from ductape_jobs.sessions import Sessions, jwt_loaded
 from ductape_jobs.store.base import Store
+from ductape_jobs.store.codec import output_json
 from ductape_jobs.timing.backoff import Backoff
 
 if TYPE_CHECKING:
@@ -397,6 +399,8 @@ class FeatureEngine:
                 raise _LeaseLost
             try:
                 output, job_id = await self._attempt(state, event, attempt)
+                if output is not None and (problem := output_json(output)[1]) is not None:
+                    raise ResultError(problem)  # as a run's: past its bound, or not encodable (not retried)
             except Exception as exc:
                 failed += 1
                 error = self.prepare.products.secrets.of(state.run.product_tag).mask_text(_describe(exc))
