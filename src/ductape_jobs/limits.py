@@ -182,6 +182,23 @@ def check_printable(value: str, field: str, what: str = "names") -> str:
     return value
 
 
+#: Each control character but newline and tab (C0, DEL, C1) -> its escape as Python writes it (``\\x1b``), and each
+#: bidirectional embedding, override or isolate and line or paragraph separator (``CONTROL_CHARACTER``) ->
+#: ``\\u202e``: a stored text never reorders the row it is shown in.
+_ESCAPES = {
+    **{code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0)) if code not in (0x09, 0x0A)},
+    **{code: f"\\u{code:04x}" for code in (0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))},
+}
+
+
+def visible(text: str) -> str:
+    """``text`` with every control character but newline and tab written as its escape (ESC as ``\\x1b``, CSI as
+    ``\\x9b``): what is shown never drives the terminal (a job named ``\\x1b]0;owned\\x07`` would retitle it, a
+    ``\\x1b[2J`` clear it). The CLI shows every text so (rich's ``Text`` drops only BEL, BS, VT, FF and CR, and
+    sends ESC as it is), and so is a log line written for a terminal (``logs.TextFormatter``)."""
+    return text.translate(_ESCAPES)
+
+
 def check_enum(kind: type[E], value: object, field: str) -> E | None:
     """``value`` as a member of ``kind`` (``None`` stays ``None``), or ``ValidationError`` naming ``field``
     and the allowed values. The one enum check of the listings' filters."""
@@ -221,4 +238,5 @@ __all__ = [
     "check_size",
     "check_time",
     "printable_rule",
+    "visible",
 ]

@@ -15,6 +15,7 @@ from contextvars import ContextVar
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, Any
 
+from ductape_jobs.limits import visible
 from ductape_jobs.redaction import mask_text
 
 if TYPE_CHECKING:
@@ -89,7 +90,8 @@ class JsonFormatter(logging.Formatter):
 
 
 class TextFormatter(logging.Formatter):
-    """``time LEVEL logger: message [run=... job=... attempt=...]`` for people."""
+    """``time LEVEL logger: message [run=... job=... attempt=...]`` for people, on a terminal: its control characters
+    written as escapes (``limits.visible``), as the CLI shows them."""
 
     def __init__(self) -> None:
         super().__init__("%(asctime)s %(levelname)s %(name)s: %(message)s")
@@ -100,7 +102,7 @@ class TextFormatter(logging.Formatter):
         if tags:
             first, sep, rest = text.partition("\n")
             text = f"{first} [{' '.join(tags)}]{sep}{rest}"
-        return redact(text)
+        return visible(redact(text))  # for a terminal: a message quoting data never drives it
 
 
 def setup(level: int = logging.INFO, *, stream: IO[str] | None = None, json_lines: bool | None = None) -> None:

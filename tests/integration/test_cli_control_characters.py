@@ -119,3 +119,19 @@ def test_a_runs_error_and_output_are_shown_with_their_control_characters_escaped
     assert_shown_escaped(cli(store, "history", failed["job_id"]), r"\x1b[31mboom")
     [done] = ok(store, "runs", "--phase", "completed")
     assert_shown_escaped(cli(store, "run", "show", done["id"]), r"\u001b]0;owned\u0007")  # output: JSON's escapes
+
+
+def test_a_log_line_for_a_terminal_shows_control_characters_escaped() -> None:
+    """``ductape worker`` and ``serve`` on a terminal write text lines: a run's error quoted in one (a traceback in
+    ANSI colours, a name stored before the rule) was written raw. JSON lines escape them already."""
+    import logging
+
+    from ductape_jobs import logs
+
+    record = logging.LogRecord(
+        "ductape_jobs.worker", logging.WARNING, __file__, 1, "run %s failed: %s", ("r1", TITLE + "boom\n" + C1), None
+    )
+    text = logs.TextFormatter().format(record)
+    found = RAW_CONTROL.search(text)
+    assert found is None, f"raw U+{ord(found.group()):04X} in {text!r}"
+    assert r"failed: \x1b]0;owned\x07boom" in text and "\n" in text  # a line break is kept

@@ -17,9 +17,10 @@ import typer
 from msgspec import Struct
 from pydantic import BaseModel
 
-from ductape_jobs.cli.render import new_text, visible
+from ductape_jobs.cli.render import new_text
 from ductape_jobs.client import Ductape
 from ductape_jobs.errors import DuctapeError, ValidationError
+from ductape_jobs.limits import visible
 from ductape_jobs.redaction import redact_url
 from ductape_jobs.store import DEFAULT_URL
 from ductape_jobs.targets import parse_networks

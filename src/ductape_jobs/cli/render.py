@@ -10,6 +10,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
+from ductape_jobs.limits import visible
 from ductape_jobs.models import (
     DispatchResult,
     JobDefinition,
@@ -61,22 +62,6 @@ def _data_table() -> type[Table]:
             super().add_row(*shown, style=style, end_section=end_section)
 
     return DataTable
-
-
-#: Each control character but newline and tab (C0, DEL, C1) -> its escape as Python writes it (``\\x1b``), and each
-#: bidirectional embedding, override or isolate and line or paragraph separator (``limits.CONTROL_CHARACTER``) ->
-#: ``\\u202e``: a stored text never reorders the row it is shown in.
-_ESCAPES = {
-    **{code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7F, 0xA0)) if code not in (0x09, 0x0A)},
-    **{code: f"\\u{code:04x}" for code in (0x2028, 0x2029, *range(0x202A, 0x202F), *range(0x2066, 0x206A))},
-}
-
-
-def visible(text: str) -> str:
-    """``text`` with every control character but newline and tab written as its escape (ESC as ``\\x1b``, CSI as
-    ``\\x9b``): what is shown never drives the terminal (a job named ``\\x1b]0;owned\\x07`` would retitle it, a
-    ``\\x1b[2J`` clear it). rich's ``Text`` drops only BEL, BS, VT, FF and CR, and sends ESC as it is."""
-    return text.translate(_ESCAPES)
 
 
 def new_text(value: str, **options: Any) -> Text:
