@@ -145,11 +145,26 @@ def test_drain_runs_what_is_due_and_prints_the_summary(user_module: str, tmp_pat
         dt.job.create({"name": "Hello", "tag": "hello", "event_type": "FUNCTION", "event_tag": "hello"})
         dt.job.schedule_many([REQUEST, {**REQUEST, "input": {"fail": True}}])
         dt.job.schedule({**REQUEST, "start_at": "2100-01-01T00:00:00Z"})  # not due: not run
-    summary = ok("drain", "--app", f"{user_module}:app")
-    assert summary == {"created": 0, "ran": 2, "completed": 1, "failed": 1, "retried": 0}
-    assert ok("drain", "--app", f"{user_module}:app")["ran"] == 0  # nothing more is due
+    failing = cli("drain", "--app", f"{user_module}:app", "--json")
+    assert failing.exit_code == 1, (failing.stdout, failing.stderr, failing.exception)  # a run failed for good
+    assert json.loads(failing.stdout) == {"created": 0, "ran": 2, "completed": 1, "failed": 1, "retried": 0}
+    assert ok("drain", "--app", f"{user_module}:app")["ran"] == 0  # nothing more is due: exit 0
     line = cli("drain", "--app", f"{user_module}:app")
     assert line.exit_code == 0 and line.stdout.startswith("drained: 0 attempt(s) ran")
+
+
+def test_drain_exits_0_when_every_run_completed_or_will_be_retried(user_module: str, tmp_path: Path) -> None:
+    """Only a run that failed for good fails the drain: an attempt that will be retried is not a failure yet."""
+    with Ductape(f"sqlite:///{tmp_path / 'app.db'}") as dt:
+        dt.job.create({"name": "Hello", "tag": "hello", "event_type": "FUNCTION", "event_tag": "hello"})
+        dt.job.schedule_many([REQUEST, {**REQUEST, "input": {"fail": True}, "retries": 3}])
+    summary = ok("drain", "--app", f"{user_module}:app")
+    assert (summary["completed"], summary["failed"]) == (1, 0) and summary["retried"] >= 1
+
+
+def test_drain_help_names_its_exit_codes() -> None:
+    shown = cli("drain", "--help")
+    assert shown.exit_code == 0 and "1: some runs failed for good" in " ".join(shown.stdout.split())
 
 
 # ----------------------------------------------------------------------------------------------- sessions

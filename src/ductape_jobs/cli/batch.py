@@ -58,12 +58,19 @@ def schedule_many(
         emit(results, as_json, lambda: render.dispatches_table(results))
 
 
+RUNS_FAILED = 1  # the exit code of a drain in which runs failed for good (2 is bad input, as for usage errors)
+
+
 def drain(store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False) -> None:
     """Run everything due now, in this process, until nothing more is due; print what happened. Use --app so
-    your FUNCTIONs are registered (a FUNCTION no one registered fails at once)."""
+    your FUNCTIONs are registered (a FUNCTION no one registered fails at once). Exit code 0: no run failed for
+    good; 1: some runs failed for good (attempts that will be retried are not failures), or the drain itself
+    failed (its store, say); 2: bad input (a bad --store or --app)."""
     with client(store, app_) as dt:
         summary = dt.drain()
         emit(_summary(summary), as_json, lambda: _line(summary))
+    if summary.failed:
+        raise typer.Exit(RUNS_FAILED)
 
 
 def _summary(s: DrainSummary) -> dict[str, int]:
