@@ -399,6 +399,17 @@ def test_a_call_builds_only_the_command_it_names(capsys: pytest.CaptureFixture[s
     assert stopped.value.code == 2 and "worker" in capsys.readouterr().err
 
 
+def test_version_prints_the_packages_version_without_building_a_command() -> None:
+    from ductape_jobs._version import __version__
+
+    shown = cli("--version")
+    assert (shown.exit_code, shown.stdout) == (0, f"ductape-jobs {__version__}\n"), shown.stderr
+    narrow = app.narrowed(["--version"])
+    assert (narrow.registered_commands, narrow.registered_groups) == ([], [])  # none is built: it answers at once
+    assert narrow.registered_callback is app.registered_callback
+    assert "--version" in cli("--help").stdout
+
+
 @pytest.mark.slow
 def test_worker_process_runs_a_job_and_exits_0_on_sigterm(tmp_path: Path) -> None:
     (tmp_path / "myjobs.py").write_text(

@@ -103,6 +103,21 @@ def test_the_cli_module_does_not_load_rendering_or_the_api(tmp_path: Path) -> No
     assert loaded(names, ("rich", "pygments", "httpx", "fastapi", "uvicorn", "yaml", "ductape_jobs.api")) == []
 
 
+def test_version_loads_no_rendering_or_api(tmp_path: Path) -> None:
+    names = modules_after(
+        """
+        from ductape_jobs.cli.main import app
+        try:
+            app(["--version"])
+        except SystemExit as exc:
+            assert exc.code == 0, exc.code
+        """,
+        tmp_path,
+    )
+    assert "ductape_jobs.cli.main" in names
+    assert loaded(names, ("rich", "pygments", "httpx", "fastapi", "uvicorn", "yaml", "ductape_jobs.api")) == []
+
+
 APP = """
 import json, os, sys
 from ductape_jobs import Ductape

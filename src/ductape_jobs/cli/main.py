@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ductape_jobs import logs
+from ductape_jobs._version import __version__
 from ductape_jobs.cli import render
 from ductape_jobs.cli.apikey import apikey_app
 from ductape_jobs.cli.batch import drain, schedule_many
@@ -53,7 +54,8 @@ class _Cli(typer.Typer):
         return typer.Typer.__call__(self.narrowed(sys.argv[1:] if argv is None else argv), *args, **kwargs)
 
     def narrowed(self, argv: Sequence[str]) -> typer.Typer:
-        """This app with only the command or group ``argv`` starts with (itself when it names none)."""
+        """This app with only the command or group ``argv`` starts with (itself when it names none; none of them
+        for ``--version``, which needs only the callback)."""
         name = argv[0] if argv else None
         commands = [
             c
@@ -61,7 +63,7 @@ class _Cli(typer.Typer):
             if c.callback is not None and (c.name or typer.main.get_command_name(c.callback.__name__)) == name
         ]
         groups = [g for g in self.registered_groups if g.name == name]
-        if not commands and not groups:
+        if not commands and not groups and "--version" not in argv:
             return self
         narrow = copy.copy(self)
         narrow.registered_commands, narrow.registered_groups = commands, groups
@@ -94,6 +96,13 @@ app.command()(prune)
 app.command()(resources)
 
 
+def _print_version(value: bool) -> None:
+    """``--version``: eager, so it answers before any command is parsed or any store is opened."""
+    if value:
+        typer.echo(f"ductape-jobs {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def main(
     product_file: Annotated[
@@ -105,6 +114,10 @@ def main(
             help="Product file (YAML or TOML) declaring products, envs and events (also $DUCTAPE_PRODUCT_FILE).",
         ),
     ] = None,
+    version: Annotated[
+        bool,
+        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+    ] = False,
 ) -> None:
     """ductape-jobs: a durable job scheduler (Ductape's Jobs API)."""
     if product_file:
