@@ -72,6 +72,22 @@ def test_history_refuses_a_bad_limit_with_the_python_apis_words(api: Api, job: d
     assert problems(api.client().get(f"/schedules/{job_id}/history", params={"limit": "ten"}))[0][0] == "limit"
 
 
+@pytest.mark.parametrize("limit", [0, 10_001])
+def test_a_bad_limit_answers_422_before_the_schedule_is_looked_up(api: Api, job: dict[str, Any], limit: int) -> None:
+    """The query is checked first: a bad limit is a 422 naming it, for a schedule that does not exist or that the
+    key does not see too (not a 404 that says nothing of the limit)."""
+    with pytest.raises(ValidationError) as raised:
+        api.dt.job.history("job_nope", limit=limit)
+    assert (raised.value.field, raised.value.rule) == ("limit", "must be a whole number between 1 and 10000")
+    assert problems(api.client().get("/schedules/job_nope/history", params={"limit": limit})) == [
+        (raised.value.field, raised.value.rule)
+    ]
+    blog_id = api.dt.job.schedule(BLOG).job_id
+    shop = api.client(api.key(product_tag="shop"))
+    assert problems(shop.get(f"/schedules/{blog_id}/history", params={"limit": limit}))[0][0] == "limit"
+    assert shop.get(f"/schedules/{blog_id}/history").status_code == 404  # a good limit: still not shown
+
+
 def test_stats_answer_what_job_stats_does(api: Api, job: dict[str, Any], clock: FakeClock) -> None:
     three_runs(api, clock)
     c = api.client()

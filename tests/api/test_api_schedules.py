@@ -148,6 +148,13 @@ def test_pause_resume_cancel_trigger_and_reschedule(api: Api, job: dict[str, Any
     for verb in ("pause", "resume", "cancel", "trigger"):
         assert c.post(f"/schedules/job_missing/{verb}").status_code == 404
     assert c.put("/schedules/job_missing/repeat", json={"every": 1000}).status_code == 404
+    # a bad body is a 422 naming its field whether or not the schedule exists, as the Python call answers
+    with pytest.raises(ValidationError) as raised:
+        api.dt.job.reschedule("job_missing", {"every": -1})
+    assert problems(c.put("/schedules/job_missing/repeat", json={"every": -1})) == [
+        (raised.value.field, raised.value.rule)
+    ]
+    assert problems(c.post("/schedules/job_missing/cancel", json={"why": "typo"})) == [("why", "is not a known field")]
 
 
 def test_preview(api: Api) -> None:

@@ -48,6 +48,12 @@ def test_create_list_delete_and_the_secret_is_shown_once(api: Api, receiver: Rec
     assert c.delete(f"/webhooks/{hook['id']}").status_code == 404
     assert c.get(f"/webhooks/{hook['id']}").status_code == 404
     assert c.get(f"/webhooks/{hook['id']}/deliveries").status_code == 404
+    for params, field in (({"limit": 0}, "limit"), ({"offset": -1}, "offset")):  # the query first: 422, not 404
+        with pytest.raises(ValidationError) as raised:
+            api.dt.webhooks.deliveries(hook["id"], **params)
+        assert raised.value.field == field
+        answer = c.get(f"/webhooks/{hook['id']}/deliveries", params=params)
+        assert problems(answer) == [(raised.value.field, raised.value.rule)]
 
 
 def test_a_password_or_token_in_a_webhooks_url_is_sent_never_shown(api: Api, receiver: Recorder) -> None:

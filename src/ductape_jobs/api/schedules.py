@@ -15,7 +15,7 @@ from ductape_jobs.api.schemas import DispatchList, Page, PreviewOut
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.job_control import check_reason
 from ductape_jobs.job_reports import HISTORY_LIMIT
-from ductape_jobs.limits import MAX_BATCH, MAX_TEXT
+from ductape_jobs.limits import MAX_BATCH, MAX_TEXT, check_page
 from ductape_jobs.models import Count, RepeatOptions, Schedule, ScheduleRequest, parse
 
 router = APIRouter(tags=["schedules"])
@@ -127,6 +127,7 @@ async def get_schedule(request: Request, job_id: str, me: Me) -> ScheduleOut:
 async def history(request: Request, job_id: str, me: Me, limit: int = HISTORY_LIMIT) -> JobHistoryOut:
     """The schedule's executions, newest first (at most ``limit``, 1 to 10000), each numbered from 1 in order of
     due time, with the total, successful and failed counts over all its runs (``job.history``)."""
+    check_page(limit)  # the query first, as job.history checks it (a 404 said nothing of the bad limit)
     await visible_schedule(request, me, job_id)
     return JobHistoryOut.of(await call(client(request).job.history, job_id, limit))
 
@@ -189,6 +190,7 @@ async def trigger(request: Request, job_id: str, me: Me) -> RunOut:
 async def reschedule(request: Request, job_id: str, me: Me) -> ScheduleOut:
     """A new cadence from now (``job.reschedule``): the body is ``IJobRepeatOptions``."""
     body = await json_object(request)
+    parse(RepeatOptions, body, prefix="repeat")  # the body first, as job.reschedule checks it
     await visible_schedule(request, me, job_id)
     return ScheduleOut.of(await call(client(request).job.reschedule, job_id, body))
 

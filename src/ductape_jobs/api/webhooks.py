@@ -14,6 +14,7 @@ from ductape_jobs.api.auth import ADMIN, Me, Principal
 from ductape_jobs.api.common import body_doc, call, client, json_object, paged, responses
 from ductape_jobs.api.schemas import Page, WebhookList
 from ductape_jobs.errors import NotFoundError
+from ductape_jobs.limits import check_page
 from ductape_jobs.models import Webhook
 from ductape_jobs.webhooks import WebhookRequest
 
@@ -78,6 +79,7 @@ async def list_deliveries(
 ) -> Page[DeliveryOut]:
     """A webhook's deliveries, newest first: status (pending, delivered, failed), attempts, last error."""
     _check_env(me)
+    check_page(limit, offset)  # the query first, as webhooks.deliveries checks it
     await visible_webhook(request, me, webhook_id)
     ask, cut = paged(limit, offset)
     items, more = cut(await call(client(request).webhooks.deliveries, webhook_id, limit=ask, offset=offset))
