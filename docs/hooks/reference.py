@@ -167,8 +167,9 @@ def render_cli() -> str:
         "",
         "Every command's `--help`, generated from the CLI itself when these pages are built. A command that reads",
         "or writes a store takes `--store URL` (default: the `--app`'s store, else `$DUCTAPE_STORE`, else",
-        "`sqlite:///./ductape.db`) and `--app MODULE:ATTR` (your `Ductape`, with its functions and products; also",
-        "`$DUCTAPE_APP`). Exit codes: 0 on success, 2 for bad input (the message names the field), 1 otherwise.",
+        "`sqlite:///./ductape.db`) and, but `demo` and `apikey`, `--app MODULE:ATTR` (your `Ductape`, with its",
+        "functions and products; also `$DUCTAPE_APP`). Exit codes: 0 on success, 2 for bad input (the message names",
+        "the field), 1 otherwise (`drain`: also when a run failed for good).",
         "",
     ]
     for path in cli_commands():

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
 from typer.testing import CliRunner, Result
 
 from ductape_jobs import Ductape, RunPhase
@@ -397,6 +399,22 @@ def test_a_call_builds_only_the_command_it_names(capsys: pytest.CaptureFixture[s
     with pytest.raises(SystemExit) as stopped:
         app(["wrker"])
     assert stopped.value.code == 2 and "worker" in capsys.readouterr().err
+
+
+def test_a_commands_help_names_only_options_it_takes() -> None:
+    """``demo`` and ``apikey`` take no --app: their --help (the --store default) does not send a user to it."""
+
+    def leaves(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from leaves(sub, (*path, name)) if hasattr(sub, "commands") else [((*path, name), sub)]
+
+    without = [
+        path for path, c in leaves(typer.main.get_command(app)) if "--app" not in {o for p in c.params for o in p.opts}
+    ]
+    assert ("demo",) in without and ("apikey", "list") in without
+    for path in without:
+        shown = cli(*path, "--help")
+        assert shown.exit_code == 0 and not re.search(r"--app(?![\w-])", shown.stdout), (path, shown.stdout)
 
 
 def test_version_prints_the_packages_version_without_building_a_command() -> None:

@@ -9,7 +9,7 @@ import typer
 
 from ductape_jobs.apikeys import ApiKeys
 from ductape_jobs.cli import render
-from ductape_jobs.cli.common import JsonOpt, StoreOpt, client, emit, emit_secret
+from ductape_jobs.cli.common import JsonOpt, OwnStoreOpt, client, emit, emit_secret
 from ductape_jobs.models import ApiKey, KeyScope
 
 if TYPE_CHECKING:
@@ -50,7 +50,7 @@ def create(
             "retry, trigger, job definitions) or admin (also webhooks). Each includes the ones before it.",
         ),
     ] = KeyScope.ADMIN,
-    store: StoreOpt = None,
+    store: OwnStoreOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Create a key and print it (once: only its hash is kept)."""
@@ -63,7 +63,7 @@ def create(
 
 
 @apikey_app.command("list")
-def list_keys(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+def list_keys(store: OwnStoreOpt = None, as_json: JsonOpt = False) -> None:
     """Every key (its prefix, never the key), revoked ones included."""
     with client(store, None) as dt:
         keys = ApiKeys(dt.store, dt.clock).list()
@@ -71,7 +71,7 @@ def list_keys(store: StoreOpt = None, as_json: JsonOpt = False) -> None:
 
 
 @apikey_app.command("revoke")
-def revoke(key_id: str, store: StoreOpt = None, as_json: JsonOpt = False) -> None:
+def revoke(key_id: str, store: OwnStoreOpt = None, as_json: JsonOpt = False) -> None:
     """Revoke a key by id: it answers 401 from now on, and its dashboard logins end."""
     with client(store, None) as dt:
         k = ApiKeys(dt.store, dt.clock).revoke(key_id)

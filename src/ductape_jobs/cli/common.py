@@ -38,6 +38,16 @@ StoreOpt = Annotated[
         show_default=False,
     ),
 ]
+#: ``--store`` of a command that takes no ``--app`` (``demo``, ``apikey``): its help names no ``--app`` either.
+OwnStoreOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        metavar="URL",
+        help=f"Store URL (sqlite:///path.db, postgresql://...). Default: $DUCTAPE_STORE, else {DEFAULT_URL}.",
+        show_default=False,
+    ),
+]
 ProductOpt = Annotated[
     str | None,
     typer.Option(

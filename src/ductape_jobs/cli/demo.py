@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 from ductape_jobs.cli import render
-from ductape_jobs.cli.common import StoreOpt, client, out, store_label
+from ductape_jobs.cli.common import OwnStoreOpt, client, out, store_label
 from ductape_jobs.cli.serve import HostOpt, PortOpt, need_api, run_server
 from ductape_jobs.client import Ductape
 from ductape_jobs.executors.base import RunContext
@@ -122,7 +122,7 @@ async def _run(dt: Ductape, seconds: float | None) -> None:
 
 
 def demo(
-    store: StoreOpt = None,
+    store: OwnStoreOpt = None,
     seconds: Annotated[
         float | None, typer.Option(min=0.1, help="Stop after N seconds (default: run until Ctrl-C).")
     ] = None,
