@@ -87,6 +87,47 @@ def test_job_listing_renders_a_table_for_people(store: str) -> None:
     assert "hello" in result.stdout and "FUNCTION" in result.stdout
 
 
+LONG_TAG = "quarterly-revenue-report-for-every-region-and-every-product-line-of-the-company"  # 80 characters
+LONG_NAME = "The quarterly revenue report, for every region and every product line of the whole company"
+
+
+def listed(store: str, columns: str | None) -> dict[str, list[str]]:
+    """The lines of each listing's table, printed to a captured stream (not a terminal), ``$COLUMNS`` as given."""
+    env = {**CLEAN_ENV, "COLUMNS": columns}
+    with Ductape(store) as dt:
+        job_id = dt.job.list()[0].id
+    shown = {}
+    for argv in (["runs"], ["schedules"], ["job", "list"], ["history", job_id]):
+        result = CliRunner().invoke(app, [*argv, "--store", store], env=env)
+        assert result.exit_code == 0, (argv, result.stdout, result.stderr)
+        shown[argv[0]] = result.stdout.splitlines()
+    return shown
+
+
+@pytest.mark.parametrize("columns", [None, "60"])
+def test_ids_printed_to_a_pipe_are_whole_on_one_line(store: str, columns: str | None) -> None:
+    """``ductape runs | cat``: a script copies an id from the table. Not a terminal and no $COLUMNS: no cell is cut
+    or wrapped (rich drew 80 columns: ids cut with an ellipsis, or wrapped over lines); at any width ($COLUMNS=60)
+    the ids and tags stay whole, on one line."""
+    create_job(store, LONG_TAG, "--name", LONG_NAME)
+    job_id = schedule(store, tag=LONG_TAG)["job_id"]
+    with Ductape(store) as dt:
+        dt.drain()  # no function registered: the run fails, at once
+        (run,) = dt.job.runs()
+    shown = listed(store, columns)
+    for listing, whole in (
+        ("runs", [run.id, LONG_TAG]),
+        ("schedules", [job_id, LONG_TAG]),
+        ("job", [LONG_TAG]),
+        ("history", [run.id]),
+    ):
+        for value in whole:
+            assert any(value in line for line in shown[listing]), (listing, value, "\n".join(shown[listing]))
+    if columns is None:  # not narrowed at all: the name and the error's first line are whole too
+        assert any(LONG_NAME in line and LONG_TAG in line for line in shown["job"])
+        assert any(run.id in line and "ExecutorNotFoundError: FUNCTION" in line for line in shown["runs"])
+
+
 def test_names_and_reasons_are_shown_as_written_never_as_console_markup(store: str) -> None:
     """A job's name, a pause's reason, an API key's name: data that anyone with a write key can set. ``[/]`` made
     rich fail the command (MarkupError) and ``[link=...]`` drew a link."""

@@ -20,8 +20,9 @@ apikey_app = typer.Typer(help="API keys of the HTTP API (ductape serve): create,
 
 def _table(keys: list[ApiKey]) -> Table:
     table = render.new_table("API keys")
-    for column in ("id", "name", "prefix", "scope", "product", "env", "created", "last used", "revoked"):
-        table.add_column(column, overflow="fold")  # a narrow terminal wraps an id (revoke takes it), never cuts it
+    render.id_column(table, "id", (k.id for k in keys))  # never cut or wrapped: revoke takes it
+    for column in ("name", "prefix", "scope", "product", "env", "created", "last used", "revoked"):
+        table.add_column(column, overflow="fold")
     for k in keys:
         table.add_row(
             k.id,

@@ -80,11 +80,21 @@ WebhookAllowOpt = Annotated[
 ]
 
 
+#: The width of output that is not a terminal (a pipe, a file) when ``$COLUMNS`` names none: wide enough that no
+#: table is narrowed, so every cell is printed whole, on one line (rich's default, 80, cut and wrapped ids).
+UNCAPPED = 100_000
+
+
 def out() -> Console:
-    """A console on the current stdout (created per call so that redirected/captured stdout is honoured)."""
+    """A console on the current stdout (created per call so that redirected/captured stdout is honoured). A
+    terminal's width is its own (or ``$COLUMNS``); output to anything else is not narrowed, unless ``$COLUMNS``
+    says how wide it is."""
     from rich.console import Console  # rich loads when something is drawn (a worker never does)
 
-    return Console(highlight=False, soft_wrap=False)
+    console = Console(highlight=False, soft_wrap=False)
+    if not console.is_terminal and not os.environ.get("COLUMNS", "").strip().isdigit():
+        console.width = UNCAPPED
+    return console
 
 
 def fail(message: str, code: int) -> typer.Exit:
@@ -219,7 +229,9 @@ def emit(
         typer.echo(json.dumps(jsonable(answered), indent=2, default=str))
     else:
         shown = render()
-        out().print(new_text(shown) if isinstance(shown, str) else shown)  # data in it is never console markup
+        # data in it is never console markup; a table whose ids are wider than the console overflows it rather
+        # than lose its right edge (render.id_column: an id is never cut)
+        out().print(new_text(shown) if isinstance(shown, str) else shown, crop=False)
 
 
 def emit_secret(data: Any, as_json: bool, about: str, secret: str, *, field: str) -> None:

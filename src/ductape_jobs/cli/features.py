@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import typer
 
 from ductape_jobs.cli.common import AppOpt, JsonOpt, StoreOpt, client, emit, parse_json_object
-from ductape_jobs.cli.render import fields, first_line, new_group, new_table, new_text, squeeze, when
+from ductape_jobs.cli.render import fields, first_line, id_column, new_group, new_table, new_text, squeeze, when
 from ductape_jobs.features import EventStatus, FeatureRun, FeatureRunStatus
 
 if TYPE_CHECKING:
@@ -71,8 +71,9 @@ def feature_run_detail(run: FeatureRun) -> RenderableType:
 
 def feature_runs_table(runs: list[FeatureRun]) -> RenderableType:
     table = new_table(f"{len(runs)} feature run(s)")
-    for column in ("id", "feature", "product/env", "status", "started", "ended", "error"):
-        table.add_column(column, overflow="fold")  # a narrow terminal wraps an id, never cuts it
+    id_column(table, "id", (r.id for r in runs))  # never cut or wrapped: show, resume and retry take it
+    for column in ("feature", "product/env", "status", "started", "ended", "error"):
+        table.add_column(column, overflow="fold")
     for r in runs:
         table.add_row(
             r.id,

@@ -64,6 +64,16 @@ def _data_table() -> type[Table]:
     return DataTable
 
 
+def id_column(table: Table, header: str, values: Iterable[str], **options: Any) -> None:
+    """Add a column of ids (or tags), which a user copies into a command: never cut or wrapped, in any width. The
+    column is as wide as its widest value and the other columns give way first; where the ids alone are wider than
+    the console, the table's lines are longer than it (``emit`` prints them uncropped)."""
+    from rich.cells import cell_len
+
+    widest = max((cell_len(value) for value in values), default=0)
+    table.add_column(header, no_wrap=True, overflow="fold", min_width=max(widest, cell_len(header)), **options)
+
+
 def new_text(value: str, **options: Any) -> Text:
     """A rich ``Text`` (as written: no console markup; control characters shown as escapes, ``visible``). Every
     text the CLI draws is made here: table cells and titles, detail rows, printed messages."""
@@ -138,7 +148,8 @@ def fields(title: str, rows: Iterable[tuple[str, Any]]) -> Table:
 
 def jobs_table(jobs: Sequence[JobDefinition]) -> Table:
     table = new_table(f"Jobs ({len(jobs)})")
-    for col in ("tag", "product", "name", "event", "executions", "intervals", "start_at", "updated"):
+    id_column(table, "tag", (j.tag for j in jobs))
+    for col in ("product", "name", "event", "executions", "intervals", "start_at", "updated"):
         table.add_column(col)
     for j in jobs:
         table.add_row(
@@ -199,7 +210,8 @@ def dispatch(r: DispatchResult) -> Table:
 def dispatches_table(results: Sequence[DispatchResult]) -> Table:
     """What ``schedule-many`` made: one row per request, in order."""
     table = new_table(f"Scheduled ({len(results)})")
-    for col in ("job_id", "status", "scheduled_at", "recurring", "next_run_at"):
+    id_column(table, "job_id", (r.job_id for r in results))
+    for col in ("status", "scheduled_at", "recurring", "next_run_at"):
         table.add_column(col, overflow="fold")
     for r in results:
         recurring = "yes" if r.recurring else "no"
@@ -209,7 +221,9 @@ def dispatches_table(results: Sequence[DispatchResult]) -> Table:
 
 def schedules_table(items: Sequence[Schedule]) -> Table:
     table = new_table(f"Schedules ({len(items)})")
-    for col in ("job_id", "job", "env", "status", "cadence", "next_run_at", "runs", "reason"):
+    id_column(table, "job_id", (s.id for s in items))
+    id_column(table, "job", (s.job_tag for s in items))
+    for col in ("env", "status", "cadence", "next_run_at", "runs", "reason"):
         table.add_column(col, overflow="fold")
     for s in items:
         table.add_row(
@@ -249,7 +263,9 @@ def schedule_detail(s: Schedule) -> Table:
 
 def runs_table(runs: Sequence[Run], title: str | None = None) -> Table:
     table = new_table(title or f"Runs ({len(runs)})")
-    for col in ("run_id", "job", "phase", "scheduled_at", "attempt", "took"):
+    id_column(table, "run_id", (r.id for r in runs))
+    id_column(table, "job", (r.job_tag for r in runs))
+    for col in ("phase", "scheduled_at", "attempt", "took"):
         table.add_column(col, no_wrap=True)
     table.add_column("error", max_width=60)  # the one column that gives way when the terminal is narrow
     for r in runs:
@@ -309,7 +325,8 @@ def history_table(h: JobHistory) -> Table:
     title = f"History of {h.job_id} ({h.job_tag}): {runs}, {h.successful} successful, {h.failed} failed"
     table = new_table(title)
     table.add_column("#", justify="right", no_wrap=True)
-    for col in ("run_id", "status", "scheduled_at", "started_at", "took", "by", "retries"):
+    id_column(table, "run_id", (e.run_id for e in h.executions))
+    for col in ("status", "scheduled_at", "started_at", "took", "by", "retries"):
         table.add_column(col, no_wrap=True)
     table.add_column("result / error", max_width=60)
     for e in h.executions:

@@ -35,7 +35,8 @@ webhook_app = typer.Typer(
 
 def _table(hooks: list[Webhook]) -> Table:
     table = render.new_table(f"Webhooks ({len(hooks)})")
-    for column in ("id", "product", "url", "events", "created"):
+    render.id_column(table, "id", (w.id for w in hooks))
+    for column in ("product", "url", "events", "created"):
         table.add_column(column, overflow="fold")
     for w in hooks:
         url = render.new_text(redact_webhook_url(w.url))
@@ -55,7 +56,8 @@ def _detail(w: Webhook) -> Table:
 
 def _deliveries(items: list[WebhookDelivery]) -> Table:
     table = render.new_table(f"Deliveries ({len(items)})")
-    for column in ("id", "event", "status", "attempts", "last status", "took", "next attempt", "delivered"):
+    render.id_column(table, "id", (d.id for d in items))
+    for column in ("event", "status", "attempts", "last status", "took", "next attempt", "delivered"):
         table.add_column(column, no_wrap=True)
     table.add_column("last error", max_width=60)
     for d in items:
