@@ -27,6 +27,13 @@ def to_ms(t: datetime) -> datetime:
     return t.replace(microsecond=t.microsecond - t.microsecond % 1000)
 
 
+def iso_text(t: datetime) -> str:
+    """``t`` as every answer spells a time (the HTTP API's records, ``--json``, the live stream, webhook bodies):
+    ISO 8601 as pydantic writes it, UTC as ``Z`` (``2026-12-05T09:16:00.020000Z``; no fraction on a whole second)."""
+    text = t.isoformat()
+    return text[:-6] + "Z" if text.endswith("+00:00") else text
+
+
 class SystemClock:
     """The machine's clock."""
 

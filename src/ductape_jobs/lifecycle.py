@@ -34,6 +34,7 @@ from typing import Any, ClassVar
 from msgspec import Struct
 from msgspec.structs import replace
 
+from ductape_jobs.clock import iso_text
 from ductape_jobs.errors import ValidationError
 
 _TIMES = ("scheduled_at", "started_at", "completed_at", "next_run_at", "available_at")
@@ -60,12 +61,13 @@ class LifecycleEvent(Struct, frozen=True):
         return (self.txid, self.seq)
 
     def payload(self) -> dict[str, Any]:
-        """The ``data`` of the event's webhook body: times as ISO 8601 strings, the error's first line, a run's
-        phase or a schedule's status as ``status`` (and a retry's due time as ``retry_at``)."""
+        """The ``data`` of the event's webhook body: times as ISO 8601 strings spelled as the API answers them
+        (``clock.iso_text``), the error's first line, a run's phase or a schedule's status as ``status`` (and a
+        retry's due time as ``retry_at``)."""
         out: dict[str, Any] = {}
         for key, value in self.values.items():
             if key in _TIMES:
-                value = None if value is None else datetime.fromtimestamp(value / 1000, UTC).isoformat()
+                value = None if value is None else iso_text(datetime.fromtimestamp(value / 1000, UTC))
             elif key == "error" and isinstance(value, str):
                 value = value.splitlines()[0] if value else None
             elif key == "recurring":

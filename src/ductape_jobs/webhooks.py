@@ -63,7 +63,7 @@ from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from ductape_jobs.clock import Clock, to_ms
+from ductape_jobs.clock import Clock, iso_text, to_ms
 from ductape_jobs.errors import NotFoundError, TargetRefused
 from ductape_jobs.ids import new_id
 from ductape_jobs.lifecycle import KINDS, LifecycleEvent
@@ -407,7 +407,7 @@ def _fan_out(events: Sequence[LifecycleEvent], hooks: Sequence[Webhook]) -> buil
 
 def _delivery(hook: Webhook, event: LifecycleEvent) -> WebhookDelivery:
     delivery_id = _delivery_id()
-    body = {"id": delivery_id, "event": event.name, "created_at": event.at.isoformat(), "data": event.payload()}
+    body = {"id": delivery_id, "event": event.name, "created_at": iso_text(event.at), "data": event.payload()}
     return WebhookDelivery(
         delivery_id, hook.id, event.name, body, DeliveryStatus.PENDING, 0, event.at, next_attempt_at=event.at
     )

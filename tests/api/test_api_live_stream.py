@@ -93,12 +93,31 @@ def test_the_stream_sends_the_lifecycle_events_of_runs_a_worker_completed(api: A
     completed = events[-1].data
     run_id = completed["run_id"]
     assert completed["payload"]["status"] == "completed" and completed["payload"]["run_id"] == run_id
-    assert completed["at"] == "2026-03-02T12:00:00+00:00"
+    assert completed["at"] == "2026-03-02T12:00:00Z"  # as the REST answers spell a time
     assert api.dt.job.run(run_id).phase.value == "completed"
     ids = [m.id for m in events]
     assert all(ids) and len(set(ids)) == 4  # each event its own position, in order
     seqs = [int(str(i).rsplit("-", 1)[1]) for i in ids]
     assert seqs == sorted(seqs)
+
+
+def test_the_stream_spells_times_as_the_rest_answers_do(api: Api, job: dict[str, Any], clock: FakeClock) -> None:
+    """Each time of the stream (an event's ``at``, its payload's times, the runs message's) is spelled as
+    ``GET /runs/{id}`` answers it: ISO 8601 with ``Z`` (the stream wrote ``+00:00``)."""
+    clock.advance(milliseconds=20)  # a time with a fraction of a second
+    listener = Listener(api, api.admin_key).opened()
+    api.dt.job.schedule(SHOP)
+    api.dt.drain()
+    started, completed = (m.data for m in listener.lifecycle(4)[-2:])
+    run = api.client().get(f"/runs/{completed['run_id']}").json()
+    assert run["completed_at"] == "2026-03-02T12:00:00.020000Z"
+    assert (completed["at"], completed["payload"]["completed_at"]) == (run["completed_at"],) * 2
+    assert (started["at"], started["payload"]["started_at"]) == (run["started_at"],) * 2
+    finished = wait_for(
+        lambda: [m.data for m in listener.of("runs") if m.data["latest_finished_at"]], what="the runs message"
+    )
+    assert finished[-1]["latest_finished_at"] == run["completed_at"] and finished[-1]["at"] == run["completed_at"]
+    listener.close()
 
 
 def test_a_reconnect_with_last_event_id_resumes_without_loss_or_duplicates(api: Api, job: dict[str, Any]) -> None:

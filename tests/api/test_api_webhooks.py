@@ -117,6 +117,8 @@ def test_events_are_delivered_signed_and_retried_after_a_500(
         assert body["data"]["job_id"] == job_id
     completed = shop_events[-1].json()["data"]
     assert (completed["status"], completed["attempt"], completed["job_tag"]) == ("completed", 1, "report")
+    run = c.get(f"/runs/{completed['run_id']}").json()  # times spelled as the REST answers spell them
+    assert completed["completed_at"] == shop_events[-1].json()["created_at"] == run["completed_at"]
     assert SECRET not in receiver.seen[0].body.decode()
 
     # A receiver that fails: the delivery is kept and sent again after a backoff.

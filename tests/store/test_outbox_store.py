@@ -103,11 +103,11 @@ def test_events_are_written_with_the_changes_they_describe_in_order(store: Store
     assert isinstance(created, ScheduleCreated) and created.payload()["job_id"] == s.id
     assert isinstance(retried, RunRetryScheduled)
     assert retried.payload()["error"] == "RuntimeError: boom" and retried.payload()["attempt"] == 1
-    assert retried.payload()["retry_at"] == (T0 + timedelta(seconds=1)).isoformat()
+    assert retried.payload()["retry_at"] == (T0 + timedelta(seconds=1)).isoformat().replace("+00:00", "Z")
     assert isinstance(completed, RunCompleted) and completed.run_id == run_id
     data = completed.payload()
     assert (data["status"], data["attempt"], data["job_tag"], data["run_id"]) == ("completed", 2, "report", run_id)
-    assert data["completed_at"] == (T0 + timedelta(seconds=2)).isoformat()
+    assert data["completed_at"] == (T0 + timedelta(seconds=2)).isoformat().replace("+00:00", "Z")  # as REST spells it
 
 
 def test_a_schedule_paused_resumed_cancelled_and_a_final_failure_are_events(store: Store) -> None:

@@ -56,6 +56,7 @@ from fastapi.responses import StreamingResponse
 
 from ductape_jobs.api.auth import READ, Me, Principal, still_authorized
 from ductape_jobs.api.common import call, client, responses
+from ductape_jobs.clock import iso_text, to_ms
 from ductape_jobs.errors import StoreError
 from ductape_jobs.lifecycle import LifecycleEvent, StreamPosition, StreamStart
 from ductape_jobs.models import RunActivity
@@ -76,7 +77,7 @@ def _payload(activity: RunActivity, at: str) -> dict[str, object]:
     return {
         "at": at,
         "latest_run_id": activity.latest_run_id,
-        "latest_finished_at": activity.latest_finished_at.isoformat() if activity.latest_finished_at else None,
+        "latest_finished_at": iso_text(activity.latest_finished_at) if activity.latest_finished_at else None,
         "running": activity.running,
         "queued": activity.queued,
     }
@@ -89,7 +90,7 @@ def lifecycle_data(event: LifecycleEvent) -> dict[str, Any]:
         "job_id": event.job_id,
         "run_id": event.run_id,
         "product_tag": event.product_tag,
-        "at": event.at.isoformat(),
+        "at": iso_text(event.at),
         "payload": event.payload(),
     }
 
@@ -171,7 +172,7 @@ async def stream(live: LiveStream, first: list[str]) -> AsyncIterator[str]:
             activity = await call(dt.store.run_activity, now, **me.scope())
             if activity != last:
                 last = activity
-                sent.append(_message("runs", _payload(activity, now.isoformat())))
+                sent.append(_message("runs", _payload(activity, iso_text(to_ms(now)))))
         except StoreError as exc:
             log.warning("event stream: the store failed (%s); trying again", exc)
         for message in sent:

@@ -19,6 +19,7 @@ from pydantic import BaseModel
 
 from ductape_jobs.cli.render import new_text
 from ductape_jobs.client import Ductape
+from ductape_jobs.clock import iso_text
 from ductape_jobs.errors import DuctapeError, ValidationError
 from ductape_jobs.limits import visible
 from ductape_jobs.redaction import redact_url
@@ -205,8 +206,7 @@ def jsonable(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
     if isinstance(value, datetime):  # as the HTTP API writes one (pydantic): UTC as Z
-        text = value.isoformat()
-        return text[:-6] + "Z" if text.endswith("+00:00") else text
+        return iso_text(value)
     if isinstance(value, timedelta):
         return int(value.total_seconds() * 1000)
     if isinstance(value, dict):
