@@ -161,7 +161,7 @@ def test_the_event_stream_tells_when_runs_change(api: Api, job: dict[str, Any]) 
     assert seen[0] == (
         "runs",
         {
-            "at": "2026-03-02T12:00:00+00:00",
+            "at": "2026-03-02T12:00:00Z",
             "latest_run_id": None,
             "latest_finished_at": None,
             "running": 0,
