@@ -169,10 +169,12 @@ def redact_url(url: str, params: Iterable[str | None] = (), mask: str = URL_MASK
 def redact_webhook_url(url: str, mask: str = URL_MASK) -> str:
     """A webhook's URL as it is shown (answers, the CLI, messages): its scheme, host and port, the user part with
     its password masked (a user part alone is masked whole: it is a token more often than a name), the first
-    segment of the path when the path has more than one, the rest of the path masked as one ``mask``, and the
+    segment of the path when the path has more than one and it does not look like a token (``_token_like``), the
+    rest of the path masked as one ``mask``, a first label of the host that looks like a token masked, and the
     query and the fragment masked whole: ``https://hooks.slack.com/services/***``, ``https://example.com/***``,
-    ``https://chat.googleapis.com/v1/***?***``. Receivers carry their secret in the path (Slack, Discord, Zapier)
-    or in the query (Teams' ``sig``, Google Chat's ``key`` and ``token``), so a one-segment path is masked too.
+    ``https://chat.googleapis.com/v1/***?***``, ``https://api.telegram.org/***``, ``https://***.m.pipedream.net``.
+    Receivers carry their secret in the path (Slack, Discord, Zapier, Telegram), in the query (Teams' ``sig``,
+    Google Chat's ``key`` and ``token``) or in the host (Pipedream), so a one-segment path is masked too.
     Deliveries are sent to the whole URL; other URLs are shown by ``redact_url``."""
     try:
         parts = urlsplit(url)
@@ -186,7 +188,13 @@ def redact_webhook_url(url: str, mask: str = URL_MASK) -> str:
     if at:
         user = f"{parts.username}:{mask}" if parts.password is not None and parts.username else mask
     first, _, rest = parts.path[1:].partition("/")
-    path = parts.path if not parts.path.strip("/") else f"/{first}/{mask}" if rest else f"/{mask}"
+    if not parts.path.strip("/"):
+        path = parts.path
+    else:  # Telegram's /bot<token>/sendMessage: a first segment that looks like a token is masked with the rest
+        path = f"/{first}/{mask}" if rest and not _token_like(first) else f"/{mask}"
+    label, dot, domain = host.partition(".")
+    if "." in domain and _token_host(label):  # Pipedream's <token>.m.pipedream.net: a token as a subdomain
+        host = f"{mask}{dot}{domain}"
     shown = f"{parts.scheme}://{user}{at}{host}{path}" if parts.scheme else f"{user}{at}{host}{path}"
     return shown + (f"?{mask}" if parts.query else "") + (f"#{mask}" if parts.fragment else "")
 
@@ -209,9 +217,22 @@ def webhook_url_secrets(url: str) -> list[str]:
     if "/" in hidden_path.strip("/"):
         pieces.append(hidden_path)
     values = (item.partition("=")[2] for item in re.split("[&;]", parts.query))
-    words = [*hidden_path.split("/"), *values, parts.fragment]
-    pieces += [w for w in words if len(w) >= 16 or (len(w) >= 6 and not w.isalpha())]
+    label, _, domain = (parts.hostname or "").partition(".")
+    words = [first, *hidden_path.split("/"), *values, parts.fragment]
+    pieces += [w for w in words if _token_like(w)] + ([label] if "." in domain and _token_host(label) else [])
     return [p for p in dict.fromkeys(pieces) if p]
+
+
+def _token_like(word: str) -> bool:
+    """A piece of a webhook's URL that may be its secret: 16 characters or more, or 6 or more not all letters
+    (``services``, ``api``, ``v1``, ``hooks`` are shown; ``bot123456:AAH...`` is not)."""
+    return len(word) >= 16 or (len(word) >= 6 and not word.isalpha())
+
+
+def _token_host(label: str) -> bool:
+    """A host's first label (of three or more) that may be a token: 12 characters or more, a digit among them
+    (``eo1a2b3c4d5e6f7`` is masked; ``hooks``, ``prod-1``, ``outlook`` are not)."""
+    return len(label) >= 12 and any(c.isdigit() for c in label)
 
 
 def mask_webhook_url(text: str, url: str, mask: str = URL_MASK) -> str:

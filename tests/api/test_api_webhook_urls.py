@@ -53,10 +53,28 @@ KINDS = {
         ("http://ann:pw-123@10.0.0.5:8080/a/b#frag", "http://ann:***@10.0.0.5:8080/a/***#***"),
         ("https://tok3n-as-user@example.com/a", "https://***@example.com/***"),  # a user part alone: masked whole
         ("http://example.com:99999/a/b", "http://***"),  # a port that is not one: the host part is not trusted
+        (
+            "https://api.telegram.org/bot123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw/sendMessage",
+            "https://api.telegram.org/***",
+        ),
+        ("https://eo1a2b3c4d5e6f7.m.pipedream.net", "https://***.m.pipedream.net"),  # a token as the host's label
+        ("http://127.0.0.1:9000/hook/x", "http://127.0.0.1:9000/hook/***"),
     ],
 )
 def test_a_webhooks_url_shows_its_host_and_first_path_segment(url: str, shown: str) -> None:
     assert redact_webhook_url(url) == shown
+
+
+def test_a_token_as_the_first_segment_or_the_host_is_masked_in_a_text_quoting_it() -> None:
+    """A receiver's answer or an error may quote the token apart from the URL (a delivery's last_error): Telegram's
+    bot token (the path's first segment) and Pipedream's (the host's first label) were shown there too."""
+    from ductape_jobs.redaction import mask_webhook_url
+
+    bot = "bot123456789:AAHdqTcvCH1vGWJxfSeofSAs0K5PALDsaw"
+    said = mask_webhook_url(f"401 from Telegram: {bot} is not a bot", f"https://api.telegram.org/{bot}/sendMessage")
+    assert bot not in said and "***" in said
+    said = mask_webhook_url("no endpoint eo1a2b3c4d5e6f7 here", "https://eo1a2b3c4d5e6f7.m.pipedream.net/")
+    assert "eo1a2b3c4d5e6f7" not in said
 
 
 def test_other_urls_are_redacted_as_before() -> None:

@@ -128,6 +128,24 @@ def test_ids_printed_to_a_pipe_are_whole_on_one_line(store: str, columns: str | 
         assert any(run.id in line and "ExecutorNotFoundError: FUNCTION" in line for line in shown["runs"])
 
 
+def test_in_a_narrow_console_every_column_keeps_its_header_and_values(store: str) -> None:
+    """Where the ids take most of the width, the other columns keep their headers' width and wrap their values:
+    they shrank to nothing (the schedules' env, status, cadence and runs, the runs' phase) when the ids took it."""
+    create_job(store, "nightly-invoice-reconciliation")
+    schedule(store, tag="nightly-invoice-reconciliation")
+    with Ductape(store) as dt:
+        dt.drain()
+    env = {**CLEAN_ENV, "COLUMNS": "60"}
+    for argv, headers, values in (
+        (["schedules"], ["env", "status", "runs"], ["prd", "complet"]),
+        (["runs"], ["phase", "attempt"], ["failed"]),
+    ):
+        result = CliRunner().invoke(app, [*argv, "--store", store], env=env)
+        assert result.exit_code == 0, (argv, result.stdout, result.stderr)
+        for text in [*headers, *values]:
+            assert text in result.stdout, (argv, text, result.stdout)
+
+
 def test_names_and_reasons_are_shown_as_written_never_as_console_markup(store: str) -> None:
     """A job's name, a pause's reason, an API key's name: data that anyone with a write key can set. ``[/]`` made
     rich fail the command (MarkupError) and ``[link=...]`` drew a link."""
@@ -467,6 +485,19 @@ def test_version_prints_the_packages_version_without_building_a_command() -> Non
     assert (narrow.registered_commands, narrow.registered_groups) == ([], [])  # none is built: it answers at once
     assert narrow.registered_callback is app.registered_callback
     assert "--version" in cli("--help").stdout
+
+
+def test_version_as_an_options_value_is_that_value(store: str) -> None:
+    """``--version`` anywhere in the line narrowed the app to no command: ``job create --name --version`` answered
+    "No such command 'job'" after an option (``ductape`` narrows the app to the command named first; CliRunner
+    does not)."""
+    job = ["job", "create", "--name", "--version", "--tag", "v", "--event-type", "FUNCTION", "--event-tag", "f"]
+    argv = ["--product-file", "", *job]  # an option first: the whole app
+    narrow = app.narrowed(argv)
+    assert "job" in [g.name for g in narrow.registered_groups]
+    made = CliRunner().invoke(narrow, [*argv, "--store", store, "--json"], env=CLEAN_ENV)
+    assert made.exit_code == 0, (made.stdout, made.stderr)
+    assert json.loads(made.stdout)["name"] == "--version"
 
 
 @pytest.mark.slow

@@ -83,6 +83,8 @@ def test_rows_of_statements_read_in_turn_keep_their_own_column_names() -> None:
         ({"k": "\ud800\U0001f600"}, True),  # a high half before a pair
         ({"k": "\U0001f600\udc00"}, True),  # a low half after one
         ({"\udce9": 1}, True),
+        ({"k": "\\ud800\udc00"}, True),  # text "\ud800", then a lone low half: no pair
+        ({"k": "\\\ud800"}, True),  # a backslash, then a lone high half
     ],
 )
 def test_stored_json_walks_an_output_only_for_a_lone_surrogate(
@@ -101,3 +103,20 @@ def test_stored_json_walks_an_output_only_for_a_lone_surrogate(
     assert bool(walked) is mended
     if not mended:
         assert text == codec.dumps(value)  # as encoded once
+
+
+def test_every_output_stored_reads_back_as_utf8_text() -> None:
+    """Every string of up to four pieces (a backslash, the text ``ud800``/``udc00``, each lone half, an emoji, a
+    pair given as halves): what is stored decodes to text UTF-8 can encode, or the HTTP API answers 500 for it."""
+    import itertools
+
+    from ductape_jobs.store import codec
+
+    pieces = ["\\", "u", "ud800", "udc00", "\ud800", "\udc00", "\U0001f600", "\ud83d\ude00", "x"]
+    for n in range(1, 5):
+        for combo in itertools.product(pieces, repeat=n):
+            text = "".join(combo)
+            for value in (text, {text: text}):
+                stored = loads(codec.stored_json(value))
+                for shown in stored if isinstance(stored, str) else [*stored, *stored.values()]:
+                    shown.encode("utf-8")

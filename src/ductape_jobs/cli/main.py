@@ -63,7 +63,7 @@ class _Cli(typer.Typer):
             if c.callback is not None and (c.name or typer.main.get_command_name(c.callback.__name__)) == name
         ]
         groups = [g for g in self.registered_groups if g.name == name]
-        if not commands and not groups and "--version" not in argv:
+        if not commands and not groups and name != "--version":  # after another option: the whole app, slower
             return self
         narrow = copy.copy(self)
         narrow.registered_commands, narrow.registered_groups = commands, groups

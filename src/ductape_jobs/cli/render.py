@@ -57,6 +57,21 @@ def _data_table() -> type[Table]:
     from rich.table import Table
 
     class DataTable(Table):
+        def add_column(self, header: RenderableType = "", *args: Any, **options: Any) -> None:
+            """A column is never narrower than its header (``min_width``): where a listing's ids take the width
+            (``id_column``), the others keep their header's and wrap, rather than shrink to nothing."""
+            if isinstance(header, str):
+                from rich.cells import cell_len
+
+                options.setdefault("min_width", cell_len(header))
+            super().add_column(header, *args, **options)
+
+        def __rich_console__(self, console: Any, options: Any) -> Any:
+            """Laid out at least as wide as its columns' floors (each one's ``min_width`` and padding, and the
+            borders): a narrower console would have rich shrink the columns past their floors, to nothing."""
+            floor = sum((c.min_width or 1) + 2 for c in self.columns) + len(self.columns) + 1
+            yield from super().__rich_console__(console, options.update_width(max(options.max_width, floor)))
+
         def add_row(self, *cells: RenderableType | None, style: Any = None, end_section: bool = False) -> None:
             shown = [new_text(cell) if isinstance(cell, str) else cell for cell in cells]
             super().add_row(*shown, style=style, end_section=end_section)
@@ -66,8 +81,8 @@ def _data_table() -> type[Table]:
 
 def id_column(table: Table, header: str, values: Iterable[str], **options: Any) -> None:
     """Add a column of ids (or tags), which a user copies into a command: never cut or wrapped, in any width. The
-    column is as wide as its widest value and the other columns give way first; where the ids alone are wider than
-    the console, the table's lines are longer than it (``emit`` prints them uncropped)."""
+    column is as wide as its widest value and the other columns give way first, down to their headers' width; where
+    that is wider than the console, the table's lines are longer than it (``emit`` prints them uncropped)."""
     from rich.cells import cell_len
 
     widest = max((cell_len(value) for value in values), default=0)

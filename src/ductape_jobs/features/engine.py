@@ -399,8 +399,11 @@ class FeatureEngine:
                 raise _LeaseLost
             try:
                 output, job_id = await self._attempt(state, event, attempt)
-                if output is not None and (problem := output_json(output)[1]) is not None:
-                    raise ResultError(problem)  # as a run's: past its bound, or not encodable (not retried)
+                # what is stored: no secret leaves in a record; checked as a run's is (past its bound, or not
+                # encodable: not retried). The next events are piped the output itself.
+                stored = self.prepare.products.secrets.of(state.run.product_tag).mask(output)
+                if stored is not None and (problem := output_json(stored)[1]) is not None:
+                    raise ResultError(problem)
             except Exception as exc:
                 failed += 1
                 error = self.prepare.products.secrets.of(state.run.product_tag).mask_text(_describe(exc))
@@ -414,16 +417,12 @@ class FeatureEngine:
                 if not event.spec.allow_fail:
                     state.failure = state.failure or f"event {seq}/{tag} failed: {error.splitlines()[0]}"
                 return
-            await self._finish(state, event, EventStatus.COMPLETED, output=output, job_id=job_id)
+            await self._finish(state, event, EventStatus.COMPLETED, output=stored, job_id=job_id)
             if event.type is not FeatureEventTypes.JOB:
                 state.results.setdefault(seq, {})[tag] = output
             return
 
     async def _finish(self, state: _Drive, event: PlannedEvent, status: EventStatus, **values: Any) -> None:
-        if "output" in values:
-            values["output"] = self.prepare.products.secrets.of(state.run.product_tag).mask(
-                values["output"]
-            )  # no secret leaves in a record
         ok = await self._io(
             self.store.finish_feature_event,
             state.run.id,

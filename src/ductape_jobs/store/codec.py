@@ -225,14 +225,26 @@ def stored_json(value: Any) -> str:
     HTTP answer's JSON may escape one: ``"\\ud800"``) written as that escape's text, as ``storable`` writes one in an
     error. UTF-8 cannot encode a lone surrogate, so the HTTP API could not answer the run (500 on every list that
     held it). Pairs (an emoji escaped as two) are kept; distinct keys stay distinct. Only an output whose JSON escapes
-    a lone surrogate is walked (``_LONE_SURROGATE``: an emoji's pair is not one)."""
+    a lone surrogate is walked (``_lone_surrogate``: an emoji's pair is not one)."""
     text = dumps(value)
-    return dumps(_mended(value)) if "\\ud" in text and _LONE_SURROGATE.search(text) else text
+    return dumps(_mended(value)) if "\\ud" in text and _lone_surrogate(text) else text
 
 
-#: In JSON as ``dumps`` writes it (ASCII, lowercase escapes): a high surrogate's escape not followed by a low one's,
-#: or a low one's not preceded by a high one's. A false match (an escaped backslash before ``ud800``) only walks.
-_LONE_SURROGATE = re.compile(r"\\ud[89ab][0-9a-f]{2}(?!\\ud[c-f])|(?<!\\ud[89ab][0-9a-f]{2})\\ud[c-f][0-9a-f]{2}")
+#: JSON as ``dumps`` writes it (ASCII, lowercase escapes) as tokens: an escape's letters (``ud83d``, ``n``, ``\\``),
+#: or ``""`` for a run of other characters. An escaped backslash is one token: a ``ud800`` after it is text.
+_JSON_TOKENS = re.compile(r"\\(u[0-9a-f]{4}|.)|[^\\]+")
+
+
+def _lone_surrogate(text: str) -> bool:
+    """Whether ``text`` (JSON from ``dumps``) escapes a lone surrogate: a high half's escape not followed at once by
+    a low half's, or a low half's not preceded by a high one's."""
+    high = False
+    for token in _JSON_TOKENS.findall(text):
+        low = "udc00" <= token <= "udfff"
+        if low is not high:
+            return True
+        high = not low and "ud800" <= token <= "udbff"
+    return high
 
 
 def _mended(value: Any) -> Any:
