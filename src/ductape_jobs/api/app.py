@@ -32,8 +32,13 @@ from ductape_jobs.api import (
     stats,
     webhooks,
 )
-from ductape_jobs.api.auth import authenticate, declared_scopes, origin_of
-from ductape_jobs.api.common import BodyLimit, add_body_schemas, on_ductape_error, on_request_validation
+from ductape_jobs.api.auth import authenticate, declared_scopes, known_query, origin_of
+from ductape_jobs.api.common import (
+    BodyLimit,
+    add_body_schemas,
+    on_ductape_error,
+    on_request_validation,
+)
 from ductape_jobs.apikeys import ApiKeys
 from ductape_jobs.client import Ductape
 from ductape_jobs.errors import DuctapeError, ValidationError
@@ -104,7 +109,7 @@ def create_app(
     app.state.settings = ApiSettings(metrics_auth, events_poll, events_keepalive, public_origin, events_lease)
     app.state.stopping = threading.Event()  # set when the server stops: event streams end
 
-    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authenticate)])
+    api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authenticate), Depends(known_query)])
     for module in (jobs, schedules, runs, stats, events, webhooks, features, sessions, me, resources):
         api.include_router(module.router)
     app.include_router(api)

@@ -32,7 +32,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.routing import BaseRoute
 
 from ductape_jobs.apikeys import ApiKeys
-from ductape_jobs.errors import NotFoundError
+from ductape_jobs.errors import NotFoundError, ValidationError
 from ductape_jobs.logins import Logins
 from ductape_jobs.models import ApiKey, KeyScope, LoginSession
 
@@ -239,3 +239,41 @@ def declared_scopes(routes: Sequence[BaseRoute], prefix: str) -> dict[tuple[str,
             for method in getattr(route, "methods", None) or ():
                 found[method, path] = route_scope(route)
     return found
+
+
+async def known_query(request: Request, me: Me) -> None:
+    """The dependency of every ``/api/v1`` route after ``authenticate``: a query parameter the route does not take is
+    a ``ValidationError`` naming it (422), before anything is read or written; after a key's missing scope (its 403,
+    which the route's own dependency answers). It was ignored: a filter spelt wrong
+    (``GET /runs?job_tg=x``) answered every run, and ``DELETE /jobs/report?product=shop`` deleted the shared job
+    where the shop's own was meant (``product_tag``)."""
+    route = request.scope.get("route")
+    if route is None or not request.query_params:
+        return
+    known = _QUERY_NAMES.get((route.path, request.method))
+    if known is None:
+        known = _QUERY_NAMES[route.path, request.method] = _query_names(route)
+    for name in request.query_params:
+        if name not in known:
+            needed = route_scope(route)
+            if needed is not None and not me.may(needed):
+                return  # the route's scope dependency answers 403 first
+            takes = ", ".join(sorted(known)) or "none"
+            where = f"{request.method} {request.url.path}"
+            field = name or "(a parameter with no name)"  # '?=x'
+            raise ValidationError(field, f"is not a query parameter of {where} (it takes: {takes})")
+
+
+#: ``_query_names`` by route (its path and method: routes are the same in every app this process makes).
+_QUERY_NAMES: dict[tuple[str, str], frozenset[str]] = {}
+
+
+def _query_names(route: Any) -> frozenset[str]:
+    """The query parameters ``route`` takes, its dependencies' too (by the names a URL gives them)."""
+    names: set[str] = set()
+    pending = [route.dependant]
+    while pending:
+        dependant = pending.pop()
+        names.update(param.alias for param in dependant.query_params)
+        pending.extend(dependant.dependencies)
+    return frozenset(names)
