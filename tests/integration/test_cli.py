@@ -129,21 +129,26 @@ def test_ids_printed_to_a_pipe_are_whole_on_one_line(store: str, columns: str | 
 
 
 def test_in_a_narrow_console_every_column_keeps_its_header_and_values(store: str) -> None:
-    """Where the ids take most of the width, the other columns keep their headers' width and wrap their values:
-    they shrank to nothing (the schedules' env, status, cadence and runs, the runs' phase) when the ids took it."""
+    """Where the ids take most of the width, the other columns keep their headers and longest words and wrap: they
+    shrank to nothing (the schedules' env, status, cadence and runs, the runs' phase and error) or cut a time, a
+    phase or a word with an ellipsis when the ids took the width."""
     create_job(store, "nightly-invoice-reconciliation")
     schedule(store, tag="nightly-invoice-reconciliation")
     with Ductape(store) as dt:
         dt.drain()
-    env = {**CLEAN_ENV, "COLUMNS": "60"}
-    for argv, headers, values in (
-        (["schedules"], ["env", "status", "runs"], ["prd", "complet"]),
-        (["runs"], ["phase", "attempt"], ["failed"]),
-    ):
-        result = CliRunner().invoke(app, [*argv, "--store", store], env=env)
-        assert result.exit_code == 0, (argv, result.stdout, result.stderr)
-        for text in [*headers, *values]:
-            assert text in result.stdout, (argv, text, result.stdout)
+        (run,) = dt.job.runs()
+    at = run.scheduled_at.strftime("%Y-%m-%d %H:%M:%S")
+    for columns in ("60", "80"):
+        env = {**CLEAN_ENV, "COLUMNS": columns}
+        for argv, shown in (
+            (["schedules"], ["env", "status", "runs", "prd", "completed"]),
+            (["runs"], ["phase", "attempt", "error", "failed", at, "ExecutorNotFoundError"]),
+            (["job", "list"], ["event", "updated", "FUNCTION", "nightly-invoice-reconciliation"]),
+        ):
+            result = CliRunner().invoke(app, [*argv, "--store", store], env=env)
+            assert result.exit_code == 0, (argv, result.stdout, result.stderr)
+            for text in shown:
+                assert text in result.stdout, (columns, argv, text, result.stdout)
 
 
 def test_names_and_reasons_are_shown_as_written_never_as_console_markup(store: str) -> None:

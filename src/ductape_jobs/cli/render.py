@@ -67,10 +67,19 @@ def _data_table() -> type[Table]:
             super().add_column(header, *args, **options)
 
         def __rich_console__(self, console: Any, options: Any) -> Any:
-            """Laid out at least as wide as its columns' floors (each one's ``min_width`` and padding, and the
-            borders): a narrower console would have rich shrink the columns past their floors, to nothing."""
-            floor = sum((c.min_width or 1) + 2 for c in self.columns) + len(self.columns) + 1
-            yield from super().__rich_console__(console, options.update_width(max(options.max_width, floor)))
+            """Laid out at least as wide as its columns' floors, padding and borders: a narrower console would have
+            rich shrink columns past them, to nothing (their header too) or cutting values with an ellipsis. A
+            column that wraps gives way down to its longest word (and its header); one that does not (ids, phases,
+            times) keeps its widest value. Only a text made to be cut (``squeeze``: an error's first line) is cut."""
+            from rich.measure import Measurement
+
+            least = len(self.columns) + 1  # the borders
+            for column in self.columns:
+                sizes = [Measurement.get(console, options, cell) for cell in (column.header, *column.cells)]
+                words = max(size.maximum if column.no_wrap else size.minimum for size in sizes)
+                column.min_width = max(column.min_width or 1, words)
+                least += column.min_width + 2  # its padding
+            yield from super().__rich_console__(console, options.update_width(max(options.max_width, least)))
 
         def add_row(self, *cells: RenderableType | None, style: Any = None, end_section: bool = False) -> None:
             shown = [new_text(cell) if isinstance(cell, str) else cell for cell in cells]
