@@ -199,7 +199,9 @@ def test_a_failure_retrying_cannot_help_is_not_retried(make_app: MakeApp) -> Non
     assert run.status is FeatureRunStatus.FAILED and run.event("a", "strict").attempts == 1 and app.waits == []
 
 
-def test_an_event_output_past_the_bound_fails_it_for_good_as_a_runs_does(make_app: MakeApp) -> None:
+def test_an_event_output_past_the_bound_fails_it_for_good_as_a_runs_does(
+    make_app: MakeApp, caplog: pytest.LogCaptureFixture
+) -> None:
     """A feature event's output is bounded as a run's is (``MAX_OUTPUT_BYTES`` of JSON): it was stored whole."""
     app = make_app({"f": {"sequence": [seq("a", fn("big", retries=5))]}})
 
@@ -207,8 +209,11 @@ def test_an_event_output_past_the_bound_fails_it_for_good_as_a_runs_does(make_ap
     def big(input: dict[str, Any], ctx: Any) -> dict[str, str]:
         return {"s": "x" * MAX_OUTPUT_BYTES}
 
-    run = app.run("f")
+    with caplog.at_level("WARNING"):
+        run = app.run("f")
     event = run.event("a", "big")
+    (logged,) = [r.getMessage() for r in caplog.records if "failed for good" in r.getMessage()]
+    assert logged == f"feature event a/big failed for good: {event.error}"  # as stored: masked, cut, one line
     assert run.status is FeatureRunStatus.FAILED and event.attempts == 1 and app.waits == []
     assert event.output is None and event.error is not None
     assert event.error.startswith(f"ResultError: the output is {MAX_OUTPUT_BYTES + 8:,} bytes of JSON; at most")

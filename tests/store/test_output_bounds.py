@@ -123,7 +123,9 @@ def test_a_function_returning_past_the_bound_fails_for_good_and_the_worker_goes_
     assert (kept.phase, kept.output) == (RunPhase.COMPLETED, AT)
 
 
-def test_a_function_raising_a_huge_message_records_it_cut_and_marked(dt: Ductape) -> None:
+def test_a_function_raising_a_huge_message_records_it_cut_and_marked(
+    dt: Ductape, caplog: pytest.LogCaptureFixture
+) -> None:
     @dt.function("shout")
     def shout(input: dict[str, Any], ctx: RunContext) -> None:
         raise RuntimeError("A" * 5_000_000)
@@ -136,3 +138,6 @@ def test_a_function_raising_a_huge_message_records_it_cut_and_marked(dt: Ductape
     assert run.error.startswith("RuntimeError: AAAA")
     cut = re.search(r" \[\.\.\. cut: ([\d,]+) characters in all\]$", run.error)
     assert cut is not None and int(cut[1].replace(",", "")) > 5_000_000  # the message, and its traceback's
+    (logged,) = [r.getMessage() for r in caplog.records if "failed for good" in r.getMessage()]
+    assert logged.startswith(f"run {run.id} failed for good: RuntimeError: AAAA")  # its first line, not a list
+    assert len(logged) < 4_100  # as stored: cut

@@ -597,7 +597,7 @@ class Worker:
                 log.warning(
                     "run %s failed for good: %s",
                     o.run_id,
-                    (o.error or "").splitlines()[0:1],
+                    next(iter((o.error or "").splitlines()), ""),  # its first line (a list of it was printed)
                     extra={"run_id": o.run_id, "attempt": o.attempt},
                 )
         if self.observers:

@@ -407,12 +407,13 @@ class FeatureEngine:
             except Exception as exc:
                 failed += 1
                 error = self.prepare.products.secrets.of(state.run.product_tag).mask_text(_describe(exc))
+                first = next(iter(error.splitlines()), "")  # what a log line quotes: masked and cut, as stored
                 if getattr(exc, "retryable", True) and failed <= event.spec.retries:
-                    log.warning("feature event %s/%s attempt %d failed; retrying: %s", seq, tag, attempt, exc)
+                    log.warning("feature event %s/%s attempt %d failed; retrying: %s", seq, tag, attempt, first)
                     await self._finish(state, event, EventStatus.RETRYING, error=error)
                     await self.sleep(self.backoff.delay(failed).total_seconds())
                     continue
-                log.warning("feature event %s/%s failed for good: %s", seq, tag, exc)
+                log.warning("feature event %s/%s failed for good: %s", seq, tag, first)
                 await self._finish(state, event, EventStatus.FAILED, error=error)
                 if not event.spec.allow_fail:
                     state.failure = state.failure or f"event {seq}/{tag} failed: {error.splitlines()[0]}"
