@@ -37,9 +37,11 @@ def test_a_misspelt_filter_is_refused_not_ignored(api: Api) -> None:
     assert c.get("/schedules", params={"limit": 5}).status_code == 200
 
 
-def test_a_parameter_with_no_name_is_named_so(api: Api) -> None:
+def test_a_parameter_with_no_name_is_named_so_and_a_long_one_cut(api: Api) -> None:
     [(field, _)] = problems(api.client().get("/runs?=x"))
     assert field == "(a parameter with no name)"
+    [(field, _)] = problems(api.client().get("/runs", params={"x" * 20_000: "1"}))
+    assert field == "x" * 100 + "…"  # not echoed whole
 
 
 def test_without_a_key_it_is_still_401(api: Api) -> None:

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import re
@@ -142,7 +143,7 @@ def test_in_a_narrow_console_every_column_keeps_its_header_and_values(store: str
         env = {**CLEAN_ENV, "COLUMNS": columns}
         for argv, shown in (
             (["schedules"], ["env", "status", "runs", "prd", "completed"]),
-            (["runs"], ["phase", "attempt", "error", "failed", at, "ExecutorNotFoundError"]),
+            (["runs"], ["phase", "attempt", "error", "failed", at, "Exec"]),  # an error is cut to fit
             (["job", "list"], ["event", "updated", "FUNCTION", "nightly-invoice-reconciliation"]),
         ):
             result = CliRunner().invoke(app, [*argv, "--store", store], env=env)
@@ -577,3 +578,41 @@ def test_job_update_and_the_seed_fields_of_schedule(store: str) -> None:
     for option, field in (("--cache", "cache"), ("--session", "session")):
         refused = cli("schedule", "--event", "hello", "--env", "prd", "--product-tag", "p", option, "x:y", store=store)
         assert refused.exit_code == 2 and f"{field}:" in refused.stderr, refused.stderr
+
+
+def _printed(renderable: Any, width: int) -> list[str]:
+    from rich.console import Console
+
+    out = io.StringIO()
+    Console(file=out, width=width, color_system=None).print(renderable, crop=False)
+    return out.getvalue().splitlines()
+
+
+def test_a_table_is_widened_only_for_what_it_would_cut() -> None:
+    """A text made to be cut (an error's first line), or a value that folds (a detail view's), does not widen a
+    table past the console; a value that is not to be cut (an id, a time, a word) does; a render leaves the table as
+    it was (a second one, narrower, laid out as a fresh table)."""
+    from ductape_jobs.cli import render
+
+    table = render.new_table("Runs")
+    render.id_column(table, "run_id", ["run_1"])
+    table.add_column("at", no_wrap=True)
+    table.add_column("error", max_width=60)
+    table.add_row(
+        "run_1", "2026-12-05 10:21:01Z", render.squeeze("HTTPSConnectionPool(host='billing.internal.example.com'")
+    )
+    assert max(map(len, _printed(table, 60))) <= 60  # the error is cut to fit
+    assert any("2026-12-05 10:21:01Z" in line for line in _printed(table, 30))  # the time is not
+
+    detail = render.fields("Run", [("output", "x" * 1000)])
+    assert max(map(len, _printed(detail, 80))) <= 80  # folded, as before
+
+    words = render.new_table("Words")
+    words.add_column("name")
+    words.add_row("word " * 10 + "averyveryverylongwordthatislong")
+    first, again = _printed(words, 100), _printed(words, 20)
+    fresh = render.new_table("Words")
+    fresh.add_column("name")
+    fresh.add_row("word " * 10 + "averyveryverylongwordthatislong")
+    assert again == _printed(fresh, 20) and first != again
+    assert any("averyveryverylongwordthatislong" in line for line in again)  # a word is not cut

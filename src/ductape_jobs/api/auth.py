@@ -260,7 +260,7 @@ async def known_query(request: Request, me: Me) -> None:
                 return  # the route's scope dependency answers 403 first
             takes = ", ".join(sorted(known)) or "none"
             where = f"{request.method} {request.url.path}"
-            field = name or "(a parameter with no name)"  # '?=x'
+            field = name[:100] + "…" if len(name) > 100 else name or "(a parameter with no name)"  # '?=x'
             raise ValidationError(field, f"is not a query parameter of {where} (it takes: {takes})")
 
 

@@ -55,6 +55,7 @@ def new_table(title: str, **options: Any) -> Table:
 @functools.cache
 def _data_table() -> type[Table]:
     from rich.table import Table
+    from rich.text import Text
 
     class DataTable(Table):
         def add_column(self, header: RenderableType = "", *args: Any, **options: Any) -> None:
@@ -70,16 +71,28 @@ def _data_table() -> type[Table]:
             """Laid out at least as wide as its columns' floors, padding and borders: a narrower console would have
             rich shrink columns past them, to nothing (their header too) or cutting values with an ellipsis. A
             column that wraps gives way down to its longest word (and its header); one that does not (ids, phases,
-            times) keeps its widest value. Only a text made to be cut (``squeeze``: an error's first line) is cut."""
+            times) keeps its widest value. A column that folds (a detail view's values) gives way down to its
+            header, and a text made to be cut (``squeeze``: an error's first line) is not measured. The floors are
+            this render's: the table is left as it was."""
             from rich.measure import Measurement
 
+            wide = options.update_width(1 << 30)  # a value's own width, not capped at the console's
+            kept = [column.min_width for column in self.columns]
             least = len(self.columns) + 1  # the borders
-            for column in self.columns:
-                sizes = [Measurement.get(console, options, cell) for cell in (column.header, *column.cells)]
-                words = max(size.maximum if column.no_wrap else size.minimum for size in sizes)
-                column.min_width = max(column.min_width or 1, words)
-                least += column.min_width + 2  # its padding
-            yield from super().__rich_console__(console, options.update_width(max(options.max_width, least)))
+            try:
+                for column in self.columns:
+                    floor = column.min_width or 1
+                    if column.overflow != "fold":
+                        for cell in (column.header, *column.cells):
+                            if not (isinstance(cell, Text) and cell.no_wrap and cell.overflow == "ellipsis"):
+                                size = Measurement.get(console, wide, cell)
+                                floor = max(floor, size.maximum if column.no_wrap else size.minimum)
+                    column.min_width = floor
+                    least += floor + 2  # its padding
+                yield from super().__rich_console__(console, options.update_width(max(options.max_width, least)))
+            finally:
+                for column, width in zip(self.columns, kept, strict=True):
+                    column.min_width = width
 
         def add_row(self, *cells: RenderableType | None, style: Any = None, end_section: bool = False) -> None:
             shown = [new_text(cell) if isinstance(cell, str) else cell for cell in cells]
