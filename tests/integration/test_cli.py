@@ -595,7 +595,7 @@ def test_a_table_is_widened_only_for_what_it_would_cut() -> None:
     from ductape_jobs.cli import render
 
     table = render.new_table("Runs")
-    render.id_column(table, "run_id", ["run_1"])
+    render.id_column(table, "run_id")
     table.add_column("at", no_wrap=True)
     table.add_column("error", max_width=60)
     table.add_row(

@@ -20,7 +20,7 @@ apikey_app = typer.Typer(help="API keys of the HTTP API (ductape serve): create,
 
 def _table(keys: list[ApiKey]) -> Table:
     table = render.new_table("API keys")
-    render.id_column(table, "id", (k.id for k in keys))  # never cut or wrapped: revoke takes it
+    render.id_column(table, "id")  # never cut or wrapped: revoke takes it
     for column in ("name", "prefix", "scope", "product", "env", "created", "last used", "revoked"):
         table.add_column(column, overflow="fold")
     for k in keys:

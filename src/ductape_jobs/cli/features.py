@@ -71,7 +71,7 @@ def feature_run_detail(run: FeatureRun) -> RenderableType:
 
 def feature_runs_table(runs: list[FeatureRun]) -> RenderableType:
     table = new_table(f"{len(runs)} feature run(s)")
-    id_column(table, "id", (r.id for r in runs))  # never cut or wrapped: show, resume and retry take it
+    id_column(table, "id")  # never cut or wrapped: show, resume and retry take it
     for column in ("feature", "product/env", "status", "started", "ended", "error"):
         table.add_column(column, overflow="fold")
     for r in runs:

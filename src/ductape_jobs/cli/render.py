@@ -58,20 +58,11 @@ def _data_table() -> type[Table]:
     from rich.text import Text
 
     class DataTable(Table):
-        def add_column(self, header: RenderableType = "", *args: Any, **options: Any) -> None:
-            """A column is never narrower than its header (``min_width``): where a listing's ids take the width
-            (``id_column``), the others keep their header's and wrap, rather than shrink to nothing."""
-            if isinstance(header, str):
-                from rich.cells import cell_len
-
-                options.setdefault("min_width", cell_len(header))
-            super().add_column(header, *args, **options)
-
         def __rich_console__(self, console: Any, options: Any) -> Any:
             """Laid out at least as wide as its columns' floors, padding and borders: a narrower console would have
-            rich shrink columns past them, to nothing (their header too) or cutting values with an ellipsis. A
-            column that wraps gives way down to its longest word (and its header); one that does not (ids, phases,
-            times) keeps its widest value. A column that folds (a detail view's values) gives way down to its
+            rich shrink columns past them, to nothing (their header too) or cutting values with an ellipsis. Every
+            column keeps its header; one that wraps gives way down to its longest word, one that does not (ids,
+            phases, times) keeps its widest value, one that folds (a detail view's values) gives way down to its
             header, and a text made to be cut (``squeeze``: an error's first line) is not measured. The floors are
             this render's: the table is left as it was."""
             from rich.measure import Measurement
@@ -81,9 +72,9 @@ def _data_table() -> type[Table]:
             least = len(self.columns) + 1  # the borders
             try:
                 for column in self.columns:
-                    floor = column.min_width or 1
-                    if column.overflow != "fold":
-                        for cell in (column.header, *column.cells):
+                    floor = max(column.min_width or 1, Measurement.get(console, wide, column.header).maximum)
+                    if column.no_wrap or column.overflow != "fold":
+                        for cell in column.cells:
                             if not (isinstance(cell, Text) and cell.no_wrap and cell.overflow == "ellipsis"):
                                 size = Measurement.get(console, wide, cell)
                                 floor = max(floor, size.maximum if column.no_wrap else size.minimum)
@@ -101,14 +92,11 @@ def _data_table() -> type[Table]:
     return DataTable
 
 
-def id_column(table: Table, header: str, values: Iterable[str], **options: Any) -> None:
-    """Add a column of ids (or tags), which a user copies into a command: never cut or wrapped, in any width. The
-    column is as wide as its widest value and the other columns give way first, down to their headers' width; where
-    that is wider than the console, the table's lines are longer than it (``emit`` prints them uncropped)."""
-    from rich.cells import cell_len
-
-    widest = max((cell_len(value) for value in values), default=0)
-    table.add_column(header, no_wrap=True, overflow="fold", min_width=max(widest, cell_len(header)), **options)
+def id_column(table: Table, header: str, **options: Any) -> None:
+    """Add a column of ids (or tags), which a user copies into a command: never cut or wrapped, in any width (a
+    column that does not wrap keeps its widest value: ``DataTable``); where the table is then wider than the console,
+    its lines are longer than it (``emit`` prints them uncropped)."""
+    table.add_column(header, no_wrap=True, **options)
 
 
 def new_text(value: str, **options: Any) -> Text:
@@ -185,7 +173,7 @@ def fields(title: str, rows: Iterable[tuple[str, Any]]) -> Table:
 
 def jobs_table(jobs: Sequence[JobDefinition]) -> Table:
     table = new_table(f"Jobs ({len(jobs)})")
-    id_column(table, "tag", (j.tag for j in jobs))
+    id_column(table, "tag")
     for col in ("product", "name", "event", "executions", "intervals", "start_at", "updated"):
         table.add_column(col)
     for j in jobs:
@@ -247,7 +235,7 @@ def dispatch(r: DispatchResult) -> Table:
 def dispatches_table(results: Sequence[DispatchResult]) -> Table:
     """What ``schedule-many`` made: one row per request, in order."""
     table = new_table(f"Scheduled ({len(results)})")
-    id_column(table, "job_id", (r.job_id for r in results))
+    id_column(table, "job_id")
     for col in ("status", "scheduled_at", "recurring", "next_run_at"):
         table.add_column(col, overflow="fold")
     for r in results:
@@ -258,8 +246,8 @@ def dispatches_table(results: Sequence[DispatchResult]) -> Table:
 
 def schedules_table(items: Sequence[Schedule]) -> Table:
     table = new_table(f"Schedules ({len(items)})")
-    id_column(table, "job_id", (s.id for s in items))
-    id_column(table, "job", (s.job_tag for s in items))
+    id_column(table, "job_id")
+    id_column(table, "job")
     for col in ("env", "status", "cadence", "next_run_at", "runs", "reason"):
         table.add_column(col, overflow="fold")
     for s in items:
@@ -300,8 +288,8 @@ def schedule_detail(s: Schedule) -> Table:
 
 def runs_table(runs: Sequence[Run], title: str | None = None) -> Table:
     table = new_table(title or f"Runs ({len(runs)})")
-    id_column(table, "run_id", (r.id for r in runs))
-    id_column(table, "job", (r.job_tag for r in runs))
+    id_column(table, "run_id")
+    id_column(table, "job")
     for col in ("phase", "scheduled_at", "attempt", "took"):
         table.add_column(col, no_wrap=True)
     table.add_column("error", max_width=60)  # the one column that gives way when the terminal is narrow
@@ -362,7 +350,7 @@ def history_table(h: JobHistory) -> Table:
     title = f"History of {h.job_id} ({h.job_tag}): {runs}, {h.successful} successful, {h.failed} failed"
     table = new_table(title)
     table.add_column("#", justify="right", no_wrap=True)
-    id_column(table, "run_id", (e.run_id for e in h.executions))
+    id_column(table, "run_id")
     for col in ("status", "scheduled_at", "started_at", "took", "by", "retries"):
         table.add_column(col, no_wrap=True)
     table.add_column("result / error", max_width=60)

@@ -65,8 +65,8 @@ def _table(use: Sequence[ResourceUse]) -> Table:
 
 def _waiting(runs: Sequence[Run]) -> Table:
     table = render.new_table(f"Waiting on a limit ({len(runs)})")
-    render.id_column(table, "run_id", (r.id for r in runs))
-    render.id_column(table, "job", (r.job_tag for r in runs))
+    render.id_column(table, "run_id")
+    render.id_column(table, "job")
     for column in ("priority", "due"):
         table.add_column(column, no_wrap=True)
     table.add_column("waiting on", max_width=80)

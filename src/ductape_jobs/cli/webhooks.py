@@ -35,7 +35,7 @@ webhook_app = typer.Typer(
 
 def _table(hooks: list[Webhook]) -> Table:
     table = render.new_table(f"Webhooks ({len(hooks)})")
-    render.id_column(table, "id", (w.id for w in hooks))
+    render.id_column(table, "id")
     for column in ("product", "url", "events", "created"):
         table.add_column(column, overflow="fold")
     for w in hooks:
@@ -56,7 +56,7 @@ def _detail(w: Webhook) -> Table:
 
 def _deliveries(items: list[WebhookDelivery]) -> Table:
     table = render.new_table(f"Deliveries ({len(items)})")
-    render.id_column(table, "id", (d.id for d in items))
+    render.id_column(table, "id")
     for column in ("event", "status", "attempts", "last status", "took", "next attempt", "delivered"):
         table.add_column(column, no_wrap=True)
     table.add_column("last error", max_width=60)

@@ -393,20 +393,21 @@ class FeatureEngine:
 
     async def _attempts(self, state: _Drive, event: PlannedEvent, failed: int) -> None:
         run_id, owner, seq, tag = state.run.id, state.owner, event.sequence_tag, event.tag
+        secrets = self.prepare.products.secrets.of(state.run.product_tag)  # no secret leaves in a record
         while True:
             attempt = await self._io(self.store.start_feature_event, run_id, owner, seq, tag, self.clock.now())
             if attempt is None:
                 raise _LeaseLost
             try:
                 output, job_id = await self._attempt(state, event, attempt)
-                # what is stored: no secret leaves in a record; checked as a run's is (past its bound, or not
-                # encodable: not retried). The next events are piped the output itself.
-                stored = self.prepare.products.secrets.of(state.run.product_tag).mask(output)
+                # what is stored, masked, is checked as a run's is (past its bound, or not encodable: not
+                # retried); the next events are piped the output itself
+                stored = secrets.mask(output)
                 if stored is not None and (problem := output_json(stored)[1]) is not None:
                     raise ResultError(problem)
             except Exception as exc:
                 failed += 1
-                error = self.prepare.products.secrets.of(state.run.product_tag).mask_text(_describe(exc))
+                error = secrets.mask_text(_describe(exc))
                 first = next(iter(error.splitlines()), "")  # what a log line quotes: masked and cut, as stored
                 if getattr(exc, "retryable", True) and failed <= event.spec.retries:
                     log.warning("feature event %s/%s attempt %d failed; retrying: %s", seq, tag, attempt, first)
