@@ -38,6 +38,9 @@ from ductape_jobs.clock import iso_text
 from ductape_jobs.errors import ValidationError
 
 _TIMES = ("scheduled_at", "started_at", "completed_at", "next_run_at", "available_at")
+#: What a run's row still holds of its previous attempt when the next one starts (a retry: its error and duration;
+#: a run queued again by ``job.retry``: its end too): an attempt starting has none of them yet.
+_OUTCOME = ("error", "completed_at", "duration_ms")
 
 
 class LifecycleEvent(Struct, frozen=True):
@@ -63,10 +66,13 @@ class LifecycleEvent(Struct, frozen=True):
     def payload(self) -> dict[str, Any]:
         """The ``data`` of the event's webhook body: times as ISO 8601 strings spelled as the API answers them
         (``clock.iso_text``), the error's first line, a run's phase or a schedule's status as ``status`` (and a
-        retry's due time as ``retry_at``)."""
+        retry's due time as ``retry_at``). ``job.started`` has no error, end or duration: those of an earlier
+        attempt are not the one starting."""
         out: dict[str, Any] = {}
         for key, value in self.values.items():
-            if key in _TIMES:
+            if key in _OUTCOME and self.name == "job.started":
+                value = None
+            elif key in _TIMES:
                 value = None if value is None else iso_text(datetime.fromtimestamp(value / 1000, UTC))
             elif key == "error" and isinstance(value, str):
                 value = value.splitlines()[0] if value else None

@@ -99,7 +99,11 @@ def test_events_are_written_with_the_changes_they_describe_in_order(store: Store
         "job.completed",
     ]
     assert [e.seq for e in events] == sorted(e.seq for e in events)
-    created, retried, completed = events[0], events[3], events[-1]
+    created, retried, restarted, completed = events[0], events[3], events[4], events[-1]
+    # the second attempt starts with no error, end or duration: the first attempt's are not its own
+    started = restarted.payload()
+    assert (started["attempt"], started["status"]) == (2, "running")
+    assert (started["error"], started["duration_ms"], started["completed_at"]) == (None, None, None)
     assert isinstance(created, ScheduleCreated) and created.payload()["job_id"] == s.id
     assert isinstance(retried, RunRetryScheduled)
     assert retried.payload()["error"] == "RuntimeError: boom" and retried.payload()["attempt"] == 1
