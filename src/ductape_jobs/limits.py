@@ -68,46 +68,73 @@ _CONTROL_NAMES = {0x00: "NUL", 0x07: "BEL", 0x09: "tab", 0x0A: "newline", 0x0D: 
 LATEST = datetime(9000, 1, 1, tzinfo=UTC)
 
 
-def check_json(value: Any, field: str) -> None:
+def check_json(value: Any, field: str) -> int:
     """``ValidationError`` naming the path when ``value`` nests deeper than ``MAX_DEPTH``, holds a list or
-    object over ``MAX_ITEMS``, a string over ``MAX_STRING``, or something that is not JSON. Walks without
-    recursion, so no input can exhaust the stack."""
+    object over ``MAX_ITEMS``, a string over ``MAX_STRING``, text with a lone surrogate (UTF-8 cannot encode it), or
+    something that is not JSON. Walks without recursion, so no input can exhaust the stack. Returns a bound on the
+    size of its JSON text in UTF-8 bytes (a character takes at most 6, an escape), so that ``check_object``
+    encodes only a value that may be over ``MAX_INPUT_BYTES``."""
     stack: list[tuple[Any, str, int]] = [(value, field, 0)]
+    size = 0
     while stack:
         node, where, depth = stack.pop()
         if isinstance(node, dict | list | tuple):
-            stack.extend(_children(node, where, depth))
+            children, keys = _children(node, where, depth)
+            stack.extend(children)
+            size += 2 + 2 * len(node) + keys  # brackets, a comma (and a colon) an item, the keys quoted
         else:
-            _check_scalar(node, where)
+            size += _check_scalar(node, where)
+    return size
 
 
-def _children(node: dict[Any, Any] | list[Any] | tuple[Any, ...], where: str, depth: int) -> list[tuple[Any, str, int]]:
+def _children(
+    node: dict[Any, Any] | list[Any] | tuple[Any, ...], where: str, depth: int
+) -> tuple[list[tuple[Any, str, int]], int]:
+    """The items of ``node`` to walk next, and a bound on its keys' size as JSON text."""
     if depth >= MAX_DEPTH:
         raise ValidationError(where, f"nests deeper than {MAX_DEPTH} levels")
     if len(node) > MAX_ITEMS:
         raise ValidationError(where, f"holds {len(node)} items; at most {MAX_ITEMS}")
     if not isinstance(node, dict):
-        return [(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(node)]
+        return [(item, f"{where}[{i}]", depth + 1) for i, item in enumerate(node)], 0
+    keys = 0
     for key in node:
         if not isinstance(key, str):
             raise ValidationError(where, f"has a key of type {type(key).__name__}; keys must be text")
         if len(key) > MAX_STRING:
             raise ValidationError(where, f"has a key of {len(key)} characters; at most {MAX_STRING}")
-    return [(item, f"{where}.{key}", depth + 1) for key, item in node.items()]
+        if not key.isascii() and _SURROGATE.search(key):
+            raise ValidationError(where, "has a key that is text with a lone surrogate (UTF-8 cannot encode it)")
+        keys += 6 * len(key) + 2
+    return [(item, f"{where}.{key}", depth + 1) for key, item in node.items()], keys
 
 
-def _check_scalar(node: Any, where: str) -> None:
+#: A lone surrogate (half of a UTF-16 pair on its own: a file name decoded with ``surrogateescape``), which no
+#: UTF-8 text holds. A character past the BMP is one code point in a ``str``, never a pair.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+#: Bounds on a scalar's JSON text: a 64-bit integer, a float's ``repr`` (``-2.2250738585072014e-308``), ``false``.
+_INT_TEXT, _FLOAT_TEXT, _CONSTANT_TEXT = 20, 24, 5
+
+
+def _check_scalar(node: Any, where: str) -> int:
+    """Checks ``node`` (not a list or object); returns a bound on its size as JSON text."""
     if isinstance(node, str):
         if len(node) > MAX_STRING:
             raise ValidationError(where, f"is a string of {len(node)} characters; at most {MAX_STRING}")
-    elif isinstance(node, float):
+        if not node.isascii() and _SURROGATE.search(node):
+            raise ValidationError(where, "is text with a lone surrogate (UTF-8 cannot encode it)")
+        return 6 * len(node) + 2
+    if isinstance(node, float):
         if node != node or node in (float("inf"), float("-inf")):
             raise ValidationError(where, "must be a finite number")
-    elif isinstance(node, int) and not isinstance(node, bool):
+        return _FLOAT_TEXT
+    if isinstance(node, int) and not isinstance(node, bool):
         if not -(2**63) <= node < 2**63:
             raise ValidationError(where, "is beyond a signed 64-bit integer")
-    elif node is not None and not isinstance(node, bool):
+        return _INT_TEXT
+    if node is not None and not isinstance(node, bool):
         raise ValidationError(where, f"must be JSON data, not {type(node).__name__}")
+    return _CONSTANT_TEXT
 
 
 #: One encoder for every input (``json.dumps`` with options builds an encoder a call: most of a small input's cost).
@@ -121,7 +148,8 @@ def check_object(value: Any, field: str) -> dict[str, Any]:
     """``value`` as a JSON object within every input limit (``check_json`` and ``MAX_INPUT_BYTES``)."""
     if not isinstance(value, dict):
         raise ValidationError(field, f"must be an object, not {type(value).__name__}")
-    check_json(value, field)
+    if check_json(value, field) <= MAX_INPUT_BYTES:  # small for sure: most inputs are not encoded here
+        return value
     try:
         encoded = _ENCODE(value).encode()
     except (TypeError, ValueError) as exc:

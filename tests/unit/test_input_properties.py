@@ -5,6 +5,7 @@ the store holds exactly what it held before."""
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from collections.abc import Iterator
@@ -134,3 +135,31 @@ def test_a_nul_character_in_a_text_is_refused_by_name_before_any_write(dt: Ducta
             dt.job.schedule(request)
         assert err.value.field == field and "NUL" in err.value.rule
     assert len(dt.job.list()) == before
+
+
+#: JSON values with every kind of text (escapes, non-BMP characters, lone surrogates) and the extreme numbers.
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**63), max_value=2**63 - 1)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=30),
+    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
+    max_leaves=30,
+)
+
+
+@PROPERTIES
+@given(value=json_values)
+def test_the_size_an_input_is_checked_by_bounds_its_json_text(value: Any) -> None:
+    """``check_object`` encodes only an input whose bound (``check_json``) is over ``MAX_INPUT_BYTES``: the bound
+    is never below the bytes of the JSON text that the limit measures (UTF-8, escapes only where JSON needs them),
+    or an input over the limit would be taken."""
+    from ductape_jobs.limits import check_json
+
+    try:
+        bound = check_json(value, "input")
+    except ValidationError as exc:  # only text no UTF-8 holds is refused among these values
+        assert "lone surrogate" in exc.rule
+        return
+    assert bound >= len(json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode())

@@ -185,7 +185,8 @@ SCHEDULE_CASES: list[Case] = [
     ("input an object", lambda d: d.job.schedule(req(input={"o": object()})), "input.o", "must be JSON data"),
     ("input a datetime", lambda d: d.job.schedule(req(input={"at": SEPT})), "input.at", "must be JSON data"),
     ("input NaN", lambda d: d.job.schedule(req(input={"x": float("nan")})), "input.x", "finite"),
-    ("input a lone surrogate", lambda d: d.job.schedule(req(input={"f": "caf\udce9"})), "input", "must be JSON data"),
+    ("input a lone surrogate", lambda d: d.job.schedule(req(input={"f": "caf\udce9"})), "input.f", "lone surrogate"),
+    ("input key a lone surrogate", lambda d: d.job.schedule(req(input={"\ud800": 1})), "input", "lone surrogate"),
     (  # 135,000 characters, 270,000 bytes as UTF-8 JSON: the limit counts bytes
         "input over the limit in bytes",
         lambda d: d.job.schedule(req(input={k: "\u00e9" * 45_000 for k in "abc"})),
