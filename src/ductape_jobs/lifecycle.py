@@ -38,9 +38,10 @@ from ductape_jobs.clock import iso_text
 from ductape_jobs.errors import ValidationError
 
 _TIMES = ("scheduled_at", "started_at", "completed_at", "next_run_at", "available_at")
-#: What a run's row still holds of its previous attempt when the next one starts (a retry: its error and duration;
-#: a run queued again by ``job.retry``: its end too): an attempt starting has none of them yet.
+#: What a run's row still holds of an earlier attempt when the next one starts or is lost (a retry's error and
+#: duration; a rescued attempt has none of its own): ``job.started`` and ``run.attempt_lost`` carry none of them.
 _OUTCOME = ("error", "completed_at", "duration_ms")
+_NO_OUTCOME = ("job.started", "run.attempt_lost")
 
 
 class LifecycleEvent(Struct, frozen=True):
@@ -66,11 +67,12 @@ class LifecycleEvent(Struct, frozen=True):
     def payload(self) -> dict[str, Any]:
         """The ``data`` of the event's webhook body: times as ISO 8601 strings spelled as the API answers them
         (``clock.iso_text``), the error's first line, a run's phase or a schedule's status as ``status`` (and a
-        retry's due time as ``retry_at``). ``job.started`` has no error, end or duration: those of an earlier
-        attempt are not the one starting."""
+        retry's due time as ``retry_at``). ``job.started`` and ``run.attempt_lost`` have no error, end or duration:
+        those of an earlier attempt are not the one starting or lost. (``run.queued`` after ``job.retry`` keeps the
+        error that failed the run.)"""
         out: dict[str, Any] = {}
         for key, value in self.values.items():
-            if key in _OUTCOME and self.name == "job.started":
+            if key in _OUTCOME and self.name in _NO_OUTCOME:
                 value = None
             elif key in _TIMES:
                 value = None if value is None else iso_text(datetime.fromtimestamp(value / 1000, UTC))

@@ -73,7 +73,8 @@ def check_json(value: Any, field: str) -> int:
     object over ``MAX_ITEMS``, a string over ``MAX_STRING``, text with a lone surrogate (UTF-8 cannot encode it), or
     something that is not JSON. Walks without recursion, so no input can exhaust the stack. Returns a bound on the
     size of its JSON text in UTF-8 bytes (a character takes at most 6, an escape), so that ``check_object``
-    encodes only a value that may be over ``MAX_INPUT_BYTES``."""
+    encodes only a value that may be over ``MAX_INPUT_BYTES``; a value holding a subclass of a JSON type (``_PLAIN``)
+    is bounded past it, and so encoded."""
     stack: list[tuple[Any, str, int]] = [(value, field, 0)]
     size = 0
     while stack:
@@ -84,6 +85,8 @@ def check_json(value: Any, field: str) -> int:
             size += 2 + 2 * len(node) + keys  # brackets, a comma (and a colon) an item, the keys quoted
         else:
             size += _check_scalar(node, where)
+        if type(node) not in _PLAIN:  # a subclass: what its methods answer may not be what the encoder writes
+            size += MAX_INPUT_BYTES
     return size
 
 
@@ -109,6 +112,10 @@ def _children(
     return [(item, f"{where}.{key}", depth + 1) for key, item in node.items()], keys
 
 
+#: The types whose size ``check_json`` bounds from what they answer (``len``, comparisons); a subclass of one
+#: (``IntEnum``, a numpy scalar, a ``str`` whose ``__len__`` lies) makes ``check_object`` encode the value to
+#: measure it.
+_PLAIN = frozenset({dict, list, tuple, str, int, float, bool, type(None)})
 #: A lone surrogate (half of a UTF-16 pair on its own: a file name decoded with ``surrogateescape``), which no
 #: UTF-8 text holds. A character past the BMP is one code point in a ``str``, never a pair.
 _SURROGATE = re.compile("[\ud800-\udfff]")

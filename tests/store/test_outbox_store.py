@@ -12,7 +12,7 @@ from datetime import timedelta
 import psycopg
 import pytest
 from storekit import PG_URL, Backend
-from test_contract import T0, due_run, fail, job, ok, schedule, setup
+from test_contract import T0, due_run, fail, job, ok, run_of, schedule, setup
 
 from ductape_jobs.errors import NotFoundError
 from ductape_jobs.lifecycle import LifecycleEvent, RunCompleted, RunRetryScheduled, ScheduleCreated
@@ -112,6 +112,25 @@ def test_events_are_written_with_the_changes_they_describe_in_order(store: Store
     data = completed.payload()
     assert (data["status"], data["attempt"], data["job_tag"], data["run_id"]) == ("completed", 2, "report", run_id)
     assert data["completed_at"] == (T0 + timedelta(seconds=2)).isoformat().replace("+00:00", "Z")  # as REST spells it
+
+
+def test_an_attempt_lost_carries_no_earlier_attempts_error_or_duration(store: Store) -> None:
+    """A run fails once (a retry), its second attempt is lost, its third lost too often: ``run.attempt_lost`` and
+    the final ``job.failed`` carried the first attempt's error and duration, and the run kept that duration."""
+    hook(store, ["run.attempt_lost", "job.failed"])
+    _, (run_id,) = setup(store, T0)
+    (run,) = store.acquire_runs("w1", 1, LEASE, T0)
+    store.finish_runs([fail(run, retry_at=T0 + timedelta(seconds=1))], T0)  # attempt 1: 5 ms, an error
+    store.acquire_runs("w1", 1, LEASE, T0 + timedelta(seconds=1))
+    store.rescue_expired(T0 + timedelta(minutes=5), max_rescues=5)  # attempt 2 lost: queued again
+    store.acquire_runs("w1", 1, LEASE, T0 + timedelta(minutes=5))
+    store.rescue_expired(T0 + timedelta(minutes=10), max_rescues=1)  # attempt 3 lost too often: failed
+    lost, failed = pending(store, 2)
+    assert (lost.name, failed.name) == ("run.attempt_lost", "job.failed")
+    assert (lost.payload()["attempt"], lost.payload()["error"], lost.payload()["duration_ms"]) == (2, None, None)
+    assert failed.payload()["attempt"] == 3 and "lost" in failed.payload()["error"]
+    assert failed.payload()["duration_ms"] is None
+    assert run_of(store, run_id).duration_ms is None
 
 
 def test_a_schedule_paused_resumed_cancelled_and_a_final_failure_are_events(store: Store) -> None:

@@ -5,6 +5,7 @@ the store holds exactly what it held before."""
 
 from __future__ import annotations
 
+import enum
 import json
 import os
 import tempfile
@@ -12,10 +13,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from ductape_jobs import ConflictError, Ductape, NotFoundError, ValidationError
+from ductape_jobs.limits import check_json
 
 EXAMPLES = int(os.environ.get("DUCTAPE_PROPERTY_EXAMPLES", "150"))
 PROPERTIES = settings(max_examples=EXAMPLES, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -137,29 +139,53 @@ def test_a_nul_character_in_a_text_is_refused_by_name_before_any_write(dt: Ducta
     assert len(dt.job.list()) == before
 
 
-#: JSON values with every kind of text (escapes, non-BMP characters, lone surrogates) and the extreme numbers.
+#: JSON values with every kind of text (every code point, lone surrogates too) and the extreme numbers.
 json_values = st.recursive(
     st.none()
     | st.booleans()
     | st.integers(min_value=-(2**63), max_value=2**63 - 1)
     | st.floats(allow_nan=False, allow_infinity=False)
-    | st.text(max_size=30),
-    lambda inner: st.lists(inner, max_size=5) | st.dictionaries(st.text(max_size=10), inner, max_size=5),
+    | st.text(st.characters(codec=None, exclude_categories=()), max_size=30),
+    lambda inner: (
+        st.lists(inner, max_size=5)
+        | st.dictionaries(st.text(st.characters(codec=None, exclude_categories=()), max_size=10), inner, max_size=5)
+    ),
     max_leaves=30,
 )
 
 
+class Level(enum.IntEnum):
+    LOW = -(2**63)
+
+
+class Short(str):  # a str whose length lies: the encoder writes what it holds
+    def __len__(self) -> int:
+        return 0
+
+
 @PROPERTIES
 @given(value=json_values)
+@example(value={"a": "\x00" * 50})  # each a 6-byte escape
+@example(value={"a": '"' * 50, "\\": "\\" * 20})  # 2-byte escapes, a key too
+@example(value={"": -(2**63), "f": -2.2250738585072014e-308, "g": [False, None, True]})  # the longest scalars
+@example(value={"e": "\U0001f600" * 20})  # a character past the BMP: 4 bytes of UTF-8
+@example(value={"level": Level.LOW, "short": Short("x" * 100)})  # subclasses: bounded past the limit
 def test_the_size_an_input_is_checked_by_bounds_its_json_text(value: Any) -> None:
     """``check_object`` encodes only an input whose bound (``check_json``) is over ``MAX_INPUT_BYTES``: the bound
     is never below the bytes of the JSON text that the limit measures (UTF-8, escapes only where JSON needs them),
     or an input over the limit would be taken."""
-    from ductape_jobs.limits import check_json
-
     try:
         bound = check_json(value, "input")
     except ValidationError as exc:  # only text no UTF-8 holds is refused among these values
         assert "lone surrogate" in exc.rule
+        with pytest.raises(UnicodeEncodeError):
+            json.dumps(value, ensure_ascii=False).encode()
         return
     assert bound >= len(json.dumps(value, ensure_ascii=False, separators=(",", ":"), allow_nan=False).encode())
+
+
+def test_an_input_holding_a_subclass_is_measured_by_its_json_text(dt: Ductape) -> None:
+    """A str subclass whose ``__len__`` lies is not bounded by what it answers: the input is encoded and measured."""
+    with pytest.raises(ValidationError) as caught:
+        dt.job.schedule({"env": "dev", "product_tag": "shop", "event": "echo", "input": {"s": Short("x" * 300_000)}})
+    assert caught.value.field == "input" and "bytes as JSON" in caught.value.rule

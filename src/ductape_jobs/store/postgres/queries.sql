@@ -254,7 +254,8 @@ UPDATE runs SET phase = 'queued', available_at = GREATEST(available_at, %(now)s)
 WHERE id = %(id)s AND phase = 'running' AND lease_expires_at < %(now)s;
 
 -- name: fail_lost_run
-UPDATE runs SET phase = 'failed', completed_at = %(now)s, error = %(error)s, lease_owner = NULL,
+-- A run lost too often: its last attempt ended with no duration (an earlier attempt's is not kept as its own).
+UPDATE runs SET phase = 'failed', completed_at = %(now)s, error = %(error)s, duration_ms = NULL, lease_owner = NULL,
     lease_expires_at = NULL, updated_at = %(now)s
 WHERE id = %(id)s AND phase = 'running' AND lease_expires_at < %(now)s
 RETURNING id, schedule_id, overlap;

@@ -267,7 +267,8 @@ UPDATE runs SET phase = 'queued', available_at = max(coalesce(available_at, :now
 WHERE id = :id AND phase = 'running' AND lease_expires_at < :now;
 
 -- name: fail_lost_run
-UPDATE runs SET phase = 'failed', completed_at = :now, error = :error, lease_owner = NULL,
+-- A run lost too often: its last attempt ended with no duration (an earlier attempt's is not kept as its own).
+UPDATE runs SET phase = 'failed', completed_at = :now, error = :error, duration_ms = NULL, lease_owner = NULL,
     lease_expires_at = NULL, updated_at = :now
 WHERE id = :id AND phase = 'running' AND lease_expires_at < :now
 RETURNING id, schedule_id, overlap;
