@@ -165,8 +165,8 @@ def to_utc(value: object, *, allow_zero: bool = True) -> datetime | None:  # noq
             if allow_zero:
                 return None
             raise ValueError("must be a timestamp after 1970-01-01")
-        seconds = value if value < SECONDS_LIMIT else value / 1000
-        try:
+        try:  # an int past a float's range (10**400) cannot be divided into one: it is past every time too
+            seconds = value if value < SECONDS_LIMIT else value / 1000
             return _not_too_late(datetime.fromtimestamp(seconds, UTC))
         except (OverflowError, OSError, ValueError):
             raise ValueError(f"is after {LATEST.date().isoformat()}, the latest time the engine takes") from None
@@ -251,6 +251,7 @@ Tag = Annotated[str, AfterValidator(_tag)]  # after: checks the stripped text
 EventType = Annotated[JobEventTypes, BeforeValidator(_event_type)]
 Millis = Annotated[int, BeforeValidator(_ms_positive), Field(le=MAX_MILLIS)]
 Count = Annotated[int, BeforeValidator(_no_bool), Field(le=MAX_COUNT)]
+Whole = Annotated[int, BeforeValidator(_no_bool)]  # a number, not True or "3" (a priority, a concurrency)
 
 
 def _printable(value: str) -> str:
@@ -328,9 +329,9 @@ class JobDefinition(_Input):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     resources: list[Tag] = Field(default_factory=list, max_length=16, description="its product's resources")
-    concurrency: int | None = Field(default=None, ge=1, le=MAX_LIMIT, description="its runs executing at once")
+    concurrency: Whole | None = Field(default=None, ge=1, le=MAX_LIMIT, description="its runs executing at once")
     rate: str | None = Field(default=None, description="its runs started per window: '10/s', '600/min'")
-    priority: int = Field(default=0, ge=MIN_PRIORITY, le=MAX_PRIORITY, description="its runs' default priority")
+    priority: Whole = Field(default=0, ge=MIN_PRIORITY, le=MAX_PRIORITY, description="its runs' default priority")
 
     @field_validator("start_at", mode="before")
     @classmethod
@@ -376,9 +377,9 @@ class JobUpdate(_Input):
     intervals: Millis | None = Field(default=None, ge=0)
     start_at: datetime | None = None
     resources: list[Tag] | None = Field(default=None, max_length=16)
-    concurrency: int | None = Field(default=None, ge=1, le=MAX_LIMIT)
+    concurrency: Whole | None = Field(default=None, ge=1, le=MAX_LIMIT)
     rate: str | None = None
-    priority: int | None = Field(default=None, ge=MIN_PRIORITY, le=MAX_PRIORITY)
+    priority: Whole | None = Field(default=None, ge=MIN_PRIORITY, le=MAX_PRIORITY)
     keep_completed: JobKeep = None
     keep_failed: JobKeep = None
 
@@ -503,7 +504,7 @@ class ScheduleRequest(_Input):
     misfire: Misfire = Misfire.RUN_ONCE
     overlap: Overlap = Overlap.ALLOW
     pause_on_failure: bool = False
-    priority: int | None = Field(default=None, ge=MIN_PRIORITY, le=MAX_PRIORITY, description="default: the job's")
+    priority: Whole | None = Field(default=None, ge=MIN_PRIORITY, le=MAX_PRIORITY, description="default: the job's")
 
     @field_validator("start_at", mode="before")
     @classmethod
@@ -549,6 +550,7 @@ _RULES: dict[str, str] = {
     "greater_than": "must be > {gt}",
     "less_than_equal": "must be <= {le}",
     "less_than": "must be < {lt}",
+    "string_unicode": "is text with a lone surrogate (UTF-8 cannot encode it)",
     "string_too_short": "must be at least {min_length} character(s)",
     "string_too_long": "must be at most {max_length} characters",
     "too_short": "must hold at least {min_length} item(s)",

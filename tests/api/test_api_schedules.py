@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -45,6 +46,9 @@ def test_schedule_answers_the_dispatch_result(api: Api, job: dict[str, Any]) -> 
         {**SHOP, "start_at": "yesterday-ish"},
         {**SHOP, "event": "missing-job"},
         {**SHOP, "retries": -1},
+        {**SHOP, "start_at": 10**400},  # was a 500 (OverflowError)
+        {**SHOP, "repeat": {"every": 1000, "endDate": 10**400}},
+        {**SHOP, "priority": True},
         {**SHOP, "input": "not an object"},
         {**SHOP, "colour": "blue"},
         {"env": "prd", "event": "report"},
@@ -58,6 +62,14 @@ def test_bad_schedule_requests_answer_the_same_422_and_write_nothing(
         api.dt.job.schedule(request_)
     assert problems(response) == [(raised.value.field, raised.value.rule)]
     assert api.dt.job.list() == [] and api.dt.job.runs() == []
+
+
+def test_a_name_with_a_lone_surrogate_answers_422_naming_it(api: Api, job: dict[str, Any]) -> None:
+    """JSON may escape a lone surrogate (``\\udce9``), which no UTF-8 text holds: the rule says so, as for an input."""
+    body = json.dumps({**SHOP, "env": "pr\udce9"})  # ensure_ascii: the escape, as a client would send it
+    response = api.client().post("/schedule", content=body, headers={"content-type": "application/json"})
+    assert problems(response) == [("env", "is text with a lone surrogate (UTF-8 cannot encode it)")]
+    assert api.dt.job.list() == []
 
 
 def test_list_filters_and_pages(api: Api, job: dict[str, Any], clock: FakeClock) -> None:

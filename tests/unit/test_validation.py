@@ -159,6 +159,16 @@ SCHEDULE_CASES: list[Case] = [
     ("negative start_at", lambda d: d.job.schedule(req(start_at=-1)), "start_at", "negative"),
     ("garbage start_at", lambda d: d.job.schedule(req(start_at="tomorrow")), "start_at", "iso 8601"),
     ("boolean start_at", lambda d: d.job.schedule(req(start_at=True)), "start_at", "boolean"),
+    # an int past a float's range cannot be divided into seconds: it was an OverflowError (HTTP 500)
+    ("start_at past a float", lambda d: d.job.schedule(req(start_at=10**400)), "start_at", "after 9000-01-01"),
+    (
+        "endDate past a float",
+        lambda d: d.job.schedule(req(repeat={"every": 1000, "endDate": 2**1100})),
+        "repeat.endDate",
+        "after 9000-01-01",
+    ),
+    ("boolean priority", lambda d: d.job.schedule(req(priority=True)), "priority", "not a boolean"),
+    ("env a lone surrogate", lambda d: d.job.schedule(req(env="pr\udce9")), "env", "lone surrogate"),
     ("NaN start_at", lambda d: d.job.schedule(req(start_at=float("nan"))), "start_at", "finite"),
     ("infinite start_at", lambda d: d.job.schedule(req(start_at=float("inf"))), "start_at", "finite"),
     ("huge start_at", lambda d: d.job.schedule(req(start_at=10**20)), "start_at", "the latest time the engine takes"),
@@ -225,6 +235,9 @@ CREATE_CASES: list[Case] = [
     ("negative executions", lambda d: d.job.create(job("j2", executions=-1)), "executions", "must be >= 0"),
     ("negative intervals", lambda d: d.job.create(job("j2", intervals=-1)), "intervals", "must be >= 0"),
     ("boolean intervals", lambda d: d.job.create(job("j2", intervals=True)), "intervals", "boolean"),
+    ("boolean concurrency", lambda d: d.job.create(job("j2", concurrency=True)), "concurrency", "boolean"),
+    ("boolean priority", lambda d: d.job.create(job("j2", priority=False)), "priority", "boolean"),
+    ("start_at past a float", lambda d: d.job.create(job("j2", start_at=10**400)), "start_at", "after 9000"),
     ("garbage start_at", lambda d: d.job.create(job("j2", start_at="later")), "start_at", "iso 8601"),
     ("unknown field", lambda d: d.job.create(job("j2", cron="* * * * *")), "cron", "not a known field"),
     ("not a dict", lambda d: d.job.create(None), "request", "expected an object"),  # type: ignore[arg-type]
@@ -237,6 +250,7 @@ UPDATE_CASES: list[Case] = [
     ("unknown field", lambda d: d.job.update("report", {"colour": "red"}), "colour", "not a known field"),
     ("bad event type", lambda d: d.job.update("report", {"event_type": "EMAIL"}), "event_type", "unknown event type"),
     ("negative intervals", lambda d: d.job.update("report", {"intervals": -5}), "intervals", "must be >= 0"),
+    ("boolean priority", lambda d: d.job.update("report", {"priority": True}), "priority", "boolean"),
     ("empty name", lambda d: d.job.update("report", {"name": ""}), "name", "at least 1 character"),
 ]
 
@@ -247,6 +261,8 @@ QUERY_CASES: list[Case] = [
     ("preview neither", lambda d: d.job.preview({}), "repeat", "exactly one of cron or every"),
     ("preview bad tz", lambda d: d.job.preview({"cron": "@daily", "tz": "Nowhere"}), "repeat.tz", "unknown time zone"),
     ("preview bad start", lambda d: d.job.preview({"every": 1000}, start="soon"), "start", "iso 8601"),
+    ("preview start past a float", lambda d: d.job.preview({"every": 1000}, start=10**400), "start", "after 9000"),
+    ("runs since past a float", lambda d: d.job.runs(since=10**400), "since", "after 9000-01-01"),
     ("reschedule bad cron", lambda d: d.job.reschedule("whatever", {"cron": "@never"}), "repeat.cron", "macro"),
     ("runs bad phase", lambda d: d.job.runs(phase="nope"), "phase", "not one of"),
     ("runs limit 0", lambda d: d.job.runs(limit=0), "limit", "between 1 and 10000"),
