@@ -251,7 +251,9 @@ Tag = Annotated[str, AfterValidator(_tag)]  # after: checks the stripped text
 EventType = Annotated[JobEventTypes, BeforeValidator(_event_type)]
 Millis = Annotated[int, BeforeValidator(_ms_positive), Field(le=MAX_MILLIS)]
 Count = Annotated[int, BeforeValidator(_no_bool), Field(le=MAX_COUNT)]
-Whole = Annotated[int, BeforeValidator(_no_bool)]  # a number, not True or "3" (a priority, a concurrency)
+# Their bounds before the validator, so that the JSON schema spells them minimum / maximum (after it: ge / le)
+Priority = Annotated[int, Field(ge=MIN_PRIORITY, le=MAX_PRIORITY), BeforeValidator(_no_bool)]
+Concurrency = Annotated[int, Field(ge=1, le=MAX_LIMIT), BeforeValidator(_no_bool)]  # runs of a job at once
 
 
 def _printable(value: str) -> str:
@@ -329,9 +331,9 @@ class JobDefinition(_Input):
     created_at: datetime | None = None
     updated_at: datetime | None = None
     resources: list[Tag] = Field(default_factory=list, max_length=16, description="its product's resources")
-    concurrency: Whole | None = Field(default=None, ge=1, le=MAX_LIMIT, description="its runs executing at once")
+    concurrency: Concurrency | None = Field(default=None, description="its runs executing at once")
     rate: str | None = Field(default=None, description="its runs started per window: '10/s', '600/min'")
-    priority: Whole = Field(default=0, ge=MIN_PRIORITY, le=MAX_PRIORITY, description="its runs' default priority")
+    priority: Priority = Field(default=0, description="its runs' default priority")
 
     @field_validator("start_at", mode="before")
     @classmethod
@@ -377,9 +379,9 @@ class JobUpdate(_Input):
     intervals: Millis | None = Field(default=None, ge=0)
     start_at: datetime | None = None
     resources: list[Tag] | None = Field(default=None, max_length=16)
-    concurrency: Whole | None = Field(default=None, ge=1, le=MAX_LIMIT)
+    concurrency: Concurrency | None = None
     rate: str | None = None
-    priority: Whole | None = Field(default=None, ge=MIN_PRIORITY, le=MAX_PRIORITY)
+    priority: Priority | None = None
     keep_completed: JobKeep = None
     keep_failed: JobKeep = None
 
@@ -504,7 +506,7 @@ class ScheduleRequest(_Input):
     misfire: Misfire = Misfire.RUN_ONCE
     overlap: Overlap = Overlap.ALLOW
     pause_on_failure: bool = False
-    priority: Whole | None = Field(default=None, ge=MIN_PRIORITY, le=MAX_PRIORITY, description="default: the job's")
+    priority: Priority | None = Field(default=None, description="default: the job's")
 
     @field_validator("start_at", mode="before")
     @classmethod
