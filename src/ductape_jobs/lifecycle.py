@@ -38,10 +38,18 @@ from ductape_jobs.clock import iso_text
 from ductape_jobs.errors import ValidationError
 
 _TIMES = ("scheduled_at", "started_at", "completed_at", "next_run_at", "available_at")
-#: What a run's row still holds of an earlier attempt when the next one starts or is lost (a retry's error and
-#: duration; a rescued attempt has none of its own): ``job.started`` and ``run.attempt_lost`` carry none of them.
-_OUTCOME = ("error", "completed_at", "duration_ms")
-_NO_OUTCOME = ("job.started", "run.attempt_lost")
+#: What a run's row still holds of an earlier attempt, which an event of another stage of the run does not carry as
+#: its own (``None``): a retry's error and duration when the next attempt starts or is lost (a rescued attempt has
+#: none of its own), and when ``job.retry`` queues a failed run again its start and duration (not yet; it keeps the
+#: error that failed it).
+_NOT_ITS_OWN = {
+    "job.started": ("error", "completed_at", "duration_ms"),
+    "run.attempt_lost": ("error", "completed_at", "duration_ms"),
+    "run.queued": ("started_at", "completed_at", "duration_ms"),
+}
+#: Fields every run event carries, ``None`` when the store's row held none (SQLite's run.queued of a new run wrote
+#: none of them, PostgreSQL's all).
+_RUN_FIELDS = ("started_at", "completed_at", "duration_ms", "error")
 
 
 class LifecycleEvent(Struct, frozen=True):
@@ -67,12 +75,13 @@ class LifecycleEvent(Struct, frozen=True):
     def payload(self) -> dict[str, Any]:
         """The ``data`` of the event's webhook body: times as ISO 8601 strings spelled as the API answers them
         (``clock.iso_text``), the error's first line, a run's phase or a schedule's status as ``status`` (and a
-        retry's due time as ``retry_at``). ``job.started`` and ``run.attempt_lost`` have no error, end or duration:
-        those of an earlier attempt are not the one starting or lost. (``run.queued`` after ``job.retry`` keeps the
-        error that failed the run.)"""
+        retry's due time as ``retry_at``). A run's events have the same fields on both stores, without what belongs
+        to an earlier attempt (``_NOT_ITS_OWN``)."""
         out: dict[str, Any] = {}
-        for key, value in self.values.items():
-            if key in _OUTCOME and self.name in _NO_OUTCOME:
+        values = self.values if self.run_id is None else {**dict.fromkeys(_RUN_FIELDS), **self.values}
+        stale = _NOT_ITS_OWN.get(self.name, ())
+        for key, value in values.items():
+            if key in stale:
                 value = None
             elif key in _TIMES:
                 value = None if value is None else iso_text(datetime.fromtimestamp(value / 1000, UTC))

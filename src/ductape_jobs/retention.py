@@ -135,7 +135,8 @@ def parse_job_keep(value: object, field: str) -> Keep:
         raise ValidationError(field, "must be a duration (7d, 12h) or a number of runs, not a boolean")
     if isinstance(value, int):
         if not 0 <= value <= MAX_KEEP_RUNS:
-            raise ValidationError(field, f"a number of runs must be between 0 and {MAX_KEEP_RUNS:,} (got {value})")
+            got = f"{value}" if abs(value) < 10**20 else "a number beyond ±10^20"  # 10**400 is not echoed whole
+            raise ValidationError(field, f"a number of runs must be between 0 and {MAX_KEEP_RUNS:,} (got {got})")
         return value
     if isinstance(value, timedelta):
         if value < timedelta(0):

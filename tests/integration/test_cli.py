@@ -152,6 +152,32 @@ def test_in_a_narrow_console_every_column_keeps_its_header_and_values(store: str
                 assert text in result.stdout, (columns, argv, text, result.stdout)
 
 
+def test_at_80_columns_the_listings_cut_no_time_and_no_word(store: str) -> None:
+    """The schedules', webhooks' and dispatches' tables folded their columns at 80: ``2026-12-0`` over ``5``,
+    ``product`` over ``ion``, ``job.sched`` over ``uled,``, a time zone a few letters a line. A column now wraps at
+    spaces only, and a time or a status never wraps."""
+    create_job(store)
+    made = schedule(store, "--cron", "0 9 * * *", "--tz", "America/Argentina/Buenos_Aires", "--env", "production")
+    ok("pause", made["job_id"], "--reason", "waiting-for-sign-off", store=store)
+    with Ductape(store) as dt:
+        dt.webhooks.create({"product_tag": "p", "url": "https://hooks.example.com/services/T0/B0/secret",
+                            "events": ["job.scheduled", "job.completed", "job.failed"]})  # fmt: skip
+        shown_at = dt.job.get(made["job_id"]).next_run_at
+        hook = dt.webhooks.list()[0]
+    assert shown_at is not None
+    env = {**CLEAN_ENV, "COLUMNS": "80"}
+    for argv, whole in (
+        (["schedules"], ["production", "America/Argentina/Buenos_Aires", "waiting-for-sign-off", "paused",
+                         shown_at.strftime("%Y-%m-%d %H:%M:%S")]),
+        (["webhook", "list"], ["job.scheduled,", "job.completed,", "https://hooks.example.com/services/***",
+                               hook.created_at.strftime("%Y-%m-%d %H:%M:%S")]),
+    ):  # fmt: skip
+        result = CliRunner().invoke(app, [*argv, "--store", store], env=env)
+        assert result.exit_code == 0, (argv, result.stdout, result.stderr)
+        for text in whole:
+            assert any(text in line for line in result.stdout.splitlines()), (argv, text, result.stdout)
+
+
 def test_names_and_reasons_are_shown_as_written_never_as_console_markup(store: str) -> None:
     """A job's name, a pause's reason, an API key's name: data that anyone with a write key can set. ``[/]`` made
     rich fail the command (MarkupError) and ``[link=...]`` drew a link."""

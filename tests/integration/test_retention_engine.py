@@ -183,6 +183,14 @@ def test_a_jobs_keep_is_validated_naming_the_field(dt: Ductape) -> None:
     assert dt.store.get_job("", "x") is None
 
 
+def test_a_jobs_keep_of_a_huge_number_is_refused_without_echoing_it(dt: Ductape) -> None:
+    """A count past any bound (10**5000: its text alone is past Python's 4,300 digits) is named, not written out."""
+    with pytest.raises(ValidationError) as refused:
+        dt.job.create({"name": "x", "tag": "x", "event_type": "FUNCTION", "event_tag": "x", "keep_failed": 10**5000})
+    assert refused.value.field == "keep_failed" and refused.value.rule.endswith("(got a number beyond ±10^20)")
+    assert len(str(refused.value)) < 200 and dt.store.get_job("", "x") is None
+
+
 def test_a_backlog_is_pruned_at_most_its_share_of_the_workers_time(tmp_path: Path) -> None:
     """After a full batch the worker's pruner rests ``rest_after(took)`` of real time (share 0.05: 19 times as long
     as the batch took) before the next, so a backlog never starves the runs."""

@@ -720,6 +720,7 @@ def test_retry_run_queues_a_failed_run_once_more(store: Store) -> None:
         retried.retry_count,
         None,
     )
+    assert retried.attempts == run_of(store, run_id).attempts and len(retried.attempts) == 2  # its history kept
     assert run_of(store, run_id).phase is RunPhase.QUEUED
     (third,) = store.acquire_runs("w1", 2, LEASE, T0 + 2 * MIN)
     assert third.attempt == 3

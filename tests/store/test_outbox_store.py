@@ -133,6 +133,21 @@ def test_an_attempt_lost_carries_no_earlier_attempts_error_or_duration(store: St
     assert run_of(store, run_id).duration_ms is None
 
 
+def test_a_run_queued_has_every_run_field_and_after_job_retry_keeps_only_its_error(store: Store) -> None:
+    """``run.queued`` of a new run had no ``completed_at``, ``duration_ms`` or ``error`` on SQLite (PostgreSQL wrote
+    them ``null``); queued again by ``job.retry`` it carried the failed attempt's start and duration."""
+    hook(store, ["run.queued"])
+    _, (run_id,) = setup(store, T0)
+    (run,) = store.acquire_runs("w1", 1, LEASE, T0)
+    store.finish_runs([fail(run, at=T0 + timedelta(seconds=1))], T0 + timedelta(seconds=1))  # failed for good
+    store.retry_run(run_id, T0 + timedelta(seconds=2))
+    created, again = (e.payload() for e in pending(store, 2))
+    fields = {"started_at", "completed_at", "duration_ms", "error"}
+    assert fields <= set(created) and all(created[f] is None for f in fields)
+    assert (again["status"], again["error"]) == ("queued", "RuntimeError: boom")
+    assert (again["started_at"], again["completed_at"], again["duration_ms"]) == (None, None, None)
+
+
 def test_a_schedule_paused_resumed_cancelled_and_a_final_failure_are_events(store: Store) -> None:
     hook(store, ["job.paused", "job.resumed", "job.cancelled", "job.failed"])
     s, _ = setup(store, T0, pause_on_failure=True)

@@ -237,7 +237,7 @@ def dispatches_table(results: Sequence[DispatchResult]) -> Table:
     table = new_table(f"Scheduled ({len(results)})")
     id_column(table, "job_id")
     for col in ("status", "scheduled_at", "recurring", "next_run_at"):
-        table.add_column(col, overflow="fold")
+        table.add_column(col, no_wrap=True)
     for r in results:
         recurring = "yes" if r.recurring else "no"
         table.add_row(r.job_id, phase(r.status), when(r.scheduled_at), recurring, when(r.next_run_at))
@@ -248,8 +248,8 @@ def schedules_table(items: Sequence[Schedule]) -> Table:
     table = new_table(f"Schedules ({len(items)})")
     id_column(table, "job_id")
     id_column(table, "job")
-    for col in ("env", "status", "cadence", "next_run_at", "runs", "reason"):
-        table.add_column(col, overflow="fold")
+    for col in ("env", "status", "cadence", "next_run_at", "runs", "reason"):  # a time, a status, a word: whole
+        table.add_column(col, no_wrap=col in ("status", "next_run_at", "runs"))
     for s in items:
         table.add_row(
             s.id,

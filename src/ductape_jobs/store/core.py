@@ -340,7 +340,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
                     f"run {run_id!r} is {current['phase']}; only a failed or cancelled run can be retried"
                 )
             tx.notify()
-            return run_from_row(row)
+            return run_from_row(row, [attempt_from_row(a) for a in tx.all("attempts_of_run", {"run_id": run_id})])
 
         return self._write(op)
 
