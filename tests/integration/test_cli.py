@@ -178,6 +178,29 @@ def test_at_80_columns_the_listings_cut_no_time_and_no_word(store: str) -> None:
             assert any(text in line for line in result.stdout.splitlines()), (argv, text, result.stdout)
 
 
+def test_a_run_with_attempts_fits_an_80_column_terminal(store: str) -> None:
+    """Rich shrinks a table's widest wrapping columns and then widens back any below its floor: ``run show`` drew
+    its attempts 82 columns wide in an 80-column terminal (the right border on a line of its own). Its floors fit,
+    so it is laid out again narrower until it does."""
+    create_job(store)
+    schedule(store)
+    with Ductape(store) as dt:
+        dt.function("hello")(lambda input, ctx: 1 / 0)
+        dt.drain()  # the first attempt fails for good; job.retry queues it again, and it fails once more
+        (run,) = dt.job.runs()
+        dt.job.retry(run.id)
+        dt.drain()
+        run_id = run.id
+        assert len(dt.job.run(run_id).attempts) == 2
+    for columns in ("80", "76", "90"):
+        result = CliRunner().invoke(
+            app, ["run", "show", run_id, "--store", store], env={**CLEAN_ENV, "COLUMNS": columns}
+        )
+        assert result.exit_code in (0, 1), result.stdout
+        widths = [len(line) for line in result.stdout.splitlines()]
+        assert "Attempts" in result.stdout and max(widths) <= int(columns), (columns, max(widths), result.stdout)
+
+
 def test_names_and_reasons_are_shown_as_written_never_as_console_markup(store: str) -> None:
     """A job's name, a pause's reason, an API key's name: data that anyone with a write key can set. ``[/]`` made
     rich fail the command (MarkupError) and ``[link=...]`` drew a link."""

@@ -80,10 +80,32 @@ def _data_table() -> type[Table]:
                                 floor = max(floor, size.maximum if column.no_wrap else size.minimum)
                     column.min_width = floor
                     least += floor + 2  # its padding
-                yield from super().__rich_console__(console, options.update_width(max(options.max_width, least)))
+                yield from self._within(console, options, max(options.max_width, least))
             finally:
                 for column, width in zip(self.columns, kept, strict=True):
                     column.min_width = width
+
+        def _within(self, console: Any, options: Any, target: int) -> list[Any]:
+            """The table laid out at most ``target`` wide where its floors allow. Rich shrinks the widest columns
+            that wrap and then widens back any that went below its floor, so the table came out wider than asked
+            (``run show``'s attempts: 82 columns in an 80-column terminal, its right border on the next line):
+            laid out again, as much narrower as it overshot, a few times at most."""
+            from rich.segment import Segment
+
+            width = target
+            best: tuple[int, list[Segment]] = (1 << 30, [])
+            for _ in range(8):
+                # a Table yields Segments only (its title and caption rendered already)
+                segments = [s for s in super().__rich_console__(console, options.update_width(width))]
+                laid = [s for s in segments if isinstance(s, Segment)]
+                drawn = max((Segment.get_line_length(line) for line in Segment.split_lines(laid)), default=0)
+                if drawn <= target or len(laid) != len(segments):
+                    return segments
+                best = min(best, (drawn, laid), key=lambda tried: tried[0])
+                if width <= 1:
+                    break
+                width = max(1, width - (drawn - target))
+            return best[1]  # the floors need more than the target: the narrowest layout found
 
         def add_row(self, *cells: RenderableType | None, style: Any = None, end_section: bool = False) -> None:
             shown = [new_text(cell) if isinstance(cell, str) else cell for cell in cells]
@@ -333,12 +355,13 @@ def run_detail(r: Run) -> RenderableType:
         ],
     )
     attempts = new_table(f"Attempts ({len(r.attempts)})")
-    for col in ("#", "worker", "started_at", "finished_at", "outcome", "error"):
+    attempts.add_column("#", justify="right", no_wrap=True)
+    for col in ("worker", "started_at", "finished_at", "outcome"):  # a time wraps at its space, if at all
         attempts.add_column(col)
+    attempts.add_column("error", max_width=60)  # the column that gives way, its first line cut to fit
     for a in r.attempts:
-        attempts.add_row(
-            str(a.attempt), a.worker_id, when(a.started_at), when(a.finished_at), a.outcome or "-", first_line(a.error)
-        )
+        started, finished = when(a.started_at), when(a.finished_at)
+        attempts.add_row(str(a.attempt), a.worker_id, started, finished, a.outcome or "-", squeeze(first_line(a.error)))
     return new_group(info, attempts)
 
 
