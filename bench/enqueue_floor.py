@@ -7,7 +7,9 @@ script: it prints figures only.
 ``sqlite:///path.db`` measures SQLite the same way (the file is removed afterwards). The calls' p50, p99, p99.9
 and max follow the mean. The bare loop uses the driver directly (psycopg or sqlite3) with the store's own settings
 (SQLite: its page size, WAL, synchronous=NORMAL). On SQLite it also prints the WAL pages one commit writes, for
-each: a page is written whole for every b-tree page a commit changed, so it counts what the schema costs a call.
+each: a page is written whole for every b-tree page a commit changed, so it counts what the schema costs a call; and
+a ``schedule()``'s pages by b-tree (an index's leaf, and about every other call more: an index's page that fills is
+balanced with its siblings, which are written too).
 On SQLite it also prints what those writes alone cost: the statements one ``schedule()`` sends, captured and replayed
 by the driver (BEGIN IMMEDIATE, the statements, COMMIT) with fresh ids. Between them only the fresh ids and each
 statement's binding run in Python (about 11 us a call here, a tenth of the figure): no engine can schedule much
@@ -20,8 +22,10 @@ anything is timed: what one index costs a call. A scratch measure only (the quer
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import sqlite3
+import struct
 import time
 import uuid
 from collections.abc import Callable, Mapping, Sequence
@@ -69,19 +73,40 @@ def bare_sqlite(path: str, n: int) -> tuple[float, float]:
     return took, pages
 
 
-def wal_pages(path: str, write: Callable[[int], None], k: int = 200) -> float:
+def wal_pages(path: str, write: Callable[[int], object], k: int = 200) -> float:
     """The pages one ``write`` appends to the WAL of the SQLite file at ``path``, over ``k`` of them: each commit
     writes every page it changed whole (a frame: a 24-byte header and the page), so this is what a commit costs
     in writes. The WAL is checkpointed and emptied first (no other connection may be reading it)."""
+    return sum(wal_trees(path, write, k).values())
+
+
+def wal_trees(path: str, write: Callable[[int], object], k: int = 200) -> dict[str, float]:
+    """``wal_pages`` by the b-tree (table or index) each page belongs to, read from the WAL's frame headers and
+    SQLite's ``dbstat`` table (``?`` where this SQLite has no ``dbstat`` or the page is new)."""
     with sqlite3.connect(path, isolation_level=None) as db:
         db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
         page = db.execute("PRAGMA page_size").fetchone()[0]
     for i in range(k):
         write(i)
-    return (os.path.getsize(f"{path}-wal") - 32) / (page + 24) / k  # the WAL's header: 32 bytes
+    with open(f"{path}-wal", "rb") as wal:
+        wal.seek(32)  # the WAL's header
+        frames = []
+        while len(header := wal.read(24)) == 24:
+            frames.append(struct.unpack(">I", header[:4])[0])  # the frame's page number
+            wal.seek(page, os.SEEK_CUR)
+    owners: dict[int, str] = {}
+    with sqlite3.connect(path) as db, contextlib.suppress(sqlite3.OperationalError):  # no dbstat: every page "?"
+        owners = dict(db.execute("SELECT pageno, name FROM dbstat"))
+    by_tree: dict[str, float] = {}
+    for number in frames:
+        name = owners.get(number, "?")
+        by_tree[name] = by_tree.get(name, 0.0) + 1 / k
+    return by_tree
 
 
-def one_call(store: str, n: int, drop: Sequence[str] = ()) -> tuple[float, list[float], float | None, float | None]:
+def one_call(
+    store: str, n: int, drop: Sequence[str] = ()
+) -> tuple[float, list[float], float | None, float | None, dict[str, float]]:
     """The mean time of one ``schedule()``, each call's time, sorted, and on SQLite the WAL pages one writes and the
     time its writes alone take (``replayed``). ``drop``: SQLite indexes dropped first."""
     with Ductape(store) as dt:
@@ -104,13 +129,15 @@ def one_call(store: str, n: int, drop: Sequence[str] = ()) -> tuple[float, list[
             calls.append(clock() - before)
         took = (clock() - started) / n
         pages = writes = None
+        trees: dict[str, float] = {}
         if store.startswith("sqlite"):
             request = {"env": "prd", "product_tag": "bench", "event": "noop"}
             writes = replayed(store.removeprefix("sqlite:///"), lambda: dt.job.schedule({**request, "input": {}}), n)
-            pages = wal_pages(
+            trees = wal_trees(
                 store.removeprefix("sqlite:///"), lambda i: dt.job.schedule({**request, "input": {"i": i}})
             )
-        return took, sorted(calls), pages, writes
+            pages = sum(trees.values())
+        return took, sorted(calls), pages, writes, trees
 
 
 def replayed(path: str, schedule: Callable[[], object], n: int) -> float:
@@ -172,7 +199,7 @@ def main() -> None:
         path = args.store.removeprefix("sqlite:///")
         floor_path = f"{path}.{tag}"
         try:
-            (call, calls, pages, writes), (bare, bare_pages) = (
+            (call, calls, pages, writes, trees), (bare, bare_pages) = (
                 one_call(args.store, args.n, args.drop_index),
                 bare_sqlite(floor_path, args.n),
             )
@@ -186,7 +213,7 @@ def main() -> None:
 
         sep = "&" if "?" in args.store else "?"
         try:
-            call, calls, pages, writes = one_call(f"{args.store}{sep}schema={tag}", args.n)
+            call, calls, pages, writes, trees = one_call(f"{args.store}{sep}schema={tag}", args.n)
             bare, bare_pages = bare_postgres(args.store, tag, args.n), None
         finally:
             with psycopg.connect(args.store, autocommit=True) as conn:
@@ -207,6 +234,8 @@ def main() -> None:
         print(
             f"  WAL pages a commit:     {pages:.1f} a schedule(), {bare_pages:.1f} a bare INSERT (a COMMIT writes them)"
         )
+        shares = ", ".join(f"{name} {count:.2f}" for name, count in sorted(trees.items(), key=lambda t: -t[1]))
+        print(f"    by b-tree:            {shares}")
 
 
 if __name__ == "__main__":
