@@ -77,18 +77,6 @@ def parse_rate(value: object, field: str) -> Rate:
     return Rate(count, window)
 
 
-def check_concurrency(value: object, field: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= MAX_LIMIT:
-        raise ValidationError(field, f"must be a whole number from 1 to {MAX_LIMIT}, not {value!r}")
-    return value
-
-
-def check_priority(value: object, field: str = "priority") -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not MIN_PRIORITY <= value <= MAX_PRIORITY:
-        raise ValidationError(field, f"must be a whole number from {MIN_PRIORITY} to {MAX_PRIORITY}, not {value!r}")
-    return value
-
-
 class ResourceLimit(Struct, frozen=True):
     """A stored limit: a product's resource, or a job's own limit (``name`` ``job:<tag>``)."""
 

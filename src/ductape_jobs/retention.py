@@ -116,15 +116,23 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
 _KEEP = re.compile(r"^\s*([0-9]{1,15})\s*([smhdw])\s*$")
 
 
+def _shown(value: object) -> str:
+    """``value`` as an error quotes it: its ``repr``, cut past 40 characters (a keep of 100,000 digits is not echoed
+    whole)."""
+    return repr(value) if not isinstance(value, str) or len(value) <= 40 else f"{value[:40]!r}..."
+
+
 def parse_keep(text: str, field: str) -> timedelta:
     """``30s``, ``15m``, ``12h``, ``7d``, ``2w`` as a ``timedelta``, at most ``MAX_KEEP_TIME``; a
     ``ValidationError`` naming ``field``."""
     match = _KEEP.match(text) if isinstance(text, str) else None
     if match is None:
-        raise ValidationError(field, f"{text!r} is not a duration (a number and s, m, h, d or w: 7d, 12h, 30m)")
+        raise ValidationError(field, f"{_shown(text)} is not a duration (a number and s, m, h, d or w: 7d, 12h, 30m)")
     seconds = int(match.group(1)) * _UNITS[match.group(2)]
     if seconds > MAX_KEEP_TIME.total_seconds():
-        raise ValidationError(field, f"{text.strip()!r} is longer than {MAX_KEEP_TIME.days}d (100 years), the most")
+        raise ValidationError(
+            field, f"{_shown(text.strip())} is longer than {MAX_KEEP_TIME.days}d (100 years), the most"
+        )
     return timedelta(seconds=seconds)
 
 
@@ -150,7 +158,8 @@ def parse_job_keep(value: object, field: str) -> Keep:
         text = value.strip()
         if text.isascii() and text.isdigit():  # a number of runs (ASCII digits only: not "²" nor fullwidth ones)
             if len(text) > len(str(MAX_KEEP_RUNS)):
-                raise ValidationError(field, f"a number of runs must be between 0 and {MAX_KEEP_RUNS:,} (got {text})")
+                got = text if len(text) <= 40 else f"{text[:40]}... ({len(text):,} digits)"
+                raise ValidationError(field, f"a number of runs must be between 0 and {MAX_KEEP_RUNS:,} (got {got})")
             return parse_job_keep(int(text), field)
         return parse_keep(text, field)
     raise ValidationError(field, "must be a duration (7d, 12h, 30m) or a number of runs")

@@ -98,10 +98,16 @@ def test_bad_declarations_and_priorities_name_the_field() -> None:
         ({"crm": {"concurrency": -2}}, "resources.crm.concurrency"),
         ({"crm": {"rate": "0/s"}}, "resources.crm.rate"),
         ({"crm": {}}, "resources.crm"),
+        ({"crm": {"concurrency": True}}, "resources.crm.concurrency"),  # was a limit of 1
+        ({"crm": {"concurrency": "4"}}, "resources.crm.concurrency"),
     ):
         with pytest.raises(ValidationError) as err:
             Products().add({"tag": "shop", "resources": resources})
         assert err.value.field.endswith(field)
+    for expiry in (10**12, 10**400):  # a session's token lifetime: past a date's range it was a 500 (OverflowError)
+        with pytest.raises(ValidationError) as err:
+            Products().add({"tag": "shop", "sessions": {"user": {"name": "User", "expiry": expiry}}})
+        assert err.value.field.endswith("sessions.user.expiry") and "<=" in err.value.rule
     dt = sandbox()
     dt.product("shop").jobs.create(fn_job("mail"))
     with pytest.raises(ValidationError) as err:

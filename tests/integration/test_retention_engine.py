@@ -189,6 +189,10 @@ def test_a_jobs_keep_of_a_huge_number_is_refused_without_echoing_it(dt: Ductape)
         dt.job.create({"name": "x", "tag": "x", "event_type": "FUNCTION", "event_tag": "x", "keep_failed": 10**5000})
     assert refused.value.field == "keep_failed" and refused.value.rule.endswith("(got a number beyond ±10^20)")
     assert len(str(refused.value)) < 200 and dt.store.get_job("", "x") is None
+    for text in ("9" * 100_000, "9" * 100_000 + "d", "x" * 100_000):  # given as text: cut too
+        with pytest.raises(ValidationError) as refused:
+            dt.job.create({"name": "x", "tag": "x", "event_type": "FUNCTION", "event_tag": "x", "keep_failed": text})
+        assert refused.value.field == "keep_failed" and len(str(refused.value)) < 200, str(refused.value)[:300]
 
 
 def test_a_backlog_is_pruned_at_most_its_share_of_the_workers_time(tmp_path: Path) -> None:

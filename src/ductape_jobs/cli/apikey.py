@@ -22,7 +22,7 @@ def _table(keys: list[ApiKey]) -> Table:
     table = render.new_table("API keys")
     render.id_column(table, "id")  # never cut or wrapped: revoke takes it
     for column in ("name", "prefix", "scope", "product", "env", "created", "last used", "revoked"):
-        table.add_column(column, no_wrap=column in ("prefix", "created", "last used", "revoked"))  # times: whole
+        table.add_column(column)  # words whole; a time wraps at its space
     for k in keys:
         table.add_row(
             k.id,

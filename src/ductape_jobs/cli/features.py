@@ -72,8 +72,8 @@ def feature_run_detail(run: FeatureRun) -> RenderableType:
 def feature_runs_table(runs: list[FeatureRun]) -> RenderableType:
     table = new_table(f"{len(runs)} feature run(s)")
     id_column(table, "id")  # never cut or wrapped: show, resume and retry take it
-    for column in ("feature", "product/env", "status", "started", "ended", "error"):  # a time, a status: whole
-        table.add_column(column, no_wrap=column in ("status", "started", "ended"))
+    for column in ("feature", "product/env", "status", "started", "ended", "error"):  # a time wraps at its space
+        table.add_column(column)
     for r in runs:
         table.add_row(
             r.id,

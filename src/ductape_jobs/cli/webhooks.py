@@ -36,8 +36,8 @@ webhook_app = typer.Typer(
 def _table(hooks: list[Webhook]) -> Table:
     table = render.new_table(f"Webhooks ({len(hooks)})")
     render.id_column(table, "id")
-    for column in ("product", "url", "events", "created"):  # a time, a URL, an event's name: whole
-        table.add_column(column, no_wrap=column == "created")
+    for column in ("product", "url", "events", "created"):  # a URL folds; words whole; a time wraps at its space
+        table.add_column(column, overflow="fold" if column == "url" else "ellipsis")
     for w in hooks:
         url = render.new_text(redact_webhook_url(w.url))
         table.add_row(w.id, w.product_tag, url, ", ".join(w.events), render.when(w.created_at))

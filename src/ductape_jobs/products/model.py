@@ -14,8 +14,9 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.limits import MAX_MILLIS, printable_rule
+from ductape_jobs.models import Concurrency
 from ductape_jobs.products.features import FeatureSpec
-from ductape_jobs.resources import MAX_LIMIT, ResourceLimit, parse_rate
+from ductape_jobs.resources import ResourceLimit, parse_rate
 
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
@@ -127,7 +128,9 @@ class SessionSpec(_Spec):
     schema_: dict[str, str] = Field(default_factory=dict, alias="schema", description="key -> type name")
     required: list[str] = Field(default_factory=list)
     selector: str = "$Session{id}"
-    expiry: int = Field(default=3600, gt=0, description="seconds a token lasts")
+    expiry: int = Field(
+        default=3600, gt=0, le=MAX_MILLIS // 1000, description="seconds a token lasts (10 years at most)"
+    )
 
 
 class CacheSpec(_Spec):
@@ -162,7 +165,7 @@ class ResourceSpec(_Spec):
     it execute at once, and at most ``rate`` of them start per window (``"10/s"``, ``"600/min"``), counted
     across every worker of the store (``resources.py``). At least one of the two."""
 
-    concurrency: int | None = Field(default=None, ge=1, le=MAX_LIMIT, description="runs executing at once")
+    concurrency: Concurrency | None = Field(default=None, description="runs executing at once")
     rate: str | None = Field(default=None, description="runs started per window: '10/s', '600/min', '5/10s'")
 
     @field_validator("rate")
