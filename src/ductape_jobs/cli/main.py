@@ -237,6 +237,12 @@ def job_update(
     start_at: Annotated[str | None, typer.Option(help="Unix seconds/ms or ISO 8601.")] = None,
     keep_completed: KeepOpt = None,
     keep_failed: KeepOpt = None,
+    resource: Annotated[
+        list[str] | None, typer.Option(help="The resources of its product its runs use, all of them (repeat).")
+    ] = None,
+    concurrency: Annotated[int | None, typer.Option(help="Its own limit: runs executing at once.")] = None,
+    rate: Annotated[str | None, typer.Option(help="Its own limit: runs started per window, e.g. 10/s.")] = None,
+    priority: Annotated[int | None, typer.Option(help="Its runs' default priority, -100 to 100.")] = None,
     product: ProductOpt = None,
     store: StoreOpt = None,
     app_: AppOpt = None,
@@ -245,7 +251,8 @@ def job_update(
     """Change a job definition's fields (the seeds' job.update); the tag and product stay. ``--keep-completed
     default`` gives the job back to the client's retention."""
     given = {"name": name, "event_type": event_type, "event_tag": event_tag, "executions": executions,
-             "intervals": intervals, "start_at": start_at}  # fmt: skip
+             "intervals": intervals, "start_at": start_at, "resources": resource, "concurrency": concurrency,
+             "rate": rate, "priority": priority}  # fmt: skip
     changes: dict[str, Any] = {k: v for k, v in given.items() if v is not None}
     for key, keep in (("keep_completed", keep_completed), ("keep_failed", keep_failed)):
         if keep is not None:

@@ -257,6 +257,10 @@ def job_detail(j: JobDefinition) -> Table:
             ("executions", j.executions),
             ("intervals", ms(j.intervals) if j.intervals else "0 (once)"),
             ("start_at", when(j.start_at)),
+            ("priority", j.priority),
+            ("resources", ", ".join(j.resources) or "-"),
+            ("concurrency", j.concurrency if j.concurrency is not None else "(no limit of its own)"),
+            ("rate", j.rate or "(no limit of its own)"),
             ("keep_completed", _keep(j.keep_completed)),
             ("keep_failed", _keep(j.keep_failed)),
             ("created_at", when(j.created_at)),
@@ -401,7 +405,7 @@ def history_table(h: JobHistory) -> Table:
     table = new_table(title)
     table.add_column("#", justify="right", no_wrap=True)
     id_column(table, "run_id")
-    for col in ("status", "scheduled_at", "started_at", "took", "by", "retries"):
+    for col in ("phase", "scheduled_at", "started_at", "took", "by", "retries"):  # "phase": as Python and REST
         table.add_column(col, no_wrap=True)
     table.add_column("result / error", max_width=60)
     for e in h.executions:
