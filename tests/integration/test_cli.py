@@ -179,6 +179,7 @@ def test_at_80_columns_the_listings_cut_no_time_and_no_word(store: str) -> None:
             assert any(text in line for line in result.stdout.splitlines()), (argv, text, result.stdout)
         if argv[0] == "webhook":
             assert max(len(line) for line in result.stdout.splitlines()) <= 80, result.stdout
+        assert not [line for line in result.stdout.splitlines() if line.endswith(" ")]  # a title was padded
 
 
 def test_a_run_with_attempts_fits_an_80_column_terminal(store: str) -> None:

@@ -57,6 +57,25 @@ def new_table(title: str, **options: Any) -> Table:
 _RELAID_ROWS = 200
 
 
+def _trimmed(segments: list[Any]) -> list[Any]:
+    """A table's lines without the spaces that end them: rich pads its title to the table's width, which a file or
+    a pipe then holds (``Runs (2)`` and 95 spaces). Lines of anything but segments are left as they are."""
+    from rich.segment import Segment
+
+    if not all(isinstance(s, Segment) for s in segments):
+        return segments
+    out: list[Any] = []
+    for line in Segment.split_lines(segments):
+        while line and not line[-1].control and not line[-1].text.rstrip(" "):
+            line.pop()
+        if line and not line[-1].control:
+            last = line[-1]
+            line[-1] = Segment(last.text.rstrip(" "), last.style)
+        out.extend(line)
+        out.append(Segment.line())
+    return out
+
+
 def _laid_within(layout: Callable[[int], list[Any]], target: int) -> list[Any]:
     """A table's segments (``layout(width)``) drawn at most ``target`` wide, where they can be. Rich shrinks the
     widest columns that wrap and then widens back any that went below its floor, so a table came out wider than
@@ -119,9 +138,9 @@ def _data_table() -> type[Table]:
                     least += floor + left + right
                 target = max(options.max_width, least)
                 if self.row_count > _RELAID_ROWS:  # a long listing is laid out once
-                    yield from super().__rich_console__(console, options.update_width(target))
+                    yield from _trimmed(list(super().__rich_console__(console, options.update_width(target))))
                 else:
-                    yield from self._within(console, options, target)
+                    yield from _trimmed(self._within(console, options, target))
             finally:
                 for column, width in zip(self.columns, kept, strict=True):
                     column.min_width = width
