@@ -106,8 +106,8 @@ def _children(
             raise ValidationError(where, f"has a key of type {type(key).__name__}; keys must be text")
         if len(key) > MAX_STRING:
             raise ValidationError(where, f"has a key of {len(key)} characters; at most {MAX_STRING}")
-        if not key.isascii() and _SURROGATE.search(key):
-            raise ValidationError(where, "has a key that is text with a lone surrogate (UTF-8 cannot encode it)")
+        if has_lone_surrogate(key):
+            raise ValidationError(where, f"has a key that {LONE_SURROGATE}")
         keys += 6 * len(key) + 2
     return [(item, f"{where}.{key}", depth + 1) for key, item in node.items()], keys
 
@@ -119,6 +119,15 @@ _PLAIN = frozenset({dict, list, tuple, str, int, float, bool, type(None)})
 #: A lone surrogate (half of a UTF-16 pair on its own: a file name decoded with ``surrogateescape``), which no
 #: UTF-8 text holds. A character past the BMP is one code point in a ``str``, never a pair.
 _SURROGATE = re.compile("[\ud800-\udfff]")
+#: The rule a text with one breaks, wherever it is refused (an input, a name, a filter, an output).
+LONE_SURROGATE = "is text with a lone surrogate (UTF-8 cannot encode it)"
+
+
+def has_lone_surrogate(text: str) -> bool:
+    """Whether ``text`` holds a lone surrogate (``LONE_SURROGATE``): what UTF-8 cannot encode."""
+    return not text.isascii() and _SURROGATE.search(text) is not None
+
+
 #: Bounds on a scalar's JSON text: a 64-bit integer, a float's ``repr`` (``-2.2250738585072014e-308``), ``false``.
 _INT_TEXT, _FLOAT_TEXT, _CONSTANT_TEXT = 20, 24, 5
 
@@ -128,8 +137,8 @@ def _check_scalar(node: Any, where: str) -> int:
     if isinstance(node, str):
         if len(node) > MAX_STRING:
             raise ValidationError(where, f"is a string of {len(node)} characters; at most {MAX_STRING}")
-        if not node.isascii() and _SURROGATE.search(node):
-            raise ValidationError(where, "is text with a lone surrogate (UTF-8 cannot encode it)")
+        if has_lone_surrogate(node):
+            raise ValidationError(where, LONE_SURROGATE)
         return 6 * len(node) + 2
     if isinstance(node, float):
         if node != node or node in (float("inf"), float("-inf")):
@@ -249,6 +258,7 @@ def check_enum(kind: type[E], value: object, field: str) -> E | None:
 __all__ = [
     "CONTROL_CHARACTER",
     "LATEST",
+    "LONE_SURROGATE",
     "MAX_BATCH",
     "MAX_BODY_BYTES",
     "MAX_COUNT",
@@ -272,6 +282,7 @@ __all__ = [
     "check_printable",
     "check_size",
     "check_time",
+    "has_lone_surrogate",
     "printable_rule",
     "visible",
 ]

@@ -27,7 +27,16 @@ from pydantic import (
 from pydantic import ValidationError as PydanticValidationError
 
 from ductape_jobs.errors import ValidationError, field_path
-from ductape_jobs.limits import LATEST, MAX_COUNT, MAX_MILLIS, MAX_RETRIES, MIN_EVERY, check_object, printable_rule
+from ductape_jobs.limits import (
+    LATEST,
+    LONE_SURROGATE,
+    MAX_COUNT,
+    MAX_MILLIS,
+    MAX_RETRIES,
+    MIN_EVERY,
+    check_object,
+    printable_rule,
+)
 from ductape_jobs.redaction import fields_without, redact_webhook_url, repr_without
 from ductape_jobs.resources import MAX_LIMIT, MAX_PRIORITY, MIN_PRIORITY, limit_keys, parse_rate
 from ductape_jobs.retention import Keep, keep_json, parse_job_keep
@@ -552,7 +561,7 @@ _RULES: dict[str, str] = {
     "greater_than": "must be > {gt}",
     "less_than_equal": "must be <= {le}",
     "less_than": "must be < {lt}",
-    "string_unicode": "is text with a lone surrogate (UTF-8 cannot encode it)",
+    "string_unicode": LONE_SURROGATE,
     "string_too_short": "must be at least {min_length} character(s)",
     "string_too_long": "must be at most {max_length} characters",
     "too_short": "must hold at least {min_length} item(s)",

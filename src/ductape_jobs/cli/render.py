@@ -52,7 +52,7 @@ def new_table(title: str, **options: Any) -> Table:
     return _data_table()(title=new_text(title, style="table.title"), title_justify="left", **options)
 
 
-#: Rows past which a table is laid out once, as rich draws it (``DataTable._within`` lays one out up to four times:
+#: Rows past which a table is laid out once, as rich draws it (``_laid_within`` lays one out up to seven times:
 #: ``job list`` of 2,000 jobs took 11 s instead of 1.7).
 _RELAID_ROWS = 200
 
@@ -137,21 +137,15 @@ def _data_table() -> type[Table]:
                     column.min_width = floor
                     least += floor + left + right
                 target = max(options.max_width, least)
-                if self.row_count > _RELAID_ROWS:  # a long listing is laid out once
-                    yield from _trimmed(list(super().__rich_console__(console, options.update_width(target))))
-                else:
-                    yield from _trimmed(self._within(console, options, target))
+
+                def layout(width: int) -> list[Any]:
+                    return list(super(DataTable, self).__rich_console__(console, options.update_width(width)))
+
+                # a long listing is laid out once
+                yield from _trimmed(layout(target) if self.row_count > _RELAID_ROWS else _laid_within(layout, target))
             finally:
                 for column, width in zip(self.columns, kept, strict=True):
                     column.min_width = width
-
-        def _within(self, console: Any, options: Any, target: int) -> list[Any]:
-            """The table laid out at most ``target`` wide where its floors allow (``_laid_within``)."""
-
-            def layout(width: int) -> list[Any]:
-                return list(super(DataTable, self).__rich_console__(console, options.update_width(width)))
-
-            return _laid_within(layout, target)
 
         def add_row(self, *cells: RenderableType | None, style: Any = None, end_section: bool = False) -> None:
             shown = [new_text(cell) if isinstance(cell, str) else cell for cell in cells]

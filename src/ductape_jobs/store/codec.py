@@ -15,7 +15,7 @@ from uuid import UUID
 import msgspec
 
 from ductape_jobs.errors import ERROR_TEXT_CHARS, ValidationError, clip
-from ductape_jobs.limits import MAX_OUTPUT_BYTES
+from ductape_jobs.limits import LONE_SURROGATE, MAX_OUTPUT_BYTES, has_lone_surrogate
 from ductape_jobs.models import (
     Attempt,
     JobDefinition,
@@ -173,12 +173,8 @@ _INT_BITS = 13_000  # about 3,900 digits: Python converts at most 4,300 to text
 
 def _not_json_scalar(item: Any) -> str | None:
     if isinstance(item, str):
-        if item.isascii():
-            return None
-        try:
-            item.encode("utf-8")
-        except UnicodeEncodeError:
-            return "is text with a lone surrogate (UTF-8 cannot encode it)"
+        if has_lone_surrogate(item):
+            return LONE_SURROGATE
     elif isinstance(item, float):
         if item != item or item in (_INF, -_INF):
             return f"is {item!r}, which JSON has no number for"

@@ -340,7 +340,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
                     f"run {run_id!r} is {current['phase']}; only a failed or cancelled run can be retried"
                 )
             tx.notify()
-            return run_from_row(row, [attempt_from_row(a) for a in tx.all("attempts_of_run", {"run_id": run_id})])
+            return _with_attempts(tx, row)
 
         return self._write(op)
 
@@ -357,9 +357,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
     def get_run(self, run_id: str) -> Run | None:
         def op(tx: Tx) -> Run | None:
             row = tx.one("get_run", {"id": run_id})
-            if row is None:
-                return None
-            return run_from_row(row, [attempt_from_row(a) for a in tx.all("attempts_of_run", {"run_id": run_id})])
+            return None if row is None else _with_attempts(tx, row)
 
         return self._read(op)
 
@@ -531,6 +529,11 @@ def _claim_params(
         "due_by": ms(now if due_by is None else due_by),
         "limit": limit,
     }
+
+
+def _with_attempts(tx: Tx, row: Row) -> Run:
+    """The run of ``row`` with its attempts, oldest first."""
+    return run_from_row(row, [attempt_from_row(a) for a in tx.all("attempts_of_run", {"run_id": row["id"]})])
 
 
 def _claim_order(rows: list[Row]) -> list[Run]:

@@ -28,6 +28,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 from ductape_jobs.errors import NotFoundError, StaleJobError, ValidationError
+from ductape_jobs.limits import LONE_SURROGATE, has_lone_surrogate
 
 if TYPE_CHECKING:
     from ductape_jobs.store.base import Capabilities
@@ -167,7 +168,7 @@ def unstorable(exc: Exception, params: Params | Sequence[Params] | None) -> Exce
     PostgreSQL's text cannot hold (psycopg's ``DataError``); ``exc`` itself for another error. A filter, an id or a
     reason with one was a ``StoreError`` (HTTP 503) or a bare ``UnicodeEncodeError``. SQLite keeps a NUL."""
     if isinstance(exc, UnicodeEncodeError):
-        rule, bad = "is text with a lone surrogate (UTF-8 cannot encode it)", _has_surrogate
+        rule, bad = LONE_SURROGATE, has_lone_surrogate
     elif "cannot contain NUL" in str(exc):
         rule, bad = "must not contain a NUL character (\\x00)", _has_nul
     else:
@@ -183,11 +184,3 @@ _API_NAMES = {"schedule_id": "job_id"}
 
 def _has_nul(text: str) -> bool:
     return "\x00" in text
-
-
-def _has_surrogate(text: str) -> bool:
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        return True
-    return False
