@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import json
+import logging
 import pickle
 import socket
 import time
@@ -16,6 +17,7 @@ import pytest
 from rich.pretty import pretty_repr
 
 from ductape_jobs.errors import ExecutionError, ValidationError
+from ductape_jobs.redaction import WEBHOOK_EXTENSION
 from ductape_jobs.executors.http import (
     MAX_BODY_BYTES,
     HttpAuth,
@@ -269,3 +271,28 @@ def test_a_refused_connection_is_retryable() -> None:
     error = failure(build_request(spec(f"http://127.0.0.1:{port}", path="/x"), {}))
     assert error.retryable is True
     assert "ConnectError" in str(error) and f"127.0.0.1:{port}/x" in str(error)
+
+
+def test_httpx_logs_the_url_of_a_call_as_messages_show_it(server: Recorder, caplog: pytest.LogCaptureFixture) -> None:
+    """An application that logs INFO gets httpx's line for every request: the engine's calls' secrets are masked
+    in it (an action's query key, a webhook's path); a request of the application's own is left as it is."""
+    server.reply(200, b"{}", headers={})
+    auth = HttpAuth("query", name="sig_x", value="very-secret")
+    plain = build_request(spec(server.url, path="/x", query={"api_key": "also-secret", "page": 1}, auth=auth), {})
+    hook = build_request(spec(server.url, path="/services/T000/B000/XXXXsecrettokenXXXX"), {})
+    hook.extensions[WEBHOOK_EXTENSION] = True
+
+    async def go() -> None:
+        async with httpx.AsyncClient() as client:
+            await perform(client, plain, 5.0)
+            await perform(client, hook, 5.0)
+            await client.get(f"{server.url}/own?token=the-apps-own")  # not the engine's: not touched
+
+    with caplog.at_level(logging.INFO, logger="httpx"):
+        asyncio.run(go())
+    lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
+    assert len(lines) == 3
+    assert "sig_x=REDACTED" in lines[0] and "api_key=REDACTED" in lines[0] and "page=1" in lines[0]
+    assert lines[1].startswith(f"HTTP Request: GET {server.url}/services/***")
+    assert "very-secret" not in lines[0] + lines[1] and "also-secret" not in lines[0] and "XXXX" not in lines[1]
+    assert "token=the-apps-own" in lines[2]

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from contextvars import ContextVar
 from typing import Any
 
 import httpx
@@ -27,6 +29,31 @@ _KEPT_HEADERS = frozenset(
 _KEPT_PREFIXES = ("x-ratelimit-", "ratelimit")
 _RETRYABLE_STATUS = frozenset({408, 429})
 _REDACTED = "REDACTED"
+#: The extensions of the request ``perform`` is sending in this task: how its URLs are shown (``shown_url``).
+_SENDING: ContextVar[Mapping[str, Any] | None] = ContextVar("ductape_http_sending", default=None)
+
+
+class _ShownUrl(logging.Filter):
+    """httpx logs every request's whole URL at INFO (``HTTP Request: POST <url> "HTTP/1.1 200 OK"``), which an
+    application that logs INFO would write out with its secrets: an action's API key in the query, the token in a
+    webhook's path. This filter on httpx's logger shows the URLs of the requests ``perform`` sends (a redirect's
+    too) as its messages do; other requests of the process are left as they are."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        extensions, args = _SENDING.get(), record.args
+        if extensions is not None and isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], httpx.URL):
+            record.args = (args[0], _shown(args[1], extensions), *args[2:])
+        return True
+
+
+def _filter_httpx_log() -> None:
+    """Install ``_ShownUrl`` on httpx's logger, once."""
+    logger = logging.getLogger("httpx")
+    if not any(isinstance(f, _ShownUrl) for f in logger.filters):
+        logger.addFilter(_ShownUrl())
+
+
+_filter_httpx_log()
 
 
 async def perform(
@@ -53,6 +80,7 @@ async def perform(
     method = request.method
     url = shown_url(request)
     started = time.perf_counter()
+    sending = _SENDING.set(request.extensions)
     try:
         async with asyncio.timeout(timeout):
             if follow_redirects is None:
@@ -70,6 +98,8 @@ async def perform(
         retryable = not isinstance(exc, httpx.UnsupportedProtocol | httpx.TooManyRedirects)
         reason = _scrub(describe(exc), request.url, url)
         raise HttpError(f"{method} {url} failed: {reason}", retryable, _failure(started, reason)) from exc
+    finally:
+        _SENDING.reset(sending)
 
     summary: dict[str, Any] = {
         "status": response.status_code,
@@ -96,9 +126,13 @@ def redact_url(url: httpx.URL | str, names: Iterable[str | None] = ()) -> str:
 def shown_url(request: httpx.Request) -> str:
     """``request``'s URL as messages and trace spans show it: ``redact_url`` with the request's auth parameter
     (``REDACT_EXTENSION``), or ``redaction.redact_webhook_url`` for a webhook's delivery (``WEBHOOK_EXTENSION``)."""
-    if request.extensions.get(WEBHOOK_EXTENSION):
-        return redaction.redact_webhook_url(str(request.url))
-    return redact_url(request.url, request.extensions.get(REDACT_EXTENSION, ()))
+    return _shown(request.url, request.extensions)
+
+
+def _shown(url: httpx.URL, extensions: Mapping[str, Any]) -> str:
+    if extensions.get(WEBHOOK_EXTENSION):
+        return redaction.redact_webhook_url(str(url))
+    return redact_url(url, extensions.get(REDACT_EXTENSION, ()))
 
 
 async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, bool]:
