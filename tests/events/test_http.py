@@ -17,7 +17,6 @@ import pytest
 from rich.pretty import pretty_repr
 
 from ductape_jobs.errors import ExecutionError, ValidationError
-from ductape_jobs.redaction import WEBHOOK_EXTENSION
 from ductape_jobs.executors.http import (
     MAX_BODY_BYTES,
     HttpAuth,
@@ -27,6 +26,7 @@ from ductape_jobs.executors.http import (
     perform,
     redact_url,
 )
+from ductape_jobs.redaction import WEBHOOK_EXTENSION
 from support import Recorder
 
 
