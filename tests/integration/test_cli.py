@@ -689,3 +689,17 @@ def test_a_table_is_widened_only_for_what_it_would_cut() -> None:
     fresh.add_row("word " * 10 + "averyveryverylongwordthatislong")
     assert again == _printed(fresh, 20) and first != again
     assert any("averyveryverylongwordthatislong" in line for line in again)  # a word is not cut
+
+
+def test_job_list_and_show_say_the_same_of_its_executions(store: str) -> None:
+    """A job with no intervals runs once, whatever its executions: list said 1 where show said 0."""
+    create_job(store, "once")
+    create_job(store, "every", "--intervals", "60000")
+    create_job(store, "thrice", "--executions", "3", "--intervals", "60000")
+    shown = {tag: cli("job", "show", tag, store=store).stdout for tag in ("once", "every", "thrice")}
+    assert "0 (no intervals: a schedule runs once)" in shown["once"]
+    assert "0 (unlimited)" in shown["every"]
+    assert "3 (a schedule runs 3 times)" in shown["thrice"]
+    lines = cli("job", "list", store=store).stdout.splitlines()
+    cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in lines if line.startswith("│")]
+    assert {row[0]: row[4] for row in cells} == {"once": "1", "every": "∞", "thrice": "3"}

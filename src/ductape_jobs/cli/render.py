@@ -244,12 +244,26 @@ def jobs_table(jobs: Sequence[JobDefinition]) -> Table:
             j.product_tag or "(shared)",
             j.name,
             f"{j.event_type.name} {j.event_tag}",
-            str(j.executions or "∞") if j.intervals else "1",
+            _runs_of(j),
             ms(j.intervals) if j.intervals else "once",
             when(j.start_at),
             when(j.updated_at),
         )
     return table
+
+
+def _runs_of(j: JobDefinition) -> str:
+    """How many times a schedule that follows the job's cadence runs: ``executions`` (``∞`` for 0) with
+    ``intervals``, else once (``executions`` then counts for nothing)."""
+    return str(j.executions or "∞") if j.intervals else "1"
+
+
+def _runs_meaning(j: JobDefinition) -> str:
+    if not j.intervals:
+        return "no intervals: a schedule runs once"
+    if not j.executions:
+        return "unlimited"
+    return "a schedule runs once" if j.executions == 1 else f"a schedule runs {j.executions} times"
 
 
 def _keep(keep: timedelta | int | None) -> str:
@@ -267,7 +281,7 @@ def job_detail(j: JobDefinition) -> Table:
             ("name", j.name),
             ("event_type", j.event_type.name),
             ("event_tag", j.event_tag),
-            ("executions", j.executions),
+            ("executions", f"{j.executions} ({_runs_meaning(j)})"),
             ("intervals", ms(j.intervals) if j.intervals else "0 (once)"),
             ("start_at", when(j.start_at)),
             ("priority", j.priority),
