@@ -211,6 +211,22 @@ def test_a_run_with_attempts_fits_an_80_column_terminal(store: str) -> None:
         assert "Attempts" in result.stdout and max(widths) <= int(columns), (columns, max(widths), result.stdout)
 
 
+def test_run_show_prints_the_start_of_a_large_output_and_json_prints_it_whole(store: str) -> None:
+    """A run's output of 1 MiB was drawn whole, folded into the table: 3 MB of box lines."""
+    create_job(store)
+    schedule(store, "--input", json.dumps({f"k{n}": "i" * 60_000 for n in range(4)}))
+    with Ductape(store) as dt:
+        dt.function("hello")(lambda input, ctx: {"big": "o" * 1_000_000})
+        asyncio.run(dt.new_worker().run_until_idle())
+        (run,) = dt.job.runs()
+    shown = cli("run", "show", run.id, store=store)
+    assert shown.exit_code == 0, shown.stdout
+    assert len(shown.stdout) < 20_000, len(shown.stdout)
+    assert "the first 2,000 of 1,000,011 characters; --json prints it whole" in shown.stdout
+    assert "the first 2,000 of 240,040 characters" in shown.stdout  # the input too
+    assert ok("run", "show", run.id, store=store)["output"] == {"big": "o" * 1_000_000}
+
+
 def test_job_update_sets_a_jobs_limits_and_priority_and_job_show_shows_them(store: str) -> None:
     """``job create`` took --priority, --concurrency and --rate, ``job update`` none of them (the Python API and
     ``PATCH /jobs`` do); ``job show`` showed none."""

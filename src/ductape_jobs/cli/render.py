@@ -194,6 +194,21 @@ def first_line(text: str | None, width: int = 60) -> str:
     return line if len(line) <= width else line[: width - 1] + "…"
 
 
+#: Characters of a run's input or output (as JSON) a detail view prints; ``--json`` prints them whole.
+SHOWN_JSON = 2_000
+
+
+def json_shown(value: Any) -> str | None:
+    """``value`` as JSON for a detail view, its first ``SHOWN_JSON`` characters when longer (a 1 MiB output drew
+    3 MB of table)."""
+    if value is None:
+        return None
+    text = json.dumps(value, default=str)
+    if len(text) <= SHOWN_JSON:
+        return text
+    return f"{text[:SHOWN_JSON]}… (the first {SHOWN_JSON:,} of {len(text):,} characters; --json prints it whole)"
+
+
 def squeeze(line: str) -> Text:
     """One line, cut with an ellipsis when its column is narrower (the column itself may shrink)."""
     return new_text(line, no_wrap=True, overflow="ellipsis")
@@ -357,7 +372,7 @@ def schedule_detail(s: Schedule) -> Table:
             ("next_run_at", when(s.next_run_at)),
             ("runs", s.run_count),
             ("retries", s.retries),
-            ("input", json.dumps(s.input)),
+            ("input", json_shown(s.input)),
             ("reason", s.reason),
         ],
     )
@@ -407,8 +422,8 @@ def run_detail(r: Run) -> RenderableType:
             ("completed_at", when(r.completed_at)),
             ("retries", f"{r.retry_count} of {r.max_retries}"),
             ("duration", ms(r.duration_ms)),
-            ("input", json.dumps(r.input)),
-            ("output", json.dumps(r.output, default=str) if r.output is not None else None),
+            ("input", json_shown(r.input)),
+            ("output", json_shown(r.output)),
             ("error", first_line(r.error, 200) or None),
         ],
     )
