@@ -3,7 +3,9 @@ LISTEN/NOTIFY. (The contract itself is checked on both backends by ``test_contra
 
 from __future__ import annotations
 
+import logging
 import secrets
+import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -237,3 +239,17 @@ def test_next_wakeup_finds_the_earliest_run_no_limit_holds_from_one_index_entry(
         plan = "\n".join(r[0] for r in conn.execute("EXPLAIN " + Q["next_wakeup"]))
     assert "Index Only Scan using runs_due on runs" in plan, plan
     assert "Bitmap" not in plan, plan
+
+
+def test_a_server_not_up_yet_is_waited_for_saying_so_once(caplog: pytest.LogCaptureFixture) -> None:
+    """psycopg_pool logged each failed try while the pool opened (``error connecting in 'ductape-jobs': ...``, five
+    lines in 10 s before the error); the store says once that it waits, and the error says why it gave up."""
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with caplog.at_level(logging.INFO), pytest.raises(StoreError, match="Connection refused") as failed:
+        PostgresStore(f"postgresql://postgres@127.0.0.1:{port}/test?pool_timeout=3")
+    assert "cannot connect to PostgreSQL" in str(failed.value)
+    lines = [(r.name, r.getMessage()) for r in caplog.records]
+    assert [name for name, _ in lines] == ["ductape_jobs.store.postgres"], lines
+    assert lines[0][1].endswith("Connection refused): waiting up to 3 s for it"), lines

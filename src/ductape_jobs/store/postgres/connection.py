@@ -35,6 +35,7 @@ as ``NotFoundError("job", tag)`` or ``StaleJobError(tag)`` (``dialect.job_check_
 from __future__ import annotations
 
 import contextlib
+import itertools
 import logging
 import re
 import threading
@@ -63,6 +64,22 @@ _SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _POOL_OPTIONS = ("schema", "pool_min", "pool_max", "pool_timeout")
 #: Raised by the store's own SQL functions when a job check fails (migration 19): the tag, and why as the detail.
 JOB_CHECK_FAILED = "DJ001"
+#: Each pool's number, in its name (``ductape-jobs-1``): what psycopg_pool's log lines name.
+_POOL_NUMBERS = itertools.count(1)
+#: The names of the pools opening now, waiting for a server that is not up yet (``_QuietWhileOpening``).
+_OPENING: set[str] = set()
+
+
+class _QuietWhileOpening(logging.Filter):
+    """psycopg_pool logs each failed try to connect (``error connecting in 'ductape-jobs-1': ...``), one every
+    second or two; while a pool opens, the store says once itself that it waits, and then why it gave up."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        return not (isinstance(args, tuple) and args and args[0] in _OPENING)
+
+
+logging.getLogger("psycopg.pool").addFilter(_QuietWhileOpening())
 
 
 def split_url(url: str) -> tuple[str, dict[str, str]]:
@@ -146,11 +163,14 @@ class Database:
             configure=self._configure,
             # no check per checkout (a round trip per transaction): a connection found dead when used fails
             # with OperationalError, and run() checks the idle ones (pool.check()) before it tries again
-            name="ductape-jobs",
+            name=f"ductape-jobs-{next(_POOL_NUMBERS)}",
             open=False,
         )
         where = f"cannot connect to PostgreSQL at {redact_url(conninfo)}"
-        _refused_for_good(conninfo, kwargs, where)
+        not_yet = _refused_for_good(conninfo, kwargs, where)
+        if not_yet is not None:
+            log.warning("%s yet (%s): waiting up to %g s for it", where, not_yet, timeout.total_seconds())
+        _OPENING.add(self.pool.name)
         try:
             self.pool.open(wait=True, timeout=timeout.total_seconds())
         except PoolTimeout as exc:
@@ -160,6 +180,8 @@ class Database:
             except psycopg.Error as direct:
                 raise StoreError(f"{where}: {direct}") from direct
             raise StoreError(f"{where} within {timeout}") from exc
+        finally:
+            _OPENING.discard(self.pool.name)
 
     def _configure(self, conn: Conn) -> None:
         if self.schema is not None:
@@ -419,12 +441,14 @@ _FOR_GOOD = re.compile(
 )
 
 
-def _refused_for_good(conninfo: str, kwargs: dict[str, Any], where: str) -> None:
+def _refused_for_good(conninfo: str, kwargs: dict[str, Any], where: str) -> str | None:
     """One connection first, without the pool: one that the server or libpq refuses for good is a ``StoreError``
-    at once, rather than after the pool's timeout of retries (10 s, each logged). Another failure (the server not
-    up yet) is left to the pool, which waits for it."""
+    at once, rather than after the pool's timeout of retries. Another failure (the server not up yet) is left to
+    the pool, which waits for it: its reason's first line is returned (``None``: the connection was made)."""
     try:  # at most 2 s: a host that does not answer is the pool's to wait for, not this probe's
         psycopg.connect(conninfo, **{**kwargs, "connect_timeout": 2}).close()
     except psycopg.Error as exc:
         if _FOR_GOOD.search(str(exc)):
             raise StoreError(f"{where}: {exc}") from exc
+        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+    return None
