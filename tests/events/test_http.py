@@ -26,7 +26,7 @@ from ductape_jobs.executors.http import (
     perform,
     redact_url,
 )
-from ductape_jobs.redaction import WEBHOOK_EXTENSION
+from ductape_jobs.redaction import SECRETS, WEBHOOK_EXTENSION
 from support import Recorder
 
 
@@ -277,8 +277,10 @@ def test_httpx_logs_the_url_of_a_call_as_messages_show_it(server: Recorder, capl
     """An application that logs INFO gets httpx's line for every request: the engine's calls' secrets are masked
     in it (an action's query key, a webhook's path); a request of the application's own is left as it is."""
     server.reply(200, b"{}", headers={})
-    auth = HttpAuth("query", name="sig_x", value="very-secret")
-    plain = build_request(spec(server.url, path="/x", query={"api_key": "also-secret", "page": 1}, auth=auth), {})
+    SECRETS.learn(["bot-path-secret-value-1"])  # a product's secret, as a run that reads it teaches the process
+    auth = HttpAuth("query", name="auth[token]", value="very-secret")  # sent as auth%5Btoken%5D
+    query = {"api_key": "also-secret", "page": 1, "x_sig": "bot-path-secret-value-1"}
+    plain = build_request(spec(server.url, path="/bot-path-secret-value-1/x", query=query, auth=auth), {})
     hook = build_request(spec(server.url, path="/services/T000/B000/XXXXsecrettokenXXXX"), {})
     hook.extensions[WEBHOOK_EXTENSION] = True
 
@@ -292,7 +294,8 @@ def test_httpx_logs_the_url_of_a_call_as_messages_show_it(server: Recorder, capl
         asyncio.run(go())
     lines = [r.getMessage() for r in caplog.records if r.name == "httpx"]
     assert len(lines) == 3
-    assert "sig_x=REDACTED" in lines[0] and "api_key=REDACTED" in lines[0] and "page=1" in lines[0]
+    assert "auth%5Btoken%5D=REDACTED" in lines[0] and "api_key=REDACTED" in lines[0] and "page=1" in lines[0]
+    assert f"{server.url}/[secret]/x?" in lines[0] and "x_sig=[secret]" in lines[0]
     assert lines[1].startswith(f"HTTP Request: GET {server.url}/services/***")
     assert "very-secret" not in lines[0] + lines[1] and "also-secret" not in lines[0] and "XXXX" not in lines[1]
     assert "token=the-apps-own" in lines[2]

@@ -713,9 +713,9 @@ def test_job_list_and_show_say_the_same_of_its_executions(store: str) -> None:
     create_job(store, "every", "--intervals", "60000")
     create_job(store, "thrice", "--executions", "3", "--intervals", "60000")
     shown = {tag: cli("job", "show", tag, store=store).stdout for tag in ("once", "every", "thrice")}
-    assert "0 (no intervals: a schedule runs once)" in shown["once"]
+    assert "0 (no intervals: a schedule without repeat runs once)" in shown["once"]
     assert "0 (unlimited)" in shown["every"]
-    assert "3 (a schedule runs 3 times)" in shown["thrice"]
+    assert "3 (a schedule without repeat runs 3 times)" in shown["thrice"]
     lines = cli("job", "list", store=store).stdout.splitlines()
     cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in lines if line.startswith("│")]
     assert {row[0]: row[4] for row in cells} == {"once": "1", "every": "∞", "thrice": "3"}

@@ -8,6 +8,7 @@ import secrets
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 
 import psycopg
@@ -252,4 +253,34 @@ def test_a_server_not_up_yet_is_waited_for_saying_so_once(caplog: pytest.LogCapt
     assert "cannot connect to PostgreSQL" in str(failed.value)
     lines = [(r.name, r.getMessage()) for r in caplog.records]
     assert [name for name, _ in lines] == ["ductape_jobs.store.postgres"], lines
-    assert lines[0][1].endswith("Connection refused): waiting up to 3 s for it"), lines
+    assert lines[0][1].endswith("Connection refused): waiting 3 s for it"), lines
+
+
+@pytest.fixture
+def limited_role() -> Iterator[str]:
+    """A role that may hold two connections, and one that may not log in: made for a test, dropped after it."""
+    require_postgres()
+    suffix = secrets.token_hex(4)
+    roles = (f"dj_two_{suffix}", f"dj_nologin_{suffix}")
+    pg_admin(f"CREATE ROLE {roles[0]} LOGIN CONNECTION LIMIT 2")
+    pg_admin(f"CREATE ROLE {roles[1]} NOLOGIN")
+    try:
+        yield suffix
+    finally:
+        for role in roles:
+            pg_admin(f"DROP ROLE IF EXISTS {role}")
+
+
+def test_why_a_pool_could_not_open_is_in_its_error(limited_role: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A role that may not log in is refused at once, as a missing one is (it was waited for, "not up yet"); a pool
+    that a one-connection probe could not fail (four connections for a role allowed two) says the last try's
+    reason in its error, the pool's own lines being quiet while it opens."""
+    base = PG_URL.rsplit("/", 1)[0].replace("postgres@", "{role}@") + "/test"
+    started = time.monotonic()
+    with pytest.raises(StoreError, match="is not permitted to log in"):
+        PostgresStore(base.format(role=f"dj_nologin_{limited_role}") + "?pool_timeout=5")
+    assert time.monotonic() - started < 4
+    url = base.format(role=f"dj_two_{limited_role}") + "?pool_min=4&pool_max=4&pool_timeout=2"
+    with caplog.at_level(logging.INFO), pytest.raises(StoreError, match="the last try: .*too many connections"):
+        PostgresStore(url)
+    assert [r for r in caplog.records if r.name.startswith("psycopg.pool")] == []

@@ -200,7 +200,7 @@ SHOWN_JSON = 2_000
 
 def json_shown(value: Any) -> str | None:
     """``value`` as JSON for a detail view, its first ``SHOWN_JSON`` characters when longer (a 1 MiB output drew
-    3 MB of table)."""
+    more than a megabyte of folded table)."""
     if value is None:
         return None
     text = json.dumps(value, default=str)
@@ -274,11 +274,14 @@ def _runs_of(j: JobDefinition) -> str:
 
 
 def _runs_meaning(j: JobDefinition) -> str:
+    """What ``executions`` means for the schedules of the job made without ``repeat`` (one with ``repeat``
+    follows its own)."""
     if not j.intervals:
-        return "no intervals: a schedule runs once"
+        return "no intervals: a schedule without repeat runs once"
     if not j.executions:
         return "unlimited"
-    return "a schedule runs once" if j.executions == 1 else f"a schedule runs {j.executions} times"
+    times = "once" if j.executions == 1 else f"{j.executions} times"
+    return f"a schedule without repeat runs {times}"
 
 
 def _keep(keep: timedelta | int | None) -> str:

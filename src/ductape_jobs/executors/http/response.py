@@ -36,13 +36,14 @@ _SENDING: ContextVar[Mapping[str, Any] | None] = ContextVar("ductape_http_sendin
 class _ShownUrl(logging.Filter):
     """httpx logs every request's whole URL at INFO (``HTTP Request: POST <url> "HTTP/1.1 200 OK"``), which an
     application that logs INFO would write out with its secrets: an action's API key in the query, the token in a
-    webhook's path. This filter on httpx's logger shows the URLs of the requests ``perform`` sends (a redirect's
-    too) as its messages do; other requests of the process are left as they are."""
+    webhook's path, a product's secret anywhere in it. This filter on httpx's logger shows the URLs of the requests
+    ``perform`` sends (a redirect's too) as its messages do, and masks the secrets the process knows in them (as
+    the engine's own log lines are masked); other requests of the process are left as they are."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         extensions, args = _SENDING.get(), record.args
         if extensions is not None and isinstance(args, tuple) and len(args) > 1 and isinstance(args[1], httpx.URL):
-            record.args = (args[0], _shown(args[1], extensions), *args[2:])
+            record.args = (args[0], redaction.mask_text(_shown(args[1], extensions)), *args[2:])
         return True
 
 

@@ -66,17 +66,21 @@ _POOL_OPTIONS = ("schema", "pool_min", "pool_max", "pool_timeout")
 JOB_CHECK_FAILED = "DJ001"
 #: Each pool's number, in its name (``ductape-jobs-1``): what psycopg_pool's log lines name.
 _POOL_NUMBERS = itertools.count(1)
-#: The names of the pools opening now, waiting for a server that is not up yet (``_QuietWhileOpening``).
-_OPENING: set[str] = set()
+#: The pools opening now, by name, each with the reason its last try to connect failed (``_QuietWhileOpening``).
+_OPENING: dict[str, str | None] = {}
 
 
 class _QuietWhileOpening(logging.Filter):
     """psycopg_pool logs each failed try to connect (``error connecting in 'ductape-jobs-1': ...``), one every
-    second or two; while a pool opens, the store says once itself that it waits, and then why it gave up."""
+    second or two; while a pool opens, the store says once itself that it waits, and its error gives the last
+    try's reason (one the probe did not meet: too many connections for the pool's size)."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
-        return not (isinstance(args, tuple) and args and args[0] in _OPENING)
+        if isinstance(args, tuple) and len(args) > 1 and isinstance(args[0], str) and args[0] in _OPENING:
+            _OPENING[args[0]] = str(args[1])
+            return False
+        return True
 
 
 logging.getLogger("psycopg.pool").addFilter(_QuietWhileOpening())
@@ -169,19 +173,20 @@ class Database:
         where = f"cannot connect to PostgreSQL at {redact_url(conninfo)}"
         not_yet = _refused_for_good(conninfo, kwargs, where)
         if not_yet is not None:
-            log.warning("%s yet (%s): waiting up to %g s for it", where, not_yet, timeout.total_seconds())
-        _OPENING.add(self.pool.name)
+            log.warning("%s yet (%s): waiting %g s for it", where, not_yet, timeout.total_seconds())
+        _OPENING[self.pool.name] = None
         try:
             self.pool.open(wait=True, timeout=timeout.total_seconds())
         except PoolTimeout as exc:
             self.pool.close()
-            try:  # once more without the pool, for the server's own reason (a wrong database, password, ...)
-                psycopg.connect(conninfo, **kwargs).close()
+            try:  # once more without the pool, for the server's own reason (at most 2 s, as the probe)
+                psycopg.connect(conninfo, **{**kwargs, "connect_timeout": 2}).close()
             except psycopg.Error as direct:
                 raise StoreError(f"{where}: {direct}") from direct
-            raise StoreError(f"{where} within {timeout}") from exc
+            last = _OPENING.get(self.pool.name)
+            raise StoreError(f"{where} within {timeout}" + (f"; the last try: {last}" if last else "")) from exc
         finally:
-            _OPENING.discard(self.pool.name)
+            _OPENING.pop(self.pool.name, None)
 
     def _configure(self, conn: Conn) -> None:
         if self.schema is not None:
@@ -434,10 +439,12 @@ class Listener:
 
 
 #: What libpq says of a connection that no wait would make (a database or user that does not exist, a password or
-#: host refused, a parameter it cannot read); a server not up yet, restarting or full says otherwise. A message in
+#: host refused, a parameter it cannot read, a role that may not log in or connect to the database); a server not up
+#: yet, restarting or full says otherwise. A message in
 #: another language matches none, and the pool waits as before.
 _FOR_GOOD = re.compile(
     r"does not exist|authentication failed|no pg_hba\.conf entry|invalid (?:\w+ )*(?:value|option|number)"
+    r"|is not permitted to log in|permission denied for database"
 )
 
 
