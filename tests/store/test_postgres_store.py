@@ -281,6 +281,6 @@ def test_why_a_pool_could_not_open_is_in_its_error(limited_role: str, caplog: py
         PostgresStore(base.format(role=f"dj_nologin_{limited_role}") + "?pool_timeout=5")
     assert time.monotonic() - started < 4
     url = base.format(role=f"dj_two_{limited_role}") + "?pool_min=4&pool_max=4&pool_timeout=2"
-    with caplog.at_level(logging.INFO), pytest.raises(StoreError, match="the last try: .*too many connections"):
+    with caplog.at_level(logging.INFO), pytest.raises(StoreError, match=r"the last try: .*too many connections"):
         PostgresStore(url)
     assert [r for r in caplog.records if r.name.startswith("psycopg.pool")] == []
