@@ -207,8 +207,8 @@ class JobScheduling:
         start = to_ms(max(start_at, now)) if start_at else now  # as stored: a start_at of now with microseconds is now
         every = timedelta(milliseconds=repeat.every) if repeat and repeat.every else None
         limit = repeat.limit if repeat else None
-        follows_job = repeat is None and job.intervals > 0
-        if follows_job:
+        follows_job = repeat is None  # its job's cadence, now and after a job.update of it (one-offs too)
+        if follows_job and job.intervals > 0:
             every = timedelta(milliseconds=job.intervals)
             limit = job.executions or None
         end_date = repeat.end_date if repeat else None

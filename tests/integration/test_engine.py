@@ -125,6 +125,32 @@ def test_job_cadence_without_repeat_and_update_changes_it(ductape_sandbox: Sandb
     assert len(due) == 6 and due[-1] - due[-2] == timedelta(hours=2)
 
 
+def test_a_schedule_without_repeat_follows_its_job_whatever_its_cadence_was(ductape_sandbox: Sandbox) -> None:
+    """A job.update to intervals 0 left a schedule that had not run yet with nothing due (it never ran; paused
+    and resumed, it completed with no run); a one-off made while its job had no intervals ignored a job.update
+    that gave it some."""
+    dt = ductape_sandbox
+    rec = dt.function("report")(Recorder())
+    job(dt, executions=0, intervals=3_600_000)
+    at = int((dt.now() + timedelta(minutes=30)).timestamp() * 1000)
+    waiting, paused = dt.job.schedule(req(start_at=at)), dt.job.schedule(req(start_at=at))
+    dt.job.pause(paused.job_id)
+    dt.job.update("report", {"intervals": 0})
+    dt.advance(hours=1)
+    dt.job.resume(paused.job_id)
+    dt.advance(hours=5)
+    ran = sorted((r.job_id, r.scheduled_at) for r in dt.job.runs())
+    assert ran == sorted([(waiting.job_id, waiting.scheduled_at), (paused.job_id, paused.scheduled_at)])
+    assert {dt.job.get(s.job_id).status for s in (waiting, paused)} == {ScheduleStatus.COMPLETED}
+
+    once = dt.job.schedule(req(start_at=int((dt.now() + timedelta(minutes=30)).timestamp() * 1000)))
+    assert not once.recurring
+    dt.job.update("report", {"intervals": 3_600_000, "executions": 3})
+    dt.advance(hours=6)
+    due = sorted(r.scheduled_at for r in dt.job.runs(job_id=once.job_id))
+    assert due == [once.scheduled_at + timedelta(hours=n) for n in range(3)] and len(rec.calls) == 5
+
+
 def test_cron_in_time_zone_across_spring_forward(ductape_sandbox: Sandbox) -> None:
     dt = ductape_sandbox
     dt.clock.set(datetime(2026, 3, 7, 12, tzinfo=UTC))

@@ -34,6 +34,7 @@ from ductape_jobs.models import (
     TriggeredBy,
 )
 from ductape_jobs.store import Advance, DueSchedule, Outcome, ScheduleChange, Store, Wakeups
+from ductape_jobs.store.codec import ms
 from ductape_jobs.store.sql import load_migrations
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
@@ -189,6 +190,30 @@ def test_update_job_moves_the_schedules_that_follow_its_cadence(store: Store) ->
     assert moved is not None and (moved.every, moved.next_run_at) == (2 * MIN, T0 + 2 * MIN)
     kept = store.get_schedule(own.id)
     assert kept is not None and (kept.every, kept.next_run_at) == (MIN, T0 + MIN)
+
+
+def test_a_schedule_following_its_job_that_has_not_run_keeps_its_first_occurrence(store: Store) -> None:
+    """A job no longer repeating (intervals 0) left a schedule that had not run yet active with nothing due: it never
+    ran. It runs once at its start; one that ran is completed, paused or not."""
+    start = T0 + timedelta(hours=1)
+    store.create_job(job(intervals=60_000, executions=5), T0)
+    pending = schedule(every=MIN, limit=5, follows_job=True, start_at=start, next_run_at=start)
+    paused = schedule(every=MIN, limit=5, follows_job=True, start_at=start, next_run_at=start,
+                      status=ScheduleStatus.PAUSED)  # fmt: skip
+    ran = schedule(every=MIN, limit=5, follows_job=True, next_run_at=T0 + MIN, last_due_at=T0, run_count=1)
+    store.add_schedules([pending, paused, ran], [])
+    store.update_job("", "report", {"intervals": 0}, T0 + timedelta(seconds=10))
+    got = {s.id: store.get_schedule(s.id) for s in (pending, paused, ran)}
+    shown = {k: None if v is None else (v.status, v.every, v.limit, v.next_run_at) for k, v in got.items()}
+    assert shown == {
+        pending.id: (ScheduleStatus.ACTIVE, None, None, start),
+        paused.id: (ScheduleStatus.PAUSED, None, None, start),
+        ran.id: (ScheduleStatus.COMPLETED, None, None, None),
+    }
+    # and back: given intervals again, the one-off repeats from its start, as many times as the job says
+    store.update_job("", "report", {"intervals": 120_000, "executions": 3}, T0 + timedelta(seconds=20))
+    again = store.get_schedule(pending.id)
+    assert again is not None and (again.every, again.limit, again.next_run_at) == (2 * MIN, 3, start)
 
 
 # ----------------------------------------------------------------------------------------- schedules
@@ -960,3 +985,30 @@ def test_a_schedule_planned_from_a_changed_job_is_refused(store: Store) -> None:
     assert fresh is not None and fresh.intervals == 60_000 and created.intervals == 0
     store.add_schedules([s], [], planned_from={("", "r"): fresh})
     assert store.get_schedule(s.id) is not None
+
+
+def test_migration_23_makes_the_one_offs_made_without_repeat_follow_their_job(backend: Backend) -> None:
+    """A schedule made without ``repeat`` while its job had no intervals was written not following it (so a
+    job.update that gave the job intervals did not make it repeat); version 23 makes the waiting ones follow it.
+    One made with ``repeat`` (cron or every) keeps its own, and so does one that ended."""
+    backend.migrate_to(22)
+    columns = (
+        "id, job_tag, env, product_tag, input, retries, status, start_at, next_run_at, created_at, updated_at, cron,"
+        " every_ms"
+    )
+    for sid, status, cron, every in [
+        ("one_off", "active", None, None),
+        ("paused_one", "paused", None, None),
+        ("done_one", "completed", None, None),
+        ("by_cron", "active", "0 9 * * *", None),
+        ("by_every", "active", None, 60_000),
+    ]:
+        params = {"id": sid, "status": status, "cron": cron, "every": every, "t": ms(T0)}
+        values = "%(id)s, 'report', 'prd', 'shop', '{}', 0, %(status)s, %(t)s, %(t)s, %(t)s, %(t)s, %(cron)s, %(every)s"
+        if backend.path is not None:
+            values = values.replace("%(", ":").replace(")s", "")
+        backend.execute(f"INSERT INTO schedules ({columns}) VALUES ({values})", params)
+    store = backend.open()  # migrates to the latest
+    follows = {sid: found.follows_job for sid in ("one_off", "paused_one", "done_one", "by_cron", "by_every")
+               if (found := store.get_schedule(sid)) is not None}  # fmt: skip
+    assert follows == {"one_off": True, "paused_one": True, "done_one": False, "by_cron": False, "by_every": False}

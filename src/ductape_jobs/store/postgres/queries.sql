@@ -28,15 +28,16 @@ WHERE product_tag = %(product_tag)s AND tag = %(tag)s;
 
 -- name: follow_job_cadence
 -- Schedules without `repeat` follow their job's cadence: a changed interval moves their next occurrence
--- (re-anchored on the last occurrence, so the new interval counts from there).
+-- (re-anchored on the last occurrence, so the new interval counts from there). One whose first occurrence is still
+-- to come keeps it (its start), whatever the cadence becomes: a job no longer repeating runs it once.
 UPDATE schedules SET
     start_at = coalesce(last_due_at, start_at),
     every_ms = CASE WHEN %(intervals)s > 0 THEN %(intervals)s END,
-    run_limit = CASE WHEN %(executions)s > 0 THEN %(executions)s END,
+    run_limit = CASE WHEN %(intervals)s > 0 AND %(executions)s > 0 THEN %(executions)s END,
     next_run_at = CASE
+        WHEN last_due_at IS NULL THEN start_at
         WHEN %(intervals)s <= 0 THEN NULL
         WHEN %(executions)s > 0 AND run_count >= %(executions)s THEN NULL
-        WHEN last_due_at IS NULL THEN start_at
         ELSE last_due_at + %(intervals)s END,
     status = CASE
         WHEN status = 'active' AND (%(intervals)s <= 0 OR (%(executions)s > 0 AND run_count >= %(executions)s))

@@ -15,15 +15,16 @@ WHERE product_tag = :product_tag AND tag = :tag;
 
 -- name: follow_job_cadence
 -- Schedules without `repeat` follow their job's cadence: a changed interval moves their next occurrence
--- (re-anchored on the last occurrence, so the new interval counts from there).
+-- (re-anchored on the last occurrence, so the new interval counts from there). One whose first occurrence is still
+-- to come keeps it (its start), whatever the cadence becomes: a job no longer repeating runs it once.
 UPDATE schedules SET
     start_at = coalesce(last_due_at, start_at),
     every_ms = CASE WHEN :intervals > 0 THEN :intervals END,
-    run_limit = CASE WHEN :executions > 0 THEN :executions END,
+    run_limit = CASE WHEN :intervals > 0 AND :executions > 0 THEN :executions END,
     next_run_at = CASE
+        WHEN last_due_at IS NULL THEN start_at
         WHEN :intervals <= 0 THEN NULL
         WHEN :executions > 0 AND run_count >= :executions THEN NULL
-        WHEN last_due_at IS NULL THEN start_at
         ELSE last_due_at + :intervals END,
     status = CASE
         WHEN status = 'active' AND (:intervals <= 0 OR (:executions > 0 AND run_count >= :executions))

@@ -1,0 +1,5 @@
+-- ductape-jobs schema, version 23 (SQLite): a schedule made without `repeat` follows its job's cadence whatever that was
+-- when it was made. Before, one made while its job had no intervals was a one-off of its own: a job.update that
+-- gave the job intervals did not make it repeat. Such a schedule has neither cron nor every (a `repeat` has one).
+UPDATE schedules SET follows_job = 1
+WHERE follows_job = 0 AND cron IS NULL AND every_ms IS NULL AND status IN ('active', 'paused');
