@@ -199,7 +199,8 @@ class AttemptOut(BaseModel):
 
 
 class RunOut(BaseModel):
-    """A run, with its attempts (``GET /runs/{id}``; lists leave them out)."""
+    """A run, with its attempts (``GET /runs/{id}``, a retry's answer; a list's runs have ``attempts: []``: lists do
+    not read them)."""
 
     id: str
     job_id: str = Field(description="its schedule's id (what schedule() answered)")

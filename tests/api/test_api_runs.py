@@ -61,6 +61,13 @@ def test_retry_a_failed_run(api: Api, job: dict[str, Any]) -> None:
     retried = c.post(f"/runs/{run['id']}/retry")
     assert retried.status_code == 200, retried.text
     assert retried.json()["phase"] == "queued" and "status" not in retried.json()
+    # its attempts, as GET /runs/{id} has them (the answer said [] for a run with one), not the last one's times
+    assert [a["outcome"] for a in retried.json()["attempts"]] == ["failed"]
+    assert (retried.json()["started_at"], retried.json()["duration_ms"], retried.json()["retry_count"]) == (
+        None,
+        None,
+        1,
+    )
     again = c.post(f"/runs/{run['id']}/retry")
     assert again.status_code == 409
     assert "only a failed or cancelled run can be retried" in again.json()["detail"]

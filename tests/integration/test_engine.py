@@ -206,6 +206,10 @@ def test_manual_retry_of_a_failed_run(dt: Ductape) -> None:
     assert dt.job.retry(run.id).phase is RunPhase.QUEUED
     assert dt.drain().completed == 1 and len(rec.calls) == 2
     assert dt.job.run(run.id).phase is RunPhase.COMPLETED
+    # it completed after a retry (the stats and the history said first try, retry_count 0)
+    stats = dt.job.stats()
+    assert (stats.completed_first_try, stats.completed_after_retry, stats.average_retry_count) == (0, 1, 1.0)
+    assert [e.retry_count for e in dt.job.history(run.job_id).executions] == [1]
 
 
 def test_unknown_function_fails_at_once_without_retries(dt: Ductape) -> None:

@@ -738,6 +738,7 @@ def test_retry_run_queues_a_failed_run_once_more(store: Store) -> None:
     store.finish_runs([fail(again, at=T0 + MIN)], T0 + MIN)
     assert run_of(store, run_id).phase is RunPhase.FAILED
 
+    failed = run_of(store, run_id)
     retried = store.retry_run(run_id, T0 + 2 * MIN)
     assert (retried.phase, retried.available_at, retried.max_retries, retried.completed_at) == (
         RunPhase.QUEUED,
@@ -745,6 +746,10 @@ def test_retry_run_queues_a_failed_run_once_more(store: Store) -> None:
         retried.retry_count,
         None,
     )
+    # a retry that counts (the stats counted the run as completed first try), and none automatic after it; not the
+    # failed attempt's times, which the run.queued event already leaves out
+    assert (failed.retry_count, retried.retry_count, retried.started_at, retried.duration_ms) == (1, 2, None, None)
+    assert retried.error == failed.error
     assert retried.attempts == run_of(store, run_id).attempts and len(retried.attempts) == 2  # its history kept
     assert run_of(store, run_id).phase is RunPhase.QUEUED
     (third,) = store.acquire_runs("w1", 2, LEASE, T0 + 2 * MIN)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Request
-from msgspec.structs import replace
 
 from ductape_jobs.answers import RunOut
 from ductape_jobs.api.auth import READ, WRITE, Me, Principal
@@ -61,5 +60,4 @@ async def get_run(request: Request, run_id: str, me: Me) -> RunOut:
 async def retry_run(request: Request, run_id: str, me: Me) -> RunOut:
     """One more attempt of a failed or cancelled run, now (409 in any other phase)."""
     await visible_run(request, me, run_id)
-    run = await call(client(request).job.retry, run_id)
-    return RunOut.of(replace(run, attempts=[]))
+    return RunOut.of(await call(client(request).job.retry, run_id))

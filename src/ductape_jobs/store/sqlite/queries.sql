@@ -275,8 +275,10 @@ WHERE id = :id AND phase = 'running' AND lease_expires_at < :now
 RETURNING id, schedule_id, overlap;
 
 -- name: retry_run
-UPDATE runs SET phase = 'queued', available_at = :now, max_retries = retry_count, completed_at = NULL,
-    updated_at = :now
+-- job.retry: a failed or cancelled run queued once more, a retry that counts (retry_count, the stats' first tries)
+-- with none automatic after it. It keeps the error that failed it until its next attempt, not that attempt's times.
+UPDATE runs SET phase = 'queued', available_at = :now, retry_count = retry_count + 1, max_retries = retry_count + 1,
+    started_at = NULL, completed_at = NULL, duration_ms = NULL, updated_at = :now
 WHERE id = :id AND phase IN ('failed', 'cancelled')
 RETURNING *;
 
