@@ -25,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 from pydantic import ValidationError as PydanticValidationError
+from pydantic._internal._model_construction import ModelMetaclass  # where every 2.x keeps it
 
 from ductape_jobs.errors import ValidationError, field_path
 from ductape_jobs.limits import (
@@ -308,7 +309,20 @@ JobKeep = Annotated[
 ]
 
 
-class _Input(BaseModel):
+class _Built(ModelMetaclass):
+    """Built directly (``RepeatOptions(every=1000)``), a model raises our ``ValidationError`` naming the field, as
+    ``parse`` does (pydantic's, which ``except ductape_jobs.ValidationError`` missed). Only a call of the class
+    comes here: pydantic validates a nested model without calling it (an ``__init__`` of our own would be called
+    for those too, and would lose their path)."""
+
+    def __call__(cls, *args: Any, **data: Any) -> Any:
+        try:
+            return super().__call__(*args, **data)
+        except PydanticValidationError as exc:
+            raise invalid(exc.errors()[0], default=cls.__name__) from None
+
+
+class _Input(BaseModel, metaclass=_Built):
     # validators are built on first use: a worker process, which validates none, does not pay for them
     model_config = ConfigDict(extra="forbid", populate_by_name=True, str_strip_whitespace=True, defer_build=True)
 

@@ -640,3 +640,21 @@ def test_what_the_caller_input_reads_is_tried_at_the_door(jdt: Ductape) -> None:
     rejected(jdt, lambda d: d.job.schedule_many([req(), 5]), "[1]", "expected an object")  # type: ignore[list-item]
     far = req(repeat={"cron": "59 23 31 12 *", "tz": "Etc/GMT+12"}, start_at="8999-12-31T23:59:59Z")
     rejected(jdt, lambda d: d.job.schedule(far), "repeat", "no occurrence falls before 9000-01-01")
+
+
+def test_a_model_built_directly_raises_our_validation_error() -> None:
+    """``RepeatOptions(every=10)`` raised pydantic's ValidationError, which ``except ductape_jobs.ValidationError``
+    (what the README promises of every entry point) did not catch, in pydantic's words."""
+    from ductape_jobs import JobDefinition
+    from ductape_jobs.models import RepeatOptions, ScheduleRequest
+
+    cases = [
+        (lambda: RepeatOptions(every=10), "every: every must be at least 100 (milliseconds)"),
+        (lambda: ScheduleRequest(env="e", product_tag="p", event="x", colour=1), "colour: is not a known field"),
+        (lambda: JobDefinition(name="n", event_type="FUNCTION", event_tag="f"), "tag: is required"),
+    ]
+    for build, message in cases:
+        with pytest.raises(ValidationError) as raised:
+            build()
+        assert str(raised.value) == message
+    assert RepeatOptions(every=1000).every == 1000
