@@ -15,6 +15,7 @@ from ductape_jobs.client import Ductape
 from ductape_jobs.errors import WouldWait
 from ductape_jobs.features.api import AsyncFeatures
 from ductape_jobs.job_reports import HISTORY_LIMIT
+from ductape_jobs.job_scheduling import request_list
 from ductape_jobs.jobs import Jobs, ProductJobs
 from ductape_jobs.models import (
     DispatchResult,
@@ -105,7 +106,7 @@ class AsyncJobs:
         return await _soon(self._store, self._jobs.schedule, request)
 
     async def schedule_many(self, requests: Iterable[ScheduleRequest | dict[str, Any]]) -> list[DispatchResult]:
-        batch = list(requests)
+        batch = request_list(requests)
         if len(batch) > PROMPT_BATCH or _loads_jwt(batch):
             return await _off(self._jobs.schedule_many, batch)
         return await _soon(self._store, self._jobs.schedule_many, batch)

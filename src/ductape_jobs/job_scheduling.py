@@ -6,7 +6,7 @@ parsed and its job read before the first part is sent, so that nothing is read w
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -70,10 +70,7 @@ class JobScheduling:
         A bad item raises ``ValidationError`` with its index in the field (``[2].start_at``); none is written.
         At most ``MAX_BATCH`` requests a call.
         """
-        batch = list(requests)
-        if len(batch) > MAX_BATCH:
-            raise ValidationError("requests", f"holds {len(batch)} requests; at most {MAX_BATCH} a call")
-        return self._schedule_all(batch, indexed=True)
+        return self._schedule_all(request_list(requests), indexed=True)
 
     def _schedule_keyed(self, request: dict[str, Any], *, key: str, session: dict[str, Any] | None) -> DispatchResult:
         """A feature's JOB event: the schedule keyed ``key`` (``<feature run>:<sequence>:<event>``) if the event
@@ -269,9 +266,20 @@ class JobScheduling:
         return schedule, runs, result
 
 
+def request_list(requests: object) -> list[ScheduleRequest | dict[str, Any]]:
+    """The requests of a ``schedule_many``, a list of at most ``MAX_BATCH``: text, a single request or anything not
+    iterable is a ``ValidationError`` (a string was taken character by character: ``[0]: expected an object``)."""
+    if isinstance(requests, str | bytes | bytearray | Mapping | ScheduleRequest) or not isinstance(requests, Iterable):
+        raise ValidationError("requests", f"must be a list of requests, not {type(requests).__name__}")
+    batch = list(requests)
+    if len(batch) > MAX_BATCH:
+        raise ValidationError("requests", f"holds {len(batch)} requests; at most {MAX_BATCH} a call")
+    return batch
+
+
 def _at(index: int, exc: ValidationError) -> ValidationError:
     """``exc`` of the request at ``index`` of a ``schedule_many``: its field prefixed (``[2].start_at``)."""
     return ValidationError(f"[{index}]" if exc.field == "request" else f"[{index}].{exc.field}", exc.rule)
 
 
-__all__ = ["JobScheduling"]
+__all__ = ["JobScheduling", "request_list"]

@@ -116,7 +116,9 @@ class Jobs(JobScheduling, JobControl, JobReports):
             if not shared and len(found) > 1:
                 owners = ", ".join(repr(j.product_tag) for j in found)
                 raise ValidationError(
-                    "tag", f"products {owners} each have a job {tag!r}; name one: ductape.product(<tag>).jobs"
+                    "tag",
+                    f"products {owners} each have a job {tag!r}; name one by its product_tag (Python: "
+                    "ductape.product(<tag>).jobs; CLI: --product; HTTP: ?product_tag=)",
                 )
             job = next(iter(shared or found), None)
         if job is None:

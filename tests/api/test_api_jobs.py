@@ -32,6 +32,17 @@ def test_create_list_get_update_delete(api: Api) -> None:
     assert c.get("/jobs").json()["items"] == []
 
 
+def test_a_tag_two_products_have_is_named_by_its_product_tag(api: Api) -> None:
+    """The 422 told an HTTP client to call ``ductape.product(<tag>).jobs``; it names ``?product_tag=`` too."""
+    c = api.client()
+    for product in ("a", "b"):
+        assert c.post("/jobs", json={**JOB, "tag": "dup", "product_tag": product}).status_code == 201
+    for response in (c.get("/jobs/dup"), c.patch("/jobs/dup", json={"name": "x"})):
+        assert response.status_code == 422, response.text
+        assert "?product_tag=" in response.json()["detail"][0]["rule"]
+    assert c.get("/jobs/dup", params={"product_tag": "b"}).json()["product_tag"] == "b"
+
+
 def test_missing_jobs_answer_404(api: Api) -> None:
     c = api.client()
     for response in (c.get("/jobs/nope"), c.patch("/jobs/nope", json={"name": "x"}), c.delete("/jobs/nope")):

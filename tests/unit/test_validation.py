@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta, timezone
+from pathlib import Path
 from typing import Any
 
 import pytest
 
 from ductape_jobs import (
+    AsyncDuctape,
     ConflictError,
     Ductape,
     FakeClock,
@@ -342,6 +345,23 @@ def test_schedule_many_with_a_bad_item_writes_none_of_them(jdt: Ductape) -> None
     rejected(jdt, lambda d: d.job.schedule_many(items), "[2].repeat.cron", "macro")
     items = [req(), req(), req(event="missing")]
     rejected(jdt, lambda d: d.job.schedule_many(items), "[2].event", "no job with tag")
+
+
+def test_schedule_many_takes_a_list_of_requests_not_text_or_one_request(jdt: Ductape, tmp_path: Path) -> None:
+    """A string was taken character by character (``[0]: expected an object (dict), got str``)."""
+    one: Any = req()
+    for bad, kind in [("notalist", "str"), (one, "dict"), (5, "int")]:
+        rejected(
+            jdt, lambda d, bad=bad: d.job.schedule_many(bad), "requests", f"must be a list of requests, not {kind}"
+        )
+
+    async def in_async() -> None:
+        async with AsyncDuctape(f"sqlite:///{tmp_path / 'a.db'}") as adt:
+            await adt.job.schedule_many("notalist")
+
+    with pytest.raises(ValidationError, match=r"^requests: must be a list of requests, not str$"):
+        asyncio.run(in_async())
+    assert len(jdt.job.schedule_many(iter([req(), req()]))) == 2  # any iterable of requests
 
 
 def test_schedule_many_prefixes_the_first_item_too(jdt: Ductape) -> None:
