@@ -319,7 +319,7 @@ class _Built(ModelMetaclass):
         try:
             return super().__call__(*args, **data)
         except PydanticValidationError as exc:
-            raise invalid(exc.errors()[0], default=cls.__name__) from None
+            raise invalid(reported(exc), default=cls.__name__) from None
 
 
 class _Input(BaseModel, metaclass=_Built):
@@ -565,7 +565,7 @@ def parse(model: type[M], data: object, prefix: str = "") -> M:
     try:
         return model.model_validate(data)
     except PydanticValidationError as exc:
-        raise invalid(exc.errors()[0], prefix, default=model.__name__) from None
+        raise invalid(reported(exc), prefix, default=model.__name__) from None
 
 
 _RULES: dict[str, str] = {
@@ -601,6 +601,14 @@ _RULES: dict[str, str] = {
     "datetime_type": "must be a date-time",
     "json_invalid": "is not valid JSON",
 }
+
+
+def reported(exc: PydanticValidationError) -> Any:
+    """The one of pydantic's errors a ``ValidationError`` reports: a field that is not known, if any (a typo, such
+    as ``event`` for ``events``, also leaves the field meant missing: ``events: is required`` hid the typo), else
+    the first."""
+    errors = exc.errors()
+    return next((e for e in errors if e.get("type") == "extra_forbidden"), errors[0])
 
 
 def invalid(err: Any, prefix: str = "", default: str = "body") -> ValidationError:

@@ -89,6 +89,14 @@ def test_bad_webhooks_are_422_and_nothing_is_stored(api: Api, body: dict[str, An
     assert api.dt.webhooks.list() == []
 
 
+def test_a_misspelt_field_is_named_rather_than_the_one_it_leaves_missing(api: Api) -> None:
+    """``event`` for ``events`` answered only ``events: is required``, hiding the typo."""
+    body = {"product_tag": "shop", "url": "http://example.com/x", "event": ["job.failed"]}
+    assert problems(api.client().post("/webhooks", json=body)) == [("event", "is not a known field")]
+    with pytest.raises(ValidationError, match=r"^evnt: is not a known field$"):  # was event: is required
+        api.dt.job.schedule({"env": "prd", "product_tag": "shop", "evnt": "report"})
+
+
 def test_events_are_delivered_signed_and_retried_after_a_500(
     api: Api, job: dict[str, Any], receiver: Recorder, clock: FakeClock
 ) -> None:

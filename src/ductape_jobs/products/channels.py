@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from ductape_jobs.errors import ValidationError
-from ductape_jobs.models import invalid
+from ductape_jobs.models import invalid, reported
 from ductape_jobs.products.model import EmailSpec, NotificationSpec, PushSpec, SmsSpec
 
 #: The input key each channel reads (the first present wins), and the model it must fit.
@@ -53,7 +53,7 @@ def from_input(channel: str, input: dict[str, Any]) -> dict[str, Any]:
     try:
         parsed: dict[str, Any] = _MODELS[channel].model_validate(fields).model_dump()
     except PydanticValidationError as exc:
-        raise invalid(exc.errors()[0], where) from None
+        raise invalid(reported(exc), where) from None
     return parsed
 
 

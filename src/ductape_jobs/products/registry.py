@@ -16,7 +16,7 @@ from msgspec import Struct
 from pydantic import ValidationError as PydanticValidationError
 
 from ductape_jobs.errors import ExecutionError, ValidationError
-from ductape_jobs.models import JobDefinition, JobEventTypes, invalid
+from ductape_jobs.models import JobDefinition, JobEventTypes, invalid, reported
 from ductape_jobs.products.feature_plan import check_features
 from ductape_jobs.products.model import ProductFile, ProductSpec
 from ductape_jobs.redaction import SECRETS, Secrets
@@ -77,7 +77,7 @@ class Products:
         try:
             parsed = ProductFile.model_validate(data or {})
         except PydanticValidationError as exc:
-            raise invalid(exc.errors()[0], "product_file") from None
+            raise invalid(reported(exc), "product_file") from None
         return cls(parsed.products)
 
     def add(self, spec: ProductSpec | dict[str, Any]) -> ProductSpec:
@@ -85,7 +85,7 @@ class Products:
             try:
                 spec = ProductSpec.model_validate(spec)
             except PydanticValidationError as exc:
-                raise invalid(exc.errors()[0], "product") from None
+                raise invalid(reported(exc), "product") from None
         check_features(spec, self.locate)  # sequences, parents, $Sequence piping, the events they run
         self.secrets.of(spec.tag).learn_settings(
             spec.model_dump(exclude={"features"})
