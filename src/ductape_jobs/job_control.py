@@ -22,7 +22,7 @@ from ductape_jobs.models import (
     Schedule,
     ScheduleStatus,
     TriggeredBy,
-    check_time,
+    check_window,
     parse,
     to_utc,
 )
@@ -222,7 +222,7 @@ class JobControl:
         ``start_at`` takes."""
         state = check_enum(RunPhase, phase, "phase")
         check_page(limit, offset)
-        after, before = check_time(since, "since"), check_time(until, "until")
+        after, before = check_window(since, until)
         flt = RunFilter(job_id, job_tag, state, after, before, limit, offset, product_tag=product_tag, env=env)
         return self._store.list_runs(flt)
 

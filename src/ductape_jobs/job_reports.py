@@ -7,7 +7,7 @@ from datetime import datetime
 
 from ductape_jobs.errors import NotFoundError, ValidationError
 from ductape_jobs.limits import check_page
-from ductape_jobs.models import JobHistory, JobStats, check_time
+from ductape_jobs.models import JobHistory, JobStats, check_window
 from ductape_jobs.store.base import Store
 
 #: How many executions ``history`` lists when not told.
@@ -45,9 +45,7 @@ class JobReports:
         retry count of finished runs."""
         product = _filter(product_tag, "product_tag")
         environment = _filter(env, "env")
-        start, end = check_time(since, "since"), check_time(until, "until")
-        if start is not None and end is not None and start > end:
-            raise ValidationError("since", f"{start.isoformat()} is after until {end.isoformat()}")
+        start, end = check_window(since, until)
         return self._store.run_stats(product_tag=product, env=environment, since=start, until=end)
 
 

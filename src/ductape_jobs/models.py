@@ -209,6 +209,15 @@ def check_time(value: object, field: str) -> datetime | None:
         raise ValidationError(field, str(exc)) from None
 
 
+def check_window(since: object, until: object) -> tuple[datetime | None, datetime | None]:
+    """``since`` and ``until`` (``check_time``), ``since`` not after ``until``: the runs and the stats of a window
+    refuse one the wrong way round alike (the runs answered none)."""
+    start, end = check_time(since, "since"), check_time(until, "until")
+    if start is not None and end is not None and start > end:
+        raise ValidationError("since", f"{start.isoformat()} is after until {end.isoformat()}")
+    return start, end
+
+
 def _cadence(intervals: int | None) -> int | None:
     if intervals is not None and 0 < intervals < MIN_EVERY:
         raise ValueError(f"must be 0 (run once) or at least {MIN_EVERY} (milliseconds)")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from apikit import SHOP, Api, problems
 
-from ductape_jobs import FakeClock
+from ductape_jobs import FakeClock, ValidationError
 
 WHOLE_1_10000 = "must be a whole number between 1 and 10000"
 
@@ -76,6 +77,12 @@ def test_retry_a_failed_run(api: Api, job: dict[str, Any]) -> None:
 
 def test_run_queries_are_validated(api: Api) -> None:
     c = api.client()
+    # a window the wrong way round: as /stats/jobs answers it (the runs answered [] with 200)
+    for path in ("/runs", "/stats/jobs"):
+        wrong = c.get(path, params={"since": "2027-01-01", "until": "2026-01-01"})
+        assert problems(wrong) == [("since", "2027-01-01T00:00:00+00:00 is after until 2026-01-01T00:00:00+00:00")]
+    with pytest.raises(ValidationError, match="is after until"):
+        api.dt.job.runs(since="2027-01-01", until="2026-01-01")
     assert problems(c.get("/runs", params={"phase": "exploded"}))[0][0] == "phase"
     assert problems(c.get("/runs", params={"since": "last tuesday"}))[0][0] == "since"
     assert problems(c.get("/runs", params={"limit": 20_000})) == [
