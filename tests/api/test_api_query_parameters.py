@@ -46,3 +46,11 @@ def test_a_parameter_with_no_name_is_named_so_and_a_long_one_cut(api: Api) -> No
 
 def test_without_a_key_it_is_still_401(api: Api) -> None:
     assert api.client("").get("/runs", params={"job_tg": "x"}).status_code == 401
+
+
+def test_a_parameter_given_twice_is_refused_not_read_as_its_last(api: Api) -> None:
+    """``?phase=failed&phase=completed`` answered the completed runs alone."""
+    assert problems(api.client().get("/runs?phase=failed&phase=completed")) == [
+        ("phase", "is given 2 times; give it once")
+    ]
+    assert api.client().get("/runs?phase=failed").status_code == 200

@@ -254,14 +254,19 @@ async def known_query(request: Request, me: Me) -> None:
     if known is None:
         known = _QUERY_NAMES[route.path, request.method] = _query_names(route)
     for name in request.query_params:
-        if name not in known:
-            needed = route_scope(route)
-            if needed is not None and not me.may(needed):
-                return  # the route's scope dependency answers 403 first
-            takes = ", ".join(sorted(known)) or "none"
-            where = f"{request.method} {request.url.path}"
-            field = name[:100] + "…" if len(name) > 100 else name or "(a parameter with no name)"  # '?=x'
-            raise ValidationError(field, f"is not a query parameter of {where} (it takes: {takes})")
+        given = len(request.query_params.getlist(name))
+        if name in known and given == 1:
+            continue
+        needed = route_scope(route)
+        if needed is not None and not me.may(needed):
+            return  # the route's scope dependency answers 403 first
+        field = name[:100] + "…" if len(name) > 100 else name or "(a parameter with no name)"  # '?=x'
+        if name in known:  # ?phase=failed&phase=completed read the last one alone
+            raise ValidationError(field, f"is given {given} times; give it once")
+        takes = ", ".join(sorted(known)) or "none"
+        raise ValidationError(
+            field, f"is not a query parameter of {request.method} {request.url.path} (it takes: {takes})"
+        )
 
 
 #: ``_query_names`` by route (its path and method: routes are the same in every app this process makes).
