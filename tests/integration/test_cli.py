@@ -449,6 +449,10 @@ def test_preview_every_and_errors() -> None:
     ]
     assert cli("preview", "--cron", "61 * * * *").exit_code == 2
     assert cli("preview").exit_code == 2
+    # --limit, as repeat.limit takes it in Python and REST (the option did not exist)
+    limited = ok("preview", "--every", "60000", "--limit", "2", "-n", "5", "--start", "2026-01-01T00:00:00Z")
+    assert [r["utc"] for r in limited] == ["2026-01-01T00:00:00Z", "2026-01-01T00:01:00Z"]
+    assert cli("preview", "--every", "60000", "--limit", "0").exit_code == 2
 
 
 # -------------------------------------------------------------------------------------- --app and demo

@@ -19,10 +19,11 @@ def preview(
     count: Annotated[int, typer.Option("--count", "-n", help="How many fire times.")] = 10,
     start: Annotated[str | None, typer.Option(help="From this moment (ISO 8601 or Unix time); default now.")] = None,
     end_date: Annotated[str | None, typer.Option(help="Stop at this moment (ISO 8601 or Unix time).")] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many runs in all (repeat.limit).")] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Print the next fire times of --cron (in --tz) or --every, in UTC and in the time zone."""
-    repeat: dict[str, Any] = {"cron": cron, "every": every, "tz": tz, "endDate": end_date}
+    repeat: dict[str, Any] = {"cron": cron, "every": every, "tz": tz, "endDate": end_date, "limit": limit}
     with user_errors(), Ductape("sqlite:///:memory:") as dt:
         times = dt.job.preview({k: v for k, v in repeat.items() if v is not None}, start=start, count=count)
     zone = ZoneInfo(tz)
