@@ -10,7 +10,7 @@ from typing import Any
 
 import httpx
 import pytest
-from apikit import SHOP, Api, LiveServer
+from apikit import JOB, SHOP, Api, LiveServer
 
 from ductape_jobs import Ductape, FakeClock
 from ductape_jobs.api import create_app
@@ -212,3 +212,22 @@ def test_a_key_stored_before_scopes_keeps_working_with_every_scope(tmp_path: Pat
         assert listed.scope is ADMIN
     finally:
         again.close()
+
+
+def test_lists_filter_by_product_and_env_within_what_the_key_sees(api: Api) -> None:
+    """``job.list(product_tag=, env=)``, ``job.runs(...)`` and ``webhooks.list(product_tag=)`` had no such filter over
+    HTTP (422, "it takes: ..."); a key limited to a product that asks for another's gets 403, not its records."""
+    c = api.client()
+    assert c.post("/jobs", json=JOB).status_code == 201
+    for product, env in [("shop", "prd"), ("shop", "dev"), ("blog", "prd")]:
+        assert c.post("/schedule", json={**SHOP, "product_tag": product, "env": env}).status_code == 201
+        hook = {"product_tag": product, "url": "https://example.com/hook", "events": ["job.failed"]}
+        assert env == "dev" or c.post("/webhooks", json=hook).status_code == 201
+    for path in ("/schedules", "/runs"):
+        listed = c.get(path, params={"product_tag": "shop", "env": "prd"}).json()["items"]
+        assert [(i["product_tag"], i["env"]) for i in listed] == [("shop", "prd")], path
+        assert len(c.get(path, params={"product_tag": "shop"}).json()["items"]) == 2
+        shop_only = api.client(api.key(scope=READ, product_tag="shop"))
+        assert shop_only.get(path, params={"product_tag": "blog"}).status_code == 403
+        assert len(shop_only.get(path, params={"env": "dev"}).json()["items"]) == 1
+    assert [h["product_tag"] for h in c.get("/webhooks", params={"product_tag": "blog"}).json()["items"]] == ["blog"]

@@ -72,6 +72,17 @@ class Principal(Struct, frozen=True):
         """The ``product_tag``/``env`` filters every list and statistic of this key adds."""
         return {"product_tag": self.key.product_tag, "env": self.key.env}
 
+    def narrowed(self, product_tag: str | None, env: str | None) -> dict[str, str | None]:
+        """``scope()`` with a list's own ``product_tag``/``env`` filters (``None`` or empty: not given) as well; 403
+        for one that asks for what this key does not see."""
+        found = self.scope()
+        for name, asked in (("product_tag", product_tag), ("env", env)):
+            if asked:
+                if found[name] is not None and found[name] != asked:
+                    raise HTTPException(403, f"this API key sees only {name} {found[name]!r}")
+                found[name] = asked
+        return found
+
     def sees(self, product_tag: str, env: str) -> bool:
         return (self.key.product_tag is None or self.key.product_tag == product_tag) and (
             self.key.env is None or self.key.env == env

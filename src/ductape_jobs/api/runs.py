@@ -20,7 +20,7 @@ async def visible_run(request: Request, me: Principal, run_id: str) -> Run:
     return run
 
 
-@router.get("/runs", responses=responses(), dependencies=[READ])
+@router.get("/runs", responses=responses(403), dependencies=[READ])
 async def list_runs(
     request: Request,
     me: Me,
@@ -29,12 +29,16 @@ async def list_runs(
     job_tag: str | None = None,
     since: str | None = None,
     until: str | None = None,
+    product_tag: str | None = None,
+    env: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> Page[RunOut]:
     """Runs, newest due time first. ``phase``: ``failed`` lists the dead letters; ``since``/``until``:
-    due-time bounds, Unix seconds or ms, or ISO 8601. Attempts are left out (``GET /runs/{run_id}`` has them)."""
+    due-time bounds, Unix seconds or ms, or ISO 8601; ``product_tag``, ``env``: of that product, in that env.
+    Attempts are left out (``GET /runs/{run_id}`` has them)."""
     ask, cut = paged(limit, offset)
+    scope = me.narrowed(product_tag, env)
     found = await call(
         client(request).job.runs,
         phase=phase or None,
@@ -44,7 +48,7 @@ async def list_runs(
         until=until or None,
         limit=ask,
         offset=offset,
-        **me.scope(),
+        **scope,
     )
     items, more = cut(found)
     return Page[RunOut](items=[RunOut.of(r) for r in items], limit=limit, offset=offset, has_more=more)

@@ -99,19 +99,23 @@ async def schedule_batch(request: Request, me: Me) -> DispatchList:
     return DispatchList(items=[DispatchOut.of(r) for r in results])
 
 
-@router.get("/schedules", responses=responses(), dependencies=[READ])
+@router.get("/schedules", responses=responses(403), dependencies=[READ])
 async def list_schedules(
     request: Request,
     me: Me,
     status: str | None = None,
     job_tag: str | None = None,
+    product_tag: str | None = None,
+    env: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> Page[ScheduleOut]:
-    """Scheduled job instances, newest first (``status``: active, paused, cancelled, completed)."""
+    """Scheduled job instances, newest first (``status``: active, paused, cancelled, completed; ``product_tag``,
+    ``env``: of that product, in that env)."""
     ask, cut = paged(limit, offset)
+    scope = me.narrowed(product_tag, env)
     found = await call(
-        client(request).job.list, status=status or None, job_tag=job_tag or None, limit=ask, offset=offset, **me.scope()
+        client(request).job.list, status=status or None, job_tag=job_tag or None, limit=ask, offset=offset, **scope
     )
     items, more = cut(found)
     return Page[ScheduleOut](items=[ScheduleOut.of(s) for s in items], limit=limit, offset=offset, has_more=more)

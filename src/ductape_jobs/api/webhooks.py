@@ -50,10 +50,10 @@ async def create_webhook(request: Request, me: Me) -> WebhookOut:
 
 
 @router.get("", responses=responses(403))
-async def list_webhooks(request: Request, me: Me) -> WebhookList:
-    """The webhooks (without their secrets), oldest first."""
+async def list_webhooks(request: Request, me: Me, product_tag: str | None = None) -> WebhookList:
+    """The webhooks (without their secrets), oldest first (``product_tag``: that product's)."""
     _check_env(me)
-    hooks = await call(client(request).webhooks.list, me.product_tag)
+    hooks = await call(client(request).webhooks.list, me.narrowed(product_tag, None)["product_tag"])
     return WebhookList(items=[WebhookOut.of(h) for h in hooks])
 
 
