@@ -177,7 +177,7 @@ class AttemptOut(BaseModel):
     worker_id: str
     started_at: datetime
     finished_at: datetime | None
-    duration_ms: int | None
+    duration_ms: int | None = Field(description="finished_at minus started_at: the whole attempt, ms")
     outcome: str | None = Field(
         description="completed, failed, timeout, lost, released, cached; 'lost, then <outcome>' when the worker "
         "of an attempt the rescue marked lost reported it later (its run is not changed); null: running"
@@ -215,7 +215,10 @@ class RunOut(BaseModel):
     available_at: datetime | None
     started_at: datetime | None
     completed_at: datetime | None
-    duration_ms: int | None
+    duration_ms: int | None = Field(
+        description="the event's own time (the function, the HTTP call, ...), ms: its attempt's started_at to "
+        "completed_at also holds preparing it and recording its outcome"
+    )
     lateness_ms: int | None = Field(description="start minus the time the run (or its retry) became due")
     attempt: int
     retry_count: int
