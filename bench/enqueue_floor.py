@@ -15,6 +15,9 @@ by the driver (BEGIN IMMEDIATE, the statements, COMMIT) with fresh ids. Between 
 statement's binding run in Python (about 11 us a call here, a tenth of the figure): no engine can schedule much
 faster than that on this machine with this schema.
 
+On SQLite it then times ``--bulk`` jobs (20,000) by ``schedule_many`` in calls of 1,000, and the share of its
+transactions (BEGIN IMMEDIATE, the statements, COMMIT) in that: the rest is the engine's Python.
+
 ``--drop-index NAME`` (SQLite, repeatable) drops that index of the store's schema after the job is made and before
 anything is timed: what one index costs a call. A scratch measure only (the queries that read it scan instead).
 """
@@ -140,6 +143,38 @@ def one_call(
         return took, sorted(calls), pages, writes, trees
 
 
+def bulk(store: str, n: int) -> tuple[float, float]:
+    """SQLite: ``n`` jobs by ``schedule_many`` in calls of 1,000 (as peerbench's bulk phase), in jobs a second, and
+    the share of its transactions alone: SQLite's write of each call (BEGIN IMMEDIATE, the statements, COMMIT),
+    timed around ``SQLiteDialect.transact``. A call's parts are planned and made before that (``transact_together``),
+    so what is left is the engine's Python: parsing, planning and making the rows."""
+    from ductape_jobs.store.sqlite import dialect
+
+    spent = [0.0]
+    transact = dialect.SQLiteDialect.transact
+
+    def timed(self: dialect.SQLiteDialect, op: Any, **kw: Any) -> Any:
+        before = time.perf_counter()
+        try:
+            return transact(self, op, **kw)
+        finally:
+            spent[0] += time.perf_counter() - before
+
+    request = {"env": "prd", "product_tag": "bench", "event": "noop"}
+    with Ductape(store) as dt:
+        dt.job.create({"name": "noop", "tag": "noop", "event_type": "FUNCTION", "event_tag": "noop"})
+        dt.job.schedule_many([{**request, "input": {"i": i}} for i in range(1_000)])  # warm up
+        dialect.SQLiteDialect.transact = timed  # type: ignore[method-assign]
+        try:
+            started = time.perf_counter()
+            for first in range(0, n, 1_000):
+                dt.job.schedule_many([{**request, "input": {"i": i}} for i in range(first, min(n, first + 1_000))])
+            took = time.perf_counter() - started
+        finally:
+            dialect.SQLiteDialect.transact = transact  # type: ignore[method-assign]
+    return n / took, n / spent[0]
+
+
 def replayed(path: str, schedule: Callable[[], object], n: int) -> float:
     """The mean time of the statements one ``schedule()`` sends (caught on ``SQLiteTx``) run again by sqlite3 alone,
     in a transaction of their own, ``n`` times with fresh ids: SQLite's share of a call."""
@@ -191,6 +226,7 @@ def main() -> None:
     ap.add_argument("--store", default="postgresql://postgres@127.0.0.1:5432/test")
     ap.add_argument("-n", type=int, default=2_000, help="calls timed (after 200 to warm up)")
     ap.add_argument("--drop-index", action="append", default=[], help="SQLite: drop this index first (repeatable)")
+    ap.add_argument("--bulk", type=int, default=20_000, help="SQLite: jobs by schedule_many (0: none)")
     args = ap.parse_args()
     if args.drop_index and not args.store.startswith("sqlite"):
         raise SystemExit("--drop-index is for a sqlite:/// store")
@@ -198,19 +234,22 @@ def main() -> None:
     if args.store.startswith("sqlite"):
         path = args.store.removeprefix("sqlite:///")
         floor_path = f"{path}.{tag}"
+        bulk_path = f"{path}.bulk_{tag}"
         try:
             (call, calls, pages, writes, trees), (bare, bare_pages) = (
                 one_call(args.store, args.n, args.drop_index),
                 bare_sqlite(floor_path, args.n),
             )
+            many = bulk(f"sqlite:///{bulk_path}", args.bulk) if args.bulk else None
         finally:
             for suffix in ("", "-wal", "-shm"):
-                for p in (path + suffix, floor_path + suffix):
+                for p in (path + suffix, floor_path + suffix, bulk_path + suffix):
                     if os.path.exists(p):
                         os.remove(p)
     else:
         import psycopg
 
+        many = None
         sep = "&" if "?" in args.store else "?"
         try:
             call, calls, pages, writes, trees = one_call(f"{args.store}{sep}schema={tag}", args.n)
@@ -236,6 +275,11 @@ def main() -> None:
         )
         shares = ", ".join(f"{name} {count:.2f}" for name, count in sorted(trees.items(), key=lambda t: -t[1]))
         print(f"    by b-tree:            {shares}")
+    if many is not None:
+        print(
+            f"  schedule_many:          {many[0]:,.0f} jobs/s in calls of 1,000; its transactions alone {many[1]:,.0f}"
+            f" jobs/s ({1e6 / many[0]:.1f} us a job, {1e6 / many[1]:.1f} of them SQLite's write)"
+        )
 
 
 if __name__ == "__main__":
