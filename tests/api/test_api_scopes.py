@@ -231,3 +231,9 @@ def test_lists_filter_by_product_and_env_within_what_the_key_sees(api: Api) -> N
         assert shop_only.get(path, params={"product_tag": "blog"}).status_code == 403
         assert len(shop_only.get(path, params={"env": "dev"}).json()["items"]) == 1
     assert [h["product_tag"] for h in c.get("/webhooks", params={"product_tag": "blog"}).json()["items"]] == ["blog"]
+    shop_only = api.client(api.key(scope=READ, product_tag="shop"))
+    assert shop_only.get("/features/runs", params={"product_tag": "blog"}).status_code == 403
+    assert c.get("/features/runs", params={"product_tag": "shop", "env": "dev"}).json()["items"] == []
+    # one rule for lists and statistics: the key's product with a trailing space is its product (it was 403 here)
+    for path in ("/runs", "/stats/jobs"):
+        assert shop_only.get(path, params={"product_tag": "shop "}).status_code == 200, path

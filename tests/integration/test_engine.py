@@ -143,12 +143,26 @@ def test_a_schedule_without_repeat_follows_its_job_whatever_its_cadence_was(duct
     assert ran == sorted([(waiting.job_id, waiting.scheduled_at), (paused.job_id, paused.scheduled_at)])
     assert {dt.job.get(s.job_id).status for s in (waiting, paused)} == {ScheduleStatus.COMPLETED}
 
+    # one that a resume moved past the occurrences its pause skipped keeps its next one, not its start
+    dt.job.update("report", {"intervals": 3_600_000})
+    skipped = dt.job.schedule(req(start_at=int((dt.now() + timedelta(minutes=30)).timestamp() * 1000)))
+    dt.job.pause(skipped.job_id)
+    dt.advance(hours=3)
+    resumed = dt.job.resume(skipped.job_id).next_run_at
+    assert resumed == skipped.scheduled_at + timedelta(hours=3)
+    dt.job.update("report", {"intervals": 0})
+    assert dt.job.get(skipped.job_id).next_run_at == resumed
+    dt.advance(hours=2)
+    assert [r.scheduled_at for r in dt.job.runs(job_id=skipped.job_id)] == [resumed]
+
+    calls = len(rec.calls)
+    dt.job.update("report", {"intervals": 0})
     once = dt.job.schedule(req(start_at=int((dt.now() + timedelta(minutes=30)).timestamp() * 1000)))
     assert not once.recurring
     dt.job.update("report", {"intervals": 3_600_000, "executions": 3})
     dt.advance(hours=6)
     due = sorted(r.scheduled_at for r in dt.job.runs(job_id=once.job_id))
-    assert due == [once.scheduled_at + timedelta(hours=n) for n in range(3)] and len(rec.calls) == 5
+    assert due == [once.scheduled_at + timedelta(hours=n) for n in range(3)] and len(rec.calls) == calls + 3
 
 
 def test_cron_in_time_zone_across_spring_forward(ductape_sandbox: Sandbox) -> None:
@@ -210,6 +224,13 @@ def test_manual_retry_of_a_failed_run(dt: Ductape) -> None:
     stats = dt.job.stats()
     assert (stats.completed_first_try, stats.completed_after_retry, stats.average_retry_count) == (0, 1, 1.0)
     assert [e.retry_count for e in dt.job.history(run.job_id).executions] == [1]
+    # a run cancelled before it started is not retried by job.retry: it runs for the first time
+    never = dt.job.schedule(req(retries=0))
+    dt.job.cancel(never.job_id)
+    (cancelled,) = dt.job.runs(job_id=never.job_id)
+    assert dt.job.retry(cancelled.id).retry_count == 0
+    dt.drain()
+    assert (dt.job.run(cancelled.id).retry_count, dt.job.stats().completed_first_try) == (0, 1)
 
 
 def test_unknown_function_fails_at_once_without_retries(dt: Ductape) -> None:

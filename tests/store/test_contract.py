@@ -1001,6 +1001,15 @@ def test_migration_23_makes_the_one_offs_made_without_repeat_follow_their_job(ba
         "id, job_tag, env, product_tag, input, retries, status, start_at, next_run_at, created_at, updated_at, cron,"
         " every_ms"
     )
+    # stranded before the fix: following its job, which an update to intervals 0 left with nothing due
+    backend.execute(
+        f"INSERT INTO schedules ({columns}, follows_job) VALUES ({{}}, 1)".format(
+            ":id, 'report', 'prd', 'shop', '{}', 0, 'active', :t, NULL, :t, :t, NULL, NULL"
+            if backend.path is not None
+            else "%(id)s, 'report', 'prd', 'shop', '{}', 0, 'active', %(t)s, NULL, %(t)s, %(t)s, NULL, NULL"
+        ),
+        {"id": "stranded", "t": ms(T0)},
+    )
     for sid, status, cron, every in [
         ("one_off", "active", None, None),
         ("paused_one", "paused", None, None),
@@ -1017,3 +1026,5 @@ def test_migration_23_makes_the_one_offs_made_without_repeat_follow_their_job(ba
     follows = {sid: found.follows_job for sid in ("one_off", "paused_one", "done_one", "by_cron", "by_every")
                if (found := store.get_schedule(sid)) is not None}  # fmt: skip
     assert follows == {"one_off": True, "paused_one": True, "done_one": False, "by_cron": False, "by_every": False}
+    stranded = store.get_schedule("stranded")
+    assert stranded is not None and stranded.next_run_at == T0  # due at its start again: it runs once

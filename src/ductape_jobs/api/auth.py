@@ -73,15 +73,18 @@ class Principal(Struct, frozen=True):
         return {"product_tag": self.key.product_tag, "env": self.key.env}
 
     def narrowed(self, product_tag: str | None, env: str | None) -> dict[str, str | None]:
-        """``scope()`` with a list's own ``product_tag``/``env`` filters (``None`` or empty: not given) as well; 403
-        for one that asks for what this key does not see."""
-        found = self.scope()
-        for name, asked in (("product_tag", product_tag), ("env", env)):
-            if asked:
-                if found[name] is not None and found[name] != asked:
-                    raise HTTPException(403, f"this API key sees only {name} {found[name]!r}")
-                found[name] = asked
-        return found
+        """A list's or a statistic's ``product_tag``/``env`` filters (``None`` or empty: not given), narrowed to what
+        this key sees: a limited key's product (env) is the filter; asking for another one answers 403, as
+        scheduling for it does."""
+        wanted = {"product_tag": product_tag or None, "env": env or None}
+        for field, allowed in self.scope().items():
+            if allowed is None:
+                continue
+            given = wanted[field]
+            if given is not None and given.strip() != allowed:
+                raise HTTPException(403, f"this API key only sees {field} {allowed!r}")
+            wanted[field] = allowed
+        return wanted
 
     def sees(self, product_tag: str, env: str) -> bool:
         return (self.key.product_tag is None or self.key.product_tag == product_tag) and (

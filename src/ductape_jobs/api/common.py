@@ -117,7 +117,12 @@ async def _body(request: Request) -> bytes:
 
 def _parse_json(raw: bytes) -> Any:
     try:
-        return json.loads(raw, parse_int=_int)
+        try:
+            return json.loads(raw)
+        except ValueError as exc:  # an integer of more digits than Python converts: read again, each such one past
+            if "int_max_str_digits" not in str(exc):  # every bound (a hook on every integer costs a parse twice)
+                raise
+            return json.loads(raw, parse_int=_int)
     except RecursionError:
         raise ValidationError("body", f"nests deeper than {MAX_DEPTH} levels") from None
     except ValueError as exc:  # not UTF-8, not JSON

@@ -64,17 +64,19 @@ async def visible_feature_run(request: Request, me: Principal, run_id: str) -> F
     return run
 
 
-@router.get("/features/runs", responses=responses(), dependencies=[READ])
+@router.get("/features/runs", responses=responses(403), dependencies=[READ])
 async def list_feature_runs(
     request: Request,
     me: Me,
     feature_tag: str | None = None,
     status: str | None = None,
+    product_tag: str | None = None,
+    env: str | None = None,
     limit: int = 100,
     offset: int = 0,
 ) -> Page[FeatureRunOut]:
-    """Feature runs, newest first (``feature.runs``; ``status``: running, completed or failed). Their events are
-    left out (``GET /features/runs/{run_id}`` has them)."""
+    """Feature runs, newest first (``feature.runs``; ``status``: running, completed or failed; ``product_tag``,
+    ``env``: of that product, in that env). Their events are left out (``GET /features/runs/{run_id}`` has them)."""
     ask, cut = paged(limit, offset)
     found = await call(
         client(request).feature.runs,
@@ -82,7 +84,7 @@ async def list_feature_runs(
         status=status or None,
         limit=ask,
         offset=offset,
-        **me.scope(),
+        **me.narrowed(product_tag, env),
     )
     items, more = cut(found)
     return Page[FeatureRunOut](items=[FeatureRunOut.of(r) for r in items], limit=limit, offset=offset, has_more=more)

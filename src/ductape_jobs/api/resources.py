@@ -9,7 +9,6 @@ from pydantic import BaseModel, Field
 from ductape_jobs.answers import RunOut
 from ductape_jobs.api.auth import READ, Me
 from ductape_jobs.api.common import call, client, responses
-from ductape_jobs.api.stats import within_key
 from ductape_jobs.resources import ResourceUse
 
 router = APIRouter(tags=["resources"], dependencies=[READ])
@@ -51,7 +50,7 @@ class WaitingList(BaseModel):
 @router.get("/resources", responses=responses())
 async def list_resources(request: Request, me: Me, product_tag: str | None = None) -> ResourceList:
     """Every resource's limits and current use: runs executing, starts in the rate window, runs waiting."""
-    wanted = within_key(me, product_tag, None)["product_tag"]
+    wanted = me.narrowed(product_tag, None)["product_tag"]
     found = await call(client(request).resources.use, wanted)
     return ResourceList(items=[ResourceOut.of(u) for u in found])
 
@@ -59,7 +58,7 @@ async def list_resources(request: Request, me: Me, product_tag: str | None = Non
 @router.get("/resources/waiting", responses=responses())
 async def waiting_runs(request: Request, me: Me, product_tag: str | None = None, limit: int = 100) -> WaitingList:
     """Due runs held back by a limit, each with ``waiting_on`` naming the limit, in the order they will start."""
-    wanted = within_key(me, product_tag, None)["product_tag"]
+    wanted = me.narrowed(product_tag, None)["product_tag"]
     found = await call(client(request).resources.waiting, wanted, limit)
     env = me.scope()["env"]
     return WaitingList(items=[RunOut.of(r) for r in found if env is None or r.env == env])

@@ -6,10 +6,10 @@ from __future__ import annotations
 import math
 from datetime import datetime, timedelta
 
-from fastapi import APIRouter, HTTPException, Request
+from fastapi import APIRouter, Request
 
 from ductape_jobs.answers import JobStatsOut
-from ductape_jobs.api.auth import READ, Me, Principal
+from ductape_jobs.api.auth import READ, Me
 from ductape_jobs.api.common import call, client, responses
 from ductape_jobs.api.forecast import forecast, over_limits
 from ductape_jobs.api.schemas import Forecast, ForecastJob, ForecastLimit, Lateness, MinuteOut, NextRun, Overview
@@ -106,20 +106,6 @@ async def forecast_runs(request: Request, me: Me, hours: int = 24) -> Forecast:
     )
 
 
-def within_key(me: Principal, product_tag: str | None, env: str | None) -> dict[str, str | None]:
-    """The filters asked for, narrowed to what the key sees: a limited key's product (env) is the filter; asking
-    for another one answers 403, as scheduling for it does."""
-    wanted = {"product_tag": product_tag or None, "env": env or None}
-    for field, allowed in me.scope().items():
-        if allowed is None:
-            continue
-        given = wanted[field]
-        if given is not None and given.strip() != allowed:
-            raise HTTPException(403, f"this API key only sees {field} {allowed!r}")
-        wanted[field] = allowed
-    return wanted
-
-
 @router.get("/jobs", responses=responses(403))
 async def job_stats(
     request: Request,
@@ -133,5 +119,5 @@ async def job_stats(
     8601): runs per phase, the success rate (completed / finished), how many completed at their first attempt or
     after retries, and the average retry count of finished runs. ``product_tag``/``env`` narrow them; a key
     limited to a product (env) sees only its own."""
-    scope = within_key(me, product_tag, env)
+    scope = me.narrowed(product_tag, env)
     return JobStatsOut.of(await call(client(request).job.stats, since=since or None, until=until or None, **scope))

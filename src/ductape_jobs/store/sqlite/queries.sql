@@ -15,14 +15,15 @@ WHERE product_tag = :product_tag AND tag = :tag;
 
 -- name: follow_job_cadence
 -- Schedules without `repeat` follow their job's cadence: a changed interval moves their next occurrence
--- (re-anchored on the last occurrence, so the new interval counts from there). One whose first occurrence is still
--- to come keeps it (its start), whatever the cadence becomes: a job no longer repeating runs it once.
+-- (re-anchored on the last occurrence, so the new interval counts from there). One that has not run keeps its next
+-- occurrence (its start, or where a resume moved it past the ones its pause skipped), whatever the cadence becomes:
+-- a job no longer repeating runs it once.
 UPDATE schedules SET
-    start_at = coalesce(last_due_at, start_at),
+    start_at = coalesce(last_due_at, next_run_at, start_at),
     every_ms = CASE WHEN :intervals > 0 THEN :intervals END,
     run_limit = CASE WHEN :intervals > 0 AND :executions > 0 THEN :executions END,
     next_run_at = CASE
-        WHEN last_due_at IS NULL THEN start_at
+        WHEN last_due_at IS NULL THEN coalesce(next_run_at, start_at)
         WHEN :intervals <= 0 THEN NULL
         WHEN :executions > 0 AND run_count >= :executions THEN NULL
         ELSE last_due_at + :intervals END,
@@ -276,8 +277,11 @@ RETURNING id, schedule_id, overlap;
 
 -- name: retry_run
 -- job.retry: a failed or cancelled run queued once more, a retry that counts (retry_count, the stats' first tries)
--- with none automatic after it. It keeps the error that failed it until its next attempt, not that attempt's times.
-UPDATE runs SET phase = 'queued', available_at = :now, retry_count = retry_count + 1, max_retries = retry_count + 1,
+-- if it ran before (a run cancelled before it started is not retried: it runs for the first time), with none
+-- automatic after it. It keeps the error that failed it until its next attempt, not that attempt's times.
+UPDATE runs SET phase = 'queued', available_at = :now,
+    retry_count = retry_count + (CASE WHEN attempt > 0 THEN 1 ELSE 0 END),
+    max_retries = retry_count + (CASE WHEN attempt > 0 THEN 1 ELSE 0 END),
     started_at = NULL, completed_at = NULL, duration_ms = NULL, updated_at = :now
 WHERE id = :id AND phase IN ('failed', 'cancelled')
 RETURNING *;

@@ -107,11 +107,10 @@ export function duration(ms) {
   return `${(ms / 3_600_000).toFixed(1)} h`;
 }
 
-/** "every 5 min", "cron 0 9 * * * (America/New_York)", "once". */
+/** "every 5 min", "every 1.0 h (the job's)", "cron 0 9 * * * (America/New_York)", "once" (as the CLI says them). */
 export function cadence(schedule) {
   if (schedule.cron) return `cron ${schedule.cron}${schedule.tz && schedule.tz !== "UTC" ? ` (${schedule.tz})` : " (UTC)"}`;
-  if (schedule.every) return `every ${duration(Number(schedule.every))}`;
-  if (schedule.follows_job) return "the job's cadence";
+  if (schedule.every) return `every ${duration(Number(schedule.every))}${schedule.follows_job ? " (the job's)" : ""}`;
   return "once";
 }
 
