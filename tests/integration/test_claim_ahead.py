@@ -187,7 +187,13 @@ def test_a_run_waiting_for_its_due_time_at_a_stop_is_given_back_unstarted(tmp_pa
         assert worker.abandoned == 0 and starts == []  # the stop came before its due time: it never ran
         (run,) = dt.job.runs(job_id=scheduled.job_id)
         assert run.phase is RunPhase.QUEUED and run.available_at == datetime.fromtimestamp(due_ms / 1000, UTC)
-        assert [a.outcome for a in dt.job.run(run.id).attempts] == ["released"]
+        # as its claim found it: no attempt (one "released" that ended before it started, -360 ms long), no start,
+        # and its first run is attempt 1 (it was 2)
+        assert (dt.job.run(run.id).attempts, run.attempt, run.started_at) == ([], 0, None)
+        time.sleep(max(0.0, due_ms / 1000 - time.time()) + 0.05)  # due now
+        asyncio.run(dt.new_worker().run_until_idle())
+        ran = dt.job.run(run.id)
+        assert (ran.phase, ran.attempt, [a.attempt for a in ran.attempts]) == (RunPhase.COMPLETED, 1, [1])
     finally:
         dt.close()
 

@@ -692,6 +692,21 @@ def test_release_runs_gives_them_back_unstarted(store: Store) -> None:
     assert (again.id, again.attempt) == (a, 2)
 
 
+def test_a_run_claimed_ahead_and_given_back_before_its_start_was_never_attempted(store: Store) -> None:
+    """Released before its start (a claim ahead, then a stop): its attempt ended before it began (a negative
+    duration), its start stayed set while it was queued, and its first real run was numbered 2."""
+    _, (ahead, now) = setup(store, T0 + MIN, T0)
+    _, claimed = store.advance_due_and_acquire(T0, 10, every_minute, "w1", 2, LEASE, ahead=MIN)
+    assert {r.id: r.started_at for r in claimed} == {ahead: T0 + MIN, now: T0}
+    assert store.release_runs("w1", [ahead, now], T0 + timedelta(seconds=5)) == 2
+    back, started = run_of(store, ahead), run_of(store, now)
+    assert (back.phase, back.attempt, back.started_at, back.attempts) == (RunPhase.QUEUED, 0, None, [])
+    assert back.available_at == T0 + MIN  # still due at its time
+    assert (started.attempt, [a.outcome for a in started.attempts]) == (1, ["released"])  # it had started
+    again = {r.id: r.attempt for r in store.acquire_runs("w2", 5, LEASE, T0 + MIN)}
+    assert again == {ahead: 1, now: 2}
+
+
 def test_leased_runs_are_those_a_worker_holds_in_claim_order(store: Store) -> None:
     _, (a, b, c) = setup(store, T0 - 2 * MIN, T0 - MIN, T0)
     assert [r.id for r in store.acquire_runs("w1", 2, LEASE, T0)] == [a, b]

@@ -377,7 +377,7 @@ class SchedulingStore(ABC):
     def release_runs(self, worker_id: str, run_ids: Sequence[str], now: datetime) -> int:
         """Give runs back unstarted (a graceful shutdown; a lost claim's runs the worker has no room for): queued
         again, due at once (or at their due time, if a claim ahead took them before it), the attempt marked
-        released."""
+        released; one claimed ahead whose start is still to come as if it had not been claimed (no attempt)."""
 
     @abstractmethod
     def rescue_expired(self, now: datetime, max_rescues: int) -> list[str]:

@@ -288,7 +288,9 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             rows = tx.all("release_runs", {"ids": list(run_ids), "worker_id": worker_id, "now": ms(now)})
             if rows:
                 attempt = {"finished_at": ms(now), "outcome": "released", "error": _RELEASED, "started_at": None}
-                tx.many("finish_attempt", [{**attempt, "run_id": r["id"], "attempt": r["attempt"]} for r in rows])
+                keys = [({"run_id": r["id"], "attempt": r["attempt"]}, bool(r["unstarted"])) for r in rows]
+                tx.many("finish_attempt", [{**attempt, **key} for key, unstarted in keys if not unstarted])
+                tx.many("delete_attempt", [key for key, unstarted in keys if unstarted])  # it never began
                 tx.notify()
             return len(rows)
 

@@ -237,11 +237,17 @@ WHERE id = %(schedule_id)s AND pause_on_failure = 1 AND status = 'active';
 SELECT * FROM runs WHERE phase = 'running' AND lease_owner = %(worker_id)s;
 
 -- name: release_runs
--- A run given back keeps its due time if that is still ahead (one claimed ahead of it: WorkerOptions.ahead).
+-- A run given back keeps its due time if that is still ahead (one claimed ahead of it: WorkerOptions.ahead). One
+-- whose start is still to come never started: it goes back as its claim found it, its attempt not counted (its
+-- attempt row is deleted: unstarted) and no start of its own.
 UPDATE runs SET phase = 'queued', available_at = GREATEST(available_at, %(now)s), lease_owner = NULL, lease_expires_at = NULL,
-    updated_at = %(now)s
+    attempt = CASE WHEN started_at > %(now)s THEN attempt - 1 ELSE attempt END,
+    started_at = CASE WHEN started_at > %(now)s THEN NULL ELSE started_at END, updated_at = %(now)s
 WHERE id = ANY(%(ids)s) AND lease_owner = %(worker_id)s AND phase = 'running'
-RETURNING id, attempt;
+RETURNING id, CASE WHEN started_at IS NULL THEN attempt + 1 ELSE attempt END AS attempt, started_at IS NULL AS unstarted;
+
+-- name: delete_attempt
+DELETE FROM attempts WHERE run_id = %(run_id)s AND attempt = %(attempt)s;
 
 -- name: expired_leases
 -- Racing rescuers skip each other's rows (and a run whose worker is finishing it right now).

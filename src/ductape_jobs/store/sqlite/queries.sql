@@ -252,11 +252,17 @@ WHERE id = :schedule_id AND pause_on_failure = 1 AND status = 'active';
 SELECT * FROM runs INDEXED BY runs_leases WHERE phase = 'running' AND lease_owner = :worker_id;
 
 -- name: release_runs
--- A run given back keeps its due time if that is still ahead (one claimed ahead of it: WorkerOptions.ahead).
+-- A run given back keeps its due time if that is still ahead (one claimed ahead of it: WorkerOptions.ahead). One
+-- whose start is still to come never started: it goes back as its claim found it, its attempt not counted (its
+-- attempt row is deleted: unstarted) and no start of its own.
 UPDATE runs SET phase = 'queued', available_at = max(coalesce(available_at, :now), :now), lease_owner = NULL, lease_expires_at = NULL,
-    updated_at = :now
+    attempt = CASE WHEN started_at > :now THEN attempt - 1 ELSE attempt END,
+    started_at = CASE WHEN started_at > :now THEN NULL ELSE started_at END, updated_at = :now
 WHERE id IN (SELECT value FROM json_each(:ids)) AND lease_owner = :worker_id AND phase = 'running'
-RETURNING id, attempt;
+RETURNING id, CASE WHEN started_at IS NULL THEN attempt + 1 ELSE attempt END AS attempt, started_at IS NULL AS unstarted;
+
+-- name: delete_attempt
+DELETE FROM attempts WHERE run_id = :run_id AND attempt = :attempt;
 
 -- name: expired_leases
 SELECT id, attempt, lease_owner, rescues FROM runs INDEXED BY runs_leases
