@@ -723,3 +723,17 @@ def test_job_list_and_show_say_the_same_of_its_executions(store: str) -> None:
     lines = cli("job", "list", store=store).stdout.splitlines()
     cells = [[cell.strip() for cell in line.split("│")[1:-1]] for line in lines if line.startswith("│")]
     assert {row[0]: row[4] for row in cells} == {"once": "1", "every": "∞", "thrice": "3"}
+
+
+def test_a_starting_worker_names_the_functions_its_products_map_too(tmp_path: Path) -> None:
+    """A worker whose FUNCTIONs come from a product file logged "functions: none (start with --app)", and then ran
+    them."""
+    from ductape_jobs.cli.common import started_line
+
+    with Ductape(f"sqlite:///{tmp_path / 'jobs.db'}") as dt:
+        assert started_line(dt).endswith("functions: none (start with --app, or map them in a product's functions)")
+        dt.products.add({"tag": "shop", "envs": {"prd": {}}, "functions": {"slow": "fns:slow", "fast": "fns:fast"}})
+        dt.function("report")(lambda input, ctx: None)
+        assert (
+            started_line(dt) == f"store sqlite:///{tmp_path / 'jobs.db'}; functions: report, fast (shop), slow (shop)"
+        )

@@ -194,6 +194,16 @@ def store_label(dt: Ductape) -> str:
     return redact_url(url) if isinstance(url, str) else type(dt.store).__name__
 
 
+def started_line(dt: Ductape) -> str:
+    """What a starting worker (or server) logs: its store, the FUNCTIONs registered in it and those its products
+    map to a ``module:function`` (imported when first run): a product file's alone are not "none"."""
+    mapped = [
+        f"{tag} ({product})" for product in dt.products.tags() for tag in sorted(dt.products.get(product).functions)
+    ]
+    shown = ", ".join(dt.functions.tags() + mapped) or "none (start with --app, or map them in a product's functions)"
+    return f"store {store_label(dt)}; functions: {shown}"
+
+
 # ----------------------------------------------------------------------------------------------- JSON
 
 

@@ -27,7 +27,7 @@ from ductape_jobs.cli.common import (
     client,
     emit,
     parse_json_object,
-    store_label,
+    started_line,
 )
 from ductape_jobs.cli.demo import demo
 from ductape_jobs.cli.features import feature_app
@@ -154,8 +154,7 @@ def worker(
     check_networks(webhook_allow)
     with client(store, app_, **settings) as dt:
         allow_webhooks_to(dt, webhook_allow)
-        tags = dt.functions.tags()
-        log.info("store %s; functions: %s", store_label(dt), ", ".join(tags) or "none (start with --app)")
+        log.info("%s", started_line(dt))
         dt.worker(**overrides)
 
 
