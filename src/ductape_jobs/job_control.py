@@ -22,6 +22,7 @@ from ductape_jobs.models import (
     Schedule,
     ScheduleStatus,
     TriggeredBy,
+    check_filter,
     check_window,
     parse,
     to_utc,
@@ -62,8 +63,9 @@ class JobControl:
         """Scheduled job instances, newest first (``product_tag``/``env``: one product's)."""
         state = check_enum(ScheduleStatus, status, "status")
         check_page(limit, offset)
+        product, environment = check_filter(product_tag, "product_tag"), check_filter(env, "env")
         return self._store.list_schedules(
-            status=state, job_tag=job_tag, limit=limit, offset=offset, product_tag=product_tag, env=env
+            status=state, job_tag=job_tag, limit=limit, offset=offset, product_tag=product, env=environment
         )
 
     def pause(self, job_id: str, reason: str | None = None) -> Schedule:
@@ -223,7 +225,8 @@ class JobControl:
         state = check_enum(RunPhase, phase, "phase")
         check_page(limit, offset)
         after, before = check_window(since, until)
-        flt = RunFilter(job_id, job_tag, state, after, before, limit, offset, product_tag=product_tag, env=env)
+        product, environment = check_filter(product_tag, "product_tag"), check_filter(env, "env")
+        flt = RunFilter(job_id, job_tag, state, after, before, limit, offset, product_tag=product, env=environment)
         return self._store.list_runs(flt)
 
     def run(self, run_id: str) -> Run:

@@ -7,12 +7,11 @@ from datetime import datetime
 
 from ductape_jobs.errors import NotFoundError, ValidationError
 from ductape_jobs.limits import check_page
-from ductape_jobs.models import JobHistory, JobStats, check_window
+from ductape_jobs.models import JobHistory, JobStats, check_filter, check_window
 from ductape_jobs.store.base import Store
 
 #: How many executions ``history`` lists when not told.
 HISTORY_LIMIT = 50
-_FILTER_LENGTH = 256  # as a schedule's product_tag and env
 
 
 class JobReports:
@@ -43,18 +42,10 @@ class JobReports:
         seconds or ms, ISO 8601), of ``product_tag`` and ``env`` when given: counts by phase, the success rate
         (completed / finished), how many completed at their first attempt or after retries, and the average
         retry count of finished runs."""
-        product = _filter(product_tag, "product_tag")
-        environment = _filter(env, "env")
+        product = check_filter(product_tag, "product_tag")
+        environment = check_filter(env, "env")
         start, end = check_window(since, until)
         return self._store.run_stats(product_tag=product, env=environment, since=start, until=end)
-
-
-def _filter(value: object, field: str) -> str | None:
-    if value is None:
-        return None
-    if not isinstance(value, str) or not 1 <= len(value.strip()) <= _FILTER_LENGTH:
-        raise ValidationError(field, f"must be text of 1 to {_FILTER_LENGTH} characters")
-    return value.strip()
 
 
 __all__ = ["HISTORY_LIMIT", "JobReports"]

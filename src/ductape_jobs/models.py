@@ -209,6 +209,20 @@ def check_time(value: object, field: str) -> datetime | None:
         raise ValidationError(field, str(exc)) from None
 
 
+#: The longest ``product_tag``/``env`` filter a listing or a statistic takes (a schedule's own are at most this).
+FILTER_LENGTH = 256
+
+
+def check_filter(value: object, field: str) -> str | None:
+    """A listing's or a statistic's ``product_tag``/``env`` filter (``None``: none): text of 1 to ``FILTER_LENGTH``
+    characters, stripped; a ``ValidationError`` naming ``field`` otherwise."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not 1 <= len(value.strip()) <= FILTER_LENGTH:
+        raise ValidationError(field, f"must be text of 1 to {FILTER_LENGTH} characters")
+    return value.strip()
+
+
 def check_window(since: object, until: object) -> tuple[datetime | None, datetime | None]:
     """``since`` and ``until`` (``check_time``), ``since`` not after ``until``: the runs and the stats of a window
     refuse one the wrong way round alike (the runs answered none)."""

@@ -73,6 +73,7 @@ from ductape_jobs.models import (
     NonEmpty,
     Webhook,
     WebhookDelivery,
+    check_filter,
     parse,
 )
 from ductape_jobs.redaction import Secrets
@@ -181,7 +182,7 @@ class Webhooks:
         return hook, secret
 
     def list(self, product_tag: str | None = None) -> list[Webhook]:
-        return self._store.list_webhooks(product_tag=product_tag)
+        return self._store.list_webhooks(product_tag=check_filter(product_tag, "product_tag"))
 
     def get(self, webhook_id: str) -> Webhook:
         for hook in self._store.list_webhooks():

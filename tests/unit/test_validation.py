@@ -678,3 +678,17 @@ def test_a_model_built_directly_raises_our_validation_error() -> None:
             build()
         assert str(raised.value) == message
     assert RepeatOptions(every=1000).every == 1000
+
+
+def test_the_product_and_env_filters_of_listings_are_bounded_text(jdt: Ductape) -> None:
+    """``job.list``, ``job.runs``, ``feature.runs`` and ``webhooks.list`` took any filter (an int, 5,000 characters),
+    now that HTTP passes them on too; ``job.stats`` already bounded its own."""
+    calls: list[Callable[..., object]] = [jdt.job.list, jdt.job.runs, jdt.feature.runs, jdt.job.stats]
+    for call in calls:
+        for field in ("product_tag", "env"):
+            for bad in ("x" * 257, 5, "  "):
+                with pytest.raises(ValidationError, match=f"^{field}: must be text of 1 to 256 characters$"):
+                    call(**{field: bad})
+    with pytest.raises(ValidationError, match=r"^product_tag: must be text"):
+        jdt.webhooks.list(product_tag="x" * 257)
+    assert jdt.job.list(product_tag=" shop ") == jdt.job.list(product_tag="shop")  # stripped, as stats strip it

@@ -12,6 +12,7 @@ from ductape_jobs.errors import NotFoundError
 from ductape_jobs.features.engine import FeatureEngine, Sleep
 from ductape_jobs.features.records import FeatureRun, FeatureRunStatus
 from ductape_jobs.limits import check_enum, check_page
+from ductape_jobs.models import check_filter
 
 if TYPE_CHECKING:
     from ductape_jobs.store.base import Store
@@ -87,8 +88,9 @@ class Features:
         that product's, that env's runs (as ``job.list`` and ``job.runs`` take them)."""
         state = check_enum(FeatureRunStatus, status, "status")
         check_page(limit, offset)
+        product, environment = check_filter(product_tag, "product_tag"), check_filter(env, "env")
         return self._store.list_feature_runs(
-            feature_tag=feature_tag, status=state, product_tag=product_tag, env=env, limit=limit, offset=offset
+            feature_tag=feature_tag, status=state, product_tag=product, env=environment, limit=limit, offset=offset
         )
 
 
