@@ -162,9 +162,8 @@ def redact_url(url: str, params: Iterable[str | None] = (), mask: str = URL_MASK
     except ValueError:  # a malformed netloc: hide everything before the host
         url = re.sub(r"(://)[^/@]*@", rf"\1{mask}@", url)
     names = {n.lower() for n in params if n} | SECRET_QUERY_PARAMS
-    names |= {
-        quote(n, safe="").lower() for n in names
-    }  # as a URL spells it (httpx sends auth[token] as auth%5Btoken%5D)
+    # and as a URL spells them: httpx sends auth[token] as auth%5Btoken%5D
+    names |= {quote(n, safe="").lower() for n in names}
     pattern = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
     return re.sub(rf"(?i)((?:^|[?&;\s])(?:{pattern})=)[^&;\s#]*", lambda m: m.group(1) + mask, url)
 

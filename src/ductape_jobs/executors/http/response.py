@@ -47,14 +47,7 @@ class _ShownUrl(logging.Filter):
         return True
 
 
-def _filter_httpx_log() -> None:
-    """Install ``_ShownUrl`` on httpx's logger, once."""
-    logger = logging.getLogger("httpx")
-    if not any(isinstance(f, _ShownUrl) for f in logger.filters):
-        logger.addFilter(_ShownUrl())
-
-
-_filter_httpx_log()
+logging.getLogger("httpx").addFilter(_ShownUrl())
 
 
 async def perform(

@@ -440,8 +440,7 @@ class Listener:
 
 #: What libpq says of a connection that no wait would make (a database or user that does not exist, a password or
 #: host refused, a parameter it cannot read, a role that may not log in or connect to the database); a server not up
-#: yet, restarting or full says otherwise. A message in
-#: another language matches none, and the pool waits as before.
+#: yet, restarting or full says otherwise. A message in another language matches none, and the pool waits as before.
 _FOR_GOOD = re.compile(
     r"does not exist|authentication failed|no pg_hba\.conf entry|invalid (?:\w+ )*(?:value|option|number)"
     r"|is not permitted to log in|permission denied for database"
