@@ -5,23 +5,23 @@ The seed shows the event alone. Around it, the product ``events-app`` declares w
 ``send_notification`` (a NOTIFICATION), the notification it runs, whose channels are declared ``true`` so that
 they take their fields from the input in the seed's shape (``push_notification: {title, body, data,
 device_token}``, ``email: {to, subject, body}``), the env's push provider (a local HTTP server) and mail server
-(a local SMTP server), and a feature ``event_reminder`` whose sequence holds the event.
+(a local SMTP server), and a feature ``event_reminder`` whose sequence holds the event. The event is the seed's
+``IFeatureEvent``; as the seed calls JOB events autonomous, it is done once the job is scheduled: its ``retries``
+are the job run's, and ``allow_fail`` covers scheduling it (docs/concepts/features.md).
 
     python examples/seed_003_job_events.py      # on $DUCTAPE_STORE (a fresh store), else a temporary file
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from ductape_jobs import Ductape, FeatureEventTypes, JobEventTypes
+from ductape_jobs import Ductape, FeatureEventTypes, IFeatureEvent, JobEventTypes
 from local_services import HttpRecorder, MailServer, store_url
 
 # ## Sample Job Event (the seed's IFeatureEvent)
-send_reminder_job: dict[str, Any] = {
-    "type": FeatureEventTypes.JOB,  # Specifies the event as a job
-    "event": "send_notification",  # Unique identifier for the job
-    "input": {
+send_reminder_job = IFeatureEvent(
+    type=FeatureEventTypes.JOB,  # Specifies the event as a job
+    event="send_notification",  # Unique identifier for the job
+    input={
         "push_notification": {
             "title": "Reminder Alert",  # Title of the push notification
             "body": "This is a reminder for your upcoming event.",  # Message content
@@ -37,9 +37,9 @@ send_reminder_job: dict[str, Any] = {
             "body": "Hello! This is a reminder for your upcoming event on $Input{date}.",  # data piping: the date
         },
     },
-    "retries": 3,  # Number of retry attempts in case of failure
-    "allow_fail": False,  # Failure of this job will impact the overall sequence
-}
+    retries=3,  # Number of retry attempts in case of failure
+    allow_fail=False,  # Failure of this job will impact the overall sequence
+)
 
 with HttpRecorder() as push, MailServer() as mail, Ductape(store_url()) as ductape:
     ductape.products.add(

@@ -38,7 +38,7 @@ from ductape_jobs.models import (
     TriggeredBy,
 )
 from ductape_jobs.piping import literal
-from ductape_jobs.products.features import FeatureEventTypes
+from ductape_jobs.products.features import FeatureEvent, FeatureEventTypes
 from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.timing.backoff import Backoff
 
@@ -47,6 +47,7 @@ IProductJob = JobDefinition
 IJobProcessorInput = ScheduleRequest
 IJobRepeatOptions = RepeatOptions
 ISession = Session
+IFeatureEvent = FeatureEvent
 
 
 __all__ = [
@@ -63,7 +64,9 @@ __all__ = [
     "ExecutionError",
     "ExecutorNotFoundError",
     "FakeClock",
+    "FeatureEvent",
     "FeatureEventTypes",
+    "IFeatureEvent",
     "IJobProcessorInput",
     "IJobRepeatOptions",
     "IProductJob",

@@ -18,6 +18,7 @@ from ductape_jobs.models import (
     JobEventTypes,
     JobUpdate,
     ScheduleStatus,
+    check_cadence,
     check_tag,
     parse,
 )
@@ -101,8 +102,10 @@ class Jobs(JobScheduling, JobControl, JobReports):
         if not changes:
             raise ValidationError("data", "give at least one field to update")
         job = self.fetch(tag)
-        self._check_event(job.model_copy(update=changes))
-        limits = self._products.limits_of(job.model_copy(update=changes))
+        updated = job.model_copy(update=changes)  # not validated again: the fields each were, their pairing here
+        check_cadence(updated.executions, updated.intervals)
+        self._check_event(updated)
+        limits = self._products.limits_of(updated)
         self._forget(tag)
         self._store.define_resources(limits, self._clock.now())
         return self._store.update_job(job.product_tag or "", tag, changes, to_ms(self._clock.now()))

@@ -332,7 +332,7 @@ JobKeep = Annotated[
 ]
 
 
-class _Built(ModelMetaclass):
+class Built(ModelMetaclass):
     """Built directly (``RepeatOptions(every=1000)``), a model raises our ``ValidationError`` naming the field, as
     ``parse`` does (pydantic's, which ``except ductape_jobs.ValidationError`` missed). Only a call of the class
     comes here: pydantic validates a nested model without calling it (an ``__init__`` of our own would be called
@@ -345,7 +345,7 @@ class _Built(ModelMetaclass):
             raise invalid(reported(exc), default=cls.__name__) from None
 
 
-class _Input(BaseModel, metaclass=_Built):
+class _Input(BaseModel, metaclass=Built):
     # validators are built on first use: a worker process, which validates none, does not pay for them
     model_config = ConfigDict(extra="forbid", populate_by_name=True, str_strip_whitespace=True, defer_build=True)
 
@@ -396,11 +396,26 @@ class JobDefinition(_Input):
     def _rate(cls, v: str | None) -> str | None:
         return _rate(v)
 
+    @model_validator(mode="after")
+    def _runs_apart(self) -> JobDefinition:
+        check_cadence(self.executions, self.intervals)
+        return self
+
     @property
     def limit_keys(self) -> list[str]:
         """The stored limits its runs fall under (``resources.py``); empty: none."""
         own = self.concurrency is not None or self.rate is not None
         return limit_keys(self.product_tag, self.tag, list(self.resources), own)
+
+
+def check_cadence(executions: int, intervals: int) -> None:
+    """A job's cadence: more than one execution needs intervals between them (the seeds' ``intervals``, ms
+    between runs; 0 runs the job once, which would quietly drop the executions after the first)."""
+    if executions > 1 and intervals == 0:
+        raise ValidationError(
+            "intervals",
+            f"must be at least {MIN_EVERY} (milliseconds) for executions {executions}: intervals 0 runs the job once",
+        )
 
 
 def _rate(v: str | None) -> str | None:

@@ -69,6 +69,7 @@ from ductape_jobs.ids import new_id
 from ductape_jobs.lifecycle import KINDS, LifecycleEvent
 from ductape_jobs.limits import check_page
 from ductape_jobs.models import (
+    Built,
     DeliveryStatus,
     NonEmpty,
     Webhook,
@@ -95,7 +96,7 @@ EVENT_HEADER = "X-Ductape-Event"
 DELIVERY_HEADER = "X-Ductape-Delivery"
 
 
-class WebhookRequest(BaseModel):
+class WebhookRequest(BaseModel, metaclass=Built):
     """``POST /webhooks``: where a product's events go. ``secret`` (>= 16 characters) is drawn if absent."""
 
     model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, defer_build=True)  # built when first used

@@ -110,3 +110,25 @@ def test_a_jobs_own_retention_over_http(api: Api) -> None:
         assert refused.status_code == 422, refused.text
         assert [p["field"] for p in refused.json()["detail"]] == [field]
     assert api.dt.job.fetch("report").keep_failed == timedelta(hours=12)  # nothing written by a refusal
+
+
+def test_executions_without_intervals_are_refused_naming_intervals(api: Api) -> None:
+    """The seeds: ``executions`` is the number of times the job runs, ``intervals`` the ms between them. A job of 5
+    executions and no intervals ran once, silently; create and update (the fields as they will be) now refuse
+    it with a 422 naming ``intervals``, and write nothing."""
+    c = api.client()
+    rule = "must be at least 100 (milliseconds) for executions 5: intervals 0 runs the job once"
+    for body in ({**JOB, "executions": 5}, {**JOB, "executions": 5, "intervals": 0}):
+        refused = c.post("/jobs", json=body)
+        assert refused.status_code == 422, refused.text
+        assert refused.json()["detail"] == [{"field": "intervals", "rule": rule, "message": f"intervals: {rule}"}]
+    assert c.get("/jobs").json()["items"] == []
+    assert c.post("/jobs", json={**JOB, "executions": 1}).status_code == 201  # one run needs no interval
+    assert c.patch("/jobs/report", json={"executions": 5}).status_code == 422
+    assert c.patch("/jobs/report", json={"executions": 5, "intervals": 60_000}).status_code == 200
+    refused = c.patch("/jobs/report", json={"intervals": 0})  # the stored executions (5) count too
+    assert refused.status_code == 422, refused.text
+    assert refused.json()["detail"][0]["field"] == "intervals"
+    stored = api.dt.job.fetch("report")
+    assert (stored.executions, stored.intervals) == (5, 60_000)
+    assert c.patch("/jobs/report", json={"executions": 0, "intervals": 0}).status_code == 200  # once

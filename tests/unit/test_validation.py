@@ -680,6 +680,41 @@ def test_a_model_built_directly_raises_our_validation_error() -> None:
     assert RepeatOptions(every=1000).every == 1000
 
 
+def test_the_seeds_feature_event_is_exported_and_built_directly_raises_ours() -> None:
+    """Seed 003 types its sample as ``IFeatureEvent``; the name was missing (the other seed names were there).
+    Built directly, it (and a product's other specs, and a webhook request) raised pydantic's ValidationError."""
+    from ductape_jobs import FeatureEventTypes, IFeatureEvent
+    from ductape_jobs.products.model import ProductSpec
+    from ductape_jobs.webhooks import WebhookRequest
+
+    event = IFeatureEvent(type=FeatureEventTypes.JOB, event="send", input={"a": "$Input{a}"}, retries=3)
+    assert (event.type, event.retries, event.allow_fail) == (FeatureEventTypes.JOB, 3, False)
+    cases = [
+        (lambda: IFeatureEvent(type="JOB", event="send", retries=True), "retries: must be a number, not a boolean"),
+        (lambda: IFeatureEvent(type="JOB", event="send", colour=1), "colour: is not a known field"),
+        (lambda: ProductSpec(tag="shop", colour=1), "colour: is not a known field"),
+        (
+            lambda: WebhookRequest(product_tag="shop", url="https://x.example/h", events=["job.done"], colour=1),
+            "colour: is not a known field",
+        ),
+    ]
+    for build, message in cases:
+        with pytest.raises(ValidationError) as raised:
+            build()
+        assert str(raised.value) == message
+
+
+def test_executions_without_intervals_are_refused(jdt: Ductape) -> None:
+    """A job of 5 executions with intervals 0 (or none) ran once: refused, naming intervals, on create and on an
+    update that leaves the job so (its stored fields counted); nothing is written."""
+    rule = "for executions 5: intervals 0 runs the job once"
+    rejected(jdt, lambda d: d.job.create(job(tag="five", executions=5)), "intervals", rule)
+    rejected(jdt, lambda d: d.job.update("report", {"executions": 5, "intervals": 0}), "intervals", rule)
+    jdt.job.update("report", {"executions": 5, "intervals": 60_000})
+    rejected(jdt, lambda d: d.job.update("report", {"intervals": 0}), "intervals", rule)
+    assert jdt.job.create(job(tag="one", executions=1)).executions == 1
+
+
 def test_the_product_and_env_filters_of_listings_are_bounded_text(jdt: Ductape) -> None:
     """``job.list``, ``job.runs``, ``feature.runs`` and ``webhooks.list`` took any filter (an int, 5,000 characters),
     now that HTTP passes them on too; ``job.stats`` already bounded its own."""

@@ -27,7 +27,7 @@ from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
 
-from ductape_jobs.models import RepeatOptions, parse_event_type
+from ductape_jobs.models import Built, RepeatOptions, parse_event_type
 
 #: Type names a feature's input schema may use (``any`` accepts every JSON value).
 INPUT_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -61,7 +61,7 @@ def _event_type(value: object) -> object:
     return FeatureEventTypes.parse(value)
 
 
-class _Spec(BaseModel):
+class _Spec(BaseModel, metaclass=Built):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 

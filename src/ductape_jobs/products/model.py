@@ -14,14 +14,14 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator, model_valida
 
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.limits import MAX_MILLIS, printable_rule
-from ductape_jobs.models import Concurrency
+from ductape_jobs.models import Built, Concurrency
 from ductape_jobs.products.features import FeatureSpec
 from ductape_jobs.resources import ResourceLimit, parse_rate
 
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
 
-class _Spec(BaseModel):
+class _Spec(BaseModel, metaclass=Built):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
