@@ -229,3 +229,31 @@ def test_a_read_key_sees_the_dashboard_without_the_buttons_that_change_things(ui
     )
     assert status == 403
     assert server.client.job.get(active.job_id).status is ScheduleStatus.ACTIVE
+
+
+def test_the_next_fire_times_are_the_schedules_own(ui: Ui, server: Server) -> None:
+    """The panel asked ``/preview`` for the bare cadence: an every-N grid from now (off the schedule's own grid),
+    and ten times past its limit and its end date. It now shows what the workers will run."""
+    from datetime import UTC, datetime, timedelta
+
+    from playwright.sync_api import expect
+
+    page = ui.page
+    first = (datetime.now(UTC) + timedelta(days=3)).replace(hour=7, minute=13, second=0, microsecond=0)
+    limited = server.client.job.schedule(
+        {**PRODUCT, "event": "ok-job", "start_at": first.isoformat(), "repeat": {"every": 3_600_000, "limit": 2}}
+    )
+    end = first + timedelta(days=2)
+    ending = server.client.job.schedule(
+        {**PRODUCT, "event": "ok-job", "repeat": {"cron": "0 9 * * *", "tz": "UTC", "endDate": end.isoformat()}}
+    )
+    ui.log_in()
+    ui.open(f"#/schedules/{limited.job_id}")
+    calendar = page.get_by_role("region", name="Next fire times")
+    expect(calendar.locator("li")).to_have_count(2)  # its limit: two runs, not ten
+    expect(calendar.locator("li").first).to_contain_text("07:13")  # its own grid, from its start
+    expect(calendar.locator("li").nth(1)).to_contain_text("08:13")
+    ui.open(f"#/schedules/{ending.job_id}")
+    days = calendar.locator(".day")
+    expect(days.last).to_have_attribute("aria-label", (end - timedelta(days=1)).date().isoformat())
+    assert days.count() <= 5  # nothing past its end date (today may not have fired yet)

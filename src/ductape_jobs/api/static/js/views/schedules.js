@@ -100,6 +100,23 @@ function repeatOf(schedule, job) {
   return null;
 }
 
+// What POST /preview is asked for this schedule's own next fire times: its cadence from its next due time (an
+// every-N grid is anchored there), with the runs its limit leaves (the job's executions for one that follows its
+// job) and its end date; null when its limit is used up. Without those, the panel showed a grid from now and ten
+// times past the limit and the end date.
+function previewOf(schedule, job, repeat, count) {
+  const body = { repeat: { ...repeat }, count };
+  const limit = schedule.limit ?? (schedule.follows_job && !schedule.every && job && job.executions ? job.executions : null);
+  if (limit != null) {
+    const left = Number(limit) - Number(schedule.run_count || 0);
+    if (left <= 0) return null;
+    body.repeat.limit = left;
+  }
+  if (schedule.end_date) body.repeat.endDate = schedule.end_date;
+  if (schedule.status === "active" && schedule.next_run_at) body.start = schedule.next_run_at;
+  return body;
+}
+
 function calendar(times, tz) {
   const days = new Map();
   for (const t of times) {
@@ -135,7 +152,7 @@ export function scheduleDetail(root, [id]) {
 
   async function renderPreview(sc, job) {
     const repeat = repeatOf(sc, job);
-    const key = JSON.stringify([repeat, sc.status, count.value]);
+    const key = JSON.stringify([repeat, sc.status, sc.next_run_at, sc.run_count, count.value]);
     if (key === previewKey) return;
     previewKey = key;
     if (!repeat) {
@@ -147,8 +164,8 @@ export function scheduleDetail(root, [id]) {
     } else {
       mount(preview);
     }
-    const answer = await api("/preview", { method: "POST", body: { repeat, count: Number(count.value) } });
-    const times = answer.times || [];
+    const body = previewOf(sc, job, repeat, Number(count.value));
+    const times = body ? ((await api("/preview", { method: "POST", body })).times || []) : [];
     const tz = repeat.tz || "UTC";
     preview.append(
       h("p", { class: "hint" }, `${cadence({ ...sc, ...repeat })}: times in ${tz}, with UTC on the right.`),
