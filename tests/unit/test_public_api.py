@@ -27,6 +27,7 @@ from ductape_jobs.jobs import Jobs
 
 EXPECTED = {
     "RunningLoopError",
+    "FeatureEvent",
     "FeatureEventTypes",
     "literal",
     "AsyncDuctape",
@@ -47,6 +48,7 @@ EXPECTED = {
     "IJobProcessorInput",
     "IJobRepeatOptions",
     "IProductJob",
+    "IFeatureEvent",
     "ISession",
     "JobDefinition",
     "JobEventTypes",
