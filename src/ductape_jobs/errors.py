@@ -218,7 +218,8 @@ class ExecutionError(DuctapeError):
 
 
 class ExecutorNotFoundError(ExecutionError):
-    """No executor or registered function for the event; retrying on this worker cannot help."""
+    """No executor or settings for the event: retrying cannot help. A FUNCTION this worker lacks is retryable
+    (``retryable=True`` where raised): another worker may have it."""
 
     retryable = False
 

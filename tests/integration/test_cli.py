@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import io
 import json
+import logging
 import os
 import re
 import signal
@@ -725,13 +726,20 @@ def test_job_list_and_show_say_the_same_of_its_executions(store: str) -> None:
     assert {row[0]: row[4] for row in cells} == {"once": "1", "every": "∞", "thrice": "3"}
 
 
-def test_a_starting_worker_names_the_functions_its_products_map_too(tmp_path: Path) -> None:
+def test_a_starting_worker_names_the_functions_its_products_map_too(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
     """A worker whose FUNCTIONs come from a product file logged "functions: none (start with --app)", and then ran
     them."""
-    from ductape_jobs.cli.common import started_line
+    from ductape_jobs.cli.common import log_started, started_line
 
     with Ductape(f"sqlite:///{tmp_path / 'jobs.db'}") as dt:
         assert started_line(dt).endswith("functions: none (start with --app, or map them in a product's functions)")
+        with caplog.at_level(logging.INFO, logger="ductape_jobs.cli"):  # a worker without any: a warning
+            log_started(dt)
+            log_started(dt, worker=False)  # ductape serve --no-worker: only what it is
+        assert [r.levelno for r in caplog.records] == [logging.WARNING, logging.INFO]
+        assert "a FUNCTION run this worker claims fails that attempt" in caplog.records[0].getMessage()
         dt.products.add({"tag": "shop", "envs": {"prd": {}}, "functions": {"slow": "fns:slow", "fast": "fns:fast"}})
         dt.function("report")(lambda input, ctx: None)
         assert (

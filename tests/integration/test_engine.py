@@ -233,13 +233,23 @@ def test_manual_retry_of_a_failed_run(dt: Ductape) -> None:
     assert (dt.job.run(cancelled.id).retry_count, dt.job.stats().completed_first_try) == (0, 1)
 
 
-def test_unknown_function_fails_at_once_without_retries(dt: Ductape) -> None:
+def test_a_function_this_worker_lacks_fails_the_attempt_and_is_retried(ductape_sandbox: Sandbox) -> None:
+    """It failed the run for good at once, its retries ignored: a node started without --app (a dashboard) took
+    FUNCTION runs from the workers that have them. Now the attempt fails and the run is retried as its retries
+    allow, by whichever worker claims it next."""
+    dt = ductape_sandbox
     job(dt, fn="not_registered")
-    dt.job.schedule(req(retries=5))
-    summary = dt.drain()
-    assert (summary.failed, summary.retried) == (1, 0)
-    (run,) = dt.job.runs()
-    assert run.phase is RunPhase.FAILED and "not registered" in (run.error or "")
+    dt.job.schedule(req(retries=2))
+    assert dt.drain().retried == 1
+    dt.advance(minutes=5)
+    (listed,) = dt.job.runs()
+    run = dt.job.run(listed.id)  # with its attempts
+    assert (run.phase, run.retry_count, len(run.attempts)) == (RunPhase.FAILED, 2, 3)
+    assert "FUNCTION 'not_registered' is not registered in this worker" in (run.error or "")
+    dt.function("not_registered")(lambda input, ctx: "ran")  # a worker that has it: the next run completes
+    dt.job.schedule(req(retries=2))
+    dt.drain()
+    assert dt.job.runs(phase="completed")[0].output == "ran"
 
 
 def test_failed_occurrence_does_not_stop_recurring_unless_pause_on_failure(ductape_sandbox: Sandbox) -> None:

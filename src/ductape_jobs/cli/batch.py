@@ -63,7 +63,7 @@ RUNS_FAILED = 1  # the exit code of a drain in which runs failed for good (2 is 
 
 def drain(store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False) -> None:
     """Run everything due now, in this process, until nothing more is due; print what happened. Use --app so
-    your FUNCTIONs are registered (a FUNCTION no one registered fails at once). Exit code 0: no run failed for
+    your FUNCTIONs are registered (a FUNCTION no one registered fails its attempts). Exit code 0: no run failed for
     good; 1: some runs failed for good (attempts that will be retried are not failures), or the drain itself
     failed (its store, say); 2: bad input (a bad --store or --app)."""
     with client(store, app_) as dt:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import json
+import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -25,6 +26,8 @@ from ductape_jobs.limits import visible
 from ductape_jobs.redaction import redact_url
 from ductape_jobs.store import DEFAULT_URL
 from ductape_jobs.targets import parse_networks
+
+log = logging.getLogger("ductape_jobs.cli")
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType
@@ -194,14 +197,27 @@ def store_label(dt: Ductape) -> str:
     return redact_url(url) if isinstance(url, str) else type(dt.store).__name__
 
 
-def started_line(dt: Ductape) -> str:
+def log_started(dt: Ductape, *, worker: bool = True) -> None:
     """What a starting worker (or server) logs: its store, the FUNCTIONs registered in it and those its products
-    map to a ``module:function`` (imported when first run): a product file's alone are not "none"."""
+    map to a ``module:function`` (imported when first run): a product file's alone are not "none". A worker with
+    none says so as a warning: each FUNCTION run it claims fails that attempt (retried, as its retries allow, by a
+    worker that has it), which a dashboard started without --app did to a fleet's runs unawares."""
+    line = started_line(dt)
+    if worker and line.endswith(_NO_FUNCTIONS):
+        log.warning("%s; a FUNCTION run this worker claims fails that attempt (ductape serve: --no-worker)", line)
+    else:
+        log.info("%s", line)
+
+
+_NO_FUNCTIONS = "functions: none (start with --app, or map them in a product's functions)"
+
+
+def started_line(dt: Ductape) -> str:
     mapped = [
         f"{tag} ({product})" for product in dt.products.tags() for tag in sorted(dt.products.get(product).functions)
     ]
-    shown = ", ".join(dt.functions.tags() + mapped) or "none (start with --app, or map them in a product's functions)"
-    return f"store {store_label(dt)}; functions: {shown}"
+    shown = ", ".join(dt.functions.tags() + mapped)
+    return f"store {store_label(dt)}; " + (f"functions: {shown}" if shown else _NO_FUNCTIONS)
 
 
 # ----------------------------------------------------------------------------------------------- JSON

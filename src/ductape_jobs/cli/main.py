@@ -26,8 +26,8 @@ from ductape_jobs.cli.common import (
     check_networks,
     client,
     emit,
+    log_started,
     parse_json_object,
-    started_line,
 )
 from ductape_jobs.cli.demo import demo
 from ductape_jobs.cli.features import feature_app
@@ -154,7 +154,7 @@ def worker(
     check_networks(webhook_allow)
     with client(store, app_, **settings) as dt:
         allow_webhooks_to(dt, webhook_allow)
-        log.info("%s", started_line(dt))
+        log_started(dt)
         dt.worker(**overrides)
 
 

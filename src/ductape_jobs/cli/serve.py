@@ -21,7 +21,7 @@ from ductape_jobs.cli.common import (
     check_networks,
     client,
     fail,
-    started_line,
+    log_started,
 )
 from ductape_jobs.client import Ductape
 from ductape_jobs.extras import require_extra
@@ -66,7 +66,7 @@ def run_server(
     except OSError as exc:
         raise fail(f"cannot listen on {host}:{port}: {exc.strerror or exc}", 1) from None
     shown = "127.0.0.1" if host in ("0.0.0.0", "::") else host
-    log.info("%s", started_line(dt))
+    log_started(dt, worker=worker)
     log.info(
         "serving http://%s:%d (dashboard /, API /api/v1, docs /docs, metrics /metrics)%s",
         shown,

@@ -44,9 +44,10 @@ class FunctionRegistry:
             return self._functions[tag]
         except KeyError:
             have = ", ".join(sorted(self._functions)) or "none"
-            raise ExecutorNotFoundError(
+            raise ExecutorNotFoundError(  # another worker may have it (a dashboard without --app claimed the run)
                 f"FUNCTION {tag!r} is not registered in this worker (registered: {have}); "
-                "start the worker with --app pointing at the module that registers it"
+                "start every worker with --app pointing at the module that registers it",
+                retryable=True,
             ) from None
 
     def __contains__(self, tag: object) -> bool:
@@ -79,8 +80,8 @@ class FunctionExecutor:
         try:
             fn: Function = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
-            raise ExecutorNotFoundError(
-                f"FUNCTION {run.event_tag!r} maps to {target!r}, which cannot be loaded: {exc}"
+            raise ExecutorNotFoundError(  # on this worker: another (deployed since) may load it
+                f"FUNCTION {run.event_tag!r} maps to {target!r}, which cannot be loaded: {exc}", retryable=True
             ) from None
         self.registry.register(run.event_tag, fn)
         return fn
