@@ -496,6 +496,27 @@ def test_app_option_uses_the_apps_store_unless_store_overrides(tmp_path: Path, u
     assert not_a_client.exit_code == 2 and "not a Ductape" in not_a_client.stderr
 
 
+def test_app_option_takes_an_async_client_and_passes_over_a_web_app(tmp_path: Path, user_module: str) -> None:
+    """A FastAPI module (docs/how-to/fastapi.md) holds an ``AsyncDuctape`` named ``ductape`` beside its ``app``:
+    ``--app main:ductape`` said "is a AsyncDuctape, not a Ductape", and ``--app main`` named ``main:app``, a FastAPI
+    app, which the user never typed."""
+    (tmp_path / "web_main.py").write_text(
+        "from ductape_jobs import AsyncDuctape\n"
+        "class FastAPI: ...\n"
+        "app = FastAPI()\n"
+        f"ductape = AsyncDuctape('sqlite:///{tmp_path / 'web.db'}')\n"
+    )
+    create_job(f"sqlite:///{tmp_path / 'web.db'}", "in-web")
+    for spec in ("web_main:ductape", "web_main"):
+        assert [j["tag"] for j in ok("job", "list", "--app", spec)] == ["in-web"], spec
+    (tmp_path / "web_only.py").write_text("class FastAPI: ...\napp = FastAPI()\n")
+    refused = cli("job", "list", "--app", "web_only")
+    assert refused.exit_code == 2, refused.stderr
+    assert "web_only:app is a FastAPI, not a Ductape or an AsyncDuctape" in refused.stderr
+    sys.modules.pop("web_only", None)
+    sys.modules.pop("web_main").ductape.sync.close()
+
+
 def test_demo_runs_for_n_seconds_and_is_idempotent(store: str) -> None:
     first = cli("demo", "--seconds", "3", store=store)
     assert first.exit_code == 0, (first.output, first.exception)

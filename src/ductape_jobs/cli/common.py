@@ -124,7 +124,11 @@ def user_errors() -> Iterator[None]:
 
 
 def import_app(spec: str) -> Ductape:
-    """``module:attr`` (``attr`` may be dotted; ``module`` alone looks for ``app``, then ``ductape``)."""
+    """``module:attr`` (``attr`` may be dotted; ``module`` alone looks for ``app``, then ``ductape``, passing over
+    one that is not a client: a FastAPI ``app`` beside the ``ductape`` it serves). An ``AsyncDuctape`` stands for
+    its ``.sync``, the same engine."""
+    from ductape_jobs.aio import AsyncDuctape
+
     module_name, _, attr = spec.partition(":")
     if not module_name:
         raise ValidationError("app", f"{spec!r} is not MODULE:ATTR (e.g. myproject.jobs:ductape)")
@@ -138,6 +142,7 @@ def import_app(spec: str) -> Ductape:
             raise ValidationError("app", f"cannot import module {module_name!r} (from {cwd}): {exc}") from None
         raise
     candidates = [attr] if attr else ["app", "ductape"]
+    others: list[str] = []
     for name in candidates:
         obj: Any = module
         try:
@@ -145,10 +150,18 @@ def import_app(spec: str) -> Ductape:
                 obj = getattr(obj, part)
         except AttributeError:
             continue
+        if isinstance(obj, AsyncDuctape):
+            obj = obj.sync
         if isinstance(obj, Ductape):
             return obj
-        raise ValidationError("app", f"{module_name}:{name} is a {type(obj).__name__}, not a Ductape")
+        others.append(f"{module_name}:{name} is {_a(type(obj).__name__)}")
+    if others:
+        raise ValidationError("app", f"{'; '.join(others)}, not a Ductape or an AsyncDuctape")
     raise ValidationError("app", f"module {module_name!r} has no attribute {' or '.join(map(repr, candidates))}")
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def load_client(store: str | None, app: str | None, **settings: Any) -> tuple[Ductape, bool]:
