@@ -32,6 +32,7 @@ Executors and features raise these; nothing else in the package defines an excep
 
 from __future__ import annotations
 
+import contextlib
 import traceback
 from typing import Any
 
@@ -50,12 +51,33 @@ def field_path(root: str, *keys: str | int) -> str:
 
 def describe(exc: BaseException, trace: int = 0) -> str:
     """The one exception-to-text: ``Type: message`` (without repeating a type name the message starts with),
-    then the last ``trace`` entries of its traceback, at most ``ERROR_TEXT_CHARS`` characters (``clip``)."""
-    name, text = type(exc).__name__, str(exc).strip()
+    then the last ``trace`` entries of its traceback, at most ``ERROR_TEXT_CHARS`` characters (``clip``).
+
+    It never raises: the exception may be user code's, whose ``__str__`` raises (or returns a ``str`` subclass
+    whose methods do). Its text is then the type name and that its text could not be read, and a traceback that
+    cannot be formatted is left out: the run it ended is recorded failed, not left ``running`` by a worker (or a
+    ``drain()``) that died describing it."""
+    name = type(exc).__name__
+    try:
+        text = str.strip(str(exc))  # str's own strip: a subclass's may be anything
+    except Exception as unread:
+        text = f"{name}: its text could not be read (str() raised {type(unread).__name__})"
     line = name if not text else text if text.startswith(name) else f"{name}: {text}"
     if trace:
-        line += "\n" + "".join(traceback.format_exception(exc)[-trace:])
+        # traceback's own guards cover __str__; anything else it trips on leaves the traceback out, not the run
+        with contextlib.suppress(Exception):
+            line += "\n" + "".join(traceback.format_exception(exc)[-trace:])
     return clip(line)
+
+
+def is_retryable(exc: BaseException) -> bool:
+    """Whether another attempt may help a run that ``exc`` failed: its ``retryable`` (``ExecutionError``'s), true
+    for an exception without one. Never raises: user code's exception may have a ``retryable`` that raises, or
+    that is not a plain boolean; such a one is not retried (what it says cannot be read)."""
+    try:
+        return bool(getattr(exc, "retryable", True))
+    except Exception:
+        return False
 
 
 def clip(text: str, size: int | None = None) -> str:

@@ -199,6 +199,43 @@ def test_a_failure_retrying_cannot_help_is_not_retried(make_app: MakeApp) -> Non
     assert run.status is FeatureRunStatus.FAILED and run.event("a", "strict").attempts == 1 and app.waits == []
 
 
+def test_an_event_whose_exception_cannot_be_read_fails_and_the_feature_goes_on(make_app: MakeApp) -> None:
+    """An exception whose ``__str__`` raises (or whose ``retryable`` does) fails its event, named by its type: turning
+    it into text raised, out of the driver: ``feature.run`` raised ``ValueError``, the run left ``running``."""
+    app = make_app({"f": {"sequence": [seq("a", fn("odd", allow_fail=True), fn("unsure", retries=5), fn("ok"))]}})
+
+    class Unreadable(Exception):
+        def __str__(self) -> str:
+            raise ValueError("no str")
+
+    class Unsure(Exception):
+        @property
+        def retryable(self) -> bool:
+            raise RuntimeError("no answer")
+
+    @app.dt.function("odd")
+    def odd(input: dict[str, Any], ctx: Any) -> None:
+        raise Unreadable()
+
+    @app.dt.function("unsure")
+    def unsure(input: dict[str, Any], ctx: Any) -> None:
+        raise Unsure("cannot say")
+
+    @app.dt.function("ok")
+    def ok(input: dict[str, Any], ctx: Any) -> int:
+        return 1
+
+    run = app.run("f")
+    assert run.status is FeatureRunStatus.FAILED
+    assert statuses(run) == {"a/odd": "failed", "a/unsure": "failed", "a/ok": "completed"}
+    errors = {tag: (run.event("a", tag).error or "").splitlines()[0] for tag in ("odd", "unsure")}
+    assert errors == {
+        "odd": "Unreadable: its text could not be read (str() raised ValueError)",
+        "unsure": "Unsure: cannot say",
+    }
+    assert run.event("a", "unsure").attempts == 1  # what it says of retrying cannot be read: not retried
+
+
 def test_an_event_output_past_the_bound_fails_it_for_good_as_a_runs_does(
     make_app: MakeApp, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -35,7 +35,7 @@ from msgspec import Struct, field
 from ductape_jobs.clock import Clock, uncertainty
 from ductape_jobs.engine.events import RunObserver, tell_finished, tell_rescued, tell_started
 from ductape_jobs.engine.scheduler import Scheduler
-from ductape_jobs.errors import StoreError, ValidationError, WouldWait, describe
+from ductape_jobs.errors import StoreError, ValidationError, WouldWait, describe, is_retryable
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.executors.registry import ExecutorRegistry
 from ductape_jobs.ids import new_id
@@ -505,8 +505,8 @@ class Worker:
             error = f"RunTimeoutError: run exceeded its timeout of {run.timeout}"
         except Exception as exc:
             ok = False
-            retryable = bool(getattr(exc, "retryable", True))
-            error = describe(exc, trace=4)
+            retryable = is_retryable(exc)
+            error = describe(exc, trace=4)  # never raises: the run is recorded failed whatever user code raised
         secrets = self.secrets.of(run.product_tag)  # its own product's: masking reveals nothing of another's
         output, error = secrets.mask(output), None if error is None else secrets.mask_text(error)
         stored = None

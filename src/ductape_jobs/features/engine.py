@@ -43,6 +43,7 @@ from ductape_jobs.errors import (
     ResultError,
     ValidationError,
     describe,
+    is_retryable,
 )
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.executors.context import RunPreparer
@@ -409,7 +410,7 @@ class FeatureEngine:
                 failed += 1
                 error = secrets.mask_text(_describe(exc))
                 first = next(iter(error.splitlines()), "")  # what a log line quotes: masked and cut, as stored
-                if getattr(exc, "retryable", True) and failed <= event.spec.retries:
+                if is_retryable(exc) and failed <= event.spec.retries:
                     log.warning("feature event %s/%s attempt %d failed; retrying: %s", seq, tag, attempt, first)
                     await self._finish(state, event, EventStatus.RETRYING, error=error)
                     await self.sleep(self.backoff.delay(failed).total_seconds())

@@ -14,7 +14,7 @@ from uuid import UUID
 
 import msgspec
 
-from ductape_jobs.errors import ERROR_TEXT_CHARS, ValidationError, clip
+from ductape_jobs.errors import ERROR_TEXT_CHARS, ValidationError, clip, describe
 from ductape_jobs.limits import LONE_SURROGATE, MAX_OUTPUT_BYTES, has_lone_surrogate
 from ductape_jobs.models import (
     Attempt,
@@ -206,11 +206,13 @@ def output_json(value: Any) -> tuple[str | None, str | None]:
     """A run's output as its stored JSON text (``stored_json``), or why it cannot be stored: it fails to encode (one
     that contains itself, a number too long for text: what an executor's own check let through), or its JSON is
     longer than ``MAX_OUTPUT_BYTES`` (measured on the text encoded here: the check costs a length). The one check of
-    an output, made by the worker that ran it, which then records the attempt as failed and counts it so."""
+    an output, made by the worker that ran it, which then records the attempt as failed and counts it so. It never
+    raises: a value kept as its text (``AS_TEXT``) may be a subclass whose ``__str__`` raises anything, which fails
+    the attempt as any other output that cannot be encoded (``describe`` reads that exception's text safely)."""
     try:
         text = stored_json(value)
-    except (ValueError, TypeError, RecursionError) as exc:
-        return None, f"the output cannot be stored ({type(exc).__name__}: {exc})"
+    except Exception as exc:
+        return None, f"the output cannot be stored ({describe(exc)})"
     if len(text) <= MAX_OUTPUT_BYTES:  # ASCII (``\u`` escapes): its length is its size in bytes
         return text, None
     return None, f"the output is {len(text):,} bytes of JSON; at most {MAX_OUTPUT_BYTES:,} are stored"
