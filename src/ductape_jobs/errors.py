@@ -15,6 +15,7 @@
      +-- PipingSyntaxError (also ValueError)  malformed piping text ($Input{...}, $Default(...))
      +-- PipingError (also ValueError)        a piping placeholder could not be resolved
      |    +-- PipingMissingError               ... because the referenced value is not there
+     |    +-- PipingTooLarge                   ... because what it fills in is past the bound on an input
      +-- ExecutionError                       raised inside a run: the event failed (`retryable`, `details`)
           +-- ExecutorNotFoundError            no executor / no registered function for the event
           +-- RunTimeoutError                  the run passed its `timeout`
@@ -219,6 +220,25 @@ class PipingMissingError(PipingError):
 
     ``$Default(x, fallback)`` falls back on exactly this; a path into a non-container stays a ``PipingError``.
     """
+
+
+class PipingTooLarge(PipingError):
+    """What the placeholders fill in makes the value past ``limit`` bytes of JSON (``limits.MAX_INPUT_BYTES``, the
+    bound on a stored input): resolving stopped there, before building more of it. It is the whole value's, so it
+    names no placeholder and no place (``at`` stays empty): a caller names the value (``input: filled in, ...``)."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.placeholder = ""
+        self.reason = (
+            f"filled in, it is more than {limit:,} bytes as JSON, the bound on an input: its placeholders fill in "
+            "too much"
+        )
+        self.at: Location = ()
+        ValueError.__init__(self, self.reason)
+
+    def __reduce__(self) -> tuple[type[PipingTooLarge], tuple[int]]:  # type: ignore[override]
+        return type(self), (self.limit,)
 
 
 class ExecutionError(DuctapeError):

@@ -22,7 +22,9 @@ E = TypeVar("E", bound=Enum)
 
 #: An HTTP request body (413 above it).
 MAX_BODY_BYTES = 1024 * 1024
-#: A run's or feature run's ``input``, or a session's data, encoded as JSON.
+#: A run's or feature run's ``input``, or a session's data, encoded as JSON; and a value with its placeholders filled
+#: in (an input, an event definition, a feature event's input), counted while it is filled in (``piping.resolve``):
+#: past it a run's attempt fails for good with a ``PipingFailure``, or ``schedule()`` refuses it when it can tell.
 MAX_INPUT_BYTES = 256 * 1024
 #: A run's ``output`` as the JSON text stored (ASCII: ``\u`` escapes, so characters are bytes); past it the attempt
 #: fails with a ``ResultError`` naming both sizes, and nothing of the output is kept. Every list of runs, HTTP

@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import pickle
 import random
+import tracemalloc
 from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import pytest
 
 from ductape_jobs.errors import DuctapeError
+from ductape_jobs.limits import MAX_INPUT_BYTES, check_object
 from ductape_jobs.piping import (
     FUNCTIONS,
     Call,
@@ -17,6 +19,7 @@ from ductape_jobs.piping import (
     PipingError,
     PipingMissingError,
     PipingSyntaxError,
+    PipingTooLarge,
     Reference,
     Scope,
     Template,
@@ -25,6 +28,7 @@ from ductape_jobs.piping import (
     parse,
     references,
     register_function,
+    render,
     resolve,
 )
 
@@ -530,10 +534,97 @@ def test_the_errors_belong_to_the_exception_tree() -> None:
 
 
 def test_the_errors_pickle() -> None:
+    too_large = pickle.loads(pickle.dumps(PipingTooLarge(MAX_INPUT_BYTES)))
+    assert type(too_large) is PipingTooLarge and str(too_large) == TOO_MUCH and too_large.at == ()
+    assert issubclass(PipingTooLarge, PipingError)
     missing = pickle.loads(pickle.dumps(PipingMissingError("$Input{a}", "no key 'a' in input")))
     assert type(missing) is PipingMissingError and str(missing) == "$Input{a}: no key 'a' in input"
     syntax = pickle.loads(pickle.dumps(PipingSyntaxError("$Foo{x}", 0, "unknown source")))
     assert (syntax.text, syntax.position, syntax.reason) == ("$Foo{x}", 0, "unknown source")
+
+
+# ------------------------------------------------------------------------------------------- the bound
+
+
+TOO_MUCH = (
+    f"filled in, it is more than {MAX_INPUT_BYTES:,} bytes as JSON, the bound on an input: its placeholders fill "
+    "in too much"
+)
+
+
+def _size(value: Any) -> int:
+    """The bytes of ``value`` as a stored input is measured (``limits``' encoder, in UTF-8)."""
+    from ductape_jobs.limits import _ENCODE
+
+    return len(_ENCODE(value).encode())
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"whole": "$Input{user}", "text": 'é "$Input{user}" \n $Input{price} $Input{user}{nick} $Now', "n": 1.5},
+        ["$Session{user}", "$Concat($Input{tags}, '✓', $Input{count})", True, None, -7, {"ключ": ["$Input{empty}"]}],
+        {"nested": {"deep": [["$Sequence{checkout}{charge}"], {}], "plain": "no placeholder \u2028 \x01"}},
+        "$Uppercase($Input{user}{name})",
+    ],
+)
+def test_the_bound_counts_what_is_filled_in_as_a_stored_input_is_measured(scope: Scope, value: Any) -> None:
+    """To the byte: a resolution of exactly ``limit`` bytes of JSON is taken, one more byte than ``limit`` is not."""
+    size = _size(resolve(value, scope))
+    assert resolve(value, scope, limit=size) == resolve(value, scope)
+    with pytest.raises(PipingTooLarge):
+        resolve(value, scope, limit=size - 1)
+
+
+def _peak(work: Any) -> tuple[BaseException | None, int]:
+    tracemalloc.start()
+    try:
+        work()
+    except Exception as exc:
+        return exc, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    return None, 0
+
+
+@pytest.mark.parametrize(
+    ("value", "where"),
+    [
+        ({f"k{i}": "a$Session{blob}" for i in range(9_000)}, "9,000 values, 10 KB each"),
+        ({"k": "$Session{blob}" * 4_000}, "4,000 placeholders in one text"),
+        ({"k": "$Concat(" + ", ".join(["$Session{blob}"] * 4_000) + ")"}, "a function of 4,000 of them"),
+        ({f"k{i}": "$Uppercase($Session{blob})" for i in range(9_000)}, "a function 9,000 times"),
+        ({f"k{i}": "x $Session{object}" for i in range(2_000)}, "an object turned into text 2,000 times"),
+        (["$Session{object}"] * 2_000, "an object 2,000 times"),
+    ],
+)
+def test_what_placeholders_fill_in_is_bounded_while_it_is_built(value: Any, where: str) -> None:
+    """The 90 MB a 250 KB input could fill in is never built: resolving stops at the bound, whatever makes it."""
+    session = {"blob": "B" * 10_000, "object": {f"f{i}": "v" * 100 for i in range(100)}}
+    error, peak = _peak(lambda: resolve(value, Scope(session=session, now=NOW)))
+    assert isinstance(error, PipingTooLarge) and str(error) == TOO_MUCH, where
+    assert error.at == () and error.limit == MAX_INPUT_BYTES  # the whole value's bound: no place to blame
+    assert peak < 8 * MAX_INPUT_BYTES, f"{where}: {peak:,} bytes at the peak"
+
+
+def test_a_value_within_the_bound_resolves_and_a_stored_input_at_it_fills_in(scope: Scope) -> None:
+    """A stored input at the bound, without placeholders or with ones that fill in no more, resolves whole."""
+    at = {f"k{i}": "x" * (65_528 if i < 3 else 65_527) for i in range(4)}  # exactly the bound
+    assert _size(at) == MAX_INPUT_BYTES and check_object(at, "input") is at and resolve(at, scope) == at
+    assert resolve({**at, "k3": "x" * 65_526 + "$Input{count}"}, scope) == {**at, "k3": "x" * 65_526 + "0"}
+    with pytest.raises(PipingTooLarge):
+        resolve({**at, "k3": "x" * 65_526 + "$Input{count}$Input{count}"}, scope)  # one byte more
+    assert render(parse("$Input{user}{name} " * 3), scope) == "Ann Ann Ann "
+    with pytest.raises(PipingTooLarge):
+        render(parse("$Input{user}{name}"), scope, limit=4)
+
+
+def test_a_registered_functions_result_is_counted_where_it_lands(scope: Scope, restore_functions: None) -> None:
+    """A product's own function may make what it likes; what it returns is bounded as any value filled in."""
+    register_function("Repeat", lambda text, n: text * n, 2, 2)
+    assert resolve("$Repeat('ab', 3)", scope) == "ababab"
+    with pytest.raises(PipingTooLarge):
+        resolve({"k": "$Repeat('ab', 200000)"}, scope)
 
 
 # ------------------------------------------------------------------------------------ syntax errors

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ductape_jobs.errors import ExecutorNotFoundError, ValidationError
+from ductape_jobs.errors import ExecutorNotFoundError, PipingFailure, PipingTooLarge, ValidationError
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.models import JobEventTypes, Run
 from ductape_jobs.piping import resolve
@@ -29,9 +29,16 @@ def locate(products: Products, run: Run, ctx: RunContext) -> tuple[ProductSpec, 
 
 
 def definition(value: Any, ctx: RunContext, where: str) -> Any:
-    """An event definition with ``${VAR}`` read from the environment and data piping resolved."""
+    """An event definition with ``${VAR}`` read from the environment and data piping resolved: at most
+    ``limits.MAX_INPUT_BYTES`` of JSON filled in, past which the attempt fails for good (a definition that reads
+    ``$Input{...}`` 1,000 times would send a thousand inputs)."""
     expanded = expand(value, where)
-    return resolve(expanded, ctx.scope) if ctx.scope is not None else expanded
+    if ctx.scope is None:
+        return expanded
+    try:
+        return resolve(expanded, ctx.scope)
+    except PipingTooLarge as exc:
+        raise PipingFailure(f"{where}: {exc}") from None
 
 
 def owner_env(mapping: dict[str, Any], run: Run, kind: str, tag: str) -> Any:

@@ -11,7 +11,7 @@ Pure code, no I/O::
 ``Scope``; ``functions`` holds the function registry.
 """
 
-from ductape_jobs.piping.errors import PipingError, PipingMissingError, PipingSyntaxError
+from ductape_jobs.piping.errors import PipingError, PipingMissingError, PipingSyntaxError, PipingTooLarge
 from ductape_jobs.piping.functions import FUNCTIONS, PipingFunction, format_time, to_text
 from ductape_jobs.piping.grammar import SOURCES, Call, Literal, Node, Reference, Template, parse, register_function
 from ductape_jobs.piping.resolve import (
@@ -41,6 +41,7 @@ __all__ = [
     "PipingFunction",
     "PipingMissingError",
     "PipingSyntaxError",
+    "PipingTooLarge",
     "Reference",
     "Scope",
     "Template",

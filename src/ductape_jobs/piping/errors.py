@@ -1,8 +1,16 @@
-"""The two ways piping fails: the text is malformed, or a referenced value is not there."""
+"""The ways piping fails: the text is malformed, a referenced value is not there, or what it fills in is past the
+bound on an input."""
 
 from __future__ import annotations
 
-from ductape_jobs.errors import Location, PipingError, PipingMissingError, PipingSyntaxError, field_path
+from ductape_jobs.errors import (
+    Location,
+    PipingError,
+    PipingMissingError,
+    PipingSyntaxError,
+    PipingTooLarge,
+    field_path,
+)
 
 
 def located(root: str, at: Location) -> str:
@@ -10,4 +18,4 @@ def located(root: str, at: Location) -> str:
     return field_path(root, *at)
 
 
-__all__ = ["Location", "PipingError", "PipingMissingError", "PipingSyntaxError", "located"]
+__all__ = ["Location", "PipingError", "PipingMissingError", "PipingSyntaxError", "PipingTooLarge", "located"]

@@ -1,7 +1,16 @@
-"""Evaluating templates against a ``Scope``: ``resolve``, ``check`` and ``references``."""
+"""Evaluating templates against a ``Scope``: ``resolve``, ``check`` and ``references``.
+
+What a resolution builds is bounded as it is built (``_Budget``): a value filled in is at most ``limit`` bytes of
+JSON (``limits.MAX_INPUT_BYTES``, the bound on a stored input, by default). Without it a stored input of 250 KB
+whose 9,000 values each read a 10 KB ``$Session{...}`` value became 90 MB in memory (and an ACTION's body): the
+bound on the stored text says nothing of what its placeholders fill in. Each piece is measured before it is made
+(a value turned into text, a function's arguments), and the resolution stops at the first that goes past the bound
+with ``PipingTooLarge``.
+"""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from functools import partial
@@ -9,7 +18,8 @@ from typing import Any
 
 from msgspec import Struct, field
 
-from ductape_jobs.piping.errors import Location, PipingError, PipingMissingError, PipingSyntaxError
+from ductape_jobs.limits import MAX_INPUT_BYTES
+from ductape_jobs.piping.errors import Location, PipingError, PipingMissingError, PipingSyntaxError, PipingTooLarge
 from ductape_jobs.piping.functions import FUNCTIONS, format_time, to_text
 from ductape_jobs.piping.grammar import SOURCES, Call, Literal, Node, Reference, Template, parse
 
@@ -102,21 +112,97 @@ def lookup(ref: Reference, scope: Scope) -> Any:
     return node
 
 
+# ------------------------------------------------------------------------------------------- bounds
+
+#: A string as JSON text, quoted and escaped as ``limits`` encodes an input (``ensure_ascii=False``): the one
+#: measure of a text's size, so that a filled-in value is counted as a stored one is.
+_QUOTED = json.encoder.encode_basestring
+
+
+def _text_size(text: str) -> int:
+    """The bytes of ``text`` as a JSON string in UTF-8 (its quotes and escapes included)."""
+    quoted = _QUOTED(text)
+    return len(quoted) if quoted.isascii() else len(quoted.encode("utf-8", "surrogatepass"))
+
+
+def json_size(value: Any) -> int:
+    """The bytes of ``value`` as compact JSON in UTF-8, as ``limits`` measures a stored input (a value that is not
+    JSON's own, a ``datetime`` an event returned, as its text, as ``to_text`` writes it). A container is encoded to
+    be measured: it is a value that exists already (an input's, a session's, an event's output), within its own
+    source's bound, so what this makes is at most one such value, and only until it is counted."""
+    kind = type(value)
+    if kind is str:
+        return _text_size(value)
+    if kind is int:
+        return len(int.__repr__(value))
+    if value is None or kind is bool:
+        return 4 if value is None or value else 5
+    text = _MEASURE(value)
+    return len(text) if text.isascii() else len(text.encode("utf-8", "surrogatepass"))
+
+
+#: JSON as ``to_text`` writes an object in text and ``limits`` a stored input (compact, ``ensure_ascii=False``).
+_MEASURE = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False, default=str).encode
+
+
+def _frame(node: Mapping[Any, Any] | list[Any] | tuple[Any, ...]) -> int:
+    """The bytes of a container's JSON text around its values: brackets, commas, and an object's keys and colons."""
+    if not node:
+        return 2
+    if not isinstance(node, Mapping):
+        return 1 + len(node)  # brackets, a comma between two items
+    return 1 + 2 * len(node) + sum(_text_size(key if isinstance(key, str) else str(key)) for key in node)
+
+
+class _Budget:
+    """The bytes of JSON a resolution may still build (``limit`` in all). Everything it returns is counted: a
+    container's brackets and keys, each string (literal or filled in) and each value a placeholder yields, as JSON."""
+
+    __slots__ = ("left", "limit")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.left = limit
+
+    def spend(self, size: int) -> None:
+        self.left -= size
+        if self.left < 0:
+            raise PipingTooLarge(self.limit)
+
+    def fits(self, *values: Any) -> None:
+        """``PipingTooLarge`` unless ``values`` together are within what is left (counted, not spent): what a piece
+        will be made from is measured before it is made, and the measuring stops at the first past it. A string
+        counts without its quotes, as it reads inside the text a function makes of it: what ``$Concat`` is given is
+        never more than what it returns."""
+        size = 0
+        for value in values:
+            size += json_size(value) - (2 if isinstance(value, str) else 0)
+            if size > self.left:
+                raise PipingTooLarge(self.limit)
+
+
 # ---------------------------------------------------------------------------------------- evaluation
 
 
-def evaluate(node: Node, scope: Scope) -> Any:
+def evaluate(node: Node, scope: Scope, *, limit: int = MAX_INPUT_BYTES) -> Any:
+    """The value of ``node``. A function's arguments are together at most ``limit`` bytes as JSON
+    (``PipingTooLarge``): a built-in function makes at most a few times what it is given."""
+    return _evaluate(node, scope, _Budget(limit))
+
+
+def _evaluate(node: Node, scope: Scope, budget: _Budget) -> Any:
     if isinstance(node, Literal):
         return node.value
     if isinstance(node, Reference):
-        return lookup(node, scope)
+        return lookup(node, scope)  # the value itself, shared: nothing is built
     function = FUNCTIONS.get(node.name)
     if function is None:  # unregistered after the template was parsed
         raise PipingError(str(node), f"unknown function ${node.name}")
     if function.lazy:
-        args: list[Any] = [partial(evaluate, arg, scope) for arg in node.args]
+        args: list[Any] = [partial(_evaluate, arg, scope, budget) for arg in node.args]
     else:
-        args = [evaluate(arg, scope) for arg in node.args]
+        args = [_evaluate(arg, scope, budget) for arg in node.args]
+        budget.fits(*args)  # $Concat of 4,000 references to 10 KB is never made
     try:
         return function.fn(*args)
     except PipingError:
@@ -125,16 +211,33 @@ def evaluate(node: Node, scope: Scope) -> Any:
         raise PipingError(str(node), str(exc)) from exc
 
 
-def render(template: Template, scope: Scope) -> Any:
-    """A whole placeholder keeps its value's type; anything else becomes text."""
+def render(template: Template, scope: Scope, *, limit: int = MAX_INPUT_BYTES) -> Any:
+    """A whole placeholder keeps its value's type; anything else becomes text. At most ``limit`` bytes as JSON
+    (``PipingTooLarge``)."""
+    return _render(template, scope, _Budget(limit))
+
+
+def _render(template: Template, scope: Scope, budget: _Budget) -> Any:
     whole = template.whole
     if whole is not None:
-        return evaluate(whole, scope)
-    return "".join(to_text(evaluate(part, scope)) for part in template.parts)
+        value = _evaluate(whole, scope, budget)
+        budget.spend(json_size(value))
+        return value
+    budget.spend(2)  # the quotes of the text made
+    texts = []
+    for part in template.parts:
+        value = _evaluate(part, scope, budget)
+        if not isinstance(value, str):
+            budget.fits(value)  # an object's JSON text is measured before it is made
+        text = to_text(value)
+        budget.spend(_text_size(text) - 2)  # escapes are a character's own: the parts' sizes add up
+        texts.append(text)
+    return "".join(texts)
 
 
 def _located(key: str | int, exc: PipingError | PipingSyntaxError) -> None:
-    exc.at = (key, *exc.at)
+    if not isinstance(exc, PipingTooLarge):  # the whole value's bound: no place is to blame
+        exc.at = (key, *exc.at)
 
 
 #: What the caller's own ``input`` (at ``schedule()``) may read: its verified session, the time and the
@@ -157,38 +260,50 @@ def _allowed(template: Template, sources: frozenset[str]) -> None:
             )
 
 
-def resolve(value: Any, scope: Scope, *, sources: frozenset[str] = TEMPLATE_SOURCES) -> Any:
+def resolve(
+    value: Any, scope: Scope, *, sources: frozenset[str] = TEMPLATE_SOURCES, limit: int = MAX_INPUT_BYTES
+) -> Any:
     """Resolve every placeholder in ``value``, walking dicts (values only) and lists.
 
     Text without a placeholder is returned as it is (the same object); containers are always new.
     Resolved values are data: what a placeholder yields is never scanned again (a ``$Secret{...}`` inside
-    an input value stays text). A reference to a source outside ``sources`` raises ``PipingError``.
+    an input value stays text). A reference to a source outside ``sources`` raises ``PipingError``. The
+    result is at most ``limit`` bytes as JSON, counted as it is built: past it, ``PipingTooLarge`` (the bound of
+    the whole value: it names no place), and no more of it is made.
     """
+    return _resolve(value, scope, sources, _Budget(limit))
+
+
+def _resolve(value: Any, scope: Scope, sources: frozenset[str], budget: _Budget) -> Any:
     if isinstance(value, str):
         if "$" not in value:
+            budget.spend(_text_size(value))
             return value
         template = parse(value)
         _allowed(template, sources)
-        result = render(template, scope)
+        result = _render(template, scope, budget)
         return value if result == value and isinstance(result, str) else result
     if isinstance(value, Mapping):
+        budget.spend(_frame(value))
         out: dict[Any, Any] = {}
         for key, item in value.items():
             try:
-                out[key] = resolve(item, scope, sources=sources)
+                out[key] = _resolve(item, scope, sources, budget)
             except (PipingError, PipingSyntaxError) as exc:
                 _located(key, exc)
                 raise
         return out
     if isinstance(value, list | tuple):
+        budget.spend(_frame(value))
         items: list[Any] = []
         for index, item in enumerate(value):
             try:
-                items.append(resolve(item, scope, sources=sources))
+                items.append(_resolve(item, scope, sources, budget))
             except (PipingError, PipingSyntaxError) as exc:
                 _located(index, exc)
                 raise
         return items if isinstance(value, list) else tuple(items)
+    budget.spend(json_size(value))
     return value
 
 
