@@ -35,7 +35,7 @@ from msgspec import Struct, field
 from ductape_jobs.clock import Clock, uncertainty
 from ductape_jobs.engine.events import RunObserver, tell_finished, tell_rescued, tell_started
 from ductape_jobs.engine.scheduler import Scheduler
-from ductape_jobs.errors import StoreError, ValidationError, WouldWait, describe, is_retryable
+from ductape_jobs.errors import RunTimeoutError, StoreError, ValidationError, WouldWait, describe, is_retryable
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.executors.registry import ExecutorRegistry
 from ductape_jobs.ids import new_id
@@ -502,18 +502,14 @@ class Worker:
             raise
         except TimeoutError:
             ok, word = False, "timeout"
-            error = f"RunTimeoutError: run exceeded its timeout of {run.timeout}"
+            error = f"RunTimeoutError: run exceeded its timeout of {_span(run.timeout)}"
         except Exception as exc:
             ok = False
             retryable = is_retryable(exc)
             error = describe(exc, trace=4)  # never raises: the run is recorded failed whatever user code raised
-        secrets = self.secrets.of(run.product_tag)  # its own product's: masking reveals nothing of another's
-        output, error = secrets.mask(output), None if error is None else secrets.mask_text(error)
-        stored = None
-        if ok and output is not None:  # encoded here, once: an output that cannot be stored is this attempt's failure
-            stored, problem = output_json(output)
-            if problem is not None:
-                ok, retryable, output, error = False, False, None, f"ResultError: {problem}"
+            if isinstance(exc, RunTimeoutError):  # a FUNCTION's own timeout: an attempt outcome as the run's is
+                word = "timeout"
+        ok, retryable, output, error, stored = self._kept(run, ok, retryable, output, error)
         finished = self.clock.now()
         retry_at = None
         if not ok and retryable and run.retry_count < run.max_retries:
@@ -537,6 +533,25 @@ class Worker:
         if self._wake is not None:
             self._wake.set()
         return outcome
+
+    def _kept(
+        self, run: Run, ok: bool, retryable: bool, output: Any, error: str | None
+    ) -> tuple[bool, bool, Any, str | None, str | None]:
+        """An attempt's (ok, retryable, output, error) as kept, and its output's JSON: masked by its own product's
+        secrets (which reveals nothing of another's), the output encoded here, once; one that cannot be stored (or
+        walked) fails the attempt, not retried. Never raises: a run is never left running."""
+        secrets = self.secrets.of(run.product_tag)
+        try:
+            output, error = secrets.mask(output), None if error is None else secrets.mask_text(error)
+            if not ok or output is None:
+                return ok, retryable, output, error, None
+            stored, problem = output_json(output)
+            if problem is None:
+                return ok, retryable, output, error, stored
+            return False, False, None, f"ResultError: {problem}", None
+        except Exception as exc:
+            why = secrets.mask_text(f"ResultError: the output cannot be kept: {describe(exc)}")
+            return False, False, None, why, None
 
     def _leave(self, run: Run) -> None:
         """This attempt is no longer in flight. Not another attempt of its run that this worker claimed since (its
@@ -662,3 +677,11 @@ class Worker:
         log.info("received %s: stopping", sig.name)
         if self._stop is not None:
             self._stop.set()
+
+
+def _span(span: timedelta | None) -> str:
+    """A timeout as the docs write one: ``50 ms``, ``1 s``, ``1.5 s`` (not ``0:00:00.050000``)."""
+    if span is None:
+        return "none"
+    ms = span / timedelta(milliseconds=1)
+    return f"{ms:g} ms" if ms < 1000 else f"{ms / 1000:g} s"
