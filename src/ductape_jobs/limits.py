@@ -32,6 +32,11 @@ MAX_INPUT_BYTES = 256 * 1024
 MAX_OUTPUT_BYTES = 1024 * 1024
 #: How deep objects and lists may nest inside an input (``{"a": {"b": 1}}`` is depth 2).
 MAX_DEPTH = 32
+#: How deep a product file nests, its structure and its values together. A value in it (an app's ``constants``, an
+#: action's ``body``, a feature event's ``input``) nests at most ``MAX_DEPTH`` levels and starts at most ten levels
+#: down (``products[0].features.f.sequence[0].events[0].input``), so every file whose values fit fits; the file's
+#: parser stops past it, before its stack does.
+MAX_FILE_DEPTH = 2 * MAX_DEPTH
 #: Items in one list, or keys in one object, inside an input.
 MAX_ITEMS = 10_000
 #: Characters in one string (or object key) inside an input.
@@ -90,6 +95,22 @@ def check_json(value: Any, field: str) -> int:
         if type(node) not in _PLAIN:  # a subclass: what its methods answer may not be what the encoder writes
             size += MAX_INPUT_BYTES
     return size
+
+
+def check_nesting(value: Any, field: str, limit: int = MAX_DEPTH) -> None:
+    """``ValidationError`` naming the path when ``value`` nests lists and objects deeper than ``limit`` (counted as
+    ``check_json`` counts: ``{"a": {"b": 1}}`` is depth 2). The one check of a product's free-form values, which
+    may hold what YAML reads (a date) and are no run's input yet, and of a product file as a whole. Walks without
+    recursion, as ``check_json``."""
+    stack: list[tuple[Any, str, int]] = [(value, field, 0)]
+    while stack:
+        node, where, depth = stack.pop()
+        if isinstance(node, dict | list | tuple):
+            if depth >= limit:
+                raise ValidationError(where, f"nests deeper than {limit} levels")
+            items = node.items() if isinstance(node, dict) else enumerate(node)
+            path = "{}.{}" if isinstance(node, dict) else "{}[{}]"
+            stack.extend((item, path.format(where, key), depth + 1) for key, item in items)
 
 
 def _children(
@@ -265,6 +286,7 @@ __all__ = [
     "MAX_BODY_BYTES",
     "MAX_COUNT",
     "MAX_DEPTH",
+    "MAX_FILE_DEPTH",
     "MAX_INPUT_BYTES",
     "MAX_ITEMS",
     "MAX_MILLIS",
@@ -279,6 +301,7 @@ __all__ = [
     "check_enum",
     "check_headers",
     "check_json",
+    "check_nesting",
     "check_object",
     "check_page",
     "check_printable",

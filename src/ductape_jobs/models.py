@@ -35,6 +35,7 @@ from ductape_jobs.limits import (
     MAX_MILLIS,
     MAX_RETRIES,
     MIN_EVERY,
+    check_nesting,
     check_object,
     printable_rule,
 )
@@ -315,6 +316,25 @@ def _json_object(value: object) -> dict[str, Any]:
         if not inner:
             raise ValueError(exc.rule) from None
         raise ValidationError(inner, exc.rule) from None
+
+
+def _nested(value: Any) -> Any:
+    """A product's free-form value (an app's constants, an action's body, a feature event's input) nests at most
+    ``MAX_DEPTH`` levels (``limits.check_nesting``): every walk of a product's values (its secrets learnt, its
+    ``${VAR}`` expanded, its placeholders found) recurses. Errors name the path inside it."""
+    try:
+        check_nesting(value, "$")
+    except ValidationError as exc:  # pydantic puts the field's own name in front
+        inner = exc.field.removeprefix("$").removeprefix(".")
+        if not inner:
+            raise ValueError(exc.rule) from None
+        raise ValidationError(inner, exc.rule) from None
+    return value
+
+
+#: A product's free-form value, and one that is an object.
+Free = Annotated[Any, AfterValidator(_nested)]
+FreeObject = Annotated[dict[str, Any], AfterValidator(_nested)]
 
 
 def _keep(value: object) -> Keep | None:
@@ -655,8 +675,12 @@ def invalid(err: Any, prefix: str = "", default: str = "body") -> ValidationErro
     ctx = err.get("ctx") or {}
     cause = ctx.get("error")
     keys: list[str | int] = [k for k in err.get("loc", ()) if not (isinstance(k, str) and "[" in k)]
+    within = ""  # the path inside the field, when it starts with a list's index: body[0], not body.[0]
     if isinstance(cause, ValidationError):  # a validator that knows which field it checks
-        keys.append(cause.field)
+        if cause.field.startswith("["):
+            within = cause.field
+        else:
+            keys.append(cause.field)
         rule = cause.rule
     else:
         template = _RULES.get(str(err.get("type")))
@@ -665,7 +689,7 @@ def invalid(err: Any, prefix: str = "", default: str = "body") -> ValidationErro
         except (KeyError, IndexError):
             rule = ""
         rule = rule or str(err.get("msg", "is invalid")).removeprefix("Value error, ")
-    return ValidationError(field_path(prefix, *keys) or default, rule)
+    return ValidationError(field_path(prefix, *keys) + within or default, rule)
 
 
 # ------------------------------------------------------------------------------------- stored records

@@ -23,11 +23,11 @@ events the product defines) are checked by ``ductape_jobs.features.plan`` when t
 from __future__ import annotations
 
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
 
-from ductape_jobs.models import Built, RepeatOptions, parse_event_type
+from ductape_jobs.models import Built, FreeObject, RepeatOptions, parse_event_type
 
 #: Type names a feature's input schema may use (``any`` accepts every JSON value).
 INPUT_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -71,7 +71,7 @@ class FeatureEvent(_Spec):
 
     type: Annotated[FeatureEventTypes, BeforeValidator(_event_type)]
     event: str = Field(min_length=1, max_length=256)
-    input: dict[str, Any] = Field(default_factory=dict)
+    input: FreeObject = Field(default_factory=dict)
     retries: int = Field(default=0, ge=0, le=100, description="attempts after a failure")
     allow_fail: StrictBool = Field(default=False, description="the feature goes on after this event fails for good")
     app: str | None = None

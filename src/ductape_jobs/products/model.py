@@ -8,13 +8,13 @@ job store) and data-piping placeholders (``$Input{...}``, resolved per run).
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any, Literal
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.limits import MAX_MILLIS, printable_rule
-from ductape_jobs.models import Built, Concurrency
+from ductape_jobs.models import Built, Concurrency, Free, FreeObject
 from ductape_jobs.products.features import FeatureSpec
 from ductape_jobs.resources import ResourceLimit, parse_rate
 
@@ -40,8 +40,8 @@ class ActionSpec(_Spec):
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
     path: str = "/"
     headers: dict[str, str] = Field(default_factory=dict)
-    query: dict[str, Any] = Field(default_factory=dict)
-    body: Any = None
+    query: FreeObject = Field(default_factory=dict)
+    body: Free = None
     timeout: float = Field(default=30.0, gt=0)
 
     @field_validator("method", mode="before")
@@ -54,11 +54,11 @@ class AppEnv(_Spec):
     base_url: str
     auth: Auth | None = None
     headers: dict[str, str] = Field(default_factory=dict)
-    variables: dict[str, Any] = Field(default_factory=dict)
+    variables: FreeObject = Field(default_factory=dict)
 
 
 class AppSpec(_Spec):
-    constants: dict[str, Any] = Field(default_factory=dict)
+    constants: FreeObject = Field(default_factory=dict)
     actions: dict[str, ActionSpec] = Field(default_factory=dict)
     envs: dict[str, AppEnv] = Field(default_factory=dict)
 
@@ -77,7 +77,7 @@ class PushSpec(_Spec):
     tokens: list[str] | str
     title: str
     body: str
-    data: dict[str, Any] | str | None = None
+    data: FreeObject | str | None = None
 
 
 class SmsSpec(_Spec):
@@ -87,7 +87,7 @@ class SmsSpec(_Spec):
 
 class CallbackSpec(_Spec):
     url: str
-    body: Any = None
+    body: Free = None
     headers: dict[str, str] = Field(default_factory=dict)
 
 

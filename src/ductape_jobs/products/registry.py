@@ -7,6 +7,7 @@ environment at that moment (secrets live in the environment, never in the job st
 
 from __future__ import annotations
 
+import functools
 import os
 import re
 from pathlib import Path
@@ -16,6 +17,7 @@ from msgspec import Struct
 from pydantic import ValidationError as PydanticValidationError
 
 from ductape_jobs.errors import ExecutionError, ValidationError
+from ductape_jobs.limits import MAX_FILE_DEPTH, check_nesting
 from ductape_jobs.models import JobDefinition, JobEventTypes, invalid, reported
 from ductape_jobs.products.feature_plan import check_features
 from ductape_jobs.products.model import ProductFile, ProductSpec
@@ -60,20 +62,38 @@ class Products:
 
     @classmethod
     def load(cls, path: str | Path) -> Products:
-        """Read a product file: ``*.yaml``/``*.yml`` or ``*.toml`` with a top-level ``products`` list."""
+        """Read a product file: ``*.yaml``/``*.yml`` (or JSON) or ``*.toml`` with a top-level ``products`` list.
+
+        Its text is UTF-8; it nests at most ``MAX_FILE_DEPTH`` levels; YAML's anchors and aliases are refused
+        before they expand (nine levels of ten aliases each are a billion values). Each is a ``ValidationError``
+        naming ``product_file`` (a field of a product, its path), and nothing is loaded."""
         import tomllib  # only product files need these
 
         import yaml
 
         file = Path(path)
         try:
-            text = file.read_text(encoding="utf-8")
+            raw = file.read_bytes()
         except OSError as exc:
             raise ValidationError("product_file", f"cannot read {file}: {exc.strerror}") from None
         try:
-            data = tomllib.loads(text) if file.suffix == ".toml" else yaml.safe_load(text)
+            text = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise ValidationError(
+                "product_file", f"{file} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
+            ) from None
+        try:
+            data = tomllib.loads(text) if file.suffix == ".toml" else yaml.load(text, Loader=_loader())
+        except RecursionError:  # tomllib's parser recurses once a nested array or table: a few hundred levels
+            raise ValidationError("product_file", f"{file} nests deeper than {MAX_FILE_DEPTH} levels") from None
+        except _Refused as exc:
+            raise ValidationError("product_file", f"{file} {exc}") from None
         except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
             raise ValidationError("product_file", f"{file} is not valid {file.suffix.lstrip('.')}: {exc}") from None
+        try:
+            check_nesting(data, "product_file", MAX_FILE_DEPTH)  # TOML's dotted keys nest without recursing
+        except ValidationError as exc:
+            raise ValidationError("product_file", f"{file} {exc.rule}") from None
         try:
             parsed = ProductFile.model_validate(data or {})
         except PydanticValidationError as exc:
@@ -205,6 +225,47 @@ class Products:
         if cache not in spec.caches:
             have = ", ".join(sorted(spec.caches)) or "none"
             raise ValidationError("cache", f"product {product_tag!r} declares no cache {cache!r} (it has: {have})")
+
+
+class _Refused(Exception):
+    """What a product file's YAML may not hold (an anchor, an alias, too deep a nesting), found as it is read."""
+
+
+@functools.cache
+def _loader() -> type[Any]:
+    """PyYAML's safe loader, refusing anchors and aliases and counting depth as it composes (its composer recurses
+    once a level: ``[[[...]]]`` five thousand deep exhausted the stack). Built on first use: PyYAML is imported only
+    to read a product file."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        depth = 0
+
+        def compose_node(self, parent: Any, index: Any) -> Any:
+            event = self.peek_event()  # type: ignore[no-untyped-call]
+            name = event.anchor if isinstance(event, yaml.NodeEvent) else None  # an alias is one too
+            if name is not None:
+                raise _Refused(
+                    f"uses the YAML anchor or alias {name!r} ({_where(event)}); a product file holds none "
+                    "(aliases of aliases expand past any memory): write the value out"
+                )
+            if not isinstance(event, yaml.CollectionStartEvent):  # a scalar: no deeper
+                return super().compose_node(parent, index)
+            self.depth += 1  # lists and mappings, as check_nesting counts them
+            try:
+                if self.depth > MAX_FILE_DEPTH:
+                    raise _Refused(f"nests deeper than {MAX_FILE_DEPTH} levels ({_where(event)})")
+                return super().compose_node(parent, index)
+            finally:
+                self.depth -= 1
+
+    return Loader
+
+
+def _where(event: Any) -> str:
+    """Where a YAML event starts, as an editor counts (from 1)."""
+    mark = event.start_mark
+    return f"line {mark.line + 1}, column {mark.column + 1}"
 
 
 _KIND = {

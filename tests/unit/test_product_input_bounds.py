@@ -1,0 +1,202 @@
+"""A product's declaration is bounded before anything walks it: a product file that is not UTF-8, nests past
+``MAX_FILE_DEPTH`` or holds YAML anchors and aliases, and a product (added in Python or read from a file) whose
+free-form values nest past ``MAX_DEPTH``, are a ``ValidationError`` naming the file or the field, never a
+traceback, a ``RecursionError`` or an expansion that eats the memory; and nothing is loaded or added."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from ductape_jobs import Ductape, ValidationError
+from ductape_jobs.cli.main import app as cli
+from ductape_jobs.limits import MAX_DEPTH, MAX_FILE_DEPTH
+from ductape_jobs.products import Products
+
+CLEAN_ENV: dict[str, str | None] = {"DUCTAPE_APP": None, "DUCTAPE_STORE": None, "DUCTAPE_PRODUCT_FILE": None}
+
+
+def nested(levels: int) -> dict[str, Any]:
+    """An object ``levels`` deep (``{"a": {}}`` is 2)."""
+    value: dict[str, Any] = {}
+    for _ in range(levels - 1):
+        value = {"a": value}
+    return value
+
+
+def load_error(path: Path) -> ValidationError:
+    with pytest.raises(ValidationError) as err:
+        Products.load(path)
+    return err.value
+
+
+# --------------------------------------------------------------------------------------------- product files
+
+
+def test_a_product_file_that_is_not_utf8_says_so(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(b"\xff\xfeproducts: []\n")
+    err = load_error(path)
+    assert err.field == "product_file"
+    assert err.rule == f"{path} is not UTF-8 text (byte 0xff at offset 0)"
+
+
+def test_the_cli_names_a_bad_product_file_in_one_line_and_exits_2(tmp_path: Path) -> None:
+    path = tmp_path / "bad.yaml"
+    path.write_bytes(b"\xff\xfeproducts: []\n")
+    store = f"sqlite:///{tmp_path / 'jobs.db'}"
+    result = CliRunner().invoke(cli, ["--product-file", str(path), "schedules", "--store", store], env=CLEAN_ENV)
+    assert result.exit_code == 2, result.output
+    assert result.stderr == f"error: product_file: {path} is not UTF-8 text (byte 0xff at offset 0)\n"
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    ("name", "opening", "levels"),
+    [("deep.yaml", "products: ", 5000), ("deep.json", '{"products": ', 5000), ("deep.toml", "products = ", 5000)],
+)
+def test_a_product_file_nested_thousands_deep_is_refused_not_a_recursion_error(
+    tmp_path: Path, name: str, opening: str, levels: int
+) -> None:
+    path = tmp_path / name
+    path.write_text(opening + "[" * levels + "]" * levels + ("}" if name.endswith(".json") else "") + "\n")
+    err = load_error(path)
+    assert err.field == "product_file"
+    assert err.rule.startswith(f"{path} nests deeper than {MAX_FILE_DEPTH} levels")
+
+
+@pytest.mark.parametrize("suffix", [".yaml", ".toml"])
+def test_a_product_file_nests_up_to_its_bound_and_not_one_level_more(tmp_path: Path, suffix: str) -> None:
+    """The document is a level; so ``products`` may open ``MAX_FILE_DEPTH - 1`` more (refused then by the model,
+    as any list of lists is, not by the bound)."""
+    key = "products: " if suffix == ".yaml" else "products = "
+    fits, over = tmp_path / f"fits{suffix}", tmp_path / f"over{suffix}"
+    fits.write_text(key + "[" * (MAX_FILE_DEPTH - 1) + "]" * (MAX_FILE_DEPTH - 1) + "\n")
+    over.write_text(key + "[" * MAX_FILE_DEPTH + "]" * MAX_FILE_DEPTH + "\n")
+    assert "nests deeper" not in load_error(fits).rule
+    assert f"nests deeper than {MAX_FILE_DEPTH} levels" in load_error(over).rule
+
+
+def test_toml_dotted_keys_nested_thousands_deep_are_refused(tmp_path: Path) -> None:
+    """A table header's dotted keys nest without tomllib recursing; the file's bound still holds."""
+    path = tmp_path / "dotted.toml"
+    path.write_text("[products" + ".a" * 5000 + "]\nx = 1\n")
+    assert load_error(path).rule == f"{path} nests deeper than {MAX_FILE_DEPTH} levels"
+
+
+def test_a_yaml_alias_bomb_is_refused_before_it_expands(tmp_path: Path) -> None:
+    """Nine levels of ten aliases each (a billion values once expanded) ran past 120 s and 11.7 GB."""
+    lines = ["products:", "  - tag: p", "    envs: [e]", "    apps:", "      a:", "        constants:"]
+    lines.append("          l0: &l0 [" + ", ".join(["x"] * 10) + "]")
+    lines += [f"          l{n}: &l{n} [" + ", ".join([f"*l{n - 1}"] * 10) + "]" for n in range(1, 10)]
+    path = tmp_path / "bomb.yaml"
+    path.write_text("\n".join(lines) + "\n")
+    began = time.monotonic()
+    err = load_error(path)
+    assert time.monotonic() - began < 5
+    assert err.field == "product_file"
+    assert err.rule.startswith(f"{path} uses the YAML anchor or alias 'l0' (line 7, column 15)")
+
+
+def test_a_single_yaml_alias_is_refused_naming_it(tmp_path: Path) -> None:
+    path = tmp_path / "alias.yaml"
+    path.write_text("products:\n  - tag: p\n    envs: [e]\n    name: *n\n")
+    assert load_error(path).rule.startswith(f"{path} uses the YAML anchor or alias 'n' (line 4, column 11)")
+
+
+def test_a_product_file_s_value_nested_past_max_depth_names_its_path(tmp_path: Path) -> None:
+    """Within the file's bound, a free-form value is still bounded as a run's input is."""
+    path = tmp_path / "deep-constants.yaml"
+    value = "[" * (MAX_DEPTH + 1) + "]" * (MAX_DEPTH + 1)
+    path.write_text(f"products:\n  - tag: p\n    envs: [e]\n    apps:\n      a:\n        constants: {{c: {value}}}\n")
+    err = load_error(path)
+    assert err.field == "product_file.products[0].apps.a.constants.c" + "[0]" * (MAX_DEPTH - 1)
+    assert err.rule == f"nests deeper than {MAX_DEPTH} levels"
+
+
+def test_a_ductape_given_a_bad_product_file_raises_our_error(tmp_path: Path) -> None:
+    path = tmp_path / "deep.toml"
+    path.write_text("products = " + "[" * 5000 + "]" * 5000 + "\n")
+    with pytest.raises(ValidationError, match=r"^product_file: .* nests deeper than 64 levels$"):
+        Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", product_file=str(path))
+
+
+# --------------------------------------------------------------------------------------------- products.add
+
+
+def _product(**parts: Any) -> dict[str, Any]:
+    return {"tag": "p", "envs": ["e"], **parts}
+
+
+def _feature(event_input: dict[str, Any]) -> dict[str, Any]:
+    event = {"type": "FUNCTION", "event": "f", "input": event_input}
+    return {"functions": {"f": "m:f"}, "features": {"ft": {"sequence": [{"sequence_tag": "s", "events": [event]}]}}}
+
+
+def _smtp_env() -> dict[str, Any]:
+    return {"smtp": {"host": "mail", "sender": "a@b.c"}}
+
+
+#: Each free-form value of a product, given a value, and the path of that value in the error.
+FREE_VALUES = {
+    "constants": (lambda v: _product(apps={"a": {"constants": v}}), "product.apps.a.constants"),
+    "variables": (
+        lambda v: _product(apps={"a": {"envs": {"e": {"base_url": "http://x", "variables": v}}}}),
+        "product.apps.a.envs.e.variables",
+    ),
+    "query": (lambda v: _product(apps={"a": {"actions": {"x": {"query": v}}}}), "product.apps.a.actions.x.query"),
+    "body": (lambda v: _product(apps={"a": {"actions": {"x": {"body": v}}}}), "product.apps.a.actions.x.body"),
+    "push data": (
+        lambda v: _product(notifications={"n": {"push": {"tokens": "t", "title": "t", "body": "b", "data": v}}}),
+        "product.notifications.n.push.data",
+    ),
+    "callback body": (
+        lambda v: _product(notifications={"n": {"callback": {"url": "http://x", "body": v}}}),
+        "product.notifications.n.callback.body",
+    ),
+    "feature input": (lambda v: _product(**_feature(v)), "product.features.ft.sequence[0].events[0].input"),
+}
+
+
+@pytest.mark.parametrize("where", FREE_VALUES)
+def test_products_add_refuses_a_value_nested_thousands_deep_naming_its_path(where: str) -> None:
+    build, field = FREE_VALUES[where]
+    products = Products()
+    with pytest.raises(ValidationError) as err:
+        products.add(build(nested(3000)))
+    head, _, last = field.rpartition(".")  # (a channel's path names its model too: push.PushSpec.data)
+    assert err.value.field.startswith(head) and err.value.field.endswith(f".{last}" + ".a" * MAX_DEPTH)
+    assert err.value.rule == f"nests deeper than {MAX_DEPTH} levels"
+    assert products.find("p") is None  # nothing added
+
+
+@pytest.mark.parametrize("where", FREE_VALUES)
+def test_a_product_s_value_nests_max_depth_levels_and_not_one_more(where: str) -> None:
+    build, _ = FREE_VALUES[where]
+    Products().add(build(nested(MAX_DEPTH)))
+    with pytest.raises(ValidationError, match=f"nests deeper than {MAX_DEPTH} levels"):
+        Products().add(build(nested(MAX_DEPTH + 1)))
+
+
+def test_a_list_value_nested_too_deep_names_its_indexes() -> None:
+    body: list[Any] = []
+    for _ in range(MAX_DEPTH):
+        body = [body]
+    with pytest.raises(ValidationError) as err:
+        Products().add(_product(apps={"a": {"actions": {"x": {"body": body}}}}))
+    assert (
+        str(err.value)
+        == "product.apps.a.actions.x.body" + "[0]" * MAX_DEPTH + f": nests deeper than {MAX_DEPTH} levels"
+    )
+
+
+def test_a_product_whose_value_refers_to_itself_is_refused() -> None:
+    """A cycle is nesting without end: refused at the bound, not walked forever."""
+    constants: dict[str, Any] = {}
+    constants["self"] = constants
+    with pytest.raises(ValidationError, match=f"nests deeper than {MAX_DEPTH} levels"):
+        Products().add(_product(apps={"a": {"constants": constants}}))
