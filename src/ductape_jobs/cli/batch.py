@@ -3,7 +3,6 @@ this process: ``drain()``)."""
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Annotated, Any
@@ -11,9 +10,9 @@ from typing import Annotated, Any
 import typer
 
 from ductape_jobs.cli import render
-from ductape_jobs.cli.common import AppOpt, JsonOpt, StoreOpt, client, emit, user_errors
+from ductape_jobs.cli.common import AppOpt, JsonOpt, StoreOpt, client, emit, parse_json, user_errors
 from ductape_jobs.errors import ValidationError
-from ductape_jobs.limits import MAX_BATCH, MAX_DEPTH
+from ductape_jobs.limits import MAX_BATCH
 from ductape_jobs.models import DrainSummary
 
 
@@ -24,12 +23,7 @@ def read_json_array(path: str, field: str) -> list[Any]:
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ValidationError(field, f"cannot read {path!r}: {reason}") from None
-    try:
-        value = json.loads(text)
-    except RecursionError:
-        raise ValidationError(field, f"nests deeper than {MAX_DEPTH} levels") from None
-    except ValueError as exc:
-        raise ValidationError(field, f"is not valid JSON: {exc}") from None
+    value = parse_json(text, field)
     if not isinstance(value, list):
         raise ValidationError(field, f"must hold a JSON array of schedule requests, not a {type(value).__name__}")
     return value

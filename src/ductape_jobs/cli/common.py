@@ -22,7 +22,7 @@ from ductape_jobs.cli.render import new_text
 from ductape_jobs.client import Ductape
 from ductape_jobs.clock import iso_text
 from ductape_jobs.errors import DuctapeError, ValidationError
-from ductape_jobs.limits import visible
+from ductape_jobs.limits import MAX_DEPTH, visible
 from ductape_jobs.redaction import redact_url
 from ductape_jobs.store import DEFAULT_URL
 from ductape_jobs.targets import parse_networks
@@ -284,13 +284,23 @@ def emit_secret(data: Any, as_json: bool, about: str, secret: str, *, field: str
         typer.echo(secret)
 
 
+def parse_json(text: str, field: str) -> Any:
+    """``text`` as JSON: the one parse of every JSON the CLI reads (``--input``, ``--data``, ``schedule-many``'s
+    file). Text that is not JSON, or nests too deep for the decoder (it recurses once a level: fifty thousand
+    ``[`` were a ``RecursionError``), is a ``ValidationError`` naming ``field``; the depth the engine takes
+    (``MAX_DEPTH``) is checked with the rest of the input's bounds where the value is used."""
+    try:
+        return json.loads(text)
+    except RecursionError:
+        raise ValidationError(field, f"nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # JSONDecodeError
+        raise ValidationError(field, f"is not valid JSON: {exc}") from None
+
+
 def parse_json_object(text: str | None, field: str) -> dict[str, Any]:
     if text is None:
         return {}
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValidationError(field, f"is not valid JSON: {exc}") from None
+    value = parse_json(text, field)
     if not isinstance(value, dict):
         raise ValidationError(field, "must be a JSON object, e.g. '{\"user\": 42}'")
     return value

@@ -59,6 +59,8 @@ def open_store(url: str) -> Store:
             )
         if not path:
             raise ValidationError("store", f"{redact_url(url)!r} names no file (use sqlite:///path/to/jobs.db)")
+        if "\x00" in path:  # no file name holds one: the OS call would raise a bare ValueError
+            raise ValidationError("store", f"{redact_url(url)!r} names a file with a NUL character (U+0000)")
         return SQLiteStore(path)
     if url.startswith(("postgresql://", "postgres://")):
         require_extra("postgres", "a postgresql:// store")

@@ -90,8 +90,12 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
     """The libpq URL without our own query options (``schema``, ``pool_min``, ...), and those options.
 
     A parameter that is neither ours nor libpq's is a ``ValidationError`` (field ``store``) naming it and
-    listing the known ones, as is a pool option that is not a positive number."""
-    parts = urlsplit(url)
+    listing the known ones, as is a pool option that is not a positive number, and a URL that does not parse
+    (``[::1`` without its ``]``): shown with its password masked."""
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # urlsplit's own words: "Invalid IPv6 URL"
+        raise ValidationError("store", f"{redact_url(url)!r} is not a valid URL: {exc}") from None
     ours: dict[str, str] = {}
     kept: list[tuple[str, str]] = []
     libpq = libpq_parameters()

@@ -1,0 +1,96 @@
+"""Bad input at the CLI and at a store URL: every JSON option goes through one parse that refuses text nested too
+deep for the decoder (``error: input: nests deeper than 32 levels``, exit 2, one line, never a ``RecursionError``),
+and a store URL that does not parse, or names a file no OS can hold, is ``ValidationError("store", ...)`` from
+``Ductape``, ``AsyncDuctape`` and ``ductape --store`` alike, with its password masked."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner, Result
+
+from ductape_jobs import AsyncDuctape, Ductape, ValidationError
+from ductape_jobs.cli.main import app
+from ductape_jobs.limits import MAX_DEPTH
+
+CLEAN_ENV: dict[str, str | None] = {"DUCTAPE_APP": None, "DUCTAPE_STORE": None, "DUCTAPE_PRODUCT_FILE": None}
+#: Deeper than json.loads recurses (a RecursionError past about a thousand levels).
+TOO_DEEP = "[" * 50_000 + "]" * 50_000
+TOO_DEEP_OBJECT = '{"a": ' * 50_000 + "1" + "}" * 50_000
+
+
+def cli(*args: str) -> Result:
+    return CliRunner().invoke(app, list(args), env=CLEAN_ENV)
+
+
+def assert_one_line_error(result: Result, message: str) -> None:
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert result.stderr == f"error: {message}\n"
+    assert "Traceback" not in result.output and not isinstance(result.exception, RecursionError)
+
+
+@pytest.mark.parametrize("text", [TOO_DEEP, TOO_DEEP_OBJECT])
+@pytest.mark.parametrize(
+    ("command", "field"),
+    [
+        (("schedule", "--event", "x", "--env", "e", "--product-tag", "p", "--input"), "input"),
+        (("feature", "run", "f", "--env", "e", "--product-tag", "p", "--input"), "input"),
+        (("session", "start", "s", "--env", "e", "--product-tag", "p", "--data"), "data"),
+    ],
+)
+def test_a_json_option_nested_too_deep_to_parse_is_one_line_and_exit_2(
+    tmp_path: Path, command: tuple[str, ...], field: str, text: str
+) -> None:
+    result = cli(*command, text, "--store", f"sqlite:///{tmp_path / 'jobs.db'}")
+    assert_one_line_error(result, f"{field}: nests deeper than {MAX_DEPTH} levels")
+
+
+def test_schedule_many_refuses_the_same_depth_through_the_same_parse(tmp_path: Path) -> None:
+    requests = tmp_path / "requests.json"
+    requests.write_text(TOO_DEEP)
+    result = cli("schedule-many", "--file", str(requests), "--store", f"sqlite:///{tmp_path / 'jobs.db'}")
+    assert_one_line_error(result, f"file: nests deeper than {MAX_DEPTH} levels")
+
+
+def test_a_json_option_that_is_not_json_still_says_so(tmp_path: Path) -> None:
+    result = cli("schedule", "--event", "x", "--env", "e", "--product-tag", "p", "--input", "{nope",
+                 "--store", f"sqlite:///{tmp_path / 'jobs.db'}")  # fmt: skip
+    assert result.exit_code == 2 and result.stderr.startswith("error: input: is not valid JSON: ")
+
+
+BAD_IPV6 = "postgresql://postgres:hunter2@[::1/postgres"
+
+
+def test_the_cli_refuses_a_store_url_that_does_not_parse_without_its_password() -> None:
+    result = cli("schedules", "--store", BAD_IPV6)
+    assert_one_line_error(result, "store: 'postgresql://***@[::1/postgres' is not a valid URL: Invalid IPv6 URL")
+    assert "hunter2" not in result.output
+
+
+def test_ductape_refuses_a_store_url_that_does_not_parse_naming_the_store() -> None:
+    with pytest.raises(ValidationError) as err:
+        Ductape(BAD_IPV6)
+    assert (err.value.field, err.value.rule) == (
+        "store",
+        "'postgresql://***@[::1/postgres' is not a valid URL: Invalid IPv6 URL",
+    )
+    assert "hunter2" not in str(err.value)
+
+
+def test_async_ductape_refuses_it_too() -> None:
+    async def open_it() -> None:
+        async with AsyncDuctape(BAD_IPV6):
+            pass
+
+    with pytest.raises(ValidationError, match=r"^store: .* is not a valid URL: Invalid IPv6 URL$"):
+        asyncio.run(open_it())
+
+
+def test_a_sqlite_url_naming_a_file_with_a_nul_is_refused_and_nothing_is_created(tmp_path: Path) -> None:
+    with pytest.raises(ValidationError) as err:
+        Ductape(f"sqlite:///{tmp_path}/a\x00b.db")
+    assert err.value.field == "store"
+    assert err.value.rule == f"'sqlite:///{tmp_path}/a\\x00b.db' names a file with a NUL character (U+0000)"
+    assert list(tmp_path.iterdir()) == []
