@@ -45,6 +45,10 @@ MAX_STRING = 64 * 1024
 MAX_TEXT = 1_000
 #: Milliseconds of any duration: ``every``, ``intervals``, ``timeout`` (ten years).
 MAX_MILLIS = 10 * 366 * 24 * 3600 * 1000
+#: Seconds of a product's timeouts (an action's, a database action's, SMTP's), which are finite and > 0 too: what a
+#: database takes as a statement's timeout, milliseconds in a signed 32-bit integer (PostgreSQL's
+#: ``statement_timeout``, SQLite's ``busy_timeout``), about 24.8 days. Past it (``1e300``, ``inf``) every run failed.
+MAX_TIMEOUT_SECONDS = (2**31 - 1) // 1000
 #: The shortest ``every`` / ``intervals`` (ms): a schedule makes at most ten runs a second.
 MIN_EVERY = 100
 #: Counts: ``executions``, ``repeat.limit``.
@@ -296,6 +300,7 @@ __all__ = [
     "MAX_RETRIES",
     "MAX_STRING",
     "MAX_TEXT",
+    "MAX_TIMEOUT_SECONDS",
     "MIN_EVERY",
     "RESERVED_HEADERS",
     "check_enum",

@@ -40,6 +40,7 @@ from ductape_jobs.executors.databases import (
     to_json_value,
 )
 from ductape_jobs.executors.databases.sql import DatabaseError
+from ductape_jobs.limits import MAX_TIMEOUT_SECONDS
 from support import require_service
 
 PG_URL = os.environ.get("DUCTAPE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -419,6 +420,16 @@ def test_timeout_stops_the_statement_and_rolls_back(db: DB) -> None:
     assert db.rows() == []
     assert db.run("INSERT INTO {t} (id, name) VALUES (2, 'after')") == {"rowcount": 1}
     assert db.rows() == [{"id": 2, "name": "after", "note": None}]
+
+
+def test_the_longest_timeout_a_product_declares_is_one_every_database_takes(db: DB) -> None:
+    """``MAX_TIMEOUT_SECONDS`` (a product refuses more: ``inf`` was an ``OverflowError`` and ``1e300`` PostgreSQL's
+    ``invalid value for parameter "statement_timeout"`` on every run) is a statement timeout each database sets."""
+    assert db.run("INSERT INTO {t} (id, name) VALUES (1, 'a')", timeout=MAX_TIMEOUT_SECONDS) == {"rowcount": 1}
+    assert db.rows() == [{"id": 1, "name": "a", "note": None}]
+    if db.kind == "postgresql":
+        shown = db.run("SELECT current_setting('statement_timeout') AS t", timeout=MAX_TIMEOUT_SECONDS)["rows"]
+        assert shown == [{"t": f"{MAX_TIMEOUT_SECONDS}s"}]
 
 
 def test_cancelled_run_rolls_back(db: DB) -> None:

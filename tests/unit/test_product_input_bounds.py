@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from ductape_jobs import Ductape, ValidationError
 from ductape_jobs.cli.main import app as cli
-from ductape_jobs.limits import MAX_DEPTH, MAX_FILE_DEPTH
+from ductape_jobs.limits import MAX_DEPTH, MAX_FILE_DEPTH, MAX_TIMEOUT_SECONDS
 from ductape_jobs.products import Products
 
 CLEAN_ENV: dict[str, str | None] = {"DUCTAPE_APP": None, "DUCTAPE_STORE": None, "DUCTAPE_PRODUCT_FILE": None}
@@ -200,3 +200,73 @@ def test_a_product_whose_value_refers_to_itself_is_refused() -> None:
     constants["self"] = constants
     with pytest.raises(ValidationError, match=f"nests deeper than {MAX_DEPTH} levels"):
         Products().add(_product(apps={"a": {"constants": constants}}))
+
+
+# --------------------------------------------------------------------------------------------- timeouts and ports
+
+#: Each timeout a product declares, given a value, and its path in the error.
+TIMEOUTS = {
+    "database action": (
+        lambda t: _product(databases={"d": {"actions": {"q": {"sql": "SELECT 1", "timeout": t}}}}),
+        "product.databases.d.actions.q.timeout",
+    ),
+    "action": (lambda t: _product(apps={"a": {"actions": {"x": {"timeout": t}}}}), "product.apps.a.actions.x.timeout"),
+    "smtp": (
+        lambda t: {"tag": "p", "envs": {"e": {"smtp": {"host": "mail", "sender": "a@b.c", "timeout": t}}}},
+        "product.envs.e.smtp.timeout",
+    ),
+}
+SECONDS_RULE = f"must be seconds, > 0 and at most {MAX_TIMEOUT_SECONDS:,} (about 24.8 days)"
+
+
+@pytest.mark.parametrize(
+    ("value", "rule"),
+    [
+        (float("inf"), "must be a finite number"),
+        ("inf", "must be a finite number"),
+        (float("nan"), "must be a finite number"),
+        (1e300, SECONDS_RULE),
+        (MAX_TIMEOUT_SECONDS + 1, SECONDS_RULE),
+        (0, SECONDS_RULE),
+        (-1, SECONDS_RULE),
+    ],
+)
+@pytest.mark.parametrize("where", TIMEOUTS)
+def test_a_timeout_that_no_run_could_use_is_refused_naming_it(where: str, value: Any, rule: str) -> None:
+    build, field = TIMEOUTS[where]
+    products = Products()
+    with pytest.raises(ValidationError) as err:
+        products.add(build(value))
+    assert (err.value.field, err.value.rule) == (field, rule)
+    assert products.find("p") is None
+
+
+@pytest.mark.parametrize("where", TIMEOUTS)
+def test_a_timeout_up_to_the_bound_is_kept(where: str) -> None:
+    build, _ = TIMEOUTS[where]
+    for value in (0.001, 30, MAX_TIMEOUT_SECONDS):
+        Products().add(build(value))
+
+
+@pytest.mark.parametrize(("port", "rule"), [(-1, "must be >= 1"), (0, "must be >= 1"), (65_536, "must be <= 65535")])
+def test_an_smtp_port_outside_1_to_65535_is_refused(port: int, rule: str) -> None:
+    with pytest.raises(ValidationError) as err:
+        Products().add({"tag": "p", "envs": {"e": {"smtp": {"host": "mail", "sender": "a@b.c", "port": port}}}})
+    assert (err.value.field, err.value.rule) == ("product.envs.e.smtp.port", rule)
+    for kept in (1, 25, 65_535):
+        Products().add({"tag": "p", "envs": {"e": {"smtp": {"host": "mail", "sender": "a@b.c", "port": kept}}}})
+
+
+def test_a_product_file_s_unusable_timeout_names_its_path(tmp_path: Path) -> None:
+    path = tmp_path / "timeouts.yaml"
+    path.write_text(
+        "products:\n  - tag: p\n    envs: [e]\n    databases:\n      d:\n        actions:\n"
+        "          q: {sql: SELECT 1, timeout: .inf}\n"
+    )
+    err = load_error(path)
+    assert err.field == "product_file.products[0].databases.d.actions.q.timeout"
+    assert err.rule == "must be a finite number"
+    path.write_text("products = [{tag = 'p', envs = {e = {smtp = {host = 'm', sender = 's', timeout = 1e300}}}}]\n")
+    path = path.rename(tmp_path / "timeouts.toml")
+    err = load_error(path)
+    assert (err.field, err.rule) == ("product_file.products[0].envs.e.smtp.timeout", SECONDS_RULE)

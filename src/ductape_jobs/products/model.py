@@ -8,17 +8,30 @@ job store) and data-piping placeholders (``$Input{...}``, resolved per run).
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ductape_jobs.errors import ValidationError
-from ductape_jobs.limits import MAX_MILLIS, printable_rule
+from ductape_jobs.limits import MAX_MILLIS, MAX_TIMEOUT_SECONDS, printable_rule
 from ductape_jobs.models import Built, Concurrency, Free, FreeObject
 from ductape_jobs.products.features import FeatureSpec
 from ductape_jobs.resources import ResourceLimit, parse_rate
 
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
+
+
+def _seconds(value: float) -> float:
+    if not 0 < value <= MAX_TIMEOUT_SECONDS:
+        raise ValueError(f"must be seconds, > 0 and at most {MAX_TIMEOUT_SECONDS:,} (about 24.8 days)")
+    return value
+
+
+#: A timeout in seconds: finite, > 0, and at most what a database takes (``limits.MAX_TIMEOUT_SECONDS``); an
+#: infinite one failed every run (``OverflowError``; ``1e300``: PostgreSQL's ``invalid value for parameter``).
+Seconds = Annotated[float, Field(allow_inf_nan=False), AfterValidator(_seconds)]
+#: A TCP port.
+Port = Annotated[int, Field(ge=1, le=65_535)]
 
 
 class _Spec(BaseModel, metaclass=Built):
@@ -42,7 +55,7 @@ class ActionSpec(_Spec):
     headers: dict[str, str] = Field(default_factory=dict)
     query: FreeObject = Field(default_factory=dict)
     body: Free = None
-    timeout: float = Field(default=30.0, gt=0)
+    timeout: Seconds = 30.0
 
     @field_validator("method", mode="before")
     @classmethod
@@ -110,7 +123,7 @@ class NotificationSpec(_Spec):
 
 class DatabaseActionSpec(_Spec):
     sql: str = Field(min_length=1, description="one statement with :named parameters")
-    timeout: float | None = Field(default=None, gt=0)
+    timeout: Seconds | None = None
 
 
 class DatabaseSpec(_Spec):
@@ -198,13 +211,13 @@ class HttpProvider(_Spec):
 
 class SmtpSpec(_Spec):
     host: str
-    port: int = 25
+    port: Port = 25
     username: str | None = None
     password: str | None = None
     sender: str
     use_tls: bool = False
     start_tls: bool | None = None
-    timeout: float = 30.0
+    timeout: Seconds = 30.0
 
 
 class EnvSpec(_Spec):
