@@ -42,7 +42,7 @@ import threading
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import psycopg
 from psycopg import errors, pq, sql
@@ -97,20 +97,24 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
     except ValueError as exc:  # urlsplit's own words: "Invalid IPv6 URL"
         raise ValidationError("store", f"{redact_url(url)!r} is not a valid URL: {exc}") from None
     ours: dict[str, str] = {}
-    kept: list[tuple[str, str]] = []
+    kept: list[str] = []
     libpq = libpq_parameters()
-    for key, value in parse_qsl(parts.query, keep_blank_values=True):
+    for pair in filter(None, parts.query.split("&")):
+        # decoded as libpq decodes (%XX only: "+" is a plus, not a space) to know whose it is; libpq's own are
+        # passed on as the user wrote them: decoded and encoded again, "-c%20x%3D1" became "-c+x%3D1", which
+        # libpq reads as "-c +x=1" (FATAL: unrecognized configuration parameter "+x")
+        key, _, value = (unquote(part) for part in pair.partition("="))
         if key in _POOL_OPTIONS:
             ours[key] = _checked_option(key, value)
         elif key in libpq:
-            kept.append((key, value))
+            kept.append(pair)
         else:
             raise ValidationError(
                 "store",
                 f"unknown parameter {key!r} in the PostgreSQL URL (known: ours, {', '.join(_POOL_OPTIONS)}; "
                 f"libpq's, {', '.join(sorted(libpq))})",
             )
-    return urlunsplit(parts._replace(query=urlencode(kept))), ours
+    return urlunsplit(parts._replace(query="&".join(kept))), ours
 
 
 def libpq_parameters() -> frozenset[str]:
