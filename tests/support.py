@@ -198,3 +198,17 @@ def span_exporter() -> Any:
         _EXPORTER.append(exporter)
     _EXPORTER[0].clear()
     return _EXPORTER[0]
+
+
+def recorded_batches(dt: Any) -> list[set[str]]:
+    """The run ids of each batch of outcomes ``dt``'s worker records (``finish_and_acquire``), in order, from now on
+    (the store's method is wrapped in place)."""
+    batches: list[set[str]] = []
+    real = dt.store.finish_and_acquire
+
+    def spy(outcomes: Any, *args: Any) -> Any:
+        batches.append({o.run_id for o in outcomes})
+        return real(outcomes, *args)
+
+    dt.store.finish_and_acquire = spy
+    return batches

@@ -19,6 +19,7 @@ from ductape_jobs.errors import ERROR_TEXT_CHARS
 from ductape_jobs.limits import MAX_OUTPUT_BYTES
 from ductape_jobs.models import DrainSummary, RunPhase
 from ductape_jobs.store import Outcome, Store
+from support import recorded_batches
 
 OVER = {"s": "x" * (MAX_OUTPUT_BYTES - 7)}  # {"s":"..."}: 8 characters around the text, one byte past the bound
 AT = {"s": "x" * (MAX_OUTPUT_BYTES - 8)}  # exactly the bound
@@ -93,14 +94,7 @@ def test_a_function_returning_past_the_bound_fails_for_good_and_the_worker_goes_
         return {"big": OVER, "at": AT, "small": {"n": 1}}[input["size"]]
 
     dt.job.create({"name": "Make", "tag": "make", "event_type": "FUNCTION", "event_tag": "make"})
-    batches: list[set[str]] = []
-    real = dt.store.finish_and_acquire
-
-    def spy(outcomes: list[Outcome], *args: Any) -> Any:
-        batches.append({o.run_id for o in outcomes})
-        return real(outcomes, *args)
-
-    dt.store.finish_and_acquire = spy  # type: ignore[method-assign]
+    batches = recorded_batches(dt)
     scheduled = dt.job.schedule_many(
         [{"env": "prd", "product_tag": "shop", "event": "make", "input": {"size": size}, "retries": 3}
          for size in ("big", "small")]

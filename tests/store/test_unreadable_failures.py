@@ -18,7 +18,7 @@ from test_contract import T0
 from ductape_jobs import Ductape, FakeClock, RunContext
 from ductape_jobs.errors import describe
 from ductape_jobs.models import DrainSummary, RunPhase
-from ductape_jobs.store import Outcome
+from support import recorded_batches
 
 
 class Unreadable(Exception):
@@ -89,14 +89,7 @@ def test_a_failure_that_cannot_be_read_fails_its_run_and_the_batch_completes(
 
     dt.job.create({"name": "Odd", "tag": "odd", "event_type": "FUNCTION", "event_tag": "odd"})
     dt.job.create({"name": "Fine", "tag": "fine", "event_type": "FUNCTION", "event_tag": "fine"})
-    batches: list[set[str]] = []
-    real = dt.store.finish_and_acquire
-
-    def spy(outcomes: list[Outcome], *args: Any) -> Any:
-        batches.append({o.run_id for o in outcomes})
-        return real(outcomes, *args)
-
-    dt.store.finish_and_acquire = spy  # type: ignore[method-assign]
+    batches = recorded_batches(dt)
     # retries where they would show: one whose retryable cannot be read, or whose output cannot be stored, is not
     # retried (an unreadable text alone says nothing of retrying: such a run retries as any other exception)
     retries = 0 if kind in ("unreadable", "lying") else 2
