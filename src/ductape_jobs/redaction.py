@@ -1,11 +1,12 @@
 """Secrets masked by value wherever text leaves the engine.
 
-A product's secrets (``envs.<env>.secrets``, ``session_secret``, ``callback_secret``, and the tokens and
-passwords of its auth and SMTP settings) are learned when the product is added, and again, expanded, when a
-run reads one (``Products.secrets``). Every run error, run output, feature event result, log line and webhook
-delivery snippet is masked before it is recorded or written, so the API, the dashboard, webhook payloads and
-the CLI (which all read those records) never show one. The raw value is masked, and so are its URL-encoded and
-JSON-escaped spellings.
+A product's secrets (``envs.<env>.secrets``, ``session_secret``, ``callback_secret``, the tokens and passwords
+of its auth and SMTP settings, and the passwords in its databases' and brokers' URLs: ``connection_secrets``)
+are learned when the product is added, and again, expanded, when a run reads one or connects
+(``Products.secrets``). Every run error, run output, feature event result, log line and webhook delivery snippet
+is masked before it is recorded or written, so the API, the dashboard, webhook payloads and the CLI (which all
+read those records) never show one. The raw value is masked, and so are its URL-encoded and JSON-escaped
+spellings.
 
 A value shorter than ``MIN_LENGTH`` characters is not masked (it would mask ordinary words): give secrets
 real length. What a secret looks like after other encodings (base64 in a Basic header, a hash) cannot be
@@ -20,7 +21,7 @@ import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import SplitResult, quote, quote_plus, urlsplit, urlunsplit
+from urllib.parse import SplitResult, quote, quote_plus, unquote, unquote_plus, urlsplit, urlunsplit
 
 from msgspec import Struct
 
@@ -28,6 +29,8 @@ MASK = "[secret]"
 MIN_LENGTH = 4
 #: Keys of a product's settings whose values are secrets.
 SECRET_KEYS = frozenset({"secrets", "session_secret", "callback_secret", "token", "password"})
+#: Keys of a product's settings whose entries hold connection URLs by env (``<key>.<tag>.envs.<env>``).
+URL_KEYS = frozenset({"databases", "brokers"})
 _AUTH_SECRET_KEYS = frozenset({"token", "password", "value"})  # inside an ``auth`` block
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -71,6 +74,7 @@ class Secrets:
     def learn_settings(self, settings: Any) -> None:
         """Learn every secret in a product's settings (a ``model_dump()``), ``${VAR}`` read when it is set."""
         self.learn(_expanded(v) for v in _secret_values(settings, inside=False))
+        self.learn(s for url in _connection_urls(settings) for s in connection_secrets(_expanded(url)))
 
     def mask_text(self, text: str, mask: str = MASK) -> str:
         pattern = self._pattern
@@ -102,6 +106,17 @@ def _secret_values(node: Any, *, inside: bool) -> Iterable[str]:
     elif isinstance(node, list | tuple):
         for item in node:
             yield from _secret_values(item, inside=inside)
+
+
+def _connection_urls(settings: Any) -> Iterable[str]:
+    """The URLs of a product's databases and brokers (``URL_KEYS``), as written."""
+    if not isinstance(settings, Mapping):
+        return
+    for key in URL_KEYS:
+        owners = settings.get(key)
+        for owner in owners.values() if isinstance(owners, Mapping) else ():
+            envs = owner.get("envs") if isinstance(owner, Mapping) else None
+            yield from (url for url in (envs.values() if isinstance(envs, Mapping) else ()) if isinstance(url, str))
 
 
 def _expanded(value: str) -> str:
@@ -166,6 +181,53 @@ def redact_url(url: str, params: Iterable[str | None] = (), mask: str = URL_MASK
     names |= {quote(n, safe="").lower() for n in names}
     pattern = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
     return re.sub(rf"(?i)((?:^|[?&;\s])(?:{pattern})=)[^&;\s#]*", lambda m: m.group(1) + mask, url)
+
+
+def connection_secrets(url: str) -> list[str]:
+    """What of a connection URL (a database's, a broker's, the store's) is a secret, to mask by value wherever a
+    text quotes it apart from ``redact_url``'s shape (a driver's error: ``invalid percent-encoded token:
+    "<password>"``, or the whole URL it could not read): the password, as written and percent-decoded, and the
+    value of a ``password`` parameter (in the query, or a libpq ``key=value`` string).
+
+    The password is found even in a URL no parser reads (a space in it, an unclosed ``[``): the text between the
+    user's ``:`` and the last ``@`` of the authority; when the authority before the first ``/``, ``?`` or ``#`` is
+    not a host and a port, the password holds one of them, and its ``@`` is the last of the URL (as
+    ``redact_url`` reads it)."""
+    found: list[str] = []
+    _, sep, rest = url.partition("://")
+    if sep:
+        authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
+        userinfo, at, _ = authority.rpartition("@")
+        if not at and not _plain_authority(authority):
+            userinfo, at, _ = rest.rpartition("@")
+        user, colon, password = userinfo.partition(":")
+        if at and colon and not re.search(r"[/?#]", user):
+            found += [password, unquote(password)]
+    for match in _PASSWORD_PARAM.finditer(url):
+        value = match.group(1)
+        if value.startswith("'"):  # libpq's quoting: 'a value', \' and \\ escaped
+            value = re.sub(r"\\(.)", r"\1", value[1:-1] if value.endswith("'") and len(value) > 1 else value[1:])
+        found += [value, unquote(value), unquote_plus(value)]
+    return [s for s in dict.fromkeys(found) if s]
+
+
+_PASSWORD_PARAM = re.compile(r"(?i)(?:^|[?&;\s])password\s*=\s*('(?:[^'\\]|\\.)*'?|[^&;\s#]*)")
+
+
+def _plain_authority(authority: str) -> bool:
+    """Whether ``authority`` (with no ``@``) reads as a host and a port (``_plain_host``)."""
+    try:
+        return _plain_host(urlsplit(f"//{authority}"))
+    except ValueError:
+        return False
+
+
+def mask_connection_url(text: str, url: str, mask: str = MASK) -> str:
+    """``text`` (a driver's error about ``url``) with the secrets of the connection URL ``url`` masked wherever it
+    quotes them (``connection_secrets``): the messages of the database executors and of the PostgreSQL store."""
+    hidden = Secrets()
+    hidden.learn(connection_secrets(url))
+    return hidden.mask_text(text, mask)
 
 
 def redact_webhook_url(url: str, mask: str = URL_MASK) -> str:
@@ -253,6 +315,8 @@ __all__ = [
     "SECRET_QUERY_PARAMS",
     "WEBHOOK_EXTENSION",
     "Secrets",
+    "connection_secrets",
+    "mask_connection_url",
     "mask_text",
     "mask_webhook_url",
     "redact_url",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import pickle
 import secrets
@@ -22,10 +23,11 @@ from datetime import UTC, date, datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 import pytest
 
+from ductape_jobs import Ductape, RunPhase
 from ductape_jobs.errors import ExecutionError, RunTimeoutError, ValidationError
 from ductape_jobs.executors.databases import (
     MAX_ROWS,
@@ -475,6 +477,59 @@ def test_connection_errors_are_retryable_and_hide_the_password(url: str) -> None
         asyncio.run(pool.run(url, Statement("SELECT 1"), {}))
     assert info.value.retryable is True
     assert "s3cret" not in str(info.value) and "app:***@127.0.0.1:1" in str(info.value)
+
+
+# libpq quotes a password it cannot read (a bad %-escape, a space) or the whole URL (an unclosed "["): each of them
+# was stored in the run's error and written in the worker's log line, beside the URL redact_url had masked
+UNREADABLE = {
+    "main": ("postgresql://postgres:Sup3r%zzSecretPw@127.0.0.1:5432/postgres", "Sup3r%zzSecretPw"),
+    "main2": ("postgresql://postgres:Other Secret@127.0.0.1:5432/postgres", "Other Secret"),
+    "main3": ("postgresql://postgres:ThirdSecret@[::1/postgres", "ThirdSecret"),
+}
+
+
+@pytest.mark.parametrize(("url", "password"), UNREADABLE.values(), ids=UNREADABLE.keys())
+def test_a_password_the_driver_quotes_is_masked_in_its_error(url: str, password: str) -> None:
+    _require("PostgreSQL", PG_URL, 5432)
+    with DatabasePool() as pool, pytest.raises(ExecutionError) as info:
+        asyncio.run(pool.run(url, Statement("SELECT 1"), {}))
+    assert password not in str(info.value) and "[secret]" in str(info.value), str(info.value)
+
+
+def test_a_database_urls_password_is_a_product_secret_in_runs_and_logs(
+    dt: Ductape, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The probe's product: each run's error and log line quoted its URL's password. A URL read from the
+    environment after the product was added is learned when the run reads it; a MariaDB URL's password is a
+    secret too (here quoted by a FUNCTION of the product)."""
+    _require("PostgreSQL", PG_URL, 5432)
+    caplog.set_level(logging.DEBUG)
+    mariadb = "mysql://root:Sup3r%zzMariaPw@127.0.0.1:3306/test"
+    envs = {"main": "${DBURL}", "main2": UNREADABLE["main2"][0], "main3": UNREADABLE["main3"][0], "maria": mariadb}
+    dt.products.add(
+        {"tag": "shop", "envs": ["dev"],
+         "databases": {tag: {"envs": {"dev": url}, "actions": {"q": {"sql": "SELECT 1"}}} for tag, url in envs.items()}}
+    )  # fmt: skip
+    monkeypatch.setenv("DBURL", UNREADABLE["main"][0])  # set after the product was added: read by the run
+
+    @dt.function("leaky")
+    def leaky(input: dict[str, Any], ctx: Any) -> None:
+        raise RuntimeError(f"could not reach {mariadb} (password {unquote('Sup3r%zzMariaPw')})")
+
+    jobs = [(tag, "DATABASE_ACTION", f"{tag}:q") for tag in UNREADABLE] + [("leaky", "FUNCTION", "leaky")]
+    for tag, event_type, event in jobs:
+        dt.job.create({"name": tag, "tag": tag, "event_type": event_type, "event_tag": event, "product_tag": "shop"})
+        dt.job.schedule({"env": "dev", "product_tag": "shop", "event": tag})
+    dt.drain()
+    errors = [dt.job.run(r.id).error or "" for r in dt.job.runs()]
+    assert len(errors) == 4 and all(dt.job.run(r.id).phase is RunPhase.FAILED for r in dt.job.runs())
+    texts = errors + [r.getMessage() + (r.exc_text or "") for r in caplog.records]
+    assert any("failed for good" in t and "[secret]" in t for t in texts)
+    leaked = [(p, t) for p in ("Sup3r%zzSecretPw", "Other Secret", "ThirdSecret", "Sup3r%zzMariaPw") for t in texts
+              if p in t]  # fmt: skip
+    assert not leaked, leaked
+    assert sum('token: "[secret]"' in e or 'found in "[secret]"' in e or ":[secret]@[::1" in e for e in errors) == 3
+    assert dt.products.secrets.of("shop").mask_text("Sup3r%zzSecretPw") == "[secret]"  # ${DBURL}'s, learned by its run
 
 
 def test_sqlite_busy_is_retryable(tmp_path: Path) -> None:

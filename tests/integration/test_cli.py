@@ -24,6 +24,7 @@ from typer.testing import CliRunner, Result
 
 from ductape_jobs import Ductape, RunPhase
 from ductape_jobs.cli.main import app
+from support import require_service
 
 CLEAN_ENV: dict[str, str | None] = {"DUCTAPE_APP": None, "DUCTAPE_STORE": None, "COLUMNS": "200"}
 
@@ -679,6 +680,18 @@ def test_bad_webhook_allowlists_and_store_urls_exit_2_and_open_nothing(tmp_path:
     unknown = cli("job", "list", store=store + "?mode=ro")
     assert unknown.exit_code == 2 and "unknown parameter 'mode'" in unknown.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+def test_a_store_urls_password_the_driver_quotes_is_not_printed() -> None:
+    """``error: cannot connect ... invalid percent-encoded token: "<password>"``: the store's URL, masked where the
+    CLI names it, was printed whole in libpq's reason."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    url = "postgresql://postgres:Sup3r%zzStoreSecret@127.0.0.1:5432/postgres?pool_timeout=1"
+    result = cli("schedules", store=url)  # (a variable: a logging error's traceback would quote this line)
+    assert result.exit_code == 1
+    assert "Sup3r%zzStoreSecret" not in result.output + result.stderr
+    assert "error: cannot connect to PostgreSQL at postgresql://postgres:***@" in result.stderr
+    assert 'invalid percent-encoded token: "[secret]"' in result.stderr
 
 
 def test_job_update_and_the_seed_fields_of_schedule(store: str) -> None:

@@ -229,6 +229,27 @@ def test_a_connection_refused_for_good_is_a_store_error_at_once(
     assert [r.getMessage() for r in caplog.records if r.name.startswith("psycopg.pool")] == []  # no retry made
 
 
+@pytest.mark.parametrize(
+    ("password", "url"),
+    [
+        ("Sup3r%zzStoreSecret", "postgresql://postgres:Sup3r%zzStoreSecret@127.0.0.1:5432/postgres?pool_timeout=1"),
+        ("Other Store Secret", "postgresql://postgres:Other Store Secret@127.0.0.1:5432/postgres?pool_timeout=1"),
+        ("ThirdStoreSecret", "postgresql://postgres:ThirdStoreSecret@[::1/postgres"),
+    ],
+)
+def test_the_store_urls_password_is_masked_where_libpq_quotes_it(
+    password: str, url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """libpq quotes a password it cannot read: the store's error and its "waiting" log line showed it, beside the
+    URL redact_url had masked (an unclosed "[" was a ValueError naming nothing)."""
+    require_postgres()
+    with caplog.at_level(logging.DEBUG), pytest.raises((StoreError, ValidationError)) as refused:
+        PostgresStore(url)
+    texts = [str(refused.value)] + [r.getMessage() for r in caplog.records]
+    assert not [t for t in texts if password in t], texts
+    assert "postgres:***@" in str(refused.value) or "postgresql://***@" in str(refused.value)
+
+
 def test_next_wakeup_finds_the_earliest_run_no_limit_holds_from_one_index_entry(pg_backend: Backend) -> None:
     """Not a bitmap scan of every pending run to filter ``held_until`` (the planner's choice through runs_pending
     while the new column had no statistics): ``runs_due`` holds exactly those runs, read in order."""

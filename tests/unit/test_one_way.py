@@ -18,7 +18,7 @@ from ductape_jobs.errors import DuctapeError, HttpError, SmtpError, ValidationEr
 from ductape_jobs.limits import MAX_OFFSET, MAX_PAGE, check_enum, check_page
 from ductape_jobs.models import JobEventTypes, RunPhase
 from ductape_jobs.products.features import FeatureEventTypes
-from ductape_jobs.redaction import redact_url
+from ductape_jobs.redaction import Secrets, connection_secrets, mask_connection_url, redact_url
 from ductape_jobs.timing.backoff import Backoff, retry, retry_async
 
 PACKAGE = Path(ductape_jobs.__file__).parent
@@ -93,6 +93,45 @@ def test_execution_errors_keep_retryable_and_details_through_pickle() -> None:
 )
 def test_one_url_redaction(url: str, expected: str) -> None:
     assert redact_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("url", "secrets"),
+    [
+        ("postgresql://postgres:Sup3r%zzSecretPw@127.0.0.1:5432/postgres", ["Sup3r%zzSecretPw"]),  # a bad %-escape
+        ("postgresql://postgres:Other Secret@127.0.0.1:5432/postgres", ["Other Secret"]),  # a space
+        ("postgresql://postgres:ThirdSecret@[::1/postgres", ["ThirdSecret"]),  # an unclosed "[": no parser reads it
+        ("mysql://root:p%40ss%20word@127.0.0.1:3306/test", ["p%40ss%20word", "p@ss word"]),  # as written, decoded
+        ("mariadb://admin:abc/def@h/db", ["abc/def"]),  # "/" in the password: the last "@" ends it
+        ("postgresql://u:a#b?c@h:5432/x", ["a#b?c"]),
+        ("redis://:p/w-secret@h:6379/0", ["p/w-secret"]),
+        ("postgresql://db/x?user=a&password=s3%20cr+et", ["s3%20cr+et", "s3 cr+et", "s3 cr et"]),
+        ("host=db password='it\\'s secret' user=app", ["it's secret"]),  # libpq's key=value, quoted
+        ("host=db password=plain-pw user=app", ["plain-pw"]),
+        ("postgresql://postgres@127.0.0.1:5432/test", []),
+        ("http://host:8080/notify?email=ops@corp.com", []),  # a host and a port, then an "@" in the query
+        ("https://api.example.com:443/v1/users/alice@example.com", []),
+        ("sqlite:///tmp/x.db", []),
+    ],
+)
+def test_a_connection_urls_password_is_a_secret_even_in_a_url_no_parser_reads(url: str, secrets: list[str]) -> None:
+    """What libpq quotes of a URL it cannot read (``invalid percent-encoded token: "<password>"``) was left in
+    clear: ``redact_url`` masks a password by its place in the URL, not where an error quotes it apart."""
+    assert connection_secrets(url) == secrets
+
+
+def test_a_drivers_error_is_masked_by_its_urls_password_and_products_learn_theirs() -> None:
+    url = "postgresql://postgres:Sup3r%zzSecretPw@127.0.0.1:5432/postgres"
+    error = 'invalid percent-encoded token: "Sup3r%zzSecretPw"'
+    assert mask_connection_url(error, url) == 'invalid percent-encoded token: "[secret]"'
+    assert mask_connection_url(error, url, mask="***") == 'invalid percent-encoded token: "***"'
+    product = Secrets()
+    product.learn_settings(
+        {"databases": {"main": {"envs": {"dev": url, "prd": "mysql://app:MariaPw-123@db:3306/shop"}}},
+         "brokers": {"bus": {"envs": {"dev": "amqp://guest:Rabbit-Pw-9@h:5672/"}}}}
+    )  # fmt: skip
+    text = "Sup3r%zzSecretPw MariaPw-123 Rabbit-Pw-9 Sup3r%25zzSecretPw"
+    assert product.mask_text(text) == "[secret] [secret] [secret] [secret]"
 
 
 def test_url_redaction_takes_extra_names_and_a_mask() -> None:

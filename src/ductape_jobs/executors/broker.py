@@ -7,9 +7,9 @@ from typing import Any
 
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.executors.brokers import PublisherPool
-from ductape_jobs.executors.lookup import locate, owner_env
+from ductape_jobs.executors.lookup import connection_url, locate
 from ductape_jobs.models import JobEventTypes, Run
-from ductape_jobs.products import Products, expand
+from ductape_jobs.products import Products
 
 
 class BrokerExecutor:
@@ -23,8 +23,7 @@ class BrokerExecutor:
         product, ref = locate(self.products, run, ctx)
         assert ref.owner is not None
         broker = product.brokers[ref.owner]
-        where = f"products.{product.tag}.brokers.{ref.owner}.envs.{run.env}"
-        url = str(expand(owner_env(broker.envs, run, "broker", ref.owner), where))
+        url = connection_url(self.products, product, "broker", ref.owner, run)
         message = json.dumps(ctx.input, separators=(",", ":"), default=str).encode()
         # The run id de-duplicates a retried publish where the broker supports it (NATS JetStream).
         publisher = self.pool.get(url)

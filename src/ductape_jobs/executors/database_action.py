@@ -7,9 +7,9 @@ from typing import Any
 
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.executors.databases import DatabasePool, Statement, run_statement
-from ductape_jobs.executors.lookup import locate, owner_env
+from ductape_jobs.executors.lookup import connection_url, locate
 from ductape_jobs.models import JobEventTypes, Run
-from ductape_jobs.products import Products, expand
+from ductape_jobs.products import Products
 
 
 class DatabaseActionExecutor:
@@ -24,10 +24,8 @@ class DatabaseActionExecutor:
     async def execute(self, run: Run, ctx: RunContext) -> Any:
         product, ref = locate(self.products, run, ctx)
         assert ref.owner is not None
-        database = product.databases[ref.owner]
-        where = f"products.{product.tag}.databases.{ref.owner}.envs.{run.env}"
-        url = str(expand(owner_env(database.envs, run, "database", ref.owner), where))
-        action = database.actions[ref.name]
+        url = connection_url(self.products, product, "database", ref.owner, run)
+        action = product.databases[ref.owner].actions[ref.name]
         return await run_statement(url, Statement(action.sql), ctx.input, timeout=action.timeout, pool=self.pool)
 
     async def close(self) -> None:

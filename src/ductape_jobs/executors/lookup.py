@@ -10,6 +10,7 @@ from ductape_jobs.models import JobEventTypes, Run
 from ductape_jobs.piping import resolve
 from ductape_jobs.products import EventRef, Products, expand
 from ductape_jobs.products.model import ProductSpec
+from ductape_jobs.redaction import connection_secrets
 
 
 def locate(products: Products, run: Run, ctx: RunContext) -> tuple[ProductSpec, EventRef]:
@@ -48,4 +49,16 @@ def owner_env(mapping: dict[str, Any], run: Run, kind: str, tag: str) -> Any:
         raise ExecutorNotFoundError(f"{kind} {tag!r} has no settings for env {run.env!r}") from None
 
 
-__all__ = ["JobEventTypes", "definition", "locate", "owner_env"]
+def connection_url(products: Products, product: ProductSpec, kind: str, tag: str, run: Run) -> str:
+    """The URL of the product's database or broker ``tag`` (``kind``: ``database`` or ``broker``) for ``run.env``,
+    ``${VAR}`` read. Its password is learned as one of the product's secrets before anything connects: a driver's
+    error that quotes it is masked in whatever the run writes (a URL read from the environment only now was not
+    known when the product was added)."""
+    owners = product.databases if kind == "database" else product.brokers
+    where = f"products.{product.tag}.{kind}s.{tag}.envs.{run.env}"
+    url = str(expand(owner_env(owners[tag].envs, run, kind, tag), where))
+    products.secrets.of(product.tag).learn(connection_secrets(url))
+    return url
+
+
+__all__ = ["JobEventTypes", "connection_url", "definition", "locate", "owner_env"]

@@ -24,7 +24,7 @@ from ductape_jobs.executors.databases.sql import (
     compile_statement,
     to_json_value,
 )
-from ductape_jobs.redaction import redact_url
+from ductape_jobs.redaction import mask_connection_url, redact_url
 
 MAX_ROWS = 1000
 log = logging.getLogger("ductape_jobs.databases")
@@ -75,7 +75,11 @@ class _Run:
             try:
                 self.driver.interrupt(self.conn, self.url)
             except Exception as exc:  # the statement may have just ended; the flags still prevent the commit
-                log.debug("interrupting a statement on %s failed: %s", redact_url(self.url), exc)
+                log.debug(
+                    "interrupting a statement on %s failed: %s",
+                    redact_url(self.url),
+                    mask_connection_url(str(exc), self.url),
+                )
 
     def expire(self) -> None:
         self._stop(timed_out=True)
@@ -177,9 +181,10 @@ class DatabasePool:
         except driver.errors as exc:
             if timeout is not None and not run.cancelled and (run.timed_out or driver.timed_out(exc)):
                 raise RunTimeoutError(late) from exc
-            raise DatabaseError(
-                f"{driver.name} error on {safe_url}: {driver.describe(exc)}", retryable=driver.retryable(exc)
-            ) from exc
+            # a driver's error may quote the URL's password (one it could not read: a space, a bad %-escape)
+            described = mask_connection_url(driver.describe(exc), run.url)
+            message = f"{driver.name} error on {safe_url}: {described}"
+            raise DatabaseError(message, retryable=driver.retryable(exc)) from exc
 
     def _execute(self, run: _Run, compiled: Compiled, params: dict[str, Any], timeout: float | None) -> dict[str, Any]:
         driver = run.driver

@@ -30,6 +30,11 @@ in order, so the outcome is known in two of the three ways the call can fail:
 ``UniqueViolation`` as ``ConflictError``; SQLSTATE ``DJ001``, raised by ``ductape_check_jobs()`` (migration 19),
 as ``NotFoundError("job", tag)`` or ``StaleJobError(tag)`` (``dialect.job_check_error``); the rest as
 ``StoreError``, the driver's exception chained.
+
+The URL's password is a secret (``redaction.connection_secrets``): libpq quotes one it cannot read (``invalid
+percent-encoded token: "..."``, ``unexpected spaces found in "..."``) or the whole URL, so every message made of a
+driver's error is masked by it (``mask_connection_url``), and it is learned process-wide for log lines (psycopg_pool
+logs the errors of the connections it makes later itself).
 """
 
 from __future__ import annotations
@@ -50,7 +55,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ductape_jobs.errors import ConflictError, StoreError, ValidationError
-from ductape_jobs.redaction import redact_url
+from ductape_jobs.redaction import SECRETS, connection_secrets, mask_connection_url, redact_url
 from ductape_jobs.store.dialect import job_check_error
 from ductape_jobs.timing.backoff import Backoff, retry
 
@@ -158,6 +163,8 @@ class Database:
     ) -> None:
         self.schema = schema
         self.retries = retries
+        self.conninfo = conninfo
+        SECRETS.learn(connection_secrets(conninfo))  # log lines: psycopg_pool's own, and ours
         self.backoff = backoff
         self._backoff = Backoff(base=backoff, factor=2.0, cap=timedelta.max, jitter=0.0)
         kwargs: dict[str, Any] = {"autocommit": True, "row_factory": dict_row}
@@ -190,11 +197,16 @@ class Database:
             try:  # once more without the pool, for the server's own reason (at most 2 s, as the probe)
                 psycopg.connect(conninfo, **{**kwargs, "connect_timeout": 2}).close()
             except psycopg.Error as direct:
-                raise StoreError(f"{where}: {direct}") from direct
+                raise StoreError(f"{where}: {self._masked(direct)}") from direct
             last = _OPENING.get(self.pool.name)
-            raise StoreError(f"{where} within {timeout}" + (f"; the last try: {last}" if last else "")) from exc
+            tried = f"; the last try: {self._masked(last)}" if last else ""
+            raise StoreError(f"{where} within {timeout}{tried}") from exc
         finally:
             _OPENING.pop(self.pool.name, None)
+
+    def _masked(self, error: object) -> str:
+        """A driver's error as the store's messages show it: the URL's password masked wherever it is quoted."""
+        return mask_connection_url(str(error), self.conninfo)
 
     def _configure(self, conn: Conn) -> None:
         if self.schema is not None:
@@ -288,18 +300,19 @@ class Database:
             return isinstance(exc, psycopg.OperationalError) and not unsafe()
 
         def on_retry(exc: Exception, delay: timedelta) -> None:
-            log.warning("PostgreSQL store call failed (%s); retrying in %.2fs", exc, delay.total_seconds())
+            seconds = delay.total_seconds()
+            log.warning("PostgreSQL store call failed (%s); retrying in %.2fs", self._masked(exc), seconds)
 
         try:
             return retry(attempt, tries=self.retries + 1, backoff=self._backoff, retryable=retryable, on_retry=on_retry)
         except errors.UniqueViolation as exc:
             raise ConflictError(f"{exc.diag.message_primary} ({exc.diag.message_detail})") from exc
         except PoolTimeout as exc:
-            raise StoreError(f"PostgreSQL store: no connection available: {exc}") from exc
+            raise StoreError(f"PostgreSQL store: no connection available: {self._masked(exc)}") from exc
         except psycopg.Error as exc:
             if exc.sqlstate == JOB_CHECK_FAILED:
                 raise job_check_error(exc.diag.message_detail or "", exc.diag.message_primary or "") from None
-            raise StoreError(f"PostgreSQL store: {exc}") from exc
+            raise StoreError(f"PostgreSQL store: {self._masked(exc)}") from exc
 
     def autocommit(self, op: Callable[[Conn], T]) -> T:
         """``op(conn)`` on a pooled connection outside a transaction block (driver errors translated)."""
@@ -307,7 +320,7 @@ class Database:
             with self.pool.connection() as conn:
                 return op(conn)
         except psycopg.Error as exc:
-            raise StoreError(f"PostgreSQL store: {exc}") from exc
+            raise StoreError(f"PostgreSQL store: {self._masked(exc)}") from exc
 
     def close(self) -> None:
         self.pool.close()
@@ -433,7 +446,8 @@ class Listener:
                     return True
             except psycopg.Error as exc:
                 self._close()
-                raise StoreError(f"PostgreSQL store: LISTEN failed: {exc}") from exc
+                shown = mask_connection_url(str(exc), self.conninfo)
+                raise StoreError(f"PostgreSQL store: LISTEN failed: {shown}") from exc
             return False
 
     def close(self) -> None:
@@ -462,7 +476,8 @@ def _refused_for_good(conninfo: str, kwargs: dict[str, Any], where: str) -> str 
     try:  # at most 2 s: a host that does not answer is the pool's to wait for, not this probe's
         psycopg.connect(conninfo, **{**kwargs, "connect_timeout": 2}).close()
     except psycopg.Error as exc:
-        if _FOR_GOOD.search(str(exc)):
-            raise StoreError(f"{where}: {exc}") from exc
-        return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        reason = mask_connection_url(str(exc), conninfo)
+        if _FOR_GOOD.search(reason):
+            raise StoreError(f"{where}: {reason}") from exc
+        return reason.strip().splitlines()[0] if reason.strip() else type(exc).__name__
     return None
