@@ -3,10 +3,10 @@
 A product's secrets (``envs.<env>.secrets``, ``session_secret``, ``callback_secret``, the tokens and passwords
 of its auth and SMTP settings, and the passwords in its databases' and brokers' URLs: ``connection_secrets``)
 are learned when the product is added, and again, expanded, when a run reads one or connects
-(``Products.secrets``). Every run error, run output, feature event result, log line and webhook delivery snippet
-is masked before it is recorded or written, so the API, the dashboard, webhook payloads and the CLI (which all
-read those records) never show one. The raw value is masked, and so are its URL-encoded and JSON-escaped
-spellings.
+(``Products.secrets``). Every run error, run output, feature event result, log line, webhook delivery snippet and
+span (``tracing.py``) is masked before it is recorded or written, so the API, the dashboard, webhook payloads,
+the CLI (which all read those records) and traces never show one. The raw value is masked, and so are its
+URL-encoded and JSON-escaped spellings.
 
 A value shorter than ``MIN_LENGTH`` characters is not masked (it would mask ordinary words): give secrets
 real length. What a secret looks like after other encodings (base64 in a Basic header, a hash) cannot be

@@ -273,6 +273,78 @@ def test_an_actions_query_auth_parameter_is_masked_in_its_span(dt: Ductape, span
     assert "TOPSECRET1" not in recorded and "appid=***" in recorded
 
 
+BOT_TOKEN, CHAT = "123456:AAHsecretBotTokenValue", "queryProductSecret99"  # the product's secrets
+
+
+def secret_product(http: str) -> dict[str, Any]:
+    """A product whose action's path and query read its secrets (Telegram's /bot<token>/), and whose feature binds
+    one into a query that PostgreSQL refuses, quoting it."""
+    return {
+        "tag": "tg",
+        "envs": {"dev": {"secrets": {"bot": BOT_TOKEN, "q": CHAT}}},
+        "apps": {
+            "tg": {
+                "envs": {"dev": {"base_url": http}},
+                "actions": {"send": {"method": "POST", "path": "/bot$Secret{bot}/sendMessage",
+                                     "query": {"chat": "$Secret{q}"}}},
+            }
+        },
+        "databases": {"pg": {"envs": {"dev": PG}, "actions": {"number": {"sql": "SELECT CAST(:data.n AS integer)"}}}},
+        "features": {
+            "cast": {
+                "input": {},
+                "sequence": [{"sequence_tag": "one", "parents": [], "events": [
+                    {"type": "DATABASE_ACTION", "event": "pg:number", "input": {"data": {"n": "$Secret{q}"}},
+                     "retries": 0, "allow_fail": False}]}],
+            }
+        },
+    }  # fmt: skip
+
+
+def written(spans: Any) -> list[str]:
+    """Every text the finished spans hold: names, attribute values, events and their attributes, statuses."""
+    texts: list[str] = []
+    for span in spans.get_finished_spans():
+        texts += [span.name, span.status.description or "", *map(str, (span.attributes or {}).values())]
+        for event in span.events:
+            texts += [event.name, *map(str, (event.attributes or {}).values())]
+    return texts
+
+
+def test_a_products_secrets_in_an_actions_url_are_masked_in_its_span(dt: Ductape, spans: Any, http: Recorder) -> None:
+    """The run record showed /bot[secret]/sendMessage?chat=[secret], the span the whole URL: it was masked by shape
+    only (a password, secret-looking parameters), not by the product's secrets' values."""
+    dt.products.add(secret_product(http.url))
+    dt.job.create({"name": "send", "tag": "send", "event_type": "ACTION", "event_tag": "tg:send", "product_tag": "tg"})
+    http.reply(500, {"error": "no"})  # the run fails: its error quotes the URL, masked
+    job_id = dt.job.schedule({"env": "dev", "product_tag": "tg", "event": "send"}).job_id
+    dt.drain()
+    assert http.last.path == f"/bot{BOT_TOKEN}/sendMessage"  # the server got them
+    (run,) = dt.job.runs(job_id=job_id)
+    assert "/bot[secret]/sendMessage?chat=[secret]" in (dt.job.run(run.id).error or "")
+    (call,) = [s for s in spans.get_finished_spans() if s.kind is trace.SpanKind.CLIENT]
+    urls = [str(v) for k, v in (call.attributes or {}).items() if k in ("url.full", "http.url")]
+    assert urls and all(u.endswith("/bot[secret]/sendMessage?chat=[secret]") for u in urls), urls
+    texts = written(spans)
+    assert not [t for t in texts if BOT_TOKEN in t or CHAT in t], texts
+
+
+def test_a_products_secret_quoted_by_a_failing_query_is_masked_in_every_span(dt: Ductape, spans: Any) -> None:
+    """PostgreSQL's error quotes the value bound: the psycopg instrumentation's span recorded it (its status and
+    its exception event), and so did the feature event's span it escaped through."""
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    dt.products.add(secret_product("http://127.0.0.1:9"))
+    run = dt.feature.run("cast", env="dev", product_tag="tg")
+    (event,) = run.events
+    assert event.error is not None and 'integer: "[secret]"' in event.error  # the record was masked already
+    (query,) = [s for s in spans.get_finished_spans() if (s.attributes or {}).get("db.system") == "postgresql"]
+    assert query.status.status_code is trace.StatusCode.ERROR and "[secret]" in (query.status.description or "")
+    assert [e for e in query.events if e.name == "exception"]
+    texts = written(spans)
+    assert any('integer: "[secret]"' in t for t in texts)
+    assert not [t for t in texts if CHAT in t], texts
+
+
 def test_a_database_actions_query_is_a_child_of_the_attempt(dt: Ductape, spans: Any) -> None:
     schedule(dt, "count-rows")
     assert dt.drain().completed == 1

@@ -475,7 +475,8 @@ class Worker:
         """``_execute`` inside the attempt's span, so the executor's HTTP calls, queries and publishes are its
         children (a task runs in a copy of the context current when it was created: this one's)."""
         assert self.tracing is not None
-        with self.tracing.attempt(run, now) as span:
+        secrets = self.secrets.of(run.product_tag)  # its spans masked as its records are
+        with self.tracing.attempt(run, now, secrets) as span:
             span.finish(await self._execute(run, began))
 
     async def _execute(self, run: Run, began: datetime | None = None) -> Outcome:

@@ -316,7 +316,8 @@ class FeatureEngine:
     async def _drive(self, run: FeatureRun, owner: str, product: ProductSpec, plan: FeaturePlan) -> FeatureRun:
         if self.tracing is None:
             return await self._drive_run(run, owner, product, plan)
-        with self.tracing.feature_run(run):  # current while the events' tasks are made: they are its children
+        secrets = self.prepare.products.secrets.of(run.product_tag)  # its events' spans masked as their records
+        with self.tracing.feature_run(run, secrets):  # current while the events' tasks are made: they are its children
             return await self._drive_run(run, owner, product, plan)
 
     async def _drive_run(self, run: FeatureRun, owner: str, product: ProductSpec, plan: FeaturePlan) -> FeatureRun:
