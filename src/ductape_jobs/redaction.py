@@ -179,8 +179,13 @@ def redact_url(url: str, params: Iterable[str | None] = (), mask: str = URL_MASK
     names = {n.lower() for n in params if n} | SECRET_QUERY_PARAMS
     # and as a URL spells them: httpx sends auth[token] as auth%5Btoken%5D
     names |= {quote(n, safe="").lower() for n in names}
-    pattern = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True))
+    pattern = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + "|" + _SECRET_NAMED
     return re.sub(rf"(?i)((?:^|[?&;\s])(?:{pattern})=)[^&;\s#]*", lambda m: m.group(1) + mask, url)
+
+
+#: A parameter whose name ends in one of SECRET_QUERY_PARAMS' words after a separator (``auth_token``,
+#: ``private_token``, ``x-api-key``, ``client.secret``, ``auth[token]``) is secret too, whatever its prefix.
+_SECRET_NAMED = r"[\w.\-\[\]%]*?(?:[_.\-\[]|%5b)(?:token|secret|password|passwd|key|signature)(?:\]|%5d)?"
 
 
 def connection_secrets(url: str) -> list[str]:

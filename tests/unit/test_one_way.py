@@ -89,6 +89,13 @@ def test_execution_errors_keep_retryable_and_details_through_pickle() -> None:
             "https://api.example.com:443/v1/users/alice@example.com",
         ),
         ("redis://:p/w@h:6379/0", "redis://:***@h:6379/0"),
+        # a secret word after a separator, whatever the prefix (GitLab's private_token, auth_token, x-api-key), not
+        # inside a word (monkey) nor a name that only starts with one (keyword)
+        (
+            "https://h/x?auth_token=a1&private_token=p2&x-api-key=k3&client.secret=s4&monkey=1&keyword=2&page=3",
+            "https://h/x?auth_token=***&private_token=***&x-api-key=***&client.secret=***&monkey=1&keyword=2&page=3",
+        ),
+        ("https://h/x?auth%5Btoken%5D=t&q=1", "https://h/x?auth%5Btoken%5D=***&q=1"),
     ],
 )
 def test_one_url_redaction(url: str, expected: str) -> None:
