@@ -230,6 +230,22 @@ def test_a_connection_refused_for_good_is_a_store_error_at_once(
 
 
 @pytest.mark.parametrize(
+    ("url", "reason"),
+    [
+        ("postgresql://postgres:Sup3r%zz@127.0.0.1:5432/test", "invalid percent-encoded token"),
+        ("postgresql://postgres:two words@127.0.0.1:5432/test", "unexpected spaces found"),
+    ],
+)
+def test_a_url_libpq_cannot_read_is_refused_at_once(url: str, reason: str, caplog: pytest.LogCaptureFixture) -> None:
+    """libpq refuses such a URL before it connects, and always will: the store logged that it was waiting for the
+    server and failed only at the pool's timeout (10 s)."""
+    require_postgres()
+    with caplog.at_level(logging.DEBUG), pytest.raises(StoreError, match=reason):
+        PostgresStore(url)
+    assert [r.getMessage() for r in caplog.records if " yet (" in r.getMessage()] == []  # no wait announced
+
+
+@pytest.mark.parametrize(
     ("password", "url"),
     [
         ("Sup3r%zzStoreSecret", "postgresql://postgres:Sup3r%zzStoreSecret@127.0.0.1:5432/postgres?pool_timeout=1"),

@@ -477,7 +477,7 @@ def _refused_for_good(conninfo: str, kwargs: dict[str, Any], where: str) -> str 
         psycopg.connect(conninfo, **{**kwargs, "connect_timeout": 2}).close()
     except psycopg.Error as exc:
         reason = mask_connection_url(str(exc), conninfo)
-        if _FOR_GOOD.search(reason):
+        if isinstance(exc, psycopg.ProgrammingError) or _FOR_GOOD.search(reason):  # the first: libpq cannot read it
             raise StoreError(f"{where}: {reason}") from exc
         return reason.strip().splitlines()[0] if reason.strip() else type(exc).__name__
     return None
