@@ -223,16 +223,16 @@ class PipingMissingError(PipingError):
 
 
 class PipingTooLarge(PipingError):
-    """What the placeholders fill in makes the value past ``limit`` bytes of JSON (``limits.MAX_INPUT_BYTES``, the
-    bound on a stored input): resolving stopped there, before building more of it. It is the whole value's, so it
+    """What the placeholders fill in makes the value past ``limit`` bytes of JSON (``limits.MAX_FILLED_BYTES``):
+    resolving stopped there, before building more of it. It is the whole value's, so it
     names no placeholder and no place (``at`` stays empty): a caller names the value (``input: filled in, ...``)."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
         self.placeholder = ""
         self.reason = (
-            f"filled in, it is more than {limit:,} bytes as JSON, the bound on an input: its placeholders fill in "
-            "too much"
+            f"filled in, it is more than {limit:,} bytes as JSON, the bound on what placeholders fill in: they fill "
+            "in too much"
         )
         self.at: Location = ()
         ValueError.__init__(self, self.reason)

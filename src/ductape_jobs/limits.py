@@ -22,14 +22,18 @@ E = TypeVar("E", bound=Enum)
 
 #: An HTTP request body (413 above it).
 MAX_BODY_BYTES = 1024 * 1024
-#: A run's or feature run's ``input``, or a session's data, encoded as JSON; and a value with its placeholders filled
-#: in (an input, an event definition, a feature event's input), counted while it is filled in (``piping.resolve``):
-#: past it a run's attempt fails for good with a ``PipingFailure``, or ``schedule()`` refuses it when it can tell.
+#: A run's or feature run's ``input``, or a session's data, encoded as JSON.
 MAX_INPUT_BYTES = 256 * 1024
 #: A run's ``output`` as the JSON text stored (ASCII: ``\u`` escapes, so characters are bytes); past it the attempt
 #: fails with a ``ResultError`` naming both sizes, and nothing of the output is kept. Every list of runs, HTTP
 #: answer and dashboard page reads outputs whole.
 MAX_OUTPUT_BYTES = 1024 * 1024
+#: A value with its placeholders filled in (an input, an event definition, a feature event's input), as JSON, counted
+#: while it is filled in (``piping.resolve``): past it a run's attempt fails for good with a ``PipingFailure``, or
+#: ``schedule()`` refuses it when it can tell. An event's whole output (up to ``MAX_OUTPUT_BYTES``) may be piped into
+#: the next event's input, so it is that bound, not a stored input's: what it stops is a small input that reads a
+#: large value many times (250 KB filling in 90 MB).
+MAX_FILLED_BYTES = MAX_OUTPUT_BYTES
 #: How deep objects and lists may nest inside an input (``{"a": {"b": 1}}`` is depth 2).
 MAX_DEPTH = 32
 #: How deep a product file nests, its structure and its values together. A value in it (an app's ``constants``, an

@@ -1,4 +1,4 @@
-"""What placeholders fill in is bounded as a stored input is (``MAX_INPUT_BYTES`` of JSON), counted while it is
+"""What placeholders fill in is bounded as a stored input is (``MAX_FILLED_BYTES`` of JSON), counted while it is
 built: a caller's input whose ``$Session{...}`` values make it past the bound is refused at ``schedule()`` (a 250 KB
 input that read a 10 KB session value 9,000 times was taken, and its FUNCTION got 90 MB); what only a run can fill
 in (a run stored before, an event definition's ``$Input{...}``, a feature's ``$Input``/``$Sequence`` piping) fails
@@ -16,14 +16,14 @@ import pytest
 from ductape_jobs import Ductape, RunPhase, ValidationError
 from ductape_jobs.features import FeatureRunStatus
 from ductape_jobs.ids import new_id
-from ductape_jobs.limits import MAX_INPUT_BYTES
+from ductape_jobs.limits import MAX_FILLED_BYTES
 from ductape_jobs.models import NewRun, Schedule, ScheduleStatus, TriggeredBy
 from ductape_jobs.products import Products
 from ductape_jobs.testing import Sandbox
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 TOO_MUCH = (
-    f"filled in, it is more than {MAX_INPUT_BYTES:,} bytes as JSON, the bound on an input: its placeholders fill "
+    f"filled in, it is more than {MAX_FILLED_BYTES:,} bytes as JSON, the bound on what placeholders fill in: they fill "
     "in too much"
 )
 BLOB = "B" * 5_000  # a session token carries its data: 5,000 characters keep it within the token's bound
@@ -90,13 +90,13 @@ def test_a_callers_input_that_fills_in_past_the_bound_is_refused_at_schedule_and
     finally:
         tracemalloc.stop()
     assert (info.value.field, info.value.rule) == ("input", TOO_MUCH)
-    assert peak < 20 * MAX_INPUT_BYTES  # the 45 MB it would fill in is never made
+    assert peak < 20 * MAX_FILLED_BYTES  # the 45 MB it would fill in is never made
     with pytest.raises(ValidationError) as many:
         dt.job.schedule_many([{**request, "input": {}}, request])
     assert many.value.field == "[1].input" and many.value.rule == TOO_MUCH
     assert dt.job.list() == [] and dt.job.runs() == []  # nothing written
     # within the bound it is taken, and the FUNCTION gets it filled in
-    fits = {f"k{i}": "$Session{blob}" for i in range(MAX_INPUT_BYTES // 5_010 - 1)}
+    fits = {f"k{i}": "$Session{blob}" for i in range(MAX_FILLED_BYTES // 5_010 - 1)}
     job_id = dt.job.schedule({**request, "input": fits}).job_id
     assert dt.drain().completed == 1 and dt.job.runs(job_id=job_id)[0].phase is RunPhase.COMPLETED
 
@@ -137,10 +137,10 @@ def test_a_stored_run_that_fills_in_past_the_bound_fails_for_good_and_the_others
 
 
 def test_an_event_definition_that_fills_in_past_the_bound_fails_for_good(dt: Ductape) -> None:
-    """An ACTION's body reading ``$Input{blob}`` 40 times: 400 KB for a 10 KB input; nothing is sent."""
+    """An ACTION's body reading ``$Input{blob}`` 40 times: 1.6 MB for a 40 KB input; nothing is sent."""
     dt.job.create({"name": "Echo", "tag": "echo", "event_type": "ACTION", "event_tag": "crm:echo"})
     job_id = dt.job.schedule(
-        {"env": "dev", "product_tag": "shop", "event": "echo", "input": {"blob": "x" * 10_000}, "retries": 3}
+        {"env": "dev", "product_tag": "shop", "event": "echo", "input": {"blob": "x" * 40_000}, "retries": 3}
     ).job_id
     assert dt.drain().failed == 1
     (run,) = dt.job.runs(job_id=job_id)
@@ -149,8 +149,8 @@ def test_an_event_definition_that_fills_in_past_the_bound_fails_for_good(dt: Duc
 
 
 def test_a_features_piping_past_the_bound_fails_its_event_for_good(dt: Ductape) -> None:
-    """``$Sequence{a}{first}`` 40 times over a 10 KB output: the event fails, not retried, the next never run."""
-    run = dt.feature.run("fan", env="dev", product_tag="shop", input={"blob": "y" * 10_000})
+    """``$Sequence{a}{first}`` 40 times over a 40 KB output: the event fails, not retried, the next never run."""
+    run = dt.feature.run("fan", env="dev", product_tag="shop", input={"blob": "y" * 40_000})
     assert run.status is FeatureRunStatus.FAILED
     event = run.event("b", "seen")
     assert first_line(event.error) == f"PipingFailure: input: {TOO_MUCH}" and event.attempts == 1

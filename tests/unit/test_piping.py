@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from ductape_jobs.errors import DuctapeError
-from ductape_jobs.limits import MAX_INPUT_BYTES, check_object
+from ductape_jobs.limits import MAX_FILLED_BYTES, MAX_INPUT_BYTES, check_object
 from ductape_jobs.piping import (
     FUNCTIONS,
     Call,
@@ -534,7 +534,7 @@ def test_the_errors_belong_to_the_exception_tree() -> None:
 
 
 def test_the_errors_pickle() -> None:
-    too_large = pickle.loads(pickle.dumps(PipingTooLarge(MAX_INPUT_BYTES)))
+    too_large = pickle.loads(pickle.dumps(PipingTooLarge(MAX_FILLED_BYTES)))
     assert type(too_large) is PipingTooLarge and str(too_large) == TOO_MUCH and too_large.at == ()
     assert issubclass(PipingTooLarge, PipingError)
     missing = pickle.loads(pickle.dumps(PipingMissingError("$Input{a}", "no key 'a' in input")))
@@ -547,7 +547,7 @@ def test_the_errors_pickle() -> None:
 
 
 TOO_MUCH = (
-    f"filled in, it is more than {MAX_INPUT_BYTES:,} bytes as JSON, the bound on an input: its placeholders fill "
+    f"filled in, it is more than {MAX_FILLED_BYTES:,} bytes as JSON, the bound on what placeholders fill in: they fill "
     "in too much"
 )
 
@@ -596,6 +596,10 @@ def _peak(work: Any) -> tuple[BaseException | None, int]:
         ({f"k{i}": "$Uppercase($Session{blob})" for i in range(9_000)}, "a function 9,000 times"),
         ({f"k{i}": "x $Session{object}" for i in range(2_000)}, "an object turned into text 2,000 times"),
         (["$Session{object}"] * 2_000, "an object 2,000 times"),
+        (  # each inner call fits (900 KB): the outer one's arguments were all made (45 MB) before one was measured
+            {"k": "$Concat(" + ", ".join(["$Concat(" + ", ".join(["$Session{blob}"] * 90) + ")"] * 50) + ")"},
+            "a function of 50 calls, each near the bound",
+        ),
     ],
 )
 def test_what_placeholders_fill_in_is_bounded_while_it_is_built(value: Any, where: str) -> None:
@@ -603,20 +607,32 @@ def test_what_placeholders_fill_in_is_bounded_while_it_is_built(value: Any, wher
     session = {"blob": "B" * 10_000, "object": {f"f{i}": "v" * 100 for i in range(100)}}
     error, peak = _peak(lambda: resolve(value, Scope(session=session, now=NOW)))
     assert isinstance(error, PipingTooLarge) and str(error) == TOO_MUCH, where
-    assert error.at == () and error.limit == MAX_INPUT_BYTES  # the whole value's bound: no place to blame
-    assert peak < 8 * MAX_INPUT_BYTES, f"{where}: {peak:,} bytes at the peak"
+    assert error.at == () and error.limit == MAX_FILLED_BYTES  # the whole value's bound: no place to blame
+    assert peak < 8 * MAX_FILLED_BYTES, f"{where}: {peak:,} bytes at the peak"
 
 
 def test_a_value_within_the_bound_resolves_and_a_stored_input_at_it_fills_in(scope: Scope) -> None:
-    """A stored input at the bound, without placeholders or with ones that fill in no more, resolves whole."""
-    at = {f"k{i}": "x" * (65_528 if i < 3 else 65_527) for i in range(4)}  # exactly the bound
+    """A stored input at its bound, without placeholders or with ones that fill in no more, resolves whole; a value
+    filled in to exactly a bound resolves, and one byte more does not."""
+    at = {f"k{i}": "x" * (65_528 if i < 3 else 65_527) for i in range(4)}  # exactly a stored input's bound
     assert _size(at) == MAX_INPUT_BYTES and check_object(at, "input") is at and resolve(at, scope) == at
-    assert resolve({**at, "k3": "x" * 65_526 + "$Input{count}"}, scope) == {**at, "k3": "x" * 65_526 + "0"}
+    bound = MAX_INPUT_BYTES  # as a limit of the resolution too: filled in to exactly it, then one byte past it
+    filled = resolve({**at, "k3": "x" * 65_526 + "$Input{count}"}, scope, limit=bound)
+    assert filled == {**at, "k3": "x" * 65_526 + "0"}
     with pytest.raises(PipingTooLarge):
-        resolve({**at, "k3": "x" * 65_526 + "$Input{count}$Input{count}"}, scope)  # one byte more
+        resolve({**at, "k3": "x" * 65_526 + "$Input{count}$Input{count}"}, scope, limit=bound)  # one byte more
     assert render(parse("$Input{user}{name} " * 3), scope) == "Ann Ann Ann "
     with pytest.raises(PipingTooLarge):
         render(parse("$Input{user}{name}"), scope, limit=4)
+
+
+def test_a_whole_output_piped_into_the_next_event_fits() -> None:
+    """An event's output may be up to a MiB and is piped whole (``$Sequence{...}``): a 300 KB one was refused when
+    what placeholders fill in had a stored input's bound (256 KiB)."""
+    rows = [{"id": i, "name": "n" * 90} for i in range(3_000)]  # about 300 KB as JSON
+    scope = Scope(sequence={"fetch": {"list": {"rows": rows}}})
+    assert _size(rows) > MAX_INPUT_BYTES
+    assert resolve({"rows": "$Sequence{fetch}{list}{rows}"}, scope) == {"rows": rows}
 
 
 def test_a_registered_functions_result_is_counted_where_it_lands(scope: Scope, restore_functions: None) -> None:
@@ -624,7 +640,7 @@ def test_a_registered_functions_result_is_counted_where_it_lands(scope: Scope, r
     register_function("Repeat", lambda text, n: text * n, 2, 2)
     assert resolve("$Repeat('ab', 3)", scope) == "ababab"
     with pytest.raises(PipingTooLarge):
-        resolve({"k": "$Repeat('ab', 200000)"}, scope)
+        resolve({"k": "$Repeat('ab', 600000)"}, scope)
 
 
 # ------------------------------------------------------------------------------------ syntax errors

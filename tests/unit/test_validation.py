@@ -666,7 +666,7 @@ def test_what_the_caller_input_fills_in_is_bounded_at_the_door(jdt: Ductape) -> 
     """``$Now`` is 4 characters that fill in 24: 240 KB stored would be 1.4 MB filled in. Refused as a stored input
     past the bound is, naming it; one that fills in within it is taken."""
     payload = {key: "$Now" * 12_000 for key in "abcde"}
-    rule = "filled in, it is more than 262,144 bytes as JSON, the bound on an input"
+    rule = "filled in, it is more than 1,048,576 bytes as JSON, the bound on what placeholders fill in"
     rejected(jdt, lambda d: d.job.schedule(req(input=payload)), "input", rule)
     rejected(jdt, lambda d: d.job.schedule_many([req(), req(input=payload)]), "[1].input", rule)
     assert jdt.job.schedule(req(input={key: "$Now" * 2_000 for key in "abcde"})).job_id

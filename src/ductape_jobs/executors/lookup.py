@@ -31,7 +31,7 @@ def locate(products: Products, run: Run, ctx: RunContext) -> tuple[ProductSpec, 
 
 def definition(value: Any, ctx: RunContext, where: str) -> Any:
     """An event definition with ``${VAR}`` read from the environment and data piping resolved: at most
-    ``limits.MAX_INPUT_BYTES`` of JSON filled in, past which the attempt fails for good (a definition that reads
+    ``limits.MAX_FILLED_BYTES`` of JSON filled in, past which the attempt fails for good (a definition that reads
     ``$Input{...}`` 1,000 times would send a thousand inputs)."""
     expanded = expand(value, where)
     if ctx.scope is None:

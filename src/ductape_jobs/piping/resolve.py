@@ -1,11 +1,11 @@
 """Evaluating templates against a ``Scope``: ``resolve``, ``check`` and ``references``.
 
 What a resolution builds is bounded as it is built (``_Budget``): a value filled in is at most ``limit`` bytes of
-JSON (``limits.MAX_INPUT_BYTES``, the bound on a stored input, by default). Without it a stored input of 250 KB
+JSON (``limits.MAX_FILLED_BYTES`` by default: a whole output may be piped). Without it a stored input of 250 KB
 whose 9,000 values each read a 10 KB ``$Session{...}`` value became 90 MB in memory (and an ACTION's body): the
 bound on the stored text says nothing of what its placeholders fill in. Each piece is measured before it is made
-(a value turned into text, a function's arguments), and the resolution stops at the first that goes past the bound
-with ``PipingTooLarge``.
+(a value turned into text, each argument of a function as it is made), and the resolution stops at the first that
+goes past the bound with ``PipingTooLarge``.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Any
 
 from msgspec import Struct, field
 
-from ductape_jobs.limits import MAX_INPUT_BYTES
+from ductape_jobs.limits import MAX_FILLED_BYTES
 from ductape_jobs.piping.errors import Location, PipingError, PipingMissingError, PipingSyntaxError, PipingTooLarge
 from ductape_jobs.piping.functions import FUNCTIONS, format_time, to_text
 from ductape_jobs.piping.grammar import SOURCES, Call, Literal, Node, Reference, Template, parse
@@ -176,15 +176,20 @@ class _Budget:
         never more than what it returns."""
         size = 0
         for value in values:
-            size += json_size(value) - (2 if isinstance(value, str) else 0)
-            if size > self.left:
-                raise PipingTooLarge(self.limit)
+            size = self.fits_with(size, value)
+
+    def fits_with(self, size: int, value: Any) -> int:
+        """``size`` (what pieces before it measured) and ``value``'s, checked as ``fits`` checks them."""
+        size += json_size(value) - (2 if isinstance(value, str) else 0)
+        if size > self.left:
+            raise PipingTooLarge(self.limit)
+        return size
 
 
 # ---------------------------------------------------------------------------------------- evaluation
 
 
-def evaluate(node: Node, scope: Scope, *, limit: int = MAX_INPUT_BYTES) -> Any:
+def evaluate(node: Node, scope: Scope, *, limit: int = MAX_FILLED_BYTES) -> Any:
     """The value of ``node``. A function's arguments are together at most ``limit`` bytes as JSON
     (``PipingTooLarge``): a built-in function makes at most a few times what it is given."""
     return _evaluate(node, scope, _Budget(limit))
@@ -201,8 +206,10 @@ def _evaluate(node: Node, scope: Scope, budget: _Budget) -> Any:
     if function.lazy:
         args: list[Any] = [partial(_evaluate, arg, scope, budget) for arg in node.args]
     else:
-        args = [_evaluate(arg, scope, budget) for arg in node.args]
-        budget.fits(*args)  # $Concat of 4,000 references to 10 KB is never made
+        args, size = [], 0
+        for arg in node.args:  # each measured as it is made, with those before it: $Concat of 4,000 references to
+            args.append(_evaluate(arg, scope, budget))  # 10 KB is never made, nor one of calls each near the bound
+            size = budget.fits_with(size, args[-1])
     try:
         return function.fn(*args)
     except PipingError:
@@ -211,7 +218,7 @@ def _evaluate(node: Node, scope: Scope, budget: _Budget) -> Any:
         raise PipingError(str(node), str(exc)) from exc
 
 
-def render(template: Template, scope: Scope, *, limit: int = MAX_INPUT_BYTES) -> Any:
+def render(template: Template, scope: Scope, *, limit: int = MAX_FILLED_BYTES) -> Any:
     """A whole placeholder keeps its value's type; anything else becomes text. At most ``limit`` bytes as JSON
     (``PipingTooLarge``)."""
     return _render(template, scope, _Budget(limit))
@@ -261,7 +268,7 @@ def _allowed(template: Template, sources: frozenset[str]) -> None:
 
 
 def resolve(
-    value: Any, scope: Scope, *, sources: frozenset[str] = TEMPLATE_SOURCES, limit: int = MAX_INPUT_BYTES
+    value: Any, scope: Scope, *, sources: frozenset[str] = TEMPLATE_SOURCES, limit: int = MAX_FILLED_BYTES
 ) -> Any:
     """Resolve every placeholder in ``value``, walking dicts (values only) and lists.
 
