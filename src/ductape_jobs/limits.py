@@ -41,6 +41,10 @@ MAX_DEPTH = 32
 #: down (``products[0].features.f.sequence[0].events[0].input``), so every file whose values fit fits; the file's
 #: parser stops past it, before its stack does.
 MAX_FILE_DEPTH = 2 * MAX_DEPTH
+#: The values a product file holds once its YAML aliases are expanded (each scalar, list and mapping one): aliases
+#: share what they name while it is read, and expand wherever it is walked after, so nine levels of ten aliases
+#: each (a billion values) are refused before anything walks them. A large product file holds a few thousand.
+MAX_FILE_VALUES = 100_000
 #: Items in one list, or keys in one object, inside an input.
 MAX_ITEMS = 10_000
 #: Characters in one string (or object key) inside an input.
@@ -295,6 +299,7 @@ __all__ = [
     "MAX_COUNT",
     "MAX_DEPTH",
     "MAX_FILE_DEPTH",
+    "MAX_FILE_VALUES",
     "MAX_INPUT_BYTES",
     "MAX_ITEMS",
     "MAX_MILLIS",

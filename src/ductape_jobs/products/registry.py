@@ -17,7 +17,7 @@ from msgspec import Struct
 from pydantic import ValidationError as PydanticValidationError
 
 from ductape_jobs.errors import ExecutionError, ValidationError
-from ductape_jobs.limits import MAX_FILE_DEPTH, check_nesting
+from ductape_jobs.limits import MAX_FILE_DEPTH, MAX_FILE_VALUES, check_nesting
 from ductape_jobs.models import JobDefinition, JobEventTypes, invalid, reported
 from ductape_jobs.products.feature_plan import check_features
 from ductape_jobs.products.model import ProductFile, ProductSpec
@@ -64,9 +64,10 @@ class Products:
     def load(cls, path: str | Path) -> Products:
         """Read a product file: ``*.yaml``/``*.yml`` (or JSON) or ``*.toml`` with a top-level ``products`` list.
 
-        Its text is UTF-8; it nests at most ``MAX_FILE_DEPTH`` levels; YAML's anchors and aliases are refused
-        before they expand (nine levels of ten aliases each are a billion values). Each is a ``ValidationError``
-        naming ``product_file`` (a field of a product, its path), and nothing is loaded."""
+        Its text is UTF-8; it nests at most ``MAX_FILE_DEPTH`` levels and holds at most ``MAX_FILE_VALUES`` values,
+        its YAML aliases expanded (counted before anything expands them: nine levels of ten aliases each are a
+        billion values). Each is a ``ValidationError`` naming ``product_file`` (a field of a product, its path), as
+        is a value its parser cannot read (``2024-02-30``, an integer of 5,000 digits), and nothing is loaded."""
         import tomllib  # only product files need these
 
         import yaml
@@ -90,6 +91,8 @@ class Products:
             raise ValidationError("product_file", f"{file} {exc}") from None
         except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
             raise ValidationError("product_file", f"{file} is not valid {file.suffix.lstrip('.')}: {exc}") from None
+        except ValueError as exc:  # a value the parser cannot make: a 30th of February, 5,000 digits, !!int "0o99"
+            raise ValidationError("product_file", f"{file} holds a value that cannot be read: {exc}") from None
         try:
             check_nesting(data, "product_file", MAX_FILE_DEPTH)  # TOML's dotted keys nest without recursing
         except ValidationError as exc:
@@ -228,14 +231,15 @@ class Products:
 
 
 class _Refused(Exception):
-    """What a product file's YAML may not hold (an anchor, an alias, too deep a nesting), found as it is read."""
+    """What a product file's YAML may not hold (too deep a nesting, too many values once its aliases expand, an
+    alias of what holds it), found as it is read."""
 
 
 @functools.cache
 def _loader() -> type[Any]:
-    """PyYAML's safe loader, refusing anchors and aliases and counting depth as it composes (its composer recurses
-    once a level: ``[[[...]]]`` five thousand deep exhausted the stack). Built on first use: PyYAML is imported only
-    to read a product file."""
+    """PyYAML's safe loader, counting depth as it composes (its composer recurses once a level: ``[[[...]]]`` five
+    thousand deep exhausted the stack) and measuring each document its aliases expanded before it is constructed
+    (``_expanded``). Built on first use: PyYAML is imported only to read a product file."""
     import yaml
 
     class Loader(yaml.SafeLoader):
@@ -243,13 +247,7 @@ def _loader() -> type[Any]:
 
         def compose_node(self, parent: Any, index: Any) -> Any:
             event = self.peek_event()  # type: ignore[no-untyped-call]
-            name = event.anchor if isinstance(event, yaml.NodeEvent) else None  # an alias is one too
-            if name is not None:
-                raise _Refused(
-                    f"uses the YAML anchor or alias {name!r} ({_where(event)}); a product file holds none "
-                    "(aliases of aliases expand past any memory): write the value out"
-                )
-            if not isinstance(event, yaml.CollectionStartEvent):  # a scalar: no deeper
+            if not isinstance(event, yaml.CollectionStartEvent):  # a scalar or an alias: no deeper here
                 return super().compose_node(parent, index)
             self.depth += 1  # lists and mappings, as check_nesting counts them
             try:
@@ -259,7 +257,45 @@ def _loader() -> type[Any]:
             finally:
                 self.depth -= 1
 
+        def compose_document(self) -> Any:
+            node = super().compose_document()
+            _expanded(node, 1, {}, set())
+            return node
+
     return Loader
+
+
+def _expanded(node: Any, level: int, sizes: dict[int, tuple[int, int]], open_: set[int]) -> int:
+    """The values ``node`` holds with its aliases expanded (an alias is the node it names, shared: each node is
+    measured once), refused past ``MAX_FILE_VALUES``, or nested past ``MAX_FILE_DEPTH`` at ``level``, or holding
+    an alias of itself. ``sizes``: each node measured so far, its values and its height."""
+    key = id(node)
+    if key in open_:
+        raise _Refused(f"holds an alias of a value that holds it ({_where(node)}): it never ends")
+    known = sizes.get(key)
+    if known is None:
+        children = [part for pair in node.value for part in pair] if node.id == "mapping" else node.value
+        if node.id == "scalar":
+            known = (1, 0)
+        else:
+            if level > MAX_FILE_DEPTH:
+                raise _Refused(f"nests deeper than {MAX_FILE_DEPTH} levels, its aliases expanded ({_where(node)})")
+            open_.add(key)
+            count, height = 1, 1
+            for child in children:
+                count += _expanded(child, level + 1, sizes, open_)
+                height = max(height, 1 + sizes[id(child)][1])
+                if count > MAX_FILE_VALUES:
+                    raise _Refused(
+                        f"holds more than {MAX_FILE_VALUES:,} values once its YAML aliases are expanded "
+                        f"({_where(node)}): write fewer"
+                    )
+            open_.discard(key)
+            known = (count, height)
+        sizes[key] = known
+    if level + known[1] - 1 > MAX_FILE_DEPTH:
+        raise _Refused(f"nests deeper than {MAX_FILE_DEPTH} levels, its aliases expanded ({_where(node)})")
+    return known[0]
 
 
 def _where(event: Any) -> str:
