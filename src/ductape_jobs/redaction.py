@@ -136,7 +136,7 @@ def mask_text(text: str) -> str:
 #: Query parameters (and ``key=value`` connection settings) whose values ``redact_url`` hides.
 SECRET_QUERY_PARAMS = frozenset(
     {"access_token", "api_key", "apikey", "api-key", "auth", "client_secret", "code", "key", "password", "secret",
-     "sig", "signature", "token"}
+     "sig", "signature", "sslpassword", "token"}
 )  # fmt: skip
 URL_MASK = "***"
 #: ``request.extensions`` key of an HTTP request listing the query parameters to hide wherever its URL is shown
@@ -208,6 +208,11 @@ def connection_secrets(url: str) -> list[str]:
         user, colon, password = userinfo.partition(":")
         if at and colon and not re.search(r"[/?#]", user):
             found += [password, unquote(password)]
+        if "," in authority:  # several servers, each its own user and password (NATS: nats://a:p1@h1,b:p2@h2)
+            for server in authority.split(","):
+                user, colon, password = server.rpartition("@")[0].partition(":")
+                if colon:
+                    found += [password, unquote(password)]
     for match in _PASSWORD_PARAM.finditer(url):
         value = match.group(1)
         if value.startswith("'"):  # libpq's quoting: 'a value', \' and \\ escaped
@@ -216,7 +221,8 @@ def connection_secrets(url: str) -> list[str]:
     return [s for s in dict.fromkeys(found) if s]
 
 
-_PASSWORD_PARAM = re.compile(r"(?i)(?:^|[?&;\s])password\s*=\s*('(?:[^'\\]|\\.)*'?|[^&;\s#]*)")
+#: A ``password`` parameter, or one whose name ends in it (libpq's ``sslpassword``, a driver's ``db_password``).
+_PASSWORD_PARAM = re.compile(r"(?i)(?:^|[?&;\s])[\w.\-]*password\s*=\s*('(?:[^'\\]|\\.)*'?|[^&;\s#]*)")
 
 
 def _plain_authority(authority: str) -> bool:

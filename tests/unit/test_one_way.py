@@ -96,6 +96,7 @@ def test_execution_errors_keep_retryable_and_details_through_pickle() -> None:
             "https://h/x?auth_token=***&private_token=***&x-api-key=***&client.secret=***&monkey=1&keyword=2&page=3",
         ),
         ("https://h/x?auth%5Btoken%5D=t&q=1", "https://h/x?auth%5Btoken%5D=***&q=1"),
+        ("postgresql://u@h/db?sslpassword=TopSecret", "postgresql://u@h/db?sslpassword=***"),
     ],
 )
 def test_one_url_redaction(url: str, expected: str) -> None:
@@ -119,6 +120,13 @@ def test_one_url_redaction(url: str, expected: str) -> None:
         ("http://host:8080/notify?email=ops@corp.com", []),  # a host and a port, then an "@" in the query
         ("https://api.example.com:443/v1/users/alice@example.com", []),
         ("sqlite:///tmp/x.db", []),
+        ("postgresql://u@h/db?sslpassword=TopSecretKeyPass", ["TopSecretKeyPass"]),  # libpq's key's passphrase
+        ("host=db sslpassword=abcdSECRET user=x", ["abcdSECRET"]),
+        (  # several servers: each's own password too (read as one, the text between the first ":" and the last "@")
+            "nats://alice:pw1secret@h1:4222,bob:pw2secret@h2:4222",
+            ["pw1secret@h1:4222,bob:pw2secret", "pw1secret", "pw2secret"],
+        ),
+        ("postgresql://u:a,b-secret@h/db", ["a,b-secret"]),  # a comma in one password
     ],
 )
 def test_a_connection_urls_password_is_a_secret_even_in_a_url_no_parser_reads(url: str, secrets: list[str]) -> None:
