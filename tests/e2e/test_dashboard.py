@@ -253,6 +253,12 @@ def test_the_next_fire_times_are_the_schedules_own(ui: Ui, server: Server) -> No
     expect(calendar.locator("li")).to_have_count(2)  # its limit: two runs, not ten
     expect(calendar.locator("li").first).to_contain_text("07:13")  # its own grid, from its start
     expect(calendar.locator("li").nth(1)).to_contain_text("08:13")
+    server.client.job.pause(limited.job_id)  # paused: it resumes on its own grid, not on one from now
+    ui.open(f"#/schedules/{ending.job_id}")
+    ui.open(f"#/schedules/{limited.job_id}")
+    expect(page.locator(".page-head .badge")).to_have_text("paused")
+    expect(calendar.locator("li")).to_have_count(2)
+    expect(calendar.locator("li").first).to_contain_text("07:13")
     ui.open(f"#/schedules/{ending.job_id}")
     days = calendar.locator(".day")
     expect(days.last).to_have_attribute("aria-label", (end - timedelta(days=1)).date().isoformat())

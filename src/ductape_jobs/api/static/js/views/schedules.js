@@ -101,19 +101,26 @@ function repeatOf(schedule, job) {
 }
 
 // What POST /preview is asked for this schedule's own next fire times: its cadence from its next due time (an
-// every-N grid is anchored there), with the runs its limit leaves (the job's executions for one that follows its
-// job) and its end date; null when its limit is used up. Without those, the panel showed a grid from now and ten
-// times past the limit and the end date.
-function previewOf(schedule, job, repeat, count) {
+// every-N grid is anchored there), with the runs its limit leaves (a schedule that follows its job holds the job's
+// executions as its limit) and its end date; null when its limit is used up. Without those, the panel showed a
+// grid from now and ten times past the limit and the end date. A paused schedule resumes on its own grid, at its
+// first time from now: its next due time moved on by whole intervals.
+function previewOf(schedule, repeat, count) {
   const body = { repeat: { ...repeat }, count };
-  const limit = schedule.limit ?? (schedule.follows_job && !schedule.every && job && job.executions ? job.executions : null);
-  if (limit != null) {
-    const left = Number(limit) - Number(schedule.run_count || 0);
+  if (schedule.limit != null) {
+    const left = Number(schedule.limit) - Number(schedule.run_count || 0);
     if (left <= 0) return null;
     body.repeat.limit = left;
   }
   if (schedule.end_date) body.repeat.endDate = schedule.end_date;
-  if (schedule.status === "active" && schedule.next_run_at) body.start = schedule.next_run_at;
+  const next = schedule.next_run_at ? Date.parse(schedule.next_run_at) : NaN;
+  if (Number.isNaN(next)) return body;
+  const now = Date.now();
+  if (schedule.status === "active" || next >= now) {
+    body.start = schedule.next_run_at;
+  } else if (repeat.every) {
+    body.start = new Date(next + Math.ceil((now - next) / repeat.every) * repeat.every).toISOString();
+  }
   return body;
 }
 
@@ -164,7 +171,7 @@ export function scheduleDetail(root, [id]) {
     } else {
       mount(preview);
     }
-    const body = previewOf(sc, job, repeat, Number(count.value));
+    const body = previewOf(sc, repeat, Number(count.value));
     const times = body ? ((await api("/preview", { method: "POST", body })).times || []) : [];
     const tz = repeat.tz || "UTC";
     preview.append(
