@@ -7,7 +7,7 @@ from typing import Any
 from ductape_jobs.errors import ExecutorNotFoundError, PipingFailure, PipingTooLarge, ValidationError
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.models import JobEventTypes, Run
-from ductape_jobs.piping import resolve
+from ductape_jobs.piping import has_placeholders, resolve
 from ductape_jobs.products import EventRef, Products, expand
 from ductape_jobs.products.model import ProductSpec
 from ductape_jobs.redaction import connection_secrets
@@ -34,7 +34,7 @@ def definition(value: Any, ctx: RunContext, where: str) -> Any:
     ``limits.MAX_FILLED_BYTES`` of JSON filled in, past which the attempt fails for good (a definition that reads
     ``$Input{...}`` 1,000 times would send a thousand inputs)."""
     expanded = expand(value, where)
-    if ctx.scope is None:
+    if ctx.scope is None or not has_placeholders(expanded):  # nothing to fill in (a fresh copy, the caller's)
         return expanded
     try:
         return resolve(expanded, ctx.scope)
