@@ -27,6 +27,9 @@ from msgspec import Struct
 
 MASK = "[secret]"
 MIN_LENGTH = 4
+#: What a URL's path keeps as it is (RFC 3986's pchar and "/"): httpx sends a secret in an action's path so, its
+#: space as %20 beside a ":", "+" or "=" left alone, a spelling neither quote(safe="") nor quote_plus makes.
+_IN_A_PATH = "/:@!$&'()*+,;="
 #: Keys of a product's settings whose values are secrets.
 SECRET_KEYS = frozenset({"secrets", "session_secret", "callback_secret", "token", "password"})
 #: Keys of a product's settings whose entries hold connection URLs by env (``<key>.<tag>.envs.<env>``).
@@ -60,7 +63,8 @@ class Secrets:
         for value in values:
             if not isinstance(value, str) or len(value) < MIN_LENGTH or _VAR.fullmatch(value):
                 continue
-            spellings.update({value, quote(value, safe=""), quote_plus(value), json.dumps(value)[1:-1]})
+            escaped = json.dumps(value)[1:-1]
+            spellings.update({value, quote(value, safe=""), quote_plus(value), quote(value, safe=_IN_A_PATH), escaped})
         if self._parent is not None:
             self._parent.learn(spellings)
         with self._lock:

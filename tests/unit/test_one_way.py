@@ -239,3 +239,18 @@ def test_records_are_msgspec_structs_never_dataclasses() -> None:
             elif isinstance(node, ast.Import) and any(a.name == "dataclasses" for a in node.names):
                 found.append(f"{path.relative_to(PACKAGE)}: import dataclasses")
     assert found == []
+
+
+def test_a_secret_in_a_url_path_is_masked_as_httpx_spells_it() -> None:
+    """An action's ``/bot$Secret{bot}/sendMessage`` with a secret holding a space beside "/", ":", "+" or "=":
+    httpx sends ``%20`` and leaves the rest, a spelling the masking did not know, so the run's error showed it."""
+    import httpx
+
+    secret = "123456:AAH/x+y z=Qk"
+    url = str(httpx.URL(f"http://127.0.0.1:8080/bot{secret}/sendMessage"))
+    assert secret not in url and "x+y%20z=Qk" in url  # httpx's own spelling
+    hidden = Secrets()
+    hidden.learn([secret])
+    assert hidden.mask_text(f"HttpError: POST {url} -> HTTP 500") == (
+        "HttpError: POST http://127.0.0.1:8080/bot[secret]/sendMessage -> HTTP 500"
+    )
