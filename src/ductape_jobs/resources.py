@@ -73,7 +73,8 @@ def parse_rate(value: object, field: str) -> Rate:
         raise ValidationError(field, f"must allow between 1 and {MAX_LIMIT} starts per window, not {count}")
     window = timedelta(milliseconds=per * unit)
     if not timedelta(milliseconds=1) <= window <= MAX_WINDOW:
-        raise ValidationError(field, f"window must be between 1 ms and {MAX_WINDOW}, not {window}")
+        asked = f"{per * unit:,} ms" if per * unit < 1000 else f"{per * unit / 1000:g} s"
+        raise ValidationError(field, f"window must be between 1 ms and 1 day (86400 s), not {asked}")
     return Rate(count, window)
 
 

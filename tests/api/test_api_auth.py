@@ -112,6 +112,10 @@ def test_metrics_can_require_a_key(dt: Any) -> None:
         key = ApiKeys(dt.store, dt.clock).create("prometheus").key
         scraped = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {key}"})
         assert scraped.status_code == 200 and "ductape_queue_depth" in scraped.text
+        # its series count every product's runs: a key limited to one product is refused, not shown them all
+        shop = ApiKeys(dt.store, dt.clock).create("shop's", product_tag="shop").key
+        refused = httpx.get(f"{server.url}/metrics", headers={"Authorization": f"Bearer {shop}"})
+        assert refused.status_code == 403 and "limited to a product" in refused.text
     finally:
         server.stop()
 

@@ -313,3 +313,24 @@ def test_a_product_file_s_unusable_timeout_names_its_path(tmp_path: Path) -> Non
     path = path.rename(tmp_path / "timeouts.toml")
     err = load_error(path)
     assert (err.field, err.rule) == ("product_file.products[0].envs.e.smtp.timeout", SECONDS_RULE)
+
+
+def test_a_rate_window_out_of_bounds_is_told_in_seconds_and_a_feature_event_retries_as_a_schedule(
+    tmp_path: Path,
+) -> None:
+    """The rate's rule printed timedeltas (``1 day, 0:00:00, not 0:00:00``); a feature event's ``retries`` stopped at
+    100 where a schedule's (which a JOB event's become) go to ``MAX_RETRIES``."""
+    from ductape_jobs import FeatureEventTypes, IFeatureEvent
+    from ductape_jobs.limits import MAX_RETRIES
+    from ductape_jobs.resources import parse_rate
+
+    for rate, asked in (("5/0s", "0 ms"), ("1/25h", "90000 s"), ("3/500ms", None)):
+        if asked is None:
+            assert parse_rate(rate, "rate").count == 3
+            continue
+        with pytest.raises(ValidationError) as err:
+            parse_rate(rate, "rate")
+        assert str(err.value) == f"rate: window must be between 1 ms and 1 day (86400 s), not {asked}"
+    assert IFeatureEvent(type=FeatureEventTypes.JOB, event="j", retries=MAX_RETRIES).retries == MAX_RETRIES
+    with pytest.raises(ValidationError, match=f"^retries: .*{MAX_RETRIES}"):
+        IFeatureEvent(type=FeatureEventTypes.JOB, event="j", retries=MAX_RETRIES + 1)

@@ -31,7 +31,7 @@ from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -199,7 +199,9 @@ def metrics_for(dt: Ductape, source: str, lease: timedelta) -> tuple[Metrics, St
 @router.get("/metrics", include_in_schema=False)
 async def metrics(request: Request) -> Response:
     if request.app.state.settings.metrics_auth:
-        await authenticate(request)
+        me = await authenticate(request)
+        if me.limited:  # its series count every product's runs: a key limited to one sees only that product's
+            raise HTTPException(403, "this API key is limited to a product or env; /metrics counts every product's")
     dt = client(request)
     found: Metrics = request.app.state.metrics
     feed: StoreFeed | None = request.app.state.metrics_feed

@@ -27,6 +27,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
 
+from ductape_jobs.limits import MAX_RETRIES
 from ductape_jobs.models import Built, FreeObject, RepeatOptions, parse_event_type
 
 #: Type names a feature's input schema may use (``any`` accepts every JSON value).
@@ -72,7 +73,7 @@ class FeatureEvent(_Spec):
     type: Annotated[FeatureEventTypes, BeforeValidator(_event_type)]
     event: str = Field(min_length=1, max_length=256)
     input: FreeObject = Field(default_factory=dict)
-    retries: int = Field(default=0, ge=0, le=100, description="attempts after a failure")
+    retries: int = Field(default=0, ge=0, le=MAX_RETRIES, description="attempts after a failure")
     allow_fail: StrictBool = Field(default=False, description="the feature goes on after this event fails for good")
     app: str | None = None
     repeat: RepeatOptions | None = Field(default=None, description="JOB events: the cadence instead of the job's")
