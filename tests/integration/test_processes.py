@@ -46,8 +46,17 @@ APP = textwrap.dedent(
         with open(MARKS / "quick.log", "a") as f:
             f.write(ctx.run_id + "\\n")
 
+    @ductape.function("asleep")
+    async def asleep(input, ctx):
+        import asyncio
+        (MARKS / f"{ctx.run_id}.{ctx.attempt}").touch()
+        await asyncio.sleep(30)
+
     if __name__ == "__main__":
+        import atexit
+        atexit.register(lambda: (MARKS / "atexit").touch())
         ductape.worker()
+        (MARKS / "after-worker").touch()
     """
 )
 
@@ -60,7 +69,7 @@ class Env:
         self.marks.mkdir()
         (tmp / "app.py").write_text(APP)
         self.client = Ductape(self.store)
-        for tag in ("slow", "quick"):
+        for tag in ("slow", "quick", "asleep"):
             self.client.job.create({"name": tag, "tag": tag, "event_type": "FUNCTION", "event_tag": tag})
         self.procs: list[subprocess.Popen[bytes]] = []
 
@@ -182,3 +191,26 @@ def test_sigterm_past_the_grace_period_releases_the_run(env: Env) -> None:
     env.start_worker()
     env.wait("another worker to finish it", lambda: env.client.job.run(run.id).phase is RunPhase.COMPLETED)
     assert env.client.job.run(run.id).output == {"attempt": 2}
+
+
+def test_a_stop_that_leaves_no_code_in_a_thread_returns_from_worker_and_runs_atexit(env: Env) -> None:
+    """An async run past the grace is cancelled and given back, and nothing of it runs on: the process exited at
+    once anyway (os._exit), skipping the code after ``worker()`` and atexit (a tracing exporter's flush). A sync
+    function's thread cannot be stopped: that one still exits at once, saying so."""
+    env.schedule("asleep")
+    a = env.start_worker(SHUTDOWN_GRACE="0.3")
+    env.wait("the run to start", lambda: bool(list(env.marks.glob("*.1"))))
+    a.send_signal(signal.SIGTERM)
+    assert a.wait(15) == 0
+    assert (env.marks / "after-worker").exists() and (env.marks / "atexit").exists()
+    assert a.stderr is not None and b"still executing in threads" not in a.stderr.read()
+
+    for mark in ("after-worker", "atexit"):
+        (env.marks / mark).unlink()
+    env.schedule("slow", input={"first_attempt_sleeps": 30})
+    b = env.start_worker(SHUTDOWN_GRACE="0.3")
+    env.wait("the sync run to start", lambda: len(list(env.marks.glob("*.1"))) == 2)
+    b.send_signal(signal.SIGTERM)
+    assert b.wait(15) == 0
+    assert not (env.marks / "after-worker").exists()
+    assert b.stderr is not None and b"exiting with 1 run(s) still executing in threads" in b.stderr.read()

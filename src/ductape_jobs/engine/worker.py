@@ -137,7 +137,7 @@ class Worker:
         self._ticked_to: datetime | None = None  # how far ahead the last tick looked
         self._waiting: set[str] = set()  # runs claimed ahead, waiting in their tasks for their due time
         self.pruned = PruneCounts()  # what this worker's pruner deleted
-        self.abandoned = 0  # runs given back at shutdown while their (sync) code was still running
+        self.abandoned = 0  # sync functions of runs given back at shutdown, still running in their threads
 
     # ----------------------------------------------------------------------------------- public
 
@@ -647,9 +647,12 @@ class Worker:
             log.info("waiting up to %s for %d run(s) in flight", self.options.shutdown_grace, len(tasks))
             await asyncio.wait(tasks, timeout=self.options.shutdown_grace.total_seconds())
         left = [run_id for run_id in self._inflight if run_id not in unstarted]
-        self.abandoned = len(left)
         for run_id in left:
             self._inflight[run_id][1].cancel()
+        cancelled = [self._inflight[run_id][1] for run_id in left]
+        if cancelled:  # a coroutine stops at its cancel; the code of a sync function keeps running in its thread
+            await asyncio.wait(cancelled, timeout=1)
+            self.abandoned = self.executors.in_threads()
         left += unstarted
         for run_id in left:
             self._observed.pop(run_id, None)

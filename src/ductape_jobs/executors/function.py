@@ -6,6 +6,7 @@ import asyncio
 import contextvars
 import importlib
 import inspect
+import threading
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -69,6 +70,14 @@ class FunctionExecutor:
         self.registry = registry
         self.pool = pool
         self.products = products
+        self._threads = 0  # sync functions running in threads now: a cancelled run's keeps running (``in_threads``)
+        self._counting = threading.Lock()
+
+    @property
+    def in_threads(self) -> int:
+        """Sync functions running in threads now, a run's that was cancelled (given back at a stop) among them: a
+        thread cannot be stopped, so a stopping process that still has one exits at once (``Ductape.worker``)."""
+        return self._threads
 
     def _find(self, run: Run, ctx: RunContext) -> Function:
         if run.event_tag in self.registry or ctx.product is None:
@@ -107,12 +116,21 @@ class FunctionExecutor:
             )
         return result
 
+    def _in_thread(self, fn: Function, input: Any, ctx: RunContext) -> Any:
+        with self._counting:  # counted once it runs: one cancelled before it started never does
+            self._threads += 1
+        try:
+            return fn(input, ctx)
+        finally:
+            with self._counting:
+                self._threads -= 1
+
     async def _call(self, fn: Function, ctx: RunContext) -> Any:
         if inspect.iscoroutinefunction(fn):
             return await fn(ctx.input, ctx)
         # The thread runs in a copy of this context, so log lines from sync functions carry the run's fields.
         call = contextvars.copy_context().run
-        result = await asyncio.get_running_loop().run_in_executor(self.pool, call, fn, ctx.input, ctx)
+        result = await asyncio.get_running_loop().run_in_executor(self.pool, call, self._in_thread, fn, ctx.input, ctx)
         if inspect.isawaitable(result):
             return await result
         return result

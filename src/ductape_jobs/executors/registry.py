@@ -60,6 +60,12 @@ class ExecutorRegistry:
                 found = made[event_type] = factory()
         return found
 
+    def in_threads(self) -> int:
+        """Code of runs still running in threads, in every executor (one cancelled keeps running there)."""
+        with self._lock:
+            executors = [*self._by_type.values(), *(e for made in self._made.values() for e in made.values())]
+        return sum(getattr(executor, "in_threads", 0) for executor in executors)
+
     @property
     def open(self) -> bool:
         """Whether an executor made by a factory (one that may hold connections) is alive, in any event loop."""
