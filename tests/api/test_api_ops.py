@@ -133,6 +133,22 @@ def test_health_and_readiness(api: Api, dt: Ductape) -> None:
     assert raw.get("/healthz").status_code == 200
 
 
+def test_readiness_answers_503_with_its_reason_within_a_probes_timeout(api: Api, dt: Ductape) -> None:
+    """A store that does not answer (its server away, a connection hanging): /readyz waited 5 s, past a kubelet
+    probe's default 1 s, so the probe never read the 503; and its reason was empty (str(TimeoutError()))."""
+    from ductape_jobs.api.ops import READY_WITHIN
+
+    hung = threading.Event()
+    dt.store.next_wakeup = lambda: hung.wait(10)  # type: ignore[method-assign,assignment,return-value]
+    try:
+        unready = api.raw().get("/readyz")
+    finally:
+        hung.set()
+    assert READY_WITHIN < 1
+    assert unready.status_code == 503
+    assert unready.json() == {"status": "unavailable", "detail": f"the store does not answer within {READY_WITHIN:g} s"}
+
+
 def test_the_event_stream_tells_when_runs_change(api: Api, job: dict[str, Any]) -> None:
     seen: list[tuple[str, dict[str, Any]]] = []
     ready = threading.Event()
