@@ -57,7 +57,7 @@ import secrets
 import threading
 import time
 from collections.abc import Iterable, Sequence
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Annotated, Any
 from urllib.parse import urlsplit
 
@@ -240,25 +240,36 @@ class Webhooks:
     # --------------------------------------------------------------------------------- delivering
 
     async def deliver_due(self, client: httpx.AsyncClient | None = None) -> int:
-        """Send the deliveries due now (one batch); returns how many were attempted."""
-        due = await self._take_due()
+        """Send the deliveries due now (one batch); returns how many were attempted. Their webhooks are this
+        process's until they are sent (``Store.due_deliveries``): another sends none of theirs meanwhile."""
+        now = self._clock.now()
+        due = await self._take_due(now)
         if not due:
             return 0
         if client is None:
             import httpx  # loaded when a delivery is first due, not with the package
 
             async with httpx.AsyncClient(follow_redirects=False) as own:
-                await self._send_all(own, due)
+                await self._send_held(own, due, now)
         else:
-            await self._send_all(client, due)
+            await self._send_held(client, due, now)
         return len(due)
 
-    async def _take_due(self) -> builtins.list[DueDelivery]:
-        """Relay, then lease the deliveries due now (one batch)."""
+    async def _send_held(self, client: httpx.AsyncClient, due: builtins.list[DueDelivery], now: datetime) -> None:
+        """``_send_all``, then let the webhooks held for them (since ``now``) go: another sender may take their next
+        deliveries (a stop meanwhile lets them go too; a crash, at the lease's end)."""
+        try:
+            await self._send_all(client, due)
+        finally:
+            hooks = [d.delivery.webhook_id for d in due]
+            await asyncio.to_thread(self._store.release_webhooks, hooks, now + self.lease)
+
+    async def _take_due(self, now: datetime) -> builtins.list[DueDelivery]:
+        """Relay, then lease the deliveries due at ``now`` (one batch)."""
         if not await asyncio.to_thread(self._current):
             return []  # no webhook at all (as of the cache): nothing can be due, no event was written
         await asyncio.to_thread(self.relay)
-        return await asyncio.to_thread(self._store.due_deliveries, self._clock.now(), self.batch, self.lease)
+        return await asyncio.to_thread(self._store.due_deliveries, now, self.batch, self.lease)
 
     async def _send_all(self, client: httpx.AsyncClient, due: builtins.list[DueDelivery]) -> None:
         """Each webhook's deliveries in order (oldest first), different webhooks at the same time."""
@@ -337,13 +348,14 @@ class Webhooks:
             while not stop.is_set():
                 sent = 0
                 try:
-                    due = await self._take_due()
+                    now = self._clock.now()
+                    due = await self._take_due(now)
                     if due:
                         if client is None:
                             import httpx
 
                             client = httpx.AsyncClient(follow_redirects=False)
-                        await self._send_all(client, due)
+                        await self._send_held(client, due, now)
                         sent = len(due)
                 except Exception:
                     log.exception("sending webhook deliveries failed")

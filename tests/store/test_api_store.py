@@ -175,6 +175,7 @@ def test_deliveries_are_claimed_under_a_lease_and_recorded(store: Store) -> None
 
     store.record_delivery(first.id, T0 + 2 * SEC, ok=True)
     store.record_delivery(second.id, T0 + 2 * SEC, ok=False, error="HTTP 500", retry_at=T0 + 4 * SEC)
+    store.release_webhooks([w.id], T0 + SEC + LEASE)  # sent: as a sender lets its webhooks go
     by_id = {d.id: d for d in store.list_deliveries(w.id)}
     assert by_id[first.id].status is DeliveryStatus.DELIVERED
     assert (by_id[first.id].attempts, by_id[first.id].delivered_at) == (1, T0 + 2 * SEC)
@@ -185,6 +186,7 @@ def test_deliveries_are_claimed_under_a_lease_and_recorded(store: Store) -> None
     again = store.due_deliveries(T0 + 5 * SEC, 10, LEASE)
     assert [d.delivery.id for d in again] == [second.id]
     store.record_delivery(second.id, T0 + 5 * SEC, ok=False, error="HTTP 500 again")
+    store.release_webhooks([w.id], T0 + 5 * SEC + LEASE)
     failed = {d.id: d for d in store.list_deliveries(w.id)}[second.id]
     assert (failed.status, failed.attempts, failed.next_attempt_at) == (DeliveryStatus.FAILED, 2, None)
     store.record_delivery(second.id, T0 + 6 * SEC, ok=True)  # a finished delivery does not change any more
@@ -200,7 +202,9 @@ def test_racing_senders_claim_each_delivery_once(backend: Backend) -> None:
     stores = [backend.open() for _ in range(4)]
     w = webhook()
     stores[0].add_webhook(w)
-    stores[0].enqueue_deliveries([delivery(w, T0 + i * timedelta(milliseconds=1)) for i in range(60)])
+    made = [delivery(w, T0 + i * timedelta(milliseconds=1)) for i in range(60)]
+    stores[0].enqueue_deliveries(made)
+    by_id = {d.id: d for d in made}
     claimed: list[str] = []
     lock = threading.Lock()
     barrier = threading.Barrier(len(stores))
@@ -209,10 +213,12 @@ def test_racing_senders_claim_each_delivery_once(backend: Backend) -> None:
         barrier.wait(timeout=10)
         while True:
             batch = s.due_deliveries(T0 + SEC, 7, LEASE)
-            if not batch:
+            if batch:
+                with lock:
+                    claimed.extend(d.delivery.id for d in batch)
+                s.release_webhooks([w.id], T0 + SEC + LEASE)  # sent: the next batch may be anyone's
+            elif not s.list_deliveries(w.id, limit=1) or len(claimed) == 60:
                 return
-            with lock:
-                claimed.extend(d.delivery.id for d in batch)
 
     threads = [threading.Thread(target=sender, args=(s,)) for s in stores]
     for t in threads:
@@ -220,6 +226,33 @@ def test_racing_senders_claim_each_delivery_once(backend: Backend) -> None:
     for t in threads:
         t.join(timeout=60)
     assert len(claimed) == 60 and len(set(claimed)) == 60
+    # one sender at a time holds the webhook: its batches follow one another, each delivery after the one before
+    assert claimed == sorted(claimed, key=lambda i: (by_id[i].created_at, i))
+
+
+def test_one_sender_at_a_time_holds_a_webhook_so_its_events_arrive_in_order(backend: Backend) -> None:
+    """Two worker processes each took due deliveries of one webhook and sent them at once: a schedule's
+    ``job.completed`` reached it before its ``job.scheduled``. A sender now holds the webhooks it claims for, and
+    another takes none of their deliveries until it lets them go; other webhooks' deliveries it takes meanwhile."""
+    a, b = backend.open(), backend.open()
+    w, other = webhook(), webhook()
+    a.add_webhook(w)
+    a.add_webhook(other)
+    first, second = delivery(w, T0), delivery(w, T0 + SEC)
+    a.enqueue_deliveries([first])
+    assert [d.delivery.id for d in a.due_deliveries(T0 + SEC, 1, LEASE)] == [first.id]
+    a.enqueue_deliveries([second, elsewhere := delivery(other, T0 + SEC)])
+    # b: none of w's while a holds it (a sends first before second), other's at once
+    assert [d.delivery.id for d in b.due_deliveries(T0 + 2 * SEC, 10, LEASE)] == [elsewhere.id]
+    b.record_delivery(elsewhere.id, T0 + 2 * SEC, ok=True)
+    a.record_delivery(first.id, T0 + 2 * SEC, ok=True)
+    a.release_webhooks([w.id], T0 + SEC + LEASE)
+    b.release_webhooks([other.id], T0 + 2 * SEC + LEASE)
+    assert [d.delivery.id for d in b.due_deliveries(T0 + 3 * SEC, 10, LEASE)] == [second.id]
+    # a sender that died lets it go at its lease's end
+    a.enqueue_deliveries([third := delivery(w, T0 + 3 * SEC)])
+    assert a.due_deliveries(T0 + 4 * SEC, 10, LEASE) == []  # b holds w (and has not let it go)
+    assert [d.delivery.id for d in a.due_deliveries(T0 + 4 * SEC + LEASE, 10, LEASE)] == [second.id, third.id]
 
 
 # ----------------------------------------------------------------------------------- product filters

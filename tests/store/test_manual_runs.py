@@ -138,8 +138,10 @@ def test_migration_7_keeps_every_run_and_gives_the_schema_a_fresh_database_has(
     v7 = _schema(backend)
     assert v7["versions"][-1] >= 7
     later = {  # columns and tables of later versions: 8 (retention), 9 (tracing), 10 (limits), 11 (outbox), 12 (keeps),
-        # 14 (run_minutes), 17 (live streams: outbox_marks), 18 (limit_holds; runs lose waiting_on, held_until)
+        # 14 (run_minutes), 17 (live streams: outbox_marks), 18 (limit_holds; runs lose waiting_on, held_until),
+        # 24 (webhooks' sending_until)
         "schedules": {"pruned_runs", "pruned_completed", "pruned_failed", "trace_context", "priority", "feature_key"},
+        "webhooks": {"sending_until"},
         "jobs": {"resources", "concurrency", "rate", "priority", "limit_keys", "keep_completed", "keep_failed"},
         "runs": {"trace_context", "priority", "limit_keys", "waiting_on", "held_until"},
     }

@@ -100,7 +100,13 @@ class ApiCore(UsesDialect):
         params = {"now": ms(now), "lease_until": ms(now + lease_for), "limit": limit}
 
         def op(tx: Tx) -> tuple[list[Row], dict[str, Row]]:
-            rows = tx.all("claim_deliveries", params)
+            held = sorted(r["id"] for r in tx.all("hold_webhooks", params))
+            if not held:
+                return [], {}
+            rows = tx.all("claim_deliveries", {**params, "hooks": held})
+            unused = sorted(set(held) - {r["webhook_id"] for r in rows})  # past the limit: free for another
+            if unused:
+                tx.run("release_webhooks", {"ids": unused, "lease_until": params["lease_until"]})
             if not rows:
                 return [], {}
             ids = sorted({r["webhook_id"] for r in rows})
@@ -113,6 +119,11 @@ class ApiCore(UsesDialect):
             for r in rows
             if r["webhook_id"] in hooks  # a delivery whose webhook was deleted meanwhile is dropped
         ]
+
+    def release_webhooks(self, webhook_ids: Sequence[str], held_until: datetime) -> None:
+        if webhook_ids:
+            params = {"ids": sorted(set(webhook_ids)), "lease_until": ms(held_until)}
+            self._write(lambda tx: tx.run("release_webhooks", params), idempotent=True)
 
     def record_delivery(
         self,

@@ -194,9 +194,15 @@ class AccessStore(ABC):
 
     @abstractmethod
     def due_deliveries(self, now: datetime, limit: int, lease_for: timedelta) -> list[DueDelivery]:
-        """Claim up to ``limit`` pending deliveries due by ``now`` (oldest due first): their ``next_attempt_at``
-        moves to ``now + lease_for``, so no other sender takes them meanwhile, and a sender that dies leaves
-        them due again after the lease."""
+        """Claim up to ``limit`` pending deliveries due by ``now`` (oldest due first) of the webhooks no other
+        sender holds, and hold those webhooks until ``now + lease_for`` (or ``release_webhooks``): one sender at a
+        time sends a webhook's deliveries, so the events of one schedule reach it in order. The deliveries'
+        ``next_attempt_at`` moves to ``now + lease_for`` too; a sender that dies leaves both due again after it."""
+
+    @abstractmethod
+    def release_webhooks(self, webhook_ids: Sequence[str], held_until: datetime) -> None:
+        """Stop holding these webhooks (held by ``due_deliveries`` until ``held_until``): their deliveries sent,
+        another sender may take their next ones. One another sender holds since is left alone."""
 
     @abstractmethod
     def record_delivery(

@@ -68,15 +68,33 @@ INSERT INTO webhook_deliveries (id, webhook_id, event, payload, status, attempts
 SELECT %(id)s, w.id, %(event)s, %(payload)s, 'pending', 0, %(next_attempt_at)s, %(created_at)s FROM webhooks w
 WHERE w.id = %(webhook_id)s;
 
+-- name: hold_webhooks
+-- The webhooks with deliveries due that no other sender holds: this one holds them until %(lease_until)s (or
+-- release_webhooks), so that one process at a time sends a webhook's deliveries, in the order of their events. A
+-- webhook another sender is holding right now is passed over (SKIP LOCKED); one it held since this statement began
+-- is read again as locked (its sending_until checked on the row's newest version).
+UPDATE webhooks w SET sending_until = %(lease_until)s
+FROM (SELECT id FROM webhooks
+      WHERE (sending_until IS NULL OR sending_until <= %(now)s)
+        AND id IN (SELECT webhook_id FROM webhook_deliveries
+                   WHERE status = 'pending' AND next_attempt_at <= %(now)s)
+      FOR UPDATE SKIP LOCKED) free
+WHERE w.id = free.id AND (w.sending_until IS NULL OR w.sending_until <= %(now)s)
+RETURNING w.id;
+
 -- name: claim_deliveries
--- Racing senders take different deliveries (SKIP LOCKED); a claim lasts until the lease ends.
+-- Of the webhooks this sender holds (%(hooks)s); a claim lasts until the lease ends.
 UPDATE webhook_deliveries d SET next_attempt_at = %(lease_until)s
 FROM (SELECT id FROM webhook_deliveries
-      WHERE status = 'pending' AND next_attempt_at <= %(now)s
+      WHERE status = 'pending' AND next_attempt_at <= %(now)s AND webhook_id = ANY(%(hooks)s)
       ORDER BY next_attempt_at, id LIMIT %(limit)s
       FOR UPDATE SKIP LOCKED) due, webhooks w
 WHERE d.id = due.id AND w.id = d.webhook_id
 RETURNING d.*, w.url AS url, w.secret AS secret;
+
+-- name: release_webhooks
+-- The webhooks (%(ids)s) this sender held until %(lease_until)s, free for another (held since by none other).
+UPDATE webhooks SET sending_until = NULL WHERE id = ANY(%(ids)s) AND sending_until = %(lease_until)s;
 
 -- name: record_delivery
 UPDATE webhook_deliveries SET

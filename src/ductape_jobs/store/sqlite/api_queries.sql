@@ -63,13 +63,28 @@ INSERT INTO webhook_deliveries (id, webhook_id, event, payload, status, attempts
 SELECT :id, w.id, :event, :payload, 'pending', 0, :next_attempt_at, :created_at FROM webhooks w
 WHERE w.id = :webhook_id;
 
+-- name: hold_webhooks
+-- The webhooks with deliveries due that no other sender holds: this one holds them until :lease_until (or
+-- release_webhooks), so that one process at a time sends a webhook's deliveries, in the order of their events.
+UPDATE webhooks SET sending_until = :lease_until
+WHERE (sending_until IS NULL OR sending_until <= :now)
+  AND id IN (SELECT webhook_id FROM webhook_deliveries INDEXED BY webhook_deliveries_due
+             WHERE status = 'pending' AND next_attempt_at <= :now)
+RETURNING id;
+
 -- name: claim_deliveries
+-- Of the webhooks this sender holds (:hooks, a JSON list of ids).
 UPDATE webhook_deliveries SET next_attempt_at = :lease_until
 WHERE id IN (
     SELECT id FROM webhook_deliveries INDEXED BY webhook_deliveries_due
-    WHERE status = 'pending' AND next_attempt_at <= :now
+    WHERE status = 'pending' AND next_attempt_at <= :now AND webhook_id IN (SELECT value FROM json_each(:hooks))
     ORDER BY next_attempt_at, id LIMIT :limit)
 RETURNING *;
+
+-- name: release_webhooks
+-- The webhooks (:ids) this sender held until :lease_until, free for another (held since by none other).
+UPDATE webhooks SET sending_until = NULL
+WHERE id IN (SELECT value FROM json_each(:ids)) AND sending_until = :lease_until;
 
 -- name: record_delivery
 UPDATE webhook_deliveries SET
