@@ -3,6 +3,7 @@ LISTEN/NOTIFY. (The contract itself is checked on both backends by ``test_contra
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import secrets
 import socket
@@ -321,3 +322,82 @@ def test_why_a_pool_could_not_open_is_in_its_error(limited_role: str, caplog: py
     with caplog.at_level(logging.INFO), pytest.raises(StoreError, match=r"the last try: .*too many connections"):
         PostgresStore(url)
     assert [r for r in caplog.records if r.name.startswith("psycopg.pool")] == []
+
+
+class _Forwarder:
+    """A TCP forwarder to the PostgreSQL on 127.0.0.1:5432, on a port of its own: ``down()`` closes it and every
+    connection through it (the server, as the store sees it, is gone); ``up()`` listens on the same port again."""
+
+    def __init__(self) -> None:
+        self.port = 0
+        self._listener: socket.socket | None = None
+        self._open: list[socket.socket] = []
+        self._lock = threading.Lock()
+
+    def up(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen(16)
+        self.port = listener.getsockname()[1]
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def down(self) -> None:
+        assert self._listener is not None
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes its accept() (a close alone does not, on Linux)
+        self._listener.close()
+        with self._lock:
+            for s in self._open:
+                with contextlib.suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+                s.close()
+            self._open.clear()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+            except OSError:
+                return
+            server = socket.create_connection(("127.0.0.1", 5432))
+            with self._lock:
+                self._open += [client, server]
+            for a, b in ((client, server), (server, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        with contextlib.suppress(OSError):
+            while data := a.recv(65536):
+                b.sendall(data)
+        with contextlib.suppress(OSError):
+            b.shutdown(socket.SHUT_RDWR)
+
+
+def test_the_store_answers_again_soon_after_its_server_is_back(pg_backend: Backend) -> None:
+    """After an outage of some seconds the pool's reconnection waited on psycopg_pool's doubling backoff (1, 2, 4,
+    8, 16 s ...), so a worker stayed idle long after the server was back (17 s after a 45 s outage) and the
+    occurrences due meanwhile were coalesced as misfires. The pool now gives a failing connection up after the
+    store's timeout, and the next call connects afresh: the first call after a 20 s outage answers (it waited its
+    3 s timeout on a reconnection due 31 s after the first, and failed)."""
+    pg_backend.open().close()  # its schema, migrated
+    forwarder = _Forwarder()
+    forwarder.up()
+    url = with_query(PG_URL.replace("127.0.0.1:5432", f"127.0.0.1:{forwarder.port}"), schema=pg_backend.schema)
+    store = PostgresStore(f"{url}&pool_timeout=3&pool_min=1&pool_max=2")
+    try:
+        store.next_wakeup()
+        forwarder.down()
+        with pytest.raises(StoreError):
+            store.next_wakeup()  # the server is gone: the pool's connections die, its reconnection starts
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline:  # the outage goes on: calls fail after their timeout
+            with contextlib.suppress(StoreError):
+                store.next_wakeup()
+        forwarder.up()
+        store.next_wakeup()  # the first call after the server is back answers
+    finally:
+        store.close()
+        forwarder.down()

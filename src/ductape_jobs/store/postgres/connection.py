@@ -184,6 +184,10 @@ class Database:
             # with OperationalError, and run() checks the idle ones (pool.check()) before it tries again
             name=f"ductape-jobs-{next(_POOL_NUMBERS)}",
             open=False,
+            # a connection lost (the server restarting) is tried again on a doubling delay (1, 2, 4, 8, 16 s ...):
+            # given up after the store's timeout, the next call connects afresh, so a worker is back within a few
+            # seconds of its server, not up to half the outage later (17 s after 45 s, its due runs misfired)
+            reconnect_timeout=timeout.total_seconds(),
         )
         where = f"cannot connect to PostgreSQL at {redact_url(conninfo)}"
         not_yet = _refused_for_good(conninfo, kwargs, where)
