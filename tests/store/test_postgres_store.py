@@ -4,6 +4,7 @@ LISTEN/NOTIFY. (The contract itself is checked on both backends by ``test_contra
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import logging
 import secrets
 import socket
@@ -11,6 +12,8 @@ import threading
 import time
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
 
 import psycopg
 import pytest
@@ -324,56 +327,14 @@ def test_why_a_pool_could_not_open_is_in_its_error(limited_role: str, caplog: py
     assert [r for r in caplog.records if r.name.startswith("psycopg.pool")] == []
 
 
-class _Forwarder:
-    """A TCP forwarder to the PostgreSQL on 127.0.0.1:5432, on a port of its own: ``down()`` closes it and every
-    connection through it (the server, as the store sees it, is gone); ``up()`` listens on the same port again."""
-
-    def __init__(self) -> None:
-        self.port = 0
-        self._listener: socket.socket | None = None
-        self._open: list[socket.socket] = []
-        self._lock = threading.Lock()
-
-    def up(self) -> None:
-        listener = socket.socket()
-        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind(("127.0.0.1", self.port))
-        listener.listen(16)
-        self.port = listener.getsockname()[1]
-        self._listener = listener
-        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
-
-    def down(self) -> None:
-        assert self._listener is not None
-        with contextlib.suppress(OSError):
-            self._listener.shutdown(socket.SHUT_RDWR)  # wakes its accept() (a close alone does not, on Linux)
-        self._listener.close()
-        with self._lock:
-            for s in self._open:
-                with contextlib.suppress(OSError):
-                    s.shutdown(socket.SHUT_RDWR)
-                s.close()
-            self._open.clear()
-
-    def _accept(self, listener: socket.socket) -> None:
-        while True:
-            try:
-                client, _ = listener.accept()
-            except OSError:
-                return
-            server = socket.create_connection(("127.0.0.1", 5432))
-            with self._lock:
-                self._open += [client, server]
-            for a, b in ((client, server), (server, client)):
-                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
-
-    @staticmethod
-    def _pipe(a: socket.socket, b: socket.socket) -> None:
-        with contextlib.suppress(OSError):
-            while data := a.recv(65536):
-                b.sendall(data)
-        with contextlib.suppress(OSError):
-            b.shutdown(socket.SHUT_RDWR)
+def _forwarder() -> Any:
+    """``bench/outage.py``'s TCP forwarder to the PostgreSQL on 127.0.0.1:5432 (loaded from its file, as
+    test_docs loads the docs' hook): ``down()`` closes it and every connection through it, ``up()`` listens again."""
+    spec = importlib.util.spec_from_file_location("bench_outage", Path(__file__).parents[2] / "bench" / "outage.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.Forwarder(("127.0.0.1", 5432))
 
 
 def test_the_store_answers_again_soon_after_its_server_is_back(pg_backend: Backend) -> None:
@@ -383,7 +344,7 @@ def test_the_store_answers_again_soon_after_its_server_is_back(pg_backend: Backe
     store's timeout, and the next call connects afresh: the first call after a 20 s outage answers (it waited its
     3 s timeout on a reconnection due 31 s after the first, and failed)."""
     pg_backend.open().close()  # its schema, migrated
-    forwarder = _Forwarder()
+    forwarder = _forwarder()
     forwarder.up()
     url = with_query(PG_URL.replace("127.0.0.1:5432", f"127.0.0.1:{forwarder.port}"), schema=pg_backend.schema)
     store = PostgresStore(f"{url}&pool_timeout=3&pool_min=1&pool_max=2")
