@@ -12,6 +12,8 @@ import time
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
+from ductape_jobs.limits import span_text
+
 log = logging.getLogger("ductape_jobs.clock")
 
 
@@ -159,7 +161,7 @@ class StoreClock:
         try:
             self.sync()
         except Exception as exc:  # the database is away: keep the last offset, try again soon
-            log.warning("could not read the database's clock (%s); keeping offset %s", exc, self.offset)
+            log.warning("could not read the database's clock (%s); keeping offset %s", exc, span_text(self.offset))
             with self._lock:
                 self._next_sync = time.monotonic() + self.retry.total_seconds()
         finally:

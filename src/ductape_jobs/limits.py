@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, TypeVar
 
@@ -323,5 +323,12 @@ __all__ = [
     "check_time",
     "has_lone_surrogate",
     "printable_rule",
+    "span_text",
     "visible",
 ]
+
+
+def span_text(span: timedelta) -> str:
+    """A duration as the docs write one: ``50 ms``, ``1.5 s``, ``-0.006 ms`` (not ``0:00:00.050000``)."""
+    ms = span / timedelta(milliseconds=1)
+    return f"{ms:g} ms" if abs(ms) < 1000 else f"{ms / 1000:g} s"

@@ -19,6 +19,7 @@ from datetime import timedelta
 from msgspec import Struct
 
 from ductape_jobs.errors import ValidationError
+from ductape_jobs.limits import span_text
 
 #: Priorities lie in ``MIN_PRIORITY..MAX_PRIORITY``; 0 is the default.
 MIN_PRIORITY = -100
@@ -73,8 +74,8 @@ def parse_rate(value: object, field: str) -> Rate:
         raise ValidationError(field, f"must allow between 1 and {MAX_LIMIT} starts per window, not {count}")
     window = timedelta(milliseconds=per * unit)
     if not timedelta(milliseconds=1) <= window <= MAX_WINDOW:
-        asked = f"{per * unit:,} ms" if per * unit < 1000 else f"{per * unit / 1000:g} s"
-        raise ValidationError(field, f"window must be between 1 ms and 1 day (86400 s), not {asked}")
+        most, asked = span_text(MAX_WINDOW), span_text(window)
+        raise ValidationError(field, f"window must be between 1 ms and 1 day ({most}), not {asked}")
     return Rate(count, window)
 
 

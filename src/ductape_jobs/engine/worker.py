@@ -39,6 +39,7 @@ from ductape_jobs.errors import RunTimeoutError, StoreError, ValidationError, Wo
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.executors.registry import ExecutorRegistry
 from ductape_jobs.ids import new_id
+from ductape_jobs.limits import span_text
 from ductape_jobs.logs import bind_run
 from ductape_jobs.models import DrainSummary, Run
 from ductape_jobs.redaction import Secrets
@@ -503,7 +504,8 @@ class Worker:
             raise
         except TimeoutError:
             ok, word = False, "timeout"
-            error = f"RunTimeoutError: run exceeded its timeout of {_span(run.timeout)}"
+            limit = "none" if run.timeout is None else span_text(run.timeout)  # none: the event's own TimeoutError
+            error = f"RunTimeoutError: run exceeded its timeout of {limit}"
         except Exception as exc:
             ok = False
             retryable = is_retryable(exc)
@@ -681,11 +683,3 @@ class Worker:
         log.info("received %s: stopping", sig.name)
         if self._stop is not None:
             self._stop.set()
-
-
-def _span(span: timedelta | None) -> str:
-    """A timeout as the docs write one: ``50 ms``, ``1 s``, ``1.5 s`` (not ``0:00:00.050000``)."""
-    if span is None:
-        return "none"
-    ms = span / timedelta(milliseconds=1)
-    return f"{ms:g} ms" if ms < 1000 else f"{ms / 1000:g} s"
