@@ -6,6 +6,7 @@ import json
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from email import message_from_bytes, policy
 from email.message import EmailMessage
@@ -71,6 +72,7 @@ class Recorder:
     def __init__(self) -> None:
         self.seen: list[Seen] = []
         self.replies: list[Reply] = []
+        self.on_request: Callable[[Seen], None] | None = None  # called with each request before it is answered
         recorder = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -79,6 +81,8 @@ class Recorder:
                 body = self.rfile.read(length) if length else b""
                 headers = {k.lower(): v for k, v in self.headers.items()}
                 recorder.seen.append(Seen(self.command, self.path, headers, body))
+                if recorder.on_request is not None:
+                    recorder.on_request(recorder.seen[-1])
                 reply = recorder.replies.pop(0) if recorder.replies else Reply()
                 time.sleep(reply.delay)
                 self.send_response(reply.status)

@@ -25,7 +25,9 @@ does not get a 2xx answer is retried with exponential backoff (1 s, 2 s, 4 s, ..
 at most 200 characters of the answer (``ductape_jobs.targets.answer_snippet``), with what the webhook's URL keeps
 hidden masked. A webhook's URL is shown (answers, the CLI, messages) without its secrets: its scheme, host, port
 and first path segment only (``redaction.redact_webhook_url``); deliveries use it whole. Delivery is at least once (a
-receiver should de-duplicate on the ``id``; the events of one schedule reach a webhook in the order of their
+receiver should de-duplicate on the ``id``: a sender that crashes after a send and before recording it leaves it
+to be sent again). A sender starts a delivery only while its hold on the webhook outlasts the send, so no other
+sender sends it at the same time; the events of one schedule reach a webhook in the order of their
 changes, but a delivery that is retried arrives after the events that followed it.
 
 Targets (``ductape_jobs.targets``): a webhook's URL must be an http(s) URL whose host is, and resolves only
@@ -92,6 +94,8 @@ log = logging.getLogger("ductape_jobs.webhooks")
 EVENTS = tuple(KINDS)
 CONSUMER = "webhooks"  # this consumer's cursor in the outbox
 RELAY_BATCH = 500
+#: Left under a webhook's hold for recording a delivery's outcome after its send (``Webhooks._last_start``).
+SEND_MARGIN = timedelta(seconds=5)
 EVENT_HEADER = "X-Ductape-Event"
 DELIVERY_HEADER = "X-Ductape-Delivery"
 
@@ -145,6 +149,8 @@ class Webhooks:
         allow: Iterable[str] | str | None = None,
         secrets: Secrets | None = None,
     ) -> None:
+        if lease < timedelta(seconds=2 * timeout) + SEND_MARGIN:  # no delivery could start under a hold
+            raise ValueError(f"lease must be at least twice the timeout plus {SEND_MARGIN.total_seconds():g}s")
         self._store = store
         self.secrets = secrets  # masked out of what a delivery keeps of an answer (the products' secrets)
         self.policy = TargetPolicy.of(allow)
@@ -257,12 +263,21 @@ class Webhooks:
 
     async def _send_held(self, client: httpx.AsyncClient, due: builtins.list[DueDelivery], now: datetime) -> None:
         """``_send_all``, then let the webhooks held for them (since ``now``) go: another sender may take their next
-        deliveries (a stop meanwhile lets them go too; a crash, at the lease's end)."""
+        deliveries (a stop meanwhile lets them go too; a crash, at the lease's end). A delivery is sent only if it
+        ends before the hold does (``_last_start``): past it another sender may take the webhook and its claimed
+        deliveries, and would send them again; those left are due again at once, in their place."""
+        held_until = now + self.lease
+        unsent = {d.delivery.id for d in due}
         try:
-            await self._send_all(client, due)
+            await self._send_all(client, due, self._last_start(held_until), unsent)
         finally:
             hooks = [d.delivery.webhook_id for d in due]
-            await asyncio.to_thread(self._store.release_webhooks, hooks, now + self.lease)
+            await asyncio.to_thread(self._store.release_webhooks, hooks, held_until, sorted(unsent))
+
+    def _last_start(self, held_until: datetime) -> datetime:
+        """The latest time a delivery may start under a hold until ``held_until``: a send (resolving its host, then
+        the request) takes at most ``timeout`` each, and ``SEND_MARGIN`` is left for recording it."""
+        return held_until - timedelta(seconds=2 * self.timeout) - SEND_MARGIN
 
     async def _take_due(self, now: datetime) -> builtins.list[DueDelivery]:
         """Relay, then lease the deliveries due at ``now`` (one batch)."""
@@ -271,14 +286,20 @@ class Webhooks:
         await asyncio.to_thread(self.relay)
         return await asyncio.to_thread(self._store.due_deliveries, now, self.batch, self.lease)
 
-    async def _send_all(self, client: httpx.AsyncClient, due: builtins.list[DueDelivery]) -> None:
-        """Each webhook's deliveries in order (oldest first), different webhooks at the same time."""
+    async def _send_all(
+        self, client: httpx.AsyncClient, due: builtins.list[DueDelivery], last_start: datetime, unsent: set[str]
+    ) -> None:
+        """Each webhook's deliveries in order (oldest first), different webhooks at the same time, each started by
+        ``last_start``: those sent (or tried) leave ``unsent``."""
         by_hook: dict[str, builtins.list[DueDelivery]] = {}
         for d in due:
             by_hook.setdefault(d.delivery.webhook_id, []).append(d)
 
         async def in_order(queue: builtins.list[DueDelivery]) -> None:
             for d in queue:
+                if self._clock.now() > last_start:
+                    return  # this one and those after it: due again once the webhook is let go
+                unsent.discard(d.delivery.id)
                 await self._send(client, d)
 
         await asyncio.gather(*(in_order(queue) for queue in by_hook.values()))
@@ -290,10 +311,13 @@ class Webhooks:
         status: int | None = None
         took: int | None = None
         try:
-            address = await self.policy.resolve(due.url)
+            async with asyncio.timeout(self.timeout):  # a resolver that never answers: within the hold still
+                address = await self.policy.resolve(due.url)
         except TargetRefused as exc:  # checked when created; the DNS answer (or the allowlist) changed since
             # not sent; retried, since another process (with the allowlist this one lacks) may send it
             error = f"not sent: {exc}; targets must be public addresses {self.policy.hint()}"
+        except TimeoutError:
+            error = f"not sent: resolving the target's host took more than {self.timeout:g}s"
         except (OSError, UnicodeError, ValueError) as exc:
             reason = answer_snippet(str(exc) or type(exc).__name__, secrets=self.secrets, url=due.url)
             error = f"not sent: cannot resolve the target's host: {reason}"

@@ -11,6 +11,7 @@ from apikit import BLOG, SHOP, Api, problems
 
 from ductape_jobs import FakeClock, ValidationError
 from ductape_jobs.executors.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from ductape_jobs.webhooks import Webhooks
 from support import Recorder
 
 SECRET = "a-webhook-secret-of-32-characters"
@@ -189,6 +190,41 @@ def test_deliveries_give_up_after_the_last_attempt(
     assert deliver(api) == 0
     (gave_up,) = api.client().get(f"/webhooks/{hook['id']}/deliveries").json()["items"]
     assert (gave_up["status"], gave_up["attempts"], gave_up["next_attempt_at"]) == ("failed", 2, None)
+
+
+def test_a_sender_starts_no_delivery_its_hold_would_not_outlast_so_none_is_sent_twice(
+    api: Api, job: dict[str, Any], receiver: Recorder, clock: FakeClock
+) -> None:
+    """A sender held a webhook for 60 s and sent its batch one after another: with a slow receiver the hold lapsed
+    mid-batch, another sender took the webhook and the deliveries still claimed, and both sent them. A sender now
+    starts a delivery only while its hold outlasts the send; those left are due again at once, in their place."""
+    hook = (
+        api.client()
+        .post("/webhooks", json={"product_tag": "shop", "url": receiver.url, "events": ["job.scheduled"]})
+        .json()
+    )
+    for n in range(8):
+        api.dt.job.schedule({**SHOP, "input": {"n": n}})
+    other = Webhooks(api.dt.store, clock, allow=["127.0.0.0/8"])  # another process's sender, polling
+    first_hold_ends = clock.now() + api.dt.webhooks.lease
+    polled = False
+
+    def slow(_: Any) -> None:  # each request takes 9 s (the timeout is 10 s)
+        nonlocal polled
+        clock.advance(seconds=9)
+        if not polled and clock.now() > first_hold_ends:
+            polled = True
+            asyncio.run(other.deliver_due())
+
+    receiver.on_request = slow
+    assert deliver(api) == 8  # claimed; 4 started (at 0, 9, 18 and 27 s) while the hold outlasts a send
+    assert len(receiver.seen) == 4 and not polled
+    assert deliver(api) == 4  # the rest, at once: the other sender polls meanwhile and finds the webhook held
+    assert polled
+    sent = [seen.json()["id"] for seen in receiver.seen]
+    made = api.client().get(f"/webhooks/{hook['id']}/deliveries").json()["items"][::-1]  # oldest first
+    assert sent == [d["id"] for d in made]  # each once, in the order of their events
+    assert {(d["status"], d["attempts"]) for d in made} == {("delivered", 1)}
 
 
 def test_no_webhook_means_no_delivery_rows(api: Api, job: dict[str, Any]) -> None:

@@ -255,6 +255,26 @@ def test_one_sender_at_a_time_holds_a_webhook_so_its_events_arrive_in_order(back
     assert [d.delivery.id for d in a.due_deliveries(T0 + 4 * SEC + LEASE, 10, LEASE)] == [second.id, third.id]
 
 
+def test_deliveries_a_sender_let_go_unsent_are_due_at_once_in_their_place(backend: Backend) -> None:
+    """A sender whose hold would not outlast another send stops and lets the webhook go with the rest of its claim:
+    those deliveries are due at once (not at the lease's end), before the webhook's later events."""
+    a, b = backend.open(), backend.open()
+    w = webhook()
+    a.add_webhook(w)
+    first, second, third = delivery(w, T0), delivery(w, T0 + SEC), delivery(w, T0 + 2 * SEC)
+    a.enqueue_deliveries([first, second, third])
+    assert [d.delivery.id for d in a.due_deliveries(T0 + 2 * SEC, 10, LEASE)] == [first.id, second.id, third.id]
+    a.record_delivery(first.id, T0 + 3 * SEC, ok=True)
+    a.enqueue_deliveries([later := delivery(w, T0 + 4 * SEC)])
+    a.release_webhooks([w.id], T0 + 2 * SEC + LEASE, unsent=[second.id, third.id])
+    assert [d.delivery.id for d in b.due_deliveries(T0 + 5 * SEC, 10, LEASE)] == [second.id, third.id, later.id]
+    by_id = {d.id: d for d in b.list_deliveries(w.id)}
+    assert (by_id[second.id].attempts, by_id[first.id].status) == (0, DeliveryStatus.DELIVERED)
+    # let go late, after another sender took them (its claim, a later lease): left as they are
+    b.release_webhooks([w.id], T0 + 2 * SEC + LEASE, unsent=[second.id])
+    assert a.due_deliveries(T0 + 6 * SEC, 10, LEASE) == []
+
+
 # ----------------------------------------------------------------------------------- product filters
 
 

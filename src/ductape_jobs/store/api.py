@@ -120,10 +120,18 @@ class ApiCore(UsesDialect):
             if r["webhook_id"] in hooks  # a delivery whose webhook was deleted meanwhile is dropped
         ]
 
-    def release_webhooks(self, webhook_ids: Sequence[str], held_until: datetime) -> None:
-        if webhook_ids:
-            params = {"ids": sorted(set(webhook_ids)), "lease_until": ms(held_until)}
-            self._write(lambda tx: tx.run("release_webhooks", params), idempotent=True)
+    def release_webhooks(self, webhook_ids: Sequence[str], held_until: datetime, unsent: Sequence[str] = ()) -> None:
+        if not webhook_ids:
+            return
+        held = ms(held_until)
+        params = {"ids": sorted(set(webhook_ids)), "lease_until": held}
+
+        def op(tx: Tx) -> None:
+            if unsent:  # before the webhooks go: no other sender claims them meanwhile
+                tx.run("unclaim_deliveries", {"ids": sorted(set(unsent)), "lease_until": held})
+            tx.run("release_webhooks", params)
+
+        self._write(op, idempotent=True)
 
     def record_delivery(
         self,

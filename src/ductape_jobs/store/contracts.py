@@ -200,9 +200,11 @@ class AccessStore(ABC):
         ``next_attempt_at`` moves to ``now + lease_for`` too; a sender that dies leaves both due again after it."""
 
     @abstractmethod
-    def release_webhooks(self, webhook_ids: Sequence[str], held_until: datetime) -> None:
+    def release_webhooks(self, webhook_ids: Sequence[str], held_until: datetime, unsent: Sequence[str] = ()) -> None:
         """Stop holding these webhooks (held by ``due_deliveries`` until ``held_until``): their deliveries sent,
-        another sender may take their next ones. One another sender holds since is left alone."""
+        another sender may take their next ones. One another sender holds since is left alone. ``unsent``: the
+        deliveries claimed with them that were not sent, due again at once in their place (at their creation), not
+        at the lease's end."""
 
     @abstractmethod
     def record_delivery(

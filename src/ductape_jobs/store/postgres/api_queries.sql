@@ -96,6 +96,12 @@ RETURNING d.*, w.url AS url, w.secret AS secret;
 -- The webhooks (%(ids)s) this sender held until %(lease_until)s, free for another (held since by none other).
 UPDATE webhooks SET sending_until = NULL WHERE id = ANY(%(ids)s) AND sending_until = %(lease_until)s;
 
+-- name: unclaim_deliveries
+-- Deliveries (%(ids)s) claimed until %(lease_until)s and not sent: due again at once, at their creation (so that
+-- they keep their place before the later events of their webhook).
+UPDATE webhook_deliveries SET next_attempt_at = created_at
+WHERE id = ANY(%(ids)s) AND status = 'pending' AND next_attempt_at = %(lease_until)s;
+
 -- name: record_delivery
 UPDATE webhook_deliveries SET
     status = CASE WHEN %(ok)s = 1 THEN 'delivered'

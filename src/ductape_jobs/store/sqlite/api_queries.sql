@@ -86,6 +86,12 @@ RETURNING *;
 UPDATE webhooks SET sending_until = NULL
 WHERE id IN (SELECT value FROM json_each(:ids)) AND sending_until = :lease_until;
 
+-- name: unclaim_deliveries
+-- Deliveries (:ids) claimed until :lease_until and not sent: due again at once, at their creation (so that they
+-- keep their place before the later events of their webhook).
+UPDATE webhook_deliveries SET next_attempt_at = created_at
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status = 'pending' AND next_attempt_at = :lease_until;
+
 -- name: record_delivery
 UPDATE webhook_deliveries SET
     status = CASE WHEN :ok = 1 THEN 'delivered' WHEN :retry_at IS NULL THEN 'failed' ELSE 'pending' END,
