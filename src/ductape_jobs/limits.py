@@ -251,6 +251,14 @@ def printable_rule(text: str, what: str = "names") -> str | None:
     return f"holds a control character (U+{code:04X}{named}); {what} are printable text"
 
 
+def seconds_rule(value: object) -> str | None:
+    """The rule a timeout in seconds (a product's, a function's) breaks: a number, > 0 and at most
+    ``MAX_TIMEOUT_SECONDS``; ``None`` when it keeps it."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value <= MAX_TIMEOUT_SECONDS:
+        return f"must be seconds, > 0 and at most {MAX_TIMEOUT_SECONDS:,} (about 24.8 days)"
+    return None
+
+
 def check_printable(value: str, field: str, what: str = "names") -> str:
     """``value`` when it holds no control character, else ``ValidationError`` naming ``field``: the one check of
     every human-readable identifying text (a job's name and event tag, an env, a product tag, a reason, an API
@@ -323,6 +331,7 @@ __all__ = [
     "check_time",
     "has_lone_surrogate",
     "printable_rule",
+    "seconds_rule",
     "span_text",
     "visible",
 ]

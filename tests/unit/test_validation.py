@@ -275,6 +275,12 @@ QUERY_CASES: list[Case] = [
     ("list limit 0", lambda d: d.job.list(limit=0), "limit", "between 1 and 10000"),
     ("list limit too big", lambda d: d.job.list(limit=10_001), "limit", "between 1 and 10000"),
     ("list bad status", lambda d: d.job.list(status="running"), "status", "not one of"),
+    # a function's timeout is a product's timeout's rule: text was a TypeError, inf and 1e300 were taken
+    ("function timeout text", lambda d: d.function("f", timeout="5")(print), "timeout", "must be seconds"),  # type: ignore[arg-type]
+    ("function timeout 0", lambda d: d.function("f", timeout=0)(print), "timeout", "> 0 and at most 2,147,483"),
+    ("function timeout inf", lambda d: d.function("f", timeout=float("inf"))(print), "timeout", "about 24.8 days"),
+    ("function timeout NaN", lambda d: d.function("f", timeout=float("nan"))(print), "timeout", "must be seconds"),
+    ("function timeout boolean", lambda d: d.function("f", timeout=True)(print), "timeout", "must be seconds"),
 ]
 
 

@@ -13,6 +13,7 @@ from typing import Any
 
 from ductape_jobs.errors import ExecutorNotFoundError, ResultError, RunTimeoutError, ValidationError
 from ductape_jobs.executors.base import RunContext
+from ductape_jobs.limits import seconds_rule
 from ductape_jobs.models import TAG_PATTERN, JobEventTypes, Run
 from ductape_jobs.products import Products
 from ductape_jobs.store.codec import not_json
@@ -27,8 +28,9 @@ class FunctionRegistry:
 
     def register(self, tag: str, fn: Function, timeout: float | None = None) -> None:
         """Register ``fn`` under ``tag``; ``timeout`` (seconds) bounds each call of it (a per-event timeout)."""
-        if timeout is not None and not timeout > 0:
-            raise ValidationError("timeout", "must be > 0 seconds")
+        rule = None if timeout is None else seconds_rule(timeout)
+        if rule is not None:
+            raise ValidationError("timeout", rule)
         if not TAG_PATTERN.fullmatch(tag):
             raise ValidationError("tag", f"{tag!r} is not a valid function tag")
         if not callable(fn):

@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ductape_jobs.errors import ValidationError
-from ductape_jobs.limits import MAX_MILLIS, MAX_TIMEOUT_SECONDS, printable_rule
+from ductape_jobs.limits import MAX_MILLIS, printable_rule, seconds_rule
 from ductape_jobs.models import Built, Concurrency, Free, FreeObject
 from ductape_jobs.products.features import FeatureSpec
 from ductape_jobs.resources import ResourceLimit, parse_rate
@@ -22,8 +22,9 @@ SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
 
 def _seconds(value: float) -> float:
-    if not 0 < value <= MAX_TIMEOUT_SECONDS:
-        raise ValueError(f"must be seconds, > 0 and at most {MAX_TIMEOUT_SECONDS:,} (about 24.8 days)")
+    rule = seconds_rule(value)
+    if rule is not None:
+        raise ValueError(rule)
     return value
 
 
