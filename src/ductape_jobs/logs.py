@@ -11,11 +11,14 @@ import json
 import logging
 import re
 import sys
+import threading
+import time
+from collections.abc import Callable
 from contextvars import ContextVar
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
 
-from ductape_jobs.limits import visible
+from ductape_jobs.limits import span_text, visible
 from ductape_jobs.redaction import mask_text
 
 if TYPE_CHECKING:
@@ -56,6 +59,51 @@ def _mask(match: re.Match[str]) -> str:
     if found.lower().startswith("bearer"):
         return found.split()[0] + " ***"
     return found[:6] + "***"
+
+
+class Repeats:
+    """A failure that repeats while something is away (the database): its first occurrence is logged, then one line
+    each ``every`` seconds saying how many more there were, and one when it works again (``ok``), rather than a
+    line for each try (one a second: 140 lines a worker over a 45 s outage). ``clock``: seconds, monotonic."""
+
+    def __init__(
+        self, logger: logging.Logger, what: str, *, every: float = 30.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._log = logger
+        self.what = what
+        self.every = every
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._since: float | None = None  # the first failure since it last worked
+        self._logged = 0.0  # when a line was last logged
+        self._unlogged = 0  # failures since that line
+
+    def failed(self, reason: object, then: str = "") -> None:
+        """Another failure, for ``reason``; ``then``: what follows (``; trying again in 1s``)."""
+        with self._lock:
+            now = self._clock()
+            if self._since is None:
+                self._since, self._logged, self._unlogged = now, now, 0
+                self._log.warning("%s failed (%s)%s", self.what, reason, then)
+            elif now - self._logged >= self.every:
+                failing = span_text(timedelta(seconds=round(now - self._since)))
+                more = self._unlogged + 1
+                self._log.warning(
+                    "%s still failing after %s, %d more time(s) (%s)%s", self.what, failing, more, reason, then
+                )
+                self._logged, self._unlogged = now, 0
+            else:
+                self._unlogged += 1
+
+    def ok(self) -> None:
+        """It worked: said once, if it had failed."""
+        if self._since is None:  # the usual case, without the lock
+            return
+        with self._lock:
+            if self._since is not None:
+                failing = span_text(timedelta(seconds=round(self._clock() - self._since, 1)))
+                self._log.info("%s works again, after failing for %s", self.what, failing)
+                self._since = None
 
 
 class RunFields(logging.Filter):

@@ -23,6 +23,7 @@ from ductape_jobs.errors import ConflictError, StoreError, ValidationError
 from ductape_jobs.models import JobDefinition, NewRun, RunFilter, RunPhase, Schedule, ScheduleStatus, TriggeredBy
 from ductape_jobs.store import Advance, DueSchedule, open_store
 from ductape_jobs.store.postgres import PostgresStore
+from ductape_jobs.store.postgres.connection import POOL_LINES_EVERY
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
@@ -337,12 +338,17 @@ def _forwarder() -> Any:
     return module.Forwarder(("127.0.0.1", 5432))
 
 
-def test_the_store_answers_again_soon_after_its_server_is_back(pg_backend: Backend) -> None:
+def test_the_store_answers_again_soon_after_its_server_is_back(
+    pg_backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
     """After an outage of some seconds the pool's reconnection waited on psycopg_pool's doubling backoff (1, 2, 4,
     8, 16 s ...), so a worker stayed idle long after the server was back (17 s after a 45 s outage) and the
     occurrences due meanwhile were coalesced as misfires. The pool now gives a failing connection up after the
     store's timeout, and the next call connects afresh: the first call after a 20 s outage answers (it waited its
-    3 s timeout on a reconnection due 31 s after the first, and failed)."""
+    3 s timeout on a reconnection due 31 s after the first, and failed).
+
+    And the outage is said once, not at each try (a worker logged 61 lines in a 20 s outage): the store's first
+    failure, one line of psycopg_pool's, and that it works again."""
     pg_backend.open().close()  # its schema, migrated
     forwarder = _forwarder()
     forwarder.up()
@@ -351,6 +357,7 @@ def test_the_store_answers_again_soon_after_its_server_is_back(pg_backend: Backe
     try:
         store.next_wakeup()
         forwarder.down()
+        down = time.monotonic()
         with pytest.raises(StoreError):
             store.next_wakeup()  # the server is gone: the pool's connections die, its reconnection starts
         deadline = time.monotonic() + 20
@@ -358,7 +365,17 @@ def test_the_store_answers_again_soon_after_its_server_is_back(pg_backend: Backe
             with contextlib.suppress(StoreError):
                 store.next_wakeup()
         forwarder.up()
-        store.next_wakeup()  # the first call after the server is back answers
+        away = time.monotonic() - down
+        with caplog.at_level(logging.INFO):
+            store.next_wakeup()  # the first call after the server is back answers
     finally:
         store.close()
         forwarder.down()
+    lines = [(r.name, r.getMessage()) for r in caplog.records if r.name.startswith(("psycopg.pool", "ductape_jobs"))]
+    store_lines = [m for name, m in lines if name == "ductape_jobs.store.postgres"]
+    pool_lines = [m for name, m in lines if name == "psycopg.pool" and "connecting" in m]
+    most = 1 + int(away / POOL_LINES_EVERY)  # the first, and one each 30 s
+    assert store_lines[0].startswith("PostgreSQL store call failed (")
+    assert all(m.startswith("PostgreSQL store call still failing after ") for m in store_lines[1:-1])
+    assert store_lines[-1].startswith("PostgreSQL store call works again, after failing for ")
+    assert len(store_lines) <= most + 1 and 1 <= len(pool_lines) <= most, lines

@@ -40,7 +40,7 @@ from ductape_jobs.executors.base import RunContext
 from ductape_jobs.executors.registry import ExecutorRegistry
 from ductape_jobs.ids import new_id
 from ductape_jobs.limits import span_text
-from ductape_jobs.logs import bind_run
+from ductape_jobs.logs import Repeats, bind_run
 from ductape_jobs.models import DrainSummary, Run
 from ductape_jobs.redaction import Secrets
 from ductape_jobs.retention import PruneCounts, Retention
@@ -215,14 +215,19 @@ class Worker:
         if not self.store.capabilities.listen_notify:
             return None
 
+        repeats = Repeats(log, "listening for changes")
+
         def listen() -> None:
             while not stop.is_set():
                 try:
-                    if self.store.wait_for_change(self.options.listen):
-                        self.notify()
+                    changed = self.store.wait_for_change(self.options.listen)
                 except Exception as exc:  # the database is away: the poll carries on; listen again soon
-                    log.warning("listening for changes failed (%s); trying again in 1s", exc)
+                    repeats.failed(exc, "; trying again in 1s")
                     stop.wait(1.0)
+                    continue
+                repeats.ok()
+                if changed:
+                    self.notify()
 
         thread = threading.Thread(target=listen, name=f"ductape-listen {self.id}", daemon=True)
         thread.start()

@@ -44,6 +44,7 @@ import itertools
 import logging
 import re
 import threading
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from datetime import timedelta
 from typing import Any, TypeVar
@@ -55,6 +56,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ductape_jobs.errors import ConflictError, StoreError, ValidationError
+from ductape_jobs.logs import Repeats
 from ductape_jobs.redaction import SECRETS, connection_secrets, mask_connection_url, redact_url
 from ductape_jobs.store.dialect import job_check_error
 from ductape_jobs.timing.backoff import Backoff, retry
@@ -70,25 +72,46 @@ _POOL_OPTIONS = ("schema", "pool_min", "pool_max", "pool_timeout")
 #: Raised by the store's own SQL functions when a job check fails (migration 19): the tag, and why as the detail.
 JOB_CHECK_FAILED = "DJ001"
 #: Each pool's number, in its name (``ductape-jobs-1``): what psycopg_pool's log lines name.
+POOL_PREFIX = "ductape-jobs-"
 _POOL_NUMBERS = itertools.count(1)
-#: The pools opening now, by name, each with the reason its last try to connect failed (``_QuietWhileOpening``).
+#: The pools opening now, by name, each with the reason its last try to connect failed (``_PoolLines``).
 _OPENING: dict[str, str | None] = {}
 
 
-class _QuietWhileOpening(logging.Filter):
+#: At most one of psycopg_pool's lines about a failed try to connect each this many seconds, a pool (``_PoolLines``).
+POOL_LINES_EVERY = 30.0
+#: psycopg_pool's lines about a failed try to connect (its ``logger.warning`` formats).
+_CONNECT_FAILED = ("error connecting in %r: %s", "reconnection attempt in pool %r failed after %s sec")
+
+
+class _PoolLines(logging.Filter):
     """psycopg_pool logs each failed try to connect (``error connecting in 'ductape-jobs-1': ...``), one every
-    second or two; while a pool opens, the store says once itself that it waits, and its error gives the last
-    try's reason (one the probe did not meet: too many connections for the pool's size)."""
+    second or two. While a pool opens, the store says once itself that it waits, and its error gives the last
+    try's reason (one the probe did not meet: too many connections for the pool's size); after, during an outage,
+    one of those lines a pool is let through each ``POOL_LINES_EVERY`` seconds (the store's calls say when they fail
+    and when they work again: ``logs.Repeats``)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        super().__init__()
+        self._clock = clock
+        self._shown: dict[str, float] = {}  # pool name: when its last such line was let through
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
-        if isinstance(args, tuple) and len(args) > 1 and isinstance(args[0], str) and args[0] in _OPENING:
+        if not (isinstance(args, tuple) and len(args) > 1 and isinstance(args[0], str)):
+            return True
+        if args[0] in _OPENING:
             _OPENING[args[0]] = str(args[1])
             return False
+        if record.msg in _CONNECT_FAILED and args[0].startswith(POOL_PREFIX):
+            now, shown = self._clock(), self._shown.get(args[0])
+            if shown is not None and now - shown < POOL_LINES_EVERY:
+                return False
+            self._shown[args[0]] = now
         return True
 
 
-logging.getLogger("psycopg.pool").addFilter(_QuietWhileOpening())
+logging.getLogger("psycopg.pool").addFilter(_PoolLines())
 
 
 def split_url(url: str) -> tuple[str, dict[str, str]]:
@@ -164,6 +187,7 @@ class Database:
         self.schema = schema
         self.retries = retries
         self.conninfo = conninfo
+        self._repeats = Repeats(log, "PostgreSQL store call")  # during an outage: a line each 30 s, not each try
         SECRETS.learn(connection_secrets(conninfo))  # log lines: psycopg_pool's own, and ours
         self.backoff = backoff
         self._backoff = Backoff(base=backoff, factor=2.0, cap=timedelta.max, jitter=0.0)
@@ -182,7 +206,7 @@ class Database:
             configure=self._configure,
             # no check per checkout (a round trip per transaction): a connection found dead when used fails
             # with OperationalError, and run() checks the idle ones (pool.check()) before it tries again
-            name=f"ductape-jobs-{next(_POOL_NUMBERS)}",
+            name=f"{POOL_PREFIX}{next(_POOL_NUMBERS)}",
             open=False,
             # a connection lost (the server restarting) is tried again on a doubling delay (1, 2, 4, 8, 16 s ...):
             # given up after the store's timeout, the next call connects afresh, so a worker is back within a few
@@ -304,11 +328,12 @@ class Database:
             return isinstance(exc, psycopg.OperationalError) and not unsafe()
 
         def on_retry(exc: Exception, delay: timedelta) -> None:
-            seconds = delay.total_seconds()
-            log.warning("PostgreSQL store call failed (%s); retrying in %.2fs", self._masked(exc), seconds)
+            self._repeats.failed(self._masked(exc), f"; retrying in {delay.total_seconds():.2f}s")
 
         try:
-            return retry(attempt, tries=self.retries + 1, backoff=self._backoff, retryable=retryable, on_retry=on_retry)
+            done = retry(attempt, tries=self.retries + 1, backoff=self._backoff, retryable=retryable, on_retry=on_retry)
+            self._repeats.ok()
+            return done
         except errors.UniqueViolation as exc:
             raise ConflictError(f"{exc.diag.message_primary} ({exc.diag.message_detail})") from exc
         except PoolTimeout as exc:

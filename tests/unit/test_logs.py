@@ -1,0 +1,68 @@
+"""A failure that repeats while the database is away is logged once, then once each 30 s, then once when it works
+again (``logs.Repeats``); psycopg_pool's lines about failed tries to connect likewise (``_PoolLines``)."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from ductape_jobs.logs import Repeats
+from ductape_jobs.store.postgres.connection import POOL_LINES_EVERY, _PoolLines
+
+log = logging.getLogger("tests.repeats")
+
+
+class Seconds:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def messages(caplog: pytest.LogCaptureFixture) -> list[tuple[str, str]]:
+    return [(r.levelname, r.getMessage()) for r in caplog.records if r.name == log.name]
+
+
+def test_a_repeated_failure_is_logged_once_then_each_30_s_then_once_when_it_works_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    clock = Seconds()
+    repeats = Repeats(log, "listening for changes", clock=clock)
+    with caplog.at_level(logging.INFO, logger=log.name):
+        repeats.ok()  # worked all along: nothing said
+        for _ in range(45):  # one try a second
+            repeats.failed("connection refused", "; trying again in 1s")
+            clock.now += 1
+        repeats.ok()
+        repeats.ok()
+        repeats.failed("timeout")  # a new outage: said again at once
+    assert messages(caplog) == [
+        ("WARNING", "listening for changes failed (connection refused); trying again in 1s"),
+        (
+            "WARNING",
+            "listening for changes still failing after 30 s, 30 more time(s) (connection refused); trying again in 1s",
+        ),
+        ("INFO", "listening for changes works again, after failing for 45 s"),
+        ("WARNING", "listening for changes failed (timeout)"),
+    ]
+
+
+def record(msg: str, *args: object) -> logging.LogRecord:
+    return logging.LogRecord("psycopg.pool", logging.WARNING, "pool.py", 1, msg, args, None)
+
+
+def test_psycopg_pools_lines_about_failed_connects_are_let_through_once_each_30_s_a_pool() -> None:
+    clock = Seconds()
+    lines = _PoolLines(clock)
+    refused = "error connecting in %r: %s"
+    assert lines.filter(record(refused, "ductape-jobs-7", "refused"))
+    assert not lines.filter(record(refused, "ductape-jobs-7", "refused"))
+    assert not lines.filter(record("reconnection attempt in pool %r failed after %s sec", "ductape-jobs-7", 10.0))
+    assert lines.filter(record(refused, "ductape-jobs-8", "refused"))  # another pool: its own
+    assert lines.filter(record(refused, "the-apps-own-pool", "refused"))  # a pool not ours: left alone
+    assert lines.filter(record(refused, "the-apps-own-pool", "refused"))
+    assert lines.filter(record("discarding closed connection: %s", "conn"))  # other lines: left alone
+    clock.now += POOL_LINES_EVERY
+    assert lines.filter(record(refused, "ductape-jobs-7", "refused"))
