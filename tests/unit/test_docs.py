@@ -7,8 +7,9 @@ fixtures), so a testing sample proves its assertions. A sample whose first line 
 (``# main.py: ...``) is also written under that name for the samples after it on the same page, which may import
 it. A sample after a ``<!-- runs on PostgreSQL -->`` comment gets a fresh schema of the PostgreSQL on
 127.0.0.1:5432 as its store instead (``$DUCTAPE_TEST_POSTGRES_URL`` overrides it): skipped with the reason when
-none answers there, failed under ``CI=true``. A sample may opt out only with a visible
-``<!-- not run: REASON -->`` comment on the line before it.
+none answers there, failed under ``CI=true``. A sample after a ``<!-- runs twice: REASON -->`` comment (a script
+the page says to run at every deploy) is run again on the same store, and must pass again. A sample may opt out only
+with a visible ``<!-- not run: REASON -->`` comment on the line before it.
 The build itself (``mkdocs build --strict``, warnings are errors) is ``make docs``, part of ``make test``.
 """
 
@@ -32,6 +33,7 @@ DOCS = ROOT / "docs"
 FENCE = re.compile(r"^```python\n(.*?)^```", re.DOTALL | re.MULTILINE)
 NOT_RUN = re.compile(r"<!-- not run: (.+?) -->\s*$")
 ON_POSTGRES = "<!-- runs on PostgreSQL -->"
+TWICE = re.compile(r"<!-- runs twice: .+? -->\s*$")
 PG_URL = os.environ.get("DUCTAPE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 MODULE = re.compile(r"# ([\w/]+\.py)\b")
 RUNNER = """
@@ -54,6 +56,7 @@ class Sample:
     code: str
     skip_reason: str | None
     on_postgres: bool
+    twice: bool = False
 
     @property
     def id(self) -> str:
@@ -78,7 +81,8 @@ def samples() -> list[Sample]:
             before = text[: match.start()].rstrip("\n").rsplit("\n", 1)[-1]
             reason = NOT_RUN.search(before)
             page_name, skip = str(page.relative_to(DOCS)), reason.group(1) if reason else None
-            found.append(Sample(page_name, line, match.group(1), skip, before.strip() == ON_POSTGRES))
+            on_postgres, twice = before.strip() == ON_POSTGRES, TWICE.search(before) is not None
+            found.append(Sample(page_name, line, match.group(1), skip, on_postgres, twice))
     return found
 
 
@@ -97,11 +101,12 @@ def test_sample_runs(sample: Sample, tmp_path: Path) -> None:
     env.pop("DUCTAPE_APP", None)
     try:
         command = [sys.executable, "-c", RUNNER, str(script)]
-        out = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90)
+        for run in ("", " run again")[: 2 if sample.twice else 1]:
+            out = subprocess.run(command, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=90)
+            assert out.returncode == 0, f"{sample.id}{run} failed:\n{out.stdout}\n{out.stderr}"
     finally:
         if schema:
             _drop_schema(schema)
-    assert out.returncode == 0, f"{sample.id} failed:\n{out.stdout}\n{out.stderr}"
 
 
 def _postgres_schema(schema: str) -> str:
