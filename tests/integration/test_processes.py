@@ -52,6 +52,15 @@ APP = textwrap.dedent(
         (MARKS / f"{ctx.run_id}.{ctx.attempt}").touch()
         await asyncio.sleep(30)
 
+    @ductape.function("exits")
+    def exits(input, ctx):
+        import sys
+        sys.exit(0)
+
+    @ductape.function("aexits")
+    async def aexits(input, ctx):
+        raise SystemExit(1)
+
     if __name__ == "__main__":
         import atexit
         atexit.register(lambda: (MARKS / "atexit").touch())
@@ -69,7 +78,7 @@ class Env:
         self.marks.mkdir()
         (tmp / "app.py").write_text(APP)
         self.client = Ductape(self.store)
-        for tag in ("slow", "quick", "asleep"):
+        for tag in ("slow", "quick", "asleep", "exits", "aexits"):
             self.client.job.create({"name": tag, "tag": tag, "event_type": "FUNCTION", "event_tag": tag})
         self.procs: list[subprocess.Popen[bytes]] = []
 
@@ -109,6 +118,24 @@ def env(tmp_path: Path) -> Iterator[Env]:
     e = Env(tmp_path)
     yield e
     e.close()
+
+
+def test_a_function_that_calls_sys_exit_fails_its_run_and_the_worker_goes_on(env: Env) -> None:
+    """asyncio raises a task's SystemExit out of its event loop: a function calling ``sys.exit()`` stopped its
+    worker (exit code 0) with the other runs in flight unrecorded, and its run, given back, stopped each worker that
+    took it next. It is now a failed attempt, as any exception."""
+    slow = env.schedule("slow", input={"first_attempt_sleeps": 1})
+    worker = env.start_worker()
+    env.wait("the slow run to start", lambda: bool(list(env.marks.glob("*.1"))))
+    exits = [env.schedule("exits"), env.schedule("aexits")]
+    env.wait("both to fail", lambda: env.client.store.count_runs().get(RunPhase.FAILED, 0) == 2)
+    for job_id, raised in zip(exits, ("SystemExit(0)", "SystemExit(1)"), strict=True):
+        (run,) = env.client.job.runs(job_id=job_id)
+        assert run.phase is RunPhase.FAILED and run.attempt == 1
+        assert f"raised {raised}: a run cannot stop its worker" in (run.error or "")
+    env.wait("the slow run to complete", lambda: env.completed() == 1)
+    assert [r.attempt for r in env.client.job.runs(job_id=slow)] == [1]  # recorded by the worker that ran it, once
+    assert worker.poll() is None  # still running
 
 
 def test_sigkill_mid_run_the_run_is_rescued_and_nothing_is_lost(env: Env) -> None:

@@ -11,7 +11,7 @@ from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ductape_jobs.errors import ExecutorNotFoundError, ResultError, RunTimeoutError, ValidationError
+from ductape_jobs.errors import ExecutionError, ExecutorNotFoundError, ResultError, RunTimeoutError, ValidationError
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.limits import seconds_rule
 from ductape_jobs.models import TAG_PATTERN, JobEventTypes, Run
@@ -128,11 +128,27 @@ class FunctionExecutor:
                 self._threads -= 1
 
     async def _call(self, fn: Function, ctx: RunContext) -> Any:
-        if inspect.iscoroutinefunction(fn):
-            return await fn(ctx.input, ctx)
-        # The thread runs in a copy of this context, so log lines from sync functions carry the run's fields.
-        call = contextvars.copy_context().run
-        result = await asyncio.get_running_loop().run_in_executor(self.pool, call, self._in_thread, fn, ctx.input, ctx)
-        if inspect.isawaitable(result):
-            return await result
-        return result
+        """``fn``'s result. A ``SystemExit`` or ``KeyboardInterrupt`` it raises (``sys.exit()``) fails the attempt as
+        any exception does: out of a task, asyncio raises those out of the event loop, which stopped the worker (exit
+        code 0) with its other runs unrecorded, and the run, given back, stopped the next worker that took it."""
+        try:
+            if inspect.iscoroutinefunction(fn):
+                return await fn(ctx.input, ctx)
+            # The thread runs in a copy of this context, so log lines from sync functions carry the run's fields.
+            call = contextvars.copy_context().run
+            loop = asyncio.get_running_loop()
+            result = await loop.run_in_executor(self.pool, call, self._in_thread, fn, ctx.input, ctx)
+            if inspect.isawaitable(result):
+                return await result
+            return result
+        except (SystemExit, KeyboardInterrupt) as exc:
+            raise ExecutionError(
+                f"FUNCTION {ctx.event_tag!r} raised {type(exc).__name__}({_args(exc)}): a run cannot stop its worker; "
+                "raise an exception to fail the run"
+            ) from None
+
+
+def _args(exc: BaseException) -> str:
+    """``exc``'s arguments as its ``repr`` shows them (``0``, ``'bye'``), at most 100 characters."""
+    shown = ", ".join(repr(a) for a in exc.args)
+    return shown if len(shown) <= 100 else shown[:99] + "…"
