@@ -22,6 +22,7 @@ BELOW_STORE = {
     "ductape_jobs.timing.backoff",
     "ductape_jobs.lifecycle",  # the outbox's event records and stream positions: standard library and errors
     "ductape_jobs.resources",
+    "ductape_jobs.logs",  # Repeats: an outage said once, not at each try (it imports limits and redaction only)
 }
 
 
