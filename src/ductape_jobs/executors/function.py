@@ -128,9 +128,10 @@ class FunctionExecutor:
                 self._threads -= 1
 
     async def _call(self, fn: Function, ctx: RunContext) -> Any:
-        """``fn``'s result. A ``SystemExit`` or ``KeyboardInterrupt`` it raises (``sys.exit()``) fails the attempt as
-        any exception does: out of a task, asyncio raises those out of the event loop, which stopped the worker (exit
-        code 0) with its other runs unrecorded, and the run, given back, stopped the next worker that took it."""
+        """``fn``'s result. A ``SystemExit`` it raises (``sys.exit()``) fails the attempt as any exception does: out
+        of a task, asyncio raises it out of the event loop, which stopped the worker (exit code 0) with its other
+        runs unrecorded, and the run, given back, stopped the next worker that took it. A ``KeyboardInterrupt`` is
+        left as it is: it is Ctrl-C (a worker stops on SIGINT by its own handler, a blocking call is interrupted)."""
         try:
             if inspect.iscoroutinefunction(fn):
                 return await fn(ctx.input, ctx)
@@ -141,7 +142,7 @@ class FunctionExecutor:
             if inspect.isawaitable(result):
                 return await result
             return result
-        except (SystemExit, KeyboardInterrupt) as exc:
+        except SystemExit as exc:
             raise ExecutionError(
                 f"FUNCTION {ctx.event_tag!r} raised {type(exc).__name__}({_args(exc)}): a run cannot stop its worker; "
                 "raise an exception to fail the run"
