@@ -71,80 +71,79 @@ class JobControl:
     def pause(self, job_id: str, reason: str | None = None) -> Schedule:
         """No new occurrence starts while paused; runs already queued still run."""
         check_reason(reason)
-        schedule = self.get(job_id)
-        if schedule.status is not ScheduleStatus.ACTIVE:
-            raise ConflictError(f"schedule {job_id!r} is {schedule.status}; only an active one pauses")
         text = f"paused: {reason}" if reason else "paused"
-        paused = self._store.update_schedule(
-            job_id, to_ms(self._clock.now()), ScheduleChange(status=ScheduleStatus.PAUSED, reason=text)
-        )
-        return paused
+
+        def pause(schedule: Schedule) -> ScheduleChange:
+            if schedule.status is not ScheduleStatus.ACTIVE:
+                raise ConflictError(f"schedule {job_id!r} is {schedule.status}; only an active one pauses")
+            return ScheduleChange(status=ScheduleStatus.PAUSED, reason=text)
+
+        return self._store.update_schedule(job_id, to_ms(self._clock.now()), pause)
 
     def resume(self, job_id: str) -> Schedule:
         """Carry on from now: occurrences that fell due while paused are skipped."""
-        schedule = self.get(job_id)
-        if schedule.status is not ScheduleStatus.PAUSED:
-            raise ConflictError(f"schedule {job_id!r} is {schedule.status}; only a paused one resumes")
         now = to_ms(self._clock.now())
-        nxt = schedule.next_run_at
-        if nxt is not None and nxt < now:
-            nxt = first_due(recurrence_of(schedule), now, occurrences_of(schedule))
-        status = ScheduleStatus.ACTIVE if nxt is not None else ScheduleStatus.COMPLETED
+
+        def resume(schedule: Schedule) -> ScheduleChange:
+            if schedule.status is not ScheduleStatus.PAUSED:
+                raise ConflictError(f"schedule {job_id!r} is {schedule.status}; only a paused one resumes")
+            nxt = schedule.next_run_at
+            if nxt is not None and nxt < now:
+                nxt = first_due(recurrence_of(schedule), now, occurrences_of(schedule))
+            status = ScheduleStatus.ACTIVE if nxt is not None else ScheduleStatus.COMPLETED
+            return ScheduleChange(status=status, next_run_at=nxt, reason=None)
+
+        resumed = self._store.update_schedule(job_id, now, resume)
         self._wake()
-        resumed = self._store.update_schedule(job_id, now, ScheduleChange(status=status, next_run_at=nxt, reason=None))
         return resumed
 
     def cancel(self, job_id: str, reason: str | None = None) -> Schedule:
         """Stop the schedule for good and cancel its runs that have not started (running ones finish)."""
         check_reason(reason)
-        schedule = self.get(job_id)
-        if schedule.status is ScheduleStatus.CANCELLED:
-            return schedule
         text = f"cancelled: {reason}" if reason else "cancelled"
-        cancelled = self._store.update_schedule(
-            job_id,
-            to_ms(self._clock.now()),
-            ScheduleChange(status=ScheduleStatus.CANCELLED, reason=text, next_run_at=None, cancel_pending=True),
-        )
-        return cancelled
+
+        def cancel(schedule: Schedule) -> ScheduleChange:
+            if schedule.status is ScheduleStatus.CANCELLED:
+                return ScheduleChange()  # cancelled already: as it is
+            return ScheduleChange(status=ScheduleStatus.CANCELLED, reason=text, next_run_at=None, cancel_pending=True)
+
+        return self._store.update_schedule(job_id, to_ms(self._clock.now()), cancel)
 
     def reschedule(self, job_id: str, repeat: RepeatOptions | dict[str, Any]) -> Schedule:
         """Give a schedule a new ``repeat`` (cron/every, limit, endDate, tz) from now on."""
         options = parse(RepeatOptions, repeat, prefix="repeat")
-        schedule = self.get(job_id)
-        if schedule.status is ScheduleStatus.CANCELLED:
-            raise ConflictError(f"schedule {job_id!r} is cancelled; it cannot be given a new repeat")
         now = to_ms(self._clock.now())
         if options.end_date is not None and options.end_date < now:  # as schedule() refuses one before its start
             raise ValidationError(
                 "repeat.endDate", f"{options.end_date.isoformat()} is before the start {now.isoformat()} (now)"
             )
         every = timedelta(milliseconds=options.every) if options.every else None
-        changed = _replace(
-            schedule,
-            cron=options.cron,
-            tz=options.tz,
-            every=every,
-            limit=options.limit,
-            end_date=options.end_date,
-            start_at=now,
-            follows_job=False,
-        )
-        recurrence, occurrences = recurrence_of(changed), occurrences_of(changed)
-        nxt = first_due(recurrence, now, occurrences)
-        if nxt is None and options.end_date is not None and not _limit_reached(changed):
-            raise ValidationError("repeat.endDate", "no occurrence falls between now and the end date")
-        last = changed.last_due_at  # after now if a tick ahead made its run (WorkerOptions.ahead)
-        if nxt is not None and last is not None and nxt <= last:  # made already: not made (nor counted) again
-            nxt = next_due(recurrence, last, occurrences)
-        status = schedule.status if nxt is not None else ScheduleStatus.COMPLETED
-        if schedule.status is ScheduleStatus.COMPLETED and nxt is not None:
-            status = ScheduleStatus.ACTIVE
-        self._wake()
-        return self._store.update_schedule(
-            job_id,
-            now,
-            ScheduleChange(
+
+        def reschedule(schedule: Schedule) -> ScheduleChange:
+            """From the schedule as it is: a worker's tick may have made an occurrence since it was read."""
+            if schedule.status is ScheduleStatus.CANCELLED:
+                raise ConflictError(f"schedule {job_id!r} is cancelled; it cannot be given a new repeat")
+            changed = _replace(
+                schedule,
+                cron=options.cron,
+                tz=options.tz,
+                every=every,
+                limit=options.limit,
+                end_date=options.end_date,
+                start_at=now,
+                follows_job=False,
+            )
+            recurrence, occurrences = recurrence_of(changed), occurrences_of(changed)
+            nxt = first_due(recurrence, now, occurrences)
+            if nxt is None and options.end_date is not None and not _limit_reached(changed):
+                raise ValidationError("repeat.endDate", "no occurrence falls between now and the end date")
+            last = changed.last_due_at  # after now if a tick ahead made its run (WorkerOptions.ahead)
+            if nxt is not None and last is not None and nxt <= last:  # made already: not made (nor counted) again
+                nxt = next_due(recurrence, last, occurrences)
+            status = schedule.status if nxt is not None else ScheduleStatus.COMPLETED
+            if schedule.status is ScheduleStatus.COMPLETED and nxt is not None:
+                status = ScheduleStatus.ACTIVE
+            return ScheduleChange(
                 cron=options.cron,
                 tz=options.tz,
                 every=every,
@@ -154,18 +153,18 @@ class JobControl:
                 follows_job=False,
                 next_run_at=nxt,
                 status=status,
-            ),
-        )
+            )
+
+        rescheduled = self._store.update_schedule(job_id, now, reschedule)
+        self._wake()
+        return rescheduled
 
     def trigger(self, job_id: str) -> Run:
         """Run a schedule once now, outside its cadence (``triggered_by=manual``), with its input. A cancelled
         schedule runs nothing more: ``ConflictError``."""
-        schedule = self.get(job_id)
-        if schedule.status is ScheduleStatus.CANCELLED:
-            raise ConflictError(f"schedule {job_id!r} is cancelled; it runs nothing more")
         now = to_ms(self._clock.now())
-        run = NewRun(new_id("run"), schedule.id, now, now, RunPhase.QUEUED, TriggeredBy.MANUAL)
-        self._store.trigger(schedule.id, run)
+        run = NewRun(new_id("run"), job_id, now, now, RunPhase.QUEUED, TriggeredBy.MANUAL)
+        self._store.trigger(job_id, run)
         self._wake()
         return self.run(run.id)
 

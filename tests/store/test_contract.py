@@ -745,6 +745,25 @@ def test_rescue_expired_requeues_then_fails_a_run_lost_too_often(store: Store) -
     assert run_of(store, alive).phase is RunPhase.QUEUED
 
 
+def test_a_run_whose_schedule_was_cancelled_while_it_ran_is_not_retried(store: Store) -> None:
+    """cancel() cancels the runs that have not started, retries made before it included; a run running then
+    finishes, but its failed attempt made a retry that ran after the cancel (a new start). It is cancelled too,
+    in the outcome's transaction; a schedule not cancelled keeps its retry, whatever the batch holds."""
+    s, (run_id,) = setup(store, T0, retries=1)
+    _, (other_id,) = setup(store, T0, retries=1)
+    claimed = {r.id: r for r in store.acquire_runs("w1", 2, LEASE, T0)}
+    store.update_schedule(
+        s.id, T0, ScheduleChange(status=ScheduleStatus.CANCELLED, reason="cancelled: gone", cancel_pending=True)
+    )
+    assert run_of(store, run_id).phase is RunPhase.RUNNING  # running ones finish
+    store.finish_runs([fail(claimed[run_id], retry_at=T0 + MIN), fail(claimed[other_id], retry_at=T0 + MIN)], T0)
+    cancelled = run_of(store, run_id)
+    assert (cancelled.phase, cancelled.error, cancelled.available_at) == (RunPhase.CANCELLED, "cancelled: gone", None)
+    assert cancelled.attempts[-1].error == "RuntimeError: boom"  # the attempt says why it failed
+    assert run_of(store, other_id).phase is RunPhase.RETRY_SCHEDULED
+    assert [r.id for r in store.acquire_runs("w1", 2, LEASE, T0 + MIN)] == [other_id]
+
+
 def test_retry_run_queues_a_failed_run_once_more(store: Store) -> None:
     s, (run_id, other) = setup(store, T0 - MIN, T0, retries=1)
     claimed = {r.id: r for r in store.acquire_runs("w1", 2, LEASE, T0)}
@@ -776,11 +795,12 @@ def test_retry_run_queues_a_failed_run_once_more(store: Store) -> None:
     with pytest.raises(NotFoundError):
         store.retry_run("nope", T0)
 
-    store.update_schedule(s.id, T0, ScheduleChange(status=ScheduleStatus.CANCELLED, cancel_pending=True))
     extra = due_run(s, T0 + 9 * MIN)
     store.trigger(s.id, extra)
-    store.update_schedule(s.id, T0, ScheduleChange(cancel_pending=True))
+    store.update_schedule(s.id, T0, ScheduleChange(status=ScheduleStatus.CANCELLED, cancel_pending=True))
     assert store.retry_run(extra.id, T0 + 3 * MIN).phase is RunPhase.QUEUED  # cancelled runs can be retried too
+    with pytest.raises(ConflictError, match="is cancelled; it runs nothing more"):
+        store.trigger(s.id, due_run(s, T0 + 10 * MIN))  # but a cancelled schedule makes no new run
 
 
 def test_trigger_adds_a_manual_run_of_its_own_but_an_occurrence_only_once(store: Store) -> None:

@@ -200,6 +200,10 @@ class ScheduleChange(Struct, frozen=True, kw_only=True):
         }
 
 
+#: How ``Store.update_schedule`` makes its change from the schedule as it is, under its lock; it may refuse (raise).
+Replan = Callable[[Schedule], ScheduleChange]
+
+
 class SchedulingStore(ABC):
     """Scheduling and claiming: jobs, schedules, runs, their leases, and the result cache."""
 
@@ -309,9 +313,12 @@ class SchedulingStore(ABC):
         ``job_tag`` with ``job_product`` those of one job (``''``: the shared job of that tag)."""
 
     @abstractmethod
-    def update_schedule(self, schedule_id: str, now: datetime, change: ScheduleChange) -> Schedule:
+    def update_schedule(self, schedule_id: str, now: datetime, change: ScheduleChange | Replan) -> Schedule:
         """Apply ``change`` to a schedule's state or timing (status, reason, next_run_at, cron, tz, every, limit,
-        ...). With ``change.cancel_pending`` its runs that have not started are cancelled too.
+        ...). With ``change.cancel_pending`` its runs that have not started are cancelled too. ``change`` may be
+        a ``Replan``: the change made from the schedule as it is, read in the same transaction, under its lock
+        (what it raises, a ``ConflictError`` for a status that refuses the change, is raised and nothing is
+        written), so that two calls at once (a ``cancel`` and a ``resume``) take turns, each seeing the other's.
         ``NotFoundError`` if there is no such schedule."""
 
     @abstractmethod
@@ -392,7 +399,8 @@ class SchedulingStore(ABC):
     def trigger(self, schedule_id: str, run: NewRun) -> None:
         """Create an extra run of a schedule now (``triggered_by=manual``). A manual run is always created, even
         at a due time that has a run already; a run of another kind is an occurrence, and ``ConflictError`` when
-        its (schedule, due time) has one. ``NotFoundError`` if there is no such schedule."""
+        its (schedule, due time) has one. A cancelled schedule runs nothing more: ``ConflictError`` (checked
+        under the schedule's lock, in the insert's transaction). ``NotFoundError`` if there is no such schedule."""
 
     @abstractmethod
     def get_run(self, run_id: str) -> Run | None:

@@ -39,6 +39,7 @@ from ductape_jobs.store.base import (
     DueSchedule,
     Outcome,
     Planner,
+    Replan,
     ScheduleChange,
     SchedulePart,
     Store,
@@ -204,16 +205,17 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
         }
         return [schedule_from_row(r) for r in self._read(lambda tx: tx.all("list_schedules", params))]
 
-    def update_schedule(self, schedule_id: str, now: datetime, change: ScheduleChange) -> Schedule:
-        values = schedule_change_params(change)
-
+    def update_schedule(self, schedule_id: str, now: datetime, change: ScheduleChange | Replan) -> Schedule:
         def op(tx: Tx) -> Schedule:
-            if tx.one("lock_schedule", {"id": schedule_id}) is None:
+            locked = tx.one("lock_schedule", {"id": schedule_id})
+            if locked is None:
                 raise NotFoundError("schedule", schedule_id)
+            made = change if isinstance(change, ScheduleChange) else change(schedule_from_row(locked))
+            values = schedule_change_params(made)
             if values is not None:
                 tx.run("update_schedule", {**values, "id": schedule_id, "now": ms(now)})
-            if change.cancel_pending:
-                reason = change.reason if isinstance(change.reason, str) and change.reason else "cancelled"
+            if made.cancel_pending:
+                reason = made.reason if isinstance(made.reason, str) and made.reason else "cancelled"
                 tx.run("cancel_pending_runs", {"schedule_id": schedule_id, "reason": reason, "now": ms(now)})
             tx.notify()
             row = tx.one("get_schedule", {"id": schedule_id})
@@ -348,9 +350,12 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
 
     def trigger(self, schedule_id: str, run: NewRun) -> None:
         def op(tx: Tx) -> None:
+            locked = tx.one("lock_schedule", {"id": schedule_id})  # a cancel meanwhile: after it, or after this
+            if locked is None:
+                raise NotFoundError("schedule", schedule_id)
+            if locked["status"] == ScheduleStatus.CANCELLED.value:
+                raise ConflictError(f"schedule {schedule_id!r} is cancelled; it runs nothing more")
             if not tx.each("insert_run", [new_run_params(run, run.scheduled_at)]):
-                if tx.one("get_schedule", {"id": schedule_id}) is None:
-                    raise NotFoundError("schedule", schedule_id)
                 raise ConflictError(f"schedule {schedule_id!r} already has a run due at {run.scheduled_at}")
             tx.notify()
 
@@ -449,6 +454,8 @@ def _finish(tx: Tx, finished: _Finished, now: datetime) -> None:
         tx.many("complete_run", done)
         if retry:
             tx.many("schedule_retry", retry)
+            # a schedule cancelled while its run ran makes no retry of it (cancel() cancelled those made before)
+            tx.run("cancel_retries_of_cancelled", {"ids": [o["run_id"] for o in retry], "now": ms(now)})
         _pause_after_failures(tx, tx.each("fail_run", failed), now)
         tx.many("finish_attempt", attempts)
         _release_held(tx, [o["run_id"] for o in [*done, *failed]], now)

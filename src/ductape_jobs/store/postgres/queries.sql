@@ -210,6 +210,14 @@ UPDATE runs SET phase = 'retry_scheduled', available_at = %(retry_at)s, retry_co
     updated_at = %(now)s, started_at = coalesce(%(started_at)s::bigint, started_at)
 WHERE id = %(run_id)s AND lease_owner = %(worker_id)s AND attempt = %(attempt)s AND phase = 'running';
 
+-- name: cancel_retries_of_cancelled
+-- A retry made for a run whose schedule was cancelled while it ran: cancelled, as cancel() cancels one made before
+-- it (%(ids)s: the runs just given a retry).
+UPDATE runs r SET phase = 'cancelled', available_at = NULL, completed_at = %(now)s, updated_at = %(now)s,
+    error = s.reason
+FROM schedules s
+WHERE r.id = ANY(%(ids)s) AND r.phase = 'retry_scheduled' AND s.id = r.schedule_id AND s.status = 'cancelled';
+
 -- name: fail_run
 UPDATE runs SET phase = 'failed', completed_at = %(finished_at)s, duration_ms = %(duration_ms)s,
     error = %(error)s, lease_owner = NULL, lease_expires_at = NULL, updated_at = %(now)s,

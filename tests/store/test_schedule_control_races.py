@@ -1,0 +1,73 @@
+"""Two nodes controlling one schedule at once (two HTTP requests, two processes): a ``cancel`` and a ``resume``,
+``pause``, ``reschedule`` or ``trigger`` each checked the schedule's status in a transaction of its own and then
+wrote, so both succeeded and the cancelled schedule came back (PostgreSQL: 89 of 150 rounds of cancel and resume
+ended active) or kept a run waiting to start. Each now decides from the schedule as it is under its lock, in the
+transaction that writes: they take turns, and a cancelled schedule stays cancelled with nothing left to start."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import pytest
+from storekit import Backend
+
+from ductape_jobs import ConflictError, Ductape, RunPhase, ScheduleStatus
+
+REQ = {"env": "test", "product_tag": "p", "event": "tick", "repeat": {"every": 3_600_000}, "start_at": 4_102_444_800}
+PENDING = {RunPhase.SCHEDULED, RunPhase.QUEUED, RunPhase.RETRY_SCHEDULED}
+ROUNDS = 40
+
+
+@pytest.fixture
+def nodes(backend: Backend) -> Iterator[tuple[Ductape, Ductape]]:
+    a, b = Ductape(backend.url), Ductape(backend.url)
+    a.job.create({"name": "tick", "tag": "tick", "event_type": "FUNCTION", "event_tag": "tick"})
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
+
+
+def at_once(*calls: Callable[[], Any]) -> list[BaseException | None]:
+    """The calls started together, one thread each; what each raised (``None``: it returned)."""
+    barrier = threading.Barrier(len(calls))
+    raised: list[BaseException | None] = [None] * len(calls)
+
+    def one(i: int) -> None:
+        barrier.wait(timeout=10)
+        try:
+            calls[i]()
+        except BaseException as exc:
+            raised[i] = exc
+
+    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(calls))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=30)
+    return raised
+
+
+@pytest.mark.parametrize("other", ["resume", "pause", "reschedule", "trigger"])
+def test_a_cancel_at_once_with_another_control_call_leaves_the_schedule_cancelled(
+    nodes: tuple[Ductape, Ductape], other: str
+) -> None:
+    a, b = nodes
+    calls: dict[str, Callable[[str], Any]] = {
+        "resume": b.job.resume,
+        "pause": b.job.pause,
+        "reschedule": lambda job_id: b.job.reschedule(job_id, {"every": 60_000}),
+        "trigger": b.job.trigger,
+    }
+    for _ in range(ROUNDS):
+        job_id = a.job.schedule(REQ).job_id
+        if other == "resume":
+            a.job.pause(job_id)
+        raised = at_once(lambda: a.job.cancel(job_id), lambda: calls[other](job_id))  # noqa: B023
+        assert raised[0] is None
+        assert raised[1] is None or isinstance(raised[1], ConflictError), raised[1]
+        assert a.job.get(job_id).status is ScheduleStatus.CANCELLED
+        assert [r.phase for r in a.job.runs(job_id=job_id) if r.phase in PENDING] == []
