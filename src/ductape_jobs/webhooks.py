@@ -302,7 +302,12 @@ class Webhooks:
                 unsent.discard(d.delivery.id)
                 await self._send(client, d)
 
-        await asyncio.gather(*(in_order(queue) for queue in by_hook.values()))
+        # every webhook's queue ends (or fails) before the webhooks are let go with what was not sent: a queue still
+        # sending after one failed would send what another sender may take meanwhile
+        ended = await asyncio.gather(*(in_order(queue) for queue in by_hook.values()), return_exceptions=True)
+        failed = next((e for e in ended if isinstance(e, BaseException)), None)
+        if failed is not None:
+            raise failed
 
     async def _send(self, client: httpx.AsyncClient, due: DueDelivery) -> None:
         d = due.delivery

@@ -4,12 +4,15 @@ verifies, a delivery retried after a 500, every attempt recorded."""
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import Counter
 from typing import Any
 
+import httpx
 import pytest
 from apikit import BLOG, SHOP, Api, problems
 
-from ductape_jobs import FakeClock, ValidationError
+from ductape_jobs import FakeClock, StoreError, ValidationError
 from ductape_jobs.executors.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
 from ductape_jobs.webhooks import Webhooks
 from support import Recorder
@@ -225,6 +228,39 @@ def test_a_sender_starts_no_delivery_its_hold_would_not_outlast_so_none_is_sent_
     made = api.client().get(f"/webhooks/{hook['id']}/deliveries").json()["items"][::-1]  # oldest first
     assert sent == [d["id"] for d in made]  # each once, in the order of their events
     assert {(d["status"], d["attempts"]) for d in made} == {("delivered", 1)}
+
+
+def test_a_webhook_whose_sending_fails_lets_the_others_end_first_so_none_is_sent_twice(
+    api: Api, job: dict[str, Any], receiver: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One webhook's send failed (its outcome could not be recorded): the batch's other webhooks went on sending
+    after their webhooks were let go with what they had not sent, which the next poll claimed and sent too."""
+    c = api.client()
+    for name in ("a", "b"):
+        c.post("/webhooks", json={"product_tag": "shop", "url": f"{receiver.url}/{name}", "events": ["job.scheduled"]})
+    for n in range(4):
+        api.dt.job.schedule({**SHOP, "input": {"n": n}})
+    receiver.on_request = lambda seen: time.sleep(0.3 if seen.path == "/b" else 0)  # b answers slowly
+    record, failures = api.dt.store.record_delivery, [StoreError("the store is away")]
+
+    def flaky(*args: Any, **kw: Any) -> None:
+        if failures:
+            raise failures.pop()
+        record(*args, **kw)
+
+    monkeypatch.setattr(api.dt.store, "record_delivery", flaky)
+
+    async def polls() -> None:  # as Webhooks.run does: one client, the next poll after a failed one
+        async with httpx.AsyncClient() as client:
+            with pytest.raises(StoreError):
+                await api.dt.webhooks.deliver_due(client)
+            while await api.dt.webhooks.deliver_due(client):
+                pass
+            await asyncio.sleep(1.5)  # anything still sending has sent by now
+
+    asyncio.run(polls())
+    sent = Counter(seen.json()["id"] for seen in receiver.seen)
+    assert len(sent) == 8 and set(sent.values()) == {1}, sent
 
 
 def test_no_webhook_means_no_delivery_rows(api: Api, job: dict[str, Any]) -> None:
