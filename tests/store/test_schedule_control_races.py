@@ -10,6 +10,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
+import psycopg
 import pytest
 from storekit import Backend
 
@@ -48,6 +49,7 @@ def at_once(*calls: Callable[[], Any]) -> list[BaseException | None]:
         t.start()
     for t in threads:
         t.join(timeout=30)
+    assert not any(t.is_alive() for t in threads), "a call still waits after 30 s"
     return raised
 
 
@@ -71,3 +73,36 @@ def test_a_cancel_at_once_with_another_control_call_leaves_the_schedule_cancelle
         assert raised[1] is None or isinstance(raised[1], ConflictError), raised[1]
         assert a.job.get(job_id).status is ScheduleStatus.CANCELLED
         assert [r.phase for r in a.job.runs(job_id=job_id) if r.phase in PENDING] == []
+
+
+def test_a_pause_whose_commit_answer_was_lost_is_not_refused_by_its_own_pause(
+    pg_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store tries a schedule's change again after a lost connection left its commit unknown; the decision,
+    now made under the lock, would see the pause it had made and refuse it (HTTP 409 for a pause that was made)."""
+    dt = Ductape(pg_backend.url)
+    try:
+        dt.job.create({"name": "tick", "tag": "tick", "event_type": "FUNCTION", "event_tag": "tick"})
+        job_id = dt.job.schedule(REQ).job_id
+        db = dt.store._d._db  # type: ignore[attr-defined]
+        retried, lost = db._retried, [psycopg.OperationalError("server closed the connection unexpectedly")]
+
+        def answer_lost(once: Callable[[Any], Any], unsafe: Callable[[], bool]) -> Any:
+            def committed_then_lost(conn: Any) -> Any:
+                done = once(conn)
+                if lost:
+                    raise lost.pop()
+                return done
+
+            return retried(committed_then_lost, unsafe)
+
+        monkeypatch.setattr(db, "_retried", answer_lost)
+        assert dt.job.pause(job_id, reason="maintenance").status is ScheduleStatus.PAUSED
+        assert lost == []  # it was lost, and tried again
+        assert dt.job.resume(job_id).status is ScheduleStatus.ACTIVE  # a new call: decided afresh
+        lost.append(psycopg.OperationalError("server closed the connection unexpectedly"))
+        assert dt.job.pause(job_id).status is ScheduleStatus.PAUSED
+        with pytest.raises(ConflictError, match="is paused; only an active one pauses"):
+            dt.job.pause(job_id)  # another call's pause, made before: refused as ever
+    finally:
+        dt.close()

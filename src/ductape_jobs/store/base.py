@@ -319,6 +319,8 @@ class SchedulingStore(ABC):
         a ``Replan``: the change made from the schedule as it is, read in the same transaction, under its lock
         (what it raises, a ``ConflictError`` for a status that refuses the change, is raised and nothing is
         written), so that two calls at once (a ``cancel`` and a ``resume``) take turns, each seeing the other's.
+        Tried again after a lost connection left its commit unknown, a ``Replan`` is not asked again once the
+        schedule shows it changed at ``now`` (that commit was made).
         ``NotFoundError`` if there is no such schedule."""
 
     @abstractmethod

@@ -206,10 +206,18 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
         return [schedule_from_row(r) for r in self._read(lambda tx: tx.all("list_schedules", params))]
 
     def update_schedule(self, schedule_id: str, now: datetime, change: ScheduleChange | Replan) -> Schedule:
+        tries = 0
+
         def op(tx: Tx) -> Schedule:
+            nonlocal tries
+            tries += 1
             locked = tx.one("lock_schedule", {"id": schedule_id})
             if locked is None:
                 raise NotFoundError("schedule", schedule_id)
+            if tries > 1 and locked["updated_at"] == ms(now) and not isinstance(change, ScheduleChange):
+                # tried again after a lost connection left the commit unknown: it was made (the schedule changed at
+                # this call's time), so the plan is not asked again (a pause would refuse its own pause)
+                return schedule_from_row(locked)
             made = change if isinstance(change, ScheduleChange) else change(schedule_from_row(locked))
             values = schedule_change_params(made)
             if values is not None:
