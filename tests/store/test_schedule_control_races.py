@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import psycopg
 import pytest
-from storekit import Backend
+from storekit import PG_URL, Backend
 
 from ductape_jobs import ConflictError, Ductape, RunPhase, ScheduleStatus
+from ductape_jobs.store.base import Outcome
 
 REQ = {"env": "test", "product_tag": "p", "event": "tick", "repeat": {"every": 3_600_000}, "start_at": 4_102_444_800}
 PENDING = {RunPhase.SCHEDULED, RunPhase.QUEUED, RunPhase.RETRY_SCHEDULED}
@@ -104,5 +106,40 @@ def test_a_pause_whose_commit_answer_was_lost_is_not_refused_by_its_own_pause(
         assert dt.job.pause(job_id).status is ScheduleStatus.PAUSED
         with pytest.raises(ConflictError, match="is paused; only an active one pauses"):
             dt.job.pause(job_id)  # another call's pause, made before: refused as ever
+    finally:
+        dt.close()
+
+
+def test_a_retry_made_while_a_cancel_commits_waits_for_it_and_is_cancelled(pg_backend: Backend) -> None:
+    """A run failed (a retry due) while its schedule's cancel was being committed: on PostgreSQL the retry was
+    made from a snapshot taken before the cancel committed, and after the cancel had passed over the running run,
+    so the cancelled schedule kept a retry to run. The outcome now waits for the cancel (its schedule locked FOR
+    SHARE) and cancels the run instead. (SQLite's single writer runs one after the other.)"""
+    dt = Ductape(pg_backend.url)
+    try:
+        dt.job.create({"name": "tick", "tag": "tick", "event_type": "FUNCTION", "event_tag": "tick"})
+        job_id = dt.job.schedule({"env": "test", "product_tag": "p", "event": "tick", "retries": 1}).job_id
+        now = datetime.now(UTC)
+        (run,) = dt.store.acquire_runs("w1", 1, timedelta(seconds=30), now)
+        failed = Outcome(run.id, run.attempt, "w1", False, now, 5, error="boom", retry_at=now + timedelta(seconds=1))
+        finisher = threading.Thread(target=dt.store.finish_runs, args=([failed], now))
+        with psycopg.connect(PG_URL, options=f"-c search_path={pg_backend.schema}") as cancel:  # a transaction
+            # what cancel() writes, committed only once the outcome is being recorded
+            cancel.execute("SELECT id FROM schedules WHERE id = %s FOR UPDATE", (job_id,))
+            cancel.execute("UPDATE schedules SET status = 'cancelled', reason = 'cancelled' WHERE id = %s", (job_id,))
+            cancel.execute(
+                "UPDATE runs SET phase = 'cancelled', error = 'cancelled', available_at = NULL WHERE schedule_id = %s"
+                " AND phase IN ('scheduled', 'queued', 'retry_scheduled')",
+                (job_id,),
+            )
+            finisher.start()
+            finisher.join(0.5)
+            waited = finisher.is_alive()
+            cancel.commit()
+        finisher.join(10)
+        assert waited and not finisher.is_alive()
+        after = dt.job.run(run.id)
+        assert (after.phase, after.error) == (RunPhase.CANCELLED, "cancelled")
+        assert dt.store.acquire_runs("w1", 1, timedelta(seconds=30), now + timedelta(seconds=2)) == []
     finally:
         dt.close()

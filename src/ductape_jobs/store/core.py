@@ -461,9 +461,11 @@ def _finish(tx: Tx, finished: _Finished, now: datetime) -> None:
     with tx.together():  # PostgreSQL: the updates go with the first read (one round trip where none fails)
         tx.many("complete_run", done)
         if retry:
+            # a schedule cancelled while its run ran makes no retry of it (cancel() cancelled those made before):
+            # PostgreSQL, a cancel meanwhile ends first (its schedule locked FOR SHARE), or waits for this one
+            tx.run("lock_retried_schedules", {"run_ids": [o["run_id"] for o in retry]})
             tx.many("schedule_retry", retry)
-            # a schedule cancelled while its run ran makes no retry of it (cancel() cancelled those made before)
-            tx.run("cancel_retries_of_cancelled", {"ids": [o["run_id"] for o in retry], "now": ms(now)})
+            tx.many("cancel_retry", retry)
         _pause_after_failures(tx, tx.each("fail_run", failed), now)
         tx.many("finish_attempt", attempts)
         _release_held(tx, [o["run_id"] for o in [*done, *failed]], now)

@@ -208,15 +208,27 @@ WHERE runs.id = c.run_id AND runs.lease_owner = c.worker_id AND runs.attempt = c
 UPDATE runs SET phase = 'retry_scheduled', available_at = %(retry_at)s, retry_count = retry_count + 1,
     duration_ms = %(duration_ms)s, error = %(error)s, lease_owner = NULL, lease_expires_at = NULL,
     updated_at = %(now)s, started_at = coalesce(%(started_at)s::bigint, started_at)
-WHERE id = %(run_id)s AND lease_owner = %(worker_id)s AND attempt = %(attempt)s AND phase = 'running';
+WHERE id = %(run_id)s AND lease_owner = %(worker_id)s AND attempt = %(attempt)s AND phase = 'running'
+  AND NOT EXISTS (SELECT 1 FROM schedules s WHERE s.id = runs.schedule_id AND s.status = 'cancelled');
 
--- name: cancel_retries_of_cancelled
--- A retry made for a run whose schedule was cancelled while it ran: cancelled, as cancel() cancels one made before
--- it (%(ids)s: the runs just given a retry).
-UPDATE runs r SET phase = 'cancelled', available_at = NULL, completed_at = %(now)s, updated_at = %(now)s,
-    error = s.reason
+-- name: lock_retried_schedules
+-- The schedules of runs that failed and would be retried, locked FOR SHARE first (the next statements take their
+-- snapshots once these locks are granted): a cancel of one (it holds it FOR UPDATE) ends before, and its status
+-- is seen; a cancel after waits for this transaction, and cancels the retry it made. Nothing is read back.
+SELECT id FROM schedules
+WHERE id IN (SELECT schedule_id FROM runs WHERE id = ANY(%(run_ids)s))
+ORDER BY id
+FOR SHARE;
+
+-- name: cancel_retry
+-- A run that failed and would be retried, of a schedule cancelled while it ran: cancelled instead (cancel() cancelled
+-- the runs that had not started, retries included); schedule_retry passed it over.
+UPDATE runs r SET phase = 'cancelled', completed_at = %(finished_at)s, duration_ms = %(duration_ms)s,
+    error = coalesce(s.reason, 'cancelled'), lease_owner = NULL, lease_expires_at = NULL, available_at = NULL,
+    updated_at = %(now)s, started_at = coalesce(%(started_at)s::bigint, r.started_at)
 FROM schedules s
-WHERE r.id = ANY(%(ids)s) AND r.phase = 'retry_scheduled' AND s.id = r.schedule_id AND s.status = 'cancelled';
+WHERE r.id = %(run_id)s AND r.lease_owner = %(worker_id)s AND r.attempt = %(attempt)s AND r.phase = 'running'
+  AND s.id = r.schedule_id AND s.status = 'cancelled';
 
 -- name: fail_run
 UPDATE runs SET phase = 'failed', completed_at = %(finished_at)s, duration_ms = %(duration_ms)s,

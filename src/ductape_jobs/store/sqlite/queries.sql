@@ -223,15 +223,22 @@ WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase
 UPDATE runs SET phase = 'retry_scheduled', available_at = :retry_at, retry_count = retry_count + 1,
     duration_ms = :duration_ms, error = :error, lease_owner = NULL, lease_expires_at = NULL, updated_at = :now,
     started_at = coalesce(:started_at, started_at)
-WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase = 'running';
+WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase = 'running'
+  AND NOT EXISTS (SELECT 1 FROM schedules s WHERE s.id = runs.schedule_id AND s.status = 'cancelled');
 
--- name: cancel_retries_of_cancelled
--- A retry made for a run whose schedule was cancelled while it ran: cancelled, as cancel() cancels one made before
--- it (:ids: the runs just given a retry, as one JSON list).
-UPDATE runs SET phase = 'cancelled', available_at = NULL, completed_at = :now, updated_at = :now,
-    error = (SELECT s.reason FROM schedules s WHERE s.id = runs.schedule_id)
-WHERE id IN (SELECT value FROM json_each(:ids)) AND phase = 'retry_scheduled'
-  AND schedule_id IN (SELECT id FROM schedules WHERE status = 'cancelled');
+-- name: lock_retried_schedules
+-- (SQLite's single writer already excludes a cancel of these schedules meanwhile: nothing to lock.)
+SELECT 1 WHERE 0;
+
+-- name: cancel_retry
+-- A run that failed and would be retried, of a schedule cancelled while it ran: cancelled instead (cancel() cancelled
+-- the runs that had not started, retries included); schedule_retry passed it over.
+UPDATE runs SET phase = 'cancelled', completed_at = :finished_at, duration_ms = :duration_ms,
+    error = coalesce((SELECT s.reason FROM schedules s WHERE s.id = runs.schedule_id), 'cancelled'),
+    lease_owner = NULL, lease_expires_at = NULL, available_at = NULL, updated_at = :now,
+    started_at = coalesce(:started_at, started_at)
+WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase = 'running'
+  AND EXISTS (SELECT 1 FROM schedules s WHERE s.id = runs.schedule_id AND s.status = 'cancelled');
 
 -- name: fail_run
 UPDATE runs SET phase = 'failed', completed_at = :finished_at, duration_ms = :duration_ms, error = :error,
