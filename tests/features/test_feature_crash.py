@@ -139,7 +139,7 @@ def test_an_abort_inside_an_event_leaves_the_run_resumable(tmp_path: Path) -> No
     with Ductape(store, products=products, clock=clock) as dt:
         dt.function("one")(lambda input, ctx: ran.append("one") or 1)
 
-        def abort(input: dict[str, Any], ctx: Any) -> None:
+        async def abort(input: dict[str, Any], ctx: Any) -> None:  # Ctrl-C while the loop runs the event
             ran.append("two")
             raise KeyboardInterrupt
 

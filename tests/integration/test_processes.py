@@ -61,6 +61,10 @@ APP = textwrap.dedent(
     async def aexits(input, ctx):
         raise SystemExit(1)
 
+    @ductape.function("interrupts")
+    def interrupts(input, ctx):
+        raise KeyboardInterrupt("from the function's own code")
+
     if __name__ == "__main__":
         import atexit
         atexit.register(lambda: (MARKS / "atexit").touch())
@@ -78,7 +82,7 @@ class Env:
         self.marks.mkdir()
         (tmp / "app.py").write_text(APP)
         self.client = Ductape(self.store)
-        for tag in ("slow", "quick", "asleep", "exits", "aexits"):
+        for tag in ("slow", "quick", "asleep", "exits", "aexits", "interrupts"):
             self.client.job.create({"name": tag, "tag": tag, "event_type": "FUNCTION", "event_tag": tag})
         self.procs: list[subprocess.Popen[bytes]] = []
 
@@ -127,9 +131,10 @@ def test_a_function_that_calls_sys_exit_fails_its_run_and_the_worker_goes_on(env
     slow = env.schedule("slow", input={"first_attempt_sleeps": 1})
     worker = env.start_worker()
     env.wait("the slow run to start", lambda: bool(list(env.marks.glob("*.1"))))
-    exits = [env.schedule("exits"), env.schedule("aexits")]
-    env.wait("both to fail", lambda: env.client.store.count_runs().get(RunPhase.FAILED, 0) == 2)
-    for job_id, raised in zip(exits, ("SystemExit(0)", "SystemExit(1)"), strict=True):
+    exits = [env.schedule("exits"), env.schedule("aexits"), env.schedule("interrupts")]
+    env.wait("all three to fail", lambda: env.client.store.count_runs().get(RunPhase.FAILED, 0) == 3)
+    raises = ("SystemExit(0)", "SystemExit(1)", 'KeyboardInterrupt("from the function\'s own code")')
+    for job_id, raised in zip(exits, raises, strict=True):
         (run,) = env.client.job.runs(job_id=job_id)
         assert run.phase is RunPhase.FAILED and run.attempt == 1
         assert f"raised {raised}: a run cannot stop its worker" in (run.error or "")

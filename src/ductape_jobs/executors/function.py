@@ -130,23 +130,34 @@ class FunctionExecutor:
     async def _call(self, fn: Function, ctx: RunContext) -> Any:
         """``fn``'s result. A ``SystemExit`` it raises (``sys.exit()``) fails the attempt as any exception does: out
         of a task, asyncio raises it out of the event loop, which stopped the worker (exit code 0) with its other
-        runs unrecorded, and the run, given back, stopped the next worker that took it. A ``KeyboardInterrupt`` is
-        left as it is: it is Ctrl-C (a worker stops on SIGINT by its own handler, a blocking call is interrupted)."""
+        runs unrecorded, and the run, given back, stopped the next worker that took it. So does a
+        ``KeyboardInterrupt`` a sync function raises (Ctrl-C reaches the main thread only: in a function's thread it
+        is the function's own); one in an async function is left as it is, as it may be Ctrl-C (a worker stops on
+        SIGINT by its own handler; a blocking call such as ``drain`` is interrupted). A ``SystemExit`` in a task that
+        an async function creates itself is raised by asyncio out of the loop before this sees it."""
         try:
             if inspect.iscoroutinefunction(fn):
                 return await fn(ctx.input, ctx)
             # The thread runs in a copy of this context, so log lines from sync functions carry the run's fields.
             call = contextvars.copy_context().run
             loop = asyncio.get_running_loop()
-            result = await loop.run_in_executor(self.pool, call, self._in_thread, fn, ctx.input, ctx)
+            try:
+                result = await loop.run_in_executor(self.pool, call, self._in_thread, fn, ctx.input, ctx)
+            except KeyboardInterrupt as exc:
+                raise _stopping(ctx, exc) from None
             if inspect.isawaitable(result):
                 return await result
             return result
         except SystemExit as exc:
-            raise ExecutionError(
-                f"FUNCTION {ctx.event_tag!r} raised {type(exc).__name__}({_args(exc)}): a run cannot stop its worker; "
-                "raise an exception to fail the run"
-            ) from None
+            raise _stopping(ctx, exc) from None
+
+
+def _stopping(ctx: RunContext, exc: BaseException) -> ExecutionError:
+    """The attempt's failure for a FUNCTION that raised ``exc`` (``SystemExit``, ``KeyboardInterrupt``)."""
+    return ExecutionError(
+        f"FUNCTION {ctx.event_tag!r} raised {type(exc).__name__}({_args(exc)}): a run cannot stop its worker; "
+        "raise an exception to fail the run"
+    )
 
 
 def _args(exc: BaseException) -> str:
