@@ -279,7 +279,7 @@ def test_the_workers_ride_out_a_database_restart_and_run_every_job_once(tmp_path
             failed = [
                 e
                 for w in workers
-                for e in ("worker pass failed", "outcome(s) failed; retrying")
+                for e in ("worker pass failed", "recording outcomes failed")
                 if e in cluster.stderr(w)
             ]
             assert failed

@@ -139,6 +139,10 @@ class Worker:
         self._waiting: set[str] = set()  # runs claimed ahead, waiting in their tasks for their due time
         self.pruned = PruneCounts()  # what this worker's pruner deleted
         self.abandoned = 0  # sync functions of runs given back at shutdown, still running in their threads
+        # while the store is away: a line when a pass, a heartbeat or a flush first fails, one each 30 s, one after
+        self._passes = Repeats(log, "worker pass")
+        self._heartbeats = Repeats(log, "heartbeat")
+        self._flushes = Repeats(log, "recording outcomes")
 
     # ----------------------------------------------------------------------------------- public
 
@@ -160,12 +164,13 @@ class Worker:
             while not self._stop.is_set():
                 try:
                     more = await self._step()
+                    self._passes.ok()
                     await self._sleep(more)
                     failures = 0
                 except StoreError as exc:  # the database is away: back off, keep what is in flight
                     failures += 1
                     delay = _PASS_BACKOFF.delay(failures).total_seconds()
-                    log.warning("worker pass failed (%s); trying again in %.1fs", exc, delay)
+                    self._passes.failed(exc, f"; trying again in {delay:.1f}s")
                     with contextlib.suppress(TimeoutError):
                         await asyncio.wait_for(self._stop.wait(), delay)
         finally:
@@ -601,11 +606,12 @@ class Worker:
                 lambda: self._claiming(self._record, outcomes, now, want),
                 tries=5,
                 backoff=_FLUSH_BACKOFF,
-                on_retry=lambda exc, _: log.exception("recording %d outcome(s) failed; retrying", len(outcomes)),
+                on_retry=lambda exc, _: self._flush_failed(exc, len(outcomes)),
             )
         except Exception:
             self._outcomes[:0] = outcomes  # kept: the next pass records them (the store may be away)
             raise
+        self._flushes.ok()
         self._held.difference_update((o.run_id, o.attempt) for o in outcomes)
         self._begin(runs, now)
         self._freed = self._freed or sum(1 for run in runs if run.limit_keys) < freed
@@ -628,6 +634,14 @@ class Worker:
             tell_finished(self.observers, ended)
         return saw_all_due
 
+    def _flush_failed(self, exc: Exception, count: int) -> None:
+        """A try to record ``count`` outcomes failed: the store away is said as ``Repeats`` says it; anything else
+        with its traceback."""
+        if isinstance(exc, StoreError):
+            self._flushes.failed(exc, f"; retrying ({count} outcome(s) kept)")
+        else:
+            log.exception("recording %d outcome(s) failed; retrying", count)
+
     def _record(self, outcomes: list[Outcome], now: datetime, want: int) -> list[Run]:
         if want <= 0:
             self.store.finish_runs(outcomes, now)
@@ -642,8 +656,12 @@ class Worker:
             if ids:
                 try:
                     await self._io(self.store.extend_leases, self.id, ids, self.clock.now() + self.options.lease)
+                except StoreError as exc:  # the store away: said once, then each 30 s
+                    self._heartbeats.failed(exc)
                 except Exception:
                     log.exception("heartbeat failed")
+                else:
+                    self._heartbeats.ok()
 
     async def _shutdown(self) -> None:
         unstarted = [run_id for run_id in self._inflight if run_id in self._waiting]  # claimed ahead: given back

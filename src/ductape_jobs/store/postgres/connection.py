@@ -88,13 +88,13 @@ class _PoolLines(logging.Filter):
     """psycopg_pool logs each failed try to connect (``error connecting in 'ductape-jobs-1': ...``), one every
     second or two. While a pool opens, the store says once itself that it waits, and its error gives the last
     try's reason (one the probe did not meet: too many connections for the pool's size); after, during an outage,
-    one of those lines a pool is let through each ``POOL_LINES_EVERY`` seconds (the store's calls say when they fail
-    and when they work again: ``logs.Repeats``)."""
+    one line of each of the two kinds a pool is let through each ``POOL_LINES_EVERY`` seconds (the store's calls say
+    when they fail and when they work again: ``logs.Repeats``)."""
 
     def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
         super().__init__()
         self._clock = clock
-        self._shown: dict[str, float] = {}  # pool name: when its last such line was let through
+        self._shown: dict[tuple[str, str], float] = {}  # (pool name, line's format): when one was last let through
 
     def filter(self, record: logging.LogRecord) -> bool:
         args = record.args
@@ -104,10 +104,11 @@ class _PoolLines(logging.Filter):
             _OPENING[args[0]] = str(args[1])
             return False
         if record.msg in _CONNECT_FAILED and args[0].startswith(POOL_PREFIX):
-            now, shown = self._clock(), self._shown.get(args[0])
+            key = (args[0], str(record.msg))
+            now, shown = self._clock(), self._shown.get(key)
             if shown is not None and now - shown < POOL_LINES_EVERY:
                 return False
-            self._shown[args[0]] = now
+            self._shown[key] = now
         return True
 
 
