@@ -10,7 +10,7 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.limits import MAX_MILLIS, printable_rule, seconds_rule
@@ -21,16 +21,17 @@ from ductape_jobs.resources import ResourceLimit, parse_rate
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
 
 
-def _seconds(value: float) -> float:
+def _seconds(value: object) -> object:
     rule = seconds_rule(value)
     if rule is not None:
         raise ValueError(rule)
     return value
 
 
-#: A timeout in seconds: finite, > 0, and at most what a database takes (``limits.MAX_TIMEOUT_SECONDS``); an
-#: infinite one failed every run (``OverflowError``; ``1e300``: PostgreSQL's ``invalid value for parameter``).
-Seconds = Annotated[float, Field(allow_inf_nan=False), AfterValidator(_seconds)]
+#: A timeout in seconds: a number (not ``true``, not ``"5"``: a function's timeout's rule, checked before pydantic
+#: converts), finite, > 0, and at most what a database takes (``limits.MAX_TIMEOUT_SECONDS``); an infinite one
+#: failed every run (``OverflowError``; ``1e300``: PostgreSQL's ``invalid value for parameter``).
+Seconds = Annotated[float, BeforeValidator(_seconds)]
 #: A TCP port.
 Port = Annotated[int, Field(ge=1, le=65_535)]
 
