@@ -10,8 +10,10 @@ import zlib
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+import pytest
 from storekit import PG_URL, Backend
 
+from ductape_jobs.errors import StoreError
 from ductape_jobs.store import Store
 from ductape_jobs.store.sql import migration_versions
 
@@ -65,3 +67,18 @@ def test_a_database_that_lacks_a_version_still_waits_for_the_lock_and_gets_it(ba
         assert not migrate_within(store, 0.5)  # it needs the lock: it waits
     assert migrate_within(store, 30)  # the lock is free (and the waiting call got it, too)
     assert backend.snapshot()["versions"][-1] == latest
+
+
+def test_a_store_a_newer_release_migrated_is_refused_saying_so(backend: Backend) -> None:
+    """A process of an older release started on a store a newer one had upgraded (a rolling deploy, a node left
+    behind) and ran half-working: every claim failed on a unique index it did not know, its webhooks' events were
+    delivered twice or to none. It now refuses at once, saying why."""
+    backend.open()
+    latest = max(migration_versions(f"ductape_jobs.store.{backend.name}.migrations"))
+    backend.execute(f"INSERT INTO schema_migrations VALUES ({latest + 1}, 0)", {})  # as the next release will
+    with pytest.raises(StoreError) as err:
+        backend.open()
+    assert str(err.value) == (
+        f"the store's schema is at version {latest + 1}, newer than this release of ductape-jobs knows ({latest}): "
+        "a newer release upgraded it; upgrade this one (pip install -U ductape-jobs)"
+    )

@@ -5,6 +5,8 @@ from __future__ import annotations
 import re
 from importlib import resources
 
+from ductape_jobs.errors import StoreError
+
 _NAME = re.compile(r"^--\s*name:\s*(\w+)\s*$", re.MULTILINE)
 _MIGRATION = re.compile(r"^(\d{4})_.*\.sql$")
 
@@ -33,6 +35,21 @@ def migration_versions(package: str) -> set[int]:
     """The versions of the ``NNNN_*.sql`` files in ``package``, from their names (nothing is read)."""
     names = (entry.name for entry in resources.files(package).iterdir())
     return {int(m.group(1)) for m in map(_MIGRATION.match, names) if m}
+
+
+def has_every_migration(package: str, done: set[int]) -> bool:
+    """Whether a store whose applied versions are ``done`` has every migration of ``package``. One of a newer
+    release (a version this one lacks) is a ``StoreError`` saying so: a process of an older release started on an
+    upgraded store (a rolling deploy, a node left behind) wrote what the newer schema no longer takes (every
+    claim failed on a unique index it did not know) or missed what it now does (events delivered twice, or to no
+    webhook). Versions are applied in order, so the highest tells."""
+    known = migration_versions(package)
+    if done and max(done) > max(known):
+        raise StoreError(
+            f"the store's schema is at version {max(done)}, newer than this release of ductape-jobs knows "
+            f"({max(known)}): a newer release upgraded it; upgrade this one (pip install -U ductape-jobs)"
+        )
+    return known <= done
 
 
 def load_migrations(package: str) -> list[tuple[int, str]]:

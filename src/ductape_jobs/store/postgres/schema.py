@@ -7,7 +7,7 @@ import zlib
 from psycopg import errors, sql
 
 from ductape_jobs.store.postgres.connection import Conn
-from ductape_jobs.store.sql import load_migrations, migration_versions
+from ductape_jobs.store.sql import has_every_migration, load_migrations
 
 _PACKAGE = "ductape_jobs.store.postgres.migrations"
 _VERSIONS = "SELECT version FROM schema_migrations"
@@ -22,7 +22,7 @@ def migrated(conn: Conn) -> bool:
         done = {r["version"] for r in conn.execute(_VERSIONS)}
     except errors.UndefinedTable:
         return False
-    return migration_versions(_PACKAGE) <= done
+    return has_every_migration(_PACKAGE, done)
 
 
 def migrate(conn: Conn, schema: str | None) -> None:

@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 from ductape_jobs.errors import ConflictError, StoreError, WouldWait
 from ductape_jobs.store.base import Capabilities
 from ductape_jobs.store.dialect import Params, Row, job_check_error, unstorable
-from ductape_jobs.store.sql import load_dialect_queries, load_migrations, migration_versions
+from ductape_jobs.store.sql import has_every_migration, load_dialect_queries, load_migrations
 from ductape_jobs.store.sqlite.binding import bind
 
 T = TypeVar("T")
@@ -479,7 +479,7 @@ class SQLiteDialect:
                 rows = self._db.execute("SELECT version FROM schema_migrations").fetchall()
             except sqlite3.OperationalError:  # no such table: a new file
                 return False
-        return migration_versions(f"{PACKAGE}.migrations") <= {r["version"] for r in rows}
+        return has_every_migration(f"{PACKAGE}.migrations", {r["version"] for r in rows})
 
     def close(self) -> None:
         with self._lock:
