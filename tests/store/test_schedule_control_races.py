@@ -7,6 +7,7 @@ transaction that writes: they take turns, and a cancelled schedule stays cancell
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -141,5 +142,46 @@ def test_a_retry_made_while_a_cancel_commits_waits_for_it_and_is_cancelled(pg_ba
         after = dt.job.run(run.id)
         assert (after.phase, after.error) == (RunPhase.CANCELLED, "cancelled")
         assert dt.store.acquire_runs("w1", 1, timedelta(seconds=30), now + timedelta(seconds=2)) == []
+    finally:
+        dt.close()
+
+
+def test_two_outcome_batches_failing_runs_of_one_schedule_do_not_deadlock(
+    pg_backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two workers each recorded a run to retry and a run failed for good of one pause_on_failure schedule: each
+    batch held its schedule FOR SHARE (to see a cancel) and then paused it, so each waited for the other's share:
+    PostgreSQL broke the deadlock after a second, and the store tried the batch again. A batch now locks the
+    schedules it decides about first, as their UPDATE does: the second waits for the first."""
+    dt = Ductape(pg_backend.url)
+    try:
+        dt.job.create({"name": "tick", "tag": "tick", "event_type": "FUNCTION", "event_tag": "tick"})
+        job_id = dt.job.schedule({**REQ, "retries": 1, "pause_on_failure": True}).job_id
+        for _ in range(4):
+            dt.job.trigger(job_id)
+        now = datetime.now(UTC)
+        batches = []
+        for worker in ("w1", "w2"):
+            retried, failed = dt.store.acquire_runs(worker, 2, timedelta(seconds=30), now)
+            batches.append(
+                [
+                    Outcome(retried.id, retried.attempt, worker, False, now, 5, error="boom", retry_at=now),
+                    Outcome(failed.id, failed.attempt, worker, False, now, 5, error="boom"),
+                ]
+            )
+        finishers = [threading.Thread(target=dt.store.finish_runs, args=(batch, now)) for batch in batches]
+        with psycopg.connect(PG_URL, options=f"-c search_path={pg_backend.schema}") as other:
+            other.execute("SELECT id FROM schedules WHERE id = %s FOR SHARE", (job_id,))  # both batches line up
+            for t in finishers:
+                t.start()
+            time.sleep(0.5)
+            other.commit()
+        for t in finishers:
+            t.join(30)
+            assert not t.is_alive()
+        assert not [r for r in caplog.records if "deadlock" in r.getMessage()]
+        assert dt.job.get(job_id).status is ScheduleStatus.PAUSED
+        phases = sorted(r.phase for r in dt.job.runs(job_id=job_id))
+        assert phases == sorted([RunPhase.RETRY_SCHEDULED] * 2 + [RunPhase.FAILED] * 2)
     finally:
         dt.close()

@@ -460,10 +460,14 @@ def _finish(tx: Tx, finished: _Finished, now: datetime) -> None:
     done, retry, failed, attempts = finished
     with tx.together():  # PostgreSQL: the updates go with the first read (one round trip where none fails)
         tx.many("complete_run", done)
-        if retry:
+        if retry or failed:
             # a schedule cancelled while its run ran makes no retry of it (cancel() cancelled those made before):
-            # PostgreSQL, a cancel meanwhile ends first (its schedule locked FOR SHARE), or waits for this one
-            tx.run("lock_retried_schedules", {"run_ids": [o["run_id"] for o in retry]})
+            # PostgreSQL, a cancel meanwhile ends first, or waits for this batch; every schedule the batch changes
+            # or reads the state of is locked here at once, in one order (no two batches wait for each other)
+            failing = [o["run_id"] for o in [*retry, *failed]]
+            ended = [o["run_id"] for o in [*done, *failed]]
+            tx.run("lock_deciding_schedules", {"failed": failing, "ended": ended})
+        if retry:
             tx.many("schedule_retry", retry)
             tx.many("cancel_retry", retry)
         _pause_after_failures(tx, tx.each("fail_run", failed), now)

@@ -211,14 +211,18 @@ UPDATE runs SET phase = 'retry_scheduled', available_at = %(retry_at)s, retry_co
 WHERE id = %(run_id)s AND lease_owner = %(worker_id)s AND attempt = %(attempt)s AND phase = 'running'
   AND NOT EXISTS (SELECT 1 FROM schedules s WHERE s.id = runs.schedule_id AND s.status = 'cancelled');
 
--- name: lock_retried_schedules
--- The schedules of runs that failed and would be retried, locked FOR SHARE first (the next statements take their
--- snapshots once these locks are granted): a cancel of one (it holds it FOR UPDATE) ends before, and its status
--- is seen; a cancel after waits for this transaction, and cancels the retry it made. Nothing is read back.
+-- name: lock_deciding_schedules
+-- The schedules an outcome batch with failures decides about or changes, locked first, in the order of their ids,
+-- as an UPDATE of them locks them (FOR NO KEY UPDATE): those of the runs that failed (a retry is made only if the
+-- schedule is not cancelled; pause_on_failure pauses it) and the buffer_one ones of the runs that ended (their held
+-- runs released). A cancel meanwhile (it holds its schedule FOR UPDATE) ends first, and the statements after see
+-- it (each takes its snapshot once these locks are granted); a cancel after waits for this transaction. Each lock
+-- such a batch takes on schedules is taken here, in one order: two batches never wait for each other in a cycle.
 SELECT id FROM schedules
-WHERE id IN (SELECT schedule_id FROM runs WHERE id = ANY(%(run_ids)s))
+WHERE id IN (SELECT schedule_id FROM runs WHERE id = ANY(%(failed)s)
+             UNION SELECT schedule_id FROM runs WHERE id = ANY(%(ended)s) AND overlap = 'buffer_one')
 ORDER BY id
-FOR SHARE;
+FOR NO KEY UPDATE;
 
 -- name: cancel_retry
 -- A run that failed and would be retried, of a schedule cancelled while it ran: cancelled instead (cancel() cancelled
