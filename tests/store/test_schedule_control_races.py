@@ -89,11 +89,14 @@ def test_a_pause_whose_commit_answer_was_lost_is_not_refused_by_its_own_pause(
         job_id = dt.job.schedule(REQ).job_id
         db = dt.store._d._db  # type: ignore[attr-defined]
         retried, lost = db._retried, [psycopg.OperationalError("server closed the connection unexpectedly")]
+        after: list[Callable[[], Any]] = []  # what another writer does before the try again
 
         def answer_lost(once: Callable[[Any], Any], unsafe: Callable[[], bool]) -> Any:
             def committed_then_lost(conn: Any) -> Any:
                 done = once(conn)
                 if lost:
+                    for meanwhile in after:
+                        meanwhile()
                     raise lost.pop()
                 return done
 
@@ -107,6 +110,15 @@ def test_a_pause_whose_commit_answer_was_lost_is_not_refused_by_its_own_pause(
         assert dt.job.pause(job_id).status is ScheduleStatus.PAUSED
         with pytest.raises(ConflictError, match="is paused; only an active one pauses"):
             dt.job.pause(job_id)  # another call's pause, made before: refused as ever
+        # a resume made, its answer lost, and a worker's tick moving the schedule on before the try again
+        after.append(
+            lambda: pg_backend.execute(
+                "UPDATE schedules SET status = 'completed', updated_at = updated_at + 3 WHERE id = %(id)s",
+                {"id": job_id},
+            )
+        )
+        lost.append(psycopg.OperationalError("server closed the connection unexpectedly"))
+        assert dt.job.resume(job_id).status is ScheduleStatus.COMPLETED  # as it is: made, not refused
     finally:
         dt.close()
 

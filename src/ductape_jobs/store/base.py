@@ -319,8 +319,9 @@ class SchedulingStore(ABC):
         a ``Replan``: the change made from the schedule as it is, read in the same transaction, under its lock
         (what it raises, a ``ConflictError`` for a status that refuses the change, is raised and nothing is
         written), so that two calls at once (a ``cancel`` and a ``resume``) take turns, each seeing the other's.
-        Tried again after a lost connection left its commit unknown, a ``Replan`` is not asked again once the
-        schedule shows it changed at ``now`` (that commit was made).
+        Tried again after a lost connection (its commit may have been made), a ``Replan`` that refuses is taken as
+        made: the schedule is answered as it is (a pause would refuse the pause it made; a resume, the state a
+        worker's tick moved the resumed schedule to since).
         ``NotFoundError`` if there is no such schedule."""
 
     @abstractmethod

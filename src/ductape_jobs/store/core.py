@@ -214,11 +214,13 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             locked = tx.one("lock_schedule", {"id": schedule_id})
             if locked is None:
                 raise NotFoundError("schedule", schedule_id)
-            if tries > 1 and locked["updated_at"] == ms(now) and not isinstance(change, ScheduleChange):
-                # tried again after a lost connection left the commit unknown: it was made (the schedule changed at
-                # this call's time), so the plan is not asked again (a pause would refuse its own pause)
-                return schedule_from_row(locked)
-            made = change if isinstance(change, ScheduleChange) else change(schedule_from_row(locked))
+            current = schedule_from_row(locked)
+            try:
+                made = change if isinstance(change, ScheduleChange) else change(current)
+            except ConflictError:
+                if tries > 1:  # tried again after a lost connection: the try before may have made it (a pause
+                    return current  # refuses the pause it made, a resume the tick that followed it): taken as made
+                raise
             values = schedule_change_params(made)
             if values is not None:
                 tx.run("update_schedule", {**values, "id": schedule_id, "now": ms(now)})
