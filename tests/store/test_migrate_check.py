@@ -82,3 +82,52 @@ def test_a_store_a_newer_release_migrated_is_refused_saying_so(backend: Backend)
         f"the store's schema is at version {latest + 1}, newer than this release of ductape-jobs knows ({latest}): "
         "a newer release upgraded it; upgrade this one (pip install -U ductape-jobs)"
     )
+
+
+def test_a_newer_release_that_migrates_while_an_older_one_waits_for_the_lock_is_refused_too(
+    backend: Backend,
+) -> None:
+    """An older process found a version missing and waited for the migration's lock while a newer release, holding
+    it, migrated past it: it then found nothing left to apply and started. It is refused, as at once."""
+    package = f"ductape_jobs.store.{backend.name}.migrations"
+    latest = max(migration_versions(package))
+    backend.migrate_to(latest - 1)
+    store = backend.open(migrate=False)
+    raised: list[BaseException] = []
+
+    def migrate() -> None:
+        try:
+            store.migrate()
+        except BaseException as exc:
+            raised.append(exc)
+
+    waiting = threading.Thread(target=migrate)
+    if backend.path is not None:
+        db = sqlite3.connect(backend.path, isolation_level=None)
+        db.execute("BEGIN IMMEDIATE")  # the newer release's migration holds the writer
+        waiting.start()
+        waiting.join(0.5)
+        db.execute(f"INSERT INTO schema_migrations VALUES ({latest}, 0), ({latest + 1}, 0)")  # (their scripts aside)
+        db.execute("COMMIT")
+        db.close()
+    else:
+        import psycopg
+
+        key = zlib.crc32(f"ductape_jobs:migrate:{backend.schema or ''}".encode())
+        with psycopg.connect(PG_URL, options=f"-c search_path={backend.schema}") as conn:
+            conn.execute("SELECT pg_advisory_xact_lock(%s)", [key])
+            waiting.start()
+            waiting.join(0.5)
+            conn.execute(f"INSERT INTO schema_migrations VALUES ({latest}, 0), ({latest + 1}, 0)")
+            conn.commit()
+    waiting.join(30)
+    assert len(raised) == 1 and isinstance(raised[0], StoreError), raised
+    assert f"schema is at version {latest + 1}, newer than this release" in str(raised[0])
+
+
+def test_a_schema_migrations_table_of_another_tool_is_refused_saying_so(backend: Backend) -> None:
+    """Another tool's table of the same name (text versions: Rails, dbmate) was a TypeError from the version check."""
+    backend.execute("CREATE TABLE schema_migrations (version VARCHAR(255) PRIMARY KEY)", {})
+    backend.execute("INSERT INTO schema_migrations VALUES ('20240101000000')", {})
+    with pytest.raises(StoreError, match="schema_migrations here is not ductape-jobs'"):
+        backend.open()

@@ -44,6 +44,11 @@ def has_every_migration(package: str, done: set[int]) -> bool:
     claim failed on a unique index it did not know) or missed what it now does (events delivered twice, or to no
     webhook). Versions are applied in order, so the highest tells."""
     known = migration_versions(package)
+    if not all(isinstance(v, int) and not isinstance(v, bool) for v in done):
+        raise StoreError(
+            "the table schema_migrations here is not ductape-jobs' (its versions are not whole numbers): give the "
+            "store a schema of its own (PostgreSQL: ?schema=ductape) or a file of its own"
+        )
     if done and max(done) > max(known):
         raise StoreError(
             f"the store's schema is at version {max(done)}, newer than this release of ductape-jobs knows "

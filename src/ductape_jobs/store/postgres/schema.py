@@ -36,6 +36,7 @@ def migrate(conn: Conn, schema: str | None) -> None:
         conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
     conn.execute(_TABLE)
     done = {r["version"] for r in conn.execute(_VERSIONS)}
+    has_every_migration(_PACKAGE, done)  # a newer release's, migrated while this waited for the lock: refused
     for version, script in load_migrations(_PACKAGE):
         if version not in done:
             conn.execute(script, prepare=False)  # several statements: the simple query protocol

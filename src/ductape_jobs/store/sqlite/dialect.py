@@ -456,6 +456,7 @@ class SQLiteDialect:
             db = self._db
             db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER)")
             done = {r["version"] for r in db.execute("SELECT version FROM schema_migrations")}
+            has_every_migration(f"{PACKAGE}.migrations", done)  # a newer release's, migrated meanwhile: refused
             reset = False
             for version, sql in load_migrations(f"{PACKAGE}.migrations"):
                 if version in done:
