@@ -66,10 +66,11 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ductape_jobs.clock import Clock, iso_text, to_ms
-from ductape_jobs.errors import NotFoundError, TargetRefused
+from ductape_jobs.errors import NotFoundError, StoreError, TargetRefused
 from ductape_jobs.ids import new_id
 from ductape_jobs.lifecycle import KINDS, LifecycleEvent
 from ductape_jobs.limits import check_page
+from ductape_jobs.logs import Repeats
 from ductape_jobs.models import (
     Built,
     DeliveryStatus,
@@ -373,6 +374,7 @@ class Webhooks:
         """Send due deliveries until ``stop`` is set, looking every ``poll``. The HTTP client (httpx) is opened
         when a delivery is first due, so a process whose products have no webhook never loads it."""
         client: httpx.AsyncClient | None = None
+        repeats = Repeats(log, "sending webhook deliveries")  # the store away: not at each poll
         try:
             while not stop.is_set():
                 sent = 0
@@ -386,8 +388,12 @@ class Webhooks:
                             client = httpx.AsyncClient(follow_redirects=False)
                         await self._send_held(client, due, now)
                         sent = len(due)
+                except StoreError as exc:
+                    repeats.failed(exc)
                 except Exception:
                     log.exception("sending webhook deliveries failed")
+                else:
+                    repeats.ok()
                 if sent >= self.batch:
                     continue
                 with contextlib.suppress(TimeoutError):

@@ -41,6 +41,7 @@ from ductape_jobs.errors import (
     NotFoundError,
     PipingFailure,
     ResultError,
+    StoreError,
     ValidationError,
     describe,
     is_retryable,
@@ -59,6 +60,7 @@ from ductape_jobs.features.plan import (
 from ductape_jobs.features.records import EventResult, EventStatus, FeatureRun, FeatureRunStatus
 from ductape_jobs.ids import new_id
 from ductape_jobs.limits import check_object
+from ductape_jobs.logs import Repeats
 from ductape_jobs.models import DispatchResult, Run, RunPhase, TriggeredBy
 from ductape_jobs.piping import PipingError, PipingSyntaxError, Scope, check, literal, references, resolve
 from ductape_jobs.products import Products
@@ -255,14 +257,19 @@ class FeatureEngine:
         left to a process that does. Runs still going when ``stop`` is set are cancelled (their lease then
         expires and another worker takes them on)."""
         going: dict[str, asyncio.Task[None]] = {}
+        repeats = Repeats(log, "looking for feature runs whose driver died")  # the store away: not every 2 s
         try:
             while not stop.is_set():
                 try:
                     for run_id in await self._io(self.store.orphaned_feature_runs, self.clock.now(), 10):
                         if run_id not in going:
                             going[run_id] = asyncio.create_task(self._adopt(run_id), name=f"adopt-{run_id}")
+                except StoreError as exc:
+                    repeats.failed(exc)
                 except Exception:
                     log.exception("looking for feature runs whose driver died failed")
+                else:
+                    repeats.ok()
                 for run_id in [r for r, task in going.items() if task.done()]:
                     del going[run_id]
                 with contextlib.suppress(TimeoutError):
