@@ -1,13 +1,14 @@
 """How soon a PostgreSQL worker is back after its server was away. A plain script: it prints figures only.
 
-    python bench/outage.py [--url postgresql://postgres@127.0.0.1:5432/postgres] [--outage 45] [--after 25]
+    python bench/outage.py [--url postgresql://postgres@127.0.0.1:5432/postgres] [--outage 45] [--after 25] [--log F]
 
 It makes a database of its own, a schedule every second of a FUNCTION that records when it ran, and starts one
 ``ductape worker`` that reaches the server through a TCP forwarder of this script's (the real server is never
 stopped). After 4 s it stops the forwarder (every connection through it closes, new ones are refused) for
 ``--outage`` seconds, starts it again, and lets the worker run ``--after`` seconds more. Printed: how long after the
 forwarder was back the first run started, and how many runs started in the ``--after`` seconds (one a second when
-none misfired). ``PYTHONPATH=<another checkout>/src`` measures that checkout's engine instead.
+none misfired). ``--log F`` keeps the worker's log in F and counts its lines. ``PYTHONPATH=<another checkout>/src``
+measures that checkout's engine instead.
 """
 
 from __future__ import annotations
@@ -97,6 +98,7 @@ def main() -> None:
     ap.add_argument("--url", default="postgresql://postgres@127.0.0.1:5432/postgres", help="an admin connection")
     ap.add_argument("--outage", type=float, default=45.0, help="seconds the server is away")
     ap.add_argument("--after", type=float, default=25.0, help="seconds the worker runs after it is back")
+    ap.add_argument("--log", type=Path, default=None, help="keep the worker's log (INFO and up) in this file")
     args = ap.parse_args()
     info = psycopg.conninfo.conninfo_to_dict(args.url)
     host, port = str(info.get("host", "127.0.0.1")), int(info.get("port", 5432))
@@ -117,8 +119,11 @@ def main() -> None:
             "d.job.schedule({'env': 'e', 'product_tag': 'p', 'event': 't', 'repeat': {'every': 1000}})\nd.close()\n"
         )
         subprocess.run([sys.executable, "-c", setup], env=env, check=True)
-        cli = [sys.executable, "-m", "ductape_jobs.cli.main", "worker", "--app", "outage_app:ductape", "--quiet"]
-        worker = subprocess.Popen(cli, env=env, cwd=tmp, stderr=subprocess.DEVNULL)
+        cli = [sys.executable, "-m", "ductape_jobs.cli.main", "worker", "--app", "outage_app:ductape"]
+        log = open(args.log, "w") if args.log else None  # noqa: SIM115 - closed after the worker
+        worker = subprocess.Popen(
+            cli + ([] if log else ["--quiet"]), env=env, cwd=tmp, stderr=log or subprocess.DEVNULL
+        )
         try:
             time.sleep(4)
             forwarder.down()
@@ -131,6 +136,8 @@ def main() -> None:
             worker.send_signal(signal.SIGTERM)
             worker.wait(30)
             forwarder.down()
+            if log:
+                log.close()
         starts = [float(line) for line in ticks.read_text().split()]
     with psycopg.connect(args.url, autocommit=True) as admin:
         admin.execute(f"DROP DATABASE {name} WITH (FORCE)")
@@ -140,6 +147,10 @@ def main() -> None:
         f"server away {up - down:.1f} s; first run after it was back: {first}; runs in the {args.after:g} s after: "
         f"{len(after)}"
     )
+    if args.log:
+        lines = args.log.read_text().splitlines()
+        tracebacks = sum('"exception"' in line or line.startswith("Traceback") for line in lines)
+        print(f"the worker's log: {len(lines)} lines from its start to its stop, {tracebacks} with a traceback")
 
 
 if __name__ == "__main__":
