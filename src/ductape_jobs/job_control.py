@@ -118,21 +118,21 @@ class JobControl:
                 "repeat.endDate", f"{options.end_date.isoformat()} is before the start {now.isoformat()} (now)"
             )
         every = timedelta(milliseconds=options.every) if options.every else None
+        timing: dict[str, Any] = {  # the schedule's fields the new repeat sets
+            "cron": options.cron,
+            "tz": options.tz,
+            "every": every,
+            "limit": options.limit,
+            "end_date": options.end_date,
+            "start_at": now,
+            "follows_job": False,
+        }
 
         def reschedule(schedule: Schedule) -> ScheduleChange:
             """From the schedule as it is: a worker's tick may have made an occurrence since it was read."""
             if schedule.status is ScheduleStatus.CANCELLED:
                 raise ConflictError(f"schedule {job_id!r} is cancelled; it cannot be given a new repeat")
-            changed = _replace(
-                schedule,
-                cron=options.cron,
-                tz=options.tz,
-                every=every,
-                limit=options.limit,
-                end_date=options.end_date,
-                start_at=now,
-                follows_job=False,
-            )
+            changed = _replace(schedule, **timing)
             recurrence, occurrences = recurrence_of(changed), occurrences_of(changed)
             nxt = first_due(recurrence, now, occurrences)
             if nxt is None and options.end_date is not None and not _limit_reached(changed):
@@ -143,17 +143,7 @@ class JobControl:
             status = schedule.status if nxt is not None else ScheduleStatus.COMPLETED
             if schedule.status is ScheduleStatus.COMPLETED and nxt is not None:
                 status = ScheduleStatus.ACTIVE
-            return ScheduleChange(
-                cron=options.cron,
-                tz=options.tz,
-                every=every,
-                limit=options.limit,
-                end_date=options.end_date,
-                start_at=now,
-                follows_job=False,
-                next_run_at=nxt,
-                status=status,
-            )
+            return ScheduleChange(**timing, next_run_at=nxt, status=status)
 
         rescheduled = self._store.update_schedule(job_id, now, reschedule)
         self._wake()
