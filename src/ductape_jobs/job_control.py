@@ -27,7 +27,7 @@ from ductape_jobs.models import (
     parse,
     to_utc,
 )
-from ductape_jobs.store.base import ScheduleChange
+from ductape_jobs.store.base import AlreadyMade, ScheduleChange
 from ductape_jobs.timing import preview
 from ductape_jobs.timing.planning import first_due, next_due
 
@@ -75,7 +75,8 @@ class JobControl:
 
         def pause(schedule: Schedule) -> ScheduleChange:
             if schedule.status is not ScheduleStatus.ACTIVE:
-                raise ConflictError(f"schedule {job_id!r} is {schedule.status}; only an active one pauses")
+                refused = AlreadyMade if schedule.status is ScheduleStatus.PAUSED else ConflictError
+                raise refused(f"schedule {job_id!r} is {schedule.status}; only an active one pauses")
             return ScheduleChange(status=ScheduleStatus.PAUSED, reason=text)
 
         return self._store.update_schedule(job_id, to_ms(self._clock.now()), pause)
@@ -85,8 +86,10 @@ class JobControl:
         now = to_ms(self._clock.now())
 
         def resume(schedule: Schedule) -> ScheduleChange:
-            if schedule.status is not ScheduleStatus.PAUSED:
-                raise ConflictError(f"schedule {job_id!r} is {schedule.status}; only a paused one resumes")
+            if schedule.status is not ScheduleStatus.PAUSED:  # active or completed: as a resume (and a tick) leave it
+                made = schedule.status in (ScheduleStatus.ACTIVE, ScheduleStatus.COMPLETED)
+                refused = AlreadyMade if made else ConflictError
+                raise refused(f"schedule {job_id!r} is {schedule.status}; only a paused one resumes")
             nxt = schedule.next_run_at
             if nxt is not None and nxt < now:
                 nxt = first_due(recurrence_of(schedule), now, occurrences_of(schedule))

@@ -197,3 +197,88 @@ def test_two_outcome_batches_failing_runs_of_one_schedule_do_not_deadlock(
         assert phases == sorted([RunPhase.RETRY_SCHEDULED] * 2 + [RunPhase.FAILED] * 2)
     finally:
         dt.close()
+
+
+@pytest.mark.parametrize("policy", [{"pause_on_failure": True}, {"overlap": "buffer_one"}], ids=["pause", "buffer"])
+def test_a_late_failure_and_the_rescue_of_its_run_do_not_deadlock(
+    pg_backend: Backend, caplog: pytest.LogCaptureFixture, policy: dict[str, Any]
+) -> None:
+    """A worker reported a run failed just as the rescue failed it for good (its lease lapsed): the batch locked the
+    run's schedule and waited for the run, which the rescue held while it waited for the schedule (to pause it, or
+    to release a held run). The batch now locks its failed runs before their schedules."""
+    dt = Ductape(pg_backend.url)
+    try:
+        dt.job.create({"name": "tick", "tag": "tick", "event_type": "FUNCTION", "event_tag": "tick"})
+        job_id = dt.job.schedule({**REQ, **policy}).job_id
+        dt.job.trigger(job_id)
+        now = datetime.now(UTC)
+        (run,) = dt.store.acquire_runs("w1", 1, timedelta(seconds=1), now)
+        later = now + timedelta(seconds=5)  # its lease has lapsed
+        failed = Outcome(run.id, run.attempt, "w1", False, later, 5, error="boom")
+        rescue = threading.Thread(target=dt.store.rescue_expired, args=(later, 0))
+        finish = threading.Thread(target=dt.store.finish_runs, args=([failed], later))
+        with psycopg.connect(PG_URL, options=f"-c search_path={pg_backend.schema}") as slow:
+            slow.execute("SELECT 1 FROM attempts WHERE run_id = %s FOR UPDATE", (run.id,))  # the rescue, held
+            rescue.start()
+            time.sleep(0.4)  # the rescue holds the run, and waits
+            finish.start()
+            time.sleep(0.4)  # the batch: whatever it holds, it waits
+            slow.commit()
+        for t in (rescue, finish):
+            t.join(30)
+            assert not t.is_alive()
+        assert not [r for r in caplog.records if "deadlock" in r.getMessage()]
+        assert dt.job.run(run.id).phase is RunPhase.FAILED
+    finally:
+        dt.close()
+
+
+@pytest.mark.parametrize("call", ["resume", "reschedule"])
+def test_a_change_tried_again_after_a_rollback_is_refused_by_a_cancel_made_meanwhile(
+    pg_backend: Backend, call: str
+) -> None:
+    """A resume waited for the schedule's lock while another node cancelled it; its connection was dropped (its try
+    rolled back), the cancel committed, and the try again took the cancel's refusal as its own change made."""
+    a = Ductape(pg_backend.url)
+    try:
+        a.job.create({"name": "tick", "tag": "tick", "event_type": "FUNCTION", "event_tag": "tick"})
+        job_id = a.job.schedule(REQ).job_id
+        a.job.pause(job_id)
+        calls = {
+            "resume": lambda: a.job.resume(job_id),
+            "reschedule": lambda: a.job.reschedule(job_id, {"every": 60_000}),
+        }
+        got: list[object] = []
+
+        def change() -> None:
+            try:
+                got.append(calls[call]())
+            except ConflictError as exc:
+                got.append(exc)
+
+        waiting = threading.Thread(target=change)
+        with (
+            psycopg.connect(PG_URL, options=f"-c search_path={pg_backend.schema}") as other,
+            psycopg.connect(PG_URL, autocommit=True) as admin,
+        ):
+            other.execute("SELECT 1 FROM schedules WHERE id = %s FOR UPDATE", (job_id,))
+            other.execute("UPDATE schedules SET status = 'cancelled', next_run_at = NULL WHERE id = %s", (job_id,))
+            waiting.start()
+            pids: list[Any] = []
+            for _ in range(100):
+                pids = admin.execute(
+                    "SELECT pid FROM pg_stat_activity WHERE wait_event_type = 'Lock' AND query LIKE '%%FOR UPDATE%%'"
+                    " AND pid <> pg_backend_pid()"
+                ).fetchall()
+                if pids:
+                    break
+                time.sleep(0.05)
+            assert pids
+            admin.execute("SELECT pg_terminate_backend(%s)", (pids[0][0],))  # its try: rolled back
+            time.sleep(0.05)
+            other.commit()  # the cancel
+        waiting.join(30)
+        assert len(got) == 1 and isinstance(got[0], ConflictError), got
+        assert a.job.get(job_id).status is ScheduleStatus.CANCELLED
+    finally:
+        a.close()

@@ -31,7 +31,7 @@ from typing import Any, Final, Literal
 
 from msgspec import Struct, field
 
-from ductape_jobs.errors import WouldWait
+from ductape_jobs.errors import ConflictError, WouldWait
 from ductape_jobs.models import (
     JobDefinition,
     NewRun,
@@ -204,6 +204,12 @@ class ScheduleChange(Struct, frozen=True, kw_only=True):
 Replan = Callable[[Schedule], ScheduleChange]
 
 
+class AlreadyMade(ConflictError):
+    """A ``Replan``'s refusal because the schedule is already as its change would make it (a pause of a paused
+    schedule): a ``ConflictError`` to the caller, but on a try after a lost connection the try before may have
+    made it, and the schedule is answered as it is."""
+
+
 class SchedulingStore(ABC):
     """Scheduling and claiming: jobs, schedules, runs, their leases, and the result cache."""
 
@@ -319,9 +325,9 @@ class SchedulingStore(ABC):
         a ``Replan``: the change made from the schedule as it is, read in the same transaction, under its lock
         (what it raises, a ``ConflictError`` for a status that refuses the change, is raised and nothing is
         written), so that two calls at once (a ``cancel`` and a ``resume``) take turns, each seeing the other's.
-        Tried again after a lost connection (its commit may have been made), a ``Replan`` that refuses is taken as
-        made: the schedule is answered as it is (a pause would refuse the pause it made; a resume, the state a
-        worker's tick moved the resumed schedule to since).
+        Tried again after a lost connection (its commit may have been made), a ``Replan`` that refuses with
+        ``AlreadyMade`` is taken as made: the schedule is answered as it is (a pause would refuse the pause it made;
+        a resume, the state a worker's tick moved the resumed schedule to since); another refusal is raised.
         ``NotFoundError`` if there is no such schedule."""
 
     @abstractmethod

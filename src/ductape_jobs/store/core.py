@@ -35,6 +35,7 @@ from ductape_jobs.models import JobDefinition, NewRun, Overlap, Run, RunFilter, 
 from ductape_jobs.resources import Rate, ResourceLimit, own_name, parse_rate
 from ductape_jobs.store.api import ApiCore
 from ductape_jobs.store.base import (
+    AlreadyMade,
     Capabilities,
     DueSchedule,
     Outcome,
@@ -217,9 +218,9 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             current = schedule_from_row(locked)
             try:
                 made = change if isinstance(change, ScheduleChange) else change(current)
-            except ConflictError:
+            except AlreadyMade:
                 if tries > 1:  # tried again after a lost connection: the try before may have made it (a pause
-                    return current  # refuses the pause it made, a resume the tick that followed it): taken as made
+                    return current  # refuses the pause it made, a resume the tick that followed it): as made
                 raise
             values = schedule_change_params(made)
             if values is not None:
@@ -468,6 +469,7 @@ def _finish(tx: Tx, finished: _Finished, now: datetime) -> None:
             # or reads the state of is locked here at once, in one order (no two batches wait for each other)
             failing = [o["run_id"] for o in [*retry, *failed]]
             ended = [o["run_id"] for o in [*done, *failed]]
+            tx.run("lock_failing_runs", {"failed": failing})  # first: a rescue of one holds it, then its schedule
             tx.run("lock_deciding_schedules", {"failed": failing, "ended": ended})
         if retry:
             tx.many("schedule_retry", retry)

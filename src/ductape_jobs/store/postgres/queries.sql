@@ -211,6 +211,12 @@ UPDATE runs SET phase = 'retry_scheduled', available_at = %(retry_at)s, retry_co
 WHERE id = %(run_id)s AND lease_owner = %(worker_id)s AND attempt = %(attempt)s AND phase = 'running'
   AND NOT EXISTS (SELECT 1 FROM schedules s WHERE s.id = runs.schedule_id AND s.status = 'cancelled');
 
+-- name: lock_failing_runs
+-- The runs of an outcome batch that failed, locked before their schedules (lock_deciding_schedules), in the order of
+-- their ids: a rescue failing one of them for good (it holds the run, then updates or locks its schedule) ends
+-- first, rather than waiting for a schedule this batch would hold while it waits for the run. Nothing is read back.
+SELECT id FROM runs WHERE id = ANY(%(failed)s) ORDER BY id FOR NO KEY UPDATE;
+
 -- name: lock_deciding_schedules
 -- The schedules an outcome batch with failures decides about or changes, locked first, in the order of their ids,
 -- as an UPDATE of them locks them (FOR NO KEY UPDATE): those of the runs that failed (a retry is made only if the

@@ -226,6 +226,10 @@ UPDATE runs SET phase = 'retry_scheduled', available_at = :retry_at, retry_count
 WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase = 'running'
   AND NOT EXISTS (SELECT 1 FROM schedules s WHERE s.id = runs.schedule_id AND s.status = 'cancelled');
 
+-- name: lock_failing_runs
+-- (SQLite's single writer: nothing to lock.)
+SELECT 1 WHERE 0;
+
 -- name: lock_deciding_schedules
 -- (SQLite's single writer already excludes a cancel of these schedules meanwhile: nothing to lock.)
 SELECT 1 WHERE 0;
