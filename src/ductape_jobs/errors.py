@@ -7,6 +7,7 @@
      +-- NotFoundError   (also LookupError)  no job, schedule or run with that tag or id
      +-- ConflictError                        the store refused the change (duplicate tag, wrong state)
      |    +-- StaleJobError                    a job definition changed since it was read (schedule() reads again)
+     |    +-- AlreadyMade                      a schedule is already as the change makes it (a pause of a paused one)
      +-- StoreError                           the store failed (driver errors are translated into this)
      +-- WouldWait                            a call in Store.promptly() would wait; nothing was written
      +-- RunningLoopError (also RuntimeError) a blocking call inside a running event loop: use AsyncDuctape
@@ -129,6 +130,12 @@ class StaleJobError(ConflictError):
     def __init__(self, tag: str) -> None:
         self.tag = tag
         super().__init__(f"job {tag!r} changed while it was being scheduled")
+
+
+class AlreadyMade(ConflictError):
+    """A schedule's change refused because the schedule is already as the change would make it (a pause of a paused
+    schedule): a ``ConflictError`` to the caller; a store that tries the change again after a lost connection (the
+    try before may have made it) answers the schedule as it is instead (``Store.update_schedule``)."""
 
 
 class StoreError(DuctapeError):

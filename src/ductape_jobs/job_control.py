@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ductape_jobs.clock import to_ms
 from ductape_jobs.engine.scheduler import occurrences_of, recurrence_of
-from ductape_jobs.errors import ConflictError, NotFoundError, ValidationError
+from ductape_jobs.errors import AlreadyMade, ConflictError, NotFoundError, ValidationError
 from ductape_jobs.ids import new_id
 from ductape_jobs.limits import MAX_TEXT, check_enum, check_page, check_printable
 from ductape_jobs.models import (
@@ -27,7 +27,7 @@ from ductape_jobs.models import (
     parse,
     to_utc,
 )
-from ductape_jobs.store.base import AlreadyMade, ScheduleChange
+from ductape_jobs.store.base import ScheduleChange
 from ductape_jobs.timing import preview
 from ductape_jobs.timing.planning import first_due, next_due
 

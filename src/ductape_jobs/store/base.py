@@ -31,7 +31,7 @@ from typing import Any, Final, Literal
 
 from msgspec import Struct, field
 
-from ductape_jobs.errors import ConflictError, WouldWait
+from ductape_jobs.errors import WouldWait
 from ductape_jobs.models import (
     JobDefinition,
     NewRun,
@@ -202,12 +202,6 @@ class ScheduleChange(Struct, frozen=True, kw_only=True):
 
 #: How ``Store.update_schedule`` makes its change from the schedule as it is, under its lock; it may refuse (raise).
 Replan = Callable[[Schedule], ScheduleChange]
-
-
-class AlreadyMade(ConflictError):
-    """A ``Replan``'s refusal because the schedule is already as its change would make it (a pause of a paused
-    schedule): a ``ConflictError`` to the caller, but on a try after a lost connection the try before may have
-    made it, and the schedule is answered as it is."""
 
 
 class SchedulingStore(ABC):

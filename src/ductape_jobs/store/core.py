@@ -29,13 +29,12 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any
 
-from ductape_jobs.errors import ConflictError, NotFoundError
+from ductape_jobs.errors import AlreadyMade, ConflictError, NotFoundError
 from ductape_jobs.limits import MAX_OUTPUT_BYTES
 from ductape_jobs.models import JobDefinition, NewRun, Overlap, Run, RunFilter, RunPhase, Schedule, ScheduleStatus
 from ductape_jobs.resources import Rate, ResourceLimit, own_name, parse_rate
 from ductape_jobs.store.api import ApiCore
 from ductape_jobs.store.base import (
-    AlreadyMade,
     Capabilities,
     DueSchedule,
     Outcome,
