@@ -460,6 +460,7 @@ def _finish(tx: Tx, finished: _Finished, now: datetime) -> None:
     outcome whose lease was lost changes only its attempt row (and not even that once the rescue marked the
     attempt lost)."""
     done, retry, failed, attempts = finished
+    ended = [o["run_id"] for o in [*done, *failed]]
     with tx.together():  # PostgreSQL: the updates go with the first read (one round trip where none fails)
         tx.many("complete_run", done)
         if retry or failed:
@@ -467,7 +468,6 @@ def _finish(tx: Tx, finished: _Finished, now: datetime) -> None:
             # PostgreSQL, a cancel meanwhile ends first, or waits for this batch; every schedule the batch changes
             # or reads the state of is locked here at once, in one order (no two batches wait for each other)
             failing = [o["run_id"] for o in [*retry, *failed]]
-            ended = [o["run_id"] for o in [*done, *failed]]
             tx.run("lock_failing_runs", {"failed": failing})  # first: a rescue of one holds it, then its schedule
             tx.run("lock_deciding_schedules", {"failed": failing, "ended": ended})
         if retry:
@@ -475,7 +475,7 @@ def _finish(tx: Tx, finished: _Finished, now: datetime) -> None:
             tx.many("cancel_retry", retry)
         _pause_after_failures(tx, tx.each("fail_run", failed), now)
         tx.many("finish_attempt", attempts)
-        _release_held(tx, [o["run_id"] for o in [*done, *failed]], now)
+        _release_held(tx, ended, now)
 
 
 def _advance(tx: Tx, now: datetime, limit: int, planner: Planner, *, until: datetime | None = None) -> list[NewRun]:
