@@ -13,6 +13,7 @@ its webhook event name::
     job.started         RunStarted          a worker claimed the run; ``attempt`` is the attempt starting
     run.attempt_failed  RunRetryScheduled   an attempt failed and a retry is scheduled (``retry_at``)
     run.attempt_lost    RunLost             an attempt's worker stopped heartbeating; the run is queued again
+    run.cancelled       RunCancelled        an attempt failed after its schedule was cancelled: no retry, it ends
     job.completed       RunCompleted
     job.failed          RunFailed           failed for good (retries spent, or lost too often)
 
@@ -129,6 +130,10 @@ class RunLost(LifecycleEvent, frozen=True):
     name = "run.attempt_lost"
 
 
+class RunCancelled(LifecycleEvent, frozen=True):
+    name = "run.cancelled"
+
+
 class RunCompleted(LifecycleEvent, frozen=True):
     name = "job.completed"
 
@@ -148,6 +153,7 @@ KINDS: dict[str, type[LifecycleEvent]] = {
         RunStarted,
         RunRetryScheduled,
         RunLost,
+        RunCancelled,
         RunCompleted,
         RunFailed,
     )

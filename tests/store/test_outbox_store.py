@@ -15,7 +15,7 @@ from storekit import PG_URL, Backend
 from test_contract import T0, due_run, fail, job, ok, run_of, schedule, setup
 
 from ductape_jobs.errors import NotFoundError
-from ductape_jobs.lifecycle import LifecycleEvent, RunCompleted, RunRetryScheduled, ScheduleCreated
+from ductape_jobs.lifecycle import LifecycleEvent, RunCancelled, RunCompleted, RunRetryScheduled, ScheduleCreated
 from ductape_jobs.models import DeliveryStatus, RunPhase, ScheduleStatus, Webhook, WebhookDelivery
 from ductape_jobs.retention import Retention
 from ductape_jobs.store import ScheduleChange, Store
@@ -31,6 +31,7 @@ ALL = [
     "job.started",
     "run.attempt_failed",
     "run.attempt_lost",
+    "run.cancelled",
     "job.completed",
     "job.failed",
 ]
@@ -131,6 +132,55 @@ def test_an_attempt_lost_carries_no_earlier_attempts_error_or_duration(store: St
     assert failed.payload()["attempt"] == 3 and "lost" in failed.payload()["error"]
     assert failed.payload()["duration_ms"] is None
     assert run_of(store, run_id).duration_ms is None
+
+
+def test_a_run_that_fails_after_its_schedule_was_cancelled_ends_with_run_cancelled(store: Store) -> None:
+    """A run running when its schedule is cancelled, whose attempt then fails with retries left, makes no retry and
+    ends ``cancelled`` (``cancel_retry``): its last event was ``job.started``, so a subscriber never learned that
+    it ended. It ends with ``run.cancelled``: the run's end, its error the schedule's reason; no retry event."""
+    hook(store, ["job.started", "run.attempt_failed", "run.cancelled", "job.failed"])
+    s, (run_id,) = setup(store, T0)
+    (run,) = store.acquire_runs("w1", 1, LEASE, T0)
+    store.update_schedule(
+        s.id, T0, ScheduleChange(status=ScheduleStatus.CANCELLED, reason="cancelled: gone", cancel_pending=True)
+    )
+    store.finish_runs([fail(run, at=T0 + timedelta(seconds=2), retry_at=T0 + timedelta(seconds=3))], T0)
+    started, ended = pending(store, 2)
+    assert names([started, ended]) == ["job.started", "run.cancelled"]
+    assert isinstance(ended, RunCancelled) and ended.run_id == run_id
+    data = ended.payload()
+    assert (data["status"], data["error"], data["attempt"]) == ("cancelled", "cancelled: gone", 1)
+    assert data["completed_at"] == (T0 + timedelta(seconds=2)).isoformat().replace("+00:00", "Z")
+    assert "retry_at" not in data
+    assert run_of(store, run_id).phase is RunPhase.CANCELLED
+
+
+def test_a_store_of_an_older_release_writes_run_cancelled_once_migrated(backend: Backend) -> None:
+    """A store whose run trigger an older release made (SQLite: created while a webhook existed; PostgreSQL: its
+    function) writes ``run.cancelled`` once migrated: version 25 replaces what version 24 left."""
+    from ductape_jobs.store.sql import load_migrations, load_queries
+
+    store = backend.open()
+    hook(store, ["run.cancelled"])
+    old = {v: sql for v, sql in load_migrations(f"ductape_jobs.store.{backend.name}.migrations")}
+    if backend.name == "sqlite":  # the trigger as outbox.sql wrote it before version 25
+        backend.execute("DROP TRIGGER outbox_run_changed", {})
+        trigger = load_queries("ductape_jobs.store.sqlite", "outbox.sql")["create_outbox_run_changed"]
+        line = "WHEN NEW.phase = 'cancelled' AND OLD.phase = 'running' THEN 'run.cancelled'"
+        assert line in trigger
+        backend.execute(trigger.replace(line, ""), {})
+    else:  # the function as version 17 made it
+        text = old[17]
+        start = text.index("CREATE OR REPLACE FUNCTION ductape_outbox_run()")
+        backend.execute(text[start : text.index("$$;", start) + 3], {})
+    backend.execute("DELETE FROM schema_migrations WHERE version = 25", {})
+    again = backend.open()
+    s, _ = setup(again, T0)
+    (run,) = again.acquire_runs("w1", 1, LEASE, T0)
+    again.update_schedule(s.id, T0, ScheduleChange(status=ScheduleStatus.CANCELLED, cancel_pending=True))
+    again.finish_runs([fail(run, retry_at=T0 + timedelta(seconds=3))], T0)
+    assert 25 in old and backend.snapshot()["versions"][-1] == 25  # the open migrated it
+    assert names(pending(again, 1)) == ["run.cancelled"]
 
 
 def test_a_run_queued_has_every_run_field_and_after_job_retry_keeps_only_its_error(store: Store) -> None:

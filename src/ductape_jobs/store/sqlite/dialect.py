@@ -74,9 +74,9 @@ STATEMENTS_CACHED = 2 * len(B)
 
 #: A planned job's fields ``SQLiteTx.check_jobs`` compares with its stored row (the query ``check_jobs`` reads them).
 _PLANNED = ("event_type", "event_tag", "executions", "intervals", "start_at", "updated_at")
-#: The migrations that drop the outbox's triggers (15: they exist only on demand; 17: their filter changed):
-#: migrate() creates them again after applying either, if a webhook or a live stream wants them.
-TRIGGERS_RESET = (15, 17)
+#: The migrations that drop the outbox's triggers (15: they exist only on demand; 17: their filter changed; 25: a
+#: run's has a new event): migrate() creates them again after applying any, if a webhook or a live stream wants them.
+TRIGGERS_RESET = (15, 17, 25)
 #: The outbox's triggers (outbox.sql: create_<name>, drop_<name>).
 OUTBOX_TRIGGERS = ("outbox_run_created", "outbox_run_changed", "outbox_schedule_created", "outbox_schedule_changed")
 

@@ -106,6 +106,7 @@ BEGIN
               WHEN NEW.phase = 'queued' AND OLD.phase = 'running' AND NEW.rescues > OLD.rescues
                   THEN 'run.attempt_lost'
               WHEN NEW.phase = 'queued' AND OLD.phase IN ('failed', 'cancelled') THEN 'run.queued'
+              WHEN NEW.phase = 'cancelled' AND OLD.phase = 'running' THEN 'run.cancelled'
           END AS name) e
     WHERE e.name IS NOT NULL
       AND (EXISTS (SELECT 1 FROM outbox_consumers c WHERE c.lease_until IS NOT NULL)
