@@ -433,7 +433,8 @@ def _check_ahead(value: Any) -> None:
 
 async def _every(stop: asyncio.Event, interval: Callable[[], timedelta], step: Callable[[], None], failed: str) -> None:
     """``step`` in a thread after every ``interval()`` (read at each wait: tests shorten it) until ``stop`` is set;
-    a ``DuctapeError`` is logged (``failed``) and the next look tries again."""
+    a ``DuctapeError`` is logged (``failed``) and the next look tries again, as is any other error, with its
+    traceback (a bug: the loop goes on, where its task would have ended unseen, the service with it)."""
     while not stop.is_set():
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(stop.wait(), interval().total_seconds())
@@ -443,3 +444,5 @@ async def _every(stop: asyncio.Event, interval: Callable[[], timedelta], step: C
             await asyncio.to_thread(step)
         except DuctapeError as exc:
             log.warning("%s (%s)", failed, exc)
+        except Exception:
+            log.exception(failed)

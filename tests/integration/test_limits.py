@@ -207,9 +207,12 @@ def test_a_product_file_s_edited_resources_are_read_again_and_a_bad_file_changes
     assert products.get("shop").resources["crm-api"].concurrency == 3  # the last good ones stay
 
 
+@pytest.mark.parametrize("unreadable", [False, True])
 def test_a_running_worker_stores_an_edited_product_file_s_limits(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, unreadable: bool
 ) -> None:
+    """``unreadable``: an edit in between holds a value its YAML tag cannot make (``!!bool "..."``). PyYAML raised
+    a KeyError, which ended the watch unseen: the next good edit was never stored."""
     monkeypatch.setattr(client_module, "RESOURCE_WATCH_EVERY", timedelta(milliseconds=20))
     path = tmp_path / "ductape.yaml"
     product_file(path, 1)
@@ -223,6 +226,9 @@ def test_a_running_worker_stores_an_edited_product_file_s_limits(
                 await asyncio.sleep(0.02)
                 if [u.limit.concurrency for u in dt.resources.use("shop")] == [1]:
                     break
+            if unreadable:
+                product_file(path, 2, '      db: {concurrency: !!bool "yes please"}\n')
+                await asyncio.sleep(0.2)  # ten looks at it
             product_file(path, 4)
             for _ in range(250):
                 await asyncio.sleep(0.02)

@@ -145,6 +145,32 @@ def test_what_a_yaml_file_cannot_mean_is_refused_naming_it(tmp_path: Path, text:
     assert rule in load_error(path).rule
 
 
+@pytest.mark.parametrize("tag", ["!!bool", "!!timestamp", "!!int", "!!float"])
+def test_a_yaml_value_its_tag_cannot_make_is_refused_saying_where_not_what(tmp_path: Path, tag: str) -> None:
+    """PyYAML's constructors raised what they raised (a KeyError for ``!!bool``, an AttributeError for
+    ``!!timestamp``: no ValidationError, a traceback at the CLI, a watch that ended), quoting the value (a secret)."""
+    path = tmp_path / "tagged.yaml"
+    path.write_text(f'products:\n  - tag: shop\n    envs: [prd]\n    secrets: {{k: {tag} "Rotated-Secret-77"}}\n')
+    err = load_error(path)
+    assert (err.field, err.rule) == (
+        "product_file",
+        f"{path} holds a value that cannot be read as {tag} (line 4, column 18)",
+    )
+
+
+def test_a_yaml_syntax_error_says_where_without_quoting_the_file(tmp_path: Path) -> None:
+    """PyYAML's message quotes the line it stopped at: a secret written there (a new one, not yet known to be
+    masked) was in the error, at the CLI and in ``serve``'s log."""
+    path = tmp_path / "typo.yaml"
+    path.write_text('products:\n  - tag: shop\n    envs: [prd]\n    secrets: {api: "Pr0d-Api-Secret-77", x: [}\n')
+    err = load_error(path)
+    assert "Pr0d" not in err.rule
+    assert err.rule == (
+        f"{path} is not valid yaml: while parsing a flow node: expected the node content, but found '}}' "
+        "(line 4, column 46)"
+    )
+
+
 def test_a_toml_integer_longer_than_python_reads_is_refused_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "big.toml"
     path.write_text("[[products]]\ntag = 'p'\nenvs = ['e']\n[products.constants]\nn = " + "9" * 5_000 + "\n")

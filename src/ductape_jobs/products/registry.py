@@ -89,9 +89,13 @@ class Products:
             raise ValidationError("product_file", f"{file} nests deeper than {MAX_FILE_DEPTH} levels") from None
         except _Refused as exc:
             raise ValidationError("product_file", f"{file} {exc}") from None
-        except (tomllib.TOMLDecodeError, yaml.YAMLError) as exc:
-            raise ValidationError("product_file", f"{file} is not valid {file.suffix.lstrip('.')}: {exc}") from None
-        except ValueError as exc:  # a value the parser cannot make: a 30th of February, 5,000 digits, !!int "0o99"
+        except yaml.YAMLError as exc:  # where and what, not PyYAML's text: it quotes the line, secrets and all
+            raise ValidationError(
+                "product_file", f"{file} is not valid {file.suffix.lstrip('.')}: {_problem(exc)}"
+            ) from None
+        except tomllib.TOMLDecodeError as exc:  # its text says where, quoting nothing of the file
+            raise ValidationError("product_file", f"{file} is not valid toml: {exc}") from None
+        except ValueError as exc:  # TOML: an integer of 5,000 digits (YAML's values: _Refused, by the loader)
             raise ValidationError("product_file", f"{file} holds a value that cannot be read: {exc}") from None
         try:
             check_nesting(data, "product_file", MAX_FILE_DEPTH)  # TOML's dotted keys nest without recursing
@@ -262,7 +266,29 @@ def _loader() -> type[Any]:
             _expanded(node, 1, {}, set())
             return node
 
+        def construct_object(self, node: Any, deep: bool = False) -> Any:
+            """A value its tag's constructor cannot make (a 30th of February, ``!!int "x"``, ``!!bool "y"``) is
+            refused saying where and as what, not with the constructor's own error: its type varies (``ValueError``,
+            ``KeyError``, ``AttributeError``) and its text quotes the value, a secret perhaps."""
+            try:
+                return super().construct_object(node, deep)
+            except (yaml.YAMLError, _Refused):
+                raise
+            except Exception:
+                tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
+                raise _Refused(f"holds a value that cannot be read as {tag} ({_where(node)})") from None
+
     return Loader
+
+
+def _problem(exc: Any) -> str:
+    """What a PyYAML error says, and where, without the snippet of the file its text quotes."""
+    context, problem = getattr(exc, "context", None), getattr(exc, "problem", None)
+    if problem is None:
+        return type(exc).__name__
+    mark = getattr(exc, "problem_mark", None)
+    where = "" if mark is None else f" (line {mark.line + 1}, column {mark.column + 1})"
+    return f"{context}: {problem}{where}" if context else f"{problem}{where}"
 
 
 def _expanded(node: Any, level: int, sizes: dict[int, tuple[int, int]], open_: set[int]) -> int:
