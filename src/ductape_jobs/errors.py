@@ -139,7 +139,8 @@ class AlreadyMade(ConflictError):
 
 
 class StoreError(DuctapeError):
-    """The store failed; the driver's exception is the ``__cause__``."""
+    """The store failed; the driver's exception is the ``__cause__``, but when PostgreSQL could not be connected to
+    at the start: libpq's text may quote the URL's password, so only the message, masked, says why."""
 
 
 class WouldWait(DuctapeError):

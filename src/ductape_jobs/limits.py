@@ -63,6 +63,9 @@ MIN_EVERY = 100
 MAX_COUNT = 1_000_000_000
 #: Requests in one ``schedule_many`` call.
 MAX_BATCH = 10_000
+#: The file of requests ``ductape schedule-many --file`` reads (6.7 KB a request at ``MAX_BATCH``): past it the
+#: command stops reading and refuses it (``/dev/zero``, a wrong file, was read until memory ran out).
+MAX_BATCH_FILE_BYTES = 64 * 1024 * 1024
 #: ``retries`` of one run.
 MAX_RETRIES = 1_000
 #: ``limit`` of one page of a listing, and its ``offset``.
@@ -303,6 +306,7 @@ __all__ = [
     "LATEST",
     "LONE_SURROGATE",
     "MAX_BATCH",
+    "MAX_BATCH_FILE_BYTES",
     "MAX_BODY_BYTES",
     "MAX_COUNT",
     "MAX_DEPTH",

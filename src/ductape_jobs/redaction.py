@@ -58,13 +58,24 @@ class Secrets:
             return child
 
     def learn(self, values: Iterable[str]) -> None:
-        """Mask these values from now on (with their URL-encoded and JSON-escaped spellings)."""
+        """Mask these values from now on, with their URL-encoded spellings (``quote`` with and without its default
+        ``safe="/"``, ``quote_plus``, a path's), and as JSON and Python's ``repr`` escape them (an exception's
+        text shows a dict or a tuple by its ``repr``)."""
         spellings: set[str] = set()
         for value in values:
             if not isinstance(value, str) or len(value) < MIN_LENGTH or _VAR.fullmatch(value):
                 continue
-            escaped = json.dumps(value)[1:-1]
-            spellings.update({value, quote(value, safe=""), quote_plus(value), quote(value, safe=_IN_A_PATH), escaped})
+            spellings.update(
+                {
+                    value,
+                    quote(value, safe=""),
+                    quote(value),
+                    quote_plus(value),
+                    quote(value, safe=_IN_A_PATH),
+                    json.dumps(value)[1:-1],
+                    repr(value)[1:-1],
+                }
+            )
         if self._parent is not None:
             self._parent.learn(spellings)
         with self._lock:

@@ -12,6 +12,7 @@ import pytest
 from typer.testing import CliRunner, Result
 
 from ductape_jobs import AsyncDuctape, Ductape, ValidationError
+from ductape_jobs.cli import batch
 from ductape_jobs.cli.main import app
 from ductape_jobs.limits import MAX_DEPTH
 
@@ -52,6 +53,20 @@ def test_schedule_many_refuses_the_same_depth_through_the_same_parse(tmp_path: P
     requests.write_text(TOO_DEEP)
     result = cli("schedule-many", "--file", str(requests), "--store", f"sqlite:///{tmp_path / 'jobs.db'}")
     assert_one_line_error(result, f"file: nests deeper than {MAX_DEPTH} levels")
+
+
+def test_schedule_many_stops_reading_a_file_past_its_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``--file /dev/zero`` (or a wrong, huge file) was read whole, until memory ran out; now past
+    ``MAX_BATCH_FILE_BYTES`` (made small here) it stops and says so, and nothing is stored."""
+    monkeypatch.setattr(batch, "MAX_BATCH_FILE_BYTES", 1000)
+    db = tmp_path / "jobs.db"
+    result = cli("schedule-many", "--file", "/dev/zero", "--store", f"sqlite:///{db}")
+    assert_one_line_error(result, "file: '/dev/zero' holds more than 1,000 bytes; split it into several calls")
+    requests = tmp_path / "requests.json"
+    requests.write_text("[" + ",".join(['{"event": "x"}'] * 100) + "]")  # 1,501 bytes
+    result = cli("schedule-many", "--file", str(requests), "--store", f"sqlite:///{db}")
+    assert_one_line_error(result, f"file: {str(requests)!r} holds more than 1,000 bytes; split it into several calls")
+    assert not db.exists()
 
 
 def test_a_json_option_that_is_not_json_still_says_so(tmp_path: Path) -> None:

@@ -45,3 +45,21 @@ def test_a_plus_stays_a_plus_and_our_options_are_still_taken_out() -> None:
     conninfo, ours = split_url("postgresql://u:pw@db/x?application_name=a+b&pool_max=3&sslmode=disable&schema=jobs")
     assert conninfo == "postgresql://u:pw@db/x?application_name=a+b&sslmode=disable"
     assert ours == {"pool_max": "3", "schema": "jobs"}
+
+
+def test_a_password_libpq_quotes_is_not_in_the_store_errors_traceback() -> None:
+    """The ``StoreError``'s message was masked, but its ``__cause__`` (libpq's own error, printed with it by any
+    traceback) quoted the password: ``invalid percent-encoded token: "<password>"``."""
+    import traceback
+
+    import pytest
+
+    from ductape_jobs.errors import StoreError
+
+    require_postgres()
+    url = PG_URL.replace("postgresql://postgres@", "postgresql://postgres:Sup3r%zzTraceSecret@", 1)
+    assert url != PG_URL
+    with pytest.raises(StoreError) as err:
+        open_store(with_query(url, pool_timeout="1"))
+    printed = "".join(traceback.format_exception(err.value))
+    assert "invalid percent-encoded token" in printed and "Sup3r%zzTraceSecret" not in printed

@@ -254,3 +254,19 @@ def test_a_secret_in_a_url_path_is_masked_as_httpx_spells_it() -> None:
     assert hidden.mask_text(f"HttpError: POST {url} -> HTTP 500") == (
         "HttpError: POST http://127.0.0.1:8080/bot[secret]/sendMessage -> HTTP 500"
     )
+
+
+def test_a_secret_is_masked_as_quote_and_repr_spell_it() -> None:
+    """``urllib.parse.quote(token)`` keeps "/" (its default ``safe``): a base64 token with "/", "+" and "=" was
+    left in clear in a run's error; and Python's ``repr`` (a dict or a tuple in an exception's text) doubles a
+    backslash and escapes the quote it writes around, a spelling JSON's escaping does not make."""
+    from urllib.parse import quote
+
+    token, quoted = "Zm9vYmFy/YmF6cXV4+dG9rZW4=", "q\"uo\\te/d'val-0123"
+    hidden = Secrets()
+    hidden.learn([token, quoted])
+    assert hidden.mask_text(f"GET https://api.example.com/items?token={quote(token)} failed") == (
+        "GET https://api.example.com/items?token=[secret] failed"
+    )
+    assert hidden.mask_text(str(KeyError({"q": quoted}))) == "{'q': '[secret]'}"
+    assert hidden.mask_text(repr((quoted,))) == "('[secret]',)"

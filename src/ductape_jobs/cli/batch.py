@@ -12,14 +12,24 @@ import typer
 from ductape_jobs.cli import render
 from ductape_jobs.cli.common import AppOpt, JsonOpt, StoreOpt, client, emit, parse_json, user_errors
 from ductape_jobs.errors import ValidationError
-from ductape_jobs.limits import MAX_BATCH
+from ductape_jobs.limits import MAX_BATCH, MAX_BATCH_FILE_BYTES
 from ductape_jobs.models import DrainSummary
 
 
 def read_json_array(path: str, field: str) -> list[Any]:
-    """The JSON array in file ``path`` (``-``: standard input); ``ValidationError`` naming ``field`` otherwise."""
+    """The JSON array in file ``path`` (``-``: standard input), of at most ``MAX_BATCH_FILE_BYTES``;
+    ``ValidationError`` naming ``field`` otherwise."""
     try:
-        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+        if path == "-":
+            raw = sys.stdin.buffer.read(MAX_BATCH_FILE_BYTES + 1)
+        else:
+            with Path(path).open("rb") as f:
+                raw = f.read(MAX_BATCH_FILE_BYTES + 1)
+        if len(raw) > MAX_BATCH_FILE_BYTES:
+            raise ValidationError(
+                field, f"{path!r} holds more than {MAX_BATCH_FILE_BYTES:,} bytes; split it into several calls"
+            )
+        text = raw.decode("utf-8")
     except (OSError, UnicodeDecodeError) as exc:
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise ValidationError(field, f"cannot read {path!r}: {reason}") from None

@@ -226,7 +226,7 @@ class Database:
             try:  # once more without the pool, for the server's own reason (at most 2 s, as the probe)
                 psycopg.connect(conninfo, **{**kwargs, "connect_timeout": 2}).close()
             except psycopg.Error as direct:
-                raise StoreError(f"{where}: {self._masked(direct)}") from direct
+                raise StoreError(f"{where}: {self._masked(direct)}") from None  # its text may quote the password
             last = _OPENING.get(self.pool.name)
             tried = f"; the last try: {self._masked(last)}" if last else ""
             raise StoreError(f"{where} within {timeout}{tried}") from exc
@@ -508,6 +508,6 @@ def _refused_for_good(conninfo: str, kwargs: dict[str, Any], where: str) -> str 
     except psycopg.Error as exc:
         reason = mask_connection_url(str(exc), conninfo)
         if isinstance(exc, psycopg.ProgrammingError) or _FOR_GOOD.search(reason):  # the first: libpq cannot read it
-            raise StoreError(f"{where}: {reason}") from exc
+            raise StoreError(f"{where}: {reason}") from None  # libpq's text may quote the password: masked here only
         return reason.strip().splitlines()[0] if reason.strip() else type(exc).__name__
     return None
