@@ -55,7 +55,8 @@ class Ductape:
 
     ``Ductape()`` uses ``$DUCTAPE_STORE`` or ``sqlite:///./ductape.db``; ``Ductape("postgresql://...")`` scales out.
     ``clock`` is injectable (``ductape_jobs.testing`` passes a fake one); worker settings are defaults for
-    ``worker()`` and ``drain()``.
+    ``worker()`` and ``drain()``: ``concurrency`` (>= 1), and ``lease``, ``poll``, ``misfire_grace`` and
+    ``shutdown_grace`` as a timedelta or in seconds (``lease=30``), each checked here (``ValidationError``).
 
     ``server_clock``: judge due times by the database server's clock (``StoreClock``), so nodes whose clocks
     drift agree. ``None`` (the default): yes when no ``clock`` is injected and the store has a server clock
@@ -83,11 +84,11 @@ class Ductape:
         clock: Clock | None = None,
         server_clock: bool | None = None,
         concurrency: int = 50,
-        lease: timedelta = timedelta(seconds=30),
-        poll: timedelta = timedelta(milliseconds=200),
+        lease: timedelta | float = timedelta(seconds=30),
+        poll: timedelta | float = timedelta(milliseconds=200),
         backoff: Backoff | None = None,
-        misfire_grace: timedelta = timedelta(seconds=1),
-        shutdown_grace: timedelta = timedelta(seconds=30),
+        misfire_grace: timedelta | float = timedelta(seconds=1),
+        shutdown_grace: timedelta | float = timedelta(seconds=30),
         functions: FunctionRegistry | None = None,
         product_file: str | None = None,
         products: Products | None = None,
@@ -109,13 +110,17 @@ class Ductape:
             webhook_allow if webhook_allow is not None else os.environ.get("DUCTAPE_WEBHOOK_ALLOW")
         )  # before anything is opened
         self._settings: dict[str, Any] = {  # kept for on_store()
-            "concurrency": concurrency,
-            "lease": lease,
-            "poll": poll,
-            "backoff": backoff,
-            "misfire_grace": misfire_grace,
-            "shutdown_grace": shutdown_grace,
-            "retention": retention,
+            **_checked(
+                {
+                    "concurrency": concurrency,
+                    "lease": lease,
+                    "poll": poll,
+                    "backoff": backoff,
+                    "misfire_grace": misfire_grace,
+                    "shutdown_grace": shutdown_grace,
+                    "retention": retention,
+                }
+            ),
             "tracing": tracing,
         }
         self.retention = retention if retention is not None else Retention()
@@ -399,36 +404,67 @@ def _tracing_wanted(setting: bool | None) -> bool:
 _MAX_AHEAD = timedelta(seconds=1)
 
 
+#: The settings of time that ``Ductape()`` and ``worker(**overrides)`` take (a timedelta, or seconds), each with the
+#: least it may be (``None``: more than zero) and the most.
+_TIMES: dict[str, tuple[timedelta | None, timedelta]] = {
+    "lease": (None, timedelta(days=1)),
+    "heartbeat": (None, timedelta(days=1)),
+    "poll": (None, timedelta(hours=1)),
+    "rescue_every": (None, timedelta(hours=1)),
+    "listen": (None, timedelta(hours=1)),
+    "shutdown_grace": (timedelta(0), timedelta(days=1)),
+    "misfire_grace": (timedelta(0), timedelta(days=7)),
+    "ahead": (timedelta(0), _MAX_AHEAD),
+}
+#: The counts they take, each with the least it may be.
+_COUNTS = {"concurrency": 1, "batch": 1, "max_rescues": 0}
+#: The records they take (or ``None``: the default).
+_RECORDS: dict[str, type] = {"backoff": Backoff, "retention": Retention}
+
+
+def _checked(settings: dict[str, Any]) -> dict[str, Any]:
+    """``settings`` of ``Ductape()`` or a worker, each checked (seconds made timedeltas): a value of another type,
+    NaN or out of its bounds is a ``ValidationError`` naming it, before anything is opened or runs. Unchecked, a
+    ``lease=30`` or a ``poll=0.2`` failed the worker at its first run, a ``shutdown_grace=3`` at its stop (its runs
+    left running until their leases lapsed), and a ``concurrency=0`` ran nothing, saying nothing."""
+    from ductape_jobs.errors import ValidationError
+
+    out = dict(settings)
+    for key, value in settings.items():
+        if key in _TIMES and not (key == "heartbeat" and value is None):
+            least, most = _TIMES[key]
+            seconds = value.total_seconds() if isinstance(value, timedelta) else value
+            number = isinstance(seconds, int | float) and not isinstance(seconds, bool)
+            low = number and (seconds > 0 if least is None else seconds >= least.total_seconds())
+            if not (low and seconds <= most.total_seconds()):  # NaN is neither
+                top = f"{most.total_seconds():g}"
+                span = (
+                    f", more than 0 and at most {top}" if least is None else f" from {least.total_seconds():g} to {top}"
+                )
+                rule = f"must be seconds (or a timedelta){span}"
+                raise ValidationError(key, rule)
+            out[key] = timedelta(seconds=seconds)
+        elif key in _COUNTS:
+            if isinstance(value, bool) or not isinstance(value, int) or value < _COUNTS[key]:
+                raise ValidationError(key, f"must be a whole number >= {_COUNTS[key]}")
+        elif key in _RECORDS and value is not None and not isinstance(value, _RECORDS[key]):
+            raise ValidationError(key, f"must be a {_RECORDS[key].__name__} or None, not {type(value).__name__}")
+    return out
+
+
 def _with(options: WorkerOptions, overrides: dict[str, Any]) -> WorkerOptions:
     from msgspec.structs import fields, replace
+
+    from ductape_jobs.errors import ValidationError
 
     known = {f.name for f in fields(WorkerOptions)}
     unknown = set(overrides) - known
     if unknown:
-        from ductape_jobs.errors import ValidationError
-
         raise ValidationError(sorted(unknown)[0], f"is not a worker option (use one of {', '.join(sorted(known))})")
-    if "ahead" in overrides:
-        _check_ahead(overrides["ahead"])
-    for key in ("lease", "poll", "heartbeat", "rescue_every", "shutdown_grace", "ahead"):
-        if isinstance(overrides.get(key), int | float):
-            overrides[key] = timedelta(seconds=overrides[key])
-    if "concurrency" in overrides and int(overrides["concurrency"]) < 1:
-        from ductape_jobs.errors import ValidationError
-
-        raise ValidationError("concurrency", "must be >= 1")
-    return replace(options, **overrides)
-
-
-def _check_ahead(value: Any) -> None:
-    if isinstance(value, timedelta):
-        seconds: float | None = value.total_seconds()
-    else:
-        seconds = value if isinstance(value, int | float) and not isinstance(value, bool) else None
-    if seconds is None or not 0 <= seconds <= _MAX_AHEAD.total_seconds():  # NaN too
-        from ductape_jobs.errors import ValidationError
-
-        raise ValidationError("ahead", f"must be seconds (or a timedelta) from 0 to {_MAX_AHEAD.total_seconds():g}")
+    made = replace(options, **_checked(overrides))
+    if made.heartbeat is not None and made.heartbeat >= made.lease:  # the lease would lapse between two beats
+        raise ValidationError("heartbeat", f"must be shorter than the lease ({made.lease.total_seconds():g} s)")
+    return made
 
 
 async def _every(stop: asyncio.Event, interval: Callable[[], timedelta], step: Callable[[], None], failed: str) -> None:

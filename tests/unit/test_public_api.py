@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib
 import inspect
+from datetime import timedelta
+from pathlib import Path
 
 import pytest
 
@@ -152,3 +154,47 @@ def test_older_spellings_work(dt: Ductape) -> None:
         dt.job.fetch_job("nope")
     with pytest.raises(ConflictError):
         dt.job.create_job({"name": "Sync", "tag": "sync", "event_type": "ACTION", "event_tag": "x"})
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "rule"),
+    [
+        ("concurrency", 0, "must be a whole number >= 1"),
+        ("concurrency", 2.5, "must be a whole number >= 1"),
+        ("concurrency", True, "must be a whole number >= 1"),
+        ("lease", float("nan"), "must be seconds (or a timedelta), more than 0 and at most 86400"),
+        ("lease", "30", "must be seconds (or a timedelta), more than 0 and at most 86400"),
+        ("lease", timedelta(days=2), "must be seconds (or a timedelta), more than 0 and at most 86400"),
+        ("poll", 0, "must be seconds (or a timedelta), more than 0 and at most 3600"),
+        ("poll", True, "must be seconds (or a timedelta), more than 0 and at most 3600"),
+        ("shutdown_grace", -1, "must be seconds (or a timedelta) from 0 to 86400"),
+        ("misfire_grace", float("inf"), "must be seconds (or a timedelta) from 0 to 604800"),
+        ("backoff", 3, "must be a Backoff or None, not int"),
+    ],
+)
+def test_ductape_checks_its_worker_settings_before_it_opens_the_store(
+    tmp_path: Path, setting: str, value: object, rule: str
+) -> None:
+    """Unchecked, ``Ductape(lease=30)`` or ``poll=0.2`` failed the worker at its first run (adding an int to a
+    datetime), ``shutdown_grace=3`` at its stop (its runs left running until their leases lapsed), and
+    ``concurrency=0`` ran nothing, saying nothing. A bad one names itself; nothing is opened or written."""
+    db = tmp_path / "jobs.db"
+    with pytest.raises(ValidationError) as err:
+        Ductape(f"sqlite:///{db}", **{setting: value})
+    assert (err.value.field, err.value.rule) == (setting, rule)
+    assert not db.exists()
+
+
+def test_ductape_takes_its_worker_settings_in_seconds_as_its_worker_does(tmp_path: Path) -> None:
+    with Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", lease=30, poll=0.2, shutdown_grace=3, misfire_grace=1) as dt:
+        options = dt.new_worker().options
+        assert (options.lease, options.poll, options.shutdown_grace) == (
+            timedelta(seconds=30),
+            timedelta(seconds=0.2),
+            timedelta(seconds=3),
+        )
+        assert dt.scheduler.grace == timedelta(seconds=1)
+        assert dt.new_worker(lease=10, heartbeat=2).options.heartbeat == timedelta(seconds=2)
+        with pytest.raises(ValidationError) as err:
+            dt.new_worker(lease=10, heartbeat=10)  # the lease would lapse between two beats
+        assert (err.value.field, err.value.rule) == ("heartbeat", "must be shorter than the lease (10 s)")
