@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 from typing import Any
@@ -13,6 +14,7 @@ from apikit import JOB, SHOP, Api, LiveServer, wait_for
 
 from ductape_jobs import Ductape, FakeClock, ValidationError
 from ductape_jobs.api import create_app
+from ductape_jobs.models import RunPhase
 
 
 def metric(text: str, name: str, **labels: str) -> float:
@@ -121,6 +123,30 @@ def test_rescued_leases_are_counted(api: Api, job: dict[str, Any], clock: FakeCl
     clock.advance(minutes=1)
     api.dt.drain()
     assert metric(api.raw().get("/metrics").text, "ductape_leases_rescued_total") == 1
+
+
+def test_a_run_lost_too_often_is_counted_and_logged_as_failed_not_rescued(
+    api: Api, job: dict[str, Any], clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run whose worker dies at each attempt (a poison pill) fails for good at the rescue past ``max_rescues``:
+    it was counted in ``ductape_leases_rescued_total`` and logged as rescued, never as failed, so no alert on
+    failures saw this dead letter."""
+    dt = api.dt
+    dt.job.schedule(SHOP)
+    for _ in range(dt.options.max_rescues):  # lost, rescued, claimed again (not by this process's worker)
+        (run,) = dt.store.acquire_runs("dead-worker", 10, dt.options.lease, clock.now())
+        clock.advance(minutes=1)
+        dt.store.rescue_expired(clock.now(), dt.options.max_rescues)
+    dt.store.acquire_runs("dead-worker", 10, dt.options.lease, clock.now())
+    clock.advance(minutes=1)
+    with caplog.at_level(logging.WARNING, logger="ductape_jobs.worker"):
+        dt.drain()  # its rescue: lost once more than max_rescues allows
+    text = api.raw().get("/metrics").text
+    assert metric(text, "ductape_leases_rescued_total") == 0
+    assert metric(text, "ductape_runs_total", status="failed", event_type="function") == 1
+    said = [r.getMessage() for r in caplog.records if run.id in r.getMessage()]
+    assert len(said) == 1 and said[0].startswith(f"run {run.id} failed for good: lease expired")
+    assert dt.store.get_run(run.id).phase is RunPhase.FAILED  # type: ignore[union-attr]
 
 
 def test_health_and_readiness(api: Api, dt: Ductape) -> None:

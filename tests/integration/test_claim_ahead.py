@@ -17,7 +17,7 @@ import pytest
 
 from ductape_jobs import DispatchResult, Ductape, Run, RunContext, RunPhase, ValidationError
 from ductape_jobs.clock import StoreClock, SystemClock, uncertainty
-from ductape_jobs.store import Outcome
+from ductape_jobs.store import Outcome, Rescued
 
 REQ = {"env": "prd", "product_tag": "reports", "event": "report"}
 
@@ -34,7 +34,7 @@ class Starts:
     def runs_finished(self, finished: Sequence[tuple[Run, Outcome]]) -> None:
         pass
 
-    def runs_rescued(self, run_ids: Sequence[str]) -> None:
+    def runs_rescued(self, rescued: Sequence[Rescued]) -> None:
         pass
 
 

@@ -570,7 +570,7 @@ def test_outcomes_with_large_outputs_and_errors_are_recorded_as_small_ones_are(s
 
     (first,) = store.acquire_runs("w1", 1, LEASE, T0)
     later = T0 + LEASE + timedelta(seconds=1)
-    assert store.rescue_expired(later, max_rescues=3) == [ids[4]]
+    assert [r.run_id for r in store.rescue_expired(later, max_rescues=3)] == [ids[4]]
     (second,) = store.acquire_runs("w2", 1, LEASE, later)
     store.finish_runs([Outcome(first.id, 1, "w1", False, later, 5, error=long_error)], later)  # w1 answers late
     run = run_of(store, ids[4])
@@ -646,7 +646,7 @@ def test_an_outcome_from_a_worker_that_lost_its_lease_changes_only_its_attempt(s
     _, (run_id,) = setup(store, T0)
     (first,) = store.acquire_runs("w1", 1, LEASE, T0)
     later = T0 + LEASE + timedelta(seconds=1)
-    assert store.rescue_expired(later, max_rescues=3) == [run_id]
+    assert [r.run_id for r in store.rescue_expired(later, max_rescues=3)] == [run_id]
     (second,) = store.acquire_runs("w2", 1, LEASE, later)
     assert second.attempt == 2
 
@@ -726,9 +726,9 @@ def test_rescue_expired_requeues_then_fails_a_run_lost_too_often(store: Store) -
     _, (run_id, alive) = setup(store, T0 - MIN, T0)
     store.acquire_runs("w1", 1, LEASE, T0)
     store.acquire_runs("w2", 1, LEASE, T0 + MIN)
-    assert store.rescue_expired(T0 + LEASE, max_rescues=1) == []  # expires only after its time
+    assert [r.run_id for r in store.rescue_expired(T0 + LEASE, max_rescues=1)] == []  # expires only after its time
     at = T0 + LEASE + timedelta(seconds=1)
-    assert store.rescue_expired(at, max_rescues=1) == [run_id]
+    assert [r.run_id for r in store.rescue_expired(at, max_rescues=1)] == [run_id]
     rescued = run_of(store, run_id)
     assert (rescued.phase, rescued.available_at, rescued.lease_owner) == (RunPhase.QUEUED, at, None)
     (attempt,) = rescued.attempts
@@ -738,9 +738,12 @@ def test_rescue_expired_requeues_then_fails_a_run_lost_too_often(store: Store) -
 
     store.acquire_runs("w3", 1, LEASE, at)
     gone = T0 + 2 * MIN  # both leases have expired by now
-    assert sorted(store.rescue_expired(gone, max_rescues=1)) == sorted([run_id, alive])
+    told = {r.run_id: r for r in store.rescue_expired(gone, max_rescues=1)}  # which came to what: metrics, logs
+    assert sorted(told) == sorted([run_id, alive])
     failed = run_of(store, run_id)
     assert failed.phase is RunPhase.FAILED and failed.error is not None and "lost 2 times" in failed.error
+    assert (told[run_id].error, told[run_id].event_type) == (failed.error, JobEventTypes.FUNCTION)
+    assert told[alive].error is None
     assert outcomes(store, run_id) == ["lost", "lost"]
     assert run_of(store, alive).phase is RunPhase.QUEUED
 
@@ -849,7 +852,7 @@ def test_a_held_run_is_released_when_the_previous_run_is_lost_for_good(store: St
     store.trigger(s.id, held)
     store.acquire_runs("w1", 5, LEASE, T0)
     at = T0 + 2 * LEASE
-    assert store.rescue_expired(at, max_rescues=0) == [first]
+    assert [r.run_id for r in store.rescue_expired(at, max_rescues=0)] == [first]
     assert run_of(store, first).phase is RunPhase.FAILED
     assert (run_of(store, held.id).phase, run_of(store, held.id).available_at) == (RunPhase.QUEUED, at)
 
@@ -867,7 +870,7 @@ def test_an_ending_run_releases_only_the_runs_held_behind_it(store: Store, endin
     end = T0 + 3 * MIN
     if ending == "lost":
         end = T0 + 2 * MIN + 2 * LEASE
-        assert store.rescue_expired(end, max_rescues=0) == [running.id]
+        assert [r.run_id for r in store.rescue_expired(end, max_rescues=0)] == [running.id]
     else:
         store.finish_runs([ok(running) if ending == "completed" else fail(running)], end)
     assert (run_of(store, held.id).phase, run_of(store, held.id).available_at) == (RunPhase.QUEUED, end)
@@ -902,7 +905,9 @@ def test_a_run_lost_too_often_pauses_a_pause_on_failure_schedule(store: Store) -
     s, (a,) = setup(store, T0, pause_on_failure=True, every=MIN, next_run_at=T0 + MIN)
     plain, (c,) = setup(store, T0, every=MIN, next_run_at=T0 + MIN)
     store.acquire_runs("w1", 5, LEASE, T0)
-    assert sorted(store.rescue_expired(T0 + LEASE + MIN, max_rescues=0)) == sorted([a, c])  # failed for good
+    assert sorted(r.run_id for r in store.rescue_expired(T0 + LEASE + MIN, max_rescues=0)) == sorted(
+        [a, c]
+    )  # failed for good
     assert run_of(store, a).phase is RunPhase.FAILED
     paused = store.get_schedule(s.id)
     assert paused is not None and paused.status is ScheduleStatus.PAUSED

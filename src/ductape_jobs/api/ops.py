@@ -4,10 +4,12 @@
 Metrics (one registry per app):
 
 - ``ductape_runs_total{status, event_type}``: ``started``, ``completed``, ``retried`` (an attempt failed and
-  another is scheduled), ``failed`` (for good);
+  another is scheduled), ``failed`` (for good: its retries spent, or lost too often, counted by the worker whose
+  rescue failed it);
 - ``ductape_run_duration_seconds{event_type}`` (histogram): how long attempts ran;
 - ``ductape_run_lateness_seconds`` (histogram): start minus the time the run became due;
-- ``ductape_leases_rescued_total``: runs whose worker stopped heartbeating, put back in the queue;
+- ``ductape_leases_rescued_total``: runs whose worker stopped heartbeating, put back in the queue (not one lost too
+  often: that one failed);
 - ``ductape_queue_depth`` (gauge, read from the store at each scrape): runs due now and not claimed yet;
 - the process's own (``process_*``, ``python_gc_*``).
 
@@ -58,7 +60,7 @@ from ductape_jobs.lifecycle import (
     StreamPosition,
 )
 from ductape_jobs.models import Run
-from ductape_jobs.store.base import Outcome
+from ductape_jobs.store.base import Outcome, Rescued
 
 router = APIRouter(tags=["operations"])
 
@@ -108,8 +110,12 @@ class Metrics:
             self.runs.labels(status, run.event_type.value).inc()
             self.duration.labels(run.event_type.value).observe(outcome.duration_ms / 1000)
 
-    def runs_rescued(self, run_ids: Sequence[str]) -> None:
-        self.rescued.inc(len(run_ids))
+    def runs_rescued(self, rescued: Sequence[Rescued]) -> None:
+        for r in rescued:  # one lost too often failed for good: counted so, as events_seen counts its job.failed
+            if r.error is None:
+                self.rescued.inc()
+            else:
+                self.runs.labels("failed", r.event_type.value).inc()
 
     def events_seen(self, events: Sequence[LifecycleEvent]) -> None:
         """Count the runs' lifecycle events as the workers' calls above count what they do: a start with its

@@ -12,7 +12,7 @@ from datetime import datetime
 from typing import Protocol
 
 from ductape_jobs.models import Run
-from ductape_jobs.store.base import Outcome
+from ductape_jobs.store.base import Outcome, Rescued
 
 log = logging.getLogger("ductape_jobs.worker")
 
@@ -24,8 +24,9 @@ class RunObserver(Protocol):
     def runs_finished(self, finished: Sequence[tuple[Run, Outcome]]) -> None:
         """Outcomes were recorded: completed, retry scheduled (``outcome.retry_at``) or failed for good."""
 
-    def runs_rescued(self, run_ids: Sequence[str]) -> None:
-        """Runs whose worker stopped heartbeating went back to the queue (or failed after too many rescues)."""
+    def runs_rescued(self, rescued: Sequence[Rescued]) -> None:
+        """Runs whose worker stopped heartbeating went back to the queue, or failed for good after too many rescues
+        (``error`` set)."""
 
 
 def tell_started(observers: Sequence[RunObserver], runs: Sequence[Run], now: datetime) -> None:
@@ -44,9 +45,9 @@ def tell_finished(observers: Sequence[RunObserver], finished: Sequence[tuple[Run
             log.exception("run observer %r failed", observer)
 
 
-def tell_rescued(observers: Sequence[RunObserver], run_ids: Sequence[str]) -> None:
+def tell_rescued(observers: Sequence[RunObserver], rescued: Sequence[Rescued]) -> None:
     for observer in observers:
         try:
-            observer.runs_rescued(run_ids)
+            observer.runs_rescued(rescued)
         except Exception:
             log.exception("run observer %r failed", observer)

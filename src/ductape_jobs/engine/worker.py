@@ -44,7 +44,7 @@ from ductape_jobs.logs import Repeats, bind_run
 from ductape_jobs.models import DrainSummary, Run
 from ductape_jobs.redaction import Secrets
 from ductape_jobs.retention import PruneCounts, Retention
-from ductape_jobs.store.base import Outcome, Store, Wakeups
+from ductape_jobs.store.base import Outcome, Rescued, Store, Wakeups
 from ductape_jobs.store.codec import output_json
 from ductape_jobs.timing.backoff import Backoff, retry_async
 
@@ -274,6 +274,17 @@ class Worker:
         finally:
             self._queued -= 1
 
+    def _tell_rescued(self, rescued: list[Rescued]) -> None:
+        """Log and tell what a rescue did: the runs put back in the queue, and each run lost too often, failed for
+        good (said as a run this worker fails for good is, and counted as failed, not as rescued)."""
+        back = [r.run_id for r in rescued if r.error is None]
+        if back:
+            log.warning("rescued %d run(s) whose worker stopped heartbeating: %s", len(back), back[:5])
+        for r in rescued:
+            if r.error is not None:
+                log.warning("run %s failed for good: %s", r.run_id, r.error, extra={"run_id": r.run_id})
+        tell_rescued(self.observers, rescued)
+
     async def _step(self) -> bool:
         """One pass. Returns True when more work may be due right away."""
         assert self._wake is not None
@@ -313,8 +324,7 @@ class Worker:
             self._next_rescue = now + self.options.rescue_every
             rescued = await self._io(self.store.rescue_expired, now, self.options.max_rescues, prompt=False)
             if rescued:
-                log.warning("rescued %d run(s) whose worker stopped heartbeating: %s", len(rescued), rescued[:5])
-                tell_rescued(self.observers, rescued)
+                self._tell_rescued(rescued)
                 claimed = None  # runs due again since the tick's claim
                 more = True
         # the flush's claim took fewer runs than it asked for: it took every run due by then that no other worker had

@@ -34,6 +34,7 @@ from msgspec import Struct, field
 from ductape_jobs.errors import WouldWait
 from ductape_jobs.models import (
     JobDefinition,
+    JobEventTypes,
     NewRun,
     Run,
     RunFilter,
@@ -65,6 +66,7 @@ __all__ = [
     "Outcome",
     "Planner",
     "Relay",
+    "Rescued",
     "RetentionStore",
     "ScheduleChange",
     "SchedulingStore",
@@ -121,6 +123,15 @@ class SchedulePart(Struct, frozen=True):
     schedules: Sequence[Schedule]
     runs: Sequence[NewRun]
     planned_from: Mapping[tuple[str, str], JobDefinition] = field(default_factory=dict)
+
+
+class Rescued(Struct, frozen=True):
+    """A run whose lease expired (its worker stopped heartbeating), as ``rescue_expired`` left it: queued again
+    (``error`` is ``None``), or failed for good, lost too often (``error`` says so, as the run does)."""
+
+    run_id: str
+    event_type: JobEventTypes
+    error: str | None = None
 
 
 class Outcome(Struct, frozen=True):
@@ -390,9 +401,10 @@ class SchedulingStore(ABC):
         released; one claimed ahead whose start is still to come as if it had not been claimed (no attempt)."""
 
     @abstractmethod
-    def rescue_expired(self, now: datetime, max_rescues: int) -> list[str]:
+    def rescue_expired(self, now: datetime, max_rescues: int) -> list[Rescued]:
         """Runs whose lease expired (their worker died) go back to the queue (due at once, or at their due time if
-        that is still ahead), the attempt marked ``lost``; past ``max_rescues`` they fail. Returns the ids rescued."""
+        that is still ahead), the attempt marked ``lost``; past ``max_rescues`` they fail. Returns each run so taken,
+        and which of the two it came to."""
 
     @abstractmethod
     def retry_run(self, run_id: str, now: datetime) -> Run:

@@ -31,7 +31,17 @@ from typing import Any
 
 from ductape_jobs.errors import AlreadyMade, ConflictError, NotFoundError
 from ductape_jobs.limits import MAX_OUTPUT_BYTES
-from ductape_jobs.models import JobDefinition, NewRun, Overlap, Run, RunFilter, RunPhase, Schedule, ScheduleStatus
+from ductape_jobs.models import (
+    JobDefinition,
+    JobEventTypes,
+    NewRun,
+    Overlap,
+    Run,
+    RunFilter,
+    RunPhase,
+    Schedule,
+    ScheduleStatus,
+)
 from ductape_jobs.resources import Rate, ResourceLimit, own_name, parse_rate
 from ductape_jobs.store.api import ApiCore
 from ductape_jobs.store.base import (
@@ -40,6 +50,7 @@ from ductape_jobs.store.base import (
     Outcome,
     Planner,
     Replan,
+    Rescued,
     ScheduleChange,
     SchedulePart,
     Store,
@@ -308,14 +319,14 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
 
         return self._write(op, idempotent=True)
 
-    def rescue_expired(self, now: datetime, max_rescues: int) -> list[str]:
+    def rescue_expired(self, now: datetime, max_rescues: int) -> list[Rescued]:
         now_ms = ms(now)
 
-        def op(tx: Tx) -> list[str]:
+        def op(tx: Tx) -> list[Rescued]:
             rows = tx.all("expired_leases", {"now": now_ms})
             if not rows:
                 return []
-            attempts, back, lost = [], [], []
+            attempts, back, lost, rescued = [], [], [], []
             for row in rows:
                 error = f"lease expired: worker {row['lease_owner']} stopped heartbeating (presumed dead)"
                 attempts.append(
@@ -328,10 +339,13 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
                     }
                 )
                 attempts[-1]["error"] = error
+                kind = JobEventTypes(row["event_type"])
                 if row["rescues"] >= max_rescues:
                     lost.append({"id": row["id"], "now": now_ms, "error": f"{error}; lost {row['rescues'] + 1} times"})
+                    rescued.append(Rescued(row["id"], kind, lost[-1]["error"]))
                 else:
                     back.append({"id": row["id"], "now": now_ms})
+                    rescued.append(Rescued(row["id"], kind))
             tx.many("finish_attempt", attempts)
             if back:
                 tx.many("rescue_run", back)
@@ -339,7 +353,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             _pause_after_failures(tx, failed_for_good, now)  # lost too often is a failure like any other
             _release_held(tx, [r["id"] for r in failed_for_good], now)
             tx.notify()
-            return [r["id"] for r in rows]
+            return rescued
 
         return self._write(op, idempotent=True)
 

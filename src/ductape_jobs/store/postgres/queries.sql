@@ -281,7 +281,7 @@ DELETE FROM attempts WHERE run_id = %(run_id)s AND attempt = %(attempt)s;
 
 -- name: expired_leases
 -- Racing rescuers skip each other's rows (and a run whose worker is finishing it right now).
-SELECT id, attempt, lease_owner, rescues FROM runs
+SELECT id, attempt, lease_owner, rescues, event_type FROM runs
 WHERE phase = 'running' AND lease_expires_at < %(now)s
 ORDER BY lease_expires_at LIMIT 500
 FOR UPDATE SKIP LOCKED;

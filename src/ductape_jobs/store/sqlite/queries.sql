@@ -284,7 +284,7 @@ RETURNING id, CASE WHEN started_at IS NULL THEN attempt + 1 ELSE attempt END AS 
 DELETE FROM attempts WHERE run_id = :run_id AND attempt = :attempt;
 
 -- name: expired_leases
-SELECT id, attempt, lease_owner, rescues FROM runs INDEXED BY runs_leases
+SELECT id, attempt, lease_owner, rescues, event_type FROM runs INDEXED BY runs_leases
 WHERE phase = 'running' AND lease_expires_at < :now
 ORDER BY lease_expires_at LIMIT 500;
 
