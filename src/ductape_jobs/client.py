@@ -282,6 +282,12 @@ class Ductape:
             counts = self.store.prune(now, retention, retention.batch)
             total += counts
             if max(counts.as_dict().values()) < retention.batch:
+                break
+        after = ""  # and every ended schedule that no run took with it: a sweep of them all, batch after batch
+        while True:
+            swept, after = self.store.sweep_schedules(now, retention, retention.batch, after)
+            total += PruneCounts(schedules=swept)
+            if not after:
                 return total
 
     def drain(self) -> DrainSummary:

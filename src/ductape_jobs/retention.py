@@ -93,6 +93,7 @@ class PruneCounts(Struct, frozen=True):
 
     runs: int = 0
     attempts: int = 0
+    schedules: int = 0  # ended (completed, cancelled) before their keep, holding no run any more
     feature_runs: int = 0
     feature_events: int = 0
     webhook_deliveries: int = 0

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from ductape_jobs import Ductape, FakeClock, PruneCounts, Retention, RunPhase
 from ductape_jobs.cli.main import app
-from ductape_jobs.errors import ValidationError
+from ductape_jobs.errors import NotFoundError, ValidationError
 
 DAY = timedelta(days=1)
 
@@ -44,12 +44,34 @@ def test_prune_deletes_what_is_past_the_clients_keep(dt: Ductape, clock: FakeClo
     history(dt, clock, ok=3, failed=2)
     assert dt.retention == Retention()  # on by default: 7 days completed, 30 days failed
     clock.advance(8 * DAY)
-    assert dt.prune(dry_run=True) == PruneCounts(runs=3, attempts=3)
+    # each one-off's schedule ended with its run, and goes with it: the failed runs' stay while they do
+    assert dt.prune(dry_run=True) == PruneCounts(runs=3, attempts=3, schedules=3)
     assert len(dt.job.runs()) == 5  # a dry run deletes nothing
-    assert dt.prune() == PruneCounts(runs=3, attempts=3)
+    assert dt.prune() == PruneCounts(runs=3, attempts=3, schedules=3)
     assert {r.phase for r in dt.job.runs()} == {RunPhase.FAILED}
-    assert dt.prune(keep_failed=timedelta(days=7)) == PruneCounts(runs=2, attempts=2)
-    assert dt.job.runs() == []
+    assert sorted(s.job_tag for s in dt.store.list_schedules()) == ["boom", "boom"]
+    assert dt.prune(keep_failed=timedelta(days=7)) == PruneCounts(runs=2, attempts=2, schedules=2)
+    assert dt.job.runs() == [] and dt.store.list_schedules() == []
+
+
+def test_prune_sweeps_every_ended_schedule_that_holds_no_run_batch_after_batch(tmp_path: Path) -> None:
+    """Schedules cancelled before their first run have no run to go with: a worker's prune sweeps a batch of them
+    by id at a time; ``ductape.prune()`` sweeps them all, and counts them in its dry run first."""
+    clock = FakeClock(datetime(2026, 3, 2, 12, 0, tzinfo=UTC))
+    with Ductape(f"sqlite:///{tmp_path / 'sweep.db'}", clock=clock, retention=Retention(batch=2)) as dt:
+        dt.function("fine")(lambda input, ctx: None)
+        dt.job.create({"name": "fine", "tag": "fine", "event_type": "FUNCTION", "event_tag": "fine"})
+        later = {"env": "prd", "product_tag": "p", "event": "fine", "start_at": clock.now() + DAY}
+        made = [dt.job.schedule(later).job_id for _ in range(5)]
+        kept = dt.job.schedule(later).job_id  # still to run
+        for job_id in made:
+            dt.job.cancel(job_id, reason="not needed")
+        clock.advance(8 * DAY)
+        assert dt.prune(dry_run=True).schedules == 5
+        assert dt.prune().schedules == 5
+        assert [s.id for s in dt.job.list()] == [kept]
+        with pytest.raises(NotFoundError):
+            dt.job.get(made[0])
 
 
 def test_retention_settings_are_checked() -> None:
@@ -150,6 +172,7 @@ def test_ductape_prune_command(tmp_path: Path) -> None:
         "dry_run": False,
         "runs": 0,
         "attempts": 0,
+        "schedules": 0,
         "feature_runs": 0,
         "feature_events": 0,
         "webhook_deliveries": 0,

@@ -390,3 +390,57 @@ def test_a_schedules_history_still_counts_its_pruned_runs(store: Store) -> None:
     add_run(store, s, T0 + 40 * DAY)
     newest = store.schedule_history(s.id, 50)
     assert newest is not None and [e.number for e in newest.executions] == [6]
+
+
+# ------------------------------------------------------------------------------------------- schedules
+
+
+def test_an_ended_schedule_goes_with_its_last_run_and_one_with_a_run_left_stays(store: Store) -> None:
+    """A queue's one-offs: each schedule ended when its run was made, and was kept for ever (its input with it), a
+    row for every schedule(). It goes with its last run; one whose failed run is kept longer stays with it; an
+    active or paused schedule never goes."""
+    done = add_schedule(store, status=ScheduleStatus.COMPLETED)
+    run_to_end(store, done, T0)
+    failing = add_schedule(store, status=ScheduleStatus.COMPLETED)
+    run_to_end(store, failing, T0, ok=False)
+    live = add_schedule(store)
+    run_to_end(store, live, T0)
+    paused = add_schedule(store, status=ScheduleStatus.PAUSED)
+    run_to_end(store, paused, T0)
+    now = T0 + 8 * DAY
+    assert store.count_prunable(now, DEFAULT).schedules == 1
+    assert prune_all(store, now) == PruneCounts(runs=3, attempts=3, schedules=1)
+    assert store.get_schedule(done.id) is None
+    assert {s.id for s in store.list_schedules()} == {failing.id, live.id, paused.id}
+    assert prune_all(store, T0 + 31 * DAY) == PruneCounts(runs=1, attempts=1, schedules=1)
+    assert {s.id for s in store.list_schedules()} == {live.id, paused.id}
+
+
+def test_the_sweep_takes_the_ended_schedules_no_run_took_with_it(store: Store) -> None:
+    """One cancelled before its first run has no run to go with, nor one that ended after its runs were pruned: a
+    sweep by id, a batch at each prune, takes them once past their keep, and starts again from the first once it
+    has looked at the last. One that ended lately stays for its keep."""
+    old = add_schedule(store, status=ScheduleStatus.CANCELLED)
+    lately = add_schedule(store, status=ScheduleStatus.CANCELLED, created_at=T0 + 7 * DAY)
+    active = add_schedule(store)
+    now = T0 + 8 * DAY
+    assert store.count_prunable(now, DEFAULT).schedules == 1
+    assert sum(store.prune(now, DEFAULT, 1).schedules for _ in range(4)) == 1  # three batches of one, then none
+    assert store.get_schedule(old.id) is None
+    store.update_schedule(active.id, T0, ScheduleChange(status=ScheduleStatus.CANCELLED, cancel_pending=True))
+    assert sum(store.prune(now, DEFAULT, 1).schedules for _ in range(3)) == 1  # from the first again
+    assert [s.id for s in store.list_schedules()] == [lately.id]
+
+
+def test_a_job_events_schedule_stays_while_its_feature_run_runs(store: Store) -> None:
+    """A feature run resumed after a crash looks its JOB event's schedule up by key: pruned, it would make the
+    schedule, and run its job, again."""
+    running = feature_run(store, None, T0)
+    keyed = add_schedule(store, status=ScheduleStatus.COMPLETED, feature_key=f"{running}:0:remind")
+    run_to_end(store, keyed, T0)
+    now = T0 + 8 * DAY
+    assert store.count_prunable(now, DEFAULT).schedules == 0
+    assert prune_all(store, now).schedules == 0
+    assert store.get_schedule(keyed.id) is not None
+    assert store.finish_feature_run(running, "d1", FeatureRunStatus.COMPLETED, now)
+    assert prune_all(store, now).schedules == 1

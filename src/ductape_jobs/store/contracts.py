@@ -297,8 +297,8 @@ class RetentionStore(ABC):
         finished (completed, failed, cancelled) before their cutoff with their attempts, feature runs with their
         events' results, ended webhook deliveries, expired cache entries, and the outbox's events every reader has
         read (after first deleting the live streams whose lease lapsed: ``expire_streams``). Never an unfinished
-        run. A schedule
-        keeps the count of its pruned runs (completed, failed, all), which ``schedule_history`` adds to its own.
+        run. A schedule keeps the count of its pruned runs (completed, failed, all), which ``schedule_history`` adds
+        to its own; an ended one goes with its last run (``sweep_schedules`` for the rest, a batch a call).
         Each kind is its own short transaction; racing pruners delete different rows (none twice) and do not wait
         for each other's rows (only, briefly, for the count on a schedule both pruned runs of, and for the outbox's
         marks, which their outbox batches and streams opening take in turns). A kind whose count
@@ -307,6 +307,13 @@ class RetentionStore(ABC):
     @abstractmethod
     def count_prunable(self, now: datetime, retention: Retention) -> PruneCounts:
         """What ``prune`` would delete by ``now``, all batches together (a dry run): it deletes nothing."""
+
+    @abstractmethod
+    def sweep_schedules(self, now: datetime, retention: Retention, limit: int, after: str) -> tuple[int, str]:
+        """Of the next ``limit`` schedules by id after ``after`` (``""``: from the first), delete those that ended
+        (completed, cancelled) before the keep of their status and hold no run: how many, and the id the next batch
+        starts after (``""``: this one reached the last). ``prune`` takes one such batch each time, going on from
+        where its last one stopped; a schedule that ends with a run goes with its last run instead."""
 
 
 Relay = Callable[[Sequence[LifecycleEvent], Sequence[Webhook]], Sequence[WebhookDelivery]]

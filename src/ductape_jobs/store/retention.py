@@ -13,6 +13,11 @@ past a pruned event unawares. Live streams whose lease lapsed are expired before
 Jobs that keep their own runs (``keep_completed`` / ``keep_failed``) are read first: the client's batches leave out
 their tags' runs of that outcome, and each tag gets passes of its own, one per such job (its duration, or its count
 turned into the newest run past it) and one for the tag's other runs (the client's keep).
+
+A schedule that has ended (completed, cancelled) before the client's keep of that status goes once it holds no run:
+with its last run, in the batch that prunes it, or found by the sweep, which looks at the next ``limit`` schedules by
+id at each prune (from the first again once it reaches the last): one cancelled before its first run, or that ended
+after its runs were pruned, or that an older release kept.
 """
 
 from __future__ import annotations
@@ -48,6 +53,7 @@ _KINDS: tuple[_Kind, ...] = (
 )
 _COUNTS = (
     "count_prunable_runs",
+    "count_prunable_schedules",
     "count_prunable_feature_runs",
     "count_prunable_deliveries",
     "count_prunable_cache_entries",
@@ -98,13 +104,13 @@ def _pass_params(tx: Tx, job_pass: _JobPass, now: datetime) -> dict[str, Any] | 
     return {**base, "at": cutoff, "id": "", "before": cutoff}  # (scheduled_at, id) <= (cutoff, ''): due before it
 
 
-def _prune_job_pass(tx: Tx, job_pass: _JobPass, now: datetime, limit: int) -> dict[str, int]:
+def _prune_job_pass(tx: Tx, job_pass: _JobPass, now: datetime, client: dict[str, Any]) -> dict[str, int]:
     params = _pass_params(tx, job_pass, now)
     if params is None:
         return {}
     pick = "prunable_runs_of_jobs" if job_pass.own else "prunable_runs_of_other_jobs"
-    ids = [r["id"] for r in tx.all(pick, {**params, "limit": limit})]
-    return _delete_runs(tx, ids) if ids else {}
+    ids = [r["id"] for r in tx.all(pick, {**params, "limit": client["limit"]})]
+    return _delete_runs(tx, ids, client) if ids else {}
 
 
 def _count_job_pass(tx: Tx, job_pass: _JobPass, now: datetime) -> dict[str, int]:
@@ -140,7 +146,7 @@ def _prune_kind(tx: Tx, kind: _Kind, params: dict[str, Any]) -> dict[str, int]:
     if not ids:
         return {}
     if delete == "delete_runs":
-        return _delete_runs(tx, ids)
+        return _delete_runs(tx, ids, params)
     done = {what: tx.run(query, {"ids": ids}) for query, what in belongs}
     if delete == "delete_outbox":
         tx.run("mark_outbox_pruned", {"ids": ids})  # live streams resume only after it
@@ -148,14 +154,29 @@ def _prune_kind(tx: Tx, kind: _Kind, params: dict[str, Any]) -> dict[str, int]:
     return done
 
 
-def _delete_runs(tx: Tx, ids: list[Any]) -> dict[str, int]:
-    """Runs by id with their attempts; their schedules count them, and their minutes' statistics add them."""
+def _delete_runs(tx: Tx, ids: list[Any], params: dict[str, Any]) -> dict[str, int]:
+    """Runs by id with their attempts; their schedules count them (and go, if they have ended before the keeps in
+    ``params`` and hold no run any more), and their minutes' statistics add them."""
     done = {"attempts": tx.run("delete_attempts_of_runs", {"ids": ids})}
     gone = tx.all("delete_runs", {"ids": ids})
     done["runs"] = len(gone)
-    tx.many("count_pruned_runs", _tally(gone))
+    tally = _tally(gone)
+    tx.many("count_pruned_runs", tally)  # PostgreSQL: their schedules locked, in order, until the commit
     tx.many("add_run_minutes", _minutes(gone))
+    if tally:
+        done["schedules"] = tx.run("delete_ended_schedules", {**params, "ids": [c["schedule_id"] for c in tally]})
     return done
+
+
+def _sweep(tx: Tx, params: dict[str, Any], after: str) -> tuple[dict[str, int], str]:
+    """The sweep's batch: of the next ``limit`` schedules after ``after`` (by id), the ended ones that hold no run
+    deleted; and where the next batch starts (``""``: at the first again)."""
+    ids = [r["id"] for r in tx.all("schedules_after", {"after": after, "limit": params["limit"]})]
+    if not ids:
+        return {}, ""
+    ended = [r["id"] for r in tx.all("lock_ended_schedules", {**params, "ids": ids})]
+    done = {"schedules": tx.run("delete_ended_schedules", {**params, "ids": ended})} if ended else {}
+    return done, ids[-1] if len(ids) == params["limit"] else ""
 
 
 _MINUTE = 60_000
@@ -205,6 +226,8 @@ def _tally(gone: list[Row]) -> list[dict[str, Any]]:
 class RetentionCore(UsesDialect):
     """The pruner (see ``RetentionStore`` for the contract)."""
 
+    _swept_to = ""  # where this process's sweep of ended schedules goes on from (an id; "": the first)
+
     def _job_passes(self, retention: Retention) -> list[_JobPass]:
         return _job_passes(self._read(lambda tx: tx.all("jobs_with_keeps")), retention)
 
@@ -218,9 +241,15 @@ class RetentionCore(UsesDialect):
                 **self._write(functools.partial(_prune_kind, kind=kind, params=params), idempotent=True)
             )
         for job_pass in passes:
-            op = functools.partial(_prune_job_pass, job_pass=job_pass, now=now, limit=limit)
+            op = functools.partial(_prune_job_pass, job_pass=job_pass, now=now, client=params)
             total += PruneCounts(**self._write(op, idempotent=True))
-        return total
+        swept, self._swept_to = self.sweep_schedules(now, retention, limit, self._swept_to)
+        return total + PruneCounts(schedules=swept)
+
+    def sweep_schedules(self, now: datetime, retention: Retention, limit: int, after: str) -> tuple[int, str]:
+        params = {**_params(now, retention), "limit": limit}
+        done, then = self._write(functools.partial(_sweep, params=params, after=after), idempotent=True)
+        return done.get("schedules", 0), then
 
     def count_prunable(self, now: datetime, retention: Retention) -> PruneCounts:
         passes = self._job_passes(retention)

@@ -215,3 +215,50 @@ SELECT count(*) AS run_minutes FROM run_minutes WHERE minute < %(stats_before)s;
 
 -- name: delete_run_minutes
 DELETE FROM run_minutes WHERE ctid = ANY(%(ids)s::tid[]) AND minute < %(stats_before)s;
+
+-- name: schedules_after
+-- The sweep's next batch of schedules, by id (ids sort by creation), after %(after)s: the ended schedules that no
+-- run's prune took with it (cancelled before their first run, ended after their runs were pruned, kept by an older
+-- release).
+SELECT id FROM schedules WHERE id > %(after)s ORDER BY id LIMIT %(limit)s;
+
+-- name: lock_ended_schedules
+-- The sweep's ended schedules locked, in id order, before delete_ended_schedules reads their runs in a statement of
+-- its own: a trigger() of one (it locks the schedule, then makes its run) has committed, and is seen, or waits and
+-- then finds it gone. (A run prune's schedules are locked already: count_pruned_runs.)
+SELECT id FROM schedules
+WHERE id = ANY(%(ids)s)
+  AND ((status = 'completed' AND updated_at < %(completed_before)s)
+    OR (status = 'cancelled' AND updated_at < %(cancelled_before)s))
+ORDER BY id
+FOR UPDATE SKIP LOCKED;
+
+-- name: delete_ended_schedules
+-- Of the schedules %(ids)s, those that ended (completed, cancelled) before their keep and hold no run any more.
+-- Nothing reads an ended schedule but job.fetch and its history, all of it pruned; kept, a queue's one-offs grew the
+-- table by a row, its input with it, for every schedule(), for ever. A JOB event's schedule stays while its feature
+-- run runs (a run resumed after a crash looks it up by its key, <feature run>:<sequence>:<event>).
+DELETE FROM schedules s
+WHERE s.id = ANY(%(ids)s)
+  AND ((s.status = 'completed' AND s.updated_at < %(completed_before)s)
+    OR (s.status = 'cancelled' AND s.updated_at < %(cancelled_before)s))
+  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = s.id)
+  AND (s.feature_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM feature_runs f WHERE f.id = split_part(s.feature_key, ':', 1) AND f.status = 'running'));
+
+-- name: count_prunable_schedules
+-- The schedules a prune would delete: ended before their keep, holding no run that the client's keeps keep (a job
+-- that keeps its own runs keeps its schedules' here).
+SELECT count(*) AS schedules FROM schedules s
+WHERE ((s.status = 'completed' AND s.updated_at < %(completed_before)s)
+    OR (s.status = 'cancelled' AND s.updated_at < %(cancelled_before)s))
+  AND NOT EXISTS (
+      SELECT 1 FROM runs r WHERE r.schedule_id = s.id
+        AND NOT (r.completed_at IS NOT NULL
+             AND ((r.phase = 'completed' AND r.completed_at < %(completed_before)s
+                   AND NOT r.job_tag = ANY(%(own_completed)s::text[]))
+               OR (r.phase = 'failed' AND r.completed_at < %(failed_before)s
+                   AND NOT r.job_tag = ANY(%(own_failed)s::text[]))
+               OR (r.phase = 'cancelled' AND r.completed_at < %(cancelled_before)s))))
+  AND (s.feature_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM feature_runs f WHERE f.id = split_part(s.feature_key, ':', 1) AND f.status = 'running'));

@@ -203,3 +203,44 @@ SELECT count(*) AS run_minutes FROM run_minutes WHERE minute < :stats_before;
 
 -- name: delete_run_minutes
 DELETE FROM run_minutes WHERE rowid IN (SELECT value FROM json_each(:ids)) AND minute < :stats_before;
+
+-- name: schedules_after
+-- The sweep's next batch of schedules, by id (ids sort by creation), after :after: the ended schedules that no run's
+-- prune took with it (cancelled before their first run, ended after their runs were pruned, kept by an older release).
+SELECT id FROM schedules WHERE id > :after ORDER BY id LIMIT :limit;
+
+-- name: lock_ended_schedules
+-- (SQLite's single writer: nothing to lock; delete_ended_schedules reads what each has ended.)
+SELECT value AS id FROM json_each(:ids);
+
+-- name: delete_ended_schedules
+-- Of the schedules :ids, those that ended (completed, cancelled) before their keep and hold no run any more. Nothing
+-- reads an ended schedule but job.fetch and its history, all of it pruned; kept, a queue's one-offs grew the table by
+-- a row, its input with it, for every schedule(), for ever. A JOB event's schedule stays while its feature run runs
+-- (a run resumed after a crash looks it up by its key, <feature run>:<sequence>:<event>).
+DELETE FROM schedules
+WHERE id IN (SELECT value FROM json_each(:ids))
+  AND ((status = 'completed' AND updated_at < :completed_before)
+    OR (status = 'cancelled' AND updated_at < :cancelled_before))
+  AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = schedules.id)
+  AND (feature_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM feature_runs f
+      WHERE f.id = substr(schedules.feature_key, 1, instr(schedules.feature_key, ':') - 1) AND f.status = 'running'));
+
+-- name: count_prunable_schedules
+-- The schedules a prune would delete: ended before their keep, holding no run that the client's keeps keep (a job
+-- that keeps its own runs keeps its schedules' here).
+SELECT count(*) AS schedules FROM schedules s
+WHERE ((s.status = 'completed' AND s.updated_at < :completed_before)
+    OR (s.status = 'cancelled' AND s.updated_at < :cancelled_before))
+  AND NOT EXISTS (
+      SELECT 1 FROM runs r WHERE r.schedule_id = s.id
+        AND NOT (r.completed_at IS NOT NULL
+             AND ((r.phase = 'completed' AND r.completed_at < :completed_before
+                   AND r.job_tag NOT IN (SELECT value FROM json_each(:own_completed)))
+               OR (r.phase = 'failed' AND r.completed_at < :failed_before
+                   AND r.job_tag NOT IN (SELECT value FROM json_each(:own_failed)))
+               OR (r.phase = 'cancelled' AND r.completed_at < :cancelled_before))))
+  AND (s.feature_key IS NULL OR NOT EXISTS (
+      SELECT 1 FROM feature_runs f
+      WHERE f.id = substr(s.feature_key, 1, instr(s.feature_key, ':') - 1) AND f.status = 'running'));
