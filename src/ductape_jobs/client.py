@@ -306,8 +306,12 @@ class Ductape:
             logging.shutdown()
             os._exit(0)
 
-    async def run_worker(self, stop: asyncio.Event | None = None, **overrides: Any) -> Worker:
-        """Run a worker in the current event loop until ``stop`` is set (or SIGTERM/SIGINT without ``stop``)."""
+    async def run_worker(
+        self, stop: asyncio.Event | None = None, *, hurry: asyncio.Event | None = None, **overrides: Any
+    ) -> Worker:
+        """Run a worker in the current event loop until ``stop`` is set (or SIGTERM/SIGINT without ``stop``); then
+        its runs in flight finish within ``shutdown_grace``, or go back to the queue at once once ``hurry`` is set (a
+        second signal, without ``stop``)."""
         worker = self.new_worker(**overrides)
         self.wake.join(worker)
         sent = asyncio.Event()  # the webhook deliveries and the resource watch go alongside, until it stops
@@ -315,7 +319,7 @@ class Ductape:
         # direct feature runs whose driver died are resumed here, as the worker rescues job runs
         orphans = asyncio.create_task(self.feature.engine.adopt_orphans(sent, worker.options.rescue_every))
         try:
-            await worker.run(stop, handle_signals=stop is None)
+            await worker.run(stop, handle_signals=stop is None, hurry=hurry)
         finally:
             self.wake.leave(worker)
             sent.set()

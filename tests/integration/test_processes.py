@@ -14,6 +14,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
+from support import free_port
 
 from ductape_jobs import Ductape, RunPhase
 
@@ -86,9 +87,14 @@ class Env:
             self.client.job.create({"name": tag, "tag": tag, "event_type": "FUNCTION", "event_tag": tag})
         self.procs: list[subprocess.Popen[bytes]] = []
 
-    def start_worker(self, **env: str) -> subprocess.Popen[bytes]:
+    def start_worker(self, *, serve: bool = False, **env: str) -> subprocess.Popen[bytes]:
+        """``app.py``'s ``ductape.worker()``, or with ``serve`` a ``ductape serve`` of its app (API and worker)."""
         full = {**os.environ, "DUCTAPE_STORE": self.store, "MARKS": str(self.marks), **env}
-        proc = subprocess.Popen([sys.executable, "app.py"], cwd=self.tmp, env=full, stderr=subprocess.PIPE)
+        argv = [sys.executable, "app.py"]
+        if serve:
+            argv = [str(Path(sys.executable).parent / "ductape"), "serve", "--app", "app:ductape"]
+            argv += ["--port", str(free_port())]
+        proc = subprocess.Popen(argv, cwd=self.tmp, env=full, stderr=subprocess.PIPE)
         self.procs.append(proc)
         return proc
 
@@ -223,6 +229,24 @@ def test_sigterm_past_the_grace_period_releases_the_run(env: Env) -> None:
     env.start_worker()
     env.wait("another worker to finish it", lambda: env.client.job.run(run.id).phase is RunPhase.COMPLETED)
     assert env.client.job.run(run.id).output == {"attempt": 2}
+
+
+@pytest.mark.parametrize("serve", [False, True])
+def test_a_second_sigterm_gives_the_runs_in_flight_back_at_once(env: Env, serve: bool) -> None:
+    """The first signal waits for the run (the grace is 30 s); a second one (Ctrl-C twice, a supervisor's repeated
+    TERM) was ignored, so the only way out sooner was SIGKILL, and a rescue after the lease."""
+    job_id = env.schedule("asleep")
+    a = env.start_worker(serve=serve)
+    env.wait("the run to start", lambda: bool(list(env.marks.glob("*.1"))))
+    a.send_signal(signal.SIGTERM)
+    with pytest.raises(subprocess.TimeoutExpired):
+        a.wait(1)  # within its grace: still waiting for the run
+    a.send_signal(signal.SIGTERM)
+    assert a.wait(10) == 0
+    (run,) = env.client.job.runs(job_id=job_id)
+    assert run.phase is RunPhase.QUEUED and run.lease_owner is None
+    assert [a.outcome for a in env.client.job.run(run.id).attempts] == ["released"]
+    assert a.stderr is not None and b"again: giving the runs in flight back to the queue now" in a.stderr.read()
 
 
 def test_a_stop_that_leaves_no_code_in_a_thread_returns_from_worker_and_runs_atexit(env: Env) -> None:

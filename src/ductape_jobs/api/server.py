@@ -46,9 +46,12 @@ class _Server(uvicorn.Server):
                 loop.remove_signal_handler(sig)
 
     def _signalled(self, sig: signal.Signals) -> None:
-        log.info("received %s: stopping", sig.name)
-        if self.should_exit and sig == signal.SIGINT:
-            self.force_exit = True
+        if self.should_exit:  # a second: the worker gives its runs in flight back now
+            log.warning("received %s again: giving the runs in flight back to the queue now", sig.name)
+            if sig == signal.SIGINT:
+                self.force_exit = True
+        else:
+            log.info("received %s: stopping", sig.name)
         self.should_exit = True
         self._on_exit()
 
@@ -91,10 +94,16 @@ async def serve(
         metrics_from=metrics_from,
     )
     stop = asyncio.Event()
+    hurry = asyncio.Event()  # a second signal: the worker's runs in flight go back to the queue at once
 
     def stopping() -> None:
         stop.set()
         app.state.stopping.set()
+
+    def signalled() -> None:
+        if stop.is_set():
+            hurry.set()
+        stopping()
 
     config = uvicorn.Config(
         app,
@@ -105,9 +114,11 @@ async def serve(
         server_header=False,
         ws="none",  # the dashboard's live updates are Server-Sent Events
     )
-    server = _Server(config, stopping)
+    server = _Server(config, signalled)
     if worker:
-        engine: asyncio.Task[Any] = asyncio.create_task(dt.run_worker(stop, **worker_options), name="ductape-worker")
+        engine: asyncio.Task[Any] = asyncio.create_task(
+            dt.run_worker(stop, hurry=hurry, **worker_options), name="ductape-worker"
+        )
     else:
         engine = asyncio.create_task(dt.run_services(stop), name="ductape-services")
 
@@ -122,7 +133,8 @@ async def serve(
     finally:
         stopping()
         try:
-            result = await engine
+            with server.capture_signals():  # uvicorn's ended with the server: a signal now hurries the worker
+                result = await engine
         finally:  # the executors' connections belong to this event loop: closed before it ends
             await dt.executors.aclose()
     return result if isinstance(result, Worker) else None

@@ -126,6 +126,7 @@ class Worker:
         self._pokes = 0  # notify()s so far: a read that one overtook is not kept
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
+        self._hurry: asyncio.Event | None = None  # a second SIGTERM/SIGINT: the runs in flight go back at once
         self._loop: asyncio.AbstractEventLoop | None = None
         self._store_thread: ThreadPoolExecutor | None = None  # the one thread of this worker's store calls
         self._queued = 0  # calls handed to that thread and not back yet
@@ -146,10 +147,15 @@ class Worker:
 
     # ----------------------------------------------------------------------------------- public
 
-    async def run(self, stop: asyncio.Event | None = None, *, handle_signals: bool = True) -> None:
+    async def run(
+        self, stop: asyncio.Event | None = None, *, handle_signals: bool = True, hurry: asyncio.Event | None = None
+    ) -> None:
         """Run until ``stop`` is set (or SIGTERM/SIGINT): then stop claiming, let in-flight runs finish within
-        ``shutdown_grace``, and give the rest back to the queue."""
+        ``shutdown_grace``, and give the rest back to the queue; at once if ``hurry`` is set meanwhile (or a second
+        signal comes)."""
         self._start(stop)
+        if hurry is not None:
+            self._hurry = hurry
         self._pruning = True
         self._ahead = max(self.options.ahead, timedelta(0))
         assert self._stop is not None
@@ -242,6 +248,7 @@ class Worker:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._stop = stop or asyncio.Event()
+        self._hurry = asyncio.Event()
         self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ductape-store {self.id}")
 
     def _end(self) -> None:
@@ -679,8 +686,12 @@ class Worker:
             self._inflight[run_id][1].cancel()
         tasks = [task for run_id, (_, task) in self._inflight.items() if run_id not in unstarted]
         if tasks:
-            log.info("waiting up to %s for %d run(s) in flight", self.options.shutdown_grace, len(tasks))
-            await asyncio.wait(tasks, timeout=self.options.shutdown_grace.total_seconds())
+            log.info(
+                "waiting up to %s for %d run(s) in flight (a second signal gives them back at once)",
+                self.options.shutdown_grace,
+                len(tasks),
+            )
+            await self._grace(tasks)
         left = [run_id for run_id in self._inflight if run_id not in unstarted]
         for run_id in left:
             self._inflight[run_id][1].cancel()
@@ -697,7 +708,9 @@ class Worker:
                 left += [run.id for run in await self._never_started() if run.id not in left]
             if left:
                 released = await self._io(self.store.release_runs, self.id, left, self.clock.now())
-                log.warning("released %d unfinished run(s) back to the queue", released)
+                started = len(left) - len(unstarted)  # the rest were claimed ahead of their due time, not begun
+                say = log.warning if started else log.info
+                say("released %d unfinished run(s) back to the queue (%d begun)", released, started)
         except StoreError as exc:  # their leases expire and other workers rescue the runs
             log.error(
                 "could not record %d outcome(s) or release %d run(s) at shutdown: %s",
@@ -706,6 +719,21 @@ class Worker:
                 exc,
             )
 
+    async def _grace(self, tasks: list[asyncio.Task[Any]]) -> None:
+        """Until ``tasks`` end, ``shutdown_grace`` passes or a second signal says to stop now (``_hurry``)."""
+        assert self._hurry is not None
+        ended = asyncio.ensure_future(asyncio.wait(tasks))  # cancelled below: the tasks are not (asyncio.wait's)
+        hurried = asyncio.ensure_future(self._hurry.wait())
+        try:
+            await asyncio.wait(
+                {ended, hurried},
+                timeout=self.options.shutdown_grace.total_seconds(),
+                return_when=asyncio.FIRST_COMPLETED,
+            )
+        finally:
+            ended.cancel()
+            hurried.cancel()
+
     def _install_signals(self) -> None:
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -713,6 +741,13 @@ class Worker:
                 loop.add_signal_handler(sig, self._on_signal, sig)
 
     def _on_signal(self, sig: signal.Signals) -> None:
-        log.info("received %s: stopping", sig.name)
-        if self._stop is not None:
+        """The first signal stops claiming and lets the runs in flight finish within ``shutdown_grace``; a second
+        (Ctrl-C twice, a supervisor's repeated TERM) gives them back to the queue at once."""
+        if self._stop is None:
+            return
+        if not self._stop.is_set():
+            log.info("received %s: stopping", sig.name)
             self._stop.set()
+        elif self._hurry is not None and not self._hurry.is_set():
+            log.warning("received %s again: giving the runs in flight back to the queue now", sig.name)
+            self._hurry.set()
