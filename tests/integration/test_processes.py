@@ -14,9 +14,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
-from support import free_port
 
 from ductape_jobs import Ductape, RunPhase
+from support import free_port
 
 pytestmark = pytest.mark.slow
 
