@@ -15,6 +15,7 @@ from ductape_jobs import logs
 from ductape_jobs._version import __version__
 from ductape_jobs.cli import render
 from ductape_jobs.cli.apikey import apikey_app
+from ductape_jobs.cli.backup import backup
 from ductape_jobs.cli.batch import drain, schedule_many
 from ductape_jobs.cli.common import (
     AppOpt,
@@ -93,6 +94,7 @@ app.command()(drain)
 app.command()(history)
 app.command()(stats)
 app.command()(prune)
+app.command()(backup)
 app.command()(resources)
 
 

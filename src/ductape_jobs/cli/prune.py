@@ -26,9 +26,9 @@ def prune(
     app_: AppOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Delete finished runs (with their attempts; their statistics stay, per minute), feature runs, webhook
-    deliveries, expired cache entries and statistics past their keep; print how many rows of each kind went (or,
-    with --dry-run, would go)."""
+    """Delete finished runs (with their attempts; their statistics stay, per minute), ended schedules that hold
+    no run, feature runs, webhook deliveries, expired cache entries and statistics past their keep; print how many
+    rows of each kind went (or, with --dry-run, would go)."""
     with user_errors():
         completed = None if keep_completed is None else parse_keep(keep_completed, "keep-completed")
         failed = None if keep_failed is None else parse_keep(keep_failed, "keep-failed")

@@ -31,7 +31,7 @@ from typing import Any, Final, Literal
 
 from msgspec import Struct, field
 
-from ductape_jobs.errors import WouldWait
+from ductape_jobs.errors import ValidationError, WouldWait
 from ductape_jobs.models import (
     JobDefinition,
     JobEventTypes,
@@ -445,3 +445,12 @@ class SchedulingStore(ABC):
 
 class Store(SchedulingStore, FeatureStore, AccessStore, StatsStore, RetentionStore, OutboxStore, LimitsStore):
     """The whole contract: what a backend implements (``SQLStore`` over a dialect, for SQLite and PostgreSQL)."""
+
+    def backup(self, to: str) -> int:
+        """Copy the store, as one transaction sees it, to the new file ``to`` while workers go on; its size in
+        bytes. A SQLite store's (``SQLiteStore``); a server's database has its own tools (PostgreSQL: ``pg_dump``),
+        so here a ``ValidationError``."""
+        raise ValidationError(
+            "store",
+            "only a SQLite store is backed up to a file; back PostgreSQL up with pg_dump (docs/how-to/backup.md)",
+        )

@@ -486,6 +486,34 @@ class SQLiteDialect:
         with self._lock:
             self._db.close()
 
+    def backup(self, to: str) -> int:
+        """The file copied, as one read transaction sees it, to the new file ``to`` (0600, as the store's: it holds
+        what the store holds), by SQLite's online backup: writers in other processes go on meanwhile, and what they
+        commit after it began is not in the copy. Written beside ``to`` first, then linked to it: a copy cut short
+        leaves no file there, and an existing file is never overwritten. Returns its size in bytes."""
+        from ductape_jobs.errors import ValidationError
+
+        if os.path.lexists(to):
+            raise ValidationError("to", f"{to!r} exists; name a new file")
+        part = f"{to}.part-{os.getpid()}"
+        _create_private(part)
+        try:
+            copy = sqlite3.connect(part)
+            try:
+                with self._lock:
+                    self._db.backup(copy)
+            finally:
+                copy.close()
+            os.link(part, to)  # fails if ``to`` was made meanwhile
+        except FileExistsError:
+            raise ValidationError("to", f"{to!r} exists; name a new file") from None
+        except (OSError, sqlite3.Error) as exc:
+            raise StoreError(f"cannot back the SQLite store {self.path!r} up to {to!r}: {exc}") from None
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(part)
+        return os.path.getsize(to)
+
     def wait_for_change(self, timeout: timedelta) -> bool:
         return False  # no server to send notifications: a worker polls
 

@@ -18,4 +18,8 @@ class SQLiteStore(SQLStore):
         """Open (creating it, mode 0600, when absent) the SQLite file at ``path``. A file or directory that
         cannot be created, opened or written is a ``StoreError`` naming the path."""
         self.path = path
-        super().__init__(SQLiteDialect(path, busy_timeout=busy_timeout))
+        self._sqlite = SQLiteDialect(path, busy_timeout=busy_timeout)
+        super().__init__(self._sqlite)
+
+    def backup(self, to: str) -> int:
+        return self._sqlite.backup(to)

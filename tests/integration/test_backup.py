@@ -1,0 +1,87 @@
+"""``ductape backup``: a SQLite store copied while another process writes to it, opened (restored) as the docs
+say; an existing file and a PostgreSQL store refused."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+from support import require_service
+from typer.testing import CliRunner, Result
+
+from ductape_jobs import Ductape
+from ductape_jobs.cli.main import app
+
+WRITER = textwrap.dedent(
+    """
+    import sys
+    from ductape_jobs import Ductape
+
+    with Ductape(sys.argv[1]) as dt:
+        while True:
+            dt.job.schedule({"env": "e", "product_tag": "p", "event": "x", "start_at": 0})
+    """
+)
+
+
+def cli(*args: str) -> Result:
+    env = {"DUCTAPE_APP": None, "DUCTAPE_STORE": None, "DUCTAPE_PRODUCT_FILE": None}
+    return CliRunner().invoke(app, list(args), env=env)
+
+
+def schedules(path: Path) -> int:
+    db = sqlite3.connect(path)
+    try:
+        return int(db.execute("SELECT count(*) FROM schedules").fetchone()[0])
+    finally:
+        db.close()
+
+
+def test_a_backup_taken_while_another_process_writes_is_whole_and_restores(tmp_path: Path) -> None:
+    live, copy = tmp_path / "jobs.db", tmp_path / "backup.db"
+    with Ductape(f"sqlite:///{live}") as dt:
+        dt.job.create({"name": "x", "tag": "x", "event_type": "FUNCTION", "event_tag": "x"})
+    (tmp_path / "writer.py").write_text(WRITER)
+    writer = subprocess.Popen([sys.executable, str(tmp_path / "writer.py"), f"sqlite:///{live}"])
+    try:
+        deadline = time.monotonic() + 20
+        while schedules(live) < 200 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        before = schedules(live)
+        result = cli("backup", str(copy), "--store", f"sqlite:///{live}", "--json")
+        after = schedules(live)
+    finally:
+        writer.kill()
+        writer.wait(10)
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert 200 <= before <= schedules(copy) <= after  # one transaction's view: what was committed when it began
+    assert oct(os.stat(copy).st_mode & 0o777) == "0o600"  # it holds what the store holds
+    db = sqlite3.connect(copy)
+    try:
+        assert db.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+    finally:
+        db.close()
+    # restored as docs/how-to/backup.md says: the copy in the store's place, the old -wal and -shm deleted
+    os.replace(copy, live)
+    for suffix in ("-wal", "-shm"):
+        (tmp_path / f"jobs.db{suffix}").unlink(missing_ok=True)
+    with Ductape(f"sqlite:///{live}") as dt:
+        assert len(dt.job.list(limit=1000)) == min(1000, schedules(live))
+        dt.job.schedule({"env": "e", "product_tag": "p", "event": "x"})
+
+
+def test_a_backup_never_overwrites_and_postgresql_is_pg_dumps(tmp_path: Path) -> None:
+    live, taken = tmp_path / "jobs.db", tmp_path / "taken.db"
+    taken.write_text("mine")
+    refused = cli("backup", str(taken), "--store", f"sqlite:///{live}")
+    assert refused.exit_code == 2 and refused.stderr == f"error: to: {str(taken)!r} exists; name a new file\n"
+    assert taken.read_text() == "mine" and not list(tmp_path.glob("taken.db.part-*"))
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    pg = cli("backup", str(tmp_path / "pg.db"), "--store", "postgresql://postgres@127.0.0.1:5432/test")
+    assert pg.exit_code == 2 and "back PostgreSQL up with pg_dump" in pg.stderr
+    assert not (tmp_path / "pg.db").exists()
