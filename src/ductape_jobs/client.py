@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import numbers
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -119,7 +120,8 @@ class Ductape:
                     "misfire_grace": misfire_grace,
                     "shutdown_grace": shutdown_grace,
                     "retention": retention,
-                }
+                },
+                at_start=True,
             ),
             "tracing": tracing,
         }
@@ -415,28 +417,31 @@ _MAX_AHEAD = timedelta(seconds=1)
 
 
 #: The settings of time that ``Ductape()`` and ``worker(**overrides)`` take (a timedelta, or seconds), each with the
-#: least it may be (``None``: more than zero) and the most.
-_TIMES: dict[str, tuple[timedelta | None, timedelta]] = {
-    "lease": (None, timedelta(days=1)),
-    "heartbeat": (None, timedelta(days=1)),
-    "poll": (None, timedelta(hours=1)),
-    "rescue_every": (None, timedelta(hours=1)),
-    "listen": (None, timedelta(hours=1)),
+#: least it may be and the most. A lease of less than 0.1 s (``ductape worker --lease``'s least too) lapses before
+#: its first heartbeat's round trip, and its run is rescued and run again while it runs.
+_TIMES: dict[str, tuple[timedelta, timedelta]] = {
+    "lease": (timedelta(milliseconds=100), timedelta(days=1)),
+    "heartbeat": (timedelta(milliseconds=10), timedelta(days=1)),
+    "poll": (timedelta(milliseconds=1), timedelta(hours=1)),
+    "rescue_every": (timedelta(milliseconds=10), timedelta(hours=1)),
+    "listen": (timedelta(milliseconds=10), timedelta(hours=1)),
     "shutdown_grace": (timedelta(0), timedelta(days=1)),
     "misfire_grace": (timedelta(0), timedelta(days=7)),
     "ahead": (timedelta(0), _MAX_AHEAD),
 }
 #: The counts they take, each with the least it may be.
 _COUNTS = {"concurrency": 1, "batch": 1, "max_rescues": 0}
-#: The records they take (or ``None``: the default).
+#: The records they take (``None``: the default, at ``Ductape()`` only).
 _RECORDS: dict[str, type] = {"backoff": Backoff, "retention": Retention}
+#: The flags they take.
+_FLAGS = ("run_scheduler",)
 
 
-def _checked(settings: dict[str, Any]) -> dict[str, Any]:
-    """``settings`` of ``Ductape()`` or a worker, each checked (seconds made timedeltas): a value of another type,
-    NaN or out of its bounds is a ``ValidationError`` naming it, before anything is opened or runs. Unchecked, a
-    ``lease=30`` or a ``poll=0.2`` failed the worker at its first run, a ``shutdown_grace=3`` at its stop (its runs
-    left running until their leases lapsed), and a ``concurrency=0`` ran nothing, saying nothing."""
+def _checked(settings: dict[str, Any], *, at_start: bool = False) -> dict[str, Any]:
+    """``settings`` of ``Ductape()`` (``at_start``) or of a worker, each checked (seconds made timedeltas): a value of
+    another type, NaN or out of its bounds is a ``ValidationError`` naming it, before anything is opened or runs.
+    Unchecked, a ``lease=30`` or a ``poll=0.2`` failed the worker at its first run, a ``shutdown_grace=3`` at its stop
+    (its runs left running until their leases lapsed), and a ``concurrency=0`` ran nothing, saying nothing."""
     from ductape_jobs.errors import ValidationError
 
     out = dict(settings)
@@ -444,21 +449,22 @@ def _checked(settings: dict[str, Any]) -> dict[str, Any]:
         if key in _TIMES and not (key == "heartbeat" and value is None):
             least, most = _TIMES[key]
             seconds = value.total_seconds() if isinstance(value, timedelta) else value
-            number = isinstance(seconds, int | float) and not isinstance(seconds, bool)
-            low = number and (seconds > 0 if least is None else seconds >= least.total_seconds())
-            if not (low and seconds <= most.total_seconds()):  # NaN is neither
-                top = f"{most.total_seconds():g}"
-                span = (
-                    f", more than 0 and at most {top}" if least is None else f" from {least.total_seconds():g} to {top}"
-                )
-                rule = f"must be seconds (or a timedelta){span}"
+            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not -1 <= seconds <= 1e9:  # NaN
+                seconds = -1
+            made = timedelta(seconds=seconds)  # to the microsecond: checked as it will be used (1e-7 s is none)
+            if not least <= made <= most:
+                rule = f"must be seconds (or a timedelta) from {least.total_seconds():g} to {most.total_seconds():g}"
                 raise ValidationError(key, rule)
-            out[key] = timedelta(seconds=seconds)
+            out[key] = made
         elif key in _COUNTS:
-            if isinstance(value, bool) or not isinstance(value, int) or value < _COUNTS[key]:
+            if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < _COUNTS[key]:
                 raise ValidationError(key, f"must be a whole number >= {_COUNTS[key]}")
-        elif key in _RECORDS and value is not None and not isinstance(value, _RECORDS[key]):
-            raise ValidationError(key, f"must be a {_RECORDS[key].__name__} or None, not {type(value).__name__}")
+            out[key] = int(value)
+        elif key in _RECORDS and not isinstance(value, _RECORDS[key]) and not (value is None and at_start):
+            kind = _RECORDS[key].__name__ + (" or None" if at_start else "")
+            raise ValidationError(key, f"must be a {kind}, not {type(value).__name__}")
+        elif key in _FLAGS and not isinstance(value, bool):
+            raise ValidationError(key, f"must be True or False, not {type(value).__name__}")
     return out
 
 

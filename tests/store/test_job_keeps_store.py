@@ -16,19 +16,22 @@ from storekit import Backend
 from test_retention_store import DAY, DEFAULT, SEC, T0, add_schedule, prune_all, rows, run_to_end
 
 from ductape_jobs.errors import ValidationError
-from ductape_jobs.models import JobDefinition, Schedule
+from ductape_jobs.models import JobDefinition, Schedule, ScheduleStatus
 from ductape_jobs.retention import MAX_KEEP_TIME, PruneCounts, Retention, parse_job_keep
 from ductape_jobs.store import Store
 
 HOUR = timedelta(hours=1)
 
 
-def job_schedule(store: Store, tag: str, *, product: str = "", of: str = "shop", **keeps: Any) -> Schedule:
+def job_schedule(
+    store: Store, tag: str, *, product: str = "", of: str = "shop", status: ScheduleStatus | None = None, **keeps: Any
+) -> Schedule:
     """A schedule of product ``of`` running the job (product, tag), created with ``keeps`` if not there yet."""
     if store.get_job(product, tag) is None:
         job = JobDefinition(name=tag, tag=tag, product_tag=product or None, event_type="FUNCTION", event_tag="fn")
         store.create_job(job.model_copy(update=keeps), T0)
-    return add_schedule(store, job_tag=tag, job_product=product, product_tag=of)
+    more = {} if status is None else {"status": status}
+    return add_schedule(store, job_tag=tag, job_product=product, product_tag=of, **more)
 
 
 def runs_of(store: Store, ids: list[str]) -> list[str]:
@@ -122,6 +125,26 @@ def test_a_dry_run_counts_the_jobs_own_keeps_too(store: Store, backend: Backend)
     assert prune_all(store, now) == counted
     later = T0 + 8 * DAY
     assert store.count_prunable(later, DEFAULT).runs == 5 == prune_all(store, later).runs
+
+
+def test_a_dry_run_counts_the_ended_schedules_that_go_with_runs_a_jobs_own_keep_prunes(store: Store) -> None:
+    """The count read the client's keeps only: an ended schedule whose run a job's own keep prunes (a duration, a
+    count, or the client's keep for another product's job of that tag) was not counted, though the prune took it."""
+    ended = {"status": ScheduleStatus.COMPLETED}
+    for i in range(2):
+        run_to_end(store, job_schedule(store, "short", keep_completed=HOUR, **ended), T0 + i * SEC)
+    for i in range(3):
+        run_to_end(store, job_schedule(store, "counted", keep_completed=1, **ended), T0 + i * SEC)
+    run_to_end(store, job_schedule(store, "short", product="acme", **ended), T0)  # another product's: the client's
+    long = job_schedule(store, "long", keep_completed=90 * DAY, **ended)
+    run_to_end(store, long, T0)
+    run_to_end(store, add_schedule(store, **ended), T0)
+    now = T0 + 8 * DAY  # every schedule past the client's keep of it: it goes with its last run
+    assert store.count_prunable(now, DEFAULT).schedules == 2 + 2 + 1 + 1
+    assert prune_all(store, now).schedules == 2 + 2 + 1 + 1
+    newest = [s for s in store.list_schedules() if s.job_tag == "counted"]
+    assert sorted(s.id for s in store.list_schedules()) == sorted([long.id, *(s.id for s in newest)])
+    assert len(newest) == 1  # the counted job's newest: its run is kept, and so is it
 
 
 def test_the_clients_keep_when_no_job_has_its_own_is_unchanged(store: Store) -> None:

@@ -432,15 +432,22 @@ def test_the_sweep_takes_the_ended_schedules_no_run_took_with_it(store: Store) -
     assert [s.id for s in store.list_schedules()] == [lately.id]
 
 
-def test_a_job_events_schedule_stays_while_its_feature_run_runs(store: Store) -> None:
-    """A feature run resumed after a crash looks its JOB event's schedule up by key: pruned, it would make the
-    schedule, and run its job, again."""
-    running = feature_run(store, None, T0)
-    keyed = add_schedule(store, status=ScheduleStatus.COMPLETED, feature_key=f"{running}:0:remind")
-    run_to_end(store, keyed, T0)
+def test_a_job_events_schedule_stays_while_its_feature_run_may_run_again(store: Store) -> None:
+    """A feature run resumed after a crash, or a failed one retried, looks its JOB event's schedule up by key:
+    pruned, it would make the schedule, and run its job, again. Once its feature run completed (or was pruned), it
+    goes as any other."""
+    running, failed = feature_run(store, None, T0), feature_run(store, FeatureRunStatus.FAILED, T0)
+    keyed = {}
+    for run_id in (running, failed):
+        keyed[run_id] = add_schedule(store, status=ScheduleStatus.COMPLETED, feature_key=f"{run_id}:0:remind")
+        run_to_end(store, keyed[run_id], T0)
     now = T0 + 8 * DAY
     assert store.count_prunable(now, DEFAULT).schedules == 0
     assert prune_all(store, now).schedules == 0
-    assert store.get_schedule(keyed.id) is not None
+    assert all(store.get_schedule(s.id) is not None for s in keyed.values())
     assert store.finish_feature_run(running, "d1", FeatureRunStatus.COMPLETED, now)
     assert prune_all(store, now).schedules == 1
+    assert store.get_schedule(keyed[running].id) is None
+    # the feature runs past their keep, then (the sweep, after them) the failed one's schedule
+    assert prune_all(store, T0 + 31 * DAY) == PruneCounts(schedules=1, feature_runs=2, feature_events=4)
+    assert store.list_schedules() == []

@@ -171,6 +171,23 @@ def test_a_yaml_syntax_error_says_where_without_quoting_the_file(tmp_path: Path)
     )
 
 
+@pytest.mark.parametrize(
+    ("value", "said"),
+    [
+        ("*Rotated-Secret-77", "found undefined alias '...' (line 5, column 12)"),
+        ("!Rotated-Secret-77", "could not determine a constructor for the tag '...' (line 5, column 12)"),
+        ("!Rotated!Secret-77", "found undefined tag handle '...' (line 5, column 12)"),
+    ],
+)
+def test_a_yaml_error_quotes_no_alias_or_tag_the_file_wrote(tmp_path: Path, value: str, said: str) -> None:
+    """An unquoted value that starts with ``*`` or ``!`` (a generated password) is an alias or a tag to YAML, and
+    PyYAML's words quoted it whole: ``found undefined alias 'Rotated-Secret-77'``."""
+    path = tmp_path / "star.yaml"
+    path.write_text(f"products:\n  - tag: shop\n    envs: [prd]\n    secrets:\n      api: {value}\n")
+    err = load_error(path)
+    assert "Rotated" not in err.rule and err.rule.endswith(said), err.rule
+
+
 def test_a_toml_integer_longer_than_python_reads_is_refused_naming_the_file(tmp_path: Path) -> None:
     path = tmp_path / "big.toml"
     path.write_text("[[products]]\ntag = 'p'\nenvs = ['e']\n[products.constants]\nn = " + "9" * 5_000 + "\n")

@@ -162,11 +162,14 @@ def test_older_spellings_work(dt: Ductape) -> None:
         ("concurrency", 0, "must be a whole number >= 1"),
         ("concurrency", 2.5, "must be a whole number >= 1"),
         ("concurrency", True, "must be a whole number >= 1"),
-        ("lease", float("nan"), "must be seconds (or a timedelta), more than 0 and at most 86400"),
-        ("lease", "30", "must be seconds (or a timedelta), more than 0 and at most 86400"),
-        ("lease", timedelta(days=2), "must be seconds (or a timedelta), more than 0 and at most 86400"),
-        ("poll", 0, "must be seconds (or a timedelta), more than 0 and at most 3600"),
-        ("poll", True, "must be seconds (or a timedelta), more than 0 and at most 3600"),
+        ("lease", float("nan"), "must be seconds (or a timedelta) from 0.1 to 86400"),
+        ("lease", "30", "must be seconds (or a timedelta) from 0.1 to 86400"),
+        ("lease", timedelta(days=2), "must be seconds (or a timedelta) from 0.1 to 86400"),
+        ("lease", 0.05, "must be seconds (or a timedelta) from 0.1 to 86400"),  # lapses before it is renewed
+        ("lease", 1e300, "must be seconds (or a timedelta) from 0.1 to 86400"),
+        ("poll", 0, "must be seconds (or a timedelta) from 0.001 to 3600"),
+        ("poll", 4e-7, "must be seconds (or a timedelta) from 0.001 to 3600"),  # no microsecond: a zero sleep
+        ("poll", True, "must be seconds (or a timedelta) from 0.001 to 3600"),
         ("shutdown_grace", -1, "must be seconds (or a timedelta) from 0 to 86400"),
         ("misfire_grace", float("inf"), "must be seconds (or a timedelta) from 0 to 604800"),
         ("backoff", 3, "must be a Backoff or None, not int"),
@@ -198,3 +201,11 @@ def test_ductape_takes_its_worker_settings_in_seconds_as_its_worker_does(tmp_pat
         with pytest.raises(ValidationError) as err:
             dt.new_worker(lease=10, heartbeat=10)  # the lease would lapse between two beats
         assert (err.value.field, err.value.rule) == ("heartbeat", "must be shorter than the lease (10 s)")
+        for setting, value, rule in (
+            ("backoff", None, "must be a Backoff, not NoneType"),  # a worker's: None is no default here
+            ("run_scheduler", "no", "must be True or False, not str"),
+            ("heartbeat", 1e-7, "must be seconds (or a timedelta) from 0.01 to 86400"),
+        ):
+            with pytest.raises(ValidationError) as err:
+                dt.new_worker(**{setting: value})
+            assert (err.value.field, err.value.rule) == (setting, rule)

@@ -695,6 +695,7 @@ class Worker:
         left = [run_id for run_id in self._inflight if run_id not in unstarted]
         for run_id in left:
             self._inflight[run_id][1].cancel()
+        begun = len(left)  # the runs given back below that had begun (not claimed ahead, nor never started)
         cancelled = [self._inflight[run_id][1] for run_id in left]
         if cancelled:  # a coroutine stops at its cancel; the code of a sync function keeps running in its thread
             await asyncio.wait(cancelled, timeout=1)
@@ -708,9 +709,8 @@ class Worker:
                 left += [run.id for run in await self._never_started() if run.id not in left]
             if left:
                 released = await self._io(self.store.release_runs, self.id, left, self.clock.now())
-                started = len(left) - len(unstarted)  # the rest were claimed ahead of their due time, not begun
-                say = log.warning if started else log.info
-                say("released %d unfinished run(s) back to the queue (%d begun)", released, started)
+                say = log.warning if begun else log.info
+                say("released %d unfinished run(s) back to the queue (%d begun)", released, begun)
         except StoreError as exc:  # their leases expire and other workers rescue the runs
             log.error(
                 "could not record %d outcome(s) or release %d run(s) at shutdown: %s",

@@ -282,13 +282,20 @@ def _loader() -> type[Any]:
 
 
 def _problem(exc: Any) -> str:
-    """What a PyYAML error says, and where, without the snippet of the file its text quotes."""
+    """What a PyYAML error says, and where, without the snippet of the file its text quotes, nor any text of the
+    file its words quote longer than a token (an undefined alias's or tag's name is what follows a ``*`` or a ``!``
+    written there: a secret, perhaps, that the file failing to load left unknown to the masking)."""
     context, problem = getattr(exc, "context", None), getattr(exc, "problem", None)
     if problem is None:
         return type(exc).__name__
+    problem = _QUOTED.sub(lambda m: m.group(0) if len(m.group(0)) <= 4 or m.group(0)[1] == "<" else "'...'", problem)
     mark = getattr(exc, "problem_mark", None)
     where = "" if mark is None else f" (line {mark.line + 1}, column {mark.column + 1})"
     return f"{context}: {problem}{where}" if context else f"{problem}{where}"
+
+
+#: A quoted text in a PyYAML message (``'x'``, ``'<block end>'``, ``'tag:yaml.org,2002:python/object'``).
+_QUOTED = re.compile(r"'[^']*'|\"[^\"]*\"")
 
 
 def _expanded(node: Any, level: int, sizes: dict[int, tuple[int, int]], open_: set[int]) -> int:

@@ -30,7 +30,7 @@ from typing import Any
 from msgspec import Struct
 
 from ductape_jobs.retention import Keep, PruneCounts, Retention
-from ductape_jobs.store.codec import keep_from_text, ms
+from ductape_jobs.store.codec import keep_from_text, ms, rows_json
 from ductape_jobs.store.dialect import Row, Tx, UsesDialect
 from ductape_jobs.store.outbox import expire_lapsed_streams
 
@@ -257,8 +257,10 @@ class RetentionCore(UsesDialect):
 
         def op(tx: Tx) -> PruneCounts:
             counts: dict[str, int] = {}
+            rules = [(p, _pass_params(tx, p, now)) for p in passes]  # a count not reached: that pass prunes nothing
+            made = [{**rule, "own": p.own} for p, rule in rules if rule is not None]
             for query in _COUNTS:
-                row = tx.one(query, params)
+                row = tx.one(query, {**params, "passes": rows_json(made)})  # JSON text: both dialects read it
                 assert row is not None
                 counts.update({k: int(v or 0) for k, v in row.items()})
             total = PruneCounts(**counts)

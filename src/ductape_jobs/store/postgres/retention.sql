@@ -237,18 +237,20 @@ FOR UPDATE SKIP LOCKED;
 -- Of the schedules %(ids)s, those that ended (completed, cancelled) before their keep and hold no run any more.
 -- Nothing reads an ended schedule but job.fetch and its history, all of it pruned; kept, a queue's one-offs grew the
 -- table by a row, its input with it, for every schedule(), for ever. A JOB event's schedule stays while its feature
--- run runs (a run resumed after a crash looks it up by its key, <feature run>:<sequence>:<event>).
+-- run is kept unless completed (a run resumed after a crash, or a failed one retried, looks it up by its key,
+-- <feature run>:<sequence>:<event>, and would schedule its job again).
 DELETE FROM schedules s
 WHERE s.id = ANY(%(ids)s)
   AND ((s.status = 'completed' AND s.updated_at < %(completed_before)s)
     OR (s.status = 'cancelled' AND s.updated_at < %(cancelled_before)s))
   AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = s.id)
   AND (s.feature_key IS NULL OR NOT EXISTS (
-      SELECT 1 FROM feature_runs f WHERE f.id = split_part(s.feature_key, ':', 1) AND f.status = 'running'));
+      SELECT 1 FROM feature_runs f WHERE f.id = split_part(s.feature_key, ':', 1) AND f.status <> 'completed'));
 
 -- name: count_prunable_schedules
--- The schedules a prune would delete: ended before their keep, holding no run that the client's keeps keep (a job
--- that keeps its own runs keeps its schedules' here).
+-- The schedules a prune would delete: ended before their keep, holding no run that the prune keeps (by the client's
+-- keeps, or by %(passes)s, the passes of the jobs that keep their own runs as prunable_runs_of_jobs and
+-- prunable_runs_of_other_jobs read them), and no feature run that it keeps and may run again.
 SELECT count(*) AS schedules FROM schedules s
 WHERE ((s.status = 'completed' AND s.updated_at < %(completed_before)s)
     OR (s.status = 'cancelled' AND s.updated_at < %(cancelled_before)s))
@@ -259,6 +261,18 @@ WHERE ((s.status = 'completed' AND s.updated_at < %(completed_before)s)
                    AND NOT r.job_tag = ANY(%(own_completed)s::text[]))
                OR (r.phase = 'failed' AND r.completed_at < %(failed_before)s
                    AND NOT r.job_tag = ANY(%(own_failed)s::text[]))
-               OR (r.phase = 'cancelled' AND r.completed_at < %(cancelled_before)s))))
+               OR (r.phase = 'cancelled' AND r.completed_at < %(cancelled_before)s)
+               OR EXISTS (
+                   SELECT 1 FROM jsonb_array_elements(%(passes)s::jsonb) p
+                   WHERE p ->> 'tag' = r.job_tag AND p ->> 'phase' = r.phase
+                     AND r.completed_at < (p ->> 'before')::bigint
+                     AND CASE WHEN (p ->> 'own')::boolean
+                         THEN (r.scheduled_at, r.id) <= ((p ->> 'at')::bigint, p ->> 'id')
+                              AND (p -> 'products') ? s.job_product
+                         ELSE r.scheduled_at < (p ->> 'before')::bigint
+                              AND NOT (p -> 'products') ? s.job_product
+                     END))))
   AND (s.feature_key IS NULL OR NOT EXISTS (
-      SELECT 1 FROM feature_runs f WHERE f.id = split_part(s.feature_key, ':', 1) AND f.status = 'running'));
+      SELECT 1 FROM feature_runs f
+      WHERE f.id = split_part(s.feature_key, ':', 1) AND f.status <> 'completed'
+        AND NOT (f.status = 'failed' AND f.created_at < %(before)s AND f.completed_at < %(failed_before)s)));

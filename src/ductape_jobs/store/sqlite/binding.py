@@ -5,7 +5,7 @@ The ``.sql`` files keep their names (readable, and the same as PostgreSQL's ``%(
 changes. The sqlite3 module binds a dict by looking every name up for every execution (a Python string made
 from the statement's C string, then a dict lookup): about 7 us of a 29-parameter insert such as a schedule's,
 against under 1 us for a tuple. A parameter read with ``json_each(:name)`` is a list, passed as JSON text
-(``rows_json``)."""
+(``rows_json``), or that text already."""
 
 from __future__ import annotations
 
@@ -36,8 +36,15 @@ class Bound(Struct, frozen=True):
             return ()
         if params is None:
             params = {}
-        if self.lists:
-            params = {**params, **{key: rows_json(params[key]) for key in self.lists if key in params}}
+        if self.lists:  # a list as JSON text; text (JSON already) as it is
+            params = {
+                **params,
+                **{
+                    key: rows_json(params[key])
+                    for key in self.lists
+                    if key in params and not isinstance(params[key], str)
+                },
+            }
         try:
             return self._get(params)
         except KeyError as exc:  # as sqlite3 says it of a dict without the name

@@ -7,6 +7,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -488,25 +489,32 @@ class SQLiteDialect:
 
     def backup(self, to: str) -> int:
         """The file copied, as one read transaction sees it, to the new file ``to`` (0600, as the store's: it holds
-        what the store holds), by SQLite's online backup: writers in other processes go on meanwhile, and what they
-        commit after it began is not in the copy. Written beside ``to`` first, then linked to it: a copy cut short
-        leaves no file there, and an existing file is never overwritten. Returns its size in bytes."""
+        what the store holds), by SQLite's online backup on a connection of its own: writers go on meanwhile (this
+        process's too: its store is not held), and what they commit after it began is not in the copy. Written to a
+        file of its own beside ``to`` first, then linked to ``to`` (renamed where the file system has no links): a
+        copy cut short leaves no file there, and an existing file is never overwritten. Returns its size in bytes."""
         from ductape_jobs.errors import ValidationError
 
+        taken = ValidationError("to", f"{to!r} exists; name a new file")
         if os.path.lexists(to):
-            raise ValidationError("to", f"{to!r} exists; name a new file")
-        part = f"{to}.part-{os.getpid()}"
-        _create_private(part)
+            raise taken
+        folder, name = os.path.split(os.path.abspath(to))
         try:
+            fd, part = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)  # 0600, made here only
+        except OSError as exc:
+            raise StoreError(f"cannot back the SQLite store {self.path!r} up to {to!r}: {exc}") from None
+        os.close(fd)
+        try:
+            source = sqlite3.connect(self.path, timeout=self._busy)
             copy = sqlite3.connect(part)
             try:
-                with self._lock:
-                    self._db.backup(copy)
+                source.backup(copy)
             finally:
                 copy.close()
-            os.link(part, to)  # fails if ``to`` was made meanwhile
+                source.close()
+            _no_clobber(part, to)
         except FileExistsError:
-            raise ValidationError("to", f"{to!r} exists; name a new file") from None
+            raise taken from None
         except (OSError, sqlite3.Error) as exc:
             raise StoreError(f"cannot back the SQLite store {self.path!r} up to {to!r}: {exc}") from None
         finally:
@@ -525,6 +533,18 @@ class SQLiteDialect:
 
 
 _UNWRITABLE = ("readonly", "read-only", "unable to open", "disk i/o error", "permission")
+
+
+def _no_clobber(part: str, to: str) -> None:
+    """``part`` made ``to``, unless ``to`` exists (``FileExistsError``): a hard link, which fails if it does; where the
+    file system has none (FAT, some network mounts), ``to`` made first (``O_EXCL``), then replaced by ``part``."""
+    try:
+        os.link(part, to)
+    except FileExistsError:
+        raise
+    except OSError:
+        os.close(os.open(to, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.replace(part, to)
 
 
 def _create_private(path: str) -> None:

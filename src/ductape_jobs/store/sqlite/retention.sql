@@ -216,8 +216,9 @@ SELECT value AS id FROM json_each(:ids);
 -- name: delete_ended_schedules
 -- Of the schedules :ids, those that ended (completed, cancelled) before their keep and hold no run any more. Nothing
 -- reads an ended schedule but job.fetch and its history, all of it pruned; kept, a queue's one-offs grew the table by
--- a row, its input with it, for every schedule(), for ever. A JOB event's schedule stays while its feature run runs
--- (a run resumed after a crash looks it up by its key, <feature run>:<sequence>:<event>).
+-- a row, its input with it, for every schedule(), for ever. A JOB event's schedule stays while its feature run is
+-- kept unless completed (a run resumed after a crash, or a failed one retried, looks it up by its key,
+-- <feature run>:<sequence>:<event>, and would schedule its job again).
 DELETE FROM schedules
 WHERE id IN (SELECT value FROM json_each(:ids))
   AND ((status = 'completed' AND updated_at < :completed_before)
@@ -225,11 +226,12 @@ WHERE id IN (SELECT value FROM json_each(:ids))
   AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = schedules.id)
   AND (feature_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM feature_runs f
-      WHERE f.id = substr(schedules.feature_key, 1, instr(schedules.feature_key, ':') - 1) AND f.status = 'running'));
+      WHERE f.id = substr(schedules.feature_key, 1, instr(schedules.feature_key, ':') - 1) AND f.status <> 'completed'));
 
 -- name: count_prunable_schedules
--- The schedules a prune would delete: ended before their keep, holding no run that the client's keeps keep (a job
--- that keeps its own runs keeps its schedules' here).
+-- The schedules a prune would delete: ended before their keep, holding no run that the prune keeps (by the client's
+-- keeps, or by :passes, the passes of the jobs that keep their own runs as prunable_runs_of_jobs and
+-- prunable_runs_of_other_jobs read them), and no feature run that it keeps and may run again.
 SELECT count(*) AS schedules FROM schedules s
 WHERE ((s.status = 'completed' AND s.updated_at < :completed_before)
     OR (s.status = 'cancelled' AND s.updated_at < :cancelled_before))
@@ -240,7 +242,18 @@ WHERE ((s.status = 'completed' AND s.updated_at < :completed_before)
                    AND r.job_tag NOT IN (SELECT value FROM json_each(:own_completed)))
                OR (r.phase = 'failed' AND r.completed_at < :failed_before
                    AND r.job_tag NOT IN (SELECT value FROM json_each(:own_failed)))
-               OR (r.phase = 'cancelled' AND r.completed_at < :cancelled_before))))
+               OR (r.phase = 'cancelled' AND r.completed_at < :cancelled_before)
+               OR EXISTS (
+                   SELECT 1 FROM json_each(:passes) p
+                   WHERE json_extract(p.value, '$.tag') = r.job_tag AND json_extract(p.value, '$.phase') = r.phase
+                     AND r.completed_at < json_extract(p.value, '$.before')
+                     AND CASE WHEN json_extract(p.value, '$.own')
+                         THEN (r.scheduled_at, r.id) <= (json_extract(p.value, '$.at'), json_extract(p.value, '$.id'))
+                              AND s.job_product IN (SELECT value FROM json_each(p.value, '$.products'))
+                         ELSE r.scheduled_at < json_extract(p.value, '$.before')
+                              AND s.job_product NOT IN (SELECT value FROM json_each(p.value, '$.products'))
+                     END))))
   AND (s.feature_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM feature_runs f
-      WHERE f.id = substr(s.feature_key, 1, instr(s.feature_key, ':') - 1) AND f.status = 'running'));
+      WHERE f.id = substr(s.feature_key, 1, instr(s.feature_key, ':') - 1) AND f.status <> 'completed'
+        AND NOT (f.status = 'failed' AND f.created_at < :before AND f.completed_at < :failed_before)));
