@@ -168,6 +168,25 @@ def setup(level: int = logging.INFO, *, stream: IO[str] | None = None, json_line
     root.setLevel(level)
     logging.getLogger("httpx").setLevel(logging.WARNING)  # its INFO lines carry full URLs (query secrets)
     logging.getLogger("httpcore").setLevel(logging.WARNING)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, _Probes) for f in access.filters):
+        access.addFilter(_Probes())
+
+
+#: The paths a load balancer, Kubernetes or Prometheus asks every few seconds (``api/ops.py``).
+PROBES = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+class _Probes(logging.Filter):
+    """uvicorn's access line of a probe that succeeded is not logged: a pod's liveness, readiness and scrape made
+    thousands of lines a day that said nothing. One that failed (``/readyz`` 503: the store is away) still is."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5:  # client, method, path with its query, HTTP version, status
+            path, status = str(args[2]).partition("?")[0], args[4]
+            return not (path in PROBES and isinstance(status, int) and status < 400)
+        return True
 
 
 def _is_tty(stream: IO[str]) -> bool:

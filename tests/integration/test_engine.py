@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import logging
 import sqlite3
 import subprocess
 import sys
@@ -199,6 +200,25 @@ def test_retries_with_backoff_then_dead_letter(ductape_sandbox: Sandbox) -> None
     assert [a.outcome for a in attempts] == ["failed", "failed", "failed"]
     gaps = [b.started_at - a.started_at for a, b in itertools.pairwise(attempts)]
     assert gaps == [timedelta(seconds=1), timedelta(seconds=2)]  # exponential
+
+
+def test_a_failed_attempt_that_is_retried_says_so_at_info(
+    ductape_sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A failed attempt with retries left was said nowhere (only a run failed for good was logged): a flaky job
+    failing most of its first attempts showed nothing in a worker's log."""
+    dt = ductape_sandbox
+    dt.function("report")(Recorder(fail_times=1))
+    job(dt)
+    dt.job.schedule(req(retries=2))
+    with caplog.at_level(logging.INFO, logger="ductape_jobs.worker"):
+        dt.drain()
+    (run,) = dt.job.runs()
+    retry_at = (dt.now() + timedelta(seconds=1)).isoformat().replace("+00:00", "Z")
+    said = [r for r in caplog.records if r.getMessage().startswith(f"run {run.id} attempt 1 failed")]
+    assert [(r.levelno, r.getMessage()) for r in said] == [
+        (logging.INFO, f"run {run.id} attempt 1 failed, retried at {retry_at}: RuntimeError: boom 1")
+    ]
 
 
 def test_retry_succeeds_on_a_later_attempt(ductape_sandbox: Sandbox) -> None:

@@ -3,10 +3,12 @@ again (``logs.Repeats``); psycopg_pool's lines about failed tries to connect lik
 
 from __future__ import annotations
 
+import io
 import logging
 
 import pytest
 
+from ductape_jobs import logs
 from ductape_jobs.logs import Repeats
 from ductape_jobs.store.postgres.connection import POOL_LINES_EVERY, _PoolLines
 
@@ -68,3 +70,25 @@ def test_psycopg_pools_lines_about_failed_connects_are_let_through_once_each_30_
     assert lines.filter(record("discarding closed connection: %s", "conn"))  # other lines: left alone
     clock.now += POOL_LINES_EVERY
     assert lines.filter(record(refused, "ductape-jobs-7", "refused"))
+
+
+def test_a_probe_that_succeeded_leaves_no_access_line_and_one_that_failed_does() -> None:
+    """A pod's liveness and readiness probes and Prometheus's scrapes, every few seconds each, made thousands of
+    uvicorn access lines a day that said nothing; a failed readiness (the store away) must still say so."""
+    root = logging.getLogger()
+    saved = (list(root.handlers), root.level)
+    stream = io.StringIO()
+    access = logging.getLogger("uvicorn.access")
+    try:
+        logs.setup(logging.INFO, stream=stream, json_lines=False)
+        logs.setup(logging.INFO, stream=stream, json_lines=False)  # again: one filter still
+        line = '%s - "%s %s HTTP/%s" %d'
+        for path, status in (("/healthz", 200), ("/metrics?x=1", 200), ("/readyz", 503), ("/api/v1/schedules", 200)):
+            access.info(line, "10.0.0.7:5120", "GET", path, "1.1", status)
+        said = stream.getvalue()
+        assert "/healthz" not in said and "/metrics" not in said
+        assert '"GET /readyz HTTP/1.1" 503' in said and '"GET /api/v1/schedules HTTP/1.1" 200' in said
+        assert sum(isinstance(f, logs._Probes) for f in access.filters) == 1
+    finally:
+        root.handlers[:] = saved[0]
+        root.setLevel(saved[1])

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from msgspec import Struct, field
 
-from ductape_jobs.clock import Clock, uncertainty
+from ductape_jobs.clock import Clock, iso_text, uncertainty
 from ductape_jobs.engine.events import RunObserver, tell_finished, tell_rescued, tell_started
 from ductape_jobs.engine.scheduler import Scheduler
 from ductape_jobs.errors import RunTimeoutError, StoreError, ValidationError, WouldWait, describe, is_retryable
@@ -638,6 +638,14 @@ class Worker:
                 self.summary.completed += 1
             elif o.retry_at is not None:
                 self.summary.retried += 1
+                log.info(
+                    "run %s attempt %d failed, retried at %s: %s",
+                    o.run_id,
+                    o.attempt,
+                    iso_text(o.retry_at),
+                    next(iter((o.error or "").splitlines()), ""),  # its first line (the run keeps its traceback)
+                    extra={"run_id": o.run_id, "attempt": o.attempt},
+                )
             else:
                 self.summary.failed += 1
                 log.warning(
