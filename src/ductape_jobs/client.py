@@ -20,7 +20,7 @@ from ductape_jobs.engine.events import RunObserver
 from ductape_jobs.engine.scheduler import Scheduler
 from ductape_jobs.engine.wakeup import Wakeup
 from ductape_jobs.engine.worker import Worker, WorkerOptions
-from ductape_jobs.errors import DuctapeError
+from ductape_jobs.errors import DuctapeError, ValidationError
 from ductape_jobs.executors import ExecutorRegistry, FunctionExecutor, FunctionRegistry
 from ductape_jobs.executors.context import RunPreparer
 from ductape_jobs.executors.feature import FeatureExecutor
@@ -100,8 +100,6 @@ class Ductape:
     ) -> None:
         self.tracing: Tracing | None = None  # off: nothing of OpenTelemetry is imported
         if tracing is not None and not isinstance(tracing, bool):
-            from ductape_jobs.errors import ValidationError
-
             raise ValidationError("tracing", f"must be True, False or None, not {type(tracing).__name__}")
         if _tracing_wanted(tracing):
             from ductape_jobs.tracing import enable
@@ -442,17 +440,14 @@ def _checked(settings: dict[str, Any], *, at_start: bool = False) -> dict[str, A
     another type, NaN or out of its bounds is a ``ValidationError`` naming it, before anything is opened or runs.
     Unchecked, a ``lease=30`` or a ``poll=0.2`` failed the worker at its first run, a ``shutdown_grace=3`` at its stop
     (its runs left running until their leases lapsed), and a ``concurrency=0`` ran nothing, saying nothing."""
-    from ductape_jobs.errors import ValidationError
-
     out = dict(settings)
     for key, value in settings.items():
         if key in _TIMES and not (key == "heartbeat" and value is None):
             least, most = _TIMES[key]
             seconds = value.total_seconds() if isinstance(value, timedelta) else value
-            if isinstance(seconds, bool) or not isinstance(seconds, int | float) or not -1 <= seconds <= 1e9:  # NaN
-                seconds = -1
-            made = timedelta(seconds=seconds)  # to the microsecond: checked as it will be used (1e-7 s is none)
-            if not least <= made <= most:
+            number = not isinstance(seconds, bool) and isinstance(seconds, int | float) and -1 <= seconds <= 1e9  # NaN
+            made = timedelta(seconds=seconds) if number else None  # to the microsecond: 1e-7 s is none
+            if made is None or not least <= made <= most:
                 rule = f"must be seconds (or a timedelta) from {least.total_seconds():g} to {most.total_seconds():g}"
                 raise ValidationError(key, rule)
             out[key] = made
@@ -470,8 +465,6 @@ def _checked(settings: dict[str, Any], *, at_start: bool = False) -> dict[str, A
 
 def _with(options: WorkerOptions, overrides: dict[str, Any]) -> WorkerOptions:
     from msgspec.structs import fields, replace
-
-    from ductape_jobs.errors import ValidationError
 
     known = {f.name for f in fields(WorkerOptions)}
     unknown = set(overrides) - known

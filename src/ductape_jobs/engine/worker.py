@@ -153,9 +153,7 @@ class Worker:
         """Run until ``stop`` is set (or SIGTERM/SIGINT): then stop claiming, let in-flight runs finish within
         ``shutdown_grace``, and give the rest back to the queue; at once if ``hurry`` is set meanwhile (or a second
         signal comes)."""
-        self._start(stop)
-        if hurry is not None:
-            self._hurry = hurry
+        self._start(stop, hurry)
         self._pruning = True
         self._ahead = max(self.options.ahead, timedelta(0))
         assert self._stop is not None
@@ -244,11 +242,11 @@ class Worker:
         thread.start()
         return thread
 
-    def _start(self, stop: asyncio.Event | None) -> None:
+    def _start(self, stop: asyncio.Event | None, hurry: asyncio.Event | None = None) -> None:
         self._loop = asyncio.get_running_loop()
         self._wake = asyncio.Event()
         self._stop = stop or asyncio.Event()
-        self._hurry = asyncio.Event()
+        self._hurry = hurry or asyncio.Event()
         self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ductape-store {self.id}")
 
     def _end(self) -> None:
@@ -289,7 +287,7 @@ class Worker:
             log.warning("rescued %d run(s) whose worker stopped heartbeating: %s", len(back), back[:5])
         for r in rescued:
             if r.error is not None:
-                log.warning("run %s failed for good: %s", r.run_id, r.error, extra={"run_id": r.run_id})
+                _said_failed(r.run_id, r.error, None)
         tell_rescued(self.observers, rescued)
 
     async def _step(self) -> bool:
@@ -643,17 +641,12 @@ class Worker:
                     o.run_id,
                     o.attempt,
                     iso_text(o.retry_at),
-                    next(iter((o.error or "").splitlines()), ""),  # its first line (the run keeps its traceback)
+                    _first_line(o.error),
                     extra={"run_id": o.run_id, "attempt": o.attempt},
                 )
             else:
                 self.summary.failed += 1
-                log.warning(
-                    "run %s failed for good: %s",
-                    o.run_id,
-                    next(iter((o.error or "").splitlines()), ""),  # its first line (a list of it was printed)
-                    extra={"run_id": o.run_id, "attempt": o.attempt},
-                )
+                _said_failed(o.run_id, o.error, o.attempt)
         if self.observers:
             ended = [(self._observed.pop(o.run_id), o) for o in outcomes if o.run_id in self._observed]
             tell_finished(self.observers, ended)
@@ -759,3 +752,14 @@ class Worker:
         elif self._hurry is not None and not self._hurry.is_set():
             log.warning("received %s again: giving the runs in flight back to the queue now", sig.name)
             self._hurry.set()
+
+
+def _first_line(error: str | None) -> str:
+    """A run's error as a log line says it: its first line (the run keeps it whole, traceback and all)."""
+    return next(iter((error or "").splitlines()), "")
+
+
+def _said_failed(run_id: str, error: str | None, attempt: int | None) -> None:
+    """The one line that says a run failed for good, whoever failed it (its worker, or a rescue)."""
+    extra = {"run_id": run_id} if attempt is None else {"run_id": run_id, "attempt": attempt}
+    log.warning("run %s failed for good: %s", run_id, _first_line(error), extra=extra)
