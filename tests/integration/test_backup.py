@@ -11,9 +11,10 @@ import textwrap
 import time
 from pathlib import Path
 
+import pytest
 from typer.testing import CliRunner, Result
 
-from ductape_jobs import Ductape
+from ductape_jobs import Ductape, ValidationError
 from ductape_jobs.cli.main import app
 from support import require_service
 
@@ -85,3 +86,24 @@ def test_a_backup_never_overwrites_and_postgresql_is_pg_dumps(tmp_path: Path) ->
     pg = cli("backup", str(tmp_path / "pg.db"), "--store", "postgresql://postgres@127.0.0.1:5432/test")
     assert pg.exit_code == 2 and "back PostgreSQL up with pg_dump" in pg.stderr
     assert not (tmp_path / "pg.db").exists()
+
+
+def test_a_backup_to_no_file_or_of_an_in_memory_store_is_refused_naming_it(tmp_path: Path) -> None:
+    """An empty name, a NUL, a number or a missing folder raised what the OS call raised (a bare ValueError, a
+    TypeError) or a StoreError quoting the temporary file; an in-memory store was "backed up" as an empty file."""
+    with Ductape(f"sqlite:///{tmp_path / 'jobs.db'}") as dt:
+        for to, rule in (
+            ("", "must name a file: text, not empty, without a NUL character"),
+            ("a\x00b.db", "must name a file: text, not empty, without a NUL character"),
+            (123, "must name a file: text, not empty, without a NUL character"),
+            (str(tmp_path / "nowhere" / "b.db"), f"{str(tmp_path / 'nowhere' / 'b.db')!r}: its folder "
+             f"{str(tmp_path / 'nowhere')!r} does not exist"),
+        ):  # fmt: skip
+            with pytest.raises(ValidationError) as err:
+                dt.store.backup(to)  # type: ignore[arg-type]
+            assert (err.value.field, err.value.rule) == ("to", rule)
+        assert dt.store.backup(tmp_path / "as-a-path.db") > 0  # a Path is a name too
+    with Ductape("sqlite:///:memory:") as dt, pytest.raises(ValidationError) as err:
+        dt.store.backup(str(tmp_path / "memory.db"))
+    assert (err.value.field, err.value.rule) == ("store", "an in-memory store has no file to back up")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["as-a-path.db", "jobs.db"]

@@ -22,6 +22,7 @@ Rules every implementation keeps (the store suite in ``tests/store`` checks them
 from __future__ import annotations
 
 import contextlib
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
@@ -446,7 +447,7 @@ class SchedulingStore(ABC):
 class Store(SchedulingStore, FeatureStore, AccessStore, StatsStore, RetentionStore, OutboxStore, LimitsStore):
     """The whole contract: what a backend implements (``SQLStore`` over a dialect, for SQLite and PostgreSQL)."""
 
-    def backup(self, to: str) -> int:
+    def backup(self, to: str | os.PathLike[str]) -> int:
         """Copy the store, as one transaction sees it, to the new file ``to`` while workers go on; its size in
         bytes. A SQLite store's (``SQLiteStore``); a server's database has its own tools (PostgreSQL: ``pg_dump``),
         so here a ``ValidationError``."""

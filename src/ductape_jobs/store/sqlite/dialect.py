@@ -15,7 +15,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
-from ductape_jobs.errors import ConflictError, StoreError, WouldWait
+from ductape_jobs.errors import ConflictError, StoreError, ValidationError, WouldWait
 from ductape_jobs.store.base import Capabilities
 from ductape_jobs.store.dialect import Params, Row, job_check_error, unstorable
 from ductape_jobs.store.sql import has_every_migration, load_dialect_queries, load_migrations
@@ -487,22 +487,29 @@ class SQLiteDialect:
         with self._lock:
             self._db.close()
 
-    def backup(self, to: str) -> int:
+    def backup(self, to: str | os.PathLike[str]) -> int:
         """The file copied, as one read transaction sees it, to the new file ``to`` (0600, as the store's: it holds
         what the store holds), by SQLite's online backup on a connection of its own: writers go on meanwhile (this
         process's too: its store is not held), and what they commit after it began is not in the copy. Written to a
         file of its own beside ``to`` first, then linked to ``to`` (renamed where the file system has no links): a
         copy cut short leaves no file there, and an existing file is never overwritten. Returns its size in bytes."""
-        from ductape_jobs.errors import ValidationError
-
+        if self.path in ("", ":memory:") or self.path.startswith("file:"):
+            raise ValidationError("store", "an in-memory store has no file to back up")
+        if isinstance(to, os.PathLike):
+            to = os.fspath(to)
+        if not isinstance(to, str) or not to or "\x00" in to:
+            raise ValidationError("to", "must name a file: text, not empty, without a NUL character")
         taken = ValidationError("to", f"{to!r} exists; name a new file")
         if os.path.lexists(to):
             raise taken
         folder, name = os.path.split(os.path.abspath(to))
+        if not os.path.isdir(folder):
+            raise ValidationError("to", f"{to!r}: its folder {folder!r} does not exist")
+        cannot = f"cannot back the SQLite store {self.path!r} up to {to!r}"
         try:
             fd, part = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)  # 0600, made here only
         except OSError as exc:
-            raise StoreError(f"cannot back the SQLite store {self.path!r} up to {to!r}: {exc}") from None
+            raise StoreError(f"{cannot}: {exc.strerror or exc}") from None
         os.close(fd)
         try:
             source = sqlite3.connect(self.path, timeout=self._busy)
@@ -516,7 +523,7 @@ class SQLiteDialect:
         except FileExistsError:
             raise taken from None
         except (OSError, sqlite3.Error) as exc:
-            raise StoreError(f"cannot back the SQLite store {self.path!r} up to {to!r}: {exc}") from None
+            raise StoreError(f"{cannot}: {exc}") from None
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(part)

@@ -5,6 +5,7 @@ The store's logic is the core's (``store/core.py``); this backend is that core o
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 from ductape_jobs.store.core import SQLStore
@@ -21,5 +22,5 @@ class SQLiteStore(SQLStore):
         self._sqlite = SQLiteDialect(path, busy_timeout=busy_timeout)
         super().__init__(self._sqlite)
 
-    def backup(self, to: str) -> int:
+    def backup(self, to: str | os.PathLike[str]) -> int:
         return self._sqlite.backup(to)
