@@ -823,10 +823,11 @@ class DrainSummary(Struct):
     failed: int = 0
     retried: int = 0
     created: int = 0
+    cancelled: int = 0  # failed attempts not retried: their schedule was cancelled while they ran
 
     @property
     def ran(self) -> int:
-        return self.completed + self.failed + self.retried
+        return self.completed + self.failed + self.retried + self.cancelled
 
 
 class Execution(Struct, frozen=True):

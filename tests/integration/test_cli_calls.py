@@ -147,7 +147,14 @@ def test_drain_runs_what_is_due_and_prints_the_summary(user_module: str, tmp_pat
         dt.job.schedule({**REQUEST, "start_at": "2100-01-01T00:00:00Z"})  # not due: not run
     failing = cli("drain", "--app", f"{user_module}:app", "--json")
     assert failing.exit_code == 1, (failing.stdout, failing.stderr, failing.exception)  # a run failed for good
-    assert json.loads(failing.stdout) == {"created": 0, "ran": 2, "completed": 1, "failed": 1, "retried": 0}
+    assert json.loads(failing.stdout) == {
+        "created": 0,
+        "ran": 2,
+        "completed": 1,
+        "failed": 1,
+        "retried": 0,
+        "cancelled": 0,
+    }
     assert ok("drain", "--app", f"{user_module}:app")["ran"] == 0  # nothing more is due: exit 0
     line = cli("drain", "--app", f"{user_module}:app")
     assert line.exit_code == 0 and line.stdout.startswith("drained: 0 attempt(s) ran")

@@ -29,6 +29,7 @@ from ductape_jobs import (
     ValidationError,
     aio,
 )
+from ductape_jobs.api.ops import Metrics
 from ductape_jobs.engine.worker import Worker
 from ductape_jobs.errors import WouldWait
 from ductape_jobs.retention import Retention
@@ -219,6 +220,38 @@ def test_a_failed_attempt_that_is_retried_says_so_at_info(
     assert [(r.levelno, r.getMessage()) for r in said] == [
         (logging.INFO, f"run {run.id} attempt 1 failed, retried at {retry_at}: RuntimeError: boom 1")
     ]
+
+
+def test_a_failed_attempt_whose_schedule_was_cancelled_meanwhile_is_not_said_retried(
+    ductape_sandbox: Sandbox, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A run's schedule is cancelled while the run runs, then its attempt fails with retries left: the store ends
+    it ``cancelled`` and makes no retry. Its worker counted it as retried and logged "retried at" a time at which
+    nothing would run; it says what happened, and counts it as cancelled in the drain's summary and the metrics."""
+    dt = ductape_sandbox
+    metrics = Metrics()
+    worker = dt.new_worker()
+    worker.observers = (metrics,)
+
+    def report(input: dict[str, Any], ctx: RunContext) -> None:
+        dt.job.cancel(ctx.job_id)
+        raise RuntimeError("boom")
+
+    dt.function("report")(report)
+    job(dt)
+    dt.job.schedule(req(retries=2))
+    with caplog.at_level(logging.INFO, logger="ductape_jobs.worker"):
+        summary = asyncio.run(worker.run_until_idle())
+    (run,) = dt.job.runs()
+    assert run.phase is RunPhase.CANCELLED and run.retry_count == 0
+    assert (summary.completed, summary.retried, summary.failed, summary.cancelled, summary.ran) == (0, 0, 0, 1, 1)
+    said = [r.getMessage() for r in caplog.records if r.getMessage().startswith(f"run {run.id}")]
+    assert said == [f"run {run.id} attempt 1 failed, not retried: its schedule was cancelled: RuntimeError: boom"]
+    counted = {
+        status: metrics.registry.get_sample_value("ductape_runs_total", {"status": status, "event_type": "function"})
+        for status in ("started", "retried", "cancelled")
+    }
+    assert counted == {"started": 1.0, "retried": None, "cancelled": 1.0}
 
 
 def test_retry_succeeds_on_a_later_attempt(ductape_sandbox: Sandbox) -> None:
@@ -873,7 +906,8 @@ def test_outcomes_are_recorded_with_the_claim_that_refills_their_slots(dt: Ducta
 
         def spy(*args: Any, _real: Any = real, _name: str = name) -> Any:
             result = _real(*args)
-            calls.append((_name, len(result) if isinstance(result, list) else 0))
+            claimed = result if isinstance(result, list) else getattr(result, "claimed", [])
+            calls.append((_name, len(claimed)))
             return result
 
         setattr(dt.store, name, spy)
@@ -893,7 +927,7 @@ def _answer_lost(dt: Ductape, name: str, call: int = 1) -> list[list[str]]:
 
     def lost_once(*args: Any) -> Any:
         runs = real(*args)
-        took.append([run.id for run in runs])
+        took.append([run.id for run in (runs if isinstance(runs, list) else runs.claimed)])
         if len(took) == call:
             raise StoreError("PostgreSQL store: consuming input failed: server closed the connection unexpectedly")
         return runs

@@ -258,9 +258,9 @@ def test_a_worker_whose_limited_run_ends_claims_the_next_in_the_transaction_that
     store, finish_and_acquire = dt.store, dt.store.finish_and_acquire
 
     def spy(*args: Any, **kwargs: Any) -> Any:
-        runs = finish_and_acquire(*args, **kwargs)
-        refills.append(len(runs))
-        return runs
+        recorded = finish_and_acquire(*args, **kwargs)
+        refills.append(len(recorded.claimed))
+        return recorded
 
     store.finish_and_acquire = spy  # type: ignore[method-assign]
     summary = dt.drain()

@@ -545,6 +545,30 @@ def test_finish_runs_records_completed_retry_and_failed(store: Store) -> None:
     assert store.count_runs() == {RunPhase.COMPLETED: 1, RunPhase.FAILED: 2}
 
 
+def test_recording_outcomes_answers_the_retries_a_cancel_took_away(store: Store) -> None:
+    """Two runs of a schedule cancelled while they ran fail with retries left, and a run of another schedule too:
+    the cancelled schedule's runs end ``cancelled`` (no retry) and the store answers them, so that their worker
+    does not count and log them as retried; the other's retry is made. ``finish_and_acquire`` answers them too."""
+    s, (first, second) = setup(store, T0 - MIN, T0)
+    _, (other,) = setup(store, T0)
+    by_id = {r.id: r for r in store.acquire_runs("w1", 10, LEASE, T0)}
+    store.update_schedule(
+        s.id, T0, ScheduleChange(status=ScheduleStatus.CANCELLED, reason="cancelled", cancel_pending=True)
+    )
+    retry_at = T0 + MIN
+    assert store.finish_runs([fail(by_id[first], retry_at=retry_at), fail(by_id[other], retry_at=retry_at)], T0) == {
+        first
+    }
+    recorded = store.finish_and_acquire([fail(by_id[second], retry_at=retry_at)], T0, "w1", 10, LEASE)
+    assert (recorded.claimed, recorded.cancelled) == ([], {second})
+    assert [run_of(store, i).phase for i in (first, second, other)] == [
+        RunPhase.CANCELLED,
+        RunPhase.CANCELLED,
+        RunPhase.RETRY_SCHEDULED,
+    ]
+    assert store.finish_runs([ok(by_id[other])], T0) == frozenset()  # lease lost: nothing changed, nothing said
+
+
 def test_outcomes_with_large_outputs_and_errors_are_recorded_as_small_ones_are(store: Store) -> None:
     """A batch mixes outputs and errors of a few bytes and of kilobytes (SQLite writes the large ones by a bound
     statement of their own, the rest as one JSON list): each is recorded whole, on its run and its attempt, and a

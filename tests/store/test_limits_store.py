@@ -141,12 +141,12 @@ def test_a_worker_records_its_outcome_and_takes_the_freed_slot_in_one_transactio
     ids = backlog(store, "sync", 5, resources=["crm-api"])
     first = store.acquire_runs("w1", 10, LEASE, T0)
     assert [r.id for r in first] == ids[:2]
-    (refill,) = store.finish_and_acquire([ok(first[0], at=T0 + SEC)], T0 + SEC, "w1", 10, LEASE)
+    (refill,) = store.finish_and_acquire([ok(first[0], at=T0 + SEC)], T0 + SEC, "w1", 10, LEASE).claimed
     assert refill.id == ids[2] and refill.lease_owner == "w1" and refill.attempt == 1
     assert run_of(store, ids[0]).phase is RunPhase.COMPLETED
     assert store.acquire_runs("w2", 10, LEASE, T0 + SEC) == []  # the slot went to w1: still 2 of 2
-    assert store.finish_and_acquire([], T0 + SEC, "w1", 10, LEASE) == []  # nothing ended, nothing frees
-    both = store.finish_and_acquire([ok(first[1]), ok(refill)], T0 + 2 * SEC, "w1", 10, LEASE)
+    assert store.finish_and_acquire([], T0 + SEC, "w1", 10, LEASE).claimed == []  # nothing ended, nothing frees
+    both = store.finish_and_acquire([ok(first[1]), ok(refill)], T0 + 2 * SEC, "w1", 10, LEASE).claimed
     assert [r.id for r in both] == ids[3:5]  # two ended: two start, in claim order
     use = {u.limit.name: u for u in store.resource_use(T0 + 2 * SEC)}
     assert (use["crm-api"].running, use["crm-api"].waiting) == (2, 0)
@@ -168,7 +168,7 @@ def test_racing_workers_refilling_their_slots_never_exceed_a_concurrency_limit(b
                 break
             peak.append(setup_store.count_runs().get(RunPhase.RUNNING, 0))
             done.extend(r.id for r in runs)
-            runs = store.finish_and_acquire([ok(r, worker=me) for r in runs], T0, me, 2, LEASE)
+            runs = store.finish_and_acquire([ok(r, worker=me) for r in runs], T0, me, 2, LEASE).claimed
 
     in_threads(*(lambda i=i: work(i) for i in range(4)))
     assert sorted(done) == sorted(ids)  # each once

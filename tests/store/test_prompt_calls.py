@@ -158,7 +158,7 @@ def test_prompt_writes_never_checkpoint_and_one_is_refused_when_a_checkpoint_is_
         with dt.store.promptly():  # outcomes and a refilling claim: a commit that may checkpoint, but not promptly
             now = datetime.now(UTC)
             done = [Outcome(run.id, run.attempt, "w1", True, now, 1)]
-            assert len(dt.store.finish_and_acquire(done, now, "w1", 1, LEASE)) == 1
+            assert len(dt.store.finish_and_acquire(done, now, "w1", 1, LEASE).claimed) == 1
         assert file_bytes(path) == before  # in the WAL only
         with pytest.raises(WouldWait, match="checkpoint is owed"), dt.store.promptly():
             dt.store.acquire_runs("w1", 1, LEASE, datetime.now(UTC))

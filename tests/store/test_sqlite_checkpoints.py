@@ -82,7 +82,10 @@ def test_outcomes_recorded_with_a_refilling_claim_may_checkpoint(three_due: tupl
     assert file_bytes(path) == before
     now = datetime.now(UTC)
     assert (
-        len(dt.store.finish_and_acquire([Outcome(run.id, run.attempt, "w1", True, now, 1)], now, "w1", 1, LEASE)) == 1
+        len(
+            dt.store.finish_and_acquire([Outcome(run.id, run.attempt, "w1", True, now, 1)], now, "w1", 1, LEASE).claimed
+        )
+        == 1
     )
     assert file_bytes(path) != before  # checkpointed: the claim's pages and its own
 

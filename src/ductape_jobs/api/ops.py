@@ -52,6 +52,7 @@ from ductape_jobs.client import Ductape
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.lifecycle import (
     LifecycleEvent,
+    RunCancelled,
     RunCompleted,
     RunFailed,
     RunLost,
@@ -69,7 +70,12 @@ _LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5,
 
 MetricsSource = Literal["process", "store"]
 METRICS_SOURCES: tuple[MetricsSource, ...] = ("process", "store")
-_ENDED: dict[type[LifecycleEvent], str] = {RunCompleted: "completed", RunRetryScheduled: "retried", RunFailed: "failed"}
+_ENDED: dict[type[LifecycleEvent], str] = {
+    RunCompleted: "completed",
+    RunRetryScheduled: "retried",
+    RunFailed: "failed",
+    RunCancelled: "cancelled",  # only a run that ended so while it ran writes it (its schedule cancelled meanwhile)
+}
 
 
 class Metrics:
@@ -106,7 +112,12 @@ class Metrics:
 
     def runs_finished(self, finished: Sequence[tuple[Run, Outcome]]) -> None:
         for run, outcome in finished:
-            status = "completed" if outcome.ok else ("retried" if outcome.retry_at is not None else "failed")
+            if outcome.ok:
+                status = "completed"
+            elif outcome.retry_at is not None:
+                status = "retried"
+            else:  # "cancelled": the worker's word for a retry its schedule's cancel took away
+                status = "cancelled" if outcome.outcome == "cancelled" else "failed"
             self.runs.labels(status, run.event_type.value).inc()
             self.duration.labels(run.event_type.value).observe(outcome.duration_ms / 1000)
 

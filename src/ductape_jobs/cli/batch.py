@@ -78,11 +78,22 @@ def drain(store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False)
 
 
 def _summary(s: DrainSummary) -> dict[str, int]:
-    return {"created": s.created, "ran": s.ran, "completed": s.completed, "failed": s.failed, "retried": s.retried}
+    return {
+        "created": s.created,
+        "ran": s.ran,
+        "completed": s.completed,
+        "failed": s.failed,
+        "retried": s.retried,
+        "cancelled": s.cancelled,
+    }
 
 
 def _line(s: DrainSummary) -> str:
     return (
         f"drained: {s.ran} attempt(s) ran: {s.completed} completed, {s.failed} failed for good, {s.retried} will be "
-        f"retried; {s.created} run(s) made from schedules that fell due"
+        f"retried{_cancelled(s)}; {s.created} run(s) made from schedules that fell due"
     )
+
+
+def _cancelled(s: DrainSummary) -> str:
+    return f", {s.cancelled} cancelled (their schedule was cancelled while they ran)" if s.cancelled else ""

@@ -31,6 +31,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from msgspec import Struct, field
+from msgspec.structs import replace
 
 from ductape_jobs.clock import Clock, iso_text, uncertainty
 from ductape_jobs.engine.events import RunObserver, tell_finished, tell_rescued, tell_started
@@ -41,10 +42,10 @@ from ductape_jobs.executors.registry import ExecutorRegistry
 from ductape_jobs.ids import new_id
 from ductape_jobs.limits import span_text
 from ductape_jobs.logs import Repeats, bind_run
-from ductape_jobs.models import DrainSummary, Run
+from ductape_jobs.models import DrainSummary, Run, RunPhase
 from ductape_jobs.redaction import Secrets
 from ductape_jobs.retention import PruneCounts, Retention
-from ductape_jobs.store.base import Outcome, Rescued, Store, Wakeups
+from ductape_jobs.store.base import Outcome, Recorded, Rescued, Store, Wakeups
 from ductape_jobs.store.codec import output_json
 from ductape_jobs.timing.backoff import Backoff, retry_async
 
@@ -58,6 +59,8 @@ _PASS_BACKOFF = Backoff(base=timedelta(seconds=0.1), cap=timedelta(seconds=5), j
 #: the lost try shows them late), and how often at most.
 _LOOK_FOR, _LOOK_EVERY = timedelta(seconds=2), timedelta(milliseconds=200)
 log = logging.getLogger("ductape_jobs.worker")
+#: An outcome's word once the store ended its run cancelled instead of retrying it (``Recorded.cancelled``).
+_CANCELLED = RunPhase.CANCELLED.value
 T = TypeVar("T")
 
 
@@ -617,7 +620,7 @@ class Worker:
         want = self._want() if refill else 0
         now = self.clock.now()
         try:
-            runs = await retry_async(
+            recorded = await retry_async(
                 lambda: self._claiming(self._record, outcomes, now, want),
                 tries=5,
                 backoff=_FLUSH_BACKOFF,
@@ -628,12 +631,26 @@ class Worker:
             raise
         self._flushes.ok()
         self._held.difference_update((o.run_id, o.attempt) for o in outcomes)
+        runs = recorded.claimed
         self._begin(runs, now)
         self._freed = self._freed or sum(1 for run in runs if run.limit_keys) < freed
         saw_all_due = now if want > 0 and len(runs) < want else None
+        if recorded.cancelled:  # their schedule was cancelled while they ran: no retry was made
+            outcomes = [
+                replace(o, retry_at=None, outcome=_CANCELLED) if o.run_id in recorded.cancelled else o for o in outcomes
+            ]
         for o in outcomes:
             if o.ok:
                 self.summary.completed += 1
+            elif o.outcome == _CANCELLED:
+                self.summary.cancelled += 1
+                log.info(
+                    "run %s attempt %d failed, not retried: its schedule was cancelled: %s",
+                    o.run_id,
+                    o.attempt,
+                    _first_line(o.error),
+                    extra={"run_id": o.run_id, "attempt": o.attempt},
+                )
             elif o.retry_at is not None:
                 self.summary.retried += 1
                 log.info(
@@ -660,10 +677,9 @@ class Worker:
         else:
             log.exception("recording %d outcome(s) failed; retrying", count)
 
-    def _record(self, outcomes: list[Outcome], now: datetime, want: int) -> list[Run]:
+    def _record(self, outcomes: list[Outcome], now: datetime, want: int) -> Recorded:
         if want <= 0:
-            self.store.finish_runs(outcomes, now)
-            return []
+            return Recorded([], self.store.finish_runs(outcomes, now))
         return self.store.finish_and_acquire(outcomes, now, self.id, want, self.options.lease)
 
     async def _heartbeat_loop(self) -> None:

@@ -156,6 +156,14 @@ class Outcome(Struct, frozen=True):
     stored: str | None = None
 
 
+class Recorded(Struct, frozen=True):
+    """What ``finish_and_acquire`` did: the runs it claimed, in claim order, and the runs whose outcome said "retry"
+    that it ended ``cancelled`` instead (their schedule was cancelled while they ran: no retry is made)."""
+
+    claimed: list[Run]
+    cancelled: frozenset[str] = frozenset()
+
+
 class Wakeups(Struct, frozen=True):
     """When something next becomes due, by kind (``None``: nothing of that kind is pending)."""
 
@@ -376,19 +384,20 @@ class SchedulingStore(ABC):
         """Heartbeat: push the lease of runs ``worker_id`` still holds to ``until``. Returns how many."""
 
     @abstractmethod
-    def finish_runs(self, outcomes: Sequence[Outcome], now: datetime) -> None:
+    def finish_runs(self, outcomes: Sequence[Outcome], now: datetime) -> frozenset[str]:
         """Record attempts' outcomes (completed, retry scheduled, or failed for good). A terminal run releases a
-        ``buffer_one`` run waiting behind it; a final failure pauses a ``pause_on_failure`` schedule."""
+        ``buffer_one`` run waiting behind it; a final failure pauses a ``pause_on_failure`` schedule. A failure
+        that would be retried, of a schedule cancelled meanwhile, ends its run ``cancelled``: returns those runs."""
 
     def finish_and_acquire(
         self, outcomes: Sequence[Outcome], now: datetime, worker_id: str, limit: int, lease_for: timedelta
-    ) -> list[Run]:
+    ) -> Recorded:
         """``finish_runs`` then ``acquire_runs``, in one transaction where the backend can: a worker whose runs
         ended takes the slots they freed (a limit's too) without a claim of its own in between. Atomic as a
         whole; like ``acquire_runs``, not retried when a COMMIT's outcome is unknown (the worker finds the runs it
         claimed then with ``leased_runs``)."""
-        self.finish_runs(outcomes, now)
-        return self.acquire_runs(worker_id, limit, lease_for, now)
+        cancelled = self.finish_runs(outcomes, now)
+        return Recorded(self.acquire_runs(worker_id, limit, lease_for, now), cancelled)
 
     @abstractmethod
     def leased_runs(self, worker_id: str) -> list[Run]:

@@ -49,6 +49,7 @@ from ductape_jobs.store.base import (
     DueSchedule,
     Outcome,
     Planner,
+    Recorded,
     Replan,
     Rescued,
     ScheduleChange,
@@ -275,19 +276,20 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
 
     def finish_and_acquire(
         self, outcomes: Sequence[Outcome], now: datetime, worker_id: str, limit: int, lease_for: timedelta
-    ) -> list[Run]:
+    ) -> Recorded:
         params = _claim_params(worker_id, limit, lease_for, now)
         finished = outcome_params(outcomes, now)
 
-        def op(tx: Tx) -> list[Row]:
+        def op(tx: Tx) -> tuple[frozenset[str], list[Row]]:
             with tx.together():  # PostgreSQL: the outcomes' writes and the claim's first picks go together
-                _finish(tx, finished, now)
-                return self._claim(tx, params)
+                cancelled = _finish(tx, finished, now)
+                return cancelled, self._claim(tx, params)
 
         # not ``claims``: a worker records every batch of outcomes here, the bulk of what it writes, so this commit
         # may checkpoint (SQLite: the WAL stays at its bound, as when outcomes had a transaction of their own), unless
         # it is made promptly (on the worker's loop): then the first write refused for a checkpoint owed does it
-        return _claim_order(self._write(op))
+        cancelled, rows = self._write(op)
+        return Recorded(_claim_order(rows), cancelled)
 
     def extend_leases(self, worker_id: str, run_ids: Sequence[str], until: datetime) -> int:
         if not run_ids:
@@ -295,10 +297,11 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
         params = {"ids": list(run_ids), "worker_id": worker_id, "until": ms(until)}
         return self._write(lambda tx: tx.run("extend_leases", params), idempotent=True)
 
-    def finish_runs(self, outcomes: Sequence[Outcome], now: datetime) -> None:
-        if outcomes:
-            finished = outcome_params(outcomes, now)
-            self._write(lambda tx: _finish(tx, finished, now), idempotent=True)
+    def finish_runs(self, outcomes: Sequence[Outcome], now: datetime) -> frozenset[str]:
+        if not outcomes:
+            return frozenset()
+        finished = outcome_params(outcomes, now)
+        return self._write(lambda tx: _finish(tx, finished, now), idempotent=True)
 
     def leased_runs(self, worker_id: str) -> list[Run]:
         return _claim_order(self._read(lambda tx: tx.all("leased_runs", {"worker_id": worker_id})))
@@ -469,12 +472,13 @@ def _rate(text: str | None) -> Rate | None:
     return None if text is None else parse_rate(text, "rate")
 
 
-def _finish(tx: Tx, finished: _Finished, now: datetime) -> None:
-    """``finish_runs`` in ``tx``, given ``outcome_params``. Each update is guarded by (lease_owner, attempt): an
-    outcome whose lease was lost changes only its attempt row (and not even that once the rescue marked the
-    attempt lost)."""
+def _finish(tx: Tx, finished: _Finished, now: datetime) -> frozenset[str]:
+    """``finish_runs`` in ``tx``, given ``outcome_params``; the runs ended cancelled instead of retried. Each update
+    is guarded by (lease_owner, attempt): an outcome whose lease was lost changes only its attempt row (and not even
+    that once the rescue marked the attempt lost)."""
     done, retry, failed, attempts = finished
     ended = [o["run_id"] for o in [*done, *failed]]
+    cancelled: frozenset[str] = frozenset()
     with tx.together():  # PostgreSQL: the updates go with the first read (one round trip where none fails)
         tx.many("complete_run", done)
         if retry or failed:
@@ -486,10 +490,11 @@ def _finish(tx: Tx, finished: _Finished, now: datetime) -> None:
             tx.run("lock_deciding_schedules", {"failed": failing, "ended": ended})
         if retry:
             tx.many("schedule_retry", retry)
-            tx.many("cancel_retry", retry)
+            cancelled = frozenset(r["id"] for r in tx.each("cancel_retry", retry))
         _pause_after_failures(tx, tx.each("fail_run", failed), now)
         tx.many("finish_attempt", attempts)
         _release_held(tx, ended, now)
+    return cancelled
 
 
 def _advance(tx: Tx, now: datetime, limit: int, planner: Planner, *, until: datetime | None = None) -> list[NewRun]:

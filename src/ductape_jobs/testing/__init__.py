@@ -84,3 +84,4 @@ def _add(total: DrainSummary, part: DrainSummary) -> None:
     total.failed += part.failed
     total.retried += part.retried
     total.created += part.created
+    total.cancelled += part.cancelled

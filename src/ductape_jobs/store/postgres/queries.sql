@@ -232,13 +232,14 @@ FOR NO KEY UPDATE;
 
 -- name: cancel_retry
 -- A run that failed and would be retried, of a schedule cancelled while it ran: cancelled instead (cancel() cancelled
--- the runs that had not started, retries included); schedule_retry passed it over.
+-- the runs that had not started, retries included); schedule_retry passed it over. Returns it: its worker says so.
 UPDATE runs r SET phase = 'cancelled', completed_at = %(finished_at)s, duration_ms = %(duration_ms)s,
     error = coalesce(s.reason, 'cancelled'), lease_owner = NULL, lease_expires_at = NULL, available_at = NULL,
     updated_at = %(now)s, started_at = coalesce(%(started_at)s::bigint, r.started_at)
 FROM schedules s
 WHERE r.id = %(run_id)s AND r.lease_owner = %(worker_id)s AND r.attempt = %(attempt)s AND r.phase = 'running'
-  AND s.id = r.schedule_id AND s.status = 'cancelled';
+  AND s.id = r.schedule_id AND s.status = 'cancelled'
+RETURNING r.id;
 
 -- name: fail_run
 UPDATE runs SET phase = 'failed', completed_at = %(finished_at)s, duration_ms = %(duration_ms)s,

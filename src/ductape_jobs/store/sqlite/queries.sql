@@ -236,13 +236,14 @@ SELECT 1 WHERE 0;
 
 -- name: cancel_retry
 -- A run that failed and would be retried, of a schedule cancelled while it ran: cancelled instead (cancel() cancelled
--- the runs that had not started, retries included); schedule_retry passed it over.
+-- the runs that had not started, retries included); schedule_retry passed it over. Returns it: its worker says so.
 UPDATE runs SET phase = 'cancelled', completed_at = :finished_at, duration_ms = :duration_ms,
     error = coalesce((SELECT s.reason FROM schedules s WHERE s.id = runs.schedule_id), 'cancelled'),
     lease_owner = NULL, lease_expires_at = NULL, available_at = NULL, updated_at = :now,
     started_at = coalesce(:started_at, started_at)
 WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase = 'running'
-  AND EXISTS (SELECT 1 FROM schedules s WHERE s.id = runs.schedule_id AND s.status = 'cancelled');
+  AND EXISTS (SELECT 1 FROM schedules s WHERE s.id = runs.schedule_id AND s.status = 'cancelled')
+RETURNING id;
 
 -- name: fail_run
 UPDATE runs SET phase = 'failed', completed_at = :finished_at, duration_ms = :duration_ms, error = :error,
