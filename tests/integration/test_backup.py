@@ -78,6 +78,7 @@ def test_a_backup_taken_while_another_process_writes_is_whole_and_restores(tmp_p
 
 def test_a_backup_never_overwrites_and_postgresql_is_pg_dumps(tmp_path: Path) -> None:
     live, taken = tmp_path / "jobs.db", tmp_path / "taken.db"
+    Ductape(f"sqlite:///{live}").close()
     taken.write_text("mine")
     refused = cli("backup", str(taken), "--store", f"sqlite:///{live}")
     assert refused.exit_code == 2 and refused.stderr == f"error: to: {str(taken)!r} exists; name a new file\n"

@@ -31,7 +31,10 @@ CLEAN_ENV: dict[str, str | None] = {"DUCTAPE_APP": None, "DUCTAPE_STORE": None, 
 
 @pytest.fixture
 def store(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'cli.db'}"
+    """A new store, empty (a command that reads refuses a SQLite file that is not there)."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    Ductape(url).close()
+    return url
 
 
 def cli(*args: str, store: str | None = None) -> Result:
@@ -485,10 +488,36 @@ def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
         module.app.close()
 
 
+@pytest.mark.parametrize(
+    "command",
+    [("schedules",), ("runs",), ("job", "list"), ("show", "job_x"), ("cancel", "job_x"), ("stats",), ("prune",),
+     ("backup", "copy.db"), ("drain",)],
+)  # fmt: skip
+def test_a_command_on_a_sqlite_file_that_is_not_there_says_so_and_makes_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    """``ductape schedules --store sqlite:///typo.db`` made and migrated an empty file and listed nothing (a backup
+    copied it, a cancel said the schedule was not found): a mistyped path, or a command run in the wrong directory
+    with the default store, looked like an empty store and left one behind. A command that makes what it needs (a
+    job, a schedule, a worker) still makes the file."""
+    monkeypatch.chdir(tmp_path)
+    typo = tmp_path / "typo.db"
+    result = cli(*command, store=f"sqlite:///{typo}")
+    assert result.exit_code == 2, (result.stdout, result.stderr)
+    assert result.stderr.startswith(f"error: store: no SQLite store at {str(typo)!r} (check the path"), result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing made: no store, no copy
+    default = cli(*command)  # no --store: the default, ./ductape.db
+    assert default.exit_code == 2 and "no SQLite store at './ductape.db'" in default.stderr
+    assert not (tmp_path / "ductape.db").exists()
+    create_job(f"sqlite:///{typo}")  # a command that makes the first record makes the file
+    assert ok("job", "list", store=f"sqlite:///{typo}")[0]["tag"] == "hello"
+
+
 def test_app_option_uses_the_apps_store_unless_store_overrides(tmp_path: Path, user_module: str) -> None:
     create_job(f"sqlite:///{tmp_path / 'app.db'}", "in-app")
     assert [j["tag"] for j in ok("job", "list", "--app", f"{user_module}:app")] == ["in-app"]
     other = f"sqlite:///{tmp_path / 'other.db'}"
+    Ductape(other).close()
     assert ok("job", "list", "--app", f"{user_module}:app", store=other) == []
 
     missing = cli("job", "list", "--app", "no_such_module_here:app")
@@ -673,7 +702,8 @@ def test_worker_process_runs_a_job_and_exits_0_on_sigterm(tmp_path: Path) -> Non
             proc.wait()
 
 
-def test_bad_webhook_allowlists_and_store_urls_exit_2_and_open_nothing(tmp_path: Path, store: str) -> None:
+def test_bad_webhook_allowlists_and_store_urls_exit_2_and_open_nothing(tmp_path: Path) -> None:
+    store = f"sqlite:///{tmp_path / 'cli.db'}"
     for command in ("worker", "serve"):
         result = cli(command, "--webhook-allow", "127.0.0.0/8", "--webhook-allow", "intranet", store=store)
         assert result.exit_code == 2 and "webhook_allow: 'intranet' is not a network" in result.stderr

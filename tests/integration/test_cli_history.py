@@ -12,7 +12,10 @@ from ductape_jobs import Ductape
 
 @pytest.fixture
 def store(tmp_path: Path) -> str:
-    return f"sqlite:///{tmp_path / 'cli.db'}"
+    """A new store, empty (a command that reads refuses a SQLite file that is not there)."""
+    url = f"sqlite:///{tmp_path / 'cli.db'}"
+    Ductape(url).close()
+    return url
 
 
 def ran(store: str) -> tuple[str, str]:

@@ -49,6 +49,7 @@ def test_the_cli_names_a_bad_product_file_in_one_line_and_exits_2(tmp_path: Path
     path = tmp_path / "bad.yaml"
     path.write_bytes(b"\xff\xfeproducts: []\n")
     store = f"sqlite:///{tmp_path / 'jobs.db'}"
+    Ductape(store).close()
     result = CliRunner().invoke(cli, ["--product-file", str(path), "schedules", "--store", store], env=CLEAN_ENV)
     assert result.exit_code == 2, result.output
     assert result.stderr == f"error: product_file: {path} is not UTF-8 text (byte 0xff at offset 0)\n"

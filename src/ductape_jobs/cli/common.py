@@ -24,7 +24,7 @@ from ductape_jobs.clock import iso_text
 from ductape_jobs.errors import DuctapeError, ValidationError
 from ductape_jobs.limits import MAX_DEPTH, visible
 from ductape_jobs.redaction import redact_url
-from ductape_jobs.store import DEFAULT_URL
+from ductape_jobs.store import DEFAULT_URL, sqlite_path
 from ductape_jobs.targets import parse_networks
 
 log = logging.getLogger("ductape_jobs.cli")
@@ -164,25 +164,40 @@ def _a(noun: str) -> str:
     return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
-def load_client(store: str | None, app: str | None, **settings: Any) -> tuple[Ductape, bool]:
+def load_client(store: str | None, app: str | None, *, creates: bool = False, **settings: Any) -> tuple[Ductape, bool]:
     """The ``Ductape`` a command works on, and whether the CLI owns it (and so closes it).
 
     ``--app`` alone uses the user's object as is. ``--store`` with ``--app`` opens that store but keeps the app's
     functions, executors, clock and worker settings. Neither: ``--store``, ``$DUCTAPE_STORE`` or the default.
-    ``settings`` are ``Ductape(...)`` keywords for a client the CLI opens itself."""
+    ``settings`` are ``Ductape(...)`` keywords for a client the CLI opens itself. Unless the command ``creates``
+    what it needs (a worker, a job, a schedule), a SQLite file that is not there is refused, not made empty: a
+    mistyped path listed nothing and left a new store behind."""
     user = import_app(app) if app else None
-    if user is None:
-        return Ductape(store or os.environ.get("DUCTAPE_STORE") or DEFAULT_URL, **settings), True
-    if store is None:
+    if user is not None and store is None:
         return user, False
-    return user.on_store(store), True
+    url = store or os.environ.get("DUCTAPE_STORE") or DEFAULT_URL
+    if not creates:
+        _must_exist(url)
+    if user is None:
+        return Ductape(url, **settings), True
+    return user.on_store(url), True
+
+
+def _must_exist(url: str) -> None:
+    path = sqlite_path(url)
+    if path is not None and path != ":memory:" and not os.path.exists(path):
+        raise ValidationError(
+            "store",
+            f"no SQLite store at {path!r} (check the path and the directory you run in; a worker, `ductape serve`, "
+            "`job create` or `schedule` makes one)",
+        )
 
 
 @contextmanager
-def client(store: str | None, app: str | None, **settings: Any) -> Iterator[Ductape]:
+def client(store: str | None, app: str | None, *, creates: bool = False, **settings: Any) -> Iterator[Ductape]:
     """Open the command's ``Ductape`` (closing it afterwards) with ``user_errors()`` around the command."""
     with user_errors():
-        dt, owned = load_client(store, app, **settings)
+        dt, owned = load_client(store, app, creates=creates, **settings)
         try:
             yield dt
         finally:

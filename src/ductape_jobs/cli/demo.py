@@ -136,7 +136,7 @@ def demo(
     the engine runs in this process and a live table shows the runs (or, with --serve, the dashboard does)."""
     if serve:
         need_api()  # before the demo writes anything
-    with client(store, None) as dt:
+    with client(store, None, creates=True) as dt:
         ids = setup(dt)
         out().print(f"Scheduled {len(ids)} demo jobs on {store_label(dt)}: {', '.join(ids)}", markup=False)
         if serve:

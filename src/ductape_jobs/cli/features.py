@@ -105,7 +105,7 @@ def feature_run(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a feature now, in this process; print the run with each event's status (exit 1 if it failed)."""
-    with client(store, app_) as dt:
+    with client(store, app_, creates=True) as dt:
         run = dt.feature.run(
             tag, env=env, product_tag=product_tag, input=parse_json_object(input_, "input"), session=session
         )

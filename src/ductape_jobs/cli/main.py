@@ -154,7 +154,7 @@ def worker(
     overrides: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
     settings = {"concurrency": concurrency} if concurrency else {}
     check_networks(webhook_allow)
-    with client(store, app_, **settings) as dt:
+    with client(store, app_, creates=True, **settings) as dt:
         allow_webhooks_to(dt, webhook_allow)
         log_started(dt)
         dt.worker(**overrides)
@@ -222,7 +222,7 @@ def job_create(
     given = {"start_at": start_at, "keep_completed": keep_completed, "keep_failed": keep_failed,
              "resources": resource, "concurrency": concurrency, "rate": rate, "priority": priority}  # fmt: skip
     details.update({k: v for k, v in given.items() if v is not None})
-    with client(store, app_) as dt:
+    with client(store, app_, creates=True) as dt:
         job = _jobs(dt, product).create(details)
         emit(job, as_json, lambda: render.job_detail(job))
 
@@ -310,7 +310,7 @@ def schedule(
     as_json: JsonOpt = False,
 ) -> None:
     """Schedule a job: now, at --start-at, or on a --cron/--every cadence. Prints the dispatch result."""
-    with client(store, app_) as dt:
+    with client(store, app_, creates=True) as dt:
         request: dict[str, Any] = {
             "event": event,
             "env": env,

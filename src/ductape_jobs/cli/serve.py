@@ -133,7 +133,7 @@ def serve(
             raise fail(f"--public-url must be an http:// or https:// URL with a host, not {public_url!r}", 2)
     settings: dict[str, Any] = {}
     check_networks(webhook_allow)
-    with client(store, app_, **settings) as dt:
+    with client(store, app_, creates=True, **settings) as dt:
         allow_webhooks_to(dt, webhook_allow)
         run_server(
             dt,

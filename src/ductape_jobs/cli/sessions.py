@@ -36,7 +36,7 @@ def session_start(
 ) -> None:
     """Issue a signed session token for --data and print it ('tag:jwt', what schedule --session takes). The
     products come from --app or --product-file. Bad data exits 2 naming the field."""
-    with client(store, app_) as dt:
+    with client(store, app_, creates=True) as dt:
         token = dt.session.start(tag, parse_json_object(data, "data"), env=env, product_tag=product_tag)
     made = {"tag": token.tag, "expires_at": token.expires_at, "subject": token.subject}
     about = (

@@ -39,6 +39,7 @@ __all__ = [
     "Store",
     "Wakeups",
     "open_store",
+    "sqlite_path",
 ]
 
 DEFAULT_URL = "sqlite:///./ductape.db"
@@ -51,20 +52,10 @@ def open_store(url: str) -> Store:
     URLs take none; PostgreSQL ones take ``schema``, ``pool_min``, ``pool_max``, ``pool_timeout`` and libpq's
     connection parameters (``sslmode``, ``connect_timeout``, ...). A new SQLite file is created readable by
     its owner only (0600)."""
-    if url.startswith("sqlite://"):
+    path = sqlite_path(url)
+    if path is not None:
         from ductape_jobs.store.sqlite import SQLiteStore
 
-        path, _, query = url.removeprefix("sqlite://").partition("?")
-        path = path.removeprefix("/") if path.startswith("/") else path
-        for key, _value in parse_qsl(query, keep_blank_values=True) or ([(query, "")] if query else []):
-            raise ValidationError(
-                "store",
-                f"unknown parameter {key!r} in the SQLite URL {redact_url(url)!r} (known: none; sqlite:///path.db)",
-            )
-        if not path:
-            raise ValidationError("store", f"{redact_url(url)!r} names no file (use sqlite:///path/to/jobs.db)")
-        if "\x00" in path:  # no file name holds one: the OS call would raise a bare ValueError
-            raise ValidationError("store", f"{redact_url(url)!r} names a file with a NUL character (U+0000)")
         return SQLiteStore(path)
     if url.startswith(("postgresql://", "postgres://")):
         require_extra("postgres", "a postgresql:// store")
@@ -74,3 +65,22 @@ def open_store(url: str) -> Store:
         return store
     shown = redact_url(url)  # its password and secret parameters masked: a message must not carry them
     raise ValidationError("store", f"unknown store URL {shown!r} (use sqlite:///path.db or postgresql://...)")
+
+
+def sqlite_path(url: str) -> str | None:
+    """The path a ``sqlite://`` URL names (``:memory:`` for an in-memory store); ``None`` for any other URL. A
+    parameter, an empty path or a NUL character is a ``ValidationError`` (field ``store``)."""
+    if not url.startswith("sqlite://"):
+        return None
+    path, _, query = url.removeprefix("sqlite://").partition("?")
+    path = path.removeprefix("/") if path.startswith("/") else path
+    for key, _value in parse_qsl(query, keep_blank_values=True) or ([(query, "")] if query else []):
+        raise ValidationError(
+            "store",
+            f"unknown parameter {key!r} in the SQLite URL {redact_url(url)!r} (known: none; sqlite:///path.db)",
+        )
+    if not path:
+        raise ValidationError("store", f"{redact_url(url)!r} names no file (use sqlite:///path/to/jobs.db)")
+    if "\x00" in path:  # no file name holds one: the OS call would raise a bare ValueError
+        raise ValidationError("store", f"{redact_url(url)!r} names a file with a NUL character (U+0000)")
+    return path
