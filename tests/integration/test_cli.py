@@ -443,6 +443,9 @@ def test_preview_across_the_dst_change() -> None:
     assert {r["local"][11:] for r in rows} == {"09:00:00-05:00", "09:00:00-04:00"}
     human = cli("preview", "--cron", "0 9 * * *", "--tz", "America/New_York", "-n", "3", "--start", "2026-03-07")
     assert human.exit_code == 0 and "EDT" in human.stdout and "13:00:00Z" in human.stdout
+    # a zone with spaces around it, as schedule and the API take it: it was taken and then crashed the table
+    spaced = cli("preview", "--cron", "0 9 * * *", "--tz", " America/New_York ", "-n", "1", "--start", "2026-03-07")
+    assert spaced.exit_code == 0 and "Next fire time of" in spaced.stdout and "EST" in spaced.stdout, spaced.stderr
 
 
 def test_preview_every_and_errors() -> None:

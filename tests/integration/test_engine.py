@@ -9,6 +9,7 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -617,6 +618,46 @@ def test_a_function_registered_with_a_timeout_fails_slow_calls(dt: Ductape) -> N
     assert [a.outcome for a in dt.job.run(run.id).attempts] == ["timeout"]
     dt.clock.advance(seconds=5)  # type: ignore[attr-defined]
     assert dt.drain().completed == 1 and calls == [1, 2]
+
+
+def test_a_sync_function_that_outlives_its_timeout_holds_its_slot_until_it_returns(
+    dt: Ductape, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A sync function's attempt fails at its timeout, but its thread runs on (a thread cannot be stopped). Its
+    slot was freed at once, so its worker claimed more runs than it had threads for: they stayed running, leased
+    and heartbeated, never started, while another worker was idle (or failed at their own timeout, never having
+    run). Found by a reliability probe. The thread holds its slot until it returns, and the worker says so."""
+    release = threading.Event()
+    ran: list[str] = []
+
+    @dt.function("stuck", timeout=0.05)
+    def stuck(input: dict[str, Any], ctx: RunContext) -> None:
+        release.wait(10)
+
+    @dt.function("quick")
+    def quick(input: dict[str, Any], ctx: RunContext) -> None:
+        ran.append(ctx.run_id)
+
+    job(dt, tag="stuck", fn="stuck")
+    job(dt, tag="quick", fn="quick")
+    worker = dt.new_worker(concurrency=1)
+    try:
+        dt.job.schedule(req("stuck"))
+        with caplog.at_level(logging.WARNING, logger="ductape_jobs.worker"):
+            assert asyncio.run(worker.run_until_idle()).failed == 1  # timed out; its thread still waits
+        assert worker.executors.outliving() == 1
+        assert "FUNCTION 'stuck' still runs in its thread after its attempt ended" in caplog.text
+        made = dt.job.schedule(req("quick"))
+        assert asyncio.run(worker.run_until_idle()).ran == 0  # its one slot is held: nothing claimed
+        (waiting,) = dt.job.runs(job_id=made.job_id)
+        assert waiting.phase is RunPhase.QUEUED and ran == []  # free for another worker to take
+    finally:
+        release.set()
+    deadline = time.monotonic() + 5
+    while worker.executors.outliving() and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert worker.executors.outliving() == 0
+    assert asyncio.run(worker.run_until_idle()).completed == 1 and ran == [waiting.id]
 
 
 def test_schedule_reads_a_job_again_when_another_client_changed_it(tmp_path: Path) -> None:

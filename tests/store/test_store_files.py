@@ -82,6 +82,14 @@ def test_a_refused_store_url_is_named_without_its_password(url: str) -> None:
         ("pool_max=lots", "pool_max='lots'"),
         ("pool_min=0", "pool_min='0'"),
         ("pool_timeout=-1", "pool_timeout='-1'"),
+        # a ValueError from psycopg_pool naming neither, and a traceback from the CLI
+        ("pool_min=3&pool_max=2", "pool_min=3 must be at most pool_max (2)"),
+        ("pool_min=20", "pool_min=20 must be at most pool_max (8)"),
+        # the last one won, silently
+        ("schema=jobs&schema=other", "'schema' is given more than once"),
+        ("sslmode=disable&sslmode=require", "'sslmode' is given more than once"),
+        # libpq reads it only in the pool (the first probe sets its own): 10 s of retries, then a vague reason
+        ("connect_timeout=abc", "connect_timeout='abc' must be a whole number of seconds"),
     ],
 )
 def test_postgres_urls_with_unknown_or_bad_parameters_are_refused(query: str, named: str) -> None:

@@ -10,6 +10,7 @@ import typer
 from ductape_jobs.cli import render
 from ductape_jobs.cli.common import JsonOpt, emit, user_errors
 from ductape_jobs.client import Ductape
+from ductape_jobs.models import RepeatOptions, parse
 
 
 def preview(
@@ -24,8 +25,11 @@ def preview(
 ) -> None:
     """Print the next fire times of --cron (in --tz) or --every, in UTC and in the time zone."""
     repeat: dict[str, Any] = {"cron": cron, "every": every, "tz": tz, "endDate": end_date, "limit": limit}
-    with user_errors(), Ductape("sqlite:///:memory:") as dt:
-        times = dt.job.preview({k: v for k, v in repeat.items() if v is not None}, start=start, count=count)
+    with user_errors():
+        options = parse(RepeatOptions, {k: v for k, v in repeat.items() if v is not None}, prefix="repeat")
+        with Ductape("sqlite:///:memory:") as dt:
+            times = dt.job.preview(options, start=start, count=count)
+    tz = options.tz  # as the check read it (' UTC' is UTC): the text given may not name a zone as it is
     zone = ZoneInfo(tz)
     rows = [{"utc": t, "local": t.astimezone(zone)} for t in times]
     what = f"cron {cron!r} in {tz}" if cron else f"every {render.ms(every)}"

@@ -485,7 +485,7 @@ def stats_table(s: JobStats) -> Table:
 
 def preview_table(times: Sequence[datetime], tz: str, what: str) -> Table:
     zone = ZoneInfo(tz)
-    table = new_table(f"Next {len(times)} fire times of {what}")
+    table = new_table(f"Next {len(times)} fire times of {what}" if len(times) != 1 else f"Next fire time of {what}")
     table.add_column("#", justify="right")
     table.add_column("UTC")
     table.add_column(tz)

@@ -407,8 +407,11 @@ class Worker:
         return self.options.heartbeat or self.options.lease / 3
 
     def _want(self) -> int:
-        """How many runs one claim asks for: the free capacity, up to a batch."""
-        return min(self.options.concurrency - len(self._inflight), self.options.batch)
+        """How many runs one claim asks for: the free capacity, up to a batch. A sync function's thread that outlives
+        its attempt (past its timeout) holds a slot until it returns: else the runs claimed for it would wait for a
+        thread, leased (their heartbeats go on) but not started, while another worker is idle."""
+        free = self.options.concurrency - len(self._inflight) - self.executors.outliving()
+        return max(0, min(free, self.options.batch))
 
     def _begin(self, runs: list[Run], now: datetime) -> None:
         """Start claimed runs as tasks of this loop. One not due yet at ``now`` (claimed ahead, or within the clock's

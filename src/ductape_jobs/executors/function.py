@@ -6,9 +6,10 @@ import asyncio
 import contextvars
 import importlib
 import inspect
+import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from ductape_jobs.errors import ExecutionError, ExecutorNotFoundError, ResultError, RunTimeoutError, ValidationError
@@ -17,6 +18,8 @@ from ductape_jobs.limits import seconds_rule
 from ductape_jobs.models import TAG_PATTERN, JobEventTypes, Run
 from ductape_jobs.products import Products
 from ductape_jobs.store.codec import not_json
+
+log = logging.getLogger("ductape_jobs.worker")
 
 Function = Callable[[dict[str, Any], RunContext], Any]
 
@@ -70,9 +73,10 @@ class FunctionExecutor:
         self, registry: FunctionRegistry, pool: ThreadPoolExecutor | None = None, products: Products | None = None
     ) -> None:
         self.registry = registry
-        self.pool = pool
+        self.pool = pool if pool is not None else ThreadPoolExecutor(thread_name_prefix="ductape-fn")
         self.products = products
         self._threads = 0  # sync functions running in threads now: a cancelled run's keeps running (``in_threads``)
+        self._outliving = 0  # those of them whose attempt ended (timed out, cancelled): ``outliving``
         self._counting = threading.Lock()
 
     @property
@@ -80,6 +84,12 @@ class FunctionExecutor:
         """Sync functions running in threads now, a run's that was cancelled (given back at a stop) among them: a
         thread cannot be stopped, so a stopping process that still has one exits at once (``Ductape.worker``)."""
         return self._threads
+
+    @property
+    def outliving(self) -> int:
+        """Sync functions still running in threads whose attempt ended (its timeout passed, or it was cancelled):
+        each holds a thread, and so a worker's slot, until it returns (``Worker._want``)."""
+        return self._outliving
 
     def _find(self, run: Run, ctx: RunContext) -> Function:
         if run.event_tag in self.registry or ctx.product is None:
@@ -140,16 +150,37 @@ class FunctionExecutor:
                 return await fn(ctx.input, ctx)
             # The thread runs in a copy of this context, so log lines from sync functions carry the run's fields.
             call = contextvars.copy_context().run
-            loop = asyncio.get_running_loop()
+            future = self.pool.submit(call, self._in_thread, fn, ctx.input, ctx)
             try:
-                result = await loop.run_in_executor(self.pool, call, self._in_thread, fn, ctx.input, ctx)
+                result = await asyncio.wrap_future(future)
             except KeyboardInterrupt as exc:
                 raise _stopping(ctx, exc) from None
+            except asyncio.CancelledError:  # a timeout, a stop: the thread, once begun, runs on
+                if not future.cancel():
+                    self._outlive(future, ctx)
+                raise
             if inspect.isawaitable(result):
                 return await result
             return result
         except SystemExit as exc:
             raise _stopping(ctx, exc) from None
+
+    def _outlive(self, future: Future[Any], ctx: RunContext) -> None:
+        """Count ``future``'s thread as outliving its attempt until it ends."""
+        with self._counting:
+            self._outliving += 1
+
+        def ended(_: Future[Any]) -> None:
+            with self._counting:
+                self._outliving -= 1
+
+        future.add_done_callback(ended)  # at once if it ended meanwhile
+        if not future.done():
+            log.warning(
+                "FUNCTION %r still runs in its thread after its attempt ended (timed out or cancelled): it holds "
+                "one of this worker's slots until it returns",
+                ctx.event_tag,
+            )
 
 
 def _stopping(ctx: RunContext, exc: BaseException) -> ExecutionError:

@@ -62,9 +62,15 @@ class ExecutorRegistry:
 
     def in_threads(self) -> int:
         """Code of runs still running in threads, in every executor (one cancelled keeps running there)."""
+        return sum(getattr(executor, "in_threads", 0) for executor in self._all())
+
+    def outliving(self) -> int:
+        """Code still running in threads for attempts that ended (timed out, cancelled), in every executor."""
+        return sum(getattr(executor, "outliving", 0) for executor in self._all())
+
+    def _all(self) -> list[Executor]:
         with self._lock:
-            executors = [*self._by_type.values(), *(e for made in self._made.values() for e in made.values())]
-        return sum(getattr(executor, "in_threads", 0) for executor in executors)
+            return [*self._by_type.values(), *(e for made in self._made.values() for e in made.values())]
 
     @property
     def open(self) -> bool:

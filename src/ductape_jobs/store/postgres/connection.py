@@ -69,6 +69,8 @@ log = logging.getLogger("ductape_jobs.store.postgres")
 
 _SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _POOL_OPTIONS = ("schema", "pool_min", "pool_max", "pool_timeout")
+POOL_MIN, POOL_MAX = 1, 8  # a pool's connections when the URL does not say
+_WHOLE = re.compile(r"\s*[-+]?\d{1,9}\s*")  # as libpq reads an integer parameter
 #: Raised by the store's own SQL functions when a job check fails (migration 19): the tag, and why as the detail.
 JOB_CHECK_FAILED = "DJ001"
 #: Each pool's number, in its name (``ductape-jobs-1``): what psycopg_pool's log lines name.
@@ -127,15 +129,23 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
         raise ValidationError("store", f"{redact_url(url)!r} is not a valid URL: {exc}") from None
     ours: dict[str, str] = {}
     kept: list[str] = []
+    seen: set[str] = set()
     libpq = libpq_parameters()
     for pair in filter(None, parts.query.split("&")):
         # decoded as libpq decodes (%XX only: "+" is a plus, not a space) to know whose it is; libpq's own are
         # passed on as the user wrote them: decoded and encoded again, "-c%20x%3D1" became "-c+x%3D1", which
         # libpq reads as "-c +x=1" (FATAL: unrecognized configuration parameter "+x")
         key, _, value = (unquote(part) for part in pair.partition("="))
+        if key in seen:  # the last would win, silently (schema=jobs&schema=other used "other")
+            raise ValidationError("store", f"URL parameter {key!r} is given more than once")
+        seen.add(key)
         if key in _POOL_OPTIONS:
             ours[key] = _checked_option(key, value)
         elif key in libpq:
+            if key == "connect_timeout" and not _WHOLE.fullmatch(value):  # read by the pool, not by the first probe
+                raise ValidationError(
+                    "store", f"URL parameter connect_timeout={value!r} must be a whole number of seconds"
+                )
             kept.append(pair)
         else:
             raise ValidationError(
@@ -143,6 +153,9 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
                 f"unknown parameter {key!r} in the PostgreSQL URL (known: ours, {', '.join(_POOL_OPTIONS)}; "
                 f"libpq's, {', '.join(sorted(libpq))})",
             )
+    least, most = int(ours.get("pool_min", POOL_MIN)), int(ours.get("pool_max", POOL_MAX))
+    if least > most:  # psycopg_pool's bare ValueError otherwise, naming neither
+        raise ValidationError("store", f"URL parameter pool_min={least} must be at most pool_max ({most})")
     return urlunsplit(parts._replace(query="&".join(kept))), ours
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from ductape_jobs.store.core import SQLStore
-from ductape_jobs.store.postgres.connection import Database, check_schema, split_url
+from ductape_jobs.store.postgres.connection import POOL_MAX, POOL_MIN, Database, check_schema, split_url
 from ductape_jobs.store.postgres.dialect import PostgresDialect
 
 
@@ -38,8 +38,8 @@ class PostgresStore(SQLStore):
         db = Database(
             conninfo,
             schema=self.schema,
-            min_size=min_size or int(options.get("pool_min", 1)),
-            max_size=max_size or int(options.get("pool_max", 8)),
+            min_size=min_size or int(options.get("pool_min", POOL_MIN)),
+            max_size=max_size or int(options.get("pool_max", POOL_MAX)),
             timeout=timeout or timedelta(seconds=float(options.get("pool_timeout", 10))),
             retries=retries,
         )
