@@ -6,11 +6,13 @@ import importlib
 import inspect
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 import ductape_jobs
 from ductape_jobs import (
+    Backoff,
     ConflictError,
     Ductape,
     DuctapeError,
@@ -186,6 +188,33 @@ def test_ductape_checks_its_worker_settings_before_it_opens_the_store(
         Ductape(f"sqlite:///{db}", **{setting: value})
     assert (err.value.field, err.value.rule) == (setting, rule)
     assert not db.exists()
+
+
+@pytest.mark.parametrize(
+    ("fields", "field", "rule"),
+    [
+        ({"base": 1}, "backoff.base", "must be a timedelta of zero or more, e.g. timedelta(seconds=1) (got 1)"),
+        (
+            {"cap": timedelta(seconds=-1)},
+            "backoff.cap",
+            "must be a timedelta of zero or more, e.g. timedelta(seconds=1)",
+        ),
+        ({"factor": 0.5}, "backoff.factor", "must be a number from 1 to 100 (got 0.5)"),
+        ({"factor": True}, "backoff.factor", "must be a number from 1 to 100 (got True)"),
+        ({"jitter": 2}, "backoff.jitter", "must be a number from 0 to 1 (got 2)"),
+    ],
+)
+def test_a_backoff_is_checked_when_made(fields: dict[str, Any], field: str, rule: str) -> None:
+    """``Backoff(base=1)`` (seconds meant) was taken: the first retry raised ``AttributeError`` in the worker and
+    left its run running, its attempt unfinished (found by a fidelity probe)."""
+    with pytest.raises(ValidationError) as err:
+        Backoff(**fields)
+    assert err.value.field == field and err.value.rule.startswith(rule)
+
+
+def test_a_backoff_past_a_floats_range_waits_its_cap() -> None:
+    steep = Backoff(factor=100, cap=timedelta(hours=1), jitter=0)
+    assert steep.delay(1000) == timedelta(hours=1)  # 100 ** 999 is no float: OverflowError
 
 
 def test_ductape_takes_its_worker_settings_in_seconds_as_its_worker_does(tmp_path: Path) -> None:

@@ -18,6 +18,8 @@ from typing import TypeVar
 
 from msgspec import Struct
 
+from ductape_jobs.errors import ValidationError
+
 T = TypeVar("T")
 OnRetry = Callable[[Exception, timedelta], None]
 
@@ -31,8 +33,29 @@ class Backoff(Struct, frozen=True):
     cap: timedelta = timedelta(minutes=10)
     jitter: float = 0.2
 
+    def __post_init__(self) -> None:
+        """Checked when made: ``Backoff(base=1)`` (seconds meant) was taken, and the first retry raised in the
+        worker, leaving its run running with an unfinished attempt."""
+        for name in ("base", "cap"):
+            value = getattr(self, name)
+            if not isinstance(value, timedelta) or value < timedelta(0):
+                raise ValidationError(
+                    f"backoff.{name}",
+                    f"must be a timedelta of zero or more, e.g. timedelta(seconds=1) (got {value!r:.40})",
+                )
+        for name, least, most in (("factor", 1.0, 100.0), ("jitter", 0.0, 1.0)):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not least <= value <= most:
+                raise ValidationError(
+                    f"backoff.{name}", f"must be a number from {least:g} to {most:g} (got {value!r:.40})"
+                )
+
     def delay(self, retry: int, rng: random.Random | None = None) -> timedelta:
-        raw = min(self.cap.total_seconds(), self.base.total_seconds() * self.factor ** max(0, retry - 1))
+        cap = self.cap.total_seconds()
+        try:
+            raw = min(cap, self.base.total_seconds() * self.factor ** max(0, retry - 1))
+        except OverflowError:  # a factor to a power past a float's range: the cap
+            raw = cap
         spread = raw * self.jitter * (rng or random).random()
         return timedelta(seconds=raw - spread)
 
