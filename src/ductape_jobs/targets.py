@@ -117,6 +117,10 @@ class TargetPolicy(Struct, frozen=True):
         except ValueError:
             if name in METADATA_HOSTS and not any(_METADATA_V4 in net for net in self.allow if net.version == 4):
                 raise TargetRefused(f"{host} is a cloud metadata host") from None
+            # RFC 6761: every such name is the loopback, whether or not a resolver here answers for it
+            loopback_allowed = any(_LOOPBACK_V4 in net for net in self.allow if net.version == 4)
+            if (name == "localhost" or name.endswith(".localhost")) and not loopback_allowed:
+                raise TargetRefused(f"{host} is a loopback name") from None
             return None
         reason = self.refusal(address)
         if reason is not None:
@@ -134,7 +138,7 @@ class TargetPolicy(Struct, frozen=True):
 
     def check_url(self, url: str, *, field: str = "url") -> None:
         """For creating a target: ``ValidationError`` naming ``field`` when the URL's host is refused (resolved
-        here; a host that does not resolve is let through, the delivery checks again)."""
+        here; a host that does not resolve here is let through: the delivery resolves and checks it again)."""
         try:
             host, port = _host_port(url)
             if self.check_host(host) is not None:
@@ -209,6 +213,7 @@ def _addresses(infos: Iterable[tuple[Any, ...]]) -> list[Address]:
 
 
 _RELAY_6TO4 = ipaddress.ip_network("192.88.99.0/24")  # deprecated 6to4 relays (RFC 7526)
+_LOOPBACK_V4 = ipaddress.ip_address("127.0.0.1")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 

@@ -14,6 +14,7 @@ from apikit import BLOG, SHOP, Api, problems
 
 from ductape_jobs import FakeClock, StoreError, ValidationError
 from ductape_jobs.executors.notify import SIGNATURE_HEADER, TIMESTAMP_HEADER, verify_signature
+from ductape_jobs.limits import LONE_SURROGATE
 from ductape_jobs.webhooks import Webhooks
 from support import Recorder
 
@@ -58,6 +59,19 @@ def test_create_list_delete_and_the_secret_is_shown_once(api: Api, receiver: Rec
         assert raised.value.field == field
         answer = c.get(f"/webhooks/{hook['id']}/deliveries", params=params)
         assert problems(answer) == [(raised.value.field, raised.value.rule)]
+
+
+def test_a_webhook_id_no_id_can_hold_is_422_naming_it(api: Api) -> None:
+    """A NUL character or a lone surrogate in a webhook's id: get and deliveries said "not found" (404) where a
+    schedule's, a run's or a webhook's delete say what is wrong with the id (422)."""
+    c = api.client()
+    for bad, rule in (("a\x00b", "must not contain a NUL character (\\x00)"), ("a\udce9b", LONE_SURROGATE)):
+        for call in (api.dt.webhooks.get, api.dt.webhooks.deliveries):
+            with pytest.raises(ValidationError) as raised:
+                call(bad)
+            assert (raised.value.field, raised.value.rule) == ("id", rule)
+    for path in ("/webhooks/a%00b", "/webhooks/a%00b/deliveries"):
+        assert problems(c.get(path)) == [("id", "must not contain a NUL character (\\x00)")]
 
 
 def test_a_password_or_token_in_a_webhooks_url_is_sent_never_shown(api: Api, receiver: Recorder) -> None:

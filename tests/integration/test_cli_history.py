@@ -81,6 +81,13 @@ def test_stats_print_how_the_runs_went(store: str) -> None:
 
     table = cli("stats", "--product", "p", store=store)
     assert table.exit_code == 0 and "success rate" in table.stdout and "66.7%" in table.stdout
+    # the title on one line, however narrow the table (it was wrapped to the table's width, over three lines)
+    window = cli(
+        "stats", "--product", "p", "--env", "prd", "--since", "2026-05-01", "--until", "2026-12-31", store=store
+    )
+    assert window.stdout.splitlines()[0] == (
+        "Runs of p / prd, due from 2026-05-01 00:00:00Z before 2026-12-31 00:00:00Z"
+    ), window.stdout
 
 
 def test_stats_with_since_after_until_is_refused_naming_since(store: str) -> None:

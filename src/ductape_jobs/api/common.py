@@ -72,7 +72,7 @@ class BodyLimit:
         await self.app(scope, bounded, send)
 
     def _message(self) -> str:
-        return f"the request body is larger than {self.max_bytes} bytes (MAX_BODY_BYTES)"
+        return f"the request body is larger than {self.max_bytes:,} bytes; send less (a large batch in parts)"
 
     async def _too_large(self, send: Send) -> None:
         await JSONResponse({"detail": self._message()}, status_code=413)({"type": "http"}, _nothing, send)

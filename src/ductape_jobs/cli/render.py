@@ -49,7 +49,9 @@ def new_table(title: str, **options: Any) -> Table:
     """A rich ``Table`` with its title on the left, whose title and cells given as ``str`` are shown as written: a
     job's name, a pause's reason or a filter of ``[/]`` or ``[link=...]`` is data, never console markup (which failed
     the command or drew a link)."""
-    return _data_table()(title=new_text(title, style="table.title"), title_justify="left", **options)
+    heading = new_text(title, style="table.title")
+    heading.no_wrap, heading.overflow = True, "ignore"  # on one line, past a narrow table's width (not wrapped to it)
+    return _data_table()(title=heading, title_justify="left", **options)
 
 
 #: Rows past which a table is laid out once, as rich draws it (``_laid_within`` lays one out up to seven times:
