@@ -157,7 +157,7 @@ class Jobs(JobScheduling, JobControl, JobReports):
                 "an event its product declares (ductape.products.add(...) or a product file)",
             )
         try:
-            products.locate(spec, job.event_type, job.event_tag, None)
+            products.check_job_event(spec, job.event_type, job.event_tag)
         except ValidationError as exc:
             raise ValidationError("event_tag", exc.rule) from None
 

@@ -157,3 +157,42 @@ def test_async_product_jobs(tmp_path: Path, clock: FakeClock) -> None:
             return [j.product_tag for j in await adt.job.fetch_all()]
 
     assert sorted(asyncio.run(go()), key=str) == [None, "shop"]
+
+
+def test_a_schedules_app_names_the_app_of_an_action_and_nothing_else(dt: Ductape, tmp_path: Path) -> None:
+    """A seed's ``app`` on a schedule: found by a fidelity probe, an action that two apps have could not be a
+    product's job (refused at create, though the schedule's ``app`` settles it); an ``app`` other than the one the
+    job's event names was passed over; a database's tag given as ``app`` chose the database action's database, and
+    a FUNCTION's ``app`` was passed over. Each is now taken or refused, naming ``app``; nothing is stored."""
+
+    def app() -> dict[str, Any]:
+        return {
+            "envs": {"prd": {"base_url": "http://127.0.0.1:9"}},
+            "actions": {"sync": {"method": "GET", "path": "/"}},
+        }
+
+    database = {"envs": {"prd": f"sqlite:///{tmp_path / 'db.sqlite'}"}, "actions": {"ins": {"sql": "SELECT 1"}}}
+    dt.products.add(
+        {"tag": "shop", "envs": ["prd"], "apps": {"a1": app(), "a2": app()}, "databases": {"main": database}}
+    )
+    jobs = dt.product("shop").jobs
+    jobs.create({"name": "J", "tag": "either", "event_type": "ACTION", "event_tag": "sync"})  # each schedule says
+    jobs.create({"name": "K", "tag": "first", "event_type": "ACTION", "event_tag": "a1:sync"})
+    jobs.create({"name": "D", "tag": "db", "event_type": "DATABASE_ACTION", "event_tag": "main:ins"})
+    jobs.create({"name": "F", "tag": "fn", "event_type": "FUNCTION", "event_tag": "fn"})
+    base = {"env": "prd", "product_tag": "shop"}
+    assert dt.job.schedule({**base, "event": "either", "app": "a2"}).status.value == "queued"
+    assert dt.job.schedule({**base, "event": "first", "app": "a1"}).status.value == "queued"
+    refused = [
+        ({"event": "either"}, "event", "action 'sync' exists in apps ['a1', 'a2']; write it as app_tag:sync or give "
+         "the schedule's app"),
+        ({"event": "either", "app": "a3"}, "event", "product 'shop'"),
+        ({"event": "first", "app": "a2"}, "app", "is 'a2', but the job's event 'a1:sync' is app 'a1''s"),
+        ({"event": "db", "app": "main"}, "app", "this job's event is a DATABASE_ACTION"),
+        ({"event": "fn", "app": "a1"}, "app", "names the app of an ACTION event; this job's event is a FUNCTION"),
+    ]  # fmt: skip
+    for request, field, rule in refused:
+        with pytest.raises(ValidationError) as raised:
+            dt.job.schedule({**base, **request})
+        assert raised.value.field == field and rule in raised.value.rule, (request, raised.value)
+    assert len(dt.job.list()) == 2  # the two taken

@@ -145,11 +145,26 @@ class Products:
             raise ValidationError("env", f"product {product_tag!r} has no env {env!r} (it has: {known})")
         return spec
 
+    def check_job_event(self, spec: ProductSpec, event_type: JobEventTypes, event_tag: str) -> None:
+        """A job's event, when the job is made (``ValidationError`` naming ``event``): as ``locate`` finds it, but an
+        action that several apps have is left to each schedule's ``app``."""
+        apps = spec.apps.values()
+        if (
+            event_type is JobEventTypes.ACTION
+            and ":" not in event_tag
+            and sum(event_tag in a.actions for a in apps) > 1
+        ):
+            return
+        self.locate(spec, event_type, event_tag, None)
+
     def locate(self, spec: ProductSpec, event_type: JobEventTypes, event_tag: str, app: str | None) -> EventRef:
-        """Find the event ``event_tag`` of ``event_type`` in ``spec``; ``ValidationError`` naming ``event``."""
+        """Find the event ``event_tag`` of ``event_type`` in ``spec``; ``ValidationError`` naming ``event`` (``app``
+        for an ``app`` that does not apply). ``app`` (the schedule's) names the app of an ACTION whose tag names
+        none; any other event refuses it."""
         owner, sep, name = event_tag.partition(":")
         if not sep:
             owner, name = "", event_tag
+        _check_app(event_type, app, event_tag)
         if event_type is JobEventTypes.FUNCTION:
             return EventRef(event_type, None, event_tag)
         named: dict[JobEventTypes, tuple[str, dict[str, Any]]] = {
@@ -180,8 +195,10 @@ class Products:
         if len(holders) == 1:
             return EventRef(event_type, holders[0], name)
         if len(holders) > 1:
+            settle = " or give the schedule's app" if event_type is JobEventTypes.ACTION else ""
             raise ValidationError(
-                "event", f"{what} {name!r} exists in {owner_kind}s {holders}; write it as {owner_kind}_tag:{name}"
+                "event",
+                f"{what} {name!r} exists in {owner_kind}s {holders}; write it as {owner_kind}_tag:{name}{settle}",
             )
         raise _missing(what, name, spec.tag, {f"{o}:{n}": 1 for o, ns in by_owner.items() for n in ns})
 
@@ -192,6 +209,7 @@ class Products:
         whatever its product_tag and env; every other event type is refused: only a product declares it)."""
         if not self.configured:
             if event_type is JobEventTypes.FUNCTION:
+                _check_app(event_type, app)
                 return None
             raise ValidationError(
                 "event",
@@ -232,6 +250,19 @@ class Products:
         if cache not in spec.caches:
             have = ", ".join(sorted(spec.caches)) or "none"
             raise ValidationError("cache", f"product {product_tag!r} declares no cache {cache!r} (it has: {have})")
+
+
+def _check_app(event_type: JobEventTypes, app: str | None, event_tag: str = "") -> None:
+    """A schedule's ``app`` names the app of an ACTION event whose tag names none, or the one it names; any other
+    event refuses it (a database's or a broker's tag given as ``app`` was taken for the event's owner, a FUNCTION's
+    was passed over, and another app than the tag's was passed over, silently)."""
+    if app is None:
+        return
+    if event_type is not JobEventTypes.ACTION:
+        raise ValidationError("app", f"names the app of an ACTION event; this job's event is a {event_type.name}")
+    owner, sep, _ = event_tag.partition(":")
+    if sep and app != owner:
+        raise ValidationError("app", f"is {app!r}, but the job's event {event_tag!r} is app {owner!r}'s")
 
 
 class _Refused(Exception):
