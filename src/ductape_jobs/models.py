@@ -565,9 +565,16 @@ class RepeatOptions(_Input):
     def _one_of(self) -> RepeatOptions:
         if (self.cron is None) == (self.every is None):
             raise ValueError("give exactly one of cron or every")
-        if self.every is not None and self.tz != "UTC":
+        if self.every is not None and self.tz not in _UTC_NAMES:
             raise ValidationError("tz", "applies to cron only: every counts absolute time in any zone")
         return self
+
+
+#: The IANA names of UTC itself (a zone at offset 0 with no daylight saving, ever): ``every`` takes any of them.
+_UTC_NAMES = frozenset(
+    {"UTC", "Etc/UTC", "UCT", "Etc/UCT", "Universal", "Etc/Universal", "Zulu", "Etc/Zulu", "GMT", "Etc/GMT", "GMT0",
+     "Etc/GMT0", "GMT+0", "Etc/GMT+0", "GMT-0", "Etc/GMT-0", "Greenwich", "Etc/Greenwich"}
+)  # fmt: skip
 
 
 class ScheduleRequest(_Input):
@@ -735,6 +742,12 @@ class Schedule(Struct, frozen=True):
     @property
     def recurring(self) -> bool:
         return self.cron is not None or self.every is not None
+
+    @property
+    def job_id(self) -> str:
+        """``id`` by the name ``schedule()`` answers it (``DispatchResult.job_id``), a run holds it (``Run.job_id``)
+        and the API and the CLI show it."""
+        return self.id
 
 
 class Attempt(Struct, frozen=True):

@@ -98,6 +98,15 @@ def test_start_at_zero_means_now_even_when_the_job_has_a_start(report: Ductape, 
     assert absent.status is RunPhase.SCHEDULED and absent.scheduled_at == later  # the job's own start
 
 
+@pytest.mark.parametrize("zone", ["UTC", "Etc/UTC", "GMT", "Etc/Zulu"])
+def test_every_takes_utc_by_any_of_its_names(report: Ductape, zone: str) -> None:
+    """``every`` counts absolute time, so a zone other than UTC is refused; ``Etc/UTC`` (UTC by another name, what
+    many systems call it) was refused too (found by a fidelity probe)."""
+    report.job.create(REPORT)
+    made = report.job.schedule({**REQUEST, "repeat": {"every": 60_000, "tz": zone}})
+    assert report.job.get(made.job_id).tz == zone
+
+
 @pytest.mark.parametrize(
     ("change", "field"),
     [
@@ -169,3 +178,12 @@ def test_blocking_calls_inside_an_event_loop_say_what_to_use(report: Ductape) ->
 
     asyncio.run(inside())
     assert report.drain().ran == 0  # outside a loop it works
+
+
+def test_a_schedule_answers_its_id_by_the_name_schedule_gives_it(report: Ductape) -> None:
+    """``schedule()`` answers ``job_id``, a run and the API and CLI name it so; the ``Schedule`` that
+    ``job.list()`` and ``job.get()`` give back had only ``id`` (``AttributeError`` on ``.job_id``: a new-user probe)."""
+    report.job.create(REPORT)
+    made = report.job.schedule(REQUEST)
+    (listed,) = report.job.list()
+    assert listed.job_id == listed.id == made.job_id == report.job.get(made.job_id).job_id
