@@ -139,13 +139,18 @@ def demo(
     with client(store, None, creates=True) as dt:
         ids = setup(dt)
         out().print(f"Scheduled {len(ids)} demo jobs on {store_label(dt)}: {', '.join(ids)}", markup=False)
-        if serve:
-            _serve(dt, host, port)
-            return
-        asyncio.run(_run(dt, seconds))
+        try:
+            if serve:
+                _serve(dt, host, port)
+                return
+            asyncio.run(_run(dt, seconds))
+        finally:  # a worker without the demo's functions, started later on this store, would fail their runs
+            for job_id in ids:
+                dt.job.cancel(job_id, "demo stopped")
         counts = dt.store.count_runs()
         out().print(
-            "Stopped. Runs so far: " + (", ".join(f"{p.value} {n}" for p, n in counts.items() if n) or "none"),
+            "Stopped; its schedules cancelled. Runs so far: "
+            + (", ".join(f"{p.value} {n}" for p, n in counts.items() if n) or "none"),
             markup=False,
         )
 
