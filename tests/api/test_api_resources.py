@@ -32,6 +32,12 @@ def test_resources_show_their_use_and_the_runs_they_hold(api: Api) -> None:
     (held,) = c.get("/resources/waiting").json()["items"]
     assert "of 'crm-api'" in held["waiting_on"] and held["priority"] == 3 and held["attempt"] == 0
     assert c.get("/resources", params={"product_tag": "blog"}).json()["items"] == []
+    # a shared job's own limit: no product, as the job says it (null, not "": a new-user probe)
+    shared = {"name": "S", "tag": "s", "event_type": "FUNCTION", "event_tag": "s", "concurrency": 1}
+    assert c.post("/jobs", json=shared).status_code == 201
+    own = [r for r in c.get("/resources").json()["items"] if r["name"] == "job:s"]
+    assert [(r["product_tag"], r["concurrency"]) for r in own] == [(None, 1)]
+    assert c.get("/jobs/s").json()["product_tag"] is None
 
 
 def test_bad_limits_answer_422_naming_the_field_and_write_nothing(api: Api) -> None:

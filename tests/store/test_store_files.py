@@ -111,6 +111,13 @@ def test_a_store_under_a_file_is_a_store_error_naming_the_path(tmp_path: Path) -
     assert str(path) in str(raised.value)
 
 
+def test_a_store_url_naming_a_directory_says_so(tmp_path: Path) -> None:
+    """``sqlite:////tmp`` said "the file or its directory is read-only or not writable" (a new-user probe)."""
+    with pytest.raises(StoreError) as raised:
+        Ductape(f"sqlite:///{tmp_path}")
+    assert str(raised.value) == f"cannot open the SQLite store {str(tmp_path)!r}: it is a directory; name a file in it"
+
+
 @pytest.fixture
 def read_only_dir(tmp_path: Path) -> Iterator[Path]:
     """A tmpfs holding a migrated ``jobs.db``, remounted read-only (root ignores file modes, not this)."""

@@ -17,7 +17,7 @@ router = APIRouter(tags=["resources"], dependencies=[READ])
 class ResourceOut(BaseModel):
     """A limit (a product's resource, or a job's own ``job:<tag>``) and its use now."""
 
-    product_tag: str
+    product_tag: str | None = Field(description="its product; null: a shared job's own limit (as a job says it)")
     name: str
     concurrency: int | None = Field(description="runs executing at once, at most; null: no such limit")
     rate: str | None = Field(description="runs started per window, at most ('10/s'); null: no such limit")
@@ -29,7 +29,7 @@ class ResourceOut(BaseModel):
     def of(cls, use: ResourceUse) -> ResourceOut:
         limit = use.limit
         return cls(
-            product_tag=limit.product_tag,
+            product_tag=limit.product_tag or None,
             name=limit.name,
             concurrency=limit.concurrency,
             rate=None if limit.rate is None else str(limit.rate),

@@ -557,6 +557,8 @@ def _no_clobber(part: str, to: str) -> None:
 def _create_private(path: str) -> None:
     """Create the store's file readable and writable by its owner only (0600) when it does not exist yet;
     SQLite gives the ``-wal`` and ``-shm`` files it creates beside it the same mode."""
+    if os.path.isdir(path):  # SQLite says "unable to open", which reads as a permission
+        raise StoreError(f"cannot open the SQLite store {path!r}: it is a directory; name a file in it")
     if path in ("", ":memory:") or path.startswith("file:") or os.path.exists(path):
         return
     try:
