@@ -68,7 +68,7 @@ export function overview(root) {
         table(
           [{ title: "Resource" }, { title: "Concurrency" }, { title: "Rate" }, { title: "Executing" }, { title: "Started in window" }, { title: "Waiting" }],
           (resources.items || []).map((r) => [
-            `${r.product_tag}/${r.name}`, r.concurrency ?? "–", r.rate ?? "–", r.running, r.recent_starts, r.waiting,
+            r.product_tag ? `${r.product_tag}/${r.name}` : r.name, r.concurrency ?? "–", r.rate ?? "–", r.running, r.recent_starts, r.waiting,
           ]),
           { empty: "No resource declares a limit.", label: "Resources and their use" },
         ),
