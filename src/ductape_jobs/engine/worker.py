@@ -382,7 +382,7 @@ class Worker:
         took them. Up to the free capacity, and only those whose lease outlasts the next heartbeat (another
         worker's rescue must not take one back while it runs); the rest go back to the queue at once."""
         found = await self._never_started()
-        free = max(self.options.concurrency - len(self._inflight), 0)
+        free = self._free()
         lasting = now + self._heartbeat_every
         start = [r for r in found if r.lease_expires_at is not None and r.lease_expires_at > lasting][:free]
         started = {run.id for run in start}
@@ -406,12 +406,15 @@ class Worker:
     def _heartbeat_every(self) -> timedelta:
         return self.options.heartbeat or self.options.lease / 3
 
+    def _free(self) -> int:
+        """The slots free for more runs. A sync function's thread that outlives its attempt (past its timeout)
+        holds one until it returns: else the runs claimed for it would wait for a thread, leased (their heartbeats
+        go on) but not started, while another worker is idle."""
+        return max(0, self.options.concurrency - len(self._inflight) - self.executors.outliving())
+
     def _want(self) -> int:
-        """How many runs one claim asks for: the free capacity, up to a batch. A sync function's thread that outlives
-        its attempt (past its timeout) holds a slot until it returns: else the runs claimed for it would wait for a
-        thread, leased (their heartbeats go on) but not started, while another worker is idle."""
-        free = self.options.concurrency - len(self._inflight) - self.executors.outliving()
-        return max(0, min(free, self.options.batch))
+        """How many runs one claim asks for: the free capacity, up to a batch."""
+        return min(self._free(), self.options.batch)
 
     def _begin(self, runs: list[Run], now: datetime) -> None:
         """Start claimed runs as tasks of this loop. One not due yet at ``now`` (claimed ahead, or within the clock's
@@ -478,7 +481,7 @@ class Worker:
 
     async def _sleep(self, more: bool) -> None:
         assert self._wake is not None and self._stop is not None
-        free = self.options.concurrency - len(self._inflight)
+        free = self._free()  # none: sleep a poll, not until something is due (nothing would be claimed)
         if (more and free > 0) or self._wake.is_set() or self._outcomes:  # or a run ended meanwhile
             await asyncio.sleep(0)
             return
