@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 import pytest
 
@@ -196,3 +197,14 @@ def test_a_schedules_app_names_the_app_of_an_action_and_nothing_else(dt: Ductape
             dt.job.schedule({**base, **request})
         assert raised.value.field == field and rule in raised.value.rule, (request, raised.value)
     assert len(dt.job.list()) == 2  # the two taken
+
+
+def test_a_run_stored_with_an_app_the_rule_now_refuses_still_runs(dt: Ductape, tmp_path: Path) -> None:
+    """The rule on ``app`` is a schedule's, when it is made: a DATABASE_ACTION schedule stored with ``app`` by an
+    earlier release runs as it did (checked at run time too, each of its runs failed for good: a review)."""
+    database = {"envs": {"prd": f"sqlite:///{tmp_path / 'db.sqlite'}"}, "actions": {"one": {"sql": "SELECT 1 AS n"}}}
+    dt.products.add({"tag": "shop", "envs": ["prd"], "databases": {"main": database}})
+    dt.product("shop").jobs.create({"name": "D", "tag": "db", "event_type": "DATABASE_ACTION", "event_tag": "main:one"})
+    with mock.patch("ductape_jobs.products.registry._check_app"):  # as an earlier release stored it
+        dt.job.schedule({"env": "prd", "product_tag": "shop", "event": "db", "app": "main"})
+    assert dt.drain().completed == 1

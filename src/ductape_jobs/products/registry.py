@@ -158,13 +158,12 @@ class Products:
         self.locate(spec, event_type, event_tag, None)
 
     def locate(self, spec: ProductSpec, event_type: JobEventTypes, event_tag: str, app: str | None) -> EventRef:
-        """Find the event ``event_tag`` of ``event_type`` in ``spec``; ``ValidationError`` naming ``event`` (``app``
-        for an ``app`` that does not apply). ``app`` (the schedule's) names the app of an ACTION whose tag names
-        none; any other event refuses it."""
+        """Find the event ``event_tag`` of ``event_type`` in ``spec``; ``ValidationError`` naming ``event``. ``app``
+        names the owner the tag does not (``check_schedule`` lets a new schedule give it for an ACTION only; a run
+        stored before that rule is found as it was)."""
         owner, sep, name = event_tag.partition(":")
         if not sep:
             owner, name = "", event_tag
-        _check_app(event_type, app, event_tag)
         if event_type is JobEventTypes.FUNCTION:
             return EventRef(event_type, None, event_tag)
         named: dict[JobEventTypes, tuple[str, dict[str, Any]]] = {
@@ -207,9 +206,9 @@ class Products:
     ) -> EventRef | None:
         """What ``schedule()`` validates; ``None`` when no product is configured at all (a FUNCTION then runs
         whatever its product_tag and env; every other event type is refused: only a product declares it)."""
+        _check_app(event_type, app, event_tag)
         if not self.configured:
             if event_type is JobEventTypes.FUNCTION:
-                _check_app(event_type, app)
                 return None
             raise ValidationError(
                 "event",
