@@ -67,10 +67,10 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ductape_jobs.clock import Clock, iso_text, to_ms
-from ductape_jobs.errors import NotFoundError, StoreError, TargetRefused, ValidationError
+from ductape_jobs.errors import NotFoundError, StoreError, TargetRefused
 from ductape_jobs.ids import new_id
 from ductape_jobs.lifecycle import KINDS, LifecycleEvent
-from ductape_jobs.limits import LONE_SURROGATE, check_page, has_lone_surrogate
+from ductape_jobs.limits import check_page
 from ductape_jobs.logs import Repeats
 from ductape_jobs.models import (
     Built,
@@ -194,14 +194,10 @@ class Webhooks:
         return self._store.list_webhooks(product_tag=check_filter(product_tag, "product_tag"))
 
     def get(self, webhook_id: str) -> Webhook:
-        if has_lone_surrogate(webhook_id):  # refused as a lookup in the store refuses an id (no id holds one)
-            raise ValidationError("id", LONE_SURROGATE)
-        if "\x00" in webhook_id:
-            raise ValidationError("id", "must not contain a NUL character (\\x00)")
-        for hook in self._store.list_webhooks():
-            if hook.id == webhook_id:
-                return hook
-        raise NotFoundError("webhook", webhook_id)
+        found = self._store.get_webhook(webhook_id)  # an id no id can be is refused by the store, naming id
+        if found is None:
+            raise NotFoundError("webhook", webhook_id)
+        return found
 
     def delete(self, webhook_id: str) -> None:
         self._store.delete_webhook(webhook_id)

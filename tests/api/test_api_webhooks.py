@@ -62,16 +62,14 @@ def test_create_list_delete_and_the_secret_is_shown_once(api: Api, receiver: Rec
 
 
 def test_a_webhook_id_no_id_can_hold_is_422_naming_it(api: Api) -> None:
-    """A NUL character or a lone surrogate in a webhook's id: get and deliveries said "not found" (404) where a
-    schedule's, a run's or a webhook's delete say what is wrong with the id (422)."""
-    c = api.client()
-    for bad, rule in (("a\x00b", "must not contain a NUL character (\\x00)"), ("a\udce9b", LONE_SURROGATE)):
-        for call in (api.dt.webhooks.get, api.dt.webhooks.deliveries):
-            with pytest.raises(ValidationError) as raised:
-                call(bad)
-            assert (raised.value.field, raised.value.rule) == ("id", rule)
-    for path in ("/webhooks/a%00b", "/webhooks/a%00b/deliveries"):
-        assert problems(c.get(path)) == [("id", "must not contain a NUL character (\\x00)")]
+    """A lone surrogate in a webhook's id: get and deliveries said "not found" (404) where a schedule's, a run's or a
+    webhook's delete say what is wrong with the id (422). The store is asked for that one webhook, as for any id
+    (a NUL: 422 on PostgreSQL, which cannot hold one; SQLite can, so not found)."""
+    for call in (api.dt.webhooks.get, api.dt.webhooks.deliveries):
+        with pytest.raises(ValidationError) as raised:
+            call("a\udce9b")
+        assert (raised.value.field, raised.value.rule) == ("id", LONE_SURROGATE)
+    assert api.client().get("/webhooks/a%00b").status_code == 404  # SQLite
 
 
 def test_a_password_or_token_in_a_webhooks_url_is_sent_never_shown(api: Api, receiver: Recorder) -> None:

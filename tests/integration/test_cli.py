@@ -491,29 +491,77 @@ def user_module(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[str
         module.app.close()
 
 
+SCHEDULE = ("schedule", "--event", "hello", "--env", "prd", "--product-tag", "p")
+
+
 @pytest.mark.parametrize(
     "command",
     [("schedules",), ("runs",), ("job", "list"), ("show", "job_x"), ("cancel", "job_x"), ("stats",), ("prune",),
-     ("backup", "copy.db"), ("drain",)],
+     ("backup", "copy.db"), ("drain",), SCHEDULE],
 )  # fmt: skip
 def test_a_command_on_a_sqlite_file_that_is_not_there_says_so_and_makes_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
 ) -> None:
     """``ductape schedules --store sqlite:///typo.db`` made and migrated an empty file and listed nothing (a backup
     copied it, a cancel said the schedule was not found): a mistyped path, or a command run in the wrong directory
-    with the default store, looked like an empty store and left one behind. A command that makes what it needs (a
-    job, a schedule, a worker) still makes the file."""
+    with the default store, looked like an empty store and left one behind. (``schedule`` too: it needs a job the
+    store holds.) The message says where the path came from."""
     monkeypatch.chdir(tmp_path)
     typo = tmp_path / "typo.db"
     result = cli(*command, store=f"sqlite:///{typo}")
     assert result.exit_code == 2, (result.stdout, result.stderr)
-    assert result.stderr.startswith(f"error: store: no SQLite store at {str(typo)!r} (check the path"), result.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing made: no store, no copy
+    assert result.stderr.startswith(f"error: store: no SQLite store at {str(typo)!r}: check the path"), result.stderr
     default = cli(*command)  # no --store: the default, ./ductape.db
-    assert default.exit_code == 2 and "no SQLite store at './ductape.db'" in default.stderr
-    assert not (tmp_path / "ductape.db").exists()
-    create_job(f"sqlite:///{typo}")  # a command that makes the first record makes the file
-    assert ok("job", "list", store=f"sqlite:///{typo}")[0]["tag"] == "hello"
+    assert default.exit_code == 2 and "no SQLite store at './ductape.db' (the default): " in default.stderr
+    monkeypatch.setenv("DUCTAPE_STORE", f"sqlite:///{typo}")
+    from_env = CliRunner().invoke(app, list(command), env={"DUCTAPE_APP": None, "DUCTAPE_PRODUCT_FILE": None})
+    assert from_env.exit_code == 2 and f"no SQLite store at {str(typo)!r} (from $DUCTAPE_STORE): " in from_env.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # nothing made: no store, no copy
+
+
+@pytest.mark.parametrize(
+    "command",
+    [("job", "create", "--name", "H", "--tag", "hello", "--event-type", "FUNCTION", "--event-tag", "hello"),
+     ("apikey", "create", "--name", "ci"), ("schedule-many", "--file", "requests.json")],
+)  # fmt: skip
+def test_a_command_that_makes_the_first_record_makes_the_file(tmp_path: Path, command: tuple[str, ...]) -> None:
+    (tmp_path / "requests.json").write_text("[]")
+    command = tuple(str(tmp_path / a) if a == "requests.json" else a for a in command)
+    fresh = tmp_path / "fresh.db"
+    result = cli(*command, store=f"sqlite:///{fresh}")
+    if command[0] == "schedule-many":  # a batch schedules jobs the store holds: it needs one already
+        assert result.exit_code == 2 and not fresh.exists()
+        return
+    assert result.exit_code == 0, (result.stdout, result.stderr)
+    assert fresh.exists()
+
+
+def test_a_missing_store_is_refused_before_the_app_is_imported(tmp_path: Path, user_module: str) -> None:
+    """``--app m:app --store sqlite:///typo.db``: the app's own ``Ductape("sqlite:///app.db")`` made its file before
+    the typo was refused. A ``file:`` URI is SQLite's to read: taken as it is."""
+    result = cli("schedules", "--app", f"{user_module}:app", store=f"sqlite:///{tmp_path / 'typo.db'}")
+    assert result.exit_code == 2 and "no SQLite store at" in result.stderr
+    assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".db") == []
+    create_job("sqlite:///file:uri.db")
+    assert [j["tag"] for j in ok("job", "list", store="sqlite:///file:uri.db")] == ["hello"]
+
+
+def test_session_commands_need_no_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A session is signed with its product's secret and nothing is stored: ``session start`` made ./ductape.db,
+    and ``session verify`` refused to run where there was none."""
+    monkeypatch.chdir(tmp_path)
+    products = tmp_path / "products.toml"
+    products.write_text(
+        '[[products]]\ntag = "shop"\n[products.envs.prd]\nsession_secret = "0123456789abcdef0123456789abcdef"\n'
+        '[products.sessions.user]\nname = "User"\nschema = { id = "integer" }\nselector = "$Session{id}"\n'
+    )
+    where = ("--env", "prd", "--product-tag", "shop")
+    made = cli("--product-file", str(products), "session", "start", "user", "--data", '{"id": 7}', *where, "--json")
+    assert made.exit_code == 0, (made.stdout, made.stderr)
+    token = json.loads(made.stdout)["session"]
+    verified = cli("--product-file", str(products), "session", "verify", token, *where, "--json")
+    assert verified.exit_code == 0 and json.loads(verified.stdout) == {"data": {"id": 7}}, verified.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["products.toml"]
 
 
 def test_app_option_uses_the_apps_store_unless_store_overrides(tmp_path: Path, user_module: str) -> None:
@@ -551,7 +599,7 @@ def test_app_option_takes_an_async_client_and_passes_over_a_web_app(tmp_path: Pa
 
 
 def test_demo_runs_for_n_seconds_and_is_idempotent(store: str) -> None:
-    first = cli("demo", "--seconds", "3", store=store)
+    first = cli("demo", "--seconds", "4", store=store)  # its one-off is due at 3 s
     assert first.exit_code == 0, (first.output, first.exception)
     assert "Recent runs" in first.stdout
 
@@ -570,6 +618,10 @@ def test_demo_runs_for_n_seconds_and_is_idempotent(store: str) -> None:
     assert ok("schedules", "--status", "active", store=store) == [] and "its schedules cancelled" in again.stdout
     stopped = [s for s in ok("schedules", "--status", "cancelled", store=store) if s["job_tag"] == "demo.tick"]
     assert [s["reason"] for s in stopped] == ["cancelled: demo stopped"] * 2
+    # a one-off that ran is left completed, not relabelled cancelled (a review)
+    ran = {r["job_id"] for r in ok("runs", "--job", "demo.once", "--phase", "completed", store=store)}
+    statuses = {s["job_id"]: s["status"] for s in ok("schedules", store=store) if s["job_tag"] == "demo.once"}
+    assert ran and all(statuses[job_id] == "completed" for job_id in ran), (ran, statuses)
 
 
 def test_each_served_demo_key_revokes_the_ones_printed_before(tmp_path: Path) -> None:

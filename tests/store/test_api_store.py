@@ -13,7 +13,7 @@ from storekit import Backend
 
 from ductape_jobs.apikeys import ApiKeys, hash_key, new_key
 from ductape_jobs.clock import FakeClock
-from ductape_jobs.errors import ConflictError, NotFoundError
+from ductape_jobs.errors import ConflictError, NotFoundError, ValidationError
 from ductape_jobs.ids import new_id
 from ductape_jobs.models import (
     ApiKey,
@@ -152,6 +152,16 @@ def test_webhooks_add_list_delete(store: Store) -> None:
     store.add_webhook(b)
     assert store.list_webhooks() == [a, b]
     assert store.list_webhooks(product_tag="blog") == [b]
+    assert (store.get_webhook(b.id), store.get_webhook("nope")) == (b, None)
+    # an id no id can be: a lone surrogate is refused by both, a NUL by PostgreSQL (SQLite keeps it: not found)
+    with pytest.raises(ValidationError) as raised:
+        store.get_webhook("a\udce9b")
+    assert raised.value.field == "id"
+    if store.capabilities.skip_locked:  # PostgreSQL
+        with pytest.raises(ValidationError, match=r"^id: must not contain a NUL character"):
+            store.get_webhook("a\x00b")
+    else:
+        assert store.get_webhook("a\x00b") is None
     store.enqueue_deliveries([delivery(a)])
     store.delete_webhook(a.id)
     assert store.list_webhooks() == [b]

@@ -84,7 +84,7 @@ def test_a_refused_store_url_is_named_without_its_password(url: str) -> None:
         ("pool_timeout=-1", "pool_timeout='-1'"),
         # a ValueError from psycopg_pool naming neither, and a traceback from the CLI
         ("pool_min=3&pool_max=2", "pool_min=3 must be at most pool_max (2)"),
-        ("pool_min=20", "pool_min=20 must be at most pool_max (8)"),
+        ("pool_min=20", "pool_min=20 must be at most pool_max, 8 by default"),
         # the last one won, silently
         ("schema=jobs&schema=other", "'schema' is given more than once"),
         ("sslmode=disable&sslmode=require", "'sslmode' is given more than once"),
@@ -101,6 +101,14 @@ def test_postgres_urls_with_unknown_or_bad_parameters_are_refused(query: str, na
     if "unknown" in raised.value.rule:
         for known in ("schema", "pool_max", "sslmode", "connect_timeout", "application_name"):
             assert known in raised.value.rule
+
+
+def test_a_pool_of_fewer_connections_at_most_than_at_least_is_refused_as_made() -> None:
+    pytest.importorskip("psycopg")
+    from ductape_jobs.store.postgres import PostgresStore
+
+    with pytest.raises(ValidationError, match=r"^store: URL parameter pool_min=5 must be at most pool_max \(2\)$"):
+        PostgresStore("postgresql://nobody@127.0.0.1:1/none", min_size=5, max_size=2)  # before any connection
 
 
 def test_a_store_under_a_file_is_a_store_error_naming_the_path(tmp_path: Path) -> None:

@@ -57,7 +57,7 @@ def schedule_many(
     e.g. [2].start_at, and nothing is stored). Prints each dispatch result, in the order of the requests."""
     with user_errors():
         requests = read_json_array(file, "file")
-    with client(store, app_, creates=True) as dt:
+    with client(store, app_) as dt:
         results = dt.job.schedule_many(requests)
         emit(results, as_json, lambda: render.dispatches_table(results))
 

@@ -24,7 +24,7 @@ from ductape_jobs.clock import iso_text
 from ductape_jobs.errors import DuctapeError, ValidationError
 from ductape_jobs.limits import MAX_DEPTH, visible
 from ductape_jobs.redaction import redact_url
-from ductape_jobs.store import DEFAULT_URL, sqlite_path
+from ductape_jobs.store import DEFAULT_URL, plain_file, sqlite_path
 from ductape_jobs.targets import parse_networks
 
 log = logging.getLogger("ductape_jobs.cli")
@@ -38,7 +38,8 @@ StoreOpt = Annotated[
         "--store",
         metavar="URL",
         help="Store URL (sqlite:///path.db, postgresql://...). Default: the --app's store, else $DUCTAPE_STORE, "
-        f"else {DEFAULT_URL}.",
+        f"else {DEFAULT_URL}. A SQLite file that is not there is made only by a command that needs none "
+        "(worker, serve, job create, ...); the others refuse it.",
         show_default=False,
     ),
 ]
@@ -48,7 +49,8 @@ OwnStoreOpt = Annotated[
     typer.Option(
         "--store",
         metavar="URL",
-        help=f"Store URL (sqlite:///path.db, postgresql://...). Default: $DUCTAPE_STORE, else {DEFAULT_URL}.",
+        help=f"Store URL (sqlite:///path.db, postgresql://...). Default: $DUCTAPE_STORE, else {DEFAULT_URL}. A "
+        "SQLite file that is not there is made only by a command that needs none (demo, apikey create).",
         show_default=False,
     ),
 ]
@@ -172,24 +174,25 @@ def load_client(store: str | None, app: str | None, *, creates: bool = False, **
     ``settings`` are ``Ductape(...)`` keywords for a client the CLI opens itself. Unless the command ``creates``
     what it needs (a worker, a job, a schedule), a SQLite file that is not there is refused, not made empty: a
     mistyped path listed nothing and left a new store behind."""
-    user = import_app(app) if app else None
-    if user is not None and store is None:
-        return user, False
+    if app and store is None:
+        return import_app(app), False
     url = store or os.environ.get("DUCTAPE_STORE") or DEFAULT_URL
     if not creates:
-        _must_exist(url)
+        _must_exist(url, store is not None)  # before the app is imported: its own Ductape may make a file
+    user = import_app(app) if app else None
     if user is None:
         return Ductape(url, **settings), True
     return user.on_store(url), True
 
 
-def _must_exist(url: str) -> None:
+def _must_exist(url: str, given: bool) -> None:
     path = sqlite_path(url)
-    if path is not None and path != ":memory:" and not os.path.exists(path):
+    if path is not None and plain_file(path) and not os.path.exists(path):
+        source = "" if given else " (from $DUCTAPE_STORE)" if os.environ.get("DUCTAPE_STORE") else " (the default)"
         raise ValidationError(
             "store",
-            f"no SQLite store at {path!r} (check the path and the directory you run in; a worker, `ductape serve`, "
-            "`job create` or `schedule` makes one)",
+            f"no SQLite store at {path!r}{source}: check the path and the directory you run in; a worker, "
+            "`ductape serve` or `job create` makes one",
         )
 
 

@@ -146,7 +146,8 @@ def demo(
             asyncio.run(_run(dt, seconds))
         finally:  # a worker without the demo's functions, started later on this store, would fail their runs
             for job_id in ids:
-                dt.job.cancel(job_id, "demo stopped")
+                if dt.job.get(job_id).status in (ScheduleStatus.ACTIVE, ScheduleStatus.PAUSED):  # a one-off that ran:
+                    dt.job.cancel(job_id, "demo stopped")  # completed, and left so
         counts = dt.store.count_runs()
         out().print(
             "Stopped; its schedules cancelled. Runs so far: "

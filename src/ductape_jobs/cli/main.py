@@ -310,7 +310,7 @@ def schedule(
     as_json: JsonOpt = False,
 ) -> None:
     """Schedule a job: now, at --start-at, or on a --cron/--every cadence. Prints the dispatch result."""
-    with client(store, app_, creates=True) as dt:
+    with client(store, app_) as dt:
         request: dict[str, Any] = {
             "event": event,
             "env": env,

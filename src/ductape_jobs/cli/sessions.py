@@ -36,7 +36,7 @@ def session_start(
 ) -> None:
     """Issue a signed session token for --data and print it ('tag:jwt', what schedule --session takes). The
     products come from --app or --product-file. Bad data exits 2 naming the field."""
-    with client(store, app_, creates=True) as dt:
+    with client(_no_store(store, app_), app_) as dt:
         token = dt.session.start(tag, parse_json_object(data, "data"), env=env, product_tag=product_tag)
     made = {"tag": token.tag, "expires_at": token.expires_at, "subject": token.subject}
     about = (
@@ -58,7 +58,13 @@ def session_verify(
     """Verify a session token and print its data (--json: {"data": ...}, as POST /sessions/verify answers). A
     tampered, expired, foreign-tag or other-env token exits 2."""
     given = sys.stdin.readline().strip() if token == "-" else token
-    with client(store, app_) as dt:
+    with client(_no_store(store, app_), app_) as dt:
         data = dt.session.verify(given, env=env, product_tag=product_tag)
     people = f"valid; the session's data: {json.dumps(data, default=str)}"
     emit({"data": data}, as_json, lambda: render.new_text(people))
+
+
+def _no_store(store: str | None, app: str | None) -> str | None:
+    """A session is signed and verified with its product's secret, and nothing is stored: without --app, no store is
+    opened (a SQLite file was made where there was none, or a missing one refused)."""
+    return store if app else "sqlite:///:memory:"

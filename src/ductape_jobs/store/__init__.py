@@ -39,6 +39,7 @@ __all__ = [
     "Store",
     "Wakeups",
     "open_store",
+    "plain_file",
     "sqlite_path",
 ]
 
@@ -84,3 +85,9 @@ def sqlite_path(url: str) -> str | None:
     if "\x00" in path:  # no file name holds one: the OS call would raise a bare ValueError
         raise ValidationError("store", f"{redact_url(url)!r} names a file with a NUL character (U+0000)")
     return path
+
+
+def plain_file(path: str) -> bool:
+    """Whether a SQLite store's path is a file of the file system: not ``:memory:`` (nor empty, a temporary
+    database), nor a ``file:`` URI, which SQLite reads itself."""
+    return path not in ("", ":memory:") and not path.startswith("file:")

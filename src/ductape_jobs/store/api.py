@@ -164,6 +164,10 @@ class ApiCore(UsesDialect):
         rows = self._all("list_webhooks", {"product_tag": product_tag})
         return [webhook_from_row(r) for r in rows]
 
+    def get_webhook(self, webhook_id: str) -> Webhook | None:
+        row = self._one("get_webhook", {"id": webhook_id})
+        return None if row is None else webhook_from_row(row)
+
     def list_deliveries(self, webhook_id: str, *, limit: int = 100, offset: int = 0) -> list[WebhookDelivery]:
         params = {"webhook_id": webhook_id, "limit": limit, "offset": offset}
         return [delivery_from_row(r) for r in self._all("list_deliveries", params)]

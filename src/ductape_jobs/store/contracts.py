@@ -184,6 +184,10 @@ class AccessStore(ABC):
         """Webhooks (with their secrets, for signing), oldest first; ``product_tag`` keeps one product's."""
 
     @abstractmethod
+    def get_webhook(self, webhook_id: str) -> Webhook | None:
+        """The webhook of that id (with its secret), or ``None``."""
+
+    @abstractmethod
     def delete_webhook(self, webhook_id: str) -> None:
         """Delete a webhook and its deliveries. ``NotFoundError`` if unknown."""
 

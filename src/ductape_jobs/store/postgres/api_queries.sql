@@ -56,6 +56,9 @@ VALUES (%(id)s, %(product_tag)s, %(url)s, %(events)s, %(secret)s, %(created_at)s
 SELECT * FROM webhooks WHERE (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
 ORDER BY created_at, id;
 
+-- name: get_webhook
+SELECT * FROM webhooks WHERE id = %(id)s;
+
 -- name: delete_webhook
 DELETE FROM webhooks WHERE id = %(id)s;
 

@@ -153,10 +153,15 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
                 f"unknown parameter {key!r} in the PostgreSQL URL (known: ours, {', '.join(_POOL_OPTIONS)}; "
                 f"libpq's, {', '.join(sorted(libpq))})",
             )
-    least, most = int(ours.get("pool_min", POOL_MIN)), int(ours.get("pool_max", POOL_MAX))
-    if least > most:  # psycopg_pool's bare ValueError otherwise, naming neither
-        raise ValidationError("store", f"URL parameter pool_min={least} must be at most pool_max ({most})")
+    check_pool(int(ours.get("pool_min", POOL_MIN)), int(ours.get("pool_max", POOL_MAX)), "pool_max" in ours)
     return urlunsplit(parts._replace(query="&".join(kept))), ours
+
+
+def check_pool(least: int, most: int, most_given: bool = True) -> None:
+    """A pool's least connections at most its most (psycopg_pool's bare ValueError otherwise, naming neither)."""
+    if least > most:
+        most_is = f"pool_max ({most})" if most_given else f"pool_max, {most} by default"
+        raise ValidationError("store", f"URL parameter pool_min={least} must be at most {most_is}")
 
 
 def libpq_parameters() -> frozenset[str]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from ductape_jobs.store.core import SQLStore
-from ductape_jobs.store.postgres.connection import POOL_MAX, POOL_MIN, Database, check_schema, split_url
+from ductape_jobs.store.postgres.connection import POOL_MAX, POOL_MIN, Database, check_pool, check_schema, split_url
 from ductape_jobs.store.postgres.dialect import PostgresDialect
 
 
@@ -35,11 +35,14 @@ class PostgresStore(SQLStore):
     ) -> None:
         conninfo, options = split_url(url)
         self.schema = check_schema(schema or options["schema"]) if (schema or options.get("schema")) else None
+        least = min_size or int(options.get("pool_min", POOL_MIN))
+        most = max_size or int(options.get("pool_max", POOL_MAX))
+        check_pool(least, most)
         db = Database(
             conninfo,
             schema=self.schema,
-            min_size=min_size or int(options.get("pool_min", POOL_MIN)),
-            max_size=max_size or int(options.get("pool_max", POOL_MAX)),
+            min_size=least,
+            max_size=most,
             timeout=timeout or timedelta(seconds=float(options.get("pool_timeout", 10))),
             retries=retries,
         )

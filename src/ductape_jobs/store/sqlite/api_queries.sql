@@ -51,6 +51,9 @@ SELECT * FROM webhooks WHERE (:product_tag IS NULL OR product_tag = :product_tag
 -- name: webhooks_by_id
 SELECT * FROM webhooks WHERE id IN (SELECT value FROM json_each(:ids));
 
+-- name: get_webhook
+SELECT * FROM webhooks WHERE id = :id;
+
 -- name: delete_webhook
 DELETE FROM webhooks WHERE id = :id;
 

@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from ductape_jobs.errors import ConflictError, StoreError, ValidationError, WouldWait
+from ductape_jobs.store import plain_file
 from ductape_jobs.store.base import Capabilities
 from ductape_jobs.store.dialect import Params, Row, job_check_error, unstorable
 from ductape_jobs.store.sql import has_every_migration, load_dialect_queries, load_migrations
@@ -493,7 +494,7 @@ class SQLiteDialect:
         process's too: its store is not held), and what they commit after it began is not in the copy. Written to a
         file of its own beside ``to`` first, then linked to ``to`` (renamed where the file system has no links): a
         copy cut short leaves no file there, and an existing file is never overwritten. Returns its size in bytes."""
-        if self.path in ("", ":memory:") or self.path.startswith("file:"):
+        if not plain_file(self.path):
             raise ValidationError("store", "an in-memory store has no file to back up")
         if isinstance(to, os.PathLike):
             to = os.fspath(to)
@@ -559,7 +560,7 @@ def _create_private(path: str) -> None:
     SQLite gives the ``-wal`` and ``-shm`` files it creates beside it the same mode."""
     if os.path.isdir(path):  # SQLite says "unable to open", which reads as a permission
         raise StoreError(f"cannot open the SQLite store {path!r}: it is a directory; name a file in it")
-    if path in ("", ":memory:") or path.startswith("file:") or os.path.exists(path):
+    if not plain_file(path) or os.path.exists(path):
         return
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
