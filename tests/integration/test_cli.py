@@ -26,7 +26,13 @@ from ductape_jobs import Ductape, RunPhase
 from ductape_jobs.cli.main import app
 from support import require_service
 
-CLEAN_ENV: dict[str, str | None] = {"DUCTAPE_APP": None, "DUCTAPE_STORE": None, "COLUMNS": "200"}
+# --product-file sets $DUCTAPE_PRODUCT_FILE for the Ductape objects a command opens: restored after each command
+CLEAN_ENV: dict[str, str | None] = {
+    "DUCTAPE_APP": None,
+    "DUCTAPE_STORE": None,
+    "DUCTAPE_PRODUCT_FILE": None,
+    "COLUMNS": "200",
+}
 
 
 @pytest.fixture
@@ -534,6 +540,14 @@ def test_a_command_that_makes_the_first_record_makes_the_file(tmp_path: Path, co
         return
     assert result.exit_code == 0, (result.stdout, result.stderr)
     assert fresh.exists()
+
+
+def test_a_job_create_refused_for_a_bad_field_makes_no_store(tmp_path: Path) -> None:
+    """``job create --tag 'bad tag!'`` exited 2 and left a new, migrated, empty store behind (a review)."""
+    fresh = tmp_path / "fresh.db"
+    bad = cli("job", "create", "--name", "H", "--tag", "bad tag!", "--event-type", "FUNCTION", "--event-tag", "h",
+              store=f"sqlite:///{fresh}")  # fmt: skip
+    assert bad.exit_code == 2 and bad.stderr.startswith("error: tag: ") and not fresh.exists()
 
 
 def test_a_missing_store_is_refused_before_the_app_is_imported(tmp_path: Path, user_module: str) -> None:

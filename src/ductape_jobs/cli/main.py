@@ -29,6 +29,7 @@ from ductape_jobs.cli.common import (
     emit,
     log_started,
     parse_json_object,
+    user_errors,
 )
 from ductape_jobs.cli.demo import demo
 from ductape_jobs.cli.features import feature_app
@@ -222,6 +223,10 @@ def job_create(
     given = {"start_at": start_at, "keep_completed": keep_completed, "keep_failed": keep_failed,
              "resources": resource, "concurrency": concurrency, "rate": rate, "priority": priority}  # fmt: skip
     details.update({k: v for k, v in given.items() if v is not None})
+    from ductape_jobs.models import JobDefinition, parse
+
+    with user_errors():  # its fields checked before a store is made: a bad one leaves no new file behind
+        parse(JobDefinition, details)
     with client(store, app_, creates=True) as dt:
         job = _jobs(dt, product).create(details)
         emit(job, as_json, lambda: render.job_detail(job))
