@@ -315,7 +315,7 @@ def schedule(
     as_json: JsonOpt = False,
 ) -> None:
     """Schedule a job: now, at --start-at, or on a --cron/--every cadence. Prints the dispatch result."""
-    with client(store, app_) as dt:
+    with user_errors():  # the input read before the store is opened
         request: dict[str, Any] = {
             "event": event,
             "env": env,
@@ -323,16 +323,17 @@ def schedule(
             "retries": retries,
             "input": parse_json_object(input_, "input"),
         }
-        if start_at is not None:
-            request["start_at"] = start_at
-        optional = {"timeout": timeout, "session": session, "cache": cache, "app": app_tag, "misfire": misfire,
-                    "overlap": overlap, "priority": priority}  # fmt: skip
-        request.update({k: v for k, v in optional.items() if v is not None})
-        if pause_on_failure:
-            request["pause_on_failure"] = True
-        repeat = {"cron": cron, "every": every, "limit": limit, "endDate": end_date, "tz": tz}
-        if any(v is not None for v in repeat.values()):
-            request["repeat"] = {k: v for k, v in repeat.items() if v is not None}
+    if start_at is not None:
+        request["start_at"] = start_at
+    optional = {"timeout": timeout, "session": session, "cache": cache, "app": app_tag, "misfire": misfire,
+                "overlap": overlap, "priority": priority}  # fmt: skip
+    request.update({k: v for k, v in optional.items() if v is not None})
+    if pause_on_failure:
+        request["pause_on_failure"] = True
+    repeat = {"cron": cron, "every": every, "limit": limit, "endDate": end_date, "tz": tz}
+    if any(v is not None for v in repeat.values()):
+        request["repeat"] = {k: v for k, v in repeat.items() if v is not None}
+    with client(store, app_) as dt:
         result = dt.job.schedule(request)
         emit(result, as_json, lambda: render.dispatch(result))
 

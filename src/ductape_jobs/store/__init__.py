@@ -21,6 +21,7 @@ from ductape_jobs.store.base import (
     Wakeups,
 )
 from ductape_jobs.store.contracts import AccessStore, FeatureStore, RetentionStore, StatsStore
+from ductape_jobs.store.dialect import plain_file
 
 __all__ = [
     "UNCHANGED",
@@ -85,9 +86,3 @@ def sqlite_path(url: str) -> str | None:
     if "\x00" in path:  # no file name holds one: the OS call would raise a bare ValueError
         raise ValidationError("store", f"{redact_url(url)!r} names a file with a NUL character (U+0000)")
     return path
-
-
-def plain_file(path: str) -> bool:
-    """Whether a SQLite store's path is a file of the file system: not ``:memory:`` (nor empty, a temporary
-    database), nor a ``file:`` URI, which SQLite reads itself."""
-    return path not in ("", ":memory:") and not path.startswith("file:")

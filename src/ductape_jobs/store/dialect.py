@@ -162,6 +162,12 @@ class UsesDialect:
         self._d.transact_together(ops, landed=landed)
 
 
+def plain_file(path: str) -> bool:
+    """Whether a SQLite store's path is a file of the file system: not ``:memory:`` (nor empty, a temporary
+    database), nor a ``file:`` URI, which SQLite reads itself."""
+    return path not in ("", ":memory:") and not path.startswith("file:")
+
+
 def unstorable(exc: Exception, params: Params | Sequence[Params] | None) -> Exception:
     """A text the driver would not send (nothing was), as the ``ValidationError`` naming the parameter that held it:
     a lone surrogate (UTF-8 cannot encode it; both drivers raise ``UnicodeEncodeError``), or a NUL character, which

@@ -16,9 +16,8 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from ductape_jobs.errors import ConflictError, StoreError, ValidationError, WouldWait
-from ductape_jobs.store import plain_file
 from ductape_jobs.store.base import Capabilities
-from ductape_jobs.store.dialect import Params, Row, job_check_error, unstorable
+from ductape_jobs.store.dialect import Params, Row, job_check_error, plain_file, unstorable
 from ductape_jobs.store.sql import has_every_migration, load_dialect_queries, load_migrations
 from ductape_jobs.store.sqlite.binding import bind
 
