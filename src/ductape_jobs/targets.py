@@ -118,7 +118,8 @@ class TargetPolicy(Struct, frozen=True):
             if name in METADATA_HOSTS and not any(_METADATA_V4 in net for net in self.allow if net.version == 4):
                 raise TargetRefused(f"{host} is a cloud metadata host") from None
             # RFC 6761: every such name is the loopback, whether or not a resolver here answers for it
-            loopback_allowed = any(_LOOPBACK[net.version] in net for net in self.allow)
+            # (an allowed 127.0.0.0/8 admits them: they resolve there; an allowed ::1 alone does not)
+            loopback_allowed = any(_LOOPBACK_V4 in net for net in self.allow if net.version == 4)
             if (name == "localhost" or name.endswith(".localhost")) and not loopback_allowed:
                 raise TargetRefused(f"{host} is a loopback name") from None
             return None
@@ -213,7 +214,7 @@ def _addresses(infos: Iterable[tuple[Any, ...]]) -> list[Address]:
 
 
 _RELAY_6TO4 = ipaddress.ip_network("192.88.99.0/24")  # deprecated 6to4 relays (RFC 7526)
-_LOOPBACK = {4: ipaddress.ip_address("127.0.0.1"), 6: ipaddress.ip_address("::1")}
+_LOOPBACK_V4 = ipaddress.ip_address("127.0.0.1")
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 

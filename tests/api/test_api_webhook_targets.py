@@ -120,8 +120,9 @@ def test_the_delivery_check_resolves_names() -> None:
     with pytest.raises(TargetRefused, match="cloud metadata"):
         asyncio.run(TargetPolicy().resolve("http://metadata.google.internal/"))
     assert str(asyncio.run(TargetPolicy.of("127.0.0.0/8").resolve("http://localhost:8080/x"))) == "127.0.0.1"
-    for allowed in ("127.0.0.0/8", "::1/128"):  # a loopback allowed, by either family: its names too
-        assert TargetPolicy.of(allowed).check_host("api.localhost.") is None
+    TargetPolicy.of("127.0.0.0/8").check_url("http://localhost.:8080/x")  # an allowed loopback admits its names
+    with pytest.raises(ValidationError, match=r"localhost\. is a loopback name"):  # ::1 alone: they resolve to 127/8
+        TargetPolicy.of("::1/128").check_url("http://localhost.:8080/x")
     assert str(asyncio.run(TargetPolicy().resolve("https://93.184.215.14/"))) == "93.184.215.14"
     with pytest.raises(TargetRefused, match="cloud metadata"):  # allowing 169.254/16 does not admit it by name
         asyncio.run(TargetPolicy.of("10.0.0.0/8").resolve("http://metadata.google.internal/"))

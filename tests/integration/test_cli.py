@@ -542,22 +542,39 @@ def test_a_command_that_makes_the_first_record_makes_the_file(tmp_path: Path, co
     assert fresh.exists()
 
 
-def test_a_job_create_refused_for_a_bad_field_makes_no_store(tmp_path: Path) -> None:
-    """``job create --tag 'bad tag!'`` exited 2 and left a new, migrated, empty store behind (a review)."""
+@pytest.mark.parametrize(
+    ("command", "field"),
+    [
+        (("job", "create", "--name", "H", "--tag", "bad tag!", "--event-type", "FUNCTION", "--event-tag", "h"), "tag"),
+        (("job", "create", "--name", "H", "--tag", "h", "--event-type", "FUNCTION", "--event-tag", "h",
+          "--product", "p1", "--resource", "r1"), "resources[0]"),
+        (("webhook", "create", "--product-tag", "p", "--url", "notaurl", "--event", "job.completed"), "url"),
+        (("apikey", "create", "--name", ""), "name"),
+    ],
+)  # fmt: skip
+def test_a_record_refused_for_bad_input_leaves_no_new_store(
+    tmp_path: Path, command: tuple[str, ...], field: str
+) -> None:
+    """A command that makes a store to hold the record it makes: ``job create --tag 'bad tag!'``, a ``webhook
+    create`` or an ``apikey create`` refused exited 2 and left a new, migrated, empty store behind (two reviews)."""
     fresh = tmp_path / "fresh.db"
-    bad = cli("job", "create", "--name", "H", "--tag", "bad tag!", "--event-type", "FUNCTION", "--event-tag", "h",
-              store=f"sqlite:///{fresh}")  # fmt: skip
-    assert bad.exit_code == 2 and bad.stderr.startswith("error: tag: ") and not fresh.exists()
+    bad = cli(*command, store=f"sqlite:///{fresh}")
+    assert bad.exit_code == 2 and bad.stderr.startswith(f"error: {field}: "), bad.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    Ductape(f"sqlite:///{fresh}").close()
+    again = cli(*command, store=f"sqlite:///{fresh}")  # a store that was there stays
+    assert again.exit_code == 2 and fresh.exists()
 
 
 def test_a_missing_store_is_refused_before_the_app_is_imported(tmp_path: Path, user_module: str) -> None:
     """``--app m:app --store sqlite:///typo.db``: the app's own ``Ductape("sqlite:///app.db")`` made its file before
-    the typo was refused. A ``file:`` URI is SQLite's to read: taken as it is."""
+    the typo was refused. A SQLite URI (``file:...``) is refused: a store is named by its path."""
     result = cli("schedules", "--app", f"{user_module}:app", store=f"sqlite:///{tmp_path / 'typo.db'}")
     assert result.exit_code == 2 and "no SQLite store at" in result.stderr
     assert sorted(p.name for p in tmp_path.iterdir() if p.suffix == ".db") == []
-    create_job("sqlite:///file:uri.db")
-    assert [j["tag"] for j in ok("job", "list", store="sqlite:///file:uri.db")] == ["hello"]
+    uri = cli("schedules", store="sqlite:///file:uri.db")  # made silently (0644), by any command: one way, a path
+    assert uri.exit_code == 2 and "is a SQLite URI; name the file: sqlite:///path/to/jobs.db" in uri.stderr
+    assert not (tmp_path / "uri.db").exists()
 
 
 def test_session_commands_need_no_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -44,7 +44,8 @@ def assert_one_line_error(result: Result, message: str) -> None:
 def test_a_json_option_nested_too_deep_to_parse_is_one_line_and_exit_2(
     tmp_path: Path, command: tuple[str, ...], field: str, text: str
 ) -> None:
-    result = cli(*command, text, "--store", f"sqlite:///{tmp_path / 'jobs.db'}")
+    store = [] if command[0] == "session" else ["--store", f"sqlite:///{tmp_path / 'jobs.db'}"]  # it opens none
+    result = cli(*command, text, *store)
     assert_one_line_error(result, f"{field}: nests deeper than {MAX_DEPTH} levels")
 
 

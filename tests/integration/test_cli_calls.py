@@ -184,30 +184,28 @@ def products(tmp_path: Path) -> str:
     return str(path)
 
 
-def test_session_start_and_verify(store: str, products: str) -> None:
+def test_session_start_and_verify(products: str) -> None:
     where = ("--env", "prd", "--product-tag", "shop")
     data = json.dumps({"user": {"id": 7}})
-    made = ok("--product-file", products, "session", "start", "user-session", "--data", data, *where, store=store)
+    made = ok("--product-file", products, "session", "start", "user-session", "--data", data, *where)
     assert set(made) == {"session", "tag", "expires_at", "subject"}
     assert made["session"].startswith("user-session:") and made["subject"] == "7"
-    verified = ok("--product-file", products, "session", "verify", made["session"], *where, store=store)
+    verified = ok("--product-file", products, "session", "verify", made["session"], *where)
     assert verified == {"data": {"user": {"id": 7}}}  # as POST /sessions/verify answers
-    from_stdin = ok(
-        "--product-file", products, "session", "verify", "-", *where, store=store, input=made["session"] + "\n"
-    )
+    from_stdin = ok("--product-file", products, "session", "verify", "-", *where, input=made["session"] + "\n")
     assert from_stdin == verified
-    people = cli("--product-file", products, "session", "start", "user-session", "--data", data, *where, store=store)
+    people = cli("--product-file", products, "session", "start", "user-session", "--data", data, *where)
     assert people.exit_code == 0
     assert "It is a credential" in people.stderr  # what it is goes to standard error: stdout is the token alone
-    piped = ok("--product-file", products, "session", "verify", "-", *where, store=store, input=people.stdout)
+    piped = ok("--product-file", products, "session", "verify", "-", *where, input=people.stdout)
     assert piped == verified  # session start ... | session verify - ...
-    assert ok("--product-file", products, "session", "verify", people.stdout.strip(), *where, store=store) == verified
+    assert ok("--product-file", products, "session", "verify", people.stdout.strip(), *where) == verified
 
     other_env = cli("--product-file", products, "session", "verify", made["session"], "--env", "dev",
-                    "--product-tag", "shop", store=store)  # fmt: skip
+                    "--product-tag", "shop")  # fmt: skip
     refused(other_env, "session.token: the token was issued for shop/prd")
     refused(
-        cli("--product-file", products, "session", "verify", made["session"][:-3] + "xyz", *where, store=store),
+        cli("--product-file", products, "session", "verify", made["session"][:-3] + "xyz", *where),
         "session.token:",
     )
 
@@ -221,9 +219,9 @@ def test_session_start_and_verify(store: str, products: str) -> None:
         ("[1]", "data: must be a JSON object"),
     ],
 )
-def test_session_start_refuses_bad_data_naming_the_field(store: str, products: str, data: str, message: str) -> None:
+def test_session_start_refuses_bad_data_naming_the_field(products: str, data: str, message: str) -> None:
     result = cli("--product-file", products, "session", "start", "user-session", "--data", data, "--env", "prd",
-                 "--product-tag", "shop", store=store)  # fmt: skip
+                 "--product-tag", "shop")  # fmt: skip
     refused(result, message)
     assert "user-session:" not in result.stdout  # no token
 

@@ -107,8 +107,9 @@ def test_a_pool_of_fewer_connections_at_most_than_at_least_is_refused_as_made() 
     pytest.importorskip("psycopg")
     from ductape_jobs.store.postgres import PostgresStore
 
-    with pytest.raises(ValidationError, match=r"^store: URL parameter pool_min=5 must be at most pool_max \(2\)$"):
-        PostgresStore("postgresql://nobody@127.0.0.1:1/none", min_size=5, max_size=2)  # before any connection
+    for sizes in ({"min_size": 5, "max_size": 2}, {"min_size": 9}, {"min_size": -1}, {"max_size": 0}):
+        with pytest.raises(ValidationError, match=r"^store: min_size=-?\d+ and max_size=-?\d+: 1 <= min_size <= max"):
+            PostgresStore("postgresql://nobody@127.0.0.1:1/none", **sizes)  # before any connection
 
 
 def test_a_store_under_a_file_is_a_store_error_naming_the_path(tmp_path: Path) -> None:

@@ -188,9 +188,9 @@ def test_a_schedules_app_names_the_app_of_an_action_and_nothing_else(dt: Ductape
         ({"event": "either"}, "event", "action 'sync' exists in apps ['a1', 'a2']; write it as app_tag:sync or give "
          "the schedule's app"),
         ({"event": "either", "app": "a3"}, "event", "product 'shop'"),
-        ({"event": "first", "app": "a2"}, "app", "is 'a2', but the job's event 'a1:sync' is app 'a1''s"),
-        ({"event": "db", "app": "main"}, "app", "this job's event is a DATABASE_ACTION"),
-        ({"event": "fn", "app": "a1"}, "app", "names the app of an ACTION event; this job's event is a FUNCTION"),
+        ({"event": "first", "app": "a2"}, "app", "is 'a2', but the event 'a1:sync' is app 'a1''s"),
+        ({"event": "db", "app": "main"}, "app", "this event is a DATABASE_ACTION"),
+        ({"event": "fn", "app": "a1"}, "app", "names the app of an ACTION event; this event is a FUNCTION"),
     ]  # fmt: skip
     for request, field, rule in refused:
         with pytest.raises(ValidationError) as raised:
@@ -205,6 +205,21 @@ def test_a_run_stored_with_an_app_the_rule_now_refuses_still_runs(dt: Ductape, t
     database = {"envs": {"prd": f"sqlite:///{tmp_path / 'db.sqlite'}"}, "actions": {"one": {"sql": "SELECT 1 AS n"}}}
     dt.products.add({"tag": "shop", "envs": ["prd"], "databases": {"main": database}})
     dt.product("shop").jobs.create({"name": "D", "tag": "db", "event_type": "DATABASE_ACTION", "event_tag": "main:one"})
-    with mock.patch("ductape_jobs.products.registry._check_app"):  # as an earlier release stored it
+    with mock.patch("ductape_jobs.products.registry.check_app"):  # as an earlier release stored it
         dt.job.schedule({"env": "prd", "product_tag": "shop", "event": "db", "app": "main"})
     assert dt.drain().completed == 1
+
+
+def test_a_feature_events_app_names_the_app_of_an_action_and_nothing_else(dt: Ductape, tmp_path: Path) -> None:
+    """The rule a schedule's ``app`` follows, for a feature's events as the product is added (a review found it
+    off for them: a DATABASE_ACTION event's ``app`` chose its database)."""
+    database = {"envs": {"prd": f"sqlite:///{tmp_path / 'db.sqlite'}"}, "actions": {"one": {"sql": "SELECT 1 AS n"}}}
+    event = {"type": "DATABASE_ACTION", "event": "one", "app": "main", "input": {}, "retries": 0, "allow_fail": False}
+    feature = {"input": {}, "sequence": [{"sequence_tag": "s", "parents": [], "events": [event]}]}
+    product = {"tag": "shop", "envs": ["prd"], "databases": {"main": database}, "features": {"f": feature}}
+    with pytest.raises(ValidationError) as raised:
+        dt.products.add(product)
+    assert raised.value.field.endswith("sequence[0].events[0].app"), raised.value.field
+    assert raised.value.rule == "names the app of an ACTION event; this event is a DATABASE_ACTION"
+    del event["app"]
+    dt.products.add(product)  # without it: taken

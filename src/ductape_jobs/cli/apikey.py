@@ -55,7 +55,7 @@ def create(
     as_json: JsonOpt = False,
 ) -> None:
     """Create a key and print it (once: only its hash is kept)."""
-    with client(store, None, creates=True) as dt:
+    with client(store, None, creates="record") as dt:
         made = ApiKeys(dt.store, dt.clock).create(name, product_tag=product, env=env, scope=scope)
     k = made.record
     limits = f"scope {k.scope.value}, product {k.product_tag or 'any'}, env {k.env or 'any'}"

@@ -3,6 +3,7 @@ turning ``DuctapeError`` into a message and an exit code, and JSON output."""
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import json
 import logging
@@ -12,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from msgspec import Struct
@@ -166,23 +167,35 @@ def _a(noun: str) -> str:
     return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
-def load_client(store: str | None, app: str | None, *, creates: bool = False, **settings: Any) -> tuple[Ductape, bool]:
+#: What a command does with a SQLite file that is not there: refuse it (``False``: it works on what a store holds),
+#: make it (``True``: a worker, ``serve``, the demo), or make it to hold the record the command makes, and remove it
+#: again when that record is refused (``"record"``: bad input leaves no new, empty store behind).
+Creates = bool | Literal["record"]
+
+
+def load_client(
+    store: str | None, app: str | None, *, creates: Creates = False, **settings: Any
+) -> tuple[Ductape, bool]:
     """The ``Ductape`` a command works on, and whether the CLI owns it (and so closes it).
 
     ``--app`` alone uses the user's object as is. ``--store`` with ``--app`` opens that store but keeps the app's
     functions, executors, clock and worker settings. Neither: ``--store``, ``$DUCTAPE_STORE`` or the default.
     ``settings`` are ``Ductape(...)`` keywords for a client the CLI opens itself. Unless the command ``creates``
-    what it needs (a worker, a job, a schedule), a SQLite file that is not there is refused, not made empty: a
-    mistyped path listed nothing and left a new store behind."""
+    a store (see ``Creates``), a SQLite file that is not there is refused, not made empty: a mistyped path listed
+    nothing and left a new store behind."""
     if app and store is None:
         return import_app(app), False
-    url = store or os.environ.get("DUCTAPE_STORE") or DEFAULT_URL
+    url = _url(store)
     if not creates:
-        _must_exist(url, store is not None)  # before the app is imported: its own Ductape may make a file
+        _must_exist(url, bool(store))  # before the app is imported: its own Ductape may make a file
     user = import_app(app) if app else None
     if user is None:
         return Ductape(url, **settings), True
     return user.on_store(url), True
+
+
+def _url(store: str | None) -> str:
+    return store or os.environ.get("DUCTAPE_STORE") or DEFAULT_URL
 
 
 def _must_exist(url: str, given: bool) -> None:
@@ -192,17 +205,36 @@ def _must_exist(url: str, given: bool) -> None:
         raise ValidationError(
             "store",
             f"no SQLite store at {path!r}{source}: check the path and the directory you run in; a worker, "
-            "`ductape serve` or `job create` makes one",
+            "`ductape serve`, `job create` or `apikey create` makes one",
         )
 
 
+def _new_file(store: str | None, app: str | None) -> str | None:
+    """The SQLite file a command that makes a record would make (``None``: it is there, or it is not SQLite's)."""
+    if app and store is None:
+        return None  # the app's own store: opened by the app's code
+    path = sqlite_path(_url(store))
+    return path if path is not None and plain_file(path) and not os.path.exists(path) else None
+
+
 @contextmanager
-def client(store: str | None, app: str | None, *, creates: bool = False, **settings: Any) -> Iterator[Ductape]:
-    """Open the command's ``Ductape`` (closing it afterwards) with ``user_errors()`` around the command."""
+def client(store: str | None, app: str | None, *, creates: Creates = False, **settings: Any) -> Iterator[Ductape]:
+    """Open the command's ``Ductape`` (closing it afterwards) with ``user_errors()`` around the command. A command
+    that ``creates="record"``: its refused record (a ``ValidationError``: nothing written) removes the store it
+    made."""
     with user_errors():
+        new = _new_file(store, app) if creates == "record" else None
         dt, owned = load_client(store, app, creates=creates, **settings)
         try:
             yield dt
+        except ValidationError:
+            if owned and new is not None:
+                dt.close()
+                owned = False
+                for suffix in ("", "-wal", "-shm"):
+                    with contextlib.suppress(FileNotFoundError):
+                        os.remove(new + suffix)
+            raise
         finally:
             if owned:
                 dt.close()

@@ -53,6 +53,9 @@ DEMO: dict[str, tuple[Any, str, dict[str, Any]]] = {
 }
 
 
+_ENDED = (RunPhase.COMPLETED, RunPhase.FAILED, RunPhase.CANCELLED)
+
+
 def setup(dt: Ductape) -> list[str]:
     """Register the demo functions and jobs, cancel schedules left by an earlier demo, schedule afresh.
     Returns the new schedules' ids."""
@@ -145,9 +148,11 @@ def demo(
                 return
             asyncio.run(_run(dt, seconds))
         finally:  # a worker without the demo's functions, started later on this store, would fail their runs
-            for job_id in ids:
-                if dt.job.get(job_id).status in (ScheduleStatus.ACTIVE, ScheduleStatus.PAUSED):  # a one-off that ran:
-                    dt.job.cancel(job_id, "demo stopped")  # completed, and left so
+            for job_id in ids:  # but a one-off whose run ended: completed, and left so
+                if dt.job.get(job_id).status is not ScheduleStatus.COMPLETED or any(
+                    run.phase not in _ENDED for run in dt.job.runs(job_id=job_id)
+                ):
+                    dt.job.cancel(job_id, "demo stopped")
         counts = dt.store.count_runs()
         out().print(
             "Stopped; its schedules cancelled. Runs so far: "

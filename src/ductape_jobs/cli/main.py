@@ -223,11 +223,7 @@ def job_create(
     given = {"start_at": start_at, "keep_completed": keep_completed, "keep_failed": keep_failed,
              "resources": resource, "concurrency": concurrency, "rate": rate, "priority": priority}  # fmt: skip
     details.update({k: v for k, v in given.items() if v is not None})
-    from ductape_jobs.models import JobDefinition, parse
-
-    with user_errors():  # its fields checked before a store is made: a bad one leaves no new file behind
-        parse(JobDefinition, details)
-    with client(store, app_, creates=True) as dt:
+    with client(store, app_, creates="record") as dt:
         job = _jobs(dt, product).create(details)
         emit(job, as_json, lambda: render.job_detail(job))
 

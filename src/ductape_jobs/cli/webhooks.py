@@ -96,7 +96,7 @@ def webhook_create(
     request: dict[str, Any] = {"product_tag": product_tag, "url": url, "events": list(event or [])}
     if secret is not None:
         request["secret"] = secret
-    with client(store, app_, creates=True) as dt:
+    with client(store, app_, creates="record") as dt:
         allow_webhooks_to(dt, webhook_allow)
         hook, drawn = dt.webhooks.create(request)
     about = (

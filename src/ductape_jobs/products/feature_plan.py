@@ -228,9 +228,26 @@ def _check_event(product: ProductSpec, event: FeatureEvent, where: str, locate: 
             )
     elif event.type in EXECUTED:
         try:
+            check_app(EXECUTED[event.type], event.app, event.event)
+        except ValidationError as exc:
+            raise ValidationError(f"{where}.app", exc.rule) from None
+        try:
             locate(product, EXECUTED[event.type], event.event, event.app)
         except ValidationError as exc:
             raise ValidationError(f"{where}.event", exc.rule) from None
+
+
+def check_app(event_type: JobEventTypes, app: str | None, event_tag: str = "") -> None:
+    """A schedule's ``app`` names the app of an ACTION event whose tag names none, or the one it names; any other
+    event refuses it (a database's or a broker's tag given as ``app`` was taken for the event's owner, a FUNCTION's
+    was passed over, and another app than the tag's was passed over, silently)."""
+    if app is None:
+        return
+    if event_type is not JobEventTypes.ACTION:
+        raise ValidationError("app", f"names the app of an ACTION event; this event is a {event_type.name}")
+    owner, sep, _ = event_tag.partition(":")
+    if sep and app != owner:
+        raise ValidationError("app", f"is {app!r}, but the event {event_tag!r} is app {owner!r}'s")
 
 
 def _texts(value: Any, at: str = "") -> Iterator[tuple[str, str]]:

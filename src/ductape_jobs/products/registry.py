@@ -19,7 +19,7 @@ from pydantic import ValidationError as PydanticValidationError
 from ductape_jobs.errors import ExecutionError, ValidationError
 from ductape_jobs.limits import MAX_FILE_DEPTH, MAX_FILE_VALUES, check_nesting
 from ductape_jobs.models import JobDefinition, JobEventTypes, invalid, reported
-from ductape_jobs.products.feature_plan import check_features
+from ductape_jobs.products.feature_plan import check_app, check_features
 from ductape_jobs.products.model import ProductFile, ProductSpec
 from ductape_jobs.redaction import SECRETS, Secrets
 from ductape_jobs.resources import ResourceLimit
@@ -206,7 +206,7 @@ class Products:
     ) -> EventRef | None:
         """What ``schedule()`` validates; ``None`` when no product is configured at all (a FUNCTION then runs
         whatever its product_tag and env; every other event type is refused: only a product declares it)."""
-        _check_app(event_type, app, event_tag)
+        check_app(event_type, app, event_tag)
         if not self.configured:
             if event_type is JobEventTypes.FUNCTION:
                 return None
@@ -249,19 +249,6 @@ class Products:
         if cache not in spec.caches:
             have = ", ".join(sorted(spec.caches)) or "none"
             raise ValidationError("cache", f"product {product_tag!r} declares no cache {cache!r} (it has: {have})")
-
-
-def _check_app(event_type: JobEventTypes, app: str | None, event_tag: str = "") -> None:
-    """A schedule's ``app`` names the app of an ACTION event whose tag names none, or the one it names; any other
-    event refuses it (a database's or a broker's tag given as ``app`` was taken for the event's owner, a FUNCTION's
-    was passed over, and another app than the tag's was passed over, silently)."""
-    if app is None:
-        return
-    if event_type is not JobEventTypes.ACTION:
-        raise ValidationError("app", f"names the app of an ACTION event; this job's event is a {event_type.name}")
-    owner, sep, _ = event_tag.partition(":")
-    if sep and app != owner:
-        raise ValidationError("app", f"is {app!r}, but the job's event {event_tag!r} is app {owner!r}'s")
 
 
 class _Refused(Exception):

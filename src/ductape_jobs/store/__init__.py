@@ -85,4 +85,6 @@ def sqlite_path(url: str) -> str | None:
         raise ValidationError("store", f"{redact_url(url)!r} names no file (use sqlite:///path/to/jobs.db)")
     if "\x00" in path:  # no file name holds one: the OS call would raise a bare ValueError
         raise ValidationError("store", f"{redact_url(url)!r} names a file with a NUL character (U+0000)")
+    if path.startswith("file:"):  # SQLite's URI filenames (file:x.db?mode=...): one way to name a file, its path
+        raise ValidationError("store", f"{redact_url(url)!r} is a SQLite URI; name the file: sqlite:///path/to/jobs.db")
     return path

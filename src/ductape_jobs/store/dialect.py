@@ -164,8 +164,8 @@ class UsesDialect:
 
 def plain_file(path: str) -> bool:
     """Whether a SQLite store's path is a file of the file system: not ``:memory:`` (nor empty, a temporary
-    database), nor a ``file:`` URI, which SQLite reads itself."""
-    return path not in ("", ":memory:") and not path.startswith("file:")
+    database). A ``file:`` URI is refused by ``store.sqlite_path``."""
+    return path not in ("", ":memory:")
 
 
 def unstorable(exc: Exception, params: Params | Sequence[Params] | None) -> Exception:

@@ -11,8 +11,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from ductape_jobs.errors import ValidationError
 from ductape_jobs.store.core import SQLStore
-from ductape_jobs.store.postgres.connection import POOL_MAX, POOL_MIN, Database, check_pool, check_schema, split_url
+from ductape_jobs.store.postgres.connection import POOL_MAX, POOL_MIN, Database, check_schema, split_url
 from ductape_jobs.store.postgres.dialect import PostgresDialect
 
 
@@ -35,9 +36,10 @@ class PostgresStore(SQLStore):
     ) -> None:
         conninfo, options = split_url(url)
         self.schema = check_schema(schema or options["schema"]) if (schema or options.get("schema")) else None
-        least = min_size or int(options.get("pool_min", POOL_MIN))
-        most = max_size or int(options.get("pool_max", POOL_MAX))
-        check_pool(least, most)
+        least = int(options.get("pool_min", POOL_MIN)) if min_size is None else min_size
+        most = int(options.get("pool_max", POOL_MAX)) if max_size is None else max_size
+        if (min_size, max_size) != (None, None) and not 1 <= least <= most:  # as the URL's are checked (split_url)
+            raise ValidationError("store", f"min_size={least} and max_size={most}: 1 <= min_size <= max_size")
         db = Database(
             conninfo,
             schema=self.schema,
