@@ -198,9 +198,15 @@ def _url(store: str | None) -> str:
     return store or os.environ.get("DUCTAPE_STORE") or DEFAULT_URL
 
 
-def _must_exist(url: str, given: bool) -> None:
+def _missing_file(url: str) -> str | None:
+    """The SQLite file ``url`` names when it is not there (``None``: it is, or the store is not a SQLite file)."""
     path = sqlite_path(url)
-    if path is not None and plain_file(path) and not os.path.exists(path):
+    return path if path is not None and plain_file(path) and not os.path.exists(path) else None
+
+
+def _must_exist(url: str, given: bool) -> None:
+    path = _missing_file(url)
+    if path is not None:
         source = "" if given else " (from $DUCTAPE_STORE)" if os.environ.get("DUCTAPE_STORE") else " (the default)"
         raise ValidationError(
             "store",
@@ -213,8 +219,7 @@ def _new_file(store: str | None, app: str | None) -> str | None:
     """The SQLite file a command that makes a record would make (``None``: it is there, or it is not SQLite's)."""
     if app and store is None:
         return None  # the app's own store: opened by the app's code
-    path = sqlite_path(_url(store))
-    return path if path is not None and plain_file(path) and not os.path.exists(path) else None
+    return _missing_file(_url(store))
 
 
 @contextmanager
