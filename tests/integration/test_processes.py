@@ -172,6 +172,32 @@ def test_sigkill_mid_run_the_run_is_rescued_and_nothing_is_lost(env: Env) -> Non
     assert {r.job_id for r in env.client.job.runs(job_tag="quick", limit=1000)} == set(quick)
 
 
+def test_a_run_its_schedule_cancelled_whose_worker_is_killed_is_not_run_again(env: Env) -> None:
+    """Cancelled while it ran, then its worker SIGKILLed: the next worker's rescue ends the run ``cancelled``
+    (its attempt ``lost``) and never starts it again; it queued it, and the cancelled schedule ran a second time."""
+    job_id = env.schedule("slow", input={"first_attempt_sleeps": 3600})
+    a = env.start_worker(LEASE="1.5")
+    env.wait("the slow run to start", lambda: bool(list(env.marks.glob("*.1"))))
+    env.client.job.cancel(job_id, reason="not wanted")
+    a.send_signal(signal.SIGKILL)
+    assert a.wait(10) == -signal.SIGKILL
+    (run,) = env.client.job.runs(job_id=job_id)
+    assert run.phase is RunPhase.RUNNING  # the dead worker still holds it
+
+    b = env.start_worker(LEASE="1.5")
+    env.wait("the rescue to end it", lambda: env.client.job.run(run.id).phase is not RunPhase.RUNNING)
+    quick = env.schedule("quick")  # a run after the rescue's pass: the worker went on claiming
+    env.wait("the quick run to complete", lambda: env.completed() == 1)
+    ended = env.client.job.run(run.id)
+    assert (ended.phase, ended.error) == (RunPhase.CANCELLED, "cancelled: not wanted")
+    assert [x.outcome for x in ended.attempts] == ["lost"]
+    assert sorted(p.name for p in env.marks.glob(f"{run.id}.*")) == [f"{run.id}.1"]  # never started again
+    assert env.client.job.runs(job_id=quick)[0].phase is RunPhase.COMPLETED
+    b.send_signal(signal.SIGTERM)
+    assert b.wait(15) == 0
+    assert b.stderr is not None and b"not run again: their schedule was cancelled" in b.stderr.read()
+
+
 def test_restart_after_downtime_fires_missed_occurrences_once(env: Env) -> None:
     job_id = env.schedule("quick", repeat={"every": 400})  # misfire: run_once (the default)
     a = env.start_worker()

@@ -87,7 +87,7 @@ def test_a_run_claimed_ahead_and_given_back_keeps_its_due_time(store: Store) -> 
     once(store, T0 + 12 * MS)
     scheduler = Scheduler(store, FakeClock(T0))
     _, (first, second), _ = scheduler.tick_and_claim(T0, "w1", 10, 3 * MS, AHEAD)
-    assert store.release_runs("w1", [first.id], T0 + MS) == 1
+    assert store.release_runs("w1", [first.id], T0 + MS).queued == 1
     assert [r.run_id for r in store.rescue_expired(T0 + 5 * MS, 3)] == [second.id]  # its 3 ms lease ran out
     for run, due in ((first, T0 + 10 * MS), (second, T0 + 12 * MS)):
         back = run_of(store, run.id)

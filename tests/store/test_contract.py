@@ -33,7 +33,7 @@ from ductape_jobs.models import (
     ScheduleStatus,
     TriggeredBy,
 )
-from ductape_jobs.store import Advance, DueSchedule, Outcome, ScheduleChange, Store, Wakeups
+from ductape_jobs.store import Advance, DueSchedule, Outcome, Released, ScheduleChange, Store, Wakeups
 from ductape_jobs.store.codec import ms
 from ductape_jobs.store.sql import load_migrations
 
@@ -707,7 +707,7 @@ def test_release_runs_gives_them_back_unstarted(store: Store) -> None:
     store.acquire_runs("w1", 1, LEASE, T0)
     store.acquire_runs("w2", 1, LEASE, T0)
     at = T0 + timedelta(seconds=5)
-    assert store.release_runs("w1", [a, b], at) == 1
+    assert store.release_runs("w1", [a, b], at) == Released(queued=1, cancelled=0)
     released = run_of(store, a)
     assert (released.phase, released.available_at, released.lease_owner) == (RunPhase.QUEUED, at, None)
     assert [(x.outcome, x.finished_at) for x in released.attempts] == [("released", at)]
@@ -722,7 +722,7 @@ def test_a_run_claimed_ahead_and_given_back_before_its_start_was_never_attempted
     _, (ahead, now) = setup(store, T0 + MIN, T0)
     _, claimed = store.advance_due_and_acquire(T0, 10, every_minute, "w1", 2, LEASE, ahead=MIN)
     assert {r.id: r.started_at for r in claimed} == {ahead: T0 + MIN, now: T0}
-    assert store.release_runs("w1", [ahead, now], T0 + timedelta(seconds=5)) == 2
+    assert store.release_runs("w1", [ahead, now], T0 + timedelta(seconds=5)) == Released(queued=2, cancelled=0)
     back, started = run_of(store, ahead), run_of(store, now)
     assert (back.phase, back.attempt, back.started_at, back.attempts) == (RunPhase.QUEUED, 0, None, [])
     assert back.available_at == T0 + MIN  # still due at its time
@@ -789,6 +789,58 @@ def test_a_run_whose_schedule_was_cancelled_while_it_ran_is_not_retried(store: S
     assert cancelled.attempts[-1].error == "RuntimeError: boom"  # the attempt says why it failed
     assert run_of(store, other_id).phase is RunPhase.RETRY_SCHEDULED
     assert [r.id for r in store.acquire_runs("w1", 2, LEASE, T0 + MIN)] == [other_id]
+
+
+def test_a_run_of_a_cancelled_schedule_a_rescue_takes_back_ends_cancelled(store: Store) -> None:
+    """A run running when its schedule was cancelled, whose worker then died: the rescue ends it ``cancelled`` (its
+    attempt ``lost``, the schedule's reason its error) instead of queueing it to run after the cancel; a run of a
+    schedule not cancelled is rescued as before, whatever the batch holds."""
+    s, (run_id,) = setup(store, T0)
+    _, (other_id,) = setup(store, T0)
+    store.acquire_runs("w1", 2, LEASE, T0)
+    store.update_schedule(
+        s.id, T0, ScheduleChange(status=ScheduleStatus.CANCELLED, reason="cancelled: gone", cancel_pending=True)
+    )
+    at = T0 + LEASE + timedelta(seconds=1)
+    told = {r.run_id: r for r in store.rescue_expired(at, max_rescues=3)}
+    assert sorted(told) == sorted([run_id, other_id])
+    assert (told[run_id].cancelled, told[run_id].error) == (True, None)
+    assert (told[other_id].cancelled, told[other_id].error) == (False, None)
+    ended = run_of(store, run_id)
+    assert (ended.phase, ended.error, ended.available_at, ended.completed_at) == (
+        RunPhase.CANCELLED,
+        "cancelled: gone",
+        None,
+        at,
+    )
+    assert (ended.lease_owner, ended.duration_ms, outcomes(store, run_id)) == (None, None, ["lost"])
+    assert run_of(store, other_id).phase is RunPhase.QUEUED
+    assert [r.id for r in store.acquire_runs("w2", 5, LEASE, at)] == [other_id]
+
+
+def test_a_run_of_a_cancelled_schedule_its_worker_gives_back_ends_cancelled(store: Store) -> None:
+    """Given back at a stop (begun, or claimed ahead and not yet begun) after its schedule was cancelled: ended
+    ``cancelled``, not queued to run after the cancel. The begun one's attempt says ``released``; the one never
+    begun has none, as a run cancelled before its start."""
+    s, (begun, ahead) = setup(store, T0, T0 + MIN)
+    _, (other_id,) = setup(store, T0)
+    _, claimed = store.advance_due_and_acquire(T0, 10, every_minute, "w1", 3, LEASE, ahead=MIN)
+    assert {r.id for r in claimed} == {begun, ahead, other_id}
+    store.update_schedule(s.id, T0, ScheduleChange(status=ScheduleStatus.CANCELLED, cancel_pending=True))
+    at = T0 + timedelta(seconds=5)
+    assert store.release_runs("w1", [begun, ahead, other_id], at) == Released(queued=1, cancelled=2)
+    for run_id in (begun, ahead):
+        ended = run_of(store, run_id)
+        assert (ended.phase, ended.error, ended.available_at, ended.lease_owner) == (
+            RunPhase.CANCELLED,
+            "cancelled",
+            None,
+            None,
+        )
+    assert (run_of(store, begun).attempt, outcomes(store, begun)) == (1, ["released"])
+    assert (run_of(store, ahead).attempt, run_of(store, ahead).started_at, outcomes(store, ahead)) == (0, None, [])
+    assert run_of(store, other_id).phase is RunPhase.QUEUED
+    assert [r.id for r in store.acquire_runs("w2", 5, LEASE, T0 + MIN)] == [other_id]
 
 
 def test_retry_run_queues_a_failed_run_once_more(store: Store) -> None:

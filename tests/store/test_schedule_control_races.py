@@ -158,6 +158,44 @@ def test_a_retry_made_while_a_cancel_commits_waits_for_it_and_is_cancelled(pg_ba
         dt.close()
 
 
+@pytest.mark.parametrize("how", ["rescue", "release"])
+def test_a_run_taken_back_while_a_cancel_commits_waits_for_it_and_is_cancelled(pg_backend: Backend, how: str) -> None:
+    """A rescue (or a worker's release at a stop) taking back a run while its schedule's cancel was being committed:
+    from a snapshot taken before the cancel committed, after the cancel had passed over the running run, it would
+    queue the run of a cancelled schedule to run again. It now waits for the cancel (its schedule locked) and ends
+    the run cancelled instead."""
+    dt = Ductape(pg_backend.url)
+    try:
+        dt.job.create({"name": "tick", "tag": "tick", "event_type": "FUNCTION", "event_tag": "tick"})
+        job_id = dt.job.schedule({"env": "test", "product_tag": "p", "event": "tick"}).job_id
+        now = datetime.now(UTC)
+        (run,) = dt.store.acquire_runs("w1", 1, timedelta(seconds=1), now)
+        later = now + timedelta(seconds=5)  # its lease has lapsed
+        if how == "rescue":
+            taker = threading.Thread(target=dt.store.rescue_expired, args=(later, 3))
+        else:
+            taker = threading.Thread(target=dt.store.release_runs, args=("w1", [run.id], later))
+        with psycopg.connect(PG_URL, options=f"-c search_path={pg_backend.schema}") as cancel:  # a transaction
+            cancel.execute("SELECT id FROM schedules WHERE id = %s FOR UPDATE", (job_id,))
+            cancel.execute("UPDATE schedules SET status = 'cancelled', reason = 'cancelled' WHERE id = %s", (job_id,))
+            cancel.execute(
+                "UPDATE runs SET phase = 'cancelled', error = 'cancelled', available_at = NULL WHERE schedule_id = %s"
+                " AND phase IN ('scheduled', 'queued', 'retry_scheduled')",
+                (job_id,),
+            )
+            taker.start()
+            taker.join(0.5)
+            waited = taker.is_alive()
+            cancel.commit()
+        taker.join(10)
+        assert waited and not taker.is_alive()
+        after = dt.job.run(run.id)
+        assert (after.phase, after.error) == (RunPhase.CANCELLED, "cancelled")
+        assert dt.store.acquire_runs("w2", 1, timedelta(seconds=30), later) == []
+    finally:
+        dt.close()
+
+
 def test_two_outcome_batches_failing_runs_of_one_schedule_do_not_deadlock(
     pg_backend: Backend, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -122,8 +122,10 @@ class Metrics:
             self.duration.labels(run.event_type.value).observe(outcome.duration_ms / 1000)
 
     def runs_rescued(self, rescued: Sequence[Rescued]) -> None:
-        for r in rescued:  # one lost too often failed for good: counted so, as events_seen counts its job.failed
-            if r.error is None:
+        for r in rescued:  # one lost too often failed for good, or ended by its schedule's cancel: counted so, as
+            if r.cancelled:  # events_seen counts its job.failed or run.cancelled
+                self.runs.labels("cancelled", r.event_type.value).inc()
+            elif r.error is None:
                 self.rescued.inc()
             else:
                 self.runs.labels("failed", r.event_type.value).inc()

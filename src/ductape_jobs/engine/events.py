@@ -25,8 +25,8 @@ class RunObserver(Protocol):
         """Outcomes were recorded: completed, retry scheduled (``outcome.retry_at``) or failed for good."""
 
     def runs_rescued(self, rescued: Sequence[Rescued]) -> None:
-        """Runs whose worker stopped heartbeating went back to the queue, or failed for good after too many rescues
-        (``error`` set)."""
+        """Runs whose worker stopped heartbeating went back to the queue, failed for good after too many rescues
+        (``error`` set), or ended cancelled, their schedule cancelled while they ran (``cancelled``)."""
 
 
 def tell_started(observers: Sequence[RunObserver], runs: Sequence[Run], now: datetime) -> None:

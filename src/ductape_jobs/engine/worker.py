@@ -285,9 +285,16 @@ class Worker:
     def _tell_rescued(self, rescued: list[Rescued]) -> None:
         """Log and tell what a rescue did: the runs put back in the queue, and each run lost too often, failed for
         good (said as a run this worker fails for good is, and counted as failed, not as rescued)."""
-        back = [r.run_id for r in rescued if r.error is None]
+        back = [r.run_id for r in rescued if r.error is None and not r.cancelled]
         if back:
             log.warning("rescued %d run(s) whose worker stopped heartbeating: %s", len(back), back[:5])
+        ended = [r.run_id for r in rescued if r.cancelled]
+        if ended:
+            log.warning(
+                "%d run(s) whose worker stopped heartbeating not run again: their schedule was cancelled: %s",
+                len(ended),
+                ended[:5],
+            )
         for r in rescued:
             if r.error is not None:
                 _said_failed(r.run_id, r.error, None)
@@ -733,7 +740,9 @@ class Worker:
             if left:
                 released = await self._io(self.store.release_runs, self.id, left, self.clock.now())
                 say = log.warning if begun else log.info
-                say("released %d unfinished run(s) back to the queue (%d begun)", released, begun)
+                say("released %d unfinished run(s) back to the queue (%d begun)", released.queued, begun)
+                if released.cancelled:
+                    say("ended %d unfinished run(s) cancelled: their schedule was cancelled", released.cancelled)
         except StoreError as exc:  # their leases expire and other workers rescue the runs
             log.error(
                 "could not record %d outcome(s) or release %d run(s) at shutdown: %s",

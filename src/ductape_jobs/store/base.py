@@ -67,6 +67,7 @@ __all__ = [
     "Outcome",
     "Planner",
     "Relay",
+    "Released",
     "Rescued",
     "RetentionStore",
     "ScheduleChange",
@@ -128,11 +129,21 @@ class SchedulePart(Struct, frozen=True):
 
 class Rescued(Struct, frozen=True):
     """A run whose lease expired (its worker stopped heartbeating), as ``rescue_expired`` left it: queued again
-    (``error`` is ``None``), or failed for good, lost too often (``error`` says so, as the run does)."""
+    (``error`` is ``None``), failed for good, lost too often (``error`` says so, as the run does), or, its schedule
+    cancelled while it ran, ended ``cancelled`` (``cancelled``; it does not run again)."""
 
     run_id: str
     event_type: JobEventTypes
     error: str | None = None
+    cancelled: bool = False
+
+
+class Released(Struct, frozen=True):
+    """What ``release_runs`` did with the runs a worker gave back: how many it queued again, and how many it ended
+    ``cancelled`` instead, their schedule cancelled while the worker held them."""
+
+    queued: int
+    cancelled: int
 
 
 class Outcome(Struct, frozen=True):
@@ -405,16 +416,17 @@ class SchedulingStore(ABC):
         outcome it could not learn: the attempts it holds and never started are that claim's, which landed."""
 
     @abstractmethod
-    def release_runs(self, worker_id: str, run_ids: Sequence[str], now: datetime) -> int:
+    def release_runs(self, worker_id: str, run_ids: Sequence[str], now: datetime) -> Released:
         """Give runs back unstarted (a graceful shutdown; a lost claim's runs the worker has no room for): queued
         again, due at once (or at their due time, if a claim ahead took them before it), the attempt marked
-        released; one claimed ahead whose start is still to come as if it had not been claimed (no attempt)."""
+        released; one claimed ahead whose start is still to come as if it had not been claimed (no attempt). A run
+        whose schedule was cancelled meanwhile ends ``cancelled`` instead, its attempt so marked (or none)."""
 
     @abstractmethod
     def rescue_expired(self, now: datetime, max_rescues: int) -> list[Rescued]:
         """Runs whose lease expired (their worker died) go back to the queue (due at once, or at their due time if
-        that is still ahead), the attempt marked ``lost``; past ``max_rescues`` they fail. Returns each run so taken,
-        and which of the two it came to."""
+        that is still ahead), the attempt marked ``lost``; past ``max_rescues`` they fail; one whose schedule was
+        cancelled while it ran ends ``cancelled``. Returns each run so taken, and which of the three it came to."""
 
     @abstractmethod
     def retry_run(self, run_id: str, now: datetime) -> Run:

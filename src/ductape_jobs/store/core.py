@@ -50,6 +50,7 @@ from ductape_jobs.store.base import (
     Outcome,
     Planner,
     Recorded,
+    Released,
     Replan,
     Rescued,
     ScheduleChange,
@@ -306,19 +307,25 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
     def leased_runs(self, worker_id: str) -> list[Run]:
         return _claim_order(self._read(lambda tx: tx.all("leased_runs", {"worker_id": worker_id})))
 
-    def release_runs(self, worker_id: str, run_ids: Sequence[str], now: datetime) -> int:
+    def release_runs(self, worker_id: str, run_ids: Sequence[str], now: datetime) -> Released:
         if not run_ids:
-            return 0
+            return Released(0, 0)
 
-        def op(tx: Tx) -> int:
-            rows = tx.all("release_runs", {"ids": list(run_ids), "worker_id": worker_id, "now": ms(now)})
+        def op(tx: Tx) -> Released:
+            params = {"ids": list(run_ids), "worker_id": worker_id, "now": ms(now)}
+            tx.run("lock_runs", params)  # PostgreSQL: the runs, then their schedules (a cancel meanwhile ends first)
+            tx.run("lock_schedules_of_runs", params)
+            cancelled = tx.all("cancel_released_runs", params)  # a cancel's: not queued to run after it
+            queued = tx.all("release_runs", params)
+            rows = cancelled + queued
             if rows:
                 attempt = {"finished_at": ms(now), "outcome": "released", "error": _RELEASED, "started_at": None}
                 keys = [({"run_id": r["id"], "attempt": r["attempt"]}, bool(r["unstarted"])) for r in rows]
                 tx.many("finish_attempt", [{**attempt, **key} for key, unstarted in keys if not unstarted])
                 tx.many("delete_attempt", [key for key, unstarted in keys if unstarted])  # it never began
+            if queued:
                 tx.notify()
-            return len(rows)
+            return Released(len(queued), len(cancelled))
 
         return self._write(op, idempotent=True)
 
@@ -329,6 +336,9 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             rows = tx.all("expired_leases", {"now": now_ms})
             if not rows:
                 return []
+            ids = {"ids": [row["id"] for row in rows], "now": now_ms}
+            tx.run("lock_schedules_of_runs", ids)  # PostgreSQL: a cancel meanwhile ends first, or waits for this
+            cancelled = {r["id"] for r in tx.all("cancel_lost_runs", ids)}  # not queued to run after the cancel
             attempts, back, lost, rescued = [], [], [], []
             for row in rows:
                 error = f"lease expired: worker {row['lease_owner']} stopped heartbeating (presumed dead)"
@@ -343,7 +353,9 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
                 )
                 attempts[-1]["error"] = error
                 kind = JobEventTypes(row["event_type"])
-                if row["rescues"] >= max_rescues:
+                if row["id"] in cancelled:
+                    rescued.append(Rescued(row["id"], kind, cancelled=True))
+                elif row["rescues"] >= max_rescues:
                     lost.append({"id": row["id"], "now": now_ms, "error": f"{error}; lost {row['rescues'] + 1} times"})
                     rescued.append(Rescued(row["id"], kind, lost[-1]["error"]))
                 else:
@@ -486,7 +498,7 @@ def _finish(tx: Tx, finished: _Finished, now: datetime) -> frozenset[str]:
             # PostgreSQL, a cancel meanwhile ends first, or waits for this batch; every schedule the batch changes
             # or reads the state of is locked here at once, in one order (no two batches wait for each other)
             failing = [o["run_id"] for o in [*retry, *failed]]
-            tx.run("lock_failing_runs", {"failed": failing})  # first: a rescue of one holds it, then its schedule
+            tx.run("lock_runs", {"ids": failing})  # first: a rescue of one holds it, then its schedule
             tx.run("lock_deciding_schedules", {"failed": failing, "ended": ended})
         if retry:
             tx.many("schedule_retry", retry)

@@ -211,11 +211,21 @@ UPDATE runs SET phase = 'retry_scheduled', available_at = %(retry_at)s, retry_co
 WHERE id = %(run_id)s AND lease_owner = %(worker_id)s AND attempt = %(attempt)s AND phase = 'running'
   AND NOT EXISTS (SELECT 1 FROM schedules s WHERE s.id = runs.schedule_id AND s.status = 'cancelled');
 
--- name: lock_failing_runs
--- The runs of an outcome batch that failed, locked before their schedules (lock_deciding_schedules), in the order of
--- their ids: a rescue failing one of them for good (it holds the run, then updates or locks its schedule) ends
--- first, rather than waiting for a schedule this batch would hold while it waits for the run. Nothing is read back.
-SELECT id FROM runs WHERE id = ANY(%(failed)s) ORDER BY id FOR NO KEY UPDATE;
+-- name: lock_runs
+-- Runs locked before their schedules (lock_deciding_schedules, lock_schedules_of_runs), in the order of their ids:
+-- the failed runs of an outcome batch, the runs a worker gives back. A rescue of one of them (it holds the run, then
+-- locks its schedule) ends first, rather than waiting for a schedule this transaction would hold while it waits for
+-- the run. Nothing is read back.
+SELECT id FROM runs WHERE id = ANY(%(ids)s) ORDER BY id FOR NO KEY UPDATE;
+
+-- name: lock_schedules_of_runs
+-- The schedules of runs a rescue takes back or a worker gives back, locked (after the runs) in the order of their ids,
+-- as an UPDATE of them locks them: a cancel meanwhile (it holds its schedule FOR UPDATE) ends first, and the
+-- statements after see it; a cancel after waits for this transaction, then cancels the runs it queued.
+SELECT id FROM schedules
+WHERE id IN (SELECT schedule_id FROM runs WHERE id = ANY(%(ids)s))
+ORDER BY id
+FOR NO KEY UPDATE;
 
 -- name: lock_deciding_schedules
 -- The schedules an outcome batch with failures decides about or changes, locked first, in the order of their ids,
@@ -277,6 +287,20 @@ UPDATE runs SET phase = 'queued', available_at = GREATEST(available_at, %(now)s)
 WHERE id = ANY(%(ids)s) AND lease_owner = %(worker_id)s AND phase = 'running'
 RETURNING id, CASE WHEN started_at IS NULL THEN attempt + 1 ELSE attempt END AS attempt, started_at IS NULL AS unstarted;
 
+-- name: cancel_released_runs
+-- Runs given back whose schedule was cancelled while the worker held them: ended as cancel() ends the runs that had
+-- not started, not queued to run after it (release_runs takes the others). One whose start is still to come never
+-- began: its attempt is not counted (its row is deleted), as release_runs does.
+UPDATE runs r SET phase = 'cancelled', completed_at = %(now)s, duration_ms = NULL,
+    error = coalesce(s.reason, 'cancelled'), available_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+    attempt = CASE WHEN r.started_at > %(now)s THEN r.attempt - 1 ELSE r.attempt END,
+    started_at = CASE WHEN r.started_at > %(now)s THEN NULL ELSE r.started_at END, updated_at = %(now)s
+FROM schedules s
+WHERE r.id = ANY(%(ids)s) AND r.lease_owner = %(worker_id)s AND r.phase = 'running'
+  AND s.id = r.schedule_id AND s.status = 'cancelled'
+RETURNING r.id, CASE WHEN r.started_at IS NULL THEN r.attempt + 1 ELSE r.attempt END AS attempt,
+    r.started_at IS NULL AS unstarted;
+
 -- name: delete_attempt
 DELETE FROM attempts WHERE run_id = %(run_id)s AND attempt = %(attempt)s;
 
@@ -286,6 +310,16 @@ SELECT id, attempt, lease_owner, rescues, event_type FROM runs
 WHERE phase = 'running' AND lease_expires_at < %(now)s
 ORDER BY lease_expires_at LIMIT 500
 FOR UPDATE SKIP LOCKED;
+
+-- name: cancel_lost_runs
+-- Runs whose lease expired, of a schedule cancelled while they ran: ended cancelled (no duration: the attempt was
+-- lost), not queued to run after the cancel; rescue_run and fail_lost_run pass them over.
+UPDATE runs r SET phase = 'cancelled', completed_at = %(now)s, duration_ms = NULL, error = coalesce(s.reason, 'cancelled'),
+    available_at = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = %(now)s
+FROM schedules s
+WHERE r.id = ANY(%(ids)s) AND r.phase = 'running' AND r.lease_expires_at < %(now)s
+  AND s.id = r.schedule_id AND s.status = 'cancelled'
+RETURNING r.id;
 
 -- name: rescue_run
 UPDATE runs SET phase = 'queued', available_at = GREATEST(available_at, %(now)s), rescues = rescues + 1, lease_owner = NULL,

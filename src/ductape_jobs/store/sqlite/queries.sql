@@ -226,8 +226,12 @@ UPDATE runs SET phase = 'retry_scheduled', available_at = :retry_at, retry_count
 WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase = 'running'
   AND NOT EXISTS (SELECT 1 FROM schedules s WHERE s.id = runs.schedule_id AND s.status = 'cancelled');
 
--- name: lock_failing_runs
+-- name: lock_runs
 -- (SQLite's single writer: nothing to lock.)
+SELECT 1 WHERE 0;
+
+-- name: lock_schedules_of_runs
+-- (SQLite's single writer already excludes a cancel of these schedules meanwhile: nothing to lock.)
 SELECT 1 WHERE 0;
 
 -- name: lock_deciding_schedules
@@ -281,6 +285,19 @@ UPDATE runs SET phase = 'queued', available_at = max(coalesce(available_at, :now
 WHERE id IN (SELECT value FROM json_each(:ids)) AND lease_owner = :worker_id AND phase = 'running'
 RETURNING id, CASE WHEN started_at IS NULL THEN attempt + 1 ELSE attempt END AS attempt, started_at IS NULL AS unstarted;
 
+-- name: cancel_released_runs
+-- Runs given back whose schedule was cancelled while the worker held them: ended as cancel() ends the runs that had
+-- not started, not queued to run after it (release_runs takes the others). One whose start is still to come never
+-- began: its attempt is not counted (its row is deleted), as release_runs does.
+UPDATE runs SET phase = 'cancelled', completed_at = :now, duration_ms = NULL,
+    error = coalesce((SELECT s.reason FROM schedules s WHERE s.id = runs.schedule_id), 'cancelled'),
+    available_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
+    attempt = CASE WHEN started_at > :now THEN attempt - 1 ELSE attempt END,
+    started_at = CASE WHEN started_at > :now THEN NULL ELSE started_at END, updated_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids)) AND lease_owner = :worker_id AND phase = 'running'
+  AND EXISTS (SELECT 1 FROM schedules s WHERE s.id = runs.schedule_id AND s.status = 'cancelled')
+RETURNING id, CASE WHEN started_at IS NULL THEN attempt + 1 ELSE attempt END AS attempt, started_at IS NULL AS unstarted;
+
 -- name: delete_attempt
 DELETE FROM attempts WHERE run_id = :run_id AND attempt = :attempt;
 
@@ -288,6 +305,16 @@ DELETE FROM attempts WHERE run_id = :run_id AND attempt = :attempt;
 SELECT id, attempt, lease_owner, rescues, event_type FROM runs INDEXED BY runs_leases
 WHERE phase = 'running' AND lease_expires_at < :now
 ORDER BY lease_expires_at LIMIT 500;
+
+-- name: cancel_lost_runs
+-- Runs whose lease expired, of a schedule cancelled while they ran: ended cancelled (no duration: the attempt was
+-- lost), not queued to run after the cancel; rescue_run and fail_lost_run pass them over.
+UPDATE runs SET phase = 'cancelled', completed_at = :now, duration_ms = NULL,
+    error = coalesce((SELECT s.reason FROM schedules s WHERE s.id = runs.schedule_id), 'cancelled'),
+    available_at = NULL, lease_owner = NULL, lease_expires_at = NULL, updated_at = :now
+WHERE id IN (SELECT value FROM json_each(:ids)) AND phase = 'running' AND lease_expires_at < :now
+  AND EXISTS (SELECT 1 FROM schedules s WHERE s.id = runs.schedule_id AND s.status = 'cancelled')
+RETURNING id;
 
 -- name: rescue_run
 UPDATE runs SET phase = 'queued', available_at = max(coalesce(available_at, :now), :now), rescues = rescues + 1, lease_owner = NULL,
