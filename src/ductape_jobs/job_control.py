@@ -23,6 +23,7 @@ from ductape_jobs.models import (
     ScheduleStatus,
     TriggeredBy,
     check_filter,
+    check_key,
     check_window,
     parse,
     to_utc,
@@ -45,7 +46,7 @@ class JobControl:
 
     def get(self, job_id: str) -> Schedule:
         """A scheduled job instance by ``job_id``."""
-        schedule = self._store.get_schedule(job_id)
+        schedule = self._store.get_schedule(check_key(job_id, "job_id"))
         if schedule is None:
             raise NotFoundError("schedule", job_id)
         return schedule
@@ -63,6 +64,8 @@ class JobControl:
         """Scheduled job instances, newest first (``product_tag``/``env``: one product's)."""
         state = check_enum(ScheduleStatus, status, "status")
         check_page(limit, offset)
+        if job_tag is not None:
+            check_key(job_tag, "job_tag")
         product, environment = check_filter(product_tag, "product_tag"), check_filter(env, "env")
         return self._store.list_schedules(
             status=state, job_tag=job_tag, limit=limit, offset=offset, product_tag=product, env=environment
@@ -70,6 +73,7 @@ class JobControl:
 
     def pause(self, job_id: str, reason: str | None = None) -> Schedule:
         """No new occurrence starts while paused; runs already queued still run."""
+        check_key(job_id, "job_id")
         check_reason(reason)
         text = f"paused: {reason}" if reason else "paused"
 
@@ -83,6 +87,7 @@ class JobControl:
 
     def resume(self, job_id: str) -> Schedule:
         """Carry on from now: occurrences that fell due while paused are skipped."""
+        check_key(job_id, "job_id")
         now = to_ms(self._clock.now())
 
         def resume(schedule: Schedule) -> ScheduleChange:
@@ -102,6 +107,7 @@ class JobControl:
 
     def cancel(self, job_id: str, reason: str | None = None) -> Schedule:
         """Stop the schedule for good and cancel its runs that have not started (running ones finish)."""
+        check_key(job_id, "job_id")
         check_reason(reason)
         text = f"cancelled: {reason}" if reason else "cancelled"
 
@@ -114,6 +120,7 @@ class JobControl:
 
     def reschedule(self, job_id: str, repeat: RepeatOptions | dict[str, Any]) -> Schedule:
         """Give a schedule a new ``repeat`` (cron/every, limit, endDate, tz) from now on."""
+        check_key(job_id, "job_id")
         options = parse(RepeatOptions, repeat, prefix="repeat")
         now = to_ms(self._clock.now())
         if options.end_date is not None and options.end_date < now:  # as schedule() refuses one before its start
@@ -155,6 +162,7 @@ class JobControl:
     def trigger(self, job_id: str) -> Run:
         """Run a schedule once now, outside its cadence (``triggered_by=manual``), with its input. A cancelled
         schedule runs nothing more: ``ConflictError``."""
+        check_key(job_id, "job_id")
         now = to_ms(self._clock.now())
         run = NewRun(new_id("run"), job_id, now, now, RunPhase.QUEUED, TriggeredBy.MANUAL)
         self._store.trigger(job_id, run)
@@ -216,6 +224,9 @@ class JobControl:
         ``start_at`` takes."""
         state = check_enum(RunPhase, phase, "phase")
         check_page(limit, offset)
+        for key, name in ((job_id, "job_id"), (job_tag, "job_tag")):
+            if key is not None:
+                check_key(key, name)
         after, before = check_window(since, until)
         product, environment = check_filter(product_tag, "product_tag"), check_filter(env, "env")
         flt = RunFilter(job_id, job_tag, state, after, before, limit, offset, product_tag=product, env=environment)
@@ -223,14 +234,14 @@ class JobControl:
 
     def run(self, run_id: str) -> Run:
         """One run with its attempts."""
-        found = self._store.get_run(run_id)
+        found = self._store.get_run(check_key(run_id, "run_id"))
         if found is None:
             raise NotFoundError("run", run_id)
         return found
 
     def retry(self, run_id: str) -> Run:
         """Give a failed (or cancelled) run one more attempt now."""
-        run = self._store.retry_run(run_id, to_ms(self._clock.now()))
+        run = self._store.retry_run(check_key(run_id, "run_id"), to_ms(self._clock.now()))
         self._wake()
         return run
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ductape_jobs.errors import NotFoundError, ValidationError
+from ductape_jobs.errors import NotFoundError
 from ductape_jobs.limits import check_page
-from ductape_jobs.models import JobHistory, JobStats, check_filter, check_window
+from ductape_jobs.models import JobHistory, JobStats, check_filter, check_key, check_window
 from ductape_jobs.store.base import Store
 
 #: How many executions ``history`` lists when not told.
@@ -24,9 +24,7 @@ class JobReports:
         (1 to ``MAX_PAGE``), each numbered from 1 in order of due time; with the total, successful and failed
         counts over all its runs. ``NotFoundError`` if there is no such schedule."""
         check_page(limit)
-        if not isinstance(job_id, str):
-            raise ValidationError("job_id", "must be text")
-        found = self._store.schedule_history(job_id, limit)
+        found = self._store.schedule_history(check_key(job_id, "job_id"), limit)
         if found is None:
             raise NotFoundError("schedule", job_id)
         return found

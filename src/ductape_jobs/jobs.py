@@ -19,6 +19,7 @@ from ductape_jobs.models import (
     JobUpdate,
     ScheduleStatus,
     check_cadence,
+    check_key,
     check_tag,
     parse,
 )
@@ -27,7 +28,7 @@ if TYPE_CHECKING:
     from ductape_jobs.clock import Clock
     from ductape_jobs.products import Products
     from ductape_jobs.sessions import Sessions
-    from ductape_jobs.store.base import Store
+    from ductape_jobs.store.base import ScheduleTarget, Store
     from ductape_jobs.tracing import Tracing
     from ductape_jobs.webhooks import Webhooks
 
@@ -102,15 +103,35 @@ class Jobs(JobScheduling, JobControl, JobReports):
         if not changes:
             raise ValidationError("data", "give at least one field to update")
         job = self.fetch(tag)
-        updated = job.model_copy(update=changes)  # not validated again: the fields each were, their pairing here
-        check_cadence(updated.executions, updated.intervals)
-        self._check_event(updated)
+        field = "event_tag" if "event_tag" in changes else "event_type"
+
+        def check(updated: JobDefinition, targets: Sequence[ScheduleTarget]) -> None:
+            """The fields each were validated, their pairing here; the event, against the product and against where
+            the job's live schedules run it (they would run the new one: a schedule() there now is refused)."""
+            check_cadence(updated.executions, updated.intervals)
+            self._check_event(updated)
+            for t in targets:
+                try:
+                    self._products.check_schedule(t.product_tag, t.env, updated.event_type, updated.event_tag, t.app)
+                except ValidationError as exc:
+                    where = f"product {t.product_tag!r}, env {t.env!r}" + (f", app {t.app!r}" if t.app else "")
+                    raise ValidationError(
+                        field,
+                        f"its active or paused schedules in {where} could not run it ({exc.field}: {exc.rule}); "
+                        "cancel them first",
+                    ) from None
+
+        updated = job.model_copy(update=changes)  # not validated again: the fields each were
+        check(updated, [])  # bad input named before anything is written; again as it is written
         limits = self._products.limits_of(updated)
         self._forget(tag)
         self._store.define_resources(limits, self._clock.now())
-        return self._store.update_job(job.product_tag or "", tag, changes, to_ms(self._clock.now()))
+        # checked again in the write's transaction, on the row as it is: two updates at once each checked the job
+        # as it read it, and together made a job neither would have been let make (executions 5, intervals 0)
+        return self._store.update_job(job.product_tag or "", tag, changes, to_ms(self._clock.now()), check=check)
 
     def fetch(self, tag: str) -> JobDefinition:
+        check_key(tag, "tag")
         if self.product_tag is not None:
             job = self._store.find_job(self.product_tag, tag)
         else:

@@ -224,6 +224,15 @@ def check_filter(value: object, field: str) -> str | None:
     return value.strip()
 
 
+def check_key(value: object, field: str) -> str:
+    """The id or tag a call looks up (``job_id``, ``run_id``, a job's ``tag``): text, or a ``ValidationError`` naming
+    ``field`` (a number or a dict reached the store: PostgreSQL's "operator does not exist", SQLite's binding error).
+    Whether one is there is the store's to answer (``NotFoundError``)."""
+    if not isinstance(value, str):
+        raise ValidationError(field, "must be text")
+    return value
+
+
 def check_window(since: object, until: object) -> tuple[datetime | None, datetime | None]:
     """``since`` and ``until`` (``check_time``), ``since`` not after ``until``: the runs and the stats of a window
     refuse one the wrong way round alike (the runs answered none)."""

@@ -129,6 +129,15 @@ def test_a_piping_syntax_error_names_its_place() -> None:
     assert err.field == f"{WHERE}.sequence[0].events[0].input.to" and "unclosed" in err.rule
 
 
+@pytest.mark.parametrize("text", ["$Input{email", "$Foo(1)", "$Inpt{a}"])
+def test_a_piping_syntax_error_in_a_stored_events_input_names_its_place(text: str) -> None:
+    """A JOB event's input is stored, and checked for secrets first: a malformed placeholder there raised a bare
+    PipingSyntaxError naming no field (the CLI's exit 1, not bad input's 2)."""
+    err = refused({"sequence": [seq("a", job("j", {"to": {"list": [text]}}))]})
+    assert err.field == f"{WHERE}.sequence[0].events[0].input.to.list[0]"
+    assert f"in {text!r}" in err.rule
+
+
 def test_an_input_key_the_schema_does_not_declare() -> None:
     err = refused({"input": {"email": "string"}, "sequence": [seq("a", fn("one", {"to": "$Input{mail}"}))]})
     assert err.field == f"{WHERE}.sequence[0].events[0].input.to"

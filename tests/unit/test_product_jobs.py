@@ -223,3 +223,52 @@ def test_a_feature_events_app_names_the_app_of_an_action_and_nothing_else(dt: Du
     assert raised.value.rule == "names the app of an ACTION event; this event is a DATABASE_ACTION"
     del event["app"]
     dt.products.add(product)  # without it: taken
+
+
+def test_an_update_its_live_schedules_could_not_run_is_refused(dt: Ductape, tmp_path: Path) -> None:
+    """A shared job's event changed to one a product it runs in does not declare (a probe: accepted, and every later
+    run of its live schedules failed for good), or a job with schedules naming an ``app`` changed to an event that
+    takes none: refused, naming the field and the schedules' product, nothing written. A schedule that will not run
+    it (cancelled; a one-off whose run is made: the run keeps its event) does not hold the change back, nor does one
+    elsewhere that can run it."""
+    app = {"envs": {"prd": {"base_url": "http://127.0.0.1:9"}}, "actions": {"sync": {"method": "GET", "path": "/"}}}
+    dt.products.add({"tag": "shop", "envs": ["prd"], "apps": {"a1": app}})
+    dt.products.add({"tag": "blog", "envs": ["prd"], "apps": {"b1": app}})
+    dt.job.create({"name": "S", "tag": "s", "event_type": "FUNCTION", "event_tag": "fn", "intervals": 60_000})
+    live = dt.job.schedule({"env": "prd", "product_tag": "shop", "event": "s"}).job_id
+    with pytest.raises(ValidationError) as raised:
+        dt.job.update("s", {"event_type": "ACTION", "event_tag": "b1:sync"})
+    assert raised.value.field == "event_tag"
+    assert "its active or paused schedules in product 'shop', env 'prd' could not run it" in raised.value.rule
+    assert (dt.job.fetch("s").event_type.value, dt.job.fetch("s").event_tag) == ("function", "fn")  # as it was
+    dt.job.cancel(live)
+    dt.job.schedule({"env": "prd", "product_tag": "blog", "event": "s"})
+    assert dt.job.update("s", {"event_type": "ACTION", "event_tag": "b1:sync"}).event_tag == "b1:sync"
+
+    shop = dt.product("shop").jobs
+    shop.create({"name": "A", "tag": "act", "event_type": "ACTION", "event_tag": "a1:sync", "intervals": 60_000})
+    dt.job.schedule({"env": "prd", "product_tag": "shop", "event": "act", "app": "a1"})
+    with pytest.raises(ValidationError) as raised:
+        shop.update("act", {"event_type": "FUNCTION", "event_tag": "fn"})
+    assert raised.value.field == "event_tag" and "app 'a1'" in raised.value.rule
+    assert "names the app of an ACTION event; this event is a FUNCTION" in raised.value.rule
+    assert shop.fetch("act").event_type.value == "action"
+    assert shop.update("act", {"name": "Renamed"}).name == "Renamed"  # the event unchanged: not checked
+
+
+@pytest.mark.parametrize("bad", [5, True, {"a": 1}, ["x"], None])
+def test_a_lookup_by_something_other_than_text_is_a_validation_error(dt: Ductape, bad: Any) -> None:
+    """A job's tag, a schedule's or a run's id that is not text reached the store: PostgreSQL answered "operator does
+    not exist" (a StoreError, HTTP 503), SQLite a binding error or "not found". It is now refused naming it."""
+    calls = {
+        "tag": [dt.job.fetch, lambda t: dt.job.update(t, {"name": "x"}), dt.job.delete],
+        "job_id": [dt.job.get, dt.job.pause, dt.job.resume, dt.job.cancel, dt.job.trigger, dt.job.history,
+                   lambda i: dt.job.reschedule(i, {"every": 60_000}), lambda i: dt.job.runs(job_id=i or 0)],
+        "run_id": [dt.job.run, dt.job.retry],
+        "job_tag": [lambda t: dt.job.runs(job_tag=t or 0), lambda t: dt.job.list(job_tag=t or 0)],
+    }  # fmt: skip
+    for field, fns in calls.items():
+        for fn in fns:
+            with pytest.raises(ValidationError) as raised:
+                fn(bad)
+            assert (raised.value.field, raised.value.rule) == (field, "must be text"), (field, fn)

@@ -449,10 +449,13 @@ def test_event_type_forms(dt: Ductape, given: object, expected: JobEventTypes) -
     assert dt.job.fetch("report").event_type is expected
 
 
-def test_update_accepts_event_type_aliases(jdt: Ductape) -> None:
-    updated = jdt.job.update("report", {"event_type": "PUBLISH", "name": "Weekly"})
+def test_update_accepts_event_type_aliases(dt: Ductape) -> None:
+    dt.job.create(
+        job()
+    )  # no live schedule: one would need a product declaring the broker topic (a FUNCTION's does not)
+    updated = dt.job.update("report", {"event_type": "PUBLISH", "name": "Weekly"})
     assert updated.event_type is JobEventTypes.MESSAGEBROKER and updated.name == "Weekly" and updated.tag == "report"
-    assert jdt.job.fetch("report").event_type is JobEventTypes.MESSAGEBROKER
+    assert dt.job.fetch("report").event_type is JobEventTypes.MESSAGEBROKER
 
 
 @pytest.mark.parametrize(

@@ -214,6 +214,8 @@ def _check_event(product: ProductSpec, event: FeatureEvent, where: str, locate: 
     if event.type in (FeatureEventTypes.JOB, FeatureEventTypes.FEATURE):  # their input is stored
         try:
             restrict({"input": event.input, "start_at": event.start_at}, STORED_SOURCES)
+        except PipingSyntaxError as exc:  # a malformed placeholder: named where it is, as a misspelt source is
+            raise ValidationError(located(where, exc.at), str(exc)) from None
         except PipingError as exc:
             raise ValidationError(
                 located(where, exc.at),

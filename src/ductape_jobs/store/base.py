@@ -62,6 +62,7 @@ __all__ = [
     "DueDelivery",
     "DueSchedule",
     "FeatureStore",
+    "JobCheck",
     "Keep",
     "OutboxStore",
     "Outcome",
@@ -71,6 +72,7 @@ __all__ = [
     "Rescued",
     "RetentionStore",
     "ScheduleChange",
+    "ScheduleTarget",
     "SchedulingStore",
     "StatsStore",
     "Store",
@@ -136,6 +138,19 @@ class Rescued(Struct, frozen=True):
     event_type: JobEventTypes
     error: str | None = None
     cancelled: bool = False
+
+
+class ScheduleTarget(Struct, frozen=True):
+    """Where live schedules of a job run it: their product, env and app (``None``: none named)."""
+
+    product_tag: str
+    env: str
+    app: str | None
+
+
+#: What ``update_job`` checks the changed job with, in its transaction: the job as it would be, and where its live
+#: schedules run it (only when its event changes: else none).
+JobCheck = Callable[[JobDefinition, Sequence[ScheduleTarget]], None]
 
 
 class Released(Struct, frozen=True):
@@ -277,9 +292,18 @@ class SchedulingStore(ABC):
         """Store a new job; ``ConflictError`` if its product (``''``: shared) already has the tag."""
 
     @abstractmethod
-    def update_job(self, product_tag: str, tag: str, changes: dict[str, Any], now: datetime) -> JobDefinition:
+    def update_job(
+        self,
+        product_tag: str,
+        tag: str,
+        changes: dict[str, Any],
+        now: datetime,
+        check: JobCheck | None = None,
+    ) -> JobDefinition:
         """Apply ``changes`` to the job (``product_tag`` ``''``: a shared job); schedules that follow the job's
-        cadence take the new cadence. ``NotFoundError`` if there is no such job."""
+        cadence take the new cadence. ``NotFoundError`` if there is no such job. ``check`` is given the job as the
+        changes make it from the row as it is (locked), and, when they change its event, where its live (active or
+        paused) schedules run it; what it raises is raised, nothing written."""
 
     @abstractmethod
     def get_job(self, product_tag: str, tag: str) -> JobDefinition | None:

@@ -47,6 +47,7 @@ from ductape_jobs.store.api import ApiCore
 from ductape_jobs.store.base import (
     Capabilities,
     DueSchedule,
+    JobCheck,
     Outcome,
     Planner,
     Recorded,
@@ -55,6 +56,7 @@ from ductape_jobs.store.base import (
     Rescued,
     ScheduleChange,
     SchedulePart,
+    ScheduleTarget,
     Store,
     Wakeups,
 )
@@ -123,15 +125,27 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             raise ConflictError(f"tag: a job with tag {job.tag!r} already exists{where}") from exc.__cause__
         return job.model_copy(update={"created_at": now, "updated_at": now})
 
-    def update_job(self, product_tag: str, tag: str, changes: dict[str, Any], now: datetime) -> JobDefinition:
+    def update_job(
+        self,
+        product_tag: str,
+        tag: str,
+        changes: dict[str, Any],
+        now: datetime,
+        check: JobCheck | None = None,
+    ) -> JobDefinition:
         key = {"product_tag": product_tag, "tag": tag}
 
         def op(tx: Tx) -> JobDefinition:
-            row = tx.one("lock_job", key)
+            row = tx.one("lock_job", key)  # PostgreSQL: FOR UPDATE; a schedule() of it holds it FOR SHARE meanwhile
             if row is None:
                 raise NotFoundError("job", tag)
             before = job_from_row(row)
             job = before.model_copy(update=changes)
+            if check is not None:  # the job as these changes make it from the row as it is, not as read before
+                targets: list[ScheduleTarget] = []
+                if "event_type" in changes or "event_tag" in changes:
+                    targets = [ScheduleTarget(**r) for r in tx.all("live_schedule_targets", key)]
+                check(job, targets)
             params = job_params(job, now)
             had_limit = before.concurrency is not None or before.rate is not None
             cadence = "intervals" in changes or "executions" in changes

@@ -65,6 +65,11 @@ SELECT * FROM jobs WHERE (%(product_tag)s::text IS NULL OR product_tag = %(produ
 SELECT count(*) AS n FROM schedules
 WHERE job_tag = %(tag)s AND job_product = %(product_tag)s AND status IN ('active', 'paused');
 
+-- name: live_schedule_targets
+-- Where a job's live schedules run it (job.update checks its new event against each): few rows, by schedules_job.
+SELECT DISTINCT product_tag, env, app FROM schedules
+WHERE job_tag = %(tag)s AND job_product = %(product_tag)s AND status IN ('active', 'paused');
+
 -- name: delete_job
 DELETE FROM jobs WHERE product_tag = %(product_tag)s AND tag = %(tag)s;
 
