@@ -291,6 +291,17 @@ def _event_type(value: object) -> object:
 
 
 Tag = Annotated[str, AfterValidator(_tag)]  # after: checks the stripped text
+
+
+def _distinct(names: list[str]) -> list[str]:
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise ValidationError(f"[{i}]", f"{name!r} is named twice")
+    return names
+
+
+#: The resources a job names: each once (a name given twice was stored twice).
+Resources = Annotated[list[Tag], Field(max_length=16), AfterValidator(_distinct)]
 EventType = Annotated[JobEventTypes, BeforeValidator(_event_type)]
 Millis = Annotated[int, BeforeValidator(_ms_positive), Field(le=MAX_MILLIS)]
 Count = Annotated[int, BeforeValidator(_no_bool), Field(le=MAX_COUNT)]
@@ -405,7 +416,7 @@ class JobDefinition(_Input):
     keep_failed: JobKeep = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
-    resources: list[Tag] = Field(default_factory=list, max_length=16, description="its product's resources")
+    resources: Resources = Field(default_factory=list, description="its product's resources")
     concurrency: Concurrency | None = Field(default=None, description="its runs executing at once")
     rate: str | None = Field(default=None, description="its runs started per window: '10/s', '600/min'")
     priority: Priority = Field(default=0, description="its runs' default priority")
@@ -468,7 +479,7 @@ class JobUpdate(_Input):
     executions: Count | None = Field(default=None, ge=0)
     intervals: Millis | None = Field(default=None, ge=0)
     start_at: datetime | None = None
-    resources: list[Tag] | None = Field(default=None, max_length=16)
+    resources: Resources | None = None
     concurrency: Concurrency | None = None
     rate: str | None = None
     priority: Priority | None = None

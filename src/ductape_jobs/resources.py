@@ -42,7 +42,7 @@ _UNITS = {
     "h": 3_600_000,
     "hour": 3_600_000,
 }
-_RATE = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(\d*)\s*([a-z]+?)s?\s*$")
+_RATE = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(\d*)\s*([a-z]+)\s*$")
 
 
 class Rate(Struct, frozen=True):
@@ -66,7 +66,7 @@ def parse_rate(value: object, field: str) -> Rate:
         return value
     text = value.lower() if isinstance(value, str) else ""
     match = _RATE.match(text)
-    unit = _UNITS.get(match.group(3)) if match else None
+    unit = _unit(match.group(3)) if match else None
     if match is None or unit is None:
         raise ValidationError(field, f"{value!r} is not a rate; write COUNT/UNIT, such as '10/s', '600/min' or '5/10s'")
     count, per = int(match.group(1)), int(match.group(2) or 1)
@@ -77,6 +77,15 @@ def parse_rate(value: object, field: str) -> Rate:
         most, asked = span_text(MAX_WINDOW), span_text(window)
         raise ValidationError(field, f"window must be between 1 ms and 1 day ({most}), not {asked}")
     return Rate(count, window)
+
+
+def _unit(word: str) -> int | None:
+    """A rate's unit in ms, by its name or its plural (``mins``, ``seconds``). The name first: ``ms`` is not the
+    plural of ``m`` (read so, ``5/100ms`` was 5 per 100 minutes)."""
+    found = _UNITS.get(word)
+    if found is None and word.endswith("s"):
+        found = _UNITS.get(word[:-1])
+    return found
 
 
 class ResourceLimit(Struct, frozen=True):

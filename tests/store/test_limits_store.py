@@ -355,6 +355,26 @@ def test_a_job_s_own_limit_taken_away_no_longer_holds_its_runs(store: Store) -> 
     assert use["shop/job:own"].concurrency is None and use["shop/job:own"].rate is None
 
 
+def test_a_job_s_limits_changed_reach_its_runs_not_ended(store: Store) -> None:
+    """A limits probe: a run's limits were copied when it was made, so a limit given to a job (an incident's brake)
+    held none of its backlog, and a run running then counted under none; a resource taken away kept holding the
+    backlog. The runs not ended fall under the job's limits as they are now."""
+    ids = backlog(store, "late", 4)
+    (running,) = store.acquire_runs("w1", 1, LEASE, T0)
+    assert running.id == ids[0]
+    store.update_job("shop", "late", {"concurrency": 1}, T0 + SEC // 10)
+    assert store.acquire_runs("w1", 10, LEASE, T0 + SEC // 10) == []  # the running one counts: none starts
+    assert "concurrency of 'job:late'" in (run_of(store, ids[1]).waiting_on or "")
+    store.finish_runs([ok(running, at=T0 + SEC)], T0 + SEC)
+    assert [r.id for r in store.acquire_runs("w1", 10, LEASE, T0 + SEC)] == [ids[1]]
+
+    store.define_resources([CRM], T0)
+    limited = backlog(store, "crm", 4, resources=["crm-api"])
+    assert len(store.acquire_runs("w2", 10, LEASE, T0 + SEC)) == 2  # concurrency 2
+    store.update_job("shop", "crm", {"resources": []}, T0 + 2 * SEC)
+    assert sorted(r.id for r in store.acquire_runs("w2", 10, LEASE, T0 + 2 * SEC)) == sorted(limited[2:])
+
+
 def _wait_until_blocked(watch: psycopg.Connection[Any], backend: Backend, writer: threading.Thread) -> None:
     """Until a connection of ``backend``'s stores waits on a lock (its URL names it: application_name)."""
     deadline = time.monotonic() + 30

@@ -746,3 +746,27 @@ def test_the_product_and_env_filters_of_listings_are_bounded_text(jdt: Ductape) 
     with pytest.raises(ValidationError, match=r"^product_tag: must be text"):
         jdt.webhooks.list(product_tag="x" * 257)
     assert jdt.job.list(product_tag=" shop ") == jdt.job.list(product_tag="shop")  # stripped, as stats strip it
+
+
+def test_a_rate_reads_its_unit_by_name_before_its_plural() -> None:
+    """A limits probe: ``"5/100ms"`` was read as 5 per 100 minutes (``ms``, the plural of ``m``), so a job limited
+    so ran 5 runs and held the rest 100 minutes; ``"1/ms"`` was 1 a minute. A unit is its name, else its plural."""
+    from ductape_jobs.resources import parse_rate
+
+    windows = {"5/100ms": 100, "1/ms": 1, "3/500ms": 500, "20 per second": 1000, "2/10secs": 10_000, "6/mins": 60_000,
+               "1 per 2 hours": 7_200_000, "10/s": 1000, "600/min": 60_000, "5/10m": 600_000}  # fmt: skip
+    for rate, ms in windows.items():
+        parsed = parse_rate(rate, "rate")
+        assert parsed.window == timedelta(milliseconds=ms), rate
+        assert parse_rate(str(parsed), "rate") == parsed, rate  # as a job stores it
+    for bad in ("5/100msec", "5/weeks", "5/100"):
+        with pytest.raises(ValidationError, match=f"'{bad}' is not a rate"):
+            parse_rate(bad, "rate")
+
+
+def test_a_resource_named_twice_is_refused(dt: Ductape) -> None:
+    """A limits probe: ``resources: ["crm-api", "crm-api"]`` was taken and stored twice (bad input, written)."""
+    details = {**job(), "product_tag": "shop", "resources": ["crm-api", "db", "crm-api"]}
+    rejected(dt, lambda d: d.job.create(details), "resources[2]", "'crm-api' is named twice")
+    dt.job.create(job())
+    rejected(dt, lambda d: d.job.update("report", {"resources": ["x", "x"]}), "resources[1]", "'x' is named twice")

@@ -149,6 +149,8 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             params = job_params(job, now)
             had_limit = before.concurrency is not None or before.rate is not None
             cadence = "intervals" in changes or "executions" in changes
+            if job.limit_keys != before.limit_keys:  # the runs not ended fall under its limits as they are now
+                tx.run("relimit_job_runs", params)  # (before _save_job: no lock after its limits are stored)
             _save_job(tx, "update_job", params, job, now, had_limit=had_limit, follow_cadence=cadence)
             return job.model_copy(update={"updated_at": now})
 

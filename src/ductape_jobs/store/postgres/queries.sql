@@ -70,6 +70,16 @@ WHERE job_tag = %(tag)s AND job_product = %(product_tag)s AND status IN ('active
 SELECT DISTINCT product_tag, env, app FROM schedules
 WHERE job_tag = %(tag)s AND job_product = %(product_tag)s AND status IN ('active', 'paused');
 
+-- name: relimit_job_runs
+-- A job's limits changed (job.update of its resources, concurrency or rate): its runs not ended fall under them as
+-- they are now (they were copied when each run was made, so a backlog kept the limits it was made under, and a
+-- running run counted under none). Runs by runs_active.
+UPDATE runs SET limit_keys = %(limit_keys)s
+WHERE id IN (SELECT r.id FROM runs r JOIN schedules s ON s.id = r.schedule_id
+             WHERE s.job_tag = %(tag)s AND s.job_product = %(product_tag)s
+               AND r.phase IN ('scheduled', 'queued', 'retry_scheduled', 'running')
+             ORDER BY r.id FOR NO KEY UPDATE OF r);
+
 -- name: delete_job
 DELETE FROM jobs WHERE product_tag = %(product_tag)s AND tag = %(tag)s;
 

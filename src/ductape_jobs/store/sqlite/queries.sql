@@ -67,6 +67,14 @@ WHERE job_tag = :tag AND job_product = :product_tag AND status IN ('active', 'pa
 SELECT DISTINCT product_tag, env, app FROM schedules
 WHERE job_tag = :tag AND job_product = :product_tag AND status IN ('active', 'paused');
 
+-- name: relimit_job_runs
+-- A job's limits changed (job.update of its resources, concurrency or rate): its runs not ended fall under them as
+-- they are now (they were copied when each run was made, so a backlog kept the limits it was made under, and a
+-- running run counted under none). Runs by runs_active.
+UPDATE runs SET limit_keys = :limit_keys
+WHERE phase IN ('scheduled', 'queued', 'retry_scheduled', 'running')
+  AND schedule_id IN (SELECT id FROM schedules WHERE job_tag = :tag AND job_product = :product_tag);
+
 -- name: delete_job
 DELETE FROM jobs WHERE product_tag = :product_tag AND tag = :tag;
 
