@@ -21,6 +21,7 @@ from ductape_jobs.models import (
     check_cadence,
     check_key,
     check_tag,
+    check_unlimited,
     parse,
 )
 
@@ -89,6 +90,8 @@ class Jobs(JobScheduling, JobControl, JobReports):
                     "product_tag", f"is {job.product_tag!r}, but these are the jobs of product {self.product_tag!r}"
                 )
             job = job.model_copy(update={"product_tag": self.product_tag})
+        if "executions" in job.model_fields_set:
+            check_unlimited(job.executions, job.intervals)
         self._check_event(job)
         limits = self._products.limits_of(job)
         if self._store.get_job(job.product_tag or "", job.tag) is not None:  # the store's ConflictError: races
@@ -109,6 +112,8 @@ class Jobs(JobScheduling, JobControl, JobReports):
             """The fields each were validated, their pairing here; the event, against the product and against where
             the job's live schedules run it (they would run the new one: a schedule() there now is refused)."""
             check_cadence(updated.executions, updated.intervals)
+            if "executions" in changes:
+                check_unlimited(updated.executions, updated.intervals)
             self._check_event(updated)
             for t in targets:
                 try:

@@ -458,6 +458,18 @@ def check_cadence(executions: int, intervals: int) -> None:
         )
 
 
+def check_unlimited(executions: int, intervals: int) -> None:
+    """``executions`` given as 0: unlimited runs, ``intervals`` apart (the seeds: "run indefinitely at the
+    specified interval"). With intervals 0 the job ran once, silently: refused (a job left without ``executions``
+    is 0 too, and runs once without intervals: what it says)."""
+    if executions == 0 and intervals == 0:
+        raise ValidationError(
+            "intervals",
+            f"must be at least {MIN_EVERY} (milliseconds) for executions 0 (unlimited): intervals 0 runs the job "
+            "once; leave executions out for a job that runs once",
+        )
+
+
 def _rate(v: str | None) -> str | None:
     if v is None:
         return None

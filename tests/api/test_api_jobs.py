@@ -131,4 +131,5 @@ def test_executions_without_intervals_are_refused_naming_intervals(api: Api) -> 
     assert refused.json()["detail"][0]["field"] == "intervals"
     stored = api.dt.job.fetch("report")
     assert (stored.executions, stored.intervals) == (5, 60_000)
-    assert c.patch("/jobs/report", json={"executions": 0, "intervals": 0}).status_code == 200  # once
+    assert c.patch("/jobs/report", json={"executions": 0, "intervals": 0}).status_code == 422  # 0 is unlimited
+    assert c.patch("/jobs/report", json={"executions": 1, "intervals": 0}).status_code == 200  # once

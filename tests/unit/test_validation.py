@@ -770,3 +770,15 @@ def test_a_resource_named_twice_is_refused(dt: Ductape) -> None:
     rejected(dt, lambda d: d.job.create(details), "resources[2]", "'crm-api' is named twice")
     dt.job.create(job())
     rejected(dt, lambda d: d.job.update("report", {"resources": ["x", "x"]}), "resources[1]", "'x' is named twice")
+
+
+def test_executions_0_given_needs_intervals(dt: Ductape) -> None:
+    """Seeds 000 and 002: ``executions: 0`` is unlimited, "at the specified interval". Given without intervals the
+    job ran once, silently (a seed-fidelity probe). Left out, executions is 0 too and a job without intervals runs
+    once, as the README says."""
+    rule = "must be at least 100 (milliseconds) for executions 0 (unlimited)"
+    rejected(dt, lambda d: d.job.create({**job(), "executions": 0}), "intervals", rule)
+    assert dt.job.create(job()).executions == 0  # left out: runs once
+    rejected(dt, lambda d: d.job.update("report", {"executions": 0}), "intervals", rule)
+    dt.job.update("report", {"executions": 0, "intervals": 60_000})
+    assert dt.job.update("report", {"intervals": 0}).intervals == 0  # executions not given: once, as asked

@@ -196,7 +196,9 @@ def job_create(
         str, typer.Option(help="ACTION, NOTIFICATION, DATABASE_ACTION, FUNCTION, MESSAGEBROKER, FEATURE.")
     ],
     event_tag: Annotated[str, typer.Option(help="The event to run (a FUNCTION's registered tag, ...).")],
-    executions: Annotated[int, typer.Option(help="Runs of the job's cadence; 0 = unlimited.")] = 0,
+    executions: Annotated[
+        int | None, typer.Option(help="Runs of the job's cadence; 0 = unlimited (with --intervals); left out: 0.")
+    ] = None,
     intervals: Annotated[int, typer.Option(help="Milliseconds between runs; 0 = run once.")] = 0,
     start_at: Annotated[str | None, typer.Option(help="Unix seconds/ms or ISO 8601.")] = None,
     keep_completed: KeepOpt = None,
@@ -217,11 +219,11 @@ def job_create(
         "tag": tag,
         "event_type": event_type,
         "event_tag": event_tag,
-        "executions": executions,
         "intervals": intervals,
     }
-    given = {"start_at": start_at, "keep_completed": keep_completed, "keep_failed": keep_failed,
-             "resources": resource, "concurrency": concurrency, "rate": rate, "priority": priority}  # fmt: skip
+    given = {"executions": executions, "start_at": start_at, "keep_completed": keep_completed,
+             "keep_failed": keep_failed, "resources": resource, "concurrency": concurrency, "rate": rate,
+             "priority": priority}  # fmt: skip
     details.update({k: v for k, v in given.items() if v is not None})
     with client(store, app_, creates="record") as dt:
         job = _jobs(dt, product).create(details)
