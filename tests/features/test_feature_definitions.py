@@ -138,6 +138,13 @@ def test_a_piping_syntax_error_in_a_stored_events_input_names_its_place(text: st
     assert f"in {text!r}" in err.rule
 
 
+@pytest.mark.parametrize(("retries", "rule"), [("3", "not text"), (True, "not a boolean")])
+def test_a_job_events_retries_is_a_number(retries: object, rule: str) -> None:
+    """As a schedule's and a job's counts: text was taken as its number (a seed-fidelity probe)."""
+    err = refused({"sequence": [seq("a", {**job("j"), "retries": retries})]})
+    assert err.field == "product.features.f.sequence[0].events[0].retries" and rule in err.rule
+
+
 def test_an_input_key_the_schema_does_not_declare() -> None:
     err = refused({"input": {"email": "string"}, "sequence": [seq("a", fn("one", {"to": "$Input{mail}"}))]})
     assert err.field == f"{WHERE}.sequence[0].events[0].input.to"

@@ -88,6 +88,8 @@ class FeatureEvent(_Spec):
     def _no_bool(cls, v: object) -> object:
         if isinstance(v, bool):
             raise ValueError("must be a number, not a boolean")
+        if isinstance(v, str):  # "3" was taken as 3, where a schedule's and a job's counts refuse text
+            raise ValueError("must be a number, not text")
         return v
 
 
