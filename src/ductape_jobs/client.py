@@ -76,6 +76,10 @@ class Ductape:
 
     ``tracing``: OpenTelemetry spans of each attempt, continuing the trace current at ``schedule()`` (the otel
     extra; ``ductape_jobs.tracing``). ``None`` (the default): ``$DUCTAPE_TRACING`` (``1`` turns it on), else off.
+
+    ``create_store``: ``False`` refuses a store none was made in (a SQLite file that is not there or holds none, a
+    PostgreSQL schema no process has used), a ``ValidationError`` naming ``store``, rather than making it: a
+    tool that only reads, pointed at a mistyped URL (the CLI's commands that read do so).
     """
 
     def __init__(
@@ -97,6 +101,7 @@ class Ductape:
         product: str | None = None,
         retention: Retention | None = None,
         tracing: bool | None = None,
+        create_store: bool = True,
     ) -> None:
         self.tracing: Tracing | None = None  # off: nothing of OpenTelemetry is imported
         if tracing is not None and not isinstance(tracing, bool):
@@ -125,11 +130,13 @@ class Ductape:
         }
         self.retention = retention if retention is not None else Retention()
         self.store: Store = (
-            store if isinstance(store, Store) else open_store(store or os.environ.get("DUCTAPE_STORE") or DEFAULT_URL)
+            store
+            if isinstance(store, Store)
+            else open_store(store or os.environ.get("DUCTAPE_STORE") or DEFAULT_URL, create=create_store)
         )
         self._closed = False
         try:  # a failure below closes the store this client opened
-            self._assemble(clock, server_clock, functions, product_file, products, allowed, product)
+            self._assemble(clock, server_clock, functions, product_file, products, allowed, product, create_store)
         except BaseException:
             if not isinstance(store, Store):
                 self.store.close()
@@ -144,9 +151,10 @@ class Ductape:
         products: Products | None,
         allowed: tuple[Any, ...],
         product: str | None,
+        create_store: bool,
     ) -> None:
         """Build the parts and hand each its collaborators: nothing below reaches back into the client."""
-        self.store.migrate()
+        self.store.migrate(create=create_store)
         self._given_clock, self._server_clock = clock, server_clock
         local = clock or SystemClock()
         use_server = server_clock if server_clock is not None else clock is None
@@ -225,10 +233,11 @@ class Ductape:
 
         return register
 
-    def on_store(self, store: str | Store) -> Ductape:
+    def on_store(self, store: str | Store, *, create_store: bool = True) -> Ductape:
         """A client on another store with this one's functions, clock and settings (the CLI's ``--store``)."""
         return Ductape(
             store,
+            create_store=create_store,
             clock=self._given_clock,
             server_clock=self._server_clock,
             functions=self.functions,

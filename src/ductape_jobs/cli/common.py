@@ -25,7 +25,7 @@ from ductape_jobs.clock import iso_text
 from ductape_jobs.errors import DuctapeError, ValidationError
 from ductape_jobs.limits import MAX_DEPTH, visible
 from ductape_jobs.redaction import redact_url
-from ductape_jobs.store import DEFAULT_URL, plain_file, sqlite_path
+from ductape_jobs.store import DEFAULT_URL, missing_file, refuse_missing
 from ductape_jobs.targets import parse_networks
 
 log = logging.getLogger("ductape_jobs.cli")
@@ -190,36 +190,24 @@ def load_client(
         _must_exist(url, bool(store))  # before the app is imported: its own Ductape may make a file
     user = import_app(app) if app else None
     if user is None:
-        return Ductape(url, **settings), True
-    return user.on_store(url), True
+        return Ductape(url, create_store=bool(creates), **settings), True
+    return user.on_store(url, create_store=bool(creates)), True
 
 
 def _url(store: str | None) -> str:
     return store or os.environ.get("DUCTAPE_STORE") or DEFAULT_URL
 
 
-def _missing_file(url: str) -> str | None:
-    """The SQLite file ``url`` names when it is not there (``None``: it is, or the store is not a SQLite file)."""
-    path = sqlite_path(url)
-    return path if path is not None and plain_file(path) and not os.path.exists(path) else None
-
-
 def _must_exist(url: str, given: bool) -> None:
-    path = _missing_file(url)
-    if path is not None:
-        source = "" if given else " (from $DUCTAPE_STORE)" if os.environ.get("DUCTAPE_STORE") else " (the default)"
-        raise ValidationError(
-            "store",
-            f"no SQLite store at {path!r}{source}: check the path and the directory you run in; a worker, "
-            "`ductape serve`, `job create` or `apikey create` makes one",
-        )
+    source = "" if given else " (from $DUCTAPE_STORE)" if os.environ.get("DUCTAPE_STORE") else " (the default)"
+    refuse_missing(url, source)
 
 
 def _new_file(store: str | None, app: str | None) -> str | None:
     """The SQLite file a command that makes a record would make (``None``: it is there, or it is not SQLite's)."""
     if app and store is None:
         return None  # the app's own store: opened by the app's code
-    return _missing_file(_url(store))
+    return missing_file(_url(store))
 
 
 @contextmanager

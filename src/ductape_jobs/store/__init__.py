@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from urllib.parse import parse_qsl
 
 from ductape_jobs.errors import ValidationError
@@ -41,24 +42,30 @@ __all__ = [
     "StatsStore",
     "Store",
     "Wakeups",
+    "missing_file",
     "open_store",
     "plain_file",
+    "refuse_missing",
     "sqlite_path",
 ]
 
 DEFAULT_URL = "sqlite:///./ductape.db"
 
 
-def open_store(url: str) -> Store:
+def open_store(url: str, *, create: bool = True) -> Store:
     """``sqlite:///relative.db``, ``sqlite:////absolute.db``, ``sqlite:///:memory:``, ``postgresql://...``.
 
     A query parameter the backend does not know is a ``ValidationError`` (field ``store``) naming it: SQLite
     URLs take none; PostgreSQL ones take ``schema``, ``pool_min``, ``pool_max``, ``pool_timeout`` and libpq's
     connection parameters (``sslmode``, ``connect_timeout``, ...). A new SQLite file is created readable by
-    its owner only (0600)."""
+    its owner only (0600); with ``create=False`` a SQLite file that is not there is refused instead (and
+    ``Store.migrate(create=False)`` refuses a store none was made in)."""
     path = sqlite_path(url)
     if path is not None:
         from ductape_jobs.store.sqlite import SQLiteStore
+
+        if not create:
+            refuse_missing(url)
 
         return SQLiteStore(path)
     if url.startswith(("postgresql://", "postgres://")):
@@ -69,6 +76,24 @@ def open_store(url: str) -> Store:
         return store
     shown = redact_url(url)  # its password and secret parameters masked: a message must not carry them
     raise ValidationError("store", f"unknown store URL {shown!r} (use sqlite:///path.db or postgresql://...)")
+
+
+def missing_file(url: str) -> str | None:
+    """The SQLite file ``url`` names when it is not there (``None``: it is, or the store is not a SQLite file)."""
+    path = sqlite_path(url)
+    return path if path is not None and plain_file(path) and not os.path.exists(path) else None
+
+
+def refuse_missing(url: str, source: str = "") -> None:
+    """A ``ValidationError`` naming ``store`` when ``url`` names a SQLite file that is not there (``source``: where
+    the URL came from, said after the path), rather than making an empty store."""
+    path = missing_file(url)
+    if path is not None:
+        raise ValidationError(
+            "store",
+            f"no SQLite store at {path!r}{source}: check the path and the directory you run in; a worker, "
+            "`ductape serve`, `job create` or `apikey create` makes one",
+        )
 
 
 def sqlite_path(url: str) -> str | None:

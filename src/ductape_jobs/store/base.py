@@ -257,8 +257,10 @@ class SchedulingStore(ABC):
 
     # -- lifecycle
     @abstractmethod
-    def migrate(self) -> None:
-        """Create or upgrade the schema (versioned migrations); safe to call on every start."""
+    def migrate(self, *, create: bool = True) -> None:
+        """Create or upgrade the schema (versioned migrations); safe to call on every start. ``create=False``: a
+        store not made yet (no migrations table: a new SQLite file, a PostgreSQL schema or database no process has
+        used) is refused, a ``ValidationError`` naming ``store``, and nothing is made (a tool's mistyped URL)."""
 
     @abstractmethod
     def close(self) -> None: ...

@@ -97,8 +97,8 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
 
     # ------------------------------------------------------------------------------------ lifecycle
 
-    def migrate(self) -> None:
-        self._d.migrate()
+    def migrate(self, *, create: bool = True) -> None:
+        self._d.migrate(create=create)
 
     def close(self) -> None:
         self._d.close()

@@ -12,11 +12,12 @@ from typing import TypeVar
 
 import psycopg
 
+from ductape_jobs.errors import ValidationError
 from ductape_jobs.store.base import Capabilities, never_prompt
 from ductape_jobs.store.codec import rows_json
 from ductape_jobs.store.dialect import Params, Row, unstorable
 from ductape_jobs.store.postgres.connection import Conn, Database, Listener, Statement
-from ductape_jobs.store.postgres.schema import migrate, migrated
+from ductape_jobs.store.postgres.schema import made, migrate, migrated
 from ductape_jobs.store.sql import load_dialect_queries
 
 T = TypeVar("T")
@@ -227,9 +228,16 @@ class PostgresDialect:
         op(gathered)
         return gathered.sent
 
-    def migrate(self) -> None:
+    def migrate(self, *, create: bool = True) -> None:
         if self._db.autocommit(migrated):  # every migration applied: one read, no lock
             return
+        if not create and not self._db.autocommit(made):
+            where = f"schema {self.schema!r}" if self.schema else "its search path (no ?schema=)"
+            raise ValidationError(
+                "store",
+                f"no ductape-jobs store in {where} of this PostgreSQL database: check the URL's database and "
+                "schema; a worker, `ductape serve`, `job create` or `apikey create` makes one",
+            )
         self._db.run(lambda conn: migrate(conn, self.schema), idempotent=True)
 
     def close(self) -> None:

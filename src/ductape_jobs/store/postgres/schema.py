@@ -25,6 +25,13 @@ def migrated(conn: Conn) -> bool:
     return has_every_migration(_PACKAGE, done)
 
 
+def made(conn: Conn) -> bool:
+    """Whether the schema (``conn``'s search path) holds a store at all (its migrations table), whatever its
+    version: one read, outside a transaction."""
+    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL AS made").fetchone()
+    return bool(row and row["made"])
+
+
 def migrate(conn: Conn, schema: str | None) -> None:
     """Create ``schema`` if needed and apply the migrations it lacks, in one transaction (``conn``'s).
 

@@ -447,11 +447,17 @@ class SQLiteDialect:
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
 
-    def migrate(self) -> None:
+    def migrate(self, *, create: bool = True) -> None:
         """Apply the migrations the file lacks. A file that has them all costs one read and no write lock (the
         usual start of a worker: processes starting together do not queue for the writer)."""
         if self._migrated():
             return
+        if not create and plain_file(self.path) and not self._made():  # in memory: made by its opener
+            raise ValidationError(
+                "store",
+                f"{self.path!r} holds no ductape-jobs store (a SQLite file none was made in): check the path; a "
+                "worker, `ductape serve`, `job create` or `apikey create` makes one",
+            )
 
         def op(tx: SQLiteTx) -> None:
             db = self._db
@@ -482,6 +488,13 @@ class SQLiteDialect:
             except sqlite3.OperationalError:  # no such table: a new file
                 return False
         return has_every_migration(f"{PACKAGE}.migrations", {r["version"] for r in rows})
+
+    def _made(self) -> bool:
+        """Whether the file holds a store at all (its migrations table), whatever its version."""
+        with self._lock:
+            self._wait_for_locks()
+            row = self._db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'")
+            return row.fetchone() is not None
 
     def close(self) -> None:
         with self._lock:
