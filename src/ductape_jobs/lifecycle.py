@@ -13,7 +13,8 @@ its webhook event name::
     job.started         RunStarted          a worker claimed the run; ``attempt`` is the attempt starting
     run.attempt_failed  RunRetryScheduled   an attempt failed and a retry is scheduled (``retry_at``)
     run.attempt_lost    RunLost             an attempt's worker stopped heartbeating; the run is queued again
-    run.cancelled       RunCancelled        an attempt failed after its schedule was cancelled: no retry, it ends
+    run.cancelled       RunCancelled        an attempt failed, lost or given back after its schedule was cancelled:
+                                            no retry, it ends cancelled
     job.completed       RunCompleted
     job.failed          RunFailed           failed for good (retries spent, or lost too often)
 

@@ -3,8 +3,8 @@
 Events (``ductape_jobs.lifecycle``): ``job.scheduled``, ``job.paused``, ``job.resumed``, ``job.cancelled``,
 ``job.started``, ``job.completed``, ``job.failed`` (a run that failed for good) and the attempt-level
 ``run.queued``, ``run.attempt_failed`` (an attempt failed; a retry is scheduled), ``run.attempt_lost`` (an
-attempt's worker stopped heartbeating) and ``run.cancelled`` (an attempt failed after its schedule was cancelled: no
-retry is made). The store writes each event into its outbox in the transaction of the
+attempt's worker stopped heartbeating) and ``run.cancelled`` (an attempt failed, was lost or given back after its
+schedule was cancelled: no retry is made). The store writes each event into its outbox in the transaction of the
 change it describes, and only when some webhook of the product takes it; a relay (``relay``: the delivery loop
 ``run``, in every worker process and in ``ductape serve``, before each batch) turns the events after its cursor
 into one delivery row per matching webhook and moves the cursor, in one transaction. So a crash at any point

@@ -355,17 +355,16 @@ def test_a_job_s_own_limit_taken_away_no_longer_holds_its_runs(store: Store) -> 
     assert use["shop/job:own"].concurrency is None and use["shop/job:own"].rate is None
 
 
-def test_a_job_s_limits_changed_reach_its_runs_not_ended(store: Store) -> None:
+def test_a_job_s_limits_changed_reach_its_pending_runs(store: Store) -> None:
     """A limits probe: a run's limits were copied when it was made, so a limit given to a job (an incident's brake)
-    held none of its backlog, and a run running then counted under none; a resource taken away kept holding the
-    backlog. The runs not ended fall under the job's limits as they are now."""
+    held none of its backlog, and a resource taken away kept holding it. Its pending runs wait under the job's limits
+    as they are now; runs already running finish as they began."""
     ids = backlog(store, "late", 4)
-    (running,) = store.acquire_runs("w1", 1, LEASE, T0)
-    assert running.id == ids[0]
-    store.update_job("shop", "late", {"concurrency": 1}, T0 + SEC // 10)
-    assert store.acquire_runs("w1", 10, LEASE, T0 + SEC // 10) == []  # the running one counts: none starts
+    store.update_job("shop", "late", {"concurrency": 1}, T0)
+    (first,) = store.acquire_runs("w1", 10, LEASE, T0)
+    assert first.id == ids[0]
     assert "concurrency of 'job:late'" in (run_of(store, ids[1]).waiting_on or "")
-    store.finish_runs([ok(running, at=T0 + SEC)], T0 + SEC)
+    store.finish_runs([ok(first, at=T0 + SEC)], T0 + SEC)
     assert [r.id for r in store.acquire_runs("w1", 10, LEASE, T0 + SEC)] == [ids[1]]
 
     store.define_resources([CRM], T0)
@@ -373,6 +372,42 @@ def test_a_job_s_limits_changed_reach_its_runs_not_ended(store: Store) -> None:
     assert len(store.acquire_runs("w2", 10, LEASE, T0 + SEC)) == 2  # concurrency 2
     store.update_job("shop", "crm", {"resources": []}, T0 + 2 * SEC)
     assert sorted(r.id for r in store.acquire_runs("w2", 10, LEASE, T0 + 2 * SEC)) == sorted(limited[2:])
+
+
+def test_a_job_s_limits_changed_while_a_cancel_or_an_outcome_batch_runs_do_not_deadlock(
+    pg_backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A review: the change of a job's limits locked its runs not ended, then its schedules (to move their
+    cadence), where a cancel locks a schedule, then its pending runs, and an outcome batch its runs in the order they
+    came: each pair waited for the other until PostgreSQL broke it. The schedules of its pending runs are locked
+    first, and running runs are left as they are."""
+    store = pg_backend.open()
+    store.create_job(job("own", product_tag="shop", intervals=60_000), T0)
+    s = schedule("own", job_product="shop", follows_job=True, next_run_at=None)
+    runs = [due_run(s, T0 - timedelta(milliseconds=i)) for i in (3, 2, 1)]
+    store.add_schedules([s], runs)
+    running = store.acquire_runs("w1", 2, LEASE, T0)
+    options = f"-c search_path={pg_backend.schema}"
+    with psycopg.connect(PG_URL, options=options) as cancel, psycopg.connect(PG_URL, autocommit=True) as watch:
+        cancel.execute("SELECT id FROM schedules WHERE id = %s FOR UPDATE", [s.id])  # as a cancel does
+        done: list[str] = []
+        changes = {"concurrency": 1, "intervals": 120_000}
+        updating = threading.Thread(target=lambda: done.append(store.update_job("shop", "own", changes, T0 + SEC).tag))
+        updating.start()
+        _wait_until_blocked(watch, pg_backend, updating)  # the update waits on the schedule the cancel holds
+        finishing = threading.Thread(target=store.finish_runs, args=([ok(r) for r in reversed(running)], T0 + SEC))
+        finishing.start()
+        cancel.execute(
+            "UPDATE runs SET phase = 'cancelled', available_at = NULL WHERE schedule_id = %s"
+            " AND phase IN ('scheduled', 'queued', 'retry_scheduled')",
+            [s.id],
+        )
+        cancel.commit()
+    for t in (updating, finishing):
+        t.join(timeout=30)
+        assert not t.is_alive()
+    assert done == ["own"]
+    assert not [r for r in caplog.records if "deadlock" in r.getMessage()]
 
 
 def _wait_until_blocked(watch: psycopg.Connection[Any], backend: Backend, writer: threading.Thread) -> None:

@@ -196,6 +196,43 @@ def test_a_run_taken_back_while_a_cancel_commits_waits_for_it_and_is_cancelled(p
         dt.close()
 
 
+def test_a_release_of_a_run_a_rescue_queued_and_a_cancel_do_not_deadlock(
+    pg_backend: Backend, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A review: a worker giving back at its stop a run the rescue had already queued again locked that queued run,
+    then waited for its schedule, which a cancel held while it waited for the queued run. A release locks only the
+    runs it still holds."""
+    dt = Ductape(pg_backend.url)
+    try:
+        dt.job.create({"name": "tick", "tag": "tick", "event_type": "FUNCTION", "event_tag": "tick"})
+        job_id = dt.job.schedule(REQ).job_id
+        dt.job.trigger(job_id)
+        now = datetime.now(UTC)
+        (run,) = dt.store.acquire_runs("w1", 1, timedelta(seconds=1), now)
+        later = now + timedelta(seconds=5)
+        dt.store.rescue_expired(later, 3)  # queued again: the worker's lease lapsed
+        released = []
+        releaser = threading.Thread(target=lambda: released.append(dt.store.release_runs("w1", [run.id], later)))
+        with psycopg.connect(PG_URL, options=f"-c search_path={pg_backend.schema}") as cancel:
+            cancel.execute("SELECT id FROM schedules WHERE id = %s FOR UPDATE", (job_id,))
+            cancel.execute("UPDATE schedules SET status = 'cancelled' WHERE id = %s", (job_id,))
+            releaser.start()
+            time.sleep(0.4)
+            cancel.execute(
+                "UPDATE runs SET phase = 'cancelled', error = 'cancelled', available_at = NULL WHERE schedule_id = %s"
+                " AND phase IN ('scheduled', 'queued', 'retry_scheduled')",
+                (job_id,),
+            )
+            cancel.commit()
+        releaser.join(20)
+        assert not releaser.is_alive()
+        assert [(r.queued, r.cancelled) for r in released] == [(0, 0)]  # not its run any more
+        assert not [r for r in caplog.records if "deadlock" in r.getMessage()]
+        assert dt.job.run(run.id).phase is RunPhase.CANCELLED
+    finally:
+        dt.close()
+
+
 def test_two_outcome_batches_failing_runs_of_one_schedule_do_not_deadlock(
     pg_backend: Backend, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -544,3 +544,27 @@ def test_api_preview_every_across_dst(dt: Ductape) -> None:
     with pytest.raises(ValidationError) as caught:  # so a zone would mean nothing: it is refused, not ignored
         dt.job.preview({"every": 3_600_000, "tz": NY}, start=utc(2026, 3, 8, 5), count=6)
     assert caught.value.field == "repeat.tz"
+
+
+def test_a_late_one_off_still_runs_whatever_its_misfire_policy() -> None:
+    """A scheduling probe: a one-off with ``misfire: "skip"`` reached past its grace (a worker down, a pause over its
+    time) was dropped, its schedule completed with no run, nothing failed and nothing counted, where the docs say a
+    late one-off still runs. ``skip`` skips to a later occurrence, and a one-off has none."""
+    from ductape_jobs.testing import Sandbox
+
+    for misfire in ("skip", "run_once", "run_all"):
+        dt = Sandbox(start=datetime(2026, 1, 1, tzinfo=UTC))
+        dt.function("f")(lambda input, ctx: None)
+        dt.job.create({"name": "f", "tag": "f", "event_type": "FUNCTION", "event_tag": "f"})
+        late = {"env": "dev", "product_tag": "p", "event": "f", "start_at": "2026-01-01T01:00:00Z", "misfire": misfire}
+        job_id = dt.job.schedule(late).job_id
+        paused = dt.job.schedule(late).job_id
+        dt.job.pause(paused)
+        dt.clock.set(datetime(2026, 1, 1, 1, 0, 2, tzinfo=UTC))  # 2 s late; the grace is 1 s
+        dt.drain()
+        dt.job.resume(paused)  # its time fell in the pause: at once, as a late one-off
+        dt.drain()
+        for made in (job_id, paused):
+            (run,) = dt.job.runs(job_id=made)
+            assert (run.phase.value, run.scheduled_at) == ("completed", datetime(2026, 1, 1, 1, tzinfo=UTC)), misfire
+        dt.close()

@@ -28,7 +28,7 @@ from typing import Annotated
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
 
 from ductape_jobs.limits import MAX_RETRIES
-from ductape_jobs.models import Built, FreeObject, RepeatOptions, parse_event_type
+from ductape_jobs.models import Built, Count, FreeObject, RepeatOptions, parse_event_type
 
 #: Type names a feature's input schema may use (``any`` accepts every JSON value).
 INPUT_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -73,7 +73,7 @@ class FeatureEvent(_Spec):
     type: Annotated[FeatureEventTypes, BeforeValidator(_event_type)]
     event: str = Field(min_length=1, max_length=256)
     input: FreeObject = Field(default_factory=dict)
-    retries: int = Field(default=0, ge=0, le=MAX_RETRIES, description="attempts after a failure")
+    retries: Count = Field(default=0, ge=0, le=MAX_RETRIES, description="attempts after a failure")  # text refused
     allow_fail: StrictBool = Field(default=False, description="the feature goes on after this event fails for good")
     app: str | None = None
     repeat: RepeatOptions | None = Field(default=None, description="JOB events: the cadence instead of the job's")
@@ -82,15 +82,6 @@ class FeatureEvent(_Spec):
         description="JOB events: when the job starts, as schedule() takes it (a Unix time, ISO 8601, or a "
         "placeholder such as $Input{date}, resolved as the input is); absent: the job's own start",
     )
-
-    @field_validator("retries", mode="before")
-    @classmethod
-    def _no_bool(cls, v: object) -> object:
-        if isinstance(v, bool):
-            raise ValueError("must be a number, not a boolean")
-        if isinstance(v, str):  # "3" was taken as 3, where a schedule's and a job's counts refuse text
-            raise ValueError("must be a number, not text")
-        return v
 
 
 class FeatureSequence(_Spec):

@@ -149,7 +149,8 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             params = job_params(job, now)
             had_limit = before.concurrency is not None or before.rate is not None
             cadence = "intervals" in changes or "executions" in changes
-            if job.limit_keys != before.limit_keys:  # the runs not ended fall under its limits as they are now
+            if job.limit_keys != before.limit_keys:  # its pending runs wait under its limits as they are now
+                tx.run("lock_relimited_schedules", params)  # PostgreSQL: their schedules first, as a cancel does
                 tx.run("relimit_job_runs", params)  # (before _save_job: no lock after its limits are stored)
             _save_job(tx, "update_job", params, job, now, had_limit=had_limit, follow_cadence=cadence)
             return job.model_copy(update={"updated_at": now})
@@ -329,7 +330,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
 
         def op(tx: Tx) -> Released:
             params = {"ids": list(run_ids), "worker_id": worker_id, "now": ms(now)}
-            tx.run("lock_runs", params)  # PostgreSQL: the runs, then their schedules (a cancel meanwhile ends first)
+            tx.run("lock_runs", params)  # PostgreSQL: its runs, then their schedules (a cancel meanwhile ends first)
             tx.run("lock_schedules_of_runs", params)
             cancelled = tx.all("cancel_released_runs", params)  # a cancel's: not queued to run after it
             queued = tx.all("release_runs", params)
@@ -514,7 +515,8 @@ def _finish(tx: Tx, finished: _Finished, now: datetime) -> frozenset[str]:
             # PostgreSQL, a cancel meanwhile ends first, or waits for this batch; every schedule the batch changes
             # or reads the state of is locked here at once, in one order (no two batches wait for each other)
             failing = [o["run_id"] for o in [*retry, *failed]]
-            tx.run("lock_runs", {"ids": failing})  # first: a rescue of one holds it, then its schedule
+            # first: a rescue of one holds it, then its schedule
+            tx.run("lock_runs", {"ids": failing, "worker_id": None})
             tx.run("lock_deciding_schedules", {"failed": failing, "ended": ended})
         if retry:
             tx.many("schedule_retry", retry)

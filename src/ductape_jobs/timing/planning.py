@@ -4,7 +4,7 @@ An occurrence is *missed* when the engine reaches it more than ``grace`` after i
 down or overloaded). The misfire policy then decides:
 
 - ``run_once`` (default): the missed occurrences fire once, coalesced into a run for the latest of them;
-- ``skip``: missed occurrences do not run; the schedule carries on with the next one;
+- ``skip``: missed occurrences do not run; the schedule carries on with the next one (a one-off has none: it runs);
 - ``run_all``: every missed occurrence runs (at most ``max_runs`` per call; the rest on the next call).
 
 ``limit`` counts runs: coalesced or skipped occurrences do not use it up. No run is due after ``end_date``.
@@ -17,7 +17,7 @@ from enum import StrEnum
 
 from msgspec import Struct, field
 
-from ductape_jobs.timing.recurrence import Recurrence
+from ductape_jobs.timing.recurrence import OnceRecurrence, Recurrence
 
 
 class Misfire(StrEnum):
@@ -78,6 +78,8 @@ def plan_due(
     """Plan the runs of the occurrences due at ``now``; with ``until`` (a worker ticking a little ahead), those due
     by ``until``. Whether an occurrence misfired is judged at ``now`` either way."""
     horizon = now if until is None else max(now, until)
+    if isinstance(recurrence, OnceRecurrence):  # a one-off that is late still runs: no later occurrence to go on to
+        misfire = Misfire.RUN_ONCE
     if occ.next_due is None:
         return Plan(finished=True)
     if occ.next_due > horizon:

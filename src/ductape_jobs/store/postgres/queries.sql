@@ -70,15 +70,22 @@ WHERE job_tag = %(tag)s AND job_product = %(product_tag)s AND status IN ('active
 SELECT DISTINCT product_tag, env, app FROM schedules
 WHERE job_tag = %(tag)s AND job_product = %(product_tag)s AND status IN ('active', 'paused');
 
+-- name: lock_relimited_schedules
+-- A job's limits changed: the schedules of its pending runs, locked (in the order of their ids) before those runs
+-- are, as a cancel and an outcome batch's release of held runs lock a schedule before its pending runs.
+SELECT s.id FROM schedules s
+WHERE s.job_tag = %(tag)s AND s.job_product = %(product_tag)s
+  AND EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = s.id AND r.phase IN ('scheduled', 'queued', 'retry_scheduled'))
+ORDER BY s.id
+FOR NO KEY UPDATE OF s;
+
 -- name: relimit_job_runs
--- A job's limits changed (job.update of its resources, concurrency or rate): its runs not ended fall under them as
--- they are now (they were copied when each run was made, so a backlog kept the limits it was made under, and a
--- running run counted under none). Runs by runs_active.
+-- A job's limits changed (job.update of its resources, concurrency or rate): its pending runs wait under them as
+-- they are now (they were copied when each run was made, so a backlog kept the limits it was made under). Runs
+-- running finish as they began. By runs_active, their schedules locked first (lock_relimited_schedules).
 UPDATE runs SET limit_keys = %(limit_keys)s
-WHERE id IN (SELECT r.id FROM runs r JOIN schedules s ON s.id = r.schedule_id
-             WHERE s.job_tag = %(tag)s AND s.job_product = %(product_tag)s
-               AND r.phase IN ('scheduled', 'queued', 'retry_scheduled', 'running')
-             ORDER BY r.id FOR NO KEY UPDATE OF r);
+WHERE phase IN ('scheduled', 'queued', 'retry_scheduled')
+  AND schedule_id IN (SELECT id FROM schedules WHERE job_tag = %(tag)s AND job_product = %(product_tag)s);
 
 -- name: delete_job
 DELETE FROM jobs WHERE product_tag = %(product_tag)s AND tag = %(tag)s;
@@ -231,7 +238,9 @@ WHERE id = %(run_id)s AND lease_owner = %(worker_id)s AND attempt = %(attempt)s 
 -- the failed runs of an outcome batch, the runs a worker gives back. A rescue of one of them (it holds the run, then
 -- locks its schedule) ends first, rather than waiting for a schedule this transaction would hold while it waits for
 -- the run. Nothing is read back.
-SELECT id FROM runs WHERE id = ANY(%(ids)s) ORDER BY id FOR NO KEY UPDATE;
+SELECT id FROM runs
+WHERE id = ANY(%(ids)s) AND phase = 'running' AND (%(worker_id)s::text IS NULL OR lease_owner = %(worker_id)s)
+ORDER BY id FOR NO KEY UPDATE;
 
 -- name: lock_schedules_of_runs
 -- The schedules of runs a rescue takes back or a worker gives back, locked (after the runs) in the order of their ids,

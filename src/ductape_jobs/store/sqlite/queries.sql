@@ -67,12 +67,16 @@ WHERE job_tag = :tag AND job_product = :product_tag AND status IN ('active', 'pa
 SELECT DISTINCT product_tag, env, app FROM schedules
 WHERE job_tag = :tag AND job_product = :product_tag AND status IN ('active', 'paused');
 
+-- name: lock_relimited_schedules
+-- (SQLite's single writer: nothing to lock.)
+SELECT 1 WHERE 0;
+
 -- name: relimit_job_runs
--- A job's limits changed (job.update of its resources, concurrency or rate): its runs not ended fall under them as
--- they are now (they were copied when each run was made, so a backlog kept the limits it was made under, and a
--- running run counted under none). Runs by runs_active.
+-- A job's limits changed (job.update of its resources, concurrency or rate): its pending runs wait under them as
+-- they are now (they were copied when each run was made, so a backlog kept the limits it was made under). Runs
+-- running finish as they began. By runs_active.
 UPDATE runs SET limit_keys = :limit_keys
-WHERE phase IN ('scheduled', 'queued', 'retry_scheduled', 'running')
+WHERE phase IN ('scheduled', 'queued', 'retry_scheduled')
   AND schedule_id IN (SELECT id FROM schedules WHERE job_tag = :tag AND job_product = :product_tag);
 
 -- name: delete_job
