@@ -782,3 +782,5 @@ def test_executions_0_given_needs_intervals(dt: Ductape) -> None:
     rejected(dt, lambda d: d.job.update("report", {"executions": 0}), "intervals", rule)
     dt.job.update("report", {"executions": 0, "intervals": 60_000})
     assert dt.job.update("report", {"intervals": 0}).intervals == 0  # executions not given: once, as asked
+    fetched = dt.job.fetch("report")  # a job read back says what it is: made again elsewhere, not refused (a review)
+    assert dt.product("shop").jobs.create(fetched).product_tag == "shop"
