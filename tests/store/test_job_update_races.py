@@ -5,35 +5,12 @@ neither could have made it (executions 5, intervals 0: a job that runs once and 
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
-from typing import Any
-
 from storekit import Backend
+from test_schedule_control_races import at_once
 
 from ductape_jobs import Ductape, ValidationError
 
 ROUNDS = 20
-
-
-def at_once(*calls: Callable[[], Any]) -> list[BaseException | None]:
-    barrier = threading.Barrier(len(calls))
-    raised: list[BaseException | None] = [None] * len(calls)
-
-    def one(i: int) -> None:
-        barrier.wait(timeout=10)
-        try:
-            calls[i]()
-        except BaseException as exc:
-            raised[i] = exc
-
-    threads = [threading.Thread(target=one, args=(i,)) for i in range(len(calls))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=30)
-    assert not any(t.is_alive() for t in threads)
-    return raised
 
 
 def test_two_updates_at_once_never_make_a_job_neither_could(backend: Backend) -> None:

@@ -56,6 +56,21 @@ def at_once(*calls: Callable[[], Any]) -> list[BaseException | None]:
     return raised
 
 
+def cancel_schedule(conn: psycopg.Connection[Any], job_id: str) -> None:
+    """The first half of what cancel() writes, in ``conn``'s transaction: its schedule locked and cancelled."""
+    conn.execute("SELECT id FROM schedules WHERE id = %s FOR UPDATE", (job_id,))
+    conn.execute("UPDATE schedules SET status = 'cancelled', reason = 'cancelled' WHERE id = %s", (job_id,))
+
+
+def cancel_pending_runs(conn: psycopg.Connection[Any], job_id: str) -> None:
+    """The second half: its runs that have not started cancelled."""
+    conn.execute(
+        "UPDATE runs SET phase = 'cancelled', error = 'cancelled', available_at = NULL WHERE schedule_id = %s"
+        " AND phase IN ('scheduled', 'queued', 'retry_scheduled')",
+        (job_id,),
+    )
+
+
 @pytest.mark.parametrize("other", ["resume", "pause", "reschedule", "trigger"])
 def test_a_cancel_at_once_with_another_control_call_leaves_the_schedule_cancelled(
     nodes: tuple[Ductape, Ductape], other: str
@@ -138,13 +153,8 @@ def test_a_retry_made_while_a_cancel_commits_waits_for_it_and_is_cancelled(pg_ba
         finisher = threading.Thread(target=dt.store.finish_runs, args=([failed], now))
         with psycopg.connect(PG_URL, options=f"-c search_path={pg_backend.schema}") as cancel:  # a transaction
             # what cancel() writes, committed only once the outcome is being recorded
-            cancel.execute("SELECT id FROM schedules WHERE id = %s FOR UPDATE", (job_id,))
-            cancel.execute("UPDATE schedules SET status = 'cancelled', reason = 'cancelled' WHERE id = %s", (job_id,))
-            cancel.execute(
-                "UPDATE runs SET phase = 'cancelled', error = 'cancelled', available_at = NULL WHERE schedule_id = %s"
-                " AND phase IN ('scheduled', 'queued', 'retry_scheduled')",
-                (job_id,),
-            )
+            cancel_schedule(cancel, job_id)
+            cancel_pending_runs(cancel, job_id)
             finisher.start()
             finisher.join(0.5)
             waited = finisher.is_alive()
@@ -176,13 +186,8 @@ def test_a_run_taken_back_while_a_cancel_commits_waits_for_it_and_is_cancelled(p
         else:
             taker = threading.Thread(target=dt.store.release_runs, args=("w1", [run.id], later))
         with psycopg.connect(PG_URL, options=f"-c search_path={pg_backend.schema}") as cancel:  # a transaction
-            cancel.execute("SELECT id FROM schedules WHERE id = %s FOR UPDATE", (job_id,))
-            cancel.execute("UPDATE schedules SET status = 'cancelled', reason = 'cancelled' WHERE id = %s", (job_id,))
-            cancel.execute(
-                "UPDATE runs SET phase = 'cancelled', error = 'cancelled', available_at = NULL WHERE schedule_id = %s"
-                " AND phase IN ('scheduled', 'queued', 'retry_scheduled')",
-                (job_id,),
-            )
+            cancel_schedule(cancel, job_id)
+            cancel_pending_runs(cancel, job_id)
             taker.start()
             taker.join(0.5)
             waited = taker.is_alive()
@@ -214,15 +219,10 @@ def test_a_release_of_a_run_a_rescue_queued_and_a_cancel_do_not_deadlock(
         released = []
         releaser = threading.Thread(target=lambda: released.append(dt.store.release_runs("w1", [run.id], later)))
         with psycopg.connect(PG_URL, options=f"-c search_path={pg_backend.schema}") as cancel:
-            cancel.execute("SELECT id FROM schedules WHERE id = %s FOR UPDATE", (job_id,))
-            cancel.execute("UPDATE schedules SET status = 'cancelled' WHERE id = %s", (job_id,))
+            cancel_schedule(cancel, job_id)
             releaser.start()
             time.sleep(0.4)
-            cancel.execute(
-                "UPDATE runs SET phase = 'cancelled', error = 'cancelled', available_at = NULL WHERE schedule_id = %s"
-                " AND phase IN ('scheduled', 'queued', 'retry_scheduled')",
-                (job_id,),
-            )
+            cancel_pending_runs(cancel, job_id)
             cancel.commit()
         releaser.join(20)
         assert not releaser.is_alive()
