@@ -895,3 +895,15 @@ def test_a_starting_worker_names_the_functions_its_products_map_too(
         assert (
             started_line(dt) == f"store sqlite:///{tmp_path / 'jobs.db'}; functions: report, fast (shop), slow (shop)"
         )
+
+
+def test_a_starting_worker_names_its_sqlite_file_by_its_whole_path(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker started in another directory than its app's made a ./ductape.db of its own and said only "store
+    sqlite:///./ductape.db" (an async web-app probe): the path it names is the file's, whole."""
+    from ductape_jobs.cli.common import started_line
+
+    monkeypatch.chdir(tmp_path)
+    with Ductape("sqlite:///./ductape.db") as dt:
+        assert started_line(dt).startswith(f"store sqlite:///{tmp_path / 'ductape.db'}; ")

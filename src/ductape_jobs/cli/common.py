@@ -25,7 +25,7 @@ from ductape_jobs.clock import iso_text
 from ductape_jobs.errors import DuctapeError, ValidationError
 from ductape_jobs.limits import MAX_DEPTH, visible
 from ductape_jobs.redaction import redact_url
-from ductape_jobs.store import DEFAULT_URL, missing_file, refuse_missing
+from ductape_jobs.store import DEFAULT_URL, missing_file, plain_file, refuse_missing
 from ductape_jobs.targets import parse_networks
 
 log = logging.getLogger("ductape_jobs.cli")
@@ -246,9 +246,11 @@ def allow_webhooks_to(dt: Ductape, networks: list[str] | None) -> None:
 
 
 def store_label(dt: Ductape) -> str:
+    """The store as a URL, a SQLite file's path made absolute (a worker started in another directory than the app
+    made a ./ductape.db of its own, and said only "./ductape.db")."""
     path = getattr(dt.store, "path", None)
     if isinstance(path, str):
-        return f"sqlite:///{path}"
+        return f"sqlite:///{os.path.abspath(path) if plain_file(path) else path}"
     url = getattr(dt.store, "url", None)
     return redact_url(url) if isinstance(url, str) else type(dt.store).__name__
 

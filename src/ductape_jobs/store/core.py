@@ -94,6 +94,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
     def __init__(self, dialect: Dialect) -> None:
         self._d = dialect
         self.capabilities: Capabilities = dialect.capabilities
+        self._opened_here()
 
     # ------------------------------------------------------------------------------------ lifecycle
 
@@ -101,7 +102,9 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
         self._d.migrate(create=create)
 
     def close(self) -> None:
-        self._d.close()
+        if not self._closed and not self._forked():  # a forked child leaves the connections to the parent
+            self._d.close()
+        self._closed = True
 
     def wait_for_change(self, timeout: timedelta) -> bool:
         return self._d.wait_for_change(timeout)

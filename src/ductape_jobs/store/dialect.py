@@ -22,12 +22,13 @@ cannot hold (``unstorable``) as a ``ValidationError`` naming its parameter.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ductape_jobs.errors import NotFoundError, StaleJobError, ValidationError
+from ductape_jobs.errors import NotFoundError, StaleJobError, StoreError, ValidationError
 from ductape_jobs.limits import LONE_SURROGATE, has_lone_surrogate
 
 if TYPE_CHECKING:
@@ -147,18 +148,46 @@ def job_check_error(why: str, tag: str) -> NotFoundError | StaleJobError:
     return NotFoundError("job", tag) if why == "missing" else StaleJobError(tag)
 
 
+#: How many forks this process is from the one that imported this module: a store remembers the count it was opened
+#: at, and a store opened before a fork is its parent's (its connections are shared with the parent).
+_FORKS = [0]
+os.register_at_fork(after_in_child=lambda: _FORKS.__setitem__(0, _FORKS[0] + 1))
+
+
 class UsesDialect:
-    """The part of the store core that runs queries: ``_read`` and ``_write`` over the dialect ``_d``."""
+    """The part of the store core that runs queries: ``_read`` and ``_write`` over the dialect ``_d``, each refused
+    (``StoreError``) once the store is closed, or in a process forked from the one that opened it."""
 
     _d: Dialect
+    _opened_at_fork: int = 0
+    _closed: bool = False
+
+    def _opened_here(self) -> None:
+        self._opened_at_fork = _FORKS[0]
+
+    def _forked(self) -> bool:
+        return self._opened_at_fork != _FORKS[0]
+
+    def _usable(self) -> None:
+        if self._closed:
+            raise StoreError("the store is closed (its client's close() ran): open a new client")
+        if self._forked():  # a forked child sharing the parent's connections: calls failed at random, then hung
+            raise StoreError(
+                "the store was opened in the process this one was forked from, whose connections it would share: "
+                "open the client in each process after the fork (an app's lifespan or startup; with gunicorn "
+                "--preload, not at import)"
+            )
 
     def _read(self, op: Callable[[Tx], T]) -> T:
+        self._usable()
         return self._d.transact(op, write=False, idempotent=True)
 
     def _write(self, op: Callable[[Tx], T], *, idempotent: bool = False, claims: bool = False) -> T:
+        self._usable()
         return self._d.transact(op, idempotent=idempotent, claims=claims)
 
     def _write_together(self, ops: Iterable[Callable[[Tx], None]], *, landed: Callable[[Tx], bool]) -> None:
+        self._usable()
         self._d.transact_together(ops, landed=landed)
 
 
