@@ -13,6 +13,7 @@ from ductape_jobs.errors import (
     RunningLoopError,
     RunTimeoutError,
     StoreError,
+    StoreUnusableError,
     ValidationError,
 )
 from ductape_jobs.executors.base import RunContext
@@ -92,6 +93,7 @@ __all__ = [
     "ScheduleStatus",
     "Session",
     "StoreError",
+    "StoreUnusableError",
     "SystemClock",
     "TriggeredBy",
     "ValidationError",

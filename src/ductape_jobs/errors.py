@@ -9,6 +9,7 @@
      |    +-- StaleJobError                    a job definition changed since it was read (schedule() reads again)
      |    +-- AlreadyMade                      a schedule is already as the change makes it (a pause of a paused one)
      +-- StoreError                           the store failed (driver errors are translated into this)
+ |    +-- StoreUnusableError               closed, or opened by the process this one was forked from
      +-- WouldWait                            a call in Store.promptly() would wait; nothing was written
      +-- RunningLoopError (also RuntimeError) a blocking call inside a running event loop: use AsyncDuctape
      +-- MissingExtraError (also ImportError) an optional dependency is not installed; names the extra
@@ -141,6 +142,12 @@ class AlreadyMade(ConflictError):
 class StoreError(DuctapeError):
     """The store failed; the driver's exception is the ``__cause__``, but when PostgreSQL could not be connected to
     at the start: libpq's text may quote the URL's password, so only the message, masked, says why."""
+
+
+class StoreUnusableError(StoreError):
+    """The store cannot be used from here: its client was closed, or it was opened by the process this one was
+    forked from (its connections are that process's). Not a store that is away: a worker stops on it rather than
+    waiting for the store to come back."""
 
 
 class WouldWait(DuctapeError):

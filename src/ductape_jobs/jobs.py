@@ -4,7 +4,7 @@ together from ``JobScheduling`` (job_scheduling.py), ``JobControl`` (job_control
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 from ductape_jobs.clock import to_ms
@@ -90,7 +90,7 @@ class Jobs(JobScheduling, JobControl, JobReports):
                     "product_tag", f"is {job.product_tag!r}, but these are the jobs of product {self.product_tag!r}"
                 )
             job = job.model_copy(update={"product_tag": self.product_tag})
-        if isinstance(details, Mapping) and "executions" in details:  # asked for (a fetched job says what it is)
+        if "executions" in job.model_fields_set and job.created_at is None:  # asked for (a stored job says what it is)
             check_unlimited(job.executions, job.intervals)
         self._check_event(job)
         limits = self._products.limits_of(job)

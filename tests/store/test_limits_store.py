@@ -374,6 +374,55 @@ def test_a_job_s_limits_changed_reach_its_pending_runs(store: Store) -> None:
     assert sorted(r.id for r in store.acquire_runs("w2", 10, LEASE, T0 + 2 * SEC)) == sorted(limited[2:])
 
 
+def test_a_run_running_when_its_job_s_limits_changed_is_queued_again_under_them(store: Store) -> None:
+    """A review: a run running when the job got a limit kept its limits of when it was made, and so did its retry, a
+    rescue's or a release's requeue of it, which then started beside the backlog the limit held. A run queued again
+    takes its job's limits as they are then."""
+    ids = backlog(store, "late", 3)
+    retried, rescued = store.acquire_runs("w1", 2, LEASE, T0)
+    store.update_job("shop", "late", {"concurrency": 1}, T0)
+    store.finish_runs([fail(retried, at=T0, retry_at=T0 + SEC)], T0)
+    assert store.rescue_expired(T0 + LEASE + SEC, 3)[0].run_id == rescued.id
+    for run_id in (retried.id, rescued.id, ids[2]):
+        assert run_of(store, run_id).limit_keys == ("shop/job:late",), run_id
+    assert len(store.acquire_runs("w2", 10, LEASE, T0 + LEASE + 2 * SEC)) == 1  # concurrency 1, for the three
+
+
+@pytest.mark.parametrize("cadence", [False, True], ids=["limits", "limits-and-cadence"])
+def test_a_job_s_limits_changed_while_an_outcome_batch_locks_its_schedules_do_not_deadlock(
+    pg_backend: Backend, caplog: pytest.LogCaptureFixture, cadence: bool
+) -> None:
+    """A review: the update locked the schedules of the job's pending runs, then (its cadence changed) its other
+    schedules in no set order, while an outcome batch locked the schedules of its failed runs in the order of their
+    ids: each waited for a schedule the other held. Every schedule the update writes is locked first, in id order."""
+    store = pg_backend.open()
+    store.create_job(job("own", product_tag="shop", intervals=60_000), T0)
+    made = [schedule("own", job_product="shop", follows_job=True, next_run_at=None) for _ in range(2)]
+    first, second = sorted(made, key=lambda s: s.id)  # first: a running run only; second: a running and a pending
+    store.add_schedules([first], [due_run(first, T0 - timedelta(milliseconds=9))])
+    later = due_run(second, T0 + timedelta(hours=1))
+    store.add_schedules([second], [due_run(second, T0 - timedelta(milliseconds=8)), later])
+    running = store.acquire_runs("w1", 5, LEASE, T0)
+    assert len(running) == 2
+    options = f"-c search_path={pg_backend.schema}"
+    with psycopg.connect(PG_URL, options=options) as other, psycopg.connect(PG_URL, autocommit=True) as watch:
+        other.execute("SELECT id FROM runs WHERE id = %s FOR UPDATE", [later.id])  # a claim holding the pending run
+        done: list[str] = []
+        changes: dict[str, Any] = {"concurrency": 1, **({"intervals": 120_000} if cadence else {})}
+        updating = threading.Thread(target=lambda: done.append(store.update_job("shop", "own", changes, T0 + SEC).tag))
+        updating.start()
+        _wait_until_blocked(watch, pg_backend, updating)  # holds the schedules it writes, waits on the pending run
+        finishing = threading.Thread(target=store.finish_runs, args=([fail(r) for r in running], T0 + SEC))
+        finishing.start()
+        time.sleep(0.5)  # the batch locks the schedules of its failed runs, in id order
+        other.rollback()
+    for t in (updating, finishing):
+        t.join(timeout=30)
+        assert not t.is_alive()
+    assert done == ["own"]
+    assert not [r for r in caplog.records if "deadlock" in r.getMessage()]
+
+
 def test_a_job_s_limits_changed_while_a_cancel_or_an_outcome_batch_runs_do_not_deadlock(
     pg_backend: Backend, caplog: pytest.LogCaptureFixture
 ) -> None:

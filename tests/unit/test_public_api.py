@@ -72,6 +72,7 @@ EXPECTED = {
     "ScheduleStatus",
     "Session",
     "StoreError",
+    "StoreUnusableError",
     "SystemClock",
     "TriggeredBy",
     "ValidationError",

@@ -784,3 +784,6 @@ def test_executions_0_given_needs_intervals(dt: Ductape) -> None:
     assert dt.job.update("report", {"intervals": 0}).intervals == 0  # executions not given: once, as asked
     fetched = dt.job.fetch("report")  # a job read back says what it is: made again elsewhere, not refused (a review)
     assert dt.product("shop").jobs.create(fetched).product_tag == "shop"
+    assert dt.product("blog").jobs.create(fetched.model_dump(mode="json")).product_tag == "blog"  # as HTTP sends it
+    asked = JobDefinition(name="N", tag="new", event_type="FUNCTION", event_tag="f", executions=0)  # a model too
+    rejected(dt, lambda d: d.job.create(asked), "intervals", rule)

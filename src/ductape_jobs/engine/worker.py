@@ -36,7 +36,15 @@ from msgspec.structs import replace
 from ductape_jobs.clock import Clock, iso_text, uncertainty
 from ductape_jobs.engine.events import RunObserver, tell_finished, tell_rescued, tell_started
 from ductape_jobs.engine.scheduler import Scheduler
-from ductape_jobs.errors import RunTimeoutError, StoreError, ValidationError, WouldWait, describe, is_retryable
+from ductape_jobs.errors import (
+    RunTimeoutError,
+    StoreError,
+    StoreUnusableError,
+    ValidationError,
+    WouldWait,
+    describe,
+    is_retryable,
+)
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.executors.registry import ExecutorRegistry
 from ductape_jobs.ids import new_id
@@ -174,6 +182,8 @@ class Worker:
                     self._passes.ok()
                     await self._sleep(more)
                     failures = 0
+                except StoreUnusableError:  # closed, or a forked child's: not coming back
+                    raise
                 except StoreError as exc:  # the database is away: back off, keep what is in flight
                     failures += 1
                     delay = _PASS_BACKOFF.delay(failures).total_seconds()
@@ -637,6 +647,7 @@ class Worker:
                 lambda: self._claiming(self._record, outcomes, now, want),
                 tries=5,
                 backoff=_FLUSH_BACKOFF,
+                retryable=lambda exc: not isinstance(exc, StoreUnusableError),  # closed or forked: not coming back
                 on_retry=lambda exc, _: self._flush_failed(exc, len(outcomes)),
             )
         except Exception:

@@ -99,6 +99,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
     # ------------------------------------------------------------------------------------ lifecycle
 
     def migrate(self, *, create: bool = True) -> None:
+        self._usable()
         self._d.migrate(create=create)
 
     def close(self) -> None:
@@ -107,12 +108,15 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
         self._closed = True
 
     def wait_for_change(self, timeout: timedelta) -> bool:
+        self._usable()
         return self._d.wait_for_change(timeout)
 
     def stop_waiting(self) -> None:
-        self._d.stop_waiting()
+        if not self._forked():  # the parent's listener
+            self._d.stop_waiting()
 
     def server_time(self) -> datetime | None:
+        self._usable()
         return self._d.server_time()
 
     def promptly(self) -> AbstractContextManager[None]:
@@ -152,8 +156,10 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             params = job_params(job, now)
             had_limit = before.concurrency is not None or before.rate is not None
             cadence = "intervals" in changes or "executions" in changes
-            if job.limit_keys != before.limit_keys:  # its pending runs wait under its limits as they are now
-                tx.run("lock_relimited_schedules", params)  # PostgreSQL: their schedules first, as a cancel does
+            limits = job.limit_keys != before.limit_keys
+            if limits or cadence:  # PostgreSQL: every schedule it writes or whose runs it writes, first, in id order
+                tx.run("lock_changed_job_schedules", {**params, "limits": limits, "cadence": cadence})
+            if limits:  # its pending runs wait under its limits as they are now
                 tx.run("relimit_job_runs", params)  # (before _save_job: no lock after its limits are stored)
             _save_job(tx, "update_job", params, job, now, had_limit=had_limit, follow_cadence=cadence)
             return job.model_copy(update={"updated_at": now})

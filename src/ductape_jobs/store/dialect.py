@@ -28,7 +28,7 @@ from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ductape_jobs.errors import NotFoundError, StaleJobError, StoreError, ValidationError
+from ductape_jobs.errors import NotFoundError, StaleJobError, StoreUnusableError, ValidationError
 from ductape_jobs.limits import LONE_SURROGATE, has_lone_surrogate
 
 if TYPE_CHECKING:
@@ -156,7 +156,7 @@ os.register_at_fork(after_in_child=lambda: _FORKS.__setitem__(0, _FORKS[0] + 1))
 
 class UsesDialect:
     """The part of the store core that runs queries: ``_read`` and ``_write`` over the dialect ``_d``, each refused
-    (``StoreError``) once the store is closed, or in a process forked from the one that opened it."""
+    (``StoreUnusableError``) once the store is closed, or in a process forked from the one that opened it."""
 
     _d: Dialect
     _opened_at_fork: int = 0
@@ -170,9 +170,9 @@ class UsesDialect:
 
     def _usable(self) -> None:
         if self._closed:
-            raise StoreError("the store is closed (its client's close() ran): open a new client")
+            raise StoreUnusableError("the store is closed (its client's close() ran): open a new client")
         if self._forked():  # a forked child sharing the parent's connections: calls failed at random, then hung
-            raise StoreError(
+            raise StoreUnusableError(
                 "the store was opened in the process this one was forked from, whose connections it would share: "
                 "open the client in each process after the fork (an app's lifespan or startup; with gunicorn "
                 "--preload, not at import)"

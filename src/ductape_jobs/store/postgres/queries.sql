@@ -70,19 +70,23 @@ WHERE job_tag = %(tag)s AND job_product = %(product_tag)s AND status IN ('active
 SELECT DISTINCT product_tag, env, app FROM schedules
 WHERE job_tag = %(tag)s AND job_product = %(product_tag)s AND status IN ('active', 'paused');
 
--- name: lock_relimited_schedules
--- A job's limits changed: the schedules of its pending runs, locked (in the order of their ids) before those runs
--- are, as a cancel and an outcome batch's release of held runs lock a schedule before its pending runs.
+-- name: lock_changed_job_schedules
+-- A job's limits or cadence changed: every schedule the update changes or whose pending runs it changes, locked in
+-- the order of their ids before any of them (or those runs) is written, as an outcome batch locks the schedules it
+-- decides about, and as a cancel and a batch's release of held runs lock a schedule before its pending runs.
 SELECT s.id FROM schedules s
 WHERE s.job_tag = %(tag)s AND s.job_product = %(product_tag)s
-  AND EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = s.id AND r.phase IN ('scheduled', 'queued', 'retry_scheduled'))
+  AND ((%(cadence)s AND s.follows_job = 1 AND s.status IN ('active', 'paused'))
+       OR (%(limits)s AND EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = s.id
+                                  AND r.phase IN ('scheduled', 'queued', 'retry_scheduled'))))
 ORDER BY s.id
 FOR NO KEY UPDATE OF s;
 
 -- name: relimit_job_runs
 -- A job's limits changed (job.update of its resources, concurrency or rate): its pending runs wait under them as
 -- they are now (they were copied when each run was made, so a backlog kept the limits it was made under). Runs
--- running finish as they began. By runs_active, their schedules locked first (lock_relimited_schedules).
+-- running finish as they began, and fall under them once queued again (a retry, a rescue, a release).
+-- By runs_active, their schedules locked first (lock_changed_job_schedules).
 UPDATE runs SET limit_keys = %(limit_keys)s
 WHERE phase IN ('scheduled', 'queued', 'retry_scheduled')
   AND schedule_id IN (SELECT id FROM schedules WHERE job_tag = %(tag)s AND job_product = %(product_tag)s);
@@ -229,7 +233,9 @@ WHERE runs.id = c.run_id AND runs.lease_owner = c.worker_id AND runs.attempt = c
 -- name: schedule_retry
 UPDATE runs SET phase = 'retry_scheduled', available_at = %(retry_at)s, retry_count = retry_count + 1,
     duration_ms = %(duration_ms)s, error = %(error)s, lease_owner = NULL, lease_expires_at = NULL,
-    updated_at = %(now)s, started_at = coalesce(%(started_at)s::bigint, started_at)
+    updated_at = %(now)s, started_at = coalesce(%(started_at)s::bigint, started_at),
+    limit_keys = (SELECT j.limit_keys FROM schedules s JOIN jobs j ON j.product_tag = s.job_product AND j.tag = s.job_tag
+                  WHERE s.id = runs.schedule_id)
 WHERE id = %(run_id)s AND lease_owner = %(worker_id)s AND attempt = %(attempt)s AND phase = 'running'
   AND NOT EXISTS (SELECT 1 FROM schedules s WHERE s.id = runs.schedule_id AND s.status = 'cancelled');
 
@@ -307,7 +313,9 @@ SELECT * FROM runs WHERE phase = 'running' AND lease_owner = %(worker_id)s;
 -- attempt row is deleted: unstarted) and no start of its own.
 UPDATE runs SET phase = 'queued', available_at = GREATEST(available_at, %(now)s), lease_owner = NULL, lease_expires_at = NULL,
     attempt = CASE WHEN started_at > %(now)s THEN attempt - 1 ELSE attempt END,
-    started_at = CASE WHEN started_at > %(now)s THEN NULL ELSE started_at END, updated_at = %(now)s
+    started_at = CASE WHEN started_at > %(now)s THEN NULL ELSE started_at END, updated_at = %(now)s,
+    limit_keys = (SELECT j.limit_keys FROM schedules s JOIN jobs j ON j.product_tag = s.job_product AND j.tag = s.job_tag
+                  WHERE s.id = runs.schedule_id)
 WHERE id = ANY(%(ids)s) AND lease_owner = %(worker_id)s AND phase = 'running'
 RETURNING id, CASE WHEN started_at IS NULL THEN attempt + 1 ELSE attempt END AS attempt, started_at IS NULL AS unstarted;
 
@@ -347,7 +355,9 @@ RETURNING r.id;
 
 -- name: rescue_run
 UPDATE runs SET phase = 'queued', available_at = GREATEST(available_at, %(now)s), rescues = rescues + 1, lease_owner = NULL,
-    lease_expires_at = NULL, updated_at = %(now)s
+    lease_expires_at = NULL, updated_at = %(now)s,
+    limit_keys = (SELECT j.limit_keys FROM schedules s JOIN jobs j ON j.product_tag = s.job_product AND j.tag = s.job_tag
+                  WHERE s.id = runs.schedule_id)
 WHERE id = %(id)s AND phase = 'running' AND lease_expires_at < %(now)s;
 
 -- name: fail_lost_run

@@ -67,14 +67,15 @@ WHERE job_tag = :tag AND job_product = :product_tag AND status IN ('active', 'pa
 SELECT DISTINCT product_tag, env, app FROM schedules
 WHERE job_tag = :tag AND job_product = :product_tag AND status IN ('active', 'paused');
 
--- name: lock_relimited_schedules
+-- name: lock_changed_job_schedules
 -- (SQLite's single writer: nothing to lock.)
 SELECT 1 WHERE 0;
 
 -- name: relimit_job_runs
 -- A job's limits changed (job.update of its resources, concurrency or rate): its pending runs wait under them as
 -- they are now (they were copied when each run was made, so a backlog kept the limits it was made under). Runs
--- running finish as they began. By runs_active.
+-- running finish as they began, and fall under them once queued again (a retry, a rescue, a release).
+-- By runs_active.
 UPDATE runs SET limit_keys = :limit_keys
 WHERE phase IN ('scheduled', 'queued', 'retry_scheduled')
   AND schedule_id IN (SELECT id FROM schedules WHERE job_tag = :tag AND job_product = :product_tag);
@@ -239,7 +240,9 @@ WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase
 -- name: schedule_retry
 UPDATE runs SET phase = 'retry_scheduled', available_at = :retry_at, retry_count = retry_count + 1,
     duration_ms = :duration_ms, error = :error, lease_owner = NULL, lease_expires_at = NULL, updated_at = :now,
-    started_at = coalesce(:started_at, started_at)
+    started_at = coalesce(:started_at, started_at),
+    limit_keys = (SELECT j.limit_keys FROM schedules s JOIN jobs j ON j.product_tag = s.job_product AND j.tag = s.job_tag
+                  WHERE s.id = runs.schedule_id)
 WHERE id = :run_id AND lease_owner = :worker_id AND attempt = :attempt AND phase = 'running'
   AND NOT EXISTS (SELECT 1 FROM schedules s WHERE s.id = runs.schedule_id AND s.status = 'cancelled');
 
@@ -298,7 +301,9 @@ SELECT * FROM runs INDEXED BY runs_leases WHERE phase = 'running' AND lease_owne
 -- attempt row is deleted: unstarted) and no start of its own.
 UPDATE runs SET phase = 'queued', available_at = max(coalesce(available_at, :now), :now), lease_owner = NULL, lease_expires_at = NULL,
     attempt = CASE WHEN started_at > :now THEN attempt - 1 ELSE attempt END,
-    started_at = CASE WHEN started_at > :now THEN NULL ELSE started_at END, updated_at = :now
+    started_at = CASE WHEN started_at > :now THEN NULL ELSE started_at END, updated_at = :now,
+    limit_keys = (SELECT j.limit_keys FROM schedules s JOIN jobs j ON j.product_tag = s.job_product AND j.tag = s.job_tag
+                  WHERE s.id = runs.schedule_id)
 WHERE id IN (SELECT value FROM json_each(:ids)) AND lease_owner = :worker_id AND phase = 'running'
 RETURNING id, CASE WHEN started_at IS NULL THEN attempt + 1 ELSE attempt END AS attempt, started_at IS NULL AS unstarted;
 
@@ -335,7 +340,9 @@ RETURNING id;
 
 -- name: rescue_run
 UPDATE runs SET phase = 'queued', available_at = max(coalesce(available_at, :now), :now), rescues = rescues + 1, lease_owner = NULL,
-    lease_expires_at = NULL, updated_at = :now
+    lease_expires_at = NULL, updated_at = :now,
+    limit_keys = (SELECT j.limit_keys FROM schedules s JOIN jobs j ON j.product_tag = s.job_product AND j.tag = s.job_tag
+                  WHERE s.id = runs.schedule_id)
 WHERE id = :id AND phase = 'running' AND lease_expires_at < :now;
 
 -- name: fail_lost_run
