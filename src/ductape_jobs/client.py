@@ -104,6 +104,8 @@ class Ductape:
         create_store: bool = True,
     ) -> None:
         self.tracing: Tracing | None = None  # off: nothing of OpenTelemetry is imported
+        if not isinstance(create_store, bool):  # "no" would be taken as True, and make the store
+            raise ValidationError("create_store", f"must be True or False, not {type(create_store).__name__}")
         if tracing is not None and not isinstance(tracing, bool):
             raise ValidationError("tracing", f"must be True, False or None, not {type(tracing).__name__}")
         if _tracing_wanted(tracing):

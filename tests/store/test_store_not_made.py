@@ -36,6 +36,11 @@ def test_a_sqlite_file_none_was_made_in_is_refused_and_left_as_it_was(tmp_path: 
         tables = [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
     assert tables == ["notes"]
 
+    with pytest.raises(ValidationError) as refused:
+        Ductape(f"sqlite:///{missing}", create_store="no")  # type: ignore[arg-type]
+    assert str(refused.value) == "create_store: must be True or False, not str"
+    assert not missing.exists()
+
     Ductape(f"sqlite:///{missing}").close()  # made by a client that may make it
     Ductape(f"sqlite:///{missing}", create_store=False).close()  # then opened
 
