@@ -302,6 +302,9 @@ class AsyncDuctape:
     ) -> PruneCounts:
         return await _off(self.sync.prune, dry_run=dry_run, keep_completed=keep_completed, keep_failed=keep_failed)
 
+    async def copy_to(self, store: str) -> dict[str, int]:
+        return await _off(self.sync.copy_to, store)
+
     async def drain(self) -> DrainSummary:
         return await self.sync.new_worker().run_until_idle()
 

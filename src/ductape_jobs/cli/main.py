@@ -39,6 +39,7 @@ from ductape_jobs.cli.prune import prune
 from ductape_jobs.cli.resources import resources
 from ductape_jobs.cli.serve import serve
 from ductape_jobs.cli.sessions import session_app
+from ductape_jobs.cli.transfer import copy_store
 from ductape_jobs.cli.webhooks import webhook_app
 
 if TYPE_CHECKING:
@@ -96,6 +97,7 @@ app.command()(history)
 app.command()(stats)
 app.command()(prune)
 app.command()(backup)
+app.command("copy")(copy_store)
 app.command()(resources)
 
 

@@ -494,6 +494,14 @@ class SchedulingStore(ABC):
 class Store(SchedulingStore, FeatureStore, AccessStore, StatsStore, RetentionStore, OutboxStore, LimitsStore):
     """The whole contract: what a backend implements (``SQLStore`` over a dialect, for SQLite and PostgreSQL)."""
 
+    @abstractmethod
+    def copy_to(self, target: Store, now: datetime, *, batch: int = 1_000) -> dict[str, int]:
+        """Copy everything this store holds into ``target``, a new, empty store of this release (SQLite or
+        PostgreSQL, either way), as one transaction of this one sees it and in one transaction of the target: all
+        or nothing (``store/transfer.py``). The rows copied, by table. A ``ValidationError`` when the target holds
+        data (``to``) or a worker holds a run here under a lease not lapsed at ``now`` (``store``): stop the
+        workers first."""
+
     def backup(self, to: str | os.PathLike[str]) -> int:
         """Copy the store, as one transaction sees it, to the new file ``to`` while workers go on; its size in
         bytes. A SQLite store's (``SQLiteStore``); a server's database has its own tools (PostgreSQL: ``pg_dump``),

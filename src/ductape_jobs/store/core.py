@@ -81,6 +81,7 @@ from ductape_jobs.store.limits_core import LimitsCore, store_limits
 from ductape_jobs.store.outbox import OutboxCore
 from ductape_jobs.store.reports import ReportsCore
 from ductape_jobs.store.retention import RetentionCore
+from ductape_jobs.store.transfer import TransferCore
 
 _RELEASED = "worker shut down before the run finished"
 _Finished = tuple[
@@ -88,7 +89,7 @@ _Finished = tuple[
 ]  # outcome_params
 
 
-class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, RetentionCore, Store):
+class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, RetentionCore, TransferCore, Store):
     """A ``Store`` over a SQL dialect; a backend is this class given its dialect."""
 
     def __init__(self, dialect: Dialect) -> None:

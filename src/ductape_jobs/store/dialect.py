@@ -23,12 +23,13 @@ cannot hold (``unstorable``) as a ``ValidationError`` naming its parameter.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+import re
+from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
-from ductape_jobs.errors import NotFoundError, StaleJobError, StoreUnusableError, ValidationError
+from ductape_jobs.errors import NotFoundError, StaleJobError, StoreError, StoreUnusableError, ValidationError
 from ductape_jobs.limits import LONE_SURROGATE, has_lone_surrogate
 
 if TYPE_CHECKING:
@@ -37,6 +38,8 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 Row = dict[str, Any]
 Params = Mapping[str, Any]
+#: A table's rows a batch at a time (``Tx.rows_of``): closed, it ends its read.
+Batches = Generator[list[Row], None, None]
 
 
 class Tx(Protocol):
@@ -60,6 +63,14 @@ class Tx(Protocol):
     def later(self, name: str, params: Params | None = None) -> Callable[[], list[Row]]:
         """Send query ``name`` now and read its rows when the returned function is called: inside ``together``,
         the statements sent before that first read go in one round trip (PostgreSQL), each run in order."""
+
+    def rows_of(self, table: str, columns: Sequence[str], order: Sequence[str], batch: int) -> Batches:
+        """Every row of ``table`` (a table of the store's schema; its ``columns``, in ``order``), ``batch`` at a time,
+        read as the transaction sees them (a copy of the store, ``transfer.py``: the names are the schema's own)."""
+
+    def put_rows(self, table: str, columns: Sequence[str], rows: Sequence[Row]) -> None:
+        """Insert ``rows`` into ``table`` as they are, their ``columns`` given (generated keys too: a copy of the
+        store keeps them)."""
 
     def claim_runs(self, params: Params) -> tuple[list[Row], bool]:
         """Claim due runs under no limit for a worker and record their attempts (``acquire_runs``'s
@@ -189,6 +200,18 @@ class UsesDialect:
     def _write_together(self, ops: Iterable[Callable[[Tx], None]], *, landed: Callable[[Tx], bool]) -> None:
         self._usable()
         self._d.transact_together(ops, landed=landed)
+
+
+#: A table's or a column's name as the store's schema spells them: what ``quoted`` takes.
+_NAME = re.compile(r"[a-z_][a-z0-9_]*")
+
+
+def quoted(name: str) -> str:
+    """``name``, a table's or a column's of the store's schema, as a quoted SQL identifier (both dialects quote
+    with ``"``); a name the schema could not hold is a ``StoreError``, so no text reaches a statement as SQL."""
+    if not _NAME.fullmatch(name):
+        raise StoreError(f"{name!r} is not a name of the store's schema")
+    return f'"{name}"'
 
 
 def plain_file(path: str) -> bool:

@@ -15,7 +15,7 @@ import psycopg
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.store.base import Capabilities, never_prompt
 from ductape_jobs.store.codec import rows_json
-from ductape_jobs.store.dialect import Params, Row, unstorable
+from ductape_jobs.store.dialect import Batches, Params, Row, quoted, unstorable
 from ductape_jobs.store.postgres.connection import Conn, Database, Listener, Statement
 from ductape_jobs.store.postgres.schema import made, migrate, migrated
 from ductape_jobs.store.sql import load_dialect_queries
@@ -26,7 +26,7 @@ T = TypeVar("T")
 ROWS_AS_JSON = frozenset({"complete_run"})
 Q = load_dialect_queries(
     "ductape_jobs.store.postgres",
-    ("queries.sql", "features.sql", "api_queries.sql", "retention.sql", "outbox.sql", "limits.sql"),
+    ("queries.sql", "features.sql", "api_queries.sql", "retention.sql", "outbox.sql", "limits.sql", "transfer.sql"),
 )
 
 
@@ -83,6 +83,21 @@ class PostgresTx:
 
     def later(self, name: str, params: Params | None = None) -> Callable[[], list[Row]]:
         return self._conn.execute(Q[name], params).fetchall  # in a pipeline: read at the next sync
+
+    def rows_of(self, table: str, columns: Sequence[str], order: Sequence[str], batch: int) -> Batches:
+        listed = ", ".join(map(quoted, columns))
+        by = f" ORDER BY {', '.join(map(quoted, order))}" if order else ""
+        with self._conn.cursor(name="ductape_copy") as cursor:  # a server-side cursor: batch rows held at a time
+            cursor.execute(f"SELECT {listed} FROM {quoted(table)}{by}")  # quoted names
+            while rows := cursor.fetchmany(batch):
+                yield rows
+
+    def put_rows(self, table: str, columns: Sequence[str], rows: Sequence[Row]) -> None:
+        listed = ", ".join(map(quoted, columns))
+        marks = ", ".join(["%s"] * len(columns))
+        sql = f"INSERT INTO {quoted(table)} ({listed}) OVERRIDING SYSTEM VALUE VALUES ({marks})"  # a kept identity
+        with self._conn.cursor() as cursor:
+            cursor.executemany(sql, [[row[c] for c in columns] for row in rows])
 
     def claim_runs(self, params: Params) -> tuple[list[Row], bool]:
         rows = self.all("acquire_runs", params)  # one statement: claim, lease and record the attempts
@@ -179,6 +194,12 @@ class PostgresSendTx:
 
     def sync_outbox_triggers(self) -> None:
         raise _sends_only("sync_outbox_triggers")
+
+    def rows_of(self, table: str, columns: Sequence[str], order: Sequence[str], batch: int) -> Batches:
+        raise _sends_only("rows_of")
+
+    def put_rows(self, table: str, columns: Sequence[str], rows: Sequence[Row]) -> None:
+        raise _sends_only("put_rows")
 
     def many(self, name: str, params: Sequence[Params]) -> None:
         statement = _many(name, params)

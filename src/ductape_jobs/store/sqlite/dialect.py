@@ -17,7 +17,7 @@ from typing import Any, TypeVar
 
 from ductape_jobs.errors import ConflictError, StoreError, ValidationError, WouldWait
 from ductape_jobs.store.base import Capabilities
-from ductape_jobs.store.dialect import Params, Row, job_check_error, plain_file, unstorable
+from ductape_jobs.store.dialect import Batches, Params, Row, job_check_error, plain_file, quoted, unstorable
 from ductape_jobs.store.sql import has_every_migration, load_dialect_queries, load_migrations
 from ductape_jobs.store.sqlite.binding import bind
 
@@ -54,7 +54,8 @@ PROMPT_BYTES_A_WRITE = 256 * 1024
 PAGE_SIZE = 1_024
 PACKAGE = "ductape_jobs.store.sqlite"
 Q = load_dialect_queries(
-    PACKAGE, ("queries.sql", "features.sql", "api_queries.sql", "retention.sql", "outbox.sql", "limits.sql")
+    PACKAGE,
+    ("queries.sql", "features.sql", "api_queries.sql", "retention.sql", "outbox.sql", "limits.sql", "transfer.sql"),
 )
 #: The queries as sent: bound by position (binding.py).
 B = {name: bind(query) for name, query in Q.items()}
@@ -159,6 +160,19 @@ class SQLiteTx:
 
     def together(self) -> AbstractContextManager[object]:
         return contextlib.nullcontext()  # one process, no network: nothing to gather
+
+    def rows_of(self, table: str, columns: Sequence[str], order: Sequence[str], batch: int) -> Batches:
+        listed = ", ".join(map(quoted, columns))
+        by = f" ORDER BY {', '.join(map(quoted, order))}" if order else ""
+        cursor = self._db.execute(f"SELECT {listed} FROM {quoted(table)}{by}")  # names: the schema's own, quoted
+        while rows := cursor.fetchmany(batch):
+            yield rows
+
+    def put_rows(self, table: str, columns: Sequence[str], rows: Sequence[Row]) -> None:
+        listed = ", ".join(map(quoted, columns))
+        marks = ", ".join("?" * len(columns))
+        sql = f"INSERT INTO {quoted(table)} ({listed}) VALUES ({marks})"  # names: the schema's own, quoted
+        self._db.executemany(sql, ([row[c] for c in columns] for row in rows))
 
     def claim_runs(self, params: Params) -> tuple[list[Row], bool]:
         rows = self._claim("acquire_runs", params)

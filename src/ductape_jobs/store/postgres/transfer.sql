@@ -1,0 +1,28 @@
+-- SQL of a store's copy into another (store/transfer.py): the tables and columns it reads from the schema itself
+-- (the store's schema: the first in the search path), so a table or column a migration adds is copied without a
+-- change here. The rows themselves are read and written by PostgresTx.rows_of and PostgresTx.put_rows.
+
+-- name: store_tables
+SELECT table_name AS name FROM information_schema.tables
+WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name;
+
+-- name: table_columns
+SELECT column_name AS name FROM information_schema.columns
+WHERE table_schema = current_schema() AND table_name = %(table)s ORDER BY ordinal_position;
+
+-- name: copy_snapshot
+-- Every table read as one snapshot sees the store (the first statement of the copy's read transaction).
+SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;
+
+-- name: live_leases
+-- Runs a worker holds now: a copy taken meanwhile would run them again in the new store (their lease lapses there).
+SELECT count(*) AS n FROM runs WHERE phase = 'running' AND lease_expires_at > %(now)s;
+
+-- name: copied_outbox
+-- After the outbox's rows were written with their seq (OVERRIDING SYSTEM VALUE): its identity goes on from the
+-- largest, so the events written next come after them.
+SELECT setval(pg_get_serial_sequence('outbox', 'seq'), GREATEST(max(seq), 1), max(seq) IS NOT NULL) AS done
+FROM outbox;
+
+-- name: put_outbox_marks
+UPDATE outbox_marks SET streams_epoch = %(streams_epoch)s, pruned_txid = 0, pruned_seq = %(pruned_seq)s WHERE id = 1;

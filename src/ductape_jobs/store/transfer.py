@@ -1,0 +1,124 @@
+"""The store core's part for copying a store into another, new one (``Store.copy_to``): a project that outgrows one
+machine moves its SQLite store to PostgreSQL (``ductape copy --to postgresql://...``), or a PostgreSQL one to a
+SQLite file (a test bed, a smaller deploy).
+
+Everything the source holds is read as one transaction sees it (PostgreSQL: a repeatable-read snapshot) and written
+in one transaction of the target: all of it or nothing. The tables and their columns are read from the schemas
+themselves, which must be the same (both stores migrated by this release: a table or column a migration adds is
+copied with no change here), and the target must hold nothing yet. A run that a worker holds under a live lease
+refuses the copy: it would run again in the new store once its lease lapsed there.
+
+Rows are copied as they are, their ids and times too, except the outbox's (``store/outbox.py``), which each dialect
+orders its own way (SQLite by ``seq``, PostgreSQL by ``(txid, seq)``): its events are written in their order with
+``txid`` 0 and ``seq`` numbered from 1 (PostgreSQL's next ones come after them: their ``txid`` is larger, and the
+identity goes on from the last ``seq``), the cursors into it (each webhook sender's, the pruned mark) are moved onto
+that numbering, and live streams (``ductape serve``'s readers, leased) are not copied: the target's stream epoch is
+a new one, so a reader that reconnects to it starts afresh, told of the gap."""
+
+from __future__ import annotations
+
+from bisect import bisect_right
+from contextlib import closing
+from datetime import datetime
+
+from ductape_jobs.errors import StoreError, ValidationError
+from ductape_jobs.store.base import Store
+from ductape_jobs.store.codec import ms
+from ductape_jobs.store.dialect import Tx, UsesDialect
+
+#: The target's own table: its migrations, applied when it was made.
+OWN_TABLES = frozenset({"schema_migrations"})
+#: The outbox's tables, copied by ``_copy_outbox`` (renumbered), not as they are.
+OUTBOX_TABLES = frozenset({"outbox", "outbox_consumers", "outbox_marks"})
+#: A table every new store holds a row of (migration 17): its values are set, not inserted.
+SET_TABLES = frozenset({"outbox_marks"})
+
+
+class TransferCore(UsesDialect):
+    """A store's contents copied into another, new store (see ``Store.copy_to``)."""
+
+    def copy_to(self, target: Store, now: datetime, *, batch: int = 1_000) -> dict[str, int]:
+        if not isinstance(target, TransferCore):
+            raise ValidationError("to", f"must be a SQL store (SQLite or PostgreSQL), not {type(target).__name__}")
+        if target is self:
+            raise ValidationError("to", "is the store copied from; name a new, empty store")
+        copied: dict[str, int] = {}
+
+        def read(source: Tx) -> None:
+            source.run("copy_snapshot")  # before any other statement: the snapshot every table is read in
+            held = source.one("live_leases", {"now": ms(now)})
+            if held and held["n"]:
+                raise ValidationError(
+                    "store",
+                    f"{held['n']} runs are running under a worker's lease: stop every worker (and `ductape serve`, "
+                    "which runs one) first, so that no run goes on here while it runs again in the copy",
+                )
+            columns = _schema(source)
+
+            def write(into: Tx) -> None:
+                if _schema(into) != columns:
+                    raise StoreError(
+                        "the two stores' schemas differ (tables or columns): open both with this release of "
+                        "ductape-jobs, which migrates them, and copy again"
+                    )
+                for table, names in columns.items():
+                    if table not in OWN_TABLES | SET_TABLES and _holds_rows(into, table, names):
+                        raise ValidationError("to", f"holds data already (its {table}): copy into a new, empty store")
+                for table, names in columns.items():
+                    if table not in OWN_TABLES | OUTBOX_TABLES:
+                        copied[table] = _copy_table(source, into, table, names, batch)
+                copied.update(_copy_outbox(source, into, columns, batch))
+                into.sync_outbox_triggers()  # they exist while some webhook or live stream wants them
+
+            target._write(write)
+
+        self._read(read)
+        return copied
+
+
+def _schema(tx: Tx) -> dict[str, list[str]]:
+    """Each table of the store's schema with its columns, in order."""
+    tables = [row["name"] for row in tx.all("store_tables")]
+    return {table: [row["name"] for row in tx.all("table_columns", {"table": table})] for table in tables}
+
+
+def _holds_rows(tx: Tx, table: str, columns: list[str]) -> bool:
+    with closing(tx.rows_of(table, columns, (), 1)) as rows:  # closed at once: PostgreSQL's cursor is named
+        return next(rows, None) is not None
+
+
+def _copy_table(source: Tx, into: Tx, table: str, columns: list[str], batch: int) -> int:
+    count = 0
+    for rows in source.rows_of(table, columns, (), batch):
+        into.put_rows(table, columns, rows)
+        count += len(rows)
+    return count
+
+
+def _copy_outbox(source: Tx, into: Tx, columns: dict[str, list[str]], batch: int) -> dict[str, int]:
+    """The outbox's events in their order, renumbered (module doc), and the cursors into them moved."""
+    order: list[tuple[int, int]] = []  # each event's (txid, seq) in the source, by its new seq - 1
+    for rows in source.rows_of("outbox", columns["outbox"], ("txid", "seq"), batch):
+        renumbered = []
+        for row in rows:
+            order.append((row["txid"], row["seq"]))
+            renumbered.append({**row, "txid": 0, "seq": len(order)})
+        into.put_rows("outbox", columns["outbox"], renumbered)
+    into.run("copied_outbox")
+
+    def moved(txid: int, seq: int) -> int:
+        """The new seq of the last event at or before the cursor ``(txid, seq)`` (0: none)."""
+        return bisect_right(order, (txid, seq))
+
+    senders = [
+        {**row, "txid": 0, "seq": moved(row["txid"], row["seq"])}
+        for rows in source.rows_of("outbox_consumers", columns["outbox_consumers"], ("name",), batch)
+        for row in rows
+        if row["lease_until"] is None  # a live stream's reader is not copied (module doc)
+    ]
+    into.put_rows("outbox_consumers", columns["outbox_consumers"], senders)
+    for rows in source.rows_of("outbox_marks", columns["outbox_marks"], (), 1):
+        for marks in rows:
+            pruned = moved(marks["pruned_txid"], marks["pruned_seq"])
+            into.run("put_outbox_marks", {"streams_epoch": marks["streams_epoch"] + 1, "pruned_seq": pruned})
+    return {"outbox": len(order), "outbox_consumers": len(senders)}

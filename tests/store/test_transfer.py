@@ -1,0 +1,199 @@
+"""``copy_to`` (``ductape copy``): a store's contents copied into a new one, SQLite and PostgreSQL either way. The
+copy holds every row the source held (the outbox renumbered, its cursors with it), the engine carries on there as
+it would have on the source (a recurring schedule's next run, its limit, a webhook's pending events), and a copy
+that is refused (a target holding data, a run a worker holds) writes nothing."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+from storekit import Backend, postgres_backend, sqlite_backend
+from test_contract import T0
+from test_outbox_store import Collect, pending
+from typer.testing import CliRunner
+
+from ductape_jobs import Ductape, FakeClock, ValidationError
+from ductape_jobs.cli.main import app
+from ductape_jobs.models import Webhook
+from ductape_jobs.store.transfer import OUTBOX_TABLES, OWN_TABLES
+
+JOB = {"name": "Report", "tag": "report", "event_type": "FUNCTION", "event_tag": "report"}
+REQ = {"env": "prd", "product_tag": "shop", "event": "report"}
+HOOK_EVENTS = ["run.queued", "job.completed", "job.failed"]
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def source(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    factory = sqlite_backend(tmp_path / "source") if request.param == "sqlite" else postgres_backend()
+    (tmp_path / "source").mkdir()
+    with factory as b:
+        yield b
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    (tmp_path / "target").mkdir()
+    factory = sqlite_backend(tmp_path / "target") if request.param == "sqlite" else postgres_backend()
+    with factory as b:
+        if b.path is not None:
+            b.path = b.path.with_name("copy.db")  # a new file: the copy makes it
+            b.url = f"sqlite:///{b.path}"
+        yield b
+
+
+def client(backend: Backend, clock: FakeClock, ran: list[Any] | None = None) -> Ductape:
+    dt = Ductape(backend.url, clock=clock)
+    dt.function("report")(lambda input, ctx: (ran if ran is not None else []).append(input) or input)
+    return dt
+
+
+def fill(dt: Ductape, clock: FakeClock) -> dict[str, str]:
+    """A store with history, a recurring schedule part-way through its limit, a one-off still to come, a webhook
+    with events sent (their deliveries queued) and events still to send, and a limit: the ids the checks read."""
+    dt.job.create({**JOB, "concurrency": 2})
+    dt.store.add_webhook(Webhook("wh_1", "shop", "https://example.com/h", HOOK_EVENTS, "s" * 20, T0))
+    every = dt.job.schedule({**REQ, "input": {"n": "every"}, "repeat": {"every": 60_000, "limit": 5}})
+    dt.job.schedule({**REQ, "input": {"n": "once"}})
+    dt.job.schedule({**REQ, "input": {"n": "later"}, "start_at": int((T0 + timedelta(hours=1)).timestamp())})
+    dt.drain()
+    clock.advance(minutes=1)
+    dt.drain()  # the recurring one's second run
+    pending(dt.store, 6)
+    assert dt.store.relay_events("webhooks", 3, clock.now(), Collect()) == 3  # three sent: the rest wait
+    return {"every": every.job_id}
+
+
+def table_rows(backend: Backend, table: str) -> list[tuple[Any, ...]]:
+    return sorted(backend.rows(f"SELECT * FROM {table}"), key=repr)
+
+
+def test_a_copy_holds_every_row_and_the_engine_carries_on_there(source: Backend, target: Backend) -> None:
+    clock = FakeClock(T0)
+    with client(source, clock) as dt:
+        made = fill(dt, clock)
+        pending_before = [(e.name, e.run_id, e.job_id) for e in pending(dt.store, 3)]
+        copied = dt.copy_to(target.url)
+
+    tables = set(source.columns()) - OWN_TABLES
+    assert set(copied) == tables - {"outbox_marks"}
+    for table in tables - OUTBOX_TABLES:
+        rows = table_rows(source, table)
+        assert table_rows(target, table) == rows, table
+        assert copied[table] == len(rows)
+    assert (
+        copied["runs"] == 3 and copied["attempts"] == 3 and copied["webhook_deliveries"] == 3 and copied["jobs"] == 1
+    )  # the test saw something
+
+    ran: list[Any] = []
+    with client(target, clock, ran) as there:
+        # the events not yet sent wait there, in their order, and nothing sent is sent again
+        assert len(pending_before) == 3
+        assert [(e.name, e.run_id, e.job_id) for e in pending(there.store, len(pending_before))] == (pending_before)
+        every = there.job.get(made["every"])
+        assert every.run_count == 2 and every.next_run_at == T0 + timedelta(minutes=2)
+        clock.advance(minutes=1)
+        there.drain()
+        assert ran == [{"n": "every"}]  # its third run, due now; the one-off an hour later is not
+        for _ in range(3):
+            clock.advance(minutes=1)
+            there.drain()
+        assert [r["n"] for r in ran] == ["every"] * 3  # runs 3 to 5 of its limit of 5, then no more
+        ended = there.job.get(made["every"])
+        assert ended.status.value == "completed" and ended.run_count == 5
+        later = [e.name for e in pending(there.store, len(pending_before) + 1)]
+        assert later[: len(pending_before)] == [e for e, _, _ in pending_before]  # new events after the old
+        assert len(later) > len(pending_before)
+
+
+def test_a_target_holding_data_is_refused_and_left_as_it_was(source: Backend, target: Backend) -> None:
+    clock = FakeClock(T0)
+    with client(source, clock) as dt:
+        fill(dt, clock)
+    with client(target, clock) as other:  # a store in use: one job
+        other.job.create({**JOB, "tag": "theirs"})
+        before = {t: table_rows(target, t) for t in target.columns()}
+    with client(source, clock) as dt, pytest.raises(ValidationError) as refused:
+        dt.copy_to(target.url)
+    if target.path is not None:
+        assert refused.value.field == "to" and "exists" in refused.value.rule
+    else:
+        assert refused.value.field == "to" and "holds data already" in refused.value.rule
+    assert {t: table_rows(target, t) for t in target.columns()} == before
+
+
+def test_a_run_a_worker_holds_refuses_the_copy_and_nothing_is_made(source: Backend, target: Backend) -> None:
+    clock = FakeClock(T0)
+    with client(source, clock) as dt:
+        dt.job.create(JOB)
+        dt.job.schedule(REQ)
+        held = dt.store.acquire_runs("w1", 10, timedelta(seconds=30), clock.now())
+        assert len(held) == 1
+        with pytest.raises(ValidationError) as refused:
+            dt.copy_to(target.url)
+        assert refused.value.field == "store" and "1 runs are running" in refused.value.rule
+        if target.path is not None:
+            assert not target.path.exists()  # the file the copy made went with it
+        else:
+            assert all(not table_rows(target, t) for t in target.columns() if t not in OWN_TABLES | OUTBOX_TABLES)
+        clock.advance(seconds=31)  # its lease lapsed: the worker is gone, the copy goes ahead
+        assert dt.copy_to(target.url)["runs"] == 1
+
+
+def test_the_copy_is_refused_into_itself_or_an_in_memory_store(tmp_path: Path) -> None:
+    with Ductape(f"sqlite:///{tmp_path / 'jobs.db'}") as dt:
+        with pytest.raises(ValidationError, match="exists"):
+            dt.copy_to(f"sqlite:///{tmp_path / 'jobs.db'}")
+        with pytest.raises(ValidationError, match="in-memory"):
+            dt.copy_to("sqlite:///:memory:")
+        with pytest.raises(ValidationError, match="is the store copied from"):
+            dt.store.copy_to(dt.store, T0)
+        with pytest.raises(ValidationError) as refused:
+            dt.copy_to(42)  # type: ignore[arg-type]
+        assert refused.value.field == "to"
+
+
+def test_ductape_copy_prints_what_it_copied(tmp_path: Path) -> None:
+    src, dst = tmp_path / "jobs.db", tmp_path / "copy.db"
+    with Ductape(f"sqlite:///{src}") as dt:
+        dt.job.create(JOB)
+        dt.job.schedule(REQ)
+    env = {"DUCTAPE_APP": None, "DUCTAPE_STORE": None, "DUCTAPE_PRODUCT_FILE": None}
+    args = ["copy", "--store", f"sqlite:///{src}", "--to", f"sqlite:///{dst}", "--json"]
+    done = CliRunner().invoke(app, args, env=env)
+    assert done.exit_code == 0, done.output
+    answer = json.loads(done.stdout)
+    assert answer["rows"]["jobs"] == 1 and answer["rows"]["schedules"] == 1 and answer["rows"]["runs"] == 1
+    again = CliRunner().invoke(app, args, env=env)
+    assert again.exit_code == 2 and "to: " in again.output and "exists" in again.output
+    with Ductape(f"sqlite:///{dst}") as copy:
+        assert [j.tag for j in copy.job.fetch_all()] == ["report"]
+
+
+def test_outbox_events_committed_out_of_seq_order_reach_a_sqlite_copy_in_their_order(target: Backend) -> None:
+    """On PostgreSQL a transaction may commit a lower seq after a higher one (seq is drawn at insert, the order is
+    (txid, seq)); SQLite reads by seq alone. The copy numbers the events in their order, so a webhook sender whose
+    cursor passed (100, 2) still gets (101, 1) there, and nothing it had is sent again."""
+    with postgres_backend() as source:
+        with client(source, FakeClock(T0)):
+            pass  # made and migrated
+        at = int(T0.timestamp() * 1000)
+        for seq, txid, run in ((2, 100, "run_a"), (1, 101, "run_b"), (3, 102, "run_c")):
+            source.execute(
+                "INSERT INTO outbox (seq, txid, event, product_tag, schedule_id, run_id, data, created_at)"
+                " OVERRIDING SYSTEM VALUE"
+                " VALUES (%(seq)s, %(txid)s, 'run.queued', 'shop', 'job_x', %(run)s, '{}', %(at)s)",
+                {"seq": seq, "txid": txid, "run": run, "at": at},
+            )
+        source.execute(
+            "INSERT INTO outbox_consumers (name, txid, seq, updated_at) VALUES ('webhooks', 100, 2, %(at)s)", {"at": at}
+        )
+        with client(source, FakeClock(T0)) as dt:
+            assert [e.run_id for e in dt.store.pending_events("webhooks", 10)] == ["run_b", "run_c"]
+            assert dt.copy_to(target.url)["outbox"] == 3
+        with client(target, FakeClock(T0)) as there:
+            assert [e.run_id for e in pending(there.store, 2)] == ["run_b", "run_c"]
