@@ -53,6 +53,8 @@ def product(http: str, smtp_port: int, sqlite_url: str, topic: str) -> dict[str,
                         "body": {"region": "$Variable{orders}{region}", "sig": "$Secret{signing}"},
                     },
                     "get": {"method": "GET", "path": "/orders/:id"},
+                    "whoami": {"method": "POST", "path": "/who", "body": {"user": "$Session{user}{id}"}},
+                    "ping": {"method": "GET", "path": "/orders-ping"},
                 },
                 "envs": {
                     "dev": {
@@ -61,7 +63,11 @@ def product(http: str, smtp_port: int, sqlite_url: str, topic: str) -> dict[str,
                         "variables": {"region": "eu-west"},
                     }
                 },
-            }
+            },
+            "billing": {
+                "actions": {"ping": {"method": "GET", "path": "/billing-ping"}},
+                "envs": {"dev": {"base_url": http}},
+            },
         },
         "notifications": {
             "welcome": {
@@ -194,6 +200,22 @@ def test_cache_answers_the_same_input_within_the_ttl(shop: Shop) -> None:
     shop.schedule("get-order", input={"params": {"id": "c-1"}}, cache="orders-cache")
     shop.dt.drain()
     assert len(shop.http.seen) == 2  # expired
+
+
+def test_a_cached_result_is_not_shared_across_sessions_or_apps(shop: Shop) -> None:
+    """The cache key holds what the event is run with beyond its input: the session's data its definition may read
+    (Bob was answered with Alice's result) and the app the schedule picks (app billing's run got app orders')."""
+    shop.job("who", "ACTION", "orders:whoami")
+    shop.job("ping", "ACTION", "ping")  # in both apps: the schedule's app picks
+    for user in ("alice", "bob", "alice"):
+        token = shop.dt.session.start("user-session", {"user": {"id": user}}, env="dev", product_tag="shop")
+        shop.schedule("who", session=str(token), cache="orders-cache")
+        shop.dt.drain()
+    assert [seen.json() for seen in shop.http.seen] == [{"user": "alice"}, {"user": "bob"}]  # Alice's again: cached
+    for app in ("orders", "billing", "billing"):
+        shop.schedule("ping", app=app, cache="orders-cache")
+        shop.dt.drain()
+    assert [seen.path for seen in shop.http.seen[2:]] == ["/orders-ping", "/billing-ping"]
 
 
 # ------------------------------------------------------------------------------------------- NOTIFICATION

@@ -615,12 +615,15 @@ class Worker:
             del self._inflight[run.id]
 
     async def _cached(self, run: Run, ctx: RunContext) -> tuple[bool, Any, tuple[str, datetime] | None]:
-        """A product's cache tag: the same event with the same resolved input within the TTL is not run again."""
+        """A product's cache tag: the same event run with the same resolved input within the TTL is not run again.
+        The event is what it is run with beyond its input too: the app the schedule picks (an action of that name in
+        two apps is two events) and the session's data, which its definition may read (``$Session{...}``): one
+        user's result is never another's."""
         if run.cache is None or ctx.product is None or run.cache not in ctx.product.caches:
             return False, None, None
         ttl = ctx.product.caches[run.cache].lifetime
         material = json.dumps(
-            [run.product_tag, run.env, run.event_type.value, run.event_tag, run.cache, ctx.input],
+            [run.product_tag, run.env, run.event_type.value, run.event_tag, run.app, run.session, run.cache, ctx.input],
             sort_keys=True,
             default=str,
         )
