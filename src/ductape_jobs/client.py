@@ -28,6 +28,7 @@ from ductape_jobs.executors.registry import product_executors
 from ductape_jobs.features.api import Features
 from ductape_jobs.features.engine import FeatureEngine
 from ductape_jobs.jobs import Jobs, ProductJobs
+from ductape_jobs.logs import logger
 from ductape_jobs.models import DrainSummary
 from ductape_jobs.products import Products
 from ductape_jobs.products.watch import ResourceWatch
@@ -48,7 +49,7 @@ RESOURCE_WATCH_EVERY = timedelta(seconds=2)
 #: How often an engine process deletes the dashboard's live streams whose lease lapsed (``OutboxStore``), pruning
 #: or not: a closed dashboard's stream then neither pins the outbox nor keeps its triggers.
 STREAMS_EXPIRE_EVERY = timedelta(seconds=30)
-log = logging.getLogger("ductape_jobs.client")
+log = logger("ductape_jobs.client")
 
 
 class Ductape:
@@ -340,7 +341,7 @@ class Ductape:
         still running in a thread, the process then exits at once (a thread cannot be stopped)."""
         worker = self._blocking.run(lambda: self.run_worker(**overrides), "ductape.worker()")
         if worker.abandoned:
-            logging.getLogger("ductape_jobs.worker").warning(
+            logger("ductape_jobs.worker").warning(
                 "exiting with %d run(s) still executing in threads (released to other workers)", worker.abandoned
             )
             logging.shutdown()

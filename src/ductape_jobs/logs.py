@@ -106,6 +106,33 @@ class Repeats:
                 self._since = None
 
 
+class Masked(logging.Filter):
+    """Masks a record of the engine (``redact``) where it is made, whatever handler writes it: a process that never
+    called ``setup()`` (``ductape drain``, a script of yours) wrote Python's last-resort line with a session token
+    whole. Its traceback is formatted and masked too (a handler's formatter uses that text)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        masked = redact(message)
+        if masked != message:
+            record.msg, record.args = masked, ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(_TRACEBACKS.formatException(record.exc_info))
+        return True
+
+
+_TRACEBACKS = logging.Formatter()
+_MASKED = Masked()
+
+
+def logger(name: str) -> logging.Logger:
+    """The engine's logger ``name`` (``ductape_jobs.*``), its records ``Masked``."""
+    log = logging.getLogger(name)
+    if _MASKED not in log.filters:
+        log.addFilter(_MASKED)
+    return log
+
+
 class RunFields(logging.Filter):
     """Copies the bound run's fields onto each record (unless the call gave them with ``extra=``)."""
 

@@ -54,7 +54,6 @@ import builtins
 import contextlib
 import functools
 import itertools
-import logging
 import os
 import secrets
 import threading
@@ -71,7 +70,7 @@ from ductape_jobs.errors import NotFoundError, StoreError, TargetRefused
 from ductape_jobs.ids import new_id
 from ductape_jobs.lifecycle import KINDS, LifecycleEvent
 from ductape_jobs.limits import check_page
-from ductape_jobs.logs import Repeats
+from ductape_jobs.logs import Repeats, logger
 from ductape_jobs.models import (
     Built,
     DeliveryStatus,
@@ -91,7 +90,7 @@ if TYPE_CHECKING:
 
     from ductape_jobs.executors.http import HttpError
 
-log = logging.getLogger("ductape_jobs.webhooks")
+log = logger("ductape_jobs.webhooks")
 
 EVENTS = tuple(KINDS)
 CONSUMER = "webhooks"  # this consumer's cursor in the outbox

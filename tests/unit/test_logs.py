@@ -4,7 +4,12 @@ again (``logs.Repeats``); psycopg_pool's lines about failed tries to connect lik
 from __future__ import annotations
 
 import io
+import json
 import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -92,3 +97,49 @@ def test_a_probe_that_succeeded_leaves_no_access_line_and_one_that_failed_does()
     finally:
         root.handlers[:] = saved[0]
         root.setLevel(saved[1])
+
+
+TOKEN = "eyJhbGciOiJIUzI1NiJ9.eyJ1c2VyIjoidTkifQ.c2lnbmF0dXJlLW9mLXRoZS10b2tlbg"
+
+
+def test_an_engine_record_is_masked_where_it_is_made_whatever_writes_it(caplog: pytest.LogCaptureFixture) -> None:
+    """Not only by ``setup()``'s formatters: a process that never called it (``ductape drain``, a user's script)
+    wrote a session token whole through Python's last-resort handler."""
+    log = logs.logger("ductape_jobs.worker")
+    with caplog.at_level(logging.WARNING, logger="ductape_jobs.worker"):
+        log.warning("run %s failed for good: %s", "run_1", {"tok": f"user-session:{TOKEN}"})
+        try:
+            raise ValueError(f"bad token {TOKEN}")
+        except ValueError:
+            log.exception("it failed")
+    text = caplog.text + "".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+    assert TOKEN not in text and "user-session:eyJhbG***" in caplog.records[0].getMessage()
+    assert "bad token eyJhbG***" in (caplog.records[1].exc_text or "")
+
+
+def test_ductape_drain_masks_a_session_token_in_a_failure_it_logs(tmp_path: Path) -> None:
+    (tmp_path / "app.py").write_text(
+        "from ductape_jobs import Ductape\n"
+        f"app = Ductape('sqlite:///{tmp_path / 'jobs.db'}')\n"
+        "@app.function('boom')\n"
+        "def boom(input, ctx):\n"
+        "    raise RuntimeError(f\"refused {input['tok']}\")\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "DUCTAPE_STORE": "", "DUCTAPE_APP": ""}
+    ductape = [sys.executable, "-m", "ductape_jobs.cli.main"]
+    made = subprocess.run(
+        [*ductape, "job", "create", "--app", "app:app", "--name", "B", "--tag", "boom", "--event-type", "FUNCTION",
+         "--event-tag", "boom"],
+        env=env, capture_output=True, text=True, check=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert made.returncode == 0
+    subprocess.run(
+        [*ductape, "schedule", "--app", "app:app", "--env", "prd", "--product-tag", "p", "--event", "boom",
+         "--input", json.dumps({"tok": f"user-session:{TOKEN}"})],
+        env=env, capture_output=True, text=True, check=True, cwd=tmp_path,
+    )  # fmt: skip
+    drained = subprocess.run(
+        [*ductape, "drain", "--app", "app:app"], env=env, capture_output=True, text=True, cwd=tmp_path
+    )
+    assert drained.returncode == 1 and "failed for good" in drained.stderr, drained.stderr
+    assert TOKEN not in drained.stderr and "eyJhbG***" in drained.stderr

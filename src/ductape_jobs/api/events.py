@@ -45,7 +45,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import logging
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -59,10 +58,11 @@ from ductape_jobs.api.common import call, client, responses
 from ductape_jobs.clock import iso_text, to_ms
 from ductape_jobs.errors import StoreError
 from ductape_jobs.lifecycle import LifecycleEvent, StreamPosition, StreamStart
+from ductape_jobs.logs import logger
 from ductape_jobs.models import RunActivity
 
 router = APIRouter(tags=["events"])
-log = logging.getLogger("ductape_jobs.api")
+log = logger("ductape_jobs.api")
 
 BATCH = 500  # events read per look at the outbox
 LAST_EVENT_ID = "Last-Event-ID"

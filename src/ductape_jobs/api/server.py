@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import logging
 import signal
 import socket
 from collections.abc import Iterator
@@ -20,8 +19,9 @@ from ductape_jobs.api.app import create_app
 from ductape_jobs.client import Ductape
 from ductape_jobs.engine.worker import Worker
 from ductape_jobs.logins import DEFAULT_LIFETIME
+from ductape_jobs.logs import logger
 
-log = logging.getLogger("ductape_jobs.serve")
+log = logger("ductape_jobs.serve")
 
 
 class _Server(uvicorn.Server):

@@ -6,7 +6,6 @@ from __future__ import annotations
 import contextlib
 import importlib
 import json
-import logging
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -24,11 +23,12 @@ from ductape_jobs.client import Ductape
 from ductape_jobs.clock import iso_text
 from ductape_jobs.errors import DuctapeError, ValidationError
 from ductape_jobs.limits import MAX_DEPTH, visible
+from ductape_jobs.logs import logger
 from ductape_jobs.redaction import redact_url
 from ductape_jobs.store import DEFAULT_URL, missing_file, plain_file, refuse_missing
 from ductape_jobs.targets import parse_networks
 
-log = logging.getLogger("ductape_jobs.cli")
+log = logger("ductape_jobs.cli")
 
 if TYPE_CHECKING:
     from rich.console import Console, RenderableType

@@ -41,6 +41,7 @@ from ductape_jobs.cli.serve import serve
 from ductape_jobs.cli.sessions import session_app
 from ductape_jobs.cli.transfer import copy_store
 from ductape_jobs.cli.webhooks import webhook_app
+from ductape_jobs.logs import logger
 
 if TYPE_CHECKING:
     from ductape_jobs.client import Ductape
@@ -129,7 +130,7 @@ def main(
         os.environ["DUCTAPE_PRODUCT_FILE"] = product_file  # read by every Ductape() the command opens
 
 
-log = logging.getLogger("ductape_jobs.cli")
+log = logger("ductape_jobs.cli")
 
 
 # ---------------------------------------------------------------------------------------------- worker

@@ -25,8 +25,9 @@ from ductape_jobs.cli.common import (
 )
 from ductape_jobs.client import Ductape
 from ductape_jobs.extras import require_extra
+from ductape_jobs.logs import logger
 
-log = logging.getLogger("ductape_jobs.serve")
+log = logger("ductape_jobs.serve")
 
 
 class MetricsFrom(StrEnum):

@@ -6,15 +6,15 @@ needs I/O hands it to a thread. An observer that raises is logged and never stop
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Protocol
 
+from ductape_jobs.logs import logger
 from ductape_jobs.models import Run
 from ductape_jobs.store.base import Outcome, Rescued
 
-log = logging.getLogger("ductape_jobs.worker")
+log = logger("ductape_jobs.worker")
 
 
 class RunObserver(Protocol):

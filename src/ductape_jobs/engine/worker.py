@@ -19,7 +19,6 @@ import contextvars
 import functools
 import hashlib
 import json
-import logging
 import os
 import signal
 import socket
@@ -49,7 +48,7 @@ from ductape_jobs.executors.base import RunContext
 from ductape_jobs.executors.registry import ExecutorRegistry
 from ductape_jobs.ids import new_id
 from ductape_jobs.limits import span_text
-from ductape_jobs.logs import Repeats, bind_run
+from ductape_jobs.logs import Repeats, bind_run, logger
 from ductape_jobs.models import DrainSummary, Run, RunPhase
 from ductape_jobs.redaction import Secrets
 from ductape_jobs.retention import PruneCounts, Retention
@@ -66,7 +65,7 @@ _PASS_BACKOFF = Backoff(base=timedelta(seconds=0.1), cap=timedelta(seconds=5), j
 #: After a claiming call failed, how long passes look for the runs it may have taken (a server still committing
 #: the lost try shows them late), and how often at most.
 _LOOK_FOR, _LOOK_EVERY = timedelta(seconds=2), timedelta(milliseconds=200)
-log = logging.getLogger("ductape_jobs.worker")
+log = logger("ductape_jobs.worker")
 #: An outcome's word once the store ended its run cancelled instead of retrying it (``Recorded.cancelled``).
 _CANCELLED = RunPhase.CANCELLED.value
 T = TypeVar("T")

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from msgspec import Struct, field
 
+from ductape_jobs.logs import logger
 from ductape_jobs.models import JobEventTypes, Run
 
 if TYPE_CHECKING:
@@ -15,7 +16,7 @@ if TYPE_CHECKING:
     from ductape_jobs.products.model import ProductSpec
 
 
-RUN_LOG = logging.getLogger("ductape_jobs.run")
+RUN_LOG = logger("ductape_jobs.run")
 
 
 class RunContext(Struct, frozen=True):

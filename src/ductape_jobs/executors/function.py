@@ -6,7 +6,6 @@ import asyncio
 import contextvars
 import importlib
 import inspect
-import logging
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -15,11 +14,12 @@ from typing import Any
 from ductape_jobs.errors import ExecutionError, ExecutorNotFoundError, ResultError, RunTimeoutError, ValidationError
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.limits import seconds_rule
+from ductape_jobs.logs import logger
 from ductape_jobs.models import TAG_PATTERN, JobEventTypes, Run
 from ductape_jobs.products import Products
 from ductape_jobs.store.codec import not_json
 
-log = logging.getLogger("ductape_jobs.worker")
+log = logger("ductape_jobs.worker")
 
 Function = Callable[[dict[str, Any], RunContext], Any]
 

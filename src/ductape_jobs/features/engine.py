@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
 import os
 import socket
 from collections.abc import Awaitable, Callable
@@ -60,7 +59,7 @@ from ductape_jobs.features.plan import (
 from ductape_jobs.features.records import EventResult, EventStatus, FeatureRun, FeatureRunStatus
 from ductape_jobs.ids import new_id
 from ductape_jobs.limits import check_object
-from ductape_jobs.logs import Repeats
+from ductape_jobs.logs import Repeats, logger
 from ductape_jobs.models import DispatchResult, Run, RunPhase, TriggeredBy
 from ductape_jobs.piping import PipingError, PipingSyntaxError, Scope, check, literal, references, resolve
 from ductape_jobs.products import Products
@@ -74,7 +73,7 @@ from ductape_jobs.timing.backoff import Backoff
 if TYPE_CHECKING:
     from ductape_jobs.tracing import Tracing
 
-log = logging.getLogger("ductape_jobs.feature")
+log = logger("ductape_jobs.feature")
 T = TypeVar("T")
 Sleep = Callable[[float], Awaitable[None]]
 

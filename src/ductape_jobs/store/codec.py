@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import logging
 import re
 from collections.abc import Callable, Sequence
 from datetime import UTC, date, datetime, time, timedelta
@@ -16,6 +15,7 @@ import msgspec
 
 from ductape_jobs.errors import ERROR_TEXT_CHARS, ValidationError, clip, describe
 from ductape_jobs.limits import LONE_SURROGATE, MAX_OUTPUT_BYTES, has_lone_surrogate
+from ductape_jobs.logs import logger
 from ductape_jobs.models import (
     Attempt,
     JobDefinition,
@@ -34,7 +34,7 @@ from ductape_jobs.retention import MAX_KEEP_RUNS, MAX_KEEP_TIME, Keep, format_ke
 if TYPE_CHECKING:
     from ductape_jobs.store.base import Outcome, ScheduleChange
 
-log = logging.getLogger("ductape_jobs.store")
+log = logger("ductape_jobs.store")
 
 
 def ms(t: datetime | None) -> int | None:

@@ -10,15 +10,15 @@ The connection that failed is dropped, so the next call connects anew.
 from __future__ import annotations
 
 import asyncio
-import logging
 from typing import Any, ClassVar, Generic, TypeVar
 from urllib.parse import urlsplit
 
 from ductape_jobs.errors import DuctapeError, ExecutionError, ValidationError, describe
+from ductape_jobs.logs import logger
 from ductape_jobs.redaction import redact_url
 
 C = TypeVar("C")
-log = logging.getLogger("ductape_jobs.brokers")
+log = logger("ductape_jobs.brokers")
 CLOSE_TIMEOUT = 5.0
 
 

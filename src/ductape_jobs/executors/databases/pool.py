@@ -8,7 +8,6 @@ await (the engine's run timeout) interrupts the statement on the database and ro
 from __future__ import annotations
 
 import asyncio
-import logging
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -24,10 +23,11 @@ from ductape_jobs.executors.databases.sql import (
     compile_statement,
     to_json_value,
 )
+from ductape_jobs.logs import logger
 from ductape_jobs.redaction import mask_connection_url, redact_url
 
 MAX_ROWS = 1000
-log = logging.getLogger("ductape_jobs.databases")
+log = logger("ductape_jobs.databases")
 
 
 class _Stopped(Exception):

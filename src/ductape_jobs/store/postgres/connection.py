@@ -56,7 +56,7 @@ from psycopg.rows import DictRow, dict_row
 from psycopg_pool import ConnectionPool, PoolTimeout
 
 from ductape_jobs.errors import ConflictError, StoreError, ValidationError
-from ductape_jobs.logs import Repeats
+from ductape_jobs.logs import Repeats, logger
 from ductape_jobs.redaction import SECRETS, connection_secrets, mask_connection_url, redact_url
 from ductape_jobs.store.dialect import job_check_error
 from ductape_jobs.timing.backoff import Backoff, retry
@@ -65,7 +65,7 @@ T = TypeVar("T")
 Conn = psycopg.Connection[DictRow]
 #: A statement of ``run_together``: its query, its parameters (a list of them when ``many``), ``many``.
 Statement = tuple[str, Any, bool]
-log = logging.getLogger("ductape_jobs.store.postgres")
+log = logger("ductape_jobs.store.postgres")
 
 _SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _POOL_OPTIONS = ("schema", "pool_min", "pool_max", "pool_timeout")
