@@ -17,6 +17,7 @@ from msgspec import Struct
 from ductape_jobs.clock import Clock
 from ductape_jobs.errors import ExecutionError, ValidationError
 from ductape_jobs.limits import check_object
+from ductape_jobs.logs import redact
 from ductape_jobs.models import Session, parse
 from ductape_jobs.products import Products, expand
 from ductape_jobs.products.model import ProductSpec, SessionSpec
@@ -66,7 +67,8 @@ class Sessions:
         spec = product.sessions.get(tag)
         if spec is None:
             known = ", ".join(sorted(product.sessions)) or "none"
-            raise ValidationError("session.tag", f"product {product_tag!r} has no session {tag!r} (it has: {known})")
+            shown = redact(tag)  # a token given as the tag (the two swapped) is not printed back whole
+            raise ValidationError("session.tag", f"product {product_tag!r} has no session {shown!r} (it has: {known})")
         raw = product.envs[env].session_secret
         if not raw:
             raise ValidationError("session", f"env {env!r} of product {product_tag!r} has no session_secret")

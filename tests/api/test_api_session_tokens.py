@@ -115,3 +115,18 @@ def test_a_product_limited_key_starts_and_verifies_only_its_products_sessions(sh
     reader = shop.client(shop.key(scope="read"))
     assert reader.post("/sessions", json=request).status_code == 403  # issuing needs the write scope
     assert reader.post("/sessions/verify", json=check).status_code == 200  # verifying stores nothing: read
+
+
+def test_a_token_given_as_the_tag_is_not_echoed_in_the_refusal(shop: Api, job: dict[str, Any]) -> None:
+    """The tag and token swapped (or ``token:tag``): the refusal named the tag it could not find, and so printed the
+    token whole in a 422 body (and the CLI's message)."""
+    c = shop.client()
+    small = {"user": {"id": 1}}  # a token under the tag's 256 characters (a longer one is refused by its length)
+    made = c.post("/sessions", json={"tag": "user-session", "data": small, "env": "prd", "product_tag": "shop"})
+    tag, token = made.json()["session"].split(":", 1)
+    assert len(token) <= 256
+    for session in ({"tag": token, "token": tag}, f"{token}:{tag}"):
+        for path, extra in (("/schedule", {**SHOP}), ("/sessions/verify", {"env": "prd", "product_tag": "shop"})):
+            refused = c.post(path, json={**extra, "session": session})
+            assert refused.status_code == 422 and "has no session" in refused.text, refused.text
+            assert token not in refused.text and token.split(".")[2] not in refused.text
