@@ -173,8 +173,14 @@ def test_a_schedules_app_names_the_app_of_an_action_and_nothing_else(dt: Ductape
         }
 
     database = {"envs": {"prd": f"sqlite:///{tmp_path / 'db.sqlite'}"}, "actions": {"ins": {"sql": "SELECT 1"}}}
+    other = {"envs": {"prd": {"base_url": "http://127.0.0.1:9"}}, "actions": {"other": {"method": "GET", "path": "/"}}}
     dt.products.add(
-        {"tag": "shop", "envs": ["prd"], "apps": {"a1": app(), "a2": app()}, "databases": {"main": database}}
+        {
+            "tag": "shop",
+            "envs": ["prd"],
+            "apps": {"a1": app(), "a2": app(), "a4": other},
+            "databases": {"main": database},
+        }
     )
     jobs = dt.product("shop").jobs
     jobs.create({"name": "J", "tag": "either", "event_type": "ACTION", "event_tag": "sync"})  # each schedule says
@@ -187,7 +193,8 @@ def test_a_schedules_app_names_the_app_of_an_action_and_nothing_else(dt: Ductape
     refused = [
         ({"event": "either"}, "event", "action 'sync' exists in apps ['a1', 'a2']; write it as app_tag:sync or give "
          "the schedule's app"),
-        ({"event": "either", "app": "a3"}, "event", "product 'shop'"),
+        ({"event": "either", "app": "a3"}, "app", "product 'shop' defines no app 'a3' (it has: a1, a2, a4)"),
+        ({"event": "either", "app": "a4"}, "app", "defines no action 'a4:sync' (it has: a4:other)"),
         ({"event": "first", "app": "a2"}, "app", "is 'a2', but the event 'a1:sync' is app 'a1''s"),
         ({"event": "db", "app": "main"}, "app", "this event is a DATABASE_ACTION"),
         ({"event": "fn", "app": "a1"}, "app", "names the app of an ACTION event; this event is a FUNCTION"),

@@ -183,12 +183,14 @@ class Products:
             what, owner_kind = "database action", "database"
         else:
             by_owner, what, owner_kind = {t: dict(b.topics) for t, b in spec.brokers.items()}, "topic", "broker"
+        field = "event" if owner or not app else "app"  # the app the schedule gave picks the owner: it is named
         owner = owner or app or ""
         if owner:
             if owner not in by_owner:
-                raise _missing(owner_kind, owner, spec.tag, by_owner)
+                raise _missing(owner_kind, owner, spec.tag, by_owner, field)
             if name not in by_owner[owner]:
-                raise _missing(what, f"{owner}:{name}", spec.tag, {f"{owner}:{n}": 1 for n in by_owner[owner]})
+                known = {f"{owner}:{n}": 1 for n in by_owner[owner]}
+                raise _missing(what, f"{owner}:{name}", spec.tag, known, field)
             return EventRef(event_type, owner, name)
         holders = [o for o, names in by_owner.items() if name in names]
         if len(holders) == 1:
@@ -364,6 +366,6 @@ _KIND = {
 }
 
 
-def _missing(what: str, name: str, product: str, known: dict[str, Any]) -> ValidationError:
+def _missing(what: str, name: str, product: str, known: dict[str, Any], field: str = "event") -> ValidationError:
     have = ", ".join(sorted(known)) or "none"
-    return ValidationError("event", f"product {product!r} defines no {what} {name!r} (it has: {have})")
+    return ValidationError(field, f"product {product!r} defines no {what} {name!r} (it has: {have})")
