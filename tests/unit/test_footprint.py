@@ -2,7 +2,7 @@
 jobs needs, never the API, the CLI's rendering or an HTTP client (while no webhook and no HTTP event needs one).
 
 Each case runs in a fresh interpreter and reads its ``sys.modules``: what this test process imported does not
-count. No timing is asserted (README "Benchmarks" has the figures)."""
+count. No timing is asserted (docs/benchmarks.md has the figures)."""
 
 from __future__ import annotations
 
