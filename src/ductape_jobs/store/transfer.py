@@ -43,37 +43,54 @@ class TransferCore(UsesDialect):
         if target is self:
             raise ValidationError("to", "is the store copied from; name a new, empty store")
         copied: dict[str, int] = {}
+        landed = False  # the target committed: a retry of the source's read (a lost connection) copies nothing again
 
         def read(source: Tx) -> None:
+            nonlocal landed
+            if landed:
+                return
             source.run("copy_snapshot")  # before any other statement: the snapshot every table is read in
-            held = source.one("live_leases", {"now": ms(now)})
-            if held and held["n"]:
-                raise ValidationError(
-                    "store",
-                    f"{held['n']} runs are running under a worker's lease: stop every worker (and `ductape serve`, "
-                    "which runs one) first, so that no run goes on here while it runs again in the copy",
-                )
+            _refuse_held(source, now)
             columns = _schema(source)
+            copied.update(target._write(lambda into: _copy_into(source, into, columns, batch)))
+            landed = True
 
-            def write(into: Tx) -> None:
-                if _schema(into) != columns:
-                    raise StoreError(
-                        "the two stores' schemas differ (tables or columns): open both with this release of "
-                        "ductape-jobs, which migrates them, and copy again"
-                    )
-                for table, names in columns.items():
-                    if table not in OWN_TABLES | SET_TABLES and _holds_rows(into, table, names):
-                        raise ValidationError("to", f"holds data already (its {table}): copy into a new, empty store")
-                for table, names in columns.items():
-                    if table not in OWN_TABLES | OUTBOX_TABLES:
-                        copied[table] = _copy_table(source, into, table, names, batch)
-                copied.update(_copy_outbox(source, into, columns, batch))
-                into.sync_outbox_triggers()  # they exist while some webhook or live stream wants them
-
-            target._write(write)
-
-        self._read(read)
+        try:
+            self._read(read)
+        except StoreError:
+            if not landed:  # else only the end of the source's read-only transaction failed: the copy is whole
+                raise
         return copied
+
+
+def _refuse_held(source: Tx, now: datetime) -> None:
+    held = source.one("live_leases", {"now": ms(now)})
+    if held and held["n"]:
+        raise ValidationError(
+            "store",
+            f"{held['n']} runs are running under a worker's lease: stop every worker (and `ductape serve`, which "
+            "runs one) first, so that no run goes on here while it runs again in the copy",
+        )
+
+
+def _copy_into(source: Tx, into: Tx, columns: dict[str, list[str]], batch: int) -> dict[str, int]:
+    """Every table of ``columns`` from ``source`` into ``into``, which must hold nothing yet; the rows by table."""
+    if _schema(into) != columns:
+        raise StoreError(
+            "the two stores' schemas differ (tables or columns): open both with this release of ductape-jobs, which "
+            "migrates them, and copy again"
+        )
+    for table, names in columns.items():
+        if table not in OWN_TABLES | SET_TABLES and _holds_rows(into, table, names):
+            raise ValidationError("to", f"holds data already (its {table}): copy into a new, empty store")
+    copied = {
+        table: _copy_table(source, into, table, names, batch)
+        for table, names in columns.items()
+        if table not in OWN_TABLES | OUTBOX_TABLES
+    }
+    copied.update(_copy_outbox(source, into, columns, batch))
+    into.sync_outbox_triggers()  # they exist while some webhook or live stream wants them
+    return copied
 
 
 def _schema(tx: Tx) -> dict[str, list[str]]:
