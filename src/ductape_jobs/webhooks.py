@@ -257,23 +257,39 @@ class Webhooks:
             import httpx  # loaded when a delivery is first due, not with the package
 
             async with httpx.AsyncClient(follow_redirects=False) as own:
-                await self._send_held(own, due, now)
+                await self._send_batch(own, due, now)
         else:
-            await self._send_held(client, due, now)
+            await self._send_batch(client, due, now)
         return len(due)
 
-    async def _send_held(self, client: httpx.AsyncClient, due: builtins.list[DueDelivery], now: datetime) -> None:
-        """``_send_all``, then let the webhooks held for them (since ``now``) go: another sender may take their next
-        deliveries (a stop meanwhile lets them go too; a crash, at the lease's end). A delivery is sent only if it
-        ends before the hold does (``_last_start``): past it another sender may take the webhook and its claimed
-        deliveries, and would send them again; those left are due again at once, in their place."""
+    async def _send_batch(self, client: httpx.AsyncClient, due: builtins.list[DueDelivery], now: datetime) -> None:
+        """Each webhook's deliveries of the batch (``_send_held``), different webhooks at the same time."""
+        ended = await asyncio.gather(
+            *(self._send_held(client, queue, now) for queue in _by_hook(due)), return_exceptions=True
+        )
+        failed = next((e for e in ended if isinstance(e, BaseException)), None)
+        if failed is not None:
+            raise failed
+
+    async def _send_held(self, client: httpx.AsyncClient, queue: builtins.list[DueDelivery], now: datetime) -> None:
+        """One webhook's deliveries in order (oldest first), each started by ``_last_start``, then the webhook held
+        for them (since ``now``) let go: another sender may take its next deliveries (a stop meanwhile lets it go
+        too; a crash, at the lease's end). A delivery is sent only if it ends before the hold does: past it another
+        sender may take the webhook and its claimed deliveries, and would send them again; those left are due again
+        at once, in their place. Each webhook is let go when its own queue ends: a slow receiver holds its own
+        webhook, never another's (every webhook of a batch waited for the slowest, up to the hold's end)."""
         held_until = now + self.lease
-        unsent = {d.delivery.id for d in due}
+        last_start = self._last_start(held_until)
+        unsent = {d.delivery.id for d in queue}
         try:
-            await self._send_all(client, due, self._last_start(held_until), unsent)
+            for d in queue:
+                if self._clock.now() > last_start:
+                    return  # this one and those after it: due again once the webhook is let go
+                unsent.discard(d.delivery.id)
+                await self._send(client, d)
         finally:
-            hooks = [d.delivery.webhook_id for d in due]
-            await asyncio.to_thread(self._store.release_webhooks, hooks, held_until, sorted(unsent))
+            hook = [queue[0].delivery.webhook_id]
+            await asyncio.to_thread(self._store.release_webhooks, hook, held_until, sorted(unsent))
 
     def _last_start(self, held_until: datetime) -> datetime:
         """The latest time a delivery may start under a hold until ``held_until``: a send (resolving its host, then
@@ -281,34 +297,11 @@ class Webhooks:
         return held_until - timedelta(seconds=2 * self.timeout) - SEND_MARGIN
 
     async def _take_due(self, now: datetime) -> builtins.list[DueDelivery]:
-        """Relay, then lease the deliveries due at ``now`` (one batch)."""
+        """Relay, then lease the deliveries due at ``now`` (one batch) of webhooks no sender holds."""
         if not await asyncio.to_thread(self._current):
             return []  # no webhook at all (as of the cache): nothing can be due, no event was written
         await asyncio.to_thread(self.relay)
         return await asyncio.to_thread(self._store.due_deliveries, now, self.batch, self.lease)
-
-    async def _send_all(
-        self, client: httpx.AsyncClient, due: builtins.list[DueDelivery], last_start: datetime, unsent: set[str]
-    ) -> None:
-        """Each webhook's deliveries in order (oldest first), different webhooks at the same time, each started by
-        ``last_start``: those sent (or tried) leave ``unsent``."""
-        by_hook: dict[str, builtins.list[DueDelivery]] = {}
-        for d in due:
-            by_hook.setdefault(d.delivery.webhook_id, []).append(d)
-
-        async def in_order(queue: builtins.list[DueDelivery]) -> None:
-            for d in queue:
-                if self._clock.now() > last_start:
-                    return  # this one and those after it: due again once the webhook is let go
-                unsent.discard(d.delivery.id)
-                await self._send(client, d)
-
-        # every webhook's queue ends (or fails) before the webhooks are let go with what was not sent: a queue still
-        # sending after one failed would send what another sender may take meanwhile
-        ended = await asyncio.gather(*(in_order(queue) for queue in by_hook.values()), return_exceptions=True)
-        failed = next((e for e in ended if isinstance(e, BaseException)), None)
-        if failed is not None:
-            raise failed
 
     async def _send(self, client: httpx.AsyncClient, due: DueDelivery) -> None:
         d = due.delivery
@@ -371,13 +364,16 @@ class Webhooks:
         )
 
     async def run(self, stop: asyncio.Event, poll: timedelta = timedelta(seconds=1)) -> None:
-        """Send due deliveries until ``stop`` is set, looking every ``poll``. The HTTP client (httpx) is opened
-        when a delivery is first due, so a process whose products have no webhook never loads it."""
+        """Send due deliveries until ``stop`` is set, looking every ``poll``. Each webhook's deliveries are sent by a
+        task of their own, so the next batch (other webhooks', and the retries that fall due) is taken while a slow
+        receiver still answers; at a stop, the tasks sending finish first. The HTTP client (httpx) is opened when a
+        delivery is first due, so a process whose products have no webhook never loads it."""
         client: httpx.AsyncClient | None = None
+        sending: set[asyncio.Task[None]] = set()
         repeats = Repeats(log, "sending webhook deliveries")  # the store away: not at each poll
         try:
             while not stop.is_set():
-                sent = 0
+                taken = 0
                 try:
                     now = self._clock.now()
                     due = await self._take_due(now)
@@ -386,21 +382,46 @@ class Webhooks:
                             import httpx
 
                             client = httpx.AsyncClient(follow_redirects=False)
-                        await self._send_held(client, due, now)
-                        sent = len(due)
+                        for queue in _by_hook(due):
+                            task = asyncio.create_task(self._send_held(client, queue, now))
+                            sending.add(task)
+                            task.add_done_callback(functools.partial(_sent, sending, repeats))
+                        taken = len(due)
                 except StoreError as exc:
                     repeats.failed(exc)
                 except Exception:
                     log.exception("sending webhook deliveries failed")
                 else:
                     repeats.ok()
-                if sent >= self.batch:
+                if taken >= self.batch:
                     continue
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(stop.wait(), poll.total_seconds())
         finally:
+            if sending:
+                await asyncio.gather(*sending, return_exceptions=True)  # each ends within its hold
             if client is not None:
                 await client.aclose()
+
+
+def _by_hook(due: Sequence[DueDelivery]) -> list[list[DueDelivery]]:
+    """The deliveries of a batch by webhook, each webhook's in their order."""
+    queues: dict[str, list[DueDelivery]] = {}
+    for d in due:
+        queues.setdefault(d.delivery.webhook_id, []).append(d)
+    return list(queues.values())
+
+
+def _sent(sending: set[asyncio.Task[None]], repeats: Repeats, task: asyncio.Task[None]) -> None:
+    """A webhook's sending task ended: forgotten, and its failure logged (the store away: as ``Repeats`` says)."""
+    sending.discard(task)
+    if task.cancelled():
+        return
+    exc = task.exception()
+    if isinstance(exc, StoreError):
+        repeats.failed(exc)
+    elif exc is not None:
+        log.error("sending a webhook's deliveries failed", exc_info=exc)
 
 
 def failure(

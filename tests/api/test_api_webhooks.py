@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -301,3 +302,40 @@ def test_a_product_key_manages_only_its_products_webhooks(api: Api, receiver: Re
     env_key = api.client(api.key(product_tag="shop", env="prd"))
     assert env_key.get("/webhooks").status_code == 403  # a webhook covers every env of its product
     assert env_key.get(f"/webhooks/{made.json()['id']}").status_code == 403
+
+
+def test_a_slow_receiver_holds_its_own_webhook_and_never_another(
+    api: Api, job: dict[str, Any], receiver: Recorder
+) -> None:
+    """``Webhooks.run`` sends each webhook's deliveries in a task of its own: an event of another webhook that falls
+    due while one receiver takes seconds to answer is sent at once. A batch waited for its slowest webhook (up to
+    the hold's end, 35 s) before the next was taken: one product's blackholed receiver held every other's."""
+    c = api.client()
+    c.post("/webhooks", json={"product_tag": "shop", "url": f"{receiver.url}/slow", "events": ["job.scheduled"]})
+    c.post("/webhooks", json={"product_tag": "blog", "url": f"{receiver.url}/fast", "events": ["job.scheduled"]})
+    arrived: list[tuple[str, float]] = []
+
+    def answer(seen: Any) -> None:
+        arrived.append((seen.path, time.monotonic()))
+        if seen.path == "/slow":
+            time.sleep(3)
+
+    receiver.on_request = answer
+    api.dt.job.schedule(SHOP)  # its delivery: 3 s to answer
+
+    async def sending() -> float:
+        stop = asyncio.Event()
+        running = asyncio.create_task(api.dt.webhooks.run(stop, poll=timedelta(milliseconds=50)))
+        while not arrived:
+            await asyncio.sleep(0.01)
+        await asyncio.to_thread(api.dt.job.schedule, BLOG)  # another product's event, while /slow answers
+        made = time.monotonic()
+        while len(arrived) < 2:
+            await asyncio.sleep(0.01)
+        stop.set()
+        await running  # the slow one finishes first
+        return made
+
+    made = asyncio.run(sending())
+    assert [path for path, _ in arrived] == ["/slow", "/fast"]
+    assert arrived[1][1] - made < 1.5  # not after the slow answer, 3 s after it began

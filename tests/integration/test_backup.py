@@ -4,6 +4,7 @@ say; an existing file and a PostgreSQL store refused."""
 from __future__ import annotations
 
 import os
+import secrets
 import sqlite3
 import subprocess
 import sys
@@ -11,6 +12,7 @@ import textwrap
 import time
 from pathlib import Path
 
+import psycopg
 import pytest
 from typer.testing import CliRunner, Result
 
@@ -84,7 +86,14 @@ def test_a_backup_never_overwrites_and_postgresql_is_pg_dumps(tmp_path: Path) ->
     assert refused.exit_code == 2 and refused.stderr == f"error: to: {str(taken)!r} exists; name a new file\n"
     assert taken.read_text() == "mine" and sorted(p.name for p in tmp_path.iterdir()) == ["jobs.db", "taken.db"]
     require_service("PostgreSQL", "127.0.0.1", 5432)
-    pg = cli("backup", str(tmp_path / "pg.db"), "--store", "postgresql://postgres@127.0.0.1:5432/test")
+    schema = f"backup_{secrets.token_hex(6)}"  # a store of its own: the database's public schema holds none
+    url = f"postgresql://postgres@127.0.0.1:5432/test?schema={schema}"
+    try:
+        Ductape(url).close()
+        pg = cli("backup", str(tmp_path / "pg.db"), "--store", url)
+    finally:
+        with psycopg.connect("postgresql://postgres@127.0.0.1:5432/test", autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
     assert pg.exit_code == 2 and "back PostgreSQL up with pg_dump" in pg.stderr
     assert not (tmp_path / "pg.db").exists()
 
