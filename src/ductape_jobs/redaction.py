@@ -222,7 +222,7 @@ def connection_secrets(url: str) -> list[str]:
             userinfo, at, _ = rest.rpartition("@")
         user, colon, password = userinfo.partition(":")
         if at and colon and not re.search(r"[/?#]", user):
-            found += [password, unquote(password)]
+            found += [password, unquote(password), *_read_apart(password)]
         if "," in authority:  # several servers, each its own user and password (NATS: nats://a:p1@h1,b:p2@h2)
             for server in authority.split(","):
                 user, colon, password = server.rpartition("@")[0].partition(":")
@@ -234,6 +234,17 @@ def connection_secrets(url: str) -> list[str]:
             value = re.sub(r"\\(.)", r"\1", value[1:-1] if value.endswith("'") and len(value) > 1 else value[1:])
         found += [value, unquote(value), unquote_plus(value)]
     return [s for s in dict.fromkeys(found) if s]
+
+
+def _read_apart(password: str) -> list[str]:
+    """The pieces of ``password`` that a driver reading its URL otherwise quotes apart, of 4 characters or more (as
+    masking by value takes): libpq ends the password at its first ``@`` (``Pw@rd9999@db``: ``could not translate
+    host name "rd9999@db"``) and the authority at a ``?``, ``#`` or ``/`` (``unknown parameter 'cretPw99@db'``),
+    so the text before and after each of them."""
+    pieces: list[str] = []
+    for mark in re.finditer(r"[@?#/]", password):
+        pieces += [password[: mark.start()], password[mark.end() :]]
+    return [p for p in pieces if len(p) >= 4]
 
 
 #: A ``password`` parameter, or one whose name ends in it (libpq's ``sslpassword``, a driver's ``db_password``).

@@ -257,6 +257,8 @@ def test_a_url_libpq_cannot_read_is_refused_at_once(url: str, reason: str, caplo
         ("Sup3r%zzStoreSecret", "postgresql://postgres:Sup3r%zzStoreSecret@127.0.0.1:5432/postgres?pool_timeout=1"),
         ("Other Store Secret", "postgresql://postgres:Other Store Secret@127.0.0.1:5432/postgres?pool_timeout=1"),
         ("ThirdStoreSecret", "postgresql://postgres:ThirdStoreSecret@[::1/postgres"),
+        # an unescaped "@": libpq reads the password to the first, and named the rest as the host it could not find
+        ("rd9999Secret", "postgresql://postgres:Pw@rd9999Secret@127.0.0.1:5432/postgres?pool_timeout=1"),
     ],
 )
 def test_the_store_urls_password_is_masked_where_libpq_quotes_it(
@@ -270,6 +272,14 @@ def test_the_store_urls_password_is_masked_where_libpq_quotes_it(
     texts = [str(refused.value)] + [r.getMessage() for r in caplog.records]
     assert not [t for t in texts if password in t], texts
     assert "postgres:***@" in str(refused.value) or "postgresql://***@" in str(refused.value)
+
+
+def test_a_password_with_an_unescaped_question_mark_is_not_quoted_as_a_parameter() -> None:
+    """The authority ends at the "?": what follows read as a parameter's name, which the refusal quoted."""
+    with pytest.raises(ValidationError) as refused:
+        PostgresStore("postgresql://postgres:Se?cretPw99@127.0.0.1:5432/postgres")
+    assert refused.value.field == "store" and "unknown parameter" in refused.value.rule
+    assert "cretPw99" not in str(refused.value) and "[secret]" in str(refused.value)
 
 
 def test_next_wakeup_finds_the_earliest_run_no_limit_holds_from_one_index_entry(pg_backend: Backend) -> None:

@@ -112,7 +112,7 @@ def test_one_url_redaction(url: str, expected: str) -> None:
         ("mysql://root:p%40ss%20word@127.0.0.1:3306/test", ["p%40ss%20word", "p@ss word"]),  # as written, decoded
         ("mariadb://admin:abc/def@h/db", ["abc/def"]),  # "/" in the password: the last "@" ends it
         ("postgresql://u:a#b?c@h:5432/x", ["a#b?c"]),
-        ("redis://:p/w-secret@h:6379/0", ["p/w-secret"]),
+        ("redis://:p/w-secret@h:6379/0", ["p/w-secret", "w-secret"]),
         ("postgresql://db/x?user=a&password=s3%20cr+et", ["s3%20cr+et", "s3 cr+et", "s3 cr et"]),
         ("host=db password='it\\'s secret' user=app", ["it's secret"]),  # libpq's key=value, quoted
         ("host=db password=plain-pw user=app", ["plain-pw"]),
@@ -124,9 +124,13 @@ def test_one_url_redaction(url: str, expected: str) -> None:
         ("host=db sslpassword=abcdSECRET user=x", ["abcdSECRET"]),
         (  # several servers: each's own password too (read as one, the text between the first ":" and the last "@")
             "nats://alice:pw1secret@h1:4222,bob:pw2secret@h2:4222",
-            ["pw1secret@h1:4222,bob:pw2secret", "pw1secret", "pw2secret"],
+            ["pw1secret@h1:4222,bob:pw2secret", "pw1secret", "h1:4222,bob:pw2secret", "pw2secret"],
         ),
         ("postgresql://u:a,b-secret@h/db", ["a,b-secret"]),  # a comma in one password
+        # an "@" or a "?" unescaped: libpq reads the password to the first, and quotes what follows as a host or a
+        # parameter ('could not translate host name "rd9999@127.0.0.1"'): those pieces are secrets too
+        ("postgresql://postgres:Pw@rd9999@127.0.0.1:5432/test", ["Pw@rd9999", "rd9999"]),
+        ("postgresql://postgres:Se?cretPw99@127.0.0.1:5432/test", ["Se?cretPw99", "cretPw99"]),
     ],
 )
 def test_a_connection_urls_password_is_a_secret_even_in_a_url_no_parser_reads(url: str, secrets: list[str]) -> None:

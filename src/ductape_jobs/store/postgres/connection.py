@@ -122,7 +122,15 @@ def split_url(url: str) -> tuple[str, dict[str, str]]:
 
     A parameter that is neither ours nor libpq's is a ``ValidationError`` (field ``store``) naming it and
     listing the known ones, as is a pool option that is not a positive number, and a URL that does not parse
-    (``[::1`` without its ``]``): shown with its password masked."""
+    (``[::1`` without its ``]``): shown with its password masked, wherever the message quotes it (a password
+    with an unescaped ``?`` ends the authority there: what follows reads as a parameter's name)."""
+    try:
+        return _split_url(url)
+    except ValidationError as exc:
+        raise ValidationError(exc.field, mask_connection_url(exc.rule, url)) from None
+
+
+def _split_url(url: str) -> tuple[str, dict[str, str]]:
     try:
         parts = urlsplit(url)
     except ValueError as exc:  # urlsplit's own words: "Invalid IPv6 URL"
