@@ -17,6 +17,7 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
+from urllib.parse import unquote
 
 from ductape_jobs.limits import span_text, visible
 from ductape_jobs.redaction import mask_text
@@ -46,8 +47,16 @@ def bind_run(run: Run) -> None:
 
 
 def redact(text: str) -> str:
-    """``text`` with keys, secrets and tokens masked: by shape, and the products' secrets by value."""
-    return _SECRETS.sub(_mask, mask_text(text))
+    """``text`` with keys, secrets and tokens masked: by shape, and the products' secrets by value. A shape that
+    percent-encoding hides (an access line's ``?job_tag=dtk%5F...``, ``to%6Ben=...``) is found in the text decoded,
+    which is then what is written."""
+    masked = _SECRETS.sub(_mask, mask_text(text))
+    if "%" in masked:
+        decoded = unquote(masked)
+        found = _SECRETS.sub(_mask, decoded)
+        if found != decoded:  # a shape the encoding hid (one masked already is masked again as it was)
+            return found
+    return masked
 
 
 def _mask(match: re.Match[str]) -> str:

@@ -143,3 +143,22 @@ def test_ductape_drain_masks_a_session_token_in_a_failure_it_logs(tmp_path: Path
     )
     assert drained.returncode == 1 and "failed for good" in drained.stderr, drained.stderr
     assert TOKEN not in drained.stderr and "eyJhbG***" in drained.stderr
+
+
+@pytest.mark.parametrize(
+    "line",
+    [
+        "GET /api/v1/runs?job_tag=dtk%5F5190808bcf3d%5FBpwa7E2cgHzLb1rY48rQ9Ykdifc8b HTTP/1.1 401",
+        "GET /api/v1/runs/dtk%5F5190808bcf3d%5FBpwa7E2cgHzLb1rY48rQ9Ykdifc8b HTTP/1.1 404",
+        "GET /api/v1/runs?to%6Ben=Bpwa7E2cgHzLb1rY48rQ9Ykdifc8b HTTP/1.1 422",
+    ],
+)
+def test_a_key_that_percent_encoding_hides_is_masked_too(line: str) -> None:
+    """uvicorn's access line is the request as sent: ``dtk_`` written ``dtk%5F`` passed the shape check whole."""
+    masked = logs.redact(line)
+    assert "Bpwa7E2cgHzLb1rY48rQ9Ykdifc8b" not in masked and "***" in masked
+
+
+def test_a_line_with_nothing_hidden_keeps_its_encoding() -> None:
+    line = "GET /api/v1/runs?job_tag=a%20b&token=dts_abc HTTP/1.1 200"
+    assert logs.redact(line) == "GET /api/v1/runs?job_tag=a%20b&token=*** HTTP/1.1 200"
