@@ -35,7 +35,8 @@ from ductape_jobs.products.watch import ResourceWatch
 from ductape_jobs.resource_client import Resources
 from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.sessions import Sessions
-from ductape_jobs.store import DEFAULT_URL, Store, open_store, plain_file, sqlite_path
+from ductape_jobs.store import DEFAULT_URL, Store, open_store
+from ductape_jobs.store.transfer import copy_store
 from ductape_jobs.targets import parse_networks
 from ductape_jobs.timing.backoff import Backoff
 from ductape_jobs.webhooks import Webhooks
@@ -307,29 +308,10 @@ class Ductape:
         PostgreSQL when one machine is outgrown, or back): jobs, schedules with their counts and next due times,
         runs and their history, API keys, webhooks and their pending deliveries, feature runs, limits' state. As one
         transaction of this store sees it, in one transaction of the new one: all or nothing. A SQLite target must
-        be a new file (made, then removed if the copy is refused); a PostgreSQL one is made and migrated as any
-        process does, and must hold nothing yet. Stop every worker first: a run one holds refuses the copy
-        (``ValidationError`` naming ``store``). The rows copied, by table."""
-        if not isinstance(store, str):
-            raise ValidationError("to", f"must be a store URL, not {type(store).__name__}")
-        path = sqlite_path(store)
-        if path is not None and plain_file(path) and os.path.lexists(path):
-            raise ValidationError("to", f"{path!r} exists; name a new file (the copy makes it)")
-        if path is not None and not plain_file(path):
-            raise ValidationError("to", "an in-memory store ends with its process; name a file")
-        target = open_store(store)
-        try:
-            target.migrate()
-            return self.store.copy_to(target, self.clock.now())
-        except BaseException:
-            target.close()
-            if path is not None:  # the file this call made: nothing of the copy is in it
-                for suffix in ("", "-wal", "-shm"):
-                    with contextlib.suppress(FileNotFoundError):
-                        os.remove(path + suffix)
-            raise
-        finally:
-            target.close()
+        be a new file (it appears only whole); a PostgreSQL one is made and migrated as any process does, and must
+        hold nothing yet. Stop every worker first: a run one holds refuses the copy (``ValidationError`` naming
+        ``store``). The rows copied, by table (``store/transfer.py``)."""
+        return copy_store(self.store, store, self.clock.now())
 
     def drain(self) -> DrainSummary:
         """Run everything due now, in this process, until nothing more is due; returns what happened."""

@@ -6,6 +6,10 @@ that is refused (a target holding data, a run a worker holds) writes nothing."""
 from __future__ import annotations
 
 import json
+import os
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +24,8 @@ from typer.testing import CliRunner
 from ductape_jobs import Ductape, FakeClock, ValidationError
 from ductape_jobs.cli.main import app
 from ductape_jobs.models import Webhook
-from ductape_jobs.store.transfer import OUTBOX_TABLES, OWN_TABLES
+from ductape_jobs.store.records import FeatureRun, FeatureRunStatus
+from ductape_jobs.store.transfer import OUTBOX_TABLES, OWN_TABLES, STORE_TABLES
 
 JOB = {"name": "Report", "tag": "report", "event_type": "FUNCTION", "event_tag": "report"}
 REQ = {"env": "prd", "product_tag": "shop", "event": "report"}
@@ -136,9 +141,9 @@ def test_a_run_a_worker_holds_refuses_the_copy_and_nothing_is_made(source: Backe
         with pytest.raises(ValidationError) as refused:
             dt.copy_to(target.url)
         assert refused.value.field == "store" and "1 runs are running" in refused.value.rule
-        if target.path is not None:
-            assert not target.path.exists()  # the file the copy made went with it
-        else:
+        if target.path is not None:  # neither the file nor the part it was written in
+            assert list(target.path.parent.iterdir()) == []
+        if target.path is None:
             assert all(not table_rows(target, t) for t in target.columns() if t not in OWN_TABLES | OUTBOX_TABLES)
         clock.advance(seconds=31)  # its lease lapsed: the worker is gone, the copy goes ahead
         assert dt.copy_to(target.url)["runs"] == 1
@@ -197,3 +202,112 @@ def test_outbox_events_committed_out_of_seq_order_reach_a_sqlite_copy_in_their_o
             assert dt.copy_to(target.url)["outbox"] == 3
         with client(target, FakeClock(T0)) as there:
             assert [e.run_id for e in pending(there.store, 2)] == ["run_b", "run_c"]
+
+
+def test_store_tables_are_every_table_a_new_store_has(backend: Backend) -> None:
+    """A migration that adds a table adds it to STORE_TABLES, or the copy would leave it behind."""
+    backend.open()
+    assert sorted(backend.columns()) == sorted(STORE_TABLES)
+
+
+def test_a_postgresql_schema_holding_the_applications_tables_copies_both_ways(tmp_path: Path) -> None:
+    """A store in a schema beside the application's own tables (``public``, PostGIS's ``spatial_ref_sys``): the
+    copy compared every table of the schema, and refused it either way ("the two stores' schemas differ")."""
+    clock = FakeClock(T0)
+    with postgres_backend() as pg:
+        pg.execute("CREATE TABLE users (id int PRIMARY KEY)", {})
+        pg.execute("INSERT INTO users VALUES (1)", {})
+        source = tmp_path / "jobs.db"
+        with Ductape(f"sqlite:///{source}", clock=clock) as dt:
+            dt.job.create(JOB)
+            dt.job.schedule(REQ)
+            assert dt.copy_to(pg.url)["runs"] == 1
+        assert pg.rows("SELECT id FROM users") == [(1,)]  # left as it was
+        with Ductape(pg.url, clock=clock) as there:
+            copied = there.copy_to(f"sqlite:///{tmp_path / 'back.db'}")
+        assert copied["runs"] == 1 and "users" not in copied
+
+
+def test_a_feature_run_a_driver_holds_refuses_the_copy(tmp_path: Path) -> None:
+    """Its events would run again in the copy once its lease lapsed there (feature.resume, a worker's rescue)."""
+    clock = FakeClock(T0)
+    with Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", clock=clock) as dt:
+        dt.store.create_feature_run(_feature_run(clock))
+        with pytest.raises(ValidationError) as refused:
+            dt.copy_to(f"sqlite:///{tmp_path / 'copy.db'}")
+        assert refused.value.field == "store" and "1 feature runs are running" in refused.value.rule
+        assert not (tmp_path / "copy.db").exists()
+
+
+@pytest.mark.parametrize(
+    ("url", "rule"),
+    [
+        ("mysql://x/y", "unknown store URL"),
+        ("sqlite:///x.db?mode=ro", "unknown parameter 'mode'"),
+        ("postgresql://postgres@127.0.0.1:5432/test?foo=1", "unknown parameter 'foo'"),
+        ("sqlite:///no/such/folder/x.db", "does not exist"),
+    ],
+)
+def test_a_bad_target_url_is_refused_naming_to(tmp_path: Path, url: str, rule: str) -> None:
+    """Named ``store``, the refusal read as if the store copied from were wrong."""
+    with Ductape(f"sqlite:///{tmp_path / 'jobs.db'}") as dt, pytest.raises(ValidationError) as refused:
+        dt.copy_to(url)
+    assert refused.value.field == "to" and rule in refused.value.rule, refused.value
+
+
+def test_a_copy_cut_short_leaves_no_file_where_the_copy_goes(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Written aside and linked into place whole: a copy that failed (or was killed) left its file, and the next
+    try was refused ("exists")."""
+    from ductape_jobs.store.sqlite.dialect import SQLiteTx
+
+    with Ductape(f"sqlite:///{tmp_path / 'jobs.db'}") as dt:
+        dt.job.create(JOB)
+        dt.job.schedule(REQ)
+        put = SQLiteTx.put_rows
+
+        def failing(tx: SQLiteTx, table: str, columns: Any, rows: Any) -> None:
+            if table == "runs":
+                raise OSError("disk full")
+            put(tx, table, columns, rows)
+
+        monkeypatch.setattr(SQLiteTx, "put_rows", failing)
+        with pytest.raises(OSError):
+            dt.copy_to(f"sqlite:///{tmp_path / 'copy.db'}")
+        assert sorted(p.name for p in tmp_path.iterdir() if "copy" in p.name) == []
+        monkeypatch.setattr(SQLiteTx, "put_rows", put)
+        assert dt.copy_to(f"sqlite:///{tmp_path / 'copy.db'}")["runs"] == 1
+        assert sorted(p.name for p in tmp_path.iterdir() if "copy" in p.name) == ["copy.db"]  # no -wal: one file
+
+
+def _feature_run(clock: FakeClock) -> FeatureRun:
+    now = clock.now()
+    return FeatureRun(
+        "frun_1", "shop", "prd", "onboard", {}, FeatureRunStatus.RUNNING, now, now,
+        lease_owner="driver-1", lease_expires_at=now + timedelta(seconds=30),
+    )  # fmt: skip
+
+
+def test_a_copy_killed_midway_leaves_nothing_where_the_copy_goes(tmp_path: Path) -> None:
+    """SIGKILLed while it wrote, the copy left its half-made file at the path (and a 138 MB -wal in a probe): the
+    next try was refused ("exists"). It writes a part file aside, linked into place only whole."""
+    source = tmp_path / "jobs.db"
+    with Ductape(f"sqlite:///{source}") as dt:
+        dt.job.create(JOB)
+        for first in range(0, 20_000, 1_000):
+            dt.job.schedule_many([{**REQ, "input": {"i": i}} for i in range(first, first + 1_000)])
+    copy = tmp_path / "copy.db"
+    argv = [sys.executable, "-m", "ductape_jobs.cli.main", "copy", "--store", f"sqlite:///{source}", "--to"]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DUCTAPE_")}
+    proc = subprocess.Popen([*argv, f"sqlite:///{copy}"], env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + 30
+    while not any("copy.db" in p.name and p.name.endswith("-wal") and p.stat().st_size > 0 for p in tmp_path.iterdir()):
+        assert proc.poll() is None and time.monotonic() < deadline, "the copy ended before it could be killed"
+        time.sleep(0.005)
+    proc.kill()
+    proc.wait(10)
+    assert proc.stderr is not None
+    proc.stderr.close()
+    assert not copy.exists()
+    done = subprocess.run([*argv, f"sqlite:///{copy}", "--json"], env=env, capture_output=True, text=True, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["rows"]["runs"] == 20_000

@@ -214,6 +214,19 @@ def quoted(name: str) -> str:
     return f'"{name}"'
 
 
+def link_new(part: str, to: str) -> None:
+    """``part`` made ``to`` (a SQLite file written aside: a backup, a copy), unless ``to`` exists
+    (``FileExistsError``): a hard link, which fails if it does; where the file system has none (FAT, some network
+    mounts), ``to`` made first (``O_EXCL``), then replaced by ``part``."""
+    try:
+        os.link(part, to)
+    except FileExistsError:
+        raise
+    except OSError:
+        os.close(os.open(to, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+        os.replace(part, to)
+
+
 def plain_file(path: str) -> bool:
     """Whether a SQLite store's path is a file of the file system: not ``:memory:`` (nor empty, a temporary
     database). A ``file:`` URI is refused by ``store.sqlite_path``."""

@@ -3,10 +3,12 @@ machine moves its SQLite store to PostgreSQL (``ductape copy --to postgresql://.
 SQLite file (a test bed, a smaller deploy).
 
 Everything the source holds is read as one transaction sees it (PostgreSQL: a repeatable-read snapshot) and written
-in one transaction of the target: all of it or nothing. The tables and their columns are read from the schemas
-themselves, which must be the same (both stores migrated by this release: a table or column a migration adds is
-copied with no change here), and the target must hold nothing yet. A run that a worker holds under a live lease
-refuses the copy: it would run again in the new store once its lease lapsed there.
+in one transaction of the target: all of it or nothing. The store's tables are ``STORE_TABLES`` (a test checks them
+against what the migrations make: other tables in a PostgreSQL schema, the application's own, are left alone);
+their columns are read from the schemas themselves, which must be the same (both stores migrated by this release:
+a column a migration adds is copied with no change here), and the target must hold nothing yet. A run that a
+worker holds under a live lease, or a feature run a driver holds, refuses the copy: it would run again in the new
+store once its lease lapsed there.
 
 Rows are copied as they are, their ids and times too, except the outbox's (``store/outbox.py``), which each dialect
 orders its own way (SQLite by ``seq``, PostgreSQL by ``(txid, seq)``): its events are written in their order with
@@ -17,6 +19,10 @@ a new one, so a reader that reconnects to it starts afresh, told of the gap."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sqlite3
+import tempfile
 from bisect import bisect_right
 from contextlib import closing
 from datetime import datetime
@@ -24,8 +30,15 @@ from datetime import datetime
 from ductape_jobs.errors import StoreError, ValidationError
 from ductape_jobs.store.base import Store
 from ductape_jobs.store.codec import ms
-from ductape_jobs.store.dialect import Tx, UsesDialect
+from ductape_jobs.store.dialect import Tx, UsesDialect, link_new, plain_file
 
+#: The store's tables (what its migrations make), in the order they are copied: a migration that adds one adds it here
+#: (``tests/store/test_transfer.py`` compares them with a new store's).
+STORE_TABLES = (
+    "jobs", "schedules", "runs", "attempts", "run_minutes", "cache_entries", "feature_runs", "feature_events",
+    "resources", "resource_starts", "limit_holds", "api_keys", "login_sessions", "webhooks", "webhook_deliveries",
+    "outbox", "outbox_consumers", "outbox_marks", "schema_migrations",
+)  # fmt: skip
 #: The target's own table: its migrations, applied when it was made.
 OWN_TABLES = frozenset({"schema_migrations"})
 #: The outbox's tables, copied by ``_copy_outbox`` (renumbered), not as they are.
@@ -64,18 +77,19 @@ class TransferCore(UsesDialect):
 
 
 def _refuse_held(source: Tx, now: datetime) -> None:
-    held = source.one("live_leases", {"now": ms(now)})
-    if held and held["n"]:
+    held = source.one("live_leases", {"now": ms(now)}) or {"runs": 0, "features": 0}
+    if held["runs"] or held["features"]:
+        what = f"{held['runs']} runs" if held["runs"] else f"{held['features']} feature runs"
         raise ValidationError(
             "store",
-            f"{held['n']} runs are running under a worker's lease: stop every worker (and `ductape serve`, which "
-            "runs one) first, so that no run goes on here while it runs again in the copy",
+            f"{what} are running under a worker's lease: stop every worker (and `ductape serve`, which runs one; "
+            "and feature.run calls) first, so that none goes on here while it runs again in the copy",
         )
 
 
 def _copy_into(source: Tx, into: Tx, columns: dict[str, list[str]], batch: int) -> dict[str, int]:
     """Every table of ``columns`` from ``source`` into ``into``, which must hold nothing yet; the rows by table."""
-    if _schema(into) != columns:
+    if _schema(into) != columns or not all(columns.values()):
         raise StoreError(
             "the two stores' schemas differ (tables or columns): open both with this release of ductape-jobs, which "
             "migrates them, and copy again"
@@ -94,9 +108,8 @@ def _copy_into(source: Tx, into: Tx, columns: dict[str, list[str]], batch: int) 
 
 
 def _schema(tx: Tx) -> dict[str, list[str]]:
-    """Each table of the store's schema with its columns, in order."""
-    tables = [row["name"] for row in tx.all("store_tables")]
-    return {table: [row["name"] for row in tx.all("table_columns", {"table": table})] for table in tables}
+    """Each of the store's tables with its columns, in order (none: the table is not there)."""
+    return {table: [row["name"] for row in tx.all("table_columns", {"table": table})] for table in STORE_TABLES}
 
 
 def _holds_rows(tx: Tx, table: str, columns: list[str]) -> bool:
@@ -139,3 +152,71 @@ def _copy_outbox(source: Tx, into: Tx, columns: dict[str, list[str]], batch: int
             pruned = moved(marks["pruned_txid"], marks["pruned_seq"])
             into.run("put_outbox_marks", {"streams_epoch": marks["streams_epoch"] + 1, "pruned_seq": pruned})
     return {"outbox": len(order), "outbox_consumers": len(senders)}
+
+
+def copy_store(source: Store, url: str, now: datetime) -> dict[str, int]:
+    """Everything ``source`` holds copied into a new, empty store at ``url`` (``Store.copy_to``); the rows copied,
+    by table. A problem with the URL is a ``ValidationError`` naming ``to``. A SQLite target must be a new file: it is
+    written aside (a private ``.<name>.*.part`` file beside it) and appears at ``url`` only whole, so a copy cut short
+    (killed, refused) leaves nothing there. A PostgreSQL one is made and migrated as any process makes it."""
+    from ductape_jobs.store import open_store, sqlite_path
+
+    if not isinstance(url, str):
+        raise ValidationError("to", f"must be a store URL, not {type(url).__name__}")
+    try:
+        path = sqlite_path(url)
+    except ValidationError as exc:
+        raise ValidationError("to", exc.rule) from None
+    part = None
+    if path is not None:
+        part = _part_beside(path)
+        url = f"sqlite:///{part}"
+    try:
+        try:
+            target = open_store(url)
+        except ValidationError as exc:
+            raise ValidationError("to", exc.rule) from None
+        try:
+            target.migrate()
+            copied = source.copy_to(target, now)
+        finally:
+            target.close()
+        if path is not None and part is not None:
+            _checkpointed(part)
+            try:
+                link_new(part, path)
+            except FileExistsError:
+                raise ValidationError("to", f"{path!r} exists; name a new file (the copy makes it)") from None
+    finally:
+        if part is not None:
+            for suffix in ("", "-wal", "-shm"):
+                with contextlib.suppress(FileNotFoundError):
+                    os.remove(part + suffix)
+    return copied
+
+
+def _part_beside(path: str) -> str:
+    """A new private file beside ``path`` for the copy to be written in (``path``: refused if it is there, in memory
+    or in no folder)."""
+    if not plain_file(path):
+        raise ValidationError("to", "an in-memory store ends with its process; name a file")
+    if os.path.lexists(path):
+        raise ValidationError("to", f"{path!r} exists; name a new file (the copy makes it)")
+    folder, name = os.path.split(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValidationError("to", f"{path!r}: its folder {folder!r} does not exist")
+    try:
+        fd, part = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)  # 0600, made here only
+    except OSError as exc:
+        raise StoreError(f"cannot write the copy beside {path!r}: {exc.strerror or exc}") from None
+    os.close(fd)  # an empty file: the store's migrations make it one
+    return part
+
+
+def _checkpointed(part: str) -> None:
+    """The copy's WAL moved into its file, so that the file alone is the store."""
+    db = sqlite3.connect(part)
+    try:
+        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    finally:
+        db.close()

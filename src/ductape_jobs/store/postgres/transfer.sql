@@ -1,10 +1,7 @@
--- SQL of a store's copy into another (store/transfer.py): the tables and columns it reads from the schema itself
--- (the store's schema: the first in the search path), so a table or column a migration adds is copied without a
--- change here. The rows themselves are read and written by PostgresTx.rows_of and PostgresTx.put_rows.
-
--- name: store_tables
-SELECT table_name AS name FROM information_schema.tables
-WHERE table_schema = current_schema() AND table_type = 'BASE TABLE' ORDER BY table_name;
+-- SQL of a store's copy into another (store/transfer.py): the columns of its tables (transfer.STORE_TABLES) it reads
+-- from the schema itself (the store's: the first in the search path), so a column a migration adds is copied without
+-- a change here; other tables in that schema (the application's own) are neither read nor written. The rows
+-- themselves are read and written by PostgresTx.rows_of and PostgresTx.put_rows.
 
 -- name: table_columns
 SELECT column_name AS name FROM information_schema.columns
@@ -15,8 +12,10 @@ WHERE table_schema = current_schema() AND table_name = %(table)s ORDER BY ordina
 SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;
 
 -- name: live_leases
--- Runs a worker holds now: a copy taken meanwhile would run them again in the new store (their lease lapses there).
-SELECT count(*) AS n FROM runs WHERE phase = 'running' AND lease_expires_at > %(now)s;
+-- Runs a worker holds now, and feature runs a driver holds: a copy taken meanwhile would run them again in the new
+-- store once their lease lapsed there.
+SELECT (SELECT count(*) FROM runs WHERE phase = 'running' AND lease_expires_at > %(now)s) AS runs,
+       (SELECT count(*) FROM feature_runs WHERE status = 'running' AND lease_expires_at > %(now)s) AS features;
 
 -- name: copied_outbox
 -- After the outbox's rows were written with their seq (OVERRIDING SYSTEM VALUE): its identity goes on from the

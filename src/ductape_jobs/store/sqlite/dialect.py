@@ -17,7 +17,16 @@ from typing import Any, TypeVar
 
 from ductape_jobs.errors import ConflictError, StoreError, ValidationError, WouldWait
 from ductape_jobs.store.base import Capabilities
-from ductape_jobs.store.dialect import Batches, Params, Row, job_check_error, plain_file, quoted, unstorable
+from ductape_jobs.store.dialect import (
+    Batches,
+    Params,
+    Row,
+    job_check_error,
+    link_new,
+    plain_file,
+    quoted,
+    unstorable,
+)
 from ductape_jobs.store.sql import has_every_migration, load_dialect_queries, load_migrations
 from ductape_jobs.store.sqlite.binding import bind
 
@@ -546,7 +555,7 @@ class SQLiteDialect:
             finally:
                 copy.close()
                 source.close()
-            _no_clobber(part, to)
+            link_new(part, to)
         except FileExistsError:
             raise taken from None
         except (OSError, sqlite3.Error) as exc:
@@ -567,18 +576,6 @@ class SQLiteDialect:
 
 
 _UNWRITABLE = ("readonly", "read-only", "unable to open", "disk i/o error", "permission")
-
-
-def _no_clobber(part: str, to: str) -> None:
-    """``part`` made ``to``, unless ``to`` exists (``FileExistsError``): a hard link, which fails if it does; where the
-    file system has none (FAT, some network mounts), ``to`` made first (``O_EXCL``), then replaced by ``part``."""
-    try:
-        os.link(part, to)
-    except FileExistsError:
-        raise
-    except OSError:
-        os.close(os.open(to, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
-        os.replace(part, to)
 
 
 def _create_private(path: str) -> None:
