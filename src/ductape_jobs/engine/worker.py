@@ -156,7 +156,7 @@ class Worker:
         self._prompt = store.capabilities.prompt  # its calls may be made on the loop (_io)
         self._next_rescue: datetime | None = None
         self._next_prune: datetime | None = None
-        self._running = False  # set by ``run``: a drain neither prunes nor gives a run back (``_gives_back``)
+        self._pruning = False  # set by ``run``: a drain does not prune
         self._prune_rests_until = 0.0  # time.monotonic(): after a full batch, the pruner rests till then
         self._ahead = timedelta(0)  # ``options.ahead`` while ``run`` runs
         self._ticked_to: datetime | None = None  # how far ahead the last tick looked
@@ -177,7 +177,7 @@ class Worker:
         ``shutdown_grace``, and give the rest back to the queue; at once if ``hurry`` is set meanwhile (or a second
         signal comes)."""
         self._start(stop, hurry)
-        self._running = True
+        self._pruning = True
         self._ahead = max(self.options.ahead, timedelta(0))
         assert self._stop is not None
         if handle_signals:
@@ -487,7 +487,7 @@ class Worker:
     def _prune_due(self, now: datetime) -> bool:
         """Whether a pass at ``now`` prunes (``_prune``)."""
         retention = self.options.retention
-        if not self._running or retention is None or not retention.enabled:
+        if not self._pruning or retention is None or not retention.enabled:
             return False
         return (self._next_prune is None or now >= self._next_prune) and time.monotonic() >= self._prune_rests_until
 
@@ -606,7 +606,7 @@ class Worker:
         """Whether ``run`` goes back for another worker: a FUNCTION this one lacks, in ``run`` (a drain has no other
         worker), within ``give_back`` of its due time (past it, no worker that has it took it: its attempt fails)."""
         return (
-            self._running
+            self._pruning
             and isinstance(exc, ExecutorNotFoundError)
             and run.event_type is JobEventTypes.FUNCTION
             and self.clock.now() - run.scheduled_at < self.options.give_back
