@@ -449,7 +449,6 @@ _TIMES: dict[str, tuple[timedelta, timedelta]] = {
     "shutdown_grace": (timedelta(0), timedelta(days=1)),
     "misfire_grace": (timedelta(0), timedelta(days=7)),
     "ahead": (timedelta(0), _MAX_AHEAD),
-    "give_back": (timedelta(0), timedelta(days=1)),
 }
 #: The counts they take, each with the least it may be.
 _COUNTS = {"concurrency": 1, "batch": 1, "max_rescues": 0}

@@ -306,69 +306,6 @@ def test_a_function_this_worker_lacks_fails_the_attempt_and_is_retried(ductape_s
     assert dt.job.runs(phase="completed")[0].output == "ran"
 
 
-def _run_until(worker_of: Ductape, done: Callable[[], bool], **overrides: Any) -> None:
-    """``worker_of``'s worker in ``run`` (not a drain) until ``done()``."""
-
-    async def main() -> None:
-        stop = asyncio.Event()
-        worker = worker_of.new_worker(poll=timedelta(milliseconds=20), **overrides)
-        running = asyncio.create_task(worker.run(stop, handle_signals=False))
-        for _ in range(300):
-            if await asyncio.to_thread(done):
-                break
-            await asyncio.sleep(0.01)
-        stop.set()
-        await running
-
-    asyncio.run(main())
-
-
-def test_a_function_this_worker_lacks_goes_back_for_a_worker_that_has_it(tmp_path: Path, clock: FakeClock) -> None:
-    """A node without the function (a dashboard started without --app, a rolling deploy's older node) claimed the
-    run and failed its attempt: with no retries the run failed for good, though another worker had the function.
-    Now it gives the run back, due again a little later, its retries untouched; the worker that has it runs it."""
-    url = f"sqlite:///{tmp_path / 'jobs.db'}"
-    with Ductape(url, clock=clock) as lacking, Ductape(url, clock=clock) as having:
-        having.function("send")(lambda input, ctx: "sent")
-        job(lacking, fn="send")
-        lacking.job.schedule(req(retries=0))
-        (queued,) = lacking.job.runs()
-
-        def given_back() -> bool:
-            return bool(lacking.job.run(queued.id).attempts)
-
-        _run_until(lacking, given_back)
-        back = lacking.job.run(queued.id)
-        assert (back.phase, back.retry_count) == (RunPhase.QUEUED, 0)
-        assert back.available_at == back.scheduled_at + timedelta(seconds=1)
-        ((outcome, error),) = [(a.outcome, a.error or "") for a in back.attempts]
-        assert (
-            outcome == "released" and "given back for another worker" in error and "'send' is not registered" in error
-        )
-        clock.advance(seconds=1)
-        assert having.drain().completed == 1
-        done = having.job.run(queued.id)
-        assert (done.phase, done.output, [a.outcome for a in done.attempts]) == (
-            RunPhase.COMPLETED,
-            "sent",
-            ["released", "completed"],
-        )
-
-
-def test_past_give_back_a_worker_lacking_the_function_fails_the_attempt(tmp_path: Path, clock: FakeClock) -> None:
-    """No worker that has it took the run within ``give_back`` of its due time: the attempt fails, as a drain's
-    does at once, and its retries go on."""
-    with Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", clock=clock) as lacking:
-        job(lacking, fn="send")
-        lacking.job.schedule(req(retries=0))
-        (queued,) = lacking.job.runs()
-        clock.advance(seconds=30)
-        _run_until(lacking, lambda: lacking.job.run(queued.id).phase is RunPhase.FAILED, give_back=30)
-        failed = lacking.job.run(queued.id)
-        assert failed.phase is RunPhase.FAILED and "'send' is not registered" in (failed.error or "")
-        assert [a.outcome for a in failed.attempts] == ["failed"]
-
-
 def test_failed_occurrence_does_not_stop_recurring_unless_pause_on_failure(ductape_sandbox: Sandbox) -> None:
     dt = ductape_sandbox
     dt.function("report")(Recorder(fail_times=1))

@@ -12,7 +12,6 @@ import time
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
 
 import pytest
 
@@ -297,37 +296,3 @@ def test_a_stop_that_leaves_no_code_in_a_thread_returns_from_worker_and_runs_ate
     assert b.wait(15) == 0
     assert not (env.marks / "after-worker").exists()
     assert b.stderr is not None and b"exiting with 1 run(s) still executing in threads" in b.stderr.read()
-
-
-def test_a_serve_without_the_app_gives_the_apps_function_runs_back_to_its_worker(env: Env) -> None:
-    """``ductape serve`` for the dashboard beside the app's worker: its own worker has no FUNCTION and claimed the
-    app's runs too, failing them (with no retries, for good). It gives them back; the app's worker runs them all."""
-    import httpx
-
-    port = free_port()
-    full = {**os.environ, "DUCTAPE_STORE": env.store}
-    serve = subprocess.Popen(
-        [str(Path(sys.executable).parent / "ductape"), "serve", "--port", str(port)],
-        cwd=env.tmp, env=full, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    env.procs.append(serve)
-    env.wait("serve to answer", lambda: _answers(httpx, f"http://127.0.0.1:{port}/healthz"))
-    for i in range(20):
-        env.schedule("quick", retries=0, input={"i": i})
-    env.wait("serve's worker to give runs back", lambda: _released(env) > 0)
-    env.start_worker()
-    env.wait("every run to complete", lambda: env.completed() == 20, seconds=30)
-    assert env.client.store.count_runs().get(RunPhase.FAILED, 0) == 0
-
-
-def _answers(httpx: Any, url: str) -> bool:
-    try:
-        return bool(httpx.get(url, timeout=1).status_code == 200)
-    except httpx.HTTPError:
-        return False
-
-
-def _released(env: Env) -> int:
-    return sum(
-        a.outcome == "released" for run in env.client.job.runs(limit=100) for a in env.client.job.run(run.id).attempts
-    )

@@ -716,22 +716,6 @@ def test_release_runs_gives_them_back_unstarted(store: Store) -> None:
     assert (again.id, again.attempt) == (a, 2)
 
 
-def test_a_run_given_back_until_a_time_is_claimed_by_none_before_it(store: Store) -> None:
-    """A FUNCTION its worker lacks goes back for another worker, due again a little later (not at once: the same
-    worker would claim it straight back), its attempt marked released with why."""
-    _, (a,) = setup(store, T0)
-    store.acquire_runs("w1", 1, LEASE, T0)
-    until = T0 + timedelta(seconds=2)
-    why = "FUNCTION 'send' is not registered in worker w1"
-    assert store.release_runs("w1", [a], T0, until=until, why=why) == Released(queued=1, cancelled=0)
-    back = run_of(store, a)
-    assert (back.phase, back.available_at) == (RunPhase.QUEUED, until)
-    assert [(x.outcome, x.error) for x in back.attempts] == [("released", why)]
-    assert store.acquire_runs("w2", 5, LEASE, until - timedelta(milliseconds=1)) == []
-    (again,) = store.acquire_runs("w2", 5, LEASE, until)
-    assert (again.id, again.attempt) == (a, 2)
-
-
 def test_a_run_claimed_ahead_and_given_back_before_its_start_was_never_attempted(store: Store) -> None:
     """Released before its start (a claim ahead, then a stop): its attempt ended before it began (a negative
     duration), its start stayed set while it was queued, and its first real run was numbered 2."""

@@ -36,7 +36,6 @@ from ductape_jobs.clock import Clock, iso_text, uncertainty
 from ductape_jobs.engine.events import RunObserver, tell_finished, tell_rescued, tell_started
 from ductape_jobs.engine.scheduler import Scheduler
 from ductape_jobs.errors import (
-    ExecutorNotFoundError,
     RunTimeoutError,
     StoreError,
     StoreUnusableError,
@@ -50,7 +49,7 @@ from ductape_jobs.executors.registry import ExecutorRegistry
 from ductape_jobs.ids import new_id
 from ductape_jobs.limits import span_text
 from ductape_jobs.logs import Repeats, bind_run, logger
-from ductape_jobs.models import DrainSummary, JobEventTypes, Run, RunPhase
+from ductape_jobs.models import DrainSummary, Run, RunPhase
 from ductape_jobs.redaction import Secrets
 from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.store.base import Outcome, Recorded, Rescued, Store, Wakeups
@@ -89,18 +88,6 @@ class WorkerOptions(Struct, frozen=True):
     # claimed when due (a limit counts a run from its claim). ``run_until_idle`` never claims ahead.
     ahead: timedelta = timedelta(milliseconds=20)
     retention: Retention | None = None  # prune finished history by it (``run`` only, not ``run_until_idle``)
-    # how long after its due time a FUNCTION run this worker has not registered is given back for another worker
-    # that has it (a rolling deploy, a ``ductape serve`` without --app) instead of failing its attempt; ``run``
-    # only (a drain fails it at once), 0: never
-    give_back: timedelta = timedelta(minutes=1)
-
-
-#: A run given back (``WorkerOptions.give_back``) is due again an eighth as long after as it has waited, at least
-#: this. Each time it falls due, whichever worker claims first takes it, the one that gave it back too: a worker
-#: that has it gets about 20 turns within a minute (with half as long, 6, and in a test one run of 20 lost them all),
-#: and a run no worker has is given back about as often before it fails.
-_GIVE_BACK_LEAST = timedelta(seconds=1)
-_GIVE_BACK_SHARE = 8
 
 
 class Worker:
@@ -570,8 +557,6 @@ class Worker:
             limit = "none" if run.timeout is None else span_text(run.timeout)  # none: the event's own TimeoutError
             error = f"RunTimeoutError: run exceeded its timeout of {limit}"
         except Exception as exc:
-            if self._gives_back(run, exc):
-                return await self._give_back(run, exc)
             ok = False
             retryable = is_retryable(exc)
             error = describe(exc, trace=4)  # never raises: the run is recorded failed whatever user code raised
@@ -601,37 +586,6 @@ class Worker:
         if self._wake is not None:
             self._wake.set()
         return outcome
-
-    def _gives_back(self, run: Run, exc: Exception) -> bool:
-        """Whether ``run`` goes back for another worker: a FUNCTION this one lacks, in ``run`` (a drain has no other
-        worker), within ``give_back`` of its due time (past it, no worker that has it took it: its attempt fails)."""
-        return (
-            self._pruning
-            and isinstance(exc, ExecutorNotFoundError)
-            and run.event_type is JobEventTypes.FUNCTION
-            and self.clock.now() - run.scheduled_at < self.options.give_back
-        )
-
-    async def _give_back(self, run: Run, exc: Exception) -> Outcome:
-        """``run`` back to the queue, due again after an eighth as long as it waited (at least ``_GIVE_BACK_LEAST``,
-        and not past ``give_back``), its attempt ``released`` with why; what the attempt's span records."""
-        now = self.clock.now()
-        waited = now - run.scheduled_at
-        until = now + max(_GIVE_BACK_LEAST, min(waited / _GIVE_BACK_SHARE, self.options.give_back - waited))
-        why = f"given back for another worker: {exc}"
-        try:
-            back = functools.partial(self.store.release_runs, until=until, why=why)
-            await self._io(back, self.id, [run.id], now)
-            log.info("run %s given back until %s: %s", run.id, iso_text(until), exc, extra={"run_id": run.id})
-        except StoreError as exc:  # its lease lapses, and a rescue takes it back
-            log.error("could not give run %s back: %s", run.id, exc, extra={"run_id": run.id})
-        finally:
-            self._held.discard((run.id, run.attempt))
-            self._limited.discard(run.id)
-            self._leave(run)
-            if self._wake is not None:
-                self._wake.set()
-        return Outcome(run.id, run.attempt, self.id, False, now, 0, error=why, outcome="released")
 
     def _kept(
         self, run: Run, ok: bool, retryable: bool, output: Any, error: str | None

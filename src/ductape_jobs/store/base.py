@@ -442,15 +442,11 @@ class SchedulingStore(ABC):
         outcome it could not learn: the attempts it holds and never started are that claim's, which landed."""
 
     @abstractmethod
-    def release_runs(
-        self, worker_id: str, run_ids: Sequence[str], now: datetime, *, until: datetime | None = None, why: str = ""
-    ) -> Released:
-        """Give runs back unstarted (a graceful shutdown; a lost claim's runs the worker has no room for; a FUNCTION
-        the worker lacks): queued again, due at once (or at their due time, if a claim ahead took them before it; or
-        at ``until``, when another worker may take them), the attempt marked released (its error ``why``, by
-        default that the worker shut down); one claimed ahead whose start is still to come as if it had not been
-        claimed (no attempt). A run whose schedule was cancelled meanwhile ends ``cancelled`` instead, its attempt
-        so marked (or none)."""
+    def release_runs(self, worker_id: str, run_ids: Sequence[str], now: datetime) -> Released:
+        """Give runs back unstarted (a graceful shutdown; a lost claim's runs the worker has no room for): queued
+        again, due at once (or at their due time, if a claim ahead took them before it), the attempt marked
+        released; one claimed ahead whose start is still to come as if it had not been claimed (no attempt). A run
+        whose schedule was cancelled meanwhile ends ``cancelled`` instead, its attempt so marked (or none)."""
 
     @abstractmethod
     def rescue_expired(self, now: datetime, max_rescues: int) -> list[Rescued]:

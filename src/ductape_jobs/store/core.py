@@ -334,22 +334,19 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
     def leased_runs(self, worker_id: str) -> list[Run]:
         return _claim_order(self._read(lambda tx: tx.all("leased_runs", {"worker_id": worker_id})))
 
-    def release_runs(
-        self, worker_id: str, run_ids: Sequence[str], now: datetime, *, until: datetime | None = None, why: str = ""
-    ) -> Released:
+    def release_runs(self, worker_id: str, run_ids: Sequence[str], now: datetime) -> Released:
         if not run_ids:
             return Released(0, 0)
 
         def op(tx: Tx) -> Released:
-            at = ms(now)
-            params = {"ids": list(run_ids), "worker_id": worker_id, "now": at, "until": ms(max(now, until or now))}
+            params = {"ids": list(run_ids), "worker_id": worker_id, "now": ms(now)}
             tx.run("lock_runs", params)  # PostgreSQL: its runs, then their schedules (a cancel meanwhile ends first)
             tx.run("lock_schedules_of_runs", params)
             cancelled = tx.all("cancel_released_runs", params)  # a cancel's: not queued to run after it
             queued = tx.all("release_runs", params)
             rows = cancelled + queued
             if rows:
-                attempt = {"finished_at": at, "outcome": "released", "error": why or _RELEASED, "started_at": None}
+                attempt = {"finished_at": ms(now), "outcome": "released", "error": _RELEASED, "started_at": None}
                 keys = [({"run_id": r["id"], "attempt": r["attempt"]}, bool(r["unstarted"])) for r in rows]
                 tx.many("finish_attempt", [{**attempt, **key} for key, unstarted in keys if not unstarted])
                 tx.many("delete_attempt", [key for key, unstarted in keys if unstarted])  # it never began

@@ -311,8 +311,7 @@ SELECT * FROM runs WHERE phase = 'running' AND lease_owner = %(worker_id)s;
 -- A run given back keeps its due time if that is still ahead (one claimed ahead of it: WorkerOptions.ahead). One
 -- whose start is still to come never started: it goes back as its claim found it, its attempt not counted (its
 -- attempt row is deleted: unstarted) and no start of its own.
--- :until is :now, or later for a run its worker cannot run (a FUNCTION it lacks): another worker may take it then.
-UPDATE runs SET phase = 'queued', available_at = GREATEST(available_at, %(until)s), lease_owner = NULL, lease_expires_at = NULL,
+UPDATE runs SET phase = 'queued', available_at = GREATEST(available_at, %(now)s), lease_owner = NULL, lease_expires_at = NULL,
     attempt = CASE WHEN started_at > %(now)s THEN attempt - 1 ELSE attempt END,
     started_at = CASE WHEN started_at > %(now)s THEN NULL ELSE started_at END, updated_at = %(now)s,
     limit_keys = (SELECT j.limit_keys FROM schedules s JOIN jobs j ON j.product_tag = s.job_product AND j.tag = s.job_tag

@@ -298,9 +298,8 @@ SELECT * FROM runs INDEXED BY runs_leases WHERE phase = 'running' AND lease_owne
 -- name: release_runs
 -- A run given back keeps its due time if that is still ahead (one claimed ahead of it: WorkerOptions.ahead). One
 -- whose start is still to come never started: it goes back as its claim found it, its attempt not counted (its
--- attempt row is deleted: unstarted) and no start of its own. :until is :now, or later for a run its worker cannot
--- run (a FUNCTION it lacks): another worker may take it then.
-UPDATE runs SET phase = 'queued', available_at = max(coalesce(available_at, :now), :until), lease_owner = NULL, lease_expires_at = NULL,
+-- attempt row is deleted: unstarted) and no start of its own.
+UPDATE runs SET phase = 'queued', available_at = max(coalesce(available_at, :now), :now), lease_owner = NULL, lease_expires_at = NULL,
     attempt = CASE WHEN started_at > :now THEN attempt - 1 ELSE attempt END,
     started_at = CASE WHEN started_at > :now THEN NULL ELSE started_at END, updated_at = :now,
     limit_keys = (SELECT j.limit_keys FROM schedules s JOIN jobs j ON j.product_tag = s.job_product AND j.tag = s.job_tag
