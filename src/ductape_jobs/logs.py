@@ -17,9 +17,9 @@ from collections.abc import Callable
 from contextvars import ContextVar
 from datetime import UTC, datetime, timedelta
 from typing import IO, TYPE_CHECKING, Any
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
-from ductape_jobs.limits import span_text, visible
+from ductape_jobs.limits import CONTROL_CHARACTER, span_text, visible
 from ductape_jobs.redaction import mask_text
 
 if TYPE_CHECKING:
@@ -54,13 +54,15 @@ def redact(text: str) -> str:
     if "%" in masked:
         decoded = unquote(masked)
         found = _SECRETS.sub(_mask, decoded)
-        if found != decoded:  # a shape the encoding hid (one masked already is masked again as it was)
-            return found
+        if found != decoded:  # a shape the encoding hid: its control characters encoded again (a %0A: no new line)
+            return CONTROL_CHARACTER.sub(lambda c: quote(c.group()), found)
     return masked
 
 
 def _mask(match: re.Match[str]) -> str:
     found = match.group(0)
+    if match.string.startswith("***", match.end()):  # masked already (the filter, then a formatter): as it is
+        return found
     if found.startswith("dtk_"):
         return found[: found.index("_", 4)] + "_***"  # the visible prefix stays: it names the key
     if "=" in found and not found.lower().startswith("bearer"):

@@ -51,7 +51,6 @@ from __future__ import annotations
 
 import asyncio
 import builtins
-import contextlib
 import functools
 import itertools
 import os
@@ -97,6 +96,9 @@ CONSUMER = "webhooks"  # this consumer's cursor in the outbox
 RELAY_BATCH = 500
 #: Left under a webhook's hold for recording a delivery's outcome after its send (``Webhooks._last_start``).
 SEND_MARGIN = timedelta(seconds=5)
+#: Webhooks whose deliveries one process sends at once (``Webhooks.run``): fewer than its HTTP client's connections
+#: (httpx's pool: 100).
+MAX_SENDING = 50
 EVENT_HEADER = "X-Ductape-Event"
 DELIVERY_HEADER = "X-Ductape-Delivery"
 
@@ -296,12 +298,13 @@ class Webhooks:
         the request) takes at most ``timeout`` each, and ``SEND_MARGIN`` is left for recording it."""
         return held_until - timedelta(seconds=2 * self.timeout) - SEND_MARGIN
 
-    async def _take_due(self, now: datetime) -> builtins.list[DueDelivery]:
-        """Relay, then lease the deliveries due at ``now`` (one batch) of webhooks no sender holds."""
+    async def _take_due(self, now: datetime, limit: int | None = None) -> builtins.list[DueDelivery]:
+        """Relay, then lease the deliveries due at ``now`` (one batch, of at most ``limit``) of webhooks no sender
+        holds."""
         if not await asyncio.to_thread(self._current):
             return []  # no webhook at all (as of the cache): nothing can be due, no event was written
         await asyncio.to_thread(self.relay)
-        return await asyncio.to_thread(self._store.due_deliveries, now, self.batch, self.lease)
+        return await asyncio.to_thread(self._store.due_deliveries, now, limit or self.batch, self.lease)
 
     async def _send(self, client: httpx.AsyncClient, due: DueDelivery) -> None:
         d = due.delivery
@@ -366,17 +369,25 @@ class Webhooks:
     async def run(self, stop: asyncio.Event, poll: timedelta = timedelta(seconds=1)) -> None:
         """Send due deliveries until ``stop`` is set, looking every ``poll``. Each webhook's deliveries are sent by a
         task of their own, so the next batch (other webhooks', and the retries that fall due) is taken while a slow
-        receiver still answers; at a stop, the tasks sending finish first. The HTTP client (httpx) is opened when a
-        delivery is first due, so a process whose products have no webhook never loads it."""
+        receiver still answers, up to ``MAX_SENDING`` webhooks at a time (the HTTP client's pool holds 100
+        connections: a request waiting for one would time out, recorded as the receiver's failure); at a stop, the
+        tasks sending finish first. The HTTP client (httpx) is opened when a delivery is first due, so a process
+        whose products have no webhook never loads it."""
         client: httpx.AsyncClient | None = None
         sending: set[asyncio.Task[None]] = set()
+        ended = asyncio.Event()  # a webhook's task ended: its next batch may be taken at once, not a poll later
         repeats = Repeats(log, "sending webhook deliveries")  # the store away: not at each poll
         try:
             while not stop.is_set():
                 taken = 0
+                room = min(self.batch, MAX_SENDING - len(sending))  # a delivery each: a webhook each at most
+                if room <= 0:  # the next webhook when one of them is done
+                    await _either(stop, ended, poll)
+                    ended.clear()
+                    continue
                 try:
                     now = self._clock.now()
-                    due = await self._take_due(now)
+                    due = await self._take_due(now, room)
                     if due:
                         if client is None:
                             import httpx
@@ -385,7 +396,7 @@ class Webhooks:
                         for queue in _by_hook(due):
                             task = asyncio.create_task(self._send_held(client, queue, now))
                             sending.add(task)
-                            task.add_done_callback(functools.partial(_sent, sending, repeats))
+                            task.add_done_callback(functools.partial(_sent, sending, repeats, ended))
                         taken = len(due)
                 except StoreError as exc:
                     repeats.failed(exc)
@@ -393,15 +404,17 @@ class Webhooks:
                     log.exception("sending webhook deliveries failed")
                 else:
                     repeats.ok()
-                if taken >= self.batch:
+                if taken >= room:
                     continue
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(stop.wait(), poll.total_seconds())
+                await _either(stop, ended, poll)
+                ended.clear()
         finally:
-            if sending:
-                await asyncio.gather(*sending, return_exceptions=True)  # each ends within its hold
-            if client is not None:
-                await client.aclose()
+            try:
+                if sending:
+                    await asyncio.gather(*sending, return_exceptions=True)  # each ends within its hold
+            finally:  # cancelled meanwhile (a stop that would not wait): the client is closed still
+                if client is not None:
+                    await client.aclose()
 
 
 def _by_hook(due: Sequence[DueDelivery]) -> list[list[DueDelivery]]:
@@ -412,9 +425,21 @@ def _by_hook(due: Sequence[DueDelivery]) -> list[list[DueDelivery]]:
     return list(queues.values())
 
 
-def _sent(sending: set[asyncio.Task[None]], repeats: Repeats, task: asyncio.Task[None]) -> None:
-    """A webhook's sending task ended: forgotten, and its failure logged (the store away: as ``Repeats`` says)."""
+async def _either(stop: asyncio.Event, ended: asyncio.Event, poll: timedelta) -> None:
+    """Until ``stop`` or ``ended`` is set, or ``poll`` passes."""
+    waits = [asyncio.ensure_future(stop.wait()), asyncio.ensure_future(ended.wait())]
+    try:
+        await asyncio.wait(waits, timeout=poll.total_seconds(), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for wait in waits:
+            wait.cancel()
+
+
+def _sent(sending: set[asyncio.Task[None]], repeats: Repeats, ended: asyncio.Event, task: asyncio.Task[None]) -> None:
+    """A webhook's sending task ended: forgotten, its failure logged (the store away: as ``Repeats`` says), and the
+    loop woken to take that webhook's next deliveries."""
     sending.discard(task)
+    ended.set()
     if task.cancelled():
         return
     exc = task.exception()

@@ -339,3 +339,66 @@ def test_a_slow_receiver_holds_its_own_webhook_and_never_another(
     made = asyncio.run(sending())
     assert [path for path, _ in arrived] == ["/slow", "/fast"]
     assert arrived[1][1] - made < 1.5  # not after the slow answer, 3 s after it began
+
+
+def test_a_webhooks_deliveries_go_batch_after_batch_not_a_batch_a_poll(
+    api: Api, job: dict[str, Any], receiver: Recorder
+) -> None:
+    """Its task's end wakes the loop: with each webhook sent by a task of its own, the loop found the webhook still
+    held, and took its next batch a poll later (20 deliveries a second at the default poll; here, with a poll of
+    30 s, one batch in the 20 s waited)."""
+    api.client().post("/webhooks", json={"product_tag": "shop", "url": receiver.url, "events": ["job.scheduled"]})
+    api.dt.job.schedule_many([{**SHOP, "input": {"n": n}} for n in range(5 * api.dt.webhooks.batch)])
+    wanted = 5 * api.dt.webhooks.batch
+
+    async def sending() -> None:
+        stop = asyncio.Event()
+        running = asyncio.create_task(api.dt.webhooks.run(stop, poll=timedelta(seconds=30)))
+        deadline = time.monotonic() + 20
+        while len(receiver.seen) < wanted and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        stop.set()
+        await running
+
+    asyncio.run(sending())
+    assert len(receiver.seen) == wanted
+
+
+def test_at_most_max_sending_webhooks_are_sent_at_once(
+    api: Api, job: dict[str, Any], receiver: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Unbounded, every slow receiver's task took one of the HTTP client's 100 connections: past them, a healthy
+    receiver's request waited for one until its timeout, recorded as that receiver's failure."""
+    import threading
+
+    from ductape_jobs import webhooks
+
+    monkeypatch.setattr(webhooks, "MAX_SENDING", 2)
+    for n in range(5):
+        api.client().post(
+            "/webhooks", json={"product_tag": "shop", "url": f"{receiver.url}/{n}", "events": ["job.scheduled"]}
+        )
+    api.dt.job.schedule(SHOP)
+    lock, active, most = threading.Lock(), [0], [0]
+
+    def answer(seen: Any) -> None:
+        with lock:
+            active[0] += 1
+            most[0] = max(most[0], active[0])
+        time.sleep(0.3)
+        with lock:
+            active[0] -= 1
+
+    receiver.on_request = answer
+
+    async def sending() -> None:
+        stop = asyncio.Event()
+        running = asyncio.create_task(api.dt.webhooks.run(stop, poll=timedelta(milliseconds=20)))
+        deadline = time.monotonic() + 20
+        while len(receiver.seen) < 5 and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        stop.set()
+        await running
+
+    asyncio.run(sending())
+    assert len(receiver.seen) == 5 and most[0] == 2

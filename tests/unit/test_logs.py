@@ -162,3 +162,12 @@ def test_a_key_that_percent_encoding_hides_is_masked_too(line: str) -> None:
 def test_a_line_with_nothing_hidden_keeps_its_encoding() -> None:
     line = "GET /api/v1/runs?job_tag=a%20b&token=dts_abc HTTP/1.1 200"
     assert logs.redact(line) == "GET /api/v1/runs?job_tag=a%20b&token=*** HTTP/1.1 200"
+
+
+def test_masking_twice_changes_nothing_and_a_decoded_line_gets_no_new_line() -> None:
+    """A record is masked where it is made and again by setup()'s formatter: ``dts_ab***`` became ``dts_ab******``.
+    A line decoded to find a hidden key kept a ``%0A`` of its own as a real newline (a forged log line)."""
+    once = logs.redact("login dts_abcdef123456 ok")
+    assert logs.redact(once) == once == "login dts_ab*** ok"
+    forged = logs.redact("GET /x?job_tag=dtk%5Fabc123%5FSecretPart%0A2026-12-06 INFO forged HTTP/1.1")
+    assert "\n" not in forged and "SecretPart" not in forged and "%0A" in forged
