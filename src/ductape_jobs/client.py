@@ -36,7 +36,7 @@ from ductape_jobs.resource_client import Resources
 from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.sessions import Sessions
 from ductape_jobs.store import DEFAULT_URL, Store, open_store
-from ductape_jobs.store.transfer import copy_store
+from ductape_jobs.store.copying import copy_store
 from ductape_jobs.targets import parse_networks
 from ductape_jobs.timing.backoff import Backoff
 from ductape_jobs.webhooks import Webhooks

@@ -19,10 +19,6 @@ a new one, so a reader that reconnects to it starts afresh, told of the gap."""
 
 from __future__ import annotations
 
-import contextlib
-import os
-import sqlite3
-import tempfile
 from bisect import bisect_right
 from contextlib import closing
 from datetime import datetime
@@ -30,7 +26,7 @@ from datetime import datetime
 from ductape_jobs.errors import StoreError, ValidationError
 from ductape_jobs.store.base import Store
 from ductape_jobs.store.codec import ms
-from ductape_jobs.store.dialect import Tx, UsesDialect, link_new, plain_file
+from ductape_jobs.store.dialect import Tx, UsesDialect
 
 #: The store's tables (what its migrations make), in the order they are copied: a migration that adds one adds it here
 #: (``tests/store/test_transfer.py`` compares them with a new store's).
@@ -152,71 +148,3 @@ def _copy_outbox(source: Tx, into: Tx, columns: dict[str, list[str]], batch: int
             pruned = moved(marks["pruned_txid"], marks["pruned_seq"])
             into.run("put_outbox_marks", {"streams_epoch": marks["streams_epoch"] + 1, "pruned_seq": pruned})
     return {"outbox": len(order), "outbox_consumers": len(senders)}
-
-
-def copy_store(source: Store, url: str, now: datetime) -> dict[str, int]:
-    """Everything ``source`` holds copied into a new, empty store at ``url`` (``Store.copy_to``); the rows copied,
-    by table. A problem with the URL is a ``ValidationError`` naming ``to``. A SQLite target must be a new file: it is
-    written aside (a private ``.<name>.*.part`` file beside it) and appears at ``url`` only whole, so a copy cut short
-    (killed, refused) leaves nothing there. A PostgreSQL one is made and migrated as any process makes it."""
-    from ductape_jobs.store import open_store, sqlite_path
-
-    if not isinstance(url, str):
-        raise ValidationError("to", f"must be a store URL, not {type(url).__name__}")
-    try:
-        path = sqlite_path(url)
-    except ValidationError as exc:
-        raise ValidationError("to", exc.rule) from None
-    part = None
-    if path is not None:
-        part = _part_beside(path)
-        url = f"sqlite:///{part}"
-    try:
-        try:
-            target = open_store(url)
-        except ValidationError as exc:
-            raise ValidationError("to", exc.rule) from None
-        try:
-            target.migrate()
-            copied = source.copy_to(target, now)
-        finally:
-            target.close()
-        if path is not None and part is not None:
-            _checkpointed(part)
-            try:
-                link_new(part, path)
-            except FileExistsError:
-                raise ValidationError("to", f"{path!r} exists; name a new file (the copy makes it)") from None
-    finally:
-        if part is not None:
-            for suffix in ("", "-wal", "-shm"):
-                with contextlib.suppress(FileNotFoundError):
-                    os.remove(part + suffix)
-    return copied
-
-
-def _part_beside(path: str) -> str:
-    """A new private file beside ``path`` for the copy to be written in (``path``: refused if it is there, in memory
-    or in no folder)."""
-    if not plain_file(path):
-        raise ValidationError("to", "an in-memory store ends with its process; name a file")
-    if os.path.lexists(path):
-        raise ValidationError("to", f"{path!r} exists; name a new file (the copy makes it)")
-    folder, name = os.path.split(os.path.abspath(path))
-    if not os.path.isdir(folder):
-        raise ValidationError("to", f"{path!r}: its folder {folder!r} does not exist")
-    try:
-        fd, part = tempfile.mkstemp(prefix=f".{name}.", suffix=".part", dir=folder)  # 0600, made here only
-    except OSError as exc:
-        raise StoreError(f"cannot write the copy beside {path!r}: {exc.strerror or exc}") from None
-    os.close(fd)  # an empty file: the store's migrations make it one
-    return part
-
-
-def _checkpointed(part: str) -> None:
-    """The copy's WAL moved into its file, so that the file alone is the store."""
-    db = sqlite3.connect(part)
-    try:
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
-    finally:
-        db.close()
