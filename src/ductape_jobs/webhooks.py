@@ -94,6 +94,8 @@ log = logger("ductape_jobs.webhooks")
 EVENTS = tuple(KINDS)
 CONSUMER = "webhooks"  # this consumer's cursor in the outbox
 RELAY_BATCH = 500
+#: How long a sender holds a webhook it took (``Webhooks(lease=...)``): a sender that dies lets it go at its end.
+HOLD = timedelta(seconds=60)
 #: Left under a webhook's hold for recording a delivery's outcome after its send (``Webhooks._last_start``).
 SEND_MARGIN = timedelta(seconds=5)
 #: Webhooks whose deliveries one process sends at once (``Webhooks.run``): fewer than its HTTP client's connections
@@ -146,7 +148,7 @@ class Webhooks:
         ttl: float = 5.0,
         backoff: Backoff | None = None,
         max_attempts: int = 8,
-        lease: timedelta = timedelta(seconds=60),
+        lease: timedelta = HOLD,
         timeout: float = 10.0,
         batch: int = 20,
         allow: Iterable[str] | str | None = None,

@@ -1,6 +1,7 @@
 """Webhooks survive a crash: a real worker process SIGKILLed in a burst of completions while a real local webhook
 receiver counts. Every run's ``job.completed`` reaches the receiver at least once: the events were written in the
-transactions of the completions (the outbox) and the next worker relays and sends them. On SQLite and on
+transactions of the completions (the outbox) and the next worker relays and sends them, once the dead worker's hold
+on the webhook (it is killed mid-send) has ended. On SQLite and on
 PostgreSQL (a schema of its own; skipped without the server, failed under CI=true)."""
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import psycopg
 import pytest
 
 from ductape_jobs import Ductape, RunPhase
+from ductape_jobs.webhooks import HOLD
 from support import Recorder, require_service
 
 pytestmark = pytest.mark.slow
@@ -115,9 +117,10 @@ def test_a_worker_killed_in_a_burst_of_completions_loses_no_completion_event(
             procs.append(proc)
             return proc
 
+        receiver.reply(delay=10)  # the first delivery is answered slowly: the first worker is killed while sending it
         first = start()
-        wait("a burst of completions", lambda: completed() >= 40)
-        first.send_signal(signal.SIGKILL)  # mid-burst: runs in flight, events not yet relayed or sent
+        wait("a burst of completions and a send", lambda: completed() >= 40 and len(receiver.seen) >= 1)
+        first.send_signal(signal.SIGKILL)  # mid-burst and mid-send: runs in flight, events not relayed or sent
         assert first.wait(10) == -signal.SIGKILL
         # mid-burst: completions made, their events written but maybe not relayed or sent, the gated runs unfinished
         # (queued, or running on the dead worker)
@@ -132,7 +135,8 @@ def test_a_worker_killed_in_a_burst_of_completions_loses_no_completion_event(
         def delivered() -> set[str]:
             return {s.json()["data"]["run_id"] for s in list(receiver.seen) if s.json()["event"] == "job.completed"}
 
-        wait("every completion event to be delivered", lambda: delivered() >= runs)
+        # the dead worker held the webhook: the next one sends once that hold has ended
+        wait("every completion event to be delivered", lambda: delivered() >= runs, HOLD.total_seconds() + 60)
         assert delivered() == runs  # every run's completion, at least once, and none of another run
     finally:
         for proc in procs:
