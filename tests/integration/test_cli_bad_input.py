@@ -104,9 +104,24 @@ def test_async_ductape_refuses_it_too() -> None:
         asyncio.run(open_it())
 
 
-def test_a_sqlite_url_naming_a_file_with_a_nul_is_refused_and_nothing_is_created(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("char", "named"),
+    [
+        ("\x00", "U+0000, NUL"),
+        ("\n", "U+000A, newline"),
+        ("\x1b", "U+001B, ESC"),
+        ("\u202e", "U+202E, RIGHT-TO-LEFT OVERRIDE"),
+    ],
+)
+def test_a_sqlite_url_naming_a_file_with_a_control_character_is_refused_and_nothing_is_created(
+    tmp_path: Path, char: str, named: str
+) -> None:
+    url = f"sqlite:///{tmp_path}/a{char}b.db"
     with pytest.raises(ValidationError) as err:
-        Ductape(f"sqlite:///{tmp_path}/a\x00b.db")
+        Ductape(url)
     assert err.value.field == "store"
-    assert err.value.rule == f"'sqlite:///{tmp_path}/a\\x00b.db' names a file with a NUL character (U+0000)"
+    rule = f"holds a control character ({named}); a store's file names are printable text"
+    assert err.value.rule == f"{url!r} names a file that {rule}"
     assert list(tmp_path.iterdir()) == []
+    with pytest.raises(ValidationError, match="names a file that holds a control character"):
+        Ductape(f"sqlite:///{tmp_path}/ok.db").copy_to(url)  # a copy's target too

@@ -7,6 +7,7 @@ from urllib.parse import parse_qsl
 
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.extras import require_extra
+from ductape_jobs.limits import printable_rule
 from ductape_jobs.redaction import redact_url
 from ductape_jobs.store.base import (
     UNCHANGED,
@@ -98,7 +99,8 @@ def refuse_missing(url: str, source: str = "") -> None:
 
 def sqlite_path(url: str) -> str | None:
     """The path a ``sqlite://`` URL names (``:memory:`` for an in-memory store); ``None`` for any other URL. A
-    parameter, an empty path or a NUL character is a ``ValidationError`` (field ``store``)."""
+    parameter, an empty path or a control character (``limits.printable_rule``) is a ``ValidationError`` (field
+    ``store``)."""
     if not url.startswith("sqlite://"):
         return None
     path, _, query = url.removeprefix("sqlite://").partition("?")
@@ -110,8 +112,9 @@ def sqlite_path(url: str) -> str | None:
         )
     if not path:
         raise ValidationError("store", f"{redact_url(url)!r} names no file (use sqlite:///path/to/jobs.db)")
-    if "\x00" in path:  # no file name holds one: the OS call would raise a bare ValueError
-        raise ValidationError("store", f"{redact_url(url)!r} names a file with a NUL character (U+0000)")
+    rule = printable_rule(path, "a store's file names")  # NUL: the OS call would raise a bare ValueError; a newline
+    if rule is not None:  # or ESC would forge or drive every log line and message that shows the path
+        raise ValidationError("store", f"{redact_url(url)!r} names a file that {rule}")
     if path.startswith("file:"):  # SQLite's URI filenames (file:x.db?mode=...): one way to name a file, its path
         raise ValidationError("store", f"{redact_url(url)!r} is a SQLite URI; name the file: sqlite:///path/to/jobs.db")
     return path
