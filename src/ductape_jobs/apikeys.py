@@ -76,6 +76,9 @@ class ApiKeys:
         env: str | None = None,
         scope: KeyScope | str = KeyScope.ADMIN,
     ) -> CreatedKey:
+        for field, value in (("name", name), ("product_tag", product_tag), ("env", env)):
+            if value is not None and not isinstance(value, str):
+                raise ValidationError(field, f"must be text, not {type(value).__name__}")
         name = (name or "").strip()
         try:
             granted = KeyScope(scope)
@@ -84,7 +87,7 @@ class ApiKeys:
         if not 1 <= len(name) <= 100:
             raise ValidationError("name", "must be 1 to 100 characters")
         check_printable(name, "name")
-        for field, value in (("product", product_tag), ("env", env)):
+        for field, value in (("product_tag", product_tag), ("env", env)):
             if value is not None and not value.strip():
                 raise ValidationError(field, "must not be empty (leave it out for every one)")
             if value is not None:
@@ -117,6 +120,8 @@ class ApiKeys:
 
     def revoke(self, key_id: str) -> ApiKey:
         """Revoke a key: it answers 401 from now on, and its dashboard logins end."""
+        if not isinstance(key_id, str):
+            raise ValidationError("key_id", "must be text")
         record = self._store.revoke_api_key(key_id, self._clock.now())
         self._store.delete_login_sessions(key_id)
         return record

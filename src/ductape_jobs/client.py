@@ -28,6 +28,7 @@ from ductape_jobs.executors.registry import product_executors
 from ductape_jobs.features.api import Features
 from ductape_jobs.features.engine import FeatureEngine
 from ductape_jobs.jobs import Jobs, ProductJobs
+from ductape_jobs.limits import check_flag
 from ductape_jobs.logs import logger
 from ductape_jobs.models import DrainSummary
 from ductape_jobs.products import Products
@@ -106,10 +107,11 @@ class Ductape:
         create_store: bool = True,
     ) -> None:
         self.tracing: Tracing | None = None  # off: nothing of OpenTelemetry is imported
-        if not isinstance(create_store, bool):  # "no" would be taken as True, and make the store
-            raise ValidationError("create_store", f"must be True or False, not {type(create_store).__name__}")
-        if tracing is not None and not isinstance(tracing, bool):
-            raise ValidationError("tracing", f"must be True, False or None, not {type(tracing).__name__}")
+        check_flag(create_store, "create_store")  # "no" would be taken as True, and make the store
+        check_flag(tracing, "tracing", optional=True)
+        check_flag(server_clock, "server_clock", optional=True)  # "no" would judge due times by the server's clock
+        if store is not None and not isinstance(store, str | Store):
+            raise ValidationError("store", f"must be a store URL or a Store, not {type(store).__name__}")
         if _tracing_wanted(tracing):
             from ductape_jobs.tracing import enable
 
@@ -288,7 +290,7 @@ class Ductape:
             keep_failed=self.retention.keep_failed if keep_failed is None else keep_failed,
         )
         now = self.clock.now()
-        if dry_run:
+        if check_flag(dry_run, "dry_run"):  # "" would be taken as False, and delete
             return self.store.count_prunable(now, retention)
         total = PruneCounts()
         while True:

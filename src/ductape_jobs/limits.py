@@ -289,6 +289,16 @@ def visible(text: str) -> str:
     return text.translate(_ESCAPES)
 
 
+def check_flag(value: object, field: str, *, optional: bool = False) -> bool | None:
+    """``value`` when it is ``True`` or ``False`` (or ``None``, if ``optional``), else ``ValidationError`` naming
+    ``field``: the one check of a public call's switches. Read as a truth value, ``"no"`` or ``"false"`` would be
+    taken as ``True`` and ``""`` or ``0`` as ``False`` (``prune(dry_run="")`` deleted)."""
+    if isinstance(value, bool) or (optional and value is None):
+        return value
+    allowed = "True, False or None" if optional else "True or False"
+    raise ValidationError(field, f"must be {allowed}, not {type(value).__name__}")  # not the value: it may be a secret
+
+
 def check_enum(kind: type[E], value: object, field: str) -> E | None:
     """``value`` as a member of ``kind`` (``None`` stays ``None``), or ``ValidationError`` naming ``field``
     and the allowed values. The one enum check of the listings' filters."""
@@ -325,6 +335,7 @@ __all__ = [
     "MIN_EVERY",
     "RESERVED_HEADERS",
     "check_enum",
+    "check_flag",
     "check_headers",
     "check_json",
     "check_nesting",

@@ -21,6 +21,7 @@ from pydantic import (
     ConfigDict,
     Field,
     PlainSerializer,
+    StrictBool,
     field_validator,
     model_validator,
 )
@@ -625,7 +626,7 @@ class ScheduleRequest(_Input):
     timeout: Millis | None = Field(default=None, gt=0, description="max runtime of one attempt, ms")
     misfire: Misfire = Misfire.RUN_ONCE
     overlap: Overlap = Overlap.ALLOW
-    pause_on_failure: bool = False
+    pause_on_failure: StrictBool = False  # "yes", "off", 1 or 0 are refused: JSON's true or false only
     priority: Priority | None = Field(default=None, description="default: the job's")
 
     @field_validator("start_at", mode="before")

@@ -49,6 +49,8 @@ def test_schedule_answers_the_dispatch_result(api: Api, job: dict[str, Any]) -> 
         {**SHOP, "start_at": 10**400},  # was a 500 (OverflowError)
         {**SHOP, "repeat": {"every": 1000, "endDate": 10**400}},
         {**SHOP, "priority": True},
+        {**SHOP, "pause_on_failure": "yes"},  # was stored as true ("off" as false, 1, 0 too)
+        {**SHOP, "pause_on_failure": 0},
         {**SHOP, "input": "not an object"},
         {**SHOP, "colour": "blue"},
         {"env": "prd", "event": "report"},

@@ -12,7 +12,7 @@ from ductape_jobs.errors import NotFoundError
 from ductape_jobs.features.engine import FeatureEngine, Sleep
 from ductape_jobs.features.records import FeatureRun, FeatureRunStatus
 from ductape_jobs.limits import check_enum, check_page
-from ductape_jobs.models import check_filter
+from ductape_jobs.models import check_filter, check_key
 
 if TYPE_CHECKING:
     from ductape_jobs.store.base import Store
@@ -61,15 +61,17 @@ class Features:
     def resume(self, feature_run_id: str) -> FeatureRun:
         """Carry on an unfinished run (its driver died) from the first event that had not finished. A finished
         run is returned as it is; ``ConflictError`` while another driver's lease on it has not expired."""
+        check_key(feature_run_id, "feature_run_id")
         return self._blocking.run(lambda: self.engine.resume(feature_run_id), "ductape.feature.resume()")
 
     def retry(self, feature_run_id: str) -> FeatureRun:
         """Run a failed run again: its failed and skipped events run; completed ones are kept."""
+        check_key(feature_run_id, "feature_run_id")
         return self._blocking.run(lambda: self.engine.retry(feature_run_id), "ductape.feature.retry()")
 
     def get(self, feature_run_id: str) -> FeatureRun:
         """One feature run with each event's result."""
-        found = self._store.get_feature_run(feature_run_id)
+        found = self._store.get_feature_run(check_key(feature_run_id, "feature_run_id"))
         if found is None:
             raise NotFoundError("feature run", feature_run_id)
         return found
@@ -113,10 +115,10 @@ class AsyncFeatures:
         return await self.engine.start(tag, env=env, product_tag=product_tag, input=input, session=session)
 
     async def resume(self, feature_run_id: str) -> FeatureRun:
-        return await self.engine.resume(feature_run_id)
+        return await self.engine.resume(check_key(feature_run_id, "feature_run_id"))
 
     async def retry(self, feature_run_id: str) -> FeatureRun:
-        return await self.engine.retry(feature_run_id)
+        return await self.engine.retry(check_key(feature_run_id, "feature_run_id"))
 
     async def get(self, feature_run_id: str) -> FeatureRun:
         return await asyncio.to_thread(self._features.get, feature_run_id)
