@@ -577,6 +577,24 @@ def test_a_missing_store_is_refused_before_the_app_is_imported(tmp_path: Path, u
     assert not (tmp_path / "uri.db").exists()
 
 
+def test_app_alone_in_a_folder_without_its_store_is_refused_and_makes_none(tmp_path: Path, user_module: str) -> None:
+    """``--app m:app`` alone, where the app's ``Ductape("sqlite:///app.db")`` has no store yet (the wrong folder):
+    its import made an empty one, ``runs`` listed "Runs (0)" and ``copy`` said "Copied" (a probe as a new user). A
+    command that makes a store still makes it there."""
+    spec = f"{user_module}:app"
+    for command in (("runs",), ("schedules",), ("copy", "--to", f"sqlite:///{tmp_path / 'copy.db'}")):
+        refused = cli(*command, "--app", spec)
+        assert refused.exit_code == 2, (command, refused.stdout, refused.stderr)
+        assert "error: store: no SQLite store at 'app.db' (the store the --app's Ductape() opens)" in refused.stderr
+        assert sorted(p.name for p in tmp_path.iterdir() if ".db" in p.name) == [], command
+        sys.modules.pop(user_module)  # imported again, as each command's own process does (this one closed it)
+    ok("job", "create", "--name", "Hello", "--tag", "hello", "--event-type", "FUNCTION", "--event-tag", "hello",
+       "--app", spec)  # fmt: skip
+    sys.modules.pop(user_module)
+    assert [r["job_id"] for r in ok("runs", "--app", spec)] == []  # the store is there now: listed
+    assert (tmp_path / "app.db").exists()
+
+
 def test_session_commands_need_no_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """A session is signed with its product's secret and nothing is stored: ``session start`` made ./ductape.db,
     and ``session verify`` refused to run where there was none."""

@@ -7,8 +7,10 @@
 from __future__ import annotations
 
 import psycopg
+import pytest
 from storekit import PG_URL, Backend, require_postgres, with_query
 
+from ductape_jobs.errors import ValidationError
 from ductape_jobs.store import open_store
 from ductape_jobs.store.postgres.connection import split_url
 
@@ -63,3 +65,12 @@ def test_a_password_libpq_quotes_is_not_in_the_store_errors_traceback() -> None:
         open_store(with_query(url, pool_timeout="1"))
     printed = "".join(traceback.format_exception(err.value))
     assert "invalid percent-encoded token" in printed and "Sup3r%zzTraceSecret" not in printed
+
+
+@pytest.mark.parametrize("query", ["schema=", "schema=&pool_max=3", "pool_max=3&schema="])
+def test_an_empty_schema_is_refused_rather_than_taken_as_the_default_one(query: str) -> None:
+    # ?schema=$SCHEMA with the variable unset: the store (or a copy) went into the database's public schema
+    with pytest.raises(ValidationError) as err:
+        split_url(f"postgresql://postgres@127.0.0.1/test?{query}")
+    assert err.value.field == "schema"
+    assert err.value.rule.startswith("is empty: name one")

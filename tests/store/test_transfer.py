@@ -143,10 +143,64 @@ def test_a_run_a_worker_holds_refuses_the_copy_and_nothing_is_made(source: Backe
         assert refused.value.field == "store" and "1 runs are running" in refused.value.rule
         if target.path is not None:  # neither the file nor the part it was written in
             assert list(target.path.parent.iterdir()) == []
-        if target.path is None:
-            assert all(not table_rows(target, t) for t in target.columns() if t not in OWN_TABLES | OUTBOX_TABLES)
+        if target.path is None:  # refused before the target was opened: not even its schema was made
+            assert made_tables(target) == 0
         clock.advance(seconds=31)  # its lease lapsed: the worker is gone, the copy goes ahead
         assert dt.copy_to(target.url)["runs"] == 1
+
+
+def made_tables(target: Backend) -> int:
+    """The tables of the target's PostgreSQL schema (none: the copy made nothing there)."""
+    query = f"SELECT count(*) FROM information_schema.tables WHERE table_schema = '{target.schema}'"
+    return int(target.rows(query)[0][0])
+
+
+def test_a_store_that_holds_nothing_is_not_copied_and_nothing_is_made(source: Backend, target: Backend) -> None:
+    # the wrong store named (a --app whose Ductape() made an empty one, another folder): a "copy" of nothing said
+    # "Copied", and the new store was made, empty
+    with client(source, FakeClock(T0)) as dt:
+        with pytest.raises(ValidationError) as refused:
+            dt.copy_to(target.url)
+        assert refused.value.field == "store" and refused.value.rule.startswith("holds nothing to copy")
+        if target.path is not None:
+            assert list(target.path.parent.iterdir()) == []
+        else:
+            assert made_tables(target) == 0
+        dt.job.create(JOB)  # a job alone is something to copy
+        assert dt.copy_to(target.url)["jobs"] == 1
+
+
+def test_two_copies_into_one_new_postgres_store_take_turns(tmp_path: Path) -> None:
+    # both found it empty, and each wrote its rows beside the other's: one store made of two (or, where their keys
+    # met, the second died on a unique key's raw message)
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    with sqlite_backend(tmp_path / "a") as a, sqlite_backend(tmp_path / "b") as b, postgres_backend() as target:
+        for backend, tag in ((a, "one"), (b, "two")):
+            with client(backend, FakeClock(T0)) as dt:
+                dt.job.create({**JOB, "tag": tag})
+                for _ in range(300):  # enough rows that the two copies overlap
+                    dt.job.schedule({**REQ, "event": tag})
+        outcomes: list[object] = []
+
+        def copy(backend: Backend) -> None:
+            with Ductape(backend.url, clock=FakeClock(T0)) as dt:
+                try:
+                    outcomes.append(dt.copy_to(target.url)["jobs"])
+                except ValidationError as exc:
+                    outcomes.append(exc)
+
+        import threading
+
+        threads = [threading.Thread(target=copy, args=(backend,)) for backend in (a, b)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(60)
+        refused = [o for o in outcomes if isinstance(o, ValidationError)]
+        assert [o for o in outcomes if isinstance(o, int)] == [1] and len(refused) == 1, outcomes  # both: a mix
+        assert refused[0].field == "to"
+        assert len(target.rows("SELECT tag FROM jobs")) == 1  # one store's rows, not a mix of two
+        assert len(target.rows("SELECT id FROM schedules")) == 300
 
 
 def test_the_copy_is_refused_into_itself_or_an_in_memory_store(tmp_path: Path) -> None:

@@ -184,7 +184,10 @@ def load_client(
     a store (see ``Creates``), a SQLite file that is not there is refused, not made empty: a mistyped path listed
     nothing and left a new store behind."""
     if app and store is None:
-        return import_app(app), False
+        own = import_app(app)
+        if not creates:
+            _refuse_made_by(own)
+        return own, False
     url = _url(store)
     if not creates:
         _must_exist(url, bool(store))  # before the app is imported: its own Ductape may make a file
@@ -192,6 +195,20 @@ def load_client(
     if user is None:
         return Ductape(url, create_store=bool(creates), **settings), True
     return user.on_store(url, create_store=bool(creates)), True
+
+
+def _refuse_made_by(user: Ductape) -> None:
+    """``--app`` alone, for a command that makes no store: the app's ``Ductape()`` opens its store as its code says,
+    making it when it is not there (a worker of it would); a SQLite file made so, just now, is removed and refused as
+    a missing one (a run listing in the wrong folder said "Runs (0)" and left an empty store behind)."""
+    path = getattr(user.store, "path", None)
+    if not getattr(user.store, "made_file", False) or not isinstance(path, str):
+        return
+    user.close()
+    for suffix in ("", "-wal", "-shm"):
+        with contextlib.suppress(FileNotFoundError):
+            os.remove(path + suffix)
+    refuse_missing(f"sqlite:///{path}", " (the store the --app's Ductape() opens)")
 
 
 def _url(store: str | None) -> str:

@@ -43,6 +43,7 @@ __all__ = [
     "StatsStore",
     "Store",
     "Wakeups",
+    "check_url",
     "missing_file",
     "open_store",
     "plain_file",
@@ -75,8 +76,26 @@ def open_store(url: str, *, create: bool = True) -> Store:
 
         store: Store = PostgresStore(url)
         return store
+    raise _unknown(url)
+
+
+def check_url(url: str) -> None:
+    """The ``ValidationError`` ``open_store(url)`` would raise for the URL itself (its kind, its parameters, a SQLite
+    path), without opening anything."""
+    if sqlite_path(url) is not None:
+        return
+    if url.startswith(("postgresql://", "postgres://")):
+        require_extra("postgres", "a postgresql:// store")
+        from ductape_jobs.store.postgres.connection import split_url  # type: ignore[import-not-found,unused-ignore]
+
+        split_url(url)
+        return
+    raise _unknown(url)
+
+
+def _unknown(url: str) -> ValidationError:
     shown = redact_url(url)  # its password and secret parameters masked: a message must not carry them
-    raise ValidationError("store", f"unknown store URL {shown!r} (use sqlite:///path.db or postgresql://...)")
+    return ValidationError("store", f"unknown store URL {shown!r} (use sqlite:///path.db or postgresql://...)")
 
 
 def missing_file(url: str) -> str | None:

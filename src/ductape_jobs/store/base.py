@@ -500,7 +500,12 @@ class Store(SchedulingStore, FeatureStore, AccessStore, StatsStore, RetentionSto
         PostgreSQL, either way), as one transaction of this one sees it and in one transaction of the target: all
         or nothing (``store/transfer.py``). The rows copied, by table. A ``ValidationError`` when the target holds
         data (``to``) or a worker holds a run here under a lease not lapsed at ``now`` (``store``): stop the
-        workers first."""
+        workers first; or when this store holds nothing to copy (``store``: the wrong store named)."""
+
+    @abstractmethod
+    def check_copy(self, now: datetime) -> None:
+        """The refusals of ``copy_to`` that concern this store alone (a run under a live lease, nothing to copy), made
+        before a target is opened (and made): ``copy_to`` makes them again in the snapshot it copies."""
 
     def backup(self, to: str | os.PathLike[str]) -> int:
         """Copy the store, as one transaction sees it, to the new file ``to`` while workers go on; its size in

@@ -11,7 +11,7 @@ import tempfile
 from datetime import datetime
 
 from ductape_jobs.errors import StoreError, ValidationError
-from ductape_jobs.store import open_store, sqlite_path
+from ductape_jobs.store import check_url, open_store, sqlite_path
 from ductape_jobs.store.base import Store
 from ductape_jobs.store.dialect import link_new, plain_file
 
@@ -24,6 +24,7 @@ def copy_store(source: Store, url: str, now: datetime) -> dict[str, int]:
     if not isinstance(url, str):
         raise ValidationError("to", f"must be a store URL, not {type(url).__name__}")
     try:
+        check_url(url)  # first: what --to names is checked before the store copied from is looked at
         path = sqlite_path(url)
     except ValidationError as exc:
         raise ValidationError("to", exc.rule) from None
@@ -32,6 +33,7 @@ def copy_store(source: Store, url: str, now: datetime) -> dict[str, int]:
         part = _part_beside(path)
         url = f"sqlite:///{part}"
     try:
+        source.check_copy(now)  # refused before the target is made: no PostgreSQL schema left behind (nor a file)
         try:
             target = open_store(url)
         except ValidationError as exc:

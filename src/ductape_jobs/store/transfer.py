@@ -23,7 +23,7 @@ from bisect import bisect_right
 from contextlib import closing
 from datetime import datetime
 
-from ductape_jobs.errors import StoreError, ValidationError
+from ductape_jobs.errors import ConflictError, StoreError, ValidationError
 from ductape_jobs.store.base import Store
 from ductape_jobs.store.codec import ms
 from ductape_jobs.store.dialect import Tx, UsesDialect
@@ -46,6 +46,9 @@ SET_TABLES = frozenset({"outbox_marks"})
 class TransferCore(UsesDialect):
     """A store's contents copied into another, new store (see ``Store.copy_to``)."""
 
+    def check_copy(self, now: datetime) -> None:
+        self._read(lambda source: _refuse_uncopyable(source, now, _schema(source)))
+
     def copy_to(self, target: Store, now: datetime, *, batch: int = 1_000) -> dict[str, int]:
         if not isinstance(target, TransferCore):
             raise ValidationError("to", f"must be a SQL store (SQLite or PostgreSQL), not {type(target).__name__}")
@@ -59,9 +62,14 @@ class TransferCore(UsesDialect):
             if landed:
                 return
             source.run("copy_snapshot")  # before any other statement: the snapshot every table is read in
-            _refuse_held(source, now)
             columns = _schema(source)
-            copied.update(target._write(lambda into: _copy_into(source, into, columns, batch)))
+            _refuse_uncopyable(source, now, columns)  # again, in the snapshot copied: check_copy's may be stale
+            try:
+                copied.update(target._write(lambda into: _copy_into(source, into, columns, batch)))
+            except ConflictError:  # a row written into the target since _copy_into found it empty
+                raise ValidationError(
+                    "to", "was written into while the copy ran (a second copy?): copy into a new, empty store"
+                ) from None
             landed = True
 
         try:
@@ -70,6 +78,19 @@ class TransferCore(UsesDialect):
             if not landed:  # else only the end of the source's read-only transaction failed: the copy is whole
                 raise
         return copied
+
+
+def _refuse_uncopyable(source: Tx, now: datetime, columns: dict[str, list[str]]) -> None:
+    """``ValidationError`` (``store``) when ``source`` holds a run under a live lease, or holds nothing to copy."""
+    _refuse_held(source, now)
+    if not any(
+        _holds_rows(source, t, names) for t, names in columns.items() if names and t not in OWN_TABLES | SET_TABLES
+    ):
+        raise ValidationError(
+            "store",
+            "holds nothing to copy (no job, schedule, run, key or webhook): is it the store you meant? Check --store "
+            "(or the store the --app's Ductape() opens) and the folder you run in",
+        )
 
 
 def _refuse_held(source: Tx, now: datetime) -> None:
@@ -85,6 +106,7 @@ def _refuse_held(source: Tx, now: datetime) -> None:
 
 def _copy_into(source: Tx, into: Tx, columns: dict[str, list[str]], batch: int) -> dict[str, int]:
     """Every table of ``columns`` from ``source`` into ``into``, which must hold nothing yet; the rows by table."""
+    into.run("copy_target_lock")  # PostgreSQL: a second copy into it waits, then finds it holds data
     if _schema(into) != columns or not all(columns.values()):
         raise StoreError(
             "the two stores' schemas differ (tables or columns): open both with this release of ductape-jobs, which "

@@ -178,8 +178,8 @@ def libpq_parameters() -> frozenset[str]:
 
 
 def _checked_option(key: str, value: str) -> str:
-    if key == "schema":
-        return check_schema(value) if value else value
+    if key == "schema":  # empty (?schema=$UNSET): the store would go in the database's default schema, unasked
+        return check_schema(value)
     try:
         number = int(value) if key in ("pool_min", "pool_max") else float(value)
     except ValueError:
@@ -192,6 +192,10 @@ def _checked_option(key: str, value: str) -> str:
 
 
 def check_schema(schema: str) -> str:
+    if not schema:
+        raise ValidationError(
+            "schema", "is empty: name one (letters, digits, '_'), or leave the parameter out for the database's default"
+        )
     if not _SCHEMA.match(schema):
         raise ValidationError("schema", f"{schema!r} is not a plain identifier (letters, digits, '_'; max 63)")
     return schema

@@ -11,6 +11,12 @@ WHERE table_schema = current_schema() AND table_name = %(table)s ORDER BY ordina
 -- Every table read as one snapshot sees the store (the first statement of the copy's read transaction).
 SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;
 
+-- name: copy_target_lock
+-- The target's first statement: two copies into one new store take turns (the second then finds it holds data),
+-- where both found it empty and each wrote its rows beside the other's, a mix of two stores; a process writing jobs
+-- there meanwhile waits too. Held until the copy commits.
+LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE;
+
 -- name: live_leases
 -- Runs a worker holds now, and feature runs a driver holds: a copy taken meanwhile would run them again in the new
 -- store once their lease lapsed there.

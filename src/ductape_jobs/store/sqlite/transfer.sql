@@ -10,6 +10,11 @@ SELECT name FROM pragma_table_info(:table) ORDER BY cid;
 -- every read of the copy is in it.
 SELECT 1 AS snapshot;
 
+-- name: copy_target_lock
+-- Nothing to take: a SQLite target is a new file of this copy's own (store/copying.py), written under its one
+-- writer's lock.
+SELECT 1 AS locked;
+
 -- name: live_leases
 -- Runs a worker holds now, and feature runs a driver holds: a copy taken meanwhile would run them again in the new
 -- store once their lease lapsed there.
