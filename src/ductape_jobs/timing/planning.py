@@ -7,7 +7,8 @@ down or overloaded). The misfire policy then decides:
 - ``skip``: missed occurrences do not run; the schedule carries on with the next one (a one-off has none: it runs);
 - ``run_all``: every missed occurrence runs (at most ``max_runs`` per call; the rest on the next call).
 
-``limit`` counts runs: coalesced or skipped occurrences do not use it up. No run is due after ``end_date``.
+Occurrences reached within ``grace`` are not missed: each runs, under any policy. ``limit`` counts runs: coalesced or
+skipped occurrences do not use it up. No run is due after ``end_date``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,9 @@ from enum import StrEnum
 from msgspec import Struct, field
 
 from ductape_jobs.timing.recurrence import OnceRecurrence, Recurrence
+
+#: The smallest step of time: an occurrence is missed when it is due strictly before ``now - grace``.
+_TICK = timedelta(microseconds=1)
 
 
 class Misfire(StrEnum):
@@ -98,15 +102,15 @@ def plan_due(
             due.append(t)
             last = t
             t = recurrence.next_after(t)
-    else:  # the missed occurrences, up to now, coalesce (or are skipped); those after now are not missed
-        latest = recurrence.last_at_or_before(min(now, cutoff))
+    else:  # the missed occurrences coalesce (or are skipped); those reached within the grace run, each
+        latest = recurrence.last_at_or_before(min(late_before - _TICK, cutoff))  # the latest missed one
         if latest is None or latest < occ.next_due:
             latest = occ.next_due
         last = latest
-        if remaining > 0 and (misfire is Misfire.RUN_ONCE or latest >= late_before):
+        if remaining > 0 and misfire is Misfire.RUN_ONCE:
             due.append(latest)
         t = recurrence.next_after(latest)
-        while t is not None and t <= cutoff and len(due) < remaining:  # only with ``until``: due within its reach
+        while t is not None and t <= cutoff and len(due) < remaining:  # not missed: due since late_before (or ahead)
             due.append(t)
             last = t
             t = recurrence.next_after(t)
