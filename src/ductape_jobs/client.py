@@ -9,6 +9,7 @@ import numbers
 import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
+from contextvars import ContextVar
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -54,6 +55,13 @@ STREAMS_EXPIRE_EVERY = timedelta(seconds=30)
 log = logger("ductape_jobs.client")
 
 
+#: Set by the CLI while it imports an ``--app`` for a command that makes no store (``runs``, ``copy``, ...): a
+#: ``Ductape()`` made meanwhile that leaves ``create_store`` unsaid opens its store as ``create_store=False`` does,
+#: refusing one none was made in (run in the wrong folder, the app's ``Ductape("sqlite:///app.db")`` made an empty
+#: store that the command then listed, or copied).
+OPEN_ONLY: ContextVar[bool] = ContextVar("ductape_open_only", default=False)
+
+
 class Ductape:
     """The entry point.
 
@@ -82,7 +90,8 @@ class Ductape:
 
     ``create_store``: ``False`` refuses a store none was made in (a SQLite file that is not there or holds none, a
     PostgreSQL schema no process has used), a ``ValidationError`` naming ``store``, rather than making it: a
-    tool that only reads, pointed at a mistyped URL (the CLI's commands that read do so).
+    tool that only reads, pointed at a mistyped URL (the CLI's commands that read do so). ``None`` (the default):
+    ``True``, but ``False`` while the CLI imports an ``--app`` for such a command (``OPEN_ONLY``).
     """
 
     def __init__(
@@ -104,9 +113,11 @@ class Ductape:
         product: str | None = None,
         retention: Retention | None = None,
         tracing: bool | None = None,
-        create_store: bool = True,
+        create_store: bool | None = None,
     ) -> None:
         self.tracing: Tracing | None = None  # off: nothing of OpenTelemetry is imported
+        if create_store is None:  # unsaid: made, but where a CLI command that makes no store imports the app
+            create_store = not OPEN_ONLY.get()
         check_flag(create_store, "create_store")  # "no" would be taken as True, and make the store
         check_flag(tracing, "tracing", optional=True)
         check_flag(server_clock, "server_clock", optional=True)  # "no" would judge due times by the server's clock

@@ -580,19 +580,37 @@ def test_a_missing_store_is_refused_before_the_app_is_imported(tmp_path: Path, u
 def test_app_alone_in_a_folder_without_its_store_is_refused_and_makes_none(tmp_path: Path, user_module: str) -> None:
     """``--app m:app`` alone, where the app's ``Ductape("sqlite:///app.db")`` has no store yet (the wrong folder):
     its import made an empty one, ``runs`` listed "Runs (0)" and ``copy`` said "Copied" (a probe as a new user). A
-    command that makes a store still makes it there."""
+    command that makes a store still makes it there, and an app already imported (its store made, holding a job) is
+    taken as it is: nothing of it is removed."""
     spec = f"{user_module}:app"
     for command in (("runs",), ("schedules",), ("copy", "--to", f"sqlite:///{tmp_path / 'copy.db'}")):
         refused = cli(*command, "--app", spec)
         assert refused.exit_code == 2, (command, refused.stdout, refused.stderr)
-        assert "error: store: no SQLite store at 'app.db' (the store the --app's Ductape() opens)" in refused.stderr
+        assert refused.stderr.startswith("error: store: no SQLite store at 'app.db'"), refused.stderr
+        assert refused.stderr.rstrip().endswith(f"(the store --app {spec} opens)"), refused.stderr
         assert sorted(p.name for p in tmp_path.iterdir() if ".db" in p.name) == [], command
-        sys.modules.pop(user_module)  # imported again, as each command's own process does (this one closed it)
     ok("job", "create", "--name", "Hello", "--tag", "hello", "--event-type", "FUNCTION", "--event-tag", "hello",
        "--app", spec)  # fmt: skip
-    sys.modules.pop(user_module)
-    assert [r["job_id"] for r in ok("runs", "--app", spec)] == []  # the store is there now: listed
+    assert [j["tag"] for j in ok("job", "list", "--app", spec)] == ["hello"]  # the module as imported: kept
     assert (tmp_path / "app.db").exists()
+
+
+def test_session_commands_with_app_open_its_store_as_it_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``session start --app`` needs the app's products and secrets, not a store: it is not refused where the app's
+    store is not made yet (the app makes it, as it says)."""
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "products.toml").write_text(
+        '[[products]]\ntag = "shop"\n[products.envs.prd]\nsession_secret = "0123456789abcdef0123456789abcdef"\n'
+        '[products.sessions.user]\nname = "User"\nschema = { id = "integer" }\nselector = "$Session{id}"\n'
+    )
+    name = f"sess_app_{os.getpid()}_{time.monotonic_ns()}"
+    (tmp_path / f"{name}.py").write_text(
+        'from ductape_jobs import Ductape\napp = Ductape("sqlite:///app.db", product_file="products.toml")\n'
+    )
+    where = ("--env", "prd", "--product-tag", "shop", "--app", f"{name}:app")
+    made = cli("session", "start", "user", "--data", '{"id": 7}', *where, "--json")
+    assert made.exit_code == 0, (made.stdout, made.stderr)
+    assert json.loads(made.stdout)["session"]
 
 
 def test_session_commands_need_no_store(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

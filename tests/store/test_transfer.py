@@ -9,14 +9,16 @@ import json
 import os
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import psycopg
 import pytest
-from storekit import Backend, postgres_backend, sqlite_backend
+from storekit import PG_URL, Backend, postgres_backend, sqlite_backend
 from test_contract import T0
 from test_outbox_store import Collect, pending
 from typer.testing import CliRunner
@@ -172,14 +174,16 @@ def test_a_store_that_holds_nothing_is_not_copied_and_nothing_is_made(source: Ba
 
 def test_two_copies_into_one_new_postgres_store_take_turns(tmp_path: Path) -> None:
     # both found it empty, and each wrote its rows beside the other's: one store made of two (or, where their keys
-    # met, the second died on a unique key's raw message)
+    # met, the second died on a unique key's raw message). A session of the test holds the target's jobs table until
+    # both copies wait on it, so they meet there, whatever the machine's speed.
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
     with sqlite_backend(tmp_path / "a") as a, sqlite_backend(tmp_path / "b") as b, postgres_backend() as target:
         for backend, tag in ((a, "one"), (b, "two")):
             with client(backend, FakeClock(T0)) as dt:
                 dt.job.create({**JOB, "tag": tag})
-                for _ in range(300):  # enough rows that the two copies overlap
+                for _ in range(30):
                     dt.job.schedule({**REQ, "event": tag})
+        Ductape(target.url).close()  # made and migrated: the copies go straight to their writes
         outcomes: list[object] = []
 
         def copy(backend: Backend) -> None:
@@ -189,18 +193,32 @@ def test_two_copies_into_one_new_postgres_store_take_turns(tmp_path: Path) -> No
                 except ValidationError as exc:
                     outcomes.append(exc)
 
-        import threading
-
-        threads = [threading.Thread(target=copy, args=(backend,)) for backend in (a, b)]
-        for t in threads:
-            t.start()
+        with psycopg.connect(PG_URL, options=f"-c search_path={target.schema}") as holder:
+            holder.execute("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")
+            threads = [threading.Thread(target=copy, args=(backend,)) for backend in (a, b)]
+            for t in threads:
+                t.start()
+            waiting = "SELECT count(*) FROM pg_locks WHERE NOT granted AND relation = 'jobs'::regclass"
+            deadline = time.monotonic() + 30
+            while holder.execute(waiting).fetchone() != (2,) and time.monotonic() < deadline:
+                time.sleep(0.02)
+            holder.rollback()  # both wait on the jobs table: let them go at once
         for t in threads:
             t.join(60)
         refused = [o for o in outcomes if isinstance(o, ValidationError)]
         assert [o for o in outcomes if isinstance(o, int)] == [1] and len(refused) == 1, outcomes  # both: a mix
-        assert refused[0].field == "to"
+        assert refused[0].field == "to" and refused[0].rule.startswith("holds data already")
         assert len(target.rows("SELECT tag FROM jobs")) == 1  # one store's rows, not a mix of two
-        assert len(target.rows("SELECT id FROM schedules")) == 300
+        assert len(target.rows("SELECT id FROM schedules")) == 30
+
+
+def test_the_copy_locks_every_table_of_a_postgresql_target() -> None:
+    """copy_target_lock names each table a copy writes (a migration adding one adds it to STORE_TABLES and there)."""
+    from ductape_jobs.store.postgres.dialect import Q
+
+    statement = Q["copy_target_lock"]
+    locked = statement[statement.index("LOCK TABLE") + len("LOCK TABLE") : statement.index("IN SHARE ROW")]
+    assert sorted(t.strip() for t in locked.split(",")) == sorted(set(STORE_TABLES) - OWN_TABLES)
 
 
 def test_the_copy_is_refused_into_itself_or_an_in_memory_store(tmp_path: Path) -> None:

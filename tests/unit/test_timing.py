@@ -413,8 +413,8 @@ def test_plan_skip_still_runs_the_latest_if_it_is_on_time() -> None:
 
 @pytest.mark.parametrize("misfire", [Misfire.RUN_ONCE, Misfire.SKIP])
 def test_plan_until_adds_the_occurrences_within_its_reach_to_those_due_now(misfire: Misfire) -> None:
-    """A tick ahead (``until``) misses nothing it would not miss at ``now``: the occurrence within grace runs (beside
-    the missed ones' coalesced run) and the next, due before ``until``, runs too."""
+    """A tick ahead (``until``) misses nothing it would not miss at ``now``: the occurrence within grace runs (the
+    missed ones coalesce into it) and the next, due before ``until``, runs too."""
     now = T0 + timedelta(minutes=10, seconds=59, milliseconds=990)  # T0+10m is missed; T0+11m due in 10 ms
     assert plan_due(EVERY_MIN, Occurrences(T0), now, misfire=misfire).due == (
         [T0 + 10 * MIN] if misfire is Misfire.RUN_ONCE else []
@@ -424,21 +424,32 @@ def test_plan_until_adds_the_occurrences_within_its_reach_to_those_due_now(misfi
     assert plan.next_due == T0 + 12 * MIN and plan.misfired
     on_time = T0 + timedelta(minutes=10, milliseconds=990)  # T0+10m within grace: it runs under either policy
     plan = plan_due(EVERY_MIN, Occurrences(T0), on_time, misfire=misfire, until=T0 + 11 * MIN)
-    coalesced = [T0 + 9 * MIN] if misfire is Misfire.RUN_ONCE else []  # T0 to T0+9m were missed
-    assert plan.due == [*coalesced, T0 + 10 * MIN, T0 + 11 * MIN] and plan.misfired
+    assert plan.due == [T0 + 10 * MIN, T0 + 11 * MIN] and plan.misfired  # (T0 to T0+9m were missed)
 
 
 @pytest.mark.parametrize("misfire", [Misfire.RUN_ONCE, Misfire.SKIP])
 def test_occurrences_reached_within_the_grace_each_run_after_the_missed_ones(misfire: Misfire) -> None:
     """An ``every`` shorter than the grace, the engine back after 5 s: the occurrences due in the last second were
-    reached within the grace, so none is missed and each runs; only those before it coalesce into one run, the
-    latest missed (or, skipped, none runs). They were all merged into one run at the engine's return."""
+    reached within the grace, so none is missed and each runs; those before it coalesce into the first of them
+    (``run_once``) or are skipped. Every occurrence up to the engine's return was merged into one run at 5 s
+    (``run_once``), or only that one ran (``skip``)."""
     every = EveryRecurrence(timedelta(milliseconds=200), T0)
     plan = plan_due(every, Occurrences(T0 + timedelta(milliseconds=200)), T0 + timedelta(seconds=5), misfire=misfire)
     on_time = [T0 + timedelta(milliseconds=ms) for ms in range(4000, 5001, 200)]  # 4.0 s is reached 1 s late: not more
-    coalesced = [T0 + timedelta(milliseconds=3800)] if misfire is Misfire.RUN_ONCE else []
-    assert plan.due == [*coalesced, *on_time] and plan.misfired
+    assert plan.due == on_time and plan.misfired
     assert plan.next_due == T0 + timedelta(milliseconds=5200)
+
+
+def test_missed_occurrences_coalesce_into_one_reached_within_the_grace_or_else_run_as_the_latest() -> None:
+    """A daily job down three days, back just after an occurrence: one run (that occurrence's), not a second for
+    the missed ones before it; back later in the day: one run, for the latest missed."""
+    daily = CronRecurrence("0 0 * * *", "UTC")
+    occ = Occurrences(T0.replace(hour=0, minute=0) + timedelta(days=1))
+    back = occ.next_due + timedelta(days=3, milliseconds=500)  # the 4th day's occurrence was reached 0.5 s late
+    assert plan_due(daily, occ, back).due == [occ.next_due + timedelta(days=3)]
+    later = occ.next_due + timedelta(days=3, hours=5)
+    assert plan_due(daily, occ, later).due == [occ.next_due + timedelta(days=3)]
+    assert plan_due(daily, occ, later, misfire=Misfire.SKIP).due == []
 
 
 def test_plan_until_judges_a_misfire_at_now() -> None:

@@ -19,7 +19,7 @@ from msgspec import Struct
 from pydantic import BaseModel
 
 from ductape_jobs.cli.render import new_text
-from ductape_jobs.client import Ductape
+from ductape_jobs.client import OPEN_ONLY, Ductape
 from ductape_jobs.clock import iso_text
 from ductape_jobs.errors import DuctapeError, ValidationError
 from ductape_jobs.limits import MAX_DEPTH, visible
@@ -184,10 +184,7 @@ def load_client(
     a store (see ``Creates``), a SQLite file that is not there is refused, not made empty: a mistyped path listed
     nothing and left a new store behind."""
     if app and store is None:
-        own = import_app(app)
-        if not creates:
-            _refuse_made_by(own)
-        return own, False
+        return (import_app(app) if creates else _import_open_only(app)), False
     url = _url(store)
     if not creates:
         _must_exist(url, bool(store))  # before the app is imported: its own Ductape may make a file
@@ -197,18 +194,19 @@ def load_client(
     return user.on_store(url, create_store=bool(creates)), True
 
 
-def _refuse_made_by(user: Ductape) -> None:
-    """``--app`` alone, for a command that makes no store: the app's ``Ductape()`` opens its store as its code says,
-    making it when it is not there (a worker of it would); a SQLite file made so, just now, is removed and refused as
-    a missing one (a run listing in the wrong folder said "Runs (0)" and left an empty store behind)."""
-    path = getattr(user.store, "path", None)
-    if not getattr(user.store, "made_file", False) or not isinstance(path, str):
-        return
-    user.close()
-    for suffix in ("", "-wal", "-shm"):
-        with contextlib.suppress(FileNotFoundError):
-            os.remove(path + suffix)
-    refuse_missing(f"sqlite:///{path}", " (the store the --app's Ductape() opens)")
+def _import_open_only(app: str) -> Ductape:
+    """``--app`` alone, for a command that makes no store: the app imported with ``OPEN_ONLY`` set, so that its
+    ``Ductape()`` refuses a store none was made in rather than make it (run in the wrong folder, ``runs`` listed an
+    empty store it had just made, ``copy`` copied it). An app already imported in this process is taken as it is."""
+    token = OPEN_ONLY.set(True)
+    try:
+        return import_app(app)
+    except ValidationError as exc:
+        if exc.field != "store":
+            raise
+        raise ValidationError("store", f"{exc.rule} (the store --app {app} opens)") from None
+    finally:
+        OPEN_ONLY.reset(token)
 
 
 def _url(store: str | None) -> str:

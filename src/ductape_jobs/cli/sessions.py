@@ -38,7 +38,7 @@ def session_start(
 ) -> None:
     """Issue a signed session token for --data and print it ('tag:jwt', what schedule --session takes). The
     products come from --app or --product-file. Bad data exits 2 naming the field."""
-    with client(_NO_STORE if app_ is None else None, app_) as dt:
+    with client(_NO_STORE if app_ is None else None, app_, creates=True) as dt:  # the app's store, as it opens it
         token = dt.session.start(tag, parse_json_object(data, "data"), env=env, product_tag=product_tag)
     made = {"tag": token.tag, "expires_at": token.expires_at, "subject": token.subject}
     about = (
@@ -59,7 +59,7 @@ def session_verify(
     """Verify a session token and print its data (--json: {"data": ...}, as POST /sessions/verify answers). A
     tampered, expired, foreign-tag or other-env token exits 2."""
     given = sys.stdin.readline().strip() if token == "-" else token
-    with client(_NO_STORE if app_ is None else None, app_) as dt:
+    with client(_NO_STORE if app_ is None else None, app_, creates=True) as dt:  # the app's store, as it opens it
         data = dt.session.verify(given, env=env, product_tag=product_tag)
     people = f"valid; the session's data: {json.dumps(data, default=str)}"
     emit({"data": data}, as_json, lambda: render.new_text(people))

@@ -502,7 +502,6 @@ class Store(SchedulingStore, FeatureStore, AccessStore, StatsStore, RetentionSto
         data (``to``) or a worker holds a run here under a lease not lapsed at ``now`` (``store``): stop the
         workers first; or when this store holds nothing to copy (``store``: the wrong store named)."""
 
-    @abstractmethod
     def check_copy(self, now: datetime) -> None:
         """The refusals of ``copy_to`` that concern this store alone (a run under a live lease, nothing to copy), made
         before a target is opened (and made): ``copy_to`` makes them again in the snapshot it copies."""

@@ -66,9 +66,9 @@ class TransferCore(UsesDialect):
             _refuse_uncopyable(source, now, columns)  # again, in the snapshot copied: check_copy's may be stale
             try:
                 copied.update(target._write(lambda into: _copy_into(source, into, columns, batch)))
-            except ConflictError:  # a row written into the target since _copy_into found it empty
-                raise ValidationError(
-                    "to", "was written into while the copy ran (a second copy?): copy into a new, empty store"
+            except ConflictError:  # a row already there: written since _copy_into found the target empty
+                raise ValidationError(  # not the driver's message: it quotes the row's key, which may be a secret's
+                    "to", "holds a row the copy writes: copy into a new, empty store, with nothing else using it"
                 ) from None
             landed = True
 

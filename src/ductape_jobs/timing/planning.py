@@ -3,7 +3,8 @@
 An occurrence is *missed* when the engine reaches it more than ``grace`` after its due time (the engine was
 down or overloaded). The misfire policy then decides:
 
-- ``run_once`` (default): the missed occurrences fire once, coalesced into a run for the latest of them;
+- ``run_once`` (default): the missed occurrences fire once, coalesced into a run for the latest of them, or into the
+  first occurrence reached within the grace when there is one (it runs anyway: a second run would repeat it);
 - ``skip``: missed occurrences do not run; the schedule carries on with the next one (a one-off has none: it runs);
 - ``run_all``: every missed occurrence runs (at most ``max_runs`` per call; the rest on the next call).
 
@@ -107,9 +108,10 @@ def plan_due(
         if latest is None or latest < occ.next_due:
             latest = occ.next_due
         last = latest
-        if remaining > 0 and misfire is Misfire.RUN_ONCE:
-            due.append(latest)
         t = recurrence.next_after(latest)
+        on_time = t is not None and t <= min(now, cutoff)  # one reached within the grace: the missed coalesce into it
+        if remaining > 0 and misfire is Misfire.RUN_ONCE and not on_time:
+            due.append(latest)
         while t is not None and t <= cutoff and len(due) < remaining:  # not missed: due since late_before (or ahead)
             due.append(t)
             last = t

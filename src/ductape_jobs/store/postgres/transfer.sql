@@ -13,9 +13,13 @@ SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;
 
 -- name: copy_target_lock
 -- The target's first statement: two copies into one new store take turns (the second then finds it holds data),
--- where both found it empty and each wrote its rows beside the other's, a mix of two stores; a process writing jobs
--- there meanwhile waits too. Held until the copy commits.
-LOCK TABLE jobs IN SHARE ROW EXCLUSIVE MODE;
+-- where both found it empty and each wrote its rows beside the other's, a mix of two stores; a process writing into
+-- it meanwhile (a key, a webhook, a schedule) waits too. Every table of transfer.STORE_TABLES but its own
+-- (schema_migrations), held until the copy commits.
+LOCK TABLE jobs, schedules, runs, attempts, run_minutes, cache_entries, feature_runs, feature_events, resources,
+    resource_starts, limit_holds, api_keys, login_sessions, webhooks, webhook_deliveries, outbox, outbox_consumers,
+    outbox_marks
+IN SHARE ROW EXCLUSIVE MODE;
 
 -- name: live_leases
 -- Runs a worker holds now, and feature runs a driver holds: a copy taken meanwhile would run them again in the new

@@ -250,7 +250,7 @@ class SQLiteDialect:
         self.path = path
         self._busy = busy_timeout.total_seconds()
         self._lock = threading.RLock()
-        self.made_file = _create_private(path)  # this process made the file (it was not there)
+        _create_private(path)
         try:
             self._db = sqlite3.connect(
                 path,
@@ -578,20 +578,19 @@ class SQLiteDialect:
 _UNWRITABLE = ("readonly", "read-only", "unable to open", "disk i/o error", "permission")
 
 
-def _create_private(path: str) -> bool:
-    """Create the store's file readable and writable by its owner only (0600) when it does not exist yet (``True``:
-    made here); SQLite gives the ``-wal`` and ``-shm`` files it creates beside it the same mode."""
+def _create_private(path: str) -> None:
+    """Create the store's file readable and writable by its owner only (0600) when it does not exist yet;
+    SQLite gives the ``-wal`` and ``-shm`` files it creates beside it the same mode."""
     if os.path.isdir(path):  # SQLite says "unable to open", which reads as a permission
         raise StoreError(f"cannot open the SQLite store {path!r}: it is a directory; name a file in it")
     if not plain_file(path) or os.path.exists(path):
-        return False
+        return
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
-        return False  # another process created it just now
+        return  # another process created it just now
     except OSError as exc:
         raise StoreError(f"cannot create the SQLite store {path!r}: {exc.strerror or exc}") from exc
-    return True
 
 
 def _cannot(action: str, path: str, exc: sqlite3.Error) -> str:

@@ -20,7 +20,6 @@ class SQLiteStore(SQLStore):
         cannot be created, opened or written is a ``StoreError`` naming the path."""
         self.path = path
         self._sqlite = SQLiteDialect(path, busy_timeout=busy_timeout)
-        self.made_file = self._sqlite.made_file  # this process made the file: it was not there
         super().__init__(self._sqlite)
 
     def backup(self, to: str | os.PathLike[str]) -> int:
