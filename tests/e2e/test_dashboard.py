@@ -4,6 +4,7 @@ retry a failed run. Screenshots of each go to test-artifacts/e2e/."""
 from __future__ import annotations
 
 import re
+import time
 from typing import TYPE_CHECKING
 
 import httpx
@@ -169,7 +170,9 @@ def test_overview_and_load_forecast_draw_their_charts(ui: Ui, server: Server) ->
     page = ui.page
     for cron in ("*/15 * * * *", "0 * * * *"):
         server.client.job.schedule({**PRODUCT, "event": "ok-job", "repeat": {"cron": cron}})
-    server.client.job.schedule({**PRODUCT, "event": "flaky-job", "repeat": {"cron": "*/30 * * * *"}})
+    # from an hour on: an occurrence at :00 or :30 while the test ran made a second failure (CI failed at 07:30 UTC)
+    later = int(time.time()) + 3600
+    server.client.job.schedule({**PRODUCT, "event": "flaky-job", "start_at": later, "repeat": {"cron": "*/30 * * * *"}})
     server.client.job.schedule({**PRODUCT, "event": "flaky-job"})  # fails now: a failure on the overview
     ui.log_in()
     expect(page.locator(".card", has_text="Failures").locator(".value")).to_have_text("1", timeout=30_000)
