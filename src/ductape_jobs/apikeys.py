@@ -22,7 +22,7 @@ from ductape_jobs.clock import Clock, to_ms
 from ductape_jobs.errors import ConflictError, ValidationError
 from ductape_jobs.ids import new_id
 from ductape_jobs.limits import check_printable
-from ductape_jobs.models import ApiKey, KeyScope
+from ductape_jobs.models import ApiKey, KeyScope, check_key
 from ductape_jobs.store.base import Store
 
 KEY_START = "dtk_"
@@ -120,9 +120,7 @@ class ApiKeys:
 
     def revoke(self, key_id: str) -> ApiKey:
         """Revoke a key: it answers 401 from now on, and its dashboard logins end."""
-        if not isinstance(key_id, str):
-            raise ValidationError("key_id", "must be text")
-        record = self._store.revoke_api_key(key_id, self._clock.now())
+        record = self._store.revoke_api_key(check_key(key_id, "key_id"), self._clock.now())
         self._store.delete_login_sessions(key_id)
         return record
 

@@ -24,8 +24,9 @@ def copy_store(source: Store, url: str, now: datetime) -> dict[str, int]:
     if not isinstance(url, str):
         raise ValidationError("to", f"must be a store URL, not {type(url).__name__}")
     try:
-        check_url(url)  # first: what --to names is checked before the store copied from is looked at
         path = sqlite_path(url)
+        if path is None:
+            check_url(url)  # what --to names is checked before the store copied from is looked at
     except ValidationError as exc:
         raise ValidationError("to", exc.rule) from None
     part = None

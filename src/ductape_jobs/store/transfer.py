@@ -83,9 +83,7 @@ class TransferCore(UsesDialect):
 def _refuse_uncopyable(source: Tx, now: datetime, columns: dict[str, list[str]]) -> None:
     """``ValidationError`` (``store``) when ``source`` holds a run under a live lease, or holds nothing to copy."""
     _refuse_held(source, now)
-    if not any(
-        _holds_rows(source, t, names) for t, names in columns.items() if names and t not in OWN_TABLES | SET_TABLES
-    ):
+    if _first_with_data(source, columns) is None:
         raise ValidationError(
             "store",
             "holds nothing to copy (no job, schedule, run, key or webhook): is it the store you meant? Check --store "
@@ -112,9 +110,9 @@ def _copy_into(source: Tx, into: Tx, columns: dict[str, list[str]], batch: int) 
             "the two stores' schemas differ (tables or columns): open both with this release of ductape-jobs, which "
             "migrates them, and copy again"
         )
-    for table, names in columns.items():
-        if table not in OWN_TABLES | SET_TABLES and _holds_rows(into, table, names):
-            raise ValidationError("to", f"holds data already (its {table}): copy into a new, empty store")
+    held = _first_with_data(into, columns)
+    if held is not None:
+        raise ValidationError("to", f"holds data already (its {held}): copy into a new, empty store")
     copied = {
         table: _copy_table(source, into, table, names, batch)
         for table, names in columns.items()
@@ -128,6 +126,12 @@ def _copy_into(source: Tx, into: Tx, columns: dict[str, list[str]], batch: int) 
 def _schema(tx: Tx) -> dict[str, list[str]]:
     """Each of the store's tables with its columns, in order (none: the table is not there)."""
     return {table: [row["name"] for row in tx.all("table_columns", {"table": table})] for table in STORE_TABLES}
+
+
+def _first_with_data(tx: Tx, columns: dict[str, list[str]]) -> str | None:
+    """The first table of ``columns`` holding a row of data (not the migrations' own rows), ``None`` if none does."""
+    data = (t for t, names in columns.items() if names and t not in OWN_TABLES | SET_TABLES)
+    return next((t for t in data if _holds_rows(tx, t, columns[t])), None)
 
 
 def _holds_rows(tx: Tx, table: str, columns: list[str]) -> bool:
