@@ -82,12 +82,13 @@ TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 
 
 EventEnum = TypeVar("EventEnum", bound=StrEnum)
-#: Other spellings of an event type: the seeds' PUBLISH is a MESSAGEBROKER event.
-_EVENT_ALIASES = {"publish": "messagebroker", "message_broker": "messagebroker"}
+#: Other spellings of an event type: PUBLISH is a MESSAGEBROKER event (seed 000: "Publishes to a message broker"),
+#: and seed 003 names a DATABASE_ACTION job ``db_action``.
+_EVENT_ALIASES = {"publish": "messagebroker", "message_broker": "messagebroker", "db_action": "database_action"}
 
 
 def parse_event_type(kind: type[EventEnum], value: object) -> EventEnum:
-    """A job's or a feature's event type from its name in any case (``"http-action"``, ``"PUBLISH"``), or
+    """A job's or a feature's event type from its name in any case (``"database-action"``, ``"PUBLISH"``), or
     ``ValueError`` listing the known ones. The one parser of both enums."""
     if isinstance(value, kind):
         return value

@@ -436,6 +436,8 @@ def test_schedule_many_of_nothing_writes_nothing(jdt: Ductape) -> None:
         (" Notification ", JobEventTypes.NOTIFICATION),
         ("DATABASE_ACTION", JobEventTypes.DATABASE_ACTION),
         ("database-action", JobEventTypes.DATABASE_ACTION),
+        ("db_action", JobEventTypes.DATABASE_ACTION),  # seed 003's name of the job type
+        ("DB-ACTION", JobEventTypes.DATABASE_ACTION),
         ("PUBLISH", JobEventTypes.MESSAGEBROKER),
         ("publish", JobEventTypes.MESSAGEBROKER),
         ("MESSAGEBROKER", JobEventTypes.MESSAGEBROKER),

@@ -291,7 +291,10 @@ def schedule(
     event: Annotated[str, typer.Option(help="The job tag to run.")],
     env: Annotated[str, typer.Option(help="Environment, e.g. prd.")],
     product_tag: Annotated[str, typer.Option(help="The product's tag.")],
-    start_at: Annotated[str | None, typer.Option(help="Unix seconds/ms or ISO 8601; 0 or absent = now.")] = None,
+    start_at: Annotated[
+        str | None,
+        typer.Option(help="Unix seconds/ms or ISO 8601; 0 = now; absent = the job's start_at (now if it has none)."),
+    ] = None,
     retries: Annotated[int, typer.Option(help="Extra attempts after a failure.")] = 0,
     input_: Annotated[str | None, typer.Option("--input", help="The run's input, a JSON object.")] = None,
     cron: Annotated[str | None, typer.Option(help="Cron expression (5 fields, or 6 with leading seconds).")] = None,
