@@ -9,7 +9,7 @@ path). The seeds' millisecond and Unix-timestamp fields are converted here, once
 from __future__ import annotations
 
 import re
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
 
@@ -44,7 +44,7 @@ from ductape_jobs.redaction import fields_without, redact_webhook_url, repr_with
 from ductape_jobs.resources import MAX_LIMIT, MAX_PRIORITY, MIN_PRIORITY, limit_keys, parse_rate
 from ductape_jobs.retention import Keep, keep_json, parse_job_keep
 from ductape_jobs.timing.planning import Misfire
-from ductape_jobs.timing.recurrence import check_zone, normalize_cron
+from ductape_jobs.timing.recurrence import check_zone, normalize_cron, zone
 
 __all__ = [
     "ApiKey",
@@ -562,6 +562,11 @@ class RepeatOptions(_Input):
     def _one_end_date(cls, data: object) -> object:
         if isinstance(data, dict) and "endDate" in data and "end_date" in data:
             raise ValidationError("endDate", "give endDate or end_date, not both")
+        if isinstance(data, dict):  # seed 004: "Stop after this date": a date alone is its whole day, in tz
+            key = "endDate" if "endDate" in data else "end_date"
+            end = _end_of_day(data.get(key), data.get("tz", "UTC"))
+            if end is not None:
+                data = {**data, key: end}
         return data
 
     @field_validator("cron")
@@ -602,6 +607,23 @@ class RepeatOptions(_Input):
         if self.every is not None and self.tz not in _UTC_NAMES:
             raise ValidationError("tz", "applies to cron only: every counts absolute time in any zone")
         return self
+
+
+def _end_of_day(value: object, tz: object) -> datetime | None:
+    """The last millisecond (the store's unit) of the day ``value`` names, a ``date`` or ``YYYY-MM-DD`` text, in
+    the zone ``tz``; ``None`` for anything else (a time, or what the fields' own checks refuse)."""
+    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+        try:
+            value = date.fromisoformat(value.strip())
+        except ValueError:
+            return None
+    if type(value) is not date or not isinstance(tz, str):
+        return None
+    try:
+        midnight = datetime.combine(value + timedelta(days=1), time(), tzinfo=zone(check_zone(tz.strip())))
+    except (ValueError, OverflowError):  # an unknown zone (tz's check says so), the last day there is
+        return None
+    return midnight.astimezone(UTC) - timedelta(milliseconds=1)
 
 
 #: The IANA names of UTC itself (a zone at offset 0 with no daylight saving, ever): ``every`` takes any of them.

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import asyncio
 import inspect
-from datetime import timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
 
@@ -187,3 +188,29 @@ def test_a_schedule_answers_its_id_by_the_name_schedule_gives_it(report: Ductape
     made = report.job.schedule(REQUEST)
     (listed,) = report.job.list()
     assert listed.job_id == listed.id == made.job_id == report.job.get(made.job_id).job_id
+
+
+def test_an_end_date_given_as_a_day_is_that_whole_day_in_the_zone(report: Ductape, clock: FakeClock) -> None:
+    """Seed 004: ``endDate``: "Stop after this date". A day alone (``2026-11-01``) was read as its midnight in UTC,
+    so a schedule's runs of that day never came (a seed-fidelity probe); now it ends with the day, in ``tz``. A
+    time given stays exact."""
+    report.job.create(REPORT)
+    day = (clock.now() + timedelta(days=2)).date()
+    whole = report.job.schedule({**REQUEST, "repeat": {"cron": "0 9 * * *", "endDate": day.isoformat()}})
+    exact = report.job.schedule({**REQUEST, "repeat": {"cron": "0 9 * * *", "endDate": f"{day.isoformat()}T00:00Z"}})
+    zoned = report.job.schedule(
+        {**REQUEST, "repeat": {"cron": "30 23 * * *", "tz": "America/New_York", "end_date": day}}
+    )
+    last = datetime.combine(day + timedelta(days=1), time(), ZoneInfo("America/New_York")).astimezone(UTC)
+    assert report.job.get(whole.job_id).end_date == datetime.combine(day, time(23, 59, 59, 999_000), UTC)
+    assert report.job.get(zoned.job_id).end_date == last - timedelta(milliseconds=1)
+    for _ in range(4 * 24):  # every occurrence reached on time
+        clock.advance(timedelta(hours=1))
+        report.drain()
+    ran = {s.job_id: sorted(r.scheduled_at for r in report.job.runs(job_id=s.job_id)) for s in (whole, exact, zoned)}
+    assert ran[whole.job_id][-1] == datetime.combine(day, time(9), UTC)  # that day's run came
+    assert ran[exact.job_id][-1] == datetime.combine(day - timedelta(days=1), time(9), UTC)
+    assert ran[zoned.job_id][-1] == last - timedelta(minutes=30)  # 23:30 that day in New York
+    with pytest.raises(ValidationError) as err:
+        report.job.schedule({**REQUEST, "repeat": {"cron": "0 9 * * *", "endDate": "2026-13-45"}})
+    assert err.value.field == "repeat.endDate"
