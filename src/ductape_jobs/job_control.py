@@ -175,7 +175,8 @@ class JobControl:
         start: datetime | str | int | None = None,
         count: int = 10,
     ) -> builtins.list[datetime]:
-        """The next ``count`` fire times of ``repeat`` from ``start`` (default now), as aware UTC datetimes."""
+        """The next ``count`` fire times of ``repeat`` from ``start`` (default now), as aware UTC datetimes, within a
+        century of ``start`` (``PREVIEW_HORIZON``)."""
         options = parse(RepeatOptions, repeat, prefix="repeat")
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 10_000:
             raise ValidationError("count", f"must be a whole number between 1 and 10000 (got {count!r:.40})")
@@ -185,6 +186,10 @@ class JobControl:
             raise ValidationError("start", str(exc)) from None
         if begin < _EPOCH:  # the engine's times are Unix milliseconds; year 1 is off the calendar west of UTC
             raise ValidationError("start", f"{begin.isoformat()} is before 1970-01-01, the earliest a preview starts")
+        if options.end_date is not None and options.end_date < begin:  # as schedule() refuses it (not: no times)
+            raise ValidationError(
+                "repeat.endDate", f"{options.end_date.isoformat()} is before the start {begin.isoformat()}"
+            )
         every = timedelta(milliseconds=options.every) if options.every else None
         probe = Schedule(
             id="preview",

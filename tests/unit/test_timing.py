@@ -19,6 +19,7 @@ from ductape_jobs.timing import (
     preview,
 )
 from ductape_jobs.timing.planning import Misfire, first_due
+from ductape_jobs.timing.recurrence import PREVIEW_HORIZON, _changes
 
 NY = "America/New_York"
 LONDON = "Europe/London"
@@ -351,6 +352,21 @@ def test_preview_stops_at_count_and_end_date() -> None:
     assert preview(r, start, 100, start) == []
 
 
+def test_a_preview_looks_a_century_ahead_at_most() -> None:
+    """A security probe: a rare cron previewed 10,000 times read every year's offsets up to 9000-01-01 (8-10 s of
+    CPU, a zone at a time, for any reader of the API). Now the work is a century's, whatever the count."""
+    start = utc(2026, 3, 2)
+    _changes.cache_clear()
+    leap_days = preview(CronRecurrence("0 0 29 2 *", NY), start, 10_000)
+    assert leap_days[0] == utc(2028, 2, 29, 5) and len(leap_days) == 24  # 2028 to 2124 (2100 is no leap year)
+    assert leap_days[-1] <= start + PREVIEW_HORIZON < leap_days[-1] + timedelta(days=4 * 366)
+    assert _changes.cache_info().misses <= 110  # a century of years read (about 7,000 before)
+    yearly = preview(CronRecurrence("0 0 1 1 *", LONDON), start, 10_000)
+    assert len(yearly) == 100 and yearly[-1] == utc(2126, 1, 1)
+    late = utc(8990, 1, 1)  # near the end of time: the horizon stops there
+    assert preview(CronRecurrence("0 0 1 1 *", "UTC"), late, 100) == [utc(y, 1, 1) for y in range(8990, 9001)]
+
+
 def test_first_due_respects_limit_and_end_date() -> None:
     r = EveryRecurrence(H, utc(2026, 3, 2, 12))
     start = utc(2026, 3, 2, 12, 30)
@@ -561,6 +577,18 @@ def test_api_preview_limit_and_end_date(dt: Ductape) -> None:
     assert len(dt.job.preview({"every": 60_000, "limit": 3}, count=10)) == 3
     until = dt.job.preview({"every": 60_000, "endDate": "2026-03-02T12:05:00Z"}, count=100)
     assert until == [utc(2026, 3, 2, 12, m) for m in range(6)]
+
+
+def test_api_preview_refuses_an_end_date_before_its_start_as_schedule_does(dt: Ductape) -> None:
+    """A security probe: it answered no times where ``schedule()`` refuses the same ``repeat``."""
+    repeat = {"cron": "@hourly", "endDate": "2026-03-01T00:00:00Z"}
+    with pytest.raises(ValidationError) as refused:
+        dt.job.preview(repeat, count=3)
+    assert (refused.value.field, refused.value.rule) == (
+        "repeat.endDate",
+        "2026-03-01T00:00:00+00:00 is before the start 2026-03-02T12:00:00+00:00",
+    )
+    assert dt.job.preview({**repeat, "endDate": "2026-03-02T12:00:00Z"}, count=3) == [utc(2026, 3, 2, 12)]
 
 
 def test_api_preview_every_across_dst(dt: Ductape) -> None:
