@@ -171,3 +171,51 @@ def test_masking_twice_changes_nothing_and_a_decoded_line_gets_no_new_line() -> 
     assert logs.redact(once) == once == "login dts_ab*** ok"
     forged = logs.redact("GET /x?job_tag=dtk%5Fabc123%5FSecretPart%0A2026-12-06 INFO forged HTTP/1.1")
     assert "\n" not in forged and "SecretPart" not in forged and "%0A" in forged
+
+
+@pytest.mark.parametrize("command", [("drain",), ("feature", "run", "f", "--env", "dev", "--product-tag", "p")])
+def test_a_command_that_runs_events_shows_control_characters_of_their_errors_as_escapes(
+    tmp_path: Path, command: tuple[str, ...]
+) -> None:
+    """A security probe: ``ductape drain`` and ``feature run`` never set up logging, so a run's failure went out
+    through Python's last-resort handler, raw: an input that a function put into its exception retitled the
+    terminal, cleared it, reversed its text. ``worker`` and ``serve`` wrote them as escapes, as every command now
+    does."""
+    hostile = "\x1b]0;PWNED\x07\x1b[2J\u202eRLO\x9bC1"
+    (tmp_path / "app.py").write_text(
+        "from ductape_jobs import Ductape\n"
+        f"app = Ductape('sqlite:///{tmp_path / 'jobs.db'}')\n"
+        "event = {'type': 'FUNCTION', 'event': 'boom', 'input': {'a': '$Input{a}'}}\n"
+        "feature = {'sequence': [{'sequence_tag': 's', 'events': [event]}], 'input': {'a': 'string'}}\n"
+        "app.products.add({'tag': 'p', 'envs': {'dev': {}}, 'features': {'f': feature}})\n"
+        "@app.function('boom')\n"
+        "def boom(input, ctx):\n"
+        "    raise RuntimeError(input['a'])\n"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "DUCTAPE_STORE": "", "DUCTAPE_APP": ""}
+    ductape = [sys.executable, "-m", "ductape_jobs.cli.main"]
+    if command == ("drain",):
+        for step in (
+            ["job", "create", "--name", "B", "--tag", "boom", "--event-type", "FUNCTION", "--event-tag", "boom"],
+            [
+                "schedule",
+                "--env",
+                "dev",
+                "--product-tag",
+                "p",
+                "--event",
+                "boom",
+                "--input",
+                json.dumps({"a": hostile}),
+            ],
+        ):
+            subprocess.run(
+                [*ductape, *step, "--app", "app:app"], env=env, capture_output=True, check=True, cwd=tmp_path
+            )
+        argv = [*command, "--app", "app:app"]
+    else:
+        argv = [*command, "--input", json.dumps({"a": hostile}), "--app", "app:app"]
+    ran = subprocess.run([*ductape, *argv], env=env, capture_output=True, text=True, cwd=tmp_path)
+    assert ran.returncode == 1 and "failed for good" in ran.stderr, ran.stderr
+    assert not any(c in ran.stderr for c in "\x1b\x07\u202e\x9b"), repr(ran.stderr)
+    assert r"\x1b]0;PWNED\x07\x1b[2J\u202eRLO\x9bC1" in ran.stderr

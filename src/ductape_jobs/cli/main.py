@@ -126,6 +126,8 @@ def main(
     ] = False,
 ) -> None:
     """ductape-jobs: a durable job scheduler (Ductape's Jobs API)."""
+    if not logging.getLogger().handlers:  # a process of its own (not a test's, an app's): a run's warnings (drain,
+        logs.setup(logging.WARNING, json_lines=False)  # feature run) as lines whose control characters are escapes
     if product_file:
         os.environ["DUCTAPE_PRODUCT_FILE"] = product_file  # read by every Ductape() the command opens
 
