@@ -60,3 +60,9 @@ def test_static_files_are_served_with_their_types(server: Server) -> None:
         assert answer.status_code == 200 and kind in answer.headers["content-type"], path
         assert answer.headers["cache-control"] == "no-cache"
     assert httpx.get(server.url + "/static/../dashboard.py").status_code == 404
+    # the pages only as / and /login serve them, with their CSP (frame-ancestors 'none'): a security probe framed
+    # their copies here, which had none
+    for page in ("index.html", "login.html", "INDEX.HTML", "js/../index.html", "./login.html"):
+        assert httpx.get(server.url + "/static/" + page).status_code == 404, page
+    for page in ("/", "/login"):
+        assert "frame-ancestors 'none'" in httpx.get(server.url + page).headers["content-security-policy"]

@@ -24,6 +24,7 @@ from fastapi import APIRouter, FastAPI, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
+from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import Scope
 
@@ -46,9 +47,13 @@ PAGE_HEADERS = {
 
 
 class _StaticFiles(StaticFiles):
-    """Static files that browsers revalidate (ETag) instead of caching blindly, so an upgrade shows at once."""
+    """Static files that browsers revalidate (ETag) instead of caching blindly, so an upgrade shows at once. The
+    pages are not among them: ``/`` and ``/login`` serve them with ``PAGE_HEADERS`` (their copies here had none: no
+    CSP, so no ``frame-ancestors 'none'``)."""
 
     async def get_response(self, path: str, scope: Scope) -> Response:
+        if path.lower().endswith((".html", ".htm")):
+            raise HTTPException(status_code=404)
         response = await super().get_response(path, scope)
         response.headers.setdefault("Cache-Control", "no-cache")
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
