@@ -116,7 +116,10 @@ def _date_add(date: Any, amount: Any, unit: Any) -> str:
     key = unit.strip().lower().removesuffix("s") if isinstance(unit, str) else ""
     if key not in _UNIT_SECONDS:
         raise ValueError(f"unit must be seconds, minutes, hours, days or weeks, got {unit!r}")
-    return format_time(parse_time(date) + timedelta(seconds=_number(amount) * _UNIT_SECONDS[key]))
+    try:
+        return format_time(parse_time(date) + timedelta(seconds=_number(amount) * _UNIT_SECONDS[key]))
+    except OverflowError:  # timedelta's own words were Python's ("int too large to convert to C int")
+        raise ValueError(f"{amount!r} {unit} from {date!r} is beyond the dates a time can hold") from None
 
 
 def _default(value: Thunk, fallback: Thunk) -> Any:
