@@ -191,6 +191,26 @@ class TextFormatter(logging.Formatter):
         return visible(redact(text))  # for a terminal: a message quoting data never drives it
 
 
+class _Stderr(logging.StreamHandler):  # type: ignore[type-arg]
+    """Lines to whatever ``sys.stderr`` is when one is written (a test's capture ends; the handler stays)."""
+
+    def __init__(self) -> None:
+        logging.Handler.__init__(self, logging.WARNING)
+        self.setFormatter(TextFormatter())
+
+    @property
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+
+def last_resort() -> None:
+    """Warnings that no handler takes (logging never set up: ``ductape drain``, ``feature run``) written as
+    ``TextFormatter``'s lines, their control characters as escapes, not raw by Python's handler of last resort
+    (``logging.lastResort``). Only for records nothing else handles: an app's ``basicConfig`` or a test's capture
+    takes them as before."""
+    logging.lastResort = _Stderr()
+
+
 def setup(level: int = logging.INFO, *, stream: IO[str] | None = None, json_lines: bool | None = None) -> None:
     """Send logs to ``stream`` (stderr): JSON lines unless it is a terminal (``json_lines`` forces either).
     Replaces the root logger's handlers, so calling it again is harmless."""

@@ -623,7 +623,7 @@ def _end_of_day(value: object, tz: object) -> datetime | None:
         midnight = datetime.combine(value + timedelta(days=1), time(), tzinfo=zone(check_zone(tz.strip())))
     except (ValueError, OverflowError):  # an unknown zone (tz's check says so), the last day there is
         return None
-    return midnight.astimezone(UTC) - timedelta(milliseconds=1)
+    return min(midnight.astimezone(UTC) - timedelta(milliseconds=1), LATEST)  # the last day: up to the end of time
 
 
 #: The IANA names of UTC itself (a zone at offset 0 with no daylight saving, ever): ``every`` takes any of them.

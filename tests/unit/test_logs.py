@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from ductape_jobs import logs
+from ductape_jobs import Ductape, logs
 from ductape_jobs.logs import Repeats
 from ductape_jobs.store.postgres.connection import POOL_LINES_EVERY, _PoolLines
 
@@ -219,3 +219,41 @@ def test_a_command_that_runs_events_shows_control_characters_of_their_errors_as_
     assert ran.returncode == 1 and "failed for good" in ran.stderr, ran.stderr
     assert not any(c in ran.stderr for c in "\x1b\x07\u202e\x9b"), repr(ran.stderr)
     assert r"\x1b]0;PWNED\x07\x1b[2J\u202eRLO\x9bC1" in ran.stderr
+
+
+def test_an_apps_own_logging_is_kept_by_the_commands_that_import_it(tmp_path: Path) -> None:
+    """A review: the escapes above came from a handler set on the root logger for the whole command, so an app's
+    ``logging.basicConfig`` (run when ``--app`` imports it) did nothing. Only records nothing else takes get them."""
+    (tmp_path / "app.py").write_text(
+        "import logging\n"
+        "logging.basicConfig(level=logging.INFO, format='MYAPP %(levelname)s %(message)s')\n"
+        "from ductape_jobs import Ductape\n"
+        f"app = Ductape('sqlite:///{tmp_path / 'jobs.db'}')\n"
+        "logging.getLogger('app').info('loaded')\n"
+    )
+    Ductape(f"sqlite:///{tmp_path / 'jobs.db'}").close()  # drain opens a store, it makes none
+    env = {**os.environ, "PYTHONPATH": str(tmp_path), "DUCTAPE_STORE": "", "DUCTAPE_APP": ""}
+    ran = subprocess.run(
+        [sys.executable, "-m", "ductape_jobs.cli.main", "drain", "--app", "app:app"],
+        env=env, capture_output=True, text=True, cwd=tmp_path,
+    )  # fmt: skip
+    assert ran.returncode == 0 and "MYAPP INFO loaded" in ran.stderr, ran.stderr
+
+
+def test_a_command_run_in_process_leaves_logging_as_it_found_it(tmp_path: Path) -> None:
+    """A review: a CliRunner call left a handler on the closed stream of its capture (every later line: "I/O
+    operation on closed file") and the root logger's level at WARNING."""
+    probe = (
+        "import logging, sys\n"
+        "from typer.testing import CliRunner\n"
+        "from ductape_jobs.cli.main import app\n"
+        "assert CliRunner().invoke(app, ['preview', '--cron', '0 * * * *', '-n', '1', '--json']).exit_code == 0\n"
+        "assert logging.getLogger().handlers == [] and logging.getLogger().level == logging.WARNING\n"
+        "logging.getLogger('user').warning('after the command')\n"
+        "logging.basicConfig(level=logging.INFO, format='USER %(message)s')\n"
+        "logging.getLogger('user').info('configured')\n"
+    )
+    ran = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=tmp_path)
+    assert ran.returncode == 0, ran.stderr
+    assert "after the command" in ran.stderr and "USER configured" in ran.stderr
+    assert "Logging error" not in ran.stderr and "closed file" not in ran.stderr

@@ -296,6 +296,8 @@ def test_date_add(scope: Scope, text: str, expected: str) -> None:
         # a security probe: Python's own words ("Python int too large to convert to C int") were the rule
         ("$DateAdd($Now, 99999999999, 'days')", "99999999999 days from '2026-03-02T12:00:00.000Z' is beyond the dates"),
         ("$DateAdd($Now, 3000000, 'days')", "3000000 days from '2026-03-02T12:00:00.000Z' is beyond the dates"),
+        ("$DateAdd($Now, 'nan', 'days')", "amount must be a number, got 'nan'"),
+        ("$DateAdd($Now, 'inf', 'days')", "'inf' days from '2026-03-02T12:00:00.000Z' is beyond the dates"),
     ],
 )
 def test_a_failing_function_raises_piping_error_naming_the_call(scope: Scope, text: str, message: str) -> None:

@@ -16,6 +16,7 @@ from ductape_jobs import AsyncDuctape, Ductape, FakeClock, RunPhase, ValidationE
 from ductape_jobs.aio import AsyncJobs, AsyncSessions, AsyncWebhooks
 from ductape_jobs.features.api import AsyncFeatures, Features
 from ductape_jobs.jobs import Jobs
+from ductape_jobs.limits import LATEST
 from ductape_jobs.sessions import Sessions
 from ductape_jobs.webhooks import Webhooks
 
@@ -214,3 +215,6 @@ def test_an_end_date_given_as_a_day_is_that_whole_day_in_the_zone(report: Ductap
     with pytest.raises(ValidationError) as err:
         report.job.schedule({**REQUEST, "repeat": {"cron": "0 9 * * *", "endDate": "2026-13-45"}})
     assert err.value.field == "repeat.endDate"
+    for last_day, tz in (("9000-01-01", "UTC"), ("8999-12-31", "America/New_York")):  # a review: past the end of time
+        at_the_end = report.job.schedule({**REQUEST, "repeat": {"cron": "0 9 * * *", "tz": tz, "endDate": last_day}})
+        assert report.job.get(at_the_end.job_id).end_date == LATEST  # was refused: "is after 9000-01-01"

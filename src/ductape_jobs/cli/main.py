@@ -126,8 +126,7 @@ def main(
     ] = False,
 ) -> None:
     """ductape-jobs: a durable job scheduler (Ductape's Jobs API)."""
-    if not logging.getLogger().handlers:  # a process of its own (not a test's, an app's): a run's warnings (drain,
-        logs.setup(logging.WARNING, json_lines=False)  # feature run) as lines whose control characters are escapes
+    logs.last_resort()  # a run's warning where nothing set logging up (drain, feature run): escapes, not raw text
     if product_file:
         os.environ["DUCTAPE_PRODUCT_FILE"] = product_file  # read by every Ductape() the command opens
 
@@ -303,7 +302,10 @@ def schedule(
     tz: Annotated[str | None, typer.Option(help="IANA time zone of --cron (default UTC).")] = None,
     every: Annotated[int | None, typer.Option(help="Repeat every N milliseconds.")] = None,
     limit: Annotated[int | None, typer.Option(help="At most N runs.")] = None,
-    end_date: Annotated[str | None, typer.Option(help="No run after this (Unix seconds/ms or ISO 8601).")] = None,
+    end_date: Annotated[
+        str | None,
+        typer.Option(help="No run after this (Unix seconds/ms or ISO 8601; a day alone: all of it, in --tz)."),
+    ] = None,
     timeout: Annotated[int | None, typer.Option(help="Max runtime of one attempt, milliseconds.")] = None,
     session: Annotated[str | None, typer.Option(help="A session token, 'tag:jwt' (feeds $Session{...}).")] = None,
     cache: Annotated[str | None, typer.Option(help="A cache tag the product declares.")] = None,
@@ -418,7 +420,10 @@ def reschedule(
     tz: Annotated[str | None, typer.Option(help="IANA time zone of --cron (default UTC).")] = None,
     every: Annotated[int | None, typer.Option(help="Repeat every N milliseconds.")] = None,
     limit: Annotated[int | None, typer.Option(help="At most N runs.")] = None,
-    end_date: Annotated[str | None, typer.Option(help="No run after this (Unix seconds/ms or ISO 8601).")] = None,
+    end_date: Annotated[
+        str | None,
+        typer.Option(help="No run after this (Unix seconds/ms or ISO 8601; a day alone: all of it, in --tz)."),
+    ] = None,
     store: StoreOpt = None,
     app_: AppOpt = None,
     as_json: JsonOpt = False,

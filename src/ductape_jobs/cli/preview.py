@@ -19,7 +19,10 @@ def preview(
     tz: Annotated[str, typer.Option(help="IANA time zone of the cron expression.")] = "UTC",
     count: Annotated[int, typer.Option("--count", "-n", help="How many fire times.")] = 10,
     start: Annotated[str | None, typer.Option(help="From this moment (ISO 8601 or Unix time); default now.")] = None,
-    end_date: Annotated[str | None, typer.Option(help="Stop at this moment (ISO 8601 or Unix time).")] = None,
+    end_date: Annotated[
+        str | None,
+        typer.Option(help="No run after this (Unix seconds/ms or ISO 8601; a day alone: all of it, in --tz)."),
+    ] = None,
     limit: Annotated[int | None, typer.Option(help="At most this many runs in all (repeat.limit).")] = None,
     as_json: JsonOpt = False,
 ) -> None:

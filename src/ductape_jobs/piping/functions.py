@@ -83,15 +83,19 @@ def parse_time(value: Any) -> datetime:
 
 
 def _number(value: Any) -> int | float:
+    number: int | float | None = None
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return value
-    if isinstance(value, str):
+        number = value
+    elif isinstance(value, str):
         for convert in (int, float):
             try:
-                return convert(value.strip())
+                number = convert(value.strip())
+                break
             except ValueError:
                 pass
-    raise ValueError(f"amount must be a number, got {value!r}")
+    if number is None or number != number:  # NaN: Python's "cannot convert float NaN to integer" was the rule
+        raise ValueError(f"amount must be a number, got {value!r}")
+    return number
 
 
 _UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
