@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 import re
+import secrets
+import sys
 import threading
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
 from apikit import JOB, SHOP, Api, LiveServer, wait_for
+
+sys.path.insert(0, str(Path(__file__).parents[1] / "store"))
+from storekit import PG_URL, pg_admin, require_postgres, with_query
 
 from ductape_jobs import Ductape, FakeClock, ValidationError
 from ductape_jobs.api import create_app
@@ -248,3 +255,49 @@ def test_event_streams_end_when_the_server_stops(dt: Ductape) -> None:
     server.stop()
     listener.join(timeout=5)
     assert not listener.is_alive()
+
+
+def test_metrics_answer_without_the_stores_series_while_the_store_does_not_answer(
+    monkeypatch: pytest.MonkeyPatch, clock: FakeClock
+) -> None:
+    """An operations probe: with the store away, a scrape waited for the pool's own timeout (about 40 s) and then
+    answered 503 with no series at all, the process's run counters included: Prometheus (10 s by default) lost the
+    target for the whole outage. Now the store's series are left out after ``STORE_WITHIN`` (``ductape_store_up``
+    0), and a read that has not answered is not repeated by the next scrapes. The store here is real and held by
+    another transaction's lock on ``runs``, as a server that stopped answering holds a query."""
+    import psycopg
+
+    from ductape_jobs.api import ops
+
+    require_postgres()
+    schema = f"ops_{secrets.token_hex(6)}"
+    monkeypatch.setattr(ops, "STORE_WITHIN", 0.3)
+    dt = Ductape(with_query(PG_URL, schema=schema, application_name=schema), clock=clock)
+    server = LiveServer(create_app(dt)).start()
+    try:
+        dt.function("report")(lambda input, ctx: None)
+        dt.job.create(JOB)
+        dt.job.schedule(SHOP)
+        dt.drain()
+        dt.job.schedule(SHOP)  # due: the queue's depth is 1
+        scrape = lambda: httpx.get(server.url + "/metrics", timeout=10)  # noqa: E731
+        assert metric(scrape().text, "ductape_store_up") == 1 and metric(scrape().text, "ductape_queue_depth") == 1
+        with psycopg.connect(PG_URL, options=f"-c search_path={schema}") as holder:
+            holder.execute("LOCK TABLE runs IN ACCESS EXCLUSIVE MODE")  # until this transaction ends
+            for _ in range(3):  # the first read waits on the lock; the next scrapes do not read again
+                answer = scrape()
+                assert answer.status_code == 200, answer.text
+                assert metric(answer.text, "ductape_store_up") == 0
+                assert math.isnan(metric(answer.text, "ductape_queue_depth"))
+                assert metric(answer.text, "ductape_runs_total", status="completed", event_type="function") == 1
+            waiting = pg_admin(
+                "SELECT count(*) FROM pg_stat_activity WHERE application_name = %s AND wait_event_type = 'Lock'",
+                [schema],
+            )
+            assert waiting == [(1,)]  # one read held, not one a scrape
+        wait_for(lambda: metric(scrape().text, "ductape_store_up") == 1, 10)
+        assert metric(scrape().text, "ductape_queue_depth") == 1
+    finally:
+        server.stop()
+        dt.close()
+        pg_admin(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

@@ -11,6 +11,8 @@ Metrics (one registry per app):
 - ``ductape_leases_rescued_total``: runs whose worker stopped heartbeating, put back in the queue (not one lost too
   often: that one failed);
 - ``ductape_queue_depth`` (gauge, read from the store at each scrape): runs due now and not claimed yet;
+- ``ductape_store_up`` (gauge): 1 when the scrape's read of the store answered within ``STORE_WITHIN``, else 0
+  (then ``ductape_queue_depth`` is NaN, and every other series is served as it stands);
 - the process's own (``process_*``, ``python_gc_*``).
 
 Where the runs' series come from (``create_app(metrics_from=...)``, ``ductape serve --metrics-from``):
@@ -28,8 +30,9 @@ Where the runs' series come from (``create_app(metrics_from=...)``, ``ductape se
 from __future__ import annotations
 
 import asyncio
+import functools
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -60,10 +63,12 @@ from ductape_jobs.lifecycle import (
     RunStarted,
     StreamPosition,
 )
+from ductape_jobs.logs import logger
 from ductape_jobs.models import Run
 from ductape_jobs.store.base import Outcome, Rescued
 
 router = APIRouter(tags=["operations"])
+log = logger("ductape_jobs.api")
 
 _DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900)
 _LATENESS_BUCKETS = (0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300)
@@ -101,6 +106,12 @@ class Metrics:
         )
         self.rescued = Counter("ductape_leases_rescued", "Runs rescued after their worker's lease expired", registry=r)
         self.queue_depth = Gauge("ductape_queue_depth", "Runs due now that no worker has claimed yet", registry=r)
+        self.store_up = Gauge(
+            "ductape_store_up",
+            f"1 when the scrape's read of the store answered within {STORE_WITHIN:g} s, else 0",
+            registry=r,
+        )
+        self.reading: asyncio.Future[int] | None = None  # the last scrape's read of the store (``scrape_store``)
         ProcessCollector(registry=r)
         GCCollector(registry=r)
 
@@ -165,7 +176,6 @@ class StoreFeed:
         self.lease = lease
         self.name = f"metrics:{uuid.uuid4().hex[:16]}"
         self.position: StreamPosition | None = None
-        self.lock = asyncio.Lock()
         self.gaps = Counter(
             "ductape_metrics_gaps",
             "Times the runs' series went on past lifecycle events they could not read (no scrape for a lease)",
@@ -224,11 +234,49 @@ async def metrics(request: Request) -> Response:
     dt = client(request)
     found: Metrics = request.app.state.metrics
     feed: StoreFeed | None = request.app.state.metrics_feed
-    if feed is not None:
-        async with feed.lock:
-            await call(feed.catch_up)
-    found.queue_depth.set(await call(dt.store.queue_depth, dt.clock.now()))
+    depth = await scrape_store(found, functools.partial(_from_store, dt, feed))
+    found.store_up.set(0 if depth is None else 1)
+    found.queue_depth.set(float("nan") if depth is None else depth)
     return Response(generate_latest(found.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+#: How long a scrape waits for the store (the queue's depth; with ``store`` metrics, the outbox's events first): well
+#: within Prometheus's default scrape timeout (10 s), so that a store away costs a scrape its store's series, not
+#: every series. It waited for the pool's own timeout (about 40 s on PostgreSQL), then answered 503 without any.
+STORE_WITHIN = 2.0
+
+
+def _from_store(dt: Ductape, feed: StoreFeed | None) -> int:
+    """What a scrape reads from the store: the outbox's events since the last scrape (``store`` metrics), then the
+    depth of the queue."""
+    if feed is not None:
+        feed.catch_up()
+    return dt.store.queue_depth(dt.clock.now())
+
+
+async def scrape_store(found: Metrics, read: Callable[[], int]) -> int | None:
+    """``read()`` in the thread pool, waited for ``STORE_WITHIN`` at most; ``None`` when it failed or did not answer
+    in time. A read that did not answer goes on in its thread, and no scrape reads the store again until it has
+    ended: scrapes never pile threads up behind a store away, and the outbox is read by one at a time."""
+    if found.reading is not None and not found.reading.done():
+        log.warning("/metrics: the store has not answered the last scrape yet; its series are left out")
+        return None
+    reading = asyncio.ensure_future(call(read))
+    reading.add_done_callback(_seen)
+    found.reading = reading
+    try:
+        return await asyncio.wait_for(asyncio.shield(reading), STORE_WITHIN)
+    except TimeoutError:
+        log.warning("/metrics: the store did not answer within %g s; its series are left out", STORE_WITHIN)
+    except Exception as exc:
+        log.warning("/metrics: the store does not answer (%s); its series are left out", exc)
+    return None
+
+
+def _seen(reading: asyncio.Future[int]) -> None:
+    """Retrieve a read's failure (a scrape that stopped waiting does not): asyncio would log it as never retrieved."""
+    if not reading.cancelled():
+        reading.exception()
 
 
 @router.get("/healthz", include_in_schema=False)
