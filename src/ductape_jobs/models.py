@@ -617,7 +617,7 @@ def _end_of_day(value: object, tz: object) -> datetime | None:
             value = date.fromisoformat(value.strip())
         except ValueError:
             return None
-    if type(value) is not date or not isinstance(tz, str):
+    if type(value) is not date or not isinstance(tz, str) or value > LATEST.date():  # past the end: to_utc refuses
         return None
     try:
         midnight = datetime.combine(value + timedelta(days=1), time(), tzinfo=zone(check_zone(tz.strip())))

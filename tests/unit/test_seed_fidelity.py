@@ -218,3 +218,9 @@ def test_an_end_date_given_as_a_day_is_that_whole_day_in_the_zone(report: Ductap
     for last_day, tz in (("9000-01-01", "UTC"), ("8999-12-31", "America/New_York")):  # a review: past the end of time
         at_the_end = report.job.schedule({**REQUEST, "repeat": {"cron": "0 9 * * *", "tz": tz, "endDate": last_day}})
         assert report.job.get(at_the_end.job_id).end_date == LATEST  # was refused: "is after 9000-01-01"
+    with pytest.raises(ValidationError) as err:  # a day past the end stays refused (CI caught a first cap taking it)
+        report.job.schedule({**REQUEST, "repeat": {"cron": "0 9 * * *", "endDate": "9000-01-02"}})
+    assert (err.value.field, err.value.rule) == (
+        "repeat.endDate",
+        "is after 9000-01-01, the latest time the engine takes",
+    )
