@@ -26,6 +26,8 @@ from ductape_jobs import Ductape, RunPhase
 from ductape_jobs.cli.main import app
 from support import require_service
 
+sys.path.insert(0, str(Path(__file__).parents[1] / "store"))
+
 # --product-file sets $DUCTAPE_PRODUCT_FILE for the Ductape objects a command opens: restored after each command
 CLEAN_ENV: dict[str, str | None] = {
     "DUCTAPE_APP": None,
@@ -593,6 +595,37 @@ def test_app_alone_in_a_folder_without_its_store_is_refused_and_makes_none(tmp_p
        "--app", spec)  # fmt: skip
     assert [j["tag"] for j in ok("job", "list", "--app", spec)] == ["hello"]  # the module as imported: kept
     assert (tmp_path / "app.db").exists()
+
+
+def test_app_alone_whose_postgresql_schema_holds_no_store_is_refused_and_makes_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The PostgreSQL case of the test above (an earlier note said it was untested): the app's
+    ``Ductape("postgresql://...?schema=<new>")``, imported for a command that makes no store, neither makes the
+    schema nor migrates it, and the refusal names the store ``--app`` opens."""
+    from storekit import PG_URL, pg_admin, require_postgres, with_query
+
+    require_postgres()
+    monkeypatch.chdir(tmp_path)
+    schema = f"cli_app_{os.getpid()}_{time.monotonic_ns()}"
+    name = f"pg_app_{os.getpid()}_{time.monotonic_ns()}"
+    url = with_query(PG_URL, schema=schema)
+    (tmp_path / f"{name}.py").write_text(f"from ductape_jobs import Ductape\napp = Ductape({url!r})\n")
+    try:
+        for command in (("runs",), ("schedules",)):
+            refused = cli(*command, "--app", f"{name}:app")
+            assert refused.exit_code == 2, (command, refused.stdout, refused.stderr)
+            assert refused.stderr.startswith(f"error: store: no ductape-jobs store in schema '{schema}'"), (
+                refused.stderr
+            )
+            assert refused.stderr.rstrip().endswith(f"(the store --app {name}:app opens)"), refused.stderr
+            assert pg_admin("SELECT count(*) FROM pg_namespace WHERE nspname = %s", [schema]) == [(0,)]
+        made = cli("job", "create", "--name", "H", "--tag", "h", "--event-type", "FUNCTION", "--event-tag", "h",
+                   "--app", f"{name}:app")  # fmt: skip
+        assert made.exit_code == 0, made.stderr  # a command that makes a store makes it there
+        assert pg_admin("SELECT count(*) FROM pg_namespace WHERE nspname = %s", [schema]) == [(1,)]
+    finally:
+        pg_admin(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 def test_session_commands_with_app_open_its_store_as_it_says(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
