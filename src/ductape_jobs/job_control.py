@@ -22,6 +22,7 @@ from ductape_jobs.models import (
     Schedule,
     ScheduleStatus,
     TriggeredBy,
+    check_end_date,
     check_filter,
     check_key,
     check_window,
@@ -123,10 +124,7 @@ class JobControl:
         check_key(job_id, "job_id")
         options = parse(RepeatOptions, repeat, prefix="repeat")
         now = to_ms(self._clock.now())
-        if options.end_date is not None and options.end_date < now:  # as schedule() refuses one before its start
-            raise ValidationError(
-                "repeat.endDate", f"{options.end_date.isoformat()} is before the start {now.isoformat()} (now)"
-            )
+        check_end_date(options.end_date, now, now=True)
         every = timedelta(milliseconds=options.every) if options.every else None
         timing: dict[str, Any] = {  # the schedule's fields the new repeat sets
             "cron": options.cron,
@@ -186,10 +184,7 @@ class JobControl:
             raise ValidationError("start", str(exc)) from None
         if begin < _EPOCH:  # the engine's times are Unix milliseconds; year 1 is off the calendar west of UTC
             raise ValidationError("start", f"{begin.isoformat()} is before 1970-01-01, the earliest a preview starts")
-        if options.end_date is not None and options.end_date < begin:  # as schedule() refuses it (not: no times)
-            raise ValidationError(
-                "repeat.endDate", f"{options.end_date.isoformat()} is before the start {begin.isoformat()}"
-            )
+        check_end_date(options.end_date, begin)  # as schedule() refuses it (it answered no times)
         every = timedelta(milliseconds=options.every) if options.every else None
         probe = Schedule(
             id="preview",

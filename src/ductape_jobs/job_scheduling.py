@@ -25,6 +25,7 @@ from ductape_jobs.models import (
     Schedule,
     ScheduleRequest,
     ScheduleStatus,
+    check_end_date,
     parse,
 )
 from ductape_jobs.products.admission import admit
@@ -209,8 +210,7 @@ class JobScheduling:
             every = timedelta(milliseconds=job.intervals)
             limit = job.executions or None
         end_date = repeat.end_date if repeat else None
-        if end_date is not None and end_date < start:
-            raise ValidationError("repeat.endDate", f"{end_date.isoformat()} is before the start {start.isoformat()}")
+        check_end_date(end_date, start)
         cron, tz = (repeat.cron, repeat.tz) if repeat else (None, "UTC")
         recurrence = make_recurrence(cron, tz, every, start)
         first = first_due(recurrence, start, Occurrences(None, 0, limit, end_date))

@@ -626,6 +626,14 @@ def _end_of_day(value: object, tz: object) -> datetime | None:
     return min(midnight.astimezone(UTC) - timedelta(milliseconds=1), LATEST)  # the last day: up to the end of time
 
 
+def check_end_date(end_date: datetime | None, start: datetime, *, now: bool = False) -> None:
+    """``ValidationError`` naming ``repeat.endDate`` when it is before ``start`` (``now``: the start is now): what
+    ``schedule()``, ``reschedule()`` and a preview refuse alike."""
+    if end_date is not None and end_date < start:
+        said = " (now)" if now else ""
+        raise ValidationError("repeat.endDate", f"{end_date.isoformat()} is before the start {start.isoformat()}{said}")
+
+
 #: The IANA names of UTC itself (a zone at offset 0 with no daylight saving, ever): ``every`` takes any of them.
 _UTC_NAMES = frozenset(
     {"UTC", "Etc/UTC", "UCT", "Etc/UCT", "Universal", "Etc/Universal", "Zulu", "Etc/Zulu", "GMT", "Etc/GMT", "GMT0",

@@ -83,19 +83,17 @@ def parse_time(value: Any) -> datetime:
 
 
 def _number(value: Any) -> int | float:
-    number: int | float | None = None
-    if isinstance(value, int | float) and not isinstance(value, bool):
-        number = value
-    elif isinstance(value, str):
+    number = value
+    if isinstance(value, str):
         for convert in (int, float):
             try:
                 number = convert(value.strip())
                 break
             except ValueError:
                 pass
-    if number is None or number != number:  # NaN: Python's "cannot convert float NaN to integer" was the rule
-        raise ValueError(f"amount must be a number, got {value!r}")
-    return number
+    if isinstance(number, int | float) and not isinstance(number, bool) and number == number:  # NaN is no amount
+        return number
+    raise ValueError(f"amount must be a number, got {value!r}")
 
 
 _UNIT_SECONDS = {"second": 1, "minute": 60, "hour": 3600, "day": 86400, "week": 7 * 86400}
