@@ -499,6 +499,12 @@ def _checked(settings: dict[str, Any], *, at_start: bool = False) -> dict[str, A
     return out
 
 
+def worker_options(**overrides: Any) -> WorkerOptions:
+    """The default worker options with ``overrides``, checked as ``Ductape.worker(**overrides)`` checks them
+    (``ValidationError`` naming the setting): the CLI checks its options before it opens a store."""
+    return _with(WorkerOptions(), overrides)
+
+
 def _with(options: WorkerOptions, overrides: dict[str, Any]) -> WorkerOptions:
     from msgspec.structs import fields, replace
 

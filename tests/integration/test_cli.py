@@ -976,3 +976,29 @@ def test_a_starting_worker_names_its_sqlite_file_by_its_whole_path(
     monkeypatch.chdir(tmp_path)
     with Ductape("sqlite:///./ductape.db") as dt:
         assert started_line(dt).startswith(f"store sqlite:///{tmp_path / 'ductape.db'}; ")
+
+
+def test_a_starting_worker_names_its_postgresql_store_by_its_url_without_the_password() -> None:
+    """On PostgreSQL a worker logged ``store PostgresStore``: not which database or schema (a newcomer's probe)."""
+    from storekit import PG_URL, pg_admin, require_postgres, with_query
+
+    from ductape_jobs.cli.common import started_line
+
+    require_postgres()
+    schema = f"cli_label_{os.getpid()}_{time.monotonic_ns()}"
+    url = with_query(PG_URL, schema=schema)
+    secret = url.replace("postgresql://postgres@", "postgresql://postgres:hunter2-pw@", 1)
+    assert secret != url
+    try:
+        with Ductape(url) as dt:
+            assert started_line(dt).startswith(f"store {url}; ")
+        from ductape_jobs.store.postgres.store import PostgresStore
+
+        store = PostgresStore(secret)  # trust auth: the password is not needed, and never shown
+        try:
+            shown = store.label
+        finally:
+            store.close()
+        assert "hunter2-pw" not in shown and shown.startswith("postgresql://postgres:") and schema in shown
+    finally:
+        pg_admin(f"DROP SCHEMA IF EXISTS {schema} CASCADE")

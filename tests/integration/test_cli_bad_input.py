@@ -128,3 +128,33 @@ def test_a_sqlite_url_naming_a_file_with_a_control_character_is_refused_and_noth
         pytest.raises(ValidationError, match="holds a control character"),
     ):
         dt.copy_to(url)  # a copy's target too
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "message"),
+    [
+        ("--poll", "0.0005", "poll: must be seconds (or a timedelta) from 0.001 to 3600"),
+        ("--lease", "0.05", "lease: must be seconds (or a timedelta) from 0.1 to 86400"),
+        ("--ahead", "1.5", "ahead: must be seconds (or a timedelta) from 0 to 1"),
+        ("--concurrency", "0", "concurrency: must be a whole number >= 1"),
+        ("--poll", "nan", "poll: must be seconds (or a timedelta) from 0.001 to 3600"),
+    ],
+)
+def test_a_worker_setting_out_of_its_bound_is_the_engines_rule_and_opens_no_store(
+    tmp_path: Path, option: str, value: str, message: str
+) -> None:
+    """``ductape worker`` had bounds of its own: ``--poll`` refused 0.005 (the README and ``Ductape(poll=...)`` take
+    1 ms up) in Typer's framed box, not the ``error: poll: ...`` line; ``--concurrency 0`` opened (and made) the
+    store before the engine refused it. The engine's rule speaks now, before any store is opened."""
+    db = tmp_path / "w.db"
+    assert_one_line_error(cli("worker", option, value, "--store", f"sqlite:///{db}"), message)
+    assert not db.exists()
+
+
+def test_the_check_the_worker_command_makes_takes_what_the_readme_says() -> None:
+    """README, Limits: ``poll`` 1 ms to 1 hour (the command refused less than 10 ms)."""
+    from ductape_jobs.client import worker_options
+
+    assert worker_options(poll=0.001, lease=0.1, ahead=0).poll.total_seconds() == 0.001
+    with pytest.raises(ValidationError, match="heartbeat: must be shorter than the lease"):
+        worker_options(lease=1, heartbeat=2)

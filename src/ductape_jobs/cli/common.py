@@ -24,7 +24,6 @@ from ductape_jobs.clock import iso_text
 from ductape_jobs.errors import DuctapeError, ValidationError
 from ductape_jobs.limits import MAX_DEPTH, visible
 from ductape_jobs.logs import logger
-from ductape_jobs.redaction import redact_url
 from ductape_jobs.store import DEFAULT_URL, missing_file, plain_file, refuse_missing
 from ductape_jobs.targets import parse_networks
 
@@ -266,8 +265,8 @@ def store_label(dt: Ductape) -> str:
     path = getattr(dt.store, "path", None)
     if isinstance(path, str):
         return f"sqlite:///{os.path.abspath(path) if plain_file(path) else path}"
-    url = getattr(dt.store, "url", None)
-    return redact_url(url) if isinstance(url, str) else type(dt.store).__name__
+    label = getattr(dt.store, "label", None)  # PostgresStore's: its URL, the password masked
+    return label if isinstance(label, str) else type(dt.store).__name__
 
 
 def log_started(dt: Ductape, *, worker: bool = True) -> None:

@@ -41,6 +41,7 @@ from ductape_jobs.cli.serve import serve
 from ductape_jobs.cli.sessions import session_app
 from ductape_jobs.cli.transfer import copy_store
 from ductape_jobs.cli.webhooks import webhook_app
+from ductape_jobs.client import worker_options
 from ductape_jobs.logs import logger
 
 if TYPE_CHECKING:
@@ -141,14 +142,13 @@ log = logger("ductape_jobs.cli")
 def worker(
     app_: AppOpt = None,
     store: StoreOpt = None,
-    concurrency: Annotated[int | None, typer.Option(min=1, help="Runs in flight at once (default 50).")] = None,
-    lease: Annotated[float | None, typer.Option(min=0.1, help="Lease per claimed run, seconds (default 30).")] = None,
-    poll: Annotated[float | None, typer.Option(min=0.01, help="Longest idle sleep, seconds (default 0.2).")] = None,
+    # No bounds here: the engine checks each setting (README, Limits) and its error names the rule.
+    concurrency: Annotated[int | None, typer.Option(help="Runs in flight at once (default 50).")] = None,
+    lease: Annotated[float | None, typer.Option(help="Lease per claimed run, seconds (default 30).")] = None,
+    poll: Annotated[float | None, typer.Option(help="Longest idle sleep, seconds (default 0.2).")] = None,
     ahead: Annotated[
         float | None,
-        typer.Option(
-            min=0, max=1, help="Claim a delayed run this long before it is due, seconds; 0: when due (default 0.02)."
-        ),
+        typer.Option(help="Claim a delayed run this long before it is due, seconds; 0: when due (default 0.02)."),
     ] = None,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings and errors.")] = False,
     webhook_allow: WebhookAllowOpt = None,
@@ -157,7 +157,9 @@ def worker(
     logs.setup(logging.WARNING if quiet else logging.INFO)  # JSON lines unless stderr is a terminal
     options = {"concurrency": concurrency, "lease": lease, "poll": poll, "ahead": ahead}
     overrides: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
-    settings = {"concurrency": concurrency} if concurrency else {}
+    with user_errors():  # a bad setting is refused before any store is opened or made
+        worker_options(**overrides)
+    settings = {"concurrency": concurrency} if concurrency is not None else {}
     check_networks(webhook_allow)
     with client(store, app_, creates=True, **settings) as dt:
         allow_webhooks_to(dt, webhook_allow)

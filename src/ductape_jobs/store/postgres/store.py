@@ -12,6 +12,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from ductape_jobs.errors import ValidationError
+from ductape_jobs.redaction import redact_url
 from ductape_jobs.store.core import SQLStore
 from ductape_jobs.store.postgres.connection import POOL_MAX, POOL_MIN, Database, check_schema, split_url
 from ductape_jobs.store.postgres.dialect import PostgresDialect
@@ -35,6 +36,8 @@ class PostgresStore(SQLStore):
         retries: int = 3,
     ) -> None:
         conninfo, options = split_url(url)
+        #: The URL as logs and the CLI show it: its password and secret parameters masked (``redact_url``).
+        self.label = redact_url(url)
         self.schema = check_schema(schema or options["schema"]) if (schema or options.get("schema")) else None
         least = int(options.get("pool_min", POOL_MIN)) if min_size is None else min_size
         most = int(options.get("pool_max", POOL_MAX)) if max_size is None else max_size
