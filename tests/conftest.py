@@ -1,4 +1,4 @@
-"""Shared fixtures: a fake clock and a ``Ductape`` on a fresh SQLite store driven by it."""
+"""Shared fixtures: a fake clock, a ``Ductape`` on a fresh SQLite store driven by it, and a local HTTP server."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from ductape_jobs import Ductape, FakeClock
+from support import Recorder
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)  # a Monday, before the 2026 DST changes
 
@@ -23,6 +24,17 @@ def dt(tmp_path: Path, clock: FakeClock) -> Iterator[Ductape]:
     d = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", clock=clock)
     yield d
     d.close()
+
+
+@pytest.fixture
+def http() -> Iterator[Recorder]:
+    """A local HTTP server (``support.Recorder``) that records each request and answers what the test queues."""
+    recorder = Recorder()
+    recorder.thread.start()
+    yield recorder
+    recorder.server.shutdown()
+    recorder.server.server_close()
+    recorder.thread.join(5)
 
 
 @pytest.fixture(scope="module")

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import traceback
+from collections.abc import Callable
 from typing import Any
 
 #: The most characters of an error's text that a run or feature event records: a longer one (a traceback, a message
@@ -52,9 +53,10 @@ def field_path(root: str, *keys: str | int) -> str:
     return path
 
 
-def describe(exc: BaseException, trace: int = 0) -> str:
+def describe(exc: BaseException, trace: int = 0, mask: Callable[[str], str] | None = None) -> str:
     """The one exception-to-text: ``Type: message`` (without repeating a type name the message starts with),
-    then the last ``trace`` entries of its traceback, at most ``ERROR_TEXT_CHARS`` characters (``clip``).
+    then the last ``trace`` entries of its traceback, at most ``ERROR_TEXT_CHARS`` characters (``clip``), masked
+    by ``mask`` (a run's ``Secrets.mask_text``) before it is cut: a secret the cut fell inside was kept in part.
 
     It never raises: the exception may be user code's, whose ``__str__`` raises (or returns a ``str`` subclass
     whose methods do). Its text is then the type name and that its text could not be read, and a traceback that
@@ -70,7 +72,7 @@ def describe(exc: BaseException, trace: int = 0) -> str:
         # traceback's own guards cover __str__; anything else it trips on leaves the traceback out, not the run
         with contextlib.suppress(Exception):
             line += "\n" + "".join(traceback.format_exception(exc)[-trace:])
-    return clip(line)
+    return clip(line if mask is None else mask(line))
 
 
 def is_retryable(exc: BaseException) -> bool:

@@ -15,6 +15,7 @@ import unicodedata
 from datetime import UTC, datetime, timedelta
 from enum import Enum
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 from ductape_jobs.errors import ValidationError
 
@@ -224,14 +225,64 @@ def check_time(value: datetime, field: str) -> datetime:
     return value
 
 
+#: An HTTP header's name (RFC 9110's token) and value (visible ASCII, spaces and tabs: httpx sends no other).
+_HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+
+
+def header_rule(name: str, value: str) -> str | None:
+    """The rule a header breaks, ``None`` when it is one to send. A line break would end the header (a header of
+    the caller's), NUL or another control character or a name with a space failed the request in h11 as a transport
+    error, retried as one; text past ASCII failed it as an encoding error, retried too."""
+    if not _HEADER_NAME.fullmatch(name):
+        return "is not a header name: letters, digits and !#$%&'*+-.^_`|~ only"
+    if not _HEADER_VALUE.fullmatch(value):
+        return "must be visible ASCII text, spaces and tabs (no line break or other control character)"
+    return None
+
+
 def check_headers(headers: Any, field: str) -> None:
-    """``ValidationError`` naming ``field.<name>`` for a header in ``RESERVED_HEADERS``."""
+    """``ValidationError`` naming ``field.<name>`` for a header in ``RESERVED_HEADERS``, or one ``header_rule``
+    refuses (a ``None`` value is left out, as the request leaves it)."""
     if isinstance(headers, dict):
-        for name in headers:
+        for name, value in headers.items():
             if isinstance(name, str) and name.strip().lower() in RESERVED_HEADERS:
                 raise ValidationError(
                     f"{field}.{name}", "frames or routes the request: only the product's definition sets it"
                 )
+            if value is not None:
+                text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+                rule = header_rule(str(name), text)
+                if rule is not None:
+                    raise ValidationError(f"{field}.{name}", rule)
+
+
+#: A parameter of an ACTION's path: ``:key`` at the start of a segment or ``{key}`` anywhere, filled from the input's
+#: ``params``.
+PATH_PARAM = re.compile(r"(?<![^/]):(\w+)|\{(\w+)\}")
+
+
+def path_segment(value: Any, field: str) -> str:
+    """``value`` as one segment of an ACTION's path: its text URL-encoded, ``/`` too. Empty, ``.`` and ``..`` are
+    ``ValidationError`` naming ``field``: httpx resolves dot segments, so ``..`` stepped out of the action's path
+    with the app's auth (``DELETE /accounts/a/subscriptions/..`` sent ``DELETE /accounts/a``)."""
+    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    if text in ("", ".", ".."):
+        raise ValidationError(field, f"{text!r} is not a path segment's value: it fills one segment of the path")
+    return quote(text, safe="")
+
+
+def check_path_params(path: str, params: Any, field: str) -> None:
+    """At ``schedule()``: ``params`` (the input's) an object giving each parameter of the action's ``path``, each a
+    segment's value (``path_segment``); ``ValidationError`` naming ``field`` (``input.params.<key>``) otherwise."""
+    if params is not None and not isinstance(params, dict):
+        raise ValidationError(field, f"must be an object, not {type(params).__name__}")
+    given = params or {}
+    for match in PATH_PARAM.finditer(path):
+        name = match.group(1) or match.group(2)
+        if given.get(name) is None:
+            raise ValidationError(f"{field}.{name}", f"is required: the action's path {path!r} needs it")
+        path_segment(given[name], f"{field}.{name}")
 
 
 def check_page(limit: int, offset: int = 0) -> None:

@@ -35,6 +35,11 @@ SECRET_KEYS = frozenset({"secrets", "session_secret", "callback_secret", "token"
 #: Keys of a product's settings whose entries hold connection URLs by env (``<key>.<tag>.envs.<env>``).
 URL_KEYS = frozenset({"databases", "brokers"})
 _AUTH_SECRET_KEYS = frozenset({"token", "password", "value"})  # inside an ``auth`` block
+#: A header of an app's or provider's ``headers`` whose value is a credential: ``Authorization``, ``Cookie``,
+#: ``X-Api-Key``, ``X-Auth-Token``, ``Client-Secret`` ... (an API key sent in a header was not masked).
+_SECRET_HEADER = re.compile(
+    r"(?i)(?:proxy-)?authorization|cookie|api[-_]?key|.*[-_.](?:token|secret|password|passwd|key|signature|auth)"
+)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -95,6 +100,22 @@ class Secrets:
         pattern = self._pattern
         return text if pattern is None else pattern.sub(mask, text)
 
+    def mask_cut(self, text: str, mask: str = MASK) -> str:
+        """``mask_text`` for a text cut short (a body read up to its bound): its end, when it is how a secret
+        begins, is masked too (``...Bearer tok-SEC`` ends ``...Bearer [secret]``). A text is cut after it is masked,
+        wherever the whole is at hand; this is for the one that never was (a caller who pads what comes before a
+        secret chooses where a cut falls, and so reads all of it but its last character)."""
+        text = self.mask_text(text, mask)
+        values = self._values
+        if not values:
+            return text
+        longest = max(map(len, values))
+        for start in range(max(0, len(text) - longest + 1), len(text)):  # the longest end that begins a secret
+            end = text[start:]
+            if any(len(v) > len(end) and v.startswith(end) for v in values):
+                return text[:start] + mask
+        return text
+
     def mask(self, value: Any) -> Any:
         """``value`` (text, or JSON-like data) with every secret in its strings (and keys) masked."""
         if self._pattern is None:
@@ -116,6 +137,8 @@ def _secret_values(node: Any, *, inside: bool) -> Iterable[str]:
         for key, item in node.items():
             if key == "auth" and isinstance(item, Mapping):
                 yield from (v for k, v in item.items() if k in _AUTH_SECRET_KEYS and isinstance(v, str))
+            elif key == "headers" and isinstance(item, Mapping):
+                yield from (v for k, v in item.items() if _SECRET_HEADER.fullmatch(str(k)) and isinstance(v, str))
             else:
                 yield from _secret_values(item, inside=inside or key in SECRET_KEYS)
     elif isinstance(node, list | tuple):

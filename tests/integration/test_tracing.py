@@ -34,16 +34,6 @@ def spans() -> Any:
     return span_exporter()
 
 
-@pytest.fixture
-def http() -> Iterator[Recorder]:
-    recorder = Recorder()
-    recorder.thread.start()
-    yield recorder
-    recorder.server.shutdown()
-    recorder.server.server_close()
-    recorder.thread.join(5)
-
-
 PG = "postgresql://postgres@127.0.0.1:5432/test"
 TOPIC = f"tracing.{uuid.uuid4().hex[:8]}"
 

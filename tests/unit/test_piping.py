@@ -31,6 +31,7 @@ from ductape_jobs.piping import (
     render,
     resolve,
 )
+from ductape_jobs.piping.grammar import forget_parsed
 
 NOW = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 NOW_TEXT = "2026-03-02T12:00:00.000Z"
@@ -65,7 +66,7 @@ def restore_functions() -> Any:
     yield
     FUNCTIONS.clear()
     FUNCTIONS.update(saved)
-    parse.cache_clear()
+    forget_parsed()
 
 
 # ------------------------------------------------------------------------------- type preservation
@@ -824,8 +825,23 @@ def test_parse_is_cached() -> None:
     first = parse(text)
     assert parse(text) is first
     assert parse("".join(["cache me $Input{a} ", "$Concat('x', $Now)"])) is first  # equal text, not the same str
-    parse.cache_clear()
+    forget_parsed()
     assert parse(text) is not first and parse(text) == first
+
+
+def test_a_long_text_is_parsed_but_never_kept() -> None:
+    """A server kept every text its callers' inputs held, up to 65,536 characters each and 4,096 of them (about
+    2 GiB, refused requests' too): a text longer than CACHED_TEXT is compiled each time, and the cache holds at
+    most CACHED_TEXTS."""
+    from ductape_jobs.piping import grammar
+
+    forget_parsed()
+    long = "🙂" * 65_000 + "$Now"
+    assert parse(long) == parse(long) and parse(long) is not parse(long)
+    assert grammar._cached.cache_info().currsize == 0
+    short = "x" * (grammar.CACHED_TEXT - 4) + "$Now"
+    assert parse(short) is parse(short)
+    assert grammar._cached.cache_info().maxsize == grammar.CACHED_TEXTS <= 1024
 
 
 def test_parse_merges_text_around_escapes() -> None:

@@ -8,7 +8,7 @@ import httpx
 
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.executors.http import HttpAuth, HttpRequestSpec, build_request, perform
-from ductape_jobs.executors.lookup import definition, locate, owner_env
+from ductape_jobs.executors.lookup import definition, locate, owner_env, path_of
 from ductape_jobs.models import JobEventTypes, Run
 from ductape_jobs.products import Products
 
@@ -31,11 +31,12 @@ class ActionExecutor:
         app = product.apps[ref.owner]
         where = f"products.{product.tag}.apps.{ref.owner}"
         env = definition(owner_env(app.envs, run, "app", ref.owner).model_dump(), ctx, f"{where}.envs.{run.env}")
-        action = definition(app.actions[ref.name].model_dump(), ctx, f"{where}.actions.{ref.name}")
+        named, at = app.actions[ref.name], f"{where}.actions.{ref.name}"
+        action = definition(named.model_dump(exclude={"path"}), ctx, at)  # the path: each value one segment
         spec = HttpRequestSpec(
             method=action["method"],
             base_url=env["base_url"],
-            path=action["path"],
+            path=path_of(named.path, ctx, f"{at}.path"),
             headers={**env["headers"], **action["headers"]},
             query=action["query"],
             body=action["body"],
@@ -43,7 +44,7 @@ class ActionExecutor:
             timeout=action["timeout"],
         )
         request = build_request(spec, ctx.input)
-        return await perform(self.client(), request, spec.timeout)
+        return await perform(self.client(), request, spec.timeout, secrets=self.products.secrets.of(product.tag))
 
     async def close(self) -> None:
         if self._client is not None:

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ductape_jobs.errors import ExecutorNotFoundError, PipingFailure, PipingTooLarge, ValidationError
+from ductape_jobs.errors import ExecutorNotFoundError, HttpError, PipingFailure, PipingTooLarge, ValidationError
 from ductape_jobs.executors.base import RunContext
+from ductape_jobs.limits import path_segment
 from ductape_jobs.models import JobEventTypes, Run
-from ductape_jobs.piping import has_placeholders, resolve
+from ductape_jobs.piping import has_placeholders, parse, render, resolve
+from ductape_jobs.piping.grammar import Node, iter_references
 from ductape_jobs.products import EventRef, Products, expand
 from ductape_jobs.products.model import ProductSpec
 from ductape_jobs.redaction import connection_secrets
@@ -33,13 +35,40 @@ def definition(value: Any, ctx: RunContext, where: str) -> Any:
     """An event definition with ``${VAR}`` read from the environment and data piping resolved: at most
     ``limits.MAX_FILLED_BYTES`` of JSON filled in, past which the attempt fails for good (a definition that reads
     ``$Input{...}`` 1,000 times would send a thousand inputs)."""
-    expanded = expand(value, where)
-    if ctx.scope is None or not has_placeholders(expanded):  # nothing to fill in (a fresh copy, the caller's)
-        return expanded
+    if ctx.scope is None or not has_placeholders(value):  # nothing to fill in (a fresh copy, the caller's)
+        return expand(value, where)
+    expanded = expand(value, where, as_data=True)  # the environment's values are data, never placeholders
     try:
         return resolve(expanded, ctx.scope)
     except PipingTooLarge as exc:
         raise PipingFailure(f"{where}: {exc}") from None
+
+
+#: What a placeholder reads that others than the product's owner wrote: a caller's input and session, an earlier
+#: event's answer. Filling an ACTION's path, such a value is one segment (``path_of``).
+DATA_SOURCES = frozenset({"Input", "Session", "Sequence"})
+
+
+def path_of(template: str, ctx: RunContext, where: str) -> str:
+    """An ACTION's ``path`` as ``definition`` makes a value, each placeholder that reads ``DATA_SOURCES`` filling one
+    segment (``limits.path_segment``: URL-encoded, ``/`` too; ``.`` and ``..`` fail the attempt for good): a path
+    that piped ``$Input{user}`` sent ``../../admin/export?all=1#`` as written, leaving the action's path with its
+    auth. The owner's own values (``$Secret``, ``$Variable``, ``$Constant``: Telegram's ``/bot<token>/``) stay as
+    written."""
+    if ctx.scope is None or "$" not in template:
+        return str(expand(template, where))
+    expanded = str(expand(template, where, as_data=True))
+
+    def segment(placeholder: Node, text: str) -> str:
+        data = any(ref.source in DATA_SOURCES for ref in iter_references(placeholder))
+        return path_segment(text, where) if data else text
+
+    try:
+        return str(render(parse(expanded), ctx.scope, each=segment))
+    except PipingTooLarge as exc:
+        raise PipingFailure(f"{where}: {exc}") from None
+    except ValidationError as exc:
+        raise HttpError(str(exc), retryable=False) from None
 
 
 def owner_env(mapping: dict[str, Any], run: Run, kind: str, tag: str) -> Any:

@@ -77,6 +77,7 @@ class NotificationExecutor:
                 title=push["title"],
                 body=push["body"],
                 data=push.get("data") if isinstance(push.get("data"), dict) else None,
+                secrets=self.products.secrets.of(product.tag),
             )
         if spec.get("sms"):
             provider = _provider(env.get("sms"), "sms", run.env)
@@ -87,6 +88,7 @@ class NotificationExecutor:
                 to=str(sms["to"]),
                 body=sms["body"],
                 sender=(env.get("sms") or {}).get("sender"),
+                secrets=self.products.secrets.of(product.tag),
             )
         if spec.get("callback"):
             callback = spec["callback"]

@@ -415,7 +415,7 @@ class FeatureEngine:
                     raise ResultError(problem)
             except Exception as exc:
                 failed += 1
-                error = secrets.mask_text(_describe(exc))
+                error = _describe(exc, secrets.mask_text)  # masked before it is cut
                 first = next(iter(error.splitlines()), "")  # what a log line quotes: masked and cut, as stored
                 if is_retryable(exc) and failed <= event.spec.retries:
                     log.warning("feature event %s/%s attempt %d failed; retrying: %s", seq, tag, attempt, first)
@@ -480,7 +480,7 @@ class FeatureEngine:
             "product_tag": run.product_tag,
             "event": event.tag,
             # resolved once, here: data to the job, never a template again; stored, so no secret in it
-            "input": self.prepare.products.secrets.of(run.product_tag).mask(literal(resolved)),
+            "input": literal(self.prepare.products.secrets.of(run.product_tag).mask(resolved)),  # masked as sent
             "retries": event.spec.retries,
         }
         if event.spec.app is not None:
@@ -572,6 +572,6 @@ def _same_events(plan: FeaturePlan, run: FeatureRun) -> None:
         )
 
 
-def _describe(exc: BaseException) -> str:
+def _describe(exc: BaseException, mask: Callable[[str], str]) -> str:
     """An expected failure in one line; anything else with the end of its traceback."""
-    return describe(exc, trace=0 if isinstance(exc, ExecutionError | ValidationError) else 3)
+    return describe(exc, trace=0 if isinstance(exc, ExecutionError | ValidationError) else 3, mask=mask)

@@ -109,10 +109,27 @@ class Template(Struct, frozen=True):
         return [ref for part in self.parts for ref in iter_references(part)]
 
 
-@lru_cache(maxsize=4096)
+#: The longest text ``parse`` keeps compiled, and how many it keeps: a definition's templates and most inputs are
+#: short. A text of up to 65,536 characters (an input's string) cached whole, 4,096 of them, held about 2 GiB in a
+#: server whose callers sent them, refused or not (a probe: 0.53 MiB a request); these bound the cache to some MiB.
+CACHED_TEXT, CACHED_TEXTS = 512, 1024
+
+
 def parse(text: str) -> Template:
-    """Compile ``text``. Cached: the same job input is resolved on every run."""
+    """Compile ``text``. Cached when short (``CACHED_TEXT``): the same definition is resolved on every run."""
+    return _cached(text) if len(text) <= CACHED_TEXT else _compile(text)
+
+
+def _compile(text: str) -> Template:
     return Template(text, _Parser(text).template())
+
+
+_cached = lru_cache(maxsize=CACHED_TEXTS)(_compile)
+
+
+def forget_parsed() -> None:
+    """Empty ``parse``'s cache (a function registered since: cached templates were checked without it)."""
+    _cached.cache_clear()
 
 
 # -------------------------------------------------------------------------------------------- scanner
@@ -358,5 +375,5 @@ def register_function(
         raise ValueError(f"missing_ok for ${name} names an argument that does not exist: {sorted(guarded)}")
     entry = PipingFunction(name, fn, min_args, max_args, lazy, guarded)
     FUNCTIONS[name] = entry
-    parse.cache_clear()  # cached templates were checked against the old registry
+    forget_parsed()  # cached templates were checked against the old registry
     return entry

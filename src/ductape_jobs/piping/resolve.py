@@ -11,7 +11,7 @@ goes past the bound with ``PipingTooLarge``.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from functools import partial
 from typing import Any
@@ -218,15 +218,18 @@ def _evaluate(node: Node, scope: Scope, budget: _Budget) -> Any:
         raise PipingError(str(node), str(exc)) from exc
 
 
-def render(template: Template, scope: Scope, *, limit: int = MAX_FILLED_BYTES) -> Any:
+def render(
+    template: Template, scope: Scope, *, limit: int = MAX_FILLED_BYTES, each: Callable[[Node, str], str] | None = None
+) -> Any:
     """A whole placeholder keeps its value's type; anything else becomes text. At most ``limit`` bytes as JSON
-    (``PipingTooLarge``)."""
-    return _render(template, scope, _Budget(limit))
+    (``PipingTooLarge``). ``each``: the text is always made, each placeholder's value as ``each(placeholder, text)``
+    gives it (an ACTION's path: what a caller sent, one URL-encoded segment), the template's own text as it is."""
+    return _render(template, scope, _Budget(limit), each)
 
 
-def _render(template: Template, scope: Scope, budget: _Budget) -> Any:
+def _render(template: Template, scope: Scope, budget: _Budget, each: Callable[[Node, str], str] | None = None) -> Any:
     whole = template.whole
-    if whole is not None:
+    if whole is not None and each is None:
         value = _evaluate(whole, scope, budget)
         budget.spend(json_size(value))
         return value
@@ -237,6 +240,8 @@ def _render(template: Template, scope: Scope, budget: _Budget) -> Any:
         if not isinstance(value, str):
             budget.fits(value)  # an object's JSON text is measured before it is made
         text = to_text(value)
+        if each is not None and not isinstance(part, Literal):
+            text = each(part, text)
         budget.spend(_text_size(text) - 2)  # escapes are a character's own: the parts' sizes add up
         texts.append(text)
     return "".join(texts)

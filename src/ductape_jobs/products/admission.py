@@ -12,22 +12,24 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from ductape_jobs.errors import ValidationError
-from ductape_jobs.limits import check_headers
+from ductape_jobs.limits import check_headers, check_path_params
 from ductape_jobs.models import JobDefinition, JobEventTypes, ScheduleRequest, Session
 from ductape_jobs.piping import (
     CALLER_SOURCES,
+    Literal,
     PipingError,
     PipingSyntaxError,
     Scope,
     check,
     has_placeholders,
+    parse,
     resolve,
     restrict,
 )
 from ductape_jobs.piping.errors import located
 from ductape_jobs.products.channels import check_input as check_channels
 from ductape_jobs.products.feature_plan import check_input, plan_feature
-from ductape_jobs.products.registry import EventRef, Products
+from ductape_jobs.products.registry import ENV_VAR, EventRef, Products
 
 
 class SessionVerifier(Protocol):
@@ -65,8 +67,10 @@ def admit(
             raise ValidationError(located("input", exc.at), str(exc)) from None
     if ref is not None and ref.event_type is JobEventTypes.FEATURE:  # the feature's input schema
         check_input(plan_feature(products.get(req.product_tag), ref.name, products.locate), req.input)
-    if ref is not None and ref.event_type is JobEventTypes.ACTION:
+    if ref is not None and ref.event_type is JobEventTypes.ACTION and ref.owner is not None:
         check_headers(req.input.get("headers"), "input.headers")
+        path = products.get(req.product_tag).apps[ref.owner].actions[ref.name].path
+        check_path_params(_own_text(path), req.input.get("params"), "input.params")
     if ref is not None and ref.event_type is JobEventTypes.NOTIFICATION:  # channels fed by the input
         check_channels(products.get(req.product_tag).notifications[ref.name], req.input)
     if ref is not None:
@@ -77,3 +81,10 @@ def admit(
             except (PipingError, PipingSyntaxError) as exc:
                 raise ValidationError("input", f"the event {job.event_tag!r} needs {exc}") from None
     return claims
+
+
+def _own_text(path: str) -> str:
+    """An action's ``path`` as its owner wrote it, each piping placeholder and ``${VAR}`` a NUL: what is left holds
+    the ``:key`` and ``{key}`` that the input's ``params`` fill (``$Input{user}`` is not one)."""
+    parts = parse(path).parts if "$" in path else (Literal(path),)
+    return ENV_VAR.sub("\0", "".join(p.value if isinstance(p, Literal) else "\0" for p in parts))

@@ -24,24 +24,28 @@ from ductape_jobs.products.model import ProductFile, ProductSpec
 from ductape_jobs.redaction import SECRETS, Secrets
 from ductape_jobs.resources import ResourceLimit
 
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
-def expand(value: Any, where: str) -> Any:
-    """``value`` with every ``${VAR}`` replaced from the environment; an unset one fails the run, naming it."""
+def expand(value: Any, where: str, *, as_data: bool = False) -> Any:
+    """``value`` with every ``${VAR}`` replaced from the environment; an unset one fails the run, naming it.
+
+    ``as_data``: each value's ``$`` doubled (``piping.literal``), for a definition that is resolved as piping next:
+    a password ``Pa$$w0rd`` or ``x$Now`` is data, sent as written, never read as a placeholder."""
     if isinstance(value, str):
 
         def sub(match: re.Match[str]) -> str:
             name = match.group(1)
             if name not in os.environ:
                 raise ExecutionError(f"environment variable {name} is not set (needed by {where})")
-            return os.environ[name]
+            found = os.environ[name]
+            return found.replace("$", "$$") if as_data else found
 
-        return _VAR.sub(sub, value)
+        return ENV_VAR.sub(sub, value)
     if isinstance(value, dict):
-        return {k: expand(v, f"{where}.{k}") for k, v in value.items()}
+        return {k: expand(v, f"{where}.{k}", as_data=as_data) for k, v in value.items()}
     if isinstance(value, list):
-        return [expand(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [expand(v, f"{where}[{i}]", as_data=as_data) for i, v in enumerate(value)]
     return value
 
 

@@ -11,13 +11,12 @@ import uuid
 from decimal import Decimal
 from importlib import metadata
 from typing import Any, Literal
-from urllib.parse import quote
 
 import httpx
 from msgspec import Struct, field
 
 from ductape_jobs.errors import HttpError, ValidationError
-from ductape_jobs.limits import check_headers
+from ductape_jobs.limits import PATH_PARAM, check_headers, header_rule, path_segment
 from ductape_jobs.redaction import REDACT_EXTENSION, fields_without, repr_without
 
 AuthKind = Literal["none", "bearer", "basic", "header", "query"]
@@ -25,8 +24,6 @@ _AUTH_KINDS = ("none", "bearer", "basic", "header", "query")
 _AUTH_NEEDS = {"bearer": ("token",), "basic": ("username",), "header": ("name", "value"), "query": ("name", "value")}
 
 
-# ":key" at the start of a path segment, or "{key}" anywhere in the path.
-_PARAM = re.compile(r"(?<![^/]):(\w+)|\{(\w+)\}")
 _FORM = "application/x-www-form-urlencoded"
 
 try:
@@ -157,10 +154,12 @@ def _fill_path(path: str, params: dict[str, Any]) -> str:
         if value is None:
             missing.append(name)
             return match.group(0)
-        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
-        return quote(text, safe="")
+        try:
+            return path_segment(value, f"input.params.{name}")
+        except ValidationError as exc:
+            raise HttpError(str(exc), retryable=False) from None
 
-    filled = _PARAM.sub(fill, path)
+    filled = PATH_PARAM.sub(fill, path)
     if missing:
         names = ", ".join(dict.fromkeys(missing))
         raise HttpError(f"missing path parameter(s) {names} for path {path!r}", retryable=False)
@@ -176,8 +175,9 @@ def _join(base_url: str, path: str) -> str:
 
 
 def _check_header(name: str, value: str) -> None:
-    if any(ch in name for ch in "\r\n:") or not name.strip() or "\r" in value or "\n" in value:
-        raise HttpError(f"invalid header {name!r}: names need text, no ':' and no line breaks", retryable=False)
+    rule = header_rule(name, value)
+    if rule is not None:
+        raise HttpError(f"invalid header {name!r}: {rule}", retryable=False)
 
 
 def _merge_headers(headers: httpx.Headers, extra: dict[str, Any]) -> None:

@@ -14,7 +14,7 @@ import httpx
 
 from ductape_jobs import redaction
 from ductape_jobs.errors import HttpError, describe
-from ductape_jobs.redaction import REDACT_EXTENSION, WEBHOOK_EXTENSION
+from ductape_jobs.redaction import REDACT_EXTENSION, WEBHOOK_EXTENSION, Secrets
 
 #: Response bodies longer than this are kept as truncated text (``"truncated": True``).
 MAX_BODY_BYTES = 64 * 1024
@@ -57,6 +57,7 @@ async def perform(
     *,
     max_body_bytes: int = MAX_BODY_BYTES,
     follow_redirects: bool | None = None,
+    secrets: Secrets | None = None,
 ) -> dict[str, Any]:
     """Send ``request`` and return ``{"status", "duration_ms", "headers", "body", "truncated"}``.
 
@@ -68,7 +69,9 @@ async def perform(
     and 429, not for other statuses. Transport errors and timeouts (``timeout`` seconds for the whole
     exchange) raise a retryable one. Messages name the method, the URL with secret query parameters
     hidden (a webhook's as ``redaction.redact_webhook_url`` shows it), the status and the start of the body.
-    ``follow_redirects`` overrides the client's setting.
+    ``follow_redirects`` overrides the client's setting. ``secrets`` (the run's product's) are masked in what is
+    cut here, before it is cut (the error's start of the body, a body past ``max_body_bytes``): a secret the
+    answer echoes, cut where a caller's padding put the cut, was kept in part (the worker masks whole ones).
     """
     request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
     method = request.method
@@ -99,7 +102,7 @@ async def perform(
         "status": response.status_code,
         "duration_ms": int((time.perf_counter() - started) * 1000),
         "headers": _kept_headers(response.headers),
-        "body": _parse_body(raw, truncated, response),
+        "body": _parse_body(raw, truncated, response, secrets),
         "truncated": truncated,
     }
     if response.is_success:
@@ -107,7 +110,7 @@ async def perform(
     status = response.status_code
     retryable = status >= 500 or status in _RETRYABLE_STATUS
     message = f"{method} {url} -> HTTP {status} {response.reason_phrase}".rstrip()
-    snippet = _snippet(summary["body"])
+    snippet = _snippet(summary["body"], secrets)
     raise HttpError(f"{message}: {snippet}" if snippet else message, retryable, summary)
 
 
@@ -138,13 +141,15 @@ async def _read_capped(response: httpx.Response, limit: int) -> tuple[bytes, boo
     return bytes(buffer), False
 
 
-def _parse_body(raw: bytes, truncated: bool, response: httpx.Response) -> Any:
+def _parse_body(raw: bytes, truncated: bool, response: httpx.Response, secrets: Secrets | None) -> Any:
     if not raw:
         return None
     try:
         text = raw.decode(response.charset_encoding or "utf-8", errors="replace")
     except LookupError:
         text = raw.decode("utf-8", errors="replace")
+    if truncated and secrets is not None:  # kept as text: a secret the cut fell inside is masked whole
+        text = secrets.mask_cut(text.rstrip("\ufffd"))  # a character the cut split is dropped first
     content_type = response.headers.get("content-type", "").lower()
     if not truncated and ("json" in content_type or not content_type):
         try:
@@ -162,10 +167,12 @@ def _kept_headers(headers: httpx.Headers) -> dict[str, str]:
     }
 
 
-def _snippet(body: Any) -> str:
+def _snippet(body: Any, secrets: Secrets | None) -> str:
     if body is None:
         return ""
     text = body if isinstance(body, str) else json.dumps(body, ensure_ascii=False, separators=(",", ":"))
+    if secrets is not None:  # before the spaces are squeezed (a secret holding a line break) and the text cut
+        text = secrets.mask_text(text)
     text = " ".join(text.split())
     return text if len(text) <= MESSAGE_BODY_CHARS else text[:MESSAGE_BODY_CHARS] + "..."
 

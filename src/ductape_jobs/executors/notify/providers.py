@@ -16,6 +16,7 @@ import httpx
 from msgspec import Struct, field
 
 from ductape_jobs.executors.http import HttpAuth, HttpError, HttpRequestSpec, build_request, perform
+from ductape_jobs.redaction import Secrets
 
 
 class ProviderSettings(Struct, frozen=True):
@@ -36,16 +37,23 @@ async def send_push(
     title: str,
     body: str,
     data: dict[str, Any] | None,
+    secrets: Secrets | None = None,
 ) -> dict[str, Any]:
     """Send one push request for all ``tokens``; returns the response summary of :func:`perform`."""
     if not tokens:
         raise HttpError("a push notification needs at least one device token", retryable=False)
     values = {"tokens": list(tokens), "title": title, "body": body, "data": dict(data or {})}
-    return await _send(client, provider, values)
+    return await _send(client, provider, values, secrets)
 
 
 async def send_sms(
-    client: httpx.AsyncClient, provider: ProviderSettings, *, to: str, body: str, sender: str | None
+    client: httpx.AsyncClient,
+    provider: ProviderSettings,
+    *,
+    to: str,
+    body: str,
+    sender: str | None,
+    secrets: Secrets | None = None,
 ) -> dict[str, Any]:
     """Send one SMS request; returns the response summary of :func:`perform`."""
     if not to:
@@ -53,10 +61,12 @@ async def send_sms(
     default: dict[str, Any] = {"to": to, "body": body}
     if sender:
         default["from"] = sender
-    return await _send(client, provider, default)
+    return await _send(client, provider, default, secrets)
 
 
-async def _send(client: httpx.AsyncClient, provider: ProviderSettings, payload: dict[str, Any]) -> dict[str, Any]:
+async def _send(
+    client: httpx.AsyncClient, provider: ProviderSettings, payload: dict[str, Any], secrets: Secrets | None
+) -> dict[str, Any]:
     spec = HttpRequestSpec(
         method=provider.method,
         base_url=provider.url,
@@ -65,4 +75,4 @@ async def _send(client: httpx.AsyncClient, provider: ProviderSettings, payload: 
         auth=provider.auth,
         timeout=provider.timeout,
     )
-    return await perform(client, build_request(spec, {}), provider.timeout)
+    return await perform(client, build_request(spec, {}), provider.timeout, secrets=secrets)

@@ -1,0 +1,235 @@
+"""What a run sends and keeps when a caller's input, an app's answer or the environment holds what looks like code
+or a secret (a probe of the executors): each case here failed before its fix.
+
+- A value fills one segment of an ACTION's path: ``..`` in ``params`` stepped out of the action's path with the
+  app's auth (httpx resolves dot segments), and ``$Input{...}`` piped into a path was sent unencoded.
+- A secret an app echoes is masked before any cut: the error's start of the body (500 characters), the error's own
+  bound and a body past 64 KiB were cut first, so a caller padding the request read a secret but its tail.
+- ``${VAR}`` values are data: a password holding ``$$`` or ``$Now`` was read as piping.
+- A product's cache keeps the output as the run does: masked.
+- A feature's JOB event stores its input masked when a secret in it holds a ``$``.
+- An input header is checked at ``schedule()``: a line break, NUL, a name with a space, text past ASCII.
+"""
+
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ductape_jobs import Ductape, FakeClock, RunPhase, ValidationError
+from ductape_jobs.executors.http import MAX_BODY_BYTES
+from ductape_jobs.products import Products
+from support import Recorder
+
+TOKEN = "tok-SECRET-abcdef1234567890"
+
+
+def product(http: str) -> dict[str, Any]:
+    return {
+        "tag": "bank",
+        "envs": {"dev": {"secrets": {"signing": "${PROBE_SIGNING}"}}},
+        "apps": {
+            "api": {
+                "envs": {
+                    "dev": {
+                        "base_url": f"{http}/api",
+                        "auth": {"kind": "bearer", "token": "${PROBE_TOKEN}"},
+                        "headers": {"X-Api-Key": "${PROBE_KEY}", "X-Request-Kind": "jobs"},
+                    }
+                },
+                "actions": {
+                    "cancel": {"method": "DELETE", "path": "/accounts/:account/subscriptions/:sub"},
+                    "profile": {"method": "GET", "path": "/users/$Input{user}/profile"},
+                    "echo": {"method": "GET", "path": "/echo"},
+                    "sign": {"method": "POST", "path": "/sign", "body": {"key": "$Secret{signing}"}},
+                },
+            },
+            "basic": {
+                "envs": {"dev": {"base_url": http, "auth": {"kind": "basic", "username": "svc", "password": "${PW}"}}},
+                "actions": {"get": {"method": "GET", "path": "/x"}},
+            },
+        },
+        "caches": {"short": {"expiry": 60_000}},
+        "features": {
+            "relay": {
+                "input": {},
+                "sequence": [
+                    {"sequence_tag": "s1", "events": [{"type": "ACTION", "event": "api:sign", "input": {}}]},
+                    {
+                        "sequence_tag": "s2",
+                        "parents": ["s1"],
+                        "events": [{"type": "JOB", "event": "follow", "input": {"echoed": "$Sequence{s1}{api:sign}"}}],
+                    },
+                ],
+            }
+        },
+    }
+
+
+@pytest.fixture
+def dt(tmp_path: Path, http: Recorder, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ductape]:
+    monkeypatch.setenv("PROBE_TOKEN", TOKEN)
+    monkeypatch.setenv("PROBE_SIGNING", "Sup3r$ecretPw")
+    monkeypatch.setenv("PW", "Pa$$w0rd$Now-2024!")
+    monkeypatch.setenv("PROBE_KEY", "key-LIVE-0123456789")
+    client = Ductape(
+        f"sqlite:///{tmp_path / 'jobs.db'}",
+        clock=FakeClock(),
+        products=Products([product(http.url)]),  # type: ignore[list-item]
+    )
+    yield client
+    client.close()
+
+
+def run(dt: Ductape, event_tag: str, input: dict[str, Any], **extra: Any) -> Any:
+    tag = f"j{len(dt.job.fetch_all())}"
+    dt.job.create({"name": tag, "tag": tag, "event_type": "ACTION", "event_tag": event_tag})
+    job_id = dt.job.schedule({"env": "dev", "product_tag": "bank", "event": tag, "input": input, **extra}).job_id
+    dt.drain()
+    (found,) = dt.job.runs(job_id=job_id)
+    return found
+
+
+# ---------------------------------------------------------------------------------------------- the path
+
+
+@pytest.mark.parametrize(("params", "field"), [({"account": "a", "sub": ".."}, "sub"), ({"account": "."}, "account")])
+def test_a_path_parameter_that_is_not_one_segment_is_refused_at_schedule(
+    dt: Ductape, http: Recorder, params: dict[str, str], field: str
+) -> None:
+    """``DELETE /accounts/a/subscriptions/..`` was sent as ``DELETE /api/accounts/a``, with the app's token."""
+    with pytest.raises(ValidationError) as err:
+        run(dt, "api:cancel", {"params": params})
+    assert err.value.field == f"input.params.{field}"
+    assert dt.job.list() == [] and http.seen == []
+
+
+def test_a_missing_path_parameter_is_refused_at_schedule(dt: Ductape) -> None:
+    """It failed the run, once stored; it is known at the door."""
+    with pytest.raises(ValidationError) as err:
+        run(dt, "api:cancel", {"params": {"account": "a"}})
+    assert (err.value.field, err.value.rule) == (
+        "input.params.sub",
+        "is required: the action's path '/accounts/:account/subscriptions/:sub' needs it",
+    )
+
+
+def test_a_value_piped_into_a_path_fills_one_segment(dt: Ductape, http: Recorder) -> None:
+    done = run(dt, "api:profile", {"user": "../../admin/export?all=1#"})
+    assert done.phase is RunPhase.COMPLETED
+    assert http.last.path == "/api/users/..%2F..%2Fadmin%2Fexport%3Fall%3D1%23/profile"
+
+
+def test_a_dot_segment_piped_into_a_path_fails_the_run_for_good(dt: Ductape, http: Recorder) -> None:
+    failed = run(dt, "api:profile", {"user": ".."}, retries=3)
+    assert failed.phase is RunPhase.FAILED and failed.retry_count == 0
+    assert "'..' is not a path segment's value" in failed.error
+    assert http.seen == []
+
+
+# ----------------------------------------------------------------------------- secrets an answer echoes
+
+
+def test_a_secret_the_answers_start_is_cut_in_is_masked(dt: Ductape, http: Recorder) -> None:
+    """The error quotes 500 characters of a failed answer's body: a caller padding the query chose where the cut
+    fell, and read the token's first 20 characters of 27."""
+    body = "x" * 488 + f"echo {TOKEN} and more"  # the cut (500) falls 7 characters into the token
+    http.reply(400, body, headers={"Content-Type": "text/plain"})
+    failed = run(dt, "api:echo", {})
+    assert failed.phase is RunPhase.FAILED
+    assert "echo [secret" in failed.error and TOKEN[:4] not in failed.error  # the mark may be cut itself
+
+
+def test_a_secret_a_truncated_body_ends_in_is_masked(dt: Ductape, http: Recorder) -> None:
+    """A body past 64 KiB is kept as its first 64 KiB of text: cut inside the token, it kept all but its tail."""
+    body = "x" * (MAX_BODY_BYTES - 17) + f"token={TOKEN}" + "y" * 100
+    http.reply(200, body, headers={"Content-Type": "text/plain"})
+    done = run(dt, "api:echo", {})
+    assert done.phase is RunPhase.COMPLETED and done.output["truncated"] is True
+    assert done.output["body"].endswith("token=[secret]") and TOKEN[:4] not in done.output["body"]
+
+
+def test_a_secret_in_a_long_error_is_masked_before_the_error_is_cut(dt: Ductape, http: Recorder) -> None:
+    """A run's error is at most ERROR_TEXT_CHARS; it was cut before the worker masked it."""
+    from ductape_jobs.errors import ERROR_TEXT_CHARS, describe
+    from ductape_jobs.redaction import Secrets
+
+    secrets = Secrets()
+    secrets.learn([TOKEN])
+    text = "x" * (ERROR_TEXT_CHARS - 60) + TOKEN + "y" * 100
+    cut = describe(RuntimeError(text), mask=secrets.mask_text)
+    assert "[secret]" in cut and TOKEN[:4] not in cut
+    assert TOKEN[:10] in describe(RuntimeError(text))  # unmasked, the cut keeps part of it
+
+
+def test_the_cache_keeps_the_output_masked(dt: Ductape, http: Recorder) -> None:
+    http.reply(200, {"echo": f"token {TOKEN}"})
+    done = run(dt, "api:echo", {}, cache="short")
+    assert done.output["body"] == {"echo": "token [secret]"}
+    kept = dt.store.cache_get(next(iter(_cache_keys(dt))), dt.clock.now())
+    assert TOKEN not in str(kept) and "token [secret]" in str(kept)
+
+
+def _cache_keys(dt: Ductape) -> list[str]:
+    import sqlite3
+
+    db = sqlite3.connect(dt.store.path)  # type: ignore[attr-defined]
+    try:
+        return [key for (key,) in db.execute("SELECT key FROM cache_entries")]
+    finally:
+        db.close()
+
+
+def test_a_key_sent_in_an_apps_header_is_masked(dt: Ductape, http: Recorder) -> None:
+    """An app's ``headers: {X-Api-Key: ${KEY}}``: an answer echoing it was kept as it came; ``Authorization`` was
+    masked beside it. A header whose name says nothing of a credential is not a secret."""
+    http.reply(200, {"seen": "key-LIVE-0123456789", "kind": "jobs"})
+    done = run(dt, "api:echo", {})
+    assert http.last.headers["x-api-key"] == "key-LIVE-0123456789"
+    assert done.output["body"] == {"seen": "[secret]", "kind": "jobs"}
+
+
+# ------------------------------------------------------------------------------- the environment's values
+
+
+def test_an_environment_value_holding_a_dollar_is_sent_as_written(dt: Ductape, http: Recorder) -> None:
+    """``${PW}`` was expanded and then read as piping: ``Pa$$w0rd$Now-2024!`` went out as ``Pa$w0rd<time>-2024!``."""
+    done = run(dt, "basic:get", {})
+    assert done.phase is RunPhase.COMPLETED
+    sent = base64.b64decode(http.last.headers["authorization"].split()[1]).decode()
+    assert sent == "svc:Pa$$w0rd$Now-2024!"
+
+
+def test_a_job_events_input_is_masked_when_the_secret_holds_a_dollar(dt: Ductape, http: Recorder) -> None:
+    """The input was made literal (each ``$`` doubled) and then masked: ``Sup3r$$ecretPw`` matched no secret."""
+    http.reply(200, {"key": "Sup3r$ecretPw"})
+    dt.job.create({"name": "follow", "tag": "follow", "event_type": "ACTION", "event_tag": "api:echo"})
+    dt.feature.run("relay", env="dev", product_tag="bank", input={})
+    (made,) = [s for s in dt.job.list() if s.job_tag == "follow"]
+    assert "Sup3r" not in str(made.input) and "[secret]" in str(made.input)
+
+
+# ---------------------------------------------------------------------------------------------- headers
+
+
+@pytest.mark.parametrize(
+    ("headers", "rule"),
+    [
+        ({"X-A": "a\r\nX-Evil: 1"}, "must be visible ASCII"),
+        ({"X-A": "a\x00b"}, "must be visible ASCII"),
+        ({"X-A": "café"}, "must be visible ASCII"),
+        ({"Bad Name": "v"}, "is not a header name"),
+    ],
+)
+def test_a_header_that_cannot_be_sent_is_refused_at_schedule(
+    dt: Ductape, http: Recorder, headers: dict[str, str], rule: str
+) -> None:
+    """NUL, a name with a space or text past ASCII failed the run as a transport or encoding error: retried."""
+    with pytest.raises(ValidationError) as err:
+        run(dt, "api:echo", {"headers": headers})
+    assert err.value.field == f"input.headers.{next(iter(headers))}" and err.value.rule.startswith(rule)
+    assert dt.job.list() == [] and http.seen == []
