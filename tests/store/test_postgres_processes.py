@@ -62,7 +62,8 @@ APP = textwrap.dedent(
         mark("ran", ctx)
 
     if __name__ == "__main__":
-        ductape.worker(rescue_every=timedelta(milliseconds=200))
+        ahead = {"ahead": float(os.environ["AHEAD"])} if "AHEAD" in os.environ else {}
+        ductape.worker(rescue_every=timedelta(milliseconds=200), **ahead)
     """
 )
 
@@ -250,6 +251,33 @@ def test_a_sigkilled_workers_runs_complete_on_the_others_and_only_its_attempts_r
     victim_started = {line.run_id for line in cluster.lines("start") if line.pid == victim.pid}
     assert victim_started & set(survivors_ran) == victim_started & repeated
     assert victim_started & repeated, "the victim held runs when it died"
+
+
+def test_a_worker_paused_past_its_lease_never_starts_the_run_it_claimed_ahead(cluster: Cluster) -> None:
+    """A worker claims a run ahead of its due time and is paused (SIGSTOP) until after it: another worker rescues the
+    run and completes it. Woken, the first started the function all the same (a probe: a second execution, begun
+    after the run was recorded completed, or cancelled). It asks the store first now, and leaves the run."""
+    (paused,) = cluster.start_workers(1, LEASE="1", AHEAD="1")
+    due = datetime.now(UTC) + timedelta(seconds=2)
+    job_id = cluster.client.job.schedule({**REQ, "event": "sleepy", "input": {"seconds": 0}, "start_at": due}).job_id
+
+    def claimed() -> bool:
+        return [r.phase for r in cluster.client.job.runs(job_id=job_id)] == [RunPhase.RUNNING]
+
+    cluster.wait("the run claimed ahead", claimed)
+    (run,) = cluster.client.job.runs(job_id=job_id)
+    paused.send_signal(signal.SIGSTOP)
+    try:
+        assert datetime.now(UTC) < due - timedelta(milliseconds=200)  # claimed ahead: not started yet
+        other = cluster.start_worker(LEASE="1")
+        cluster.wait("the other worker to rescue and complete it", lambda: cluster.completed() == 1)
+    finally:
+        paused.send_signal(signal.SIGCONT)
+    cluster.wait("the paused worker to leave it", lambda: "not started: its lease ran out" in cluster.stderr(paused))
+    assert [line.pid for line in cluster.lines("start")] == [other.pid]  # started once, by the rescuer
+    done = cluster.client.job.run(run.id)
+    assert done.phase is RunPhase.COMPLETED and [a.outcome for a in done.attempts] == ["lost", "completed"]
+    assert cluster.stop() == [0, 0]
 
 
 def test_the_workers_ride_out_a_database_restart_and_run_every_job_once(tmp_path: Path) -> None:

@@ -135,6 +135,37 @@ def test_a_call_cut_off_before_commit_is_retried(pg_backend: Backend) -> None:
     assert store.get_schedule("s1").next_run_at == T0 + MIN  # type: ignore[union-attr]
 
 
+def test_a_transaction_left_idle_is_ended_by_the_server_and_its_schedules_freed(
+    pg_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A worker paused inside a transaction (SIGSTOP, a VM's pause) held the row locks of the schedules it was
+    advancing until it woke: the other workers' ticks skipped them (SKIP LOCKED) and their occurrences were missed
+    while those workers ran (a probe: 22 of 500 ms in 12 s). The server ends a transaction idle past
+    ``IDLE_IN_TRANSACTION``, and another worker advances the schedule; the paused one's retry finds it done."""
+    from ductape_jobs.store.postgres import connection
+
+    monkeypatch.setattr(connection, "IDLE_IN_TRANSACTION", timedelta(milliseconds=300))
+    paused, other = pg_backend.open(), pg_backend.open()
+    paused.create_job(job(), T0)
+    paused.add_schedules([schedule("s1")], [])
+    seen: list[list[str]] = []
+
+    def advance(due: DueSchedule) -> Advance:
+        return Advance(due.schedule.id, T0, T0 + MIN, False, [run(due.schedule.id)], last_due_at=T0)
+
+    def pausing(due: DueSchedule) -> Advance:
+        if not seen:  # the first try holds s1's row lock: the other worker skips it, then the server ends this one
+            seen.append([r.schedule_id for r in other.advance_due(T0, 10, advance)])
+            time.sleep(1.5)  # the server's timeout, not this test's clock: paused inside the transaction
+            seen.append([r.schedule_id for r in other.advance_due(T0, 10, advance)])
+        return advance(due)
+
+    assert paused.advance_due(T0, 10, pausing) == []  # its retry: s1 is no longer due
+    assert seen == [[], ["s1"]]
+    assert paused.count_runs() == {RunPhase.QUEUED: 1}
+    assert paused.get_schedule("s1").next_run_at == T0 + MIN  # type: ignore[union-attr]
+
+
 def test_without_retries_a_lost_connection_is_a_store_error(pg_backend: Backend) -> None:
     store = PostgresStore(pg_backend.url, retries=0)
     pg_backend.opened.append(store)

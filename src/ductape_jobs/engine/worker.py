@@ -125,6 +125,9 @@ class Worker:
         # (run id, attempt) of the attempts started here whose outcome is not recorded yet (a cancelled one too): a
         # run rescued and claimed again is a new attempt, so an id alone could hide it or be dropped while it runs
         self._held: set[tuple[str, int]] = set()
+        # run id -> how long this worker knows it holds the lease of its run in flight: the claim's, then each
+        # heartbeat's that extended every lease it asked for (one that extended fewer leaves them: those may be lost)
+        self._leases: dict[str, datetime] = {}
         # a claiming call failed, its COMMIT may have landed: ``_adopt`` looks for its runs until then, at most
         # every _LOOK_EVERY from the second
         self._unsure_until: datetime | None = None
@@ -435,13 +438,16 @@ class Worker:
     def _begin(self, runs: list[Run], now: datetime) -> None:
         """Start claimed runs as tasks of this loop. One not due yet at ``now`` (claimed ahead, or within the clock's
         uncertainty of its due time) waits for it in its task, and observers hear of its start then."""
-        waiting = {run.id for run in runs if self._wait(run, now) > 0}
+        # a run whose lease ran out before the claim answered (this worker paused meanwhile) starts as a waiting one
+        # does: once it knows its lease still holds (``_when_due``)
+        waiting = {run.id for run in runs if self._wait(run, now) > 0 or self._lapsed(run, now)}
         self._waiting.update(waiting)  # from now: a stop before their tasks first run gives them back too
         if runs and self.observers:
             self._observed.update((run.id, run) for run in runs)
             tell_started(self.observers, [run for run in runs if run.id not in waiting], now)
         self._limited.update(run.id for run in runs if run.limit_keys)
         self._held.update((run.id, run.attempt) for run in runs)
+        self._leases.update((run.id, run.lease_expires_at) for run in runs if run.lease_expires_at is not None)
         for run in runs:
             if run.id in waiting:
                 work: Coroutine[Any, Any, Any] = self._when_due(run)
@@ -457,10 +463,19 @@ class Worker:
         return (due + uncertainty(self.clock) - now).total_seconds()  # a StoreClock's is measured again
 
     async def _when_due(self, run: Run) -> None:
-        """``run``, started when ``_wait`` says (a shutdown meanwhile cancels it, and it is given back unstarted)."""
+        """``run``, started when ``_wait`` says (a shutdown meanwhile cancels it, and it is given back unstarted),
+        if its lease still holds then. A worker paused past its lease (SIGSTOP, a VM's pause) before a run claimed
+        ahead was due started it on waking, after another worker's rescue had run it, or ended it cancelled: a run
+        whose lease this worker no longer knows it holds is asked of the store first, and left if it is not."""
         try:
             while (wait := self._wait(run, self.clock.now())) > 0:
                 await asyncio.sleep(wait)
+            if self._lapsed(run, self.clock.now()) and not await self._still_held(run):
+                log.warning("run %s not started: its lease ran out before it began, and another worker has it", run.id)
+                self._leave(run)
+                self._held.discard((run.id, run.attempt))
+                self._observed.pop(run.id, None)
+                return
         except asyncio.CancelledError:
             self._leave(run)
             raise
@@ -470,6 +485,23 @@ class Worker:
         if self.observers:
             tell_started(self.observers, [run], now)
         await (self._execute(run, now) if self.tracing is None else self._traced(run, now, began=now))
+
+    def _lapsed(self, run: Run, now: datetime) -> bool:
+        """Whether ``run``'s lease may have run out at ``now`` for all this worker knows (``_leases``)."""
+        until = self._leases.get(run.id)
+        return until is not None and now >= until
+
+    async def _still_held(self, run: Run) -> bool:
+        """Whether this worker holds ``run``'s lease at its attempt still (no rescue took it), its lease extended if
+        so: one store read, made only for a run whose lease ``_lapsed``."""
+        leased = await self._io(self.store.leased_runs, self.id)
+        if not any(r.id == run.id and r.attempt == run.attempt for r in leased):
+            return False
+        until = self.clock.now() + self.options.lease
+        if not await self._io(self.store.extend_leases, self.id, [run.id], until):
+            return False
+        self._leases[run.id] = until
+        return True
 
     def _prune_due(self, now: datetime) -> bool:
         """Whether a pass at ``now`` prunes (``_prune``)."""
@@ -547,8 +579,9 @@ class Worker:
                     output = await asyncio.wait_for(work, run.timeout.total_seconds())
                 else:
                     output = await work
-                if key is not None:
-                    await self._io(self.store.cache_put, key[0], output, key[1], self.clock.now(), prompt=False)
+                if key is not None:  # stored as the run's output is: its product's secrets masked
+                    kept = self.secrets.of(run.product_tag).mask(output)
+                    await self._io(self.store.cache_put, key[0], kept, key[1], self.clock.now(), prompt=False)
         except asyncio.CancelledError:
             self._leave(run)
             raise
@@ -559,7 +592,8 @@ class Worker:
         except Exception as exc:
             ok = False
             retryable = is_retryable(exc)
-            error = describe(exc, trace=4)  # never raises: the run is recorded failed whatever user code raised
+            # never raises: the run is recorded failed whatever user code raised; masked before it is cut
+            error = describe(exc, trace=4, mask=self.secrets.of(run.product_tag).mask_text)
             if isinstance(exc, RunTimeoutError):  # a FUNCTION's own timeout: an attempt outcome as the run's is
                 word = "timeout"
         ok, retryable, output, error, stored = self._kept(run, ok, retryable, output, error)
@@ -612,6 +646,7 @@ class Worker:
         entry = self._inflight.get(run.id)
         if entry is not None and entry[0].attempt == run.attempt:
             del self._inflight[run.id]
+            self._leases.pop(run.id, None)
 
     async def _cached(self, run: Run, ctx: RunContext) -> tuple[bool, Any, tuple[str, datetime] | None]:
         """A product's cache tag: the same event run with the same resolved input within the TTL is not run again.
@@ -714,14 +749,17 @@ class Worker:
             await asyncio.sleep(every)
             ids = list(self._inflight)
             if ids:
+                until = self.clock.now() + self.options.lease
                 try:
-                    await self._io(self.store.extend_leases, self.id, ids, self.clock.now() + self.options.lease)
+                    extended = await self._io(self.store.extend_leases, self.id, ids, until)
                 except StoreError as exc:  # the store away: said once, then each 30 s
                     self._heartbeats.failed(exc)
                 except Exception:
                     log.exception("heartbeat failed")
                 else:
                     self._heartbeats.ok()
+                    if extended == len(ids):  # fewer: some lease was lost (a rescue's), which is unknown here
+                        self._leases.update((run_id, until) for run_id in ids if run_id in self._leases)
 
     async def _shutdown(self) -> None:
         unstarted = [run_id for run_id in self._inflight if run_id in self._waiting]  # claimed ahead: given back

@@ -70,6 +70,12 @@ log = logger("ductape_jobs.store.postgres")
 _SCHEMA = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,62}$")
 _POOL_OPTIONS = ("schema", "pool_min", "pool_max", "pool_timeout")
 POOL_MIN, POOL_MAX = 1, 8  # a pool's connections when the URL does not say
+#: How long the server lets one of the store's transactions wait for its process between statements before it ends
+#: it (``idle_in_transaction_session_timeout``): a worker paused inside one (SIGSTOP, a VM's pause, a stalled
+#: network) held its row locks for as long, and the other workers' ticks skipped those schedules (SKIP LOCKED)
+#: until it woke, their occurrences missed; a ``pause()`` of one waited. Every transaction of the store is a few
+#: statements sent back to back: one ended this way is a connection lost, tried again as such (module doc).
+IDLE_IN_TRANSACTION = timedelta(seconds=5)
 _WHOLE = re.compile(r"\s*[-+]?\d{1,9}\s*")  # as libpq reads an integer parameter
 #: Raised by the store's own SQL functions when a job check fails (migration 19): the tag, and why as the detail.
 JOB_CHECK_FAILED = "DJ001"
@@ -268,6 +274,8 @@ class Database:
         return mask_connection_url(str(error), self.conninfo)
 
     def _configure(self, conn: Conn) -> None:
+        timeout = int(IDLE_IN_TRANSACTION.total_seconds() * 1000)
+        conn.execute(sql.SQL("SET idle_in_transaction_session_timeout = {}").format(sql.Literal(timeout)))
         if self.schema is not None:
             conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
 
