@@ -225,19 +225,24 @@ def check_time(value: datetime, field: str) -> datetime:
     return value
 
 
-#: An HTTP header's name (RFC 9110's token) and value (visible ASCII, spaces and tabs: httpx sends no other).
+#: An HTTP header's name (RFC 9110's token), and what its value may not hold: a control character but the tab.
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_HEADER_VALUE = re.compile(r"[\t\x20-\x7e]*")
+_HEADER_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+
+
+def as_text(value: Any) -> str:
+    """A header's or a path parameter's value as sent: a boolean as ``true``/``false``, anything else ``str()``."""
+    return ("true" if value else "false") if isinstance(value, bool) else str(value)
 
 
 def header_rule(name: str, value: str) -> str | None:
     """The rule a header breaks, ``None`` when it is one to send. A line break would end the header (a header of
-    the caller's), NUL or another control character or a name with a space failed the request in h11 as a transport
-    error, retried as one; text past ASCII failed it as an encoding error, retried too."""
+    the caller's); NUL or another control character, or a name with a space, failed the request in h11 as a
+    transport error, retried as one."""
     if not _HEADER_NAME.fullmatch(name):
         return "is not a header name: letters, digits and !#$%&'*+-.^_`|~ only"
-    if not _HEADER_VALUE.fullmatch(value):
-        return "must be visible ASCII text, spaces and tabs (no line break or other control character)"
+    if _HEADER_CONTROL.search(value):
+        return "must not hold a line break or another control character"
     return None
 
 
@@ -251,8 +256,7 @@ def check_headers(headers: Any, field: str) -> None:
                     f"{field}.{name}", "frames or routes the request: only the product's definition sets it"
                 )
             if value is not None:
-                text = ("true" if value else "false") if isinstance(value, bool) else str(value)
-                rule = header_rule(str(name), text)
+                rule = header_rule(str(name), as_text(value))
                 if rule is not None:
                     raise ValidationError(f"{field}.{name}", rule)
 
@@ -266,7 +270,7 @@ def path_segment(value: Any, field: str) -> str:
     """``value`` as one segment of an ACTION's path: its text URL-encoded, ``/`` too. Empty, ``.`` and ``..`` are
     ``ValidationError`` naming ``field``: httpx resolves dot segments, so ``..`` stepped out of the action's path
     with the app's auth (``DELETE /accounts/a/subscriptions/..`` sent ``DELETE /accounts/a``)."""
-    text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+    text = as_text(value)
     if text in ("", ".", ".."):
         raise ValidationError(field, f"{text!r} is not a path segment's value: it fills one segment of the path")
     return quote(text, safe="")
@@ -274,7 +278,10 @@ def path_segment(value: Any, field: str) -> str:
 
 def check_path_params(path: str, params: Any, field: str) -> None:
     """At ``schedule()``: ``params`` (the input's) an object giving each parameter of the action's ``path``, each a
-    segment's value (``path_segment``); ``ValidationError`` naming ``field`` (``input.params.<key>``) otherwise."""
+    segment's value (``path_segment``); ``ValidationError`` naming ``field`` (``input.params.<key>``) otherwise.
+    ``params`` that is a placeholder (``$Session{params}``) is known only when its run starts, and checked then."""
+    if isinstance(params, str) and "$" in params:
+        return
     if params is not None and not isinstance(params, dict):
         raise ValidationError(field, f"must be an object, not {type(params).__name__}")
     given = params or {}

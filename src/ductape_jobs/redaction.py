@@ -35,12 +35,19 @@ SECRET_KEYS = frozenset({"secrets", "session_secret", "callback_secret", "token"
 #: Keys of a product's settings whose entries hold connection URLs by env (``<key>.<tag>.envs.<env>``).
 URL_KEYS = frozenset({"databases", "brokers"})
 _AUTH_SECRET_KEYS = frozenset({"token", "password", "value"})  # inside an ``auth`` block
+#: The words that end a credential's name (``auth_token``, ``client.secret``, ``X-Hub-Signature``).
+_CREDENTIAL_WORDS = "token|secret|password|passwd|signature"
 #: A header of an app's or provider's ``headers`` whose value is a credential: ``Authorization``, ``Cookie``,
-#: ``X-Api-Key``, ``X-Auth-Token``, ``Client-Secret`` ... (an API key sent in a header was not masked).
+#: ``X-Api-Key``, ``X-Auth-Token``, ``Client-Secret`` ... (an API key sent in a header was not masked). Not any name
+#: ending ``-key`` or ``-auth``: ``X-Cache-Key: orders`` would have masked the word "orders" everywhere.
 _SECRET_HEADER = re.compile(
-    r"(?i)(?:proxy-)?authorization|cookie|api[-_]?key|.*[-_.](?:token|secret|password|passwd|key|signature|auth)"
+    rf"(?i)(?:.*[-_.])?(?:authorization|authentication|api[-_]?key)|cookie|(?:.*[-_.])?(?:{_CREDENTIAL_WORDS})"
 )
-_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+#: A credential header's value as ``<scheme> <credentials>`` (``Bearer ${TOKEN}``): the credentials are learned
+#: apart too, as an answer may echo them alone.
+_SCHEME_VALUE = re.compile(r"[A-Za-z][\w-]*\s+(\S.*)")
+#: ``${VAR}``: a value read from the environment (``products.registry.expand``; masked once read).
+ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 class Secrets:
@@ -68,7 +75,7 @@ class Secrets:
         text shows a dict or a tuple by its ``repr``)."""
         spellings: set[str] = set()
         for value in values:
-            if not isinstance(value, str) or len(value) < MIN_LENGTH or _VAR.fullmatch(value):
+            if not isinstance(value, str) or len(value) < MIN_LENGTH or ENV_VAR.fullmatch(value):
                 continue
             spellings.update(
                 {
@@ -101,20 +108,17 @@ class Secrets:
         return text if pattern is None else pattern.sub(mask, text)
 
     def mask_cut(self, text: str, mask: str = MASK) -> str:
-        """``mask_text`` for a text cut short (a body read up to its bound): its end, when it is how a secret
-        begins, is masked too (``...Bearer tok-SEC`` ends ``...Bearer [secret]``). A text is cut after it is masked,
-        wherever the whole is at hand; this is for the one that never was (a caller who pads what comes before a
-        secret chooses where a cut falls, and so reads all of it but its last character)."""
+        """``mask_text`` for a text cut short (a body read up to its bound), its end dropped as well: as many
+        characters as the longest secret's spelling holds less one, in steps of 256. A text is cut after it is
+        masked wherever the whole is at hand; this is for the one that never was: a caller who pads what comes before
+        a secret chooses where the cut falls, and read all of it but its last character. Whatever the cut left of a
+        secret is dropped, whichever it is (masking an end only when it began a secret told a caller, guess by
+        guess, how one begins)."""
         text = self.mask_text(text, mask)
-        values = self._values
-        if not values:
-            return text
-        longest = max(map(len, values))
-        for start in range(max(0, len(text) - longest + 1), len(text)):  # the longest end that begins a secret
-            end = text[start:]
-            if any(len(v) > len(end) and v.startswith(end) for v in values):
-                return text[:start] + mask
-        return text
+        with self._lock:
+            longest = max(map(len, self._values), default=0)
+        drop = -(-(longest - 1) // 256) * 256 if longest > 1 else 0
+        return text[: max(0, len(text) - drop)]
 
     def mask(self, value: Any) -> Any:
         """``value`` (text, or JSON-like data) with every secret in its strings (and keys) masked."""
@@ -138,7 +142,11 @@ def _secret_values(node: Any, *, inside: bool) -> Iterable[str]:
             if key == "auth" and isinstance(item, Mapping):
                 yield from (v for k, v in item.items() if k in _AUTH_SECRET_KEYS and isinstance(v, str))
             elif key == "headers" and isinstance(item, Mapping):
-                yield from (v for k, v in item.items() if _SECRET_HEADER.fullmatch(str(k)) and isinstance(v, str))
+                for name, value in item.items():
+                    if isinstance(value, str) and _SECRET_HEADER.fullmatch(str(name)):
+                        yield value  # whole, its credentials after a scheme, and each ${VAR} it reads, alone
+                        yield from (found.group(1) for found in [_SCHEME_VALUE.fullmatch(value)] if found)
+                        yield from (found.group(0) for found in ENV_VAR.finditer(value))
             else:
                 yield from _secret_values(item, inside=inside or key in SECRET_KEYS)
     elif isinstance(node, list | tuple):
@@ -158,7 +166,7 @@ def _connection_urls(settings: Any) -> Iterable[str]:
 
 
 def _expanded(value: str) -> str:
-    return _VAR.sub(lambda m: os.environ.get(m.group(1), m.group(0)), value)
+    return ENV_VAR.sub(lambda m: os.environ.get(m.group(1), m.group(0)), value)
 
 
 #: The process's secrets, for log lines (logging is process-wide): every client's ``Products.secrets``
@@ -223,7 +231,7 @@ def redact_url(url: str, params: Iterable[str | None] = (), mask: str = URL_MASK
 
 #: A parameter whose name ends in one of SECRET_QUERY_PARAMS' words after a separator (``auth_token``,
 #: ``private_token``, ``x-api-key``, ``client.secret``, ``auth[token]``) is secret too, whatever its prefix.
-_SECRET_NAMED = r"[\w.\-\[\]%]*?(?:[_.\-\[]|%5b)(?:token|secret|password|passwd|key|signature)(?:\]|%5d)?"
+_SECRET_NAMED = rf"[\w.\-\[\]%]*?(?:[_.\-\[]|%5b)(?:{_CREDENTIAL_WORDS}|key)(?:\]|%5d)?"
 
 
 def connection_secrets(url: str) -> list[str]:

@@ -117,6 +117,29 @@ def test_a_copy_holds_every_row_and_the_engine_carries_on_there(source: Backend,
         assert len(later) > len(pending_before)
 
 
+def test_a_copy_whose_batches_are_slow_is_not_ended_as_idle(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The server ends a store's transaction idle past ``IDLE_IN_TRANSACTION`` (a paused worker's): a copy's two
+    transactions wait for each other, the source's while the target writes a batch, and a batch of large rows over a
+    slow link took longer than that. A copy's transactions are never ended so."""
+    from ductape_jobs.store import transfer
+    from ductape_jobs.store.postgres import connection
+
+    monkeypatch.setattr(connection, "IDLE_IN_TRANSACTION", timedelta(milliseconds=200))
+    copy_table = transfer._copy_table
+
+    def slowly(*args: Any, **kwargs: Any) -> int:
+        time.sleep(0.3)  # the other side of the copy waits past the server's timeout
+        return copy_table(*args, **kwargs)
+
+    monkeypatch.setattr(transfer, "_copy_table", slowly)
+    clock = FakeClock(T0)
+    with postgres_backend() as source, postgres_backend() as target:
+        with client(source, clock) as dt:
+            fill(dt, clock)
+            copied = dt.copy_to(target.url)
+        assert copied["runs"] == 3 and table_rows(target, "runs") == table_rows(source, "runs")
+
+
 def test_a_target_holding_data_is_refused_and_left_as_it_was(source: Backend, target: Backend) -> None:
     clock = FakeClock(T0)
     with client(source, clock) as dt:

@@ -438,9 +438,10 @@ class Worker:
     def _begin(self, runs: list[Run], now: datetime) -> None:
         """Start claimed runs as tasks of this loop. One not due yet at ``now`` (claimed ahead, or within the clock's
         uncertainty of its due time) waits for it in its task, and observers hear of its start then."""
-        # a run whose lease ran out before the claim answered (this worker paused meanwhile) starts as a waiting one
-        # does: once it knows its lease still holds (``_when_due``)
-        waiting = {run.id for run in runs if self._wait(run, now) > 0 or self._lapsed(run, now)}
+        # a run whose lease ran out, or nearly, before the claim answered (this worker paused meanwhile: ``now`` is
+        # the claim's own time) starts as a waiting one does, once it knows its lease still holds (``_when_due``)
+        answered = self.clock.now()
+        waiting = {run.id for run in runs if self._wait(run, now) > 0 or self._lapsed(run, answered)}
         self._waiting.update(waiting)  # from now: a stop before their tasks first run gives them back too
         if runs and self.observers:
             self._observed.update((run.id, run) for run in runs)
@@ -471,10 +472,7 @@ class Worker:
             while (wait := self._wait(run, self.clock.now())) > 0:
                 await asyncio.sleep(wait)
             if self._lapsed(run, self.clock.now()) and not await self._still_held(run):
-                log.warning("run %s not started: its lease ran out before it began, and another worker has it", run.id)
-                self._leave(run)
-                self._held.discard((run.id, run.attempt))
-                self._observed.pop(run.id, None)
+                self._drop(run)
                 return
         except asyncio.CancelledError:
             self._leave(run)
@@ -487,21 +485,37 @@ class Worker:
         await (self._execute(run, now) if self.tracing is None else self._traced(run, now, began=now))
 
     def _lapsed(self, run: Run, now: datetime) -> bool:
-        """Whether ``run``'s lease may have run out at ``now`` for all this worker knows (``_leases``)."""
+        """Whether ``run``'s lease may run out before the next heartbeat, for all this worker knows (``_leases``):
+        the margin covers a heartbeat late, and the clocks' uncertainty."""
         until = self._leases.get(run.id)
-        return until is not None and now >= until
+        return until is not None and now + self._heartbeat_every + uncertainty(self.clock) >= until
 
     async def _still_held(self, run: Run) -> bool:
         """Whether this worker holds ``run``'s lease at its attempt still (no rescue took it), its lease extended if
-        so: one store read, made only for a run whose lease ``_lapsed``."""
-        leased = await self._io(self.store.leased_runs, self.id)
-        if not any(r.id == run.id and r.attempt == run.attempt for r in leased):
-            return False
-        until = self.clock.now() + self.options.lease
-        if not await self._io(self.store.extend_leases, self.id, [run.id], until):
+        so: one store read, made only for a run whose lease ``_lapsed``. A store that does not answer is a no: the
+        run is not started, and its lease (no longer extended) runs out and a rescue takes it."""
+        try:
+            leased = await self._io(self.store.leased_runs, self.id)
+            if not any(r.id == run.id and r.attempt == run.attempt for r in leased):
+                return False
+            until = self.clock.now() + self.options.lease
+            if not await self._io(self.store.extend_leases, self.id, [run.id], until):
+                return False
+        except Exception as exc:
+            log.warning("run %s: could not ask the store whether its lease still holds (%s)", run.id, exc)
             return False
         self._leases[run.id] = until
         return True
+
+    def _drop(self, run: Run) -> None:
+        """Leave ``run`` unstarted: no outcome, no attempt of this worker's; its slot is free."""
+        log.warning("run %s not started: its lease ran out before it began, and another worker may have it", run.id)
+        self._leave(run)
+        self._held.discard((run.id, run.attempt))
+        self._observed.pop(run.id, None)
+        self._limited.discard(run.id)
+        if self._wake is not None:
+            self._wake.set()
 
     def _prune_due(self, now: datetime) -> bool:
         """Whether a pass at ``now`` prunes (``_prune``)."""

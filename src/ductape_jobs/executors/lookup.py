@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 from ductape_jobs.errors import ExecutorNotFoundError, HttpError, PipingFailure, PipingTooLarge, ValidationError
@@ -31,15 +32,16 @@ def locate(products: Products, run: Run, ctx: RunContext) -> tuple[ProductSpec, 
         raise ExecutorNotFoundError(exc.rule) from None
 
 
-def definition(value: Any, ctx: RunContext, where: str) -> Any:
+def definition(value: Any, ctx: RunContext, where: str, *, each: Callable[[Node, str], str] | None = None) -> Any:
     """An event definition with ``${VAR}`` read from the environment and data piping resolved: at most
     ``limits.MAX_FILLED_BYTES`` of JSON filled in, past which the attempt fails for good (a definition that reads
-    ``$Input{...}`` 1,000 times would send a thousand inputs)."""
+    ``$Input{...}`` 1,000 times would send a thousand inputs). ``each``: ``value`` is one text, each placeholder's
+    value in it as ``each`` makes it (``piping.render``)."""
     if ctx.scope is None or not has_placeholders(value):  # nothing to fill in (a fresh copy, the caller's)
         return expand(value, where)
     expanded = expand(value, where, as_data=True)  # the environment's values are data, never placeholders
     try:
-        return resolve(expanded, ctx.scope)
+        return resolve(expanded, ctx.scope) if each is None else render(parse(expanded), ctx.scope, each=each)
     except PipingTooLarge as exc:
         raise PipingFailure(f"{where}: {exc}") from None
 
@@ -55,18 +57,13 @@ def path_of(template: str, ctx: RunContext, where: str) -> str:
     that piped ``$Input{user}`` sent ``../../admin/export?all=1#`` as written, leaving the action's path with its
     auth. The owner's own values (``$Secret``, ``$Variable``, ``$Constant``: Telegram's ``/bot<token>/``) stay as
     written."""
-    if ctx.scope is None or "$" not in template:
-        return str(expand(template, where))
-    expanded = str(expand(template, where, as_data=True))
 
     def segment(placeholder: Node, text: str) -> str:
         data = any(ref.source in DATA_SOURCES for ref in iter_references(placeholder))
         return path_segment(text, where) if data else text
 
     try:
-        return str(render(parse(expanded), ctx.scope, each=segment))
-    except PipingTooLarge as exc:
-        raise PipingFailure(f"{where}: {exc}") from None
+        return str(definition(template, ctx, where, each=segment))
     except ValidationError as exc:
         raise HttpError(str(exc), retryable=False) from None
 

@@ -96,7 +96,12 @@ class NotificationExecutor:
             if not secret:
                 raise ExecutorNotFoundError(f"env {run.env!r} has no callback_secret to sign callbacks with")
             sent["callback"] = await post_callback(
-                self.client(), callback["url"], callback.get("body"), secret=secret, headers=callback.get("headers")
+                self.client(),
+                callback["url"],
+                callback.get("body"),
+                secret=secret,
+                headers=callback.get("headers"),
+                secrets=self.products.secrets.of(product.tag),
             )
         return sent
 

@@ -29,7 +29,8 @@ from ductape_jobs.piping import (
 from ductape_jobs.piping.errors import located
 from ductape_jobs.products.channels import check_input as check_channels
 from ductape_jobs.products.feature_plan import check_input, plan_feature
-from ductape_jobs.products.registry import ENV_VAR, EventRef, Products
+from ductape_jobs.products.registry import EventRef, Products
+from ductape_jobs.redaction import ENV_VAR
 
 
 class SessionVerifier(Protocol):

@@ -21,10 +21,8 @@ from ductape_jobs.limits import MAX_FILE_DEPTH, MAX_FILE_VALUES, check_nesting
 from ductape_jobs.models import JobDefinition, JobEventTypes, invalid, reported
 from ductape_jobs.products.feature_plan import check_app, check_features
 from ductape_jobs.products.model import ProductFile, ProductSpec
-from ductape_jobs.redaction import SECRETS, Secrets
+from ductape_jobs.redaction import ENV_VAR, SECRETS, Secrets
 from ductape_jobs.resources import ResourceLimit
-
-ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
 def expand(value: Any, where: str, *, as_data: bool = False) -> Any:

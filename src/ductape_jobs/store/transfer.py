@@ -62,6 +62,7 @@ class TransferCore(UsesDialect):
             if landed:
                 return
             source.run("copy_snapshot")  # before any other statement: the snapshot every table is read in
+            source.run("copy_unhurried")  # it waits for the target's writes
             columns = _schema(source)
             _refuse_uncopyable(source, now, columns)  # again, in the snapshot copied: check_copy's may be stale
             try:
@@ -104,6 +105,7 @@ def _refuse_held(source: Tx, now: datetime) -> None:
 
 def _copy_into(source: Tx, into: Tx, columns: dict[str, list[str]], batch: int) -> dict[str, int]:
     """Every table of ``columns`` from ``source`` into ``into``, which must hold nothing yet; the rows by table."""
+    into.run("copy_unhurried")  # it waits for the source's reads
     into.run("copy_target_lock")  # PostgreSQL: a second copy into it waits, then finds it holds data
     if _schema(into) != columns or not all(columns.values()):
         raise StoreError(

@@ -16,7 +16,7 @@ import httpx
 from msgspec import Struct, field
 
 from ductape_jobs.errors import HttpError, ValidationError
-from ductape_jobs.limits import PATH_PARAM, check_headers, header_rule, path_segment
+from ductape_jobs.limits import PATH_PARAM, as_text, check_headers, header_rule, path_segment
 from ductape_jobs.redaction import REDACT_EXTENSION, fields_without, repr_without
 
 AuthKind = Literal["none", "bearer", "basic", "header", "query"]
@@ -184,7 +184,7 @@ def _merge_headers(headers: httpx.Headers, extra: dict[str, Any]) -> None:
     for name, value in extra.items():
         if value is None:
             continue
-        text = ("true" if value else "false") if isinstance(value, bool) else str(value)
+        text = as_text(value)
         _check_header(str(name), text)
         headers[str(name)] = text  # replaces any case variant
 

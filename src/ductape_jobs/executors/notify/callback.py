@@ -20,7 +20,7 @@ from typing import Any
 import httpx
 
 from ductape_jobs.executors.http import HttpError, HttpRequestSpec, build_request, encode_json, perform
-from ductape_jobs.redaction import WEBHOOK_EXTENSION
+from ductape_jobs.redaction import WEBHOOK_EXTENSION, Secrets
 
 SIGNATURE_HEADER = "X-Ductape-Signature"
 TIMESTAMP_HEADER = "X-Ductape-Timestamp"
@@ -68,13 +68,15 @@ async def post_callback(
     address: str | None = None,
     follow_redirects: bool | None = None,
     webhook: bool = False,
+    secrets: Secrets | None = None,
 ) -> dict[str, Any]:
     """POST ``payload`` as JSON to ``url``, signed with ``secret`` (see the module doc); returns the response
     summary of :func:`perform`. ``headers`` are added but cannot replace the Content-Type or the signature
     headers. ``timestamp`` (unix seconds) defaults to now. ``address``: connect to this IP address instead of
     resolving the URL's host (the Host header and TLS name stay the host's), for a target checked beforehand.
     ``follow_redirects`` overrides the client's setting. ``webhook``: ``url`` is a webhook's, shown (in errors,
-    in a trace span) as ``redaction.redact_webhook_url`` shows it."""
+    in a trace span) as ``redaction.redact_webhook_url`` shows it. ``secrets``: the product's, masked before what
+    the answer's start and a body past its bound are cut to (``perform``)."""
     if not secret:
         raise HttpError("a callback needs a secret to sign with", retryable=False)
     try:
@@ -99,4 +101,4 @@ async def post_callback(
     ts = int(time.time()) if timestamp is None else timestamp
     request.headers[TIMESTAMP_HEADER] = str(ts)
     request.headers[SIGNATURE_HEADER] = sign(secret, request.content, ts)
-    return await perform(client, request, timeout, follow_redirects=follow_redirects)
+    return await perform(client, request, timeout, follow_redirects=follow_redirects, secrets=secrets)

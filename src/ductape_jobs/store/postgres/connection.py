@@ -73,8 +73,9 @@ POOL_MIN, POOL_MAX = 1, 8  # a pool's connections when the URL does not say
 #: How long the server lets one of the store's transactions wait for its process between statements before it ends
 #: it (``idle_in_transaction_session_timeout``): a worker paused inside one (SIGSTOP, a VM's pause, a stalled
 #: network) held its row locks for as long, and the other workers' ticks skipped those schedules (SKIP LOCKED)
-#: until it woke, their occurrences missed; a ``pause()`` of one waited. Every transaction of the store is a few
-#: statements sent back to back: one ended this way is a connection lost, tried again as such (module doc).
+#: until it woke, their occurrences missed; a ``pause()`` of one waited. The store's transactions are statements sent
+#: back to back (a copy's two, which wait for each other, turn it off: transfer.sql): one ended this way is a
+#: connection lost, tried again as such (module doc).
 IDLE_IN_TRANSACTION = timedelta(seconds=5)
 _WHOLE = re.compile(r"\s*[-+]?\d{1,9}\s*")  # as libpq reads an integer parameter
 #: Raised by the store's own SQL functions when a job check fails (migration 19): the tag, and why as the detail.

@@ -11,6 +11,12 @@ WHERE table_schema = current_schema() AND table_name = %(table)s ORDER BY ordina
 -- Every table read as one snapshot sees the store (the first statement of the copy's read transaction).
 SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY;
 
+-- name: copy_unhurried
+-- A copy's two transactions wait for each other (the source's while the target writes a batch, the target's while
+-- the source reads one): the server does not end them as idle (connection.IDLE_IN_TRANSACTION), however long a batch
+-- of large rows takes over a slow link.
+SET LOCAL idle_in_transaction_session_timeout = 0;
+
 -- name: copy_target_lock
 -- The target's first statement: two copies into one new store take turns (the second then finds it holds data),
 -- where both found it empty and each wrote its rows beside the other's, a mix of two stores; a process writing into

@@ -10,6 +10,10 @@ SELECT name FROM pragma_table_info(:table) ORDER BY cid;
 -- every read of the copy is in it.
 SELECT 1 AS snapshot;
 
+-- name: copy_unhurried
+-- Nothing to set: SQLite ends no transaction for waiting.
+SELECT 1 AS unhurried;
+
 -- name: copy_target_lock
 -- Nothing to take: a SQLite target is a new file of this copy's own (store/copying.py), written under its one
 -- writer's lock.
