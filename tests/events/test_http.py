@@ -9,7 +9,6 @@ import logging
 import pickle
 import socket
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import httpx
@@ -31,13 +30,9 @@ from support import Recorder
 
 
 @pytest.fixture
-def server() -> Iterator[Recorder]:
-    recorder = Recorder()
-    recorder.thread.start()
-    yield recorder
-    recorder.server.shutdown()
-    recorder.server.server_close()
-    recorder.thread.join(5)
+def server(http: Recorder) -> Recorder:
+    """The shared local HTTP server (conftest's ``http``)."""
+    return http
 
 
 def spec(base_url: str, **kw: Any) -> HttpRequestSpec:

@@ -165,13 +165,9 @@ def test_smtp_settings_are_validated() -> None:
 
 
 @pytest.fixture
-def server() -> Iterator[Recorder]:
-    recorder = Recorder()
-    recorder.thread.start()
-    yield recorder
-    recorder.server.shutdown()
-    recorder.server.server_close()
-    recorder.thread.join(5)
+def server(http: Recorder) -> Recorder:
+    """The shared local HTTP server (conftest's ``http``)."""
+    return http
 
 
 def run(make: Any) -> Any:
