@@ -237,12 +237,14 @@ def as_text(value: Any) -> str:
 
 def header_rule(name: str, value: str) -> str | None:
     """The rule a header breaks, ``None`` when it is one to send. A line break would end the header (a header of
-    the caller's); NUL or another control character, or a name with a space, failed the request in h11 as a
-    transport error, retried as one."""
+    the caller's); NUL or another control character, a space at either end, or a name with a space, failed the
+    request in h11 as a transport error, retried as one."""
     if not _HEADER_NAME.fullmatch(name):
         return "is not a header name: letters, digits and !#$%&'*+-.^_`|~ only"
     if _HEADER_CONTROL.search(value):
         return "must not hold a line break or another control character"
+    if value != value.strip(" \t"):
+        return "must not begin or end with a space or a tab"
     return None
 
 

@@ -37,14 +37,17 @@ URL_KEYS = frozenset({"databases", "brokers"})
 _AUTH_SECRET_KEYS = frozenset({"token", "password", "value"})  # inside an ``auth`` block
 #: The words that end a credential's name (``auth_token``, ``client.secret``, ``X-Hub-Signature``).
 _CREDENTIAL_WORDS = "token|secret|password|passwd|signature"
-#: A header of an app's or provider's ``headers`` whose value is a credential: ``Authorization``, ``Cookie``,
-#: ``X-Api-Key``, ``X-Auth-Token``, ``Client-Secret`` ... (an API key sent in a header was not masked). Not any name
-#: ending ``-key`` or ``-auth``: ``X-Cache-Key: orders`` would have masked the word "orders" everywhere.
+#: A header of an app's or provider's ``headers`` whose value is a credential, whatever it holds: ``Authorization``,
+#: ``Cookie``, ``X-Api-Key``, ``X-Auth-Token``, ``Client-Secret`` ... (an API key sent in a header was not masked).
 _SECRET_HEADER = re.compile(
     rf"(?i)(?:.*[-_.])?(?:authorization|authentication|api[-_]?key)|cookie|(?:.*[-_.])?(?:{_CREDENTIAL_WORDS})"
 )
-#: A credential header's value as ``<scheme> <credentials>`` (``Bearer ${TOKEN}``): the credentials are learned
-#: apart too, as an answer may echo them alone.
+#: A header whose name may be a credential's (``X-Auth-Key``, ``Ocp-Apim-Subscription-Key``, ``X-Auth``) or not
+#: (``X-Cache-Key: orders``, ``Idempotency-Key``): its value is a secret when it is read from the environment alone
+#: (``${CF_KEY}``, ``Key ${CF_KEY}``), not a word written in the product (which would be masked everywhere).
+_MAYBE_SECRET_HEADER = re.compile(r"(?i).*(?:key|auth)")
+#: A credential header's value as ``<scheme> <credentials>`` (``Bearer ...``): the credentials are learned apart
+#: too, as an answer may echo them alone.
 _SCHEME_VALUE = re.compile(r"[A-Za-z][\w-]*\s+(\S.*)")
 #: ``${VAR}``: a value read from the environment (``products.registry.expand``; masked once read).
 ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -101,6 +104,7 @@ class Secrets:
     def learn_settings(self, settings: Any) -> None:
         """Learn every secret in a product's settings (a ``model_dump()``), ``${VAR}`` read when it is set."""
         self.learn(_expanded(v) for v in _secret_values(settings, inside=False))
+        self.learn(_header_secrets(settings))
         self.learn(s for url in _connection_urls(settings) for s in connection_secrets(_expanded(url)))
 
     def mask_text(self, text: str, mask: str = MASK) -> str:
@@ -108,7 +112,7 @@ class Secrets:
         return text if pattern is None else pattern.sub(mask, text)
 
     def mask_cut(self, text: str, mask: str = MASK) -> str:
-        """``mask_text`` for a text cut short (a body read up to its bound), its end dropped as well: as many
+        """``mask_text`` for a text cut short (a body read up to its bound), its end dropped as well: twice as many
         characters as the longest secret's spelling holds less one, in steps of 256. A text is cut after it is
         masked wherever the whole is at hand; this is for the one that never was: a caller who pads what comes before
         a secret chooses where the cut falls, and read all of it but its last character. Whatever the cut left of a
@@ -117,7 +121,8 @@ class Secrets:
         text = self.mask_text(text, mask)
         with self._lock:
             longest = max(map(len, self._values), default=0)
-        drop = -(-(longest - 1) // 256) * 256 if longest > 1 else 0
+        # twice over: a short secret masked in the end dropped grows to the mask's length, shifting what is dropped
+        drop = -(-2 * (longest - 1) // 256) * 256 if longest > 1 else 0
         return text[: max(0, len(text) - drop)]
 
     def mask(self, value: Any) -> Any:
@@ -141,17 +146,39 @@ def _secret_values(node: Any, *, inside: bool) -> Iterable[str]:
         for key, item in node.items():
             if key == "auth" and isinstance(item, Mapping):
                 yield from (v for k, v in item.items() if k in _AUTH_SECRET_KEYS and isinstance(v, str))
-            elif key == "headers" and isinstance(item, Mapping):
-                for name, value in item.items():
-                    if isinstance(value, str) and _SECRET_HEADER.fullmatch(str(name)):
-                        yield value  # whole, its credentials after a scheme, and each ${VAR} it reads, alone
-                        yield from (found.group(1) for found in [_SCHEME_VALUE.fullmatch(value)] if found)
-                        yield from (found.group(0) for found in ENV_VAR.finditer(value))
             else:
                 yield from _secret_values(item, inside=inside or key in SECRET_KEYS)
     elif isinstance(node, list | tuple):
         for item in node:
             yield from _secret_values(item, inside=inside)
+
+
+def _header_secrets(node: Any) -> Iterable[str]:
+    """The credentials of every ``headers`` mapping in a product's settings, ``${VAR}`` read: a credential header's
+    value (``_SECRET_HEADER``) whole and, after a scheme, alone; a maybe-credential header's
+    (``_MAYBE_SECRET_HEADER``) when the environment gives it (the whole value, or what follows a scheme, a ``${VAR}``).
+    Not each ``${VAR}`` of a value: ``${SCHEME} ${TOKEN}`` would have masked the word "Bearer" everywhere."""
+    if isinstance(node, Mapping):
+        for key, item in node.items():
+            if key == "headers" and isinstance(item, Mapping):
+                for name, value in item.items():
+                    if not isinstance(value, str):
+                        continue
+                    if _SECRET_HEADER.fullmatch(str(name)):
+                        found = [value]
+                    elif _MAYBE_SECRET_HEADER.fullmatch(str(name)):
+                        scheme = _SCHEME_VALUE.fullmatch(value)
+                        found = [v for v in (value, scheme and scheme.group(1)) if v and ENV_VAR.fullmatch(v)]
+                    else:
+                        continue
+                    for credential in map(_expanded, found):
+                        yield credential
+                        yield from (m.group(1) for m in [_SCHEME_VALUE.fullmatch(credential)] if m)
+            else:
+                yield from _header_secrets(item)
+    elif isinstance(node, list | tuple):
+        for item in node:
+            yield from _header_secrets(item)
 
 
 def _connection_urls(settings: Any) -> Iterable[str]:

@@ -45,6 +45,8 @@ def product(http: str) -> dict[str, Any]:
                             "X-Cache-Key": "orders",
                             "X-Upstream-Authorization": "Token ${HDR_TOKEN}",
                             "X-Label": "café",
+                            "X-Auth-Key": "${PROBE_AUTH_KEY}",
+                            "Idempotency-Key": "static-value",
                         },
                     }
                 },
@@ -84,6 +86,7 @@ def dt(tmp_path: Path, http: Recorder, monkeypatch: pytest.MonkeyPatch) -> Itera
     monkeypatch.setenv("PW", "Pa$$w0rd$Now-2024!")
     monkeypatch.setenv("PROBE_KEY", "key-LIVE-0123456789")
     monkeypatch.setenv("HDR_TOKEN", "hdr-token-9876")
+    monkeypatch.setenv("PROBE_AUTH_KEY", "cf-key-55555")
     client = Ductape(
         f"sqlite:///{tmp_path / 'jobs.db'}",
         clock=FakeClock(),
@@ -207,10 +210,12 @@ def test_a_key_sent_in_an_apps_header_is_masked(dt: Ductape, http: Recorder) -> 
     """An app's ``headers: {X-Api-Key: ${KEY}}``: an answer echoing it was kept as it came; ``Authorization`` was
     masked beside it. A credential after its scheme is masked alone too; a header whose name says nothing of a
     credential (``X-Cache-Key: orders``) is not a secret: the word "orders" would have been masked everywhere."""
-    http.reply(200, {"seen": "key-LIVE-0123456789", "kind": "jobs", "bare": "hdr-token-9876", "cache": "orders"})
+    echoed = {"seen": "key-LIVE-0123456789", "bare": "hdr-token-9876", "cf": "cf-key-55555"}
+    http.reply(200, {**echoed, "kind": "jobs", "cache": "orders", "idem": "static-value"})
     done = run(dt, "api:echo", {})
     assert http.last.headers["x-api-key"] == "key-LIVE-0123456789"
-    assert done.output["body"] == {"seen": "[secret]", "kind": "jobs", "bare": "[secret]", "cache": "orders"}
+    kept = {"kind": "jobs", "cache": "orders", "idem": "static-value"}  # words the product wrote: not secrets
+    assert done.output["body"] == {**dict.fromkeys(echoed, "[secret]"), **kept}
 
 
 # ------------------------------------------------------------------------------- the environment's values
@@ -242,12 +247,14 @@ def test_a_job_events_input_is_masked_when_the_secret_holds_a_dollar(dt: Ductape
         ({"X-A": "a\r\nX-Evil: 1"}, "must not hold a line break"),
         ({"X-A": "a\x00b"}, "must not hold a line break or another control character"),
         ({"Bad Name": "v"}, "is not a header name"),
+        ({"X-A": "trailing "}, "must not begin or end with a space or a tab"),
     ],
 )
 def test_a_header_that_cannot_be_sent_is_refused_at_schedule(
     dt: Ductape, http: Recorder, headers: dict[str, str], rule: str
 ) -> None:
-    """NUL or a name with a space failed the run as a transport error, retried; a line break failed it for good."""
+    """NUL, a space at an end or a name with a space failed the run as a transport error, retried; a line break
+    failed it for good."""
     with pytest.raises(ValidationError) as err:
         run(dt, "api:echo", {"headers": headers})
     assert err.value.field == f"input.headers.{next(iter(headers))}" and err.value.rule.startswith(rule)

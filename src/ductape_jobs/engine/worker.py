@@ -492,20 +492,25 @@ class Worker:
 
     async def _still_held(self, run: Run) -> bool:
         """Whether this worker holds ``run``'s lease at its attempt still (no rescue took it), its lease extended if
-        so: one store read, made only for a run whose lease ``_lapsed``. A store that does not answer is a no: the
-        run is not started, and its lease (no longer extended) runs out and a rescue takes it."""
-        try:
-            leased = await self._io(self.store.leased_runs, self.id)
-            if not any(r.id == run.id and r.attempt == run.attempt for r in leased):
-                return False
-            until = self.clock.now() + self.options.lease
-            if not await self._io(self.store.extend_leases, self.id, [run.id], until):
-                return False
-        except Exception as exc:
-            log.warning("run %s: could not ask the store whether its lease still holds (%s)", run.id, exc)
-            return False
-        self._leases[run.id] = until
-        return True
+        so: one store read, made only for a run whose lease ``_lapsed``. A store that does not answer is asked again
+        (backing off to 5 s) until it does: a run left unstarted on a failed call waited out its lease, and its
+        rescue counted the attempt it never began as lost. Meanwhile the heartbeats extend its lease as they can."""
+        failed = 0
+        while True:
+            try:
+                leased = await self._io(self.store.leased_runs, self.id)
+                if not any(r.id == run.id and r.attempt == run.attempt for r in leased):
+                    return False
+                until = self.clock.now() + self.options.lease
+                if not await self._io(self.store.extend_leases, self.id, [run.id], until):
+                    return False
+                self._leases[run.id] = until
+                return True
+            except Exception as exc:
+                failed += 1
+                if failed == 1:  # once: it is asked again until the store answers
+                    log.warning("run %s: could not ask the store whether its lease still holds (%s)", run.id, exc)
+                await asyncio.sleep(_PASS_BACKOFF.delay(failed).total_seconds())
 
     def _drop(self, run: Run) -> None:
         """Leave ``run`` unstarted: no outcome, no attempt of this worker's; its slot is free."""
