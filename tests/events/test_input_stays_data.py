@@ -32,7 +32,13 @@ TOKEN = "tok-SECRET-abcdef1234567890"
 def product(http: str) -> dict[str, Any]:
     return {
         "tag": "bank",
-        "envs": {"dev": {"secrets": {"signing": "${PROBE_SIGNING}"}}},
+        "envs": {
+            "dev": {
+                "secrets": {"signing": "${PROBE_SIGNING}"},
+                "smtp": {"host": "127.0.0.1", "port": 9, "sender": "Bank <bank@example.com>"},
+            }
+        },
+        "notifications": {"free": {"email": True}},
         "apps": {
             "api": {
                 "envs": {
@@ -271,3 +277,23 @@ def test_params_that_are_a_placeholder_are_checked_when_the_run_starts(dt: Ducta
     """``{"params": "$Now"}`` (a placeholder the run resolves) was refused at schedule() as not an object."""
     failed = run(dt, "api:cancel", {"params": "$Now"})
     assert failed.phase is RunPhase.FAILED and "input.params must be an object" in failed.error
+
+
+@pytest.mark.parametrize(
+    ("email", "field"),
+    [
+        ({"to": "a@example.com", "subject": "hi\r\nBcc: evil@example.net", "body": "x"}, "input.email.subject"),
+        ({"to": "a@example.com\u2028Bcc: evil@example.net", "subject": "s", "body": "x"}, "input.email.to"),
+        ({"to": "a@example.com", "bcc": ["b@example.com\nRSET"], "subject": "s", "body": "x"}, "input.email.bcc"),
+    ],
+)
+def test_an_email_the_input_gives_with_a_line_break_in_a_header_is_refused_at_schedule(
+    dt: Ductape, email: dict[str, Any], field: str
+) -> None:
+    """Seed 003's ``email: true`` takes the email from the input: a line break in its subject or an address was
+    accepted, stored, and failed the run when it was sent (Python's email policy refused it then)."""
+    dt.job.create({"name": "F", "tag": "free", "event_type": "NOTIFICATION", "event_tag": "free"})
+    with pytest.raises(ValidationError) as err:
+        dt.job.schedule({"env": "dev", "product_tag": "bank", "event": "free", "input": {"email": email}})
+    assert err.value.field == field and "holds a control character" in err.value.rule
+    assert dt.job.list() == []

@@ -87,6 +87,18 @@ class EmailSpec(_Spec):
     bcc: list[str] | str = Field(default_factory=list)
     reply_to: str | None = None
 
+    @field_validator("to", "subject", "cc", "bcc", "reply_to")
+    @classmethod
+    def _one_line(cls, v: list[str] | str | None) -> list[str] | str | None:
+        """A header's text: a line break (CR, LF, U+2028 ...) or another control character would start another
+        header. Refused where the input gives the email (seed 003's ``email: true``), at ``schedule()``; it failed
+        the run when it was sent (a probe)."""
+        for text in [v] if isinstance(v, str) else v or []:
+            rule = printable_rule(text, "an email's address and subject fields")
+            if rule is not None:
+                raise ValueError(rule)
+        return v
+
 
 class PushSpec(_Spec):
     tokens: list[str] | str
