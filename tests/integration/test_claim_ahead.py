@@ -288,3 +288,41 @@ def test_a_run_claimed_ahead_records_when_it_really_began(tmp_path: Path) -> Non
         assert max(lateness) >= timedelta(milliseconds=300)
     finally:
         dt.close()
+
+
+def test_a_lease_check_the_store_cannot_answer_is_asked_again_until_it_does(tmp_path: Path) -> None:
+    """A run claimed ahead whose lease this worker cannot vouch for at its due time (here: every heartbeat seemed to
+    miss a lease, though it extended it) is asked of the store first. A call that failed made the run be left
+    unstarted: held by this worker, unextended, until its lease ran out and a rescue counted an attempt it never
+    began as lost. The store is asked again until it answers, and the run starts once, its only attempt completed."""
+    from ductape_jobs.errors import StoreError
+
+    dt = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", poll=timedelta(milliseconds=50), lease=timedelta(seconds=0.6))
+    try:
+        starts = recorded_starts(dt)
+        failures: list[str] = []
+        real_leased, real_extend = dt.store.leased_runs, dt.store.extend_leases
+
+        def leased_runs(worker_id: str) -> list[Run]:
+            if len(failures) < 2:  # the store away for the first two asks
+                failures.append(worker_id)
+                raise StoreError("the store is away")
+            return real_leased(worker_id)
+
+        def extend_leases(worker_id: str, run_ids: Sequence[str], until: datetime) -> int:
+            extended = real_extend(worker_id, run_ids, until)
+            return extended if len(failures) >= 2 else 0  # heartbeats: extended, but said to be missed
+
+        dt.store.leased_runs = leased_runs  # type: ignore[method-assign]
+        dt.store.extend_leases = extend_leases  # type: ignore[method-assign]
+        scheduled = dt.job.schedule({**REQ, "start_at": math.ceil((time.time() + 1.0) * 1000)})
+
+        def completed() -> bool:
+            return [r.phase for r in dt.job.runs(job_id=scheduled.job_id)] == [RunPhase.COMPLETED]
+
+        asyncio.run(run_until(dt, completed, ahead=1))
+        (run,) = dt.job.runs(job_id=scheduled.job_id)
+        assert len(failures) == 2 and len(starts) == 1
+        assert [a.outcome for a in dt.job.run(run.id).attempts] == ["completed"]
+    finally:
+        dt.close()
