@@ -645,7 +645,7 @@ def test_a_sync_function_that_outlives_its_timeout_holds_its_slot_until_it_retur
         dt.job.schedule(req("stuck"))
         with caplog.at_level(logging.WARNING, logger="ductape_jobs.worker"):
             assert asyncio.run(worker.run_until_idle()).failed == 1  # timed out; its thread still waits
-        assert worker.executors.outliving() == 1
+        assert len(worker.executors.outliving()) == 1
         assert "FUNCTION 'stuck' still runs in its thread after its attempt ended" in caplog.text
         made = dt.job.schedule(req("quick"))
         assert asyncio.run(worker.run_until_idle()).ran == 0  # its one slot is held: nothing claimed
@@ -667,8 +667,118 @@ def test_a_sync_function_that_outlives_its_timeout_holds_its_slot_until_it_retur
     deadline = time.monotonic() + 5
     while worker.executors.outliving() and time.monotonic() < deadline:
         time.sleep(0.01)
-    assert worker.executors.outliving() == 0
+    assert worker.executors.outliving() == set()
     assert asyncio.run(worker.run_until_idle()).completed == 1 and ran == [waiting.id]
+
+
+@pytest.mark.parametrize("timeout", ["function", "run"])
+def test_a_sync_function_past_its_timeout_under_a_limit_holds_the_limit_until_it_returns(
+    dt: Ductape, caplog: pytest.LogCaptureFixture, timeout: str
+) -> None:
+    """A limits probe: a job of concurrency 1 whose sync function passed its timeout (1 s) and slept on (3 s). Its
+    attempt ended at the timeout and left the limit's count while its thread ran, so the next run started beside it
+    (three at once), and so did its own retry, beside its first attempt. A run under a limit now ends when its
+    thread returns: until then it is running, its limit held; then it fails as timed out and is retried."""
+    release = threading.Event()
+    lock = threading.Lock()
+    running: list[str] = []
+    peak: list[int] = []
+
+    @dt.function("slow", timeout=0.05 if timeout == "function" else None)
+    def slow(input: dict[str, Any], ctx: RunContext) -> None:
+        with lock:
+            running.append(ctx.run_id)
+            peak.append(len(running))
+        try:
+            if input["stuck"] and ctx.attempt == 1:
+                release.wait(10)
+        finally:
+            with lock:
+                running.remove(ctx.run_id)
+
+    job(dt, tag="slow", fn="slow", concurrency=1)
+    extra = {} if timeout == "function" else {"timeout": 50}
+    stuck = dt.job.schedule(req("slow", input={"stuck": True}, retries=1, **extra))
+    other = dt.job.schedule(req("slow", input={"stuck": False}, **extra))
+    worker = dt.new_worker(concurrency=5)
+
+    async def until_held() -> None:
+        async def watch() -> None:
+            try:
+                while not running:
+                    await asyncio.sleep(0.01)
+                await asyncio.sleep(0.2)  # four timeouts later
+                (run,) = dt.job.runs(job_id=stuck.job_id)
+                assert run.phase is RunPhase.RUNNING and running == [run.id]  # past its timeout, its thread runs
+                assert dt.job.runs(job_id=other.job_id)[0].phase is RunPhase.QUEUED  # waits for the limit
+            finally:
+                release.set()
+
+        watching = asyncio.create_task(watch())
+        with caplog.at_level(logging.WARNING, logger="ductape_jobs.worker"):
+            await worker.run_until_idle()
+        await watching
+
+    try:
+        asyncio.run(until_held())
+    finally:
+        release.set()
+    assert "passed its timeout; its sync function still runs in its thread" in caplog.text
+    assert max(peak) == 1  # never two at once under the limit, the retry of the stuck run among them
+    (first,) = dt.job.runs(job_id=stuck.job_id)
+    assert first.phase is RunPhase.RETRY_SCHEDULED and "timeout" in (first.error or "")
+    assert dt.job.runs(job_id=other.job_id)[0].phase is RunPhase.COMPLETED
+
+
+def test_a_run_another_worker_rescued_is_stopped_at_the_next_heartbeat(
+    dt: Ductape, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A limits probe: a worker paused (SIGSTOP) past its runs' leases woke and ran on the code of runs another
+    worker had rescued and started again (four running under a concurrency of 2, until the first attempts ended).
+    The heartbeat that finds a lease not extended asks the store which it still holds, and stops the others; the
+    run it keeps goes on, and the other worker's attempt is left as it is."""
+    gate = asyncio.Event()
+    stopped: list[str] = []
+
+    @dt.function("long")
+    async def long(input: dict[str, Any], ctx: RunContext) -> str:
+        try:
+            await gate.wait()
+        except asyncio.CancelledError:
+            stopped.append(ctx.run_id)
+            raise
+        return "done"
+
+    job(dt, tag="long", fn="long")
+    lost, kept = (dt.job.schedule(req("long", input={"i": i})).job_id for i in range(2))
+    worker = dt.new_worker(concurrency=2, heartbeat=0.05)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        run_task = asyncio.create_task(worker.run(stop))
+        while len(worker._inflight) < 2:
+            await asyncio.sleep(0.01)
+        (run,) = dt.job.runs(job_id=lost)
+        later = clock.now() + timedelta(minutes=5)  # past the lease: rescued, and claimed by another worker
+        dt.store.extend_leases(worker.id, [r.id for r in dt.job.runs(job_id=kept)], later + timedelta(minutes=5))
+        assert [r.run_id for r in dt.store.rescue_expired(later, 5)] == [run.id]
+        assert [r.id for r in dt.store.acquire_runs("other", 1, timedelta(minutes=1), later)] == [run.id]
+        for _ in range(100):
+            if stopped:
+                break
+            await asyncio.sleep(0.02)
+        gate.set()
+        while dt.job.runs(job_id=kept)[0].phase is not RunPhase.COMPLETED:
+            await asyncio.sleep(0.02)
+        stop.set()
+        await run_task
+
+    with caplog.at_level(logging.WARNING, logger="ductape_jobs.worker"):
+        asyncio.run(main())
+    (run,) = dt.job.runs(job_id=lost)
+    assert stopped == [run.id] and f"run {run.id} attempt 1 stopped: its lease ran out" in caplog.text
+    assert run.phase is RunPhase.RUNNING and run.attempt == 2 and run.lease_owner == "other"  # the other's, untouched
+    assert dt.job.runs(job_id=kept)[0].phase is RunPhase.COMPLETED
 
 
 def spy_calls(store: Any, name: str) -> list[tuple[Any, ...]]:

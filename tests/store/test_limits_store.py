@@ -18,8 +18,10 @@ from storekit import PG_URL, Backend
 from test_contract import LEASE, MIN, T0, due_run, fail, in_threads, job, ok, run_of, schedule
 
 from ductape_jobs.models import RunPhase
-from ductape_jobs.resources import Rate, ResourceLimit
-from ductape_jobs.store import Store
+from ductape_jobs.resources import Rate, ResourceLimit, resource_key
+from ductape_jobs.store import Store, limits_core
+from ductape_jobs.store.codec import dumps
+from ductape_jobs.store.dialect import Tx
 from ductape_jobs.store.limits_core import BUSY_RECHECK, PASSED_OVER, RECHECK
 from ductape_jobs.store.postgres.dialect import Q
 
@@ -732,3 +734,36 @@ def test_runs_under_a_limit_past_the_batch_are_not_held_by_runs_the_batch_left_o
     assert store.next_wakeup().run_due == T0 - timedelta(milliseconds=2)  # due, not held
     assert store.waiting_runs(T0) == []
     assert [r.id for r in store.acquire_runs("w2", 10, LEASE, T0)] == [limited[0]]
+
+
+@pytest.mark.parametrize("to", [["narrow"], []])
+def test_a_run_moved_under_other_limits_after_its_pick_is_judged_under_them(
+    store: Store, monkeypatch: pytest.MonkeyPatch, to: list[str]
+) -> None:
+    """A probe on PostgreSQL: a job.update moving a backlog from a wide limit (concurrency 1,000) to a narrow one (1)
+    committed between a claim's pick of the runs (read without a lock) and its lock of them, and the claim judged
+    them under the wide one: 21 running under a concurrency of 1. Here the move is made at that point of the claim
+    (its own transaction): the runs are judged under the limits they are under when locked."""
+    store.define_resources(
+        [ResourceLimit("shop", "wide", concurrency=100), ResourceLimit("shop", "narrow", concurrency=1)], T0
+    )
+    ids = backlog(store, "sync", 5, resources=["wide"])
+    keys = [resource_key("shop", name) for name in to]
+    real = limits_core._rooms
+    moved: list[bool] = []
+
+    def rooms_after_a_move(tx: Tx, picked: list[str], now: int) -> Any:
+        if not moved:  # the first claim, after its pick: a job.update of the runs' limits commits
+            params = {"limit_keys": dumps(keys) if keys else None, "tag": "sync", "product_tag": "shop"}
+            tx.run("relimit_job_runs", params)
+            moved.append(True)
+        return real(tx, picked, now)
+
+    monkeypatch.setattr(limits_core, "_rooms", rooms_after_a_move)
+    got = store.acquire_runs("w1", 10, LEASE, T0)
+    assert moved and got == []  # none under the limit it was picked under; the narrow one is not held by this claim
+    later = T0 + timedelta(milliseconds=BUSY_RECHECK)
+    got = store.acquire_runs("w2", 10, LEASE, later) + store.acquire_runs("w3", 10, LEASE, later)
+    running = [run_of(store, i) for i in ids if run_of(store, i).phase is RunPhase.RUNNING]
+    assert len(running) == (1 if keys else 5) == len(got)  # narrow: one at a time; no limit now: all of them
+    assert all(run.limit_keys == tuple(keys) for run in running)

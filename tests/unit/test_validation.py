@@ -766,6 +766,22 @@ def test_a_rate_reads_its_unit_by_name_before_its_plural() -> None:
             parse_rate(bad, "rate")
 
 
+def test_a_rate_with_a_window_past_what_a_timedelta_holds_is_refused(dt: Ductape) -> None:
+    """A limits probe: ``"1/99999999999999999ms"`` raised ``OverflowError`` from ``job.create``, ``job.update`` and
+    a product's declaration (a 500 over HTTP): the window was made a timedelta before it was checked. A number past
+    4,300 digits raised ``ValueError`` from ``int()`` the same way."""
+    dt.job.create(job())
+    past = "is not a rate: a number in it has more than 12 digits"
+    for rate, rule in (
+        ("1/99999999999999999ms", past),
+        ("1/" + "9" * 5_000 + "ms", past),
+        ("9" * 5_000 + "/s", past),
+        ("1/999999999999h", "window must be between 1 ms and 1 day (86400 s), not 3.6e+15 s"),
+    ):
+        rejected(dt, lambda d, r=rate: d.job.create({**job(), "tag": "other", "rate": r}), "rate", rule)
+        rejected(dt, lambda d, r=rate: d.job.update("report", {"rate": r}), "rate", rule)
+
+
 def test_a_resource_named_twice_is_refused(dt: Ductape) -> None:
     """A limits probe: ``resources: ["crm-api", "crm-api"]`` was taken and stored twice (bad input, written)."""
     details = {**job(), "product_tag": "shop", "resources": ["crm-api", "db", "crm-api"]}

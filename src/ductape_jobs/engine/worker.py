@@ -429,7 +429,9 @@ class Worker:
         """The slots free for more runs. A sync function's thread that outlives its attempt (past its timeout)
         holds one until it returns: else the runs claimed for it would wait for a thread, leased (their heartbeats
         go on) but not started, while another worker is idle."""
-        return max(0, self.options.concurrency - len(self._inflight) - self.executors.outliving())
+        inflight = {(run.id, run.attempt) for run, _ in self._inflight.values()}
+        outliving = self.executors.outliving() - inflight  # a run under a limit waits in flight for its thread
+        return max(0, self.options.concurrency - len(self._inflight) - len(outliving))
 
     def _want(self) -> int:
         """How many runs one claim asks for: the free capacity, up to a batch."""
@@ -615,6 +617,12 @@ class Worker:
             error = describe(exc, trace=4, mask=self.secrets.of(run.product_tag).mask_text)
             if isinstance(exc, RunTimeoutError):  # a FUNCTION's own timeout: an attempt outcome as the run's is
                 word = "timeout"
+        if word == "timeout" and run.limit_keys:
+            try:
+                await self._thread_returns(run)
+            except asyncio.CancelledError:  # a stop: given back, as a run in flight is
+                self._leave(run)
+                raise
         ok, retryable, output, error, stored = self._kept(run, ok, retryable, output, error)
         finished = self.clock.now()
         retry_at = None
@@ -639,6 +647,24 @@ class Worker:
         if self._wake is not None:
             self._wake.set()
         return outcome
+
+    async def _thread_returns(self, run: Run) -> None:
+        """A run under a limit whose sync function passed its timeout: its attempt ends when its thread returns. Ended
+        at the timeout, it left the limit's count while its code still ran, and the next run of the limit (or its
+        own retry) started beside it (a probe: three at once under a concurrency of 1). Meanwhile it stays running:
+        its lease is heartbeated, its worker's slot and its limits' slots held."""
+        thread = self.executors.thread_of(run.id, run.attempt)
+        if thread is None or thread.done():
+            return
+        log.warning(
+            "run %s passed its timeout; its sync function still runs in its thread: the run ends when it returns, "
+            "holding its limits (%s) until then",
+            run.id,
+            ", ".join(run.limit_keys),
+        )
+        returned = asyncio.wrap_future(thread)
+        returned.add_done_callback(_consumed)  # what it raised or returned is not kept: the attempt timed out
+        await asyncio.wait([returned])
 
     def _kept(
         self, run: Run, ok: bool, retryable: bool, output: Any, error: str | None
@@ -777,8 +803,41 @@ class Worker:
                     log.exception("heartbeat failed")
                 else:
                     self._heartbeats.ok()
-                    if extended == len(ids):  # fewer: some lease was lost (a rescue's), which is unknown here
+                    if extended == len(ids):
                         self._leases.update((run_id, until) for run_id in ids if run_id in self._leases)
+                    else:  # fewer: a run ended meanwhile, or a lease was lost (another worker's rescue took it)
+                        await self._stop_lost(ids, until)
+
+    async def _stop_lost(self, ids: list[str], until: datetime) -> None:
+        """The runs of ``ids`` whose lease this worker no longer holds at their attempt are stopped (asked of the
+        store; not, if it does not answer: the next heartbeat asks again). A worker paused past its leases (SIGSTOP,
+        a VM's pause) woke and ran on the code of runs that another worker had rescued and started again: four
+        running under a concurrency of 2 in a limits probe, until the first attempts ended. A coroutine stops at
+        its cancel; a sync function's thread runs on (it holds its slot until it returns). Its outcome is not
+        recorded: the store's run is the other attempt's."""
+        try:
+            held = {(run.id, run.attempt) for run in await self._io(self.store.leased_runs, self.id)}
+        except Exception as exc:
+            log.warning("could not ask the store which leases this worker still holds (%s)", exc)
+            return
+        for run_id in ids:
+            entry = self._inflight.get(run_id)
+            if entry is None:  # ended meanwhile
+                continue
+            run, task = entry
+            if (run_id, run.attempt) in held:
+                if run_id in self._leases:
+                    self._leases[run_id] = until
+            elif not task.done():
+                log.warning(
+                    "run %s attempt %d stopped: its lease ran out (was this worker paused?) and another worker "
+                    "rescued it",
+                    run_id,
+                    run.attempt,
+                )
+                task.cancel()
+                self._held.discard((run_id, run.attempt))
+                self._observed.pop(run_id, None)
 
     async def _shutdown(self) -> None:
         unstarted = [run_id for run_id in self._inflight if run_id in self._waiting]  # claimed ahead: given back
@@ -864,3 +923,9 @@ def _said_failed(run_id: str, error: str | None, attempt: int | None) -> None:
     """The one line that says a run failed for good, whoever failed it (its worker, or a rescue)."""
     extra = {"run_id": run_id} if attempt is None else {"run_id": run_id, "attempt": attempt}
     log.warning("run %s failed for good: %s", run_id, _first_line(error), extra=extra)
+
+
+def _consumed(future: asyncio.Future[Any]) -> None:
+    """Its exception read, so that asyncio logs none as never retrieved."""
+    if not future.cancelled():
+        future.exception()

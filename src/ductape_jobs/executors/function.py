@@ -76,7 +76,7 @@ class FunctionExecutor:
         self.pool = pool if pool is not None else ThreadPoolExecutor(thread_name_prefix="ductape-fn")
         self.products = products
         self._threads = 0  # sync functions running in threads now: a cancelled run's keeps running (``in_threads``)
-        self._outliving = 0  # those of them whose attempt ended (timed out, cancelled): ``outliving``
+        self._outliving: dict[tuple[str, int], Future[Any]] = {}  # those whose attempt ended, by (run id, attempt)
         self._counting = threading.Lock()
 
     @property
@@ -86,10 +86,17 @@ class FunctionExecutor:
         return self._threads
 
     @property
-    def outliving(self) -> int:
-        """Sync functions still running in threads whose attempt ended (its timeout passed, or it was cancelled):
-        each holds a thread, and so a worker's slot, until it returns (``Worker._want``)."""
-        return self._outliving
+    def outliving(self) -> set[tuple[str, int]]:
+        """The attempts (run id, attempt) whose sync function still runs in its thread though the attempt ended (its
+        timeout passed, or it was cancelled): each holds a thread, and so a worker's slot, until it returns
+        (``Worker._free``)."""
+        with self._counting:
+            return set(self._outliving)
+
+    def thread_of(self, run_id: str, attempt: int) -> Future[Any] | None:
+        """The thread of that attempt's sync function if it still runs though the attempt ended."""
+        with self._counting:
+            return self._outliving.get((run_id, attempt))
 
     def _find(self, run: Run, ctx: RunContext) -> Function:
         if run.event_tag in self.registry or ctx.product is None:
@@ -167,12 +174,13 @@ class FunctionExecutor:
 
     def _outlive(self, future: Future[Any], ctx: RunContext) -> None:
         """Count ``future``'s thread as outliving its attempt until it ends."""
+        key = (ctx.run_id, ctx.attempt)
         with self._counting:
-            self._outliving += 1
+            self._outliving[key] = future
 
         def ended(_: Future[Any]) -> None:
             with self._counting:
-                self._outliving -= 1
+                self._outliving.pop(key, None)
 
         future.add_done_callback(ended)  # at once if it ended meanwhile
         if not future.done():

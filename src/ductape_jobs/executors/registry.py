@@ -11,13 +11,15 @@ import asyncio
 import contextlib
 import threading
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, cast
 
 from ductape_jobs.errors import ExecutorNotFoundError
 from ductape_jobs.executors.base import Closable, Executor
 from ductape_jobs.models import JobEventTypes
 
 if TYPE_CHECKING:
+    from concurrent.futures import Future
+
     from ductape_jobs.products import Products
 
 Factory = Callable[[], Executor]
@@ -64,9 +66,19 @@ class ExecutorRegistry:
         """Code of runs still running in threads, in every executor (one cancelled keeps running there)."""
         return sum(getattr(executor, "in_threads", 0) for executor in self._all())
 
-    def outliving(self) -> int:
-        """Code still running in threads for attempts that ended (timed out, cancelled), in every executor."""
-        return sum(getattr(executor, "outliving", 0) for executor in self._all())
+    def outliving(self) -> set[tuple[str, int]]:
+        """The attempts (run id, attempt) whose code still runs in a thread though they ended (timed out,
+        cancelled), in every executor."""
+        return {key for executor in self._all() for key in getattr(executor, "outliving", ())}
+
+    def thread_of(self, run_id: str, attempt: int) -> Future[Any] | None:
+        """The thread still running that attempt's code though the attempt ended (its timeout passed), if any."""
+        for executor in self._all():
+            thread_of = getattr(executor, "thread_of", None)
+            found = None if thread_of is None else thread_of(run_id, attempt)
+            if found is not None:
+                return cast("Future[Any]", found)
+        return None
 
     def _all(self) -> list[Executor]:
         with self._lock:

@@ -201,11 +201,23 @@ def _lock_picked(
     gone = [i for i in ids if i not in locked]
     held_rows = {r["id"] for r in tx.all("still_due_runs", {"ids": gone, "now": now})} if gone else set()
     mine = set(ids)  # the others have a busy limit
-    return [
-        (row, locked.get(row["id"]))
-        for row in fresh
-        if row["id"] in locked or row["id"] in held_rows or row["id"] not in mine  # not: no longer due
-    ]
+    out: list[tuple[Row, Row | None]] = []
+    for row in fresh:
+        now_row = locked.get(row["id"])
+        if now_row is not None and now_row["limit_keys"] != row["limit_keys"]:
+            # a job.update moved it under other limits after the pick (PostgreSQL: the pick reads no lock): judged
+            # under the limits it was picked under, it started beside a full new one's runs (a probe: 21 running
+            # under a concurrency of 1). It is judged under its limits as they are: passed over if this claim does
+            # not hold them all (the next claim locks them); under none now, the next claim takes it as it takes
+            # the runs under none.
+            if now_row["limit_keys"] is None:
+                continue
+            unheld = [k for k in loads(now_row["limit_keys"]) if k not in rooms]
+            busy.update(unheld)
+            out.append(({**row, "limit_keys": now_row["limit_keys"]}, None if unheld else now_row))
+        elif now_row is not None or row["id"] in held_rows or row["id"] not in mine:  # not: no longer due
+            out.append((row, now_row))
+    return out
 
 
 def _rooms(tx: Tx, keys: list[str], now: int) -> tuple[dict[str, _Room], set[str]]:
