@@ -429,8 +429,9 @@ class Worker:
         """The slots free for more runs. A sync function's thread that outlives its attempt (past its timeout)
         holds one until it returns: else the runs claimed for it would wait for a thread, leased (their heartbeats
         go on) but not started, while another worker is idle."""
-        inflight = {(run.id, run.attempt) for run, _ in self._inflight.values()}
-        outliving = self.executors.outliving() - inflight  # a run under a limit waits in flight for its thread
+        outliving = self.executors.outliving()
+        if outliving:  # a run under a limit waits in flight for its thread: counted once
+            outliving -= {(run.id, run.attempt) for run, _ in self._inflight.values()}
         return max(0, self.options.concurrency - len(self._inflight) - len(outliving))
 
     def _want(self) -> int:
