@@ -71,7 +71,7 @@ def parse_rate(value: object, field: str) -> Rate:
     unit = _unit(match.group(3)) if match else None
     if match is None or unit is None:
         raise ValidationError(field, f"{value!r} is not a rate; write COUNT/UNIT, such as '10/s', '600/min' or '5/10s'")
-    digits = max(len(match.group(1)), len(match.group(2)))
+    digits = max(len(match.group(1).lstrip("0")), len(match.group(2).lstrip("0")))
     if digits > _DIGITS:  # past any bound below, and past what int() reads (4,300 digits) or timedelta holds
         raise ValidationError(field, f"is not a rate: a number in it has more than {_DIGITS} digits")
     count, per = int(match.group(1)), int(match.group(2) or 1)
@@ -79,7 +79,7 @@ def parse_rate(value: object, field: str) -> Rate:
         raise ValidationError(field, f"must allow between 1 and {MAX_LIMIT} starts per window, not {count}")
     window_ms = per * unit  # checked before it is a timedelta: one of 1e17 ms raised OverflowError (a 500)
     if not 1 <= window_ms <= MAX_WINDOW // _MS:
-        most, asked = span_text(MAX_WINDOW), f"{window_ms:g} ms" if window_ms < 1000 else f"{window_ms / 1000:g} s"
+        most, asked = span_text(MAX_WINDOW), f"{window_ms} ms" if window_ms < 1000 else f"{window_ms / 1000:.15g} s"
         raise ValidationError(field, f"window must be between 1 ms and 1 day ({most}), not {asked}")
     return Rate(count, timedelta(milliseconds=window_ms))
 

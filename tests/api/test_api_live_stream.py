@@ -5,6 +5,7 @@ product's events only."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import threading
 from dataclasses import dataclass, field
@@ -235,3 +236,47 @@ def test_a_webhook_created_while_a_stream_is_open_gets_only_later_changes(
     listener.close()
     (delivery,) = api.dt.webhooks.deliveries(hook.id)
     assert delivery.event == "job.completed"
+
+
+def test_a_polls_messages_are_one_write(api: Api, job: dict[str, Any]) -> None:
+    """A soak probe: each message of a poll (up to 500 events) was its own write, so a client that closed the stream
+    got them all written to a dead socket, and asyncio logged ``socket.send() raised exception.`` for each past the
+    fifth (about 150 lines a disconnect; 47% of a day's ``serve`` log). A poll's messages are one write now: the
+    app (the one the server runs) is called here as the server calls it, and its writes are counted."""
+    first = Listener(api, api.admin_key).opened()
+    api.dt.job.schedule(SHOP)
+    api.dt.drain()
+    since = first.lifecycle(4)[0].id
+    first.close()
+    api.dt.job.schedule_many([SHOP] * 100)
+    api.dt.drain()  # 403 lifecycle events after ``since``: the stream's first poll
+    writes: list[bytes] = []
+
+    async def main() -> None:
+        gone = asyncio.Event()
+        asked = False
+
+        async def receive() -> dict[str, Any]:
+            nonlocal asked
+            if not asked:
+                asked = True
+                return {"type": "http.request", "body": b"", "more_body": False}
+            await gone.wait()
+            return {"type": "http.disconnect"}
+
+        async def send(message: dict[str, Any]) -> None:
+            if message["type"] == "http.response.body" and message.get("body"):
+                writes.append(message["body"])
+                if b"".join(writes).count(b"event: lifecycle") >= 403:
+                    gone.set()
+
+        headers = [(b"authorization", f"Bearer {api.admin_key}".encode()), (b"last-event-id", str(since).encode())]
+        scope = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "GET", "scheme": "http",
+                 "path": "/api/v1/events", "raw_path": b"/api/v1/events", "query_string": b"", "root_path": "",
+                 "headers": headers, "client": ("127.0.0.1", 1), "server": ("127.0.0.1", 80)}  # fmt: skip
+        await asyncio.wait_for(api.server.app(scope, receive, send), 20)
+
+    asyncio.run(main())
+    lifecycle = [w for w in writes if b"event: lifecycle" in w]
+    assert sum(w.count(b"event: lifecycle") for w in lifecycle) == 403
+    assert len(lifecycle) <= 2, len(lifecycle)  # a poll reads at most 500 events: one write each

@@ -671,6 +671,39 @@ def test_a_sync_function_that_outlives_its_timeout_holds_its_slot_until_it_retur
     assert asyncio.run(worker.run_until_idle()).completed == 1 and ran == [waiting.id]
 
 
+class Stuck:
+    """A job of concurrency 1 whose sync function passes its timeout (50 ms) on its first run's first attempt and
+    runs on until ``release``; the most of its calls running at once (``peak``) and which are running."""
+
+    def __init__(self, dt: Ductape, timeout: str = "function", retries: int = 1) -> None:
+        self.release = threading.Event()
+        self.lock = threading.Lock()
+        self.running: list[str] = []
+        self.peak = 0
+
+        @dt.function("slow", timeout=0.05 if timeout == "function" else None)
+        def slow(input: dict[str, Any], ctx: RunContext) -> None:
+            with self.lock:
+                self.running.append(ctx.run_id)
+                self.peak = max(self.peak, len(self.running))
+            try:
+                if input["stuck"] and ctx.attempt == 1:
+                    self.release.wait(10)
+            finally:
+                with self.lock:
+                    self.running.remove(ctx.run_id)
+
+        job(dt, tag="slow", fn="slow", concurrency=1)
+        extra: dict[str, Any] = {} if timeout == "function" else {"timeout": 50}
+        self.stuck = dt.job.schedule(req("slow", input={"stuck": True}, retries=retries, **extra)).job_id
+        self.other = dt.job.schedule(req("slow", input={"stuck": False}, **extra)).job_id
+
+    async def past_its_timeout(self) -> None:
+        while not self.running:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.2)  # four timeouts later
+
+
 @pytest.mark.parametrize("timeout", ["function", "run"])
 def test_a_sync_function_past_its_timeout_under_a_limit_holds_the_limit_until_it_returns(
     dt: Ductape, caplog: pytest.LogCaptureFixture, timeout: str
@@ -679,55 +712,84 @@ def test_a_sync_function_past_its_timeout_under_a_limit_holds_the_limit_until_it
     attempt ended at the timeout and left the limit's count while its thread ran, so the next run started beside it
     (three at once), and so did its own retry, beside its first attempt. A run under a limit now ends when its
     thread returns: until then it is running, its limit held; then it fails as timed out and is retried."""
-    release = threading.Event()
-    lock = threading.Lock()
-    running: list[str] = []
-    peak: list[int] = []
+    stuck = Stuck(dt, timeout)
+    worker = dt.new_worker(concurrency=5, poll=timedelta(milliseconds=20))
 
-    @dt.function("slow", timeout=0.05 if timeout == "function" else None)
-    def slow(input: dict[str, Any], ctx: RunContext) -> None:
-        with lock:
-            running.append(ctx.run_id)
-            peak.append(len(running))
+    async def main() -> None:
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop, handle_signals=False))
         try:
-            if input["stuck"] and ctx.attempt == 1:
-                release.wait(10)
+            await stuck.past_its_timeout()
+            (run,) = dt.job.runs(job_id=stuck.stuck)
+            assert run.phase is RunPhase.RUNNING and stuck.running == [run.id]  # past its timeout, its thread runs
+            assert dt.job.runs(job_id=stuck.other)[0].phase is not RunPhase.RUNNING  # waits for the limit (or ran)
         finally:
-            with lock:
-                running.remove(ctx.run_id)
+            stuck.release.set()
+        while dt.job.runs(job_id=stuck.other)[0].phase is not RunPhase.COMPLETED:
+            await asyncio.sleep(0.02)
+        stop.set()
+        await running
 
-    job(dt, tag="slow", fn="slow", concurrency=1)
-    extra = {} if timeout == "function" else {"timeout": 50}
-    stuck = dt.job.schedule(req("slow", input={"stuck": True}, retries=1, **extra))
-    other = dt.job.schedule(req("slow", input={"stuck": False}, **extra))
-    worker = dt.new_worker(concurrency=5)
+    with caplog.at_level(logging.WARNING, logger="ductape_jobs.worker"):
+        asyncio.run(main())
+    assert "passed its timeout; its sync function still runs in its thread" in caplog.text
+    assert stuck.peak == 1  # never two at once under the limit, the retry of the stuck run among them
+    (first,) = dt.job.runs(job_id=stuck.stuck)
+    assert first.phase is RunPhase.RETRY_SCHEDULED and "timeout" in (first.error or "")
 
-    async def until_held() -> None:
-        async def watch() -> None:
-            try:
-                while not running:
-                    await asyncio.sleep(0.01)
-                await asyncio.sleep(0.2)  # four timeouts later
-                (run,) = dt.job.runs(job_id=stuck.job_id)
-                assert run.phase is RunPhase.RUNNING and running == [run.id]  # past its timeout, its thread runs
-                assert dt.job.runs(job_id=other.job_id)[0].phase is RunPhase.QUEUED  # waits for the limit
-            finally:
-                release.set()
 
-        watching = asyncio.create_task(watch())
-        with caplog.at_level(logging.WARNING, logger="ductape_jobs.worker"):
-            await worker.run_until_idle()
-        await watching
+@pytest.mark.parametrize("end", ["stop", "thread_wait"])
+def test_a_run_waiting_for_its_thread_is_ended_timed_out_at_a_stop_or_past_thread_wait(
+    dt: Ductape, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, end: str
+) -> None:
+    """A review: a stop waited its whole grace for a run that had timed out and waited for its thread, then gave it
+    back (``released``, not ``timeout``), and another worker of the process ran it again beside the thread, a retry
+    its ``retries`` of 0 did not allow; and a thread that never returned held the limit for good. At a stop it is
+    ended timed out at once; past ``THREAD_WAIT`` it is ended so, its limit let go (the thread keeps its slot)."""
+    from ductape_jobs.engine import worker as worker_module
+
+    if end == "thread_wait":
+        monkeypatch.setattr(worker_module, "THREAD_WAIT", timedelta(milliseconds=300))
+    stuck = Stuck(dt, retries=0)
+    worker = dt.new_worker(concurrency=5, poll=timedelta(milliseconds=20), shutdown_grace=timedelta(seconds=5))
+
+    async def main() -> float:
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop, handle_signals=False))
+        await stuck.past_its_timeout()
+        if end == "thread_wait":
+            while dt.job.runs(job_id=stuck.other)[0].phase is not RunPhase.COMPLETED:  # the limit let go
+                await asyncio.sleep(0.02)
+            assert len(stuck.running) == 1  # the stuck run's thread still runs
+        began = time.monotonic()
+        stop.set()
+        await running
+        return time.monotonic() - began
 
     try:
-        asyncio.run(until_held())
+        with caplog.at_level(logging.WARNING, logger="ductape_jobs.worker"):
+            took = asyncio.run(main())
+        assert len(stuck.running) == 1  # its thread, which no stop ends
     finally:
-        release.set()
-    assert "passed its timeout; its sync function still runs in its thread" in caplog.text
-    assert max(peak) == 1  # never two at once under the limit, the retry of the stuck run among them
-    (first,) = dt.job.runs(job_id=stuck.job_id)
-    assert first.phase is RunPhase.RETRY_SCHEDULED and "timeout" in (first.error or "")
-    assert dt.job.runs(job_id=other.job_id)[0].phase is RunPhase.COMPLETED
+        stuck.release.set()
+    assert took < 2  # not the 5 s grace
+    if end == "thread_wait":
+        assert "ended as timed out now, its limits no longer held for it" in caplog.text
+    (listed,) = dt.job.runs(job_id=stuck.stuck)
+    run = dt.job.run(listed.id)
+    assert run.phase is RunPhase.FAILED and [a.outcome for a in run.attempts] == ["timeout"]  # not "released"
+
+
+def test_drain_ends_a_run_at_its_timeout_under_a_limit_too(dt: Ductape) -> None:
+    """A review: ``drain()`` (no heartbeat keeps a lease there) waited for a stuck thread as long as it ran, for
+    ever if it never returned. There a run under a limit ends at its timeout, as any run does."""
+    stuck = Stuck(dt, retries=0)
+    began = time.monotonic()
+    try:
+        assert dt.drain().failed == 1
+        assert time.monotonic() - began < 5  # not the thread's 10 s
+    finally:
+        stuck.release.set()
 
 
 def test_a_run_another_worker_rescued_is_stopped_at_the_next_heartbeat(
@@ -779,6 +841,41 @@ def test_a_run_another_worker_rescued_is_stopped_at_the_next_heartbeat(
     assert stopped == [run.id] and f"run {run.id} attempt 1 stopped: its lease ran out" in caplog.text
     assert run.phase is RunPhase.RUNNING and run.attempt == 2 and run.lease_owner == "other"  # the other's, untouched
     assert dt.job.runs(job_id=kept)[0].phase is RunPhase.COMPLETED
+
+
+def test_a_stop_that_waits_past_the_due_time_of_a_run_claimed_ahead_gives_it_back_unattempted(
+    dt: Ductape, clock: FakeClock
+) -> None:
+    """A soak probe: SIGTERMed, a worker gave back at once the run it had claimed ahead of its due time, but only
+    told the store after waiting for its other runs, past that due time: the store counted an attempt (``released``)
+    for a run never begun, and its one real run said attempt 2. The worker names the runs it never began."""
+    gate = asyncio.Event()
+
+    @dt.function("long")
+    async def long(input: dict[str, Any], ctx: RunContext) -> None:
+        await gate.wait()
+
+    job(dt, tag="long", fn="long")
+    dt.job.schedule(req("long"))
+    ahead = dt.job.schedule(req("long", start_at=int((clock.now() + timedelta(seconds=0.5)).timestamp() * 1000)))
+    worker = dt.new_worker(ahead=1)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop))
+        while len(worker._inflight) < 2:
+            await asyncio.sleep(0.01)
+        stop.set()  # the one claimed ahead goes back at once; the other is waited for
+        await asyncio.sleep(0.1)
+        clock.advance(minutes=1)  # the wait passes the due time of the one claimed ahead
+        gate.set()
+        await running
+
+    asyncio.run(main())
+    (back,) = dt.job.runs(job_id=ahead.job_id)
+    assert (back.phase, back.attempt, back.started_at, back.attempts) == (RunPhase.QUEUED, 0, None, [])
+    assert asyncio.run(dt.new_worker().run_until_idle()).completed == 1
+    assert dt.job.runs(job_id=ahead.job_id)[0].attempt == 1  # its first run is attempt 1
 
 
 def spy_calls(store: Any, name: str) -> list[tuple[Any, ...]]:
@@ -1193,11 +1290,13 @@ def test_a_run_this_worker_rescued_and_claimed_again_runs_once_at_its_new_attemp
     again: the end of the first attempt does not take the second out of the worker's runs in flight (it would get
     no heartbeat, and a lost claim's look would start it a second time)."""
     starts: list[int] = []
+    ends: list[int] = []
 
     @dt.function("report")
     async def report(input: dict[str, Any], ctx: RunContext) -> None:
         starts.append(ctx.attempt)
         await asyncio.sleep(0.6)
+        ends.append(ctx.attempt)
 
     job(dt)
     dt.job.schedule(req())
@@ -1216,6 +1315,7 @@ def test_a_run_this_worker_rescued_and_claimed_again_runs_once_at_its_new_attemp
 
     asyncio.run(main())
     assert starts == [1, 2]
+    assert ends == [2]  # a review: attempt 1 ran on beside attempt 2 of its run; it is stopped when claimed again
     (run,) = dt.job.runs()
     assert (run.phase, run.attempt) == (RunPhase.COMPLETED, 2)
 
@@ -1235,7 +1335,8 @@ def test_a_lost_claims_runs_whose_lease_ends_before_the_next_heartbeat_are_given
     clock.advance(seconds=25)
     assert asyncio.run(worker.run_until_idle()).completed == 2
     assert sorted(given["i"] for given, _ in rec.calls) == [0, 1]
-    assert {(run.phase, run.attempt) for run in dt.job.runs()} == {(RunPhase.COMPLETED, 2)}  # the first released
+    # given back as never begun (a soak probe: the store counted their attempt, so their one run said attempt 2)
+    assert {(run.phase, run.attempt) for run in dt.job.runs()} == {(RunPhase.COMPLETED, 1)}
 
 
 def test_a_lost_claim_committed_after_the_first_look_is_found_by_a_later_one(dt: Ductape, clock: FakeClock) -> None:
@@ -1291,8 +1392,8 @@ def test_a_flush_whose_claim_lost_its_answer_gives_back_what_does_not_fit(dt: Du
     assert summary.completed == 6 and sorted(ran) == [0, 1, 2, 3, 4, 5]
     runs = {run.id: run for run in dt.job.runs()}
     assert {run.phase for run in runs.values()} == {RunPhase.COMPLETED}
-    assert [runs[i].attempt for i in took[0]] == [2, 2]  # given back unstarted (released), then run
-    assert sorted(run.attempt for run in runs.values()) == [1, 1, 1, 1, 2, 2]
+    assert [runs[i].attempt for i in took[0]] == [1, 1]  # given back unstarted (no attempt counted), then run
+    assert sorted(run.attempt for run in runs.values()) == [1, 1, 1, 1, 1, 1]
 
 
 def test_a_run_due_while_the_flush_was_claiming_is_claimed_by_the_same_pass(dt: Ductape, clock: FakeClock) -> None:

@@ -731,6 +731,25 @@ def test_a_run_claimed_ahead_and_given_back_before_its_start_was_never_attempted
     assert again == {ahead: 1, now: 2}
 
 
+def test_a_run_the_worker_never_began_goes_back_unattempted_past_its_due_time(store: Store) -> None:
+    """A soak probe: a stop waited for its other runs past the due time of a run it had claimed ahead and never
+    begun, and the store, judging by the time alone, counted an attempt (its first run said attempt 2). The worker
+    names the runs it never began (``unstarted``): given back as if not claimed, whatever the time; a cancelled
+    schedule's the same; the others it names not keep their attempt."""
+    _, (ahead, now) = setup(store, T0 + MIN, T0)
+    s, (gone,) = setup(store, T0 + MIN)
+    _, claimed = store.advance_due_and_acquire(T0, 10, every_minute, "w1", 3, LEASE, ahead=MIN)
+    assert {r.id for r in claimed} == {ahead, now, gone}
+    store.update_schedule(s.id, T0, ScheduleChange(status=ScheduleStatus.CANCELLED, cancel_pending=True))
+    later = T0 + 2 * MIN  # past the due time of the ones claimed ahead
+    assert store.release_runs("w1", [ahead, now, gone], later, unstarted=[ahead, gone]) == Released(1 + 1, 1)
+    back, begun, ended = run_of(store, ahead), run_of(store, now), run_of(store, gone)
+    assert (back.phase, back.attempt, back.started_at, back.attempts) == (RunPhase.QUEUED, 0, None, [])
+    assert (ended.phase, ended.attempt, ended.attempts) == (RunPhase.CANCELLED, 0, [])
+    assert (begun.attempt, [a.outcome for a in begun.attempts]) == (1, ["released"])
+    assert {r.id: r.attempt for r in store.acquire_runs("w2", 5, LEASE, later)} == {ahead: 1, now: 2}
+
+
 def test_leased_runs_are_those_a_worker_holds_in_claim_order(store: Store) -> None:
     _, (a, b, c) = setup(store, T0 - 2 * MIN, T0 - MIN, T0)
     assert [r.id for r in store.acquire_runs("w1", 2, LEASE, T0)] == [a, b]

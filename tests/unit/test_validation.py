@@ -776,7 +776,7 @@ def test_a_rate_with_a_window_past_what_a_timedelta_holds_is_refused(dt: Ductape
         ("1/99999999999999999ms", past),
         ("1/" + "9" * 5_000 + "ms", past),
         ("9" * 5_000 + "/s", past),
-        ("1/999999999999h", "window must be between 1 ms and 1 day (86400 s), not 3.6e+15 s"),
+        ("1/999999999999h", "window must be between 1 ms and 1 day (86400 s), not 3.5999999999964e+15 s"),
     ):
         rejected(dt, lambda d, r=rate: d.job.create({**job(), "tag": "other", "rate": r}), "rate", rule)
         rejected(dt, lambda d, r=rate: d.job.update("report", {"rate": r}), "rate", rule)

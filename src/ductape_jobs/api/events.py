@@ -152,9 +152,7 @@ class LiveStream:
 async def stream(live: LiveStream, first: list[str]) -> AsyncIterator[str]:
     request, me, settings, dt = live.request, live.me, live.settings, live.dt
     stopping = request.app.state.stopping
-    yield "retry: 2000\n\n"
-    for message in first:
-        yield message
+    yield "retry: 2000\n\n" + "".join(first)
     last: RunActivity | None = None
     quiet = 0.0
     while not stopping.is_set():
@@ -175,9 +173,8 @@ async def stream(live: LiveStream, first: list[str]) -> AsyncIterator[str]:
                 sent.append(_message("runs", _payload(activity, iso_text(to_ms(now)))))
         except StoreError as exc:
             log.warning("event stream: the store failed (%s); trying again", exc)
-        for message in sent:
-            yield message
-        if sent:
+        if sent:  # one write: a message a write (up to 500 a poll) wrote them all to a client gone meanwhile, and
+            yield "".join(sent)  # asyncio logged each write past the fifth (a soak: 47% of a serve log)
             quiet = 0.0
         elif quiet >= settings.events_keepalive:
             quiet = 0.0

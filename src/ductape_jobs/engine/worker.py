@@ -62,6 +62,10 @@ if TYPE_CHECKING:
 #: Between the tries to record a batch of outcomes, and between worker passes while the store is away.
 _FLUSH_BACKOFF = Backoff(base=timedelta(seconds=0.1), jitter=0.0)
 _PASS_BACKOFF = Backoff(base=timedelta(seconds=0.1), cap=timedelta(seconds=5), jitter=0.0)
+#: How long past its timeout a run under a limit waits for its sync function's thread (``Worker._thread_returns``):
+#: past it the run ends timed out and its limits are let go; the thread holds its worker's slot until it returns.
+THREAD_WAIT = timedelta(minutes=5)
+FIRST = asyncio.FIRST_COMPLETED
 #: After a claiming call failed, how long passes look for the runs it may have taken (a server still committing
 #: the lost try shows them late), and how often at most.
 _LOOK_FOR, _LOOK_EVERY = timedelta(seconds=2), timedelta(milliseconds=200)
@@ -139,6 +143,7 @@ class Worker:
         self._pokes = 0  # notify()s so far: a read that one overtook is not kept
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
+        self._heartbeating = False
         self._hurry: asyncio.Event | None = None  # a second SIGTERM/SIGINT: the runs in flight go back at once
         self._loop: asyncio.AbstractEventLoop | None = None
         self._store_thread: ThreadPoolExecutor | None = None  # the one thread of this worker's store calls
@@ -173,6 +178,7 @@ class Worker:
         if handle_signals:
             self._install_signals()
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="ductape-heartbeat")
+        self._heartbeating = True
         unlisten = threading.Event()
         listener = self._start_listener(unlisten)
         log.info("worker %s started (concurrency %d)", self.id, self.options.concurrency)
@@ -197,6 +203,7 @@ class Worker:
             unlisten.set()
             await self._shutdown()
             heartbeat.cancel()
+            self._heartbeating = False
             if listener is not None:
                 await asyncio.to_thread(listener.join)
                 self.store.stop_waiting()
@@ -259,6 +266,7 @@ class Worker:
 
     def _start(self, stop: asyncio.Event | None, hurry: asyncio.Event | None = None) -> None:
         self._loop = asyncio.get_running_loop()
+        self._heartbeating = False  # run() only: a run waits for its thread only while its lease is heartbeated
         self._wake = asyncio.Event()
         self._stop = stop or asyncio.Event()
         self._hurry = hurry or asyncio.Event()
@@ -410,7 +418,7 @@ class Worker:
             log.warning("a claim whose answer was lost took %d run(s): starting %d", len(found), len(start))
         self._begin(start, now)
         if back:
-            await self._io(self.store.release_runs, self.id, back, now)
+            await self._io(self.store.release_runs, self.id, back, now, back)
         assert self._unsure_until is not None
         self._next_look = now + _LOOK_EVERY
         if now >= self._unsure_until:
@@ -458,6 +466,9 @@ class Worker:
             else:
                 work = self._execute(run) if self.tracing is None else self._traced(run, now)
             task = asyncio.create_task(work, name=f"run {run.id}")
+            before = self._inflight.get(run.id)
+            if before is not None and before[0].attempt != run.attempt and not before[1].done():
+                self._stop_attempt(before[0], before[1], "and this worker claimed it again")
             self._inflight[run.id] = (run, task)
 
     def _wait(self, run: Run, now: datetime) -> float:
@@ -655,17 +666,28 @@ class Worker:
         own retry) started beside it (a probe: three at once under a concurrency of 1). Meanwhile it stays running:
         its lease is heartbeated, its worker's slot and its limits' slots held."""
         thread = self.executors.thread_of(run.id, run.attempt)
-        if thread is None or thread.done():
-            return
+        if thread is None or thread.done() or not self._heartbeating or self._stop is None or self._stop.is_set():
+            return  # drain(): no heartbeat keeps its lease; a stop: it is recorded now, not given back
         log.warning(
-            "run %s passed its timeout; its sync function still runs in its thread: the run ends when it returns, "
-            "holding its limits (%s) until then",
+            "run %s passed its timeout; its sync function still runs in its thread: the run ends when it returns "
+            "(at most %s from now, or at a stop), holding its limits (%s) until then",
             run.id,
+            span_text(THREAD_WAIT),
             ", ".join(run.limit_keys),
         )
         returned = asyncio.wrap_future(thread)
         returned.add_done_callback(_consumed)  # what it raised or returned is not kept: the attempt timed out
-        await asyncio.wait([returned])
+        stopping = asyncio.ensure_future(self._stop.wait())
+        try:
+            await asyncio.wait([returned, stopping], timeout=THREAD_WAIT.total_seconds(), return_when=FIRST)
+        finally:
+            stopping.cancel()
+        if not thread.done():
+            log.warning(
+                "run %s: its thread still runs; ended as timed out now, its limits no longer held for it (its "
+                "worker's slot is, until it returns)",
+                run.id,
+            )
 
     def _kept(
         self, run: Run, ok: bool, retryable: bool, output: Any, error: str | None
@@ -830,15 +852,16 @@ class Worker:
                 if run_id in self._leases:
                     self._leases[run_id] = until
             elif not task.done():
-                log.warning(
-                    "run %s attempt %d stopped: its lease ran out (was this worker paused?) and another worker "
-                    "rescued it",
-                    run_id,
-                    run.attempt,
-                )
-                task.cancel()
-                self._held.discard((run_id, run.attempt))
+                self._stop_attempt(run, task, "and another worker rescued it")
+                self._limited.discard(run_id)
                 self._observed.pop(run_id, None)
+
+    def _stop_attempt(self, run: Run, task: asyncio.Task[Any], why: str) -> None:
+        """Stop an attempt of ``run`` whose lease this worker lost (its outcome would not be recorded)."""
+        said = "run %s attempt %d stopped: its lease ran out (was this worker paused?) %s"
+        log.warning(said, run.id, run.attempt, why)
+        task.cancel()
+        self._held.discard((run.id, run.attempt))
 
     async def _shutdown(self) -> None:
         unstarted = [run_id for run_id in self._inflight if run_id in self._waiting]  # claimed ahead: given back
@@ -866,9 +889,12 @@ class Worker:
         try:
             await self._flush()
             if self._unsure_until is not None:  # and the runs a claim whose answer was lost took (``_adopt``)
-                left += [run.id for run in await self._never_started() if run.id not in left]
-            if left:
-                released = await self._io(self.store.release_runs, self.id, left, self.clock.now())
+                lost = [run.id for run in await self._never_started() if run.id not in left]
+                left += lost
+                unstarted += lost
+            if left:  # those never begun go back with no attempt, though the wait for the others passed their due
+                now = self.clock.now()  # time (their attempt was counted, and their first run said attempt 2)
+                released = await self._io(self.store.release_runs, self.id, left, now, unstarted)
                 say = log.warning if begun else log.info
                 say("released %d unfinished run(s) back to the queue (%d begun)", released.queued, begun)
                 if released.cancelled:

@@ -442,11 +442,14 @@ class SchedulingStore(ABC):
         outcome it could not learn: the attempts it holds and never started are that claim's, which landed."""
 
     @abstractmethod
-    def release_runs(self, worker_id: str, run_ids: Sequence[str], now: datetime) -> Released:
+    def release_runs(
+        self, worker_id: str, run_ids: Sequence[str], now: datetime, unstarted: Sequence[str] = ()
+    ) -> Released:
         """Give runs back unstarted (a graceful shutdown; a lost claim's runs the worker has no room for): queued
         again, due at once (or at their due time, if a claim ahead took them before it), the attempt marked
-        released; one claimed ahead whose start is still to come as if it had not been claimed (no attempt). A run
-        whose schedule was cancelled meanwhile ends ``cancelled`` instead, its attempt so marked (or none)."""
+        released; one claimed ahead whose start is still to come, or one of ``unstarted`` (those of ``run_ids``
+        the worker never began, whatever the time), as if it had not been claimed (no attempt). A run whose
+        schedule was cancelled meanwhile ends ``cancelled`` instead, its attempt so marked (or none)."""
 
     @abstractmethod
     def rescue_expired(self, now: datetime, max_rescues: int) -> list[Rescued]:

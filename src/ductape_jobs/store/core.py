@@ -334,12 +334,14 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
     def leased_runs(self, worker_id: str) -> list[Run]:
         return _claim_order(self._read(lambda tx: tx.all("leased_runs", {"worker_id": worker_id})))
 
-    def release_runs(self, worker_id: str, run_ids: Sequence[str], now: datetime) -> Released:
+    def release_runs(
+        self, worker_id: str, run_ids: Sequence[str], now: datetime, unstarted: Sequence[str] = ()
+    ) -> Released:
         if not run_ids:
             return Released(0, 0)
 
         def op(tx: Tx) -> Released:
-            params = {"ids": list(run_ids), "worker_id": worker_id, "now": ms(now)}
+            params = {"ids": list(run_ids), "worker_id": worker_id, "now": ms(now), "unstarted": list(unstarted)}
             tx.run("lock_runs", params)  # PostgreSQL: its runs, then their schedules (a cancel meanwhile ends first)
             tx.run("lock_schedules_of_runs", params)
             cancelled = tx.all("cancel_released_runs", params)  # a cancel's: not queued to run after it

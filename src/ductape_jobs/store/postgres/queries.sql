@@ -309,11 +309,12 @@ SELECT * FROM runs WHERE phase = 'running' AND lease_owner = %(worker_id)s;
 
 -- name: release_runs
 -- A run given back keeps its due time if that is still ahead (one claimed ahead of it: WorkerOptions.ahead). One
--- whose start is still to come never started: it goes back as its claim found it, its attempt not counted (its
--- attempt row is deleted: unstarted) and no start of its own.
+-- whose start is still to come, or that the worker never began (unstarted: a stop that waited for other runs past
+-- its due time counted an attempt for it), never started: it goes back as its claim found it, its attempt not
+-- counted (its attempt row is deleted: unstarted) and no start of its own.
 UPDATE runs SET phase = 'queued', available_at = GREATEST(available_at, %(now)s), lease_owner = NULL, lease_expires_at = NULL,
-    attempt = CASE WHEN started_at > %(now)s THEN attempt - 1 ELSE attempt END,
-    started_at = CASE WHEN started_at > %(now)s THEN NULL ELSE started_at END, updated_at = %(now)s,
+    attempt = CASE WHEN (started_at > %(now)s OR id = ANY(%(unstarted)s::text[])) THEN attempt - 1 ELSE attempt END,
+    started_at = CASE WHEN (started_at > %(now)s OR id = ANY(%(unstarted)s::text[])) THEN NULL ELSE started_at END, updated_at = %(now)s,
     limit_keys = (SELECT j.limit_keys FROM schedules s JOIN jobs j ON j.product_tag = s.job_product AND j.tag = s.job_tag
                   WHERE s.id = runs.schedule_id)
 WHERE id = ANY(%(ids)s) AND lease_owner = %(worker_id)s AND phase = 'running'
@@ -321,12 +322,13 @@ RETURNING id, CASE WHEN started_at IS NULL THEN attempt + 1 ELSE attempt END AS 
 
 -- name: cancel_released_runs
 -- Runs given back whose schedule was cancelled while the worker held them: ended as cancel() ends the runs that had
--- not started, not queued to run after it (release_runs takes the others). One whose start is still to come never
--- began: its attempt is not counted (its row is deleted), as release_runs does.
+-- not started, not queued to run after it (release_runs takes the others). One whose start is still to come, or
+-- that the worker never began (unstarted), never began: its attempt is not counted (its row is deleted), as
+-- release_runs does.
 UPDATE runs r SET phase = 'cancelled', completed_at = %(now)s, duration_ms = NULL,
     error = coalesce(s.reason, 'cancelled'), available_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
-    attempt = CASE WHEN r.started_at > %(now)s THEN r.attempt - 1 ELSE r.attempt END,
-    started_at = CASE WHEN r.started_at > %(now)s THEN NULL ELSE r.started_at END, updated_at = %(now)s
+    attempt = CASE WHEN (r.started_at > %(now)s OR r.id = ANY(%(unstarted)s::text[])) THEN r.attempt - 1 ELSE r.attempt END,
+    started_at = CASE WHEN (r.started_at > %(now)s OR r.id = ANY(%(unstarted)s::text[])) THEN NULL ELSE r.started_at END, updated_at = %(now)s
 FROM schedules s
 WHERE r.id = ANY(%(ids)s) AND r.lease_owner = %(worker_id)s AND r.phase = 'running'
   AND s.id = r.schedule_id AND s.status = 'cancelled'

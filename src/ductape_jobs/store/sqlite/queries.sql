@@ -297,11 +297,12 @@ SELECT * FROM runs INDEXED BY runs_leases WHERE phase = 'running' AND lease_owne
 
 -- name: release_runs
 -- A run given back keeps its due time if that is still ahead (one claimed ahead of it: WorkerOptions.ahead). One
--- whose start is still to come never started: it goes back as its claim found it, its attempt not counted (its
--- attempt row is deleted: unstarted) and no start of its own.
+-- whose start is still to come, or that the worker never began (:unstarted: a stop that waited for other runs past
+-- its due time counted an attempt for it), never started: it goes back as its claim found it, its attempt not
+-- counted (its attempt row is deleted: unstarted) and no start of its own.
 UPDATE runs SET phase = 'queued', available_at = max(coalesce(available_at, :now), :now), lease_owner = NULL, lease_expires_at = NULL,
-    attempt = CASE WHEN started_at > :now THEN attempt - 1 ELSE attempt END,
-    started_at = CASE WHEN started_at > :now THEN NULL ELSE started_at END, updated_at = :now,
+    attempt = CASE WHEN (started_at > :now OR id IN (SELECT value FROM json_each(:unstarted))) THEN attempt - 1 ELSE attempt END,
+    started_at = CASE WHEN (started_at > :now OR id IN (SELECT value FROM json_each(:unstarted))) THEN NULL ELSE started_at END, updated_at = :now,
     limit_keys = (SELECT j.limit_keys FROM schedules s JOIN jobs j ON j.product_tag = s.job_product AND j.tag = s.job_tag
                   WHERE s.id = runs.schedule_id)
 WHERE id IN (SELECT value FROM json_each(:ids)) AND lease_owner = :worker_id AND phase = 'running'
@@ -309,13 +310,14 @@ RETURNING id, CASE WHEN started_at IS NULL THEN attempt + 1 ELSE attempt END AS 
 
 -- name: cancel_released_runs
 -- Runs given back whose schedule was cancelled while the worker held them: ended as cancel() ends the runs that had
--- not started, not queued to run after it (release_runs takes the others). One whose start is still to come never
--- began: its attempt is not counted (its row is deleted), as release_runs does.
+-- not started, not queued to run after it (release_runs takes the others). One whose start is still to come, or
+-- that the worker never began (:unstarted), never began: its attempt is not counted (its row is deleted), as
+-- release_runs does.
 UPDATE runs SET phase = 'cancelled', completed_at = :now, duration_ms = NULL,
     error = coalesce((SELECT s.reason FROM schedules s WHERE s.id = runs.schedule_id), 'cancelled'),
     available_at = NULL, lease_owner = NULL, lease_expires_at = NULL,
-    attempt = CASE WHEN started_at > :now THEN attempt - 1 ELSE attempt END,
-    started_at = CASE WHEN started_at > :now THEN NULL ELSE started_at END, updated_at = :now
+    attempt = CASE WHEN (started_at > :now OR id IN (SELECT value FROM json_each(:unstarted))) THEN attempt - 1 ELSE attempt END,
+    started_at = CASE WHEN (started_at > :now OR id IN (SELECT value FROM json_each(:unstarted))) THEN NULL ELSE started_at END, updated_at = :now
 WHERE id IN (SELECT value FROM json_each(:ids)) AND lease_owner = :worker_id AND phase = 'running'
   AND EXISTS (SELECT 1 FROM schedules s WHERE s.id = runs.schedule_id AND s.status = 'cancelled')
 RETURNING id, CASE WHEN started_at IS NULL THEN attempt + 1 ELSE attempt END AS attempt, started_at IS NULL AS unstarted;
