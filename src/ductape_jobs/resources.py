@@ -71,10 +71,11 @@ def parse_rate(value: object, field: str) -> Rate:
     unit = _unit(match.group(3)) if match else None
     if match is None or unit is None:
         raise ValidationError(field, f"{value!r} is not a rate; write COUNT/UNIT, such as '10/s', '600/min' or '5/10s'")
-    digits = max(len(match.group(1).lstrip("0")), len(match.group(2).lstrip("0")))
-    if digits > _DIGITS:  # past any bound below, and past what int() reads (4,300 digits) or timedelta holds
+    count_digits = match.group(1).lstrip("0") or "0"
+    per_digits = (match.group(2).lstrip("0") or "0") if match.group(2) else "1"  # "/s": one second
+    if max(len(count_digits), len(per_digits)) > _DIGITS:  # past any bound below, and past what int() reads
         raise ValidationError(field, f"is not a rate: a number in it has more than {_DIGITS} digits")
-    count, per = int(match.group(1)), int(match.group(2) or 1)
+    count, per = int(count_digits), int(per_digits)
     if not 1 <= count <= MAX_LIMIT:
         raise ValidationError(field, f"must allow between 1 and {MAX_LIMIT} starts per window, not {count}")
     window_ms = per * unit  # checked before it is a timedelta: one of 1e17 ms raised OverflowError (a 500)

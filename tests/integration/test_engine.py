@@ -878,6 +878,97 @@ def test_a_stop_that_waits_past_the_due_time_of_a_run_claimed_ahead_gives_it_bac
     assert dt.job.runs(job_id=ahead.job_id)[0].attempt == 1  # its first run is attempt 1
 
 
+def _ms(when: datetime) -> int:
+    return int(when.timestamp() * 1000)
+
+
+@pytest.mark.parametrize("due_in_grace", [False, True])
+def test_a_run_claimed_ahead_again_still_waits_for_its_due_time_at_a_stop(
+    dt: Ductape, clock: FakeClock, due_in_grace: bool
+) -> None:
+    """A review: claimed ahead, its lease run out (no heartbeat: a worker paused), rescued by this worker's own pass
+    and claimed ahead again, a run's earlier attempt, stopped, took the run out of those waiting for their due time
+    (they are kept by run id): at a stop the new attempt was waited for the whole grace, or started after the
+    stop. It is given back at once, unstarted."""
+    calls: list[int] = []
+    stop = asyncio.Event()
+
+    @dt.function("report")
+    async def report(input: dict[str, Any], ctx: RunContext) -> None:
+        calls.append(ctx.attempt)
+
+    job(dt)
+    made = dt.job.schedule(req(start_at=_ms(clock.now() + timedelta(seconds=0.9))))
+    worker = dt.new_worker(
+        ahead=1, lease=timedelta(seconds=0.5), poll=timedelta(milliseconds=20), shutdown_grace=timedelta(seconds=10)
+    )
+    worker._heartbeat_loop = lambda: asyncio.sleep(3600)  # type: ignore[method-assign]  # as a worker paused
+
+    async def main() -> float:
+        running = asyncio.create_task(worker.run(stop, handle_signals=False))
+        while not worker._inflight:
+            await asyncio.sleep(0.01)
+        (run_id,) = worker._inflight
+        clock.advance(seconds=0.6)  # its lease (0.5 s) ran out: this worker's pass rescues it
+        worker.notify()
+        await asyncio.sleep(0.3)
+        dt.job.schedule(req(start_at=_ms(clock.now() + timedelta(seconds=0.9))))  # a tick claims ahead again
+        worker.notify()
+        while worker._inflight[run_id][0].attempt != 2:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        assert run_id in worker._waiting
+        began = time.monotonic()
+        stop.set()
+        if due_in_grace:
+            await asyncio.sleep(0.05)
+            clock.advance(seconds=0.5)
+        await running
+        return time.monotonic() - began
+
+    assert asyncio.run(main()) < 5  # not the 10 s grace
+    assert calls == []  # not started after the stop
+    (run,) = dt.job.runs(job_id=made.job_id)
+    assert run.phase is RunPhase.QUEUED
+
+
+def test_a_run_whose_claim_answered_as_its_lease_ran_out_is_asked_of_the_store_first(
+    dt: Ductape, clock: FakeClock
+) -> None:
+    """A review: ``_lapsed`` read the worker's leases before the claim's were added, so it found none for a run
+    claimed now, and a run whose claim answered 29 s into its 30 s lease (the worker paused) started without asking
+    the store whether another worker had rescued it meanwhile."""
+    rec = dt.function("report")(Recorder())
+    job(dt)
+    dt.job.schedule(req())
+    worker = dt.new_worker()
+    claim, leased = dt.store.acquire_runs, dt.store.leased_runs
+    asked: list[str] = []
+
+    def late(*args: Any, **kwargs: Any) -> Any:
+        got = claim(*args, **kwargs)
+        clock.advance(seconds=29)  # the answer came back late: its 30 s lease all but out
+        return got
+
+    def leased_runs(worker_id: str) -> Any:
+        asked.append(worker_id)
+        return leased(worker_id)
+
+    dt.store.acquire_runs = late  # type: ignore[method-assign]
+    dt.store.leased_runs = leased_runs  # type: ignore[method-assign]
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop, handle_signals=False))
+        while not rec.calls:
+            await asyncio.sleep(0.01)
+        stop.set()
+        await running
+
+    asyncio.run(main())
+    assert asked == [worker.id] and len(rec.calls) == 1  # asked, held: run once
+
+
 def spy_calls(store: Any, name: str) -> list[tuple[Any, ...]]:
     """The calls made to ``store.<name>`` from now on (the method is wrapped in place)."""
     calls: list[tuple[Any, ...]] = []

@@ -780,6 +780,7 @@ def test_a_rate_with_a_window_past_what_a_timedelta_holds_is_refused(dt: Ductape
     ):
         rejected(dt, lambda d, r=rate: d.job.create({**job(), "tag": "other", "rate": r}), "rate", rule)
         rejected(dt, lambda d, r=rate: d.job.update("report", {"rate": r}), "rate", rule)
+    assert str(dt.job.update("report", {"rate": "0" * 5_000 + "2/0" + "0" * 20 + "1s"}).rate) == "2/s"  # zeros led
 
 
 def test_a_resource_named_twice_is_refused(dt: Ductape) -> None:

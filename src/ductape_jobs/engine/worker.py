@@ -452,6 +452,9 @@ class Worker:
         # a run whose lease ran out, or nearly, before the claim answered (this worker paused meanwhile: ``now`` is
         # the claim's own time) starts as a waiting one does, once it knows its lease still holds (``_when_due``)
         answered = self.clock.now()
+        # their leases known first: read before, ``_lapsed`` found none for a run claimed now (a review), and never
+        # held a run whose claim answered late back until it knew its lease still held
+        self._leases.update((run.id, run.lease_expires_at) for run in runs if run.lease_expires_at is not None)
         waiting = {run.id for run in runs if self._wait(run, now) > 0 or self._lapsed(run, answered)}
         self._waiting.update(waiting)  # from now: a stop before their tasks first run gives them back too
         if runs and self.observers:
@@ -459,7 +462,6 @@ class Worker:
             tell_started(self.observers, [run for run in runs if run.id not in waiting], now)
         self._limited.update(run.id for run in runs if run.limit_keys)
         self._held.update((run.id, run.attempt) for run in runs)
-        self._leases.update((run.id, run.lease_expires_at) for run in runs if run.lease_expires_at is not None)
         for run in runs:
             if run.id in waiting:
                 work: Coroutine[Any, Any, Any] = self._when_due(run)
@@ -492,7 +494,9 @@ class Worker:
             self._leave(run)
             raise
         finally:
-            self._waiting.discard(run.id)
+            entry = self._inflight.get(run.id)
+            if entry is None or entry[0].attempt == run.attempt:  # not a later attempt's (claimed again: a review)
+                self._waiting.discard(run.id)
         now = self.clock.now()  # its start, which its outcome records (the claim recorded its due time)
         if self.observers:
             tell_started(self.observers, [run], now)
