@@ -208,6 +208,21 @@ def test_deliveries_are_claimed_under_a_lease_and_recorded(store: Store) -> None
     assert [d.id for d in store.list_deliveries(w.id, limit=2)] == [later.id, second.id]  # newest first
 
 
+def test_the_delivery_backlog_counts_those_still_to_send_and_the_oldest(store: Store) -> None:
+    assert store.delivery_backlog() == (0, None)
+    w = webhook()
+    store.add_webhook(w)
+    first, second = delivery(w, T0), delivery(w, T0 + SEC)
+    store.enqueue_deliveries([first, second, delivery(w, T0 + MIN)])
+    assert store.delivery_backlog() == (3, T0)
+    store.due_deliveries(T0 + SEC, 10, LEASE)
+    store.record_delivery(first.id, T0 + 2 * SEC, ok=True)
+    store.record_delivery(second.id, T0 + 2 * SEC, ok=False, error="HTTP 500", retry_at=T0 + 4 * SEC)  # to try again
+    assert store.delivery_backlog() == (2, T0 + SEC)
+    store.record_delivery(second.id, T0 + 5 * SEC, ok=False, error="HTTP 500")  # failed for good
+    assert store.delivery_backlog() == (1, T0 + MIN)
+
+
 def test_racing_senders_claim_each_delivery_once(backend: Backend) -> None:
     stores = [backend.open() for _ in range(4)]
     w = webhook()

@@ -11,8 +11,11 @@ Metrics (one registry per app):
 - ``ductape_leases_rescued_total``: runs whose worker stopped heartbeating, put back in the queue (not one lost too
   often: that one failed);
 - ``ductape_queue_depth`` (gauge, read from the store at each scrape): runs due now and not claimed yet;
+- ``ductape_webhook_deliveries_pending`` (gauge, read at each scrape): webhook deliveries still to send, every
+  webhook's; ``ductape_webhook_oldest_pending_seconds``: how long ago the oldest of them was made (0: none). A webhook
+  sends its deliveries one after another, so a receiver slower than its events grows both (a soak probe);
 - ``ductape_store_up`` (gauge): 1 when the scrape's read of the store answered within ``STORE_WITHIN``, else 0
-  (then ``ductape_queue_depth`` is NaN, and every other series is served as it stands);
+  (then ``ductape_queue_depth`` and the two above are NaN, and every other series is served as it stands);
 - the process's own (``process_*``, ``python_gc_*``).
 
 Where the runs' series come from (``create_app(metrics_from=...)``, ``ductape serve --metrics-from``):
@@ -34,7 +37,7 @@ import functools
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Literal, NamedTuple
 
 from fastapi import APIRouter, HTTPException, Request, Response
 from fastapi.responses import JSONResponse
@@ -106,12 +109,20 @@ class Metrics:
         )
         self.rescued = Counter("ductape_leases_rescued", "Runs rescued after their worker's lease expired", registry=r)
         self.queue_depth = Gauge("ductape_queue_depth", "Runs due now that no worker has claimed yet", registry=r)
+        self.deliveries_pending = Gauge(
+            "ductape_webhook_deliveries_pending", "Webhook deliveries still to send (every webhook's)", registry=r
+        )
+        self.oldest_pending = Gauge(
+            "ductape_webhook_oldest_pending_seconds",
+            "How long ago the oldest webhook delivery still to send was made (0: none)",
+            registry=r,
+        )
         self.store_up = Gauge(
             "ductape_store_up",
             f"1 when the scrape's read of the store answered within {STORE_WITHIN:g} s, else 0",
             registry=r,
         )
-        self.reading: asyncio.Future[int] | None = None  # the last scrape's read of the store (``scrape_store``)
+        self.reading: asyncio.Future[StoreReading] | None = None  # the last scrape's read (``scrape_store``)
         ProcessCollector(registry=r)
         GCCollector(registry=r)
 
@@ -234,9 +245,12 @@ async def metrics(request: Request) -> Response:
     dt = client(request)
     found: Metrics = request.app.state.metrics
     feed: StoreFeed | None = request.app.state.metrics_feed
-    depth = await scrape_store(found, functools.partial(_from_store, dt, feed))
-    found.store_up.set(0 if depth is None else 1)
-    found.queue_depth.set(float("nan") if depth is None else depth)
+    read = await scrape_store(found, functools.partial(_from_store, dt, feed))
+    found.store_up.set(0 if read is None else 1)
+    nan = float("nan")
+    found.queue_depth.set(nan if read is None else read.queue_depth)
+    found.deliveries_pending.set(nan if read is None else read.pending)
+    found.oldest_pending.set(nan if read is None else read.oldest_pending)
     return Response(generate_latest(found.registry), media_type=CONTENT_TYPE_LATEST)
 
 
@@ -246,15 +260,27 @@ async def metrics(request: Request) -> Response:
 STORE_WITHIN = 2.0
 
 
-def _from_store(dt: Ductape, feed: StoreFeed | None) -> int:
+class StoreReading(NamedTuple):
+    """What a scrape read from the store: the queue's depth, the webhook deliveries still to send, and the age in
+    seconds of the oldest of them (0: none)."""
+
+    queue_depth: int
+    pending: int
+    oldest_pending: float
+
+
+def _from_store(dt: Ductape, feed: StoreFeed | None) -> StoreReading:
     """What a scrape reads from the store: the outbox's events since the last scrape (``store`` metrics), then the
-    depth of the queue."""
+    depth of the queue and the webhooks' backlog."""
     if feed is not None:
         feed.catch_up()
-    return dt.store.queue_depth(dt.clock.now())
+    now = dt.clock.now()
+    pending, oldest = dt.store.delivery_backlog()
+    age = 0.0 if oldest is None else max(0.0, (now - oldest).total_seconds())
+    return StoreReading(dt.store.queue_depth(now), pending, age)
 
 
-async def scrape_store(found: Metrics, read: Callable[[], int]) -> int | None:
+async def scrape_store(found: Metrics, read: Callable[[], StoreReading]) -> StoreReading | None:
     """``read()`` in the thread pool, waited for ``STORE_WITHIN`` at most; ``None`` when it failed or did not answer
     in time. A read that did not answer goes on in its thread, and no scrape reads the store again until it has
     ended: scrapes never pile threads up behind a store away, and the outbox is read by one at a time."""
@@ -273,7 +299,7 @@ async def scrape_store(found: Metrics, read: Callable[[], int]) -> int | None:
     return None
 
 
-def _seen(reading: asyncio.Future[int]) -> None:
+def _seen(reading: asyncio.Future[StoreReading]) -> None:
     """Retrieve a read's failure (a scrape that stopped waiting does not): asyncio would log it as never retrieved."""
     if not reading.cancelled():
         reading.exception()

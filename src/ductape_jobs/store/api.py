@@ -29,7 +29,7 @@ from ductape_jobs.store.api_codec import (
     webhook_from_row,
     webhook_params,
 )
-from ductape_jobs.store.codec import ms, schedule_from_row
+from ductape_jobs.store.codec import from_ms, ms, schedule_from_row
 from ductape_jobs.store.contracts import DueDelivery
 from ductape_jobs.store.dialect import Row, Tx, UsesDialect
 
@@ -183,6 +183,12 @@ class ApiCore(UsesDialect):
     ) -> list[timedelta]:
         params = {"since": ms(since), "limit": limit, **scope(product_tag, env)}
         return lateness_from_rows(self._all("lateness_sample", params))
+
+    def delivery_backlog(self) -> tuple[int, datetime | None]:
+        row = self._one("delivery_backlog", {})
+        if row is None or row["oldest"] is None:
+            return 0, None
+        return int(row["n"]), from_ms(row["oldest"])
 
     def queue_depth(self, now: datetime, *, product_tag: str | None = None, env: str | None = None) -> int:
         row = self._one("queue_depth", {"now": ms(now), **scope(product_tag, env)})

@@ -230,6 +230,11 @@ class AccessStore(ABC):
     def list_deliveries(self, webhook_id: str, *, limit: int = 100, offset: int = 0) -> list[WebhookDelivery]:
         """A webhook's deliveries, newest first."""
 
+    @abstractmethod
+    def delivery_backlog(self) -> tuple[int, datetime | None]:
+        """The deliveries still to send (``pending``: not yet sent, or to try again), every webhook's, and when the
+        oldest of them was made (``None``: there is none)."""
+
 
 class StatsStore(ABC):
     """What the API's statistics read."""

@@ -157,6 +157,10 @@ GROUP BY minute ORDER BY minute;
    AND (%(env)s::text IS NULL OR env = %(env)s))
 ORDER BY started_at DESC LIMIT %(limit)s;
 
+-- name: delivery_backlog
+-- The deliveries still to send, by the partial index of the pending ones (retention keeps days of sent ones).
+SELECT count(*) AS n, min(created_at) AS oldest FROM webhook_deliveries WHERE status = 'pending';
+
 -- name: queue_depth
 SELECT count(*) AS n FROM runs
 WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL

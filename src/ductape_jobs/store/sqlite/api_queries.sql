@@ -144,6 +144,10 @@ WHERE phase = 'running' AND started_at >= :since
   AND (:product_tag IS NULL OR product_tag = :product_tag) AND (:env IS NULL OR env = :env)
 ORDER BY started_at DESC LIMIT :limit;
 
+-- name: delivery_backlog
+-- The deliveries still to send, by the partial index of the pending ones (retention keeps days of sent ones).
+SELECT count(*) AS n, min(created_at) AS oldest FROM webhook_deliveries INDEXED BY webhook_deliveries_due WHERE status = 'pending';
+
 -- name: queue_depth
 SELECT count(*) AS n FROM runs INDEXED BY runs_pending
 WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND available_at <= :now
