@@ -55,6 +55,7 @@ from prometheus_client import (
 from ductape_jobs.api.auth import authenticate
 from ductape_jobs.api.common import call, client
 from ductape_jobs.client import Ductape
+from ductape_jobs.engine.worker import exception_read
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.lifecycle import (
     LifecycleEvent,
@@ -288,7 +289,7 @@ async def scrape_store(found: Metrics, read: Callable[[], StoreReading]) -> Stor
         log.warning("/metrics: the store has not answered the last scrape yet; its series are left out")
         return None
     reading = asyncio.ensure_future(call(read))
-    reading.add_done_callback(_seen)
+    reading.add_done_callback(exception_read)  # a scrape that stopped waiting reads none
     found.reading = reading
     try:
         return await asyncio.wait_for(asyncio.shield(reading), STORE_WITHIN)
@@ -297,12 +298,6 @@ async def scrape_store(found: Metrics, read: Callable[[], StoreReading]) -> Stor
     except Exception as exc:
         log.warning("/metrics: the store does not answer (%s); its series are left out", exc)
     return None
-
-
-def _seen(reading: asyncio.Future[StoreReading]) -> None:
-    """Retrieve a read's failure (a scrape that stopped waiting does not): asyncio would log it as never retrieved."""
-    if not reading.cancelled():
-        reading.exception()
 
 
 @router.get("/healthz", include_in_schema=False)

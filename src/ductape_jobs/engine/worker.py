@@ -65,7 +65,6 @@ _PASS_BACKOFF = Backoff(base=timedelta(seconds=0.1), cap=timedelta(seconds=5), j
 #: How long past its timeout a run under a limit waits for its sync function's thread (``Worker._thread_returns``):
 #: past it the run ends timed out and its limits are let go; the thread holds its worker's slot until it returns.
 THREAD_WAIT = timedelta(minutes=5)
-FIRST = asyncio.FIRST_COMPLETED
 #: After a claiming call failed, how long passes look for the runs it may have taken (a server still committing
 #: the lost try shows them late), and how often at most.
 _LOOK_FOR, _LOOK_EVERY = timedelta(seconds=2), timedelta(milliseconds=200)
@@ -143,7 +142,7 @@ class Worker:
         self._pokes = 0  # notify()s so far: a read that one overtook is not kept
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
-        self._heartbeating = False
+        self._heartbeating = False  # run() only: a run waits for its thread only while its lease is heartbeated
         self._hurry: asyncio.Event | None = None  # a second SIGTERM/SIGINT: the runs in flight go back at once
         self._loop: asyncio.AbstractEventLoop | None = None
         self._store_thread: ThreadPoolExecutor | None = None  # the one thread of this worker's store calls
@@ -266,7 +265,6 @@ class Worker:
 
     def _start(self, stop: asyncio.Event | None, hurry: asyncio.Event | None = None) -> None:
         self._loop = asyncio.get_running_loop()
-        self._heartbeating = False  # run() only: a run waits for its thread only while its lease is heartbeated
         self._wake = asyncio.Event()
         self._stop = stop or asyncio.Event()
         self._hurry = hurry or asyncio.Event()
@@ -680,10 +678,11 @@ class Worker:
             ", ".join(run.limit_keys),
         )
         returned = asyncio.wrap_future(thread)
-        returned.add_done_callback(_consumed)  # what it raised or returned is not kept: the attempt timed out
+        returned.add_done_callback(exception_read)  # what it raised or returned is not kept: the attempt timed out
         stopping = asyncio.ensure_future(self._stop.wait())
+        waited = THREAD_WAIT.total_seconds()
         try:
-            await asyncio.wait([returned, stopping], timeout=THREAD_WAIT.total_seconds(), return_when=FIRST)
+            await asyncio.wait([returned, stopping], timeout=waited, return_when=asyncio.FIRST_COMPLETED)
         finally:
             stopping.cancel()
         if not thread.done():
@@ -956,7 +955,8 @@ def _said_failed(run_id: str, error: str | None, attempt: int | None) -> None:
     log.warning("run %s failed for good: %s", run_id, _first_line(error), extra=extra)
 
 
-def _consumed(future: asyncio.Future[Any]) -> None:
-    """Its exception read, so that asyncio logs none as never retrieved."""
+def exception_read(future: asyncio.Future[Any]) -> None:
+    """A done callback: ``future``'s exception read, so that asyncio logs none as never retrieved (a wait that
+    stopped waiting for it, or did not ask for its result, does not read it)."""
     if not future.cancelled():
         future.exception()
