@@ -843,6 +843,62 @@ def test_a_run_another_worker_rescued_is_stopped_at_the_next_heartbeat(
     assert dt.job.runs(job_id=kept)[0].phase is RunPhase.COMPLETED
 
 
+def test_a_rescued_run_that_ignores_its_cancel_is_stopped_once_not_at_every_heartbeat(
+    dt: Ductape, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A coroutine that catches its cancel and goes on (a cleanup in ``finally`` that awaits, or code that swallows
+    ``CancelledError``) was cancelled again, and warned of again, at every heartbeat while it ran: a second cancel
+    cuts a cleanup short. Its lease is the other worker's: it is stopped once and no longer heartbeated."""
+    gate = asyncio.Event()
+    cancels: list[str] = []
+
+    @dt.function("stubborn")
+    async def stubborn(input: dict[str, Any], ctx: RunContext) -> str:
+        while True:
+            try:
+                await gate.wait()
+                return "done"
+            except asyncio.CancelledError:
+                cancels.append(ctx.run_id)
+
+    job(dt, tag="stubborn", fn="stubborn")
+    lost = dt.job.schedule(req("stubborn")).job_id
+    worker = dt.new_worker(heartbeat=0.02)
+    asked: list[list[str]] = []
+    extend = dt.store.extend_leases
+
+    def extend_leases(worker_id: str, ids: list[str], until: datetime) -> int:
+        asked.append(list(ids))
+        return extend(worker_id, ids, until)
+
+    dt.store.extend_leases = extend_leases  # type: ignore[method-assign]
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        run_task = asyncio.create_task(worker.run(stop))
+        while not worker._inflight:
+            await asyncio.sleep(0.01)
+        (run,) = dt.job.runs(job_id=lost)
+        later = clock.now() + timedelta(minutes=5)  # past the lease: rescued, and claimed by another worker
+        assert [r.run_id for r in dt.store.rescue_expired(later, 5)] == [run.id]
+        assert [r.id for r in dt.store.acquire_runs("other", 1, timedelta(minutes=1), later)] == [run.id]
+        while not cancels:
+            await asyncio.sleep(0.01)
+        heartbeats = len(asked)
+        await asyncio.sleep(0.2)  # ten heartbeats' time, the stubborn attempt running on
+        assert len(asked) == heartbeats  # its lease, the other worker's, is no longer asked for
+        gate.set()
+        stop.set()
+        await run_task
+
+    with caplog.at_level(logging.WARNING, logger="ductape_jobs.worker"):
+        asyncio.run(main())
+    (run,) = dt.job.runs(job_id=lost)
+    assert cancels == [run.id]  # cancelled once
+    assert caplog.text.count(f"run {run.id} attempt 1 stopped: its lease ran out") == 1
+    assert run.phase is RunPhase.RUNNING and run.attempt == 2 and run.lease_owner == "other"  # the other's
+
+
 def test_a_stop_that_waits_past_the_due_time_of_a_run_claimed_ahead_gives_it_back_unattempted(
     dt: Ductape, clock: FakeClock
 ) -> None:

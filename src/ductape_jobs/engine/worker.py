@@ -818,7 +818,8 @@ class Worker:
         every = self._heartbeat_every.total_seconds()
         while True:
             await asyncio.sleep(every)
-            ids = list(self._inflight)
+            # not an attempt stopped since its lease was lost that runs on (it caught its cancel): it is not ours
+            ids = [run_id for run_id, (run, _) in self._inflight.items() if (run_id, run.attempt) in self._held]
             if ids:
                 until = self.clock.now() + self.options.lease
                 try:
