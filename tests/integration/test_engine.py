@@ -1467,6 +1467,49 @@ def test_a_run_this_worker_rescued_and_claimed_again_runs_once_at_its_new_attemp
     assert (run.phase, run.attempt) == (RunPhase.COMPLETED, 2)
 
 
+def test_a_stopped_attempt_that_runs_on_to_its_end_is_not_counted_as_its_runs_outcome(
+    dt: Ductape, clock: FakeClock
+) -> None:
+    """Claimed again by its own worker, the first attempt caught its cancel and ran on to its end: its outcome was
+    queued and flushed as if it were the run's (the store refused it), counted completed in the worker's summary, and
+    it took the second attempt's place among the runs the metrics watch, so the second's end was never counted."""
+    starts: list[int] = []
+    ends: list[int] = []
+
+    @dt.function("report")
+    async def report(input: dict[str, Any], ctx: RunContext) -> None:
+        starts.append(ctx.attempt)
+        try:
+            await asyncio.sleep(0.6)
+        except asyncio.CancelledError:
+            await asyncio.sleep(0.3)  # a cleanup that awaits, then it returns as if nothing happened
+        ends.append(ctx.attempt)
+
+    job(dt)
+    dt.job.schedule(req())
+    metrics = Metrics()
+    worker = dt.new_worker(poll=timedelta(milliseconds=50))
+    worker.observers = (metrics,)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop, handle_signals=False))
+        await asyncio.sleep(0.1)  # attempt 1 started
+        clock.advance(seconds=31)  # its lease ran out (no heartbeat on this clock)
+        worker.notify()
+        await asyncio.sleep(1.5)
+        stop.set()
+        await running
+
+    asyncio.run(main())
+    assert starts == [1, 2] and sorted(ends) == [1, 2]
+    (run,) = dt.job.runs()
+    assert (run.phase, run.attempt) == (RunPhase.COMPLETED, 2)
+    assert (worker.summary.completed, worker.summary.ran) == (1, 1)
+    labels = {"status": "completed", "event_type": "function"}
+    assert metrics.registry.get_sample_value("ductape_runs_total", labels) == 1.0
+
+
 def test_a_lost_claims_runs_whose_lease_ends_before_the_next_heartbeat_are_given_back(
     dt: Ductape, clock: FakeClock
 ) -> None:

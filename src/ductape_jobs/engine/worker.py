@@ -656,11 +656,19 @@ class Worker:
             started_at=began,
             stored=stored,
         )
-        self._outcomes.append(outcome)
+        self._ended(run, outcome)
+        return outcome
+
+    def _ended(self, run: Run, outcome: Outcome) -> None:
+        """``run``'s attempt ended: its outcome is queued for the next flush, unless the attempt was stopped, its lease
+        lost (``_stop_attempt``), and caught its cancel and ran on: then it is not the run's outcome."""
+        if (run.id, run.attempt) in self._held:
+            self._outcomes.append(outcome)
+        else:
+            log.warning("run %s attempt %d ended after it was stopped: its outcome is not kept", run.id, run.attempt)
         self._leave(run)
         if self._wake is not None:
             self._wake.set()
-        return outcome
 
     async def _thread_returns(self, run: Run) -> None:
         """A run under a limit whose sync function passed its timeout: its attempt ends when its thread returns. Ended
@@ -797,7 +805,10 @@ class Worker:
                 self.summary.failed += 1
                 _said_failed(o.run_id, o.error, o.attempt)
         if self.observers:
-            ended = [(self._observed.pop(o.run_id), o) for o in outcomes if o.run_id in self._observed]
+            watched = [(self._observed.get(o.run_id), o) for o in outcomes]
+            ended = [(run, o) for run, o in watched if run is not None and run.attempt == o.attempt]
+            for run, _ in ended:  # not a later attempt of its run this flush claimed again
+                del self._observed[run.id]
             tell_finished(self.observers, ended)
         return saw_all_due
 
