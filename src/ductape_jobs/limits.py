@@ -225,9 +225,11 @@ def check_time(value: datetime, field: str) -> datetime:
     return value
 
 
-#: An HTTP header's name (RFC 9110's token), and what its value may not hold: a control character but the tab.
+#: An HTTP header's name (RFC 9110's token), and what its value may not hold: a control character but the tab (C0,
+#: DEL, C1: NEL, CSI ...), or a Unicode line or paragraph separator (a proxy or a logger that reads the header as text
+#: breaks its line there; a security probe sent U+0085, U+009B and U+2028 out as UTF-8).
 _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
-_HEADER_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+_HEADER_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def as_text(value: Any) -> str:
@@ -312,6 +314,25 @@ def printable_rule(text: str, what: str = "names") -> str | None:
     name = _CONTROL_NAMES.get(code) or unicodedata.name(found.group(), "")
     named = f", {name}" if name else ""
     return f"holds a control character (U+{code:04X}{named}); {what} are printable text"
+
+
+def email_header_rule(text: str) -> str | None:
+    """The rule the text of an email's header (a subject, an address) breaks: a control character, as written or once
+    its encoded words are decoded (RFC 2047: ``=?utf-8?q?x=0D=0ABcc=3A...?=``, which the email package decodes and,
+    before Python 3.11.10 and 3.12.5, wrote back out with its line breaks: CVE-2024-6923, headers and a body of the
+    caller's in the message sent; a security probe). ``None`` when it keeps it."""
+    what = "an email's address and subject fields"
+    rule = printable_rule(text, what)
+    if rule is not None or "=?" not in text:
+        return rule
+    from email.policy import default  # only for a text with an encoded word in it
+
+    try:  # as a subject: every encoded word decoded, an address's display name's too
+        decoded = str(default.header_factory("Subject", text))
+    except Exception:  # the email package could not read it: nor could a mail client
+        return "holds an encoded word (=?...?=) that cannot be decoded"
+    rule = printable_rule(decoded, what)
+    return None if rule is None else f"decodes (its =?...?= encoded words) to text that {rule}"
 
 
 def seconds_rule(value: object) -> str | None:
@@ -404,6 +425,7 @@ __all__ = [
     "check_printable",
     "check_size",
     "check_time",
+    "email_header_rule",
     "has_lone_surrogate",
     "printable_rule",
     "seconds_rule",

@@ -252,6 +252,9 @@ def test_a_job_events_input_is_masked_when_the_secret_holds_a_dollar(dt: Ductape
     [
         ({"X-A": "a\r\nX-Evil: 1"}, "must not hold a line break"),
         ({"X-A": "a\x00b"}, "must not hold a line break or another control character"),
+        ({"X-A": "a\u2028X-Evil: 1"}, "must not hold a line break"),  # a security probe: these three were sent,
+        ({"X-A": "a\x85X-Evil: 1"}, "must not hold a line break"),  # as UTF-8 (a proxy or a log that reads
+        ({"X-A": "a\x9b31m"}, "must not hold a line break or another control character"),  # them as text breaks there)
         ({"Bad Name": "v"}, "is not a header name"),
         ({"X-A": "trailing "}, "must not begin or end with a space or a tab"),
     ],
@@ -285,13 +288,23 @@ def test_params_that_are_a_placeholder_are_checked_when_the_run_starts(dt: Ducta
         ({"to": "a@example.com", "subject": "hi\r\nBcc: evil@example.net", "body": "x"}, "input.email.subject"),
         ({"to": "a@example.com\u2028Bcc: evil@example.net", "subject": "s", "body": "x"}, "input.email.to"),
         ({"to": "a@example.com", "bcc": ["b@example.com\nRSET"], "subject": "s", "body": "x"}, "input.email.bcc"),
+        # encoded (RFC 2047): the email package decodes it, and before Python 3.11.10 wrote its line break out
+        (
+            {"to": "a@example.com", "subject": "=?utf-8?q?hi=0D=0ABcc=3A_e=40example.net?=", "body": "x"},
+            "input.email.subject",
+        ),
+        (
+            {"to": "=?utf-8?b?QW5uDQpCY2M6IGVAZXhhbXBsZS5uZXQ=?= <a@example.com>", "subject": "s", "body": "x"},
+            "input.email.to",
+        ),
     ],
 )
 def test_an_email_the_input_gives_with_a_line_break_in_a_header_is_refused_at_schedule(
     dt: Ductape, email: dict[str, Any], field: str
 ) -> None:
     """Seed 003's ``email: true`` takes the email from the input: a line break in its subject or an address was
-    accepted, stored, and failed the run when it was sent (Python's email policy refused it then)."""
+    accepted, stored, and failed the run when it was sent (Python's email policy refused it then); encoded in an
+    encoded word (a security probe), it was sent, and added headers and a body of its own to the message."""
     dt.job.create({"name": "F", "tag": "free", "event_type": "NOTIFICATION", "event_tag": "free"})
     with pytest.raises(ValidationError) as err:
         dt.job.schedule({"env": "dev", "product_tag": "bank", "event": "free", "input": {"email": email}})

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import email
+import email.policy
 import json
 import time
 from collections.abc import Iterator
@@ -149,6 +151,33 @@ def test_unsendable_emails_are_not_retryable(smtp: Smtp) -> None:
     assert mail_error(smtp.settings(), headers={"Bcc": "spy@example.com"}).retryable is False
     assert mail_error(smtp.settings(), subject="one\r\nX-Injected: yes").retryable is False
     assert not smtp.mailbox.envelopes
+
+
+@pytest.mark.parametrize(
+    "given",
+    [
+        {"subject": "Welcome =?utf-8?q?x=0D=0AReply-To=3A_e=40example.net=0D=0A=0D=0A<h1>hi</h1>?="},
+        {"subject": "=?utf-8?b?aGkNCkJjYzogZUBleGFtcGxlLm5ldA==?="},
+        {"to": ["=?utf-8?q?Ann=0ABcc=3A_e=40example.net?= <ann@example.com>"]},
+        {"headers": {"X-Tag": "=?utf-8?q?t=0D=0AX-Injected=3A_yes?="}},
+        {"reply_to": "=?utf-8?q?R=0D=0ABcc=3A_e=40example.net?= <r@example.com>"},
+    ],
+)
+def test_an_encoded_word_that_decodes_to_a_line_break_is_refused_at_send(smtp: Smtp, given: dict[str, Any]) -> None:
+    """A security probe: a subject piped from a caller's input, ``=?utf-8?q?x=0D=0AReply-To=3A...?=``, was decoded by
+    the email package and written out with its line breaks (CVE-2024-6923, Python before 3.11.10 and 3.12.5): the
+    message sent had a Reply-To, a Content-Type and an HTML body of the caller's. Refused, whatever the Python."""
+    error = mail_error(smtp.settings(), **given)
+    assert error.retryable is False and str(error).startswith("cannot build the email:")  # an address: email's own
+    assert not smtp.mailbox.envelopes
+
+
+def test_an_encoded_word_without_a_control_character_is_sent_as_it_decodes(smtp: Smtp) -> None:
+    mail(smtp.settings(), subject="Caf=?utf-8?q?=C3=A9?= open", to=["=?utf-8?q?Ren=C3=A9e?= <renee@example.com>"])
+    (envelope,) = smtp.mailbox.envelopes
+    assert envelope.rcpt_tos == ["renee@example.com"]
+    received = email.message_from_bytes(envelope.content, policy=email.policy.default)
+    assert str(received["Subject"]) == "Café open" and str(received["To"]) == "Renée <renee@example.com>"
 
 
 def test_smtp_settings_are_validated() -> None:

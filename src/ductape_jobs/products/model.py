@@ -13,7 +13,7 @@ from typing import Annotated, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from ductape_jobs.errors import ValidationError
-from ductape_jobs.limits import MAX_MILLIS, printable_rule, seconds_rule
+from ductape_jobs.limits import MAX_MILLIS, email_header_rule, printable_rule, seconds_rule
 from ductape_jobs.models import Built, Concurrency, Free, FreeObject
 from ductape_jobs.products.features import FeatureSpec
 from ductape_jobs.resources import ResourceLimit, parse_rate
@@ -90,11 +90,11 @@ class EmailSpec(_Spec):
     @field_validator("to", "subject", "cc", "bcc", "reply_to")
     @classmethod
     def _one_line(cls, v: list[str] | str | None) -> list[str] | str | None:
-        """A header's text: a line break (CR, LF, U+2028 ...) or another control character would start another
-        header. Refused where the input gives the email (seed 003's ``email: true``), at ``schedule()``; it failed
-        the run when it was sent (a probe)."""
+        """A header's text: a line break (CR, LF, U+2028 ...) or another control character, written or encoded
+        (``=?utf-8?q?=0D=0A...?=``), would start another header. Refused where the input gives the email (seed 003's
+        ``email: true``), at ``schedule()``; it failed the run when it was sent (a probe)."""
         for text in [v] if isinstance(v, str) else v or []:
-            rule = printable_rule(text, "an email's address and subject fields")
+            rule = email_header_rule(text)
             if rule is not None:
                 raise ValueError(rule)
         return v
