@@ -9,19 +9,21 @@ the CLI (which all read those records) and traces never show one. The raw value 
 URL-encoded and JSON-escaped spellings.
 
 A value shorter than ``MIN_LENGTH`` characters is not masked (it would mask ordinary words): give secrets
-real length. What a secret looks like after other encodings (base64 in a Basic header, a hash) cannot be
+real length. The Basic credentials the engine sends (a ``basic`` auth's, a ``base_url``'s user part) are learned
+as it builds them; what a secret looks like after other encodings (base64 of the caller's making, a hash) cannot be
 recognised, and is not masked.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from typing import Any
-from urllib.parse import SplitResult, quote, quote_plus, unquote, unquote_plus, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, quote, quote_plus, unquote, unquote_plus, urlsplit, urlunsplit
 
 from msgspec import Struct
 
@@ -105,7 +107,9 @@ class Secrets:
         """Learn every secret in a product's settings (a ``model_dump()``), ``${VAR}`` read when it is set."""
         self.learn(_expanded(v) for v in _secret_values(settings, inside=False))
         self.learn(_header_secrets(settings))
+        self.learn(_basic_credentials(settings))
         self.learn(s for url in _connection_urls(settings) for s in connection_secrets(_expanded(url)))
+        self.learn(s for url in _walk_key(settings, "base_url") for s in _base_url_secrets(_expanded(url)))
 
     def mask_text(self, text: str, mask: str = MASK) -> str:
         pattern = self._pattern
@@ -126,7 +130,8 @@ class Secrets:
         return text[: max(0, len(text) - drop)]
 
     def mask(self, value: Any) -> Any:
-        """``value`` (text, or JSON-like data) with every secret in its strings (and keys) masked."""
+        """``value`` (text, or JSON-like data) with every secret in its strings (and keys) masked, and each number whose
+        digits hold one masked whole."""
         if self._pattern is None:
             return value
         if isinstance(value, str):
@@ -135,6 +140,8 @@ class Secrets:
             return {self.mask(k) if isinstance(k, str) else k: self.mask(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.mask(item) for item in value]
+        if isinstance(value, int | float) and not isinstance(value, bool) and self.mask_text(str(value)) != str(value):
+            return MASK  # a secret of digits (a PIN) given back as a JSON number (a security probe)
         return value
 
 
@@ -179,6 +186,61 @@ def _header_secrets(node: Any) -> Iterable[str]:
     elif isinstance(node, list | tuple):
         for item in node:
             yield from _header_secrets(item)
+
+
+def _walk_key(node: Any, wanted: str) -> Iterable[str]:
+    """Every text under a key ``wanted`` in ``node``, at any depth."""
+    if isinstance(node, Mapping):
+        for key, item in node.items():
+            if key == wanted and isinstance(item, str):
+                yield item
+            else:
+                yield from _walk_key(item, wanted)
+    elif isinstance(node, list | tuple):
+        for item in node:
+            yield from _walk_key(item, wanted)
+
+
+def basic_credentials(username: str, password: str) -> str:
+    """What ``Authorization: Basic`` carries: base64 of ``username:password`` in UTF-8 (``HttpAuth.apply``, and httpx
+    for a URL's user part)."""
+    return base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
+
+
+def _basic_credentials(node: Any) -> Iterable[str]:
+    """The ``Authorization: Basic`` credentials an app's ``basic`` auth sends (``${VAR}`` read): the engine builds
+    them, and an answer that echoes its request's headers gave them back unmasked (a security probe)."""
+    if isinstance(node, Mapping):
+        for key, item in node.items():
+            if key == "auth" and isinstance(item, Mapping) and item.get("kind") == "basic":
+                user, password = item.get("username"), item.get("password")
+                if isinstance(user, str) and isinstance(password, str | None):
+                    yield basic_credentials(_expanded(user), _expanded(password or ""))
+            else:
+                yield from _basic_credentials(item)
+    elif isinstance(node, list | tuple):
+        for item in node:
+            yield from _basic_credentials(item)
+
+
+def _base_url_secrets(url: str) -> list[str]:
+    """What of an app's ``base_url`` is a secret: its password (as written and decoded, ``connection_secrets``; also
+    when its scheme is malformed, ``htps//user:pw@host``, which a run's error quotes), the Basic credentials httpx
+    builds from its user part, and the values of its secret query parameters (those ``redact_url`` hides in log
+    lines: a run's output or error showed what its log line hid)."""
+    rest = url.partition("//")[2] if "://" not in url else ""
+    found = connection_secrets(url if not rest else f"x://{rest}")
+    try:
+        parts = urlsplit(url if not rest else f"x://{rest}")
+        if parts.password is not None:
+            found.append(basic_credentials(unquote(parts.username or ""), unquote(parts.password)))
+        hidden = SECRET_QUERY_PARAMS
+        for name, value in parse_qsl(parts.query, keep_blank_values=False):
+            if name.lower() in hidden or re.fullmatch(_SECRET_NAMED, name, re.IGNORECASE):
+                found.append(value)
+    except ValueError:  # a netloc urlsplit cannot read: connection_secrets read what it could
+        pass
+    return found
 
 
 def _connection_urls(settings: Any) -> Iterable[str]:

@@ -34,7 +34,7 @@ def product(http: str) -> dict[str, Any]:
         "tag": "bank",
         "envs": {
             "dev": {
-                "secrets": {"signing": "${PROBE_SIGNING}"},
+                "secrets": {"signing": "${PROBE_SIGNING}", "pin": "${PROBE_PIN}"},
                 "smtp": {"host": "127.0.0.1", "port": 9, "sender": "Bank <bank@example.com>"},
             }
         },
@@ -67,6 +67,16 @@ def product(http: str) -> dict[str, Any]:
                 "envs": {"dev": {"base_url": http, "auth": {"kind": "basic", "username": "svc", "password": "${PW}"}}},
                 "actions": {"get": {"method": "GET", "path": "/x"}},
             },
+            "inurl": {  # credentials in the base URL: a password from the environment, a key written in the query
+                "envs": {
+                    "dev": {"base_url": http.replace("//", "//robot:${URL_PW}@") + "/v1?api_key=Literal-KEY-5678"}
+                },
+                "actions": {"get": {"method": "GET", "path": "/x"}},
+            },
+            "badurl": {
+                "envs": {"dev": {"base_url": "htps//robot:Literal-PW-1234@example.com"}},
+                "actions": {"get": {}},
+            },
         },
         "caches": {"short": {"expiry": 60_000}},
         "features": {
@@ -93,6 +103,8 @@ def dt(tmp_path: Path, http: Recorder, monkeypatch: pytest.MonkeyPatch) -> Itera
     monkeypatch.setenv("PROBE_KEY", "key-LIVE-0123456789")
     monkeypatch.setenv("HDR_TOKEN", "hdr-token-9876")
     monkeypatch.setenv("PROBE_AUTH_KEY", "cf-key-55555")
+    monkeypatch.setenv("PROBE_PIN", "987654321")
+    monkeypatch.setenv("URL_PW", "url-Pw-4444")
     client = Ductape(
         f"sqlite:///{tmp_path / 'jobs.db'}",
         clock=FakeClock(),
@@ -224,6 +236,37 @@ def test_a_key_sent_in_an_apps_header_is_masked(dt: Ductape, http: Recorder) -> 
     assert done.output["body"] == {**dict.fromkeys(echoed, "[secret]"), **kept}
 
 
+def test_the_basic_credentials_the_engine_sends_are_masked_in_an_answer_that_echoes_them(
+    dt: Ductape, http: Recorder
+) -> None:
+    """A security probe: an app's ``basic`` auth, or a ``base_url``'s user part, is sent as ``Authorization: Basic
+    <base64 of user:password>``, which the engine builds; an answer echoing its request's headers kept it as it came,
+    where a bearer token beside it was masked."""
+    sent = "Basic " + base64.b64encode(b"svc:Pa$$w0rd$Now-2024!").decode()
+    http.reply(200, {"authorization": sent})
+    done = run(dt, "basic:get", {})
+    assert http.last.headers["authorization"] == sent and done.output["body"] == {"authorization": "Basic [secret]"}
+    http.reply(200, {"authorization": http.last.headers["authorization"], "query": "api_key=Literal-KEY-5678"})
+    done = run(dt, "inurl:get", {})
+    assert base64.b64decode(http.last.headers["authorization"].split()[1]) == b"robot:url-Pw-4444"
+    assert done.output["body"] == {"authorization": "Basic [secret]", "query": "api_key=[secret]"}
+
+
+def test_a_base_urls_literal_password_is_masked_in_the_runs_error(dt: Ductape) -> None:
+    """A security probe: the log line of a run whose ``base_url`` cannot be read masked its password; the run's
+    error, which quotes the URL, did not."""
+    failed = run(dt, "badurl:get", {})
+    assert failed.phase is RunPhase.FAILED and "Literal-PW-1234" not in failed.error
+
+
+def test_a_secret_of_digits_is_masked_in_a_json_number(dt: Ductape, http: Recorder) -> None:
+    """A security probe: a PIN (``${PROBE_PIN}``) an answer gave back as a JSON number was kept as it came; as text
+    it was masked."""
+    http.reply(200, {"as_text": "987654321", "as_number": 987654321, "other": 12345, "flag": True})
+    done = run(dt, "api:echo", {})
+    assert done.output["body"] == {"as_text": "[secret]", "as_number": "[secret]", "other": 12345, "flag": True}
+
+
 # ------------------------------------------------------------------------------- the environment's values
 
 
@@ -310,3 +353,44 @@ def test_an_email_the_input_gives_with_a_line_break_in_a_header_is_refused_at_sc
         dt.job.schedule({"env": "dev", "product_tag": "bank", "event": "free", "input": {"email": email}})
     assert err.value.field == field and "holds a control character" in err.value.rule
     assert dt.job.list() == []
+
+
+def test_a_product_specs_repr_shows_none_of_its_secrets() -> None:
+    """A security probe: ``repr()`` of what ``products.add()`` returns (and rich's pretty print of it) showed the
+    env's secrets, the session and callback secrets, the SMTP password, the bearer token, the credential headers, and
+    the passwords in the base URL and the database's URL."""
+    from rich.pretty import pretty_repr
+
+    secrets = ["SECRET-aaaa", "SESS-bbbb", "CB-cccc", "SMTP-dddd", "URLPW-eeee", "TOK-ffff", "KEY-gggg", "DBPW-hhhh"]
+    declared = {
+        "tag": "shop",
+        "envs": {
+            "dev": {
+                "secrets": {"a": "SECRET-aaaa"},
+                "session_secret": "SESS-bbbb",
+                "callback_secret": "CB-cccc",
+                "smtp": {
+                    "host": "mail.example.com",
+                    "sender": "a@example.com",
+                    "username": "u",
+                    "password": "SMTP-dddd",
+                },
+            }
+        },
+        "apps": {
+            "api": {
+                "envs": {
+                    "dev": {
+                        "base_url": "http://u:URLPW-eeee@api.example.com",
+                        "auth": {"kind": "bearer", "token": "TOK-ffff"},
+                        "headers": {"X-Api-Key": "KEY-gggg"},
+                    }
+                }
+            }
+        },
+        "databases": {"db": {"envs": {"dev": "postgresql://u:DBPW-hhhh@db.example.com/db"}}},
+    }
+    spec = Products([declared]).get("shop")  # type: ignore[list-item]
+    shown = repr(spec) + str(spec) + pretty_repr(spec)
+    assert [s for s in secrets if s in shown] == []
+    assert "mail.example.com" in shown and "username='u'" in shown  # what is not a secret is still shown

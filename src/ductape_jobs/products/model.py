@@ -40,13 +40,18 @@ class _Spec(BaseModel, metaclass=Built):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, defer_build=True)
 
 
+# A field that may hold a secret has ``repr=False``: never in a spec's ``repr`` (nor rich's), which a caller prints or
+# logs (a security probe: ``repr(products.add(...))`` showed the secrets, the SMTP password, the bearer token and the
+# database password).
+
+
 class Auth(_Spec):
     kind: Literal["none", "bearer", "basic", "header", "query"] = "none"
-    token: str | None = None
+    token: str | None = Field(default=None, repr=False)
     username: str | None = None
-    password: str | None = None
+    password: str | None = Field(default=None, repr=False)
     name: str | None = None
-    value: str | None = None
+    value: str | None = Field(default=None, repr=False)
 
 
 class ActionSpec(_Spec):
@@ -66,9 +71,9 @@ class ActionSpec(_Spec):
 
 
 class AppEnv(_Spec):
-    base_url: str
+    base_url: str = Field(repr=False)  # its user part or query may hold credentials
     auth: Auth | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)  # credential headers
     variables: FreeObject = Field(default_factory=dict)
 
 
@@ -141,12 +146,12 @@ class DatabaseActionSpec(_Spec):
 
 
 class DatabaseSpec(_Spec):
-    envs: dict[str, str] = Field(default_factory=dict, description="env slug -> connection URL")
+    envs: dict[str, str] = Field(default_factory=dict, description="env slug -> connection URL", repr=False)
     actions: dict[str, DatabaseActionSpec] = Field(default_factory=dict)
 
 
 class BrokerSpec(_Spec):
-    envs: dict[str, str] = Field(default_factory=dict, description="env slug -> broker URL")
+    envs: dict[str, str] = Field(default_factory=dict, description="env slug -> broker URL", repr=False)
     topics: dict[str, str] = Field(default_factory=dict, description="topic tag -> topic name")
 
 
@@ -217,9 +222,9 @@ class ResourceSpec(_Spec):
 
 
 class HttpProvider(_Spec):
-    url: str
+    url: str = Field(repr=False)
     auth: Auth | None = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
     sender: str | None = None
 
 
@@ -227,7 +232,7 @@ class SmtpSpec(_Spec):
     host: str
     port: Port = 25
     username: str | None = None
-    password: str | None = None
+    password: str | None = Field(default=None, repr=False)
     sender: str
     use_tls: bool = False
     start_tls: bool | None = None
@@ -237,12 +242,12 @@ class SmtpSpec(_Spec):
 class EnvSpec(_Spec):
     """Per-environment settings of the product itself."""
 
-    secrets: dict[str, str] = Field(default_factory=dict)
-    session_secret: str | None = None
+    secrets: dict[str, str] = Field(default_factory=dict, repr=False)
+    session_secret: str | None = Field(default=None, repr=False)
     smtp: SmtpSpec | None = None
     push: HttpProvider | None = None
     sms: HttpProvider | None = None
-    callback_secret: str | None = None
+    callback_secret: str | None = Field(default=None, repr=False)
 
 
 class ProductSpec(_Spec):

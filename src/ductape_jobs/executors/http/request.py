@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 import datetime as _dt
 import enum
 import json
@@ -17,7 +16,7 @@ from msgspec import Struct, field
 
 from ductape_jobs.errors import HttpError, ValidationError
 from ductape_jobs.limits import PATH_PARAM, as_text, check_headers, header_rule, path_segment
-from ductape_jobs.redaction import REDACT_EXTENSION, fields_without, repr_without
+from ductape_jobs.redaction import REDACT_EXTENSION, basic_credentials, fields_without, repr_without
 
 AuthKind = Literal["none", "bearer", "basic", "header", "query"]
 _AUTH_KINDS = ("none", "bearer", "basic", "header", "query")
@@ -69,8 +68,7 @@ class HttpAuth(Struct, frozen=True):
         if self.kind == "bearer":
             headers["Authorization"] = f"Bearer {self.token}"
         elif self.kind == "basic":
-            pair = f"{self.username}:{self.password or ''}".encode()
-            headers["Authorization"] = "Basic " + base64.b64encode(pair).decode("ascii")
+            headers["Authorization"] = "Basic " + basic_credentials(str(self.username), self.password or "")
         elif self.kind == "header":
             headers[str(self.name)] = str(self.value)
         elif self.kind == "query":
