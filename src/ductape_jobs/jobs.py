@@ -159,15 +159,19 @@ class Jobs(JobScheduling, JobControl, JobReports):
 
     def delete(self, tag: str) -> None:
         """Delete a job. Its live (active or paused) schedules are cancelled first, with the reason
-        ``job <tag> deleted``; their history is kept. A job with unlimited executions runs until this."""
+        ``job <tag> deleted``, and so are its finished schedules whose runs have not all started (a one-off's queued
+        run, a retry): their runs that have not started too; their history is kept. A job with unlimited executions
+        runs until this."""
         job = self.fetch(tag)
         owner = job.product_tag or ""
+        reason = f"job {tag} deleted"
         for status in (ScheduleStatus.ACTIVE, ScheduleStatus.PAUSED):
             while live := self._store.list_schedules(status=status, job_tag=tag, job_product=owner, limit=MAX_PAGE):
                 for schedule in live:
-                    self.cancel(schedule.id, reason=f"job {tag} deleted")
+                    self.cancel(schedule.id, reason=reason)
         self._forget(tag)
-        self._store.delete_job(owner, tag)  # ConflictError if a schedule of it was made meanwhile: nothing deleted
+        # ConflictError if a live schedule of it was made meanwhile: nothing deleted
+        self._store.delete_job(owner, tag, to_ms(self._clock.now()), f"cancelled: {reason}")
 
     def _check_event(self, job: JobDefinition) -> None:
         """A product's job runs an event the product declares (FUNCTIONs register in workers: not checked)."""

@@ -64,6 +64,19 @@ def test_deleting_a_job_cancels_its_live_schedules_and_keeps_their_history(api: 
     assert [r.phase.value for r in api.dt.job.runs(job_id=live)] == ["completed"]  # history kept
 
 
+def test_deleting_a_job_cancels_a_one_offs_run_that_has_not_started(api: Api, job: dict[str, Any]) -> None:
+    """A new-user probe: a one-off's schedule is ``completed`` once its run is made, so the delete left its queued run,
+    which ran later for a job that no longer was."""
+    one_off = api.dt.job.schedule(SHOP).job_id
+    assert [r.phase.value for r in api.dt.job.runs(job_id=one_off)] == ["queued"]
+    assert api.client().delete("/jobs/report").status_code == 204
+    assert api.dt.drain().ran == 0
+    (run,) = api.dt.job.runs(job_id=one_off)
+    assert (run.phase.value, run.error) == ("cancelled", "cancelled: job report deleted")
+    schedule = api.dt.job.get(one_off)
+    assert (schedule.status.value, schedule.reason) == ("cancelled", "cancelled: job report deleted")
+
+
 @pytest.mark.parametrize(
     "body",
     [

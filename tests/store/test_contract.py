@@ -153,7 +153,7 @@ def test_jobs_create_get_list_update_delete(store: Store) -> None:
     again = store.get_job("", "a")
     assert again is not None and (again.name, again.updated_at, again.created_at) == ("Renamed", T0 + MIN, T0)
 
-    store.delete_job("", "b")
+    store.delete_job("", "b", T0)
     assert store.get_job("", "b") is None and [j.tag for j in store.list_jobs()] == ["a"]
     assert store.get_job("", "nope") is None
 
@@ -166,18 +166,51 @@ def test_job_errors(store: Store) -> None:
     with pytest.raises(NotFoundError):
         store.update_job("", "nope", {"name": "x"}, T0)
     with pytest.raises(NotFoundError):
-        store.delete_job("", "nope")
+        store.delete_job("", "nope", T0)
 
 
 @pytest.mark.parametrize("status", [ScheduleStatus.ACTIVE, ScheduleStatus.PAUSED])
 def test_a_job_with_a_live_schedule_cannot_be_deleted(store: Store, status: ScheduleStatus) -> None:
     s, _ = setup(store, status=status)
     with pytest.raises(ConflictError, match="report"):
-        store.delete_job("", "report")
+        store.delete_job("", "report", T0)
     assert store.get_job("", "report") is not None
     store.update_schedule(s.id, T0, ScheduleChange(status=ScheduleStatus.CANCELLED))
-    store.delete_job("", "report")
+    store.delete_job("", "report", T0)
     assert store.get_job("", "report") is None
+
+
+def test_deleting_a_job_cancels_its_finished_schedules_runs_that_have_not_started(store: Store) -> None:
+    """A new-user probe: a one-off's schedule is ``completed`` once its run is made, so deleting its job left the
+    queued run (and a run waiting to retry) to run later, for a job that no longer was. They are cancelled with the
+    delete's reason, and their schedules too; a run that ended, and another job's, are left as they are."""
+    finished = {"status": ScheduleStatus.COMPLETED}
+    queued_s, (queued,) = setup(store, T0 + MIN, **finished)
+    retry_s, (retrying,) = setup(store, T0, **finished)
+    done_s, (done,) = setup(store, T0, **finished)
+    other_s, (other,) = setup(store, T0 + MIN, tag="other", **finished)
+    claimed = {r.id: r for r in store.acquire_runs("w1", 5, timedelta(minutes=1), T0)}
+    assert set(claimed) == {retrying, done}
+    store.finish_runs([fail(claimed[retrying], retry_at=T0 + MIN), ok(claimed[done])], T0)
+    assert run_of(store, retrying).phase is RunPhase.RETRY_SCHEDULED
+
+    store.delete_job("", "report", T0 + timedelta(seconds=1), "cancelled: job report deleted")
+    assert store.get_job("", "report") is None
+    for schedule_id, run_id in ((queued_s.id, queued), (retry_s.id, retrying)):
+        s = store.get_schedule(schedule_id)
+        assert s is not None and (s.status, s.reason) == (ScheduleStatus.CANCELLED, "cancelled: job report deleted")
+        r = run_of(store, run_id)
+        assert (r.phase, r.error, r.completed_at) == (
+            RunPhase.CANCELLED,
+            "cancelled: job report deleted",
+            T0 + timedelta(seconds=1),
+        )
+    assert store.get_schedule(done_s.id).status is ScheduleStatus.COMPLETED  # type: ignore[union-attr]
+    assert run_of(store, done).phase is RunPhase.COMPLETED
+    assert store.get_schedule(other_s.id).status is ScheduleStatus.COMPLETED  # type: ignore[union-attr]
+    assert run_of(store, other).phase is RunPhase.QUEUED
+    assert store.acquire_runs("w1", 5, timedelta(minutes=1), T0 + 2 * MIN) != []  # the other job's run only
+    assert run_of(store, queued).phase is RunPhase.CANCELLED
 
 
 def test_update_job_moves_the_schedules_that_follow_its_cadence(store: Store) -> None:

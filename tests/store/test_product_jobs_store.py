@@ -61,9 +61,9 @@ def test_a_tag_is_unique_within_its_product(store: Store) -> None:
     assert found is not None and found.product_tag is None  # the shared one
     store.update_job("shop", "sync", {"event_tag": "a2"}, T0)
     assert [j.event_tag for j in store.jobs_tagged("sync")] == ["s", "b", "a2"]  # only shop's changed
-    store.delete_job("blog", "sync")
+    store.delete_job("blog", "sync", T0)
     with pytest.raises(NotFoundError):
-        store.delete_job("blog", "sync")
+        store.delete_job("blog", "sync", T0)
     assert store.get_job("blog", "sync") is None and store.get_job("shop", "sync") is not None
 
 
@@ -75,7 +75,7 @@ def test_a_schedule_runs_the_job_it_names_and_keeps_it(store: Store) -> None:
     got = store.get_schedule(own.id)
     assert got is not None and got.job_product == "shop"
     with pytest.raises(ConflictError):  # shop's job has a live schedule
-        store.delete_job("shop", "sync")
+        store.delete_job("shop", "sync", T0)
     with pytest.raises(NotFoundError):  # blog has no job of its own
         store.add_schedules([_schedule("sync", "blog", "blog")], [])
     # a schedule planned on the shared job while its product has its own job by now: planned again

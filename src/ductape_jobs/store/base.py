@@ -324,8 +324,9 @@ class SchedulingStore(ABC):
         """Jobs by tag: one product's (``''``: the shared ones), or every job (``None``)."""
 
     @abstractmethod
-    def delete_job(self, product_tag: str, tag: str) -> None:
-        """Delete the job; ``ConflictError`` while an active or paused schedule uses it."""
+    def delete_job(self, product_tag: str, tag: str, now: datetime, reason: str = "cancelled") -> None:
+        """Delete the job; ``ConflictError`` while an active or paused schedule uses it. Its finished schedules' runs
+        still to start (a one-off's queued run, a retry) are cancelled with ``reason``, and those schedules too."""
 
     # -- schedules
     def add_schedules(

@@ -181,7 +181,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
     def list_jobs(self, product_tag: str | None = None) -> list[JobDefinition]:
         return [job_from_row(r) for r in self._read(lambda tx: tx.all("list_jobs", {"product_tag": product_tag}))]
 
-    def delete_job(self, product_tag: str, tag: str) -> None:
+    def delete_job(self, product_tag: str, tag: str, now: datetime, reason: str = "cancelled") -> None:
         key = {"product_tag": product_tag, "tag": tag}
 
         def op(tx: Tx) -> None:
@@ -193,6 +193,9 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
                     f"{_job_name(product_tag, tag)} has {live} active or paused schedule(s); "
                     "cancel them before deleting it"
                 )
+            cancelled = {**key, "reason": reason, "now": ms(now)}
+            tx.run("cancel_finished_schedules_of_job", cancelled)
+            tx.run("cancel_pending_runs_of_job", cancelled)
             tx.run("delete_job", key)
 
         self._write(op)

@@ -80,6 +80,20 @@ UPDATE runs SET limit_keys = :limit_keys
 WHERE phase IN ('scheduled', 'queued', 'retry_scheduled')
   AND schedule_id IN (SELECT id FROM schedules WHERE job_tag = :tag AND job_product = :product_tag);
 
+-- name: cancel_finished_schedules_of_job
+-- A job deleted: its finished schedules whose runs have not all started (a one-off's queued run, a retry) are
+-- cancelled, and those runs (cancel_pending_runs_of_job): they ran for a job that no longer was (a new-user probe).
+UPDATE schedules SET status = 'cancelled', reason = :reason, next_run_at = NULL, updated_at = :now
+WHERE job_tag = :tag AND job_product = :product_tag AND status = 'completed'
+  AND EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = schedules.id
+              AND r.phase IN ('scheduled', 'queued', 'retry_scheduled'));
+
+-- name: cancel_pending_runs_of_job
+UPDATE runs SET phase = 'cancelled', error = :reason, completed_at = :now, available_at = NULL,
+    updated_at = :now
+WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND schedule_id IN (
+    SELECT id FROM schedules WHERE job_tag = :tag AND job_product = :product_tag AND status = 'cancelled');
+
 -- name: delete_job
 DELETE FROM jobs WHERE product_tag = :product_tag AND tag = :tag;
 
