@@ -380,6 +380,40 @@ def _forwarder() -> Any:
     return module.Forwarder(("127.0.0.1", 5432))
 
 
+def test_a_call_that_finds_no_connection_fails_after_one_wait_of_the_pools_timeout(pg_backend: Backend) -> None:
+    """A new-user probe: during an outage each API request answered 503 after 40 s, its error saying "couldn't get a
+    connection after 10.00 sec": psycopg_pool's PoolTimeout is an OperationalError, and the store tried the call again
+    (3 retries), each try waiting the pool's timeout again. The pool has waited: the call fails at once."""
+    pg_backend.open().close()  # its schema, migrated
+    forwarder = _forwarder()
+    forwarder.up()
+    url = with_query(PG_URL.replace("127.0.0.1:5432", f"127.0.0.1:{forwarder.port}"), schema=pg_backend.schema)
+    store = PostgresStore(f"{url}&pool_timeout=1&pool_min=1&pool_max=1")
+    pool = store._d._db.pool  # type: ignore[attr-defined]
+    waits: list[str] = []
+    checkout = pool.connection
+
+    @contextlib.contextmanager
+    def connection(*args: Any, **kwargs: Any) -> Iterator[Any]:
+        waits.append("wait")
+        with checkout(*args, **kwargs) as conn:
+            yield conn
+
+    try:
+        store.next_wakeup()
+        forwarder.down()
+        with contextlib.suppress(StoreError):
+            store.next_wakeup()  # its pooled connection dies: tried again, the pool finds none to make
+        pool.connection = connection
+        with pytest.raises(StoreError, match="no connection available"):
+            store.next_wakeup()
+    finally:
+        pool.connection = checkout
+        store.close()
+        forwarder.down()
+    assert waits == ["wait"]
+
+
 def test_the_store_answers_again_soon_after_its_server_is_back(
     pg_backend: Backend, caplog: pytest.LogCaptureFixture
 ) -> None:

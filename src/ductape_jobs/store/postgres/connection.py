@@ -365,7 +365,9 @@ class Database:
                 return once(conn)
 
         def retryable(exc: Exception) -> bool:
-            return isinstance(exc, psycopg.OperationalError) and not unsafe()
+            # not PoolTimeout (an OperationalError too): the pool waited its timeout for a connection already; tried
+            # again, a call answered after (retries + 1) timeouts (40 s at an outage, its error saying 10 s; a probe)
+            return isinstance(exc, psycopg.OperationalError) and not isinstance(exc, PoolTimeout) and not unsafe()
 
         def on_retry(exc: Exception, delay: timedelta) -> None:
             self._repeats.failed(self._masked(exc), f"; retrying in {delay.total_seconds():.2f}s")
