@@ -171,6 +171,14 @@ def has_lone_surrogate(text: str) -> bool:
 _INT_TEXT, _FLOAT_TEXT, _CONSTANT_TEXT = 20, 24, 5
 
 
+def number_rule(value: float) -> str | None:
+    """The rule a number of an input breaks (a JSON number every store and language reads alike): a float finite, an
+    integer a signed 64-bit one; ``None`` when it keeps it."""
+    if isinstance(value, float):
+        return None if value - value == 0 else "must be a finite number"  # inf - inf and nan - nan are nan
+    return None if -(2**63) <= value < 2**63 else "is beyond a signed 64-bit integer"
+
+
 def _check_scalar(node: Any, where: str) -> int:
     """Checks ``node`` (not a list or object); returns a bound on its size as JSON text."""
     if isinstance(node, str):
@@ -179,14 +187,11 @@ def _check_scalar(node: Any, where: str) -> int:
         if has_lone_surrogate(node):
             raise ValidationError(where, LONE_SURROGATE)
         return 6 * len(node) + 2
-    if isinstance(node, float):
-        if node != node or node in (float("inf"), float("-inf")):
-            raise ValidationError(where, "must be a finite number")
-        return _FLOAT_TEXT
-    if isinstance(node, int) and not isinstance(node, bool):
-        if not -(2**63) <= node < 2**63:
-            raise ValidationError(where, "is beyond a signed 64-bit integer")
-        return _INT_TEXT
+    if isinstance(node, int | float) and not isinstance(node, bool):
+        rule = number_rule(node)
+        if rule is not None:
+            raise ValidationError(where, rule)
+        return _FLOAT_TEXT if isinstance(node, float) else _INT_TEXT
     if node is not None and not isinstance(node, bool):
         raise ValidationError(where, f"must be JSON data, not {type(node).__name__}")
     return _CONSTANT_TEXT
@@ -427,6 +432,7 @@ __all__ = [
     "check_time",
     "email_header_rule",
     "has_lone_surrogate",
+    "number_rule",
     "printable_rule",
     "seconds_rule",
     "span_text",

@@ -394,3 +394,16 @@ def test_a_product_specs_repr_shows_none_of_its_secrets() -> None:
     shown = repr(spec) + str(spec) + pretty_repr(spec)
     assert [s for s in secrets if s in shown] == []
     assert "mail.example.com" in shown and "username='u'" in shown  # what is not a secret is still shown
+
+
+@pytest.mark.parametrize(
+    ("value", "rule"), [("$Default(1e309, 0)", "finite"), ("$Default(10000000000000000000, 0)", "64")]
+)
+def test_a_piped_literal_past_an_inputs_numbers_is_refused_at_schedule(dt: Ductape, value: str, rule: str) -> None:
+    """A security probe: ``{"x": 1e309}`` was refused at ``schedule()``, ``{"x": "$Default(1e309, 0)"}`` taken, and the
+    FUNCTION was given ``inf`` (a 30-digit integer likewise)."""
+    dt.job.create({"name": "F", "tag": "fn", "event_type": "FUNCTION", "event_tag": "fn"})
+    with pytest.raises(ValidationError) as err:
+        dt.job.schedule({"env": "dev", "product_tag": "bank", "event": "fn", "input": {"x": value}})
+    assert err.value.field == "input.x" and rule in err.value.rule
+    assert dt.job.list() == []

@@ -388,6 +388,16 @@ def test_register_a_function(scope: Scope, restore_functions: None) -> None:
     assert FUNCTIONS["Repeat"].arity == "1 to 2"
 
 
+@pytest.mark.parametrize("made", [float("inf"), float("nan"), 2**63, -(2**63) - 1])
+def test_a_functions_number_past_an_inputs_is_an_error(scope: Scope, restore_functions: None, made: float) -> None:
+    """What a function makes is an input's value: a number no input may hold (``inf``, past 64 bits) is refused, as
+    a literal is."""
+    register_function("Make", lambda: made, 0, 0)
+    with pytest.raises(PipingError, match=r"its result (must be a finite number|is beyond a signed 64-bit integer)"):
+        resolve({"x": "$Make()"}, scope)
+    assert resolve("$Default(9223372036854775807, 0)", scope) == 2**63 - 1  # the bound itself is a number
+
+
 def test_register_a_lazy_function(scope: Scope, restore_functions: None) -> None:
     register_function("First", lambda *thunks: thunks[0](), 1, None, lazy=True)
     assert resolve("$First($Input{user}{age}, $Input{nope})", scope) == 41
@@ -692,6 +702,11 @@ def test_a_registered_functions_result_is_counted_where_it_lands(scope: Scope, r
         ("$Concat(True)", 8, "unexpected 'True'"),
         ("$Concat(1-)", 8, "bad number '1-'"),
         ("$Concat(1e)", 8, "bad number '1e'"),
+        # a security probe: literals past an input's numbers (a FUNCTION was given inf, and a 30-digit integer)
+        ("$Default(1e309, 0)", 9, "number '1e309' must be a finite number"),
+        ("$Default(0, -1e999)", 12, "number '-1e999' must be a finite number"),
+        ("$Default(999999999999999999999999999999, 0)", 9, "number '999999999999999999999999999999' is beyond a"),
+        ("$Default(9223372036854775808, 0)", 9, "number '9223372036854775808' is beyond a signed 64-bit integer"),
         ("$Concat(#)", 8, "unexpected '#' in arguments"),
         ("$Concat($5)", 8, "expected a placeholder or a function after '$'"),
         ("$Concat($$)", 8, "expected a placeholder or a function after '$'"),

@@ -21,6 +21,7 @@ from typing import Any, TypeAlias
 
 from msgspec import Struct
 
+from ductape_jobs.limits import number_rule
 from ductape_jobs.piping.errors import PipingSyntaxError
 from ductape_jobs.piping.functions import FUNCTIONS, PipingFunction, is_name
 
@@ -345,9 +346,13 @@ class _Parser:
         raw = self.text[start : self.pos]
         for convert in (int, float):
             try:
-                return Literal(convert(raw))
+                value = convert(raw)
             except ValueError:
-                pass
+                continue
+            rule = number_rule(value)  # as an input's own numbers (a probe: $Default(1e309, 0) gave a FUNCTION inf)
+            if rule is not None:
+                raise self.fail(f"number {raw!r} {rule}", start)
+            return Literal(value)
         raise self.fail(f"bad number {raw!r}", start)
 
 

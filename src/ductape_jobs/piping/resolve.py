@@ -18,7 +18,7 @@ from typing import Any
 
 from msgspec import Struct, field
 
-from ductape_jobs.limits import MAX_FILLED_BYTES
+from ductape_jobs.limits import MAX_FILLED_BYTES, number_rule
 from ductape_jobs.piping.errors import Location, PipingError, PipingMissingError, PipingSyntaxError, PipingTooLarge
 from ductape_jobs.piping.functions import FUNCTIONS, format_time, to_text
 from ductape_jobs.piping.grammar import SOURCES, Call, Literal, Node, Reference, Template, parse
@@ -211,11 +211,16 @@ def _evaluate(node: Node, scope: Scope, budget: _Budget) -> Any:
             args.append(_evaluate(arg, scope, budget))  # 10 KB is never made, nor one of calls each near the bound
             size = budget.fits_with(size, args[-1])
     try:
-        return function.fn(*args)
+        result = function.fn(*args)
     except PipingError:
         raise
     except (ValueError, TypeError, ArithmeticError) as exc:
         raise PipingError(str(node), str(exc)) from exc
+    if isinstance(result, int | float) and not isinstance(result, bool):
+        rule = number_rule(result)  # $Multiply(1e300, 1e300): inf, which an input may not hold
+        if rule is not None:
+            raise PipingError(str(node), f"its result {rule}")
+    return result
 
 
 def render(
