@@ -297,7 +297,7 @@ def test_metrics_answer_without_the_stores_series_while_the_store_does_not_answe
 ) -> None:
     """An operations probe: with the store away, a scrape waited for the pool's own timeout (about 40 s) and then
     answered 503 with no series at all, the process's run counters included: Prometheus (10 s by default) lost the
-    target for the whole outage. Now the store's series are left out after ``STORE_WITHIN`` (``ductape_store_up``
+    target for the whole outage. Now the store's gauges read NaN after ``STORE_WITHIN`` (``ductape_store_up``
     0), and a read that has not answered is not repeated by the next scrapes. The store here is real and held by
     another transaction's lock on ``runs``, as a server that stopped answering holds a query."""
     import psycopg

@@ -82,6 +82,17 @@ def test_job_create_list_show_delete(store: str) -> None:
     assert ok("job", "list", store=store) == []
 
 
+def test_a_list_cut_at_its_limit_says_there_may_be_more(store: str) -> None:
+    """A new-user probe: ``Schedules (100)`` on a store of 105 read as the whole count."""
+    create_job(store, "hello")
+    with Ductape(store) as dt:
+        dt.job.schedule_many([{"env": "prd", "product_tag": "p", "event": "hello"}] * 3)
+    for command in ("schedules", "runs"):
+        title = cli(command, "--limit", "2", store=store).stdout.splitlines()[0]
+        assert "(2, newest first; --limit for more)" in title, title
+        assert cli(command, "--limit", "5", store=store).stdout.splitlines()[0].strip().endswith("(3)")
+
+
 def test_jobs_of_a_product(store: str) -> None:
     assert create_job(store, "sync", "--product", "shop")["product_tag"] == "shop"
     assert create_job(store, "sync", "--product", "blog")["product_tag"] == "blog"  # the same tag, another product
@@ -780,6 +791,21 @@ def test_a_commands_help_names_only_options_it_takes() -> None:
     for path in without:
         shown = cli(*path, "--help")
         assert shown.exit_code == 0 and not re.search(r"--app(?![\w-])", shown.stdout), (path, shown.stdout)
+
+
+def test_a_flags_help_shows_no_value_to_give_it() -> None:
+    """A new-user probe: ``--help`` showed ``--json <bool>`` (typer 0.29 gives every boolean option a type column),
+    and ``ductape runs --json true`` then failed: a flag takes no value."""
+
+    def paths(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[str, ...]]:
+        yield path
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from paths(sub, (*path, name))
+
+    shown = {path: cli(*path, "--help").stdout.splitlines() for path in paths(typer.main.get_command(app))}
+    assert len(shown) > 30 and any("--json" in line for line in shown[("runs",)])
+    said = [line for lines in shown.values() for line in lines if "<bool>" in line]
+    assert said and all("--help" in line for line in said)  # typer's own --help keeps its <bool>: not ours to set
 
 
 def test_version_prints_the_packages_version_without_building_a_command() -> None:

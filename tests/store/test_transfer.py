@@ -165,7 +165,7 @@ def test_a_run_a_worker_holds_refuses_the_copy_and_nothing_is_made(source: Backe
         assert len(held) == 1
         with pytest.raises(ValidationError) as refused:
             dt.copy_to(target.url)
-        assert refused.value.field == "store" and "1 runs are running" in refused.value.rule
+        assert refused.value.field == "store" and "1 run is running" in refused.value.rule
         if target.path is not None:  # neither the file nor the part it was written in
             assert list(target.path.parent.iterdir()) == []
         if target.path is None:  # refused before the target was opened: not even its schema was made
@@ -330,7 +330,7 @@ def test_a_feature_run_a_driver_holds_refuses_the_copy(tmp_path: Path) -> None:
         dt.store.create_feature_run(_feature_run(clock))
         with pytest.raises(ValidationError) as refused:
             dt.copy_to(f"sqlite:///{tmp_path / 'copy.db'}")
-        assert refused.value.field == "store" and "1 feature runs are running" in refused.value.rule
+        assert refused.value.field == "store" and "1 feature run is running" in refused.value.rule
         assert not (tmp_path / "copy.db").exists()
 
 

@@ -286,7 +286,7 @@ async def scrape_store(found: Metrics, read: Callable[[], StoreReading]) -> Stor
     in time. A read that did not answer goes on in its thread, and no scrape reads the store again until it has
     ended: scrapes never pile threads up behind a store away, and the outbox is read by one at a time."""
     if found.reading is not None and not found.reading.done():
-        log.warning("/metrics: the store has not answered the last scrape yet; its series are left out")
+        log.warning("/metrics: the store has not answered the last scrape yet; its gauges read NaN")
         return None
     reading = asyncio.ensure_future(call(read))
     reading.add_done_callback(exception_read)  # a scrape that stopped waiting reads none
@@ -294,9 +294,9 @@ async def scrape_store(found: Metrics, read: Callable[[], StoreReading]) -> Stor
     try:
         return await asyncio.wait_for(asyncio.shield(reading), STORE_WITHIN)
     except TimeoutError:
-        log.warning("/metrics: the store did not answer within %g s; its series are left out", STORE_WITHIN)
+        log.warning("/metrics: the store did not answer within %g s; its gauges read NaN", STORE_WITHIN)
     except Exception as exc:
-        log.warning("/metrics: the store does not answer (%s); its series are left out", exc)
+        log.warning("/metrics: the store does not answer (%s); its gauges read NaN", exc)
     return None
 
 

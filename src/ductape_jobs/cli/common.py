@@ -73,7 +73,15 @@ AppOpt = Annotated[
         show_default=False,
     ),
 ]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON for scripts instead of a table.")]
+
+
+def flag(*names: str, help: str, **extra: Any) -> Any:
+    """A boolean option given alone (``--json``): no type column in ``--help``, where typer 0.29 writes ``<bool>`` for
+    every boolean option, and ``--json true`` then failed (a new-user probe)."""
+    return typer.Option(*names, help=help, metavar="", **extra)
+
+
+JsonOpt = Annotated[bool, flag("--json", help="Print JSON for scripts instead of a table.")]
 WebhookAllowOpt = Annotated[
     list[str] | None,
     typer.Option(

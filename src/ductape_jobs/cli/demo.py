@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 from ductape_jobs.cli import render
-from ductape_jobs.cli.common import OwnStoreOpt, client, out, store_label
+from ductape_jobs.cli.common import OwnStoreOpt, client, flag, out, store_label
 from ductape_jobs.cli.serve import HostOpt, PortOpt, need_api, run_server
 from ductape_jobs.client import Ductape
 from ductape_jobs.executors.base import RunContext
@@ -130,7 +130,7 @@ def demo(
         float | None, typer.Option(min=0.1, help="Stop after N seconds (default: run until Ctrl-C).")
     ] = None,
     serve: Annotated[
-        bool, typer.Option("--serve", help="Then run `ductape serve` (engine, API, dashboard) instead of the table.")
+        bool, flag("--serve", help="Then run `ductape serve` (engine, API, dashboard) instead of the table.")
     ] = False,
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 8000,

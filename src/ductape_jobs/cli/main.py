@@ -27,6 +27,7 @@ from ductape_jobs.cli.common import (
     check_networks,
     client,
     emit,
+    flag,
     log_started,
     parse_json_object,
     user_errors,
@@ -123,7 +124,7 @@ def main(
     ] = None,
     version: Annotated[
         bool,
-        typer.Option("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
+        flag("--version", callback=_print_version, is_eager=True, help="Print the version and exit."),
     ] = False,
 ) -> None:
     """ductape-jobs: a durable job scheduler (Ductape's Jobs API)."""
@@ -150,7 +151,7 @@ def worker(
         float | None,
         typer.Option(help="Claim a delayed run this long before it is due, seconds; 0: when due (default 0.02)."),
     ] = None,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings and errors.")] = False,
+    quiet: Annotated[bool, flag("--quiet", "-q", help="Log only warnings and errors.")] = False,
     webhook_allow: WebhookAllowOpt = None,
 ) -> None:
     """Run the engine (scheduler and workers) until SIGTERM/SIGINT. Use --app so your FUNCTIONs are registered."""
@@ -316,9 +317,7 @@ def schedule(
     ] = None,
     misfire: Annotated[str | None, typer.Option(help="run_once (default), run_all or skip.")] = None,
     overlap: Annotated[str | None, typer.Option(help="allow (default), skip or buffer_one.")] = None,
-    pause_on_failure: Annotated[
-        bool, typer.Option("--pause-on-failure", help="Pause when a run fails for good.")
-    ] = False,
+    pause_on_failure: Annotated[bool, flag("--pause-on-failure", help="Pause when a run fails for good.")] = False,
     priority: Annotated[int | None, typer.Option(help="Its runs' priority, -100 to 100 (default: the job's).")] = None,
     store: StoreOpt = None,
     app_: AppOpt = None,
@@ -360,7 +359,7 @@ def schedules(
     """Scheduled job instances (job_id = the schedule's id), newest first."""
     with client(store, app_) as dt:
         items = dt.job.list(status=status, job_tag=job, limit=limit)
-        emit(items, as_json, lambda: render.schedules_table(items))
+        emit(items, as_json, lambda: render.schedules_table(items, limit))
 
 
 @app.command()
@@ -453,7 +452,7 @@ def runs(
     """Run history, newest first."""
     with client(store, app_) as dt:
         items = dt.job.runs(phase=phase, job_id=job_id, job_tag=job, limit=limit)
-        emit(items, as_json, lambda: render.runs_table(items))
+        emit(items, as_json, lambda: render.runs_table(items, limit=limit))
 
 
 @run_app.command("show")

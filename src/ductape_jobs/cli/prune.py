@@ -7,12 +7,12 @@ from typing import Annotated
 import typer
 
 from ductape_jobs.cli import render
-from ductape_jobs.cli.common import AppOpt, JsonOpt, StoreOpt, client, emit, user_errors
+from ductape_jobs.cli.common import AppOpt, JsonOpt, StoreOpt, client, emit, flag, user_errors
 from ductape_jobs.retention import parse_keep
 
 
 def prune(
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Count what would be deleted; delete nothing.")] = False,
+    dry_run: Annotated[bool, flag("--dry-run", help="Count what would be deleted; delete nothing.")] = False,
     keep_completed: Annotated[
         str | None,
         typer.Option(

@@ -344,8 +344,15 @@ def dispatches_table(results: Sequence[DispatchResult]) -> Table:
     return table
 
 
-def schedules_table(items: Sequence[Schedule]) -> Table:
-    table = new_table(f"Schedules ({len(items)})")
+def counted(noun: str, shown: int, limit: int | None) -> str:
+    """A list's title: how many it shows, and when that is its ``--limit``, that there may be more (a new-user probe:
+    ``Schedules (100)`` read as the whole count of 105)."""
+    more = "; --limit for more" if limit is not None and shown >= limit else ""
+    return f"{noun} ({shown}, newest first{more})" if more else f"{noun} ({shown})"
+
+
+def schedules_table(items: Sequence[Schedule], limit: int | None = None) -> Table:
+    table = new_table(counted("Schedules", len(items), limit))
     id_column(table, "job_id")
     id_column(table, "job")
     for col in ("env", "status", "cadence", "next_run_at", "runs", "reason"):  # words whole; a time wraps at its space
@@ -386,8 +393,8 @@ def schedule_detail(s: Schedule) -> Table:
 # ------------------------------------------------------------------------------------------------ runs
 
 
-def runs_table(runs: Sequence[Run], title: str | None = None) -> Table:
-    table = new_table(title or f"Runs ({len(runs)})")
+def runs_table(runs: Sequence[Run], title: str | None = None, limit: int | None = None) -> Table:
+    table = new_table(title or counted("Runs", len(runs), limit))
     id_column(table, "run_id")
     id_column(table, "job")
     for col in ("phase", "scheduled_at", "attempt", "took"):

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING, Annotated
 import typer
 
 from ductape_jobs.cli import render
-from ductape_jobs.cli.common import AppOpt, JsonOpt, StoreOpt, client, emit
+from ductape_jobs.cli.common import AppOpt, JsonOpt, StoreOpt, client, emit, flag
 from ductape_jobs.models import Run
 from ductape_jobs.resources import ResourceUse
 
@@ -19,7 +19,7 @@ if TYPE_CHECKING:
 
 def resources(
     product: Annotated[str | None, typer.Option(help="Only this product's resources.")] = None,
-    waiting: Annotated[bool, typer.Option("--waiting", help="Also list the runs a limit holds back.")] = False,
+    waiting: Annotated[bool, flag("--waiting", help="Also list the runs a limit holds back.")] = False,
     store: StoreOpt = None,
     app_: AppOpt = None,
     as_json: JsonOpt = False,

@@ -21,6 +21,7 @@ from ductape_jobs.cli.common import (
     check_networks,
     client,
     fail,
+    flag,
     log_started,
 )
 from ductape_jobs.client import Ductape
@@ -100,8 +101,8 @@ def serve(
     store: StoreOpt = None,
     host: HostOpt = "127.0.0.1",
     port: PortOpt = 8000,
-    no_worker: Annotated[bool, typer.Option("--no-worker", help="Serve the API only (workers run elsewhere).")] = False,
-    metrics_auth: Annotated[bool, typer.Option("--metrics-auth", help="/metrics needs an API key too.")] = False,
+    no_worker: Annotated[bool, flag("--no-worker", help="Serve the API only (workers run elsewhere).")] = False,
+    metrics_auth: Annotated[bool, flag("--metrics-auth", help="/metrics needs an API key too.")] = False,
     metrics_from: Annotated[
         MetricsFrom,
         typer.Option(
@@ -121,7 +122,7 @@ def serve(
     session_hours: Annotated[
         float, typer.Option("--session-hours", min=0.02, max=720, help="How long a dashboard login lasts (hours).")
     ] = 12.0,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Log only warnings and errors.")] = False,
+    quiet: Annotated[bool, flag("--quiet", "-q", help="Log only warnings and errors.")] = False,
     webhook_allow: WebhookAllowOpt = None,
 ) -> None:
     """Run the engine (unless --no-worker) and the HTTP API with its dashboard: http://HOST:PORT/ (API at /api/v1,

@@ -95,10 +95,11 @@ def _refuse_uncopyable(source: Tx, now: datetime, columns: dict[str, list[str]])
 def _refuse_held(source: Tx, now: datetime) -> None:
     held = source.one("live_leases", {"now": ms(now)}) or {"runs": 0, "features": 0}
     if held["runs"] or held["features"]:
-        what = f"{held['runs']} runs" if held["runs"] else f"{held['features']} feature runs"
+        count, kind = (held["runs"], "run") if held["runs"] else (held["features"], "feature run")
+        what = f"1 {kind} is" if count == 1 else f"{count} {kind}s are"
         raise ValidationError(
             "store",
-            f"{what} are running under a worker's lease: stop every worker (and `ductape serve`, which runs one; "
+            f"{what} running under a worker's lease: stop every worker (and `ductape serve`, which runs one; "
             "and feature.run calls) first, so that none goes on here while it runs again in the copy",
         )
 
