@@ -1430,6 +1430,19 @@ def test_a_cancelled_run_rescued_and_taken_again_by_a_lost_claim_starts_at_its_n
     assert {(run.phase, run.attempt) for run in dt.job.runs()} == {(RunPhase.COMPLETED, 2)}
 
 
+async def _claimed_again(worker: Worker, clock: FakeClock, *, then: float) -> None:
+    """``worker`` runs; 0.1 s in (its run's attempt 1 started), the clock passes that run's lease (no heartbeat on
+    this clock): the worker's next pass rescues it and claims it again. It stops ``then`` seconds later."""
+    stop = asyncio.Event()
+    running = asyncio.create_task(worker.run(stop, handle_signals=False))
+    await asyncio.sleep(0.1)
+    clock.advance(seconds=31)
+    worker.notify()
+    await asyncio.sleep(then)
+    stop.set()
+    await running
+
+
 def test_a_run_this_worker_rescued_and_claimed_again_runs_once_at_its_new_attempt(
     dt: Ductape, clock: FakeClock
 ) -> None:
@@ -1449,18 +1462,7 @@ def test_a_run_this_worker_rescued_and_claimed_again_runs_once_at_its_new_attemp
     dt.job.schedule(req())
     _answer_lost(dt, "finish_and_acquire")  # the first attempt's outcome: recorded, its answer lost
 
-    async def main() -> None:
-        worker = dt.new_worker(poll=timedelta(milliseconds=50))
-        stop = asyncio.Event()
-        running = asyncio.create_task(worker.run(stop, handle_signals=False))
-        await asyncio.sleep(0.1)  # attempt 1 started
-        clock.advance(seconds=31)  # its lease ran out (no heartbeat on this clock)
-        worker.notify()
-        await asyncio.sleep(2.0)
-        stop.set()
-        await running
-
-    asyncio.run(main())
+    asyncio.run(_claimed_again(dt.new_worker(poll=timedelta(milliseconds=50)), clock, then=2.0))
     assert starts == [1, 2]
     assert ends == [2]  # a review: attempt 1 ran on beside attempt 2 of its run; it is stopped when claimed again
     (run,) = dt.job.runs()
@@ -1491,17 +1493,7 @@ def test_a_stopped_attempt_that_runs_on_to_its_end_is_not_counted_as_its_runs_ou
     worker = dt.new_worker(poll=timedelta(milliseconds=50))
     worker.observers = (metrics,)
 
-    async def main() -> None:
-        stop = asyncio.Event()
-        running = asyncio.create_task(worker.run(stop, handle_signals=False))
-        await asyncio.sleep(0.1)  # attempt 1 started
-        clock.advance(seconds=31)  # its lease ran out (no heartbeat on this clock)
-        worker.notify()
-        await asyncio.sleep(1.5)
-        stop.set()
-        await running
-
-    asyncio.run(main())
+    asyncio.run(_claimed_again(worker, clock, then=1.5))
     assert starts == [1, 2] and sorted(ends) == [1, 2]
     (run,) = dt.job.runs()
     assert (run.phase, run.attempt) == (RunPhase.COMPLETED, 2)
