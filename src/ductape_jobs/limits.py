@@ -237,6 +237,12 @@ _HEADER_NAME = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _HEADER_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f-\x9f\u2028\u2029]")
 
 
+def header_breaks(value: str) -> bool:
+    """Whether a header's value holds what could end its line: a control character but the tab (C0, DEL, C1), or a
+    Unicode line or paragraph separator. The tab, the bidirectional marks and any other text are a header's to hold."""
+    return _HEADER_CONTROL.search(value) is not None
+
+
 def as_text(value: Any) -> str:
     """A header's or a path parameter's value as sent: a boolean as ``true``/``false``, anything else ``str()``."""
     return ("true" if value else "false") if isinstance(value, bool) else str(value)
@@ -248,7 +254,7 @@ def header_rule(name: str, value: str) -> str | None:
     request in h11 as a transport error, retried as one."""
     if not _HEADER_NAME.fullmatch(name):
         return "is not a header name: letters, digits and !#$%&'*+-.^_`|~ only"
-    if _HEADER_CONTROL.search(value):
+    if header_breaks(value):
         return "must not hold a line break or another control character"
     if value != value.strip(" \t"):
         return "must not begin or end with a space or a tab"
@@ -432,6 +438,7 @@ __all__ = [
     "check_time",
     "email_header_rule",
     "has_lone_surrogate",
+    "header_breaks",
     "number_rule",
     "printable_rule",
     "seconds_rule",

@@ -9,9 +9,9 @@ the CLI (which all read those records) and traces never show one. The raw value 
 URL-encoded and JSON-escaped spellings.
 
 A value shorter than ``MIN_LENGTH`` characters is not masked (it would mask ordinary words): give secrets
-real length. The Basic credentials the engine sends (a ``basic`` auth's, a ``base_url``'s user part) are learned
-as it builds them; what a secret looks like after other encodings (base64 of the caller's making, a hash) cannot be
-recognised, and is not masked.
+real length. The Basic credentials the engine sends (a ``basic`` auth's, a URL's user part) are learned as each
+request is built (``SENT_SECRETS_EXTENSION``, learned by ``perform``); what a secret looks like after other
+encodings (base64 of the caller's making, a hash) cannot be recognised, and is not masked.
 """
 
 from __future__ import annotations
@@ -107,9 +107,9 @@ class Secrets:
         """Learn every secret in a product's settings (a ``model_dump()``), ``${VAR}`` read when it is set."""
         self.learn(_expanded(v) for v in _secret_values(settings, inside=False))
         self.learn(_header_secrets(settings))
-        self.learn(_basic_credentials(settings))
         self.learn(s for url in _connection_urls(settings) for s in connection_secrets(_expanded(url)))
-        self.learn(s for url in _walk_key(settings, "base_url") for s in _base_url_secrets(_expanded(url)))
+        sent = (*_walk_key(settings, "base_url"), *_walk_key(settings, "url"))  # apps', providers' and callbacks'
+        self.learn(s for url in sent for s in url_secrets(_expanded(url), written=url))
 
     def mask_text(self, text: str, mask: str = MASK) -> str:
         pattern = self._pattern
@@ -130,8 +130,8 @@ class Secrets:
         return text[: max(0, len(text) - drop)]
 
     def mask(self, value: Any) -> Any:
-        """``value`` (text, or JSON-like data) with every secret in its strings (and keys) masked, and each number whose
-        digits hold one masked whole."""
+        """``value`` (text, or JSON-like data) with every secret in its strings (and keys) masked, and each number that
+        is one (its digits the secret's, whole)."""
         if self._pattern is None:
             return value
         if isinstance(value, str):
@@ -140,8 +140,8 @@ class Secrets:
             return {self.mask(k) if isinstance(k, str) else k: self.mask(v) for k, v in value.items()}
         if isinstance(value, list | tuple):
             return [self.mask(item) for item in value]
-        if isinstance(value, int | float) and not isinstance(value, bool) and self.mask_text(str(value)) != str(value):
-            return MASK  # a secret of digits (a PIN) given back as a JSON number (a security probe)
+        if isinstance(value, int | float) and not isinstance(value, bool) and self.mask_text(str(value)) == MASK:
+            return MASK  # a secret of digits (a PIN) given back as a JSON number, whole (a security probe)
         return value
 
 
@@ -207,36 +207,36 @@ def basic_credentials(username: str, password: str) -> str:
     return base64.b64encode(f"{username}:{password}".encode()).decode("ascii")
 
 
-def _basic_credentials(node: Any) -> Iterable[str]:
-    """The ``Authorization: Basic`` credentials an app's ``basic`` auth sends (``${VAR}`` read): the engine builds
-    them, and an answer that echoes its request's headers gave them back unmasked (a security probe)."""
-    if isinstance(node, Mapping):
-        for key, item in node.items():
-            if key == "auth" and isinstance(item, Mapping) and item.get("kind") == "basic":
-                user, password = item.get("username"), item.get("password")
-                if isinstance(user, str) and isinstance(password, str | None):
-                    yield basic_credentials(_expanded(user), _expanded(password or ""))
-            else:
-                yield from _basic_credentials(item)
-    elif isinstance(node, list | tuple):
-        for item in node:
-            yield from _basic_credentials(item)
+#: A query parameter whose value is a credential whatever it holds (``api_key``, ``access_token``, ``client_secret``);
+#: one whose name ends as a credential's does (``auth_token``, ``x_api_key``, but ``use_token=true``, ``sort_key``)
+#: is one when its value looks like a token (``_token_like``), and one whose name may be a credential's or not
+#: (``key``, ``code``, ``auth``) when its value is read from the environment alone (``${VAR}``), as a header's.
+_CREDENTIAL_PARAM = re.compile(r"(?i)access_token|api[-_]?key|client_secret|password|secret|signature|sig|token")
 
 
-def _base_url_secrets(url: str) -> list[str]:
-    """What of an app's ``base_url`` is a secret: its password (as written and decoded, ``connection_secrets``; also
-    when its scheme is malformed, ``htps//user:pw@host``, which a run's error quotes), the Basic credentials httpx
-    builds from its user part, and the values of its secret query parameters (those ``redact_url`` hides in log
-    lines: a run's output or error showed what its log line hid)."""
+def url_secrets(url: str, *, written: str | None = None) -> list[str]:
+    """What of a URL the engine sends a request to (an app's ``base_url``, a provider's or a callback's ``url``) is a
+    secret: its password (as written and decoded, ``connection_secrets``; also when its scheme is malformed,
+    ``htps//user:pw@host``, which a run's error quotes), its user part when it has no password (``https://sk_live_...@``:
+    a token more often than a name), the Basic credentials httpx builds from its user part, and the values of its
+    credential query parameters (``_CREDENTIAL_PARAM``, or a maybe-credential one whose value ``written``, the URL as
+    the product wrote it, gives as a ``${VAR}``): a run's output or error showed what its log line hid."""
     rest = url.partition("//")[2] if "://" not in url else ""
-    found = connection_secrets(url if not rest else f"x://{rest}")
+    readable = url if not rest else f"x://{rest}"
+    found = connection_secrets(readable)
     try:
-        parts = urlsplit(url if not rest else f"x://{rest}")
-        if parts.password is not None:
-            found.append(basic_credentials(unquote(parts.username or ""), unquote(parts.password)))
-        hidden = SECRET_QUERY_PARAMS
-        for name, value in parse_qsl(parts.query, keep_blank_values=False):
-            if name.lower() in hidden or re.fullmatch(_SECRET_NAMED, name, re.IGNORECASE):
+        parts = urlsplit(readable)
+        user, password = unquote(parts.username or ""), parts.password
+        if password is not None:
+            found.append(basic_credentials(user, unquote(password)))
+        elif user:
+            found += [parts.username or "", user, basic_credentials(user, "")]
+        given = dict(parse_qsl(urlsplit(written).query)) if written else {}
+        for name, value in parse_qsl(parts.query):
+            named = re.fullmatch(_SECRET_NAMED, name, re.IGNORECASE) is not None
+            from_env = ENV_VAR.fullmatch(given.get(name, "")) is not None
+            maybe = named or name.lower() in SECRET_QUERY_PARAMS
+            if _CREDENTIAL_PARAM.fullmatch(name) or (named and _token_like(value)) or (maybe and from_env):
                 found.append(value)
     except ValueError:  # a netloc urlsplit cannot read: connection_secrets read what it could
         pass
@@ -277,6 +277,10 @@ URL_MASK = "***"
 #: ``request.extensions`` key of an HTTP request listing the query parameters to hide wherever its URL is shown
 #: (the auth parameter of an action: its error messages, its trace span).
 REDACT_EXTENSION = "ductape_redact_query"
+#: ``request.extensions`` key of an HTTP request listing the credentials the engine built into it (a basic auth's,
+#: its URL's: ``url_secrets``): its product's secrets learn them before it is sent (``perform``), whatever they were
+#: made of (``${VAR}``, ``$Secret{...}``), so an answer echoing them is masked.
+SENT_SECRETS_EXTENSION = "ductape_sent_secrets"
 #: ``request.extensions`` key marking a webhook's delivery: its URL is shown as ``redact_webhook_url`` shows it
 #: (its error messages, its trace span).
 WEBHOOK_EXTENSION = "ductape_webhook_url"

@@ -69,13 +69,25 @@ def product(http: str) -> dict[str, Any]:
             },
             "inurl": {  # credentials in the base URL: a password from the environment, a key written in the query
                 "envs": {
-                    "dev": {"base_url": http.replace("//", "//robot:${URL_PW}@") + "/v1?api_key=Literal-KEY-5678"}
+                    "dev": {
+                        "base_url": http.replace("//", "//robot:${URL_PW}@")
+                        + "/v1?api_key=Literal-KEY-5678&use_token=true&sort_key=created"
+                    }
                 },
                 "actions": {"get": {"method": "GET", "path": "/x"}},
             },
             "badurl": {
                 "envs": {"dev": {"base_url": "htps//robot:Literal-PW-1234@example.com"}},
                 "actions": {"get": {}},
+            },
+            "secretbasic": {  # the password a $Secret: known only as the run resolves it
+                "envs": {
+                    "dev": {
+                        "base_url": http,
+                        "auth": {"kind": "basic", "username": "svc", "password": "$Secret{signing}"},
+                    }
+                },
+                "actions": {"get": {"method": "GET", "path": "/x"}},
             },
         },
         "caches": {"short": {"expiry": 60_000}},
@@ -246,10 +258,15 @@ def test_the_basic_credentials_the_engine_sends_are_masked_in_an_answer_that_ech
     http.reply(200, {"authorization": sent})
     done = run(dt, "basic:get", {})
     assert http.last.headers["authorization"] == sent and done.output["body"] == {"authorization": "Basic [secret]"}
-    http.reply(200, {"authorization": http.last.headers["authorization"], "query": "api_key=Literal-KEY-5678"})
+    echoed = {"query": "api_key=Literal-KEY-5678", "flag": "true", "created": 1}  # ordinary words stay
+    http.reply(200, {"authorization": "Basic " + base64.b64encode(b"robot:url-Pw-4444").decode(), **echoed})
     done = run(dt, "inurl:get", {})
     assert base64.b64decode(http.last.headers["authorization"].split()[1]) == b"robot:url-Pw-4444"
-    assert done.output["body"] == {"authorization": "Basic [secret]", "query": "api_key=[secret]"}
+    assert done.output["body"] == {"authorization": "Basic [secret]", **echoed, "query": "api_key=[secret]"}
+    sent = "Basic " + base64.b64encode(b"svc:Sup3r$ecretPw").decode()
+    http.reply(200, {"authorization": sent})
+    done = run(dt, "secretbasic:get", {})  # a review: learned as the product was added, it was svc:$Secret{signing}
+    assert http.last.headers["authorization"] == sent and done.output["body"] == {"authorization": "Basic [secret]"}
 
 
 def test_a_base_urls_literal_password_is_masked_in_the_runs_error(dt: Ductape) -> None:
@@ -262,9 +279,14 @@ def test_a_base_urls_literal_password_is_masked_in_the_runs_error(dt: Ductape) -
 def test_a_secret_of_digits_is_masked_in_a_json_number(dt: Ductape, http: Recorder) -> None:
     """A security probe: a PIN (``${PROBE_PIN}``) an answer gave back as a JSON number was kept as it came; as text
     it was masked."""
-    http.reply(200, {"as_text": "987654321", "as_number": 987654321, "other": 12345, "flag": True})
+    http.reply(200, {"as_text": "987654321", "as_number": 987654321, "holds_it": 19876543210, "flag": True})
     done = run(dt, "api:echo", {})
-    assert done.output["body"] == {"as_text": "[secret]", "as_number": "[secret]", "other": 12345, "flag": True}
+    assert done.output["body"] == {
+        "as_text": "[secret]",
+        "as_number": "[secret]",
+        "holds_it": 19876543210,
+        "flag": True,
+    }
 
 
 # ------------------------------------------------------------------------------- the environment's values
@@ -362,6 +384,7 @@ def test_a_product_specs_repr_shows_none_of_its_secrets() -> None:
     from rich.pretty import pretty_repr
 
     secrets = ["SECRET-aaaa", "SESS-bbbb", "CB-cccc", "SMTP-dddd", "URLPW-eeee", "TOK-ffff", "KEY-gggg", "DBPW-hhhh"]
+    secrets += ["ACT-iiii", "QRY-jjjj"]  # an action's own header and query (a review)
     declared = {
         "tag": "shop",
         "envs": {
@@ -385,7 +408,8 @@ def test_a_product_specs_repr_shows_none_of_its_secrets() -> None:
                         "auth": {"kind": "bearer", "token": "TOK-ffff"},
                         "headers": {"X-Api-Key": "KEY-gggg"},
                     }
-                }
+                },
+                "actions": {"get": {"headers": {"X-Api-Key": "ACT-iiii"}, "query": {"api_key": "QRY-jjjj"}}},
             }
         },
         "databases": {"db": {"envs": {"dev": "postgresql://u:DBPW-hhhh@db.example.com/db"}}},
@@ -407,3 +431,16 @@ def test_a_piped_literal_past_an_inputs_numbers_is_refused_at_schedule(dt: Ducta
         dt.job.schedule({"env": "dev", "product_tag": "bank", "event": "fn", "input": {"x": value}})
     assert err.value.field == "input.x" and rule in err.value.rule
     assert dt.job.list() == []
+
+
+def test_the_credentials_of_the_urls_the_engine_sends_to_are_secrets() -> None:
+    """A review: a push or SMS provider's ``url`` (and a callback's) was not read for credentials as an app's
+    ``base_url`` was, and a base URL whose user part is a token (``https://sk_live_...@``, no password) was not."""
+    declared = {
+        "tag": "shop",
+        "envs": {"dev": {"sms": {"url": "https://acct:Prov-Pass-8888@sms.example.com/x?api_key=ProvKey-9999"}}},
+        "apps": {"api": {"envs": {"dev": {"base_url": "https://sk_live_TOKEN123456@api.example.com"}}}},
+    }
+    secrets = Products([declared]).secrets.of("shop")  # type: ignore[list-item]
+    text = "Prov-Pass-8888 ProvKey-9999 sk_live_TOKEN123456 " + base64.b64encode(b"sk_live_TOKEN123456:").decode()
+    assert secrets.mask_text(text) == "[secret] [secret] [secret] [secret]"

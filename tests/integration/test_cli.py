@@ -805,7 +805,7 @@ def test_a_flags_help_shows_no_value_to_give_it() -> None:
     shown = {path: cli(*path, "--help").stdout.splitlines() for path in paths(typer.main.get_command(app))}
     assert len(shown) > 30 and any("--json" in line for line in shown[("runs",)])
     said = [line for lines in shown.values() for line in lines if "<bool>" in line]
-    assert said and all("--help" in line for line in said)  # typer's own --help keeps its <bool>: not ours to set
+    assert all("--help" in line for line in said)  # typer 0.29's own --help keeps its <bool>: not ours to set
 
 
 def test_version_prints_the_packages_version_without_building_a_command() -> None:

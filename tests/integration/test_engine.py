@@ -255,6 +255,30 @@ def test_a_failed_attempt_whose_schedule_was_cancelled_meanwhile_is_not_said_ret
     assert counted == {"started": 1.0, "retried": None, "cancelled": 1.0}
 
 
+def test_a_retry_the_flush_claims_again_at_once_keeps_both_attempts_ends_counted(
+    ductape_sandbox: Sandbox,
+) -> None:
+    """A review: the flush that records a failed attempt claims its retry, due at once, in the same transaction; the
+    retry's attempt took the first's place among the runs the metrics watch before the first's end was told, and
+    the first attempt's end (retried) was never counted."""
+    dt = ductape_sandbox
+    metrics = Metrics()
+    worker = dt.new_worker(backoff=Backoff(base=timedelta(0), jitter=0.0))
+    worker.observers = (metrics,)
+    dt.function("report")(Recorder(fail_times=1))
+    job(dt)
+    dt.job.schedule(req(retries=1))
+    summary = asyncio.run(worker.run_until_idle())
+    assert (summary.retried, summary.completed) == (1, 1)
+    counted = {
+        status: metrics.registry.get_sample_value("ductape_runs_total", {"status": status, "event_type": "function"})
+        for status in ("started", "retried", "completed")
+    }
+    assert counted == {"started": 2.0, "retried": 1.0, "completed": 1.0}
+    ended = metrics.registry.get_sample_value("ductape_run_duration_seconds_count", {"event_type": "function"})
+    assert ended == 2.0
+
+
 def test_retry_succeeds_on_a_later_attempt(ductape_sandbox: Sandbox) -> None:
     dt = ductape_sandbox
     dt.function("report")(Recorder(fail_times=1))

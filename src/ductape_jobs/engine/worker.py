@@ -771,6 +771,9 @@ class Worker:
             raise
         self._flushes.ok()
         self._held.difference_update((o.run_id, o.attempt) for o in outcomes)
+        # the watched runs these outcomes end, taken before the claim begins its runs: a retry it claimed again
+        # is watched anew (its attempt's end was dropped, a review), and no later attempt is ended by an earlier's
+        watched = {o.run_id: self._observed.pop(o.run_id) for o in outcomes if self._watches(o)}
         runs = recorded.claimed
         self._begin(runs, now)
         self._freed = self._freed or sum(1 for run in runs if run.limit_keys) < freed
@@ -804,13 +807,14 @@ class Worker:
             else:
                 self.summary.failed += 1
                 _said_failed(o.run_id, o.error, o.attempt)
-        if self.observers:
-            watched = [(self._observed.get(o.run_id), o) for o in outcomes]
-            ended = [(run, o) for run, o in watched if run is not None and run.attempt == o.attempt]
-            for run, _ in ended:  # not a later attempt of its run this flush claimed again
-                del self._observed[run.id]
-            tell_finished(self.observers, ended)
+        if watched:
+            tell_finished(self.observers, [(watched[o.run_id], o) for o in outcomes if o.run_id in watched])
         return saw_all_due
+
+    def _watches(self, outcome: Outcome) -> bool:
+        """Whether the observers watch the attempt ``outcome`` ends (not another attempt of its run)."""
+        run = self._observed.get(outcome.run_id)
+        return run is not None and run.attempt == outcome.attempt
 
     def _flush_failed(self, exc: Exception, count: int) -> None:
         """A try to record ``count`` outcomes failed: the store away is said as ``Repeats`` says it; anything else

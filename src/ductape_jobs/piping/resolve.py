@@ -216,11 +216,24 @@ def _evaluate(node: Node, scope: Scope, budget: _Budget) -> Any:
         raise
     except (ValueError, TypeError, ArithmeticError) as exc:
         raise PipingError(str(node), str(exc)) from exc
-    if isinstance(result, int | float) and not isinstance(result, bool):
-        rule = number_rule(result)  # $Multiply(1e300, 1e300): inf, which an input may not hold
-        if rule is not None:
-            raise PipingError(str(node), f"its result {rule}")
+    _check_numbers(result, node)
     return result
+
+
+def _check_numbers(result: Any, node: Node) -> None:
+    """Each number in what a function made (a registered one's: ``inf``, ``[inf, 2**70]``) is one an input may hold
+    (``limits.number_rule``), as a literal's is: ``PipingError`` naming the call otherwise."""
+    stack = [result]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            rule = number_rule(value)
+            if rule is not None:
+                raise PipingError(str(node), f"a number of its result {rule}")
+        elif isinstance(value, Mapping):
+            stack.extend(value.values())
+        elif isinstance(value, list | tuple):
+            stack.extend(value)
 
 
 def render(

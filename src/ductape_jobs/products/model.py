@@ -59,8 +59,8 @@ class ActionSpec(_Spec):
 
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"] = "GET"
     path: str = "/"
-    headers: dict[str, str] = Field(default_factory=dict)
-    query: FreeObject = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)  # credential headers
+    query: FreeObject = Field(default_factory=dict, repr=False)  # an api_key
     body: Free = None
     timeout: Seconds = 30.0
 
@@ -118,9 +118,9 @@ class SmsSpec(_Spec):
 
 
 class CallbackSpec(_Spec):
-    url: str
+    url: str = Field(repr=False)
     body: Free = None
-    headers: dict[str, str] = Field(default_factory=dict)
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
 
 
 class NotificationSpec(_Spec):

@@ -325,8 +325,9 @@ class SchedulingStore(ABC):
 
     @abstractmethod
     def delete_job(self, product_tag: str, tag: str, now: datetime, reason: str = "cancelled") -> None:
-        """Delete the job; ``ConflictError`` while an active or paused schedule uses it. Its finished schedules' runs
-        still to start (a one-off's queued run, a retry) are cancelled with ``reason``, and those schedules too."""
+        """Delete the job; ``ConflictError`` while an active or paused schedule uses it. Its finished schedules whose
+        runs have not all ended are cancelled with ``reason`` (a running one's retry is not made), and their runs
+        still to start (a one-off's queued run, a retry)."""
 
     # -- schedules
     def add_schedules(

@@ -193,9 +193,9 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
                     f"{_job_name(product_tag, tag)} has {live} active or paused schedule(s); "
                     "cancel them before deleting it"
                 )
-            cancelled = {**key, "reason": reason, "now": ms(now)}
-            tx.run("cancel_finished_schedules_of_job", cancelled)
-            tx.run("cancel_pending_runs_of_job", cancelled)
+            said = {"reason": reason, "now": ms(now)}
+            for row in tx.all("cancel_finished_schedules_of_job", {**key, **said}):
+                tx.run("cancel_pending_runs", {"schedule_id": row["id"], **said})
             tx.run("delete_job", key)
 
         self._write(op)

@@ -16,7 +16,14 @@ from msgspec import Struct, field
 
 from ductape_jobs.errors import HttpError, ValidationError
 from ductape_jobs.limits import PATH_PARAM, as_text, check_headers, header_rule, path_segment
-from ductape_jobs.redaction import REDACT_EXTENSION, basic_credentials, fields_without, repr_without
+from ductape_jobs.redaction import (
+    REDACT_EXTENSION,
+    SENT_SECRETS_EXTENSION,
+    basic_credentials,
+    fields_without,
+    repr_without,
+    url_secrets,
+)
 
 AuthKind = Literal["none", "bearer", "basic", "header", "query"]
 _AUTH_KINDS = ("none", "bearer", "basic", "header", "query")
@@ -130,8 +137,18 @@ def build_request(spec: HttpRequestSpec, input: dict[str, Any]) -> httpx.Request
     except (TypeError, ValueError, httpx.InvalidURL) as exc:
         raise HttpError(f"cannot build {spec.method.upper()} request: {exc}", retryable=False) from exc
     request.extensions[REDACT_EXTENSION] = redact
+    request.extensions[SENT_SECRETS_EXTENSION] = _sent_secrets(spec)
     request.extensions["timeout"] = httpx.Timeout(spec.timeout).as_dict()
     return request
+
+
+def _sent_secrets(spec: HttpRequestSpec) -> list[str]:
+    """The credentials the engine builds into ``spec``'s request: a basic auth's ``Authorization: Basic`` (an answer
+    echoing its request's headers kept it, a security probe) and its URL's (``redaction.url_secrets``)."""
+    found = url_secrets(spec.base_url)
+    if spec.auth is not None and spec.auth.kind == "basic":
+        found.append(basic_credentials(str(spec.auth.username), spec.auth.password or ""))
+    return found
 
 
 def _section(input: dict[str, Any], key: str) -> dict[str, Any]:

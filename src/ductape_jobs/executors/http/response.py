@@ -14,7 +14,7 @@ import httpx
 
 from ductape_jobs import redaction
 from ductape_jobs.errors import HttpError, describe
-from ductape_jobs.redaction import REDACT_EXTENSION, WEBHOOK_EXTENSION, Secrets
+from ductape_jobs.redaction import REDACT_EXTENSION, SENT_SECRETS_EXTENSION, WEBHOOK_EXTENSION, Secrets
 
 #: Response bodies longer than this are kept as truncated text (``"truncated": True``).
 MAX_BODY_BYTES = 64 * 1024
@@ -73,6 +73,8 @@ async def perform(
     cut here, before it is cut (the error's start of the body, a body past ``max_body_bytes``): a secret the
     answer echoes, cut where a caller's padding put the cut, was kept in part (the worker masks whole ones).
     """
+    if secrets is not None:  # before anything of the answer is read
+        secrets.learn(request.extensions.get(SENT_SECRETS_EXTENSION, ()))
     request.extensions["timeout"] = httpx.Timeout(timeout).as_dict()
     method = request.method
     url = shown_url(request)

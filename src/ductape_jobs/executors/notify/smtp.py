@@ -10,7 +10,7 @@ import aiosmtplib
 from msgspec import Struct
 
 from ductape_jobs.errors import SmtpError, ValidationError, describe
-from ductape_jobs.limits import printable_rule
+from ductape_jobs.limits import header_breaks
 from ductape_jobs.redaction import fields_without, repr_without
 
 # Headers callers may not set: they describe the MIME structure, or (Bcc) would reveal hidden recipients.
@@ -155,11 +155,14 @@ def _build(
 
 
 def _check_decoded(message: EmailMessage) -> None:
-    """Each header as it is written out, its encoded words (``=?utf-8?q?...?=``) decoded, printable text: before
-    Python 3.11.10 and 3.12.5 the email package wrote a decoded line break out (CVE-2024-6923), and a subject piped
-    from a caller's input added headers and a body to the message (a security probe)."""
+    """Each header as it is written out, its encoded words (``=?utf-8?q?...?=``) decoded, holds nothing that could end
+    its line (``limits.header_breaks``): before Python 3.11.10 and 3.12.5 the email package wrote a decoded line
+    break out (CVE-2024-6923), and a subject piped from a caller's input added headers and a body to the message (a
+    security probe). A tab or a bidirectional mark (which i18n libraries put around names) is sent as it was."""
     for name, value in message.items():
-        rule = printable_rule(str(value), "an email's headers")
-        if rule is not None:
-            said = f"cannot build the email: its header {name!r}, its encoded words (=?...?=) decoded, {rule}"
+        if header_breaks(str(value)):
+            said = (
+                f"cannot build the email: its header {name!r}, its encoded words (=?...?=) decoded, holds a line "
+                "break or another control character"
+            )
             raise SmtpError(said, retryable=False)

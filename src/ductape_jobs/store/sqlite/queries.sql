@@ -81,18 +81,15 @@ WHERE phase IN ('scheduled', 'queued', 'retry_scheduled')
   AND schedule_id IN (SELECT id FROM schedules WHERE job_tag = :tag AND job_product = :product_tag);
 
 -- name: cancel_finished_schedules_of_job
--- A job deleted: its finished schedules whose runs have not all started (a one-off's queued run, a retry) are
--- cancelled, and those runs (cancel_pending_runs_of_job): they ran for a job that no longer was (a new-user probe).
+-- A job deleted: its finished schedules whose runs have not all ended (a one-off's queued run, a retry, one running,
+-- whose retry would follow) are cancelled; their runs that have not started are then (cancel_pending_runs): they ran
+-- for a job that no longer was (a new-user probe). Found from the runs not ended (runs_active), not the job's history.
+-- (SQLite: runs_active named, and the unary + keeps schedules_job off: by id, not by the job's history.)
 UPDATE schedules SET status = 'cancelled', reason = :reason, next_run_at = NULL, updated_at = :now
-WHERE job_tag = :tag AND job_product = :product_tag AND status = 'completed'
-  AND EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = schedules.id
-              AND r.phase IN ('scheduled', 'queued', 'retry_scheduled'));
-
--- name: cancel_pending_runs_of_job
-UPDATE runs SET phase = 'cancelled', error = :reason, completed_at = :now, available_at = NULL,
-    updated_at = :now
-WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND schedule_id IN (
-    SELECT id FROM schedules WHERE job_tag = :tag AND job_product = :product_tag AND status = 'cancelled');
+WHERE +status = 'completed' AND +job_product = :product_tag AND +job_tag = :tag AND id IN (
+    SELECT schedule_id FROM runs INDEXED BY runs_active
+    WHERE phase IN ('scheduled', 'queued', 'retry_scheduled', 'running') AND job_tag = :tag)
+RETURNING id;
 
 -- name: delete_job
 DELETE FROM jobs WHERE product_tag = :product_tag AND tag = :tag;
