@@ -33,6 +33,7 @@ from ductape_jobs import (
 from ductape_jobs.api.ops import Metrics
 from ductape_jobs.engine.worker import Worker
 from ductape_jobs.errors import WouldWait
+from ductape_jobs.models import DispatchResult
 from ductape_jobs.retention import Retention
 from ductape_jobs.testing import Sandbox
 
@@ -958,6 +959,17 @@ def test_a_stop_that_waits_past_the_due_time_of_a_run_claimed_ahead_gives_it_bac
     assert dt.job.runs(job_id=ahead.job_id)[0].attempt == 1  # its first run is attempt 1
 
 
+def _claimed_ahead_unheartbeaten(dt: Ductape, clock: FakeClock) -> tuple[DispatchResult, Worker]:
+    """A run due in 0.9 s, and a worker that claims 1 s ahead with a lease of 0.5 s and no heartbeat (as a worker
+    paused): its lease runs out as the clock is moved on, and the worker's own pass rescues it."""
+    made = dt.job.schedule(req(start_at=_ms(clock.now() + timedelta(seconds=0.9))))
+    worker = dt.new_worker(
+        ahead=1, lease=timedelta(seconds=0.5), poll=timedelta(milliseconds=20), shutdown_grace=timedelta(seconds=10)
+    )
+    worker._heartbeat_loop = lambda: asyncio.sleep(3600)  # type: ignore[method-assign]
+    return made, worker
+
+
 def _ms(when: datetime) -> int:
     return int(when.timestamp() * 1000)
 
@@ -978,11 +990,7 @@ def test_a_run_claimed_ahead_again_still_waits_for_its_due_time_at_a_stop(
         calls.append(ctx.attempt)
 
     job(dt)
-    made = dt.job.schedule(req(start_at=_ms(clock.now() + timedelta(seconds=0.9))))
-    worker = dt.new_worker(
-        ahead=1, lease=timedelta(seconds=0.5), poll=timedelta(milliseconds=20), shutdown_grace=timedelta(seconds=10)
-    )
-    worker._heartbeat_loop = lambda: asyncio.sleep(3600)  # type: ignore[method-assign]  # as a worker paused
+    made, worker = _claimed_ahead_unheartbeaten(dt, clock)
 
     async def main() -> float:
         running = asyncio.create_task(worker.run(stop, handle_signals=False))
@@ -1783,3 +1791,327 @@ def test_a_pass_that_prunes_claims_first_even_with_outcomes_waiting(dt: Ductape,
     first = calls.index("finish_and_acquire")
     second_prune = calls.index("prune", first)
     assert "acquire_runs" in calls[first + 1 : second_prune]  # the claim, then the prune
+
+
+# ------------------------------------------- a review of the worker's loop: each of these failed before its fix
+
+
+def test_a_run_claimed_ahead_then_claimed_again_due_now_is_waited_for_at_a_stop(dt: Ductape, clock: FakeClock) -> None:
+    """Claimed ahead (in ``_waiting``), its lease lost, rescued by this worker's own pass and claimed again when due
+    (not waiting): the first attempt's ``_when_due`` does not take the run id out of ``_waiting`` (the entry is the
+    second attempt's), and nothing else does. At a stop the second attempt, running, is cancelled at once (no
+    grace) and given back as never begun: its attempt row deleted and the run's attempt counted down."""
+    starts: list[int] = []
+    ends: list[int] = []
+    cancelled: list[int] = []
+    gate = asyncio.Event()
+    stop = asyncio.Event()
+
+    @dt.function("report")
+    async def report(input: dict[str, Any], ctx: RunContext) -> None:
+        starts.append(ctx.attempt)
+        try:
+            await gate.wait()
+        except asyncio.CancelledError:
+            cancelled.append(ctx.attempt)
+            raise
+        ends.append(ctx.attempt)
+
+    job(dt)
+    made, worker = _claimed_ahead_unheartbeaten(dt, clock)
+
+    async def main() -> None:
+        running = asyncio.create_task(worker.run(stop, handle_signals=False))
+        while not worker._inflight:
+            await asyncio.sleep(0.01)
+        (run_id,) = worker._inflight
+        assert run_id in worker._waiting  # claimed ahead of its due time
+        clock.advance(seconds=1)  # past its due time and its lease: this worker's pass rescues it, claims it due
+        worker.notify()
+        while not starts:
+            await asyncio.sleep(0.01)
+        assert worker._inflight[run_id][0].attempt == 2
+        await asyncio.sleep(0.05)
+        stop.set()  # attempt 2 is running: the stop waits for it (grace 10 s)
+        await asyncio.sleep(0.2)
+        gate.set()
+        await running
+
+    asyncio.run(main())
+    (run,) = dt.job.runs(job_id=made.job_id)
+    assert starts == [2]
+    assert cancelled == []  # before the fix: [2], cancelled at once, not waited for
+    assert ends == [2]
+    assert (run.phase, run.attempt) == (RunPhase.COMPLETED, 2)  # before the fix: QUEUED, attempt 1, attempt 2 deleted
+
+
+def test_an_attempt_stopped_at_a_heartbeat_is_not_cancelled_again_when_its_run_is_claimed_again(
+    dt: Ductape, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """As a831c26 for the heartbeat, the claim again: an attempt ``_stop_lost`` stopped, still running its cleanup
+    (it caught its cancel), is cancelled a second time (and warned of again) by ``_begin`` when this worker claims
+    its run again; its cleanup is cut short, and it leaves ``_inflight`` though it still runs."""
+    gate = asyncio.Event()
+    cancels: list[int] = []
+    cleaned: list[int] = []
+
+    @dt.function("stubborn")
+    async def stubborn(input: dict[str, Any], ctx: RunContext) -> str:
+        try:
+            await gate.wait()
+            return "done"
+        except asyncio.CancelledError:
+            cancels.append(ctx.attempt)
+            await asyncio.sleep(0.5)  # a cleanup that awaits
+            cleaned.append(ctx.attempt)
+            raise
+
+    job(dt, tag="stubborn", fn="stubborn")
+    made = dt.job.schedule(req("stubborn")).job_id
+    worker = dt.new_worker(heartbeat=0.02, poll=timedelta(milliseconds=20))
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop, handle_signals=False))
+        while not worker._inflight:
+            await asyncio.sleep(0.01)
+        (run,) = dt.job.runs(job_id=made)
+        later = clock.now() + timedelta(minutes=5)  # another worker's rescue: queued again, due at `later`
+        assert [r.run_id for r in dt.store.rescue_expired(later, 5)] == [run.id]
+        while not cancels:  # the next heartbeat finds the lease lost and stops attempt 1
+            await asyncio.sleep(0.01)
+        clock.advance(minutes=5)  # due: this worker claims it again while attempt 1 still cleans up
+        worker.notify()
+        while worker._inflight[run.id][0].attempt != 2:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.7)
+        gate.set()
+        stop.set()
+        await running
+
+    with caplog.at_level(logging.WARNING, logger="ductape_jobs.worker"):
+        asyncio.run(main())
+    (run,) = dt.job.runs(job_id=made)
+    assert caplog.text.count(f"run {run.id} attempt 1 stopped: its lease ran out") == 1  # before the fix: 2
+    assert cancels == [1] and cleaned == [1]  # before the fix: cleaned == [] (its cleanup cut short)
+
+
+def test_a_function_that_raises_cancelled_error_itself_is_recorded_not_left_running(
+    dt: Ductape, clock: FakeClock
+) -> None:
+    """A coroutine that awaits a helper task it cancelled raises ``CancelledError`` though nothing cancelled its run:
+    ``_execute`` takes it for a stop (``_leave``), queues no outcome and leaves the run ``running`` under this
+    worker's lease, no longer heartbeated nor given back at the stop, until a rescue counts it ``lost``."""
+
+    @dt.function("report")
+    async def report(input: dict[str, Any], ctx: RunContext) -> None:
+        helper = asyncio.ensure_future(asyncio.sleep(10))
+        helper.cancel()
+        await helper  # CancelledError here: the helper's, not the run's
+
+    job(dt)
+    made = dt.job.schedule(req())
+    worker = dt.new_worker()
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop, handle_signals=False))
+        await asyncio.sleep(0.3)
+        stop.set()
+        await running
+
+    asyncio.run(main())
+    (run,) = dt.job.runs(job_id=made.job_id)
+    assert run.phase is not RunPhase.RUNNING, (run.phase, run.lease_owner)  # current: RUNNING, this stopped worker's
+    assert worker.summary.ran == 1  # current: 0
+
+
+def test_drain_survives_a_function_that_raises_cancelled_error_itself(dt: Ductape) -> None:
+    """``run_until_idle`` gathers the tasks in flight: one that ended cancelled raises ``CancelledError`` out of the
+    drain (a BaseException: ``dt.drain()`` raises it to its caller)."""
+
+    @dt.function("report")
+    async def report(input: dict[str, Any], ctx: RunContext) -> None:
+        helper = asyncio.ensure_future(asyncio.sleep(10))
+        helper.cancel()
+        await helper
+
+    job(dt)
+    dt.job.schedule(req())
+    summary = dt.drain()  # before the fix: raises CancelledError
+    assert summary.ran == 1
+
+
+def test_a_run_that_ends_on_its_stop_cancel_is_told_to_the_observers_as_it_is_counted(
+    dt: Ductape, clock: FakeClock
+) -> None:
+    """At a stop past its grace, a coroutine that catches its cancel and returns is recorded (completed) by the
+    shutdown's flush and counted in the summary, but ``_shutdown`` took it out of ``_observed`` first: the metrics
+    saw its start and never its end."""
+
+    @dt.function("report")
+    async def report(input: dict[str, Any], ctx: RunContext) -> dict[str, bool]:
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            return {"partial": True}  # saves what it has and returns
+        return {"partial": False}
+
+    job(dt)
+    made = dt.job.schedule(req())
+    metrics = Metrics()
+    worker = dt.new_worker(shutdown_grace=timedelta(seconds=0.1))
+    worker.observers = (metrics,)
+
+    async def main() -> None:
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop, handle_signals=False))
+        while not worker._inflight:
+            await asyncio.sleep(0.01)
+        await asyncio.sleep(0.05)
+        stop.set()
+        await running
+
+    asyncio.run(main())
+    (run,) = dt.job.runs(job_id=made.job_id)
+    assert run.phase is RunPhase.COMPLETED and worker.summary.completed == 1
+    labels = {"status": "completed", "event_type": "function"}
+    assert metrics.registry.get_sample_value("ductape_runs_total", labels) == 1.0  # before the fix: None
+
+
+def test_a_run_that_ends_during_the_grace_is_not_rescued_before_its_outcome_is_recorded(
+    dt: Ductape, clock: FakeClock
+) -> None:
+    """A stop waits up to its grace (30 s by default, the lease's length) for the runs in flight; the outcomes of
+    those that end meanwhile are recorded only after it, and their leases are no longer heartbeated (the heartbeat
+    extends ``_inflight`` only). Another worker rescues such a run, which completed here, and runs it again."""
+    quick_gate, long_gate = asyncio.Event(), asyncio.Event()
+    quick_calls: list[int] = []
+
+    @dt.function("quick")
+    async def quick(input: dict[str, Any], ctx: RunContext) -> None:
+        quick_calls.append(ctx.attempt)
+        await quick_gate.wait()
+
+    @dt.function("long")
+    async def long(input: dict[str, Any], ctx: RunContext) -> None:
+        await long_gate.wait()
+
+    job(dt, tag="quick", fn="quick")
+    job(dt, tag="long", fn="long")
+    q = dt.job.schedule(req("quick")).job_id
+    dt.job.schedule(req("long"))
+    worker = dt.new_worker(heartbeat=0.05, shutdown_grace=timedelta(seconds=20))
+
+    async def main() -> list[str]:
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop, handle_signals=False))
+        while len(worker._inflight) < 2:
+            await asyncio.sleep(0.01)
+        stop.set()
+        await asyncio.sleep(0.05)
+        quick_gate.set()  # ends early in the grace; the other run goes on
+        await asyncio.sleep(0.1)
+        for _ in range(31):  # 31 s of the grace pass; the heartbeats go on for the run still going
+            clock.advance(seconds=1)
+            await asyncio.sleep(0.12)
+        rescued = [r.run_id for r in dt.store.rescue_expired(clock.now(), 3)]  # another worker's pass
+        long_gate.set()
+        await running
+        return rescued
+
+    rescued = asyncio.run(main())
+    (run,) = dt.job.runs(job_id=q)
+    assert rescued == []  # before the fix: [the quick run's id]
+    assert run.phase is RunPhase.COMPLETED  # before the fix: QUEUED, its attempt "lost, then completed"
+
+
+def test_a_pass_that_the_stop_interrupts_claims_nothing_more(dt: Ductape, clock: FakeClock) -> None:
+    """SIGTERM while a pass awaits a store call (PostgreSQL: every call is made in the store thread): the pass goes
+    on to tick and claim a batch, which starts after the stop and is waited for (or given back attempted)."""
+    rec = dt.function("report")(Recorder())
+    job(dt)
+    dt.job.schedule_many([req(input={"i": i}) for i in range(3)])
+    stop = asyncio.Event()
+    real = dt.store.next_wakeup
+
+    def next_wakeup() -> Any:
+        stop.set()  # the signal handler ran while the pass waited for this read
+        return real()
+
+    dt.store.next_wakeup = next_wakeup  # type: ignore[method-assign]
+    asyncio.run(dt.new_worker().run(stop, handle_signals=False))
+    assert rec.calls == []  # before the fix: 3 runs started after the stop
+    assert {r.phase for r in dt.job.runs()} == {RunPhase.QUEUED}
+
+
+def test_a_function_that_raises_a_base_exception_does_not_hold_its_run_running_for_ever(
+    dt: Ductape, clock: FakeClock
+) -> None:
+    """``_execute`` catches ``Exception``: a ``BaseException`` of the function's (not ``SystemExit``, which
+    ``_call`` turns into a failure) ends its task with no ``_ended``/``_leave``. Its ``_inflight`` entry and
+    ``_held`` stay, so the heartbeat extends its lease at every beat: the run stays ``running`` with nothing running,
+    never rescued, its slot (and its limits') held while the worker lives; at a stop it is released as begun."""
+
+    class Abort(BaseException):
+        pass
+
+    @dt.function("report")
+    async def report(input: dict[str, Any], ctx: RunContext) -> None:
+        raise Abort("not an Exception")
+
+    job(dt)
+    made = dt.job.schedule(req())
+    worker = dt.new_worker(heartbeat=0.05)
+
+    async def main() -> tuple[list[str], Any, int]:
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop, handle_signals=False))
+        await asyncio.sleep(0.3)
+        for _ in range(6):  # a minute passes: its lease (30 s) would run out, were it not extended
+            clock.advance(seconds=10)
+            await asyncio.sleep(0.12)
+        rescued = [r.run_id for r in dt.store.rescue_expired(clock.now(), 3)]
+        (run,) = dt.job.runs(job_id=made.job_id)
+        free = worker._free()
+        stop.set()
+        await running
+        return rescued, run, free
+
+    rescued, run, free = asyncio.run(main())
+    assert free == worker.options.concurrency  # before the fix: one slot held by a task that ended
+    assert run.phase is not RunPhase.RUNNING or rescued, (run.phase, run.lease_expires_at)  # current: running, leased
+
+
+def test_a_lease_that_expires_before_the_next_rescue_is_due_does_not_spin_the_loop(
+    dt: Ductape, clock: FakeClock
+) -> None:
+    """``_step`` rescues at most every ``rescue_every`` (2 s), but ``_sleep`` wakes for ``lease_expiry`` however it
+    is past: a lease of a dead worker that runs out within 2 s of the last rescue makes every pass until then sleep
+    0 and read ``next_wakeup`` again (a busy loop of store reads)."""
+    dt.function("report")(Recorder())
+    job(dt)
+    dt.job.schedule_many([req(input={"i": i}) for i in range(2)])
+    lease = timedelta(seconds=30)
+    assert len(dt.store.acquire_runs("dead", 1, lease, clock.now())) == 1  # its lease: T0 + 30 s
+    assert len(dt.store.acquire_runs("dead", 1, lease, clock.now() + timedelta(seconds=1))) == 1  # T0 + 31 s
+    clock.advance(seconds=30.5)  # the first lease ran out: the worker's first pass rescues it (next rescue: +2 s)
+    worker = dt.new_worker()
+    reads = spy_calls(dt.store, "next_wakeup")
+
+    async def main() -> int:
+        stop = asyncio.Event()
+        running = asyncio.create_task(worker.run(stop, handle_signals=False))
+        await asyncio.sleep(0.3)
+        clock.advance(seconds=1)  # the second lease ran out, 1 s before the next rescue is due
+        worker.notify()
+        await asyncio.sleep(0.05)
+        before = len(reads)
+        await asyncio.sleep(0.5)
+        n = len(reads) - before
+        stop.set()
+        await running
+        return n
+
+    n = asyncio.run(main())
+    assert n < 20, n  # a poll (0.2 s) each: ~3. Current code: a read at every turn of the loop

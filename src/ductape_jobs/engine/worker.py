@@ -442,6 +442,8 @@ class Worker:
 
     def _want(self) -> int:
         """How many runs one claim asks for: the free capacity, up to a batch."""
+        if self._stop is not None and self._stop.is_set():  # a stop during a pass: it claims nothing more (a review)
+            return 0
         return min(self._free(), self.options.batch)
 
     def _begin(self, runs: list[Run], now: datetime) -> None:
@@ -467,8 +469,11 @@ class Worker:
                 work = self._execute(run) if self.tracing is None else self._traced(run, now)
             task = asyncio.create_task(work, name=f"run {run.id}")
             before = self._inflight.get(run.id)
-            if before is not None and before[0].attempt != run.attempt and not before[1].done():
+            earlier = before is not None and before[0].attempt != run.attempt and not before[1].done()
+            if earlier and before is not None and (run.id, before[0].attempt) in self._held:  # not stopped already
                 self._stop_attempt(before[0], before[1], "and this worker claimed it again")
+            if run.id not in waiting:  # an earlier attempt claimed ahead waited: at a stop this one is begun (a review)
+                self._waiting.discard(run.id)
             self._inflight[run.id] = (run, task)
 
     def _wait(self, run: Run, now: datetime) -> float:
@@ -573,7 +578,10 @@ class Worker:
             pokes = self._pokes
             due = await self._io(self.store.next_wakeup)
             self._slept = due if self._pokes == pokes else None  # a notify() during the read: it may predate it
-            nxt = due.earliest(ahead=self._tick_ahead(due, self.clock.now()))
+            seen = due
+            if due.lease_expiry is not None and self._next_rescue is not None and due.lease_expiry < self._next_rescue:
+                seen = replace(due, lease_expiry=self._next_rescue)  # no rescue before then: no spin (a review)
+            nxt = seen.earliest(ahead=self._tick_ahead(due, self.clock.now()))
             if nxt is not None:
                 delay = max(0.0, min(delay, (nxt - self.clock.now()).total_seconds()))
         if delay <= 0 or self._wake.is_set() or self._outcomes:
@@ -617,20 +625,17 @@ class Worker:
                 if key is not None:  # stored as the run's output is: its product's secrets masked
                     kept = self.secrets.of(run.product_tag).mask(output)
                     await self._io(self.store.cache_put, key[0], kept, key[1], self.clock.now(), prompt=False)
-        except asyncio.CancelledError:
-            self._leave(run)
+        except asyncio.CancelledError as exc:
+            if _cancelled_by_the_worker():
+                self._leave(run)
+                raise
+            ok = False  # the function's own (it cancelled a task of its own and awaited it): a failure, retried
+            retryable, word, error = self._failure(run, exc)
+        except (KeyboardInterrupt, SystemExit):
             raise
-        except TimeoutError:
-            ok, word = False, "timeout"
-            limit = "none" if run.timeout is None else span_text(run.timeout)  # none: the event's own TimeoutError
-            error = f"RunTimeoutError: run exceeded its timeout of {limit}"
-        except Exception as exc:
-            ok = False
-            retryable = is_retryable(exc)
-            # never raises: the run is recorded failed whatever user code raised; masked before it is cut
-            error = describe(exc, trace=4, mask=self.secrets.of(run.product_tag).mask_text)
-            if isinstance(exc, RunTimeoutError):  # a FUNCTION's own timeout: an attempt outcome as the run's is
-                word = "timeout"
+        except BaseException as exc:
+            ok = False  # never raises: the run is recorded failed whatever user code raised
+            retryable, word, error = self._failure(run, exc)
         if word == "timeout" and run.limit_keys:
             try:
                 await self._thread_returns(run)
@@ -669,6 +674,20 @@ class Worker:
         self._leave(run)
         if self._wake is not None:
             self._wake.set()
+
+    def _failure(self, run: Run, exc: BaseException) -> tuple[bool, str | None, str]:
+        """How an attempt that raised ``exc`` failed (not the worker's own cancel): retryable, its word, its error. A
+        review: a function's own ``CancelledError`` left its run ``running`` until a rescue (and ``drain()`` raised
+        it), and another ``BaseException`` left it ``running``, its lease heartbeated, for as long as the worker ran."""
+        if isinstance(exc, TimeoutError):
+            limit = "none" if run.timeout is None else span_text(run.timeout)  # none: the event's own TimeoutError
+            return True, "timeout", f"RunTimeoutError: run exceeded its timeout of {limit}"
+        error = describe(exc, trace=4, mask=self.secrets.of(run.product_tag).mask_text)  # masked before it is cut
+        if isinstance(exc, asyncio.CancelledError):
+            return True, None, error
+        if not isinstance(exc, Exception):
+            return False, None, error
+        return is_retryable(exc), "timeout" if isinstance(exc, RunTimeoutError) else None, error
 
     async def _thread_returns(self, run: Run) -> None:
         """A run under a limit whose sync function passed its timeout: its attempt ends when its thread returns. Ended
@@ -835,6 +854,8 @@ class Worker:
             await asyncio.sleep(every)
             # not an attempt stopped since its lease was lost that runs on (it caught its cancel): it is not ours
             ids = [run_id for run_id, (run, _) in self._inflight.items() if (run_id, run.attempt) in self._held]
+            # and the runs that ended but whose outcome is not recorded yet (a stop's grace records them at its end)
+            ids += [o.run_id for o in self._outcomes if o.run_id not in self._inflight]
             if ids:
                 until = self.clock.now() + self.options.lease
                 try:
@@ -903,10 +924,10 @@ class Worker:
             await asyncio.wait(cancelled, timeout=1)
             self.abandoned = self.executors.in_threads()
         left += unstarted
-        for run_id in left:
-            self._observed.pop(run_id, None)
         try:
             await self._flush()
+            for run_id in left:  # after the flush told the observers of the ends it recorded (a review)
+                self._observed.pop(run_id, None)
             if self._unsure_until is not None:  # and the runs a claim whose answer was lost took (``_adopt``)
                 lost = [run.id for run in await self._never_started() if run.id not in left]
                 left += lost
@@ -969,6 +990,13 @@ def _said_failed(run_id: str, error: str | None, attempt: int | None) -> None:
     """The one line that says a run failed for good, whoever failed it (its worker, or a rescue)."""
     extra = {"run_id": run_id} if attempt is None else {"run_id": run_id, "attempt": attempt}
     log.warning("run %s failed for good: %s", run_id, _first_line(error), extra=extra)
+
+
+def _cancelled_by_the_worker() -> bool:
+    """Whether the ``CancelledError`` this task caught is a cancel of the task (the worker's: a stop, a lost lease),
+    not one the function raised itself."""
+    task = asyncio.current_task()
+    return task is None or task.cancelling() > 0
 
 
 def exception_read(future: asyncio.Future[Any]) -> None:
