@@ -469,9 +469,10 @@ class Worker:
                 work = self._execute(run) if self.tracing is None else self._traced(run, now)
             task = asyncio.create_task(work, name=f"run {run.id}")
             before = self._inflight.get(run.id)
-            earlier = before is not None and before[0].attempt != run.attempt and not before[1].done()
-            if earlier and before is not None and (run.id, before[0].attempt) in self._held:  # not stopped already
-                self._stop_attempt(before[0], before[1], "and this worker claimed it again")
+            if before is not None:  # an earlier attempt, still running and not stopped already: stopped now
+                old, old_task = before
+                if old.attempt != run.attempt and not old_task.done() and (run.id, old.attempt) in self._held:
+                    self._stop_attempt(old, old_task, "and this worker claimed it again")
             if run.id not in waiting:  # an earlier attempt claimed ahead waited: at a stop this one is begun (a review)
                 self._waiting.discard(run.id)
             self._inflight[run.id] = (run, task)
@@ -852,10 +853,9 @@ class Worker:
         every = self._heartbeat_every.total_seconds()
         while True:
             await asyncio.sleep(every)
-            # not an attempt stopped since its lease was lost that runs on (it caught its cancel): it is not ours
-            ids = [run_id for run_id, (run, _) in self._inflight.items() if (run_id, run.attempt) in self._held]
-            # and the runs that ended but whose outcome is not recorded yet (a stop's grace records them at its end)
-            ids += [o.run_id for o in self._outcomes if o.run_id not in self._inflight]
+            # the attempts held (``_held``): those running, and those ended whose outcome is not recorded yet (a stop's
+            # grace records them at its end); not one stopped since its lease was lost that runs on (it caught a cancel)
+            ids = list({run_id for run_id, _ in self._held})
             if ids:
                 until = self.clock.now() + self.options.lease
                 try:
