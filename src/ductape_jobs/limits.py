@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from typing import Any, TypeVar
 from urllib.parse import quote
@@ -127,6 +127,27 @@ def check_nesting(value: Any, field: str, limit: int = MAX_DEPTH) -> None:
             items = node.items() if isinstance(node, dict) else enumerate(node)
             path = "{}.{}" if isinstance(node, dict) else "{}[{}]"
             stack.extend((item, path.format(where, key), depth + 1) for key, item in items)
+
+
+def check_free_data(value: Any, field: str) -> None:
+    """``ValidationError`` naming the path when a product's free-form ``value`` (already bounded by ``check_nesting``)
+    holds what JSON cannot send: bytes, a set (YAML's ``!!binary``, ``!!set``), a float that is not finite (``.nan``,
+    ``.inf``), an integer past a signed 64 bits, or an object of any other type. Dates and times (what YAML reads
+    from ``2024-01-01``) are sent as ISO text and stay. Such a value failed every run that sent it."""
+    stack: list[tuple[Any, str]] = [(value, field)]
+    while stack:
+        node, where = stack.pop()
+        if isinstance(node, dict):
+            stack.extend((item, f"{where}.{key}") for key, item in node.items())
+        elif isinstance(node, list | tuple):
+            stack.extend((item, f"{where}[{i}]") for i, item in enumerate(node))
+        elif node is None or isinstance(node, str | bool | datetime | date):
+            continue
+        elif isinstance(node, int | float):
+            if (rule := number_rule(node)) is not None:
+                raise ValidationError(where, rule)
+        else:
+            raise ValidationError(where, f"is a {type(node).__name__}, not JSON data")
 
 
 def _children(

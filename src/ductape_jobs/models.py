@@ -36,6 +36,7 @@ from ductape_jobs.limits import (
     MAX_MILLIS,
     MAX_RETRIES,
     MIN_EVERY,
+    check_free_data,
     check_nesting,
     check_object,
     printable_rule,
@@ -346,6 +347,7 @@ def _nested(value: Any) -> Any:
     ``${VAR}`` expanded, its placeholders found) recurses. Errors name the path inside it."""
     try:
         check_nesting(value, "$")
+        check_free_data(value, "$")  # what JSON cannot send (bytes, a set, NaN, 10**23) failed each run that sent it
     except ValidationError as exc:  # pydantic puts the field's own name in front
         inner = exc.field.removeprefix("$").removeprefix(".")
         if not inner:

@@ -186,3 +186,21 @@ def test_keys_are_hashed_with_a_salt() -> None:
     assert first != second  # a salt per hash
     assert key not in first and key_matches(key, first) and key_matches(key, second)
     assert not key_matches(key + "x", first) and not key_matches(key, "md5$x$y")
+
+
+def test_the_docs_page_runs_no_unpinned_script_from_elsewhere_on_the_dashboards_origin(api: Api) -> None:
+    """``/docs`` is served from the dashboard's origin, where the login cookie (``Path=/``) goes with every request:
+    a script on it calls ``/api/v1`` as the logged-in user (same origin: the cookie's CSRF rule lets it through).
+    It loaded ``swagger-ui-bundle.js`` from ``cdn.jsdelivr.net/npm/swagger-ui-dist@5`` (whatever 5.x is published
+    next) without Subresource Integrity, and with no CSP: the page could be framed, and a release of that package
+    (or of the CDN) would run with the dashboard's session."""
+    page = api.raw().get("/docs")
+    assert page.status_code == 200
+    scripts = re.findall(r"<script[^>]*\bsrc=[\"']([^\"']+)[\"'][^>]*>", page.text)
+    tags = re.findall(r"<script[^>]*\bsrc=[\"'][^\"']+[\"'][^>]*>", page.text)
+    for src, tag in zip(scripts, tags, strict=True):
+        if src.startswith(("http://", "https://", "//")):
+            assert "integrity=" in tag, f"{src} is fetched from elsewhere without Subresource Integrity"
+            assert re.search(r"@\d+\.\d+\.\d+/", src), f"{src} is not pinned to one version"
+    policy = page.headers.get("content-security-policy", "")
+    assert "frame-ancestors 'none'" in policy, f"/docs has no frame-ancestors policy: {policy!r}"

@@ -6,7 +6,7 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
-from apikit import JOB, SHOP, Api, problems
+from apikit import BLOG, JOB, SHOP, Api, problems
 
 from ductape_jobs import ValidationError
 
@@ -146,3 +146,26 @@ def test_executions_without_intervals_are_refused_naming_intervals(api: Api) -> 
     assert (stored.executions, stored.intervals) == (5, 60_000)
     assert c.patch("/jobs/report", json={"executions": 0, "intervals": 0}).status_code == 422  # 0 is unlimited
     assert c.patch("/jobs/report", json={"executions": 1, "intervals": 0}).status_code == 200  # once
+
+
+@pytest.mark.parametrize("limits", [{"env": "dev"}, {"product_tag": "shop", "env": "dev"}])
+def test_a_key_limited_to_an_env_cannot_cancel_another_envs_schedules_by_deleting_their_job(
+    api: Api, job: dict[str, Any], limits: dict[str, str]
+) -> None:
+    """A job definition covers every env (as a webhook does): deleting it cancels its schedules in every env, and
+    changing it changes their cadence. A key limited to ``dev`` deleted the job and cancelled ``prd``'s schedules
+    (of every product, for a key not limited to a product)."""
+    if "product_tag" in limits:  # the product's own job: a product key may change it, but not for other envs
+        api.dt.product("shop").jobs.create({**job, "name": "Shop report"})
+    prd = api.dt.job.schedule({**SHOP, "repeat": {"every": 60_000}}).job_id
+    blog = api.dt.job.schedule({**BLOG, "repeat": {"every": 60_000}}).job_id
+    dev = api.client(api.key(**limits))
+
+    deleted = dev.delete("/jobs/report")
+    changed = dev.patch("/jobs/report", json={"name": "renamed by dev"})
+
+    assert api.dt.job.get(prd).status == "active", "a dev key cancelled a prd schedule"
+    assert api.dt.job.get(blog).status == "active", "a dev key cancelled a prd schedule"
+    assert deleted.status_code == 403, deleted.text
+    assert changed.status_code == 403, changed.text
+    assert "env" in deleted.json()["detail"]

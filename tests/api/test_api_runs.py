@@ -88,3 +88,75 @@ def test_run_queries_are_validated(api: Api) -> None:
     assert problems(c.get("/runs", params={"limit": 20_000})) == [
         ("limit", "must be a whole number between 1 and 10000")
     ]
+
+
+def test_a_retry_with_a_body_it_does_not_take_is_refused_and_retries_nothing(api: Api, job: dict[str, Any]) -> None:
+    """``POST /schedules/{id}/pause|resume|cancel|trigger`` refuse an unknown field (``{"why": ...}``: 422 naming it,
+    nothing done); ``POST /runs/{id}/retry`` read no body at all: a caller who sent ``{"input": {...}}`` to retry
+    with other input, or a typo, had the run retried as it was, told nothing."""
+    api.dt.function("report")(lambda input, ctx: 1 / 0)
+    api.dt.job.schedule(SHOP)
+    api.dt.drain()
+    c = api.client()
+    (run,) = c.get("/runs", params={"phase": "failed"}).json()["items"]
+
+    refused = c.post(f"/runs/{run['id']}/retry", json={"input": {"n": 2}})
+
+    assert api.dt.job.run(run["id"]).phase == "failed", "the retry happened, its body ignored"
+    assert problems(refused) == [("input", "is not a known field")]
+    assert (
+        c.post(f"/runs/{run['id']}/retry", content="not json", headers={"content-type": "application/json"}).status_code
+        == 422
+    )
+    assert c.post(f"/runs/{run['id']}/retry").status_code == 200  # no body, or {}: as before
+
+
+def test_a_page_of_runs_is_bounded_in_bytes_not_only_in_items(api: Api, job: dict[str, Any]) -> None:
+    """A list's runs carry their input (up to 256 KiB) and output (up to 1 MiB), and a page takes up to 10,000 of
+    them: one ``GET /runs?limit=10000`` by a read key answered gigabytes, built in the server's memory (120 runs of
+    480 KB: a 58 MB answer, the server's peak RSS up 270 MB; 10,000 such runs: ~22 GB, the process, worker and all,
+    killed). A page stops at a size in bytes and says ``has_more``, and the next page goes on from there."""
+    blob = "x" * 60_000
+    for _ in range(30):
+        api.dt.job.schedule({**SHOP, "input": {f"k{i}": blob for i in range(4)}})  # 240 KB in, 240 KB out
+    api.dt.drain()
+    c = api.client(api.key(scope="read"))
+
+    first = c.get("/runs", params={"limit": 30})
+
+    assert first.status_code == 200
+    assert len(first.content) <= 8 * 1024 * 1024, f"a page of {len(first.content):,} bytes"
+    page = first.json()
+    assert page["has_more"] is True and page["items"], "a page cut by its size says so"
+    rest = c.get("/runs", params={"limit": 30, "offset": len(page["items"])}).json()["items"]
+    assert len({r["id"] for r in page["items"] + rest}) == len(page["items"]) + len(rest)
+
+
+def test_a_page_read_in_parts_lists_no_record_twice_when_a_write_moves_one_into_the_next_part() -> None:
+    """A page is read ``PAGE_CHUNK`` records at a time; a run made between two reads (a newer one, listed first)
+    moves the last record of one read into the next: it is listed once, and the page still fills."""
+    import asyncio
+    from dataclasses import dataclass
+
+    from ductape_jobs.api import common
+
+    @dataclass
+    class Record:
+        id: str
+
+    rows = [Record(f"r{i}") for i in range(250)]
+    reads = 0
+
+    def fetch(*, limit: int, offset: int) -> list[Record]:
+        nonlocal reads
+        reads += 1
+        if reads == 2:
+            rows.insert(0, Record("newer"))  # made between the first read and the second
+        return rows[offset : offset + limit]
+
+    items, more = asyncio.run(common.page_within_bytes(fetch, 150, 0, lambda r: 1))
+
+    ids = [r.id for r in items]
+    assert len(ids) == len(set(ids)), "a record listed twice"
+    assert ids == [f"r{i}" for i in range(150)]
+    assert more is True

@@ -129,3 +129,30 @@ def test_forecast_respects_end_dates_and_dst() -> None:
         19 * 60: 1,
         (42 * 60 + 30): 1,
     }
+
+
+def test_a_forecasts_work_stays_within_its_budget_when_schedules_are_behind(monkeypatch: pytest.MonkeyPatch) -> None:
+    """``GET /stats/forecast`` (a read key) plans each schedule's due occurrences with ``plan_due``, up to 1,000 of
+    them for a ``run_all`` schedule that is behind, and spent one step of the budget for it: 5,000 such schedules
+    (every 100 ms, no worker for a minute) made one request take 2.2 s of CPU, 16 times the work its budget allows."""
+    from ductape_jobs.models import Misfire, Schedule, ScheduleStatus
+    from ductape_jobs.timing import recurrence as recurrences
+
+    now = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
+    behind = Schedule(
+        id="job_x", job_tag="x", env="prd", product_tag="shop", input={}, retries=0, status=ScheduleStatus.ACTIVE,
+        start_at=now - timedelta(hours=1), next_run_at=now - timedelta(hours=1), run_count=0,
+        created_at=now - timedelta(hours=1), every=timedelta(milliseconds=100), misfire=Misfire.RUN_ALL,
+    )  # fmt: skip
+    steps = 0
+    step = recurrences.EveryRecurrence.next_after
+
+    def counted(self: Any, t: datetime) -> datetime | None:
+        nonlocal steps
+        steps += 1
+        return step(self, t)
+
+    monkeypatch.setattr(recurrences.EveryRecurrence, "next_after", counted)
+    budget = 1_000
+    f = forecasting.forecast([behind] * 10, now, 60, budget=budget)
+    assert steps <= 2 * budget, f"{steps} steps for a budget of {budget} (truncated: {f.truncated})"

@@ -380,3 +380,37 @@ def test_a_rate_window_out_of_bounds_is_told_in_seconds_and_a_feature_event_retr
     assert IFeatureEvent(type=FeatureEventTypes.JOB, event="j", retries=MAX_RETRIES).retries == MAX_RETRIES
     with pytest.raises(ValidationError, match=f"^retries: .*{MAX_RETRIES}"):
         IFeatureEvent(type=FeatureEventTypes.JOB, event="j", retries=MAX_RETRIES + 1)
+
+
+@pytest.mark.parametrize(
+    ("value", "what"),
+    [
+        ("!!binary aGVsbG8=", "is a bytes, not JSON data"),  # every run failed "bytes is not JSON serialisable"
+        ("!!set {a: null}", "is a set, not JSON data"),  # a Python set: sent as a list, in no order
+        (".nan", "must be a finite number"),  # every run failed "Out of range float values are not JSON compliant"
+        ("-.inf", "must be a finite number"),
+        ("!!float 1e400", "must be a finite number"),
+        ("99999999999999999999999", "is beyond a signed 64-bit integer"),  # sent as is, past what an input may hold
+    ],
+)
+def test_a_product_file_value_that_is_not_json_data_is_refused_when_the_file_is_read(
+    tmp_path: Path, value: str, what: str
+) -> None:
+    """A product file's values are sent as JSON (an action's body, a constant piped into it). PyYAML's safe
+    loader makes bytes, sets, ordered pairs, NaN and infinities and integers of any size from a tag or a plain
+    scalar; they were loaded, and each run of the action then failed for good (or sent something the file did not
+    mean), instead of the file being refused naming the value's path, as a value nested too deep is."""
+    path = tmp_path / "odd.yaml"
+    path.write_text(
+        "products:\n"
+        "  - tag: shop\n"
+        "    envs: [dev]\n"
+        "    apps:\n"
+        "      orders:\n"
+        f"        constants: {{x: {value}}}\n"
+        "        envs: {dev: {base_url: 'https://orders.example.com'}}\n"
+        "        actions: {create: {method: POST, path: /orders, body: {region: '$Constant{orders}{x}'}}}\n"
+    )
+    with pytest.raises(ValidationError) as refused:
+        Products.load(path)
+    assert (refused.value.field, refused.value.rule) == ("product_file.products[0].apps.orders.constants.x", what)

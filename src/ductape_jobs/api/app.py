@@ -20,6 +20,7 @@ from msgspec import Struct
 
 from ductape_jobs._version import __version__
 from ductape_jobs.api import (
+    docs_page,
     events,
     features,
     jobs,
@@ -98,7 +99,7 @@ def create_app(
         title="ductape-jobs",
         version=__version__,
         description=DESCRIPTION,
-        docs_url="/docs",
+        docs_url=None,  # /docs: api/docs_page.py (its scripts pinned and checked)
         redoc_url=None,
         openapi_url="/openapi.json",
     )
@@ -114,6 +115,7 @@ def create_app(
         api.include_router(module.router)
     app.include_router(api)
     app.include_router(ops.router)
+    app.include_router(docs_page.router)
     app.add_middleware(BodyLimit)  # 413 over limits.MAX_BODY_BYTES, before any route reads the body
     app.add_exception_handler(DuctapeError, on_ductape_error)
     app.add_exception_handler(RequestValidationError, on_request_validation)

@@ -6,8 +6,9 @@ from __future__ import annotations
 import functools
 import json
 from collections.abc import Callable
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
+import msgspec
 from fastapi import HTTPException, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -21,7 +22,7 @@ from starlette.types import Message as AsgiMessage
 from ductape_jobs.api.schemas import Message, Problem
 from ductape_jobs.client import Ductape
 from ductape_jobs.errors import ConflictError, DuctapeError, NotFoundError, StoreError, ValidationError
-from ductape_jobs.limits import MAX_BODY_BYTES, MAX_DEPTH
+from ductape_jobs.limits import MAX_BODY_BYTES, MAX_DEPTH, check_page
 from ductape_jobs.models import invalid
 
 T = TypeVar("T")
@@ -177,6 +178,57 @@ def _refs(node: Any) -> Any:
     if isinstance(node, list):
         return [_refs(item) for item in node]
     return node
+
+
+#: What one page of a list holds at most of its records' own data (a run's input, output, session and error; a
+#: schedule's input), roughly: a page of 10,000 runs of a megabyte each was built whole in the server's memory.
+MAX_PAGE_BYTES = 8 * 1024 * 1024
+#: Records read from the store at a time while a page is filled: what one read may hold past ``MAX_PAGE_BYTES``.
+PAGE_CHUNK = 100
+
+
+class _Identified(Protocol):
+    @property
+    def id(self) -> str: ...
+
+
+R = TypeVar("R", bound=_Identified)
+
+
+async def page_within_bytes(
+    fetch: Callable[..., list[R]], limit: int, offset: int, size_of: Callable[[R], int]
+) -> tuple[list[R], bool]:
+    """Up to ``limit`` records from ``offset`` (``fetch(limit=, offset=)``, a blocking call), read ``PAGE_CHUNK`` at a
+    time and stopped once their data passes ``MAX_PAGE_BYTES`` (one record at least), and whether more follow: a page
+    cut by its size says ``has_more``, and the next one goes on from its end. A record that a write meanwhile moved
+    into the next read (a newer run listed first) is not listed twice."""
+    check_page(limit, offset)
+    items: list[R] = []
+    seen: set[str] = set()
+    used = 0
+    read = 0  # records the reads went past: the next read's offset
+    while True:
+        want = min(PAGE_CHUNK, limit - len(items))
+        found = await call(fetch, limit=want + 1, offset=offset + read)
+        for record in found[:want]:
+            read += 1
+            if record.id in seen:
+                continue
+            size = size_of(record)
+            if items and used + size > MAX_PAGE_BYTES:
+                return items, True
+            items.append(record)
+            seen.add(record.id)
+            used += size
+        if len(found) <= want:
+            return items, False
+        if len(items) >= limit:
+            return items, True
+
+
+def data_size(*values: Any) -> int:
+    """The size of ``values`` as JSON, in bytes (what a page counts of a record)."""
+    return sum(len(msgspec.json.encode(v)) for v in values if v is not None)
 
 
 def paged(limit: int, offset: int) -> tuple[int, Callable[[list[T]], tuple[list[T], bool]]]:

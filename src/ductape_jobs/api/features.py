@@ -5,6 +5,7 @@ only that product's features and sees only its runs (another's answers 404)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from fastapi import APIRouter, Request
@@ -12,11 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ductape_jobs.answers import FeatureRunOut
 from ductape_jobs.api.auth import READ, WRITE, Me, Principal
-from ductape_jobs.api.common import body_doc, call, client, json_object, paged, responses
+from ductape_jobs.api.common import body_doc, call, client, data_size, json_object, page_within_bytes, responses
+from ductape_jobs.api.schedules import EmptyRequest
 from ductape_jobs.api.schemas import Page
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.features import FeatureRun
-from ductape_jobs.models import Session
+from ductape_jobs.models import Session, parse
 
 router = APIRouter(tags=["features"])
 
@@ -77,16 +79,15 @@ async def list_feature_runs(
 ) -> Page[FeatureRunOut]:
     """Feature runs, newest first (``feature.runs``; ``status``: running, completed or failed; ``product_tag``,
     ``env``: of that product, in that env). Their events are left out (``GET /features/runs/{run_id}`` has them)."""
-    ask, cut = paged(limit, offset)
-    found = await call(
+    scope = me.narrowed(product_tag, env)
+    fetch = functools.partial(
         client(request).feature.runs,
         feature_tag=feature_tag or None,
         status=status or None,
-        limit=ask,
-        offset=offset,
-        **me.narrowed(product_tag, env),
+        product_tag=scope["product_tag"],
+        env=scope["env"],
     )
-    items, more = cut(found)
+    items, more = await page_within_bytes(fetch, limit, offset, lambda r: data_size(r.input, r.session, r.error))
     return Page[FeatureRunOut](items=[FeatureRunOut.of(r) for r in items], limit=limit, offset=offset, has_more=more)
 
 
@@ -101,6 +102,7 @@ async def resume_feature_run(request: Request, run_id: str, me: Me) -> FeatureRu
     """Carry on an unfinished run (its driver died) from the first event that had not finished, and answer with
     the finished run (``feature.resume``). A finished run is answered as it is; 409 while another driver's lease
     on it has not expired."""
+    parse(EmptyRequest, await json_object(request, optional=True))
     await visible_feature_run(request, me, run_id)
     return FeatureRunOut.of(await call(client(request).feature.resume, run_id))
 
@@ -109,5 +111,6 @@ async def resume_feature_run(request: Request, run_id: str, me: Me) -> FeatureRu
 async def retry_feature_run(request: Request, run_id: str, me: Me) -> FeatureRunOut:
     """Run a failed run again (``feature.retry``): its failed and skipped events run, completed ones are kept;
     answers with the finished run. 409 unless the run failed."""
+    parse(EmptyRequest, await json_object(request, optional=True))
     await visible_feature_run(request, me, run_id)
     return FeatureRunOut.of(await call(client(request).feature.retry, run_id))

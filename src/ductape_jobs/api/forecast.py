@@ -63,10 +63,13 @@ def forecast(schedules: Sequence[Schedule], now: datetime, minutes: int, budget:
 
 def _add(f: Forecasting, s: Schedule, now: datetime) -> None:
     recurrence = recurrence_of(s)
-    plan = plan_due(recurrence, occurrences_of(s), now, misfire=s.misfire)
+    # the occurrences already due are steps too (a run_all schedule behind lists up to 1,000 of them)
+    plan = plan_due(recurrence, occurrences_of(s), now, misfire=s.misfire, max_runs=max(1, min(1000, f.budget)))
     counts = f.by_job[(s.job_product, s.job_tag)]
     if plan.due:
         counts[0] += len(plan.due)
+        if not f.spend(len(plan.due)):
+            return
     remaining = None if s.limit is None else s.limit - s.run_count - len(plan.due)
     stop = f.end if s.end_date is None else min(f.end, s.end_date + timedelta(microseconds=1))
     t = plan.next_due

@@ -1,7 +1,8 @@
 """``/api/v1/jobs``: job definitions (``IProductJob``). A job belongs to a product (``product_tag``) or is
 shared by every product (none). ``?product_tag=`` names the product whose jobs a call manages, as the seeds'
 ``ductape.product.jobs``; a key limited to a product manages that product's jobs (and reads the shared ones),
-and only a key not limited to a product changes a shared job."""
+and only a key not limited to a product changes a shared job. A job definition covers every env of its product (deleting
+it cancels its schedules in each, changing it changes their cadence): only a key not limited to an env changes one."""
 
 from __future__ import annotations
 
@@ -33,7 +34,15 @@ def _jobs(request: Request, me: Principal, product_tag: str | None) -> Jobs:
     return dt.job if chosen is None else dt.product(chosen).jobs
 
 
+def _check_every_env(me: Principal) -> None:
+    if me.env is not None:
+        raise HTTPException(
+            403, "a job definition covers every env of its product: use a key that is not limited to an env"
+        )
+
+
 def _check_may_change(me: Principal, job: JobDefinition) -> None:
+    _check_every_env(me)
     if me.product_tag is not None and job.product_tag != me.product_tag:
         raise HTTPException(
             403, f"job {job.tag!r} is shared by every product: only a key not limited to a product changes it"
@@ -47,6 +56,7 @@ async def create_job(request: Request, me: Me, product_tag: str | None = Product
     """Create a job definition (``job.create``): name, tag, event_type, event_tag, executions, intervals (ms),
     and the ``product_tag`` it belongs to (in the body or the query; none: a job shared by every product)."""
     body = await json_object(request)
+    _check_every_env(me)
     given = body.get("product_tag")
     if isinstance(given, str) and product_tag is not None and given != product_tag:
         raise ValidationError("product_tag", f"the body says {given!r}, the query {product_tag!r}")

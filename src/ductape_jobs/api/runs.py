@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import functools
+
 from fastapi import APIRouter, Request
 
 from ductape_jobs.answers import RunOut
 from ductape_jobs.api.auth import READ, WRITE, Me, Principal
-from ductape_jobs.api.common import call, client, paged, responses
+from ductape_jobs.api.common import body_doc, call, client, data_size, json_object, page_within_bytes, responses
+from ductape_jobs.api.schedules import EmptyRequest
 from ductape_jobs.api.schemas import Page
-from ductape_jobs.models import Run
+from ductape_jobs.models import Run, parse
 
 router = APIRouter(tags=["runs"])
 
@@ -37,20 +40,20 @@ async def list_runs(
     """Runs, newest due time first. ``phase``: ``failed`` lists the dead letters; ``since``/``until``:
     due-time bounds, Unix seconds or ms, or ISO 8601; ``product_tag``, ``env``: of that product, in that env.
     Attempts are left out (``GET /runs/{run_id}`` has them)."""
-    ask, cut = paged(limit, offset)
     scope = me.narrowed(product_tag, env)
-    found = await call(
+    fetch = functools.partial(
         client(request).job.runs,
         phase=phase or None,
         job_id=job_id or None,
         job_tag=job_tag or None,
         since=since or None,
         until=until or None,
-        limit=ask,
-        offset=offset,
-        **scope,
+        product_tag=scope["product_tag"],
+        env=scope["env"],
     )
-    items, more = cut(found)
+    items, more = await page_within_bytes(
+        fetch, limit, offset, lambda r: data_size(r.input, r.output, r.session, r.error)
+    )
     return Page[RunOut](items=[RunOut.of(r) for r in items], limit=limit, offset=offset, has_more=more)
 
 
@@ -60,8 +63,14 @@ async def get_run(request: Request, run_id: str, me: Me) -> RunOut:
     return RunOut.of(await visible_run(request, me, run_id))
 
 
-@router.post("/runs/{run_id}/retry", responses=responses(404, 409), dependencies=[WRITE])
+@router.post(
+    "/runs/{run_id}/retry",
+    openapi_extra=body_doc(EmptyRequest, required=False),
+    responses=responses(404, 409),
+    dependencies=[WRITE],
+)
 async def retry_run(request: Request, run_id: str, me: Me) -> RunOut:
     """One more attempt of a failed or cancelled run, now (409 in any other phase)."""
+    parse(EmptyRequest, await json_object(request, optional=True))  # a field it does not take: 422, nothing done
     await visible_run(request, me, run_id)
     return RunOut.of(await call(client(request).job.retry, run_id))

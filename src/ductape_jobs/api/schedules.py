@@ -3,6 +3,7 @@ scheduled job instances (pause, resume, cancel, trigger, a new cadence)."""
 
 from __future__ import annotations
 
+import functools
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
@@ -10,7 +11,17 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validat
 
 from ductape_jobs.answers import DispatchOut, JobHistoryOut, RunOut, ScheduleOut
 from ductape_jobs.api.auth import READ, WRITE, Me, Principal
-from ductape_jobs.api.common import body_doc, body_list_doc, call, client, json_array, json_object, paged, responses
+from ductape_jobs.api.common import (
+    body_doc,
+    body_list_doc,
+    call,
+    client,
+    data_size,
+    json_array,
+    json_object,
+    page_within_bytes,
+    responses,
+)
 from ductape_jobs.api.schemas import DispatchList, Page, PreviewOut
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.job_control import check_reason
@@ -112,12 +123,15 @@ async def list_schedules(
 ) -> Page[ScheduleOut]:
     """Scheduled job instances, newest first (``status``: active, paused, cancelled, completed; ``product_tag``,
     ``env``: of that product, in that env)."""
-    ask, cut = paged(limit, offset)
     scope = me.narrowed(product_tag, env)
-    found = await call(
-        client(request).job.list, status=status or None, job_tag=job_tag or None, limit=ask, offset=offset, **scope
+    fetch = functools.partial(
+        client(request).job.list,
+        status=status or None,
+        job_tag=job_tag or None,
+        product_tag=scope["product_tag"],
+        env=scope["env"],
     )
-    items, more = cut(found)
+    items, more = await page_within_bytes(fetch, limit, offset, lambda s: data_size(s.input))
     return Page[ScheduleOut](items=[ScheduleOut.of(s) for s in items], limit=limit, offset=offset, has_more=more)
 
 

@@ -56,11 +56,12 @@ export function confirmDialog({ title, text, confirm, danger = false, reason = f
   });
 }
 
-/** "1–50  ← Newer  Older →" under a list; go(offset) shows another page. */
+/** "1–50  ← Newer  Older →" under a list; go(offset) shows another page. The next page starts after this one's
+ * last row: a page the server cut by its size in bytes holds fewer than PAGE. */
 export function pagerButtons(box, offset, count, more, go) {
   const prev = h("button", { type: "button", disabled: offset === 0 }, "← Newer");
   const next = h("button", { type: "button", disabled: !more }, "Older →");
   prev.addEventListener("click", () => go(Math.max(0, offset - PAGE)));
-  next.addEventListener("click", () => go(offset + PAGE));
+  next.addEventListener("click", () => go(offset + count));
   mount(box, offset || more ? [h("span", { class: "muted" }, `${offset + 1}–${offset + count}`), prev, next] : []);
 }
