@@ -23,6 +23,10 @@ E = TypeVar("E", bound=Enum)
 
 #: An HTTP request body (413 above it).
 MAX_BODY_BYTES = 1024 * 1024
+#: Live event streams (``GET /api/v1/events``) one server keeps open at once, and those of one API key: each reads
+#: the store every poll (800 open made other requests 50 times slower). 429 past either.
+MAX_STREAMS = 256
+MAX_STREAMS_PER_KEY = 16
 #: A run's or feature run's ``input``, or a session's data, encoded as JSON.
 MAX_INPUT_BYTES = 256 * 1024
 #: A run's ``output`` as the JSON text stored (ASCII: ``\u`` escapes, so characters are bytes); past it the attempt

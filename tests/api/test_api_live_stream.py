@@ -13,9 +13,11 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
+import pytest
 from apikit import BLOG, SHOP, Api, wait_for
 
 from ductape_jobs import FakeClock
+from ductape_jobs.api import events
 
 RUN_EVENTS = ["job.scheduled", "run.queued", "job.started", "job.completed"]
 
@@ -280,3 +282,36 @@ def test_a_polls_messages_are_one_write(api: Api, job: dict[str, Any]) -> None:
     lifecycle = [w for w in writes if b"event: lifecycle" in w]
     assert sum(w.count(b"event: lifecycle") for w in lifecycle) == 403
     assert len(lifecycle) <= 2, len(lifecycle)  # a poll reads at most 500 events: one write each
+
+
+def test_live_streams_are_bounded_by_key_and_by_server(
+    api: Api, job: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each live stream reads the store every poll: a read key opened 800 and every other request of the server went
+    from about 5 to 250 ms. A key may hold ``MAX_STREAMS_PER_KEY`` open and the server ``MAX_STREAMS`` (429 past
+    either, naming it); one that closes frees its place."""
+    monkeypatch.setattr(events, "MAX_STREAMS_PER_KEY", 2)
+    monkeypatch.setattr(events, "MAX_STREAMS", 3)
+    key = api.key(scope="read")
+    held = [Listener(api, key).opened(), Listener(api, key).opened()]
+
+    third = api.client(key).get("/events")
+    other = Listener(api, api.admin_key).opened()  # another key: its own two
+    fourth = api.client(api.key("other", scope="read")).get("/events")
+
+    assert (third.status_code, third.json()["detail"]) == (
+        429,
+        "this API key has 2 live event streams open, its most: close one first",
+    )
+    assert (fourth.status_code, fourth.json()["detail"]) == (
+        429,
+        "this server has 3 live event streams open, its most: try again later",
+    )
+    held[0].stop.set()
+    api.dt.job.schedule(SHOP)  # a message: the listener reads it, sees it should stop and closes its connection
+    open_streams = api.server.app.state.open_streams
+    wait_for(lambda: open_streams.by_key.total() == 2, what="the closed stream's place freed")
+    again = Listener(api, key).opened()
+    assert again.status == 200
+    for listener in (held[1], other, again):
+        listener.close()

@@ -250,6 +250,7 @@ _MEANING = {
     409: "the change conflicts with what is stored",
     413: "the request body is over the size limit",
     422: "bad input: each problem's field and rule; nothing was written",
+    429: "too many of these open at once (the answer says which bound): try again once one has closed",
 }
 
 

@@ -44,13 +44,15 @@ session ended or expired.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator
+from collections import Counter
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Request
+from fastapi import APIRouter, Header, HTTPException, Request
 from fastapi.responses import StreamingResponse
 
 from ductape_jobs.api.auth import READ, Me, Principal, still_authorized
@@ -58,6 +60,7 @@ from ductape_jobs.api.common import call, client, responses
 from ductape_jobs.clock import iso_text, to_ms
 from ductape_jobs.errors import StoreError
 from ductape_jobs.lifecycle import LifecycleEvent, StreamPosition, StreamStart
+from ductape_jobs.limits import MAX_STREAMS, MAX_STREAMS_PER_KEY
 from ductape_jobs.logs import logger
 from ductape_jobs.models import RunActivity
 
@@ -149,7 +152,39 @@ class LiveStream:
         return out, len(events) == BATCH
 
 
+class OpenStreams:
+    """How many live streams this server has open, in all and by API key (``MAX_STREAMS``, ``MAX_STREAMS_PER_KEY``)."""
+
+    def __init__(self) -> None:
+        self.by_key: Counter[str] = Counter()
+
+    def refused(self, me: Principal) -> str | None:
+        """Why another stream for ``me`` may not open now (``None``: it may)."""
+        if self.by_key.total() >= MAX_STREAMS:
+            return f"this server has {MAX_STREAMS} live event streams open, its most: try again later"
+        if self.by_key[me.key.id] >= MAX_STREAMS_PER_KEY:
+            return f"this API key has {MAX_STREAMS_PER_KEY} live event streams open, its most: close one first"
+        return None
+
+    @contextlib.contextmanager
+    def held(self, me: Principal) -> Iterator[None]:
+        self.by_key[me.key.id] += 1
+        try:
+            yield
+        finally:
+            self.by_key[me.key.id] -= 1
+            if not self.by_key[me.key.id]:
+                del self.by_key[me.key.id]
+
+
 async def stream(live: LiveStream, first: list[str]) -> AsyncIterator[str]:
+    """The stream's messages, counted among the server's open streams while it runs."""
+    with live.request.app.state.open_streams.held(live.me):
+        async for message in _messages(live, first):
+            yield message
+
+
+async def _messages(live: LiveStream, first: list[str]) -> AsyncIterator[str]:
     request, me, settings, dt = live.request, live.me, live.settings, live.dt
     stopping = request.app.state.stopping
     yield "retry: 2000\n\n" + "".join(first)
@@ -187,7 +222,7 @@ async def stream(live: LiveStream, first: list[str]) -> AsyncIterator[str]:
 @router.get(
     "/events",
     response_class=StreamingResponse,
-    responses={200: {"content": {"text/event-stream": {}}, "description": "the event stream"}, **responses()},
+    responses={200: {"content": {"text/event-stream": {}}, "description": "the event stream"}, **responses(429)},
     dependencies=[READ],
 )
 async def events(
@@ -207,6 +242,9 @@ async def events(
     a reconnect cannot resume (browsers: ``new EventSource("/api/v1/events", {withCredentials: true})`` after
     the dashboard's login)."""
     asked = StreamPosition.parse(last_event_id, LAST_EVENT_ID) if last_event_id else None
+    refused = request.app.state.open_streams.refused(me)
+    if refused is not None:
+        raise HTTPException(429, refused)
     dt = client(request)
     now = dt.clock.now()
     name = f"dashboard:{uuid.uuid4().hex}"
