@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
@@ -66,11 +67,29 @@ class FakeClock:
             self._now += delta if delta is not None else timedelta(**kwargs)
             return self._now
 
+    def monotonic(self) -> float:
+        """Seconds that move with this clock (``monotonic_of``): what ``set`` and ``advance`` do is time passing, not
+        a clock stepped, so a worker on a fake clock never takes a move of it for a step."""
+        with self._lock:
+            return self._now.timestamp()
+
+
+def monotonic_of(clock: object) -> Callable[[], float]:
+    """The steady seconds that ``clock``'s time is checked against for steps (an NTP step, ``date -s``, a VM resumed):
+    its own ``monotonic()`` when it keeps one (``FakeClock``), else the machine's ``time.monotonic``."""
+    own = getattr(clock, "monotonic", None)
+    return own if callable(own) else time.monotonic
+
 
 class ServerTime(Protocol):
     """What ``StoreClock`` needs of a store (``Store.server_time``)."""
 
     def server_time(self) -> datetime | None: ...
+
+
+#: How far the local clock may move from the monotonic clock since the offset was measured before it is taken as
+#: stepped (NTP slews at most 500 ppm: 15 ms over a resync of 30 s).
+STEP = timedelta(milliseconds=250)
 
 
 class StoreClock:
@@ -102,11 +121,15 @@ class StoreClock:
         self._lock = threading.Lock()
         self._syncing = False
         self._next_sync = float("inf")
+        self._steady = monotonic_of(local)  # what a step of ``local`` is seen against
+        self._anchor: tuple[float, datetime] | None = None  # (steady, local) when the offset was measured
+        self._step_sync = 0.0  # a step seen asks for a resync at once, at most once per ``retry``
         best = self._best()
         if best is None:
             return  # the store has no clock of its own: the local one as it is
         self.offset, self.uncertainty, self.has_server = best[1], best[0] / 2, True
         self._next_sync = time.monotonic() + resync.total_seconds()
+        self._anchor = (self._steady(), local.now())
 
     @classmethod
     def attach(cls, local: Clock, store: ServerTime, resync: timedelta = timedelta(seconds=30)) -> Clock:
@@ -115,9 +138,22 @@ class StoreClock:
         return clock if clock.has_server else local
 
     def now(self) -> datetime:
+        mono = self._steady()
+        local = self.local.now()
+        with self._lock:
+            anchor, offset = self._anchor, self.offset
+        if anchor is not None:
+            steady = anchor[1] + timedelta(seconds=mono - anchor[0])  # the local time by the monotonic clock
+            if abs(local - steady) > STEP:  # the local clock was stepped since the offset was measured: the offset
+                self._resync_in_background(at_once=True)  # is stale; until it is measured again, count from the
+                return steady + offset  # measurement by the monotonic clock, which no step moves
         if time.monotonic() >= self._next_sync:
             self._resync_in_background()
-        return self.local.now() + self.offset
+        return local + offset
+
+    def monotonic(self) -> float:
+        """The steady seconds of the local clock (``monotonic_of``): a worker checks this clock's time against them."""
+        return self._steady()
 
     def sync(self) -> timedelta:
         """Measure the offset again now (the best of ``samples`` round trips) and return it; errors propagate."""
@@ -125,6 +161,7 @@ class StoreClock:
         with self._lock:
             if measured is not None:
                 self.uncertainty, self.offset = measured[0] / 2, measured[1]
+                self._anchor = (self._steady(), self.local.now())
             self._next_sync = time.monotonic() + self.resync.total_seconds()
             return self.offset
 
@@ -149,10 +186,12 @@ class StoreClock:
             return None
         return took, server - (before + (after - before) / 2)
 
-    def _resync_in_background(self) -> None:
+    def _resync_in_background(self, *, at_once: bool = False) -> None:
         with self._lock:
-            if self._syncing:
+            if self._syncing or (at_once and time.monotonic() < self._step_sync):
                 return
+            if at_once:  # not a thread at every reading while the database does not answer
+                self._step_sync = time.monotonic() + self.retry.total_seconds()
             self._syncing = True
             self._next_sync = float("inf")
         threading.Thread(target=self._resync, name="ductape-clock-sync", daemon=True).start()

@@ -32,7 +32,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from msgspec import Struct, field
 from msgspec.structs import replace
 
-from ductape_jobs.clock import Clock, iso_text, uncertainty
+from ductape_jobs.clock import Clock, iso_text, monotonic_of, uncertainty
 from ductape_jobs.engine.events import RunObserver, tell_finished, tell_rescued, tell_started
 from ductape_jobs.engine.scheduler import Scheduler
 from ductape_jobs.errors import (
@@ -62,6 +62,9 @@ if TYPE_CHECKING:
 #: Between the tries to record a batch of outcomes, and between worker passes while the store is away.
 _FLUSH_BACKOFF = Backoff(base=timedelta(seconds=0.1), jitter=0.0)
 _PASS_BACKOFF = Backoff(base=timedelta(seconds=0.1), cap=timedelta(seconds=5), jitter=0.0)
+#: How far the clock may run ahead of the monotonic clock between two passes before it is taken as stepped
+#: (``Worker._judge_step``): a pass comes at least every ``poll``; NTP slews at most 500 ppm.
+CLOCK_STEP = timedelta(seconds=1)
 #: How long past its timeout a run under a limit waits for its sync function's thread (``Worker._thread_returns``):
 #: past it the run ends timed out and its limits are let go; the thread holds its worker's slot until it returns.
 THREAD_WAIT = timedelta(minutes=5)
@@ -149,6 +152,8 @@ class Worker:
         self._queued = 0  # calls handed to that thread and not back yet
         self._prompt = store.capabilities.prompt  # its calls may be made on the loop (_io)
         self._next_rescue: datetime | None = None
+        self._steady = monotonic_of(clock)  # what a step of the clock is seen against (``_judge_step``)
+        self._clock_seen: tuple[float, datetime] | None = None  # (steady, clock) at the last pass
         self._next_prune: datetime | None = None
         self._pruning = False  # set by ``run``: a drain does not prune
         self._prune_rests_until = 0.0  # time.monotonic(): after a full batch, the pruner rests till then
@@ -349,6 +354,8 @@ class Worker:
                 created = await self._io(self.scheduler.tick, now, prompt=False)  # up to 100 transactions
             self.summary.created += len(created)
             more = bool(created)
+        if self._heartbeating:
+            self._judge_step(now)
         if (
             due.lease_expiry is not None
             and due.lease_expiry < now
@@ -895,6 +902,24 @@ class Worker:
                 self._stop_attempt(run, task, "and another worker rescued it")
                 self._limited.discard(run_id)
                 self._observed.pop(run_id, None)
+
+    def _judge_step(self, now: datetime) -> None:
+        """A clock stepped ahead (an NTP step, a VM resumed, ``date -s``) makes every lease look lapsed, the live
+        workers' (this one's too) as well as the dead ones': no lease is judged lapsed for a lease after it, by which
+        time each live worker has renewed its own by the new time (its heartbeat comes every third of it)."""
+        mono = self._steady()
+        if self._clock_seen is not None:
+            then_mono, then = self._clock_seen
+            jump = (now - then).total_seconds() - (mono - then_mono)
+            if jump > CLOCK_STEP.total_seconds():
+                log.warning(
+                    "the clock jumped %.1fs ahead: no lease is taken as lapsed for %s, while the live workers renew "
+                    "theirs by it",
+                    jump,
+                    span_text(self.options.lease),
+                )
+                self._next_rescue = now + self.options.lease
+        self._clock_seen = (mono, now)
 
     def _stop_attempt(self, run: Run, task: asyncio.Task[Any], why: str) -> None:
         """Stop an attempt of ``run`` whose lease this worker lost (its outcome would not be recorded)."""
