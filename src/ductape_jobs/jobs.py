@@ -19,6 +19,7 @@ from ductape_jobs.models import (
     JobUpdate,
     ScheduleStatus,
     check_cadence,
+    check_executions_given,
     check_key,
     check_tag,
     check_unlimited,
@@ -90,8 +91,10 @@ class Jobs(JobScheduling, JobControl, JobReports):
                     "product_tag", f"is {job.product_tag!r}, but these are the jobs of product {self.product_tag!r}"
                 )
             job = job.model_copy(update={"product_tag": self.product_tag})
-        if "executions" in job.model_fields_set and job.created_at is None:  # asked for (a stored job says what it is)
-            check_unlimited(job.executions, job.intervals)
+        if job.created_at is None:  # asked for (a stored job, created_at set, says what it is)
+            check_executions_given(job.intervals, given="executions" in job.model_fields_set)
+            if "executions" in job.model_fields_set:
+                check_unlimited(job.executions, job.intervals)
         self._check_event(job)
         limits = self._products.limits_of(job)
         if self._store.get_job(job.product_tag or "", job.tag) is not None:  # the store's ConflictError: races
@@ -106,6 +109,8 @@ class Jobs(JobScheduling, JobControl, JobReports):
         if not changes:
             raise ValidationError("data", "give at least one field to update")
         job = self.fetch(tag)
+        if job.intervals == 0:  # a job that ran once, given a cadence: how many runs, as at create
+            check_executions_given(changes.get("intervals", 0), given="executions" in changes)
         field = "event_tag" if "event_tag" in changes else "event_type"
 
         def check(updated: JobDefinition, targets: Sequence[ScheduleTarget]) -> None:

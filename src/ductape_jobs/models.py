@@ -462,6 +462,17 @@ def check_cadence(executions: int, intervals: int) -> None:
         )
 
 
+def check_executions_given(intervals: int, *, given: bool) -> None:
+    """A job given a cadence (``intervals`` above 0) says how many runs (seed 002: ``executions`` is required; the
+    seeds: unlimited, ``executions: 0``, "only for jobs that should run continuously"): left out, it ran for ever."""
+    if intervals > 0 and not given:
+        raise ValidationError(
+            "executions",
+            "is required with intervals: the number of runs, or 0 for unlimited runs (a job that should run "
+            "continuously)",
+        )
+
+
 def check_unlimited(executions: int, intervals: int) -> None:
     """``executions`` given as 0: unlimited runs, ``intervals`` apart (the seeds: "run indefinitely at the
     specified interval"). With intervals 0 the job ran once, silently: refused (a job left without ``executions``

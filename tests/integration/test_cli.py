@@ -907,7 +907,9 @@ def test_a_store_urls_password_the_driver_quotes_is_not_printed() -> None:
 
 def test_job_update_and_the_seed_fields_of_schedule(store: str) -> None:
     create_job(store)
-    updated = ok("job", "update", "hello", "--name", "Hi", "--intervals", "5000", store=store)
+    refused = cli("job", "update", "hello", "--intervals", "5000", store=store)  # a once job given a cadence
+    assert refused.exit_code == 2 and "error: executions: is required with intervals" in refused.stderr
+    updated = ok("job", "update", "hello", "--name", "Hi", "--intervals", "5000", "--executions", "0", store=store)
     assert (updated["name"], updated["intervals"], updated["tag"]) == ("Hi", 5000, "hello")
     missing = cli("job", "update", "nope", "--name", "x", store=store)
     assert missing.exit_code == 1 and "not found" in missing.stderr
@@ -960,7 +962,7 @@ def test_a_table_is_widened_only_for_what_it_would_cut() -> None:
 def test_job_list_and_show_say_the_same_of_its_executions(store: str) -> None:
     """A job with no intervals runs once, whatever its executions: list said 1 where show said 0."""
     create_job(store, "once")
-    create_job(store, "every", "--intervals", "60000")
+    create_job(store, "every", "--intervals", "60000", "--executions", "0")
     create_job(store, "thrice", "--executions", "3", "--intervals", "60000")
     shown = {tag: cli("job", "show", tag, store=store).stdout for tag in ("once", "every", "thrice")}
     assert "0 (no intervals: a schedule without repeat runs once)" in shown["once"]

@@ -18,7 +18,16 @@ def test_two_updates_at_once_never_make_a_job_neither_could(backend: Backend) ->
     try:
         for i in range(ROUNDS):
             tag = f"pair{i}"
-            a.job.create({"name": tag, "tag": tag, "event_type": "FUNCTION", "event_tag": "f", "intervals": 1000})
+            a.job.create(
+                {
+                    "name": tag,
+                    "tag": tag,
+                    "event_type": "FUNCTION",
+                    "event_tag": "f",
+                    "intervals": 1000,
+                    "executions": 0,
+                }
+            )
             raised = at_once(
                 lambda t=tag: a.job.update(t, {"executions": 5}), lambda t=tag: b.job.update(t, {"intervals": 0})
             )

@@ -127,8 +127,8 @@ def test_a_product_job_names_an_event_its_product_declares(dt: Ductape) -> None:
 
 def test_deleting_a_products_job_cancels_only_its_schedules(dt: Ductape) -> None:
     _fn(dt, [])
-    dt.product("shop").jobs.create(_job("sync", "a", intervals=60_000))
-    dt.job.create(_job("sync", "shared", intervals=60_000))
+    dt.product("shop").jobs.create(_job("sync", "a", intervals=60_000, executions=0))
+    dt.job.create(_job("sync", "shared", intervals=60_000, executions=0))
     mine = dt.job.schedule({"env": "prd", "product_tag": "shop", "event": "sync"}).job_id
     theirs = dt.job.schedule({"env": "prd", "product_tag": "blog", "event": "sync"}).job_id
     dt.product("shop").jobs.delete("sync")
@@ -241,7 +241,9 @@ def test_an_update_its_live_schedules_could_not_run_is_refused(dt: Ductape, tmp_
     app = {"envs": {"prd": {"base_url": "http://127.0.0.1:9"}}, "actions": {"sync": {"method": "GET", "path": "/"}}}
     dt.products.add({"tag": "shop", "envs": ["prd"], "apps": {"a1": app}})
     dt.products.add({"tag": "blog", "envs": ["prd"], "apps": {"b1": app}})
-    dt.job.create({"name": "S", "tag": "s", "event_type": "FUNCTION", "event_tag": "fn", "intervals": 60_000})
+    dt.job.create(
+        {"name": "S", "tag": "s", "event_type": "FUNCTION", "event_tag": "fn", "intervals": 60_000, "executions": 0}
+    )
     live = dt.job.schedule({"env": "prd", "product_tag": "shop", "event": "s"}).job_id
     with pytest.raises(ValidationError) as raised:
         dt.job.update("s", {"event_type": "ACTION", "event_tag": "b1:sync"})
@@ -253,7 +255,16 @@ def test_an_update_its_live_schedules_could_not_run_is_refused(dt: Ductape, tmp_
     assert dt.job.update("s", {"event_type": "ACTION", "event_tag": "b1:sync"}).event_tag == "b1:sync"
 
     shop = dt.product("shop").jobs
-    shop.create({"name": "A", "tag": "act", "event_type": "ACTION", "event_tag": "a1:sync", "intervals": 60_000})
+    shop.create(
+        {
+            "name": "A",
+            "tag": "act",
+            "event_type": "ACTION",
+            "event_tag": "a1:sync",
+            "intervals": 60_000,
+            "executions": 0,
+        }
+    )
     dt.job.schedule({"env": "prd", "product_tag": "shop", "event": "act", "app": "a1"})
     with pytest.raises(ValidationError) as raised:
         shop.update("act", {"event_type": "FUNCTION", "event_tag": "fn"})

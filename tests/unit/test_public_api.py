@@ -144,7 +144,14 @@ def test_older_spellings_are_the_same_methods() -> None:
 
 def test_older_spellings_work(dt: Ductape) -> None:
     created = dt.job.create_job(
-        {"name": "Sync", "tag": "sync", "event_type": "ACTION", "event_tag": "sync_stock", "intervals": 3_600_000}
+        {
+            "name": "Sync",
+            "tag": "sync",
+            "event_type": "ACTION",
+            "event_tag": "sync_stock",
+            "intervals": 3_600_000,
+            "executions": 0,
+        }
     )
     assert created.tag == "sync"
     dt.job.create({"name": "Report", "tag": "report", "event_type": "FUNCTION", "event_tag": "report_fn"})

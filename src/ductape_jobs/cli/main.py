@@ -204,7 +204,7 @@ def job_create(
     ],
     event_tag: Annotated[str, typer.Option(help="The event to run (a FUNCTION's registered tag, ...).")],
     executions: Annotated[
-        int | None, typer.Option(help="Runs of the job's cadence; 0 = unlimited (with --intervals); left out: 0.")
+        int | None, typer.Option(help="Runs of the job's cadence; 0 = unlimited; required with --intervals.")
     ] = None,
     intervals: Annotated[int, typer.Option(help="Milliseconds between runs; 0 = run once.")] = 0,
     start_at: Annotated[str | None, typer.Option(help="Unix seconds/ms or ISO 8601.")] = None,
