@@ -353,7 +353,9 @@ class Ductape:
         sent = asyncio.Event()  # the webhook deliveries and the resource watch go alongside, until it stops
         services = asyncio.create_task(self.run_services(sent), name="ductape-services")
         # direct feature runs whose driver died are resumed here, as the worker rescues job runs
-        orphans = asyncio.create_task(self.feature.engine.adopt_orphans(sent, worker.options.rescue_every))
+        orphans = asyncio.create_task(
+            self.feature.engine.adopt_orphans(sent, worker.options.rescue_every, worker.may_rescue)
+        )
         try:
             await worker.run(stop, handle_signals=stop is None, hurry=hurry)
         finally:

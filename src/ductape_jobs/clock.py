@@ -81,6 +81,17 @@ def monotonic_of(clock: object) -> Callable[[], float]:
     return own if callable(own) else time.monotonic
 
 
+def _through_suspend(clock: object) -> Callable[[], float]:
+    """What a ``StoreClock`` counts by while its local clock is taken as stepped: ``clock``'s own ``monotonic()``,
+    else a monotonic clock that goes on through a suspend (Linux's CLOCK_BOOTTIME; ``time.monotonic`` stops
+    during one, so a machine woken after an hour told the time it went to sleep at until the database answered)."""
+    own = monotonic_of(clock)
+    boot: int | None = getattr(time, "CLOCK_BOOTTIME", None)
+    if own is not time.monotonic or boot is None:
+        return own
+    return lambda: time.clock_gettime(boot)
+
+
 class ServerTime(Protocol):
     """What ``StoreClock`` needs of a store (``Store.server_time``)."""
 
@@ -121,7 +132,7 @@ class StoreClock:
         self._lock = threading.Lock()
         self._syncing = False
         self._next_sync = float("inf")
-        self._steady = monotonic_of(local)  # what a step of ``local`` is seen against
+        self._steady = _through_suspend(local)  # what a step of ``local`` is seen against
         self._anchor: tuple[float, datetime] | None = None  # (steady, local) when the offset was measured
         self._step_sync = 0.0  # a step seen asks for a resync at once, at most once per ``retry``
         best = self._best()
@@ -129,7 +140,7 @@ class StoreClock:
             return  # the store has no clock of its own: the local one as it is
         self.offset, self.uncertainty, self.has_server = best[1], best[0] / 2, True
         self._next_sync = time.monotonic() + resync.total_seconds()
-        self._anchor = (self._steady(), local.now())
+        self._anchor = best[2]
 
     @classmethod
     def attach(cls, local: Clock, store: ServerTime, resync: timedelta = timedelta(seconds=30)) -> Clock:
@@ -153,21 +164,21 @@ class StoreClock:
 
     def monotonic(self) -> float:
         """The steady seconds of the local clock (``monotonic_of``): a worker checks this clock's time against them."""
-        return self._steady()
+        return monotonic_of(self.local)()
 
     def sync(self) -> timedelta:
         """Measure the offset again now (the best of ``samples`` round trips) and return it; errors propagate."""
         measured = self._best()
         with self._lock:
-            if measured is not None:
-                self.uncertainty, self.offset = measured[0] / 2, measured[1]
-                self._anchor = (self._steady(), self.local.now())
+            if measured is not None:  # the anchor is the chosen sample's own: a step after it is seen
+                self.uncertainty, self.offset, self._anchor = measured[0] / 2, measured[1], measured[2]
             self._next_sync = time.monotonic() + self.resync.total_seconds()
             return self.offset
 
-    def _best(self) -> tuple[timedelta, timedelta] | None:
-        """The shortest of ``samples`` round trips: (round trip, offset); ``None``: the store has no clock."""
-        best: tuple[timedelta, timedelta] | None = None
+    def _best(self) -> tuple[timedelta, timedelta, tuple[float, datetime]] | None:
+        """The shortest of ``samples`` round trips: (round trip, offset, (steady, local) at its midpoint); ``None``:
+        the store has no clock."""
+        best: tuple[timedelta, timedelta, tuple[float, datetime]] | None = None
         for _ in range(self.samples):
             measured = self._measure()
             if measured is None:
@@ -176,15 +187,16 @@ class StoreClock:
                 best = measured
         return best
 
-    def _measure(self) -> tuple[timedelta, timedelta] | None:
-        before = self.local.now()
+    def _measure(self) -> tuple[timedelta, timedelta, tuple[float, datetime]] | None:
+        steady_before, before = self._steady(), self.local.now()
         started = time.perf_counter()
         server = self.store.server_time()
         took = timedelta(seconds=time.perf_counter() - started)
-        after = self.local.now()
+        steady_after, after = self._steady(), self.local.now()
         if server is None:
             return None
-        return took, server - (before + (after - before) / 2)
+        mid = before + (after - before) / 2
+        return took, server - mid, ((steady_before + steady_after) / 2, mid)
 
     def _resync_in_background(self, *, at_once: bool = False) -> None:
         with self._lock:

@@ -109,8 +109,6 @@ class Jobs(JobScheduling, JobControl, JobReports):
         if not changes:
             raise ValidationError("data", "give at least one field to update")
         job = self.fetch(tag)
-        if job.intervals == 0:  # a job that ran once, given a cadence: how many runs, as at create
-            check_executions_given(changes.get("intervals", 0), given="executions" in changes)
         field = "event_tag" if "event_tag" in changes else "event_type"
 
         def check(updated: JobDefinition, targets: Sequence[ScheduleTarget]) -> None:

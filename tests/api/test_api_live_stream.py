@@ -7,7 +7,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import threading
+import time
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import Any
@@ -315,3 +317,60 @@ def test_live_streams_are_bounded_by_key_and_by_server(
     assert again.status == 200
     for listener in (held[1], other, again):
         listener.close()
+
+
+def test_streams_opened_at_once_cannot_pass_the_cap_of_their_key(
+    api: Api, job: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cap is checked before ``await call(store.open_stream, ...)`` and counted only once the response's
+    generator first runs: requests that arrive together all pass the check (800 opened at once by one read key
+    are as many as before). ``open_stream`` is slowed to 200 ms here (a PostgreSQL write under load)."""
+    monkeypatch.setattr(events, "MAX_STREAMS_PER_KEY", 2)
+    slow_open = api.dt.store.open_stream
+
+    def open_stream(*args: Any, **kwargs: Any) -> Any:
+        time.sleep(0.2)
+        return slow_open(*args, **kwargs)
+
+    monkeypatch.setattr(api.dt.store, "open_stream", open_stream)
+    key = api.key(scope="read")
+    statuses: list[int] = []
+    stop = threading.Event()
+
+    def listen() -> None:
+        headers = {"Authorization": f"Bearer {key}"}
+        with httpx.stream("GET", f"{api.url}/api/v1/events", headers=headers, timeout=10) as response:
+            statuses.append(response.status_code)
+            if response.status_code == 200:
+                stop.wait(5)
+
+    threads = [threading.Thread(target=listen, daemon=True) for _ in range(8)]
+    for t in threads:
+        t.start()
+    wait_for(lambda: len(statuses) == 8, what="8 answers")
+    try:
+        assert sorted(statuses) == [200, 200] + [429] * 6, sorted(statuses)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(5)
+
+
+def test_streams_whose_clients_vanish_free_their_places(api: Api, job: dict[str, Any]) -> None:
+    """Clients that go away at once, after the first bytes, or mid-way: every place comes back."""
+
+    key = api.key(scope="read")
+    host, port = "127.0.0.1", api.server.port
+    request = (f"GET /api/v1/events HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {key}\r\n\r\n").encode()
+    for i in range(30):
+        s = socket.create_connection((host, port))
+        s.sendall(request)
+        if i % 3 == 1:
+            s.recv(10)
+        elif i % 3 == 2:
+            s.recv(10)
+            time.sleep(0.1)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, b"\x01\x00\x00\x00\x00\x00\x00\x00")  # RST
+        s.close()
+    open_streams = api.server.app.state.open_streams
+    wait_for(lambda: open_streams.by_key.total() == 0, timeout=5, what=f"places freed: {open_streams.by_key}")

@@ -159,3 +159,33 @@ def test_an_abort_inside_an_event_leaves_the_run_resumable(tmp_path: Path) -> No
 
 def _fn(tag: str) -> dict[str, Any]:
     return {"type": "FUNCTION", "event": tag, "input": {}}
+
+
+def test_feature_runs_are_not_taken_as_orphaned_while_the_workers_clock_has_just_jumped(dt: Ductape) -> None:
+    """A review: a worker whose clock jumped ahead takes no job run's lease as lapsed for a lease (``_judge_step``),
+    but the feature runs whose driver died were looked for by the same clock meanwhile: live ones were resumed a
+    second time beside their driver. ``adopt_orphans`` asks the worker (``may_rescue``) first."""
+    import asyncio
+
+    looked: list[object] = []
+    real = dt.store.orphaned_feature_runs
+
+    def orphaned(now: object, limit: int) -> list[str]:
+        looked.append(now)
+        return real(now, limit)
+
+    dt.store.orphaned_feature_runs = orphaned  # type: ignore[method-assign]
+
+    async def run_for_a_while(allowed: bool) -> None:
+        stop = asyncio.Event()
+        task = asyncio.create_task(
+            dt.feature.engine.adopt_orphans(stop, timedelta(milliseconds=10), lambda now: allowed)
+        )
+        await asyncio.sleep(0.1)
+        stop.set()
+        await task
+
+    asyncio.run(run_for_a_while(False))
+    assert looked == []
+    asyncio.run(run_for_a_while(True))
+    assert looked

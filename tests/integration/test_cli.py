@@ -906,10 +906,11 @@ def test_a_store_urls_password_the_driver_quotes_is_not_printed() -> None:
 
 
 def test_job_update_and_the_seed_fields_of_schedule(store: str) -> None:
-    create_job(store)
-    refused = cli("job", "update", "hello", "--intervals", "5000", store=store)  # a once job given a cadence
+    refused = cli("job", "create", "--name", "x", "--tag", "x", "--event-type", "FUNCTION", "--event-tag", "x",
+                  "--intervals", "5000", store=store)  # fmt: skip
     assert refused.exit_code == 2 and "error: executions: is required with intervals" in refused.stderr
-    updated = ok("job", "update", "hello", "--name", "Hi", "--intervals", "5000", "--executions", "0", store=store)
+    create_job(store)
+    updated = ok("job", "update", "hello", "--name", "Hi", "--intervals", "5000", store=store)
     assert (updated["name"], updated["intervals"], updated["tag"]) == ("Hi", 5000, "hello")
     missing = cli("job", "update", "nope", "--name", "x", store=store)
     assert missing.exit_code == 1 and "not found" in missing.stderr

@@ -44,11 +44,10 @@ session ended or expired.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import json
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
@@ -166,22 +165,51 @@ class OpenStreams:
             return f"this API key has {MAX_STREAMS_PER_KEY} live event streams open, its most: close one first"
         return None
 
-    @contextlib.contextmanager
-    def held(self, me: Principal) -> Iterator[None]:
-        self.by_key[me.key.id] += 1
+    def take(self, me: Principal) -> Callable[[], None]:
+        """A place for a stream of ``me``, taken now (no ``await`` between the check and the count: requests that
+        came together all passed the check before any of them was counted), or 429; returns its release, which
+        may be called any number of times."""
+        refused = self.refused(me)
+        if refused is not None:
+            raise HTTPException(429, refused)
+        key = me.key.id
+        self.by_key[key] += 1
+        released = False
+
+        def release() -> None:
+            nonlocal released
+            if released:
+                return
+            released = True
+            self.by_key[key] -= 1
+            if not self.by_key[key]:
+                del self.by_key[key]
+
+        return release
+
+
+class HeldStream(StreamingResponse):
+    """A ``StreamingResponse`` that gives its stream's place back however it ends (its generator may never have run:
+    a client gone before the first message)."""
+
+    def __init__(self, content: AsyncIterator[str], release: Callable[[], None], **kwargs: Any) -> None:
+        super().__init__(content, **kwargs)
+        self.release = release
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         try:
-            yield
+            await super().__call__(scope, receive, send)
         finally:
-            self.by_key[me.key.id] -= 1
-            if not self.by_key[me.key.id]:
-                del self.by_key[me.key.id]
+            self.release()
 
 
-async def stream(live: LiveStream, first: list[str]) -> AsyncIterator[str]:
-    """The stream's messages, counted among the server's open streams while it runs."""
-    with live.request.app.state.open_streams.held(live.me):
+async def stream(live: LiveStream, first: list[str], release: Callable[[], None]) -> AsyncIterator[str]:
+    """The stream's messages; its place among the server's open streams is given back when it ends."""
+    try:
         async for message in _messages(live, first):
             yield message
+    finally:
+        release()
 
 
 async def _messages(live: LiveStream, first: list[str]) -> AsyncIterator[str]:
@@ -242,15 +270,17 @@ async def events(
     a reconnect cannot resume (browsers: ``new EventSource("/api/v1/events", {withCredentials: true})`` after
     the dashboard's login)."""
     asked = StreamPosition.parse(last_event_id, LAST_EVENT_ID) if last_event_id else None
-    refused = request.app.state.open_streams.refused(me)
-    if refused is not None:
-        raise HTTPException(429, refused)
+    release = request.app.state.open_streams.take(me)  # counted before the first await
     dt = client(request)
     now = dt.clock.now()
     name = f"dashboard:{uuid.uuid4().hex}"
     lease = timedelta(seconds=request.app.state.settings.events_lease)
-    start = await call(dt.store.open_stream, name, asked, now + lease, now)
+    try:
+        start = await call(dt.store.open_stream, name, asked, now + lease, now)
+    except BaseException:
+        release()
+        raise
     first = [reload_message(start, asked)] if start.gap and asked is not None else []
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     live = LiveStream(request, me, start, name)
-    return StreamingResponse(stream(live, first), media_type="text/event-stream", headers=headers)
+    return HeldStream(stream(live, first, release), release, media_type="text/event-stream", headers=headers)

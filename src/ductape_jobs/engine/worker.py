@@ -154,6 +154,7 @@ class Worker:
         self._next_rescue: datetime | None = None
         self._steady = monotonic_of(clock)  # what a step of the clock is seen against (``_judge_step``)
         self._clock_seen: tuple[float, datetime] | None = None  # (steady, clock) at the last pass
+        self._step_until: datetime | None = None  # no lease taken as lapsed before then: the clock jumped ahead
         self._next_prune: datetime | None = None
         self._pruning = False  # set by ``run``: a drain does not prune
         self._prune_rests_until = 0.0  # time.monotonic(): after a full batch, the pruner rests till then
@@ -333,7 +334,7 @@ class Worker:
         tick_at = slept.schedule_due if slept is not None and self.options.run_scheduler else None
         ticks = slept is not None and tick_at is not None and tick_at <= at + self._tick_ahead(slept, at)
         saw_all_due = await self._flush(refill=not ticks)
-        now = self.clock.now()
+        now, steady = self.clock.now(), self._steady()  # read together: a step is judged between two such pairs
         if self._unsure_until is not None and (self._next_look is None or now >= self._next_look):
             await self._adopt(now)
         due, self._slept = self._slept, None
@@ -355,7 +356,7 @@ class Worker:
             self.summary.created += len(created)
             more = bool(created)
         if self._heartbeating:
-            self._judge_step(now)
+            self._judge_step(now, steady)
         if (
             due.lease_expiry is not None
             and due.lease_expiry < now
@@ -903,11 +904,12 @@ class Worker:
                 self._limited.discard(run_id)
                 self._observed.pop(run_id, None)
 
-    def _judge_step(self, now: datetime) -> None:
+    def _judge_step(self, now: datetime, mono: float) -> None:
         """A clock stepped ahead (an NTP step, a VM resumed, ``date -s``) makes every lease look lapsed, the live
         workers' (this one's too) as well as the dead ones': no lease is judged lapsed for a lease after it, by which
-        time each live worker has renewed its own by the new time (its heartbeat comes every third of it)."""
-        mono = self._steady()
+        time each live worker has renewed its own by the new time (its heartbeat comes every third of it).
+        ``mono`` is the monotonic clock read with ``now``: read after the pass's store calls, a slow pass followed
+        by a quick one looked like a jump."""
         if self._clock_seen is not None:
             then_mono, then = self._clock_seen
             jump = (now - then).total_seconds() - (mono - then_mono)
@@ -918,8 +920,15 @@ class Worker:
                     jump,
                     span_text(self.options.lease),
                 )
-                self._next_rescue = now + self.options.lease
+                self._next_rescue = self._step_until = now + self.options.lease
+            elif jump < -CLOCK_STEP.total_seconds():  # stepped back: the next rescue, set by the time before, is not
+                self._next_rescue = self._step_until = None  # an hour away after a step of an hour back
         self._clock_seen = (mono, now)
+
+    def may_rescue(self, now: datetime) -> bool:
+        """Whether leases may be taken as lapsed at ``now``: not for a lease after the clock jumped ahead
+        (``_judge_step``). The feature runs whose driver died are resumed by it too (``adopt_orphans``)."""
+        return self._step_until is None or now >= self._step_until
 
     def _stop_attempt(self, run: Run, task: asyncio.Task[Any], why: str) -> None:
         """Stop an attempt of ``run`` whose lease this worker lost (its outcome would not be recorded)."""

@@ -25,7 +25,7 @@ import json
 import os
 import socket
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from msgspec import Struct, field
@@ -249,18 +249,27 @@ class FeatureEngine:
         except ValidationError as exc:
             raise FeatureRejected(str(exc)) from None
 
-    async def adopt_orphans(self, stop: asyncio.Event, every: timedelta) -> None:
+    async def adopt_orphans(
+        self, stop: asyncio.Event, every: timedelta, may_rescue: Callable[[datetime], bool] | None = None
+    ) -> None:
         """Until ``stop`` is set, resume every ``every`` the direct feature runs whose driver died (their lease
         expired: ``Store.orphaned_feature_runs``), as workers rescue job runs. Every worker process does this;
         the lease gives each run to one of them. A run of a product or feature this process does not know is
         left to a process that does. Runs still going when ``stop`` is set are cancelled (their lease then
-        expires and another worker takes them on)."""
+        expires and another worker takes them on). ``may_rescue(now)`` false: none is taken as orphaned then (its
+        worker's clock jumped ahead: ``Worker.may_rescue``)."""
         going: dict[str, asyncio.Task[None]] = {}
         repeats = Repeats(log, "looking for feature runs whose driver died")  # the store away: not every 2 s
         try:
             while not stop.is_set():
                 try:
-                    for run_id in await self._io(self.store.orphaned_feature_runs, self.clock.now(), 10):
+                    now = self.clock.now()
+                    found = (
+                        []
+                        if may_rescue and not may_rescue(now)
+                        else await self._io(self.store.orphaned_feature_runs, now, 10)
+                    )
+                    for run_id in found:
                         if run_id not in going:
                             going[run_id] = asyncio.create_task(self._adopt(run_id), name=f"adopt-{run_id}")
                 except StoreError as exc:
