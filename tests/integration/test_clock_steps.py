@@ -85,17 +85,28 @@ def test_a_clock_stepped_forward_does_not_rescue_the_runs_of_a_live_worker(tmp_p
 REQ = {"env": "test", "product_tag": "p", "event": "quick"}
 
 
-class WallClock:
-    """The machine's clock, as a user's own ``Clock`` (no ``monotonic``)."""
+async def _until_not_running(dt: Ductape, run_id: str, most: float) -> float:
+    """Seconds until the run ``run_id`` is no longer running (rescued, or ended), waiting ``most`` at most."""
+    started = time.monotonic()
+    while dt.job.run(run_id).phase.value == "running" and time.monotonic() - started < most:
+        await asyncio.sleep(0.05)
+    return time.monotonic() - started
+
+
+class SteppableClock:
+    """The machine's clock, as a user's own ``Clock`` (no ``monotonic``), which an operator or NTP may step."""
+
+    def __init__(self) -> None:
+        self.step = timedelta(0)
 
     def now(self) -> datetime:
-        return datetime.now(UTC)
+        return datetime.now(UTC) + self.step
 
 
 def test_a_slow_pass_is_not_taken_for_a_clock_step(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     dt = Ductape(
         f"sqlite:///{tmp_path / 'jobs.db'}",
-        clock=WallClock(),
+        clock=SteppableClock(),
         lease=timedelta(seconds=6),
         poll=timedelta(milliseconds=50),
     )
@@ -119,11 +130,8 @@ def test_a_slow_pass_is_not_taken_for_a_clock_step(tmp_path: Path, caplog: pytes
 
         async def main() -> float:
             stop = asyncio.Event()
-            started = time.monotonic()
             task = asyncio.create_task(dt.run_worker(stop))
-            while dt.job.run(held.id).phase.value == "running" and time.monotonic() - started < 12:
-                await asyncio.sleep(0.05)
-            took = time.monotonic() - started
+            took = await _until_not_running(dt, held.id, 12)
             stop.set()
             await task
             return took
@@ -135,16 +143,6 @@ def test_a_slow_pass_is_not_taken_for_a_clock_step(tmp_path: Path, caplog: pytes
         assert took < 4.5, f"the dead worker's run was rescued after {took:.1f}s (lease 1 s, rescue every 2 s)"
     finally:
         dt.close()
-
-
-class SteppableClock:
-    """The machine's clock, as a user's own ``Clock`` (no ``monotonic``), which an operator or NTP may step."""
-
-    def __init__(self) -> None:
-        self.step = timedelta(0)
-
-    def now(self) -> datetime:
-        return datetime.now(UTC) + self.step
 
 
 def test_a_clock_stepped_back_does_not_put_off_the_rescue_of_a_dead_workers_run() -> None:
@@ -164,19 +162,16 @@ def test_a_clock_stepped_back_does_not_put_off_the_rescue_of_a_dead_workers_run(
             async def main() -> float:
                 stop = asyncio.Event()
                 task = asyncio.create_task(dt.run_worker(stop))
-                dt.job.schedule(REQ_STEPPED)  # a run rescued before the step sets the next rescue 2 s on
+                dt.job.schedule(REQ)  # a run rescued before the step sets the next rescue 2 s on
                 (first,) = dt.store.acquire_runs("dead-worker", 1, timedelta(milliseconds=200), dt.clock.now())
                 while dt.job.run(first.id).phase.value == "running":
                     await asyncio.sleep(0.05)
                 clock.step = -timedelta(hours=1)
                 await asyncio.sleep(0.5)  # passes by the time after it
-                dt.job.schedule(REQ_STEPPED)
+                dt.job.schedule(REQ)
                 # a worker that died holding the run after the step: its lease lapses 1 s from now
                 (held,) = dt.store.acquire_runs("dead-worker", 1, timedelta(seconds=1), dt.clock.now())
-                started = time.monotonic()
-                while dt.job.run(held.id).phase.value == "running" and time.monotonic() - started < 10:
-                    await asyncio.sleep(0.05)
-                took = time.monotonic() - started
+                took = await _until_not_running(dt, held.id, 10)
                 stop.set()
                 await task
                 return took
@@ -185,6 +180,3 @@ def test_a_clock_stepped_back_does_not_put_off_the_rescue_of_a_dead_workers_run(
             assert took < 5, f"the dead worker's run was rescued after {took:.1f}s (lease 1 s, rescue every 2 s)"
         finally:
             dt.close()
-
-
-REQ_STEPPED = {"env": "test", "product_tag": "p", "event": "quick"}
