@@ -203,16 +203,7 @@ class HeldStream(StreamingResponse):
             self.release()
 
 
-async def stream(live: LiveStream, first: list[str], release: Callable[[], None]) -> AsyncIterator[str]:
-    """The stream's messages; its place among the server's open streams is given back when it ends."""
-    try:
-        async for message in _messages(live, first):
-            yield message
-    finally:
-        release()
-
-
-async def _messages(live: LiveStream, first: list[str]) -> AsyncIterator[str]:
+async def stream(live: LiveStream, first: list[str]) -> AsyncIterator[str]:
     request, me, settings, dt = live.request, live.me, live.settings, live.dt
     stopping = request.app.state.stopping
     yield "retry: 2000\n\n" + "".join(first)
@@ -283,4 +274,4 @@ async def events(
     first = [reload_message(start, asked)] if start.gap and asked is not None else []
     headers = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
     live = LiveStream(request, me, start, name)
-    return HeldStream(stream(live, first, release), release, media_type="text/event-stream", headers=headers)
+    return HeldStream(stream(live, first), release, media_type="text/event-stream", headers=headers)
