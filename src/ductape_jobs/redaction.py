@@ -53,6 +53,7 @@ _MAYBE_SECRET_HEADER = re.compile(r"(?i).*(?:key|auth)")
 _SCHEME_VALUE = re.compile(r"[A-Za-z][\w-]*\s+(\S.*)")
 #: ``${VAR}``: a value read from the environment (``products.registry.expand``; masked once read).
 ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_LOWER_HEX = re.compile(r"%[0-9A-F]{2}")
 
 
 class Secrets:
@@ -82,14 +83,15 @@ class Secrets:
         for value in values:
             if not isinstance(value, str) or len(value) < MIN_LENGTH or ENV_VAR.fullmatch(value):
                 continue
+            encoded = {quote(value, safe=""), quote(value), quote_plus(value), quote(value, safe=_IN_A_PATH)}
+            as_json = json.dumps(value)[1:-1]
             spellings.update(
                 {
                     value,
-                    quote(value, safe=""),
-                    quote(value),
-                    quote_plus(value),
-                    quote(value, safe=_IN_A_PATH),
-                    json.dumps(value)[1:-1],
+                    *encoded,
+                    *(_LOWER_HEX.sub(lambda m: m.group().lower(), e) for e in encoded),  # %2f as well as %2F
+                    as_json,
+                    as_json.replace("/", "\\/"),  # JSON may escape "/" (PHP's json_encode does by default)
                     repr(value)[1:-1],
                 }
             )
@@ -110,6 +112,7 @@ class Secrets:
         self.learn(s for url in _connection_urls(settings) for s in connection_secrets(_expanded(url)))
         sent = (*_walk_key(settings, "base_url"), *_walk_key(settings, "url"))  # apps', providers' and callbacks'
         self.learn(s for url in sent for s in url_secrets(_expanded(url), written=url))
+        self.learn(s for smtp in _walk_mappings(settings, "smtp") for s in smtp_secrets(smtp))
 
     def mask_text(self, text: str, mask: str = MASK) -> str:
         pattern = self._pattern
@@ -201,6 +204,33 @@ def _walk_key(node: Any, wanted: str) -> Iterable[str]:
             yield from _walk_key(item, wanted)
 
 
+def _walk_mappings(node: Any, wanted: str) -> Iterable[Mapping[str, Any]]:
+    """Every mapping under a key ``wanted`` in ``node``, at any depth."""
+    if isinstance(node, Mapping):
+        for key, item in node.items():
+            if key == wanted and isinstance(item, Mapping):
+                yield item
+            else:
+                yield from _walk_mappings(item, wanted)
+    elif isinstance(node, list | tuple):
+        for item in node:
+            yield from _walk_mappings(item, wanted)
+
+
+def smtp_secrets(smtp: Mapping[str, Any]) -> list[str]:
+    """What the engine sends of an SMTP login's password besides the password (``${VAR}`` read): AUTH LOGIN's base64
+    of it and AUTH PLAIN's base64 of ``\\0user\\0password``, which a server quoting the exchange back in its refusal
+    showed."""
+    username, password = smtp.get("username"), smtp.get("password")
+    if not isinstance(username, str) or not isinstance(password, str):
+        return []
+    user, secret = _expanded(username), _expanded(password)
+    return [
+        base64.b64encode(secret.encode()).decode("ascii"),
+        base64.b64encode(f"\0{user}\0{secret}".encode()).decode("ascii"),
+    ]
+
+
 def basic_credentials(username: str, password: str) -> str:
     """What ``Authorization: Basic`` carries: base64 of ``username:password`` in UTF-8 (``HttpAuth.apply``, and httpx
     for a URL's user part)."""
@@ -286,6 +316,10 @@ SENT_SECRETS_EXTENSION = "ductape_sent_secrets"
 WEBHOOK_EXTENSION = "ductape_webhook_url"
 
 
+#: Schemes whose URL's user part alone (no ``:password``) is a token: NATS's (``nats://<token>@host``; nats-py sends
+#: it as ``auth_token``, also for ``tls://``).
+TOKEN_USER_SCHEMES = frozenset({"nats", "tls"})
+
 _LOOSE_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s]*):[^@\s]*[/?#][^@\s]*@(?=[^@]*$)")
 
 
@@ -308,9 +342,15 @@ def redact_url(url: str, params: Iterable[str | None] = (), mask: str = URL_MASK
     """
     try:
         parts = urlsplit(url)
-        if parts.password is not None:
+        if "://" not in url and "@" in url and "=" not in url.partition("@")[0]:
+            # no scheme, or a mistyped one (postgresql//u:pw@h): what comes before the last "@" is hidden
+            head, _, host = url.rpartition("@")
+            url = f"{head[: head.find('//') + 2] if '//' in head else ''}{mask}@{host}"
+        elif parts.password is not None:
             host = parts.netloc.rpartition("@")[2]
             url = urlunsplit(parts._replace(netloc=f"{parts.username or ''}:{mask}@{host}"))
+        elif parts.username and parts.scheme.lower() in TOKEN_USER_SCHEMES:
+            url = urlunsplit(parts._replace(netloc=f"{mask}@{parts.netloc.rpartition('@')[2]}"))
         elif not _plain_host(parts):  # a password holding "/", "?" or "#" ends urlsplit's netloc before its "@"
             url = _LOOSE_PASSWORD.sub(rf"\1:{mask}@", url, count=1)
     except ValueError:  # a malformed netloc: hide everything before the host
@@ -338,7 +378,11 @@ def connection_secrets(url: str) -> list[str]:
     not a host and a port, the password holds one of them, and its ``@`` is the last of the URL (as
     ``redact_url`` reads it)."""
     found: list[str] = []
-    _, sep, rest = url.partition("://")
+    scheme, sep, rest = url.partition("://")
+    if (
+        not sep and "@" in url and "=" not in url.partition("@")[0]
+    ):  # a scheme mistyped (postgresql//u:pw@h) or left out
+        scheme, sep, rest = "", "//", url.partition("//")[2] or url
     if sep:
         authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
         userinfo, at, _ = authority.rpartition("@")
@@ -347,11 +391,15 @@ def connection_secrets(url: str) -> list[str]:
         user, colon, password = userinfo.partition(":")
         if at and colon and not re.search(r"[/?#]", user):
             found += [password, unquote(password), *_read_apart(password)]
+        elif at and user and scheme.lower() in TOKEN_USER_SCHEMES:  # nats://<token>@host: a token, not a name
+            found += [user, unquote(user)]
         if "," in authority:  # several servers, each its own user and password (NATS: nats://a:p1@h1,b:p2@h2)
             for server in authority.split(","):
                 user, colon, password = server.rpartition("@")[0].partition(":")
                 if colon:
                     found += [password, unquote(password)]
+                elif user and scheme.lower() in TOKEN_USER_SCHEMES:
+                    found += [user, unquote(user)]
     for match in _PASSWORD_PARAM.finditer(url):
         value = match.group(1)
         if value.startswith("'"):  # libpq's quoting: 'a value', \' and \\ escaped
@@ -482,6 +530,7 @@ __all__ = [
     "mask_webhook_url",
     "redact_url",
     "redact_webhook_url",
+    "smtp_secrets",
     "webhook_url_secrets",
 ]
 

@@ -99,8 +99,8 @@ def test_tokenizer_escapes_percent_for_pyformat_drivers() -> None:
 
 
 def test_tokenizer_dialects() -> None:
-    # MySQL: backslash escapes in every string, "#" comments, "--" only before a space, "..." is a string.
-    assert names("SELECT 'it\\'s :x', \"a\\\" :y\" # :z\n, :w", "mysql") == ["w"]
+    # MySQL: "#" comments, "--" only before a space; a backslash in a quoted text: see the next test.
+    assert names("SELECT 'it''s :x', \"a\"\" :y\" # :z\n, :w", "mysql") == ["w"]
     assert names("SELECT 5--:x", "mysql") == ["x"]
     assert names("SELECT 5-- :x", "mysql") == []
     # PostgreSQL: standard strings keep backslashes, comments nest, '#' is an operator.
@@ -112,6 +112,45 @@ def test_tokenizer_dialects() -> None:
     assert names("SELECT /* /* */ :x */", "sqlite") == ["x"]
     # Unterminated literals swallow the rest (the database reports the syntax error).
     assert names("SELECT 'oops :x") == []
+
+
+@pytest.mark.parametrize(
+    "sql",
+    [
+        "SELECT 'it\\'s :x', :w",  # NO_BACKSLASH_ESCAPES: the string ends at \', and :x is a parameter
+        "SELECT 'a\\' , ' :x ' AS b",  # the other way round: by default :x is one; without escapes it is text
+        'SELECT "a\\" , \' " :x \' AS b',  # ANSI_QUOTES: "a\" is an identifier, and :x is inside a string
+    ],
+)
+def test_a_mysql_statement_whose_parameters_depend_on_the_servers_sql_mode_is_refused(sql: str) -> None:
+    with pytest.raises(DatabaseError, match="sql_mode") as caught:
+        compile_statement(sql, "mysql", "pyformat")
+    assert not caught.value.retryable
+    compile_statement(sql, "postgresql", "pyformat")  # PostgreSQL's strings take no backslash escapes
+
+
+def test_a_backtick_identifier_takes_no_backslash_escape_on_mysql() -> None:
+    # the server ends `a\\` at its second backtick: :v is inside the string that follows (a probe's injection)
+    assert names("SELECT 1 AS `a\\`, ' ` :v ' AS b", "mysql") == []
+    assert names("SELECT `a``b:c`, :d", "mysql") == ["d"]
+    # a backslash that no parameter follows is read alike in every mode: such statements run as before
+    assert names("SELECT :x, 'C:\\' AS path", "mysql") == ["x"]
+
+
+def test_a_value_cannot_leave_the_string_after_a_backtick_identifier_ending_in_a_backslash() -> None:
+    """On a real MariaDB server (PyMySQL puts the values into the text it sends): the tokenizer read ```a\\``` as
+    an identifier going on past its end, took the :v inside the string after it for a parameter, and the value
+    closed that string and ran as SQL (a probe read another table so)."""
+    _require("MariaDB", MYSQL_URL, 3306)
+    with DatabasePool() as pool:
+        out = asyncio.run(
+            pool.run(
+                MYSQL_URL,
+                Statement("SELECT 1 AS `a\\`, ' ` :v ' AS b"),
+                {"data": {"v": " AS x, (SELECT 'leaked') AS y, "}},
+            )
+        )
+    assert out["rows"] == [{"a\\": 1, "b": " ` :v "}]
 
 
 def test_colliding_driver_keys_are_made_unique() -> None:

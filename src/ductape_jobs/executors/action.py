@@ -30,12 +30,13 @@ class ActionExecutor:
         assert ref.owner is not None
         app = product.apps[ref.owner]
         where = f"products.{product.tag}.apps.{ref.owner}"
-        env = definition(owner_env(app.envs, run, "app", ref.owner).model_dump(), ctx, f"{where}.envs.{run.env}")
+        settings, at_env = owner_env(app.envs, run, "app", ref.owner), f"{where}.envs.{run.env}"
+        env = definition(settings.model_dump(exclude={"base_url"}), ctx, at_env)
         named, at = app.actions[ref.name], f"{where}.actions.{ref.name}"
         action = definition(named.model_dump(exclude={"path"}), ctx, at)  # the path: each value one segment
         spec = HttpRequestSpec(
             method=action["method"],
-            base_url=env["base_url"],
+            base_url=path_of(settings.base_url, ctx, f"{at_env}.base_url"),  # a piped value: one segment, as in path
             path=path_of(named.path, ctx, f"{at}.path"),
             headers={**env["headers"], **action["headers"]},
             query=action["query"],

@@ -52,11 +52,13 @@ DATA_SOURCES = frozenset({"Input", "Session", "Sequence"})
 
 
 def path_of(template: str, ctx: RunContext, where: str) -> str:
-    """An ACTION's ``path`` as ``definition`` makes a value, each placeholder that reads ``DATA_SOURCES`` filling one
-    segment (``limits.path_segment``: URL-encoded, ``/`` too; ``.`` and ``..`` fail the attempt for good): a path
-    that piped ``$Input{user}`` sent ``../../admin/export?all=1#`` as written, leaving the action's path with its
-    auth. The owner's own values (``$Secret``, ``$Variable``, ``$Constant``: Telegram's ``/bot<token>/``) stay as
-    written."""
+    """An ACTION's ``path``, or a URL the engine sends to (an app's ``base_url``, a callback's, a push or SMS
+    provider's ``url``), as ``definition`` makes a value, each placeholder that reads ``DATA_SOURCES`` filling one
+    segment (``limits.path_segment``: URL-encoded, ``/``, ``:``, ``?``, ``#`` and ``@`` too; ``.`` and ``..`` fail
+    the attempt for good): a path that piped ``$Input{user}`` sent ``../../admin/export?all=1#`` as written, leaving
+    the action's path with its auth, and a ``base_url`` of ``http://$Input{tenant}.example.com`` sent the app's auth
+    to whatever host the input named. The owner's own values (``$Secret``, ``$Variable``, ``$Constant``: Telegram's
+    ``/bot<token>/``) stay as written."""
 
     def segment(placeholder: Node, text: str) -> str:
         data = any(ref.source in DATA_SOURCES for ref in iter_references(placeholder))

@@ -9,7 +9,7 @@ import httpx
 from ductape_jobs.errors import ExecutorNotFoundError, NotificationInputError, ValidationError
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.executors.http import HttpAuth
-from ductape_jobs.executors.lookup import definition, locate
+from ductape_jobs.executors.lookup import definition, locate, path_of
 from ductape_jobs.executors.notify import (
     ProviderSettings,
     SmtpSettings,
@@ -21,6 +21,8 @@ from ductape_jobs.executors.notify import (
 from ductape_jobs.models import JobEventTypes, Run
 from ductape_jobs.products import Products
 from ductape_jobs.products.channels import INPUT_KEYS, from_input
+from ductape_jobs.products.model import ProductSpec
+from ductape_jobs.redaction import Secrets, smtp_secrets
 
 
 def _list(value: Any) -> list[str]:
@@ -40,6 +42,21 @@ def _provider(settings: dict[str, Any] | None, kind: str, env: str) -> ProviderS
     )
 
 
+def _resolved(product: ProductSpec, name: str, env_name: str, ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The notification ``name`` and the env's settings, ``${VAR}`` read and piping resolved; in the URLs it sends to
+    (a callback's, a push or SMS provider's) a piped value fills one segment (``path_of``), as in an ACTION's path."""
+    named, at = product.notifications[name], f"products.{product.tag}.notifications.{name}"
+    spec = definition(named.model_dump(exclude={"callback": {"url"}}), ctx, at)
+    settings, at_env = product.envs[env_name], f"products.{product.tag}.envs.{env_name}"
+    env = definition(settings.model_dump(exclude={"secrets": True, "push": {"url"}, "sms": {"url"}}), ctx, at_env)
+    if named.callback is not None:
+        spec["callback"]["url"] = path_of(named.callback.url, ctx, f"{at}.callback.url")
+    for channel, given in (("push", settings.push), ("sms", settings.sms)):
+        if given is not None:
+            env[channel]["url"] = path_of(given.url, ctx, f"{at_env}.{channel}.url")
+    return spec, env
+
+
 class NotificationExecutor:
     event_type = JobEventTypes.NOTIFICATION
 
@@ -54,9 +71,7 @@ class NotificationExecutor:
 
     async def execute(self, run: Run, ctx: RunContext) -> Any:
         product, ref = locate(self.products, run, ctx)
-        where = f"products.{product.tag}"
-        spec = definition(product.notifications[ref.name].model_dump(), ctx, f"{where}.notifications.{ref.name}")
-        env = definition(product.envs[run.env].model_dump(exclude={"secrets"}), ctx, f"{where}.envs.{run.env}")
+        spec, env = _resolved(product, ref.name, run.env, ctx)
         for channel in INPUT_KEYS:  # declared `true`: the fields come from the input, as data
             if spec.get(channel) is True:
                 try:
@@ -67,7 +82,7 @@ class NotificationExecutor:
             spec["callback"]["body"] = ctx.input["callback"]
         sent: dict[str, Any] = {}
         if spec.get("email"):
-            sent["email"] = await self._email(spec["email"], env, run.env)
+            sent["email"] = await self._email(spec["email"], env, run.env, self.products.secrets.of(product.tag))
         if spec.get("push"):
             push = spec["push"]
             sent["push"] = await send_push(
@@ -105,11 +120,14 @@ class NotificationExecutor:
             )
         return sent
 
-    async def _email(self, email: dict[str, Any], env: dict[str, Any], env_name: str) -> dict[str, Any]:
+    async def _email(
+        self, email: dict[str, Any], env: dict[str, Any], env_name: str, secrets: Secrets
+    ) -> dict[str, Any]:
         smtp = env.get("smtp")
         if not smtp:
             raise ExecutorNotFoundError(f"env {env_name!r} has no smtp settings to send email with")
         settings = SmtpSettings(**smtp)
+        secrets.learn(smtp_secrets({"username": settings.username, "password": settings.password}))  # as read now
         return await send_email(
             settings,
             to=_list(email["to"]),

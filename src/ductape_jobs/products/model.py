@@ -7,10 +7,11 @@ job store) and data-piping placeholders (``$Input{...}``, resolved per run).
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from typing import Annotated, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.limits import MAX_MILLIS, email_header_rule, printable_rule, seconds_rule
@@ -145,13 +146,26 @@ class DatabaseActionSpec(_Spec):
     timeout: Seconds | None = None
 
 
+def _connection_urls(envs: dict[str, str]) -> dict[str, str]:
+    """Each env's URL has a scheme (``postgresql://``, ``nats://``...) unless the environment gives it (``${VAR}``):
+    one mistyped (``postgresql//user:pw@host``) failed every run with an error that no redaction could read the
+    password out of. The value is not quoted: it may hold a password."""
+    for env, url in envs.items():
+        if not re.match(r"[A-Za-z][A-Za-z0-9+.\-]*://", url) and "${" not in url:
+            raise ValueError(f"the URL of env {env!r} does not start with a scheme and :// (such as postgresql://)")
+    return envs
+
+
+ConnectionUrls = Annotated[dict[str, str], AfterValidator(_connection_urls)]
+
+
 class DatabaseSpec(_Spec):
-    envs: dict[str, str] = Field(default_factory=dict, description="env slug -> connection URL", repr=False)
+    envs: ConnectionUrls = Field(default_factory=dict, description="env slug -> connection URL", repr=False)
     actions: dict[str, DatabaseActionSpec] = Field(default_factory=dict)
 
 
 class BrokerSpec(_Spec):
-    envs: dict[str, str] = Field(default_factory=dict, description="env slug -> broker URL", repr=False)
+    envs: ConnectionUrls = Field(default_factory=dict, description="env slug -> broker URL", repr=False)
     topics: dict[str, str] = Field(default_factory=dict, description="topic tag -> topic name")
 
 

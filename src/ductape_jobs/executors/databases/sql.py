@@ -101,17 +101,28 @@ def _skip_line(sql: str, i: int) -> int:
     return len(sql) if j < 0 else j + 1
 
 
-def _skip(sql: str, i: int, dialect: Dialect | None) -> int:
-    """If a literal, quoted identifier or comment starts at ``i``, the index just past it; else ``i``."""
+#: How a MySQL server reads backslashes in a quoted text, by its ``sql_mode``: in a '...' string and in a "..." one.
+#: By default both are strings with backslash escapes; ANSI_QUOTES makes "..." an identifier (no escapes), and
+#: NO_BACKSLASH_ESCAPES takes the escapes from both. A backtick identifier never has them. PyMySQL puts each value
+#: into the text it sends (quoted and escaped), so a statement must be read as the server reads it: where this
+#: tokenizer saw a parameter outside a literal that the server reads inside one, a value became SQL.
+_MYSQL_MODES = ((True, True), (True, False), (False, False))
+
+
+def _skip(sql: str, i: int, dialect: Dialect | None, mysql_mode: tuple[bool, bool] = (True, True)) -> int:
+    """If a literal, quoted identifier or comment starts at ``i``, the index just past it; else ``i``. ``mysql_mode``:
+    whether a MySQL server reads backslash escapes in a '...' and in a "..." (``_MYSQL_MODES``)."""
     ch = sql[i]
     prev = sql[i - 1] if i else ""
     mysql = dialect == "mysql"
     if ch == "'":
-        # MySQL escapes with backslashes in every string; PostgreSQL only in E'...' strings.
+        # MySQL escapes with backslashes in every string (unless NO_BACKSLASH_ESCAPES); PostgreSQL only in E'...'.
         e_string = dialect != "sqlite" and prev in "eE" and prev != "" and not (i > 1 and _word(sql[i - 2]))
-        return _skip_quoted(sql, i, "'", mysql or e_string)
-    if ch in '"`':
-        return _skip_quoted(sql, i, ch, mysql)
+        return _skip_quoted(sql, i, "'", mysql_mode[0] if mysql else e_string)
+    if ch == '"':
+        return _skip_quoted(sql, i, ch, mysql and mysql_mode[1])
+    if ch == "`":
+        return _skip_quoted(sql, i, ch, False)  # MySQL's identifiers: a doubled backtick, never a backslash
     if ch == "[" and dialect == "sqlite":
         j = sql.find("]", i + 1)
         return len(sql) if j < 0 else j + 1
@@ -129,11 +140,25 @@ def _skip(sql: str, i: int, dialect: Dialect | None) -> int:
 
 def parameter_spans(sql: str, dialect: Dialect | None = None) -> list[tuple[int, int, str]]:
     """``(start, end, name)`` of every ``:name`` parameter outside literals, identifiers and comments.
-    ``dialect`` None means portable SQL (no backslash escapes outside E'...', no ``#`` comments)."""
+    ``dialect`` None means portable SQL (no backslash escapes outside E'...', no ``#`` comments). On MySQL the
+    parameters must be the same whatever the server's ``sql_mode`` (``_MYSQL_MODES``), else the statement is
+    refused (``DatabaseError``): which text is a literal would depend on a setting of the server."""
+    spans = _spans(sql, dialect, _MYSQL_MODES[0])
+    if dialect == "mysql" and any(_spans(sql, dialect, mode) != spans for mode in _MYSQL_MODES[1:]):
+        raise DatabaseError(
+            "this statement's parameters read differently under MySQL's sql_mode ANSI_QUOTES or "
+            "NO_BACKSLASH_ESCAPES: a backslash inside a quoted text comes before a parameter; write a quote inside "
+            "a string doubled ('it''s'), not after a backslash",
+            retryable=False,
+        )
+    return spans
+
+
+def _spans(sql: str, dialect: Dialect | None, mysql_mode: tuple[bool, bool]) -> list[tuple[int, int, str]]:
     spans: list[tuple[int, int, str]] = []
     i, n = 0, len(sql)
     while i < n:
-        j = _skip(sql, i, dialect)
+        j = _skip(sql, i, dialect, mysql_mode)
         if j != i:
             i = j
             continue

@@ -1,0 +1,198 @@
+"""What a security probe of the executors found leaving the engine, each case failing before its fix:
+
+- a NATS token written as a broker URL's user part (``nats://<token>@host``, nats-py's token login);
+- a connection URL whose scheme lost its ``://`` (``postgresql//user:pw@host``): accepted, and each run's error
+  quoted it whole;
+- a secret an answer echoes with JSON's ``\\/`` or with lowercase percent codes (``%2f``);
+- the SMTP password as AUTH LOGIN and AUTH PLAIN send it (base64), quoted back by a server refusing the login;
+- a value piped into an app's ``base_url`` or a callback's ``url`` was spliced as written: it left the path, or
+  named the host the app's auth went to.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import socketserver
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ductape_jobs import Ductape, FakeClock, RunPhase, ValidationError
+from ductape_jobs.redaction import redact_url
+from support import Recorder, free_port
+
+TOKEN = "NatsTok3nValue99"
+
+
+@pytest.fixture
+def dt(tmp_path: Path) -> Iterator[Ductape]:
+    client = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", clock=FakeClock())
+    yield client
+    client.close()
+
+
+def run_once(dt: Ductape, product: str, event_type: str, event: str, input: dict[str, Any] | None = None) -> Any:
+    tag = f"j{len(dt.job.fetch_all())}"
+    dt.job.create({"name": tag, "tag": tag, "event_type": event_type, "event_tag": event, "product_tag": product})
+    job_id = dt.job.schedule({"env": "dev", "product_tag": product, "event": tag, "input": input or {}}).job_id
+    dt.drain()
+    (found,) = dt.job.runs(job_id=job_id)
+    return dt.job.run(found.id)
+
+
+def logged(caplog: pytest.LogCaptureFixture) -> str:
+    return "\n".join(r.getMessage() + (r.exc_text or "") for r in caplog.records)
+
+
+# ------------------------------------------------------------------------------------ connection URLs
+
+
+def test_a_nats_token_in_a_brokers_url_is_masked_in_the_runs_error_and_log(
+    dt: Ductape, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    url = f"nats://{TOKEN}@127.0.0.1:{free_port()}"  # nobody answers: the error names the URL
+    dt.products.add({"tag": "p", "envs": ["dev"], "brokers": {"bus": {"envs": {"dev": url}, "topics": {"t": "x"}}}})
+    failed = run_once(dt, "p", "MESSAGEBROKER", "bus:t")
+    assert failed.phase is RunPhase.FAILED
+    assert TOKEN not in failed.error and TOKEN not in logged(caplog)
+    assert "nats://***@127.0.0.1" in failed.error
+    assert redact_url(f"nats://{TOKEN}@h1:4222") == "nats://***@h1:4222"
+    assert redact_url("amqp://guest@h:5672/") == "amqp://guest@h:5672/"  # elsewhere a user part alone is a name
+
+
+@pytest.mark.parametrize(
+    ("kind", "url"),
+    [("databases", "postgresql//postgres:PgPw123456@127.0.0.1/x"), ("brokers", "amqp//guest:RabPw12345@127.0.0.1/")],
+)
+def test_a_connection_url_without_its_scheme_is_refused_when_the_product_is_added(
+    dt: Ductape, kind: str, url: str
+) -> None:
+    owner = {"envs": {"dev": url}, **({"actions": {"q": {"sql": "SELECT 1"}}} if kind == "databases" else {})}
+    with pytest.raises(ValidationError) as err:
+        dt.products.add({"tag": "p", "envs": ["dev"], kind: {"own": owner}})
+    assert err.value.field == f"product.{kind}.own.envs" and "does not start with a scheme" in err.value.rule
+    assert "Pw12345" not in str(err.value) and "PgPw" not in str(err.value)
+
+
+def test_a_mistyped_url_from_the_environment_keeps_its_password_out_of_the_runs_error_and_log(
+    dt: Ductape, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Read at the run (``${VAR}``), it cannot be checked when the product is added: the run fails, its error and
+    log line showing the URL without its password."""
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setenv("DB_URL", "postgresql//postgres:PgPw123456@127.0.0.1/x")
+    monkeypatch.setenv("BUS_URL", "amqp//guest:RabPw12345@127.0.0.1/")
+    dt.products.add(
+        {"tag": "p", "envs": ["dev"],
+         "databases": {"db": {"envs": {"dev": "${DB_URL}"}, "actions": {"q": {"sql": "SELECT 1"}}}},
+         "brokers": {"bus": {"envs": {"dev": "${BUS_URL}"}, "topics": {"t": "x"}}}}
+    )  # fmt: skip
+    failed = [run_once(dt, "p", "DATABASE_ACTION", "db:q"), run_once(dt, "p", "MESSAGEBROKER", "bus:t")]
+    assert [r.phase for r in failed] == [RunPhase.FAILED, RunPhase.FAILED]
+    texts = [r.error for r in failed] + [logged(caplog)]
+    assert not [t for t in texts for pw in ("PgPw123456", "RabPw12345") if pw in t], texts
+    assert "postgresql//***@127.0.0.1/x" in failed[0].error and "amqp//***@127.0.0.1/" in failed[1].error
+
+
+# ----------------------------------------------------------------------------- secrets an answer echoes
+
+
+def test_a_secret_an_answer_echoes_with_escaped_slashes_or_lowercase_percent_codes_is_masked(
+    dt: Ductape, http: Recorder, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """PHP's json_encode writes "/" as "\\/", and a page served as text/html is kept as text: the token showed."""
+    token = "sk_live/9f8a7b6c5d4e+QZ=="
+    monkeypatch.setenv("APP_TOKEN", token)
+    dt.products.add(
+        {"tag": "p", "envs": ["dev"],
+         "apps": {"api": {"envs": {"dev": {"base_url": http.url, "auth": {"kind": "bearer", "token": "${APP_TOKEN}"}}},
+                          "actions": {"echo": {"method": "GET", "path": "/echo"}}}}}
+    )  # fmt: skip
+    echoed = '{"Authorization": "Bearer sk_live\\/9f8a7b6c5d4e+QZ=="} sk_live%2f9f8a7b6c5d4e%2bQZ%3d%3d'
+    http.reply(200, echoed, headers={"Content-Type": "text/html"})
+    http.reply(400, echoed, headers={"Content-Type": "text/html"})
+    done, failed = run_once(dt, "p", "ACTION", "api:echo"), run_once(dt, "p", "ACTION", "api:echo")
+    assert http.last.headers["authorization"] == f"Bearer {token}"
+    assert done.output["body"] == '{"Authorization": "Bearer [secret]"} [secret]'
+    assert failed.phase is RunPhase.FAILED and "9f8a7b6c5d4e" not in failed.error
+
+
+class _EchoingSmtp(socketserver.StreamRequestHandler):
+    """An SMTP server that refuses every login quoting what the client sent (as some do in their 535)."""
+
+    mechanism = "PLAIN"
+
+    def handle(self) -> None:
+        self.wfile.write(b"220 echo ESMTP\r\n")
+        while line := self.rfile.readline():
+            command = line.decode().strip()
+            if command.upper().startswith(("EHLO", "HELO")):
+                self.wfile.write(f"250-echo\r\n250 AUTH {self.mechanism}\r\n".encode())
+            elif command == f"AUTH LOGIN {base64.b64encode(b'mailer').decode()}":
+                self.wfile.write(b"334 UGFzc3dvcmQ6\r\n")
+                answer = self.rfile.readline().decode().strip()
+                self.wfile.write(f"535 5.7.8 authentication failed for AUTH LOGIN {answer}\r\n".encode())
+            elif command.upper().startswith("AUTH"):
+                self.wfile.write(f"535 5.7.8 authentication failed for {command}\r\n".encode())
+            elif command.upper() == "QUIT":
+                self.wfile.write(b"221 bye\r\n")
+                return
+            else:
+                self.wfile.write(b"502 no\r\n")
+
+
+@pytest.mark.parametrize("mechanism", ["PLAIN", "LOGIN"])
+def test_the_smtp_password_a_server_quotes_back_as_base64_is_masked(
+    dt: Ductape, monkeypatch: pytest.MonkeyPatch, mechanism: str
+) -> None:
+    monkeypatch.setattr(_EchoingSmtp, "mechanism", mechanism)
+    server = socketserver.ThreadingTCPServer(("127.0.0.1", 0), _EchoingSmtp)
+    threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
+    monkeypatch.setenv("SMTP_PW", "SmtpPassw0rd99")
+    try:
+        smtp = {"host": "127.0.0.1", "port": server.server_address[1], "sender": "a@example.com",
+                "username": "mailer", "password": "${SMTP_PW}"}  # fmt: skip
+        dt.products.add(
+            {"tag": "p", "envs": {"dev": {"smtp": smtp}},
+             "notifications": {"n": {"email": {"to": "b@example.com", "subject": "s", "text": "t"}}}}
+        )  # fmt: skip
+        failed = run_once(dt, "p", "NOTIFICATION", "n")
+    finally:
+        server.shutdown()
+        server.server_close()
+    assert failed.phase is RunPhase.FAILED and "535" in failed.error
+    sent = {"PLAIN": b"\0mailer\0SmtpPassw0rd99", "LOGIN": b"SmtpPassw0rd99"}[mechanism]
+    assert base64.b64encode(sent).decode() not in failed.error and "[secret]" in failed.error, failed.error
+
+
+# ------------------------------------------------------------------------------------- URLs piped into
+
+
+def test_a_value_piped_into_a_base_url_or_a_callbacks_url_fills_one_segment(dt: Ductape, http: Recorder) -> None:
+    dt.products.add(
+        {"tag": "p", "envs": {"dev": {"callback_secret": "cb-secret-123456"}},
+         "apps": {"api": {"envs": {"dev": {"base_url": f"{http.url}/tenant/$Input{{tenant}}",
+                                           "auth": {"kind": "bearer", "token": "app-token-123456"}}},
+                          "actions": {"get": {"method": "GET", "path": "/x"}}},
+                  "host": {"envs": {"dev": {"base_url": "http://$Input{sub}.example.invalid",
+                                            "auth": {"kind": "bearer", "token": "app-token-123456"}}},
+                           "actions": {"get": {"method": "GET", "path": "/x"}}}},
+         "notifications": {"cb": {"callback": {"url": f"{http.url}/cb/$Input{{id}}"}}}}
+    )  # fmt: skip
+    done = run_once(dt, "p", "ACTION", "api:get", {"tenant": "../../admin/export?all=1#"})
+    assert done.phase is RunPhase.COMPLETED
+    assert http.last.target == "/tenant/..%2F..%2Fadmin%2Fexport%3Fall%3D1%23/x"
+    sent = run_once(dt, "p", "NOTIFICATION", "cb", {"id": "../../admin?x=1#", "callback": {}})
+    assert sent.phase is RunPhase.COMPLETED and http.last.target == "/cb/..%2F..%2Fadmin%3Fx%3D1%23"
+    seen = len(http.seen)
+    # the host: the value is one label, encoded, so it names no other host (here none that resolves)
+    failed = run_once(dt, "p", "ACTION", "host:get", {"sub": f"127.0.0.1:{http.url.rsplit(':', 1)[1]}/x?#"})
+    assert failed.phase is RunPhase.FAILED and len(http.seen) == seen
+    dots = run_once(dt, "p", "ACTION", "api:get", {"tenant": ".."})
+    assert dots.phase is RunPhase.FAILED and "'..' is not a path segment's value" in dots.error
+    assert len(http.seen) == seen
