@@ -23,7 +23,7 @@ import pytest
 
 from ductape_jobs import Ductape, FakeClock, RunPhase, ValidationError
 from ductape_jobs.redaction import redact_url
-from support import Recorder, free_port
+from support import Recorder, free_port, start_smtp
 
 TOKEN = "NatsTok3nValue99"
 
@@ -196,3 +196,30 @@ def test_a_value_piped_into_a_base_url_or_a_callbacks_url_fills_one_segment(dt: 
     dots = run_once(dt, "p", "ACTION", "api:get", {"tenant": ".."})
     assert dots.phase is RunPhase.FAILED and "'..' is not a path segment's value" in dots.error
     assert len(http.seen) == seen
+
+
+# ------------------------------------------------------------------------------------- email recipients
+
+
+def test_a_text_the_input_gives_as_an_address_is_one_address(dt: Ductape) -> None:
+    """``to: "$Input{to}"`` filled with ``"me@example.com, anyone@example.org"`` mailed both (a security probe): a
+    caller chose whom the product mails. A list, or a display name holding a comma, is still sent."""
+    controller, smtp = start_smtp()
+    try:
+        settings = {"host": "127.0.0.1", "port": smtp.port, "sender": "a@example.com"}
+        dt.products.add(
+            {"tag": "p", "envs": {"dev": {"smtp": settings}},
+             "notifications": {"n": {"email": {"to": "$Input{to}", "subject": "s", "text": "t"}},
+                               "free": {"email": True}}}
+        )  # fmt: skip
+        refused = run_once(dt, "p", "NOTIFICATION", "n", {"to": "me@example.com, anyone@example.org"})
+        given = run_once(dt, "p", "NOTIFICATION", "free", {"email": {"to": "me@example.com,x@example.org",
+                                                                      "subject": "s", "body": "b"}})  # fmt: skip
+        sent = run_once(dt, "p", "NOTIFICATION", "n", {"to": ['"Doe, Ann" <ann@example.com>', "bo@example.com"]})
+    finally:
+        controller.stop()
+    assert refused.phase is RunPhase.FAILED and refused.retry_count == 0
+    assert "email.to holds 2 addresses, not one" in refused.error
+    assert given.phase is RunPhase.FAILED and "email.to holds 2 addresses" in given.error
+    assert sent.phase is RunPhase.COMPLETED
+    assert [e.rcpt_tos for e in smtp.mailbox.envelopes] == [["ann@example.com", "bo@example.com"]]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from email.utils import getaddresses
 from typing import Any
 
 import httpx
@@ -29,6 +30,21 @@ def _list(value: Any) -> list[str]:
     if value is None:
         return []
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
+
+
+def _addresses(value: Any, field: str) -> list[str]:
+    """An email's ``to``, ``cc`` or ``bcc``: a text is one address (a display name may hold a comma, quoted), a list one
+    an item. A text holding several was sent to each: an input filling ``to: "$Input{to}"`` with
+    ``"me@example.com, anyone@example.org"`` made the product mail whoever it named (a security probe)."""
+    entries = _list(value)
+    for i, entry in enumerate(entries):
+        found = [address for _, address in getaddresses([entry]) if address]
+        if len(found) != 1:
+            where = field if isinstance(value, str) else f"{field}[{i}]"
+            raise NotificationInputError(
+                f"email.{where} holds {len(found)} addresses, not one: give several as a list, one address an item"
+            )
+    return entries
 
 
 def _provider(settings: dict[str, Any] | None, kind: str, env: str) -> ProviderSettings:
@@ -130,12 +146,12 @@ class NotificationExecutor:
         secrets.learn(smtp_secrets({"username": settings.username, "password": settings.password}))  # as read now
         return await send_email(
             settings,
-            to=_list(email["to"]),
+            to=_addresses(email["to"], "to"),
             subject=email["subject"],
             text=email.get("text"),
             html=email.get("html"),
-            cc=_list(email.get("cc")),
-            bcc=_list(email.get("bcc")),
+            cc=_addresses(email.get("cc"), "cc"),
+            bcc=_addresses(email.get("bcc"), "bcc"),
             reply_to=email.get("reply_to"),
         )
 
