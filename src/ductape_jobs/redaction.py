@@ -54,6 +54,7 @@ _SCHEME_VALUE = re.compile(r"[A-Za-z][\w-]*\s+(\S.*)")
 #: ``${VAR}``: a value read from the environment (``products.registry.expand``; masked once read).
 ENV_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 _LOWER_HEX = re.compile(r"%[0-9A-F]{2}")
+_HTML_SAFE_JSON = re.compile(r"[&<>\u2028\u2029]")  # what Go's encoding/json writes as \u0026 ...
 
 
 class Secrets:
@@ -83,15 +84,23 @@ class Secrets:
         for value in values:
             if not isinstance(value, str) or len(value) < MIN_LENGTH or ENV_VAR.fullmatch(value):
                 continue
-            encoded = {quote(value, safe=""), quote(value), quote_plus(value), quote(value, safe=_IN_A_PATH)}
+            encoded = {
+                quote(value, safe=""),
+                quote(value),
+                quote_plus(value),
+                quote(value, safe=_IN_A_PATH),
+                quote(value, safe="!'()*~"),  # JavaScript's encodeURIComponent
+            }
+            encoded |= {e.replace("~", "%7E") for e in encoded}  # PHP's urlencode, Java's URLEncoder
+            encoded |= {_LOWER_HEX.sub(lambda m: m.group().lower(), e) for e in encoded}  # %2f as well as %2F
             as_json = json.dumps(value)[1:-1]
             spellings.update(
                 {
                     value,
                     *encoded,
-                    *(_LOWER_HEX.sub(lambda m: m.group().lower(), e) for e in encoded),  # %2f as well as %2F
                     as_json,
                     as_json.replace("/", "\\/"),  # JSON may escape "/" (PHP's json_encode does by default)
+                    _HTML_SAFE_JSON.sub(lambda m: f"\\u{ord(m.group()):04x}", as_json),  # Go's encoding/json
                     repr(value)[1:-1],
                 }
             )
@@ -251,9 +260,8 @@ def url_secrets(url: str, *, written: str | None = None) -> list[str]:
     a token more often than a name), the Basic credentials httpx builds from its user part, and the values of its
     credential query parameters (``_CREDENTIAL_PARAM``, or a maybe-credential one whose value ``written``, the URL as
     the product wrote it, gives as a ``${VAR}``): a run's output or error showed what its log line hid."""
-    rest = url.partition("//")[2] if "://" not in url else ""
-    readable = url if not rest else f"x://{rest}"
-    found = connection_secrets(readable)
+    readable = readings(url)[-1]
+    found = connection_secrets(url)
     try:
         parts = urlsplit(readable)
         user, password = unquote(parts.username or ""), parts.password
@@ -316,6 +324,23 @@ SENT_SECRETS_EXTENSION = "ductape_sent_secrets"
 WEBHOOK_EXTENSION = "ductape_webhook_url"
 
 
+#: A URL's start: its scheme and ``://`` (what a database's or broker's URL in a product must have).
+URL_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://")
+_KEY_VALUE = re.compile(r"\s*[\w.\-]+\s*=")  # a libpq key=value connection string's start
+_BROKEN_SCHEME = re.compile(r"([A-Za-z][A-Za-z0-9+.\-]*):?/+")  # postgresql//, postgresql:/, http:/
+
+
+def readings(url: str) -> list[str]:
+    """``url`` as URLs with a scheme, to find its credentials in: itself when it has ``scheme://`` or is a libpq
+    ``key=value`` string; else (a scheme mistyped, ``postgresql//u:pw@h`` or ``postgresql:/u:pw@h``, or left out,
+    ``u:pw@h/db``: a driver's error quotes it whole) each way it may be read, its scheme or the lack of one put
+    right."""
+    if URL_SCHEME.match(url) or _KEY_VALUE.match(url) or "@" not in url:
+        return [url]
+    broken = _BROKEN_SCHEME.match(url)
+    return list(dict.fromkeys([f"x://{url}", *([f"{broken.group(1)}://{url[broken.end() :]}"] if broken else [])]))
+
+
 #: Schemes whose URL's user part alone (no ``:password``) is a token: NATS's (``nats://<token>@host``; nats-py sends
 #: it as ``auth_token``, also for ``tls://``).
 TOKEN_USER_SCHEMES = frozenset({"nats", "tls"})
@@ -342,10 +367,14 @@ def redact_url(url: str, params: Iterable[str | None] = (), mask: str = URL_MASK
     """
     try:
         parts = urlsplit(url)
-        if "://" not in url and "@" in url and "=" not in url.partition("@")[0]:
-            # no scheme, or a mistyped one (postgresql//u:pw@h): what comes before the last "@" is hidden
+        if readings(url) != [url]:  # no scheme, or a mistyped one (postgresql//u:pw@h): all before the last "@" hidden
             head, _, host = url.rpartition("@")
-            url = f"{head[: head.find('//') + 2] if '//' in head else ''}{mask}@{host}"
+            broken = _BROKEN_SCHEME.match(head)
+            url = f"{head[: broken.end()] if broken else ''}{mask}@{host}"
+        elif "," in parts.netloc and "@" in parts.netloc:  # several servers (NATS): each one's credentials
+            token = parts.scheme.lower() in TOKEN_USER_SCHEMES
+            servers = [_redact_server(server, token, mask) for server in parts.netloc.split(",")]
+            url = urlunsplit(parts._replace(netloc=",".join(servers)))
         elif parts.password is not None:
             host = parts.netloc.rpartition("@")[2]
             url = urlunsplit(parts._replace(netloc=f"{parts.username or ''}:{mask}@{host}"))
@@ -360,6 +389,15 @@ def redact_url(url: str, params: Iterable[str | None] = (), mask: str = URL_MASK
     names |= {quote(n, safe="").lower() for n in names}
     pattern = "|".join(re.escape(n) for n in sorted(names, key=len, reverse=True)) + "|" + _SECRET_NAMED
     return re.sub(rf"(?i)((?:^|[?&;\s])(?:{pattern})=)[^&;\s#]*", lambda m: m.group(1) + mask, url)
+
+
+def _redact_server(server: str, token: bool, mask: str) -> str:
+    """One server of a URL's list (``user:pw@host``): its password masked, or a user part alone when it is a token."""
+    userinfo, at, host = server.rpartition("@")
+    if not at:
+        return server
+    user, colon, _ = userinfo.partition(":")
+    return f"{user}:{mask}@{host}" if colon else f"{mask}@{host}" if token else server
 
 
 #: A parameter whose name ends in one of SECRET_QUERY_PARAMS' words after a separator (``auth_token``,
@@ -377,12 +415,10 @@ def connection_secrets(url: str) -> list[str]:
     user's ``:`` and the last ``@`` of the authority; when the authority before the first ``/``, ``?`` or ``#`` is
     not a host and a port, the password holds one of them, and its ``@`` is the last of the URL (as
     ``redact_url`` reads it)."""
+    if readings(url) != [url]:
+        return list(dict.fromkeys(s for reading in readings(url) for s in connection_secrets(reading)))
     found: list[str] = []
     scheme, sep, rest = url.partition("://")
-    if (
-        not sep and "@" in url and "=" not in url.partition("@")[0]
-    ):  # a scheme mistyped (postgresql//u:pw@h) or left out
-        scheme, sep, rest = "", "//", url.partition("//")[2] or url
     if sep:
         authority = re.split(r"[/?#]", rest, maxsplit=1)[0]
         userinfo, at, _ = authority.rpartition("@")
@@ -528,6 +564,7 @@ __all__ = [
     "mask_connection_url",
     "mask_text",
     "mask_webhook_url",
+    "readings",
     "redact_url",
     "redact_webhook_url",
     "smtp_secrets",

@@ -13,7 +13,7 @@ from ductape_jobs.piping import has_placeholders, parse, render, resolve
 from ductape_jobs.piping.grammar import Node, iter_references
 from ductape_jobs.products import EventRef, Products, expand
 from ductape_jobs.products.model import ProductSpec
-from ductape_jobs.redaction import connection_secrets
+from ductape_jobs.redaction import URL_SCHEME, connection_secrets
 
 
 def locate(products: Products, run: Run, ctx: RunContext) -> tuple[ProductSpec, EventRef]:
@@ -86,6 +86,8 @@ def connection_url(products: Products, product: ProductSpec, kind: str, tag: str
     where = f"products.{product.tag}.{kind}s.{tag}.envs.{run.env}"
     url = str(expand(owner_env(owners[tag].envs, run, kind, tag), where))
     products.secrets.of(product.tag).learn(connection_secrets(url))
+    if not URL_SCHEME.match(url):  # read from the environment: the product could not check it (the value unquoted)
+        raise ExecutorNotFoundError(f"{where}: the URL does not start with a scheme and :// (such as postgresql://)")
     return url
 
 

@@ -7,7 +7,6 @@ job store) and data-piping placeholders (``$Input{...}``, resolved per run).
 
 from __future__ import annotations
 
-import re
 from datetime import timedelta
 from typing import Annotated, Literal
 
@@ -17,6 +16,7 @@ from ductape_jobs.errors import ValidationError
 from ductape_jobs.limits import MAX_MILLIS, email_header_rule, printable_rule, seconds_rule
 from ductape_jobs.models import Built, Concurrency, Free, FreeObject
 from ductape_jobs.products.features import FeatureSpec
+from ductape_jobs.redaction import URL_SCHEME
 from ductape_jobs.resources import ResourceLimit, parse_rate
 
 SLUG = r"^[A-Za-z0-9][A-Za-z0-9_.\-]{0,63}$"
@@ -151,7 +151,7 @@ def _connection_urls(envs: dict[str, str]) -> dict[str, str]:
     one mistyped (``postgresql//user:pw@host``) failed every run with an error that no redaction could read the
     password out of. The value is not quoted: it may hold a password."""
     for env, url in envs.items():
-        if not re.match(r"[A-Za-z][A-Za-z0-9+.\-]*://", url) and "${" not in url:
+        if not URL_SCHEME.match(url) and "${" not in url:
             raise ValueError(f"the URL of env {env!r} does not start with a scheme and :// (such as postgresql://)")
     return envs
 

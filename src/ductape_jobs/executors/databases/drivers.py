@@ -19,7 +19,7 @@ from typing import Any, ClassVar
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from ductape_jobs.errors import DatabaseError
-from ductape_jobs.executors.databases.sql import Dialect, ParamStyle
+from ductape_jobs.executors.databases.sql import Compiled, Dialect, ParamStyle
 from ductape_jobs.extras import require
 from ductape_jobs.redaction import redact_url
 
@@ -59,6 +59,10 @@ class Driver:
 
     def interrupt(self, conn: Any, url: str) -> None:
         """Stop the statement running on ``conn`` (called from another thread)."""
+
+    def execute(self, cur: Any, compiled: Compiled, params: dict[str, Any]) -> None:
+        """Run ``compiled`` on the cursor ``cur`` with ``params`` (by key); its rows are then read from ``cur``."""
+        cur.execute(compiled.sql, params)
 
     def adapt(self, value: Any) -> Any:
         return value
@@ -134,7 +138,7 @@ class PostgresDriver(Driver):
 class MySQLDriver(Driver):
     name = "MySQL"
     dialect = "mysql"
-    style = "pyformat"
+    style = "qmark"
     watchdog = True
     # Client errors (2000-2999) are connection failures; of the server's: too many connections, shutdown,
     # aborted connection and network errors, lock wait timeout, deadlock, interrupted or killed statements.
@@ -186,6 +190,26 @@ class MySQLDriver(Driver):
                 cur.execute("KILL QUERY %s", (thread_id,))
         finally:
             killer.close()
+
+    def execute(self, cur: Any, compiled: Compiled, params: dict[str, Any]) -> None:
+        """A statement with parameters is prepared on the server (``PREPARE ... FROM``, its ``?`` where the tokenizer
+        found ``:name``) and executed with the values in user variables, set by a statement of this driver's own:
+        PyMySQL quotes each value into the text it sends, and a literal the tokenizer read otherwise than the server
+        (an executable comment ``/*! ... */``, ``--`` before a control character, a ``sql_mode`` such as MSSQL's
+        ``[brackets]``) let a value close it and run as SQL (a security probe). Misread so, a statement now fails
+        (``Incorrect arguments to EXECUTE``); the variables are emptied after. One without parameters runs as
+        written (some statements cannot be prepared)."""
+        if not compiled.order:
+            cur.execute(compiled.sql)
+            return
+        names = [f"@ductape_p{i}" for i in range(len(compiled.order))]
+        cur.execute("SET " + ", ".join(f"{name} = %s" for name in names), [params[key] for key in compiled.order])
+        try:
+            cur.execute("PREPARE ductape_statement FROM %s", (compiled.sql,))
+            cur.execute(f"EXECUTE ductape_statement USING {', '.join(names)}")  # its rows are read now (buffered)
+        finally:
+            with cur.connection.cursor() as other:  # the values are no later statement's to read
+                other.execute("SET " + ", ".join(f"{name} = NULL" for name in names))
 
     def _code(self, exc: BaseException) -> int | None:
         code = exc.args[0] if exc.args else None
@@ -298,7 +322,8 @@ def driver_for(url: str) -> Driver:
     kind = _SCHEMES.get(scheme)
     if kind is None:
         raise DatabaseError(
-            f"unsupported database URL {redact_url(url)!r} (use postgresql://, mysql://, mariadb:// or sqlite:///)",
+            f"unsupported database URL scheme {scheme + '://' if scheme else '(none)'} "
+            "(use postgresql://, mysql://, mariadb:// or sqlite:///)",
             retryable=False,
         )
     if kind not in _drivers:

@@ -199,7 +199,7 @@ class DatabasePool:
                 timer.start()
             cur = conn.cursor()
             try:
-                cur.execute(compiled.sql, params)
+                driver.execute(cur, compiled, params)
                 result = _collect(cur, driver)
             finally:
                 cur.close()

@@ -2,7 +2,11 @@
 
 The tokenizer skips string literals, quoted identifiers, comments, PostgreSQL dollar quotes and ``::type``
 casts, so ``'a:b'``, ``x::int`` and ``-- :note`` are left alone. Parameters are only ever bound by the
-driver: the SQL text gets placeholders (``%(name)s`` or ``:name``), never a value.
+database server: the SQL text gets placeholders (``%(name)s``, ``:name`` or ``?``), never a value. psycopg and
+sqlite3 send the values apart from the text; on MySQL/MariaDB (PyMySQL quotes values into the text it sends) the
+statement is prepared on the server and executed with the values (``MySQLDriver.execute``), so where this tokenizer
+and the server disagree about a literal (an executable comment ``/*! ... */``, a ``sql_mode``) a statement fails,
+and a value never becomes SQL.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from msgspec import Struct
 from ductape_jobs.errors import DatabaseError, ValidationError
 
 Dialect = Literal["postgresql", "mysql", "sqlite"]
-ParamStyle = Literal["pyformat", "named"]  # %(name)s (psycopg, PyMySQL) or :name (sqlite3)
+ParamStyle = Literal["pyformat", "named", "qmark"]  # %(name)s (psycopg), :name (sqlite3), ? (a MySQL PREPARE)
 
 _PARAM = re.compile(r":([^\W\d]\w*(?:\.[^\W\d]\w*)*)")
 _DOLLAR_TAG = re.compile(r"\$(?:[^\W\d]\w*)?\$")
@@ -48,11 +52,13 @@ class Statement(Struct, frozen=True):
 
 class Compiled(Struct, frozen=True):
     """A statement translated for one driver: ``sql`` has its placeholders, ``keys`` maps each written
-    parameter name to the key its value goes under in the driver's parameter dict."""
+    parameter name to the key its value goes under in the driver's parameter dict; ``order``: the key of each
+    placeholder in turn (``qmark``'s ``?`` are bound by position)."""
 
     sql: str
     names: tuple[str, ...]
     keys: tuple[tuple[str, str], ...]
+    order: tuple[str, ...] = ()
 
 
 # ------------------------------------------------------------------------------------------ tokenizer
@@ -101,26 +107,17 @@ def _skip_line(sql: str, i: int) -> int:
     return len(sql) if j < 0 else j + 1
 
 
-#: How a MySQL server reads backslashes in a quoted text, by its ``sql_mode``: in a '...' string and in a "..." one.
-#: By default both are strings with backslash escapes; ANSI_QUOTES makes "..." an identifier (no escapes), and
-#: NO_BACKSLASH_ESCAPES takes the escapes from both. A backtick identifier never has them. PyMySQL puts each value
-#: into the text it sends (quoted and escaped), so a statement must be read as the server reads it: where this
-#: tokenizer saw a parameter outside a literal that the server reads inside one, a value became SQL.
-_MYSQL_MODES = ((True, True), (True, False), (False, False))
-
-
-def _skip(sql: str, i: int, dialect: Dialect | None, mysql_mode: tuple[bool, bool] = (True, True)) -> int:
-    """If a literal, quoted identifier or comment starts at ``i``, the index just past it; else ``i``. ``mysql_mode``:
-    whether a MySQL server reads backslash escapes in a '...' and in a "..." (``_MYSQL_MODES``)."""
+def _skip(sql: str, i: int, dialect: Dialect | None) -> int:
+    """If a literal, quoted identifier or comment starts at ``i``, the index just past it; else ``i``."""
     ch = sql[i]
     prev = sql[i - 1] if i else ""
     mysql = dialect == "mysql"
     if ch == "'":
-        # MySQL escapes with backslashes in every string (unless NO_BACKSLASH_ESCAPES); PostgreSQL only in E'...'.
+        # MySQL escapes with backslashes in every string (by default); PostgreSQL only in E'...' strings.
         e_string = dialect != "sqlite" and prev in "eE" and prev != "" and not (i > 1 and _word(sql[i - 2]))
-        return _skip_quoted(sql, i, "'", mysql_mode[0] if mysql else e_string)
+        return _skip_quoted(sql, i, "'", mysql or e_string)
     if ch == '"':
-        return _skip_quoted(sql, i, ch, mysql and mysql_mode[1])
+        return _skip_quoted(sql, i, ch, mysql)
     if ch == "`":
         return _skip_quoted(sql, i, ch, False)  # MySQL's identifiers: a doubled backtick, never a backslash
     if ch == "[" and dialect == "sqlite":
@@ -140,25 +137,11 @@ def _skip(sql: str, i: int, dialect: Dialect | None, mysql_mode: tuple[bool, boo
 
 def parameter_spans(sql: str, dialect: Dialect | None = None) -> list[tuple[int, int, str]]:
     """``(start, end, name)`` of every ``:name`` parameter outside literals, identifiers and comments.
-    ``dialect`` None means portable SQL (no backslash escapes outside E'...', no ``#`` comments). On MySQL the
-    parameters must be the same whatever the server's ``sql_mode`` (``_MYSQL_MODES``), else the statement is
-    refused (``DatabaseError``): which text is a literal would depend on a setting of the server."""
-    spans = _spans(sql, dialect, _MYSQL_MODES[0])
-    if dialect == "mysql" and any(_spans(sql, dialect, mode) != spans for mode in _MYSQL_MODES[1:]):
-        raise DatabaseError(
-            "this statement's parameters read differently under MySQL's sql_mode ANSI_QUOTES or "
-            "NO_BACKSLASH_ESCAPES: a backslash inside a quoted text comes before a parameter; write a quote inside "
-            "a string doubled ('it''s'), not after a backslash",
-            retryable=False,
-        )
-    return spans
-
-
-def _spans(sql: str, dialect: Dialect | None, mysql_mode: tuple[bool, bool]) -> list[tuple[int, int, str]]:
+    ``dialect`` None means portable SQL (no backslash escapes outside E'...', no ``#`` comments)."""
     spans: list[tuple[int, int, str]] = []
     i, n = 0, len(sql)
     while i < n:
-        j = _skip(sql, i, dialect, mysql_mode)
+        j = _skip(sql, i, dialect)
         if j != i:
             i = j
             continue
@@ -186,6 +169,7 @@ def _driver_key(name: str, used: set[str]) -> str:
 def compile_statement(sql: str, dialect: Dialect | None, style: ParamStyle) -> Compiled:
     """``sql`` with its ``:name`` parameters replaced by the placeholders of ``style``; with ``pyformat``
     every literal ``%`` is doubled so the driver reads it back as one ``%``."""
+    placeholder = {"pyformat": "%({})s", "named": ":{}", "qmark": "?"}[style]
     spans = parameter_spans(sql, dialect)
     keys: dict[str, str] = {}
     used: set[str] = set()
@@ -198,11 +182,11 @@ def compile_statement(sql: str, dialect: Dialect | None, style: ParamStyle) -> C
     for start, end, name in spans:
         text = sql[pos:start]
         out.append(text.replace("%", "%%") if percent else text)
-        out.append(f"%({keys[name]})s" if percent else f":{keys[name]}")
+        out.append(placeholder.format(keys[name]))
         pos = end
     tail = sql[pos:]
     out.append(tail.replace("%", "%%") if percent else tail)
-    return Compiled("".join(out), tuple(keys), tuple(keys.items()))
+    return Compiled("".join(out), tuple(keys), tuple(keys.items()), tuple(keys[name] for _, _, name in spans))
 
 
 # ------------------------------------------------------------------------------------------ binding
