@@ -342,8 +342,8 @@ def readings(url: str) -> list[str]:
 
 
 #: Schemes whose URL's user part alone (no ``:password``) is a token: NATS's (``nats://<token>@host``; nats-py sends
-#: it as ``auth_token``, also for ``tls://``).
-TOKEN_USER_SCHEMES = frozenset({"nats", "tls"})
+#: it as ``auth_token``).
+TOKEN_USER_SCHEMES = frozenset({"nats"})
 
 _LOOSE_PASSWORD = re.compile(r"^([A-Za-z][A-Za-z0-9+.\-]*://[^:/?#@\s]*):[^@\s]*[/?#][^@\s]*@(?=[^@]*$)")
 

@@ -190,28 +190,37 @@ def test_the_smtp_password_a_server_quotes_back_as_base64_is_masked(
 
 
 def test_a_value_piped_into_a_base_url_or_a_callbacks_url_fills_one_segment(dt: Ductape, http: Recorder) -> None:
+    port = http.url.rsplit(":", 1)[1]
+    bearer = {"kind": "bearer", "token": "app-token-123456"}
     dt.products.add(
         {"tag": "p", "envs": {"dev": {"callback_secret": "cb-secret-123456"}},
-         "apps": {"api": {"envs": {"dev": {"base_url": f"{http.url}/tenant/$Input{{tenant}}",
-                                           "auth": {"kind": "bearer", "token": "app-token-123456"}}},
+         "apps": {"api": {"envs": {"dev": {"base_url": f"{http.url}/tenant/$Input{{tenant}}", "auth": bearer}},
                           "actions": {"get": {"method": "GET", "path": "/x"}}},
-                  "host": {"envs": {"dev": {"base_url": "http://$Input{sub}.example.invalid",
-                                            "auth": {"kind": "bearer", "token": "app-token-123456"}}},
+                  "host": {"envs": {"dev": {"base_url": "http://$Input{sub}.example.invalid", "auth": bearer}},
+                           "actions": {"get": {"method": "GET", "path": "/x"}}},
+                  "port": {"envs": {"dev": {"base_url": "http://127.0.0.1:$Input{port}/v1", "auth": bearer}},
                            "actions": {"get": {"method": "GET", "path": "/x"}}}},
-         "notifications": {"cb": {"callback": {"url": f"{http.url}/cb/$Input{{id}}"}}}}
+         "notifications": {"cb": {"callback": {"url": f"{http.url}/cb/$Input{{id}}?q=$Input{{q}}"}},
+                           "given": {"callback": {"url": "$Input{callback_url}"}}}}
     )  # fmt: skip
     done = run_once(dt, "p", "ACTION", "api:get", {"tenant": "../../admin/export?all=1#"})
     assert done.phase is RunPhase.COMPLETED
     assert http.last.target == "/tenant/..%2F..%2Fadmin%2Fexport%3Fall%3D1%23/x"
-    sent = run_once(dt, "p", "NOTIFICATION", "cb", {"id": "../../admin?x=1#", "callback": {}})
-    assert sent.phase is RunPhase.COMPLETED and http.last.target == "/cb/..%2F..%2Fadmin%3Fx%3D1%23"
+    sent = run_once(dt, "p", "NOTIFICATION", "cb", {"id": "../../admin?x=1#", "q": "1&admin=true", "callback": {}})
+    assert sent.phase is RunPhase.COMPLETED and http.last.target == "/cb/..%2F..%2Fadmin%3Fx%3D1%23?q=1%26admin%3Dtrue"
+    # the host: a value there is a host name's labels, or a port's digits: it cannot add a port, a user or a path
+    assert run_once(dt, "p", "ACTION", "port:get", {"port": port}).phase is RunPhase.COMPLETED
+    assert http.last.target == "/v1/x"
     seen = len(http.seen)
-    # the host: the value is one label, encoded, so it names no other host (here none that resolves)
-    failed = run_once(dt, "p", "ACTION", "host:get", {"sub": f"127.0.0.1:{http.url.rsplit(':', 1)[1]}/x?#"})
-    assert failed.phase is RunPhase.FAILED and len(http.seen) == seen
-    dots = run_once(dt, "p", "ACTION", "api:get", {"tenant": ".."})
-    assert dots.phase is RunPhase.FAILED and "'..' is not a path segment's value" in dots.error
+    for tag, input in (("host", {"sub": f"127.0.0.1:{port}/x?#"}), ("port", {"port": f"{port}/x?"}),
+                       ("port", {"port": f"{port}@evil.example"}), ("api", {"tenant": ".."})):  # fmt: skip
+        failed = run_once(dt, "p", "ACTION", f"{tag}:get", input)
+        assert failed.phase is RunPhase.FAILED and failed.retry_count == 0, failed.error
+        assert "host name's labels" in failed.error or "'..' is not a path segment's value" in failed.error
     assert len(http.seen) == seen
+    # a URL that is one placeholder is the caller's to give, whole (a callback URL the caller registers)
+    given = run_once(dt, "p", "NOTIFICATION", "given", {"callback_url": f"{http.url}/hooks/a?b=c", "callback": {}})
+    assert given.phase is RunPhase.COMPLETED and http.last.target == "/hooks/a?b=c"
 
 
 # ------------------------------------------------------------------------------------- email recipients
@@ -219,23 +228,30 @@ def test_a_value_piped_into_a_base_url_or_a_callbacks_url_fills_one_segment(dt: 
 
 def test_a_text_the_input_gives_as_an_address_is_one_address(dt: Ductape) -> None:
     """``to: "$Input{to}"`` filled with ``"me@example.com, anyone@example.org"`` mailed both (a security probe): a
-    caller chose whom the product mails. A list, or a display name holding a comma, is still sent."""
+    caller chose whom the product mails. A list, a display name holding a comma, the owner's own list and a channel the
+    input gives whole (``email: true``) are still sent to every address they hold."""
     controller, smtp = start_smtp()
     try:
         settings = {"host": "127.0.0.1", "port": smtp.port, "sender": "a@example.com"}
         dt.products.add(
             {"tag": "p", "envs": {"dev": {"smtp": settings}},
              "notifications": {"n": {"email": {"to": "$Input{to}", "subject": "s", "text": "t"}},
+                               "ops": {"email": {"to": "ops@example.com, oncall@example.com", "subject": "s",
+                                                 "text": "t"}},
                                "free": {"email": True}}}
         )  # fmt: skip
         refused = run_once(dt, "p", "NOTIFICATION", "n", {"to": "me@example.com, anyone@example.org"})
+        listed = run_once(dt, "p", "NOTIFICATION", "n", {"to": ['"Doe, Ann" <ann@example.com>', "bo@example.com"]})
+        owners = run_once(dt, "p", "NOTIFICATION", "ops")
         given = run_once(dt, "p", "NOTIFICATION", "free", {"email": {"to": "me@example.com,x@example.org",
                                                                       "subject": "s", "body": "b"}})  # fmt: skip
-        sent = run_once(dt, "p", "NOTIFICATION", "n", {"to": ['"Doe, Ann" <ann@example.com>', "bo@example.com"]})
     finally:
         controller.stop()
     assert refused.phase is RunPhase.FAILED and refused.retry_count == 0
     assert "email.to holds 2 addresses, not one" in refused.error
-    assert given.phase is RunPhase.FAILED and "email.to holds 2 addresses" in given.error
-    assert sent.phase is RunPhase.COMPLETED
-    assert [e.rcpt_tos for e in smtp.mailbox.envelopes] == [["ann@example.com", "bo@example.com"]]
+    assert [r.phase for r in (listed, owners, given)] == [RunPhase.COMPLETED] * 3
+    assert [e.rcpt_tos for e in smtp.mailbox.envelopes] == [
+        ["ann@example.com", "bo@example.com"],
+        ["ops@example.com", "oncall@example.com"],
+        ["me@example.com", "x@example.org"],
+    ]

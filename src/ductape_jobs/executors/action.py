@@ -8,7 +8,7 @@ import httpx
 
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.executors.http import HttpAuth, HttpRequestSpec, build_request, perform
-from ductape_jobs.executors.lookup import definition, locate, owner_env, path_of
+from ductape_jobs.executors.lookup import definition, locate, owner_env, path_of, url_of
 from ductape_jobs.models import JobEventTypes, Run
 from ductape_jobs.products import Products
 
@@ -36,7 +36,7 @@ class ActionExecutor:
         action = definition(named.model_dump(exclude={"path"}), ctx, at)  # the path: each value one segment
         spec = HttpRequestSpec(
             method=action["method"],
-            base_url=path_of(settings.base_url, ctx, f"{at_env}.base_url"),  # a piped value: one segment, as in path
+            base_url=url_of(settings.base_url, ctx, f"{at_env}.base_url"),  # a piped value: one segment or labels
             path=path_of(named.path, ctx, f"{at}.path"),
             headers={**env["headers"], **action["headers"]},
             query=action["query"],

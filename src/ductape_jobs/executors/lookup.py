@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -51,23 +52,86 @@ def definition(value: Any, ctx: RunContext, where: str, *, each: Callable[[Node,
 DATA_SOURCES = frozenset({"Input", "Session", "Sequence"})
 
 
+def reads_data(template: Any) -> bool:
+    """Whether a text of ``template`` (a text, or a list of them) has a placeholder reading ``DATA_SOURCES``."""
+    texts = template if isinstance(template, list) else [template]
+    return any(
+        ref.source in DATA_SOURCES
+        for text in texts
+        if isinstance(text, str) and "$" in text
+        for part in parse(text).parts
+        for ref in iter_references(part)
+    )
+
+
 def path_of(template: str, ctx: RunContext, where: str) -> str:
-    """An ACTION's ``path``, or a URL the engine sends to (an app's ``base_url``, a callback's, a push or SMS
-    provider's ``url``), as ``definition`` makes a value, each placeholder that reads ``DATA_SOURCES`` filling one
-    segment (``limits.path_segment``: URL-encoded, ``/``, ``:``, ``?``, ``#`` and ``@`` too; ``.`` and ``..`` fail
-    the attempt for good): a path that piped ``$Input{user}`` sent ``../../admin/export?all=1#`` as written, leaving
-    the action's path with its auth, and a ``base_url`` of ``http://$Input{tenant}.example.com`` sent the app's auth
-    to whatever host the input named. The owner's own values (``$Secret``, ``$Variable``, ``$Constant``: Telegram's
-    ``/bot<token>/``) stay as written."""
+    """An ACTION's ``path`` as ``definition`` makes a value, each placeholder that reads ``DATA_SOURCES`` filling one
+    segment (``limits.path_segment``: URL-encoded, ``/`` too; ``.`` and ``..`` fail the attempt for good): a path
+    that piped ``$Input{user}`` sent ``../../admin/export?all=1#`` as written, leaving the action's path with its
+    auth. The owner's own values (``$Secret``, ``$Variable``, ``$Constant``: Telegram's ``/bot<token>/``) stay as
+    written."""
 
     def segment(placeholder: Node, text: str) -> str:
-        data = any(ref.source in DATA_SOURCES for ref in iter_references(placeholder))
-        return path_segment(text, where) if data else text
+        return path_segment(text, where) if reads_data_node(placeholder) else text
 
     try:
         return str(definition(template, ctx, where, each=segment))
     except ValidationError as exc:
         raise HttpError(str(exc), retryable=False) from None
+
+
+def reads_data_node(placeholder: Node) -> bool:
+    return any(ref.source in DATA_SOURCES for ref in iter_references(placeholder))
+
+
+#: What a value piped into a URL's scheme or authority may be: a host name's labels (or a port's digits, a user's
+#: name). ``:``, ``/``, ``@``, ``?``, ``#`` or ``%`` would change which host a request goes to.
+_HOST_PART = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
+
+
+def url_of(template: str, ctx: RunContext, where: str) -> str:
+    """A URL the engine sends to (an app's ``base_url``, a callback's, a push or SMS provider's ``url``) as
+    ``definition`` makes a value, each placeholder that reads ``DATA_SOURCES``: in the path, the query or the
+    fragment, one segment (``path_of``'s rule); in the scheme or the authority, a host name's labels
+    (``_HOST_PART``: ``tenant-1``, ``eu.api``; a value that would add a port, a user part or a path fails the attempt
+    for good). A ``base_url`` of ``http://$Input{tenant}.example.com`` given ``127.0.0.1:8080/x?#`` sent the app's
+    auth to the host the input named (a security probe). A URL that is one placeholder and nothing else is the
+    caller's to give, whole (``$Input{callback_url}``), within the network guard (``targets``)."""
+    parsed = parse(template) if "$" in template else None
+    whole = parsed.whole if parsed is not None else None
+    if whole is not None and reads_data_node(whole):
+        return str(definition(template, ctx, where))
+    filled: list[str] = []
+
+    def mark(placeholder: Node, text: str) -> str:
+        if not reads_data_node(placeholder):
+            return text
+        filled.append(text)
+        return f"\x00{len(filled) - 1}\x00"
+
+    marked = str(definition(template, ctx, where, each=mark))
+    start = marked.find("://") + 3 if "://" in marked else 0
+    authority_end = min((i for i in (marked.find(c, start) for c in "/?#") if i >= 0), default=len(marked))
+    out: list[str] = []
+    pos = 0
+    for match in re.finditer(r"\x00(\d+)\x00", marked):
+        text = filled[int(match.group(1))]
+        if match.start() < authority_end:
+            if not _HOST_PART.fullmatch(text):
+                raise HttpError(
+                    f"{where}: a value piped into the URL's host must be a host name's labels (letters, digits, "
+                    "'-' and '.'): it would change where the request goes",
+                    retryable=False,
+                )
+            value = text
+        else:
+            try:
+                value = path_segment(text, where)
+            except ValidationError as exc:
+                raise HttpError(str(exc), retryable=False) from None
+        out.append(marked[pos : match.start()] + value)
+        pos = match.end()
+    return "".join(out) + marked[pos:]
 
 
 def owner_env(mapping: dict[str, Any], run: Run, kind: str, tag: str) -> Any:

@@ -10,7 +10,7 @@ import httpx
 from ductape_jobs.errors import ExecutorNotFoundError, NotificationInputError, ValidationError
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.executors.http import HttpAuth
-from ductape_jobs.executors.lookup import definition, locate, path_of
+from ductape_jobs.executors.lookup import definition, locate, reads_data, url_of
 from ductape_jobs.executors.notify import (
     ProviderSettings,
     SmtpSettings,
@@ -32,12 +32,14 @@ def _list(value: Any) -> list[str]:
     return [str(v) for v in value] if isinstance(value, list) else [str(value)]
 
 
-def _addresses(value: Any, field: str) -> list[str]:
-    """An email's ``to``, ``cc`` or ``bcc``: a text is one address (a display name may hold a comma, quoted), a list one
-    an item. A text holding several was sent to each: an input filling ``to: "$Input{to}"`` with
-    ``"me@example.com, anyone@example.org"`` made the product mail whoever it named (a security probe)."""
+def _addresses(value: Any, field: str, piped: bool) -> list[str]:
+    """An email's ``to``, ``cc`` or ``bcc``. Where its template pipes a caller's data (``piped``: ``$Input``,
+    ``$Session``, ``$Sequence``), a text is one address (a display name may hold a comma, quoted) and a list one an
+    item: ``to: "$Input{to}"`` given ``"me@example.com, anyone@example.org"`` made the product mail whoever the caller
+    named (a security probe). The owner's own text (``"ops@example.com, oncall@example.com"``) and a channel the
+    input gives whole (``email: true``) are sent to every address they hold."""
     entries = _list(value)
-    for i, entry in enumerate(entries):
+    for i, entry in enumerate(entries if piped else ()):
         found = [address for _, address in getaddresses([entry]) if address]
         if len(found) != 1:
             where = field if isinstance(value, str) else f"{field}[{i}]"
@@ -60,16 +62,16 @@ def _provider(settings: dict[str, Any] | None, kind: str, env: str) -> ProviderS
 
 def _resolved(product: ProductSpec, name: str, env_name: str, ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any]]:
     """The notification ``name`` and the env's settings, ``${VAR}`` read and piping resolved; in the URLs it sends to
-    (a callback's, a push or SMS provider's) a piped value fills one segment (``path_of``), as in an ACTION's path."""
+    (a callback's, a push or SMS provider's) a piped value is one segment or a host's labels (``url_of``)."""
     named, at = product.notifications[name], f"products.{product.tag}.notifications.{name}"
     spec = definition(named.model_dump(exclude={"callback": {"url"}}), ctx, at)
     settings, at_env = product.envs[env_name], f"products.{product.tag}.envs.{env_name}"
     env = definition(settings.model_dump(exclude={"secrets": True, "push": {"url"}, "sms": {"url"}}), ctx, at_env)
     if named.callback is not None:
-        spec["callback"]["url"] = path_of(named.callback.url, ctx, f"{at}.callback.url")
+        spec["callback"]["url"] = url_of(named.callback.url, ctx, f"{at}.callback.url")
     for channel, given in (("push", settings.push), ("sms", settings.sms)):
         if given is not None:
-            env[channel]["url"] = path_of(given.url, ctx, f"{at_env}.{channel}.url")
+            env[channel]["url"] = url_of(given.url, ctx, f"{at_env}.{channel}.url")
     return spec, env
 
 
@@ -98,7 +100,9 @@ class NotificationExecutor:
             spec["callback"]["body"] = ctx.input["callback"]
         sent: dict[str, Any] = {}
         if spec.get("email"):
-            sent["email"] = await self._email(spec["email"], env, run.env, self.products.secrets.of(product.tag))
+            written = product.notifications[ref.name].email
+            piped = {f for f in ("to", "cc", "bcc") if written is not True and reads_data(getattr(written, f, None))}
+            sent["email"] = await self._email(spec["email"], env, run.env, self.products.secrets.of(product.tag), piped)
         if spec.get("push"):
             push = spec["push"]
             sent["push"] = await send_push(
@@ -137,7 +141,7 @@ class NotificationExecutor:
         return sent
 
     async def _email(
-        self, email: dict[str, Any], env: dict[str, Any], env_name: str, secrets: Secrets
+        self, email: dict[str, Any], env: dict[str, Any], env_name: str, secrets: Secrets, piped: set[str]
     ) -> dict[str, Any]:
         smtp = env.get("smtp")
         if not smtp:
@@ -146,12 +150,12 @@ class NotificationExecutor:
         secrets.learn(smtp_secrets({"username": settings.username, "password": settings.password}))  # as read now
         return await send_email(
             settings,
-            to=_addresses(email["to"], "to"),
+            to=_addresses(email["to"], "to", "to" in piped),
             subject=email["subject"],
             text=email.get("text"),
             html=email.get("html"),
-            cc=_addresses(email.get("cc"), "cc"),
-            bcc=_addresses(email.get("bcc"), "bcc"),
+            cc=_addresses(email.get("cc"), "cc", "cc" in piped),
+            bcc=_addresses(email.get("bcc"), "bcc", "bcc" in piped),
             reply_to=email.get("reply_to"),
         )
 
