@@ -121,7 +121,7 @@ class Secrets:
         self.learn(s for url in _connection_urls(settings) for s in connection_secrets(_expanded(url)))
         sent = (*_walk_key(settings, "base_url"), *_walk_key(settings, "url"))  # apps', providers' and callbacks'
         self.learn(s for url in sent for s in url_secrets(_expanded(url), written=url))
-        self.learn(s for smtp in _walk_mappings(settings, "smtp") for s in smtp_secrets(smtp))
+        self.learn(s for smtp in _walk_key(settings, "smtp", Mapping) for s in smtp_secrets(smtp))
 
     def mask_text(self, text: str, mask: str = MASK) -> str:
         pattern = self._pattern
@@ -200,30 +200,17 @@ def _header_secrets(node: Any) -> Iterable[str]:
             yield from _header_secrets(item)
 
 
-def _walk_key(node: Any, wanted: str) -> Iterable[str]:
-    """Every text under a key ``wanted`` in ``node``, at any depth."""
+def _walk_key(node: Any, wanted: str, kind: type | tuple[type, ...] = str) -> Iterable[Any]:
+    """Every value of type ``kind`` (text, by default) under a key ``wanted`` in ``node``, at any depth."""
     if isinstance(node, Mapping):
         for key, item in node.items():
-            if key == wanted and isinstance(item, str):
+            if key == wanted and isinstance(item, kind):
                 yield item
             else:
-                yield from _walk_key(item, wanted)
+                yield from _walk_key(item, wanted, kind)
     elif isinstance(node, list | tuple):
         for item in node:
-            yield from _walk_key(item, wanted)
-
-
-def _walk_mappings(node: Any, wanted: str) -> Iterable[Mapping[str, Any]]:
-    """Every mapping under a key ``wanted`` in ``node``, at any depth."""
-    if isinstance(node, Mapping):
-        for key, item in node.items():
-            if key == wanted and isinstance(item, Mapping):
-                yield item
-            else:
-                yield from _walk_mappings(item, wanted)
-    elif isinstance(node, list | tuple):
-        for item in node:
-            yield from _walk_mappings(item, wanted)
+            yield from _walk_key(item, wanted, kind)
 
 
 def smtp_secrets(smtp: Mapping[str, Any]) -> list[str]:
