@@ -19,6 +19,10 @@ HOT = [
     "list_runs_of_job",
     "list_failed_runs",
     "list_feature_runs_of_feature",
+    # an operator's reads at a million schedules and runs (a probe: each read and sorted the whole table)
+    "list_live_runs",
+    "list_schedules",
+    "run_stats",
     # under limits (limits_core.py; their partial indexes' terms reordered in migration 16)
     "limited_due",
     "pick_limited_runs",
@@ -27,7 +31,8 @@ HOT = [
     "waiting_runs",
     "running_limit_keys",
 ]
-_NOT_TABLES = ("SCAN CONSTANT ROW", "SCAN json_each VIRTUAL TABLE", "SCAN sets")  # sets: next_wakeup's recursive CTE
+# a scan of sets (next_wakeup's recursive CTE), pruned or a subquery (run_stats') reads what the query made itself
+_NOT_TABLES = ("SCAN CONSTANT ROW", "SCAN json_each VIRTUAL TABLE", "SCAN sets", "SCAN pruned", "SCAN (subquery")
 PARAMS = {
     "now": 1,
     "due_by": 1,
@@ -39,6 +44,7 @@ PARAMS = {
     "run_ids": '["r"]',
     "schedule_id": "s",
     "job_tag": "j",
+    "job_product": None,
     "product_tag": None,
     "env": None,
     "phase": None,

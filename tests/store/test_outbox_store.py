@@ -179,7 +179,7 @@ def test_a_store_of_an_older_release_writes_run_cancelled_once_migrated(backend:
     (run,) = again.acquire_runs("w1", 1, LEASE, T0)
     again.update_schedule(s.id, T0, ScheduleChange(status=ScheduleStatus.CANCELLED, cancel_pending=True))
     again.finish_runs([fail(run, retry_at=T0 + timedelta(seconds=3))], T0)
-    assert 25 in old and backend.snapshot()["versions"][-1] == 25  # the open migrated it
+    assert 25 in old and 25 in backend.snapshot()["versions"]  # the open migrated it
     assert names(pending(again, 1)) == ["run.cancelled"]
 
 

@@ -211,6 +211,10 @@ HOT = [
     "list_failed_runs",
     "list_feature_runs_of_feature",
     "schedule_history",
+    # an operator's reads at a million schedules and runs (a probe: a seq scan and a sort spilling 200 MB to disk)
+    "list_live_runs",
+    "list_schedules",
+    "run_stats",
 ]
 
 
@@ -238,6 +242,7 @@ def test_hot_query_can_use_an_index(pg_backend: Backend, name: str) -> None:
         "offset": 0,
         "feature_tag": "f",
         "status": None,
+        "job_product": None,
     }
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f"SET search_path TO {pg_backend.schema}")

@@ -110,6 +110,7 @@ def create_app(
     app.state.settings = ApiSettings(metrics_auth, events_poll, events_keepalive, public_origin, events_lease)
     app.state.stopping = threading.Event()  # set when the server stops: event streams end
     app.state.open_streams = events.OpenStreams()  # 429 past limits.MAX_STREAMS (MAX_STREAMS_PER_KEY a key)
+    app.state.forecasts = stats.Forecasts()  # one made at a time, each kept 30 s
 
     api = APIRouter(prefix=API_PREFIX, dependencies=[Depends(authenticate), Depends(known_query)])
     for module in (jobs, schedules, runs, stats, events, webhooks, features, sessions, me, resources):

@@ -3,6 +3,7 @@ A key limited to a product sees that product's figures only."""
 
 from __future__ import annotations
 
+import asyncio
 import math
 from datetime import datetime, timedelta
 
@@ -66,16 +67,49 @@ async def overview(request: Request, me: Me) -> Overview:
     )
 
 
+class Forecasts:
+    """What the forecast route made lately (``app.state.forecasts``): one forecast is made at a time, and one made for
+    the same scope and hours less than ``FORECAST_KEPT`` ago is answered again. A forecast takes up to a second or
+    two of the server's CPU, which any read key could ask for many times at once."""
+
+    def __init__(self) -> None:
+        self.making = asyncio.Lock()
+        self.kept: dict[tuple[object, ...], tuple[datetime, Forecast]] = {}
+
+    def get(self, key: tuple[object, ...], now: datetime) -> Forecast | None:
+        found = self.kept.get(key)
+        return found[1] if found is not None and now - found[0] < FORECAST_KEPT else None
+
+    def put(self, key: tuple[object, ...], now: datetime, made: Forecast) -> None:
+        self.kept = {k: v for k, v in self.kept.items() if now - v[0] < FORECAST_KEPT}
+        self.kept[key] = (now, made)
+
+
+FORECAST_KEPT = timedelta(seconds=30)
+
+
 @router.get("/forecast", responses=responses())
 async def forecast_runs(request: Request, me: Me, hours: int = 24) -> Forecast:
     """How many runs each minute of the next ``hours`` (1 to 168) will start, per job, from the active
     schedules' cadences: ``counts`` maps a minute's index from ``start`` to its runs (minutes without any are
     left out). At most 5,000 schedules (the soonest due) are considered; ``truncated`` says when that, or the
-    work bound on very frequent cadences, cut the count short."""
+    work bound on very frequent cadences, cut the count short. A forecast is made at most every 30 seconds for a
+    scope and a number of hours (one at a time); until then the last one is answered again."""
     if not 1 <= hours <= 168:
         raise ValidationError("hours", "must be between 1 and 168")
+    forecasts: Forecasts = request.app.state.forecasts
+    key = (tuple(sorted(me.scope().items())), hours)
+    async with forecasts.making:
+        now = client(request).clock.now()
+        made = forecasts.get(key, now)
+        if made is None:
+            made = await _forecast(request, me, hours, now)
+            forecasts.put(key, now, made)
+    return made
+
+
+async def _forecast(request: Request, me: Me, hours: int, now: datetime) -> Forecast:
     dt = client(request)
-    now = dt.clock.now()
     end = now.replace(second=0, microsecond=0) + timedelta(hours=hours)
     found = await call(dt.store.next_due_schedules, FORECAST_SCHEDULES + 1, before=end, **me.scope())
     considered = found[:FORECAST_SCHEDULES]

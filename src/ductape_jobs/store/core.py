@@ -460,6 +460,8 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             name = "list_runs_of_job"
         elif params["phase"] == RunPhase.FAILED.value:
             name = "list_failed_runs"
+        elif params["phase"] in LIVE_PHASES:  # the few runs not ended: "what runs now" read every run kept
+            name = "list_live_runs"
         return [run_from_row(r) for r in self._read(lambda tx: tx.all(name, params))]
 
     def next_wakeup(self) -> Wakeups:
@@ -660,6 +662,10 @@ def _count(row: Row | None) -> int:
 
 def _job_name(product_tag: str, tag: str) -> str:
     return f"job {tag!r} of product {product_tag!r}" if product_tag else f"job {tag!r}"
+
+
+#: The phases of a run not yet ended (the partial index ``runs_active`` holds those runs only).
+LIVE_PHASES = frozenset({"scheduled", "queued", "retry_scheduled", "running"})
 
 
 def _planning(job: JobDefinition) -> dict[str, Any]:

@@ -432,6 +432,18 @@ WHERE phase = 'failed'
   AND (%(until)s::bigint IS NULL OR scheduled_at < %(until)s)
 ORDER BY scheduled_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
 
+-- name: list_live_runs
+-- list_runs for runs not yet ended: the literal IN implies the partial index on them (runs_active).
+SELECT * FROM runs
+WHERE phase IN ('scheduled', 'queued', 'retry_scheduled', 'running') AND phase = %(phase)s
+  AND (%(schedule_id)s::text IS NULL OR schedule_id = %(schedule_id)s)
+  AND (%(job_tag)s::text IS NULL OR job_tag = %(job_tag)s)
+  AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
+  AND (%(env)s::text IS NULL OR env = %(env)s)
+  AND (%(since)s::bigint IS NULL OR scheduled_at >= %(since)s)
+  AND (%(until)s::bigint IS NULL OR scheduled_at < %(until)s)
+ORDER BY scheduled_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
+
 -- name: list_runs_of_schedule
 -- list_runs for one schedule: a plain equality, so the (schedule_id, scheduled_at) index applies.
 SELECT * FROM runs
@@ -523,8 +535,8 @@ WITH pruned AS (
     FROM run_minutes
     WHERE (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
       AND (%(env)s::text IS NULL OR env = %(env)s)
-      AND (%(since)s::bigint IS NULL OR minute >= %(since)s)
-      AND (%(until)s::bigint IS NULL OR minute + 60000 <= %(until)s)
+      AND minute >= coalesce(%(since)s::bigint, -9223372036854775808)
+      AND minute <= coalesce(%(until)s::bigint, 9223372036854775807) - 60000
 )
 SELECT phase, sum(n) AS n, sum(first_try) AS first_try, sum(retries) AS retries FROM (
     SELECT phase, count(*) AS n, count(*) FILTER (WHERE retry_count = 0) AS first_try,
@@ -532,8 +544,8 @@ SELECT phase, sum(n) AS n, sum(first_try) AS first_try, sum(retries) AS retries 
     FROM runs
     WHERE (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
       AND (%(env)s::text IS NULL OR env = %(env)s)
-      AND (%(since)s::bigint IS NULL OR scheduled_at >= %(since)s)
-      AND (%(until)s::bigint IS NULL OR scheduled_at < %(until)s)
+      AND scheduled_at >= coalesce(%(since)s::bigint, -9223372036854775808)  -- a range: runs_time applies
+      AND scheduled_at < coalesce(%(until)s::bigint, 9223372036854775807)
     GROUP BY phase
     UNION ALL SELECT 'completed', completed, first_try, 0 FROM pruned
     UNION ALL SELECT 'failed', failed, 0, retries FROM pruned

@@ -418,6 +418,19 @@ WHERE phase = 'failed'
   AND (:until IS NULL OR scheduled_at < :until)
 ORDER BY scheduled_at DESC, id DESC LIMIT :limit OFFSET :offset;
 
+-- name: list_live_runs
+-- list_runs for runs not yet ended (scheduled, queued, retry_scheduled, running): the literal IN implies the partial
+-- index on them (runs_active), so they are found among the few live runs, not by reading every run kept.
+SELECT * FROM runs
+WHERE phase IN ('scheduled', 'queued', 'retry_scheduled', 'running') AND phase = :phase
+  AND (:schedule_id IS NULL OR schedule_id = :schedule_id)
+  AND (:job_tag IS NULL OR job_tag = :job_tag)
+  AND (:product_tag IS NULL OR product_tag = :product_tag)
+  AND (:env IS NULL OR env = :env)
+  AND (:since IS NULL OR scheduled_at >= :since)
+  AND (:until IS NULL OR scheduled_at < :until)
+ORDER BY scheduled_at DESC, id DESC LIMIT :limit OFFSET :offset;
+
 -- name: list_runs_of_schedule
 -- list_runs for one schedule: a plain equality, so the (schedule_id, scheduled_at) index applies.
 SELECT * FROM runs
@@ -508,17 +521,17 @@ WITH pruned AS (
     FROM run_minutes
     WHERE (:product_tag IS NULL OR product_tag = :product_tag)
       AND (:env IS NULL OR env = :env)
-      AND (:since IS NULL OR minute >= :since)
-      AND (:until IS NULL OR minute + 60000 <= :until)
+      AND minute >= coalesce(:since, -9223372036854775808)
+      AND minute <= coalesce(:until, 9223372036854775807) - 60000
 )
 SELECT phase, sum(n) AS n, sum(first_try) AS first_try, sum(retries) AS retries FROM (
     SELECT phase, count(*) AS n, count(*) FILTER (WHERE retry_count = 0) AS first_try,
            coalesce(sum(retry_count), 0) AS retries
-    FROM runs
+    FROM runs  -- the window as a range (an "x IS NULL OR" filter uses no index: every run was read)
     WHERE (:product_tag IS NULL OR product_tag = :product_tag)
       AND (:env IS NULL OR env = :env)
-      AND (:since IS NULL OR scheduled_at >= :since)
-      AND (:until IS NULL OR scheduled_at < :until)
+      AND scheduled_at >= coalesce(:since, -9223372036854775808)
+      AND scheduled_at < coalesce(:until, 9223372036854775807)
     GROUP BY phase
     UNION ALL SELECT 'completed', completed, first_try, 0 FROM pruned
     UNION ALL SELECT 'failed', failed, 0, retries FROM pruned
