@@ -101,6 +101,9 @@ SEND_MARGIN = timedelta(seconds=5)
 #: Webhooks whose deliveries one process sends at once (``Webhooks.run``): fewer than its HTTP client's connections
 #: (httpx's pool: 100).
 MAX_SENDING = 50
+#: A webhook's failed deliveries are logged at most once a FAILURES_LOGGED_EVERY (the first, then a line counting the
+#: rest since): a receiver that was down wrote 2,000 warnings a minute, 700 MB of log a day (a probe).
+FAILURES_LOGGED_EVERY = timedelta(minutes=1)
 EVENT_HEADER = "X-Ductape-Event"
 DELIVERY_HEADER = "X-Ductape-Delivery"
 
@@ -169,6 +172,7 @@ class Webhooks:
         self._hooks: list[Webhook] = []
         self._loaded_at: float | None = None
         self._lock = threading.Lock()
+        self._failures_logged: dict[str, tuple[datetime, int]] = {}  # by webhook: when last logged, failed since
 
     @property
     def allow(self) -> tuple[str, ...]:
@@ -354,7 +358,7 @@ class Webhooks:
         if error is not None and attempt < self.max_attempts:
             retry_at = now + self.backoff.delay(attempt)
         if error is not None:
-            log.warning("webhook delivery %s (%s) attempt %d failed: %s", d.id, d.event, attempt, error)
+            self._log_failure(d.webhook_id, f"webhook delivery {d.id} ({d.event}) attempt {attempt} failed", error, now)
         await asyncio.to_thread(
             functools.partial(
                 self._store.record_delivery,
@@ -367,6 +371,17 @@ class Webhooks:
                 duration_ms=took,
             )
         )
+
+    def _log_failure(self, webhook_id: str, what: str, error: str, now: datetime) -> None:
+        """A failed delivery's warning, unless its webhook's last was logged less than ``FAILURES_LOGGED_EVERY`` ago:
+        then counted, and the next line says how many failed since."""
+        last, quiet = self._failures_logged.get(webhook_id, (None, 0))
+        if last is not None and now - last < FAILURES_LOGGED_EVERY:
+            self._failures_logged[webhook_id] = (last, quiet + 1)
+            return
+        since = f" ({quiet} more of this webhook's deliveries failed since the last such line)" if quiet else ""
+        log.warning("%s: %s%s", what, error, since)
+        self._failures_logged[webhook_id] = (now, 0)
 
     async def run(self, stop: asyncio.Event, poll: timedelta = timedelta(seconds=1)) -> None:
         """Send due deliveries until ``stop`` is set, looking every ``poll``. Each webhook's deliveries are sent by a

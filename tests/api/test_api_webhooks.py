@@ -402,3 +402,23 @@ def test_at_most_max_sending_webhooks_are_sent_at_once(
 
     asyncio.run(sending())
     assert len(receiver.seen) == 5 and most[0] == 2
+
+
+def test_a_webhooks_failed_deliveries_are_logged_once_a_minute(
+    api: Api, job: dict[str, Any], receiver: Recorder, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A probe's receiver was down: every failed attempt was a warning line, 2,000 a minute (700 MB of log a day)."""
+    api.client().post("/webhooks", json={"product_tag": "shop", "url": receiver.url, "events": ["job.scheduled"]})
+    for _ in range(5):
+        receiver.reply(503)
+        api.dt.job.schedule(SHOP)
+    with caplog.at_level("WARNING", logger="ductape_jobs"):
+        assert deliver(api) == 5 and len(receiver.seen) == 5  # each one tried, each refused
+        lines = [r.getMessage() for r in caplog.records if "webhook delivery" in r.getMessage()]
+        assert len(lines) == 1 and "attempt 1 failed" in lines[0] and "503" in lines[0]
+        clock.advance(minutes=1)
+        receiver.reply(503)
+        api.dt.job.schedule(SHOP)
+        deliver(api)
+    lines = [r.getMessage() for r in caplog.records if "webhook delivery" in r.getMessage()]
+    assert len(lines) == 2 and "(4 more of this webhook's deliveries failed since the last such line)" in lines[1]
