@@ -84,3 +84,13 @@ def test_a_schedules_history_reads_only_its_own_runs(tmp_path: Path) -> None:
         "SEARCH runs USING INDEX runs_occurrence (schedule_id=?)"
     ] * 2
     assert not [s for s in plan if s.startswith(("SCAN runs", "SCAN schedules", "SCAN s "))], plan
+
+
+def test_live_runs_are_read_by_their_partial_index(tmp_path: Path) -> None:
+    """A run list of a live phase ("what runs now") took 0.5 s at a million runs: SQLite's planner read every run
+    newest first (``runs_time``) to spare sorting the few that match."""
+    dialect = SQLiteDialect(str(tmp_path / "plans.db"))
+    dialect.migrate()
+    plan = [row["detail"] for row in dialect._db.execute("EXPLAIN QUERY PLAN " + Q["list_live_runs"], PARAMS)]
+    dialect.close()
+    assert plan[0] == "SCAN runs USING INDEX runs_active", plan

@@ -140,6 +140,22 @@ def test_a_copy_whose_batches_are_slow_is_not_ended_as_idle(monkeypatch: pytest.
         assert copied["runs"] == 3 and table_rows(target, "runs") == table_rows(source, "runs")
 
 
+def test_a_postgresql_copy_leaves_its_tables_analysed(tmp_path: Path) -> None:
+    """A probe's copy of a million schedules and three million runs had no planner statistics until autovacuum came:
+    meanwhile a run list of a live phase read every run newest first."""
+    clock = FakeClock(T0)
+    with sqlite_backend(tmp_path) as source, postgres_backend() as target:
+        with client(source, clock) as dt:
+            fill(dt, clock)
+            dt.copy_to(target.url)
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            analysed = conn.execute(
+                "SELECT relname FROM pg_stat_user_tables WHERE schemaname = %s AND last_analyze IS NOT NULL",
+                (target.schema,),
+            ).fetchall()
+    assert {"runs", "schedules", "jobs"} <= {name for (name,) in analysed}
+
+
 def test_a_target_holding_data_is_refused_and_left_as_it_was(source: Backend, target: Backend) -> None:
     clock = FakeClock(T0)
     with client(source, clock) as dt:

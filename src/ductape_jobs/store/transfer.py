@@ -78,6 +78,7 @@ class TransferCore(UsesDialect):
         except StoreError:
             if not landed:  # else only the end of the source's read-only transaction failed: the copy is whole
                 raise
+        target._write(lambda into: into.run("copy_statistics"))
         return copied
 
 

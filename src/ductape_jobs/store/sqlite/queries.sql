@@ -419,9 +419,10 @@ WHERE phase = 'failed'
 ORDER BY scheduled_at DESC, id DESC LIMIT :limit OFFSET :offset;
 
 -- name: list_live_runs
--- list_runs for runs not yet ended (scheduled, queued, retry_scheduled, running): the literal IN implies the partial
--- index on them (runs_active), so they are found among the few live runs, not by reading every run kept.
-SELECT * FROM runs
+-- list_runs for runs not yet ended (scheduled, queued, retry_scheduled, running): found among the few live runs by
+-- their partial index (runs_active; the literal IN implies its terms), then sorted, not by reading every run kept
+-- newest first (which SQLite's planner chose to spare the sort: 0.5 s at a million runs).
+SELECT * FROM runs INDEXED BY runs_active
 WHERE phase IN ('scheduled', 'queued', 'retry_scheduled', 'running') AND phase = :phase
   AND (:schedule_id IS NULL OR schedule_id = :schedule_id)
   AND (:job_tag IS NULL OR job_tag = :job_tag)
