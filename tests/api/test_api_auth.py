@@ -204,3 +204,23 @@ def test_the_docs_page_runs_no_unpinned_script_from_elsewhere_on_the_dashboards_
             assert re.search(r"@\d+\.\d+\.\d+/", src), f"{src} is not pinned to one version"
     policy = page.headers.get("content-security-policy", "")
     assert "frame-ancestors 'none'" in policy, f"/docs has no frame-ancestors policy: {policy!r}"
+
+
+def test_an_api_key_sent_in_the_wrong_place_is_not_sent_back(api: Api) -> None:
+    """A security probe: a key (or a session token) put in a path, a query parameter or a field came back whole in
+    the 4xx answer, which proxies and gateways keep in their error logs, while the server's own log masked it."""
+    key = api.admin_key
+    secret = key.rsplit("_", 1)[1]
+    c = api.client()
+    answers = [
+        c.get(f"/runs/{key}"),  # 404: run '<key>' not found
+        c.get("/runs", params={"phase": key}),  # 422: phase '<key>' is not one of ...
+        c.get(f"/runs?{key}=1"),  # 422: the field is the key
+        c.get(f"/jobs/{key}"),
+    ]
+    assert [a.status_code for a in answers] == [404, 422, 422, 404]
+    for a in answers:
+        assert secret not in a.text and "dtk_" in a.text, a.text
+    token = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiJ1c2VyLTEifQ.c2lnbmF0dXJlLW9mLWEtc2Vzc2lvbi10b2tlbg"
+    refused = c.get("/stats/jobs", params={"since": token})  # 422: since: '<token>' is not a time
+    assert refused.status_code == 422 and "c2lnbmF0dXJl" not in refused.text, refused.text

@@ -23,6 +23,7 @@ from ductape_jobs.api.schemas import Message, Problem
 from ductape_jobs.client import Ductape
 from ductape_jobs.errors import ConflictError, DuctapeError, NotFoundError, StoreError, ValidationError
 from ductape_jobs.limits import MAX_BODY_BYTES, MAX_DEPTH, check_page
+from ductape_jobs.logs import redact
 from ductape_jobs.models import invalid
 
 T = TypeVar("T")
@@ -271,20 +272,28 @@ def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
 
 
 def problem(errors: list[dict[str, str]]) -> JSONResponse:
-    return JSONResponse({"detail": errors}, status_code=422)
+    """A 422 listing each problem's field and rule, keys, tokens and secrets masked in both (``answer``)."""
+    return JSONResponse({"detail": [{k: redact(v) for k, v in e.items()} for e in errors]}, status_code=422)
+
+
+def answer(status: int, detail: str) -> JSONResponse:
+    """An error's answer, its text masked as a log line is (``logs.redact``): an API key or a session token a caller
+    sent in the wrong place came back whole (``GET /runs/<key>``: ``run 'dtk_...' not found``), to be kept by proxies'
+    and gateways' error logs, while the server's own log masked it (a security probe)."""
+    return JSONResponse({"detail": redact(detail)}, status_code=status)
 
 
 def on_ductape_error(request: Request, exc: Exception) -> JSONResponse:
     if isinstance(exc, ValidationError):
         return problem([exc.to_dict()])
     if isinstance(exc, NotFoundError):
-        return JSONResponse({"detail": str(exc)}, status_code=404)
+        return answer(404, str(exc))
     if isinstance(exc, ConflictError):
-        return JSONResponse({"detail": str(exc)}, status_code=409)
+        return answer(409, str(exc))
     if isinstance(exc, StoreError):
-        return JSONResponse({"detail": f"the store failed: {exc}"}, status_code=503)
+        return answer(503, f"the store failed: {exc}")
     assert isinstance(exc, DuctapeError)
-    return JSONResponse({"detail": str(exc)}, status_code=500)
+    return answer(500, str(exc))
 
 
 def on_request_validation(request: Request, exc: Exception) -> JSONResponse:
