@@ -255,3 +255,17 @@ def test_a_text_the_input_gives_as_an_address_is_one_address(dt: Ductape) -> Non
         ["ops@example.com", "oncall@example.com"],
         ["me@example.com", "x@example.org"],
     ]
+
+
+def test_an_input_a_base_url_pipes_is_required_at_schedule(dt: Ductape, http: Recorder) -> None:
+    """A probe: ``base_url: .../$Input{tenant}`` was let in without ``tenant``, and the run failed."""
+    dt.products.add(
+        {"tag": "p", "envs": ["dev"],
+         "apps": {"api": {"envs": {"dev": {"base_url": f"{http.url}/$Input{{tenant}}"}},
+                          "actions": {"get": {"method": "GET", "path": "/x"}}}}}
+    )  # fmt: skip
+    dt.job.create({"name": "g", "tag": "g", "event_type": "ACTION", "event_tag": "api:get", "product_tag": "p"})
+    with pytest.raises(ValidationError) as err:
+        dt.job.schedule({"env": "dev", "product_tag": "p", "event": "g", "input": {}})
+    assert err.value.field == "input" and "tenant" in err.value.rule
+    assert dt.job.list() == []

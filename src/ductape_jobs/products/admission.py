@@ -39,14 +39,18 @@ class SessionVerifier(Protocol):
     def verify(self, session: Session | str | dict[str, Any], *, env: str, product_tag: str) -> dict[str, Any]: ...
 
 
-def event_definition(products: Products, product_tag: str, ref: EventRef) -> Any:
-    """The definition (as plain data) of an event located in a product."""
+def event_definition(products: Products, product_tag: str, ref: EventRef, env: str) -> list[Any]:
+    """The definitions (as plain data) an event's run fills in: an action and its app's settings for ``env`` (its
+    ``base_url``), a notification and the product's settings for ``env`` (its push and SMS providers' ``url``)."""
     spec = products.get(product_tag)
     if ref.event_type is JobEventTypes.ACTION and ref.owner is not None:
-        return spec.apps[ref.owner].actions[ref.name].model_dump()
+        app = spec.apps[ref.owner]
+        settings = [app.envs[env].model_dump()] if env in app.envs else []
+        return [app.actions[ref.name].model_dump(), *settings]
     if ref.event_type is JobEventTypes.NOTIFICATION:
-        return spec.notifications[ref.name].model_dump()
-    return None  # databases, brokers and functions take the input as it is
+        settings = [spec.envs[env].model_dump(exclude={"secrets"})] if env in spec.envs else []
+        return [spec.notifications[ref.name].model_dump(), *settings]
+    return []  # databases, brokers and functions take the input as it is
 
 
 def admit(
@@ -74,13 +78,11 @@ def admit(
         check_path_params(_own_text(path), req.input.get("params"), "input.params")
     if ref is not None and ref.event_type is JobEventTypes.NOTIFICATION:  # channels fed by the input
         check_channels(products.get(req.product_tag).notifications[ref.name], req.input)
-    if ref is not None:
-        definition = event_definition(products, req.product_tag, ref)
-        if definition is not None:
-            try:
-                check(definition, Scope(input=req.input, session=claims), sources={"Input"})
-            except (PipingError, PipingSyntaxError) as exc:
-                raise ValidationError("input", f"the event {job.event_tag!r} needs {exc}") from None
+    for definition in event_definition(products, req.product_tag, ref, req.env) if ref is not None else ():
+        try:  # a base_url piping $Input{tenant} was let in without it, and its run failed (a probe)
+            check(definition, Scope(input=req.input, session=claims), sources={"Input"})
+        except (PipingError, PipingSyntaxError) as exc:
+            raise ValidationError("input", f"the event {job.event_tag!r} needs {exc}") from None
     return claims
 
 
