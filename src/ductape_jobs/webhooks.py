@@ -358,7 +358,8 @@ class Webhooks:
         if error is not None and attempt < self.max_attempts:
             retry_at = now + self.backoff.delay(attempt)
         if error is not None:
-            self._log_failure(d.webhook_id, f"webhook delivery {d.id} ({d.event}) attempt {attempt} failed", error, now)
+            what = f"webhook delivery {d.id} ({d.event}) attempt {attempt} failed" + ("" if retry_at else ", given up")
+            self._log_failure(d.webhook_id, what, error, now, last_attempt=retry_at is None)
         await asyncio.to_thread(
             functools.partial(
                 self._store.record_delivery,
@@ -372,11 +373,12 @@ class Webhooks:
             )
         )
 
-    def _log_failure(self, webhook_id: str, what: str, error: str, now: datetime) -> None:
-        """A failed delivery's warning, unless its webhook's last was logged less than ``FAILURES_LOGGED_EVERY`` ago:
-        then counted, and the next line says how many failed since."""
+    def _log_failure(self, webhook_id: str, what: str, error: str, now: datetime, last_attempt: bool) -> None:
+        """A failed delivery's warning, unless its webhook's last was logged less than ``FAILURES_LOGGED_EVERY`` ago
+        (before or after now: a clock stepped back silenced it): then counted, and the next line says how many failed
+        since. A delivery given up (its ``last_attempt``) is always logged."""
         last, quiet = self._failures_logged.get(webhook_id, (None, 0))
-        if last is not None and now - last < FAILURES_LOGGED_EVERY:
+        if last is not None and abs(now - last) < FAILURES_LOGGED_EVERY and not last_attempt:
             self._failures_logged[webhook_id] = (last, quiet + 1)
             return
         since = f" ({quiet} more of this webhook's deliveries failed since the last such line)" if quiet else ""

@@ -3,6 +3,7 @@ forecast of the coming hours, on a fake clock."""
 
 from __future__ import annotations
 
+import time
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -191,3 +192,58 @@ def test_a_forecast_is_made_at_most_every_30_seconds_for_a_scope(
     clock.advance(seconds=1)
     again = api.client().get("/stats/forecast").json()
     assert again["jobs"][0]["total"] == 2 * first["jobs"][0]["total"]
+
+
+def test_the_budget_bounds_what_a_forecast_holds_when_many_jobs_share_a_cadence() -> None:
+    """A review: a cadence walked once was charged one step for each schedule of it, while each still filled a
+    count a minute in its job's forecast: 5,000 jobs of a minutely cron over a week took 1.5 GB, not truncated."""
+    from ductape_jobs.models import Schedule, ScheduleStatus
+
+    now = datetime(2026, 3, 2, 12, 0, 30, tzinfo=UTC)
+    minutely = Schedule(
+        id="job_0", job_tag="j0", env="prd", product_tag="shop", input={}, retries=0, status=ScheduleStatus.ACTIVE,
+        start_at=now, next_run_at=datetime(2026, 3, 2, 12, 1, tzinfo=UTC), run_count=0, created_at=now,
+        cron="* * * * *", tz="UTC",
+    )  # fmt: skip
+    jobs = [replace(minutely, id=f"job_{i}", job_tag=f"j{i}") for i in range(100)]
+    f = forecasting.forecast(jobs, now, 24 * 60, budget=50_000)
+    assert f.truncated
+    assert sum(len(counts) for counts in f.by_job.values()) <= 50_000
+    whole = forecasting.forecast(jobs[:20], now, 24 * 60, budget=50_000)
+    assert not whole.truncated and all(sum(c.values()) == 1439 for c in whole.counts.values())
+
+
+def test_forecasts_are_made_one_at_a_time_and_a_few_wait_at_most(
+    api: Api, job: dict[str, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A review: asking for ``hours=1..168`` at once queued 168 forecasts behind one another, each up to seconds."""
+    import threading
+
+    api.dt.job.schedule({**SHOP, "repeat": {"every": 600_000}})
+    release, running = threading.Event(), threading.Semaphore(0)
+    made = forecasting.forecast
+
+    def held(*args: Any, **kwargs: Any) -> Any:
+        running.release()
+        assert release.wait(10)
+        return made(*args, **kwargs)
+
+    monkeypatch.setattr(stats, "forecast", held)
+    answers: dict[int, int] = {}
+
+    def ask(hours: int) -> None:
+        answers[hours] = api.client().get("/stats/forecast", params={"hours": hours}).status_code
+
+    asking = [threading.Thread(target=ask, args=(h,)) for h in (1, 2, 3, 4)]
+    for t in asking:
+        t.start()
+    assert running.acquire(timeout=10)  # the first is being made; the three others wait their turn
+    time.sleep(0.3)
+    assert not running.acquire(timeout=0.2)  # one at a time
+    refused = api.client().get("/stats/forecast", params={"hours": 5})
+    assert refused.status_code == 429 and "forecasts are being made" in refused.text
+    release.set()
+    for t in asking:
+        t.join(10)
+    assert answers == {1: 200, 2: 200, 3: 200, 4: 200}
+    assert api.client().get("/stats/forecast", params={"hours": 5}).status_code == 200

@@ -422,3 +422,22 @@ def test_a_webhooks_failed_deliveries_are_logged_once_a_minute(
         deliver(api)
     lines = [r.getMessage() for r in caplog.records if "webhook delivery" in r.getMessage()]
     assert len(lines) == 2 and "(4 more of this webhook's deliveries failed since the last such line)" in lines[1]
+
+
+def test_a_delivery_given_up_is_logged_whatever_was_logged_last(
+    api: Api, job: dict[str, Any], receiver: Recorder, clock: FakeClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A review: a webhook's last failures within the minute, the delivery given up among them, were never logged."""
+    api.dt.webhooks.max_attempts = 2
+    api.client().post("/webhooks", json={"product_tag": "shop", "url": receiver.url, "events": ["job.scheduled"]})
+    receiver.reply(503)
+    receiver.reply(503)
+    receiver.reply(503)
+    api.dt.job.schedule(SHOP)
+    api.dt.job.schedule(SHOP)
+    with caplog.at_level("WARNING", logger="ductape_jobs"):
+        deliver(api)  # two first attempts: one line
+        clock.advance(seconds=10)  # the backoff, within the minute
+        deliver(api)  # the first delivery's second attempt: its last
+    lines = [r.getMessage() for r in caplog.records if "webhook delivery" in r.getMessage()]
+    assert len(lines) == 2 and "attempt 2 failed, given up" in lines[1], lines

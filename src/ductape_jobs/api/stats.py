@@ -5,15 +5,17 @@ from __future__ import annotations
 
 import asyncio
 import math
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, HTTPException, Request
 
 from ductape_jobs.answers import JobStatsOut
 from ductape_jobs.api.auth import READ, Me
 from ductape_jobs.api.common import call, client, responses
 from ductape_jobs.api.forecast import forecast, over_limits
 from ductape_jobs.api.schemas import Forecast, ForecastJob, ForecastLimit, Lateness, MinuteOut, NextRun, Overview
+from ductape_jobs.clock import Clock
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.models import MinuteCount
 
@@ -68,44 +70,69 @@ async def overview(request: Request, me: Me) -> Overview:
 
 
 class Forecasts:
-    """What the forecast route made lately (``app.state.forecasts``): one forecast is made at a time, and one made for
-    the same scope and hours less than ``FORECAST_KEPT`` ago is answered again. A forecast takes up to a second or
-    two of the server's CPU, which any read key could ask for many times at once."""
+    """What the forecast route made lately (``app.state.forecasts``): one forecast is made at a time, by a task of its
+    own (a request that goes away leaves it to finish, still holding its turn); requests for the same scope and hours
+    share one; one made less than ``FORECAST_KEPT`` ago is answered again; past ``FORECASTS_WAITING`` forecasts waiting
+    their turn a request for another is answered 429. A forecast takes up to a second or two of the server's CPU,
+    which any read key could ask for many times at once (a probe: 40 s a request; a review: 168 of them queued)."""
 
     def __init__(self) -> None:
-        self.making = asyncio.Lock()
-        self.kept: dict[tuple[object, ...], tuple[datetime, Forecast]] = {}
+        self._turn = asyncio.Lock()
+        self._made: dict[tuple[object, ...], tuple[datetime, Forecast]] = {}
+        self._making: dict[tuple[object, ...], asyncio.Task[Forecast]] = {}
 
-    def get(self, key: tuple[object, ...], now: datetime) -> Forecast | None:
-        found = self.kept.get(key)
-        return found[1] if found is not None and now - found[0] < FORECAST_KEPT else None
+    def kept(self, key: tuple[object, ...], now: datetime) -> Forecast | None:
+        found = self._made.get(key)
+        return found[1] if found is not None and timedelta(0) <= now - found[0] < FORECAST_KEPT else None
 
-    def put(self, key: tuple[object, ...], now: datetime, made: Forecast) -> None:
-        self.kept = {k: v for k, v in self.kept.items() if now - v[0] < FORECAST_KEPT}
-        self.kept[key] = (now, made)
+    def making(
+        self, key: tuple[object, ...], make: Callable[[datetime], Awaitable[Forecast]], clock: Clock
+    ) -> asyncio.Task[Forecast]:
+        """The task that makes (or made) the forecast of ``key``, joined if one is under way."""
+        task = self._making.get(key)
+        if task is None:
+            if len(self._making) >= FORECASTS_WAITING:
+                raise HTTPException(429, f"{FORECASTS_WAITING} forecasts are being made: try again in a few seconds")
+            task = self._making[key] = asyncio.create_task(self._make(key, make, clock))
+        return task
+
+    async def _make(
+        self, key: tuple[object, ...], make: Callable[[datetime], Awaitable[Forecast]], clock: Clock
+    ) -> Forecast:
+        try:
+            async with self._turn:
+                now = clock.now()
+                made = self.kept(key, now)
+                if made is None:
+                    made = await make(now)
+                    self._made = {k: v for k, v in self._made.items() if now - v[0] < FORECAST_KEPT}
+                    self._made[key] = (now, made)
+                return made
+        finally:
+            del self._making[key]
 
 
 FORECAST_KEPT = timedelta(seconds=30)
+FORECASTS_WAITING = 4
 
 
-@router.get("/forecast", responses=responses())
+@router.get("/forecast", responses=responses(429))
 async def forecast_runs(request: Request, me: Me, hours: int = 24) -> Forecast:
     """How many runs each minute of the next ``hours`` (1 to 168) will start, per job, from the active
     schedules' cadences: ``counts`` maps a minute's index from ``start`` to its runs (minutes without any are
     left out). At most 5,000 schedules (the soonest due) are considered; ``truncated`` says when that, or the
     work bound on very frequent cadences, cut the count short. A forecast is made at most every 30 seconds for a
-    scope and a number of hours (one at a time); until then the last one is answered again."""
+    scope and a number of hours, one at a time; until then the last one is answered again; 429 while 4 others wait."""
     if not 1 <= hours <= 168:
         raise ValidationError("hours", "must be between 1 and 168")
     forecasts: Forecasts = request.app.state.forecasts
+    clock = client(request).clock
     key = (tuple(sorted(me.scope().items())), hours)
-    async with forecasts.making:
-        now = client(request).clock.now()
-        made = forecasts.get(key, now)
-        if made is None:
-            made = await _forecast(request, me, hours, now)
-            forecasts.put(key, now, made)
-    return made
+    made = forecasts.kept(key, clock.now())
+    if made is not None:
+        return made
+    task = forecasts.making(key, lambda now: _forecast(request, me, hours, now), clock)
+    return await asyncio.shield(task)
 
 
 async def _forecast(request: Request, me: Me, hours: int, now: datetime) -> Forecast:

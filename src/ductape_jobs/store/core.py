@@ -32,6 +32,7 @@ from typing import Any
 from ductape_jobs.errors import AlreadyMade, ConflictError, NotFoundError
 from ductape_jobs.limits import MAX_OUTPUT_BYTES
 from ductape_jobs.models import (
+    ACTIVE_PHASES,
     JobDefinition,
     JobEventTypes,
     NewRun,
@@ -460,7 +461,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             name = "list_runs_of_job"
         elif params["phase"] == RunPhase.FAILED.value:
             name = "list_failed_runs"
-        elif params["phase"] in LIVE_PHASES:  # the few runs not ended: "what runs now" read every run kept
+        elif params["phase"] in {p.value for p in ACTIVE_PHASES}:  # the few not ended: "what runs now" read them all
             name = "list_live_runs"
         return [run_from_row(r) for r in self._read(lambda tx: tx.all(name, params))]
 
@@ -662,10 +663,6 @@ def _count(row: Row | None) -> int:
 
 def _job_name(product_tag: str, tag: str) -> str:
     return f"job {tag!r} of product {product_tag!r}" if product_tag else f"job {tag!r}"
-
-
-#: The phases of a run not yet ended (the partial index ``runs_active`` holds those runs only).
-LIVE_PHASES = frozenset({"scheduled", "queued", "retry_scheduled", "running"})
 
 
 def _planning(job: JobDefinition) -> dict[str, Any]:

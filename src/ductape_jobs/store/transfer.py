@@ -24,6 +24,7 @@ from contextlib import closing
 from datetime import datetime
 
 from ductape_jobs.errors import ConflictError, StoreError, ValidationError
+from ductape_jobs.logs import logger
 from ductape_jobs.store.base import Store
 from ductape_jobs.store.codec import ms
 from ductape_jobs.store.dialect import Tx, UsesDialect
@@ -41,6 +42,8 @@ OWN_TABLES = frozenset({"schema_migrations"})
 OUTBOX_TABLES = frozenset({"outbox", "outbox_consumers", "outbox_marks"})
 #: A table every new store holds a row of (migration 17): its values are set, not inserted.
 SET_TABLES = frozenset({"outbox_marks"})
+
+log = logger("ductape_jobs.store")
 
 
 class TransferCore(UsesDialect):
@@ -78,7 +81,10 @@ class TransferCore(UsesDialect):
         except StoreError:
             if not landed:  # else only the end of the source's read-only transaction failed: the copy is whole
                 raise
-        target._write(lambda into: into.run("copy_statistics"))
+        try:  # the copy is whole: a failure here only leaves the statistics to autovacuum
+            target._write(lambda into: into.run("copy_statistics"))
+        except StoreError as exc:
+            log.warning("the copy is whole; gathering its tables' statistics failed (autovacuum will): %s", exc)
         return copied
 
 

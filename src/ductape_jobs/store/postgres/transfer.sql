@@ -44,5 +44,6 @@ UPDATE outbox_marks SET streams_epoch = %(streams_epoch)s, pruned_txid = 0, prun
 
 -- name: copy_statistics
 -- The planner's statistics of the tables just filled, before the store is used: until autovacuum's analyze came,
--- a run list of a live phase read every run newest first (3 million after a copy of a probe's store).
-ANALYZE;
+-- a run list of a live phase read every run newest first (3 million after a copy of a probe's store). The store's
+-- own large tables only (in a database it shares, a bare ANALYZE read every application's).
+ANALYZE jobs, schedules, runs, attempts, run_minutes, feature_runs, feature_events, webhook_deliveries;
