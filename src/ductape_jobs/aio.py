@@ -189,8 +189,8 @@ class AsyncJobs:
     async def retry(self, run_id: str) -> Run:
         return await _off(self._jobs.retry, run_id)
 
-    async def history(self, job_id: str, limit: int = HISTORY_LIMIT) -> JobHistory:
-        return await _off(self._jobs.history, job_id, limit)
+    async def history(self, job_id: str, limit: int = HISTORY_LIMIT, *, max_bytes: int | None = None) -> JobHistory:
+        return await _off(self._jobs.history, job_id, limit, max_bytes=max_bytes)
 
     async def stats(
         self,

@@ -397,6 +397,7 @@ class JobHistoryOut(BaseModel):
     successful: int = Field(description="runs that completed")
     failed: int = Field(description="runs that failed for good")
     executions: list[ExecutionOut]
+    cut: int = Field(0, description="of the newest runs asked for, those left out: their results passed about 8 MiB")
 
     @classmethod
     def of(cls, h: JobHistory) -> JobHistoryOut:
@@ -407,6 +408,7 @@ class JobHistoryOut(BaseModel):
             successful=h.successful,
             failed=h.failed,
             executions=[ExecutionOut.of(e) for e in h.executions],
+            cut=h.cut,
         )
 
 

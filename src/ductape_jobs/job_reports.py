@@ -19,12 +19,14 @@ class JobReports:
 
     _store: Store
 
-    def history(self, job_id: str, limit: int = HISTORY_LIMIT) -> JobHistory:
+    def history(self, job_id: str, limit: int = HISTORY_LIMIT, *, max_bytes: int | None = None) -> JobHistory:
         """A schedule's executions (``job_id``: what ``schedule()`` answered), newest first, at most ``limit``
         (1 to ``MAX_PAGE``), each numbered from 1 in order of due time; with the total, successful and failed
-        counts over all its runs. ``NotFoundError`` if there is no such schedule."""
+        counts over all its runs. ``max_bytes``: the executions stop once their results and errors pass about that
+        many bytes, one at least (``cut`` says how many of ``limit`` were left out; the HTTP API's bound).
+        ``NotFoundError`` if there is no such schedule."""
         check_page(limit)
-        found = self._store.schedule_history(check_key(job_id, "job_id"), limit)
+        found = self._store.schedule_history(check_key(job_id, "job_id"), limit, max_bytes)
         if found is None:
             raise NotFoundError("schedule", job_id)
         return found

@@ -948,6 +948,7 @@ class JobHistory(Struct, frozen=True):
     successful: int
     failed: int
     executions: list[Execution]
+    cut: int = 0  # of the newest runs asked for, those left out to keep within a bound in bytes (the HTTP API's)
 
 
 class JobStats(Struct, frozen=True):

@@ -132,6 +132,25 @@ def test_a_page_of_runs_is_bounded_in_bytes_not_only_in_items(api: Api, job: dic
     assert len({r["id"] for r in page["items"] + rest}) == len(page["items"]) + len(rest)
 
 
+def test_a_schedules_history_is_bounded_in_bytes_not_only_in_runs(api: Api, job: dict[str, Any], clock: Any) -> None:
+    """``GET /schedules/{id}/history?limit=10000`` (a read key) built every run's result in the server's memory, as a
+    list of runs did: the executions stop at about 8 MiB and say how many were left out (``cut``)."""
+    api.dt.function("report")(lambda input, ctx: {"blob": "x" * 700_000})
+    job_id = api.dt.job.schedule({**SHOP, "repeat": {"every": 60_000, "limit": 16}}).job_id
+    for _ in range(16):
+        api.dt.drain()
+        clock.advance(minutes=1)
+    c = api.client(api.key(scope="read"))
+    answer = c.get(f"/schedules/{job_id}/history", params={"limit": 10_000})
+    assert answer.status_code == 200
+    history = answer.json()
+    assert history["total"] == 16 and len(answer.content) <= 9 * 1024 * 1024, len(answer.content)
+    assert 1 <= len(history["executions"]) < 16 and history["cut"] == 16 - len(history["executions"])
+    assert [e["number"] for e in history["executions"]] == list(range(16, 16 - len(history["executions"]), -1))
+    whole = api.dt.job.history(job_id, 10_000)  # the Python API: no bound unless asked
+    assert len(whole.executions) == 16 and whole.cut == 0
+
+
 def test_a_page_read_in_parts_lists_no_record_twice_when_a_write_moves_one_into_the_next_part() -> None:
     """A page is read ``PAGE_CHUNK`` records at a time; a run made between two reads (a newer one, listed first)
     moves the last record of one read into the next: it is listed once, and the page still fills."""

@@ -57,6 +57,7 @@ PARAMS = {
     "limit_keys": '["shop/crm-api"]',
     "waiting_on": "w",
     "held_until": 3,
+    "max_bytes": 8_000_000,
 }
 
 

@@ -243,6 +243,7 @@ def test_hot_query_can_use_an_index(pg_backend: Backend, name: str) -> None:
         "feature_tag": "f",
         "status": None,
         "job_product": None,
+        "max_bytes": 8_000_000,
     }
     with psycopg.connect(PG_URL, autocommit=True) as conn:
         conn.execute(f"SET search_path TO {pg_backend.schema}")

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema, field_validat
 from ductape_jobs.answers import DispatchOut, JobHistoryOut, RunOut, ScheduleOut
 from ductape_jobs.api.auth import READ, WRITE, Me, Principal
 from ductape_jobs.api.common import (
+    MAX_PAGE_BYTES,
     body_doc,
     body_list_doc,
     call,
@@ -144,10 +145,11 @@ async def get_schedule(request: Request, job_id: str, me: Me) -> ScheduleOut:
 @router.get("/schedules/{job_id}/history", responses=responses(404), dependencies=[READ])
 async def history(request: Request, job_id: str, me: Me, limit: int = HISTORY_LIMIT) -> JobHistoryOut:
     """The schedule's executions, newest first (at most ``limit``, 1 to 10000), each numbered from 1 in order of
-    due time, with the total, successful and failed counts over all its runs (``job.history``)."""
+    due time, with the total, successful and failed counts over all its runs (``job.history``). The executions stop
+    once their results and errors pass about 8 MiB (``cut``: how many of ``limit`` were left out)."""
     check_page(limit)  # the query first, as job.history checks it (a 404 said nothing of the bad limit)
     await visible_schedule(request, me, job_id)
-    return JobHistoryOut.of(await call(client(request).job.history, job_id, limit))
+    return JobHistoryOut.of(await call(client(request).job.history, job_id, limit, max_bytes=MAX_PAGE_BYTES))
 
 
 @router.post(

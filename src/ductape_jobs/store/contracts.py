@@ -277,10 +277,12 @@ class StatsStore(ABC):
     # -- a schedule's history and the runs' outcomes (``job.history``, ``job.stats``): SQL aggregates, so neither
     # loads more runs than it answers
     @abstractmethod
-    def schedule_history(self, schedule_id: str, limit: int) -> JobHistory | None:
+    def schedule_history(self, schedule_id: str, limit: int, max_bytes: int | None = None) -> JobHistory | None:
         """Counts over every run of a schedule (total, completed, failed for good) and its newest ``limit`` runs
         as executions, newest first, numbered from 1 in order of due time (ties by run id); counts and numbers
-        are read at one instant. ``None`` if there is no such schedule."""
+        are read at one instant. ``max_bytes``: the executions stop once their outputs and errors pass about that many
+        bytes, one at least (``JobHistory.cut`` says how many were left out). ``None`` if there is no such
+        schedule."""
 
     @abstractmethod
     def run_stats(

@@ -15,8 +15,8 @@ from ductape_jobs.store.dialect import Row, UsesDialect
 class ReportsCore(UsesDialect):
     """A schedule's history and the runs' statistics (see ``StatsStore``)."""
 
-    def schedule_history(self, schedule_id: str, limit: int) -> JobHistory | None:
-        params = {"schedule_id": schedule_id, "limit": limit}
+    def schedule_history(self, schedule_id: str, limit: int, max_bytes: int | None = None) -> JobHistory | None:
+        params = {"schedule_id": schedule_id, "limit": limit, "max_bytes": max_bytes}
         rows = self._read(lambda tx: tx.all("schedule_history", params))
         if not rows:
             return None
@@ -28,6 +28,7 @@ class ReportsCore(UsesDialect):
             successful=int(head["successful"]),
             failed=int(head["failed"]),
             executions=[execution_from_row(r) for r in rows if r["run_id"] is not None],
+            cut=int(head["cut"]),
         )
 
     def run_stats(

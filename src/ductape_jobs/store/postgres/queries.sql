@@ -502,12 +502,21 @@ SELECT phase, count(*) AS n FROM runs GROUP BY phase;
 -- job.history: a schedule's counts over all its runs and its newest %(limit)s runs, numbered from 1 in order of due
 -- time (ties by id), in one statement so that counts and numbers agree. No row: no such schedule; one row whose
 -- run_id is NULL: a schedule without runs. Runs pruned (retention) count through the schedule's pruned_* columns;
--- numbers are exact for the runs due after every pruned one.
-WITH recent AS (
-    SELECT id, scheduled_at, started_at, completed_at, duration_ms, phase, error, output, triggered_by,
-           retry_count
+-- numbers are exact for the runs due after every pruned one. %(max_bytes)s: the runs listed stop once their outputs
+-- and errors pass about that many bytes, one at least (cut: how many of the newest %(limit)s were left out), so that
+-- a history of 10,000 runs of a megabyte each is not read whole (NULL: no bound).
+WITH picked AS (
+    SELECT id, scheduled_at, coalesce(octet_length(output), 0) + coalesce(octet_length(error), 0) AS size
     FROM runs WHERE schedule_id = %(schedule_id)s
     ORDER BY scheduled_at DESC, id DESC LIMIT %(limit)s
+), sized AS (
+    SELECT id, sum(size) OVER (ORDER BY scheduled_at DESC, id DESC ROWS UNBOUNDED PRECEDING) - size AS before
+    FROM picked
+), recent AS (
+    SELECT r.id, r.scheduled_at, r.started_at, r.completed_at, r.duration_ms, r.phase, r.error, r.output,
+           r.triggered_by, r.retry_count
+    FROM sized z JOIN runs r ON r.id = z.id
+    WHERE %(max_bytes)s::bigint IS NULL OR z.before = 0 OR z.before < %(max_bytes)s
 ), counted AS (
     SELECT count(*) AS total,
            count(*) FILTER (WHERE phase = 'completed') AS successful,
@@ -518,7 +527,7 @@ SELECT s.job_tag, c.total + s.pruned_runs AS total, c.successful + s.pruned_comp
        c.failed + s.pruned_failed AS failed,
        c.total + s.pruned_runs + 1 - row_number() OVER (ORDER BY r.scheduled_at DESC, r.id DESC) AS number,
        r.id AS run_id, r.scheduled_at, r.started_at, r.completed_at, r.duration_ms, r.phase, r.error, r.output,
-       r.triggered_by, r.retry_count
+       r.triggered_by, r.retry_count, (SELECT count(*) FROM picked) - (SELECT count(*) FROM recent) AS cut
 FROM schedules s CROSS JOIN counted c LEFT JOIN recent r ON true
 WHERE s.id = %(schedule_id)s
 ORDER BY r.scheduled_at DESC, r.id DESC;
