@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from ductape_jobs.errors import NotFoundError
+from ductape_jobs.errors import NotFoundError, ValidationError
 from ductape_jobs.limits import check_page
 from ductape_jobs.models import JobHistory, JobStats, check_filter, check_key, check_window
 from ductape_jobs.store.base import Store
@@ -26,7 +26,10 @@ class JobReports:
         many bytes, one at least (``cut`` says how many of ``limit`` were left out; the HTTP API's bound).
         ``NotFoundError`` if there is no such schedule."""
         check_page(limit)
-        found = self._store.schedule_history(check_key(job_id, "job_id"), limit, max_bytes)
+        if max_bytes is not None and (isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 1):
+            raise ValidationError("max_bytes", "must be a whole number of bytes, 1 or more, or None (no bound)")
+        bound = None if max_bytes is None else min(max_bytes, 2**62)  # past that, no bound: SQL integers end there
+        found = self._store.schedule_history(check_key(job_id, "job_id"), limit, bound)
         if found is None:
             raise NotFoundError("schedule", job_id)
         return found

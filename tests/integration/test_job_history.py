@@ -84,6 +84,15 @@ def test_history_refuses_a_bad_limit(sandbox: Sandbox, limit: Any) -> None:
     assert caught.value.field == "limit" and str(MAX_PAGE) in caught.value.rule
 
 
+@pytest.mark.parametrize("max_bytes", [0, -1, True, "5", 2.5])
+def test_history_refuses_a_bad_bound_in_bytes(sandbox: Sandbox, max_bytes: Any) -> None:
+    job_id = every_minute(sandbox)
+    with pytest.raises(ValidationError) as caught:
+        sandbox.job.history(job_id, max_bytes=max_bytes)
+    assert caught.value.field == "max_bytes"
+    assert len(sandbox.job.history(job_id, max_bytes=10**30).executions) >= 1  # past SQL's integers: no bound
+
+
 def test_stats_count_outcomes_with_optional_filters(sandbox: Sandbox) -> None:
     every_minute(sandbox, retries=1)  # minute two fails twice: a retry, then failed for good
     every_minute(sandbox, product_tag="blog", env="dev", start_at=(START + 10 * MINUTE).isoformat())
