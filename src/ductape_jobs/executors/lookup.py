@@ -56,11 +56,7 @@ def reads_data(template: Any) -> bool:
     """Whether a text of ``template`` (a text, or a list of them) has a placeholder reading ``DATA_SOURCES``."""
     texts = template if isinstance(template, list) else [template]
     return any(
-        ref.source in DATA_SOURCES
-        for text in texts
-        if isinstance(text, str) and "$" in text
-        for part in parse(text).parts
-        for ref in iter_references(part)
+        reads_data_node(part) for text in texts if isinstance(text, str) and "$" in text for part in parse(text).parts
     )
 
 
@@ -81,6 +77,7 @@ def path_of(template: str, ctx: RunContext, where: str) -> str:
 
 
 def reads_data_node(placeholder: Node) -> bool:
+    """Whether ``placeholder`` reads ``DATA_SOURCES`` (a caller's or an earlier event's data), in a function's too."""
     return any(ref.source in DATA_SOURCES for ref in iter_references(placeholder))
 
 
