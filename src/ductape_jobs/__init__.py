@@ -1,4 +1,9 @@
-"""ductape-jobs: a durable job scheduler implementing Ductape's Jobs API."""
+"""ductape-jobs: a durable job scheduler implementing Ductape's Jobs API.
+
+The input models (``JobDefinition``, ``ScheduleRequest``, ... and the seeds' ``I*`` names of them) are pydantic
+models, imported when first named: a worker process, which validates no input, loads none of pydantic."""
+
+import typing as _typing
 
 from ductape_jobs._version import __version__
 from ductape_jobs.aio import AsyncDuctape
@@ -22,33 +27,57 @@ from ductape_jobs.models import (
     DispatchResult,
     DrainSummary,
     Execution,
-    JobDefinition,
+    FeatureEventTypes,
     JobEventTypes,
     JobHistory,
     JobStats,
-    JobUpdate,
     Misfire,
     Overlap,
-    RepeatOptions,
     Run,
     RunPhase,
     Schedule,
-    ScheduleRequest,
     ScheduleStatus,
-    Session,
     TriggeredBy,
 )
 from ductape_jobs.piping import literal
-from ductape_jobs.products.features import FeatureEvent, FeatureEventTypes
 from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.timing.backoff import Backoff
 
-# The seeds' TypeScript names.
-IProductJob = JobDefinition
-IJobProcessorInput = ScheduleRequest
-IJobRepeatOptions = RepeatOptions
-ISession = Session
-IFeatureEvent = FeatureEvent
+if _typing.TYPE_CHECKING:
+    from ductape_jobs.inputs import JobDefinition, JobUpdate, RepeatOptions, ScheduleRequest, Session
+    from ductape_jobs.products.features import FeatureEvent
+
+    # The seeds' TypeScript names.
+    IProductJob = JobDefinition
+    IJobProcessorInput = ScheduleRequest
+    IJobRepeatOptions = RepeatOptions
+    ISession = Session
+    IFeatureEvent = FeatureEvent
+else:
+    #: The input models by the names this package gives them, the seeds' TypeScript names too: (module, name).
+    _INPUTS = {
+        "JobDefinition": ("ductape_jobs.inputs", "JobDefinition"),
+        "JobUpdate": ("ductape_jobs.inputs", "JobUpdate"),
+        "RepeatOptions": ("ductape_jobs.inputs", "RepeatOptions"),
+        "ScheduleRequest": ("ductape_jobs.inputs", "ScheduleRequest"),
+        "Session": ("ductape_jobs.inputs", "Session"),
+        "FeatureEvent": ("ductape_jobs.products.features", "FeatureEvent"),
+        "IProductJob": ("ductape_jobs.inputs", "JobDefinition"),
+        "IJobProcessorInput": ("ductape_jobs.inputs", "ScheduleRequest"),
+        "IJobRepeatOptions": ("ductape_jobs.inputs", "RepeatOptions"),
+        "ISession": ("ductape_jobs.inputs", "Session"),
+        "IFeatureEvent": ("ductape_jobs.products.features", "FeatureEvent"),
+    }
+
+    def __getattr__(name: str) -> _typing.Any:
+        if name in _INPUTS:
+            from importlib import import_module
+
+            module, attribute = _INPUTS[name]
+            value = getattr(import_module(module), attribute)
+            globals()[name] = value  # looked up once
+            return value
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 __all__ = [

@@ -9,7 +9,7 @@ import asyncio
 import builtins
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ductape_jobs.client import Ductape
 from ductape_jobs.errors import WouldWait
@@ -20,17 +20,12 @@ from ductape_jobs.jobs import Jobs, ProductJobs
 from ductape_jobs.models import (
     DispatchResult,
     DrainSummary,
-    JobDefinition,
     JobHistory,
     JobStats,
-    JobUpdate,
-    RepeatOptions,
     Run,
     RunPhase,
     Schedule,
-    ScheduleRequest,
     ScheduleStatus,
-    Session,
     Webhook,
     WebhookDelivery,
 )
@@ -38,7 +33,10 @@ from ductape_jobs.resource_client import AsyncResources
 from ductape_jobs.retention import PruneCounts
 from ductape_jobs.sessions import Sessions, SessionToken, jwt_loaded
 from ductape_jobs.store import Store
-from ductape_jobs.webhooks import WebhookRequest, Webhooks
+from ductape_jobs.webhooks import Webhooks
+
+if TYPE_CHECKING:
+    from ductape_jobs.inputs import JobDefinition, JobUpdate, RepeatOptions, ScheduleRequest, Session, WebhookRequest
 
 F = TypeVar("F", bound=Callable[..., Any])
 T = TypeVar("T")

@@ -17,12 +17,12 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from ductape_jobs.features import EventResult, FeatureRun
+from ductape_jobs.inputs import JobDefinition
 from ductape_jobs.models import (
     ApiKey,
     Attempt,
     DispatchResult,
     Execution,
-    JobDefinition,
     JobHistory,
     JobStats,
     Run,

@@ -15,7 +15,6 @@ from ductape_jobs.ids import new_id
 from ductape_jobs.limits import MAX_TEXT, check_enum, check_page, check_printable
 from ductape_jobs.models import (
     NewRun,
-    RepeatOptions,
     Run,
     RunFilter,
     RunPhase,
@@ -26,7 +25,6 @@ from ductape_jobs.models import (
     check_filter,
     check_key,
     check_window,
-    parse,
     to_utc,
 )
 from ductape_jobs.store.base import ScheduleChange
@@ -35,6 +33,7 @@ from ductape_jobs.timing.planning import first_due, next_due
 
 if TYPE_CHECKING:
     from ductape_jobs.clock import Clock
+    from ductape_jobs.inputs import RepeatOptions
     from ductape_jobs.store.base import Store
 
 
@@ -122,6 +121,8 @@ class JobControl:
     def reschedule(self, job_id: str, repeat: RepeatOptions | dict[str, Any]) -> Schedule:
         """Give a schedule a new ``repeat`` (cron/every, limit, endDate, tz) from now on."""
         check_key(job_id, "job_id")
+        from ductape_jobs.inputs import RepeatOptions, parse  # pydantic: loaded when a caller's input is first read
+
         options = parse(RepeatOptions, repeat, prefix="repeat")
         now = to_ms(self._clock.now())
         check_end_date(options.end_date, now, now=True)
@@ -175,6 +176,8 @@ class JobControl:
     ) -> builtins.list[datetime]:
         """The next ``count`` fire times of ``repeat`` from ``start`` (default now), as aware UTC datetimes, within a
         century of ``start`` (``PREVIEW_HORIZON``)."""
+        from ductape_jobs.inputs import RepeatOptions, parse  # pydantic: loaded when a caller's input is first read
+
         options = parse(RepeatOptions, repeat, prefix="repeat")
         if isinstance(count, bool) or not isinstance(count, int) or not 1 <= count <= 10_000:
             raise ValidationError("count", f"must be a whole number between 1 and 10000 (got {count!r:.40})")

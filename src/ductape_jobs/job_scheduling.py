@@ -6,6 +6,7 @@ parsed and its job read before the first part is sent, so that nothing is read w
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -17,17 +18,7 @@ from ductape_jobs.engine.scheduler import make_recurrence, new_run
 from ductape_jobs.errors import ConflictError, NotFoundError, StaleJobError, ValidationError
 from ductape_jobs.ids import new_id
 from ductape_jobs.limits import LATEST, MAX_BATCH
-from ductape_jobs.models import (
-    DispatchResult,
-    JobDefinition,
-    NewRun,
-    RunPhase,
-    Schedule,
-    ScheduleRequest,
-    ScheduleStatus,
-    check_end_date,
-    parse,
-)
+from ductape_jobs.models import DispatchResult, NewRun, RunPhase, Schedule, ScheduleStatus, check_end_date
 from ductape_jobs.products.admission import admit
 from ductape_jobs.store.base import SchedulePart
 from ductape_jobs.timing import Occurrences, plan_due
@@ -35,6 +26,7 @@ from ductape_jobs.timing.planning import first_due
 
 if TYPE_CHECKING:
     from ductape_jobs.clock import Clock
+    from ductape_jobs.inputs import JobDefinition, ScheduleRequest
     from ductape_jobs.products import Products
     from ductape_jobs.sessions import Sessions
     from ductape_jobs.store.base import Store
@@ -189,7 +181,7 @@ class JobScheduling:
         """Bound to a product, a request is that product's (its ``product_tag`` may be left out)."""
         if self.product_tag is not None and isinstance(raw, dict) and "product_tag" not in raw:
             raw = {**raw, "product_tag": self.product_tag}
-        req = parse(ScheduleRequest, raw)
+        req = _request_parser()(raw)
         if self.product_tag is not None and req.product_tag != self.product_tag:
             raise ValidationError(
                 "product_tag", f"is {req.product_tag!r}, but these are the jobs of product {self.product_tag!r}"
@@ -266,9 +258,20 @@ class JobScheduling:
         return schedule, runs, result
 
 
+@functools.cache
+def _request_parser() -> Callable[[object], ScheduleRequest]:
+    """``parse(ScheduleRequest, raw)``: pydantic's models are imported with the first request read, not with the
+    package (a worker process, which reads none, loads none of pydantic)."""
+    from ductape_jobs.inputs import ScheduleRequest, parse
+
+    return lambda raw: parse(ScheduleRequest, raw)
+
+
 def request_list(requests: object) -> list[ScheduleRequest | dict[str, Any]]:
     """The requests of a ``schedule_many``, a list of at most ``MAX_BATCH``: text, a single request or anything not
     iterable is a ``ValidationError`` (a string was taken character by character: ``[0]: expected an object``)."""
+    from ductape_jobs.inputs import ScheduleRequest
+
     if isinstance(requests, str | bytes | bytearray | Mapping | ScheduleRequest) or not isinstance(requests, Iterable):
         raise ValidationError("requests", f"must be a list of requests, not {type(requests).__name__}")
     batch = list(requests)

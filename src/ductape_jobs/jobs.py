@@ -14,20 +14,18 @@ from ductape_jobs.job_reports import JobReports
 from ductape_jobs.job_scheduling import JobScheduling
 from ductape_jobs.limits import MAX_PAGE
 from ductape_jobs.models import (
-    JobDefinition,
     JobEventTypes,
-    JobUpdate,
     ScheduleStatus,
     check_cadence,
     check_executions_given,
     check_key,
     check_tag,
     check_unlimited,
-    parse,
 )
 
 if TYPE_CHECKING:
     from ductape_jobs.clock import Clock
+    from ductape_jobs.inputs import JobDefinition, JobUpdate
     from ductape_jobs.products import Products
     from ductape_jobs.sessions import Sessions
     from ductape_jobs.store.base import ScheduleTarget, Store
@@ -84,6 +82,8 @@ class Jobs(JobScheduling, JobControl, JobReports):
     # ---------------------------------------------------------------------------- job definitions
 
     def create(self, details: JobDefinition | dict[str, Any]) -> JobDefinition:
+        from ductape_jobs.inputs import JobDefinition, parse  # pydantic: loaded when a caller's input is first read
+
         job = parse(JobDefinition, details)
         if self.product_tag is not None:
             if job.product_tag not in (None, self.product_tag):
@@ -105,6 +105,8 @@ class Jobs(JobScheduling, JobControl, JobReports):
         return self._store.create_job(job, to_ms(self._clock.now()))
 
     def update(self, tag: str, data: JobUpdate | dict[str, Any]) -> JobDefinition:
+        from ductape_jobs.inputs import JobUpdate, parse
+
         changes = parse(JobUpdate, data).model_dump(exclude_unset=True)
         if not changes:
             raise ValidationError("data", "give at least one field to update")

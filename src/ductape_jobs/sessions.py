@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from msgspec import Struct
 
@@ -18,9 +18,11 @@ from ductape_jobs.clock import Clock
 from ductape_jobs.errors import ExecutionError, ValidationError
 from ductape_jobs.limits import check_object
 from ductape_jobs.logs import redact
-from ductape_jobs.models import Session, parse
 from ductape_jobs.products import Products, expand
-from ductape_jobs.products.model import ProductSpec, SessionSpec
+
+if TYPE_CHECKING:
+    from ductape_jobs.inputs import Session
+    from ductape_jobs.products.model import ProductSpec, SessionSpec
 
 
 def jwt_loaded() -> bool:
@@ -106,6 +108,8 @@ class Sessions:
         """The verified session data, or ``ValidationError`` (field ``session``) for a tampered, expired,
         malformed or foreign token. The times ``exp`` (required), ``nbf`` and ``iat`` must be numbers of seconds
         since 1970, up to the end of year 9999 (a malformed one is named), and are judged by this client's clock."""
+        from ductape_jobs.inputs import Session, parse  # pydantic: loaded with the first session verified
+
         parsed = parse(Session, session if not isinstance(session, str) else _from_string(session), prefix="session")
         _, _, secret = self._spec(parsed.tag, product_tag, env)
         import jwt

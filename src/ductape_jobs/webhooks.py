@@ -59,10 +59,7 @@ import threading
 import time
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Annotated, Any
-from urllib.parse import urlsplit
-
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from typing import TYPE_CHECKING, Any
 
 from ductape_jobs.clock import Clock, iso_text, to_ms
 from ductape_jobs.errors import NotFoundError, StoreError, TargetRefused
@@ -70,15 +67,7 @@ from ductape_jobs.ids import new_id
 from ductape_jobs.lifecycle import KINDS, LifecycleEvent
 from ductape_jobs.limits import check_page
 from ductape_jobs.logs import Repeats, logger
-from ductape_jobs.models import (
-    Built,
-    DeliveryStatus,
-    NonEmpty,
-    Webhook,
-    WebhookDelivery,
-    check_filter,
-    parse,
-)
+from ductape_jobs.models import DeliveryStatus, Webhook, WebhookDelivery, check_filter
 from ductape_jobs.redaction import Secrets
 from ductape_jobs.store.base import DueDelivery, Store
 from ductape_jobs.targets import TargetPolicy, answer_snippet
@@ -88,6 +77,7 @@ if TYPE_CHECKING:
     import httpx
 
     from ductape_jobs.executors.http import HttpError
+    from ductape_jobs.inputs import WebhookRequest
 
 log = logger("ductape_jobs.webhooks")
 
@@ -106,35 +96,6 @@ MAX_SENDING = 50
 FAILURES_LOGGED_EVERY = timedelta(minutes=1)
 EVENT_HEADER = "X-Ductape-Event"
 DELIVERY_HEADER = "X-Ductape-Delivery"
-
-
-class WebhookRequest(BaseModel, metaclass=Built):
-    """``POST /webhooks``: where a product's events go. ``secret`` (>= 16 characters) is drawn if absent."""
-
-    model_config = ConfigDict(extra="forbid", str_strip_whitespace=True, defer_build=True)  # built when first used
-
-    product_tag: NonEmpty  # printable text, as a schedule's
-    url: Annotated[str, Field(min_length=1, max_length=2048)]
-    events: list[str] = Field(min_length=1)
-    secret: Annotated[str, Field(min_length=16, max_length=256)] | None = None
-
-    @field_validator("url")
-    @classmethod
-    def _url(cls, v: str) -> str:
-        if any(ord(c) < 0x21 or ord(c) == 0x7F for c in v):  # CR/LF would split its request's head, NUL end it
-            raise ValueError("must not contain spaces or control characters (CR, LF, NUL, ...)")
-        parts = urlsplit(v)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError("must be an http:// or https:// URL with a host")
-        return v
-
-    @field_validator("events")
-    @classmethod
-    def _events(cls, v: list[str]) -> list[str]:
-        for name in v:
-            if name not in EVENTS:
-                raise ValueError(f"{name!r} is not one of {', '.join(EVENTS)}")
-        return list(dict.fromkeys(v))
 
 
 class Webhooks:
@@ -189,6 +150,8 @@ class Webhooks:
         """Store a webhook; returns it and its secret (drawn when the request has none). The secret is shown
         only here: listings never carry it. A target the policy refuses (module doc) is a ``ValidationError``
         on ``url`` (its host is resolved here)."""
+        from ductape_jobs.inputs import WebhookRequest, parse  # pydantic: loaded when a webhook is first made
+
         req = parse(WebhookRequest, request)
         self.policy.check_url(req.url)
         secret = req.secret or "whsec_" + secrets.token_urlsafe(32)

@@ -78,6 +78,14 @@ def test_job_create_list_show_delete(store: str) -> None:
     shown = ok("job", "show", "hello", store=store)
     assert shown["executions"] == 3 and shown["created_at"].endswith("Z")
 
+    once = create_job(store, "once")  # executions 0, no intervals: a schedule of it runs once
+    table = cli("job", "list", store=store).stdout
+    header = next(line for line in table.splitlines() if "intervals" in line)
+    row = next(line for line in table.splitlines() if "once" in line and "FUNCTION" in line)
+    assert once["executions"] == 0 and "runs" in header and "executions" not in header  # it read "executions 1"
+    assert " 1 " in row and " once " in row
+    assert ok("job", "delete", "once", store=store) == {"deleted": "once"}
+
     assert ok("job", "delete", "hello", store=store) == {"deleted": "hello"}
     assert ok("job", "list", store=store) == []
 
@@ -684,6 +692,9 @@ def test_app_option_uses_the_apps_store_unless_store_overrides(tmp_path: Path, u
 
     missing = cli("job", "list", "--app", "no_such_module_here:app")
     assert missing.exit_code == 2 and "cannot import module 'no_such_module_here'" in missing.stderr
+    for path in ("./app.py", ".app:ductape", "jobs/app.py"):  # importlib raised TypeError: a traceback, exit 1
+        given = cli("job", "list", "--app", path)
+        assert given.exit_code == 2 and "is a file's path, not MODULE:ATTR" in given.stderr, (path, given.stderr)
     not_a_client = cli("job", "list", "--app", f"{user_module}:Ductape")
     assert not_a_client.exit_code == 2 and "not a Ductape" in not_a_client.stderr
 

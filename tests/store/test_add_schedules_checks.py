@@ -22,8 +22,9 @@ from storekit import PG_URL, Backend, CutProxy, pg_admin, with_query
 
 from ductape_jobs import Ductape
 from ductape_jobs.errors import NotFoundError, StaleJobError, StoreError, ValidationError
+from ductape_jobs.inputs import JobDefinition
 from ductape_jobs.job_scheduling import PART
-from ductape_jobs.models import JobDefinition, NewRun, RunFilter, RunPhase, Schedule, ScheduleStatus, TriggeredBy
+from ductape_jobs.models import NewRun, RunFilter, RunPhase, Schedule, ScheduleStatus, TriggeredBy
 from ductape_jobs.store import Store
 from ductape_jobs.store.base import SchedulePart
 from ductape_jobs.store.codec import job_params, rows_json

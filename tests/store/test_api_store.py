@@ -15,10 +15,10 @@ from ductape_jobs.apikeys import ApiKeys, hash_key, new_key
 from ductape_jobs.clock import FakeClock
 from ductape_jobs.errors import ConflictError, NotFoundError, ValidationError
 from ductape_jobs.ids import new_id
+from ductape_jobs.inputs import JobDefinition
 from ductape_jobs.models import (
     ApiKey,
     DeliveryStatus,
-    JobDefinition,
     KeyScope,
     LoginSession,
     MinuteCount,

@@ -20,8 +20,8 @@ from ductape_jobs.clock import FakeClock
 from ductape_jobs.engine.scheduler import Scheduler
 from ductape_jobs.errors import ConflictError, NotFoundError, StaleJobError
 from ductape_jobs.ids import new_id
+from ductape_jobs.inputs import JobDefinition
 from ductape_jobs.models import (
-    JobDefinition,
     JobEventTypes,
     Misfire,
     NewRun,

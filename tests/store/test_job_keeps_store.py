@@ -16,7 +16,8 @@ from storekit import Backend
 from test_retention_store import DAY, DEFAULT, SEC, T0, add_schedule, prune_all, rows, run_to_end
 
 from ductape_jobs.errors import ValidationError
-from ductape_jobs.models import JobDefinition, Schedule, ScheduleStatus
+from ductape_jobs.inputs import JobDefinition
+from ductape_jobs.models import Schedule, ScheduleStatus
 from ductape_jobs.retention import MAX_KEEP_TIME, PruneCounts, Retention, parse_job_keep
 from ductape_jobs.store import Store
 

@@ -20,7 +20,8 @@ import pytest
 from storekit import PG_URL, Backend, pg_admin, require_postgres, with_query
 
 from ductape_jobs.errors import ConflictError, StoreError, ValidationError
-from ductape_jobs.models import JobDefinition, NewRun, RunFilter, RunPhase, Schedule, ScheduleStatus, TriggeredBy
+from ductape_jobs.inputs import JobDefinition
+from ductape_jobs.models import NewRun, RunFilter, RunPhase, Schedule, ScheduleStatus, TriggeredBy
 from ductape_jobs.store import Advance, DueSchedule, open_store
 from ductape_jobs.store.postgres import PostgresStore
 from ductape_jobs.store.postgres.connection import POOL_LINES_EVERY

@@ -13,7 +13,8 @@ from ductape_jobs import Ductape, FakeClock
 from ductape_jobs.engine.scheduler import Scheduler
 from ductape_jobs.errors import ConflictError, NotFoundError, StaleJobError
 from ductape_jobs.ids import new_id
-from ductape_jobs.models import JobDefinition, JobEventTypes, RunFilter, Schedule, ScheduleStatus
+from ductape_jobs.inputs import JobDefinition
+from ductape_jobs.models import JobEventTypes, RunFilter, Schedule, ScheduleStatus
 from ductape_jobs.store import Store
 from ductape_jobs.store.codec import ms
 

@@ -16,9 +16,9 @@ from storekit import PG_URL, Backend
 
 from ductape_jobs.features import EventResult, FeatureRun, FeatureRunStatus
 from ductape_jobs.ids import new_id
+from ductape_jobs.inputs import JobDefinition
 from ductape_jobs.models import (
     DeliveryStatus,
-    JobDefinition,
     NewRun,
     Overlap,
     RunPhase,

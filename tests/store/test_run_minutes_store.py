@@ -11,7 +11,8 @@ from typing import Any
 from storekit import Backend
 from test_retention_store import DAY, SEC, T0, add_run, add_schedule, prune_all, rows, run_to_end
 
-from ductape_jobs.models import JobDefinition, RunPhase
+from ductape_jobs.inputs import JobDefinition
+from ductape_jobs.models import RunPhase
 from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.store import Outcome, ScheduleChange, Store
 

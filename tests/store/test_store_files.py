@@ -172,7 +172,7 @@ def test_a_write_waits_for_another_process_s_write_lock_then_takes_it(tmp_path: 
     import time
     from datetime import UTC, datetime, timedelta
 
-    from ductape_jobs.models import JobDefinition
+    from ductape_jobs.inputs import JobDefinition
     from ductape_jobs.store.sqlite import SQLiteStore
 
     path = tmp_path / "locked.db"

@@ -1,5 +1,6 @@
 """What a process loads: ``import ductape_jobs`` is the core, and a worker (``ductape worker``) loads what running
-jobs needs, never the API, the CLI's rendering or an HTTP client (while no webhook and no HTTP event needs one).
+jobs needs, never the API, the CLI's rendering or an HTTP client (while no webhook and no HTTP event needs one). The
+input models (pydantic) load with the first input read: a client that only runs jobs loads none of pydantic.
 
 Each case runs in a fresh interpreter and reads its ``sys.modules``: what this test process imported does not
 count. No timing is asserted (docs/benchmarks.md has the figures)."""
@@ -41,9 +42,14 @@ NOT_IN_THE_CORE = (
     "aiokafka",
     "aiomqtt",
     "pymysql",
+    "pydantic",
+    "pydantic_core",
 )
-#: Nor by a worker whose jobs are FUNCTIONs (typer parses its command line: it may be there).
-NOT_IN_A_WORKER = tuple(m for m in NOT_IN_THE_CORE if m not in ("typer", "click"))
+#: Nor by a worker whose jobs are FUNCTIONs (typer parses its command line: it may be there, and pydantic, which
+#: typer's parameters use since its 0.2x versions).
+NOT_IN_A_WORKER = tuple(m for m in NOT_IN_THE_CORE if m not in ("typer", "click", "pydantic", "pydantic_core"))
+#: The input models and a product file's models: loaded with the first input read or product added.
+INPUT_MODELS = ("ductape_jobs.inputs", "ductape_jobs.products.model", "ductape_jobs.products.features")
 #: ductape_jobs' own modules a worker never needs: the HTTP API, executors of other event types, tracing.
 NOT_OURS_IN_A_WORKER = (
     "ductape_jobs.api",
@@ -78,7 +84,26 @@ def test_import_ductape_jobs_loads_the_core_only(tmp_path: Path) -> None:
     names = modules_after("import ductape_jobs", tmp_path)
     assert "ductape_jobs.client" in names  # the check itself sees what was imported
     assert loaded(names, NOT_IN_THE_CORE) == []
-    assert loaded(names, ("ductape_jobs.cli", *NOT_OURS_IN_A_WORKER)) == []
+    assert loaded(names, ("ductape_jobs.cli", *NOT_OURS_IN_A_WORKER, *INPUT_MODELS)) == []
+
+
+def test_a_client_loads_no_pydantic_until_it_reads_an_input(tmp_path: Path) -> None:
+    """A client opened on a store (its migrations, its worker's parts assembled) loads none of the input models; the
+    first job made loads them, and with them pydantic."""
+    store = f"sqlite:///{tmp_path / 'jobs.db'}"
+    opened = modules_after(f"from ductape_jobs import Ductape\nDuctape({store!r}).close()", tmp_path)
+    assert "ductape_jobs.engine.worker" in opened
+    assert loaded(opened, ("pydantic", "pydantic_core", *INPUT_MODELS)) == []
+    used = modules_after(
+        f"""
+        from ductape_jobs import Ductape
+        dt = Ductape({store!r})
+        dt.job.create({{"name": "n", "tag": "n", "event_type": "FUNCTION", "event_tag": "n"}})
+        dt.close()
+        """,
+        tmp_path,
+    )
+    assert "pydantic" in used and "ductape_jobs.inputs" in used
 
 
 def test_the_public_api_still_resolves_in_a_fresh_interpreter(tmp_path: Path) -> None:
@@ -158,4 +183,4 @@ def test_a_worker_runs_its_first_job_without_the_api_rendering_or_http(tmp_path:
     names: list[str] = json.loads(out.read_text())
     assert "ductape_jobs.engine.worker" in names
     assert loaded(names, NOT_IN_A_WORKER) == []
-    assert loaded(names, NOT_OURS_IN_A_WORKER) == []
+    assert loaded(names, (*NOT_OURS_IN_A_WORKER, *INPUT_MODELS)) == []

@@ -1,5 +1,5 @@
-"""Imports point one way: ``store/`` uses only what lies below it (models, errors, limits, ids, extras, retention,
-lifecycle, resources)."""
+"""Imports point one way: ``store/`` uses only what lies below it (models, inputs, errors, limits, ids, extras,
+retention, lifecycle, resources)."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ import ductape_jobs
 PACKAGE = Path(ductape_jobs.__file__).parent
 BELOW_STORE = {
     "ductape_jobs.models",
+    "ductape_jobs.inputs",  # the input models (pydantic): models, errors, limits, lifecycle, resources, timing
     "ductape_jobs.errors",
     "ductape_jobs.limits",
     "ductape_jobs.ids",

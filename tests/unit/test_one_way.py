@@ -16,8 +16,7 @@ import ductape_jobs
 from ductape_jobs import errors
 from ductape_jobs.errors import DuctapeError, HttpError, SmtpError, ValidationError, describe
 from ductape_jobs.limits import MAX_OFFSET, MAX_PAGE, check_enum, check_page
-from ductape_jobs.models import JobEventTypes, RunPhase
-from ductape_jobs.products.features import FeatureEventTypes
+from ductape_jobs.models import FeatureEventTypes, JobEventTypes, RunPhase
 from ductape_jobs.redaction import Secrets, connection_secrets, mask_connection_url, redact_url
 from ductape_jobs.timing.backoff import Backoff, retry, retry_async
 

@@ -212,7 +212,7 @@ def test_a_run_stored_with_an_app_the_rule_now_refuses_still_runs(dt: Ductape, t
     database = {"envs": {"prd": f"sqlite:///{tmp_path / 'db.sqlite'}"}, "actions": {"one": {"sql": "SELECT 1 AS n"}}}
     dt.products.add({"tag": "shop", "envs": ["prd"], "databases": {"main": database}})
     dt.product("shop").jobs.create({"name": "D", "tag": "db", "event_type": "DATABASE_ACTION", "event_tag": "main:one"})
-    with mock.patch("ductape_jobs.products.registry.check_app"):  # as an earlier release stored it
+    with mock.patch("ductape_jobs.products.feature_plan.check_app"):  # as an earlier release stored it
         dt.job.schedule({"env": "prd", "product_tag": "shop", "event": "db", "app": "main"})
     assert dt.drain().completed == 1
 

@@ -687,7 +687,7 @@ def test_a_model_built_directly_raises_our_validation_error() -> None:
     """``RepeatOptions(every=10)`` raised pydantic's ValidationError, which ``except ductape_jobs.ValidationError``
     (what the README promises of every entry point) did not catch, in pydantic's words."""
     from ductape_jobs import JobDefinition
-    from ductape_jobs.models import RepeatOptions, ScheduleRequest
+    from ductape_jobs.inputs import RepeatOptions, ScheduleRequest
 
     cases = [
         (lambda: RepeatOptions(every=10), "every: every must be at least 100 (milliseconds)"),
@@ -705,8 +705,8 @@ def test_the_seeds_feature_event_is_exported_and_built_directly_raises_ours() ->
     """Seed 003 types its sample as ``IFeatureEvent``; the name was missing (the other seed names were there).
     Built directly, it (and a product's other specs, and a webhook request) raised pydantic's ValidationError."""
     from ductape_jobs import FeatureEventTypes, IFeatureEvent
+    from ductape_jobs.inputs import WebhookRequest
     from ductape_jobs.products.model import ProductSpec
-    from ductape_jobs.webhooks import WebhookRequest
 
     event = IFeatureEvent(type=FeatureEventTypes.JOB, event="send", input={"a": "$Input{a}"}, retries=3)
     assert (event.type, event.retries, event.allow_fail) == (FeatureEventTypes.JOB, 3, False)

@@ -22,9 +22,9 @@ from starlette.types import Message as AsgiMessage
 from ductape_jobs.api.schemas import Message, Problem
 from ductape_jobs.client import Ductape
 from ductape_jobs.errors import ConflictError, DuctapeError, NotFoundError, StoreError, ValidationError
+from ductape_jobs.inputs import invalid
 from ductape_jobs.limits import MAX_BODY_BYTES, MAX_DEPTH, check_page
 from ductape_jobs.logs import redact
-from ductape_jobs.models import invalid
 
 T = TypeVar("T")
 MAX_LIMIT = 10_000

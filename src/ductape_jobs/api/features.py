@@ -18,7 +18,7 @@ from ductape_jobs.api.schedules import EmptyRequest
 from ductape_jobs.api.schemas import Page
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.features import FeatureRun
-from ductape_jobs.models import Session, parse
+from ductape_jobs.inputs import Session, parse
 
 router = APIRouter(tags=["features"])
 

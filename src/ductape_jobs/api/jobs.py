@@ -13,8 +13,8 @@ from ductape_jobs.api.auth import READ, WRITE, Me, Principal
 from ductape_jobs.api.common import body_doc, call, client, json_object, responses
 from ductape_jobs.api.schemas import JobList
 from ductape_jobs.errors import ValidationError
+from ductape_jobs.inputs import JobDefinition, JobUpdate
 from ductape_jobs.jobs import Jobs
-from ductape_jobs.models import JobDefinition, JobUpdate
 
 router = APIRouter(tags=["jobs"])
 

@@ -11,7 +11,8 @@ from ductape_jobs.api.auth import READ, WRITE, Me, Principal
 from ductape_jobs.api.common import body_doc, call, client, data_size, json_object, page_within_bytes, responses
 from ductape_jobs.api.schedules import EmptyRequest
 from ductape_jobs.api.schemas import Page
-from ductape_jobs.models import Run, parse
+from ductape_jobs.inputs import parse
+from ductape_jobs.models import Run
 
 router = APIRouter(tags=["runs"])
 

@@ -25,10 +25,11 @@ from ductape_jobs.api.common import (
 )
 from ductape_jobs.api.schemas import DispatchList, Page, PreviewOut
 from ductape_jobs.errors import ValidationError
+from ductape_jobs.inputs import Count, RepeatOptions, ScheduleRequest, parse
 from ductape_jobs.job_control import check_reason
 from ductape_jobs.job_reports import HISTORY_LIMIT
 from ductape_jobs.limits import MAX_BATCH, MAX_TEXT, check_page
-from ductape_jobs.models import Count, RepeatOptions, Schedule, ScheduleRequest, parse
+from ductape_jobs.models import Schedule
 
 router = APIRouter(tags=["schedules"])
 

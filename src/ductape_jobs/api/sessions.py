@@ -16,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, WithJsonSchema
 
 from ductape_jobs.api.auth import READ, WRITE, Me
 from ductape_jobs.api.common import body_doc, call, client, json_object, responses
-from ductape_jobs.models import parse
+from ductape_jobs.inputs import parse
 
 router = APIRouter(tags=["sessions"])
 

@@ -14,9 +14,9 @@ from ductape_jobs.api.auth import ADMIN, Me, Principal
 from ductape_jobs.api.common import body_doc, call, client, json_object, paged, responses
 from ductape_jobs.api.schemas import Page, WebhookList
 from ductape_jobs.errors import NotFoundError
+from ductape_jobs.inputs import WebhookRequest
 from ductape_jobs.limits import check_page
 from ductape_jobs.models import Webhook
-from ductape_jobs.webhooks import WebhookRequest
 
 router = APIRouter(prefix="/webhooks", tags=["webhooks"], dependencies=[ADMIN])  # every route: the admin scope
 

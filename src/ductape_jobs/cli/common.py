@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import typer
 from msgspec import Struct
-from pydantic import BaseModel
 
 from ductape_jobs.cli.render import new_text
 from ductape_jobs.client import OPEN_ONLY, Ductape
@@ -142,6 +141,13 @@ def import_app(spec: str) -> Ductape:
     module_name, _, attr = spec.partition(":")
     if not module_name:
         raise ValidationError("app", f"{spec!r} is not MODULE:ATTR (e.g. myproject.jobs:ductape)")
+    if module_name.startswith(".") or "/" in module_name or "\\" in module_name:  # a path (importlib: TypeError)
+        dotted = module_name.removesuffix(".py").lstrip("./\\").replace("/", ".").replace("\\", ".")
+        raise ValidationError(
+            "app",
+            f"{spec!r} is a file's path, not MODULE:ATTR: give its module's dotted name "
+            f"({dotted or 'app'}{':' + attr if attr else ''}) from the folder the module is imported from",
+        )
     cwd = os.getcwd()
     if cwd not in sys.path:
         sys.path.insert(0, cwd)
@@ -305,7 +311,7 @@ def started_line(dt: Ductape) -> str:
 
 def jsonable(value: Any) -> Any:
     """Records as JSON values: datetimes as ISO 8601, durations as milliseconds (the seeds' unit)."""
-    if isinstance(value, BaseModel):
+    if "pydantic" in sys.modules and isinstance(value, sys.modules["pydantic"].BaseModel):  # none: none loaded
         return jsonable(value.model_dump())
     if isinstance(value, Struct):
         return {name: jsonable(getattr(value, name)) for name in value.__struct_fields__}

@@ -10,7 +10,6 @@ import typer
 from ductape_jobs.cli import render
 from ductape_jobs.cli.common import JsonOpt, emit, user_errors
 from ductape_jobs.client import Ductape
-from ductape_jobs.models import RepeatOptions, parse
 
 
 def preview(
@@ -29,6 +28,8 @@ def preview(
     """Print the next fire times of --cron (in --tz) or --every, in UTC and in the time zone."""
     repeat: dict[str, Any] = {"cron": cron, "every": every, "tz": tz, "endDate": end_date, "limit": limit}
     with user_errors():
+        from ductape_jobs.inputs import RepeatOptions, parse  # pydantic: loaded by the command that reads one
+
         options = parse(RepeatOptions, {k: v for k, v in repeat.items() if v is not None}, prefix="repeat")
         with Ductape("sqlite:///:memory:") as dt:
             times = dt.job.preview(options, start=start, count=count)

@@ -11,22 +11,15 @@ from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
 from ductape_jobs.limits import visible
-from ductape_jobs.models import (
-    DispatchResult,
-    JobDefinition,
-    JobHistory,
-    JobStats,
-    Run,
-    RunPhase,
-    Schedule,
-    ScheduleStatus,
-)
+from ductape_jobs.models import DispatchResult, JobHistory, JobStats, Run, RunPhase, Schedule, ScheduleStatus
 from ductape_jobs.retention import format_keep
 
 if TYPE_CHECKING:
     from rich.console import Group, RenderableType
     from rich.table import Table
     from rich.text import Text
+
+    from ductape_jobs.inputs import JobDefinition
 
 PHASE_STYLE = {
     RunPhase.SCHEDULED: "cyan",
@@ -253,7 +246,9 @@ def fields(title: str, rows: Iterable[tuple[str, Any]]) -> Table:
 def jobs_table(jobs: Sequence[JobDefinition]) -> Table:
     table = new_table(f"Jobs ({len(jobs)})")
     id_column(table, "tag")
-    for col in ("product", "name", "event", "executions", "intervals", "start_at", "updated"):
+    # "runs": what a schedule following the job makes, not its ``executions`` (0 without intervals, shown as 1 here
+    # under that name, which ``job show`` and --json gave as 0)
+    for col in ("product", "name", "event", "runs", "intervals", "start_at", "updated"):
         table.add_column(col)
     for j in jobs:
         table.add_row(

@@ -8,7 +8,7 @@ everything, including the resolved input, which they take as data.
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from msgspec.structs import replace
 
@@ -19,8 +19,10 @@ from ductape_jobs.models import Run
 from ductape_jobs.piping import CALLER_SOURCES, PipingError, PipingSyntaxError, Scope, resolve
 from ductape_jobs.piping.errors import located
 from ductape_jobs.products import Products, expand
-from ductape_jobs.products.model import ProductSpec
 from ductape_jobs.redaction import Secrets
+
+if TYPE_CHECKING:
+    from ductape_jobs.products.model import ProductSpec
 
 
 class Expanding(Mapping[str, Any]):

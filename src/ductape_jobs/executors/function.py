@@ -9,15 +9,17 @@ import inspect
 import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ductape_jobs.errors import ExecutionError, ExecutorNotFoundError, ResultError, RunTimeoutError, ValidationError
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.limits import seconds_rule
 from ductape_jobs.logs import logger
 from ductape_jobs.models import TAG_PATTERN, JobEventTypes, Run
-from ductape_jobs.products import Products
 from ductape_jobs.store.codec import not_json
+
+if TYPE_CHECKING:
+    from ductape_jobs.products import Products
 
 log = logger("ductape_jobs.worker")
 

@@ -48,29 +48,21 @@ from ductape_jobs.errors import (
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.executors.context import RunPreparer
 from ductape_jobs.executors.registry import ExecutorRegistry
-from ductape_jobs.features.plan import (
-    EXECUTED,
-    FeaturePlan,
-    PlannedEvent,
-    PlannedSequence,
-    check_input,
-    plan_feature,
-)
 from ductape_jobs.features.records import EventResult, EventStatus, FeatureRun, FeatureRunStatus
 from ductape_jobs.ids import new_id
 from ductape_jobs.limits import check_object
 from ductape_jobs.logs import Repeats, logger
-from ductape_jobs.models import DispatchResult, Run, RunPhase, TriggeredBy
+from ductape_jobs.models import DispatchResult, FeatureEventTypes, Run, RunPhase, TriggeredBy
 from ductape_jobs.piping import PipingError, PipingSyntaxError, Scope, check, literal, references, resolve
-from ductape_jobs.products import Products
-from ductape_jobs.products.features import FeatureEventTypes
-from ductape_jobs.products.model import ProductSpec
 from ductape_jobs.sessions import Sessions, jwt_loaded
 from ductape_jobs.store.base import Store
 from ductape_jobs.store.codec import output_json
 from ductape_jobs.timing.backoff import Backoff
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # a feature's plan and its product's models (pydantic) load when a feature is first run
+    from ductape_jobs.features.plan import FeaturePlan, PlannedEvent, PlannedSequence
+    from ductape_jobs.products import Products
+    from ductape_jobs.products.model import ProductSpec
     from ductape_jobs.tracing import Tracing
 
 log = logger("ductape_jobs.feature")
@@ -146,6 +138,8 @@ class FeatureEngine:
         if tag not in product.features:
             known = ", ".join(sorted(product.features)) or "none"
             raise ValidationError("feature", f"product {product_tag!r} defines no feature {tag!r} (it has: {known})")
+        from ductape_jobs.features.plan import plan_feature
+
         return product, plan_feature(product, tag, self.products.locate)
 
     async def start(
@@ -161,6 +155,8 @@ class FeatureEngine:
         owner: str | None = None,
     ) -> FeatureRun:
         """Check, record and drive a new run of feature ``tag``. ``claims``: session data already verified."""
+        from ductape_jobs.features.plan import check_input
+
         product, plan = self.plan(product_tag, env, tag)
         given = check_input(plan, {} if input is None else check_object(input, "input"))
         if session is not None:  # the first session of the process loads PyJWT: in a thread, not on this loop
@@ -539,6 +535,8 @@ class FeatureEngine:
 
 def _event_run(run: FeatureRun, event: PlannedEvent, attempt: int, clock: Clock) -> Run:
     """How an executor sees a feature event: a run of the feature, its input the feature's (until resolved)."""
+    from ductape_jobs.features.plan import EXECUTED  # loaded with the feature's plan
+
     return Run(
         id=f"{run.id}:{event.sequence_tag}:{event.tag}",
         job_id=run.id,

@@ -9,11 +9,11 @@ The caller's input may read only its session, ``$Now`` and the functions (``CALL
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.limits import check_headers, check_path_params
-from ductape_jobs.models import JobDefinition, JobEventTypes, ScheduleRequest, Session
+from ductape_jobs.models import JobEventTypes
 from ductape_jobs.piping import (
     CALLER_SOURCES,
     Literal,
@@ -27,10 +27,11 @@ from ductape_jobs.piping import (
     restrict,
 )
 from ductape_jobs.piping.errors import located
-from ductape_jobs.products.channels import check_input as check_channels
-from ductape_jobs.products.feature_plan import check_input, plan_feature
 from ductape_jobs.products.registry import EventRef, Products
 from ductape_jobs.redaction import ENV_VAR
+
+if TYPE_CHECKING:  # pydantic's models: loaded by the caller that reads a request
+    from ductape_jobs.inputs import JobDefinition, ScheduleRequest, Session
 
 
 class SessionVerifier(Protocol):
@@ -71,12 +72,16 @@ def admit(
         except (PipingError, PipingSyntaxError) as exc:
             raise ValidationError(located("input", exc.at), str(exc)) from None
     if ref is not None and ref.event_type is JobEventTypes.FEATURE:  # the feature's input schema
+        from ductape_jobs.products.feature_plan import check_input, plan_feature
+
         check_input(plan_feature(products.get(req.product_tag), ref.name, products.locate), req.input)
     if ref is not None and ref.event_type is JobEventTypes.ACTION and ref.owner is not None:
         check_headers(req.input.get("headers"), "input.headers")
         path = products.get(req.product_tag).apps[ref.owner].actions[ref.name].path
         check_path_params(_own_text(path), req.input.get("params"), "input.params")
     if ref is not None and ref.event_type is JobEventTypes.NOTIFICATION:  # channels fed by the input
+        from ductape_jobs.products.channels import check_input as check_channels
+
         check_channels(products.get(req.product_tag).notifications[ref.name], req.input)
     for definition in event_definition(products, req.product_tag, ref, req.env) if ref is not None else ():
         try:  # a base_url piping $Input{tenant} was let in without it, and its run failed (a probe)

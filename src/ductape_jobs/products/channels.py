@@ -22,7 +22,7 @@ from pydantic import BaseModel
 from pydantic import ValidationError as PydanticValidationError
 
 from ductape_jobs.errors import ValidationError
-from ductape_jobs.models import invalid, reported
+from ductape_jobs.inputs import invalid, reported
 from ductape_jobs.products.model import EmailSpec, NotificationSpec, PushSpec, SmsSpec
 
 #: The input key each channel reads (the first present wins), and the model it must fit.

@@ -24,11 +24,11 @@ from typing import Any
 from msgspec import Struct
 
 from ductape_jobs.errors import ValidationError
-from ductape_jobs.models import JobEventTypes
+from ductape_jobs.models import FeatureEventTypes, JobEventTypes
 from ductape_jobs.piping import PipingError, PipingSyntaxError, Reference, parse, restrict
 from ductape_jobs.piping.errors import located
 from ductape_jobs.piping.resolve import STORED_SOURCES
-from ductape_jobs.products.features import INPUT_TYPES, FeatureEvent, FeatureEventTypes, FeatureSequence, FeatureSpec
+from ductape_jobs.products.features import INPUT_TYPES, FeatureEvent, FeatureSequence, FeatureSpec
 from ductape_jobs.products.model import ProductSpec
 
 #: ``Products.locate``: finds an event in a product or raises ``ValidationError``.

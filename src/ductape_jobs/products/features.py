@@ -22,13 +22,13 @@ events the product defines) are checked by ``ductape_jobs.features.plan`` when t
 
 from __future__ import annotations
 
-from enum import StrEnum
 from typing import Annotated
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StrictBool, field_validator
 
+from ductape_jobs.inputs import Built, Count, FreeObject, RepeatOptions
 from ductape_jobs.limits import MAX_RETRIES
-from ductape_jobs.models import Built, Count, FreeObject, RepeatOptions, parse_event_type
+from ductape_jobs.models import FeatureEventTypes
 
 #: Type names a feature's input schema may use (``any`` accepts every JSON value).
 INPUT_TYPES: dict[str, type | tuple[type, ...]] = {
@@ -40,22 +40,6 @@ INPUT_TYPES: dict[str, type | tuple[type, ...]] = {
     "array": list,
     "any": object,
 }
-
-
-class FeatureEventTypes(StrEnum):
-    """What a feature event runs (the SDK's ``FeatureEventTypes``); upper case (``JOB``) is accepted too."""
-
-    ACTION = "action"
-    NOTIFICATION = "notification"
-    DATABASE_ACTION = "database_action"
-    FUNCTION = "function"
-    MESSAGEBROKER = "messagebroker"
-    FEATURE = "feature"
-    JOB = "job"
-
-    @classmethod
-    def parse(cls, value: object) -> FeatureEventTypes:
-        return parse_event_type(cls, value)
 
 
 def _event_type(value: object) -> object:

@@ -13,8 +13,8 @@ from typing import Annotated, Literal
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
 from ductape_jobs.errors import ValidationError
+from ductape_jobs.inputs import Built, Concurrency, Free, FreeObject
 from ductape_jobs.limits import MAX_MILLIS, email_header_rule, printable_rule, seconds_rule
-from ductape_jobs.models import Built, Concurrency, Free, FreeObject
 from ductape_jobs.products.features import FeatureSpec
 from ductape_jobs.redaction import URL_SCHEME
 from ductape_jobs.resources import ResourceLimit, parse_rate

@@ -11,18 +11,19 @@ import functools
 import os
 import re
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from msgspec import Struct
-from pydantic import ValidationError as PydanticValidationError
 
 from ductape_jobs.errors import ExecutionError, ValidationError
 from ductape_jobs.limits import MAX_FILE_DEPTH, MAX_FILE_VALUES, check_nesting
-from ductape_jobs.models import JobDefinition, JobEventTypes, invalid, reported
-from ductape_jobs.products.feature_plan import check_app, check_features
-from ductape_jobs.products.model import ProductFile, ProductSpec
+from ductape_jobs.models import JobEventTypes
 from ductape_jobs.redaction import ENV_VAR, SECRETS, Secrets
 from ductape_jobs.resources import ResourceLimit
+
+if TYPE_CHECKING:  # the models (pydantic) load when a product is first added: a worker without one loads none
+    from ductape_jobs.inputs import JobDefinition
+    from ductape_jobs.products.model import ProductSpec
 
 
 def expand(value: Any, where: str, *, as_data: bool = False) -> Any:
@@ -103,6 +104,11 @@ class Products:
             check_nesting(data, "product_file", MAX_FILE_DEPTH)  # TOML's dotted keys nest without recursing
         except ValidationError as exc:
             raise ValidationError("product_file", f"{file} {exc.rule}") from None
+        from pydantic import ValidationError as PydanticValidationError
+
+        from ductape_jobs.inputs import invalid, reported
+        from ductape_jobs.products.model import ProductFile
+
         try:
             parsed = ProductFile.model_validate(data or {})
         except PydanticValidationError as exc:
@@ -110,6 +116,12 @@ class Products:
         return cls(parsed.products)
 
     def add(self, spec: ProductSpec | dict[str, Any]) -> ProductSpec:
+        from pydantic import ValidationError as PydanticValidationError
+
+        from ductape_jobs.inputs import invalid, reported
+        from ductape_jobs.products.feature_plan import check_features
+        from ductape_jobs.products.model import ProductSpec
+
         if isinstance(spec, dict):
             try:
                 spec = ProductSpec.model_validate(spec)
@@ -210,6 +222,8 @@ class Products:
     ) -> EventRef | None:
         """What ``schedule()`` validates; ``None`` when no product is configured at all (a FUNCTION then runs
         whatever its product_tag and env; every other event type is refused: only a product declares it)."""
+        from ductape_jobs.products.feature_plan import check_app
+
         check_app(event_type, app, event_tag)
         if not self.configured:
             if event_type is JobEventTypes.FUNCTION:

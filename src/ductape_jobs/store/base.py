@@ -28,21 +28,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import Any, Final, Literal
+from typing import TYPE_CHECKING, Any, Final, Literal
 
 from msgspec import Struct, field
 
 from ductape_jobs.errors import ValidationError, WouldWait
-from ductape_jobs.models import (
-    JobDefinition,
-    JobEventTypes,
-    NewRun,
-    Run,
-    RunFilter,
-    RunPhase,
-    Schedule,
-    ScheduleStatus,
-)
+from ductape_jobs.models import JobEventTypes, NewRun, Run, RunFilter, RunPhase, Schedule, ScheduleStatus
 from ductape_jobs.store.contracts import (
     AccessStore,
     DueDelivery,
@@ -53,6 +44,9 @@ from ductape_jobs.store.contracts import (
     StatsStore,
 )
 from ductape_jobs.store.limits import LimitsStore
+
+if TYPE_CHECKING:
+    from ductape_jobs.inputs import JobDefinition
 
 __all__ = [
     "UNCHANGED",
@@ -150,7 +144,7 @@ class ScheduleTarget(Struct, frozen=True):
 
 #: What ``update_job`` checks the changed job with, in its transaction: the job as it would be, and where its live
 #: schedules run it (only when its event changes: else none).
-JobCheck = Callable[[JobDefinition, Sequence[ScheduleTarget]], None]
+JobCheck = Callable[["JobDefinition", Sequence[ScheduleTarget]], None]
 
 
 class Released(Struct, frozen=True):

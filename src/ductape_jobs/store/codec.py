@@ -18,7 +18,6 @@ from ductape_jobs.limits import LONE_SURROGATE, MAX_OUTPUT_BYTES, has_lone_surro
 from ductape_jobs.logs import logger
 from ductape_jobs.models import (
     Attempt,
-    JobDefinition,
     JobEventTypes,
     Misfire,
     NewRun,
@@ -32,6 +31,7 @@ from ductape_jobs.models import (
 from ductape_jobs.retention import MAX_KEEP_RUNS, MAX_KEEP_TIME, Keep, format_keep, parse_job_keep
 
 if TYPE_CHECKING:
+    from ductape_jobs.inputs import JobDefinition
     from ductape_jobs.store.base import Outcome, ScheduleChange
 
 log = logger("ductape_jobs.store")
@@ -269,6 +269,10 @@ def _json_or_none(text: str | None) -> Any:
 
 
 def job_from_row(r: Any) -> JobDefinition:
+    """A job as stored. Its model (pydantic) is imported here, when a job is first read: a worker that only runs
+    what was scheduled reads none, and loads no pydantic."""
+    from ductape_jobs.inputs import JobDefinition
+
     return JobDefinition.model_construct(
         name=r["name"],
         tag=r["tag"],

@@ -27,13 +27,12 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ductape_jobs.errors import AlreadyMade, ConflictError, NotFoundError
 from ductape_jobs.limits import MAX_OUTPUT_BYTES
 from ductape_jobs.models import (
     ACTIVE_PHASES,
-    JobDefinition,
     JobEventTypes,
     NewRun,
     Overlap,
@@ -83,6 +82,9 @@ from ductape_jobs.store.outbox import OutboxCore
 from ductape_jobs.store.reports import ReportsCore
 from ductape_jobs.store.retention import RetentionCore
 from ductape_jobs.store.transfer import TransferCore
+
+if TYPE_CHECKING:
+    from ductape_jobs.inputs import JobDefinition
 
 _RELEASED = "worker shut down before the run finished"
 _Finished = tuple[
