@@ -136,6 +136,7 @@ class ScheduleOut(BaseModel):
     session_tag: str | None
     reason: str | None
     priority: int | None = Field(default=None, description="its runs' priority; null: its job's")
+    key: str | None = Field(default=None, description="the key schedule() named it by; null: none")
 
     @classmethod
     def of(cls, s: Schedule) -> ScheduleOut:
@@ -169,6 +170,7 @@ class ScheduleOut(BaseModel):
             session_tag=s.session_tag,
             reason=s.reason,
             priority=s.priority,
+            key=s.key,
         )
 
 

@@ -420,6 +420,11 @@ class ScheduleRequest(_Input):
     overlap: Overlap = Overlap.ALLOW
     pause_on_failure: StrictBool = False  # "yes", "off", 1 or 0 are refused: JSON's true or false only
     priority: Priority | None = Field(default=None, description="default: the job's")
+    key: Tag | None = Field(
+        default=None,
+        description="names the schedule in its product: a schedule() with a key already made answers that "
+        "schedule and makes none (not in the seeds)",
+    )
 
     @field_validator("start_at", mode="before")
     @classmethod

@@ -18,7 +18,15 @@ from ductape_jobs.engine.scheduler import make_recurrence, new_run
 from ductape_jobs.errors import ConflictError, NotFoundError, StaleJobError, ValidationError
 from ductape_jobs.ids import new_id
 from ductape_jobs.limits import LATEST, MAX_BATCH
-from ductape_jobs.models import DispatchResult, NewRun, RunPhase, Schedule, ScheduleStatus, check_end_date
+from ductape_jobs.models import (
+    DispatchResult,
+    NewRun,
+    RunPhase,
+    Schedule,
+    ScheduleStatus,
+    check_end_date,
+    schedule_key,
+)
 from ductape_jobs.products.admission import admit
 from ductape_jobs.store.base import SchedulePart
 from ductape_jobs.timing import Occurrences, plan_due
@@ -54,7 +62,15 @@ class JobScheduling:
     product_tag: str | None
 
     def schedule(self, request: ScheduleRequest | dict[str, Any]) -> DispatchResult:
-        """Schedule the job ``event``: now, at ``start_at``, or on ``repeat``. Returns what dispatch() answers."""
+        """Schedule the job ``event``: now, at ``start_at``, or on ``repeat``. Returns what dispatch() answers.
+
+        With a ``key``, the schedule of its product made under that key before, if any, is answered as it is and
+        nothing is made: a request repeated (a deploy that makes its schedules, on several nodes at once) makes one
+        schedule."""
+        if (request.get("key") if isinstance(request, dict) else getattr(request, "key", None)) is not None:
+            req = self._request(request)  # a bad request is refused whether or not its key was used
+            if req.key is not None:
+                return self._schedule_keyed(request, key=schedule_key(req.product_tag, req.key), session=None)
         return self._schedule_all([request], indexed=False)[0]
 
     def schedule_many(self, requests: Iterable[ScheduleRequest | dict[str, Any]]) -> list[DispatchResult]:
@@ -65,15 +81,18 @@ class JobScheduling:
         """
         return self._schedule_all(request_list(requests), indexed=True)
 
-    def _schedule_keyed(self, request: dict[str, Any], *, key: str, session: dict[str, Any] | None) -> DispatchResult:
-        """A feature's JOB event: the schedule keyed ``key`` (``<feature run>:<sequence>:<event>``) if the event
-        made it before (a resumed run after a crash), else ``schedule(request)`` under that key, with the
-        feature's verified session data (``session``) as the schedule's session."""
+    def _schedule_keyed(
+        self, request: ScheduleRequest | dict[str, Any], *, key: str, session: dict[str, Any] | None
+    ) -> DispatchResult:
+        """The schedule keyed ``key`` if it was made before, else ``schedule(request)`` under that key. A caller's
+        key (``schedule_key``; ``session`` is ``None``: the request's own is verified), or a feature's JOB event's
+        (``<feature run>:<sequence>:<event>``: a resumed run after a crash finds it), with the feature's verified
+        session data (``session``) as the schedule's session."""
         found = self._store.feature_schedule(key)
         if found is None:
             try:
                 return self._schedule_all([request], indexed=False, feature_key=key, session=session)[0]
-            except ConflictError:  # made meanwhile by another driver of the run (one that lost its lease)
+            except ConflictError:  # made meanwhile: another node's call, another driver of the feature run
                 found = self._store.feature_schedule(key)
                 if found is None:
                     raise
@@ -162,6 +181,8 @@ class JobScheduling:
         for i, raw in enumerate(requests):
             try:
                 req = self._request(raw)
+                if indexed and req.key is not None:  # one transaction, all or nothing: a key used would end it
+                    raise ValidationError("key", "is taken by schedule(), one request at a time, not schedule_many")
                 key = (req.product_tag, req.event)
                 if key not in jobs:
                     jobs[key] = self._definition(*key)

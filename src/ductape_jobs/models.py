@@ -288,6 +288,12 @@ def check_unlimited(executions: int, intervals: int) -> None:
         )
 
 
+def schedule_key(product_tag: str, key: str) -> str:
+    """How the store keeps a caller's ``key`` of a schedule of ``product_tag``: one per product, and never a feature
+    event's (``<feature run>:...``). The product's length first: a product tag may hold ``:``, and a key too."""
+    return f"key:{len(product_tag)}:{product_tag}:{key}"
+
+
 def check_end_date(end_date: datetime | None, start: datetime, *, now: bool = False) -> None:
     """``ValidationError`` naming ``repeat.endDate`` when it is before ``start`` (``now``: the start is now): what
     ``schedule()``, ``reschedule()`` and a preview refuse alike."""
@@ -333,12 +339,19 @@ class Schedule(Struct, frozen=True):
     job_product: str = ""  # the product of the job it runs: product_tag (its own job), or '' (a shared job)
     priority: int | None = None  # None: its job's priority
     trace_context: str | None = None  # the trace current at schedule() (tracing.py), when tracing is on
-    # a JOB event's schedule: "<feature run>:<sequence>:<event>", unique, so a resumed feature run finds it
+    # unique: a caller's key (``schedule_key``), or a JOB event's "<feature run>:<sequence>:<event>", by which a
+    # resumed feature run finds the schedule its event made
     feature_key: str | None = None
 
     @property
     def recurring(self) -> bool:
         return self.cron is not None or self.every is not None
+
+    @property
+    def key(self) -> str | None:
+        """The key the caller named it by (``schedule({..., "key": ...})``); ``None``: none."""
+        named, prefix = self.feature_key, schedule_key(self.product_tag, "")
+        return named[len(prefix) :] if named is not None and named.startswith(prefix) else None
 
     @property
     def job_id(self) -> str:

@@ -36,6 +36,20 @@ def test_schedule_answers_the_dispatch_result(api: Api, job: dict[str, Any]) -> 
     assert later["scheduled_at"] == "2026-03-02T14:00:00Z"
 
 
+def test_a_keyed_schedule_is_made_once_and_shows_its_key(api: Api, job: dict[str, Any]) -> None:
+    c = api.client()
+    keyed = {**SHOP, "key": "nightly-report", "repeat": {"cron": "0 2 * * *"}}
+    first = c.post("/schedule", json=keyed)
+    again = c.post("/schedule", json={**keyed, "repeat": {"every": 60_000}})
+    assert first.status_code == again.status_code == 201, again.text
+    assert again.json() == first.json()
+    shown = c.get(f"/schedules/{first.json()['job_id']}").json()
+    assert (shown["key"], shown["cron"]) == ("nightly-report", "0 2 * * *")
+    assert [s["key"] for s in c.get("/schedules").json()["items"]] == ["nightly-report"]
+    batch = c.post("/schedule/batch", json=[{**SHOP, "key": "other", "start_at": 0}])
+    assert problems(batch) == [("[0].key", "is taken by schedule(), one request at a time, not schedule_many")]
+
+
 @pytest.mark.parametrize(
     "request_",
     [

@@ -391,6 +391,16 @@ def test_schedule_cron_in_a_time_zone_with_input(store: str) -> None:
     assert human.exit_code == 0 and "America/New_York" in human.stdout
 
 
+def test_schedule_with_a_key_is_made_once(store: str) -> None:
+    create_job(store)
+    first = schedule(store, "--key", "daily-hello", "--cron", "0 9 * * *")
+    assert schedule(store, "--key", "daily-hello", "--every", "60000") == first
+    [s] = ok("schedules", store=store)
+    assert (s["job_id"], s["key"], s["cron"]) == (first["job_id"], "daily-hello", "0 9 * * *")
+    shown = cli("show", first["job_id"], store=store)
+    assert shown.exit_code == 0 and "daily-hello" in shown.stdout, shown.stderr
+
+
 @pytest.mark.parametrize(
     ("extra", "message"),
     [

@@ -319,6 +319,10 @@ def schedule(
     overlap: Annotated[str | None, typer.Option(help="allow (default), skip or buffer_one.")] = None,
     pause_on_failure: Annotated[bool, flag("--pause-on-failure", help="Pause when a run fails for good.")] = False,
     priority: Annotated[int | None, typer.Option(help="Its runs' priority, -100 to 100 (default: the job's).")] = None,
+    key: Annotated[
+        str | None,
+        typer.Option(help="Names the schedule in its product: made once; given again, the one made is answered."),
+    ] = None,
     store: StoreOpt = None,
     app_: AppOpt = None,
     as_json: JsonOpt = False,
@@ -335,7 +339,7 @@ def schedule(
     if start_at is not None:
         request["start_at"] = start_at
     optional = {"timeout": timeout, "session": session, "cache": cache, "app": app_tag, "misfire": misfire,
-                "overlap": overlap, "priority": priority}  # fmt: skip
+                "overlap": overlap, "priority": priority, "key": key}  # fmt: skip
     request.update({k: v for k, v in optional.items() if v is not None})
     if pause_on_failure:
         request["pause_on_failure"] = True

@@ -371,6 +371,7 @@ def schedule_detail(s: Schedule) -> Table:
         f"Schedule {s.id}",
         [
             ("job_id", s.id),
+            ("key", s.key),
             ("job", s.job_tag),
             ("env / product", f"{s.env} / {s.product_tag}"),
             ("status", status(s.status)),

@@ -1,0 +1,148 @@
+"""A schedule named by a ``key``: one per product, made once. The migration recipes run their "ensure the schedules"
+step at every deploy; checking a listing first and then scheduling doubled every schedule (and so every run) when two
+nodes deployed at once (a newcomer's probe: 4 of 4 tries on PostgreSQL, 3 of 3 on SQLite). With a key, the store's
+unique constraint decides: every caller is answered the one schedule made, on SQLite and on PostgreSQL, whichever
+process wins."""
+
+from __future__ import annotations
+
+import json
+import os
+import secrets
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import psycopg
+import pytest
+
+from ductape_jobs import Ductape, ValidationError
+from ductape_jobs.models import RunPhase
+from support import require_service
+
+PG_URL = os.environ.get("DUCTAPE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+JOB = {"name": "Digest", "tag": "digest", "event_type": "FUNCTION", "event_tag": "digest"}
+DIGEST = {"env": "prd", "product_tag": "shop", "event": "digest"}
+
+
+def test_a_key_makes_one_schedule_and_answers_it_again(dt: Ductape) -> None:
+    dt.job.create(JOB)
+    first = dt.job.schedule({**DIGEST, "key": "weekday-digest", "repeat": {"cron": "0 9 * * 1-5"}, "input": {"n": 1}})
+    again = dt.job.schedule({**DIGEST, "key": "weekday-digest", "repeat": {"every": 60_000}, "input": {"n": 2}})
+    assert again == first  # the first one, as it was made: the second request changed nothing
+    (made,) = dt.job.list()
+    assert (made.id, made.key, made.cron, made.input) == (first.job_id, "weekday-digest", "0 9 * * 1-5", {"n": 1})
+
+    other = dt.job.schedule({**DIGEST, "product_tag": "blog", "key": "weekday-digest", "repeat": {"every": 60_000}})
+    unkeyed = dt.job.schedule({**DIGEST, "repeat": {"every": 60_000}})
+    assert len({first.job_id, other.job_id, unkeyed.job_id}) == 3  # a key is its product's; none: a new one each
+    assert dt.job.get(unkeyed.job_id).key is None
+
+
+def test_a_keyed_one_off_runs_once_however_often_it_is_asked(dt: Ductape) -> None:
+    dt.job.create(JOB)
+    answers = {dt.job.schedule({**DIGEST, "key": "welcome-7", "start_at": 0}).job_id for _ in range(3)}
+    assert len(answers) == 1
+    assert [r.phase for r in dt.job.runs()] == [RunPhase.QUEUED]
+
+
+def test_a_product_tag_holding_a_colon_keeps_its_keys_apart(dt: Ductape) -> None:
+    """``a`` + ``b:c`` and ``a:b`` + ``c`` are two keys (both tags may hold ``:``)."""
+    dt.job.create(JOB)
+    one = dt.job.schedule({**DIGEST, "product_tag": "a", "key": "b:c", "repeat": {"every": 60_000}})
+    two = dt.job.schedule({**DIGEST, "product_tag": "a:b", "key": "c", "repeat": {"every": 60_000}})
+    assert one.job_id != two.job_id
+    assert {(s.product_tag, s.key) for s in dt.job.list()} == {("a", "b:c"), ("a:b", "c")}
+
+
+def test_a_bad_request_is_refused_even_under_a_key_already_made(dt: Ductape) -> None:
+    dt.job.create(JOB)
+    dt.job.schedule({**DIGEST, "key": "k", "repeat": {"every": 60_000}})
+    with pytest.raises(ValidationError) as bad:
+        dt.job.schedule({**DIGEST, "key": "k", "repeat": {"every": 0}})
+    assert bad.value.field == "repeat.every"
+
+
+@pytest.mark.parametrize("key", ["", "two words", "-leading", "x" * 129, 7, "line\nbreak"])
+def test_a_key_is_a_tag(dt: Ductape, key: Any) -> None:
+    dt.job.create(JOB)
+    with pytest.raises(ValidationError) as bad:
+        dt.job.schedule({**DIGEST, "key": key, "start_at": 0})
+    assert bad.value.field == "key"
+    assert dt.job.list() == []
+
+
+def test_schedule_many_takes_no_key_and_writes_nothing(dt: Ductape) -> None:
+    dt.job.create(JOB)
+    with pytest.raises(ValidationError) as bad:
+        dt.job.schedule_many([{**DIGEST, "start_at": 0}, {**DIGEST, "key": "k", "start_at": 0}])
+    assert bad.value.field == "[1].key"
+    assert bad.value.rule == "is taken by schedule(), one request at a time, not schedule_many"
+    assert dt.job.list() == []
+
+
+def test_a_product_bound_client_keys_its_own_schedules(dt: Ductape) -> None:
+    dt.job.create(JOB)
+    shop = dt.product("shop").jobs
+    first = shop.schedule({"env": "prd", "event": "digest", "key": "k", "repeat": {"every": 60_000}})
+    assert shop.schedule({"env": "prd", "event": "digest", "key": "k", "start_at": 0}) == first
+    assert dt.job.get(first.job_id).product_tag == "shop"
+
+
+# ---------------------------------------------------------------------------------- several nodes at once
+
+RACER = textwrap.dedent(
+    """
+    import json, sys, time
+    from ductape_jobs import Ductape
+
+    store, start = sys.argv[1], float(sys.argv[2])
+    dt = Ductape(store)
+    time.sleep(max(0.0, start - time.time()))
+    answer = dt.job.schedule({"env": "prd", "product_tag": "shop", "event": "digest", "key": "weekday-digest",
+                              "repeat": {"cron": "0 9 * * 1-5", "tz": "Europe/London"}})
+    print(json.dumps(answer.job_id))
+    dt.close()
+    """
+)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'jobs.db'}"
+        return
+    require_service("PostgreSQL", "127.0.0.1", 5432)
+    schema = f"t_{secrets.token_hex(6)}"
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute(f"CREATE SCHEMA {schema}")
+    try:
+        yield f"{PG_URL}?schema={schema}"
+    finally:
+        with psycopg.connect(PG_URL, autocommit=True) as conn:
+            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+@pytest.mark.slow
+def test_processes_racing_one_key_make_one_schedule(store_url: str, tmp_path: Path) -> None:
+    """Four processes, started together, each schedule the same keyed request at the same instant (a deploy on four
+    nodes): one schedule is made, and every process is answered its id."""
+    with Ductape(store_url) as dt:
+        dt.job.create(JOB)
+    script = tmp_path / "racer.py"
+    script.write_text(RACER)
+    start = time.time() + 2.0  # every process has opened the store by then
+    racers = [
+        subprocess.Popen([sys.executable, str(script), store_url, str(start)], stdout=subprocess.PIPE, text=True)
+        for _ in range(4)
+    ]
+    answers = [json.loads(p.communicate(timeout=60)[0].strip().splitlines()[-1]) for p in racers]
+    assert all(p.returncode == 0 for p in racers)
+    with Ductape(store_url) as dt:
+        made = dt.job.list(limit=1000)
+    assert [s.key for s in made] == ["weekday-digest"]
+    assert set(answers) == {made[0].id}
