@@ -3,8 +3,6 @@ driver's lease expired (the store suite checks each method; this drives them tog
 
 from __future__ import annotations
 
-import os
-import secrets
 from collections.abc import Iterator
 from datetime import timedelta
 from typing import Any
@@ -15,24 +13,13 @@ from feature_kit import fn, seq, shop
 from ductape_jobs import Backoff, Ductape, FakeClock
 from ductape_jobs.features import EventResult, FeatureRun, FeatureRunStatus
 from ductape_jobs.products import Products
-from support import require_service
-
-PG_URL = os.environ.get("DUCTAPE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+from support import postgres_schema
 
 
 @pytest.fixture
 def pg_url() -> Iterator[str]:
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    import psycopg
-
-    schema = f"t_{secrets.token_hex(6)}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{PG_URL}?schema={schema}"
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+    with postgres_schema() as url:
+        yield url
 
 
 def test_a_feature_runs_and_resumes_on_postgres(pg_url: str) -> None:

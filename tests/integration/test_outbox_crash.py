@@ -7,7 +7,6 @@ PostgreSQL (a schema of its own; skipped without the server, failed under CI=tru
 from __future__ import annotations
 
 import os
-import secrets
 import signal
 import subprocess
 import sys
@@ -16,16 +15,14 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-import psycopg
 import pytest
 
 from ductape_jobs import Ductape, RunPhase
 from ductape_jobs.webhooks import HOLD
-from support import Recorder, require_service
+from support import Recorder
 
 pytestmark = pytest.mark.slow
 
-PG_URL = os.environ.get("DUCTAPE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 RUNS = 300
 GATED_FROM = 150  # runs from this one on wait for the gate file: in flight when the first worker is killed
 
@@ -57,22 +54,6 @@ APP = textwrap.dedent(
         ductape.worker()
     """
 )
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'jobs.db'}"
-        return
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    schema = f"t_{secrets.token_hex(6)}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{PG_URL}?schema={schema}"
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 @pytest.fixture

@@ -7,24 +7,18 @@ process wins."""
 from __future__ import annotations
 
 import json
-import os
-import secrets
 import subprocess
 import sys
 import textwrap
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import psycopg
 import pytest
 
 from ductape_jobs import Ductape, ValidationError
 from ductape_jobs.models import RunPhase
-from support import require_service
 
-PG_URL = os.environ.get("DUCTAPE_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 JOB = {"name": "Digest", "tag": "digest", "event_type": "FUNCTION", "event_tag": "digest"}
 DIGEST = {"env": "prd", "product_tag": "shop", "event": "digest"}
 
@@ -109,22 +103,6 @@ RACER = textwrap.dedent(
     dt.close()
     """
 )
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    if request.param == "sqlite":
-        yield f"sqlite:///{tmp_path / 'jobs.db'}"
-        return
-    require_service("PostgreSQL", "127.0.0.1", 5432)
-    schema = f"t_{secrets.token_hex(6)}"
-    with psycopg.connect(PG_URL, autocommit=True) as conn:
-        conn.execute(f"CREATE SCHEMA {schema}")
-    try:
-        yield f"{PG_URL}?schema={schema}"
-    finally:
-        with psycopg.connect(PG_URL, autocommit=True) as conn:
-            conn.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
 
 
 @pytest.mark.slow

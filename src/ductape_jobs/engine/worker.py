@@ -145,7 +145,7 @@ class Worker:
         self._pokes = 0  # notify()s so far: a read that one overtook is not kept
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
-        self._heartbeating = False  # run() only: a run waits for its thread only while its lease is heartbeated
+        self._serving = False  # run() only (not drain()): a run waits for its thread past its timeout; clock steps
         self._hurry: asyncio.Event | None = None  # a second SIGTERM/SIGINT: the runs in flight go back at once
         self._loop: asyncio.AbstractEventLoop | None = None
         self._store_thread: ThreadPoolExecutor | None = None  # the one thread of this worker's store calls
@@ -183,7 +183,7 @@ class Worker:
         if handle_signals:
             self._install_signals()
         heartbeat = asyncio.create_task(self._heartbeat_loop(), name="ductape-heartbeat")
-        self._heartbeating = True
+        self._serving = True
         unlisten = threading.Event()
         listener = self._start_listener(unlisten)
         log.info("worker %s started (concurrency %d)", self.id, self.options.concurrency)
@@ -208,7 +208,7 @@ class Worker:
             unlisten.set()
             await self._shutdown()
             heartbeat.cancel()
-            self._heartbeating = False
+            self._serving = False
             if listener is not None:
                 await asyncio.to_thread(listener.join)
                 self.store.stop_waiting()
@@ -216,9 +216,12 @@ class Worker:
             log.info("worker %s stopped", self.id)
 
     async def run_until_idle(self) -> DrainSummary:
-        """Run everything due now (and what it makes due now, e.g. retries without delay) until idle."""
+        """Run everything due now (and what it makes due now, e.g. retries without delay) until idle. The leases of
+        the runs it holds are heartbeated as a worker's are: a run longer than the lease was rescued by another
+        process and run twice while this one still ran it."""
         self._start(None)
         self.summary = DrainSummary()
+        heartbeat = asyncio.create_task(self._heartbeat_loop(), name="ductape-heartbeat")
         try:
             while True:
                 more = await self._step()
@@ -229,6 +232,7 @@ class Worker:
                     break
             await self._flush()
         finally:
+            heartbeat.cancel()
             self._end()
         return self.summary
 
@@ -355,7 +359,7 @@ class Worker:
                 created = await self._io(self.scheduler.tick, now, prompt=False)  # up to 100 transactions
             self.summary.created += len(created)
             more = bool(created)
-        if self._heartbeating:
+        if self._serving:
             self._judge_step(now, steady)
         if (
             due.lease_expiry is not None
@@ -704,8 +708,8 @@ class Worker:
         own retry) started beside it (a probe: three at once under a concurrency of 1). Meanwhile it stays running:
         its lease is heartbeated, its worker's slot and its limits' slots held."""
         thread = self.executors.thread_of(run.id, run.attempt)
-        if thread is None or thread.done() or not self._heartbeating or self._stop is None or self._stop.is_set():
-            return  # drain(): no heartbeat keeps its lease; a stop: it is recorded now, not given back
+        if thread is None or thread.done() or not self._serving or self._stop is None or self._stop.is_set():
+            return  # drain() does not wait on code past its time; a stop: it is recorded now, not given back
         log.warning(
             "run %s passed its timeout; its sync function still runs in its thread: the run ends when it returns "
             "(at most %s from now, or at a stop), holding its limits (%s) until then",

@@ -1,0 +1,88 @@
+"""A drain heartbeats the leases of the runs it holds, as a worker does. It did not: a run of ``ductape drain`` (or
+``drain()``) longer than its lease was rescued by another worker or drain, as if its process were dead, and ran a
+second time beside the first (an SRE's probe: on PostgreSQL beside a worker, on SQLite with two drains a cron
+started 35 s apart). A real process drains here while this one drains too, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+import time
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from ductape_jobs import Ductape, RunPhase
+
+pytestmark = pytest.mark.slow
+
+LEASE = timedelta(seconds=1)
+RUNS_FOR = 3.5  # seconds: past three leases
+
+APP = textwrap.dedent(
+    f"""
+    import os, pathlib, time
+    from datetime import timedelta
+    from ductape_jobs import Ductape
+
+    ductape = Ductape(os.environ["DUCTAPE_STORE"], lease=timedelta(seconds={LEASE.total_seconds()}))
+    STARTS = pathlib.Path(os.environ["STARTS"])
+
+
+    @ductape.function("slow")
+    def slow(input, ctx):
+        with STARTS.open("a") as f:
+            f.write(f"{{os.getpid()}} {{ctx.attempt}}\\n")
+        time.sleep({RUNS_FOR})
+        return {{"done": True}}
+
+
+    if __name__ == "__main__":
+        print(ductape.drain())
+        ductape.close()
+    """
+)
+
+
+def test_a_run_longer_than_its_lease_is_not_taken_from_a_live_drain(store_url: str, tmp_path: Path) -> None:
+    starts = tmp_path / "starts.txt"
+    (tmp_path / "drain_app.py").write_text(APP)
+    other = Ductape(store_url, lease=LEASE)
+    try:
+
+        @other.function("slow")
+        def slow(input: dict[str, Any], ctx: Any) -> None:  # another process's drain would run it again here
+            with starts.open("a") as f:
+                f.write(f"{os.getpid()} {ctx.attempt}\n")
+
+        other.job.create({"name": "Slow", "tag": "slow", "event_type": "FUNCTION", "event_tag": "slow"})
+        job = other.job.schedule({"env": "prd", "product_tag": "p", "event": "slow", "start_at": 0})
+        env = {**os.environ, "DUCTAPE_STORE": store_url, "STARTS": str(starts)}
+        drain = subprocess.Popen(
+            [sys.executable, "drain_app.py"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, text=True
+        )
+        try:
+            deadline = time.monotonic() + 30
+            while not starts.exists() and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert starts.exists(), "the drain never started the run"
+            ends = time.monotonic() + RUNS_FOR + 1
+            while time.monotonic() < ends:  # past the run's lease many times over: a rescue would come here
+                other.drain()
+                time.sleep(0.1)
+            out, _ = drain.communicate(timeout=60)
+        finally:
+            drain.kill()
+            drain.wait()
+        assert drain.returncode == 0, out
+        assert "completed=1" in out
+        lines = starts.read_text().splitlines()
+        assert lines == [f"{drain.pid} 1"], lines  # one execution, the drain's, never rescued
+        [run] = other.job.runs(job_id=job.job_id)
+        assert (run.phase, run.attempt) == (RunPhase.COMPLETED, 1)
+    finally:
+        other.close()
