@@ -422,7 +422,7 @@ class ScheduleRequest(_Input):
     priority: Priority | None = Field(default=None, description="default: the job's")
     key: Tag | None = Field(
         default=None,
-        description="names the schedule in its product: a schedule() with a key already made answers that "
+        description="names the schedule in its product and env: a schedule() with a key already made answers that "
         "schedule and makes none (not in the seeds)",
     )
 

@@ -64,14 +64,26 @@ class JobScheduling:
     def schedule(self, request: ScheduleRequest | dict[str, Any]) -> DispatchResult:
         """Schedule the job ``event``: now, at ``start_at``, or on ``repeat``. Returns what dispatch() answers.
 
-        With a ``key``, the schedule of its product made under that key before, if any, is answered as it is and
-        nothing is made: a request repeated (a deploy that makes its schedules, on several nodes at once) makes one
-        schedule."""
+        With a ``key``, the schedule of its product and env made under that key before, if any, is answered as it
+        is and nothing is made: a request repeated (a deploy that makes its schedules, on several nodes at once)
+        makes one schedule. The request is checked as if it made one (its job, its product's rules, its session,
+        its plan) either way."""
         if (request.get("key") if isinstance(request, dict) else getattr(request, "key", None)) is not None:
-            req = self._request(request)  # a bad request is refused whether or not its key was used
+            req = self._check(request)
             if req.key is not None:
-                return self._schedule_keyed(request, key=schedule_key(req.product_tag, req.key), session=None)
+                return self._schedule_keyed(request, key=schedule_key(req.product_tag, req.env, req.key), session=None)
         return self._schedule_all([request], indexed=False)[0]
+
+    def _check(self, request: ScheduleRequest | dict[str, Any]) -> ScheduleRequest:
+        """``request`` parsed and checked as ``schedule()`` checks one before it makes anything (``ValidationError``
+        as it would raise), nothing written: a keyed request whose schedule exists is refused as any other."""
+        found, refused = self._find_jobs([request], indexed=False)
+        if refused is not None:
+            raise refused
+        ((req, job),) = found
+        claims = admit(self._products, self._sessions, req, job)
+        self._plan(req, job, to_ms(self._clock.now()), claims)
+        return req
 
     def schedule_many(self, requests: Iterable[ScheduleRequest | dict[str, Any]]) -> list[DispatchResult]:
         """Schedule many at once in one transaction (all or nothing); much faster for bulk enqueue.
@@ -98,7 +110,7 @@ class JobScheduling:
                     raise
         return DispatchResult(
             job_id=found.id,
-            status=RunPhase.QUEUED if found.run_count else RunPhase.SCHEDULED,
+            status=_status_of(found),
             scheduled_at=found.last_due_at or found.next_run_at or found.start_at,
             recurring=found.recurring,
             next_run_at=found.next_run_at,
@@ -286,6 +298,14 @@ def _request_parser() -> Callable[[object], ScheduleRequest]:
     from ductape_jobs.inputs import ScheduleRequest, parse
 
     return lambda raw: parse(ScheduleRequest, raw)
+
+
+def _status_of(found: Schedule) -> RunPhase:
+    """What a keyed ``schedule()`` answers of the schedule it finds: cancelled (none of it runs: it said "scheduled"),
+    else what its making answered."""
+    if found.status is ScheduleStatus.CANCELLED:
+        return RunPhase.CANCELLED
+    return RunPhase.QUEUED if found.run_count else RunPhase.SCHEDULED
 
 
 def request_list(requests: object) -> list[ScheduleRequest | dict[str, Any]]:

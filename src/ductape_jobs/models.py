@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from msgspec import Struct, field
 
@@ -288,10 +288,10 @@ def check_unlimited(executions: int, intervals: int) -> None:
         )
 
 
-def schedule_key(product_tag: str, key: str) -> str:
-    """How the store keeps a caller's ``key`` of a schedule of ``product_tag``: one per product, and never a feature
-    event's (``<feature run>:...``). The product's length first: a product tag may hold ``:``, and a key too."""
-    return f"key:{len(product_tag)}:{product_tag}:{key}"
+def schedule_key(product_tag: str, env: str, key: str) -> str:
+    """How the store keeps a caller's ``key`` of a schedule of ``product_tag`` in ``env``: one per product and env,
+    and never a feature event's (``<feature run>:...``). Lengths first: a product tag and an env may hold ``:``."""
+    return f"key:{len(product_tag)}:{product_tag}:{len(env)}:{env}:{key}"
 
 
 def check_end_date(end_date: datetime | None, start: datetime, *, now: bool = False) -> None:
@@ -350,7 +350,7 @@ class Schedule(Struct, frozen=True):
     @property
     def key(self) -> str | None:
         """The key the caller named it by (``schedule({..., "key": ...})``); ``None``: none."""
-        named, prefix = self.feature_key, schedule_key(self.product_tag, "")
+        named, prefix = self.feature_key, schedule_key(self.product_tag, self.env, "")
         return named[len(prefix) :] if named is not None and named.startswith(prefix) else None
 
     @property
@@ -614,3 +614,16 @@ class RunActivity(Struct, frozen=True):
     latest_finished_at: datetime | None
     running: int
     queued: int
+
+
+if not TYPE_CHECKING:
+    #: The input models, here until inputs.py took them: an older ``from ductape_jobs.models import ScheduleRequest``,
+    #: and one pickled then, still find them (imported when named, so that this module loads no pydantic).
+    _MOVED = frozenset({"JobDefinition", "JobUpdate", "RepeatOptions", "ScheduleRequest", "Session", "parse"})
+
+    def __getattr__(name: str) -> Any:
+        if name in _MOVED:
+            from importlib import import_module
+
+            return getattr(import_module("ductape_jobs.inputs"), name)
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

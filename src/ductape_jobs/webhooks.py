@@ -488,3 +488,14 @@ def _delivery(hook: Webhook, event: LifecycleEvent) -> WebhookDelivery:
     return WebhookDelivery(
         delivery_id, hook.id, event.name, body, DeliveryStatus.PENDING, 0, event.at, next_attempt_at=event.at
     )
+
+
+if not TYPE_CHECKING:
+
+    def __getattr__(name: str) -> Any:
+        """``WebhookRequest``, here until inputs.py took it (an older import finds it; no pydantic loads before)."""
+        if name == "WebhookRequest":
+            from ductape_jobs.inputs import WebhookRequest
+
+            return WebhookRequest
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,6 +5,7 @@ started 35 s apart). A real process drains here while this one drains too, on SQ
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -86,3 +87,41 @@ def test_a_run_longer_than_its_lease_is_not_taken_from_a_live_drain(store_url: s
         assert (run.phase, run.attempt) == (RunPhase.COMPLETED, 1)
     finally:
         other.close()
+
+
+def test_a_drain_whose_run_loses_its_lease_carries_on(tmp_path: Path) -> None:
+    """A run the drain holds that another process takes (its lease was lost: here, its owner changed in the store)
+    is stopped in the drain, which carries on: its gathering of the runs raised the stopped run's CancelledError, the
+    drain ended without a summary and left its other runs ``running`` (a review)."""
+    import sqlite3
+    import threading
+
+    path = tmp_path / "jobs.db"
+    dt = Ductape(f"sqlite:///{path}", lease=LEASE)
+    starts: list[int] = []
+
+    @dt.function("slow")
+    async def slow(input: dict[str, Any], ctx: Any) -> None:
+        starts.append(ctx.attempt)
+        await asyncio.sleep(2)
+
+    try:
+        dt.job.create({"name": "Slow", "tag": "slow", "event_type": "FUNCTION", "event_tag": "slow"})
+        for _ in range(2):
+            dt.job.schedule({"env": "prd", "product_tag": "p", "event": "slow", "start_at": 0})
+
+        def take_one() -> None:
+            time.sleep(0.5)
+            with sqlite3.connect(path, timeout=30) as db:
+                db.execute(
+                    "UPDATE runs SET lease_owner = 'another' WHERE id = "
+                    "(SELECT min(id) FROM runs WHERE phase = 'running')"
+                )
+
+        threading.Thread(target=take_one, daemon=True).start()
+        summary = dt.drain()  # raised CancelledError
+        assert summary.completed == 2  # the other run, and the taken one once its lease lapsed (rescued, run again)
+        assert sorted(starts) == [1, 1, 2]
+        assert {(r.phase, r.attempt) for r in dt.job.runs()} == {(RunPhase.COMPLETED, 1), (RunPhase.COMPLETED, 2)}
+    finally:
+        dt.close()

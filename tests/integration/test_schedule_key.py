@@ -1,8 +1,8 @@
-"""A schedule named by a ``key``: one per product, made once. The migration recipes run their "ensure the schedules"
-step at every deploy; checking a listing first and then scheduling doubled every schedule (and so every run) when two
-nodes deployed at once (a newcomer's probe: 4 of 4 tries on PostgreSQL, 3 of 3 on SQLite). With a key, the store's
-unique constraint decides: every caller is answered the one schedule made, on SQLite and on PostgreSQL, whichever
-process wins."""
+"""A schedule named by a ``key``: one per product and env, made once. The migration recipes run their "ensure the
+schedules" step at every deploy; checking a listing first and then scheduling doubled every schedule (and so every
+run) when two nodes deployed at once (a newcomer's probe: 4 of 4 tries on PostgreSQL, 3 of 3 on SQLite). With a key,
+the store's unique constraint decides: every caller is answered the one schedule made, on SQLite and on PostgreSQL,
+whichever process wins."""
 
 from __future__ import annotations
 
@@ -11,12 +11,13 @@ import subprocess
 import sys
 import textwrap
 import time
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from ductape_jobs import Ductape, ValidationError
+from ductape_jobs import Ductape, FakeClock, NotFoundError, ValidationError
 from ductape_jobs.models import RunPhase
 
 JOB = {"name": "Digest", "tag": "digest", "event_type": "FUNCTION", "event_tag": "digest"}
@@ -124,3 +125,72 @@ def test_processes_racing_one_key_make_one_schedule(store_url: str, tmp_path: Pa
         made = dt.job.list(limit=1000)
     assert [s.key for s in made] == ["weekday-digest"]
     assert set(answers) == {made[0].id}
+
+
+def test_a_key_is_its_envs_too(dt: Ductape) -> None:
+    """Staging and production in one store, deploying the same schedules: each env has its own (a review: prd was
+    answered stg's schedule, and an API key limited to one env could see and block another env's)."""
+    dt.job.create(JOB)
+    stg = dt.job.schedule({**DIGEST, "env": "stg", "key": "nightly", "start_at": "2030-01-01T00:00:00Z"})
+    prd = dt.job.schedule({**DIGEST, "env": "prd", "key": "nightly", "repeat": {"cron": "0 2 * * *"}})
+    assert stg.job_id != prd.job_id
+    assert {(s.env, s.key, s.cron) for s in dt.job.list()} == {
+        ("stg", "nightly", None),
+        ("prd", "nightly", "0 2 * * *"),
+    }
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"event": "nosuchjob"}, "event"),
+        ({"session": "user:not.a.jwt"}, "session"),
+        ({"repeat": {"every": 0}}, "repeat.every"),
+    ],
+)
+def test_a_request_under_a_key_made_is_checked_as_if_it_made_one(
+    dt: Ductape, change: dict[str, Any], field: str
+) -> None:
+    """Its job, its product's rules and its session, not its fields alone (a review: a bad session or an unknown
+    event was answered the schedule made)."""
+    dt.job.create(JOB)
+    dt.job.schedule({**DIGEST, "key": "k", "repeat": {"every": 60_000}})
+    with pytest.raises(ValidationError) as bad:
+        dt.job.schedule({**DIGEST, "key": "k", "repeat": {"every": 60_000}, **change})
+    assert bad.value.field.startswith(field)
+
+
+def test_a_cancelled_keyed_schedule_is_answered_cancelled(dt: Ductape) -> None:
+    dt.job.create(JOB)
+    made = dt.job.schedule({**DIGEST, "key": "k", "repeat": {"every": 60_000}})
+    dt.job.cancel(made.job_id)
+    again = dt.job.schedule({**DIGEST, "key": "k", "repeat": {"every": 60_000}})
+    assert (again.job_id, again.status, again.next_run_at) == (made.job_id, RunPhase.CANCELLED, None)  # said scheduled
+
+
+def test_retention_keeps_a_keyed_schedule_so_its_key_stays_taken(store_url: str, clock: FakeClock) -> None:
+    """Its runs are pruned, not the schedule: pruned, the next deploy made it again and its run ran twice (a
+    review). On SQLite and on PostgreSQL."""
+    with Ductape(store_url, clock=clock) as dt:
+        _retention_keeps_a_keyed_schedule(dt, clock)
+
+
+def _retention_keeps_a_keyed_schedule(dt: Ductape, clock: FakeClock) -> None:
+    ran: list[int] = []
+
+    @dt.function("digest")
+    def digest(input: dict[str, Any], ctx: Any) -> None:
+        ran.append(1)
+
+    dt.job.create(JOB)
+    keyed = dt.job.schedule({**DIGEST, "key": "welcome", "start_at": 0})
+    plain = dt.job.schedule({**DIGEST, "start_at": 0})
+    assert dt.drain().completed == 2
+    clock.advance(timedelta(days=400))
+    pruned = dt.prune()
+    assert (pruned.runs, pruned.schedules) == (2, 1)  # the keyed schedule's run too; the plain schedule only
+    assert [s.id for s in dt.job.list()] == [keyed.job_id]
+    with pytest.raises(NotFoundError):
+        dt.job.get(plain.job_id)
+    assert dt.job.schedule({**DIGEST, "key": "welcome", "start_at": 0}).job_id == keyed.job_id
+    assert dt.drain().completed == 0 and len(ran) == 2

@@ -225,8 +225,11 @@ class Worker:
         try:
             while True:
                 more = await self._step()
-                if self._inflight:
-                    await asyncio.gather(*(task for _, task in list(self._inflight.values())))
+                if self._inflight:  # a run stopped since its lease was lost (another took it) ends cancelled: no error
+                    done, _ = await asyncio.wait([task for _, task in list(self._inflight.values())])
+                    for task in done:
+                        if not task.cancelled() and (error := task.exception()) is not None:
+                            raise error
                     continue
                 if not more and not self._outcomes:
                     break

@@ -238,12 +238,14 @@ FOR UPDATE SKIP LOCKED;
 -- Nothing reads an ended schedule but job.fetch and its history, all of it pruned; kept, a queue's one-offs grew the
 -- table by a row, its input with it, for every schedule(), for ever. A JOB event's schedule stays while its feature
 -- run is kept unless completed (a run resumed after a crash, or a failed one retried, looks it up by its key,
--- <feature run>:<sequence>:<event>, and would schedule its job again).
+-- <feature run>:<sequence>:<event>, and would schedule its job again). A schedule a caller keyed (key:...) stays: its
+-- key stays taken, and the deploy that asks for it again is answered it, not given a new one.
 DELETE FROM schedules s
 WHERE s.id = ANY(%(ids)s)
   AND ((s.status = 'completed' AND s.updated_at < %(completed_before)s)
     OR (s.status = 'cancelled' AND s.updated_at < %(cancelled_before)s))
   AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = s.id)
+  AND (s.feature_key IS NULL OR substr(s.feature_key, 1, 4) <> 'key:')  -- a caller's key stays taken
   AND (s.feature_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM feature_runs f WHERE f.id = split_part(s.feature_key, ':', 1) AND f.status <> 'completed'));
 
@@ -272,6 +274,7 @@ WHERE ((s.status = 'completed' AND s.updated_at < %(completed_before)s)
                          ELSE r.scheduled_at < (p ->> 'before')::bigint
                               AND NOT (p -> 'products') ? s.job_product
                      END))))
+  AND (s.feature_key IS NULL OR substr(s.feature_key, 1, 4) <> 'key:')  -- a caller's key stays taken
   AND (s.feature_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM feature_runs f
       WHERE f.id = split_part(s.feature_key, ':', 1) AND f.status <> 'completed'

@@ -218,12 +218,14 @@ SELECT value AS id FROM json_each(:ids);
 -- reads an ended schedule but job.fetch and its history, all of it pruned; kept, a queue's one-offs grew the table by
 -- a row, its input with it, for every schedule(), for ever. A JOB event's schedule stays while its feature run is
 -- kept unless completed (a run resumed after a crash, or a failed one retried, looks it up by its key,
--- <feature run>:<sequence>:<event>, and would schedule its job again).
+-- <feature run>:<sequence>:<event>, and would schedule its job again). A schedule a caller keyed (key:...) stays: its
+-- key stays taken, and the deploy that asks for it again is answered it, not given a new one.
 DELETE FROM schedules
 WHERE id IN (SELECT value FROM json_each(:ids))
   AND ((status = 'completed' AND updated_at < :completed_before)
     OR (status = 'cancelled' AND updated_at < :cancelled_before))
   AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = schedules.id)
+  AND (feature_key IS NULL OR substr(feature_key, 1, 4) <> 'key:')  -- a caller's key stays taken
   AND (feature_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM feature_runs f
       WHERE f.id = substr(schedules.feature_key, 1, instr(schedules.feature_key, ':') - 1) AND f.status <> 'completed'));
@@ -253,6 +255,7 @@ WHERE ((s.status = 'completed' AND s.updated_at < :completed_before)
                          ELSE r.scheduled_at < json_extract(p.value, '$.before')
                               AND s.job_product NOT IN (SELECT value FROM json_each(p.value, '$.products'))
                      END))))
+  AND (s.feature_key IS NULL OR substr(s.feature_key, 1, 4) <> 'key:')  -- a caller's key stays taken
   AND (s.feature_key IS NULL OR NOT EXISTS (
       SELECT 1 FROM feature_runs f
       WHERE f.id = substr(s.feature_key, 1, instr(s.feature_key, ':') - 1) AND f.status <> 'completed'
