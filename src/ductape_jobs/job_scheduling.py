@@ -66,24 +66,24 @@ class JobScheduling:
 
         With a ``key``, the schedule of its product and env made under that key before, if any, is answered as it
         is and nothing is made: a request repeated (a deploy that makes its schedules, on several nodes at once)
-        makes one schedule. The request is checked as if it made one (its job, its product's rules, its session,
-        its plan) either way."""
+        makes one schedule. A request answered so is checked as a request that makes one is (its job, its
+        product's rules, its session), but not planned again: its plan was made (an end date since passed is no
+        error)."""
         if (request.get("key") if isinstance(request, dict) else getattr(request, "key", None)) is not None:
-            req = self._check(request)
+            req = self._request(request)
             if req.key is not None:
-                return self._schedule_keyed(request, key=schedule_key(req.product_tag, req.env, req.key), session=None)
+                key = schedule_key(req.product_tag, req.env, req.key)
+                return self._schedule_keyed(request, key=key, session=None, made=lambda: self._admitted(request))
         return self._schedule_all([request], indexed=False)[0]
 
-    def _check(self, request: ScheduleRequest | dict[str, Any]) -> ScheduleRequest:
-        """``request`` parsed and checked as ``schedule()`` checks one before it makes anything (``ValidationError``
-        as it would raise), nothing written: a keyed request whose schedule exists is refused as any other."""
+    def _admitted(self, request: ScheduleRequest | dict[str, Any]) -> None:
+        """``request`` checked as ``schedule()`` checks one before it plans it (its job, its product's rules, its
+        session; ``ValidationError`` as it would raise), nothing written."""
         found, refused = self._find_jobs([request], indexed=False)
         if refused is not None:
             raise refused
         ((req, job),) = found
-        claims = admit(self._products, self._sessions, req, job)
-        self._plan(req, job, to_ms(self._clock.now()), claims)
-        return req
+        admit(self._products, self._sessions, req, job)
 
     def schedule_many(self, requests: Iterable[ScheduleRequest | dict[str, Any]]) -> list[DispatchResult]:
         """Schedule many at once in one transaction (all or nothing); much faster for bulk enqueue.
@@ -94,13 +94,21 @@ class JobScheduling:
         return self._schedule_all(request_list(requests), indexed=True)
 
     def _schedule_keyed(
-        self, request: ScheduleRequest | dict[str, Any], *, key: str, session: dict[str, Any] | None
+        self,
+        request: ScheduleRequest | dict[str, Any],
+        *,
+        key: str,
+        session: dict[str, Any] | None,
+        made: Callable[[], None] | None = None,
     ) -> DispatchResult:
-        """The schedule keyed ``key`` if it was made before, else ``schedule(request)`` under that key. A caller's
-        key (``schedule_key``; ``session`` is ``None``: the request's own is verified), or a feature's JOB event's
-        (``<feature run>:<sequence>:<event>``: a resumed run after a crash finds it), with the feature's verified
-        session data (``session``) as the schedule's session."""
+        """The schedule keyed ``key`` if it was made before (``made`` checks the request then), else
+        ``schedule(request)`` under that key, checked as it makes it. A caller's key (``schedule_key``; ``session``
+        is ``None``: the request's own is verified), or a feature's JOB event's (``<feature run>:<sequence>:<event>``:
+        a resumed run after a crash finds it), with the feature's verified session data (``session``) as the
+        schedule's session."""
         found = self._store.feature_schedule(key)
+        if found is not None and made is not None:
+            made()
         if found is None:
             try:
                 return self._schedule_all([request], indexed=False, feature_key=key, session=session)[0]

@@ -125,3 +125,52 @@ def test_a_drain_whose_run_loses_its_lease_carries_on(tmp_path: Path) -> None:
         assert {(r.phase, r.attempt) for r in dt.job.runs()} == {(RunPhase.COMPLETED, 1), (RunPhase.COMPLETED, 2)}
     finally:
         dt.close()
+
+
+def test_a_drain_cancelled_stops_its_runs(tmp_path: Path) -> None:
+    """``await asyncio.wait_for(ductape.drain(), ...)`` timing out cancels the runs the drain started, as gathering
+    them did: waited on instead, they ran on unwatched, their leases lapsed, and a later drain ran them again (a
+    review: each run executed twice)."""
+    from ductape_jobs import AsyncDuctape
+
+    ends: list[int] = []
+
+    async def scenario() -> None:
+        async with AsyncDuctape(f"sqlite:///{tmp_path / 'jobs.db'}", lease=LEASE) as dt:
+
+            @dt.function("slow")
+            async def slow(input: dict[str, Any], ctx: Any) -> None:
+                await asyncio.sleep(1)
+                ends.append(ctx.attempt)
+
+            await dt.job.create({"name": "Slow", "tag": "slow", "event_type": "FUNCTION", "event_tag": "slow"})
+            for _ in range(2):
+                await dt.job.schedule({"env": "prd", "product_tag": "p", "event": "slow", "start_at": 0})
+            with pytest.raises(TimeoutError):
+                await asyncio.wait_for(dt.drain(), 0.3)
+            await asyncio.sleep(1.5)  # past their end: a run left going would have ended by now
+            assert ends == []
+            alive = [t.get_name() for t in asyncio.all_tasks() if t.get_name().startswith("run ")]
+            assert alive == []
+
+    asyncio.run(scenario())
+
+
+def test_a_drain_waits_for_a_slot_a_thread_past_its_timeout_holds(tmp_path: Path) -> None:
+    """With every slot held by the thread of a sync function past its timeout, the drain ended with runs still due
+    (a review: concurrency 1, three runs, one attempted). It waits for the thread and goes on."""
+    dt = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", concurrency=1)
+
+    @dt.function("overrun", timeout=0.2)
+    def overrun(input: dict[str, Any], ctx: Any) -> None:
+        time.sleep(0.5)
+
+    try:
+        dt.job.create({"name": "Overrun", "tag": "overrun", "event_type": "FUNCTION", "event_tag": "overrun"})
+        for _ in range(3):
+            dt.job.schedule({"env": "prd", "product_tag": "p", "event": "overrun", "start_at": 0})
+        summary = dt.drain()
+        assert summary.failed == 3  # each timed out, none left waiting
+        assert {r.phase for r in dt.job.runs()} == {RunPhase.FAILED}
+    finally:
+        dt.close()

@@ -194,3 +194,28 @@ def _retention_keeps_a_keyed_schedule(dt: Ductape, clock: FakeClock) -> None:
         dt.job.get(plain.job_id)
     assert dt.job.schedule({**DIGEST, "key": "welcome", "start_at": 0}).job_id == keyed.job_id
     assert dt.drain().completed == 0 and len(ran) == 2
+
+
+def test_a_keyed_schedule_whose_end_date_passed_is_still_answered(dt: Ductape, clock: FakeClock) -> None:
+    """The request is checked, not planned again: a deploy after a promotion's end date failed with ``endDate is
+    before the start`` (a review), though its schedule was there."""
+    dt.job.create(JOB)
+    promo = {**DIGEST, "key": "january-promo", "repeat": {"cron": "0 9 * * *", "endDate": "2026-03-31"}}
+    made = dt.job.schedule(promo)
+    clock.advance(timedelta(days=45))
+    assert dt.job.schedule(promo).job_id == made.job_id
+
+
+def test_a_keyed_request_is_admitted_once(dt: Ductape) -> None:
+    """Made or answered, a keyed request is admitted (its product's rules, its session verified) once: a new one was
+    checked twice (a review: its session verified twice, at 1.85 times the cost)."""
+    from unittest import mock
+
+    from ductape_jobs import job_scheduling
+
+    dt.job.create(JOB)
+    with mock.patch.object(job_scheduling, "admit", wraps=job_scheduling.admit) as admitted:
+        made = dt.job.schedule({**DIGEST, "key": "k", "repeat": {"every": 60_000}})
+        assert admitted.call_count == 1
+        assert dt.job.schedule({**DIGEST, "key": "k", "repeat": {"every": 60_000}}) == made
+        assert admitted.call_count == 2

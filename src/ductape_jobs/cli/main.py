@@ -321,7 +321,7 @@ def schedule(
     priority: Annotated[int | None, typer.Option(help="Its runs' priority, -100 to 100 (default: the job's).")] = None,
     key: Annotated[
         str | None,
-        typer.Option(help="Names the schedule in its product: made once; given again, the one made is answered."),
+        typer.Option(help="Names the schedule in its product and env: made once; asked again, the one made answers."),
     ] = None,
     store: StoreOpt = None,
     app_: AppOpt = None,
