@@ -154,23 +154,3 @@ def test_a_drain_cancelled_stops_its_runs(tmp_path: Path) -> None:
             assert alive == []
 
     asyncio.run(scenario())
-
-
-def test_a_drain_waits_for_a_slot_a_thread_past_its_timeout_holds(tmp_path: Path) -> None:
-    """With every slot held by the thread of a sync function past its timeout, the drain ended with runs still due
-    (a review: concurrency 1, three runs, one attempted). It waits for the thread and goes on."""
-    dt = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}", concurrency=1)
-
-    @dt.function("overrun", timeout=0.2)
-    def overrun(input: dict[str, Any], ctx: Any) -> None:
-        time.sleep(0.5)
-
-    try:
-        dt.job.create({"name": "Overrun", "tag": "overrun", "event_type": "FUNCTION", "event_tag": "overrun"})
-        for _ in range(3):
-            dt.job.schedule({"env": "prd", "product_tag": "p", "event": "overrun", "start_at": 0})
-        summary = dt.drain()
-        assert summary.failed == 3  # each timed out, none left waiting
-        assert {r.phase for r in dt.job.runs()} == {RunPhase.FAILED}
-    finally:
-        dt.close()

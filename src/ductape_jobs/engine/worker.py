@@ -229,8 +229,6 @@ class Worker:
                     await self._runs_done([task for _, task in list(self._inflight.values())])
                     continue
                 if not more and not self._outcomes:
-                    if await self._threads_returned():
-                        continue
                     break
             await self._flush()
         finally:
@@ -253,21 +251,6 @@ class Worker:
         for task in done:
             if not task.cancelled() and (error := task.exception()) is not None:
                 raise error
-
-    async def _threads_returned(self) -> bool:
-        """``drain()`` with nothing in flight and nothing claimed: whether it waited for a slot that the thread of a
-        stopped attempt held (a sync function past its timeout, or whose lease was lost), so that what is due is
-        claimed next. Every slot held so, the drain ended with runs still due. At most ``THREAD_WAIT``."""
-        if self._free() > 0:
-            return False
-        threads = [found for key in self.executors.outliving() if (found := self.executors.thread_of(*key))]
-        if not threads:
-            return False
-        waits = [asyncio.wrap_future(thread) for thread in threads]
-        for wait in waits:  # what the thread raised or returned is not kept: its attempt ended already
-            wait.add_done_callback(exception_read)
-        returned, _ = await asyncio.wait(waits, timeout=THREAD_WAIT.total_seconds(), return_when="FIRST_COMPLETED")
-        return bool(returned)
 
     def notify(self) -> None:
         """Wake the worker now (something was scheduled in this process). Safe from any thread."""
