@@ -227,7 +227,7 @@ class JobDefinition(_Input):
     @field_validator("rate")
     @classmethod
     def _rate(cls, v: str | None) -> str | None:
-        return _rate(v)
+        return rate_text(v)
 
     @model_validator(mode="after")
     def _runs_apart(self) -> JobDefinition:
@@ -241,7 +241,9 @@ class JobDefinition(_Input):
         return limit_keys(self.product_tag, self.tag, list(self.resources), own)
 
 
-def _rate(v: str | None) -> str | None:
+def rate_text(v: str | None) -> str | None:
+    """A ``rate`` field's text as stored (``10/s``), or pydantic's ``ValueError`` naming the rule it breaks: a job's
+    and a product resource's alike."""
     if v is None:
         return None
     try:
@@ -294,7 +296,7 @@ class JobUpdate(_Input):
     @field_validator("rate")
     @classmethod
     def _rate(cls, v: str | None) -> str | None:
-        return _rate(v)
+        return rate_text(v)
 
 
 # ------------------------------------------------------------------------------------ schedule requests

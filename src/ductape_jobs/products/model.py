@@ -12,8 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from ductape_jobs.errors import ValidationError
-from ductape_jobs.inputs import Built, Concurrency, Free, FreeObject
+from ductape_jobs.inputs import Built, Concurrency, Free, FreeObject, rate_text
 from ductape_jobs.limits import MAX_MILLIS, email_header_rule, printable_rule, seconds_rule
 from ductape_jobs.products.features import FeatureSpec
 from ductape_jobs.redaction import URL_SCHEME
@@ -217,12 +216,7 @@ class ResourceSpec(_Spec):
     @field_validator("rate")
     @classmethod
     def _rate(cls, v: str | None) -> str | None:
-        if v is None:
-            return None
-        try:
-            return str(parse_rate(v, "rate"))
-        except ValidationError as exc:
-            raise ValueError(exc.rule) from None
+        return rate_text(v)
 
     @model_validator(mode="after")
     def _some_limit(self) -> ResourceSpec:
