@@ -1052,3 +1052,21 @@ def test_a_starting_worker_names_its_postgresql_store_by_its_url_without_the_pas
         assert "hunter2-pw" not in shown and shown.startswith("postgresql://postgres:") and schema in shown
     finally:
         pg_admin(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+
+
+def test_a_command_named_first_is_built_alone() -> None:
+    """``ductape copy ...`` builds the copy command only (its module imported then, not with the CLI), and a group
+    its group only; the whole app (``--help``, an option first) has them all, in the order its help always had."""
+    from ductape_jobs.cli.main import PARTS, cli
+
+    copy = cli.narrowed(["copy", "--help"])
+    assert ([c.name for c in copy.registered_commands], copy.registered_groups) == (["copy"], [])
+    hooks = cli.narrowed(["webhook", "list"])
+    assert (hooks.registered_commands, [g.name for g in hooks.registered_groups]) == ([], ["webhook"])
+    whole = app.narrowed(["--store", "x.db"])
+    assert whole is app
+    names = [c.name or c.callback.__name__ for c in whole.registered_commands if c.callback is not None]
+    groups = [g.name for g in whole.registered_groups]
+    assert names[: names.index("resources") + 1] == [n for n in PARTS if n not in groups]
+    assert groups == ["job", "run", "feature", "apikey", "session", "webhook"]
+    assert "worker" in names and "schedule" in names

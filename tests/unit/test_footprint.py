@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from ductape_jobs import Ductape
+from ductape_jobs.cli.main import PARTS
 
 #: Never loaded by ``import ductape_jobs``: the API, the CLI, rendering, HTTP, YAML, tracing, drivers of extras.
 NOT_IN_THE_CORE = (
@@ -186,3 +187,6 @@ def test_a_worker_runs_its_first_job_without_the_api_rendering_or_http(tmp_path:
     assert "ductape_jobs.engine.worker" in names
     assert loaded(names, NOT_IN_A_WORKER) == []
     assert loaded(names, (*NOT_OURS_IN_A_WORKER, *INPUT_MODELS)) == []
+    # nor the modules of the other commands (serve, demo, copy, webhook, ...): each is imported when it is named
+    assert "ductape_jobs.cli.common" in names
+    assert loaded(names, tuple(module for module, _ in PARTS.values())) == []

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import copy
+import importlib
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -14,9 +15,6 @@ import typer
 from ductape_jobs import logs
 from ductape_jobs._version import __version__
 from ductape_jobs.cli import render
-from ductape_jobs.cli.apikey import apikey_app
-from ductape_jobs.cli.backup import backup
-from ductape_jobs.cli.batch import drain, schedule_many
 from ductape_jobs.cli.common import (
     AppOpt,
     JsonOpt,
@@ -32,16 +30,6 @@ from ductape_jobs.cli.common import (
     parse_json_object,
     user_errors,
 )
-from ductape_jobs.cli.demo import demo
-from ductape_jobs.cli.features import feature_app
-from ductape_jobs.cli.history import history, stats
-from ductape_jobs.cli.preview import preview
-from ductape_jobs.cli.prune import prune
-from ductape_jobs.cli.resources import resources
-from ductape_jobs.cli.serve import serve
-from ductape_jobs.cli.sessions import session_app
-from ductape_jobs.cli.transfer import copy_store
-from ductape_jobs.cli.webhooks import webhook_app
 from ductape_jobs.client import worker_options
 from ductape_jobs.logs import logger
 
@@ -50,19 +38,52 @@ if TYPE_CHECKING:
     from ductape_jobs.jobs import Jobs
 
 
+#: The commands and groups defined in modules of their own, by the name they are called, in the order their help
+#: lists them: each module is imported when its command is named (``ductape worker`` imports none of them, nor what
+#: they import), or all of them when the whole app is (``--help``, a typo, ``app``).
+PARTS: dict[str, tuple[str, str]] = {
+    "feature": ("ductape_jobs.cli.features", "feature_app"),
+    "apikey": ("ductape_jobs.cli.apikey", "apikey_app"),
+    "session": ("ductape_jobs.cli.sessions", "session_app"),
+    "webhook": ("ductape_jobs.cli.webhooks", "webhook_app"),
+    "demo": ("ductape_jobs.cli.demo", "demo"),
+    "serve": ("ductape_jobs.cli.serve", "serve"),
+    "preview": ("ductape_jobs.cli.preview", "preview"),
+    "schedule-many": ("ductape_jobs.cli.batch", "schedule_many"),
+    "drain": ("ductape_jobs.cli.batch", "drain"),
+    "history": ("ductape_jobs.cli.history", "history"),
+    "stats": ("ductape_jobs.cli.history", "stats"),
+    "prune": ("ductape_jobs.cli.prune", "prune"),
+    "backup": ("ductape_jobs.cli.backup", "backup"),
+    "copy": ("ductape_jobs.cli.transfer", "copy_store"),
+    "resources": ("ductape_jobs.cli.resources", "resources"),
+}
+
+
 class _Cli(typer.Typer):
     """The ``ductape`` command. Typer builds the click command of every subcommand on each call (it reads each one's
     signature and types, about 0.1 s of CPU for them all); a call builds only the one its first argument names, so
-    that ``ductape worker`` starts sooner. No subcommand named there (``--help``, an option first, a typo): all."""
+    that ``ductape worker`` starts sooner, and imports only its module (``PARTS``). No subcommand named there
+    (``--help``, an option first, a typo): all (``complete``)."""
+
+    def __init__(self, *, parts: dict[str, tuple[str, str]], **options: Any) -> None:
+        super().__init__(**options)
+        self._parts = parts
+        self._complete = False
 
     def __call__(self, *args: Any, **kwargs: Any) -> Any:
         argv = kwargs.get("args", args[0] if args else None)
         return typer.Typer.__call__(self.narrowed(sys.argv[1:] if argv is None else argv), *args, **kwargs)
 
     def narrowed(self, argv: Sequence[str]) -> typer.Typer:
-        """This app with only the command or group ``argv`` starts with (itself when it names none; none of them
-        for ``--version``, which needs only the callback)."""
+        """This app with only the command or group ``argv`` starts with (the whole app when it names none; none of
+        them for ``--version``, which needs only the callback)."""
         name = argv[0] if argv else None
+        narrow = copy.copy(self)
+        narrow.registered_commands, narrow.registered_groups = [], []
+        if name in self._parts and not self._complete:
+            narrow._add(name, self._part(name))
+            return narrow
         commands = [
             c
             for c in self.registered_commands
@@ -70,13 +91,37 @@ class _Cli(typer.Typer):
         ]
         groups = [g for g in self.registered_groups if g.name == name]
         if not commands and not groups and name != "--version":  # after another option: the whole app, slower
-            return self
-        narrow = copy.copy(self)
+            return self.complete()
         narrow.registered_commands, narrow.registered_groups = commands, groups
         return narrow
 
+    def complete(self) -> _Cli:
+        """This app with every command and group, ``PARTS``' imported: theirs listed first, as their help always
+        listed them."""
+        if not self._complete:
+            commands, groups = self.registered_commands, self.registered_groups
+            self.registered_commands, self.registered_groups = [], []
+            for name in self._parts:
+                self._add(name, self._part(name))
+            self.registered_commands += commands
+            self.registered_groups = groups + self.registered_groups
+            self._complete = True
+        return self
 
-app = _Cli(
+    def _part(self, name: str) -> typer.Typer | Callable[..., Any]:
+        module, attribute = self._parts[name]
+        part: typer.Typer | Callable[..., Any] = getattr(importlib.import_module(module), attribute)
+        return part
+
+    def _add(self, name: str, part: typer.Typer | Callable[..., Any]) -> None:
+        if isinstance(part, typer.Typer):
+            self.add_typer(part, name=name)
+        else:
+            self.command(name)(part)
+
+
+cli = _Cli(
+    parts=PARTS,
     name="ductape",
     help="ductape-jobs: a durable job scheduler (Ductape's Jobs API).",
     no_args_is_help=True,
@@ -85,23 +130,8 @@ app = _Cli(
 )
 job_app = typer.Typer(help="Job definitions: list, show, create, update, delete.", no_args_is_help=True)
 run_app = typer.Typer(help="One run: show it (with its attempts) or retry it.", no_args_is_help=True)
-app.add_typer(job_app, name="job")
-app.add_typer(run_app, name="run")
-app.add_typer(feature_app, name="feature")
-app.add_typer(apikey_app, name="apikey")
-app.add_typer(session_app, name="session")
-app.add_typer(webhook_app, name="webhook")
-app.command()(demo)
-app.command()(serve)
-app.command()(preview)
-app.command("schedule-many")(schedule_many)
-app.command()(drain)
-app.command()(history)
-app.command()(stats)
-app.command()(prune)
-app.command()(backup)
-app.command("copy")(copy_store)
-app.command()(resources)
+cli.add_typer(job_app, name="job")
+cli.add_typer(run_app, name="run")
 
 
 def _print_version(value: bool) -> None:
@@ -111,7 +141,7 @@ def _print_version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
+@cli.callback()
 def main(
     product_file: Annotated[
         str | None,
@@ -139,7 +169,7 @@ log = logger("ductape_jobs.cli")
 # ---------------------------------------------------------------------------------------------- worker
 
 
-@app.command()
+@cli.command()
 def worker(
     app_: AppOpt = None,
     store: StoreOpt = None,
@@ -290,7 +320,7 @@ def _jobs(dt: Ductape, product: str | None) -> Jobs:
 # ------------------------------------------------------------------------------------------- schedules
 
 
-@app.command()
+@cli.command()
 def schedule(
     event: Annotated[str, typer.Option(help="The job tag to run.")],
     env: Annotated[str, typer.Option(help="Environment, e.g. prd.")],
@@ -351,7 +381,7 @@ def schedule(
         emit(result, as_json, lambda: render.dispatch(result))
 
 
-@app.command()
+@cli.command()
 def schedules(
     status: Annotated[str | None, typer.Option(help="active, paused, cancelled or completed.")] = None,
     job: Annotated[str | None, typer.Option(help="Only this job tag's schedules.")] = None,
@@ -366,7 +396,7 @@ def schedules(
         emit(items, as_json, lambda: render.schedules_table(items, limit))
 
 
-@app.command()
+@cli.command()
 def show(job_id: str, store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False) -> None:
     """One schedule (a scheduled job instance) by job_id: its cadence, status and counts."""
     with client(store, app_) as dt:
@@ -374,7 +404,7 @@ def show(job_id: str, store: StoreOpt = None, app_: AppOpt = None, as_json: Json
         emit(s, as_json, lambda: render.schedule_detail(s))
 
 
-@app.command()
+@cli.command()
 def pause(
     job_id: str,
     reason: Annotated[str | None, typer.Option(help="Why (kept on the schedule).")] = None,
@@ -388,7 +418,7 @@ def pause(
         emit(s, as_json, lambda: render.schedule_detail(s))
 
 
-@app.command()
+@cli.command()
 def resume(job_id: str, store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False) -> None:
     """Resume a paused schedule from now (occurrences missed while paused are skipped)."""
     with client(store, app_) as dt:
@@ -396,7 +426,7 @@ def resume(job_id: str, store: StoreOpt = None, app_: AppOpt = None, as_json: Js
         emit(s, as_json, lambda: render.schedule_detail(s))
 
 
-@app.command()
+@cli.command()
 def cancel(
     job_id: str,
     reason: Annotated[str | None, typer.Option(help="Why (kept on the schedule).")] = None,
@@ -410,7 +440,7 @@ def cancel(
         emit(s, as_json, lambda: render.schedule_detail(s))
 
 
-@app.command()
+@cli.command()
 def trigger(job_id: str, store: StoreOpt = None, app_: AppOpt = None, as_json: JsonOpt = False) -> None:
     """Run a schedule once more now, outside its cadence, with its input (a running worker picks it up)."""
     with client(store, app_) as dt:
@@ -418,7 +448,7 @@ def trigger(job_id: str, store: StoreOpt = None, app_: AppOpt = None, as_json: J
         emit(r, as_json, lambda: render.run_detail(r))
 
 
-@app.command()
+@cli.command()
 def reschedule(
     job_id: str,
     cron: Annotated[str | None, typer.Option(help="Cron expression (5 fields, or 6 with leading seconds).")] = None,
@@ -443,7 +473,7 @@ def reschedule(
 # ------------------------------------------------------------------------------------------------ runs
 
 
-@app.command()
+@cli.command()
 def runs(
     phase: Annotated[str | None, typer.Option(help="scheduled, queued, running, completed, failed, ...")] = None,
     job_id: Annotated[str | None, typer.Option(help="Only this schedule's runs.")] = None,
@@ -475,5 +505,17 @@ def run_retry(run_id: str, store: StoreOpt = None, app_: AppOpt = None, as_json:
         emit(r, as_json, lambda: render.run_detail(r))
 
 
+if TYPE_CHECKING:
+    app: _Cli
+else:
+
+    def __getattr__(name: str) -> Any:
+        """``app``: the whole command, every part imported (what ``CliRunner`` and the docs read); the ``ductape``
+        script calls ``cli``, which imports the part it is asked for only."""
+        if name == "app":
+            return cli.complete()
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 if __name__ == "__main__":  # pragma: no cover
-    app()
+    cli()
