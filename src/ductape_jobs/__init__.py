@@ -1,12 +1,12 @@
 """ductape-jobs: a durable job scheduler implementing Ductape's Jobs API.
 
 The input models (``JobDefinition``, ``ScheduleRequest``, ... and the seeds' ``I*`` names of them) are pydantic
-models, imported when first named: a worker process, which validates no input, loads none of pydantic."""
+models, imported when first named: a worker process, which validates no input, loads none of pydantic. So is
+``AsyncDuctape`` (``aio.py``), which no worker needs."""
 
 import typing as _typing
 
 from ductape_jobs._version import __version__
-from ductape_jobs.aio import AsyncDuctape
 from ductape_jobs.client import Ductape
 from ductape_jobs.clock import Clock, FakeClock, SystemClock
 from ductape_jobs.errors import (
@@ -44,6 +44,7 @@ from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.timing.backoff import Backoff
 
 if _typing.TYPE_CHECKING:
+    from ductape_jobs.aio import AsyncDuctape
     from ductape_jobs.inputs import JobDefinition, JobUpdate, RepeatOptions, ScheduleRequest, Session
     from ductape_jobs.products.features import FeatureEvent
 
@@ -54,8 +55,10 @@ if _typing.TYPE_CHECKING:
     ISession = Session
     IFeatureEvent = FeatureEvent
 else:
-    #: The input models by the names this package gives them, the seeds' TypeScript names too: (module, name).
+    #: The input models by the names this package gives them, the seeds' TypeScript names too, and the asyncio
+    #: client: (module, name).
     _INPUTS = {
+        "AsyncDuctape": ("ductape_jobs.aio", "AsyncDuctape"),
         "JobDefinition": ("ductape_jobs.inputs", "JobDefinition"),
         "JobUpdate": ("ductape_jobs.inputs", "JobUpdate"),
         "RepeatOptions": ("ductape_jobs.inputs", "RepeatOptions"),

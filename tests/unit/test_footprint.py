@@ -55,6 +55,7 @@ NOT_IN_A_CLIENT = tuple(m for m in NOT_IN_THE_CORE if m not in ("pydantic", "pyd
 INPUT_MODELS = ("ductape_jobs.inputs", "ductape_jobs.products.model", "ductape_jobs.products.features")
 #: ductape_jobs' own modules a worker never needs: the HTTP API, executors of other event types, tracing.
 NOT_OURS_IN_A_WORKER = (
+    "ductape_jobs.aio",
     "ductape_jobs.api",
     "ductape_jobs.tracing",
     "ductape_jobs.executors.action",

@@ -136,8 +136,6 @@ def import_app(spec: str) -> Ductape:
     """``module:attr`` (``attr`` may be dotted; ``module`` alone looks for ``app``, then ``ductape``, passing over
     one that is not a client: a FastAPI ``app`` beside the ``ductape`` it serves). An ``AsyncDuctape`` stands for
     its ``.sync``, the same engine."""
-    from ductape_jobs.aio import AsyncDuctape
-
     module_name, _, attr = spec.partition(":")
     if not module_name:
         raise ValidationError("app", f"{spec!r} is not MODULE:ATTR (e.g. myproject.jobs:ductape)")
@@ -166,7 +164,8 @@ def import_app(spec: str) -> Ductape:
                 obj = getattr(obj, part)
         except AttributeError:
             continue
-        if isinstance(obj, AsyncDuctape):
+        aio = sys.modules.get("ductape_jobs.aio")  # an AsyncDuctape is made only where its module was imported
+        if aio is not None and isinstance(obj, aio.AsyncDuctape):
             obj = obj.sync
         if isinstance(obj, Ductape):
             return obj
