@@ -166,7 +166,7 @@ def check_wheel_contents(checks: Checks, wheel: Path) -> None:
     expect(not strays, f"the wheel holds more than ductape_jobs/ and its .dist-info: {strays}")
     expect(f"{dist_info}/licenses/LICENSE" in names, f"the wheel lacks {dist_info}/licenses/LICENSE")
     expect(
-        re.search(r"^ductape\s*=\s*ductape_jobs\.cli\.main:app$", entry_points, re.M) is not None,
+        re.search(r"^ductape\s*=\s*ductape_jobs\.cli\.main:cli$", entry_points, re.M) is not None,
         "the wheel's entry_points.txt has no `ductape` console script",
         entry_points,
     )
