@@ -57,7 +57,7 @@ if _typing.TYPE_CHECKING:
 else:
     #: The input models by the names this package gives them, the seeds' TypeScript names too, and the asyncio
     #: client: (module, name).
-    _INPUTS = {
+    _LAZY = {
         "AsyncDuctape": ("ductape_jobs.aio", "AsyncDuctape"),
         "JobDefinition": ("ductape_jobs.inputs", "JobDefinition"),
         "JobUpdate": ("ductape_jobs.inputs", "JobUpdate"),
@@ -73,14 +73,17 @@ else:
     }
 
     def __getattr__(name: str) -> _typing.Any:
-        if name in _INPUTS:
+        if name in _LAZY:
             from importlib import import_module
 
-            module, attribute = _INPUTS[name]
+            module, attribute = _LAZY[name]
             value = getattr(import_module(module), attribute)
             globals()[name] = value  # looked up once
             return value
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), *_LAZY})  # the lazy names too: dir(), a REPL's completion
 
 
 __all__ = [

@@ -1055,14 +1055,26 @@ def test_a_starting_worker_names_its_postgresql_store_by_its_url_without_the_pas
 
 
 def test_a_command_named_first_is_built_alone() -> None:
-    """``ductape copy ...`` builds the copy command only (its module imported then, not with the CLI), and a group
-    its group only; the whole app (``--help``, an option first) has them all, in the order its help always had."""
-    from ductape_jobs.cli.main import PARTS, cli
+    """``ductape copy ...`` builds the copy command only, and imports its module only (in a fresh interpreter: this
+    one's ``app`` has them all); a group its group only; the whole app (``--help``, an option first) has them all, in
+    the order its help always had."""
+    code = """
+import json, sys
+from ductape_jobs.cli.main import cli
+copy, hooks = cli.narrowed(["copy", "--help"]), cli.narrowed(["webhook", "list"])
+print(json.dumps({
+    "copy": [[c.name for c in copy.registered_commands], [g.name for g in copy.registered_groups]],
+    "hooks": [[c.name for c in hooks.registered_commands], [g.name for g in hooks.registered_groups]],
+    "loaded": sorted(m for m in sys.modules if m.startswith("ductape_jobs.cli.")),
+}))
+"""
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True)
+    shown = json.loads(done.stdout)
+    assert shown["copy"] == [["copy"], []] and shown["hooks"] == [[], ["webhook"]]
+    assert {"ductape_jobs.cli.transfer", "ductape_jobs.cli.webhooks"} <= set(shown["loaded"])
+    assert not {"ductape_jobs.cli.serve", "ductape_jobs.cli.demo", "ductape_jobs.cli.features"} & set(shown["loaded"])
+    from ductape_jobs.cli.main import PARTS
 
-    copy = cli.narrowed(["copy", "--help"])
-    assert ([c.name for c in copy.registered_commands], copy.registered_groups) == (["copy"], [])
-    hooks = cli.narrowed(["webhook", "list"])
-    assert (hooks.registered_commands, [g.name for g in hooks.registered_groups]) == ([], ["webhook"])
     whole = app.narrowed(["--store", "x.db"])
     assert whole is app
     names = [c.name or c.callback.__name__ for c in whole.registered_commands if c.callback is not None]

@@ -248,3 +248,13 @@ def test_ductape_takes_its_worker_settings_in_seconds_as_its_worker_does(tmp_pat
             with pytest.raises(ValidationError) as err:
                 dt.new_worker(**{setting: value})
             assert (err.value.field, err.value.rule) == (setting, rule)
+
+
+def test_the_names_loaded_when_first_used_are_listed_by_dir() -> None:
+    """``AsyncDuctape`` and the input models load when first named; ``dir()`` (a REPL's completion) lists them all
+    the same, and ``ductape_jobs.cli.main`` lists ``app`` (``typer <module>`` looks for it there)."""
+    import ductape_jobs.cli.main
+
+    assert set(ductape_jobs.__all__) <= set(dir(ductape_jobs))
+    assert {"AsyncDuctape", "JobDefinition", "IJobProcessorInput"} <= set(dir(ductape_jobs))
+    assert "app" in dir(ductape_jobs.cli.main) and "cli" in dir(ductape_jobs.cli.main)

@@ -79,9 +79,9 @@ class _Cli(typer.Typer):
         """This app with only the command or group ``argv`` starts with (the whole app when it names none; none of
         them for ``--version``, which needs only the callback)."""
         name = argv[0] if argv else None
-        narrow = copy.copy(self)
-        narrow.registered_commands, narrow.registered_groups = [], []
         if name in self._parts and not self._complete:
+            narrow = copy.copy(self)
+            narrow.registered_commands, narrow.registered_groups = [], []
             narrow._add(name, self._part(name))
             return narrow
         commands = [
@@ -92,12 +92,13 @@ class _Cli(typer.Typer):
         groups = [g for g in self.registered_groups if g.name == name]
         if not commands and not groups and name != "--version":  # after another option: the whole app, slower
             return self.complete()
+        narrow = copy.copy(self)
         narrow.registered_commands, narrow.registered_groups = commands, groups
         return narrow
 
     def complete(self) -> _Cli:
-        """This app with every command and group, ``PARTS``' imported: theirs listed first, as their help always
-        listed them."""
+        """This app with every command and group, ``PARTS``' imported, in the order its help always listed them:
+        their commands before this module's, their groups after ``job`` and ``run``."""
         if not self._complete:
             commands, groups = self.registered_commands, self.registered_groups
             self.registered_commands, self.registered_groups = [], []
@@ -510,11 +511,15 @@ if TYPE_CHECKING:
 else:
 
     def __getattr__(name: str) -> Any:
-        """``app``: the whole command, every part imported (what ``CliRunner`` and the docs read); the ``ductape``
-        script calls ``cli``, which imports the part it is asked for only."""
+        """``app``: the whole command, every part imported (what ``CliRunner``, the docs and ``typer <module>``
+        read). ``cli``, which the ``ductape`` script calls, holds this module's own commands until it is called
+        or completed."""
         if name == "app":
             return cli.complete()
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+    def __dir__() -> list[str]:
+        return sorted({*globals(), "app"})  # typer's own CLI looks for ``app`` here first (else it took ``cli``)
 
 
 if __name__ == "__main__":  # pragma: no cover
