@@ -258,3 +258,17 @@ def test_the_names_loaded_when_first_used_are_listed_by_dir() -> None:
     assert set(ductape_jobs.__all__) <= set(dir(ductape_jobs))
     assert {"AsyncDuctape", "JobDefinition", "IJobProcessorInput"} <= set(dir(ductape_jobs))
     assert "app" in dir(ductape_jobs.cli.main) and "cli" in dir(ductape_jobs.cli.main)
+
+
+def test_help_documents_every_public_name() -> None:
+    """``help(ductape_jobs)`` and ``help(RunContext)`` (a FUNCTION's ``ctx``) raised ``NameError: ProductSpec``:
+    msgspec reads a struct's annotations for its signature, and its fields' types were named for the type checker
+    only."""
+    import pydoc
+
+    pydoc.render_doc(ductape_jobs)
+    for name in ductape_jobs.__all__:
+        value = getattr(ductape_jobs, name)
+        if callable(value):
+            assert pydoc.render_doc(value), name
+    assert "product" in inspect.signature(ductape_jobs.RunContext).parameters

@@ -14,6 +14,8 @@ from ductape_jobs.models import JobEventTypes, Run
 if TYPE_CHECKING:
     from ductape_jobs.piping import Scope
     from ductape_jobs.products.model import ProductSpec
+else:  # what help() and inspect.signature() resolve RunContext's fields to (msgspec reads the annotations then):
+    ProductSpec = Scope = Any  # a product's model (pydantic) is not loaded for them, nor piping before its time
 
 
 RUN_LOG = logger("ductape_jobs.run")
