@@ -82,6 +82,17 @@ def _event_type(value: object) -> object:
     return JobEventTypes.parse(value)
 
 
+def rate_text(v: str | None) -> str | None:
+    """A ``rate`` field's text as stored (``10/s``), or pydantic's ``ValueError`` naming the rule it breaks: a job's
+    and a product resource's alike."""
+    if v is None:
+        return None
+    try:
+        return str(parse_rate(v, "rate"))
+    except ValidationError as exc:
+        raise ValueError(exc.rule) from None
+
+
 Tag = Annotated[str, AfterValidator(_tag)]  # after: checks the stripped text
 
 
@@ -113,6 +124,10 @@ def _printable(value: str) -> str:
 
 NonEmpty = Annotated[str, Field(min_length=1, max_length=256), AfterValidator(_printable)]
 ShortText = Annotated[str, Field(max_length=128), AfterValidator(_printable)]
+#: A time: Unix seconds or ms, ISO 8601 text or a datetime, in UTC (``models.to_utc``; 0: now).
+Instant = Annotated[datetime | None, BeforeValidator(to_utc)]
+#: Runs started per window (``10/s``, ``600/min``; ``rate_text``): a job's and a product resource's.
+RateText = Annotated[str | None, AfterValidator(rate_text)]
 
 
 def _json_object(value: object) -> dict[str, Any]:
@@ -204,30 +219,20 @@ class JobDefinition(_Input):
     event_tag: NonEmpty
     executions: Count = Field(default=0, ge=0, description="runs of the job's cadence; 0 = unlimited")
     intervals: Millis = Field(default=0, ge=0, description="milliseconds between runs; 0 = run once")
-    start_at: datetime | None = None
+    start_at: Instant = None
     keep_completed: JobKeep = None
     keep_failed: JobKeep = None
     created_at: datetime | None = None
     updated_at: datetime | None = None
     resources: Resources = Field(default_factory=list, description="its product's resources")
     concurrency: Concurrency | None = Field(default=None, description="its runs executing at once")
-    rate: str | None = Field(default=None, description="its runs started per window: '10/s', '600/min'")
+    rate: RateText = Field(default=None, description="its runs started per window: '10/s', '600/min'")
     priority: Priority = Field(default=0, description="its runs' default priority")
-
-    @field_validator("start_at", mode="before")
-    @classmethod
-    def _start(cls, v: object) -> datetime | None:
-        return to_utc(v)
 
     @field_validator("intervals")
     @classmethod
     def _intervals(cls, v: int) -> int:
         return _cadence(v) or 0
-
-    @field_validator("rate")
-    @classmethod
-    def _rate(cls, v: str | None) -> str | None:
-        return rate_text(v)
 
     @model_validator(mode="after")
     def _runs_apart(self) -> JobDefinition:
@@ -241,17 +246,6 @@ class JobDefinition(_Input):
         return limit_keys(self.product_tag, self.tag, list(self.resources), own)
 
 
-def rate_text(v: str | None) -> str | None:
-    """A ``rate`` field's text as stored (``10/s``), or pydantic's ``ValueError`` naming the rule it breaks: a job's
-    and a product resource's alike."""
-    if v is None:
-        return None
-    try:
-        return str(parse_rate(v, "rate"))
-    except ValidationError as exc:
-        raise ValueError(exc.rule) from None
-
-
 _CLEARABLE = frozenset({"start_at", "keep_completed", "keep_failed", "concurrency", "rate"})
 
 
@@ -263,10 +257,10 @@ class JobUpdate(_Input):
     event_tag: NonEmpty | None = None
     executions: Count | None = Field(default=None, ge=0)
     intervals: Millis | None = Field(default=None, ge=0)
-    start_at: datetime | None = None
+    start_at: Instant = None
     resources: Resources | None = None
     concurrency: Concurrency | None = None
-    rate: str | None = None
+    rate: RateText = None
     priority: Priority | None = None
     keep_completed: JobKeep = None
     keep_failed: JobKeep = None
@@ -283,20 +277,10 @@ class JobUpdate(_Input):
                     raise ValidationError(str(name), "must not be null (leave it out to keep the current value)")
         return data
 
-    @field_validator("start_at", mode="before")
-    @classmethod
-    def _start(cls, v: object) -> datetime | None:
-        return to_utc(v)
-
     @field_validator("intervals")
     @classmethod
     def _intervals(cls, v: int | None) -> int | None:
         return _cadence(v)
-
-    @field_validator("rate")
-    @classmethod
-    def _rate(cls, v: str | None) -> str | None:
-        return rate_text(v)
 
 
 # ------------------------------------------------------------------------------------ schedule requests
@@ -410,7 +394,7 @@ class ScheduleRequest(_Input):
     env: NonEmpty
     product_tag: NonEmpty
     event: Tag = Field(description="the job tag to run")
-    start_at: datetime | None = Field(default=None, description="Unix seconds or ms, ISO 8601; 0 = now")
+    start_at: Instant = Field(default=None, description="Unix seconds or ms, ISO 8601; 0 = now")
     retries: Count = Field(default=0, ge=0, le=MAX_RETRIES)
     input: dict[str, Any] = Field(default_factory=dict)
     app: ShortText | None = None
@@ -427,11 +411,6 @@ class ScheduleRequest(_Input):
         description="names the schedule in its product and env: a schedule() with a key already made answers that "
         "schedule and makes none (not in the seeds)",
     )
-
-    @field_validator("start_at", mode="before")
-    @classmethod
-    def _start(cls, v: object) -> datetime | None:
-        return to_utc(v)
 
     @field_validator("input", mode="before")
     @classmethod

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator, model_validator
 
-from ductape_jobs.inputs import Built, Concurrency, Free, FreeObject, rate_text
+from ductape_jobs.inputs import Built, Concurrency, Free, FreeObject, RateText
 from ductape_jobs.limits import MAX_MILLIS, email_header_rule, printable_rule, seconds_rule
 from ductape_jobs.products.features import FeatureSpec
 from ductape_jobs.redaction import URL_SCHEME
@@ -211,12 +211,7 @@ class ResourceSpec(_Spec):
     across every worker of the store (``resources.py``). At least one of the two."""
 
     concurrency: Concurrency | None = Field(default=None, description="runs executing at once")
-    rate: str | None = Field(default=None, description="runs started per window: '10/s', '600/min', '5/10s'")
-
-    @field_validator("rate")
-    @classmethod
-    def _rate(cls, v: str | None) -> str | None:
-        return rate_text(v)
+    rate: RateText = Field(default=None, description="runs started per window: '10/s', '600/min', '5/10s'")
 
     @model_validator(mode="after")
     def _some_limit(self) -> ResourceSpec:
