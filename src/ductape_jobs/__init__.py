@@ -39,13 +39,13 @@ from ductape_jobs.models import (
     ScheduleStatus,
     TriggeredBy,
 )
-from ductape_jobs.piping import literal
 from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.timing.backoff import Backoff
 
 if _typing.TYPE_CHECKING:
     from ductape_jobs.aio import AsyncDuctape
     from ductape_jobs.inputs import JobDefinition, JobUpdate, RepeatOptions, ScheduleRequest, Session
+    from ductape_jobs.piping import literal
     from ductape_jobs.products.features import FeatureEvent
 
     # The seeds' TypeScript names.
@@ -55,10 +55,11 @@ if _typing.TYPE_CHECKING:
     ISession = Session
     IFeatureEvent = FeatureEvent
 else:
-    #: The input models by the names this package gives them, the seeds' TypeScript names too, and the asyncio
-    #: client: (module, name).
+    #: The input models by the names this package gives them, the seeds' TypeScript names too, the asyncio client
+    #: and piping's ``literal``: (module, name), each loaded when first named.
     _LAZY = {
         "AsyncDuctape": ("ductape_jobs.aio", "AsyncDuctape"),
+        "literal": ("ductape_jobs.piping", "literal"),
         "JobDefinition": ("ductape_jobs.inputs", "JobDefinition"),
         "JobUpdate": ("ductape_jobs.inputs", "JobUpdate"),
         "RepeatOptions": ("ductape_jobs.inputs", "RepeatOptions"),

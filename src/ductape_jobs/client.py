@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import numbers
 import os
@@ -26,24 +27,22 @@ from ductape_jobs.executors import ExecutorRegistry, FunctionExecutor, FunctionR
 from ductape_jobs.executors.context import RunPreparer
 from ductape_jobs.executors.feature import FeatureExecutor
 from ductape_jobs.executors.registry import product_executors
-from ductape_jobs.features.api import Features
-from ductape_jobs.features.engine import FeatureEngine
-from ductape_jobs.jobs import Jobs, ProductJobs
 from ductape_jobs.limits import check_flag
 from ductape_jobs.logs import logger
-from ductape_jobs.models import DrainSummary
+from ductape_jobs.models import DrainSummary, check_tag
 from ductape_jobs.products import Products
 from ductape_jobs.products.watch import ResourceWatch
 from ductape_jobs.resource_client import Resources
 from ductape_jobs.retention import PruneCounts, Retention
-from ductape_jobs.sessions import Sessions
 from ductape_jobs.store import DEFAULT_URL, Store, open_store
-from ductape_jobs.store.copying import copy_store
 from ductape_jobs.targets import parse_networks
 from ductape_jobs.timing.backoff import Backoff
 from ductape_jobs.webhooks import Webhooks
 
 if TYPE_CHECKING:
+    from ductape_jobs.features.api import Features
+    from ductape_jobs.jobs import Jobs, ProductJobs
+    from ductape_jobs.sessions import Sessions
     from ductape_jobs.tracing import Tracing
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -121,6 +120,7 @@ class Ductape:
         check_flag(create_store, "create_store")  # "no" would be taken as True, and make the store
         check_flag(tracing, "tracing", optional=True)
         check_flag(server_clock, "server_clock", optional=True)  # "no" would judge due times by the server's clock
+        product = None if product is None else check_tag(product, "product")  # before anything is opened
         if store is not None and not isinstance(store, str | Store):
             raise ValidationError("store", f"must be a store URL or a Store, not {type(store).__name__}")
         if _tracing_wanted(tracing):
@@ -183,7 +183,6 @@ class Ductape:
             products = Products.load(path) if path else Products()
             self._product_file = path or None
         self.products = products
-        self.session = Sessions(self.products, self.clock)
         settings = self._settings
         self.options = WorkerOptions(
             concurrency=settings["concurrency"],
@@ -209,18 +208,26 @@ class Ductape:
             self.store, self.clock, allow=[str(net) for net in allowed], secrets=self.products.secrets
         )
         self.wake = Wakeup()  # this process's running workers, woken when something becomes due
-        self.job = Jobs(
-            self.store,
-            self.clock,
-            products=self.products,
-            sessions=self.session,
-            webhooks=self.webhooks,
-            wake=self.wake,
-            tracing=self.tracing,
-            product=product,
-        )  # the client's own product's jobs (None: the shared ones, and all)
-        self.product = ProductJobs(self.job)  # the seeds' ductape.product.jobs; ductape.product("shop").jobs
+        self._product = product  # the product whose jobs ``job`` manages (made when first used: ``job``)
         self.resources = Resources(self.store, self.clock)  # ductape.resources.use() / .waiting(): limits now
+        self.executors.register(FeatureExecutor(lambda: self.feature.engine))  # made when the first feature runs
+        self.observers: list[RunObserver] = []  # told by workers (metrics); webhooks read the store's outbox
+
+    @functools.cached_property
+    def session(self) -> Sessions:
+        """``ductape.session``: the session tokens of the sessions the products declare."""
+        from ductape_jobs.sessions import Sessions
+
+        return Sessions(self.products, self.clock)
+
+    @functools.cached_property
+    def feature(self) -> Features:
+        """``ductape.feature``: run a product's feature, resume one, list them. Made when first used (a FEATURE run, a
+        worker's look for feature runs whose driver died while a product is known): a worker that runs FUNCTIONs
+        does not load the feature engine."""
+        from ductape_jobs.features.api import Features
+        from ductape_jobs.features.engine import FeatureEngine
+
         engine = FeatureEngine(
             store=self.store,
             products=self.products,
@@ -236,9 +243,32 @@ class Ductape:
             lease=self.options.lease,
             tracing=self.tracing,
         )
-        self.feature = Features(self.store, engine, self._blocking)  # ductape.feature.run(...)
-        self.executors.register(FeatureExecutor(engine))
-        self.observers: list[RunObserver] = []  # told by workers (metrics); webhooks read the store's outbox
+        return Features(self.store, engine, self._blocking)
+
+    @functools.cached_property
+    def job(self) -> Jobs:
+        """``ductape.job``: the jobs of the client's own product (``None``: the shared ones, and all). Made when first
+        used: a worker process, which makes and schedules none, does not load them (the scheduler and the workers
+        run what is stored)."""
+        from ductape_jobs.jobs import Jobs
+
+        return Jobs(
+            self.store,
+            self.clock,
+            products=self.products,
+            sessions=self.session,
+            webhooks=self.webhooks,
+            wake=self.wake,
+            tracing=self.tracing,
+            product=self._product,
+        )
+
+    @functools.cached_property
+    def product(self) -> ProductJobs:
+        """The seeds' ``ductape.product.jobs``; ``ductape.product("shop").jobs``."""
+        from ductape_jobs.jobs import ProductJobs
+
+        return ProductJobs(self.job)
 
     def function(self, tag: str, *, timeout: float | None = None) -> Callable[[F], F]:
         """Register a FUNCTION event: ``@ductape.function("tag")`` on ``def fn(input, ctx)`` (sync or async).
@@ -260,7 +290,7 @@ class Ductape:
             functions=self.functions,
             products=self.products,
             webhook_allow=self.webhooks.allow,
-            product=self.job.product_tag,
+            product=self._product,
             **self._settings,
         )
 
@@ -324,6 +354,8 @@ class Ductape:
         be a new file (it appears only whole); a PostgreSQL one is made and migrated as any process does, and must
         hold nothing yet. Stop every worker first: a run one holds refuses the copy (``ValidationError`` naming
         ``store``). The rows copied, by table (``store/transfer.py``)."""
+        from ductape_jobs.store.copying import copy_store  # a copy's only: not loaded by every process
+
         return copy_store(self.store, store, self.clock.now())
 
     def drain(self) -> DrainSummary:
@@ -353,9 +385,7 @@ class Ductape:
         sent = asyncio.Event()  # the webhook deliveries and the resource watch go alongside, until it stops
         services = asyncio.create_task(self.run_services(sent), name="ductape-services")
         # direct feature runs whose driver died are resumed here, as the worker rescues job runs
-        orphans = asyncio.create_task(
-            self.feature.engine.adopt_orphans(sent, worker.options.rescue_every, worker.may_rescue)
-        )
+        orphans = asyncio.create_task(self._adopt_orphans(sent, worker))
         try:
             await worker.run(stop, handle_signals=stop is None, hurry=hurry)
         finally:
@@ -365,6 +395,19 @@ class Ductape:
             services.cancel()
             orphans.cancel()
         return worker
+
+    async def _adopt_orphans(self, stop: asyncio.Event, worker: Worker) -> None:
+        """Until ``stop`` is set, resume the direct feature runs whose driver died (``FeatureEngine.adopt_orphans``),
+        from when this process knows a product: features are a product's, and a process that knows none resumes
+        none (nor loads the feature engine). Products may be added while the worker runs: looked at every
+        ``rescue_every``."""
+        every = worker.options.rescue_every
+        while not self.products.configured:
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), every.total_seconds())
+            if stop.is_set():
+                return
+        await self.feature.engine.adopt_orphans(stop, every, worker.may_rescue)
 
     async def run_services(self, stop: asyncio.Event) -> None:
         """What every engine process runs beside a worker, or instead of one (``ductape serve --no-worker``):

@@ -189,3 +189,40 @@ def test_feature_runs_are_not_taken_as_orphaned_while_the_workers_clock_has_just
     assert looked == []
     asyncio.run(run_for_a_while(True))
     assert looked
+
+
+def test_a_worker_looks_for_feature_runs_whose_driver_died_once_it_knows_a_product(tmp_path: Path) -> None:
+    """Features are a product's: a worker that knows no product resumes no feature run, so it neither looks for
+    those whose driver died nor makes the feature engine (a worker of plain FUNCTIONs loads none of it). A product
+    added while it runs starts the look."""
+    import asyncio
+
+    dt = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}")
+    looked: list[object] = []
+    real = dt.store.orphaned_feature_runs
+
+    def orphaned(now: object, limit: int) -> list[str]:
+        looked.append(now)
+        return real(now, limit)
+
+    dt.store.orphaned_feature_runs = orphaned  # type: ignore[method-assign]
+
+    async def run() -> tuple[bool, int]:
+        stop = asyncio.Event()
+        worker = asyncio.create_task(dt.run_worker(stop, rescue_every=timedelta(milliseconds=10)))
+        await asyncio.sleep(0.2)
+        before = ("feature" in vars(dt), len(looked))  # vars: the engine made (a cached property) or not
+        dt.products.add(PRODUCT)
+        for _ in range(200):
+            if looked:
+                break
+            await asyncio.sleep(0.01)
+        stop.set()
+        await worker
+        return before
+
+    try:
+        assert asyncio.run(run()) == (False, 0)
+        assert looked
+    finally:
+        dt.close()

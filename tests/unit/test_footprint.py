@@ -53,9 +53,20 @@ NOT_IN_A_WORKER = tuple(m for m in NOT_IN_THE_CORE if m not in ("typer", "click"
 NOT_IN_A_CLIENT = tuple(m for m in NOT_IN_THE_CORE if m not in ("pydantic", "pydantic_core"))
 #: The input models and a product file's models: loaded with the first input read or product added.
 INPUT_MODELS = ("ductape_jobs.inputs", "ductape_jobs.products.model", "ductape_jobs.products.features")
-#: ductape_jobs' own modules a worker never needs: the HTTP API, executors of other event types, tracing.
+#: ductape_jobs' own modules a worker never needs: the HTTP API, executors of other event types, tracing, the client's
+#: jobs API (``Ductape.job``: a worker makes and schedules no job), a store's copy, and while no product is known the
+#: feature engine, sessions and data piping (a plain FUNCTION's input is not resolved).
 NOT_OURS_IN_A_WORKER = (
     "ductape_jobs.aio",
+    "ductape_jobs.jobs",
+    "ductape_jobs.job_scheduling",
+    "ductape_jobs.job_control",
+    "ductape_jobs.job_reports",
+    "ductape_jobs.store.copying",
+    "ductape_jobs.features.api",
+    "ductape_jobs.features.engine",
+    "ductape_jobs.sessions",
+    "ductape_jobs.piping",
     "ductape_jobs.api",
     "ductape_jobs.tracing",
     "ductape_jobs.executors.action",

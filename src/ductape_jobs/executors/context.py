@@ -16,12 +16,11 @@ from ductape_jobs.clock import Clock
 from ductape_jobs.errors import PipingFailure
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.models import Run
-from ductape_jobs.piping import CALLER_SOURCES, PipingError, PipingSyntaxError, Scope, resolve
-from ductape_jobs.piping.errors import located
 from ductape_jobs.products import Products, expand
 from ductape_jobs.redaction import Secrets
 
 if TYPE_CHECKING:
+    from ductape_jobs.piping import Scope
     from ductape_jobs.products.model import ProductSpec
 
 
@@ -55,6 +54,8 @@ class RunPreparer:
         self.clock = clock
 
     def scope(self, run: Run, product: ProductSpec | None) -> Scope:
+        from ductape_jobs.piping import Scope  # loaded by the first run that resolves anything (not a plain FUNCTION's)
+
         now = self.clock.now()
         if product is None or run.env not in product.envs:
             return Scope(input=run.input, session=run.session, now=now)
@@ -78,6 +79,9 @@ class RunPreparer:
         product = self.products.find(run.product_tag)
         if product is None and not _has_placeholder(run.input):
             return RunContext.of(run)  # the hot path of plain FUNCTION jobs: nothing to resolve
+        from ductape_jobs.piping import CALLER_SOURCES, PipingError, PipingSyntaxError, Scope, resolve
+        from ductape_jobs.piping.errors import located
+
         resolved = run.input
         if _has_placeholder(run.input):
             # The caller's input reads only its session and the time: never the product's secrets,

@@ -6,6 +6,7 @@ after its worker died) carries on the feature run instead of starting over: fini
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from ductape_jobs.errors import FeatureFailed
@@ -23,11 +24,11 @@ class FeatureDriver(Protocol):
 class FeatureExecutor:
     event_type = JobEventTypes.FEATURE
 
-    def __init__(self, driver: FeatureDriver) -> None:
-        self.driver = driver
+    def __init__(self, driver: Callable[[], FeatureDriver]) -> None:
+        self.driver = driver  # the engine, made when the first feature runs (``Ductape.feature``)
 
     async def execute(self, run: Run, ctx: RunContext) -> Any:
-        result = await self.driver.run_for_job(run, ctx)
+        result = await self.driver().run_for_job(run, ctx)
         if result.status is FeatureRunStatus.FAILED:
             raise FeatureFailed(f"feature {run.event_tag!r} (run {result.id}) failed: {result.error}")
         return {"feature_run_id": result.id, "output": result.output}
