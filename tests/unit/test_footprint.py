@@ -202,3 +202,41 @@ def test_a_worker_runs_its_first_job_without_the_api_rendering_or_http(tmp_path:
     # nor the modules of the other commands (serve, demo, copy, webhook, ...): each is imported when it is named
     assert "ductape_jobs.cli.common" in names
     assert loaded(names, tuple(module for module, _ in PARTS.values())) == []
+
+
+def test_a_part_of_the_client_is_made_once_when_threads_first_use_it_together() -> None:
+    """``ductape.job``, ``.feature``, ``.session`` and ``.product`` are made on first use (``client._Part``), once a
+    client, under its lock: two threads released together get one object (a bare ``cached_property`` makes one each
+    from Python 3.12, and two feature engines each keep their own ``sleep``)."""
+    import threading
+
+    from ductape_jobs.client import _Part
+
+    made: list[object] = []
+    together = threading.Barrier(2)
+
+    def make(client: object) -> object:
+        made.append(object())
+        time.sleep(0.05)  # the other thread arrives meanwhile
+        return made[-1]
+
+    class Client:
+        part = _Part(make)
+
+        def __init__(self) -> None:
+            self._making = threading.RLock()
+
+    client = Client()
+    seen: list[object] = []
+
+    def first_use() -> None:
+        together.wait()
+        seen.append(client.part)
+
+    threads = [threading.Thread(target=first_use) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(made) == 1 and seen == [made[0], made[0]]
+    assert client.part is made[0] and vars(client)["part"] is made[0]  # an attribute now: read without the lock

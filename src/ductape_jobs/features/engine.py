@@ -249,11 +249,11 @@ class FeatureEngine:
         self, stop: asyncio.Event, every: timedelta, may_rescue: Callable[[datetime], bool] | None = None
     ) -> None:
         """Until ``stop`` is set, resume every ``every`` the direct feature runs whose driver died (their lease
-        expired: ``Store.orphaned_feature_runs``), as workers rescue job runs. Every worker process does this;
-        the lease gives each run to one of them. A run of a product or feature this process does not know is
-        left to a process that does. Runs still going when ``stop`` is set are cancelled (their lease then
-        expires and another worker takes them on). ``may_rescue(now)`` false: none is taken as orphaned then (its
-        worker's clock jumped ahead: ``Worker.may_rescue``)."""
+        expired: ``Store.orphaned_feature_runs``), as workers rescue job runs. Every worker process that knows a
+        product does this (``Ductape``); the lease gives each run to one of them. A run of a product or feature this
+        process does not know is left to a process that does. Runs still going when ``stop`` is set are cancelled
+        (their lease then expires and another worker takes them on). ``may_rescue(now)`` false: none is taken as
+        orphaned then (its worker's clock jumped ahead: ``Worker.may_rescue``)."""
         going: dict[str, asyncio.Task[None]] = {}
         repeats = Repeats(log, "looking for feature runs whose driver died")  # the store away: not every 2 s
         try:
