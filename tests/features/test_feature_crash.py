@@ -161,12 +161,8 @@ def _fn(tag: str) -> dict[str, Any]:
     return {"type": "FUNCTION", "event": tag, "input": {}}
 
 
-def test_feature_runs_are_not_taken_as_orphaned_while_the_workers_clock_has_just_jumped(dt: Ductape) -> None:
-    """A review: a worker whose clock jumped ahead takes no job run's lease as lapsed for a lease (``_judge_step``),
-    but the feature runs whose driver died were looked for by the same clock meanwhile: live ones were resumed a
-    second time beside their driver. ``adopt_orphans`` asks the worker (``may_rescue``) first."""
-    import asyncio
-
+def _looks_for_orphans(dt: Ductape) -> list[object]:
+    """The times ``dt``'s store is asked for feature runs whose driver died, as it is asked (the store answers)."""
     looked: list[object] = []
     real = dt.store.orphaned_feature_runs
 
@@ -175,6 +171,16 @@ def test_feature_runs_are_not_taken_as_orphaned_while_the_workers_clock_has_just
         return real(now, limit)
 
     dt.store.orphaned_feature_runs = orphaned  # type: ignore[method-assign]
+    return looked
+
+
+def test_feature_runs_are_not_taken_as_orphaned_while_the_workers_clock_has_just_jumped(dt: Ductape) -> None:
+    """A review: a worker whose clock jumped ahead takes no job run's lease as lapsed for a lease (``_judge_step``),
+    but the feature runs whose driver died were looked for by the same clock meanwhile: live ones were resumed a
+    second time beside their driver. ``adopt_orphans`` asks the worker (``may_rescue``) first."""
+    import asyncio
+
+    looked = _looks_for_orphans(dt)
 
     async def run_for_a_while(allowed: bool) -> None:
         stop = asyncio.Event()
@@ -198,14 +204,7 @@ def test_a_worker_looks_for_feature_runs_whose_driver_died_once_it_knows_a_produ
     import asyncio
 
     dt = Ductape(f"sqlite:///{tmp_path / 'jobs.db'}")
-    looked: list[object] = []
-    real = dt.store.orphaned_feature_runs
-
-    def orphaned(now: object, limit: int) -> list[str]:
-        looked.append(now)
-        return real(now, limit)
-
-    dt.store.orphaned_feature_runs = orphaned  # type: ignore[method-assign]
+    looked = _looks_for_orphans(dt)
 
     async def run() -> tuple[bool, int]:
         stop = asyncio.Event()
