@@ -12,7 +12,7 @@ from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from contextvars import ContextVar
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, Generic, TypeVar, overload
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from msgspec.structs import replace
 
@@ -61,42 +61,7 @@ log = logger("ductape_jobs.client")
 OPEN_ONLY: ContextVar[bool] = ContextVar("ductape_open_only", default=False)
 
 
-P = TypeVar("P")
-
-
-class _Part(Generic[P]):
-    """A part of the client made by ``make(client)`` when first used (``ductape.job``, ``.feature``, ...), so that a
-    process that never uses it never loads it: a worker that runs FUNCTIONs does not load the jobs API or the feature
-    engine. Made once per client, under the client's lock, even when threads first use it together (an API server's
-    threads, a worker's loop): ``functools.cached_property`` no longer locks from Python 3.12, and two engines would
-    each keep their own ``sleep``. Once made it is an attribute of the client: read without the lock."""
-
-    def __init__(self, make: Callable[[Ductape], P]) -> None:
-        self._make = make
-        self._name = make.__name__
-        self.__doc__ = make.__doc__
-
-    def __set_name__(self, owner: type, name: str) -> None:
-        self._name = name
-
-    @overload
-    def __get__(self, client: None, owner: type | None = None) -> _Part[P]: ...
-
-    @overload
-    def __get__(self, client: Ductape, owner: type | None = None) -> P: ...
-
-    def __get__(self, client: Ductape | None, owner: type | None = None) -> P | _Part[P]:
-        if client is None:
-            return self
-        with client._making:  # reentrant: a part made of another (``product`` of ``job``) takes it again
-            made: P = client.__dict__.get(self._name, _NOT_MADE)
-            if made is _NOT_MADE:
-                made = client.__dict__[self._name] = self._make(client)
-            return made
-
-
-#: What a part not made yet reads as (``_Part``).
-_NOT_MADE: Any = object()
+P = TypeVar("P")  # a part of the client (``Ductape._part``)
 
 
 class Ductape:
@@ -153,7 +118,8 @@ class Ductape:
         create_store: bool | None = None,
     ) -> None:
         self.tracing: Tracing | None = None  # off: nothing of OpenTelemetry is imported
-        self._making = threading.RLock()  # held while a part is made on first use (``_Part``)
+        self._parts: dict[str, Any] = {}  # job, feature, ...: each made on first use (``_part``)
+        self._making = threading.RLock()  # held while one is made
         if create_store is None:  # unsaid: made, but where a CLI command that makes no store imports the app
             create_store = not OPEN_ONLY.get()
         check_flag(create_store, "create_store")  # "no" would be taken as True, and make the store
@@ -252,18 +218,38 @@ class Ductape:
         self.executors.register(FeatureExecutor(lambda: self.feature.engine))  # made when the first feature runs
         self.observers: list[RunObserver] = []  # told by workers (metrics); webhooks read the store's outbox
 
-    @_Part
+    def _part(self, name: str, make: Callable[[], P]) -> P:
+        """The part ``name`` of this client (``job``, ``feature``, ...), made by ``make()`` when first used, so that a
+        process that never uses it never loads it: a worker that runs FUNCTIONs loads neither the jobs API nor the
+        feature engine. Made once, under the client's lock, even when threads first use it together (an API server's
+        threads, a worker's loop; ``functools.cached_property`` no longer locks from Python 3.12, and two feature
+        engines would each keep their own ``sleep``); read without the lock once made."""
+        made: P | None = self._parts.get(name)
+        if made is None:
+            with self._making:  # reentrant: a part made of another (``product`` of ``job``) takes it again
+                made = self._parts.get(name)
+                if made is None:
+                    made = self._parts[name] = make()
+        return made
+
+    @property
     def session(self) -> Sessions:
         """``ductape.session``: the session tokens of the sessions the products declare."""
+        return self._part("session", self._new_session)
+
+    def _new_session(self) -> Sessions:
         from ductape_jobs.sessions import Sessions
 
         return Sessions(self.products, self.clock)
 
-    @_Part
+    @property
     def feature(self) -> Features:
         """``ductape.feature``: run a product's feature, resume one, list them. Made when first used (a FEATURE run, a
         worker's look for feature runs whose driver died while a product is known): a worker that runs FUNCTIONs
         does not load the feature engine."""
+        return self._part("feature", self._new_features)
+
+    def _new_features(self) -> Features:
         from ductape_jobs.features.api import Features
         from ductape_jobs.features.engine import FeatureEngine
 
@@ -284,11 +270,14 @@ class Ductape:
         )
         return Features(self.store, engine, self._blocking)
 
-    @_Part
+    @property
     def job(self) -> Jobs:
         """``ductape.job``: the jobs of the client's own product (``None``: the shared ones, and all). Made when first
         used: a worker process, which makes and schedules none, does not load them (the scheduler and the workers
         run what is stored)."""
+        return self._part("job", self._new_jobs)
+
+    def _new_jobs(self) -> Jobs:
         from ductape_jobs.jobs import Jobs
 
         return Jobs(
@@ -302,9 +291,12 @@ class Ductape:
             product=self._product,
         )
 
-    @_Part
+    @property
     def product(self) -> ProductJobs:
         """The seeds' ``ductape.product.jobs``; ``ductape.product("shop").jobs``."""
+        return self._part("product", self._new_product_jobs)
+
+    def _new_product_jobs(self) -> ProductJobs:
         from ductape_jobs.jobs import ProductJobs
 
         return ProductJobs(self.job)

@@ -204,39 +204,32 @@ def test_a_worker_runs_its_first_job_without_the_api_rendering_or_http(tmp_path:
     assert loaded(names, tuple(module for module, _ in PARTS.values())) == []
 
 
-def test_a_part_of_the_client_is_made_once_when_threads_first_use_it_together() -> None:
-    """``ductape.job``, ``.feature``, ``.session`` and ``.product`` are made on first use (``client._Part``), once a
+def test_a_part_of_the_client_is_made_once_when_threads_first_use_it_together(tmp_path: Path) -> None:
+    """``ductape.job``, ``.feature``, ``.session`` and ``.product`` are made on first use (``Ductape._part``), once a
     client, under its lock: two threads released together get one object (a bare ``cached_property`` makes one each
     from Python 3.12, and two feature engines each keep their own ``sleep``)."""
     import threading
 
-    from ductape_jobs.client import _Part
-
     made: list[object] = []
     together = threading.Barrier(2)
 
-    def make(client: object) -> object:
+    def make() -> object:
         made.append(object())
         time.sleep(0.05)  # the other thread arrives meanwhile
         return made[-1]
 
-    class Client:
-        part = _Part(make)
-
-        def __init__(self) -> None:
-            self._making = threading.RLock()
-
-    client = Client()
     seen: list[object] = []
+    with Ductape(f"sqlite:///{tmp_path / 'jobs.db'}") as dt:
 
-    def first_use() -> None:
-        together.wait()
-        seen.append(client.part)
+        def first_use() -> None:
+            together.wait()
+            seen.append(dt._part("probe", make))
 
-    threads = [threading.Thread(target=first_use) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert len(made) == 1 and seen == [made[0], made[0]]
-    assert client.part is made[0] and vars(client)["part"] is made[0]  # an attribute now: read without the lock
+        threads = [threading.Thread(target=first_use) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+        assert len(made) == 1 and seen == [made[0], made[0]]
+        assert dt._part("probe", make) is made[0] and len(made) == 1  # made: not made again
+        assert dt.feature is dt.feature and dt.job is dt.product.jobs  # the client's own parts, each made once

@@ -272,3 +272,13 @@ def test_help_documents_every_public_name() -> None:
         if callable(value):
             assert pydoc.render_doc(value), name
     assert "product" in inspect.signature(ductape_jobs.RunContext).parameters
+
+
+def test_the_parts_of_the_client_are_properties() -> None:
+    """``ductape.job``, ``.product``, ``.feature`` and ``.session`` are made on first use, and read as attributes:
+    they are properties, which the API reference (mkdocstrings) documents as attributes (a descriptor of the
+    project's own was documented as a method, ``job() -> Jobs``, that a reader would call), each with its docstring."""
+    for name in ("job", "product", "feature", "session"):
+        found = inspect.getattr_static(Ductape, name)
+        assert isinstance(found, property), (name, found)
+        assert found.__doc__ and f"ductape.{name}" in found.__doc__, name
