@@ -434,9 +434,7 @@ class Ductape:
         ``rescue_every``."""
         every = worker.options.rescue_every
         while not self.products.configured:
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), every.total_seconds())
-            if stop.is_set():
+            if await _stopped_within(stop, every):
                 return
         await self.feature.engine.adopt_orphans(stop, every, worker.may_rescue)
 
@@ -594,15 +592,18 @@ def _with(options: WorkerOptions, overrides: dict[str, Any]) -> WorkerOptions:
     return made
 
 
+async def _stopped_within(stop: asyncio.Event, wait: timedelta) -> bool:
+    """Wait until ``stop`` is set, or ``wait`` has passed; whether ``stop`` is set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), wait.total_seconds())
+    return stop.is_set()
+
+
 async def _every(stop: asyncio.Event, interval: Callable[[], timedelta], step: Callable[[], None], failed: str) -> None:
     """``step`` in a thread after every ``interval()`` (read at each wait: tests shorten it) until ``stop`` is set;
     a ``DuctapeError`` is logged (``failed``) and the next look tries again, as is any other error, with its
     traceback (a bug: the loop goes on, where its task would have ended unseen, the service with it)."""
-    while not stop.is_set():
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(stop.wait(), interval().total_seconds())
-        if stop.is_set():
-            return
+    while not await _stopped_within(stop, interval()):
         try:
             await asyncio.to_thread(step)
         except DuctapeError as exc:
