@@ -16,6 +16,11 @@ by the driver (BEGIN IMMEDIATE, the statements, COMMIT) with fresh ids. Between 
 statement's binding run in Python (about 11 us a call here, a tenth of the figure): no engine can schedule much
 faster than that on this machine with this schema.
 
+On PostgreSQL it prints the same: the one statement a ``schedule()`` sends (``ductape_add_schedules``: the check of
+its job, the schedule, its first run and the NOTIFY, in autocommit), caught and replayed by psycopg alone with fresh
+ids, and that statement's ratio to the bare INSERT + COMMIT. That ratio is the floor of the single call's: what the
+schema's two rows and their indexes cost the server, before any of the engine's Python.
+
 On SQLite it then times ``--bulk`` jobs (20,000) by ``schedule_many`` in calls of 1,000, and the share of its
 transactions (BEGIN IMMEDIATE, the statements, COMMIT) in that: the rest is the engine's Python.
 
@@ -27,6 +32,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import sqlite3
 import struct
@@ -136,6 +142,9 @@ def one_call(
         took, cpu = (clock() - started) / n, (time.process_time() - cpu) / n
         pages = writes = None
         trees: dict[str, float] = {}
+        if store.startswith("postgresql"):
+            request = {"env": "prd", "product_tag": "bench", "event": "noop"}
+            writes = replayed_postgres(store, lambda: dt.job.schedule({**request, "input": {}}), n)
         if store.startswith("sqlite"):
             request = {"env": "prd", "product_tag": "bench", "event": "noop"}
             writes = replayed(store.removeprefix("sqlite:///"), lambda: dt.job.schedule({**request, "input": {}}), n)
@@ -224,6 +233,52 @@ def replayed(path: str, schedule: Callable[[], object], n: int) -> float:
     return took
 
 
+def replayed_postgres(store: str, schedule: Callable[[], object], n: int) -> float:
+    """The mean time of the one statement a ``schedule()`` sends (caught on ``PostgresSendTx``) run again by psycopg
+    alone on a connection of its own (autocommit, as the store sends it: its own transaction), ``n`` times with fresh
+    ids: the server's share of a call and the round trip, with none of the engine's Python."""
+    import psycopg
+    from psycopg import sql
+
+    from ductape_jobs.ids import new_id
+    from ductape_jobs.store.postgres import dialect
+    from ductape_jobs.store.postgres.connection import split_url
+
+    sent: list[tuple[str, dict[str, Any]]] = []
+    add = dialect.PostgresSendTx.add_schedules
+
+    def caught(tx: dialect.PostgresSendTx, *args: Any) -> None:
+        add(tx, *args)
+        query, params, _ = tx.sent[-1]
+        sent.append((str(query), dict(params)))
+
+    dialect.PostgresSendTx.add_schedules = caught  # type: ignore[method-assign,assignment]
+    try:
+        schedule()
+    finally:
+        dialect.PostgresSendTx.add_schedules = add  # type: ignore[method-assign]
+    ((query, params),) = sent
+    ids = {str(r["id"]): str(r["id"]).split("_")[0] for key in ("schedules", "firsts") for r in json.loads(params[key])}
+    url, options = split_url(store)
+
+    def fresh() -> dict[str, Any]:
+        new = {old: new_id(prefix) for old, prefix in ids.items()}
+        out = dict(params)
+        for key in ("schedules", "firsts"):
+            for old, made in new.items():
+                out[key] = out[key].replace(old, made)
+        return out
+
+    with psycopg.connect(url, autocommit=True) as conn:
+        conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(options["schema"])))
+        for _ in range(200):
+            conn.execute(query, fresh())
+        started = time.perf_counter()
+        for _ in range(n):
+            conn.execute(query, fresh())
+        return (time.perf_counter() - started) / n
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--store", default="postgresql://postgres@127.0.0.1:5432/test")
@@ -270,9 +325,14 @@ def main() -> None:
     print(f"  ratio:                  {call / bare:.1f}x (the issue's target for PostgreSQL: <= 1.5x)")
     if not args.store.startswith("sqlite"):  # SQLite's writes are this process's CPU too: the replay below parts them
         print(f"  this process's CPU:     {cpu * 1e3:.2f} ms a schedule(), {bare_cpu * 1e3:.2f} ms a bare one")
-    if writes is not None:
+    if writes is not None and args.store.startswith("sqlite"):
         print(
             f"  its writes alone:       {writes * 1e3:.2f} ms ({1 / writes:,.0f}/s; sqlite3 replaying its statements)"
+        )
+    elif writes is not None:
+        print(
+            f"  its statement alone:    {writes * 1e3:.2f} ms ({1 / writes:,.0f}/s; psycopg replaying it), "
+            f"{writes / bare:.1f}x the bare INSERT + COMMIT: the floor of the ratio above"
         )
     if pages is not None and bare_pages is not None:
         print(
