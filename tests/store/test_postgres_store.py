@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
+from psycopg import pq
 import pytest
 from storekit import PG_URL, Backend, pg_admin, require_postgres, with_query
 
@@ -115,6 +116,49 @@ def test_calls_survive_lost_idle_connections(pg_backend: Backend) -> None:
     assert store.get_job("", "report") is not None  # the pool notices the dead connection and opens another
     store.add_schedules([schedule("s1", None)], [run("s1")])
     assert store.count_runs() == {RunPhase.QUEUED: 1}
+
+
+def test_a_read_of_one_statement_is_sent_outside_a_transaction_block(
+    pg_backend: Backend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One round trip, not three (BEGIN, the statement, COMMIT): a worker reads when something is next due at each
+    pass, and every GET of the API reads. A read of several statements stays one transaction."""
+    from ductape_jobs.store.postgres.dialect import PostgresTx
+
+    store = pg_backend.open()
+    store.create_job(job(), T0)
+    store.add_schedules([schedule("s1", None)], [run("s1")])
+    (queued,) = store.list_runs(RunFilter())
+    seen: list[tuple[str, pq.TransactionStatus]] = []
+    one, every = PostgresTx.one, PostgresTx.all
+
+    def spy_one(tx: PostgresTx, name: str, params: Any = None) -> Any:
+        seen.append((name, tx._conn.info.transaction_status))
+        return one(tx, name, params)
+
+    def spy_all(tx: PostgresTx, name: str, params: Any = None) -> Any:
+        seen.append((name, tx._conn.info.transaction_status))
+        return every(tx, name, params)
+
+    monkeypatch.setattr(PostgresTx, "one", spy_one)
+    monkeypatch.setattr(PostgresTx, "all", spy_all)
+    assert store.next_wakeup().run_due == T0
+    assert store.get_schedule("s1") is not None
+    assert [r.id for r in store.list_runs(RunFilter())] == [queued.id]
+    assert store.get_job("", "report") is not None
+    alone = {name: status for name, status in seen}
+    assert alone == dict.fromkeys(["next_wakeup", "get_schedule", "list_runs", "get_job"], pq.TransactionStatus.IDLE)
+    seen.clear()
+    assert store.get_run(queued.id) is not None  # the run and its attempts: two statements, one transaction
+    assert {status for _, status in seen} == {pq.TransactionStatus.INTRANS}
+
+
+def test_a_read_of_one_statement_is_retried_after_a_lost_connection(pg_backend: Backend) -> None:
+    store = pg_backend.open()
+    store.create_job(job(), T0)
+    store.add_schedules([schedule("s1")], [])
+    assert terminate(pg_backend.schema or "") >= 1
+    assert store.next_wakeup().schedule_due == T0  # the pool's dead connection: tried again on a new one
 
 
 def test_a_call_cut_off_before_commit_is_retried(pg_backend: Backend) -> None:

@@ -38,10 +38,10 @@ class ApiCore(UsesDialect):
     """API keys, login sessions, webhooks, deliveries and statistics (see ``AccessStore`` and ``StatsStore``)."""
 
     def _one(self, name: str, params: dict[str, Any]) -> Row | None:
-        return self._read(lambda tx: tx.one(name, params))
+        return self._read_one(name, params)
 
     def _all(self, name: str, params: dict[str, Any]) -> list[Row]:
-        return self._read(lambda tx: tx.all(name, params))
+        return self._read_all(name, params)
 
     # ----------------------------------------------------------------------------------- API keys
 

@@ -171,18 +171,18 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
         return self._write(op)
 
     def get_job(self, product_tag: str, tag: str) -> JobDefinition | None:
-        row = self._read(lambda tx: tx.one("get_job", {"product_tag": product_tag, "tag": tag}))
+        row = self._read_one("get_job", {"product_tag": product_tag, "tag": tag})
         return None if row is None else job_from_row(row)
 
     def find_job(self, product_tag: str, tag: str) -> JobDefinition | None:
-        row = self._read(lambda tx: tx.one("find_job", {"product_tag": product_tag, "tag": tag}))
+        row = self._read_one("find_job", {"product_tag": product_tag, "tag": tag})
         return None if row is None else job_from_row(row)
 
     def jobs_tagged(self, tag: str) -> list[JobDefinition]:
-        return [job_from_row(r) for r in self._read(lambda tx: tx.all("jobs_tagged", {"tag": tag}))]
+        return [job_from_row(r) for r in self._read_all("jobs_tagged", {"tag": tag})]
 
     def list_jobs(self, product_tag: str | None = None) -> list[JobDefinition]:
-        return [job_from_row(r) for r in self._read(lambda tx: tx.all("list_jobs", {"product_tag": product_tag}))]
+        return [job_from_row(r) for r in self._read_all("list_jobs", {"product_tag": product_tag})]
 
     def delete_job(self, product_tag: str, tag: str, now: datetime, reason: str = "cancelled") -> None:
         key = {"product_tag": product_tag, "tag": tag}
@@ -226,7 +226,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
         self._write_together(ops, landed=landed)
 
     def get_schedule(self, schedule_id: str) -> Schedule | None:
-        row = self._read(lambda tx: tx.one("get_schedule", {"id": schedule_id}))
+        row = self._read_one("get_schedule", {"id": schedule_id})
         return None if row is None else schedule_from_row(row)
 
     def list_schedules(
@@ -249,7 +249,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             "limit": limit,
             "offset": offset,
         }
-        return [schedule_from_row(r) for r in self._read(lambda tx: tx.all("list_schedules", params))]
+        return [schedule_from_row(r) for r in self._read_all("list_schedules", params)]
 
     def update_schedule(self, schedule_id: str, now: datetime, change: ScheduleChange | Replan) -> Schedule:
         tries = 0
@@ -338,7 +338,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
         return self._write(lambda tx: _finish(tx, finished, now), idempotent=True)
 
     def leased_runs(self, worker_id: str) -> list[Run]:
-        return _claim_order(self._read(lambda tx: tx.all("leased_runs", {"worker_id": worker_id})))
+        return _claim_order(self._read_all("leased_runs", {"worker_id": worker_id}))
 
     def release_runs(
         self, worker_id: str, run_ids: Sequence[str], now: datetime, unstarted: Sequence[str] = ()
@@ -465,21 +465,21 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             name = "list_failed_runs"
         elif params["phase"] in {p.value for p in ACTIVE_PHASES}:  # the few not ended: "what runs now" read them all
             name = "list_live_runs"
-        return [run_from_row(r) for r in self._read(lambda tx: tx.all(name, params))]
+        return [run_from_row(r) for r in self._read_all(name, params)]
 
     def next_wakeup(self) -> Wakeups:
-        row = self._read(lambda tx: tx.one("next_wakeup"))
+        row = self._read_one("next_wakeup")
         assert row is not None
         runs = [t for t in (row["run_due"], row["held_due"]) if t is not None]  # held: by a limit (limits_core)
         return Wakeups(from_ms(row["schedule_due"]), from_ms(min(runs, default=None)), from_ms(row["lease_expiry"]))
 
     def count_runs(self) -> dict[RunPhase, int]:
-        return {RunPhase(r["phase"]): r["n"] for r in self._read(lambda tx: tx.all("count_runs"))}
+        return {RunPhase(r["phase"]): r["n"] for r in self._read_all("count_runs")}
 
     # --------------------------------------------------------------------------------- result cache
 
     def cache_get(self, key: str, now: datetime) -> tuple[bool, Any]:
-        row = self._read(lambda tx: tx.one("cache_get", {"key": key, "now": ms(now)}))
+        row = self._read_one("cache_get", {"key": key, "now": ms(now)})
         return (False, None) if row is None else (True, loads(row["value"]))
 
     def cache_put(self, key: str, value: Any, expires_at: datetime, now: datetime) -> None:

@@ -121,6 +121,11 @@ class Dialect(Protocol):
         COMMIT's outcome is unknown. ``write=False``: it only reads. ``claims``: it claims runs, which start as
         soon as it returns (SQLite: its COMMIT never checkpoints the WAL; a later write's does)."""
 
+    def read(self, name: str, params: Params | None = None) -> list[Row]:
+        """The rows of query ``name``, one statement that only reads, made on its own. PostgreSQL sends it outside
+        a transaction block (its connections are in autocommit: the statement is its own transaction), one round
+        trip where BEGIN, the statement and COMMIT take three; SQLite reads it as ``transact(write=False)`` does."""
+
     def transact_together(self, ops: Iterable[Callable[[Tx], None]], *, landed: Callable[[Tx], bool]) -> None:
         """A write sent whole: its statements and the end of its transaction go together. Each op only sends
         (PostgreSQL refuses reads and ``run``, whose count comes at the end), and the first statement that fails
@@ -192,6 +197,16 @@ class UsesDialect:
     def _read(self, op: Callable[[Tx], T]) -> T:
         self._usable()
         return self._d.transact(op, write=False, idempotent=True)
+
+    def _read_all(self, name: str, params: Params | None = None) -> list[Row]:
+        """The rows of query ``name``, a read of one statement (``Dialect.read``: on PostgreSQL, one round trip)."""
+        self._usable()
+        return self._d.read(name, params)
+
+    def _read_one(self, name: str, params: Params | None = None) -> Row | None:
+        """The first row of query ``name``, a read of one statement (``None``: no row)."""
+        rows = self._read_all(name, params)
+        return rows[0] if rows else None
 
     def _write(self, op: Callable[[Tx], T], *, idempotent: bool = False, claims: bool = False) -> T:
         self._usable()

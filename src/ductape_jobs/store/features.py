@@ -67,7 +67,7 @@ class FeatureCore(UsesDialect):
             "offset": offset,
         }
         name = "list_feature_runs" if feature_tag is None else "list_feature_runs_of_feature"  # its index applies
-        return [feature_run_from_row(r) for r in self._read(lambda tx: tx.all(name, params))]
+        return [feature_run_from_row(r) for r in self._read_all(name, params)]
 
     def claim_feature_run(
         self, run_id: str, owner: str, until: datetime, now: datetime, *, take_over: bool = False
@@ -86,11 +86,11 @@ class FeatureCore(UsesDialect):
         return None
 
     def feature_schedule(self, key: str) -> Schedule | None:
-        row = self._read(lambda tx: tx.one("feature_schedule", {"key": key}))
+        row = self._read_one("feature_schedule", {"key": key})
         return None if row is None else schedule_from_row(row)
 
     def orphaned_feature_runs(self, now: datetime, limit: int) -> list[str]:
-        rows = self._read(lambda tx: tx.all("orphaned_feature_runs", {"now": ms(now), "limit": limit}))
+        rows = self._read_all("orphaned_feature_runs", {"now": ms(now), "limit": limit})
         return [r["id"] for r in rows]
 
     def extend_feature_lease(self, run_id: str, owner: str, until: datetime) -> bool:

@@ -94,7 +94,7 @@ class LimitsCore(UsesDialect):
 
     def waiting_runs(self, now: datetime, product_tag: str | None = None, limit: int = 100) -> list[Run]:
         params = {"now": ms(now), "product_tag": product_tag, "limit": limit}
-        return [run_from_row(r) for r in self._read(lambda tx: tx.all("waiting_runs", params))]
+        return [run_from_row(r) for r in self._read_all("waiting_runs", params)]
 
     # ------------------------------------------------------------------------------------ the claim
 

@@ -70,7 +70,7 @@ def expire_lapsed_streams(core: UsesDialect, now: datetime) -> int:
     """Delete the live streams whose lease lapsed before ``now`` and drop the outbox's triggers if nothing else
     wants them (also when an earlier drop gave way to a long transaction); how many streams were deleted. Costs one
     read when there is nothing to do."""
-    if core._read(lambda tx: tx.one("outbox_to_settle", {"now": ms(now)})) is None:
+    if core._read_one("outbox_to_settle", {"now": ms(now)}) is None:
         return 0
 
     def op(tx: Tx) -> int:
@@ -124,7 +124,7 @@ class OutboxCore(UsesDialect):
 
     def stream_events(self, after: StreamPosition, limit: int) -> list[LifecycleEvent]:
         params = {"txid": after.txid, "seq": after.seq, "limit": limit}
-        return [event_from_row(r) for r in self._read(lambda tx: tx.all("events_after", params))]
+        return [event_from_row(r) for r in self._read_all("events_after", params)]
 
     def expire_streams(self, now: datetime) -> int:
         return expire_lapsed_streams(self, now)

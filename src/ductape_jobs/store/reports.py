@@ -17,7 +17,7 @@ class ReportsCore(UsesDialect):
 
     def schedule_history(self, schedule_id: str, limit: int, max_bytes: int | None = None) -> JobHistory | None:
         params = {"schedule_id": schedule_id, "limit": limit, "max_bytes": max_bytes}
-        rows = self._read(lambda tx: tx.all("schedule_history", params))
+        rows = self._read_all("schedule_history", params)
         if not rows:
             return None
         head = rows[0]
@@ -40,7 +40,7 @@ class ReportsCore(UsesDialect):
         until: datetime | None = None,
     ) -> JobStats:
         params = {"product_tag": product_tag, "env": env, "since": ms(since), "until": ms(until)}
-        rows = self._read(lambda tx: tx.all("run_stats", params))
+        rows = self._read_all("run_stats", params)
         return stats_from_rows(rows, product_tag=product_tag, env=env, since=since, until=until)
 
 

@@ -229,7 +229,7 @@ class RetentionCore(UsesDialect):
     _swept_to = ""  # where this process's sweep of ended schedules goes on from (an id; "": the first)
 
     def _job_passes(self, retention: Retention) -> list[_JobPass]:
-        return _job_passes(self._read(lambda tx: tx.all("jobs_with_keeps")), retention)
+        return _job_passes(self._read_all("jobs_with_keeps"), retention)
 
     def prune(self, now: datetime, retention: Retention, limit: int) -> PruneCounts:
         expire_lapsed_streams(self, now)  # a lapsed live stream pins no event (nor keeps the outbox's triggers)

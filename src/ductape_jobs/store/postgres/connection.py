@@ -294,6 +294,12 @@ class Database:
 
         return self._retried(once, lambda: committing and not idempotent)
 
+    def read(self, op: Callable[[Conn], T]) -> T:
+        """``op(conn)`` outside a transaction block: the pool's connections are in autocommit, so each statement
+        is its own transaction, and a read of one statement is one round trip where ``run`` takes three (BEGIN,
+        it, COMMIT). For an ``op`` that only reads: retried on connection-level failures, as an idempotent ``run``."""
+        return self._retried(op, lambda: False)
+
     def run_together(self, statements: Iterable[Statement], *, landed: Callable[[Conn], bool]) -> None:
         """``statements`` (each ``(query, params, many)``: ``many`` runs one query over a list of parameters) as
         one transaction in one round trip: a single statement is sent on its own (the connection is in

@@ -236,6 +236,9 @@ class PostgresDialect:
     ) -> T:
         return self._db.run(lambda conn: op(PostgresTx(conn, self.channel)), idempotent=idempotent)
 
+    def read(self, name: str, params: Params | None = None) -> list[Row]:
+        return self._db.read(lambda conn: PostgresTx(conn, self.channel).all(name, params))
+
     def transact_together(
         self, ops: Iterable[Callable[[PostgresSendTx], None]], *, landed: Callable[[PostgresTx], bool]
     ) -> None:

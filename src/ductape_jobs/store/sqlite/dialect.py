@@ -294,6 +294,9 @@ class SQLiteDialect:
         self._tx = SQLiteTx(self._db)
         self._prompt = threading.local()  # .on: in promptly() on this thread; .wrote: it wrote already
 
+    def read(self, name: str, params: Params | None = None) -> list[Row]:
+        return self.transact(lambda tx: tx.all(name, params), write=False, idempotent=True)
+
     def transact(
         self, op: Callable[[SQLiteTx], T], *, write: bool = True, idempotent: bool = False, claims: bool = False
     ) -> T:
