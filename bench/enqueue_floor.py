@@ -6,7 +6,8 @@ script: it prints figures only.
 ``--store`` defaults to ``postgresql://postgres@127.0.0.1:5432/test``; a schema of its own is made and dropped.
 ``sqlite:///path.db`` measures SQLite the same way (the file is removed afterwards). The calls' p50, p99, p99.9
 and max follow the mean; on PostgreSQL, this process's CPU time a call for each (the engine's Python and the
-driver's: both make two round trips, the statement and the COMMIT). The bare loop uses the driver directly (psycopg
+driver's). There a ``schedule()`` is one statement, its own transaction: one round trip, where the bare write makes
+two (the INSERT, the COMMIT). The bare loop uses the driver directly (psycopg
 or sqlite3) with the store's own settings (SQLite: its page size, WAL, synchronous=NORMAL). On SQLite it also prints
 the WAL pages one commit writes, for each: a page is written whole for every b-tree page a commit changed, so it
 counts what the schema costs a call; and a ``schedule()``'s pages by b-tree (an index's leaf, and about every other

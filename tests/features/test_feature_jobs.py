@@ -188,3 +188,40 @@ def test_cli_a_failed_feature_exits_1_and_bad_input_exits_2(tmp_path: Path) -> N
     assert failed.exit_code == 1 and "skipped" not in failed.stdout and "failed" in failed.stdout
     bad = _cli(tmp_path, "feature", "run", "shout", "--env", "dev", "--product-tag", "shop", "--input", '{"text": 1}')
     assert bad.exit_code == 2 and "input.text" in bad.stderr
+
+
+def test_cli_a_refused_feature_run_leaves_no_new_store_behind(tmp_path: Path) -> None:
+    """No product, no such feature, a bad input: refused before anything is recorded, so the store the command
+    would have made for it is not left there, empty (a typo in --store made a file each time)."""
+    new = tmp_path / "new.db"
+    env = {"DUCTAPE_APP": None, "DUCTAPE_STORE": None, "DUCTAPE_PRODUCT_FILE": None}
+    store = f"sqlite:///{new}"
+    nothing = CliRunner().invoke(cli_app, ["feature", "run", "f", "--env", "dev", "--product-tag", "shop",
+                                           "--store", store], env=env)  # fmt: skip
+    assert nothing.exit_code == 2 and "no product is configured" in nothing.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []
+    (tmp_path / "cli.db").unlink(missing_ok=True)
+    unknown = _cli(tmp_path, "feature", "run", "nope", "--env", "dev", "--product-tag", "shop")
+    assert unknown.exit_code == 2, unknown.stderr
+    assert not (tmp_path / "cli.db").exists()
+
+
+def test_cli_a_new_store_that_holds_the_run_is_kept_whatever_is_raised_after(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A ValidationError out of ``feature.run`` after the run was recorded (one of its events' writes refusing a
+    value): the new store holds that run, whose events may have acted, and stays."""
+    from ductape_jobs.features.api import Features
+
+    def run_then_refuse(self: Features, tag: str, **kwargs: object) -> object:
+        made = original(self, tag, **kwargs)
+        raise ValidationError("output", f"refused after run {made.id} was recorded")
+
+    original = Features.run
+    monkeypatch.setattr(Features, "run", run_then_refuse)
+    result = _cli(tmp_path, "feature", "run", "shout", "--env", "dev", "--product-tag", "shop",
+                  "--input", '{"text": "hi"}')  # fmt: skip
+    assert result.exit_code == 2 and "refused after run" in result.stderr
+    assert (tmp_path / "cli.db").exists()
+    listed = _cli(tmp_path, "feature", "runs", "--json")
+    assert [r["feature_tag"] for r in json.loads(listed.stdout)] == ["shout"]

@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import Any
 
 import psycopg
-from psycopg import pq
 import pytest
+from psycopg import pq
 from storekit import PG_URL, Backend, pg_admin, require_postgres, with_query
 
 from ductape_jobs.errors import ConflictError, StoreError, ValidationError

@@ -238,17 +238,26 @@ def _new_file(store: str | None, app: str | None) -> str | None:
 
 
 @contextmanager
-def client(store: str | None, app: str | None, *, creates: Creates = False, **settings: Any) -> Iterator[Ductape]:
+def client(
+    store: str | None,
+    app: str | None,
+    *,
+    creates: Creates = False,
+    wrote: Callable[[Ductape], bool] | None = None,
+    **settings: Any,
+) -> Iterator[Ductape]:
     """Open the command's ``Ductape`` (closing it afterwards) with ``user_errors()`` around the command. A command
     that ``creates="record"``: its refused record (a ``ValidationError``: nothing written) removes the store it
-    made."""
+    made. ``wrote``: for a command whose ``ValidationError`` may also come after it wrote (a feature run refuses
+    before it is recorded, but one of its events' writes may refuse a value after): whether the new store holds
+    what it wrote, which is then kept."""
     with user_errors():
         new = _new_file(store, app) if creates == "record" else None
         dt, owned = load_client(store, app, creates=creates, **settings)
         try:
             yield dt
         except ValidationError:
-            if owned and new is not None:
+            if owned and new is not None and not (wrote is not None and wrote(dt)):
                 dt.close()
                 owned = False
                 for suffix in ("", "-wal", "-shm"):

@@ -191,7 +191,7 @@ def worker(
     overrides: dict[str, Any] = {k: v for k, v in options.items() if v is not None}
     with user_errors():  # a bad setting is refused before any store is opened or made
         worker_options(**overrides)
-    settings = {"concurrency": concurrency} if concurrency is not None else {}
+    settings: dict[str, Any] = {"concurrency": concurrency} if concurrency is not None else {}
     check_networks(webhook_allow)
     with client(store, app_, creates=True, **settings) as dt:
         allow_webhooks_to(dt, webhook_allow)
