@@ -4,11 +4,11 @@ A plain script: it prints figures only.
     python bench/read_latency.py [--store URL] [-n 3000] [--rounds 3]
 
 ``--store`` defaults to ``postgresql://postgres@127.0.0.1:5432/test?schema=bench_read`` (its schema is dropped and
-made again). The store holds one job, 1,000 schedules and their runs. Timed, ``n`` times each, alternating in every
-round: a read of one statement as the store makes it now (``next_wakeup``, which a worker reads at its passes;
-``get_schedule`` and ``list_runs`` of 50, as a GET of the API reads them), on its own, and the same read in a
-transaction block (BEGIN, the statement, COMMIT: three round trips), as the store made every read before. Printed:
-the mean of each, in ms.
+made again, and dropped at the end). The store holds one job, 1,000 schedules and their runs. Timed, ``n`` times
+each, alternating in every round: a read of one statement as the store makes it now (``next_wakeup``, which a
+worker reads at its passes; ``get_schedule`` and ``list_runs`` of 50, as a GET of the API reads them), on its own,
+and the same read in a transaction block (BEGIN, the statement, COMMIT: three round trips), as the store made
+every read before. Printed: the mean of each, in ms.
 """
 
 from __future__ import annotations
@@ -75,6 +75,11 @@ def main() -> None:
                     figures.append(f"{name} {a:.3f} / {b:.3f}")
                 print(f"  round {r + 1}: " + "; ".join(figures), flush=True)
     finally:
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(store.conninfo, autocommit=True) as conn:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(store.schema)))
         store.close()
 
 

@@ -203,6 +203,8 @@ def test_cli_a_refused_feature_run_leaves_no_new_store_behind(tmp_path: Path) ->
     (tmp_path / "cli.db").unlink(missing_ok=True)
     unknown = _cli(tmp_path, "feature", "run", "nope", "--env", "dev", "--product-tag", "shop")
     assert unknown.exit_code == 2, unknown.stderr
+    bad = _cli(tmp_path, "feature", "run", "shout", "--env", "dev", "--product-tag", "shop", "--input", '{"text": 1}')
+    assert bad.exit_code == 2 and "input.text" in bad.stderr
     assert not (tmp_path / "cli.db").exists()
 
 
@@ -225,3 +227,24 @@ def test_cli_a_new_store_that_holds_the_run_is_kept_whatever_is_raised_after(
     assert (tmp_path / "cli.db").exists()
     listed = _cli(tmp_path, "feature", "runs", "--json")
     assert [r["feature_tag"] for r in json.loads(listed.stdout)] == ["shout"]
+
+
+def test_cli_a_new_store_stays_when_whether_it_holds_a_run_cannot_be_told(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The look for the run failing (the store answering with an error): the store stays, and the refusal the
+    command met is the error it reports, not the look's."""
+    from ductape_jobs.errors import StoreError
+    from ductape_jobs.features.api import Features
+
+    def refuse(self: Features, tag: str, **kwargs: object) -> object:
+        raise ValidationError("input", "refused on purpose")
+
+    def broken(self: Features, **kwargs: object) -> object:
+        raise StoreError("the store could not be read")
+
+    monkeypatch.setattr(Features, "run", refuse)
+    monkeypatch.setattr(Features, "runs", broken)
+    result = _cli(tmp_path, "feature", "run", "shout", "--env", "dev", "--product-tag", "shop")
+    assert result.exit_code == 2 and "refused on purpose" in result.stderr, result.stderr
+    assert (tmp_path / "cli.db").exists()

@@ -257,7 +257,7 @@ def client(
         try:
             yield dt
         except ValidationError:
-            if owned and new is not None and not (wrote is not None and wrote(dt)):
+            if owned and new is not None and not _kept(dt, wrote):
                 dt.close()
                 owned = False
                 for suffix in ("", "-wal", "-shm"):
@@ -267,6 +267,17 @@ def client(
         finally:
             if owned:
                 dt.close()
+
+
+def _kept(dt: Ductape, wrote: Callable[[Ductape], bool] | None) -> bool:
+    """Whether a refused command's new store stays: it holds what the command wrote, or that cannot be told (the
+    question failed: the store stays, and the command's own error is the one raised)."""
+    if wrote is None:
+        return False
+    try:
+        return wrote(dt)
+    except Exception:
+        return True
 
 
 def check_networks(networks: list[str] | None) -> None:
