@@ -158,3 +158,64 @@ def test_the_check_the_worker_command_makes_takes_what_the_readme_says() -> None
     assert worker_options(poll=0.001, lease=0.1, ahead=0).poll.total_seconds() == 0.001
     with pytest.raises(ValidationError, match="heartbeat: must be shorter than the lease"):
         worker_options(lease=1, heartbeat=2)
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("job", "create", "--name", "n", "--tag", "bad tag", "--event-type", "FUNCTION", "--event-tag", "f"),
+        ("feature", "run", "f", "--env", "dev", "--product-tag", "shop"),
+        ("webhook", "create", "--url", "ftp://127.0.0.1/x", "--events", "run.completed"),
+    ],
+)
+def test_a_refused_record_leaves_no_store_the_apps_own_client_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]
+) -> None:
+    """``--app`` alone: the app's own ``Ductape()`` made its SQLite file as it was imported; refused, the record
+    leaves no new store there either (only a ``--store`` of the command's own was removed). Made for a record that
+    is kept, it stays."""
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    module = f"refused_app_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{module}.py").write_text(
+        f'from ductape_jobs import Ductape\nductape = Ductape("sqlite:///{tmp_path}/own.db")\n'
+    )
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    result = cli(*command, "--app", f"{module}:ductape")
+    assert result.exit_code == 2, (result.output, result.exception)
+    assert not (tmp_path / "own.db").exists()
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    made = cli("job", "create", "--name", "n", "--tag", "good", "--event-type", "FUNCTION", "--event-tag", "f",
+               "--app", f"{module}:ductape")  # fmt: skip
+    assert made.exit_code == 0, made.output
+    assert (tmp_path / "own.db").exists()
+    sys.modules.pop(module, None)
+
+
+def test_a_product_files_functions_import_from_the_folder_the_command_runs_in(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A product file's ``module:function`` beside it, without ``--app``: imported from the folder the command runs
+    in, as an ``--app``'s module is (it failed "No module named ..." unless PYTHONPATH was set)."""
+    import json
+    import sys
+
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    module = f"product_fns_{tmp_path.name.replace('-', '_')}"
+    (tmp_path / f"{module}.py").write_text("def find(input, ctx):\n    return {'found': input['id']}\n")
+    (tmp_path / "products.json").write_text(json.dumps({"products": [{
+        "tag": "shop", "envs": {"dev": {}}, "functions": {"find": f"{module}:find"},
+        "features": {"lookup": {"sequence": [{"sequence_tag": "a", "events": [
+            {"type": "FUNCTION", "event": "find", "input": {"id": "$Input{id}"}, "retries": 0, "allow_fail": False}
+        ]}]}},
+    }]}))  # fmt: skip
+    monkeypatch.delitem(sys.modules, module, raising=False)
+    result = cli("--product-file", "products.json", "feature", "run", "lookup", "--env", "dev", "--product-tag", "shop",
+                 "--input", '{"id": 7}', "--store", f"sqlite:///{tmp_path / 'f.db'}", "--json")  # fmt: skip
+    assert result.exit_code == 0, (result.output, result.exception)
+    run = json.loads(result.stdout)
+    assert run["status"] == "completed" and run["events"][0]["output"] == {"found": 7}
+    sys.modules.pop(module, None)

@@ -23,7 +23,7 @@ from ductape_jobs.clock import iso_text
 from ductape_jobs.errors import DuctapeError, ValidationError
 from ductape_jobs.limits import MAX_DEPTH, visible
 from ductape_jobs.logs import logger
-from ductape_jobs.store import DEFAULT_URL, missing_file, plain_file, refuse_missing
+from ductape_jobs.store import DEFAULT_URL, plain_file, refuse_missing
 from ductape_jobs.targets import parse_networks
 
 log = logger("ductape_jobs.cli")
@@ -132,6 +132,16 @@ def user_errors() -> Iterator[None]:
 # ----------------------------------------------------------------------------------------- the client
 
 
+def import_from_here() -> str:
+    """The folder the command runs in, put first on ``sys.path`` (as ``python -m`` puts it): your modules import from
+    there, an ``--app``'s and a product file's ``module:function`` alike (a worker of a product file loaded them
+    only with --app given, or PYTHONPATH set: each such FUNCTION run failed "No module named ...")."""
+    cwd = os.getcwd()
+    if cwd not in sys.path:
+        sys.path.insert(0, cwd)
+    return cwd
+
+
 def import_app(spec: str) -> Ductape:
     """``module:attr`` (``attr`` may be dotted; ``module`` alone looks for ``app``, then ``ductape``, passing over
     one that is not a client: a FastAPI ``app`` beside the ``ductape`` it serves). An ``AsyncDuctape`` stands for
@@ -146,9 +156,7 @@ def import_app(spec: str) -> Ductape:
             f"{spec!r} is a file's path, not MODULE:ATTR: give its module's dotted name "
             f"({dotted or 'app'}{':' + attr if attr else ''}) from the folder the module is imported from",
         )
-    cwd = os.getcwd()
-    if cwd not in sys.path:
-        sys.path.insert(0, cwd)
+    cwd = import_from_here()
     try:
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
@@ -230,11 +238,13 @@ def _must_exist(url: str, given: bool) -> None:
     refuse_missing(url, source)
 
 
-def _new_file(store: str | None, app: str | None) -> str | None:
-    """The SQLite file a command that makes a record would make (``None``: it is there, or it is not SQLite's)."""
-    if app and store is None:
-        return None  # the app's own store: opened by the app's code
-    return missing_file(_url(store))
+def _made_file(dt: Ductape) -> str | None:
+    """The SQLite file ``dt``'s store made as it opened (``None``: it was there, or the store is not a SQLite file):
+    opened by ``--store``, or by an ``--app``'s own ``Ductape()`` as the app was imported."""
+    from ductape_jobs.store.sqlite.store import SQLiteStore  # here: only a command that makes a record asks
+
+    store = dt.store
+    return store.path if isinstance(store, SQLiteStore) and store.created else None
 
 
 @contextmanager
@@ -252,13 +262,13 @@ def client(
     before it is recorded, but one of its events' writes may refuse a value after): whether the new store holds
     what it wrote, which is then kept."""
     with user_errors():
-        new = _new_file(store, app) if creates == "record" else None
         dt, owned = load_client(store, app, creates=creates, **settings)
+        new = _made_file(dt) if creates == "record" else None
         try:
             yield dt
         except ValidationError:
-            if owned and new is not None and not _kept(dt, wrote):
-                dt.close()
+            if new is not None and not _kept(dt, wrote):
+                dt.close()  # the app's own client too: the command ends here, and its file goes
                 owned = False
                 for suffix in ("", "-wal", "-shm"):
                     with contextlib.suppress(FileNotFoundError):

@@ -26,6 +26,7 @@ from ductape_jobs.cli.common import (
     client,
     emit,
     flag,
+    import_from_here,
     log_started,
     parse_json_object,
     user_errors,
@@ -162,6 +163,7 @@ def main(
     logs.last_resort()  # a run's warning where nothing set logging up (drain, feature run): escapes, not raw text
     if product_file:
         os.environ["DUCTAPE_PRODUCT_FILE"] = product_file  # read by every Ductape() the command opens
+        import_from_here()  # its FUNCTIONs' module:function, imported when first run
 
 
 log = logger("ductape_jobs.cli")

@@ -24,7 +24,7 @@ from ductape_jobs.store.base import (
     Wakeups,
 )
 from ductape_jobs.store.contracts import AccessStore, FeatureStore, RetentionStore, StatsStore
-from ductape_jobs.store.dialect import plain_file
+from ductape_jobs.store.dialect import MAKES_ONE, plain_file
 
 __all__ = [
     "UNCHANGED",
@@ -111,8 +111,7 @@ def refuse_missing(url: str, source: str = "") -> None:
     if path is not None:
         raise ValidationError(
             "store",
-            f"no SQLite store at {path!r}{source}: check the path and the directory you run in; a worker, "
-            "`ductape serve`, `job create` or `apikey create` makes one",
+            f"no SQLite store at {path!r}{source}: check the path and the directory you run in; {MAKES_ONE}",
         )
 
 

@@ -217,6 +217,11 @@ class UsesDialect:
         self._d.transact_together(ops, landed=landed)
 
 
+#: What makes a store, as an error refusing a store none was made in says it.
+MAKES_ONE = (
+    "a worker, `ductape serve`, `job create`, `apikey create`, `webhook create`, `feature run` or `demo` makes one"
+)
+
 #: A table's or a column's name as the store's schema spells them: what ``quoted`` takes.
 _NAME = re.compile(r"[a-z_][a-z0-9_]*")
 

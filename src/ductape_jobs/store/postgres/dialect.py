@@ -15,7 +15,7 @@ import psycopg
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.store.base import Capabilities, never_prompt
 from ductape_jobs.store.codec import rows_json
-from ductape_jobs.store.dialect import Batches, Params, Row, quoted, unstorable
+from ductape_jobs.store.dialect import MAKES_ONE, Batches, Params, Row, quoted, unstorable
 from ductape_jobs.store.postgres.connection import Conn, Database, Listener, Statement
 from ductape_jobs.store.postgres.schema import made, migrate, migrated
 from ductape_jobs.store.sql import load_dialect_queries
@@ -260,7 +260,7 @@ class PostgresDialect:
             raise ValidationError(
                 "store",
                 f"no ductape-jobs store in {where} of this PostgreSQL database: check the URL's database and "
-                "schema; a worker, `ductape serve`, `job create` or `apikey create` makes one",
+                f"schema; {MAKES_ONE}",
             )
         self._db.run(lambda conn: migrate(conn, self.schema), idempotent=True)
 

@@ -18,6 +18,7 @@ from typing import Any, TypeVar
 from ductape_jobs.errors import ConflictError, StoreError, ValidationError, WouldWait
 from ductape_jobs.store.base import Capabilities
 from ductape_jobs.store.dialect import (
+    MAKES_ONE,
     Batches,
     Params,
     Row,
@@ -257,7 +258,7 @@ class SQLiteDialect:
         self.path = path
         self._busy = busy_timeout.total_seconds()
         self._lock = threading.RLock()
-        _create_private(path)
+        self.created = _create_private(path)  # this store made its file (it was not there)
         try:
             self._db = sqlite3.connect(
                 path,
@@ -489,8 +490,8 @@ class SQLiteDialect:
         if not create and plain_file(self.path) and not self._made():  # in memory: made by its opener
             raise ValidationError(
                 "store",
-                f"{self.path!r} holds no ductape-jobs store (a SQLite file none was made in): check the path; a "
-                "worker, `ductape serve`, `job create` or `apikey create` makes one",
+                f"{self.path!r} holds no ductape-jobs store (a SQLite file none was made in): check the path; "
+                f"{MAKES_ONE}",
             )
 
         def op(tx: SQLiteTx) -> None:
@@ -597,19 +598,20 @@ class SQLiteDialect:
 _UNWRITABLE = ("readonly", "read-only", "unable to open", "disk i/o error", "permission")
 
 
-def _create_private(path: str) -> None:
-    """Create the store's file readable and writable by its owner only (0600) when it does not exist yet;
-    SQLite gives the ``-wal`` and ``-shm`` files it creates beside it the same mode."""
+def _create_private(path: str) -> bool:
+    """Create the store's file readable and writable by its owner only (0600) when it does not exist yet, and say
+    whether this call made it; SQLite gives the ``-wal`` and ``-shm`` files it creates beside it the same mode."""
     if os.path.isdir(path):  # SQLite says "unable to open", which reads as a permission
         raise StoreError(f"cannot open the SQLite store {path!r}: it is a directory; name a file in it")
     if not plain_file(path) or os.path.exists(path):
-        return
+        return False
     try:
         os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
     except FileExistsError:
-        return  # another process created it just now
+        return False  # another process created it just now
     except OSError as exc:
         raise StoreError(f"cannot create the SQLite store {path!r}: {exc.strerror or exc}") from exc
+    return True
 
 
 def _cannot(action: str, path: str, exc: sqlite3.Error) -> str:

@@ -22,5 +22,10 @@ class SQLiteStore(SQLStore):
         self._sqlite = SQLiteDialect(path, busy_timeout=busy_timeout)
         super().__init__(self._sqlite)
 
+    @property
+    def created(self) -> bool:
+        """Whether this store made its file: it was not there when the store opened."""
+        return self._sqlite.created
+
     def backup(self, to: str | os.PathLike[str]) -> int:
         return self._sqlite.backup(to)
