@@ -1082,3 +1082,23 @@ print(json.dumps({
     assert names[: names.index("resources") + 1] == [n for n in PARTS if n not in groups]
     assert groups == ["job", "run", "feature", "apikey", "session", "webhook"]
     assert "worker" in names and "schedule" in names
+
+
+def test_a_starting_worker_warns_of_a_product_function_whose_module_is_not_found(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A product file's ``module:function`` is imported when first run: a module that is not there (a typo, a folder
+    not on the path) failed every run of it while the worker's start said nothing. Looked up, never imported, at
+    the start; a function registered under that tag, or a module that is there, says nothing."""
+    from ductape_jobs.cli.common import log_started
+
+    with Ductape(f"sqlite:///{tmp_path / 'jobs.db'}") as dt:
+        mapped = {"lost": "no_such_module_anywhere.tasks:run", "there": "json:dumps", "mine": "nowhere_either:f"}
+        dt.products.add({"tag": "shop", "envs": {"prd": {}}, "functions": mapped})
+        dt.function("mine")(lambda input, ctx: None)
+        with caplog.at_level(logging.INFO, logger="ductape_jobs.cli"):
+            log_started(dt)
+            log_started(dt, worker=False)  # ductape serve --no-worker claims no run: nothing to warn of
+        warned = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+        assert len(warned) == 1 and "FUNCTION lost (shop) maps to 'no_such_module_anywhere.tasks:run'" in warned[0]
+        assert "no_such_module_anywhere" not in sys.modules

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -322,6 +323,27 @@ def log_started(dt: Ductape, *, worker: bool = True) -> None:
         log.warning("%s; a FUNCTION run this worker claims fails that attempt (ductape serve: --no-worker)", line)
     else:
         log.info("%s", line)
+    if worker:
+        for function, target in _not_found(dt):
+            log.warning(
+                "FUNCTION %s maps to %r, whose module is not found from %s: each of its runs this worker claims fails "
+                "that attempt until it is",
+                function,
+                target,
+                os.getcwd(),
+            )
+
+
+def _not_found(dt: Ductape) -> list[tuple[str, str]]:
+    """The FUNCTIONs ``dt``'s products map to a ``module:function`` whose top package cannot be found on
+    ``sys.path`` (looked up, not imported: the function is imported when first run), as ``(tag (product), target)``."""
+    found: list[tuple[str, str]] = []
+    for product in dt.products.tags():
+        for tag, target in sorted(dt.products.get(product).functions.items()):
+            top = target.partition(":")[0].split(".")[0]
+            if tag not in dt.functions.tags() and (not top or importlib.util.find_spec(top) is None):
+                found.append((f"{tag} ({product})", target))
+    return found
 
 
 _NO_FUNCTIONS = "functions: none (start with --app, or map them in a product's functions)"
