@@ -338,10 +338,11 @@ def _not_found(dt: Ductape) -> list[tuple[str, str]]:
     """The FUNCTIONs ``dt``'s products map to a ``module:function`` whose top package cannot be found on
     ``sys.path`` (looked up, not imported: the function is imported when first run), as ``(tag (product), target)``."""
     found: list[tuple[str, str]] = []
+    registered = set(dt.functions.tags())
     for product in dt.products.tags():
         for tag, target in sorted(dt.products.get(product).functions.items()):
             top = target.partition(":")[0].split(".")[0]
-            if tag not in dt.functions.tags() and (not top or importlib.util.find_spec(top) is None):
+            if tag not in registered and (not top or importlib.util.find_spec(top) is None):
                 found.append((f"{tag} ({product})", target))
     return found
 

@@ -105,9 +105,9 @@ def feature_run(
     as_json: JsonOpt = False,
 ) -> None:
     """Run a feature now, in this process; print the run with each event's status (exit 1 if it failed)."""
-    # refused (no such product or feature, a bad input or session), it leaves no new --store file behind (the app's
-    # own store, --app without --store, is the app's to make); a run recorded stays with its store, whatever is
-    # raised after
+    # refused (no such product or feature, a bad input or session), it leaves no new store behind (--store's, or the
+    # one an --app's own Ductape() made as it was imported); a run recorded stays with its store, whatever is raised
+    # after
     with client(store, app_, creates="record", wrote=lambda dt: bool(dt.feature.runs(limit=1))) as dt:
         run = dt.feature.run(
             tag, env=env, product_tag=product_tag, input=parse_json_object(input_, "input"), session=session
