@@ -96,12 +96,15 @@ class Backend:
                 db.close()
             return
         import psycopg
+        from psycopg.rows import dict_row
 
-        with psycopg.connect(PG_URL, autocommit=True, options=f"-c search_path={self.schema}") as conn:
+        from ductape_jobs.store.postgres.schema import apply
+
+        options = f"-c search_path={self.schema}"
+        with psycopg.connect(PG_URL, autocommit=True, options=options, row_factory=dict_row) as conn:
             conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)")
             for v, sql in scripts:
-                conn.execute(sql.encode(), prepare=False)
-                conn.execute("INSERT INTO schema_migrations VALUES (%s, 0)", [v])
+                apply(conn, v, sql)  # as a release applies it: some outside a transaction (CONCURRENTLY)
 
     def execute(self, query: str, params: dict[str, Any]) -> None:
         """One statement on the database, outside any store (``:name`` parameters on SQLite, ``%(name)s`` on

@@ -39,8 +39,8 @@ def migration_lock_held(backend: Backend) -> Iterator[None]:
         conn.rollback()
 
 
-def migrate_within(store: Store, seconds: float) -> bool:
-    """``store.migrate()`` in a thread: did it return within ``seconds``?"""
+def migrating(store: Store) -> threading.Event:
+    """``store.migrate()`` in a thread: set when it returns."""
     done = threading.Event()
 
     def go() -> None:
@@ -48,7 +48,12 @@ def migrate_within(store: Store, seconds: float) -> bool:
         done.set()
 
     threading.Thread(target=go, daemon=True).start()
-    return done.wait(seconds)
+    return done
+
+
+def migrate_within(store: Store, seconds: float) -> bool:
+    """``store.migrate()`` in a thread: did it return within ``seconds``?"""
+    return migrating(store).wait(seconds)
 
 
 def test_a_migrated_database_opens_without_the_migration_lock(backend: Backend) -> None:
@@ -64,8 +69,9 @@ def test_a_database_that_lacks_a_version_still_waits_for_the_lock_and_gets_it(ba
     backend.migrate_to(latest - 1)
     store = backend.open(migrate=False)
     with migration_lock_held(backend):
-        assert not migrate_within(store, 0.5)  # it needs the lock: it waits
-    assert migrate_within(store, 30)  # the lock is free (and the waiting call got it, too)
+        waiting = migrating(store)
+        assert not waiting.wait(0.5)  # it needs the lock: it waits
+    assert waiting.wait(30)  # the lock is free, and the waiting call got it
     assert backend.snapshot()["versions"][-1] == latest
 
 

@@ -298,6 +298,13 @@ class Database:
         """``op(conn)`` outside a transaction block: the pool's connections are in autocommit, so each statement
         is its own transaction, and a read of one statement is one round trip where ``run`` takes three (BEGIN,
         it, COMMIT). For an ``op`` that only reads: retried on connection-level failures, as an idempotent ``run``."""
+        return self.outside(op)
+
+    def outside(self, op: Callable[[Conn], T]) -> T:
+        """``op(conn)`` outside a transaction block (each statement its own transaction, or ``op``'s own
+        ``conn.transaction()``s), retried on connection-level failures: for an ``op`` that may run again from its
+        start after any of its statements, whether that statement landed or not (a read; the migrations, each
+        version recorded by the transaction that applies it, each index build checked first)."""
         return self._retried(op, lambda: False)
 
     def run_together(self, statements: Iterable[Statement], *, landed: Callable[[Conn], bool]) -> None:

@@ -262,7 +262,7 @@ class PostgresDialect:
                 f"no ductape-jobs store in {where} of this PostgreSQL database: check the URL's database and "
                 f"schema; {MAKES_ONE}",
             )
-        self._db.run(lambda conn: migrate(conn, self.schema), idempotent=True)
+        self._db.outside(lambda conn: migrate(conn, self.schema))  # a transaction a version (schema.py)
 
     def close(self) -> None:
         self._listener.close()

@@ -1,11 +1,31 @@
-"""Versioned migrations of the PostgreSQL store (``migrations/NNNN_*.sql``), safe to run from many processes."""
+"""Versioned migrations of the PostgreSQL store (``migrations/NNNN_*.sql``), safe to run from many processes.
+
+Each version is applied in a transaction of its own, which records it. A version whose file says
+``-- ductape-jobs: concurrently`` builds or drops indexes only, and is applied outside a transaction, a statement at a
+time, each ``CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS <name> ON ...`` or ``DROP INDEX CONCURRENTLY IF EXISTS
+<name>``: an index built so takes no lock that holds the table's writes, so every process of the release before
+goes on scheduling and finishing runs while an upgrade builds one on a big table (a plain ``CREATE INDEX`` holds
+them for as long as it reads the table). A build that stopped half way (the process killed, the connection lost,
+a unique build meeting duplicates) leaves its index invalid, which ``IF NOT EXISTS`` would keep as it is: the next
+try drops it first, then builds it again.
+
+Processes take turns on a session-level advisory lock of the schema, asked for with ``pg_try_advisory_lock`` a
+try at a time: a process blocked in ``pg_advisory_lock`` holds a snapshot while it waits, and ``CREATE INDEX
+CONCURRENTLY`` waits for every transaction holding an older snapshot, the waiter too, which waits for the builder's
+lock (a deadlock, broken by aborting one of them).
+"""
 
 from __future__ import annotations
 
+import re
+import time
 import zlib
 
+import psycopg
 from psycopg import errors, sql
 
+from ductape_jobs.errors import StoreError
+from ductape_jobs.logs import logger
 from ductape_jobs.store.postgres.connection import Conn
 from ductape_jobs.store.sql import has_every_migration, load_migrations
 
@@ -32,19 +52,86 @@ def made(conn: Conn) -> bool:
     return bool(row and row["made"])
 
 
-def migrate(conn: Conn, schema: str | None) -> None:
-    """Create ``schema`` if needed and apply the migrations it lacks, in one transaction (``conn``'s).
+#: The line that marks a migration applied outside a transaction (module doc).
+_CONCURRENTLY = re.compile(r"^--\s*ductape-jobs:\s*concurrently\s*$", re.MULTILINE)
+_BUILD = re.compile(
+    r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+IF\s+NOT\s+EXISTS\s+(\w+)\s+ON\s+\w+\s*\(.+", re.DOTALL
+)
+_DROP = re.compile(r"DROP\s+INDEX\s+CONCURRENTLY\s+IF\s+EXISTS\s+(\w+)")
+_INVALID = "SELECT NOT indisvalid AS invalid FROM pg_index WHERE indexrelid = to_regclass(%s)"
+#: Between two tries for the migration's lock while another process holds it.
+_LOCK_TRIES_EVERY = 0.05
+log = logger("ductape_jobs.store")
 
-    Concurrent calls (several processes starting at once) take turns on a transaction-level advisory lock
-    of this schema, so each version is applied once; a second call finds nothing left to do.
-    """
-    conn.execute("SELECT pg_advisory_xact_lock(%s)", [zlib.crc32(f"ductape_jobs:migrate:{schema or ''}".encode())])
-    if schema is not None:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
-    conn.execute(_TABLE)
-    done = {r["version"] for r in conn.execute(_VERSIONS)}
-    has_every_migration(_PACKAGE, done)  # a newer release's, migrated while this waited for the lock: refused
-    for version, script in load_migrations(_PACKAGE):
-        if version not in done:
+
+def concurrent_steps(script: str) -> list[str] | None:
+    """The statements of a migration applied outside a transaction, in order (``None``: it is applied in one). A
+    statement of another form than the two such a migration may hold is a ``StoreError`` (a release's own error)."""
+    if not _CONCURRENTLY.search(script):
+        return None
+    text = "\n".join(line for line in script.splitlines() if not line.lstrip().startswith("--"))
+    steps = [part.strip() for part in text.split(";") if part.strip()]
+    for step in steps:
+        if not (_BUILD.fullmatch(step) or _DROP.fullmatch(step)):
+            raise StoreError(f"a migration applied concurrently holds {step[:60]!r}: only index builds and drops")
+    return steps
+
+
+def apply(conn: Conn, version: int, script: str) -> None:
+    """Apply migration ``version`` and record it: in one transaction, or outside one (``concurrent_steps``). ``conn``
+    is outside a transaction block (autocommit)."""
+    steps = concurrent_steps(script)
+    if steps is None:
+        with conn.transaction():
             conn.execute(script, prepare=False)  # several statements: the simple query protocol
             conn.execute(_APPLIED, [version])
+        return
+    for step in steps:
+        built = _BUILD.fullmatch(step)
+        if built is not None:
+            row = conn.execute(_INVALID, [built.group(1)]).fetchone()
+            if row is not None and row["invalid"]:  # a build that stopped half way: IF NOT EXISTS would keep it
+                log.warning(
+                    "index %s was left invalid by a build that stopped: dropping it, to build it again", built.group(1)
+                )
+                conn.execute(sql.SQL("DROP INDEX CONCURRENTLY IF EXISTS {}").format(sql.Identifier(built.group(1))))
+        conn.execute(step, prepare=False)
+    conn.execute(_APPLIED, [version])
+
+
+def migrate(conn: Conn, schema: str | None) -> None:
+    """Create ``schema`` if needed and apply the migrations it lacks, each in turn (``apply``); ``conn`` is outside
+    a transaction block (autocommit).
+
+    Concurrent calls (several processes starting at once) take turns on the schema's advisory lock, so each version
+    is applied once; a second call finds nothing left to do. A call that stops part way (a lost connection) leaves
+    the versions it applied recorded, and the next call applies the rest.
+    """
+    key = zlib.crc32(f"ductape_jobs:migrate:{schema or ''}".encode())
+    _lock(conn, key)
+    try:
+        with conn.transaction():
+            if schema is not None:
+                conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
+            conn.execute(_TABLE)
+        done = {r["version"] for r in conn.execute(_VERSIONS)}
+        has_every_migration(_PACKAGE, done)  # a newer release's, migrated while this waited for the lock: refused
+        for version, script in load_migrations(_PACKAGE):
+            if version not in done:
+                apply(conn, version, script)
+    finally:
+        try:
+            conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+        except psycopg.Error:
+            conn.close()  # the session's end lets its lock go (a lost connection's did already)
+
+
+def _lock(conn: Conn, key: int) -> None:
+    """The migration's lock, tried every ``_LOCK_TRIES_EVERY`` s until this session has it (module doc: why not
+    ``pg_advisory_lock``)."""
+    said = False
+    while not (row := conn.execute("SELECT pg_try_advisory_lock(%s) AS got", [key]).fetchone()) or not row["got"]:
+        if not said:
+            log.info("another process is migrating the store: waiting for it")
+            said = True
+        time.sleep(_LOCK_TRIES_EVERY)

@@ -3,5 +3,7 @@
 -- runs_pending (which also holds the held runs) the planner read every pending run through a bitmap scan to
 -- filter held_until (12 ms at 10,000 queued, on every worker pass), where this index answers from its first
 -- entry. (On SQLite this version reorders the terms of the partial indexes of runs under a limit.)
-CREATE INDEX runs_due ON runs (available_at)
+-- Built without holding the table's writes (schema.py):
+-- ductape-jobs: concurrently
+CREATE INDEX CONCURRENTLY IF NOT EXISTS runs_due ON runs (available_at)
     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND held_until IS NULL;
