@@ -167,6 +167,7 @@ class AsyncJobs:
         offset: int = 0,
         product_tag: str | None = None,
         env: str | None = None,
+        after: str | None = None,
     ) -> builtins.list[Run]:
         return await _off(
             self._jobs.runs,
@@ -179,6 +180,7 @@ class AsyncJobs:
             offset=offset,
             product_tag=product_tag,
             env=env,
+            after=after,
         )
 
     async def run(self, run_id: str) -> Run:

@@ -222,18 +222,30 @@ class JobControl:
         offset: int = 0,
         product_tag: str | None = None,
         env: str | None = None,
+        after: str | None = None,
     ) -> builtins.list[Run]:
         """Run history, newest first; ``phase``: ``failed`` lists the dead letters; ``since``/``until`` take what
-        ``start_at`` takes."""
+        ``start_at`` takes. ``after``: the id of a run (the last of the page before): the runs past it in this order,
+        found by the index where a deep ``offset`` counts every run before it (``ValidationError`` when there is
+        no such run: never made, or pruned since)."""
         state = check_enum(RunPhase, phase, "phase")
         check_page(limit, offset)
-        for key, name in ((job_id, "job_id"), (job_tag, "job_tag")):
+        for key, name in ((job_id, "job_id"), (job_tag, "job_tag"), (after, "after")):
             if key is not None:
                 check_key(key, name)
-        after, before = check_window(since, until)
+        start, end = check_window(since, until)
         product, environment = check_filter(product_tag, "product_tag"), check_filter(env, "env")
-        flt = RunFilter(job_id, job_tag, state, after, before, limit, offset, product_tag=product, env=environment)
-        return self._store.list_runs(flt)
+        flt = RunFilter(
+            job_id, job_tag, state, start, end, limit, offset, product_tag=product, env=environment, after=after
+        )
+        try:
+            return self._store.list_runs(flt)
+        except NotFoundError as exc:
+            if exc.kind != "run":
+                raise
+            raise ValidationError(
+                "after", f"no run with id {after!r}: never made, or pruned since; page from the start, or by until"
+            ) from None
 
     def run(self, run_id: str) -> Run:
         """One run with its attempts."""

@@ -427,6 +427,7 @@ class RunFilter(Struct, frozen=True):
     offset: int = 0
     product_tag: str | None = None
     env: str | None = None
+    after: str | None = None  # a run's id: the runs past it in this order (its due time, then its id)
 
 
 class DispatchResult(Struct, frozen=True):

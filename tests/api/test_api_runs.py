@@ -111,6 +111,34 @@ def test_a_retry_with_a_body_it_does_not_take_is_refused_and_retries_nothing(api
     assert c.post(f"/runs/{run['id']}/retry").status_code == 200  # no body, or {}: as before
 
 
+def test_runs_page_on_after_the_last_run_seen_and_an_unknown_one_is_a_422(
+    api: Api, job: dict[str, Any], clock: FakeClock
+) -> None:
+    for _ in range(3):
+        api.dt.job.schedule(SHOP)
+        api.dt.job.schedule(SHOP)  # two at one instant: ordered by id
+        clock.advance(seconds=1)
+    c = api.client(api.key(scope="read"))
+    whole = [r["id"] for r in c.get("/runs").json()["items"]]
+    assert len(whole) == 6
+    seen: list[str] = []
+    params: dict[str, Any] = {"limit": 4}
+    while True:
+        page = c.get("/runs", params=params).json()
+        seen += [r["id"] for r in page["items"]]
+        if not page["has_more"]:
+            break
+        params["after"] = seen[-1]
+    assert seen == whole
+    assert problems(c.get("/runs", params={"after": "run_gone"})) == [
+        ("after", "no run with id 'run_gone': never made, or pruned since; page from the start, or by until")
+    ]
+    assert problems(c.get("/runs", params={"after": "no spaces here"}))[0][0] == "after"
+    with pytest.raises(ValidationError) as refused:  # the Python API says the same
+        api.dt.job.runs(after="run_gone")
+    assert refused.value.field == "after"
+
+
 def test_a_page_of_runs_is_bounded_in_bytes_not_only_in_items(api: Api, job: dict[str, Any]) -> None:
     """A list's runs carry their input (up to 256 KiB) and output (up to 1 MiB), and a page takes up to 10,000 of
     them: one ``GET /runs?limit=10000`` by a read key answered gigabytes, built in the server's memory (120 runs of

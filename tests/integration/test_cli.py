@@ -324,6 +324,18 @@ def test_not_found_and_conflict_exit_1(store: str) -> None:
     assert [s["status"] for s in ok("schedules", store=store) if s["job_id"] == job_id] == ["cancelled"]
 
 
+def test_runs_after_shows_the_next_page_and_an_unknown_run_exits_2(store: str) -> None:
+    create_job(store)
+    for _ in range(3):
+        schedule(store)
+    whole = [r["id"] for r in ok("runs", store=store)]
+    assert len(whole) == 3
+    assert [r["id"] for r in ok("runs", "--limit", "2", store=store)] == whole[:2]
+    assert [r["id"] for r in ok("runs", "--limit", "2", "--after", whole[1], store=store)] == whole[2:]
+    refused = cli("runs", "--after", "run_gone", store=store)
+    assert refused.exit_code == 2 and refused.stderr.startswith("error: after: no run with id 'run_gone'")
+
+
 # ------------------------------------------------------------------------------------------- schedules
 
 

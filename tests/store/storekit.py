@@ -104,7 +104,7 @@ class Backend:
         with psycopg.connect(PG_URL, autocommit=True, options=options, row_factory=dict_row) as conn:
             conn.execute("CREATE TABLE schema_migrations (version INTEGER PRIMARY KEY, applied_at BIGINT NOT NULL)")
             for v, sql in scripts:
-                apply(conn, v, sql)  # as a release applies it: some outside a transaction (CONCURRENTLY)
+                apply(conn, v, sql, fresh=True)  # as a release makes a new store (no index built CONCURRENTLY)
 
     def execute(self, query: str, params: dict[str, Any]) -> None:
         """One statement on the database, outside any store (``:name`` parameters on SQLite, ``%(name)s`` on

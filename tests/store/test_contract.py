@@ -1072,6 +1072,34 @@ def test_list_runs_filters_and_newest_first(store: Store) -> None:
     assert ids(job_tag="nope") == []
 
 
+def test_list_runs_after_a_run_pages_through_every_run_once_in_order(store: Store) -> None:
+    """A page past a run (its id the cursor) is the rest of the order: runs due at one instant (three schedules'
+    occurrences, tied by due time) go by their ids, each once, under every filter (each its own query)."""
+    at = [T0, T0 + MIN, T0 + 2 * MIN]
+    sa, _ = setup(store, *at, tag="a")
+    setup(store, *at, tag="a")
+    setup(store, *at[:2], tag="b")
+    for claimed in store.acquire_runs("w1", 3, LEASE, T0 + MIN):
+        store.finish_runs([fail(claimed)], T0 + MIN)
+
+    def ids(**flt: Any) -> list[str]:
+        return [r.id for r in store.list_runs(RunFilter(**flt))]
+
+    for flt in ({}, {"job_id": sa.id}, {"job_tag": "b"}, {"phase": RunPhase.FAILED}, {"phase": RunPhase.QUEUED}):
+        whole = ids(**flt)
+        assert len(whole) >= 2, flt
+        paged, after = [], None
+        while page := ids(**flt, limit=2, after=after):
+            paged += page
+            after = page[-1]
+        assert paged == whole, flt
+        assert ids(**flt, after=whole[0], offset=1, limit=2) == whole[2:4], flt  # an offset counts past the cursor
+    assert ids(after=ids()[-1]) == []
+    with pytest.raises(NotFoundError) as found:
+        store.list_runs(RunFilter(after="run_none"))
+    assert found.value.kind == "run"
+
+
 def test_next_wakeup_reports_each_kind(store: Store) -> None:
     assert store.next_wakeup() == Wakeups()
     store.create_job(job(), T0)

@@ -169,6 +169,47 @@ def test_a_process_killed_while_it_builds_an_index_leaves_an_upgrade_the_next_pr
     assert at_25.snapshot()["versions"].count(26) == 1
 
 
+def test_a_paused_process_holding_the_migration_lock_loses_it_and_the_next_process_completes(
+    at_25: Backend, writer: Writer
+) -> None:
+    """SIGSTOP (a VM's pause) of a process that holds the migration's lock: its session, idle once its build is done,
+    ends after ``IDLE_IN_TRANSACTION`` (``idle_session_timeout``), and another process applies what is left. A
+    session's lock sat idle outside a transaction is not ended by ``idle_in_transaction_session_timeout``: every
+    other start waited for good."""
+    schema = at_25.schema
+    assert schema is not None
+    code = "import sys; from ductape_jobs.store import open_store; open_store(sys.argv[1]).migrate()"
+    child = subprocess.Popen([sys.executable, "-c", code, at_25.url])
+    try:
+        building(schema)
+        os.kill(child.pid, signal.SIGSTOP)
+        writer.commit()  # its build ends server-side; the paused process never sends the version's record
+        thread, failed = migrating(at_25)
+        thread.join(30)
+        assert not thread.is_alive() and failed == []
+    finally:
+        child.kill()
+        child.wait(10)
+    assert index_valid(schema, "schedules_time") is True
+    assert at_25.snapshot()["versions"].count(26) == 1
+
+
+def test_a_new_store_is_made_without_waiting_for_a_transaction_elsewhere_in_the_database(pg_backend: Backend) -> None:
+    """A build ``CONCURRENTLY`` waits for every older snapshot of the database (a report's, a ``pg_dump``'s), even on
+    a table made a moment before: a new store's indexes are built plainly, and the same as an upgrade's."""
+    with psycopg.connect(PG_URL) as report:
+        report.isolation_level = psycopg.IsolationLevel.REPEATABLE_READ
+        report.execute("SELECT count(*) FROM pg_class")  # its snapshot holds until it ends
+        thread, failed = migrating(pg_backend)
+        thread.join(20)
+        made = not thread.is_alive()
+        report.rollback()
+    thread.join(30)
+    assert made and failed == []
+    assert pg_backend.snapshot()["versions"] == [v for v, _ in migrations()]
+    assert index_valid(pg_backend.schema or "", "schedules_time") is True
+
+
 def test_processes_starting_together_while_an_index_builds_take_turns_without_a_deadlock(
     at_25: Backend, writer: Writer, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -37,10 +37,13 @@ async def list_runs(
     env: str | None = None,
     limit: int = 100,
     offset: int = 0,
+    after: str | None = None,
 ) -> Page[RunOut]:
     """Runs, newest due time first. ``phase``: ``failed`` lists the dead letters; ``since``/``until``:
-    due-time bounds, Unix seconds or ms, or ISO 8601; ``product_tag``, ``env``: of that product, in that env.
-    Attempts are left out (``GET /runs/{run_id}`` has them)."""
+    due-time bounds, Unix seconds or ms, or ISO 8601; ``product_tag``, ``env``: of that product, in that env;
+    ``after``: a run's id, the last of the page before: the runs past it (found by the index, where a deep
+    ``offset`` counts every run before it; 422 when there is no such run). Attempts are left out (``GET
+    /runs/{run_id}`` has them)."""
     scope = me.narrowed(product_tag, env)
     fetch = functools.partial(
         client(request).job.runs,
@@ -51,6 +54,7 @@ async def list_runs(
         until=until or None,
         product_tag=scope["product_tag"],
         env=scope["env"],
+        after=after or None,
     )
     items, more = await page_within_bytes(
         fetch, limit, offset, lambda r: data_size(r.input, r.output, r.session, r.error)

@@ -482,13 +482,16 @@ def runs(
     job_id: Annotated[str | None, typer.Option(help="Only this schedule's runs.")] = None,
     job: Annotated[str | None, typer.Option(help="Only this job tag's runs.")] = None,
     limit: Annotated[int, typer.Option(help="At most N, newest first.")] = 50,
+    after: Annotated[
+        str | None, typer.Option(help="The runs past this run id (the last one shown): the next page.")
+    ] = None,
     store: StoreOpt = None,
     app_: AppOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Run history, newest first."""
     with client(store, app_) as dt:
-        items = dt.job.runs(phase=phase, job_id=job_id, job_tag=job, limit=limit)
+        items = dt.job.runs(phase=phase, job_id=job_id, job_tag=job, limit=limit, after=after)
         emit(items, as_json, lambda: render.runs_table(items, limit=limit))
 
 

@@ -87,6 +87,8 @@ if TYPE_CHECKING:
     from ductape_jobs.inputs import JobDefinition
 
 _RELEASED = "worker shut down before the run finished"
+#: A due time (Unix ms) later than any run's: ``list_runs`` without a cursor compares every run to it.
+_PAST_EVERY_RUN = 2**62
 _Finished = tuple[
     list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]
 ]  # outcome_params
@@ -453,6 +455,8 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             "until": ms(flt.until),
             "limit": flt.limit,
             "offset": flt.offset,
+            "after_at": _PAST_EVERY_RUN,  # no cursor: past every run (a plain term still, which an index takes)
+            "after_id": "",
         }
         # The most selective filter picks a query in which it is a plain equality, so its index applies
         # (SQLite plans a query once, whatever the parameters; an "x IS NULL OR" filter uses no index).
@@ -465,7 +469,18 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             name = "list_failed_runs"
         elif params["phase"] in {p.value for p in ACTIVE_PHASES}:  # the few not ended: "what runs now" read them all
             name = "list_live_runs"
-        return [run_from_row(r) for r in self._read_all(name, params)]
+        after = flt.after
+        if after is None:
+            return [run_from_row(r) for r in self._read_all(name, params)]
+
+        def op(tx: Tx) -> list[Run]:  # the cursor's run and the page past it, read together
+            found = tx.one("get_run", {"id": after})
+            if found is None:
+                raise NotFoundError("run", after)
+            cursor = {"after_at": found["scheduled_at"], "after_id": after}
+            return [run_from_row(r) for r in tx.all(name, {**params, **cursor})]
+
+        return self._read(op)
 
     def next_wakeup(self) -> Wakeups:
         row = self._read_one("next_wakeup")

@@ -28,6 +28,17 @@ Q = load_dialect_queries(
     "ductape_jobs.store.postgres",
     ("queries.sql", "features.sql", "api_queries.sql", "retention.sql", "outbox.sql", "limits.sql", "transfer.sql"),
 )
+#: Queries of a page (the caller's OFFSET, a list's cursor) are planned for their own values at every call, never
+#: prepared: PostgreSQL may switch a prepared statement to its generic plan after five calls, and that plan guesses
+#: the OFFSET (a tenth of the rows) and the cursor. ``GET /runs`` read every run older than its cursor into a sort,
+#: 80 ms a page of 50 on 100,000 runs, where the plan for the values takes 1 ms (``bench/run_pages.py``).
+PLANNED_EACH_CALL = frozenset(name for name, query in Q.items() if "OFFSET %(offset)s" in query)
+
+
+def _prepare(name: str) -> bool | None:
+    """psycopg's ``prepare`` for query ``name``: ``False`` (never) for a page's (``PLANNED_EACH_CALL``), else its
+    default (``None``: prepared once it has been run a few times on a connection)."""
+    return False if name in PLANNED_EACH_CALL else None
 
 
 class PostgresTx:
@@ -39,13 +50,13 @@ class PostgresTx:
 
     def one(self, name: str, params: Params | None = None) -> Row | None:
         try:
-            return self._conn.execute(Q[name], params).fetchone()
+            return self._conn.execute(Q[name], params, prepare=_prepare(name)).fetchone()
         except (psycopg.DataError, UnicodeEncodeError) as exc:
             raise unstorable(exc, params) from exc
 
     def all(self, name: str, params: Params | None = None) -> list[Row]:
         try:
-            return self._conn.execute(Q[name], params).fetchall()
+            return self._conn.execute(Q[name], params, prepare=_prepare(name)).fetchall()
         except (psycopg.DataError, UnicodeEncodeError) as exc:
             raise unstorable(exc, params) from exc
 

@@ -418,6 +418,7 @@ WHERE (%(schedule_id)s::text IS NULL OR schedule_id = %(schedule_id)s)
   AND (%(phase)s::text IS NULL OR phase = %(phase)s)
   AND (%(since)s::bigint IS NULL OR scheduled_at >= %(since)s)
   AND (%(until)s::bigint IS NULL OR scheduled_at < %(until)s)
+  AND (scheduled_at, id) < (%(after_at)s::bigint, %(after_id)s::text)
 ORDER BY scheduled_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: list_failed_runs
@@ -430,6 +431,7 @@ WHERE phase = 'failed'
   AND (%(env)s::text IS NULL OR env = %(env)s)
   AND (%(since)s::bigint IS NULL OR scheduled_at >= %(since)s)
   AND (%(until)s::bigint IS NULL OR scheduled_at < %(until)s)
+  AND (scheduled_at, id) < (%(after_at)s::bigint, %(after_id)s::text)
 ORDER BY scheduled_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: list_live_runs
@@ -442,6 +444,7 @@ WHERE phase IN ('scheduled', 'queued', 'retry_scheduled', 'running') AND phase =
   AND (%(env)s::text IS NULL OR env = %(env)s)
   AND (%(since)s::bigint IS NULL OR scheduled_at >= %(since)s)
   AND (%(until)s::bigint IS NULL OR scheduled_at < %(until)s)
+  AND (scheduled_at, id) < (%(after_at)s::bigint, %(after_id)s::text)
 ORDER BY scheduled_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: list_runs_of_schedule
@@ -454,6 +457,7 @@ WHERE schedule_id = %(schedule_id)s
   AND (%(phase)s::text IS NULL OR phase = %(phase)s)
   AND (%(since)s::bigint IS NULL OR scheduled_at >= %(since)s)
   AND (%(until)s::bigint IS NULL OR scheduled_at < %(until)s)
+  AND (scheduled_at, id) < (%(after_at)s::bigint, %(after_id)s::text)
 ORDER BY scheduled_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: list_runs_of_job
@@ -466,6 +470,7 @@ WHERE (%(schedule_id)s::text IS NULL OR schedule_id = %(schedule_id)s)
   AND (%(phase)s::text IS NULL OR phase = %(phase)s)
   AND (%(since)s::bigint IS NULL OR scheduled_at >= %(since)s)
   AND (%(until)s::bigint IS NULL OR scheduled_at < %(until)s)
+  AND (scheduled_at, id) < (%(after_at)s::bigint, %(after_id)s::text)
 ORDER BY scheduled_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: next_wakeup

@@ -5,9 +5,10 @@ Each version is applied in a transaction of its own, which records it. A version
 time, each ``CREATE [UNIQUE] INDEX CONCURRENTLY IF NOT EXISTS <name> ON ...`` or ``DROP INDEX CONCURRENTLY IF EXISTS
 <name>``: an index built so takes no lock that holds the table's writes, so every process of the release before
 goes on scheduling and finishing runs while an upgrade builds one on a big table (a plain ``CREATE INDEX`` holds
-them for as long as it reads the table). A build that stopped half way (the process killed, the connection lost,
-a unique build meeting duplicates) leaves its index invalid, which ``IF NOT EXISTS`` would keep as it is: the next
-try drops it first, then builds it again.
+them for as long as it reads the table). A build that stopped half way (its server process ended, cancelled, a
+unique build meeting duplicates; a client killed does not stop it) leaves its index invalid, which ``IF NOT EXISTS``
+would keep as it is: the next try drops it first, then builds it again. A new store's (no version applied when the
+call began) are built plainly, in the version's transaction (``apply``).
 
 Processes take turns on a session-level advisory lock of the schema, asked for with ``pg_try_advisory_lock`` a
 try at a time: a process blocked in ``pg_advisory_lock`` holds a snapshot while it waits, and ``CREATE INDEX
@@ -26,7 +27,7 @@ from psycopg import errors, sql
 
 from ductape_jobs.errors import StoreError
 from ductape_jobs.logs import logger
-from ductape_jobs.store.postgres.connection import Conn
+from ductape_jobs.store.postgres.connection import IDLE_IN_TRANSACTION, Conn
 from ductape_jobs.store.sql import has_every_migration, load_migrations
 
 _PACKAGE = "ductape_jobs.store.postgres.migrations"
@@ -58,6 +59,7 @@ _BUILD = re.compile(
     r"CREATE\s+(?:UNIQUE\s+)?INDEX\s+CONCURRENTLY\s+IF\s+NOT\s+EXISTS\s+(\w+)\s+ON\s+\w+\s*\(.+", re.DOTALL
 )
 _DROP = re.compile(r"DROP\s+INDEX\s+CONCURRENTLY\s+IF\s+EXISTS\s+(\w+)")
+_CONCURRENTLY_WORD = re.compile(r"\bCONCURRENTLY\s+")
 _INVALID = "SELECT NOT indisvalid AS invalid FROM pg_index WHERE indexrelid = to_regclass(%s)"
 #: Between two tries for the migration's lock while another process holds it.
 _LOCK_TRIES_EVERY = 0.05
@@ -77,13 +79,18 @@ def concurrent_steps(script: str) -> list[str] | None:
     return steps
 
 
-def apply(conn: Conn, version: int, script: str) -> None:
+def apply(conn: Conn, version: int, script: str, *, fresh: bool = False) -> None:
     """Apply migration ``version`` and record it: in one transaction, or outside one (``concurrent_steps``). ``conn``
-    is outside a transaction block (autocommit)."""
+    is outside a transaction block (autocommit). ``fresh``: the store was empty when this call began (its tables new,
+    no process of it running), and a concurrent version's indexes are built plainly, in a transaction: a build
+    ``CONCURRENTLY`` waits for every older snapshot in the database, a report's or a ``pg_dump``'s."""
     steps = concurrent_steps(script)
-    if steps is None:
+    if steps is None or fresh:
         with conn.transaction():
-            conn.execute(script, prepare=False)  # several statements: the simple query protocol
+            if steps is None:
+                conn.execute(script, prepare=False)  # several statements: the simple query protocol
+            for step in steps or ():
+                conn.execute(_CONCURRENTLY_WORD.sub("", step), prepare=False)
             conn.execute(_APPLIED, [version])
         return
     for step in steps:
@@ -105,11 +112,18 @@ def migrate(conn: Conn, schema: str | None) -> None:
 
     Concurrent calls (several processes starting at once) take turns on the schema's advisory lock, so each version
     is applied once; a second call finds nothing left to do. A call that stops part way (a lost connection) leaves
-    the versions it applied recorded, and the next call applies the rest.
+    the versions it applied recorded, and the next call applies the rest. The lock is the session's, which sits
+    idle between statements: a process paused while it holds it (SIGSTOP, a VM's pause) would hold it for good,
+    every other start waiting, so the session ends after ``IDLE_IN_TRANSACTION`` idle (PostgreSQL 14 on: its
+    ``idle_session_timeout``), as a transaction's lock ends by ``idle_in_transaction_session_timeout``.
     """
     key = zlib.crc32(f"ductape_jobs:migrate:{schema or ''}".encode())
-    _lock(conn, key)
+    bounded = conn.info.server_version >= 140000
     try:
+        if bounded:
+            timeout = int(IDLE_IN_TRANSACTION.total_seconds() * 1000)
+            conn.execute(sql.SQL("SET idle_session_timeout = {}").format(sql.Literal(timeout)))
+        _lock(conn, key)
         with conn.transaction():
             if schema is not None:
                 conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
@@ -118,10 +132,12 @@ def migrate(conn: Conn, schema: str | None) -> None:
         has_every_migration(_PACKAGE, done)  # a newer release's, migrated while this waited for the lock: refused
         for version, script in load_migrations(_PACKAGE):
             if version not in done:
-                apply(conn, version, script)
+                apply(conn, version, script, fresh=not done)
     finally:
         try:
             conn.execute("SELECT pg_advisory_unlock(%s)", [key])
+            if bounded:
+                conn.execute("RESET idle_session_timeout")
         except psycopg.Error:
             conn.close()  # the session's end lets its lock go (a lost connection's did already)
 

@@ -404,6 +404,7 @@ WHERE (:schedule_id IS NULL OR schedule_id = :schedule_id)
   AND (:phase IS NULL OR phase = :phase)
   AND (:since IS NULL OR scheduled_at >= :since)
   AND (:until IS NULL OR scheduled_at < :until)
+  AND (scheduled_at, id) < (:after_at, :after_id)
 ORDER BY scheduled_at DESC, id DESC LIMIT :limit OFFSET :offset;
 
 -- name: list_failed_runs
@@ -416,6 +417,7 @@ WHERE phase = 'failed'
   AND (:env IS NULL OR env = :env)
   AND (:since IS NULL OR scheduled_at >= :since)
   AND (:until IS NULL OR scheduled_at < :until)
+  AND (scheduled_at, id) < (:after_at, :after_id)
 ORDER BY scheduled_at DESC, id DESC LIMIT :limit OFFSET :offset;
 
 -- name: list_live_runs
@@ -430,6 +432,7 @@ WHERE phase IN ('scheduled', 'queued', 'retry_scheduled', 'running') AND phase =
   AND (:env IS NULL OR env = :env)
   AND (:since IS NULL OR scheduled_at >= :since)
   AND (:until IS NULL OR scheduled_at < :until)
+  AND (scheduled_at, id) < (:after_at, :after_id)
 ORDER BY scheduled_at DESC, id DESC LIMIT :limit OFFSET :offset;
 
 -- name: list_runs_of_schedule
@@ -442,6 +445,7 @@ WHERE schedule_id = :schedule_id
   AND (:phase IS NULL OR phase = :phase)
   AND (:since IS NULL OR scheduled_at >= :since)
   AND (:until IS NULL OR scheduled_at < :until)
+  AND (scheduled_at, id) < (:after_at, :after_id)
 ORDER BY scheduled_at DESC, id DESC LIMIT :limit OFFSET :offset;
 
 -- name: list_runs_of_job
@@ -454,6 +458,7 @@ WHERE (:schedule_id IS NULL OR schedule_id = :schedule_id)
   AND (:phase IS NULL OR phase = :phase)
   AND (:since IS NULL OR scheduled_at >= :since)
   AND (:until IS NULL OR scheduled_at < :until)
+  AND (scheduled_at, id) < (:after_at, :after_id)
 ORDER BY scheduled_at DESC, id DESC LIMIT :limit OFFSET :offset;
 
 -- name: next_wakeup
