@@ -121,6 +121,7 @@ class AsyncJobs:
         offset: int = 0,
         product_tag: str | None = None,
         env: str | None = None,
+        after: str | None = None,
     ) -> builtins.list[Schedule]:
         return await _off(
             self._jobs.list,
@@ -130,6 +131,7 @@ class AsyncJobs:
             offset=offset,
             product_tag=product_tag,
             env=env,
+            after=after,
         )
 
     async def pause(self, job_id: str, reason: str | None = None) -> Schedule:

@@ -60,16 +60,31 @@ class JobControl:
         offset: int = 0,
         product_tag: str | None = None,
         env: str | None = None,
+        after: str | None = None,
     ) -> builtins.list[Schedule]:
-        """Scheduled job instances, newest first (``product_tag``/``env``: one product's)."""
+        """Scheduled job instances, newest first (``product_tag``/``env``: one product's). ``after``: a schedule's
+        ``job_id`` (the last of the page before): those past it in this order, found by the index where a deep
+        ``offset`` counts every schedule before it (``ValidationError`` when there is no such schedule)."""
         state = check_enum(ScheduleStatus, status, "status")
         check_page(limit, offset)
-        if job_tag is not None:
-            check_key(job_tag, "job_tag")
+        for key, name in ((job_tag, "job_tag"), (after, "after")):
+            if key is not None:
+                check_key(key, name)
         product, environment = check_filter(product_tag, "product_tag"), check_filter(env, "env")
-        return self._store.list_schedules(
-            status=state, job_tag=job_tag, limit=limit, offset=offset, product_tag=product, env=environment
-        )
+        try:
+            return self._store.list_schedules(
+                status=state,
+                job_tag=job_tag,
+                limit=limit,
+                offset=offset,
+                product_tag=product,
+                env=environment,
+                after=after,
+            )
+        except NotFoundError as exc:
+            if exc.kind != "schedule":
+                raise
+            raise ValidationError("after", f"no schedule with id {after!r}; page from the start") from None
 
     def pause(self, job_id: str, reason: str | None = None) -> Schedule:
         """No new occurrence starts while paused; runs already queued still run."""

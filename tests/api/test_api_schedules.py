@@ -102,6 +102,11 @@ def test_list_filters_and_pages(api: Api, job: dict[str, Any], clock: FakeClock)
     assert (page["limit"], page["offset"], page["has_more"]) == (2, 0, True)
     rest = c.get("/schedules", params={"limit": 2, "offset": 2}).json()
     assert ([s["job_id"] for s in rest["items"]], rest["has_more"]) == ([ids[1], ids[0]], False)
+    past = c.get("/schedules", params={"limit": 2, "after": ids[2]}).json()  # the page past the last one seen
+    assert ([s["job_id"] for s in past["items"]], past["has_more"]) == ([ids[1], ids[0]], False)
+    assert problems(c.get("/schedules", params={"after": "job_gone"})) == [
+        ("after", "no schedule with id 'job_gone'; page from the start")
+    ]
 
     paused = c.get("/schedules", params={"status": "paused"}).json()["items"]
     assert [s["job_id"] for s in paused] == [ids[0]]

@@ -324,7 +324,7 @@ def test_not_found_and_conflict_exit_1(store: str) -> None:
     assert [s["status"] for s in ok("schedules", store=store) if s["job_id"] == job_id] == ["cancelled"]
 
 
-def test_runs_after_shows_the_next_page_and_an_unknown_run_exits_2(store: str) -> None:
+def test_runs_and_schedules_after_show_the_next_page_and_an_unknown_one_exits_2(store: str) -> None:
     create_job(store)
     for _ in range(3):
         schedule(store)
@@ -334,6 +334,10 @@ def test_runs_after_shows_the_next_page_and_an_unknown_run_exits_2(store: str) -
     assert [r["id"] for r in ok("runs", "--limit", "2", "--after", whole[1], store=store)] == whole[2:]
     refused = cli("runs", "--after", "run_gone", store=store)
     assert refused.exit_code == 2 and refused.stderr.startswith("error: after: no run with id 'run_gone'")
+    made = [s["job_id"] for s in ok("schedules", store=store)]
+    assert [s["job_id"] for s in ok("schedules", "--limit", "1", "--after", made[0], store=store)] == made[1:2]
+    refused = cli("schedules", "--after", "job_gone", store=store)
+    assert refused.exit_code == 2 and refused.stderr.startswith("error: after: no schedule with id 'job_gone'")
 
 
 # ------------------------------------------------------------------------------------------- schedules

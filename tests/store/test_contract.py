@@ -1100,6 +1100,30 @@ def test_list_runs_after_a_run_pages_through_every_run_once_in_order(store: Stor
     assert found.value.kind == "run"
 
 
+def test_list_schedules_after_a_schedule_pages_through_every_schedule_once_in_order(store: Store) -> None:
+    """Schedules made at one instant (tied by their making) go by their ids, each once, under the filters."""
+    store.create_job(job("a"), T0)
+    store.create_job(job("b"), T0)
+    made = [schedule("a" if i % 3 else "b", created_at=T0 + (i // 4) * MIN) for i in range(10)]
+    store.add_schedules(made, [])
+
+    def ids(**flt: Any) -> list[str]:
+        return [s.id for s in store.list_schedules(**flt)]
+
+    for flt in ({}, {"job_tag": "a"}, {"status": ScheduleStatus.ACTIVE}):
+        whole = ids(**flt)
+        assert len(whole) >= 4, flt
+        paged, after = [], None
+        while page := ids(**flt, limit=3, after=after):
+            paged += page
+            after = page[-1]
+        assert paged == whole, flt
+    assert sorted(ids()) == sorted(s.id for s in made)
+    with pytest.raises(NotFoundError) as found:
+        store.list_schedules(after="job_none")
+    assert found.value.kind == "schedule"
+
+
 def test_next_wakeup_reports_each_kind(store: Store) -> None:
     assert store.next_wakeup() == Wakeups()
     store.create_job(job(), T0)

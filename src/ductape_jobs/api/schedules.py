@@ -122,9 +122,11 @@ async def list_schedules(
     env: str | None = None,
     limit: int = 100,
     offset: int = 0,
+    after: str | None = None,
 ) -> Page[ScheduleOut]:
     """Scheduled job instances, newest first (``status``: active, paused, cancelled, completed; ``product_tag``,
-    ``env``: of that product, in that env)."""
+    ``env``: of that product, in that env; ``after``: a schedule's ``job_id``, the last of the page before: those
+    past it, found by the index, where a deep ``offset`` counts every schedule before it; 422 when there is none)."""
     scope = me.narrowed(product_tag, env)
     fetch = functools.partial(
         client(request).job.list,
@@ -132,6 +134,7 @@ async def list_schedules(
         job_tag=job_tag or None,
         product_tag=scope["product_tag"],
         env=scope["env"],
+        after=after or None,
     )
     items, more = await page_within_bytes(fetch, limit, offset, lambda s: data_size(s.input))
     return Page[ScheduleOut](items=[ScheduleOut.of(s) for s in items], limit=limit, offset=offset, has_more=more)

@@ -389,13 +389,14 @@ def schedules(
     status: Annotated[str | None, typer.Option(help="active, paused, cancelled or completed.")] = None,
     job: Annotated[str | None, typer.Option(help="Only this job tag's schedules.")] = None,
     limit: Annotated[int, typer.Option(help="At most N, newest first.")] = 100,
+    after: Annotated[str | None, typer.Option(help="The schedules past this job_id (the last one shown).")] = None,
     store: StoreOpt = None,
     app_: AppOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Scheduled job instances (job_id = the schedule's id), newest first."""
     with client(store, app_) as dt:
-        items = dt.job.list(status=status, job_tag=job, limit=limit)
+        items = dt.job.list(status=status, job_tag=job, limit=limit, after=after)
         emit(items, as_json, lambda: render.schedules_table(items, limit))
 
 

@@ -361,9 +361,11 @@ class SchedulingStore(ABC):
         product_tag: str | None = None,
         env: str | None = None,
         job_product: str | None = None,
+        after: str | None = None,
     ) -> list[Schedule]:
         """Schedules, newest first; ``product_tag``/``env`` keep one product's (an API key's scope);
-        ``job_tag`` with ``job_product`` those of one job (``''``: the shared job of that tag)."""
+        ``job_tag`` with ``job_product`` those of one job (``''``: the shared job of that tag); ``after``: a schedule's
+        id, those past it in this order (``NotFoundError("schedule")`` when there is none)."""
 
     @abstractmethod
     def update_schedule(self, schedule_id: str, now: datetime, change: ScheduleChange | Replan) -> Schedule:

@@ -87,7 +87,8 @@ if TYPE_CHECKING:
     from ductape_jobs.inputs import JobDefinition
 
 _RELEASED = "worker shut down before the run finished"
-#: A due time (Unix ms) later than any run's: ``list_runs`` without a cursor compares every run to it.
+#: A time (Unix ms) later than any run's due time and any schedule's making: a list without a cursor compares every
+#: row to it (``list_runs``, ``list_schedules``).
 _PAST_EVERY_RUN = 2**62
 _Finished = tuple[
     list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]
@@ -241,6 +242,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
         product_tag: str | None = None,
         env: str | None = None,
         job_product: str | None = None,
+        after: str | None = None,
     ) -> list[Schedule]:
         params = {
             "status": None if status is None else ScheduleStatus(status).value,
@@ -250,8 +252,20 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             "env": env,
             "limit": limit,
             "offset": offset,
+            "after_at": _PAST_EVERY_RUN,  # no cursor: later than any schedule was made
+            "after_id": "",
         }
-        return [schedule_from_row(r) for r in self._read_all("list_schedules", params)]
+        if after is None:
+            return [schedule_from_row(r) for r in self._read_all("list_schedules", params)]
+
+        def op(tx: Tx) -> list[Schedule]:  # the cursor's schedule and the page past it, read together
+            found = tx.one("get_schedule", {"id": after})
+            if found is None:
+                raise NotFoundError("schedule", after)
+            cursor = {"after_at": found["created_at"], "after_id": after}
+            return [schedule_from_row(r) for r in tx.all("list_schedules", {**params, **cursor})]
+
+        return self._read(op)
 
     def update_schedule(self, schedule_id: str, now: datetime, change: ScheduleChange | Replan) -> Schedule:
         tries = 0

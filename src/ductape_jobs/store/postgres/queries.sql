@@ -407,6 +407,7 @@ WHERE (%(status)s::text IS NULL OR status = %(status)s)
   AND (%(job_product)s::text IS NULL OR job_product = %(job_product)s)
   AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
   AND (%(env)s::text IS NULL OR env = %(env)s)
+  AND (created_at, id) < (%(after_at)s::bigint, %(after_id)s::text)
 ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: list_runs

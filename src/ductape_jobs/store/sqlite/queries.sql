@@ -393,6 +393,7 @@ WHERE (:status IS NULL OR status = :status)
   AND (:job_product IS NULL OR job_product = :job_product)
   AND (:product_tag IS NULL OR product_tag = :product_tag)
   AND (:env IS NULL OR env = :env)
+  AND (created_at, id) < (:after_at, :after_id)
 ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset;
 
 -- name: list_runs
