@@ -85,6 +85,8 @@ class JobControl:
             if exc.kind != "schedule":
                 raise
             raise ValidationError("after", f"no schedule with id {after!r}; page from the start") from None
+        except ValidationError as exc:
+            raise _of_after(exc) from None
 
     def pause(self, job_id: str, reason: str | None = None) -> Schedule:
         """No new occurrence starts while paused; runs already queued still run."""
@@ -261,6 +263,8 @@ class JobControl:
             raise ValidationError(
                 "after", f"no run with id {after!r}: never made, or pruned since; page from the start, or by until"
             ) from None
+        except ValidationError as exc:
+            raise _of_after(exc) from None
 
     def run(self, run_id: str) -> Run:
         """One run with its attempts."""
@@ -274,6 +278,12 @@ class JobControl:
         run = self._store.retry_run(check_key(run_id, "run_id"), to_ms(self._clock.now()))
         self._wake()
         return run
+
+
+def _of_after(exc: ValidationError) -> ValidationError:
+    """A list's error as its caller names it: the store refuses a cursor it cannot look up (a NUL, a lone surrogate)
+    naming the lookup's parameter, ``id``."""
+    return ValidationError("after", exc.rule) if exc.field == "id" else exc
 
 
 def _replace(s: Schedule, **changes: Any) -> Schedule:

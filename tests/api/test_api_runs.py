@@ -133,10 +133,16 @@ def test_runs_page_on_after_the_last_run_seen_and_an_unknown_one_is_a_422(
     assert problems(c.get("/runs", params={"after": "run_gone"})) == [
         ("after", "no run with id 'run_gone': never made, or pruned since; page from the start, or by until")
     ]
-    assert problems(c.get("/runs", params={"after": "no spaces here"}))[0][0] == "after"
     with pytest.raises(ValidationError) as refused:  # the Python API says the same
         api.dt.job.runs(after="run_gone")
     assert refused.value.field == "after"
+    for unstorable in ("run_\ud800", "run_\x00"):  # refused by the store's lookup: named as the caller named it
+        with pytest.raises(ValidationError) as refused:
+            api.dt.job.runs(after=unstorable)
+        assert refused.value.field == "after", refused.value
+        with pytest.raises(ValidationError) as refused:
+            api.dt.job.list(after=unstorable)
+        assert refused.value.field == "after", refused.value
 
 
 def test_a_page_of_runs_is_bounded_in_bytes_not_only_in_items(api: Api, job: dict[str, Any]) -> None:

@@ -230,6 +230,16 @@ def test_lists_filter_by_product_and_env_within_what_the_key_sees(api: Api) -> N
         shop_only = api.client(api.key(scope=READ, product_tag="shop"))
         assert shop_only.get(path, params={"product_tag": "blog"}).status_code == 403
         assert len(shop_only.get(path, params={"env": "dev"}).json()["items"]) == 1
+    # a cursor of another product's is not found, as that record is (a page past it told that it existed)
+    blog_run = c.get("/runs", params={"product_tag": "blog"}).json()["items"][0]["id"]
+    blog_schedule = c.get("/schedules", params={"product_tag": "blog"}).json()["items"][0]["job_id"]
+    shop_only = api.client(api.key(scope=READ, product_tag="shop"))
+    for path, cursor in (("/runs", blog_run), ("/schedules", blog_schedule)):
+        assert c.get(path, params={"after": cursor}).status_code == 200  # the unlimited key pages past it
+        refused = shop_only.get(path, params={"after": cursor})
+        assert refused.status_code == 422 and refused.json()["detail"][0]["field"] == "after", path
+        assert f"no {'run' if path == '/runs' else 'schedule'} with id {cursor!r}" in refused.text
+        assert shop_only.get(f"{path}/{cursor}").status_code == 404
     assert [h["product_tag"] for h in c.get("/webhooks", params={"product_tag": "blog"}).json()["items"]] == ["blog"]
     shop_only = api.client(api.key(scope=READ, product_tag="shop"))
     assert shop_only.get("/features/runs", params={"product_tag": "blog"}).status_code == 403

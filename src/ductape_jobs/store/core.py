@@ -260,7 +260,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
 
         def op(tx: Tx) -> list[Schedule]:  # the cursor's schedule and the page past it, read together
             found = tx.one("get_schedule", {"id": after})
-            if found is None:
+            if found is None or _outside(found, params):
                 raise NotFoundError("schedule", after)
             cursor = {"after_at": found["created_at"], "after_id": after}
             return [schedule_from_row(r) for r in tx.all("list_schedules", {**params, **cursor})]
@@ -489,7 +489,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
 
         def op(tx: Tx) -> list[Run]:  # the cursor's run and the page past it, read together
             found = tx.one("get_run", {"id": after})
-            if found is None:
+            if found is None or _outside(found, params):
                 raise NotFoundError("run", after)
             cursor = {"after_at": found["scheduled_at"], "after_id": after}
             return [run_from_row(r) for r in tx.all(name, {**params, **cursor})]
@@ -548,6 +548,13 @@ def _save_job(
 
 def _rate(text: str | None) -> Rate | None:
     return None if text is None else parse_rate(text, "rate")
+
+
+def _outside(row: Row, params: Params) -> bool:
+    """Whether a list's cursor (``row``) is of another product or env than the list's filter keeps: not found, as
+    for any other record outside it (an API key limited to a product learned that another's run existed, and
+    where it fell among its own)."""
+    return any(params[key] is not None and row[key] != params[key] for key in ("product_tag", "env"))
 
 
 def _finish(tx: Tx, finished: _Finished, now: datetime) -> frozenset[str]:
