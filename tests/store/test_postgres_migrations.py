@@ -69,6 +69,20 @@ def migrating(backend: Backend) -> tuple[threading.Thread, list[BaseException]]:
     return thread, failed
 
 
+def migrating_process(backend: Backend) -> subprocess.Popen[bytes]:
+    """Another process migrating a store opened on ``backend``."""
+    code = "import sys; from ductape_jobs.store import open_store; open_store(sys.argv[1]).migrate()"
+    return subprocess.Popen([sys.executable, "-c", code, backend.url])
+
+
+def upgraded(backend: Backend, thread: threading.Thread, failed: list[BaseException]) -> None:
+    """The migrating thread ends without an error, version 26 recorded once, ``schedules_time`` valid."""
+    thread.join(30)
+    assert not thread.is_alive() and failed == []
+    assert index_valid(backend.schema or "", "schedules_time") is True
+    assert backend.snapshot()["versions"].count(26) == 1
+
+
 def building(schema: str) -> int:
     """The server process of the store's connection that waits in ``CREATE INDEX ... schedules_time`` (it waits for
     the writer), once there is one (10 s at most)."""
@@ -111,10 +125,7 @@ def test_writes_go_on_while_an_upgrade_builds_an_index(at_25: Backend, writer: W
         other.commit()
     assert thread.is_alive()  # still waiting for the first writer, as any build must
     writer.commit()
-    thread.join(30)
-    assert not thread.is_alive() and failed == []
-    assert index_valid(schema, "schedules_time") is True
-    assert 26 in at_25.snapshot()["versions"]
+    upgraded(at_25, thread, failed)
 
 
 def test_a_build_whose_server_process_was_killed_is_dropped_and_built_again(at_25: Backend, writer: Writer) -> None:
@@ -137,10 +148,7 @@ def test_a_build_whose_server_process_was_killed_is_dropped_and_built_again(at_2
         ),
     )
     writer.commit()
-    thread.join(30)
-    assert not thread.is_alive() and failed == []
-    assert index_valid(schema, "schedules_time") is True
-    assert at_25.snapshot()["versions"].count(26) == 1
+    upgraded(at_25, thread, failed)
 
 
 def test_a_process_killed_while_it_builds_an_index_leaves_an_upgrade_the_next_process_completes(
@@ -150,8 +158,7 @@ def test_a_process_killed_while_it_builds_an_index_leaves_an_upgrade_the_next_pr
     build, holding the migration's lock, until it ends; the next process waits for it, then records the version."""
     schema = at_25.schema
     assert schema is not None
-    code = "import sys; from ductape_jobs.store import open_store; open_store(sys.argv[1]).migrate()"
-    child = subprocess.Popen([sys.executable, "-c", code, at_25.url])
+    child = migrating_process(at_25)
     try:
         building(schema)
     finally:
@@ -163,10 +170,7 @@ def test_a_process_killed_while_it_builds_an_index_leaves_an_upgrade_the_next_pr
     time.sleep(0.3)
     assert thread.is_alive()  # the killed process's build still holds the lock
     writer.commit()
-    thread.join(30)
-    assert not thread.is_alive() and failed == []
-    assert index_valid(schema, "schedules_time") is True
-    assert at_25.snapshot()["versions"].count(26) == 1
+    upgraded(at_25, thread, failed)
 
 
 def test_a_paused_process_holding_the_migration_lock_loses_it_and_the_next_process_completes(
@@ -178,20 +182,16 @@ def test_a_paused_process_holding_the_migration_lock_loses_it_and_the_next_proce
     other start waited for good."""
     schema = at_25.schema
     assert schema is not None
-    code = "import sys; from ductape_jobs.store import open_store; open_store(sys.argv[1]).migrate()"
-    child = subprocess.Popen([sys.executable, "-c", code, at_25.url])
+    child = migrating_process(at_25)
     try:
         building(schema)
         os.kill(child.pid, signal.SIGSTOP)
         writer.commit()  # its build ends server-side; the paused process never sends the version's record
         thread, failed = migrating(at_25)
-        thread.join(30)
-        assert not thread.is_alive() and failed == []
+        upgraded(at_25, thread, failed)
     finally:
         child.kill()
         child.wait(10)
-    assert index_valid(schema, "schedules_time") is True
-    assert at_25.snapshot()["versions"].count(26) == 1
 
 
 def test_a_new_store_is_made_without_waiting_for_a_transaction_elsewhere_in_the_database(pg_backend: Backend) -> None:
