@@ -21,6 +21,7 @@ HOT = [
     "list_feature_runs_of_feature",
     # an operator's reads at a million schedules and runs (a probe: each read and sorted the whole table)
     "list_live_runs",
+    "list_runs",  # newest first, from the newest or past a run (after=)
     "list_schedules",
     "run_stats",
     # under limits (limits_core.py; their partial indexes' terms reordered in migration 16)
@@ -51,6 +52,8 @@ PARAMS = {
     "since": None,
     "until": None,
     "offset": 0,
+    "after_at": 2**62,  # a page past a run or a schedule: its time and id (list_runs, list_schedules)
+    "after_id": "",
     "feature_tag": "f",
     "status": None,
     "blocked": "[]",
