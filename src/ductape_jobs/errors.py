@@ -116,11 +116,14 @@ class NotFoundError(DuctapeError, LookupError):
     def __init__(self, kind: str, key: str) -> None:
         self.kind = kind
         self.key = key
-        # an id of megabytes is not echoed whole (in the answer, the log line); an id that is not text is named as is
-        shown = repr(key)
-        if len(shown) > 200:
-            shown = f"{shown[:200]}... ({len(str(key)):,} characters)"
-        super().__init__(f"{kind} {shown} not found")
+        super().__init__(f"{kind} {shown_key(key)} not found")
+
+
+def shown_key(key: object) -> str:
+    """An id as a message quotes it: ``repr``, cut past 200 characters. An id of megabytes is not echoed whole (in the
+    answer, the log line); one that is not text is named as is."""
+    shown = repr(key)
+    return shown if len(shown) <= 200 else f"{shown[:200]}... ({len(str(key)):,} characters)"
 
 
 class ConflictError(DuctapeError):

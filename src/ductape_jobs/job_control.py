@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from ductape_jobs.clock import to_ms
 from ductape_jobs.engine.scheduler import occurrences_of, recurrence_of
-from ductape_jobs.errors import AlreadyMade, ConflictError, NotFoundError, ValidationError
+from ductape_jobs.errors import AlreadyMade, ConflictError, NotFoundError, ValidationError, shown_key
 from ductape_jobs.ids import new_id
 from ductape_jobs.limits import MAX_TEXT, check_enum, check_page, check_printable
 from ductape_jobs.models import (
@@ -84,7 +84,11 @@ class JobControl:
         except NotFoundError as exc:
             if exc.kind != "schedule":
                 raise
-            raise ValidationError("after", f"no schedule with id {after!r}; page from the start") from None
+            raise ValidationError(
+                "after",
+                f"no schedule with id {shown_key(after)} in this list (never made, or of another product or env than "
+                "it keeps); page from the start",
+            ) from None
         except ValidationError as exc:
             raise _of_after(exc) from None
 
@@ -261,7 +265,9 @@ class JobControl:
             if exc.kind != "run":
                 raise
             raise ValidationError(
-                "after", f"no run with id {after!r}: never made, or pruned since; page from the start, or by until"
+                "after",
+                f"no run with id {shown_key(after)} in this list (never made, pruned since, or of another product or "
+                "env than it keeps); page from the start",
             ) from None
         except ValidationError as exc:
             raise _of_after(exc) from None

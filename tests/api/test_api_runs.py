@@ -131,11 +131,17 @@ def test_runs_page_on_after_the_last_run_seen_and_an_unknown_one_is_a_422(
         params["after"] = seen[-1]
     assert seen == whole
     assert problems(c.get("/runs", params={"after": "run_gone"})) == [
-        ("after", "no run with id 'run_gone': never made, or pruned since; page from the start, or by until")
+        (
+            "after",
+            "no run with id 'run_gone' in this list (never made, pruned since, or of another product or env than it "
+            "keeps); page from the start",
+        )
     ]
     with pytest.raises(ValidationError) as refused:  # the Python API says the same
         api.dt.job.runs(after="run_gone")
     assert refused.value.field == "after"
+    long = c.get("/runs", params={"after": "r" * 60_000})  # quoted cut, not echoed whole (twice)
+    assert problems(long)[0][0] == "after" and len(long.content) < 2_000
     for unstorable in ("run_\ud800", "run_\x00"):  # refused by the store's lookup: named as the caller named it
         with pytest.raises(ValidationError) as refused:
             api.dt.job.runs(after=unstorable)

@@ -105,7 +105,11 @@ def test_list_filters_and_pages(api: Api, job: dict[str, Any], clock: FakeClock)
     past = c.get("/schedules", params={"limit": 2, "after": ids[2]}).json()  # the page past the last one seen
     assert ([s["job_id"] for s in past["items"]], past["has_more"]) == ([ids[1], ids[0]], False)
     assert problems(c.get("/schedules", params={"after": "job_gone"})) == [
-        ("after", "no schedule with id 'job_gone'; page from the start")
+        (
+            "after",
+            "no schedule with id 'job_gone' in this list (never made, or of another product or env than it keeps); "
+            "page from the start",
+        )
     ]
 
     paused = c.get("/schedules", params={"status": "paused"}).json()["items"]

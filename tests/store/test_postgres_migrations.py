@@ -14,10 +14,11 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 
 import psycopg
 import pytest
-from storekit import PG_URL, Backend, pg_admin
+from storekit import PG_URL, Backend, pg_admin, with_query
 
 from ductape_jobs.errors import StoreError
 from ductape_jobs.store.postgres.schema import concurrent_steps
@@ -208,6 +209,20 @@ def test_a_new_store_is_made_without_waiting_for_a_transaction_elsewhere_in_the_
     assert made and failed == []
     assert pg_backend.snapshot()["versions"] == [v for v, _ in migrations()]
     assert index_valid(pg_backend.schema or "", "schedules_time") is True
+
+
+def test_a_statement_timeout_of_the_url_does_not_cancel_an_upgrades_index_build(at_25: Backend, writer: Writer) -> None:
+    """A ``statement_timeout`` (here the URL's ``options``; a role's setting, ``PGOPTIONS``) shorter than the build's
+    wait cancelled it, each retry again, and the upgrade failed (``canceling statement due to statement timeout``)."""
+    schema = at_25.schema
+    assert schema is not None
+    short = replace(at_25, url=with_query(at_25.url, options="-c%20statement_timeout%3D500"), opened=[])
+    thread, failed = migrating(short)
+    building(schema)
+    time.sleep(3)  # the build waits past the timeout, and past every retry of it
+    writer.commit()
+    upgraded(short, thread, failed)
+    short.close_all()
 
 
 def test_processes_starting_together_while_an_index_builds_take_turns_without_a_deadlock(

@@ -96,6 +96,12 @@ def apply(conn: Conn, version: int, script: str, *, fresh: bool = False) -> None
     for step in steps:
         built = _BUILD.fullmatch(step)
         if built is not None:
+            log.warning(
+                "migration %d: building index %s concurrently: writes go on meanwhile; it waits for every transaction "
+                "of the database older than it",
+                version,
+                built.group(1),
+            )
             row = conn.execute(_INVALID, [built.group(1)]).fetchone()
             if row is not None and row["invalid"]:  # a build that stopped half way: IF NOT EXISTS would keep it
                 log.warning(
@@ -115,14 +121,17 @@ def migrate(conn: Conn, schema: str | None) -> None:
     the versions it applied recorded, and the next call applies the rest. The lock is the session's, which sits
     idle between statements: a process paused while it holds it (SIGSTOP, a VM's pause) would hold it for good,
     every other start waiting, so the session ends after ``IDLE_IN_TRANSACTION`` idle (PostgreSQL 14 on: its
-    ``idle_session_timeout``), as a transaction's lock ends by ``idle_in_transaction_session_timeout``.
+    ``idle_session_timeout``), as a transaction's lock ends by ``idle_in_transaction_session_timeout``. A
+    ``statement_timeout`` or ``lock_timeout`` of the URL or the server's (``PGOPTIONS``, a role's setting) is lifted
+    meanwhile: a build longer than it was cancelled, tried again and cancelled again, its work thrown away each time.
     """
     key = zlib.crc32(f"ductape_jobs:migrate:{schema or ''}".encode())
-    bounded = conn.info.server_version >= 140000
+    settings = {"statement_timeout": 0, "lock_timeout": 0}
+    if conn.info.server_version >= 140000:
+        settings["idle_session_timeout"] = int(IDLE_IN_TRANSACTION.total_seconds() * 1000)
     try:
-        if bounded:
-            timeout = int(IDLE_IN_TRANSACTION.total_seconds() * 1000)
-            conn.execute(sql.SQL("SET idle_session_timeout = {}").format(sql.Literal(timeout)))
+        for name, value in settings.items():
+            conn.execute(sql.SQL("SET {} = {}").format(sql.Identifier(name), sql.Literal(value)))
         _lock(conn, key)
         with conn.transaction():
             if schema is not None:
@@ -136,8 +145,8 @@ def migrate(conn: Conn, schema: str | None) -> None:
     finally:
         try:
             conn.execute("SELECT pg_advisory_unlock(%s)", [key])
-            if bounded:
-                conn.execute("RESET idle_session_timeout")
+            for name in settings:
+                conn.execute(sql.SQL("RESET {}").format(sql.Identifier(name)))
         except psycopg.Error:
             conn.close()  # the session's end lets its lock go (a lost connection's did already)
 
@@ -148,6 +157,6 @@ def _lock(conn: Conn, key: int) -> None:
     said = False
     while not (row := conn.execute("SELECT pg_try_advisory_lock(%s) AS got", [key]).fetchone()) or not row["got"]:
         if not said:
-            log.info("another process is migrating the store: waiting for it")
+            log.warning("another process is migrating the store: waiting for it")
             said = True
         time.sleep(_LOCK_TRIES_EVERY)
