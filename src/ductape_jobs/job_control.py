@@ -4,9 +4,10 @@
 from __future__ import annotations
 
 import builtins
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ductape_jobs.clock import to_ms
 from ductape_jobs.engine.scheduler import occurrences_of, recurrence_of
@@ -35,6 +36,9 @@ if TYPE_CHECKING:
     from ductape_jobs.clock import Clock
     from ductape_jobs.inputs import RepeatOptions
     from ductape_jobs.store.base import Store
+
+
+T = TypeVar("T")
 
 
 class JobControl:
@@ -71,26 +75,17 @@ class JobControl:
             if key is not None:
                 check_key(key, name)
         product, environment = check_filter(product_tag, "product_tag"), check_filter(env, "env")
-        try:
-            return self._store.list_schedules(
-                status=state,
-                job_tag=job_tag,
-                limit=limit,
-                offset=offset,
-                product_tag=product,
-                env=environment,
-                after=after,
-            )
-        except NotFoundError as exc:
-            if exc.kind != "schedule":
-                raise
-            raise ValidationError(
-                "after",
-                f"no schedule with id {shown_key(after)} in this list (never made, or of another product or env than "
-                "it keeps); page from the start",
-            ) from None
-        except ValidationError as exc:
-            raise _of_after(exc) from None
+        read = functools.partial(
+            self._store.list_schedules,
+            status=state,
+            job_tag=job_tag,
+            limit=limit,
+            offset=offset,
+            product_tag=product,
+            env=environment,
+            after=after,
+        )
+        return _past(read, "schedule", after, "never made, or of another product or env than it keeps")
 
     def pause(self, job_id: str, reason: str | None = None) -> Schedule:
         """No new occurrence starts while paused; runs already queued still run."""
@@ -259,18 +254,8 @@ class JobControl:
         flt = RunFilter(
             job_id, job_tag, state, start, end, limit, offset, product_tag=product, env=environment, after=after
         )
-        try:
-            return self._store.list_runs(flt)
-        except NotFoundError as exc:
-            if exc.kind != "run":
-                raise
-            raise ValidationError(
-                "after",
-                f"no run with id {shown_key(after)} in this list (never made, pruned since, or of another product or "
-                "env than it keeps); page from the start",
-            ) from None
-        except ValidationError as exc:
-            raise _of_after(exc) from None
+        why = "never made, pruned since, or of another product or env than it keeps"
+        return _past(functools.partial(self._store.list_runs, flt), "run", after, why)
 
     def run(self, run_id: str) -> Run:
         """One run with its attempts."""
@@ -286,10 +271,21 @@ class JobControl:
         return run
 
 
-def _of_after(exc: ValidationError) -> ValidationError:
-    """A list's error as its caller names it: the store refuses a cursor it cannot look up (a NUL, a lone surrogate)
-    naming the lookup's parameter, ``id``."""
-    return ValidationError("after", exc.rule) if exc.field == "id" else exc
+def _past(read: Callable[[], T], kind: str, after: str | None, why: str) -> T:
+    """``read()`` of a list past the ``kind`` record ``after``, its errors named as its caller named the cursor: one
+    the store does not find in the list is a ``ValidationError`` of ``after`` (saying ``why``), as is one it cannot
+    look up (a NUL, a lone surrogate: refused naming the lookup's parameter, ``id``)."""
+    try:
+        return read()
+    except NotFoundError as exc:
+        if exc.kind != kind:
+            raise
+        rule = f"no {kind} with id {shown_key(after)} in this list ({why}); page from the start"
+        raise ValidationError("after", rule) from None
+    except ValidationError as exc:
+        if exc.field != "id":
+            raise
+        raise ValidationError("after", exc.rule) from None
 
 
 def _replace(s: Schedule, **changes: Any) -> Schedule:

@@ -27,7 +27,7 @@ import zlib
 from collections.abc import Callable, Iterable, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ductape_jobs.errors import AlreadyMade, ConflictError, NotFoundError
 from ductape_jobs.limits import MAX_OUTPUT_BYTES
@@ -87,9 +87,10 @@ if TYPE_CHECKING:
     from ductape_jobs.inputs import JobDefinition
 
 _RELEASED = "worker shut down before the run finished"
-#: A time (Unix ms) later than any run's due time and any schedule's making: a list without a cursor compares every
-#: row to it (``list_runs``, ``list_schedules``).
-_PAST_EVERY_RUN = 2**62
+T = TypeVar("T")
+#: A list's cursor when none is given: a time (Unix ms) later than any run's due time and any schedule's making, which
+#: every row is compared to (a plain term still, which an index takes: ``list_runs``, ``list_schedules``).
+_NO_CURSOR = {"after_at": 2**62, "after_id": ""}
 _Finished = tuple[
     list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]
 ]  # outcome_params
@@ -252,20 +253,11 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             "env": env,
             "limit": limit,
             "offset": offset,
-            "after_at": _PAST_EVERY_RUN,  # no cursor: later than any schedule was made
-            "after_id": "",
+            **_NO_CURSOR,
         }
-        if after is None:
-            return [schedule_from_row(r) for r in self._read_all("list_schedules", params)]
-
-        def op(tx: Tx) -> list[Schedule]:  # the cursor's schedule and the page past it, read together
-            found = tx.one("get_schedule", {"id": after})
-            if found is None or _outside(found, params):
-                raise NotFoundError("schedule", after)
-            cursor = {"after_at": found["created_at"], "after_id": after}
-            return [schedule_from_row(r) for r in tx.all("list_schedules", {**params, **cursor})]
-
-        return self._read(op)
+        return self._page(
+            "list_schedules", params, after, ("get_schedule", "schedule", "created_at"), schedule_from_row
+        )
 
     def update_schedule(self, schedule_id: str, now: datetime, change: ScheduleChange | Replan) -> Schedule:
         tries = 0
@@ -469,8 +461,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             "until": ms(flt.until),
             "limit": flt.limit,
             "offset": flt.offset,
-            "after_at": _PAST_EVERY_RUN,  # no cursor: past every run (a plain term still, which an index takes)
-            "after_id": "",
+            **_NO_CURSOR,
         }
         # The most selective filter picks a query in which it is a plain equality, so its index applies
         # (SQLite plans a query once, whatever the parameters; an "x IS NULL OR" filter uses no index).
@@ -483,16 +474,23 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             name = "list_failed_runs"
         elif params["phase"] in {p.value for p in ACTIVE_PHASES}:  # the few not ended: "what runs now" read them all
             name = "list_live_runs"
-        after = flt.after
-        if after is None:
-            return [run_from_row(r) for r in self._read_all(name, params)]
+        return self._page(name, params, flt.after, ("get_run", "run", "scheduled_at"), run_from_row)
 
-        def op(tx: Tx) -> list[Run]:  # the cursor's run and the page past it, read together
-            found = tx.one("get_run", {"id": after})
+    def _page(
+        self, name: str, params: Params, after: str | None, cursor: tuple[str, str, str], decode: Callable[[Row], T]
+    ) -> list[T]:
+        """The records list query ``name`` reads, past the one ``after`` names when given (``cursor``: the query
+        that reads that record by id, its kind, its time column), that record and the page read together. One of
+        no record, or of another product or env than the list keeps, is ``NotFoundError``."""
+        if after is None:
+            return [decode(r) for r in self._read_all(name, params)]
+        lookup, kind, column = cursor
+
+        def op(tx: Tx) -> list[T]:
+            found = tx.one(lookup, {"id": after})
             if found is None or _outside(found, params):
-                raise NotFoundError("run", after)
-            cursor = {"after_at": found["scheduled_at"], "after_id": after}
-            return [run_from_row(r) for r in tx.all(name, {**params, **cursor})]
+                raise NotFoundError(kind, after)
+            return [decode(r) for r in tx.all(name, {**params, "after_at": found[column], "after_id": after})]
 
         return self._read(op)
 
