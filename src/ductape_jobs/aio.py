@@ -260,8 +260,10 @@ class AsyncWebhooks:
     async def delete(self, webhook_id: str) -> None:
         await _off(self._webhooks.delete, webhook_id)
 
-    async def deliveries(self, webhook_id: str, *, limit: int = 100, offset: int = 0) -> builtins.list[WebhookDelivery]:
-        return await _off(self._webhooks.deliveries, webhook_id, limit=limit, offset=offset)
+    async def deliveries(
+        self, webhook_id: str, *, limit: int = 100, offset: int = 0, after: str | None = None
+    ) -> builtins.list[WebhookDelivery]:
+        return await _off(self._webhooks.deliveries, webhook_id, limit=limit, offset=offset, after=after)
 
     async def deliver_due(self) -> int:
         return await self._webhooks.deliver_due()

@@ -22,7 +22,7 @@ from ductape_jobs.engine.events import RunObserver
 from ductape_jobs.engine.scheduler import Scheduler
 from ductape_jobs.engine.wakeup import Wakeup
 from ductape_jobs.engine.worker import Worker, WorkerOptions
-from ductape_jobs.errors import DuctapeError, ValidationError
+from ductape_jobs.errors import DuctapeError, StoreError, ValidationError
 from ductape_jobs.executors import ExecutorRegistry, FunctionExecutor, FunctionRegistry
 from ductape_jobs.executors.context import RunPreparer
 from ductape_jobs.executors.feature import FeatureExecutor
@@ -35,6 +35,7 @@ from ductape_jobs.products.watch import ResourceWatch
 from ductape_jobs.resource_client import Resources
 from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.store import DEFAULT_URL, Store, open_store
+from ductape_jobs.store.sql import newer_error, shown_versions
 from ductape_jobs.targets import parse_networks
 from ductape_jobs.timing.backoff import Backoff
 from ductape_jobs.webhooks import Webhooks
@@ -59,6 +60,10 @@ log = logger("ductape_jobs.client")
 #: refusing one none was made in (run in the wrong folder, the app's ``Ductape("sqlite:///app.db")`` made an empty
 #: store that the command then listed, or copied).
 OPEN_ONLY: ContextVar[bool] = ContextVar("ductape_open_only", default=False)
+
+#: Set by ``ductape migrate`` while it imports an ``--app``: a ``Ductape()`` made meanwhile leaves its store's schema
+#: as it is, neither migrating it nor checking it (whatever its ``migrate``), for the command to look at or migrate.
+SCHEMA_LEFT: ContextVar[bool] = ContextVar("ductape_schema_left", default=False)
 
 
 P = TypeVar("P")  # a part of the client (``Ductape._part``)
@@ -94,6 +99,11 @@ class Ductape:
     PostgreSQL schema no process has used), a ``ValidationError`` naming ``store``, rather than making it: a
     tool that only reads, pointed at a mistyped URL (the CLI's commands that read do so). ``None`` (the default):
     ``True``, but ``False`` while the CLI imports an ``--app`` for such a command (``OPEN_ONLY``).
+    ``migrate``: whether this client applies the migrations its store lacks as it opens it (a worker's start, each
+    command's), one process at a time. ``False``: it never changes the schema, and a store that lacks one of this
+    release's migrations (or none was made in) is refused, a ``StoreError`` saying to run ``ductape migrate``: an
+    upgrade made as a step of its own, before the new release's processes start. ``None`` (the default):
+    ``$DUCTAPE_MIGRATE`` (``0``, ``false``, ``no`` or ``off``: ``False``), else ``True``.
     """
 
     def __init__(
@@ -116,6 +126,7 @@ class Ductape:
         retention: Retention | None = None,
         tracing: bool | None = None,
         create_store: bool | None = None,
+        migrate: bool | None = None,
     ) -> None:
         self.tracing: Tracing | None = None  # off: nothing of OpenTelemetry is imported
         self._parts: dict[str, Any] = {}  # job, feature, ...: each made on first use (``_part``)
@@ -123,6 +134,9 @@ class Ductape:
         if create_store is None:  # unsaid: made, but where a CLI command that makes no store imports the app
             create_store = not OPEN_ONLY.get()
         check_flag(create_store, "create_store")  # "no" would be taken as True, and make the store
+        check_flag(migrate, "migrate", optional=True)
+        self._migrate = migrate  # as given: on_store passes it on
+        migrating = _migrate_wanted(migrate)  # $DUCTAPE_MIGRATE checked before anything is opened
         check_flag(tracing, "tracing", optional=True)
         check_flag(server_clock, "server_clock", optional=True)  # "no" would judge due times by the server's clock
         product = None if product is None else check_tag(product, "product")  # before anything is opened
@@ -154,11 +168,15 @@ class Ductape:
         self.store: Store = (
             store
             if isinstance(store, Store)
-            else open_store(store or os.environ.get("DUCTAPE_STORE") or DEFAULT_URL, create=create_store)
+            else open_store(  # a process that does not migrate makes no SQLite file either
+                store or os.environ.get("DUCTAPE_STORE") or DEFAULT_URL,
+                create=create_store and (migrating or SCHEMA_LEFT.get()),
+            )
         )
         self._closed = False
         try:  # a failure below closes the store this client opened
-            self._assemble(clock, server_clock, functions, product_file, products, allowed, product, create_store)
+            self._open_schema(migrating, create_store)
+            self._assemble(clock, server_clock, functions, product_file, products, allowed, product)
         except BaseException:
             if not isinstance(store, Store):
                 self.store.close()
@@ -173,10 +191,8 @@ class Ductape:
         products: Products | None,
         allowed: tuple[Any, ...],
         product: str | None,
-        create_store: bool,
     ) -> None:
         """Build the parts and hand each its collaborators: nothing below reaches back into the client."""
-        self.store.migrate(create=create_store)
         self._given_clock, self._server_clock = clock, server_clock
         local = clock or SystemClock()
         use_server = server_clock if server_clock is not None else clock is None
@@ -217,6 +233,25 @@ class Ductape:
         self.resources = Resources(self.store, self.clock)  # ductape.resources.use() / .waiting(): limits now
         self.executors.register(FeatureExecutor(lambda: self.feature.engine))  # made when the first feature runs
         self.observers: list[RunObserver] = []  # told by workers (metrics); webhooks read the store's outbox
+
+    def _open_schema(self, migrating: bool, create_store: bool) -> None:
+        """Migrate the store, or (``migrate=False``) refuse one that lacks a migration of this release; neither while
+        ``ductape migrate`` imports an app (``SCHEMA_LEFT``)."""
+        if SCHEMA_LEFT.get():
+            return
+        if migrating:
+            self.store.migrate(create=create_store)
+            return
+        state = self.store.schema_state()
+        if state.newer:
+            raise newer_error(state)
+        if not state.made or state.pending:
+            has = f"is at version {state.version}" if state.made else "was never made"
+            how = "migrate=False" if self._migrate is False else "$DUCTAPE_MIGRATE"
+            raise StoreError(
+                f"the store's schema {has} and this release's is at {state.release}: run `ductape migrate` to "
+                f"apply {shown_versions(state.pending)} (this process does not migrate its store: {how})"
+            )
 
     def _part(self, name: str, make: Callable[[], P]) -> P:
         """The part ``name`` of this client (``job``, ``feature``, ...), made by ``make()`` when first used, so that a
@@ -322,6 +357,7 @@ class Ductape:
             products=self.products,
             webhook_allow=self.webhooks.allow,
             product=self._product,
+            migrate=self._migrate,
             **self._settings,
         )
 
@@ -510,6 +546,21 @@ class Ductape:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _migrate_wanted(setting: bool | None) -> bool:
+    """``setting``, else ``$DUCTAPE_MIGRATE`` (``0``, ``false``, ``no`` or ``off``: no; unset or empty: yes). Another
+    value is a ``ValidationError``: a misspelt "no" must not migrate a store its team upgrades by hand."""
+    if setting is not None:
+        return setting
+    raw = os.environ.get("DUCTAPE_MIGRATE", "").strip().lower()
+    if raw in {"", "1", "true", "yes", "on"}:
+        return True
+    if raw in {"0", "false", "no", "off"}:
+        return False
+    raise ValidationError(
+        "migrate", f"$DUCTAPE_MIGRATE must be 1, true, yes or on, or 0, false, no or off, not {raw[:40]!r}"
+    )
 
 
 def _tracing_wanted(setting: bool | None) -> bool:

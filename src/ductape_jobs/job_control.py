@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from ductape_jobs.clock import to_ms
 from ductape_jobs.engine.scheduler import occurrences_of, recurrence_of
-from ductape_jobs.errors import AlreadyMade, ConflictError, NotFoundError, ValidationError, shown_key
+from ductape_jobs.errors import AlreadyMade, ConflictError, NotFoundError, ValidationError
 from ductape_jobs.ids import new_id
 from ductape_jobs.limits import MAX_TEXT, check_enum, check_page, check_printable
 from ductape_jobs.models import (
@@ -26,6 +26,7 @@ from ductape_jobs.models import (
     check_filter,
     check_key,
     check_window,
+    read_past,
     to_utc,
 )
 from ductape_jobs.store.base import ScheduleChange
@@ -71,9 +72,8 @@ class JobControl:
         ``offset`` counts every schedule before it (``ValidationError`` when there is no such schedule)."""
         state = check_enum(ScheduleStatus, status, "status")
         check_page(limit, offset)
-        for key, name in ((job_tag, "job_tag"), (after, "after")):
-            if key is not None:
-                check_key(key, name)
+        if job_tag is not None:
+            check_key(job_tag, "job_tag")
         product, environment = check_filter(product_tag, "product_tag"), check_filter(env, "env")
         read = functools.partial(
             self._store.list_schedules,
@@ -85,7 +85,7 @@ class JobControl:
             env=environment,
             after=after,
         )
-        return _past(read, "schedule", after, "never made, or of another product or env than it keeps")
+        return read_past(read, "schedule", after, "never made, or of another product or env than it keeps")
 
     def pause(self, job_id: str, reason: str | None = None) -> Schedule:
         """No new occurrence starts while paused; runs already queued still run."""
@@ -246,7 +246,7 @@ class JobControl:
         no such run: never made, or pruned since)."""
         state = check_enum(RunPhase, phase, "phase")
         check_page(limit, offset)
-        for key, name in ((job_id, "job_id"), (job_tag, "job_tag"), (after, "after")):
+        for key, name in ((job_id, "job_id"), (job_tag, "job_tag")):
             if key is not None:
                 check_key(key, name)
         start, end = check_window(since, until)
@@ -255,7 +255,7 @@ class JobControl:
             job_id, job_tag, state, start, end, limit, offset, product_tag=product, env=environment, after=after
         )
         why = "never made, pruned since, or of another product or env than it keeps"
-        return _past(functools.partial(self._store.list_runs, flt), "run", after, why)
+        return read_past(functools.partial(self._store.list_runs, flt), "run", after, why)
 
     def run(self, run_id: str) -> Run:
         """One run with its attempts."""
@@ -269,23 +269,6 @@ class JobControl:
         run = self._store.retry_run(check_key(run_id, "run_id"), to_ms(self._clock.now()))
         self._wake()
         return run
-
-
-def _past(read: Callable[[], T], kind: str, after: str | None, why: str) -> T:
-    """``read()`` of a list past the ``kind`` record ``after``, its errors named as its caller named the cursor: one
-    the store does not find in the list is a ``ValidationError`` of ``after`` (saying ``why``), as is one it cannot
-    look up (a NUL, a lone surrogate: refused naming the lookup's parameter, ``id``)."""
-    try:
-        return read()
-    except NotFoundError as exc:
-        if exc.kind != kind:
-            raise
-        rule = f"no {kind} with id {shown_key(after)} in this list ({why}); page from the start"
-        raise ValidationError("after", rule) from None
-    except ValidationError as exc:
-        if exc.field != "id":
-            raise
-        raise ValidationError("after", exc.rule) from None
 
 
 def _replace(s: Schedule, **changes: Any) -> Schedule:

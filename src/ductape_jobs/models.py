@@ -10,13 +10,14 @@ none, does not import pydantic.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from enum import StrEnum
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from msgspec import Struct, field
 
-from ductape_jobs.errors import ValidationError
+from ductape_jobs.errors import NotFoundError, ValidationError, shown_key
 from ductape_jobs.limits import LATEST, MIN_EVERY
 from ductape_jobs.redaction import fields_without, redact_webhook_url, repr_without
 from ductape_jobs.timing.planning import Misfire
@@ -53,6 +54,7 @@ TAG_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.:\-]{0,127}$")
 
 
 EventEnum = TypeVar("EventEnum", bound=StrEnum)
+T = TypeVar("T")
 #: Other spellings of an event type: PUBLISH is a MESSAGEBROKER event (seed 000: "Publishes to a message broker"),
 #: and seed 003 names a DATABASE_ACTION job ``db_action``.
 _EVENT_ALIASES = {"publish": "messagebroker", "message_broker": "messagebroker", "db_action": "database_action"}
@@ -220,6 +222,26 @@ def check_key(value: object, field: str) -> str:
     if not isinstance(value, str):
         raise ValidationError(field, "must be text")
     return value
+
+
+def read_past(read: Callable[[], T], kind: str, after: str | None, why: str) -> T:
+    """``read()`` of a list past the ``kind`` record ``after`` (a cursor: the id of the last of the page before),
+    its errors named as its caller named the cursor: one the store does not find in the list is a ``ValidationError``
+    of ``after`` (saying ``why``), as is one it cannot look up (a NUL, a lone surrogate: refused naming the lookup's
+    parameter, ``id``). The one cursor check of every listing that takes one (Python, CLI and HTTP)."""
+    if after is not None:
+        check_key(after, "after")
+    try:
+        return read()
+    except NotFoundError as exc:
+        if exc.kind != kind:
+            raise
+        rule = f"no {kind} with id {shown_key(after)} in this list ({why}); page from the start"
+        raise ValidationError("after", rule) from None
+    except ValidationError as exc:
+        if exc.field != "id":
+            raise
+        raise ValidationError("after", exc.rule) from None
 
 
 def check_window(since: object, until: object) -> tuple[datetime | None, datetime | None]:

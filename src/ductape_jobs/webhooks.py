@@ -67,7 +67,7 @@ from ductape_jobs.ids import new_id
 from ductape_jobs.lifecycle import KINDS, LifecycleEvent
 from ductape_jobs.limits import check_page
 from ductape_jobs.logs import Repeats, logger
-from ductape_jobs.models import DeliveryStatus, Webhook, WebhookDelivery, check_filter
+from ductape_jobs.models import DeliveryStatus, Webhook, WebhookDelivery, check_filter, read_past
 from ductape_jobs.redaction import Secrets
 from ductape_jobs.store.base import DueDelivery, Store
 from ductape_jobs.targets import TargetPolicy, answer_snippet
@@ -173,13 +173,18 @@ class Webhooks:
         self._store.delete_webhook(webhook_id)
         self.forget()
 
-    def deliveries(self, webhook_id: str, *, limit: int = 100, offset: int = 0) -> builtins.list[WebhookDelivery]:
+    def deliveries(
+        self, webhook_id: str, *, limit: int = 100, offset: int = 0, after: str | None = None
+    ) -> builtins.list[WebhookDelivery]:
         """A webhook's deliveries, newest first; events still in the outbox are relayed first (``relay``), so
-        every event written so far is listed, pending if not yet sent."""
+        every event written so far is listed, pending if not yet sent. ``after``: a delivery's id (the last of the
+        page before): those past it in this order, found by the index where a deep ``offset`` counts every delivery
+        before it (``ValidationError`` when the webhook has no such delivery)."""
         check_page(limit, offset)
         self.get(webhook_id)
         self.relay()
-        return self._store.list_deliveries(webhook_id, limit=limit, offset=offset)
+        read = functools.partial(self._store.list_deliveries, webhook_id, limit=limit, offset=offset, after=after)
+        return read_past(read, "webhook delivery", after, "never made, pruned since, or another webhook's")
 
     # ---------------------------------------------------------------------------------- relaying
 

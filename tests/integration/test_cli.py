@@ -550,7 +550,7 @@ SCHEDULE = ("schedule", "--event", "hello", "--env", "prd", "--product-tag", "p"
 @pytest.mark.parametrize(
     "command",
     [("schedules",), ("runs",), ("job", "list"), ("show", "job_x"), ("cancel", "job_x"), ("stats",), ("prune",),
-     ("backup", "copy.db"), ("drain",), SCHEDULE],
+     ("backup", "copy.db"), ("drain",), ("migrate", "--check"), SCHEDULE],
 )  # fmt: skip
 def test_a_command_on_a_sqlite_file_that_is_not_there_says_so_and_makes_none(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, command: tuple[str, ...]

@@ -23,6 +23,8 @@ HOT = [
     "list_live_runs",
     "list_runs",  # newest first, from the newest or past a run (after=)
     "list_schedules",
+    "list_feature_runs",  # newest first, from the newest or past a feature run (after=)
+    "list_deliveries",  # a webhook's, newest first, from the newest or past a delivery (after=)
     "run_stats",
     # under limits (limits_core.py; their partial indexes' terms reordered in migration 16)
     "limited_due",
@@ -55,6 +57,7 @@ PARAMS = {
     "after_at": 2**62,  # a page past a run or a schedule: its time and id (list_runs, list_schedules)
     "after_id": "",
     "feature_tag": "f",
+    "webhook_id": "w",
     "status": None,
     "blocked": "[]",
     "limit_keys": '["shop/crm-api"]',

@@ -12,7 +12,7 @@ import secrets
 import socket
 import sqlite3
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -56,6 +56,17 @@ def pg_admin(query: str, params: Any = None) -> list[tuple[Any, ...]]:
 def with_query(url: str, **options: str) -> str:
     sep = "&" if "?" in url else "?"
     return url + sep + "&".join(f"{k}={v}" for k, v in options.items())
+
+
+def paged(ids: Callable[..., list[str]], size: int, **flt: Any) -> list[str]:
+    """Every id ``ids(**flt, limit=, after=)`` lists, a page of ``size`` at a time, each page past the last id of the
+    page before (a list's cursor), until a page is empty."""
+    seen: list[str] = []
+    after = None
+    while page := ids(**flt, limit=size, after=after):
+        seen += page
+        after = page[-1]
+    return seen
 
 
 @dataclass

@@ -9,7 +9,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from storekit import Backend
+from storekit import Backend, paged
 
 from ductape_jobs.apikeys import ApiKeys, hash_key, new_key
 from ductape_jobs.clock import FakeClock
@@ -206,6 +206,29 @@ def test_deliveries_are_claimed_under_a_lease_and_recorded(store: Store) -> None
     assert [d.delivery.id for d in store.due_deliveries(T0 + 2 * MIN, 10, LEASE)] == [later.id]
     assert [d.delivery.id for d in store.due_deliveries(T0 + 2 * MIN + LEASE, 10, LEASE)] == [later.id]
     assert [d.id for d in store.list_deliveries(w.id, limit=2)] == [later.id, second.id]  # newest first
+
+
+def test_deliveries_after_a_delivery_page_through_every_one_once_in_order(store: Store) -> None:
+    """Deliveries made at one instant (tied by their making) go by their ids, each once; a delivery of another
+    webhook is no cursor of this one's list, as an unknown id is not."""
+    w, other = webhook(), webhook()
+    store.add_webhook(w)
+    store.add_webhook(other)
+    made = [delivery(w, T0 + (i // 3) * SEC) for i in range(8)]
+    theirs = delivery(other)
+    store.enqueue_deliveries([*made, theirs])
+
+    def ids(**page: Any) -> list[str]:
+        return [d.id for d in store.list_deliveries(w.id, **page)]
+
+    whole = ids()
+    assert sorted(whole) == sorted(d.id for d in made)
+    assert paged(ids, 3) == whole
+    assert ids(after=whole[0], offset=1, limit=2) == whole[2:4]  # an offset counts past the cursor
+    for outside in (theirs.id, "dlv_none"):
+        with pytest.raises(NotFoundError) as found:
+            store.list_deliveries(w.id, after=outside)
+        assert found.value.kind == "webhook delivery"
 
 
 def test_the_delivery_backlog_counts_those_still_to_send_and_the_oldest(store: Store) -> None:

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 from msgspec.structs import replace
-from storekit import Backend, postgres_backend, sqlite_backend
+from storekit import Backend, paged, postgres_backend, sqlite_backend
 
 from ductape_jobs.clock import FakeClock
 from ductape_jobs.engine.scheduler import Scheduler
@@ -1088,11 +1088,7 @@ def test_list_runs_after_a_run_pages_through_every_run_once_in_order(store: Stor
     for flt in ({}, {"job_id": sa.id}, {"job_tag": "b"}, {"phase": RunPhase.FAILED}, {"phase": RunPhase.QUEUED}):
         whole = ids(**flt)
         assert len(whole) >= 2, flt
-        paged, after = [], None
-        while page := ids(**flt, limit=2, after=after):
-            paged += page
-            after = page[-1]
-        assert paged == whole, flt
+        assert paged(ids, 2, **flt) == whole, flt
         assert ids(**flt, after=whole[0], offset=1, limit=2) == whole[2:4], flt  # an offset counts past the cursor
     assert ids(after=ids()[-1]) == []
     with pytest.raises(NotFoundError) as found:
@@ -1113,11 +1109,7 @@ def test_list_schedules_after_a_schedule_pages_through_every_schedule_once_in_or
     for flt in ({}, {"job_tag": "a"}, {"status": ScheduleStatus.ACTIVE}):
         whole = ids(**flt)
         assert len(whole) >= 4, flt
-        paged, after = [], None
-        while page := ids(**flt, limit=3, after=after):
-            paged += page
-            after = page[-1]
-        assert paged == whole, flt
+        assert paged(ids, 3, **flt) == whole, flt
     assert sorted(ids()) == sorted(s.id for s in made)
     with pytest.raises(NotFoundError) as found:
         store.list_schedules(after="job_none")

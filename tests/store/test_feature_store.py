@@ -10,7 +10,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from storekit import Backend
+from storekit import Backend, paged
 
 from ductape_jobs.errors import ConflictError, NotFoundError
 from ductape_jobs.features import EventResult, EventStatus, FeatureRun, FeatureRunStatus
@@ -231,6 +231,37 @@ def test_listing_filters_by_product_and_env(store: Store) -> None:
     assert [r.id for r in store.list_feature_runs(product_tag="shop", env="dev")] == [runs[0].id]
     assert [r.id for r in store.list_feature_runs(feature_tag="remind", product_tag="blog")] == [runs[2].id]
     assert store.list_feature_runs(product_tag="none") == []
+
+
+def test_listing_after_a_feature_run_pages_through_every_run_once_in_order(store: Store) -> None:
+    """Feature runs made at one instant (tied by their making) go by their ids, each once, under every filter (each
+    query its own); a cursor outside the list's feature, product or env is not found, as an unknown one."""
+    runs = [
+        feature_run(
+            created_at=T0 + (i // 3) * SEC,
+            feature_tag="remind" if i % 2 else "signup",
+            product_tag="shop" if i % 4 else "blog",
+        )
+        for i in range(10)
+    ]
+    for run in runs:
+        store.create_feature_run(run)
+
+    def ids(**flt: Any) -> list[str]:
+        return [r.id for r in store.list_feature_runs(**flt)]
+
+    for flt in ({}, {"feature_tag": "remind"}, {"product_tag": "shop"}, {"status": FeatureRunStatus.RUNNING}):
+        whole = ids(**flt)
+        assert len(whole) >= 4, flt
+        assert paged(ids, 3, **flt) == whole, flt
+        assert ids(**flt, after=whole[0], offset=1, limit=2) == whole[2:4], flt  # an offset counts past the cursor
+    assert sorted(ids()) == sorted(r.id for r in runs)
+    signup = next(r for r in runs if r.feature_tag == "signup" and r.product_tag == "shop")
+    blog = next(r for r in runs if r.product_tag == "blog")
+    for flt, outside in (({"feature_tag": "remind"}, signup.id), ({"product_tag": "shop"}, blog.id), ({}, "feat_none")):
+        with pytest.raises(NotFoundError) as found:
+            store.list_feature_runs(**flt, after=outside)
+        assert found.value.kind == "feature run"
 
 
 def test_racing_drivers_claim_an_expired_run_once(backend: Backend) -> None:

@@ -162,7 +162,8 @@ def test_a_page_is_planned_for_its_own_values_at_every_call_never_prepared(pg_ba
 
     from ductape_jobs.store.postgres.dialect import PLANNED_EACH_CALL, PostgresTx
 
-    assert {"list_runs", "list_runs_of_job", "list_schedules", "list_feature_runs"} <= PLANNED_EACH_CALL
+    pages = {"list_runs", "list_runs_of_job", "list_schedules", "list_feature_runs", "list_deliveries"}
+    assert pages <= PLANNED_EACH_CALL
     pg_backend.open()
     options = f"-c search_path={pg_backend.schema}"
     with psycopg.connect(PG_URL, autocommit=True, options=options, row_factory=dict_row) as conn:
@@ -284,6 +285,8 @@ HOT = [
     "list_live_runs",
     "list_runs",  # newest first, from the newest or past a run (after=)
     "list_schedules",
+    "list_feature_runs",  # newest first, from the newest or past a feature run (after=)
+    "list_deliveries",  # a webhook's, newest first, from the newest or past a delivery (after=)
     "run_stats",
 ]
 
@@ -313,6 +316,7 @@ def test_hot_query_can_use_an_index(pg_backend: Backend, name: str) -> None:
         "after_at": 2**62,  # a page past a run: its due time and id (list_runs)
         "after_id": "",
         "feature_tag": "f",
+        "webhook_id": "w",
         "status": None,
         "job_product": None,
         "max_bytes": 8_000_000,

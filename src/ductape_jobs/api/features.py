@@ -76,9 +76,12 @@ async def list_feature_runs(
     env: str | None = None,
     limit: int = 100,
     offset: int = 0,
+    after: str | None = None,
 ) -> Page[FeatureRunOut]:
     """Feature runs, newest first (``feature.runs``; ``status``: running, completed or failed; ``product_tag``,
-    ``env``: of that product, in that env). Their events are left out (``GET /features/runs/{run_id}`` has them)."""
+    ``env``: of that product, in that env; ``after``: a feature run's id, the last of the page before: the runs past
+    it, found by the index where a deep ``offset`` counts every run before it; 422 when there is no such run). Their
+    events are left out (``GET /features/runs/{run_id}`` has them)."""
     scope = me.narrowed(product_tag, env)
     fetch = functools.partial(
         client(request).feature.runs,
@@ -86,6 +89,7 @@ async def list_feature_runs(
         status=status or None,
         product_tag=scope["product_tag"],
         env=scope["env"],
+        after=after or None,
     )
     items, more = await page_within_bytes(fetch, limit, offset, lambda r: data_size(r.input, r.session, r.error))
     return Page[FeatureRunOut](items=[FeatureRunOut.of(r) for r in items], limit=limit, offset=offset, has_more=more)

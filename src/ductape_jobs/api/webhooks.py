@@ -75,12 +75,15 @@ async def delete_webhook(request: Request, webhook_id: str, me: Me) -> Response:
 
 @router.get("/{webhook_id}/deliveries", responses=responses(403, 404))
 async def list_deliveries(
-    request: Request, webhook_id: str, me: Me, limit: int = 100, offset: int = 0
+    request: Request, webhook_id: str, me: Me, limit: int = 100, offset: int = 0, after: str | None = None
 ) -> Page[DeliveryOut]:
-    """A webhook's deliveries, newest first: status (pending, delivered, failed), attempts, last error."""
+    """A webhook's deliveries, newest first: status (pending, delivered, failed), attempts, last error. ``after``: a
+    delivery's id, the last of the page before: those past it, found by the index where a deep ``offset`` counts
+    every delivery before it (422 when the webhook has no such delivery)."""
     _check_env(me)
     check_page(limit, offset)  # the query first, as webhooks.deliveries checks it
     await visible_webhook(request, me, webhook_id)
     ask, cut = paged(limit, offset)
-    items, more = cut(await call(client(request).webhooks.deliveries, webhook_id, limit=ask, offset=offset))
+    deliveries = client(request).webhooks.deliveries
+    items, more = cut(await call(deliveries, webhook_id, limit=ask, offset=offset, after=after or None))
     return Page[DeliveryOut](items=[DeliveryOut.of(d) for d in items], limit=limit, offset=offset, has_more=more)

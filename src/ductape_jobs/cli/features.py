@@ -144,11 +144,16 @@ def feature_runs(
     product_tag: Annotated[str | None, typer.Option(help="Only this product's runs.")] = None,
     env: Annotated[str | None, typer.Option(help="Only this env's runs.")] = None,
     limit: Annotated[int, typer.Option(help="At most N, newest first.")] = 50,
+    after: Annotated[
+        str | None, typer.Option(help="The runs past this feature run id (the last one shown): the next page.")
+    ] = None,
     store: StoreOpt = None,
     app_: AppOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Feature runs, newest first."""
     with client(store, app_) as dt:
-        runs = dt.feature.runs(feature_tag=feature, status=status, product_tag=product_tag, env=env, limit=limit)
+        runs = dt.feature.runs(
+            feature_tag=feature, status=status, product_tag=product_tag, env=env, limit=limit, after=after
+        )
         emit(runs, as_json, lambda: feature_runs_table(runs))

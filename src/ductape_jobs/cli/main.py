@@ -57,6 +57,7 @@ PARTS: dict[str, tuple[str, str]] = {
     "prune": ("ductape_jobs.cli.prune", "prune"),
     "backup": ("ductape_jobs.cli.backup", "backup"),
     "copy": ("ductape_jobs.cli.transfer", "copy_store"),
+    "migrate": ("ductape_jobs.cli.migrate", "migrate"),
     "resources": ("ductape_jobs.cli.resources", "resources"),
 }
 

@@ -140,11 +140,14 @@ def webhook_deliveries(
     webhook_id: str,
     limit: Annotated[int, typer.Option(help="At most N, newest first.")] = 50,
     offset: Annotated[int, typer.Option(help="Skip the N newest.")] = 0,
+    after: Annotated[
+        str | None, typer.Option(help="The deliveries past this delivery id (the last one shown): the next page.")
+    ] = None,
     store: StoreOpt = None,
     app_: AppOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
     """A webhook's deliveries, newest first: status, attempts, the last answer's status and error."""
     with client(store, app_) as dt:
-        items = dt.webhooks.deliveries(webhook_id, limit=limit, offset=offset)
+        items = dt.webhooks.deliveries(webhook_id, limit=limit, offset=offset, after=after)
     emit(items, as_json, lambda: _deliveries(items))

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import builtins
+import functools
 from typing import TYPE_CHECKING, Any
 
 from ductape_jobs.blocking import Blocking
@@ -12,7 +13,7 @@ from ductape_jobs.errors import NotFoundError
 from ductape_jobs.features.engine import FeatureEngine, Sleep
 from ductape_jobs.features.records import FeatureRun, FeatureRunStatus
 from ductape_jobs.limits import check_enum, check_page
-from ductape_jobs.models import check_filter, check_key
+from ductape_jobs.models import check_filter, check_key, read_past
 
 if TYPE_CHECKING:
     from ductape_jobs.store.base import Store
@@ -85,15 +86,27 @@ class Features:
         env: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        after: str | None = None,
     ) -> builtins.list[FeatureRun]:
         """Feature runs, newest first (without their events; ``get`` has them). ``product_tag``/``env``: only
-        that product's, that env's runs (as ``job.list`` and ``job.runs`` take them)."""
+        that product's, that env's runs (as ``job.list`` and ``job.runs`` take them). ``after``: a feature run's id
+        (the last of the page before): those past it in this order, found by the index where a deep ``offset``
+        counts every run before it (``ValidationError`` when there is no such run in the list)."""
         state = check_enum(FeatureRunStatus, status, "status")
         check_page(limit, offset)
         product, environment = check_filter(product_tag, "product_tag"), check_filter(env, "env")
-        return self._store.list_feature_runs(
-            feature_tag=feature_tag, status=state, product_tag=product, env=environment, limit=limit, offset=offset
+        read = functools.partial(
+            self._store.list_feature_runs,
+            feature_tag=feature_tag,
+            status=state,
+            product_tag=product,
+            env=environment,
+            limit=limit,
+            offset=offset,
+            after=after,
         )
+        why = "never made, pruned since, or of another feature, product or env than it keeps"
+        return read_past(read, "feature run", after, why)
 
 
 class AsyncFeatures:
@@ -132,6 +145,7 @@ class AsyncFeatures:
         env: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        after: str | None = None,
     ) -> builtins.list[FeatureRun]:
         return await asyncio.to_thread(
             self._features.runs,
@@ -141,4 +155,5 @@ class AsyncFeatures:
             env=env,
             limit=limit,
             offset=offset,
+            after=after,
         )

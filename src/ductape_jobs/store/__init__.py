@@ -25,6 +25,7 @@ from ductape_jobs.store.base import (
 )
 from ductape_jobs.store.contracts import AccessStore, FeatureStore, RetentionStore, StatsStore
 from ductape_jobs.store.dialect import MAKES_ONE, plain_file
+from ductape_jobs.store.sql import SchemaState
 
 __all__ = [
     "UNCHANGED",
@@ -40,6 +41,7 @@ __all__ = [
     "RetentionStore",
     "ScheduleChange",
     "SchedulingStore",
+    "SchemaState",
     "StatsStore",
     "Store",
     "Wakeups",

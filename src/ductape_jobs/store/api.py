@@ -31,7 +31,9 @@ from ductape_jobs.store.api_codec import (
 )
 from ductape_jobs.store.codec import from_ms, ms, schedule_from_row
 from ductape_jobs.store.contracts import DueDelivery
-from ductape_jobs.store.dialect import Row, Tx, UsesDialect
+from ductape_jobs.store.dialect import NO_CURSOR, Cursor, Row, Tx, UsesDialect
+
+_DELIVERIES = Cursor("get_delivery", "webhook delivery", "created_at", ("webhook_id",))
 
 
 class ApiCore(UsesDialect):
@@ -168,9 +170,11 @@ class ApiCore(UsesDialect):
         row = self._one("get_webhook", {"id": webhook_id})
         return None if row is None else webhook_from_row(row)
 
-    def list_deliveries(self, webhook_id: str, *, limit: int = 100, offset: int = 0) -> list[WebhookDelivery]:
-        params = {"webhook_id": webhook_id, "limit": limit, "offset": offset}
-        return [delivery_from_row(r) for r in self._all("list_deliveries", params)]
+    def list_deliveries(
+        self, webhook_id: str, *, limit: int = 100, offset: int = 0, after: str | None = None
+    ) -> list[WebhookDelivery]:
+        params = {"webhook_id": webhook_id, "limit": limit, "offset": offset, **NO_CURSOR}
+        return self._page("list_deliveries", params, after, _DELIVERIES, delivery_from_row)
 
     def runs_per_minute(
         self, since: datetime, until: datetime, *, product_tag: str | None = None, env: str | None = None

@@ -44,6 +44,7 @@ from ductape_jobs.store.contracts import (
     StatsStore,
 )
 from ductape_jobs.store.limits import LimitsStore
+from ductape_jobs.store.sql import SchemaState
 
 if TYPE_CHECKING:
     from ductape_jobs.inputs import JobDefinition
@@ -255,6 +256,12 @@ class SchedulingStore(ABC):
         """Create or upgrade the schema (versioned migrations); safe to call on every start. ``create=False``: a
         store not made yet (no migrations table: a new SQLite file, a PostgreSQL schema or database no process has
         used) is refused, a ``ValidationError`` naming ``store``, and nothing is made (a tool's mistyped URL)."""
+
+    @abstractmethod
+    def schema_state(self) -> SchemaState:
+        """Where the store's schema stands against this release's migrations (versions applied, this release's,
+        those pending): one read that writes nothing and takes no lock, whatever the schema's version (a newer
+        release's too: ``SchemaState.newer``)."""
 
     @abstractmethod
     def close(self) -> None: ...

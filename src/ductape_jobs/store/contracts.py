@@ -69,9 +69,11 @@ class FeatureStore(ABC):
         env: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        after: str | None = None,
     ) -> list[FeatureRun]:
         """Feature runs, newest first, without their events; each filter given narrows them (``product_tag`` and
-        ``env``: the runs of that product, of that env)."""
+        ``env``: the runs of that product, of that env). ``after``: a feature run's id, the page past it in this order
+        (``NotFoundError`` when there is no such run, or it is of another product or env than the filter keeps)."""
 
     @abstractmethod
     def feature_schedule(self, key: str) -> Schedule | None:
@@ -227,8 +229,11 @@ class AccessStore(ABC):
         answered (``None``: no answer) and ``duration_ms`` are kept as the last attempt's."""
 
     @abstractmethod
-    def list_deliveries(self, webhook_id: str, *, limit: int = 100, offset: int = 0) -> list[WebhookDelivery]:
-        """A webhook's deliveries, newest first."""
+    def list_deliveries(
+        self, webhook_id: str, *, limit: int = 100, offset: int = 0, after: str | None = None
+    ) -> list[WebhookDelivery]:
+        """A webhook's deliveries, newest first. ``after``: a delivery's id, the page past it in this order
+        (``NotFoundError`` when there is no such delivery, or it is another webhook's)."""
 
     @abstractmethod
     def delivery_backlog(self) -> tuple[int, datetime | None]:

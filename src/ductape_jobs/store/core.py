@@ -75,22 +75,22 @@ from ductape_jobs.store.codec import (
     schedule_from_row,
     schedule_params,
 )
-from ductape_jobs.store.dialect import Dialect, Params, Row, Tx
+from ductape_jobs.store.dialect import NO_CURSOR, Cursor, Dialect, Params, Row, Tx
 from ductape_jobs.store.features import FeatureCore
 from ductape_jobs.store.limits_core import LimitsCore, store_limits
 from ductape_jobs.store.outbox import OutboxCore
 from ductape_jobs.store.reports import ReportsCore
 from ductape_jobs.store.retention import RetentionCore
+from ductape_jobs.store.sql import SchemaState
 from ductape_jobs.store.transfer import TransferCore
 
 if TYPE_CHECKING:
     from ductape_jobs.inputs import JobDefinition
 
 _RELEASED = "worker shut down before the run finished"
+_SCHEDULES = Cursor("get_schedule", "schedule", "created_at", ("product_tag", "env"))
+_RUNS = Cursor("get_run", "run", "scheduled_at", ("product_tag", "env"))
 T = TypeVar("T")
-#: A list's cursor when none is given: a time (Unix ms) later than any run's due time and any schedule's making, which
-#: every row is compared to (a plain term still, which an index takes: ``list_runs``, ``list_schedules``).
-_NO_CURSOR = {"after_at": 2**62, "after_id": ""}
 _Finished = tuple[
     list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]], list[dict[str, Any]]
 ]  # outcome_params
@@ -109,6 +109,10 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
     def migrate(self, *, create: bool = True) -> None:
         self._usable()
         self._d.migrate(create=create)
+
+    def schema_state(self) -> SchemaState:
+        self._usable()
+        return self._d.schema_state()
 
     def close(self) -> None:
         if not self._closed and not self._forked():  # a forked child leaves the connections to the parent
@@ -253,11 +257,9 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             "env": env,
             "limit": limit,
             "offset": offset,
-            **_NO_CURSOR,
+            **NO_CURSOR,
         }
-        return self._page(
-            "list_schedules", params, after, ("get_schedule", "schedule", "created_at"), schedule_from_row
-        )
+        return self._page("list_schedules", params, after, _SCHEDULES, schedule_from_row)
 
     def update_schedule(self, schedule_id: str, now: datetime, change: ScheduleChange | Replan) -> Schedule:
         tries = 0
@@ -461,7 +463,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             "until": ms(flt.until),
             "limit": flt.limit,
             "offset": flt.offset,
-            **_NO_CURSOR,
+            **NO_CURSOR,
         }
         # The most selective filter picks a query in which it is a plain equality, so its index applies
         # (SQLite plans a query once, whatever the parameters; an "x IS NULL OR" filter uses no index).
@@ -474,25 +476,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             name = "list_failed_runs"
         elif params["phase"] in {p.value for p in ACTIVE_PHASES}:  # the few not ended: "what runs now" read them all
             name = "list_live_runs"
-        return self._page(name, params, flt.after, ("get_run", "run", "scheduled_at"), run_from_row)
-
-    def _page(
-        self, name: str, params: Params, after: str | None, cursor: tuple[str, str, str], decode: Callable[[Row], T]
-    ) -> list[T]:
-        """The records list query ``name`` reads, past the one ``after`` names when given (``cursor``: the query
-        that reads that record by id, its kind, its time column), that record and the page read together. One of
-        no record, or of another product or env than the list keeps, is ``NotFoundError``."""
-        if after is None:
-            return [decode(r) for r in self._read_all(name, params)]
-        lookup, kind, column = cursor
-
-        def op(tx: Tx) -> list[T]:
-            found = tx.one(lookup, {"id": after})
-            if found is None or _outside(found, params):
-                raise NotFoundError(kind, after)
-            return [decode(r) for r in tx.all(name, {**params, "after_at": found[column], "after_id": after})]
-
-        return self._read(op)
+        return self._page(name, params, flt.after, _RUNS, run_from_row)
 
     def next_wakeup(self) -> Wakeups:
         row = self._read_one("next_wakeup")
@@ -546,13 +530,6 @@ def _save_job(
 
 def _rate(text: str | None) -> Rate | None:
     return None if text is None else parse_rate(text, "rate")
-
-
-def _outside(row: Row, params: Params) -> bool:
-    """Whether a list's cursor (``row``) is of another product or env than the list's filter keeps: not found, as
-    for any other record outside it (an API key limited to a product learned that another's run existed, and
-    where it fell among its own)."""
-    return any(params[key] is not None and row[key] != params[key] for key in ("product_tag", "env"))
 
 
 def _finish(tx: Tx, finished: _Finished, now: datetime) -> frozenset[str]:

@@ -27,13 +27,14 @@ import re
 from collections.abc import Callable, Generator, Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from datetime import datetime, timedelta
-from typing import TYPE_CHECKING, Any, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Final, NamedTuple, Protocol, TypeVar
 
 from ductape_jobs.errors import NotFoundError, StaleJobError, StoreError, StoreUnusableError, ValidationError
 from ductape_jobs.limits import LONE_SURROGATE, has_lone_surrogate
 
 if TYPE_CHECKING:
     from ductape_jobs.store.base import Capabilities
+    from ductape_jobs.store.sql import SchemaState
 
 T = TypeVar("T")
 Row = dict[str, Any]
@@ -146,6 +147,8 @@ class Dialect(Protocol):
 
     def migrate(self, *, create: bool = True) -> None: ...
 
+    def schema_state(self) -> SchemaState: ...
+
     def close(self) -> None: ...
 
     def wait_for_change(self, timeout: timedelta) -> bool: ...
@@ -168,6 +171,22 @@ def job_check_error(why: str, tag: str) -> NotFoundError | StaleJobError:
 #: at, and a store opened before a fork is its parent's (its connections are shared with the parent).
 _FORKS = [0]
 os.register_at_fork(after_in_child=lambda: _FORKS.__setitem__(0, _FORKS[0] + 1))
+
+
+#: A list's cursor when none is given: a time (Unix ms) later than any record's, which every row is compared to (a
+#: plain term still, which an index takes: ``list_runs``, ``list_schedules``, ``list_feature_runs``, ...).
+NO_CURSOR: Final = {"after_at": 2**62, "after_id": ""}
+
+
+class Cursor(NamedTuple):
+    """How a list pages past a record (``UsesDialect._page``): the query that reads the record by ``id``, its kind
+    (as ``NotFoundError`` names it), its time column (the list's order: that time, then the id, newest first), and
+    the list's filters a cursor must match (``scope``: a record outside them is not in the list)."""
+
+    lookup: str
+    kind: str
+    column: str
+    scope: tuple[str, ...]
 
 
 class UsesDialect:
@@ -208,6 +227,23 @@ class UsesDialect:
         rows = self._read_all(name, params)
         return rows[0] if rows else None
 
+    def _page(
+        self, name: str, params: Params, after: str | None, cursor: Cursor, decode: Callable[[Row], T]
+    ) -> list[T]:
+        """The records list query ``name`` reads (``params`` hold ``NO_CURSOR``'s), past the one ``after`` names when
+        given, that record and the page read together. One of no record, or outside the list's ``cursor.scope`` (of
+        another product or env than the list keeps, say), is ``NotFoundError``."""
+        if after is None:
+            return [decode(r) for r in self._read_all(name, params)]
+
+        def op(tx: Tx) -> list[T]:
+            found = tx.one(cursor.lookup, {"id": after})
+            if found is None or any(params[k] is not None and found[k] != params[k] for k in cursor.scope):
+                raise NotFoundError(cursor.kind, after)  # outside: an API key limited to a product learned the rest
+            return [decode(r) for r in tx.all(name, {**params, "after_at": found[cursor.column], "after_id": after})]
+
+        return self._read(op)
+
     def _write(self, op: Callable[[Tx], T], *, idempotent: bool = False, claims: bool = False) -> T:
         self._usable()
         return self._d.transact(op, idempotent=idempotent, claims=claims)
@@ -219,7 +255,8 @@ class UsesDialect:
 
 #: What makes a store, as an error refusing a store none was made in says it.
 MAKES_ONE = (
-    "a worker, `ductape serve`, `job create`, `apikey create`, `webhook create`, `feature run` or `demo` makes one"
+    "`ductape migrate`, a worker, `ductape serve`, `job create`, `apikey create`, `webhook create`, `feature run` or "
+    "`demo` makes one"
 )
 
 #: A table's or a column's name as the store's schema spells them: what ``quoted`` takes.

@@ -14,7 +14,7 @@ from typing import Any
 from ductape_jobs.errors import ConflictError, NotFoundError
 from ductape_jobs.models import Schedule
 from ductape_jobs.store.codec import ms, schedule_from_row, storable
-from ductape_jobs.store.dialect import Tx, UsesDialect
+from ductape_jobs.store.dialect import NO_CURSOR, Cursor, Tx, UsesDialect
 from ductape_jobs.store.feature_rows import (
     event_finish_params,
     event_from_row,
@@ -23,6 +23,9 @@ from ductape_jobs.store.feature_rows import (
     feature_run_params,
 )
 from ductape_jobs.store.records import EventStatus, FeatureRun, FeatureRunStatus
+
+#: A feature run past which a list pages: of the list's product and env (and feature, when it names one).
+_FEATURE_RUNS = Cursor("get_feature_run", "feature run", "created_at", ("product_tag", "env", "feature_tag"))
 
 
 def _read_run(tx: Tx, run_id: str) -> FeatureRun | None:
@@ -57,6 +60,7 @@ class FeatureCore(UsesDialect):
         env: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        after: str | None = None,
     ) -> list[FeatureRun]:
         params = {
             "feature_tag": feature_tag,
@@ -65,9 +69,10 @@ class FeatureCore(UsesDialect):
             "env": env,
             "limit": limit,
             "offset": offset,
+            **NO_CURSOR,
         }
         name = "list_feature_runs" if feature_tag is None else "list_feature_runs_of_feature"  # its index applies
-        return [feature_run_from_row(r) for r in self._read_all(name, params)]
+        return self._page(name, params, after, _FEATURE_RUNS, feature_run_from_row)
 
     def claim_feature_run(
         self, run_id: str, owner: str, until: datetime, now: datetime, *, take_over: bool = False

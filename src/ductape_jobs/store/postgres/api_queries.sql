@@ -117,8 +117,12 @@ UPDATE webhook_deliveries SET
     last_duration_ms = %(duration_ms)s
 WHERE id = %(id)s AND status = 'pending';
 
+-- name: get_delivery
+SELECT * FROM webhook_deliveries WHERE id = %(id)s;
+
 -- name: list_deliveries
 SELECT * FROM webhook_deliveries WHERE webhook_id = %(webhook_id)s
+  AND (created_at, id) < (%(after_at)s::bigint, %(after_id)s::text)
 ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: runs_per_minute

@@ -17,8 +17,8 @@ from ductape_jobs.store.base import Capabilities, never_prompt
 from ductape_jobs.store.codec import rows_json
 from ductape_jobs.store.dialect import MAKES_ONE, Batches, Params, Row, quoted, unstorable
 from ductape_jobs.store.postgres.connection import Conn, Database, Listener, Statement
-from ductape_jobs.store.postgres.schema import made, migrate, migrated
-from ductape_jobs.store.sql import load_dialect_queries
+from ductape_jobs.store.postgres.schema import made, migrate, migrated, state
+from ductape_jobs.store.sql import SchemaState, load_dialect_queries
 
 T = TypeVar("T")
 #: Queries that ``many`` runs once over all its rows, given as one JSON list (``%(rows)s``): the finishing path's
@@ -274,6 +274,9 @@ class PostgresDialect:
                 f"schema; {MAKES_ONE}",
             )
         self._db.outside(lambda conn: migrate(conn, self.schema))  # a transaction a version (schema.py)
+
+    def schema_state(self) -> SchemaState:
+        return self._db.autocommit(state)
 
     def close(self) -> None:
         self._listener.close()

@@ -67,6 +67,7 @@ WHERE (%(feature_tag)s::text IS NULL OR feature_tag = %(feature_tag)s)
   AND (%(status)s::text IS NULL OR status = %(status)s)
   AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
   AND (%(env)s::text IS NULL OR env = %(env)s)
+  AND (created_at, id) < (%(after_at)s::bigint, %(after_id)s::text)
 ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: list_feature_runs_of_feature
@@ -76,6 +77,7 @@ WHERE feature_tag = %(feature_tag)s
   AND (%(status)s::text IS NULL OR status = %(status)s)
   AND (%(product_tag)s::text IS NULL OR product_tag = %(product_tag)s)
   AND (%(env)s::text IS NULL OR env = %(env)s)
+  AND (created_at, id) < (%(after_at)s::bigint, %(after_id)s::text)
 ORDER BY created_at DESC, id DESC LIMIT %(limit)s OFFSET %(offset)s;
 
 -- name: feature_schedule

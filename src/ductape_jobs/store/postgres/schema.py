@@ -28,7 +28,7 @@ from psycopg import errors, sql
 from ductape_jobs.errors import StoreError
 from ductape_jobs.logs import logger
 from ductape_jobs.store.postgres.connection import IDLE_IN_TRANSACTION, Conn
-from ductape_jobs.store.sql import has_every_migration, load_migrations
+from ductape_jobs.store.sql import SchemaState, has_every_migration, load_migrations, schema_state
 
 _PACKAGE = "ductape_jobs.store.postgres.migrations"
 _VERSIONS = "SELECT version FROM schema_migrations"
@@ -39,11 +39,20 @@ _APPLIED = "INSERT INTO schema_migrations VALUES (%s, (extract(epoch FROM clock_
 def migrated(conn: Conn) -> bool:
     """Whether the schema (``conn``'s search path) has every migration: one read, outside a transaction and
     without the lock (the usual start of a worker). ``False`` when there is no migrations table yet."""
+    done = _applied(conn)
+    return done is not None and has_every_migration(_PACKAGE, done)
+
+
+def state(conn: Conn) -> SchemaState:
+    """The schema's ``SchemaState`` (``conn``'s search path): one read, outside a transaction."""
+    return schema_state(_PACKAGE, _applied(conn))
+
+
+def _applied(conn: Conn) -> set[int] | None:
     try:
-        done = {r["version"] for r in conn.execute(_VERSIONS)}
-    except errors.UndefinedTable:
-        return False
-    return has_every_migration(_PACKAGE, done)
+        return {r["version"] for r in conn.execute(_VERSIONS)}
+    except errors.UndefinedTable:  # no store made here yet
+        return None
 
 
 def made(conn: Conn) -> bool:

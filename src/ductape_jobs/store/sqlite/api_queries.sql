@@ -106,8 +106,12 @@ UPDATE webhook_deliveries SET
     last_duration_ms = :duration_ms
 WHERE id = :id AND status = 'pending';
 
+-- name: get_delivery
+SELECT * FROM webhook_deliveries WHERE id = :id;
+
 -- name: list_deliveries
 SELECT * FROM webhook_deliveries WHERE webhook_id = :webhook_id
+  AND (created_at, id) < (:after_at, :after_id)
 ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset;
 
 -- name: runs_per_minute

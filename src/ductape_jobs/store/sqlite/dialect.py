@@ -28,7 +28,7 @@ from ductape_jobs.store.dialect import (
     quoted,
     unstorable,
 )
-from ductape_jobs.store.sql import has_every_migration, load_dialect_queries, load_migrations
+from ductape_jobs.store.sql import SchemaState, has_every_migration, load_dialect_queries, load_migrations, schema_state
 from ductape_jobs.store.sqlite.binding import bind
 
 T = TypeVar("T")
@@ -516,13 +516,21 @@ class SQLiteDialect:
         self.transact(op)
 
     def _migrated(self) -> bool:
+        done = self._applied()
+        return done is not None and has_every_migration(f"{PACKAGE}.migrations", done)
+
+    def schema_state(self) -> SchemaState:
+        return schema_state(f"{PACKAGE}.migrations", self._applied())
+
+    def _applied(self) -> set[int] | None:
+        """The versions the file records (``None``: it has no migrations table, a new file): one read."""
         with self._lock:
             self._wait_for_locks()
             try:
                 rows = self._db.execute("SELECT version FROM schema_migrations").fetchall()
             except sqlite3.OperationalError:  # no such table: a new file
-                return False
-        return has_every_migration(f"{PACKAGE}.migrations", {r["version"] for r in rows})
+                return None
+        return {r["version"] for r in rows}
 
     def _made(self) -> bool:
         """Whether the file holds a store at all (its migrations table), whatever its version."""

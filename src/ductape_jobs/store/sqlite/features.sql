@@ -66,6 +66,7 @@ WHERE (:feature_tag IS NULL OR feature_tag = :feature_tag)
   AND (:status IS NULL OR status = :status)
   AND (:product_tag IS NULL OR product_tag = :product_tag)
   AND (:env IS NULL OR env = :env)
+  AND (created_at, id) < (:after_at, :after_id)
 ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset;
 
 -- name: list_feature_runs_of_feature
@@ -75,6 +76,7 @@ WHERE feature_tag = :feature_tag
   AND (:status IS NULL OR status = :status)
   AND (:product_tag IS NULL OR product_tag = :product_tag)
   AND (:env IS NULL OR env = :env)
+  AND (created_at, id) < (:after_at, :after_id)
 ORDER BY created_at DESC, id DESC LIMIT :limit OFFSET :offset;
 
 -- name: feature_schedule

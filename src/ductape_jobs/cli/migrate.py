@@ -1,0 +1,80 @@
+"""``ductape migrate``: a store's schema upgraded to this release's as a step of its own (or, ``--check``, looked at).
+
+Every process migrates the store it opens unless told not to (``migrate=False``, ``$DUCTAPE_MIGRATE=0``): a team
+that upgrades by hand runs this first, then starts the new release's processes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Annotated, Any
+
+import typer
+
+from ductape_jobs.cli import render
+from ductape_jobs.cli.common import AppOpt, JsonOpt, StoreOpt, client, emit, flag, store_label
+from ductape_jobs.client import OPEN_ONLY, SCHEMA_LEFT
+from ductape_jobs.store.sql import newer_error, shown_versions
+
+if TYPE_CHECKING:
+    from ductape_jobs.store import SchemaState
+
+
+def migrate(
+    check: Annotated[
+        bool,
+        flag(
+            "--check",
+            help="Change nothing: say which migrations the store lacks, and exit 1 if it lacks any (0: up to date).",
+        ),
+    ] = False,
+    store: StoreOpt = None,
+    app_: AppOpt = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Upgrade the store's schema to this release's: apply the migrations it lacks, each recorded as it is applied
+    (a new store is made). Safe while the old release's workers run: PostgreSQL builds its indexes concurrently.
+    Run it before starting a new release's processes when they do not migrate (DUCTAPE_MIGRATE=0)."""
+    with _schema_left(opening_only=check), client(store, app_, creates=not check) as dt:
+        before = dt.store.schema_state()
+        if before.newer:
+            raise newer_error(before)  # user_errors (client's): exit 1
+        if not check and before.pending:
+            dt.store.migrate()
+        after = before if check else dt.store.schema_state()
+        label = store_label(dt)
+    data = _described(label, before, after, check)
+    title = "Schema (nothing changed)" if check else "Migrated" if before.pending else "Schema up to date"
+    emit(data, as_json, lambda: render.fields(title, [(k, _shown(v)) for k, v in data.items()]))
+    if check and after.pending:
+        raise typer.Exit(1)
+
+
+@contextmanager
+def _schema_left(*, opening_only: bool) -> Iterator[None]:
+    """The client this command opens (an ``--app``'s own ``Ductape()`` too) leaves the schema to it; with
+    ``opening_only`` it makes no store either."""
+    left = SCHEMA_LEFT.set(True)
+    only = OPEN_ONLY.set(True) if opening_only else None
+    try:
+        yield
+    finally:
+        if only is not None:
+            OPEN_ONLY.reset(only)
+        SCHEMA_LEFT.reset(left)
+
+
+def _described(label: str, before: SchemaState, after: SchemaState, check: bool) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "store": label,
+        "version": after.version,  # the store's, after the command
+        "release": after.release,  # this release's
+        "pending": list(after.pending),
+    }
+    if not check:
+        data["applied"] = [v for v in before.pending if v not in after.pending]
+    return data
+
+
+def _shown(value: Any) -> str:
+    return shown_versions(value) if isinstance(value, list) else str(value)
