@@ -242,15 +242,23 @@ class Ductape:
         if migrating:
             self.store.migrate(create=create_store)
             return
+        how = "migrate=False" if self._migrate is False else "$DUCTAPE_MIGRATE"
+        if getattr(self.store, "path", None) == ":memory:":  # made by its opener, or never
+            raise ValidationError("migrate", f"an in-memory SQLite store is made by the process that opens it ({how})")
         state = self.store.schema_state()
         if state.newer:
             raise newer_error(state)
-        if not state.made or state.pending:
-            has = f"is at version {state.version}" if state.made else "was never made"
-            how = "migrate=False" if self._migrate is False else "$DUCTAPE_MIGRATE"
+        if not state.made:  # a mistyped URL, another program's file: as a command that reads says
+            raise ValidationError(
+                "store",
+                "no ductape-jobs store there (a PostgreSQL schema or SQLite file none was made in): check the store's "
+                f"URL; `ductape migrate` makes one (this process makes none: {how})",
+            )
+        if state.pending:
             raise StoreError(
-                f"the store's schema {has} and this release's is at {state.release}: run `ductape migrate` to "
-                f"apply {shown_versions(state.pending)} (this process does not migrate its store: {how})"
+                f"the store's schema is at version {state.version} and this release's is at {state.release}: run "
+                f"`ductape migrate` to apply {shown_versions(state.pending)} (this process does not migrate its "
+                f"store: {how})"
             )
 
     def _part(self, name: str, make: Callable[[], P]) -> P:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import sqlite3
 import subprocess
 import sys
 import textwrap
@@ -40,7 +41,7 @@ def versions(backend: Backend) -> list[int]:
 def test_migrate_check_names_what_an_older_store_lacks_and_migrate_applies_it(backend: Backend) -> None:
     backend.migrate_to(RELEASE - 2)
     checked = ductape("migrate", "--check", "--store", backend.url, "--json")
-    assert checked.exit_code == 1, checked.stderr
+    assert checked.exit_code == 3, checked.stderr  # pending (1: the check failed)
     said = json.loads(checked.stdout)
     assert (said["version"], said["release"], said["pending"]) == (RELEASE - 2, RELEASE, [RELEASE - 1, RELEASE])
     assert versions(backend) == list(range(1, RELEASE - 1))  # --check wrote nothing
@@ -79,6 +80,14 @@ def test_a_client_that_does_not_migrate_refuses_a_store_that_lacks_a_migration_a
         dt.job.create({"name": "n", "tag": "t", "event_type": "FUNCTION", "event_tag": "f"})
 
 
+def test_migrate_returns_the_versions_it_applied_and_none_once_another_applied_them(backend: Backend) -> None:
+    backend.migrate_to(RELEASE - 2)
+    first, second = backend.open(migrate=False), backend.open(migrate=False)
+    assert first.migrate() == (RELEASE - 1, RELEASE)
+    assert second.migrate() == ()  # the other process applied them: nothing said twice
+    assert second.schema_state().pending == ()
+
+
 def test_a_store_a_newer_release_upgraded_is_refused_by_the_check_and_by_migrate(backend: Backend) -> None:
     backend.open().close()
     backend.execute("INSERT INTO schema_migrations VALUES (9999, 0)", {})
@@ -108,6 +117,15 @@ def test_a_process_that_does_not_migrate_makes_no_store_and_migrate_makes_one(tm
     path = tmp_path / "new.db"
     with pytest.raises(ValidationError, match="no SQLite store at"):
         Ductape(f"sqlite:///{path}", migrate=False)
+    other = tmp_path / "other.db"  # another program's database: told to check the URL, and left as it was
+    with sqlite3.connect(other) as db:
+        db.execute("CREATE TABLE notes (body TEXT)")
+    with pytest.raises(ValidationError, match=r"^store: no ductape-jobs store there"):
+        Ductape(f"sqlite:///{other}", migrate=False)
+    with sqlite3.connect(other) as db:
+        assert [r[0] for r in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")] == ["notes"]
+    with pytest.raises(ValidationError, match=r"^migrate: an in-memory SQLite store is made by the process"):
+        Ductape("sqlite:///:memory:", migrate=False)
     checked = ductape("migrate", "--check", "--store", f"sqlite:///{path}")
     assert checked.exit_code == 2 and "no SQLite store at" in checked.stderr
     assert not path.exists()
@@ -120,11 +138,15 @@ def test_a_process_that_does_not_migrate_makes_no_store_and_migrate_makes_one(tm
 
 def test_a_postgresql_schema_none_was_made_in_is_checked_without_being_made(pg_backend: Backend) -> None:
     checked = ductape("migrate", "--check", "--store", pg_backend.url, "--json")
-    assert checked.exit_code == 1, checked.stderr
+    assert checked.exit_code == 3, checked.stderr
     assert json.loads(checked.stdout)["pending"] == list(range(1, RELEASE + 1))
     assert pg_backend.rows("SELECT to_regclass('schema_migrations') IS NULL") == [(True,)]
-    with pytest.raises(StoreError, match=r"schema was never made .* run `ductape migrate` to apply 1 to "):
+    with pytest.raises(ValidationError) as refused:  # a mistyped ?schema= is told to check the URL
         Ductape(pg_backend.url, migrate=False)
+    assert refused.value.field == "store" and "no ductape-jobs store there" in refused.value.rule
+    assert "`ductape migrate` makes one (this process makes none: migrate=False)" in refused.value.rule
+    listed = ductape("runs", "--store", pg_backend.url, DUCTAPE_MIGRATE="0")  # a command that reads: exit 2
+    assert listed.exit_code == 2 and "no ductape-jobs store" in listed.stderr, listed.stderr
 
     assert ductape("migrate", "--store", pg_backend.url).exit_code == 0
     assert versions(pg_backend) == list(range(1, RELEASE + 1))
@@ -141,7 +163,7 @@ def test_migrate_with_an_app_leaves_the_apps_store_to_the_command(
     )
     monkeypatch.chdir(tmp_path)
     checked = ductape("migrate", "--check", "--app", "myjobs:ductape", "--json")
-    assert checked.exit_code == 1, checked.stderr
+    assert checked.exit_code == 3, checked.stderr
     assert json.loads(checked.stdout)["pending"] == [RELEASE]
     assert versions(backend) == list(range(1, RELEASE))
     sys.modules.pop("myjobs", None)  # imported again by the next command, as a new process would

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 import typer
 
@@ -16,8 +16,8 @@ from ductape_jobs.cli.common import AppOpt, JsonOpt, StoreOpt, client, emit, fla
 from ductape_jobs.client import OPEN_ONLY, SCHEMA_LEFT
 from ductape_jobs.store.sql import newer_error, shown_versions
 
-if TYPE_CHECKING:
-    from ductape_jobs.store import SchemaState
+#: ``--check``'s exit code when the store lacks a migration (1: the command failed; 0: nothing is pending).
+PENDING = 3
 
 
 def migrate(
@@ -25,7 +25,8 @@ def migrate(
         bool,
         flag(
             "--check",
-            help="Change nothing: say which migrations the store lacks, and exit 1 if it lacks any (0: up to date).",
+            help="Apply nothing: say which migrations the store lacks, and exit 3 if it lacks any (0: none; 1: the "
+            "check failed).",
         ),
     ] = False,
     store: StoreOpt = None,
@@ -39,15 +40,21 @@ def migrate(
         before = dt.store.schema_state()
         if before.newer:
             raise newer_error(before)  # user_errors (client's): exit 1
-        if not check and before.pending:
-            dt.store.migrate()
+        applied = dt.store.migrate() if not check and before.pending else ()
         after = before if check else dt.store.schema_state()
         label = store_label(dt)
-    data = _described(label, before, after, check)
-    title = "Schema (nothing changed)" if check else "Migrated" if before.pending else "Schema up to date"
+    data: dict[str, Any] = {
+        "store": label,
+        "version": after.version,  # the store's, after the command
+        "release": after.release,  # this release's
+        "pending": list(after.pending),
+    }
+    if not check:
+        data["applied"] = list(applied)  # by this command: another process may have applied the rest meanwhile
+    title = "Schema (nothing applied)" if check else "Migrated" if applied else "Schema up to date"
     emit(data, as_json, lambda: render.fields(title, [(k, _shown(v)) for k, v in data.items()]))
     if check and after.pending:
-        raise typer.Exit(1)
+        raise typer.Exit(PENDING)
 
 
 @contextmanager
@@ -62,18 +69,6 @@ def _schema_left(*, opening_only: bool) -> Iterator[None]:
         if only is not None:
             OPEN_ONLY.reset(only)
         SCHEMA_LEFT.reset(left)
-
-
-def _described(label: str, before: SchemaState, after: SchemaState, check: bool) -> dict[str, Any]:
-    data: dict[str, Any] = {
-        "store": label,
-        "version": after.version,  # the store's, after the command
-        "release": after.release,  # this release's
-        "pending": list(after.pending),
-    }
-    if not check:
-        data["applied"] = [v for v in before.pending if v not in after.pending]
-    return data
 
 
 def _shown(value: Any) -> str:

@@ -252,10 +252,12 @@ class SchedulingStore(ABC):
 
     # -- lifecycle
     @abstractmethod
-    def migrate(self, *, create: bool = True) -> None:
-        """Create or upgrade the schema (versioned migrations); safe to call on every start. ``create=False``: a
-        store not made yet (no migrations table: a new SQLite file, a PostgreSQL schema or database no process has
-        used) is refused, a ``ValidationError`` naming ``store``, and nothing is made (a tool's mistyped URL)."""
+    def migrate(self, *, create: bool = True) -> tuple[int, ...]:
+        """Create or upgrade the schema (versioned migrations); safe to call on every start. Returns the versions this
+        call applied, in order (none: the store had them all, or another process applied them while this one
+        waited). ``create=False``: a store not made yet (no migrations table: a new SQLite file, a PostgreSQL schema or
+        database no process has used) is refused, a ``ValidationError`` naming ``store``, and nothing is made (a
+        tool's mistyped URL)."""
 
     @abstractmethod
     def schema_state(self) -> SchemaState:

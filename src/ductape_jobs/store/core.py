@@ -106,9 +106,9 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
 
     # ------------------------------------------------------------------------------------ lifecycle
 
-    def migrate(self, *, create: bool = True) -> None:
+    def migrate(self, *, create: bool = True) -> tuple[int, ...]:
         self._usable()
-        self._d.migrate(create=create)
+        return self._d.migrate(create=create)
 
     def schema_state(self) -> SchemaState:
         self._usable()

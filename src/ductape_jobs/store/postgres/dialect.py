@@ -263,9 +263,9 @@ class PostgresDialect:
         op(gathered)
         return gathered.sent
 
-    def migrate(self, *, create: bool = True) -> None:
+    def migrate(self, *, create: bool = True) -> tuple[int, ...]:
         if self._db.autocommit(migrated):  # every migration applied: one read, no lock
-            return
+            return ()
         if not create and not self._db.autocommit(made):
             where = f"schema {self.schema!r}" if self.schema else "its search path (no ?schema=)"
             raise ValidationError(
@@ -273,7 +273,9 @@ class PostgresDialect:
                 f"no ductape-jobs store in {where} of this PostgreSQL database: check the URL's database and "
                 f"schema; {MAKES_ONE}",
             )
-        self._db.outside(lambda conn: migrate(conn, self.schema))  # a transaction a version (schema.py)
+        applied: list[int] = []
+        self._db.outside(lambda conn: migrate(conn, self.schema, applied))  # a transaction a version (schema.py)
+        return tuple(applied)
 
     def schema_state(self) -> SchemaState:
         return self._db.autocommit(state)

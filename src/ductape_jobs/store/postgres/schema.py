@@ -121,9 +121,10 @@ def apply(conn: Conn, version: int, script: str, *, fresh: bool = False) -> None
     conn.execute(_APPLIED, [version])
 
 
-def migrate(conn: Conn, schema: str | None) -> None:
-    """Create ``schema`` if needed and apply the migrations it lacks, each in turn (``apply``); ``conn`` is outside
-    a transaction block (autocommit).
+def migrate(conn: Conn, schema: str | None, applied: list[int]) -> None:
+    """Create ``schema`` if needed and apply the migrations it lacks, each in turn (``apply``), adding each to
+    ``applied`` once recorded (a call tried again after a lost connection adds the rest); ``conn`` is outside a
+    transaction block (autocommit).
 
     Concurrent calls (several processes starting at once) take turns on the schema's advisory lock, so each version
     is applied once; a second call finds nothing left to do. A call that stops part way (a lost connection) leaves
@@ -151,6 +152,7 @@ def migrate(conn: Conn, schema: str | None) -> None:
         for version, script in load_migrations(_PACKAGE):
             if version not in done:
                 apply(conn, version, script, fresh=not done)
+                applied.append(version)
     finally:
         try:
             conn.execute("SELECT pg_advisory_unlock(%s)", [key])

@@ -482,11 +482,11 @@ class SQLiteDialect:
         if self._db.in_transaction:
             self._db.execute("ROLLBACK")
 
-    def migrate(self, *, create: bool = True) -> None:
-        """Apply the migrations the file lacks. A file that has them all costs one read and no write lock (the
-        usual start of a worker: processes starting together do not queue for the writer)."""
+    def migrate(self, *, create: bool = True) -> tuple[int, ...]:
+        """Apply the migrations the file lacks (returned, in order). A file that has them all costs one read and no
+        write lock (the usual start of a worker: processes starting together do not queue for the writer)."""
         if self._migrated():
-            return
+            return ()
         if not create and plain_file(self.path) and not self._made():  # in memory: made by its opener
             raise ValidationError(
                 "store",
@@ -494,15 +494,17 @@ class SQLiteDialect:
                 f"{MAKES_ONE}",
             )
 
-        def op(tx: SQLiteTx) -> None:
+        def op(tx: SQLiteTx) -> tuple[int, ...]:
             db = self._db
             db.execute("CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at INTEGER)")
             done = {r["version"] for r in db.execute("SELECT version FROM schema_migrations")}
             has_every_migration(f"{PACKAGE}.migrations", done)  # a newer release's, migrated meanwhile: refused
             reset = False
+            applied: list[int] = []
             for version, sql in load_migrations(f"{PACKAGE}.migrations"):
                 if version in done:
                     continue
+                applied.append(version)
                 for statement in _split_sql(sql):
                     db.execute(statement)
                 db.execute(
@@ -512,8 +514,9 @@ class SQLiteDialect:
                 reset = reset or version in TRIGGERS_RESET
             if reset:  # the outbox's triggers were dropped: back, as the latest outbox.sql writes them, if wanted
                 tx.sync_outbox_triggers()
+            return tuple(applied)
 
-        self.transact(op)
+        return self.transact(op)
 
     def _migrated(self) -> bool:
         done = self._applied()
@@ -528,8 +531,10 @@ class SQLiteDialect:
             self._wait_for_locks()
             try:
                 rows = self._db.execute("SELECT version FROM schema_migrations").fetchall()
-            except sqlite3.OperationalError:  # no such table: a new file
-                return None
+            except sqlite3.OperationalError as exc:
+                if "no such table" in str(exc):  # a new file
+                    return None
+                raise StoreError(f"cannot read the store's schema version: {exc}") from exc
         return {r["version"] for r in rows}
 
     def _made(self) -> bool:
