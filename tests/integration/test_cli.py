@@ -338,6 +338,27 @@ def test_runs_and_schedules_after_show_the_next_page_and_an_unknown_one_exits_2(
     assert [s["job_id"] for s in ok("schedules", "--limit", "1", "--after", made[0], store=store)] == made[1:2]
     refused = cli("schedules", "--after", "job_gone", store=store)
     assert refused.exit_code == 2 and refused.stderr.startswith("error: after: no schedule with id 'job_gone'")
+    assert [r["id"] for r in ok("runs", "--after", "", store=store)] == whole  # an empty cursor: none, as over HTTP
+
+
+def test_runs_and_schedules_filter_by_product_env_and_due_time(store: str) -> None:
+    """What ``job.runs`` and ``job.list`` (and HTTP) filter by, the command line does too."""
+    create_job(store)
+    for product, env in (("p", "prd"), ("q", "prd"), ("p", "dev")):
+        ok("schedule", "--event", "hello", "--env", env, "--product-tag", product, store=store)
+
+    def runs(*args: str) -> list[tuple[str, str]]:
+        return sorted((r["product_tag"], r["env"]) for r in ok("runs", *args, store=store))
+
+    assert runs("--product-tag", "p") == [("p", "dev"), ("p", "prd")]
+    assert runs("--env", "prd") == [("p", "prd"), ("q", "prd")]
+    assert runs("--product-tag", "p", "--env", "dev") == [("p", "dev")]
+    assert len(runs("--since", "2000-01-01", "--until", "2999-01-01")) == 3  # due now: within
+    assert runs("--since", "2999-01-01") == [] and runs("--until", "2000-01-01") == []
+    listed = ok("schedules", "--product-tag", "p", "--env", "dev", store=store)
+    assert [(s["product_tag"], s["env"]) for s in listed] == [("p", "dev")]
+    refused = cli("runs", "--since", "2030-01-03", "--until", "2030-01-01", store=store)
+    assert refused.exit_code == 2 and refused.stderr.startswith("error: since: "), refused.stderr
 
 
 # ------------------------------------------------------------------------------------------- schedules
@@ -847,9 +868,13 @@ def test_a_flags_help_shows_no_value_to_give_it() -> None:
 
 def test_version_prints_the_packages_version_without_building_a_command() -> None:
     from ductape_jobs._version import __version__
+    from ductape_jobs.cli.main import schema_version
+    from ductape_jobs.store.sql import migration_versions
 
     shown = cli("--version")
-    assert (shown.exit_code, shown.stdout) == (0, f"ductape-jobs {__version__}\n"), shown.stderr
+    assert (shown.exit_code, shown.stdout) == (0, f"ductape-jobs {__version__} (schema {schema_version()})\n")
+    for store in ("sqlite", "postgres"):  # one numbering: the release's schema version is either store's
+        assert schema_version() == max(migration_versions(f"ductape_jobs.store.{store}.migrations"))
     narrow = app.narrowed(["--version"])
     assert (narrow.registered_commands, narrow.registered_groups) == ([], [])  # none is built: it answers at once
     assert narrow.registered_callback is app.registered_callback

@@ -154,6 +154,6 @@ def feature_runs(
     """Feature runs, newest first."""
     with client(store, app_) as dt:
         runs = dt.feature.runs(
-            feature_tag=feature, status=status, product_tag=product_tag, env=env, limit=limit, after=after
+            feature_tag=feature, status=status, product_tag=product_tag, env=env, limit=limit, after=after or None
         )
         emit(runs, as_json, lambda: feature_runs_table(runs))

@@ -8,6 +8,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -138,10 +139,18 @@ cli.add_typer(run_app, name="run")
 
 
 def _print_version(value: bool) -> None:
-    """``--version``: eager, so it answers before any command is parsed or any store is opened."""
+    """``--version``: eager, so it answers before any command is parsed or any store is opened. With the release's
+    schema version: a process whose is lower than the store's refuses it (``ductape migrate --check`` shows both)."""
     if value:
-        typer.echo(f"ductape-jobs {__version__}")
+        typer.echo(f"ductape-jobs {__version__} (schema {schema_version()})")
         raise typer.Exit()
+
+
+def schema_version() -> int:
+    """This release's schema version: its latest migration's, the same on both stores. Read from the migrations'
+    file names, importing no store (``--version`` answers at once)."""
+    folder = Path(__file__).resolve().parent.parent / "store" / "sqlite" / "migrations"
+    return max(int(path.name[:4]) for path in folder.glob("[0-9][0-9][0-9][0-9]_*.sql"))
 
 
 @cli.callback()
@@ -389,6 +398,8 @@ def schedule(
 def schedules(
     status: Annotated[str | None, typer.Option(help="active, paused, cancelled or completed.")] = None,
     job: Annotated[str | None, typer.Option(help="Only this job tag's schedules.")] = None,
+    product_tag: Annotated[str | None, typer.Option(help="Only this product's schedules.")] = None,
+    env: Annotated[str | None, typer.Option(help="Only this environment's schedules.")] = None,
     limit: Annotated[int, typer.Option(help="At most N, newest first.")] = 100,
     after: Annotated[str | None, typer.Option(help="The schedules past this job_id (the last one shown).")] = None,
     store: StoreOpt = None,
@@ -397,7 +408,9 @@ def schedules(
 ) -> None:
     """Scheduled job instances (job_id = the schedule's id), newest first."""
     with client(store, app_) as dt:
-        items = dt.job.list(status=status, job_tag=job, limit=limit, after=after)
+        items = dt.job.list(
+            status=status, job_tag=job, product_tag=product_tag, env=env, limit=limit, after=after or None
+        )
         emit(items, as_json, lambda: render.schedules_table(items, limit))
 
 
@@ -483,6 +496,12 @@ def runs(
     phase: Annotated[str | None, typer.Option(help="scheduled, queued, running, completed, failed, ...")] = None,
     job_id: Annotated[str | None, typer.Option(help="Only this schedule's runs.")] = None,
     job: Annotated[str | None, typer.Option(help="Only this job tag's runs.")] = None,
+    product_tag: Annotated[str | None, typer.Option(help="Only this product's runs.")] = None,
+    env: Annotated[str | None, typer.Option(help="Only this environment's runs.")] = None,
+    since: Annotated[
+        str | None, typer.Option(help="Runs due at or after this time: Unix seconds/ms or ISO 8601.")
+    ] = None,
+    until: Annotated[str | None, typer.Option(help="Runs due before this time: Unix seconds/ms or ISO 8601.")] = None,
     limit: Annotated[int, typer.Option(help="At most N, newest first.")] = 50,
     after: Annotated[
         str | None, typer.Option(help="The runs past this run id (the last one shown): the next page.")
@@ -491,9 +510,19 @@ def runs(
     app_: AppOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Run history, newest first."""
+    """Run history, newest first (by due time)."""
     with client(store, app_) as dt:
-        items = dt.job.runs(phase=phase, job_id=job_id, job_tag=job, limit=limit, after=after)
+        items = dt.job.runs(
+            phase=phase,
+            job_id=job_id,
+            job_tag=job,
+            product_tag=product_tag,
+            env=env,
+            since=since,
+            until=until,
+            limit=limit,
+            after=after or None,
+        )
         emit(items, as_json, lambda: render.runs_table(items, limit=limit))
 
 

@@ -149,5 +149,5 @@ def webhook_deliveries(
 ) -> None:
     """A webhook's deliveries, newest first: status, attempts, the last answer's status and error."""
     with client(store, app_) as dt:
-        items = dt.webhooks.deliveries(webhook_id, limit=limit, offset=offset, after=after)
+        items = dt.webhooks.deliveries(webhook_id, limit=limit, offset=offset, after=after or None)
     emit(items, as_json, lambda: _deliveries(items))
