@@ -165,14 +165,7 @@ class Ductape:
             "tracing": tracing,
         }
         self.retention = retention if retention is not None else Retention()
-        self.store: Store = (
-            store
-            if isinstance(store, Store)
-            else open_store(  # a process that does not migrate makes no SQLite file either
-                store or os.environ.get("DUCTAPE_STORE") or DEFAULT_URL,
-                create=create_store and (migrating or SCHEMA_LEFT.get()),
-            )
-        )
+        self.store: Store = store if isinstance(store, Store) else self._open(store, create_store, migrating)
         self._closed = False
         try:  # a failure below closes the store this client opened
             self._open_schema(migrating, create_store)
@@ -234,6 +227,23 @@ class Ductape:
         self.executors.register(FeatureExecutor(lambda: self.feature.engine))  # made when the first feature runs
         self.observers: list[RunObserver] = []  # told by workers (metrics); webhooks read the store's outbox
 
+    def _open(self, url: str | None, create_store: bool, migrating: bool) -> Store:
+        """The store at ``url`` (else ``$DUCTAPE_STORE``, else the default); a process that does not migrate makes no
+        SQLite file either, and says so where it refuses one that is not there."""
+        try:
+            return open_store(
+                url or os.environ.get("DUCTAPE_STORE") or DEFAULT_URL,
+                create=create_store and (migrating or SCHEMA_LEFT.get()),
+            )
+        except ValidationError as exc:
+            if exc.field != "store" or migrating or not create_store or SCHEMA_LEFT.get():
+                raise
+            raise ValidationError("store", f"{exc.rule} (this process makes none: {self._how()})") from None
+
+    def _how(self) -> str:
+        """What keeps this process from migrating: its argument, or the environment."""
+        return "migrate=False" if self._migrate is False else "$DUCTAPE_MIGRATE"
+
     def _open_schema(self, migrating: bool, create_store: bool) -> None:
         """Migrate the store, or (``migrate=False``) refuse one that lacks a migration of this release; neither while
         ``ductape migrate`` imports an app (``SCHEMA_LEFT``)."""
@@ -242,17 +252,18 @@ class Ductape:
         if migrating:
             self.store.migrate(create=create_store)
             return
-        how = "migrate=False" if self._migrate is False else "$DUCTAPE_MIGRATE"
+        how = self._how()
         if getattr(self.store, "path", None) == ":memory:":  # made by its opener, or never
             raise ValidationError("migrate", f"an in-memory SQLite store is made by the process that opens it ({how})")
         state = self.store.schema_state()
         if state.newer:
             raise newer_error(state)
         if not state.made:  # a mistyped URL, another program's file: as a command that reads says
+            where = getattr(self.store, "label", None) or repr(getattr(self.store, "path", ""))  # no password
             raise ValidationError(
                 "store",
-                "no ductape-jobs store there (a PostgreSQL schema or SQLite file none was made in): check the store's "
-                f"URL; `ductape migrate` makes one (this process makes none: {how})",
+                f"no ductape-jobs store in {where} (a PostgreSQL schema or SQLite file none was made in): check the "
+                f"store's URL; `ductape migrate` makes one (this process makes none: {how})",
             )
         if state.pending:
             raise StoreError(
