@@ -18,7 +18,7 @@ from datetime import timedelta
 
 from ductape_jobs import Ductape
 from ductape_jobs.products import Products
-from limits import reset  # bench/limits.py, beside this script
+from resource_limits import reset  # bench/resource_limits.py, beside this script
 
 
 def main() -> None:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,6 +13,7 @@ import httpx
 import uvicorn
 
 from ductape_jobs import Ductape
+from ductape_jobs.api import create_app
 from ductape_jobs.apikeys import ApiKeys
 from support import free_port
 
@@ -84,6 +86,21 @@ class Api:
         c = httpx.Client(base_url=self.url, timeout=10)
         self.clients.append(c)
         return c
+
+
+@contextmanager
+def served(dt: Ductape, **options: Any) -> Iterator[Api]:
+    """``create_app(dt, **options)`` on a live server, with an admin key; after: its clients closed, the server
+    stopped."""
+    keys = ApiKeys(dt.store, dt.clock)
+    server = LiveServer(create_app(dt, **options)).start()
+    made = Api(server, dt, keys, keys.create("admin").key, [])
+    try:
+        yield made
+    finally:
+        for c in made.clients:
+            c.close()
+        server.stop()
 
 
 def problems(response: httpx.Response) -> list[tuple[str, str]]:

@@ -8,11 +8,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from apikit import JOB, Api, LiveServer
+from apikit import JOB, Api, served
 
 from ductape_jobs import Ductape
-from ductape_jobs.api import create_app
-from ductape_jobs.apikeys import ApiKeys
 from support import Recorder
 
 
@@ -20,16 +18,8 @@ from support import Recorder
 def api(dt: Ductape) -> Iterator[Api]:
     dt.function("report")(lambda input, ctx: {"ok": True, "input": input})
     dt.webhooks.allow = ["127.0.0.0/8"]  # the tests' receivers listen on 127.0.0.1: allowed explicitly
-    app = create_app(dt, events_poll=0.05, events_keepalive=0.3)
-    keys = ApiKeys(dt.store, dt.clock)
-    server = LiveServer(app).start()
-    made = Api(server, dt, keys, keys.create("admin").key, [])
-    try:
+    with served(dt, events_poll=0.05, events_keepalive=0.3) as made:
         yield made
-    finally:
-        for c in made.clients:
-            c.close()
-        server.stop()
 
 
 @pytest.fixture

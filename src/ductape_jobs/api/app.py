@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import threading
 from datetime import timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
@@ -44,6 +44,10 @@ from ductape_jobs.apikeys import ApiKeys
 from ductape_jobs.client import Ductape
 from ductape_jobs.errors import DuctapeError, ValidationError
 from ductape_jobs.logins import DEFAULT_LIFETIME, Logins
+
+if TYPE_CHECKING:
+    from ductape_jobs.api.ratelimit import RateLimit
+    from ductape_jobs.resources import Rate
 
 API_PREFIX = "/api/v1"
 DESCRIPTION = """The HTTP API of ductape-jobs: job definitions, scheduling (one or a batch), schedule control,
@@ -79,6 +83,7 @@ def create_app(
     session_lifetime: timedelta = DEFAULT_LIFETIME,
     metrics_from: str = "process",
     metrics_lease: float = 300.0,
+    rate_limit: Rate | str | None = None,
 ) -> Any:
     """The ASGI app (a ``FastAPI``) serving ``ductape``. ``metrics_auth``: ``/metrics`` needs an API key too.
     ``events_poll``/``events_keepalive``: seconds between the event stream's looks at the store, and between
@@ -88,10 +93,13 @@ def create_app(
     this server's for the cookie's same-origin rule, and an ``https`` one makes the login cookie ``Secure``.
     ``session_lifetime``: how long a dashboard login lasts. ``metrics_from``: ``process`` (the runs' series count
     what this process's workers do) or ``store`` (they count every run, from the store's outbox, read at each
-    scrape through a live stream kept for ``metrics_lease`` seconds after the last scrape; api/ops.py)."""
+    scrape through a live stream kept for ``metrics_lease`` seconds after the last scrape; api/ops.py).
+    ``rate_limit``: at most so many requests of one API key in a window of whole seconds (``"100/s"``, ``"600/min"``;
+    429 past it, ``api/ratelimit.py``); ``None``: no limit."""
     for name, seconds in (("events_lease", events_lease), ("metrics_lease", metrics_lease)):
         if not (isinstance(seconds, int | float) and 0 < seconds <= MAX_LEASE_SECONDS):
             raise ValidationError(name, f"must be a number of seconds above 0 and at most {MAX_LEASE_SECONDS}")
+    limiter = None if rate_limit is None else _rate_limit(rate_limit)
     public_origin = origin_of(public_url) if public_url else None
     if public_url and public_origin is None:
         raise ValidationError("public_url", f"must be an http:// or https:// URL with a host, not {public_url!r}")
@@ -103,6 +111,7 @@ def create_app(
         redoc_url=None,
         openapi_url="/openapi.json",
     )
+    app.state.rate_limit = limiter
     app.state.ductape = ductape
     app.state.api_keys = ApiKeys(ductape.store, ductape.clock)
     app.state.logins = Logins(ductape.store, ductape.clock, app.state.api_keys, session_lifetime)
@@ -150,3 +159,9 @@ def create_app(
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def _rate_limit(rate: Rate | str) -> RateLimit:
+    from ductape_jobs.api.ratelimit import RateLimit  # the limits library loads only where a limit is set
+
+    return RateLimit(rate)

@@ -81,17 +81,19 @@ async def serve(
     public_url: str | None = None,
     session_lifetime: timedelta = DEFAULT_LIFETIME,
     metrics_from: str = "process",
+    rate_limit: str | None = None,
     **worker_options: Any,
 ) -> Worker | None:
     """Serve ``dt``'s API on ``host:port`` (or on ``sock``, bound by ``listen_socket``) with a worker alongside,
-    until a signal; returns the worker. ``public_url``, ``session_lifetime`` and ``metrics_from`` go to
-    ``create_app``."""
+    until a signal; returns the worker. ``public_url``, ``session_lifetime``, ``metrics_from`` and ``rate_limit`` go
+    to ``create_app``."""
     app = create_app(
         dt,
         metrics_auth=metrics_auth,
         public_url=public_url,
         session_lifetime=session_lifetime,
         metrics_from=metrics_from,
+        rate_limit=rate_limit,
     )
     stop = asyncio.Event()
     hurry = asyncio.Event()  # a second signal: the worker's runs in flight go back to the queue at once

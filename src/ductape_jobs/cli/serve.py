@@ -23,6 +23,7 @@ from ductape_jobs.cli.common import (
     fail,
     flag,
     log_started,
+    user_errors,
 )
 from ductape_jobs.client import Ductape
 from ductape_jobs.extras import require_extra
@@ -57,6 +58,7 @@ def run_server(
     public_url: str | None = None,
     session_hours: float = 12.0,
     metrics_from: str = "process",
+    rate_limit: str | None = None,
 ) -> None:
     """Serve until SIGTERM/SIGINT (needs the api extra)."""
     need_api()
@@ -88,6 +90,7 @@ def run_server(
             public_url=public_url,
             session_lifetime=timedelta(hours=session_hours),
             metrics_from=metrics_from,
+            rate_limit=rate_limit,
         )
     )
     if done is not None and done.abandoned:
@@ -122,12 +125,26 @@ def serve(
     session_hours: Annotated[
         float, typer.Option("--session-hours", min=0.02, max=720, help="How long a dashboard login lasts (hours).")
     ] = 12.0,
+    rate_limit: Annotated[
+        str | None,
+        typer.Option(
+            "--rate-limit",
+            metavar="RATE",
+            help="At most so many requests of one API key (a dashboard login counts as its key) in a window of "
+            "whole seconds, e.g. 100/s or 600/min; past it, 429 with Retry-After. Counted by each server process.",
+        ),
+    ] = None,
     quiet: Annotated[bool, flag("--quiet", "-q", help="Log only warnings and errors.")] = False,
     webhook_allow: WebhookAllowOpt = None,
 ) -> None:
     """Run the engine (unless --no-worker) and the HTTP API with its dashboard: http://HOST:PORT/ (API at /api/v1,
     docs at /docs). Create a key with `ductape apikey create --name NAME`."""
     need_api()  # before the store is opened
+    if rate_limit is not None:
+        from ductape_jobs.api.ratelimit import RateLimit
+
+        with user_errors():
+            RateLimit(rate_limit)  # a bad rate: exit 2 before anything is opened
     logs.setup(logging.WARNING if quiet else logging.INFO)
     if public_url is not None:
         parts = urlsplit(public_url)
@@ -146,4 +163,5 @@ def serve(
             public_url=public_url,
             session_hours=session_hours,
             metrics_from=metrics_from.value,
+            rate_limit=rate_limit,
         )

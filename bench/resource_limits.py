@@ -1,6 +1,6 @@
 """Throughput with and without limits (issue 14). A plain script: it prints figures and asserts nothing.
 
-    python bench/limits.py [--store URL] [-n 2000] [--workers 2] [--rate 200] [--concurrency 4] [--sleep-ms 20]
+    python bench/resource_limits.py [--store URL] [-n 2000] [--workers 2] [--rate 200] [--concurrency 4] [--sleep-ms 20]
 
 Three runs of N jobs each, on a fresh store, by ``--workers`` worker processes started once the jobs are
 queued; each figure is N / (first start -> last start), from the runs' own ``started_at``:
