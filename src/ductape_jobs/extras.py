@@ -21,7 +21,7 @@ from ductape_jobs.errors import MissingExtraError, install_command, missing_mess
 
 # extra -> the import names of the distributions it installs (pyproject.toml's optional-dependencies)
 EXTRAS: dict[str, tuple[str, ...]] = {
-    "api": ("fastapi", "uvicorn", "prometheus_client", "limits"),
+    "api": ("fastapi", "uvicorn", "prometheus_client"),  # and limits, for a rate limit only (api/app.py)
     "postgres": ("psycopg", "psycopg_pool"),
     "mysql": ("pymysql",),
     "brokers": ("redis", "aio_pika", "nats", "aiomqtt", "aiokafka"),

@@ -353,6 +353,7 @@ def test_runs_and_schedules_filter_by_product_env_and_due_time(store: str) -> No
     assert runs("--product-tag", "p") == [("p", "dev"), ("p", "prd")]
     assert runs("--env", "prd") == [("p", "prd"), ("q", "prd")]
     assert runs("--product-tag", "p", "--env", "dev") == [("p", "dev")]
+    assert len(runs("--product-tag", "", "--env", "")) == 3  # an empty filter is none, as over HTTP
     assert len(runs("--since", "2000-01-01", "--until", "2999-01-01")) == 3  # due now: within
     assert runs("--since", "2999-01-01") == [] and runs("--until", "2000-01-01") == []
     listed = ok("schedules", "--product-tag", "p", "--env", "dev", store=store)

@@ -64,6 +64,40 @@ def test_cli_serve_without_the_api_extra_says_so_in_one_line(
     assert not (tmp_path / "jobs.db").exists()  # said before the store was opened
 
 
+def test_an_api_install_without_limits_serves_and_refuses_only_a_rate_limit(tmp_path: Path) -> None:
+    """The api extra gained ``limits`` for ``--rate-limit``: an install made before serves without it, and a rate limit
+    asked of it says what to install, in one line, before the store is opened."""
+    store = f"sqlite:///{tmp_path / 'jobs.db'}"
+    code = f"""
+        from ductape_jobs import Ductape
+        from ductape_jobs.errors import MissingExtraError
+        from ductape_jobs.api import create_app
+        with Ductape({store!r}) as dt:
+            create_app(dt)
+            try:
+                create_app(dt, rate_limit="5/s")
+            except MissingExtraError as exc:
+                print(exc)
+    """
+    done = run_without(["limits"], code, tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert one_line(done.stdout) == (
+        "a rate limit (--rate-limit) needs the api extra: pip install 'ductape-jobs[api]' (no module named 'limits')"
+    )
+    served = run_without(
+        ["limits"],
+        f"""
+        from ductape_jobs.cli.main import app
+        app(["serve", "--rate-limit", "5/s", "--store", {store + "x"!r}], prog_name="ductape")
+        """,
+        tmp_path,
+    )
+    assert served.returncode == 1 and one_line(served.stderr).startswith(
+        "error: `ductape serve --rate-limit` needs the api extra"
+    ), served.stderr
+    assert not (tmp_path / "jobs.dbx").exists()
+
+
 CASES = {
     "create_app": (
         ["fastapi"],

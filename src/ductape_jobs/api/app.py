@@ -43,6 +43,7 @@ from ductape_jobs.api.common import (
 from ductape_jobs.apikeys import ApiKeys
 from ductape_jobs.client import Ductape
 from ductape_jobs.errors import DuctapeError, ValidationError
+from ductape_jobs.extras import require
 from ductape_jobs.logins import DEFAULT_LIFETIME, Logins
 
 if TYPE_CHECKING:
@@ -162,6 +163,7 @@ def create_app(
 
 
 def _rate_limit(rate: Rate | str) -> RateLimit:
+    require("limits", "api", "a rate limit (--rate-limit)")  # an install of the api extra before it had none
     from ductape_jobs.api.ratelimit import RateLimit  # the limits library loads only where a limit is set
 
     return RateLimit(rate)

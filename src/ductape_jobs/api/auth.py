@@ -182,7 +182,7 @@ async def authenticate(request: Request) -> Principal:
         record = await run_in_threadpool(keys.verify, key)
         if record is None:
             raise HTTPException(401, "the API key is not valid (unknown or revoked)", _CHALLENGE)
-        _counted(request, record.id)
+        count_request(request, record.id)
         return Principal(record)
     token = request.cookies.get(COOKIE)
     if not token:
@@ -194,12 +194,13 @@ async def authenticate(request: Request) -> Principal:
     if request.method not in SAFE_METHODS:
         check_cookie_write(request)
     session, record = found
-    _counted(request, record.id)  # a login counts as its key
+    count_request(request, record.id)  # a login's requests count as its key's
     return Principal(record, session)
 
 
-def _counted(request: Request, key_id: str) -> None:
-    """The request counted against its key's rate (``create_app(rate_limit=...)``): 429 past it."""
+def count_request(request: Request, key_id: str) -> None:
+    """The request counted against its key's rate (``create_app(rate_limit=...)``): 429 past it. Every ``/api/v1``
+    request's (``authenticate``) and a dashboard login's (before its session is made)."""
     limit = request.app.state.rate_limit
     if limit is not None:
         limit.check(key_id)

@@ -28,7 +28,7 @@ from starlette.exceptions import HTTPException
 from starlette.requests import ClientDisconnect
 from starlette.types import Scope
 
-from ductape_jobs.api.auth import COOKIE, check_same_origin
+from ductape_jobs.api.auth import COOKIE, check_same_origin, count_request
 from ductape_jobs.logins import Logins
 
 STATIC_DIR = Path(__file__).with_name("static")
@@ -135,8 +135,12 @@ def dashboard_router() -> APIRouter:
         if key is None:
             return _login_form("Enter an API key.", status_code=400)
         logins = _logins(request)
+        record = await run_in_threadpool(request.app.state.api_keys.verify, key)
+        if record is None:
+            return _login_form("That API key is not valid (unknown or revoked).", status_code=401)
+        count_request(request, record.id)  # 429 past the key's rate, before a session is made
         made = await run_in_threadpool(logins.start, key)
-        if made is None:
+        if made is None:  # revoked meanwhile
             return _login_form("That API key is not valid (unknown or revoked).", status_code=401)
         response = RedirectResponse(_root(request), status_code=303)
         response.set_cookie(

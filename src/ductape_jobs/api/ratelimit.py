@@ -1,9 +1,10 @@
 """Requests per API key (``create_app(rate_limit=...)``, ``ductape serve --rate-limit 100/s``): past the rate, a
 request is answered 429 with ``Retry-After``, before its route reads or writes anything.
 
-A key's requests are counted in a moving window by the ``limits`` library, in this server process's memory: each
-process of a server run several times counts its own. A dashboard login counts as its key. A request whose key is
-not valid is refused (401) before it is counted."""
+A key's requests are counted by the ``limits`` library's sliding window counter (two counters a key, whatever the
+rate: a moving window kept an entry a request, 160 MB for one key at a million a day), in this server process's
+memory: each process of a server run several times counts its own. A dashboard login, and each request of its
+session, counts as its key. A request whose key is not valid is refused (401) before it is counted."""
 
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from datetime import timedelta
 from fastapi import HTTPException
 from limits import RateLimitItemPerSecond
 from limits.storage import MemoryStorage
-from limits.strategies import MovingWindowRateLimiter
+from limits.strategies import SlidingWindowCounterRateLimiter
 
 from ductape_jobs.errors import ValidationError
 from ductape_jobs.resources import Rate, parse_rate
@@ -24,12 +25,12 @@ class RateLimit:
     """At most ``rate`` requests of one API key in any window of its length."""
 
     def __init__(self, rate: Rate | str) -> None:
-        self.rate = parse_rate(rate, "rate_limit")
+        self.rate = parse_rate(str(rate) if isinstance(rate, Rate) else rate, "rate_limit")  # a Rate's bounds too
         seconds = self.rate.window / timedelta(seconds=1)
         if seconds != int(seconds):
             raise ValidationError("rate_limit", f"its window must be whole seconds, not {self.rate.window}")
         self._item = RateLimitItemPerSecond(self.rate.count, int(seconds))
-        self._limiter = MovingWindowRateLimiter(MemoryStorage())
+        self._limiter = SlidingWindowCounterRateLimiter(MemoryStorage())
 
     def check(self, key_id: str) -> None:
         """Count a request of the key ``key_id``; past the rate, ``HTTPException`` 429 saying when to try again."""

@@ -408,8 +408,13 @@ def schedules(
 ) -> None:
     """Scheduled job instances (job_id = the schedule's id), newest first."""
     with client(store, app_) as dt:
-        items = dt.job.list(
-            status=status, job_tag=job, product_tag=product_tag, env=env, limit=limit, after=after or None
+        items = dt.job.list(  # an empty filter is none, as over HTTP
+            status=status or None,
+            job_tag=job or None,
+            product_tag=product_tag or None,
+            env=env or None,
+            limit=limit,
+            after=after or None,
         )
         emit(items, as_json, lambda: render.schedules_table(items, limit))
 
@@ -512,14 +517,14 @@ def runs(
 ) -> None:
     """Run history, newest first (by due time)."""
     with client(store, app_) as dt:
-        items = dt.job.runs(
-            phase=phase,
-            job_id=job_id,
-            job_tag=job,
-            product_tag=product_tag,
-            env=env,
-            since=since,
-            until=until,
+        items = dt.job.runs(  # an empty filter is none, as over HTTP
+            phase=phase or None,
+            job_id=job_id or None,
+            job_tag=job or None,
+            product_tag=product_tag or None,
+            env=env or None,
+            since=since or None,
+            until=until or None,
             limit=limit,
             after=after or None,
         )

@@ -26,7 +26,7 @@ from ductape_jobs.cli.common import (
     user_errors,
 )
 from ductape_jobs.client import Ductape
-from ductape_jobs.extras import require_extra
+from ductape_jobs.extras import require, require_extra
 from ductape_jobs.logs import logger
 
 log = logger("ductape_jobs.serve")
@@ -141,6 +141,7 @@ def serve(
     docs at /docs). Create a key with `ductape apikey create --name NAME`."""
     need_api()  # before the store is opened
     if rate_limit is not None:
+        require("limits", "api", "`ductape serve --rate-limit`", error=lambda message: fail(message, 1))
         from ductape_jobs.api.ratelimit import RateLimit
 
         with user_errors():
