@@ -22,7 +22,7 @@ from ductape_jobs.resources import Rate, parse_rate
 
 
 class RateLimit:
-    """At most ``rate`` requests of one API key in any window of its length."""
+    """``rate`` requests of one API key in a window of its length, by a sliding window counter (module doc)."""
 
     def __init__(self, rate: Rate | str) -> None:
         self.rate = parse_rate(str(rate) if isinstance(rate, Rate) else rate, "rate_limit")  # a Rate's bounds too
