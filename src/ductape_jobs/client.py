@@ -101,8 +101,9 @@ class Ductape:
     ``True``, but ``False`` while the CLI imports an ``--app`` for such a command (``OPEN_ONLY``).
     ``migrate``: whether this client applies the migrations its store lacks as it opens it (a worker's start, each
     command's), one process at a time. ``False``: it never changes the schema, and a store that lacks one of this
-    release's migrations (or none was made in) is refused, a ``StoreError`` saying to run ``ductape migrate``: an
-    upgrade made as a step of its own, before the new release's processes start. ``None`` (the default):
+    release's migrations is refused, a ``StoreError`` saying to run ``ductape migrate`` (one none was made in, a
+    ``ValidationError`` naming ``store``): an upgrade made as a step of its own, before the new release's processes
+    start. ``None`` (the default):
     ``$DUCTAPE_MIGRATE`` (``0``, ``false``, ``no`` or ``off``: ``False``), else ``True``.
     """
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Callable
 from datetime import timedelta
 
 from msgspec import Struct
@@ -50,11 +51,14 @@ class Logins:
         self._keys = keys
         self.lifetime = lifetime
 
-    def start(self, key: str) -> Login | None:
-        """A session for a valid, unrevoked API ``key``; ``None`` for anything else."""
+    def start(self, key: str, admit: Callable[[ApiKey], None] | None = None) -> Login | None:
+        """A session for a valid, unrevoked API ``key``; ``None`` for anything else. ``admit(record)``, once the key
+        is known valid and before the session is written, may refuse it by raising (a server's rate limit)."""
         record = self._keys.verify(key)
         if record is None:
             return None
+        if admit is not None:
+            admit(record)
         token = TOKEN_START + secrets.token_urlsafe(32)
         now = self._clock.now()
         session = LoginSession(token_hash(token), record.id, now, now + self.lifetime)

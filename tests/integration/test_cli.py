@@ -869,13 +869,12 @@ def test_a_flags_help_shows_no_value_to_give_it() -> None:
 
 def test_version_prints_the_packages_version_without_building_a_command() -> None:
     from ductape_jobs._version import __version__
-    from ductape_jobs.cli.main import schema_version
-    from ductape_jobs.store.sql import migration_versions
+    from ductape_jobs.store.sql import migration_versions, release_version
 
     shown = cli("--version")
-    assert (shown.exit_code, shown.stdout) == (0, f"ductape-jobs {__version__} (schema {schema_version()})\n")
+    assert (shown.exit_code, shown.stdout) == (0, f"ductape-jobs {__version__} (schema {release_version()})\n")
     for store in ("sqlite", "postgres"):  # one numbering: the release's schema version is either store's
-        assert schema_version() == max(migration_versions(f"ductape_jobs.store.{store}.migrations"))
+        assert release_version() == max(migration_versions(f"ductape_jobs.store.{store}.migrations"))
     narrow = app.narrowed(["--version"])
     assert (narrow.registered_commands, narrow.registered_groups) == ([], [])  # none is built: it answers at once
     assert narrow.registered_callback is app.registered_callback

@@ -135,12 +135,9 @@ def dashboard_router() -> APIRouter:
         if key is None:
             return _login_form("Enter an API key.", status_code=400)
         logins = _logins(request)
-        record = await run_in_threadpool(request.app.state.api_keys.verify, key)
-        if record is None:
-            return _login_form("That API key is not valid (unknown or revoked).", status_code=401)
-        count_request(request, record.id)  # 429 past the key's rate, before a session is made
-        made = await run_in_threadpool(logins.start, key)
-        if made is None:  # revoked meanwhile
+        # 429 past the key's rate, before a session is made
+        made = await run_in_threadpool(logins.start, key, lambda record: count_request(request, record.id))
+        if made is None:
             return _login_form("That API key is not valid (unknown or revoked).", status_code=401)
         response = RedirectResponse(_root(request), status_code=303)
         response.set_cookie(

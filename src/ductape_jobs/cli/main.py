@@ -8,7 +8,6 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
@@ -142,15 +141,10 @@ def _print_version(value: bool) -> None:
     """``--version``: eager, so it answers before any command is parsed or any store is opened. With the release's
     schema version: a process whose is lower than the store's refuses it (``ductape migrate --check`` shows both)."""
     if value:
-        typer.echo(f"ductape-jobs {__version__} (schema {schema_version()})")
+        from ductape_jobs.store.sql import release_version
+
+        typer.echo(f"ductape-jobs {__version__} (schema {release_version()})")
         raise typer.Exit()
-
-
-def schema_version() -> int:
-    """This release's schema version: its latest migration's, the same on both stores. Read from the migrations'
-    file names, importing no store (``--version`` answers at once)."""
-    folder = Path(__file__).resolve().parent.parent / "store" / "sqlite" / "migrations"
-    return max(int(path.name[:4]) for path in folder.glob("[0-9][0-9][0-9][0-9]_*.sql"))
 
 
 @cli.callback()

@@ -39,6 +39,13 @@ def migration_versions(package: str) -> set[int]:
     return {int(m.group(1)) for m in map(_MIGRATION.match, names) if m}
 
 
+def release_version() -> int:
+    """This release's schema version: its latest migration's, the same in both dialects' folders. Read from the
+    SQLite folder's file names without importing its store (``ductape --version`` answers at once)."""
+    folder = resources.files(__package__ or "ductape_jobs.store").joinpath("sqlite", "migrations")
+    return max(int(m.group(1)) for m in (_MIGRATION.match(entry.name) for entry in folder.iterdir()) if m)
+
+
 class SchemaState(Struct, frozen=True):
     """Where a store's schema stands against this release's migrations (``Store.schema_state``): the versions the
     store records having applied (none: no store was made there) and the versions this release holds."""
