@@ -20,6 +20,7 @@ from test_contract import LEASE, MIN, T0, due_run, fail, in_threads, job, ok, ru
 from ductape_jobs.models import RunPhase
 from ductape_jobs.resources import Rate, ResourceLimit, resource_key
 from ductape_jobs.store import Store, limits_core
+from ductape_jobs.store.base import Change
 from ductape_jobs.store.codec import dumps
 from ductape_jobs.store.dialect import Tx
 from ductape_jobs.store.limits_core import BUSY_RECHECK, PASSED_OVER, RECHECK
@@ -475,15 +476,15 @@ def test_limits_that_change_wake_the_workers_listening(pg_backend: Backend) -> N
     writer.define_resources([CRM], T0)
     backlog(writer, "sync", 3, resources=["crm-api"])
     assert len(writer.acquire_runs("w1", 10, LEASE, T0)) == 2  # the third waits: its set is held
-    assert listener.wait_for_change(timedelta(milliseconds=10)) is False  # listening from now on
+    assert listener.wait_for_change(timedelta(milliseconds=10)) is None  # listening from now on
     writer.define_resources([CRM], T0 + SEC)  # as stored: nothing to wake for
-    assert listener.wait_for_change(timedelta(milliseconds=200)) is False
-    woke: list[bool] = []
+    assert listener.wait_for_change(timedelta(milliseconds=200)) is None
+    woke: list[Change | None] = []
     waiting = threading.Thread(target=lambda: woke.append(listener.wait_for_change(timedelta(seconds=10))))
     waiting.start()
     writer.define_resources([ResourceLimit("shop", "crm-api", concurrency=5)], T0 + SEC)
     waiting.join(timeout=15)
-    assert woke == [True]
+    assert woke == [Change(due=None)]  # due now
 
 
 def test_every_set_of_limits_with_room_is_reached_however_many_full_sets_are_due_first(store: Store) -> None:

@@ -104,6 +104,50 @@ def test_an_idle_worker_is_woken_by_another_client_at_once(pg: Backend) -> None:
         other.close()
 
 
+def test_an_idle_worker_told_of_a_later_schedule_reads_nothing_for_it_and_starts_a_near_one_on_time(
+    pg: Backend,
+) -> None:
+    """Another client's delayed schedule reaches the worker by NOTIFY with its due time: one due after the worker's
+    own next read costs it no read (each was a pass's round trips, for every listening worker, at every schedule);
+    one due before that read is started when due (a poke set for then), not at the next poll."""
+    node = Ductape(pg.url)
+    other = Ductape(pg.url)
+    try:
+        ran = threading.Event()
+        node.function("quick")(lambda input, ctx: ran.set())
+        quick_job(other)
+        reads: list[float] = []
+        next_wakeup = node.store.next_wakeup
+
+        def counted() -> Any:
+            reads.append(time.monotonic())
+            return next_wakeup()
+
+        node.store.next_wakeup = counted  # type: ignore[method-assign]
+        worker = WorkerThread(node, poll=timedelta(seconds=5))  # a horizon of 10 s
+        try:
+            wait_for("the worker to listen", lambda: listening(pg) == 1)
+            time.sleep(0.3)  # its first pass ended: it sleeps for the 5 s poll
+            before = len(reads)
+            other.job.schedule({**REQ, "start_at": datetime.now(UTC) + timedelta(seconds=60)})  # past the horizon
+            time.sleep(0.5)
+            assert len(reads) == before  # told, and read nothing for it
+            assert not ran.is_set()
+
+            due = datetime.now(UTC) + timedelta(milliseconds=1200)  # before its next poll, after the notice
+            s = other.job.schedule({**REQ, "start_at": due})
+            assert ran.wait(10)
+            wait_for("the run to complete", lambda: other.job.runs(job_id=s.job_id)[0].phase is RunPhase.COMPLETED)
+            (run,) = other.job.runs(job_id=s.job_id)
+            assert run.started_at is not None
+            assert run.started_at - run.scheduled_at < timedelta(seconds=2)  # when due, not at the poll (~3.5 s on)
+        finally:
+            worker.stop()
+    finally:
+        node.close()
+        other.close()
+
+
 def test_a_node_with_a_skewed_clock_judges_due_times_by_the_database(pg: Backend) -> None:
     honest = Ductape(pg.url)  # no clock injected: the database's clock
     skewed = SkewedClock(timedelta(hours=1))

@@ -24,6 +24,7 @@ from ductape_jobs.errors import ConflictError, StoreError, ValidationError
 from ductape_jobs.inputs import JobDefinition
 from ductape_jobs.models import NewRun, RunFilter, RunPhase, Schedule, ScheduleStatus, TriggeredBy
 from ductape_jobs.store import Advance, DueSchedule, open_store
+from ductape_jobs.store.base import Change
 from ductape_jobs.store.postgres import PostgresStore
 from ductape_jobs.store.postgres.connection import POOL_LINES_EVERY
 
@@ -259,13 +260,39 @@ def test_listeners_are_notified_when_runs_become_due(pg_backend: Backend) -> Non
     assert isinstance(listener, PostgresStore)
     writer.create_job(job(), T0)
     writer.add_schedules([schedule("s1", None)], [])
-    assert listener.wait_for_change(timedelta(milliseconds=10)) is False  # listening from now on
-    woke: list[bool] = []
+    assert listener.wait_for_change(timedelta(milliseconds=10)) is None  # listening from now on
+    woke: list[Change | None] = []
     waiting = threading.Thread(target=lambda: woke.append(listener.wait_for_change(timedelta(seconds=10))))
     waiting.start()
     writer.trigger("s1", run("s1"))
     waiting.join(timeout=15)
-    assert woke == [True]
+    assert woke == [Change(due=None)]  # due now
+
+
+def test_a_write_of_schedules_tells_listeners_when_the_first_of_them_falls_due(pg_backend: Backend) -> None:
+    """The NOTIFY of ``add_schedules`` carries the earliest due time it wrote (a first run's, else a schedule's next
+    occurrence), so that a worker does not read the store for a schedule due after its own next read."""
+    listener, writer = pg_backend.open(), pg_backend.open()
+    writer.create_job(job(), T0)
+    assert listener.wait_for_change(timedelta(milliseconds=10)) is None  # listening from now on
+    writer.add_schedules([schedule("late", T0 + 5 * MIN), schedule("later", T0 + 9 * MIN)], [])
+    assert listener.wait_for_change(timedelta(seconds=10)) == Change(due=T0 + 5 * MIN)
+    writer.add_schedules([schedule("now", T0 + MIN)], [run("now", T0)])  # its first run is due at T0
+    assert listener.wait_for_change(timedelta(seconds=10)) == Change(due=T0)
+    writer.add_schedules([schedule("done", None)], [])  # nothing falls due: said as now, as before
+    assert listener.wait_for_change(timedelta(seconds=10)) == Change(due=None)
+    assert listener.wait_for_change(timedelta(milliseconds=50)) is None
+
+
+@pytest.mark.parametrize("payload", ["", "soon", "\uff11\uff12", "-5", "9" * 40, "9" * 5000])
+def test_a_notification_whose_payload_names_no_time_is_taken_as_due_now(pg_backend: Backend, payload: str) -> None:
+    """An older release's empty payload, or another program's text on the channel: wake now (nothing is missed)."""
+    listener = pg_backend.open()
+    assert isinstance(listener, PostgresStore)
+    assert listener.wait_for_change(timedelta(milliseconds=10)) is None  # listening from now on
+    with psycopg.connect(PG_URL, autocommit=True) as conn:
+        conn.execute("SELECT pg_notify(%s, %s)", [listener._d.channel, payload])  # type: ignore[attr-defined]
+    assert listener.wait_for_change(timedelta(seconds=10)) == Change(due=None)
 
 
 HOT = [

@@ -7,8 +7,10 @@ is next due (or ``poll``, or until woken). A heartbeat task extends the
 leases of runs still going, so a slow run is never mistaken for a dead one; ``timeout`` bounds runtime.
 
 On a store with ``listen_notify`` a listener thread wakes the loop when another process makes something due
-now (``Store.wait_for_change``); ``poll`` stays the safety net. A pass that fails on the store (the database
-restarting) is logged and tried again after a backoff; outcomes not yet recorded are kept until they are.
+(``Store.wait_for_change``): at once when it is due now, when it falls due if that comes before the loop's own next
+read of what is due, else not at all (that read sees it); ``poll`` stays the safety net. A pass that fails on the
+store (the database restarting) is logged and tried again after a backoff; outcomes not yet recorded are kept until
+they are.
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from msgspec.structs import replace
 from ductape_jobs.clock import Clock, iso_text, monotonic_of, uncertainty
 from ductape_jobs.engine.events import RunObserver, tell_finished, tell_rescued, tell_started
 from ductape_jobs.engine.scheduler import Scheduler
+from ductape_jobs.engine.wakeup import wake_in
 from ductape_jobs.errors import (
     RunTimeoutError,
     StoreError,
@@ -143,6 +146,7 @@ class Worker:
         # can only free slots (the refill and ``_freed`` handle those) or be due later (the sleep after reads).
         self._slept: Wakeups | None = None
         self._pokes = 0  # notify()s so far: a read that one overtook is not kept
+        self._timer: asyncio.TimerHandle | None = None  # a poke set for when something another process wrote is due
         self._wake: asyncio.Event | None = None
         self._stop: asyncio.Event | None = None
         self._serving = False  # run() only (not drain()): a run waits for its thread past its timeout; clock steps
@@ -252,11 +256,34 @@ class Worker:
             if not task.cancelled() and (error := task.exception()) is not None:
                 raise error
 
-    def notify(self) -> None:
-        """Wake the worker now (something was scheduled in this process). Safe from any thread."""
+    def notify(self, due: datetime | None = None) -> None:
+        """Wake the worker: something was written that falls due at ``due`` (``None``: now). Safe from any thread."""
         loop = self._loop
         if loop is not None and self._wake is not None and not loop.is_closed():
-            loop.call_soon_threadsafe(self._poke)
+            loop.call_soon_threadsafe(self._poke if due is None else functools.partial(self._poke_at, due))
+
+    def _poke_at(self, due: datetime) -> None:
+        """``notify(due)``, on the loop: a poke now when ``due`` is (less ``ahead``), by a timer at that time when it
+        comes before this worker's own next read of what is due, else nothing: the read after its sleep (at most a
+        ``poll`` away, twice that when a pass used the read its sleep made before the notice came) sees it. A
+        delayed schedule written elsewhere costs a worker no read of its own (each read was two round trips)."""
+        assert self._loop is not None
+        wait = wake_in(due, self.clock.now(), self._ahead, 2 * self.options.poll)
+        if wait is None:
+            return
+        if wait == 0:
+            self._poke()
+            return
+        at = self._loop.time() + wait
+        if self._timer is not None:
+            if self._timer.when() <= at:
+                return  # an earlier poke is set: the read of the pass it starts sees this one too
+            self._timer.cancel()
+        self._timer = self._loop.call_at(at, self._timed_poke)
+
+    def _timed_poke(self) -> None:
+        self._timer = None
+        self._poke()
 
     def _poke(self) -> None:
         self._pokes += 1
@@ -282,8 +309,8 @@ class Worker:
                     stop.wait(1.0)
                     continue
                 repeats.ok()
-                if changed:
-                    self.notify()
+                if changed is not None:
+                    self.notify(changed.due)
 
         thread = threading.Thread(target=listen, name=f"ductape-listen {self.id}", daemon=True)
         thread.start()
@@ -297,6 +324,9 @@ class Worker:
         self._store_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"ductape-store {self.id}")
 
     def _end(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
         if self._store_thread is not None:
             self._store_thread.shutdown(wait=False)
             self._store_thread = None

@@ -54,6 +54,7 @@ __all__ = [
     "AccessStore",
     "Advance",
     "Capabilities",
+    "Change",
     "DueDelivery",
     "DueSchedule",
     "FeatureStore",
@@ -200,6 +201,13 @@ class Wakeups(Struct, frozen=True):
         return min(known) if known else None
 
 
+class Change(Struct, frozen=True):
+    """What another process's write told the listening workers (``Store.wait_for_change``): something may be due at
+    ``due`` (``None``: now, or the write did not say when)."""
+
+    due: datetime | None = None
+
+
 Planner = Callable[[DueSchedule], Advance]
 
 
@@ -269,10 +277,10 @@ class SchedulingStore(ABC):
     def close(self) -> None: ...
 
     # -- many processes (optional: the defaults suit a store without a server)
-    def wait_for_change(self, timeout: timedelta) -> bool:
-        """Block up to ``timeout`` until another process writes something that may be due now (``True``), else
-        ``False``. Only stores with ``capabilities.listen_notify`` ever return ``True``; a worker still polls."""
-        return False
+    def wait_for_change(self, timeout: timedelta) -> Change | None:
+        """Block up to ``timeout`` until another process writes something that may be due (what it said: ``Change``),
+        else ``None``. Only stores with ``capabilities.listen_notify`` ever return a change; a worker still polls."""
+        return None
 
     def stop_waiting(self) -> None:
         """Release what ``wait_for_change`` holds (its connection); the next call opens it again."""

@@ -46,6 +46,7 @@ from ductape_jobs.resources import Rate, ResourceLimit, own_name, parse_rate
 from ductape_jobs.store.api import ApiCore
 from ductape_jobs.store.base import (
     Capabilities,
+    Change,
     DueSchedule,
     JobCheck,
     Outcome,
@@ -119,7 +120,7 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
             self._d.close()
         self._closed = True
 
-    def wait_for_change(self, timeout: timedelta) -> bool:
+    def wait_for_change(self, timeout: timedelta) -> Change | None:
         self._usable()
         return self._d.wait_for_change(timeout)
 

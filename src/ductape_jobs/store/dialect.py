@@ -33,7 +33,7 @@ from ductape_jobs.errors import NotFoundError, StaleJobError, StoreError, StoreU
 from ductape_jobs.limits import LONE_SURROGATE, has_lone_surrogate
 
 if TYPE_CHECKING:
-    from ductape_jobs.store.base import Capabilities
+    from ductape_jobs.store.base import Capabilities, Change
     from ductape_jobs.store.sql import SchemaState
 
 T = TypeVar("T")
@@ -151,7 +151,7 @@ class Dialect(Protocol):
 
     def close(self) -> None: ...
 
-    def wait_for_change(self, timeout: timedelta) -> bool: ...
+    def wait_for_change(self, timeout: timedelta) -> Change | None: ...
 
     def stop_waiting(self) -> None: ...
 

@@ -13,8 +13,8 @@ from typing import TypeVar
 import psycopg
 
 from ductape_jobs.errors import ValidationError
-from ductape_jobs.store.base import Capabilities, never_prompt
-from ductape_jobs.store.codec import rows_json
+from ductape_jobs.store.base import Capabilities, Change, never_prompt
+from ductape_jobs.store.codec import from_ms, rows_json
 from ductape_jobs.store.dialect import MAKES_ONE, Batches, Params, Row, quoted, unstorable
 from ductape_jobs.store.postgres.connection import Conn, Database, Listener, Statement
 from ductape_jobs.store.postgres.schema import made, migrate, migrated, state
@@ -150,8 +150,29 @@ def _many(name: str, params: Sequence[Params]) -> Statement | None:
     return (Q[name], list(params), True)
 
 
-def _notify_params(channel: str) -> Params:
-    return {"channel": channel, "payload": ""}
+def _notify_params(channel: str, due: str = "") -> Params:
+    """A NOTIFY's: ``due``, the earliest due time the write makes, in Unix ms (``""``: now, or not known)."""
+    return {"channel": channel, "payload": due}
+
+
+def _earliest_due(schedules: Sequence[Params], firsts: Sequence[Params]) -> str:
+    """What a write of ``schedules`` and their first runs tells the listening workers: when the first of them falls
+    due (a first run's ``available_at``, a schedule's next occurrence), so that a worker told of one due later than
+    its next look at the store reads nothing for it (``Worker.notify``)."""
+    due = [f["available_at"] for f in firsts if f["available_at"] is not None]
+    due += [s["next_run_at"] for s in schedules if s["next_run_at"] is not None]
+    return str(min(due)) if due else ""
+
+
+def _due_of(payload: str) -> datetime | None:
+    """The due time a NOTIFY's payload names (``_notify_params``); ``None`` (now) for anything else: an older
+    release's empty payload, another program's text on the channel."""
+    if not (payload.isascii() and payload.isdigit()):
+        return None
+    try:
+        return from_ms(int(payload))
+    except (ValueError, OverflowError, OSError):  # past datetime's range
+        return None
 
 
 def _add_params(
@@ -166,7 +187,7 @@ def _add_params(
         "schedules": rows_json(schedules),
         "keyed": rows_json(keyed),
         "firsts": rows_json(firsts),
-        **_notify_params(channel),
+        **_notify_params(channel, _earliest_due(schedules, firsts)),
     }
 
 
@@ -284,10 +305,11 @@ class PostgresDialect:
         self._listener.close()
         self._db.close()
 
-    def wait_for_change(self, timeout: timedelta) -> bool:
-        """Block until another connection writes something that may be due now (``True``), or ``timeout``
-        passes (``False``). The first call starts listening; notifications sent before it are not seen."""
-        return self._listener.wait(timeout)
+    def wait_for_change(self, timeout: timedelta) -> Change | None:
+        """Block until another connection writes something that may be due (what its NOTIFY said), or ``timeout``
+        passes (``None``). The first call starts listening; notifications sent before it are not seen."""
+        payload = self._listener.wait(timeout)
+        return None if payload is None else Change(_due_of(payload))
 
     def stop_waiting(self) -> None:
         self._listener.close()

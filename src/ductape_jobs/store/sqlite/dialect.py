@@ -16,7 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any, TypeVar
 
 from ductape_jobs.errors import ConflictError, StoreError, ValidationError, WouldWait
-from ductape_jobs.store.base import Capabilities
+from ductape_jobs.store.base import Capabilities, Change
 from ductape_jobs.store.dialect import (
     MAKES_ONE,
     Batches,
@@ -241,7 +241,7 @@ class SQLiteTx:
         self.many("insert_first_run", firsts)
 
     def notify(self) -> None:
-        """Nothing to send: the processes sharing the file poll it (``wait_for_change`` returns ``False``)."""
+        """Nothing to send: the processes sharing the file poll it (``wait_for_change`` returns ``None``)."""
 
     def sync_outbox_triggers(self) -> None:
         """Create the outbox's triggers (``IF NOT EXISTS``) while some webhook or live stream exists, else drop them
@@ -598,8 +598,8 @@ class SQLiteDialect:
                 os.unlink(part)
         return os.path.getsize(to)
 
-    def wait_for_change(self, timeout: timedelta) -> bool:
-        return False  # no server to send notifications: a worker polls
+    def wait_for_change(self, timeout: timedelta) -> Change | None:
+        return None  # no server to send notifications: a worker polls
 
     def stop_waiting(self) -> None:
         return None
