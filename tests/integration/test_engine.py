@@ -384,6 +384,26 @@ def test_cancel_cancels_pending_runs(dt: Ductape, clock: FakeClock) -> None:
     assert run.phase is RunPhase.CANCELLED and len(rec.calls) == 1
 
 
+def test_a_cancel_leaves_a_finished_schedule_completed_and_cancels_a_one_off_whose_run_waits(dt: Ductape) -> None:
+    """A one-off is ``completed`` once its run is made: cancelled before that run starts, the run is cancelled and so
+    is the schedule; cancelled after every run ended, nothing is left to cancel and it stays ``completed`` (it was
+    said ``cancelled``, its record of having finished lost: a new-user probe)."""
+    rec = dt.function("report")(Recorder())
+    job(dt)
+    done = dt.job.schedule(req())
+    dt.drain()
+    waiting = dt.job.schedule(req())
+    assert dt.job.get(waiting.job_id).status is ScheduleStatus.COMPLETED  # its run queued, not started
+    kept = dt.job.cancel(done.job_id, reason="tidy up")
+    assert (kept.status, kept.reason) == (ScheduleStatus.COMPLETED, None)
+    assert [r.phase for r in dt.job.runs(job_id=done.job_id)] == [RunPhase.COMPLETED]
+    stopped = dt.job.cancel(waiting.job_id, reason="not needed")
+    assert (stopped.status, stopped.reason) == (ScheduleStatus.CANCELLED, "cancelled: not needed")
+    dt.drain()
+    assert [r.phase for r in dt.job.runs(job_id=waiting.job_id)] == [RunPhase.CANCELLED]
+    assert len(rec.calls) == 1
+
+
 @pytest.mark.parametrize(
     ("misfire", "expected_runs"),
     [("run_once", 2), ("skip", 1), ("run_all", 11)],
