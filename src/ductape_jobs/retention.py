@@ -162,6 +162,12 @@ def parse_job_keep(value: object, field: str) -> Keep:
                 got = text if len(text) <= 40 else f"{text[:40]}... ({len(text):,} digits)"
                 raise ValidationError(field, f"a number of runs must be between 0 and {MAX_KEEP_RUNS:,} (got {got})")
             return parse_job_keep(int(text), field)
+        if _KEEP.match(text) is None:
+            raise ValidationError(
+                field,
+                f"{_shown(text)} is neither a duration (a number and s, m, h, d or w: 7d, 12h) nor a number of "
+                "runs (100)",
+            )
         return parse_keep(text, field)
     raise ValidationError(field, "must be a duration (7d, 12h, 30m) or a number of runs")
 

@@ -852,6 +852,29 @@ def test_a_commands_help_names_only_options_it_takes() -> None:
         assert shown.exit_code == 0 and not re.search(r"--app(?![\w-])", shown.stdout), (path, shown.stdout)
 
 
+def test_every_option_naming_a_product_takes_both_spellings(store: str) -> None:
+    """A new-user probe: ``ductape runs --product`` and ``ductape resources --product-tag`` were "No such option" (one
+    command spelt it one way, the next the other). Every option naming a product takes both."""
+
+    def leaves(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from leaves(sub, (*path, name)) if hasattr(sub, "commands") else [((*path, name), sub)]
+
+    named = {
+        path: set(p.opts)
+        for path, c in leaves(typer.main.get_command(app))
+        for p in c.params
+        if {"--product", "--product-tag"} & set(p.opts)
+    }
+    assert len(named) > 15 and ("runs",) in named and ("resources",) in named and ("job", "list") in named
+    assert {path: opts for path, opts in named.items() if not {"--product", "--product-tag"} <= opts} == {}
+    for spelling in ("--product", "--product-tag"):
+        shown = cli("runs", spelling, "nope", "--json", "--store", store)
+        assert shown.exit_code == 0 and json.loads(shown.stdout) == [], shown.output
+        shown = cli("resources", spelling, "nope", "--json", "--store", store)
+        assert shown.exit_code == 0, shown.output
+
+
 def test_a_flags_help_shows_no_value_to_give_it() -> None:
     """A new-user probe: ``--help`` showed ``--json <bool>`` (typer 0.29 gives every boolean option a type column),
     and ``ductape runs --json true`` then failed: a flag takes no value."""
@@ -865,6 +888,8 @@ def test_a_flags_help_shows_no_value_to_give_it() -> None:
     assert len(shown) > 30 and any("--json" in line for line in shown[("runs",)])
     said = [line for lines in shown.values() for line in lines if "<bool>" in line]
     assert all("--help" in line for line in said)  # typer 0.29's own --help keeps its <bool>: not ours to set
+    # nor a docstring's markup (a new-user probe: job update's help showed ``--keep-completed default``)
+    assert [line for lines in shown.values() for line in lines if "``" in line] == []
 
 
 def test_version_prints_the_packages_version_without_building_a_command() -> None:

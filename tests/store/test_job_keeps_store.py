@@ -188,10 +188,11 @@ def test_racing_pruners_of_a_counted_job_delete_each_run_once(backend: Backend) 
     [
         ("36501d", "is longer than 36500d"),
         ("800000d", "is longer than 36500d"),
-        ("99999999999999999999d", "is not a duration"),
+        ("99999999999999999999d", "is neither a duration"),
+        ("none", "is neither a duration (a number and s, m, h, d or w: 7d, 12h) nor a number of runs (100)"),
         ("99999999999", "a number of runs must be between 0 and 10,000,000"),
-        ("\u00b2", "is not a duration"),  # a superscript two: a digit to str.isdigit, not to int()
-        ("\uff11\uff12", "is not a duration"),  # fullwidth digits
+        ("\u00b2", "is neither a duration"),  # a superscript two: a digit to str.isdigit, not to int()
+        ("\uff11\uff12", "is neither a duration"),  # fullwidth digits
         (timedelta(days=36_501), "must be at most 36500 days"),
     ],
 )

@@ -41,7 +41,9 @@ def _table(keys: list[ApiKey]) -> Table:
 @apikey_app.command("create")
 def create(
     name: Annotated[str, typer.Option(help="What the key is for (shown in listings).")],
-    product: Annotated[str | None, typer.Option(help="Limit the key to this product_tag.")] = None,
+    product: Annotated[
+        str | None, typer.Option("--product", "--product-tag", help="Limit the key to this product_tag.")
+    ] = None,
     env: Annotated[str | None, typer.Option(help="Limit the key to this env.")] = None,
     scope: Annotated[
         KeyScope,

@@ -58,6 +58,7 @@ ProductOpt = Annotated[
     str | None,
     typer.Option(
         "--product",
+        "--product-tag",
         metavar="TAG",
         help="The product whose jobs to manage (the seeds' product.jobs); none: shared jobs (and every job).",
         show_default=False,

@@ -97,7 +97,9 @@ def _done(run: FeatureRun, as_json: bool) -> None:
 def feature_run(
     tag: Annotated[str, typer.Argument(help="The feature's tag.")],
     env: Annotated[str, typer.Option(help="Environment, e.g. dev.")],
-    product_tag: Annotated[str, typer.Option(help="The product that declares the feature.")],
+    product_tag: Annotated[
+        str, typer.Option("--product-tag", "--product", help="The product that declares the feature.")
+    ],
     input_: Annotated[str | None, typer.Option("--input", help="The feature's input, a JSON object.")] = None,
     session: Annotated[str | None, typer.Option(help="A session token, 'tag:jwt'.")] = None,
     store: StoreOpt = None,
@@ -141,7 +143,9 @@ def feature_show(run_id: str, store: StoreOpt = None, app_: AppOpt = None, as_js
 def feature_runs(
     feature: Annotated[str | None, typer.Option(help="Only this feature's runs.")] = None,
     status: Annotated[str | None, typer.Option(help="running, completed or failed.")] = None,
-    product_tag: Annotated[str | None, typer.Option(help="Only this product's runs.")] = None,
+    product_tag: Annotated[
+        str | None, typer.Option("--product-tag", "--product", help="Only this product's runs.")
+    ] = None,
     env: Annotated[str | None, typer.Option(help="Only this env's runs.")] = None,
     limit: Annotated[int, typer.Option(help="At most N, newest first.")] = 50,
     after: Annotated[

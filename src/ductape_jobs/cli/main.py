@@ -228,7 +228,10 @@ def job_show(
 
 KeepOpt = Annotated[
     str | None,
-    typer.Option(help="This job's retention of such runs: a duration (7d, 12h) or how many of the newest (100)."),
+    typer.Option(
+        help="This job's retention of such runs: a duration (7d, 12h) or how many of the newest (100); on update, "
+        "default: the client's."
+    ),
 ]
 
 
@@ -296,8 +299,8 @@ def job_update(
     app_: AppOpt = None,
     as_json: JsonOpt = False,
 ) -> None:
-    """Change a job definition's fields (the seeds' job.update); the tag and product stay. ``--keep-completed
-    default`` gives the job back to the client's retention."""
+    """Change a job definition's fields (the seeds' job.update); the tag and product stay. --keep-completed default
+    (or --keep-failed default) gives the job back to the client's retention."""
     given = {"name": name, "event_type": event_type, "event_tag": event_tag, "executions": executions,
              "intervals": intervals, "start_at": start_at, "resources": resource, "concurrency": concurrency,
              "rate": rate, "priority": priority}  # fmt: skip
@@ -331,7 +334,7 @@ def _jobs(dt: Ductape, product: str | None) -> Jobs:
 def schedule(
     event: Annotated[str, typer.Option(help="The job tag to run.")],
     env: Annotated[str, typer.Option(help="Environment, e.g. prd.")],
-    product_tag: Annotated[str, typer.Option(help="The product's tag.")],
+    product_tag: Annotated[str, typer.Option("--product-tag", "--product", help="The product's tag.")],
     start_at: Annotated[
         str | None,
         typer.Option(help="Unix seconds/ms or ISO 8601; 0 = now; absent = the job's start_at (now if it has none)."),
@@ -392,7 +395,9 @@ def schedule(
 def schedules(
     status: Annotated[str | None, typer.Option(help="active, paused, cancelled or completed.")] = None,
     job: Annotated[str | None, typer.Option(help="Only this job tag's schedules.")] = None,
-    product_tag: Annotated[str | None, typer.Option(help="Only this product's schedules.")] = None,
+    product_tag: Annotated[
+        str | None, typer.Option("--product-tag", "--product", help="Only this product's schedules.")
+    ] = None,
     env: Annotated[str | None, typer.Option(help="Only this environment's schedules.")] = None,
     limit: Annotated[int, typer.Option(help="At most N, newest first.")] = 100,
     after: Annotated[str | None, typer.Option(help="The schedules past this job_id (the last one shown).")] = None,
@@ -495,7 +500,9 @@ def runs(
     phase: Annotated[str | None, typer.Option(help="scheduled, queued, running, completed, failed, ...")] = None,
     job_id: Annotated[str | None, typer.Option(help="Only this schedule's runs.")] = None,
     job: Annotated[str | None, typer.Option(help="Only this job tag's runs.")] = None,
-    product_tag: Annotated[str | None, typer.Option(help="Only this product's runs.")] = None,
+    product_tag: Annotated[
+        str | None, typer.Option("--product-tag", "--product", help="Only this product's runs.")
+    ] = None,
     env: Annotated[str | None, typer.Option(help="Only this environment's runs.")] = None,
     since: Annotated[
         str | None, typer.Option(help="Runs due at or after this time: Unix seconds/ms or ISO 8601.")

@@ -18,7 +18,9 @@ if TYPE_CHECKING:
 
 
 def resources(
-    product: Annotated[str | None, typer.Option(help="Only this product's resources.")] = None,
+    product: Annotated[
+        str | None, typer.Option("--product", "--product-tag", help="Only this product's resources.")
+    ] = None,
     waiting: Annotated[bool, flag("--waiting", help="Also list the runs a limit holds back.")] = False,
     store: StoreOpt = None,
     app_: AppOpt = None,

@@ -24,7 +24,9 @@ session_app = typer.Typer(
 #: store it is), the command opens none (a SQLite file was made where there was none).
 _NO_STORE = "sqlite:///:memory:"
 EnvOpt = Annotated[str, typer.Option(help="Environment, e.g. dev (its session_secret signs the token).")]
-ProductTagOpt = Annotated[str, typer.Option(help="The product that declares the session.")]
+ProductTagOpt = Annotated[
+    str, typer.Option("--product-tag", "--product", help="The product that declares the session.")
+]
 
 
 @session_app.command("start")

@@ -77,7 +77,9 @@ def _deliveries(items: list[WebhookDelivery]) -> Table:
 
 @webhook_app.command("create")
 def webhook_create(
-    product_tag: Annotated[str, typer.Option(help="The product whose events to send (every env of it).")],
+    product_tag: Annotated[
+        str, typer.Option("--product-tag", "--product", help="The product whose events to send (every env of it).")
+    ],
     url: Annotated[str, typer.Option(help="Where to POST them: an http(s) URL of a public address.")],
     event: Annotated[
         list[str] | None, typer.Option("--event", help=f"An event to send (repeatable): {', '.join(EVENTS)}.")
@@ -108,7 +110,9 @@ def webhook_create(
 
 @webhook_app.command("list")
 def webhook_list(
-    product_tag: Annotated[str | None, typer.Option(help="Only this product's webhooks.")] = None,
+    product_tag: Annotated[
+        str | None, typer.Option("--product-tag", "--product", help="Only this product's webhooks.")
+    ] = None,
     store: StoreOpt = None,
     app_: AppOpt = None,
     as_json: JsonOpt = False,
