@@ -284,6 +284,27 @@ def test_a_write_of_schedules_tells_listeners_when_the_first_of_them_falls_due(p
     assert listener.wait_for_change(timedelta(milliseconds=50)) is None
 
 
+def test_notices_read_together_are_each_heard_the_earliest_or_now_winning(pg_backend: Backend) -> None:
+    """A review: the listener kept the first notification of a read and dropped the rest, so a far schedule's notice
+    read with a due-now one behind it (two commits between two waits, or a schedule_many's parts) hid the due-now
+    one, and a worker ignoring the far one started the due run a poll late."""
+    listener, writer = pg_backend.open(), pg_backend.open()
+    writer.create_job(job(), T0)
+    assert listener.wait_for_change(timedelta(milliseconds=10)) is None  # listening from now on
+    writer.add_schedules([schedule("far", T0 + 60 * MIN)], [])
+    writer.add_schedules([schedule("now", T0 + MIN)], [run("now", T0)])
+    writer.add_schedules([schedule("soon", T0 + 5 * MIN)], [])
+    time.sleep(0.3)  # all three delivered before the listener reads: one read holds them
+    heard: list[Change] = []
+    while (change := listener.wait_for_change(timedelta(milliseconds=300))) is not None:
+        heard.append(change)
+    assert heard == [Change(due=T0)]  # the earliest of the three
+    writer.add_schedules([schedule("later", T0 + 9 * MIN)], [])
+    writer.trigger("far", run("far", T0 + 2 * MIN))  # said as now
+    time.sleep(0.3)
+    assert listener.wait_for_change(timedelta(seconds=10)) == Change(due=None)
+
+
 @pytest.mark.parametrize("payload", ["", "soon", "\uff11\uff12", "-5", "9" * 40, "9" * 5000])
 def test_a_notification_whose_payload_names_no_time_is_taken_as_due_now(pg_backend: Backend, payload: str) -> None:
     """An older release's empty payload, or another program's text on the channel: wake now (nothing is missed)."""

@@ -519,20 +519,19 @@ class Listener:
         self._conn: psycopg.Connection[Any] | None = None
         self._lock = threading.Lock()
 
-    def wait(self, timeout: timedelta) -> str | None:
-        """The payload of the next notification once it arrives, ``None`` after ``timeout``."""
+    def wait(self, timeout: timedelta) -> list[str]:
+        """The payloads of the notifications read once one arrives (all that one read of the socket holds: a
+        notification left in psycopg's generator would be lost), none after ``timeout``."""
         with self._lock:
             try:
                 if self._conn is None or self._conn.closed:
                     self._conn = psycopg.connect(self.conninfo, autocommit=True)
                     self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
-                for notification in self._conn.notifies(timeout=timeout.total_seconds(), stop_after=1):
-                    return notification.payload
+                return [n.payload for n in self._conn.notifies(timeout=timeout.total_seconds(), stop_after=1)]
             except psycopg.Error as exc:
                 self._close()
                 shown = mask_connection_url(str(exc), self.conninfo)
                 raise StoreError(f"PostgreSQL store: LISTEN failed: {shown}") from exc
-            return None
 
     def close(self) -> None:
         with self._lock:

@@ -308,8 +308,12 @@ class PostgresDialect:
     def wait_for_change(self, timeout: timedelta) -> Change | None:
         """Block until another connection writes something that may be due (what its NOTIFY said), or ``timeout``
         passes (``None``). The first call starts listening; notifications sent before it are not seen."""
-        payload = self._listener.wait(timeout)
-        return None if payload is None else Change(_due_of(payload))
+        payloads = self._listener.wait(timeout)
+        if not payloads:
+            return None
+        dues = [_due_of(p) for p in payloads]  # several read at once: the earliest, or now if one said now
+        known = [due for due in dues if due is not None]
+        return Change(min(known) if len(known) == len(dues) else None)
 
     def stop_waiting(self) -> None:
         self._listener.close()
