@@ -32,7 +32,7 @@ from ductape_jobs import (
 )
 from ductape_jobs.api.ops import Metrics
 from ductape_jobs.engine.worker import Worker
-from ductape_jobs.errors import WouldWait
+from ductape_jobs.errors import ConflictError, WouldWait
 from ductape_jobs.models import DispatchResult
 from ductape_jobs.retention import Retention
 from ductape_jobs.testing import Sandbox
@@ -384,24 +384,22 @@ def test_cancel_cancels_pending_runs(dt: Ductape, clock: FakeClock) -> None:
     assert run.phase is RunPhase.CANCELLED and len(rec.calls) == 1
 
 
-def test_a_cancel_leaves_a_finished_schedule_completed_and_cancels_a_one_off_whose_run_waits(dt: Ductape) -> None:
-    """A one-off is ``completed`` once its run is made: cancelled before that run starts, the run is cancelled and so
-    is the schedule; cancelled after every run ended, nothing is left to cancel and it stays ``completed`` (it was
-    said ``cancelled``, its record of having finished lost: a new-user probe)."""
+def test_a_cancel_of_a_finished_schedule_is_for_good(dt: Ductape) -> None:
+    """A review: a cancel that left a completed schedule ``completed`` (to keep its record of having finished) let a
+    trigger run it again and a new repeat make it active. Cancelled from any state, it runs nothing more; its runs'
+    history stays."""
     rec = dt.function("report")(Recorder())
     job(dt)
     done = dt.job.schedule(req())
     dt.drain()
-    waiting = dt.job.schedule(req())
-    assert dt.job.get(waiting.job_id).status is ScheduleStatus.COMPLETED  # its run queued, not started
-    kept = dt.job.cancel(done.job_id, reason="tidy up")
-    assert (kept.status, kept.reason) == (ScheduleStatus.COMPLETED, None)
-    assert [r.phase for r in dt.job.runs(job_id=done.job_id)] == [RunPhase.COMPLETED]
-    stopped = dt.job.cancel(waiting.job_id, reason="not needed")
-    assert (stopped.status, stopped.reason) == (ScheduleStatus.CANCELLED, "cancelled: not needed")
+    cancelled = dt.job.cancel(done.job_id, reason="for good")
+    assert (cancelled.status, cancelled.reason) == (ScheduleStatus.CANCELLED, "cancelled: for good")
+    with pytest.raises(ConflictError):
+        dt.job.trigger(done.job_id)
+    with pytest.raises(ConflictError):
+        dt.job.reschedule(done.job_id, {"every": 60_000})
     dt.drain()
-    assert [r.phase for r in dt.job.runs(job_id=waiting.job_id)] == [RunPhase.CANCELLED]
-    assert len(rec.calls) == 1
+    assert [r.phase for r in dt.job.runs(job_id=done.job_id)] == [RunPhase.COMPLETED] and len(rec.calls) == 1
 
 
 @pytest.mark.parametrize(

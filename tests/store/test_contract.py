@@ -180,30 +180,6 @@ def test_a_job_with_a_live_schedule_cannot_be_deleted(store: Store, status: Sche
     assert store.get_job("", "report") is None
 
 
-def test_a_cancel_of_a_finished_schedule_changes_it_only_while_a_run_of_it_has_not_ended(store: Store) -> None:
-    """A completed schedule (a one-off once its run is made, a repeat past its last) whose runs all ended is left as
-    it is by a cancel (it was said ``cancelled``, its record of having finished lost); one with a run queued,
-    waiting to retry or running is cancelled, and its runs that have not started with it."""
-    finished = {"status": ScheduleStatus.COMPLETED}
-    queued_s, (queued,) = setup(store, T0 + MIN, **finished)
-    done_s, (done,) = setup(store, T0, **finished)
-    running_s, (running,) = setup(store, T0, **finished)
-    claimed = {r.id: r for r in store.acquire_runs("w1", 5, timedelta(minutes=1), T0)}
-    assert set(claimed) == {done, running}
-    store.finish_runs([ok(claimed[done])], T0)
-    cancel = ScheduleChange(
-        status=ScheduleStatus.CANCELLED, reason="cancelled: x", next_run_at=None, cancel_pending=True
-    )
-
-    kept = store.update_schedule(done_s.id, T0 + MIN, cancel)
-    assert kept == store.get_schedule(done_s.id) and (kept.status, kept.reason) == (ScheduleStatus.COMPLETED, None)
-    for schedule_id in (queued_s.id, running_s.id):
-        assert store.update_schedule(schedule_id, T0 + MIN, cancel).status is ScheduleStatus.CANCELLED
-    assert (run_of(store, queued).phase, run_of(store, queued).error) == (RunPhase.CANCELLED, "cancelled: x")
-    assert run_of(store, running).phase is RunPhase.RUNNING  # it finishes, and makes no retry
-    assert run_of(store, done).phase is RunPhase.COMPLETED
-
-
 def test_deleting_a_job_cancels_its_finished_schedules_runs_that_have_not_started(store: Store) -> None:
     """A new-user probe: a one-off's schedule is ``completed`` once its run is made, so deleting its job left the
     queued run (and a run waiting to retry) to run later, for a job that no longer was. They are cancelled with the

@@ -387,9 +387,7 @@ class SchedulingStore(ABC):
     @abstractmethod
     def update_schedule(self, schedule_id: str, now: datetime, change: ScheduleChange | Replan) -> Schedule:
         """Apply ``change`` to a schedule's state or timing (status, reason, next_run_at, cron, tz, every, limit,
-        ...). With ``change.cancel_pending`` its runs that have not started are cancelled too, and a ``completed``
-        schedule none of whose runs is left (queued, waiting, running) is answered as it is: nothing of it is left to
-        cancel, and its record of having finished is kept. ``change`` may be
+        ...). With ``change.cancel_pending`` its runs that have not started are cancelled too. ``change`` may be
         a ``Replan``: the change made from the schedule as it is, read in the same transaction, under its lock
         (what it raises, a ``ConflictError`` for a status that refuses the change, is raised and nothing is
         written), so that two calls at once (a ``cancel`` and a ``resume``) take turns, each seeing the other's.

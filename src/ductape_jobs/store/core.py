@@ -278,8 +278,6 @@ class SQLStore(ApiCore, FeatureCore, LimitsCore, OutboxCore, ReportsCore, Retent
                 if tries > 1:  # tried again after a lost connection: the try before may have made it (a pause
                     return current  # refuses the pause it made, a resume the tick that followed it): as made
                 raise
-            if made.cancel_pending and current.status is ScheduleStatus.COMPLETED and not _holds_runs(tx, schedule_id):
-                return current  # finished, every run ended: nothing of it is left to cancel, and it stays completed
             values = schedule_change_params(made)
             if values is not None:
                 tx.run("update_schedule", {**values, "id": schedule_id, "now": ms(now)})
@@ -623,11 +621,6 @@ def _schedule_rows(part: SchedulePart) -> tuple[list[Params], list[Params], list
             raise NotFoundError("schedule", run.schedule_id)
         firsts.append({**row, **new_run_params(run, run.scheduled_at), "now": row["created_at"]})
     return checks, list(rows.values()), keyed, firsts
-
-
-def _holds_runs(tx: Tx, schedule_id: str) -> bool:
-    """Whether a run of the schedule has not ended (not started, waiting for its turn, or running)."""
-    return bool(tx.all("overlap_state", {"ids": [schedule_id]}))
 
 
 def _claim_params(
