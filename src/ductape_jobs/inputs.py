@@ -367,7 +367,7 @@ class RepeatOptions(_Input):
 def _end_of_day(value: object, tz: object) -> datetime | None:
     """The last millisecond (the store's unit) of the day ``value`` names, a ``date`` or ``YYYY-MM-DD`` text, in
     the zone ``tz``; ``None`` for anything else (a time, or what the fields' own checks refuse)."""
-    if isinstance(value, str) and re.fullmatch(r"\d{4}-\d{2}-\d{2}", value.strip()):
+    if isinstance(value, str) and re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value.strip()):
         try:
             value = date.fromisoformat(value.strip())
         except ValueError:

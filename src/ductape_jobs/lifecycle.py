@@ -177,7 +177,7 @@ def lifecycle_event(
     return kind(seq, product_tag, job_id, run_id, at, values, txid)
 
 
-_POSITION = re.compile(r"(\d{1,18})-(\d{1,18})-(\d{1,18})")
+_POSITION = re.compile(r"([0-9]{1,18})-([0-9]{1,18})-([0-9]{1,18})")  # ASCII digits only
 
 
 class StreamPosition(Struct, frozen=True, order=True):

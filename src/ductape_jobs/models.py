@@ -182,7 +182,7 @@ def to_utc(value: object, *, allow_zero: bool = True) -> datetime | None:  # noq
         text = value.strip()
         if len(text) > 64:
             raise ValueError("is too long for a timestamp or an ISO 8601 date-time")
-        if re.fullmatch(r"\d+(\.\d+)?", text):
+        if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text):  # ASCII digits: float() and int() read Arabic-Indic ones too
             return to_utc(float(text) if "." in text else int(text), allow_zero=allow_zero)
         try:
             parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))

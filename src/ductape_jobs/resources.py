@@ -44,7 +44,7 @@ _UNITS = {
 }
 _DIGITS = 12
 _MS = timedelta(milliseconds=1)
-_RATE = re.compile(r"^\s*(\d+)\s*(?:/|per)\s*(\d*)\s*([a-z]+)\s*$")
+_RATE = re.compile(r"^\s*([0-9]+)\s*(?:/|per)\s*([0-9]*)\s*([a-z]+)\s*$")  # ASCII digits: int() reads others
 
 
 class Rate(Struct, frozen=True):

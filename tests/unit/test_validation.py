@@ -823,3 +823,40 @@ def test_a_job_given_intervals_says_how_many_runs(dt: Ductape) -> None:
     assert dt.job.fetch_all() == []
     assert dt.job.create(details).executions == 0  # runs once: no intervals, no executions needed
     assert dt.job.create({**details, "tag": "sync2", "intervals": 60_000, "executions": 0}).executions == 0
+
+
+#: Digits that Python's int() and float() read and a caller did not write in ASCII (Arabic-Indic, fullwidth).
+NOT_ASCII = [
+    "\u0661\u0667\u0669\u0669\u0669\u0669\u0669\u0669\u0669\u0669",
+    "\uff11\uff17\uff19\uff19\uff19\uff19\uff19\uff19\uff19\uff19",
+]
+
+
+@pytest.mark.parametrize("digits", NOT_ASCII)
+def test_numbers_in_text_take_ascii_digits_only(jdt: Ductape, digits: str) -> None:
+    """A hostile-input probe: a ``start_at`` of Arabic-Indic digits made a schedule for 2027 and such a ``rate`` was
+    stored as ``1/s`` (int() and float() read any Unicode digit), while every other number of the API refused them."""
+    before = snapshot(jdt)
+    with pytest.raises(ValidationError) as refused:
+        jdt.job.schedule(req(start_at=digits))
+    assert refused.value.field == "start_at" and "is not a Unix timestamp" in str(refused.value)
+    with pytest.raises(ValidationError) as refused:
+        jdt.job.runs(since=digits)
+    assert refused.value.field == "since"
+    with pytest.raises(ValidationError) as refused:
+        jdt.job.create(job("limited", rate=f"{digits[:1]}/s"))
+    assert refused.value.field == "rate" and "is not a rate" in str(refused.value)
+    with pytest.raises(ValidationError) as refused:
+        jdt.job.schedule(req(repeat={"every": 60_000, "endDate": f"{digits[:4]}-01-01"}))
+    assert refused.value.field == "repeat.endDate"
+    assert snapshot(jdt) == before  # nothing written
+    assert jdt.job.schedule(req(start_at="1799999999")).scheduled_at == datetime(2027, 1, 15, 7, 59, 59, tzinfo=UTC)
+
+
+def test_a_stream_position_takes_ascii_digits_only() -> None:
+    from ductape_jobs.lifecycle import StreamPosition
+
+    assert StreamPosition.parse("1-2-3") == StreamPosition(1, 2, 3)
+    with pytest.raises(ValidationError) as refused:
+        StreamPosition.parse("\uff11-2-3", "last_event_id")
+    assert refused.value.field == "last_event_id"

@@ -77,7 +77,7 @@ POOL_MIN, POOL_MAX = 1, 8  # a pool's connections when the URL does not say
 #: back to back (a copy's two, which wait for each other, turn it off: transfer.sql): one ended this way is a
 #: connection lost, tried again as such (module doc).
 IDLE_IN_TRANSACTION = timedelta(seconds=5)
-_WHOLE = re.compile(r"\s*[-+]?\d{1,9}\s*")  # as libpq reads an integer parameter
+_WHOLE = re.compile(r"\s*[-+]?[0-9]{1,9}\s*")  # as libpq reads an integer parameter
 #: Raised by the store's own SQL functions when a job check fails (migration 19): the tag, and why as the detail.
 JOB_CHECK_FAILED = "DJ001"
 #: Each pool's number, in its name (``ductape-jobs-1``): what psycopg_pool's log lines name.
