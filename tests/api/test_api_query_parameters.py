@@ -54,3 +54,25 @@ def test_a_parameter_given_twice_is_refused_not_read_as_its_last(api: Api) -> No
         ("phase", "is given 2 times; give it once")
     ]
     assert api.client().get("/runs?phase=failed").status_code == 200
+
+
+def test_a_body_s_name_given_twice_is_refused_not_read_as_its_last(api: Api) -> None:
+    """A hostile-input probe: ``{"name": "a", "name": "b"}`` renamed the job "b" without a word, and ``{"env": "prd",
+    "env": "x"}`` was read as ``x`` (a proxy's reader may take the first). Refused at any depth, naming the name, and
+    nothing is written."""
+    c = api.client()
+    assert c.post("/jobs", json=JOB).status_code == 201
+    head = {"content-type": "application/json"}
+    renamed = c.patch("/jobs/report", content=b'{"name": "a", "name": "b"}', headers=head)
+    assert problems(renamed) == [("name", "is given 2 times in one object; give it once")]
+    env = f'"env": "{SHOP["env"]}", "env": "x", "product_tag": "{SHOP["product_tag"]}", "event": "report"'
+    assert problems(c.post("/schedule", content=("{" + env + "}").encode(), headers=head))[0][0] == "env"
+    nested = f'{{"env": "{SHOP["env"]}", "product_tag": "{SHOP["product_tag"]}", "event": "report", '
+    nested += '"input": {"to": "a", "cc": "b", "to": "c", "to": "d"}}'
+    assert problems(c.post("/schedule", content=nested.encode(), headers=head)) == [
+        ("to", "is given 3 times in one object; give it once")
+    ]
+    batch = f'[{{"env": "{SHOP["env"]}", "product_tag": "{SHOP["product_tag"]}", "event": "report", "event": "x"}}]'
+    assert problems(c.post("/schedule/batch", content=batch.encode(), headers=head))[0][0] == "event"
+    assert [j.name for j in api.dt.job.fetch_all()] == ["Report"] and api.dt.job.list() == []
+    assert c.post("/schedule", json=SHOP).status_code in (200, 201)  # each name once

@@ -120,15 +120,30 @@ async def _body(request: Request) -> bytes:
 def _parse_json(raw: bytes) -> Any:
     try:
         try:
-            return json.loads(raw)
+            return json.loads(raw, object_pairs_hook=_object)
         except ValueError as exc:  # an integer of more digits than Python converts: read again, each such one past
-            if "int_max_str_digits" not in str(exc):  # every bound (a hook on every integer costs a parse twice)
-                raise
-            return json.loads(raw, parse_int=_int)
+            if isinstance(exc, ValidationError) or "int_max_str_digits" not in str(exc):  # every bound (a hook on
+                raise  # every integer costs a parse twice)
+            return json.loads(raw, parse_int=_int, object_pairs_hook=_object)
     except RecursionError:
         raise ValidationError("body", f"nests deeper than {MAX_DEPTH} levels") from None
+    except ValidationError:
+        raise
     except ValueError as exc:  # not UTF-8, not JSON
         raise ValidationError("body", f"is not valid JSON: {exc}") from None
+
+
+def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    """A JSON object whose every name is given once: ``{"env": "prd", "env": "x"}`` was read as its last value alone
+    (another reader, a proxy's, may take the first), so it is refused naming the key, as a query parameter given
+    twice is."""
+    made = dict(pairs)
+    if len(made) < len(pairs):
+        names = [name for name, _ in pairs]
+        twice = next(name for name in names if names.count(name) > 1)
+        shown = twice[:100] + "…" if len(twice) > 100 else twice or "(an empty name)"
+        raise ValidationError(shown, f"is given {names.count(twice)} times in one object; give it once")
+    return made
 
 
 #: What an integer of more digits than Python converts (4,300) is read as: a number past every bound the fields
