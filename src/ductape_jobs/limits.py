@@ -17,7 +17,7 @@ from enum import Enum
 from typing import Any, TypeVar
 from urllib.parse import quote
 
-from ductape_jobs.errors import ValidationError
+from ductape_jobs.errors import ValidationError, field_path
 
 E = TypeVar("E", bound=Enum)
 
@@ -398,6 +398,87 @@ _ESCAPES = {
 }
 
 
+def read_json(raw: str | bytes, field: str, *, root: str = "") -> Any:
+    """A caller's JSON text (an HTTP body, the CLI's ``--input``, a ``schedule-many`` file), read by one rule: text
+    that is not JSON, or nests too deep for the decoder (it recurses once a level), is a ``ValidationError`` naming
+    ``field``; an integer of more digits than Python converts is read as one past every bound (the field holding it
+    is then named by the bounds' checks, not the whole text called invalid); a name given twice in one object is a
+    ``ValidationError`` naming its path under ``root`` (``[3].event``, ``--input.to``): it was read as its last
+    value, where another reader (a proxy's) may take the first. The depth the engine takes (``MAX_DEPTH``) is
+    checked with the rest of the bounds where the value is used."""
+    twice: list[_Twice] = []
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        made = dict(items)
+        if len(made) == len(items):
+            return made
+        seen: set[str] = set()
+        name = ""
+        for key, _ in items:  # one pass, and one to count it: a count per name was quadratic (a review)
+            if key in seen:
+                name = key
+                break
+            seen.add(key)
+        flagged = _Twice(made, name, sum(key == name for key, _ in items))
+        twice.append(flagged)
+        return flagged
+
+    try:
+        try:
+            data = json.loads(raw, object_pairs_hook=pairs)
+        except ValueError as exc:
+            if "int_max_str_digits" not in str(exc):
+                raise
+            twice.clear()
+            data = json.loads(raw, parse_int=_past_bounds, object_pairs_hook=pairs)
+    except RecursionError:
+        raise ValidationError(field, f"nests deeper than {MAX_DEPTH} levels") from None
+    except ValueError as exc:  # not UTF-8, not JSON
+        raise ValidationError(field, f"is not valid JSON: {exc}") from None
+    if twice:
+        raise _given_twice(data, root)
+    return data
+
+
+class _Twice(dict[str, Any]):
+    """An object of ``read_json``'s in which ``name`` (the first repeated) was given ``count`` times."""
+
+    def __init__(self, made: dict[str, Any], name: str, count: int) -> None:
+        super().__init__(made)
+        self.name, self.count = name, count
+
+
+#: What an integer of more digits than Python converts (4,300) is read as: a number past every bound the fields
+#: set, so that the field that holds it is named with its rule (``input.n: is beyond a signed 64-bit integer``).
+_PAST_EVERY_BOUND = 2**64
+
+
+def _past_bounds(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        return -_PAST_EVERY_BOUND if text.startswith("-") else _PAST_EVERY_BOUND
+
+
+def _given_twice(data: Any, root: str) -> ValidationError:
+    """The error of the first object (depth first, in document order) in which a name was given twice, naming the
+    name by its path (shown as ``visible`` shows text, cut past 100 characters). A walk with a stack of its own: the
+    text may nest as deep as the decoder took."""
+    stack: list[tuple[Any, tuple[str | int, ...]]] = [(data, ())]
+    while stack:
+        node, keys = stack.pop()
+        if isinstance(node, _Twice):
+            name = visible(node.name[:100]) + ("…" if len(node.name) > 100 else "") if node.name else "(an empty name)"
+            return ValidationError(
+                field_path(root, *keys, name), f"is given {node.count} times in one object; give it once"
+            )
+        if isinstance(node, dict):
+            stack.extend((value, (*keys, key)) for key, value in reversed(node.items()))
+        elif isinstance(node, list):
+            stack.extend((value, (*keys, i)) for i, value in reversed(list(enumerate(node))))
+    raise AssertionError("read_json flagged an object it did not return")  # pragma: no cover
+
+
 def visible(text: str) -> str:
     """``text`` with every control character but newline and tab written as its escape (ESC as ``\\x1b``, CSI as
     ``\\x9b``): what is shown never drives the terminal (a job named ``\\x1b]0;owned\\x07`` would retitle it, a
@@ -466,6 +547,7 @@ __all__ = [
     "header_breaks",
     "number_rule",
     "printable_rule",
+    "read_json",
     "seconds_rule",
     "span_text",
     "visible",

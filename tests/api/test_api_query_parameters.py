@@ -58,8 +58,8 @@ def test_a_parameter_given_twice_is_refused_not_read_as_its_last(api: Api) -> No
 
 def test_a_body_s_name_given_twice_is_refused_not_read_as_its_last(api: Api) -> None:
     """A hostile-input probe: ``{"name": "a", "name": "b"}`` renamed the job "b" without a word, and ``{"env": "prd",
-    "env": "x"}`` was read as ``x`` (a proxy's reader may take the first). Refused at any depth, naming the name, and
-    nothing is written."""
+    "env": "x"}`` was read as ``x`` (a proxy's reader may take the first). Refused at any depth, naming the name by
+    its path (a control character in it shown escaped), and nothing is written."""
     c = api.client()
     assert c.post("/jobs", json=JOB).status_code == 201
     head = {"content-type": "application/json"}
@@ -70,9 +70,13 @@ def test_a_body_s_name_given_twice_is_refused_not_read_as_its_last(api: Api) -> 
     nested = f'{{"env": "{SHOP["env"]}", "product_tag": "{SHOP["product_tag"]}", "event": "report", '
     nested += '"input": {"to": "a", "cc": "b", "to": "c", "to": "d"}}'
     assert problems(c.post("/schedule", content=nested.encode(), headers=head)) == [
-        ("to", "is given 3 times in one object; give it once")
+        ("input.to", "is given 3 times in one object; give it once")
     ]
-    batch = f'[{{"env": "{SHOP["env"]}", "product_tag": "{SHOP["product_tag"]}", "event": "report", "event": "x"}}]'
-    assert problems(c.post("/schedule/batch", content=batch.encode(), headers=head))[0][0] == "event"
+    one = f'{{"env": "{SHOP["env"]}", "product_tag": "{SHOP["product_tag"]}", "event": "report"}}'
+    twice = f'{{"env": "{SHOP["env"]}", "product_tag": "{SHOP["product_tag"]}", "event": "report", "event": "x"}}'
+    batch = f"[{one}, {one}, {twice}]"
+    assert problems(c.post("/schedule/batch", content=batch.encode(), headers=head))[0][0] == "[2].event"
+    ugly = '{"input": {"\\u001b[2J": 1, "\\u001b[2J": 2}, ' + one[1:]
+    assert problems(c.post("/schedule", content=ugly.encode(), headers=head))[0][0] == "input.\\x1b[2J"
     assert [j.name for j in api.dt.job.fetch_all()] == ["Report"] and api.dt.job.list() == []
     assert c.post("/schedule", json=SHOP).status_code in (200, 201)  # each name once

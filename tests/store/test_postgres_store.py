@@ -26,7 +26,7 @@ from ductape_jobs.models import NewRun, RunFilter, RunPhase, Schedule, ScheduleS
 from ductape_jobs.store import Advance, DueSchedule, open_store
 from ductape_jobs.store.base import Change
 from ductape_jobs.store.postgres import PostgresStore
-from ductape_jobs.store.postgres.connection import POOL_LINES_EVERY
+from ductape_jobs.store.postgres.connection import POOL_LINES_EVERY, Listener
 
 T0 = datetime(2026, 3, 2, 12, 0, tzinfo=UTC)
 MIN = timedelta(minutes=1)
@@ -303,6 +303,32 @@ def test_notices_read_together_are_each_heard_the_earliest_or_now_winning(pg_bac
     writer.trigger("far", run("far", T0 + 2 * MIN))  # said as now
     time.sleep(0.3)
     assert listener.wait_for_change(timedelta(seconds=10)) == Change(due=None)
+
+
+def test_a_listener_whose_server_never_answers_gives_up_within_seconds_not_libpq_s_130() -> None:
+    """A review: the listener's connection had no connect_timeout, so a worker stopping while its database's host
+    dropped packets waited up to libpq's 130 s to join its listener. A socket that accepts and never answers."""
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)  # the handshake completes; nothing is ever said
+    try:
+        listener = Listener(f"postgresql://postgres@127.0.0.1:{silent.getsockname()[1]}/test", "ductape_jobs_x")
+        ended: list[BaseException | list[str]] = []
+
+        def wait() -> None:
+            try:
+                ended.append(listener.wait(timedelta(milliseconds=500)))
+            except BaseException as exc:
+                ended.append(exc)
+
+        waiting = threading.Thread(target=wait, daemon=True)
+        waiting.start()
+        waiting.join(timeout=20)
+        assert not waiting.is_alive(), "the listener still waits for a server that never answers"
+        assert len(ended) == 1 and isinstance(ended[0], StoreError) and "LISTEN failed" in str(ended[0])
+        listener.close()
+    finally:
+        silent.close()
 
 
 @pytest.mark.parametrize("payload", ["", "soon", "\uff11\uff12", "-5", "9" * 40, "9" * 5000])

@@ -90,6 +90,11 @@ def test_a_refused_store_url_is_named_without_its_password(url: str) -> None:
         ("sslmode=disable&sslmode=require", "'sslmode' is given more than once"),
         # libpq reads it only in the pool (the first probe sets its own): 10 s of retries, then a vague reason
         ("connect_timeout=abc", "connect_timeout='abc' must be a whole number of seconds"),
+        # a review: int() and float() read digits that are not ASCII, and underscores
+        ("pool_max=\u0665", "pool_max='\u0665'"),
+        ("pool_min=\uff12", "pool_min='\uff12'"),
+        ("pool_timeout=\u0661\u0660", "pool_timeout='\u0661\u0660'"),
+        ("pool_max=1_0", "pool_max='1_0'"),
     ],
 )
 def test_postgres_urls_with_unknown_or_bad_parameters_are_refused(query: str, named: str) -> None:

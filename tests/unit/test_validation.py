@@ -860,3 +860,39 @@ def test_a_stream_position_takes_ascii_digits_only() -> None:
     with pytest.raises(ValidationError) as refused:
         StreamPosition.parse("\uff11-2-3", "last_event_id")
     assert refused.value.field == "last_event_id"
+
+
+def test_json_text_refuses_a_name_given_twice_naming_its_path() -> None:
+    """``limits.read_json``, the one reader of a caller's JSON text (HTTP bodies, the CLI's --input and files)."""
+    from ductape_jobs.limits import read_json
+
+    assert read_json('{"a": 1, "b": [{"c": 2}]}', "--input", root="--input") == {"a": 1, "b": [{"c": 2}]}
+    cases = {
+        '{"a": 1, "a": 2}': ("--input.a", "is given 2 times in one object; give it once"),
+        '{"a": {"b": [0, {"x": 1, "y": 2, "x": 3, "x": 4}]}}': ("--input.a.b[1].x", "is given 3 times"),
+        '[{"k": 1}, {"k": 1, "k": 1}]': ("--input[1].k", "is given 2 times"),
+        '{"": 1, "": 2}': ("--input.(an empty name)", "is given 2 times"),
+        '{"n": ' + "9" * 5000 + ', "n": 1}': ("--input.n", "is given 2 times"),  # the long integer's second read
+    }
+    for text, (field, rule) in cases.items():
+        with pytest.raises(ValidationError) as refused:
+            read_json(text, "--input", root="--input")
+        assert refused.value.field == field and refused.value.rule.startswith(rule), text
+    many = "{" + ",".join(f'"k{i}": 0' for i in range(50_000)) + ', "k49999": 1}'  # one repeated, the last
+    with pytest.raises(ValidationError) as refused:
+        read_json(many, "body")
+    assert refused.value.field == "k49999"
+    with pytest.raises(ValidationError) as refused:
+        read_json("{nope", "body")
+    assert refused.value.field == "body" and "is not valid JSON" in refused.value.rule
+
+
+def test_the_cli_reads_its_json_by_the_same_rule(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from ductape_jobs.cli.main import app
+
+    store = f"sqlite:///{tmp_path / 'c.db'}"
+    args = ["schedule", "--event", "e", "--env", "prd", "--product-tag", "p", "--store", store]
+    result = CliRunner().invoke(app, [*args, "--input", '{"to": "a", "to": "b"}'])
+    assert result.exit_code == 2 and "input.to: is given 2 times in one object" in result.output, result.output

@@ -4,7 +4,6 @@ them with the models that validate them, pages, and the translation of errors in
 from __future__ import annotations
 
 import functools
-import json
 from collections.abc import Callable
 from typing import Any, Protocol, TypeVar
 
@@ -23,7 +22,7 @@ from ductape_jobs.api.schemas import Message, Problem
 from ductape_jobs.client import Ductape
 from ductape_jobs.errors import ConflictError, DuctapeError, NotFoundError, StoreError, ValidationError
 from ductape_jobs.inputs import invalid
-from ductape_jobs.limits import MAX_BODY_BYTES, MAX_DEPTH, check_page
+from ductape_jobs.limits import MAX_BODY_BYTES, check_page, read_json
 from ductape_jobs.logs import redact
 
 T = TypeVar("T")
@@ -91,7 +90,7 @@ async def json_object(request: Request, *, optional: bool = False) -> dict[str, 
         if optional:
             return {}
         raise ValidationError("body", "is required (a JSON object)")
-    data = _parse_json(raw)
+    data = read_json(raw, "body")
     if not isinstance(data, dict):
         raise ValidationError("body", f"must be a JSON object, not {type(data).__name__}")
     return data
@@ -102,7 +101,7 @@ async def json_array(request: Request) -> list[Any]:
     raw = await _body(request)
     if not raw.strip():
         raise ValidationError("body", "is required (a JSON array)")
-    data = _parse_json(raw)
+    data = read_json(raw, "body")
     if not isinstance(data, list):
         raise ValidationError("body", f"must be a JSON array, not {type(data).__name__}")
     return data
@@ -115,48 +114,6 @@ async def _body(request: Request) -> bytes:
         return await request.body()
     except ClientDisconnect:
         raise HTTPException(400, "the client closed the connection before its body was sent") from None
-
-
-def _parse_json(raw: bytes) -> Any:
-    try:
-        try:
-            return json.loads(raw, object_pairs_hook=_object)
-        except ValueError as exc:  # an integer of more digits than Python converts: read again, each such one past
-            if isinstance(exc, ValidationError) or "int_max_str_digits" not in str(exc):  # every bound (a hook on
-                raise  # every integer costs a parse twice)
-            return json.loads(raw, parse_int=_int, object_pairs_hook=_object)
-    except RecursionError:
-        raise ValidationError("body", f"nests deeper than {MAX_DEPTH} levels") from None
-    except ValidationError:
-        raise
-    except ValueError as exc:  # not UTF-8, not JSON
-        raise ValidationError("body", f"is not valid JSON: {exc}") from None
-
-
-def _object(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    """A JSON object whose every name is given once: ``{"env": "prd", "env": "x"}`` was read as its last value alone
-    (another reader, a proxy's, may take the first), so it is refused naming the key, as a query parameter given
-    twice is."""
-    made = dict(pairs)
-    if len(made) < len(pairs):
-        names = [name for name, _ in pairs]
-        twice = next(name for name in names if names.count(name) > 1)
-        shown = twice[:100] + "…" if len(twice) > 100 else twice or "(an empty name)"
-        raise ValidationError(shown, f"is given {names.count(twice)} times in one object; give it once")
-    return made
-
-
-#: What an integer of more digits than Python converts (4,300) is read as: a number past every bound the fields
-#: set, so that the field that holds it is named with its rule, as the Python API names it (``input.n: is beyond a
-#: signed 64-bit integer``), where the whole body was "not valid JSON" with advice to call sys.set_int_max_str_digits.
-_PAST_EVERY_BOUND = 2**64
-
-
-def _int(text: str) -> int:
-    try:
-        return int(text)
-    except ValueError:
-        return -_PAST_EVERY_BOUND if text.startswith("-") else _PAST_EVERY_BOUND
 
 
 def body_doc(model: type[BaseModel], *, required: bool = True) -> dict[str, Any]:

@@ -22,7 +22,7 @@ from ductape_jobs.cli.render import new_text
 from ductape_jobs.client import OPEN_ONLY, Ductape
 from ductape_jobs.clock import iso_text
 from ductape_jobs.errors import DuctapeError, ValidationError
-from ductape_jobs.limits import MAX_DEPTH, visible
+from ductape_jobs.limits import read_json, visible
 from ductape_jobs.logs import logger
 from ductape_jobs.store import DEFAULT_URL, plain_file, refuse_missing
 from ductape_jobs.targets import parse_networks
@@ -412,15 +412,8 @@ def emit_secret(data: Any, as_json: bool, about: str, secret: str, *, field: str
 
 def parse_json(text: str, field: str) -> Any:
     """``text`` as JSON: the one parse of every JSON the CLI reads (``--input``, ``--data``, ``schedule-many``'s
-    file). Text that is not JSON, or nests too deep for the decoder (it recurses once a level: fifty thousand
-    ``[`` were a ``RecursionError``), is a ``ValidationError`` naming ``field``; the depth the engine takes
-    (``MAX_DEPTH``) is checked with the rest of the input's bounds where the value is used."""
-    try:
-        return json.loads(text)
-    except RecursionError:
-        raise ValidationError(field, f"nests deeper than {MAX_DEPTH} levels") from None
-    except ValueError as exc:  # JSONDecodeError
-        raise ValidationError(field, f"is not valid JSON: {exc}") from None
+    file), by the API's rule (``limits.read_json``: a name given twice is refused, named under ``field``)."""
+    return read_json(text, field, root=field)
 
 
 def parse_json_object(text: str | None, field: str) -> dict[str, Any]:

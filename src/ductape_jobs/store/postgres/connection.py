@@ -42,6 +42,7 @@ from __future__ import annotations
 import contextlib
 import itertools
 import logging
+import math
 import re
 import threading
 import time
@@ -78,6 +79,8 @@ POOL_MIN, POOL_MAX = 1, 8  # a pool's connections when the URL does not say
 #: connection lost, tried again as such (module doc).
 IDLE_IN_TRANSACTION = timedelta(seconds=5)
 _WHOLE = re.compile(r"\s*[-+]?[0-9]{1,9}\s*")  # as libpq reads an integer parameter
+#: A pool option's number (pool_min, pool_max, pool_timeout) in ASCII digits: int() and float() read others too.
+_NUMBER = re.compile(r"[0-9]{1,9}(?:\.[0-9]{1,9})?")
 #: Raised by the store's own SQL functions when a job check fails (migration 19): the tag, and why as the detail.
 JOB_CHECK_FAILED = "DJ001"
 #: Each pool's number, in its name (``ductape-jobs-1``): what psycopg_pool's log lines name.
@@ -190,6 +193,8 @@ def _checked_option(key: str, value: str) -> str:
     try:
         number = int(value) if key in ("pool_min", "pool_max") else float(value)
     except ValueError:
+        number = 0
+    if not _NUMBER.fullmatch(value):
         number = 0
     if key == "pool_timeout" and not 0 < number <= 86_400:
         raise ValidationError("store", f"URL parameter pool_timeout={value!r} must be seconds, > 0 and <= 86400")
@@ -524,8 +529,12 @@ class Listener:
         notification left in psycopg's generator would be lost), none after ``timeout``."""
         with self._lock:
             try:
-                if self._conn is None or self._conn.closed:
-                    self._conn = psycopg.connect(self.conninfo, autocommit=True)
+                if self._conn is None or self._conn.closed:  # within about the wait's time, not libpq's 130 s (a
+                    # worker stopping while its database's host drops packets waited that long to join its listener)
+                    bound: dict[str, Any] = (
+                        {} if "connect_timeout" in self.conninfo else {"connect_timeout": _connect_bound(timeout)}
+                    )
+                    self._conn = psycopg.connect(self.conninfo, autocommit=True, **bound)
                     self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
                 return [n.payload for n in self._conn.notifies(timeout=timeout.total_seconds(), stop_after=1)]
             except psycopg.Error as exc:
@@ -541,6 +550,12 @@ class Listener:
         if self._conn is not None:
             self._conn.close()
             self._conn = None
+
+
+def _connect_bound(wait: timedelta) -> int:
+    """libpq's ``connect_timeout`` for a listener's connection made within a wait of ``wait``: whole seconds, at
+    least 2 (libpq takes 1 as 2)."""
+    return max(2, math.ceil(wait.total_seconds()))
 
 
 #: What libpq says of a connection that no wait would make (a database or user that does not exist, a password or
