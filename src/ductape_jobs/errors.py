@@ -75,14 +75,6 @@ def describe(exc: BaseException, trace: int = 0, mask: Callable[[str], str] | No
     return clip(line if mask is None else mask(line))
 
 
-def describe_failure(exc: BaseException, *, trace: int, mask: Callable[[str], str]) -> str:
-    """A run's or a feature event's error (``describe``): an expected failure, an event's own (``ExecutionError``: an
-    HTTP status, a refused connection) or a rule its input or set-up broke (``ValidationError``: a broker without its
-    extra), in one line; anything else (user code's exception) with the last ``trace`` entries of its traceback."""
-    expected = isinstance(exc, ExecutionError | ValidationError)
-    return describe(exc, trace=0 if expected else trace, mask=mask)
-
-
 def is_retryable(exc: BaseException) -> bool:
     """Whether another attempt may help a run that ``exc`` failed: its ``retryable`` (``ExecutionError``'s), true
     for an exception without one. Never raises: user code's exception may have a ``retryable`` that raises, or

@@ -312,27 +312,6 @@ def test_manual_retry_of_a_failed_run(dt: Ductape) -> None:
     assert (dt.job.run(cancelled.id).retry_count, dt.job.stats().completed_first_try) == (0, 1)
 
 
-def test_an_event_s_own_failure_is_one_line_and_user_code_s_keeps_its_traceback(dt: Ductape) -> None:
-    """A new-user probe: a run whose event failed as events do (a FUNCTION not registered, a broker without its
-    extra, an HTTP error) recorded the engine's own traceback under its one-line reason, as features' events did
-    not; user code's exception keeps the end of its traceback, which says where it was raised."""
-    job(dt, fn="not_registered")
-
-    def broken(input: dict[str, Any], ctx: RunContext) -> None:
-        raise RuntimeError("boom in user code")
-
-    dt.function("broken")(broken)
-    job(dt, tag="broken", fn="broken")
-    lacking = dt.job.schedule(req())
-    raising = dt.job.schedule(req("broken"))
-    dt.drain()
-    (run,) = dt.job.runs(job_id=lacking.job_id)
-    assert run.error is not None and "\n" not in run.error and "is not registered in this worker" in run.error
-    (run,) = dt.job.runs(job_id=raising.job_id)
-    assert run.error is not None and run.error.startswith("RuntimeError: boom in user code\n")
-    assert 'in broken\n    raise RuntimeError("boom in user code")' in run.error
-
-
 def test_a_function_this_worker_lacks_fails_the_attempt_and_is_retried(ductape_sandbox: Sandbox) -> None:
     """It failed the run for good at once, its retries ignored: a node started without --app (a dashboard) took
     FUNCTION runs from the workers that have them. Now the attempt fails and the run is retried as its retries

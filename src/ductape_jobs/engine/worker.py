@@ -45,7 +45,6 @@ from ductape_jobs.errors import (
     ValidationError,
     WouldWait,
     describe,
-    describe_failure,
     is_retryable,
 )
 from ductape_jobs.executors.base import RunContext
@@ -742,7 +741,7 @@ class Worker:
         if isinstance(exc, TimeoutError):
             limit = "none" if run.timeout is None else span_text(run.timeout)  # none: the event's own TimeoutError
             return True, "timeout", f"RunTimeoutError: run exceeded its timeout of {limit}"
-        error = describe_failure(exc, trace=4, mask=self.secrets.of(run.product_tag).mask_text)  # masked, then cut
+        error = describe(exc, trace=4, mask=self.secrets.of(run.product_tag).mask_text)  # masked before it is cut
         if isinstance(exc, asyncio.CancelledError):
             return True, None, error
         if not isinstance(exc, Exception):

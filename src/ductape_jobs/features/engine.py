@@ -34,6 +34,7 @@ from msgspec.structs import replace
 from ductape_jobs.clock import Clock
 from ductape_jobs.errors import (
     ConflictError,
+    ExecutionError,
     FeatureFailed,
     FeatureRejected,
     NotFoundError,
@@ -41,7 +42,7 @@ from ductape_jobs.errors import (
     ResultError,
     StoreError,
     ValidationError,
-    describe_failure,
+    describe,
     is_retryable,
 )
 from ductape_jobs.executors.base import RunContext
@@ -419,7 +420,7 @@ class FeatureEngine:
                     raise ResultError(problem)
             except Exception as exc:
                 failed += 1
-                error = describe_failure(exc, trace=3, mask=secrets.mask_text)  # masked before it is cut
+                error = _describe(exc, secrets.mask_text)  # masked before it is cut
                 first = next(iter(error.splitlines()), "")  # what a log line quotes: masked and cut, as stored
                 if is_retryable(exc) and failed <= event.spec.retries:
                     log.warning("feature event %s/%s attempt %d failed; retrying: %s", seq, tag, attempt, first)
@@ -576,3 +577,8 @@ def _same_events(plan: FeaturePlan, run: FeatureRun) -> None:
             f"the feature's events changed since run {run.id!r} started ({len(recorded)} recorded, "
             f"{len(planned)} now); start a new run",
         )
+
+
+def _describe(exc: BaseException, mask: Callable[[str], str]) -> str:
+    """An expected failure in one line; anything else with the end of its traceback."""
+    return describe(exc, trace=0 if isinstance(exc, ExecutionError | ValidationError) else 3, mask=mask)
