@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from typing import Any, TypeVar
@@ -462,21 +463,48 @@ def _past_bounds(text: str) -> int:
 
 def _given_twice(data: Any, root: str) -> ValidationError:
     """The error of the first object (depth first, in document order) in which a name was given twice, naming the
-    name by its path (shown as ``visible`` shows text, cut past 100 characters). A walk with a stack of its own: the
-    text may nest as deep as the decoder took."""
-    stack: list[tuple[Any, tuple[str | int, ...]]] = [(data, ())]
+    name by its path, each name in it shown as ``visible`` shows text and cut past 100 characters. The walk keeps
+    one iterator a level and each place as a link to its parent's, so it holds memory for the depth, not for every
+    item of a large list with a copy of its path (a review: 3.7 GB for a body of a megabyte)."""
+    Link = tuple[Any, str | int] | None  # (the parent's link, this key)
+    if isinstance(data, _Twice):
+        return _twice_error(root, None, data)
+    stack: list[tuple[Iterator[tuple[str | int, Any]], Link]] = [(_items(data), None)]
     while stack:
-        node, keys = stack.pop()
-        if isinstance(node, _Twice):
-            name = visible(node.name[:100]) + ("…" if len(node.name) > 100 else "") if node.name else "(an empty name)"
-            return ValidationError(
-                field_path(root, *keys, name), f"is given {node.count} times in one object; give it once"
-            )
-        if isinstance(node, dict):
-            stack.extend((value, (*keys, key)) for key, value in reversed(node.items()))
-        elif isinstance(node, list):
-            stack.extend((value, (*keys, i)) for i, value in reversed(list(enumerate(node))))
+        items, link = stack[-1]
+        for key, node in items:
+            here: Link = (link, key)
+            if isinstance(node, _Twice):
+                return _twice_error(root, here, node)
+            if isinstance(node, dict | list):
+                stack.append((_items(node), here))
+                break
+        else:
+            stack.pop()
     raise AssertionError("read_json flagged an object it did not return")  # pragma: no cover
+
+
+def _items(node: Any) -> Iterator[tuple[str | int, Any]]:
+    if isinstance(node, dict):
+        return iter(node.items())
+    return iter(enumerate(node)) if isinstance(node, list) else iter(())
+
+
+def _twice_error(root: str, link: Any, node: _Twice) -> ValidationError:
+    keys: list[str | int] = [_shown_name(node.name)]
+    while link is not None:
+        link, key = link
+        keys.append(key if isinstance(key, int) else _shown_name(key))
+    return ValidationError(
+        field_path(root, *reversed(keys)), f"is given {node.count} times in one object; give it once"
+    )
+
+
+def _shown_name(name: str) -> str:
+    """A name of a caller's JSON as an error's path shows it: control characters escaped, cut past 100."""
+    if not name:
+        return "(an empty name)"
+    return visible(name[:100]) + ("…" if len(name) > 100 else "")
 
 
 def visible(text: str) -> str:

@@ -878,6 +878,14 @@ def test_json_text_refuses_a_name_given_twice_naming_its_path() -> None:
         with pytest.raises(ValidationError) as refused:
             read_json(text, "--input", root="--input")
         assert refused.value.field == field and refused.value.rule.startswith(rule), text
+    wide = "[" + "0," * 200_000 + '{"a": 1, "a": 1}]'  # found by a walk that holds the depth, not every item
+    with pytest.raises(ValidationError) as refused:
+        read_json(wide, "body")
+    assert refused.value.field == "[200000].a"
+    shown = '{"\\u001b]0;owned\\u0007": {"' + "k" * 300 + '": {"a": 1, "a": 2}}}'  # every name escaped and cut
+    with pytest.raises(ValidationError) as refused:
+        read_json(shown, "body")
+    assert refused.value.field == "\\x1b]0;owned\\x07." + "k" * 100 + "….a"
     many = "{" + ",".join(f'"k{i}": 0' for i in range(50_000)) + ', "k49999": 1}'  # one repeated, the last
     with pytest.raises(ValidationError) as refused:
         read_json(many, "body")

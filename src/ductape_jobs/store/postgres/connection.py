@@ -43,6 +43,7 @@ import contextlib
 import itertools
 import logging
 import math
+import os
 import re
 import threading
 import time
@@ -531,9 +532,8 @@ class Listener:
             try:
                 if self._conn is None or self._conn.closed:  # within about the wait's time, not libpq's 130 s (a
                     # worker stopping while its database's host drops packets waited that long to join its listener)
-                    bound: dict[str, Any] = (
-                        {} if "connect_timeout" in self.conninfo else {"connect_timeout": _connect_bound(timeout)}
-                    )
+                    given = "connect_timeout" in self.conninfo or os.environ.get("PGCONNECT_TIMEOUT")  # the user's
+                    bound: dict[str, Any] = {} if given else {"connect_timeout": _connect_bound(timeout)}
                     self._conn = psycopg.connect(self.conninfo, autocommit=True, **bound)
                     self._conn.execute(sql.SQL("LISTEN {}").format(sql.Identifier(self.channel)))
                 return [n.payload for n in self._conn.notifies(timeout=timeout.total_seconds(), stop_after=1)]
