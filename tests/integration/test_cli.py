@@ -875,6 +875,30 @@ def test_every_option_naming_a_product_takes_both_spellings(store: str) -> None:
         assert shown.exit_code == 0, shown.output
 
 
+def test_every_number_option_takes_ascii_digits_only(store: str) -> None:
+    """A review: typer's INT and FLOAT read an option with ``int()`` and ``float()``, which take any Unicode digit
+    (``--every ٦٠٠٠٠`` was 60,000; the API refuses it). Every number option is read by ``integer`` or
+    ``decimal`` (or ``port``)."""
+
+    def leaves(command: Any, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Any]]:
+        for name, sub in getattr(command, "commands", {}).items():
+            yield from leaves(sub, (*path, name)) if hasattr(sub, "commands") else [((*path, name), sub)]
+
+    params = [(path, p) for path, c in leaves(typer.main.get_command(app)) for p in c.params]
+    numbers = [(path, p.opts) for path, p in params if type(p.type).__name__ in ("FuncParamType",)]
+    assert len(numbers) >= 25 and (("preview",), ["--every"]) in numbers
+    plain = [(path, p.opts) for path, p in params if "Int" in type(p.type).__name__ or "Float" in type(p.type).__name__]
+    assert plain == []
+    arabic = "\u0666\u0660\u0660\u0660\u0660"  # 60000
+    refused = cli("preview", "--every", arabic, "-n", "3", "--start", "1800000000")
+    assert refused.exit_code == 2 and "is not a whole number" in refused.output
+    refused = cli("runs", "--limit", "\uff15", "--store", store)
+    assert refused.exit_code == 2 and "is not a whole number" in refused.output
+    refused = cli("serve", "--port", "70000", "--store", store)
+    assert refused.exit_code == 2 and "is not a port" in refused.output
+    assert cli("preview", "--every", "60000", "-n", "3", "--start", "1800000000").exit_code == 0
+
+
 def test_a_flags_help_shows_no_value_to_give_it() -> None:
     """A new-user probe: ``--help`` showed ``--json <bool>`` (typer 0.29 gives every boolean option a type column),
     and ``ductape runs --json true`` then failed: a flag takes no value."""

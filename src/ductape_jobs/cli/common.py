@@ -112,6 +112,45 @@ def out() -> Console:
     return console
 
 
+def integer(value: str | int) -> int:
+    """An integer option's value (``typer.Option(parser=integer)``): ASCII digits and an optional sign. typer's own
+    type reads it with ``int()``, which took any Unicode digit (``--every ٦٠٠٠٠`` was 60,000) and underscores."""
+    if isinstance(value, int):  # a default
+        return value
+    try:
+        if value.isascii() and "_" not in value:  # what int() reads of it besides: any Unicode digit, 1_000
+            return int(value)
+    except ValueError:
+        pass
+    raise typer.BadParameter(f"{visible(value)!r} is not a whole number (digits 0-9)")
+
+
+def decimal(value: str | float) -> float:
+    """A number option's value (``typer.Option(parser=decimal)``): ASCII digits, an optional sign and fraction."""
+    if isinstance(value, int | float):  # a default
+        return float(value)
+    try:
+        if value.isascii() and "_" not in value:  # as ``integer``; "nan" is the engine's bounds' to refuse, in a line
+            return float(value)
+    except ValueError:
+        pass
+    raise typer.BadParameter(f"{visible(value)!r} is not a number (digits 0-9, a point)")
+
+
+def decimal_between(low: float, high: float | None = None) -> Callable[[str | float], float]:
+    """``decimal``, from ``low`` to ``high`` (``None``: no bound above), as typer's ``min=``/``max=`` bounded it."""
+
+    def decimal_(value: str | float) -> float:
+        number = decimal(value)
+        if number < low or (high is not None and number > high):
+            bounds = f"at least {low:g}" if high is None else f"from {low:g} to {high:g}"
+            raise typer.BadParameter(f"{number:g} is not {bounds}")
+        return number
+
+    decimal_.__name__ = "decimal"  # what --help shows: <decimal>
+    return decimal_
+
+
 def fail(message: str, code: int) -> typer.Exit:
     typer.echo(f"error: {visible(message)}", err=True)  # a message may quote data: its control characters escaped
     return typer.Exit(code)

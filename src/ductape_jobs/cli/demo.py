@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 import typer
 
 from ductape_jobs.cli import render
-from ductape_jobs.cli.common import OwnStoreOpt, client, flag, out, store_label
+from ductape_jobs.cli.common import OwnStoreOpt, client, decimal_between, flag, out, store_label
 from ductape_jobs.cli.serve import HostOpt, PortOpt, need_api, run_server
 from ductape_jobs.client import Ductape
 from ductape_jobs.executors.base import RunContext
@@ -127,7 +127,8 @@ async def _run(dt: Ductape, seconds: float | None) -> None:
 def demo(
     store: OwnStoreOpt = None,
     seconds: Annotated[
-        float | None, typer.Option(min=0.1, help="Stop after N seconds (default: run until Ctrl-C).")
+        float | None,
+        typer.Option(parser=decimal_between(0.1), help="Stop after N seconds (default: run until Ctrl-C)."),
     ] = None,
     serve: Annotated[
         bool, flag("--serve", help="Then run `ductape serve` (engine, API, dashboard) instead of the table.")

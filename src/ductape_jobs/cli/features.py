@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from ductape_jobs.cli.common import AppOpt, JsonOpt, StoreOpt, client, emit, parse_json_object
+from ductape_jobs.cli.common import AppOpt, JsonOpt, StoreOpt, client, emit, integer, parse_json_object
 from ductape_jobs.cli.render import fields, first_line, id_column, new_group, new_table, new_text, squeeze, when
 from ductape_jobs.features import EventStatus, FeatureRun, FeatureRunStatus
 
@@ -147,7 +147,7 @@ def feature_runs(
         str | None, typer.Option("--product-tag", "--product", help="Only this product's runs.")
     ] = None,
     env: Annotated[str | None, typer.Option(help="Only this env's runs.")] = None,
-    limit: Annotated[int, typer.Option(help="At most N, newest first.")] = 50,
+    limit: Annotated[int, typer.Option(parser=integer, help="At most N, newest first.")] = 50,
     after: Annotated[
         str | None, typer.Option(help="The runs past this feature run id (the last one shown): the next page.")
     ] = None,

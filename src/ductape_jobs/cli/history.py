@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from ductape_jobs.cli import render
-from ductape_jobs.cli.common import AppOpt, JsonOpt, StoreOpt, client, emit
+from ductape_jobs.cli.common import AppOpt, JsonOpt, StoreOpt, client, emit, integer
 from ductape_jobs.job_reports import HISTORY_LIMIT
 
 _TIMES = "Unix seconds/ms or ISO 8601."
@@ -15,7 +15,7 @@ _TIMES = "Unix seconds/ms or ISO 8601."
 
 def history(
     job_id: Annotated[str, typer.Argument(help="The schedule's id (what schedule answered as job_id).")],
-    limit: Annotated[int, typer.Option(help="At most N executions, newest first.")] = HISTORY_LIMIT,
+    limit: Annotated[int, typer.Option(parser=integer, help="At most N executions, newest first.")] = HISTORY_LIMIT,
     store: StoreOpt = None,
     app_: AppOpt = None,
     as_json: JsonOpt = False,

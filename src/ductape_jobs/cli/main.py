@@ -24,9 +24,11 @@ from ductape_jobs.cli.common import (
     allow_webhooks_to,
     check_networks,
     client,
+    decimal,
     emit,
     flag,
     import_from_here,
+    integer,
     log_started,
     parse_json_object,
     user_errors,
@@ -181,12 +183,20 @@ def worker(
     app_: AppOpt = None,
     store: StoreOpt = None,
     # No bounds here: the engine checks each setting (README, Limits) and its error names the rule.
-    concurrency: Annotated[int | None, typer.Option(help="Runs in flight at once (default 50).")] = None,
-    lease: Annotated[float | None, typer.Option(help="Lease per claimed run, seconds (default 30).")] = None,
-    poll: Annotated[float | None, typer.Option(help="Longest idle sleep, seconds (default 0.2).")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(parser=integer, help="Runs in flight at once (default 50).")
+    ] = None,
+    lease: Annotated[
+        float | None, typer.Option(parser=decimal, help="Lease per claimed run, seconds (default 30).")
+    ] = None,
+    poll: Annotated[
+        float | None, typer.Option(parser=decimal, help="Longest idle sleep, seconds (default 0.2).")
+    ] = None,
     ahead: Annotated[
         float | None,
-        typer.Option(help="Claim a delayed run this long before it is due, seconds; 0: when due (default 0.02)."),
+        typer.Option(
+            parser=decimal, help="Claim a delayed run this long before it is due, seconds; 0: when due (default 0.02)."
+        ),
     ] = None,
     quiet: Annotated[bool, flag("--quiet", "-q", help="Log only warnings and errors.")] = False,
     webhook_allow: WebhookAllowOpt = None,
@@ -244,16 +254,21 @@ def job_create(
     ],
     event_tag: Annotated[str, typer.Option(help="The event to run (a FUNCTION's registered tag, ...).")],
     executions: Annotated[
-        int | None, typer.Option(help="Runs of the job's cadence; 0 = unlimited; required with --intervals.")
+        int | None,
+        typer.Option(parser=integer, help="Runs of the job's cadence; 0 = unlimited; required with --intervals."),
     ] = None,
-    intervals: Annotated[int, typer.Option(help="Milliseconds between runs; 0 = run once.")] = 0,
+    intervals: Annotated[int, typer.Option(parser=integer, help="Milliseconds between runs; 0 = run once.")] = 0,
     start_at: Annotated[str | None, typer.Option(help="Unix seconds/ms or ISO 8601.")] = None,
     keep_completed: KeepOpt = None,
     keep_failed: KeepOpt = None,
     resource: Annotated[list[str] | None, typer.Option(help="A resource of its product its runs use (repeat).")] = None,
-    concurrency: Annotated[int | None, typer.Option(help="Its own limit: runs executing at once.")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(parser=integer, help="Its own limit: runs executing at once.")
+    ] = None,
     rate: Annotated[str | None, typer.Option(help="Its own limit: runs started per window, e.g. 10/s.")] = None,
-    priority: Annotated[int | None, typer.Option(help="Its runs' default priority, -100 to 100.")] = None,
+    priority: Annotated[
+        int | None, typer.Option(parser=integer, help="Its runs' default priority, -100 to 100.")
+    ] = None,
     product: ProductOpt = None,
     store: StoreOpt = None,
     app_: AppOpt = None,
@@ -283,17 +298,25 @@ def job_update(
     name: Annotated[str | None, typer.Option(help="A new human name.")] = None,
     event_type: Annotated[str | None, typer.Option(help="A new event type.")] = None,
     event_tag: Annotated[str | None, typer.Option(help="A new event to run.")] = None,
-    executions: Annotated[int | None, typer.Option(help="Runs of the job's cadence; 0 = unlimited.")] = None,
-    intervals: Annotated[int | None, typer.Option(help="Milliseconds between runs; 0 = run once.")] = None,
+    executions: Annotated[
+        int | None, typer.Option(parser=integer, help="Runs of the job's cadence; 0 = unlimited.")
+    ] = None,
+    intervals: Annotated[
+        int | None, typer.Option(parser=integer, help="Milliseconds between runs; 0 = run once.")
+    ] = None,
     start_at: Annotated[str | None, typer.Option(help="Unix seconds/ms or ISO 8601.")] = None,
     keep_completed: KeepOpt = None,
     keep_failed: KeepOpt = None,
     resource: Annotated[
         list[str] | None, typer.Option(help="The resources of its product its runs use, all of them (repeat).")
     ] = None,
-    concurrency: Annotated[int | None, typer.Option(help="Its own limit: runs executing at once.")] = None,
+    concurrency: Annotated[
+        int | None, typer.Option(parser=integer, help="Its own limit: runs executing at once.")
+    ] = None,
     rate: Annotated[str | None, typer.Option(help="Its own limit: runs started per window, e.g. 10/s.")] = None,
-    priority: Annotated[int | None, typer.Option(help="Its runs' default priority, -100 to 100.")] = None,
+    priority: Annotated[
+        int | None, typer.Option(parser=integer, help="Its runs' default priority, -100 to 100.")
+    ] = None,
     product: ProductOpt = None,
     store: StoreOpt = None,
     app_: AppOpt = None,
@@ -339,17 +362,19 @@ def schedule(
         str | None,
         typer.Option(help="Unix seconds/ms or ISO 8601; 0 = now; absent = the job's start_at (now if it has none)."),
     ] = None,
-    retries: Annotated[int, typer.Option(help="Extra attempts after a failure.")] = 0,
+    retries: Annotated[int, typer.Option(parser=integer, help="Extra attempts after a failure.")] = 0,
     input_: Annotated[str | None, typer.Option("--input", help="The run's input, a JSON object.")] = None,
     cron: Annotated[str | None, typer.Option(help="Cron expression (5 fields, or 6 with leading seconds).")] = None,
     tz: Annotated[str | None, typer.Option(help="IANA time zone of --cron (default UTC).")] = None,
-    every: Annotated[int | None, typer.Option(help="Repeat every N milliseconds.")] = None,
-    limit: Annotated[int | None, typer.Option(help="At most N runs.")] = None,
+    every: Annotated[int | None, typer.Option(parser=integer, help="Repeat every N milliseconds.")] = None,
+    limit: Annotated[int | None, typer.Option(parser=integer, help="At most N runs.")] = None,
     end_date: Annotated[
         str | None,
         typer.Option(help="No run after this (Unix seconds/ms or ISO 8601; a day alone: all of it, in --tz)."),
     ] = None,
-    timeout: Annotated[int | None, typer.Option(help="Max runtime of one attempt, milliseconds.")] = None,
+    timeout: Annotated[
+        int | None, typer.Option(parser=integer, help="Max runtime of one attempt, milliseconds.")
+    ] = None,
     session: Annotated[str | None, typer.Option(help="A session token, 'tag:jwt' (feeds $Session{...}).")] = None,
     cache: Annotated[str | None, typer.Option(help="A cache tag the product declares.")] = None,
     app_tag: Annotated[
@@ -358,7 +383,9 @@ def schedule(
     misfire: Annotated[str | None, typer.Option(help="run_once (default), run_all or skip.")] = None,
     overlap: Annotated[str | None, typer.Option(help="allow (default), skip or buffer_one.")] = None,
     pause_on_failure: Annotated[bool, flag("--pause-on-failure", help="Pause when a run fails for good.")] = False,
-    priority: Annotated[int | None, typer.Option(help="Its runs' priority, -100 to 100 (default: the job's).")] = None,
+    priority: Annotated[
+        int | None, typer.Option(parser=integer, help="Its runs' priority, -100 to 100 (default: the job's).")
+    ] = None,
     key: Annotated[
         str | None,
         typer.Option(help="Names the schedule in its product and env: made once; asked again, the one made answers."),
@@ -399,7 +426,7 @@ def schedules(
         str | None, typer.Option("--product-tag", "--product", help="Only this product's schedules.")
     ] = None,
     env: Annotated[str | None, typer.Option(help="Only this environment's schedules.")] = None,
-    limit: Annotated[int, typer.Option(help="At most N, newest first.")] = 100,
+    limit: Annotated[int, typer.Option(parser=integer, help="At most N, newest first.")] = 100,
     after: Annotated[str | None, typer.Option(help="The schedules past this job_id (the last one shown).")] = None,
     store: StoreOpt = None,
     app_: AppOpt = None,
@@ -475,8 +502,8 @@ def reschedule(
     job_id: str,
     cron: Annotated[str | None, typer.Option(help="Cron expression (5 fields, or 6 with leading seconds).")] = None,
     tz: Annotated[str | None, typer.Option(help="IANA time zone of --cron (default UTC).")] = None,
-    every: Annotated[int | None, typer.Option(help="Repeat every N milliseconds.")] = None,
-    limit: Annotated[int | None, typer.Option(help="At most N runs.")] = None,
+    every: Annotated[int | None, typer.Option(parser=integer, help="Repeat every N milliseconds.")] = None,
+    limit: Annotated[int | None, typer.Option(parser=integer, help="At most N runs.")] = None,
     end_date: Annotated[
         str | None,
         typer.Option(help="No run after this (Unix seconds/ms or ISO 8601; a day alone: all of it, in --tz)."),
@@ -508,7 +535,7 @@ def runs(
         str | None, typer.Option(help="Runs due at or after this time: Unix seconds/ms or ISO 8601.")
     ] = None,
     until: Annotated[str | None, typer.Option(help="Runs due before this time: Unix seconds/ms or ISO 8601.")] = None,
-    limit: Annotated[int, typer.Option(help="At most N, newest first.")] = 50,
+    limit: Annotated[int, typer.Option(parser=integer, help="At most N, newest first.")] = 50,
     after: Annotated[
         str | None, typer.Option(help="The runs past this run id (the last one shown): the next page.")
     ] = None,

@@ -8,21 +8,23 @@ from zoneinfo import ZoneInfo
 import typer
 
 from ductape_jobs.cli import render
-from ductape_jobs.cli.common import JsonOpt, emit, user_errors
+from ductape_jobs.cli.common import JsonOpt, emit, integer, user_errors
 from ductape_jobs.client import Ductape
 
 
 def preview(
     cron: Annotated[str | None, typer.Option(help="Cron expression (5 fields, or 6 with leading seconds).")] = None,
-    every: Annotated[int | None, typer.Option(help="Every N milliseconds.")] = None,
+    every: Annotated[int | None, typer.Option(parser=integer, help="Every N milliseconds.")] = None,
     tz: Annotated[str, typer.Option(help="IANA time zone of the cron expression.")] = "UTC",
-    count: Annotated[int, typer.Option("--count", "-n", help="How many fire times.")] = 10,
+    count: Annotated[int, typer.Option("--count", "-n", parser=integer, help="How many fire times.")] = 10,
     start: Annotated[str | None, typer.Option(help="From this moment (ISO 8601 or Unix time); default now.")] = None,
     end_date: Annotated[
         str | None,
         typer.Option(help="No run after this (Unix seconds/ms or ISO 8601; a day alone: all of it, in --tz)."),
     ] = None,
-    limit: Annotated[int | None, typer.Option(help="At most this many runs in all (repeat.limit).")] = None,
+    limit: Annotated[
+        int | None, typer.Option(parser=integer, help="At most this many runs in all (repeat.limit).")
+    ] = None,
     as_json: JsonOpt = False,
 ) -> None:
     """Print the next fire times of --cron (in --tz) or --every, in UTC and in the time zone."""

@@ -20,8 +20,10 @@ from ductape_jobs.cli.common import (
     allow_webhooks_to,
     check_networks,
     client,
+    decimal_between,
     fail,
     flag,
+    integer,
     log_started,
     user_errors,
 )
@@ -40,7 +42,17 @@ class MetricsFrom(StrEnum):
 
 
 HostOpt = Annotated[str, typer.Option(help="Interface to listen on (0.0.0.0: every one).")]
-PortOpt = Annotated[int, typer.Option(min=1, max=65535, help="Port to listen on.")]
+
+
+def port(value: str | int) -> int:
+    """``--port``: a whole number (``integer``'s digits) from 1 to 65535."""
+    number = integer(value)
+    if not 1 <= number <= 65535:
+        raise typer.BadParameter(f"{number} is not a port: from 1 to 65535")
+    return number
+
+
+PortOpt = Annotated[int, typer.Option(parser=port, help="Port to listen on.")]
 
 
 def need_api() -> None:
@@ -123,7 +135,10 @@ def serve(
         ),
     ] = None,
     session_hours: Annotated[
-        float, typer.Option("--session-hours", min=0.02, max=720, help="How long a dashboard login lasts (hours).")
+        float,
+        typer.Option(
+            "--session-hours", parser=decimal_between(0.02, 720), help="How long a dashboard login lasts (hours)."
+        ),
     ] = 12.0,
     rate_limit: Annotated[
         str | None,

@@ -19,6 +19,7 @@ from ductape_jobs.cli.common import (
     client,
     emit,
     emit_secret,
+    integer,
 )
 from ductape_jobs.models import Webhook, WebhookDelivery
 from ductape_jobs.redaction import redact_webhook_url
@@ -142,8 +143,8 @@ def webhook_delete(webhook_id: str, store: StoreOpt = None, app_: AppOpt = None,
 @webhook_app.command("deliveries")
 def webhook_deliveries(
     webhook_id: str,
-    limit: Annotated[int, typer.Option(help="At most N, newest first.")] = 50,
-    offset: Annotated[int, typer.Option(help="Skip the N newest.")] = 0,
+    limit: Annotated[int, typer.Option(parser=integer, help="At most N, newest first.")] = 50,
+    offset: Annotated[int, typer.Option(parser=integer, help="Skip the N newest.")] = 0,
     after: Annotated[
         str | None, typer.Option(help="The deliveries past this delivery id (the last one shown): the next page.")
     ] = None,
