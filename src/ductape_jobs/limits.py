@@ -407,12 +407,14 @@ def read_json(raw: str | bytes, field: str, *, root: str = "") -> Any:
     ``ValidationError`` naming its path under ``root`` (``[3].event``, ``--input.to``): it was read as its last
     value, where another reader (a proxy's) may take the first. The depth the engine takes (``MAX_DEPTH``) is
     checked with the rest of the bounds where the value is used."""
-    twice: list[_Twice] = []
+    twice = False  # some object gave a name twice: it is a ``_Twice``, found by ``_given_twice``
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal twice
         made = dict(items)
         if len(made) == len(items):
             return made
+        twice = True
         seen: set[str] = set()
         name = ""
         for key, _ in items:  # one pass, and one to count it: a count per name was quadratic (a review)
@@ -420,9 +422,7 @@ def read_json(raw: str | bytes, field: str, *, root: str = "") -> Any:
                 name = key
                 break
             seen.add(key)
-        flagged = _Twice(made, name, sum(key == name for key, _ in items))
-        twice.append(flagged)
-        return flagged
+        return _Twice(made, name, sum(key == name for key, _ in items))
 
     try:
         try:
@@ -430,7 +430,7 @@ def read_json(raw: str | bytes, field: str, *, root: str = "") -> Any:
         except ValueError as exc:
             if "int_max_str_digits" not in str(exc):
                 raise
-            twice.clear()
+            twice = False
             data = json.loads(raw, parse_int=_past_bounds, object_pairs_hook=pairs)
     except RecursionError:
         raise ValidationError(field, f"nests deeper than {MAX_DEPTH} levels") from None
@@ -484,10 +484,8 @@ def _given_twice(data: Any, root: str) -> ValidationError:
     raise AssertionError("read_json flagged an object it did not return")  # pragma: no cover
 
 
-def _items(node: Any) -> Iterator[tuple[str | int, Any]]:
-    if isinstance(node, dict):
-        return iter(node.items())
-    return iter(enumerate(node)) if isinstance(node, list) else iter(())
+def _items(node: dict[str, Any] | list[Any]) -> Iterator[tuple[str | int, Any]]:
+    return iter(node.items()) if isinstance(node, dict) else iter(enumerate(node))
 
 
 def _twice_error(root: str, link: Any, node: _Twice) -> ValidationError:

@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import datetime, timedelta
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal, TypeVar
 
 import typer
 from msgspec import Struct
@@ -112,29 +112,30 @@ def out() -> Console:
     return console
 
 
+T = TypeVar("T")
+
+
 def integer(value: str | int) -> int:
     """An integer option's value (``typer.Option(parser=integer)``): ASCII digits and an optional sign. typer's own
     type reads it with ``int()``, which took any Unicode digit (``--every ٦٠٠٠٠`` was 60,000) and underscores."""
-    if isinstance(value, int):  # a default
-        return value
-    try:
-        if value.isascii() and "_" not in value:  # what int() reads of it besides: any Unicode digit, 1_000
-            return int(value)
-    except ValueError:
-        pass
-    raise typer.BadParameter(f"{visible(value)!r} is not a whole number (digits 0-9)")
+    return value if isinstance(value, int) else _ascii(value, int, "a whole number (digits 0-9)")
 
 
 def decimal(value: str | float) -> float:
-    """A number option's value (``typer.Option(parser=decimal)``): ASCII digits, an optional sign and fraction."""
-    if isinstance(value, int | float):  # a default
-        return float(value)
+    """A number option's value (``typer.Option(parser=decimal)``): ASCII digits, an optional sign and fraction
+    ("nan" is the engine's bounds' to refuse, in a line)."""
+    return float(value) if isinstance(value, int | float) else _ascii(value, float, "a number (digits 0-9, a point)")
+
+
+def _ascii(value: str, read: Callable[[str], T], what: str) -> T:
+    """``read(value)`` of ASCII text without underscores (what ``int()`` and ``float()`` read besides: any Unicode
+    digit, ``1_000``); ``typer.BadParameter`` saying it is not ``what`` otherwise."""
     try:
-        if value.isascii() and "_" not in value:  # as ``integer``; "nan" is the engine's bounds' to refuse, in a line
-            return float(value)
+        if value.isascii() and "_" not in value:
+            return read(value)
     except ValueError:
         pass
-    raise typer.BadParameter(f"{visible(value)!r} is not a number (digits 0-9, a point)")
+    raise typer.BadParameter(f"{visible(value)!r} is not {what}")
 
 
 def decimal_between(low: float, high: float | None = None) -> Callable[[str | float], float]:
