@@ -489,17 +489,18 @@ def _items(node: dict[str, Any] | list[Any]) -> Iterator[tuple[str | int, Any]]:
 
 
 def _twice_error(root: str, link: Any, node: _Twice) -> ValidationError:
-    keys: list[str | int] = [_shown_name(node.name)]
+    keys: list[str | int] = [shown_name(node.name)]
     while link is not None:
         link, key = link
-        keys.append(key if isinstance(key, int) else _shown_name(key))
+        keys.append(key if isinstance(key, int) else shown_name(key))
     return ValidationError(
         field_path(root, *reversed(keys)), f"is given {node.count} times in one object; give it once"
     )
 
 
-def _shown_name(name: str) -> str:
-    """A name of a caller's JSON as an error's path shows it: control characters escaped, cut past 100."""
+def shown_name(name: str) -> str:
+    """A name of a caller's JSON (or of a product file) as an error shows it: control characters escaped, cut past
+    100."""
     if not name:
         return "(an empty name)"
     return visible(name[:100]) + ("…" if len(name) > 100 else "")

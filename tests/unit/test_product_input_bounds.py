@@ -125,6 +125,54 @@ def test_yaml_anchors_aliases_and_merge_keys_are_read_as_yaml_means_them(tmp_pat
 
 
 @pytest.mark.parametrize(
+    ("name", "text", "rule"),
+    [
+        (  # a second envs further down replaced the first: the product ran in prd only
+            "twice.yaml",
+            "products:\n  - tag: shop\n    envs: [dev]\n    functions: {f: {}}\n    envs: [prd]\n",
+            "gives the name 'envs' twice in one mapping (line 5, column 5); give it once",
+        ),
+        (  # JSON is read as YAML: its objects alike
+            "twice.json",
+            '{"products": [{"tag": "a", "envs": ["e"]}], "products": []}',
+            "gives the name 'products' twice in one mapping (line 1, column 45); give it once",
+        ),
+        (  # names YAML reads as one value, however written
+            "numbers.yaml",
+            "products:\n  - tag: shop\n    envs: [prd]\n    apps:\n      a:\n        constants: {1: a, 0x1: b}\n",
+            "gives the name 1 twice in one mapping (line 6, column 27); give it once",
+        ),
+        (  # what the name holds that would drive a terminal is shown escaped
+            "escaped.yaml",
+            'products:\n  - tag: shop\n    envs: [prd]\n    webhooks: {"\\e]0;x\\a": 1, "\\e]0;x\\a": 2}\n',
+            "gives the name '\\x1b]0;x\\x07' twice in one mapping (line 4, column 31); give it once",
+        ),
+    ],
+)
+def test_a_name_given_twice_in_a_product_file_is_refused_saying_which_and_where(
+    tmp_path: Path, name: str, text: str, rule: str
+) -> None:
+    """PyYAML kept the last of a name given twice (a caller's JSON refuses it: ``limits.read_json``); the file is
+    refused, naming the name and where its second is written, and nothing is loaded."""
+    path = tmp_path / name
+    path.write_text(text)
+    err = load_error(path)
+    assert (err.field, err.rule) == ("product_file", f"{path} {rule}")
+
+
+def test_a_merge_key_s_names_are_overridden_not_given_twice(tmp_path: Path) -> None:
+    """``<<: *base`` then a name of its own: the mapping's own name wins, as YAML means (not a name given twice); a
+    name the mapping writes twice beside a merge still is."""
+    path = tmp_path / "merged.yaml"
+    base = "products:\n  - tag: shop\n    envs: [prd]\n    apps:\n      a:\n        constants:\n"
+    base += "          base: &b {x: 1, y: 2}\n"
+    path.write_text(base + "          own: {<<: *b, x: 3}\n")
+    assert Products.load(path).get("shop").apps["a"].constants["own"] == {"x": 3, "y": 2}
+    path.write_text(base + "          own: {<<: *b, x: 3, x: 4}\n")
+    assert "gives the name 'x' twice in one mapping (line 8, column 31)" in load_error(path).rule
+
+
+@pytest.mark.parametrize(
     ("text", "rule"),
     [
         ("products: &p [*p]\n", "holds an alias of a value that holds it (line 1, column 11): it never ends"),

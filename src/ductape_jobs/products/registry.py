@@ -10,13 +10,14 @@ from __future__ import annotations
 import functools
 import os
 import re
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from msgspec import Struct
 
 from ductape_jobs.errors import ExecutionError, ValidationError
-from ductape_jobs.limits import MAX_FILE_DEPTH, MAX_FILE_VALUES, check_nesting
+from ductape_jobs.limits import MAX_FILE_DEPTH, MAX_FILE_VALUES, check_nesting, shown_name
 from ductape_jobs.models import JobEventTypes
 from ductape_jobs.redaction import ENV_VAR, SECRETS, Secrets
 from ductape_jobs.resources import ResourceLimit
@@ -284,6 +285,10 @@ def _loader() -> type[Any]:
     class Loader(yaml.SafeLoader):
         depth = 0
 
+        def __init__(self, stream: Any) -> None:
+            super().__init__(stream)
+            self.written: dict[int, list[Any]] = {}  # a mapping's own keys, by id(node), as the file writes them
+
         def compose_node(self, parent: Any, index: Any) -> Any:
             event = self.peek_event()  # type: ignore[no-untyped-call]
             if not isinstance(event, yaml.CollectionStartEvent):  # a scalar or an alias: no deeper here
@@ -301,6 +306,18 @@ def _loader() -> type[Any]:
             _expanded(node, 1, {}, set())
             return node
 
+        def compose_mapping_node(self, anchor: Any) -> Any:
+            node = super().compose_mapping_node(anchor)
+            self.written[id(node)] = [key for key, _ in node.value]  # a merge (<<) extends node.value later
+            return node
+
+        def construct_mapping(self, node: Any, deep: bool = False) -> Any:
+            """A name given twice in one mapping is refused, naming it and where (PyYAML keeps the last: a product's
+            second ``envs``, written further down, silently replaced the first). The names a merge key (``<<``)
+            brings in are not the mapping's own: those it writes itself override them, as YAML means."""
+            _each_name_once(self.written.get(id(node), ()), self.construct_object)
+            return super().construct_mapping(node, deep)
+
         def construct_object(self, node: Any, deep: bool = False) -> Any:
             """A value its tag's constructor cannot make (a 30th of February, ``!!int "x"``, ``!!bool "y"``) is
             refused saying where and as what, not with the constructor's own error: its type varies (``ValueError``,
@@ -314,6 +331,31 @@ def _loader() -> type[Any]:
                 raise _Refused(f"holds a value that cannot be read as {tag} ({_where(node)})") from None
 
     return Loader
+
+
+def _each_name_once(keys: Iterable[Any], construct: Callable[..., Any]) -> None:
+    """``_Refused`` for the first of a YAML mapping's ``keys`` (its key nodes, as written) that names what one
+    before it named, saying where; a merge key (``<<``) is not a name. ``construct`` makes a key node's value."""
+    seen: set[Any] = set()
+    for node in keys:
+        if node.tag == "tag:yaml.org,2002:merge":
+            continue
+        key = construct(node, deep=True)
+        try:
+            if key in seen:
+                where = _where(node)
+                raise _Refused(f"gives the name {_shown_key(key)} twice in one mapping ({where}); give it once")
+            seen.add(key)
+        except TypeError:  # an unhashable key: PyYAML's own error names it
+            return
+
+
+def _shown_key(key: Any) -> str:
+    """A name a product file gives twice, as its error shows it: a text escaped and cut past 100 characters, as a
+    caller's JSON's are (``limits.shown_name``); another value (``1``, ``true``) as YAML wrote it."""
+    if isinstance(key, str):
+        return f"'{shown_name(key)}'" if key else shown_name(key)
+    return shown_name(str(key))
 
 
 def _problem(exc: Any) -> str:
