@@ -33,6 +33,11 @@ def test_login_sets_an_http_only_strict_cookie_and_logout_drops_it(server: Serve
         assert wrong.status_code == 401 and "not valid" in wrong.text and 'name="key"' in wrong.text
         assert "set-cookie" not in wrong.headers
         assert c.post("/login", data={"key": "  "}).status_code == 400
+        # a key given twice (the valid one among them) is neither taken: which was meant is not known
+        for twice in ([server.key, "dtk_nope"], ["dtk_nope", server.key], [server.key, server.key]):
+            refused = c.post("/login", data={"key": twice})
+            assert refused.status_code == 400 and "more than once" in refused.text, twice
+            assert "set-cookie" not in refused.headers
 
         ok = c.post("/login", data={"key": server.key})
         assert ok.status_code == 303 and ok.headers["location"] == "/"

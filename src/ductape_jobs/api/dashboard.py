@@ -1,8 +1,8 @@
 """The dashboard: a single page (static HTML, CSS and JavaScript modules; no build step, nothing fetched from
 elsewhere) served by the API's app at ``/`` and ``/static``, and the cookie login the browser uses.
 
-``POST /login`` takes the form field ``key``, checks it as the API checks keys, and exchanges it for a login
-session (``ductape_jobs.logins``: random, server-side, 12 hours by default): the cookie (``ductape_session``;
+``POST /login`` takes the form field ``key`` (given once), checks it as the API checks keys, and exchanges it for a
+login session (``ductape_jobs.logins``: random, server-side, 12 hours by default): the cookie (``ductape_session``;
 HttpOnly, SameSite=Strict, the dashboard's path, and Secure over https or with an https public URL) holds the
 session's token, never the key. The API accepts the cookie as it accepts ``Authorization: Bearer``, so the
 page's ``fetch()`` and ``EventSource`` calls to ``api/v1`` are authenticated (an ``EventSource`` cannot send
@@ -74,20 +74,20 @@ def _login_form(error: str | None = None, status_code: int = 200) -> HTMLRespons
     return _page("login.html", status_code=status_code, error=error)
 
 
-async def _form_key(request: Request) -> str | None:
-    """The ``key`` field of an urlencoded form, read without python-multipart (a login form is tiny)."""
+async def _form_keys(request: Request) -> list[str]:
+    """The values of the ``key`` field of an urlencoded form, read without python-multipart (a login form is tiny):
+    none for a form past ``MAX_FORM_BYTES`` or a client gone before it sent it."""
     if int(request.headers.get("content-length") or 0) > MAX_FORM_BYTES:
-        return None
+        return []
     body = bytearray()
     try:
         async for chunk in request.stream():
             body += chunk
             if len(body) > MAX_FORM_BYTES:
-                return None
+                return []
     except ClientDisconnect:  # gone before its form was sent: nobody reads the answer (not an error logged)
-        return None
-    values = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).get("key") or [""]
-    return values[0].strip() or None
+        return []
+    return parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True).get("key", [])
 
 
 def _logins(request: Request) -> Logins:
@@ -131,8 +131,11 @@ def dashboard_router() -> APIRouter:
     @router.post("/login")
     async def login(request: Request) -> Response:
         check_same_origin(request, required=False)
-        key = await _form_key(request)
-        if key is None:
+        keys = await _form_keys(request)
+        if len(keys) > 1:  # which was meant is not known: none is tried (as a query parameter given twice)
+            return _login_form("Enter one API key (the form gave key more than once).", status_code=400)
+        key = keys[0].strip() if keys else ""
+        if not key:
             return _login_form("Enter an API key.", status_code=400)
         logins = _logins(request)
         # 429 past the key's rate, before a session is made
