@@ -399,6 +399,10 @@ _ESCAPES = {
 }
 
 
+#: ``_ESCAPES`` and newline and tab: a name shown in an error's one line (a name is never text laid out in lines).
+_NAME_ESCAPES = {**_ESCAPES, 0x09: "\\t", 0x0A: "\\n"}
+
+
 def read_json(raw: str | bytes, field: str, *, root: str = "") -> Any:
     """A caller's JSON text (an HTTP body, the CLI's ``--input``, a ``schedule-many`` file), read by one rule: text
     that is not JSON, or nests too deep for the decoder (it recurses once a level), is a ``ValidationError`` naming
@@ -499,11 +503,11 @@ def _twice_error(root: str, link: Any, node: _Twice) -> ValidationError:
 
 
 def shown_name(name: str) -> str:
-    """A name of a caller's JSON (or of a product file) as an error shows it: control characters escaped, cut past
-    100."""
+    """A name of a caller's JSON (or of a product file) as an error shows it: control characters escaped (newline and
+    tab too: the error stays one line), cut past 100."""
     if not name:
         return "(an empty name)"
-    return visible(name[:100]) + ("…" if len(name) > 100 else "")
+    return name[:100].translate(_NAME_ESCAPES) + ("…" if len(name) > 100 else "")
 
 
 def visible(text: str) -> str:

@@ -131,7 +131,7 @@ def test_a_client_gone_during_the_dashboard_login_is_not_an_exception() -> None:
 
     from fastapi import Request
 
-    from ductape_jobs.api.dashboard import _form_key
+    from ductape_jobs.api.dashboard import _form_keys
 
     sent: list[dict[str, Any]] = [{"type": "http.request", "body": b"key=ab", "more_body": True}]
     messages = iter([*sent, {"type": "http.disconnect"}])
@@ -140,4 +140,4 @@ def test_a_client_gone_during_the_dashboard_login_is_not_an_exception() -> None:
         return next(messages)
 
     request = Request({"type": "http", "method": "POST", "headers": [], "path": "/login"}, receive)
-    assert asyncio.run(_form_key(request)) is None
+    assert asyncio.run(_form_keys(request)) == []

@@ -140,7 +140,19 @@ def test_yaml_anchors_aliases_and_merge_keys_are_read_as_yaml_means_them(tmp_pat
         (  # names YAML reads as one value, however written
             "numbers.yaml",
             "products:\n  - tag: shop\n    envs: [prd]\n    apps:\n      a:\n        constants: {1: a, 0x1: b}\n",
-            "gives the name 1 twice in one mapping (line 6, column 27); give it once",
+            "gives a name twice in one mapping (line 6, column 27: YAML reads it as a name before it, as it reads 1,"
+            " 0x1, 1.0 and true as one); give it once",
+        ),
+        (  # a mapping that only a merge key brings in (never constructed on its own)
+            "merged.yaml",
+            "products:\n  - tag: shop\n    envs: [prd]\n    apps:\n      a:\n        constants:\n"
+            "          one: {<<: &d {region: eu, tier: 1, region: us}, name: x}\n          two: {<<: *d}\n",
+            "gives the name 'region' twice in one mapping (line 7, column 46); give it once",
+        ),
+        (  # a newline would end the CLI's one-line error and begin a forged line
+            "lines.yaml",
+            'products:\n  - tag: shop\n    envs: [prd]\n    webhooks: {"a\\nerror: x": 1, "a\\nerror: x": 2}\n',
+            "gives the name 'a\\nerror: x' twice in one mapping (line 4, column 34); give it once",
         ),
         (  # what the name holds that would drive a terminal is shown escaped
             "escaped.yaml",
@@ -170,6 +182,20 @@ def test_a_merge_key_s_names_are_overridden_not_given_twice(tmp_path: Path) -> N
     assert Products.load(path).get("shop").apps["a"].constants["own"] == {"x": 3, "y": 2}
     path.write_text(base + "          own: {<<: *b, x: 3, x: 4}\n")
     assert "gives the name 'x' twice in one mapping (line 8, column 31)" in load_error(path).rule
+    # merges of a list of mappings, one of them an alias, and a merged mapping that merges itself
+    path.write_text(base + "          more: &m {<<: *b, z: 5}\n          own: {<<: [*m, {w: 6}], y: 7}\n")
+    assert Products.load(path).get("shop").apps["a"].constants["own"] == {"x": 1, "y": 7, "z": 5, "w": 6}
+
+
+def test_a_name_yaml_reads_as_text_only_in_a_mapping_is_read_so(tmp_path: Path) -> None:
+    """A plain ``=`` is YAML's value tag, read as the text ``=`` where it names a value of a mapping (a review: the
+    names were read before PyYAML's merge step that reads it so, and such a file was refused)."""
+    path = tmp_path / "ops.yaml"
+    path.write_text(
+        "products:\n  - tag: shop\n    envs: [prd]\n    apps:\n      a:\n        constants:\n"
+        "          ops: {=: eq, <: lt}\n"
+    )
+    assert Products.load(path).get("shop").apps["a"].constants["ops"] == {"=": "eq", "<": "lt"}
 
 
 @pytest.mark.parametrize(

@@ -308,15 +308,18 @@ def _loader() -> type[Any]:
 
         def compose_mapping_node(self, anchor: Any) -> Any:
             node = super().compose_mapping_node(anchor)
-            self.written[id(node)] = [key for key, _ in node.value]  # a merge (<<) extends node.value later
+            self.written[id(node)] = list(node.value)  # as written: a merge (<<) extends node.value later
             return node
 
         def construct_mapping(self, node: Any, deep: bool = False) -> Any:
             """A name given twice in one mapping is refused, naming it and where (PyYAML keeps the last: a product's
-            second ``envs``, written further down, silently replaced the first). The names a merge key (``<<``)
-            brings in are not the mapping's own: those it writes itself override them, as YAML means."""
-            _each_name_once(self.written.get(id(node), ()), self.construct_object)
-            return super().construct_mapping(node, deep)
+            second ``envs``, written further down, silently replaced the first), in this mapping and in those its
+            merge keys (``<<``) bring in, which are never constructed on their own. The names a merge brings in are
+            not the mapping's own: those it writes itself override them, as YAML means. Checked once the merges
+            are flattened (which also reads a ``=`` name as text), each mapping once."""
+            self.flatten_mapping(node)
+            _names_given_once(node, self.written, self.construct_object)
+            return yaml.constructor.BaseConstructor.construct_mapping(self, node, deep)  # flattened above
 
         def construct_object(self, node: Any, deep: bool = False) -> Any:
             """A value its tag's constructor cannot make (a 30th of February, ``!!int "x"``, ``!!bool "y"``) is
@@ -333,29 +336,49 @@ def _loader() -> type[Any]:
     return Loader
 
 
+#: The tag of a YAML merge key (``<<``).
+_MERGE = "tag:yaml.org,2002:merge"
+
+
+def _names_given_once(node: Any, written: dict[int, list[Any]], construct: Callable[..., Any]) -> None:
+    """``_each_name_once`` over the mapping ``node`` and the mappings its merge keys bring in, each as ``written``
+    holds its pairs (by ``id``; taken from it: each mapping is checked once)."""
+    mappings = [node]
+    while mappings:
+        pairs = written.pop(id(mappings.pop()), ())
+        _each_name_once([key for key, _ in pairs], construct)
+        for key, value in pairs:
+            if key.tag == _MERGE:
+                mappings.extend(value.value if value.id == "sequence" else [value])
+
+
 def _each_name_once(keys: Iterable[Any], construct: Callable[..., Any]) -> None:
     """``_Refused`` for the first of a YAML mapping's ``keys`` (its key nodes, as written) that names what one
     before it named, saying where; a merge key (``<<``) is not a name. ``construct`` makes a key node's value."""
     seen: set[Any] = set()
     for node in keys:
-        if node.tag == "tag:yaml.org,2002:merge":
+        if node.tag == _MERGE:
             continue
         key = construct(node, deep=True)
         try:
             if key in seen:
-                where = _where(node)
-                raise _Refused(f"gives the name {_shown_key(key)} twice in one mapping ({where}); give it once")
+                raise _Refused(_given_twice(key, _where(node)))
             seen.add(key)
         except TypeError:  # an unhashable key: PyYAML's own error names it
             return
 
 
-def _shown_key(key: Any) -> str:
-    """A name a product file gives twice, as its error shows it: a text escaped and cut past 100 characters, as a
-    caller's JSON's are (``limits.shown_name``); another value (``1``, ``true``) as YAML wrote it."""
+def _given_twice(key: Any, where: str) -> str:
+    """What a product file that gives ``key`` twice in one mapping is told (``where``: the second). A text name is
+    shown escaped and cut past 100 characters, as a caller's JSON's are (``limits.shown_name``); another (``1``,
+    ``true``, ``~``) is not shown: YAML reads several spellings as one such name."""
     if isinstance(key, str):
-        return f"'{shown_name(key)}'" if key else shown_name(key)
-    return shown_name(str(key))
+        shown = "'" + shown_name(key).replace("'", "\\'") + "'" if key else shown_name(key)
+        return f"gives the name {shown} twice in one mapping ({where}); give it once"
+    return (
+        f"gives a name twice in one mapping ({where}: YAML reads it as a name before it, as it reads 1, 0x1, 1.0 "
+        "and true as one); give it once"
+    )
 
 
 def _problem(exc: Any) -> str:
