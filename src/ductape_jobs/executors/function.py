@@ -101,6 +101,9 @@ class FunctionExecutor:
             return self._outliving.get((run_id, attempt))
 
     def _find(self, run: Run, ctx: RunContext) -> Function:
+        """The function registered under the run's tag, else the one its product maps the tag to, looked up at each
+        run (the module imported once, by Python): kept under the bare tag, one product's ``report`` ran in place of
+        every other product's ``report`` in the process after it."""
         if run.event_tag in self.registry or ctx.product is None:
             return self.registry.get(run.event_tag)
         target = ctx.product.functions.get(run.event_tag)
@@ -113,7 +116,6 @@ class FunctionExecutor:
             raise ExecutorNotFoundError(  # on this worker: another (deployed since) may load it
                 f"FUNCTION {run.event_tag!r} maps to {target!r}, which cannot be loaded: {exc}", retryable=True
             ) from None
-        self.registry.register(run.event_tag, fn)
         return fn
 
     async def execute(self, run: Run, ctx: RunContext) -> Any:
