@@ -36,7 +36,7 @@ from ductape_jobs.resource_client import Resources
 from ductape_jobs.retention import PruneCounts, Retention
 from ductape_jobs.store import DEFAULT_URL, Store, open_store
 from ductape_jobs.store.sql import newer_error, shown_versions
-from ductape_jobs.targets import parse_networks
+from ductape_jobs.targets import TargetPolicy, parse_networks
 from ductape_jobs.timing.backoff import Backoff
 from ductape_jobs.webhooks import Webhooks
 
@@ -213,7 +213,7 @@ class Ductape:
         self._function_executor = FunctionExecutor(self.functions, self._pool, self.products)
         self.executors = ExecutorRegistry()
         self.executors.register(self._function_executor)
-        for event_type, factory in product_executors(self.products).items():  # loaded on first use
+        for event_type, factory in product_executors(self.products, self._network).items():  # loaded on first use
             self.executors.register_factory(event_type, factory)
         # Each blocking call (drain, feature.run) is one event loop; the executors' connections close with it.
         self._blocking = Blocking(cleanup=self.executors.aclose)
@@ -365,6 +365,11 @@ class Ductape:
             return fn
 
         return register
+
+    def _network(self) -> TargetPolicy:
+        """Where a request whose host a caller chose may go (an ACTION's, a callback's: ``lookup.Target``): the
+        webhooks' network guard, its allowlist as it is now."""
+        return self.webhooks.policy
 
     def on_store(self, store: str | Store, *, create_store: bool = True) -> Ductape:
         """A client on another store with this one's functions, clock and settings (the CLI's ``--store``)."""

@@ -218,7 +218,9 @@ def test_a_value_piped_into_a_base_url_or_a_callbacks_url_fills_one_segment(dt: 
         assert failed.phase is RunPhase.FAILED and failed.retry_count == 0, failed.error
         assert "host name's labels" in failed.error or "'..' is not a path segment's value" in failed.error
     assert len(http.seen) == seen
-    # a URL that is one placeholder is the caller's to give, whole (a callback URL the caller registers)
+    # a URL that is one placeholder is the caller's to give, whole (a callback URL the caller registers), within the
+    # network guard (test_caller_chosen_urls.py): this loopback server, once allowed
+    dt.webhooks.allow = "127.0.0.0/8"
     given = run_once(dt, "p", "NOTIFICATION", "given", {"callback_url": f"{http.url}/hooks/a?b=c", "callback": {}})
     assert given.phase is RunPhase.COMPLETED and http.last.target == "/hooks/a?b=c"
 

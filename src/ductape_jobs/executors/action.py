@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import httpx
@@ -11,13 +12,15 @@ from ductape_jobs.executors.http import HttpAuth, HttpRequestSpec, build_request
 from ductape_jobs.executors.lookup import definition, locate, owner_env, path_of, url_of
 from ductape_jobs.models import JobEventTypes, Run
 from ductape_jobs.products import Products
+from ductape_jobs.targets import TargetPolicy
 
 
 class ActionExecutor:
     event_type = JobEventTypes.ACTION
 
-    def __init__(self, products: Products) -> None:
+    def __init__(self, products: Products, policy: Callable[[], TargetPolicy] = TargetPolicy) -> None:
         self.products = products
+        self.policy = policy  # where a base_url whose host the caller chose may go (``lookup.Target``)
         self._client: httpx.AsyncClient | None = None
 
     def client(self) -> httpx.AsyncClient:
@@ -34,9 +37,10 @@ class ActionExecutor:
         env = definition(settings.model_dump(exclude={"base_url"}), ctx, at_env)
         named, at = app.actions[ref.name], f"{where}.actions.{ref.name}"
         action = definition(named.model_dump(exclude={"path"}), ctx, at)  # the path: each value one segment
+        base = url_of(settings.base_url, ctx, f"{at_env}.base_url")  # a piped value: one segment or labels
         spec = HttpRequestSpec(
             method=action["method"],
-            base_url=url_of(settings.base_url, ctx, f"{at_env}.base_url"),  # a piped value: one segment or labels
+            base_url=base.url,
             path=path_of(named.path, ctx, f"{at}.path"),
             headers={**env["headers"], **action["headers"]},
             query=action["query"],
@@ -45,7 +49,9 @@ class ActionExecutor:
             timeout=action["timeout"],
         )
         request = build_request(spec, ctx.input)
-        return await perform(self.client(), request, spec.timeout, secrets=self.products.secrets.of(product.tag))
+        secrets = self.products.secrets.of(product.tag)
+        guard = self.policy() if base.chosen else None
+        return await perform(self.client(), request, spec.timeout, secrets=secrets, guard=guard)
 
     async def close(self) -> None:
         if self._client is not None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from typing import Any
+from typing import Any, NamedTuple
 
 from ductape_jobs.errors import ExecutorNotFoundError, HttpError, PipingFailure, PipingTooLarge, ValidationError
 from ductape_jobs.executors.base import RunContext
@@ -86,18 +86,29 @@ def reads_data_node(placeholder: Node) -> bool:
 _HOST_PART = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 
 
-def url_of(template: str, ctx: RunContext, where: str) -> str:
+class Target(NamedTuple):
+    """A URL the engine sends to (``url_of``), and whether the caller chose its host (``chosen``): the whole URL is one
+    placeholder reading ``DATA_SOURCES`` (``$Input{callback_url}``), or its host is only such placeholders
+    (``http://$Input{host}:8080/x``). Such a request is sent only to an address the network guard allows
+    (``targets.TargetPolicy``, webhooks' allowlist), as a webhook is; a host the owner wrote
+    (``$Input{tenant}.example.com`` too) is the owner's."""
+
+    url: str
+    chosen: bool
+
+
+def url_of(template: str, ctx: RunContext, where: str) -> Target:
     """A URL the engine sends to (an app's ``base_url``, a callback's, a push or SMS provider's ``url``) as
     ``definition`` makes a value, each placeholder that reads ``DATA_SOURCES``: in the path, the query or the
     fragment, one segment (``path_of``'s rule); in the scheme or the authority, a host name's labels
     (``_HOST_PART``: ``tenant-1``, ``eu.api``; a value that would add a port, a user part or a path fails the attempt
     for good). A ``base_url`` of ``http://$Input{tenant}.example.com`` given ``127.0.0.1:8080/x?#`` sent the app's
     auth to the host the input named (a security probe). A URL that is one placeholder and nothing else is the
-    caller's to give, whole (``$Input{callback_url}``), within the network guard (``targets``)."""
+    caller's to give, whole (``$Input{callback_url}``), within the network guard (``Target``)."""
     parsed = parse(template) if "$" in template else None
     whole = parsed.whole if parsed is not None else None
     if whole is not None and reads_data_node(whole):
-        return str(definition(template, ctx, where))
+        return Target(str(definition(template, ctx, where)), chosen=True)
     filled: list[str] = []
 
     def mark(placeholder: Node, text: str) -> str:
@@ -128,7 +139,9 @@ def url_of(template: str, ctx: RunContext, where: str) -> str:
                 raise HttpError(str(exc), retryable=False) from None
         out.append(marked[pos : match.start()] + value)
         pos = match.end()
-    return "".join(out) + marked[pos:]
+    owners = re.sub(r"\x00\d+\x00", "", marked[start:authority_end]).rpartition("@")[2]  # what the owner wrote
+    host = owners.rpartition(":")[0] if ":" in owners and not owners.endswith("]") else owners
+    return Target("".join(out) + marked[pos:], chosen=bool(filled) and not host.strip("[]."))
 
 
 def owner_env(mapping: dict[str, Any], run: Run, kind: str, tag: str) -> Any:

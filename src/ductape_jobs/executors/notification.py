@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from email.utils import getaddresses
 from typing import Any
 
@@ -24,6 +25,7 @@ from ductape_jobs.products import Products
 from ductape_jobs.products.channels import INPUT_KEYS, from_input
 from ductape_jobs.products.model import ProductSpec
 from ductape_jobs.redaction import Secrets, smtp_secrets
+from ductape_jobs.targets import TargetPolicy
 
 
 def _list(value: Any) -> list[str]:
@@ -60,26 +62,35 @@ def _provider(settings: dict[str, Any] | None, kind: str, env: str) -> ProviderS
     )
 
 
-def _resolved(product: ProductSpec, name: str, env_name: str, ctx: RunContext) -> tuple[dict[str, Any], dict[str, Any]]:
+def _resolved(
+    product: ProductSpec, name: str, env_name: str, ctx: RunContext
+) -> tuple[dict[str, Any], dict[str, Any], set[str]]:
     """The notification ``name`` and the env's settings, ``${VAR}`` read and piping resolved; in the URLs it sends to
-    (a callback's, a push or SMS provider's) a piped value is one segment or a host's labels (``url_of``)."""
+    (a callback's, a push or SMS provider's) a piped value is one segment or a host's labels (``url_of``). Third:
+    the channels (``callback``, ``push``, ``sms``) whose URL's host the caller chose (``lookup.Target``)."""
     named, at = product.notifications[name], f"products.{product.tag}.notifications.{name}"
     spec = definition(named.model_dump(exclude={"callback": {"url"}}), ctx, at)
     settings, at_env = product.envs[env_name], f"products.{product.tag}.envs.{env_name}"
     env = definition(settings.model_dump(exclude={"secrets": True, "push": {"url"}, "sms": {"url"}}), ctx, at_env)
+    chosen: set[str] = set()
     if named.callback is not None:
-        spec["callback"]["url"] = url_of(named.callback.url, ctx, f"{at}.callback.url")
+        target = url_of(named.callback.url, ctx, f"{at}.callback.url")
+        spec["callback"]["url"] = target.url
+        chosen |= {"callback"} if target.chosen else set()
     for channel, given in (("push", settings.push), ("sms", settings.sms)):
         if given is not None:
-            env[channel]["url"] = url_of(given.url, ctx, f"{at_env}.{channel}.url")
-    return spec, env
+            target = url_of(given.url, ctx, f"{at_env}.{channel}.url")
+            env[channel]["url"] = target.url
+            chosen |= {channel} if target.chosen else set()
+    return spec, env, chosen
 
 
 class NotificationExecutor:
     event_type = JobEventTypes.NOTIFICATION
 
-    def __init__(self, products: Products) -> None:
+    def __init__(self, products: Products, policy: Callable[[], TargetPolicy] = TargetPolicy) -> None:
         self.products = products
+        self.policy = policy  # where a URL whose host the caller chose may go (``lookup.Target``)
         self._client: httpx.AsyncClient | None = None
 
     def client(self) -> httpx.AsyncClient:
@@ -89,7 +100,8 @@ class NotificationExecutor:
 
     async def execute(self, run: Run, ctx: RunContext) -> Any:
         product, ref = locate(self.products, run, ctx)
-        spec, env = _resolved(product, ref.name, run.env, ctx)
+        spec, env, chosen = _resolved(product, ref.name, run.env, ctx)
+        policy = self.policy() if chosen else None
         for channel in INPUT_KEYS:  # declared `true`: the fields come from the input, as data
             if spec.get(channel) is True:
                 try:
@@ -113,6 +125,7 @@ class NotificationExecutor:
                 body=push["body"],
                 data=push.get("data") if isinstance(push.get("data"), dict) else None,
                 secrets=self.products.secrets.of(product.tag),
+                guard=policy if "push" in chosen else None,
             )
         if spec.get("sms"):
             provider = _provider(env.get("sms"), "sms", run.env)
@@ -124,6 +137,7 @@ class NotificationExecutor:
                 body=sms["body"],
                 sender=(env.get("sms") or {}).get("sender"),
                 secrets=self.products.secrets.of(product.tag),
+                guard=policy if "sms" in chosen else None,
             )
         if spec.get("callback"):
             callback = spec["callback"]
@@ -137,6 +151,7 @@ class NotificationExecutor:
                 secret=secret,
                 headers=callback.get("headers"),
                 secrets=self.products.secrets.of(product.tag),
+                guard=policy if "callback" in chosen else None,
             )
         return sent
 

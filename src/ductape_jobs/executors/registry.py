@@ -21,6 +21,7 @@ if TYPE_CHECKING:
     from concurrent.futures import Future
 
     from ductape_jobs.products import Products
+    from ductape_jobs.targets import TargetPolicy
 
 Factory = Callable[[], Executor]
 
@@ -110,18 +111,19 @@ class ExecutorRegistry:
                     await executor.close()
 
 
-def product_executors(products: Products) -> dict[JobEventTypes, Factory]:
-    """Factories of the executors whose events a product declares, each importing its module when called."""
+def product_executors(products: Products, policy: Callable[[], TargetPolicy]) -> dict[JobEventTypes, Factory]:
+    """Factories of the executors whose events a product declares, each importing its module when called.
+    ``policy``: where a request whose host the caller chose may go (the webhooks' network guard, as it is now)."""
 
     def action() -> Executor:
         from ductape_jobs.executors.action import ActionExecutor
 
-        return ActionExecutor(products)
+        return ActionExecutor(products, policy)
 
     def notification() -> Executor:
         from ductape_jobs.executors.notification import NotificationExecutor
 
-        return NotificationExecutor(products)
+        return NotificationExecutor(products, policy)
 
     def database_action() -> Executor:
         from ductape_jobs.executors.database_action import DatabaseActionExecutor

@@ -142,6 +142,16 @@ def build_request(spec: HttpRequestSpec, input: dict[str, Any]) -> httpx.Request
     return request
 
 
+def pin(request: httpx.Request, address: str) -> None:
+    """Send ``request`` to ``address`` (an IP address checked beforehand) rather than to what its host resolves to
+    when it is sent (a DNS answer that changed since cannot redirect it): its Host header and TLS name stay the
+    host's."""
+    host = request.url.host
+    request.url = request.url.copy_with(host=address)
+    if request.url.scheme == "https":
+        request.extensions["sni_hostname"] = host
+
+
 def _sent_secrets(spec: HttpRequestSpec) -> list[str]:
     """The credentials the engine builds into ``spec``'s request: a basic auth's ``Authorization: Basic`` (an answer
     echoing its request's headers kept it, a security probe) and its URL's (``redaction.url_secrets``)."""

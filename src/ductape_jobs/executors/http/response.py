@@ -13,8 +13,10 @@ from typing import Any
 import httpx
 
 from ductape_jobs import redaction
-from ductape_jobs.errors import HttpError, describe
+from ductape_jobs.errors import HttpError, TargetRefused, describe
+from ductape_jobs.executors.http.request import pin
 from ductape_jobs.redaction import REDACT_EXTENSION, SENT_SECRETS_EXTENSION, WEBHOOK_EXTENSION, Secrets
+from ductape_jobs.targets import TargetPolicy
 
 #: Response bodies longer than this are kept as truncated text (``"truncated": True``).
 MAX_BODY_BYTES = 64 * 1024
@@ -58,6 +60,7 @@ async def perform(
     max_body_bytes: int = MAX_BODY_BYTES,
     follow_redirects: bool | None = None,
     secrets: Secrets | None = None,
+    guard: TargetPolicy | None = None,
 ) -> dict[str, Any]:
     """Send ``request`` and return ``{"status", "duration_ms", "headers", "body", "truncated"}``.
 
@@ -72,6 +75,8 @@ async def perform(
     ``follow_redirects`` overrides the client's setting. ``secrets`` (the run's product's) are masked in what is
     cut here, before it is cut (the error's start of the body, a body past ``max_body_bytes``): a secret the
     answer echoes, cut where a caller's padding put the cut, was kept in part (the worker masks whole ones).
+    ``guard``: the URL's host is the caller's (``lookup.Target``), sent to only where the policy allows, at the
+    address checked (a refused one: a non-retryable ``HttpError``, nothing sent).
     """
     if secrets is not None:  # before anything of the answer is read
         secrets.learn(request.extensions.get(SENT_SECRETS_EXTENSION, ()))
@@ -82,6 +87,8 @@ async def perform(
     sending = _SENDING.set(request.extensions)
     try:
         async with asyncio.timeout(timeout):
+            if guard is not None:
+                await _guarded(request, guard, f"{method} {url}", started)
             if follow_redirects is None:
                 response = await client.send(request, stream=True)
             else:
@@ -114,6 +121,20 @@ async def perform(
     message = f"{method} {url} -> HTTP {status} {response.reason_phrase}".rstrip()
     snippet = _snippet(summary["body"], secrets)
     raise HttpError(f"{message}: {snippet}" if snippet else message, retryable, summary)
+
+
+async def _guarded(request: httpx.Request, guard: TargetPolicy, what: str, started: float) -> None:
+    """``request`` pinned to the address its host resolves to, if ``guard`` allows it; else a non-retryable
+    ``HttpError`` (a host that does not resolve: a retryable one, as a transport failure is)."""
+    try:
+        address = await guard.resolve(str(request.url))
+    except TargetRefused as exc:
+        reason = f"not sent: {exc}; a host the caller chooses must be a public address {guard.hint()}"
+        raise HttpError(f"{what} {reason}", False, _failure(started, reason)) from None
+    except (OSError, UnicodeError, ValueError) as exc:
+        reason = f"not sent: cannot resolve the host: {describe(exc)}"
+        raise HttpError(f"{what} {reason}", True, _failure(started, reason)) from None
+    pin(request, str(address))
 
 
 def redact_url(url: httpx.URL | str, names: Iterable[str | None] = ()) -> str:

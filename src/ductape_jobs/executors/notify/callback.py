@@ -20,7 +20,9 @@ from typing import Any
 import httpx
 
 from ductape_jobs.executors.http import HttpError, HttpRequestSpec, build_request, encode_json, perform
+from ductape_jobs.executors.http.request import pin
 from ductape_jobs.redaction import WEBHOOK_EXTENSION, Secrets
+from ductape_jobs.targets import TargetPolicy
 
 SIGNATURE_HEADER = "X-Ductape-Signature"
 TIMESTAMP_HEADER = "X-Ductape-Timestamp"
@@ -69,6 +71,7 @@ async def post_callback(
     follow_redirects: bool | None = None,
     webhook: bool = False,
     secrets: Secrets | None = None,
+    guard: TargetPolicy | None = None,
 ) -> dict[str, Any]:
     """POST ``payload`` as JSON to ``url``, signed with ``secret`` (see the module doc); returns the response
     summary of :func:`perform`. ``headers`` are added but cannot replace the Content-Type or the signature
@@ -76,7 +79,8 @@ async def post_callback(
     resolving the URL's host (the Host header and TLS name stay the host's), for a target checked beforehand.
     ``follow_redirects`` overrides the client's setting. ``webhook``: ``url`` is a webhook's, shown (in errors,
     in a trace span) as ``redaction.redact_webhook_url`` shows it. ``secrets``: the product's, masked before what
-    the answer's start and a body past its bound are cut to (``perform``)."""
+    the answer's start and a body past its bound are cut to (``perform``). ``guard``: the URL is the caller's, sent
+    to only where the policy allows (``perform``)."""
     if not secret:
         raise HttpError("a callback needs a secret to sign with", retryable=False)
     try:
@@ -94,11 +98,8 @@ async def post_callback(
     if webhook:
         request.extensions[WEBHOOK_EXTENSION] = True
     if address is not None:
-        host = request.url.host
-        request.url = request.url.copy_with(host=address)
-        if request.url.scheme == "https":
-            request.extensions["sni_hostname"] = host
+        pin(request, address)
     ts = int(time.time()) if timestamp is None else timestamp
     request.headers[TIMESTAMP_HEADER] = str(ts)
     request.headers[SIGNATURE_HEADER] = sign(secret, request.content, ts)
-    return await perform(client, request, timeout, follow_redirects=follow_redirects, secrets=secrets)
+    return await perform(client, request, timeout, follow_redirects=follow_redirects, secrets=secrets, guard=guard)

@@ -17,6 +17,7 @@ from msgspec import Struct, field
 
 from ductape_jobs.executors.http import HttpAuth, HttpError, HttpRequestSpec, build_request, perform
 from ductape_jobs.redaction import Secrets
+from ductape_jobs.targets import TargetPolicy
 
 
 class ProviderSettings(Struct, frozen=True):
@@ -38,12 +39,13 @@ async def send_push(
     body: str,
     data: dict[str, Any] | None,
     secrets: Secrets | None = None,
+    guard: TargetPolicy | None = None,
 ) -> dict[str, Any]:
     """Send one push request for all ``tokens``; returns the response summary of :func:`perform`."""
     if not tokens:
         raise HttpError("a push notification needs at least one device token", retryable=False)
     values = {"tokens": list(tokens), "title": title, "body": body, "data": dict(data or {})}
-    return await _send(client, provider, values, secrets)
+    return await _send(client, provider, values, secrets, guard)
 
 
 async def send_sms(
@@ -54,6 +56,7 @@ async def send_sms(
     body: str,
     sender: str | None,
     secrets: Secrets | None = None,
+    guard: TargetPolicy | None = None,
 ) -> dict[str, Any]:
     """Send one SMS request; returns the response summary of :func:`perform`."""
     if not to:
@@ -61,12 +64,17 @@ async def send_sms(
     default: dict[str, Any] = {"to": to, "body": body}
     if sender:
         default["from"] = sender
-    return await _send(client, provider, default, secrets)
+    return await _send(client, provider, default, secrets, guard)
 
 
 async def _send(
-    client: httpx.AsyncClient, provider: ProviderSettings, payload: dict[str, Any], secrets: Secrets | None
+    client: httpx.AsyncClient,
+    provider: ProviderSettings,
+    payload: dict[str, Any],
+    secrets: Secrets | None,
+    guard: TargetPolicy | None,
 ) -> dict[str, Any]:
+    """``payload`` sent to the provider (``guard``: its URL's host is the caller's, ``perform``)."""
     spec = HttpRequestSpec(
         method=provider.method,
         base_url=provider.url,
@@ -75,4 +83,4 @@ async def _send(
         auth=provider.auth,
         timeout=provider.timeout,
     )
-    return await perform(client, build_request(spec, {}), provider.timeout, secrets=secrets)
+    return await perform(client, build_request(spec, {}), provider.timeout, secrets=secrets, guard=guard)
