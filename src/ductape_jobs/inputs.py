@@ -34,6 +34,7 @@ from ductape_jobs.limits import (
     MAX_COUNT,
     MAX_MILLIS,
     MAX_RETRIES,
+    MAX_SESSION_TOKEN,
     MIN_EVERY,
     check_free_data,
     check_nesting,
@@ -290,7 +291,7 @@ class Session(_Input):
     """The seeds' ``ISession``: a session tag and its token (``"tag:jwt"`` is accepted too)."""
 
     tag: NonEmpty
-    token: Annotated[str, Field(min_length=1, max_length=16_384)]
+    token: Annotated[str, Field(min_length=1, max_length=MAX_SESSION_TOKEN)]
 
     @model_validator(mode="before")
     @classmethod

@@ -30,6 +30,9 @@ MAX_STREAMS = 256
 MAX_STREAMS_PER_KEY = 16
 #: A run's or feature run's ``input``, or a session's data, encoded as JSON.
 MAX_INPUT_BYTES = 256 * 1024
+#: A session token (a JWT: its data as JSON, base64-encoded, signed), as ``schedule()`` and ``session.verify`` take
+#: it: ``session.start`` refuses data whose token would be longer (about 12 KB of ASCII JSON).
+MAX_SESSION_TOKEN = 16_384
 #: A run's ``output`` as the JSON text stored (ASCII: ``\u`` escapes, so characters are bytes); past it the attempt
 #: fails with a ``ResultError`` naming both sizes, and nothing of the output is kept. Every list of runs, HTTP
 #: answer and dashboard page reads outputs whole.

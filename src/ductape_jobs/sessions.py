@@ -16,7 +16,7 @@ from msgspec import Struct
 
 from ductape_jobs.clock import Clock
 from ductape_jobs.errors import ExecutionError, ValidationError
-from ductape_jobs.limits import check_object
+from ductape_jobs.limits import MAX_SESSION_TOKEN, check_object
 from ductape_jobs.logs import redact
 from ductape_jobs.products import Products, expand
 
@@ -83,7 +83,8 @@ class Sessions:
         return product, spec, secret
 
     def start(self, tag: str, data: dict[str, Any], *, env: str, product_tag: str) -> SessionToken:
-        """Issue a token for ``data`` (checked against the session's schema)."""
+        """Issue a token for ``data`` (checked against the session's schema, and small enough that the token is at
+        most ``MAX_SESSION_TOKEN`` characters, as ``verify`` and ``schedule()`` take it)."""
         _, spec, secret = self._spec(tag, product_tag, env)
         _check_schema(spec, data)
         now = self._clock.now()
@@ -102,6 +103,12 @@ class Sessions:
         import jwt  # PyJWT loads with the first session, not with the package
 
         token = jwt.encode(claims, secret, algorithm="HS256")
+        if len(token) > MAX_SESSION_TOKEN:  # every schedule() and verify() would refuse it
+            raise ValidationError(
+                "session.data",
+                f"makes a token of {len(token):,} characters, more than the {MAX_SESSION_TOKEN:,} a session token may "
+                "hold (the data as JSON, base64-encoded: about 12 KB); keep less in the session",
+            )
         return SessionToken(tag, token, expires, None if subject is None else str(subject))
 
     def verify(self, session: Session | str | dict[str, Any], *, env: str, product_tag: str) -> dict[str, Any]:

@@ -5,6 +5,7 @@ sessions. (The dashboard's login sessions are test_api_sessions.py's.)"""
 from __future__ import annotations
 
 import logging
+import re
 from datetime import timedelta
 from typing import Any
 
@@ -130,3 +131,35 @@ def test_a_token_given_as_the_tag_is_not_echoed_in_the_refusal(shop: Api, job: d
             refused = c.post(path, json={**extra, "session": session})
             assert refused.status_code == 422 and "has no session" in refused.text, refused.text
             assert token not in refused.text and token.split(".")[2] not in refused.text
+
+
+def test_data_whose_token_no_call_would_take_is_refused_when_the_session_starts(shop: Api) -> None:
+    """``session.start`` took data up to the input bound (256 KiB) while ``schedule()`` and ``verify`` take a token of
+    at most ``MAX_SESSION_TOKEN`` characters (a probe: 20 KB of data made a token every call then refused). The
+    largest data that fits is issued, and its token is taken."""
+    from ductape_jobs.limits import MAX_SESSION_TOKEN
+
+    c = shop.client()
+
+    def start(bio: str) -> Any:
+        data = {"user": {"id": 7, "bio": bio}}
+        return c.post("/sessions", json={"tag": "user-session", "data": data, "env": "prd", "product_tag": "shop"})
+
+    low, high = 0, 20_000  # the longest bio whose token fits, by bisection (base64 and the claims around it)
+    while low < high:
+        mid = (low + high + 1) // 2
+        low, high = (mid, high) if start("x" * mid).status_code == 201 else (low, mid - 1)
+    fits = start("x" * low)
+    assert fits.status_code == 201 and len(fits.json()["session"].split(":", 1)[1]) <= MAX_SESSION_TOKEN
+    verified = c.post("/sessions/verify", json={"session": fits.json()["session"], "env": "prd", "product_tag": "shop"})
+    assert verified.status_code == 200, verified.text
+    too_long = start("x" * (low + 1))  # a byte more: its token passes the bound
+    assert too_long.status_code == 422
+    ((field, rule),) = problems(too_long)
+    made = re.fullmatch(
+        rf"makes a token of ([\d,]+) characters, more than the {MAX_SESSION_TOKEN:,} a session token may hold \(the "
+        r"data as JSON, base64-encoded: about 12 KB\); keep less in the session",
+        rule,
+    )
+    assert field == "session.data" and made is not None, rule
+    assert MAX_SESSION_TOKEN < int(made.group(1).replace(",", "")) <= MAX_SESSION_TOKEN + 4
