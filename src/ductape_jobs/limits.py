@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from datetime import UTC, date, datetime, timedelta
 from enum import Enum
 from typing import Any, TypeVar
@@ -273,8 +273,15 @@ def header_breaks(value: str) -> bool:
 
 
 def as_text(value: Any) -> str:
-    """A header's or a path parameter's value as sent: a boolean as ``true``/``false``, anything else ``str()``."""
-    return ("true" if value else "false") if isinstance(value, bool) else str(value)
+    """How a value reads as text (a header's or a path parameter's value as sent, a placeholder's inside text), as in
+    Ductape's JavaScript: a string as it is; an object, a list, a boolean and null as compact JSON (``true``,
+    ``{"a":1}``); a number as ``str()``. An object in a path was sent as Python wrote it (``{'a': 1, 't': True}``)
+    where the same value piped into the path was JSON (a probe)."""
+    if isinstance(value, str):
+        return value
+    if value is None or isinstance(value, bool | Mapping | list | tuple):
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
+    return str(value)
 
 
 def header_rule(name: str, value: str) -> str | None:

@@ -10,6 +10,7 @@ import pickle
 import socket
 import time
 from typing import Any
+from urllib.parse import unquote
 
 import httpx
 import pytest
@@ -66,6 +67,15 @@ def test_path_params_are_filled_and_encoded(server: Recorder) -> None:
 def test_numeric_and_bool_params(server: Recorder) -> None:
     call(build_request(spec(server.url, path=":n/:flag"), {"params": {"n": 42, "flag": True}}))
     assert server.last.path == "/42/true"
+
+
+def test_an_object_or_list_param_fills_the_path_as_json_as_piping_does(server: Recorder) -> None:
+    """A path's value reads as a placeholder's does inside text (``limits.as_text``): an object or a list as compact
+    JSON (it went as Python wrote it: ``{'a': 1, 't': True, 'n': None}``), and so does a header's."""
+    given = {"id": {"a": 1, "t": True, "n": None}, "ids": [1, "x"]}
+    call(build_request(spec(server.url, path="/u/:id/{ids}"), {"params": given, "headers": {"X-Ids": [1, "x"]}}))
+    assert unquote(server.last.target) == '/u/{"a":1,"t":true,"n":null}/[1,"x"]'
+    assert server.last.headers["x-ids"] == '[1,"x"]'
 
 
 def test_a_missing_path_param_is_not_retryable_and_named() -> None:

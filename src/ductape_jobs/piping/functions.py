@@ -9,13 +9,13 @@ naming the call.
 
 from __future__ import annotations
 
-import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeAlias
 
 from msgspec import Struct
 
+from ductape_jobs.limits import as_text
 from ductape_jobs.piping.errors import PipingMissingError
 
 Thunk: TypeAlias = Callable[[], Any]
@@ -53,14 +53,8 @@ def is_name(name: str) -> bool:
 # ------------------------------------------------------------------------------------------- helpers
 
 
-def to_text(value: Any) -> str:
-    """How a value reads inside text, as in Ductape's JavaScript: strings as they are, objects, lists, booleans
-    and null as compact JSON (``true``, ``null``), numbers as ``str()``."""
-    if isinstance(value, str):
-        return value
-    if value is None or isinstance(value, bool | Mapping | list | tuple):
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=str)
-    return str(value)
+#: How a value reads inside text (``limits.as_text``: one rule for a placeholder's text and a path's or header's value).
+to_text = as_text
 
 
 def format_time(when: datetime) -> str:
