@@ -187,6 +187,16 @@ def test_a_merge_key_s_names_are_overridden_not_given_twice(tmp_path: Path) -> N
     assert Products.load(path).get("shop").apps["a"].constants["own"] == {"x": 1, "y": 7, "z": 5, "w": 6}
 
 
+@pytest.mark.parametrize("suffix", [".TOML", ".Toml"])
+def test_a_toml_file_is_read_as_toml_whatever_the_case_of_its_suffix(tmp_path: Path, suffix: str) -> None:
+    """``shop.TOML`` was read as YAML (a TOML table header is no YAML): its error named YAML's rules."""
+    path = tmp_path / f"shop{suffix}"
+    path.write_text('[[products]]\ntag = "shop"\nenvs = ["prd"]\n')
+    assert list(Products.load(path).get("shop").envs) == ["prd"]
+    path.write_text('[[products]]\ntag = "shop"\nenvs = [\n')
+    assert load_error(path).rule.startswith(f"{path} is not valid toml: ")
+
+
 def test_a_name_yaml_reads_as_text_only_in_a_mapping_is_read_so(tmp_path: Path) -> None:
     """A plain ``=`` is YAML's value tag, read as the text ``=`` where it names a value of a mapping (a review: the
     names were read before PyYAML's merge step that reads it so, and such a file was refused)."""

@@ -87,16 +87,15 @@ class Products:
             raise ValidationError(
                 "product_file", f"{file} is not UTF-8 text (byte 0x{raw[exc.start]:02x} at offset {exc.start})"
             ) from None
+        kind = file.suffix.lower().lstrip(".") or "yaml"  # .TOML is TOML; any other is read as YAML (JSON too)
         try:
-            data = tomllib.loads(text) if file.suffix == ".toml" else yaml.load(text, Loader=_loader())
+            data = tomllib.loads(text) if kind == "toml" else yaml.load(text, Loader=_loader())
         except RecursionError:  # tomllib's parser recurses once a nested array or table: a few hundred levels
             raise ValidationError("product_file", f"{file} nests deeper than {MAX_FILE_DEPTH} levels") from None
         except _Refused as exc:
             raise ValidationError("product_file", f"{file} {exc}") from None
         except yaml.YAMLError as exc:  # where and what, not PyYAML's text: it quotes the line, secrets and all
-            raise ValidationError(
-                "product_file", f"{file} is not valid {file.suffix.lstrip('.')}: {_problem(exc)}"
-            ) from None
+            raise ValidationError("product_file", f"{file} is not valid {kind}: {_problem(exc)}") from None
         except tomllib.TOMLDecodeError as exc:  # its text says where, quoting nothing of the file
             raise ValidationError("product_file", f"{file} is not valid toml: {exc}") from None
         except ValueError as exc:  # TOML: an integer of 5,000 digits (YAML's values: _Refused, by the loader)
