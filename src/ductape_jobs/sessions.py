@@ -107,7 +107,8 @@ class Sessions:
             raise ValidationError(
                 "session.data",
                 f"makes a token of {len(token):,} characters, more than the {MAX_SESSION_TOKEN:,} a session token may "
-                "hold (the data as JSON, base64-encoded: about 12 KB); keep less in the session",
+                "hold (the data as JSON, base64-encoded: about 12 KB of ASCII, less of other characters); keep less "
+                "in the session",
             )
         return SessionToken(tag, token, expires, None if subject is None else str(subject))
 

@@ -158,7 +158,7 @@ def test_data_whose_token_no_call_would_take_is_refused_when_the_session_starts(
     ((field, rule),) = problems(too_long)
     made = re.fullmatch(
         rf"makes a token of ([\d,]+) characters, more than the {MAX_SESSION_TOKEN:,} a session token may hold \(the "
-        r"data as JSON, base64-encoded: about 12 KB\); keep less in the session",
+        r"data as JSON, base64-encoded: about 12 KB of ASCII, less of other characters\); keep less in the session",
         rule,
     )
     assert field == "session.data" and made is not None, rule

@@ -76,6 +76,12 @@ def test_an_object_or_list_param_fills_the_path_as_json_as_piping_does(server: R
     call(build_request(spec(server.url, path="/u/:id/{ids}"), {"params": given, "headers": {"X-Ids": [1, "x"]}}))
     assert unquote(server.last.target) == '/u/{"a":1,"t":true,"n":null}/[1,"x"]'
     assert server.last.headers["x-ids"] == '[1,"x"]'
+    # a query's and a form's alike (a list repeats the parameter)
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+    s = spec(server.url, method="POST", path="/q", headers=form, body={"o": {"a": 1}, "t": True})
+    call(build_request(s, {"query": {"q": {"a": 1, "n": None}, "ids": [1, {"b": 2}], "gone": None}}))
+    assert unquote(server.last.target) == '/q?q={"a":1,"n":null}&ids=1&ids={"b":2}'
+    assert unquote(server.last.body.decode()) == 'o={"a":1}&t=true'
 
 
 def test_a_missing_path_param_is_not_retryable_and_named() -> None:

@@ -9,7 +9,7 @@ import httpx
 
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.executors.http import HttpAuth, HttpRequestSpec, build_request, perform
-from ductape_jobs.executors.lookup import definition, locate, owner_env, path_of, url_of
+from ductape_jobs.executors.lookup import definition, locate, owner_env, path_of, reads_data, url_of
 from ductape_jobs.models import JobEventTypes, Run
 from ductape_jobs.products import Products
 from ductape_jobs.targets import TargetPolicy
@@ -50,7 +50,10 @@ class ActionExecutor:
         )
         request = build_request(spec, ctx.input)
         secrets = self.products.secrets.of(product.tag)
-        guard = self.policy() if base.chosen else None
+        # the URL's host is the caller's when base_url's is, or when base_url has none and the path, the whole URL
+        # then, reads the caller's data (a review: base_url "" and a path http://$Input{h}/x went unchecked)
+        chosen = base.chosen or ("://" not in base.url and reads_data(named.path))
+        guard = self.policy() if chosen else None
         return await perform(self.client(), request, spec.timeout, secrets=secrets, guard=guard)
 
     async def close(self) -> None:

@@ -88,10 +88,11 @@ _HOST_PART = re.compile(r"[A-Za-z0-9-]+(?:\.[A-Za-z0-9-]+)*")
 
 class Target(NamedTuple):
     """A URL the engine sends to (``url_of``), and whether the caller chose its host (``chosen``): the whole URL is one
-    placeholder reading ``DATA_SOURCES`` (``$Input{callback_url}``), or its host is only such placeholders
-    (``http://$Input{host}:8080/x``). Such a request is sent only to an address the network guard allows
-    (``targets.TargetPolicy``, webhooks' allowlist), as a webhook is; a host the owner wrote
-    (``$Input{tenant}.example.com`` too) is the owner's."""
+    placeholder reading ``DATA_SOURCES`` (``$Input{callback_url}``), or its host holds such a placeholder
+    (``http://$Input{host}:8080/x``, ``https://$Input{tenant}.example.com``, ``http://api.$Input{domain}``: the caller's
+    labels, with a wildcard DNS name or the caller's own domain, name any address). Such a request is sent only to
+    an address the network guard allows (``targets.TargetPolicy``, webhooks' allowlist), as a webhook is; a host
+    the owner wrote whole is the owner's, loopback or private, whatever port or user part the caller gives."""
 
     url: str
     chosen: bool
@@ -120,11 +121,17 @@ def url_of(template: str, ctx: RunContext, where: str) -> Target:
     marked = str(definition(template, ctx, where, each=mark))
     start = marked.find("://") + 3 if "://" in marked else 0
     authority_end = min((i for i in (marked.find(c, start) for c in "/?#") if i >= 0), default=len(marked))
+    authority = marked[start:authority_end]
+    host_start = start + authority.rfind("@") + 1  # after a user part
+    port = authority.rfind(":")
+    host_end = start + port if port > max(authority.rfind("]"), host_start - start - 1) else authority_end
     out: list[str] = []
     pos = 0
+    chosen = False  # a placeholder in the host (not the user part, not the port: the host stays the owner's)
     for match in re.finditer(r"\x00(\d+)\x00", marked):
         text = filled[int(match.group(1))]
         if match.start() < authority_end:
+            chosen = chosen or host_start <= match.start() < host_end
             if not _HOST_PART.fullmatch(text):
                 raise HttpError(
                     f"{where}: a value piped into the URL's host must be a host name's labels (letters, digits, "
@@ -139,9 +146,7 @@ def url_of(template: str, ctx: RunContext, where: str) -> Target:
                 raise HttpError(str(exc), retryable=False) from None
         out.append(marked[pos : match.start()] + value)
         pos = match.end()
-    owners = re.sub(r"\x00\d+\x00", "", marked[start:authority_end]).rpartition("@")[2]  # what the owner wrote
-    host = owners.rpartition(":")[0] if ":" in owners and not owners.endswith("]") else owners
-    return Target("".join(out) + marked[pos:], chosen=bool(filled) and not host.strip("[]."))
+    return Target("".join(out) + marked[pos:], chosen=chosen)
 
 
 def owner_env(mapping: dict[str, Any], run: Run, kind: str, tag: str) -> Any:

@@ -67,7 +67,8 @@ def _resolved(
 ) -> tuple[dict[str, Any], dict[str, Any], set[str]]:
     """The notification ``name`` and the env's settings, ``${VAR}`` read and piping resolved; in the URLs it sends to
     (a callback's, a push or SMS provider's) a piped value is one segment or a host's labels (``url_of``). Third:
-    the channels (``callback``, ``push``, ``sms``) whose URL's host the caller chose (``lookup.Target``)."""
+    the channels (``callback``, ``push``, ``sms``) whose URL's host the caller chose (``lookup.Target``), and
+    ``smtp`` when the SMTP host reads the caller's data."""
     named, at = product.notifications[name], f"products.{product.tag}.notifications.{name}"
     spec = definition(named.model_dump(exclude={"callback": {"url"}}), ctx, at)
     settings, at_env = product.envs[env_name], f"products.{product.tag}.envs.{env_name}"
@@ -82,6 +83,8 @@ def _resolved(
             target = url_of(given.url, ctx, f"{at_env}.{channel}.url")
             env[channel]["url"] = target.url
             chosen |= {channel} if target.chosen else set()
+    if settings.smtp is not None and reads_data(settings.smtp.host):
+        chosen.add("smtp")
     return spec, env, chosen
 
 
@@ -111,6 +114,11 @@ class NotificationExecutor:
         if spec.get("callback") and spec["callback"].get("body") is None and "callback" in ctx.input:
             spec["callback"]["body"] = ctx.input["callback"]
         sent: dict[str, Any] = {}
+        if spec.get("email") and "smtp" in chosen:  # the login would go to the host the caller names
+            raise NotificationInputError(
+                f"products.{product.tag}.envs.{run.env}.smtp.host reads the caller's data ($Input, $Session, "
+                "$Sequence): the SMTP login would go to the host the caller names; the host must be the owner's"
+            )
         if spec.get("email"):
             written = product.notifications[ref.name].email
             piped = {f for f in ("to", "cc", "bcc") if written is not True and reads_data(getattr(written, f, None))}

@@ -131,7 +131,7 @@ def build_request(spec: HttpRequestSpec, input: dict[str, Any]) -> httpx.Request
         target = httpx.URL(url)
         if target.scheme not in ("http", "https") or not target.host:
             raise HttpError(f"{url!r} is not an absolute http(s) URL", retryable=False)
-        target = target.copy_merge_params({k: v for k, v in query.items() if v is not None})
+        target = target.copy_merge_params(_as_params(query))
         content = _encode_body(body, headers)
         request = httpx.Request(spec.method.upper(), target, headers=headers, content=content)
     except (TypeError, ValueError, httpx.InvalidURL) as exc:
@@ -142,12 +142,19 @@ def build_request(spec: HttpRequestSpec, input: dict[str, Any]) -> httpx.Request
     return request
 
 
+#: A request's extension: it is pinned to an address (``pin``), so ``perform`` sends it on a connection of its own.
+PINNED_EXTENSION = "ductape_pinned"
+
+
 def pin(request: httpx.Request, address: str) -> None:
     """Send ``request`` to ``address`` (an IP address checked beforehand) rather than to what its host resolves to
     when it is sent (a DNS answer that changed since cannot redirect it): its Host header and TLS name stay the
-    host's."""
+    host's. ``perform`` sends it on a connection of its own, through no proxy: a client's pool keys connections by
+    the address, so a request for another host name at that address took a TLS connection verified for the first
+    (a review), and a proxy would be told the address, its certificate checked against it."""
     host = request.url.host
     request.url = request.url.copy_with(host=address)
+    request.extensions[PINNED_EXTENSION] = True
     if request.url.scheme == "https":
         request.extensions["sni_hostname"] = host
 
@@ -191,6 +198,16 @@ def _fill_path(path: str, params: dict[str, Any]) -> str:
     return filled
 
 
+def _as_params(values: dict[str, Any]) -> dict[str, str | list[str]]:
+    """A query's or a form's values as sent: each as text (``limits.as_text``: an object as JSON, as a path's value
+    and a header's are; it went as Python wrote it), a list as the parameter repeated, ``None`` left out."""
+    return {
+        str(k): [as_text(item) for item in v] if isinstance(v, list | tuple) else as_text(v)
+        for k, v in values.items()
+        if v is not None
+    }
+
+
 def _join(base_url: str, path: str) -> str:
     if not path:
         return base_url
@@ -223,8 +240,7 @@ def _encode_body(body: Any, headers: httpx.Headers) -> bytes | None:
         headers.setdefault("Content-Type", "text/plain; charset=utf-8")
         return body.encode()
     if isinstance(body, dict) and headers.get("Content-Type", "").lower().startswith(_FORM):
-        pairs = {k: v for k, v in body.items() if v is not None}
-        return str(httpx.QueryParams(pairs)).encode("ascii")
+        return str(httpx.QueryParams(_as_params(body))).encode("ascii")
     headers.setdefault("Content-Type", "application/json")
     return encode_json(body)
 

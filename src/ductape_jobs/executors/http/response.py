@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -14,7 +15,7 @@ import httpx
 
 from ductape_jobs import redaction
 from ductape_jobs.errors import HttpError, TargetRefused, describe
-from ductape_jobs.executors.http.request import pin
+from ductape_jobs.executors.http.request import PINNED_EXTENSION, pin
 from ductape_jobs.redaction import REDACT_EXTENSION, SENT_SECRETS_EXTENSION, WEBHOOK_EXTENSION, Secrets
 from ductape_jobs.targets import TargetPolicy
 
@@ -89,14 +90,18 @@ async def perform(
         async with asyncio.timeout(timeout):
             if guard is not None:
                 await _guarded(request, guard, f"{method} {url}", started)
-            if follow_redirects is None:
-                response = await client.send(request, stream=True)
-            else:
-                response = await client.send(request, stream=True, follow_redirects=follow_redirects)
-            try:
-                raw, truncated = await _read_capped(response, max_body_bytes)
-            finally:
-                await response.aclose()
+            async with contextlib.AsyncExitStack() as own:
+                if request.extensions.get(PINNED_EXTENSION):  # a connection of its own (``pin``)
+                    client = await own.enter_async_context(httpx.AsyncClient(trust_env=False))
+                    follow_redirects = False  # a redirect's host would be resolved by the client, unchecked
+                if follow_redirects is None:
+                    response = await client.send(request, stream=True)
+                else:
+                    response = await client.send(request, stream=True, follow_redirects=follow_redirects)
+                try:
+                    raw, truncated = await _read_capped(response, max_body_bytes)
+                finally:
+                    await response.aclose()
     except (TimeoutError, httpx.TimeoutException) as exc:
         details = _failure(started, f"timed out after {timeout:g}s")
         raise HttpError(f"{method} {url} timed out after {timeout:g}s", True, details) from exc
@@ -123,13 +128,18 @@ async def perform(
     raise HttpError(f"{message}: {snippet}" if snippet else message, retryable, summary)
 
 
+#: How a refusal of a caller's host says what may be allowed: not the allowlist itself (the caller reads the run's
+#: error; the operator's networks are not the caller's to learn).
+_ALLOWED = " (or one of a network the process allows: --webhook-allow, $DUCTAPE_WEBHOOK_ALLOW, webhook_allow=)"
+
+
 async def _guarded(request: httpx.Request, guard: TargetPolicy, what: str, started: float) -> None:
     """``request`` pinned to the address its host resolves to, if ``guard`` allows it; else a non-retryable
     ``HttpError`` (a host that does not resolve: a retryable one, as a transport failure is)."""
     try:
         address = await guard.resolve(str(request.url))
     except TargetRefused as exc:
-        reason = f"not sent: {exc}; a host the caller chooses must be a public address {guard.hint()}"
+        reason = f"not sent: {exc}; a host the caller chooses must be a public address{_ALLOWED}"
         raise HttpError(f"{what} {reason}", False, _failure(started, reason)) from None
     except (OSError, UnicodeError, ValueError) as exc:
         reason = f"not sent: cannot resolve the host: {describe(exc)}"
