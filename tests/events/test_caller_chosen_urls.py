@@ -35,12 +35,15 @@ def dt(tmp_path: Path, http: Recorder) -> Iterator[Ductape]:
                   "ported": {"envs": {"dev": {"base_url": "http://127.0.0.1:$Input{port}/v3"}},
                              "actions": {"get": {"method": "GET", "path": "/meta"}}},
                   "pathed": {"envs": {"dev": {"base_url": ""}},
-                             "actions": {"get": {"method": "GET", "path": f"http://$Input{{h}}:{port}/p"}}}},
+                             "actions": {"get": {"method": "GET", "path": f"http://$Input{{h}}:{port}/p"}}},
+                  "whole": {"envs": {"dev": {"base_url": ""}},
+                            "actions": {"get": {"method": "GET", "path": f"{http.url}/items/$Input{{id}}"}}}},
          "notifications": {"hook": {"callback": {"url": "$Input{callback_url}", "body": {"x": 1}}}}}
     )  # fmt: skip
     for tag, kind, event in (("given", "ACTION", "given:get"), ("host", "ACTION", "host:get"),
                              ("owned", "ACTION", "owned:get"), ("domain", "ACTION", "domain:get"),
                              ("ported", "ACTION", "ported:get"), ("pathed", "ACTION", "pathed:get"),
+                             ("whole", "ACTION", "whole:get"),
                              ("hook", "NOTIFICATION", "hook")):  # fmt: skip
         client.job.create({"name": tag, "tag": tag, "event_type": kind, "event_tag": event, "product_tag": "p"})
     yield client
@@ -69,11 +72,13 @@ def test_a_host_the_caller_chooses_is_refused_where_the_guard_refuses_it(dt: Duc
         failed = run(dt, job, input)
         assert failed.phase is RunPhase.FAILED and failed.retry_count == 0, (job, input, failed.error)
         assert "not sent" in failed.error and "a host the caller chooses must be a public address" in failed.error
+        assert "resolves to" not in failed.error  # what a name resolves to is not the caller's to learn
     assert http.seen == []  # nothing reached the server: not the request, not the callback's signature
     # the owner's own host (a base_url written whole, loopback or not) is the owner's, whatever port the caller gives
     assert run(dt, "owned", {}).phase is RunPhase.COMPLETED
     assert run(dt, "ported", {"port": http.url.rsplit(":", 1)[1]}).phase is RunPhase.COMPLETED
-    assert [s.target for s in http.seen] == ["/v2/meta", "/v3/meta"]
+    assert run(dt, "whole", {"id": "a/b"}).phase is RunPhase.COMPLETED  # the caller's value is a path segment there
+    assert [s.target for s in http.seen] == ["/v2/meta", "/v3/meta", "/items/a%2Fb"]
 
 
 def test_an_allowed_network_is_reached_at_the_address_checked_with_the_host_s_name(dt: Ductape, http: Recorder) -> None:

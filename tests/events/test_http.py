@@ -79,8 +79,8 @@ def test_an_object_or_list_param_fills_the_path_as_json_as_piping_does(server: R
     # a query's and a form's alike (a list repeats the parameter)
     form = {"Content-Type": "application/x-www-form-urlencoded"}
     s = spec(server.url, method="POST", path="/q", headers=form, body={"o": {"a": 1}, "t": True})
-    call(build_request(s, {"query": {"q": {"a": 1, "n": None}, "ids": [1, {"b": 2}], "gone": None}}))
-    assert unquote(server.last.target) == '/q?q={"a":1,"n":null}&ids=1&ids={"b":2}'
+    call(build_request(s, {"query": {"q": {"a": 1, "n": None}, "ids": [1, {"b": 2}, None], "gone": None}}))
+    assert unquote(server.last.target) == '/q?q={"a":1,"n":null}&ids=1&ids={"b":2}&ids='
     assert unquote(server.last.body.decode()) == 'o={"a":1}&t=true'
 
 

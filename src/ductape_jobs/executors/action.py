@@ -9,7 +9,7 @@ import httpx
 
 from ductape_jobs.executors.base import RunContext
 from ductape_jobs.executors.http import HttpAuth, HttpRequestSpec, build_request, perform
-from ductape_jobs.executors.lookup import definition, locate, owner_env, path_of, reads_data, url_of
+from ductape_jobs.executors.lookup import definition, locate, owner_env, path_of, url_of
 from ductape_jobs.models import JobEventTypes, Run
 from ductape_jobs.products import Products
 from ductape_jobs.targets import TargetPolicy
@@ -38,10 +38,14 @@ class ActionExecutor:
         named, at = app.actions[ref.name], f"{where}.actions.{ref.name}"
         action = definition(named.model_dump(exclude={"path"}), ctx, at)  # the path: each value one segment
         base = url_of(settings.base_url, ctx, f"{at_env}.base_url")  # a piped value: one segment or labels
+        if "://" in base.url:
+            path, chosen = path_of(named.path, ctx, f"{at}.path"), base.chosen
+        else:  # no host in base_url: the path is the whole URL, its host the caller's where a placeholder is there
+            path, chosen = url_of(named.path, ctx, f"{at}.path")
         spec = HttpRequestSpec(
             method=action["method"],
             base_url=base.url,
-            path=path_of(named.path, ctx, f"{at}.path"),
+            path=path,
             headers={**env["headers"], **action["headers"]},
             query=action["query"],
             body=action["body"],
@@ -50,10 +54,7 @@ class ActionExecutor:
         )
         request = build_request(spec, ctx.input)
         secrets = self.products.secrets.of(product.tag)
-        # the URL's host is the caller's when base_url's is, or when base_url has none and the path, the whole URL
-        # then, reads the caller's data (a review: base_url "" and a path http://$Input{h}/x went unchecked)
-        chosen = base.chosen or ("://" not in base.url and reads_data(named.path))
-        guard = self.policy() if chosen else None
+        guard = self.policy() if chosen else None  # base_url "" and a path http://$Input{h}/x: the caller's host
         return await perform(self.client(), request, spec.timeout, secrets=secrets, guard=guard)
 
     async def close(self) -> None:

@@ -200,9 +200,10 @@ def _fill_path(path: str, params: dict[str, Any]) -> str:
 
 def _as_params(values: dict[str, Any]) -> dict[str, str | list[str]]:
     """A query's or a form's values as sent: each as text (``limits.as_text``: an object as JSON, as a path's value
-    and a header's are; it went as Python wrote it), a list as the parameter repeated, ``None`` left out."""
+    and a header's are; it went as Python wrote it), a list as the parameter repeated (a ``None`` in it empty, as
+    httpx sends it), ``None`` left out."""
     return {
-        str(k): [as_text(item) for item in v] if isinstance(v, list | tuple) else as_text(v)
+        str(k): ["" if item is None else as_text(item) for item in v] if isinstance(v, list | tuple) else as_text(v)
         for k, v in values.items()
         if v is not None
     }
