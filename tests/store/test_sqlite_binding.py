@@ -3,6 +3,7 @@ busy_timeout, left 0 across a run of WAL writes, back in force for every read.""
 
 from __future__ import annotations
 
+import re
 import sqlite3
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -127,3 +128,45 @@ def test_a_batch_of_outcomes_sends_small_texts_as_one_json_list_and_large_ones_b
         assert [len(r.output["text"]) for r in dt.job.runs() if r.output and "text" in r.output] == [len(large)] * 2
     finally:
         dt.close()
+
+
+def test_none_binds_as_null_through_an_adapter_found_at_once(tmp_path: Path) -> None:
+    """binding.py registers one for ``None``: without it the sqlite3 module raised and cleared an AttributeError for
+    each NULL it bound (a schedule binds 30-odd). Every connection of the module still stores NULL."""
+    assert (type(None), sqlite3.PrepareProtocol) in sqlite3.adapters
+    db = sqlite3.connect(tmp_path / "n.db")
+    try:
+        db.execute("CREATE TABLE t (a, b)")
+        db.execute("INSERT INTO t VALUES (?, :b)".replace(":b", "?"), (None, 1))
+        db.execute("INSERT INTO t VALUES (:a, :b)", {"a": None, "b": None})
+        assert db.execute("SELECT typeof(a), typeof(b) FROM t ORDER BY rowid").fetchall() == [
+            ("null", "integer"),
+            ("null", "null"),
+        ]
+    finally:
+        db.close()
+
+
+def test_no_statement_of_the_hot_path_builds_a_list_and_every_query_still_reads_its_index(tmp_path: Path) -> None:
+    """SQLite evaluates ``x IN ('a', 'b', 'c')`` (three constants or more) by building a temporary b-tree of the list
+    each time the statement runs, and evaluates every partial index's WHERE for each run written or changed: a
+    schedule()'s first run built three. The schema's indexes and the queries name the phases one by one (migration
+    27), and every query that names an index by INDEXED BY still prepares (its WHERE implies the index's)."""
+    dialect = SQLiteDialect(str(tmp_path / "s.db"))
+    try:
+        dialect.migrate()
+        db = sqlite3.connect(tmp_path / "s.db")
+        try:
+            indexes = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND sql IS NOT NULL")
+            lists = re.compile(r"\bIN\s*\(\s*'[^']*'\s*,\s*'[^']*'\s*,", re.IGNORECASE)
+            assert [name for name, text in indexes if lists.search(text)] == []
+            for name in ("insert_schedule", "insert_first_run", "complete_run_bound", "schedule_retry", "rescue_run"):
+                program = db.execute(f"EXPLAIN {B[name].sql}", [None] * len(B[name].names)).fetchall()
+                assert [op for op in program if op[1] == "OpenEphemeral"] == [], name
+            for name, query in Q.items():  # a partial index its query's WHERE no longer implies: "no query solution"
+                db.execute(f"EXPLAIN {B[name].sql}", [None] * len(B[name].names)).fetchall()
+                assert not lists.search(query), name
+        finally:
+            db.close()
+    finally:
+        dialect.close()

@@ -154,7 +154,8 @@ SELECT count(*) AS n, min(created_at) AS oldest FROM webhook_deliveries INDEXED 
 
 -- name: queue_depth
 SELECT count(*) AS n FROM runs INDEXED BY runs_pending
-WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND available_at <= :now
+WHERE (phase = 'scheduled' OR phase = 'queued' OR phase = 'retry_scheduled')
+  AND available_at IS NOT NULL AND available_at <= :now
   AND (:product_tag IS NULL OR product_tag = :product_tag) AND (:env IS NULL OR env = :env);
 
 -- name: next_due_schedules
@@ -173,6 +174,6 @@ SELECT
     (SELECT count(*) FROM runs INDEXED BY runs_leases WHERE phase = 'running'
         AND (:product_tag IS NULL OR product_tag = :product_tag) AND (:env IS NULL OR env = :env)) AS running,
     (SELECT count(*) FROM runs INDEXED BY runs_pending
-        WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+        WHERE (phase = 'scheduled' OR phase = 'queued' OR phase = 'retry_scheduled') AND available_at IS NOT NULL
         AND available_at <= :now
         AND (:product_tag IS NULL OR product_tag = :product_tag) AND (:env IS NULL OR env = :env)) AS queued;

@@ -31,7 +31,7 @@ WHERE id = :id AND lease_owner = :owner AND status = 'running';
 -- name: start_feature_event
 UPDATE feature_events SET status = 'running', attempts = attempts + 1, started_at = coalesce(started_at, :now)
 WHERE feature_run_id = :run_id AND sequence_tag = :sequence_tag AND event_tag = :event_tag
-  AND status IN ('pending', 'running', 'retrying')
+  AND (status = 'pending' OR status = 'running' OR status = 'retrying')
   AND EXISTS (SELECT 1 FROM feature_runs WHERE id = :run_id AND lease_owner = :owner AND status = 'running')
 RETURNING attempts;
 
@@ -49,7 +49,7 @@ WHERE id = :id AND lease_owner = :owner AND status = 'running';
 
 -- name: skip_unfinished_events
 UPDATE feature_events SET status = 'skipped', completed_at = :now
-WHERE feature_run_id = :id AND status IN ('pending', 'running', 'retrying');
+WHERE feature_run_id = :id AND (status = 'pending' OR status = 'running' OR status = 'retrying');
 
 -- name: restart_feature_run
 UPDATE feature_runs SET status = 'running', error = NULL, completed_at = NULL, lease_owner = NULL,

@@ -5,13 +5,14 @@
 -- Whether any run under a limit is due: the fast path's only look at them (an empty partial index).
 SELECT EXISTS (
     SELECT 1 FROM runs INDEXED BY runs_claim_limited
-    WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+    WHERE (phase = 'scheduled' OR phase = 'queued' OR phase = 'retry_scheduled') AND available_at IS NOT NULL
       AND limit_keys IS NOT NULL AND available_at <= :now) AS limited;
 
 -- name: pick_free_runs
 -- Runs under no limit are claimed by :due_by, as acquire_runs claims them; runs under a limit only when due.
 SELECT id, available_at - priority * 1000 AS claim_key, NULL AS limit_keys FROM runs INDEXED BY runs_claim
-WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND limit_keys IS NULL
+WHERE (phase = 'scheduled' OR phase = 'queued' OR phase = 'retry_scheduled')
+  AND available_at IS NOT NULL AND limit_keys IS NULL
   AND available_at <= :due_by
 ORDER BY (available_at - priority * 1000)
 LIMIT :limit;
@@ -19,7 +20,7 @@ LIMIT :limit;
 -- name: pick_limited_runs
 -- Runs under a limit, skipping those whose set of limits was already found full in this claim.
 SELECT id, available_at - priority * 1000 AS claim_key, limit_keys FROM runs INDEXED BY runs_claim_limited
-WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+WHERE (phase = 'scheduled' OR phase = 'queued' OR phase = 'retry_scheduled') AND available_at IS NOT NULL
   AND limit_keys IS NOT NULL AND available_at <= :now
   AND limit_keys NOT IN (SELECT value FROM json_each(:blocked))
 ORDER BY (available_at - priority * 1000)
@@ -28,18 +29,21 @@ LIMIT :limit;
 -- name: lock_limited_runs
 -- The runs picked, read again once their resources are locked (SQLite's single writer already serialises claims).
 SELECT id, available_at - priority * 1000 AS claim_key, limit_keys FROM runs
-WHERE id IN (SELECT value FROM json_each(:ids)) AND phase IN ('scheduled', 'queued', 'retry_scheduled')
+WHERE id IN (SELECT value FROM json_each(:ids))
+  AND (phase = 'scheduled' OR phase = 'queued' OR phase = 'retry_scheduled')
   AND available_at IS NOT NULL AND available_at <= :now;
 
 -- name: still_due_runs
 SELECT id FROM runs
-WHERE id IN (SELECT value FROM json_each(:ids)) AND phase IN ('scheduled', 'queued', 'retry_scheduled')
+WHERE id IN (SELECT value FROM json_each(:ids))
+  AND (phase = 'scheduled' OR phase = 'queued' OR phase = 'retry_scheduled')
   AND available_at IS NOT NULL AND available_at <= :now;
 
 -- name: claim_picked_runs
 UPDATE runs SET phase = 'running', lease_owner = :worker_id, lease_expires_at = :lease_until,
     started_at = max(coalesce(available_at, :now), :now), attempt = attempt + 1, updated_at = :now
-WHERE id IN (SELECT value FROM json_each(:ids)) AND phase IN ('scheduled', 'queued', 'retry_scheduled')
+WHERE id IN (SELECT value FROM json_each(:ids))
+  AND (phase = 'scheduled' OR phase = 'queued' OR phase = 'retry_scheduled')
 RETURNING *;
 
 -- name: lock_resources
@@ -94,13 +98,13 @@ SELECT key, count(*) AS n FROM resource_starts WHERE started_at > :since GROUP B
 
 -- name: waiting_limit_keys
 SELECT limit_keys FROM runs INDEXED BY runs_claim_limited
-WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+WHERE (phase = 'scheduled' OR phase = 'queued' OR phase = 'retry_scheduled') AND available_at IS NOT NULL
   AND limit_keys IS NOT NULL AND available_at <= :now;
 
 -- name: waiting_runs
 -- Due runs whose set of limits a claim found full (limit_holds), in claim order.
 SELECT r.*, h.waiting_on FROM runs r JOIN limit_holds h ON h.limit_keys = r.limit_keys
-WHERE r.phase IN ('scheduled', 'queued', 'retry_scheduled') AND r.available_at IS NOT NULL
+WHERE (r.phase = 'scheduled' OR r.phase = 'queued' OR r.phase = 'retry_scheduled') AND r.available_at IS NOT NULL
   AND r.limit_keys IS NOT NULL AND r.available_at <= :now AND r.available_at <= h.held_until
   AND (:product_tag IS NULL OR r.product_tag = :product_tag)
 ORDER BY (r.available_at - r.priority * 1000)

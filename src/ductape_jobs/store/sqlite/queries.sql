@@ -77,7 +77,7 @@ SELECT 1 WHERE 0;
 -- running finish as they began, and fall under them once queued again (a retry, a rescue, a release).
 -- By runs_active.
 UPDATE runs SET limit_keys = :limit_keys
-WHERE phase IN ('scheduled', 'queued', 'retry_scheduled')
+WHERE (phase = 'scheduled' OR phase = 'queued' OR phase = 'retry_scheduled')
   AND schedule_id IN (SELECT id FROM schedules WHERE job_tag = :tag AND job_product = :product_tag);
 
 -- name: cancel_finished_schedules_of_job
@@ -88,7 +88,8 @@ WHERE phase IN ('scheduled', 'queued', 'retry_scheduled')
 UPDATE schedules SET status = 'cancelled', reason = :reason, next_run_at = NULL, updated_at = :now
 WHERE +status = 'completed' AND +job_product = :product_tag AND +job_tag = :tag AND id IN (
     SELECT schedule_id FROM runs INDEXED BY runs_active
-    WHERE phase IN ('scheduled', 'queued', 'retry_scheduled', 'running') AND job_tag = :tag)
+    WHERE (phase = 'scheduled' OR phase = 'queued' OR phase = 'retry_scheduled' OR phase = 'running')
+      AND job_tag = :tag)
 RETURNING id;
 
 -- name: delete_job
@@ -156,7 +157,7 @@ SELECT schedule_id,
        count(*) FILTER (WHERE available_at IS NULL AND phase = 'scheduled') AS held
 FROM runs
 WHERE schedule_id IN (SELECT value FROM json_each(:ids))
-  AND phase IN ('scheduled', 'queued', 'retry_scheduled', 'running')
+  AND (phase = 'scheduled' OR phase = 'queued' OR phase = 'retry_scheduled' OR phase = 'running')
 GROUP BY schedule_id;
 
 -- name: update_schedule
@@ -188,7 +189,7 @@ RETURNING id;
 
 -- name: cancel_pending_runs
 UPDATE runs SET phase = 'cancelled', error = :reason, completed_at = :now, available_at = NULL, updated_at = :now
-WHERE schedule_id = :schedule_id AND phase IN ('scheduled', 'queued', 'retry_scheduled');
+WHERE schedule_id = :schedule_id AND (phase = 'scheduled' OR phase = 'queued' OR phase = 'retry_scheduled');
 
 -- name: acquire_runs
 -- :due_by is now, or a little after it for a worker that claims a tick's runs ahead of their due time
@@ -197,7 +198,8 @@ UPDATE runs SET phase = 'running', lease_owner = :worker_id, lease_expires_at = 
     started_at = max(coalesce(available_at, :now), :now), attempt = attempt + 1, updated_at = :now
 WHERE id IN (
     SELECT id FROM runs INDEXED BY runs_claim
-    WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND limit_keys IS NULL
+    WHERE (phase = 'scheduled' OR phase = 'queued' OR phase = 'retry_scheduled')
+      AND available_at IS NOT NULL AND limit_keys IS NULL
       AND available_at <= :due_by
     ORDER BY (available_at - priority * 1000)
     LIMIT :limit)
@@ -296,7 +298,7 @@ WHERE id IN (
                             WHERE id IN (SELECT value FROM json_each(:run_ids)) AND overlap = 'buffer_one')
       AND h.available_at IS NULL AND h.phase = 'scheduled'
       AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = h.schedule_id
-                      AND r.phase IN ('queued', 'retry_scheduled', 'running')));
+                      AND (r.phase = 'queued' OR r.phase = 'retry_scheduled' OR r.phase = 'running')));
 
 -- name: pause_on_failure
 UPDATE schedules SET status = 'paused', reason = :reason, updated_at = :now
@@ -379,7 +381,8 @@ RETURNING *;
 -- name: get_run
 -- A due run under a limit shows the hold its set is under (limit_holds), while that hold covers its due time.
 SELECT r.*, h.waiting_on FROM runs r
-LEFT JOIN limit_holds h ON h.limit_keys = r.limit_keys AND r.phase IN ('scheduled', 'queued', 'retry_scheduled') AND r.available_at <= h.held_until
+LEFT JOIN limit_holds h ON h.limit_keys = r.limit_keys
+  AND (r.phase = 'scheduled' OR r.phase = 'queued' OR r.phase = 'retry_scheduled') AND r.available_at <= h.held_until
 WHERE r.id = :id;
 
 -- name: attempts_of_run
@@ -423,10 +426,10 @@ ORDER BY scheduled_at DESC, id DESC LIMIT :limit OFFSET :offset;
 
 -- name: list_live_runs
 -- list_runs for runs not yet ended (scheduled, queued, retry_scheduled, running): found among the few live runs by
--- their partial index (runs_active; the literal IN implies its terms), then sorted, not by reading every run kept
+-- their partial index (runs_active; the literal phases imply its terms), then sorted, not by reading every run kept
 -- newest first (which SQLite's planner chose to spare the sort: 0.5 s at a million runs).
 SELECT * FROM runs INDEXED BY runs_active
-WHERE phase IN ('scheduled', 'queued', 'retry_scheduled', 'running') AND phase = :phase
+WHERE (phase = 'scheduled' OR phase = 'queued' OR phase = 'retry_scheduled' OR phase = 'running') AND phase = :phase
   AND (:schedule_id IS NULL OR schedule_id = :schedule_id)
   AND (:job_tag IS NULL OR job_tag = :job_tag)
   AND (:product_tag IS NULL OR product_tag = :product_tag)
@@ -469,21 +472,25 @@ ORDER BY scheduled_at DESC, id DESC LIMIT :limit OFFSET :offset;
 SELECT
     (SELECT min(next_run_at) FROM schedules WHERE status = 'active' AND next_run_at IS NOT NULL) AS schedule_due,
     (SELECT min(available_at) FROM runs INDEXED BY runs_pending
-     WHERE phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL AND limit_keys IS NULL) AS run_due,
+     WHERE (phase = 'scheduled' OR phase = 'queued' OR phase = 'retry_scheduled')
+       AND available_at IS NOT NULL AND limit_keys IS NULL) AS run_due,
     (WITH RECURSIVE sets(k) AS (
         SELECT (SELECT limit_keys FROM runs INDEXED BY runs_limited_sets
-                WHERE limit_keys IS NOT NULL AND phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+                WHERE limit_keys IS NOT NULL AND (phase = 'scheduled' OR phase = 'queued' OR phase = 'retry_scheduled')
+                  AND available_at IS NOT NULL
                 ORDER BY limit_keys LIMIT 1)
         UNION ALL
         SELECT (SELECT limit_keys FROM runs INDEXED BY runs_limited_sets
-                WHERE limit_keys IS NOT NULL AND phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL
+                WHERE limit_keys IS NOT NULL AND (phase = 'scheduled' OR phase = 'queued' OR phase = 'retry_scheduled')
+                  AND available_at IS NOT NULL
                   AND limit_keys > sets.k
                 ORDER BY limit_keys LIMIT 1)
         FROM sets WHERE sets.k IS NOT NULL
      )
      SELECT min(max(
          (SELECT min(available_at) FROM runs INDEXED BY runs_limited_sets
-          WHERE limit_keys = sets.k AND phase IN ('scheduled', 'queued', 'retry_scheduled') AND available_at IS NOT NULL),
+          WHERE limit_keys = sets.k AND (phase = 'scheduled' OR phase = 'queued' OR phase = 'retry_scheduled')
+            AND available_at IS NOT NULL),
          coalesce((SELECT held_until FROM limit_holds h WHERE h.limit_keys = sets.k), 0)))
      FROM sets WHERE sets.k IS NOT NULL) AS held_due,
     (SELECT min(lease_expires_at) FROM runs INDEXED BY runs_leases WHERE phase = 'running') AS lease_expiry;

@@ -35,7 +35,8 @@ WHERE completed_at IS NOT NULL AND completed_at < :before
 DELETE FROM attempts WHERE run_id IN (SELECT value FROM json_each(:ids));
 
 -- name: delete_runs
-DELETE FROM runs WHERE id IN (SELECT value FROM json_each(:ids)) AND phase IN ('completed', 'failed', 'cancelled')
+DELETE FROM runs WHERE id IN (SELECT value FROM json_each(:ids))
+  AND (phase = 'completed' OR phase = 'failed' OR phase = 'cancelled')
 RETURNING schedule_id, phase, product_tag, env, scheduled_at, completed_at, retry_count;
 
 -- name: count_pruned_runs

@@ -1,0 +1,3 @@
+-- ductape-jobs schema, version 27 (PostgreSQL): nothing to change. On SQLite this version writes the phases of runs'
+-- partial indexes one by one (phase = 'scheduled' OR ...): SQLite evaluated a constant list of three or more by
+-- building a temporary b-tree of it for each statement run. PostgreSQL tests such a list as an array in place.
