@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import re
 import sqlite3
+import subprocess
+import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -170,3 +172,14 @@ def test_no_statement_of_the_hot_path_builds_a_list_and_every_query_still_reads_
             db.close()
     finally:
         dialect.close()
+
+
+def test_an_adapter_of_none_the_application_registered_first_is_kept() -> None:
+    script = (
+        "import sqlite3\n"
+        "sqlite3.register_adapter(type(None), lambda v: 'none')\n"
+        "import ductape_jobs.store.sqlite.binding\n"
+        "print(sqlite3.connect(':memory:').execute('SELECT ?', (None,)).fetchone()[0])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=60)
+    assert done.stdout.strip() == "none"

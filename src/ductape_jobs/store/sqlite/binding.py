@@ -24,8 +24,10 @@ from ductape_jobs.store.codec import rows_json
 #: ``__adapt__``, which raises (and clears) an AttributeError with its message formatted: about a tenth of the
 #: module's work for a schedule's rows, which bind 30-odd NULLs a call. An adapter found answers at once; this one
 #: (``{}.get``, a method in C) gives ``None`` back, which binds as NULL as before. It is the process's, for every
-#: connection of the sqlite3 module: binding ``None`` is unchanged for all of them.
-sqlite3.register_adapter(type(None), cast("Callable[[None], None]", {}.get))
+#: connection of the sqlite3 module: binding ``None`` is unchanged for all of them. An adapter of ``None`` the
+#: application registered first is left as it is.
+if (type(None), sqlite3.PrepareProtocol) not in sqlite3.adapters:
+    sqlite3.register_adapter(type(None), cast("Callable[[None], None]", {}.get))
 
 #: Comments and quoted text (copied as they are: a ``:`` in them is no parameter), or a ``:name`` parameter.
 _TOKEN = re.compile(r"--[^\n]*|/\*.*?\*/|'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|:([A-Za-z_]\w*)", re.DOTALL)

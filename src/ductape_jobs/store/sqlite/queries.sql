@@ -290,15 +290,17 @@ RETURNING id, schedule_id, overlap;
 
 -- name: release_held_runs
 -- A run held behind its schedule's previous run (overlap = buffer_one) becomes due once that run ended: the
--- held runs of the buffer_one schedules of the runs that ended (run_ids).
+-- held runs of the buffer_one schedules of the runs that ended (run_ids). Whether one of the schedule's runs is still
+-- queued or running is read among its live runs (runs_active, whose phases the test names), not its whole history.
 UPDATE runs SET available_at = :now, phase = 'queued', updated_at = :now
 WHERE id IN (
     SELECT h.id FROM runs h INDEXED BY runs_held
     WHERE h.schedule_id IN (SELECT schedule_id FROM runs
                             WHERE id IN (SELECT value FROM json_each(:run_ids)) AND overlap = 'buffer_one')
       AND h.available_at IS NULL AND h.phase = 'scheduled'
-      AND NOT EXISTS (SELECT 1 FROM runs r WHERE r.schedule_id = h.schedule_id
-                      AND (r.phase = 'queued' OR r.phase = 'retry_scheduled' OR r.phase = 'running')));
+      AND NOT EXISTS (SELECT 1 FROM runs r INDEXED BY runs_active WHERE r.schedule_id = h.schedule_id
+                      AND (r.phase = 'scheduled' OR r.phase = 'queued' OR r.phase = 'retry_scheduled'
+                           OR r.phase = 'running') AND r.phase <> 'scheduled'));
 
 -- name: pause_on_failure
 UPDATE schedules SET status = 'paused', reason = :reason, updated_at = :now
