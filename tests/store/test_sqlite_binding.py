@@ -139,7 +139,7 @@ def test_none_binds_as_null_through_an_adapter_found_at_once(tmp_path: Path) -> 
     db = sqlite3.connect(tmp_path / "n.db")
     try:
         db.execute("CREATE TABLE t (a, b)")
-        db.execute("INSERT INTO t VALUES (?, :b)".replace(":b", "?"), (None, 1))
+        db.execute("INSERT INTO t VALUES (?, ?)", (None, 1))
         db.execute("INSERT INTO t VALUES (:a, :b)", {"a": None, "b": None})
         assert db.execute("SELECT typeof(a), typeof(b) FROM t ORDER BY rowid").fetchall() == [
             ("null", "integer"),
